@@ -1,0 +1,171 @@
+//! The policy pack of postvault: what may be collected and read, by whom, for
+//! which purpose.
+//!
+//! A pack is three files: `taxonomy.toml` (categories and fields, purposes as
+//! a tree, roles, the purpose x category matrix), `schema.cedarschema` and
+//! `policies.cedar`. [`Pack::load`] checks them all (Cedar strict validation
+//! plus our own checks); a bad pack fails naming the file, line and check.
+//!
+//! Architecture invariant: this crate does no IO, reads no clock and never
+//! sees a personal-data value. A decision depends only on the pack version
+//! and the [`DecisionRequest`], so it is deterministic and cacheable.
+
+mod decision;
+mod engine;
+mod error;
+pub mod taxonomy;
+
+#[cfg(test)]
+mod tests;
+
+use aws_lc_rs::digest;
+
+pub use decision::{Action, Decision, DecisionRequest, Effect, Reason};
+pub use engine::{POLICIES_FILE, SCHEMA_FILE};
+pub use error::PackError;
+pub use taxonomy::{
+    Category, CategoryIx, Cell, FieldSpec, FieldType, Purpose, PurposeIx, Role, RoleIx,
+    TAXONOMY_FILE, Taxonomy, Transform,
+};
+
+use decision::DecisionCache;
+use engine::Engine;
+
+/// The text of a pack's files. The caller reads them (this crate does no IO).
+#[derive(Clone, Debug)]
+pub struct PackSources {
+    pub taxonomy: String,
+    pub schema: String,
+    pub policies: String,
+}
+
+impl PackSources {
+    /// The default postal pack shipped with postvault (`packs/postal`).
+    pub fn postal() -> PackSources {
+        PackSources {
+            taxonomy: include_str!("../../../packs/postal/taxonomy.toml").to_string(),
+            schema: include_str!("../../../packs/postal/schema.cedarschema").to_string(),
+            policies: include_str!("../../../packs/postal/policies.cedar").to_string(),
+        }
+    }
+}
+
+/// A loaded, checked policy pack with its decision cache.
+pub struct Pack {
+    taxonomy: Taxonomy,
+    engine: Engine,
+    version: String,
+    cache: DecisionCache,
+}
+
+impl std::fmt::Debug for Pack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pack")
+            .field("name", &self.taxonomy.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pack {
+    /// Loads and checks a pack.
+    pub fn load(src: &PackSources) -> Result<Pack, PackError> {
+        let taxonomy = Taxonomy::parse(&src.taxonomy)?;
+        let engine = Engine::new(&taxonomy, &src.schema, &src.policies)?;
+        let version = content_version(src);
+        let cache = DecisionCache::new(
+            taxonomy.roles.len(),
+            taxonomy.purposes.len(),
+            taxonomy.categories.len(),
+        );
+        Ok(Pack {
+            taxonomy,
+            engine,
+            version,
+            cache,
+        })
+    }
+
+    /// The default postal pack.
+    pub fn postal() -> Result<Pack, PackError> {
+        Pack::load(&PackSources::postal())
+    }
+
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// The pack version: `sha256:` and the first 16 hex digits of the hash of
+    /// its three files. Every decision and log leaf records it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The number of Cedar policies.
+    pub fn policy_count(&self) -> usize {
+        self.engine.policy_count()
+    }
+
+    /// The decision for `req`, from the cache (filled from Cedar on first use).
+    pub fn decide(&self, req: &DecisionRequest) -> &Decision {
+        static INVALID: std::sync::OnceLock<Decision> = std::sync::OnceLock::new();
+        match self.in_range(req).then(|| self.cache.slot(req)).flatten() {
+            Some(slot) => slot.get_or_init(|| self.engine.evaluate(&self.taxonomy, req)),
+            None => INVALID.get_or_init(|| Decision {
+                effect: Effect::Deny,
+                reasons: vec![Reason {
+                    policy: "unknown-id".into(),
+                    rule: "R3".into(),
+                    message: "unknown role, purpose or category".into(),
+                }],
+            }),
+        }
+    }
+
+    /// The decision for `req` straight from Cedar, bypassing the cache.
+    pub fn evaluate(&self, req: &DecisionRequest) -> Decision {
+        self.engine.evaluate(&self.taxonomy, req)
+    }
+
+    /// Every request the pack can be asked: the whole decision table.
+    pub fn requests(&self) -> impl Iterator<Item = DecisionRequest> + '_ {
+        let t = &self.taxonomy;
+        t.role_ixs().flat_map(move |role| {
+            Action::ALL.into_iter().flat_map(move |action| {
+                t.purpose_ixs().flat_map(move |purpose| {
+                    t.category_ixs().flat_map(move |category| {
+                        [false, true].into_iter().map(move |consent| DecisionRequest {
+                            role,
+                            action,
+                            purpose,
+                            category,
+                            consent,
+                        })
+                    })
+                })
+            })
+        })
+    }
+
+    fn in_range(&self, r: &DecisionRequest) -> bool {
+        usize::from(r.role.0) < self.taxonomy.roles.len()
+            && usize::from(r.purpose.0) < self.taxonomy.purposes.len()
+            && usize::from(r.category.0) < self.taxonomy.categories.len()
+    }
+}
+
+fn content_version(src: &PackSources) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for (name, text) in [
+        (TAXONOMY_FILE, &src.taxonomy),
+        (SCHEMA_FILE, &src.schema),
+        (POLICIES_FILE, &src.policies),
+    ] {
+        ctx.update(name.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&(text.len() as u64).to_be_bytes());
+        ctx.update(text.as_bytes());
+    }
+    let d = ctx.finish();
+    format!("sha256:{}", hex::encode(&d.as_ref()[..8]))
+}
