@@ -1,1 +1,314 @@
-//! placeholder
+//! The key hierarchy of postvault, and the only crate that touches key bytes.
+//!
+//! ```text
+//! master key (32 bytes, key file, never in the data store)
+//!  ├─ wraps (AES-256-GCM, AAD = purpose label || subject ref) per-subject keys:
+//!  │    ├─ data key    (AES-256-GCM)  seals the subject's records
+//!  │    └─ tag key     (HMAC-SHA256)  tags the subject's log leaves
+//!  ├─ HKDF "postvault/v1/subject-ref"  -> keyed hash of subject ids
+//!  └─ HKDF "postvault/v1/blind-index"  -> keyed hash of lookup values
+//! ```
+//!
+//! Erasing a subject destroys its wrapped keys; its ciphertexts and its log
+//! tags then belong to nobody. Randomness is passed in (`&dyn SecureRandom`).
+//! Byte layouts are documented in docs/formats.md.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::SecureRandom;
+use aws_lc_rs::{hkdf, hmac};
+use zeroize::Zeroizing;
+
+#[cfg(test)]
+mod tests;
+
+pub use aws_lc_rs::rand::SystemRandom;
+
+/// Length of every symmetric key.
+pub const KEY_LEN: usize = 32;
+/// Length of a sealed envelope's overhead: nonce and tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + 16;
+/// Length of a wrapped key.
+pub const WRAPPED_LEN: usize = KEY_LEN + SEAL_OVERHEAD;
+/// Length of a subject ref, a blind-index token and a leaf tag.
+pub const TOKEN_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    #[error("a key must be {KEY_LEN} bytes, got {0}")]
+    KeyLength(usize),
+    #[error("the system random source failed")]
+    Random,
+    #[error("authentication failed: wrong key, or the data was altered")]
+    Open,
+    #[error("sealing failed")]
+    Seal,
+}
+
+fn random_key(rng: &dyn SecureRandom) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
+    let mut k = Zeroizing::new([0u8; KEY_LEN]);
+    rng.fill(k.as_mut()).map_err(|_| CryptoError::Random)?;
+    Ok(k)
+}
+
+fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| CryptoError::KeyLength(bytes.len()))
+}
+
+/// `nonce || ciphertext || tag` of `plaintext` under `key`.
+fn seal(
+    key: &LessSafeKey,
+    rng: &dyn SecureRandom,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[NONCE_LEN..],
+        )
+        .map_err(|_| CryptoError::Seal)?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+fn open(key: &LessSafeKey, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if envelope.len() < SEAL_OVERHEAD {
+        return Err(CryptoError::Open);
+    }
+    let (nonce, rest) = envelope.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+    let mut buf = rest.to_vec();
+    let plain_len = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| CryptoError::Open)?
+        .len();
+    buf.truncate(plain_len);
+    Ok(buf)
+}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn derive(prk: &hkdf::Prk, info: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    let infos = [info];
+    prk.expand(&infos, Len(KEY_LEN))
+        .and_then(|okm| okm.fill(out.as_mut()))
+        .map_err(|_| CryptoError::Seal)?;
+    Ok(out)
+}
+
+/// What a wrapped key is for; part of the wrapping's associated data, so a
+/// wrapped data key cannot be passed off as a tag key or moved to another
+/// subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Data,
+    Tag,
+}
+
+impl KeyKind {
+    fn label(self) -> &'static [u8] {
+        match self {
+            KeyKind::Data => b"postvault/v1/data-key",
+            KeyKind::Tag => b"postvault/v1/tag-key",
+        }
+    }
+}
+
+/// The root of the hierarchy. Kept in the key file, never in the data store.
+pub struct MasterKey {
+    raw: Zeroizing<[u8; KEY_LEN]>,
+    kek: LessSafeKey,
+    subject_ref: hmac::Key,
+    blind_index: hmac::Key,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    pub fn generate(rng: &dyn SecureRandom) -> Result<MasterKey, CryptoError> {
+        let raw = random_key(rng)?;
+        MasterKey::from_bytes(raw.as_ref())
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<MasterKey, CryptoError> {
+        let raw: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::KeyLength(bytes.len()))?;
+        let raw = Zeroizing::new(raw);
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"postvault master key").extract(raw.as_ref());
+        let kek = aead_key(derive(&prk, b"postvault/v1/key-wrap")?.as_ref())?;
+        let subject_ref = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            derive(&prk, b"postvault/v1/subject-ref")?.as_ref(),
+        );
+        let blind_index = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            derive(&prk, b"postvault/v1/blind-index")?.as_ref(),
+        );
+        Ok(MasterKey {
+            raw,
+            kek,
+            subject_ref,
+            blind_index,
+        })
+    }
+
+    /// The raw key, for writing the key file.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        self.raw.clone()
+    }
+
+    /// The opaque reference under which the store knows a subject: a keyed
+    /// hash of its external id, so the store holds no plaintext identifier.
+    pub fn subject_ref(&self, external_id: &str) -> [u8; TOKEN_LEN] {
+        truncate(hmac::sign(&self.subject_ref, external_id.as_bytes()).as_ref())
+    }
+
+    /// A blind-index token for an exact-match lookup of `value` in `domain`
+    /// (e.g. `account_identity.email`). The caller normalizes `value`.
+    pub fn blind_index(&self, domain: &str, value: &[u8]) -> [u8; TOKEN_LEN] {
+        let mut ctx = hmac::Context::with_key(&self.blind_index);
+        ctx.update(&(domain.len() as u32).to_be_bytes());
+        ctx.update(domain.as_bytes());
+        ctx.update(value);
+        truncate(ctx.sign().as_ref())
+    }
+
+    /// A new random subject key of `kind`, wrapped for `subject_ref`.
+    pub fn new_wrapped(
+        &self,
+        rng: &dyn SecureRandom,
+        kind: KeyKind,
+        subject_ref: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = random_key(rng)?;
+        seal(&self.kek, rng, &wrap_aad(kind, subject_ref), key.as_ref())
+    }
+
+    /// Unwraps a data key.
+    pub fn data_key(&self, wrapped: &[u8], subject_ref: &[u8]) -> Result<DataKey, CryptoError> {
+        let raw = Zeroizing::new(open(
+            &self.kek,
+            &wrap_aad(KeyKind::Data, subject_ref),
+            wrapped,
+        )?);
+        Ok(DataKey {
+            key: aead_key(&raw)?,
+        })
+    }
+
+    /// Unwraps a tag key.
+    pub fn tag_key(&self, wrapped: &[u8], subject_ref: &[u8]) -> Result<TagKey, CryptoError> {
+        let raw = Zeroizing::new(open(
+            &self.kek,
+            &wrap_aad(KeyKind::Tag, subject_ref),
+            wrapped,
+        )?);
+        TagKey::from_bytes(&raw)
+    }
+}
+
+fn wrap_aad(kind: KeyKind, subject_ref: &[u8]) -> Vec<u8> {
+    let mut aad = kind.label().to_vec();
+    aad.push(0);
+    aad.extend_from_slice(subject_ref);
+    aad
+}
+
+fn truncate(mac: &[u8]) -> [u8; TOKEN_LEN] {
+    let mut out = [0u8; TOKEN_LEN];
+    out.copy_from_slice(&mac[..TOKEN_LEN]);
+    out
+}
+
+/// A subject's data key: seals and opens that subject's records.
+pub struct DataKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl DataKey {
+    /// `nonce (12) || ciphertext || tag (16)`; `aad` is authenticated, not stored.
+    pub fn seal(
+        &self,
+        rng: &dyn SecureRandom,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.key, rng, aad, plaintext)
+    }
+
+    pub fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        open(&self.key, aad, envelope)
+    }
+}
+
+/// A subject's tag key: the person who holds it can recognise the log leaves
+/// about them; nobody else can link them.
+pub struct TagKey {
+    raw: Zeroizing<[u8; KEY_LEN]>,
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TagKey(..)")
+    }
+}
+
+impl TagKey {
+    pub fn from_bytes(bytes: &[u8]) -> Result<TagKey, CryptoError> {
+        let raw: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::KeyLength(bytes.len()))?;
+        Ok(TagKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &raw),
+            raw: Zeroizing::new(raw),
+        })
+    }
+
+    /// The raw key, to hand to the person through an authorized channel.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        self.raw.clone()
+    }
+
+    /// The tag of the leaf at `index`: HMAC-SHA256(tag key, "postvault/v1/leaf-tag" || index as u64 BE), first 16 bytes.
+    pub fn tag(&self, index: u64) -> [u8; TOKEN_LEN] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(b"postvault/v1/leaf-tag");
+        ctx.update(&index.to_be_bytes());
+        truncate(ctx.sign().as_ref())
+    }
+}
+
+/// Fills `out` from `rng`: random tags for leaves that concern no known
+/// subject, indistinguishable from real tags.
+pub fn random_token(rng: &dyn SecureRandom) -> Result<[u8; TOKEN_LEN], CryptoError> {
+    let mut out = [0u8; TOKEN_LEN];
+    rng.fill(&mut out).map_err(|_| CryptoError::Random)?;
+    Ok(out)
+}

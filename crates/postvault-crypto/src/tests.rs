@@ -1,0 +1,91 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn master() -> MasterKey {
+    MasterKey::generate(&SystemRandom::new()).unwrap()
+}
+
+#[test]
+fn wrapped_keys_are_bound_to_subject_and_kind() {
+    let rng = SystemRandom::new();
+    let m = master();
+    let a = m.subject_ref("cust-1");
+    let b = m.subject_ref("cust-2");
+    let w = m.new_wrapped(&rng, KeyKind::Data, &a).unwrap();
+    assert_eq!(w.len(), WRAPPED_LEN);
+    assert!(m.data_key(&w, &a).is_ok());
+    assert_eq!(m.data_key(&w, &b).unwrap_err(), CryptoError::Open);
+    assert_eq!(m.tag_key(&w, &a).unwrap_err(), CryptoError::Open);
+    // Another master key cannot unwrap it.
+    assert_eq!(master().data_key(&w, &a).unwrap_err(), CryptoError::Open);
+}
+
+#[test]
+fn master_key_round_trips_and_rejects_bad_lengths() {
+    let m = master();
+    let again = MasterKey::from_bytes(m.to_bytes().as_ref()).unwrap();
+    assert_eq!(m.subject_ref("x"), again.subject_ref("x"));
+    assert_eq!(
+        MasterKey::from_bytes(&[0u8; 31]).unwrap_err(),
+        CryptoError::KeyLength(31)
+    );
+}
+
+#[test]
+fn keyed_hashes_separate_keys_and_domains() {
+    let m = master();
+    let n = master();
+    assert_eq!(m.subject_ref("cust-1"), m.subject_ref("cust-1"));
+    assert_ne!(m.subject_ref("cust-1"), n.subject_ref("cust-1"));
+    assert_ne!(m.subject_ref("cust-1"), m.subject_ref("cust-2"));
+    let e = m.blind_index("account_identity.email", b"a@example.com");
+    assert_eq!(e, m.blind_index("account_identity.email", b"a@example.com"));
+    assert_ne!(e, m.blind_index("account_identity.phone", b"a@example.com"));
+    assert_ne!(e, n.blind_index("account_identity.email", b"a@example.com"));
+}
+
+#[test]
+fn leaf_tags_depend_on_key_and_index() {
+    let rng = SystemRandom::new();
+    let m = master();
+    let s = m.subject_ref("cust-1");
+    let w = m.new_wrapped(&rng, KeyKind::Tag, &s).unwrap();
+    let k = m.tag_key(&w, &s).unwrap();
+    let k2 = TagKey::from_bytes(k.to_bytes().as_ref()).unwrap();
+    assert_eq!(k.tag(7), k2.tag(7));
+    assert_ne!(k.tag(7), k.tag(8));
+    let other = m.new_wrapped(&rng, KeyKind::Tag, &s).unwrap();
+    assert_ne!(k.tag(7), m.tag_key(&other, &s).unwrap().tag(7));
+    assert_ne!(random_token(&rng).unwrap(), random_token(&rng).unwrap());
+}
+
+proptest! {
+    #[test]
+    fn seal_open_round_trip(plain in proptest::collection::vec(any::<u8>(), 0..2048),
+                            aad in proptest::collection::vec(any::<u8>(), 0..64),
+                            flip in any::<prop::sample::Index>()) {
+        let rng = SystemRandom::new();
+        let m = master();
+        let s = m.subject_ref("p");
+        let key = m.data_key(&m.new_wrapped(&rng, KeyKind::Data, &s).unwrap(), &s).unwrap();
+        let env = key.seal(&rng, &aad, &plain).unwrap();
+        prop_assert_eq!(env.len(), plain.len() + SEAL_OVERHEAD);
+        prop_assert_eq!(key.open(&aad, &env).unwrap(), plain.clone());
+        // Any changed byte, or other associated data, fails to open.
+        let mut bad = env.clone();
+        let i = flip.index(bad.len());
+        bad[i] ^= 0x01;
+        prop_assert_eq!(key.open(&aad, &bad).unwrap_err(), CryptoError::Open);
+        let mut other_aad = aad.clone();
+        other_aad.push(1);
+        prop_assert_eq!(key.open(&other_aad, &env).unwrap_err(), CryptoError::Open);
+        prop_assert_eq!(key.open(&aad, &env[..env.len().min(SEAL_OVERHEAD - 1)]).unwrap_err(), CryptoError::Open);
+        // A plaintext of some length never shows up in its envelope.
+        if plain.len() >= 16 {
+            prop_assert!(!env.windows(plain.len()).any(|w| w == plain.as_slice()));
+        }
+    }
+}
