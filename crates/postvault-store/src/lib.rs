@@ -1,1 +1,166 @@
-//! placeholder
+//! Storage for postvault: the [`Store`] and [`KeyStore`] traits, the embedded
+//! SQLite backend, and the conformance suite every backend must pass.
+//!
+//! The store only ever sees opaque subject refs, category and purpose ids,
+//! timestamps, sealed envelopes and finished log leaves. It knows nothing of
+//! policy, crypto or the log format: the facade hands it bytes and callbacks.
+//!
+//! Architecture invariant: every write is one transaction that either
+//! commits durably (WAL, `synchronous=FULL`) or leaves nothing behind, and the
+//! leaves accounting for a write or a read are part of that same transaction.
+
+pub mod conformance;
+mod error;
+mod sqlite;
+
+pub use error::StoreError;
+pub use sqlite::{OpenMode, SCHEMA_VERSION, SqliteKeyStore, SqliteStore};
+
+#[cfg(test)]
+mod tests;
+
+/// The opaque reference under which a subject is stored (a keyed hash).
+pub type SubjectRef = [u8; 16];
+
+/// A stored record: header in the clear, fields sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRow {
+    /// UUIDv7 bytes.
+    pub id: [u8; 16],
+    pub subject: SubjectRef,
+    pub category: String,
+    pub purpose: String,
+    pub legal_basis: Option<String>,
+    /// The principal that collected it.
+    pub source: String,
+    /// Unix milliseconds.
+    pub collected_at: i64,
+    /// Unix milliseconds; never returned after this.
+    pub expires_at: i64,
+    /// Which subject key sealed it (room for per-period keys).
+    pub key_id: u32,
+    pub sealed: Vec<u8>,
+}
+
+/// A consent state of one subject for one purpose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRow {
+    pub subject: SubjectRef,
+    pub purpose: String,
+    pub granted: bool,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+/// A blind-index token pointing at a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupRow {
+    pub token: [u8; 16],
+    pub subject: SubjectRef,
+    pub record: [u8; 16],
+}
+
+/// A principal: a service, staff member, officer, agency or auditor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalRow {
+    pub name: String,
+    pub role: String,
+    /// SHA-256 of the bearer token; the token itself is never stored.
+    pub token_hash: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Everything one collection batch writes, atomically.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    /// Subjects to create if they do not exist yet (unix ms of creation).
+    pub subjects: Vec<(SubjectRef, i64)>,
+    pub records: Vec<RecordRow>,
+    pub lookups: Vec<LookupRow>,
+    pub consents: Vec<ConsentRow>,
+    /// How many log leaves account for this batch.
+    pub leaves: usize,
+}
+
+/// What the store holds about one subject.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectData {
+    pub exists: bool,
+    pub records: Vec<RecordRow>,
+    pub consents: Vec<ConsentRow>,
+}
+
+/// Builds the bytes of the leaf at log index `index`; `i` counts the leaves
+/// of one call from 0. A leaf can depend on its index (the subject tag does).
+pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Vec<u8> + 'a;
+
+/// Builds the leaf accounting for a read from what the read found, given the
+/// index the leaf will have.
+pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
+
+/// A data store backend. Every method is safe to call from several threads.
+pub trait Store: Send + Sync {
+    /// Writes `batch` and its `batch.leaves` leaves in one durable transaction.
+    /// Returns the index of the first leaf.
+    fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
+
+    /// Reads what is held about `subject` and appends the one leaf that
+    /// accounts for the read, in one transaction; returns only after the leaf
+    /// is durable. If the leaf cannot be written, nothing is returned.
+    fn read_accounted(
+        &self,
+        subject: &SubjectRef,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError>;
+
+    /// Appends leaves alone (decisions that touch no data, e.g. a refused read).
+    fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.write(
+            &WriteBatch {
+                leaves: count,
+                ..WriteBatch::default()
+            },
+            leaf,
+        )
+    }
+
+    /// Subjects holding a record with the blind-index `token`.
+    fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError>;
+
+    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError>;
+    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError>;
+    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError>;
+
+    /// Number of leaves in the log.
+    fn log_size(&self) -> Result<u64, StoreError>;
+    /// Leaves `start..end` (clamped to the log size).
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Number of records stored (all subjects).
+    fn record_count(&self) -> Result<u64, StoreError>;
+
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// A subject's wrapped keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectKeys {
+    pub subject: SubjectRef,
+    pub data: Vec<u8>,
+    pub tag: Vec<u8>,
+}
+
+/// Where key material lives, apart from the data store, so a copy of the
+/// data store alone never holds usable keys.
+pub trait KeyStore: Send + Sync {
+    /// Stores keys of subjects that have none yet (existing keys are kept);
+    /// durable on return.
+    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<(), StoreError>;
+    fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError>;
+    /// A named secret (the master key, a signing key).
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a named secret; fails if it exists.
+    fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+}

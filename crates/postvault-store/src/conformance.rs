@@ -1,0 +1,226 @@
+//! The conformance suite every [`Store`] and [`KeyStore`] backend must pass.
+//! Each check takes a fresh, empty store and panics on a violation; a
+//! backend's tests call [`run_all`] (and [`run_all_keys`]) with a factory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::{
+    ConsentRow, KeyStore, LookupRow, PrincipalRow, RecordRow, Store, StoreError, SubjectKeys,
+    WriteBatch,
+};
+
+fn record(subject: u8, n: u8, category: &str) -> RecordRow {
+    RecordRow {
+        id: [n; 16],
+        subject: [subject; 16],
+        category: category.into(),
+        purpose: "delivery".into(),
+        legal_basis: None,
+        source: "svc".into(),
+        collected_at: 1_000 + i64::from(n),
+        expires_at: 9_000,
+        key_id: 0,
+        sealed: vec![n, subject, 0xAA],
+    }
+}
+
+fn leaf_body(idx: u64, i: usize) -> Vec<u8> {
+    format!("leaf {idx} #{i}").into_bytes()
+}
+
+/// Runs every data-store check, each on a fresh store from `fresh`.
+pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
+    write_then_read_accounts_each(&*fresh());
+    unknown_subject_still_leaves_a_leaf(&*fresh());
+    failed_batch_leaves_nothing(&*fresh());
+    consents_keep_the_latest(&*fresh());
+    lookups_find_subjects(&*fresh());
+    principals_are_unique(&*fresh());
+    leaves_are_dense_and_ordered(&*fresh());
+    meta_round_trips(&*fresh());
+}
+
+/// Runs every key-store check on a fresh key store from `fresh`.
+pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
+    subject_keys_are_kept_once(&*fresh());
+    secrets_are_write_once(&*fresh());
+}
+
+pub fn write_then_read_accounts_each(s: &dyn Store) {
+    let batch = WriteBatch {
+        subjects: vec![([1; 16], 5), ([2; 16], 5)],
+        records: vec![
+            record(1, 1, "address"),
+            record(1, 2, "scan_event"),
+            record(2, 3, "address"),
+        ],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    let first = s.write(&batch, &mut leaf_body).unwrap();
+    assert_eq!(first, 0);
+    assert_eq!(s.record_count().unwrap(), 3);
+    let (data, idx) = s
+        .read_accounted(&[1; 16], &mut |d, idx| {
+            format!("read {} at {idx}", d.records.len()).into_bytes()
+        })
+        .unwrap();
+    assert!(data.exists);
+    assert_eq!(idx, 1);
+    assert_eq!(data.records, vec![record(1, 1, "address"), record(1, 2, "scan_event")]);
+    assert_eq!(s.log_size().unwrap(), 2);
+    assert_eq!(s.leaves(1, 2).unwrap(), vec![b"read 2 at 1".to_vec()]);
+}
+
+pub fn unknown_subject_still_leaves_a_leaf(s: &dyn Store) {
+    let (data, idx) = s
+        .read_accounted(&[9; 16], &mut |d, _| vec![u8::from(d.exists)])
+        .unwrap();
+    assert!(!data.exists);
+    assert!(data.records.is_empty());
+    assert_eq!(idx, 0);
+    assert_eq!(s.leaves(0, 10).unwrap(), vec![vec![0u8]]);
+}
+
+pub fn failed_batch_leaves_nothing(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            subjects: vec![([1; 16], 5)],
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    // A leaf callback that panics midway must not leave half a batch.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.write(
+            &WriteBatch {
+                subjects: vec![([3; 16], 5)],
+                records: vec![record(3, 7, "address")],
+                leaves: 2,
+                ..WriteBatch::default()
+            },
+            &mut |idx, i| {
+                assert!(i == 0, "leaf callback failure injected");
+                leaf_body(idx, i)
+            },
+        )
+    }));
+    assert!(r.is_err());
+    assert_eq!(s.record_count().unwrap(), 1);
+    assert_eq!(s.log_size().unwrap(), 1);
+    let (data, _) = s.read_accounted(&[3; 16], &mut |_, _| vec![]).unwrap();
+    assert!(!data.exists);
+}
+
+pub fn consents_keep_the_latest(s: &dyn Store) {
+    let c = |granted, at| ConsentRow {
+        subject: [1; 16],
+        purpose: "marketing".into(),
+        granted,
+        at,
+    };
+    let subj = vec![([1; 16], 1)];
+    for (granted, at) in [(true, 10), (false, 20), (true, 15)] {
+        s.write(
+            &WriteBatch {
+                subjects: subj.clone(),
+                consents: vec![c(granted, at)],
+                leaves: 1,
+                ..WriteBatch::default()
+            },
+            &mut leaf_body,
+        )
+        .unwrap();
+    }
+    let (data, _) = s.read_accounted(&[1; 16], &mut |_, _| vec![]).unwrap();
+    assert_eq!(data.consents, vec![c(false, 20)]);
+}
+
+pub fn lookups_find_subjects(s: &dyn Store) {
+    let l = |token: u8, subject: u8, record: u8| LookupRow {
+        token: [token; 16],
+        subject: [subject; 16],
+        record: [record; 16],
+    };
+    s.write(
+        &WriteBatch {
+            subjects: vec![([1; 16], 1), ([2; 16], 1)],
+            records: vec![record(1, 1, "account_identity"), record(2, 2, "account_identity")],
+            lookups: vec![l(7, 1, 1), l(8, 2, 2), l(7, 2, 2)],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    assert_eq!(s.lookup(&[7; 16]).unwrap(), vec![[1; 16], [2; 16]]);
+    assert_eq!(s.lookup(&[8; 16]).unwrap(), vec![[2; 16]]);
+    assert!(s.lookup(&[9; 16]).unwrap().is_empty());
+}
+
+pub fn principals_are_unique(s: &dyn Store) {
+    let p = PrincipalRow {
+        name: "sorting-svc".into(),
+        role: "delivery".into(),
+        token_hash: vec![1, 2, 3],
+        created_at: 1,
+    };
+    s.add_principal(&p).unwrap();
+    assert!(matches!(
+        s.add_principal(&p),
+        Err(StoreError::PrincipalExists(n)) if n == "sorting-svc"
+    ));
+    assert_eq!(s.principal("sorting-svc").unwrap(), Some(p.clone()));
+    assert_eq!(s.principal("nobody").unwrap(), None);
+    assert_eq!(s.principals().unwrap(), vec![p]);
+}
+
+pub fn leaves_are_dense_and_ordered(s: &dyn Store) {
+    for _ in 0..3 {
+        s.append_leaves(4, &mut leaf_body).unwrap();
+    }
+    assert_eq!(s.log_size().unwrap(), 12);
+    let all = s.leaves(0, 100).unwrap();
+    assert_eq!(all.len(), 12);
+    for (i, l) in all.iter().enumerate() {
+        assert_eq!(l, &leaf_body(i as u64, i % 4));
+    }
+    assert_eq!(s.leaves(5, 7).unwrap(), all[5..7].to_vec());
+    assert!(s.leaves(12, 20).unwrap().is_empty());
+}
+
+pub fn meta_round_trips(s: &dyn Store) {
+    assert_eq!(s.meta("vault_id").unwrap(), None);
+    s.set_meta("vault_id", "a").unwrap();
+    s.set_meta("vault_id", "b").unwrap();
+    assert_eq!(s.meta("vault_id").unwrap().as_deref(), Some("b"));
+}
+
+pub fn subject_keys_are_kept_once(k: &dyn KeyStore) {
+    let a = SubjectKeys {
+        subject: [1; 16],
+        data: vec![1; 60],
+        tag: vec![2; 60],
+    };
+    let replacement = SubjectKeys {
+        data: vec![9; 60],
+        ..a.clone()
+    };
+    k.put_subject_keys(std::slice::from_ref(&a)).unwrap();
+    k.put_subject_keys(&[replacement]).unwrap();
+    assert_eq!(k.subject_keys(&[1; 16]).unwrap(), Some(a));
+    assert_eq!(k.subject_keys(&[2; 16]).unwrap(), None);
+}
+
+pub fn secrets_are_write_once(k: &dyn KeyStore) {
+    k.put_secret("master", b"k1").unwrap();
+    assert!(matches!(
+        k.put_secret("master", b"k2"),
+        Err(StoreError::SecretExists(_))
+    ));
+    assert_eq!(k.secret("master").unwrap(), Some(b"k1".to_vec()));
+    assert_eq!(k.secret("other").unwrap(), None);
+}

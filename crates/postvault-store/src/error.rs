@@ -1,0 +1,29 @@
+//! Store errors. Messages never carry a stored value: SQLite reports
+//! constraint and IO problems by table and column, and that is all we pass on.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io error on `{path}`: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the store at `{path}` has schema version {found}, newer than this postvault supports ({supported}); upgrade postvault"
+    )]
+    NewerSchema {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("`{0}` is not a postvault store: {1}")]
+    NotAStore(String, String),
+    #[error("principal `{0}` already exists")]
+    PrincipalExists(String),
+    #[error("secret `{0}` already exists")]
+    SecretExists(String),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}

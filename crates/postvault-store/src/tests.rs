@@ -1,0 +1,75 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn sqlite_passes_the_conformance_suite() {
+    let dir = tmp();
+    let n = AtomicUsize::new(0);
+    conformance::run_all(&|| {
+        let p = dir.path().join(format!("d{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        Box::new(SqliteStore::open(&p, OpenMode::Create).unwrap())
+    });
+    conformance::run_all_keys(&|| {
+        let p = dir.path().join(format!("k{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        Box::new(SqliteKeyStore::open(&p, OpenMode::Create).unwrap())
+    });
+}
+
+#[test]
+fn writes_survive_reopen() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    {
+        let s = SqliteStore::open(&p, OpenMode::Create).unwrap();
+        conformance::write_then_read_accounts_each(&s);
+    }
+    let s = SqliteStore::open(&p, OpenMode::Existing).unwrap();
+    assert_eq!(s.record_count().unwrap(), 3);
+    assert_eq!(s.log_size().unwrap(), 2);
+}
+
+#[test]
+fn refuses_missing_foreign_and_newer_files() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    let e = SqliteStore::open(&p, OpenMode::Existing).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStore(..)), "{e}");
+
+    std::fs::write(&p, b"this is not sqlite at all, just some text that is long enough").unwrap();
+    let e = SqliteStore::open(&p, OpenMode::Existing).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStore(..)), "{e}");
+    std::fs::remove_file(&p).unwrap();
+
+    // A key store is not a data store.
+    SqliteKeyStore::open(&p, OpenMode::Create).unwrap();
+    let e = SqliteStore::open(&p, OpenMode::Existing).unwrap_err();
+    assert!(e.to_string().contains("not a postvault data store"), "{e}");
+
+    let q = dir.path().join("newer.db");
+    drop(SqliteStore::open(&q, OpenMode::Create).unwrap());
+    {
+        let c = rusqlite::Connection::open(&q).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    }
+    let e = SqliteStore::open(&q, OpenMode::Existing).unwrap_err();
+    assert!(matches!(e, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn key_store_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp();
+    let p = dir.path().join("keys.db");
+    let k = SqliteKeyStore::open(&p, OpenMode::Create).unwrap();
+    k.put_secret("master", &[1; 32]).unwrap();
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
