@@ -1,1 +1,470 @@
-fn main() {}
+//! `postvault`: the command-line tool. JSON on stdout, messages on stderr.
+//!
+//! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
+//! see nothing of); 4 some input lines were rejected.
+
+mod bench;
+mod demo;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use postvault::{CollectOptions, OpenOptions, Pack, PackSources, Vault, VaultError};
+
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_DENIED: u8 = 3;
+pub const EXIT_REJECTED: u8 = 4;
+
+/// A purpose-bound personal data vault for postal data: every record carries
+/// the purpose it was collected for, every read declares a purpose and gets
+/// only what that purpose may see, and every decision is recorded first.
+#[derive(Parser, Debug)]
+#[command(name = "postvault", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected.")]
+struct Cli {
+    /// The vault directory.
+    #[arg(
+        long,
+        global = true,
+        env = "POSTVAULT_DATA",
+        default_value = "./postvault-data"
+    )]
+    data: PathBuf,
+    /// A policy pack directory (taxonomy.toml, schema.cedarschema,
+    /// policies.cedar); default: the postal pack built in.
+    #[arg(long, global = true, env = "POSTVAULT_PACK")]
+    pack: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new vault: data store, key store (mode 0600) and master key.
+    Init,
+    /// Manage principals (services, staff, officers, agencies, auditors).
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+    /// Collect NDJSON records, one per line:
+    /// {"subject", "category", "purpose", "fields", "legal_basis"?, "consent"?}.
+    Collect(CollectArgs),
+    /// Read one subject for a declared purpose.
+    Read(ReadArgs),
+    /// Check or enumerate the policy pack.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Write deterministic NDJSON of a synthetic slice of a postal day
+    /// (scale 1.0 = one U.S. postal day).
+    Simulate(SimulateArgs),
+    /// Run a tour on a temporary vault: collect a simulated slice, then read
+    /// for delivery, customer care, marketing and immigration enforcement.
+    Demo(DemoArgs),
+    /// Measure throughput against raw baselines in the same run.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum PrincipalCmd {
+    /// Register a principal; prints its bearer token once (only a hash is kept).
+    Add {
+        name: String,
+        /// A role id of the pack, e.g. `delivery`, `collector`, `privacy_officer`, `agency`.
+        #[arg(long)]
+        role: String,
+    },
+    /// List principals (names and roles, never tokens).
+    List,
+}
+
+#[derive(Args, Debug)]
+struct CollectArgs {
+    /// The principal collecting.
+    #[arg(long = "as", value_name = "NAME")]
+    principal: String,
+    /// The purpose of lines that name none.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// Lines per transaction.
+    #[arg(long, default_value_t = 2048)]
+    batch_size: usize,
+    /// NDJSON input; `-` or nothing for standard input.
+    file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ReadArgs {
+    /// The principal reading.
+    #[arg(long = "as", value_name = "NAME")]
+    principal: String,
+    /// The declared purpose of the read.
+    #[arg(long)]
+    purpose: String,
+    /// The subject's identifier.
+    #[arg(long)]
+    subject: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Load and validate a pack (default: the one in use); print a summary.
+    Check {
+        /// A pack directory.
+        dir: Option<PathBuf>,
+    },
+    /// Print the whole decision table, one decision per line.
+    Table {
+        #[arg(long, value_enum, default_value_t = TableFormat::Json)]
+        format: TableFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TableFormat {
+    /// NDJSON, one decision per line.
+    Json,
+    /// Tab-separated: role action purpose category consent effect policies.
+    Tsv,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Fraction of a U.S. postal day.
+    #[arg(long, default_value_t = 0.0001)]
+    scale: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Fraction of a U.S. postal day to collect.
+    #[arg(long, default_value_t = 0.00005)]
+    pub scale: f64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Keep the demo vault in this directory instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Ingest through the full path vs raw batched SQLite inserts of the same bytes.
+    Ingest(bench::IngestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e
+                .downcast_ref::<VaultError>()
+                .map_or("error", VaultError::code);
+            let msg = format!("{e:#}");
+            eprintln!("postvault: error: {msg}");
+            let body = serde_json::json!({"error": {"code": code, "message": msg}});
+            println!("{body}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn pack_sources(dir: Option<&Path>) -> Result<Option<PackSources>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).with_context(|| format!("reading `{}`", p.display()))
+    };
+    Ok(Some(PackSources {
+        taxonomy: read(postvault_policy::TAXONOMY_FILE)?,
+        schema: read(postvault_policy::SCHEMA_FILE)?,
+        policies: read(postvault_policy::POLICIES_FILE)?,
+    }))
+}
+
+fn open_opts(cli: &Cli) -> Result<OpenOptions> {
+    Ok(OpenOptions {
+        pack: pack_sources(cli.pack.as_deref())?,
+        ..OpenOptions::default()
+    })
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Init => {
+            let v = Vault::init(&cli.data, open_opts(&cli)?)?;
+            eprintln!("postvault: created a vault in `{}`", cli.data.display());
+            print_json(&serde_json::json!({
+                "data": cli.data,
+                "pack": v.pack().version(),
+            }))?;
+            Ok(0)
+        }
+        Command::Principal(PrincipalCmd::Add { name, role }) => {
+            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let token = v.add_principal(name, role)?;
+            eprintln!("postvault: the token is shown once; store it now");
+            print_json(&serde_json::json!({"name": name, "role": role, "token": token}))?;
+            Ok(0)
+        }
+        Command::Principal(PrincipalCmd::List) => {
+            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let list: Vec<_> = v
+                .principals()?
+                .into_iter()
+                .map(|p| serde_json::json!({"name": p.name, "role": p.role}))
+                .collect();
+            print_json(&list)?;
+            Ok(0)
+        }
+        Command::Collect(a) => collect(&cli, a),
+        Command::Read(a) => {
+            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let p = v.principal(&a.principal)?;
+            let r = v.read(&p, &a.subject, &a.purpose)?;
+            print_json(&r)?;
+            if r.denied() {
+                eprintln!(
+                    "postvault: denied: purpose `{}` may see nothing for role `{}`",
+                    a.purpose, p.role
+                );
+                return Ok(EXIT_DENIED);
+            }
+            Ok(0)
+        }
+        Command::Policy(PolicyCmd::Check { dir }) => {
+            let src = match dir {
+                Some(d) => pack_sources(Some(d))?,
+                None => pack_sources(cli.pack.as_deref())?,
+            }
+            .unwrap_or_else(PackSources::postal);
+            let pack = Pack::load(&src)?;
+            let t = pack.taxonomy();
+            let (mut allow, mut deny) = (0u64, 0u64);
+            for r in pack.requests() {
+                if pack.decide(&r).allowed() {
+                    allow += 1;
+                } else {
+                    deny += 1;
+                }
+            }
+            print_json(&serde_json::json!({
+                "pack": t.name,
+                "pack_release": t.version,
+                "version": pack.version(),
+                "categories": t.categories.len(),
+                "purposes": t.purposes.len(),
+                "roles": t.roles.len(),
+                "policies": pack.policy_count(),
+                "decisions": {"allow": allow, "deny": deny},
+                "valid": true,
+            }))?;
+            Ok(0)
+        }
+        Command::Policy(PolicyCmd::Table { format }) => {
+            let src = pack_sources(cli.pack.as_deref())?.unwrap_or_else(PackSources::postal);
+            let pack = Pack::load(&src)?;
+            policy_table(&pack, *format)?;
+            Ok(0)
+        }
+        Command::Simulate(a) => {
+            let cfg = postvault_sim::SimConfig {
+                scale: a.scale,
+                seed: a.seed,
+                ..postvault_sim::SimConfig::default()
+            };
+            if !(a.scale.is_finite() && a.scale >= 0.0) {
+                bail!("--scale must be a number >= 0");
+            }
+            let plan = postvault_sim::Plan::new(&cfg);
+            let bar = progress_bar(Some(plan.total_records()), "simulating");
+            let mut progress = |n: u64| bar.set_position(n);
+            let n = match &a.out {
+                Some(path) => {
+                    let f = std::fs::File::create(path)
+                        .with_context(|| format!("creating `{}`", path.display()))?;
+                    let mut w = std::io::BufWriter::new(f);
+                    let n = postvault_sim::write_ndjson(&cfg, &mut w, &mut progress)?;
+                    w.flush()?;
+                    n
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    postvault_sim::write_ndjson(&cfg, &mut out, &mut progress)?
+                }
+            };
+            bar.finish_and_clear();
+            eprintln!("postvault: wrote {n} records");
+            Ok(0)
+        }
+        Command::Demo(a) => demo::run(a),
+        Command::Bench(BenchCmd::Ingest(a)) => bench::ingest(a),
+    }
+}
+
+fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
+    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let p = v.principal(&a.principal)?;
+    let (mut input, len): (Box<dyn BufRead>, Option<u64>) = match a.file.as_deref() {
+        None => (Box::new(std::io::stdin().lock()), None),
+        Some(f) if f == Path::new("-") => (Box::new(std::io::stdin().lock()), None),
+        Some(f) => {
+            let file =
+                std::fs::File::open(f).with_context(|| format!("opening `{}`", f.display()))?;
+            (Box::new(BufReader::with_capacity(1 << 20, file)), None)
+        }
+    };
+    let bar = progress_bar(len, "collecting");
+    let opts = CollectOptions {
+        default_purpose: a.purpose.clone(),
+        batch_size: a.batch_size,
+    };
+    let report = v.collect(&p, &mut input, &opts, &mut |n| bar.set_position(n));
+    bar.finish_and_clear();
+    let report = report?;
+    for e in &report.errors {
+        eprintln!("postvault: line {}: {}", e.line, e.message);
+    }
+    print_json(&report)?;
+    if report.rejected > 0 {
+        eprintln!(
+            "postvault: {} accepted, {} rejected",
+            report.accepted, report.rejected
+        );
+        return Ok(EXIT_REJECTED);
+    }
+    Ok(0)
+}
+
+fn policy_table(pack: &Pack, format: TableFormat) -> Result<()> {
+    let t = pack.taxonomy();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let TableFormat::Tsv = format {
+        writeln!(
+            out,
+            "role\taction\tpurpose\tcategory\tconsent\teffect\tpolicies"
+        )?;
+    }
+    for r in pack.requests() {
+        let d = pack.decide(&r);
+        let role = &t.role(r.role).id;
+        let purpose = &t.purpose(r.purpose).id;
+        let category = &t.category(r.category).id;
+        match format {
+            TableFormat::Json => {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({
+                        "pack": pack.version(),
+                        "role": role,
+                        "action": r.action,
+                        "purpose": purpose,
+                        "category": category,
+                        "consent": r.consent,
+                        "effect": d.effect,
+                        "reasons": d.reasons,
+                    }),
+                )?;
+                writeln!(out)?;
+            }
+            TableFormat::Tsv => {
+                let policies: Vec<&str> = d.reasons.iter().map(|x| x.policy.as_str()).collect();
+                writeln!(
+                    out,
+                    "{role}\t{}\t{purpose}\t{category}\t{}\t{}\t{}",
+                    r.action.as_str(),
+                    r.consent,
+                    if d.allowed() { "allow" } else { "deny" },
+                    policies.join(",")
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads an iterator of lines as newline-terminated bytes.
+pub struct LinesReader<I> {
+    lines: I,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl<I: Iterator<Item = String>> LinesReader<I> {
+    pub fn new(lines: I) -> Self {
+        LinesReader {
+            lines,
+            cur: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<I: Iterator<Item = String>> std::io::Read for LinesReader<I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.lines.next() {
+                Some(l) => {
+                    self.cur = l.into_bytes();
+                    self.cur.push(b'\n');
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Facts about this machine for benchmark reports.
+pub fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    serde_json::json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}

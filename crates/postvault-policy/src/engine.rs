@@ -34,7 +34,12 @@ pub(crate) struct Engine {
 
 fn uid(kind: &str, id: &str) -> Result<EntityUid, PackError> {
     let t = EntityTypeName::from_str(kind).map_err(|e| {
-        PackError::new(SCHEMA_FILE, None, "cedar-entity", format!("bad type `{kind}`: {e}"))
+        PackError::new(
+            SCHEMA_FILE,
+            None,
+            "cedar-entity",
+            format!("bad type `{kind}`: {e}"),
+        )
     })?;
     Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
 }
@@ -221,7 +226,11 @@ impl Engine {
             self.purposes.get(usize::from(req.purpose.0)),
             self.categories.get(usize::from(req.category.0)),
         ) else {
-            return deny("unknown-id", "R3", "unknown role, purpose or category".into());
+            return deny(
+                "unknown-id",
+                "R3",
+                "unknown role, purpose or category".into(),
+            );
         };
         let action = match req.action {
             Action::Read => &self.read,
@@ -248,7 +257,11 @@ impl Engine {
             .ok()
         });
         let Some(request) = request else {
-            return deny("invalid-request", "R3", "the request does not fit the schema".into());
+            return deny(
+                "invalid-request",
+                "R3",
+                "the request does not fit the schema".into(),
+            );
         };
         let response = self
             .authorizer
@@ -282,21 +295,14 @@ impl Engine {
                 effect: Effect::Allow,
                 reasons,
             },
-            CedarDecision::Deny if reasons.is_empty() => {
-                let p = tax.purpose(req.purpose);
-                let c = tax.category(req.category);
-                deny(
-                    "default-deny",
-                    "R3",
-                    format!(
-                        "no policy permits `{}` of `{}` for purpose `{}` (matrix cell {})",
-                        req.action.as_str(),
-                        c.id,
-                        p.id,
-                        tax.cell(req.purpose, req.category).letter()
-                    ),
-                )
-            }
+            CedarDecision::Deny if reasons.is_empty() => deny(
+                "default-deny",
+                "R3",
+                format!(
+                    "no policy permits this: the purpose is not compatible with the category (matrix cell {})",
+                    tax.cell(req.purpose, req.category).letter()
+                ),
+            ),
             CedarDecision::Deny => Decision {
                 effect: Effect::Deny,
                 reasons,

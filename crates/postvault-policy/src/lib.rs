@@ -134,13 +134,15 @@ impl Pack {
             Action::ALL.into_iter().flat_map(move |action| {
                 t.purpose_ixs().flat_map(move |purpose| {
                     t.category_ixs().flat_map(move |category| {
-                        [false, true].into_iter().map(move |consent| DecisionRequest {
-                            role,
-                            action,
-                            purpose,
-                            category,
-                            consent,
-                        })
+                        [false, true]
+                            .into_iter()
+                            .map(move |consent| DecisionRequest {
+                                role,
+                                action,
+                                purpose,
+                                category,
+                                consent,
+                            })
                     })
                 })
             })

@@ -417,7 +417,10 @@ impl Builder<'_> {
                 return Err(self.err(
                     g.id.span(),
                     "group-id",
-                    format!("group id `{}` is not a unique snake_case id", g.id.get_ref()),
+                    format!(
+                        "group id `{}` is not a unique snake_case id",
+                        g.id.get_ref()
+                    ),
                 ));
             }
             groups.push(Group {
@@ -441,10 +444,7 @@ impl Builder<'_> {
                 return Err(self.err(
                     p.group.span(),
                     "purpose-group",
-                    format!(
-                        "purpose `{id}` names unknown group `{}`",
-                        p.group.get_ref()
-                    ),
+                    format!("purpose `{id}` names unknown group `{}`", p.group.get_ref()),
                 ));
             }
             let prohibited = p.group.get_ref() == PROHIBITED_GROUP;
@@ -535,10 +535,7 @@ impl Builder<'_> {
                     return Err(self.err(
                         s.span(),
                         "prohibited-purpose",
-                        format!(
-                            "role `{id}` reads for prohibited purpose `{}`",
-                            s.get_ref()
-                        ),
+                        format!("role `{id}` reads for prohibited purpose `{}`", s.get_ref()),
                     ));
                 }
             }
@@ -818,7 +815,10 @@ impl Builder<'_> {
                 err(
                     "columns",
                     "matrix-row",
-                    format!("[matrix] has no row (a string of cells) for purpose `{}`", p.id),
+                    format!(
+                        "[matrix] has no row (a string of cells) for purpose `{}`",
+                        p.id
+                    ),
                 )
             })?;
             let parts: Vec<&str> = row.split_whitespace().collect();

@@ -186,7 +186,13 @@ fn roles_act_only_for_their_purposes() {
             assert!(!p.decide(&r).allowed());
         }
     }
-    let d = p.decide(&req(&p, "privacy_officer", Action::Read, "subject_access", "money_order"));
+    let d = p.decide(&req(
+        &p,
+        "privacy_officer",
+        Action::Read,
+        "subject_access",
+        "money_order",
+    ));
     assert!(d.allowed());
 }
 
@@ -213,13 +219,40 @@ fn collection_follows_matrix_purpose_and_role() {
             );
         }
     }
-    assert!(p.decide(&req(&p, "delivery", Action::Collect, "delivery", "scan_event")).allowed());
-    let d = p.decide(&req(&p, "delivery", Action::Collect, "marketing", "account_identity"));
+    assert!(
+        p.decide(&req(
+            &p,
+            "delivery",
+            Action::Collect,
+            "delivery",
+            "scan_event"
+        ))
+        .allowed()
+    );
+    let d = p.decide(&req(
+        &p,
+        "delivery",
+        Action::Collect,
+        "marketing",
+        "account_identity",
+    ));
     assert!(policies(d).contains(&"R5-role-may-collect-for-purpose"));
-    let d = p.decide(&req(&p, "collector", Action::Collect, "delivery", "payment_card"));
+    let d = p.decide(&req(
+        &p,
+        "collector",
+        Action::Collect,
+        "delivery",
+        "payment_card",
+    ));
     assert_eq!(policies(d), ["default-deny"]);
     // Marketing collection needs consent.
-    let r = req(&p, "collector", Action::Collect, "marketing", "account_identity");
+    let r = req(
+        &p,
+        "collector",
+        Action::Collect,
+        "marketing",
+        "account_identity",
+    );
     assert!(!p.decide(&r).allowed());
     assert!(p.decide(&DecisionRequest { consent: true, ..r }).allowed());
 }
@@ -239,7 +272,10 @@ fn cache_equals_cedar_on_the_whole_table() {
         allowed += usize::from(cached.allowed());
     }
     let t = p.taxonomy();
-    assert_eq!(n, t.roles.len() * 2 * t.purposes.len() * t.categories.len() * 2);
+    assert_eq!(
+        n,
+        t.roles.len() * 2 * t.purposes.len() * t.categories.len() * 2
+    );
     assert!(allowed > 0 && allowed < n);
 }
 
@@ -250,7 +286,8 @@ fn version_is_the_content_hash() {
     assert_eq!(a.version(), b.version());
     assert!(a.version().starts_with("sha256:"));
     let mut src = PackSources::postal();
-    src.policies.push_str("\n// a comment changes the version\n");
+    src.policies
+        .push_str("\n// a comment changes the version\n");
     assert_ne!(Pack::load(&src).unwrap().version(), a.version());
 }
 
@@ -268,10 +305,18 @@ fn bad_packs_fail_naming_file_line_and_rule() {
             "census                     = \" -  ",
         )
     });
-    assert_eq!((e.file.as_str(), e.rule.as_str()), (TAXONOMY_FILE, "matrix-row"));
+    assert_eq!(
+        (e.file.as_str(), e.rule.as_str()),
+        (TAXONOMY_FILE, "matrix-row")
+    );
     let line = e.line.unwrap();
     assert!(
-        PackSources::postal().taxonomy.lines().nth(line - 1).unwrap().starts_with("census"),
+        PackSources::postal()
+            .taxonomy
+            .lines()
+            .nth(line - 1)
+            .unwrap()
+            .starts_with("census"),
         "{e}"
     );
 
@@ -283,11 +328,20 @@ fn bad_packs_fail_naming_file_line_and_rule() {
     });
     assert_eq!(e.rule, "prohibited-purpose", "{e}");
 
-    let e = load_err(|s| s.taxonomy = s.taxonomy.replace("type = \"zip\", required", "type = \"zipcode\", required"));
+    let e = load_err(|s| {
+        s.taxonomy = s
+            .taxonomy
+            .replace("type = \"zip\", required", "type = \"zipcode\", required")
+    });
     assert_eq!(e.rule, "field-type", "{e}");
     assert!(e.line.is_some());
 
-    let e = load_err(|s| s.taxonomy = s.taxonomy.replace("[[purpose]]\nid = \"delivery\"", "[[purpose]\nid = \"delivery\""));
+    let e = load_err(|s| {
+        s.taxonomy = s.taxonomy.replace(
+            "[[purpose]]\nid = \"delivery\"",
+            "[[purpose]\nid = \"delivery\"",
+        )
+    });
     assert_eq!(e.rule, "syntax", "{e}");
     assert!(e.line.is_some());
 
@@ -296,18 +350,32 @@ fn bad_packs_fail_naming_file_line_and_rule() {
             "\n@id(\"bad\")\n@rule(\"R0\")\n@reason(\"x\")\npermit (principal, action, resource)\nwhen { principal.citizenship == \"x\" };\n",
         )
     });
-    assert_eq!((e.file.as_str(), e.rule.as_str()), (POLICIES_FILE, "cedar-validation"), "{e}");
+    assert_eq!(
+        (e.file.as_str(), e.rule.as_str()),
+        (POLICIES_FILE, "cedar-validation"),
+        "{e}"
+    );
     assert!(e.message.contains("bad"), "{e}");
     let line = e.line.unwrap();
     assert!(PackSources::postal().policies.lines().count() < line, "{e}");
 
-    let e = load_err(|s| s.policies.push_str("\npermit (principal, action, resource);\n"));
+    let e = load_err(|s| {
+        s.policies
+            .push_str("\npermit (principal, action, resource);\n")
+    });
     assert_eq!(e.rule, "cedar-annotation", "{e}");
 
-    let e = load_err(|s| s.policies.push_str("\npermit (principal, action resource);\n"));
+    let e = load_err(|s| {
+        s.policies
+            .push_str("\npermit (principal, action resource);\n")
+    });
     assert_eq!(e.rule, "cedar-syntax", "{e}");
 
-    let e = load_err(|s| s.schema = s.schema.replace("entity Role {", "entity Role {\n  nationality: String,"));
+    let e = load_err(|s| {
+        s.schema = s
+            .schema
+            .replace("entity Role {", "entity Role {\n  nationality: String,")
+    });
     assert_eq!(e.rule, "cedar-entities", "{e}");
 }
 
@@ -315,4 +383,60 @@ fn bad_packs_fail_naming_file_line_and_rule() {
 fn display_names_file_and_line() {
     let e = PackError::new(TAXONOMY_FILE, Some(12), "matrix-row", "bad".into());
     assert_eq!(e.to_string(), "taxonomy.toml:12: [matrix-row] bad");
+}
+
+/// Invariant 5: the policy crate does no IO, reads no clock or environment,
+/// and depends on nothing that could; decisions are a function of (pack
+/// version, request).
+#[test]
+fn invariant_5_policy_is_pure_and_deterministic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(root.join("src")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        for banned in [
+            "std::fs",
+            "std::net",
+            "std::env",
+            "std::io",
+            "SystemTime",
+            "Instant",
+            "std::process",
+            "rand::",
+        ] {
+            assert!(!src.contains(banned), "{} uses {banned}", path.display());
+        }
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
+    for line in deps.lines().filter(|l| l.contains('=')) {
+        let name = line.split(['.', '=', ' ']).next().unwrap();
+        assert!(
+            [
+                "cedar-policy",
+                "serde",
+                "serde_json",
+                "toml",
+                "thiserror",
+                "aws-lc-rs",
+                "hex",
+                "miette"
+            ]
+            .contains(&name),
+            "unexpected dependency `{name}` of the policy crate"
+        );
+    }
+    let (a, b) = (pack(), pack());
+    for r in a.requests() {
+        assert_eq!(a.evaluate(&r), b.evaluate(&r));
+    }
 }

@@ -15,7 +15,6 @@ fn record(subject: u8, n: u8, category: &str) -> RecordRow {
         subject: [subject; 16],
         category: category.into(),
         purpose: "delivery".into(),
-        legal_basis: None,
         source: "svc".into(),
         collected_at: 1_000 + i64::from(n),
         expires_at: 9_000,
@@ -67,7 +66,10 @@ pub fn write_then_read_accounts_each(s: &dyn Store) {
         .unwrap();
     assert!(data.exists);
     assert_eq!(idx, 1);
-    assert_eq!(data.records, vec![record(1, 1, "address"), record(1, 2, "scan_event")]);
+    assert_eq!(
+        data.records,
+        vec![record(1, 1, "address"), record(1, 2, "scan_event")]
+    );
     assert_eq!(s.log_size().unwrap(), 2);
     assert_eq!(s.leaves(1, 2).unwrap(), vec![b"read 2 at 1".to_vec()]);
 }
@@ -148,7 +150,10 @@ pub fn lookups_find_subjects(s: &dyn Store) {
     s.write(
         &WriteBatch {
             subjects: vec![([1; 16], 1), ([2; 16], 1)],
-            records: vec![record(1, 1, "account_identity"), record(2, 2, "account_identity")],
+            records: vec![
+                record(1, 1, "account_identity"),
+                record(2, 2, "account_identity"),
+            ],
             lookups: vec![l(7, 1, 1), l(8, 2, 2), l(7, 2, 2)],
             leaves: 1,
             ..WriteBatch::default()

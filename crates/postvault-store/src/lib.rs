@@ -30,7 +30,6 @@ pub struct RecordRow {
     pub subject: SubjectRef,
     pub category: String,
     pub purpose: String,
-    pub legal_basis: Option<String>,
     /// The principal that collected it.
     pub source: String,
     /// Unix milliseconds.

@@ -29,7 +29,7 @@ const DATA_MIGRATIONS: &[&str] = &[
      CREATE TABLE subjects (ref BLOB PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID;
      CREATE TABLE records (
          id BLOB NOT NULL, subject BLOB NOT NULL, category TEXT NOT NULL,
-         purpose TEXT NOT NULL, legal_basis TEXT, source TEXT NOT NULL,
+         purpose TEXT NOT NULL, source TEXT NOT NULL,
          collected_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
          key_id INTEGER NOT NULL, sealed BLOB NOT NULL);
      CREATE INDEX records_subject ON records (subject);
@@ -96,8 +96,7 @@ fn open_db(
         ));
     }
     if fresh {
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
         if tables > 0 {
             return Err(StoreError::NotAStore(
                 shown,
@@ -215,12 +214,11 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
         subject: r.get(1)?,
         category: r.get(2)?,
         purpose: r.get(3)?,
-        legal_basis: r.get(4)?,
-        source: r.get(5)?,
-        collected_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        key_id: r.get(8)?,
-        sealed: r.get(9)?,
+        source: r.get(4)?,
+        collected_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        key_id: r.get(7)?,
+        sealed: r.get(8)?,
     })
 }
 
@@ -236,9 +234,9 @@ impl Store for SqliteStore {
                 s.execute(params![r, at])?;
             }
             let mut s = tx.prepare_cached(
-                "INSERT INTO records (id, subject, category, purpose, legal_basis, source,
+                "INSERT INTO records (id, subject, category, purpose, source,
                      collected_at, expires_at, key_id, sealed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for r in &batch.records {
                 s.execute(params![
@@ -246,7 +244,6 @@ impl Store for SqliteStore {
                     r.subject,
                     r.category,
                     r.purpose,
-                    r.legal_basis,
                     r.source,
                     r.collected_at,
                     r.expires_at,
@@ -293,7 +290,7 @@ impl Store for SqliteStore {
         };
         if exists {
             let mut s = tx.prepare_cached(
-                "SELECT id, subject, category, purpose, legal_basis, source, collected_at,
+                "SELECT id, subject, category, purpose, source, collected_at,
                         expires_at, key_id, sealed
                  FROM records WHERE subject = ?1 ORDER BY collected_at, id",
             )?;
@@ -321,8 +318,9 @@ impl Store for SqliteStore {
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
         let conn = self.conn();
-        let mut s =
-            conn.prepare_cached("SELECT DISTINCT subject FROM lookups WHERE token = ?1 ORDER BY subject")?;
+        let mut s = conn.prepare_cached(
+            "SELECT DISTINCT subject FROM lookups WHERE token = ?1 ORDER BY subject",
+        )?;
         let rows = s
             .query_map([token], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -352,8 +350,9 @@ impl Store for SqliteStore {
 
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn
-            .prepare_cached("SELECT name, role, token_hash, created_at FROM principals ORDER BY name")?;
+        let mut s = conn.prepare_cached(
+            "SELECT name, role, token_hash, created_at FROM principals ORDER BY name",
+        )?;
         let rows = s
             .query_map([], principal_from_row)?
             .collect::<Result<_, _>>()?;
@@ -370,22 +369,24 @@ impl Store for SqliteStore {
 
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let conn = self.conn();
-        let mut s =
-            conn.prepare_cached("SELECT idx, body FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
+        let mut s = conn.prepare_cached(
+            "SELECT idx, body FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )?;
         let mut out = Vec::new();
-        let mut expect = start;
         let rows = s.query_map(
-            params![start.min(i64::MAX as u64) as i64, end.min(i64::MAX as u64) as i64],
+            params![
+                start.min(i64::MAX as u64) as i64,
+                end.min(i64::MAX as u64) as i64
+            ],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
         )?;
-        for row in rows {
+        for (expect, row) in (start..).zip(rows) {
             let (idx, body) = row?;
             if idx as u64 != expect {
                 return Err(StoreError::Corrupt(format!(
                     "log leaf {expect} is missing (found {idx} next)"
                 )));
             }
-            expect += 1;
             out.push(body);
         }
         Ok(out)
@@ -469,7 +470,8 @@ impl KeyStore for SqliteKeyStore {
 
     fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = ?1")?;
+        let mut s =
+            conn.prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = ?1")?;
         Ok(s.query_row([subject], |r| {
             Ok(SubjectKeys {
                 subject: r.get(0)?,

@@ -13,11 +13,15 @@ fn sqlite_passes_the_conformance_suite() {
     let dir = tmp();
     let n = AtomicUsize::new(0);
     conformance::run_all(&|| {
-        let p = dir.path().join(format!("d{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        let p = dir
+            .path()
+            .join(format!("d{}.db", n.fetch_add(1, Ordering::SeqCst)));
         Box::new(SqliteStore::open(&p, OpenMode::Create).unwrap())
     });
     conformance::run_all_keys(&|| {
-        let p = dir.path().join(format!("k{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        let p = dir
+            .path()
+            .join(format!("k{}.db", n.fetch_add(1, Ordering::SeqCst)));
         Box::new(SqliteKeyStore::open(&p, OpenMode::Create).unwrap())
     });
 }
@@ -42,7 +46,11 @@ fn refuses_missing_foreign_and_newer_files() {
     let e = SqliteStore::open(&p, OpenMode::Existing).unwrap_err();
     assert!(matches!(e, StoreError::NotAStore(..)), "{e}");
 
-    std::fs::write(&p, b"this is not sqlite at all, just some text that is long enough").unwrap();
+    std::fs::write(
+        &p,
+        b"this is not sqlite at all, just some text that is long enough",
+    )
+    .unwrap();
     let e = SqliteStore::open(&p, OpenMode::Existing).unwrap_err();
     assert!(matches!(e, StoreError::NotAStore(..)), "{e}");
     std::fs::remove_file(&p).unwrap();
@@ -56,10 +64,14 @@ fn refuses_missing_foreign_and_newer_files() {
     drop(SqliteStore::open(&q, OpenMode::Create).unwrap());
     {
         let c = rusqlite::Connection::open(&q).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let e = SqliteStore::open(&q, OpenMode::Existing).unwrap_err();
-    assert!(matches!(e, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{e}");
+    assert!(
+        matches!(e, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+        "{e}"
+    );
 }
 
 #[cfg(unix)]

@@ -1,1 +1,35 @@
-//! placeholder
+//! The postvault facade: the one place where a request passes through
+//! validation, policy, crypto, store and accounting, in that order.
+//!
+//! ```text
+//! collect: parse -> minimize (R2) -> decide (Cedar, cached) -> seal (per-subject key)
+//!          -> store + one accounting leaf per batch, one transaction
+//! read:    decide per category -> [store read + one leaf, one durable transaction]
+//!          -> open -> read-time transforms -> answer
+//! ```
+//!
+//! API boundary: other crates (CLI, server) call [`Vault`] only.
+//!
+//! Architecture invariants kept here (ARCHITECTURE.md names the tests):
+//! - no plaintext personal data reaches the store, a leaf, a log line or an error;
+//! - no read returns data before its leaf is durable, and a failed append
+//!   returns nothing;
+//! - unknown subjects and subjects the caller may see nothing of answer alike;
+//! - subjects are named by identifier only, matched exactly through keyed hashes.
+
+mod clock;
+mod collect;
+mod error;
+pub mod leaf;
+pub mod minimize;
+mod read;
+mod vault;
+
+pub use clock::{Clock, FixedClock, SystemClock, format_ms};
+pub use collect::{CollectOptions, CollectReport, LineError};
+pub use error::VaultError;
+pub use leaf::Event;
+pub use read::{ReadRecord, ReadResponse, Withheld};
+pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
+
+pub use postvault_policy::{Pack, PackSources};

@@ -1,0 +1,499 @@
+//! Helpers: stateless hashing, calendar arithmetic, a minimal JSON line
+//! writer, base64, SHA-256 and check digits.
+
+use std::fmt::{self, Write as _};
+
+/// SplitMix64 finaliser: a fast, well-mixed 64-bit hash step.
+pub(crate) fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Hash of (seed, tag, index), used for values that must be computable
+/// without running a stream (per-subject attributes, block shuffles).
+pub(crate) fn mix(seed: u64, tag: u64, idx: u64) -> u64 {
+    splitmix(splitmix(splitmix(seed) ^ tag) ^ idx)
+}
+
+/// A tiny deterministic sequence generator over [`splitmix`].
+pub(crate) struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        splitmix(self.0)
+    }
+    /// Uniform in `0..n` (n > 0); the modulo bias is irrelevant here.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// A permutation of `0..16` derived from (seed, tag, block).
+pub(crate) fn perm16(seed: u64, tag: u64, block: u64) -> [u8; 16] {
+    let mut p: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+    let mut g = SplitMix(mix(seed, tag, block));
+    for i in (1..16usize).rev() {
+        let j = g.below(i as u64 + 1) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+// ---------------------------------------------------------------------------
+// Calendar (proleptic Gregorian), after Howard Hinnant's civil algorithms.
+// ---------------------------------------------------------------------------
+
+pub(crate) fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+pub(crate) fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ => {
+            if is_leap(y) {
+                29
+            } else {
+                28
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a valid civil date.
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Civil date of a day count since 1970-01-01.
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The simulated day, as a day number since 1970-01-01.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Day(pub i64);
+
+impl Day {
+    /// Normalises any (y, m, d) to a valid date: the year is clamped to
+    /// 1900..=9899, the month to 1..=12 and the day into the month.
+    pub(crate) fn from_ymd(y: i32, m: u32, d: u32) -> (Day, (i32, u32, u32)) {
+        let y = y.clamp(1900, 9899);
+        let m = m.clamp(1, 12);
+        let d = d.clamp(1, days_in_month(i64::from(y), m));
+        (Day(days_from_civil(i64::from(y), m, d)), (y, m, d))
+    }
+
+    /// `YYYY-MM-DD` of the day `offset` days from the simulated day.
+    pub(crate) fn write_date(self, out: &mut String, offset: i64) {
+        let (y, m, d) = civil_from_days(self.0 + offset);
+        let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    }
+
+    /// `YYYYMMDD` of the simulated day.
+    pub(crate) fn compact(self) -> String {
+        let (y, m, d) = civil_from_days(self.0);
+        format!("{y:04}{m:02}{d:02}")
+    }
+
+    pub(crate) fn year(self) -> i64 {
+        civil_from_days(self.0).0
+    }
+
+    /// RFC 3339 UTC timestamp of second `sec` (0..86400) of the day.
+    pub(crate) fn write_datetime(self, out: &mut String, sec: u32) {
+        let sec = sec.min(86_399);
+        self.write_date(out, 0);
+        let _ = write!(
+            out,
+            "T{:02}:{:02}:{:02}Z",
+            sec / 3600,
+            sec / 60 % 60,
+            sec % 60
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JSON line writer
+// ---------------------------------------------------------------------------
+
+/// Appends `s` to `out` as the inside of a JSON string.
+pub(crate) fn escape_into(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        return;
+    }
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A `fmt::Write` adapter that JSON-escapes everything written through it.
+struct Esc<'a>(&'a mut String);
+
+impl fmt::Write for Esc<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// One NDJSON collection line under construction:
+/// `{"subject":..,"category":..,"purpose":..,"fields":{..}[,"legal_basis":..][,"consent":true]}`.
+pub(crate) struct Rec {
+    buf: String,
+}
+
+impl Rec {
+    pub(crate) fn new(subject: u64, category: &str, purpose: &str) -> Rec {
+        let mut buf = String::with_capacity(256);
+        let _ = write!(buf, "{{\"subject\":\"cust-{subject:012}\",\"category\":\"");
+        escape_into(&mut buf, category);
+        buf.push_str("\",\"purpose\":\"");
+        escape_into(&mut buf, purpose);
+        buf.push_str("\",\"fields\":{");
+        Rec { buf }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.buf.ends_with('{') {
+            self.buf.push(',');
+        }
+        self.buf.push('"');
+        escape_into(&mut self.buf, key);
+        self.buf.push_str("\":");
+    }
+
+    /// A string field.
+    pub(crate) fn s(&mut self, key: &str, val: &str) -> &mut Rec {
+        self.key(key);
+        self.buf.push('"');
+        escape_into(&mut self.buf, val);
+        self.buf.push('"');
+        self
+    }
+
+    /// A string field built from format arguments (escaped).
+    pub(crate) fn f(&mut self, key: &str, args: fmt::Arguments<'_>) -> &mut Rec {
+        self.key(key);
+        self.buf.push('"');
+        let _ = Esc(&mut self.buf).write_fmt(args);
+        self.buf.push('"');
+        self
+    }
+
+    /// A `YYYY-MM-DD` field, `offset` days from the simulated day.
+    pub(crate) fn date(&mut self, key: &str, day: Day, offset: i64) -> &mut Rec {
+        self.key(key);
+        self.buf.push('"');
+        day.write_date(&mut self.buf, offset);
+        self.buf.push('"');
+        self
+    }
+
+    /// An RFC 3339 UTC field at second `sec` of the simulated day.
+    pub(crate) fn datetime(&mut self, key: &str, day: Day, sec: u32) -> &mut Rec {
+        self.key(key);
+        self.buf.push('"');
+        day.write_datetime(&mut self.buf, sec);
+        self.buf.push('"');
+        self
+    }
+
+    /// A money field: integer cents as a string with two decimals.
+    pub(crate) fn money(&mut self, key: &str, cents: u64) -> &mut Rec {
+        self.f(key, format_args!("{}.{:02}", cents / 100, cents % 100))
+    }
+
+    pub(crate) fn int(&mut self, key: &str, v: i64) -> &mut Rec {
+        self.key(key);
+        let _ = write!(self.buf, "{v}");
+        self
+    }
+
+    pub(crate) fn bool(&mut self, key: &str, v: bool) -> &mut Rec {
+        self.key(key);
+        self.buf.push_str(if v { "true" } else { "false" });
+        self
+    }
+
+    /// A JSON number with six decimals (coordinates).
+    pub(crate) fn coord(&mut self, key: &str, v: f64) -> &mut Rec {
+        self.key(key);
+        let v = if v.is_finite() { v } else { 0.0 };
+        let _ = write!(self.buf, "{v:.6}");
+        self
+    }
+
+    /// Closes the line, adding `legal_basis` and `consent` when given.
+    pub(crate) fn finish(mut self, legal_basis: Option<&str>, consent: bool) -> String {
+        self.buf.push('}');
+        if let Some(lb) = legal_basis {
+            self.buf.push_str(",\"legal_basis\":\"");
+            escape_into(&mut self.buf, lb);
+            self.buf.push('"');
+        }
+        if consent {
+            self.buf.push_str(",\"consent\":true");
+        }
+        self.buf.push('}');
+        self.buf
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Digits, check digits, hex, base64, SHA-256
+// ---------------------------------------------------------------------------
+
+/// Appends `n` random decimal digits drawn from `next`.
+pub(crate) fn push_digits(out: &mut String, n: usize, mut next: impl FnMut() -> u64) {
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(18);
+        let v = next() % 10u64.pow(take as u32);
+        let _ = write!(out, "{v:0take$}");
+        left -= take;
+    }
+}
+
+/// The Luhn check digit for `body` (ASCII digits, check digit not included).
+pub(crate) fn luhn_check_digit(body: &str) -> u8 {
+    let mut sum = 0u32;
+    for (i, b) in body.bytes().rev().enumerate() {
+        let mut d = u32::from(b.wrapping_sub(b'0') % 10);
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    ((10 - sum % 10) % 10) as u8
+}
+
+/// The USPS mod-10 check digit of a tracking number body (weights 3,1 from
+/// the right).
+pub(crate) fn usps_mod10(body: &str) -> u8 {
+    let mut sum = 0u32;
+    for (i, b) in body.bytes().rev().enumerate() {
+        let d = u32::from(b.wrapping_sub(b'0') % 10);
+        sum += if i % 2 == 0 { 3 * d } else { d };
+    }
+    ((10 - sum % 10) % 10) as u8
+}
+
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// Standard base64 with padding.
+pub(crate) fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b0 = u32::from(chunk[0]);
+        let b1 = chunk.get(1).map_or(0, |&b| u32::from(b));
+        let b2 = chunk.get(2).map_or(0, |&b| u32::from(b));
+        let n = (b0 << 16) | (b1 << 8) | b2;
+        out.push(char::from(A[(n >> 18) as usize & 63]));
+        out.push(char::from(A[(n >> 12) as usize & 63]));
+        out.push(if chunk.len() > 1 {
+            char::from(A[(n >> 6) as usize & 63])
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            char::from(A[n as usize & 63])
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// SHA-256 (FIPS 180-4) of `data`.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    let mut tail = Vec::with_capacity(128);
+    let full = data.len() - data.len() % 64;
+    tail.extend_from_slice(&data[full..]);
+    tail.push(0x80);
+    while tail.len() % 64 != 56 {
+        tail.push(0);
+    }
+    tail.extend_from_slice(&bit_len.to_be_bytes());
+    let mut w = [0u32; 64];
+    for block in data[..full].chunks_exact(64).chain(tail.chunks_exact(64)) {
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, x) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sha256_known_vectors() {
+        let mut s = String::new();
+        push_hex(&mut s, &sha256(b"abc"));
+        assert_eq!(
+            s,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        s.clear();
+        push_hex(&mut s, &sha256(b""));
+        assert_eq!(
+            s,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        s.clear();
+        push_hex(&mut s, &sha256(&[b'a'; 1000]));
+        assert_eq!(
+            s,
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
+    }
+
+    #[test]
+    fn base64_known_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn calendar_round_trips() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(days_from_civil(2026, 11, 2)), (2026, 11, 2));
+        assert_eq!(
+            civil_from_days(days_from_civil(2024, 2, 29) + 1),
+            (2024, 3, 1)
+        );
+        for z in -800_000..800_000i64 {
+            if z % 997 == 0 {
+                let (y, m, d) = civil_from_days(z);
+                assert_eq!(days_from_civil(y, m, d), z);
+            }
+        }
+        let (_, ymd) = Day::from_ymd(2026, 13, 40);
+        assert_eq!(ymd, (2026, 12, 31));
+        let (_, ymd) = Day::from_ymd(2025, 2, 30);
+        assert_eq!(ymd, (2025, 2, 28));
+    }
+
+    #[test]
+    fn check_digits() {
+        // 4111 1111 1111 1111 is the classic Luhn-valid test number.
+        assert_eq!(luhn_check_digit("411111111111111"), 1);
+        assert_eq!(luhn_check_digit("7992739871"), 3);
+        // USPS example: 9400 1000 0000 0000 0000 00 -> body weights 3,1.
+        let body = "940010000000000000000";
+        let d = usps_mod10(body);
+        assert!(d < 10);
+    }
+
+    #[test]
+    fn escaping() {
+        let mut s = String::new();
+        escape_into(&mut s, "a\"b\\c\u{1}d O'Brien");
+        assert_eq!(s, "a\\\"b\\\\c\\u0001d O'Brien");
+        let line = {
+            let mut r = Rec::new(12345, "address", "forwarding");
+            r.s("street", "1 Main St").int("n", 3).bool("b", true);
+            r.finish(Some("x"), true)
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["subject"], "cust-000000012345");
+        assert_eq!(v["fields"]["n"], 3);
+        assert_eq!(v["consent"], true);
+    }
+}

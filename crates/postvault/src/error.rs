@@ -1,0 +1,66 @@
+//! Errors of vault operations. A refused read or a rejected line is not an
+//! error: it is an answer ([`crate::ReadResponse`], [`crate::CollectReport`]).
+//! Messages never carry personal data.
+
+use postvault_crypto::CryptoError;
+use postvault_policy::PackError;
+use postvault_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("no vault at `{0}`: run `postvault init` first")]
+    NotInitialized(String),
+    #[error("a vault already exists at `{0}`")]
+    AlreadyInitialized(String),
+    #[error(
+        "the key store `{0}` is missing: without it no data in this vault can be read; restore it from its own backup"
+    )]
+    KeysMissing(String),
+    #[error("the key store `{0}` belongs to another vault")]
+    KeysMismatch(String),
+    #[error("unknown principal `{0}`: add it with `postvault principal add`")]
+    UnknownPrincipal(String),
+    #[error("unknown role `{0}`")]
+    UnknownRole(String),
+    #[error("unknown purpose `{0}`")]
+    UnknownPurpose(String),
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+    #[error("policy pack: {0}")]
+    Pack(#[from] PackError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("key material: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("io error on `{path}`: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("reading input: {0}")]
+    Input(std::io::Error),
+}
+
+impl VaultError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VaultError::NotInitialized(_) => "not_initialized",
+            VaultError::AlreadyInitialized(_) => "already_initialized",
+            VaultError::KeysMissing(_) => "keys_missing",
+            VaultError::KeysMismatch(_) => "keys_mismatch",
+            VaultError::UnknownPrincipal(_) => "unknown_principal",
+            VaultError::UnknownRole(_) => "unknown_role",
+            VaultError::UnknownPurpose(_) => "unknown_purpose",
+            VaultError::Invalid { .. } => "invalid",
+            VaultError::Pack(_) => "bad_pack",
+            VaultError::Store(StoreError::NewerSchema { .. }) => "newer_schema",
+            VaultError::Store(StoreError::NotAStore(..)) => "not_a_store",
+            VaultError::Store(StoreError::PrincipalExists(_)) => "principal_exists",
+            VaultError::Store(_) => "store",
+            VaultError::Crypto(_) => "crypto",
+            VaultError::Io { .. } => "io",
+            VaultError::Input(_) => "input",
+        }
+    }
+}

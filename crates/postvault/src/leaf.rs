@@ -1,0 +1,86 @@
+//! Access events and their leaf encoding: canonical JSON (sorted keys, no
+//! spaces) of what was decided, by which role and pseudonymous principal, for
+//! which purpose, under which pack version, with a subject tag instead of any
+//! identifier. Byte format: docs/formats.md.
+
+use serde::{Deserialize, Serialize};
+
+/// Leaf format version.
+pub const LEAF_VERSION: u32 = 1;
+
+/// Who acted, without naming them: the role and a keyed hash of the name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub role: String,
+    /// Hex of a keyed hash of the principal name.
+    pub id: String,
+}
+
+/// One access decision as recorded in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    /// Unix milliseconds.
+    pub time: i64,
+    /// `collect` or `read`.
+    pub action: String,
+    pub principal: Actor,
+    /// The declared purpose; for a collection batch, its purposes joined by `,`.
+    pub purpose: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    pub pack: String,
+    /// Ids of the policies behind withheld or rejected parts, sorted.
+    pub reasons: Vec<String>,
+    /// Categories returned (read) or stored (collect), sorted.
+    pub categories: Vec<String>,
+    /// Records returned (read) or stored (collect).
+    pub count: u64,
+    /// Lines rejected (collect only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<u64>,
+    /// What an operational batch covered (collect: the batch id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The legal instrument, where one applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
+    /// Base64 of HMAC(subject tag key, leaf index) for targeted access; random
+    /// bytes when the subject is unknown; absent for batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_tag: Option<String>,
+}
+
+impl Event {
+    /// The exact leaf bytes: canonical JSON.
+    pub fn to_leaf(&self) -> Vec<u8> {
+        serde_json::to_value(self)
+            .map(canonical)
+            .and_then(|v| serde_json::to_vec(&v))
+            .unwrap_or_default()
+    }
+
+    pub fn from_leaf(bytes: &[u8]) -> Option<Event> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// `v` with every object's keys in sorted order (serde_json may be built to
+/// preserve insertion order, so sorting is done here, not assumed).
+pub fn canonical(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}

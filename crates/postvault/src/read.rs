@@ -1,0 +1,240 @@
+//! Targeted read of one subject for a declared purpose (R3).
+//!
+//! The answer lists every category the purpose may not see, with reasons,
+//! whatever the subject holds: so an unknown subject and a subject the caller
+//! may see nothing of answer alike (no existence oracle). Records past their
+//! retention are never returned. The read's leaf is durable before any record
+//! is opened.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use postvault_policy::{Action, DecisionRequest, Reason};
+use postvault_store::SubjectData;
+
+use crate::clock::format_ms;
+use crate::collect::record_aad;
+use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
+use crate::minimize::transform_for_read;
+use crate::vault::{Principal, Vault};
+
+/// One record returned by a read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReadRecord {
+    pub id: String,
+    pub category: String,
+    /// The purpose it was collected for.
+    pub collected_for: String,
+    pub collected_at: String,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legal_basis: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+/// A category the purpose may not see, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Withheld {
+    pub category: String,
+    pub reasons: Vec<Reason>,
+}
+
+/// The answer to a targeted read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReadResponse {
+    pub subject: String,
+    pub purpose: String,
+    /// `allow` when the purpose may see at least one category, else `deny`.
+    pub decision: String,
+    pub pack: String,
+    /// Index of the leaf that accounts for this read.
+    pub log_index: u64,
+    pub records: Vec<ReadRecord>,
+    pub withheld: Vec<Withheld>,
+}
+
+impl ReadResponse {
+    pub fn denied(&self) -> bool {
+        self.decision != "allow"
+    }
+}
+
+impl Vault {
+    /// Reads `subject` for `purpose` as `principal`.
+    pub fn read(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        purpose: &str,
+    ) -> Result<ReadResponse, VaultError> {
+        let tax = self.pack.taxonomy();
+        let purpose_ix = tax
+            .purpose_ix(purpose)
+            .ok_or_else(|| VaultError::UnknownPurpose(purpose.to_string()))?;
+        let subject_ref = self.subject_ref(subject);
+        let keys = self.subject_keys(&subject_ref)?;
+        let now = self.clock.now_ms();
+
+        // Decided inside the transaction, from what it read; kept for the answer.
+        let mut allowed = vec![false; tax.categories.len()];
+        let mut withheld = Vec::new();
+        let mut tag_error = None;
+        let mut leaf = |data: &SubjectData, idx: u64| -> Vec<u8> {
+            let consent = data
+                .consents
+                .iter()
+                .any(|c| c.purpose == purpose && c.granted);
+            withheld.clear();
+            let mut reasons = BTreeSet::new();
+            for c in tax.category_ixs() {
+                let d = self.pack.decide(&DecisionRequest {
+                    role: principal.role_ix,
+                    action: Action::Read,
+                    purpose: purpose_ix,
+                    category: c,
+                    consent,
+                });
+                allowed[usize::from(c.0)] = d.allowed();
+                if !d.allowed() {
+                    reasons.extend(d.reasons.iter().map(|r| r.policy.clone()));
+                    withheld.push(Withheld {
+                        category: tax.category(c).id.clone(),
+                        reasons: d.reasons.clone(),
+                    });
+                }
+            }
+            let returned: Vec<&postvault_store::RecordRow> = data
+                .records
+                .iter()
+                .filter(|r| visible(tax, &allowed, r, now))
+                .collect();
+            let categories: BTreeSet<String> =
+                returned.iter().map(|r| r.category.clone()).collect();
+            // A known subject's leaf carries its tag; any other leaf random
+            // bytes of the same length, so the log shows no difference.
+            let tag = match (&keys, data.exists) {
+                (Some(k), true) => k.tag.tag(idx),
+                _ => match postvault_crypto::random_token(&self.rng) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tag_error = Some(e);
+                        [0; 16]
+                    }
+                },
+            };
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: "read".into(),
+                principal: Actor {
+                    role: principal.role.clone(),
+                    id: self.actor_id(&principal.name),
+                },
+                purpose: Some(purpose.to_string()),
+                decision: if allowed.iter().any(|&a| a) {
+                    "allow"
+                } else {
+                    "deny"
+                }
+                .into(),
+                pack: self.pack.version().to_string(),
+                reasons: reasons.into_iter().collect(),
+                categories: categories.into_iter().collect(),
+                count: returned.len() as u64,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+            }
+            .to_leaf()
+        };
+        let (data, log_index) = self.store.read_accounted(&subject_ref, &mut leaf)?;
+        if let Some(e) = tag_error {
+            return Err(e.into());
+        }
+
+        // The leaf is durable: only now is anything opened.
+        let mut records = Vec::new();
+        if let Some(keys) = &keys {
+            for r in data
+                .records
+                .iter()
+                .filter(|r| visible(tax, &allowed, r, now))
+            {
+                let Some(cix) = tax.category_ix(&r.category) else {
+                    continue;
+                };
+                let aad = record_aad(
+                    &r.subject,
+                    &r.id,
+                    &r.category,
+                    &r.purpose,
+                    r.collected_at,
+                    r.expires_at,
+                );
+                let plain = keys.data.open(&aad, &r.sealed)?;
+                let (mut fields, legal_basis) = parse_payload(&plain)?;
+                transform_for_read(tax.category(cix), purpose_ix, &mut fields);
+                records.push(ReadRecord {
+                    id: uuid::Uuid::from_bytes(r.id).to_string(),
+                    category: r.category.clone(),
+                    collected_for: r.purpose.clone(),
+                    collected_at: format_ms(r.collected_at),
+                    expires_at: format_ms(r.expires_at),
+                    legal_basis,
+                    fields,
+                });
+            }
+        }
+        Ok(ReadResponse {
+            subject: subject.to_string(),
+            purpose: purpose.to_string(),
+            decision: if allowed.iter().any(|&a| a) {
+                "allow"
+            } else {
+                "deny"
+            }
+            .into(),
+            pack: self.pack.version().to_string(),
+            log_index,
+            records,
+            withheld,
+        })
+    }
+}
+
+fn visible(
+    tax: &postvault_policy::Taxonomy,
+    allowed: &[bool],
+    r: &postvault_store::RecordRow,
+    now: i64,
+) -> bool {
+    r.expires_at > now
+        && tax
+            .category_ix(&r.category)
+            .is_some_and(|c| allowed.get(usize::from(c.0)).copied().unwrap_or(false))
+}
+
+fn parse_payload(plain: &[u8]) -> Result<(Map<String, Value>, Option<String>), VaultError> {
+    let corrupt = || {
+        VaultError::Store(postvault_store::StoreError::Corrupt(
+            "a sealed record does not hold a record payload".into(),
+        ))
+    };
+    let Value::Object(mut m) = serde_json::from_slice(plain).map_err(|_| corrupt())? else {
+        return Err(corrupt());
+    };
+    let fields = match m.remove("fields") {
+        Some(Value::Object(f)) => f,
+        _ => return Err(corrupt()),
+    };
+    let legal_basis = match m.remove("legal_basis") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    Ok((fields, legal_basis))
+}

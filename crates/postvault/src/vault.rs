@@ -1,0 +1,480 @@
+//! Opening and creating a vault directory, principals, and subject keys.
+//!
+//! A vault directory holds two files: `data.db` (the data store: sealed
+//! records, wrapped nothing) and `keys.db` (the key store, mode 0600: the
+//! master key and every subject's wrapped keys). A copy of `data.db` alone
+//! holds no usable key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::digest;
+use postvault_crypto::{DataKey, KeyKind, MasterKey, SystemRandom, TagKey};
+use postvault_policy::{Pack, PackSources, RoleIx};
+use postvault_store::{
+    KeyStore, OpenMode, SqliteKeyStore, SqliteStore, Store, SubjectKeys, SubjectRef,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::VaultError;
+
+pub const DATA_FILE: &str = "data.db";
+pub const KEYS_FILE: &str = "keys.db";
+
+const MASTER_SECRET: &str = "master";
+const VAULT_ID: &str = "vault_id";
+/// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
+const KEY_CACHE_MAX: usize = 65_536;
+
+/// How to open a vault.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// The policy pack (default: the postal pack).
+    pub pack: Option<PackSources>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            pack: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions").finish_non_exhaustive()
+    }
+}
+
+/// A principal as the vault knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: String,
+    pub(crate) role_ix: RoleIx,
+}
+
+/// A subject's unwrapped keys.
+pub(crate) struct SubjectKeyPair {
+    pub(crate) data: DataKey,
+    pub(crate) tag: TagKey,
+}
+
+/// An open vault.
+pub struct Vault {
+    dir: PathBuf,
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) keys: Box<dyn KeyStore>,
+    pub(crate) master: MasterKey,
+    pub(crate) pack: Arc<Pack>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: SystemRandom,
+    key_cache: Mutex<HashMap<SubjectRef, Arc<SubjectKeyPair>>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .field("pack", &self.pack.version())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
+    move |source| VaultError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Vault {
+    /// Creates a new vault in `dir` (created if missing, mode 0700).
+    pub fn init(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
+        let pack = load_pack(&opts)?;
+        create_dir_private(dir)?;
+        let data_path = dir.join(DATA_FILE);
+        let keys_path = dir.join(KEYS_FILE);
+        if data_path.exists() || keys_path.exists() {
+            return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
+        }
+        let rng = SystemRandom::new();
+        let master = MasterKey::generate(&rng)?;
+        let vault_id = uuid::Uuid::now_v7().to_string();
+        // Keys first: a data store without its key store is useless, and the
+        // reverse is harmless.
+        let keys = SqliteKeyStore::open(&keys_path, OpenMode::Create)?;
+        keys.put_secret(MASTER_SECRET, master.to_bytes().as_ref())?;
+        keys.put_secret(VAULT_ID, vault_id.as_bytes())?;
+        let store = SqliteStore::open(&data_path, OpenMode::Create)?;
+        store.set_meta(VAULT_ID, &vault_id)?;
+        store.set_meta("created_at", &opts.clock.now_ms().to_string())?;
+        Ok(Vault::assemble(
+            dir,
+            Box::new(store),
+            Box::new(keys),
+            master,
+            pack,
+            opts.clock,
+        ))
+    }
+
+    /// Opens the vault in `dir`.
+    pub fn open(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
+        let pack = load_pack(&opts)?;
+        let data_path = dir.join(DATA_FILE);
+        let keys_path = dir.join(KEYS_FILE);
+        if !data_path.exists() {
+            return Err(VaultError::NotInitialized(dir.display().to_string()));
+        }
+        if !keys_path.exists() {
+            return Err(VaultError::KeysMissing(keys_path.display().to_string()));
+        }
+        let keys = SqliteKeyStore::open(&keys_path, OpenMode::Existing)?;
+        let store = SqliteStore::open(&data_path, OpenMode::Existing)?;
+        let shown = keys_path.display().to_string();
+        let master = keys
+            .secret(MASTER_SECRET)?
+            .ok_or_else(|| VaultError::KeysMissing(shown.clone()))?;
+        let master = MasterKey::from_bytes(&master)?;
+        let key_vault = keys.secret(VAULT_ID)?.unwrap_or_default();
+        let data_vault = store.meta(VAULT_ID)?.unwrap_or_default();
+        if key_vault != data_vault.as_bytes() {
+            return Err(VaultError::KeysMismatch(shown));
+        }
+        Ok(Vault::assemble(
+            dir,
+            Box::new(store),
+            Box::new(keys),
+            master,
+            pack,
+            opts.clock,
+        ))
+    }
+
+    /// Assembles a vault from parts: another store backend, or a store
+    /// wrapped to inject faults in tests. `master` must be the key store's.
+    pub fn from_parts(
+        dir: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        opts: OpenOptions,
+    ) -> Result<Vault, VaultError> {
+        let pack = load_pack(&opts)?;
+        let master = keys
+            .secret(MASTER_SECRET)?
+            .ok_or_else(|| VaultError::KeysMissing(dir.display().to_string()))?;
+        let master = MasterKey::from_bytes(&master)?;
+        Ok(Vault::assemble(dir, store, keys, master, pack, opts.clock))
+    }
+
+    fn assemble(
+        dir: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        master: MasterKey,
+        pack: Arc<Pack>,
+        clock: Arc<dyn Clock>,
+    ) -> Vault {
+        Vault {
+            dir: dir.to_path_buf(),
+            store,
+            keys,
+            master,
+            pack,
+            clock,
+            rng: SystemRandom::new(),
+            key_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn pack(&self) -> &Pack {
+        &self.pack
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Registers a principal in `role`; returns its bearer token, shown once
+    /// (only a hash is stored).
+    pub fn add_principal(&self, name: &str, role: &str) -> Result<String, VaultError> {
+        check_name(name)?;
+        if self.pack.taxonomy().role_ix(role).is_none() {
+            return Err(VaultError::UnknownRole(role.to_string()));
+        }
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
+            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+        let token = format!("pv_{}", hex::encode(raw));
+        self.store.add_principal(&postvault_store::PrincipalRow {
+            name: name.to_string(),
+            role: role.to_string(),
+            token_hash: token_hash(&token),
+            created_at: self.clock.now_ms(),
+        })?;
+        Ok(token)
+    }
+
+    /// The principal named `name`.
+    pub fn principal(&self, name: &str) -> Result<Principal, VaultError> {
+        let row = self
+            .store
+            .principal(name)?
+            .ok_or_else(|| VaultError::UnknownPrincipal(name.to_string()))?;
+        self.principal_from_row(row)
+    }
+
+    /// The principal holding bearer `token`, if any.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
+        let hash = token_hash(token);
+        for row in self.store.principals()? {
+            if bool::from(subtle_eq(&row.token_hash, &hash)) {
+                return self.principal_from_row(row).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every principal.
+    pub fn principals(&self) -> Result<Vec<Principal>, VaultError> {
+        self.store
+            .principals()?
+            .into_iter()
+            .map(|r| self.principal_from_row(r))
+            .collect()
+    }
+
+    fn principal_from_row(
+        &self,
+        row: postvault_store::PrincipalRow,
+    ) -> Result<Principal, VaultError> {
+        let role_ix = self
+            .pack
+            .taxonomy()
+            .role_ix(&row.role)
+            .ok_or_else(|| VaultError::UnknownRole(row.role.clone()))?;
+        Ok(Principal {
+            name: row.name,
+            role: row.role,
+            role_ix,
+        })
+    }
+
+    /// Subjects holding a record whose declared lookup `fields` of `category`
+    /// equal `values` exactly (after normalization: trimmed, lowercase,
+    /// whitespace collapsed), through the keyed blind index. There is no
+    /// prefix, pattern or attribute search.
+    pub fn lookup_subjects(
+        &self,
+        category: &str,
+        fields: &[&str],
+        values: &[&str],
+    ) -> Result<Vec<SubjectRef>, VaultError> {
+        let tax = self.pack.taxonomy();
+        let cat = tax
+            .category_ix(category)
+            .map(|c| tax.category(c))
+            .ok_or_else(|| VaultError::Invalid {
+                what: "lookup",
+                why: format!("unknown category `{category}`"),
+            })?;
+        let lookup = cat
+            .lookups
+            .iter()
+            .find(|l| {
+                l.len() == fields.len()
+                    && l.iter()
+                        .zip(fields)
+                        .all(|(&ix, f)| cat.fields.get(ix).is_some_and(|s| s.name == *f))
+            })
+            .ok_or_else(|| VaultError::Invalid {
+                what: "lookup",
+                why: format!(
+                    "category `{category}` has no exact-match lookup on the fields {}",
+                    fields.join("+")
+                ),
+            })?;
+        if values.len() != lookup.len() {
+            return Err(VaultError::Invalid {
+                what: "lookup",
+                why: "one value per lookup field".into(),
+            });
+        }
+        let map = lookup
+            .iter()
+            .zip(values)
+            .filter_map(|(&ix, v)| {
+                cat.fields
+                    .get(ix)
+                    .map(|s| (s.name.clone(), serde_json::Value::String((*v).to_string())))
+            })
+            .collect();
+        let (domain, value) =
+            crate::collect::lookup_value(cat, lookup, &map).ok_or_else(|| VaultError::Invalid {
+                what: "lookup",
+                why: "a value is missing".into(),
+            })?;
+        Ok(self
+            .store
+            .lookup(&self.master.blind_index(&domain, value.as_bytes()))?)
+    }
+
+    /// The pseudonymous id of a principal in log leaves.
+    pub(crate) fn actor_id(&self, name: &str) -> String {
+        hex::encode(self.master.blind_index("principal", name.as_bytes()))
+    }
+
+    pub(crate) fn subject_ref(&self, external_id: &str) -> SubjectRef {
+        self.master.subject_ref(external_id)
+    }
+
+    /// The keys of an existing subject, from the cache or the key store.
+    pub(crate) fn subject_keys(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
+        if let Some(k) = self.cache().get(subject) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(wrapped) = self.keys.subject_keys(subject)? else {
+            return Ok(None);
+        };
+        let pair = Arc::new(SubjectKeyPair {
+            data: self.master.data_key(&wrapped.data, subject)?,
+            tag: self.master.tag_key(&wrapped.tag, subject)?,
+        });
+        self.remember(*subject, pair.clone());
+        Ok(Some(pair))
+    }
+
+    /// The keys of each subject, creating (and durably storing) keys for
+    /// subjects that have none.
+    pub(crate) fn ensure_subject_keys(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<HashMap<SubjectRef, Arc<SubjectKeyPair>>, VaultError> {
+        let mut out = HashMap::with_capacity(subjects.len());
+        let mut new = Vec::new();
+        for s in subjects {
+            if out.contains_key(s) {
+                continue;
+            }
+            match self.subject_keys(s)? {
+                Some(k) => {
+                    out.insert(*s, k);
+                }
+                None => {
+                    let data = self.master.new_wrapped(&self.rng, KeyKind::Data, s)?;
+                    let tag = self.master.new_wrapped(&self.rng, KeyKind::Tag, s)?;
+                    new.push(SubjectKeys {
+                        subject: *s,
+                        data,
+                        tag,
+                    });
+                    // Placeholder so duplicates in `subjects` are skipped.
+                    out.insert(*s, Arc::new(self.unwrap_pair(new.last(), s)?));
+                }
+            }
+        }
+        if !new.is_empty() {
+            self.keys.put_subject_keys(&new)?;
+            // Another writer may have stored keys first; the stored ones win.
+            for k in &new {
+                if let Some(stored) = self.keys.subject_keys(&k.subject)?
+                    && stored != *k
+                {
+                    let pair = Arc::new(self.unwrap_pair(Some(&stored), &k.subject)?);
+                    out.insert(k.subject, pair);
+                }
+                if let Some(pair) = out.get(&k.subject) {
+                    self.remember(k.subject, pair.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn unwrap_pair(
+        &self,
+        keys: Option<&SubjectKeys>,
+        subject: &SubjectRef,
+    ) -> Result<SubjectKeyPair, VaultError> {
+        let k = keys.ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
+        Ok(SubjectKeyPair {
+            data: self.master.data_key(&k.data, subject)?,
+            tag: self.master.tag_key(&k.tag, subject)?,
+        })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<SubjectRef, Arc<SubjectKeyPair>>> {
+        self.key_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, subject: SubjectRef, pair: Arc<SubjectKeyPair>) {
+        let mut c = self.cache();
+        if c.len() >= KEY_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(subject, pair);
+    }
+}
+
+fn load_pack(opts: &OpenOptions) -> Result<Arc<Pack>, VaultError> {
+    let src = opts.pack.clone().unwrap_or_else(PackSources::postal);
+    Ok(Arc::new(Pack::load(&src)?))
+}
+
+fn create_dir_private(dir: &Path) -> Result<(), VaultError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(io(dir))
+    }
+}
+
+fn check_name(name: &str) -> Result<(), VaultError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::Invalid {
+            what: "principal name",
+            why: "use 1 to 64 letters, digits, `-`, `_` or `.`".into(),
+        })
+    }
+}
+
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b)
+}

@@ -1,0 +1,212 @@
+//! Collection: minimization (R2), rejections that name line, field and rule,
+//! all-or-nothing lines, bad input.
+
+use crate::*;
+
+/// (line, expected code, expected field, expected rule)
+fn rejection_cases() -> Vec<(
+    String,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+)> {
+    let addr = serde_json::json!({"street": "1 A St", "city": "X", "state": "IL", "zip": "62701"});
+    vec![
+        // A field the category does not declare.
+        (line("s", "address", "delivery", serde_json::json!({"street": "1 A St", "city": "X", "state": "IL", "zip": "62701", "ssn": "123"})),
+            "field_not_declared", Some("ssn"), Some("R2")),
+        // A declared field not collected for this purpose.
+        (line("s", "money_order", "aml_compliance", serde_json::json!({"serial": "12345678901", "amount": "10.00", "issue_date": "2026-11-02"})).replace("}}", "}, \"legal_basis\": \"BSA\"}").replace("\"amount\"", "\"tin\": \"123456789\", \"amount\""),
+            "ok", None, None),
+        (line("s", "online_activity", "account_service", serde_json::json!({"ts": "2026-11-02T10:00:00Z", "device_id": "d1"})),
+            "field_not_for_purpose", Some("device_id"), Some("R2")),
+        (line("s", "address", "delivery", serde_json::json!({"street": "1 A St", "city": "X", "state": "Illinois", "zip": "62701"})),
+            "field_type", Some("state"), Some("R2")),
+        (line("s", "address", "delivery", serde_json::json!({"street": "1 A St", "city": "X", "state": "IL", "zip": 62701})),
+            "field_type", Some("zip"), Some("R2")),
+        (line("s", "address", "delivery", serde_json::json!({"city": "X", "state": "IL", "zip": "62701"})),
+            "field_missing", Some("street"), Some("R2")),
+        (line("s", "payment_card", "payment_processing", serde_json::json!({"card_number": "4111111111111112"})),
+            "field_type", Some("card_number"), Some("R2")),
+        (line("s", "money_order", "aml_compliance", serde_json::json!({"serial": "12345678901", "amount": "1000.01", "issue_date": "2026-11-02"})).replace("}}", "}, \"legal_basis\": \"BSA\"}"),
+            "field_range", Some("amount"), Some("R2")),
+        (line("s", "money_order", "aml_compliance", serde_json::json!({"serial": "12345678901", "amount": "10.00", "issue_date": "2026-11-02"})),
+            "missing_legal_basis", Some("legal_basis"), Some("R1")),
+        (line("s", "scan_event", "delivery", serde_json::json!({"piece": "letter", "facility_zip": "60601", "op_code": "918", "event": "processed", "scanned_at": "2026-13-02T03:00:00Z"})),
+            "field_type", Some("scanned_at"), Some("R2")),
+        (line("s", "address", "delivery", serde_json::json!({"street": "1 A St\u{7}", "city": "X", "state": "IL", "zip": "62701"})),
+            "field_type", Some("street"), Some("R2")),
+        (line("s", "account_identity", "account_service", serde_json::json!({"name": "x".repeat(201)})),
+            "field_too_long", Some("name"), Some("R2")),
+        (line("s", "postal_secrets", "delivery", addr.clone()), "unknown_category", Some("category"), Some("R1")),
+        (line("s", "address", "surveillance", addr.clone()), "unknown_purpose", Some("purpose"), Some("R3")),
+        // The matrix forbids collecting card data for delivery.
+        (line("s", "payment_card", "delivery", serde_json::json!({"card_number": "4111111111111111"})),
+            "denied", None, Some("default-deny")),
+        // Prohibited purposes collect nothing.
+        (line("s", "address", "immigration_enforcement", addr.clone()), "denied", None, Some("R25-prohibited-purpose")),
+        // Marketing collection needs consent.
+        (line("s", "account_identity", "marketing", serde_json::json!({"name": "x"})), "denied", None, Some("HEW3-consent")),
+        (r#"{"subject": "s", "category": "address", "fields": {}}"#.to_string(), "missing_purpose", Some("purpose"), Some("R1")),
+        (r#"{"subject": "", "category": "address", "purpose": "delivery", "fields": {}}"#.to_string(), "invalid_subject", Some("subject"), None),
+        (r#"{"subject": "s", "category": "address", "purpose": "delivery", "fields": {}, "extra": 1}"#.to_string(), "malformed_json", None, None),
+        (r#"{"subject": "s", "category": "address""#.to_string(), "malformed_json", None, None),
+        (r#"[1, 2, 3]"#.to_string(), "malformed_json", None, None),
+    ]
+}
+
+#[test]
+fn every_rejection_names_line_field_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let cases = rejection_cases();
+    let input: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+    let report = collect(&v, "ingest", &input.join("\n"));
+    let expected_ok = cases.iter().filter(|c| c.1 == "ok").count() as u64;
+    assert_eq!(report.accepted, expected_ok, "{:#?}", report.errors);
+    assert_eq!(report.rejected, cases.len() as u64 - expected_ok);
+    let mut errors = report.errors.iter();
+    for (i, (_, code, field, rule)) in cases.iter().enumerate() {
+        if *code == "ok" {
+            continue;
+        }
+        let e = errors.next().unwrap();
+        assert_eq!(e.line, i as u64 + 1, "{e:?}");
+        assert_eq!(e.code, *code, "line {}: {e:?}", i + 1);
+        assert_eq!(e.field.as_deref(), *field, "line {}: {e:?}", i + 1);
+        assert_eq!(e.rule.as_deref(), *rule, "line {}: {e:?}", i + 1);
+        assert!(!e.message.is_empty());
+    }
+    // Only the accepted lines were stored.
+    assert_eq!(v.store().record_count().unwrap(), expected_ok);
+}
+
+#[test]
+fn role_must_be_allowed_to_collect_for_the_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let addr = serde_json::json!({"street": "1 A St", "city": "X", "state": "IL", "zip": "62701"});
+    // The delivery role collects for delivery, not for marketing.
+    let r = collect(
+        &v,
+        "sorting",
+        &line("s", "address", "delivery", addr.clone()),
+    );
+    assert_eq!(r.accepted, 1);
+    let r = collect(
+        &v,
+        "sorting",
+        &line("s", "address", "account_service", addr),
+    );
+    assert_eq!(r.rejected, 1);
+    assert_eq!(
+        r.errors[0].rule.as_deref(),
+        Some("R5-role-may-collect-for-purpose")
+    );
+    // The agency role collects nothing.
+    let r = collect(&v, "agency", &person("s", "m"));
+    assert_eq!((r.accepted, r.rejected), (0, 9));
+}
+
+#[test]
+fn invalid_utf8_and_oversized_lines_are_rejected_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let good = line(
+        "s",
+        "protective_order",
+        "forwarding",
+        serde_json::json!({"on_file": true}),
+    );
+    let mut input = Vec::new();
+    input.extend_from_slice(good.as_bytes());
+    input.extend_from_slice(b"\n{\"subject\": \"\xff\xfe\"}\n");
+    input.extend_from_slice(&vec![b'x'; postvault_max_line() + 10]);
+    input.push(b'\n');
+    input.extend_from_slice(good.as_bytes());
+    input.extend_from_slice(b"\n\n   \n");
+    let p = v.principal("ingest").unwrap();
+    let r = v
+        .collect(
+            &p,
+            &mut input.as_slice(),
+            &postvault::CollectOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((r.accepted, r.rejected), (2, 2));
+    assert_eq!(
+        (r.errors[0].line, r.errors[0].code.as_str()),
+        (2, "invalid_utf8")
+    );
+    assert_eq!(
+        (r.errors[1].line, r.errors[1].code.as_str()),
+        (3, "line_too_long")
+    );
+}
+
+fn postvault_max_line() -> usize {
+    2 << 20
+}
+
+#[test]
+fn lines_default_to_the_given_purpose_and_batches_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let lines: Vec<String> = (0..25)
+        .map(|i| {
+            serde_json::json!({"subject": format!("s{i}"), "category": "scan_event", "fields": {
+                "piece": "letter", "facility_zip": "60601", "op_code": "918",
+                "event": "processed", "scanned_at": "2026-11-02T03:00:00Z"}})
+            .to_string()
+        })
+        .collect();
+    let p = v.principal("ingest").unwrap();
+    let mut seen = Vec::new();
+    let r = v
+        .collect(
+            &p,
+            &mut lines.join("\n").as_bytes(),
+            &postvault::CollectOptions {
+                default_purpose: Some("delivery".into()),
+                batch_size: 10,
+            },
+            &mut |n| seen.push(n),
+        )
+        .unwrap();
+    assert_eq!((r.accepted, r.batches), (25, 3));
+    assert_eq!(r.categories.get("scan_event"), Some(&25));
+    assert_eq!(seen.last(), Some(&25));
+    assert!(matches!(
+        v.collect(
+            &p,
+            &mut "".as_bytes(),
+            &postvault::CollectOptions {
+                default_purpose: Some("nope".into()),
+                batch_size: 10
+            },
+            &mut |_| {}
+        ),
+        Err(postvault::VaultError::UnknownPurpose(_))
+    ));
+}
+
+#[test]
+fn the_simulated_day_is_accepted_by_the_default_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let cfg = postvault_sim::SimConfig {
+        scale: 0.00001,
+        seed: 3,
+        ..Default::default()
+    };
+    let lines: Vec<String> = postvault_sim::Simulator::new(&cfg).collect();
+    let r = collect(&v, "ingest", &lines.join("\n"));
+    assert_eq!(r.rejected, 0, "{:?}", r.errors.first());
+    assert_eq!(r.accepted, lines.len() as u64);
+}

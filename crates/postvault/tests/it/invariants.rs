@@ -1,0 +1,375 @@
+//! The invariants of ARCHITECTURE.md, one test (or more) each.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use postvault::{Event, OpenOptions, Vault};
+use postvault_store::{
+    LeafFn, OpenMode, PrincipalRow, ReadLeafFn, SqliteKeyStore, SqliteStore, Store, StoreError,
+    SubjectData, SubjectRef, WriteBatch,
+};
+
+use crate::*;
+
+fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Invariant 1: no plaintext personal data in the store (database, WAL,
+/// journal, key store), in a log leaf, or in an error message.
+#[test]
+fn invariant_1_no_plaintext_in_any_file_leaf_or_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let marker = "ZqXmarkerQ7";
+    let subject = format!("subject-{marker}");
+    let r = collect(&v, "ingest", &person(&subject, marker));
+    assert_eq!(r.rejected, 0, "{:?}", r.errors);
+    assert_eq!(r.accepted, 9);
+    // Rejected lines carrying the marker in wrong places.
+    let bad = [
+        line(
+            &subject,
+            "address",
+            "delivery",
+            serde_json::json!({
+            "street": "x", "city": "y", "state": marker, "zip": "62701"}),
+        ),
+        line(
+            &subject,
+            "address",
+            "delivery",
+            serde_json::json!({marker: 1}),
+        ),
+        format!("{{\"subject\": \"{subject}\", \"{marker}\": 1}}"),
+        format!("{{\"subject\": \"{marker}"),
+    ]
+    .join("\n");
+    let rejected = collect(&v, "ingest", &bad);
+    assert_eq!(rejected.rejected, 4);
+    let text = serde_json::to_string(&rejected).unwrap();
+    assert!(
+        !text.contains(marker),
+        "an error message leaks input: {text}"
+    );
+    // Reads, allowed and denied, so leaves of every kind exist.
+    for (who, purpose) in [
+        ("sorting", "delivery"),
+        ("care", "account_service"),
+        ("agency", "immigration_enforcement"),
+    ] {
+        let p = v.principal(who).unwrap();
+        v.read(&p, &subject, purpose).unwrap();
+    }
+    let size = v.store().log_size().unwrap();
+    for leaf in v.store().leaves(0, size).unwrap() {
+        assert!(!contains(&leaf, marker.as_bytes()));
+        assert!(!contains(&leaf, b"subject-"));
+    }
+    drop(v);
+    let files = all_bytes(dir.path());
+    assert!(files.iter().any(|(n, _)| n.ends_with("data.db")));
+    assert!(files.iter().any(|(n, _)| n.ends_with("keys.db")));
+    for (name, bytes) in files {
+        assert!(
+            !contains(&bytes, marker.as_bytes()),
+            "marker found in {name}"
+        );
+        assert!(
+            !contains(&bytes, b"Springfield"),
+            "plaintext city in {name}"
+        );
+        assert!(
+            !contains(&bytes, b"4111111111111111"),
+            "card number in {name}"
+        );
+    }
+}
+
+/// A store whose writes fail on a countdown: after `ok` more successful
+/// accounted operations, every one fails as if the disk were gone.
+struct FailingStore {
+    inner: SqliteStore,
+    ok: AtomicI64,
+}
+
+impl FailingStore {
+    fn tick(&self) -> Result<(), StoreError> {
+        if self.ok.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(StoreError::Io {
+                path: "data.db".into(),
+                source: std::io::Error::other("injected failure"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Store for FailingStore {
+    fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.tick()?;
+        self.inner.write(batch, leaf)
+    }
+    fn read_accounted(
+        &self,
+        subject: &SubjectRef,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError> {
+        // The append fails (the transaction never commits): the vault must
+        // return nothing, whatever it had decided.
+        if self.tick().is_err() {
+            let _ = leaf(&SubjectData::default(), 0);
+            return Err(StoreError::Io {
+                path: "data.db".into(),
+                source: std::io::Error::other("injected failure on append"),
+            });
+        }
+        self.inner.read_accounted(subject, leaf)
+    }
+    fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
+        self.inner.lookup(token)
+    }
+    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
+        self.inner.add_principal(p)
+    }
+    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
+        self.inner.principal(name)
+    }
+    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
+        self.inner.principals()
+    }
+    fn log_size(&self) -> Result<u64, StoreError> {
+        self.inner.log_size()
+    }
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner.leaves(start, end)
+    }
+    fn record_count(&self) -> Result<u64, StoreError> {
+        self.inner.record_count()
+    }
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.meta(key)
+    }
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.set_meta(key, value)
+    }
+}
+
+/// Invariant 2: no read returns data before its leaf is durable; a failed
+/// append means no data leaves the vault.
+#[test]
+fn invariant_2_failed_append_returns_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let store = FailingStore {
+        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
+        ok: AtomicI64::new(2),
+    };
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    // 1: collection succeeds.
+    assert_eq!(collect(&v, "ingest", &person("s1", "m")).accepted, 9);
+    let p = v.principal("sorting").unwrap();
+    // 2: a read succeeds, with data.
+    let ok = v.read(&p, "s1", "delivery").unwrap();
+    assert!(!ok.records.is_empty());
+    let size = v.store().log_size().unwrap();
+    // 3: the append fails: an error, no response, no leaf.
+    let err = v.read(&p, "s1", "delivery").unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(v.store().log_size().unwrap(), size);
+    // A failed collection batch is not acknowledged.
+    assert!(
+        v.collect(
+            &v.principal("ingest").unwrap(),
+            &mut person("s2", "m").as_bytes(),
+            &postvault::CollectOptions::default(),
+            &mut |_| {},
+        )
+        .is_err()
+    );
+    assert_eq!(v.store().record_count().unwrap(), 9);
+}
+
+/// Invariant 3: every decision leaves exactly one leaf: one per read
+/// (allowed or denied), one per collection batch.
+#[test]
+fn invariant_3_one_leaf_per_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let r = collect(&v, "ingest", &person("s1", "m"));
+    assert_eq!((r.batches, r.leaves.len()), (1, 1));
+    let before = v.store().log_size().unwrap();
+    let reads = [
+        ("sorting", "delivery", "s1"),
+        ("agency", "immigration_enforcement", "s1"),
+        ("promo", "marketing", "nobody"),
+        ("care", "account_service", "s1"),
+    ];
+    for (i, (who, purpose, s)) in reads.iter().enumerate() {
+        let resp = v.read(&v.principal(who).unwrap(), s, purpose).unwrap();
+        assert_eq!(resp.log_index, before + i as u64);
+        let leaf = v
+            .store()
+            .leaves(resp.log_index, resp.log_index + 1)
+            .unwrap();
+        let e = Event::from_leaf(&leaf[0]).unwrap();
+        assert_eq!(e.action, "read");
+        assert_eq!(e.purpose.as_deref(), Some(*purpose));
+        assert_eq!(e.count, resp.records.len() as u64);
+        assert_eq!(e.decision, resp.decision);
+    }
+    assert_eq!(v.store().log_size().unwrap(), before + reads.len() as u64);
+    // Rejected lines are accounted in their batch's single leaf.
+    let r = collect(&v, "ingest", "{\"bad\": 1}\n{}\n");
+    assert_eq!((r.accepted, r.rejected, r.leaves.len()), (0, 2, 1));
+    let e = Event::from_leaf(&v.store().leaves(r.leaves[0], r.leaves[0] + 1).unwrap()[0]).unwrap();
+    assert_eq!((e.decision.as_str(), e.rejected), ("deny", Some(2)));
+}
+
+fn comparable(r: &postvault::ReadResponse) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap();
+    let m = v.as_object_mut().unwrap();
+    m.remove("subject");
+    m.remove("log_index");
+    v
+}
+
+/// Invariant 4: a subject that does not exist and a subject the caller may
+/// see nothing of get the same answer, and leaves of the same shape.
+#[test]
+fn invariant_4_unknown_and_invisible_subjects_answer_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("real", "m"));
+    // Someone with account data only: delivery may see none of it.
+    collect(
+        &v,
+        "ingest",
+        &line(
+            "acct-only",
+            "account_identity",
+            "account_service",
+            serde_json::json!({"name": "B"}),
+        ),
+    );
+    let cases = [
+        ("agency", "immigration_enforcement", "real"),
+        ("promo", "marketing", "real"),
+        ("sorting", "delivery", "acct-only"),
+        ("officer", "bulk_analytics", "real"),
+    ];
+    for (who, purpose, known) in cases {
+        let p = v.principal(who).unwrap();
+        let a = v.read(&p, known, purpose).unwrap();
+        let b = v.read(&p, "does-not-exist", purpose).unwrap();
+        assert!(a.records.is_empty());
+        assert_eq!(comparable(&a), comparable(&b), "{who}/{purpose}");
+        let la = v
+            .store()
+            .leaves(a.log_index, a.log_index + 1)
+            .unwrap()
+            .remove(0);
+        let lb = v
+            .store()
+            .leaves(b.log_index, b.log_index + 1)
+            .unwrap()
+            .remove(0);
+        let (mut ea, mut eb) = (
+            Event::from_leaf(&la).unwrap(),
+            Event::from_leaf(&lb).unwrap(),
+        );
+        assert_eq!(
+            ea.subject_tag.as_ref().map(String::len),
+            eb.subject_tag.as_ref().map(String::len)
+        );
+        ea.subject_tag = None;
+        eb.subject_tag = None;
+        ea.time = 0;
+        eb.time = 0;
+        assert_eq!(ea, eb, "{who}/{purpose}");
+    }
+}
+
+/// Invariant 7: outside parties name people by identifier only, matched
+/// exactly through a keyed blind index; nothing matches by prefix or pattern.
+#[test]
+fn invariant_7_exact_identifier_lookup_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("s1", "Marker"));
+    collect(&v, "ingest", &person("s2", "Other"));
+    let s1 = v
+        .lookup_subjects("account_identity", &["email"], &["  marker@EXAMPLE.com "])
+        .unwrap();
+    assert_eq!(s1.len(), 1);
+    for probe in [
+        "marker@",
+        "marker",
+        "*@example.com",
+        "%",
+        "marker@example.co",
+    ] {
+        assert!(
+            v.lookup_subjects("account_identity", &["email"], &[probe])
+                .unwrap()
+                .is_empty(),
+            "{probe}"
+        );
+    }
+    assert!(
+        v.lookup_subjects("account_identity", &["name"], &["Ada Marker"])
+            .is_err()
+    );
+}
+
+/// A reopened vault returns every acknowledged record.
+#[test]
+fn reopened_vault_returns_every_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let mut expected = 0;
+    for i in 0..30 {
+        expected += collect(&v, "ingest", &person(&format!("s{i}"), &format!("m{i}"))).accepted;
+    }
+    drop(v);
+    let v = Vault::open(
+        dir.path(),
+        OpenOptions {
+            pack: None,
+            clock: c.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(v.store().record_count().unwrap(), expected);
+    let officer = v.principal("officer").unwrap();
+    let mut seen = 0;
+    for i in 0..30 {
+        let r = v
+            .read(&officer, &format!("s{i}"), "subject_access")
+            .unwrap();
+        assert!(
+            r.records.iter().any(
+                |x| x.fields.get("name").and_then(|n| n.as_str()) == Some(&format!("Ada m{i}"))
+            )
+        );
+        seen += r.records.len() as u64;
+    }
+    assert_eq!(seen, expected);
+}

@@ -1,0 +1,95 @@
+//! End-to-end tests of the facade over the embedded store: collection with
+//! minimization, purpose-bound reads, the invariants of ARCHITECTURE.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod collect;
+mod invariants;
+mod read;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use postvault::{CollectOptions, CollectReport, FixedClock, OpenOptions, Vault};
+
+/// 2026-11-02T00:00:00Z
+pub const T0: i64 = 1_793_577_600_000;
+
+pub fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new(T0))
+}
+
+pub fn opts(clock: &Arc<FixedClock>) -> OpenOptions {
+    OpenOptions {
+        pack: None,
+        clock: clock.clone(),
+    }
+}
+
+/// A vault with principals for the roles the tests use.
+pub fn vault(dir: &Path, clock: &Arc<FixedClock>) -> Vault {
+    let v = Vault::init(dir, opts(clock)).unwrap();
+    for (name, role) in [
+        ("ingest", "collector"),
+        ("sorting", "delivery"),
+        ("care", "account_service"),
+        ("promo", "marketing"),
+        ("soc", "security_operations"),
+        ("officer", "privacy_officer"),
+        ("agency", "agency"),
+        ("tracking", "tracking_notifications"),
+    ] {
+        v.add_principal(name, role).unwrap();
+    }
+    v
+}
+
+pub fn collect(v: &Vault, who: &str, ndjson: &str) -> CollectReport {
+    let p = v.principal(who).unwrap();
+    v.collect(
+        &p,
+        &mut ndjson.as_bytes(),
+        &CollectOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// One NDJSON line.
+pub fn line(subject: &str, category: &str, purpose: &str, fields: serde_json::Value) -> String {
+    serde_json::json!({"subject": subject, "category": category, "purpose": purpose, "fields": fields})
+        .to_string()
+}
+
+/// Records of every category a collector may collect, for `subject`, each
+/// string field carrying `marker`.
+pub fn person(subject: &str, marker: &str) -> String {
+    [
+        line(subject, "account_identity", "account_service", serde_json::json!({
+            "name": format!("Ada {marker}"), "email": format!("{marker}@example.com"),
+            "phone": "+15555550123", "username": format!("u{marker}")})),
+        line(subject, "address", "delivery", serde_json::json!({
+            "street": format!("{marker} Elm St"), "city": "Springfield", "state": "IL", "zip": "62701"})),
+        line(subject, "change_of_address", "forwarding", serde_json::json!({
+            "coa_id": "COA1", "move_type": "individual", "permanence": "permanent",
+            "filing_date": "2026-10-01", "effective_date": "2026-10-15",
+            "old_address": format!("{marker} Elm St, Springfield IL"),
+            "new_address": format!("{marker} Oak Ave, Chicago IL")})),
+        line(subject, "payment_card", "payment_processing", serde_json::json!({
+            "card_number": "4111111111111111", "expiry": "12/29",
+            "cardholder_name": format!("Ada {marker}"), "amount": "12.50"})),
+        line(subject, "online_activity", "account_service", serde_json::json!({
+            "ts": "2026-11-02T10:00:00Z", "ip": "203.0.113.77", "user_agent": format!("UA {marker}"), "path": "/track"})),
+        line(subject, "online_activity", "security_operations", serde_json::json!({
+            "ts": "2026-11-02T10:00:01Z", "ip": "203.0.113.78", "device_id": format!("dev-{marker}")})),
+        line(subject, "scan_event", "delivery", serde_json::json!({
+            "imb": "00270123456123456789", "piece": "letter", "facility_zip": "60601",
+            "op_code": "918", "event": "processed", "scanned_at": "2026-11-02T03:00:00Z"})),
+        line(subject, "delivery_location", "delivery", serde_json::json!({
+            "tracking_number": "9400100000000000000001", "lat": 41.878_113, "lon": -87.629_799,
+            "delivered_at": "2026-11-02T15:00:00Z"})),
+        line(subject, "mail_image", "delivery", serde_json::json!({
+            "imb": "00270123456123456789", "side": "front", "captured_at": "2026-11-02T03:00:00Z"})),
+    ]
+    .join("\n")
+}

@@ -1,0 +1,238 @@
+//! Purpose-bound reads: transforms, consent, retention, tampering.
+
+use postvault::{OpenOptions, Vault, VaultError};
+
+use crate::*;
+
+fn fields_of<'a>(
+    r: &'a postvault::ReadResponse,
+    category: &str,
+) -> Vec<&'a serde_json::Map<String, serde_json::Value>> {
+    r.records
+        .iter()
+        .filter(|x| x.category == category)
+        .map(|x| &x.fields)
+        .collect()
+}
+
+#[test]
+fn reads_return_only_what_the_purpose_may_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("s1", "m"));
+    let r = v
+        .read(&v.principal("sorting").unwrap(), "s1", "delivery")
+        .unwrap();
+    let cats: std::collections::BTreeSet<&str> =
+        r.records.iter().map(|x| x.category.as_str()).collect();
+    assert_eq!(
+        cats,
+        [
+            "address",
+            "change_of_address",
+            "delivery_location",
+            "mail_image",
+            "scan_event"
+        ]
+        .into()
+    );
+    let withheld: Vec<&str> = r.withheld.iter().map(|w| w.category.as_str()).collect();
+    for c in ["account_identity", "payment_card", "online_activity"] {
+        assert!(withheld.contains(&c), "{c}");
+    }
+    assert!(!r.denied());
+    // The delivery purpose sees full GPS precision.
+    assert_eq!(
+        fields_of(&r, "delivery_location")[0]["lat"],
+        serde_json::json!(41.878_113)
+    );
+
+    // Tracking notifications see delivery points rounded (geo_round outside delivery).
+    let r = v
+        .read(
+            &v.principal("tracking").unwrap(),
+            "s1",
+            "tracking_notifications",
+        )
+        .unwrap();
+    assert_eq!(
+        fields_of(&r, "delivery_location")[0]["lat"],
+        serde_json::json!(41.878)
+    );
+    assert_eq!(
+        fields_of(&r, "delivery_location")[0]["lon"],
+        serde_json::json!(-87.63)
+    );
+}
+
+#[test]
+fn ip_addresses_and_cards_are_minimized() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("s1", "m"));
+    // Account service: both web records, IPs truncated to /24 (the
+    // security-log one only on read).
+    let r = v
+        .read(&v.principal("care").unwrap(), "s1", "account_service")
+        .unwrap();
+    let ips: Vec<&str> = fields_of(&r, "online_activity")
+        .iter()
+        .map(|f| f["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["203.0.113.0/24", "203.0.113.0/24"]);
+    // Security operations keep the full address of what they collected.
+    let r = v
+        .read(&v.principal("soc").unwrap(), "s1", "security_operations")
+        .unwrap();
+    let ips: Vec<&str> = fields_of(&r, "online_activity")
+        .iter()
+        .map(|f| f["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["203.0.113.0/24", "203.0.113.78"]);
+    // Cards are stored as brand and last four, whoever reads.
+    let r = v
+        .read(&v.principal("officer").unwrap(), "s1", "subject_access")
+        .unwrap();
+    assert_eq!(
+        fields_of(&r, "payment_card")[0]["card_number"],
+        serde_json::json!({"brand": "visa", "last4": "1111"})
+    );
+}
+
+#[test]
+fn consent_opens_marketing_for_that_person_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("s1", "m"));
+    collect(&v, "ingest", &person("s2", "n"));
+    let consented =
+        serde_json::json!({"subject": "s1", "category": "account_identity", "purpose": "marketing",
+        "consent": true, "fields": {"name": "Ada", "email": "ada@example.com"}})
+        .to_string();
+    assert_eq!(collect(&v, "ingest", &consented).accepted, 1);
+    let promo = v.principal("promo").unwrap();
+    let r1 = v.read(&promo, "s1", "marketing").unwrap();
+    assert!(!r1.denied());
+    // Consent opens the C cells of marketing: identity and address.
+    assert!(
+        r1.records
+            .iter()
+            .all(|r| ["account_identity", "address"].contains(&r.category.as_str()))
+    );
+    assert_eq!(r1.records.len(), 3);
+    let r2 = v.read(&promo, "s2", "marketing").unwrap();
+    assert!(r2.denied());
+    assert!(r2.records.is_empty());
+    assert!(
+        r2.withheld
+            .iter()
+            .any(|w| w.reasons.iter().any(|x| x.policy == "HEW3-consent"))
+    );
+}
+
+#[test]
+fn expired_records_are_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("s1", "m"));
+    let sorting = v.principal("sorting").unwrap();
+    let before = v.read(&sorting, "s1", "delivery").unwrap();
+    assert_eq!(fields_of(&before, "mail_image").len(), 1);
+    // Mail images are kept 7 days (R23); scans 120.
+    c.advance(7 * 86_400_000 + 1);
+    let after = v.read(&sorting, "s1", "delivery").unwrap();
+    assert!(fields_of(&after, "mail_image").is_empty());
+    assert_eq!(fields_of(&after, "scan_event").len(), 1);
+    assert_eq!(after.records.len(), before.records.len() - 1);
+}
+
+#[test]
+fn a_tampered_record_fails_to_open_rather_than_lie() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("s1", "m"));
+    drop(v);
+    // Relabel a record's purpose in the store: the associated data no longer matches.
+    let conn = rusqlite::Connection::open(dir.path().join("data.db")).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE records SET purpose = 'delivery' WHERE category = 'payment_card'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let e = v
+        .read(&v.principal("officer").unwrap(), "s1", "subject_access")
+        .unwrap_err();
+    assert!(matches!(e, VaultError::Crypto(_)), "{e}");
+}
+
+#[test]
+fn unknown_principal_purpose_and_missing_keys_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    assert!(matches!(
+        v.principal("mallory"),
+        Err(VaultError::UnknownPrincipal(_))
+    ));
+    let p = v.principal("sorting").unwrap();
+    assert!(matches!(
+        v.read(&p, "s", "dragnet"),
+        Err(VaultError::UnknownPurpose(_))
+    ));
+    assert!(matches!(
+        v.add_principal("x", "overlord"),
+        Err(VaultError::UnknownRole(_))
+    ));
+    assert!(matches!(
+        v.add_principal("bad name", "delivery"),
+        Err(VaultError::Invalid { .. })
+    ));
+    assert_eq!(
+        v.add_principal("sorting", "delivery").unwrap_err().code(),
+        "principal_exists"
+    );
+    drop(v);
+    assert!(matches!(
+        Vault::init(dir.path(), OpenOptions::default()),
+        Err(VaultError::AlreadyInitialized(_))
+    ));
+
+    // A corrupt key store.
+    let keys = dir.path().join("keys.db");
+    let saved = std::fs::read(&keys).unwrap();
+    std::fs::write(
+        &keys,
+        b"garbage garbage garbage garbage garbage garbage garbage garbage garbage garbage garbage",
+    )
+    .unwrap();
+    let e = Vault::open(dir.path(), OpenOptions::default()).unwrap_err();
+    assert_eq!(e.code(), "not_a_store", "{e}");
+    // A missing key store.
+    std::fs::remove_file(&keys).unwrap();
+    let e = Vault::open(dir.path(), OpenOptions::default()).unwrap_err();
+    assert!(matches!(e, VaultError::KeysMissing(_)), "{e}");
+    assert!(e.to_string().contains("restore it"), "{e}");
+    // Another vault's key store.
+    let other = tempfile::tempdir().unwrap();
+    drop(Vault::init(other.path(), OpenOptions::default()).unwrap());
+    std::fs::copy(other.path().join("keys.db"), &keys).unwrap();
+    let e = Vault::open(dir.path(), OpenOptions::default()).unwrap_err();
+    assert!(matches!(e, VaultError::KeysMismatch(_)), "{e}");
+    std::fs::write(&keys, saved).unwrap();
+    assert!(Vault::open(dir.path(), OpenOptions::default()).is_ok());
+    // No vault at all.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Vault::open(empty.path(), OpenOptions::default()),
+        Err(VaultError::NotInitialized(_))
+    ));
+}
