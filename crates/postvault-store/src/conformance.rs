@@ -47,7 +47,6 @@ pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
 
 pub fn write_then_read_accounts_each(s: &dyn Store) {
     let batch = WriteBatch {
-        subjects: vec![([1; 16], 5), ([2; 16], 5)],
         records: vec![
             record(1, 1, "address"),
             record(1, 2, "scan_event"),
@@ -87,7 +86,6 @@ pub fn unknown_subject_still_leaves_a_leaf(s: &dyn Store) {
 pub fn failed_batch_leaves_nothing(s: &dyn Store) {
     s.write(
         &WriteBatch {
-            subjects: vec![([1; 16], 5)],
             records: vec![record(1, 1, "address")],
             leaves: 1,
             ..WriteBatch::default()
@@ -99,7 +97,6 @@ pub fn failed_batch_leaves_nothing(s: &dyn Store) {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         s.write(
             &WriteBatch {
-                subjects: vec![([3; 16], 5)],
                 records: vec![record(3, 7, "address")],
                 leaves: 2,
                 ..WriteBatch::default()
@@ -124,11 +121,9 @@ pub fn consents_keep_the_latest(s: &dyn Store) {
         granted,
         at,
     };
-    let subj = vec![([1; 16], 1)];
     for (granted, at) in [(true, 10), (false, 20), (true, 15)] {
         s.write(
             &WriteBatch {
-                subjects: subj.clone(),
                 consents: vec![c(granted, at)],
                 leaves: 1,
                 ..WriteBatch::default()
@@ -149,7 +144,6 @@ pub fn lookups_find_subjects(s: &dyn Store) {
     };
     s.write(
         &WriteBatch {
-            subjects: vec![([1; 16], 1), ([2; 16], 1)],
             records: vec![
                 record(1, 1, "account_identity"),
                 record(2, 2, "account_identity"),
@@ -214,8 +208,12 @@ pub fn subject_keys_are_kept_once(k: &dyn KeyStore) {
         data: vec![9; 60],
         ..a.clone()
     };
-    k.put_subject_keys(std::slice::from_ref(&a)).unwrap();
-    k.put_subject_keys(&[replacement]).unwrap();
+    assert!(
+        k.put_subject_keys(std::slice::from_ref(&a))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(k.put_subject_keys(&[replacement]).unwrap(), vec![[1; 16]]);
     assert_eq!(k.subject_keys(&[1; 16]).unwrap(), Some(a));
     assert_eq!(k.subject_keys(&[2; 16]).unwrap(), None);
 }

@@ -72,8 +72,6 @@ pub struct PrincipalRow {
 /// Everything one collection batch writes, atomically.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
-    /// Subjects to create if they do not exist yet (unix ms of creation).
-    pub subjects: Vec<(SubjectRef, i64)>,
     pub records: Vec<RecordRow>,
     pub lookups: Vec<LookupRow>,
     pub consents: Vec<ConsentRow>,
@@ -84,6 +82,7 @@ pub struct WriteBatch {
 /// What the store holds about one subject.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubjectData {
+    /// The store holds a record or a consent of the subject.
     pub exists: bool,
     pub records: Vec<RecordRow>,
     pub consents: Vec<ConsentRow>,
@@ -155,8 +154,9 @@ pub struct SubjectKeys {
 /// data store alone never holds usable keys.
 pub trait KeyStore: Send + Sync {
     /// Stores keys of subjects that have none yet (existing keys are kept);
-    /// durable on return.
-    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<(), StoreError>;
+    /// durable on return. Returns the subjects whose keys already existed,
+    /// so the caller can use the stored keys instead of its own.
+    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError>;
     fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError>;
     /// A named secret (the master key, a signing key).
     fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;

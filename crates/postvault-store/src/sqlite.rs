@@ -26,7 +26,6 @@ const DATA_MIGRATIONS: &[&str] = &[
      CREATE TABLE principals (
          name TEXT PRIMARY KEY, role TEXT NOT NULL,
          token_hash BLOB NOT NULL, created_at INTEGER NOT NULL);
-     CREATE TABLE subjects (ref BLOB PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID;
      CREATE TABLE records (
          id BLOB NOT NULL, subject BLOB NOT NULL, category TEXT NOT NULL,
          purpose TEXT NOT NULL, source TEXT NOT NULL,
@@ -228,12 +227,6 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut s = tx.prepare_cached(
-                "INSERT INTO subjects (ref, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            )?;
-            for (r, at) in &batch.subjects {
-                s.execute(params![r, at])?;
-            }
-            let mut s = tx.prepare_cached(
                 "INSERT INTO records (id, subject, category, purpose, source,
                      collected_at, expires_at, key_id, sealed)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -279,16 +272,8 @@ impl Store for SqliteStore {
     ) -> Result<(SubjectData, u64), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists = tx
-            .prepare_cached("SELECT 1 FROM subjects WHERE ref = ?1")?
-            .query_row([subject], |_| Ok(()))
-            .optional()?
-            .is_some();
-        let mut data = SubjectData {
-            exists,
-            ..SubjectData::default()
-        };
-        if exists {
+        let mut data = SubjectData::default();
+        {
             let mut s = tx.prepare_cached(
                 "SELECT id, subject, category, purpose, source, collected_at,
                         expires_at, key_id, sealed
@@ -311,6 +296,7 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<_, _>>()?;
         }
+        data.exists = !data.records.is_empty() || !data.consents.is_empty();
         let idx = append(&tx, 1, &mut |idx, _| leaf(&data, idx))?;
         tx.commit()?;
         Ok((data, idx))
@@ -450,9 +436,10 @@ impl SqliteKeyStore {
 }
 
 impl KeyStore for SqliteKeyStore {
-    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<(), StoreError> {
+    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        let mut existing = Vec::new();
         if keys.is_empty() {
-            return Ok(());
+            return Ok(existing);
         }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -461,11 +448,13 @@ impl KeyStore for SqliteKeyStore {
                 "INSERT INTO subject_keys (ref, data, tag) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?;
             for k in keys {
-                s.execute(params![k.subject, k.data, k.tag])?;
+                if s.execute(params![k.subject, k.data, k.tag])? == 0 {
+                    existing.push(k.subject);
+                }
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(existing)
     }
 
     fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError> {

@@ -91,7 +91,7 @@ struct Accepted {
     purpose: PurposeIx,
     legal_basis: Option<String>,
     consent: bool,
-    fields: Map<String, Value>,
+    fields: crate::minimize::Minimized,
 }
 
 #[derive(Default)]
@@ -102,6 +102,82 @@ struct Batch {
 }
 
 impl Vault {
+    /// Records the person's consent for `purpose` (granted or withdrawn), as
+    /// `principal` acting on the person's request; it takes effect on the next
+    /// read. One leaf accounts for it. Only a role that answers the person
+    /// (`privacy_officer`, or the `subject_access` role) may do this.
+    pub fn set_consent(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        purpose: &str,
+        granted: bool,
+    ) -> Result<u64, VaultError> {
+        let tax = self.pack.taxonomy();
+        if tax.purpose_ix(purpose).is_none() {
+            return Err(VaultError::UnknownPurpose(purpose.to_string()));
+        }
+        let may = tax
+            .role(principal.role_ix)
+            .read_for
+            .iter()
+            .any(|&p| tax.purpose(p).id == "subject_access");
+        if !may {
+            return Err(VaultError::Invalid {
+                what: "principal",
+                why: format!(
+                    "role `{}` may not record consent; a role acting for `subject_access` may",
+                    principal.role
+                ),
+            });
+        }
+        let now = self.clock.now_ms();
+        let subject_ref = self.subject_ref(subject);
+        let keys = self.ensure_subject_keys(&[subject_ref])?;
+        let tag = keys.get(&subject_ref).map(|k| &k.tag);
+        let wb = WriteBatch {
+            consents: vec![ConsentRow {
+                subject: subject_ref,
+                purpose: purpose.to_string(),
+                granted,
+                at: now,
+            }],
+            leaves: 1,
+            ..WriteBatch::default()
+        };
+        let actor = Actor {
+            role: principal.role.clone(),
+            id: self.actor_id(&principal.name),
+        };
+        Ok(self.store.write(&wb, &mut |idx, _| {
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: if granted {
+                    "consent_grant"
+                } else {
+                    "consent_withdraw"
+                }
+                .into(),
+                principal: actor.clone(),
+                purpose: Some(purpose.to_string()),
+                decision: "allow".into(),
+                pack: self.pack.version().to_string(),
+                reasons: vec![],
+                categories: vec![],
+                count: 0,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: tag.map(|t| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(t.tag(idx))
+                }),
+            }
+            .to_leaf()
+        })?)
+    }
+
     /// Collects NDJSON records from `input` as `principal`. `progress` is
     /// called after each committed batch with the lines read so far.
     pub fn collect(
@@ -122,49 +198,101 @@ impl Vault {
         };
         let batch_size = opts.batch_size.max(1);
         let mut report = CollectReport::default();
-        let mut batch = Batch::default();
-        let mut buf = Vec::new();
-        let mut line_no = 0u64;
-        loop {
-            buf.clear();
-            let n = read_line_bounded(input, &mut buf).map_err(VaultError::Input)?;
-            if n == LineRead::Eof {
-                break;
-            }
-            line_no += 1;
-            let checked = match n {
-                LineRead::TooLong => Err(line_err(
-                    line_no,
-                    "line_too_long",
-                    None,
-                    None,
-                    format!("the line is longer than {MAX_LINE} bytes"),
-                )),
-                _ => self.check_line(principal, line_no, &buf, default_purpose),
+        // Two stages on two threads: this one parses, minimizes, decides and
+        // seals; the writer commits each batch (store + leaf) in order. A
+        // batch is acknowledged only once the writer has committed it.
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Prepared>(2);
+        let (to_reader, committed) = std::sync::mpsc::channel::<Committed>();
+        let store = &*self.store;
+        std::thread::scope(|scope| -> Result<(), VaultError> {
+            let writer = scope.spawn(move || -> Result<(), VaultError> {
+                for b in batches {
+                    let leaf = b.leaf;
+                    let first = store.write(&b.batch, &mut |_, _| leaf.clone())?;
+                    // The reader may have stopped listening after an error.
+                    let _ = to_reader.send(Committed {
+                        first_leaf: first,
+                        accepted: b.accepted,
+                        categories: b.categories,
+                        lines_read: b.lines_read,
+                    });
+                }
+                Ok(())
+            });
+            let mut apply = |c: Committed, report: &mut CollectReport| {
+                report.accepted += c.accepted;
+                report.batches += 1;
+                report.leaves.push(c.first_leaf);
+                for (k, n) in c.categories {
+                    *report.categories.entry(k).or_default() += n;
+                }
+                progress(c.lines_read);
             };
-            match checked {
-                Ok(Some(a)) => batch.lines.push(a),
-                Ok(None) => {} // blank line
-                Err(e) => {
-                    batch.rejected += 1;
-                    batch
-                        .reasons
-                        .insert(e.rule.clone().unwrap_or_else(|| e.code.clone()));
-                    report.rejected += 1;
-                    if report.errors.len() < MAX_ERRORS_KEPT {
-                        report.errors.push(e);
+            let produced = (|| -> Result<(), VaultError> {
+                let mut batch = Batch::default();
+                let mut buf = Vec::new();
+                let mut line_no = 0u64;
+                loop {
+                    buf.clear();
+                    let n = read_line_bounded(input, &mut buf).map_err(VaultError::Input)?;
+                    if n == LineRead::Eof {
+                        break;
+                    }
+                    line_no += 1;
+                    let checked = match n {
+                        LineRead::TooLong => Err(line_err(
+                            line_no,
+                            "line_too_long",
+                            None,
+                            None,
+                            format!("the line is longer than {MAX_LINE} bytes"),
+                        )),
+                        _ => self.check_line(principal, line_no, &buf, default_purpose),
+                    };
+                    match checked {
+                        Ok(Some(a)) => batch.lines.push(a),
+                        Ok(None) => {} // blank line
+                        Err(e) => {
+                            batch
+                                .reasons
+                                .insert(e.rule.clone().unwrap_or_else(|| e.code.clone()));
+                            batch.rejected += 1;
+                            report.rejected += 1;
+                            if report.errors.len() < MAX_ERRORS_KEPT {
+                                report.errors.push(e);
+                            }
+                        }
+                    }
+                    if batch.lines.len() + batch.rejected as usize >= batch_size {
+                        let prepared =
+                            self.prepare_batch(principal, std::mem::take(&mut batch), line_no)?;
+                        if to_writer.send(prepared).is_err() {
+                            return Ok(()); // the writer failed; its error is reported below
+                        }
+                        while let Ok(c) = committed.try_recv() {
+                            apply(c, &mut report);
+                        }
                     }
                 }
+                if !batch.lines.is_empty() || batch.rejected > 0 {
+                    let prepared = self.prepare_batch(principal, batch, line_no)?;
+                    let _ = to_writer.send(prepared);
+                }
+                Ok(())
+            })();
+            drop(to_writer);
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(VaultError::Invalid {
+                    what: "writer",
+                    why: "the writer thread panicked".into(),
+                })
+            });
+            while let Ok(c) = committed.try_recv() {
+                apply(c, &mut report);
             }
-            if batch.lines.len() + batch.rejected as usize >= batch_size {
-                self.commit_batch(principal, std::mem::take(&mut batch), &mut report)?;
-                progress(line_no);
-            }
-        }
-        if !batch.lines.is_empty() || batch.rejected > 0 {
-            self.commit_batch(principal, batch, &mut report)?;
-        }
-        progress(line_no);
+            produced?;
+            written
+        })?;
         Ok(report)
     }
 
@@ -254,7 +382,7 @@ impl Vault {
             return Err(line_err(
                 line_no,
                 "denied",
-                None,
+                Some("purpose"),
                 first.map(|r| r.policy.as_str()),
                 format!(
                     "collecting `{}` for `{}` as role `{}` is denied: {}",
@@ -310,12 +438,12 @@ impl Vault {
         }))
     }
 
-    fn commit_batch(
+    fn prepare_batch(
         &self,
         principal: &Principal,
         batch: Batch,
-        report: &mut CollectReport,
-    ) -> Result<(), VaultError> {
+        lines_read: u64,
+    ) -> Result<Prepared, VaultError> {
         let tax = self.pack.taxonomy();
         let now = self.clock.now_ms();
         let subjects: Vec<SubjectRef> = batch.lines.iter().map(|a| a.subject).collect();
@@ -324,7 +452,6 @@ impl Vault {
             leaves: 1,
             ..WriteBatch::default()
         };
-        let mut seen = BTreeSet::new();
         let mut categories: BTreeMap<String, u64> = BTreeMap::new();
         let mut purposes = BTreeSet::new();
         for a in &batch.lines {
@@ -333,9 +460,9 @@ impl Vault {
             let key = keys
                 .get(&a.subject)
                 .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
-            let id = *uuid::Uuid::now_v7().as_bytes();
+            let id = self.ids.next(now);
             let expires_at = now + i64::from(cat.retention_days) * 86_400_000;
-            let plain = payload(&a.fields, a.legal_basis.as_deref());
+            let plain = payload(cat, &a.fields, a.legal_basis.as_deref());
             let aad = record_aad(&a.subject, &id, &cat.id, purpose, now, expires_at);
             let sealed = key.data.seal(&self.rng, &aad, &plain)?;
             for lookup in &cat.lookups {
@@ -346,9 +473,6 @@ impl Vault {
                         record: id,
                     });
                 }
-            }
-            if seen.insert(a.subject) {
-                wb.subjects.push((a.subject, now));
             }
             if a.consent {
                 wb.consents.push(ConsentRow {
@@ -389,36 +513,56 @@ impl Vault {
             categories: categories.keys().cloned().collect(),
             count: accepted,
             rejected: Some(batch.rejected),
-            selector: Some(format!("batch:{}", uuid::Uuid::now_v7())),
+            selector: Some(format!(
+                "batch:{}",
+                uuid::Uuid::from_bytes(self.ids.next(now))
+            )),
             instrument: None,
             subject_tag: None,
         };
-        let leaf = event.to_leaf();
-        let first = self.store.write(&wb, &mut |_, _| leaf.clone())?;
-        report.accepted += accepted;
-        report.batches += 1;
-        report.leaves.push(first);
-        for (c, n) in categories {
-            *report.categories.entry(c).or_default() += n;
-        }
-        Ok(())
+        Ok(Prepared {
+            batch: wb,
+            leaf: event.to_leaf(),
+            accepted,
+            categories,
+            lines_read,
+        })
     }
+}
+
+/// A sealed batch on its way to the writer.
+struct Prepared {
+    batch: WriteBatch,
+    leaf: Vec<u8>,
+    accepted: u64,
+    categories: BTreeMap<String, u64>,
+    lines_read: u64,
+}
+
+/// A batch the writer committed.
+struct Committed {
+    first_leaf: u64,
+    accepted: u64,
+    categories: BTreeMap<String, u64>,
+    lines_read: u64,
 }
 
 /// The sealed plaintext: `{"fields": {...}, "legal_basis": "..."}` (the
 /// legal basis is free text, so it is sealed with the fields).
-fn payload(fields: &Map<String, Value>, legal_basis: Option<&str>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Payload<'a> {
-        fields: &'a Map<String, Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        legal_basis: Option<&'a str>,
+fn payload(
+    cat: &postvault_policy::Category,
+    fields: &crate::minimize::Minimized,
+    legal_basis: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"fields\":");
+    crate::minimize::write_fields(cat, fields, &mut out);
+    if let Some(b) = legal_basis {
+        out.extend_from_slice(b",\"legal_basis\":");
+        let _ = serde_json::to_writer(&mut out, b);
     }
-    serde_json::to_vec(&Payload {
-        fields,
-        legal_basis,
-    })
-    .unwrap_or_default()
+    out.push(b'}');
+    out
 }
 
 /// The associated data sealed with a record: binds the ciphertext to its
@@ -450,7 +594,7 @@ pub(crate) fn record_aad(
 pub(crate) fn lookup_value(
     cat: &postvault_policy::Category,
     lookup: &[usize],
-    fields: &Map<String, Value>,
+    fields: &crate::minimize::Minimized,
 ) -> Option<(String, String)> {
     let mut names = Vec::new();
     let mut parts = Vec::new();
@@ -458,7 +602,7 @@ pub(crate) fn lookup_value(
         let spec = cat.fields.get(ix)?;
         names.push(spec.name.as_str());
         // An absent optional part of a composite lookup counts as empty.
-        let v = fields.get(&spec.name).and_then(Value::as_str);
+        let v = crate::minimize::field_value(fields, ix).and_then(Value::as_str);
         if v.is_none() && lookup.len() == 1 {
             return None;
         }

@@ -33,13 +33,38 @@ fn err(code: &'static str, field: &str, message: String) -> FieldError {
 const DEFAULT_STRING_MAX: usize = 200;
 const DEFAULT_BYTES_MAX: usize = 1 << 20;
 
+/// Minimized fields: (index into the category's fields, value), in
+/// declaration order.
+pub type Minimized = Vec<(usize, Value)>;
+
+/// The value of field `ix` in `fields`, if present.
+pub fn field_value(fields: &Minimized, ix: usize) -> Option<&Value> {
+    fields.iter().find(|(i, _)| *i == ix).map(|(_, v)| v)
+}
+
+/// Writes `{"name": value, ...}` for minimized fields.
+pub fn write_fields(category: &Category, fields: &Minimized, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (n, (ix, v)) in fields.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let name = category.fields.get(*ix).map_or("", |f| f.name.as_str());
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, name);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    out.push(b'}');
+}
+
 /// Checks and transforms `fields` for collecting `category` for `purpose`.
 /// Returns the minimized fields in declaration order.
 pub fn minimize(
     category: &Category,
     purpose: PurposeIx,
     fields: &Map<String, Value>,
-) -> Result<Map<String, Value>, FieldError> {
+) -> Result<Minimized, FieldError> {
     for name in fields.keys() {
         match category.field(name) {
             None => {
@@ -66,8 +91,8 @@ pub fn minimize(
             Some(_) => {}
         }
     }
-    let mut out = Map::new();
-    for spec in &category.fields {
+    let mut out = Vec::with_capacity(fields.len());
+    for (ix, spec) in category.fields.iter().enumerate() {
         match fields.get(&spec.name) {
             None | Some(Value::Null) if spec.required => {
                 return Err(err(
@@ -86,7 +111,7 @@ pub fn minimize(
                     Some(t) => transform(t, v),
                     None => v,
                 };
-                out.insert(spec.name.clone(), v);
+                out.push((ix, v));
             }
         }
     }

@@ -74,6 +74,43 @@ pub struct Vault {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: SystemRandom,
     key_cache: Mutex<HashMap<SubjectRef, Arc<SubjectKeyPair>>>,
+    pub(crate) ids: RecordIds,
+}
+
+/// UUIDv7 record ids without a system call per id: a 48-bit millisecond
+/// time, then 74 bits from a per-process random seed plus a counter, so ids
+/// are unique within a process and collide across processes only by chance
+/// of 2^-62 per same-millisecond pair.
+pub(crate) struct RecordIds {
+    rand_a: u16,
+    seed: u64,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl RecordIds {
+    fn new(rng: &SystemRandom) -> Result<RecordIds, VaultError> {
+        let mut b = [0u8; 10];
+        aws_lc_rs::rand::SecureRandom::fill(rng, &mut b)
+            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+        Ok(RecordIds {
+            rand_a: u16::from_be_bytes([b[0], b[1]]) & 0x0fff,
+            seed: u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]),
+            counter: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn next(&self, now_ms: i64) -> [u8; 16] {
+        let c = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(self.seed);
+        let mut b = [0u8; 16];
+        b[..6].copy_from_slice(&(now_ms as u64).to_be_bytes()[2..]);
+        b[6..8].copy_from_slice(&(0x7000 | self.rand_a).to_be_bytes());
+        b[8..]
+            .copy_from_slice(&((c & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000).to_be_bytes());
+        b
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -113,14 +150,14 @@ impl Vault {
         let store = SqliteStore::open(&data_path, OpenMode::Create)?;
         store.set_meta(VAULT_ID, &vault_id)?;
         store.set_meta("created_at", &opts.clock.now_ms().to_string())?;
-        Ok(Vault::assemble(
+        Vault::assemble(
             dir,
             Box::new(store),
             Box::new(keys),
             master,
             pack,
             opts.clock,
-        ))
+        )
     }
 
     /// Opens the vault in `dir`.
@@ -146,14 +183,14 @@ impl Vault {
         if key_vault != data_vault.as_bytes() {
             return Err(VaultError::KeysMismatch(shown));
         }
-        Ok(Vault::assemble(
+        Vault::assemble(
             dir,
             Box::new(store),
             Box::new(keys),
             master,
             pack,
             opts.clock,
-        ))
+        )
     }
 
     /// Assembles a vault from parts: another store backend, or a store
@@ -169,7 +206,7 @@ impl Vault {
             .secret(MASTER_SECRET)?
             .ok_or_else(|| VaultError::KeysMissing(dir.display().to_string()))?;
         let master = MasterKey::from_bytes(&master)?;
-        Ok(Vault::assemble(dir, store, keys, master, pack, opts.clock))
+        Vault::assemble(dir, store, keys, master, pack, opts.clock)
     }
 
     fn assemble(
@@ -179,17 +216,19 @@ impl Vault {
         master: MasterKey,
         pack: Arc<Pack>,
         clock: Arc<dyn Clock>,
-    ) -> Vault {
-        Vault {
+    ) -> Result<Vault, VaultError> {
+        let rng = SystemRandom::new();
+        Ok(Vault {
+            ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
             store,
             keys,
             master,
             pack,
             clock,
-            rng: SystemRandom::new(),
+            rng,
             key_cache: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -309,14 +348,10 @@ impl Vault {
                 why: "one value per lookup field".into(),
             });
         }
-        let map = lookup
+        let map: crate::minimize::Minimized = lookup
             .iter()
             .zip(values)
-            .filter_map(|(&ix, v)| {
-                cat.fields
-                    .get(ix)
-                    .map(|s| (s.name.clone(), serde_json::Value::String((*v).to_string())))
-            })
+            .map(|(&ix, v)| (ix, serde_json::Value::String((*v).to_string())))
             .collect();
         let (domain, value) =
             crate::collect::lookup_value(cat, lookup, &map).ok_or_else(|| VaultError::Invalid {
@@ -380,21 +415,21 @@ impl Vault {
                         data,
                         tag,
                     });
-                    // Placeholder so duplicates in `subjects` are skipped.
+                    // Unwrapped now; a duplicate in `subjects` is skipped above.
                     out.insert(*s, Arc::new(self.unwrap_pair(new.last(), s)?));
                 }
             }
         }
         if !new.is_empty() {
-            self.keys.put_subject_keys(&new)?;
             // Another writer may have stored keys first; the stored ones win.
+            for subject in self.keys.put_subject_keys(&new)? {
+                let stored = self.keys.subject_keys(&subject)?;
+                out.insert(
+                    subject,
+                    Arc::new(self.unwrap_pair(stored.as_ref(), &subject)?),
+                );
+            }
             for k in &new {
-                if let Some(stored) = self.keys.subject_keys(&k.subject)?
-                    && stored != *k
-                {
-                    let pair = Arc::new(self.unwrap_pair(Some(&stored), &k.subject)?);
-                    out.insert(k.subject, pair);
-                }
                 if let Some(pair) = out.get(&k.subject) {
                     self.remember(k.subject, pair.clone());
                 }

@@ -42,11 +42,11 @@ fn rejection_cases() -> Vec<(
         (line("s", "address", "surveillance", addr.clone()), "unknown_purpose", Some("purpose"), Some("R3")),
         // The matrix forbids collecting card data for delivery.
         (line("s", "payment_card", "delivery", serde_json::json!({"card_number": "4111111111111111"})),
-            "denied", None, Some("default-deny")),
+            "denied", Some("purpose"), Some("default-deny")),
         // Prohibited purposes collect nothing.
-        (line("s", "address", "immigration_enforcement", addr.clone()), "denied", None, Some("R25-prohibited-purpose")),
+        (line("s", "address", "immigration_enforcement", addr.clone()), "denied", Some("purpose"), Some("R25-prohibited-purpose")),
         // Marketing collection needs consent.
-        (line("s", "account_identity", "marketing", serde_json::json!({"name": "x"})), "denied", None, Some("HEW3-consent")),
+        (line("s", "account_identity", "marketing", serde_json::json!({"name": "x"})), "denied", Some("purpose"), Some("HEW3-consent")),
         (r#"{"subject": "s", "category": "address", "fields": {}}"#.to_string(), "missing_purpose", Some("purpose"), Some("R1")),
         (r#"{"subject": "", "category": "address", "purpose": "delivery", "fields": {}}"#.to_string(), "invalid_subject", Some("subject"), None),
         (r#"{"subject": "s", "category": "address", "purpose": "delivery", "fields": {}, "extra": 1}"#.to_string(), "malformed_json", None, None),

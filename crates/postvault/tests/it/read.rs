@@ -123,6 +123,17 @@ fn consent_opens_marketing_for_that_person_only() {
             .all(|r| ["account_identity", "address"].contains(&r.category.as_str()))
     );
     assert_eq!(r1.records.len(), 3);
+    // Withdrawal takes effect on the next read.
+    let officer = v.principal("officer").unwrap();
+    v.set_consent(&officer, "s1", "marketing", false).unwrap();
+    let withdrawn = v.read(&promo, "s1", "marketing").unwrap();
+    assert!(withdrawn.denied());
+    assert!(withdrawn.records.is_empty());
+    c.advance(1);
+    v.set_consent(&officer, "s1", "marketing", true).unwrap();
+    assert_eq!(v.read(&promo, "s1", "marketing").unwrap().records.len(), 3);
+    // Only a role answering the person records consent.
+    assert!(v.set_consent(&promo, "s2", "marketing", true).is_err());
     let r2 = v.read(&promo, "s2", "marketing").unwrap();
     assert!(r2.denied());
     assert!(r2.records.is_empty());

@@ -1,0 +1,301 @@
+//! The `postvault` binary end to end: commands, JSON on stdout, exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn pv(data: &Path, args: &[&str]) -> Output {
+    pv_in(data, args, None)
+}
+
+fn pv_in(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postvault"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("POSTVAULT_DATA")
+        .env_remove("POSTVAULT_PACK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+#[test]
+fn a_session_from_init_to_denied_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vault");
+
+    let o = pv(
+        &data,
+        &[
+            "read",
+            "--as",
+            "x",
+            "--purpose",
+            "delivery",
+            "--subject",
+            "s",
+        ],
+    );
+    assert_eq!(code(&o), 1);
+    assert_eq!(json(&o)["error"]["code"], "not_initialized");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("postvault init"));
+
+    let o = pv(&data, &["init"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(json(&o)["pack"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(code(&pv(&data, &["init"])), 1);
+
+    for (name, role) in [
+        ("ingest", "collector"),
+        ("sorting", "delivery"),
+        ("ice", "agency"),
+    ] {
+        let o = pv(&data, &["principal", "add", name, "--role", role]);
+        assert_eq!(code(&o), 0);
+        assert!(json(&o)["token"].as_str().unwrap().starts_with("pv_"));
+    }
+    let o = pv(&data, &["principal", "add", "nobody", "--role", "overlord"]);
+    assert_eq!(
+        (code(&o), json(&o)["error"]["code"].as_str()),
+        (1, Some("unknown_role"))
+    );
+    let list = json(&pv(&data, &["principal", "list"]));
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert!(!list.to_string().contains("pv_"), "tokens are never listed");
+
+    let ndjson = concat!(
+        r#"{"subject": "cust-1", "category": "address", "fields": {"street": "1 Elm St", "city": "Springfield", "state": "IL", "zip": "62701"}}"#,
+        "\n",
+        r#"{"subject": "cust-1", "category": "scan_event", "fields": {"piece": "letter", "facility_zip": "60601", "op_code": "918", "event": "processed", "scanned_at": "2026-11-02T03:00:00Z"}}"#,
+        "\n",
+        r#"{"subject": "cust-1", "category": "address", "fields": {"street": "1 Elm St", "city": "Springfield", "state": "IL", "zip": "62701", "ssn": "078-05-1120"}}"#,
+        "\n",
+    );
+    let file = tmp.path().join("in.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let o = pv(
+        &data,
+        &[
+            "collect",
+            "--as",
+            "ingest",
+            "--purpose",
+            "delivery",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 4, "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    assert_eq!(
+        (r["accepted"].as_u64(), r["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(r["errors"][0]["line"], 3);
+    assert_eq!(r["errors"][0]["field"], "ssn");
+    assert_eq!(r["errors"][0]["rule"], "R2");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(!stderr.contains("078-05-1120"));
+
+    // Standard input works too.
+    let o = pv_in(
+        &data,
+        &["collect", "--as", "ingest", "--purpose", "delivery", "-"],
+        Some(ndjson.lines().next().unwrap().as_bytes()),
+    );
+    assert_eq!(code(&o), 0);
+
+    let o = pv(
+        &data,
+        &[
+            "read",
+            "--as",
+            "sorting",
+            "--purpose",
+            "delivery",
+            "--subject",
+            "cust-1",
+        ],
+    );
+    assert_eq!(code(&o), 0);
+    let r = json(&o);
+    assert_eq!(r["decision"], "allow");
+    assert_eq!(r["records"].as_array().unwrap().len(), 3);
+    assert_eq!(r["records"][0]["fields"]["city"], "Springfield");
+
+    let o = pv(
+        &data,
+        &[
+            "read",
+            "--as",
+            "ice",
+            "--purpose",
+            "immigration_enforcement",
+            "--subject",
+            "cust-1",
+        ],
+    );
+    assert_eq!(code(&o), 3);
+    let r = json(&o);
+    assert_eq!(r["decision"], "deny");
+    assert!(r["records"].as_array().unwrap().is_empty());
+    assert!(r.to_string().contains("R25-prohibited-purpose"));
+
+    // Nothing readable in the vault's files.
+    for e in std::fs::read_dir(&data).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(!bytes.windows(11).any(|w| w == b"Springfield"));
+    }
+}
+
+#[test]
+fn policy_check_table_and_a_bad_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("unused");
+    let o = pv(&data, &["policy", "check"]);
+    assert_eq!(code(&o), 0);
+    let r = json(&o);
+    assert_eq!(
+        (r["categories"].as_u64(), r["purposes"].as_u64()),
+        (Some(13), Some(20))
+    );
+    let roles = r["roles"].as_u64().unwrap();
+
+    let o = pv(&data, &["policy", "table"]);
+    assert_eq!(code(&o), 0);
+    let lines: Vec<&[u8]> = o
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len() as u64, roles * 2 * 20 * 13 * 2);
+    let first: serde_json::Value = serde_json::from_slice(lines[0]).unwrap();
+    assert!(first["effect"] == "allow" || first["effect"] == "deny");
+
+    // A broken copy of the pack names file, line and rule.
+    let pack = tmp.path().join("pack");
+    std::fs::create_dir(&pack).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packs/postal");
+    for f in ["taxonomy.toml", "schema.cedarschema", "policies.cedar"] {
+        std::fs::copy(root.join(f), pack.join(f)).unwrap();
+    }
+    let mut policies = std::fs::read_to_string(pack.join("policies.cedar")).unwrap();
+    policies.push_str("\n@id(\"x\")\n@rule(\"R0\")\n@reason(\"x\")\npermit (principal, action, resource) when { resource.nationality == \"x\" };\n");
+    std::fs::write(pack.join("policies.cedar"), policies).unwrap();
+    let o = pv(&data, &["policy", "check", pack.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("policies.cedar:") && err.contains("cedar-validation"),
+        "{err}"
+    );
+}
+
+#[test]
+fn simulate_is_deterministic_and_help_is_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("unused");
+    let a = pv(&data, &["simulate", "--scale", "0.000005", "--seed", "9"]);
+    let b = pv(&data, &["simulate", "--scale", "0.000005", "--seed", "9"]);
+    assert_eq!(code(&a), 0);
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
+    let out = tmp.path().join("day.ndjson");
+    assert_eq!(
+        code(&pv(
+            &data,
+            &[
+                "simulate",
+                "--scale",
+                "0.000005",
+                "--seed",
+                "9",
+                "--out",
+                out.to_str().unwrap()
+            ]
+        )),
+        0
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), a.stdout);
+    let h = pv(&data, &["--help"]);
+    assert_eq!(code(&h), 0);
+    let help = String::from_utf8_lossy(&h.stdout);
+    for verb in [
+        "init",
+        "principal",
+        "collect",
+        "read",
+        "policy",
+        "simulate",
+        "demo",
+        "bench",
+    ] {
+        assert!(help.contains(verb), "{verb}");
+    }
+    assert_eq!(code(&pv(&data, &["read", "--as", "x"])), 2);
+}
+
+#[test]
+fn demo_tells_the_story() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = pv(tmp.path(), &["demo", "--scale", "0.000005"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "reads for delivery",
+        "ALLOWED",
+        "Withheld",
+        "DENIED",
+        "R25",
+        "identical to",
+        "log holds",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn bench_ingest_runs_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = pv(
+        tmp.path(),
+        &[
+            "bench",
+            "ingest",
+            "--records",
+            "3000",
+            "--dir",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    assert_eq!(r["accepted"], 3000);
+    assert_eq!(r["rejected"], 0);
+    assert!(r["ratio_full_to_raw"].as_f64().unwrap() > 0.0);
+}
