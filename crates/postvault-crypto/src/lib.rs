@@ -204,6 +204,35 @@ impl MasterKey {
         seal(&self.kek, rng, &wrap_aad(kind, subject_ref), key.as_ref())
     }
 
+    /// New random data and tag keys for `subject_ref`: wrapped for storage,
+    /// and ready for use (no unwrap round trip).
+    pub fn new_subject_keys(
+        &self,
+        rng: &dyn SecureRandom,
+        subject_ref: &[u8],
+    ) -> Result<NewSubjectKeys, CryptoError> {
+        let data = random_key(rng)?;
+        let tag = random_key(rng)?;
+        Ok(NewSubjectKeys {
+            wrapped_data: seal(
+                &self.kek,
+                rng,
+                &wrap_aad(KeyKind::Data, subject_ref),
+                data.as_ref(),
+            )?,
+            wrapped_tag: seal(
+                &self.kek,
+                rng,
+                &wrap_aad(KeyKind::Tag, subject_ref),
+                tag.as_ref(),
+            )?,
+            data: DataKey {
+                key: aead_key(data.as_ref())?,
+            },
+            tag: TagKey::from_bytes(tag.as_ref())?,
+        })
+    }
+
     /// Unwraps a data key.
     pub fn data_key(&self, wrapped: &[u8], subject_ref: &[u8]) -> Result<DataKey, CryptoError> {
         let raw = Zeroizing::new(open(
@@ -238,6 +267,15 @@ fn truncate(mac: &[u8]) -> [u8; TOKEN_LEN] {
     let mut out = [0u8; TOKEN_LEN];
     out.copy_from_slice(&mac[..TOKEN_LEN]);
     out
+}
+
+/// Keys made by [`MasterKey::new_subject_keys`].
+#[derive(Debug)]
+pub struct NewSubjectKeys {
+    pub wrapped_data: Vec<u8>,
+    pub wrapped_tag: Vec<u8>,
+    pub data: DataKey,
+    pub tag: TagKey,
 }
 
 /// A subject's data key: seals and opens that subject's records.

@@ -24,6 +24,22 @@ fn wrapped_keys_are_bound_to_subject_and_kind() {
 }
 
 #[test]
+fn new_subject_keys_match_their_wrapped_forms() {
+    let rng = SystemRandom::new();
+    let m = master();
+    let s = m.subject_ref("cust-1");
+    let k = m.new_subject_keys(&rng, &s).unwrap();
+    let env = k.data.seal(&rng, b"aad", b"hello").unwrap();
+    let unwrapped = m.data_key(&k.wrapped_data, &s).unwrap();
+    assert_eq!(unwrapped.open(b"aad", &env).unwrap(), b"hello");
+    assert_eq!(m.tag_key(&k.wrapped_tag, &s).unwrap().tag(3), k.tag.tag(3));
+    assert_eq!(
+        m.data_key(&k.wrapped_tag, &s).unwrap_err(),
+        CryptoError::Open
+    );
+}
+
+#[test]
 fn master_key_round_trips_and_rejects_bad_lengths() {
     let m = master();
     let again = MasterKey::from_bytes(m.to_bytes().as_ref()).unwrap();

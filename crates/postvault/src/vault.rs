@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
-use postvault_crypto::{DataKey, KeyKind, MasterKey, SystemRandom, TagKey};
+use postvault_crypto::{DataKey, MasterKey, SystemRandom, TagKey};
 use postvault_policy::{Pack, PackSources, RoleIx};
 use postvault_store::{
     KeyStore, OpenMode, SqliteKeyStore, SqliteStore, Store, SubjectKeys, SubjectRef,
@@ -399,29 +399,34 @@ impl Vault {
     ) -> Result<HashMap<SubjectRef, Arc<SubjectKeyPair>>, VaultError> {
         let mut out = HashMap::with_capacity(subjects.len());
         let mut new = Vec::new();
-        for s in subjects {
-            if out.contains_key(s) {
-                continue;
-            }
-            match self.subject_keys(s)? {
-                Some(k) => {
-                    out.insert(*s, k);
+        {
+            let cache = self.cache();
+            for s in subjects {
+                if out.contains_key(s) {
+                    continue;
                 }
-                None => {
-                    let data = self.master.new_wrapped(&self.rng, KeyKind::Data, s)?;
-                    let tag = self.master.new_wrapped(&self.rng, KeyKind::Tag, s)?;
-                    new.push(SubjectKeys {
-                        subject: *s,
-                        data,
-                        tag,
-                    });
-                    // Unwrapped now; a duplicate in `subjects` is skipped above.
-                    out.insert(*s, Arc::new(self.unwrap_pair(new.last(), s)?));
+                if let Some(k) = cache.get(s) {
+                    out.insert(*s, k.clone());
+                    continue;
                 }
+                // Not in memory: make keys optimistically; the key store
+                // keeps existing keys and says which subjects had them.
+                let k = self.master.new_subject_keys(&self.rng, s)?;
+                new.push(SubjectKeys {
+                    subject: *s,
+                    data: k.wrapped_data,
+                    tag: k.wrapped_tag,
+                });
+                out.insert(
+                    *s,
+                    Arc::new(SubjectKeyPair {
+                        data: k.data,
+                        tag: k.tag,
+                    }),
+                );
             }
         }
         if !new.is_empty() {
-            // Another writer may have stored keys first; the stored ones win.
             for subject in self.keys.put_subject_keys(&new)? {
                 let stored = self.keys.subject_keys(&subject)?;
                 out.insert(
@@ -429,9 +434,13 @@ impl Vault {
                     Arc::new(self.unwrap_pair(stored.as_ref(), &subject)?),
                 );
             }
+            let mut cache = self.cache();
+            if cache.len() + new.len() > KEY_CACHE_MAX {
+                cache.clear();
+            }
             for k in &new {
                 if let Some(pair) = out.get(&k.subject) {
-                    self.remember(k.subject, pair.clone());
+                    cache.insert(k.subject, pair.clone());
                 }
             }
         }

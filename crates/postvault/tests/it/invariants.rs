@@ -372,4 +372,8 @@ fn reopened_vault_returns_every_acknowledged_record() {
         seen += r.records.len() as u64;
     }
     assert_eq!(seen, expected);
+    // Collecting again for a known subject after reopening reuses its keys.
+    collect(&v, "ingest", &person("s0", "again"));
+    let r = v.read(&officer, "s0", "subject_access").unwrap();
+    assert_eq!(r.records.len(), 18);
 }
