@@ -148,3 +148,151 @@ pub fn peak_rss_mb() -> Option<f64> {
         .ok()?;
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Leaves in the in-memory tree (hashing and proofs alone).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub leaves: u64,
+    /// Leaves appended through a vault's store (SQLite) and hashed there.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub stored_leaves: u64,
+    /// Leaves per append batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u64,
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// A deterministic leaf of about the size of a real one.
+fn bench_leaf(i: u64) -> Vec<u8> {
+    format!(
+        "{{\"action\":\"read\",\"categories\":[\"address\"],\"count\":1,\"decision\":\"allow\",\"i\":{i},\"pack\":\"sha256:0000000000000000\",\"principal\":{{\"id\":\"00000000000000000000000000000000\",\"role\":\"delivery\"}},\"purpose\":\"delivery\",\"reasons\":[],\"subject_tag\":\"AAAAAAAAAAAAAAAAAAAAAA==\",\"time\":0,\"v\":1}}"
+    )
+    .into_bytes()
+}
+
+fn mean_micros(samples: u64, mut f: impl FnMut(u64) -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    for i in 0..samples {
+        f(i)?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / samples as f64)
+}
+
+pub fn log(a: &LogArgs) -> Result<u8> {
+    let batch = a.batch.max(1);
+    // 1. In memory: hashing and stored-hash maintenance only.
+    let mut stored: Vec<postvault_log::Hash> =
+        Vec::with_capacity((a.leaves.saturating_mul(2)) as usize);
+    let bar = crate::progress_bar(Some(a.leaves), "appending (in memory)");
+    let t = Instant::now();
+    let mut n = 0u64;
+    let mut leaf_hashes = Vec::with_capacity(batch as usize);
+    while n < a.leaves {
+        let end = a.leaves.min(n + batch);
+        leaf_hashes.clear();
+        for i in n..end {
+            leaf_hashes.push(postvault_log::leaf_hash(&i.to_be_bytes()));
+        }
+        let new = postvault_log::append_hashes(n, &leaf_hashes, &stored)?;
+        stored.extend(new.into_iter().map(|(_, h)| h));
+        n = end;
+        if n.is_multiple_of(batch * 1000) {
+            bar.set_position(n);
+        }
+    }
+    let mem_append_s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let size = a.leaves;
+    let root = postvault_log::tree_root(size, &stored)?;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let idx: Vec<u64> = (0..10_000).map(|_| next() % size.max(1)).collect();
+    let prove_us = mean_micros(idx.len() as u64, |i| {
+        postvault_log::prove_inclusion(idx[i as usize], size, &stored)?;
+        Ok(())
+    })?;
+    let proofs: Vec<Vec<postvault_log::Hash>> = idx
+        .iter()
+        .take(1000)
+        .map(|&i| postvault_log::prove_inclusion(i, size, &stored))
+        .collect::<Result<_, _>>()?;
+    let verify_us = mean_micros(proofs.len() as u64, |i| {
+        let j = idx[i as usize];
+        postvault_log::verify_inclusion(
+            j,
+            size,
+            &postvault_log::leaf_hash(&j.to_be_bytes()),
+            &proofs[i as usize],
+            &root,
+        )?;
+        Ok(())
+    })?;
+    let consistency_us = mean_micros(1000, |i| {
+        postvault_log::prove_consistency(idx[i as usize].max(1), size, &stored)?;
+        Ok(())
+    })?;
+    drop(stored);
+
+    // 2. Through a vault: leaves appended in batched store transactions,
+    //    hashed in catch-up transactions, proofs read from SQLite.
+    let tmp = match &a.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }?;
+    let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
+    let bar = crate::progress_bar(Some(a.stored_leaves), "appending (vault store)");
+    let t = Instant::now();
+    let mut n = 0u64;
+    while n < a.stored_leaves {
+        let count = a.stored_leaves.min(n + batch) - n;
+        vault
+            .store()
+            .append_leaves(count as usize, &mut |idx, _| bench_leaf(idx))?;
+        n += count;
+        bar.set_position(n);
+    }
+    let store_append_s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let t = Instant::now();
+    vault.log_catch_up()?;
+    let catch_up_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    vault.checkpoint()?;
+    let checkpoint_ms = t.elapsed().as_secs_f64() * 1e3;
+    let stored_size = a.stored_leaves.max(1);
+    let vault_prove_us = mean_micros(1000, |i| {
+        vault.prove_inclusion(idx[i as usize] % stored_size, Some(stored_size))?;
+        Ok(())
+    })?;
+
+    let out = serde_json::json!({
+        "bench": "log",
+        "in_memory": {
+            "leaves": a.leaves,
+            "batch": batch,
+            "append_leaves_per_s": (a.leaves as f64 / mem_append_s).round(),
+            "inclusion_prove_us": (prove_us * 100.0).round() / 100.0,
+            "inclusion_verify_us": (verify_us * 100.0).round() / 100.0,
+            "consistency_prove_us": (consistency_us * 100.0).round() / 100.0,
+        },
+        "vault_store": {
+            "leaves": a.stored_leaves,
+            "batch": batch,
+            "append_leaves_per_s": (a.stored_leaves as f64 / store_append_s).round(),
+            "hash_catch_up_leaves_per_s": (a.stored_leaves as f64 / catch_up_s).round(),
+            "sign_checkpoint_ms": (checkpoint_ms * 100.0).round() / 100.0,
+            "inclusion_prove_us": (vault_prove_us * 100.0).round() / 100.0,
+        },
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": crate::machine(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}

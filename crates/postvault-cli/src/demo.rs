@@ -160,10 +160,37 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         .pop()
         .unwrap_or_default();
     println!(
-        "\nThe access log holds {size} leaves: one per collection batch and one per read, allowed or denied."
+        "\nThe transparency log holds {size} leaves: one per collection batch and one per read, allowed or denied."
     );
     println!("The last leaf, exactly as recorded (no name, no identifier, a keyed subject tag):");
     println!("   {}", String::from_utf8_lossy(&leaf));
+    let note = vault.checkpoint()?;
+    println!("\nThe vault signs a checkpoint of the log (C2SP signed note, Ed25519):");
+    for l in note.lines() {
+        println!("   {l}");
+    }
+    let proof = vault.prove_inclusion(size - 1, None)?;
+    println!(
+        "An auditor can prove that leaf is in the signed tree with {} hashes (postvault log prove --index {}),",
+        proof.hashes.len(),
+        size - 1
+    );
+    let report = vault.verify_log(&postvault::VerifyOptions::default())?;
+    println!(
+        "and recompute the whole tree from the leaves: {} (postvault log verify).",
+        if report.ok {
+            "it verifies"
+        } else {
+            "it does NOT verify"
+        }
+    );
+    if let Some(key) = vault.subject_tag_key(&person)? {
+        let (_, found) = vault.find_leaves(&key)?;
+        println!(
+            "With their tag key, `{person}` finds the {} leaves about them, each with its proof (postvault log find).",
+            found.len()
+        );
+    }
     if a.keep.is_some() {
         println!("\nThe vault is kept in {}.", dir.display());
     }

@@ -1,7 +1,7 @@
 //! `postvault`: the command-line tool. JSON on stdout, messages on stderr.
 //!
 //! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
-//! see nothing of); 4 some input lines were rejected.
+//! see nothing of); 4 some input lines were rejected; 5 log verification failed.
 
 mod bench;
 mod demo;
@@ -18,13 +18,16 @@ use postvault::{CollectOptions, OpenOptions, Pack, PackSources, Vault, VaultErro
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_DENIED: u8 = 3;
 pub const EXIT_REJECTED: u8 = 4;
+pub const EXIT_VERIFY_FAILED: u8 = 5;
 
 /// A purpose-bound personal data vault for postal data: every record carries
 /// the purpose it was collected for, every read declares a purpose and gets
 /// only what that purpose may see, and every decision is recorded first.
 #[derive(Parser, Debug)]
 #[command(name = "postvault", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected.")]
+#[command(
+    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed."
+)]
 struct Cli {
     /// The vault directory.
     #[arg(
@@ -63,9 +66,72 @@ enum Command {
     /// Run a tour on a temporary vault: collect a simulated slice, then read
     /// for delivery, customer care, marketing and immigration enforcement.
     Demo(DemoArgs),
+    /// The transparency log: checkpoints, entries, proofs, verification.
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// What concerns one person.
+    #[command(subcommand)]
+    Subject(SubjectCmd),
     /// Measure throughput against raw baselines in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum LogCmd {
+    /// Print the latest signed checkpoint (a C2SP signed note, byte-exact),
+    /// signing one for the current size first if the log has grown.
+    Checkpoint,
+    /// Print the log's verifier key: `<name>+<8 hex key id>+<base64>`.
+    Key,
+    /// Print entries as NDJSON: {"index", "leaf" (base64 of the hashed bytes), "event"}.
+    Entries {
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// One past the last index (default: the log size).
+        #[arg(long)]
+        end: Option<u64>,
+    },
+    /// Print an RFC 6962 inclusion proof (--index [--size]) or consistency
+    /// proof (--old --new).
+    Prove {
+        #[arg(long, conflicts_with_all = ["old", "new"])]
+        index: Option<u64>,
+        /// Tree size (default: the latest signed checkpoint's).
+        #[arg(long, requires = "index")]
+        size: Option<u64>,
+        #[arg(long, requires = "new")]
+        old: Option<u64>,
+        #[arg(long, requires = "old")]
+        new: Option<u64>,
+    },
+    /// Recompute the tree from the stored leaves and check it against the
+    /// stored hashes, the signed checkpoints, and an earlier checkpoint.
+    Verify {
+        /// A signed checkpoint to verify (default: the latest the vault signed).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// An earlier signed checkpoint the log must be consistent with.
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+    /// Find every leaf about a person with their tag key, each with an
+    /// inclusion proof against the latest signed checkpoint.
+    Find {
+        /// The person's tag key (base64), from `postvault subject tag-key`.
+        #[arg(long)]
+        tag_key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SubjectCmd {
+    /// Print the person's tag key (base64): with it they can find and prove
+    /// every log leaf about them. Hand it over only through an authorized channel.
+    TagKey {
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +225,8 @@ pub struct DemoArgs {
 enum BenchCmd {
     /// Ingest through the full path vs raw batched SQLite inserts of the same bytes.
     Ingest(bench::IngestArgs),
+    /// Log append and proof times: in memory, and through a vault's store.
+    Log(bench::LogArgs),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +234,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let verify_failed = matches!(
+                e.downcast_ref::<VaultError>(),
+                Some(VaultError::LogVerification(_))
+            );
             let code = e
                 .downcast_ref::<VaultError>()
                 .map_or("error", VaultError::code);
@@ -173,7 +245,11 @@ fn main() -> ExitCode {
             eprintln!("postvault: error: {msg}");
             let body = serde_json::json!({"error": {"code": code, "message": msg}});
             println!("{body}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(if verify_failed {
+                EXIT_VERIFY_FAILED
+            } else {
+                EXIT_ERROR
+            })
         }
     }
 }
@@ -328,8 +404,84 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Demo(a) => demo::run(a),
+        Command::Log(cmd) => log_cmd(&cli, cmd),
+        Command::Subject(SubjectCmd::TagKey { subject }) => {
+            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            match v.subject_tag_key(subject)? {
+                Some(key) => {
+                    print_json(&serde_json::json!({"subject": subject, "tag_key": key}))?;
+                    Ok(0)
+                }
+                None => bail!("the vault holds no keys for this subject"),
+            }
+        }
         Command::Bench(BenchCmd::Ingest(a)) => bench::ingest(a),
+        Command::Bench(BenchCmd::Log(a)) => bench::log(a),
     }
+}
+
+fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
+    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    match cmd {
+        LogCmd::Checkpoint => {
+            print!("{}", v.checkpoint()?);
+        }
+        LogCmd::Key => println!("{}", v.log_verifier_key()),
+        LogCmd::Entries { start, end } => {
+            let end = match end {
+                Some(e) => *e,
+                None => v.store().log_size()?,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut i = *start;
+            while i < end {
+                let chunk = end.min(i + 10_000);
+                for e in v.log_entries(i, chunk)? {
+                    serde_json::to_writer(&mut out, &e)?;
+                    writeln!(out)?;
+                }
+                i = chunk;
+            }
+            out.flush()?;
+        }
+        LogCmd::Prove {
+            index,
+            size,
+            old,
+            new,
+        } => match (index, old, new) {
+            (Some(i), _, _) => print_json(&v.prove_inclusion(*i, *size)?)?,
+            (None, Some(o), Some(n)) => print_json(&v.prove_consistency(*o, *n)?)?,
+            _ => bail!("give --index I [--size N], or --old A --new B"),
+        },
+        LogCmd::Verify { checkpoint, since } => {
+            let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
+                p.as_ref()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("reading `{}`", p.display()))
+                    })
+                    .transpose()
+            };
+            let report = v.verify_log(&postvault::VerifyOptions {
+                checkpoint: read(checkpoint)?,
+                since: read(since)?,
+            })?;
+            eprintln!(
+                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent",
+                report.size, report.checkpoints_checked
+            );
+            print_json(&report)?;
+        }
+        LogCmd::Find { tag_key } => {
+            let (checkpoint, found) = v.find_leaves(tag_key)?;
+            print_json(&serde_json::json!({
+                "checkpoint": checkpoint,
+                "leaves": found,
+            }))?;
+        }
+    }
+    Ok(0)
 }
 
 fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
@@ -352,6 +504,10 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
     let report = v.collect(&p, &mut input, &opts, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     let report = report?;
+    // One signed checkpoint per collection run (never per record).
+    if let Err(e) = v.checkpoint() {
+        eprintln!("postvault: warning: records are stored, but no checkpoint was signed: {e}");
+    }
     for e in &report.errors {
         eprintln!("postvault: line {}: {}", e.line, e.message);
     }

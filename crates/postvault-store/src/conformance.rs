@@ -37,6 +37,8 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     principals_are_unique(&*fresh());
     leaves_are_dense_and_ordered(&*fresh());
     meta_round_trips(&*fresh());
+    log_hashes_advance_only_from_their_size(&*fresh());
+    checkpoints_are_kept_by_size(&*fresh());
 }
 
 /// Runs every key-store check on a fresh key store from `fresh`.
@@ -226,4 +228,34 @@ pub fn secrets_are_write_once(k: &dyn KeyStore) {
     ));
     assert_eq!(k.secret("master").unwrap(), Some(b"k1".to_vec()));
     assert_eq!(k.secret("other").unwrap(), None);
+}
+
+pub fn log_hashes_advance_only_from_their_size(s: &dyn Store) {
+    assert_eq!(s.hashed_size().unwrap(), 0);
+    assert!(
+        s.put_log_hashes(0, 2, &[(0, [1; 32]), (1, [2; 32]), (2, [3; 32])])
+            .unwrap()
+    );
+    assert_eq!(s.hashed_size().unwrap(), 2);
+    // A stale writer is refused and writes nothing.
+    assert!(!s.put_log_hashes(0, 1, &[(0, [9; 32])]).unwrap());
+    assert_eq!(s.log_hashes(&[2, 0]).unwrap(), vec![[3; 32], [1; 32]]);
+    assert!(matches!(s.log_hashes(&[3]), Err(StoreError::Corrupt(_))));
+    assert!(s.put_log_hashes(2, 3, &[(3, [4; 32])]).unwrap());
+    assert_eq!(s.hashed_size().unwrap(), 3);
+}
+
+pub fn checkpoints_are_kept_by_size(s: &dyn Store) {
+    assert_eq!(s.latest_checkpoint().unwrap(), None);
+    s.put_checkpoint(5, "five").unwrap();
+    s.put_checkpoint(9, "nine").unwrap();
+    s.put_checkpoint(5, "other five").unwrap();
+    assert_eq!(
+        s.latest_checkpoint().unwrap(),
+        Some((9, "nine".to_string()))
+    );
+    assert_eq!(
+        s.checkpoints().unwrap(),
+        vec![(5, "five".to_string()), (9, "nine".to_string())]
+    );
 }

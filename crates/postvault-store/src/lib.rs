@@ -134,6 +134,29 @@ pub trait Store: Send + Sync {
     /// Leaves `start..end` (clamped to the log size).
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
 
+    /// Stored hashes of the log's Merkle tree, by stored-hash index (the
+    /// RFC 6962 tree in the tlog "stored hashes" layout). Derived from the
+    /// leaves: the facade computes them, the store only keeps them.
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// How many leaves the stored hashes cover.
+    fn hashed_size(&self) -> Result<u64, StoreError>;
+    /// Adds the stored hashes of leaves `from..to` in one transaction, if the
+    /// stored hashes still cover exactly `from` leaves; returns false (and
+    /// writes nothing) if another writer got there first.
+    fn put_log_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        hashes: &[(u64, [u8; 32])],
+    ) -> Result<bool, StoreError>;
+    /// Keeps a signed checkpoint of tree size `size` (a second one of the
+    /// same size is ignored).
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError>;
+    /// Every kept checkpoint, by size.
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
+    /// The kept checkpoint of the largest size.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+
     /// Number of records stored (all subjects).
     fn record_count(&self) -> Result<u64, StoreError>;
 

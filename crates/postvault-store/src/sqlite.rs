@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -39,6 +39,10 @@ const DATA_MIGRATIONS: &[&str] = &[
          subject BLOB NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL,
          at INTEGER NOT NULL, PRIMARY KEY (subject, purpose)) WITHOUT ROWID;
      CREATE TABLE leaves (idx INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+    // 2: the Merkle tree over the leaves, and signed checkpoints.
+    "CREATE TABLE log_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+     CREATE TABLE log_checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('log_hashed_size', '0');",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -378,6 +382,79 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached("SELECT hash FROM log_hashes WHERE idx = ?1")?;
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let h: Option<Vec<u8>> = s.query_row([i as i64], |r| r.get(0)).optional()?;
+            let h = h
+                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("log hash {i} is missing")))?;
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    fn hashed_size(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        hashed_size(&conn)
+    }
+
+    fn put_log_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        hashes: &[(u64, [u8; 32])],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if hashed_size(&tx)? != from {
+            return Ok(false);
+        }
+        {
+            let mut s = tx.prepare_cached("INSERT INTO log_hashes (idx, hash) VALUES (?1, ?2)")?;
+            for (i, h) in hashes {
+                s.execute(params![*i as i64, &h[..]])?;
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'log_hashed_size'",
+            [to.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO log_checkpoints (size, note) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![size as i64, note],
+        )?;
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size")?;
+        let rows = s
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
         let n: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
@@ -400,6 +477,19 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+}
+
+fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'log_hashed_size'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    v.unwrap_or_default()
+        .parse()
+        .map_err(|_| StoreError::Corrupt("the log's hashed size is not a number".into()))
 }
 
 fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {

@@ -32,6 +32,10 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error("key material: {0}")]
     Crypto(#[from] CryptoError),
+    #[error("transparency log: {0}")]
+    Log(#[from] postvault_log::LogError),
+    #[error("log verification failed: {0}")]
+    LogVerification(String),
     #[error("io error on `{path}`: {source}")]
     Io {
         path: String,
@@ -59,6 +63,8 @@ impl VaultError {
             VaultError::Store(StoreError::PrincipalExists(_)) => "principal_exists",
             VaultError::Store(_) => "store",
             VaultError::Crypto(_) => "crypto",
+            VaultError::Log(_) => "log",
+            VaultError::LogVerification(_) => "log_verification_failed",
             VaultError::Io { .. } => "io",
             VaultError::Input(_) => "input",
         }

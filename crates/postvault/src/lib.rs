@@ -21,6 +21,7 @@ mod clock;
 mod collect;
 mod error;
 pub mod leaf;
+mod log;
 pub mod minimize;
 mod read;
 mod vault;
@@ -29,6 +30,10 @@ pub use clock::{Clock, FixedClock, SystemClock, format_ms};
 pub use collect::{CollectOptions, CollectReport, LineError};
 pub use error::VaultError;
 pub use leaf::Event;
+pub use log::{
+    CheckpointInfo, ConsistencyProof, FoundLeaf, InclusionProof, LogEntry, VerifyOptions,
+    VerifyReport,
+};
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
 

@@ -23,6 +23,7 @@ pub const DATA_FILE: &str = "data.db";
 pub const KEYS_FILE: &str = "keys.db";
 
 const MASTER_SECRET: &str = "master";
+const LOG_KEY_SECRET: &str = "log_signing_key";
 const VAULT_ID: &str = "vault_id";
 /// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
 const KEY_CACHE_MAX: usize = 65_536;
@@ -75,6 +76,7 @@ pub struct Vault {
     pub(crate) rng: SystemRandom,
     key_cache: Mutex<HashMap<SubjectRef, Arc<SubjectKeyPair>>>,
     pub(crate) ids: RecordIds,
+    pub(crate) signer: postvault_log::LogSigner,
 }
 
 /// UUIDv7 record ids without a system call per id: a 48-bit millisecond
@@ -218,7 +220,28 @@ impl Vault {
         clock: Arc<dyn Clock>,
     ) -> Result<Vault, VaultError> {
         let rng = SystemRandom::new();
+        // The log's signing key lives with the other keys; a vault made
+        // before it existed gets one now.
+        let seed = match keys.secret(LOG_KEY_SECRET)? {
+            Some(s) => s,
+            None => {
+                let mut seed = [0u8; 32];
+                aws_lc_rs::rand::SecureRandom::fill(&rng, &mut seed)
+                    .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+                match keys.put_secret(LOG_KEY_SECRET, &seed) {
+                    Ok(()) => seed.to_vec(),
+                    // Another process made it first.
+                    Err(postvault_store::StoreError::SecretExists(_)) => {
+                        keys.secret(LOG_KEY_SECRET)?.unwrap_or_default()
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
+        let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
         Ok(Vault {
+            signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
             store,

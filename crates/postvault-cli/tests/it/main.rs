@@ -299,3 +299,127 @@ fn bench_ingest_runs_small() {
     assert_eq!(r["rejected"], 0);
     assert!(r["ratio_full_to_raw"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn log_commands_prove_verify_and_detect_tampering() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vault");
+    assert_eq!(code(&pv(&data, &["init"])), 0);
+    pv(
+        &data,
+        &["principal", "add", "ingest", "--role", "collector"],
+    );
+    pv(
+        &data,
+        &["principal", "add", "sorting", "--role", "delivery"],
+    );
+    let line = r#"{"subject": "cust-7", "category": "address", "purpose": "delivery", "fields": {"street": "1 Elm St", "city": "Springfield", "state": "IL", "zip": "62701"}}"#;
+    assert_eq!(
+        code(&pv_in(
+            &data,
+            &["collect", "--as", "ingest"],
+            Some(line.as_bytes())
+        )),
+        0
+    );
+    for _ in 0..3 {
+        pv(
+            &data,
+            &[
+                "read",
+                "--as",
+                "sorting",
+                "--purpose",
+                "delivery",
+                "--subject",
+                "cust-7",
+            ],
+        );
+    }
+
+    let key = String::from_utf8(pv(&data, &["log", "key"]).stdout).unwrap();
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('+').collect();
+    assert_eq!(parts.len(), 3, "{key}");
+    assert!(parts[0].starts_with("postvault/"));
+    assert_eq!(parts[1].len(), 8);
+
+    let o = pv(&data, &["log", "checkpoint"]);
+    assert_eq!(code(&o), 0);
+    let note = String::from_utf8(o.stdout).unwrap();
+    let cp = postvault_log::open_checkpoint(&note, key).unwrap();
+    assert_eq!(cp.size, 4);
+    let saved = tmp.path().join("cp4");
+    std::fs::write(&saved, &note).unwrap();
+
+    // Every entry, proven independently against the checkpoint.
+    let o = pv(&data, &["log", "entries"]);
+    let entries: Vec<serde_json::Value> = o
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 4);
+    for e in &entries {
+        let i = e["index"].as_u64().unwrap();
+        let leaf = b64.decode(e["leaf"].as_str().unwrap()).unwrap();
+        assert!(!String::from_utf8_lossy(&leaf).contains("cust-7"));
+        let p = json(&pv(&data, &["log", "prove", "--index", &i.to_string()]));
+        let path: Vec<[u8; 32]> = p["hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+            .collect();
+        postvault_log::verify_inclusion(
+            i,
+            cp.size,
+            &postvault_log::leaf_hash(&leaf),
+            &path,
+            &cp.root,
+        )
+        .unwrap();
+    }
+
+    // A person's tag key finds their three reads.
+    let tk = json(&pv(&data, &["subject", "tag-key", "--subject", "cust-7"]));
+    let found = json(&pv(
+        &data,
+        &["log", "find", "--tag-key", tk["tag_key"].as_str().unwrap()],
+    ));
+    assert_eq!(found["leaves"].as_array().unwrap().len(), 3);
+
+    // Growth stays consistent with the saved checkpoint.
+    pv(
+        &data,
+        &[
+            "read",
+            "--as",
+            "sorting",
+            "--purpose",
+            "delivery",
+            "--subject",
+            "cust-7",
+        ],
+    );
+    assert_eq!(code(&pv(&data, &["log", "checkpoint"])), 0);
+    let o = pv(
+        &data,
+        &["log", "verify", "--since", saved.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["since"]["size"], 4);
+    let p = json(&pv(&data, &["log", "prove", "--old", "4", "--new", "5"]));
+    assert_eq!((p["old"].as_u64(), p["new"].as_u64()), (Some(4), Some(5)));
+
+    // One changed byte in an entry: verification fails with exit code 5.
+    let conn = rusqlite::Connection::open(data.join("data.db")).unwrap();
+    conn.execute("UPDATE leaves SET body = CAST(replace(CAST(body AS TEXT), 'delivery', 'deliverx') AS BLOB) WHERE idx = 2", []).unwrap();
+    drop(conn);
+    let o = pv(&data, &["log", "verify"]);
+    assert_eq!(code(&o), 5, "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(json(&o)["error"]["code"], "log_verification_failed");
+}

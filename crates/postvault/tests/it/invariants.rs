@@ -158,6 +158,29 @@ impl Store for FailingStore {
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
     }
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.inner.log_hashes(indexes)
+    }
+    fn hashed_size(&self) -> Result<u64, StoreError> {
+        self.inner.hashed_size()
+    }
+    fn put_log_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        h: &[(u64, [u8; 32])],
+    ) -> Result<bool, StoreError> {
+        self.inner.put_log_hashes(from, to, h)
+    }
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(size, note)
+    }
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        self.inner.checkpoints()
+    }
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.inner.latest_checkpoint()
+    }
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.meta(key)
     }

@@ -5,6 +5,7 @@
 
 mod collect;
 mod invariants;
+mod log;
 mod read;
 
 use std::path::Path;

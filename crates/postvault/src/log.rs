@@ -1,0 +1,411 @@
+//! The transparency log over the vault's leaves: RFC 6962 hashes kept in the
+//! store, C2SP checkpoints signed with the vault's Ed25519 key, proofs,
+//! verification from scratch, and a person's search by tag key.
+//!
+//! The leaves are the record: each is durable in the same transaction as the
+//! decision it accounts for. The tree's stored hashes are derived from them
+//! and brought up to date in batches ([`Vault::log_catch_up`]) before any
+//! checkpoint is signed or proof given, so reads never pay for hashing.
+//! Architecture invariant: the vault never signs two inconsistent
+//! checkpoints: before signing it checks the last one it signed against the
+//! tree, and refuses if the tree was rolled back or rewritten.
+
+use base64::Engine as _;
+use postvault_crypto::TagKey;
+use postvault_log::{Checkpoint, Hash, HashStore, LogError, LogSigner};
+use postvault_store::Store;
+use serde::Serialize;
+
+use crate::error::VaultError;
+use crate::leaf::Event;
+use crate::vault::Vault;
+
+/// Leaves hashed per transaction when catching up.
+const CATCH_UP_CHUNK: u64 = 65_536;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The store's stored hashes, as the log crate reads them.
+struct StoreHashes<'a>(&'a dyn Store);
+
+impl HashStore for StoreHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        self.0
+            .log_hashes(indexes)
+            .map_err(|e| LogError::Storage(e.to_string()))
+    }
+}
+
+/// An RFC 6962 inclusion proof, as printed by `postvault log prove`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub size: u64,
+    /// Base64 of the leaf hash.
+    pub leaf_hash: String,
+    /// Base64 of each hash of the audit path, leaf to root.
+    pub hashes: Vec<String>,
+}
+
+/// An RFC 6962 consistency proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsistencyProof {
+    pub old: u64,
+    pub new: u64,
+    pub hashes: Vec<String>,
+}
+
+/// One log entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    pub index: u64,
+    /// Base64 of the exact leaf bytes that are hashed.
+    pub leaf: String,
+    /// The decoded event, or null if the leaf is not one.
+    pub event: Option<Event>,
+}
+
+/// A leaf about a person, found with their tag key, with its proof.
+#[derive(Clone, Debug, Serialize)]
+pub struct FoundLeaf {
+    pub index: u64,
+    pub event: Option<Event>,
+    pub proof: InclusionProof,
+}
+
+/// What `postvault log verify` checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// Leaves in the log.
+    pub size: u64,
+    /// Base64 of the root recomputed from the leaves.
+    pub root: String,
+    /// The checkpoint verified against the recomputed tree.
+    pub checkpoint: Option<CheckpointInfo>,
+    /// Kept checkpoints checked against the recomputed tree.
+    pub checkpoints_checked: usize,
+    /// The earlier checkpoint proven consistent with the verified one.
+    pub since: Option<CheckpointInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckpointInfo {
+    pub origin: String,
+    pub size: u64,
+    pub root: String,
+}
+
+impl From<&Checkpoint> for CheckpointInfo {
+    fn from(c: &Checkpoint) -> Self {
+        CheckpointInfo {
+            origin: c.origin.clone(),
+            size: c.size,
+            root: B64.encode(c.root),
+        }
+    }
+}
+
+/// Options for [`Vault::verify_log`].
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// A signed checkpoint to verify (default: the latest the vault kept).
+    pub checkpoint: Option<String>,
+    /// An earlier signed checkpoint to prove consistency with.
+    pub since: Option<String>,
+}
+
+fn tamper(msg: String) -> VaultError {
+    VaultError::LogVerification(msg)
+}
+
+/// A store that finds its own log damaged fails verification, not the run.
+fn corrupt(e: postvault_store::StoreError) -> VaultError {
+    match e {
+        postvault_store::StoreError::Corrupt(m) => tamper(m),
+        e => e.into(),
+    }
+}
+
+impl Vault {
+    /// The verifier key of the log, `<name>+<key id>+<base64 key>`.
+    pub fn log_verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
+    /// The log's origin line (names this vault).
+    pub fn log_origin(&self) -> &str {
+        self.signer.origin()
+    }
+
+    /// Brings the stored hashes up to the log's size; returns the size.
+    pub fn log_catch_up(&self) -> Result<u64, VaultError> {
+        loop {
+            let n = self.store.log_size()?;
+            let h = self.store.hashed_size()?;
+            if h >= n {
+                return Ok(h);
+            }
+            let end = n.min(h + CATCH_UP_CHUNK);
+            let leaves = self.store.leaves(h, end)?;
+            if leaves.len() as u64 != end - h {
+                return Err(tamper(format!("log leaves {h}..{end} are missing")));
+            }
+            let hashes: Vec<Hash> = leaves.iter().map(|l| postvault_log::leaf_hash(l)).collect();
+            let stored = postvault_log::append_hashes(h, &hashes, &StoreHashes(&*self.store))?;
+            // If another writer hashed first, go round again from its size.
+            self.store.put_log_hashes(h, end, &stored)?;
+        }
+    }
+
+    /// The root of the tree of the first `size` leaves.
+    pub fn log_root(&self, size: u64) -> Result<Hash, VaultError> {
+        Ok(postvault_log::tree_root(size, &StoreHashes(&*self.store))?)
+    }
+
+    /// The latest signed checkpoint, signing one for the current size first
+    /// if the log has grown since. Never signs a checkpoint inconsistent with
+    /// one it signed before.
+    pub fn checkpoint(&self) -> Result<String, VaultError> {
+        let n = self.log_catch_up()?;
+        if let Some((m, note)) = self.store.latest_checkpoint()? {
+            let cp = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?;
+            if m > n || cp.size != m {
+                return Err(tamper(format!(
+                    "the log holds {n} leaves but a checkpoint of {m} was signed: the log was rolled back; refusing to sign"
+                )));
+            }
+            if self.log_root(m)? != cp.root {
+                return Err(tamper(format!(
+                    "the tree of the first {m} leaves no longer matches the checkpoint signed for it; refusing to sign"
+                )));
+            }
+            if m == n {
+                return Ok(note);
+            }
+        }
+        let cp = Checkpoint::new(self.signer.origin(), n, self.log_root(n)?);
+        let note = self.signer.sign(&cp)?;
+        self.store.put_checkpoint(n, &note)?;
+        Ok(note)
+    }
+
+    /// Entries `start..end` of the log.
+    pub fn log_entries(&self, start: u64, end: u64) -> Result<Vec<LogEntry>, VaultError> {
+        let leaves = self.store.leaves(start, end)?;
+        Ok(leaves
+            .into_iter()
+            .zip(start..)
+            .map(|(leaf, index)| LogEntry {
+                index,
+                event: Event::from_leaf(&leaf),
+                leaf: B64.encode(&leaf),
+            })
+            .collect())
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size` leaves
+    /// (default: the latest signed checkpoint's size, signing one if needed).
+    pub fn prove_inclusion(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, VaultError> {
+        let n = self.log_catch_up()?;
+        let size = match size {
+            Some(s) => s,
+            None => self.checkpoint_size()?,
+        };
+        if size > n || index >= size {
+            return Err(VaultError::Invalid {
+                what: "proof",
+                why: format!("leaf {index} is not in a tree of {size} (the log has {n} leaves)"),
+            });
+        }
+        let leaf = self
+            .store
+            .leaves(index, index + 1)?
+            .pop()
+            .ok_or_else(|| tamper(format!("log leaf {index} is missing")))?;
+        let hashes = postvault_log::prove_inclusion(index, size, &StoreHashes(&*self.store))?;
+        Ok(InclusionProof {
+            index,
+            size,
+            leaf_hash: B64.encode(postvault_log::leaf_hash(&leaf)),
+            hashes: hashes.iter().map(|h| B64.encode(h)).collect(),
+        })
+    }
+
+    /// The consistency proof between the trees of `old` and `new` leaves.
+    pub fn prove_consistency(&self, old: u64, new: u64) -> Result<ConsistencyProof, VaultError> {
+        let n = self.log_catch_up()?;
+        if old > new || new > n {
+            return Err(VaultError::Invalid {
+                what: "proof",
+                why: format!("need old <= new <= {n} (the log size)"),
+            });
+        }
+        let hashes = postvault_log::prove_consistency(old, new, &StoreHashes(&*self.store))?;
+        Ok(ConsistencyProof {
+            old,
+            new,
+            hashes: hashes.iter().map(|h| B64.encode(h)).collect(),
+        })
+    }
+
+    fn checkpoint_size(&self) -> Result<u64, VaultError> {
+        let note = self.checkpoint()?;
+        Ok(postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?.size)
+    }
+
+    /// The tag key of a subject, for the person (through an authorized
+    /// channel). None if the vault holds no keys for that identifier.
+    pub fn subject_tag_key(&self, subject: &str) -> Result<Option<String>, VaultError> {
+        let r = self.subject_ref(subject);
+        Ok(self
+            .subject_keys(&r)?
+            .map(|k| B64.encode(k.tag.to_bytes().as_ref())))
+    }
+
+    /// Every leaf whose subject tag was made with `tag_key` (base64), each
+    /// with its inclusion proof against the latest signed checkpoint.
+    pub fn find_leaves(&self, tag_key: &str) -> Result<(String, Vec<FoundLeaf>), VaultError> {
+        let raw = B64
+            .decode(tag_key.trim())
+            .map_err(|_| VaultError::Invalid {
+                what: "tag key",
+                why: "not base64".into(),
+            })?;
+        let key = TagKey::from_bytes(&raw)?;
+        let note = self.checkpoint()?;
+        let size = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?.size;
+        let mut found = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let end = size.min(start + CATCH_UP_CHUNK);
+            for e in self.log_entries(start, end)? {
+                let mine = e.event.as_ref().and_then(|ev| ev.subject_tag.as_deref())
+                    == Some(B64.encode(key.tag(e.index)).as_str());
+                if mine {
+                    found.push(FoundLeaf {
+                        index: e.index,
+                        proof: self.prove_inclusion(e.index, Some(size))?,
+                        event: e.event,
+                    });
+                }
+            }
+            start = end;
+        }
+        Ok((note, found))
+    }
+
+    /// Recomputes the whole tree from the stored leaves and checks it against
+    /// the stored hashes, the checkpoint (signature and root), every kept
+    /// checkpoint, and consistency with an earlier checkpoint. Any changed,
+    /// dropped or reordered leaf, or a rolled-back tree, fails.
+    pub fn verify_log(&self, opts: &VerifyOptions) -> Result<VerifyReport, VaultError> {
+        let key = self.signer.verifier_key();
+        let n = self.store.log_size()?;
+        let hashed = self.store.hashed_size()?;
+        // Recompute every stored hash from the leaves, in memory.
+        let mut recomputed: Vec<Hash> = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + CATCH_UP_CHUNK);
+            let leaves = self.store.leaves(start, end).map_err(corrupt)?;
+            if leaves.len() as u64 != end - start {
+                return Err(tamper(format!("log leaves {start}..{end} are missing")));
+            }
+            let hashes: Vec<Hash> = leaves.iter().map(|l| postvault_log::leaf_hash(l)).collect();
+            for (_, h) in postvault_log::append_hashes(start, &hashes, &recomputed)? {
+                recomputed.push(h);
+            }
+            start = end;
+        }
+        // The stored hashes (what proofs and tiles are served from) must agree.
+        let kept = postvault_log::stored_hash_count(hashed.min(n))?;
+        let mut i = 0;
+        while i < kept {
+            let end = kept.min(i + 4096);
+            let idx: Vec<u64> = (i..end).collect();
+            let stored = self.store.log_hashes(&idx).map_err(corrupt)?;
+            for (j, h) in idx.iter().zip(stored) {
+                if recomputed.get(*j as usize) != Some(&h) {
+                    return Err(tamper(format!(
+                        "stored tree hash {j} does not match the leaves: a leaf or a tile was altered"
+                    )));
+                }
+            }
+            i = end;
+        }
+        let root_of = |size: u64| -> Result<Hash, VaultError> {
+            Ok(postvault_log::tree_root(size, &recomputed)?)
+        };
+        let check = |note: &str, what: &str| -> Result<Checkpoint, VaultError> {
+            let cp = postvault_log::open_checkpoint(note, &key)
+                .map_err(|e| tamper(format!("{what}: {e}")))?;
+            if cp.size > n {
+                return Err(tamper(format!(
+                    "{what} is for {} leaves but the log holds {n}: the log was rolled back",
+                    cp.size
+                )));
+            }
+            if root_of(cp.size)? != cp.root {
+                return Err(tamper(format!(
+                    "{what} (size {}) does not match the leaves: entries were changed, dropped or reordered",
+                    cp.size
+                )));
+            }
+            Ok(cp)
+        };
+        let kept_checkpoints = self.store.checkpoints()?;
+        for (size, note) in &kept_checkpoints {
+            let cp = check(note, &format!("the kept checkpoint of size {size}"))?;
+            if cp.size != *size {
+                return Err(tamper(format!(
+                    "the kept checkpoint of size {size} says {}",
+                    cp.size
+                )));
+            }
+        }
+        let target = match &opts.checkpoint {
+            Some(note) => Some(check(note, "the given checkpoint")?),
+            None => match kept_checkpoints.last() {
+                Some((_, note)) => Some(check(note, "the latest checkpoint")?),
+                None => None,
+            },
+        };
+        let since = match (&opts.since, &target) {
+            (Some(note), Some(new)) => {
+                let old = check(note, "the earlier checkpoint")?;
+                if old.size > new.size {
+                    return Err(tamper(format!(
+                        "the earlier checkpoint ({}) is larger than the later one ({})",
+                        old.size, new.size
+                    )));
+                }
+                let proof = postvault_log::prove_consistency(old.size, new.size, &recomputed)?;
+                postvault_log::verify_consistency(old.size, new.size, &old.root, &new.root, &proof)
+                    .map_err(|e| tamper(format!("consistency proof: {e}")))?;
+                Some(CheckpointInfo::from(&old))
+            }
+            (Some(_), None) => {
+                return Err(tamper("no checkpoint to prove consistency with".into()));
+            }
+            _ => None,
+        };
+        Ok(VerifyReport {
+            ok: true,
+            size: n,
+            root: B64.encode(root_of(n)?),
+            checkpoint: target.as_ref().map(CheckpointInfo::from),
+            checkpoints_checked: kept_checkpoints.len(),
+            since,
+        })
+    }
+}
+
+/// Makes or loads the vault's log signing key.
+pub(crate) fn signer(origin: &str, seed: &[u8]) -> Result<LogSigner, VaultError> {
+    Ok(LogSigner::from_bytes(origin, seed)?)
+}

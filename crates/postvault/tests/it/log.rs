@@ -1,0 +1,247 @@
+//! The transparency log: checkpoints, proofs, tampering, a person's search.
+
+use base64::Engine as _;
+use postvault::{Vault, VaultError, VerifyOptions};
+use postvault_log::{Checkpoint, open_checkpoint};
+
+use crate::*;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn hash(s: &str) -> [u8; 32] {
+    B64.decode(s).unwrap().try_into().unwrap()
+}
+
+fn opened(v: &Vault, note: &str) -> Checkpoint {
+    open_checkpoint(note, &v.log_verifier_key()).unwrap()
+}
+
+/// A vault with some collection batches and reads, allowed and denied.
+fn busy_vault(dir: &Path, c: &Arc<FixedClock>) -> Vault {
+    let v = vault(dir, c);
+    for i in 0..5 {
+        collect(&v, "ingest", &person(&format!("s{i}"), &format!("m{i}")));
+    }
+    for i in 0..5 {
+        for (who, purpose) in [
+            ("sorting", "delivery"),
+            ("agency", "immigration_enforcement"),
+        ] {
+            v.read(&v.principal(who).unwrap(), &format!("s{i}"), purpose)
+                .unwrap();
+        }
+    }
+    v
+}
+
+fn sql(dir: &Path, stmt: &str) -> usize {
+    rusqlite::Connection::open(dir.join("data.db"))
+        .unwrap()
+        .execute(stmt, [])
+        .unwrap()
+}
+
+#[test]
+fn every_leaf_is_provably_in_the_signed_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let note = v.checkpoint().unwrap();
+    let cp = opened(&v, &note);
+    assert_eq!(cp.size, v.store().log_size().unwrap());
+    assert_eq!(cp.size, 15);
+    assert!(cp.origin.starts_with("postvault/"));
+    assert!(note.starts_with(&format!("{}\n15\n", cp.origin)));
+    for i in 0..cp.size {
+        let p = v.prove_inclusion(i, None).unwrap();
+        assert_eq!(p.size, cp.size);
+        let path: Vec<[u8; 32]> = p.hashes.iter().map(|h| hash(h)).collect();
+        postvault_log::verify_inclusion(i, p.size, &hash(&p.leaf_hash), &path, &cp.root).unwrap();
+        // The leaf hash is the hash of the exact entry bytes.
+        let e = &v.log_entries(i, i + 1).unwrap()[0];
+        assert_eq!(
+            hash(&p.leaf_hash),
+            postvault_log::leaf_hash(&B64.decode(&e.leaf).unwrap())
+        );
+    }
+    // Asking again signs nothing new.
+    assert_eq!(v.checkpoint().unwrap(), note);
+    assert_eq!(v.store().checkpoints().unwrap().len(), 1);
+}
+
+#[test]
+fn checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let first = v.checkpoint().unwrap();
+    for _ in 0..20 {
+        v.read(&v.principal("sorting").unwrap(), "s1", "delivery")
+            .unwrap();
+    }
+    assert_eq!(
+        v.store().checkpoints().unwrap().len(),
+        1,
+        "reads sign nothing"
+    );
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let second = v.checkpoint().unwrap();
+    let (a, b) = (opened(&v, &first), opened(&v, &second));
+    assert_eq!((a.size, b.size), (15, 35));
+    let p = v.prove_consistency(a.size, b.size).unwrap();
+    let path: Vec<[u8; 32]> = p.hashes.iter().map(|h| hash(h)).collect();
+    postvault_log::verify_consistency(a.size, b.size, &a.root, &b.root, &path).unwrap();
+    let report = v
+        .verify_log(&VerifyOptions {
+            checkpoint: Some(second),
+            since: Some(first),
+        })
+        .unwrap();
+    assert!(report.ok);
+    assert_eq!(report.checkpoints_checked, 2);
+    assert_eq!(report.since.unwrap().size, 15);
+}
+
+fn verify_fails(v: &Vault, why: &str) -> String {
+    match v.verify_log(&VerifyOptions::default()) {
+        Err(VaultError::LogVerification(m)) => m,
+        other => panic!("{why}: expected a verification failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn tampering_with_the_log_is_detected() {
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper); 5] = [
+        ("a changed byte in a leaf", |d| {
+            let n = sql(
+                d,
+                "UPDATE leaves SET body = CAST(replace(CAST(body AS TEXT), '\"deny\"', '\"allow\"') AS BLOB) WHERE idx = 10 AND instr(CAST(body AS TEXT), '\"deny\"') > 0",
+            );
+            assert_eq!(n, 1);
+        }),
+        ("a dropped leaf", |d| {
+            sql(d, "DELETE FROM leaves WHERE idx = 3");
+        }),
+        ("reordered leaves", |d| {
+            sql(d, "UPDATE leaves SET idx = -1 WHERE idx = 5");
+            sql(d, "UPDATE leaves SET idx = 5 WHERE idx = 6");
+            sql(d, "UPDATE leaves SET idx = 6 WHERE idx = -1");
+        }),
+        ("a changed tree hash", |d| {
+            sql(d, "UPDATE log_hashes SET hash = zeroblob(32) WHERE idx = 2");
+        }),
+        ("a rolled-back tree", |d| {
+            sql(d, "DELETE FROM leaves WHERE idx >= 12");
+            sql(d, "DELETE FROM log_hashes");
+            sql(
+                d,
+                "UPDATE meta SET value = '0' WHERE key = 'log_hashed_size'",
+            );
+        }),
+    ];
+    for (what, tamper) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let c = clock();
+        let v = busy_vault(dir.path(), &c);
+        let before = v.checkpoint().unwrap();
+        assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+        drop(v);
+        tamper(dir.path());
+        let v = Vault::open(dir.path(), opts(&c)).unwrap();
+        let msg = verify_fails(&v, what);
+        assert!(!msg.is_empty());
+        // And the vault signs nothing inconsistent with what it signed.
+        match v.checkpoint() {
+            Ok(note) => assert_eq!(note, before, "{what}: signed a new checkpoint"),
+            Err(e) => assert!(matches!(e, VaultError::LogVerification(_)), "{what}: {e}"),
+        }
+        if what == "a rolled-back tree" {
+            assert!(v.checkpoint().is_err(), "signed over a rolled-back log");
+        }
+    }
+}
+
+#[test]
+fn a_forged_or_foreign_checkpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let note = v.checkpoint().unwrap();
+    let forged = note.replacen("\n15\n", "\n14\n", 1);
+    let e = v
+        .verify_log(&VerifyOptions {
+            checkpoint: Some(forged),
+            since: None,
+        })
+        .unwrap_err();
+    assert!(matches!(e, VaultError::LogVerification(_)), "{e}");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = busy_vault(other_dir.path(), &c);
+    let foreign = other.checkpoint().unwrap();
+    assert!(
+        v.verify_log(&VerifyOptions {
+            checkpoint: Some(foreign),
+            since: None
+        })
+        .is_err()
+    );
+    // An earlier checkpoint larger than the later one is not "consistent".
+    let small = {
+        drop(v);
+        let v = Vault::open(dir.path(), opts(&c)).unwrap();
+        v.read(&v.principal("sorting").unwrap(), "s1", "delivery")
+            .unwrap();
+        let big = v.checkpoint().unwrap();
+        let e = v
+            .verify_log(&VerifyOptions {
+                checkpoint: Some(note.clone()),
+                since: Some(big),
+            })
+            .unwrap_err();
+        assert!(matches!(e, VaultError::LogVerification(_)), "{e}");
+        note
+    };
+    assert!(small.contains("\n15\n"));
+}
+
+#[test]
+fn a_person_finds_every_leaf_about_them_and_nobody_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    // Two more reads of s2, one denied; one read of someone unknown.
+    v.read(&v.principal("care").unwrap(), "s2", "account_service")
+        .unwrap();
+    v.read(&v.principal("promo").unwrap(), "s2", "marketing")
+        .unwrap();
+    v.read(&v.principal("promo").unwrap(), "ghost", "marketing")
+        .unwrap();
+    let key = v.subject_tag_key("s2").unwrap().unwrap();
+    assert!(v.subject_tag_key("ghost").unwrap().is_none());
+    let (note, found) = v.find_leaves(&key).unwrap();
+    let cp = opened(&v, &note);
+    let indexes: Vec<u64> = found.iter().map(|f| f.index).collect();
+    // s2's reads: delivery and immigration in busy_vault (leaves 9 and 10), then 15, 16.
+    assert_eq!(indexes, vec![9, 10, 15, 16]);
+    for f in &found {
+        let path: Vec<[u8; 32]> = f.proof.hashes.iter().map(|h| hash(h)).collect();
+        postvault_log::verify_inclusion(
+            f.index,
+            cp.size,
+            &hash(&f.proof.leaf_hash),
+            &path,
+            &cp.root,
+        )
+        .unwrap();
+        assert_eq!(f.event.as_ref().unwrap().action, "read");
+    }
+    let other = v.subject_tag_key("s3").unwrap().unwrap();
+    let (_, theirs) = v.find_leaves(&other).unwrap();
+    assert_eq!(
+        theirs.iter().map(|f| f.index).collect::<Vec<_>>(),
+        vec![11, 12]
+    );
+    assert!(v.find_leaves("not base64!").is_err());
+}
