@@ -60,6 +60,10 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let mut conn = rusqlite::Connection::open(&raw_path)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
     let bar = crate::progress_bar(Some(n), "raw SQLite inserts");
+    // Ids as cheap as the vault's (a counter after a time prefix), so the
+    // baseline pays for no system call the full path does not.
+    let base = *uuid::Uuid::now_v7().as_bytes();
+    let mut counter = 0u64;
     let t = Instant::now();
     for chunk in lines.chunks(a.batch_size.max(1)) {
         let tx = conn.transaction()?;
@@ -75,8 +79,11 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
                 let mut subject = [0u8; 16];
                 subject[..8].copy_from_slice(&x);
                 subject[8..].copy_from_slice(&x);
+                counter += 1;
+                let mut id = base;
+                id[8..].copy_from_slice(&counter.to_be_bytes());
                 s.execute(params![
-                    uuid::Uuid::now_v7().as_bytes(),
+                    id,
                     subject,
                     "scan_event",
                     "delivery",
@@ -290,6 +297,132 @@ pub fn log(a: &LogArgs) -> Result<u8> {
             "sign_checkpoint_ms": (checkpoint_ms * 100.0).round() / 100.0,
             "inclusion_prove_us": (vault_prove_us * 100.0).round() / 100.0,
         },
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": crate::machine(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// Records collected before reading.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Targeted reads to time (one thread, each durably logged).
+    #[arg(long, default_value_t = 5_000)]
+    pub reads: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn read(a: &ReadArgs) -> Result<u8> {
+    let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
+        scale: 0.001,
+        ..postvault_sim::SimConfig::default()
+    })
+    .total_records() as f64
+        / 0.001;
+    let cfg = postvault_sim::SimConfig {
+        scale: (a.records as f64 / per_unit * 1.01).max(0.00001),
+        seed: a.seed,
+        ..postvault_sim::SimConfig::default()
+    };
+    let lines: Vec<String> = postvault_sim::Simulator::new(&cfg)
+        .take(a.records as usize)
+        .collect();
+    let mut subjects: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["subject"].as_str().map(str::to_string))
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    let tmp = match &a.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }?;
+    let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
+    vault.add_principal("ingest", "collector")?;
+    vault.add_principal("sorting", "delivery")?;
+    let ingest = vault.principal("ingest")?;
+    let bar = crate::progress_bar(Some(lines.len() as u64), "collecting");
+    vault.collect(
+        &ingest,
+        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines.into_iter())),
+        &CollectOptions::default(),
+        &mut |k| bar.set_position(k),
+    )?;
+    bar.finish_and_clear();
+
+    let sorting = vault.principal("sorting")?;
+    let mut lat = Vec::with_capacity(a.reads as usize);
+    let mut returned = 0u64;
+    let bar = crate::progress_bar(Some(a.reads), "reading");
+    let t = Instant::now();
+    for i in 0..a.reads {
+        let s = &subjects[(i as usize * 7919) % subjects.len().max(1)];
+        let t0 = Instant::now();
+        let r = vault.read(&sorting, s, "delivery")?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+        returned += r.records.len() as u64;
+        if i % 256 == 0 {
+            bar.set_position(i);
+        }
+    }
+    let total_s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    lat.sort_by(f64::total_cmp);
+
+    // Decisions: cached (the hot path) and straight from Cedar.
+    let pack = vault.pack();
+    let reqs: Vec<_> = pack.requests().collect();
+    for r in &reqs {
+        pack.decide(r);
+    }
+    let rounds = 200u64;
+    let t = Instant::now();
+    let mut allowed = 0u64;
+    for _ in 0..rounds {
+        for r in &reqs {
+            allowed += u64::from(std::hint::black_box(pack.decide(r)).allowed());
+        }
+    }
+    let cached_ns = t.elapsed().as_secs_f64() * 1e9 / (rounds as f64 * reqs.len() as f64);
+    let sample = reqs.len().min(5000);
+    let t = Instant::now();
+    for r in reqs.iter().take(sample) {
+        std::hint::black_box(pack.evaluate(r));
+    }
+    let cedar_us = t.elapsed().as_secs_f64() * 1e6 / sample as f64;
+
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    let out = serde_json::json!({
+        "bench": "read",
+        "records": a.records,
+        "subjects": subjects.len(),
+        "reads": a.reads,
+        "records_returned": returned,
+        "read_p50_us": round2(percentile(&lat, 0.5)),
+        "read_p99_us": round2(percentile(&lat, 0.99)),
+        "read_mean_us": round2(lat.iter().sum::<f64>() / lat.len().max(1) as f64),
+        "reads_per_s_one_thread": (a.reads as f64 / total_s).round(),
+        "cached_decision_ns": round2(cached_ns),
+        "cedar_decision_us": round2(cedar_us),
+        "decisions_allowed_checksum": allowed,
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });

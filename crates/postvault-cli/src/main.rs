@@ -115,6 +115,9 @@ enum LogCmd {
         #[arg(long)]
         since: Option<PathBuf>,
     },
+    /// Write a C2SP tlog-tiles resource to stdout (raw bytes):
+    /// `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`.
+    Tile { path: String },
     /// Find every leaf about a person with their tag key, each with an
     /// inclusion proof against the latest signed checkpoint.
     Find {
@@ -227,6 +230,8 @@ enum BenchCmd {
     Ingest(bench::IngestArgs),
     /// Log append and proof times: in memory, and through a vault's store.
     Log(bench::LogArgs),
+    /// Targeted read latency (each read durably logged) and decision times.
+    Read(bench::ReadArgs),
 }
 
 fn main() -> ExitCode {
@@ -417,6 +422,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Bench(BenchCmd::Ingest(a)) => bench::ingest(a),
         Command::Bench(BenchCmd::Log(a)) => bench::log(a),
+        Command::Bench(BenchCmd::Read(a)) => bench::read(a),
     }
 }
 
@@ -472,6 +478,12 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
                 report.size, report.checkpoints_checked
             );
             print_json(&report)?;
+        }
+        LogCmd::Tile { path } => {
+            let bytes = v.log_tile(path)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
         }
         LogCmd::Find { tag_key } => {
             let (checkpoint, found) = v.find_leaves(tag_key)?;

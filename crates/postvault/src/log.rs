@@ -190,6 +190,45 @@ impl Vault {
         Ok(note)
     }
 
+    /// A C2SP tlog-tiles resource of the log at its current hashed size:
+    /// `tile/<L>/<N>[.p/<W>]` (hashes) or `tile/entries/<N>[.p/<W>]` (an
+    /// entry bundle), so any tiles client can mirror the log. The path may be
+    /// given with or without the leading `tile/`.
+    pub fn log_tile(&self, path: &str) -> Result<Vec<u8>, VaultError> {
+        let path = path.trim_start_matches('/');
+        let path = if path.starts_with("tile/") {
+            path.to_string()
+        } else {
+            format!("tile/{path}")
+        };
+        let size = self.log_catch_up()?;
+        match postvault_log::parse_tile_path(&path)? {
+            postvault_log::TileRequest::Hashes {
+                level,
+                index,
+                width,
+            } => Ok(postvault_log::tile_bytes(
+                level,
+                index,
+                width,
+                size,
+                &StoreHashes(&*self.store),
+            )?),
+            postvault_log::TileRequest::Entries { index, width } => {
+                let start = index.saturating_mul(256);
+                let end = start.saturating_add(u64::from(width));
+                if end > size {
+                    return Err(VaultError::Invalid {
+                        what: "tile",
+                        why: format!("entry bundle {path} is beyond the log of {size} leaves"),
+                    });
+                }
+                let leaves = self.store.leaves(start, end)?;
+                Ok(postvault_log::entry_bundle(&leaves)?)
+            }
+        }
+    }
+
     /// Entries `start..end` of the log.
     pub fn log_entries(&self, start: u64, end: u64) -> Result<Vec<LogEntry>, VaultError> {
         let leaves = self.store.leaves(start, end)?;

@@ -210,3 +210,72 @@ fn the_simulated_day_is_accepted_by_the_default_pack() {
     assert_eq!(r.rejected, 0, "{:?}", r.errors.first());
     assert_eq!(r.accepted, lines.len() as u64);
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use crate::*;
+
+    fn mutated_line() -> impl Strategy<Value = Vec<u8>> {
+        let base = line(
+            "s1",
+            "address",
+            "delivery",
+            serde_json::json!({"street": "1 Elm St", "city": "Springfield", "state": "IL", "zip": "62701"}),
+        )
+        .into_bytes();
+        (
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            any::<bool>(),
+        )
+            .prop_map(move |(edits, junk, append)| {
+                let mut l = base.clone();
+                for (i, b) in edits {
+                    let at = i.index(l.len());
+                    l[at] = b;
+                }
+                if append {
+                    l.extend_from_slice(&junk);
+                }
+                l
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Arbitrary and mutated input never panics, every line is either
+        /// accepted or rejected, and the store holds exactly the accepted ones.
+        #[test]
+        fn any_input_is_accepted_or_rejected_line_by_line(
+            lines in proptest::collection::vec(
+                prop_oneof![mutated_line(), proptest::collection::vec(any::<u8>(), 0..80)],
+                1..12,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let c = clock();
+            let v = vault(dir.path(), &c);
+            let mut input = Vec::new();
+            let mut nonblank = 0u64;
+            for l in &lines {
+                let l: Vec<u8> = l.iter().copied().filter(|&b| b != b'\n').collect();
+                if !String::from_utf8_lossy(&l).trim().is_empty() {
+                    nonblank += 1;
+                }
+                input.extend_from_slice(&l);
+                input.push(b'\n');
+            }
+            let p = v.principal("ingest").unwrap();
+            let r = v
+                .collect(&p, &mut input.as_slice(), &postvault::CollectOptions::default(), &mut |_| {})
+                .unwrap();
+            prop_assert_eq!(r.accepted + r.rejected, nonblank);
+            prop_assert_eq!(v.store().record_count().unwrap(), r.accepted);
+            for e in &r.errors {
+                prop_assert!(e.line >= 1 && e.line <= lines.len() as u64);
+                prop_assert!(!e.message.contains("Springfield"));
+            }
+        }
+    }
+}

@@ -245,3 +245,23 @@ fn a_person_finds_every_leaf_about_them_and_nobody_else_does() {
     );
     assert!(v.find_leaves("not base64!").is_err());
 }
+
+#[test]
+fn the_log_is_served_as_c2sp_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let n = v.store().log_size().unwrap();
+    let leaves = v.store().leaves(0, n).unwrap();
+    let tile = v.log_tile(&format!("tile/0/000.p/{n}")).unwrap();
+    let expected: Vec<u8> = leaves
+        .iter()
+        .flat_map(|l| postvault_log::leaf_hash(l))
+        .collect();
+    assert_eq!(tile, expected);
+    let bundle = v.log_tile(&format!("entries/000.p/{n}")).unwrap();
+    assert_eq!(postvault_log::parse_entry_bundle(&bundle).unwrap(), leaves);
+    assert!(v.log_tile("tile/0/000.p/99").is_err());
+    assert!(v.log_tile("tile/0/000").is_err(), "no full tile yet");
+    assert!(v.log_tile("tile/x/../../etc").is_err());
+}
