@@ -120,6 +120,9 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
         &mut |k| bar.set_position(k),
     )?;
     let full_s = t.elapsed().as_secs_f64();
+    if let Some(f) = &report.failure {
+        anyhow::bail!("collection failed: {}", f.message);
+    }
     bar.finish_and_clear();
 
     let raw_rate = n as f64 / raw_s;
@@ -360,12 +363,15 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
     vault.add_principal("sorting", "delivery")?;
     let ingest = vault.principal("ingest")?;
     let bar = crate::progress_bar(Some(lines.len() as u64), "collecting");
-    vault.collect(
+    let report = vault.collect(
         &ingest,
         &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines.into_iter())),
         &CollectOptions::default(),
         &mut |k| bar.set_position(k),
     )?;
+    if let Some(f) = &report.failure {
+        anyhow::bail!("collection failed: {}", f.message);
+    }
     bar.finish_and_clear();
 
     let sorting = vault.principal("sorting")?;

@@ -85,6 +85,9 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         &mut |n| bar.set_position(n),
     )?;
     bar.finish_and_clear();
+    if let Some(f) = &report.failure {
+        anyhow::bail!("collection failed: {}", f.message);
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "  accepted {} records in {:.1} s ({:.0} records/s), {} rejected, in {} transactions,",

@@ -516,6 +516,14 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
     let report = v.collect(&p, &mut input, &opts, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     let report = report?;
+    if let Some(f) = &report.failure {
+        print_json(&report)?;
+        eprintln!(
+            "postvault: error: collection stopped after line {}: {} (lines up to it are handled; resume from the next)",
+            report.committed_through_line, f.message
+        );
+        return Ok(EXIT_ERROR);
+    }
     // One signed checkpoint per collection run (never per record).
     if let Err(e) = v.checkpoint() {
         eprintln!("postvault: warning: records are stored, but no checkpoint was signed: {e}");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use postvault_policy::{Action, CategoryIx, DecisionRequest, PurposeIx};
 use postvault_store::{ConsentRow, LookupRow, RecordRow, SubjectRef, WriteBatch};
@@ -68,6 +68,21 @@ pub struct CollectReport {
     pub errors: Vec<LineError>,
     /// Log index of each batch's leaf.
     pub leaves: Vec<u64>,
+    /// Every input line up to this one (1-based) was handled: accepted lines
+    /// are durable, rejected ones stored nothing. After a failure, resume
+    /// from the next line.
+    pub committed_through_line: u64,
+    /// Why collection stopped early, if it did. Lines after
+    /// `committed_through_line` were not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// Why a collection stopped before the end of its input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +92,7 @@ struct Line {
     category: String,
     #[serde(default)]
     purpose: Option<String>,
-    fields: Map<String, Value>,
+    fields: crate::minimize::InputFields,
     #[serde(default)]
     legal_basis: Option<String>,
     #[serde(default)]
@@ -180,6 +195,10 @@ impl Vault {
 
     /// Collects NDJSON records from `input` as `principal`. `progress` is
     /// called after each committed batch with the lines read so far.
+    ///
+    /// A failure midway (the store or the key store failing) does not lose
+    /// what was committed: the report says how far collection got
+    /// (`committed_through_line`) and why it stopped (`failure`).
     pub fn collect(
         &self,
         principal: &Principal,
@@ -223,6 +242,7 @@ impl Vault {
                 report.accepted += c.accepted;
                 report.batches += 1;
                 report.leaves.push(c.first_leaf);
+                report.committed_through_line = c.lines_read;
                 for (k, n) in c.categories {
                     *report.categories.entry(k).or_default() += n;
                 }
@@ -290,8 +310,14 @@ impl Vault {
             while let Ok(c) = committed.try_recv() {
                 apply(c, &mut report);
             }
-            produced?;
-            written
+            // The writer's error is the cause when both failed.
+            if let Some(e) = written.err().or(produced.err()) {
+                report.failure = Some(Failure {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                });
+            }
+            Ok(())
         })?;
         Ok(report)
     }
@@ -421,7 +447,8 @@ impl Vault {
             }
             None => None,
         };
-        let fields = minimize(tax.category(category), purpose, &line.fields).map_err(
+        let subject = self.subject_ref(&line.subject);
+        let fields = minimize(tax.category(category), purpose, line.fields).map_err(
             |FieldError {
                  code,
                  field,
@@ -429,7 +456,7 @@ impl Vault {
              }| line_err(line_no, code, Some(&field), Some("R2"), message),
         )?;
         Ok(Some(Accepted {
-            subject: self.subject_ref(&line.subject),
+            subject,
             category,
             purpose,
             legal_basis,

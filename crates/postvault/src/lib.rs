@@ -27,7 +27,7 @@ mod read;
 mod vault;
 
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
-pub use collect::{CollectOptions, CollectReport, LineError};
+pub use collect::{CollectOptions, CollectReport, Failure, LineError};
 pub use error::VaultError;
 pub use leaf::Event;
 pub use log::{

@@ -58,20 +58,49 @@ pub fn write_fields(category: &Category, fields: &Minimized, out: &mut Vec<u8>) 
     out.push(b'}');
 }
 
+/// The `fields` object of an input line, in input order, without building
+/// a hash map (duplicate keys are rejected by [`minimize`]).
+#[derive(Debug, Default)]
+pub struct InputFields(pub Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for InputFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = InputFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<InputFields, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(InputFields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Checks and transforms `fields` for collecting `category` for `purpose`.
 /// Returns the minimized fields in declaration order.
 pub fn minimize(
     category: &Category,
     purpose: PurposeIx,
-    fields: &Map<String, Value>,
+    fields: InputFields,
 ) -> Result<Minimized, FieldError> {
-    for name in fields.keys() {
-        match category.field(name) {
+    let mut slots: Vec<Option<Value>> = vec![None; category.fields.len()];
+    for (name, value) in fields.0 {
+        match category.field(&name) {
             None => {
-                let shown = shown_key(name);
+                let shown = shown_key(&name);
                 return Err(err(
                     "field_not_declared",
-                    if shown.starts_with('`') { name } else { "?" },
+                    if shown.starts_with('`') { &name } else { "?" },
                     format!(
                         "field {shown} is not declared for category `{}` (R2: only declared fields are collected)",
                         category.id
@@ -81,19 +110,28 @@ pub fn minimize(
             Some((_, spec)) if !spec.collectable_for(purpose) => {
                 return Err(err(
                     "field_not_for_purpose",
-                    name,
+                    &name,
                     format!(
                         "field `{name}` of category `{}` may not be collected for this purpose (R2: minimization)",
                         category.id
                     ),
                 ));
             }
-            Some(_) => {}
+            Some((ix, _)) => match slots.get_mut(ix) {
+                Some(slot @ None) => *slot = Some(value),
+                _ => {
+                    return Err(err(
+                        "field_duplicate",
+                        &name,
+                        format!("field `{name}` is given twice"),
+                    ));
+                }
+            },
         }
     }
-    let mut out = Vec::with_capacity(fields.len());
-    for (ix, spec) in category.fields.iter().enumerate() {
-        match fields.get(&spec.name) {
+    let mut out = Vec::with_capacity(slots.len());
+    for ((ix, spec), slot) in category.fields.iter().enumerate().zip(slots) {
+        match slot {
             None | Some(Value::Null) if spec.required => {
                 return Err(err(
                     "field_missing",
@@ -160,7 +198,7 @@ fn string<'a>(spec: &FieldSpec, v: &'a Value, what: &str) -> Result<&'a str, Fie
     v.as_str().ok_or_else(|| type_err(spec, what))
 }
 
-fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
+fn check(spec: &FieldSpec, v: Value) -> Result<Value, FieldError> {
     let name = spec.name.as_str();
     let max_chars = |s: &str, default: usize| {
         let max = spec.max.unwrap_or(default);
@@ -176,15 +214,15 @@ fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
     };
     match &spec.kind {
         FieldType::String => {
-            let s = string(spec, v, "a string")?;
+            let s = string(spec, &v, "a string")?;
             max_chars(s, DEFAULT_STRING_MAX)?;
             if s.chars().any(char::is_control) {
                 return Err(type_err(spec, "a string without control characters"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Email => {
-            let s = string(spec, v, "an email address")?;
+            let s = string(spec, &v, "an email address")?;
             max_chars(s, 254)?;
             let ok = s.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
@@ -197,18 +235,18 @@ fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
             if !ok {
                 return Err(type_err(spec, "an email address"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Phone => {
-            let s = string(spec, v, "a phone number")?;
+            let s = string(spec, &v, "a phone number")?;
             let digits = s.strip_prefix('+').unwrap_or(s);
             if !(10..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(type_err(spec, "a phone number of 10 to 15 digits"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Zip => {
-            let s = string(spec, v, "a ZIP code")?;
+            let s = string(spec, &v, "a ZIP code")?;
             let b = s.as_bytes();
             let ok = match b.len() {
                 5 => b.iter().all(u8::is_ascii_digit),
@@ -222,46 +260,46 @@ fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
             if !ok {
                 return Err(type_err(spec, "a ZIP code (12345 or 12345-6789)"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::State => {
-            let s = string(spec, v, "a state code")?;
+            let s = string(spec, &v, "a state code")?;
             if s.len() != 2 || !s.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(type_err(spec, "a two-letter state code"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Date => {
-            let s = string(spec, v, "a date")?;
+            let s = string(spec, &v, "a date")?;
             if !valid_date(s) {
                 return Err(type_err(spec, "a date (YYYY-MM-DD)"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::DateTime => {
-            let s = string(spec, v, "a date-time")?;
+            let s = string(spec, &v, "a date-time")?;
             if !valid_datetime(s) {
                 return Err(type_err(spec, "an RFC 3339 date-time"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Ip => {
-            let s = string(spec, v, "an IP address")?;
+            let s = string(spec, &v, "an IP address")?;
             IpAddr::from_str(s).map_err(|_| type_err(spec, "an IPv4 or IPv6 address"))?;
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::CardNumber => {
-            let s = string(spec, v, "a card number")?;
+            let s = string(spec, &v, "a card number")?;
             if !(13..=19).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) || !luhn(s) {
                 return Err(type_err(
                     spec,
                     "a card number (13 to 19 digits, Luhn-valid)",
                 ));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Money => {
-            let cents = money_cents(v).ok_or_else(|| {
+            let cents = money_cents(&v).ok_or_else(|| {
                 type_err(spec, "an amount with at most two decimals, like \"12.50\"")
             })?;
             if let Some(max) = spec.max_value
@@ -296,22 +334,22 @@ fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
             Ok(Value::from(x))
         }
         FieldType::Imb => {
-            let s = string(spec, v, "an IMb")?;
+            let s = string(spec, &v, "an IMb")?;
             if ![20, 25, 29, 31].contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(type_err(spec, "an IMb of 20, 25, 29 or 31 digits"));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Digits => {
-            let s = string(spec, v, "a string of digits")?;
+            let s = string(spec, &v, "a string of digits")?;
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(type_err(spec, "a string of digits"));
             }
             max_chars(s, 64)?;
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Hex => {
-            let s = string(spec, v, "lowercase hex")?;
+            let s = string(spec, &v, "lowercase hex")?;
             if !s
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -319,17 +357,17 @@ fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
                 return Err(type_err(spec, "lowercase hex"));
             }
             max_chars(s, 128)?;
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Enum(values) => {
-            let s = string(spec, v, "one of its values")?;
+            let s = string(spec, &v, "one of its values")?;
             if !values.iter().any(|x| x == s) {
                 return Err(type_err(spec, &format!("one of: {}", values.join(", "))));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
         FieldType::Bytes => {
-            let s = string(spec, v, "base64")?;
+            let s = string(spec, &v, "base64")?;
             let max = spec.max.unwrap_or(DEFAULT_BYTES_MAX);
             if s.len() > (max / 3 + 1) * 4 {
                 return Err(err(
@@ -348,7 +386,7 @@ fn check(spec: &FieldSpec, v: &Value) -> Result<Value, FieldError> {
                     format!("field `{name}` is larger than {max} bytes"),
                 ));
             }
-            Ok(Value::String(s.to_string()))
+            Ok(v)
         }
     }
 }

@@ -52,6 +52,7 @@ fn rejection_cases() -> Vec<(
         (r#"{"subject": "s", "category": "address", "purpose": "delivery", "fields": {}, "extra": 1}"#.to_string(), "malformed_json", None, None),
         (r#"{"subject": "s", "category": "address""#.to_string(), "malformed_json", None, None),
         (r#"[1, 2, 3]"#.to_string(), "malformed_json", None, None),
+        (r#"{"subject": "s", "category": "address", "purpose": "delivery", "fields": {"street": "1 A St", "street": "2 B St", "city": "X", "state": "IL", "zip": "62701"}}"#.to_string(), "field_duplicate", Some("street"), Some("R2")),
     ]
 }
 
@@ -179,6 +180,7 @@ fn lines_default_to_the_given_purpose_and_batches_commit() {
         )
         .unwrap();
     assert_eq!((r.accepted, r.batches), (25, 3));
+    assert_eq!((r.committed_through_line, r.failure.clone()), (25, None));
     assert_eq!(r.categories.get("scan_event"), Some(&25));
     assert_eq!(seen.last(), Some(&25));
     assert!(matches!(

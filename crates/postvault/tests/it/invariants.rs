@@ -213,16 +213,17 @@ fn invariant_2_failed_append_returns_no_data() {
     let err = v.read(&p, "s1", "delivery").unwrap_err();
     assert!(err.to_string().contains("injected"), "{err}");
     assert_eq!(v.store().log_size().unwrap(), size);
-    // A failed collection batch is not acknowledged.
-    assert!(
-        v.collect(
+    // A failed collection batch is not acknowledged, and the report says so.
+    let r = v
+        .collect(
             &v.principal("ingest").unwrap(),
             &mut person("s2", "m").as_bytes(),
             &postvault::CollectOptions::default(),
             &mut |_| {},
         )
-        .is_err()
-    );
+        .unwrap();
+    assert_eq!((r.accepted, r.committed_through_line), (0, 0));
+    assert_eq!(r.failure.unwrap().code, "store");
     assert_eq!(v.store().record_count().unwrap(), 9);
 }
 
