@@ -28,8 +28,8 @@ pub struct IngestArgs {
     pub dir: Option<std::path::PathBuf>,
 }
 
-pub fn ingest(a: &IngestArgs) -> Result<u8> {
-    // Enough of a simulated day to cover the records asked for.
+/// The first `records` lines of a simulated day just large enough to hold them.
+fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
     let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
         scale: 0.001,
         ..postvault_sim::SimConfig::default()
@@ -37,14 +37,18 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     .total_records() as f64
         / 0.001;
     let cfg = postvault_sim::SimConfig {
-        scale: (a.records as f64 / per_unit * 1.01).max(0.00001),
-        seed: a.seed,
+        scale: (records as f64 / per_unit * 1.01).max(0.00001),
+        seed,
         ..postvault_sim::SimConfig::default()
     };
+    postvault_sim::Simulator::new(&cfg)
+        .take(records as usize)
+        .collect()
+}
+
+pub fn ingest(a: &IngestArgs) -> Result<u8> {
     eprintln!("postvault: generating {} records", a.records);
-    let lines: Vec<String> = postvault_sim::Simulator::new(&cfg)
-        .take(a.records as usize)
-        .collect();
+    let lines = simulated_lines(a.records, a.seed);
     let n = lines.len() as u64;
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
 
@@ -330,20 +334,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn read(a: &ReadArgs) -> Result<u8> {
-    let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
-        scale: 0.001,
-        ..postvault_sim::SimConfig::default()
-    })
-    .total_records() as f64
-        / 0.001;
-    let cfg = postvault_sim::SimConfig {
-        scale: (a.records as f64 / per_unit * 1.01).max(0.00001),
-        seed: a.seed,
-        ..postvault_sim::SimConfig::default()
-    };
-    let lines: Vec<String> = postvault_sim::Simulator::new(&cfg)
-        .take(a.records as usize)
-        .collect();
+    let lines = simulated_lines(a.records, a.seed);
     let mut subjects: Vec<String> = lines
         .iter()
         .filter_map(|l| {

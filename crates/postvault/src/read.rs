@@ -135,12 +135,7 @@ impl Vault {
                     id: self.actor_id(&principal.name),
                 },
                 purpose: Some(purpose.to_string()),
-                decision: if allowed.iter().any(|&a| a) {
-                    "allow"
-                } else {
-                    "deny"
-                }
-                .into(),
+                decision: effect(&allowed).into(),
                 pack: self.pack.version().to_string(),
                 reasons: reasons.into_iter().collect(),
                 categories: categories.into_iter().collect(),
@@ -193,17 +188,21 @@ impl Vault {
         Ok(ReadResponse {
             subject: subject.to_string(),
             purpose: purpose.to_string(),
-            decision: if allowed.iter().any(|&a| a) {
-                "allow"
-            } else {
-                "deny"
-            }
-            .into(),
+            decision: effect(&allowed).into(),
             pack: self.pack.version().to_string(),
             log_index,
             records,
             withheld,
         })
+    }
+}
+
+/// `allow` when the purpose may see at least one category, else `deny`.
+fn effect(allowed: &[bool]) -> &'static str {
+    if allowed.iter().any(|&a| a) {
+        "allow"
+    } else {
+        "deny"
     }
 }
 
