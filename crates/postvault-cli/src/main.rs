@@ -265,10 +265,22 @@ fn pack_sources(dir: Option<&Path>) -> Result<Option<PackSources>> {
         let p = dir.join(name);
         std::fs::read_to_string(&p).with_context(|| format!("reading `{}`", p.display()))
     };
+    // `disclosure.toml` is optional: a pack without it has no disclosure
+    // gateway (every instrument is refused). It never borrows the built-in
+    // pack's rules, whose categories and roles may not be this pack's.
+    let disclosure_path = dir.join(postvault_policy::DISCLOSURE_FILE);
+    let disclosure = match std::fs::read_to_string(&disclosure_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading `{}`", disclosure_path.display()));
+        }
+    };
     Ok(Some(PackSources {
         taxonomy: read(postvault_policy::TAXONOMY_FILE)?,
         schema: read(postvault_policy::SCHEMA_FILE)?,
         policies: read(postvault_policy::POLICIES_FILE)?,
+        disclosure,
     }))
 }
 

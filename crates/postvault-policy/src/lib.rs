@@ -3,14 +3,17 @@
 //!
 //! A pack is three files: `taxonomy.toml` (categories and fields, purposes as
 //! a tree, roles, the purpose x category matrix), `schema.cedarschema` and
-//! `policies.cedar`. [`Pack::load`] checks them all (Cedar strict validation
-//! plus our own checks); a bad pack fails naming the file, line and check.
+//! `policies.cedar`, plus an optional `disclosure.toml` (the rules for legal
+//! instruments, see [`disclosure`]). [`Pack::load`] checks them all (Cedar
+//! strict validation plus our own checks); a bad pack fails naming the file,
+//! line and check.
 //!
 //! Architecture invariant: this crate does no IO, reads no clock and never
 //! sees a personal-data value. A decision depends only on the pack version
 //! and the [`DecisionRequest`], so it is deterministic and cacheable.
 
 mod decision;
+pub mod disclosure;
 mod engine;
 mod error;
 pub mod taxonomy;
@@ -21,6 +24,7 @@ mod tests;
 use aws_lc_rs::digest;
 
 pub use decision::{Action, Decision, DecisionRequest, Effect, Reason};
+pub use disclosure::{DISCLOSURE_FILE, DisclosureRules};
 pub use engine::{POLICIES_FILE, SCHEMA_FILE};
 pub use error::PackError;
 pub use taxonomy::{
@@ -37,6 +41,9 @@ pub struct PackSources {
     pub taxonomy: String,
     pub schema: String,
     pub policies: String,
+    /// `disclosure.toml`. Without it the pack has no disclosure gateway:
+    /// every instrument is refused ([`DisclosureRules::none`]).
+    pub disclosure: Option<String>,
 }
 
 impl PackSources {
@@ -46,6 +53,7 @@ impl PackSources {
             taxonomy: include_str!("../../../packs/postal/taxonomy.toml").to_string(),
             schema: include_str!("../../../packs/postal/schema.cedarschema").to_string(),
             policies: include_str!("../../../packs/postal/policies.cedar").to_string(),
+            disclosure: Some(include_str!("../../../packs/postal/disclosure.toml").to_string()),
         }
     }
 }
@@ -54,6 +62,7 @@ impl PackSources {
 pub struct Pack {
     taxonomy: Taxonomy,
     engine: Engine,
+    disclosure: DisclosureRules,
     version: String,
     cache: DecisionCache,
 }
@@ -72,6 +81,10 @@ impl Pack {
     pub fn load(src: &PackSources) -> Result<Pack, PackError> {
         let taxonomy = Taxonomy::parse(&src.taxonomy)?;
         let engine = Engine::new(&taxonomy, &src.schema, &src.policies)?;
+        let disclosure = match &src.disclosure {
+            Some(text) => DisclosureRules::parse(text, &taxonomy)?,
+            None => DisclosureRules::none(&taxonomy),
+        };
         let version = content_version(src);
         let cache = DecisionCache::new(
             taxonomy.roles.len(),
@@ -81,6 +94,7 @@ impl Pack {
         Ok(Pack {
             taxonomy,
             engine,
+            disclosure,
             version,
             cache,
         })
@@ -95,8 +109,14 @@ impl Pack {
         &self.taxonomy
     }
 
+    /// The disclosure rules (`disclosure.toml`).
+    pub fn disclosure(&self) -> &DisclosureRules {
+        &self.disclosure
+    }
+
     /// The pack version: `sha256:` and the first 16 hex digits of the hash of
-    /// its three files. Every decision and log leaf records it.
+    /// its files (`disclosure.toml` only when present). Every decision and
+    /// log leaf records it.
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -158,11 +178,13 @@ impl Pack {
 
 fn content_version(src: &PackSources) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
-    for (name, text) in [
-        (TAXONOMY_FILE, &src.taxonomy),
-        (SCHEMA_FILE, &src.schema),
-        (POLICIES_FILE, &src.policies),
-    ] {
+    let files = [
+        (TAXONOMY_FILE, Some(&src.taxonomy)),
+        (SCHEMA_FILE, Some(&src.schema)),
+        (POLICIES_FILE, Some(&src.policies)),
+        (DISCLOSURE_FILE, src.disclosure.as_ref()),
+    ];
+    for (name, text) in files.into_iter().filter_map(|(n, t)| Some((n, t?))) {
         ctx.update(name.as_bytes());
         ctx.update(&[0]);
         ctx.update(&(text.len() as u64).to_be_bytes());
