@@ -110,7 +110,9 @@ impl Vault {
             let returned: Vec<&postvault_store::RecordRow> = data
                 .records
                 .iter()
-                .filter(|r| visible(tax, &allowed, r, now))
+                // Without the subject's keys (destroyed) nothing can leave,
+                // and the leaf must say so.
+                .filter(|r| keys.is_some() && visible(tax, &allowed, r, now))
                 .collect();
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
