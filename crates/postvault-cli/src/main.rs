@@ -1,10 +1,12 @@
 //! `postvault`: the command-line tool. JSON on stdout, messages on stderr.
 //!
 //! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
-//! see nothing of); 4 some input lines were rejected; 5 log verification failed.
+//! see nothing of, a refused disclosure request or step); 4 some input lines
+//! were rejected; 5 log verification failed.
 
 mod bench;
 mod demo;
+mod disclose;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -72,6 +74,13 @@ enum Command {
     /// What concerns one person.
     #[command(subcommand)]
     Subject(SubjectCmd),
+    /// The disclosure gateway: legal instruments from outside agencies,
+    /// approval by a second person, packages, accounting, notices.
+    #[command(subcommand)]
+    Disclose(disclose::DiscloseCmd),
+    /// Reports computed from the record: `transparency`.
+    #[command(subcommand)]
+    Report(disclose::ReportCmd),
     /// Measure throughput against raw baselines in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -432,6 +441,8 @@ fn run(cli: Cli) -> Result<u8> {
                 None => bail!("the vault holds no keys for this subject"),
             }
         }
+        Command::Disclose(cmd) => disclose::run(&cli, cmd),
+        Command::Report(cmd) => disclose::report(&cli, cmd),
         Command::Bench(BenchCmd::Ingest(a)) => bench::ingest(a),
         Command::Bench(BenchCmd::Log(a)) => bench::log(a),
         Command::Bench(BenchCmd::Read(a)) => bench::read(a),

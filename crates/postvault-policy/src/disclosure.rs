@@ -68,6 +68,11 @@ const REG_ORAL_DAYS: i64 = 3;
 /// 233.3(c)(6): a crime is punishable by imprisonment over this many years.
 const REG_PENALTY_YEARS: i64 = 1;
 
+/// The longest delay of notice a court order may set, in days after issue
+/// ([I]: 18 U.S.C. 2705(a) delays notice 90 days at a time; a year leaves
+/// room for renewals inside one order, never an open-ended secret).
+pub const MAX_NOTICE_DELAY_DAYS: i64 = 365;
+
 /// The longest subject identifier accepted, in characters.
 pub const MAX_SUBJECT_ID_CHARS: usize = 256;
 
@@ -493,6 +498,11 @@ pub struct Instrument {
     /// Disclosures only: the court.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub court: Option<Court>,
+    /// Disclosures only: a court's order that the person is not told of the
+    /// disclosure before this time (the accounting stays hidden from them
+    /// until then, R13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_notice_until: Option<Timestamp>,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester_type: Option<RequesterType>,
@@ -543,6 +553,7 @@ pub enum RefusalCode {
     AlreadyUsed,
     ApproverRole,
     CumulativeCap,
+    DelayNeedsCourtOrder,
     DurationTooLong,
     EndedByIndictment,
     Expired,
@@ -573,10 +584,11 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    pub const ALL: [RefusalCode; 30] = [
+    pub const ALL: [RefusalCode; 31] = [
         RefusalCode::AlreadyUsed,
         RefusalCode::ApproverRole,
         RefusalCode::CumulativeCap,
+        RefusalCode::DelayNeedsCourtOrder,
         RefusalCode::DurationTooLong,
         RefusalCode::EndedByIndictment,
         RefusalCode::Expired,
@@ -612,6 +624,7 @@ impl RefusalCode {
             RefusalCode::AlreadyUsed => "already_used",
             RefusalCode::ApproverRole => "approver_role",
             RefusalCode::CumulativeCap => "cumulative_cap",
+            RefusalCode::DelayNeedsCourtOrder => "delay_needs_court_order",
             RefusalCode::DurationTooLong => "duration_too_long",
             RefusalCode::EndedByIndictment => "ended_by_indictment",
             RefusalCode::Expired => "expired",
@@ -669,6 +682,7 @@ impl RefusalCode {
             | RefusalCode::DurationTooLong
             | RefusalCode::ExtensionWithoutBenefitStatement => "R14",
             RefusalCode::PortionNotExterior => "R15",
+            RefusalCode::DelayNeedsCourtOrder => "R13",
             RefusalCode::EndedByIndictment => "R16",
             RefusalCode::GroundNotAllowed
             | RefusalCode::PenaltyTooLow
@@ -876,7 +890,7 @@ enum Ty {
     Party,
 }
 
-const FIELDS: [(&str, Ty, Scope); 27] = [
+const FIELDS: [(&str, Ty, Scope); 28] = [
     ("instrument_id", Ty::Str, Scope::All),
     ("agency", Ty::Str, Scope::All),
     ("signer", Ty::Signer, Scope::All),
@@ -889,6 +903,7 @@ const FIELDS: [(&str, Ty, Scope); 27] = [
     ("expires_at", Ty::Time, Scope::All),
     ("time_range", Ty::TimeRange, Scope::Disclosure),
     ("court", Ty::Court, Scope::Disclosure),
+    ("delay_notice_until", Ty::Time, Scope::Disclosure),
     ("requester_type", Ty::Requester, Scope::MailCover),
     ("statute_cited", Ty::Str, Scope::MailCover),
     ("penalty_max_years", Ty::Years, Scope::MailCover),
@@ -2309,6 +2324,28 @@ impl Checker<'_> {
 
         if kr.court_required {
             self.court();
+        }
+
+        if let Some(until) = inst.delay_notice_until {
+            if !kr.court_order {
+                self.refuse(
+                    RefusalCode::DelayNeedsCourtOrder,
+                    format!("only a court delays notice to the person: a {kind} may not carry `delay_notice_until`"),
+                );
+            } else if inst.issued_at.is_some_and(|i| until.0 < i.0) {
+                self.refuse(
+                    RefusalCode::TimeRangeInvalid,
+                    "`delay_notice_until` is before `issued_at`",
+                );
+            } else if inst
+                .issued_at
+                .is_some_and(|i| until.0 > i.0.saturating_add(MAX_NOTICE_DELAY_DAYS * DAY_MS))
+            {
+                self.refuse(
+                    RefusalCode::DurationTooLong,
+                    format!("notice is delayed at most {MAX_NOTICE_DELAY_DAYS} days after `issued_at`; a court renews a longer delay with a new order"),
+                );
+            }
         }
 
         self.portions(kr, ground_ok);

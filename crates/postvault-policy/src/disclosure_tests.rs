@@ -252,6 +252,15 @@ fn the_documented_examples_pass() {
 fn edge_cases_that_pass() {
     let cases: Vec<(&str, Value, CheckContext, &[&str])> = vec![
         (
+            "court order that delays notice for 90 days",
+            with(
+                court_order(),
+                &[("delay_notice_until", json!("2026-06-08"))],
+            ),
+            ctx(),
+            &[],
+        ),
+        (
             "court order with five subjects",
             with(court_order(), &[("subjects", subjects(5))]),
             ctx(),
@@ -778,6 +787,37 @@ fn red_team() -> Vec<Attempt> {
             "blank authority",
             with(subpoena(), &[("authority", json!("  "))]),
             &[R::MissingAuthority],
+        ),
+        attempt(
+            "a written request that delays notice to the person",
+            with(wr(), &[("delay_notice_until", json!("2026-06-01"))]),
+            &[R::DelayNeedsCourtOrder],
+        ),
+        attempt(
+            "a subpoena that delays notice to the person",
+            with(subpoena(), &[("delay_notice_until", json!("2026-06-01"))]),
+            &[R::DelayNeedsCourtOrder],
+        ),
+        attempt(
+            "a court order delaying notice for two years",
+            with(
+                court_order(),
+                &[("delay_notice_until", json!("2028-03-10"))],
+            ),
+            &[R::DurationTooLong],
+        ),
+        attempt(
+            "a court order delaying notice to before it was issued",
+            with(
+                court_order(),
+                &[("delay_notice_until", json!("2026-01-01"))],
+            ),
+            &[R::TimeRangeInvalid],
+        ),
+        attempt(
+            "a mail cover with a delay of notice",
+            with(mc(), &[("delay_notice_until", json!("2026-06-01"))]),
+            &[R::UnknownField],
         ),
         attempt(
             "court order without a court",

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::{
-    ConsentRow, KeyStore, LookupRow, PrincipalRow, RecordRow, Store, StoreError, SubjectKeys,
-    WriteBatch,
+    AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, KeyStore, LookupRow, PrincipalRow,
+    RecordRow, Store, StoreError, SubjectKeys, SubmitQuery, WriteBatch,
 };
 
 fn record(subject: u8, n: u8, category: &str) -> RecordRow {
@@ -39,12 +39,15 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     meta_round_trips(&*fresh());
     log_hashes_advance_only_from_their_size(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
+    disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());
+    disclosure_steps_read_write_and_account_atomically(&*fresh());
 }
 
 /// Runs every key-store check on a fresh key store from `fresh`.
 pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
     subject_keys_are_kept_once(&*fresh());
     secrets_are_write_once(&*fresh());
+    secrets_can_be_destroyed(&*fresh());
 }
 
 pub fn write_then_read_accounts_each(s: &dyn Store) {
@@ -258,4 +261,174 @@ pub fn checkpoints_are_kept_by_size(s: &dyn Store) {
         s.checkpoints().unwrap(),
         vec![(5, "five".to_string()), (9, "nine".to_string())]
     );
+}
+
+pub fn secrets_can_be_destroyed(k: &dyn KeyStore) {
+    k.put_secret("cover:1", b"key").unwrap();
+    assert!(k.delete_secret("cover:1").unwrap());
+    assert_eq!(k.secret("cover:1").unwrap(), None);
+    assert!(!k.delete_secret("cover:1").unwrap());
+}
+
+fn request(requester: &str, at: i64, instrument: u8, case: u8, status: &str) -> DisclosureRow {
+    DisclosureRow {
+        id: format!("d-{requester}-{at}-{instrument}"),
+        requester: requester.into(),
+        kind: "warrant".into(),
+        ground: "criminal_law_enforcement".into(),
+        instrument_key: Some([instrument; 16]),
+        case_key: Some([case; 16]),
+        subjects: vec![[7; 16]],
+        portions: vec!["address".into(), "scan_event".into()],
+        status: status.into(),
+        reasons: vec![],
+        alerts: vec![],
+        submitted_at: at,
+        retain_until: at + 10,
+        sealed: vec![1, 2, 3],
+        ..DisclosureRow::default()
+    }
+}
+
+fn submit(s: &dyn Store, row: DisclosureRow, now: i64) -> (crate::SubmitFacts, DisclosureRow) {
+    let q = SubmitQuery {
+        requester: row.requester.clone(),
+        instrument_key: row.instrument_key,
+        case_key: row.case_key,
+        since_24h: now - 100,
+        since_30d: now - 1_000,
+        subjects: row.subjects.clone(),
+    };
+    let mut seen = None;
+    let (stored, _) = s
+        .submit_disclosure(&q, &mut |facts, data, idx| {
+            assert_eq!(data.len(), q.subjects.len());
+            seen = Some(*facts);
+            (row.clone(), format!("submit {idx}").into_bytes())
+        })
+        .unwrap();
+    (seen.unwrap(), stored)
+}
+
+pub fn disclosures_count_quotas_and_reuse_in_their_transaction(s: &dyn Store) {
+    let (f, first) = submit(s, request("ice", 1_500, 1, 9, "refused"), 2_000);
+    assert_eq!(
+        (
+            f.requester_since_24h,
+            f.requester_since_30d,
+            f.case_since_30d
+        ),
+        (0, 0, 0)
+    );
+    assert!(!f.used_before);
+    assert_eq!((f.seq, first.seq), (1, 1));
+    // A refused use of an instrument does not use it up.
+    let (f, _) = submit(s, request("ice", 1_950, 1, 9, "pending_approval"), 2_000);
+    assert!(!f.used_before);
+    assert_eq!(
+        (
+            f.requester_since_24h,
+            f.requester_since_30d,
+            f.case_since_30d
+        ),
+        (0, 1, 1)
+    );
+    let (f, _) = submit(s, request("ice", 1_990, 1, 9, "refused"), 2_000);
+    assert!(f.used_before, "an instrument accepted once is used");
+    assert_eq!(
+        (
+            f.requester_since_24h,
+            f.requester_since_30d,
+            f.case_since_30d
+        ),
+        (1, 2, 2)
+    );
+    // Another requester's counts are its own.
+    let (f, _) = submit(s, request("fbi", 1_995, 2, 8, "pending_approval"), 2_000);
+    assert_eq!((f.requester_since_24h, f.case_since_30d, f.seq), (0, 0, 4));
+    let all = s.disclosures().unwrap();
+    assert_eq!(all.iter().map(|d| d.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(all[1], s.disclosure(&all[1].id).unwrap().unwrap());
+    assert_eq!(all[1].portions, ["address", "scan_event"]);
+    assert_eq!(s.log_size().unwrap(), 4, "one leaf per submission");
+    assert_eq!(s.disclosure("nope").unwrap(), None);
+}
+
+pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(7, 1, "address"), record(8, 2, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let (_, row) = submit(s, request("ice", 10, 3, 3, "pending_approval"), 10);
+    // A step on an unknown request still leaves its leaf, reads nothing.
+    let (data, idx) = s
+        .disclosure_step(
+            "nope",
+            &mut |r| {
+                assert!(r.is_none());
+                vec![]
+            },
+            &mut |_, _, _| DisclosureStep {
+                leaves: vec![b"refused".to_vec()],
+                ..DisclosureStep::default()
+            },
+        )
+        .unwrap();
+    assert!(data.is_empty());
+    assert_eq!(s.leaves(idx, idx + 1).unwrap(), [b"refused".to_vec()]);
+    // A fetch reads the planned subject only and accounts for it.
+    let (data, first) = s
+        .disclosure_step(
+            &row.id,
+            &mut |r| r.unwrap().subjects.clone(),
+            &mut |r, data, first| {
+                let mut new = r.unwrap().clone();
+                new.status = "fetched".into();
+                new.fetches += 1;
+                DisclosureStep {
+                    row: Some(new),
+                    leaves: vec![format!("fetch {first}").into_bytes()],
+                    accounting: vec![AccountingRow {
+                        disclosure: r.unwrap().id.clone(),
+                        subject: [7; 16],
+                        at: 11,
+                        leaf: 0,
+                        records: data[0].records.len() as u64,
+                        categories: vec!["address".into()],
+                    }],
+                    accounting_leaf: vec![0],
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].records.len(), 1);
+    assert_eq!(data[0].records[0].subject, [7; 16]);
+    let stored = s.disclosure(&row.id).unwrap().unwrap();
+    assert_eq!((stored.status.as_str(), stored.fetches), ("fetched", 1));
+    assert_eq!(stored.kind, "warrant", "what was submitted does not change");
+    let acc = s.accounting(&[7; 16]).unwrap();
+    assert_eq!(acc.len(), 1);
+    assert_eq!((acc[0].leaf, acc[0].records), (first, 1));
+    assert!(s.accounting(&[8; 16]).unwrap().is_empty());
+    // A step without a leaf writes nothing.
+    let size = s.log_size().unwrap();
+    assert!(
+        s.disclosure_step(&row.id, &mut |_| vec![], &mut |r, _, _| {
+            let mut new = r.unwrap().clone();
+            new.status = "approved".into();
+            DisclosureStep {
+                row: Some(new),
+                ..DisclosureStep::default()
+            }
+        })
+        .is_err()
+    );
+    assert_eq!(s.log_size().unwrap(), size);
+    assert_eq!(s.disclosure(&row.id).unwrap().unwrap().status, "fetched");
 }

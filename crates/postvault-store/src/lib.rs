@@ -10,9 +10,14 @@
 //! leaves accounting for a write or a read are part of that same transaction.
 
 pub mod conformance;
+mod disclosure;
 mod error;
 mod sqlite;
 
+pub use disclosure::{
+    AccountingRow, DisclosureRow, DisclosureStep, PlanFn, StepFn, SubmitFacts, SubmitFn,
+    SubmitQuery,
+};
 pub use error::StoreError;
 pub use sqlite::{OpenMode, SCHEMA_VERSION, SqliteKeyStore, SqliteStore};
 
@@ -160,6 +165,33 @@ pub trait Store: Send + Sync {
     /// Number of records stored (all subjects).
     fn record_count(&self) -> Result<u64, StoreError>;
 
+    /// Records a new request to the disclosure gateway and its one leaf in
+    /// one durable transaction, deciding it from facts (quota counts, an
+    /// earlier use of the instrument) counted inside that transaction.
+    fn submit_disclosure(
+        &self,
+        q: &SubmitQuery,
+        decide: &mut SubmitFn<'_>,
+    ) -> Result<(DisclosureRow, u64), StoreError>;
+
+    /// One step of a request (approve, refuse, fetch, end, ...), in one
+    /// durable transaction: reads what `plan` names of the request as
+    /// stored, then writes the step's new state, its leaves and accounting.
+    /// Returns what was read and the index of the first leaf, only after the
+    /// leaves are durable.
+    fn disclosure_step(
+        &self,
+        id: &str,
+        plan: &mut PlanFn<'_>,
+        step: &mut StepFn<'_>,
+    ) -> Result<(Vec<SubjectData>, u64), StoreError>;
+
+    fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError>;
+    /// Every request, in submission order.
+    fn disclosures(&self) -> Result<Vec<DisclosureRow>, StoreError>;
+    /// The accounting entries about `subject`, oldest first.
+    fn accounting(&self, subject: &SubjectRef) -> Result<Vec<AccountingRow>, StoreError>;
+
     /// A metadata value.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
@@ -185,4 +217,6 @@ pub trait KeyStore: Send + Sync {
     fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a named secret; fails if it exists.
     fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Destroys a named secret (its bytes overwritten on disk); true if it existed.
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
 }

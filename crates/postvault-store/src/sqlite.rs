@@ -7,12 +7,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    KeyStore, LeafFn, PrincipalRow, ReadLeafFn, RecordRow, Store, StoreError, SubjectData,
-    SubjectKeys, SubjectRef, WriteBatch,
+    AccountingRow, DisclosureRow, KeyStore, LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow,
+    StepFn, Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn,
+    SubmitQuery, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -43,6 +44,25 @@ const DATA_MIGRATIONS: &[&str] = &[
     "CREATE TABLE log_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
      CREATE TABLE log_checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
      INSERT INTO meta (key, value) VALUES ('log_hashed_size', '0');",
+    // 3: the disclosure gateway's ledger and the accounting of disclosures.
+    "CREATE TABLE disclosures (
+         id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, requester TEXT NOT NULL,
+         kind TEXT NOT NULL, ground TEXT NOT NULL,
+         instrument_key BLOB, case_key BLOB, extension_no INTEGER NOT NULL,
+         subjects BLOB NOT NULL, portions TEXT NOT NULL, status TEXT NOT NULL,
+         reasons TEXT NOT NULL, alerts TEXT NOT NULL, submitted_at INTEGER NOT NULL,
+         data_from INTEGER, data_until INTEGER, valid_until INTEGER, notice_after INTEGER,
+         decided_by TEXT, decided_at INTEGER, fetches INTEGER NOT NULL,
+         last_fetched_at INTEGER, ended_at INTEGER, end_reason TEXT, notified_at INTEGER,
+         retain_until INTEGER NOT NULL, sealed BLOB NOT NULL);
+     CREATE INDEX disclosures_requester ON disclosures (requester, submitted_at);
+     CREATE INDEX disclosures_case ON disclosures (case_key, submitted_at);
+     CREATE INDEX disclosures_instrument ON disclosures (instrument_key);
+     CREATE TABLE accounting (
+         disclosure TEXT NOT NULL, subject BLOB NOT NULL, at INTEGER NOT NULL,
+         leaf INTEGER NOT NULL, records INTEGER NOT NULL, categories TEXT NOT NULL,
+         PRIMARY KEY (disclosure, leaf));
+     CREATE INDEX accounting_subject ON accounting (subject, at);",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -211,6 +231,38 @@ fn append(
     Ok(first)
 }
 
+fn read_subject(
+    tx: &rusqlite::Transaction<'_>,
+    subject: &SubjectRef,
+) -> Result<SubjectData, StoreError> {
+    let mut data = SubjectData::default();
+    {
+        let mut s = tx.prepare_cached(
+            "SELECT id, subject, category, purpose, source, collected_at,
+                        expires_at, key_id, sealed
+                 FROM records WHERE subject = ?1 ORDER BY collected_at, id",
+        )?;
+        data.records = s
+            .query_map([subject], record_from_row)?
+            .collect::<Result<_, _>>()?;
+        let mut s = tx.prepare_cached(
+                "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 ORDER BY purpose",
+            )?;
+        data.consents = s
+            .query_map([subject], |r| {
+                Ok(crate::ConsentRow {
+                    subject: r.get(0)?,
+                    purpose: r.get(1)?,
+                    granted: r.get(2)?,
+                    at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    data.exists = !data.records.is_empty() || !data.consents.is_empty();
+    Ok(data)
+}
+
 fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok(RecordRow {
         id: r.get(0)?,
@@ -276,31 +328,7 @@ impl Store for SqliteStore {
     ) -> Result<(SubjectData, u64), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut data = SubjectData::default();
-        {
-            let mut s = tx.prepare_cached(
-                "SELECT id, subject, category, purpose, source, collected_at,
-                        expires_at, key_id, sealed
-                 FROM records WHERE subject = ?1 ORDER BY collected_at, id",
-            )?;
-            data.records = s
-                .query_map([subject], record_from_row)?
-                .collect::<Result<_, _>>()?;
-            let mut s = tx.prepare_cached(
-                "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 ORDER BY purpose",
-            )?;
-            data.consents = s
-                .query_map([subject], |r| {
-                    Ok(crate::ConsentRow {
-                        subject: r.get(0)?,
-                        purpose: r.get(1)?,
-                        granted: r.get(2)?,
-                        at: r.get(3)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-        }
-        data.exists = !data.records.is_empty() || !data.consents.is_empty();
+        let data = read_subject(&tx, subject)?;
         let idx = append(&tx, 1, &mut |idx, _| leaf(&data, idx))?;
         tx.commit()?;
         Ok((data, idx))
@@ -461,6 +489,150 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn submit_disclosure(
+        &self,
+        q: &SubmitQuery,
+        decide: &mut SubmitFn<'_>,
+    ) -> Result<(DisclosureRow, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let count = |sql: &str, key: &dyn rusqlite::ToSql, since: i64| -> Result<u32, StoreError> {
+            let n: i64 = tx.query_row(sql, params![key, since], |r| r.get(0))?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        let by_requester =
+            "SELECT count(*) FROM disclosures WHERE requester = ?1 AND submitted_at >= ?2";
+        let mut facts = SubmitFacts {
+            requester_since_24h: count(by_requester, &q.requester, q.since_24h)?,
+            requester_since_30d: count(by_requester, &q.requester, q.since_30d)?,
+            ..SubmitFacts::default()
+        };
+        if let Some(case) = &q.case_key {
+            facts.case_since_30d = count(
+                "SELECT count(*) FROM disclosures WHERE case_key = ?1 AND submitted_at >= ?2",
+                case,
+                q.since_30d,
+            )?;
+        }
+        if let Some(key) = &q.instrument_key {
+            facts.used_before = tx
+                .query_row(
+                    "SELECT count(*) FROM disclosures WHERE instrument_key = ?1 AND status <> 'refused'",
+                    [key],
+                    |r| r.get::<_, i64>(0),
+                )?
+                > 0;
+        }
+        let seq: i64 = tx.query_row(
+            "SELECT coalesce(max(seq), 0) + 1 FROM disclosures",
+            [],
+            |r| r.get(0),
+        )?;
+        facts.seq = seq as u64;
+        let mut data = Vec::with_capacity(q.subjects.len());
+        for subject in &q.subjects {
+            data.push(read_subject(&tx, subject)?);
+        }
+        let idx = next_index(&tx)?;
+        let (mut row, leaf) = decide(&facts, &data, idx);
+        row.seq = facts.seq;
+        insert_disclosure(&tx, &row)?;
+        append(&tx, 1, &mut |_, _| leaf.clone())?;
+        tx.commit()?;
+        Ok((row, idx))
+    }
+
+    fn disclosure_step(
+        &self,
+        id: &str,
+        plan: &mut PlanFn<'_>,
+        step: &mut StepFn<'_>,
+    ) -> Result<(Vec<SubjectData>, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = load_disclosure(&tx, id)?;
+        let mut data = Vec::new();
+        for subject in plan(row.as_ref()) {
+            data.push(read_subject(&tx, &subject)?);
+        }
+        let first = next_index(&tx)?;
+        let st = step(row.as_ref(), &data, first);
+        if st.leaves.is_empty() {
+            return Err(StoreError::Corrupt(
+                "a disclosure step must be accounted for by a leaf".into(),
+            ));
+        }
+        if let Some(new) = &st.row {
+            if row.is_none() || new.id != id {
+                return Err(StoreError::Corrupt(
+                    "a disclosure step may only change the request it was given".into(),
+                ));
+            }
+            update_disclosure(&tx, new)?;
+        }
+        let leaves = st.leaves;
+        append(&tx, leaves.len(), &mut |_, i| {
+            leaves.get(i).cloned().unwrap_or_default()
+        })?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO accounting (disclosure, subject, at, leaf, records, categories)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (i, a) in st.accounting.iter().enumerate() {
+                let leaf = st.accounting_leaf.get(i).copied().unwrap_or(0);
+                ins.execute(params![
+                    a.disclosure,
+                    a.subject,
+                    a.at,
+                    (first + leaf as u64) as i64,
+                    a.records as i64,
+                    a.categories.join(",")
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok((data, first))
+    }
+
+    fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        load_disclosure(&tx, id)
+    }
+
+    fn disclosures(&self) -> Result<Vec<DisclosureRow>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {DISCLOSURE_COLUMNS} FROM disclosures ORDER BY seq"
+        ))?;
+        let rows = s
+            .query_map([], disclosure_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().collect()
+    }
+
+    fn accounting(&self, subject: &SubjectRef) -> Result<Vec<AccountingRow>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT disclosure, subject, at, leaf, records, categories FROM accounting
+             WHERE subject = ?1 ORDER BY at, leaf",
+        )?;
+        let rows = s
+            .query_map([subject], |r| {
+                Ok(AccountingRow {
+                    disclosure: r.get(0)?,
+                    subject: r.get(1)?,
+                    at: r.get(2)?,
+                    leaf: r.get::<_, i64>(3)? as u64,
+                    records: r.get::<_, i64>(4)? as u64,
+                    categories: split_list(&r.get::<_, String>(5)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let conn = self.conn();
         Ok(conn
@@ -490,6 +662,164 @@ fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
     v.unwrap_or_default()
         .parse()
         .map_err(|_| StoreError::Corrupt("the log's hashed size is not a number".into()))
+}
+
+const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_key, case_key,
+    extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
+    valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
+    end_reason, notified_at, retain_until, sealed";
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn join_subjects(subjects: &[SubjectRef]) -> Vec<u8> {
+    subjects.iter().flatten().copied().collect()
+}
+
+fn split_subjects(b: &[u8]) -> Result<Vec<SubjectRef>, StoreError> {
+    if !b.len().is_multiple_of(16) {
+        return Err(StoreError::Corrupt(
+            "a disclosure's subject list is not a list of refs".into(),
+        ));
+    }
+    Ok(b.chunks_exact(16)
+        .map(|c| {
+            let mut r = [0u8; 16];
+            r.copy_from_slice(c);
+            r
+        })
+        .collect())
+}
+
+fn token(v: Option<Vec<u8>>) -> Option<[u8; 16]> {
+    v.and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+}
+
+/// A row, or the reason it is not one (kept apart from rusqlite's errors so
+/// a malformed subject list reads as corruption).
+fn disclosure_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<DisclosureRow, StoreError>> {
+    let subjects: Vec<u8> = r.get(8)?;
+    let subjects = match split_subjects(&subjects) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(DisclosureRow {
+        id: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        requester: r.get(2)?,
+        kind: r.get(3)?,
+        ground: r.get(4)?,
+        instrument_key: token(r.get(5)?),
+        case_key: token(r.get(6)?),
+        extension_no: r.get(7)?,
+        subjects,
+        portions: split_list(&r.get::<_, String>(9)?),
+        status: r.get(10)?,
+        reasons: split_list(&r.get::<_, String>(11)?),
+        alerts: split_list(&r.get::<_, String>(12)?),
+        submitted_at: r.get(13)?,
+        data_from: r.get(14)?,
+        data_until: r.get(15)?,
+        valid_until: r.get(16)?,
+        notice_after: r.get(17)?,
+        decided_by: r.get(18)?,
+        decided_at: r.get(19)?,
+        fetches: r.get(20)?,
+        last_fetched_at: r.get(21)?,
+        ended_at: r.get(22)?,
+        end_reason: r.get(23)?,
+        notified_at: r.get(24)?,
+        retain_until: r.get(25)?,
+        sealed: r.get(26)?,
+    }))
+}
+
+fn load_disclosure(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+) -> Result<Option<DisclosureRow>, StoreError> {
+    let mut s = tx.prepare_cached(&format!(
+        "SELECT {DISCLOSURE_COLUMNS} FROM disclosures WHERE id = ?1"
+    ))?;
+    s.query_row([id], disclosure_from_row)
+        .optional()?
+        .transpose()
+}
+
+fn insert_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Result<(), StoreError> {
+    let mut s = tx.prepare_cached(&format!(
+        "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+    ))?;
+    s.execute(params![
+        d.id,
+        d.seq as i64,
+        d.requester,
+        d.kind,
+        d.ground,
+        d.instrument_key.as_ref().map(|k| &k[..]),
+        d.case_key.as_ref().map(|k| &k[..]),
+        d.extension_no,
+        join_subjects(&d.subjects),
+        d.portions.join(","),
+        d.status,
+        d.reasons.join(","),
+        d.alerts.join(","),
+        d.submitted_at,
+        d.data_from,
+        d.data_until,
+        d.valid_until,
+        d.notice_after,
+        d.decided_by,
+        d.decided_at,
+        d.fetches,
+        d.last_fetched_at,
+        d.ended_at,
+        d.end_reason,
+        d.notified_at,
+        d.retain_until,
+        d.sealed,
+    ])?;
+    Ok(())
+}
+
+/// Writes the state that a request's steps may change; what was submitted
+/// (requester, kind, instrument, subjects asked for, ...) stays as it was.
+fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Result<(), StoreError> {
+    let mut s = tx.prepare_cached(
+        "UPDATE disclosures SET portions = ?2, status = ?3, reasons = ?4, alerts = ?5,
+             data_from = ?6, data_until = ?7, valid_until = ?8, notice_after = ?9,
+             decided_by = ?10, decided_at = ?11, fetches = ?12, last_fetched_at = ?13,
+             ended_at = ?14, end_reason = ?15, notified_at = ?16, retain_until = ?17
+         WHERE id = ?1",
+    )?;
+    s.execute(params![
+        d.id,
+        d.portions.join(","),
+        d.status,
+        d.reasons.join(","),
+        d.alerts.join(","),
+        d.data_from,
+        d.data_until,
+        d.valid_until,
+        d.notice_after,
+        d.decided_by,
+        d.decided_at,
+        d.fetches,
+        d.last_fetched_at,
+        d.ended_at,
+        d.end_reason,
+        d.notified_at,
+        d.retain_until,
+    ])?;
+    Ok(())
 }
 
 fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {
@@ -580,5 +910,15 @@ impl KeyStore for SqliteKeyStore {
             return Err(StoreError::SecretExists(name.to_string()));
         }
         Ok(())
+    }
+
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        // secure_delete overwrites the freed bytes in the database file; the
+        // checkpoint moves the deletion out of the WAL and truncates it, so
+        // no older copy of the page stays behind there either.
+        let n = conn.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(n > 0)
     }
 }

@@ -102,6 +102,8 @@ struct Line {
 /// A checked line, not yet sealed.
 struct Accepted {
     subject: SubjectRef,
+    /// 0: sealed under the subject's key; n: under mail cover n's order key.
+    key_id: u32,
     category: CategoryIx,
     purpose: PurposeIx,
     legal_basis: Option<String>,
@@ -455,8 +457,14 @@ impl Vault {
                  message,
              }| line_err(line_no, code, Some(&field), Some("R2"), message),
         )?;
+        let key_id = if tax.category(category).id == "mail_cover_record" {
+            self.check_cover_record(line_no, &subject, tax.category(category), &fields)?
+        } else {
+            0
+        };
         Ok(Some(Accepted {
             subject,
+            key_id,
             category,
             purpose,
             legal_basis,
@@ -481,6 +489,7 @@ impl Vault {
         };
         let mut categories: BTreeMap<String, u64> = BTreeMap::new();
         let mut purposes = BTreeSet::new();
+        let mut cover_keys = std::collections::HashMap::new();
         for a in &batch.lines {
             let cat = tax.category(a.category);
             let purpose = &tax.purpose(a.purpose).id;
@@ -491,7 +500,18 @@ impl Vault {
             let expires_at = now + i64::from(cat.retention_days) * 86_400_000;
             let plain = payload(cat, &a.fields, a.legal_basis.as_deref());
             let aad = record_aad(&a.subject, &id, &cat.id, purpose, now, expires_at);
-            let sealed = key.data.seal(&self.rng, &aad, &plain)?;
+            let sealed = if a.key_id == 0 {
+                key.data.seal(&self.rng, &aad, &plain)?
+            } else {
+                let k = match cover_keys.entry(a.key_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        self.cover_key(u64::from(a.key_id))?
+                            .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
+                    ),
+                };
+                k.seal(&self.rng, &aad, &plain)?
+            };
             for lookup in &cat.lookups {
                 if let Some((domain, value)) = lookup_value(cat, lookup, &a.fields) {
                     wb.lookups.push(LookupRow {
@@ -517,7 +537,7 @@ impl Vault {
                 source: principal.name.clone(),
                 collected_at: now,
                 expires_at,
-                key_id: 0,
+                key_id: a.key_id,
                 sealed,
             });
             *categories.entry(cat.id.clone()).or_default() += 1;

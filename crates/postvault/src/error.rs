@@ -24,6 +24,8 @@ pub enum VaultError {
     UnknownRole(String),
     #[error("unknown purpose `{0}`")]
     UnknownPurpose(String),
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
     #[error("policy pack: {0}")]
@@ -56,6 +58,7 @@ impl VaultError {
             VaultError::UnknownPrincipal(_) => "unknown_principal",
             VaultError::UnknownRole(_) => "unknown_role",
             VaultError::UnknownPurpose(_) => "unknown_purpose",
+            VaultError::NotPermitted(_) => "not_permitted",
             VaultError::Invalid { .. } => "invalid",
             VaultError::Pack(_) => "bad_pack",
             VaultError::Store(StoreError::NewerSchema { .. }) => "newer_schema",

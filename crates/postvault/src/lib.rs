@@ -20,6 +20,7 @@
 mod clock;
 mod collect;
 mod error;
+pub mod gateway;
 pub mod leaf;
 mod log;
 pub mod minimize;
@@ -29,6 +30,10 @@ mod vault;
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
 pub use collect::{CollectOptions, CollectReport, Failure, LineError};
 pub use error::VaultError;
+pub use gateway::{
+    Accounting, AccountingEntry, ApproveOptions, EndReason, GatewayReason, Notice, Package,
+    PackageSubject, RequestView, StepAnswer, TransparencyReport,
+};
 pub use leaf::Event;
 pub use log::{
     CheckpointInfo, ConsistencyProof, FoundLeaf, InclusionProof, LogEntry, VerifyOptions,

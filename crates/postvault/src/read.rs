@@ -16,7 +16,6 @@ use postvault_policy::{Action, DecisionRequest, Reason};
 use postvault_store::SubjectData;
 
 use crate::clock::format_ms;
-use crate::collect::record_aad;
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
 use crate::minimize::transform_for_read;
@@ -112,7 +111,7 @@ impl Vault {
                 .iter()
                 // Without the subject's keys (destroyed) nothing can leave,
                 // and the leaf must say so.
-                .filter(|r| keys.is_some() && visible(tax, &allowed, r, now))
+                .filter(|r| visible(tax, &allowed, r, now) && self.openable(r, keys.as_deref()))
                 .collect();
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
@@ -156,35 +155,17 @@ impl Vault {
 
         // The leaf is durable: only now is anything opened.
         let mut records = Vec::new();
-        if let Some(keys) = &keys {
-            for r in data
-                .records
-                .iter()
-                .filter(|r| visible(tax, &allowed, r, now))
-            {
-                let Some(cix) = tax.category_ix(&r.category) else {
-                    continue;
-                };
-                let aad = record_aad(
-                    &r.subject,
-                    &r.id,
-                    &r.category,
-                    &r.purpose,
-                    r.collected_at,
-                    r.expires_at,
-                );
-                let plain = keys.data.open(&aad, &r.sealed)?;
-                let (mut fields, legal_basis) = parse_payload(&plain)?;
-                transform_for_read(tax.category(cix), purpose_ix, &mut fields);
-                records.push(ReadRecord {
-                    id: uuid::Uuid::from_bytes(r.id).to_string(),
-                    category: r.category.clone(),
-                    collected_for: r.purpose.clone(),
-                    collected_at: format_ms(r.collected_at),
-                    expires_at: format_ms(r.expires_at),
-                    legal_basis,
-                    fields,
-                });
+        let mut cover_keys = std::collections::HashMap::new();
+        for r in data
+            .records
+            .iter()
+            .filter(|r| visible(tax, &allowed, r, now))
+        {
+            let Some(plain) = self.open_record(r, keys.as_deref(), &mut cover_keys)? else {
+                continue;
+            };
+            if let Some(rec) = to_read_record(tax, purpose_ix, r, &plain)? {
+                records.push(rec);
             }
         }
         Ok(ReadResponse {
@@ -197,6 +178,31 @@ impl Vault {
             withheld,
         })
     }
+}
+
+/// A record as a read or a disclosure returns it, with the read-time
+/// transforms of `purpose` applied; `None` for a category the pack no
+/// longer has.
+pub(crate) fn to_read_record(
+    tax: &postvault_policy::Taxonomy,
+    purpose: postvault_policy::PurposeIx,
+    r: &postvault_store::RecordRow,
+    plain: &[u8],
+) -> Result<Option<ReadRecord>, VaultError> {
+    let Some(cix) = tax.category_ix(&r.category) else {
+        return Ok(None);
+    };
+    let (mut fields, legal_basis) = parse_payload(plain)?;
+    transform_for_read(tax.category(cix), purpose, &mut fields);
+    Ok(Some(ReadRecord {
+        id: uuid::Uuid::from_bytes(r.id).to_string(),
+        category: r.category.clone(),
+        collected_for: r.purpose.clone(),
+        collected_at: format_ms(r.collected_at),
+        expires_at: format_ms(r.expires_at),
+        legal_basis,
+        fields,
+    }))
 }
 
 /// `allow` when the purpose may see at least one category, else `deny`.

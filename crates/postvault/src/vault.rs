@@ -470,6 +470,56 @@ impl Vault {
         Ok(out)
     }
 
+    /// Whether record `r` can still be opened: its subject's keys exist, or
+    /// (a mail-cover record) its order's key does.
+    pub(crate) fn openable(
+        &self,
+        r: &postvault_store::RecordRow,
+        subject: Option<&SubjectKeyPair>,
+    ) -> bool {
+        if r.key_id == 0 {
+            subject.is_some()
+        } else {
+            self.keys
+                .secret(&format!("cover:{}", r.key_id))
+                .is_ok_and(|k| k.is_some())
+        }
+    }
+
+    /// The plaintext payload of record `r`, or `None` when its key is gone.
+    /// `cover_keys` caches order keys for one call.
+    pub(crate) fn open_record(
+        &self,
+        r: &postvault_store::RecordRow,
+        subject: Option<&SubjectKeyPair>,
+        cover_keys: &mut HashMap<u32, Option<DataKey>>,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        let aad = crate::collect::record_aad(
+            &r.subject,
+            &r.id,
+            &r.category,
+            &r.purpose,
+            r.collected_at,
+            r.expires_at,
+        );
+        if r.key_id == 0 {
+            return match subject {
+                Some(k) => Ok(Some(k.data.open(&aad, &r.sealed)?)),
+                None => Ok(None),
+            };
+        }
+        let key = match cover_keys.entry(r.key_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.cover_key(u64::from(r.key_id))?)
+            }
+        };
+        match key {
+            Some(k) => Ok(Some(k.open(&aad, &r.sealed)?)),
+            None => Ok(None),
+        }
+    }
+
     fn unwrap_pair(
         &self,
         keys: Option<&SubjectKeys>,

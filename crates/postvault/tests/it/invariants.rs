@@ -187,6 +187,45 @@ impl Store for FailingStore {
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner.set_meta(key, value)
     }
+    fn submit_disclosure(
+        &self,
+        q: &postvault_store::SubmitQuery,
+        decide: &mut postvault_store::SubmitFn<'_>,
+    ) -> Result<(postvault_store::DisclosureRow, u64), StoreError> {
+        self.tick()?;
+        self.inner.submit_disclosure(q, decide)
+    }
+    fn disclosure_step(
+        &self,
+        id: &str,
+        plan: &mut postvault_store::PlanFn<'_>,
+        step: &mut postvault_store::StepFn<'_>,
+    ) -> Result<(Vec<SubjectData>, u64), StoreError> {
+        // As for reads: the step is decided, then its commit fails.
+        if self.tick().is_err() {
+            let row = self.inner.disclosure(id)?;
+            let subjects = plan(row.as_ref());
+            let data = vec![SubjectData::default(); subjects.len()];
+            let _ = step(row.as_ref(), &data, 0);
+            return Err(StoreError::Io {
+                path: "data.db".into(),
+                source: std::io::Error::other("injected failure on append"),
+            });
+        }
+        self.inner.disclosure_step(id, plan, step)
+    }
+    fn disclosure(&self, id: &str) -> Result<Option<postvault_store::DisclosureRow>, StoreError> {
+        self.inner.disclosure(id)
+    }
+    fn disclosures(&self) -> Result<Vec<postvault_store::DisclosureRow>, StoreError> {
+        self.inner.disclosures()
+    }
+    fn accounting(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Vec<postvault_store::AccountingRow>, StoreError> {
+        self.inner.accounting(subject)
+    }
 }
 
 /// Invariant 2: no read returns data before its leaf is durable; a failed

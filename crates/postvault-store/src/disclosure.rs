@@ -1,0 +1,130 @@
+//! The disclosure ledger as the store keeps it: one row per request an
+//! outside party submitted (whatever became of it), and one accounting row
+//! per subject each time data left under it (5 U.S.C. 552a(c)).
+//!
+//! Like everything else in the store, rows hold no plaintext personal data:
+//! subjects are opaque refs, the instrument as submitted is sealed by the
+//! facade, and the clear columns are ids of the pack (kind, ground,
+//! portions, refusal codes, alert names), principal names and times. Free
+//! text of an instrument (agency, case, signer, reasons) is only sealed.
+
+use crate::{SubjectData, SubjectRef};
+
+/// One request to the disclosure gateway and where it stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DisclosureRow {
+    /// UUIDv7, text.
+    pub id: String,
+    /// Submission order, from 1; also the number of a mail cover's order key.
+    pub seq: u64,
+    /// The principal (an agency) that submitted it.
+    pub requester: String,
+    /// The instrument kind, or empty when the submission was not an instrument.
+    pub kind: String,
+    pub ground: String,
+    /// A keyed hash of (requester, instrument id): refuses a second use.
+    pub instrument_key: Option<[u8; 16]>,
+    /// A keyed hash of (requester, case id): the per-case quota.
+    pub case_key: Option<[u8; 16]>,
+    /// Mail covers: 0 for a new order, n for the n-th extension.
+    pub extension_no: u32,
+    pub subjects: Vec<SubjectRef>,
+    /// The portions (category ids) asked for, then the ones approved.
+    pub portions: Vec<String>,
+    /// `refused`, `held_for_review`, `pending_approval`, `approved`,
+    /// `fetched`, `expired`, `ended` or `destroyed`.
+    pub status: String,
+    /// Refusal codes, in order (with repeats).
+    pub reasons: Vec<String>,
+    /// Alert names.
+    pub alerts: Vec<String>,
+    /// Unix milliseconds, like every time here.
+    pub submitted_at: i64,
+    /// Records from this time on (the time range or the cover's start).
+    pub data_from: Option<i64>,
+    /// Records before this time (exclusive).
+    pub data_until: Option<i64>,
+    /// The instrument stops being valid at this time (exclusive).
+    pub valid_until: Option<i64>,
+    /// A court-ordered delay: the person is not shown the disclosure before.
+    pub notice_after: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    /// How many times data left under it.
+    pub fetches: u32,
+    pub last_fetched_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    /// Why it ended early (`indicted`, `improperly_ordered`, ...), a code.
+    pub end_reason: Option<String>,
+    /// When the person was told (after any delay).
+    pub notified_at: Option<i64>,
+    /// Kept at least until then (R13: five years or the life of the record).
+    pub retain_until: i64,
+    /// The instrument as submitted, sealed by the facade.
+    pub sealed: Vec<u8>,
+}
+
+/// One accounting entry: data of `subject` left under `disclosure`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountingRow {
+    pub disclosure: String,
+    pub subject: SubjectRef,
+    pub at: i64,
+    /// The log leaf that accounts for it.
+    pub leaf: u64,
+    pub records: u64,
+    pub categories: Vec<String>,
+}
+
+/// What the store knows when a request arrives, read in the same
+/// transaction that records it (so two requests cannot both slip under a
+/// quota). Counts are of earlier requests by the same requester.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubmitFacts {
+    /// An earlier request with the same instrument key was not refused.
+    pub used_before: bool,
+    pub requester_since_24h: u32,
+    pub requester_since_30d: u32,
+    pub case_since_30d: u32,
+    /// The `seq` this request gets.
+    pub seq: u64,
+}
+
+/// What to count for [`SubmitFacts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmitQuery {
+    pub requester: String,
+    pub instrument_key: Option<[u8; 16]>,
+    pub case_key: Option<[u8; 16]>,
+    /// Window starts, Unix milliseconds (inclusive).
+    pub since_24h: i64,
+    pub since_30d: i64,
+    /// Subjects whose data the decision needs (a protective order on file).
+    pub subjects: Vec<SubjectRef>,
+}
+
+/// What one step of a request writes, atomically, with its leaves.
+#[derive(Clone, Debug, Default)]
+pub struct DisclosureStep {
+    /// The request's new state (`None`: unchanged).
+    pub row: Option<DisclosureRow>,
+    /// The leaves accounting for the step (at least one).
+    pub leaves: Vec<Vec<u8>>,
+    /// Accounting entries; their `leaf` is filled in from the leaves.
+    pub accounting: Vec<AccountingRow>,
+    /// Which leaf (index into `leaves`) each accounting entry points at.
+    pub accounting_leaf: Vec<usize>,
+}
+
+/// Decides a submission from the facts and what is held of the query's
+/// subjects; gets the index of its leaf.
+pub type SubmitFn<'a> =
+    dyn FnMut(&SubmitFacts, &[SubjectData], u64) -> (DisclosureRow, Vec<u8>) + 'a;
+
+/// Says which subjects a step reads, from the request as stored (`None`:
+/// no such request).
+pub type PlanFn<'a> = dyn FnMut(Option<&DisclosureRow>) -> Vec<SubjectRef> + 'a;
+
+/// Builds a step from the request, what was read of each planned subject
+/// and the index the step's first leaf will have.
+pub type StepFn<'a> = dyn FnMut(Option<&DisclosureRow>, &[SubjectData], u64) -> DisclosureStep + 'a;

@@ -1,0 +1,1785 @@
+//! The disclosure gateway: the only way data leaves the vault for an outside
+//! party. An agency submits a legal instrument naming people by identifier;
+//! the pure check of the pack (`postvault_policy::disclosure`) refuses
+//! anything that is not particularized legal process, holds what crosses an
+//! anti-enumeration quota, and leaves the rest for a privacy officer who is
+//! not the requester; only then may the agency fetch a package holding
+//! exactly the approved portions of the named people for the approved time.
+//!
+//! ```text
+//! submit ─► refused | held_for_review | pending_approval
+//!                          └──────┬──────────┘
+//!                      approve ───┴─── refuse (two-person rule)
+//!                          │
+//!                       approved ─► fetch ─► fetched ─► (notice to the person)
+//!                          └─► expired (valid_until passed)      mail covers: ended | destroyed
+//! ```
+//!
+//! Architecture invariants kept here:
+//! - every step, allowed or refused, is one store transaction with its leaf
+//!   (a fetch: one leaf per person disclosed, written before any record is
+//!   opened);
+//! - no batch mode exists: each request names people by identifier, matched
+//!   exactly through their keyed subject reference;
+//! - the ledger keeps no free text of an instrument in the clear: the
+//!   instrument is sealed under the gateway key; clear columns are pack ids,
+//!   principal names and times;
+//! - a mail cover's records are sealed under a key of their own order, so
+//!   an improperly ordered cover is destroyed by destroying one key.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use postvault_crypto::{DataKey, KeyKind};
+use postvault_policy::disclosure::{
+    self, CheckContext, DAY_MS, Instrument, InstrumentKind, Outcome, check_approval,
+    check_instrument, parse_instrument,
+};
+use postvault_store::{
+    AccountingRow, DisclosureRow, DisclosureStep, RecordRow, SubjectData, SubjectRef, SubmitQuery,
+};
+
+use crate::clock::format_ms;
+use crate::collect::record_aad;
+use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
+use crate::read::ReadRecord;
+use crate::vault::{Principal, SubjectKeyPair, Vault};
+
+/// The longest instrument accepted, in bytes.
+pub const MAX_INSTRUMENT_BYTES: usize = 64 * 1024;
+/// R13: the accounting of a disclosure is kept at least five years.
+pub const ACCOUNTING_RETENTION_DAYS: i64 = 1826;
+/// R18: a mail cover's records stay available to its requester this long
+/// after the cover ends, then access ends.
+pub const COVER_ACCESS_DAYS_AFTER_END: i64 = 60;
+
+const GATEWAY_SECRET: &str = "gateway_key";
+const GATEWAY_KEY_REF: &[u8] = b"postvault/gateway";
+
+/// Stable codes of the gateway's own refusals, beside the pack's refusal
+/// codes (`docs/disclosure.md`).
+pub mod codes {
+    /// No request with this id that the caller may act on.
+    pub const UNKNOWN_REQUEST: &str = "unknown_request";
+    /// The caller's role may not take this step.
+    pub const NOT_PERMITTED: &str = "not_permitted";
+    /// The request is not in a state that allows this step.
+    pub const WRONG_STATUS: &str = "wrong_status";
+    /// A privacy officer refused the request.
+    pub const REFUSED_BY_OFFICER: &str = "refused_by_officer";
+    /// Approval named a portion the request did not ask for.
+    pub const PORTION_NOT_REQUESTED: &str = "portion_not_requested";
+    /// The submission is larger than [`super::MAX_INSTRUMENT_BYTES`].
+    pub const TOO_LARGE: &str = "too_large";
+}
+
+/// Request states, as stored and shown.
+pub mod status {
+    pub const REFUSED: &str = "refused";
+    pub const HELD: &str = "held_for_review";
+    pub const PENDING: &str = "pending_approval";
+    pub const APPROVED: &str = "approved";
+    pub const FETCHED: &str = "fetched";
+    pub const EXPIRED: &str = "expired";
+    pub const ENDED: &str = "ended";
+    pub const DESTROYED: &str = "destroyed";
+}
+
+/// One reason a step was refused: a stable code and a message that names
+/// fields and pack ids, never a value of the instrument.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct GatewayReason {
+    pub code: String,
+    pub message: String,
+}
+
+impl GatewayReason {
+    fn new(code: &str, message: impl Into<String>) -> GatewayReason {
+        GatewayReason {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<disclosure::Refusal> for GatewayReason {
+    fn from(r: disclosure::Refusal) -> GatewayReason {
+        GatewayReason {
+            code: r.code.as_str().to_string(),
+            message: r.message,
+        }
+    }
+}
+
+/// The answer to a step: where the request stands, and why a step was
+/// refused (empty when it was taken).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StepAnswer {
+    pub id: String,
+    pub status: String,
+    pub reasons: Vec<GatewayReason>,
+    /// Alerts raised (names and messages), submission only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
+    /// The leaf that accounts for the step.
+    pub log_index: u64,
+}
+
+impl StepAnswer {
+    /// The step was refused (or the request is).
+    pub fn refused(&self) -> bool {
+        !self.reasons.is_empty()
+    }
+}
+
+/// Why a cover or disclosure ends before its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// 233.3(g)(7): the subject was indicted or an information filed.
+    Indicted,
+    /// 233.3(h): the cover was improperly ordered: everything recorded
+    /// under it is destroyed (its order key) and the requester told why.
+    ImproperlyOrdered,
+    /// The requester withdrew it, or the officer closed it.
+    Withdrawn,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Indicted => "indicted",
+            EndReason::ImproperlyOrdered => "improperly_ordered",
+            EndReason::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn from_id(s: &str) -> Option<EndReason> {
+        [
+            EndReason::Indicted,
+            EndReason::ImproperlyOrdered,
+            EndReason::Withdrawn,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            EndReason::Indicted => {
+                "the subject was indicted or an information filed: the cover ended (39 CFR 233.3(g)(7)); a new need requires a new order"
+            }
+            EndReason::ImproperlyOrdered => {
+                "the cover was improperly ordered: all data recorded under it was destroyed (39 CFR 233.3(h))"
+            }
+            EndReason::Withdrawn => "the request was withdrawn or closed",
+        }
+    }
+}
+
+/// How a privacy officer approves.
+#[derive(Clone, Debug, Default)]
+pub struct ApproveOptions {
+    /// Approve only these of the requested portions (default: all).
+    pub portions: Option<Vec<String>>,
+}
+
+/// The records of one named person in a package.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PackageSubject {
+    /// The identifier the instrument named.
+    pub subject: String,
+    pub records: Vec<ReadRecord>,
+    /// The leaf that accounts for this person's disclosure.
+    pub log_index: u64,
+}
+
+/// What an agency receives: exactly the approved portions of the approved
+/// people for the approved time, or nothing and the reasons.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Package {
+    pub id: String,
+    pub status: String,
+    pub reasons: Vec<GatewayReason>,
+    pub kind: String,
+    /// The purpose of the pack the data was read for.
+    pub purpose: String,
+    pub portions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_until: Option<String>,
+    pub subjects: Vec<PackageSubject>,
+    /// The first leaf of this fetch (a refused fetch: its one leaf).
+    pub log_index: u64,
+}
+
+impl Package {
+    pub fn refused(&self) -> bool {
+        !self.reasons.is_empty()
+    }
+}
+
+/// A request as its requester or a privacy officer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RequestView {
+    pub id: String,
+    pub seq: u64,
+    pub requester: String,
+    pub kind: String,
+    pub ground: String,
+    /// The state now (a request past its validity shows `expired`).
+    pub status: String,
+    pub reasons: Vec<String>,
+    pub alerts: Vec<String>,
+    pub subjects: usize,
+    pub portions: Vec<String>,
+    pub submitted_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    pub fetches: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    /// Why it ended, in words (what the requester is told).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_explanation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice_after: Option<String>,
+    pub extension_no: u32,
+}
+
+/// One entry of the accounting of disclosures (5 U.S.C. 552a(c)(1)): date,
+/// nature, purpose and recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccountingEntry {
+    pub disclosure: String,
+    /// When the data left.
+    pub date: String,
+    /// The nature: the kind of instrument.
+    pub nature: String,
+    /// The purpose: the ground the instrument cites.
+    pub purpose: String,
+    /// The authority cited.
+    pub authority: String,
+    /// The recipient: the agency the instrument names, and its principal.
+    pub recipient: String,
+    pub recipient_principal: String,
+    pub categories: Vec<String>,
+    pub records: u64,
+    /// The leaf that accounts for it.
+    pub log_index: u64,
+    /// Kept at least until then.
+    pub retain_until: String,
+    /// Shown to officers only: the person is not told before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld_until: Option<String>,
+}
+
+/// The accounting shown to or about one person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Accounting {
+    pub subject: String,
+    pub entries: Vec<AccountingEntry>,
+    /// The leaf that accounts for this read of the accounting.
+    pub log_index: u64,
+}
+
+/// A notice due to a person: data about them left under a disclosure and
+/// no delay order stands in the way any more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub disclosure: String,
+    pub subject: String,
+    pub recipient: String,
+    pub nature: String,
+    pub disclosed_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delayed_until: Option<String>,
+    pub log_index: u64,
+}
+
+/// Counts by outcome for one agency, kind or ground.
+pub type OutcomeCounts = BTreeMap<String, u64>;
+
+/// Mail-cover figures of the transparency report (R26).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CoverCounts {
+    pub requested: u64,
+    pub approved: u64,
+    pub refused: u64,
+    pub extended: u64,
+    pub ended: u64,
+    pub destroyed: u64,
+}
+
+/// The transparency report, computed from the ledger itself (R26).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransparencyReport {
+    pub generated_at: String,
+    pub pack: String,
+    pub log_size: u64,
+    pub requests: u64,
+    pub by_outcome: OutcomeCounts,
+    /// By requesting principal (a registered agency), then outcome.
+    pub by_agency: BTreeMap<String, OutcomeCounts>,
+    pub by_kind: BTreeMap<String, OutcomeCounts>,
+    pub by_ground: BTreeMap<String, OutcomeCounts>,
+    /// Requests refused for each reason (a request counts once per code).
+    pub refusals_by_reason: BTreeMap<String, u64>,
+    pub held_for_review: u64,
+    pub alerts: BTreeMap<String, u64>,
+    pub mail_covers: CoverCounts,
+    /// Times data left, people it was about, records it held.
+    pub disclosures: DisclosedCounts,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DisclosedCounts {
+    pub fetches: u64,
+    pub subjects: u64,
+}
+
+/// What the gateway decided at submission, kept for the answer.
+struct Submitted {
+    status: String,
+    reasons: Vec<GatewayReason>,
+    alerts: Vec<String>,
+}
+
+impl Vault {
+    // -----------------------------------------------------------------
+    // Submission
+    // -----------------------------------------------------------------
+
+    /// Submits an instrument (JSON, `docs/instruments.md`) as `principal`,
+    /// an agency. Every submission is recorded and counted, refused or not,
+    /// with one leaf.
+    pub fn disclose_submit(
+        &self,
+        principal: &Principal,
+        json: &str,
+    ) -> Result<StepAnswer, VaultError> {
+        let rules = self.pack.disclosure();
+        let now = self.clock.now_ms();
+        let id = uuid::Uuid::from_bytes(self.ids.next(now)).to_string();
+        let mut early: Vec<GatewayReason> = Vec::new();
+        if principal.role != rules.requester_role() {
+            early.push(GatewayReason::new(
+                codes::NOT_PERMITTED,
+                format!(
+                    "only a principal in the role `{}` submits instruments",
+                    rules.requester_role()
+                ),
+            ));
+        }
+        let parsed = if json.len() > MAX_INSTRUMENT_BYTES {
+            early.push(GatewayReason::new(
+                codes::TOO_LARGE,
+                format!("an instrument is at most {MAX_INSTRUMENT_BYTES} bytes"),
+            ));
+            None
+        } else {
+            match parse_instrument(json) {
+                Ok(i) => Some(i),
+                Err(refusals) => {
+                    early.extend(refusals.into_iter().map(GatewayReason::from));
+                    None
+                }
+            }
+        };
+        let sealed = if json.len() > MAX_INSTRUMENT_BYTES {
+            Vec::new()
+        } else {
+            self.gateway_key()?
+                .seal(&self.rng, &instrument_aad(&id), json.as_bytes())?
+        };
+        let subjects: Vec<SubjectRef> = parsed
+            .as_ref()
+            .map(|i| i.subjects.iter().map(|s| self.subject_ref(&s.id)).collect())
+            .unwrap_or_default();
+        let q = SubmitQuery {
+            requester: principal.name.clone(),
+            instrument_key: parsed
+                .as_ref()
+                .filter(|i| !i.instrument_id.trim().is_empty())
+                .map(|i| self.ledger_key("instrument", &principal.name, &i.instrument_id)),
+            case_key: parsed
+                .as_ref()
+                .filter(|i| !i.case_id.trim().is_empty())
+                .map(|i| self.ledger_key("case", &principal.name, &i.case_id)),
+            since_24h: now - DAY_MS,
+            since_30d: now - 30 * DAY_MS,
+            subjects: subjects.clone(),
+        };
+        let tax = self.pack.taxonomy();
+        let mut decided = None;
+        let mut open_error = None;
+        let (row, log_index) = self.store.submit_disclosure(&q, &mut |facts, data, idx| {
+            let protective = match self.protective_order_on_file(&subjects, data, now) {
+                Ok(p) => p,
+                Err(e) => {
+                    open_error = Some(e);
+                    false
+                }
+            };
+            let (status, mut reasons, alerts) = match &parsed {
+                Some(inst) => {
+                    let verdict = check_instrument(
+                        rules,
+                        inst,
+                        &CheckContext {
+                            now_ms: now,
+                            used_before: facts.used_before,
+                            subject_has_protective_order: protective,
+                            agency_requests_24h: facts.requester_since_24h,
+                            agency_requests_30d: facts.requester_since_30d,
+                            case_requests_30d: facts.case_since_30d,
+                        },
+                    );
+                    let status = match verdict.outcome {
+                        Outcome::Refused => status::REFUSED,
+                        Outcome::HeldForReview => status::HELD,
+                        Outcome::PendingApproval => status::PENDING,
+                    };
+                    (
+                        status,
+                        verdict
+                            .refusals
+                            .into_iter()
+                            .map(GatewayReason::from)
+                            .collect::<Vec<_>>(),
+                        verdict.alerts,
+                    )
+                }
+                None => (status::REFUSED, Vec::new(), Vec::new()),
+            };
+            reasons.splice(0..0, early.iter().cloned());
+            let status = if reasons.is_empty() {
+                status
+            } else {
+                status::REFUSED
+            };
+            let kind = parsed.as_ref().map(|i| i.kind);
+            let purpose = kind
+                .and_then(|k| rules.kind(k))
+                .map(|kr| kr.purpose.clone());
+            let portions: Vec<String> = parsed
+                .as_ref()
+                .map(|i| {
+                    i.portions
+                        .iter()
+                        .filter(|p| tax.category_ix(p).is_some())
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (data_from, data_until) = parsed
+                .as_ref()
+                .map(|i| data_window(i, rules))
+                .unwrap_or((None, None));
+            let notice_after = parsed.as_ref().and_then(|i| match i.kind {
+                InstrumentKind::MailCover => data_until,
+                _ => i.delay_notice_until.map(|t| t.0),
+            });
+            let event = Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: "disclosure_submit".into(),
+                principal: self.actor(principal),
+                purpose: purpose.clone(),
+                decision: if status == status::REFUSED {
+                    "deny"
+                } else {
+                    "allow"
+                }
+                .into(),
+                pack: self.pack.version().to_string(),
+                reasons: reason_codes(&reasons),
+                categories: sorted(&portions),
+                count: subjects.len() as u64,
+                rejected: None,
+                selector: None,
+                instrument: Some(id.clone()),
+                subject_tag: None,
+            };
+            let row = DisclosureRow {
+                id: id.clone(),
+                seq: facts.seq,
+                requester: principal.name.clone(),
+                kind: kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
+                ground: parsed
+                    .as_ref()
+                    .map(|i| known_ground(rules, tax, &i.ground))
+                    .unwrap_or_default(),
+                instrument_key: q.instrument_key,
+                case_key: q.case_key,
+                extension_no: parsed.as_ref().map_or(0, |i| i.extension_no),
+                subjects: subjects.clone(),
+                portions,
+                status: status.to_string(),
+                reasons: reasons.iter().map(|r| r.code.clone()).collect(),
+                alerts: alerts.iter().map(|a| alert_name(a).to_string()).collect(),
+                submitted_at: now,
+                data_from,
+                data_until,
+                valid_until: parsed.as_ref().and_then(|i| rules.valid_until_ms(i)),
+                notice_after,
+                retain_until: now + ACCOUNTING_RETENTION_DAYS * DAY_MS,
+                sealed: sealed.clone(),
+                ..DisclosureRow::default()
+            };
+            decided = Some(Submitted {
+                status: status.to_string(),
+                reasons,
+                alerts,
+            });
+            let _ = idx;
+            (row, event.to_leaf())
+        })?;
+        if let Some(e) = open_error {
+            return Err(e);
+        }
+        let d = decided.ok_or_else(|| VaultError::Invalid {
+            what: "submission",
+            why: "the store did not decide it".into(),
+        })?;
+        Ok(StepAnswer {
+            id: row.id,
+            status: d.status,
+            reasons: d.reasons,
+            alerts: d.alerts,
+            log_index,
+        })
+    }
+
+    // -----------------------------------------------------------------
+    // Approval, refusal, end
+    // -----------------------------------------------------------------
+
+    /// Approves request `id` as `officer`: a principal in an approver role
+    /// who is not its requester (two-person rule). A mail cover gets its
+    /// order key now.
+    pub fn disclose_approve(
+        &self,
+        officer: &Principal,
+        id: &str,
+        opts: &ApproveOptions,
+    ) -> Result<StepAnswer, VaultError> {
+        let rules = self.pack.disclosure();
+        let now = self.clock.now_ms();
+        let mut answer = None;
+        let mut cover_key_for = None;
+        let (_, log_index) =
+            self.store
+                .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
+                    let mut reasons = Vec::new();
+                    let mut new = None;
+                    match row {
+                        None => reasons.push(unknown_request()),
+                        Some(r) => {
+                            if let Err(refusal) =
+                                check_approval(rules, &r.requester, &officer.name, &officer.role)
+                            {
+                                reasons.push(refusal.into());
+                            }
+                            let st = effective_status(r, now);
+                            if st != status::PENDING && st != status::HELD {
+                                reasons.push(wrong_status(&st, "approved"));
+                            }
+                            let mut portions = r.portions.clone();
+                            if let Some(only) = &opts.portions {
+                                for p in only {
+                                    if !r.portions.contains(p) {
+                                        reasons.push(GatewayReason::new(
+                                    codes::PORTION_NOT_REQUESTED,
+                                    "approval may narrow the requested portions, never add one",
+                                ));
+                                    }
+                                }
+                                portions.retain(|p| only.contains(p));
+                            }
+                            if reasons.is_empty() {
+                                let mut n = r.clone();
+                                n.status = status::APPROVED.into();
+                                n.portions = portions;
+                                n.decided_by = Some(officer.name.clone());
+                                n.decided_at = Some(now);
+                                if n.kind == InstrumentKind::MailCover.as_str() {
+                                    cover_key_for = Some(n.seq);
+                                }
+                                new = Some(n);
+                            }
+                        }
+                    }
+                    self.step_leaf(
+                        officer,
+                        row,
+                        "disclosure_approve",
+                        new,
+                        reasons,
+                        now,
+                        &mut answer,
+                    )
+                })?;
+        let mut answer = answer.ok_or_else(no_answer)?;
+        answer.log_index = log_index;
+        if let Some(seq) = cover_key_for {
+            self.create_cover_key(seq)?;
+        }
+        Ok(answer)
+    }
+
+    /// Refuses request `id` as `officer` (an approver, not its requester).
+    pub fn disclose_refuse(&self, officer: &Principal, id: &str) -> Result<StepAnswer, VaultError> {
+        let rules = self.pack.disclosure();
+        let now = self.clock.now_ms();
+        let mut answer = None;
+        let (_, log_index) =
+            self.store
+                .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
+                    let mut reasons = Vec::new();
+                    let mut new = None;
+                    match row {
+                        None => reasons.push(unknown_request()),
+                        Some(r) => {
+                            if let Err(refusal) =
+                                check_approval(rules, &r.requester, &officer.name, &officer.role)
+                            {
+                                reasons.push(refusal.into());
+                            }
+                            let st = effective_status(r, now);
+                            if st != status::PENDING && st != status::HELD {
+                                reasons.push(wrong_status(&st, "refused"));
+                            }
+                            if reasons.is_empty() {
+                                let mut n = r.clone();
+                                n.status = status::REFUSED.into();
+                                n.reasons.push(codes::REFUSED_BY_OFFICER.into());
+                                n.decided_by = Some(officer.name.clone());
+                                n.decided_at = Some(now);
+                                new = Some(n);
+                            }
+                        }
+                    }
+                    self.step_leaf(
+                        officer,
+                        row,
+                        "disclosure_refuse",
+                        new,
+                        reasons,
+                        now,
+                        &mut answer,
+                    )
+                })?;
+        let mut answer = answer.ok_or_else(no_answer)?;
+        answer.log_index = log_index;
+        Ok(answer)
+    }
+
+    /// Ends request `id` early as `officer`. For a mail cover ended as
+    /// improperly ordered, its order key is destroyed: nothing recorded
+    /// under it can be read again, and the requester sees why.
+    pub fn disclose_end(
+        &self,
+        officer: &Principal,
+        id: &str,
+        reason: EndReason,
+    ) -> Result<StepAnswer, VaultError> {
+        let rules = self.pack.disclosure();
+        let now = self.clock.now_ms();
+        let mut answer = None;
+        let mut destroy = None;
+        let (_, log_index) =
+            self.store
+                .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
+                    let mut reasons = Vec::new();
+                    let mut new = None;
+                    match row {
+                        None => reasons.push(unknown_request()),
+                        Some(r) => {
+                            if !rules.approver_roles().contains(&officer.role) {
+                                reasons.push(GatewayReason::new(
+                                    codes::NOT_PERMITTED,
+                                    format!(
+                                        "ending a request needs the role {}",
+                                        rules.approver_roles().join(" or ")
+                                    ),
+                                ));
+                            }
+                            let st = effective_status(r, now);
+                            let cover = r.kind == InstrumentKind::MailCover.as_str();
+                            let open = [
+                                status::PENDING,
+                                status::HELD,
+                                status::APPROVED,
+                                status::FETCHED,
+                            ]
+                            .contains(&r.status.as_str());
+                            // An improperly ordered cover is destroyed even after it ran.
+                            let destroyable = cover
+                                && reason == EndReason::ImproperlyOrdered
+                                && r.status != status::DESTROYED
+                                && r.status != status::REFUSED;
+                            if !(open || destroyable) {
+                                reasons.push(wrong_status(&st, "ended"));
+                            }
+                            if reasons.is_empty() {
+                                let mut n = r.clone();
+                                n.status = if reason == EndReason::ImproperlyOrdered && cover {
+                                    destroy = Some(n.seq);
+                                    status::DESTROYED
+                                } else {
+                                    status::ENDED
+                                }
+                                .into();
+                                n.ended_at = Some(now);
+                                n.end_reason = Some(reason.as_str().into());
+                                new = Some(n);
+                            }
+                        }
+                    }
+                    self.step_leaf(
+                        officer,
+                        row,
+                        "disclosure_end",
+                        new,
+                        reasons,
+                        now,
+                        &mut answer,
+                    )
+                })?;
+        let mut answer = answer.ok_or_else(no_answer)?;
+        answer.log_index = log_index;
+        if let Some(seq) = destroy {
+            self.keys.delete_secret(&cover_secret(seq))?;
+        }
+        Ok(answer)
+    }
+
+    // -----------------------------------------------------------------
+    // Fetch
+    // -----------------------------------------------------------------
+
+    /// Fetches the package of request `id` as its requester. Each named
+    /// person's records are read and accounted for (one leaf each, plus an
+    /// accounting entry) in one transaction before any record is opened.
+    pub fn disclose_fetch(&self, agency: &Principal, id: &str) -> Result<Package, VaultError> {
+        let rules = self.pack.disclosure();
+        let tax = self.pack.taxonomy();
+        let now = self.clock.now_ms();
+        // Whether a step is allowed is decided inside the transaction, from
+        // the request as stored; the plan reads only if it is.
+        let allowed = |r: &DisclosureRow| -> Vec<GatewayReason> {
+            if r.requester != agency.name {
+                return vec![unknown_request()];
+            }
+            let st = effective_status(r, now);
+            if r.kind == InstrumentKind::MailCover.as_str() {
+                // A cover's records accrue while it runs: its requester may
+                // fetch them until access ends after the cover (R18).
+                return match r.status.as_str() {
+                    status::APPROVED | status::FETCHED if cover_access_until(r) > now => vec![],
+                    status::APPROVED | status::FETCHED => vec![GatewayReason::new(
+                        disclosure::RefusalCode::Expired.as_str(),
+                        format!(
+                            "access to a cover's records ends {COVER_ACCESS_DAYS_AFTER_END} days after the cover ends"
+                        ),
+                    )],
+                    _ => vec![wrong_status(&st, "fetched")],
+                };
+            }
+            match st.as_str() {
+                status::APPROVED => vec![],
+                status::FETCHED => vec![GatewayReason::new(
+                    disclosure::RefusalCode::AlreadyUsed.as_str(),
+                    "this request's package has been fetched: each instrument is good for one disclosure",
+                )],
+                status::EXPIRED => vec![GatewayReason::new(
+                    disclosure::RefusalCode::Expired.as_str(),
+                    "the instrument is no longer valid",
+                )],
+                other => vec![wrong_status(other, "fetched")],
+            }
+        };
+        let mut plan = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
+            match row {
+                Some(r) if allowed(r).is_empty() => r.subjects.clone(),
+                _ => vec![],
+            }
+        };
+        // The fetched request, the refusal reasons, and per subject the
+        // indexes of the records chosen for the package.
+        type Fetched = (Option<DisclosureRow>, Vec<GatewayReason>, Vec<Vec<usize>>);
+        let mut outcome: Option<Fetched> = None;
+        let mut fail = None;
+        let (data, first) =
+            self.store
+                .disclosure_step(id, &mut plan, &mut |row, data, first| {
+                    let reasons = match row {
+                        None => vec![unknown_request()],
+                        Some(r) => allowed(r),
+                    };
+                    let Some(r) = row.filter(|_| reasons.is_empty()) else {
+                        // Refused: one leaf, nothing read. A fetch past its validity
+                        // records the expiry.
+                        let new = row.filter(|r| r.requester == agency.name).and_then(|r| {
+                            let st = effective_status(r, now);
+                            (st == status::EXPIRED && r.status != status::EXPIRED).then(|| {
+                                let mut n = r.clone();
+                                n.status = status::EXPIRED.into();
+                                n
+                            })
+                        });
+                        let mut ignored = None;
+                        let step = self.step_leaf(
+                            agency,
+                            row.filter(|r| r.requester == agency.name),
+                            "disclose",
+                            new,
+                            reasons.clone(),
+                            now,
+                            &mut ignored,
+                        );
+                        outcome = Some((None, reasons, vec![]));
+                        return step;
+                    };
+                    let purpose_ix = rules
+                        .kind(
+                            InstrumentKind::from_id(&r.kind).unwrap_or(InstrumentKind::CourtOrder),
+                        )
+                        .and_then(|kr| tax.purpose_ix(&kr.purpose));
+                    let mut step = DisclosureStep::default();
+                    let mut chosen = Vec::new();
+                    for (i, (subject, d)) in r.subjects.iter().zip(data).enumerate() {
+                        let keys = match self.subject_keys(subject) {
+                            Ok(k) => k,
+                            Err(e) => {
+                                fail = Some(e);
+                                None
+                            }
+                        };
+                        let picked: Vec<usize> = d
+                            .records
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, rec)| {
+                                in_package(r, rec, now) && self.openable(rec, keys.as_deref())
+                            })
+                            .map(|(ix, _)| ix)
+                            .collect();
+                        let categories: BTreeSet<String> = picked
+                            .iter()
+                            .map(|&ix| d.records[ix].category.clone())
+                            .collect();
+                        let idx = first + i as u64;
+                        let tag = self.disclosure_tag(r, keys.as_deref(), d.exists, idx, now);
+                        let tag = match tag {
+                            Ok(t) => t,
+                            Err(e) => {
+                                fail = Some(e);
+                                [0; 16]
+                            }
+                        };
+                        step.leaves.push(
+                            Event {
+                                v: LEAF_VERSION,
+                                time: now,
+                                action: "disclose".into(),
+                                principal: self.actor(agency),
+                                purpose: purpose_ix.map(|p| tax.purpose(p).id.clone()),
+                                decision: "allow".into(),
+                                pack: self.pack.version().to_string(),
+                                reasons: vec![],
+                                categories: categories.iter().cloned().collect(),
+                                count: picked.len() as u64,
+                                rejected: None,
+                                selector: None,
+                                instrument: Some(r.id.clone()),
+                                subject_tag: Some(
+                                    base64::engine::general_purpose::STANDARD.encode(tag),
+                                ),
+                            }
+                            .to_leaf(),
+                        );
+                        step.accounting.push(AccountingRow {
+                            disclosure: r.id.clone(),
+                            subject: *subject,
+                            at: now,
+                            leaf: 0,
+                            records: picked.len() as u64,
+                            categories: categories.into_iter().collect(),
+                        });
+                        step.accounting_leaf.push(i);
+                        chosen.push(picked);
+                    }
+                    if step.leaves.is_empty() {
+                        // An approved request always names someone; still, a step
+                        // is never without its leaf.
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            agency,
+                            Some(r),
+                            "disclose",
+                            None,
+                            vec![],
+                            now,
+                            &mut ignored,
+                        );
+                    }
+                    let mut n = r.clone();
+                    n.status = status::FETCHED.into();
+                    n.fetches += 1;
+                    n.last_fetched_at = Some(now);
+                    step.row = Some(n.clone());
+                    outcome = Some((Some(n), vec![], chosen));
+                    step
+                })?;
+        if let Some(e) = fail {
+            return Err(e);
+        }
+        let (row, reasons, chosen) = outcome.ok_or_else(no_answer)?;
+        let Some(row) = row else {
+            let st = self
+                .store
+                .disclosure(id)?
+                .filter(|r| r.requester == agency.name)
+                .map(|r| effective_status(&r, now))
+                .unwrap_or_else(|| "unknown".into());
+            return Ok(Package {
+                id: id.to_string(),
+                status: st,
+                reasons,
+                kind: String::new(),
+                purpose: String::new(),
+                portions: vec![],
+                data_from: None,
+                data_until: None,
+                subjects: vec![],
+                log_index: first,
+            });
+        };
+        // The leaves are durable: only now is anything opened.
+        let inst = self.open_instrument(&row)?;
+        let kr = rules
+            .kind(InstrumentKind::from_id(&row.kind).unwrap_or(InstrumentKind::CourtOrder))
+            .ok_or_else(no_answer)?;
+        let purpose_ix = tax
+            .purpose_ix(&kr.purpose)
+            .ok_or_else(|| VaultError::UnknownPurpose(kr.purpose.clone()))?;
+        let mut subjects = Vec::new();
+        let mut cover_keys = HashMap::new();
+        for (i, (d, picked)) in data.iter().zip(&chosen).enumerate() {
+            let keys = self.subject_keys(&row.subjects[i])?;
+            let mut records = Vec::new();
+            for &ix in picked {
+                let rec = &d.records[ix];
+                let Some(plain) = self.open_record(rec, keys.as_deref(), &mut cover_keys)? else {
+                    continue;
+                };
+                if let Some(r) = crate::read::to_read_record(tax, purpose_ix, rec, &plain)? {
+                    records.push(r);
+                }
+            }
+            subjects.push(PackageSubject {
+                // Refs were made from the instrument's subjects, in order.
+                subject: inst
+                    .as_ref()
+                    .and_then(|inst| inst.subjects.get(i))
+                    .map(|s| s.id.clone())
+                    .unwrap_or_default(),
+                records,
+                log_index: first + i as u64,
+            });
+        }
+        Ok(Package {
+            id: row.id.clone(),
+            status: row.status.clone(),
+            reasons: vec![],
+            kind: row.kind.clone(),
+            purpose: kr.purpose.clone(),
+            portions: row.portions.clone(),
+            data_from: row.data_from.map(format_ms),
+            data_until: row.data_until.map(format_ms),
+            subjects,
+            log_index: first,
+        })
+    }
+
+    // -----------------------------------------------------------------
+    // Views, accounting, notices, report
+    // -----------------------------------------------------------------
+
+    /// The requests `principal` may see: an agency its own; an approver or
+    /// auditor every one.
+    pub fn disclosure_list(&self, principal: &Principal) -> Result<Vec<RequestView>, VaultError> {
+        let now = self.clock.now_ms();
+        let all = self.may_see_all_requests(principal);
+        Ok(self
+            .store
+            .disclosures()?
+            .iter()
+            .filter(|r| all || r.requester == principal.name)
+            .map(|r| view(r, now))
+            .collect())
+    }
+
+    /// Every request (the operator's view, on the vault's own machine).
+    pub fn disclosure_list_all(&self) -> Result<Vec<RequestView>, VaultError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .disclosures()?
+            .iter()
+            .map(|r| view(r, now))
+            .collect())
+    }
+
+    /// One request, if `principal` may see it.
+    pub fn disclosure_show(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<Option<RequestView>, VaultError> {
+        let now = self.clock.now_ms();
+        let all = self.may_see_all_requests(principal);
+        Ok(self
+            .store
+            .disclosure(id)?
+            .filter(|r| all || r.requester == principal.name)
+            .map(|r| view(&r, now)))
+    }
+
+    fn may_see_all_requests(&self, p: &Principal) -> bool {
+        let rules = self.pack.disclosure();
+        rules.approver_roles().contains(&p.role) || p.role == "auditor"
+    }
+
+    /// The accounting of disclosures about `subject` (R13), as `principal`:
+    /// a role acting for `subject_access` (the person's own request). What a
+    /// delay order covers is left out until it expires; `officer_view`
+    /// (approver roles only) shows it too, marked. One leaf accounts for the
+    /// read, tagged for the person.
+    pub fn accounting(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        officer_view: bool,
+    ) -> Result<Accounting, VaultError> {
+        let tax = self.pack.taxonomy();
+        let rules = self.pack.disclosure();
+        let for_subject = tax
+            .role(principal.role_ix)
+            .read_for
+            .iter()
+            .any(|&p| tax.purpose(p).id == "subject_access");
+        let officer = rules.approver_roles().contains(&principal.role);
+        if !for_subject || (officer_view && !officer) {
+            self.deny_leaf(principal, "accounting_read", Some("subject_access"))?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not read the accounting of disclosures{}",
+                principal.role,
+                if officer_view {
+                    " with what a delay order withholds"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let now = self.clock.now_ms();
+        let subject_ref = self.subject_ref(subject);
+        let keys = self.subject_keys(&subject_ref)?;
+        let rows = self.store.accounting(&subject_ref)?;
+        let mut entries = Vec::new();
+        let mut cache: HashMap<String, Option<(DisclosureRow, Option<Instrument>)>> =
+            HashMap::new();
+        for a in rows {
+            if !cache.contains_key(&a.disclosure) {
+                let d = self.store.disclosure(&a.disclosure)?;
+                let inst = match &d {
+                    Some(d) => self.open_instrument(d)?,
+                    None => None,
+                };
+                cache.insert(a.disclosure.clone(), d.map(|d| (d, inst)));
+            }
+            let Some(Some((d, inst))) = cache.get(&a.disclosure) else {
+                continue;
+            };
+            let delayed = d.notice_after.is_some_and(|t| t > now);
+            if delayed && !officer_view {
+                continue;
+            }
+            entries.push(AccountingEntry {
+                disclosure: d.id.clone(),
+                date: format_ms(a.at),
+                nature: d.kind.clone(),
+                purpose: d.ground.clone(),
+                authority: inst
+                    .as_ref()
+                    .map(|i| i.authority.clone())
+                    .unwrap_or_default(),
+                recipient: inst.as_ref().map(|i| i.agency.clone()).unwrap_or_default(),
+                recipient_principal: d.requester.clone(),
+                categories: a.categories.clone(),
+                records: a.records,
+                log_index: a.leaf,
+                retain_until: format_ms(d.retain_until),
+                withheld_until: d.notice_after.filter(|_| delayed).map(format_ms),
+            });
+        }
+        let random = self.random_tag()?;
+        let log_index = self.store.append_leaves(1, &mut |idx, _| {
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: "accounting_read".into(),
+                principal: self.actor(principal),
+                purpose: Some("subject_access".into()),
+                decision: "allow".into(),
+                pack: self.pack.version().to_string(),
+                reasons: vec![],
+                categories: vec!["disclosure_accounting".into()],
+                count: entries.len() as u64,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(keys.as_ref().map_or(random, |k| k.tag.tag(idx))),
+                ),
+            }
+            .to_leaf()
+        })?;
+        Ok(Accounting {
+            subject: subject.to_string(),
+            entries,
+            log_index,
+        })
+    }
+
+    /// Notices due: for every disclosure whose data left and whose delay
+    /// order (if any) has expired, each person it was about is told, once.
+    /// One leaf per notice, tagged for the person, so they find it in the
+    /// log; the answer says what the letter to them would say.
+    pub fn disclosure_notices(&self, officer: &Principal) -> Result<Vec<Notice>, VaultError> {
+        let rules = self.pack.disclosure();
+        if !rules.approver_roles().contains(&officer.role) {
+            self.deny_leaf(officer, "disclosure_notice", None)?;
+            return Err(VaultError::NotPermitted(format!(
+                "sending notices needs the role {}",
+                rules.approver_roles().join(" or ")
+            )));
+        }
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for due in self.store.disclosures()?.into_iter().filter(|r| {
+            r.fetches > 0 && r.notified_at.is_none() && r.notice_after.is_none_or(|t| t <= now)
+        }) {
+            let inst = self.open_instrument(&due)?;
+            let mut keys = Vec::new();
+            for s in &due.subjects {
+                keys.push(self.subject_keys(s)?);
+            }
+            let random: Vec<[u8; 16]> = (0..due.subjects.len())
+                .map(|_| self.random_tag())
+                .collect::<Result<_, _>>()?;
+            let mut first_leaf = 0;
+            let mut sent = false;
+            self.store
+                .disclosure_step(&due.id, &mut |_| vec![], &mut |row, _, first| {
+                    first_leaf = first;
+                    let Some(r) = row.filter(|r| r.notified_at.is_none()) else {
+                        // Another process sent it: the step still leaves a leaf.
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            officer,
+                            row,
+                            "disclosure_notice",
+                            None,
+                            vec![],
+                            now,
+                            &mut ignored,
+                        );
+                    };
+                    sent = true;
+                    let mut n = r.clone();
+                    n.notified_at = Some(now);
+                    DisclosureStep {
+                        row: Some(n),
+                        leaves: (0..r.subjects.len())
+                            .map(|i| {
+                                let idx = first + i as u64;
+                                let tag = keys
+                                    .get(i)
+                                    .and_then(|k| k.as_ref())
+                                    .map_or(random[i], |k| k.tag.tag(idx));
+                                Event {
+                                    v: LEAF_VERSION,
+                                    time: now,
+                                    action: "disclosure_notice".into(),
+                                    principal: self.actor(officer),
+                                    purpose: None,
+                                    decision: "allow".into(),
+                                    pack: self.pack.version().to_string(),
+                                    reasons: vec![],
+                                    categories: sorted(&r.portions),
+                                    count: 0,
+                                    rejected: None,
+                                    selector: None,
+                                    instrument: Some(r.id.clone()),
+                                    subject_tag: Some(
+                                        base64::engine::general_purpose::STANDARD.encode(tag),
+                                    ),
+                                }
+                                .to_leaf()
+                            })
+                            .collect(),
+                        ..DisclosureStep::default()
+                    }
+                })?;
+            if !sent {
+                continue;
+            }
+            for i in 0..due.subjects.len() {
+                out.push(Notice {
+                    disclosure: due.id.clone(),
+                    subject: inst
+                        .as_ref()
+                        .and_then(|inst| inst.subjects.get(i))
+                        .map(|s| s.id.clone())
+                        .unwrap_or_default(),
+                    recipient: inst.as_ref().map(|i| i.agency.clone()).unwrap_or_default(),
+                    nature: due.kind.clone(),
+                    disclosed_at: due.last_fetched_at.map(format_ms).unwrap_or_default(),
+                    delayed_until: due.notice_after.map(format_ms),
+                    log_index: first_leaf + i as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The transparency report (R26), computed from the ledger: requests by
+    /// agency, kind, ground and outcome; refusals by reason; holds and
+    /// alerts; mail covers. Aggregates only: no person, case or instrument.
+    pub fn transparency_report(&self) -> Result<TransparencyReport, VaultError> {
+        let now = self.clock.now_ms();
+        let rows = self.store.disclosures()?;
+        let mut r = TransparencyReport {
+            generated_at: format_ms(now),
+            pack: self.pack.version().to_string(),
+            log_size: self.store.log_size()?,
+            requests: rows.len() as u64,
+            by_outcome: BTreeMap::new(),
+            by_agency: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
+            by_ground: BTreeMap::new(),
+            refusals_by_reason: BTreeMap::new(),
+            held_for_review: 0,
+            alerts: BTreeMap::new(),
+            mail_covers: CoverCounts::default(),
+            disclosures: DisclosedCounts::default(),
+        };
+        for d in &rows {
+            let st = effective_status(d, now);
+            let or_unknown = |s: &str| {
+                if s.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
+            *r.by_outcome.entry(st.clone()).or_default() += 1;
+            for (map, key) in [
+                (&mut r.by_agency, d.requester.clone()),
+                (&mut r.by_kind, or_unknown(&d.kind)),
+                (&mut r.by_ground, or_unknown(&d.ground)),
+            ] {
+                *map.entry(key).or_default().entry(st.clone()).or_default() += 1;
+            }
+            for code in d.reasons.iter().collect::<BTreeSet<_>>() {
+                *r.refusals_by_reason.entry(code.clone()).or_default() += 1;
+            }
+            for a in d.alerts.iter().collect::<BTreeSet<_>>() {
+                *r.alerts.entry(a.clone()).or_default() += 1;
+            }
+            if d.alerts.iter().any(|a| a.starts_with("quota_")) && d.reasons.is_empty()
+                || d.status == status::HELD
+            {
+                r.held_for_review += 1;
+            }
+            if d.kind == InstrumentKind::MailCover.as_str() {
+                let c = &mut r.mail_covers;
+                c.requested += 1;
+                if d.decided_at.is_some() && d.status != status::REFUSED {
+                    c.approved += 1;
+                }
+                if d.status == status::REFUSED {
+                    c.refused += 1;
+                }
+                if d.extension_no > 0 {
+                    c.extended += 1;
+                }
+                if d.status == status::ENDED {
+                    c.ended += 1;
+                }
+                if d.status == status::DESTROYED {
+                    c.destroyed += 1;
+                }
+            }
+            if d.fetches > 0 {
+                r.disclosures.fetches += u64::from(d.fetches);
+                r.disclosures.subjects += d.subjects.len() as u64;
+            }
+        }
+        Ok(r)
+    }
+
+    /// Checks a mail-cover record at collection (R12-R18): it names, in
+    /// `order_id`, an approved cover of the line's subject that is running
+    /// now and was not destroyed, and it is not correspondence with the
+    /// subject's known attorney (233.3(g)(3)). Returns the order's key
+    /// number, under which the record is sealed.
+    pub(crate) fn check_cover_record(
+        &self,
+        line_no: u64,
+        subject: &SubjectRef,
+        cat: &postvault_policy::Category,
+        fields: &crate::minimize::Minimized,
+    ) -> Result<u32, crate::LineError> {
+        let err = |code: &str, field: &str, rule: &str, message: &str| crate::LineError {
+            line: line_no,
+            code: code.into(),
+            field: Some(field.into()),
+            rule: Some(rule.into()),
+            message: message.into(),
+        };
+        let field = |name: &str| {
+            cat.field(name)
+                .and_then(|(ix, _)| crate::minimize::field_value(fields, ix))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        let no_cover = || {
+            err(
+                "no_active_cover",
+                "order_id",
+                "R14",
+                "`order_id` names no mail cover of this subject that is approved and running now: recording needs an order in force (39 CFR 233.3(g)(4)-(5))",
+            )
+        };
+        let now = self.clock.now_ms();
+        let row = self
+            .store
+            .disclosure(field("order_id"))
+            .ok()
+            .flatten()
+            .filter(|r| {
+                r.kind == InstrumentKind::MailCover.as_str()
+                    && (r.status == status::APPROVED || r.status == status::FETCHED)
+                    && r.subjects.contains(subject)
+                    && r.data_from.is_some_and(|t| t <= now)
+                    && r.data_until.is_some_and(|t| now < t)
+            })
+            .ok_or_else(no_cover)?;
+        let key_id = u32::try_from(row.seq).map_err(|_| no_cover())?;
+        if !matches!(self.cover_key(row.seq), Ok(Some(_))) {
+            return Err(no_cover());
+        }
+        let inst = self.open_instrument(&row).ok().flatten();
+        if let Some(att) = inst.as_ref().and_then(|i| i.known_attorney.as_ref()) {
+            let norm = crate::collect::normalize;
+            let (name, address) = (norm(&att.name), norm(&att.address));
+            let sender = norm(field("sender_as_shown"));
+            let ret = norm(field("return_address"));
+            let hit = |text: &str, needle: &str| !needle.is_empty() && text.contains(needle);
+            if hit(&sender, &name) || hit(&ret, &address) || hit(&sender, &address) {
+                return Err(err(
+                    "attorney_correspondence",
+                    "sender_as_shown",
+                    "R15",
+                    "correspondence between the subject and the subject's known attorney is never recorded (39 CFR 233.3(g)(3))",
+                ));
+            }
+        }
+        Ok(key_id)
+    }
+
+    // -----------------------------------------------------------------
+    // Helpers
+    // -----------------------------------------------------------------
+
+    fn actor(&self, p: &Principal) -> Actor {
+        Actor {
+            role: p.role.clone(),
+            id: self.actor_id(&p.name),
+        }
+    }
+
+    fn random_tag(&self) -> Result<[u8; 16], VaultError> {
+        Ok(postvault_crypto::random_token(&self.rng)?)
+    }
+
+    /// A keyed hash of a requester's own reference (instrument or case id),
+    /// so the ledger can count and refuse reuse without holding the text.
+    fn ledger_key(&self, domain: &str, requester: &str, value: &str) -> [u8; 16] {
+        let mut v = requester.as_bytes().to_vec();
+        v.push(0);
+        v.extend_from_slice(crate::collect::normalize(value).as_bytes());
+        self.master.blind_index(&format!("ledger.{domain}"), &v)
+    }
+
+    /// One refused step that touched no request: one leaf.
+    fn deny_leaf(
+        &self,
+        principal: &Principal,
+        action: &str,
+        purpose: Option<&str>,
+    ) -> Result<u64, VaultError> {
+        let now = self.clock.now_ms();
+        Ok(self.store.append_leaves(1, &mut |_, _| {
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: action.into(),
+                principal: self.actor(principal),
+                purpose: purpose.map(str::to_string),
+                decision: "deny".into(),
+                pack: self.pack.version().to_string(),
+                reasons: vec![codes::NOT_PERMITTED.into()],
+                categories: vec![],
+                count: 0,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: None,
+            }
+            .to_leaf()
+        })?)
+    }
+
+    /// The step of an officer's or agency's action on a request, with its
+    /// one leaf; `answer` gets what the caller is told.
+    #[allow(clippy::too_many_arguments)]
+    fn step_leaf(
+        &self,
+        principal: &Principal,
+        row: Option<&DisclosureRow>,
+        action: &str,
+        new: Option<DisclosureRow>,
+        reasons: Vec<GatewayReason>,
+        now: i64,
+        answer: &mut Option<StepAnswer>,
+    ) -> DisclosureStep {
+        let rules = self.pack.disclosure();
+        let purpose = row
+            .and_then(|r| InstrumentKind::from_id(&r.kind))
+            .and_then(|k| rules.kind(k))
+            .map(|kr| kr.purpose.clone());
+        let shown = new.as_ref().or(row);
+        let event = Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: action.into(),
+            principal: self.actor(principal),
+            purpose,
+            decision: if reasons.is_empty() { "allow" } else { "deny" }.into(),
+            pack: self.pack.version().to_string(),
+            reasons: reason_codes(&reasons),
+            categories: shown.map(|r| sorted(&r.portions)).unwrap_or_default(),
+            count: shown.map_or(0, |r| r.subjects.len() as u64),
+            rejected: None,
+            selector: None,
+            instrument: row.map(|r| r.id.clone()),
+            subject_tag: None,
+        };
+        *answer = Some(StepAnswer {
+            id: row.map(|r| r.id.clone()).unwrap_or_default(),
+            status: shown
+                .map(|r| effective_status(r, now))
+                .unwrap_or_else(|| "unknown".into()),
+            reasons,
+            alerts: vec![],
+            log_index: 0,
+        });
+        DisclosureStep {
+            row: new,
+            leaves: vec![event.to_leaf()],
+            ..DisclosureStep::default()
+        }
+    }
+
+    /// The key that seals instruments in the ledger, made on first use.
+    fn gateway_key(&self) -> Result<DataKey, VaultError> {
+        let wrapped = match self.keys.secret(GATEWAY_SECRET)? {
+            Some(w) => w,
+            None => {
+                let w = self
+                    .master
+                    .new_wrapped(&self.rng, KeyKind::Data, GATEWAY_KEY_REF)?;
+                match self.keys.put_secret(GATEWAY_SECRET, &w) {
+                    Ok(()) => w,
+                    // Another process made it first.
+                    Err(postvault_store::StoreError::SecretExists(_)) => self
+                        .keys
+                        .secret(GATEWAY_SECRET)?
+                        .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        Ok(self.master.data_key(&wrapped, GATEWAY_KEY_REF)?)
+    }
+
+    fn create_cover_key(&self, seq: u64) -> Result<(), VaultError> {
+        let name = cover_secret(seq);
+        let w = self
+            .master
+            .new_wrapped(&self.rng, KeyKind::Data, name.as_bytes())?;
+        match self.keys.put_secret(&name, &w) {
+            Ok(()) | Err(postvault_store::StoreError::SecretExists(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The order key of mail cover `seq`, unless it was destroyed.
+    pub(crate) fn cover_key(&self, seq: u64) -> Result<Option<DataKey>, VaultError> {
+        let name = cover_secret(seq);
+        match self.keys.secret(&name)? {
+            Some(w) => Ok(Some(self.master.data_key(&w, name.as_bytes())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The instrument of a request as submitted, if it was one.
+    fn open_instrument(&self, row: &DisclosureRow) -> Result<Option<Instrument>, VaultError> {
+        if row.sealed.is_empty() {
+            return Ok(None);
+        }
+        let plain = self
+            .gateway_key()?
+            .open(&instrument_aad(&row.id), &row.sealed)?;
+        Ok(std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|s| parse_instrument(s).ok()))
+    }
+
+    /// Whether a named subject has a protective order on file (R9), from
+    /// what the store read for the submission.
+    fn protective_order_on_file(
+        &self,
+        subjects: &[SubjectRef],
+        data: &[SubjectData],
+        now: i64,
+    ) -> Result<bool, VaultError> {
+        for (s, d) in subjects.iter().zip(data) {
+            let orders: Vec<&RecordRow> = d
+                .records
+                .iter()
+                .filter(|r| r.category == "protective_order" && r.expires_at > now)
+                .collect();
+            if orders.is_empty() {
+                continue;
+            }
+            let Some(keys) = self.subject_keys(s)? else {
+                continue;
+            };
+            for r in orders {
+                let aad = record_aad(
+                    &r.subject,
+                    &r.id,
+                    &r.category,
+                    &r.purpose,
+                    r.collected_at,
+                    r.expires_at,
+                );
+                let plain = keys.data.open(&aad, &r.sealed)?;
+                let v: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+                if v.pointer("/fields/on_file").and_then(Value::as_bool) == Some(true) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// The tag of a disclosure leaf: the person's own, unless a delay order
+    /// stands (then a keyed value nobody but the vault can link, until the
+    /// notice leaf carries the person's tag); random for an unknown person.
+    fn disclosure_tag(
+        &self,
+        r: &DisclosureRow,
+        keys: Option<&SubjectKeyPair>,
+        exists: bool,
+        idx: u64,
+        now: i64,
+    ) -> Result<[u8; 16], VaultError> {
+        let delayed = r.notice_after.is_some_and(|t| t > now);
+        match keys {
+            Some(k) if exists && !delayed => Ok(k.tag.tag(idx)),
+            Some(_) if exists => {
+                let mut v = r.id.as_bytes().to_vec();
+                v.extend_from_slice(&idx.to_be_bytes());
+                Ok(self.master.blind_index("delayed-disclosure-tag", &v))
+            }
+            _ => self.random_tag(),
+        }
+    }
+}
+
+/// The AAD of a sealed instrument: binds it to its request.
+fn instrument_aad(id: &str) -> Vec<u8> {
+    let mut aad = b"postvault/v1/instrument\0".to_vec();
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+fn cover_secret(seq: u64) -> String {
+    format!("cover:{seq}")
+}
+
+/// The state of a request now: one past its validity shows `expired`.
+pub(crate) fn effective_status(r: &DisclosureRow, now: i64) -> String {
+    let open = [status::PENDING, status::HELD, status::APPROVED].contains(&r.status.as_str());
+    if open && r.valid_until.is_some_and(|t| t <= now) {
+        status::EXPIRED.into()
+    } else {
+        r.status.clone()
+    }
+}
+
+/// When a cover's requester loses access to its records.
+fn cover_access_until(r: &DisclosureRow) -> i64 {
+    r.data_until
+        .unwrap_or(i64::MAX)
+        .saturating_add(COVER_ACCESS_DAYS_AFTER_END * DAY_MS)
+}
+
+/// Whether record `rec` belongs in the package of request `r`.
+fn in_package(r: &DisclosureRow, rec: &RecordRow, now: i64) -> bool {
+    let cover = r.kind == InstrumentKind::MailCover.as_str();
+    rec.expires_at > now
+        && r.portions.contains(&rec.category)
+        && r.data_from.is_none_or(|t| rec.collected_at >= t)
+        && r.data_until.is_none_or(|t| rec.collected_at < t)
+        // A cover sees what was recorded under its own order only.
+        && (!cover || rec.category != "mail_cover_record" || u64::from(rec.key_id) == r.seq)
+}
+
+/// The records a request may reach: `[from, until)`. A time range's `to`
+/// that is a day (midnight) includes that whole day.
+fn data_window(
+    inst: &Instrument,
+    rules: &postvault_policy::DisclosureRules,
+) -> (Option<i64>, Option<i64>) {
+    if inst.kind == InstrumentKind::MailCover {
+        let start = inst.start.map(|t| t.0);
+        let end = match (&inst.start, inst.days, rules.mail_cover()) {
+            (Some(s), Some(d), Some(mc)) => Some(mc.order_end_ms(s.0, d, &inst.ground)),
+            _ => None,
+        };
+        return (start, end);
+    }
+    match inst.time_range {
+        Some(tr) => {
+            let to = tr.to.0;
+            let until = if disclosure::start_of_day_ms(to) == to {
+                to.saturating_add(DAY_MS)
+            } else {
+                to.saturating_add(1)
+            };
+            (Some(tr.from.0), Some(until))
+        }
+        None => (None, None),
+    }
+}
+
+/// The ground as the ledger keeps it: a ground id of the pack (or a
+/// prohibited purpose it was refused for), else `other`; never free text.
+fn known_ground(
+    rules: &postvault_policy::DisclosureRules,
+    tax: &postvault_policy::Taxonomy,
+    ground: &str,
+) -> String {
+    let g: String = ground
+        .trim()
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    if g.is_empty() {
+        return String::new();
+    }
+    let known = rules.kinds().any(|(_, kr)| kr.grounds.contains(&g))
+        || disclosure::MAIL_COVER_GROUNDS.contains(&g.as_str())
+        || tax.purpose_ix(&g).is_some();
+    if known { g } else { "other".into() }
+}
+
+fn alert_name(alert: &str) -> &str {
+    alert.split(':').next().unwrap_or(alert).trim()
+}
+
+fn reason_codes(reasons: &[GatewayReason]) -> Vec<String> {
+    let set: BTreeSet<String> = reasons.iter().map(|r| r.code.clone()).collect();
+    set.into_iter().collect()
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let set: BTreeSet<String> = v.iter().cloned().collect();
+    set.into_iter().collect()
+}
+
+fn unknown_request() -> GatewayReason {
+    GatewayReason::new(
+        codes::UNKNOWN_REQUEST,
+        "no request with this id that you may act on",
+    )
+}
+
+fn wrong_status(status: &str, verb: &str) -> GatewayReason {
+    GatewayReason::new(
+        codes::WRONG_STATUS,
+        format!("a request that is {status} cannot be {verb}"),
+    )
+}
+
+fn no_answer() -> VaultError {
+    VaultError::Invalid {
+        what: "disclosure step",
+        why: "the store did not run the step".into(),
+    }
+}
+
+fn view(r: &DisclosureRow, now: i64) -> RequestView {
+    let end = r.end_reason.as_deref().and_then(EndReason::from_id);
+    RequestView {
+        id: r.id.clone(),
+        seq: r.seq,
+        requester: r.requester.clone(),
+        kind: r.kind.clone(),
+        ground: r.ground.clone(),
+        status: effective_status(r, now),
+        reasons: r.reasons.clone(),
+        alerts: r.alerts.clone(),
+        subjects: r.subjects.len(),
+        portions: r.portions.clone(),
+        submitted_at: format_ms(r.submitted_at),
+        valid_until: r.valid_until.map(format_ms),
+        decided_by: r.decided_by.clone(),
+        decided_at: r.decided_at.map(format_ms),
+        fetches: r.fetches,
+        end_reason: r.end_reason.clone(),
+        end_explanation: end.map(|e| e.explain().to_string()),
+        notice_after: r.notice_after.map(format_ms),
+        extension_no: r.extension_no,
+    }
+}
