@@ -266,6 +266,55 @@ fn invariant_2_failed_append_returns_no_data() {
     assert_eq!(v.store().record_count().unwrap(), 9);
 }
 
+/// Invariant 2 for disclosures: a fetch whose leaves cannot be appended
+/// returns no package and changes nothing.
+#[test]
+fn invariant_2_failed_disclosure_append_returns_no_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let store = FailingStore {
+        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
+        ok: AtomicI64::new(3),
+    };
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    // 1: collection, 2: submission, 3: approval succeed.
+    assert_eq!(collect(&v, "ingest", &person("s1", "pvfail")).accepted, 9);
+    let inst = serde_json::json!({
+        "kind": "warrant", "instrument_id": "W-9", "agency": "An Agency",
+        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
+        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement", "case_id": "K-9",
+        "subjects": [{"id": "s1"}], "portions": ["address"],
+        "time_range": {"from": "2026-01-01", "to": "2026-12-31"}, "issued_at": "2026-11-01",
+        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": "2026-11-01"}
+    });
+    let a = v
+        .disclose_submit(&v.principal("agency").unwrap(), &inst.to_string())
+        .unwrap();
+    assert_eq!(a.status, "pending_approval", "{:?}", a.reasons);
+    let ap = v
+        .disclose_approve(
+            &v.principal("officer").unwrap(),
+            &a.id,
+            &postvault::ApproveOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ap.status, "approved");
+    // 4: the fetch's append fails: an error, no package, no leaf, no change.
+    let size = v.store().log_size().unwrap();
+    let err = v
+        .disclose_fetch(&v.principal("agency").unwrap(), &a.id)
+        .unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert!(!err.to_string().contains("pvfail"));
+    assert_eq!(v.store().log_size().unwrap(), size);
+    let row = v.store().disclosure(&a.id).unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.fetches), ("approved", 0));
+    let subject = v.store().disclosure(&a.id).unwrap().unwrap().subjects[0];
+    assert!(v.store().accounting(&subject).unwrap().is_empty());
+}
+
 /// Invariant 3: every decision leaves exactly one leaf: one per read
 /// (allowed or denied), one per collection batch.
 #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod collect;
+mod disclosure;
 mod invariants;
 mod log;
 mod read;
