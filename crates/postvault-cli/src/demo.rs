@@ -6,7 +6,7 @@ use std::io::BufReader;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use postvault::{CollectOptions, OpenOptions, ReadResponse, Vault};
+use postvault::{Clock as _, CollectOptions, OpenOptions, ReadResponse, Vault};
 use serde::Deserialize;
 
 use crate::{DemoArgs, LinesReader};
@@ -28,7 +28,15 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
             tmp.path().join("vault")
         }
     };
-    let vault = Vault::init(&dir, OpenOptions::default())?;
+    // The demo's own clock, so the 2025 scenario can let days pass.
+    let clock = std::sync::Arc::new(postvault::FixedClock::new(postvault::SystemClock.now_ms()));
+    let vault = Vault::init(
+        &dir,
+        OpenOptions {
+            pack: None,
+            clock: clock.clone(),
+        },
+    )?;
     let t = vault.pack().taxonomy();
     println!("postvault demo");
     println!("==============");
@@ -47,6 +55,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         ("customer-care", "account_service", "a customer-care agent"),
         ("promotions", "marketing", "the marketing department"),
         ("ice-ero", "agency", "an immigration enforcement agency"),
+        ("privacy-officer", "privacy_officer", "the privacy officer"),
     ];
     println!("Principals:");
     for (name, role, what) in principals {
@@ -194,10 +203,242 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
             found.len()
         );
     }
+    let sample: Vec<String> = sample_subjects(a)?;
+    scenario_2025(&vault, &clock, &person, &cats, &sample)?;
     if a.keep.is_some() {
         println!("\nThe vault is kept in {}.", dir.display());
     }
     Ok(0)
+}
+
+/// Subject ids of the simulated slice, for requests that name many people.
+fn sample_subjects(a: &DemoArgs) -> Result<Vec<String>> {
+    let cfg = postvault_sim::SimConfig {
+        scale: a.scale,
+        seed: a.seed,
+        ..postvault_sim::SimConfig::default()
+    };
+    let mut ids = BTreeSet::new();
+    let lines = postvault_sim::Simulator::new(&cfg).inspect(|_| {});
+    for l in lines {
+        if let Ok(h) = serde_json::from_str::<Head<'_>>(&l) {
+            ids.insert(h.subject.to_string());
+        }
+        if ids.len() >= 40 {
+            break;
+        }
+    }
+    // A small slice has fewer people: the requests name others too (the
+    // answer does not tell whether anyone is held).
+    let mut n = 0;
+    while ids.len() < 40 {
+        ids.insert(format!("cust-9{n:011}"));
+        n += 1;
+    }
+    Ok(ids.into_iter().collect())
+}
+
+fn day(ms: i64) -> String {
+    postvault_policy::disclosure::format_iso(postvault_policy::disclosure::start_of_day_ms(ms))
+}
+
+fn reasons_line(a: &postvault::StepAnswer) -> String {
+    let codes: BTreeSet<&str> = a.reasons.iter().map(|r| r.code.as_str()).collect();
+    codes.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// The 2025 scenario: an immigration agency asks for bulk data, for mail
+/// covers on civil immigration grounds and for a stream of single-person
+/// requests; then a court order for one named person in a felony case.
+fn scenario_2025(
+    vault: &Vault,
+    clock: &postvault::FixedClock,
+    person: &str,
+    held_cats: &BTreeSet<String>,
+    sample: &[String],
+) -> Result<()> {
+    const DAY: i64 = 86_400_000;
+    let ice = vault.principal("ice-ero")?;
+    let officer = vault.principal("privacy-officer")?;
+    let now = clock.now_ms();
+    let today = day(now);
+    println!("\n2025, replayed: the disclosure gateway");
+    println!("======================================");
+    println!(
+        "An immigration agency asks the postal service for its customers' data. Every request is a legal\n\
+         instrument checked by the pack, recorded in the ledger and the log, and counted."
+    );
+
+    // (a) Bulk access by selector.
+    let bulk = serde_json::json!({
+        "kind": "written_request", "instrument_id": "ERO-2025-BULK", "agency": "Immigration and Customs Enforcement",
+        "signer": {"name": "Field Office Director", "title": "Field Office Director", "level": "section_chief", "delegation_ref": "DHS delegation 7030.2"},
+        "authority": "8 U.S.C. 1357; 5 U.S.C. 552a(b)(7)", "ground": "immigration_enforcement", "case_id": "ERO-OPS-2025",
+        "selector": {"all_account_holders": true, "born_abroad": true},
+        "portions": ["account_identity", "online_activity", "scan_event", "payment_card", "money_order"],
+        "time_range": {"from": day(now - 365 * DAY), "to": today}, "issued_at": today
+    });
+    let a = vault.disclose_submit(&ice, &bulk.to_string())?;
+    println!(
+        "\n(a) Bulk access to online-account, tracking, card and financial data and IP addresses of"
+    );
+    println!("    everyone matching a selector:");
+    println!("    postvault disclose submit --as ice-ero bulk.json");
+    println!("    {}: {}", a.status.to_uppercase(), reasons_line(&a));
+    for r in a.reasons.iter().take(3) {
+        println!("      [{}] {}", r.code, r.message);
+    }
+
+    // (b) Mail covers on many addresses, civil immigration grounds.
+    let many: Vec<serde_json::Value> = sample
+        .iter()
+        .take(12)
+        .map(|s| serde_json::json!({"id": s}))
+        .collect();
+    let covers = serde_json::json!({
+        "kind": "mail_cover", "instrument_id": "ERO-2025-MC", "agency": "Immigration and Customs Enforcement",
+        "signer": {"name": "Supervisory Officer", "title": "Supervisory Deportation Officer", "level": "supervisor"},
+        "authority": "39 CFR 233.3", "ground": "civil_immigration_enforcement", "case_id": "ERO-OPS-2025-MC",
+        "subjects": many, "portions": ["scan_event", "mail_image", "mail_cover_record"], "issued_at": today,
+        "requester_type": "law_enforcement_agency", "reasonable_grounds": "removal proceedings",
+        "start": today, "days": 90, "indicted_or_information_filed": false
+    });
+    let b = vault.disclose_submit(&ice, &covers.to_string())?;
+    println!(
+        "\n(b) Mail covers (photographs of envelope exteriors) on {} addresses, on civil immigration grounds:",
+        sample.len().min(12)
+    );
+    println!("    {}: {}", b.status.to_uppercase(), reasons_line(&b));
+
+    // (c) A stream of single-person requests past the quota.
+    let stream: Vec<String> = sample.iter().skip(12).take(28).cloned().collect();
+    let (mut pending, mut held, mut ids) = (0, 0, Vec::new());
+    let mut alert = None;
+    for (i, s) in stream.iter().enumerate() {
+        let one = serde_json::json!({
+            "kind": "written_request", "instrument_id": format!("ERO-2025-{i:04}"), "agency": "Immigration and Customs Enforcement",
+            "signer": {"name": "Field Office Director", "title": "Field Office Director", "level": "section_chief", "delegation_ref": "DHS delegation 7030.2"},
+            "authority": "8 U.S.C. 1357; 5 U.S.C. 552a(b)(7)", "ground": "civil_law_enforcement", "case_id": format!("A{:09}", 200_000_000 + i),
+            "subjects": [{"id": s}], "portions": ["address"],
+            "time_range": {"from": day(now - 90 * DAY), "to": today}, "issued_at": today
+        });
+        let r = vault.disclose_submit(&ice, &one.to_string())?;
+        match r.status.as_str() {
+            "pending_approval" => pending += 1,
+            "held_for_review" => {
+                held += 1;
+                alert = alert.or_else(|| r.alerts.first().cloned());
+            }
+            _ => {}
+        }
+        ids.push(r.id);
+    }
+    println!(
+        "\n(c) {} single-person requests for a current address, one after another:",
+        stream.len()
+    );
+    println!(
+        "    {pending} wait for a privacy officer (none is answered by the software alone); {held} are HELD FOR REVIEW:"
+    );
+    if let Some(al) = alert {
+        println!("      alert {al}");
+    }
+    let mut refused = 0;
+    for id in &ids {
+        if !vault.disclose_refuse(&officer, id)?.refused() {
+            refused += 1;
+        }
+    }
+    println!(
+        "    The privacy officer sees a list being built one name at a time (R10) and refuses all {refused}."
+    );
+    println!("    postvault disclose refuse --as privacy-officer ID");
+
+    // (d) A court order for one named person in a felony case.
+    clock.advance(2 * DAY);
+    let now = clock.now_ms();
+    let today = day(now);
+    let order = serde_json::json!({
+        "kind": "court_order", "instrument_id": "26-MJ-0417", "agency": "Homeland Security Investigations",
+        "signer": {"name": "Assistant U.S. Attorney", "title": "Assistant United States Attorney", "level": "agent"},
+        "authority": "5 U.S.C. 552a(b)(11); 39 CFR 265.14(d)(5)(iii)", "ground": "criminal_law_enforcement",
+        "case_id": "HSI-CH-26-0417", "subjects": [{"id": person}], "portions": ["address", "scan_event"],
+        "time_range": {"from": day(now - 30 * DAY), "to": today}, "issued_at": today,
+        "expires_at": day(now + 30 * DAY), "delay_notice_until": day(now + 60 * DAY),
+        "court": {"name": "U.S. District Court for the Northern District of Illinois", "docket": "1:26-mj-00417",
+                  "judge": "Magistrate Judge", "order_date": today}
+    });
+    let d = vault.disclose_submit(&ice, &order.to_string())?;
+    println!(
+        "\n(d) Two days later: a court order for one named person, `{person}`, in a felony case"
+    );
+    println!(
+        "    (document fraud, 18 U.S.C. 1546), for the address and scan events only, notice delayed 60 days."
+    );
+    println!(
+        "    {}{}",
+        d.status.to_uppercase(),
+        if d.refused() {
+            format!(": {}", reasons_line(&d))
+        } else {
+            String::new()
+        }
+    );
+    let own = vault.disclose_approve(&ice, &d.id, &postvault::ApproveOptions::default())?;
+    println!(
+        "    The agency approves its own request: REFUSED ({})",
+        reasons_line(&own)
+    );
+    let ok = vault.disclose_approve(&officer, &d.id, &postvault::ApproveOptions::default())?;
+    println!(
+        "    The privacy officer, a second person, approves: {}",
+        ok.status.to_uppercase()
+    );
+    let pkg = vault.disclose_fetch(&ice, &d.id)?;
+    let got: BTreeSet<String> = pkg
+        .subjects
+        .iter()
+        .flat_map(|s| s.records.iter().map(|r| r.category.clone()))
+        .collect();
+    println!("    postvault disclose fetch --as ice-ero {}", d.id);
+    println!(
+        "    The package holds {} records of `{person}` in {}; of the {} categories held about them, nothing else.",
+        pkg.subjects.iter().map(|s| s.records.len()).sum::<usize>(),
+        got.iter().cloned().collect::<Vec<_>>().join(", "),
+        held_cats.len()
+    );
+    println!(
+        "    Each person disclosed is one log leaf, written before any record was opened (leaf {}).",
+        pkg.log_index
+    );
+    let before = vault.accounting(&officer, person, false)?;
+    println!(
+        "    The person's accounting of disclosures now shows {} entries: the court delayed notice.",
+        before.entries.len()
+    );
+    clock.advance(61 * DAY);
+    let notices = vault.disclosure_notices(&officer)?;
+    let after = vault.accounting(&officer, person, false)?;
+    println!(
+        "    61 days later the delay has expired: postvault disclose notices --as privacy-officer"
+    );
+    for n in &notices {
+        println!(
+            "      notice to `{}`: {} disclosed data about you to {} on {} (log leaf {})",
+            n.subject, n.nature, n.recipient, n.disclosed_at, n.log_index
+        );
+    }
+    println!(
+        "    and the accounting shows {} entry: date, nature, purpose, recipient (5 U.S.C. 552a(c)).",
+        after.entries.len()
+    );
+
+    let report = vault.transparency_report()?;
+    println!("\npostvault report transparency --format table");
+    for l in crate::disclose::transparency_table(&report).lines() {
+        println!("   {l}");
+    }
+    Ok(())
 }
 
 fn describe(r: &ReadResponse) {

@@ -84,6 +84,7 @@ pub enum DiscloseCmd {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum EndArg {
     Indicted,
     ImproperlyOrdered,

@@ -466,7 +466,24 @@ impl Vault {
             } else {
                 status::REFUSED
             };
-            let kind = parsed.as_ref().map(|i| i.kind);
+            // A refused submission is still counted by kind and ground when
+            // it names them, so the report shows what was asked for.
+            let raw: Option<Value> = if parsed.is_none() && json.len() <= MAX_INSTRUMENT_BYTES {
+                serde_json::from_str(json).ok()
+            } else {
+                None
+            };
+            let raw_str = |key: &str| {
+                raw.as_ref()
+                    .and_then(|v| v.get(key))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let kind = parsed
+                .as_ref()
+                .map(|i| i.kind)
+                .or_else(|| InstrumentKind::from_id(&raw_str("kind")));
             let purpose = kind
                 .and_then(|k| rules.kind(k))
                 .map(|kr| kr.purpose.clone());
@@ -514,10 +531,13 @@ impl Vault {
                 seq: facts.seq,
                 requester: principal.name.clone(),
                 kind: kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
-                ground: parsed
-                    .as_ref()
-                    .map(|i| known_ground(rules, tax, &i.ground))
-                    .unwrap_or_default(),
+                ground: known_ground(
+                    rules,
+                    tax,
+                    &parsed
+                        .as_ref()
+                        .map_or_else(|| raw_str("ground"), |i| i.ground.clone()),
+                ),
                 instrument_key: q.instrument_key,
                 case_key: q.case_key,
                 extension_no: parsed.as_ref().map_or(0, |i| i.extension_no),
@@ -576,11 +596,25 @@ impl Vault {
         let now = self.clock.now_ms();
         let mut answer = None;
         let mut cover_key_for = None;
+        // A cover's order key exists before its approval commits, so an
+        // approved cover never lacks one (a refused approval leaves an
+        // unused key, which seals nothing).
+        if let Some(r) = self.store.disclosure(id)?
+            && r.kind == InstrumentKind::MailCover.as_str()
+            && (r.status == status::PENDING || r.status == status::HELD)
+        {
+            self.create_cover_key(r.seq)?;
+        }
         let (_, log_index) =
             self.store
                 .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
                     let mut reasons = Vec::new();
                     let mut new = None;
+                    // An agency learns nothing of another agency's requests, not
+                    // even that an id exists.
+                    let row = row.filter(|r| {
+                        officer.role != rules.requester_role() || r.requester == officer.name
+                    });
                     match row {
                         None => reasons.push(unknown_request()),
                         Some(r) => {
@@ -604,6 +638,12 @@ impl Vault {
                                     }
                                 }
                                 portions.retain(|p| only.contains(p));
+                            }
+                            if portions.is_empty() {
+                                reasons.push(GatewayReason::new(
+                                    disclosure::RefusalCode::NoPortion.as_str(),
+                                    "an approval names at least one portion",
+                                ));
                             }
                             if reasons.is_empty() {
                                 let mut n = r.clone();
@@ -646,6 +686,11 @@ impl Vault {
                 .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
                     let mut reasons = Vec::new();
                     let mut new = None;
+                    // An agency learns nothing of another agency's requests, not
+                    // even that an id exists.
+                    let row = row.filter(|r| {
+                        officer.role != rules.requester_role() || r.requester == officer.name
+                    });
                     match row {
                         None => reasons.push(unknown_request()),
                         Some(r) => {
@@ -701,6 +746,11 @@ impl Vault {
                 .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
                     let mut reasons = Vec::new();
                     let mut new = None;
+                    // An agency learns nothing of another agency's requests, not
+                    // even that an id exists.
+                    let row = row.filter(|r| {
+                        officer.role != rules.requester_role() || r.requester == officer.name
+                    });
                     match row {
                         None => reasons.push(unknown_request()),
                         Some(r) => {
@@ -729,6 +779,14 @@ impl Vault {
                                 && r.status != status::REFUSED;
                             if !(open || destroyable) {
                                 reasons.push(wrong_status(&st, "ended"));
+                                // A destroy that committed but crashed before its key
+                                // was deleted is finished by asking again.
+                                if cover
+                                    && reason == EndReason::ImproperlyOrdered
+                                    && r.status == status::DESTROYED
+                                {
+                                    destroy = Some(r.seq);
+                                }
                             }
                             if reasons.is_empty() {
                                 let mut n = r.clone();
@@ -741,6 +799,10 @@ impl Vault {
                                 .into();
                                 n.ended_at = Some(now);
                                 n.end_reason = Some(reason.as_str().into());
+                                // A cover's notice waits for its end, which is now.
+                                if cover {
+                                    n.notice_after = n.notice_after.map(|t| t.min(now));
+                                }
                                 new = Some(n);
                             }
                         }
@@ -784,9 +846,11 @@ impl Vault {
             if r.kind == InstrumentKind::MailCover.as_str() {
                 // A cover's records accrue while it runs: its requester may
                 // fetch them until access ends after the cover (R18).
-                return match r.status.as_str() {
-                    status::APPROVED | status::FETCHED if cover_access_until(r) > now => vec![],
-                    status::APPROVED | status::FETCHED => vec![GatewayReason::new(
+                let running = r.status == status::APPROVED || r.status == status::FETCHED;
+                let ended = r.status == status::ENDED && r.fetches_possible_after_end();
+                return match () {
+                    _ if (running || ended) && cover_access_until(r) > now => vec![],
+                    _ if running || ended => vec![GatewayReason::new(
                         disclosure::RefusalCode::Expired.as_str(),
                         format!(
                             "access to a cover's records ends {COVER_ACCESS_DAYS_AFTER_END} days after the cover ends"
@@ -808,6 +872,13 @@ impl Vault {
                 other => vec![wrong_status(other, "fetched")],
             }
         };
+        let own_covers: BTreeSet<u64> = self
+            .store
+            .disclosures()?
+            .into_iter()
+            .filter(|d| d.requester == agency.name && d.kind == InstrumentKind::MailCover.as_str())
+            .map(|d| d.seq)
+            .collect();
         let mut plan = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
             match row {
                 Some(r) if allowed(r).is_empty() => r.subjects.clone(),
@@ -870,7 +941,8 @@ impl Vault {
                             .iter()
                             .enumerate()
                             .filter(|(_, rec)| {
-                                in_package(r, rec, now) && self.openable(rec, keys.as_deref())
+                                in_package(r, rec, now, &own_covers)
+                                    && self.openable(rec, keys.as_deref())
                             })
                             .map(|(ix, _)| ix)
                             .collect();
@@ -937,6 +1009,8 @@ impl Vault {
                     n.status = status::FETCHED.into();
                     n.fetches += 1;
                     n.last_fetched_at = Some(now);
+                    // R13: the accounting is kept five years after the disclosure.
+                    n.retain_until = n.retain_until.max(now + ACCOUNTING_RETENTION_DAYS * DAY_MS);
                     step.row = Some(n.clone());
                     outcome = Some((Some(n), vec![], chosen));
                     step
@@ -1145,7 +1219,12 @@ impl Vault {
                 pack: self.pack.version().to_string(),
                 reasons: vec![],
                 categories: vec!["disclosure_accounting".into()],
-                count: entries.len() as u64,
+                // What the person may see: the leaf carries their tag, so an
+                // officer's view must not show a delayed entry through it.
+                count: entries
+                    .iter()
+                    .filter(|e| e.withheld_until.is_none())
+                    .count() as u64,
                 rejected: None,
                 selector: None,
                 instrument: None,
@@ -1309,9 +1388,10 @@ impl Vault {
             for a in d.alerts.iter().collect::<BTreeSet<_>>() {
                 *r.alerts.entry(a.clone()).or_default() += 1;
             }
-            if d.alerts.iter().any(|a| a.starts_with("quota_")) && d.reasons.is_empty()
-                || d.status == status::HELD
-            {
+            // Held at submission: a quota crossed and nothing else wrong
+            // (an officer may have decided it since).
+            let quota = d.alerts.iter().any(|a| a.starts_with("quota_"));
+            if quota && d.reasons.iter().all(|c| c == codes::REFUSED_BY_OFFICER) {
                 r.held_for_review += 1;
             }
             if d.kind == InstrumentKind::MailCover.as_str() {
@@ -1399,7 +1479,11 @@ impl Vault {
             let sender = norm(field("sender_as_shown"));
             let ret = norm(field("return_address"));
             let hit = |text: &str, needle: &str| !needle.is_empty() && text.contains(needle);
-            if hit(&sender, &name) || hit(&ret, &address) || hit(&sender, &address) {
+            if hit(&sender, &name)
+                || hit(&ret, &name)
+                || hit(&ret, &address)
+                || hit(&sender, &address)
+            {
                 return Err(err(
                     "attorney_correspondence",
                     "sender_as_shown",
@@ -1656,20 +1740,42 @@ pub(crate) fn effective_status(r: &DisclosureRow, now: i64) -> String {
 
 /// When a cover's requester loses access to its records.
 fn cover_access_until(r: &DisclosureRow) -> i64 {
-    r.data_until
-        .unwrap_or(i64::MAX)
-        .saturating_add(COVER_ACCESS_DAYS_AFTER_END * DAY_MS)
+    let end = match (r.data_until, r.ended_at) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(i64::MAX),
+    };
+    end.saturating_add(COVER_ACCESS_DAYS_AFTER_END * DAY_MS)
+}
+
+trait EndedCover {
+    /// A cover ended early (not destroyed) keeps what it recorded for its
+    /// requester, as one that ran its course does (R18).
+    fn fetches_possible_after_end(&self) -> bool;
+}
+
+impl EndedCover for DisclosureRow {
+    fn fetches_possible_after_end(&self) -> bool {
+        self.end_reason.as_deref() != Some(EndReason::ImproperlyOrdered.as_str())
+    }
 }
 
 /// Whether record `rec` belongs in the package of request `r`.
-fn in_package(r: &DisclosureRow, rec: &RecordRow, now: i64) -> bool {
+/// `own_covers`: the order numbers of the requester's own mail covers; a
+/// court order reaches cover records of those only, never another agency's
+/// (possibly running, secret) cover.
+fn in_package(r: &DisclosureRow, rec: &RecordRow, now: i64, own_covers: &BTreeSet<u64>) -> bool {
     let cover = r.kind == InstrumentKind::MailCover.as_str();
     rec.expires_at > now
         && r.portions.contains(&rec.category)
         && r.data_from.is_none_or(|t| rec.collected_at >= t)
         && r.data_until.is_none_or(|t| rec.collected_at < t)
         // A cover sees what was recorded under its own order only.
-        && (!cover || rec.category != "mail_cover_record" || u64::from(rec.key_id) == r.seq)
+        && (rec.category != "mail_cover_record"
+            || if cover {
+                u64::from(rec.key_id) == r.seq
+            } else {
+                own_covers.contains(&u64::from(rec.key_id))
+            })
 }
 
 /// The records a request may reach: `[from, until)`. A time range's `to`

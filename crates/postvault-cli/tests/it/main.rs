@@ -254,6 +254,8 @@ fn simulate_is_deterministic_and_help_is_there() {
         "simulate",
         "demo",
         "bench",
+        "disclose",
+        "report",
     ] {
         assert!(help.contains(verb), "{verb}");
     }
@@ -274,6 +276,13 @@ fn demo_tells_the_story() {
         "R25",
         "identical to",
         "log holds",
+        "2025, replayed",
+        "selector_not_identifier",
+        "ground_not_allowed",
+        "HELD FOR REVIEW",
+        "self_approval",
+        "notice to",
+        "Transparency report",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
@@ -423,4 +432,110 @@ fn log_commands_prove_verify_and_detect_tampering() {
     let o = pv(&data, &["log", "verify"]);
     assert_eq!(code(&o), 5, "{}", String::from_utf8_lossy(&o.stdout));
     assert_eq!(json(&o)["error"]["code"], "log_verification_failed");
+}
+
+#[test]
+fn disclose_verbs_from_submit_to_transparency_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vault");
+    assert_eq!(code(&pv(&data, &["init"])), 0);
+    for (name, role) in [
+        ("ingest", "collector"),
+        ("ice", "agency"),
+        ("officer", "privacy_officer"),
+    ] {
+        assert_eq!(
+            code(&pv(&data, &["principal", "add", name, "--role", role])),
+            0
+        );
+    }
+    let line = r#"{"subject":"cust-1","category":"address","purpose":"delivery","fields":{"street":"1 pvcli St","city":"Springfield","state":"IL","zip":"62701"}}"#;
+    let o = pv_in(
+        &data,
+        &["collect", "--as", "ingest", "-"],
+        Some(line.as_bytes()),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    // Dates around now, so the instrument is in force whenever this runs.
+    let day = 86_400_000i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let d = |ms: i64| postvault_policy::disclosure::format_iso(ms - ms.rem_euclid(day));
+    let inst = serde_json::json!({
+        "kind": "warrant", "instrument_id": "W-1", "agency": "An Agency",
+        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
+        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement", "case_id": "K-1",
+        "subjects": [{"id": "cust-1"}], "portions": ["address"],
+        "time_range": {"from": d(now - 30 * day), "to": d(now + day)}, "issued_at": d(now - day),
+        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": d(now - day)}
+    });
+    let file = tmp.path().join("warrant.json");
+    std::fs::write(&file, inst.to_string()).unwrap();
+    let f = file.to_str().unwrap();
+    let o = pv(&data, &["disclose", "submit", "--as", "ice", f]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let sub = json(&o);
+    assert_eq!(sub["status"], "pending_approval");
+    assert_eq!(sub["reasons"], serde_json::json!([]));
+    let id = sub["id"].as_str().unwrap().to_string();
+    // A refused submission: exit 3, the codes on stdout.
+    let o = pv_in(
+        &data,
+        &["disclose", "submit", "--as", "ice", "-"],
+        Some(br#"{"kind": "warrant", "selector": {"zip": "62701"}}"#),
+    );
+    assert_eq!(code(&o), 3);
+    assert_eq!(json(&o)["status"], "refused");
+    assert!(
+        json(&o)["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "selector_not_identifier")
+    );
+    // Self-approval: refused, exit 3; the officer's approval: exit 0.
+    assert_eq!(
+        code(&pv(&data, &["disclose", "approve", "--as", "ice", &id])),
+        3
+    );
+    let o = pv(&data, &["disclose", "approve", "--as", "officer", &id]);
+    assert_eq!(
+        (code(&o), json(&o)["status"].as_str()),
+        (0, Some("approved"))
+    );
+    let o = pv(&data, &["disclose", "fetch", "--as", "ice", &id]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let pkg = json(&o);
+    assert_eq!(pkg["subjects"][0]["subject"], "cust-1");
+    assert_eq!(
+        pkg["subjects"][0]["records"][0]["fields"]["street"],
+        "1 pvcli St"
+    );
+    assert_eq!(
+        code(&pv(&data, &["disclose", "fetch", "--as", "ice", &id])),
+        3
+    );
+    let o = pv(&data, &["disclose", "list", "--as", "ice"]);
+    assert_eq!(json(&o).as_array().unwrap().len(), 2);
+    let o = pv(
+        &data,
+        &[
+            "disclose",
+            "accounting",
+            "--as",
+            "officer",
+            "--subject",
+            "cust-1",
+        ],
+    );
+    assert_eq!(json(&o)["entries"][0]["nature"], "warrant");
+    let o = pv(&data, &["report", "transparency"]);
+    let r = json(&o);
+    assert_eq!(r["requests"], 2);
+    assert_eq!(r["refusals_by_reason"]["selector_not_identifier"], 1);
+    let o = pv(&data, &["report", "transparency", "--format", "table"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Refusals by reason"));
+    assert_eq!(code(&pv(&data, &["log", "verify"])), 0);
 }

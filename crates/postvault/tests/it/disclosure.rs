@@ -421,7 +421,13 @@ fn red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved() {
     let officer_submits = submit(&v, "officer", &court_order());
     assert!(codes(&officer_submits).contains(&"not_permitted"));
     let other_agency = approve(&v, "fbi", &good.id);
-    assert_eq!(codes(&other_agency), ["approver_role"]);
+    // Another agency's request is, to an agency, no request at all.
+    assert_eq!(codes(&other_agency), ["unknown_request"]);
+    assert_eq!(other_agency.status, "unknown");
+    let refuse_other = v
+        .disclose_refuse(&v.principal("fbi").unwrap(), &good.id)
+        .unwrap();
+    assert_eq!(codes(&refuse_other), ["unknown_request"]);
     // Fetching before approval.
     let early = fetch(&v, "ice", &good.id);
     assert_eq!(package_codes(&early), ["wrong_status"]);
@@ -745,6 +751,28 @@ fn mail_cover_recording_follows_its_order() {
             .count(),
         1
     );
+    // Another agency's court order does not reach the running, secret cover.
+    let co = submit(
+        &v,
+        "ice",
+        &with(
+            court_order(),
+            &[("portions", json!(["mail_cover_record", "address"]))],
+        ),
+    );
+    assert!(
+        !approve(&v, "officer", &co.id).refused(),
+        "{:?}",
+        co.reasons
+    );
+    let pc = fetch(&v, "ice", &co.id);
+    assert!(!pc.refused());
+    assert!(
+        pc.subjects[0]
+            .records
+            .iter()
+            .all(|r| r.category == "address")
+    );
 
     // Indictment ends the second cover: nothing more is recorded under it.
     let end = v
@@ -753,6 +781,8 @@ fn mail_cover_recording_follows_its_order() {
     assert_eq!(end.status, "ended");
     let r = collect(&v, "ingest", &record(&b.id, "cust-a", "another sender"));
     assert_eq!(r.errors[0].code, "no_active_cover");
+    // What it recorded stays available to its requester after the end (R18).
+    assert!(!fetch(&v, "fbi", &b.id).refused());
 
     // The first was improperly ordered: everything recorded under it is gone.
     let agency_only = v
