@@ -1006,7 +1006,11 @@ impl Vault {
                         );
                     }
                     let mut n = r.clone();
-                    n.status = status::FETCHED.into();
+                    // A cover that ended stays ended: fetching what it recorded
+                    // never reopens it for recording.
+                    if n.status != status::ENDED {
+                        n.status = status::FETCHED.into();
+                    }
                     n.fetches += 1;
                     n.last_fetched_at = Some(now);
                     // R13: the accounting is kept five years after the disclosure.

@@ -781,8 +781,11 @@ fn mail_cover_recording_follows_its_order() {
     assert_eq!(end.status, "ended");
     let r = collect(&v, "ingest", &record(&b.id, "cust-a", "another sender"));
     assert_eq!(r.errors[0].code, "no_active_cover");
-    // What it recorded stays available to its requester after the end (R18).
+    // What it recorded stays available to its requester after the end (R18),
+    // and fetching it does not reopen the cover.
     assert!(!fetch(&v, "fbi", &b.id).refused());
+    let r = collect(&v, "ingest", &record(&b.id, "cust-a", "another sender"));
+    assert_eq!(r.errors[0].code, "no_active_cover");
 
     // The first was improperly ordered: everything recorded under it is gone.
     let agency_only = v
