@@ -43,7 +43,6 @@ use postvault_store::{
 };
 
 use crate::clock::format_ms;
-use crate::collect::record_aad;
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
 use crate::read::ReadRecord;
@@ -1678,16 +1677,11 @@ impl Vault {
             let Some(keys) = self.subject_keys(s)? else {
                 continue;
             };
+            let mut no_cover_keys = HashMap::new();
             for r in orders {
-                let aad = record_aad(
-                    &r.subject,
-                    &r.id,
-                    &r.category,
-                    &r.purpose,
-                    r.collected_at,
-                    r.expires_at,
-                );
-                let plain = keys.data.open(&aad, &r.sealed)?;
+                let Some(plain) = self.open_record(r, Some(&keys), &mut no_cover_keys)? else {
+                    continue;
+                };
                 let v: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
                 if v.pointer("/fields/on_file").and_then(Value::as_bool) == Some(true) {
                     return Ok(true);
