@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod disclose;
+mod rights;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,19 @@ enum Command {
     /// Measure throughput against raw baselines in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Retention: destroy the keys of ended retention periods, delete what expired.
+    #[command(subcommand)]
+    Retention(rights::RetentionCmd),
+    /// Erase people (a privacy officer granting their request): their keys are
+    /// destroyed, so no copy of their data or log tags can be read or linked.
+    /// Exit 3 when a legal hold refuses someone.
+    Erase(rights::EraseArgs),
+    /// Legal holds from approved instruments: place, release, list.
+    #[command(subcommand)]
+    Hold(rights::HoldCmd),
+    /// The person's consent to a purpose: grant or withdraw.
+    #[command(subcommand)]
+    Consent(rights::ConsentCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +158,11 @@ enum SubjectCmd {
         #[arg(long)]
         subject: String,
     },
+    /// The subject access report: all data held, consents, holds,
+    /// disclosures, and every log leaf about the person with its inclusion
+    /// proof against the current signed checkpoint (`--format html` for the
+    /// person). Exit 5 if a proof does not verify.
+    Report(rights::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -431,6 +450,11 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo(a) => demo::run(a),
         Command::Log(cmd) => log_cmd(&cli, cmd),
+        Command::Subject(SubjectCmd::Report(a)) => rights::report(&cli, a),
+        Command::Retention(c) => rights::retention(&cli, c),
+        Command::Erase(a) => rights::erase(&cli, a),
+        Command::Hold(c) => rights::hold(&cli, c),
+        Command::Consent(c) => rights::consent(&cli, c),
         Command::Subject(SubjectCmd::TagKey { subject }) => {
             let v = Vault::open(&cli.data, open_opts(&cli)?)?;
             match v.subject_tag_key(subject)? {

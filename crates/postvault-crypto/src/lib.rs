@@ -3,14 +3,19 @@
 //! ```text
 //! master key (32 bytes, key file, never in the data store)
 //!  ├─ wraps (AES-256-GCM, AAD = purpose label || subject ref) per-subject keys:
-//!  │    ├─ data key    (AES-256-GCM)  seals the subject's records
+//!  │    ├─ data key    (AES-256-GCM)  seals the subject's records, combined
+//!  │    │                  with a retention period key (`DataKey::record_key`)
 //!  │    └─ tag key     (HMAC-SHA256)  tags the subject's log leaves
+//!  ├─ wraps (AAD = label || key name) retention period keys, one per
+//!  │    category and UTC day of expiry, and mail-cover order keys
 //!  ├─ HKDF "postvault/v1/subject-ref"  -> keyed hash of subject ids
 //!  └─ HKDF "postvault/v1/blind-index"  -> keyed hash of lookup values
 //! ```
 //!
 //! Erasing a subject destroys its wrapped keys; its ciphertexts and its log
-//! tags then belong to nobody. Randomness is passed in (`&dyn SecureRandom`).
+//! tags then belong to nobody. The end of a retention period destroys that
+//! period's key; every record sealed under it is then unreadable, whoever
+//! kept a copy. Randomness is passed in (`&dyn SecureRandom`).
 //! Byte layouts are documented in docs/formats.md.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -226,9 +231,7 @@ impl MasterKey {
                 &wrap_aad(KeyKind::Tag, subject_ref),
                 tag.as_ref(),
             )?,
-            data: DataKey {
-                key: aead_key(data.as_ref())?,
-            },
+            data: DataKey::from_raw(data)?,
             tag: TagKey::from_bytes(tag.as_ref())?,
         })
     }
@@ -240,9 +243,12 @@ impl MasterKey {
             &wrap_aad(KeyKind::Data, subject_ref),
             wrapped,
         )?);
-        Ok(DataKey {
-            key: aead_key(&raw)?,
-        })
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        if raw.len() != KEY_LEN {
+            return Err(CryptoError::KeyLength(raw.len()));
+        }
+        key.copy_from_slice(&raw);
+        DataKey::from_raw(key)
     }
 
     /// Unwraps a tag key.
@@ -281,6 +287,7 @@ pub struct NewSubjectKeys {
 /// A subject's data key: seals and opens that subject's records.
 pub struct DataKey {
     key: LessSafeKey,
+    raw: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -290,6 +297,28 @@ impl std::fmt::Debug for DataKey {
 }
 
 impl DataKey {
+    fn from_raw(raw: Zeroizing<[u8; KEY_LEN]>) -> Result<DataKey, CryptoError> {
+        Ok(DataKey {
+            key: aead_key(raw.as_ref())?,
+            raw,
+        })
+    }
+
+    /// The key of one record sealed under both this subject key and a
+    /// retention period key: HMAC-SHA256(period key, label || subject key).
+    /// Destroying either key destroys the record: the subject's on erasure,
+    /// the period's when the retention of everything in it has run out.
+    pub fn record_key(&self, period: &DataKey) -> Result<DataKey, CryptoError> {
+        let mac = hmac::Key::new(hmac::HMAC_SHA256, period.raw.as_ref());
+        let mut ctx = hmac::Context::with_key(&mac);
+        ctx.update(b"postvault/v1/record-key");
+        ctx.update(self.raw.as_ref());
+        let tag = ctx.sign();
+        let mut raw = Zeroizing::new([0u8; KEY_LEN]);
+        raw.copy_from_slice(&tag.as_ref()[..KEY_LEN]);
+        DataKey::from_raw(raw)
+    }
+
     /// `nonce (12) || ciphertext || tag (16)`; `aad` is authenticated, not stored.
     pub fn seal(
         &self,

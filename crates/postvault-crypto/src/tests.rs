@@ -105,3 +105,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_record_key_needs_both_the_subject_and_the_period_key() {
+    let rng = SystemRandom::new();
+    let m = MasterKey::generate(&rng).unwrap();
+    let subject = m
+        .data_key(&m.new_wrapped(&rng, KeyKind::Data, b"s1").unwrap(), b"s1")
+        .unwrap();
+    let other = m
+        .data_key(&m.new_wrapped(&rng, KeyKind::Data, b"s2").unwrap(), b"s2")
+        .unwrap();
+    let day1 = m
+        .data_key(&m.new_wrapped(&rng, KeyKind::Data, b"p1").unwrap(), b"p1")
+        .unwrap();
+    let day2 = m
+        .data_key(&m.new_wrapped(&rng, KeyKind::Data, b"p2").unwrap(), b"p2")
+        .unwrap();
+    let sealed = subject
+        .record_key(&day1)
+        .unwrap()
+        .seal(&rng, b"aad", b"secret")
+        .unwrap();
+    assert_eq!(
+        subject
+            .record_key(&day1)
+            .unwrap()
+            .open(b"aad", &sealed)
+            .unwrap(),
+        b"secret"
+    );
+    assert!(
+        subject
+            .record_key(&day2)
+            .unwrap()
+            .open(b"aad", &sealed)
+            .is_err()
+    );
+    assert!(
+        other
+            .record_key(&day1)
+            .unwrap()
+            .open(b"aad", &sealed)
+            .is_err()
+    );
+    assert!(subject.open(b"aad", &sealed).is_err());
+    assert!(day1.open(b"aad", &sealed).is_err());
+}

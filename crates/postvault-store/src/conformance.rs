@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::{
-    AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, KeyStore, LookupRow, PrincipalRow,
-    RecordRow, Store, StoreError, SubjectKeys, SubmitQuery, WriteBatch,
+    AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, HoldRow, KeyStore, LookupRow,
+    PrincipalRow, RecordRow, Store, StoreError, SubjectKeys, SubmitQuery, WriteBatch,
 };
 
 fn record(subject: u8, n: u8, category: &str) -> RecordRow {
@@ -41,6 +41,9 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     checkpoints_are_kept_by_size(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());
     disclosure_steps_read_write_and_account_atomically(&*fresh());
+    erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
+    sweeps_delete_only_what_expired_and_is_not_held(&*fresh());
+    rekey_replaces_ciphertext_in_place(&*fresh());
 }
 
 /// Runs every key-store check on a fresh key store from `fresh`.
@@ -48,6 +51,7 @@ pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
     subject_keys_are_kept_once(&*fresh());
     secrets_are_write_once(&*fresh());
     secrets_can_be_destroyed(&*fresh());
+    secrets_are_listed_raced_and_destroyed_in_batches(&*fresh());
 }
 
 pub fn write_then_read_accounts_each(s: &dyn Store) {
@@ -431,4 +435,203 @@ pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {
     );
     assert_eq!(s.log_size().unwrap(), size);
     assert_eq!(s.disclosure(&row.id).unwrap().unwrap().status, "fetched");
+}
+
+fn hold(subject: u8, until: i64) -> HoldRow {
+    HoldRow {
+        id: format!("hold-{subject}"),
+        disclosure: "d-1".into(),
+        subject: [subject; 16],
+        placed_by: "officer".into(),
+        placed_at: 1_000,
+        until,
+        ..HoldRow::default()
+    }
+}
+
+pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
+    let batch = WriteBatch {
+        records: vec![
+            record(1, 1, "address"),
+            record(1, 2, "scan_event"),
+            record(2, 3, "address"),
+        ],
+        lookups: vec![LookupRow {
+            token: [7; 16],
+            subject: [1; 16],
+            record: [1; 16],
+        }],
+        consents: vec![ConsentRow {
+            subject: [1; 16],
+            purpose: "marketing".into(),
+            granted: true,
+            at: 1,
+        }],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&batch, &mut leaf_body).unwrap();
+    s.put_holds(&[hold(2, 5_000)], &mut leaf_body).unwrap();
+    let before = s.erasure_gen().unwrap();
+    let size = s.log_size().unwrap();
+    let mut seen = Vec::new();
+    let out = s
+        .erase(&[[1; 16], [2; 16]], 2_000, &mut |idx, subj, held| {
+            seen.push((idx, subj[0], held));
+            b"erase".to_vec()
+        })
+        .unwrap();
+    assert_eq!(out.erased, vec![[1; 16]]);
+    assert_eq!(out.held, vec![[2; 16]]);
+    assert_eq!(out.records, 2);
+    assert_eq!(seen, vec![(size, 1, false), (size + 1, 2, true)]);
+    assert_eq!(s.log_size().unwrap(), size + 2);
+    assert!(
+        !s.read_accounted(&[1; 16], &mut |_, _| vec![])
+            .unwrap()
+            .0
+            .exists
+    );
+    assert!(s.lookup(&[7; 16]).unwrap().is_empty());
+    assert_eq!(s.subject_records(&[2; 16]).unwrap().len(), 1);
+    assert_eq!(s.pending_erasures().unwrap(), vec![[1; 16]]);
+    // A batch prepared before the erasure is refused, and leaves nothing.
+    let stale = WriteBatch {
+        records: vec![record(1, 9, "address")],
+        leaves: 1,
+        erasure_gen: Some(before),
+        ..WriteBatch::default()
+    };
+    let size = s.log_size().unwrap();
+    assert!(matches!(
+        s.write(&stale, &mut leaf_body),
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.log_size().unwrap(), size);
+    // Written meanwhile without the fence: the last step removes it.
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 9, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let mid = s.erasure_gen().unwrap();
+    assert_ne!(mid, before);
+    s.finish_erasure(&[[1; 16]]).unwrap();
+    assert!(s.pending_erasures().unwrap().is_empty());
+    assert!(s.subject_records(&[1; 16]).unwrap().is_empty());
+    assert_ne!(s.erasure_gen().unwrap(), mid);
+    // After the hold lapses the subject can be erased.
+    let out = s.erase(&[[2; 16]], 5_000, &mut |_, _, _| vec![1]).unwrap();
+    assert_eq!(out.erased, vec![[2; 16]]);
+}
+
+pub fn sweeps_delete_only_what_expired_and_is_not_held(s: &dyn Store) {
+    let mut a = record(1, 1, "address");
+    a.expires_at = 100;
+    let mut b = record(1, 2, "mail_image");
+    b.expires_at = 200;
+    let mut c = record(2, 3, "mail_image");
+    c.expires_at = 100;
+    let mut d = record(3, 4, "address");
+    d.expires_at = 10_000;
+    s.write(
+        &WriteBatch {
+            records: vec![a, b, c, d],
+            lookups: vec![LookupRow {
+                token: [5; 16],
+                subject: [1; 16],
+                record: [1; 16],
+            }],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    s.put_holds(&[hold(2, 1_000_000)], &mut leaf_body).unwrap();
+    let first = s.sweep_expired(300, 1).unwrap();
+    assert_eq!(first.deleted, 1);
+    let rest = s.sweep_expired(300, 100).unwrap();
+    assert_eq!(rest.deleted, 1);
+    assert_eq!(s.sweep_expired(300, 100).unwrap().deleted, 0);
+    assert_eq!(
+        s.record_count().unwrap(),
+        2,
+        "the held and the unexpired stay"
+    );
+    assert!(s.lookup(&[5; 16]).unwrap().is_empty());
+    assert_eq!(s.subject_records(&[2; 16]).unwrap().len(), 1);
+    let released = s
+        .release_hold("hold-2", "officer", 400, &mut |_, h| {
+            assert_eq!(h.released_at, Some(400));
+            vec![2]
+        })
+        .unwrap();
+    assert_eq!(released.len(), 1);
+    assert!(
+        s.release_hold("hold-2", "officer", 500, &mut |_, _| vec![])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.holds(Some(&[2; 16])).unwrap()[0].released_at, Some(400));
+    assert_eq!(
+        s.sweep_expired(500, 100)
+            .unwrap()
+            .by_category
+            .get("mail_image"),
+        Some(&1)
+    );
+    assert_eq!(s.record_count().unwrap(), 1);
+}
+
+pub fn rekey_replaces_ciphertext_in_place(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let mut r = record(1, 1, "address");
+    r.key_id = crate::key_id::PERIOD;
+    r.sealed = vec![9, 9, 9];
+    assert_eq!(s.rekey(&[r.clone(), record(4, 4, "address")]).unwrap(), 1);
+    assert_eq!(s.subject_records(&[1; 16]).unwrap(), vec![r]);
+}
+
+pub fn secrets_are_listed_raced_and_destroyed_in_batches(k: &dyn KeyStore) {
+    assert_eq!(
+        k.put_secret_or_get("retention:a:1", b"first").unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        k.put_secret_or_get("retention:a:1", b"second").unwrap(),
+        b"first"
+    );
+    k.put_secret("retention:b:2", b"x").unwrap();
+    k.put_secret("cover:1", b"y").unwrap();
+    assert_eq!(
+        k.secret_names("retention:").unwrap(),
+        vec!["retention:a:1".to_string(), "retention:b:2".to_string()]
+    );
+    assert_eq!(
+        k.delete_secrets(&["retention:a:1".into(), "retention:zz".into()])
+            .unwrap(),
+        1
+    );
+    assert_eq!(k.secret_names("retention:").unwrap().len(), 1);
+    k.put_subject_keys(&[SubjectKeys {
+        subject: [3; 16],
+        data: vec![1],
+        tag: vec![2],
+    }])
+    .unwrap();
+    assert_eq!(k.delete_subject_keys(&[[3; 16], [4; 16]]).unwrap(), 1);
+    assert_eq!(k.subject_keys(&[3; 16]).unwrap(), None);
 }

@@ -24,6 +24,8 @@ pub enum StoreError {
     PrincipalExists(String),
     #[error("secret `{0}` already exists")]
     SecretExists(String),
+    #[error("an erasure ran while the batch was prepared; prepare it again")]
+    Conflict,
     #[error("corrupt store: {0}")]
     Corrupt(String),
 }

@@ -12,6 +12,7 @@
 pub mod conformance;
 mod disclosure;
 mod error;
+mod rights;
 mod sqlite;
 
 pub use disclosure::{
@@ -19,6 +20,7 @@ pub use disclosure::{
     SubmitQuery,
 };
 pub use error::StoreError;
+pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
 pub use sqlite::{OpenMode, SCHEMA_VERSION, SqliteKeyStore, SqliteStore};
 
 #[cfg(test)]
@@ -41,7 +43,7 @@ pub struct RecordRow {
     pub collected_at: i64,
     /// Unix milliseconds; never returned after this.
     pub expires_at: i64,
-    /// Which subject key sealed it (room for per-period keys).
+    /// Which key sealed it: see [`key_id`].
     pub key_id: u32,
     pub sealed: Vec<u8>,
 }
@@ -82,6 +84,10 @@ pub struct WriteBatch {
     pub consents: Vec<ConsentRow>,
     /// How many log leaves account for this batch.
     pub leaves: usize,
+    /// The erasure generation the batch's keys were read under: the write
+    /// fails with [`StoreError::Conflict`] if an erasure ran since, so no
+    /// record is ever written under a key being destroyed.
+    pub erasure_gen: Option<u64>,
 }
 
 /// What the store holds about one subject.
@@ -195,6 +201,49 @@ pub trait Store: Send + Sync {
     /// A metadata value.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Every record of `subject`, for maintenance (holds, re-keying); no leaf.
+    fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError>;
+    /// Replaces the key id and ciphertext of existing records (by id), in one
+    /// durable transaction; returns how many were found.
+    fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` records past `expires_at <= now` (and their
+    /// lookups) in one durable transaction, skipping subjects under a legal
+    /// hold in force at `now`.
+    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError>;
+
+    /// Erasure, step one, in one durable transaction: refuses subjects under
+    /// a hold in force at `now`; for the others deletes every record, lookup
+    /// and consent, marks them pending until their keys are destroyed and
+    /// bumps the erasure generation. Appends one leaf per subject asked for.
+    fn erase(
+        &self,
+        subjects: &[SubjectRef],
+        now: i64,
+        leaf: &mut EraseLeafFn<'_>,
+    ) -> Result<EraseOutcome, StoreError>;
+    /// Subjects whose erasure started and whose keys may still exist.
+    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError>;
+    /// Erasure, last step, once the keys are destroyed: deletes anything
+    /// written for these subjects meanwhile, clears them from pending and
+    /// bumps the erasure generation again.
+    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError>;
+    /// The erasure generation: changes whenever an erasure starts or ends.
+    fn erasure_gen(&self) -> Result<u64, StoreError>;
+
+    /// Places holds and their leaves in one durable transaction.
+    fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
+    /// Holds (every one, or those of one subject), in placement order.
+    fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError>;
+    /// Releases every subject of hold `id` not yet released, with one leaf
+    /// per subject, in one durable transaction; returns the rows released.
+    fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+    ) -> Result<Vec<HoldRow>, StoreError>;
 }
 
 /// A subject's wrapped keys.
@@ -219,4 +268,15 @@ pub trait KeyStore: Send + Sync {
     fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Destroys a named secret (its bytes overwritten on disk); true if it existed.
     fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
+    /// Stores a named secret unless one exists; returns the stored value
+    /// (so two writers racing agree on one).
+    fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Names of the secrets starting with `prefix`, sorted.
+    fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Destroys named secrets in one transaction, bytes overwritten on disk
+    /// and out of the WAL; returns how many existed.
+    fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError>;
+    /// Destroys subjects' keys in one transaction, bytes overwritten on disk
+    /// and out of the WAL; returns how many existed.
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError>;
 }

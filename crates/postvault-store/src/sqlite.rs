@@ -7,13 +7,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    AccountingRow, DisclosureRow, KeyStore, LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow,
-    StepFn, Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn,
-    SubmitQuery, WriteBatch,
+    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
+    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
+    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -63,6 +63,17 @@ const DATA_MIGRATIONS: &[&str] = &[
          leaf INTEGER NOT NULL, records INTEGER NOT NULL, categories TEXT NOT NULL,
          PRIMARY KEY (disclosure, leaf));
      CREATE INDEX accounting_subject ON accounting (subject, at);",
+    // 4: retention sweeps, erasure and legal holds.
+    "CREATE INDEX records_expiry ON records (expires_at);
+     CREATE INDEX lookups_subject ON lookups (subject, record);
+     CREATE TABLE holds (
+         id TEXT NOT NULL, subject BLOB NOT NULL, disclosure TEXT NOT NULL,
+         placed_by TEXT NOT NULL, placed_at INTEGER NOT NULL, until_at INTEGER NOT NULL,
+         notice_after INTEGER, released_at INTEGER, released_by TEXT,
+         PRIMARY KEY (id, subject));
+     CREATE INDEX holds_subject ON holds (subject);
+     CREATE TABLE erasures (subject BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -281,6 +292,11 @@ impl Store for SqliteStore {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(expected) = batch.erasure_gen
+            && erasure_gen(&tx)? != expected
+        {
+            return Err(StoreError::Conflict);
+        }
         {
             let mut s = tx.prepare_cached(
                 "INSERT INTO records (id, subject, category, purpose, source,
@@ -633,6 +649,211 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        Ok(read_subject(&tx, subject)?.records)
+    }
+
+    fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut s = tx.prepare_cached(
+                "UPDATE records SET key_id = ?2, sealed = ?3 WHERE id = ?1 AND subject = ?4",
+            )?;
+            for r in records {
+                n += s.execute(params![r.id, r.key_id, r.sealed, r.subject])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = SweepBatch::default();
+        {
+            let mut q = tx.prepare_cached(
+                "SELECT rowid, id, subject, category FROM records
+                 WHERE expires_at <= ?1 AND subject NOT IN
+                     (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1)
+                 ORDER BY expires_at LIMIT ?2",
+            )?;
+            let rows = q
+                .query_map(params![now, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, [u8; 16]>(1)?,
+                        r.get::<_, SubjectRef>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut del = tx.prepare_cached("DELETE FROM records WHERE rowid = ?1")?;
+            let mut del_lookup =
+                tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
+            for (rowid, id, subject, category) in rows {
+                del.execute([rowid])?;
+                del_lookup.execute(params![subject, id])?;
+                out.deleted += 1;
+                *out.by_category.entry(category).or_default() += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn erase(
+        &self,
+        subjects: &[SubjectRef],
+        now: i64,
+        leaf: &mut EraseLeafFn<'_>,
+    ) -> Result<EraseOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = EraseOutcome::default();
+        let mut held = Vec::with_capacity(subjects.len());
+        {
+            let mut on_hold = tx.prepare_cached(
+                "SELECT count(*) FROM holds
+                 WHERE subject = ?1 AND released_at IS NULL AND until_at > ?2",
+            )?;
+            let mut pending = tx.prepare_cached(
+                "INSERT INTO erasures (subject, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
+            for s in subjects {
+                let n: i64 = on_hold.query_row(params![s, now], |r| r.get(0))?;
+                held.push(n > 0);
+                if n > 0 {
+                    out.held.push(*s);
+                    continue;
+                }
+                out.records += delete_subject_rows(&tx, s)?;
+                pending.execute(params![s, now])?;
+                out.erased.push(*s);
+            }
+        }
+        out.first_leaf = append(&tx, subjects.len(), &mut |idx, i| {
+            leaf(idx, &subjects[i], held[i])
+        })?;
+        if !out.erased.is_empty() {
+            bump_erasure_gen(&tx)?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached("SELECT subject FROM erasures ORDER BY subject")?;
+        Ok(s.query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
+            for s in subjects {
+                delete_subject_rows(&tx, s)?;
+                done.execute([s])?;
+            }
+        }
+        bump_erasure_gen(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn erasure_gen(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        erasure_gen(&tx)
+    }
+
+    fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO holds (id, subject, disclosure, placed_by, placed_at, until_at,
+                     notice_after, released_at, released_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for h in holds {
+                s.execute(params![
+                    h.id,
+                    h.subject,
+                    h.disclosure,
+                    h.placed_by,
+                    h.placed_at,
+                    h.until,
+                    h.notice_after,
+                    h.released_at,
+                    h.released_by
+                ])?;
+            }
+        }
+        let first = append(&tx, holds.len(), leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError> {
+        let conn = self.conn();
+        let sql = "SELECT id, subject, disclosure, placed_by, placed_at, until_at,
+                          notice_after, released_at, released_by FROM holds";
+        match subject {
+            Some(s) => {
+                let mut q = conn
+                    .prepare_cached(&format!("{sql} WHERE subject = ?1 ORDER BY placed_at, id"))?;
+                Ok(q.query_map([s], hold_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?)
+            }
+            None => {
+                let mut q =
+                    conn.prepare_cached(&format!("{sql} ORDER BY placed_at, id, subject"))?;
+                Ok(q.query_map([], hold_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?)
+            }
+        }
+    }
+
+    fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut rows = {
+            let mut q = tx.prepare_cached(
+                "SELECT id, subject, disclosure, placed_by, placed_at, until_at,
+                        notice_after, released_at, released_by
+                 FROM holds WHERE id = ?1 AND released_at IS NULL ORDER BY subject",
+            )?;
+            q.query_map([id], hold_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            "UPDATE holds SET released_at = ?2, released_by = ?3
+             WHERE id = ?1 AND released_at IS NULL",
+            params![id, at, by],
+        )?;
+        for r in &mut rows {
+            r.released_at = Some(at);
+            r.released_by = Some(by.to_string());
+        }
+        append(&tx, rows.len(), &mut |idx, i| leaf(idx, &rows[i]))?;
+        tx.commit()?;
+        Ok(rows)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let conn = self.conn();
         Ok(conn
@@ -668,6 +889,58 @@ const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_k
     extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
     valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
     end_reason, notified_at, retain_until, sealed";
+
+fn erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
+    let v: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'erasure_gen'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    v.unwrap_or_else(|| "0".into())
+        .parse()
+        .map_err(|_| StoreError::Corrupt("erasure_gen is not a number".into()))
+}
+
+fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let next = erasure_gen(tx)? + 1;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('erasure_gen', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [next.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Deletes every record, lookup and consent of `subject`; returns the records.
+fn delete_subject_rows(
+    tx: &rusqlite::Transaction<'_>,
+    subject: &SubjectRef,
+) -> Result<u64, StoreError> {
+    let n = tx
+        .prepare_cached("DELETE FROM records WHERE subject = ?1")?
+        .execute([subject])?;
+    tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1")?
+        .execute([subject])?;
+    tx.prepare_cached("DELETE FROM consents WHERE subject = ?1")?
+        .execute([subject])?;
+    Ok(n as u64)
+}
+
+fn hold_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRow> {
+    Ok(HoldRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        disclosure: r.get(2)?,
+        placed_by: r.get(3)?,
+        placed_at: r.get(4)?,
+        until: r.get(5)?,
+        notice_after: r.get(6)?,
+        released_at: r.get(7)?,
+        released_by: r.get(8)?,
+    })
+}
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
@@ -920,5 +1193,57 @@ impl KeyStore for SqliteKeyStore {
         let n = conn.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(n > 0)
+    }
+
+    fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![name, value],
+        )?;
+        Ok(
+            conn.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT name FROM secrets WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )?;
+        Ok(s.query_map([prefix], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut s = tx.prepare_cached("DELETE FROM secrets WHERE name = ?1")?;
+            for name in names {
+                n += s.execute([name])? as u64;
+            }
+        }
+        tx.commit()?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(n)
+    }
+
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut s = tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1")?;
+            for subject in subjects {
+                n += s.execute([subject])? as u64;
+            }
+        }
+        tx.commit()?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(n)
     }
 }

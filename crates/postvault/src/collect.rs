@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use postvault_policy::{Action, CategoryIx, DecisionRequest, PurposeIx};
-use postvault_store::{ConsentRow, LookupRow, RecordRow, SubjectRef, WriteBatch};
+use postvault_store::{
+    ConsentRow, LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id,
+};
 
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
@@ -227,9 +229,27 @@ impl Vault {
         let store = &*self.store;
         std::thread::scope(|scope| -> Result<(), VaultError> {
             let writer = scope.spawn(move || -> Result<(), VaultError> {
-                for b in batches {
-                    let leaf = b.leaf;
-                    let first = store.write(&b.batch, &mut |_, _| leaf.clone())?;
+                for mut b in batches {
+                    // An erasure between sealing and writing may have
+                    // destroyed a key the batch used: seal it again under
+                    // fresh keys (the erased person's data collected now
+                    // is new data, under new keys).
+                    // Sealed again with this process's erasures held
+                    // off, so only another process's can interfere.
+                    let mut tries = 0;
+                    let mut gate = None;
+                    let first = loop {
+                        let leaf = &b.leaf;
+                        match store.write(&b.batch, &mut |_, _| leaf.clone()) {
+                            Err(StoreError::Conflict) if tries < 16 => {
+                                tries += 1;
+                                gate.get_or_insert_with(|| self.erase_gate_shared());
+                                b = self.prepare_batch(principal, b.source, b.lines_read)?;
+                            }
+                            r => break r?,
+                        }
+                    };
+                    drop(gate);
                     // The reader may have stopped listening after an error.
                     let _ = to_reader.send(Committed {
                         first_leaf: first,
@@ -482,14 +502,17 @@ impl Vault {
         let tax = self.pack.taxonomy();
         let now = self.clock.now_ms();
         let subjects: Vec<SubjectRef> = batch.lines.iter().map(|a| a.subject).collect();
+        let erasure_gen = self.sync_erasures()?;
         let keys = self.ensure_subject_keys(&subjects)?;
         let mut wb = WriteBatch {
             leaves: 1,
+            erasure_gen: Some(erasure_gen),
             ..WriteBatch::default()
         };
         let mut categories: BTreeMap<String, u64> = BTreeMap::new();
         let mut purposes = BTreeSet::new();
         let mut cover_keys = std::collections::HashMap::new();
+        let mut periods = std::collections::HashMap::new();
         for a in &batch.lines {
             let cat = tax.category(a.category);
             let purpose = &tax.purpose(a.purpose).id;
@@ -497,11 +520,24 @@ impl Vault {
                 .get(&a.subject)
                 .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
             let id = self.ids.next(now);
-            let expires_at = now + i64::from(cat.retention_days) * 86_400_000;
+            let expires_at = crate::rights::expiry(now, cat.retention_days);
             let plain = payload(cat, &a.fields, a.legal_basis.as_deref());
             let aad = record_aad(&a.subject, &id, &cat.id, purpose, now, expires_at);
-            let sealed = if a.key_id == 0 {
-                key.data.seal(&self.rng, &aad, &plain)?
+            let key_id = if a.key_id == 0 {
+                key_id::PERIOD
+            } else {
+                a.key_id
+            };
+            let sealed = if key_id == key_id::PERIOD {
+                // One `now` per batch: one period per category.
+                let period = match periods.entry(a.category) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        self.period_key(&cat.id, expires_at, true)?
+                            .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
+                    ),
+                };
+                key.data.record_key(period)?.seal(&self.rng, &aad, &plain)?
             } else {
                 let k = match cover_keys.entry(a.key_id) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -537,7 +573,7 @@ impl Vault {
                 source: principal.name.clone(),
                 collected_at: now,
                 expires_at,
-                key_id: a.key_id,
+                key_id,
                 sealed,
             });
             *categories.entry(cat.id.clone()).or_default() += 1;
@@ -556,7 +592,7 @@ impl Vault {
                 .then(|| purposes.iter().cloned().collect::<Vec<_>>().join(",")),
             decision: if accepted > 0 { "allow" } else { "deny" }.into(),
             pack: self.pack.version().to_string(),
-            reasons: batch.reasons.into_iter().collect(),
+            reasons: batch.reasons.iter().cloned().collect(),
             categories: categories.keys().cloned().collect(),
             count: accepted,
             rejected: Some(batch.rejected),
@@ -569,6 +605,7 @@ impl Vault {
         };
         Ok(Prepared {
             batch: wb,
+            source: batch,
             leaf: event.to_leaf(),
             accepted,
             categories,
@@ -580,6 +617,8 @@ impl Vault {
 /// A sealed batch on its way to the writer.
 struct Prepared {
     batch: WriteBatch,
+    /// The checked lines, to seal again if an erasure ran meanwhile.
+    source: Batch,
     leaf: Vec<u8>,
     accepted: u64,
     categories: BTreeMap<String, u64>,

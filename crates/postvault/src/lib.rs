@@ -25,6 +25,8 @@ pub mod leaf;
 mod log;
 pub mod minimize;
 mod read;
+pub mod report;
+pub mod rights;
 mod vault;
 
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
@@ -40,6 +42,8 @@ pub use log::{
     VerifyReport,
 };
 pub use read::{ReadRecord, ReadResponse, Withheld};
+pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
+pub use rights::{EraseReport, HoldView, RetentionReport};
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
 
 pub use postvault_policy::{Pack, PackSources};

@@ -70,6 +70,16 @@ impl Vault {
         subject: &str,
         purpose: &str,
     ) -> Result<ReadResponse, VaultError> {
+        Ok(self.read_with_consents(principal, subject, purpose)?.0)
+    }
+
+    /// A read, with the person's consents as the read found them.
+    pub(crate) fn read_with_consents(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        purpose: &str,
+    ) -> Result<(ReadResponse, Vec<postvault_store::ConsentRow>), VaultError> {
         let tax = self.pack.taxonomy();
         let purpose_ix = tax
             .purpose_ix(purpose)
@@ -168,15 +178,18 @@ impl Vault {
                 records.push(rec);
             }
         }
-        Ok(ReadResponse {
-            subject: subject.to_string(),
-            purpose: purpose.to_string(),
-            decision: effect(&allowed).into(),
-            pack: self.pack.version().to_string(),
-            log_index,
-            records,
-            withheld,
-        })
+        Ok((
+            ReadResponse {
+                subject: subject.to_string(),
+                purpose: purpose.to_string(),
+                decision: effect(&allowed).into(),
+                pack: self.pack.version().to_string(),
+                log_index,
+                records,
+                withheld,
+            },
+            data.consents,
+        ))
     }
 }
 

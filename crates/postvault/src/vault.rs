@@ -13,7 +13,7 @@ use aws_lc_rs::digest;
 use postvault_crypto::{DataKey, MasterKey, SystemRandom, TagKey};
 use postvault_policy::{Pack, PackSources, RoleIx};
 use postvault_store::{
-    KeyStore, OpenMode, SqliteKeyStore, SqliteStore, Store, SubjectKeys, SubjectRef,
+    KeyStore, OpenMode, SqliteKeyStore, SqliteStore, Store, SubjectKeys, SubjectRef, key_id,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -75,6 +75,13 @@ pub struct Vault {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: SystemRandom,
     key_cache: Mutex<HashMap<SubjectRef, Arc<SubjectKeyPair>>>,
+    /// The store's erasure generation the key cache is valid for.
+    key_gen: std::sync::atomic::AtomicU64,
+    /// Unwrapped retention period keys, by key-store name.
+    period_cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    /// Held exclusively by an erasure, shared by a batch sealed again after
+    /// one: the second sealing cannot be overtaken by this process.
+    erase_gate: std::sync::RwLock<()>,
     pub(crate) ids: RecordIds,
     pub(crate) signer: postvault_log::LogSigner,
 }
@@ -240,7 +247,7 @@ impl Vault {
         };
         let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
         let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
-        Ok(Vault {
+        let vault = Vault {
             signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
@@ -251,7 +258,14 @@ impl Vault {
             clock,
             rng,
             key_cache: Mutex::new(HashMap::new()),
-        })
+            key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
+            period_cache: Mutex::new(HashMap::new()),
+            erase_gate: std::sync::RwLock::new(()),
+        };
+        // An erasure interrupted after its first transaction is finished
+        // before anything else runs.
+        vault.finish_pending_erasures()?;
+        Ok(vault)
     }
 
     pub fn dir(&self) -> &Path {
@@ -450,12 +464,26 @@ impl Vault {
             }
         }
         if !new.is_empty() {
-            for subject in self.keys.put_subject_keys(&new)? {
-                let stored = self.keys.subject_keys(&subject)?;
-                out.insert(
-                    subject,
-                    Arc::new(self.unwrap_pair(stored.as_ref(), &subject)?),
-                );
+            let mut existing = self.keys.put_subject_keys(&new)?;
+            // A subject whose keys existed but are gone when read again was
+            // erased in between: store the new keys after all.
+            for _ in 0..4 {
+                let mut gone = Vec::new();
+                for subject in existing {
+                    match self.keys.subject_keys(&subject)? {
+                        Some(stored) => {
+                            out.insert(
+                                subject,
+                                Arc::new(self.unwrap_pair(Some(&stored), &subject)?),
+                            );
+                        }
+                        None => gone.extend(new.iter().filter(|k| k.subject == subject).cloned()),
+                    }
+                }
+                if gone.is_empty() {
+                    break;
+                }
+                existing = self.keys.put_subject_keys(&gone)?;
             }
             let mut cache = self.cache();
             if cache.len() + new.len() > KEY_CACHE_MAX {
@@ -470,19 +498,103 @@ impl Vault {
         Ok(out)
     }
 
-    /// Whether record `r` can still be opened: its subject's keys exist, or
-    /// (a mail-cover record) its order's key does.
+    /// Reads the store's erasure generation and, if an erasure ran since the
+    /// key cache was filled, empties it (another process may have destroyed
+    /// keys this one still holds). Returns the generation to write under.
+    pub(crate) fn sync_erasures(&self) -> Result<u64, VaultError> {
+        use std::sync::atomic::Ordering;
+        let generation = self.store.erasure_gen()?;
+        if self.key_gen.swap(generation, Ordering::SeqCst) != generation {
+            self.cache().clear();
+        }
+        Ok(generation)
+    }
+
+    pub(crate) fn erase_gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.erase_gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn erase_gate_exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.erase_gate.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the unwrapped keys of `subjects`.
+    pub(crate) fn forget_keys(&self, subjects: &[SubjectRef]) {
+        let mut c = self.cache();
+        for s in subjects {
+            c.remove(s);
+        }
+    }
+
+    /// The retention period key for records of `category` expiring at
+    /// `expires_at` (the start of a UTC day). `create` makes it when missing,
+    /// but never for a period that has begun: its records have expired.
+    pub(crate) fn period_key(
+        &self,
+        category: &str,
+        expires_at: i64,
+        create: bool,
+    ) -> Result<Option<Arc<DataKey>>, VaultError> {
+        let now = self.clock.now_ms();
+        if expires_at <= now && create {
+            return Ok(None);
+        }
+        let name = crate::rights::period_secret(category, expires_at);
+        if let Some(k) = self.periods().get(&name) {
+            return Ok(Some(k.clone()));
+        }
+        let wrapped = match self.keys.secret(&name)? {
+            Some(w) => w,
+            None if create => {
+                let w = self.master.new_wrapped(
+                    &self.rng,
+                    postvault_crypto::KeyKind::Data,
+                    name.as_bytes(),
+                )?;
+                self.keys.put_secret_or_get(&name, &w)?
+            }
+            None => return Ok(None),
+        };
+        let key = Arc::new(self.master.data_key(&wrapped, name.as_bytes())?);
+        let mut cache = self.periods();
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(name, key.clone());
+        Ok(Some(key))
+    }
+
+    /// Forgets destroyed period keys.
+    pub(crate) fn forget_periods(&self, names: &[String]) {
+        let mut c = self.periods();
+        for n in names {
+            c.remove(n);
+        }
+    }
+
+    fn periods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<DataKey>>> {
+        self.period_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether record `r` can still be opened: its subject's keys exist (and
+    /// its retention period's key), or (a mail-cover record) its order's key.
     pub(crate) fn openable(
         &self,
         r: &postvault_store::RecordRow,
         subject: Option<&SubjectKeyPair>,
     ) -> bool {
-        if r.key_id == 0 {
-            subject.is_some()
-        } else {
-            self.keys
-                .secret(&format!("cover:{}", r.key_id))
-                .is_ok_and(|k| k.is_some())
+        match r.key_id {
+            key_id::SUBJECT => subject.is_some(),
+            key_id::PERIOD => {
+                subject.is_some()
+                    && self
+                        .period_key(&r.category, r.expires_at, false)
+                        .is_ok_and(|k| k.is_some())
+            }
+            seq => self
+                .keys
+                .secret(&format!("cover:{seq}"))
+                .is_ok_and(|k| k.is_some()),
         }
     }
 
@@ -502,11 +614,19 @@ impl Vault {
             r.collected_at,
             r.expires_at,
         );
-        if r.key_id == 0 {
+        if r.key_id == key_id::SUBJECT {
             return match subject {
                 Some(k) => Ok(Some(k.data.open(&aad, &r.sealed)?)),
                 None => Ok(None),
             };
+        }
+        if r.key_id == key_id::PERIOD {
+            let (Some(k), Some(period)) =
+                (subject, self.period_key(&r.category, r.expires_at, false)?)
+            else {
+                return Ok(None);
+            };
+            return Ok(Some(k.data.record_key(&period)?.open(&aad, &r.sealed)?));
         }
         let key = match cover_keys.entry(r.key_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),

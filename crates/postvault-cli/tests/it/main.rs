@@ -539,3 +539,173 @@ fn disclose_verbs_from_submit_to_transparency_report() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("Refusals by reason"));
     assert_eq!(code(&pv(&data, &["log", "verify"])), 0);
 }
+
+#[test]
+fn rights_verbs_hold_erase_consent_report_and_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vault");
+    assert_eq!(code(&pv(&data, &["init"])), 0);
+    for (name, role) in [
+        ("ingest", "collector"),
+        ("ice", "agency"),
+        ("officer", "privacy_officer"),
+        ("promo", "marketing"),
+    ] {
+        assert_eq!(
+            code(&pv(&data, &["principal", "add", name, "--role", role])),
+            0
+        );
+    }
+    let lines = [
+        r#"{"subject":"cust-1","category":"address","purpose":"delivery","fields":{"street":"1 pvrights St","city":"Springfield","state":"IL","zip":"62701"}}"#,
+        r#"{"subject":"cust-2","category":"address","purpose":"delivery","fields":{"street":"2 pvrights St","city":"Springfield","state":"IL","zip":"62701"}}"#,
+    ]
+    .join("\n");
+    let o = pv_in(
+        &data,
+        &["collect", "--as", "ingest", "-"],
+        Some(lines.as_bytes()),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Consent: grant and withdraw, each logged.
+    for verb in ["grant", "withdraw"] {
+        let o = pv(
+            &data,
+            &[
+                "consent",
+                verb,
+                "--as",
+                "officer",
+                "--subject",
+                "cust-1",
+                "--purpose",
+                "marketing",
+            ],
+        );
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(json(&o)["granted"], verb == "grant");
+    }
+    // An agency may not record consent.
+    let o = pv(
+        &data,
+        &[
+            "consent",
+            "grant",
+            "--as",
+            "ice",
+            "--subject",
+            "cust-1",
+            "--purpose",
+            "marketing",
+        ],
+    );
+    assert_eq!(code(&o), 1);
+
+    // A hold from an approved warrant blocks erasure: exit 3.
+    let day = 86_400_000i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let d = |ms: i64| postvault_policy::disclosure::format_iso(ms - ms.rem_euclid(day));
+    let inst = serde_json::json!({
+        "kind": "warrant", "instrument_id": "W-9", "agency": "An Agency",
+        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
+        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement", "case_id": "K-9",
+        "subjects": [{"id": "cust-1"}], "portions": ["address"],
+        "time_range": {"from": d(now - 30 * day), "to": d(now + day)}, "issued_at": d(now - day),
+        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": d(now - day)}
+    });
+    let o = pv_in(
+        &data,
+        &["disclose", "submit", "--as", "ice", "-"],
+        Some(inst.to_string().as_bytes()),
+    );
+    let id = json(&o)["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        code(&pv(&data, &["disclose", "approve", "--as", "officer", &id])),
+        0
+    );
+    let o = pv(
+        &data,
+        &["hold", "place", "--as", "officer", "--request", &id],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let hold_id = json(&o)["id"].as_str().unwrap().to_string();
+    assert_eq!(json(&o)["status"], "active");
+    let o = pv(&data, &["hold", "list", "--as", "officer"]);
+    assert_eq!(json(&o).as_array().unwrap().len(), 1);
+    let o = pv(
+        &data,
+        &[
+            "erase",
+            "--as",
+            "officer",
+            "--subject",
+            "cust-1",
+            "--subject",
+            "cust-2",
+        ],
+    );
+    assert_eq!(code(&o), 3, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["erased"], 1);
+    assert_eq!(json(&o)["held"], serde_json::json!(["cust-1"]));
+    // Only an officer erases.
+    assert_eq!(
+        code(&pv(&data, &["erase", "--as", "ice", "--subject", "cust-1"])),
+        1
+    );
+
+    // The report: JSON with verified proofs, and HTML for the person.
+    let o = pv(
+        &data,
+        &[
+            "subject",
+            "report",
+            "--as",
+            "officer",
+            "--subject",
+            "cust-1",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    assert_eq!(r["proofs_verified"], true);
+    assert_eq!(r["records"][0]["fields"]["street"], "1 pvrights St");
+    assert_eq!(r["holds"].as_array().unwrap().len(), 1);
+    assert!(r["log"].as_array().unwrap().len() >= 4);
+    let o = pv(
+        &data,
+        &[
+            "subject",
+            "report",
+            "--as",
+            "officer",
+            "--subject",
+            "cust-1",
+            "--format",
+            "html",
+        ],
+    );
+    assert_eq!(code(&o), 0);
+    let html = String::from_utf8(o.stdout).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("1 pvrights St"));
+
+    // Release, then erasure goes through; retention runs (nothing expired).
+    assert_eq!(
+        code(&pv(
+            &data,
+            &["hold", "release", "--as", "officer", &hold_id]
+        )),
+        0
+    );
+    let o = pv(&data, &["erase", "--as", "officer", "--subject", "cust-1"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["erased"], 1);
+    let o = pv(&data, &["retention", "run"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["records_deleted"], 0);
+    assert_eq!(code(&pv(&data, &["log", "verify"])), 0);
+}

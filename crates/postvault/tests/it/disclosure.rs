@@ -15,7 +15,7 @@ const DAY: i64 = 86_400_000;
 /// A vault with the named person `cust-a`, a bystander `cust-b` and a
 /// person with a protective order on file, `cust-p`; each string field of
 /// each carries its own marker.
-fn gateway_vault(dir: &Path, c: &Arc<FixedClock>) -> Vault {
+pub fn gateway_vault(dir: &Path, c: &Arc<FixedClock>) -> Vault {
     let v = Vault::init(dir, opts(c)).unwrap();
     for (name, role) in [
         ("ingest", "collector"),
@@ -44,7 +44,7 @@ fn gateway_vault(dir: &Path, c: &Arc<FixedClock>) -> Vault {
     v
 }
 
-fn court_order() -> Value {
+pub fn court_order() -> Value {
     json!({
         "kind": "court_order",
         "instrument_id": "CO-pv-secret-1",
@@ -146,12 +146,12 @@ fn with(mut base: Value, edits: &[(&str, Value)]) -> Value {
     base
 }
 
-fn submit(v: &Vault, who: &str, inst: &Value) -> StepAnswer {
+pub fn submit(v: &Vault, who: &str, inst: &Value) -> StepAnswer {
     v.disclose_submit(&v.principal(who).unwrap(), &inst.to_string())
         .unwrap()
 }
 
-fn approve(v: &Vault, who: &str, id: &str) -> StepAnswer {
+pub fn approve(v: &Vault, who: &str, id: &str) -> StepAnswer {
     v.disclose_approve(&v.principal(who).unwrap(), id, &ApproveOptions::default())
         .unwrap()
 }

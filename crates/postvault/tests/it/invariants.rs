@@ -226,6 +226,67 @@ impl Store for FailingStore {
     ) -> Result<Vec<postvault_store::AccountingRow>, StoreError> {
         self.inner.accounting(subject)
     }
+    fn subject_records(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Vec<postvault_store::RecordRow>, StoreError> {
+        self.inner.subject_records(subject)
+    }
+    fn rekey(&self, records: &[postvault_store::RecordRow]) -> Result<u64, StoreError> {
+        self.tick()?;
+        self.inner.rekey(records)
+    }
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<postvault_store::SweepBatch, StoreError> {
+        self.tick()?;
+        self.inner.sweep_expired(now, limit)
+    }
+    fn erase(
+        &self,
+        subjects: &[SubjectRef],
+        now: i64,
+        leaf: &mut postvault_store::EraseLeafFn<'_>,
+    ) -> Result<postvault_store::EraseOutcome, StoreError> {
+        self.tick()?;
+        self.inner.erase(subjects, now, leaf)
+    }
+    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
+        self.inner.pending_erasures()
+    }
+    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.finish_erasure(subjects)
+    }
+    fn erasure_gen(&self) -> Result<u64, StoreError> {
+        self.inner.erasure_gen()
+    }
+    fn put_holds(
+        &self,
+        holds: &[postvault_store::HoldRow],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.tick()?;
+        self.inner.put_holds(holds, leaf)
+    }
+    fn holds(
+        &self,
+        subject: Option<&SubjectRef>,
+    ) -> Result<Vec<postvault_store::HoldRow>, StoreError> {
+        self.inner.holds(subject)
+    }
+    fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+        leaf: &mut dyn FnMut(u64, &postvault_store::HoldRow) -> Vec<u8>,
+    ) -> Result<Vec<postvault_store::HoldRow>, StoreError> {
+        self.tick()?;
+        self.inner.release_hold(id, by, at, leaf)
+    }
 }
 
 /// Invariant 2: no read returns data before its leaf is durable; a failed

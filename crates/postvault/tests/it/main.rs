@@ -8,6 +8,7 @@ mod disclosure;
 mod invariants;
 mod log;
 mod read;
+mod rights;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,73 @@
+//! What the store keeps for retention, erasure and legal holds.
+//!
+//! Like the rest of the store these rows hold opaque subject refs, ids,
+//! principal names and times; never a personal-data value.
+
+use std::collections::BTreeMap;
+
+use crate::SubjectRef;
+
+/// How a record's `key_id` names the key that sealed it.
+pub mod key_id {
+    /// Sealed under the subject's data key alone: records kept under a legal
+    /// hold past the end of their retention period, and records written
+    /// before schema 4.
+    pub const SUBJECT: u32 = 0;
+    /// Sealed under the subject's data key combined with the retention period
+    /// key of (category, UTC day of `expires_at`). Every record collected
+    /// since schema 4 that is not a mail-cover record.
+    pub const PERIOD: u32 = u32::MAX;
+    /// Values from 1 to `COVER_MAX` are mail-cover order numbers.
+    pub const COVER_MAX: u32 = 0x7fff_ffff;
+}
+
+/// A legal hold on one subject, from an approved instrument.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HoldRow {
+    /// The hold's id, shared by the subjects of one placement.
+    pub id: String,
+    /// The disclosure request whose approved instrument it comes from.
+    pub disclosure: String,
+    pub subject: SubjectRef,
+    pub placed_by: String,
+    /// Unix milliseconds, like every time here.
+    pub placed_at: i64,
+    /// The hold lapses at this time (exclusive).
+    pub until: i64,
+    /// The person is not shown the hold before this time (a court-ordered
+    /// delay of the instrument).
+    pub notice_after: Option<i64>,
+    pub released_at: Option<i64>,
+    pub released_by: Option<String>,
+}
+
+impl HoldRow {
+    /// In force at `now`: not released, not lapsed.
+    pub fn active(&self, now: i64) -> bool {
+        self.released_at.is_none() && self.until > now
+    }
+}
+
+/// What one erasure transaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EraseOutcome {
+    /// Subjects erased: their rows are gone and they are pending until their
+    /// keys are destroyed (`Store::finish_erasure`).
+    pub erased: Vec<SubjectRef>,
+    /// Subjects refused because a legal hold is in force.
+    pub held: Vec<SubjectRef>,
+    /// Records deleted.
+    pub records: u64,
+    /// The index of the first leaf (one per subject asked for, in order).
+    pub first_leaf: u64,
+}
+
+/// What one retention sweep transaction deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepBatch {
+    pub deleted: u64,
+    pub by_category: BTreeMap<String, u64>,
+}
+
+/// Builds the leaf of one subject of an erasure: (index, subject, held).
+pub type EraseLeafFn<'a> = dyn FnMut(u64, &SubjectRef, bool) -> Vec<u8> + 'a;

@@ -1,0 +1,655 @@
+//! Retention, erasure and legal holds: data is gone when its retention ends
+//! or the person's erasure is granted, gone for real.
+//!
+//! ```text
+//! record key = HMAC(period key, subject data key)      (key_id::PERIOD)
+//! period key = one per (category, UTC day of expiry), in the key store
+//! ```
+//!
+//! - A record expires at the start of the UTC day on which its retention
+//!   ends (`expiry`): it is never returned after that, and the first sweep
+//!   after it destroys the period key, so every copy of every record of that
+//!   category and day, in any backup of the data store, is unreadable. The
+//!   same sweep deletes the rows.
+//! - Erasure destroys the subject's data and tag keys: every ciphertext of
+//!   theirs, under any period, and every log tag about them, belongs to
+//!   nobody. It runs in three steps that survive a crash at any point (rows
+//!   and leaves; keys; rows written meanwhile), and a collection batch
+//!   sealed under keys an erasure destroyed is sealed again (the store's
+//!   erasure generation).
+//! - A legal hold (from an approved instrument, with an expiry) defers both:
+//!   before a period key is destroyed, the held person's records of that
+//!   period are sealed again under their subject key alone.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use postvault_store::{HoldRow, RecordRow, SubjectRef, key_id};
+
+use crate::clock::format_ms;
+use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
+use crate::vault::{Principal, SubjectKeyPair, Vault};
+
+const DAY_MS: i64 = 86_400_000;
+/// Key-store name prefix of retention period keys.
+pub(crate) const PERIOD_PREFIX: &str = "retention:";
+/// A hold lasts at most this long; placing it again renews it (the 90 days
+/// of a preservation request, 18 U.S.C. 2703(f)).
+pub const MAX_HOLD_DAYS: i64 = 90;
+/// Records deleted per sweep transaction.
+const SWEEP_CHUNK: usize = 20_000;
+/// Subjects per erasure transaction.
+pub const ERASE_CHUNK: usize = 10_000;
+
+/// When a record collected at `now` with `retention_days` expires: the start
+/// of the UTC day on which its retention ends, so that the records of one
+/// category expiring on one day share one period key.
+pub(crate) fn expiry(now: i64, retention_days: u32) -> i64 {
+    (now + i64::from(retention_days) * DAY_MS).div_euclid(DAY_MS) * DAY_MS
+}
+
+/// The key-store name of the period key of `category` for records expiring
+/// at `expires_at`.
+pub(crate) fn period_secret(category: &str, expires_at: i64) -> String {
+    format!(
+        "{PERIOD_PREFIX}{category}:{}",
+        expires_at.div_euclid(DAY_MS)
+    )
+}
+
+/// The day a period key name covers (its records expire at its start).
+fn period_day(name: &str) -> Option<i64> {
+    name.strip_prefix(PERIOD_PREFIX)?
+        .rsplit_once(':')?
+        .1
+        .parse()
+        .ok()
+}
+
+/// What a retention sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// The time the sweep ran at.
+    pub at: String,
+    /// Period keys destroyed: everything sealed under them is unreadable.
+    pub periods_destroyed: u64,
+    /// Records deleted from the data store.
+    pub records_deleted: u64,
+    pub by_category: BTreeMap<String, u64>,
+    /// Records of people under a legal hold sealed again under their own key
+    /// so they outlive their period.
+    pub held_records_kept: u64,
+    /// The leaf that accounts for the sweep.
+    pub log_index: u64,
+}
+
+/// The answer to an erasure.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EraseReport {
+    /// People erased.
+    pub erased: u64,
+    /// Identifiers refused because a legal hold is in force (exit 3).
+    pub held: Vec<String>,
+    /// Records deleted.
+    pub records_deleted: u64,
+    /// Keys destroyed (a data key and a tag key each).
+    pub keys_destroyed: u64,
+    /// The first leaf; one per identifier, in order.
+    pub first_leaf: u64,
+}
+
+impl EraseReport {
+    pub fn refused(&self) -> bool {
+        !self.held.is_empty()
+    }
+}
+
+/// A legal hold as shown to an officer or the person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HoldView {
+    pub id: String,
+    /// The disclosure request whose approved instrument it rests on.
+    pub request: String,
+    /// People held (officers only; empty in the person's own report).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    pub placed_by: String,
+    pub placed_at: String,
+    pub until: String,
+    /// `active`, `released` or `lapsed`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+    /// Officers only: the person is not shown the hold before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld_until: Option<String>,
+    /// The leaf of the placement or release.
+    pub log_index: u64,
+}
+
+impl Vault {
+    /// Runs the retention sweep at the clock's time: destroys every period
+    /// key whose day has begun (after sealing held people's records of it
+    /// again under their own key), then deletes every expired record not
+    /// under a hold, in bounded chunks. One leaf accounts for the sweep.
+    /// `progress` is called with the records deleted so far.
+    pub fn retention_run(
+        &self,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RetentionReport, VaultError> {
+        let now = self.clock.now_ms();
+        let mut report = RetentionReport {
+            at: format_ms(now),
+            ..RetentionReport::default()
+        };
+        let held: BTreeSet<SubjectRef> = self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.active(now))
+            .map(|h| h.subject)
+            .collect();
+        let due: Vec<String> = self
+            .keys
+            .secret_names(PERIOD_PREFIX)?
+            .into_iter()
+            .filter(|n| period_day(n).is_some_and(|d| d * DAY_MS <= now))
+            .collect();
+        if !due.is_empty() {
+            let due_set: HashSet<&str> = due.iter().map(String::as_str).collect();
+            for s in &held {
+                report.held_records_kept += self.seal_under_subject(s, &|r| {
+                    r.key_id == key_id::PERIOD
+                        && due_set.contains(period_secret(&r.category, r.expires_at).as_str())
+                })?;
+            }
+            report.periods_destroyed = self.keys.delete_secrets(&due)?;
+            self.forget_periods(&due);
+        }
+        loop {
+            let b = self.store.sweep_expired(now, SWEEP_CHUNK)?;
+            if b.deleted == 0 {
+                break;
+            }
+            report.records_deleted += b.deleted;
+            for (c, n) in b.by_category {
+                *report.by_category.entry(c).or_default() += n;
+            }
+            progress(report.records_deleted);
+        }
+        let event = Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: "retention".into(),
+            principal: Actor {
+                role: "system".into(),
+                id: self.actor_id("retention-sweeper"),
+            },
+            purpose: None,
+            decision: "allow".into(),
+            pack: self.pack.version().to_string(),
+            reasons: vec!["R22".into()],
+            categories: report.by_category.keys().cloned().collect(),
+            count: report.records_deleted,
+            rejected: None,
+            selector: Some(format!("periods:{}", report.periods_destroyed)),
+            instrument: None,
+            subject_tag: None,
+        }
+        .to_leaf();
+        report.log_index = self.store.append_leaves(1, &mut |_, _| event.clone())?;
+        Ok(report)
+    }
+
+    /// Seals the records of `subject` that `pick` selects again under the
+    /// subject key alone (`key_id::SUBJECT`); returns how many.
+    fn seal_under_subject(
+        &self,
+        subject: &SubjectRef,
+        pick: &dyn Fn(&RecordRow) -> bool,
+    ) -> Result<u64, VaultError> {
+        let Some(keys) = self.subject_keys(subject)? else {
+            return Ok(0);
+        };
+        let mut covers = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for r in self.store.subject_records(subject)? {
+            if !pick(&r) {
+                continue;
+            }
+            let Some(plain) = self.open_record(&r, Some(&keys), &mut covers)? else {
+                continue;
+            };
+            let aad = record_aad_of(&r);
+            out.push(RecordRow {
+                key_id: key_id::SUBJECT,
+                sealed: keys.data.seal(&self.rng, &aad, &plain)?,
+                ..r
+            });
+        }
+        Ok(self.store.rekey(&out)?)
+    }
+
+    /// Seals the not yet expired records of `subject` kept under the subject
+    /// key again under their period keys (after a hold ends).
+    fn seal_under_periods(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
+        let Some(keys) = self.subject_keys(subject)? else {
+            return Ok(0);
+        };
+        let mut out = Vec::new();
+        for r in self.store.subject_records(subject)? {
+            if r.key_id != key_id::SUBJECT || r.expires_at <= now {
+                continue;
+            }
+            let Some(period) = self.period_key(&r.category, r.expires_at, true)? else {
+                continue;
+            };
+            let plain = keys.data.open(&record_aad_of(&r), &r.sealed)?;
+            let aad = record_aad_of(&r);
+            out.push(RecordRow {
+                key_id: key_id::PERIOD,
+                sealed: keys
+                    .data
+                    .record_key(&period)?
+                    .seal(&self.rng, &aad, &plain)?,
+                ..r
+            });
+        }
+        Ok(self.store.rekey(&out)?)
+    }
+
+    /// Erases people by identifier, as a privacy officer granting their
+    /// request: destroys their keys (every ciphertext and every log tag of
+    /// theirs becomes unreadable or unlinkable) and deletes their rows. People
+    /// under a legal hold in force are refused (`held`). One leaf per
+    /// identifier, tagged for the person (so the erasure is the last leaf they
+    /// can find and prove). Works in chunks of [`ERASE_CHUNK`].
+    pub fn erase(
+        &self,
+        officer: &Principal,
+        subjects: &[String],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<EraseReport, VaultError> {
+        self.require_officer(officer, "erase")?;
+        for s in subjects {
+            if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+                return Err(VaultError::Invalid {
+                    what: "subject",
+                    why: "an identifier is 1 to 256 bytes without control characters".into(),
+                });
+            }
+        }
+        let mut report = EraseReport::default();
+        let actor = Actor {
+            role: officer.role.clone(),
+            id: self.actor_id(&officer.name),
+        };
+        let mut first = None;
+        for chunk in subjects.chunks(ERASE_CHUNK) {
+            let _gate = self.erase_gate_exclusive();
+            let now = self.clock.now_ms();
+            let refs: Vec<SubjectRef> = chunk.iter().map(|s| self.subject_ref(s)).collect();
+            let mut tags = Vec::with_capacity(refs.len());
+            for r in &refs {
+                tags.push(self.subject_keys(r)?);
+            }
+            let by_ref: std::collections::HashMap<SubjectRef, usize> =
+                refs.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+            let mut rng_error = None;
+            let out = self.store.erase(&refs, now, &mut |idx, s, held| {
+                let tag = match by_ref.get(s).and_then(|&i| tags[i].as_ref()) {
+                    Some(k) => k.tag.tag(idx),
+                    None => match postvault_crypto::random_token(&self.rng) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            rng_error = Some(e);
+                            [0; 16]
+                        }
+                    },
+                };
+                Event {
+                    v: LEAF_VERSION,
+                    time: now,
+                    action: "erase".into(),
+                    principal: actor.clone(),
+                    purpose: Some("subject_access".into()),
+                    decision: if held { "deny" } else { "allow" }.into(),
+                    pack: self.pack.version().to_string(),
+                    reasons: if held {
+                        vec!["legal_hold".into()]
+                    } else {
+                        vec![]
+                    },
+                    categories: vec![],
+                    count: 0,
+                    rejected: None,
+                    selector: None,
+                    instrument: None,
+                    subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                }
+                .to_leaf()
+            })?;
+            if let Some(e) = rng_error {
+                return Err(e.into());
+            }
+            first.get_or_insert(out.first_leaf);
+            report.records_deleted += out.records;
+            report.keys_destroyed += self.destroy_subject_keys(&out.erased)?;
+            report.erased += out.erased.len() as u64;
+            for h in &out.held {
+                if let Some(&i) = by_ref.get(h) {
+                    report.held.push(chunk[i].clone());
+                }
+            }
+            progress(report.erased + report.held.len() as u64);
+        }
+        report.first_leaf = first.unwrap_or(0);
+        Ok(report)
+    }
+
+    /// Erasure, steps two and three: destroy the keys, then remove anything
+    /// written for these people meanwhile. Returns the keys destroyed.
+    fn destroy_subject_keys(&self, erased: &[SubjectRef]) -> Result<u64, VaultError> {
+        if erased.is_empty() {
+            return Ok(0);
+        }
+        let n = self.keys.delete_subject_keys(erased)?;
+        self.forget_keys(erased);
+        self.store.finish_erasure(erased)?;
+        Ok(n * 2)
+    }
+
+    /// Finishes erasures a crash interrupted after their first transaction.
+    pub(crate) fn finish_pending_erasures(&self) -> Result<(), VaultError> {
+        let pending = self.store.pending_erasures()?;
+        self.destroy_subject_keys(&pending)?;
+        Ok(())
+    }
+
+    /// Places a legal hold on every person named by disclosure request
+    /// `request`, which must be approved (or fetched) and still valid.
+    /// `until` defaults to, and may not pass, [`MAX_HOLD_DAYS`] from now.
+    /// One leaf per person, tagged for them unless a delay order stands.
+    pub fn hold_place(
+        &self,
+        officer: &Principal,
+        request: &str,
+        until: Option<i64>,
+    ) -> Result<HoldView, VaultError> {
+        self.require_officer(officer, "place a legal hold")?;
+        let now = self.clock.now_ms();
+        let row = self
+            .store
+            .disclosure(request)?
+            .filter(|d| matches!(d.status.as_str(), "approved" | "fetched"))
+            .ok_or_else(|| {
+                VaultError::NotPermitted(
+                    "a hold rests on an approved disclosure request: `request` names none".into(),
+                )
+            })?;
+        if row.valid_until.is_some_and(|v| v <= now) {
+            return Err(VaultError::NotPermitted(
+                "the instrument of that request is no longer valid".into(),
+            ));
+        }
+        let max = now + MAX_HOLD_DAYS * DAY_MS;
+        let until = until.unwrap_or(max);
+        if until <= now || until > max {
+            return Err(VaultError::Invalid {
+                what: "until",
+                why: format!(
+                    "a hold ends after now and at most {MAX_HOLD_DAYS} days from now; place it again to renew"
+                ),
+            });
+        }
+        let id = format!("hold-{}", uuid::Uuid::from_bytes(self.ids.next(now)));
+        let holds: Vec<HoldRow> = row
+            .subjects
+            .iter()
+            .map(|s| HoldRow {
+                id: id.clone(),
+                disclosure: row.id.clone(),
+                subject: *s,
+                placed_by: officer.name.clone(),
+                placed_at: now,
+                until,
+                notice_after: row.notice_after,
+                released_at: None,
+                released_by: None,
+            })
+            .collect();
+        let leaf_index = self.put_holds(officer, &holds, now)?;
+        Ok(hold_view(&holds, leaf_index, true, now))
+    }
+
+    /// Releases hold `id`; the people's records that have not expired go
+    /// back under their period keys, and the next sweep removes the rest.
+    pub fn hold_release(&self, officer: &Principal, id: &str) -> Result<HoldView, VaultError> {
+        self.require_officer(officer, "release a legal hold")?;
+        let now = self.clock.now_ms();
+        let known: Vec<HoldRow> = self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.id == id)
+            .collect();
+        if known.is_empty() {
+            return Err(VaultError::NotPermitted("no hold has that id".into()));
+        }
+        if known.iter().all(|h| h.released_at.is_some()) {
+            return Err(VaultError::NotPermitted(
+                "that hold is already released".into(),
+            ));
+        }
+        let actor = Actor {
+            role: officer.role.clone(),
+            id: self.actor_id(&officer.name),
+        };
+        let tags = self.hold_tags(&known, now)?;
+        let mut rng_error = None;
+        let mut first = None;
+        let released = self
+            .store
+            .release_hold(id, &officer.name, now, &mut |idx, h| {
+                first.get_or_insert(idx);
+                let tag = self.tag_or_random(
+                    tags.get(&h.subject).and_then(|t| t.as_ref()),
+                    idx,
+                    &mut rng_error,
+                );
+                hold_event(&actor, "hold_release", now, self.pack.version(), tag)
+            })?;
+        if let Some(e) = rng_error {
+            return Err(e.into());
+        }
+        let still_held: BTreeSet<SubjectRef> = self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.active(now))
+            .map(|h| h.subject)
+            .collect();
+        for h in &released {
+            if !still_held.contains(&h.subject) {
+                self.seal_under_periods(&h.subject, now)?;
+            }
+        }
+        Ok(hold_view(&released, first.unwrap_or(0), true, now))
+    }
+
+    /// Every hold, for an officer.
+    pub fn holds(&self, officer: &Principal) -> Result<Vec<HoldView>, VaultError> {
+        self.require_officer(officer, "list legal holds")?;
+        let now = self.clock.now_ms();
+        let mut by_id: BTreeMap<(i64, String), Vec<HoldRow>> = BTreeMap::new();
+        for h in self.store.holds(None)? {
+            by_id
+                .entry((h.placed_at, h.id.clone()))
+                .or_default()
+                .push(h);
+        }
+        Ok(by_id
+            .into_values()
+            .map(|rows| hold_view(&rows, 0, true, now))
+            .collect())
+    }
+
+    /// The holds on one person as the person may see them: none a delay
+    /// order still covers.
+    pub(crate) fn holds_for_person(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Vec<HoldView>, VaultError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .holds(Some(subject))?
+            .into_iter()
+            .filter(|h| h.notice_after.is_none_or(|t| t <= now))
+            .map(|h| hold_view(std::slice::from_ref(&h), 0, false, now))
+            .collect())
+    }
+
+    fn hold_tags(
+        &self,
+        holds: &[HoldRow],
+        now: i64,
+    ) -> Result<std::collections::HashMap<SubjectRef, Option<Arc<SubjectKeyPair>>>, VaultError>
+    {
+        let mut out = std::collections::HashMap::new();
+        for h in holds {
+            // Under a delay order the leaf carries random bytes: the person
+            // cannot find it before they may know.
+            let tag = if h.notice_after.is_some_and(|t| t > now) {
+                None
+            } else {
+                self.subject_keys(&h.subject)?
+            };
+            out.insert(h.subject, tag);
+        }
+        Ok(out)
+    }
+
+    fn tag_or_random(
+        &self,
+        key: Option<&Arc<SubjectKeyPair>>,
+        idx: u64,
+        err: &mut Option<postvault_crypto::CryptoError>,
+    ) -> [u8; 16] {
+        match key {
+            Some(k) => k.tag.tag(idx),
+            None => postvault_crypto::random_token(&self.rng).unwrap_or_else(|e| {
+                *err = Some(e);
+                [0; 16]
+            }),
+        }
+    }
+
+    /// Stores `holds` with one leaf per person.
+    fn put_holds(
+        &self,
+        officer: &Principal,
+        holds: &[HoldRow],
+        now: i64,
+    ) -> Result<u64, VaultError> {
+        let actor = Actor {
+            role: officer.role.clone(),
+            id: self.actor_id(&officer.name),
+        };
+        let tags = self.hold_tags(holds, now)?;
+        let mut rng_error = None;
+        let pack = self.pack.version().to_string();
+        let first = self.store.put_holds(holds, &mut |idx, i| {
+            let tag = self.tag_or_random(
+                tags.get(&holds[i].subject).and_then(|t| t.as_ref()),
+                idx,
+                &mut rng_error,
+            );
+            hold_event(&actor, "hold_place", now, &pack, tag)
+        })?;
+        if let Some(e) = rng_error {
+            return Err(e.into());
+        }
+        Ok(first)
+    }
+
+    /// Officer-only operations: the pack's approver roles.
+    pub(crate) fn require_officer(&self, p: &Principal, what: &str) -> Result<(), VaultError> {
+        let roles = self.pack.disclosure().approver_roles();
+        if roles.contains(&p.role) {
+            Ok(())
+        } else {
+            Err(VaultError::NotPermitted(format!(
+                "role `{}` may not {what}; {} may",
+                p.role,
+                roles.join(" or ")
+            )))
+        }
+    }
+}
+
+fn hold_event(actor: &Actor, action: &str, now: i64, pack: &str, tag: [u8; 16]) -> Vec<u8> {
+    Event {
+        v: LEAF_VERSION,
+        time: now,
+        action: action.into(),
+        principal: actor.clone(),
+        purpose: None,
+        decision: "allow".into(),
+        pack: pack.into(),
+        reasons: vec![],
+        categories: vec![],
+        count: 0,
+        rejected: None,
+        selector: None,
+        instrument: None,
+        subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+    }
+    .to_leaf()
+}
+
+fn hold_view(rows: &[HoldRow], log_index: u64, officer: bool, now: i64) -> HoldView {
+    let first = &rows[0];
+    let status = if first.released_at.is_some() {
+        "released"
+    } else if first.until <= now {
+        "lapsed"
+    } else {
+        "active"
+    };
+    HoldView {
+        id: first.id.clone(),
+        request: first.disclosure.clone(),
+        subjects: if officer {
+            rows.iter().map(|h| hex::encode(h.subject)).collect()
+        } else {
+            vec![]
+        },
+        placed_by: first.placed_by.clone(),
+        placed_at: format_ms(first.placed_at),
+        until: format_ms(first.until),
+        status: status.into(),
+        released_at: first.released_at.map(format_ms),
+        withheld_until: if officer {
+            first.notice_after.filter(|&t| t > now).map(format_ms)
+        } else {
+            None
+        },
+        log_index,
+    }
+}
+
+fn record_aad_of(r: &RecordRow) -> Vec<u8> {
+    crate::collect::record_aad(
+        &r.subject,
+        &r.id,
+        &r.category,
+        &r.purpose,
+        r.collected_at,
+        r.expires_at,
+    )
+}

@@ -1,0 +1,515 @@
+//! Retention, erasure, legal holds, consent and the subject access report,
+//! end to end: against a restored backup, by byte scans of the whole vault
+//! directory, under a concurrent ingest, and with the log verifier.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use postvault::{Clock, Event, ReportLeaf, Vault, VerifyOptions};
+use postvault_crypto::MasterKey;
+use postvault_store::{KeyStore, OpenMode, SqliteKeyStore, SubjectRef};
+
+use super::disclosure::{approve, court_order, gateway_vault, submit};
+use super::*;
+
+const DAY: i64 = 86_400_000;
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Fails if any file of the vault directory holds any of `needles`.
+fn assert_absent(dir: &Path, needles: &[(&str, Vec<u8>)]) {
+    for (path, bytes) in files(dir) {
+        for (what, n) in needles {
+            assert!(!contains(&bytes, n), "{what} found in {path}");
+        }
+    }
+}
+
+fn keys(dir: &Path) -> SqliteKeyStore {
+    SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap()
+}
+
+fn subject_ref(dir: &Path, id: &str) -> SubjectRef {
+    let master = keys(dir).secret("master").unwrap().unwrap();
+    MasterKey::from_bytes(&master).unwrap().subject_ref(id)
+}
+
+fn rows_of(dir: &Path, id: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("data.db")).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM records WHERE subject = ?1",
+        [subject_ref(dir, id)],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn officer(v: &Vault) -> postvault::Principal {
+    v.principal("officer").unwrap()
+}
+
+fn events(v: &Vault) -> Vec<Event> {
+    let n = v.log_catch_up().unwrap();
+    v.log_entries(0, n)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.unwrap())
+        .collect()
+}
+
+/// Copies the data store (database and WAL) aside, as a backup would.
+fn backup(dir: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["data.db", "data.db-wal"] {
+        let p = dir.join(name);
+        if p.exists() {
+            std::fs::copy(&p, to.join(name)).unwrap();
+        }
+    }
+}
+
+fn restore(from: &Path, dir: &Path) {
+    for name in ["data.db", "data.db-wal", "data.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), dir.join(name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn erasure_holds_against_a_restored_backup_and_leaves_nothing_linkable() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let r = collect(
+        &v,
+        "ingest",
+        &[person("cust-e", "pvEraseMe"), person("cust-k", "pvKeepMe")].join("\n"),
+    );
+    assert_eq!(r.rejected, 0, "{:?}", r.errors);
+    let sorting = v.principal("sorting").unwrap();
+    assert!(
+        !v.read(&sorting, "cust-e", "delivery")
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    let tag_key = v.subject_tag_key("cust-e").unwrap().unwrap();
+    let wrapped = keys(dir.path())
+        .subject_keys(&subject_ref(dir.path(), "cust-e"))
+        .unwrap()
+        .unwrap();
+    let e_ref = subject_ref(dir.path(), "cust-e");
+    backup(dir.path(), saved.path());
+
+    let report = v
+        .erase(&officer(&v), &["cust-e".to_string()], &mut |_| {})
+        .unwrap();
+    assert_eq!(report.erased, 1);
+    assert_eq!(report.records_deleted, 9);
+    assert_eq!(report.keys_destroyed, 2);
+    assert!(report.held.is_empty());
+
+    // Nothing of theirs is readable, and the log still verifies.
+    assert!(
+        v.read(&sorting, "cust-e", "delivery")
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    assert!(v.subject_tag_key("cust-e").unwrap().is_none());
+    assert_eq!(
+        v.read(&sorting, "cust-k", "delivery")
+            .unwrap()
+            .records
+            .len(),
+        5
+    );
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+    // One leaf records the erasure; the person's saved tag key finds it.
+    let erase_leaves: Vec<Event> = events(&v)
+        .into_iter()
+        .filter(|e| e.action == "erase")
+        .collect();
+    assert_eq!(erase_leaves.len(), 1);
+    assert_eq!(erase_leaves[0].decision, "allow");
+    let (_, found) = v.find_leaves(&tag_key).unwrap();
+    assert_eq!(found.last().unwrap().index, report.first_leaf);
+    drop(v);
+
+    // Byte scan: no plaintext, no wrapped key, no subject ref in any file
+    // (the disclosure ledger never named this person).
+    let scan = [
+        ("marker", b"pvEraseMe".to_vec()),
+        ("wrapped data key", wrapped.data.clone()),
+        ("wrapped tag key", wrapped.tag.clone()),
+        ("subject ref", e_ref.to_vec()),
+    ];
+    assert_absent(dir.path(), &scan);
+
+    // The backup holds the rows; put it back beside the current keys.
+    restore(saved.path(), dir.path());
+    assert_eq!(
+        rows_of(dir.path(), "cust-e"),
+        9,
+        "the backup holds the rows"
+    );
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let sorting = v.principal("sorting").unwrap();
+    let care = v.principal("care").unwrap();
+    let officer_p = officer(&v);
+    for (p, purpose) in [
+        (&sorting, "delivery"),
+        (&care, "account_service"),
+        (&officer_p, "subject_access"),
+    ] {
+        let r = v.read(p, "cust-e", purpose).unwrap();
+        assert!(r.records.is_empty(), "{purpose}: {:?}", r.records);
+    }
+    assert_eq!(
+        v.read(&sorting, "cust-k", "delivery")
+            .unwrap()
+            .records
+            .len(),
+        5
+    );
+    assert!(v.subject_tag_key("cust-e").unwrap().is_none());
+}
+
+#[test]
+fn retention_destroys_period_keys_then_rows_and_a_backup_stays_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let r = collect(&v, "ingest", &person("cust-r", "pvRetainMark"));
+    assert_eq!(r.rejected, 0, "{:?}", r.errors);
+    let names = keys(dir.path()).secret_names("retention:").unwrap();
+    // One period key per category and day of expiry.
+    assert_eq!(names.len(), 8, "{names:?}");
+    let image_key = names
+        .iter()
+        .find(|n| n.starts_with("retention:mail_image:"))
+        .unwrap()
+        .clone();
+    let image_wrapped = keys(dir.path()).secret(&image_key).unwrap().unwrap();
+
+    // Nothing expired yet: the sweep destroys nothing.
+    let first = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!((first.periods_destroyed, first.records_deleted), (0, 0));
+
+    // Mail images are kept 7 days (R23): on day 7 they are gone.
+    c.advance(7 * DAY);
+    backup(dir.path(), saved.path());
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(sweep.periods_destroyed, 1);
+    assert_eq!(sweep.records_deleted, 1);
+    assert_eq!(sweep.by_category.get("mail_image"), Some(&1));
+    assert!(keys(dir.path()).secret(&image_key).unwrap().is_none());
+    let e = events(&v).pop().unwrap();
+    assert_eq!((e.action.as_str(), e.count), ("retention", 1));
+    let sorting = v.principal("sorting").unwrap();
+    let read = v.read(&sorting, "cust-r", "delivery").unwrap();
+    assert!(read.records.iter().all(|r| r.category != "mail_image"));
+    assert_eq!(read.records.len(), 4);
+    drop(v);
+    assert_absent(dir.path(), &[("mail_image period key", image_wrapped)]);
+
+    // The backup from before the sweep still holds the image's row, but its
+    // key is gone: even read at a time before its expiry it stays sealed.
+    restore(saved.path(), dir.path());
+    let early = std::sync::Arc::new(postvault::FixedClock::new(T0));
+    let v = Vault::open(dir.path(), opts(&early)).unwrap();
+    let sorting = v.principal("sorting").unwrap();
+    let read = v.read(&sorting, "cust-r", "delivery").unwrap();
+    assert!(read.records.iter().all(|r| r.category != "mail_image"));
+    assert_eq!(read.records.len(), 4);
+    drop(v);
+
+    // Five years on, everything has expired: no row, no period key, no
+    // marker anywhere, and the log verifies.
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    c.advance(5 * 366 * DAY);
+    let all = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(all.records_deleted, 9, "{all:?}");
+    assert_eq!(v.store().record_count().unwrap(), 0);
+    assert!(
+        keys(dir.path())
+            .secret_names("retention:")
+            .unwrap()
+            .is_empty()
+    );
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+    drop(v);
+    assert_absent(dir.path(), &[("marker", b"pvRetainMark".to_vec())]);
+}
+
+#[test]
+fn a_hold_blocks_erasure_and_retention_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    let off = officer(&v);
+
+    // Only an approved instrument carries a hold.
+    let refused = submit(&v, "ice", &serde_json::json!({"kind": "letter"}));
+    assert!(refused.refused());
+    assert_eq!(
+        v.hold_place(&off, &refused.id, None).unwrap_err().code(),
+        "not_permitted"
+    );
+    let sub = submit(&v, "fbi", &court_order());
+    assert_eq!(sub.status, "pending_approval", "{sub:?}");
+    assert_eq!(
+        v.hold_place(&off, &sub.id, None).unwrap_err().code(),
+        "not_permitted"
+    );
+    assert!(!approve(&v, "officer", &sub.id).refused());
+    let fbi = v.principal("fbi").unwrap();
+    assert_eq!(
+        v.hold_place(&fbi, &sub.id, None).unwrap_err().code(),
+        "not_permitted",
+        "an agency cannot place holds"
+    );
+    let too_long = c.now_ms() + 91 * DAY;
+    assert_eq!(
+        v.hold_place(&off, &sub.id, Some(too_long))
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
+    let hold = v.hold_place(&off, &sub.id, None).unwrap();
+    assert_eq!(hold.status, "active");
+    assert_eq!(hold.subjects.len(), 1);
+
+    // Erasure of the held person is refused (exit 3 in the CLI), others go.
+    let r = v
+        .erase(
+            &off,
+            &["cust-a".to_string(), "cust-b".to_string()],
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.erased, 1);
+    assert_eq!(r.held, vec!["cust-a".to_string()]);
+    let leaves: Vec<Event> = events(&v)
+        .into_iter()
+        .filter(|e| e.action == "erase")
+        .collect();
+    assert_eq!(leaves.len(), 2);
+    assert_eq!(leaves[0].decision, "deny");
+    assert_eq!(leaves[0].reasons, vec!["legal_hold".to_string()]);
+
+    // Retention: the held person's mail image outlives its period, sealed
+    // under their own key; the period key is destroyed all the same.
+    c.advance(8 * DAY);
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert!(sweep.periods_destroyed >= 1);
+    assert_eq!(sweep.held_records_kept, 1, "{sweep:?}");
+    assert_eq!(
+        sweep.by_category.get("mail_image"),
+        Some(&1),
+        "cust-p's image"
+    );
+    assert_eq!(rows_of(dir.path(), "cust-a"), 9);
+
+    // The person sees the hold in their report.
+    let report = v.subject_report(&off, "cust-a").unwrap();
+    assert_eq!(report.holds.len(), 1);
+    assert!(report.holds[0].subjects.is_empty());
+
+    // Released: the expired image goes at the next sweep, then erasure works.
+    let released = v.hold_release(&off, &hold.id).unwrap();
+    assert_eq!(released.status, "released");
+    assert_eq!(
+        v.hold_release(&off, &hold.id).unwrap_err().code(),
+        "not_permitted"
+    );
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(sweep.records_deleted, 1);
+    assert_eq!(rows_of(dir.path(), "cust-a"), 8);
+    let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert_eq!((r.erased, r.held.len()), (1, 0));
+    assert_eq!(rows_of(dir.path(), "cust-a"), 0);
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+}
+
+#[test]
+fn a_hold_lapses_at_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    let off = officer(&v);
+    let sub = submit(&v, "fbi", &court_order());
+    approve(&v, "officer", &sub.id);
+    v.hold_place(&off, &sub.id, Some(c.now_ms() + 2 * DAY))
+        .unwrap();
+    assert_eq!(
+        v.erase(&off, &["cust-a".to_string()], &mut |_| {})
+            .unwrap()
+            .held
+            .len(),
+        1
+    );
+    c.advance(2 * DAY);
+    assert_eq!(v.holds(&off).unwrap()[0].status, "lapsed");
+    let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(r.erased, 1);
+}
+
+#[test]
+fn erasure_during_a_concurrent_ingest_leaves_no_unreadable_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    // 400 batches of 25 lines; every batch carries a line of `cust-x`.
+    let mut lines = Vec::new();
+    for i in 0..10_000 {
+        let subject = if i % 25 == 0 {
+            "cust-x".to_string()
+        } else {
+            format!("cust-{i}")
+        };
+        lines.push(line(
+            &subject,
+            "address",
+            "delivery",
+            serde_json::json!({"street": format!("{i} Elm St"), "city": "Springfield", "state": "IL", "zip": "62701"}),
+        ));
+    }
+    let input = lines.join("\n");
+    let ingest = v.principal("ingest").unwrap();
+    let off = officer(&v);
+    let mut erased = 0;
+    let report = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            v.collect(
+                &ingest,
+                &mut input.as_bytes(),
+                &postvault::CollectOptions {
+                    batch_size: 25,
+                    ..postvault::CollectOptions::default()
+                },
+                &mut |_| {},
+            )
+            .unwrap()
+        });
+        while !h.is_finished() {
+            let r = v.erase(&off, &["cust-x".to_string()], &mut |_| {}).unwrap();
+            erased += r.erased;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        h.join().unwrap()
+    });
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert_eq!(report.accepted, 10_000);
+    assert!(erased > 0);
+    // Every other record acknowledged is there and readable.
+    let sorting = v.principal("sorting").unwrap();
+    for i in (1..10_000).step_by(997) {
+        if i % 25 != 0 {
+            let r = v.read(&sorting, &format!("cust-{i}"), "delivery").unwrap();
+            assert_eq!(r.records.len(), 1, "cust-{i}");
+        }
+    }
+    // What is stored of the erased person (collected after the last
+    // erasure) opens under their current keys: nothing is left sealed
+    // under a destroyed key.
+    let stored = rows_of(dir.path(), "cust-x");
+    let read = v.read(&sorting, "cust-x", "delivery").unwrap();
+    assert_eq!(read.records.len() as i64, stored);
+    let others = v.store().record_count().unwrap() as i64 - stored;
+    assert_eq!(others, 9_600);
+}
+
+#[test]
+fn consent_takes_effect_on_the_next_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("cust-c", "pvConsent"));
+    let promo = v.principal("promo").unwrap();
+    let off = officer(&v);
+    let before = v.read(&promo, "cust-c", "marketing").unwrap();
+    v.set_consent(&off, "cust-c", "marketing", true).unwrap();
+    let granted = v.read(&promo, "cust-c", "marketing").unwrap();
+    assert!(granted.records.len() > before.records.len(), "{granted:?}");
+    v.set_consent(&off, "cust-c", "marketing", false).unwrap();
+    let withdrawn = v.read(&promo, "cust-c", "marketing").unwrap();
+    assert_eq!(withdrawn.records.len(), before.records.len());
+    let report = v.subject_report(&off, "cust-c").unwrap();
+    assert_eq!(report.consents.len(), 1);
+    assert!(!report.consents[0].granted);
+}
+
+#[test]
+fn the_subject_report_proves_every_leaf_with_the_log_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    v.add_principal("sorting", "delivery").unwrap();
+    let sorting = v.principal("sorting").unwrap();
+    v.read(&sorting, "cust-a", "delivery").unwrap();
+    let sub = submit(&v, "fbi", &court_order());
+    approve(&v, "officer", &sub.id);
+    v.disclose_fetch(&v.principal("fbi").unwrap(), &sub.id)
+        .unwrap();
+    let off = officer(&v);
+    let r = v.subject_report(&off, "cust-a").unwrap();
+    assert!(r.proofs_verified);
+    assert_eq!(r.records.len(), 9, "subject_access sees everything held");
+    assert_eq!(r.disclosures.len(), 1);
+    let actions: Vec<&str> = r
+        .log
+        .iter()
+        .map(|l| l.event.as_ref().unwrap().action.as_str())
+        .collect();
+    assert!(actions.contains(&"read"), "{actions:?}");
+    assert!(actions.contains(&"disclose"), "{actions:?}");
+    // Every leaf the person can find is in the report, and each proof checks
+    // out with the log crate alone, against the signed checkpoint.
+    let (_, found) = v
+        .find_leaves(&v.subject_tag_key("cust-a").unwrap().unwrap())
+        .unwrap();
+    assert_eq!(found.len(), r.log.len());
+    let cp = postvault_log::open_checkpoint(&r.checkpoint, &r.log_verifier_key).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for l in &r.log {
+        let leaf = b64.decode(&l.leaf).unwrap();
+        let hash = postvault_log::leaf_hash(&leaf);
+        let path: Vec<[u8; 32]> = l
+            .proof
+            .hashes
+            .iter()
+            .map(|h| b64.decode(h).unwrap().try_into().unwrap())
+            .collect();
+        postvault_log::verify_inclusion(l.index, cp.size, &hash, &path, &cp.root).unwrap();
+    }
+    // A tampered leaf fails the report's own check.
+    let mut bad: Vec<ReportLeaf> = r.log.clone();
+    bad[0].leaf = b64.encode(b"{}");
+    assert!(postvault::verify_report_proofs(&r.checkpoint, &r.log_verifier_key, &bad).is_err());
+    // The HTML page is for a person: plain headings, values escaped.
+    let html = postvault::report_html(&r);
+    assert!(html.contains("What the postal service holds about you"));
+    assert!(html.contains("Information given to outside agencies"));
+    assert!(!html.contains("<script"));
+    let mut evil = r.clone();
+    evil.subject = "<script>alert(1)</script>".into();
+    assert!(!postvault::report_html(&evil).contains("<script>"));
+}
