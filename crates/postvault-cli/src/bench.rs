@@ -426,3 +426,150 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
+
+#[derive(Args, Debug)]
+pub struct EraseArgs {
+    /// People to collect (one address each), then erase in one call.
+    #[arg(long, default_value_t = 100_000)]
+    pub subjects: u64,
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// Erasure throughput: people erased per second through the full path
+/// (hold check, one leaf per person, rows deleted, keys destroyed with
+/// secure_delete and the WAL truncated), on a vault opened afresh so no key
+/// is cached.
+pub fn erase(a: &EraseArgs) -> Result<u8> {
+    let tmp = match &a.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }?;
+    let dir = tmp.path().join("vault");
+    let vault = Vault::init(&dir, OpenOptions::default())?;
+    vault.add_principal("ingest", "collector")?;
+    vault.add_principal("officer", "privacy_officer")?;
+    let ingest = vault.principal("ingest")?;
+    let ids: Vec<String> = (0..a.subjects)
+        .map(|i| format!("bench-person-{i}"))
+        .collect();
+    let lines = ids.iter().enumerate().map(|(i, s)| {
+        format!(
+            r#"{{"subject":"{s}","category":"address","purpose":"delivery","fields":{{"street":"{i} Elm St","city":"Springfield","state":"IL","zip":"62701"}}}}"#
+        )
+    });
+    let bar = crate::progress_bar(Some(a.subjects), "collecting");
+    let report = vault.collect(
+        &ingest,
+        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
+        &CollectOptions::default(),
+        &mut |k| bar.set_position(k),
+    )?;
+    bar.finish_and_clear();
+    if let Some(f) = &report.failure {
+        anyhow::bail!("collection failed: {}", f.message);
+    }
+    drop(vault);
+    let vault = Vault::open(&dir, OpenOptions::default())?;
+    let officer = vault.principal("officer")?;
+    let bar = crate::progress_bar(Some(a.subjects), "erasing");
+    let t = Instant::now();
+    let r = vault.erase(&officer, &ids, &mut |k| bar.set_position(k))?;
+    let s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let out = serde_json::json!({
+        "bench": "erase",
+        "subjects": a.subjects,
+        "erased": r.erased,
+        "records_deleted": r.records_deleted,
+        "keys_destroyed": r.keys_destroyed,
+        "seconds": (s * 1000.0).round() / 1000.0,
+        "subjects_per_s": (r.erased as f64 / s).round(),
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": crate::machine(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RetentionArgs {
+    /// Records to collect (streamed from the simulator), then sweep once
+    /// every one of them has expired.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// A retention sweep over expired records: collect `records` at one time,
+/// move the clock six years on (past every category's retention), sweep.
+/// Streaming throughout: memory stays bounded at any size.
+pub fn retention(a: &RetentionArgs) -> Result<u8> {
+    let tmp = match &a.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }?;
+    let dir = tmp.path().join("vault");
+    let clock = std::sync::Arc::new(postvault::FixedClock::new(postvault::Clock::now_ms(
+        &postvault::SystemClock,
+    )));
+    let opts = OpenOptions {
+        pack: None,
+        clock: clock.clone(),
+    };
+    let vault = Vault::init(&dir, opts.clone())?;
+    vault.add_principal("ingest", "collector")?;
+    let ingest = vault.principal("ingest")?;
+    let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
+        scale: 0.001,
+        ..postvault_sim::SimConfig::default()
+    })
+    .total_records() as f64
+        / 0.001;
+    let cfg = postvault_sim::SimConfig {
+        scale: (a.records as f64 / per_unit * 1.01).max(0.00001),
+        seed: a.seed,
+        ..postvault_sim::SimConfig::default()
+    };
+    let lines = postvault_sim::Simulator::new(&cfg).take(a.records as usize);
+    let bar = crate::progress_bar(Some(a.records), "collecting");
+    let t = Instant::now();
+    let report = vault.collect(
+        &ingest,
+        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
+        &CollectOptions::default(),
+        &mut |k| bar.set_position(k),
+    )?;
+    let collect_s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    if let Some(f) = &report.failure {
+        anyhow::bail!("collection failed: {}", f.message);
+    }
+    let rss_after_collect = peak_rss_mb();
+    clock.advance(6 * 366 * 86_400_000);
+    let bar = crate::progress_bar(Some(report.accepted), "sweeping");
+    let t = Instant::now();
+    let r = vault.retention_run(&mut |k| bar.set_position(k))?;
+    let sweep_s = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let left = vault.store().record_count()?;
+    let out = serde_json::json!({
+        "bench": "retention",
+        "records": a.records,
+        "accepted": report.accepted,
+        "collect_records_per_s": (report.accepted as f64 / collect_s).round(),
+        "periods_destroyed": r.periods_destroyed,
+        "records_deleted": r.records_deleted,
+        "records_left": left,
+        "sweep_seconds": (sweep_s * 1000.0).round() / 1000.0,
+        "sweep_records_per_s": (r.records_deleted as f64 / sweep_s).round(),
+        "peak_rss_mb_after_collect": rss_after_collect,
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": crate::machine(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}

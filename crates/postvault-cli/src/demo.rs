@@ -205,6 +205,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     }
     let sample: Vec<String> = sample_subjects(a)?;
     scenario_2025(&vault, &clock, &person, &cats, &sample)?;
+    rights_scene(&vault, &person, &sample)?;
     if a.keep.is_some() {
         println!("\nThe vault is kept in {}.", dir.display());
     }
@@ -438,6 +439,67 @@ fn scenario_2025(
     for l in crate::disclose::transparency_table(&report).lines() {
         println!("   {l}");
     }
+    Ok(())
+}
+
+/// The person's rights and the end of data: the access report with its
+/// proofs, the retention sweep, an erasure.
+fn rights_scene(vault: &Vault, person: &str, sample: &[String]) -> Result<()> {
+    let officer = vault.principal("privacy-officer")?;
+    println!("\nThe person's rights, and the end of data");
+    println!("========================================");
+    let r = vault.subject_report(&officer, person)?;
+    println!("postvault subject report --as privacy-officer --subject {person} --format html");
+    println!(
+        "    {} records held, {} disclosure(s) in the accounting, {} log leaves about them, every proof {} against the signed checkpoint.",
+        r.records.len(),
+        r.disclosures.len(),
+        r.log.len(),
+        if r.proofs_verified {
+            "verified"
+        } else {
+            "NOT verified"
+        }
+    );
+    let sweep = vault.retention_run(&mut |_| {})?;
+    println!("postvault retention run   (61 days have passed in this tour)");
+    println!(
+        "    {} retention period keys destroyed, {} expired records deleted ({}): unreadable in every copy, backups included.",
+        sweep.periods_destroyed,
+        sweep.records_deleted,
+        sweep
+            .by_category
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let Some(other) = sample.iter().find(|s| s.as_str() != person) else {
+        return Ok(());
+    };
+    let tag_key = vault.subject_tag_key(other)?;
+    let e = vault.erase(&officer, std::slice::from_ref(other), &mut |_| {})?;
+    println!("postvault erase --as privacy-officer --subject {other}");
+    println!(
+        "    {} records deleted and {} keys destroyed; the erasure is log leaf {}.",
+        e.records_deleted, e.keys_destroyed, e.first_leaf
+    );
+    let after = vault.subject_report(&officer, other)?;
+    let found = match tag_key {
+        Some(k) => vault.find_leaves(&k)?.1.len(),
+        None => 0,
+    };
+    println!(
+        "    Now the vault holds {} records of them and nobody can link a leaf to them; with the tag key they kept, \
+         the person still finds and proves their {found} {}, the erasure last. The log {}.",
+        after.records.len(),
+        if found == 1 { "leaf" } else { "leaves" },
+        if vault.verify_log(&postvault::VerifyOptions::default())?.ok {
+            "still verifies"
+        } else {
+            "does NOT verify"
+        }
+    );
     Ok(())
 }
 

@@ -98,6 +98,9 @@ enum Command {
     /// The person's consent to a purpose: grant or withdraw.
     #[command(subcommand)]
     Consent(rights::ConsentCmd),
+    /// Correct a record at the person's request: the old one is kept as
+    /// history; prints who received the category before, to be told.
+    Correct(rights::CorrectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -260,6 +263,10 @@ enum BenchCmd {
     Log(bench::LogArgs),
     /// Targeted read latency (each read durably logged) and decision times.
     Read(bench::ReadArgs),
+    /// Erasure: people erased per second, keys destroyed, rows deleted.
+    Erase(bench::EraseArgs),
+    /// Retention: a sweep over expired records, records per second, bounded memory.
+    Retention(bench::RetentionArgs),
 }
 
 fn main() -> ExitCode {
@@ -455,6 +462,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Erase(a) => rights::erase(&cli, a),
         Command::Hold(c) => rights::hold(&cli, c),
         Command::Consent(c) => rights::consent(&cli, c),
+        Command::Correct(a) => rights::correct(&cli, a),
         Command::Subject(SubjectCmd::TagKey { subject }) => {
             let v = Vault::open(&cli.data, open_opts(&cli)?)?;
             match v.subject_tag_key(subject)? {
@@ -470,6 +478,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Bench(BenchCmd::Ingest(a)) => bench::ingest(a),
         Command::Bench(BenchCmd::Log(a)) => bench::log(a),
         Command::Bench(BenchCmd::Read(a)) => bench::read(a),
+        Command::Bench(BenchCmd::Erase(a)) => bench::erase(a),
+        Command::Bench(BenchCmd::Retention(a)) => bench::retention(a),
     }
 }
 

@@ -82,6 +82,24 @@ pub struct ConsentArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CorrectArgs {
+    /// A privacy officer or the `subject_access` service acting on the
+    /// person's request.
+    #[arg(long = "as", value_name = "NAME", env = "POSTVAULT_AS")]
+    pub principal: String,
+    #[arg(long)]
+    pub subject: String,
+    #[arg(long)]
+    pub category: String,
+    /// The record to correct, when the person holds several of the category.
+    #[arg(long)]
+    pub record: Option<String>,
+    /// The corrected fields: a JSON object (or {"fields": {...}}); `-` for
+    /// standard input.
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     /// A privacy officer or the `subject_access` service answering the
     /// person's request.
@@ -213,6 +231,29 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<u8> {
     if !r.proofs_verified {
         eprintln!("postvault: a proof in the report did not verify against the checkpoint");
         return Ok(crate::EXIT_VERIFY_FAILED);
+    }
+    Ok(0)
+}
+
+pub fn correct(cli: &Cli, a: &CorrectArgs) -> Result<u8> {
+    let text = if a.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s)
+            .context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file)
+            .with_context(|| format!("reading `{}`", a.file.display()))?
+    };
+    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let p = v.principal(&a.principal)?;
+    let r = v.correct(&p, &a.subject, &a.category, &text, a.record.as_deref())?;
+    print_json(&r)?;
+    if !r.notify.is_empty() {
+        eprintln!(
+            "postvault: {} earlier recipient(s) of this category must be told of the correction",
+            r.notify.len()
+        );
     }
     Ok(0)
 }

@@ -20,6 +20,7 @@ fn record(subject: u8, n: u8, category: &str) -> RecordRow {
         expires_at: 9_000,
         key_id: 0,
         sealed: vec![n, subject, 0xAA],
+        superseded_by: None,
     }
 }
 
@@ -44,6 +45,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
     sweeps_delete_only_what_expired_and_is_not_held(&*fresh());
     rekey_replaces_ciphertext_in_place(&*fresh());
+    corrections_keep_history_once(&*fresh());
 }
 
 /// Runs every key-store check on a fresh key store from `fresh`.
@@ -634,4 +636,41 @@ pub fn secrets_are_listed_raced_and_destroyed_in_batches(k: &dyn KeyStore) {
     .unwrap();
     assert_eq!(k.delete_subject_keys(&[[3; 16], [4; 16]]).unwrap(), 1);
     assert_eq!(k.subject_keys(&[3; 16]).unwrap(), None);
+}
+
+pub fn corrections_keep_history_once(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let fix = WriteBatch {
+        records: vec![record(1, 2, "address")],
+        supersede: vec![([1; 16], [1; 16], [2; 16])],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&fix, &mut leaf_body).unwrap();
+    let rows = s.subject_records(&[1; 16]).unwrap();
+    assert_eq!(rows.len(), 2, "the corrected record is kept");
+    assert_eq!(rows[0].superseded_by, Some([2; 16]));
+    assert_eq!(rows[1].superseded_by, None);
+    // Correcting it again (or another subject's record) fails and writes nothing.
+    let size = s.log_size().unwrap();
+    let again = WriteBatch {
+        records: vec![record(1, 3, "address")],
+        supersede: vec![([1; 16], [1; 16], [3; 16])],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    assert!(matches!(
+        s.write(&again, &mut leaf_body),
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(s.log_size().unwrap(), size);
+    assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 2);
 }

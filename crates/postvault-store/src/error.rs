@@ -26,6 +26,8 @@ pub enum StoreError {
     SecretExists(String),
     #[error("an erasure ran while the batch was prepared; prepare it again")]
     Conflict,
+    #[error("the record to correct is no longer current")]
+    Stale,
     #[error("corrupt store: {0}")]
     Corrupt(String),
 }

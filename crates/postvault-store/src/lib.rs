@@ -46,6 +46,8 @@ pub struct RecordRow {
     /// Which key sealed it: see [`key_id`].
     pub key_id: u32,
     pub sealed: Vec<u8>,
+    /// A correction replaced it with this record; kept as history.
+    pub superseded_by: Option<[u8; 16]>,
 }
 
 /// A consent state of one subject for one purpose.
@@ -88,6 +90,10 @@ pub struct WriteBatch {
     /// fails with [`StoreError::Conflict`] if an erasure ran since, so no
     /// record is ever written under a key being destroyed.
     pub erasure_gen: Option<u64>,
+    /// Corrections: (record, its subject, the record of this batch that
+    /// replaces it). Each must be a current record of that subject, or the
+    /// batch fails with [`StoreError::Stale`].
+    pub supersede: Vec<([u8; 16], SubjectRef, [u8; 16])>,
 }
 
 /// What the store holds about one subject.
@@ -262,6 +268,11 @@ pub trait KeyStore: Send + Sync {
     /// so the caller can use the stored keys instead of its own.
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError>;
     fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError>;
+    /// The keys of many subjects, in order, read in one transaction.
+    fn subject_keys_many(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<Option<SubjectKeys>>, StoreError>;
     /// A named secret (the master key, a signing key).
     fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a named secret; fails if it exists.

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -74,6 +74,8 @@ const DATA_MIGRATIONS: &[&str] = &[
      CREATE INDEX holds_subject ON holds (subject);
      CREATE TABLE erasures (subject BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
+    // 5: corrections keep history: a corrected record points at its successor.
+    "ALTER TABLE records ADD COLUMN superseded_by BLOB;",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -250,7 +252,7 @@ fn read_subject(
     {
         let mut s = tx.prepare_cached(
             "SELECT id, subject, category, purpose, source, collected_at,
-                        expires_at, key_id, sealed
+                        expires_at, key_id, sealed, superseded_by
                  FROM records WHERE subject = ?1 ORDER BY collected_at, id",
         )?;
         data.records = s
@@ -285,6 +287,7 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
         expires_at: r.get(6)?,
         key_id: r.get(7)?,
         sealed: r.get(8)?,
+        superseded_by: r.get(9)?,
     })
 }
 
@@ -322,6 +325,15 @@ impl Store for SqliteStore {
             )?;
             for l in &batch.lookups {
                 s.execute(params![l.token, l.subject, l.record])?;
+            }
+            let mut s = tx.prepare_cached(
+                "UPDATE records SET superseded_by = ?3
+                 WHERE id = ?1 AND subject = ?2 AND superseded_by IS NULL",
+            )?;
+            for (old, subject, new) in &batch.supersede {
+                if s.execute(params![old, subject, new])? != 1 {
+                    return Err(StoreError::Stale);
+                }
             }
             let mut s = tx.prepare_cached(
                 "INSERT INTO consents (subject, purpose, granted, at) VALUES (?1, ?2, ?3, ?4)
@@ -715,27 +727,30 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = EraseOutcome::default();
-        let mut held = Vec::with_capacity(subjects.len());
-        {
-            let mut on_hold = tx.prepare_cached(
-                "SELECT count(*) FROM holds
-                 WHERE subject = ?1 AND released_at IS NULL AND until_at > ?2",
+        let on_hold: std::collections::HashSet<SubjectRef> = {
+            let mut q = tx.prepare_cached(
+                "SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1",
             )?;
+            q.query_map([now], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+        {
             let mut pending = tx.prepare_cached(
                 "INSERT INTO erasures (subject, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             )?;
-            for s in subjects {
-                let n: i64 = on_hold.query_row(params![s, now], |r| r.get(0))?;
-                held.push(n > 0);
-                if n > 0 {
+            for (s, &h) in subjects.iter().zip(&held) {
+                if h {
                     out.held.push(*s);
-                    continue;
+                } else {
+                    pending.execute(params![s, now])?;
+                    out.erased.push(*s);
                 }
-                out.records += delete_subject_rows(&tx, s)?;
-                pending.execute(params![s, now])?;
-                out.erased.push(*s);
             }
         }
+        // Set-based: everything of every pending subject (this call's, and
+        // any an interrupted erasure left).
+        out.records = delete_pending_rows(&tx)?;
         out.first_leaf = append(&tx, subjects.len(), &mut |idx, i| {
             leaf(idx, &subjects[i], held[i])
         })?;
@@ -756,10 +771,10 @@ impl Store for SqliteStore {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        delete_pending_rows(&tx)?;
         {
             let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
             for s in subjects {
-                delete_subject_rows(&tx, s)?;
                 done.execute([s])?;
             }
         }
@@ -913,18 +928,16 @@ fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Deletes every record, lookup and consent of `subject`; returns the records.
-fn delete_subject_rows(
-    tx: &rusqlite::Transaction<'_>,
-    subject: &SubjectRef,
-) -> Result<u64, StoreError> {
+/// Deletes every record, lookup and consent of every subject pending
+/// erasure; returns the records deleted.
+fn delete_pending_rows(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
     let n = tx
-        .prepare_cached("DELETE FROM records WHERE subject = ?1")?
-        .execute([subject])?;
-    tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1")?
-        .execute([subject])?;
-    tx.prepare_cached("DELETE FROM consents WHERE subject = ?1")?
-        .execute([subject])?;
+        .prepare_cached("DELETE FROM records WHERE subject IN (SELECT subject FROM erasures)")?
+        .execute([])?;
+    tx.prepare_cached("DELETE FROM lookups WHERE subject IN (SELECT subject FROM erasures)")?
+        .execute([])?;
+    tx.prepare_cached("DELETE FROM consents WHERE subject IN (SELECT subject FROM erasures)")?
+        .execute([])?;
     Ok(n as u64)
 }
 
@@ -1162,6 +1175,33 @@ impl KeyStore for SqliteKeyStore {
             })
         })
         .optional()?)
+    }
+
+    fn subject_keys_many(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<Option<SubjectKeys>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(subjects.len());
+        {
+            let mut s =
+                tx.prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = ?1")?;
+            for subject in subjects {
+                out.push(
+                    s.query_row([subject], |r| {
+                        Ok(SubjectKeys {
+                            subject: r.get(0)?,
+                            data: r.get(1)?,
+                            tag: r.get(2)?,
+                        })
+                    })
+                    .optional()?,
+                );
+            }
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

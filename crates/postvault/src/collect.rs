@@ -575,6 +575,7 @@ impl Vault {
                 expires_at,
                 key_id,
                 sealed,
+                superseded_by: None,
             });
             *categories.entry(cat.id.clone()).or_default() += 1;
             purposes.insert(purpose.clone());
@@ -635,7 +636,7 @@ struct Committed {
 
 /// The sealed plaintext: `{"fields": {...}, "legal_basis": "..."}` (the
 /// legal basis is free text, so it is sealed with the fields).
-fn payload(
+pub(crate) fn payload(
     cat: &postvault_policy::Category,
     fields: &crate::minimize::Minimized,
     legal_basis: Option<&str>,

@@ -1764,6 +1764,7 @@ impl EndedCover for DisclosureRow {
 fn in_package(r: &DisclosureRow, rec: &RecordRow, now: i64, own_covers: &BTreeSet<u64>) -> bool {
     let cover = r.kind == InstrumentKind::MailCover.as_str();
     rec.expires_at > now
+        && rec.superseded_by.is_none()
         && r.portions.contains(&rec.category)
         && r.data_from.is_none_or(|t| rec.collected_at >= t)
         && r.data_until.is_none_or(|t| rec.collected_at < t)

@@ -43,7 +43,7 @@ pub use log::{
 };
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
-pub use rights::{EraseReport, HoldView, RetentionReport};
+pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
 
 pub use postvault_policy::{Pack, PackSources};

@@ -32,6 +32,10 @@ pub struct ReadRecord {
     pub expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legal_basis: Option<String>,
+    /// History only (purpose `subject_access`): a correction replaced this
+    /// record with the one of this id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub fields: Map<String, Value>,
 }
 
@@ -87,6 +91,9 @@ impl Vault {
         let subject_ref = self.subject_ref(subject);
         let keys = self.subject_keys(&subject_ref)?;
         let now = self.clock.now_ms();
+        // The person sees the history of corrections too; every other
+        // purpose sees current records only.
+        let history = purpose == "subject_access";
 
         // Decided inside the transaction, from what it read; kept for the answer.
         let mut allowed = vec![false; tax.categories.len()];
@@ -121,7 +128,9 @@ impl Vault {
                 .iter()
                 // Without the subject's keys (destroyed) nothing can leave,
                 // and the leaf must say so.
-                .filter(|r| visible(tax, &allowed, r, now) && self.openable(r, keys.as_deref()))
+                .filter(|r| {
+                    visible(tax, &allowed, r, now, history) && self.openable(r, keys.as_deref())
+                })
                 .collect();
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
@@ -169,7 +178,7 @@ impl Vault {
         for r in data
             .records
             .iter()
-            .filter(|r| visible(tax, &allowed, r, now))
+            .filter(|r| visible(tax, &allowed, r, now, history))
         {
             let Some(plain) = self.open_record(r, keys.as_deref(), &mut cover_keys)? else {
                 continue;
@@ -214,6 +223,9 @@ pub(crate) fn to_read_record(
         collected_at: format_ms(r.collected_at),
         expires_at: format_ms(r.expires_at),
         legal_basis,
+        superseded_by: r
+            .superseded_by
+            .map(|id| uuid::Uuid::from_bytes(id).to_string()),
         fields,
     }))
 }
@@ -232,8 +244,10 @@ fn visible(
     allowed: &[bool],
     r: &postvault_store::RecordRow,
     now: i64,
+    history: bool,
 ) -> bool {
     r.expires_at > now
+        && (history || r.superseded_by.is_none())
         && tax
             .category_ix(&r.category)
             .is_some_and(|c| allowed.get(usize::from(c.0)).copied().unwrap_or(false))

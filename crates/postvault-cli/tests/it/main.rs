@@ -693,6 +693,24 @@ fn rights_verbs_hold_erase_consent_report_and_retention() {
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("1 pvrights St"));
 
+    // A correction: the old record stays as history.
+    let o = pv_in(
+        &data,
+        &[
+            "correct",
+            "--as",
+            "officer",
+            "--subject",
+            "cust-1",
+            "--category",
+            "address",
+            "-",
+        ],
+        Some(br#"{"street":"1 fixed St","city":"Springfield","state":"IL","zip":"62701"}"#),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["notify"], serde_json::json!([]));
+
     // Release, then erasure goes through; retention runs (nothing expired).
     assert_eq!(
         code(&pv(

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use postvault::{Event, OpenOptions, Vault};
 use postvault_store::{
-    LeafFn, OpenMode, PrincipalRow, ReadLeafFn, SqliteKeyStore, SqliteStore, Store, StoreError,
-    SubjectData, SubjectRef, WriteBatch,
+    KeyStore, LeafFn, OpenMode, PrincipalRow, ReadLeafFn, SqliteKeyStore, SqliteStore, Store,
+    StoreError, SubjectData, SubjectRef, WriteBatch,
 };
 
 use crate::*;
@@ -549,4 +549,82 @@ fn reopened_vault_returns_every_acknowledged_record() {
     collect(&v, "ingest", &person("s0", "again"));
     let r = v.read(&officer, "s0", "subject_access").unwrap();
     assert_eq!(r.records.len(), 18);
+}
+
+/// Invariant 6: an erasure interrupted after its first transaction (rows
+/// and leaf committed, keys not yet destroyed) is finished when the vault
+/// opens; one interrupted after the keys went is finished too.
+#[test]
+fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(
+        &v,
+        "ingest",
+        &[
+            person("cust-i", "pvInterrupted"),
+            person("cust-j", "pvFinish"),
+        ]
+        .join("\n"),
+    );
+    drop(v);
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    let master =
+        postvault_crypto::MasterKey::from_bytes(&keys.secret("master").unwrap().unwrap()).unwrap();
+    let i_ref = master.subject_ref("cust-i");
+    assert!(keys.subject_keys(&i_ref).unwrap().is_some());
+
+    // Step 1 only, as if the process died right after it.
+    let store = SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap();
+    let out = store
+        .erase(&[i_ref], T0, &mut |_, _, _| b"{}".to_vec())
+        .unwrap();
+    assert_eq!(out.erased, vec![i_ref]);
+    assert_eq!(store.pending_erasures().unwrap(), vec![i_ref]);
+    drop(store);
+    assert!(
+        keys.subject_keys(&i_ref).unwrap().is_some(),
+        "keys still there"
+    );
+
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert!(
+        keys.subject_keys(&i_ref).unwrap().is_none(),
+        "destroyed on open"
+    );
+    assert!(v.store().pending_erasures().unwrap().is_empty());
+    assert!(v.subject_tag_key("cust-i").unwrap().is_none());
+
+    // Through the vault, with the last step failing: the keys are gone, the
+    // pending mark stays, and the next open clears it.
+    let j_ref = master.subject_ref("cust-j");
+    drop(v);
+    let failing = FailingStore {
+        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
+        ok: AtomicI64::new(1),
+    };
+    let v = Vault::from_parts(
+        dir.path(),
+        Box::new(failing),
+        Box::new(SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap()),
+        opts(&c),
+    )
+    .unwrap();
+    let officer = v.principal("officer").unwrap();
+    assert!(
+        v.erase(&officer, &["cust-j".to_string()], &mut |_| {})
+            .is_err()
+    );
+    drop(v);
+    assert!(keys.subject_keys(&j_ref).unwrap().is_none());
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert!(v.store().pending_erasures().unwrap().is_empty());
+    let sorting = v.principal("sorting").unwrap();
+    assert!(
+        v.read(&sorting, "cust-j", "delivery")
+            .unwrap()
+            .records
+            .is_empty()
+    );
 }

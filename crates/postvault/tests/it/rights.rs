@@ -513,3 +513,88 @@ fn the_subject_report_proves_every_leaf_with_the_log_verifier() {
     evil.subject = "<script>alert(1)</script>".into();
     assert!(!postvault::report_html(&evil).contains("<script>"));
 }
+
+#[test]
+fn a_correction_keeps_history_and_lists_prior_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    v.add_principal("sorting", "delivery").unwrap();
+    let sub = submit(&v, "fbi", &court_order());
+    approve(&v, "officer", &sub.id);
+    v.disclose_fetch(&v.principal("fbi").unwrap(), &sub.id)
+        .unwrap();
+    c.advance(DAY);
+    let off = officer(&v);
+    let fixed =
+        r#"{"street": "12 Corrected Ave", "city": "Springfield", "state": "IL", "zip": "62702"}"#;
+
+    // Only a role acting for the person corrects; bad fields are refused.
+    let fbi = v.principal("fbi").unwrap();
+    assert_eq!(
+        v.correct(&fbi, "cust-a", "address", fixed, None)
+            .unwrap_err()
+            .code(),
+        "not_permitted"
+    );
+    assert_eq!(
+        v.correct(
+            &off,
+            "cust-a",
+            "address",
+            r#"{"street": "x", "ssn": "1"}"#,
+            None
+        )
+        .unwrap_err()
+        .code(),
+        "invalid"
+    );
+    assert_eq!(
+        v.correct(&off, "cust-a", "address", "[1]", None)
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
+    assert_eq!(
+        v.correct(&off, "nobody", "address", fixed, None)
+            .unwrap_err()
+            .code(),
+        "not_permitted"
+    );
+
+    let r = v.correct(&off, "cust-a", "address", fixed, None).unwrap();
+    assert_eq!(r.notify.len(), 1, "the agency that received the address");
+    assert_eq!(r.notify[0].recipient_principal, "fbi");
+    let e = events(&v).pop().unwrap();
+    assert_eq!(
+        (e.action.as_str(), e.categories.clone()),
+        ("correct", vec!["address".to_string()])
+    );
+
+    // Delivery sees the corrected address only; the person sees the history.
+    let sorting = v.principal("sorting").unwrap();
+    let read = v.read(&sorting, "cust-a", "delivery").unwrap();
+    let addresses: Vec<_> = read
+        .records
+        .iter()
+        .filter(|x| x.category == "address")
+        .collect();
+    assert_eq!(addresses.len(), 1);
+    assert_eq!(addresses[0].fields["street"], "12 Corrected Ave");
+    let mine = v.read(&off, "cust-a", "subject_access").unwrap();
+    let history: Vec<_> = mine
+        .records
+        .iter()
+        .filter(|x| x.category == "address")
+        .collect();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].superseded_by.as_deref(), Some(r.record.as_str()));
+    // A correction never extends retention.
+    assert_eq!(history[0].expires_at, history[1].expires_at);
+    assert_eq!(
+        rows_of(dir.path(), "cust-a"),
+        10,
+        "nine, and the correction"
+    );
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+}
