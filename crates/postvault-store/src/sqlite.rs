@@ -735,22 +735,30 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?
         };
         let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS erase_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.erase_now;",
+        )?;
         {
             let mut pending = tx.prepare_cached(
                 "INSERT INTO erasures (subject, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
+            let mut now_set = tx.prepare_cached(
+                "INSERT INTO temp.erase_now (subject) VALUES (?1) ON CONFLICT DO NOTHING",
             )?;
             for (s, &h) in subjects.iter().zip(&held) {
                 if h {
                     out.held.push(*s);
                 } else {
                     pending.execute(params![s, now])?;
+                    now_set.execute([s])?;
                     out.erased.push(*s);
                 }
             }
         }
-        // Set-based: everything of every pending subject (this call's, and
-        // any an interrupted erasure left).
-        out.records = delete_pending_rows(&tx)?;
+        // Set-based, this call's subjects only.
+        out.records = delete_rows_of(&tx, "temp.erase_now")?;
+        tx.execute_batch("DELETE FROM temp.erase_now;")?;
         out.first_leaf = append(&tx, subjects.len(), &mut |idx, i| {
             leaf(idx, &subjects[i], held[i])
         })?;
@@ -771,7 +779,7 @@ impl Store for SqliteStore {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        delete_pending_rows(&tx)?;
+        delete_rows_of(&tx, "erasures")?;
         {
             let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
             for s in subjects {
@@ -928,16 +936,21 @@ fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Deletes every record, lookup and consent of every subject pending
-/// erasure; returns the records deleted.
-fn delete_pending_rows(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
+/// Deletes every record, lookup and consent of every subject listed in
+/// `table` (`erasures`: every one pending; `temp.erase_now`: one call's);
+/// returns the records deleted.
+fn delete_rows_of(tx: &rusqlite::Transaction<'_>, table: &str) -> Result<u64, StoreError> {
     let n = tx
-        .prepare_cached("DELETE FROM records WHERE subject IN (SELECT subject FROM erasures)")?
+        .prepare_cached(&format!(
+            "DELETE FROM records WHERE subject IN (SELECT subject FROM {table})"
+        ))?
         .execute([])?;
-    tx.prepare_cached("DELETE FROM lookups WHERE subject IN (SELECT subject FROM erasures)")?
+    for t in ["lookups", "consents"] {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {t} WHERE subject IN (SELECT subject FROM {table})"
+        ))?
         .execute([])?;
-    tx.prepare_cached("DELETE FROM consents WHERE subject IN (SELECT subject FROM erasures)")?
-        .execute([])?;
+    }
     Ok(n as u64)
 }
 

@@ -516,68 +516,116 @@ impl Vault {
         let mut first = None;
         for chunk in subjects.chunks(ERASE_CHUNK) {
             let _gate = self.erase_gate_exclusive();
-            let now = self.clock.now_ms();
             let refs: Vec<SubjectRef> = chunk.iter().map(|s| self.subject_ref(s)).collect();
-            // Only the tag keys are needed, for the leaves.
-            let mut tags = Vec::with_capacity(refs.len());
-            for (r, k) in refs.iter().zip(self.keys.subject_keys_many(&refs)?) {
-                tags.push(match k {
-                    Some(k) => Some(self.master.tag_key(&k.tag, r)?),
-                    None => None,
-                });
-            }
-            let by_ref: std::collections::HashMap<SubjectRef, usize> =
-                refs.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-            let mut rng_error = None;
-            let out = self.store.erase(&refs, now, &mut |idx, s, held| {
-                let tag = match by_ref.get(s).and_then(|&i| tags[i].as_ref()) {
-                    Some(k) => k.tag(idx),
-                    None => match postvault_crypto::random_token(&self.rng) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            rng_error = Some(e);
-                            [0; 16]
+            // The tag keys (for the leaves) are read from the key store on a
+            // second thread while the transaction deletes the rows; the
+            // leaves, written last in it, wait for them.
+            let (send_tags, tags) = std::sync::mpsc::sync_channel(1);
+            let out = std::thread::scope(|scope| {
+                let refs = &refs;
+                scope.spawn(move || {
+                    let read = || -> Result<Vec<Option<postvault_crypto::TagKey>>, VaultError> {
+                        let mut out = Vec::with_capacity(refs.len());
+                        for (r, k) in refs.iter().zip(self.keys.subject_keys_many(refs)?) {
+                            out.push(match k {
+                                Some(k) => Some(self.master.tag_key(&k.tag, r)?),
+                                None => None,
+                            });
                         }
-                    },
-                };
-                Event {
-                    v: LEAF_VERSION,
-                    time: now,
-                    action: "erase".into(),
-                    principal: actor.clone(),
-                    purpose: Some("subject_access".into()),
-                    decision: if held { "deny" } else { "allow" }.into(),
-                    pack: self.pack.version().to_string(),
-                    reasons: if held {
-                        vec!["legal_hold".into()]
-                    } else {
-                        vec![]
-                    },
-                    categories: vec![],
-                    count: 0,
-                    rejected: None,
-                    selector: None,
-                    instrument: None,
-                    subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
-                }
-                .to_leaf()
-            })?;
-            if let Some(e) = rng_error {
-                return Err(e.into());
-            }
+                        Ok(out)
+                    };
+                    let _ = send_tags.send(read());
+                });
+                self.erase_part(&actor, chunk, refs, &tags, &mut report)
+            });
+            // Whoever's first step committed loses their keys now, even if
+            // something failed after it (the pending marks carry a crash).
+            let erased = match &out {
+                Ok(o) => o.erased.clone(),
+                Err(_) => self.store.pending_erasures()?,
+            };
+            report.keys_destroyed += self.destroy_subject_keys(&erased)?;
+            let out = out?;
             first.get_or_insert(out.first_leaf);
-            report.records_deleted += out.records;
-            report.keys_destroyed += self.destroy_subject_keys(&out.erased)?;
-            report.erased += out.erased.len() as u64;
-            for h in &out.held {
-                if let Some(&i) = by_ref.get(h) {
-                    report.held.push(chunk[i].clone());
-                }
-            }
             progress(report.erased + report.held.len() as u64);
         }
         report.first_leaf = first.unwrap_or(0);
         Ok(report)
+    }
+
+    /// Erasure, step one, for one transaction's people; `tags` delivers
+    /// their tag keys (in order) when the leaves are written.
+    fn erase_part(
+        &self,
+        actor: &Actor,
+        part: &[String],
+        refs: &[SubjectRef],
+        tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
+        report: &mut EraseReport,
+    ) -> Result<postvault_store::EraseOutcome, VaultError> {
+        let now = self.clock.now_ms();
+        let mut keys: Option<Vec<Option<postvault_crypto::TagKey>>> = None;
+        let mut rng_error = None;
+        let mut i = 0usize;
+        let pack = self.pack.version().to_string();
+        let out = self.store.erase(refs, now, &mut |idx, _, held| {
+            // A key store that cannot be read leaves random tags: the
+            // erasure goes on (and the key destruction that follows reports
+            // the key store's failure).
+            let k = keys
+                .get_or_insert_with(|| tags.recv().ok().and_then(Result::ok).unwrap_or_default());
+            let key = k.get(i).and_then(Option::as_ref);
+            i += 1;
+            let tag = self.tag_or_random_key(key, idx, &mut rng_error);
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: "erase".into(),
+                principal: actor.clone(),
+                purpose: Some("subject_access".into()),
+                decision: if held { "deny" } else { "allow" }.into(),
+                pack: pack.clone(),
+                reasons: if held {
+                    vec!["legal_hold".into()]
+                } else {
+                    vec![]
+                },
+                categories: vec![],
+                count: 0,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+            }
+            .to_leaf()
+        })?;
+        if let Some(e) = rng_error {
+            return Err(e.into());
+        }
+        report.records_deleted += out.records;
+        report.erased += out.erased.len() as u64;
+        let held: HashSet<&SubjectRef> = out.held.iter().collect();
+        for (id, r) in part.iter().zip(refs) {
+            if held.contains(r) {
+                report.held.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn tag_or_random_key(
+        &self,
+        key: Option<&postvault_crypto::TagKey>,
+        idx: u64,
+        err: &mut Option<postvault_crypto::CryptoError>,
+    ) -> [u8; 16] {
+        match key {
+            Some(k) => k.tag(idx),
+            None => postvault_crypto::random_token(&self.rng).unwrap_or_else(|e| {
+                *err = Some(e);
+                [0; 16]
+            }),
+        }
     }
 
     /// Erasure, steps two and three: destroy the keys, then remove anything
@@ -685,8 +733,10 @@ impl Vault {
             .store
             .release_hold(id, &officer.name, now, &mut |idx, h| {
                 first.get_or_insert(idx);
-                let tag = self.tag_or_random(
-                    tags.get(&h.subject).and_then(|t| t.as_ref()),
+                let tag = self.tag_or_random_key(
+                    tags.get(&h.subject)
+                        .and_then(|t| t.as_ref())
+                        .map(|k| &k.tag),
                     idx,
                     &mut rng_error,
                 );
@@ -763,21 +813,6 @@ impl Vault {
         Ok(out)
     }
 
-    fn tag_or_random(
-        &self,
-        key: Option<&Arc<SubjectKeyPair>>,
-        idx: u64,
-        err: &mut Option<postvault_crypto::CryptoError>,
-    ) -> [u8; 16] {
-        match key {
-            Some(k) => k.tag.tag(idx),
-            None => postvault_crypto::random_token(&self.rng).unwrap_or_else(|e| {
-                *err = Some(e);
-                [0; 16]
-            }),
-        }
-    }
-
     /// Stores `holds` with one leaf per person.
     fn put_holds(
         &self,
@@ -793,8 +828,10 @@ impl Vault {
         let mut rng_error = None;
         let pack = self.pack.version().to_string();
         let first = self.store.put_holds(holds, &mut |idx, i| {
-            let tag = self.tag_or_random(
-                tags.get(&holds[i].subject).and_then(|t| t.as_ref()),
+            let tag = self.tag_or_random_key(
+                tags.get(&holds[i].subject)
+                    .and_then(|t| t.as_ref())
+                    .map(|k| &k.tag),
                 idx,
                 &mut rng_error,
             );
