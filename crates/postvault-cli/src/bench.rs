@@ -432,6 +432,9 @@ pub struct EraseArgs {
     /// People to collect (one address each), then erase in one call.
     #[arg(long, default_value_t = 100_000)]
     pub subjects: u64,
+    /// Erase this many of them (default: all), in one call.
+    #[arg(long)]
+    pub erase: Option<u64>,
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
 }
@@ -472,14 +475,25 @@ pub fn erase(a: &EraseArgs) -> Result<u8> {
     drop(vault);
     let vault = Vault::open(&dir, OpenOptions::default())?;
     let officer = vault.principal("officer")?;
-    let bar = crate::progress_bar(Some(a.subjects), "erasing");
+    let bar = crate::progress_bar(Some(a.erase.unwrap_or(a.subjects)), "erasing");
     let t = Instant::now();
-    let r = vault.erase(&officer, &ids, &mut |k| bar.set_position(k))?;
+    let take = a.erase.unwrap_or(a.subjects).min(a.subjects) as usize;
+    // Every tenth person first, so the erased are spread over the stores.
+    let mut chosen: Vec<String> = ids.iter().step_by(10).cloned().collect();
+    chosen.extend(
+        ids.iter()
+            .enumerate()
+            .filter(|(i, _)| i % 10 != 0)
+            .map(|(_, s)| s.clone()),
+    );
+    chosen.truncate(take);
+    let r = vault.erase(&officer, &chosen, &mut |k| bar.set_position(k))?;
     let s = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let out = serde_json::json!({
         "bench": "erase",
         "subjects": a.subjects,
+        "asked": take,
         "erased": r.erased,
         "records_deleted": r.records_deleted,
         "keys_destroyed": r.keys_destroyed,

@@ -491,8 +491,9 @@ impl Vault {
     /// request: destroys their keys (every ciphertext and every log tag of
     /// theirs becomes unreadable or unlinkable) and deletes their rows. People
     /// under a legal hold in force are refused (`held`). One leaf per
-    /// identifier, tagged for the person (so the erasure is the last leaf they
-    /// can find and prove). Works in chunks of [`ERASE_CHUNK`].
+    /// identifier (in the order of their keyed refs, not of `subjects`),
+    /// tagged for the person, so the erasure is the last leaf they can find
+    /// and prove. Works in chunks of [`ERASE_CHUNK`].
     pub fn erase(
         &self,
         officer: &Principal,
@@ -516,7 +517,12 @@ impl Vault {
         let mut first = None;
         for chunk in subjects.chunks(ERASE_CHUNK) {
             let _gate = self.erase_gate_exclusive();
-            let refs: Vec<SubjectRef> = chunk.iter().map(|s| self.subject_ref(s)).collect();
+            // In the order of their keyed refs: the stores keep rows of one
+            // subject together by ref, so sorted deletes touch each page once.
+            let mut pairs: Vec<(SubjectRef, &String)> =
+                chunk.iter().map(|s| (self.subject_ref(s), s)).collect();
+            pairs.sort_unstable();
+            let (refs, ids): (Vec<SubjectRef>, Vec<&String>) = pairs.into_iter().unzip();
             // The tag keys (for the leaves) are read from the key store on a
             // second thread while the transaction deletes the rows; the
             // leaves, written last in it, wait for them.
@@ -536,7 +542,7 @@ impl Vault {
                     };
                     let _ = send_tags.send(read());
                 });
-                self.erase_part(&actor, chunk, refs, &tags, &mut report)
+                self.erase_part(&actor, &ids, refs, &tags, &mut report)
             });
             // Whoever's first step committed loses their keys now, even if
             // something failed after it (the pending marks carry a crash).
@@ -558,7 +564,7 @@ impl Vault {
     fn erase_part(
         &self,
         actor: &Actor,
-        part: &[String],
+        part: &[&String],
         refs: &[SubjectRef],
         tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
         report: &mut EraseReport,
@@ -607,7 +613,7 @@ impl Vault {
         let held: HashSet<&SubjectRef> = out.held.iter().collect();
         for (id, r) in part.iter().zip(refs) {
             if held.contains(r) {
-                report.held.push(id.clone());
+                report.held.push((*id).clone());
             }
         }
         Ok(out)
