@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod disclose;
 mod rights;
+mod serve;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -98,6 +99,9 @@ enum Command {
     /// The person's consent to a purpose: grant or withdraw.
     #[command(subcommand)]
     Consent(rights::ConsentCmd),
+    /// Run the vault as an HTTP service (docs/http.md); `--demo` serves a
+    /// seeded temporary vault and prints tokens and curl lines.
+    Serve(serve::ServeArgs),
     /// Correct a record at the person's request: the old one is kept as
     /// history; prints who received the category before, to be told.
     Correct(rights::CorrectArgs),
@@ -463,6 +467,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Hold(c) => rights::hold(&cli, c),
         Command::Consent(c) => rights::consent(&cli, c),
         Command::Correct(a) => rights::correct(&cli, a),
+        Command::Serve(a) => serve::serve(&cli, a),
         Command::Subject(SubjectCmd::TagKey { subject }) => {
             let v = Vault::open(&cli.data, open_opts(&cli)?)?;
             match v.subject_tag_key(subject)? {

@@ -304,6 +304,11 @@ impl DataKey {
         })
     }
 
+    /// A second handle on the same key.
+    pub fn try_clone(&self) -> Result<DataKey, CryptoError> {
+        DataKey::from_raw(self.raw.clone())
+    }
+
     /// The key of one record sealed under both this subject key and a
     /// retention period key: HMAC-SHA256(period key, label || subject key).
     /// Destroying either key destroys the record: the subject's on erasure,

@@ -510,22 +510,25 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
         Err(StoreError::Conflict)
     ));
     assert_eq!(s.log_size().unwrap(), size);
-    // Written meanwhile without the fence: the last step removes it.
-    s.write(
-        &WriteBatch {
-            records: vec![record(1, 9, "address")],
-            leaves: 1,
-            ..WriteBatch::default()
-        },
-        &mut leaf_body,
-    )
-    .unwrap();
+    // Without the fence too: a pending subject takes no record until its
+    // erasure is finished; then new data is welcome.
+    let unfenced = WriteBatch {
+        records: vec![record(1, 9, "address")],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    assert!(matches!(
+        s.write(&unfenced, &mut leaf_body),
+        Err(StoreError::Conflict)
+    ));
     let mid = s.erasure_gen().unwrap();
     assert_ne!(mid, before);
     s.finish_erasure(&[[1; 16]]).unwrap();
     assert!(s.pending_erasures().unwrap().is_empty());
     assert!(s.subject_records(&[1; 16]).unwrap().is_empty());
     assert_ne!(s.erasure_gen().unwrap(), mid);
+    s.write(&unfenced, &mut leaf_body).unwrap();
+    assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 1);
     // After the hold lapses the subject can be erased.
     let out = s.erase(&[[2; 16]], 5_000, &mut |_, _, _| vec![1]).unwrap();
     assert_eq!(out.erased, vec![[2; 16]]);

@@ -26,6 +26,10 @@ pub enum StoreError {
     SecretExists(String),
     #[error("an erasure ran while the batch was prepared; prepare it again")]
     Conflict,
+    #[error(
+        "another reader kept destroyed key material from being overwritten in the key store's WAL; retry"
+    )]
+    Busy,
     #[error("the record to correct is no longer current")]
     Stale,
     #[error("corrupt store: {0}")]

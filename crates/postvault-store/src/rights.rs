@@ -9,15 +9,18 @@ use crate::SubjectRef;
 
 /// How a record's `key_id` names the key that sealed it.
 pub mod key_id {
-    /// Sealed under the subject's data key alone: records kept under a legal
-    /// hold past the end of their retention period, and records written
-    /// before schema 4.
+    /// Sealed under the subject's data key alone: records written before
+    /// schema 4.
     pub const SUBJECT: u32 = 0;
     /// Sealed under the subject's data key combined with the retention period
     /// key of (category, UTC day of `expires_at`). Every record collected
     /// since schema 4 that is not a mail-cover record.
     pub const PERIOD: u32 = u32::MAX;
-    /// Values from 1 to `COVER_MAX` are mail-cover order numbers.
+    /// Sealed under the subject's data key combined with the subject's hold
+    /// key: records kept by a legal hold (not mail-cover records).
+    pub const HOLD: u32 = u32::MAX - 1;
+    /// Values from 1 to `COVER_MAX` are mail-cover order numbers: sealed
+    /// under the subject key, the period key and the order key combined.
     pub const COVER_MAX: u32 = 0x7fff_ffff;
 }
 

@@ -300,6 +300,19 @@ impl Store for SqliteStore {
         {
             return Err(StoreError::Conflict);
         }
+        // A subject whose erasure has begun and not finished takes no new
+        // record until it has: the caller finishes it, then seals again.
+        let pending: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM erasures)")?
+            .query_row([], |r| r.get(0))?;
+        if pending && !batch.records.is_empty() {
+            let mut q = tx.prepare_cached("SELECT 1 FROM erasures WHERE subject = ?1")?;
+            for r in &batch.records {
+                if q.exists([r.subject])? {
+                    return Err(StoreError::Conflict);
+                }
+            }
+        }
         {
             let mut s = tx.prepare_cached(
                 "INSERT INTO records (id, subject, category, purpose, source,
@@ -330,10 +343,14 @@ impl Store for SqliteStore {
                 "UPDATE records SET superseded_by = ?3
                  WHERE id = ?1 AND subject = ?2 AND superseded_by IS NULL",
             )?;
+            let mut drop_lookups =
+                tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
             for (old, subject, new) in &batch.supersede {
                 if s.execute(params![old, subject, new])? != 1 {
                     return Err(StoreError::Stale);
                 }
+                // The corrected value no longer finds the person.
+                drop_lookups.execute(params![subject, old])?;
             }
             let mut s = tx.prepare_cached(
                 "INSERT INTO consents (subject, purpose, granted, at) VALUES (?1, ?2, ?3, ?4)
@@ -954,6 +971,22 @@ fn delete_rows_of(tx: &rusqlite::Transaction<'_>, table: &str) -> Result<u64, St
     Ok(n as u64)
 }
 
+/// Moves every committed page out of the WAL into the database file (where
+/// `secure_delete` has zeroed the freed bytes) and truncates the WAL, so a
+/// destroyed key survives in neither. A reader in another connection can
+/// hold the checkpoint back: retry for up to two seconds, then fail (the
+/// deletion itself is committed; the next destruction checkpoints again).
+fn overwrite_wal(conn: &Connection) -> Result<(), StoreError> {
+    for _ in 0..100 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Busy)
+}
+
 fn hold_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRow> {
     Ok(HoldRow {
         id: r.get(0)?,
@@ -1244,7 +1277,7 @@ impl KeyStore for SqliteKeyStore {
         // checkpoint moves the deletion out of the WAL and truncates it, so
         // no older copy of the page stays behind there either.
         let n = conn.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        overwrite_wal(&conn)?;
         Ok(n > 0)
     }
 
@@ -1281,7 +1314,7 @@ impl KeyStore for SqliteKeyStore {
             }
         }
         tx.commit()?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        overwrite_wal(&conn)?;
         Ok(n)
     }
 
@@ -1296,7 +1329,7 @@ impl KeyStore for SqliteKeyStore {
             }
         }
         tx.commit()?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        overwrite_wal(&conn)?;
         Ok(n)
     }
 }

@@ -244,6 +244,9 @@ impl Vault {
                             Err(StoreError::Conflict) if tries < 16 => {
                                 tries += 1;
                                 gate.get_or_insert_with(|| self.erase_gate_shared());
+                                // An erasure another process left half done
+                                // is finished first.
+                                self.finish_pending_erasures()?;
                                 b = self.prepare_batch(principal, b.source, b.lines_read)?;
                             }
                             r => break r?,
@@ -528,17 +531,20 @@ impl Vault {
             } else {
                 a.key_id
             };
+            // One `now` per batch: one period per category.
+            let period = match periods.entry(a.category) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    self.period_key(&cat.id, expires_at, true)?
+                        .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
+                ),
+            };
+            let record_key = key.data.record_key(period)?;
             let sealed = if key_id == key_id::PERIOD {
-                // One `now` per batch: one period per category.
-                let period = match periods.entry(a.category) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                        self.period_key(&cat.id, expires_at, true)?
-                            .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
-                    ),
-                };
-                key.data.record_key(period)?.seal(&self.rng, &aad, &plain)?
+                record_key.seal(&self.rng, &aad, &plain)?
             } else {
+                // A mail-cover record needs its order's key too: destroying
+                // the order, the person's key or the period's key ends it.
                 let k = match cover_keys.entry(a.key_id) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => e.insert(
@@ -546,7 +552,7 @@ impl Vault {
                             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
                     ),
                 };
-                k.seal(&self.rng, &aad, &plain)?
+                k.record_key(&record_key)?.seal(&self.rng, &aad, &plain)?
             };
             for lookup in &cat.lookups {
                 if let Some((domain, value)) = lookup_value(cat, lookup, &a.fields) {

@@ -878,6 +878,14 @@ impl Vault {
             .filter(|d| d.requester == agency.name && d.kind == InstrumentKind::MailCover.as_str())
             .map(|d| d.seq)
             .collect();
+        // People held by a legal hold that rests on this request.
+        let preserved: BTreeSet<SubjectRef> = self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.disclosure == id && h.active(now))
+            .map(|h| h.subject)
+            .collect();
         let mut plan = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
             match row {
                 Some(r) if allowed(r).is_empty() => r.subjects.clone(),
@@ -940,7 +948,7 @@ impl Vault {
                             .iter()
                             .enumerate()
                             .filter(|(_, rec)| {
-                                in_package(r, rec, now, &own_covers)
+                                in_package(r, rec, now, &own_covers, preserved.contains(subject))
                                     && self.openable(rec, keys.as_deref())
                             })
                             .map(|(ix, _)| ix)
@@ -1522,8 +1530,8 @@ impl Vault {
         self.master.blind_index(&format!("ledger.{domain}"), &v)
     }
 
-    /// One refused step that touched no request: one leaf.
-    fn deny_leaf(
+    /// One refused step that touched no data: one leaf.
+    pub(crate) fn deny_leaf(
         &self,
         principal: &Principal,
         action: &str,
@@ -1761,9 +1769,17 @@ impl EndedCover for DisclosureRow {
 /// `own_covers`: the order numbers of the requester's own mail covers; a
 /// court order reaches cover records of those only, never another agency's
 /// (possibly running, secret) cover.
-fn in_package(r: &DisclosureRow, rec: &RecordRow, now: i64, own_covers: &BTreeSet<u64>) -> bool {
+fn in_package(
+    r: &DisclosureRow,
+    rec: &RecordRow,
+    now: i64,
+    own_covers: &BTreeSet<u64>,
+    preserved: bool,
+) -> bool {
     let cover = r.kind == InstrumentKind::MailCover.as_str();
-    rec.expires_at > now
+    // A legal hold resting on this very request keeps records past their
+    // retention for it.
+    (rec.expires_at > now || (preserved && rec.key_id == postvault_store::key_id::HOLD))
         && rec.superseded_by.is_none()
         && r.portions.contains(&rec.category)
         && r.data_from.is_none_or(|t| rec.collected_at >= t)

@@ -301,6 +301,7 @@ impl Vault {
     /// channel). None if the vault holds no keys for that identifier.
     pub fn subject_tag_key(&self, subject: &str) -> Result<Option<String>, VaultError> {
         let r = self.subject_ref(subject);
+        self.sync_erasures()?;
         Ok(self
             .subject_keys(&r)?
             .map(|k| B64.encode(k.tag.to_bytes().as_ref())))

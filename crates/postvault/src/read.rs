@@ -89,6 +89,8 @@ impl Vault {
             .purpose_ix(purpose)
             .ok_or_else(|| VaultError::UnknownPurpose(purpose.to_string()))?;
         let subject_ref = self.subject_ref(subject);
+        // Another process may have erased someone this one holds keys of.
+        self.sync_erasures()?;
         let keys = self.subject_keys(&subject_ref)?;
         let now = self.clock.now_ms();
         // The person sees the history of corrections too; every other
@@ -246,7 +248,8 @@ fn visible(
     now: i64,
     history: bool,
 ) -> bool {
-    r.expires_at > now
+    // The person also sees what a legal hold keeps past its retention.
+    (r.expires_at > now || (history && r.key_id == postvault_store::key_id::HOLD))
         && (history || r.superseded_by.is_none())
         && tax
             .category_ix(&r.category)

@@ -58,9 +58,8 @@ pub struct SubjectReport {
 
 impl Vault {
     /// The report on `subject`, as `principal` (a role acting for
-    /// `subject_access`, answering the person's own request). The read, the
-    /// accounting and the search of the log are themselves logged, and
-    /// appear in the report.
+    /// `subject_access`, answering the person's own request). The read and
+    /// the accounting lookup are themselves logged, and appear in the report.
     pub fn subject_report(
         &self,
         principal: &Principal,
@@ -176,9 +175,12 @@ pub fn report_html(r: &SubjectReport) -> String {
 
     h.push_str("<h2>1. The information we hold</h2>\n");
     if r.records.is_empty() {
-        h.push_str("<p>We hold no information about you.</p>\n");
+        h.push_str("<p>We hold no information about you that this report can show.</p>\n");
     }
     for rec in &r.records {
+        if rec.superseded_by.is_some() {
+            h.push_str("<p class=\"muted\">The record below was replaced by a correction; it is kept as history.</p>\n");
+        }
         h.push_str(&format!(
             "<h3>{}</h3><p class=\"muted\">Collected on {} for <b>{}</b>; deleted automatically on {}.</p>\n<table><tr><th>Item</th><th>Value</th></tr>\n",
             esc(&human(&rec.category)),

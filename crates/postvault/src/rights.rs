@@ -55,10 +55,34 @@ pub(crate) fn expiry(now: i64, retention_days: u32) -> i64 {
 /// The key-store name of the period key of `category` for records expiring
 /// at `expires_at`.
 pub(crate) fn period_secret(category: &str, expires_at: i64) -> String {
-    format!(
-        "{PERIOD_PREFIX}{category}:{}",
-        expires_at.div_euclid(DAY_MS)
-    )
+    format!("{PERIOD_PREFIX}{category}:{}", period_of(expires_at))
+}
+
+/// The day whose start ends the period of a record expiring at
+/// `expires_at`: the day it expires on if that is a day start, else the
+/// next (a record is never destroyed before its expiry).
+pub(crate) fn period_of(expires_at: i64) -> i64 {
+    (expires_at + DAY_MS - 1).div_euclid(DAY_MS)
+}
+
+/// The start of the day a period key is destroyed on.
+pub(crate) fn period_start(expires_at: i64) -> i64 {
+    period_of(expires_at) * DAY_MS
+}
+
+/// Key-store name prefix of hold keys.
+pub(crate) const HOLD_PREFIX: &str = "hold:";
+
+/// The key-store name of a subject's hold key.
+pub(crate) fn hold_secret(subject: &SubjectRef) -> String {
+    format!("{HOLD_PREFIX}{}", hex::encode(subject))
+}
+
+fn hold_subject(name: &str) -> Option<SubjectRef> {
+    hex::decode(name.strip_prefix(HOLD_PREFIX)?)
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 /// The day a period key name covers (its records expire at its start).
@@ -127,8 +151,9 @@ pub struct HoldView {
     /// Officers only: the person is not shown the hold before this time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub withheld_until: Option<String>,
-    /// The leaf of the placement or release.
-    pub log_index: u64,
+    /// The first leaf of the placement or release (answers to those only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
 }
 
 /// The answer to a correction.
@@ -180,6 +205,7 @@ impl Vault {
             .iter()
             .any(|&p| tax.purpose(p).id == "subject_access");
         if !may {
+            self.deny_leaf(principal, "correct", Some("subject_access"))?;
             return Err(VaultError::NotPermitted(format!(
                 "role `{}` may not correct records; a role acting for `subject_access` may",
                 principal.role
@@ -338,7 +364,11 @@ impl Vault {
             if !a.categories.contains(&cat.id) {
                 continue;
             }
-            if let Some(d) = self.store.disclosure(&a.disclosure)? {
+            if let Some(d) = self.store.disclosure(&a.disclosure)?
+                // What a delay order still covers is not for the person's
+                // channel to know; the officer sees it in the accounting.
+                && d.notice_after.is_none_or(|t| t <= now)
+            {
                 notify.push(PriorRecipient {
                     disclosure: d.id,
                     recipient_principal: d.requester,
@@ -371,13 +401,16 @@ impl Vault {
             at: format_ms(now),
             ..RetentionReport::default()
         };
-        let held: BTreeSet<SubjectRef> = self
-            .store
-            .holds(None)?
-            .into_iter()
-            .filter(|h| h.active(now))
-            .map(|h| h.subject)
-            .collect();
+        let held = self.held_subjects(now)?;
+        // Holds released or lapsed: their people's records go back under
+        // period keys (or, expired, stay sealed under a destroyed key).
+        for name in self.keys.secret_names(HOLD_PREFIX)? {
+            if let Some(subject) = hold_subject(&name)
+                && !held.contains(&subject)
+            {
+                self.unhold(&subject, now)?;
+            }
+        }
         let due: Vec<String> = self
             .keys
             .secret_names(PERIOD_PREFIX)?
@@ -386,8 +419,10 @@ impl Vault {
             .collect();
         if !due.is_empty() {
             let due_set: HashSet<&str> = due.iter().map(String::as_str).collect();
+            // Collected for a held person after the hold was placed: kept
+            // under their hold key before the period key goes.
             for s in &held {
-                report.held_records_kept += self.seal_under_subject(s, &|r| {
+                report.held_records_kept += self.seal_under_hold(s, &|r| {
                     r.key_id == key_id::PERIOD
                         && due_set.contains(period_secret(&r.category, r.expires_at).as_str())
                 })?;
@@ -430,9 +465,22 @@ impl Vault {
         Ok(report)
     }
 
+    /// People under a hold in force at `now`.
+    fn held_subjects(&self, now: i64) -> Result<BTreeSet<SubjectRef>, VaultError> {
+        Ok(self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.active(now))
+            .map(|h| h.subject)
+            .collect())
+    }
+
     /// Seals the records of `subject` that `pick` selects again under the
-    /// subject key alone (`key_id::SUBJECT`); returns how many.
-    fn seal_under_subject(
+    /// subject's hold key (`key_id::HOLD`), so they outlive their periods
+    /// and end with the hold; returns how many. Mail-cover records keep
+    /// their order's key (the order decides who sees them).
+    fn seal_under_hold(
         &self,
         subject: &SubjectRef,
         pick: &dyn Fn(&RecordRow) -> bool,
@@ -440,51 +488,66 @@ impl Vault {
         let Some(keys) = self.subject_keys(subject)? else {
             return Ok(0);
         };
+        let hold = self
+            .hold_key(subject, true)?
+            .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
+        let key = keys.data.record_key(&hold)?;
         let mut covers = std::collections::HashMap::new();
         let mut out = Vec::new();
         for r in self.store.subject_records(subject)? {
-            if !pick(&r) {
+            if !pick(&r) || r.category == "mail_cover_record" || r.key_id == key_id::HOLD {
                 continue;
             }
-            let Some(plain) = self.open_record(&r, Some(&keys), &mut covers)? else {
+            // A record that does not open (altered, or from a restored copy
+            // beside newer keys) is left for the sweep, never a reason to
+            // stop it for everyone.
+            let Ok(Some(plain)) = self.open_record(&r, Some(&keys), &mut covers) else {
                 continue;
             };
             let aad = record_aad_of(&r);
             out.push(RecordRow {
-                key_id: key_id::SUBJECT,
-                sealed: keys.data.seal(&self.rng, &aad, &plain)?,
+                key_id: key_id::HOLD,
+                sealed: key.seal(&self.rng, &aad, &plain)?,
                 ..r
             });
         }
         Ok(self.store.rekey(&out)?)
     }
 
-    /// Seals the not yet expired records of `subject` kept under the subject
-    /// key again under their period keys (after a hold ends).
-    fn seal_under_periods(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
-        let Some(keys) = self.subject_keys(subject)? else {
-            return Ok(0);
-        };
+    /// The end of every hold on `subject`: records not yet expired go back
+    /// under their period keys, then the hold key is destroyed, so what
+    /// expired during the hold is unreadable in every copy; the sweep
+    /// deletes its rows.
+    fn unhold(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
         let mut out = Vec::new();
-        for r in self.store.subject_records(subject)? {
-            if r.key_id != key_id::SUBJECT || r.expires_at <= now {
-                continue;
+        if let (Some(keys), Some(hold)) =
+            (self.subject_keys(subject)?, self.hold_key(subject, false)?)
+        {
+            let held_key = keys.data.record_key(&hold)?;
+            for r in self.store.subject_records(subject)? {
+                if r.key_id != key_id::HOLD || period_start(r.expires_at) <= now {
+                    continue;
+                }
+                let aad = record_aad_of(&r);
+                let Ok(plain) = held_key.open(&aad, &r.sealed) else {
+                    continue;
+                };
+                let Some(period) = self.period_key(&r.category, r.expires_at, true)? else {
+                    continue;
+                };
+                out.push(RecordRow {
+                    key_id: key_id::PERIOD,
+                    sealed: keys
+                        .data
+                        .record_key(&period)?
+                        .seal(&self.rng, &aad, &plain)?,
+                    ..r
+                });
             }
-            let Some(period) = self.period_key(&r.category, r.expires_at, true)? else {
-                continue;
-            };
-            let plain = keys.data.open(&record_aad_of(&r), &r.sealed)?;
-            let aad = record_aad_of(&r);
-            out.push(RecordRow {
-                key_id: key_id::PERIOD,
-                sealed: keys
-                    .data
-                    .record_key(&period)?
-                    .seal(&self.rng, &aad, &plain)?,
-                ..r
-            });
         }
-        Ok(self.store.rekey(&out)?)
+        let n = self.store.rekey(&out)?;
+        self.keys.delete_secrets(&[hold_secret(subject)])?;
+        Ok(n)
     }
 
     /// Erases people by identifier, as a privacy officer granting their
@@ -500,7 +563,7 @@ impl Vault {
         subjects: &[String],
         progress: &mut dyn FnMut(u64),
     ) -> Result<EraseReport, VaultError> {
-        self.require_officer(officer, "erase")?;
+        self.require_officer(officer, "erase", "erase")?;
         for s in subjects {
             if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
                 return Err(VaultError::Invalid {
@@ -517,6 +580,17 @@ impl Vault {
         let mut first = None;
         for chunk in subjects.chunks(ERASE_CHUNK) {
             let _gate = self.erase_gate_exclusive();
+            // A refusal under a hold whose instrument carries a delay order
+            // is tagged at random: the person must not learn of the hold
+            // from their own leaves before they may know.
+            let now = self.clock.now_ms();
+            let delayed: HashSet<SubjectRef> = self
+                .store
+                .holds(None)?
+                .into_iter()
+                .filter(|h| h.active(now) && h.notice_after.is_some_and(|t| t > now))
+                .map(|h| h.subject)
+                .collect();
             // In the order of their keyed refs: the stores keep rows of one
             // subject together by ref, so sorted deletes touch each page once.
             let mut pairs: Vec<(SubjectRef, &String)> =
@@ -542,7 +616,7 @@ impl Vault {
                     };
                     let _ = send_tags.send(read());
                 });
-                self.erase_part(&actor, &ids, refs, &tags, &mut report)
+                self.erase_part(&actor, &ids, refs, &delayed, &tags, &mut report)
             });
             // Whoever's first step committed loses their keys now, even if
             // something failed after it (the pending marks carry a crash).
@@ -566,6 +640,7 @@ impl Vault {
         actor: &Actor,
         part: &[&String],
         refs: &[SubjectRef],
+        delayed: &HashSet<SubjectRef>,
         tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
         report: &mut EraseReport,
     ) -> Result<postvault_store::EraseOutcome, VaultError> {
@@ -574,13 +649,16 @@ impl Vault {
         let mut rng_error = None;
         let mut i = 0usize;
         let pack = self.pack.version().to_string();
-        let out = self.store.erase(refs, now, &mut |idx, _, held| {
+        let out = self.store.erase(refs, now, &mut |idx, subject, held| {
             // A key store that cannot be read leaves random tags: the
             // erasure goes on (and the key destruction that follows reports
             // the key store's failure).
             let k = keys
                 .get_or_insert_with(|| tags.recv().ok().and_then(Result::ok).unwrap_or_default());
-            let key = k.get(i).and_then(Option::as_ref);
+            let key = k
+                .get(i)
+                .and_then(Option::as_ref)
+                .filter(|_| !(held && delayed.contains(subject)));
             i += 1;
             let tag = self.tag_or_random_key(key, idx, &mut rng_error);
             Event {
@@ -641,6 +719,8 @@ impl Vault {
             return Ok(0);
         }
         let n = self.keys.delete_subject_keys(erased)?;
+        let holds: Vec<String> = erased.iter().map(hold_secret).collect();
+        self.keys.delete_secrets(&holds)?;
         self.forget_keys(erased);
         self.store.finish_erasure(erased)?;
         Ok(n * 2)
@@ -663,7 +743,7 @@ impl Vault {
         request: &str,
         until: Option<i64>,
     ) -> Result<HoldView, VaultError> {
-        self.require_officer(officer, "place a legal hold")?;
+        self.require_officer(officer, "place a legal hold", "hold_place")?;
         let now = self.clock.now_ms();
         let row = self
             .store
@@ -706,13 +786,20 @@ impl Vault {
             })
             .collect();
         let leaf_index = self.put_holds(officer, &holds, now)?;
-        Ok(hold_view(&holds, leaf_index, true, now))
+        // Everything the people hold now goes under their hold keys: the
+        // sweep cannot destroy it while the hold stands.
+        for h in &holds {
+            self.seal_under_hold(&h.subject, &|r| {
+                matches!(r.key_id, key_id::PERIOD | key_id::SUBJECT)
+            })?;
+        }
+        Ok(hold_view(&holds, Some(leaf_index), true, now))
     }
 
     /// Releases hold `id`; the people's records that have not expired go
     /// back under their period keys, and the next sweep removes the rest.
     pub fn hold_release(&self, officer: &Principal, id: &str) -> Result<HoldView, VaultError> {
-        self.require_officer(officer, "release a legal hold")?;
+        self.require_officer(officer, "release a legal hold", "hold_release")?;
         let now = self.clock.now_ms();
         let known: Vec<HoldRow> = self
             .store
@@ -751,24 +838,18 @@ impl Vault {
         if let Some(e) = rng_error {
             return Err(e.into());
         }
-        let still_held: BTreeSet<SubjectRef> = self
-            .store
-            .holds(None)?
-            .into_iter()
-            .filter(|h| h.active(now))
-            .map(|h| h.subject)
-            .collect();
+        let still_held = self.held_subjects(now)?;
         for h in &released {
             if !still_held.contains(&h.subject) {
-                self.seal_under_periods(&h.subject, now)?;
+                self.unhold(&h.subject, now)?;
             }
         }
-        Ok(hold_view(&released, first.unwrap_or(0), true, now))
+        Ok(hold_view(&released, first, true, now))
     }
 
     /// Every hold, for an officer.
     pub fn holds(&self, officer: &Principal) -> Result<Vec<HoldView>, VaultError> {
-        self.require_officer(officer, "list legal holds")?;
+        self.require_officer(officer, "list legal holds", "hold_list")?;
         let now = self.clock.now_ms();
         let mut by_id: BTreeMap<(i64, String), Vec<HoldRow>> = BTreeMap::new();
         for h in self.store.holds(None)? {
@@ -779,7 +860,7 @@ impl Vault {
         }
         Ok(by_id
             .into_values()
-            .map(|rows| hold_view(&rows, 0, true, now))
+            .map(|rows| hold_view(&rows, None, true, now))
             .collect())
     }
 
@@ -795,7 +876,7 @@ impl Vault {
             .holds(Some(subject))?
             .into_iter()
             .filter(|h| h.notice_after.is_none_or(|t| t <= now))
-            .map(|h| hold_view(std::slice::from_ref(&h), 0, false, now))
+            .map(|h| hold_view(std::slice::from_ref(&h), None, false, now))
             .collect())
     }
 
@@ -849,18 +930,24 @@ impl Vault {
         Ok(first)
     }
 
-    /// Officer-only operations: the pack's approver roles.
-    pub(crate) fn require_officer(&self, p: &Principal, what: &str) -> Result<(), VaultError> {
+    /// Officer-only operations: the pack's approver roles. A refusal is a
+    /// decision too: one deny leaf.
+    pub(crate) fn require_officer(
+        &self,
+        p: &Principal,
+        what: &str,
+        action: &str,
+    ) -> Result<(), VaultError> {
         let roles = self.pack.disclosure().approver_roles();
         if roles.contains(&p.role) {
-            Ok(())
-        } else {
-            Err(VaultError::NotPermitted(format!(
-                "role `{}` may not {what}; {} may",
-                p.role,
-                roles.join(" or ")
-            )))
+            return Ok(());
         }
+        self.deny_leaf(p, action, None)?;
+        Err(VaultError::NotPermitted(format!(
+            "role `{}` may not {what}; {} may",
+            p.role,
+            roles.join(" or ")
+        )))
     }
 }
 
@@ -884,7 +971,7 @@ fn hold_event(actor: &Actor, action: &str, now: i64, pack: &str, tag: [u8; 16]) 
     .to_leaf()
 }
 
-fn hold_view(rows: &[HoldRow], log_index: u64, officer: bool, now: i64) -> HoldView {
+fn hold_view(rows: &[HoldRow], log_index: Option<u64>, officer: bool, now: i64) -> HoldView {
     let first = &rows[0];
     let status = if first.released_at.is_some() {
         "released"

@@ -59,6 +59,19 @@ pub struct Principal {
     pub(crate) role_ix: RoleIx,
 }
 
+/// The key of one record; `legacy` is a second key to try (a mail-cover
+/// record sealed under its order key alone, as the first gateway release did).
+pub(crate) struct RecordKey {
+    pub(crate) key: DataKey,
+    pub(crate) legacy: Option<DataKey>,
+}
+
+impl RecordKey {
+    fn one(key: DataKey) -> RecordKey {
+        RecordKey { key, legacy: None }
+    }
+}
+
 /// A subject's unwrapped keys.
 pub(crate) struct SubjectKeyPair {
     pub(crate) data: DataKey,
@@ -536,7 +549,7 @@ impl Vault {
         create: bool,
     ) -> Result<Option<Arc<DataKey>>, VaultError> {
         let now = self.clock.now_ms();
-        if expires_at <= now && create {
+        if create && crate::rights::period_start(expires_at) <= now {
             return Ok(None);
         }
         let name = crate::rights::period_secret(category, expires_at);
@@ -576,30 +589,84 @@ impl Vault {
         self.period_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether record `r` can still be opened: its subject's keys exist (and
-    /// its retention period's key), or (a mail-cover record) its order's key.
+    /// The key that seals record `r` (by its `key_id`), or `None` when one
+    /// of the keys it needs is gone. `covers` caches order keys for one call.
+    /// A mail-cover record needs its subject's key, its period's key and its
+    /// order's key (records of the first gateway release: the order key
+    /// alone, tried as `legacy`).
+    pub(crate) fn key_for(
+        &self,
+        r: &postvault_store::RecordRow,
+        subject: Option<&SubjectKeyPair>,
+        covers: &mut HashMap<u32, Option<DataKey>>,
+        create: bool,
+    ) -> Result<Option<RecordKey>, VaultError> {
+        let Some(k) = subject else {
+            return Ok(None);
+        };
+        let period = |v: &Vault| v.period_key(&r.category, r.expires_at, create);
+        Ok(match r.key_id {
+            key_id::SUBJECT => Some(RecordKey::one(k.data.try_clone()?)),
+            key_id::PERIOD => match period(self)? {
+                Some(p) => Some(RecordKey::one(k.data.record_key(&p)?)),
+                None => None,
+            },
+            key_id::HOLD => match self.hold_key(&r.subject, create)? {
+                Some(h) => Some(RecordKey::one(k.data.record_key(&h)?)),
+                None => None,
+            },
+            seq => {
+                let cover = match covers.entry(seq) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.cover_key(u64::from(seq))?)
+                    }
+                };
+                match (cover.as_ref(), period(self)?) {
+                    (Some(c), Some(p)) => Some(RecordKey {
+                        key: c.record_key(&k.data.record_key(&p)?)?,
+                        legacy: Some(c.try_clone()?),
+                    }),
+                    _ => None,
+                }
+            }
+        })
+    }
+
+    /// The hold key of `subject` (key-store secret `hold:<hex ref>`).
+    pub(crate) fn hold_key(
+        &self,
+        subject: &SubjectRef,
+        create: bool,
+    ) -> Result<Option<DataKey>, VaultError> {
+        let name = crate::rights::hold_secret(subject);
+        let wrapped = match self.keys.secret(&name)? {
+            Some(w) => w,
+            None if create => {
+                let w = self.master.new_wrapped(
+                    &self.rng,
+                    postvault_crypto::KeyKind::Data,
+                    name.as_bytes(),
+                )?;
+                self.keys.put_secret_or_get(&name, &w)?
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(self.master.data_key(&wrapped, name.as_bytes())?))
+    }
+
+    /// Whether record `r` can still be opened: every key it needs exists.
     pub(crate) fn openable(
         &self,
         r: &postvault_store::RecordRow,
         subject: Option<&SubjectKeyPair>,
     ) -> bool {
-        match r.key_id {
-            key_id::SUBJECT => subject.is_some(),
-            key_id::PERIOD => {
-                subject.is_some()
-                    && self
-                        .period_key(&r.category, r.expires_at, false)
-                        .is_ok_and(|k| k.is_some())
-            }
-            seq => self
-                .keys
-                .secret(&format!("cover:{seq}"))
-                .is_ok_and(|k| k.is_some()),
-        }
+        self.key_for(r, subject, &mut HashMap::new(), false)
+            .is_ok_and(|k| k.is_some())
     }
 
-    /// The plaintext payload of record `r`, or `None` when its key is gone.
-    /// `cover_keys` caches order keys for one call.
+    /// The plaintext payload of record `r`, or `None` when a key it needs is
+    /// gone; an error when the record does not open under its keys (altered).
     pub(crate) fn open_record(
         &self,
         r: &postvault_store::RecordRow,
@@ -614,29 +681,14 @@ impl Vault {
             r.collected_at,
             r.expires_at,
         );
-        if r.key_id == key_id::SUBJECT {
-            return match subject {
-                Some(k) => Ok(Some(k.data.open(&aad, &r.sealed)?)),
-                None => Ok(None),
-            };
-        }
-        if r.key_id == key_id::PERIOD {
-            let (Some(k), Some(period)) =
-                (subject, self.period_key(&r.category, r.expires_at, false)?)
-            else {
-                return Ok(None);
-            };
-            return Ok(Some(k.data.record_key(&period)?.open(&aad, &r.sealed)?));
-        }
-        let key = match cover_keys.entry(r.key_id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(self.cover_key(u64::from(r.key_id))?)
-            }
+        let Some(k) = self.key_for(r, subject, cover_keys, false)? else {
+            return Ok(None);
         };
-        match key {
-            Some(k) => Ok(Some(k.open(&aad, &r.sealed)?)),
-            None => Ok(None),
+        match (k.key.open(&aad, &r.sealed), k.legacy) {
+            (Ok(p), _) => Ok(Some(p)),
+            (Err(_), Some(l)) => Ok(Some(l.open(&aad, &r.sealed)?)),
+            // Altered, or sealed under keys since replaced: never a guess.
+            (Err(e), None) => Err(e.into()),
         }
     }
 

@@ -111,7 +111,7 @@ fn subpoena() -> Value {
     })
 }
 
-fn mail_cover() -> Value {
+pub fn mail_cover() -> Value {
     json!({
         "kind": "mail_cover",
         "instrument_id": "MC-1",

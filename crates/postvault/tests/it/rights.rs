@@ -9,7 +9,7 @@ use postvault::{Clock, Event, ReportLeaf, Vault, VerifyOptions};
 use postvault_crypto::MasterKey;
 use postvault_store::{KeyStore, OpenMode, SqliteKeyStore, SubjectRef};
 
-use super::disclosure::{approve, court_order, gateway_vault, submit};
+use super::disclosure::{approve, court_order, gateway_vault, mail_cover, submit};
 use super::*;
 
 const DAY: i64 = 86_400_000;
@@ -316,17 +316,35 @@ fn a_hold_blocks_erasure_and_retention_until_released() {
     assert_eq!(leaves[0].reasons, vec!["legal_hold".to_string()]);
 
     // Retention: the held person's mail image outlives its period, sealed
-    // under their own key; the period key is destroyed all the same.
+    // under their hold key since the placement; the period key is
+    // destroyed all the same, and the others' images are gone.
+    let image_key = keys(dir.path())
+        .secret_names("retention:mail_image:")
+        .unwrap();
+    assert_eq!(image_key.len(), 1);
     c.advance(8 * DAY);
     let sweep = v.retention_run(&mut |_| {}).unwrap();
     assert!(sweep.periods_destroyed >= 1);
-    assert_eq!(sweep.held_records_kept, 1, "{sweep:?}");
+    assert!(keys(dir.path()).secret(&image_key[0]).unwrap().is_none());
     assert_eq!(
         sweep.by_category.get("mail_image"),
         Some(&1),
         "cust-p's image"
     );
     assert_eq!(rows_of(dir.path(), "cust-a"), 9);
+    // Kept, and readable: by the person, and by the hold's own request.
+    let mine = v.read(&off, "cust-a", "subject_access").unwrap();
+    assert!(
+        mine.records.iter().any(|r| r.category == "mail_image"),
+        "{mine:?}"
+    );
+    let sorting_view = v.read(&off, "cust-b", "subject_access").unwrap();
+    assert!(
+        sorting_view
+            .records
+            .iter()
+            .all(|r| r.category != "mail_image")
+    );
 
     // The person sees the hold in their report.
     let report = v.subject_report(&off, "cust-a").unwrap();
@@ -343,6 +361,10 @@ fn a_hold_blocks_erasure_and_retention_until_released() {
     let sweep = v.retention_run(&mut |_| {}).unwrap();
     assert_eq!(sweep.records_deleted, 1);
     assert_eq!(rows_of(dir.path(), "cust-a"), 8);
+    // The hold key is gone; what was not expired is back under period keys.
+    assert!(keys(dir.path()).secret_names("hold:").unwrap().is_empty());
+    let mine = v.read(&off, "cust-a", "subject_access").unwrap();
+    assert_eq!(mine.records.len(), 8);
     let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!((r.erased, r.held.len()), (1, 0));
     assert_eq!(rows_of(dir.path(), "cust-a"), 0);
@@ -597,4 +619,77 @@ fn a_correction_keeps_history_and_lists_prior_recipients() {
         "nine, and the correction"
     );
     assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+}
+
+#[test]
+fn a_mail_cover_record_ends_with_its_person_even_in_a_restored_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    let a = submit(&v, "fbi", &mail_cover());
+    assert!(!approve(&v, "officer", &a.id).refused());
+    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
+        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
+        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
+        "return_address": "9 Other St, Chicago IL"}});
+    assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    let fbi = v.principal("fbi").unwrap();
+    let count = |p: &postvault::Package| {
+        p.subjects
+            .iter()
+            .flat_map(|s| &s.records)
+            .filter(|r| r.category == "mail_cover_record")
+            .count()
+    };
+    assert_eq!(count(&v.disclose_fetch(&fbi, &a.id).unwrap()), 1);
+    backup(dir.path(), saved.path());
+    let r = v
+        .erase(&officer(&v), &["cust-a".to_string()], &mut |_| {})
+        .unwrap();
+    assert_eq!(r.erased, 1);
+    drop(v);
+    // The order's key still exists, but the person's is gone: nothing opens.
+    restore(saved.path(), dir.path());
+    assert!(rows_of(dir.path(), "cust-a") > 0);
+    assert_eq!(keys(dir.path()).secret_names("cover:").unwrap().len(), 1);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let fbi = v.principal("fbi").unwrap();
+    let pkg = v.disclose_fetch(&fbi, &a.id).unwrap();
+    assert_eq!(count(&pkg), 0, "{pkg:?}");
+    let inspector = v.principal("inspector").unwrap();
+    assert!(
+        v.read(&inspector, "cust-a", "mail_cover")
+            .unwrap()
+            .records
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    let off = officer(&v);
+    let mut inst = court_order();
+    inst["delay_notice_until"] = serde_json::json!("2027-01-10");
+    let sub = submit(&v, "fbi", &inst);
+    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+    v.hold_place(&off, &sub.id, None).unwrap();
+    let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(r.held, vec!["cust-a".to_string()]);
+    let report = v.subject_report(&off, "cust-a").unwrap();
+    assert!(report.holds.is_empty(), "the delay order hides the hold");
+    assert!(
+        report
+            .log
+            .iter()
+            .all(|l| l.event.as_ref().unwrap().action != "erase"
+                && !l.event.as_ref().unwrap().action.starts_with("hold")),
+        "no leaf the person can find tells of the hold"
+    );
+    // The officer sees it, with the date the person may know.
+    let holds = v.holds(&off).unwrap();
+    assert!(holds[0].withheld_until.is_some());
 }

@@ -1,0 +1,172 @@
+//! `postvault serve`: the vault as an HTTP service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use postvault::{CollectOptions, OpenOptions, Vault};
+
+use crate::{Cli, LinesReader, open_opts};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Serve a temporary vault seeded with a simulated slice of a postal
+    /// day, and print a token and a ready `curl` line for each demo principal.
+    #[arg(long)]
+    pub demo: bool,
+    /// Requests per second per principal (bursts of twice that).
+    #[arg(long, default_value_t = 50_000)]
+    pub rate_limit: u32,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Largest NDJSON body of POST /v1/records, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_records_body: usize,
+    /// Seconds before a request is answered 503 `timeout` (and an upload
+    /// that sends nothing is cut).
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Seconds between retention sweeps run inside the service (0: none).
+    #[arg(long, default_value_t = 3600)]
+    pub sweep_interval: u64,
+}
+
+pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
+    let tmp;
+    let (vault, demo_tokens) = if a.demo {
+        tmp = tempfile::tempdir().context("creating a temporary directory")?;
+        let (v, tokens) = demo_vault(&tmp.path().join("vault"))?;
+        (v, tokens)
+    } else {
+        (Vault::open(&cli.data, open_opts(cli)?)?, Vec::new())
+    };
+    let vault = Arc::new(vault);
+    let config = postvault_server::Config {
+        max_body: a.max_body,
+        max_records_body: a.max_records_body,
+        rate_limit: a.rate_limit,
+        timeout: Duration::from_secs(a.timeout.max(1)),
+    };
+    let state = postvault_server::AppState::new(vault.clone(), config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("listening on {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        // The first line on stdout says where; programs starting the
+        // service on port 0 read it.
+        println!("{}", serde_json::json!({"listening": addr.to_string()}));
+        eprintln!("postvault: serving on http://{addr} (Ctrl-C or SIGTERM stops it)");
+        eprintln!("postvault: API document: http://{addr}/openapi.json (needs a token)");
+        for (name, role, token, example) in &demo_tokens {
+            eprintln!("\n  {name} (role {role})\n  token: {token}");
+            eprintln!("  curl -s -H 'Authorization: Bearer {token}' 'http://{addr}{example}'");
+        }
+        if !demo_tokens.is_empty() {
+            eprintln!(
+                "\n  the public log: curl -s http://{addr}/v1/log/checkpoint ; curl -s 'http://{addr}/v1/log/proof/inclusion?index=0'"
+            );
+        }
+        if a.sweep_interval > 0 {
+            let v = vault.clone();
+            let every = Duration::from_secs(a.sweep_interval);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let v = v.clone();
+                    match tokio::task::spawn_blocking(move || v.retention_run(&mut |_| {})).await {
+                        Ok(Ok(r)) if r.records_deleted > 0 || r.periods_destroyed > 0 => eprintln!(
+                            "postvault: retention sweep: {} period keys destroyed, {} records deleted",
+                            r.periods_destroyed, r.records_deleted
+                        ),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => eprintln!("postvault: retention sweep failed: {e}"),
+                        Err(_) => eprintln!("postvault: retention sweep stopped"),
+                    }
+                }
+            });
+        }
+        postvault_server::serve(listener, state, postvault_server::shutdown_signal())
+            .await
+            .context("serving")?;
+        eprintln!("postvault: stopped; every acknowledged request is durable");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+/// A temporary vault with a simulated slice and one principal per demo role.
+type DemoToken = (String, String, String, String);
+
+fn demo_vault(dir: &std::path::Path) -> Result<(Vault, Vec<DemoToken>)> {
+    let vault = Vault::init(dir, OpenOptions::default())?;
+    let ingest_token = vault.add_principal("ingest", "collector")?;
+    let cfg = postvault_sim::SimConfig {
+        scale: 0.00002,
+        seed: 1,
+        ..postvault_sim::SimConfig::default()
+    };
+    let lines: Vec<String> = postvault_sim::Simulator::new(&cfg).collect();
+    let person = lines
+        .iter()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["category"] == "address").then(|| v["subject"].as_str().map(str::to_string))?
+        })
+        .unwrap_or_else(|| "cust-000000000001".into());
+    let ingest = vault.principal("ingest")?;
+    let report = vault.collect(
+        &ingest,
+        &mut std::io::BufReader::new(LinesReader::new(lines.into_iter())),
+        &CollectOptions::default(),
+        &mut |_| {},
+    )?;
+    eprintln!(
+        "postvault: demo vault seeded with {} records ({} simulated lines refused)",
+        report.accepted, report.rejected
+    );
+    let mut tokens = vec![(
+        "ingest".to_string(),
+        "collector".to_string(),
+        ingest_token,
+        "/metrics".to_string(),
+    )];
+    for (name, role, example) in [
+        (
+            "sorting",
+            "delivery",
+            format!("/v1/subjects/{person}?purpose=delivery"),
+        ),
+        (
+            "care",
+            "account_service",
+            format!("/v1/subjects/{person}?purpose=account_service"),
+        ),
+        (
+            "officer",
+            "privacy_officer",
+            format!("/v1/subjects/{person}/report"),
+        ),
+        (
+            "ice-ero",
+            "agency",
+            format!("/v1/subjects/{person}?purpose=immigration_enforcement"),
+        ),
+        ("auditor", "auditor", "/v1/reports/transparency".to_string()),
+    ] {
+        let t = vault.add_principal(name, role)?;
+        tokens.push((name.to_string(), role.to_string(), t, example));
+    }
+    Ok((vault, tokens))
+}

@@ -1,0 +1,280 @@
+//! The postvault HTTP service: every vault operation as an authenticated
+//! JSON API (axum on tokio), the transparency log's read endpoints and
+//! C2SP tiles, `/openapi.json`, `/health` and `/metrics`.
+//!
+//! Each request is one call into [`postvault::Vault`] on a blocking thread;
+//! the vault's guarantees (purpose-bound reads, the leaf durable before any
+//! data, exactly one leaf per decision) hold unchanged. Errors are
+//! `{"error": {"code", "message"}}` with stable codes (docs/http.md).
+
+mod error;
+mod handlers;
+mod limits;
+mod openapi;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use postvault::{Principal, Vault};
+
+pub use error::ApiError;
+pub use limits::{Metrics, RateLimiter};
+
+/// Limits and knobs of the service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest JSON request body.
+    pub max_body: usize,
+    /// Largest NDJSON body of `POST /v1/records`.
+    pub max_records_body: usize,
+    /// Requests per second per principal (and per client address for the
+    /// public log endpoints), with a burst of twice that.
+    pub rate_limit: u32,
+    /// A request that takes longer is answered 503 `timeout`; an upload
+    /// that sends nothing for this long is cut.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body: 1 << 20,
+            max_records_body: 1 << 30,
+            rate_limit: 50_000,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub limiter: RateLimiter,
+    principals: std::sync::Mutex<std::collections::HashMap<[u8; 32], Principal>>,
+}
+
+impl AppState {
+    pub fn new(vault: Arc<Vault>, config: Config) -> Arc<AppState> {
+        Arc::new(AppState {
+            limiter: RateLimiter::new(config.rate_limit),
+            vault,
+            config,
+            metrics: Metrics::default(),
+            principals: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// The principal a bearer token belongs to (cached by token hash).
+    async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Option<Principal>, ApiError> {
+        let hash: [u8; 32] = {
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            let mut h = [0u8; 32];
+            h.copy_from_slice(d.as_ref());
+            h
+        };
+        if let Some(p) = self.cache().get(&hash) {
+            return Ok(Some(p.clone()));
+        }
+        let token = token.to_string();
+        let found = blocking(self, move |v| Ok(v.authenticate(&token)?)).await?;
+        if let Some(p) = &found {
+            let mut c = self.cache();
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(hash, p.clone());
+        }
+        Ok(found)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Principal>> {
+        self.principals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `f` on the vault on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&Vault) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let vault = state.vault.clone();
+    tokio::task::spawn_blocking(move || f(&vault))
+        .await
+        .map_err(|_| ApiError::internal("the request's worker stopped"))?
+}
+
+/// The whole API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let authed = Router::new()
+        .route("/v1/records", post(handlers::collect))
+        .route("/v1/subjects/{id}", get(handlers::read))
+        .route("/v1/subjects/{id}/report", get(handlers::subject_report))
+        .route("/v1/subjects/{id}/consent", post(handlers::consent))
+        .route("/v1/subjects/{id}/erase", post(handlers::erase))
+        .route("/v1/subjects/{id}/corrections", post(handlers::correct))
+        .route("/v1/subjects/{id}/accounting", get(handlers::accounting))
+        .route(
+            "/v1/disclosures",
+            post(handlers::disclose_submit).get(handlers::disclosure_list),
+        )
+        .route("/v1/disclosures/{id}", get(handlers::disclosure_show))
+        .route(
+            "/v1/disclosures/{id}/approve",
+            post(handlers::disclose_approve),
+        )
+        .route(
+            "/v1/disclosures/{id}/refuse",
+            post(handlers::disclose_refuse),
+        )
+        .route("/v1/disclosures/{id}/fetch", post(handlers::disclose_fetch))
+        .route("/v1/disclosures/{id}/end", post(handlers::disclose_end))
+        .route(
+            "/v1/holds",
+            post(handlers::hold_place).get(handlers::hold_list),
+        )
+        .route("/v1/holds/{id}/release", post(handlers::hold_release))
+        .route("/v1/retention/run", post(handlers::retention_run))
+        .route("/v1/reports/transparency", get(handlers::transparency))
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The transparency log is public: anyone may mirror and verify it, and
+    // its leaves carry no identifier.
+    let public = Router::new()
+        .route("/v1/log/checkpoint", get(handlers::log_checkpoint))
+        .route("/v1/log/proof/inclusion", get(handlers::log_inclusion))
+        .route("/v1/log/proof/consistency", get(handlers::log_consistency))
+        .route("/v1/log/entries", get(handlers::log_entries))
+        .route("/log/checkpoint", get(handlers::log_checkpoint))
+        .route("/log/tile/{*path}", get(handlers::log_tile))
+        .layer(middleware::from_fn_with_state(state.clone(), public_limit));
+    Router::new()
+        .merge(authed)
+        .merge(public)
+        .route("/health", get(handlers::health))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts every request by route and status, and answers 503 `timeout`
+/// past the configured time (uploads are cut by their own idle timer).
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let streaming = route == "/v1/records";
+    let res = if streaming {
+        next.run(req).await
+    } else {
+        match tokio::time::timeout(state.config.timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long",
+            )
+            .into_response(),
+        }
+    };
+    state.metrics.request(&route, res.status().as_u16());
+    res
+}
+
+/// Bearer-token authentication and the per-principal rate limit.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(str::to_string);
+    let Some(token) = token else {
+        return ApiError::unauthorized().into_response();
+    };
+    let principal = match state.authenticate(&token).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return ApiError::unauthorized().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    if let Err(r) = state.limiter.check(&format!("p:{}", principal.name)) {
+        return r.into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// The public endpoints' rate limit, per client address.
+async fn public_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let who = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "local".into());
+    if let Err(r) = state.limiter.check(&format!("ip:{who}")) {
+        return r.into_response();
+    }
+    next.run(req).await
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; requests in
+/// flight finish first (a collection commits or rejects its batches; what
+/// was acknowledged stays).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi_json() -> String {
+    openapi::document()
+}
