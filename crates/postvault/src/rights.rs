@@ -719,8 +719,17 @@ impl Vault {
             return Ok(0);
         }
         let n = self.keys.delete_subject_keys(erased)?;
-        let holds: Vec<String> = erased.iter().map(hold_secret).collect();
-        self.keys.delete_secrets(&holds)?;
+        // Hold keys are few: destroy those of the erased.
+        let names: HashSet<String> = erased.iter().map(hold_secret).collect();
+        let holds: Vec<String> = self
+            .keys
+            .secret_names(HOLD_PREFIX)?
+            .into_iter()
+            .filter(|n| names.contains(n))
+            .collect();
+        if !holds.is_empty() {
+            self.keys.delete_secrets(&holds)?;
+        }
         self.forget_keys(erased);
         self.store.finish_erasure(erased)?;
         Ok(n * 2)
