@@ -727,3 +727,183 @@ fn rights_verbs_hold_erase_consent_report_and_retention() {
     assert_eq!(json(&o)["records_deleted"], 0);
     assert_eq!(code(&pv(&data, &["log", "verify"])), 0);
 }
+
+/// One HTTP/1.1 request on a fresh connection; (status, body).
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = out[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // De-chunk.
+        let mut plain = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            plain.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = plain;
+    }
+    (status, body)
+}
+
+#[test]
+fn serve_ingests_reads_and_proves_over_http_then_stops_on_sigterm() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vault");
+    assert_eq!(code(&pv(&data, &["init"])), 0);
+    let token = |name: &str, role: &str| {
+        let o = pv(&data, &["principal", "add", name, "--role", role]);
+        json(&o)["token"].as_str().unwrap().to_string()
+    };
+    let ingest = token("ingest", "collector");
+    let sorting = token("sorting", "delivery");
+    let key = String::from_utf8(pv(&data, &["log", "key"]).stdout).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postvault"))
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sweep-interval", "0"])
+        .env_remove("POSTVAULT_DATA")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = serde_json::from_str::<serde_json::Value>(&first).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    assert_eq!(http(&addr, "GET", "/health", None, b"").0, 200);
+    let lines = (0..50)
+        .map(|i| format!(r#"{{"subject":"cust-{i}","category":"address","purpose":"delivery","fields":{{"street":"{i} pvhttp St","city":"Springfield","state":"IL","zip":"62701"}}}}"#))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (st, body) = http(
+        &addr,
+        "POST",
+        "/v1/records",
+        Some(&ingest),
+        lines.as_bytes(),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let rep: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rep["accepted"], 50);
+    let (st, body) = http(
+        &addr,
+        "GET",
+        "/v1/subjects/cust-7?purpose=delivery",
+        Some(&sorting),
+        b"",
+    );
+    assert_eq!(st, 200);
+    let read: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(read["records"][0]["fields"]["street"], "7 pvhttp St");
+    let idx = read["log_index"].as_u64().unwrap();
+    assert_eq!(
+        http(
+            &addr,
+            "GET",
+            "/v1/subjects/cust-7?purpose=delivery",
+            None,
+            b""
+        )
+        .0,
+        401
+    );
+
+    // The read's own leaf is provably in the signed tree.
+    let (st, note) = http(&addr, "GET", "/v1/log/checkpoint", None, b"");
+    assert_eq!(st, 200);
+    let cp =
+        postvault_log::open_checkpoint(std::str::from_utf8(&note).unwrap(), key.trim()).unwrap();
+    assert!(cp.size > idx);
+    let (st, body) = http(
+        &addr,
+        "GET",
+        &format!("/v1/log/proof/inclusion?index={idx}&size={}", cp.size),
+        None,
+        b"",
+    );
+    assert_eq!(st, 200);
+    let proof: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (_, body) = http(
+        &addr,
+        "GET",
+        &format!("/v1/log/entries?start={idx}&end={}", idx + 1),
+        None,
+        b"",
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let leaf = b64.decode(entries[0]["leaf"].as_str().unwrap()).unwrap();
+    let path: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    postvault_log::verify_inclusion(
+        idx,
+        cp.size,
+        &postvault_log::leaf_hash(&leaf),
+        &path,
+        &cp.root,
+    )
+    .unwrap();
+
+    // SIGTERM: a clean stop, exit 0; what was acknowledged is there.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = pv(
+        &data,
+        &[
+            "read",
+            "--as",
+            "sorting",
+            "--purpose",
+            "delivery",
+            "--subject",
+            "cust-49",
+        ],
+    );
+    assert_eq!(json(&o)["records"][0]["fields"]["street"], "49 pvhttp St");
+}

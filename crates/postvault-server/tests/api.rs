@@ -1,0 +1,685 @@
+//! The HTTP API in process: every endpoint's authentication, happy path and
+//! bad input, the limits, and malformed bodies thrown at every endpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use postvault::{OpenOptions, Vault};
+use postvault_server::{AppState, Config};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    app: Router,
+    tokens: std::collections::HashMap<&'static str, String>,
+}
+
+fn api_with(config: Config) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::init(&dir.path().join("vault"), OpenOptions::default()).unwrap();
+    let mut tokens = std::collections::HashMap::new();
+    for (name, role) in [
+        ("ingest", "collector"),
+        ("sorting", "delivery"),
+        ("officer", "privacy_officer"),
+        ("ice", "agency"),
+        ("auditor", "auditor"),
+    ] {
+        tokens.insert(name, v.add_principal(name, role).unwrap());
+    }
+    let state = AppState::new(Arc::new(v), config);
+    Api {
+        _dir: dir,
+        app: postvault_server::router(state),
+        tokens,
+    }
+}
+
+fn api() -> Api {
+    api_with(Config::default())
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Api {
+    async fn call(&self, method: Method, uri: &str, who: Option<&str>, body: &[u8]) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(w) = who {
+            let token = self.tokens.get(w).cloned().unwrap_or_else(|| w.to_string());
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let res = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_vec())).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+    async fn get(&self, uri: &str, who: Option<&str>) -> Answer {
+        self.call(Method::GET, uri, who, b"").await
+    }
+    async fn post(&self, uri: &str, who: Option<&str>, body: &[u8]) -> Answer {
+        self.call(Method::POST, uri, who, body).await
+    }
+}
+
+fn line(subject: &str, category: &str, purpose: &str, fields: Value) -> String {
+    json!({"subject": subject, "category": category, "purpose": purpose, "fields": fields})
+        .to_string()
+}
+
+fn address(subject: &str, street: &str) -> String {
+    line(
+        subject,
+        "address",
+        "delivery",
+        json!({"street": street, "city": "Springfield", "state": "IL", "zip": "62701"}),
+    )
+}
+
+/// Every authenticated endpoint, with a method and a body it would take.
+const AUTHED: &[(&str, &str)] = &[
+    ("POST", "/v1/records"),
+    ("GET", "/v1/subjects/cust-1?purpose=delivery"),
+    ("GET", "/v1/subjects/cust-1/report"),
+    ("POST", "/v1/subjects/cust-1/consent"),
+    ("POST", "/v1/subjects/cust-1/erase"),
+    ("POST", "/v1/subjects/cust-1/corrections"),
+    ("GET", "/v1/subjects/cust-1/accounting"),
+    ("POST", "/v1/disclosures"),
+    ("GET", "/v1/disclosures"),
+    ("GET", "/v1/disclosures/x"),
+    ("POST", "/v1/disclosures/x/approve"),
+    ("POST", "/v1/disclosures/x/refuse"),
+    ("POST", "/v1/disclosures/x/fetch"),
+    ("POST", "/v1/disclosures/x/end"),
+    ("POST", "/v1/holds"),
+    ("GET", "/v1/holds"),
+    ("POST", "/v1/holds/x/release"),
+    ("POST", "/v1/retention/run"),
+    ("GET", "/v1/reports/transparency"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+const PUBLIC: &[&str] = &[
+    "/v1/log/checkpoint",
+    "/log/checkpoint",
+    "/v1/log/proof/inclusion?index=0",
+    "/v1/log/proof/consistency?old=0&new=1",
+    "/v1/log/entries?start=0&end=1",
+    "/health",
+];
+
+#[tokio::test]
+async fn every_endpoint_but_health_and_the_log_needs_a_principal() {
+    let a = api();
+    // One leaf, so the log endpoints have something to prove.
+    a.post(
+        "/v1/records",
+        Some("ingest"),
+        address("cust-1", "1 Elm St").as_bytes(),
+    )
+    .await;
+    for (m, uri) in AUTHED {
+        let m: Method = m.parse().unwrap();
+        for who in [None, Some("pv_not-a-token"), Some("")] {
+            let r = a.call(m.clone(), uri, who, b"{}").await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {uri} as {who:?}");
+            assert_eq!(r.json()["error"]["code"], "unauthorized");
+            assert_eq!(r.headers["www-authenticate"], "Bearer");
+        }
+    }
+    for uri in PUBLIC {
+        let r = a.get(uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+    }
+    let r = a.get("/no/such/thing", Some("officer")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn ingest_read_and_metrics() {
+    let a = api();
+    let body = [
+        address("cust-1", "1 Elm St"),
+        address("cust-2", "2 Elm St"),
+        r#"{"subject":"cust-3","category":"address","purpose":"delivery","fields":{"ssn":"123-45-6789"}}"#.into(),
+    ]
+    .join("\n");
+    let r = a.post("/v1/records", Some("ingest"), body.as_bytes()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let rep = r.json();
+    assert_eq!(
+        (rep["accepted"].as_u64(), rep["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(!r.text().contains("123-45-6789"), "no value in the errors");
+    assert_eq!(rep["errors"][0]["line"], 3);
+    // A bad query on ingest.
+    let r = a
+        .post("/v1/records?batch_size=many", Some("ingest"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let r = a
+        .get("/v1/subjects/cust-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["decision"], "allow");
+    assert_eq!(r.json()["records"][0]["fields"]["street"], "1 Elm St");
+    let r = a.get("/v1/subjects/cust-1", Some("sorting")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["code"], "invalid");
+    let r = a
+        .get("/v1/subjects/cust-1?purpose=no_such", Some("sorting"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["code"], "unknown_purpose");
+    // A prohibited purpose is an answer, not an error: denied, logged.
+    let r = a
+        .get(
+            "/v1/subjects/cust-1?purpose=immigration_enforcement",
+            Some("ice"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["decision"], "deny");
+    assert_eq!(r.json()["records"], json!([]));
+
+    let m = a.get("/metrics", Some("auditor")).await;
+    assert_eq!(m.status, StatusCode::OK);
+    let t = m.text();
+    assert!(t.contains("postvault_records_ingested_total 2"), "{t}");
+    assert!(
+        t.contains("postvault_decisions_total{effect=\"allow\"} 1"),
+        "{t}"
+    );
+    assert!(
+        t.contains("postvault_decisions_total{effect=\"deny\"} 1"),
+        "{t}"
+    );
+    assert!(t.contains("postvault_log_size "), "{t}");
+    assert!(
+        t.contains("route=\"/v1/subjects/{id}\",status=\"200\""),
+        "{t}"
+    );
+
+    let doc = a.get("/openapi.json", Some("auditor")).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let d = doc.json();
+    assert!(d["openapi"].as_str().unwrap().starts_with("3.1"));
+    for p in [
+        "/v1/records",
+        "/v1/subjects/{id}",
+        "/v1/disclosures",
+        "/log/tile/{path}",
+    ] {
+        assert!(d["paths"].get(p).is_some(), "{p} missing");
+    }
+}
+
+fn warrant(subject: &str) -> Value {
+    let day = 86_400_000i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let d = |ms: i64| postvault_policy::disclosure::format_iso(ms - ms.rem_euclid(day));
+    json!({
+        "kind": "warrant", "instrument_id": format!("W-{subject}"), "agency": "An Agency",
+        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
+        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement",
+        "case_id": format!("K-{subject}"),
+        "subjects": [{"id": subject}], "portions": ["address"],
+        "time_range": {"from": d(now - 30 * day), "to": d(now + day)}, "issued_at": d(now - day),
+        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": d(now - day)}
+    })
+}
+
+#[tokio::test]
+async fn the_disclosure_gateway_over_http() {
+    let a = api();
+    a.post(
+        "/v1/records",
+        Some("ingest"),
+        address("cust-1", "1 Elm St").as_bytes(),
+    )
+    .await;
+    let r = a
+        .post(
+            "/v1/disclosures",
+            Some("ice"),
+            warrant("cust-1").to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.headers["location"], format!("/v1/disclosures/{id}"));
+    assert_eq!(r.json()["status"], "pending_approval");
+    // A dragnet is recorded and refused.
+    let r = a
+        .post(
+            "/v1/disclosures",
+            Some("ice"),
+            br#"{"kind":"warrant","selector":{"zip":"62701"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json()["status"], "refused");
+    // The requester cannot approve its own request; the officer can.
+    let r = a
+        .post(&format!("/v1/disclosures/{id}/approve"), Some("ice"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "pending_approval");
+    assert!(!r.json()["reasons"].as_array().unwrap().is_empty());
+    let r = a
+        .post(
+            &format!("/v1/disclosures/{id}/approve"),
+            Some("officer"),
+            br#"{"portions":["address"]}"#,
+        )
+        .await;
+    assert_eq!(r.json()["status"], "approved", "{}", r.text());
+    let r = a
+        .post(
+            &format!("/v1/disclosures/{id}/approve"),
+            Some("officer"),
+            br#"{"portions":7}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = a
+        .post(&format!("/v1/disclosures/{id}/fetch"), Some("ice"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["subjects"][0]["records"][0]["fields"]["street"],
+        "1 Elm St"
+    );
+    let r = a.get("/v1/disclosures", Some("ice")).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    let r = a
+        .get(&format!("/v1/disclosures/{id}"), Some("officer"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = a.get("/v1/disclosures/no-such", Some("officer")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = a
+        .post(
+            &format!("/v1/disclosures/{id}/end"),
+            Some("officer"),
+            br#"{"reason":"bored"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = a
+        .post(
+            &format!("/v1/disclosures/{id}/refuse"),
+            Some("officer"),
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = a
+        .get("/v1/subjects/cust-1/accounting", Some("officer"))
+        .await;
+    assert_eq!(r.json()["entries"].as_array().unwrap().len(), 1);
+    let r = a.get("/v1/reports/transparency", Some("auditor")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json().is_object());
+}
+
+#[tokio::test]
+async fn the_persons_rights_over_http() {
+    let a = api();
+    a.post(
+        "/v1/records",
+        Some("ingest"),
+        address("cust-1", "1 Elm St").as_bytes(),
+    )
+    .await;
+    let r = a
+        .post(
+            "/v1/subjects/cust-1/consent",
+            Some("officer"),
+            br#"{"purpose":"marketing","granted":true}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = a
+        .post(
+            "/v1/subjects/cust-1/consent",
+            Some("officer"),
+            br#"{"purpose":"marketing"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = a
+        .post(
+            "/v1/subjects/cust-1/consent",
+            Some("ice"),
+            br#"{"purpose":"marketing","granted":true}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = a
+        .post(
+            "/v1/subjects/cust-1/corrections",
+            Some("officer"),
+            br#"{"category":"address","fields":{"street":"9 Fixed St","city":"Springfield","state":"IL","zip":"62701"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = a.get("/v1/subjects/cust-1/report", Some("officer")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["proofs_verified"], true);
+    assert_eq!(
+        r.json()["records"].as_array().unwrap().len(),
+        2,
+        "with its history"
+    );
+    let r = a
+        .get("/v1/subjects/cust-1/report?format=html", Some("officer"))
+        .await;
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.text().contains("9 Fixed St"));
+    let r = a
+        .get("/v1/subjects/cust-1/report?format=pdf", Some("officer"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // A hold from an approved warrant blocks erasure: 409 legal_hold.
+    let sub = a
+        .post(
+            "/v1/disclosures",
+            Some("ice"),
+            warrant("cust-1").to_string().as_bytes(),
+        )
+        .await
+        .json();
+    let id = sub["id"].as_str().unwrap().to_string();
+    a.post(
+        &format!("/v1/disclosures/{id}/approve"),
+        Some("officer"),
+        b"",
+    )
+    .await;
+    let r = a
+        .post(
+            "/v1/holds",
+            Some("officer"),
+            json!({"request": id}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let hold = r.json()["id"].as_str().unwrap().to_string();
+    let r = a
+        .post(
+            "/v1/holds",
+            Some("officer"),
+            br#"{"request":"x","until":"soon"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        a.get("/v1/holds", Some("officer"))
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        a.get("/v1/holds", Some("ice")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = a
+        .post("/v1/subjects/cust-1/erase", Some("officer"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"]["code"], "legal_hold");
+    let r = a.post("/v1/subjects/cust-1/erase", Some("ice"), b"").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"]["code"], "not_permitted");
+    let r = a
+        .post(&format!("/v1/holds/{hold}/release"), Some("officer"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = a
+        .post("/v1/subjects/cust-1/erase", Some("officer"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["erased"], 1);
+    let r = a
+        .get("/v1/subjects/cust-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(r.json()["records"], json!([]));
+    assert_eq!(
+        a.post("/v1/retention/run", Some("sorting"), b"")
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = a.post("/v1/retention/run", Some("officer"), b"").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["records_deleted"], 0);
+}
+
+#[tokio::test]
+async fn the_log_endpoints_prove_and_serve_tiles() {
+    let a = api();
+    for i in 0..5 {
+        a.post(
+            "/v1/records",
+            Some("ingest"),
+            address(&format!("c{i}"), "1 Elm St").as_bytes(),
+        )
+        .await;
+    }
+    let note = a.get("/v1/log/checkpoint", None).await;
+    assert!(
+        note.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let key = {
+        // The verifier key is in every report; any principal's report has it.
+        let r = a
+            .get("/v1/subjects/c1/report", Some("officer"))
+            .await
+            .json();
+        r["log_verifier_key"].as_str().unwrap().to_string()
+    };
+    let note = a.get("/v1/log/checkpoint", None).await.text();
+    let cp = postvault_log::open_checkpoint(&note, &key).unwrap();
+    let r = a
+        .get(
+            &format!("/v1/log/proof/inclusion?index=2&size={}", cp.size),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let p = r.json();
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    };
+    let entries = a.get("/v1/log/entries?start=2&end=3", None).await.json();
+    let leaf = b64(entries[0]["leaf"].as_str().unwrap());
+    let path: Vec<[u8; 32]> = p["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| b64(h.as_str().unwrap()).try_into().unwrap())
+        .collect();
+    postvault_log::verify_inclusion(
+        2,
+        cp.size,
+        &postvault_log::leaf_hash(&leaf),
+        &path,
+        &cp.root,
+    )
+    .unwrap();
+    let r = a.get("/v1/log/proof/consistency?old=2&new=5", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for bad in [
+        "/v1/log/proof/inclusion",
+        "/v1/log/proof/inclusion?index=x",
+        "/v1/log/proof/inclusion?index=99999",
+        "/v1/log/proof/consistency?old=5",
+        "/v1/log/entries?start=5&end=2",
+        "/v1/log/entries?start=0&end=5000",
+    ] {
+        let r = a.get(bad, None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
+        assert!(r.json()["error"]["code"].is_string());
+    }
+    let size = cp.size;
+    let t = a.get(&format!("/log/tile/0/000.p/{size}"), None).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text());
+    assert_eq!(t.body.len() as u64, 32 * size);
+    let e = a
+        .get(&format!("/log/tile/entries/000.p/{size}"), None)
+        .await;
+    assert_eq!(e.status, StatusCode::OK);
+    assert_eq!(
+        a.get("/log/tile/9/999", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn limits_answer_413_and_429_with_json() {
+    let a = api_with(Config {
+        max_body: 64,
+        max_records_body: 300,
+        rate_limit: 2,
+        ..Config::default()
+    });
+    let r = a
+        .post("/v1/subjects/cust-1/consent", Some("officer"), &[b' '; 100])
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], "too_large");
+    let body = (0..5)
+        .map(|i| address(&format!("c{i}"), "1 Elm St"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let r = a.post("/v1/records", Some("ingest"), body.as_bytes()).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "too_large");
+    assert!(r.json()["report"]["committed_through_line"].is_u64());
+    // Bursts of twice the rate, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = a.get("/v1/holds", Some("auditor")).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the limit never answered 429");
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    assert!(r.headers.contains_key("retry-after"));
+    // Another principal has its own bucket.
+    assert_ne!(
+        a.get("/v1/holds", Some("officer")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+mod malformed {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TARGETS: &[(&str, &str)] = &[
+        ("POST", "/v1/records"),
+        ("POST", "/v1/subjects/cust-1/consent"),
+        ("POST", "/v1/subjects/cust-1/corrections"),
+        ("POST", "/v1/disclosures"),
+        ("POST", "/v1/disclosures/x/approve"),
+        ("POST", "/v1/disclosures/x/end"),
+        ("POST", "/v1/holds"),
+        ("GET", "/v1/subjects/cust-1"),
+        ("GET", "/v1/log/entries"),
+        ("GET", "/v1/log/proof/inclusion"),
+        ("GET", "/log/tile/0/000"),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        /// Any bytes as a body, any junk in the query: never a 5xx, never a panic.
+        #[test]
+        fn no_body_or_query_makes_a_server_error(
+            target in 0..TARGETS.len(),
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            query in "[a-z=&%0-9.~-]{0,40}",
+            who in prop_oneof![Just("officer"), Just("ice"), Just("ingest")],
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let a = SHARED.with(|s| s.clone());
+            let (m, path) = TARGETS[target];
+            let uri = format!("{path}?{query}");
+            let status = rt.block_on(async {
+                let mut req = Request::builder().method(m).uri(&uri);
+                req = req.header("authorization", format!("Bearer {}", a.1[who]));
+                a.0.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap().status()
+            });
+            prop_assert!(!status.is_server_error(), "{m} {uri} -> {status}");
+        }
+    }
+
+    type Shared = (Router, Arc<std::collections::HashMap<&'static str, String>>);
+
+    thread_local! {
+        static SHARED: Shared = {
+            let a = api();
+            let dir = Box::leak(Box::new(a._dir));
+            let _ = dir;
+            (a.app, Arc::new(a.tokens))
+        };
+    }
+}
