@@ -5,6 +5,7 @@
 //! were rejected; 5 log verification failed.
 
 mod bench;
+mod bench_http;
 mod demo;
 mod disclose;
 mod rights;
@@ -271,6 +272,9 @@ enum BenchCmd {
     Erase(bench::EraseArgs),
     /// Retention: a sweep over expired records, records per second, bounded memory.
     Retention(bench::RetentionArgs),
+    /// The HTTP service under load on loopback: authenticated logged reads/s
+    /// with p50/p99, and NDJSON ingest records/s.
+    Http(bench_http::HttpArgs),
 }
 
 fn main() -> ExitCode {
@@ -485,6 +489,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Bench(BenchCmd::Read(a)) => bench::read(a),
         Command::Bench(BenchCmd::Erase(a)) => bench::erase(a),
         Command::Bench(BenchCmd::Retention(a)) => bench::retention(a),
+        Command::Bench(BenchCmd::Http(a)) => bench_http::http(a),
     }
 }
 

@@ -198,8 +198,73 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 /// The embedded SQLite data store.
+///
+/// Targeted reads commit in groups: a read opens (or joins) the group
+/// transaction, reads the subject and appends its leaf in it, and returns
+/// only once that transaction has committed (`synchronous=FULL`). Readers
+/// that arrive while one waits join the same commit, so concurrent reads
+/// share one fsync. Any other operation first commits an open group.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
+    /// Signalled whenever a group commits or fails.
+    settled: std::sync::Condvar,
+    /// Readers waiting for the lock to join the open group.
+    joining: std::sync::atomic::AtomicUsize,
+}
+
+struct Inner {
+    conn: Connection,
+    /// A group transaction is open.
+    open: bool,
+    /// The id of the open (or last) group.
+    group: u64,
+    /// Every group up to this id has committed or failed.
+    settled: u64,
+    /// Groups that failed (rolled back): their readers get an error.
+    failed: std::collections::HashSet<u64>,
+    /// A reader is committing the open group.
+    committing: bool,
+}
+
+impl Inner {
+    /// Commits the open group, if any; its readers are woken by the caller.
+    fn settle(&mut self) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        if self.conn.execute_batch("COMMIT").is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.failed.insert(self.group);
+        }
+        self.settled = self.group;
+    }
+
+    /// Rolls the open group back: all its readers fail.
+    fn fail(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.open = false;
+            self.failed.insert(self.group);
+            self.settled = self.group;
+        }
+    }
+}
+
+/// The connection, with no group transaction open.
+struct ConnGuard<'a>(std::sync::MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.conn
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -212,29 +277,129 @@ impl SqliteStore {
     pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
         let conn = open_db(path, mode, DATA_APP_ID, DATA_MIGRATIONS, "data store")?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Inner {
+                conn,
+                open: false,
+                group: 0,
+                settled: 0,
+                failed: std::collections::HashSet::new(),
+                committing: false,
+            }),
+            settled: std::sync::Condvar::new(),
+            joining: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half transaction:
-        // rusqlite rolls back on drop. Recover the guard.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        // rusqlite rolls back on drop, and a group is failed. Recover.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conn(&self) -> ConnGuard<'_> {
+        let mut g = self.lock();
+        if g.open {
+            g.settle();
+            self.settled.notify_all();
+        }
+        ConnGuard(g)
+    }
+
+    /// One targeted read in the group commit (see the type's docs).
+    fn read_grouped(
+        &self,
+        subject: &SubjectRef,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError> {
+        use std::sync::atomic::Ordering;
+        self.joining.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.lock();
+        self.joining.fetch_sub(1, Ordering::SeqCst);
+        if !g.open {
+            g.conn.execute_batch("BEGIN IMMEDIATE")?;
+            g.open = true;
+            g.group += 1;
+        }
+        let my = g.group;
+        // Each reader's part is a savepoint: one that fails leaves the
+        // group's other readers untouched.
+        if let Err(e) = g.conn.execute_batch("SAVEPOINT reader") {
+            g.fail();
+            self.settled.notify_all();
+            return Err(e.into());
+        }
+        let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let data = read_subject(&g.conn, subject)?;
+            let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
+            Ok::<_, StoreError>((data, idx))
+        }));
+        let undo = |g: &mut Inner| {
+            if g.conn
+                .execute_batch("ROLLBACK TO reader; RELEASE reader")
+                .is_err()
+            {
+                g.fail();
+            }
+        };
+        let out = match work {
+            Ok(Ok(out)) => {
+                if let Err(e) = g.conn.execute_batch("RELEASE reader") {
+                    g.fail();
+                    self.settled.notify_all();
+                    return Err(e.into());
+                }
+                out
+            }
+            Ok(Err(e)) => {
+                undo(&mut g);
+                self.settled.notify_all();
+                return Err(e);
+            }
+            Err(panic) => {
+                undo(&mut g);
+                self.settled.notify_all();
+                drop(g);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        loop {
+            if g.settled >= my {
+                return if g.failed.contains(&my) {
+                    Err(StoreError::Corrupt(
+                        "the read's transaction did not commit; nothing was returned".into(),
+                    ))
+                } else {
+                    Ok(out)
+                };
+            }
+            if g.committing {
+                g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Commit this group; first let readers at the door join it.
+            g.committing = true;
+            while self.joining.load(Ordering::SeqCst) > 0 && g.settled < my {
+                drop(g);
+                std::thread::yield_now();
+                g = self.lock();
+            }
+            if g.settled < my {
+                g.settle();
+            }
+            g.committing = false;
+            self.settled.notify_all();
+        }
     }
 }
 
-fn next_index(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
+fn next_index(tx: &Connection) -> Result<u64, StoreError> {
     let n: i64 = tx.query_row("SELECT coalesce(max(idx) + 1, 0) FROM leaves", [], |r| {
         r.get(0)
     })?;
     Ok(n as u64)
 }
 
-fn append(
-    tx: &rusqlite::Transaction<'_>,
-    count: usize,
-    leaf: &mut LeafFn<'_>,
-) -> Result<u64, StoreError> {
+fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
     let first = next_index(tx)?;
     let mut ins = tx.prepare_cached("INSERT INTO leaves (idx, body) VALUES (?1, ?2)")?;
     for i in 0..count {
@@ -244,10 +409,7 @@ fn append(
     Ok(first)
 }
 
-fn read_subject(
-    tx: &rusqlite::Transaction<'_>,
-    subject: &SubjectRef,
-) -> Result<SubjectData, StoreError> {
+fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
     let mut data = SubjectData::default();
     {
         let mut s = tx.prepare_cached(
@@ -371,12 +533,7 @@ impl Store for SqliteStore {
         subject: &SubjectRef,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let data = read_subject(&tx, subject)?;
-        let idx = append(&tx, 1, &mut |idx, _| leaf(&data, idx))?;
-        tx.commit()?;
-        Ok((data, idx))
+        self.read_grouped(subject, leaf)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -809,9 +966,9 @@ impl Store for SqliteStore {
     }
 
     fn erasure_gen(&self) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        erasure_gen(&tx)
+        // Read without closing an open read group: a group never changes it.
+        let g = self.lock();
+        erasure_gen(&g.conn)
     }
 
     fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
@@ -930,7 +1087,7 @@ const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_k
     valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
     end_reason, notified_at, retain_until, sealed";
 
-fn erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
+fn erasure_gen(tx: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = tx
         .query_row(
             "SELECT value FROM meta WHERE key = 'erasure_gen'",

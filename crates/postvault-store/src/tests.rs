@@ -85,3 +85,62 @@ fn key_store_file_is_private() {
     let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// Concurrent reads commit in groups: every read gets its own leaf, each
+/// durable (there after a reopen), interleaved writes included, and a
+/// failing leaf callback fails its read without losing the others.
+#[test]
+fn concurrent_reads_commit_in_groups_and_each_leaf_is_durable() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    let s = SqliteStore::open(&p, OpenMode::Create).unwrap();
+    let readers = 8;
+    let each = 150;
+    let seen = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for t in 0..readers {
+            let s = &s;
+            let seen = &seen;
+            sc.spawn(move || {
+                for i in 0..each {
+                    let (_, idx) = s
+                        .read_accounted(&[t as u8; 16], &mut |_, idx| {
+                            format!("read {t} {i} at {idx}").into_bytes()
+                        })
+                        .unwrap();
+                    seen.lock().unwrap().push(idx);
+                    if i % 50 == 0 {
+                        s.append_leaves(1, &mut |idx, _| format!("write at {idx}").into_bytes())
+                            .unwrap();
+                    }
+                }
+            });
+        }
+        // A read whose leaf callback panics fails alone.
+        let s = &s;
+        sc.spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                s.read_accounted(&[99; 16], &mut |_, _| panic!("injected"))
+            }));
+            assert!(r.is_err());
+        });
+    });
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), readers * each, "one leaf each, none shared");
+    let writes = readers * each.div_ceil(50);
+    drop(s);
+    let s = SqliteStore::open(&p, OpenMode::Existing).unwrap();
+    let size = s.log_size().unwrap();
+    let leaves = s.leaves(0, size).unwrap();
+    for idx in &seen {
+        let body = String::from_utf8(leaves[*idx as usize].clone()).unwrap();
+        assert!(
+            body.starts_with("read ") && body.ends_with(&format!("at {idx}")),
+            "{body}"
+        );
+    }
+    // Exactly the reads and the writes: the failed read left nothing.
+    assert_eq!(size as usize, seen.len() + writes);
+}
