@@ -397,7 +397,8 @@ async fn the_persons_rights_over_http() {
             br#"{"purpose":"marketing","granted":true}"#,
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "not_permitted");
     let r = a
         .post(
             "/v1/subjects/cust-1/corrections",

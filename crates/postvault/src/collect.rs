@@ -142,13 +142,19 @@ impl Vault {
             .iter()
             .any(|&p| tax.purpose(p).id == "subject_access");
         if !may {
-            return Err(VaultError::Invalid {
-                what: "principal",
-                why: format!(
-                    "role `{}` may not record consent; a role acting for `subject_access` may",
-                    principal.role
-                ),
-            });
+            self.deny_leaf(
+                principal,
+                if granted {
+                    "consent_grant"
+                } else {
+                    "consent_withdraw"
+                },
+                Some(purpose),
+            )?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not record consent; a role acting for `subject_access` may",
+                principal.role
+            )));
         }
         let now = self.clock.now_ms();
         let subject_ref = self.subject_ref(subject);

@@ -476,6 +476,17 @@ impl Vault {
             .collect())
     }
 
+    /// [`Vault::retention_run`] on a principal's request (the HTTP
+    /// service): a privacy officer only; a refusal is one deny leaf.
+    pub fn retention_run_as(
+        &self,
+        officer: &Principal,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RetentionReport, VaultError> {
+        self.require_officer(officer, "run the retention sweep", "retention")?;
+        self.retention_run(progress)
+    }
+
     /// Seals the records of `subject` that `pick` selects again under the
     /// subject's hold key (`key_id::HOLD`), so they outlive their periods
     /// and end with the hold; returns how many. Mail-cover records keep
