@@ -38,6 +38,15 @@ pub struct ServeArgs {
 }
 
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
+    // The service log: errors by default (`RUST_LOG` for more), on stderr.
+    // Messages carry codes and the vault's own words, never a value.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let tmp;
     let (vault, demo_tokens) = if a.demo {
         tmp = tempfile::tempdir().context("creating a temporary directory")?;

@@ -66,7 +66,14 @@ impl From<VaultError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
+            // The detail (paths, the database's words) goes to the service
+            // log, not to the client.
             tracing::error!(code, error = %e, "vault error");
+            return ApiError::new(
+                status,
+                code,
+                "the vault could not complete the request; the service log has the cause",
+            );
         }
         ApiError::new(status, code, e.to_string())
     }

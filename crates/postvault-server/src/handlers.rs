@@ -103,17 +103,34 @@ pub async fn health() -> Response {
 /// A blocking `Read` over the chunks an async task forwards; bounded, so a
 /// slow vault slows the upload (backpressure).
 struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
     cur: Bytes,
+    ended: bool,
+}
+
+/// What the upload task forwards: data, the clean end, or why it stopped.
+/// A channel closed without `End` (the request dropped) is a cut upload,
+/// never a clean end, so the batch in progress is not stored.
+enum Chunk {
+    Data(Bytes),
+    End,
+    Fail(std::io::Error),
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                Some(Chunk::Data(b)) => self.cur = b,
+                Some(Chunk::End) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+                Some(Chunk::Fail(e)) => return Err(e),
+                None => return Err(std::io::Error::other("the upload was dropped")),
             }
         }
         let n = buf.len().min(self.cur.len());
@@ -138,7 +155,17 @@ pub async fn collect(
             .map(|n| n.clamp(1, 65_536) as usize)
             .unwrap_or(2048),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "{} uploads are in flight; retry when one ends",
+                crate::MAX_UPLOADS
+            ),
+        ));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
     let limit = state.config.max_records_body;
     let idle = state.config.timeout;
     let forward = async move {
@@ -149,17 +176,20 @@ pub async fn collect(
                 Ok(n) => n,
                 Err(_) => {
                     let _ = tx
-                        .send(Err(std::io::Error::other("the upload stalled")))
+                        .send(Chunk::Fail(std::io::Error::other("the upload stalled")))
                         .await;
                     return Some("stalled");
                 }
             };
-            let chunk = next?;
+            let Some(chunk) = next else {
+                let _ = tx.send(Chunk::End).await;
+                return None;
+            };
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(_) => {
                     let _ = tx
-                        .send(Err(std::io::Error::other("the upload was cut")))
+                        .send(Chunk::Fail(std::io::Error::other("the upload was cut")))
                         .await;
                     return Some("cut");
                 }
@@ -167,11 +197,13 @@ pub async fn collect(
             total += chunk.len();
             if total > limit {
                 let _ = tx
-                    .send(Err(std::io::Error::other("the upload is too large")))
+                    .send(Chunk::Fail(std::io::Error::other(
+                        "the upload is too large",
+                    )))
                     .await;
                 return Some("too_large");
             }
-            if tx.send(Ok(chunk)).await.is_err() {
+            if tx.send(Chunk::Data(chunk)).await.is_err() {
                 return None; // collection stopped; its report says why
             }
         }
@@ -183,6 +215,7 @@ pub async fn collect(
             ChannelReader {
                 rx,
                 cur: Bytes::new(),
+                ended: false,
             },
         );
         vault.collect(&p, &mut reader, &opts, &mut |_| {})
@@ -223,14 +256,17 @@ pub async fn collect(
                 report.committed_through_line
             ),
         ),
-        (None, Some(f)) => fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store",
-            format!(
-                "{}; lines through {} were handled",
-                f.message, report.committed_through_line
-            ),
-        ),
+        (None, Some(f)) => {
+            tracing::error!(code = %f.code, error = %f.message, "collection stopped");
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!(
+                    "collection stopped ({}); lines through {} were handled; the service log has more",
+                    f.code, report.committed_through_line
+                ),
+            )
+        }
         (None, None) => json(StatusCode::OK, &report),
     })
 }
@@ -564,7 +600,7 @@ pub async fn openapi(Extension(_p): Extension<Principal>) -> Response {
 /// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note.
 #[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note), text/plain", body = String)))]
 pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
-    let note = blocking(&state, |v| Ok(v.checkpoint()?)).await?;
+    let (note, _) = state.checkpoint().await?;
     Ok(text("text/plain; charset=utf-8", note))
 }
 
@@ -573,8 +609,11 @@ pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
 pub async fn log_inclusion(State(state): St, q: Params) -> Result<Response, ApiError> {
     let q = params(q)?;
     let index = required(&q, "index")?;
-    let size = number(&q, "size")?;
-    let p = blocking(&state, move |v| Ok(v.prove_inclusion(index, size)?)).await?;
+    let size = match number(&q, "size")? {
+        Some(s) => s,
+        None => state.checkpoint().await?.1,
+    };
+    let p = blocking(&state, move |v| Ok(v.prove_inclusion(index, Some(size))?)).await?;
     Ok(json(StatusCode::OK, &p))
 }
 

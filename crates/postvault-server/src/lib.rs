@@ -58,14 +58,29 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     pub config: Config,
     pub metrics: Metrics,
+    /// Buckets of principals.
     pub limiter: RateLimiter,
+    /// Buckets of client addresses: the public endpoints, and tokens not
+    /// yet known (each costs a look in the store).
+    pub addresses: RateLimiter,
+    /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
+    pub uploads: Arc<tokio::sync::Semaphore>,
     principals: std::sync::Mutex<std::collections::HashMap<[u8; 32], Principal>>,
+    /// The last signed checkpoint served to the public, and when: anonymous
+    /// requests sign at most one a second.
+    checkpoint: std::sync::Mutex<Option<(std::time::Instant, String, u64)>>,
 }
+
+/// Concurrent uploads; more answer 429 `too_many_uploads`.
+pub const MAX_UPLOADS: usize = 16;
 
 impl AppState {
     pub fn new(vault: Arc<Vault>, config: Config) -> Arc<AppState> {
         Arc::new(AppState {
             limiter: RateLimiter::new(config.rate_limit),
+            addresses: RateLimiter::new(config.rate_limit),
+            uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
+            checkpoint: std::sync::Mutex::new(None),
             vault,
             config,
             metrics: Metrics::default(),
@@ -73,14 +88,21 @@ impl AppState {
         })
     }
 
+    fn token_hash(token: &str) -> [u8; 32] {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut h = [0u8; 32];
+        h.copy_from_slice(d.as_ref());
+        h
+    }
+
+    /// A token already authenticated (cached).
+    fn known(&self, token: &str) -> bool {
+        self.cache().contains_key(&AppState::token_hash(token))
+    }
+
     /// The principal a bearer token belongs to (cached by token hash).
     async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Option<Principal>, ApiError> {
-        let hash: [u8; 32] = {
-            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-            let mut h = [0u8; 32];
-            h.copy_from_slice(d.as_ref());
-            h
-        };
+        let hash = AppState::token_hash(token);
         if let Some(p) = self.cache().get(&hash) {
             return Ok(Some(p.clone()));
         }
@@ -94,6 +116,27 @@ impl AppState {
             c.insert(hash, p.clone());
         }
         Ok(found)
+    }
+
+    /// The signed checkpoint (note, size), signed again at most once a second.
+    pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(String, u64), ApiError> {
+        {
+            let c = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, note, size)) = c.as_ref()
+                && at.elapsed() < Duration::from_secs(1)
+            {
+                return Ok((note.clone(), *size));
+            }
+        }
+        let (note, size) = blocking(self, |v| {
+            let note = v.checkpoint()?;
+            let size = v.checkpoint_size()?;
+            Ok((note, size))
+        })
+        .await?;
+        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), note.clone(), size));
+        Ok((note, size))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Principal>> {
@@ -210,6 +253,12 @@ async fn authenticate(
     let Some(token) = token else {
         return ApiError::unauthorized().into_response();
     };
+    // A token not seen yet costs a look in the store: limited per address.
+    if !state.known(&token)
+        && let Err(r) = state.addresses.check(&format!("auth:{}", client(&req)))
+    {
+        return r.into_response();
+    }
     let principal = match state.authenticate(&token).await {
         Ok(Some(p)) => p,
         Ok(None) => return ApiError::unauthorized().into_response(),
@@ -222,14 +271,26 @@ async fn authenticate(
     next.run(req).await
 }
 
-/// The public endpoints' rate limit, per client address.
-async fn public_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let who = req
+/// The client's address (IPv6 by its /64), or `local` in process.
+fn client(req: &Request) -> String {
+    match req
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "local".into());
-    if let Err(r) = state.limiter.check(&format!("ip:{who}")) {
+        .map(|c| c.0.ip())
+    {
+        Some(std::net::IpAddr::V6(a)) => {
+            let s = a.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(a) => a.to_string(),
+        None => "local".into(),
+    }
+}
+
+/// The public endpoints' rate limit, per client address.
+async fn public_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let who = client(&req);
+    if let Err(r) = state.addresses.check(&format!("ip:{who}")) {
         return r.into_response();
     }
     next.run(req).await

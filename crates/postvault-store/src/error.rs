@@ -30,6 +30,8 @@ pub enum StoreError {
         "another reader kept destroyed key material from being overwritten in the key store's WAL; retry"
     )]
     Busy,
+    #[error("the read's transaction did not commit ({0}); nothing was returned")]
+    NotCommitted(String),
     #[error("the record to correct is no longer current")]
     Stale,
     #[error("corrupt store: {0}")]

@@ -220,8 +220,11 @@ struct Inner {
     group: u64,
     /// Every group up to this id has committed or failed.
     settled: u64,
-    /// Groups that failed (rolled back): their readers get an error.
-    failed: std::collections::HashSet<u64>,
+    /// Groups that failed (rolled back), with the cause: their readers get
+    /// an error.
+    failed: std::collections::HashMap<u64, String>,
+    /// Readers whose part of the open group succeeded.
+    members: usize,
     /// A reader is committing the open group.
     committing: bool,
 }
@@ -233,19 +236,31 @@ impl Inner {
             return;
         }
         self.open = false;
-        if self.conn.execute_batch("COMMIT").is_err() {
+        self.members = 0;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
-            self.failed.insert(self.group);
+            self.failed.insert(self.group, e.to_string());
         }
         self.settled = self.group;
     }
 
     /// Rolls the open group back: all its readers fail.
-    fn fail(&mut self) {
+    fn fail(&mut self, why: &str) {
         if self.open {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.open = false;
-            self.failed.insert(self.group);
+            self.members = 0;
+            self.failed.insert(self.group, why.to_string());
+            self.settled = self.group;
+        }
+    }
+
+    /// After a reader's part failed: a group no reader succeeded in is
+    /// closed at once, so no idle transaction holds the write lock.
+    fn close_if_empty(&mut self) {
+        if self.open && self.members == 0 && !self.committing {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.open = false;
             self.settled = self.group;
         }
     }
@@ -282,7 +297,8 @@ impl SqliteStore {
                 open: false,
                 group: 0,
                 settled: 0,
-                failed: std::collections::HashSet::new(),
+                failed: std::collections::HashMap::new(),
+                members: 0,
                 committing: false,
             }),
             settled: std::sync::Condvar::new(),
@@ -315,16 +331,22 @@ impl SqliteStore {
         self.joining.fetch_add(1, Ordering::SeqCst);
         let mut g = self.lock();
         self.joining.fetch_sub(1, Ordering::SeqCst);
+        if g.open && g.conn.is_autocommit() {
+            // SQLite ended the transaction under us (an error rolled it back).
+            g.fail("the read's transaction was rolled back");
+            self.settled.notify_all();
+        }
         if !g.open {
             g.conn.execute_batch("BEGIN IMMEDIATE")?;
             g.open = true;
             g.group += 1;
+            g.members = 0;
         }
         let my = g.group;
         // Each reader's part is a savepoint: one that fails leaves the
         // group's other readers untouched.
         if let Err(e) = g.conn.execute_batch("SAVEPOINT reader") {
-            g.fail();
+            g.fail("the read could not join its transaction");
             self.settled.notify_all();
             return Err(e.into());
         }
@@ -338,16 +360,19 @@ impl SqliteStore {
                 .execute_batch("ROLLBACK TO reader; RELEASE reader")
                 .is_err()
             {
-                g.fail();
+                g.fail("a failed read could not be undone alone");
+            } else {
+                g.close_if_empty();
             }
         };
         let out = match work {
             Ok(Ok(out)) => {
                 if let Err(e) = g.conn.execute_batch("RELEASE reader") {
-                    g.fail();
+                    g.fail("the read could not be kept in its transaction");
                     self.settled.notify_all();
                     return Err(e.into());
                 }
+                g.members += 1;
                 out
             }
             Ok(Err(e)) => {
@@ -364,12 +389,9 @@ impl SqliteStore {
         };
         loop {
             if g.settled >= my {
-                return if g.failed.contains(&my) {
-                    Err(StoreError::Corrupt(
-                        "the read's transaction did not commit; nothing was returned".into(),
-                    ))
-                } else {
-                    Ok(out)
+                return match g.failed.get(&my) {
+                    Some(why) => Err(StoreError::NotCommitted(why.clone())),
+                    None => Ok(out),
                 };
             }
             if g.committing {
@@ -378,9 +400,12 @@ impl SqliteStore {
             }
             // Commit this group; first let readers at the door join it.
             g.committing = true;
-            while self.joining.load(Ordering::SeqCst) > 0 && g.settled < my {
+            // Bounded: a joiner descheduled at the door joins the next group.
+            let mut rounds = 0;
+            while self.joining.load(Ordering::SeqCst) > 0 && g.settled < my && rounds < 64 {
                 drop(g);
                 std::thread::yield_now();
+                rounds += 1;
                 g = self.lock();
             }
             if g.settled < my {

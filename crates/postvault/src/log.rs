@@ -292,7 +292,8 @@ impl Vault {
         })
     }
 
-    fn checkpoint_size(&self) -> Result<u64, VaultError> {
+    /// The size of the latest signed checkpoint (signing one if the log grew).
+    pub fn checkpoint_size(&self) -> Result<u64, VaultError> {
         let note = self.checkpoint()?;
         Ok(postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?.size)
     }
