@@ -1367,6 +1367,23 @@ impl SqliteKeyStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Runs `delete` for each key in one transaction, then moves the
+    /// deletion out of the WAL (`overwrite_wal`); returns the rows deleted.
+    fn destroy<K: rusqlite::ToSql>(&self, delete: &str, keys: &[K]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut s = tx.prepare_cached(delete)?;
+            for k in keys {
+                n += s.execute([k])? as u64;
+            }
+        }
+        tx.commit()?;
+        overwrite_wal(&conn)?;
+        Ok(n)
+    }
 }
 
 impl KeyStore for SqliteKeyStore {
@@ -1486,32 +1503,10 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        {
-            let mut s = tx.prepare_cached("DELETE FROM secrets WHERE name = ?1")?;
-            for name in names {
-                n += s.execute([name])? as u64;
-            }
-        }
-        tx.commit()?;
-        overwrite_wal(&conn)?;
-        Ok(n)
+        self.destroy("DELETE FROM secrets WHERE name = ?1", names)
     }
 
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        {
-            let mut s = tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1")?;
-            for subject in subjects {
-                n += s.execute([subject])? as u64;
-            }
-        }
-        tx.commit()?;
-        overwrite_wal(&conn)?;
-        Ok(n)
+        self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)
     }
 }

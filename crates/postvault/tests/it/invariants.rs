@@ -10,21 +10,6 @@ use postvault_store::{
 
 use crate::*;
 
-fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// Invariant 1: no plaintext personal data in the store (database, WAL,
 /// journal, key store), in a log leaf, or in an error message.
 #[test]
@@ -78,7 +63,7 @@ fn invariant_1_no_plaintext_in_any_file_leaf_or_error() {
         assert!(!contains(&leaf, b"subject-"));
     }
     drop(v);
-    let files = all_bytes(dir.path());
+    let files = vault_files(dir.path());
     assert!(files.iter().any(|(n, _)| n.ends_with("data.db")));
     assert!(files.iter().any(|(n, _)| n.ends_with("keys.db")));
     for (name, bytes) in files {

@@ -96,3 +96,19 @@ pub fn person(subject: &str, marker: &str) -> String {
     ]
     .join("\n")
 }
+
+/// Every file of a vault directory with its bytes (database, WAL, key store).
+pub fn vault_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

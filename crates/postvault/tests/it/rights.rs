@@ -14,24 +14,9 @@ use super::*;
 
 const DAY: i64 = 86_400_000;
 
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// Fails if any file of the vault directory holds any of `needles`.
 fn assert_absent(dir: &Path, needles: &[(&str, Vec<u8>)]) {
-    for (path, bytes) in files(dir) {
+    for (path, bytes) in vault_files(dir) {
         for (what, n) in needles {
             assert!(!contains(&bytes, n), "{what} found in {path}");
         }
