@@ -106,7 +106,19 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                 }
             });
         }
-        postvault_server::serve(listener, state, postvault_server::shutdown_signal())
+        // After a stop signal, requests in flight get 30 s to finish; then
+        // the process exits anyway (what was acknowledged is durable; an
+        // upload's batch in progress was never acknowledged).
+        let stop = async {
+            postvault_server::shutdown_signal().await;
+            eprintln!("postvault: stopping: finishing requests in flight (30 s at most)");
+            tokio::spawn(async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                eprintln!("postvault: stopped with requests still in flight after 30 s");
+                std::process::exit(1);
+            });
+        };
+        postvault_server::serve(listener, state, stop)
             .await
             .context("serving")?;
         eprintln!("postvault: stopped; every acknowledged request is durable");

@@ -171,6 +171,7 @@ pub async fn collect(
     let forward = async move {
         let mut stream = body.into_data_stream();
         let mut total = 0usize;
+        let started = std::time::Instant::now();
         loop {
             let next = match tokio::time::timeout(idle, stream.next()).await {
                 Ok(n) => n,
@@ -195,6 +196,15 @@ pub async fn collect(
                 }
             };
             total += chunk.len();
+            // A trickle holds an upload slot: after a minute, at least
+            // 1 KiB a second on average.
+            let elapsed = started.elapsed().as_secs();
+            if elapsed > 60 && (total as u64) < elapsed * 1024 {
+                let _ = tx
+                    .send(Chunk::Fail(std::io::Error::other("the upload is too slow")))
+                    .await;
+                return Some("stalled");
+            }
             if total > limit {
                 let _ = tx
                     .send(Chunk::Fail(std::io::Error::other(
@@ -654,6 +664,9 @@ pub async fn log_entries(State(state): St, q: Params) -> Result<Response, ApiErr
 pub async fn log_tile(State(state): St, path: Id) -> Result<Response, ApiError> {
     let p = id(path)?;
     let bytes = blocking(&state, move |v| {
+        // A failure to bring the tree up to date is the service's (5xx);
+        // after it, a path the log cannot answer is no such tile.
+        v.log_catch_up()?;
         v.log_tile(&p).map_err(|e| match e.code() {
             "invalid" | "log" => ApiError::not_found("no such tile"),
             _ => ApiError::from(e),
