@@ -30,6 +30,7 @@ fn api_with(config: Config) -> Api {
         ("officer", "privacy_officer"),
         ("ice", "agency"),
         ("auditor", "auditor"),
+        ("channel", "subject_access"),
     ] {
         tokens.insert(name, v.add_principal(name, role).unwrap());
     }
@@ -495,6 +496,24 @@ async fn the_persons_rights_over_http() {
     assert_eq!(r.json()["erased"], 1);
     let r = a
         .get("/v1/subjects/cust-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(r.json()["records"], json!([]));
+    // The person's own request, through the subject-access service.
+    a.post(
+        "/v1/records",
+        Some("ingest"),
+        address("cust-2", "2 Elm St").as_bytes(),
+    )
+    .await;
+    let r = a.get("/v1/subjects/cust-2/report", Some("channel")).await;
+    assert_eq!(r.json()["records"].as_array().unwrap().len(), 1);
+    let r = a
+        .post("/v1/subjects/cust-2/erase", Some("channel"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["erased"], 1);
+    let r = a
+        .get("/v1/subjects/cust-2?purpose=delivery", Some("sorting"))
         .await;
     assert_eq!(r.json()["records"], json!([]));
     assert_eq!(
