@@ -28,8 +28,9 @@ pub struct IngestArgs {
     pub dir: Option<std::path::PathBuf>,
 }
 
-/// The first `records` lines of a simulated day just large enough to hold them.
-fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
+/// The first `records` lines, streamed, of a simulated day just large
+/// enough to hold them.
+pub fn simulated(records: u64, seed: u64) -> impl Iterator<Item = String> {
     let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
         scale: 0.001,
         ..postvault_sim::SimConfig::default()
@@ -41,9 +42,21 @@ fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
         seed,
         ..postvault_sim::SimConfig::default()
     };
-    postvault_sim::Simulator::new(&cfg)
-        .take(records as usize)
-        .collect()
+    postvault_sim::Simulator::new(&cfg).take(records as usize)
+}
+
+fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
+    simulated(records, seed).collect()
+}
+
+/// A temporary directory for a bench's databases: under `dir`, or the
+/// system's.
+pub fn bench_dir(dir: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    match dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("creating a temporary directory")
 }
 
 pub fn ingest(a: &IngestArgs) -> Result<u8> {
@@ -52,11 +65,7 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let n = lines.len() as u64;
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
 
-    let tmp = match &a.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }
-    .context("creating a temporary directory")?;
+    let tmp = bench_dir(a.dir.as_deref())?;
 
     // Raw baseline: the same line bytes as blobs, same schema and pragmas.
     let raw_path = tmp.path().join("raw.db");
@@ -256,10 +265,7 @@ pub fn log(a: &LogArgs) -> Result<u8> {
 
     // 2. Through a vault: leaves appended in batched store transactions,
     //    hashed in catch-up transactions, proofs read from SQLite.
-    let tmp = match &a.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }?;
+    let tmp = bench_dir(a.dir.as_deref())?;
     let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
     let bar = crate::progress_bar(Some(a.stored_leaves), "appending (vault store)");
     let t = Instant::now();
@@ -345,10 +351,7 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
         .collect();
     subjects.sort();
     subjects.dedup();
-    let tmp = match &a.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }?;
+    let tmp = bench_dir(a.dir.as_deref())?;
     let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
     vault.add_principal("ingest", "collector")?;
     vault.add_principal("sorting", "delivery")?;
@@ -444,10 +447,7 @@ pub struct EraseArgs {
 /// secure_delete and the WAL truncated), on a vault opened afresh so no key
 /// is cached.
 pub fn erase(a: &EraseArgs) -> Result<u8> {
-    let tmp = match &a.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }?;
+    let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
     let vault = Vault::init(&dir, OpenOptions::default())?;
     vault.add_principal("ingest", "collector")?;
@@ -522,10 +522,7 @@ pub struct RetentionArgs {
 /// move the clock six years on (past every category's retention), sweep.
 /// Streaming throughout: memory stays bounded at any size.
 pub fn retention(a: &RetentionArgs) -> Result<u8> {
-    let tmp = match &a.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }?;
+    let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
     let clock = std::sync::Arc::new(postvault::FixedClock::new(postvault::Clock::now_ms(
         &postvault::SystemClock,
@@ -537,18 +534,7 @@ pub fn retention(a: &RetentionArgs) -> Result<u8> {
     let vault = Vault::init(&dir, opts.clone())?;
     vault.add_principal("ingest", "collector")?;
     let ingest = vault.principal("ingest")?;
-    let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
-        scale: 0.001,
-        ..postvault_sim::SimConfig::default()
-    })
-    .total_records() as f64
-        / 0.001;
-    let cfg = postvault_sim::SimConfig {
-        scale: (a.records as f64 / per_unit * 1.01).max(0.00001),
-        seed: a.seed,
-        ..postvault_sim::SimConfig::default()
-    };
-    let lines = postvault_sim::Simulator::new(&cfg).take(a.records as usize);
+    let lines = simulated(a.records, a.seed);
     let bar = crate::progress_bar(Some(a.records), "collecting");
     let t = Instant::now();
     let report = vault.collect(

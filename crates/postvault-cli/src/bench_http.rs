@@ -104,10 +104,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn http(a: &HttpArgs) -> Result<u8> {
-    let tmp = match &a.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }?;
+    let tmp = crate::bench::bench_dir(a.dir.as_deref())?;
     let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
     let read_token = vault.add_principal("sorting", "delivery")?;
@@ -194,12 +191,6 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     // Ingest: simulated NDJSON (the records `bench ingest` uses) over a few
     // connections, each its own slice of the day.
     let per = a.ingest / a.ingest_connections.max(1) as u64;
-    let per_unit = postvault_sim::Plan::new(&postvault_sim::SimConfig {
-        scale: 0.001,
-        ..postvault_sim::SimConfig::default()
-    })
-    .total_records() as f64
-        / 0.001;
     eprintln!(
         "postvault: ingesting {} records over {} connections",
         per * a.ingest_connections as u64,
@@ -211,12 +202,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
         let addr = addr.clone();
         let token = ingest_token.clone();
         let lines_per = a.lines_per_request.max(1);
-        let cfg = postvault_sim::SimConfig {
-            scale: (per as f64 / per_unit * 1.01).max(0.00001),
-            seed: a.seed + 1 + c as u64,
-            ..postvault_sim::SimConfig::default()
-        };
-        let mut sim = postvault_sim::Simulator::new(&cfg).take(per as usize);
+        let mut sim = crate::bench::simulated(per, a.seed + 1 + c as u64);
         handles.push(std::thread::spawn(move || -> Result<(u64, Vec<f64>)> {
             let mut conn = Conn::open(&addr)?;
             let mut accepted = 0u64;

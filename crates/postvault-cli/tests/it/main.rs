@@ -44,6 +44,26 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
 }
 
+/// A warrant for `cust-1`'s address, dated around now so it is in force
+/// whenever the test runs; `n` makes its instrument and case ids unique.
+fn warrant(n: &str) -> serde_json::Value {
+    let day = 86_400_000i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let d = |ms: i64| postvault_policy::disclosure::format_iso(ms - ms.rem_euclid(day));
+    serde_json::json!({
+        "kind": "warrant", "instrument_id": format!("W-{n}"), "agency": "An Agency",
+        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
+        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement",
+        "case_id": format!("K-{n}"),
+        "subjects": [{"id": "cust-1"}], "portions": ["address"],
+        "time_range": {"from": d(now - 30 * day), "to": d(now + day)}, "issued_at": d(now - day),
+        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": d(now - day)}
+    })
+}
+
 #[test]
 fn a_session_from_init_to_denied_read() {
     let tmp = tempfile::tempdir().unwrap();
@@ -456,21 +476,7 @@ fn disclose_verbs_from_submit_to_transparency_report() {
         Some(line.as_bytes()),
     );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
-    // Dates around now, so the instrument is in force whenever this runs.
-    let day = 86_400_000i64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let d = |ms: i64| postvault_policy::disclosure::format_iso(ms - ms.rem_euclid(day));
-    let inst = serde_json::json!({
-        "kind": "warrant", "instrument_id": "W-1", "agency": "An Agency",
-        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
-        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement", "case_id": "K-1",
-        "subjects": [{"id": "cust-1"}], "portions": ["address"],
-        "time_range": {"from": d(now - 30 * day), "to": d(now + day)}, "issued_at": d(now - day),
-        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": d(now - day)}
-    });
+    let inst = warrant("1");
     let file = tmp.path().join("warrant.json");
     std::fs::write(&file, inst.to_string()).unwrap();
     let f = file.to_str().unwrap();
@@ -603,20 +609,7 @@ fn rights_verbs_hold_erase_consent_report_and_retention() {
     assert_eq!(code(&o), 1);
 
     // A hold from an approved warrant blocks erasure: exit 3.
-    let day = 86_400_000i64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let d = |ms: i64| postvault_policy::disclosure::format_iso(ms - ms.rem_euclid(day));
-    let inst = serde_json::json!({
-        "kind": "warrant", "instrument_id": "W-9", "agency": "An Agency",
-        "signer": {"name": "A", "title": "Special Agent", "level": "agent"},
-        "authority": "Fed. R. Crim. P. 41", "ground": "criminal_law_enforcement", "case_id": "K-9",
-        "subjects": [{"id": "cust-1"}], "portions": ["address"],
-        "time_range": {"from": d(now - 30 * day), "to": d(now + day)}, "issued_at": d(now - day),
-        "court": {"name": "Court", "docket": "1", "judge": "J", "order_date": d(now - day)}
-    });
+    let inst = warrant("9");
     let o = pv_in(
         &data,
         &["disclose", "submit", "--as", "ice", "-"],
