@@ -148,14 +148,7 @@ fn open_db(
             supported,
         });
     }
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA secure_delete = ON;
-         PRAGMA foreign_keys = OFF;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;",
-    )?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
     if version < supported {
         let mut conn = conn;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -171,6 +164,21 @@ fn open_db(
     }
     Ok(conn)
 }
+
+/// Runs one statement without arguments from the connection's statement
+/// cache (no parse per call: the group-commit path runs these per read).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// The settings of every connection to a store: WAL, a durable commit
+/// (`synchronous = FULL`), deleted content overwritten, a 32 MiB cache.
+pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = FULL;
+     PRAGMA secure_delete = ON;
+     PRAGMA foreign_keys = OFF;
+     PRAGMA temp_store = MEMORY;
+     PRAGMA cache_size = -32768;";
 
 #[cfg(unix)]
 fn create_private(path: &Path) -> Result<(), StoreError> {
@@ -237,7 +245,7 @@ impl Inner {
         }
         self.open = false;
         self.members = 0;
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        if let Err(e) = run_cached(&self.conn, "COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.failed.insert(self.group, e.to_string());
         }
@@ -337,7 +345,7 @@ impl SqliteStore {
             self.settled.notify_all();
         }
         if !g.open {
-            g.conn.execute_batch("BEGIN IMMEDIATE")?;
+            run_cached(&g.conn, "BEGIN IMMEDIATE")?;
             g.open = true;
             g.group += 1;
             g.members = 0;
@@ -345,7 +353,7 @@ impl SqliteStore {
         let my = g.group;
         // Each reader's part is a savepoint: one that fails leaves the
         // group's other readers untouched.
-        if let Err(e) = g.conn.execute_batch("SAVEPOINT reader") {
+        if let Err(e) = run_cached(&g.conn, "SAVEPOINT reader") {
             g.fail("the read could not join its transaction");
             self.settled.notify_all();
             return Err(e.into());
@@ -367,7 +375,7 @@ impl SqliteStore {
         };
         let out = match work {
             Ok(Ok(out)) => {
-                if let Err(e) = g.conn.execute_batch("RELEASE reader") {
+                if let Err(e) = run_cached(&g.conn, "RELEASE reader") {
                     g.fail("the read could not be kept in its transaction");
                     self.settled.notify_all();
                     return Err(e.into());

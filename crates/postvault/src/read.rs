@@ -101,6 +101,7 @@ impl Vault {
         let mut allowed = vec![false; tax.categories.len()];
         let mut withheld = Vec::new();
         let mut tag_error = None;
+        let mut key_cache = crate::vault::KeyCache::default();
         let mut leaf = |data: &SubjectData, idx: u64| -> Vec<u8> {
             let consent = data
                 .consents
@@ -131,7 +132,8 @@ impl Vault {
                 // Without the subject's keys (destroyed) nothing can leave,
                 // and the leaf must say so.
                 .filter(|r| {
-                    visible(tax, &allowed, r, now, history) && self.openable(r, keys.as_deref())
+                    visible(tax, &allowed, r, now, history)
+                        && self.openable(r, keys.as_deref(), &mut key_cache)
                 })
                 .collect();
             let categories: BTreeSet<String> =
@@ -176,13 +178,12 @@ impl Vault {
 
         // The leaf is durable: only now is anything opened.
         let mut records = Vec::new();
-        let mut cover_keys = std::collections::HashMap::new();
         for r in data
             .records
             .iter()
             .filter(|r| visible(tax, &allowed, r, now, history))
         {
-            let Some(plain) = self.open_record(r, keys.as_deref(), &mut cover_keys)? else {
+            let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
                 continue;
             };
             if let Some(rec) = to_read_record(tax, purpose_ix, r, &plain)? {
