@@ -340,8 +340,12 @@ pub struct NewSubjectKeys {
 }
 
 /// A subject's data key: seals and opens that subject's records.
+///
+/// Only the 32 raw bytes are held until the key first seals or opens: most
+/// subject keys only ever derive record keys, and a vault caches many
+/// (the AES-GCM key schedule and tables are about a kilobyte each).
 pub struct DataKey {
-    key: LessSafeKey,
+    key: std::sync::OnceLock<LessSafeKey>,
     raw: Zeroizing<[u8; KEY_LEN]>,
 }
 
@@ -354,9 +358,19 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     fn from_raw(raw: Zeroizing<[u8; KEY_LEN]>) -> Result<DataKey, CryptoError> {
         Ok(DataKey {
-            key: aead_key(raw.as_ref())?,
+            key: std::sync::OnceLock::new(),
             raw,
         })
+    }
+
+    fn aead(&self) -> Result<&LessSafeKey, CryptoError> {
+        if let Some(k) = self.key.get() {
+            return Ok(k);
+        }
+        let k = aead_key(self.raw.as_ref())?;
+        // Another thread may have set it first: the same key either way.
+        let _ = self.key.set(k);
+        self.key.get().ok_or(CryptoError::Seal)
     }
 
     /// A second handle on the same key.
@@ -379,7 +393,7 @@ impl DataKey {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        seal(&self.key, rng, aad, plaintext)
+        seal(self.aead()?, rng, aad, plaintext)
     }
 
     /// [`DataKey::seal`] with the nonce taken from `nonces` (refilled from
@@ -392,7 +406,7 @@ impl DataKey {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        seal_nonce(&self.key, nonces.next(rng)?, aad, plaintext)
+        seal_nonce(self.aead()?, nonces.next(rng)?, aad, plaintext)
     }
 
     /// The HMAC key of [`DataKey::record_key`] with this key as the period
@@ -402,7 +416,7 @@ impl DataKey {
     }
 
     pub fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        open(&self.key, aad, envelope)
+        open(self.aead()?, aad, envelope)
     }
 }
 
@@ -434,7 +448,9 @@ impl RecordKeyer {
 /// about them; nobody else can link them.
 pub struct TagKey {
     raw: Zeroizing<[u8; KEY_LEN]>,
-    key: hmac::Key,
+    /// Prepared on first use, like [`DataKey`]'s (boxed: an HMAC context
+    /// is over a kilobyte, and a vault caches many tag keys never used).
+    key: std::sync::OnceLock<Box<hmac::Key>>,
 }
 
 impl std::fmt::Debug for TagKey {
@@ -449,7 +465,7 @@ impl TagKey {
             .try_into()
             .map_err(|_| CryptoError::KeyLength(bytes.len()))?;
         Ok(TagKey {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &raw),
+            key: std::sync::OnceLock::new(),
             raw: Zeroizing::new(raw),
         })
     }
@@ -461,7 +477,10 @@ impl TagKey {
 
     /// The tag of the leaf at `index`: HMAC-SHA256(tag key, "postvault/v1/leaf-tag" || index as u64 BE), first 16 bytes.
     pub fn tag(&self, index: u64) -> [u8; TOKEN_LEN] {
-        let mut ctx = hmac::Context::with_key(&self.key);
+        let key = self
+            .key
+            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())));
+        let mut ctx = hmac::Context::with_key(key);
         ctx.update(b"postvault/v1/leaf-tag");
         ctx.update(&index.to_be_bytes());
         truncate(ctx.sign().as_ref())

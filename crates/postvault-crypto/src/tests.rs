@@ -182,3 +182,11 @@ fn pooled_nonces_never_repeat_and_seal_the_same_envelope_format() {
         assert_eq!(k2.open(b"aad", &env).unwrap(), i.to_be_bytes());
     }
 }
+
+#[test]
+fn cached_keys_stay_small_until_used() {
+    // A vault caches tens of thousands of subject keys: what is not yet
+    // used must not carry an AES-GCM or HMAC context.
+    assert!(std::mem::size_of::<DataKey>() <= 96);
+    assert!(std::mem::size_of::<TagKey>() <= 96);
+}

@@ -218,6 +218,75 @@ pub struct SqliteStore {
     settled: std::sync::Condvar,
     /// Readers waiting for the lock to join the open group.
     joining: std::sync::atomic::AtomicUsize,
+    /// Moves the WAL into the database file off the writers' path.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// A thread with its own connection that checkpoints the WAL (PASSIVE:
+/// it never blocks a writer or a reader) whenever it holds 1,000 pages or
+/// more, so commits do not pay for copying pages into the database file and
+/// syncing it. The store's own connection still checkpoints past 16,384
+/// pages (64 MiB), should this thread fall behind.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// WAL pages the store's own connection lets accumulate before it
+/// checkpoints inline.
+const INLINE_CHECKPOINT_PAGES: u32 = 16_384;
+/// WAL pages at which the checkpointer thread moves them.
+const BACKGROUND_CHECKPOINT_PAGES: i64 = 1_000;
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(50))
+            .ok()?;
+        // The checkpoint writes the database file; FULL syncs it. It reads
+        // nothing, so it needs no cache of its own.
+        conn.execute_batch(SQLITE_PRAGMAS).ok()?;
+        conn.pragma_update(None, "cache_size", -256).ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pv-checkpoint".into())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(25);
+                loop {
+                    match stopped.recv_timeout(tick) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    // (busy, frames in the WAL, frames checkpointed); a
+                    // PASSIVE call with little to do is cheap.
+                    let frames: i64 = conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                        .unwrap_or(0);
+                    if frames >= BACKGROUND_CHECKPOINT_PAGES {
+                        // More came in while copying: go again at once.
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 struct Inner {
@@ -299,6 +368,8 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
         let conn = open_db(path, mode, DATA_APP_ID, DATA_MIGRATIONS, "data store")?;
+        conn.pragma_update(None, "wal_autocheckpoint", INLINE_CHECKPOINT_PAGES)?;
+        let checkpointer = Checkpointer::start(path);
         Ok(SqliteStore {
             inner: Mutex::new(Inner {
                 conn,
@@ -311,6 +382,7 @@ impl SqliteStore {
             }),
             settled: std::sync::Condvar::new(),
             joining: std::sync::atomic::AtomicUsize::new(0),
+            _checkpointer: checkpointer,
         })
     }
 
