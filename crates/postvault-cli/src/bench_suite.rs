@@ -596,6 +596,8 @@ pub fn run(a: &SuiteArgs) -> Result<u8> {
             "reads_per_s_one_thread": one.per_s.round(),
             "threads": threads,
             "reads_per_s_threads": many.round(),
+            "records_per_read": round(one.returned as f64 / reads as f64, 1),
+            "ram_records_per_read": ram.as_ref().map(|r| round(r.returned as f64 / reads as f64, 1)),
             "ram_p50_us": ram.as_ref().map(|r| round(r.p50, 1)),
             "ram_p99_us": ram.as_ref().map(|r| round(r.p99, 1)),
             "ram_reads_per_s_one_thread": ram.as_ref().map(|r| r.per_s.round()),
@@ -740,7 +742,10 @@ fn markdown(o: &serde_json::Value) -> String {
         ),
         (
             "read".into(),
-            "p50 / p99, one thread, each logged durably".into(),
+            format!(
+                "p50 / p99, one thread, each logged durably ({} records a read)",
+                fmt_num(g("read", "records_per_read"))
+            ),
             format!(
                 "{} / {} µs",
                 fmt_num(g("read", "p50_us")),
@@ -757,7 +762,10 @@ fn markdown(o: &serde_json::Value) -> String {
         ),
         (
             "read".into(),
-            "p50 / p99, vault on RAM (no device flush)".into(),
+            format!(
+                "p50 / p99, vault on RAM, no device flush ({} records a read)",
+                fmt_num(g("read", "ram_records_per_read"))
+            ),
             format!(
                 "{} / {} µs",
                 fmt_num(g("read", "ram_p50_us")),
