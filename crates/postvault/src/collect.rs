@@ -267,7 +267,14 @@ impl Vault {
             std::sync::mpsc::sync_channel::<(u64, Result<Prepared, VaultError>)>(workers + 1);
         let (to_reader, committed) = std::sync::mpsc::channel::<Committed>();
         let store = &*self.store;
+        // Set when the writer has stopped: workers then take and drop the
+        // batches still coming, so the reader is never left blocked, and
+        // the reader stops reading.
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let stopped = &stopped;
         std::thread::scope(|scope| -> Result<(), VaultError> {
+            // Owned here: an early return drops it, so workers see the end.
+            let to_workers = to_workers;
             for _ in 0..workers {
                 let to_writer = to_writer.clone();
                 let work = &work;
@@ -275,18 +282,26 @@ impl Vault {
                     .name("pv-prepare".into())
                     .spawn_scoped(scope, move || {
                         loop {
-                            let next = match work.lock() {
-                                Ok(rx) => rx.recv(),
-                                Err(_) => return,
-                            };
+                            let next = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             let Ok(raw) = next else { return };
+                            if stopped.load(std::sync::atomic::Ordering::Acquire) {
+                                continue;
+                            }
                             let seq = raw.seq;
                             let lines_read = raw.last_line();
-                            let done = self
-                                .check_batch(principal, &raw, default_purpose)
-                                .and_then(|b| self.prepare_batch(principal, b, lines_read));
+                            let done =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    self.check_batch(principal, &raw, default_purpose)
+                                        .and_then(|b| self.prepare_batch(principal, b, lines_read))
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Err(VaultError::Invalid {
+                                        what: "collection",
+                                        why: "preparing a batch panicked".into(),
+                                    })
+                                });
                             if to_writer.send((seq, done)).is_err() {
-                                return; // the writer stopped
+                                stopped.store(true, std::sync::atomic::Ordering::Release);
                             }
                         }
                     });
@@ -299,16 +314,22 @@ impl Vault {
                     // Batches arrive in any order; they commit in input order.
                     let mut ready = BTreeMap::new();
                     let mut next = 0u64;
-                    for (seq, b) in prepared {
-                        ready.insert(seq, b);
-                        while let Some(b) = ready.remove(&next) {
-                            next += 1;
-                            let c = self.commit_batch(principal, store, b?)?;
-                            // The reader may have stopped listening after an error.
-                            let _ = to_reader.send(c);
+                    let run = (|| {
+                        for (seq, b) in prepared {
+                            ready.insert(seq, b);
+                            while let Some(b) = ready.remove(&next) {
+                                next += 1;
+                                let c = self.commit_batch(principal, store, b?)?;
+                                // The reader may have stopped listening after an error.
+                                let _ = to_reader.send(c);
+                            }
                         }
+                        Ok(())
+                    })();
+                    if run.is_err() {
+                        stopped.store(true, std::sync::atomic::Ordering::Release);
                     }
-                    Ok(())
+                    run
                 })
                 .map_err(VaultError::Input)?;
             let mut apply = |mut c: Committed, report: &mut CollectReport| {
@@ -340,6 +361,9 @@ impl Vault {
                     line_no += 1;
                     raw.ends.push((raw.data.len(), n == LineRead::TooLong));
                     if raw.ends.len() >= batch_size {
+                        if stopped.load(std::sync::atomic::Ordering::Acquire) {
+                            return Ok(()); // the writer failed; its error is reported below
+                        }
                         seq += 1;
                         let full = std::mem::replace(&mut raw, RawBatch::new(seq, line_no + 1));
                         if to_workers.send(full).is_err() {
