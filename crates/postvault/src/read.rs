@@ -263,16 +263,17 @@ fn parse_payload(plain: &[u8]) -> Result<(Map<String, Value>, Option<String>), V
             "a sealed record does not hold a record payload".into(),
         ))
     };
-    let Value::Object(mut m) = serde_json::from_slice(plain).map_err(|_| corrupt())? else {
-        return Err(corrupt());
-    };
-    let fields = match m.remove("fields") {
-        Some(Value::Object(f)) => f,
-        _ => return Err(corrupt()),
-    };
-    let legal_basis = match m.remove("legal_basis") {
+    // Straight into its shape: no map for the envelope.
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        fields: Map<String, Value>,
+        #[serde(default)]
+        legal_basis: Option<Value>,
+    }
+    let p: Payload = serde_json::from_slice(plain).map_err(|_| corrupt())?;
+    let legal_basis = match p.legal_basis {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    Ok((fields, legal_basis))
+    Ok((p.fields, legal_basis))
 }
