@@ -73,6 +73,14 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let mut conn = rusqlite::Connection::open(&raw_path)?;
     // The store's own settings (journal, sync, cache), nothing more.
     conn.execute_batch(postvault_store::SQLITE_PRAGMAS)?;
+    // And the store's checkpointing: in the background, the writer's own
+    // connection only past INLINE_CHECKPOINT_PAGES pages.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        postvault_store::INLINE_CHECKPOINT_PAGES,
+    )?;
+    let _checkpoints = postvault_store::Checkpointer::start(&raw_path);
     let bar = crate::progress_bar(Some(n), "raw SQLite inserts");
     // Ids as cheap as the vault's (a counter after a time prefix), so the
     // baseline pays for no system call the full path does not.

@@ -253,9 +253,9 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Output directory: writes `records.ndjson` and `plan.json` (the counts
-    /// per category) there, creating it if needed. A path ending in
-    /// `.ndjson` or `.jsonl` is written as that one file. Default: the
-    /// records on standard output.
+    /// per category) there, creating it if needed (an existing directory, or
+    /// a new path without an extension). Any other path is written as one
+    /// NDJSON file. Default: the records on standard output.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Also generate envelope image bytes, lognormal sizes with this median
@@ -323,10 +323,13 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
     let sim = postvault_sim::Simulator::new(&cfg).with_images(a.images.unwrap_or(0));
     let bar = progress_bar(Some(plan.total_records()), "simulating");
     let mut progress = |n: u64| bar.set_position(n);
-    let one_file = a
-        .out
-        .as_ref()
-        .is_some_and(|p| p.extension().is_some_and(|e| e == "ndjson" || e == "jsonl"));
+    // A directory: one that exists, or a new path without an extension
+    // (or ending in `/`). Anything else is a file (`day.ndjson`,
+    // `/dev/stdout`).
+    let one_file = a.out.as_ref().is_some_and(|p| {
+        !(p.is_dir()
+            || (!p.exists() && (p.extension().is_none() || p.to_string_lossy().ends_with('/'))))
+    });
     let n = match &a.out {
         Some(path) if one_file => {
             let f = std::fs::File::create(path)

@@ -222,24 +222,34 @@ pub struct SqliteStore {
     _checkpointer: Option<Checkpointer>,
 }
 
-/// A thread with its own connection that checkpoints the WAL (PASSIVE:
-/// it never blocks a writer or a reader) whenever it holds 1,000 pages or
-/// more, so commits do not pay for copying pages into the database file and
-/// syncing it. The store's own connection still checkpoints past 16,384
-/// pages (64 MiB), should this thread fall behind.
-struct Checkpointer {
+/// A thread with its own connection that checkpoints the WAL every 25 ms
+/// (PASSIVE: it never blocks a writer or a reader), and again at once when
+/// 1,000 pages or more were in it, so commits do not pay for copying pages
+/// into the database file and syncing it. The store's own connection still
+/// checkpoints past 16,384 pages (64 MiB), should this thread fall behind.
+pub struct Checkpointer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// WAL pages the store's own connection lets accumulate before it
 /// checkpoints inline.
-const INLINE_CHECKPOINT_PAGES: u32 = 16_384;
+pub const INLINE_CHECKPOINT_PAGES: u32 = 16_384;
 /// WAL pages at which the checkpointer thread moves them.
 const BACKGROUND_CHECKPOINT_PAGES: i64 = 1_000;
 
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checkpointer")
+    }
+}
+
 impl Checkpointer {
-    fn start(path: &Path) -> Option<Checkpointer> {
+    /// Starts checkpointing the database at `path` in the background
+    /// (`None` if its connection or thread cannot be made: the writer's
+    /// inline checkpoints then do the work). The store starts one itself;
+    /// benchmarks start one beside their raw connection to compare alike.
+    pub fn start(path: &Path) -> Option<Checkpointer> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -22,6 +22,8 @@ use crate::vault::{Principal, Vault};
 
 /// Longest accepted line, in bytes (room for a 1 MiB image in base64).
 pub const MAX_LINE: usize = 2 << 20;
+/// Input bytes at which a batch ends before its line count.
+const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Longest accepted subject id, in bytes.
 pub const MAX_SUBJECT_ID: usize = 128;
 const MAX_ERRORS_KEPT: usize = 1000;
@@ -266,6 +268,7 @@ impl Vault {
         let (to_writer, prepared) =
             std::sync::mpsc::sync_channel::<(u64, Result<Prepared, VaultError>)>(workers + 1);
         let (to_reader, committed) = std::sync::mpsc::channel::<Committed>();
+        let in_flight = (4 * workers + 4) as u64;
         let store = &*self.store;
         // Set when the writer has stopped: workers then take and drop the
         // batches still coming, so the reader is never left blocked, and
@@ -336,8 +339,10 @@ impl Vault {
                 drop(c.spent.take());
                 report.accepted += c.accepted;
                 report.rejected += c.rejected;
-                report.batches += 1;
-                report.leaves.push(c.first_leaf);
+                if let Some(leaf) = c.first_leaf {
+                    report.batches += 1;
+                    report.leaves.push(leaf);
+                }
                 report.committed_through_line = c.lines_read;
                 for (k, n) in c.categories {
                     *report.categories.entry(k).or_default() += n;
@@ -351,6 +356,7 @@ impl Vault {
             };
             let produced = (|| -> Result<(), VaultError> {
                 let mut seq = 0u64;
+                let (mut sent, mut applied) = (0u64, 0u64);
                 let mut raw = RawBatch::new(seq, 1);
                 let mut line_no = 0u64;
                 loop {
@@ -360,16 +366,36 @@ impl Vault {
                     }
                     line_no += 1;
                     raw.ends.push((raw.data.len(), n == LineRead::TooLong));
-                    if raw.ends.len() >= batch_size {
+                    // A batch ends at its line count, or at MAX_BATCH_BYTES
+                    // of input (lines with images are large).
+                    if raw.ends.len() >= batch_size || raw.data.len() >= MAX_BATCH_BYTES {
                         if stopped.load(std::sync::atomic::Ordering::Acquire) {
                             return Ok(()); // the writer failed; its error is reported below
                         }
+                        // At most `in_flight` batches between reading and
+                        // committed, whatever order workers finish in: memory
+                        // stays bounded.
+                        while sent - applied >= in_flight {
+                            match committed.recv() {
+                                Ok(c) => {
+                                    applied += 1;
+                                    apply(c, &mut report);
+                                }
+                                Err(_) => return Ok(()), // the writer stopped
+                            }
+                        }
                         seq += 1;
-                        let full = std::mem::replace(&mut raw, RawBatch::new(seq, line_no + 1));
+                        let mut next = RawBatch::new(seq, line_no + 1);
+                        // Sized like the last one: no regrowing copies.
+                        next.data.reserve(raw.data.len() + raw.data.len() / 8);
+                        next.ends.reserve(raw.ends.len());
+                        let full = std::mem::replace(&mut raw, next);
                         if to_workers.send(full).is_err() {
                             return Ok(()); // the writer failed; its error is reported below
                         }
+                        sent += 1;
                         while let Ok(c) = committed.try_recv() {
+                            applied += 1;
                             apply(c, &mut report);
                         }
                     }
@@ -448,6 +474,18 @@ impl Vault {
         store: &dyn postvault_store::Store,
         mut b: Prepared,
     ) -> Result<Committed, VaultError> {
+        // Blank lines only: nothing to store and no decision to account for.
+        if b.source.lines.is_empty() && b.source.rejected == 0 {
+            return Ok(Committed {
+                first_leaf: None,
+                accepted: 0,
+                rejected: 0,
+                errors: Vec::new(),
+                categories: BTreeMap::new(),
+                lines_read: b.lines_read,
+                spent: None,
+            });
+        }
         // An erasure between sealing and writing may have destroyed a key
         // the batch used: seal it again under fresh keys (the erased
         // person's data collected now is new data, under new keys), with
@@ -471,7 +509,7 @@ impl Vault {
         };
         drop(gate);
         Ok(Committed {
-            first_leaf: first,
+            first_leaf: Some(first),
             accepted: b.accepted,
             rejected: b.source.rejected,
             errors: std::mem::take(&mut b.source.errors),
@@ -772,7 +810,8 @@ struct Prepared {
 
 /// A batch the writer committed.
 struct Committed {
-    first_leaf: u64,
+    /// None for a batch of blank lines, which writes nothing.
+    first_leaf: Option<u64>,
     accepted: u64,
     rejected: u64,
     errors: Vec<LineError>,

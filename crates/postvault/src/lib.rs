@@ -30,7 +30,7 @@ pub mod rights;
 mod vault;
 
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
-pub use collect::{CollectOptions, CollectReport, Failure, LineError};
+pub use collect::{CollectOptions, CollectReport, Failure, LineError, MAX_LINE};
 pub use error::VaultError;
 pub use gateway::{
     Accounting, AccountingEntry, ApproveOptions, EndReason, GatewayReason, Notice, Package,

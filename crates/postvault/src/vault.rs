@@ -100,6 +100,11 @@ pub struct Vault {
     key_cache: Mutex<HashMap<SubjectRef, Arc<SubjectKeyPair>>>,
     /// The store's erasure generation the key cache is valid for.
     key_gen: std::sync::atomic::AtomicU64,
+    /// Bumped, under the key cache's lock, whenever keys leave the cache
+    /// (forgotten after an erasure, or the cache emptied): keys read from
+    /// the key store before a bump are not cached after it, so a destroyed
+    /// key never comes back into the cache.
+    key_epoch: std::sync::atomic::AtomicU64,
     /// Unwrapped retention period keys, by key-store name.
     period_cache: Mutex<HashMap<String, Arc<DataKey>>>,
     /// Held exclusively by an erasure, shared by a batch sealed again after
@@ -282,6 +287,7 @@ impl Vault {
             rng,
             key_cache: Mutex::new(HashMap::new()),
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
+            key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(HashMap::new()),
             erase_gate: std::sync::RwLock::new(()),
         };
@@ -437,9 +443,13 @@ impl Vault {
         &self,
         subject: &SubjectRef,
     ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
-        if let Some(k) = self.cache().get(subject) {
-            return Ok(Some(k.clone()));
-        }
+        let epoch = {
+            let c = self.cache();
+            if let Some(k) = c.get(subject) {
+                return Ok(Some(k.clone()));
+            }
+            self.epoch()
+        };
         let Some(wrapped) = self.keys.subject_keys(subject)? else {
             return Ok(None);
         };
@@ -447,7 +457,7 @@ impl Vault {
             data: self.master.data_key(&wrapped.data, subject)?,
             tag: self.master.tag_key(&wrapped.tag, subject)?,
         });
-        self.remember(*subject, pair.clone());
+        self.remember(*subject, pair.clone(), epoch);
         Ok(Some(pair))
     }
 
@@ -459,8 +469,10 @@ impl Vault {
     ) -> Result<HashMap<SubjectRef, Arc<SubjectKeyPair>>, VaultError> {
         let mut out = HashMap::with_capacity(subjects.len());
         let mut new = Vec::new();
+        let epoch;
         {
             let cache = self.cache();
+            epoch = self.epoch();
             for s in subjects {
                 if out.contains_key(s) {
                     continue;
@@ -509,8 +521,15 @@ impl Vault {
                 existing = self.keys.put_subject_keys(&gone)?;
             }
             let mut cache = self.cache();
+            if self.epoch() != epoch {
+                // Keys left the cache meanwhile (an erasure): what was read
+                // before may be destroyed; this batch's own write is fenced
+                // by the erasure generation, and nothing is cached.
+                return Ok(out);
+            }
             if cache.len() + new.len() > KEY_CACHE_MAX {
                 cache.clear();
+                self.bump_epoch();
             }
             for k in &new {
                 if let Some(pair) = out.get(&k.subject) {
@@ -527,8 +546,14 @@ impl Vault {
     pub(crate) fn sync_erasures(&self) -> Result<u64, VaultError> {
         use std::sync::atomic::Ordering;
         let generation = self.store.erasure_gen()?;
-        if self.key_gen.swap(generation, Ordering::SeqCst) != generation {
-            self.cache().clear();
+        // Under the cache's lock, so the generation only moves forward
+        // however many threads sync at once.
+        let mut c = self.cache();
+        let seen = self.key_gen.load(Ordering::SeqCst);
+        if seen == u64::MAX || generation > seen {
+            self.key_gen.store(generation, Ordering::SeqCst);
+            c.clear();
+            self.bump_epoch();
         }
         Ok(generation)
     }
@@ -547,6 +572,17 @@ impl Vault {
         for s in subjects {
             c.remove(s);
         }
+        self.bump_epoch();
+    }
+
+    /// The key cache's epoch; read and bumped only under its lock.
+    fn epoch(&self) -> u64 {
+        self.key_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump_epoch(&self) {
+        self.key_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The retention period key for records of `category` expiring at
@@ -735,10 +771,16 @@ impl Vault {
         self.key_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remember(&self, subject: SubjectRef, pair: Arc<SubjectKeyPair>) {
+    /// Caches `pair`, read from the key store at cache epoch `epoch`,
+    /// unless keys have left the cache since.
+    fn remember(&self, subject: SubjectRef, pair: Arc<SubjectKeyPair>, epoch: u64) {
         let mut c = self.cache();
+        if self.epoch() != epoch {
+            return;
+        }
         if c.len() >= KEY_CACHE_MAX {
             c.clear();
+            self.bump_epoch();
         }
         c.insert(subject, pair);
     }

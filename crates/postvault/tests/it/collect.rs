@@ -198,6 +198,83 @@ fn lines_default_to_the_given_purpose_and_batches_commit() {
 }
 
 #[test]
+fn batches_keep_line_order_across_workers_and_blank_input_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let p = v.principal("ingest").unwrap();
+    let good = |i: usize| {
+        line(
+            &format!("s{i}"),
+            "address",
+            "delivery",
+            serde_json::json!({"street": format!("{i} Elm St"), "city": "Springfield", "state": "IL", "zip": "62701"}),
+        )
+    };
+    // 60 lines in batches of 4: rejections scattered over many batches, an
+    // overlong line first in a batch (line 9), blank lines inside.
+    let mut lines = Vec::new();
+    let mut bad = Vec::new();
+    for i in 1..=60usize {
+        lines.push(if i == 9 {
+            "x".repeat(postvault::MAX_LINE + 10)
+        } else if i % 7 == 0 {
+            "{not json".to_string()
+        } else if i % 11 == 0 {
+            String::new()
+        } else {
+            good(i)
+        });
+        if i == 9 || i % 7 == 0 {
+            bad.push(i as u64);
+        }
+    }
+    let size = v.store().log_size().unwrap();
+    let r = v
+        .collect(
+            &p,
+            &mut lines.join("\n").as_bytes(),
+            &postvault::CollectOptions {
+                batch_size: 4,
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let blank = (1..=60).filter(|i| i % 11 == 0 && i % 7 != 0).count() as u64;
+    assert_eq!(r.committed_through_line, 60);
+    assert_eq!(r.rejected, bad.len() as u64);
+    assert_eq!(r.accepted, 60 - bad.len() as u64 - blank);
+    let got: Vec<u64> = r.errors.iter().map(|e| e.line).collect();
+    assert_eq!(got, bad, "errors in line order, each once");
+    assert_eq!(r.errors[1].line, 9);
+    assert_eq!(r.errors[1].code, "line_too_long");
+    assert!(
+        r.errors
+            .iter()
+            .filter(|e| e.line != 9)
+            .all(|e| e.code == "malformed_json")
+    );
+    // One leaf per batch, in order.
+    assert_eq!(r.batches, 15);
+    assert!(r.leaves.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(v.store().log_size().unwrap(), size + 15);
+    // Only blank lines: nothing stored, no leaf, no batch.
+    let size = v.store().log_size().unwrap();
+    let r = v
+        .collect(
+            &p,
+            &mut "\n\n  \n\n\n".as_bytes(),
+            &Default::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((r.accepted, r.rejected, r.batches), (0, 0, 0));
+    assert_eq!(r.committed_through_line, 5);
+    assert_eq!(v.store().log_size().unwrap(), size);
+}
+
+#[test]
 fn the_simulated_day_is_accepted_by_the_default_pack() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
