@@ -1,0 +1,186 @@
+//! The connection pool, the runtime the synchronous traits block on, the
+//! retry loop, and how PostgreSQL errors become [`StoreError`]s.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use postvault_store::StoreError;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+/// Attempts of one transaction before a serialization failure is returned.
+const MAX_ATTEMPTS: u32 = 12;
+
+/// Why one attempt of a transaction failed.
+pub(crate) enum Fail {
+    Pg(tokio_postgres::Error),
+    Store(StoreError),
+    Pool(String),
+    /// A caller's callback panicked; its transaction is rolled back (dropped)
+    /// before the panic resumes.
+    Panic(Box<dyn std::any::Any + Send>),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+/// Runs a caller's callback; a panic becomes [`Fail::Panic`] so the
+/// transaction around it is dropped (rolled back) before it resumes.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Fail> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(Fail::Panic)
+}
+
+/// The error a caller sees: the SQLSTATE and primary message only (the
+/// detail can quote a row's values).
+pub(crate) fn store_error(e: &tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend {
+            code: db.code().code().to_string(),
+            message: db.message().to_string(),
+        },
+        None => StoreError::Backend {
+            code: if e.is_closed() {
+                "connection_closed".into()
+            } else {
+                "connection".into()
+            },
+            message: e.to_string(),
+        },
+    }
+}
+
+/// A transaction worth running again: PostgreSQL rolled it back for a
+/// serialization failure or a deadlock; or, when the transaction is
+/// idempotent, the connection broke and the commit's outcome is unknown.
+fn retryable(e: &Fail, idempotent: bool) -> bool {
+    match e {
+        Fail::Pg(e) => match e.code() {
+            Some(c) => {
+                *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || (idempotent && *c == SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN)
+            }
+            None => idempotent && e.is_closed(),
+        },
+        Fail::Pool(_) => idempotent,
+        Fail::Store(_) | Fail::Panic(_) => false,
+    }
+}
+
+/// A pool of connections to one schema and the runtime that drives them.
+pub(crate) struct Db {
+    // Dropped before the runtime that drives its connections.
+    pool: Pool,
+    rt: tokio::runtime::Runtime,
+    /// The URL without its password.
+    pub(crate) shown: String,
+}
+
+/// A schema name safe to put in SQL unquoted.
+pub(crate) fn check_schema(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::NotAStore(
+            name.to_string(),
+            "a schema name is lowercase letters, digits and `_`".into(),
+        ))
+    }
+}
+
+impl Db {
+    /// A pool of up to `size` connections to `url`, every connection with
+    /// `search_path` set to `schema` and `synchronous_commit` on (a commit
+    /// returns only once it is flushed: a leaf acknowledged is durable).
+    pub(crate) fn connect(url: &str, schema: &str, size: usize) -> Result<Db, StoreError> {
+        check_schema(schema)?;
+        let shown = crate::redact(url);
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::NotAStore(shown.clone(), e.to_string()))?;
+        let mut options = cfg.get_options().unwrap_or_default().to_string();
+        options.push_str(&format!(
+            " -c search_path={schema} -c synchronous_commit=on -c lock_timeout=60000"
+        ));
+        cfg.options(options.trim());
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("postvault");
+        }
+        cfg.connect_timeout(Duration::from_secs(10));
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|e| StoreError::NotAStore(shown.clone(), e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("postvault-pg")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                path: shown.clone(),
+                source,
+            })?;
+        Ok(Db { pool, rt, shown })
+    }
+
+    /// Runs `f` on a pooled connection, blocking the calling thread, again
+    /// on a retryable failure (see [`retryable`]) with a growing pause.
+    /// `f` opens and commits its own transaction. Panics raised by callbacks
+    /// inside `f` resume here, after the transaction was rolled back.
+    pub(crate) fn run<T>(
+        &self,
+        idempotent: bool,
+        mut f: impl AsyncFnMut(&mut deadpool_postgres::Client) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.rt.block_on(async {
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let out = match self.pool.get().await {
+                    Ok(mut client) => f(&mut client).await,
+                    Err(e) => Err(Fail::Pool(e.to_string())),
+                };
+                let e = match out {
+                    Ok(v) => return Ok(v),
+                    Err(e) => e,
+                };
+                if attempt < MAX_ATTEMPTS && retryable(&e, idempotent) {
+                    let pause = 2u64.saturating_pow(attempt.min(7));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    continue;
+                }
+                return Err(match e {
+                    Fail::Pg(e) => store_error(&e),
+                    Fail::Store(e) => e,
+                    Fail::Pool(m) => StoreError::Backend {
+                        code: "pool".into(),
+                        message: m,
+                    },
+                    Fail::Panic(p) => std::panic::resume_unwind(p),
+                });
+            }
+        })
+    }
+}
