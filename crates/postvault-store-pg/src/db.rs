@@ -79,9 +79,9 @@ fn retryable(e: &Fail, idempotent: bool) -> bool {
 
 /// A pool of connections to one schema and the runtime that drives them.
 pub(crate) struct Db {
-    // Dropped before the runtime that drives its connections.
     pool: Pool,
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until drop.
+    rt: Option<tokio::runtime::Runtime>,
     /// The URL without its password.
     pub(crate) shown: String,
 }
@@ -142,7 +142,11 @@ impl Db {
                 path: shown.clone(),
                 source,
             })?;
-        Ok(Db { pool, rt, shown })
+        Ok(Db {
+            pool,
+            rt: Some(rt),
+            shown,
+        })
     }
 
     /// Runs `f` on a pooled connection, blocking the calling thread, again
@@ -154,7 +158,13 @@ impl Db {
         idempotent: bool,
         mut f: impl AsyncFnMut(&mut deadpool_postgres::Client) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
-        self.rt.block_on(async {
+        let Some(rt) = &self.rt else {
+            return Err(StoreError::Backend {
+                code: "closed".into(),
+                message: "the store is closed".into(),
+            });
+        };
+        rt.block_on(async {
             let mut attempt = 0u32;
             loop {
                 attempt += 1;
@@ -182,5 +192,15 @@ impl Db {
                 });
             }
         })
+    }
+}
+
+impl Drop for Db {
+    /// The last handle on a vault may go away inside an async task (the
+    /// service's runtime shutting down): stop the runtime without blocking.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
