@@ -129,8 +129,12 @@ impl Db {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // A bounded wait: a caller that holds connections while asking for
+        // more fails instead of hanging.
         let pool = Pool::builder(mgr)
             .max_size(size.max(1))
+            .wait_timeout(Some(Duration::from_secs(60)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::NotAStore(shown.clone(), e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -151,12 +155,25 @@ impl Db {
 
     /// Runs `f` on a pooled connection, blocking the calling thread, again
     /// on a retryable failure (see [`retryable`]) with a growing pause.
-    /// `f` opens and commits its own transaction. Panics raised by callbacks
-    /// inside `f` resume here, after the transaction was rolled back.
+    /// `f` opens and commits its own transaction. It must not call back
+    /// into code that may use a store (see [`Db::session`]).
     pub(crate) fn run<T>(
         &self,
         idempotent: bool,
         mut f: impl AsyncFnMut(&mut deadpool_postgres::Client) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.session(idempotent, |w, c| w.wait(f(c)))
+    }
+
+    /// Like [`Db::run`], for work that calls the caller's callbacks: `f` is
+    /// synchronous and waits for each database step with [`Waiter::wait`],
+    /// so a callback runs outside the runtime and may itself use a store
+    /// (the facade's leaf callbacks read the key store). Panics raised by
+    /// callbacks resume here, after the transaction was rolled back.
+    pub(crate) fn session<T>(
+        &self,
+        idempotent: bool,
+        mut f: impl FnMut(&Waiter<'_>, &mut deadpool_postgres::Client) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
         let Some(rt) = &self.rt else {
             return Err(StoreError::Backend {
@@ -164,34 +181,41 @@ impl Db {
                 message: "the store is closed".into(),
             });
         };
-        rt.block_on(async {
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                let out = match self.pool.get().await {
-                    Ok(mut client) => f(&mut client).await,
-                    Err(e) => Err(Fail::Pool(e.to_string())),
-                };
-                let e = match out {
-                    Ok(v) => return Ok(v),
-                    Err(e) => e,
-                };
-                if attempt < MAX_ATTEMPTS && retryable(&e, idempotent) {
-                    let pause = 2u64.saturating_pow(attempt.min(7));
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                    continue;
-                }
-                return Err(match e {
-                    Fail::Pg(e) => store_error(&e),
-                    Fail::Store(e) => e,
-                    Fail::Pool(m) => StoreError::Backend {
-                        code: "pool".into(),
-                        message: m,
-                    },
-                    Fail::Panic(p) => std::panic::resume_unwind(p),
-                });
+        let w = Waiter(rt);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let out = match w.wait(self.pool.get()) {
+                Ok(mut client) => f(&w, &mut client),
+                Err(e) => Err(Fail::Pool(e.to_string())),
+            };
+            let e = match out {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if attempt < MAX_ATTEMPTS && retryable(&e, idempotent) {
+                std::thread::sleep(Duration::from_millis(2u64.saturating_pow(attempt.min(7))));
+                continue;
             }
-        })
+            return Err(match e {
+                Fail::Pg(e) => store_error(&e),
+                Fail::Store(e) => e,
+                Fail::Pool(m) => StoreError::Backend {
+                    code: "pool".into(),
+                    message: m,
+                },
+                Fail::Panic(p) => std::panic::resume_unwind(p),
+            });
+        }
+    }
+}
+
+/// Blocks the calling thread on one database step.
+pub(crate) struct Waiter<'a>(&'a tokio::runtime::Runtime);
+
+impl Waiter<'_> {
+    pub(crate) fn wait<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.0.block_on(f)
     }
 }
 

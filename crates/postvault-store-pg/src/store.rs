@@ -495,109 +495,175 @@ fn principal_from_row(r: &Row) -> Result<PrincipalRow, Fail> {
     })
 }
 
+/// What a batch must pass before it is written; `Some(first leaf)` if it
+/// was written already (an earlier attempt committed, though its caller did
+/// not hear so): not a second time.
+async fn write_checks(
+    tx: &Transaction<'_>,
+    batch: &WriteBatch,
+    id: Option<&[u8; 16]>,
+) -> Result<Option<u64>, Fail> {
+    if let Some(id) = id {
+        let s = tx
+            .prepare_cached("SELECT first_leaf, leaves, records FROM batches WHERE id = $1")
+            .await?;
+        if let Some(r) = tx.query_opt(&s, &[&&id[..]]).await? {
+            let (f, l, n): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            if l as usize != batch.leaves || n as usize != batch.records.len() {
+                return Err(Fail::Store(StoreError::Corrupt(
+                    "a batch id was used by another batch".into(),
+                )));
+            }
+            return Ok(Some(f as u64));
+        }
+    }
+    if let Some(expected) = batch.erasure_gen
+        && meta_u64(tx, "erasure_gen", false).await? != expected
+    {
+        return Err(Fail::Store(StoreError::Conflict));
+    }
+    // A subject whose erasure has begun and not finished takes no new
+    // record until it has.
+    if !batch.records.is_empty() {
+        let s = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM erasures)")
+            .await?;
+        let pending: bool = tx.query_one(&s, &[]).await?.try_get(0)?;
+        if pending {
+            let subjects: Vec<&[u8]> = batch.records.iter().map(|r| &r.subject[..]).collect();
+            let s = tx
+                .prepare_cached("SELECT 1 FROM erasures WHERE subject = ANY($1) LIMIT 1")
+                .await?;
+            if tx.query_opt(&s, &[&subjects]).await?.is_some() {
+                return Err(Fail::Store(StoreError::Conflict));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Writes a checked batch, its leaves and its id.
+async fn write_rows(
+    tx: &Transaction<'_>,
+    batch: &WriteBatch,
+    id: Option<&[u8; 16]>,
+    first: u64,
+    bodies: &[Vec<u8>],
+) -> Result<(), Fail> {
+    copy_records(tx, &batch.records).await?;
+    copy_lookups(tx, batch).await?;
+    if !batch.supersede.is_empty() {
+        let s = tx
+            .prepare_cached(
+                "UPDATE records SET superseded_by = $3
+                 WHERE id = $1 AND subject = $2 AND superseded_by IS NULL",
+            )
+            .await?;
+        let drop_lookups = tx
+            .prepare_cached("DELETE FROM lookups WHERE subject = $1 AND record = $2")
+            .await?;
+        for (old, subject, new) in &batch.supersede {
+            let (old, subject, new) = (&old[..], &subject[..], &new[..]);
+            if tx.execute(&s, &[&old, &subject, &new]).await? != 1 {
+                return Err(Fail::Store(StoreError::Stale));
+            }
+            // The corrected value no longer finds the person.
+            tx.execute(&drop_lookups, &[&subject, &old]).await?;
+        }
+    }
+    if !batch.consents.is_empty() {
+        let s = tx
+            .prepare_cached(
+                "INSERT INTO consents (subject, purpose, granted, at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (subject, purpose) DO UPDATE
+                 SET granted = excluded.granted, at = excluded.at
+                 WHERE excluded.at >= consents.at",
+            )
+            .await?;
+        for cr in &batch.consents {
+            tx.execute(&s, &[&&cr.subject[..], &cr.purpose, &cr.granted, &cr.at])
+                .await?;
+        }
+    }
+    append(tx, first, bodies).await?;
+    if let Some(id) = id {
+        let s = tx
+            .prepare_cached(
+                "INSERT INTO batches (id, first_leaf, leaves, records) VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        tx.execute(
+            &s,
+            &[
+                &&id[..],
+                &(first as i64),
+                &(batch.leaves as i64),
+                &(batch.records.len() as i64),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Quota counts and reuse of an instrument, read after the tree lock.
+async fn submit_facts(tx: &Transaction<'_>, q: &SubmitQuery) -> Result<SubmitFacts, Fail> {
+    let count = async |sql: &str, key: &(dyn ToSql + Sync), since: i64| {
+        let n: i64 = tx.query_one(sql, &[key, &since]).await?.try_get(0)?;
+        Ok::<_, Fail>(u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    let by_requester =
+        "SELECT count(*) FROM disclosures WHERE requester = $1 AND submitted_at >= $2";
+    let mut facts = SubmitFacts {
+        requester_since_24h: count(by_requester, &q.requester, q.since_24h).await?,
+        requester_since_30d: count(by_requester, &q.requester, q.since_30d).await?,
+        ..SubmitFacts::default()
+    };
+    if let Some(case) = &q.case_key {
+        facts.case_since_30d = count(
+            "SELECT count(*) FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
+            &&case[..],
+            q.since_30d,
+        )
+        .await?;
+    }
+    if let Some(key) = &q.instrument_key {
+        let n: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM disclosures WHERE instrument_key = $1 AND status <> 'refused'",
+                &[&&key[..]],
+            )
+            .await?
+            .try_get(0)?;
+        facts.used_before = n > 0;
+    }
+    let seq: i64 = tx
+        .query_one("SELECT coalesce(max(seq), 0) + 1 FROM disclosures", &[])
+        .await?
+        .try_get(0)?;
+    facts.seq = seq as u64;
+    Ok(facts)
+}
+
 impl Store for PgStore {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         let id = batch_id(batch);
-        self.db.run(id.is_some(), async |c| {
-            let tx = begin(c).await?;
-            let first = lock_tree(&tx).await?;
-            if let Some(id) = &id {
-                // Written already: an earlier attempt committed, though its
-                // caller did not hear so. Not a second time.
-                let s = tx
-                    .prepare_cached(
-                        "SELECT first_leaf, leaves, records FROM batches WHERE id = $1",
-                    )
-                    .await?;
-                if let Some(r) = tx.query_opt(&s, &[&&id[..]]).await? {
-                    let (f, l, n): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                    if l as usize != batch.leaves || n as usize != batch.records.len() {
-                        return Err(Fail::Store(StoreError::Corrupt(
-                            "a batch id was used by another batch".into(),
-                        )));
-                    }
-                    return Ok(f as u64);
-                }
-            }
-            if let Some(expected) = batch.erasure_gen
-                && meta_u64(&tx, "erasure_gen", false).await? != expected
-            {
-                return Err(Fail::Store(StoreError::Conflict));
-            }
-            // A subject whose erasure has begun and not finished takes no
-            // new record until it has.
-            if !batch.records.is_empty() {
-                let s = tx
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM erasures)")
-                    .await?;
-                let pending: bool = tx.query_one(&s, &[]).await?.try_get(0)?;
-                if pending {
-                    let subjects: Vec<&[u8]> =
-                        batch.records.iter().map(|r| &r.subject[..]).collect();
-                    let s = tx
-                        .prepare_cached("SELECT 1 FROM erasures WHERE subject = ANY($1) LIMIT 1")
-                        .await?;
-                    if tx.query_opt(&s, &[&subjects]).await?.is_some() {
-                        return Err(Fail::Store(StoreError::Conflict));
-                    }
-                }
+        self.db.session(id.is_some(), |w, c| {
+            let (tx, first, done) = w.wait(async {
+                let tx = begin(c).await?;
+                let first = lock_tree(&tx).await?;
+                let done = write_checks(&tx, batch, id.as_ref()).await?;
+                Ok::<_, Fail>((tx, first, done))
+            })?;
+            if let Some(first) = done {
+                return Ok(first);
             }
             let bodies = build_leaves(first, batch.leaves, leaf)?;
-            copy_records(&tx, &batch.records).await?;
-            copy_lookups(&tx, batch).await?;
-            if !batch.supersede.is_empty() {
-                let s = tx
-                    .prepare_cached(
-                        "UPDATE records SET superseded_by = $3
-                         WHERE id = $1 AND subject = $2 AND superseded_by IS NULL",
-                    )
-                    .await?;
-                let drop_lookups = tx
-                    .prepare_cached("DELETE FROM lookups WHERE subject = $1 AND record = $2")
-                    .await?;
-                for (old, subject, new) in &batch.supersede {
-                    let (old, subject, new) = (&old[..], &subject[..], &new[..]);
-                    if tx.execute(&s, &[&old, &subject, &new]).await? != 1 {
-                        return Err(Fail::Store(StoreError::Stale));
-                    }
-                    // The corrected value no longer finds the person.
-                    tx.execute(&drop_lookups, &[&subject, &old]).await?;
-                }
-            }
-            if !batch.consents.is_empty() {
-                let s = tx
-                    .prepare_cached(
-                        "INSERT INTO consents (subject, purpose, granted, at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (subject, purpose) DO UPDATE
-                         SET granted = excluded.granted, at = excluded.at
-                         WHERE excluded.at >= consents.at",
-                    )
-                    .await?;
-                for cr in &batch.consents {
-                    tx.execute(&s, &[&&cr.subject[..], &cr.purpose, &cr.granted, &cr.at])
-                        .await?;
-                }
-            }
-            append(&tx, first, &bodies).await?;
-            if let Some(id) = &id {
-                let s = tx
-                    .prepare_cached(
-                        "INSERT INTO batches (id, first_leaf, leaves, records) VALUES ($1, $2, $3, $4)",
-                    )
-                    .await?;
-                tx.execute(
-                    &s,
-                    &[
-                        &&id[..],
-                        &(first as i64),
-                        &(batch.leaves as i64),
-                        &(batch.records.len() as i64),
-                    ],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(first)
+            w.wait(async {
+                write_rows(&tx, batch, id.as_ref(), first, &bodies).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
         })
     }
 
@@ -608,13 +674,19 @@ impl Store for PgStore {
     ) -> Result<(SubjectData, u64), StoreError> {
         // Returns only after COMMIT is flushed (synchronous_commit=on): no
         // data leaves before its leaf is durable.
-        self.db.run(false, async |c| {
-            let tx = begin(c).await?;
-            let idx = lock_tree(&tx).await?;
-            let data = read_subject(&tx, subject, true).await?;
+        self.db.session(false, |w, c| {
+            let (tx, idx, data) = w.wait(async {
+                let tx = begin(c).await?;
+                let idx = lock_tree(&tx).await?;
+                let data = read_subject(&tx, subject, true).await?;
+                Ok::<_, Fail>((tx, idx, data))
+            })?;
             let body = guarded(|| leaf(&data, idx))?;
-            append(&tx, idx, &[body]).await?;
-            tx.commit().await?;
+            w.wait(async {
+                append(&tx, idx, &[body]).await?;
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
             Ok((data, idx))
         })
     }
@@ -824,52 +896,25 @@ impl Store for PgStore {
         q: &SubmitQuery,
         decide: &mut SubmitFn<'_>,
     ) -> Result<(DisclosureRow, u64), StoreError> {
-        self.db.run(false, async |c| {
-            let tx = begin(c).await?;
-            let idx = lock_tree(&tx).await?;
-            let count = async |sql: &str, key: &(dyn ToSql + Sync), since: i64| {
-                let n: i64 = tx.query_one(sql, &[key, &since]).await?.try_get(0)?;
-                Ok::<_, Fail>(u32::try_from(n).unwrap_or(u32::MAX))
-            };
-            let by_requester =
-                "SELECT count(*) FROM disclosures WHERE requester = $1 AND submitted_at >= $2";
-            let mut facts = SubmitFacts {
-                requester_since_24h: count(by_requester, &q.requester, q.since_24h).await?,
-                requester_since_30d: count(by_requester, &q.requester, q.since_30d).await?,
-                ..SubmitFacts::default()
-            };
-            if let Some(case) = &q.case_key {
-                facts.case_since_30d = count(
-                    "SELECT count(*) FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
-                    &&case[..],
-                    q.since_30d,
-                )
-                .await?;
-            }
-            if let Some(key) = &q.instrument_key {
-                let n: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM disclosures WHERE instrument_key = $1 AND status <> 'refused'",
-                        &[&&key[..]],
-                    )
-                    .await?
-                    .try_get(0)?;
-                facts.used_before = n > 0;
-            }
-            let seq: i64 = tx
-                .query_one("SELECT coalesce(max(seq), 0) + 1 FROM disclosures", &[])
-                .await?
-                .try_get(0)?;
-            facts.seq = seq as u64;
-            let mut data = Vec::with_capacity(q.subjects.len());
-            for subject in &q.subjects {
-                data.push(read_subject(&tx, subject, true).await?);
-            }
+        self.db.session(false, |w, c| {
+            let (tx, idx, facts, data) = w.wait(async {
+                let tx = begin(c).await?;
+                let idx = lock_tree(&tx).await?;
+                let facts = submit_facts(&tx, q).await?;
+                let mut data = Vec::with_capacity(q.subjects.len());
+                for subject in &q.subjects {
+                    data.push(read_subject(&tx, subject, true).await?);
+                }
+                Ok::<_, Fail>((tx, idx, facts, data))
+            })?;
             let (mut row, body) = guarded(|| decide(&facts, &data, idx))?;
             row.seq = facts.seq;
-            insert_disclosure(&tx, &row).await?;
-            append(&tx, idx, &[body]).await?;
-            tx.commit().await?;
+            w.wait(async {
+                insert_disclosure(&tx, &row).await?;
+                append(&tx, idx, &[body]).await?;
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
             Ok((row, idx))
         })
     }
@@ -880,47 +925,58 @@ impl Store for PgStore {
         plan: &mut PlanFn<'_>,
         step: &mut StepFn<'_>,
     ) -> Result<(Vec<SubjectData>, u64), StoreError> {
-        self.db.run(false, async |c| {
-            let tx = begin(c).await?;
-            let first = lock_tree(&tx).await?;
-            let row = load_disclosure(&tx, id).await?;
+        self.db.session(false, |w, c| {
+            let (tx, first, row) = w.wait(async {
+                let tx = begin(c).await?;
+                let first = lock_tree(&tx).await?;
+                let row = load_disclosure(&tx, id).await?;
+                Ok::<_, Fail>((tx, first, row))
+            })?;
             let planned = guarded(|| plan(row.as_ref()))?;
-            let mut data = Vec::with_capacity(planned.len());
-            for subject in &planned {
-                data.push(read_subject(&tx, subject, true).await?);
-            }
+            let data = w.wait(async {
+                let mut data = Vec::with_capacity(planned.len());
+                for subject in &planned {
+                    data.push(read_subject(&tx, subject, true).await?);
+                }
+                Ok::<_, Fail>(data)
+            })?;
             let st = guarded(|| step(row.as_ref(), &data, first))?;
             if st.leaves.is_empty() {
                 return Err(Fail::Store(StoreError::Corrupt(
                     "a disclosure step must be accounted for by a leaf".into(),
                 )));
             }
-            if let Some(new) = &st.row {
-                if row.is_none() || new.id != id {
-                    return Err(Fail::Store(StoreError::Corrupt(
-                        "a disclosure step may only change the request it was given".into(),
-                    )));
+            if let Some(new) = &st.row
+                && (row.is_none() || new.id != id)
+            {
+                return Err(Fail::Store(StoreError::Corrupt(
+                    "a disclosure step may only change the request it was given".into(),
+                )));
+            }
+            w.wait(async {
+                if let Some(new) = &st.row {
+                    update_disclosure(&tx, new).await?;
                 }
-                update_disclosure(&tx, new).await?;
-            }
-            append(&tx, first, &st.leaves).await?;
-            for (i, a) in st.accounting.iter().enumerate() {
-                let leaf = st.accounting_leaf.get(i).copied().unwrap_or(0);
-                tx.execute(
-                    "INSERT INTO accounting (disclosure, subject, at, leaf, records, categories)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &a.disclosure,
-                        &&a.subject[..],
-                        &a.at,
-                        &((first + leaf as u64) as i64),
-                        &(a.records as i64),
-                        &a.categories.join(","),
-                    ],
-                )
-                .await?;
-            }
-            tx.commit().await?;
+                append(&tx, first, &st.leaves).await?;
+                for (i, a) in st.accounting.iter().enumerate() {
+                    let leaf = st.accounting_leaf.get(i).copied().unwrap_or(0);
+                    tx.execute(
+                        "INSERT INTO accounting (disclosure, subject, at, leaf, records, categories)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            &a.disclosure,
+                            &&a.subject[..],
+                            &a.at,
+                            &((first + leaf as u64) as i64),
+                            &(a.records as i64),
+                            &a.categories.join(","),
+                        ],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
             Ok((data, first))
         })
     }
@@ -1071,43 +1127,47 @@ impl Store for PgStore {
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
-        self.db.run(false, async |c| {
-            let tx = begin(c).await?;
-            let first = lock_tree(&tx).await?;
-            let asked = refs(subjects);
-            let on_hold: HashSet<SubjectRef> = tx
-                .query(
-                    "SELECT subject FROM holds
-                     WHERE released_at IS NULL AND until_at > $1 AND subject = ANY($2)",
-                    &[&now, &asked],
-                )
-                .await?
-                .iter()
-                .map(|r| ref16(r.try_get(0)?, "subject ref"))
-                .collect::<Result<_, _>>()?;
-            let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
-            let mut out = EraseOutcome {
-                first_leaf: first,
-                ..EraseOutcome::default()
-            };
-            for (s, &h) in subjects.iter().zip(&held) {
-                if h {
-                    out.held.push(*s);
-                } else {
-                    out.erased.push(*s);
+        self.db.session(false, |w, c| {
+            let (tx, out, held) = w.wait(async {
+                let tx = begin(c).await?;
+                let first = lock_tree(&tx).await?;
+                let asked = refs(subjects);
+                let on_hold: HashSet<SubjectRef> = tx
+                    .query(
+                        "SELECT subject FROM holds
+                         WHERE released_at IS NULL AND until_at > $1 AND subject = ANY($2)",
+                        &[&now, &asked],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| ref16(r.try_get(0)?, "subject ref"))
+                    .collect::<Result<_, _>>()?;
+                let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+                let mut out = EraseOutcome {
+                    first_leaf: first,
+                    ..EraseOutcome::default()
+                };
+                for (s, &h) in subjects.iter().zip(&held) {
+                    if h {
+                        out.held.push(*s);
+                    } else {
+                        out.erased.push(*s);
+                    }
                 }
-            }
-            let erased = refs(&out.erased);
-            if !erased.is_empty() {
-                tx.execute(
-                    "INSERT INTO erasures (subject, at) SELECT DISTINCT s, $2::bigint
-                     FROM unnest($1::bytea[]) AS s ON CONFLICT DO NOTHING",
-                    &[&erased, &now],
-                )
-                .await?;
-                out.records = delete_rows_of(&tx, &erased).await?;
-                bump_erasure_gen(&tx).await?;
-            }
+                let erased = refs(&out.erased);
+                if !erased.is_empty() {
+                    tx.execute(
+                        "INSERT INTO erasures (subject, at) SELECT DISTINCT s, $2::bigint
+                         FROM unnest($1::bytea[]) AS s ON CONFLICT DO NOTHING",
+                        &[&erased, &now],
+                    )
+                    .await?;
+                    out.records = delete_rows_of(&tx, &erased).await?;
+                    bump_erasure_gen(&tx).await?;
+                }
+                Ok::<_, Fail>((tx, out, held))
+            })?;
+            let first = out.first_leaf;
             let bodies = guarded(|| {
                 subjects
                     .iter()
@@ -1116,8 +1176,11 @@ impl Store for PgStore {
                     .map(|(i, (s, &h))| leaf(first + i as u64, s, h))
                     .collect::<Vec<_>>()
             })?;
-            append(&tx, first, &bodies).await?;
-            tx.commit().await?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
             Ok(out)
         })
     }
@@ -1163,35 +1226,40 @@ impl Store for PgStore {
     }
 
     fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
-        self.db.run(false, async |c| {
-            let tx = begin(c).await?;
-            let first = lock_tree(&tx).await?;
-            let s = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                ))
-                .await?;
-            for h in holds {
-                tx.execute(
-                    &s,
-                    &[
-                        &h.id,
-                        &&h.subject[..],
-                        &h.disclosure,
-                        &h.placed_by,
-                        &h.placed_at,
-                        &h.until,
-                        &h.notice_after,
-                        &h.released_at,
-                        &h.released_by,
-                    ],
-                )
-                .await?;
-            }
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c).await?;
+                let first = lock_tree(&tx).await?;
+                let s = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ))
+                    .await?;
+                for h in holds {
+                    tx.execute(
+                        &s,
+                        &[
+                            &h.id,
+                            &&h.subject[..],
+                            &h.disclosure,
+                            &h.placed_by,
+                            &h.placed_at,
+                            &h.until,
+                            &h.notice_after,
+                            &h.released_at,
+                            &h.released_by,
+                        ],
+                    )
+                    .await?;
+                }
+                Ok::<_, Fail>((tx, first))
+            })?;
             let bodies = build_leaves(first, holds.len(), leaf)?;
-            append(&tx, first, &bodies).await?;
-            tx.commit().await?;
-            Ok(first)
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
         })
     }
 
@@ -1230,21 +1298,24 @@ impl Store for PgStore {
         at: i64,
         leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
     ) -> Result<Vec<HoldRow>, StoreError> {
-        self.db.run(false, async |c| {
-            let tx = begin(c).await?;
-            let first = lock_tree(&tx).await?;
-            let mut rows = tx
-                .query(
-                    &format!(
-                        "UPDATE holds SET released_at = $2, released_by = $3
-                         WHERE id = $1 AND released_at IS NULL RETURNING {HOLD_COLUMNS}"
-                    ),
-                    &[&id, &at, &by],
-                )
-                .await?
-                .iter()
-                .map(hold_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
+        self.db.session(false, |w, c| {
+            let (tx, first, mut rows) = w.wait(async {
+                let tx = begin(c).await?;
+                let first = lock_tree(&tx).await?;
+                let rows = tx
+                    .query(
+                        &format!(
+                            "UPDATE holds SET released_at = $2, released_by = $3
+                             WHERE id = $1 AND released_at IS NULL RETURNING {HOLD_COLUMNS}"
+                        ),
+                        &[&id, &at, &by],
+                    )
+                    .await?
+                    .iter()
+                    .map(hold_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, Fail>((tx, first, rows))
+            })?;
             rows.sort_by_key(|r| r.subject);
             let bodies = guarded(|| {
                 rows.iter()
@@ -1252,8 +1323,11 @@ impl Store for PgStore {
                     .map(|(i, r)| leaf(first + i as u64, r))
                     .collect::<Vec<_>>()
             })?;
-            append(&tx, first, &bodies).await?;
-            tx.commit().await?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
             Ok(rows)
         })
     }
