@@ -164,6 +164,21 @@ impl TempCluster {
         Err(ClusterError::Start(last))
     }
 
+    /// A cluster shared by every caller in this process that holds one:
+    /// started on the first call, stopped when the last holder drops it
+    /// (tests running side by side share one instead of one each).
+    pub fn shared(opts: ClusterOptions) -> Result<std::sync::Arc<TempCluster>, ClusterError> {
+        static SHARED: std::sync::Mutex<std::sync::Weak<TempCluster>> =
+            std::sync::Mutex::new(std::sync::Weak::new());
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.upgrade() {
+            return Ok(c);
+        }
+        let c = std::sync::Arc::new(TempCluster::start(opts)?);
+        *slot = std::sync::Arc::downgrade(&c);
+        Ok(c)
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
