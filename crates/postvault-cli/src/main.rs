@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_pg;
 mod demo;
 mod disclose;
 mod rights;
@@ -285,6 +286,12 @@ enum BenchCmd {
     /// The HTTP service under load on loopback: authenticated logged reads/s
     /// with p50/p99, and NDJSON ingest records/s.
     Http(bench_http::HttpArgs),
+    /// Ingest on PostgreSQL: the full path vs raw binary COPY of the same
+    /// bytes, and the aggregate of several vault processes at once.
+    PgIngest(bench_pg::PgIngestArgs),
+    /// One node of `pg-ingest`'s aggregate run.
+    #[command(hide = true)]
+    PgNode(bench_pg::PgNodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -581,6 +588,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Bench(BenchCmd::Erase(a)) => bench::erase(a),
         Command::Bench(BenchCmd::Retention(a)) => bench::retention(a),
         Command::Bench(BenchCmd::Http(a)) => bench_http::http(a),
+        Command::Bench(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
+        Command::Bench(BenchCmd::PgNode(a)) => bench_pg::node(a),
     }
 }
 
