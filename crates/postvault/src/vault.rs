@@ -3,7 +3,8 @@
 //! A vault directory holds two files: `data.db` (the data store: sealed
 //! records, wrapped nothing) and `keys.db` (the key store, mode 0600: the
 //! master key and every subject's wrapped keys). A copy of `data.db` alone
-//! holds no usable key.
+//! holds no usable key. `Vault::init_with` and `Vault::open_with` do the
+//! same over stores of another backend (PostgreSQL, shared by several nodes).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
