@@ -84,6 +84,8 @@ pub(crate) struct Db {
     rt: Option<tokio::runtime::Runtime>,
     /// The URL without its password.
     pub(crate) shown: String,
+    /// Transactions run again after a retryable failure.
+    pub(crate) retries: std::sync::atomic::AtomicU64,
 }
 
 /// A schema name safe to put in SQL unquoted.
@@ -150,6 +152,7 @@ impl Db {
             pool,
             rt: Some(rt),
             shown,
+            retries: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -194,6 +197,8 @@ impl Db {
                 Err(e) => e,
             };
             if attempt < MAX_ATTEMPTS && retryable(&e, idempotent) {
+                self.retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(2u64.saturating_pow(attempt.min(7))));
                 continue;
             }

@@ -44,6 +44,21 @@ pub struct PgOptions {
     /// Create the schema and tables if they do not exist (`init`); otherwise
     /// they must exist.
     pub create: bool,
+    /// The isolation level of the store's transactions.
+    pub isolation: Isolation,
+}
+
+/// The isolation level of the store's transactions. Both are correct: the
+/// tree-state lock orders every leaf-appending transaction either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// PostgreSQL's default: a transaction waiting for the tree-state lock
+    /// proceeds once it is free, and sees what was committed before.
+    #[default]
+    ReadCommitted,
+    /// What CockroachDB runs by default: a transaction that waited for the
+    /// lock fails with SQLSTATE 40001 and is run again.
+    Serializable,
 }
 
 impl Default for PgOptions {
@@ -53,6 +68,7 @@ impl Default for PgOptions {
             keys_schema: "postvault_keys".into(),
             pool_size: 8,
             create: false,
+            isolation: Isolation::ReadCommitted,
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::schema::{DATA_MIGRATIONS, Kind, migrate};
 /// share it.
 pub struct PgStore {
     db: Db,
+    isolation: IsolationLevel,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -48,14 +49,24 @@ impl PgStore {
     pub fn open(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
         let db = Db::connect(url, &opts.schema, opts.pool_size)?;
         migrate(&db, &opts.schema, Kind::Data, DATA_MIGRATIONS, opts.create)?;
-        Ok(PgStore { db })
+        let isolation = match opts.isolation {
+            crate::Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+            crate::Isolation::Serializable => IsolationLevel::Serializable,
+        };
+        Ok(PgStore { db, isolation })
+    }
+
+    /// Transactions run again after a serialization failure, a deadlock or
+    /// (for a batch with an id) a broken connection, since the store opened.
+    pub fn retries(&self) -> u64 {
+        self.db.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Raw binary COPY of rows into `records`, in one transaction, nothing
     /// else: the baseline the ingest benchmark compares the full path with.
     pub fn danger_raw_copy_records(&self, rows: &[RecordRow]) -> Result<(), StoreError> {
         self.db.run(false, async |c| {
-            let tx = begin(c).await?;
+            let tx = begin(c, self.isolation).await?;
             copy_records(&tx, rows).await?;
             tx.commit().await?;
             Ok(())
@@ -71,9 +82,12 @@ impl PgStore {
     }
 }
 
-async fn begin<'a>(c: &'a mut deadpool_postgres::Client) -> Result<Transaction<'a>, Fail> {
+async fn begin(
+    c: &mut deadpool_postgres::Client,
+    isolation: IsolationLevel,
+) -> Result<Transaction<'_>, Fail> {
     Ok(c.build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
+        .isolation_level(isolation)
         .start()
         .await?)
 }
@@ -650,7 +664,7 @@ impl Store for PgStore {
         let id = batch_id(batch);
         self.db.session(id.is_some(), |w, c| {
             let (tx, first, done) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let first = lock_tree(&tx).await?;
                 let done = write_checks(&tx, batch, id.as_ref()).await?;
                 Ok::<_, Fail>((tx, first, done))
@@ -676,7 +690,7 @@ impl Store for PgStore {
         // data leaves before its leaf is durable.
         self.db.session(false, |w, c| {
             let (tx, idx, data) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let idx = lock_tree(&tx).await?;
                 let data = read_subject(&tx, subject, true).await?;
                 Ok::<_, Fail>((tx, idx, data))
@@ -826,7 +840,7 @@ impl Store for PgStore {
         let idx: Vec<i64> = hashes.iter().map(|(i, _)| *i as i64).collect();
         let hs: Vec<&[u8]> = hashes.iter().map(|(_, h)| &h[..]).collect();
         self.db.run(false, async |c| {
-            let tx = begin(c).await?;
+            let tx = begin(c, self.isolation).await?;
             // The hashed size's row orders hash writers of every node; they
             // do not wait for ingest.
             if meta_u64(&tx, "log_hashed_size", true).await? != from {
@@ -898,7 +912,7 @@ impl Store for PgStore {
     ) -> Result<(DisclosureRow, u64), StoreError> {
         self.db.session(false, |w, c| {
             let (tx, idx, facts, data) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let idx = lock_tree(&tx).await?;
                 let facts = submit_facts(&tx, q).await?;
                 let mut data = Vec::with_capacity(q.subjects.len());
@@ -927,7 +941,7 @@ impl Store for PgStore {
     ) -> Result<(Vec<SubjectData>, u64), StoreError> {
         self.db.session(false, |w, c| {
             let (tx, first, row) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let first = lock_tree(&tx).await?;
                 let row = load_disclosure(&tx, id).await?;
                 Ok::<_, Fail>((tx, first, row))
@@ -1065,7 +1079,7 @@ impl Store for PgStore {
         let key_ids: Vec<i64> = records.iter().map(|r| i64::from(r.key_id)).collect();
         let sealed: Vec<&[u8]> = records.iter().map(|r| r.sealed.as_slice()).collect();
         self.db.run(false, async |c| {
-            let tx = begin(c).await?;
+            let tx = begin(c, self.isolation).await?;
             let n = tx
                 .execute(
                     "UPDATE records r SET key_id = d.key_id, sealed = d.sealed
@@ -1083,7 +1097,7 @@ impl Store for PgStore {
     fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.run(false, async |c| {
-            let tx = begin(c).await?;
+            let tx = begin(c, self.isolation).await?;
             // Ordered with hold placements, so a hold committed before the
             // sweep is seen by it.
             lock_tree(&tx).await?;
@@ -1129,7 +1143,7 @@ impl Store for PgStore {
     ) -> Result<EraseOutcome, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, out, held) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let first = lock_tree(&tx).await?;
                 let asked = refs(subjects);
                 let on_hold: HashSet<SubjectRef> = tx
@@ -1198,7 +1212,7 @@ impl Store for PgStore {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
         let done = refs(subjects);
         self.db.run(false, async |c| {
-            let tx = begin(c).await?;
+            let tx = begin(c, self.isolation).await?;
             lock_tree(&tx).await?;
             let pending: Vec<Vec<u8>> = tx
                 .query("SELECT subject FROM erasures", &[])
@@ -1228,7 +1242,7 @@ impl Store for PgStore {
     fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, first) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let first = lock_tree(&tx).await?;
                 let s = tx
                     .prepare_cached(&format!(
@@ -1300,7 +1314,7 @@ impl Store for PgStore {
     ) -> Result<Vec<HoldRow>, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, first, mut rows) = w.wait(async {
-                let tx = begin(c).await?;
+                let tx = begin(c, self.isolation).await?;
                 let first = lock_tree(&tx).await?;
                 let rows = tx
                     .query(
