@@ -10,7 +10,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 /// Attempts of one transaction before a serialization failure is returned.
-const MAX_ATTEMPTS: u32 = 12;
+pub(crate) const MAX_ATTEMPTS: u32 = 12;
 
 /// Why one attempt of a transaction failed.
 pub(crate) enum Fail {
@@ -62,7 +62,7 @@ pub(crate) fn store_error(e: &tokio_postgres::Error) -> StoreError {
 /// A transaction worth running again: PostgreSQL rolled it back for a
 /// serialization failure or a deadlock; or, when the transaction is
 /// idempotent, the connection broke and the commit's outcome is unknown.
-fn retryable(e: &Fail, idempotent: bool) -> bool {
+pub(crate) fn retryable(e: &Fail, idempotent: bool) -> bool {
     match e {
         Fail::Pg(e) => match e.code() {
             Some(c) => {
@@ -202,16 +202,41 @@ impl Db {
                 std::thread::sleep(Duration::from_millis(2u64.saturating_pow(attempt.min(7))));
                 continue;
             }
-            return Err(match e {
-                Fail::Pg(e) => store_error(&e),
-                Fail::Store(e) => e,
-                Fail::Pool(m) => StoreError::Backend {
-                    code: "pool".into(),
-                    message: m,
-                },
-                Fail::Panic(p) => std::panic::resume_unwind(p),
-            });
+            return Err(to_store(e));
         }
+    }
+
+    /// A waiter on this store's runtime, for work that spans several calls.
+    pub(crate) fn waiter(&self) -> Result<Waiter<'_>, StoreError> {
+        match &self.rt {
+            Some(rt) => Ok(Waiter(rt)),
+            None => Err(StoreError::Backend {
+                code: "closed".into(),
+                message: "the store is closed".into(),
+            }),
+        }
+    }
+
+    /// A pooled connection, held by the caller.
+    pub(crate) fn client(&self, w: &Waiter<'_>) -> Result<deadpool_postgres::Client, StoreError> {
+        w.wait(self.pool.get()).map_err(|e| StoreError::Backend {
+            code: "pool".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The error the caller sees for a failed attempt; a callback's panic
+/// resumes.
+pub(crate) fn to_store(e: Fail) -> StoreError {
+    match e {
+        Fail::Pg(e) => store_error(&e),
+        Fail::Store(e) => e,
+        Fail::Pool(m) => StoreError::Backend {
+            code: "pool".into(),
+            message: m,
+        },
+        Fail::Panic(p) => std::panic::resume_unwind(p),
     }
 }
 

@@ -22,6 +22,7 @@
 mod cluster;
 mod db;
 mod keys;
+mod reads;
 mod schema;
 mod store;
 

@@ -33,6 +33,7 @@ use crate::schema::{DATA_MIGRATIONS, Kind, migrate};
 pub struct PgStore {
     db: Db,
     isolation: IsolationLevel,
+    reads: crate::reads::Reads,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -53,7 +54,17 @@ impl PgStore {
             crate::Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
             crate::Isolation::Serializable => IsolationLevel::Serializable,
         };
-        Ok(PgStore { db, isolation })
+        Ok(PgStore {
+            db,
+            isolation,
+            reads: crate::reads::Reads::new(),
+        })
+    }
+
+    /// Read groups committed or failed since the store opened (concurrent
+    /// reads share one).
+    pub fn read_groups(&self) -> u64 {
+        self.reads.groups()
     }
 
     /// Transactions run again after a serialization failure, a deadlock or
@@ -228,8 +239,8 @@ fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
     })
 }
 
-async fn read_subject(
-    tx: &Transaction<'_>,
+pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
+    tx: &C,
     subject: &SubjectRef,
     with_consents: bool,
 ) -> Result<SubjectData, Fail> {
@@ -687,7 +698,12 @@ impl Store for PgStore {
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // Returns only after COMMIT is flushed (synchronous_commit=on): no
-        // data leaves before its leaf is durable.
+        // data leaves before its leaf is durable. Concurrent reads share a
+        // commit; under serializable isolation each read is its own
+        // transaction, retried on a serialization failure.
+        if !matches!(self.isolation, IsolationLevel::Serializable) {
+            return self.reads.read(&self.db, subject, leaf);
+        }
         self.db.session(false, |w, c| {
             let (tx, idx, data) = w.wait(async {
                 let tx = begin(c, self.isolation).await?;

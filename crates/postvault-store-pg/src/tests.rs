@@ -245,3 +245,50 @@ fn serializable_transactions_are_retried_and_keep_one_dense_log() {
         "concurrent serializable writers must have been retried"
     );
 }
+
+#[test]
+fn concurrent_reads_share_commits_and_each_returns_after_its_leaf_is_durable() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let s = Arc::new(PgStore::open(&url, &opts("g")).unwrap());
+    s.write(
+        &WriteBatch {
+            records: (0..7).map(record).collect(),
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut |_, _| b"batch".to_vec(),
+    )
+    .unwrap();
+    // Another node's view: what it sees is committed.
+    let other = Arc::new(PgStore::open(&url, &opts("g")).unwrap());
+    let readers: Vec<_> = (0..8u8)
+        .map(|t| {
+            let (s, other) = (s.clone(), other.clone());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..40 {
+                    let (data, idx) = s
+                        .read_accounted(&[t % 7; 16], &mut |d, i| {
+                            format!("read {} at {i}", d.records.len()).into_bytes()
+                        })
+                        .unwrap();
+                    assert_eq!(data.records.len(), 1);
+                    let seen = other.leaves(idx, idx + 1).unwrap();
+                    assert_eq!(seen, vec![format!("read 1 at {idx}").into_bytes()]);
+                    got.push(idx);
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = readers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=320).collect::<Vec<u64>>());
+    assert_eq!(s.log_size().unwrap(), 321);
+    let groups = s.read_groups();
+    assert!(groups < 320, "{groups} commits for 320 concurrent reads");
+}
