@@ -35,6 +35,12 @@ pub struct PgIngestArgs {
     /// Vault processes ingesting into one vault at once, for the aggregate.
     #[arg(long, default_value_t = 2)]
     pub nodes: usize,
+    /// Targeted reads (each durably logged) after the ingest, per phase.
+    #[arg(long, default_value_t = 4000)]
+    pub reads: usize,
+    /// Concurrent readers of the second read phase (the first has one).
+    #[arg(long, default_value_t = 16)]
+    pub readers: usize,
     /// Where to put temporary files (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
@@ -173,6 +179,53 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
     let t = Instant::now();
     let accepted = collect_all(&v, lines.iter().cloned(), batch)?;
     let full_s = t.elapsed().as_secs_f64();
+
+    // Targeted reads through the full path: one reader, then many sharing
+    // commits.
+    v.add_principal("sorting", "delivery")?;
+    let sorting = v.principal("sorting")?;
+    let subjects: Vec<String> = lines
+        .iter()
+        .step_by((lines.len() / 1000).max(1))
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|j| j["subject"].as_str().map(str::to_string))
+        })
+        .collect();
+    if subjects.is_empty() {
+        bail!("no subjects to read");
+    }
+    let reads = a.reads.max(1);
+    let mut lat = Vec::with_capacity(reads);
+    let t = Instant::now();
+    for i in 0..reads {
+        let s = Instant::now();
+        v.read(&sorting, &subjects[i % subjects.len()], "delivery")?;
+        lat.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    let one_reader_rate = reads as f64 / t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let p50_us = lat.get(lat.len() / 2).copied().unwrap_or_default();
+    let readers = a.readers.max(1);
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..readers)
+            .map(|r| {
+                let (v, sorting, subjects) = (&v, &sorting, &subjects);
+                scope.spawn(move || -> Result<()> {
+                    for i in (r..reads).step_by(readers) {
+                        v.read(sorting, &subjects[i % subjects.len()], "delivery")?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a reader panicked"))?)
+    })?;
+    let many_readers_rate = reads as f64 / t.elapsed().as_secs_f64();
     drop(v);
 
     // Several nodes: separate processes, one vault, each its share.
@@ -244,6 +297,10 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
         "raw_copy_records_per_s": raw_rate.round(),
         "full_path_records_per_s": full_rate.round(),
         "ratio_full_to_raw": (full_rate / raw_rate * 1000.0).round() / 1000.0,
+        "reads_one_reader_per_s": one_reader_rate.round(),
+        "read_one_reader_p50_us": p50_us.round(),
+        "readers": readers,
+        "reads_many_readers_per_s": many_readers_rate.round(),
         "nodes": nodes,
         "nodes_aggregate_records_per_s": pair_rate.round(),
         "nodes_per_node_records_per_s": reports.iter().map(|r| r["records_per_s"].clone()).collect::<Vec<_>>(),

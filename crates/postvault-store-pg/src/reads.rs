@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use postvault_store::{ReadLeafFn, StoreError, SubjectData, SubjectRef};
+use postvault_store::{ConsentRow, ReadLeafFn, StoreError, SubjectData, SubjectRef};
 
 use crate::db::{Db, Fail, MAX_ATTEMPTS, Waiter, guarded, retryable, to_store};
-use crate::store::read_subject;
+use crate::store::{RECORD_COLUMNS, record_from_row, ref16};
 
 pub(crate) struct Reads {
     inner: Mutex<Group>,
@@ -64,23 +64,34 @@ impl Group {
         }
     }
 
-    /// Commits the open group, leaves and tree size.
+    /// Commits the open group, leaves and tree size, in one round trip. If
+    /// the size update fails the transaction is aborted and its COMMIT only
+    /// rolls it back; the error is the update's.
     fn commit(&mut self, w: &Waiter<'_>) {
         let next = self.next as i64;
-        let sized = match &self.conn {
-            Some(c) => w.wait(c.execute("UPDATE tree_state SET size = $1 WHERE id = 1", &[&next])),
-            None => return,
+        let Some(conn) = self.conn.take() else {
+            return;
         };
-        let why = match sized {
-            Ok(_) => self.end(w, "COMMIT"),
-            Err(e) => {
-                let why = to_store(Fail::Pg(e)).to_string();
-                self.end(w, "ROLLBACK");
-                Some(why)
-            }
-        };
-        if let Some(why) = why {
-            self.failed.insert(self.group, why);
+        self.members = 0;
+        self.settled = self.group;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&next];
+        let r = w.wait(async {
+            // Prepared first: a statement given as text is parsed in a round
+            // trip of its own, and COMMIT would overtake it.
+            let update = conn
+                .prepare_cached("UPDATE tree_state SET size = $1 WHERE id = 1")
+                .await?;
+            tokio::try_join!(
+                biased;
+                conn.execute(&update, &params),
+                conn.batch_execute("COMMIT")
+            )
+        });
+        if let Err(e) = r {
+            self.failed
+                .insert(self.group, to_store(Fail::Pg(e)).to_string());
+            // Whatever state it is in, the connection is not reused.
+            drop(deadpool_postgres::Object::take(conn));
         }
     }
 
@@ -102,13 +113,58 @@ impl Group {
 }
 
 /// Opens a group's transaction; returns the log size (its first index).
+/// The statements are pipelined: one round trip. Only prepared statements
+/// are pipelined, so each is sent whole in its turn.
 async fn open(c: &deadpool_postgres::Client) -> Result<u64, Fail> {
-    c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        .await?;
     let s = c
         .prepare_cached("SELECT size FROM tree_state WHERE id = 1 FOR UPDATE")
         .await?;
-    Ok(c.query_one(&s, &[]).await?.try_get::<_, i64>(0)? as u64)
+    let (_, row) = tokio::try_join!(
+        biased;
+        c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        c.query_one(&s, &[])
+    )?;
+    Ok(row.try_get::<_, i64>(0)? as u64)
+}
+
+/// A reader's savepoint and what is held of `subject`, pipelined.
+async fn read_part(
+    c: &deadpool_postgres::Client,
+    subject: &SubjectRef,
+) -> Result<SubjectData, Fail> {
+    let records = c
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE subject = $1 ORDER BY collected_at, id"
+        ))
+        .await?;
+    let consents = c
+        .prepare_cached(
+            "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1
+             ORDER BY purpose COLLATE \"C\"",
+        )
+        .await?;
+    let key = &subject[..];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+    let (_, rs, cs) = tokio::try_join!(
+        biased;
+        c.batch_execute("SAVEPOINT reader"),
+        c.query(&records, &params),
+        c.query(&consents, &params)
+    )?;
+    let mut data = SubjectData::default();
+    for r in &rs {
+        data.records.push(record_from_row(r)?);
+    }
+    for r in &cs {
+        data.consents.push(ConsentRow {
+            subject: ref16(r.try_get(0)?, "subject ref")?,
+            purpose: r.try_get(1)?,
+            granted: r.try_get(2)?,
+            at: r.try_get(3)?,
+        });
+    }
+    data.exists = !data.records.is_empty() || !data.consents.is_empty();
+    Ok(data)
 }
 
 impl Reads {
@@ -165,10 +221,7 @@ impl Reads {
         let my = g.group;
         let idx = g.next;
         let part = match &g.conn {
-            Some(c) => w.wait(async {
-                c.batch_execute("SAVEPOINT reader").await?;
-                read_subject(c, subject, true).await
-            }),
+            Some(c) => w.wait(read_part(c, subject)),
             None => Err(Fail::Store(StoreError::NotCommitted(
                 "the read's group closed".into(),
             ))),
@@ -209,8 +262,13 @@ impl Reads {
                 let s = c
                     .prepare_cached("INSERT INTO leaves (idx, body) VALUES ($1, $2)")
                     .await?;
-                c.execute(&s, &[&(idx as i64), &body]).await?;
-                c.batch_execute("RELEASE SAVEPOINT reader").await?;
+                let at = idx as i64;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&at, &body];
+                tokio::try_join!(
+                    biased;
+                    c.execute(&s, &params),
+                    c.batch_execute("RELEASE SAVEPOINT reader")
+                )?;
                 Ok::<_, Fail>(())
             }),
             None => Ok(()),

@@ -208,7 +208,7 @@ async fn copy_lookups(tx: &Transaction<'_>, batch: &WriteBatch) -> Result<(), Fa
     Ok(())
 }
 
-fn ref16(b: &[u8], what: &str) -> Result<[u8; 16], Fail> {
+pub(crate) fn ref16(b: &[u8], what: &str) -> Result<[u8; 16], Fail> {
     <[u8; 16]>::try_from(b).map_err(|_| {
         Fail::Store(StoreError::Corrupt(format!(
             "a stored {what} is not 16 bytes"
@@ -220,10 +220,11 @@ fn opt16(b: Option<&[u8]>, what: &str) -> Result<Option<[u8; 16]>, Fail> {
     b.map(|b| ref16(b, what)).transpose()
 }
 
-const RECORD_COLUMNS: &str = "id, subject, category, purpose, source, collected_at, expires_at,
+pub(crate) const RECORD_COLUMNS: &str =
+    "id, subject, category, purpose, source, collected_at, expires_at,
     key_id, sealed, superseded_by";
 
-fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
+pub(crate) fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
     Ok(RecordRow {
         id: ref16(r.try_get(0)?, "record id")?,
         subject: ref16(r.try_get(1)?, "subject ref")?,
@@ -282,6 +283,20 @@ async fn meta_u64(tx: &Transaction<'_>, key: &str, lock: bool) -> Result<u64, Fa
     };
     let s = tx.prepare_cached(sql).await?;
     let v: Option<String> = match tx.query_opt(&s, &[&key]).await? {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    };
+    v.unwrap_or_else(|| "0".into())
+        .parse()
+        .map_err(|_| Fail::Store(StoreError::Corrupt(format!("meta `{key}` is not a number"))))
+}
+
+/// A numeric meta value, read outside a transaction.
+async fn meta_u64_of(c: &deadpool_postgres::Client, key: &str) -> Result<u64, Fail> {
+    let s = c
+        .prepare_cached("SELECT value FROM meta WHERE key = $1")
+        .await?;
+    let v: Option<String> = match c.query_opt(&s, &[&key]).await? {
         Some(r) => Some(r.try_get(0)?),
         None => None,
     };
@@ -839,12 +854,8 @@ impl Store for PgStore {
     }
 
     fn hashed_size(&self) -> Result<u64, StoreError> {
-        self.db.run(false, async |c| {
-            let tx = c.transaction().await?;
-            let n = meta_u64(&tx, "log_hashed_size", false).await?;
-            tx.commit().await?;
-            Ok(n)
-        })
+        self.db
+            .run(false, async |c| meta_u64_of(c, "log_hashed_size").await)
     }
 
     fn put_log_hashes(
@@ -1247,12 +1258,9 @@ impl Store for PgStore {
     }
 
     fn erasure_gen(&self) -> Result<u64, StoreError> {
-        self.db.run(false, async |c| {
-            let tx = c.transaction().await?;
-            let n = meta_u64(&tx, "erasure_gen", false).await?;
-            tx.commit().await?;
-            Ok(n)
-        })
+        // One statement, no transaction: the facade asks before every read.
+        self.db
+            .run(false, async |c| meta_u64_of(c, "erasure_gen").await)
     }
 
     fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
