@@ -71,7 +71,8 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let raw_path = tmp.path().join("raw.db");
     drop(SqliteStore::open(&raw_path, OpenMode::Create)?);
     let mut conn = rusqlite::Connection::open(&raw_path)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    // The store's own settings (journal, sync, cache), nothing more.
+    conn.execute_batch(postvault_store::SQLITE_PRAGMAS)?;
     let bar = crate::progress_bar(Some(n), "raw SQLite inserts");
     // Ids as cheap as the vault's (a counter after a time prefix), so the
     // baseline pays for no system call the full path does not.
@@ -86,8 +87,10 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
                      expires_at, key_id, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for line in chunk {
+                // Keyed by the line's subject, as the vault's rows are (a
+                // hash of it: the raw path does no HMAC).
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                line.get(..24).hash(&mut h);
+                subject_of(line).hash(&mut h);
                 let x = h.finish().to_be_bytes();
                 let mut subject = [0u8; 16];
                 subject[..8].copy_from_slice(&x);
@@ -157,6 +160,14 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
+}
+
+/// The `subject` value of a simulated line, found without parsing it (the
+/// simulator writes `subject` first).
+pub(crate) fn subject_of(line: &str) -> &str {
+    line.strip_prefix("{\"subject\":\"")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or(line)
 }
 
 /// Peak resident set size of this process, from /proc (Linux).
@@ -331,7 +342,7 @@ pub struct ReadArgs {
     pub dir: Option<std::path::PathBuf>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

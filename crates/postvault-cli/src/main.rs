@@ -7,6 +7,7 @@
 mod bench;
 mod bench_http;
 mod bench_pg;
+mod bench_suite;
 mod demo;
 mod disclose;
 mod rights;
@@ -19,6 +20,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+/// Many small allocations freed on other threads than made them (batches
+/// cross from workers to the writer): mimalloc keeps those off a global lock.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use postvault::{CollectOptions, OpenOptions, Pack, PackSources, Vault, VaultError};
 
 pub const EXIT_ERROR: u8 = 1;
@@ -95,9 +101,9 @@ enum Command {
     /// Reports computed from the record: `transparency`.
     #[command(subcommand)]
     Report(disclose::ReportCmd),
-    /// Measure throughput against raw baselines in the same run.
-    #[command(subcommand)]
-    Bench(BenchCmd),
+    /// Measure throughput, latency and memory against raw baselines in the
+    /// same run: the whole suite, or one path.
+    Bench(BenchArgs),
     /// Retention: destroy the keys of ended retention periods, delete what expired.
     #[command(subcommand)]
     Retention(rights::RetentionCmd),
@@ -249,14 +255,28 @@ enum TableFormat {
 
 #[derive(Args, Debug)]
 struct SimulateArgs {
-    /// Fraction of a U.S. postal day.
+    /// Fraction of a U.S. postal day (1.0: 318M mailpieces, about 2.2
+    /// billion records).
     #[arg(long, default_value_t = 0.0001)]
     scale: f64,
+    /// Seed of every random choice: the same seed and scale give the same
+    /// bytes.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output file (default: standard output).
-    #[arg(long)]
+    /// Output directory: writes `records.ndjson` and `plan.json` (the counts
+    /// per category) there, creating it if needed. A path ending in
+    /// `.ndjson` or `.jsonl` is written as that one file. Default: the
+    /// records on standard output.
+    #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Also generate envelope image bytes, lognormal sizes with this median
+    /// in bytes (default 60000 when the flag is given without a value).
+    #[arg(long, value_name = "MEDIAN_BYTES", num_args = 0..=1, default_missing_value = "60000")]
+    images: Option<usize>,
+    /// Also generate items recorded under mail-cover orders. A vault accepts
+    /// them only while an approved order for that person is in force.
+    #[arg(long)]
+    mail_covers: bool,
 }
 
 #[derive(Args, Debug)]
@@ -269,6 +289,18 @@ pub struct DemoArgs {
     /// Keep the demo vault in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+}
+
+/// Without a subcommand: the whole suite in one run (ingest vs raw SQLite,
+/// reads, decisions, log, erasure, memory, the projection to a U.S. postal
+/// day), printed as JSON and written as a table into BENCHMARKS.md.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    cmd: Option<BenchCmd>,
+    #[command(flatten)]
+    suite: bench_suite::SuiteArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,6 +324,66 @@ enum BenchCmd {
     /// One node of `pg-ingest`'s aggregate run.
     #[command(hide = true)]
     PgNode(bench_pg::PgNodeArgs),
+}
+
+fn simulate(a: &SimulateArgs) -> Result<u8> {
+    if !(a.scale.is_finite() && a.scale >= 0.0) {
+        bail!("--scale must be a number >= 0");
+    }
+    let cfg = postvault_sim::SimConfig {
+        scale: a.scale,
+        seed: a.seed,
+        mail_covers: a.mail_covers,
+        ..postvault_sim::SimConfig::default()
+    };
+    let plan = postvault_sim::Plan::new(&cfg);
+    let sim = postvault_sim::Simulator::new(&cfg).with_images(a.images.unwrap_or(0));
+    let bar = progress_bar(Some(plan.total_records()), "simulating");
+    let mut progress = |n: u64| bar.set_position(n);
+    let one_file = a
+        .out
+        .as_ref()
+        .is_some_and(|p| p.extension().is_some_and(|e| e == "ndjson" || e == "jsonl"));
+    let n = match &a.out {
+        Some(path) if one_file => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating `{}`", path.display()))?;
+            postvault_sim::write_lines(sim, f, &mut progress)
+                .with_context(|| format!("writing `{}`", path.display()))?
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating `{}`", dir.display()))?;
+            let path = dir.join("records.ndjson");
+            let f = std::fs::File::create(&path)
+                .with_context(|| format!("creating `{}`", path.display()))?;
+            let n = postvault_sim::write_lines(sim, f, &mut progress)
+                .with_context(|| format!("writing `{}`", path.display()))?;
+            let counts: serde_json::Map<String, serde_json::Value> = plan
+                .counts()
+                .into_iter()
+                .map(|(c, n)| (c.to_string(), n.into()))
+                .collect();
+            let meta = serde_json::json!({
+                "config": cfg,
+                "images_median_bytes": a.images,
+                "records": n,
+                "subjects": plan.subjects(),
+                "pieces": plan.pieces(),
+                "packages": plan.packages(),
+                "categories": counts,
+                "plan": plan,
+            });
+            let plan_path = dir.join("plan.json");
+            std::fs::write(&plan_path, serde_json::to_string_pretty(&meta)? + "\n")
+                .with_context(|| format!("writing `{}`", plan_path.display()))?;
+            n
+        }
+        None => postvault_sim::write_lines(sim, std::io::stdout().lock(), &mut progress)?,
+    };
+    bar.finish_and_clear();
+    eprintln!("postvault: wrote {n} records");
+    Ok(0)
 }
 
 fn main() -> ExitCode {
@@ -531,36 +623,7 @@ fn run(cli: Cli) -> Result<u8> {
             policy_table(&pack, *format)?;
             Ok(0)
         }
-        Command::Simulate(a) => {
-            let cfg = postvault_sim::SimConfig {
-                scale: a.scale,
-                seed: a.seed,
-                ..postvault_sim::SimConfig::default()
-            };
-            if !(a.scale.is_finite() && a.scale >= 0.0) {
-                bail!("--scale must be a number >= 0");
-            }
-            let plan = postvault_sim::Plan::new(&cfg);
-            let bar = progress_bar(Some(plan.total_records()), "simulating");
-            let mut progress = |n: u64| bar.set_position(n);
-            let n = match &a.out {
-                Some(path) => {
-                    let f = std::fs::File::create(path)
-                        .with_context(|| format!("creating `{}`", path.display()))?;
-                    let mut w = std::io::BufWriter::new(f);
-                    let n = postvault_sim::write_ndjson(&cfg, &mut w, &mut progress)?;
-                    w.flush()?;
-                    n
-                }
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    postvault_sim::write_ndjson(&cfg, &mut out, &mut progress)?
-                }
-            };
-            bar.finish_and_clear();
-            eprintln!("postvault: wrote {n} records");
-            Ok(0)
-        }
+        Command::Simulate(a) => simulate(a),
         Command::Demo(a) => demo::run(a),
         Command::Log(cmd) => log_cmd(&cli, cmd),
         Command::Subject(SubjectCmd::Report(a)) => rights::report(&cli, a),
@@ -582,14 +645,17 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Disclose(cmd) => disclose::run(&cli, cmd),
         Command::Report(cmd) => disclose::report(&cli, cmd),
-        Command::Bench(BenchCmd::Ingest(a)) => bench::ingest(a),
-        Command::Bench(BenchCmd::Log(a)) => bench::log(a),
-        Command::Bench(BenchCmd::Read(a)) => bench::read(a),
-        Command::Bench(BenchCmd::Erase(a)) => bench::erase(a),
-        Command::Bench(BenchCmd::Retention(a)) => bench::retention(a),
-        Command::Bench(BenchCmd::Http(a)) => bench_http::http(a),
-        Command::Bench(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
-        Command::Bench(BenchCmd::PgNode(a)) => bench_pg::node(a),
+        Command::Bench(b) => match &b.cmd {
+            None => bench_suite::run(&b.suite),
+            Some(BenchCmd::Ingest(a)) => bench::ingest(a),
+            Some(BenchCmd::Log(a)) => bench::log(a),
+            Some(BenchCmd::Read(a)) => bench::read(a),
+            Some(BenchCmd::Erase(a)) => bench::erase(a),
+            Some(BenchCmd::Retention(a)) => bench::retention(a),
+            Some(BenchCmd::Http(a)) => bench_http::http(a),
+            Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
+            Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
+        },
     }
 }
 

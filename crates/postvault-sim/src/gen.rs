@@ -646,7 +646,7 @@ fn mail_image(
         .int("width", rng.random_range(1850..=1950))
         .int("height", rng.random_range(800..=850));
     if ctx.image_bytes > 0 {
-        let target = ctx.image_bytes as f64 * (0.5 + rng.random::<f64>());
+        let target = ctx.image_bytes as f64 * (IMAGE_SIGMA * standard_normal(rng)).exp();
         let len = (target as usize).clamp(64, 1_048_576);
         let mut img = vec![0u8; len];
         rng.fill_bytes(&mut img);
@@ -663,6 +663,16 @@ fn mail_image(
         rec.s("image_sha256", &hex_random(rng, 32));
     }
     rec.finish(None, false)
+}
+
+/// Spread of envelope image sizes (the log's standard deviation).
+const IMAGE_SIGMA: f64 = 0.5;
+
+/// A standard normal deviate (Box-Muller).
+fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 // ---------------------------------------------------------------------------

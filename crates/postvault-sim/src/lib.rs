@@ -91,6 +91,11 @@ pub struct SimConfig {
     /// (year, month, day) of the simulated day. Out-of-range values are
     /// clamped to a valid date (years 1900..=9899).
     pub day: (i32, u32, u32),
+    /// Also generate items recorded under mail-cover orders (PS Form 2009).
+    /// Off by default: a vault accepts them only while an approved order is
+    /// in force for that person (R14), which a simulated day cannot bring,
+    /// so the default day is one every line of which a vault accepts.
+    pub mail_covers: bool,
 }
 
 impl Default for SimConfig {
@@ -100,6 +105,7 @@ impl Default for SimConfig {
             scale: 0.001,
             seed: 1,
             day: (2026, 11, 2),
+            mail_covers: false,
         }
     }
 }
@@ -180,7 +186,11 @@ impl Plan {
             card_payments: scaled(rates::CARD_PAYMENTS, scale),
             informed_delivery_events: scaled(rates::INFORMED_DELIVERY_EVENTS, scale),
             protective_orders: scaled(rates::PROTECTIVE_ORDERS, scale),
-            mail_cover_items: scaled(rates::MAIL_COVER_ITEMS, scale),
+            mail_cover_items: if cfg.mail_covers {
+                scaled(rates::MAIL_COVER_ITEMS, scale)
+            } else {
+                0
+            },
             mail_cover_orders: scaled(rates::MAIL_COVER_ORDERS, scale).max(1),
         }
     }
@@ -377,12 +387,13 @@ impl Simulator {
         }
     }
 
-    /// Also generate envelope image bytes (`image`, base64) of about
-    /// `approx_bytes` each (uniform between half and 1.5 times, at most
-    /// 1 MiB), with `image_sha256` their real digest. 0 turns it off (the
+    /// Also generate envelope image bytes (`image`, base64), with
+    /// `image_sha256` their real digest. Sizes are lognormal with median
+    /// `median_bytes` (sigma 0.5: the middle 90% within 0.44x to 2.3x the
+    /// median; at least 64 bytes, at most 1 MiB). 0 turns it off (the
     /// default: metadata only). Line counts do not change.
-    pub fn with_images(mut self, approx_bytes: usize) -> Simulator {
-        self.ctx.image_bytes = approx_bytes.min(1 << 20);
+    pub fn with_images(mut self, median_bytes: usize) -> Simulator {
+        self.ctx.image_bytes = median_bytes.min(1 << 20);
         self
     }
 
@@ -472,9 +483,19 @@ pub fn write_ndjson(
     out: &mut impl Write,
     progress: &mut dyn FnMut(u64),
 ) -> io::Result<u64> {
+    write_lines(Simulator::new(cfg), out, progress)
+}
+
+/// Writes the lines of `sim` as NDJSON to `out`, calling `progress` with the
+/// count every 10,000 lines and at the end.
+pub fn write_lines(
+    sim: Simulator,
+    out: impl Write,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 16, out);
     let mut n = 0u64;
-    for line in Simulator::new(cfg) {
+    for line in sim {
         w.write_all(line.as_bytes())?;
         w.write_all(b"\n")?;
         n += 1;

@@ -21,7 +21,7 @@ pub use disclosure::{
 };
 pub use error::StoreError;
 pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
-pub use sqlite::{OpenMode, SCHEMA_VERSION, SqliteKeyStore, SqliteStore};
+pub use sqlite::{OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore};
 
 #[cfg(test)]
 mod tests;

@@ -148,14 +148,7 @@ fn open_db(
             supported,
         });
     }
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA secure_delete = ON;
-         PRAGMA foreign_keys = OFF;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;",
-    )?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
     if version < supported {
         let mut conn = conn;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -171,6 +164,21 @@ fn open_db(
     }
     Ok(conn)
 }
+
+/// Runs one statement without arguments from the connection's statement
+/// cache (no parse per call: the group-commit path runs these per read).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// The settings of every connection to a store: WAL, a durable commit
+/// (`synchronous = FULL`), deleted content overwritten, a 32 MiB cache.
+pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = FULL;
+     PRAGMA secure_delete = ON;
+     PRAGMA foreign_keys = OFF;
+     PRAGMA temp_store = MEMORY;
+     PRAGMA cache_size = -32768;";
 
 #[cfg(unix)]
 fn create_private(path: &Path) -> Result<(), StoreError> {
@@ -210,6 +218,75 @@ pub struct SqliteStore {
     settled: std::sync::Condvar,
     /// Readers waiting for the lock to join the open group.
     joining: std::sync::atomic::AtomicUsize,
+    /// Moves the WAL into the database file off the writers' path.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// A thread with its own connection that checkpoints the WAL (PASSIVE:
+/// it never blocks a writer or a reader) whenever it holds 1,000 pages or
+/// more, so commits do not pay for copying pages into the database file and
+/// syncing it. The store's own connection still checkpoints past 16,384
+/// pages (64 MiB), should this thread fall behind.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// WAL pages the store's own connection lets accumulate before it
+/// checkpoints inline.
+const INLINE_CHECKPOINT_PAGES: u32 = 16_384;
+/// WAL pages at which the checkpointer thread moves them.
+const BACKGROUND_CHECKPOINT_PAGES: i64 = 1_000;
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(50))
+            .ok()?;
+        // The checkpoint writes the database file; FULL syncs it. It reads
+        // nothing, so it needs no cache of its own.
+        conn.execute_batch(SQLITE_PRAGMAS).ok()?;
+        conn.pragma_update(None, "cache_size", -256).ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pv-checkpoint".into())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(25);
+                loop {
+                    match stopped.recv_timeout(tick) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    // (busy, frames in the WAL, frames checkpointed); a
+                    // PASSIVE call with little to do is cheap.
+                    let frames: i64 = conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                        .unwrap_or(0);
+                    if frames >= BACKGROUND_CHECKPOINT_PAGES {
+                        // More came in while copying: go again at once.
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 struct Inner {
@@ -237,7 +314,7 @@ impl Inner {
         }
         self.open = false;
         self.members = 0;
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        if let Err(e) = run_cached(&self.conn, "COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.failed.insert(self.group, e.to_string());
         }
@@ -291,6 +368,8 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
         let conn = open_db(path, mode, DATA_APP_ID, DATA_MIGRATIONS, "data store")?;
+        conn.pragma_update(None, "wal_autocheckpoint", INLINE_CHECKPOINT_PAGES)?;
+        let checkpointer = Checkpointer::start(path);
         Ok(SqliteStore {
             inner: Mutex::new(Inner {
                 conn,
@@ -303,6 +382,7 @@ impl SqliteStore {
             }),
             settled: std::sync::Condvar::new(),
             joining: std::sync::atomic::AtomicUsize::new(0),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -337,7 +417,7 @@ impl SqliteStore {
             self.settled.notify_all();
         }
         if !g.open {
-            g.conn.execute_batch("BEGIN IMMEDIATE")?;
+            run_cached(&g.conn, "BEGIN IMMEDIATE")?;
             g.open = true;
             g.group += 1;
             g.members = 0;
@@ -345,7 +425,7 @@ impl SqliteStore {
         let my = g.group;
         // Each reader's part is a savepoint: one that fails leaves the
         // group's other readers untouched.
-        if let Err(e) = g.conn.execute_batch("SAVEPOINT reader") {
+        if let Err(e) = run_cached(&g.conn, "SAVEPOINT reader") {
             g.fail("the read could not join its transaction");
             self.settled.notify_all();
             return Err(e.into());
@@ -367,7 +447,7 @@ impl SqliteStore {
         };
         let out = match work {
             Ok(Ok(out)) => {
-                if let Err(e) = g.conn.execute_batch("RELEASE reader") {
+                if let Err(e) = run_cached(&g.conn, "RELEASE reader") {
                     g.fail("the read could not be kept in its transaction");
                     self.settled.notify_all();
                     return Err(e.into());

@@ -118,6 +118,33 @@ struct Batch {
     lines: Vec<Accepted>,
     rejected: u64,
     reasons: BTreeSet<String>,
+    /// The first rejections, in line order.
+    errors: Vec<LineError>,
+}
+
+/// Lines read, not yet checked: `data` holds them end to end, `ends` where
+/// each ends and whether it was too long (its bytes then dropped).
+struct RawBatch {
+    seq: u64,
+    first_line: u64,
+    data: Vec<u8>,
+    ends: Vec<(usize, bool)>,
+}
+
+impl RawBatch {
+    fn new(seq: u64, first_line: u64) -> RawBatch {
+        RawBatch {
+            seq,
+            first_line,
+            data: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// The number of the batch's last line (the line before it if empty).
+    fn last_line(&self) -> u64 {
+        self.first_line + self.ends.len() as u64 - 1
+    }
 }
 
 impl Vault {
@@ -227,97 +254,119 @@ impl Vault {
         };
         let batch_size = opts.batch_size.max(1);
         let mut report = CollectReport::default();
-        // Two stages on two threads: this one parses, minimizes, decides and
-        // seals; the writer commits each batch (store + leaf) in order. A
+        // Three stages: this thread reads lines into batches; workers (one
+        // per core, at most four) check, minimize, decide and seal whole
+        // batches; the writer commits them (store + leaf) in input order. A
         // batch is acknowledged only once the writer has committed it.
-        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Prepared>(2);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 4);
+        let (to_workers, work) = std::sync::mpsc::sync_channel::<RawBatch>(workers * 2);
+        let work = std::sync::Mutex::new(work);
+        let (to_writer, prepared) =
+            std::sync::mpsc::sync_channel::<(u64, Result<Prepared, VaultError>)>(workers + 1);
         let (to_reader, committed) = std::sync::mpsc::channel::<Committed>();
         let store = &*self.store;
+        // Set when the writer has stopped: workers then take and drop the
+        // batches still coming, so the reader is never left blocked, and
+        // the reader stops reading.
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let stopped = &stopped;
         std::thread::scope(|scope| -> Result<(), VaultError> {
-            let writer = scope.spawn(move || -> Result<(), VaultError> {
-                for mut b in batches {
-                    // An erasure between sealing and writing may have
-                    // destroyed a key the batch used: seal it again under
-                    // fresh keys (the erased person's data collected now
-                    // is new data, under new keys).
-                    // Sealed again with this process's erasures held
-                    // off, so only another process's can interfere.
-                    let mut tries = 0;
-                    let mut gate = None;
-                    let first = loop {
-                        let leaf = &b.leaf;
-                        match store.write(&b.batch, &mut |_, _| leaf.clone()) {
-                            Err(StoreError::Conflict) if tries < 16 => {
-                                tries += 1;
-                                gate.get_or_insert_with(|| self.erase_gate_shared());
-                                // An erasure another process left half done
-                                // is finished first.
-                                self.finish_pending_erasures()?;
-                                b = self.prepare_batch(principal, b.source, b.lines_read)?;
+            // Owned here: an early return drops it, so workers see the end.
+            let to_workers = to_workers;
+            for _ in 0..workers {
+                let to_writer = to_writer.clone();
+                let work = &work;
+                let spawned = std::thread::Builder::new()
+                    .name("pv-prepare".into())
+                    .spawn_scoped(scope, move || {
+                        loop {
+                            let next = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok(raw) = next else { return };
+                            if stopped.load(std::sync::atomic::Ordering::Acquire) {
+                                continue;
                             }
-                            r => break r?,
+                            let seq = raw.seq;
+                            let lines_read = raw.last_line();
+                            let done =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    self.check_batch(principal, &raw, default_purpose)
+                                        .and_then(|b| self.prepare_batch(principal, b, lines_read))
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Err(VaultError::Invalid {
+                                        what: "collection",
+                                        why: "preparing a batch panicked".into(),
+                                    })
+                                });
+                            if to_writer.send((seq, done)).is_err() {
+                                stopped.store(true, std::sync::atomic::Ordering::Release);
+                            }
                         }
-                    };
-                    drop(gate);
-                    // The reader may have stopped listening after an error.
-                    let _ = to_reader.send(Committed {
-                        first_leaf: first,
-                        accepted: b.accepted,
-                        categories: b.categories,
-                        lines_read: b.lines_read,
                     });
-                }
-                Ok(())
-            });
-            let mut apply = |c: Committed, report: &mut CollectReport| {
+                spawned.map_err(VaultError::Input)?;
+            }
+            drop(to_writer);
+            let writer = std::thread::Builder::new()
+                .name("pv-write".into())
+                .spawn_scoped(scope, move || -> Result<(), VaultError> {
+                    // Batches arrive in any order; they commit in input order.
+                    let mut ready = BTreeMap::new();
+                    let mut next = 0u64;
+                    let run = (|| {
+                        for (seq, b) in prepared {
+                            ready.insert(seq, b);
+                            while let Some(b) = ready.remove(&next) {
+                                next += 1;
+                                let c = self.commit_batch(principal, store, b?)?;
+                                // The reader may have stopped listening after an error.
+                                let _ = to_reader.send(c);
+                            }
+                        }
+                        Ok(())
+                    })();
+                    if run.is_err() {
+                        stopped.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    run
+                })
+                .map_err(VaultError::Input)?;
+            let mut apply = |mut c: Committed, report: &mut CollectReport| {
+                drop(c.spent.take());
                 report.accepted += c.accepted;
+                report.rejected += c.rejected;
                 report.batches += 1;
                 report.leaves.push(c.first_leaf);
                 report.committed_through_line = c.lines_read;
                 for (k, n) in c.categories {
                     *report.categories.entry(k).or_default() += n;
                 }
+                for e in c.errors {
+                    if report.errors.len() < MAX_ERRORS_KEPT {
+                        report.errors.push(e);
+                    }
+                }
                 progress(c.lines_read);
             };
             let produced = (|| -> Result<(), VaultError> {
-                let mut batch = Batch::default();
-                let mut buf = Vec::new();
+                let mut seq = 0u64;
+                let mut raw = RawBatch::new(seq, 1);
                 let mut line_no = 0u64;
                 loop {
-                    buf.clear();
-                    let n = read_line_bounded(input, &mut buf).map_err(VaultError::Input)?;
+                    let n = read_line_bounded(input, &mut raw.data).map_err(VaultError::Input)?;
                     if n == LineRead::Eof {
                         break;
                     }
                     line_no += 1;
-                    let checked = match n {
-                        LineRead::TooLong => Err(line_err(
-                            line_no,
-                            "line_too_long",
-                            None,
-                            None,
-                            format!("the line is longer than {MAX_LINE} bytes"),
-                        )),
-                        _ => self.check_line(principal, line_no, &buf, default_purpose),
-                    };
-                    match checked {
-                        Ok(Some(a)) => batch.lines.push(a),
-                        Ok(None) => {} // blank line
-                        Err(e) => {
-                            batch
-                                .reasons
-                                .insert(e.rule.clone().unwrap_or_else(|| e.code.clone()));
-                            batch.rejected += 1;
-                            report.rejected += 1;
-                            if report.errors.len() < MAX_ERRORS_KEPT {
-                                report.errors.push(e);
-                            }
+                    raw.ends.push((raw.data.len(), n == LineRead::TooLong));
+                    if raw.ends.len() >= batch_size {
+                        if stopped.load(std::sync::atomic::Ordering::Acquire) {
+                            return Ok(()); // the writer failed; its error is reported below
                         }
-                    }
-                    if batch.lines.len() + batch.rejected as usize >= batch_size {
-                        let prepared =
-                            self.prepare_batch(principal, std::mem::take(&mut batch), line_no)?;
-                        if to_writer.send(prepared).is_err() {
+                        seq += 1;
+                        let full = std::mem::replace(&mut raw, RawBatch::new(seq, line_no + 1));
+                        if to_workers.send(full).is_err() {
                             return Ok(()); // the writer failed; its error is reported below
                         }
                         while let Ok(c) = committed.try_recv() {
@@ -325,13 +374,12 @@ impl Vault {
                         }
                     }
                 }
-                if !batch.lines.is_empty() || batch.rejected > 0 {
-                    let prepared = self.prepare_batch(principal, batch, line_no)?;
-                    let _ = to_writer.send(prepared);
+                if !raw.ends.is_empty() {
+                    let _ = to_workers.send(raw);
                 }
                 Ok(())
             })();
-            drop(to_writer);
+            drop(to_workers);
             let written = writer.join().unwrap_or_else(|_| {
                 Err(VaultError::Invalid {
                     what: "writer",
@@ -351,6 +399,87 @@ impl Vault {
             Ok(())
         })?;
         Ok(report)
+    }
+
+    /// Checks every line of `raw`.
+    fn check_batch(
+        &self,
+        principal: &Principal,
+        raw: &RawBatch,
+        default_purpose: Option<PurposeIx>,
+    ) -> Result<Batch, VaultError> {
+        let mut batch = Batch::default();
+        let mut start = 0;
+        for (i, &(end, too_long)) in raw.ends.iter().enumerate() {
+            let line_no = raw.first_line + i as u64;
+            let checked = if too_long {
+                Err(line_err(
+                    line_no,
+                    "line_too_long",
+                    None,
+                    None,
+                    format!("the line is longer than {MAX_LINE} bytes"),
+                ))
+            } else {
+                self.check_line(principal, line_no, &raw.data[start..end], default_purpose)
+            };
+            start = end;
+            match checked {
+                Ok(Some(a)) => batch.lines.push(a),
+                Ok(None) => {} // blank line
+                Err(e) => {
+                    batch
+                        .reasons
+                        .insert(e.rule.clone().unwrap_or_else(|| e.code.clone()));
+                    batch.rejected += 1;
+                    if batch.errors.len() < MAX_ERRORS_KEPT {
+                        batch.errors.push(e);
+                    }
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Writes one prepared batch with its leaf.
+    fn commit_batch(
+        &self,
+        principal: &Principal,
+        store: &dyn postvault_store::Store,
+        mut b: Prepared,
+    ) -> Result<Committed, VaultError> {
+        // An erasure between sealing and writing may have destroyed a key
+        // the batch used: seal it again under fresh keys (the erased
+        // person's data collected now is new data, under new keys), with
+        // this process's erasures held off, so only another process's can
+        // interfere.
+        let mut tries = 0;
+        let mut gate = None;
+        let first = loop {
+            let leaf = &b.leaf;
+            match store.write(&b.batch, &mut |_, _| leaf.clone()) {
+                Err(StoreError::Conflict) if tries < 16 => {
+                    tries += 1;
+                    gate.get_or_insert_with(|| self.erase_gate_shared());
+                    // An erasure another process left half done is finished
+                    // first.
+                    self.finish_pending_erasures()?;
+                    b = self.prepare_batch(principal, b.source, b.lines_read)?;
+                }
+                r => break r?,
+            }
+        };
+        drop(gate);
+        Ok(Committed {
+            first_leaf: first,
+            accepted: b.accepted,
+            rejected: b.source.rejected,
+            errors: std::mem::take(&mut b.source.errors),
+            categories: b.categories,
+            lines_read: b.lines_read,
+            // Freed by the reader, not on the writer's time.
+            spent: Some((b.batch, b.source)),
+        })
     }
 
     fn check_line(
@@ -522,6 +651,7 @@ impl Vault {
         let mut purposes = BTreeSet::new();
         let mut cover_keys = std::collections::HashMap::new();
         let mut periods = std::collections::HashMap::new();
+        let mut nonces = postvault_crypto::Nonces::new();
         for a in &batch.lines {
             let cat = tax.category(a.category);
             let purpose = &tax.purpose(a.purpose).id;
@@ -542,12 +672,13 @@ impl Vault {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(
                     self.period_key(&cat.id, expires_at, true)?
-                        .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
+                        .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?
+                        .record_keyer(),
                 ),
             };
-            let record_key = key.data.record_key(period)?;
+            let record_key = period.record_key(&key.data)?;
             let sealed = if key_id == key_id::PERIOD {
-                record_key.seal(&self.rng, &aad, &plain)?
+                record_key.seal_from(&mut nonces, &self.rng, &aad, &plain)?
             } else {
                 // A mail-cover record needs its order's key too: destroying
                 // the order, the person's key or the period's key ends it.
@@ -558,7 +689,8 @@ impl Vault {
                             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
                     ),
                 };
-                k.record_key(&record_key)?.seal(&self.rng, &aad, &plain)?
+                k.record_key(&record_key)?
+                    .seal_from(&mut nonces, &self.rng, &aad, &plain)?
             };
             for lookup in &cat.lookups {
                 if let Some((domain, value)) = lookup_value(cat, lookup, &a.fields) {
@@ -642,6 +774,10 @@ struct Prepared {
 struct Committed {
     first_leaf: u64,
     accepted: u64,
+    rejected: u64,
+    errors: Vec<LineError>,
+    /// What the batch held, to be dropped off the writer's thread.
+    spent: Option<(WriteBatch, Batch)>,
     categories: BTreeMap<String, u64>,
     lines_read: u64,
 }
@@ -775,9 +911,11 @@ enum LineRead {
     Eof,
 }
 
-/// Reads one line into `buf` without ever holding more than MAX_LINE bytes;
-/// the rest of an overlong line is skipped.
+/// Appends one line to `buf` without ever holding more than MAX_LINE bytes
+/// of it; the rest of an overlong line is skipped (and what was appended of
+/// it taken back).
 fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<LineRead> {
+    let start = buf.len();
     let mut too_long = false;
     let mut any = false;
     loop {
@@ -800,9 +938,9 @@ fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Res
             } else {
                 &chunk[..take]
             };
-            if buf.len() + body.len() > MAX_LINE {
+            if buf.len() - start + body.len() > MAX_LINE {
                 too_long = true;
-                buf.clear();
+                buf.truncate(start);
             } else {
                 buf.extend_from_slice(body);
             }

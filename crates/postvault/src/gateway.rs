@@ -935,6 +935,7 @@ impl Vault {
                         .and_then(|kr| tax.purpose_ix(&kr.purpose));
                     let mut step = DisclosureStep::default();
                     let mut chosen = Vec::new();
+                    let mut key_cache = crate::vault::KeyCache::default();
                     for (i, (subject, d)) in r.subjects.iter().zip(data).enumerate() {
                         let keys = match self.subject_keys(subject) {
                             Ok(k) => k,
@@ -949,7 +950,7 @@ impl Vault {
                             .enumerate()
                             .filter(|(_, rec)| {
                                 in_package(r, rec, now, &own_covers, preserved.contains(subject))
-                                    && self.openable(rec, keys.as_deref())
+                                    && self.openable(rec, keys.as_deref(), &mut key_cache)
                             })
                             .map(|(ix, _)| ix)
                             .collect();
@@ -1059,7 +1060,7 @@ impl Vault {
             .purpose_ix(&kr.purpose)
             .ok_or_else(|| VaultError::UnknownPurpose(kr.purpose.clone()))?;
         let mut subjects = Vec::new();
-        let mut cover_keys = HashMap::new();
+        let mut cover_keys = crate::vault::KeyCache::default();
         for (i, (d, picked)) in data.iter().zip(&chosen).enumerate() {
             let keys = self.subject_keys(&row.subjects[i])?;
             let mut records = Vec::new();
@@ -1685,7 +1686,7 @@ impl Vault {
             let Some(keys) = self.subject_keys(s)? else {
                 continue;
             };
-            let mut no_cover_keys = HashMap::new();
+            let mut no_cover_keys = crate::vault::KeyCache::default();
             for r in orders {
                 let Some(plain) = self.open_record(r, Some(&keys), &mut no_cover_keys)? else {
                     continue;

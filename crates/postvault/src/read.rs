@@ -101,6 +101,7 @@ impl Vault {
         let mut allowed = vec![false; tax.categories.len()];
         let mut withheld = Vec::new();
         let mut tag_error = None;
+        let mut key_cache = crate::vault::KeyCache::default();
         let mut leaf = |data: &SubjectData, idx: u64| -> Vec<u8> {
             let consent = data
                 .consents
@@ -131,7 +132,8 @@ impl Vault {
                 // Without the subject's keys (destroyed) nothing can leave,
                 // and the leaf must say so.
                 .filter(|r| {
-                    visible(tax, &allowed, r, now, history) && self.openable(r, keys.as_deref())
+                    visible(tax, &allowed, r, now, history)
+                        && self.openable(r, keys.as_deref(), &mut key_cache)
                 })
                 .collect();
             let categories: BTreeSet<String> =
@@ -176,13 +178,12 @@ impl Vault {
 
         // The leaf is durable: only now is anything opened.
         let mut records = Vec::new();
-        let mut cover_keys = std::collections::HashMap::new();
         for r in data
             .records
             .iter()
             .filter(|r| visible(tax, &allowed, r, now, history))
         {
-            let Some(plain) = self.open_record(r, keys.as_deref(), &mut cover_keys)? else {
+            let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
                 continue;
             };
             if let Some(rec) = to_read_record(tax, purpose_ix, r, &plain)? {
@@ -262,16 +263,17 @@ fn parse_payload(plain: &[u8]) -> Result<(Map<String, Value>, Option<String>), V
             "a sealed record does not hold a record payload".into(),
         ))
     };
-    let Value::Object(mut m) = serde_json::from_slice(plain).map_err(|_| corrupt())? else {
-        return Err(corrupt());
-    };
-    let fields = match m.remove("fields") {
-        Some(Value::Object(f)) => f,
-        _ => return Err(corrupt()),
-    };
-    let legal_basis = match m.remove("legal_basis") {
+    // Straight into its shape: no map for the envelope.
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        fields: Map<String, Value>,
+        #[serde(default)]
+        legal_basis: Option<Value>,
+    }
+    let p: Payload = serde_json::from_slice(plain).map_err(|_| corrupt())?;
+    let legal_basis = match p.legal_basis {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    Ok((fields, legal_basis))
+    Ok((p.fields, legal_basis))
 }

@@ -266,7 +266,7 @@ impl Vault {
             }
         };
         let plain = self
-            .open_record(&target, Some(&keys), &mut std::collections::HashMap::new())?
+            .open_record(&target, Some(&keys), &mut crate::vault::KeyCache::default())?
             .ok_or_else(nothing)?;
         let legal_basis = serde_json::from_slice::<serde_json::Value>(&plain)
             .ok()
@@ -503,7 +503,7 @@ impl Vault {
             .hold_key(subject, true)?
             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
         let key = keys.data.record_key(&hold)?;
-        let mut covers = std::collections::HashMap::new();
+        let mut covers = crate::vault::KeyCache::default();
         let mut out = Vec::new();
         for r in self.store.subject_records(subject)? {
             if !pick(&r) || r.category == "mail_cover_record" || r.key_id == key_id::HOLD {

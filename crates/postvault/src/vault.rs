@@ -73,6 +73,16 @@ impl RecordKey {
     }
 }
 
+/// The keys one operation derives, kept for its other records: a
+/// subject's records of one category and expiry day share their key, so a
+/// read derives it once, not once a record. Order keys by cover.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    covers: HashMap<u32, Option<DataKey>>,
+    #[allow(clippy::type_complexity)]
+    records: HashMap<(SubjectRef, u32, i64), Vec<(String, Option<Arc<RecordKey>>)>>,
+}
+
 /// A subject's unwrapped keys.
 pub(crate) struct SubjectKeyPair {
     pub(crate) data: DataKey,
@@ -655,14 +665,21 @@ impl Vault {
         &self,
         r: &postvault_store::RecordRow,
         subject: Option<&SubjectKeyPair>,
-        covers: &mut HashMap<u32, Option<DataKey>>,
+        cache: &mut KeyCache,
         create: bool,
-    ) -> Result<Option<RecordKey>, VaultError> {
+    ) -> Result<Option<Arc<RecordKey>>, VaultError> {
         let Some(k) = subject else {
             return Ok(None);
         };
+        let slot = cache
+            .records
+            .entry((r.subject, r.key_id, r.expires_at))
+            .or_default();
+        if let Some((_, key)) = slot.iter().find(|(c, _)| *c == r.category) {
+            return Ok(key.clone());
+        }
         let period = |v: &Vault| v.period_key(&r.category, r.expires_at, create);
-        Ok(match r.key_id {
+        let key = match r.key_id {
             key_id::SUBJECT => Some(RecordKey::one(k.data.try_clone()?)),
             key_id::PERIOD => match period(self)? {
                 Some(p) => Some(RecordKey::one(k.data.record_key(&p)?)),
@@ -673,7 +690,7 @@ impl Vault {
                 None => None,
             },
             seq => {
-                let cover = match covers.entry(seq) {
+                let cover = match cache.covers.entry(seq) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(self.cover_key(u64::from(seq))?)
@@ -687,7 +704,16 @@ impl Vault {
                     _ => None,
                 }
             }
-        })
+        }
+        .map(Arc::new);
+        // Only what `create` cannot change is kept: a key found, or one
+        // missing when nothing may make it.
+        if (key.is_some() || !create)
+            && let Some(slot) = cache.records.get_mut(&(r.subject, r.key_id, r.expires_at))
+        {
+            slot.push((r.category.clone(), key.clone()));
+        }
+        Ok(key)
     }
 
     /// The hold key of `subject` (key-store secret `hold:<hex ref>`).
@@ -717,8 +743,9 @@ impl Vault {
         &self,
         r: &postvault_store::RecordRow,
         subject: Option<&SubjectKeyPair>,
+        cache: &mut KeyCache,
     ) -> bool {
-        self.key_for(r, subject, &mut HashMap::new(), false)
+        self.key_for(r, subject, cache, false)
             .is_ok_and(|k| k.is_some())
     }
 
@@ -728,7 +755,7 @@ impl Vault {
         &self,
         r: &postvault_store::RecordRow,
         subject: Option<&SubjectKeyPair>,
-        cover_keys: &mut HashMap<u32, Option<DataKey>>,
+        cache: &mut KeyCache,
     ) -> Result<Option<Vec<u8>>, VaultError> {
         let aad = crate::collect::record_aad(
             &r.subject,
@@ -738,10 +765,10 @@ impl Vault {
             r.collected_at,
             r.expires_at,
         );
-        let Some(k) = self.key_for(r, subject, cover_keys, false)? else {
+        let Some(k) = self.key_for(r, subject, cache, false)? else {
             return Ok(None);
         };
-        match (k.key.open(&aad, &r.sealed), k.legacy) {
+        match (k.key.open(&aad, &r.sealed), k.legacy.as_ref()) {
             (Ok(p), _) => Ok(Some(p)),
             (Err(_), Some(l)) => Ok(Some(l.open(&aad, &r.sealed)?)),
             // Altered, or sealed under keys since replaced: never a guess.

@@ -262,6 +262,46 @@ fn simulate_is_deterministic_and_help_is_there() {
         0
     );
     assert_eq!(std::fs::read(&out).unwrap(), a.stdout);
+    // A directory gets the records and the plan they follow.
+    let dir = tmp.path().join("day");
+    let o = pv(
+        &data,
+        &[
+            "simulate",
+            "--scale",
+            "0.000005",
+            "--seed",
+            "9",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(dir.join("records.ndjson")).unwrap(), a.stdout);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("plan.json")).unwrap()).unwrap();
+    let lines = a.stdout.iter().filter(|&&b| b == b'\n').count() as u64;
+    assert_eq!(plan["records"], lines);
+    let by_cat: u64 = plan["categories"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_cat, lines);
+    // Images make longer lines, the same number of them.
+    let img = pv(
+        &data,
+        &[
+            "simulate", "--scale", "0.000005", "--seed", "9", "--images", "2000",
+        ],
+    );
+    assert_eq!(code(&img), 0);
+    assert!(img.stdout.len() > a.stdout.len());
+    assert_eq!(
+        img.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
+        lines
+    );
     let h = pv(&data, &["--help"]);
     assert_eq!(code(&h), 0);
     let help = String::from_utf8_lossy(&h.stdout);
@@ -899,6 +939,78 @@ fn serve_ingests_reads_and_proves_over_http_then_stops_on_sigterm() {
         ],
     );
     assert_eq!(json(&o)["records"][0]["fields"]["street"], "49 pvhttp St");
+}
+
+#[test]
+fn bench_suite_runs_small_and_writes_its_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let md = tmp.path().join("BENCHMARKS.md");
+    std::fs::write(&md, "# Benchmarks\n\nHand-written notes.\n").unwrap();
+    let args = [
+        "bench",
+        "--scale",
+        "0.000005",
+        "--reads",
+        "50",
+        "--read-seconds",
+        "0.2",
+        "--log-leaves",
+        "5000",
+        "--json",
+        json.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ];
+    let o = pv(tmp.path(), &args);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    );
+    let records = v["slice"]["records"].as_u64().unwrap();
+    assert!(records > 0);
+    // Every simulated record accepted, and every figure there.
+    assert_eq!(v["ingest"]["accepted"].as_u64().unwrap(), records);
+    assert_eq!(v["ingest"]["rejected"], 0);
+    for (a, b) in [
+        ("ingest", "raw_sqlite_records_per_s"),
+        ("ingest", "full_path_records_per_s"),
+        ("ingest", "ratio_full_to_raw"),
+        ("read", "p50_us"),
+        ("read", "cached_decision_ns"),
+        ("read", "cedar_decision_us"),
+        ("log", "append_leaves_per_s"),
+        ("log", "inclusion_prove_us"),
+        ("log", "consistency_prove_us"),
+        ("erase", "subjects_per_s"),
+        ("projection", "full_path_hours"),
+    ] {
+        assert!(
+            v[a][b].as_f64().is_some_and(|x| x > 0.0),
+            "{a}.{b}: {}",
+            v[a][b]
+        );
+    }
+    assert_eq!(v["log"]["leaves"], 5000);
+    assert!(v["erase"]["erased"].as_u64().unwrap() > 0);
+    assert!(v["machine"]["facts"]["cores"].as_u64().unwrap() >= 1);
+    // The table went in beside what was there; a second run replaces it.
+    let first = std::fs::read_to_string(&md).unwrap();
+    assert!(first.contains("Hand-written notes."));
+    assert!(first.contains("| ingest | full path records/s |"));
+    let o = pv(tmp.path(), &args);
+    assert_eq!(code(&o), 0);
+    let second = std::fs::read_to_string(&md).unwrap();
+    assert_eq!(second.matches("## Benchmark suite").count(), 1);
+    assert!(second.contains("Hand-written notes."));
+    // A bad scale is refused with a clear message and exit 1.
+    let bad = pv(tmp.path(), &["bench", "--scale=0", "--no-markdown"]);
+    assert_eq!(code(&bad), 1);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--scale"));
 }
 
 /// Starts `postvault serve` on a free port with `args` before the verb;

@@ -312,6 +312,50 @@ fn invariant_2_failed_append_returns_no_data() {
     assert_eq!(v.store().record_count().unwrap(), 9);
 }
 
+/// A store that fails midway through a long collection: the batches before
+/// the failure are committed and acknowledged in order, nothing after it,
+/// and collection returns (the reader is never left waiting on workers).
+#[test]
+fn invariant_2_a_failing_store_midway_stops_collection_at_a_batch_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let store = FailingStore {
+        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
+        ok: AtomicI64::new(3),
+    };
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    // 400 lines in batches of 10: far more than the pipeline holds.
+    let input: String = (0..400)
+        .map(|i| {
+            line(
+                &format!("p{i}"),
+                "address",
+                "delivery",
+                serde_json::json!({"street": format!("{i} Elm St"), "city": "Springfield", "state": "IL", "zip": "62701"}),
+            ) + "\n"
+        })
+        .collect();
+    let r = v
+        .collect(
+            &v.principal("ingest").unwrap(),
+            &mut input.as_bytes(),
+            &postvault::CollectOptions {
+                batch_size: 10,
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        (r.accepted, r.batches, r.committed_through_line),
+        (30, 3, 30)
+    );
+    assert_eq!(r.failure.unwrap().code, "store");
+    assert_eq!(v.store().record_count().unwrap(), 30);
+}
+
 /// Invariant 2 for disclosures: a fetch whose leaves cannot be appended
 /// returns no package and changes nothing.
 #[test]
