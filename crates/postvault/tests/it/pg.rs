@@ -76,11 +76,15 @@ on_postgres! {
         => reopened_vault_returns_every_acknowledged_record_on,
 }
 
-/// A node's data store that lets another node act just before the node
-/// reads the latest checkpoint.
+/// What another node does, once, just before this one reads the latest
+/// checkpoint.
+type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+/// A node's data store that runs its [`Hook`] before reading the latest
+/// checkpoint.
 struct BeforeLatest {
     inner: PgStore,
-    hook: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+    hook: Hook,
 }
 
 impl BeforeLatest {
@@ -248,7 +252,7 @@ fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
         keys_schema: format!("{schema}_keys"),
         ..PgOptions::default()
     };
-    let hook = Arc::new(Mutex::new(None));
+    let hook: Hook = Arc::new(Mutex::new(None));
     let store = BeforeLatest {
         inner: PgStore::open(&url, &po).unwrap(),
         hook: hook.clone(),
