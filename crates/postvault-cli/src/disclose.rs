@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use postvault::{ApproveOptions, EndReason, TransparencyReport, Vault};
+use postvault::{ApproveOptions, EndReason, TransparencyReport};
 
-use crate::{Cli, EXIT_DENIED, open_opts, print_json};
+use crate::{Cli, EXIT_DENIED, print_json};
 
 #[derive(Subcommand, Debug)]
 pub enum DiscloseCmd {
@@ -123,7 +123,7 @@ pub enum ReportFormat {
 }
 
 pub fn run(cli: &Cli, cmd: &DiscloseCmd) -> Result<u8> {
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     let exit = |refused: bool| if refused { EXIT_DENIED } else { 0 };
     match cmd {
         DiscloseCmd::Submit { principal, file } => {
@@ -228,7 +228,7 @@ pub fn run(cli: &Cli, cmd: &DiscloseCmd) -> Result<u8> {
 }
 
 pub fn report(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     match cmd {
         ReportCmd::Transparency(a) => {
             let r = v.transparency_report()?;

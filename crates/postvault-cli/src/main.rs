@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_pg;
 mod bench_suite;
 mod demo;
 mod disclose;
@@ -48,6 +49,16 @@ struct Cli {
         default_value = "./postvault-data"
     )]
     data: PathBuf,
+    /// The data store: unset for the embedded SQLite store in `--data`, or a
+    /// PostgreSQL URL (`postgres://user@host:5432/db`) that several nodes
+    /// share; `--data` is then not used (docs/postgres.md).
+    #[arg(long, global = true, env = "POSTVAULT_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// With a PostgreSQL `--store`: the key store's URL (default: the same
+    /// database, schema `postvault_keys`). Put it on another database or
+    /// cluster so that a backup of the data holds no key.
+    #[arg(long, global = true, env = "POSTVAULT_KEYS", hide_env_values = true)]
+    keys: Option<String>,
     /// A policy pack directory (taxonomy.toml, schema.cedarschema,
     /// policies.cedar); default: the postal pack built in.
     #[arg(long, global = true, env = "POSTVAULT_PACK")]
@@ -307,6 +318,12 @@ enum BenchCmd {
     /// The HTTP service under load on loopback: authenticated logged reads/s
     /// with p50/p99, and NDJSON ingest records/s.
     Http(bench_http::HttpArgs),
+    /// Ingest on PostgreSQL: the full path vs raw binary COPY of the same
+    /// bytes, and the aggregate of several vault processes at once.
+    PgIngest(bench_pg::PgIngestArgs),
+    /// One node of `pg-ingest`'s aggregate run.
+    #[command(hide = true)]
+    PgNode(bench_pg::PgNodeArgs),
 }
 
 fn simulate(a: &SimulateArgs) -> Result<u8> {
@@ -429,6 +446,87 @@ fn open_opts(cli: &Cli) -> Result<OpenOptions> {
     })
 }
 
+/// Where the vault's stores are: the embedded files in `--data`, or
+/// PostgreSQL.
+enum Location<'a> {
+    Dir,
+    Postgres { store: &'a str, keys: &'a str },
+}
+
+fn location(cli: &Cli) -> Result<Location<'_>> {
+    match (cli.store.as_deref(), cli.keys.as_deref()) {
+        (None | Some(""), None | Some("")) => Ok(Location::Dir),
+        (None | Some(""), Some(_)) => {
+            bail!("`--keys` (POSTVAULT_KEYS) needs a PostgreSQL `--store` (POSTVAULT_STORE)")
+        }
+        (Some(s), keys) if postvault_store_pg::is_postgres_url(s) => {
+            let keys = keys.filter(|k| !k.is_empty()).unwrap_or(s);
+            if !postvault_store_pg::is_postgres_url(keys) {
+                bail!("`--keys` must be a postgres:// URL");
+            }
+            Ok(Location::Postgres { store: s, keys })
+        }
+        (Some(_), _) => bail!(
+            "`--store` must be a postgres:// URL (or unset for the embedded store in `--data`)"
+        ),
+    }
+}
+
+/// Opens the PostgreSQL stores; `create` for `init`.
+fn pg_stores(
+    store: &str,
+    keys: &str,
+    create: bool,
+) -> Result<(
+    PathBuf,
+    postvault_store_pg::PgStore,
+    postvault_store_pg::PgKeyStore,
+)> {
+    let opts = postvault_store_pg::PgOptions {
+        create,
+        ..postvault_store_pg::PgOptions::default()
+    };
+    let shown = postvault_store_pg::redact(store);
+    // Keys first, as for the embedded store.
+    let k = postvault_store_pg::PgKeyStore::open(keys, &opts).with_context(|| {
+        format!(
+            "opening the key store at `{}`",
+            postvault_store_pg::redact(keys)
+        )
+    })?;
+    let s = postvault_store_pg::PgStore::open(store, &opts)
+        .with_context(|| format!("opening the data store at `{shown}`"))?;
+    Ok((PathBuf::from(shown), s, k))
+}
+
+/// Opens the vault the global flags name.
+pub(crate) fn open_vault(cli: &Cli) -> Result<Vault> {
+    let opts = open_opts(cli)?;
+    Ok(match location(cli)? {
+        Location::Dir => Vault::open(&cli.data, opts)?,
+        Location::Postgres { store, keys } => {
+            let (at, s, k) = pg_stores(store, keys, false)?;
+            Vault::open_with(&at, Box::new(s), Box::new(k), opts)?
+        }
+    })
+}
+
+/// Creates the vault the global flags name; returns it and where it is.
+fn init_vault(cli: &Cli) -> Result<(Vault, String)> {
+    let opts = open_opts(cli)?;
+    Ok(match location(cli)? {
+        Location::Dir => (
+            Vault::init(&cli.data, opts)?,
+            cli.data.display().to_string(),
+        ),
+        Location::Postgres { store, keys } => {
+            let (at, s, k) = pg_stores(store, keys, true)?;
+            let v = Vault::init_with(&at, Box::new(s), Box::new(k), opts)?;
+            (v, at.display().to_string())
+        }
+    })
+}
+
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
@@ -453,23 +551,23 @@ pub fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
 fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Init => {
-            let v = Vault::init(&cli.data, open_opts(&cli)?)?;
-            eprintln!("postvault: created a vault in `{}`", cli.data.display());
+            let (v, at) = init_vault(&cli)?;
+            eprintln!("postvault: created a vault in `{at}`");
             print_json(&serde_json::json!({
-                "data": cli.data,
+                "data": at,
                 "pack": v.pack().version(),
             }))?;
             Ok(0)
         }
         Command::Principal(PrincipalCmd::Add { name, role }) => {
-            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let v = open_vault(&cli)?;
             let token = v.add_principal(name, role)?;
             eprintln!("postvault: the token is shown once; store it now");
             print_json(&serde_json::json!({"name": name, "role": role, "token": token}))?;
             Ok(0)
         }
         Command::Principal(PrincipalCmd::List) => {
-            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let v = open_vault(&cli)?;
             let list: Vec<_> = v
                 .principals()?
                 .into_iter()
@@ -480,7 +578,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Collect(a) => collect(&cli, a),
         Command::Read(a) => {
-            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let v = open_vault(&cli)?;
             let p = v.principal(&a.principal)?;
             let r = v.read(&p, &a.subject, &a.purpose)?;
             print_json(&r)?;
@@ -539,7 +637,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Correct(a) => rights::correct(&cli, a),
         Command::Serve(a) => serve::serve(&cli, a),
         Command::Subject(SubjectCmd::TagKey { subject }) => {
-            let v = Vault::open(&cli.data, open_opts(&cli)?)?;
+            let v = open_vault(&cli)?;
             match v.subject_tag_key(subject)? {
                 Some(key) => {
                     print_json(&serde_json::json!({"subject": subject, "tag_key": key}))?;
@@ -558,12 +656,14 @@ fn run(cli: Cli) -> Result<u8> {
             Some(BenchCmd::Erase(a)) => bench::erase(a),
             Some(BenchCmd::Retention(a)) => bench::retention(a),
             Some(BenchCmd::Http(a)) => bench_http::http(a),
+            Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
+            Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
         },
     }
 }
 
 fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     match cmd {
         LogCmd::Checkpoint => {
             print!("{}", v.checkpoint()?);
@@ -633,7 +733,7 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
 }
 
 fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     let p = v.principal(&a.principal)?;
     let (mut input, len): (Box<dyn BufRead>, Option<u64>) = match a.file.as_deref() {
         None => (Box::new(std::io::stdin().lock()), None),

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use postvault::Vault;
 
-use crate::{Cli, EXIT_DENIED, open_opts, print_json, progress_bar};
+use crate::{Cli, EXIT_DENIED, print_json, progress_bar};
 
 #[derive(Subcommand, Debug)]
 pub enum RetentionCmd {
@@ -120,7 +119,7 @@ pub enum ReportFormat {
 pub fn retention(cli: &Cli, cmd: &RetentionCmd) -> Result<u8> {
     match cmd {
         RetentionCmd::Run => {
-            let v = Vault::open(&cli.data, open_opts(cli)?)?;
+            let v = crate::open_vault(cli)?;
             let bar = progress_bar(None, "sweeping expired records");
             let r = v.retention_run(&mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -152,7 +151,7 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
     if subjects.is_empty() {
         bail!("name at least one person with --subject or --subjects-file");
     }
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     let p = v.principal(&a.principal)?;
     let bar = progress_bar(Some(subjects.len() as u64), "erasing");
     let r = v.erase(&p, &subjects, &mut |n| bar.set_position(n))?;
@@ -169,7 +168,7 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
 }
 
 pub fn hold(cli: &Cli, cmd: &HoldCmd) -> Result<u8> {
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     match cmd {
         HoldCmd::Place {
             principal,
@@ -203,7 +202,7 @@ pub fn consent(cli: &Cli, cmd: &ConsentCmd) -> Result<u8> {
         ConsentCmd::Grant(a) => (a, true),
         ConsentCmd::Withdraw(a) => (a, false),
     };
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     let p = v.principal(&a.principal)?;
     let idx = v.set_consent(&p, &a.subject, &a.purpose, granted)?;
     print_json(&serde_json::json!({
@@ -216,7 +215,7 @@ pub fn consent(cli: &Cli, cmd: &ConsentCmd) -> Result<u8> {
 }
 
 pub fn report(cli: &Cli, a: &ReportArgs) -> Result<u8> {
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     let p = v.principal(&a.principal)?;
     let r = v.subject_report(&p, &a.subject)?;
     match a.format {
@@ -245,7 +244,7 @@ pub fn correct(cli: &Cli, a: &CorrectArgs) -> Result<u8> {
         std::fs::read_to_string(&a.file)
             .with_context(|| format!("reading `{}`", a.file.display()))?
     };
-    let v = Vault::open(&cli.data, open_opts(cli)?)?;
+    let v = crate::open_vault(cli)?;
     let p = v.principal(&a.principal)?;
     let r = v.correct(&p, &a.subject, &a.category, &text, a.record.as_deref())?;
     print_json(&r)?;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 
-use crate::{Cli, LinesReader, open_opts};
+use crate::{Cli, LinesReader};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -53,7 +53,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         let (v, tokens) = demo_vault(&tmp.path().join("vault"))?;
         (v, tokens)
     } else {
-        (Vault::open(&cli.data, open_opts(cli)?)?, Vec::new())
+        (crate::open_vault(cli)?, Vec::new())
     };
     let vault = Arc::new(vault);
     let config = postvault_server::Config {

@@ -5,6 +5,10 @@
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A backend other than SQLite failed: its error code (for PostgreSQL the
+    /// SQLSTATE) and primary message, never the detail that may quote a row.
+    #[error("database error {code}: {message}")]
+    Backend { code: String, message: String },
     #[error("io error on `{path}`: {source}")]
     Io {
         path: String,

@@ -167,8 +167,12 @@ impl Vault {
     /// if the log has grown since. Never signs a checkpoint inconsistent with
     /// one it signed before.
     pub fn checkpoint(&self) -> Result<String, VaultError> {
+        // The latest checkpoint first, then the size: another node sharing
+        // the store may sign a larger one meanwhile, but never one beyond
+        // the log this catch-up then sees (the log only grows).
+        let latest = self.store.latest_checkpoint()?;
         let n = self.log_catch_up()?;
-        if let Some((m, note)) = self.store.latest_checkpoint()? {
+        if let Some((m, note)) = latest {
             let cp = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?;
             if m > n || cp.size != m {
                 return Err(tamper(format!(

@@ -3,7 +3,8 @@
 //! A vault directory holds two files: `data.db` (the data store: sealed
 //! records, wrapped nothing) and `keys.db` (the key store, mode 0600: the
 //! master key and every subject's wrapped keys). A copy of `data.db` alone
-//! holds no usable key.
+//! holds no usable key. `Vault::init_with` and `Vault::open_with` do the
+//! same over stores of another backend (PostgreSQL, shared by several nodes).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -176,25 +177,53 @@ impl Vault {
         if data_path.exists() || keys_path.exists() {
             return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
         }
-        let rng = SystemRandom::new();
-        let master = MasterKey::generate(&rng)?;
-        let vault_id = uuid::Uuid::now_v7().to_string();
         // Keys first: a data store without its key store is useless, and the
         // reverse is harmless.
         let keys = SqliteKeyStore::open(&keys_path, OpenMode::Create)?;
-        keys.put_secret(MASTER_SECRET, master.to_bytes().as_ref())?;
-        keys.put_secret(VAULT_ID, vault_id.as_bytes())?;
         let store = SqliteStore::open(&data_path, OpenMode::Create)?;
+        Vault::create_in(dir, Box::new(store), Box::new(keys), pack, opts.clock)
+    }
+
+    /// Creates a new vault over stores of another backend (PostgreSQL):
+    /// generates the master key and the vault id in `keys`, then records the
+    /// id in `store`. Refuses stores that already hold a vault. `location`
+    /// names where the vault lives (a URL without its password).
+    pub fn init_with(
+        location: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        opts: OpenOptions,
+    ) -> Result<Vault, VaultError> {
+        let pack = load_pack(&opts)?;
+        if store.meta(VAULT_ID)?.is_some() || keys.secret(MASTER_SECRET)?.is_some() {
+            return Err(VaultError::AlreadyInitialized(
+                location.display().to_string(),
+            ));
+        }
+        Vault::create_in(location, store, keys, pack, opts.clock)
+    }
+
+    fn create_in(
+        dir: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        pack: Arc<Pack>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault, VaultError> {
+        let rng = SystemRandom::new();
+        let master = MasterKey::generate(&rng)?;
+        let vault_id = uuid::Uuid::now_v7().to_string();
+        match keys.put_secret(MASTER_SECRET, master.to_bytes().as_ref()) {
+            // Another node initialized the same stores first.
+            Err(postvault_store::StoreError::SecretExists(_)) => {
+                return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
+            }
+            r => r?,
+        }
+        keys.put_secret(VAULT_ID, vault_id.as_bytes())?;
         store.set_meta(VAULT_ID, &vault_id)?;
-        store.set_meta("created_at", &opts.clock.now_ms().to_string())?;
-        Vault::assemble(
-            dir,
-            Box::new(store),
-            Box::new(keys),
-            master,
-            pack,
-            opts.clock,
-        )
+        store.set_meta("created_at", &clock.now_ms().to_string())?;
+        Vault::assemble(dir, store, keys, master, pack, clock)
     }
 
     /// Opens the vault in `dir`.
@@ -211,23 +240,51 @@ impl Vault {
         let keys = SqliteKeyStore::open(&keys_path, OpenMode::Existing)?;
         let store = SqliteStore::open(&data_path, OpenMode::Existing)?;
         let shown = keys_path.display().to_string();
+        Vault::open_in(
+            dir,
+            Box::new(store),
+            Box::new(keys),
+            &shown,
+            pack,
+            opts.clock,
+        )
+    }
+
+    /// Opens a vault over stores of another backend (PostgreSQL), checking
+    /// that the key store holds the master key and belongs to the same vault
+    /// as the data store. `location` names where the vault lives.
+    pub fn open_with(
+        location: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        opts: OpenOptions,
+    ) -> Result<Vault, VaultError> {
+        let pack = load_pack(&opts)?;
+        if store.meta(VAULT_ID)?.is_none() {
+            return Err(VaultError::NotInitialized(location.display().to_string()));
+        }
+        let shown = format!("{} (key store)", location.display());
+        Vault::open_in(location, store, keys, &shown, pack, opts.clock)
+    }
+
+    fn open_in(
+        dir: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        keys_shown: &str,
+        pack: Arc<Pack>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault, VaultError> {
         let master = keys
             .secret(MASTER_SECRET)?
-            .ok_or_else(|| VaultError::KeysMissing(shown.clone()))?;
+            .ok_or_else(|| VaultError::KeysMissing(keys_shown.to_string()))?;
         let master = MasterKey::from_bytes(&master)?;
         let key_vault = keys.secret(VAULT_ID)?.unwrap_or_default();
         let data_vault = store.meta(VAULT_ID)?.unwrap_or_default();
         if key_vault != data_vault.as_bytes() {
-            return Err(VaultError::KeysMismatch(shown));
+            return Err(VaultError::KeysMismatch(keys_shown.to_string()));
         }
-        Vault::assemble(
-            dir,
-            Box::new(store),
-            Box::new(keys),
-            master,
-            pack,
-            opts.clock,
-        )
+        Vault::assemble(dir, store, keys, master, pack, clock)
     }
 
     /// Assembles a vault from parts: another store backend, or a store

@@ -1012,3 +1012,177 @@ fn bench_suite_runs_small_and_writes_its_table() {
     assert_eq!(code(&bad), 1);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--scale"));
 }
+
+/// Starts `postvault serve` on a free port with `args` before the verb;
+/// returns the child and its address.
+fn serve_node(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postvault"))
+        .args(args)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sweep-interval", "0"])
+        .env_remove("POSTVAULT_DATA")
+        .env_remove("POSTVAULT_STORE")
+        .env_remove("POSTVAULT_KEYS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = serde_json::from_str::<serde_json::Value>(&first)
+        .unwrap_or_else(|e| panic!("serve did not start ({e}): {first}"))["listening"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn two_nodes_on_one_postgres_keep_every_record_once_and_one_consistent_log() {
+    let cluster = postvault_store_pg::TempCluster::start(Default::default())
+        .unwrap_or_else(|e| panic!("this test needs a PostgreSQL server: {e}"));
+    let url = cluster.url("postgres");
+    let tmp = tempfile::tempdir().unwrap();
+    let unused = tmp.path().join("unused");
+    let on = |args: &[&str]| {
+        let mut a = vec!["--store", url.as_str()];
+        a.extend_from_slice(args);
+        pv(&unused, &a)
+    };
+    assert_eq!(code(&on(&["init"])), 0);
+    assert_eq!(code(&on(&["init"])), 1, "a second init is refused");
+    let token = |name: &str, role: &str| {
+        let o = on(&["principal", "add", name, "--role", role]);
+        json(&o)["token"].as_str().unwrap().to_string()
+    };
+    let ingest = token("ingest", "collector");
+    let sorting = token("sorting", "delivery");
+    let key = String::from_utf8(on(&["log", "key"]).stdout).unwrap();
+    assert!(!unused.exists(), "a PostgreSQL vault writes no directory");
+
+    let nodes: Vec<_> = (0..2).map(|_| serve_node(&["--store", &url])).collect();
+    let addrs: Vec<String> = nodes.iter().map(|(_, a)| a.clone()).collect();
+    const BATCHES: usize = 6;
+    const LINES: usize = 80;
+    // Each node ingests its people in batches while reading the other
+    // node's and signing checkpoints.
+    let work: Vec<_> = (0..2)
+        .map(|n| {
+            let (mine, other) = (addrs[n].clone(), addrs[1 - n].clone());
+            let (ingest, sorting) = (ingest.clone(), sorting.clone());
+            std::thread::spawn(move || {
+                let mut acked = 0u64;
+                let mut notes = Vec::new();
+                for b in 0..BATCHES {
+                    let lines = (0..LINES)
+                        .map(|i| format!(r#"{{"subject":"n{n}-{b}-{i}","category":"address","purpose":"delivery","fields":{{"street":"{n}-{b}-{i} pvnode St","city":"Springfield","state":"IL","zip":"62701"}}}}"#))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let (st, body) = http(&mine, "POST", "/v1/records", Some(&ingest), lines.as_bytes());
+                    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+                    let rep: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    acked += rep["accepted"].as_u64().unwrap();
+                    for i in [0, LINES / 2] {
+                        let subject = format!("n{}-{b}-{i}", 1 - n);
+                        let (st, _) = http(&other, "GET", &format!("/v1/subjects/{subject}?purpose=delivery"), Some(&sorting), b"");
+                        assert_eq!(st, 200);
+                    }
+                    let (st, note) = http(&mine, "GET", "/v1/log/checkpoint", None, b"");
+                    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&note));
+                    notes.push(String::from_utf8(note).unwrap());
+                }
+                (acked, notes)
+            })
+        })
+        .collect();
+    let mut acked = 0;
+    let mut notes = Vec::new();
+    for w in work {
+        let (a, n) = w.join().unwrap();
+        acked += a;
+        notes.extend(n);
+    }
+    assert_eq!(acked, (2 * BATCHES * LINES) as u64);
+    for (mut child, _) in nodes {
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+
+    // Every acknowledged record is there once, readable from a third vault.
+    let opts = postvault_store_pg::PgOptions::default();
+    let v = postvault::Vault::open_with(
+        std::path::Path::new(&url),
+        Box::new(postvault_store_pg::PgStore::open(&url, &opts).unwrap()),
+        Box::new(postvault_store_pg::PgKeyStore::open(&url, &opts).unwrap()),
+        postvault::OpenOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(v.store().record_count().unwrap(), acked);
+    let officer = {
+        v.add_principal("officer", "privacy_officer").unwrap();
+        v.principal("officer").unwrap()
+    };
+    for n in 0..2 {
+        for b in 0..BATCHES {
+            for i in 0..LINES {
+                let s = format!("n{n}-{b}-{i}");
+                if i % 9 == 0 {
+                    let r = v.read(&officer, &s, "subject_access").unwrap();
+                    assert_eq!(r.records.len(), 1, "{s}");
+                    assert_eq!(
+                        r.records[0].fields["street"],
+                        format!("{n}-{b}-{i} pvnode St")
+                    );
+                }
+            }
+        }
+    }
+    // Each person's record is stored exactly once.
+    use postvault_store::KeyStore as _;
+    let keys = postvault_store_pg::PgKeyStore::open(&url, &opts).unwrap();
+    let master =
+        postvault_crypto::MasterKey::from_bytes(&keys.secret("master").unwrap().unwrap()).unwrap();
+    for n in 0..2 {
+        for b in 0..BATCHES {
+            for i in 0..LINES {
+                let r = master.subject_ref(&format!("n{n}-{b}-{i}"));
+                assert_eq!(v.store().subject_records(&r).unwrap().len(), 1);
+            }
+        }
+    }
+
+    // Every pair of checkpoints the nodes served is consistent.
+    notes.extend(v.store().checkpoints().unwrap().into_iter().map(|(_, n)| n));
+    let cps: Vec<_> = notes
+        .iter()
+        .map(|n| postvault_log::open_checkpoint(n, key.trim()).unwrap())
+        .collect();
+    assert!(cps.len() >= 2 * BATCHES);
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for a in &cps {
+        for b in &cps {
+            if a.size > b.size {
+                continue;
+            }
+            if a.size == b.size {
+                assert_eq!(a.root, b.root, "two roots for size {}", a.size);
+                continue;
+            }
+            let p = v.prove_consistency(a.size, b.size).unwrap();
+            let path: Vec<[u8; 32]> = p
+                .hashes
+                .iter()
+                .map(|h| b64.decode(h).unwrap().try_into().unwrap())
+                .collect();
+            postvault_log::verify_consistency(a.size, b.size, &a.root, &b.root, &path).unwrap();
+        }
+    }
+    drop(v);
+    assert_eq!(code(&on(&["log", "verify"])), 0);
+}

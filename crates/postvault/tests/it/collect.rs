@@ -155,9 +155,13 @@ fn postvault_max_line() -> usize {
 
 #[test]
 fn lines_default_to_the_given_purpose_and_batches_commit() {
+    lines_default_to_the_given_purpose_and_batches_commit_on(&Backend::Sqlite);
+}
+
+pub fn lines_default_to_the_given_purpose_and_batches_commit_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let lines: Vec<String> = (0..25)
         .map(|i| {
             serde_json::json!({"subject": format!("s{i}"), "category": "scan_event", "fields": {
@@ -276,9 +280,13 @@ fn batches_keep_line_order_across_workers_and_blank_input_writes_nothing() {
 
 #[test]
 fn the_simulated_day_is_accepted_by_the_default_pack() {
+    the_simulated_day_is_accepted_by_the_default_pack_on(&Backend::Sqlite);
+}
+
+pub fn the_simulated_day_is_accepted_by_the_default_pack_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let cfg = postvault_sim::SimConfig {
         scale: 0.00002,
         seed: 3,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postvault::{ApproveOptions, EndReason, FixedClock, Package, StepAnswer, Vault};
 use serde_json::{Value, json};
 
-use super::{clock, collect, line, opts, person};
+use super::{Backend, clock, collect, line, opts, person};
 
 const DAY: i64 = 86_400_000;
 
@@ -16,7 +16,11 @@ const DAY: i64 = 86_400_000;
 /// person with a protective order on file, `cust-p`; each string field of
 /// each carries its own marker.
 pub fn gateway_vault(dir: &Path, c: &Arc<FixedClock>) -> Vault {
-    let v = Vault::init(dir, opts(c)).unwrap();
+    gateway_vault_on(&Backend::Sqlite, dir, c)
+}
+
+pub fn gateway_vault_on(b: &Backend, dir: &Path, c: &Arc<FixedClock>) -> Vault {
+    let v = b.init(dir, opts(c)).unwrap();
     for (name, role) in [
         ("ingest", "collector"),
         ("ice", "agency"),
@@ -541,9 +545,13 @@ fn red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved() {
 
 #[test]
 fn every_instrument_kind_runs_the_whole_workflow() {
+    every_instrument_kind_runs_the_whole_workflow_on(&Backend::Sqlite);
+}
+
+pub fn every_instrument_kind_runs_the_whole_workflow_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     let kinds = [
         (
             "court_order",
@@ -846,9 +854,13 @@ fn mail_cover_recording_follows_its_order() {
 
 #[test]
 fn quotas_hold_requests_over_rolling_windows() {
+    quotas_hold_requests_over_rolling_windows_on(&Backend::Sqlite);
+}
+
+pub fn quotas_hold_requests_over_rolling_windows_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     let req = |n: usize, case: &str| {
         with(
             written_request(),
@@ -918,9 +930,13 @@ fn quotas_hold_requests_over_rolling_windows() {
 
 #[test]
 fn a_delay_order_hides_the_disclosure_from_the_person_until_it_expires() {
+    a_delay_order_hides_the_disclosure_from_the_person_until_it_expires_on(&Backend::Sqlite);
+}
+
+pub fn a_delay_order_hides_the_disclosure_from_the_person_until_it_expires_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     let officer = v.principal("officer").unwrap();
     let a = submit(
         &v,

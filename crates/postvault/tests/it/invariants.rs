@@ -409,9 +409,13 @@ fn invariant_2_failed_disclosure_append_returns_no_package() {
 /// (allowed or denied), one per collection batch.
 #[test]
 fn invariant_3_one_leaf_per_decision() {
+    invariant_3_one_leaf_per_decision_on(&Backend::Sqlite);
+}
+
+pub fn invariant_3_one_leaf_per_decision_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let r = collect(&v, "ingest", &person("s1", "m"));
     assert_eq!((r.batches, r.leaves.len()), (1, 1));
     let before = v.store().log_size().unwrap();
@@ -454,9 +458,13 @@ fn comparable(r: &postvault::ReadResponse) -> serde_json::Value {
 /// see nothing of get the same answer, and leaves of the same shape.
 #[test]
 fn invariant_4_unknown_and_invisible_subjects_answer_alike() {
+    invariant_4_unknown_and_invisible_subjects_answer_alike_on(&Backend::Sqlite);
+}
+
+pub fn invariant_4_unknown_and_invisible_subjects_answer_alike_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("real", "m"));
     // Someone with account data only: delivery may see none of it.
     collect(
@@ -511,9 +519,13 @@ fn invariant_4_unknown_and_invisible_subjects_answer_alike() {
 /// exactly through a keyed blind index; nothing matches by prefix or pattern.
 #[test]
 fn invariant_7_exact_identifier_lookup_only() {
+    invariant_7_exact_identifier_lookup_only_on(&Backend::Sqlite);
+}
+
+pub fn invariant_7_exact_identifier_lookup_only_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("s1", "Marker"));
     collect(&v, "ingest", &person("s2", "Other"));
     let s1 = v
@@ -543,22 +555,27 @@ fn invariant_7_exact_identifier_lookup_only() {
 /// A reopened vault returns every acknowledged record.
 #[test]
 fn reopened_vault_returns_every_acknowledged_record() {
+    reopened_vault_returns_every_acknowledged_record_on(&Backend::Sqlite);
+}
+
+pub fn reopened_vault_returns_every_acknowledged_record_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let mut expected = 0;
     for i in 0..30 {
         expected += collect(&v, "ingest", &person(&format!("s{i}"), &format!("m{i}"))).accepted;
     }
     drop(v);
-    let v = Vault::open(
-        dir.path(),
-        OpenOptions {
-            pack: None,
-            clock: c.clone(),
-        },
-    )
-    .unwrap();
+    let v = b
+        .open(
+            dir.path(),
+            OpenOptions {
+                pack: None,
+                clock: c.clone(),
+            },
+        )
+        .unwrap();
     assert_eq!(v.store().record_count().unwrap(), expected);
     let officer = v.principal("officer").unwrap();
     let mut seen = 0;

@@ -18,7 +18,11 @@ fn opened(v: &Vault, note: &str) -> Checkpoint {
 
 /// A vault with some collection batches and reads, allowed and denied.
 fn busy_vault(dir: &Path, c: &Arc<FixedClock>) -> Vault {
-    let v = vault(dir, c);
+    busy_vault_on(&Backend::Sqlite, dir, c)
+}
+
+fn busy_vault_on(b: &Backend, dir: &Path, c: &Arc<FixedClock>) -> Vault {
+    let v = vault_on(b, dir, c);
     for i in 0..5 {
         collect(&v, "ingest", &person(&format!("s{i}"), &format!("m{i}")));
     }
@@ -43,9 +47,13 @@ fn sql(dir: &Path, stmt: &str) -> usize {
 
 #[test]
 fn every_leaf_is_provably_in_the_signed_tree() {
+    every_leaf_is_provably_in_the_signed_tree_on(&Backend::Sqlite);
+}
+
+pub fn every_leaf_is_provably_in_the_signed_tree_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = busy_vault(dir.path(), &c);
+    let v = busy_vault_on(b, dir.path(), &c);
     let note = v.checkpoint().unwrap();
     let cp = opened(&v, &note);
     assert_eq!(cp.size, v.store().log_size().unwrap());
@@ -71,9 +79,17 @@ fn every_leaf_is_provably_in_the_signed_tree() {
 
 #[test]
 fn checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_restarts() {
+    checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_restarts_on(
+        &Backend::Sqlite,
+    );
+}
+
+pub fn checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_restarts_on(
+    b: &Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = busy_vault(dir.path(), &c);
+    let v = busy_vault_on(b, dir.path(), &c);
     let first = v.checkpoint().unwrap();
     for _ in 0..20 {
         v.read(&v.principal("sorting").unwrap(), "s1", "delivery")
@@ -85,7 +101,7 @@ fn checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_r
         "reads sign nothing"
     );
     drop(v);
-    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let v = b.open(dir.path(), opts(&c)).unwrap();
     let second = v.checkpoint().unwrap();
     let (a, b) = (opened(&v, &first), opened(&v, &second));
     assert_eq!((a.size, b.size), (15, 35));
@@ -208,9 +224,13 @@ fn a_forged_or_foreign_checkpoint_is_refused() {
 
 #[test]
 fn a_person_finds_every_leaf_about_them_and_nobody_else_does() {
+    a_person_finds_every_leaf_about_them_and_nobody_else_does_on(&Backend::Sqlite);
+}
+
+pub fn a_person_finds_every_leaf_about_them_and_nobody_else_does_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = busy_vault(dir.path(), &c);
+    let v = busy_vault_on(b, dir.path(), &c);
     // Two more reads of s2, one denied; one read of someone unknown.
     v.read(&v.principal("care").unwrap(), "s2", "account_service")
         .unwrap();

@@ -1,5 +1,7 @@
-//! End-to-end tests of the facade over the embedded store: collection with
-//! minimization, purpose-bound reads, the invariants of ARCHITECTURE.md.
+//! End-to-end tests of the facade: collection with minimization,
+//! purpose-bound reads, rights, the disclosure gateway, the log and the
+//! invariants of ARCHITECTURE.md, over the embedded store; the scenarios
+//! written as `<name>_on(&Backend)` run again on PostgreSQL (`pg`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,13 +9,16 @@ mod collect;
 mod disclosure;
 mod invariants;
 mod log;
+mod pg;
 mod read;
 mod rights;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use postvault::{CollectOptions, CollectReport, FixedClock, OpenOptions, Vault};
+use postvault::{CollectOptions, CollectReport, FixedClock, OpenOptions, Vault, VaultError};
+use postvault_store::{KeyStore, OpenMode, SqliteKeyStore};
+use postvault_store_pg::{PgKeyStore, PgOptions, PgStore};
 
 /// 2026-11-02T00:00:00Z
 pub const T0: i64 = 1_793_577_600_000;
@@ -29,9 +34,68 @@ pub fn opts(clock: &Arc<FixedClock>) -> OpenOptions {
     }
 }
 
+/// Where a scenario's vault lives: the embedded store in its directory, or
+/// a pair of schemas on a PostgreSQL server (the directory is then unused).
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    fn pg_opts(schema: &str, create: bool) -> PgOptions {
+        PgOptions {
+            schema: schema.to_string(),
+            keys_schema: format!("{schema}_keys"),
+            create,
+            ..PgOptions::default()
+        }
+    }
+
+    pub fn init(&self, dir: &Path, o: OpenOptions) -> Result<Vault, VaultError> {
+        match self {
+            Backend::Sqlite => Vault::init(dir, o),
+            Backend::Postgres { url, schema } => {
+                let po = Backend::pg_opts(schema, true);
+                let keys = PgKeyStore::open(url, &po)?;
+                let store = PgStore::open(url, &po)?;
+                Vault::init_with(Path::new(url), Box::new(store), Box::new(keys), o)
+            }
+        }
+    }
+
+    pub fn open(&self, dir: &Path, o: OpenOptions) -> Result<Vault, VaultError> {
+        match self {
+            Backend::Sqlite => Vault::open(dir, o),
+            Backend::Postgres { url, schema } => {
+                let po = Backend::pg_opts(schema, false);
+                let keys = PgKeyStore::open(url, &po)?;
+                let store = PgStore::open(url, &po)?;
+                Vault::open_with(Path::new(url), Box::new(store), Box::new(keys), o)
+            }
+        }
+    }
+
+    /// The vault's key store, opened beside it.
+    pub fn keys(&self, dir: &Path) -> Box<dyn KeyStore> {
+        match self {
+            Backend::Sqlite => {
+                Box::new(SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap())
+            }
+            Backend::Postgres { url, schema } => {
+                Box::new(PgKeyStore::open(url, &Backend::pg_opts(schema, false)).unwrap())
+            }
+        }
+    }
+}
+
 /// A vault with principals for the roles the tests use.
 pub fn vault(dir: &Path, clock: &Arc<FixedClock>) -> Vault {
-    let v = Vault::init(dir, opts(clock)).unwrap();
+    vault_on(&Backend::Sqlite, dir, clock)
+}
+
+pub fn vault_on(b: &Backend, dir: &Path, clock: &Arc<FixedClock>) -> Vault {
+    let v = b.init(dir, opts(clock)).unwrap();
     for (name, role) in [
         ("ingest", "collector"),
         ("sorting", "delivery"),

@@ -17,9 +17,13 @@ fn fields_of<'a>(
 
 #[test]
 fn reads_return_only_what_the_purpose_may_see() {
+    reads_return_only_what_the_purpose_may_see_on(&Backend::Sqlite);
+}
+
+pub fn reads_return_only_what_the_purpose_may_see_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("s1", "m"));
     let r = v
         .read(&v.principal("sorting").unwrap(), "s1", "delivery")
@@ -103,9 +107,13 @@ fn ip_addresses_and_cards_are_minimized() {
 
 #[test]
 fn consent_opens_marketing_for_that_person_only() {
+    consent_opens_marketing_for_that_person_only_on(&Backend::Sqlite);
+}
+
+pub fn consent_opens_marketing_for_that_person_only_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("s1", "m"));
     collect(&v, "ingest", &person("s2", "n"));
     let consented =
@@ -146,9 +154,13 @@ fn consent_opens_marketing_for_that_person_only() {
 
 #[test]
 fn expired_records_are_never_returned() {
+    expired_records_are_never_returned_on(&Backend::Sqlite);
+}
+
+pub fn expired_records_are_never_returned_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("s1", "m"));
     let sorting = v.principal("sorting").unwrap();
     let before = v.read(&sorting, "s1", "delivery").unwrap();

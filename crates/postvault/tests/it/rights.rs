@@ -5,11 +5,13 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use postvault::{Clock, Event, ReportLeaf, Vault, VerifyOptions};
+use postvault::{Clock, Event, OpenOptions, ReportLeaf, Vault, VerifyOptions};
 use postvault_crypto::MasterKey;
 use postvault_store::{KeyStore, OpenMode, SqliteKeyStore, SubjectRef};
 
-use super::disclosure::{approve, court_order, gateway_vault, mail_cover, submit};
+use super::disclosure::{
+    approve, court_order, gateway_vault, gateway_vault_on, mail_cover, submit,
+};
 use super::*;
 
 const DAY: i64 = 86_400_000;
@@ -30,6 +32,19 @@ fn keys(dir: &Path) -> SqliteKeyStore {
 fn subject_ref(dir: &Path, id: &str) -> SubjectRef {
     let master = keys(dir).secret("master").unwrap().unwrap();
     MasterKey::from_bytes(&master).unwrap().subject_ref(id)
+}
+
+/// Records of person `id`, superseded ones included, as stored.
+fn rows_of_on(b: &Backend, dir: &Path, id: &str) -> i64 {
+    let master = b.keys(dir).secret("master").unwrap().unwrap();
+    let subject = MasterKey::from_bytes(&master).unwrap().subject_ref(id);
+    match b {
+        Backend::Sqlite => rows_of(dir, id),
+        Backend::Postgres { .. } => {
+            let v = b.open(dir, OpenOptions::default()).unwrap();
+            v.store().subject_records(&subject).unwrap().len() as i64
+        }
+    }
 }
 
 fn rows_of(dir: &Path, id: &str) -> i64 {
@@ -246,9 +261,13 @@ fn retention_destroys_period_keys_then_rows_and_a_backup_stays_unreadable() {
 
 #[test]
 fn a_hold_blocks_erasure_and_retention_until_released() {
+    a_hold_blocks_erasure_and_retention_until_released_on(&Backend::Sqlite);
+}
+
+pub fn a_hold_blocks_erasure_and_retention_until_released_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     let off = officer(&v);
 
     // Only an approved instrument carries a hold.
@@ -305,20 +324,21 @@ fn a_hold_blocks_erasure_and_retention_until_released() {
     // Retention: the held person's mail image outlives its period, sealed
     // under their hold key since the placement; the period key is
     // destroyed all the same, and the others' images are gone.
-    let image_key = keys(dir.path())
+    let image_key = b
+        .keys(dir.path())
         .secret_names("retention:mail_image:")
         .unwrap();
     assert_eq!(image_key.len(), 1);
     c.advance(8 * DAY);
     let sweep = v.retention_run(&mut |_| {}).unwrap();
     assert!(sweep.periods_destroyed >= 1);
-    assert!(keys(dir.path()).secret(&image_key[0]).unwrap().is_none());
+    assert!(b.keys(dir.path()).secret(&image_key[0]).unwrap().is_none());
     assert_eq!(
         sweep.by_category.get("mail_image"),
         Some(&1),
         "cust-p's image"
     );
-    assert_eq!(rows_of(dir.path(), "cust-a"), 9);
+    assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9);
     // Kept, and readable: by the person, and by the hold's own request.
     let mine = v.read(&off, "cust-a", "subject_access").unwrap();
     assert!(
@@ -347,14 +367,14 @@ fn a_hold_blocks_erasure_and_retention_until_released() {
     );
     let sweep = v.retention_run(&mut |_| {}).unwrap();
     assert_eq!(sweep.records_deleted, 1);
-    assert_eq!(rows_of(dir.path(), "cust-a"), 8);
+    assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 8);
     // The hold key is gone; what was not expired is back under period keys.
-    assert!(keys(dir.path()).secret_names("hold:").unwrap().is_empty());
+    assert!(b.keys(dir.path()).secret_names("hold:").unwrap().is_empty());
     let mine = v.read(&off, "cust-a", "subject_access").unwrap();
     assert_eq!(mine.records.len(), 8);
     let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!((r.erased, r.held.len()), (1, 0));
-    assert_eq!(rows_of(dir.path(), "cust-a"), 0);
+    assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 0);
     assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
 }
 
@@ -383,9 +403,13 @@ fn a_hold_lapses_at_its_expiry() {
 
 #[test]
 fn erasure_during_a_concurrent_ingest_leaves_no_unreadable_record() {
+    erasure_during_a_concurrent_ingest_leaves_no_unreadable_record_on(&Backend::Sqlite);
+}
+
+pub fn erasure_during_a_concurrent_ingest_leaves_no_unreadable_record_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     // 400 batches of 25 lines; every batch carries a line of `cust-x`.
     let mut lines = Vec::new();
     for i in 0..10_000 {
@@ -439,7 +463,7 @@ fn erasure_during_a_concurrent_ingest_leaves_no_unreadable_record() {
     // What is stored of the erased person (collected after the last
     // erasure) opens under their current keys: nothing is left sealed
     // under a destroyed key.
-    let stored = rows_of(dir.path(), "cust-x");
+    let stored = rows_of_on(b, dir.path(), "cust-x");
     let read = v.read(&sorting, "cust-x", "delivery").unwrap();
     assert_eq!(read.records.len() as i64, stored);
     let others = v.store().record_count().unwrap() as i64 - stored;
@@ -468,9 +492,13 @@ fn consent_takes_effect_on_the_next_read() {
 
 #[test]
 fn the_subject_report_proves_every_leaf_with_the_log_verifier() {
+    the_subject_report_proves_every_leaf_with_the_log_verifier_on(&Backend::Sqlite);
+}
+
+pub fn the_subject_report_proves_every_leaf_with_the_log_verifier_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     v.add_principal("sorting", "delivery").unwrap();
     let sorting = v.principal("sorting").unwrap();
     v.read(&sorting, "cust-a", "delivery").unwrap();
@@ -525,9 +553,13 @@ fn the_subject_report_proves_every_leaf_with_the_log_verifier() {
 
 #[test]
 fn a_correction_keeps_history_and_lists_prior_recipients() {
+    a_correction_keeps_history_and_lists_prior_recipients_on(&Backend::Sqlite);
+}
+
+pub fn a_correction_keeps_history_and_lists_prior_recipients_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     v.add_principal("sorting", "delivery").unwrap();
     let sub = submit(&v, "fbi", &court_order());
     approve(&v, "officer", &sub.id);
@@ -601,7 +633,7 @@ fn a_correction_keeps_history_and_lists_prior_recipients() {
     // A correction never extends retention.
     assert_eq!(history[0].expires_at, history[1].expires_at);
     assert_eq!(
-        rows_of(dir.path(), "cust-a"),
+        rows_of_on(b, dir.path(), "cust-a"),
         10,
         "nine, and the correction"
     );

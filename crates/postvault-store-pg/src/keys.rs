@@ -1,0 +1,235 @@
+//! [`PgKeyStore`]: the key store on PostgreSQL, in a schema (by default
+//! `postvault_keys`) of its own, or in a database or cluster of its own
+//! when given its own URL, so that a dump of the data holds no key.
+//!
+//! PostgreSQL has no `secure_delete`: a deleted row stays in its heap page
+//! until VACUUM makes the space reusable and a later write overwrites it,
+//! and in WAL segments and base backups until they are recycled. Every
+//! destruction therefore runs `VACUUM` on its table once committed, and
+//! docs/postgres.md says what remains and for how long.
+
+use std::collections::HashMap;
+
+use postvault_store::{KeyStore, StoreError, SubjectKeys, SubjectRef};
+
+use crate::PgOptions;
+use crate::db::{Db, Fail};
+use crate::schema::{KEYS_MIGRATIONS, Kind, migrate};
+
+/// The key store on PostgreSQL.
+pub struct PgKeyStore {
+    db: Db,
+}
+
+impl std::fmt::Debug for PgKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgKeyStore")
+            .field("url", &self.db.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+fn keys_from_row(r: &tokio_postgres::Row) -> Result<SubjectKeys, Fail> {
+    let subject: &[u8] = r.try_get(0)?;
+    Ok(SubjectKeys {
+        subject: <[u8; 16]>::try_from(subject).map_err(|_| {
+            Fail::Store(StoreError::Corrupt(
+                "a stored subject ref is not 16 bytes".into(),
+            ))
+        })?,
+        data: r.try_get(1)?,
+        tag: r.try_get(2)?,
+    })
+}
+
+impl PgKeyStore {
+    /// Connects to the key store in `opts.keys_schema` of the database at
+    /// `url`, creating or migrating its tables.
+    pub fn open(url: &str, opts: &PgOptions) -> Result<PgKeyStore, StoreError> {
+        let db = Db::connect(url, &opts.keys_schema, opts.pool_size.min(4))?;
+        migrate(
+            &db,
+            &opts.keys_schema,
+            Kind::Keys,
+            KEYS_MIGRATIONS,
+            opts.create,
+        )?;
+        Ok(PgKeyStore { db })
+    }
+
+    /// Makes the space of deleted rows of `table` reusable. Databases
+    /// without VACUUM (CockroachDB garbage-collects after its GC TTL) refuse
+    /// it: that is not an error of the destruction, which has committed.
+    fn vacuum(&self, table: &str) -> Result<(), StoreError> {
+        let r = self.db.run(false, async |c| {
+            c.batch_execute(&format!("VACUUM {table}")).await?;
+            Ok(())
+        });
+        match r {
+            Err(StoreError::Backend { code, .. }) if code == "0A000" || code == "42601" => Ok(()),
+            other => other,
+        }
+    }
+
+    fn destroy(
+        &self,
+        sql: &str,
+        table: &str,
+        keys: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<u64, StoreError> {
+        let n = self.db.run(false, async |c| {
+            let tx = c.transaction().await?;
+            let n = tx.execute(sql, &[keys]).await?;
+            tx.commit().await?;
+            Ok(n)
+        })?;
+        if n > 0 {
+            self.vacuum(table)?;
+        }
+        Ok(n)
+    }
+}
+
+impl KeyStore for PgKeyStore {
+    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&[u8]> = keys.iter().map(|k| &k.subject[..]).collect();
+        let data: Vec<&[u8]> = keys.iter().map(|k| k.data.as_slice()).collect();
+        let tag: Vec<&[u8]> = keys.iter().map(|k| k.tag.as_slice()).collect();
+        let inserted: Vec<Vec<u8>> = self.db.run(false, async |c| {
+            let tx = c.transaction().await?;
+            let rows = tx
+                .query(
+                    "INSERT INTO subject_keys (ref, data, tag)
+                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
+                     ON CONFLICT DO NOTHING RETURNING ref",
+                    &[&refs, &data, &tag],
+                )
+                .await?;
+            let out = rows
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            tx.commit().await?;
+            Ok(out)
+        })?;
+        // The first occurrence of a ref that was inserted is new; every
+        // other occurrence found keys there already.
+        let mut fresh: std::collections::HashSet<Vec<u8>> = inserted.into_iter().collect();
+        Ok(keys
+            .iter()
+            .filter(|k| !fresh.remove(&k.subject[..]))
+            .map(|k| k.subject)
+            .collect())
+    }
+
+    fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError> {
+        self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = $1")
+                .await?;
+            match c.query_opt(&s, &[&&subject[..]]).await? {
+                Some(r) => Ok(Some(keys_from_row(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn subject_keys_many(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<Option<SubjectKeys>>, StoreError> {
+        let refs: Vec<&[u8]> = subjects.iter().map(|s| &s[..]).collect();
+        let found: HashMap<SubjectRef, SubjectKeys> = self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = ANY($1)")
+                .await?;
+            let mut m = HashMap::new();
+            for r in c.query(&s, &[&refs]).await? {
+                let k = keys_from_row(&r)?;
+                m.insert(k.subject, k);
+            }
+            Ok(m)
+        })?;
+        Ok(subjects.iter().map(|s| found.get(s).cloned()).collect())
+    }
+
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.run(false, async |c| {
+            match c
+                .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+                .await?
+            {
+                Some(r) => Ok(Some(r.try_get(0)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let n = self.db.run(false, async |c| {
+            Ok(c.execute(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &value],
+            )
+            .await?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::SecretExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_secrets(&[name.to_string()])? > 0)
+    }
+
+    fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.db.run(false, async |c| {
+            c.execute(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &value],
+            )
+            .await?;
+            Ok(
+                c.query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
+                    .await?
+                    .try_get(0)?,
+            )
+        })
+    }
+
+    fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.db.run(false, async |c| {
+            c.query(
+                "SELECT name FROM secrets WHERE left(name, char_length($1::text)) = $1::text
+                 ORDER BY name COLLATE \"C\"",
+                &[&prefix],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+        })
+    }
+
+    fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.destroy(
+            "DELETE FROM secrets WHERE name = ANY($1)",
+            "secrets",
+            &names,
+        )
+    }
+
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+        let refs: Vec<&[u8]> = subjects.iter().map(|s| &s[..]).collect();
+        self.destroy(
+            "DELETE FROM subject_keys WHERE ref = ANY($1)",
+            "subject_keys",
+            &refs,
+        )
+    }
+}

@@ -1,0 +1,294 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use postvault_store::{RecordRow, Store, StoreError, WriteBatch, conformance};
+
+use super::*;
+
+fn cluster() -> TempCluster {
+    TempCluster::start(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: {e}"))
+}
+
+fn opts(schema: &str) -> PgOptions {
+    PgOptions {
+        schema: schema.into(),
+        keys_schema: format!("{schema}_keys"),
+        create: true,
+        ..PgOptions::default()
+    }
+}
+
+fn record(n: u32) -> RecordRow {
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    RecordRow {
+        id,
+        subject: [(n % 7) as u8; 16],
+        category: "address".into(),
+        purpose: "delivery".into(),
+        source: "svc".into(),
+        collected_at: i64::from(n),
+        expires_at: 9_000,
+        key_id: 0,
+        sealed: vec![1, 2, 3],
+        superseded_by: None,
+    }
+}
+
+#[test]
+fn postgres_passes_the_conformance_suite() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let n = AtomicUsize::new(0);
+    for isolation in [Isolation::ReadCommitted, Isolation::Serializable] {
+        conformance::run_all(&|| {
+            let mut o = opts(&format!("d{}", n.fetch_add(1, Ordering::SeqCst)));
+            o.isolation = isolation;
+            Box::new(PgStore::open(&url, &o).unwrap())
+        });
+    }
+    conformance::run_all_keys(&|| {
+        let o = opts(&format!("k{}", n.fetch_add(1, Ordering::SeqCst)));
+        Box::new(PgKeyStore::open(&url, &o).unwrap())
+    });
+}
+
+#[test]
+fn schemas_are_versioned_and_checked() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let mut o = opts("v");
+    o.create = false;
+    let e = PgStore::open(&url, &o).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStore(..)), "{e}");
+    o.create = true;
+    let s = PgStore::open(&url, &o).unwrap();
+    conformance::write_then_read_accounts_each(&s);
+    drop(s);
+    // Reopened without create: the same data.
+    o.create = false;
+    let s = PgStore::open(&url, &o).unwrap();
+    assert_eq!((s.record_count().unwrap(), s.log_size().unwrap()), (3, 2));
+    // A key store is not a data store, and the reverse.
+    let mut k = opts("kk");
+    k.keys_schema = "v".into();
+    let e = PgKeyStore::open(&url, &k).unwrap_err();
+    assert!(e.to_string().contains("not a postvault key store"), "{e}");
+    // A newer schema is refused.
+    s.danger_execute("UPDATE postvault_schema SET version = version + 1")
+        .unwrap();
+    drop(s);
+    let e = PgStore::open(&url, &o).unwrap_err();
+    assert!(matches!(e, StoreError::NewerSchema { .. }), "{e}");
+    // Tables of something else are not taken over.
+    let s = PgStore::open(&url, &opts("w")).unwrap();
+    s.danger_execute("CREATE SCHEMA other; CREATE TABLE other.t (x int)")
+        .unwrap();
+    let e = PgStore::open(&url, &opts("other")).unwrap_err();
+    assert!(e.to_string().contains("not a postvault data store"), "{e}");
+}
+
+#[test]
+fn a_batch_written_twice_is_stored_once() {
+    let c = cluster();
+    let s = PgStore::open(&c.url("postgres"), &opts("b")).unwrap();
+    let batch = WriteBatch {
+        records: (0..50).map(record).collect(),
+        leaves: 2,
+        ..WriteBatch::default()
+    };
+    let first = s
+        .write(&batch, &mut |i, _| i.to_be_bytes().to_vec())
+        .unwrap();
+    // The same batch again (a retry after an ambiguous commit): nothing new.
+    let again = s
+        .write(&batch, &mut |i, _| i.to_be_bytes().to_vec())
+        .unwrap();
+    assert_eq!((first, again), (0, 0));
+    assert_eq!(s.record_count().unwrap(), 50);
+    assert_eq!(s.log_size().unwrap(), 2);
+    // A different batch reusing the id is refused, not merged.
+    let other = WriteBatch {
+        records: vec![record(0)],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    assert!(matches!(
+        s.write(&other, &mut |_, _| vec![]),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn writers_on_several_pools_keep_one_dense_log() {
+    let c = cluster();
+    let url = c.url("postgres");
+    drop(PgStore::open(&url, &opts("m")).unwrap());
+    // Four stores stand for four nodes; each writes and reads concurrently.
+    let stores: Vec<Arc<PgStore>> = (0..4)
+        .map(|_| Arc::new(PgStore::open(&url, &opts("m")).unwrap()))
+        .collect();
+    let handles: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(node, s)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for b in 0..25u32 {
+                    let base = (node as u32) * 1_000_000 + b * 10;
+                    let batch = WriteBatch {
+                        records: (base..base + 10).map(record).collect(),
+                        leaves: 1,
+                        ..WriteBatch::default()
+                    };
+                    let idx = s
+                        .write(&batch, &mut |i, _| format!("w{i}").into_bytes())
+                        .unwrap();
+                    got.push(idx);
+                    let (_, idx) = s
+                        .read_accounted(&[1; 16], &mut |_, i| format!("r{i}").into_bytes())
+                        .unwrap();
+                    got.push(idx);
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..200).collect::<Vec<u64>>(), "dense, none twice");
+    let s = &stores[0];
+    assert_eq!(s.log_size().unwrap(), 200);
+    assert_eq!(s.record_count().unwrap(), 1_000);
+    for (i, l) in s.leaves(0, 200).unwrap().iter().enumerate() {
+        let l = String::from_utf8(l.clone()).unwrap();
+        assert_eq!(&l[1..], i.to_string(), "leaf {i} was built for its index");
+    }
+}
+
+#[test]
+fn a_panicking_callback_rolls_back_and_the_pool_stays_usable() {
+    let c = cluster();
+    let mut o = opts("p");
+    o.pool_size = 1;
+    let s = PgStore::open(&c.url("postgres"), &o).unwrap();
+    for _ in 0..3 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.read_accounted(&[1; 16], &mut |_, _| panic!("injected"))
+        }));
+        assert!(r.is_err());
+    }
+    assert_eq!(s.log_size().unwrap(), 0);
+    let (_, idx) = s.read_accounted(&[1; 16], &mut |_, _| vec![1]).unwrap();
+    assert_eq!(idx, 0);
+}
+
+#[test]
+fn errors_name_the_sqlstate_and_urls_hide_passwords() {
+    assert_eq!(
+        redact("postgres://u:secret@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
+    assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    let e = PgStore::open("postgres://u:secret@127.0.0.1:1/db", &opts("x")).unwrap_err();
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+#[test]
+fn serializable_transactions_are_retried_and_keep_one_dense_log() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let mut o = opts("s");
+    o.isolation = Isolation::Serializable;
+    drop(PgStore::open(&url, &o).unwrap());
+    let stores: Vec<Arc<PgStore>> = (0..3)
+        .map(|_| Arc::new(PgStore::open(&url, &o).unwrap()))
+        .collect();
+    let handles: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(node, s)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..30u32)
+                    .map(|b| {
+                        let base = (node as u32) * 1_000_000 + b * 4;
+                        let batch = WriteBatch {
+                            records: (base..base + 4).map(record).collect(),
+                            leaves: 1,
+                            ..WriteBatch::default()
+                        };
+                        s.write(&batch, &mut |i, _| i.to_be_bytes().to_vec())
+                            .unwrap()
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..90).collect::<Vec<u64>>());
+    assert_eq!(stores[0].record_count().unwrap(), 360);
+    let retries: u64 = stores.iter().map(|s| s.retries()).sum();
+    assert!(
+        retries > 0,
+        "concurrent serializable writers must have been retried"
+    );
+}
+
+#[test]
+fn concurrent_reads_share_commits_and_each_returns_after_its_leaf_is_durable() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let s = Arc::new(PgStore::open(&url, &opts("g")).unwrap());
+    s.write(
+        &WriteBatch {
+            records: (0..7).map(record).collect(),
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut |_, _| b"batch".to_vec(),
+    )
+    .unwrap();
+    // Another node's view: what it sees is committed.
+    let other = Arc::new(PgStore::open(&url, &opts("g")).unwrap());
+    let readers: Vec<_> = (0..8u8)
+        .map(|t| {
+            let (s, other) = (s.clone(), other.clone());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..40 {
+                    let (data, idx) = s
+                        .read_accounted(&[t % 7; 16], &mut |d, i| {
+                            format!("read {} at {i}", d.records.len()).into_bytes()
+                        })
+                        .unwrap();
+                    assert_eq!(data.records.len(), 1);
+                    let seen = other.leaves(idx, idx + 1).unwrap();
+                    assert_eq!(seen, vec![format!("read 1 at {idx}").into_bytes()]);
+                    got.push(idx);
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = readers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=320).collect::<Vec<u64>>());
+    assert_eq!(s.log_size().unwrap(), 321);
+    let groups = s.read_groups();
+    assert!(groups < 320, "{groups} commits for 320 concurrent reads");
+}

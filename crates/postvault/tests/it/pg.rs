@@ -1,0 +1,310 @@
+//! The scenarios again, on PostgreSQL: the tests share a throwaway cluster
+//! (`initdb`/`pg_ctl` as the `postgres` user, a free port) while any of
+//! them runs, each scenario in schemas of its own; the last one to finish
+//! stops it. A cluster that cannot start fails the test.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use postvault::Vault;
+use postvault_store::{
+    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn, PrincipalRow,
+    ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
+    SubmitQuery, SweepBatch, WriteBatch,
+};
+use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
+
+use crate::{Backend, collect, disclosure, invariants, log, read, rights};
+
+fn on_postgres(scenario: fn(&Backend)) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let cluster = TempCluster::shared(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL scenarios need a server: {e}"));
+    scenario(&Backend::Postgres {
+        url: cluster.url("postgres"),
+        schema: format!("pv{}", N.fetch_add(1, Ordering::SeqCst)),
+    });
+}
+
+macro_rules! on_postgres {
+    ($($module:ident :: $test:ident => $scenario:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                on_postgres($module::$scenario);
+            }
+        )*
+    };
+}
+
+on_postgres! {
+    collect::lines_default_to_the_given_purpose_and_batches_commit
+        => lines_default_to_the_given_purpose_and_batches_commit_on,
+    collect::the_simulated_day_is_accepted_by_the_default_pack
+        => the_simulated_day_is_accepted_by_the_default_pack_on,
+    read::reads_return_only_what_the_purpose_may_see
+        => reads_return_only_what_the_purpose_may_see_on,
+    read::consent_opens_marketing_for_that_person_only
+        => consent_opens_marketing_for_that_person_only_on,
+    read::expired_records_are_never_returned => expired_records_are_never_returned_on,
+    rights::a_hold_blocks_erasure_and_retention_until_released
+        => a_hold_blocks_erasure_and_retention_until_released_on,
+    rights::erasure_during_a_concurrent_ingest_leaves_no_unreadable_record
+        => erasure_during_a_concurrent_ingest_leaves_no_unreadable_record_on,
+    rights::the_subject_report_proves_every_leaf_with_the_log_verifier
+        => the_subject_report_proves_every_leaf_with_the_log_verifier_on,
+    rights::a_correction_keeps_history_and_lists_prior_recipients
+        => a_correction_keeps_history_and_lists_prior_recipients_on,
+    disclosure::every_instrument_kind_runs_the_whole_workflow
+        => every_instrument_kind_runs_the_whole_workflow_on,
+    disclosure::quotas_hold_requests_over_rolling_windows
+        => quotas_hold_requests_over_rolling_windows_on,
+    disclosure::a_delay_order_hides_the_disclosure_from_the_person_until_it_expires
+        => a_delay_order_hides_the_disclosure_from_the_person_until_it_expires_on,
+    log::every_leaf_is_provably_in_the_signed_tree => every_leaf_is_provably_in_the_signed_tree_on,
+    log::checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_restarts
+        => checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_across_restarts_on,
+    log::a_person_finds_every_leaf_about_them_and_nobody_else_does
+        => a_person_finds_every_leaf_about_them_and_nobody_else_does_on,
+    invariants::invariant_3_one_leaf_per_decision => invariant_3_one_leaf_per_decision_on,
+    invariants::invariant_4_unknown_and_invisible_subjects_answer_alike
+        => invariant_4_unknown_and_invisible_subjects_answer_alike_on,
+    invariants::invariant_7_exact_identifier_lookup_only
+        => invariant_7_exact_identifier_lookup_only_on,
+    invariants::reopened_vault_returns_every_acknowledged_record
+        => reopened_vault_returns_every_acknowledged_record_on,
+}
+
+/// What another node does, once, just before this one reads the latest
+/// checkpoint.
+type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+/// A node's data store that runs its [`Hook`] before reading the latest
+/// checkpoint.
+struct BeforeLatest {
+    inner: PgStore,
+    hook: Hook,
+}
+
+impl BeforeLatest {
+    fn before_latest(&self) {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+impl Store for BeforeLatest {
+    fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.inner.write(batch, leaf)
+    }
+    fn read_accounted(
+        &self,
+        subject: &SubjectRef,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError> {
+        self.inner.read_accounted(subject, leaf)
+    }
+    fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.inner.append_leaves(count, leaf)
+    }
+    fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
+        self.inner.lookup(token)
+    }
+    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
+        self.inner.add_principal(p)
+    }
+    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
+        self.inner.principal(name)
+    }
+    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
+        self.inner.principals()
+    }
+    fn log_size(&self) -> Result<u64, StoreError> {
+        self.inner.log_size()
+    }
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner.leaves(start, end)
+    }
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.inner.log_hashes(indexes)
+    }
+    fn hashed_size(&self) -> Result<u64, StoreError> {
+        self.inner.hashed_size()
+    }
+    fn put_log_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        hashes: &[(u64, [u8; 32])],
+    ) -> Result<bool, StoreError> {
+        self.inner.put_log_hashes(from, to, hashes)
+    }
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(size, note)
+    }
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        self.inner.checkpoints()
+    }
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.before_latest();
+        self.inner.latest_checkpoint()
+    }
+    fn record_count(&self) -> Result<u64, StoreError> {
+        self.inner.record_count()
+    }
+    fn submit_disclosure(
+        &self,
+        q: &SubmitQuery,
+        decide: &mut SubmitFn<'_>,
+    ) -> Result<(DisclosureRow, u64), StoreError> {
+        self.inner.submit_disclosure(q, decide)
+    }
+    fn disclosure_step(
+        &self,
+        id: &str,
+        plan: &mut PlanFn<'_>,
+        step: &mut StepFn<'_>,
+    ) -> Result<(Vec<SubjectData>, u64), StoreError> {
+        self.inner.disclosure_step(id, plan, step)
+    }
+    fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
+        self.inner.disclosure(id)
+    }
+    fn disclosures(&self) -> Result<Vec<DisclosureRow>, StoreError> {
+        self.inner.disclosures()
+    }
+    fn accounting(&self, subject: &SubjectRef) -> Result<Vec<AccountingRow>, StoreError> {
+        self.inner.accounting(subject)
+    }
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.meta(key)
+    }
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.set_meta(key, value)
+    }
+    fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
+        self.inner.subject_records(subject)
+    }
+    fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
+        self.inner.rekey(records)
+    }
+    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+        self.inner.sweep_expired(now, limit)
+    }
+    fn erase(
+        &self,
+        subjects: &[SubjectRef],
+        now: i64,
+        leaf: &mut EraseLeafFn<'_>,
+    ) -> Result<EraseOutcome, StoreError> {
+        self.inner.erase(subjects, now, leaf)
+    }
+    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
+        self.inner.pending_erasures()
+    }
+    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
+        self.inner.finish_erasure(subjects)
+    }
+    fn erasure_gen(&self) -> Result<u64, StoreError> {
+        self.inner.erasure_gen()
+    }
+    fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.inner.put_holds(holds, leaf)
+    }
+    fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError> {
+        self.inner.holds(subject)
+    }
+    fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        self.inner.release_hold(id, by, at, leaf)
+    }
+}
+
+/// Two nodes on one database: while node A signs a checkpoint, node B
+/// appends and signs a larger one. A must not take B's for a rolled-back
+/// log, and the two checkpoints must be consistent.
+#[test]
+fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
+    use base64::Engine as _;
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let cluster = TempCluster::shared(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL scenarios need a server: {e}"));
+    let url = cluster.url("postgres");
+    let schema = format!("race{}", N.fetch_add(1, Ordering::SeqCst));
+    let b = Backend::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = crate::clock();
+    let node_b = Arc::new(crate::vault_on(&b, dir.path(), &c));
+    crate::collect(&node_b, "ingest", &crate::person("s1", "m"));
+    let po = PgOptions {
+        schema: schema.clone(),
+        keys_schema: format!("{schema}_keys"),
+        ..PgOptions::default()
+    };
+    let hook: Hook = Arc::new(Mutex::new(None));
+    let store = BeforeLatest {
+        inner: PgStore::open(&url, &po).unwrap(),
+        hook: hook.clone(),
+    };
+    let node_a = Vault::open_with(
+        Path::new(&url),
+        Box::new(store),
+        Box::new(PgKeyStore::open(&url, &po).unwrap()),
+        crate::opts(&c),
+    )
+    .unwrap();
+    let sorting = node_a.principal("sorting").unwrap();
+    node_a.read(&sorting, "s1", "delivery").unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (other, done) = (node_b.clone(), ran.clone());
+    *hook.lock().unwrap() = Some(Box::new(move || {
+        let p = other.principal("sorting").unwrap();
+        for _ in 0..3 {
+            other.read(&p, "s1", "delivery").unwrap();
+        }
+        other.checkpoint().unwrap();
+        done.fetch_add(1, Ordering::SeqCst);
+    }) as Box<dyn FnOnce() + Send>);
+    let a_note = node_a.checkpoint().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "node B signed in between");
+    let key = node_a.log_verifier_key();
+    let cps: Vec<_> = node_a
+        .store()
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .chain([a_note])
+        .map(|n| postvault_log::open_checkpoint(&n, &key).unwrap())
+        .collect();
+    // A found B's checkpoint covering the whole log and signed nothing new.
+    assert_eq!(cps.len(), 2);
+    assert_eq!(cps[1].size, node_a.store().log_size().unwrap());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for x in &cps {
+        for y in &cps {
+            if x.size == y.size {
+                assert_eq!(x.root, y.root);
+            } else if x.size < y.size {
+                let p = node_a.prove_consistency(x.size, y.size).unwrap();
+                let path: Vec<[u8; 32]> = p
+                    .hashes
+                    .iter()
+                    .map(|h| b64.decode(h).unwrap().try_into().unwrap())
+                    .collect();
+                postvault_log::verify_consistency(x.size, y.size, &x.root, &y.root, &path).unwrap();
+            }
+        }
+    }
+}
