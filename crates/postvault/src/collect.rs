@@ -690,6 +690,7 @@ impl Vault {
         let mut cover_keys = std::collections::HashMap::new();
         let mut periods = std::collections::HashMap::new();
         let mut nonces = postvault_crypto::Nonces::new();
+        let mut last_key: Option<((SubjectRef, CategoryIx), postvault_crypto::DataKey)> = None;
         for a in &batch.lines {
             let cat = tax.category(a.category);
             let purpose = &tax.purpose(a.purpose).id;
@@ -714,7 +715,16 @@ impl Vault {
                         .record_keyer(),
                 ),
             };
-            let record_key = period.record_key(&key.data)?;
+            // A mailpiece's scans come one after another for one person:
+            // the record key of the last (subject, category) is reused.
+            let slot = (a.subject, a.category);
+            let record_key = match &last_key {
+                Some((s, k)) if *s == slot => k,
+                _ => {
+                    let k = period.record_key(&key.data)?;
+                    &last_key.insert((slot, k)).1
+                }
+            };
             let sealed = if key_id == key_id::PERIOD {
                 record_key.seal_from(&mut nonces, &self.rng, &aad, &plain)?
             } else {
@@ -727,7 +737,7 @@ impl Vault {
                             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
                     ),
                 };
-                k.record_key(&record_key)?
+                k.record_key(record_key)?
                     .seal_from(&mut nonces, &self.rng, &aad, &plain)?
             };
             for lookup in &cat.lookups {
