@@ -40,11 +40,26 @@ pub struct ServeArgs {
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     // The service log: errors by default (`RUST_LOG` for more), on stderr.
     // Messages carry codes and the vault's own words, never a value.
+    // Libraries that log what they carry at debug level (tokio-postgres its
+    // bind parameters: refs, tokens, ciphertext; the HTTP stack request
+    // paths, which name subjects) stay at warn whatever RUST_LOG says.
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    for quiet in [
+        "tokio_postgres=warn",
+        "postgres_protocol=warn",
+        "deadpool=warn",
+        "hyper=warn",
+        "hyper_util=warn",
+        "h2=warn",
+        "tower_http=warn",
+    ] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
     let tmp;

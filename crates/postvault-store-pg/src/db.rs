@@ -117,9 +117,18 @@ impl Db {
             .map_err(|e| StoreError::NotAStore(shown.clone(), e.to_string()))?;
         let mut options = cfg.get_options().unwrap_or_default().to_string();
         options.push_str(&format!(
-            " -c search_path={schema} -c synchronous_commit=on -c lock_timeout=60000"
+            " -c search_path={schema} -c synchronous_commit=on -c lock_timeout=60000 \
+             -c idle_in_transaction_session_timeout=30000"
         ));
         cfg.options(options.trim());
+        // A node that stops (partitioned, paused) while it holds the
+        // tree-state lock must not stall the others for long: the server
+        // ends a transaction idle for 30 s, and dead peers are found by
+        // keepalives within about a minute.
+        cfg.keepalives(true);
+        cfg.keepalives_idle(Duration::from_secs(20));
+        cfg.keepalives_interval(Duration::from_secs(5));
+        cfg.keepalives_retries(4);
         if cfg.get_application_name().is_none() {
             cfg.application_name("postvault");
         }

@@ -102,8 +102,12 @@ impl KeyStore for PgKeyStore {
             let tx = c.transaction().await?;
             let rows = tx
                 .query(
+                    // In ref order: concurrent inserts of overlapping
+                    // people (several workers, several nodes) then wait for
+                    // each other instead of deadlocking.
                     "INSERT INTO subject_keys (ref, data, tag)
-                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
+                     SELECT r, d, t FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS k (r, d, t)
+                     ORDER BY r
                      ON CONFLICT DO NOTHING RETURNING ref",
                     &[&refs, &data, &tag],
                 )

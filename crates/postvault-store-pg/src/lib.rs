@@ -83,6 +83,22 @@ pub fn redact(url: &str) -> String {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
     };
+    // A password may also come as a query parameter.
+    let hidden;
+    let host = match host.split_once('?') {
+        Some((h, q)) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            hidden = format!("{h}?{}", q.join("&"));
+            hidden.as_str()
+        }
+        None => host,
+    };
     match auth {
         Some(a) => {
             let user = a.split(':').next().unwrap_or_default();

@@ -197,6 +197,10 @@ fn errors_name_the_sqlstate_and_urls_hide_passwords() {
         "postgres://u:***@h:5432/db"
     );
     assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    assert_eq!(
+        redact("postgres://u@h/db?sslmode=disable&password=secret&x=1"),
+        "postgres://u@h/db?sslmode=disable&password=***&x=1"
+    );
     let e = PgStore::open("postgres://u:secret@127.0.0.1:1/db", &opts("x")).unwrap_err();
     assert!(!e.to_string().contains("secret"), "{e}");
 }

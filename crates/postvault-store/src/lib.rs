@@ -117,6 +117,11 @@ pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Vec<u8> + 'a;
 pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
 
 /// A data store backend. Every method is safe to call from several threads.
+///
+/// A backend may run a method's callbacks (leaf builders, plans, steps)
+/// more than once, when it retries a transaction that the database refused
+/// to serialize (PostgreSQL, SQLSTATE 40001): callers keep no state across
+/// calls that a retry would make wrong (count by argument, not by call).
 pub trait Store: Send + Sync {
     /// Writes `batch` and its `batch.leaves` leaves in one durable transaction.
     /// Returns the index of the first leaf.

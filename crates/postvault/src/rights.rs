@@ -21,7 +21,7 @@
 //!   before a period key is destroyed, the held person's records of that
 //!   period are sealed again under their subject key alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -670,7 +670,10 @@ impl Vault {
         let now = self.clock.now_ms();
         let mut keys: Option<Vec<Option<postvault_crypto::TagKey>>> = None;
         let mut rng_error = None;
-        let mut i = 0usize;
+        // By subject, not by call count: a store may run this callback again
+        // when it retries its transaction (PostgreSQL, SQLSTATE 40001).
+        let position: HashMap<SubjectRef, usize> =
+            refs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         let pack = self.pack.version().to_string();
         let out = self.store.erase(refs, now, &mut |idx, subject, held| {
             // A key store that cannot be read leaves random tags: the
@@ -678,11 +681,11 @@ impl Vault {
             // the key store's failure).
             let k = keys
                 .get_or_insert_with(|| tags.recv().ok().and_then(Result::ok).unwrap_or_default());
-            let key = k
-                .get(i)
+            let key = position
+                .get(subject)
+                .and_then(|&i| k.get(i))
                 .and_then(Option::as_ref)
                 .filter(|_| !(held && delayed.contains(subject)));
-            i += 1;
             let tag = self.tag_or_random_key(key, idx, &mut rng_error);
             Event {
                 v: LEAF_VERSION,
@@ -854,10 +857,16 @@ impl Vault {
         let tags = self.hold_tags(&known, now)?;
         let mut rng_error = None;
         let mut first = None;
+        // The first row of each attempt starts the count again: a store may
+        // run this callback again when it retries its transaction.
+        let mut first_row: Option<SubjectRef> = None;
         let released = self
             .store
             .release_hold(id, &officer.name, now, &mut |idx, h| {
-                first.get_or_insert(idx);
+                if first_row.is_none_or(|s| s == h.subject) {
+                    first_row = Some(h.subject);
+                    first = Some(idx);
+                }
                 let tag = self.tag_or_random_key(
                     tags.get(&h.subject)
                         .and_then(|t| t.as_ref())

@@ -87,6 +87,9 @@ fn invariant_1_no_plaintext_in_any_file_leaf_or_error() {
 struct FailingStore {
     inner: SqliteStore,
     ok: AtomicI64,
+    /// Run erase's leaf callback over every subject once before the real
+    /// transaction, as a backend that retries a refused transaction does.
+    replay: bool,
 }
 
 impl FailingStore {
@@ -236,6 +239,13 @@ impl Store for FailingStore {
         leaf: &mut postvault_store::EraseLeafFn<'_>,
     ) -> Result<postvault_store::EraseOutcome, StoreError> {
         self.tick()?;
+        if self.replay {
+            // An attempt that the database refused: its leaves are thrown
+            // away, at indexes the real attempt will not have.
+            for (i, s) in subjects.iter().enumerate() {
+                let _ = leaf(1_000_000 + i as u64, s, false);
+            }
+        }
         self.inner.erase(subjects, now, leaf)
     }
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
@@ -284,6 +294,7 @@ fn invariant_2_failed_append_returns_no_data() {
     let store = FailingStore {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(2),
+        replay: false,
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -323,6 +334,7 @@ fn invariant_2_a_failing_store_midway_stops_collection_at_a_batch_boundary() {
     let store = FailingStore {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(3),
+        replay: false,
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -366,6 +378,7 @@ fn invariant_2_failed_disclosure_append_returns_no_package() {
     let store = FailingStore {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(3),
+        replay: false,
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -649,6 +662,7 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
     let failing = FailingStore {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(1),
+        replay: false,
     };
     let v = Vault::from_parts(
         dir.path(),
@@ -673,4 +687,44 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
             .records
             .is_empty()
     );
+}
+
+/// Invariant 10 under a retrying backend: a store may run erase's leaf
+/// callback again when it retries its transaction; each person's erasure
+/// leaf still carries their tag, so they can find it.
+#[test]
+fn invariant_10_an_erasure_retried_by_the_store_still_tags_each_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(
+        &v,
+        "ingest",
+        &[person("cust-r1", "m1"), person("cust-r2", "m2")].join("\n"),
+    );
+    let tags = [
+        v.subject_tag_key("cust-r1").unwrap().unwrap(),
+        v.subject_tag_key("cust-r2").unwrap().unwrap(),
+    ];
+    drop(v);
+    let store = FailingStore {
+        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
+        ok: AtomicI64::new(1_000),
+        replay: true,
+    };
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let officer = v.principal("officer").unwrap();
+    let r = v
+        .erase(&officer, &["cust-r1".into(), "cust-r2".into()], &mut |_| {})
+        .unwrap();
+    assert_eq!(r.erased, 2);
+    // Each finds one of the two erasure leaves as their last, and not the
+    // same one.
+    let mut last: Vec<u64> = tags
+        .iter()
+        .map(|t| v.find_leaves(t).unwrap().1.last().unwrap().index)
+        .collect();
+    last.sort();
+    assert_eq!(last, vec![r.first_leaf, r.first_leaf + 1]);
 }
