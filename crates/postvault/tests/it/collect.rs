@@ -58,9 +58,13 @@ fn rejection_cases() -> Vec<(
 
 #[test]
 fn every_rejection_names_line_field_and_rule() {
+    every_rejection_names_line_field_and_rule_on(&Backend::Sqlite);
+}
+
+pub fn every_rejection_names_line_field_and_rule_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let cases = rejection_cases();
     let input: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
     let report = collect(&v, "ingest", &input.join("\n"));
@@ -85,9 +89,13 @@ fn every_rejection_names_line_field_and_rule() {
 
 #[test]
 fn role_must_be_allowed_to_collect_for_the_purpose() {
+    role_must_be_allowed_to_collect_for_the_purpose_on(&Backend::Sqlite);
+}
+
+pub fn role_must_be_allowed_to_collect_for_the_purpose_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let addr = serde_json::json!({"street": "1 A St", "city": "X", "state": "IL", "zip": "62701"});
     // The delivery role collects for delivery, not for marketing.
     let r = collect(
@@ -113,9 +121,13 @@ fn role_must_be_allowed_to_collect_for_the_purpose() {
 
 #[test]
 fn invalid_utf8_and_oversized_lines_are_rejected_alone() {
+    invalid_utf8_and_oversized_lines_are_rejected_alone_on(&Backend::Sqlite);
+}
+
+pub fn invalid_utf8_and_oversized_lines_are_rejected_alone_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let good = line(
         "s",
         "protective_order",
@@ -203,9 +215,13 @@ pub fn lines_default_to_the_given_purpose_and_batches_commit_on(b: &Backend) {
 
 #[test]
 fn batches_keep_line_order_across_workers_and_blank_input_writes_nothing() {
+    batches_keep_line_order_across_workers_and_blank_input_writes_nothing_on(&Backend::Sqlite);
+}
+
+pub fn batches_keep_line_order_across_workers_and_blank_input_writes_nothing_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let p = v.principal("ingest").unwrap();
     let good = |i: usize| {
         line(
@@ -305,9 +321,13 @@ pub fn the_simulated_day_is_accepted_by_the_default_pack_on(b: &Backend) {
 
 #[test]
 fn simulated_mail_cover_items_need_an_order_in_force() {
+    simulated_mail_cover_items_need_an_order_in_force_on(&Backend::Sqlite);
+}
+
+pub fn simulated_mail_cover_items_need_an_order_in_force_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     let cfg = postvault_sim::SimConfig {
         scale: 0.00001,
         seed: 3,

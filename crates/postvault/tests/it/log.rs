@@ -268,9 +268,13 @@ pub fn a_person_finds_every_leaf_about_them_and_nobody_else_does_on(b: &Backend)
 
 #[test]
 fn the_log_is_served_as_c2sp_tiles() {
+    the_log_is_served_as_c2sp_tiles_on(&Backend::Sqlite);
+}
+
+pub fn the_log_is_served_as_c2sp_tiles_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = busy_vault(dir.path(), &c);
+    let v = busy_vault_on(b, dir.path(), &c);
     let n = v.store().log_size().unwrap();
     let leaves = v.store().leaves(0, n).unwrap();
     let tile = v.log_tile(&format!("tile/0/000.p/{n}")).unwrap();

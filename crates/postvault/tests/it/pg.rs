@@ -39,6 +39,28 @@ macro_rules! on_postgres {
 }
 
 on_postgres! {
+    collect::every_rejection_names_line_field_and_rule
+        => every_rejection_names_line_field_and_rule_on,
+    collect::role_must_be_allowed_to_collect_for_the_purpose
+        => role_must_be_allowed_to_collect_for_the_purpose_on,
+    collect::invalid_utf8_and_oversized_lines_are_rejected_alone
+        => invalid_utf8_and_oversized_lines_are_rejected_alone_on,
+    collect::batches_keep_line_order_across_workers_and_blank_input_writes_nothing
+        => batches_keep_line_order_across_workers_and_blank_input_writes_nothing_on,
+    collect::simulated_mail_cover_items_need_an_order_in_force
+        => simulated_mail_cover_items_need_an_order_in_force_on,
+    read::ip_addresses_and_cards_are_minimized
+        => ip_addresses_and_cards_are_minimized_on,
+    rights::a_hold_lapses_at_its_expiry
+        => a_hold_lapses_at_its_expiry_on,
+    rights::consent_takes_effect_on_the_next_read
+        => consent_takes_effect_on_the_next_read_on,
+    rights::a_refusal_under_a_delayed_hold_is_not_shown_to_the_person
+        => a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on,
+    log::the_log_is_served_as_c2sp_tiles
+        => the_log_is_served_as_c2sp_tiles_on,
+    disclosure::red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved
+        => red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved_on,
     collect::lines_default_to_the_given_purpose_and_batches_commit
         => lines_default_to_the_given_purpose_and_batches_commit_on,
     collect::the_simulated_day_is_accepted_by_the_default_pack

@@ -380,9 +380,13 @@ pub fn a_hold_blocks_erasure_and_retention_until_released_on(b: &Backend) {
 
 #[test]
 fn a_hold_lapses_at_its_expiry() {
+    a_hold_lapses_at_its_expiry_on(&Backend::Sqlite);
+}
+
+pub fn a_hold_lapses_at_its_expiry_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     let off = officer(&v);
     let sub = submit(&v, "fbi", &court_order());
     approve(&v, "officer", &sub.id);
@@ -472,9 +476,13 @@ pub fn erasure_during_a_concurrent_ingest_leaves_no_unreadable_record_on(b: &Bac
 
 #[test]
 fn consent_takes_effect_on_the_next_read() {
+    consent_takes_effect_on_the_next_read_on(&Backend::Sqlite);
+}
+
+pub fn consent_takes_effect_on_the_next_read_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = vault(dir.path(), &c);
+    let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("cust-c", "pvConsent"));
     let promo = v.principal("promo").unwrap();
     let off = officer(&v);
@@ -687,9 +695,13 @@ fn a_mail_cover_record_ends_with_its_person_even_in_a_restored_backup() {
 
 #[test]
 fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person() {
+    a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(&Backend::Sqlite);
+}
+
+pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault(dir.path(), &c);
+    let v = gateway_vault_on(b, dir.path(), &c);
     let off = officer(&v);
     let mut inst = court_order();
     inst["delay_notice_until"] = serde_json::json!("2027-01-10");
