@@ -67,64 +67,17 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
 
     let tmp = bench_dir(a.dir.as_deref())?;
 
-    // Raw baseline: the same line bytes as blobs, same schema and pragmas.
-    let raw_path = tmp.path().join("raw.db");
-    drop(SqliteStore::open(&raw_path, OpenMode::Create)?);
-    let mut conn = rusqlite::Connection::open(&raw_path)?;
-    // The store's own settings (journal, sync, cache), nothing more.
-    conn.execute_batch(postvault_store::SQLITE_PRAGMAS)?;
-    // And the store's checkpointing: in the background, the writer's own
-    // connection only past INLINE_CHECKPOINT_PAGES pages.
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        postvault_store::INLINE_CHECKPOINT_PAGES,
-    )?;
-    let _checkpoints = postvault_store::Checkpointer::start(&raw_path);
+    // Raw baseline: the same line bytes as blobs, same schema and settings.
+    let mut raw = RawDb::create(&tmp.path().join("raw.db"))?;
     let bar = crate::progress_bar(Some(n), "raw SQLite inserts");
-    // Ids as cheap as the vault's (a counter after a time prefix), so the
-    // baseline pays for no system call the full path does not.
-    let base = *uuid::Uuid::now_v7().as_bytes();
-    let mut counter = 0u64;
     let t = Instant::now();
     for chunk in lines.chunks(a.batch_size.max(1)) {
-        let tx = conn.transaction()?;
-        {
-            let mut s = tx.prepare_cached(
-                "INSERT INTO records (id, subject, category, purpose, source, collected_at,
-                     expires_at, key_id, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for line in chunk {
-                // Keyed by the line's subject, as the vault's rows are (a
-                // hash of it: the raw path does no HMAC).
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                subject_of(line).hash(&mut h);
-                let x = h.finish().to_be_bytes();
-                let mut subject = [0u8; 16];
-                subject[..8].copy_from_slice(&x);
-                subject[8..].copy_from_slice(&x);
-                counter += 1;
-                let mut id = base;
-                id[8..].copy_from_slice(&counter.to_be_bytes());
-                s.execute(params![
-                    id,
-                    subject,
-                    "scan_event",
-                    "delivery",
-                    "ingest",
-                    0i64,
-                    0i64,
-                    0u32,
-                    line.as_bytes()
-                ])?;
-            }
-        }
-        tx.commit()?;
+        raw.insert_batch(chunk)?;
         bar.inc(chunk.len() as u64);
     }
     let raw_s = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    drop(conn);
+    drop(raw);
 
     // Full path: parse, minimize, decide, seal, blind-index, account, store.
     let dir = tmp.path().join("vault");
@@ -168,6 +121,76 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
+}
+
+/// The raw ingest baseline's database: the store's schema, connection
+/// settings and background checkpointing, and none of the vault's work.
+pub(crate) struct RawDb {
+    conn: rusqlite::Connection,
+    _checkpoints: Option<postvault_store::Checkpointer>,
+    /// Ids as cheap as the vault's (a counter after a time prefix), so the
+    /// baseline pays for no system call the full path does not.
+    base: [u8; 16],
+    counter: u64,
+}
+
+impl RawDb {
+    pub(crate) fn create(path: &std::path::Path) -> Result<RawDb> {
+        drop(SqliteStore::open(path, OpenMode::Create)?);
+        let conn = rusqlite::Connection::open(path)?;
+        conn.execute_batch(postvault_store::SQLITE_PRAGMAS)?;
+        // The store's checkpointing: in the background, the writer's own
+        // connection only past INLINE_CHECKPOINT_PAGES pages.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            postvault_store::INLINE_CHECKPOINT_PAGES,
+        )?;
+        Ok(RawDb {
+            conn,
+            _checkpoints: postvault_store::Checkpointer::start(path),
+            base: *uuid::Uuid::now_v7().as_bytes(),
+            counter: 0,
+        })
+    }
+
+    /// The lines as blobs into `records`, in one transaction.
+    pub(crate) fn insert_batch<S: AsRef<str>>(&mut self, lines: &[S]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO records (id, subject, category, purpose, source, collected_at,
+                     expires_at, key_id, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for line in lines {
+                let line = line.as_ref();
+                // Keyed by the line's subject, as the vault's rows are (a
+                // hash of it: the raw path does no HMAC).
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                subject_of(line).hash(&mut h);
+                let x = h.finish().to_be_bytes();
+                let mut subject = [0u8; 16];
+                subject[..8].copy_from_slice(&x);
+                subject[8..].copy_from_slice(&x);
+                self.counter += 1;
+                let mut id = self.base;
+                id[8..].copy_from_slice(&self.counter.to_be_bytes());
+                s.execute(params![
+                    id,
+                    subject,
+                    "scan_event",
+                    "delivery",
+                    "ingest",
+                    0i64,
+                    0i64,
+                    0u32,
+                    line.as_bytes()
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 /// The `subject` value of a simulated line, found without parsing it (the

@@ -19,10 +19,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
-use postvault_store::{OpenMode, SqliteStore};
-use rusqlite::params;
 
-use crate::bench::{bench_dir, peak_rss_mb, percentile, subject_of};
+use crate::bench::{RawDb, bench_dir, peak_rss_mb, percentile, subject_of};
 
 #[derive(Args, Debug)]
 pub struct SuiteArgs {
@@ -163,21 +161,9 @@ fn simulate(
 /// (same schema, same connection settings, same batch size), prepared
 /// statements, nothing else.
 fn raw_ingest(input: &Path, db: &Path, batch_size: usize, total: u64) -> Result<f64> {
-    drop(SqliteStore::open(db, OpenMode::Create)?);
-    let mut conn = rusqlite::Connection::open(db)?;
-    conn.execute_batch(postvault_store::SQLITE_PRAGMAS)?;
-    // And the store's checkpointing: in the background, the writer's own
-    // connection only past INLINE_CHECKPOINT_PAGES pages.
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        postvault_store::INLINE_CHECKPOINT_PAGES,
-    )?;
-    let _checkpoints = postvault_store::Checkpointer::start(db);
+    let mut raw = RawDb::create(db)?;
     let bar = crate::progress_bar(Some(total), "[2/7] raw SQLite inserts");
     let mut lines = BufReader::with_capacity(1 << 20, std::fs::File::open(input)?).lines();
-    let base = *uuid::Uuid::now_v7().as_bytes();
-    let mut counter = 0u64;
     let mut chunk = Vec::with_capacity(batch_size);
     let t = Instant::now();
     loop {
@@ -188,37 +174,7 @@ fn raw_ingest(input: &Path, db: &Path, batch_size: usize, total: u64) -> Result<
         if chunk.is_empty() {
             break;
         }
-        let tx = conn.transaction()?;
-        {
-            let mut s = tx.prepare_cached(
-                "INSERT INTO records (id, subject, category, purpose, source, collected_at,
-                     expires_at, key_id, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for line in &chunk {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                subject_of(line).hash(&mut h);
-                let x = h.finish().to_be_bytes();
-                let mut subject = [0u8; 16];
-                subject[..8].copy_from_slice(&x);
-                subject[8..].copy_from_slice(&x);
-                counter += 1;
-                let mut id = base;
-                id[8..].copy_from_slice(&counter.to_be_bytes());
-                s.execute(params![
-                    id,
-                    subject,
-                    "scan_event",
-                    "delivery",
-                    "ingest",
-                    0i64,
-                    0i64,
-                    0u32,
-                    line.as_bytes()
-                ])?;
-            }
-        }
-        tx.commit()?;
+        raw.insert_batch(&chunk)?;
         bar.inc(chunk.len() as u64);
     }
     let s = t.elapsed().as_secs_f64();
