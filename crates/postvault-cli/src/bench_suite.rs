@@ -449,6 +449,25 @@ pub fn run(a: &SuiteArgs) -> Result<u8> {
         ..cfg.clone()
     })
     .total_records();
+    // The slice, the raw database and the vault each take about as much
+    // as the slice: refuse up front rather than fill the disk midway.
+    let per_record = 250u64;
+    let need = postvault_sim::Plan::new(&cfg)
+        .total_records()
+        .saturating_mul(per_record * 3);
+    if let Ok(st) = rustix::fs::statvfs(tmp.path()) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if need > free {
+            bail!(
+                "scale {} needs about {} GB of disk in `{}`, and {} GB are free; \
+                 lower --scale or point --dir at a larger disk",
+                a.scale,
+                need / 1_000_000_000,
+                tmp.path().display(),
+                free / 1_000_000_000
+            );
+        }
+    }
     let (flush_p50, flush_p99) = flush_latency_us(tmp.path())?;
 
     // 1. The slice, on disk once, so both ingest paths read the same bytes.

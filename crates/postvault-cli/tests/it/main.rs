@@ -1011,6 +1011,12 @@ fn bench_suite_runs_small_and_writes_its_table() {
     let bad = pv(tmp.path(), &["bench", "--scale=0", "--no-markdown"]);
     assert_eq!(code(&bad), 1);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--scale"));
+    // A whole U.S. day a thousand times over does not fit: refused before
+    // anything is written, naming the way out.
+    let huge = pv(tmp.path(), &["bench", "--scale", "1000", "--no-markdown"]);
+    assert_eq!(code(&huge), 1);
+    let msg = String::from_utf8_lossy(&huge.stderr);
+    assert!(msg.contains("GB of disk") && msg.contains("--dir"), "{msg}");
 }
 
 /// Starts `postvault serve` on a free port with `args` before the verb;
