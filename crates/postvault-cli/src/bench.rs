@@ -60,7 +60,7 @@ pub fn bench_dir(dir: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
 }
 
 pub fn ingest(a: &IngestArgs) -> Result<u8> {
-    eprintln!("postvault: generating {} records", a.records);
+    errln!("postvault: generating {} records", a.records);
     let lines = simulated_lines(a.records, a.seed);
     let n = lines.len() as u64;
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
@@ -119,7 +119,7 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 
@@ -355,7 +355,7 @@ pub fn log(a: &LogArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 
@@ -468,7 +468,7 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 
@@ -544,7 +544,7 @@ pub fn erase(a: &EraseArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 
@@ -612,6 +612,6 @@ pub fn retention(a: &RetentionArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }

@@ -141,9 +141,10 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     }));
 
     // Reads: every connection loops over people until the time is up.
-    eprintln!(
+    errln!(
         "postvault: {} connections reading for {} s",
-        a.connections, a.seconds
+        a.connections,
+        a.seconds
     );
     let until = Instant::now() + Duration::from_secs(a.seconds);
     let subjects = Arc::new(subjects);
@@ -191,7 +192,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     // Ingest: simulated NDJSON (the records `bench ingest` uses) over a few
     // connections, each its own slice of the day.
     let per = a.ingest / a.ingest_connections.max(1) as u64;
-    eprintln!(
+    errln!(
         "postvault: ingesting {} records over {} connections",
         per * a.ingest_connections as u64,
         a.ingest_connections
@@ -266,7 +267,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
         "peak_rss_mb": crate::bench::peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 

@@ -113,12 +113,12 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
     let url = match &a.url {
         Some(u) => u.clone(),
         None => {
-            eprintln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
+            errln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
             cluster = TempCluster::start(ClusterOptions { durable: true })?;
             cluster.url("postgres")
         }
     };
-    eprintln!("postvault: generating {} records", a.records);
+    errln!("postvault: generating {} records", a.records);
     let lines: Vec<String> = simulated(a.records, a.seed).collect();
     let n = lines.len() as u64;
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
@@ -175,7 +175,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
 
     // Full path on one node.
     let v = fresh_vault(&url, "bench_single")?;
-    eprintln!("postvault: full path, one node");
+    errln!("postvault: full path, one node");
     let t = Instant::now();
     let accepted = collect_all(&v, lines.iter().cloned(), batch)?;
     let full_s = t.elapsed().as_secs_f64();
@@ -245,7 +245,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
         f.flush()?;
         files.push(p);
     }
-    eprintln!("postvault: full path, {nodes} nodes at once");
+    errln!("postvault: full path, {nodes} nodes at once");
     let exe = std::env::current_exe().context("finding the postvault binary")?;
     let children = files
         .iter()
@@ -311,7 +311,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 
@@ -333,7 +333,7 @@ pub fn node(a: &PgNodeArgs) -> Result<u8> {
     let accepted = collect_all(&v, lines.into_iter(), a.batch_size.max(1))?;
     let secs = t.elapsed().as_secs_f64();
     let end = now_ms();
-    println!(
+    outln!(
         "{}",
         serde_json::json!({
             "start_ms": start, "end_ms": end, "accepted": accepted,

@@ -511,7 +511,7 @@ pub fn run(a: &SuiteArgs) -> Result<u8> {
     // failure here leaves the RAM figures out, not the run.
     let ram = match Path::new("/dev/shm").is_dir() {
         true => ram_reads(&input, lines, a, &sample, reads).unwrap_or_else(|e| {
-            eprintln!("postvault: the reads on RAM were skipped: {e:#}");
+            errln!("postvault: the reads on RAM were skipped: {e:#}");
             None
         }),
         false => None,
@@ -630,14 +630,14 @@ pub fn run(a: &SuiteArgs) -> Result<u8> {
         },
     });
     let text = serde_json::to_string_pretty(&out)?;
-    println!("{text}");
+    outln!("{text}");
     if let Some(path) = &a.json {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing `{}`", path.display()))?;
     }
     if !a.no_markdown {
         write_markdown(&a.markdown, &markdown(&out))?;
-        eprintln!("postvault: wrote the table into `{}`", a.markdown.display());
+        errln!("postvault: wrote the table into `{}`", a.markdown.display());
     }
     Ok(0)
 }

@@ -38,16 +38,16 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         },
     )?;
     let t = vault.pack().taxonomy();
-    println!("postvault demo");
-    println!("==============");
-    println!(
+    outln!("postvault demo");
+    outln!("==============");
+    outln!(
         "A new vault in {} with the `{}` policy pack {} ({}).",
         dir.display(),
         t.name,
         t.version,
         vault.pack().version()
     );
-    println!("Data store and key store are separate files; the key store is mode 0600.\n");
+    outln!("Data store and key store are separate files; the key store is mode 0600.\n");
 
     let principals = [
         ("ingest", "collector", "the ingest service"),
@@ -57,10 +57,10 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         ("ice-ero", "agency", "an immigration enforcement agency"),
         ("privacy-officer", "privacy_officer", "the privacy officer"),
     ];
-    println!("Principals:");
+    outln!("Principals:");
     for (name, role, what) in principals {
         vault.add_principal(name, role)?;
-        println!("  {name:<14} role {role:<16} {what}");
+        outln!("  {name:<14} role {role:<16} {what}");
     }
 
     let cfg = postvault_sim::SimConfig {
@@ -70,7 +70,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     };
     let sim = postvault_sim::Simulator::new(&cfg);
     let total = sim.plan().total_records();
-    println!(
+    outln!(
         "\nCollecting {total} simulated records ({} of a U.S. postal day: scans, images, web visits, address changes, money orders...).",
         a.scale
     );
@@ -98,7 +98,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         anyhow::bail!("collection failed: {}", f.message);
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "  accepted {} records in {:.1} s ({:.0} records/s), {} rejected, in {} transactions,",
         report.accepted,
         secs,
@@ -106,16 +106,16 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         report.rejected,
         report.batches
     );
-    println!("  each transaction accounted for by one log leaf. By category:");
+    outln!("  each transaction accounted for by one log leaf. By category:");
     for (c, n) in &report.categories {
-        println!("    {c:<30} {n:>9}");
+        outln!("    {c:<30} {n:>9}");
     }
 
     let (person, cats) = kinds
         .into_iter()
         .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(&a.0)))
         .context("the simulated slice was empty")?;
-    println!(
+    outln!(
         "\nThe person read below, `{person}`, has data in {} categories: {}.",
         cats.len(),
         cats.iter().cloned().collect::<Vec<_>>().join(", ")
@@ -143,20 +143,20 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     for (i, (who, purpose, title)) in reads.iter().enumerate() {
         let p = vault.principal(who)?;
         let r = vault.read(&p, &person, purpose)?;
-        println!("\n{}. {title}", i + 1);
-        println!("   postvault read --as {who} --purpose {purpose} --subject {person}");
-        describe(&r);
+        outln!("\n{}. {title}", i + 1);
+        outln!("   postvault read --as {who} --purpose {purpose} --subject {person}");
+        describe(&r)?;
         last = Some(r);
     }
 
     let p = vault.principal("ice-ero")?;
     let ghost = "cust-999999999999";
     let r = vault.read(&p, ghost, "immigration_enforcement")?;
-    println!("\n5. The same agency asks about someone who is not in the vault ({ghost})");
+    outln!("\n5. The same agency asks about someone who is not in the vault ({ghost})");
     let same = last.as_ref().is_some_and(|l| {
         l.withheld == r.withheld && l.records == r.records && l.decision == r.decision
     });
-    println!(
+    outln!(
         "   The answer is {} the answer about a real person: nothing shows whether anyone exists.",
         if same {
             "identical to"
@@ -171,24 +171,24 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         .leaves(size.saturating_sub(1), size)?
         .pop()
         .unwrap_or_default();
-    println!(
+    outln!(
         "\nThe transparency log holds {size} leaves: one per collection batch and one per read, allowed or denied."
     );
-    println!("The last leaf, exactly as recorded (no name, no identifier, a keyed subject tag):");
-    println!("   {}", String::from_utf8_lossy(&leaf));
+    outln!("The last leaf, exactly as recorded (no name, no identifier, a keyed subject tag):");
+    outln!("   {}", String::from_utf8_lossy(&leaf));
     let note = vault.checkpoint()?;
-    println!("\nThe vault signs a checkpoint of the log (C2SP signed note, Ed25519):");
+    outln!("\nThe vault signs a checkpoint of the log (C2SP signed note, Ed25519):");
     for l in note.lines() {
-        println!("   {l}");
+        outln!("   {l}");
     }
     let proof = vault.prove_inclusion(size - 1, None)?;
-    println!(
+    outln!(
         "An auditor can prove that leaf is in the signed tree with {} hashes (postvault log prove --index {}),",
         proof.hashes.len(),
         size - 1
     );
     let report = vault.verify_log(&postvault::VerifyOptions::default())?;
-    println!(
+    outln!(
         "and recompute the whole tree from the leaves: {} (postvault log verify).",
         if report.ok {
             "it verifies"
@@ -198,7 +198,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     );
     if let Some(key) = vault.subject_tag_key(&person)? {
         let (_, found) = vault.find_leaves(&key)?;
-        println!(
+        outln!(
             "With their tag key, `{person}` finds the {} leaves about them, each with its proof (postvault log find).",
             found.len()
         );
@@ -207,7 +207,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     scenario_2025(&vault, &clock, &person, &cats, &sample)?;
     rights_scene(&vault, &person, &sample)?;
     if a.keep.is_some() {
-        println!("\nThe vault is kept in {}.", dir.display());
+        outln!("\nThe vault is kept in {}.", dir.display());
     }
     Ok(0)
 }
@@ -263,9 +263,9 @@ fn scenario_2025(
     let officer = vault.principal("privacy-officer")?;
     let now = clock.now_ms();
     let today = day(now);
-    println!("\n2025, replayed: the disclosure gateway");
-    println!("======================================");
-    println!(
+    outln!("\n2025, replayed: the disclosure gateway");
+    outln!("======================================");
+    outln!(
         "An immigration agency asks the postal service for its customers' data. Every request is a legal\n\
          instrument checked by the pack, recorded in the ledger and the log, and counted."
     );
@@ -280,14 +280,14 @@ fn scenario_2025(
         "time_range": {"from": day(now - 365 * DAY), "to": today}, "issued_at": today
     });
     let a = vault.disclose_submit(&ice, &bulk.to_string())?;
-    println!(
+    outln!(
         "\n(a) Bulk access to online-account, tracking, card and financial data and IP addresses of"
     );
-    println!("    everyone matching a selector:");
-    println!("    postvault disclose submit --as ice-ero bulk.json");
-    println!("    {}: {}", a.status.to_uppercase(), reasons_line(&a));
+    outln!("    everyone matching a selector:");
+    outln!("    postvault disclose submit --as ice-ero bulk.json");
+    outln!("    {}: {}", a.status.to_uppercase(), reasons_line(&a));
     for r in a.reasons.iter().take(3) {
-        println!("      [{}] {}", r.code, r.message);
+        outln!("      [{}] {}", r.code, r.message);
     }
 
     // (b) Mail covers on many addresses, civil immigration grounds.
@@ -305,11 +305,11 @@ fn scenario_2025(
         "start": today, "days": 90, "indicted_or_information_filed": false
     });
     let b = vault.disclose_submit(&ice, &covers.to_string())?;
-    println!(
+    outln!(
         "\n(b) Mail covers (photographs of envelope exteriors) on {} addresses, on civil immigration grounds:",
         sample.len().min(12)
     );
-    println!("    {}: {}", b.status.to_uppercase(), reasons_line(&b));
+    outln!("    {}: {}", b.status.to_uppercase(), reasons_line(&b));
 
     // (c) A stream of single-person requests past the quota.
     let stream: Vec<String> = sample.iter().skip(12).take(28).cloned().collect();
@@ -334,15 +334,15 @@ fn scenario_2025(
         }
         ids.push(r.id);
     }
-    println!(
+    outln!(
         "\n(c) {} single-person requests for a current address, one after another:",
         stream.len()
     );
-    println!(
+    outln!(
         "    {pending} wait for a privacy officer (none is answered by the software alone); {held} are HELD FOR REVIEW:"
     );
     if let Some(al) = alert {
-        println!("      alert {al}");
+        outln!("      alert {al}");
     }
     let mut refused = 0;
     for id in &ids {
@@ -350,10 +350,10 @@ fn scenario_2025(
             refused += 1;
         }
     }
-    println!(
+    outln!(
         "    The privacy officer sees a list being built one name at a time (R10) and refuses all {refused}."
     );
-    println!("    postvault disclose refuse --as privacy-officer ID");
+    outln!("    postvault disclose refuse --as privacy-officer ID");
 
     // (d) A court order for one named person in a felony case.
     clock.advance(2 * DAY);
@@ -370,13 +370,13 @@ fn scenario_2025(
                   "judge": "Magistrate Judge", "order_date": today}
     });
     let d = vault.disclose_submit(&ice, &order.to_string())?;
-    println!(
+    outln!(
         "\n(d) Two days later: a court order for one named person, `{person}`, in a felony case"
     );
-    println!(
+    outln!(
         "    (document fraud, 18 U.S.C. 1546), for the address and scan events only, notice delayed 60 days."
     );
-    println!(
+    outln!(
         "    {}{}",
         d.status.to_uppercase(),
         if d.refused() {
@@ -386,12 +386,12 @@ fn scenario_2025(
         }
     );
     let own = vault.disclose_approve(&ice, &d.id, &postvault::ApproveOptions::default())?;
-    println!(
+    outln!(
         "    The agency approves its own request: REFUSED ({})",
         reasons_line(&own)
     );
     let ok = vault.disclose_approve(&officer, &d.id, &postvault::ApproveOptions::default())?;
-    println!(
+    outln!(
         "    The privacy officer, a second person, approves: {}",
         ok.status.to_uppercase()
     );
@@ -401,43 +401,47 @@ fn scenario_2025(
         .iter()
         .flat_map(|s| s.records.iter().map(|r| r.category.clone()))
         .collect();
-    println!("    postvault disclose fetch --as ice-ero {}", d.id);
-    println!(
+    outln!("    postvault disclose fetch --as ice-ero {}", d.id);
+    outln!(
         "    The package holds {} records of `{person}` in {}; of the {} categories held about them, nothing else.",
         pkg.subjects.iter().map(|s| s.records.len()).sum::<usize>(),
         got.iter().cloned().collect::<Vec<_>>().join(", "),
         held_cats.len()
     );
-    println!(
+    outln!(
         "    Each person disclosed is one log leaf, written before any record was opened (leaf {}).",
         pkg.log_index
     );
     let before = vault.accounting(&officer, person, false)?;
-    println!(
+    outln!(
         "    The person's accounting of disclosures now shows {} entries: the court delayed notice.",
         before.entries.len()
     );
     clock.advance(61 * DAY);
     let notices = vault.disclosure_notices(&officer)?;
     let after = vault.accounting(&officer, person, false)?;
-    println!(
+    outln!(
         "    61 days later the delay has expired: postvault disclose notices --as privacy-officer"
     );
     for n in &notices {
-        println!(
+        outln!(
             "      notice to `{}`: {} disclosed data about you to {} on {} (log leaf {})",
-            n.subject, n.nature, n.recipient, n.disclosed_at, n.log_index
+            n.subject,
+            n.nature,
+            n.recipient,
+            n.disclosed_at,
+            n.log_index
         );
     }
-    println!(
+    outln!(
         "    and the accounting shows {} entry: date, nature, purpose, recipient (5 U.S.C. 552a(c)).",
         after.entries.len()
     );
 
     let report = vault.transparency_report()?;
-    println!("\npostvault report transparency --format table");
+    outln!("\npostvault report transparency --format table");
     for l in crate::disclose::transparency_table(&report).lines() {
-        println!("   {l}");
+        outln!("   {l}");
     }
     Ok(())
 }
@@ -446,11 +450,11 @@ fn scenario_2025(
 /// proofs, the retention sweep, an erasure.
 fn rights_scene(vault: &Vault, person: &str, sample: &[String]) -> Result<()> {
     let officer = vault.principal("privacy-officer")?;
-    println!("\nThe person's rights, and the end of data");
-    println!("========================================");
+    outln!("\nThe person's rights, and the end of data");
+    outln!("========================================");
     let r = vault.subject_report(&officer, person)?;
-    println!("postvault subject report --as privacy-officer --subject {person} --format html");
-    println!(
+    outln!("postvault subject report --as privacy-officer --subject {person} --format html");
+    outln!(
         "    {} records held, {} disclosure(s) in the accounting, {} log leaves about them, every proof {} against the signed checkpoint.",
         r.records.len(),
         r.disclosures.len(),
@@ -462,8 +466,8 @@ fn rights_scene(vault: &Vault, person: &str, sample: &[String]) -> Result<()> {
         }
     );
     let sweep = vault.retention_run(&mut |_| {})?;
-    println!("postvault retention run   (61 days have passed in this tour)");
-    println!(
+    outln!("postvault retention run   (61 days have passed in this tour)");
+    outln!(
         "    {} retention period keys destroyed, {} expired records deleted ({}): unreadable in every copy, backups included.",
         sweep.periods_destroyed,
         sweep.records_deleted,
@@ -479,17 +483,19 @@ fn rights_scene(vault: &Vault, person: &str, sample: &[String]) -> Result<()> {
     };
     let tag_key = vault.subject_tag_key(other)?;
     let e = vault.erase(&officer, std::slice::from_ref(other), &mut |_| {})?;
-    println!("postvault erase --as privacy-officer --subject {other}");
-    println!(
+    outln!("postvault erase --as privacy-officer --subject {other}");
+    outln!(
         "    {} records deleted and {} keys destroyed; the erasure is log leaf {}.",
-        e.records_deleted, e.keys_destroyed, e.first_leaf
+        e.records_deleted,
+        e.keys_destroyed,
+        e.first_leaf
     );
     let after = vault.subject_report(&officer, other)?;
     let found = match tag_key {
         Some(k) => vault.find_leaves(&k)?.1.len(),
         None => 0,
     };
-    println!(
+    outln!(
         "    Now the vault holds {} records of them and nobody can link a leaf to them; with the tag key they kept, \
          the person still finds and proves their {found} {}, the erasure last. The log {}.",
         after.records.len(),
@@ -503,20 +509,20 @@ fn rights_scene(vault: &Vault, person: &str, sample: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn describe(r: &ReadResponse) {
+fn describe(r: &ReadResponse) -> Result<()> {
     let mut by_cat: std::collections::BTreeMap<&str, usize> = Default::default();
     for rec in &r.records {
         *by_cat.entry(rec.category.as_str()).or_default() += 1;
     }
     if r.denied() {
-        println!("   DENIED: this purpose may see nothing. No data left the vault.");
+        outln!("   DENIED: this purpose may see nothing. No data left the vault.");
     } else if by_cat.is_empty() {
-        println!("   ALLOWED for some categories, but the person has no data in them.");
+        outln!("   ALLOWED for some categories, but the person has no data in them.");
     } else {
         let shown: Vec<String> = by_cat.iter().map(|(c, n)| format!("{c} ({n})")).collect();
-        println!("   ALLOWED, returned: {}", shown.join(", "));
+        outln!("   ALLOWED, returned: {}", shown.join(", "));
         if let Some(rec) = r.records.first() {
-            println!(
+            outln!(
                 "   e.g. {} collected for {}: {}",
                 rec.category,
                 rec.collected_for,
@@ -539,13 +545,14 @@ fn describe(r: &ReadResponse) {
         }
     }
     if !groups.is_empty() {
-        println!("   Withheld:");
+        outln!("   Withheld:");
         for (why, cats) in groups {
-            println!("     {}: {why}", cats.join(", "));
+            outln!("     {}: {why}", cats.join(", "));
         }
     }
-    println!(
+    outln!(
         "   Recorded as log leaf {} before any data was returned.",
         r.log_index
     );
+    Ok(())
 }

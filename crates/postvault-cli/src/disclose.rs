@@ -144,10 +144,10 @@ pub fn run(cli: &Cli, cmd: &DiscloseCmd) -> Result<u8> {
             let a = v.disclose_submit(&p, &text)?;
             print_json(&a)?;
             for r in &a.reasons {
-                eprintln!("postvault: refused [{}] {}", r.code, r.message);
+                errln!("postvault: refused [{}] {}", r.code, r.message);
             }
             for al in &a.alerts {
-                eprintln!("postvault: alert {al}");
+                errln!("postvault: alert {al}");
             }
             Ok(exit(a.refused()))
         }
@@ -178,7 +178,7 @@ pub fn run(cli: &Cli, cmd: &DiscloseCmd) -> Result<u8> {
             let pkg = v.disclose_fetch(&p, id)?;
             print_json(&pkg)?;
             if let Err(e) = v.checkpoint() {
-                eprintln!("postvault: warning: no checkpoint was signed: {e}");
+                errln!("postvault: warning: no checkpoint was signed: {e}");
             }
             Ok(exit(pkg.refused()))
         }
@@ -234,7 +234,7 @@ pub fn report(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
             let r = v.transparency_report()?;
             match a.format {
                 ReportFormat::Json => print_json(&r)?,
-                ReportFormat::Table => print!("{}", transparency_table(&r)),
+                ReportFormat::Table => out!("{}", transparency_table(&r)),
             }
             Ok(0)
         }

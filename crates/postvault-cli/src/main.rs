@@ -2,7 +2,13 @@
 //!
 //! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
 //! see nothing of, a refused disclosure request or step); 4 some input lines
-//! were rejected; 5 log verification failed.
+//! were rejected; 5 log verification failed. A closed stdout (`| head`)
+//! ends a command normally.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod output;
 
 mod bench;
 mod bench_http;
@@ -385,7 +391,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
         None => postvault_sim::write_lines(sim, std::io::stdout().lock(), &mut progress)?,
     };
     bar.finish_and_clear();
-    eprintln!("postvault: wrote {n} records");
+    errln!("postvault: wrote {n} records");
     Ok(0)
 }
 
@@ -393,6 +399,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`| head`): it wants no more.
+        Err(e) if output::broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let verify_failed = matches!(
                 e.downcast_ref::<VaultError>(),
@@ -402,9 +410,9 @@ fn main() -> ExitCode {
                 .downcast_ref::<VaultError>()
                 .map_or("error", VaultError::code);
             let msg = format!("{e:#}");
-            eprintln!("postvault: error: {msg}");
+            errln!("postvault: error: {msg}");
             let body = serde_json::json!({"error": {"code": code, "message": msg}});
-            println!("{body}");
+            let _ = output::stdout(format_args!("{body}\n"));
             ExitCode::from(if verify_failed {
                 EXIT_VERIFY_FAILED
             } else {
@@ -418,19 +426,19 @@ fn pack_sources(dir: Option<&Path>) -> Result<Option<PackSources>> {
     let Some(dir) = dir else { return Ok(None) };
     let read = |name: &str| {
         let p = dir.join(name);
-        std::fs::read_to_string(&p).with_context(|| format!("reading `{}`", p.display()))
-    };
-    // `disclosure.toml` is optional: a pack without it has no disclosure
-    // gateway (every instrument is refused). It never borrows the built-in
-    // pack's rules, whose categories and roles may not be this pack's.
-    let disclosure_path = dir.join(postvault_policy::DISCLOSURE_FILE);
-    let disclosure = match std::fs::read_to_string(&disclosure_path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading `{}`", disclosure_path.display()));
+        match std::fs::read_to_string(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "the pack in `{}` has no `{name}`: a pack is taxonomy.toml, schema.cedarschema, policies.cedar and disclosure.toml",
+                dir.display()
+            ),
+            r => r.with_context(|| format!("reading `{}`", p.display())),
         }
     };
+    // Every file of a pack is required. A pack directory without
+    // `disclosure.toml` is a mistake to report, not a gateway that refuses
+    // everything in silence; a pack that wants no disclosure at all says so
+    // with a `disclosure.toml` that lists no `[kind.*]`.
+    let disclosure = Some(read(postvault_policy::DISCLOSURE_FILE)?);
     Ok(Some(PackSources {
         taxonomy: read(postvault_policy::TAXONOMY_FILE)?,
         schema: read(postvault_policy::SCHEMA_FILE)?,
@@ -552,7 +560,7 @@ fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Init => {
             let (v, at) = init_vault(&cli)?;
-            eprintln!("postvault: created a vault in `{at}`");
+            errln!("postvault: created a vault in `{at}`");
             print_json(&serde_json::json!({
                 "data": at,
                 "pack": v.pack().version(),
@@ -562,7 +570,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Principal(PrincipalCmd::Add { name, role }) => {
             let v = open_vault(&cli)?;
             let token = v.add_principal(name, role)?;
-            eprintln!("postvault: the token is shown once; store it now");
+            errln!("postvault: the token is shown once; store it now");
             print_json(&serde_json::json!({"name": name, "role": role, "token": token}))?;
             Ok(0)
         }
@@ -583,9 +591,10 @@ fn run(cli: Cli) -> Result<u8> {
             let r = v.read(&p, &a.subject, &a.purpose)?;
             print_json(&r)?;
             if r.denied() {
-                eprintln!(
+                errln!(
                     "postvault: denied: purpose `{}` may see nothing for role `{}`",
-                    a.purpose, p.role
+                    a.purpose,
+                    p.role
                 );
                 return Ok(EXIT_DENIED);
             }
@@ -597,7 +606,7 @@ fn run(cli: Cli) -> Result<u8> {
                 None => pack_sources(cli.pack.as_deref())?,
             }
             .unwrap_or_else(PackSources::postal);
-            let pack = Pack::load(&src)?;
+            let pack = Pack::load(&src).map_err(VaultError::from)?;
             let t = pack.taxonomy();
             let (mut allow, mut deny) = (0u64, 0u64);
             for r in pack.requests() {
@@ -622,7 +631,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Policy(PolicyCmd::Table { format }) => {
             let src = pack_sources(cli.pack.as_deref())?.unwrap_or_else(PackSources::postal);
-            let pack = Pack::load(&src)?;
+            let pack = Pack::load(&src).map_err(VaultError::from)?;
             policy_table(&pack, *format)?;
             Ok(0)
         }
@@ -666,9 +675,9 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
     let v = crate::open_vault(cli)?;
     match cmd {
         LogCmd::Checkpoint => {
-            print!("{}", v.checkpoint()?);
+            out!("{}", v.checkpoint()?);
         }
-        LogCmd::Key => println!("{}", v.log_verifier_key()),
+        LogCmd::Key => outln!("{}", v.log_verifier_key()),
         LogCmd::Entries { start, end } => {
             let end = match end {
                 Some(e) => *e,
@@ -709,9 +718,10 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
                 checkpoint: read(checkpoint)?,
                 since: read(since)?,
             })?;
-            eprintln!(
+            errln!(
                 "postvault: the log verifies: {} leaves, {} signed checkpoints consistent",
-                report.size, report.checkpoints_checked
+                report.size,
+                report.checkpoints_checked
             );
             print_json(&report)?;
         }
@@ -754,24 +764,26 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
     let report = report?;
     if let Some(f) = &report.failure {
         print_json(&report)?;
-        eprintln!(
+        errln!(
             "postvault: error: collection stopped after line {}: {} (lines up to it are handled; resume from the next)",
-            report.committed_through_line, f.message
+            report.committed_through_line,
+            f.message
         );
         return Ok(EXIT_ERROR);
     }
     // One signed checkpoint per collection run (never per record).
     if let Err(e) = v.checkpoint() {
-        eprintln!("postvault: warning: records are stored, but no checkpoint was signed: {e}");
+        errln!("postvault: warning: records are stored, but no checkpoint was signed: {e}");
     }
     for e in &report.errors {
-        eprintln!("postvault: line {}: {}", e.line, e.message);
+        errln!("postvault: line {}: {}", e.line, e.message);
     }
     print_json(&report)?;
     if report.rejected > 0 {
-        eprintln!(
+        errln!(
             "postvault: {} accepted, {} rejected",
-            report.accepted, report.rejected
+            report.accepted,
+            report.rejected
         );
         return Ok(EXIT_REJECTED);
     }

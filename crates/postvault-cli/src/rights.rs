@@ -158,7 +158,7 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
     bar.finish_and_clear();
     print_json(&r)?;
     if r.refused() {
-        eprintln!(
+        errln!(
             "postvault: refused for {} identifier(s): a legal hold is in force",
             r.held.len()
         );
@@ -228,7 +228,7 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<u8> {
         }
     }
     if !r.proofs_verified {
-        eprintln!("postvault: a proof in the report did not verify against the checkpoint");
+        errln!("postvault: a proof in the report did not verify against the checkpoint");
         return Ok(crate::EXIT_VERIFY_FAILED);
     }
     Ok(0)
@@ -249,7 +249,7 @@ pub fn correct(cli: &Cli, a: &CorrectArgs) -> Result<u8> {
     let r = v.correct(&p, &a.subject, &a.category, &text, a.record.as_deref())?;
     print_json(&r)?;
     if !r.notify.is_empty() {
-        eprintln!(
+        errln!(
             "postvault: {} earlier recipient(s) of this category must be told of the correction",
             r.notify.len()
         );

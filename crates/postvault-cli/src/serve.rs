@@ -1,6 +1,7 @@
 //! `postvault serve`: the vault as an HTTP service.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,18 @@ pub struct ServeArgs {
     /// Seconds between retention sweeps run inside the service (0: none).
     #[arg(long, default_value_t = 3600)]
     pub sweep_interval: u64,
+    /// Seconds a connection may take to send a whole request head (and to
+    /// finish its TLS handshake), from when it opens or its last answer;
+    /// then it is closed. At least 1.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
+    /// `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
@@ -61,7 +74,14 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .try_init();
+    // A bad certificate or key is refused before anything else starts.
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(postvault_server::TlsConfig::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let tmp;
     let (vault, demo_tokens) = if a.demo {
         tmp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -76,6 +96,8 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         max_records_body: a.max_records_body,
         rate_limit: a.rate_limit,
         timeout: Duration::from_secs(a.timeout.max(1)),
+        header_timeout: Duration::from_secs(a.header_timeout.max(1)),
+        tls,
     };
     let state = postvault_server::AppState::new(vault.clone(), config);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -88,17 +110,21 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
             .with_context(|| format!("listening on {}", a.listen))?;
         let addr = listener.local_addr()?;
         // The first line on stdout says where; programs starting the
-        // service on port 0 read it.
-        println!("{}", serde_json::json!({"listening": addr.to_string()}));
-        eprintln!("postvault: serving on http://{addr} (Ctrl-C or SIGTERM stops it)");
-        eprintln!("postvault: API document: http://{addr}/openapi.json (needs a token)");
+        // service on port 0 read it. A closed stdout loses the line: the
+        // service runs on if nobody reads it (the address is on stderr too).
+        let _ = crate::output::stdout(format_args!(
+            "{}\n",
+            serde_json::json!({"listening": addr.to_string()})
+        ));
+        errln!("postvault: serving on {scheme}://{addr} (Ctrl-C or SIGTERM stops it)");
+        errln!("postvault: API document: {scheme}://{addr}/openapi.json (needs a token)");
         for (name, role, token, example) in &demo_tokens {
-            eprintln!("\n  {name} (role {role})\n  token: {token}");
-            eprintln!("  curl -s -H 'Authorization: Bearer {token}' 'http://{addr}{example}'");
+            errln!("\n  {name} (role {role})\n  token: {token}");
+            errln!("  curl -s -H 'Authorization: Bearer {token}' '{scheme}://{addr}{example}'");
         }
         if !demo_tokens.is_empty() {
-            eprintln!(
-                "\n  the public log: curl -s http://{addr}/v1/log/checkpoint ; curl -s 'http://{addr}/v1/log/proof/inclusion?index=0'"
+            errln!(
+                "\n  the public log: curl -s {scheme}://{addr}/v1/log/checkpoint ; curl -s '{scheme}://{addr}/v1/log/proof/inclusion?index=0'"
             );
         }
         if a.sweep_interval > 0 {
@@ -110,13 +136,13 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                     tick.tick().await;
                     let v = v.clone();
                     match tokio::task::spawn_blocking(move || v.retention_run(&mut |_| {})).await {
-                        Ok(Ok(r)) if r.records_deleted > 0 || r.periods_destroyed > 0 => eprintln!(
+                        Ok(Ok(r)) if r.records_deleted > 0 || r.periods_destroyed > 0 => errln!(
                             "postvault: retention sweep: {} period keys destroyed, {} records deleted",
                             r.periods_destroyed, r.records_deleted
                         ),
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => eprintln!("postvault: retention sweep failed: {e}"),
-                        Err(_) => eprintln!("postvault: retention sweep stopped"),
+                        Ok(Err(e)) => errln!("postvault: retention sweep failed: {e}"),
+                        Err(_) => errln!("postvault: retention sweep stopped"),
                     }
                 }
             });
@@ -126,20 +152,27 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         // upload's batch in progress was never acknowledged).
         let stop = async {
             postvault_server::shutdown_signal().await;
-            eprintln!("postvault: stopping: finishing requests in flight (30 s at most)");
+            errln!("postvault: stopping: finishing requests in flight (30 s at most)");
             tokio::spawn(async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                eprintln!("postvault: stopped with requests still in flight after 30 s");
+                errln!("postvault: stopped with requests still in flight after 30 s");
                 std::process::exit(1);
             });
         };
         postvault_server::serve(listener, state, stop)
             .await
             .context("serving")?;
-        eprintln!("postvault: stopped; every acknowledged request is durable");
+        errln!("postvault: stopped; every acknowledged request is durable");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(0)
+}
+
+/// Colour codes only for a person at a terminal: never in a file, a pipe
+/// or a journal, and never when `NO_COLOR` is set (no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A temporary vault with a simulated slice and one principal per demo role.
@@ -168,9 +201,10 @@ fn demo_vault(dir: &std::path::Path) -> Result<(Vault, Vec<DemoToken>)> {
         &CollectOptions::default(),
         &mut |_| {},
     )?;
-    eprintln!(
+    errln!(
         "postvault: demo vault seeded with {} records ({} simulated lines refused)",
-        report.accepted, report.rejected
+        report.accepted,
+        report.rejected
     );
     let mut tokens = vec![(
         "ingest".to_string(),

@@ -80,6 +80,19 @@ impl Engine {
                 e.to_string(),
             )
         })?;
+        // Without a permit every decision is deny: a file emptied or cut
+        // short by mistake must not pass as a pack.
+        if !parsed
+            .policies()
+            .any(|p| p.effect() == cedar_policy::Effect::Permit)
+        {
+            return Err(PackError::new(
+                POLICIES_FILE,
+                None,
+                "cedar-empty",
+                "the file holds no permit policy, so every decision would be deny".into(),
+            ));
+        }
         let mut policies = PolicySet::new();
         let mut reasons = HashMap::new();
         for p in parsed.policies() {

@@ -12,12 +12,15 @@
 //! sees a personal-data value. A decision depends only on the pack version
 //! and the [`DecisionRequest`], so it is deterministic and cacheable.
 
+pub mod bounds;
 mod decision;
 pub mod disclosure;
 mod engine;
 mod error;
 pub mod taxonomy;
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod tests;
 
@@ -78,7 +81,15 @@ impl std::fmt::Debug for Pack {
 
 impl Pack {
     /// Loads and checks a pack.
+    ///
+    /// Every file is checked against [`bounds`] before it is parsed.
     pub fn load(src: &PackSources) -> Result<Pack, PackError> {
+        bounds::check_size(TAXONOMY_FILE, &src.taxonomy)?;
+        bounds::check_cedar(SCHEMA_FILE, &src.schema, bounds::CedarText::Schema)?;
+        bounds::check_cedar(POLICIES_FILE, &src.policies, bounds::CedarText::Policies)?;
+        if let Some(d) = &src.disclosure {
+            bounds::check_size(DISCLOSURE_FILE, d)?;
+        }
         let taxonomy = Taxonomy::parse(&src.taxonomy)?;
         let engine = Engine::new(&taxonomy, &src.schema, &src.policies)?;
         let disclosure = match &src.disclosure {

@@ -10,7 +10,9 @@
 mod error;
 mod handlers;
 mod limits;
+mod listen;
 mod openapi;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use postvault::{Principal, Vault};
 
 pub use error::ApiError;
 pub use limits::{Metrics, RateLimiter};
+pub use tls::{TlsConfig, TlsError};
 
 /// Limits and knobs of the service.
 #[derive(Clone, Debug)]
@@ -40,6 +43,12 @@ pub struct Config {
     /// A request that takes longer is answered 503 `timeout`; an upload
     /// that sends nothing for this long is cut.
     pub timeout: Duration,
+    /// A connection that has not sent a whole request head (or finished
+    /// its TLS handshake) this long after it opened, or after its last
+    /// answer, is closed.
+    pub header_timeout: Duration,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -49,6 +58,8 @@ impl Default for Config {
             max_records_body: 1 << 30,
             rate_limit: 50_000,
             timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -233,6 +244,8 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         }
     };
     state.metrics.request(&route, res.status().as_u16());
+    // The route pattern, never the path: paths name people.
+    tracing::debug!(route = %route, status = res.status().as_u16(), "request");
     res
 }
 
@@ -298,19 +311,14 @@ async fn public_limit(State(state): State<Arc<AppState>>, req: Request, next: Ne
 
 /// Serves `state` on `listener` until `shutdown` resolves; requests in
 /// flight finish first (a collection commits or rejects its batches; what
-/// was acknowledged stays).
+/// was acknowledged stays). HTTPS when `state.config.tls` is set; a
+/// connection that sends no request head within `header_timeout` is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    listen::run(listener, state, shutdown).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,6 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod serve_edges;
+mod surface;
+
 fn pv(data: &Path, args: &[&str]) -> Output {
     pv_in(data, args, None)
 }
@@ -221,7 +224,12 @@ fn policy_check_table_and_a_bad_pack() {
     let pack = tmp.path().join("pack");
     std::fs::create_dir(&pack).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packs/postal");
-    for f in ["taxonomy.toml", "schema.cedarschema", "policies.cedar"] {
+    for f in [
+        "taxonomy.toml",
+        "schema.cedarschema",
+        "policies.cedar",
+        "disclosure.toml",
+    ] {
         std::fs::copy(root.join(f), pack.join(f)).unwrap();
     }
     let mut policies = std::fs::read_to_string(pack.join("policies.cedar")).unwrap();
