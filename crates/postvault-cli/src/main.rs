@@ -16,6 +16,7 @@ mod bench_pg;
 mod bench_suite;
 mod demo;
 mod disclose;
+mod examples;
 mod rights;
 mod serve;
 

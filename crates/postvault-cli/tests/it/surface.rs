@@ -146,3 +146,59 @@ fn a_broken_deep_or_incomplete_pack_is_refused_with_its_file_named() {
         assert!(err.contains("no `disclosure.toml`"), "{err}");
     }
 }
+
+/// The README's tour: `disclose example KIND` prints an instrument dated
+/// today that the gateway takes, for every kind.
+#[test]
+fn the_example_instruments_pass_the_gateway_today() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vault");
+    assert_eq!(code(&pv(&data, &["init"])), 0);
+    assert_eq!(
+        code(&pv(&data, &["principal", "add", "ice", "--role", "agency"])),
+        0
+    );
+    for kind in [
+        "court_order",
+        "warrant",
+        "written_request",
+        "subpoena",
+        "mail_cover",
+    ] {
+        let o = pv(
+            &tmp.path().join("no-vault-needed"),
+            &[
+                "disclose",
+                "example",
+                kind,
+                "--subject",
+                "cust-000000000309",
+                "--instrument-id",
+                &format!("EX-{kind}"),
+            ],
+        );
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+        let inst = json(&o);
+        assert_eq!(inst["kind"], kind);
+        assert_eq!(
+            inst["subjects"],
+            serde_json::json!([{"id": "cust-000000000309"}])
+        );
+        let file = tmp.path().join(format!("{kind}.json"));
+        std::fs::write(&file, o.stdout).unwrap();
+        let o = pv(
+            &data,
+            &["disclose", "submit", "--as", "ice", file.to_str().unwrap()],
+        );
+        assert_eq!(
+            code(&o),
+            0,
+            "{kind}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert_eq!(json(&o)["status"], "pending_approval", "{kind}");
+    }
+    // The files themselves are the documented ones.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/instruments");
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 5);
+}

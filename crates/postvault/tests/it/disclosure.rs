@@ -1030,3 +1030,68 @@ pub fn a_delay_order_hides_the_disclosure_from_the_person_until_it_expires_on(b:
     c.advance(30 * DAY);
     assert_eq!(v.disclosure_notices(&officer).unwrap().len(), 1);
 }
+
+/// `examples/instruments/*.json` are the examples of docs/instruments.md,
+/// byte for byte, one per kind; each passes the gateway at the date the
+/// documentation checks them (2026-03-15T12:00:00Z) and is approved by an
+/// officer.
+#[test]
+fn the_example_instrument_files_are_the_documented_ones_and_pass_the_gateway() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/instruments.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```json\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("examples/instruments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), blocks.len());
+    let c = Arc::new(FixedClock::new(
+        postvault_policy::disclosure::parse_iso("2026-03-15T12:00:00Z").unwrap(),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let v = gateway_vault(tmp.path(), &c);
+    let mut kinds = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            blocks.contains(&text.as_str()),
+            "{} is not in docs/instruments.md",
+            f.display()
+        );
+        let kind = serde_json::from_str::<Value>(&text).unwrap()["kind"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(f.file_stem().unwrap().to_str(), Some(kind.as_str()));
+        let a = v
+            .disclose_submit(&v.principal("fbi").unwrap(), &text)
+            .unwrap();
+        assert_eq!(a.status, "pending_approval", "{kind}: {:?}", a.reasons);
+        assert!(a.alerts.is_empty(), "{kind}: {:?}", a.alerts);
+        let a = v
+            .disclose_approve(
+                &v.principal("officer").unwrap(),
+                &a.id,
+                &ApproveOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(a.status, "approved", "{kind}: {:?}", a.reasons);
+        kinds.push(kind);
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "court_order",
+            "mail_cover",
+            "subpoena",
+            "warrant",
+            "written_request"
+        ]
+    );
+}
