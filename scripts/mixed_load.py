@@ -88,6 +88,9 @@ def main():
     ap.add_argument("--readers", type=int, default=32)
     ap.add_argument("--uploaders", type=int, default=4)
     ap.add_argument("--upload-lines", type=int, default=20000)
+    ap.add_argument("--only", action="append", default=[],
+                    help="run only these workers: read, log, officer, upload, fresh")
+    ap.add_argument("--server-log", help="write the server's stderr here")
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="an extra argument of `serve` (repeatable)")
     a = ap.parse_args()
@@ -102,7 +105,7 @@ def main():
                                       "--role", role))["token"]
     day = run(a.bin, data, "simulate", "--scale", str(a.scale), "--seed", "3")
     run(a.bin, data, "collect", "--as", "ingest", "-", stdin=day)
-    lines = day.splitlines()
+    lines = day.decode().splitlines()
     subjects = sorted({json.loads(l)["subject"] for l in lines[:200000]})
     # Uploads resend simulated lines under new subject ids, so the vault grows.
     upload_src = lines[: a.upload_lines]
@@ -110,7 +113,8 @@ def main():
     server = subprocess.Popen(
         [a.bin, "--data", data, "serve", "--listen", "127.0.0.1:0",
          "--sweep-interval", "0", *a.serve_arg],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stdout=subprocess.PIPE,
+        stderr=open(a.server_log, "wb") if a.server_log else subprocess.DEVNULL)
     addr = json.loads(server.stdout.readline())["listening"]
     pid = server.pid
     counter = Counter()
@@ -184,16 +188,19 @@ def main():
             time.sleep(1)
 
     threads = [threading.Thread(target=size_watch)]
-    for _ in range(a.readers):
-        threads.append(threading.Thread(target=worker, args=(addr, until, read_pick, counter)))
-    for _ in range(4):
-        threads.append(threading.Thread(target=worker, args=(addr, until, log_pick, counter)))
-    for _ in range(2):
-        threads.append(threading.Thread(target=worker, args=(addr, until, officer_pick, counter)))
-    for _ in range(a.uploaders):
-        threads.append(threading.Thread(target=worker, args=(addr, until, upload_pick, counter)))
-    for _ in range(4):
-        threads.append(threading.Thread(target=worker, args=(addr, until, fresh_pick, counter, True)))
+    groups = [
+        ("read", a.readers, read_pick, False),
+        ("log", 4, log_pick, False),
+        ("officer", 2, officer_pick, False),
+        ("upload", a.uploaders, upload_pick, False),
+        ("fresh", 4, fresh_pick, True),
+    ]
+    for name, n, pick, fresh in groups:
+        if a.only and name not in a.only:
+            continue
+        for _ in range(n):
+            threads.append(threading.Thread(
+                target=worker, args=(addr, until, pick, counter, fresh)))
     samples = []
     t0 = time.time()
     samples.append({"t": 0, **proc(pid)})
@@ -217,6 +224,7 @@ def main():
         "seconds": a.seconds,
         "scale": a.scale,
         "serve_args": a.serve_arg,
+        "only": a.only,
         "requests": dict(sorted(counter.counts.items())),
         "rss_kib": {
             "start": rss[0],

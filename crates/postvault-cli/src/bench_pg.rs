@@ -114,7 +114,10 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
         Some(u) => u.clone(),
         None => {
             errln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
-            cluster = TempCluster::start(ClusterOptions { durable: true })?;
+            cluster = TempCluster::start(ClusterOptions {
+                durable: true,
+                ..ClusterOptions::default()
+            })?;
             cluster.url("postgres")
         }
     };

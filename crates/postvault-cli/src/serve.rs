@@ -41,6 +41,14 @@ pub struct ServeArgs {
     /// then it is closed. At least 1.
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Vault calls running at once, each on its own thread (an upload holds
+    /// one for its length); more wait their turn. With `--max-connections`
+    /// it bounds the service's memory (docs/http.md, Memory).
+    #[arg(long, default_value_t = 64)]
+    pub max_threads: usize,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
     /// `--tls-key`.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -98,10 +106,16 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         timeout: Duration::from_secs(a.timeout.max(1)),
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
         tls,
+        max_connections: a.max_connections.max(1),
     };
     let state = postvault_server::AppState::new(vault.clone(), config);
+    // Vault calls run on blocking threads; tokio would start up to 512,
+    // each keeping its stack and allocator caches: bounded here. Uploads
+    // hold one each for their length, so there are always threads beyond
+    // the upload limit for everything else.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(a.max_threads.max(postvault_server::MAX_UPLOADS + 4))
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {

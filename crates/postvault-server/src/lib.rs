@@ -49,6 +49,10 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Serve HTTPS with this certificate; `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Connections served at once; more wait in the listen queue. Each
+    /// costs its buffers, so this bounds the service's memory with
+    /// `max_threads`.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             tls: None,
+            max_connections: 1024,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! Invariants: a connection that has not sent a whole request head within
 //! `header_timeout` (a slow or stalled client, or an idle keep-alive
 //! connection) is closed, so held sockets cannot pile up; a TLS handshake
-//! gets the same time. On stop, no new connection is taken, requests in
+//! gets the same time. At most `max_connections` are served at once: the
+//! next is accepted when one closes (meanwhile it waits in the kernel's
+//! listen queue), so per-connection memory is bounded. On stop, no new connection is taken, requests in
 //! flight finish, and idle connections are closed.
 
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ pub(crate) async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = state.config.header_timeout;
+    let state_max_connections = state.config.max_connections;
     let tls = state
         .config
         .tls
@@ -47,8 +50,16 @@ pub(crate) async fn run(
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(state_max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -74,6 +85,7 @@ pub(crate) async fn run(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(stream), service);

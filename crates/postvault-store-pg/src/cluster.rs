@@ -26,11 +26,27 @@ pub enum ClusterError {
 }
 
 /// How to run the cluster.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ClusterOptions {
     /// Keep `fsync` on (benchmarks); off, the cluster is fast and a crash of
     /// the machine may lose it, which for a test's cluster is fine.
     pub durable: bool,
+    /// Serve TLS (`ssl=on`) with this certificate and key.
+    pub tls: Option<ClusterTls>,
+}
+
+/// The server certificate (chain, PEM) and private key (PEM) of a cluster
+/// that speaks TLS.
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTls").finish_non_exhaustive()
+    }
 }
 
 /// A running throwaway cluster; stopped and deleted on drop.
@@ -137,12 +153,16 @@ impl TempCluster {
                 ClusterError::Start(format!("initdb: {e}: {}", cluster.log("initdb.log")))
             })?;
         let fsync = if opts.durable { "on" } else { "off" };
+        let ssl = match &opts.tls {
+            Some(t) => cluster.write_tls(t)?,
+            None => String::new(),
+        };
         let mut last = String::new();
         let mut cluster = cluster;
         for _ in 0..5 {
             let port = free_port()?;
             let server_opts = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=200 -c shared_buffers=128MB",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=200 -c shared_buffers=128MB{ssl}",
                 cluster.dir.path().display()
             );
             let r = cluster.sh(&format!(
@@ -177,6 +197,35 @@ impl TempCluster {
         let c = std::sync::Arc::new(TempCluster::start(opts)?);
         *slot = std::sync::Arc::downgrade(&c);
         Ok(c)
+    }
+
+    /// Writes the certificate and key beside the cluster (the key mode
+    /// 0600 and owned by the server's user, as PostgreSQL demands); returns
+    /// the server options that turn TLS on.
+    fn write_tls(&self, tls: &ClusterTls) -> Result<String, ClusterError> {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::write(&cert, &tls.cert_pem).map_err(io(&cert))?;
+        std::fs::write(&key, &tls.key_pem).map_err(io(&key))?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(io(&key))?;
+        if self.as_postgres {
+            let st = Command::new("chown")
+                .arg("postgres:")
+                .args([&cert, &key])
+                .status()
+                .map_err(io(&key))?;
+            if !st.success() {
+                return Err(ClusterError::Start(
+                    "cannot hand the TLS key to the `postgres` user".into(),
+                ));
+            }
+        }
+        Ok(format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        ))
     }
 
     fn data_dir(&self) -> PathBuf {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use postvault_store::StoreError;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 /// Attempts of one transaction before a serialization failure is returned.
@@ -113,8 +112,12 @@ impl Db {
     pub(crate) fn connect(url: &str, schema: &str, size: usize) -> Result<Db, StoreError> {
         check_schema(schema)?;
         let shown = crate::redact(url);
-        let mut cfg = tokio_postgres::Config::from_str(url)
+        // TLS as `sslmode` and `sslrootcert` in the URL ask (libpq's
+        // meanings, crate::tls); the other parameters go to tokio-postgres.
+        let connect = crate::tls::connect_params(url)?;
+        let mut cfg = tokio_postgres::Config::from_str(&connect.url)
             .map_err(|e| StoreError::NotAStore(shown.clone(), e.to_string()))?;
+        cfg.ssl_mode(connect.ssl_mode);
         let mut options = cfg.get_options().unwrap_or_default().to_string();
         options.push_str(&format!(
             " -c search_path={schema} -c synchronous_commit=on -c lock_timeout=60000 \
@@ -135,7 +138,7 @@ impl Db {
         cfg.connect_timeout(Duration::from_secs(10));
         let mgr = Manager::from_config(
             cfg,
-            NoTls,
+            connect.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

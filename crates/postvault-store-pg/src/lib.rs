@@ -25,8 +25,9 @@ mod keys;
 mod reads;
 mod schema;
 mod store;
+mod tls;
 
-pub use cluster::{ClusterError, ClusterOptions, TempCluster};
+pub use cluster::{ClusterError, ClusterOptions, ClusterTls, TempCluster};
 pub use keys::PgKeyStore;
 pub use store::PgStore;
 

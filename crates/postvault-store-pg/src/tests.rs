@@ -296,3 +296,142 @@ fn concurrent_reads_share_commits_and_each_returns_after_its_leaf_is_durable() {
     let groups = s.read_groups();
     assert!(groups < 320, "{groups} commits for 320 concurrent reads");
 }
+
+/// A CA, and a server certificate for `names` signed by it (PEM).
+fn tls_pki(names: &[&str]) -> (String, ClusterTls) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (
+        ca.pem(),
+        ClusterTls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+    )
+}
+
+/// Whether the session at `url` (with its TLS parameters) is encrypted,
+/// as the server sees it.
+fn session_is_tls(url: &str) -> Result<bool, String> {
+    let c = crate::tls::connect_params(url).map_err(|e| e.to_string())?;
+    let mut cfg: tokio_postgres::Config = c.url.parse().unwrap();
+    cfg.ssl_mode(c.ssl_mode);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = cfg.connect(c.tls).await.map_err(|e| format!("{e:?}"))?;
+        let conn = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(client);
+        let _ = conn.await;
+        Ok(row.get::<_, bool>(0))
+    })
+}
+
+#[test]
+fn tls_to_postgres_honours_sslmode_and_verifies_the_certificate() {
+    let (ca, tls) = tls_pki(&["127.0.0.1", "localhost"]);
+    let c = TempCluster::start(ClusterOptions {
+        tls: Some(tls),
+        ..ClusterOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let (other_ca, _) = tls_pki(&["127.0.0.1"]);
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, &other_ca).unwrap();
+    let base = c.url("postgres");
+    let with = |q: &str| format!("{base}?{q}");
+    let root = format!("sslrootcert={}", ca_file.display());
+    let wrong = format!("sslrootcert={}", other_file.display());
+
+    // The server sees an encrypted session in every mode but `disable`.
+    assert_eq!(
+        session_is_tls(&with(&format!("sslmode=verify-full&{root}"))),
+        Ok(true)
+    );
+    assert_eq!(
+        session_is_tls(&with(&format!("sslmode=verify-ca&{root}"))),
+        Ok(true)
+    );
+    assert_eq!(session_is_tls(&with("sslmode=require")), Ok(true));
+    assert_eq!(session_is_tls(&base), Ok(true), "prefer is the default");
+    assert_eq!(session_is_tls(&with("sslmode=disable")), Ok(false));
+
+    // A store opens with verify-full and works.
+    let url = with(&format!("sslmode=verify-full&{root}"));
+    let s = PgStore::open(&url, &opts("tls_a")).unwrap();
+    assert_eq!(s.log_size().unwrap(), 0);
+    PgKeyStore::open(&url, &opts("tls_a")).unwrap();
+
+    // A CA that did not sign the server's certificate: refused, whether
+    // the chain is checked for verify-full, verify-ca, or require with a
+    // root file.
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let url = with(&format!("sslmode={mode}&{wrong}"));
+        let e = session_is_tls(&url).unwrap_err();
+        assert!(e.to_lowercase().contains("certificate"), "{mode}: {e}");
+        let e = PgStore::open(&url, &opts("tls_b")).unwrap_err();
+        assert!(matches!(e, StoreError::Backend { .. }), "{mode}: {e}");
+    }
+    // Bad parameters are refused before connecting.
+    for (q, says) in [
+        ("sslmode=allow", "sslmode=allow"),
+        (
+            "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "/nonexistent/ca.pem",
+        ),
+        ("sslcert=/tmp/c.pem", "not supported"),
+    ] {
+        let e = PgStore::open(&with(q), &opts("tls_c")).unwrap_err();
+        assert!(e.to_string().contains(says), "{q}: {e}");
+    }
+}
+
+#[test]
+fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
+    let (ca, tls) = tls_pki(&["db.example.invalid"]);
+    let c = TempCluster::start(ClusterOptions {
+        tls: Some(tls),
+        ..ClusterOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let base = c.url("postgres");
+    let root = format!("sslrootcert={}", ca_file.display());
+    assert_eq!(
+        session_is_tls(&format!("{base}?sslmode=verify-ca&{root}")),
+        Ok(true)
+    );
+    let e = session_is_tls(&format!("{base}?sslmode=verify-full&{root}")).unwrap_err();
+    assert!(e.contains("NotValidForName"), "{e}");
+}
+
+/// A server without TLS: `prefer` falls back to plain, `require` refuses.
+#[test]
+fn without_tls_on_the_server_prefer_is_plain_and_require_refuses() {
+    let c = cluster();
+    let base = c.url("postgres");
+    assert_eq!(session_is_tls(&base), Ok(false));
+    assert!(session_is_tls(&format!("{base}?sslmode=require")).is_err());
+}
