@@ -23,6 +23,7 @@ pub enum Effect {
 /// Why a decision came out as it did: the policy, the rule of the reference
 /// it enforces, and a message for a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reason {
     pub policy: String,
     pub rule: String,

@@ -429,7 +429,9 @@ fn invariant_5_policy_is_pure_and_deterministic() {
                 "thiserror",
                 "aws-lc-rs",
                 "hex",
-                "miette"
+                "miette",
+                // Optional (feature `openapi`): derives JSON Schemas, no IO.
+                "utoipa"
             ]
             .contains(&name),
             "unexpected dependency `{name}` of the policy crate"

@@ -15,36 +15,52 @@ use futures_util::StreamExt;
 use postvault::{ApproveOptions, CollectOptions, EndReason, Principal};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{ApiError, AppState, blocking};
 
 type St = State<Arc<AppState>>;
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 type Id = Result<Path<String>, PathRejection>;
 
+/// The query's parameters; a parameter given twice is malformed (which one
+/// counts would be a guess).
 fn params(q: Params) -> Result<HashMap<String, String>, ApiError> {
-    q.map(|Query(m)| m)
-        .map_err(|_| ApiError::bad_request("the query string is malformed"))
+    let Query(pairs) = q.map_err(|_| ApiError::bad_request("the query string is malformed"))?;
+    let mut m = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if m.contains_key(&k) {
+            return Err(ApiError::bad_request(format!("`{k}` is given twice")));
+        }
+        m.insert(k, v);
+    }
+    Ok(m)
 }
 
 fn id(p: Id) -> Result<String, ApiError> {
     let Path(s) = p.map_err(|_| ApiError::bad_request("the path is malformed"))?;
-    if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+    if s.is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
-            "an identifier is 1 to 256 bytes without control characters",
+            "an identifier is 1 to 256 characters without control characters",
         ));
     }
     Ok(s)
 }
 
+/// A whole number from 0 to 2^63 - 1 (the document's `int64`, `minimum: 0`).
 fn number(m: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {
     match m.get(key) {
         None => Ok(None),
         Some(v) => v
-            .parse()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| i64::try_from(*n).is_ok())
             .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("`{key}` must be a whole number"))),
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{key}` must be a whole number from 0 to 9223372036854775807"
+                ))
+            }),
     }
 }
 
@@ -95,9 +111,14 @@ fn text(content_type: &'static str, body: impl Into<Body>) -> Response {
     r
 }
 
-#[utoipa::path(get, path = "/health", tag = "service", security(()), responses((status = 200, description = "The service is up", body = Object)))]
+#[utoipa::path(get, path = "/health", tag = "service", security(()), responses((status = 200, description = "The service is up", body = crate::openapi::Health)))]
 pub async fn health() -> Response {
-    json(StatusCode::OK, &json!({"status": "ok"}))
+    json(
+        StatusCode::OK,
+        &crate::openapi::Health {
+            status: "ok".into(),
+        },
+    )
 }
 
 /// A blocking `Read` over the chunks an async task forwards; bounded, so a
@@ -141,7 +162,7 @@ impl Read for ChannelReader {
 }
 
 /// `POST /v1/records`: NDJSON, streamed.
-#[utoipa::path(post, path = "/v1/records", tag = "records", params(("purpose" = Option<String>, Query, description = "Purpose of lines that name none"), ("batch_size" = Option<u64>, Query, description = "Lines per transaction (default 2048)")), request_body(content = String, content_type = "application/x-ndjson", description = "One record per line: {\"subject\", \"category\", \"purpose\", \"fields\", \"legal_basis\"?, \"consent\"?}"), responses((status = 200, description = "The collection report: accepted, rejected, per-line errors, leaves", body = Object), (status = 413, description = "Body too large; the report says how far it got", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?, \"consent\"?}", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 429, description = "`too_many_uploads`, or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
 pub async fn collect(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -242,11 +263,16 @@ pub async fn collect(
         .metrics
         .records_rejected
         .fetch_add(report.rejected, Ordering::Relaxed);
-    let report_json = serde_json::to_value(&report).unwrap_or(Value::Null);
-    let fail = |status, code, message: String| {
+    let fail = |status, code: &str, message: String| {
         json(
             status,
-            &json!({"error": {"code": code, "message": message}, "report": report_json}),
+            &crate::openapi::CollectError {
+                error: crate::error::ErrorDetail {
+                    code: code.to_string(),
+                    message,
+                },
+                report: report.clone(),
+            },
         )
     };
     Ok(match (stopped, &report.failure) {
@@ -282,7 +308,7 @@ pub async fn collect(
 }
 
 /// `GET /v1/subjects/{id}?purpose=P`.
-#[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects", params(("id" = String, Path, description = "The person's identifier"), ("purpose" = String, Query, description = "The declared purpose")), responses((status = 200, description = "Records the purpose may see; withheld categories with reasons; the leaf index", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects", params(crate::openapi::IdPath, crate::openapi::ReadQuery), responses((status = 200, description = "Records the purpose may see; withheld categories with reasons; the leaf index. A denied read is an answer too", body = postvault::ReadResponse), (status = 400, description = "`invalid` or `unknown_purpose`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn read(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -299,7 +325,7 @@ pub async fn read(
 }
 
 /// `GET /v1/subjects/{id}/report?format=json|html`.
-#[utoipa::path(get, path = "/v1/subjects/{id}/report", tag = "subjects", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or html")), responses((status = 200, description = "The subject access report with every leaf's inclusion proof", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/subjects/{id}/report", tag = "subjects", params(crate::openapi::IdPath, crate::openapi::ReportQuery), responses((status = 200, description = "The subject access report with every leaf's inclusion proof", content((postvault::SubjectReport = "application/json"), (String = "text/html"))), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a subject-access role", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn subject_report(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -320,15 +346,17 @@ pub async fn subject_report(
     })
 }
 
-#[derive(Deserialize)]
+/// The person's consent to a purpose, granted or withdrawn.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConsentBody {
+pub(crate) struct ConsentBody {
+    /// A purpose of the pack.
     purpose: String,
     granted: bool,
 }
 
 /// `POST /v1/subjects/{id}/consent` `{"purpose", "granted"}`.
-#[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "subjects", params(("id" = String, Path)), request_body(content = Object, description = "{\"purpose\", \"granted\": bool}"), responses((status = 200, description = "Recorded; takes effect on the next read", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "subjects", params(crate::openapi::IdPath), request_body(content = ConsentBody, content_type = "application/json"), responses((status = 200, description = "Recorded; takes effect on the next read", body = crate::openapi::ConsentAnswer), (status = 400, description = "`invalid` or `unknown_purpose`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn consent(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -345,12 +373,17 @@ pub async fn consent(
     .await?;
     Ok(json(
         StatusCode::OK,
-        &json!({"subject": subject, "purpose": b.purpose, "granted": b.granted, "log_index": idx}),
+        &crate::openapi::ConsentAnswer {
+            subject,
+            purpose: b.purpose,
+            granted: b.granted,
+            log_index: idx,
+        },
     ))
 }
 
 /// `POST /v1/subjects/{id}/erase`: 200, or 409 `legal_hold` with the report.
-#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(("id" = String, Path)), responses((status = 200, description = "Erased: keys destroyed, rows deleted, one leaf", body = Object), (status = 409, description = "A legal hold is in force", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::IdPath), responses((status = 200, description = "Erased: keys destroyed, rows deleted, one leaf", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
 pub async fn erase(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -361,23 +394,38 @@ pub async fn erase(
     if r.refused() {
         return Ok(json(
             StatusCode::CONFLICT,
-            &json!({"error": {"code": "legal_hold", "message": "a legal hold is in force"}, "report": r}),
+            &crate::openapi::EraseRefused {
+                error: crate::error::ErrorDetail {
+                    code: "legal_hold".into(),
+                    message: "a legal hold is in force".into(),
+                },
+                report: r,
+            },
         ));
     }
     Ok(json(StatusCode::OK, &r))
 }
 
-#[derive(Deserialize)]
+/// A correction: the category's new fields, for the person's current
+/// record of it (`record` picks one when they hold several).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CorrectBody {
+pub(crate) struct CorrectBody {
+    /// A category of the pack.
     category: String,
+    /// The record's fields, as the category declares them.
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     fields: Value,
+    /// The record to correct (its id), when the person holds several.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     record: Option<String>,
 }
 
 /// `POST /v1/subjects/{id}/corrections` `{"category", "fields", "record"?}`.
-#[utoipa::path(post, path = "/v1/subjects/{id}/corrections", tag = "subjects", params(("id" = String, Path)), request_body(content = Object, description = "{\"category\", \"fields\": {...}, \"record\"?}"), responses((status = 200, description = "The new record, the one it supersedes, prior recipients to notify", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/corrections", tag = "subjects", params(crate::openapi::IdPath), request_body(content = CorrectBody, content_type = "application/json"), responses((status = 200, description = "The new record, the one it supersedes, prior recipients to notify", body = postvault::CorrectionReport), (status = 400, description = "`invalid`: a malformed body, or fields the category does not take", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the role, a category the vault keeps itself, or no current record", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn correct(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -395,7 +443,7 @@ pub async fn correct(
 }
 
 /// `GET /v1/subjects/{id}/accounting[?all=true]`.
-#[utoipa::path(get, path = "/v1/subjects/{id}/accounting", tag = "subjects", params(("id" = String, Path), ("all" = Option<bool>, Query, description = "Officers: include entries under a delay order, marked")), responses((status = 200, description = "The accounting of disclosures", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/subjects/{id}/accounting", tag = "subjects", params(crate::openapi::IdPath, crate::openapi::AccountingQuery), responses((status = 200, description = "The accounting of disclosures", body = postvault::Accounting), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn accounting(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -403,17 +451,22 @@ pub async fn accounting(
     q: Params,
 ) -> Result<Response, ApiError> {
     let subject = id(path)?;
-    let all = matches!(
-        params(q)?.get("all").map(String::as_str),
-        Some("true" | "1")
-    );
+    let all = match params(q)?.get("all").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`all` is `true`, `1`, `false` or `0`",
+            ));
+        }
+    };
     let r = blocking(&state, move |v| Ok(v.accounting(&p, &subject, all)?)).await?;
     Ok(json(StatusCode::OK, &r))
 }
 
 /// `POST /v1/disclosures`: the instrument as the body; 201 with the answer
 /// (a refused request is recorded too: read `status` and `reasons`).
-#[utoipa::path(post, path = "/v1/disclosures", tag = "disclosures", request_body(content = Object, description = "A legal instrument (docs/instruments.md)"), responses((status = 201, description = "Recorded: {id, status, reasons, alerts, log_index}; a refused request has status refused", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/disclosures", tag = "disclosures", request_body(content = crate::openapi::Instrument, content_type = "application/json", description = "A legal instrument (docs/instruments.md). Any body is recorded: one that is not an instrument is refused with its codes"), responses((status = 201, description = "Recorded: the step answer; a refused request has status `refused` and its reasons", body = postvault::StepAnswer, headers(("Location" = String, description = "/v1/disclosures/{id}"))), (status = 413, description = "`too_large`: over `--max-body`, not recorded", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclose_submit(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -430,7 +483,7 @@ pub async fn disclose_submit(
     Ok(r)
 }
 
-#[utoipa::path(get, path = "/v1/disclosures", tag = "disclosures", responses((status = 200, description = "Requests: an agency sees its own, an officer all", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/disclosures", tag = "disclosures", responses((status = 200, description = "Requests: the requester role sees its own, the approver role and auditors all", body = Vec<postvault::RequestView>), crate::openapi::Common))]
 pub async fn disclosure_list(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -439,7 +492,7 @@ pub async fn disclosure_list(
     Ok(json(StatusCode::OK, &r))
 }
 
-#[utoipa::path(get, path = "/v1/disclosures/{id}", tag = "disclosures", params(("id" = String, Path)), responses((status = 200, description = "One request", body = Object), (status = 404, description = "No such request visible to you", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/disclosures/{id}", tag = "disclosures", params(crate::openapi::IdPath), responses((status = 200, description = "One request", body = postvault::RequestView), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 404, description = "`not_found`: no such request visible to the caller", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclosure_show(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -454,15 +507,17 @@ pub async fn disclosure_show(
     }
 }
 
-#[derive(Deserialize, Default)]
+/// An approval, of every requested portion or only of some.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ApproveBody {
+pub(crate) struct ApproveBody {
+    /// Approve only these of the requested portions (category ids).
     #[serde(default)]
     portions: Option<Vec<String>>,
 }
 
 /// `POST /v1/disclosures/{id}/approve` `{"portions"?}`.
-#[utoipa::path(post, path = "/v1/disclosures/{id}/approve", tag = "disclosures", params(("id" = String, Path)), request_body(content = Object, description = "{\"portions\"?: [category]}"), responses((status = 200, description = "The step answer", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/disclosures/{id}/approve", tag = "disclosures", params(crate::openapi::IdPath), request_body(content = ApproveBody, content_type = "application/json", description = "Optional; none approves every requested portion"), responses((status = 200, description = "The step answer (a refused step has reasons)", body = postvault::StepAnswer), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclose_approve(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -478,7 +533,7 @@ pub async fn disclose_approve(
     Ok(json(StatusCode::OK, &a))
 }
 
-#[utoipa::path(post, path = "/v1/disclosures/{id}/refuse", tag = "disclosures", params(("id" = String, Path)), responses((status = 200, description = "The step answer", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/disclosures/{id}/refuse", tag = "disclosures", params(crate::openapi::IdPath), responses((status = 200, description = "The step answer (a refused step has reasons)", body = postvault::StepAnswer), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclose_refuse(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -489,7 +544,7 @@ pub async fn disclose_refuse(
     Ok(json(StatusCode::OK, &a))
 }
 
-#[utoipa::path(post, path = "/v1/disclosures/{id}/fetch", tag = "disclosures", params(("id" = String, Path)), responses((status = 200, description = "The package: exactly the approved portions of the named people", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/disclosures/{id}/fetch", tag = "disclosures", params(crate::openapi::IdPath), responses((status = 200, description = "The package: exactly the approved portions of the named people, or the reasons it was refused", body = postvault::Package), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclose_fetch(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -500,14 +555,17 @@ pub async fn disclose_fetch(
     Ok(json(StatusCode::OK, &pkg))
 }
 
-#[derive(Deserialize)]
+/// Why a request is ended early.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EndBody {
+pub(crate) struct EndBody {
+    /// `improperly_ordered` destroys everything recorded under a mail cover.
+    #[schema(inline, value_type = crate::openapi::EndReasonName)]
     reason: String,
 }
 
 /// `POST /v1/disclosures/{id}/end` `{"reason"}`.
-#[utoipa::path(post, path = "/v1/disclosures/{id}/end", tag = "disclosures", params(("id" = String, Path)), request_body(content = Object, description = "{\"reason\"}"), responses((status = 200, description = "The step answer", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/disclosures/{id}/end", tag = "disclosures", params(crate::openapi::IdPath), request_body(content = EndBody, content_type = "application/json"), responses((status = 200, description = "The step answer (a refused step has reasons)", body = postvault::StepAnswer), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclose_end(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -522,16 +580,23 @@ pub async fn disclose_end(
     Ok(json(StatusCode::OK, &a))
 }
 
-#[derive(Deserialize)]
+/// A legal hold from an approved disclosure request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct HoldBody {
+pub(crate) struct HoldBody {
+    /// The approved (or fetched) disclosure request the hold rests on.
     request: String,
+    /// A date (`YYYY-MM-DD`) or an RFC 3339 time, after now and at most 90
+    /// days ahead (the default).
     #[serde(default)]
+    #[schema(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     until: Option<String>,
 }
 
 /// `POST /v1/holds` `{"request", "until"?}`.
-#[utoipa::path(post, path = "/v1/holds", tag = "holds", request_body(content = Object, description = "{\"request\", \"until\"?}"), responses((status = 201, description = "The hold", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/holds", tag = "holds", request_body(content = HoldBody, content_type = "application/json"), responses((status = 201, description = "The hold", body = postvault::HoldView), (status = 400, description = "`invalid`: a malformed body, or an `until` not after now or more than 90 days ahead", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the role, or a request that is not approved", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn hold_place(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -548,7 +613,7 @@ pub async fn hold_place(
     Ok(json(StatusCode::CREATED, &h))
 }
 
-#[utoipa::path(get, path = "/v1/holds", tag = "holds", responses((status = 200, description = "Every hold", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/holds", tag = "holds", responses((status = 200, description = "Every hold", body = Vec<postvault::HoldView>), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn hold_list(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -557,7 +622,7 @@ pub async fn hold_list(
     Ok(json(StatusCode::OK, &h))
 }
 
-#[utoipa::path(post, path = "/v1/holds/{id}/release", tag = "holds", params(("id" = String, Path)), responses((status = 200, description = "The released hold", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/holds/{id}/release", tag = "holds", params(crate::openapi::IdPath), responses((status = 200, description = "The released hold", body = postvault::HoldView), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the role, or an unknown or released hold", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn hold_release(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -569,7 +634,7 @@ pub async fn hold_release(
 }
 
 /// `POST /v1/retention/run`: a privacy officer runs the sweep now.
-#[utoipa::path(post, path = "/v1/retention/run", tag = "retention", responses((status = 200, description = "What the sweep destroyed and deleted", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/retention/run", tag = "retention", responses((status = 200, description = "What the sweep destroyed and deleted", body = postvault::RetentionReport), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn retention_run(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -578,7 +643,7 @@ pub async fn retention_run(
     Ok(json(StatusCode::OK, &r))
 }
 
-#[utoipa::path(get, path = "/v1/reports/transparency", tag = "disclosures", responses((status = 200, description = "The transparency report", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/v1/reports/transparency", tag = "disclosures", responses((status = 200, description = "The transparency report", body = postvault::TransparencyReport), crate::openapi::Common))]
 pub async fn transparency(
     State(state): St,
     Extension(_p): Extension<Principal>,
@@ -587,7 +652,7 @@ pub async fn transparency(
     Ok(json(StatusCode::OK, &r))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text", body = String), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"), crate::openapi::Common))]
 pub async fn metrics(
     State(state): St,
     Extension(_p): Extension<Principal>,
@@ -602,20 +667,23 @@ pub async fn metrics(
     ))
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, description = "This document", body = Object)))]
-pub async fn openapi(Extension(_p): Extension<Principal>) -> Response {
-    text("application/json", crate::openapi::document())
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, description = "This document", body = crate::openapi::OpenApiDocument), crate::openapi::Common))]
+pub async fn openapi(State(state): St, Extension(_p): Extension<Principal>) -> Response {
+    text(
+        "application/json",
+        crate::openapi::document_for(state.vault.pack()),
+    )
 }
 
 /// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note.
-#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note), text/plain", body = String)))]
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain; charset=utf-8"), crate::openapi::PublicCommon))]
 pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
     let (note, _) = state.checkpoint().await?;
     Ok(text("text/plain; charset=utf-8", note))
 }
 
 /// `GET /v1/log/proof/inclusion?index=&size=`.
-#[utoipa::path(get, path = "/v1/log/proof/inclusion", tag = "log", security(()), params(("index" = u64, Query), ("size" = Option<u64>, Query, description = "Default: the latest checkpoint")), responses((status = 200, description = "An RFC 6962 inclusion proof", body = Object), (status = 400, description = "Bad input", body = Object)))]
+#[utoipa::path(get, path = "/v1/log/proof/inclusion", tag = "log", security(()), params(crate::openapi::InclusionQuery), responses((status = 200, description = "An RFC 6962 inclusion proof", body = postvault::InclusionProof), (status = 400, description = "`invalid`: a malformed number, a leaf outside the tree, a tree larger than the log", body = crate::error::ErrorBody), crate::openapi::PublicCommon))]
 pub async fn log_inclusion(State(state): St, q: Params) -> Result<Response, ApiError> {
     let q = params(q)?;
     let index = required(&q, "index")?;
@@ -628,7 +696,7 @@ pub async fn log_inclusion(State(state): St, q: Params) -> Result<Response, ApiE
 }
 
 /// `GET /v1/log/proof/consistency?old=&new=`.
-#[utoipa::path(get, path = "/v1/log/proof/consistency", tag = "log", security(()), params(("old" = u64, Query), ("new" = u64, Query)), responses((status = 200, description = "An RFC 6962 consistency proof", body = Object), (status = 400, description = "Bad input", body = Object)))]
+#[utoipa::path(get, path = "/v1/log/proof/consistency", tag = "log", security(()), params(crate::openapi::ConsistencyQuery), responses((status = 200, description = "An RFC 6962 consistency proof", body = postvault::ConsistencyProof), (status = 400, description = "`invalid`: a malformed number, or not `old <= new <=` the log size", body = crate::error::ErrorBody), crate::openapi::PublicCommon))]
 pub async fn log_consistency(State(state): St, q: Params) -> Result<Response, ApiError> {
     let q = params(q)?;
     let old = required(&q, "old")?;
@@ -641,7 +709,7 @@ pub async fn log_consistency(State(state): St, q: Params) -> Result<Response, Ap
 const MAX_ENTRIES: u64 = 1000;
 
 /// `GET /v1/log/entries?start=&end=` (at most 1000 a call).
-#[utoipa::path(get, path = "/v1/log/entries", tag = "log", security(()), params(("start" = u64, Query), ("end" = u64, Query, description = "Exclusive; at most start + 1000")), responses((status = 200, description = "Entries: index, leaf (base64), event", body = Object), (status = 400, description = "Bad input", body = Object)))]
+#[utoipa::path(get, path = "/v1/log/entries", tag = "log", security(()), params(crate::openapi::EntriesQuery), responses((status = 200, description = "Entries `start` to `end` (exclusive), cut at the log's size", body = Vec<postvault::LogEntry>), (status = 400, description = "`invalid`: a malformed number, `end` before `start` or more than 1000 past it", body = crate::error::ErrorBody), crate::openapi::PublicCommon))]
 pub async fn log_entries(State(state): St, q: Params) -> Result<Response, ApiError> {
     let q = params(q)?;
     let start = required(&q, "start")?;
@@ -660,9 +728,16 @@ pub async fn log_entries(State(state): St, q: Params) -> Result<Response, ApiErr
 }
 
 /// `GET /log/tile/<L>/<N>[.p/<W>]` and `/log/tile/entries/<N>[.p/<W>]`.
-#[utoipa::path(get, path = "/log/tile/{path}", tag = "log", security(()), params(("path" = String, Path, description = "<L>/<N>[.p/<W>] or entries/<N>[.p/<W>] (C2SP tlog-tiles)")), responses((status = 200, description = "The tile bytes", body = String), (status = 404, description = "No such tile", body = Object)))]
+#[utoipa::path(get, path = "/log/tile/{path}", tag = "log", security(()), params(crate::openapi::TilePath), responses((status = 200, description = "The tile or entry bundle", body = Vec<u8>, content_type = "application/octet-stream"), (status = 404, description = "`not_found`: a malformed path, or beyond the log", body = crate::error::ErrorBody), crate::openapi::PublicCommon))]
 pub async fn log_tile(State(state): St, path: Id) -> Result<Response, ApiError> {
-    let p = id(path)?;
+    // Any path the log cannot answer, malformed ones included, is no such
+    // tile (C2SP tlog-tiles clients expect 404).
+    let Ok(Path(p)) = path else {
+        return Err(ApiError::not_found("no such tile"));
+    };
+    if p.len() > 64 {
+        return Err(ApiError::not_found("no such tile"));
+    }
     let bytes = blocking(&state, move |v| {
         // A failure to bring the tree up to date is the service's (5xx);
         // after it, a path the log cannot answer is no such tile.

@@ -48,6 +48,7 @@ impl Default for CollectOptions {
 
 /// Why one line was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineError {
     pub line: u64,
     /// Stable code, e.g. `malformed_json`, `unknown_category`, `field_not_declared`, `denied`.
@@ -62,6 +63,7 @@ pub struct LineError {
 
 /// What a collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CollectReport {
     pub accepted: u64,
     pub rejected: u64,
@@ -84,6 +86,7 @@ pub struct CollectReport {
 
 /// Why a collection stopped before the end of its input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Failure {
     pub code: String,
     pub message: String,

@@ -91,6 +91,7 @@ pub mod status {
 /// One reason a step was refused: a stable code and a message that names
 /// fields and pack ids, never a value of the instrument.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayReason {
     pub code: String,
     pub message: String,
@@ -117,6 +118,7 @@ impl From<disclosure::Refusal> for GatewayReason {
 /// The answer to a step: where the request stands, and why a step was
 /// refused (empty when it was taken).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepAnswer {
     pub id: String,
     pub status: String,
@@ -188,6 +190,7 @@ pub struct ApproveOptions {
 
 /// The records of one named person in a package.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PackageSubject {
     /// The identifier the instrument named.
     pub subject: String,
@@ -199,6 +202,7 @@ pub struct PackageSubject {
 /// What an agency receives: exactly the approved portions of the approved
 /// people for the approved time, or nothing and the reasons.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Package {
     pub id: String,
     pub status: String,
@@ -224,6 +228,7 @@ impl Package {
 
 /// A request as its requester or a privacy officer sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestView {
     pub id: String,
     pub seq: u64,
@@ -257,6 +262,7 @@ pub struct RequestView {
 /// One entry of the accounting of disclosures (5 U.S.C. 552a(c)(1)): date,
 /// nature, purpose and recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountingEntry {
     pub disclosure: String,
     /// When the data left.
@@ -283,6 +289,7 @@ pub struct AccountingEntry {
 
 /// The accounting shown to or about one person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Accounting {
     pub subject: String,
     pub entries: Vec<AccountingEntry>,
@@ -309,6 +316,7 @@ pub type OutcomeCounts = BTreeMap<String, u64>;
 
 /// Mail-cover figures of the transparency report (R26).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CoverCounts {
     pub requested: u64,
     pub approved: u64,
@@ -320,6 +328,7 @@ pub struct CoverCounts {
 
 /// The transparency report, computed from the ledger itself (R26).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransparencyReport {
     pub generated_at: String,
     pub pack: String,
@@ -340,6 +349,7 @@ pub struct TransparencyReport {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DisclosedCounts {
     pub fetches: u64,
     pub subjects: u64,

@@ -13,6 +13,7 @@ pub const LEAF_VERSION: u32 = 1;
 /// Fields are declared in sorted order, so serializing the struct directly
 /// gives the canonical bytes (`to_leaf`, checked against [`canonical`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// Hex of a keyed hash of the principal name.
     pub id: String,
@@ -22,6 +23,7 @@ pub struct Actor {
 /// One access decision as recorded in the log. Fields are declared in
 /// sorted order (see [`Actor`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// `collect`, `read`, ... (docs/formats.md lists them).
     pub action: String,

@@ -38,6 +38,7 @@ impl HashStore for StoreHashes<'_> {
 
 /// An RFC 6962 inclusion proof, as printed by `postvault log prove`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InclusionProof {
     pub index: u64,
     pub size: u64,
@@ -49,6 +50,7 @@ pub struct InclusionProof {
 
 /// An RFC 6962 consistency proof.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsistencyProof {
     pub old: u64,
     pub new: u64,
@@ -57,6 +59,7 @@ pub struct ConsistencyProof {
 
 /// One log entry.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     pub index: u64,
     /// Base64 of the exact leaf bytes that are hashed.

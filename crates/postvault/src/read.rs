@@ -23,6 +23,7 @@ use crate::vault::{Principal, Vault};
 
 /// One record returned by a read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadRecord {
     pub id: String,
     pub category: String,
@@ -41,6 +42,7 @@ pub struct ReadRecord {
 
 /// A category the purpose may not see, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Withheld {
     pub category: String,
     pub reasons: Vec<Reason>,
@@ -48,6 +50,7 @@ pub struct Withheld {
 
 /// The answer to a targeted read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadResponse {
     pub subject: String,
     pub purpose: String,

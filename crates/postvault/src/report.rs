@@ -19,6 +19,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// One consent of the person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsentView {
     pub purpose: String,
     pub granted: bool,
@@ -27,6 +28,7 @@ pub struct ConsentView {
 
 /// One log leaf about the person, with what they need to check it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportLeaf {
     pub index: u64,
     /// Base64 of the leaf bytes exactly as logged.
@@ -37,6 +39,7 @@ pub struct ReportLeaf {
 
 /// The subject access report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubjectReport {
     pub subject: String,
     pub generated_at: String,

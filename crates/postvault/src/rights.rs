@@ -96,6 +96,7 @@ fn period_day(name: &str) -> Option<i64> {
 
 /// What a retention sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionReport {
     /// The time the sweep ran at.
     pub at: String,
@@ -113,6 +114,7 @@ pub struct RetentionReport {
 
 /// The answer to an erasure.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EraseReport {
     /// People erased.
     pub erased: u64,
@@ -134,6 +136,7 @@ impl EraseReport {
 
 /// A legal hold as shown to an officer or the person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HoldView {
     pub id: String,
     /// The disclosure request whose approved instrument it rests on.
@@ -158,6 +161,7 @@ pub struct HoldView {
 
 /// The answer to a correction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CorrectionReport {
     pub subject: String,
     pub category: String,
@@ -173,6 +177,7 @@ pub struct CorrectionReport {
 
 /// A recipient of an earlier disclosure of the corrected category.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriorRecipient {
     pub disclosure: String,
     pub recipient_principal: String,
