@@ -732,3 +732,152 @@ mod malformed {
         };
     }
 }
+
+/// Whether `s` describes a body by a named schema, a list of them, text,
+/// bytes, or an explicit union: never a bare `{"type": "object"}`.
+fn typed(s: &Value) -> bool {
+    if s.get("$ref").is_some() {
+        return true;
+    }
+    if let Some(items) = s.get("items") {
+        return typed(items);
+    }
+    if let Some(alts) = s.get("oneOf").or_else(|| s.get("anyOf")) {
+        return alts.as_array().unwrap().iter().any(typed);
+    }
+    matches!(s["type"].as_str(), Some("string" | "integer" | "boolean"))
+}
+
+/// The document names a schema for every body, lists the statuses every
+/// endpoint can answer, and carries the loaded pack's purposes.
+#[tokio::test]
+async fn the_api_document_types_every_body_and_lists_every_status() {
+    let a = api();
+    let d = a.get("/openapi.json", Some("auditor")).await.json();
+    let schemas = &d["components"]["schemas"];
+    for (path, item) in d["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            if let Some(body) = op.get("requestBody") {
+                for (ct, c) in body["content"].as_object().unwrap() {
+                    assert!(typed(&c["schema"]), "{at}: request {ct}: {}", c["schema"]);
+                }
+            }
+            let responses = op["responses"].as_object().unwrap();
+            for (status, r) in responses {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{at} {status}"
+                );
+                for (ct, c) in r["content"].as_object().into_iter().flatten() {
+                    assert!(typed(&c["schema"]), "{at} {status} {ct}: {}", c["schema"]);
+                }
+            }
+            let public = op["security"] == json!([{}]);
+            let always: &[&str] = if public {
+                &["200", "429", "500", "503"]
+            } else {
+                &["200", "401", "429", "500", "503"]
+            };
+            for s in always {
+                assert!(
+                    responses.contains_key(*s) || (*s == "200" && responses.contains_key("201")),
+                    "{at} does not list {s}"
+                );
+            }
+        }
+    }
+    // Every named schema is an object with properties, an enum or a union.
+    for (name, s) in schemas.as_object().unwrap() {
+        assert!(
+            s.get("properties").is_some()
+                || s.get("enum").is_some()
+                || s.get("oneOf").is_some()
+                || s.get("anyOf").is_some(),
+            "schema {name} is bare: {s}"
+        );
+    }
+    for name in [
+        "ReadResponse",
+        "CollectReport",
+        "StepAnswer",
+        "Package",
+        "RequestView",
+        "HoldView",
+        "LogEntry",
+        "ErrorBody",
+        "SubjectReport",
+        "TransparencyReport",
+    ] {
+        assert!(schemas.get(name).is_some(), "{name} missing");
+    }
+    // Arrays where the service answers arrays.
+    for path in ["/v1/disclosures", "/v1/holds", "/v1/log/entries"] {
+        let s =
+            &d["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_eq!(s["type"], "array", "{path}: {s}");
+    }
+    // The loaded pack's purposes are the values `purpose` takes.
+    let purposes: Vec<&str> = d["paths"]["/v1/subjects/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "purpose")
+        .unwrap()["schema"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(purposes.contains(&"delivery") && purposes.contains(&"immigration_enforcement"));
+    assert_eq!(purposes.len(), 20);
+}
+
+/// What the document says of parameters, the server holds to.
+#[tokio::test]
+async fn parameters_are_checked_as_the_document_says() {
+    let a = api();
+    for uri in [
+        "/v1/log/entries?start=0&start=1&end=2",
+        "/v1/log/entries?start=9223372036854775808&end=9223372036854775809",
+        "/v1/log/proof/inclusion?index=-1",
+        "/v1/log/proof/consistency?old=0&new=1.5",
+    ] {
+        assert_eq!(
+            a.get(uri, None).await.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        a.get("/v1/subjects/cust-1/accounting?all=yes", Some("officer"))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        a.get("/v1/subjects/cust-1/accounting?all=0", Some("officer"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // 256 characters of two bytes each: an identifier; 257 are not.
+    let id = "%C3%A9".repeat(256);
+    let r = a
+        .get(
+            &format!("/v1/subjects/{id}?purpose=delivery"),
+            Some("sorting"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = a
+        .get(
+            &format!("/v1/subjects/{id}x?purpose=delivery"),
+            Some("sorting"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A malformed tile path is no such tile.
+    let r = a.get("/log/tile/%01", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
