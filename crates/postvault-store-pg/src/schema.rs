@@ -73,6 +73,12 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BYTEA;",
+    // 6: the gateway's notes for the privacy office only, mail-cover
+    // extensions linked to the order they extend, and protective orders
+    // found by their own small index (the same seek for every person).
+    "ALTER TABLE disclosures ADD COLUMN office_notes TEXT NOT NULL DEFAULT '';
+     ALTER TABLE disclosures ADD COLUMN extends TEXT;
+     CREATE INDEX records_protective ON records (subject) WHERE category = 'protective_order';",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

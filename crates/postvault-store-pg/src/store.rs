@@ -15,9 +15,9 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
-    AccountingRow, ConsentRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef,
-    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow,
+    LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData,
+    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;
@@ -275,6 +275,23 @@ pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
     Ok(data)
 }
 
+/// The subject's protective-order records, through the partial index
+/// `records_protective`: a seek that costs the same whether the person holds
+/// one record or thousands, or none at all.
+async fn read_protective(tx: &Transaction<'_>, subject: &SubjectRef) -> Result<SubjectData, Fail> {
+    let s = tx
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records
+             WHERE subject = $1 AND category = 'protective_order' ORDER BY collected_at, id"
+        ))
+        .await?;
+    let mut data = SubjectData::default();
+    for r in tx.query(&s, &[&&subject[..]]).await? {
+        data.records.push(record_from_row(&r)?);
+    }
+    Ok(data)
+}
+
 async fn meta_u64(tx: &Transaction<'_>, key: &str, lock: bool) -> Result<u64, Fail> {
     let sql = if lock {
         "SELECT value FROM meta WHERE key = $1 FOR UPDATE"
@@ -344,7 +361,7 @@ fn batch_id(batch: &WriteBatch) -> Option<[u8; 16]> {
 const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_key, case_key,
     extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
     valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
-    end_reason, notified_at, retain_until, sealed";
+    end_reason, notified_at, retain_until, sealed, office_notes, extends";
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
@@ -400,6 +417,8 @@ fn disclosure_from_row(r: &Row) -> Result<DisclosureRow, Fail> {
         notified_at: r.try_get(24)?,
         retain_until: r.try_get(25)?,
         sealed: r.try_get(26)?,
+        office_notes: split_list(r.try_get(27)?),
+        extends: r.try_get(28)?,
     })
 }
 
@@ -419,17 +438,18 @@ async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
     let subjects: Vec<u8> = d.subjects.iter().flatten().copied().collect();
     let instrument = d.instrument_key.as_ref().map(|k| &k[..]);
     let case = d.case_key.as_ref().map(|k| &k[..]);
-    let (portions, reasons, alerts) = (
+    let (portions, reasons, alerts, notes) = (
         d.portions.join(","),
         d.reasons.join(","),
         d.alerts.join(","),
+        d.office_notes.join(","),
     );
     let (seq, ext, fetches) = (
         d.seq as i64,
         i64::from(d.extension_no),
         i64::from(d.fetches),
     );
-    let params: [&(dyn ToSql + Sync); 27] = [
+    let params: [&(dyn ToSql + Sync); 29] = [
         &d.id,
         &seq,
         &d.requester,
@@ -457,12 +477,14 @@ async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
         &d.notified_at,
         &d.retain_until,
         &d.sealed,
+        &notes,
+        &d.extends,
     ];
     tx.execute(
         &format!(
             "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-              $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+              $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
         ),
         &params,
     )
@@ -473,17 +495,19 @@ async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
 /// Writes the state that a request's steps may change; what was submitted
 /// stays as it was.
 async fn update_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<(), Fail> {
-    let (portions, reasons, alerts) = (
+    let (portions, reasons, alerts, notes) = (
         d.portions.join(","),
         d.reasons.join(","),
         d.alerts.join(","),
+        d.office_notes.join(","),
     );
     let fetches = i64::from(d.fetches);
     tx.execute(
         "UPDATE disclosures SET portions = $2, status = $3, reasons = $4, alerts = $5,
              data_from = $6, data_until = $7, valid_until = $8, notice_after = $9,
              decided_by = $10, decided_at = $11, fetches = $12, last_fetched_at = $13,
-             ended_at = $14, end_reason = $15, notified_at = $16, retain_until = $17
+             ended_at = $14, end_reason = $15, notified_at = $16, retain_until = $17,
+             office_notes = $18
          WHERE id = $1",
         &[
             &d.id,
@@ -503,6 +527,7 @@ async fn update_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
             &d.end_reason,
             &d.notified_at,
             &d.retain_until,
+            &notes,
         ],
     )
     .await?;
@@ -652,16 +677,19 @@ async fn submit_facts(tx: &Transaction<'_>, q: &SubmitQuery) -> Result<SubmitFac
         let n: i64 = tx.query_one(sql, &[key, &since]).await?.try_get(0)?;
         Ok::<_, Fail>(u32::try_from(n).unwrap_or(u32::MAX))
     };
-    let by_requester =
-        "SELECT count(*) FROM disclosures WHERE requester = $1 AND submitted_at >= $2";
+    // People, not requests: each request counts the subjects it names
+    // (16 bytes each), and one if it names nobody.
+    let by_requester = "SELECT coalesce(sum(greatest(octet_length(subjects) / 16, 1)), 0)
+         FROM disclosures WHERE requester = $1 AND submitted_at >= $2";
     let mut facts = SubmitFacts {
-        requester_since_24h: count(by_requester, &q.requester, q.since_24h).await?,
-        requester_since_30d: count(by_requester, &q.requester, q.since_30d).await?,
+        requester_people_24h: count(by_requester, &q.requester, q.since_24h).await?,
+        requester_people_30d: count(by_requester, &q.requester, q.since_30d).await?,
         ..SubmitFacts::default()
     };
     if let Some(case) = &q.case_key {
-        facts.case_since_30d = count(
-            "SELECT count(*) FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
+        facts.case_people_30d = count(
+            "SELECT coalesce(sum(greatest(octet_length(subjects) / 16, 1)), 0)
+             FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
             &&case[..],
             q.since_30d,
         )
@@ -944,7 +972,7 @@ impl Store for PgStore {
                 let facts = submit_facts(&tx, q).await?;
                 let mut data = Vec::with_capacity(q.subjects.len());
                 for subject in &q.subjects {
-                    data.push(read_subject(&tx, subject, true).await?);
+                    data.push(read_protective(&tx, subject).await?);
                 }
                 Ok::<_, Fail>((tx, idx, facts, data))
             })?;
@@ -1019,6 +1047,25 @@ impl Store for PgStore {
                 Ok::<_, Fail>(())
             })?;
             Ok((data, first))
+        })
+    }
+
+    fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError> {
+        self.db.run(true, async |c| {
+            let tx = c.transaction().await?;
+            for k in keys {
+                let (i, c) = (
+                    k.instrument_key.as_ref().map(|k| &k[..]),
+                    k.case_key.as_ref().map(|k| &k[..]),
+                );
+                tx.execute(
+                    "UPDATE disclosures SET instrument_key = $2, case_key = $3 WHERE id = $1",
+                    &[&k.id, &i, &c],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 

@@ -317,47 +317,112 @@ fn submit(s: &dyn Store, row: DisclosureRow, now: i64) -> (crate::SubmitFacts, D
 }
 
 pub fn disclosures_count_quotas_and_reuse_in_their_transaction(s: &dyn Store) {
-    let (f, first) = submit(s, request("ice", 1_500, 1, 9, "refused"), 2_000);
-    assert_eq!(
+    let people = |f: &crate::SubmitFacts| {
         (
-            f.requester_since_24h,
-            f.requester_since_30d,
-            f.case_since_30d
-        ),
-        (0, 0, 0)
-    );
+            f.requester_people_24h,
+            f.requester_people_30d,
+            f.case_people_30d,
+        )
+    };
+    // Protective orders: the submission reads those records of the named
+    // subjects, and nothing else they hold.
+    s.write(
+        &WriteBatch {
+            records: vec![
+                record(7, 1, "address"),
+                record(7, 2, "protective_order"),
+                record(8, 3, "address"),
+            ],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let mut three = request("ice", 1_500, 1, 9, "refused");
+    three.subjects = vec![[7; 16], [8; 16], [9; 16]];
+    let q = SubmitQuery {
+        requester: "ice".into(),
+        instrument_key: three.instrument_key,
+        case_key: three.case_key,
+        since_24h: 1_900,
+        since_30d: 1_000,
+        subjects: three.subjects.clone(),
+    };
+    let mut seen = None;
+    let (first, _) = s
+        .submit_disclosure(&q, &mut |facts, data, idx| {
+            seen = Some((*facts, data.to_vec()));
+            (three.clone(), format!("submit {idx}").into_bytes())
+        })
+        .unwrap();
+    let (f, data) = seen.unwrap();
+    assert_eq!(people(&f), (0, 0, 0));
     assert!(!f.used_before);
     assert_eq!((f.seq, first.seq), (1, 1));
-    // A refused use of an instrument does not use it up.
+    assert_eq!(data.len(), 3);
+    assert_eq!(
+        data[0].records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [[2; 16]],
+        "only the protective-order record"
+    );
+    assert!(data[1].records.is_empty() && data[2].records.is_empty());
+    assert!(data.iter().all(|d| !d.exists), "no existence bit");
+    // A refused use of an instrument does not use it up. Quotas count the
+    // people named: the first request named three.
     let (f, _) = submit(s, request("ice", 1_950, 1, 9, "pending_approval"), 2_000);
     assert!(!f.used_before);
-    assert_eq!(
-        (
-            f.requester_since_24h,
-            f.requester_since_30d,
-            f.case_since_30d
-        ),
-        (0, 1, 1)
-    );
+    assert_eq!(people(&f), (0, 3, 3));
     let (f, _) = submit(s, request("ice", 1_990, 1, 9, "refused"), 2_000);
     assert!(f.used_before, "an instrument accepted once is used");
+    assert_eq!(people(&f), (1, 4, 4));
+    // Another requester: its own counts, but the same document is used and
+    // the same case is counted whoever presents it.
+    let (f, _) = submit(s, request("fbi", 1_995, 1, 9, "pending_approval"), 2_000);
+    assert!(f.used_before, "a document is used whoever presents it");
     assert_eq!(
-        (
-            f.requester_since_24h,
-            f.requester_since_30d,
-            f.case_since_30d
-        ),
-        (1, 2, 2)
+        (f.requester_people_24h, f.case_people_30d, f.seq),
+        (0, 5, 4)
     );
-    // Another requester's counts are its own.
-    let (f, _) = submit(s, request("fbi", 1_995, 2, 8, "pending_approval"), 2_000);
-    assert_eq!((f.requester_since_24h, f.case_since_30d, f.seq), (0, 0, 4));
+    let (f, _) = submit(s, request("fbi", 1_996, 2, 8, "pending_approval"), 2_000);
+    assert!(!f.used_before);
+    assert_eq!((f.requester_people_24h, f.case_people_30d), (1, 0));
+    // A request naming nobody counts as one person.
+    let mut nobody = request("dea", 1_997, 3, 7, "refused");
+    nobody.subjects.clear();
+    submit(s, nobody, 2_000);
+    let (f, _) = submit(s, request("dea", 1_998, 4, 7, "refused"), 2_000);
+    assert_eq!(people(&f), (1, 1, 1));
     let all = s.disclosures().unwrap();
-    assert_eq!(all.iter().map(|d| d.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        all.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
     assert_eq!(all[1], s.disclosure(&all[1].id).unwrap().unwrap());
     assert_eq!(all[1].portions, ["address", "scan_event"]);
-    assert_eq!(s.log_size().unwrap(), 4, "one leaf per submission");
+    assert_eq!(s.log_size().unwrap(), 8, "one leaf per submission");
     assert_eq!(s.disclosure("nope").unwrap(), None);
+    // Keys recomputed in place: the new ones count, nothing else changes.
+    let before = s.disclosure(&all[0].id).unwrap().unwrap();
+    s.set_disclosure_keys(&[crate::DisclosureKeys {
+        id: all[0].id.clone(),
+        instrument_key: Some([42; 16]),
+        case_key: None,
+    }])
+    .unwrap();
+    let after = s.disclosure(&all[0].id).unwrap().unwrap();
+    assert_eq!(
+        (after.instrument_key, after.case_key),
+        (Some([42; 16]), None)
+    );
+    assert_eq!(
+        DisclosureRow {
+            instrument_key: before.instrument_key,
+            case_key: before.case_key,
+            ..after
+        },
+        before
+    );
 }
 
 pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {
@@ -370,7 +435,13 @@ pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {
         &mut leaf_body,
     )
     .unwrap();
-    let (_, row) = submit(s, request("ice", 10, 3, 3, "pending_approval"), 10);
+    let mut req = request("ice", 10, 3, 3, "pending_approval");
+    req.office_notes = vec!["protective_order".into()];
+    req.extends = Some("d-earlier".into());
+    let (_, row) = submit(s, req, 10);
+    let stored = s.disclosure(&row.id).unwrap().unwrap();
+    assert_eq!(stored.office_notes, ["protective_order"]);
+    assert_eq!(stored.extends.as_deref(), Some("d-earlier"));
     // A step on an unknown request still leaves its leaf, reads nothing.
     let (data, idx) = s
         .disclosure_step(

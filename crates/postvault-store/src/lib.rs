@@ -16,8 +16,8 @@ mod rights;
 mod sqlite;
 
 pub use disclosure::{
-    AccountingRow, DisclosureRow, DisclosureStep, PlanFn, StepFn, SubmitFacts, SubmitFn,
-    SubmitQuery,
+    AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_ORDER_CATEGORY,
+    PlanFn, StepFn, SubmitFacts, SubmitFn, SubmitQuery,
 };
 pub use error::StoreError;
 pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
@@ -205,6 +205,10 @@ pub trait Store: Send + Sync {
         plan: &mut PlanFn<'_>,
         step: &mut StepFn<'_>,
     ) -> Result<(Vec<SubjectData>, u64), StoreError>;
+
+    /// Replaces the ledger keys of requests (a vault recomputing them when
+    /// their derivation changes); what else a request holds stays as it was.
+    fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError>;
 
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError>;
     /// Every request, in submission order.

@@ -7,13 +7,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
-    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, DisclosureKeys, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore,
+    LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData,
+    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -76,6 +76,13 @@ const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BLOB;",
+    // 6: the gateway's notes for the privacy office only, mail-cover
+    // extensions linked to the order they extend, and protective orders
+    // found by their own small index (the same seek for every person, known
+    // or not: no timing oracle).
+    "ALTER TABLE disclosures ADD COLUMN office_notes TEXT NOT NULL DEFAULT '';
+     ALTER TABLE disclosures ADD COLUMN extends TEXT;
+     CREATE INDEX records_protective ON records (subject) WHERE category = 'protective_order';",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -553,6 +560,26 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
     Ok(data)
 }
 
+/// The subject's protective-order records, through the partial index
+/// `records_protective`: a seek that costs the same whether the person holds
+/// one record or thousands, or none at all.
+fn read_protective(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT id, subject, category, purpose, source, collected_at,
+                expires_at, key_id, sealed, superseded_by
+         FROM records INDEXED BY records_protective
+         WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
+    )?;
+    let records = s
+        .query_map([subject], record_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(SubjectData {
+        exists: false,
+        records,
+        consents: vec![],
+    })
+}
+
 fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok(RecordRow {
         id: r.get(0)?,
@@ -817,16 +844,19 @@ impl Store for SqliteStore {
             let n: i64 = tx.query_row(sql, params![key, since], |r| r.get(0))?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         };
-        let by_requester =
-            "SELECT count(*) FROM disclosures WHERE requester = ?1 AND submitted_at >= ?2";
+        // People, not requests: each request counts the subjects it names
+        // (16 bytes each), and one if it names nobody.
+        let by_requester = "SELECT coalesce(sum(max(length(subjects) / 16, 1)), 0) FROM disclosures
+             WHERE requester = ?1 AND submitted_at >= ?2";
         let mut facts = SubmitFacts {
-            requester_since_24h: count(by_requester, &q.requester, q.since_24h)?,
-            requester_since_30d: count(by_requester, &q.requester, q.since_30d)?,
+            requester_people_24h: count(by_requester, &q.requester, q.since_24h)?,
+            requester_people_30d: count(by_requester, &q.requester, q.since_30d)?,
             ..SubmitFacts::default()
         };
         if let Some(case) = &q.case_key {
-            facts.case_since_30d = count(
-                "SELECT count(*) FROM disclosures WHERE case_key = ?1 AND submitted_at >= ?2",
+            facts.case_people_30d = count(
+                "SELECT coalesce(sum(max(length(subjects) / 16, 1)), 0) FROM disclosures
+                 WHERE case_key = ?1 AND submitted_at >= ?2",
                 case,
                 q.since_30d,
             )?;
@@ -848,7 +878,7 @@ impl Store for SqliteStore {
         facts.seq = seq as u64;
         let mut data = Vec::with_capacity(q.subjects.len());
         for subject in &q.subjects {
-            data.push(read_subject(&tx, subject)?);
+            data.push(read_protective(&tx, subject)?);
         }
         let idx = next_index(&tx)?;
         let (mut row, leaf) = decide(&facts, &data, idx);
@@ -910,6 +940,25 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok((data, first))
+    }
+
+    fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "UPDATE disclosures SET instrument_key = ?2, case_key = ?3 WHERE id = ?1",
+            )?;
+            for k in keys {
+                s.execute(params![
+                    k.id,
+                    k.instrument_key.as_ref().map(|k| &k[..]),
+                    k.case_key.as_ref().map(|k| &k[..]),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
@@ -1200,7 +1249,7 @@ fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
 const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_key, case_key,
     extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
     valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
-    end_reason, notified_at, retain_until, sealed";
+    end_reason, notified_at, retain_until, sealed, office_notes, extends";
 
 fn erasure_gen(tx: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = tx
@@ -1341,6 +1390,8 @@ fn disclosure_from_row(
         notified_at: r.get(24)?,
         retain_until: r.get(25)?,
         sealed: r.get(26)?,
+        office_notes: split_list(&r.get::<_, String>(27)?),
+        extends: r.get(28)?,
     }))
 }
 
@@ -1360,7 +1411,7 @@ fn insert_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
     let mut s = tx.prepare_cached(&format!(
         "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
     ))?;
     s.execute(params![
         d.id,
@@ -1390,6 +1441,8 @@ fn insert_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
         d.notified_at,
         d.retain_until,
         d.sealed,
+        d.office_notes.join(","),
+        d.extends,
     ])?;
     Ok(())
 }
@@ -1401,7 +1454,8 @@ fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
         "UPDATE disclosures SET portions = ?2, status = ?3, reasons = ?4, alerts = ?5,
              data_from = ?6, data_until = ?7, valid_until = ?8, notice_after = ?9,
              decided_by = ?10, decided_at = ?11, fetches = ?12, last_fetched_at = ?13,
-             ended_at = ?14, end_reason = ?15, notified_at = ?16, retain_until = ?17
+             ended_at = ?14, end_reason = ?15, notified_at = ?16, retain_until = ?17,
+             office_notes = ?18
          WHERE id = ?1",
     )?;
     s.execute(params![
@@ -1422,6 +1476,7 @@ fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
         d.end_reason,
         d.notified_at,
         d.retain_until,
+        d.office_notes.join(","),
     ])?;
     Ok(())
 }

@@ -30,6 +30,22 @@ pub enum VaultError {
     Invalid { what: &'static str, why: String },
     #[error("policy pack: {0}")]
     Pack(#[from] PackError),
+    #[error(
+        "this vault runs under pack `{current}`; the pack given is `{given}`, which was not staged: `postvault policy diff DIR` shows what changes, `postvault policy stage DIR` stages it (a change that widens access takes effect after its notice period); open without `--pack` to run the pack in force"
+    )]
+    PackNotStaged { current: String, given: String },
+    #[error(
+        "pack `{version}` is staged and takes effect at {effective_at} (its notice period); until then this vault runs under `{current}`: open it without `--pack`"
+    )]
+    PackNotInForce {
+        version: String,
+        effective_at: String,
+        current: String,
+    },
+    #[error(
+        "the pack this vault runs under (`{version}`) fails this engine's checks: {error}; stage a pack that passes with the postvault release that recorded it (`postvault policy stage DIR`)"
+    )]
+    PackNoLongerLoads { version: String, error: PackError },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("key material: {0}")]
@@ -60,7 +76,9 @@ impl VaultError {
             VaultError::UnknownPurpose(_) => "unknown_purpose",
             VaultError::NotPermitted(_) => "not_permitted",
             VaultError::Invalid { .. } => "invalid",
-            VaultError::Pack(_) => "bad_pack",
+            VaultError::Pack(_) | VaultError::PackNoLongerLoads { .. } => "bad_pack",
+            VaultError::PackNotStaged { .. } => "pack_not_staged",
+            VaultError::PackNotInForce { .. } => "pack_not_in_force",
             VaultError::Store(StoreError::NewerSchema { .. }) => "newer_schema",
             VaultError::Store(StoreError::NotAStore(..)) => "not_a_store",
             VaultError::Store(StoreError::PrincipalExists(_)) => "principal_exists",

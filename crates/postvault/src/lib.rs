@@ -20,10 +20,13 @@
 mod clock;
 mod collect;
 mod error;
+mod fold;
 pub mod gateway;
 pub mod leaf;
 mod log;
 pub mod minimize;
+pub mod office;
+mod packs;
 mod read;
 pub mod report;
 pub mod rights;
@@ -41,6 +44,7 @@ pub use log::{
     CheckpointInfo, ConsistencyProof, FoundLeaf, InclusionProof, LogEntry, VerifyOptions,
     VerifyReport,
 };
+pub use packs::{PackStatus, StageReport, StagedPack, StagedView};
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};

@@ -32,7 +32,9 @@ const KEY_CACHE_MAX: usize = 65_536;
 /// How to open a vault.
 #[derive(Clone)]
 pub struct OpenOptions {
-    /// The policy pack (default: the postal pack).
+    /// The policy pack. `init`: default the postal pack built in. `open`:
+    /// default the pack the vault records; a pack given must be that one
+    /// (or a staged change now in force, see `crate::packs`).
     pub pack: Option<PackSources>,
     pub clock: Arc<dyn Clock>,
 }
@@ -170,7 +172,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
 impl Vault {
     /// Creates a new vault in `dir` (created if missing, mode 0700).
     pub fn init(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
+        let (src, pack) = load_pack(&opts)?;
         create_dir_private(dir)?;
         let data_path = dir.join(DATA_FILE);
         let keys_path = dir.join(KEYS_FILE);
@@ -181,7 +183,7 @@ impl Vault {
         // reverse is harmless.
         let keys = SqliteKeyStore::open(&keys_path, OpenMode::Create)?;
         let store = SqliteStore::open(&data_path, OpenMode::Create)?;
-        Vault::create_in(dir, Box::new(store), Box::new(keys), pack, opts.clock)
+        Vault::create_in(dir, Box::new(store), Box::new(keys), &src, pack, opts.clock)
     }
 
     /// Creates a new vault over stores of another backend (PostgreSQL):
@@ -194,19 +196,20 @@ impl Vault {
         keys: Box<dyn KeyStore>,
         opts: OpenOptions,
     ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
+        let (src, pack) = load_pack(&opts)?;
         if store.meta(VAULT_ID)?.is_some() || keys.secret(MASTER_SECRET)?.is_some() {
             return Err(VaultError::AlreadyInitialized(
                 location.display().to_string(),
             ));
         }
-        Vault::create_in(location, store, keys, pack, opts.clock)
+        Vault::create_in(location, store, keys, &src, pack, opts.clock)
     }
 
     fn create_in(
         dir: &Path,
         store: Box<dyn Store>,
         keys: Box<dyn KeyStore>,
+        src: &PackSources,
         pack: Arc<Pack>,
         clock: Arc<dyn Clock>,
     ) -> Result<Vault, VaultError> {
@@ -223,12 +226,12 @@ impl Vault {
         keys.put_secret(VAULT_ID, vault_id.as_bytes())?;
         store.set_meta(VAULT_ID, &vault_id)?;
         store.set_meta("created_at", &clock.now_ms().to_string())?;
+        crate::packs::record(&*store, src)?;
         Vault::assemble(dir, store, keys, master, pack, clock)
     }
 
     /// Opens the vault in `dir`.
     pub fn open(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
         let data_path = dir.join(DATA_FILE);
         let keys_path = dir.join(KEYS_FILE);
         if !data_path.exists() {
@@ -240,14 +243,7 @@ impl Vault {
         let keys = SqliteKeyStore::open(&keys_path, OpenMode::Existing)?;
         let store = SqliteStore::open(&data_path, OpenMode::Existing)?;
         let shown = keys_path.display().to_string();
-        Vault::open_in(
-            dir,
-            Box::new(store),
-            Box::new(keys),
-            &shown,
-            pack,
-            opts.clock,
-        )
+        Vault::open_in(dir, Box::new(store), Box::new(keys), &shown, &opts)
     }
 
     /// Opens a vault over stores of another backend (PostgreSQL), checking
@@ -259,12 +255,11 @@ impl Vault {
         keys: Box<dyn KeyStore>,
         opts: OpenOptions,
     ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
         if store.meta(VAULT_ID)?.is_none() {
             return Err(VaultError::NotInitialized(location.display().to_string()));
         }
         let shown = format!("{} (key store)", location.display());
-        Vault::open_in(location, store, keys, &shown, pack, opts.clock)
+        Vault::open_in(location, store, keys, &shown, &opts)
     }
 
     fn open_in(
@@ -272,8 +267,7 @@ impl Vault {
         store: Box<dyn Store>,
         keys: Box<dyn KeyStore>,
         keys_shown: &str,
-        pack: Arc<Pack>,
-        clock: Arc<dyn Clock>,
+        opts: &OpenOptions,
     ) -> Result<Vault, VaultError> {
         let master = keys
             .secret(MASTER_SECRET)?
@@ -284,7 +278,25 @@ impl Vault {
         if key_vault != data_vault.as_bytes() {
             return Err(VaultError::KeysMismatch(keys_shown.to_string()));
         }
-        Vault::assemble(dir, store, keys, master, pack, clock)
+        Vault::open_under_recorded_pack(dir, store, keys, master, opts)
+    }
+
+    /// Opens under the pack the vault records (or `opts.pack`, which must be
+    /// that pack or a staged one now in force): see [`crate::packs`].
+    fn open_under_recorded_pack(
+        dir: &Path,
+        store: Box<dyn Store>,
+        keys: Box<dyn KeyStore>,
+        master: MasterKey,
+        opts: &OpenOptions,
+    ) -> Result<Vault, VaultError> {
+        let (pack, adopted) =
+            crate::packs::resolve(&*store, opts.pack.as_ref(), opts.clock.now_ms())?;
+        let vault = Vault::assemble(dir, store, keys, master, pack, opts.clock.clone())?;
+        if adopted {
+            vault.log_adoption()?;
+        }
+        Ok(vault)
     }
 
     /// Assembles a vault from parts: another store backend, or a store
@@ -295,12 +307,11 @@ impl Vault {
         keys: Box<dyn KeyStore>,
         opts: OpenOptions,
     ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
         let master = keys
             .secret(MASTER_SECRET)?
             .ok_or_else(|| VaultError::KeysMissing(dir.display().to_string()))?;
         let master = MasterKey::from_bytes(&master)?;
-        Vault::assemble(dir, store, keys, master, pack, opts.clock)
+        Vault::open_under_recorded_pack(dir, store, keys, master, &opts)
     }
 
     fn assemble(
@@ -349,8 +360,9 @@ impl Vault {
             erase_gate: std::sync::RwLock::new(()),
         };
         // An erasure interrupted after its first transaction is finished
-        // before anything else runs.
+        // before anything else runs; so is a change of the ledger's keys.
         vault.finish_pending_erasures()?;
+        vault.upgrade_ledger_keys()?;
         Ok(vault)
     }
 
@@ -843,9 +855,10 @@ impl Vault {
     }
 }
 
-fn load_pack(opts: &OpenOptions) -> Result<Arc<Pack>, VaultError> {
+fn load_pack(opts: &OpenOptions) -> Result<(PackSources, Arc<Pack>), VaultError> {
     let src = opts.pack.clone().unwrap_or_else(PackSources::postal);
-    Ok(Arc::new(Pack::load(&src)?))
+    let pack = Arc::new(Pack::load(&src)?);
+    Ok((src, pack))
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), VaultError> {

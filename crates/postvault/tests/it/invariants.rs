@@ -202,6 +202,12 @@ impl Store for FailingStore {
         }
         self.inner.disclosure_step(id, plan, step)
     }
+    fn set_disclosure_keys(
+        &self,
+        keys: &[postvault_store::DisclosureKeys],
+    ) -> Result<(), StoreError> {
+        self.inner.set_disclosure_keys(keys)
+    }
     fn disclosure(&self, id: &str) -> Result<Option<postvault_store::DisclosureRow>, StoreError> {
         self.inner.disclosure(id)
     }

@@ -192,6 +192,12 @@ impl Store for BeforeLatest {
     ) -> Result<(Vec<SubjectData>, u64), StoreError> {
         self.inner.disclosure_step(id, plan, step)
     }
+    fn set_disclosure_keys(
+        &self,
+        keys: &[postvault_store::DisclosureKeys],
+    ) -> Result<(), StoreError> {
+        self.inner.set_disclosure_keys(keys)
+    }
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
         self.inner.disclosure(id)
     }
