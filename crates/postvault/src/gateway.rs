@@ -2065,14 +2065,9 @@ fn known_ground(
     tax: &postvault_policy::Taxonomy,
     ground: &str,
 ) -> String {
-    let g: String = ground
-        .trim()
-        .chars()
-        .map(|c| match c {
-            ' ' | '-' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
+    // The same folding the pack's check uses: a prohibited ground spelled
+    // with Unicode hyphens or full-width letters is counted as itself.
+    let g = disclosure::fold_id(ground);
     if g.is_empty() {
         return String::new();
     }

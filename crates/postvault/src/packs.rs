@@ -279,12 +279,20 @@ impl Vault {
     }
 
     /// A vault that recorded no pack before adopted the one it was opened
-    /// with: one leaf says so, when the log already holds decisions made
-    /// under whatever pack was used then.
+    /// with: one leaf says so, naming the pack its log last recorded, when
+    /// the log already holds decisions made under whatever pack was used.
     pub(crate) fn log_adoption(&self) -> Result<(), VaultError> {
-        if self.store.log_size()? == 0 {
+        let size = self.store.log_size()?;
+        if size == 0 {
             return Ok(());
         }
+        let last = self
+            .store
+            .leaves(size - 1, size)?
+            .first()
+            .and_then(|l| Event::from_leaf(l))
+            .map(|e| e.pack)
+            .unwrap_or_default();
         let now = self.clock.now_ms();
         let v = self.pack.version().to_string();
         self.store.append_leaves(1, &mut |_, _| {
@@ -303,7 +311,7 @@ impl Vault {
                 categories: vec![],
                 count: 0,
                 rejected: None,
-                selector: None,
+                selector: Some(format!("from {last}")),
                 instrument: None,
                 subject_tag: None,
             }

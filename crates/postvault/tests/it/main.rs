@@ -9,8 +9,10 @@ mod collect;
 mod disclosure;
 mod invariants;
 mod log;
+mod officer;
 mod oracles;
 mod pg;
+mod policy;
 mod read;
 mod rights;
 

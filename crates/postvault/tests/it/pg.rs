@@ -15,7 +15,9 @@ use postvault_store::{
 };
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
-use crate::{Backend, collect, disclosure, invariants, log, read, rights};
+use crate::{
+    Backend, collect, disclosure, invariants, log, officer, oracles, policy, read, rights,
+};
 
 fn on_postgres(scenario: fn(&Backend)) {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -96,6 +98,22 @@ on_postgres! {
         => invariant_7_exact_identifier_lookup_only_on,
     invariants::reopened_vault_returns_every_acknowledged_record
         => reopened_vault_returns_every_acknowledged_record_on,
+    oracles::a_protected_persons_submission_answers_like_anyone_elses
+        => a_protected_persons_submission_answers_like_anyone_elses_on,
+    oracles::steps_by_a_principal_who_may_not_act_answer_alike_for_real_and_made_up_ids
+        => steps_by_a_principal_who_may_not_act_answer_alike_for_real_and_made_up_ids_on,
+    oracles::a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled
+        => a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled_on,
+    oracles::quotas_count_people_across_requests_and_principals
+        => quotas_count_people_across_requests_and_principals_on,
+    oracles::mail_cover_extensions_are_counted_from_the_ledger
+        => mail_cover_extensions_are_counted_from_the_ledger_on,
+    officer::the_officer_sees_every_field_beside_the_checks
+        => the_officer_sees_every_field_beside_the_checks_on,
+    officer::a_cover_extension_is_linked_to_its_order_in_the_ledger
+        => a_cover_extension_is_linked_to_its_order_in_the_ledger_on,
+    policy::a_pack_change_waits_for_its_notice_when_it_widens
+        => a_pack_change_waits_for_its_notice_when_it_widens_on,
 }
 
 /// What another node does, once, just before this one reads the latest
