@@ -10,6 +10,7 @@ mod bench_pg;
 mod bench_suite;
 mod demo;
 mod disclose;
+mod policy;
 mod rights;
 mod serve;
 
@@ -60,7 +61,9 @@ struct Cli {
     #[arg(long, global = true, env = "POSTVAULT_KEYS", hide_env_values = true)]
     keys: Option<String>,
     /// A policy pack directory (taxonomy.toml, schema.cedarschema,
-    /// policies.cedar); default: the postal pack built in.
+    /// policies.cedar, disclosure.toml). `init`: default the postal pack
+    /// built in. Other commands: default the pack the vault records; a pack
+    /// given must be that one (change it with `policy stage`).
     #[arg(long, global = true, env = "POSTVAULT_PACK")]
     pack: Option<PathBuf>,
     #[command(subcommand)]
@@ -243,6 +246,27 @@ enum PolicyCmd {
         #[arg(long, value_enum, default_value_t = TableFormat::Json)]
         format: TableFormat,
     },
+    /// Stage a pack for this vault (default: the one built into this
+    /// binary). One log leaf records both versions. A change that widens any
+    /// access takes effect after the pack's notice period (R4: 30 days in
+    /// the postal pack); a narrowing at once.
+    Stage {
+        /// A pack directory.
+        dir: Option<PathBuf>,
+    },
+    /// What changes, per role x action x purpose x category cell and per
+    /// rule, from the vault's pack (or `--from`) to DIR (default: the staged
+    /// pack, else the one built into this binary).
+    Diff {
+        /// A pack directory.
+        dir: Option<PathBuf>,
+        /// Compare from this pack directory instead of the vault's pack (no
+        /// vault needed).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = policy::DiffFormat::Json)]
+        format: policy::DiffFormat,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -398,9 +422,12 @@ fn main() -> ExitCode {
                 e.downcast_ref::<VaultError>(),
                 Some(VaultError::LogVerification(_))
             );
-            let code = e
-                .downcast_ref::<VaultError>()
-                .map_or("error", VaultError::code);
+            let code = match e.downcast_ref::<VaultError>() {
+                Some(v) => v.code(),
+                // A pack checked without a vault (`policy check`, `diff --from`).
+                None if e.downcast_ref::<postvault_policy::PackError>().is_some() => "bad_pack",
+                None => "error",
+            };
             let msg = format!("{e:#}");
             eprintln!("postvault: error: {msg}");
             let body = serde_json::json!({"error": {"code": code, "message": msg}});
@@ -502,13 +529,17 @@ fn pg_stores(
 /// Opens the vault the global flags name.
 pub(crate) fn open_vault(cli: &Cli) -> Result<Vault> {
     let opts = open_opts(cli)?;
-    Ok(match location(cli)? {
+    let v = match location(cli)? {
         Location::Dir => Vault::open(&cli.data, opts)?,
         Location::Postgres { store, keys } => {
             let (at, s, k) = pg_stores(store, keys, false)?;
             Vault::open_with(&at, Box::new(s), Box::new(k), opts)?
         }
-    })
+    };
+    if cli.pack.is_none() {
+        policy::built_in_notice(&v);
+    }
+    Ok(v)
 }
 
 /// Creates the vault the global flags name; returns it and where it is.
@@ -615,6 +646,7 @@ fn run(cli: Cli) -> Result<u8> {
                 "purposes": t.purposes.len(),
                 "roles": t.roles.len(),
                 "policies": pack.policy_count(),
+                "change_notice_days": t.change_notice_days,
                 "decisions": {"allow": allow, "deny": deny},
                 "valid": true,
             }))?;
@@ -625,6 +657,10 @@ fn run(cli: Cli) -> Result<u8> {
             let pack = Pack::load(&src)?;
             policy_table(&pack, *format)?;
             Ok(0)
+        }
+        Command::Policy(PolicyCmd::Stage { dir }) => policy::stage(&cli, dir.as_deref()),
+        Command::Policy(PolicyCmd::Diff { dir, from, format }) => {
+            policy::diff(&cli, dir.as_deref(), from.as_ref(), *format)
         }
         Command::Simulate(a) => simulate(a),
         Command::Demo(a) => demo::run(a),
