@@ -2264,6 +2264,14 @@ impl Checker<'_> {
         ] {
             if value.trim().is_empty() {
                 self.refuse(RefusalCode::Incomplete, format!("`{field}` is missing"));
+            } else if !value.chars().any(char::is_alphanumeric) {
+                // A reference of punctuation alone names no document or case:
+                // reuse and quotas compare references by their letters and
+                // digits.
+                self.refuse(
+                    RefusalCode::Incomplete,
+                    format!("`{field}` has no letter or digit"),
+                );
             }
         }
         match &inst.signer {

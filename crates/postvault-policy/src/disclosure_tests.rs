@@ -1007,6 +1007,11 @@ fn red_team() -> Vec<Attempt> {
             ),
             &[R::UnknownField],
         ),
+        attempt(
+            "an instrument id of punctuation alone, naming no document",
+            with(wr(), &[("instrument_id", json!("--.--"))]),
+            &[R::Incomplete],
+        ),
         attempt_in(
             "a cover claiming to be a fourth extension when the ledger shows none",
             with(
