@@ -339,7 +339,7 @@ fn scenario_2025(
         stream.len()
     );
     println!(
-        "    {pending} wait for a privacy officer (none is answered by the software alone); {held} are HELD FOR REVIEW:"
+        "    {pending} wait for a privacy officer (none is answered by the software alone); {held} are HELD FOR REVIEW\n    (quotas count people named, the refused requests above included):"
     );
     if let Some(al) = alert {
         println!("      alert {al}");
@@ -390,6 +390,30 @@ fn scenario_2025(
         "    The agency approves its own request: REFUSED ({})",
         reasons_line(&own)
     );
+    // The officer approves a document, not a status: the instrument opened
+    // (one leaf) beside every check the pack made.
+    if let Some(o) = vault
+        .disclosure_show(&officer, &d.id)?
+        .and_then(|v| v.officer)
+    {
+        let passed = o
+            .checks
+            .iter()
+            .filter(|c| c.result == postvault_policy::review::CheckStatus::Passed)
+            .count();
+        println!(
+            "    postvault disclose show --as privacy-officer ID: the officer opens the instrument (log leaf {}):",
+            o.log_index
+        );
+        println!(
+            "    court, docket, judge, signer and title, authority, the person named; {passed} of {} checks passed,",
+            o.checks.len()
+        );
+        println!(
+            "    and {} things no software can check for the officer to confirm (the court and judge are real, ...).",
+            o.cannot_check.len()
+        );
+    }
     let ok = vault.disclose_approve(&officer, &d.id, &postvault::ApproveOptions::default())?;
     println!(
         "    The privacy officer, a second person, approves: {}",
@@ -411,6 +435,19 @@ fn scenario_2025(
     println!(
         "    Each person disclosed is one log leaf, written before any record was opened (leaf {}).",
         pkg.log_index
+    );
+    // The same order again, its references respelled: one document, one
+    // disclosure, whoever presents it and however it is written.
+    let mut reuse = order.clone();
+    reuse["instrument_id"] = serde_json::json!("26\u{2011}mj\u{2011}0417.");
+    reuse["court"]["name"] =
+        serde_json::json!("U.S. DISTRICT COURT FOR THE NORTHERN DISTRICT OF ILLINOIS");
+    reuse["court"]["docket"] = serde_json::json!("1:26-MJ-00417");
+    let r = vault.disclose_submit(&ice, &reuse.to_string())?;
+    println!(
+        "    The same order again, its id respelled `26\u{2011}mj\u{2011}0417.` (Unicode hyphens): {} ({})",
+        r.status.to_uppercase(),
+        reasons_line(&r)
     );
     let before = vault.accounting(&officer, person, false)?;
     println!(
