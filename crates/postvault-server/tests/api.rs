@@ -732,3 +732,62 @@ mod malformed {
         };
     }
 }
+
+/// Over HTTP too: the officer's `GET /v1/disclosures/{id}` opens the
+/// instrument beside the pack's checks (one leaf), the requester's does
+/// not; a step by a principal who may not act answers a real request and a
+/// made-up id with the same status and body.
+#[tokio::test]
+async fn the_officers_view_and_steps_without_an_oracle_over_http() {
+    let a = api();
+    let r = a
+        .post(
+            "/v1/disclosures",
+            Some("ice"),
+            warrant("cust-9").to_string().as_bytes(),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let size = |a: &Api| async move {
+        a.get("/log/checkpoint", None).await;
+        a.get("/v1/disclosures", Some("auditor")).await;
+    };
+    size(&a).await;
+    let r = a
+        .get(&format!("/v1/disclosures/{id}"), Some("officer"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let o = &r.json()["officer"];
+    assert_eq!(o["instrument"]["court"]["docket"], "1");
+    assert_eq!(o["instrument"]["signer"]["title"], "Special Agent");
+    assert_eq!(o["instrument"]["subjects"][0]["id"], "cust-9");
+    assert!(o["checks"].as_array().unwrap().len() > 20);
+    assert!(!o["cannot_check"].as_array().unwrap().is_empty());
+    let first = o["log_index"].as_u64().unwrap();
+    let r = a
+        .get(&format!("/v1/disclosures/{id}"), Some("officer"))
+        .await;
+    assert_eq!(r.json()["officer"]["log_index"].as_u64(), Some(first + 1));
+    let r = a.get(&format!("/v1/disclosures/{id}"), Some("ice")).await;
+    assert!(r.json().get("officer").is_none(), "{}", r.text());
+    assert!(!r.text().contains("cust-9"));
+    // The auditor may not approve: the same answer for any id.
+    let strip = |v: Value| {
+        let mut v = v;
+        v["log_index"] = json!(0);
+        v
+    };
+    let real = a
+        .post(&format!("/v1/disclosures/{id}/approve"), Some("auditor"), b"")
+        .await;
+    let fake = a
+        .post(
+            "/v1/disclosures/0196f3a2-7c41-7d2e-9a53-000000000000/approve",
+            Some("auditor"),
+            b"",
+        )
+        .await;
+    assert_eq!(real.status, fake.status);
+    assert_eq!(strip(real.json()), strip(fake.json()));
+    assert_eq!(real.json()["reasons"][0]["code"], "not_permitted");
+}
