@@ -73,6 +73,23 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BYTEA;",
+    // 6: idempotent collection (a run's committed progress, written with
+    // each batch, beside `batches`, which keeps a batch from being written
+    // twice after an ambiguous commit) and write-ahead intents of
+    // destruction.
+    "CREATE TABLE runs (
+         id BYTEA PRIMARY KEY, principal TEXT NOT NULL, started_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL, through_line BIGINT NOT NULL, digest BYTEA NOT NULL,
+         finished_at BIGINT);
+     CREATE TABLE run_batches (
+         run BYTEA NOT NULL, first_line BIGINT NOT NULL, last_line BIGINT NOT NULL,
+         leaf BIGINT, accepted BIGINT NOT NULL, rejected BIGINT NOT NULL,
+         categories TEXT NOT NULL, errors TEXT NOT NULL,
+         PRIMARY KEY (run, first_line));
+     CREATE TABLE intents (
+         id BIGINT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, at BIGINT NOT NULL,
+         progress BIGINT NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('intents_written', '0');",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

@@ -15,9 +15,10 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
-    AccountingRow, ConsentRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef,
-    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, ConsentRow, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, HoldRow,
+    Intent, IntentRow, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, RunRow,
+    RunStep, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn,
+    SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;
@@ -50,6 +51,7 @@ impl PgStore {
     pub fn open(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
         let db = Db::connect(url, &opts.schema, opts.pool_size)?;
         migrate(&db, &opts.schema, Kind::Data, DATA_MIGRATIONS, opts.create)?;
+        db.check_durability()?;
         let isolation = match opts.isolation {
             crate::Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
             crate::Isolation::Serializable => IsolationLevel::Serializable,
@@ -59,6 +61,12 @@ impl PgStore {
             isolation,
             reads: crate::reads::Reads::new(),
         })
+    }
+
+    /// The settings that make a commit durable, as the server reports them
+    /// for the store's connections.
+    pub fn durability(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.durability()
     }
 
     /// Read groups committed or failed since the store opened (concurrent
@@ -626,6 +634,9 @@ async fn write_rows(
         }
     }
     append(tx, first, bodies).await?;
+    if let Some(step) = &batch.run {
+        crate::ops::run_step(tx, step, (batch.leaves > 0).then_some(first), true).await?;
+    }
     if let Some(id) = id {
         let s = tx
             .prepare_cached(
@@ -999,6 +1010,14 @@ impl Store for PgStore {
                     update_disclosure(&tx, new).await?;
                 }
                 append(&tx, first, &st.leaves).await?;
+                if let Some((at, intent)) = &st.intent {
+                    if *at >= st.leaves.len() {
+                        return Err(Fail::Store(StoreError::Corrupt(
+                            "a disclosure step's intent must point at one of its leaves".into(),
+                        )));
+                    }
+                    crate::ops::insert_intent(&tx, first + *at as u64, intent).await?;
+                }
                 for (i, a) in st.accounting.iter().enumerate() {
                     let leaf = st.accounting_leaf.get(i).copied().unwrap_or(0);
                     tx.execute(
@@ -1121,7 +1140,12 @@ impl Store for PgStore {
         })
     }
 
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
@@ -1157,9 +1181,19 @@ impl Store for PgStore {
                 )
                 .await?;
             }
+            if let Some(id) = intent
+                && out.deleted > 0
+            {
+                crate::ops::add_progress(&tx, id, out.deleted).await?;
+            }
             tx.commit().await?;
             Ok(out)
         })
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::count_expired(&*c, now).await)
     }
 
     fn erase(
@@ -1167,6 +1201,7 @@ impl Store for PgStore {
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, out, held) = w.wait(async {
@@ -1217,8 +1252,14 @@ impl Store for PgStore {
                     .map(|(i, (s, &h))| leaf(first + i as u64, s, h))
                     .collect::<Vec<_>>()
             })?;
+            let at = first + bodies.len() as u64;
+            let planned = guarded(|| intent(at, &out))?;
             w.wait(async {
                 append(&tx, first, &bodies).await?;
+                if let Some((row, body)) = &planned {
+                    append(&tx, at, std::slice::from_ref(body)).await?;
+                    crate::ops::insert_intent(&tx, at, row).await?;
+                }
                 tx.commit().await?;
                 Ok::<_, Fail>(())
             })?;
@@ -1326,6 +1367,82 @@ impl Store for PgStore {
                 }
             };
             rows.iter().map(hold_from_row).collect()
+        })
+    }
+
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::run(&*c, run).await)
+    }
+
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError> {
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            // Ordered with the run's batches, which lock the tree first.
+            lock_tree(&tx).await?;
+            crate::ops::run_step(&tx, step, None, false).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, 1, leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                crate::ops::insert_intent(&tx, first, intent).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
+
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError> {
+        self.db.run(false, async |c| crate::ops::intents(&*c).await)
+    }
+
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first, row) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let row = crate::ops::take_intent(&tx, id).await?;
+                Ok::<_, Fail>((tx, first, row))
+            })?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let body = guarded(|| leaf(first, &row))?;
+            w.wait(async {
+                append(&tx, first, std::slice::from_ref(&body)).await?;
+                tx.commit().await?;
+                Ok(Some(first))
+            })
+        })
+    }
+
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::key_usage(&*c).await)
+    }
+
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.db.run(false, async |c| {
+            crate::ops::record_subjects(&*c, after, limit).await
         })
     }
 

@@ -40,4 +40,10 @@ pub enum StoreError {
     Stale,
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    #[error(
+        "another collection of this run committed lines first (it committed through line {0}); nothing of this batch was stored"
+    )]
+    RunMoved(u64),
+    #[error("the store at `{path}` does not run durably: {why}; refusing to open it")]
+    NotDurable { path: String, why: String },
 }

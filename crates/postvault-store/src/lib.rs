@@ -12,19 +12,26 @@
 pub mod conformance;
 mod disclosure;
 mod error;
+mod ops;
 mod rights;
 mod sqlite;
+mod sqlite_ops;
 
 pub use disclosure::{
     AccountingRow, DisclosureRow, DisclosureStep, PlanFn, StepFn, SubmitFacts, SubmitFn,
     SubmitQuery,
 };
 pub use error::StoreError;
+pub use ops::{
+    EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
+    RunRow, RunStep,
+};
 pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
 pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS,
     SqliteKeyStore, SqliteStore,
 };
+pub use sqlite_ops::{Durability, backup_file, check_durability, durability_of};
 
 #[cfg(test)]
 mod tests;
@@ -97,6 +104,11 @@ pub struct WriteBatch {
     /// replaces it). Each must be a current record of that subject, or the
     /// batch fails with [`StoreError::Stale`].
     pub supersede: Vec<([u8; 16], SubjectRef, [u8; 16])>,
+    /// The collection run this batch belongs to: its progress is written in
+    /// the same transaction, and the batch fails with
+    /// [`StoreError::RunMoved`] if the run's stored progress is not the
+    /// step's `after_line` (another process committed these lines).
+    pub run: Option<RunStep>,
 }
 
 /// What the store holds about one subject.
@@ -223,18 +235,29 @@ pub trait Store: Send + Sync {
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError>;
     /// Deletes up to `limit` records past `expires_at <= now` (and their
     /// lookups) in one durable transaction, skipping subjects under a legal
-    /// hold in force at `now`.
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError>;
+    /// hold in force at `now`. With `intent`, adds the records deleted to
+    /// that intent's progress in the same transaction.
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError>;
+    /// Records past `expires_at <= now` not under a hold in force at `now`.
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Erasure, step one, in one durable transaction: refuses subjects under
     /// a hold in force at `now`; for the others deletes every record, lookup
     /// and consent, marks them pending until their keys are destroyed and
-    /// bumps the erasure generation. Appends one leaf per subject asked for.
+    /// bumps the erasure generation. Appends one leaf per subject asked for,
+    /// then the intent `intent` builds from the outcome (if any), with its
+    /// leaf: the write-ahead record of the keys about to be destroyed.
     fn erase(
         &self,
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError>;
     /// Subjects whose erasure started and whose keys may still exist.
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError>;
@@ -258,6 +281,38 @@ pub trait Store: Send + Sync {
         at: i64,
         leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
     ) -> Result<Vec<HoldRow>, StoreError>;
+
+    /// A collection run's committed progress and batches.
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError>;
+    /// Writes a run's progress without a batch (its end: `step.finished`),
+    /// in one durable transaction, under the same check as a batch's step.
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError>;
+
+    /// Records an intent of destruction and its leaf in one durable
+    /// transaction, before anything is destroyed; returns the leaf's index,
+    /// which is the intent's id.
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
+    /// Intents not yet completed, oldest first.
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError>;
+    /// Completes intent `id`: removes it and appends its completion leaf in
+    /// one durable transaction. `None` (and no leaf) if another process
+    /// completed it first.
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// How many records each key seals, for `postvault check`: one row per
+    /// (key_id, category, expires_at), and per subject for hold keys.
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError>;
+    /// Subjects holding records, in ref order after `after`, with their
+    /// record counts; at most `limit`.
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError>;
 }
 
 /// A subject's wrapped keys.
@@ -298,4 +353,21 @@ pub trait KeyStore: Send + Sync {
     /// Destroys subjects' keys in one transaction, bytes overwritten on disk
     /// and out of the WAL; returns how many existed.
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError>;
+
+    /// Subjects holding keys, in ref order after `after`; at most `limit`.
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError>;
+    /// Offers every subject's keys and every secret to `f` and applies what
+    /// it answers, then inserts `insert` (replacing secrets of those names),
+    /// all in one durable transaction: a rotation of the master key either
+    /// happens whole or not at all. Deleted and replaced bytes are
+    /// overwritten on disk where the backend can.
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError>;
 }

@@ -6,14 +6,16 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::sqlite_ops;
 use crate::{
-    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
-    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, HoldRow, Intent,
+    IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn,
+    RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, Store, StoreError, SubjectData,
+    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -76,6 +78,21 @@ const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BLOB;",
+    // 6: idempotent collection (a run's committed progress, written with
+    // each batch) and write-ahead intents of destruction.
+    "CREATE TABLE runs (
+         id BLOB PRIMARY KEY, principal TEXT NOT NULL, started_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL, through_line INTEGER NOT NULL, digest BLOB NOT NULL,
+         finished_at INTEGER) WITHOUT ROWID;
+     CREATE TABLE run_batches (
+         run BLOB NOT NULL, first_line INTEGER NOT NULL, last_line INTEGER NOT NULL,
+         leaf INTEGER, accepted INTEGER NOT NULL, rejected INTEGER NOT NULL,
+         categories TEXT NOT NULL, errors TEXT NOT NULL,
+         PRIMARY KEY (run, first_line)) WITHOUT ROWID;
+     CREATE TABLE intents (
+         id INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, at INTEGER NOT NULL,
+         progress INTEGER NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('intents_written', '0');",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -102,13 +119,27 @@ fn open_db(
     what: &str,
 ) -> Result<Connection, StoreError> {
     let shown = path.display().to_string();
-    let exists = path.exists();
+    // A file that cannot be looked at (a directory without search
+    // permission) is an IO error, not a missing file.
+    let exists = path.try_exists().map_err(|source| StoreError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     if !exists {
         if mode == OpenMode::Existing {
             return Err(StoreError::NotAStore(shown, format!("no {what} file")));
         }
         create_private(path)?;
     }
+    // SQLite says only "unable to open database file": ask the OS why.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            path: shown.clone(),
+            source,
+        })?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -149,6 +180,14 @@ fn open_db(
         });
     }
     conn.execute_batch(SQLITE_PRAGMAS)?;
+    // Read back, not assumed: a file system without WAL support, or a
+    // build with other defaults, must not run with weaker guarantees.
+    sqlite_ops::check_durability(&sqlite_ops::durability_of(&conn)?).map_err(|why| {
+        StoreError::NotDurable {
+            path: shown.clone(),
+            why,
+        }
+    })?;
     if version < supported {
         let mut conn = conn;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -181,7 +220,7 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA cache_size = -32768;";
 
 #[cfg(unix)]
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -196,7 +235,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     std::fs::File::create(path)
         .map(drop)
         .map_err(|source| StoreError::Io {
@@ -394,6 +433,11 @@ impl SqliteStore {
             joining: std::sync::atomic::AtomicUsize::new(0),
             _checkpointer: checkpointer,
         })
+    }
+
+    /// The durability settings of the store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -639,6 +683,9 @@ impl Store for SqliteStore {
             }
         }
         let first = append(&tx, batch.leaves, leaf)?;
+        if let Some(step) = &batch.run {
+            sqlite_ops::run_step(&tx, step, (batch.leaves > 0).then_some(first), true)?;
+        }
         tx.commit()?;
         Ok(first)
     }
@@ -891,6 +938,14 @@ impl Store for SqliteStore {
         append(&tx, leaves.len(), &mut |_, i| {
             leaves.get(i).cloned().unwrap_or_default()
         })?;
+        if let Some((at, intent)) = &st.intent {
+            if *at >= leaves.len() {
+                return Err(StoreError::Corrupt(
+                    "a disclosure step's intent must point at one of its leaves".into(),
+                ));
+            }
+            sqlite_ops::insert_intent(&tx, first + *at as u64, intent)?;
+        }
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO accounting (disclosure, subject, at, leaf, records, categories)
@@ -972,7 +1027,12 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = SweepBatch::default();
@@ -1003,8 +1063,17 @@ impl Store for SqliteStore {
                 *out.by_category.entry(category).or_default() += 1;
             }
         }
+        if let Some(id) = intent
+            && out.deleted > 0
+        {
+            sqlite_ops::add_progress(&tx, id, out.deleted)?;
+        }
         tx.commit()?;
         Ok(out)
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        sqlite_ops::count_expired(&self.conn(), now)
     }
 
     fn erase(
@@ -1012,6 +1081,7 @@ impl Store for SqliteStore {
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1053,6 +1123,11 @@ impl Store for SqliteStore {
         })?;
         if !out.erased.is_empty() {
             bump_erasure_gen(&tx)?;
+        }
+        let idx = next_index(&tx)?;
+        if let Some((row, body)) = intent(idx, &out) {
+            append(&tx, 1, &mut |_, _| body.clone())?;
+            sqlite_ops::insert_intent(&tx, idx, &row)?;
         }
         tx.commit()?;
         Ok(out)
@@ -1164,6 +1239,58 @@ impl Store for SqliteStore {
         append(&tx, rows.len(), &mut |idx, i| leaf(idx, &rows[i]))?;
         tx.commit()?;
         Ok(rows)
+    }
+
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError> {
+        sqlite_ops::run(&self.conn(), run)
+    }
+
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        sqlite_ops::run_step(&tx, step, None, false)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let idx = append(&tx, 1, leaf)?;
+        sqlite_ops::insert_intent(&tx, idx, intent)?;
+        tx.commit()?;
+        Ok(idx)
+    }
+
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError> {
+        sqlite_ops::intents(&self.conn())
+    }
+
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(row) = sqlite_ops::take_intent(&tx, id)? else {
+            return Ok(None);
+        };
+        let idx = append(&tx, 1, &mut |idx, _| leaf(idx, &row))?;
+        tx.commit()?;
+        Ok(Some(idx))
+    }
+
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError> {
+        sqlite_ops::key_usage(&self.conn())
+    }
+
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        sqlite_ops::record_subjects(&self.conn(), after, limit)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -1458,6 +1585,11 @@ impl SqliteKeyStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The durability settings of the key store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
     /// Runs `delete` for each key in one transaction, then moves the
     /// deletion out of the WAL (`overwrite_wal`); returns the rows deleted.
     fn destroy<K: rusqlite::ToSql>(&self, delete: &str, keys: &[K]) -> Result<u64, StoreError> {
@@ -1598,5 +1730,105 @@ impl KeyStore for SqliteKeyStore {
 
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
         self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)
+    }
+
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached("SELECT ref FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT ?2")?;
+        let from: &[u8] = after.map_or(&[], |a| &a[..]);
+        Ok(s.query_map(params![from, limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let mut n = RewrapCount::default();
+        // Page through by ref: the whole store need not fit in memory.
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page: Vec<SubjectKeys> = tx
+                .prepare_cached(
+                    "SELECT ref, data, tag FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT 4096",
+                )?
+                .query_map([&after], |r| {
+                    Ok(SubjectKeys {
+                        subject: r.get(0)?,
+                        data: r.get(1)?,
+                        tag: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(last) = page.last() else { break };
+            after = last.subject.to_vec();
+            let mut up =
+                tx.prepare_cached("UPDATE subject_keys SET data = ?2, tag = ?3 WHERE ref = ?1")?;
+            let mut del = tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1")?;
+            for k in &page {
+                match f(KeyItem::Subject(k))? {
+                    KeyAction::Keep => {}
+                    KeyAction::Subject(d, t) => {
+                        up.execute(params![k.subject, d, t])?;
+                        n.subjects += 1;
+                    }
+                    KeyAction::Delete => {
+                        del.execute([k.subject])?;
+                        n.deleted += 1;
+                    }
+                    KeyAction::Secret(_) => {
+                        return Err(StoreError::Corrupt(
+                            "a subject's keys cannot become a secret".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let secrets: Vec<(String, Vec<u8>)> = tx
+            .prepare_cached("SELECT name, value FROM secrets ORDER BY name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, value) in &secrets {
+            match f(KeyItem::Secret(name, value))? {
+                KeyAction::Keep => {}
+                KeyAction::Secret(v) => {
+                    tx.execute(
+                        "UPDATE secrets SET value = ?2 WHERE name = ?1",
+                        params![name, v],
+                    )?;
+                    n.secrets += 1;
+                }
+                KeyAction::Delete => {
+                    tx.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+                    n.deleted += 1;
+                }
+                KeyAction::Subject(..) => {
+                    return Err(StoreError::Corrupt(
+                        "a secret cannot become a subject's keys".into(),
+                    ));
+                }
+            }
+        }
+        for (name, value) in insert {
+            tx.execute(
+                "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            n.inserted += 1;
+        }
+        tx.commit()?;
+        // The old wrapped values are overwritten in the file (secure_delete)
+        // and moved out of the WAL.
+        overwrite_wal(&conn)?;
+        Ok(n)
     }
 }
