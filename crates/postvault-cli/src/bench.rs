@@ -93,6 +93,7 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
         &CollectOptions {
             default_purpose: None,
             batch_size: a.batch_size,
+            run: None,
         },
         &mut |k| bar.set_position(k),
     )?;
@@ -572,6 +573,7 @@ pub fn retention(a: &RetentionArgs) -> Result<u8> {
     let opts = OpenOptions {
         pack: None,
         clock: clock.clone(),
+        ..OpenOptions::default()
     };
     let vault = Vault::init(&dir, opts.clone())?;
     vault.add_principal("ingest", "collector")?;

@@ -19,7 +19,7 @@ struct Head<'a> {
     category: &'a str,
 }
 
-pub fn run(a: &DemoArgs) -> Result<u8> {
+pub fn run(a: &DemoArgs, master_key: Option<std::sync::Arc<postvault::ExternalKey>>) -> Result<u8> {
     let tmp;
     let dir = match &a.keep {
         Some(d) => d.clone(),
@@ -35,6 +35,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         OpenOptions {
             pack: None,
             clock: clock.clone(),
+            master_key,
         },
     )?;
     let t = vault.pack().taxonomy();

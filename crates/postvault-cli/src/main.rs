@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
 //! see nothing of, a refused disclosure request or step); 4 some input lines
-//! were rejected; 5 log verification failed.
+//! were rejected; 5 log verification failed; 6 keys are missing (records
+//! whose keys the key store lacks, or no key store).
 
 mod bench;
 mod bench_http;
@@ -10,6 +11,7 @@ mod bench_pg;
 mod bench_suite;
 mod demo;
 mod disclose;
+mod ops;
 mod rights;
 mod serve;
 
@@ -31,6 +33,7 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_DENIED: u8 = 3;
 pub const EXIT_REJECTED: u8 = 4;
 pub const EXIT_VERIFY_FAILED: u8 = 5;
+pub const EXIT_KEYS_MISSING: u8 = 6;
 
 /// A purpose-bound personal data vault for postal data: every record carries
 /// the purpose it was collected for, every read declares a purpose and gets
@@ -38,7 +41,7 @@ pub const EXIT_VERIFY_FAILED: u8 = 5;
 #[derive(Parser, Debug)]
 #[command(name = "postvault", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed."
+    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed, 6 keys missing."
 )]
 struct Cli {
     /// The vault directory.
@@ -63,14 +66,48 @@ struct Cli {
     /// policies.cedar); default: the postal pack built in.
     #[arg(long, global = true, env = "POSTVAULT_PACK")]
     pack: Option<PathBuf>,
+    /// For a vault whose master key is kept outside its key store: a file
+    /// holding it (32 bytes: raw, 64 hex digits or base64; not readable by
+    /// others). `init` with it makes such a vault.
+    #[arg(
+        long,
+        global = true,
+        env = "POSTVAULT_MASTER_KEY_FILE",
+        value_name = "PATH"
+    )]
+    master_key_file: Option<PathBuf>,
+    /// Like --master-key-file, from what a command prints (a KMS client),
+    /// run with `sh -c`.
+    #[arg(
+        long,
+        global = true,
+        env = "POSTVAULT_MASTER_KEY_COMMAND",
+        value_name = "CMD",
+        hide_env_values = true,
+        conflicts_with = "master_key_file"
+    )]
+    master_key_command: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a new vault: data store, key store (mode 0600) and master key.
-    Init,
+    /// Create a new vault: data store, key store (mode 0600) and master key,
+    /// built beside the target and moved into place whole.
+    Init(InitArgs),
+    /// Check the vault (fsck): records without keys, keys without records,
+    /// the log's tree against its leaves and checkpoints, pending work.
+    /// Exit 6 when records lack keys, 5 when the log does not match.
+    Check,
+    /// Copy the data store, then the key store, online and consistent with
+    /// each other, to two places (SQLite; on PostgreSQL use pg_dump).
+    Backup(ops::BackupArgs),
+    /// Restore a backup into a new directory, then check it.
+    Restore(ops::RestoreArgs),
+    /// The master key: move it out of the key store, or rotate it.
+    #[command(subcommand)]
+    Keys(ops::KeysCmd),
     /// Manage principals (services, staff, officers, agencies, auditors).
     #[command(subcommand)]
     Principal(PrincipalCmd),
@@ -204,6 +241,14 @@ enum PrincipalCmd {
 }
 
 #[derive(Args, Debug)]
+struct InitArgs {
+    /// Replace a half-made vault an interrupted `init` left in the target
+    /// (never one that holds data or keys of anyone).
+    #[arg(long, alias = "force")]
+    replace: bool,
+}
+
+#[derive(Args, Debug)]
 struct CollectArgs {
     /// The principal collecting.
     #[arg(long = "as", value_name = "NAME")]
@@ -214,6 +259,15 @@ struct CollectArgs {
     /// Lines per transaction.
     #[arg(long, default_value_t = 2048)]
     batch_size: usize,
+    /// The run's batch id: collected again under the same id, the input
+    /// resumes after its last committed line (and a finished run is not
+    /// collected again). Default for a file: its SHA-256; standard input
+    /// has none unless given.
+    #[arg(long, value_name = "ID")]
+    batch_id: Option<String>,
+    /// Collect the file as a new run even if it was collected before.
+    #[arg(long, conflicts_with = "batch_id")]
+    no_resume: bool,
     /// NDJSON input; `-` or nothing for standard input.
     file: Option<PathBuf>,
 }
@@ -398,6 +452,9 @@ fn main() -> ExitCode {
                 e.downcast_ref::<VaultError>(),
                 Some(VaultError::LogVerification(_))
             );
+            let keys_missing = e
+                .downcast_ref::<VaultError>()
+                .is_some_and(VaultError::keys_missing);
             let code = e
                 .downcast_ref::<VaultError>()
                 .map_or("error", VaultError::code);
@@ -407,6 +464,8 @@ fn main() -> ExitCode {
             println!("{body}");
             ExitCode::from(if verify_failed {
                 EXIT_VERIFY_FAILED
+            } else if keys_missing {
+                EXIT_KEYS_MISSING
             } else {
                 EXIT_ERROR
             })
@@ -439,21 +498,22 @@ fn pack_sources(dir: Option<&Path>) -> Result<Option<PackSources>> {
     }))
 }
 
-fn open_opts(cli: &Cli) -> Result<OpenOptions> {
+pub(crate) fn open_opts(cli: &Cli) -> Result<OpenOptions> {
     Ok(OpenOptions {
         pack: pack_sources(cli.pack.as_deref())?,
+        master_key: ops::master_key(cli)?,
         ..OpenOptions::default()
     })
 }
 
 /// Where the vault's stores are: the embedded files in `--data`, or
 /// PostgreSQL.
-enum Location<'a> {
+pub(crate) enum Location<'a> {
     Dir,
     Postgres { store: &'a str, keys: &'a str },
 }
 
-fn location(cli: &Cli) -> Result<Location<'_>> {
+pub(crate) fn location(cli: &Cli) -> Result<Location<'_>> {
     match (cli.store.as_deref(), cli.keys.as_deref()) {
         (None | Some(""), None | Some("")) => Ok(Location::Dir),
         (None | Some(""), Some(_)) => {
@@ -512,16 +572,17 @@ pub(crate) fn open_vault(cli: &Cli) -> Result<Vault> {
 }
 
 /// Creates the vault the global flags name; returns it and where it is.
-fn init_vault(cli: &Cli) -> Result<(Vault, String)> {
+fn init_vault(cli: &Cli, a: &InitArgs) -> Result<(Vault, String)> {
     let opts = open_opts(cli)?;
+    let init = postvault::InitOptions { replace: a.replace };
     Ok(match location(cli)? {
         Location::Dir => (
-            Vault::init(&cli.data, opts)?,
+            Vault::create(&cli.data, opts, &init)?,
             cli.data.display().to_string(),
         ),
         Location::Postgres { store, keys } => {
             let (at, s, k) = pg_stores(store, keys, true)?;
-            let v = Vault::init_with(&at, Box::new(s), Box::new(k), opts)?;
+            let v = Vault::create_with(&at, Box::new(s), Box::new(k), opts, &init)?;
             (v, at.display().to_string())
         }
     })
@@ -550,15 +611,20 @@ pub fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
 
 fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
-        Command::Init => {
-            let (v, at) = init_vault(&cli)?;
+        Command::Init(a) => {
+            let (v, at) = init_vault(&cli, a)?;
             eprintln!("postvault: created a vault in `{at}`");
             print_json(&serde_json::json!({
                 "data": at,
                 "pack": v.pack().version(),
+                "master_key_external": v.master_key_is_external(),
             }))?;
             Ok(0)
         }
+        Command::Check => ops::check(&cli),
+        Command::Backup(a) => ops::backup(&cli, a),
+        Command::Restore(a) => ops::restore(&cli, a),
+        Command::Keys(c) => ops::keys(&cli, c),
         Command::Principal(PrincipalCmd::Add { name, role }) => {
             let v = open_vault(&cli)?;
             let token = v.add_principal(name, role)?;
@@ -627,7 +693,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Simulate(a) => simulate(a),
-        Command::Demo(a) => demo::run(a),
+        Command::Demo(a) => demo::run(a, ops::master_key(&cli)?),
         Command::Log(cmd) => log_cmd(&cli, cmd),
         Command::Subject(SubjectCmd::Report(a)) => rights::report(&cli, a),
         Command::Retention(c) => rights::retention(&cli, c),
@@ -744,14 +810,29 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
             (Box::new(BufReader::with_capacity(1 << 20, file)), None)
         }
     };
+    let run = ops::batch_id(a.file.as_deref(), a.batch_id.as_deref(), a.no_resume)?;
     let bar = progress_bar(len, "collecting");
     let opts = CollectOptions {
         default_purpose: a.purpose.clone(),
         batch_size: a.batch_size,
+        run,
     };
     let report = v.collect(&p, &mut input, &opts, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     let report = report?;
+    if let Some(run) = &report.run {
+        if run.replayed {
+            eprintln!(
+                "postvault: this input was collected in full before (batch id {}): nothing was stored again; the report is that run's",
+                run.id
+            );
+        } else if run.resumed_after_line > 0 {
+            eprintln!(
+                "postvault: resumed batch id {} after line {}, which an earlier run had committed: those lines were not stored again",
+                run.id, run.resumed_after_line
+            );
+        }
+    }
     if let Some(f) = &report.failure {
         print_json(&report)?;
         eprintln!(

@@ -65,7 +65,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     let tmp;
     let (vault, demo_tokens) = if a.demo {
         tmp = tempfile::tempdir().context("creating a temporary directory")?;
-        let (v, tokens) = demo_vault(&tmp.path().join("vault"))?;
+        let (v, tokens) = demo_vault(&tmp.path().join("vault"), crate::ops::master_key(cli)?)?;
         (v, tokens)
     } else {
         (crate::open_vault(cli)?, Vec::new())
@@ -145,8 +145,17 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
 /// A temporary vault with a simulated slice and one principal per demo role.
 type DemoToken = (String, String, String, String);
 
-fn demo_vault(dir: &std::path::Path) -> Result<(Vault, Vec<DemoToken>)> {
-    let vault = Vault::init(dir, OpenOptions::default())?;
+fn demo_vault(
+    dir: &std::path::Path,
+    master_key: Option<std::sync::Arc<postvault::ExternalKey>>,
+) -> Result<(Vault, Vec<DemoToken>)> {
+    let vault = Vault::init(
+        dir,
+        OpenOptions {
+            master_key,
+            ..OpenOptions::default()
+        },
+    )?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
     let cfg = postvault_sim::SimConfig {
         scale: 0.00002,

@@ -62,9 +62,17 @@ impl From<VaultError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             "unknown_principal" => StatusCode::NOT_FOUND,
-            "principal_exists" => StatusCode::CONFLICT,
+            "principal_exists" | "run_in_progress" => StatusCode::CONFLICT,
+            "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        // Records whose keys are missing: a fault of the vault's key store,
+        // which no retry fixes (500, not 503). The message names a count,
+        // never a person or a path, and tells the operator what to run.
+        if let VaultError::RecordKeysMissing { .. } = e {
+            tracing::error!(code, error = %e, "records without keys");
+            return ApiError::new(status, code, e.to_string());
+        }
         if status.is_server_error() {
             // The detail (paths, the database's words) goes to the service
             // log, not to the client.
@@ -83,6 +91,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut r = (self.status, axum::Json(body)).into_response();
+        if self.code == "run_in_progress" {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

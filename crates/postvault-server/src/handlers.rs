@@ -146,6 +146,7 @@ pub async fn collect(
     State(state): St,
     Extension(p): Extension<Principal>,
     q: Params,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
@@ -154,6 +155,7 @@ pub async fn collect(
         batch_size: number(&q, "batch_size")?
             .map(|n| n.clamp(1, 65_536) as usize)
             .unwrap_or(2048),
+        run: crate::idempotency::key(&headers)?,
     };
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
@@ -266,6 +268,21 @@ pub async fn collect(
                 report.committed_through_line
             ),
         ),
+        (None, Some(f)) if f.code == "run_in_progress" => {
+            let mut r = fail(
+                StatusCode::CONFLICT,
+                "run_in_progress",
+                format!(
+                    "another upload with this Idempotency-Key committed lines first; lines through {} are handled; resend to resume",
+                    report.committed_through_line
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            r
+        }
         (None, Some(f)) => {
             tracing::error!(code = %f.code, error = %f.message, "collection stopped");
             fail(

@@ -9,6 +9,7 @@
 
 mod error;
 mod handlers;
+mod idempotency;
 mod limits;
 mod openapi;
 

@@ -47,3 +47,17 @@ pub enum StoreError {
     #[error("the store at `{path}` does not run durably: {why}; refusing to open it")]
     NotDurable { path: String, why: String },
 }
+
+impl StoreError {
+    /// The disk (or the file system's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(28)
+            }
+            _ => false,
+        }
+    }
+}

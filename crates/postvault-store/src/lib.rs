@@ -31,7 +31,9 @@ pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS,
     SqliteKeyStore, SqliteStore,
 };
-pub use sqlite_ops::{Durability, backup_file, check_durability, durability_of};
+pub use sqlite_ops::{
+    Durability, Probe, backup_file, check_durability, durability_of, fold_wal, probe,
+};
 
 #[cfg(test)]
 mod tests;

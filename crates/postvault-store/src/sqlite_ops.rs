@@ -352,3 +352,81 @@ pub(crate) fn count_expired(conn: &Connection, now: i64) -> Result<u64, StoreErr
         .query_row([now], |r| r.get(0))?;
     Ok(n as u64)
 }
+
+/// What a store file holds, read without changing it: a file an
+/// interrupted `init` left may hold no schema, or half of one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// The data store's vault id, if it got one.
+    pub vault_id: Option<String>,
+    /// Log leaves and records of a data store.
+    pub leaves: u64,
+    pub records: u64,
+    /// Secret names of a key store, and how many subjects hold keys.
+    pub secrets: Vec<String>,
+    pub subject_keys: u64,
+    /// The file is not a SQLite database at all.
+    pub not_a_database: bool,
+}
+
+/// Reads what `path` holds, read-only. An error only when the file cannot
+/// be read at all (permissions); a damaged or empty file reads as empty.
+pub fn probe(path: &Path) -> Result<Probe, StoreError> {
+    std::fs::File::open(path).map_err(|source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut p = Probe::default();
+    let Ok(conn) = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        p.not_a_database = true;
+        return Ok(p);
+    };
+    if conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_err()
+    {
+        p.not_a_database = true;
+        return Ok(p);
+    }
+    let count = |sql: &str| -> u64 {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_or(0, |n| n as u64)
+    };
+    p.vault_id = conn
+        .query_row("SELECT value FROM meta WHERE key = 'vault_id'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    p.leaves = count("SELECT count(*) FROM leaves");
+    p.records = count("SELECT count(*) FROM records");
+    p.subject_keys = count("SELECT count(*) FROM subject_keys");
+    if let Ok(mut s) = conn.prepare("SELECT name FROM secrets ORDER BY name") {
+        p.secrets = s
+            .query_map([], |r| r.get(0))
+            .map(|rows| rows.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+    }
+    Ok(p)
+}
+
+/// Moves a database's WAL back into it and removes the WAL, so the file
+/// stands alone (a backup copy, a restore being put in place).
+pub fn fold_wal(path: &Path) -> Result<(), StoreError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if !path.with_file_name(format!("{name}-wal")).exists() {
+        return Ok(());
+    }
+    let c = Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    c.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+    Ok(())
+}

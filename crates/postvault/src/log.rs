@@ -348,11 +348,9 @@ impl Vault {
     /// the stored hashes, the checkpoint (signature and root), every kept
     /// checkpoint, and consistency with an earlier checkpoint. Any changed,
     /// dropped or reordered leaf, or a rolled-back tree, fails.
-    pub fn verify_log(&self, opts: &VerifyOptions) -> Result<VerifyReport, VaultError> {
-        let key = self.signer.verifier_key();
-        let n = self.store.log_size()?;
-        let hashed = self.store.hashed_size()?;
-        // Recompute every stored hash from the leaves, in memory.
+    /// Every stored hash of the tree of the first `n` leaves, recomputed
+    /// from the leaves in memory.
+    fn recompute_tree(&self, n: u64) -> Result<Vec<Hash>, VaultError> {
         let mut recomputed: Vec<Hash> = Vec::new();
         let mut start = 0;
         while start < n {
@@ -367,6 +365,70 @@ impl Vault {
             }
             start = end;
         }
+        Ok(recomputed)
+    }
+
+    /// The log for `postvault check`: like [`Vault::verify_log`], but
+    /// counting every stored hash and kept checkpoint that does not match
+    /// the leaves instead of stopping at the first.
+    pub(crate) fn check_log(&self) -> Result<crate::integrity::LogCheck, VaultError> {
+        let key = self.signer.verifier_key();
+        let n = self.store.log_size()?;
+        let hashed = self.store.hashed_size()?;
+        let recomputed = self.recompute_tree(n)?;
+        let mut out = crate::integrity::LogCheck {
+            leaves: n,
+            hashed,
+            ..crate::integrity::LogCheck::default()
+        };
+        let kept = postvault_log::stored_hash_count(hashed.min(n))?;
+        let mut i = 0;
+        while i < kept {
+            let end = kept.min(i + 4096);
+            let idx: Vec<u64> = (i..end).collect();
+            match self.store.log_hashes(&idx) {
+                Ok(stored) => {
+                    for (j, h) in idx.iter().zip(stored) {
+                        if recomputed.get(*j as usize) != Some(&h) {
+                            out.hash_mismatches += 1;
+                        }
+                    }
+                }
+                // Missing rows count as mismatches, one by one.
+                Err(postvault_store::StoreError::Corrupt(_)) => {
+                    for j in &idx {
+                        match self.store.log_hashes(&[*j]) {
+                            Ok(h) if recomputed.get(*j as usize) == h.first() => {}
+                            _ => out.hash_mismatches += 1,
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            i = end;
+        }
+        for (size, note) in self.store.checkpoints()? {
+            out.checkpoints += 1;
+            out.latest_checkpoint = Some(out.latest_checkpoint.unwrap_or(0).max(size));
+            let good = postvault_log::open_checkpoint(&note, &key)
+                .ok()
+                .filter(|cp| cp.size == size && cp.size <= n)
+                .is_some_and(|cp| {
+                    postvault_log::tree_root(cp.size, &recomputed).is_ok_and(|r| r == cp.root)
+                });
+            if !good {
+                out.checkpoint_mismatches += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn verify_log(&self, opts: &VerifyOptions) -> Result<VerifyReport, VaultError> {
+        let key = self.signer.verifier_key();
+        let n = self.store.log_size()?;
+        let hashed = self.store.hashed_size()?;
+        // Recompute every stored hash from the leaves, in memory.
+        let recomputed = self.recompute_tree(n)?;
         // The stored hashes (what proofs and tiles are served from) must agree.
         let kept = postvault_log::stored_hash_count(hashed.min(n))?;
         let mut i = 0;

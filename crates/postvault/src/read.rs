@@ -91,7 +91,12 @@ impl Vault {
         let subject_ref = self.subject_ref(subject);
         // Another process may have erased someone this one holds keys of.
         self.sync_erasures()?;
-        let keys = self.subject_keys(&subject_ref)?;
+        // Keys that do not unwrap are as good as missing: the records they
+        // seal are reported, never skipped.
+        let mut keys = match self.subject_keys(&subject_ref) {
+            Err(VaultError::Crypto(_)) => None,
+            k => k?,
+        };
         let now = self.clock.now_ms();
         // The person sees the history of corrections too; every other
         // purpose sees current records only.
@@ -102,6 +107,12 @@ impl Vault {
         let mut withheld = Vec::new();
         let mut tag_error = None;
         let mut key_cache = crate::vault::KeyCache::default();
+        // Records whose keys are missing (an error), and mail-cover records
+        // whose order key is missing (an error unless the order was
+        // destroyed), by order.
+        let mut missing = 0u64;
+        let mut cover_keys_gone: std::collections::HashMap<u32, u64> =
+            std::collections::HashMap::new();
         let mut leaf = |data: &SubjectData, idx: u64| -> Vec<u8> {
             let consent = data
                 .consents
@@ -126,16 +137,33 @@ impl Vault {
                     });
                 }
             }
-            let returned: Vec<&postvault_store::RecordRow> = data
+            // Keys are made before the records they seal: records committed
+            // after the keys were first looked for have keys by now.
+            if keys.is_none() && !data.records.is_empty() {
+                keys = self.subject_keys(&subject_ref).ok().flatten();
+            }
+            missing = 0;
+            cover_keys_gone.clear();
+            let mut returned: Vec<&postvault_store::RecordRow> = Vec::new();
+            for r in data
                 .records
                 .iter()
-                // Without the subject's keys (destroyed) nothing can leave,
-                // and the leaf must say so.
-                .filter(|r| {
-                    visible(tax, &allowed, r, now, history)
-                        && self.openable(r, keys.as_deref(), &mut key_cache)
-                })
-                .collect();
+                .filter(|r| visible(tax, &allowed, r, now, history))
+            {
+                match self.gone(r, keys.as_deref(), &mut key_cache, now) {
+                    crate::integrity::Gone::No => returned.push(r),
+                    crate::integrity::Gone::Lawfully => {}
+                    crate::integrity::Gone::Missing => missing += 1,
+                    crate::integrity::Gone::CoverKey(seq) => {
+                        *cover_keys_gone.entry(seq).or_default() += 1;
+                    }
+                }
+            }
+            if missing > 0 {
+                // Nothing leaves; the leaf says the read found keys missing.
+                returned.clear();
+                reasons.insert("keys_missing".into());
+            }
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
             // A known subject's leaf carries its tag; any other leaf random
@@ -172,9 +200,14 @@ impl Vault {
             .to_leaf()
         };
         let (data, log_index) = self.store.read_accounted(&subject_ref, &mut leaf)?;
+        drop(leaf);
         if let Some(e) = tag_error {
             return Err(e.into());
         }
+        if missing > 0 {
+            return Err(VaultError::RecordKeysMissing { records: missing });
+        }
+        self.check_cover_keys(&cover_keys_gone)?;
 
         // The leaf is durable: only now is anything opened.
         let mut records = Vec::new();
@@ -184,6 +217,8 @@ impl Vault {
             .filter(|r| visible(tax, &allowed, r, now, history))
         {
             let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
+                // Gone lawfully (checked in the transaction); anything else
+                // failed the read above.
                 continue;
             };
             if let Some(rec) = to_read_record(tax, purpose_ix, r, &plain)? {

@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::digest;
 use postvault_crypto::{DataKey, MasterKey, SystemRandom, TagKey};
 use postvault_policy::{Pack, PackSources, RoleIx};
-use postvault_store::{
-    KeyStore, OpenMode, SqliteKeyStore, SqliteStore, Store, SubjectKeys, SubjectRef, key_id,
-};
+use postvault_store::{KeyStore, Store, SubjectKeys, SubjectRef, key_id};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::VaultError;
@@ -23,9 +21,15 @@ use crate::error::VaultError;
 pub const DATA_FILE: &str = "data.db";
 pub const KEYS_FILE: &str = "keys.db";
 
-const MASTER_SECRET: &str = "master";
-const LOG_KEY_SECRET: &str = "log_signing_key";
-const VAULT_ID: &str = "vault_id";
+/// The master key kept in the key store (the default).
+pub(crate) const MASTER_SECRET: &str = "master";
+/// The master key sealed under an external key (`keys externalize`).
+pub(crate) const SEALED_MASTER_SECRET: &str = "master.sealed";
+pub(crate) const LOG_KEY_SECRET: &str = "log_signing_key";
+/// The wrapping label of the log's signing seed when the master key is
+/// kept outside the key store.
+pub(crate) const LOG_KEY_REF: &[u8] = b"log_signing_key";
+pub(crate) const VAULT_ID: &str = "vault_id";
 /// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
 const KEY_CACHE_MAX: usize = 65_536;
 
@@ -35,6 +39,10 @@ pub struct OpenOptions {
     /// The policy pack (default: the postal pack).
     pub pack: Option<PackSources>,
     pub clock: Arc<dyn Clock>,
+    /// The external key that seals the master key, for a vault whose master
+    /// key is kept outside its key store (`init` with one, or `keys
+    /// externalize`); `None` for a vault that keeps it in its key store.
+    pub master_key: Option<Arc<postvault_crypto::ExternalKey>>,
 }
 
 impl Default for OpenOptions {
@@ -42,6 +50,7 @@ impl Default for OpenOptions {
         OpenOptions {
             pack: None,
             clock: Arc::new(SystemClock),
+            master_key: None,
         }
     }
 }
@@ -92,6 +101,15 @@ pub(crate) struct SubjectKeyPair {
 /// An open vault.
 pub struct Vault {
     dir: PathBuf,
+    /// The embedded store's key file, held with a shared lock while the
+    /// vault is open (a rotation or a restore takes it exclusively).
+    pub(crate) lock: Option<std::fs::File>,
+    /// The master key is sealed under an external key, not in the key store.
+    pub(crate) external_master: bool,
+    /// What opening the vault finished that a crash had left undone.
+    pub(crate) recovered: Mutex<crate::intents::Recovered>,
+    /// Collection runs in progress in this process.
+    pub(crate) runs_active: Mutex<std::collections::HashSet<[u8; 16]>>,
     pub(crate) store: Box<dyn Store>,
     pub(crate) keys: Box<dyn KeyStore>,
     pub(crate) master: MasterKey,
@@ -160,133 +178,7 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
-    move |source| VaultError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 impl Vault {
-    /// Creates a new vault in `dir` (created if missing, mode 0700).
-    pub fn init(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        create_dir_private(dir)?;
-        let data_path = dir.join(DATA_FILE);
-        let keys_path = dir.join(KEYS_FILE);
-        if data_path.exists() || keys_path.exists() {
-            return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
-        }
-        // Keys first: a data store without its key store is useless, and the
-        // reverse is harmless.
-        let keys = SqliteKeyStore::open(&keys_path, OpenMode::Create)?;
-        let store = SqliteStore::open(&data_path, OpenMode::Create)?;
-        Vault::create_in(dir, Box::new(store), Box::new(keys), pack, opts.clock)
-    }
-
-    /// Creates a new vault over stores of another backend (PostgreSQL):
-    /// generates the master key and the vault id in `keys`, then records the
-    /// id in `store`. Refuses stores that already hold a vault. `location`
-    /// names where the vault lives (a URL without its password).
-    pub fn init_with(
-        location: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        opts: OpenOptions,
-    ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        if store.meta(VAULT_ID)?.is_some() || keys.secret(MASTER_SECRET)?.is_some() {
-            return Err(VaultError::AlreadyInitialized(
-                location.display().to_string(),
-            ));
-        }
-        Vault::create_in(location, store, keys, pack, opts.clock)
-    }
-
-    fn create_in(
-        dir: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        pack: Arc<Pack>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Vault, VaultError> {
-        let rng = SystemRandom::new();
-        let master = MasterKey::generate(&rng)?;
-        let vault_id = uuid::Uuid::now_v7().to_string();
-        match keys.put_secret(MASTER_SECRET, master.to_bytes().as_ref()) {
-            // Another node initialized the same stores first.
-            Err(postvault_store::StoreError::SecretExists(_)) => {
-                return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
-            }
-            r => r?,
-        }
-        keys.put_secret(VAULT_ID, vault_id.as_bytes())?;
-        store.set_meta(VAULT_ID, &vault_id)?;
-        store.set_meta("created_at", &clock.now_ms().to_string())?;
-        Vault::assemble(dir, store, keys, master, pack, clock)
-    }
-
-    /// Opens the vault in `dir`.
-    pub fn open(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        let data_path = dir.join(DATA_FILE);
-        let keys_path = dir.join(KEYS_FILE);
-        if !data_path.exists() {
-            return Err(VaultError::NotInitialized(dir.display().to_string()));
-        }
-        if !keys_path.exists() {
-            return Err(VaultError::KeysMissing(keys_path.display().to_string()));
-        }
-        let keys = SqliteKeyStore::open(&keys_path, OpenMode::Existing)?;
-        let store = SqliteStore::open(&data_path, OpenMode::Existing)?;
-        let shown = keys_path.display().to_string();
-        Vault::open_in(
-            dir,
-            Box::new(store),
-            Box::new(keys),
-            &shown,
-            pack,
-            opts.clock,
-        )
-    }
-
-    /// Opens a vault over stores of another backend (PostgreSQL), checking
-    /// that the key store holds the master key and belongs to the same vault
-    /// as the data store. `location` names where the vault lives.
-    pub fn open_with(
-        location: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        opts: OpenOptions,
-    ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        if store.meta(VAULT_ID)?.is_none() {
-            return Err(VaultError::NotInitialized(location.display().to_string()));
-        }
-        let shown = format!("{} (key store)", location.display());
-        Vault::open_in(location, store, keys, &shown, pack, opts.clock)
-    }
-
-    fn open_in(
-        dir: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        keys_shown: &str,
-        pack: Arc<Pack>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Vault, VaultError> {
-        let master = keys
-            .secret(MASTER_SECRET)?
-            .ok_or_else(|| VaultError::KeysMissing(keys_shown.to_string()))?;
-        let master = MasterKey::from_bytes(&master)?;
-        let key_vault = keys.secret(VAULT_ID)?.unwrap_or_default();
-        let data_vault = store.meta(VAULT_ID)?.unwrap_or_default();
-        if key_vault != data_vault.as_bytes() {
-            return Err(VaultError::KeysMismatch(keys_shown.to_string()));
-        }
-        Vault::assemble(dir, store, keys, master, pack, clock)
-    }
-
     /// Assembles a vault from parts: another store backend, or a store
     /// wrapped to inject faults in tests. `master` must be the key store's.
     pub fn from_parts(
@@ -296,35 +188,60 @@ impl Vault {
         opts: OpenOptions,
     ) -> Result<Vault, VaultError> {
         let pack = load_pack(&opts)?;
-        let master = keys
-            .secret(MASTER_SECRET)?
-            .ok_or_else(|| VaultError::KeysMissing(dir.display().to_string()))?;
-        let master = MasterKey::from_bytes(&master)?;
-        Vault::assemble(dir, store, keys, master, pack, opts.clock)
+        let (master, external) = crate::setup::load_master(
+            &*keys,
+            opts.master_key.as_deref(),
+            &dir.display().to_string(),
+        )?;
+        Vault::assemble(dir, store, keys, master, external, pack, opts.clock, None)
     }
 
-    fn assemble(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
         dir: &Path,
         store: Box<dyn Store>,
         keys: Box<dyn KeyStore>,
         master: MasterKey,
+        external_master: bool,
         pack: Arc<Pack>,
         clock: Arc<dyn Clock>,
+        lock: Option<std::fs::File>,
     ) -> Result<Vault, VaultError> {
         let rng = SystemRandom::new();
         // The log's signing key lives with the other keys; a vault made
-        // before it existed gets one now.
+        // before it existed gets one now. Where the master key is kept
+        // outside the key store, the seed is wrapped under it too.
         let seed = match keys.secret(LOG_KEY_SECRET)? {
+            Some(s) if s.len() == postvault_crypto::WRAPPED_LEN => master
+                .unwrap_raw(postvault_crypto::KeyKind::Data, LOG_KEY_REF, &s)?
+                .to_vec(),
             Some(s) => s,
             None => {
-                let mut seed = [0u8; 32];
-                aws_lc_rs::rand::SecureRandom::fill(&rng, &mut seed)
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                aws_lc_rs::rand::SecureRandom::fill(&rng, seed.as_mut())
                     .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
-                match keys.put_secret(LOG_KEY_SECRET, &seed) {
+                let stored = if external_master {
+                    master.wrap_raw(
+                        &rng,
+                        postvault_crypto::KeyKind::Data,
+                        LOG_KEY_REF,
+                        seed.as_ref(),
+                    )?
+                } else {
+                    seed.to_vec()
+                };
+                match keys.put_secret(LOG_KEY_SECRET, &stored) {
                     Ok(()) => seed.to_vec(),
                     // Another process made it first.
                     Err(postvault_store::StoreError::SecretExists(_)) => {
-                        keys.secret(LOG_KEY_SECRET)?.unwrap_or_default()
+                        let s = keys.secret(LOG_KEY_SECRET)?.unwrap_or_default();
+                        if s.len() == postvault_crypto::WRAPPED_LEN {
+                            master
+                                .unwrap_raw(postvault_crypto::KeyKind::Data, LOG_KEY_REF, &s)?
+                                .to_vec()
+                        } else {
+                            s
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -333,6 +250,10 @@ impl Vault {
         let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
         let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
         let vault = Vault {
+            lock,
+            external_master,
+            recovered: Mutex::new(crate::intents::Recovered::default()),
+            runs_active: Mutex::new(std::collections::HashSet::new()),
             signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
@@ -348,9 +269,11 @@ impl Vault {
             period_cache: Mutex::new(HashMap::new()),
             erase_gate: std::sync::RwLock::new(()),
         };
-        // An erasure interrupted after its first transaction is finished
-        // before anything else runs.
-        vault.finish_pending_erasures()?;
+        // Destruction interrupted after its intent (an erasure after its
+        // first transaction, a sweep, a destroyed cover or hold key) is
+        // finished, and accounted, before anything else runs.
+        let recovered = vault.finish_interrupted()?;
+        *vault.recovered.lock().unwrap_or_else(|e| e.into_inner()) = recovered;
         Ok(vault)
     }
 
@@ -843,28 +766,9 @@ impl Vault {
     }
 }
 
-fn load_pack(opts: &OpenOptions) -> Result<Arc<Pack>, VaultError> {
+pub(crate) fn load_pack(opts: &OpenOptions) -> Result<Arc<Pack>, VaultError> {
     let src = opts.pack.clone().unwrap_or_else(PackSources::postal);
     Ok(Arc::new(Pack::load(&src)?))
-}
-
-fn create_dir_private(dir: &Path) -> Result<(), VaultError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir).map_err(io(dir))
-    }
 }
 
 fn check_name(name: &str) -> Result<(), VaultError> {

@@ -191,6 +191,7 @@ pub fn lines_default_to_the_given_purpose_and_batches_commit_on(b: &Backend) {
             &postvault::CollectOptions {
                 default_purpose: Some("delivery".into()),
                 batch_size: 10,
+                ..Default::default()
             },
             &mut |n| seen.push(n),
         )
@@ -205,7 +206,8 @@ pub fn lines_default_to_the_given_purpose_and_batches_commit_on(b: &Backend) {
             &mut "".as_bytes(),
             &postvault::CollectOptions {
                 default_purpose: Some("nope".into()),
-                batch_size: 10
+                batch_size: 10,
+                ..Default::default()
             },
             &mut |_| {}
         ),

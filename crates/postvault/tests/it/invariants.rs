@@ -228,15 +228,17 @@ impl Store for FailingStore {
         &self,
         now: i64,
         limit: usize,
+        intent: Option<u64>,
     ) -> Result<postvault_store::SweepBatch, StoreError> {
         self.tick()?;
-        self.inner.sweep_expired(now, limit)
+        self.inner.sweep_expired(now, limit, intent)
     }
     fn erase(
         &self,
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut postvault_store::EraseLeafFn<'_>,
+        intent: &mut postvault_store::EraseIntentFn<'_>,
     ) -> Result<postvault_store::EraseOutcome, StoreError> {
         self.tick()?;
         if self.replay {
@@ -246,7 +248,7 @@ impl Store for FailingStore {
                 let _ = leaf(1_000_000 + i as u64, s, false);
             }
         }
-        self.inner.erase(subjects, now, leaf)
+        self.inner.erase(subjects, now, leaf, intent)
     }
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
         self.inner.pending_erasures()
@@ -281,6 +283,45 @@ impl Store for FailingStore {
     ) -> Result<Vec<postvault_store::HoldRow>, StoreError> {
         self.tick()?;
         self.inner.release_hold(id, by, at, leaf)
+    }
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.count_expired(now)
+    }
+    fn run(&self, run: &[u8; 16]) -> Result<Option<postvault_store::RunRow>, StoreError> {
+        self.inner.run(run)
+    }
+    fn finish_run(&self, step: &postvault_store::RunStep) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.finish_run(step)
+    }
+    fn put_intent(
+        &self,
+        intent: &postvault_store::Intent,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.tick()?;
+        self.inner.put_intent(intent, leaf)
+    }
+    fn intents(&self) -> Result<Vec<postvault_store::IntentRow>, StoreError> {
+        self.inner.intents()
+    }
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &postvault_store::IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.tick()?;
+        self.inner.finish_intent(id, leaf)
+    }
+    fn key_usage(&self) -> Result<Vec<postvault_store::KeyUse>, StoreError> {
+        self.inner.key_usage()
+    }
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.inner.record_subjects(after, limit)
     }
 }
 
@@ -586,6 +627,7 @@ pub fn reopened_vault_returns_every_acknowledged_record_on(b: &Backend) {
             OpenOptions {
                 pack: None,
                 clock: c.clone(),
+                ..OpenOptions::default()
             },
         )
         .unwrap();
@@ -637,7 +679,9 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
     // Step 1 only, as if the process died right after it.
     let store = SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap();
     let out = store
-        .erase(&[i_ref], T0, &mut |_, _, _| b"{}".to_vec())
+        .erase(&[i_ref], T0, &mut |_, _, _| b"{}".to_vec(), &mut |_, _| {
+            None
+        })
         .unwrap();
     assert_eq!(out.erased, vec![i_ref]);
     assert_eq!(store.pending_erasures().unwrap(), vec![i_ref]);

@@ -31,6 +31,7 @@ pub fn opts(clock: &Arc<FixedClock>) -> OpenOptions {
     OpenOptions {
         pack: None,
         clock: clock.clone(),
+        ..OpenOptions::default()
     }
 }
 

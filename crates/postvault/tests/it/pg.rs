@@ -213,16 +213,22 @@ impl Store for BeforeLatest {
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
         self.inner.rekey(records)
     }
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
-        self.inner.sweep_expired(now, limit)
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
+        self.inner.sweep_expired(now, limit, intent)
     }
     fn erase(
         &self,
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut postvault_store::EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
-        self.inner.erase(subjects, now, leaf)
+        self.inner.erase(subjects, now, leaf, intent)
     }
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
         self.inner.pending_erasures()
@@ -247,6 +253,42 @@ impl Store for BeforeLatest {
         leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
     ) -> Result<Vec<HoldRow>, StoreError> {
         self.inner.release_hold(id, by, at, leaf)
+    }
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.count_expired(now)
+    }
+    fn run(&self, run: &[u8; 16]) -> Result<Option<postvault_store::RunRow>, StoreError> {
+        self.inner.run(run)
+    }
+    fn finish_run(&self, step: &postvault_store::RunStep) -> Result<(), StoreError> {
+        self.inner.finish_run(step)
+    }
+    fn put_intent(
+        &self,
+        intent: &postvault_store::Intent,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.put_intent(intent, leaf)
+    }
+    fn intents(&self) -> Result<Vec<postvault_store::IntentRow>, StoreError> {
+        self.inner.intents()
+    }
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &postvault_store::IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.finish_intent(id, leaf)
+    }
+    fn key_usage(&self) -> Result<Vec<postvault_store::KeyUse>, StoreError> {
+        self.inner.key_usage()
+    }
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.inner.record_subjects(after, limit)
     }
 }
 
