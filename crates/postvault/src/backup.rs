@@ -160,10 +160,15 @@ impl Vault {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            // No destruction of this process starts between the copies;
+            // another process's is seen in the count and taken again.
+            let pause = self.destroy_gate.write().unwrap_or_else(|e| e.into_inner());
             let before = written()?;
             postvault_store::backup_file(&self.dir().join(DATA_FILE), &data)?;
             postvault_store::backup_file(&self.dir().join(KEYS_FILE), &keys)?;
-            if written()? == before {
+            let after = written()?;
+            drop(pause);
+            if after == before {
                 break;
             }
             // A destruction began between the copies: the key copy may lack

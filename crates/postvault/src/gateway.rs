@@ -741,6 +741,7 @@ impl Vault {
         let mut answer = None;
         let mut destroy = None;
         let mut intent_leaf = None;
+        let _destroying = (reason == EndReason::ImproperlyOrdered).then(|| self.destroying());
         let cover_records = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
             // A cover ended as improperly ordered reads its people, to
             // count what destroying its key makes unreadable.

@@ -441,6 +441,7 @@ impl Vault {
             report.log_index = self.store.append_leaves(1, &mut |_, _| leaf.clone())?;
             return Ok(report);
         }
+        let _destroying = self.destroying();
         let id = self.retention_intent(&plan)?;
         self.carry_out_retention(&plan, id, &mut report, progress)?;
         report.log_index = self
@@ -635,6 +636,7 @@ impl Vault {
         };
         let mut first = None;
         for chunk in subjects.chunks(ERASE_CHUNK) {
+            let _destroying = self.destroying();
             let _gate = self.erase_gate_exclusive();
             // A refusal under a hold whose instrument carries a delay order
             // is tagged at random: the person must not learn of the hold
@@ -959,6 +961,7 @@ impl Vault {
             .filter(|s| !still_held.contains(s))
             .collect();
         if !ending.is_empty() {
+            let _destroying = self.destroying();
             // The hold keys go: written ahead, like every destruction.
             let b = crate::intents::HoldBody {
                 subjects: ending.iter().map(crate::intents::hex_ref).collect(),

@@ -42,12 +42,16 @@ const INIT_SECRETS: &[&str] = &[
 #[derive(Debug)]
 enum Found {
     Nothing,
-    Complete,
+    /// A vault (or what opening it will judge: another vault's key store,
+    /// a newer schema).
+    Vault,
+    /// A file there is not a database: opening it says which.
+    Damaged(String),
     /// Left by an interrupted `init`: no data, no key of anyone.
     HalfMade(String),
-    /// The data store is there, the key store is not.
+    /// The data store holds data and the key store is not there.
     KeysMissing,
-    /// Holds data or keys, but not a whole vault.
+    /// Holds keys or data, but no whole vault.
     HoldsData(String),
 }
 
@@ -71,56 +75,59 @@ fn classify(dir: &Path) -> Result<Found, VaultError> {
     if !has_data && !has_keys {
         return Ok(Found::Nothing);
     }
-    let d = if has_data {
-        Some(postvault_store::probe(&data).map_err(VaultError::Store)?)
-    } else {
-        None
+    let probe = |p: &Path, there: bool| -> Result<Option<postvault_store::Probe>, VaultError> {
+        if there {
+            Ok(Some(postvault_store::probe(p)?))
+        } else {
+            Ok(None)
+        }
     };
-    let k = if has_keys {
-        Some(postvault_store::probe(&keys).map_err(VaultError::Store)?)
-    } else {
-        None
-    };
-    let holds_keys = k.as_ref().is_some_and(|k| {
-        k.subject_keys > 0
-            || k.secrets
+    let (d, k) = (probe(&data, has_data)?, probe(&keys, has_keys)?);
+    for (p, path) in [(&d, &data), (&k, &keys)] {
+        if p.as_ref().is_some_and(|p| p.not_a_database) {
+            return Ok(Found::Damaged(format!(
+                "`{}` is not a database",
+                path.display()
+            )));
+        }
+    }
+    // A data store marked with its vault id was made whole: without its
+    // key store, the keys are missing (not a half-made vault).
+    if let Some(d) = &d
+        && (d.leaves > 0 || d.records > 0 || (d.vault_id.is_some() && !has_keys))
+    {
+        return Ok(if has_keys {
+            Found::Vault
+        } else {
+            Found::KeysMissing
+        });
+    }
+    let people = k.as_ref().map_or(0, |k| k.subject_keys);
+    let holds_keys = people > 0
+        || k.as_ref().is_some_and(|k| {
+            k.secrets
                 .iter()
                 .any(|s| !INIT_SECRETS.contains(&s.as_str()))
-    });
+        });
+    if holds_keys {
+        return Ok(Found::HoldsData(format!(
+            "its key store holds keys (of {people} people), its data store no data: restore the data store from its backup (`postvault restore`)"
+        )));
+    }
     let has_master = k.as_ref().is_some_and(|k| {
         k.secrets
             .iter()
             .any(|s| s == MASTER_SECRET || s == SEALED_MASTER_SECRET)
     });
-    match (&d, &k) {
-        (Some(d), _) if d.leaves > 0 || d.records > 0 => {
-            if !has_keys {
-                return Ok(Found::KeysMissing);
-            }
-            if d.vault_id.is_some() && has_master {
-                return Ok(Found::Complete);
-            }
-            Ok(Found::HoldsData(format!(
-                "its data store holds {} log leaves and {} records",
-                d.leaves, d.records
-            )))
-        }
-        _ if holds_keys => Ok(Found::HoldsData(format!(
-            "its key store holds the keys of {} people",
-            k.as_ref().map_or(0, |k| k.subject_keys)
-        ))),
-        (Some(d), Some(_)) if d.vault_id.is_some() && has_master => Ok(Found::Complete),
-        (Some(d), _) if d.not_a_database => Ok(Found::HoldsData(format!(
-            "`{}` is not a database",
-            data.display()
-        ))),
-        (None, Some(_)) => Ok(Found::HalfMade("a key store without a data store".into())),
-        (Some(_), None) => Ok(Found::HalfMade("a data store without a key store".into())),
+    Ok(match (&d, &k) {
+        (Some(d), Some(_)) if d.vault_id.is_some() && has_master => Found::Vault,
+        (None, Some(_)) => Found::HalfMade("a key store without a data store".into()),
+        (Some(_), None) => Found::HalfMade("a data store without a key store".into()),
         (Some(d), Some(_)) if d.vault_id.is_none() => {
-            Ok(Found::HalfMade("a data store without its vault id".into()))
+            Found::HalfMade("a data store without its vault id".into())
         }
-        _ => Ok(Found::HalfMade("a key store without its master key".into())),
-    }
+        _ => Found::HalfMade("a key store without its master key".into()),
+    })
 }
 
 /// The file system or SQLite ran out of space.
@@ -198,7 +205,13 @@ impl Vault {
             std::fs::read_dir(dir).map_err(io(dir))?;
             match classify(dir)? {
                 Found::Nothing => {}
-                Found::Complete => return Err(VaultError::AlreadyInitialized(shown)),
+                Found::Vault => return Err(VaultError::AlreadyInitialized(shown)),
+                Found::Damaged(what) => {
+                    return Err(VaultError::NotAVault {
+                        dir: shown,
+                        what: format!("{what}; `init` will not replace it"),
+                    });
+                }
                 Found::KeysMissing => {
                     return Err(VaultError::KeysMissing(
                         dir.join(KEYS_FILE).display().to_string(),
@@ -433,7 +446,8 @@ impl Vault {
             }
             Found::HalfMade(what) => return Err(VaultError::HalfMade { dir: shown, what }),
             Found::HoldsData(what) => return Err(VaultError::NotAVault { dir: shown, what }),
-            Found::Complete => {}
+            // The stores' own checks say what is wrong, if anything is.
+            Found::Vault | Found::Damaged(_) => {}
         }
         // Shared while open; a rotation or a restore takes it exclusively.
         let lock = std::fs::OpenOptions::new()

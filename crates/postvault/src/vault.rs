@@ -110,6 +110,10 @@ pub struct Vault {
     pub(crate) recovered: Mutex<crate::intents::Recovered>,
     /// Collection runs in progress in this process.
     pub(crate) runs_active: Mutex<std::collections::HashSet<[u8; 16]>>,
+    /// Shared by every destruction of keys in this process (sweeps,
+    /// erasures, destroyed orders, ended holds), held exclusively by a
+    /// backup between its two copies.
+    pub(crate) destroy_gate: std::sync::RwLock<()>,
     pub(crate) store: Box<dyn Store>,
     pub(crate) keys: Box<dyn KeyStore>,
     pub(crate) master: MasterKey,
@@ -254,6 +258,7 @@ impl Vault {
             external_master,
             recovered: Mutex::new(crate::intents::Recovered::default()),
             runs_active: Mutex::new(std::collections::HashSet::new()),
+            destroy_gate: std::sync::RwLock::new(()),
             signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
@@ -536,6 +541,11 @@ impl Vault {
             self.bump_epoch();
         }
         Ok(generation)
+    }
+
+    /// Held while keys are destroyed (see `destroy_gate`).
+    pub(crate) fn destroying(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.destroy_gate.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn erase_gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {

@@ -11,6 +11,7 @@ mod invariants;
 mod log;
 mod pg;
 mod read;
+mod reliability;
 mod rights;
 
 use std::path::Path;

@@ -15,7 +15,7 @@ use postvault_store::{
 };
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
-use crate::{Backend, collect, disclosure, invariants, log, read, rights};
+use crate::{Backend, collect, disclosure, invariants, log, read, reliability, rights};
 
 fn on_postgres(scenario: fn(&Backend)) {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -96,6 +96,10 @@ on_postgres! {
         => invariant_7_exact_identifier_lookup_only_on,
     invariants::reopened_vault_returns_every_acknowledged_record
         => reopened_vault_returns_every_acknowledged_record_on,
+    reliability::collection_under_a_batch_id_is_idempotent
+        => collection_under_a_batch_id_is_idempotent_on,
+    reliability::an_external_master_key_seals_the_key_store_and_rotates_atomically
+        => an_external_master_key_seals_the_key_store_and_rotates_atomically_on,
 }
 
 /// What another node does, once, just before this one reads the latest
