@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod crash;
+mod ops;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
