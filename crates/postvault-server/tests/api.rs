@@ -732,3 +732,138 @@ mod malformed {
         };
     }
 }
+
+impl Api {
+    async fn upload(&self, key: Option<&str>, body: Body) -> Answer {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/records")
+            .header(
+                "authorization",
+                format!("Bearer {}", self.tokens.get("ingest").unwrap()),
+            );
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let res = self
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// `Idempotency-Key`: a resend of a finished upload gets the first answer
+/// and stores nothing; other content under the same key is 422; a resend
+/// while the first is still running is 409 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_with_an_idempotency_key_are_stored_once() {
+    let api = api();
+    let body = [address("idem-1", "1 Elm St"), address("idem-2", "2 Elm St")].join("\n");
+    let first = api
+        .upload(Some("\"batch-7\""), Body::from(body.clone()))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["run"]["id"], "batch-7");
+    let again = api.upload(Some("batch-7"), Body::from(body.clone())).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    let r = again.json();
+    assert_eq!(
+        (r["accepted"].as_u64(), r["run"]["replayed"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(r["leaves"], first.json()["leaves"]);
+    let read = api
+        .get("/v1/subjects/idem-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(read.json()["records"].as_array().unwrap().len(), 1);
+    // Other content under the same key.
+    let other = api
+        .upload(Some("batch-7"), Body::from(address("idem-3", "3 Elm St")))
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.json()["error"]["code"], "run_mismatch");
+    // Not a key.
+    let bad = api.upload(Some("\"\""), Body::from(body.clone())).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // A resend while the first is still sending.
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let slow = {
+        let app = api.app.clone();
+        let token = api.tokens.get("ingest").unwrap().clone();
+        tokio::spawn(async move {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/v1/records")
+                .header("authorization", format!("Bearer {token}"))
+                .header("idempotency-key", "batch-8")
+                .body(Body::from_stream(stream))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        })
+    };
+    tx.send(axum::body::Bytes::from(
+        address("idem-4", "4 Elm St") + "\n",
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let busy = api.upload(Some("batch-8"), Body::from("")).await;
+    assert_eq!(busy.status, StatusCode::CONFLICT, "{}", busy.text());
+    assert_eq!(busy.json()["error"]["code"], "run_in_progress");
+    assert_eq!(busy.headers.get("retry-after").unwrap(), "1");
+    drop(tx);
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}
+
+/// Records whose keys are missing answer 500 `keys_missing` with a message
+/// naming the count (never the person), not an empty 200.
+#[tokio::test]
+async fn records_without_keys_answer_500_keys_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    let v = Vault::init(&path, OpenOptions::default()).unwrap();
+    let ingest = v.add_principal("ingest", "collector").unwrap();
+    let sorting = v.add_principal("sorting", "delivery").unwrap();
+    let p = v.principal("ingest").unwrap();
+    v.collect(
+        &p,
+        &mut address("lost-1", "1 Elm St").as_bytes(),
+        &postvault::CollectOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    drop(v);
+    let c = rusqlite::Connection::open(path.join("keys.db")).unwrap();
+    c.execute("DELETE FROM subject_keys", []).unwrap();
+    drop(c);
+    let v = Vault::open(&path, OpenOptions::default()).unwrap();
+    let mut tokens = std::collections::HashMap::new();
+    tokens.insert("ingest", ingest);
+    tokens.insert("sorting", sorting);
+    let api = Api {
+        _dir: dir,
+        app: postvault_server::router(AppState::new(Arc::new(v), Config::default())),
+        tokens,
+    };
+    let r = api
+        .get("/v1/subjects/lost-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "keys_missing");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("1 records"), "{msg}");
+    assert!(!msg.contains("lost-1") && !msg.contains("/tmp"), "{msg}");
+}
