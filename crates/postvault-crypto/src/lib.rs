@@ -262,11 +262,11 @@ impl MasterKey {
         let kek = aead_key(kek_raw.as_ref())?;
         let subject_ref = hmac::Key::new(
             hmac::HMAC_SHA256,
-            derive(&prk, b"postvault/v1/subject-ref")?.as_ref(),
+            derive(prk, b"postvault/v1/subject-ref")?.as_ref(),
         );
         let blind_index = hmac::Key::new(
             hmac::HMAC_SHA256,
-            derive(&prk, b"postvault/v1/blind-index")?.as_ref(),
+            derive(prk, b"postvault/v1/blind-index")?.as_ref(),
         );
         Ok(MasterKey {
             raw,

@@ -260,7 +260,7 @@ impl KeyStore for PgKeyStore {
             )
             .await?
             .iter()
-            .map(|r| Ok(crate::store::ref16(r.try_get(0)?, "subject ref")?))
+            .map(|r| crate::store::ref16(r.try_get(0)?, "subject ref"))
             .collect()
         })
     }
@@ -293,15 +293,17 @@ impl KeyStore for PgKeyStore {
                 })?;
                 let Some(last) = page.last() else { break };
                 after = last.subject.to_vec();
-                let mut up: (Vec<&[u8]>, Vec<Vec<u8>>, Vec<Vec<u8>>) = Default::default();
+                let mut up_refs: Vec<&[u8]> = Vec::new();
+                let mut up_data: Vec<Vec<u8>> = Vec::new();
+                let mut up_tags: Vec<Vec<u8>> = Vec::new();
                 let mut del: Vec<&[u8]> = Vec::new();
                 for k in &page {
                     match crate::db::guarded(|| f(KeyItem::Subject(k)))?.map_err(Fail::Store)? {
                         KeyAction::Keep => {}
                         KeyAction::Subject(d, t) => {
-                            up.0.push(&k.subject[..]);
-                            up.1.push(d);
-                            up.2.push(t);
+                            up_refs.push(&k.subject[..]);
+                            up_data.push(d);
+                            up_tags.push(t);
                         }
                         KeyAction::Delete => del.push(&k.subject[..]),
                         KeyAction::Secret(_) => {
@@ -311,15 +313,15 @@ impl KeyStore for PgKeyStore {
                         }
                     }
                 }
-                n.subjects += up.0.len() as u64;
+                n.subjects += up_refs.len() as u64;
                 n.deleted += del.len() as u64;
                 w.wait(async {
-                    if !up.0.is_empty() {
+                    if !up_refs.is_empty() {
                         tx.execute(
                             "UPDATE subject_keys k SET data = d.data, tag = d.tag
                              FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS d (r, data, tag)
                              WHERE k.ref = d.r",
-                            &[&up.0, &up.1, &up.2],
+                            &[&up_refs, &up_data, &up_tags],
                         )
                         .await?;
                     }

@@ -200,7 +200,6 @@ impl Vault {
             .to_leaf()
         };
         let (data, log_index) = self.store.read_accounted(&subject_ref, &mut leaf)?;
-        drop(leaf);
         if let Some(e) = tag_error {
             return Err(e.into());
         }

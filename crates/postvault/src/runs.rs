@@ -195,15 +195,12 @@ impl Vault {
         input: &mut dyn BufRead,
         mut ctx: digest::Context,
     ) -> Result<CollectReport, VaultError> {
+        // A finished run's digest covers its whole input: one more line is
+        // other input.
         let mut scratch = Vec::new();
-        loop {
-            scratch.clear();
-            let read = crate::collect::read_line_bounded(input, &mut scratch, Some(&mut ctx))
-                .map_err(VaultError::Input)?;
-            if read == crate::collect::LineRead::Eof {
-                break;
-            }
-            // A finished run's digest covers its whole input.
+        let read = crate::collect::read_line_bounded(input, &mut scratch, Some(&mut ctx))
+            .map_err(VaultError::Input)?;
+        if read != crate::collect::LineRead::Eof {
             return Err(mismatch());
         }
         let stored = run.stored.as_ref().ok_or_else(mismatch)?;
