@@ -102,6 +102,16 @@ fn classify(dir: &Path) -> Result<Found, VaultError> {
             Found::KeysMissing
         });
     }
+    let has_master = k.as_ref().is_some_and(|k| {
+        k.secrets
+            .iter()
+            .any(|s| s == MASTER_SECRET || s == SEALED_MASTER_SECRET)
+    });
+    // Both stores marked: a vault, whatever it holds (keys are made before
+    // the records they seal, so keys without records are a vault's state).
+    if d.as_ref().is_some_and(|d| d.vault_id.is_some()) && has_master {
+        return Ok(Found::Vault);
+    }
     let people = k.as_ref().map_or(0, |k| k.subject_keys);
     let holds_keys = people > 0
         || k.as_ref().is_some_and(|k| {
@@ -114,13 +124,7 @@ fn classify(dir: &Path) -> Result<Found, VaultError> {
             "its key store holds keys (of {people} people), its data store no data: restore the data store from its backup (`postvault restore`)"
         )));
     }
-    let has_master = k.as_ref().is_some_and(|k| {
-        k.secrets
-            .iter()
-            .any(|s| s == MASTER_SECRET || s == SEALED_MASTER_SECRET)
-    });
     Ok(match (&d, &k) {
-        (Some(d), Some(_)) if d.vault_id.is_some() && has_master => Found::Vault,
         (None, Some(_)) => Found::HalfMade("a key store without a data store".into()),
         (Some(_), None) => Found::HalfMade("a data store without a key store".into()),
         (Some(d), Some(_)) if d.vault_id.is_none() => {

@@ -256,10 +256,44 @@ fn serve(data: &Path, key: &Path) -> (Child, String) {
     (child, addr)
 }
 
+/// Uploads `UPLOADS` bodies under their own keys, resending each (same
+/// key) until it is acknowledged, to whatever address the service has now.
+fn upload_all(addr: Arc<Mutex<String>>, token: String, tag: String) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut acked = Vec::new();
+    for u in 0..UPLOADS {
+        let body = ndjson(&tag, u * LINES_PER_UPLOAD, LINES_PER_UPLOAD);
+        let idem = format!("{tag}-upload-{u}");
+        loop {
+            assert!(Instant::now() < deadline, "upload {u} never acknowledged");
+            let at = addr.lock().unwrap().clone();
+            match post(
+                &at,
+                "/v1/records?batch_size=100",
+                &token,
+                &idem,
+                body.as_bytes(),
+            ) {
+                Ok((200, b)) => {
+                    let r: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                    assert_eq!(r["accepted"], LINES_PER_UPLOAD as u64, "{r}");
+                    acked.push(u);
+                    break;
+                }
+                // Killed mid-upload, restarting, or still running
+                // elsewhere: resend under the same key.
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    acked
+}
+
+const UPLOADS: usize = 8;
+const LINES_PER_UPLOAD: usize = 1_000;
+
 #[test]
 fn serve_killed_at_random_points_stores_every_acknowledged_upload_once() {
-    const UPLOADS: usize = 6;
-    const LINES: usize = 400;
     let mut rng = Rng::from_env();
     let tmp = tempfile::tempdir().unwrap();
     // The service runs on a vault whose master key is kept outside it.
@@ -269,48 +303,29 @@ fn serve_killed_at_random_points_stores_every_acknowledged_upload_once() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    // How long the uploads take here uninterrupted: kill points fall inside.
+    let cal = tmp.path().join("calibrate");
+    let token = new_vault(&cal, Some(&key));
+    let (mut child, addr) = serve(&cal, &key);
+    let started = Instant::now();
+    upload_all(Arc::new(Mutex::new(addr)), token, "cal".into());
+    let whole = started.elapsed().as_millis() as u64;
+    child.kill().unwrap();
+    let _ = child.wait();
     let mut killed_mid_upload = 0;
     for it in 0..iterations() {
         let data = tmp.path().join(format!("s{it}"));
         let token = new_vault(&data, Some(&key));
         let (mut child, addr) = serve(&data, &key);
         let addr = Arc::new(Mutex::new(addr));
-        let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
         let client = {
-            let (addr, acked, token) = (addr.clone(), acked.clone(), token.clone());
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(120);
-                for u in 0..UPLOADS {
-                    let body = ndjson(&format!("h{it}"), u * LINES, LINES);
-                    let idem = format!("upload-{it}-{u}");
-                    loop {
-                        assert!(Instant::now() < deadline, "upload {u} never acknowledged");
-                        let at = addr.lock().unwrap().clone();
-                        match post(
-                            &at,
-                            "/v1/records?batch_size=50",
-                            &token,
-                            &idem,
-                            body.as_bytes(),
-                        ) {
-                            Ok((200, b)) => {
-                                let r: serde_json::Value = serde_json::from_slice(&b).unwrap();
-                                assert_eq!(r["accepted"], LINES as u64, "{r}");
-                                acked.lock().unwrap().push(u);
-                                break;
-                            }
-                            // Killed mid-upload, restarting, or still
-                            // running elsewhere: resend the same key.
-                            _ => std::thread::sleep(Duration::from_millis(50)),
-                        }
-                    }
-                }
-            })
+            let addr = addr.clone();
+            std::thread::spawn(move || upload_all(addr, token, format!("h{it}")))
         };
         // Kill at a random point, once or twice, restarting each time.
         for _ in 0..=rng.below(2) {
-            std::thread::sleep(Duration::from_millis(rng.below(1_500)));
-            if acked.lock().unwrap().len() < UPLOADS {
+            std::thread::sleep(Duration::from_millis(rng.below(whole + 1)));
+            if !client.is_finished() {
                 killed_mid_upload += 1;
             }
             child.kill().unwrap();
@@ -319,19 +334,19 @@ fn serve_killed_at_random_points_stores_every_acknowledged_upload_once() {
             child = c;
             *addr.lock().unwrap() = a;
         }
-        client.join().unwrap();
+        let acked = client.join().unwrap();
         child.kill().unwrap();
         let _ = child.wait();
-        assert_eq!(acked.lock().unwrap().len(), UPLOADS);
+        assert_eq!(acked.len(), UPLOADS);
         assert_each_once(
             &data,
             Some(&key),
-            (UPLOADS * LINES) as u64,
+            (UPLOADS * LINES_PER_UPLOAD) as u64,
             &format!("serve iteration {it}"),
         );
     }
     eprintln!(
-        "serve crash test: {} iterations, {killed_mid_upload} kills while uploads were open",
+        "serve crash test: {} iterations, {killed_mid_upload} kills while uploads were open (the uploads take {whole} ms)",
         iterations()
     );
 }

@@ -638,6 +638,19 @@ fn init_is_atomic_and_a_half_made_vault_is_recognized_and_replaced() {
     assert!(e.to_string().contains("restore"), "{e}");
     let e = Vault::create(&dir3, opts(&c), &postvault::InitOptions { replace: true }).unwrap_err();
     assert_eq!(e.code(), "not_a_vault");
+    // Keys are made before the records they seal: a vault killed after
+    // its first keys and before its first batch is a vault, not a stray.
+    let early = root.path().join("early");
+    drop(vault(&early, &c));
+    let k = SqliteKeyStore::open(&early.join("keys.db"), OpenMode::Existing).unwrap();
+    k.put_subject_keys(&[SubjectKeys {
+        subject: [3; 16],
+        data: vec![1; 60],
+        tag: vec![2; 60],
+    }])
+    .unwrap();
+    drop(k);
+    assert!(Vault::open(&early, opts(&c)).is_ok());
     // A new vault leaves no building directory behind.
     let fresh = root.path().join("fresh");
     drop(Vault::init(&fresh, opts(&c)).unwrap());
