@@ -465,7 +465,10 @@ impl Vault {
                     "`{shown}` is being changed by another process (a master-key rotation or a restore); try again when it is done"
                 )));
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&keys_path)(e)),
+            // A file system without locks (some network mounts): the vault
+            // opens; a rotation or restore then cannot make sure it is
+            // alone, and refuses.
+            Err(std::fs::TryLockError::Error(_)) => {}
         }
         let keys = SqliteKeyStore::open(&keys_path, OpenMode::Existing)?;
         let store = SqliteStore::open(&data_path, OpenMode::Existing)?;
