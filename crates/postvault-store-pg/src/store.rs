@@ -16,7 +16,7 @@ use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef,
     SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
@@ -238,6 +238,51 @@ pub(crate) fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
         sealed: r.try_get(8)?,
         superseded_by: opt16(r.try_get(9)?, "record id")?,
     })
+}
+
+/// One look-up on the consents' primary key.
+pub(crate) async fn consent_of<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<ConsentRow>, Fail> {
+    let s = tx
+        .prepare_cached(
+            "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1 AND purpose = $2",
+        )
+        .await?;
+    let key = &subject[..];
+    match tx.query_opt(&s, &[&key, &purpose]).await? {
+        Some(r) => Ok(Some(ConsentRow {
+            subject: ref16(r.try_get(0)?, "subject ref")?,
+            purpose: r.try_get(1)?,
+            granted: r.try_get(2)?,
+            at: r.try_get(3)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+pub(crate) async fn read_scope<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, Fail> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject, true).await,
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)
+                .await?
+                .is_some_and(|c| c.granted)
+            {
+                read_subject(tx, subject, true).await
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
 }
 
 pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
@@ -707,9 +752,10 @@ impl Store for PgStore {
         })
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // Returns only after COMMIT is flushed (synchronous_commit=on): no
@@ -717,13 +763,13 @@ impl Store for PgStore {
         // commit; under serializable isolation each read is its own
         // transaction, retried on a serialization failure.
         if !matches!(self.isolation, IsolationLevel::Serializable) {
-            return self.reads.read(&self.db, subject, leaf);
+            return self.reads.read(&self.db, subject, scope, leaf);
         }
         self.db.session(false, |w, c| {
             let (tx, idx, data) = w.wait(async {
                 let tx = begin(c, self.isolation).await?;
                 let idx = lock_tree(&tx).await?;
-                let data = read_subject(&tx, subject, true).await?;
+                let data = read_scope(&tx, subject, scope).await?;
                 Ok::<_, Fail>((tx, idx, data))
             })?;
             let body = guarded(|| leaf(&data, idx))?;
@@ -734,6 +780,15 @@ impl Store for PgStore {
             })?;
             Ok((data, idx))
         })
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError> {
+        self.db
+            .run(false, async |c| consent_of(&*c, subject, purpose).await)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {

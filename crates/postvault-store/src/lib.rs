@@ -112,6 +112,22 @@ pub struct SubjectData {
 /// of one call from 0. A leaf can depend on its index (the subject tag does).
 pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Vec<u8> + 'a;
 
+/// What a targeted read loads of its subject. The facade decides it from
+/// (role, purpose, category, consent) before anything of the person is
+/// touched, so a read that may see nothing costs the same for every id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadScope<'a> {
+    /// Nothing of the person: the leaf alone.
+    LeafOnly,
+    /// The person's consent to this purpose, by one look-up on the
+    /// consents' primary key (made the same way whether or not the id is
+    /// known); their records and consents only if that consent is granted.
+    /// Otherwise nothing: [`SubjectData::default`].
+    IfConsented(&'a str),
+    /// Everything held of the person.
+    All,
+}
+
 /// Builds the leaf accounting for a read from what the read found, given the
 /// index the leaf will have.
 pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
@@ -127,14 +143,30 @@ pub trait Store: Send + Sync {
     /// Returns the index of the first leaf.
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
 
-    /// Reads what is held about `subject` and appends the one leaf that
-    /// accounts for the read, in one transaction; returns only after the leaf
-    /// is durable. If the leaf cannot be written, nothing is returned.
+    /// Reads what `scope` allows of `subject` and appends the one leaf
+    /// that accounts for the read, in one transaction; returns only after
+    /// the leaf is durable. If the leaf cannot be written, nothing is
+    /// returned. Under [`ReadScope::LeafOnly`] no row of the person is read.
+    fn read_scoped(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError>;
+
+    /// [`Store::read_scoped`] of everything held about `subject`.
     fn read_accounted(
         &self,
         subject: &SubjectRef,
         leaf: &mut ReadLeafFn<'_>,
-    ) -> Result<(SubjectData, u64), StoreError>;
+    ) -> Result<(SubjectData, u64), StoreError> {
+        self.read_scoped(subject, ReadScope::All, leaf)
+    }
+
+    /// The person's consent state for `purpose`, if one was recorded (no leaf:
+    /// collection asks it for a line whose decision turns on consent, and
+    /// accounts for the batch in its own leaf).
+    fn consent(&self, subject: &SubjectRef, purpose: &str) -> Result<Option<ConsentRow>, StoreError>;
 
     /// Appends leaves alone (decisions that touch no data, e.g. a refused read).
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::{
     AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
     SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
@@ -415,6 +415,7 @@ impl SqliteStore {
     fn read_grouped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         use std::sync::atomic::Ordering;
@@ -441,7 +442,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let data = read_subject(&g.conn, subject)?;
+            let data = read_scope(&g.conn, subject, scope)?;
             let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
             Ok::<_, StoreError>((data, idx))
         }));
@@ -522,6 +523,45 @@ fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, S
         ins.execute(params![idx as i64, leaf(idx, i)])?;
     }
     Ok(first)
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+fn read_scope(
+    tx: &Connection,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, StoreError> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject),
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)?.is_some_and(|c| c.granted) {
+                read_subject(tx, subject)
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
+/// One look-up on the consents' primary key.
+fn consent_of(
+    tx: &Connection,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<crate::ConsentRow>, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 AND purpose = ?2",
+    )?;
+    Ok(s.query_row(params![subject, purpose], |r| {
+        Ok(crate::ConsentRow {
+            subject: r.get(0)?,
+            purpose: r.get(1)?,
+            granted: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })
+    .optional()?)
 }
 
 fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
@@ -643,12 +683,22 @@ impl Store for SqliteStore {
         Ok(first)
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.read_grouped(subject, leaf)
+        self.read_grouped(subject, scope, leaf)
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<crate::ConsentRow>, StoreError> {
+        let conn = self.conn();
+        consent_of(&conn, subject, purpose)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {

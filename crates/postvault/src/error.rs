@@ -28,6 +28,10 @@ pub enum VaultError {
     NotPermitted(String),
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
+    /// Refused with a stable code of its own (e.g. `invalid_subject_id`,
+    /// `consent_not_required`); the message never names a person.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("policy pack: {0}")]
     Pack(#[from] PackError),
     #[error(transparent)]
@@ -47,6 +51,15 @@ pub enum VaultError {
     Input(std::io::Error),
 }
 
+impl From<postvault_policy::SubjectIdError> for VaultError {
+    fn from(e: postvault_policy::SubjectIdError) -> VaultError {
+        VaultError::Refused {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl VaultError {
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
@@ -60,6 +73,7 @@ impl VaultError {
             VaultError::UnknownPurpose(_) => "unknown_purpose",
             VaultError::NotPermitted(_) => "not_permitted",
             VaultError::Invalid { .. } => "invalid",
+            VaultError::Refused { code, .. } => code,
             VaultError::Pack(_) => "bad_pack",
             VaultError::Store(StoreError::NewerSchema { .. }) => "newer_schema",
             VaultError::Store(StoreError::NotAStore(..)) => "not_a_store",

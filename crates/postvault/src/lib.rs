@@ -19,6 +19,7 @@
 
 mod clock;
 mod collect;
+mod consent;
 mod error;
 pub mod gateway;
 pub mod leaf;
@@ -31,6 +32,7 @@ mod vault;
 
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
 pub use collect::{CollectOptions, CollectReport, Failure, LineError, MAX_LINE};
+pub use consent::{CONSENT_NOT_REQUIRED, CONSENT_PROHIBITED_PURPOSE};
 pub use error::VaultError;
 pub use gateway::{
     Accounting, AccountingEntry, ApproveOptions, EndReason, GatewayReason, Notice, Package,

@@ -113,6 +113,9 @@ pub struct Vault {
     erase_gate: std::sync::RwLock<()>,
     pub(crate) ids: RecordIds,
     pub(crate) signer: postvault_log::LogSigner,
+    /// Wrapped keys of nobody, unwrapped in place of a person's whenever a
+    /// look-up must cost the same for a known and an unknown id.
+    decoy: SubjectKeys,
 }
 
 /// UUIDv7 record ids without a system call per id: a 48-bit millisecond
@@ -332,7 +335,15 @@ impl Vault {
         };
         let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
         let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
+        let decoy_ref = postvault_crypto::random_token(&rng)?;
+        let d = master.new_subject_keys(&rng, &decoy_ref)?;
+        let decoy = SubjectKeys {
+            subject: decoy_ref,
+            data: d.wrapped_data,
+            tag: d.wrapped_tag,
+        };
         let vault = Vault {
+            decoy,
             signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
@@ -516,6 +527,48 @@ impl Vault {
         });
         self.remember(*subject, pair.clone(), epoch);
         Ok(Some(pair))
+    }
+
+    /// The keys of an existing subject, at the same cost whoever it is: one
+    /// look-up on the key store's index and two unwraps, always. A person
+    /// whose keys are cached is looked up as a random ref would be; a
+    /// person without keys unwraps the decoy. So neither the key cache nor
+    /// the key store tells, by time, whether an id is known.
+    pub(crate) fn subject_keys_uniform(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
+        let (cached, epoch) = {
+            let c = self.cache();
+            (c.get(subject).cloned(), self.epoch())
+        };
+        let probe = match cached {
+            Some(_) => postvault_crypto::random_token(&self.rng)?,
+            None => *subject,
+        };
+        let found = self.keys.subject_keys(&probe)?;
+        match (cached, found) {
+            (Some(pair), _) => {
+                self.unwrap_decoy();
+                Ok(Some(pair))
+            }
+            (None, Some(wrapped)) => {
+                let pair = Arc::new(self.unwrap_pair(Some(&wrapped), subject)?);
+                self.remember(*subject, pair.clone(), epoch);
+                Ok(Some(pair))
+            }
+            (None, None) => {
+                self.unwrap_decoy();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The work of unwrapping a person's keys, on keys of nobody.
+    fn unwrap_decoy(&self) {
+        let d = &self.decoy;
+        let _ = self.master.data_key(&d.data, &d.subject);
+        let _ = self.master.tag_key(&d.tag, &d.subject);
     }
 
     /// The keys of each subject, creating (and durably storing) keys for
@@ -865,6 +918,13 @@ fn create_dir_private(dir: &Path) -> Result<(), VaultError> {
     {
         std::fs::create_dir_all(dir).map_err(io(dir))
     }
+}
+
+/// Checks a subject id wherever one enters (see
+/// [`postvault_policy::check_subject_id`]): refused with
+/// `invalid_subject_id`, and a message that never echoes it.
+pub(crate) fn check_subject(id: &str) -> Result<(), VaultError> {
+    Ok(postvault_policy::check_subject_id(id)?)
 }
 
 fn check_name(name: &str) -> Result<(), VaultError> {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use postvault::{Event, OpenOptions, Vault};
 use postvault_store::{
-    KeyStore, LeafFn, OpenMode, PrincipalRow, ReadLeafFn, SqliteKeyStore, SqliteStore, Store,
+    KeyStore, LeafFn, OpenMode, PrincipalRow, ReadLeafFn, ReadScope, SqliteKeyStore, SqliteStore, Store,
     StoreError, SubjectData, SubjectRef, WriteBatch,
 };
 
@@ -109,9 +109,10 @@ impl Store for FailingStore {
         self.tick()?;
         self.inner.write(batch, leaf)
     }
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // The append fails (the transaction never commits): the vault must
@@ -123,7 +124,14 @@ impl Store for FailingStore {
                 source: std::io::Error::other("injected failure on append"),
             });
         }
-        self.inner.read_accounted(subject, leaf)
+        self.inner.read_scoped(subject, scope, leaf)
+    }
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
+        self.inner.consent(subject, purpose)
     }
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
         self.inner.lookup(token)

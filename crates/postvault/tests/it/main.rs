@@ -9,6 +9,7 @@ mod collect;
 mod disclosure;
 mod invariants;
 mod log;
+mod oracles;
 mod pg;
 mod read;
 mod rights;

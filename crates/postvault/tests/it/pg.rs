@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use postvault::Vault;
 use postvault_store::{
     AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn, PrincipalRow,
-    ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
+    ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
     SubmitQuery, SweepBatch, WriteBatch,
 };
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
@@ -122,12 +122,20 @@ impl Store for BeforeLatest {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.write(batch, leaf)
     }
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.inner.read_accounted(subject, leaf)
+        self.inner.read_scoped(subject, scope, leaf)
+    }
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
+        self.inner.consent(subject, purpose)
     }
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.append_leaves(count, leaf)
