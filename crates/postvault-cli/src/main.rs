@@ -75,7 +75,8 @@ enum Command {
     #[command(subcommand)]
     Principal(PrincipalCmd),
     /// Collect NDJSON records, one per line:
-    /// {"subject", "category", "purpose", "fields", "legal_basis"?, "consent"?}.
+    /// {"subject", "category", "purpose", "fields", "legal_basis"?}. Consent
+    /// is never collected: `postvault consent grant` records it.
     Collect(CollectArgs),
     /// Read one subject for a declared purpose.
     Read(ReadArgs),
@@ -277,6 +278,12 @@ struct SimulateArgs {
     /// them only while an approved order for that person is in force.
     #[arg(long)]
     mail_covers: bool,
+    /// Also generate marketing opt-ins (identity collected for
+    /// `marketing`). A vault accepts them only for people whose consent the
+    /// rights channel recorded (`postvault consent grant`); with `--out DIR`
+    /// `plan.json` lists those people under `marketing_opt_ins`.
+    #[arg(long)]
+    marketing: bool,
 }
 
 #[derive(Args, Debug)]
@@ -334,6 +341,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
         scale: a.scale,
         seed: a.seed,
         mail_covers: a.mail_covers,
+        marketing: a.marketing,
         ..postvault_sim::SimConfig::default()
     };
     let plan = postvault_sim::Plan::new(&cfg);
@@ -376,6 +384,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
                 "packages": plan.packages(),
                 "categories": counts,
                 "plan": plan,
+                "marketing_opt_ins": postvault_sim::Simulator::opt_ins(&cfg),
             });
             let plan_path = dir.join("plan.json");
             std::fs::write(&plan_path, serde_json::to_string_pretty(&meta)? + "\n")

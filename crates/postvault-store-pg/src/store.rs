@@ -16,8 +16,8 @@ use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef,
-    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData,
+    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;

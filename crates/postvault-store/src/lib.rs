@@ -166,7 +166,11 @@ pub trait Store: Send + Sync {
     /// The person's consent state for `purpose`, if one was recorded (no leaf:
     /// collection asks it for a line whose decision turns on consent, and
     /// accounts for the batch in its own leaf).
-    fn consent(&self, subject: &SubjectRef, purpose: &str) -> Result<Option<ConsentRow>, StoreError>;
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError>;
 
     /// Appends leaves alone (decisions that touch no data, e.g. a refused read).
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {

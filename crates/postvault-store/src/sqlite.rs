@@ -8,8 +8,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::{
     AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
-    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData,
+    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.

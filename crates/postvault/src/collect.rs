@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use postvault_policy::{Action, CategoryIx, DecisionRequest, PurposeIx};
-use postvault_store::{
-    LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id,
-};
+use postvault_store::{LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id};
 
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};

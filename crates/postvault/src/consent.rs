@@ -121,7 +121,8 @@ impl Vault {
                 rejected: None,
                 selector: None,
                 instrument: None,
-                subject_tag: tag.map(|t| base64::engine::general_purpose::STANDARD.encode(t.tag(idx))),
+                subject_tag: tag
+                    .map(|t| base64::engine::general_purpose::STANDARD.encode(t.tag(idx))),
             }
             .to_leaf()
         })?)

@@ -303,16 +303,16 @@ impl Vault {
     }
 
     /// The tag key of a subject, for the person (through an authorized
-    /// channel). Always `Some` for a valid id: an id the vault holds no keys
-    /// for gets new ones, so the answer does not tell whether it is known.
+    /// channel). None if the vault holds no keys for that identifier: only
+    /// the operator, who holds the key store itself, can ask (no HTTP
+    /// endpoint), so the answer tells nobody anything new.
     pub fn subject_tag_key(&self, subject: &str) -> Result<Option<String>, VaultError> {
         crate::vault::check_subject(subject)?;
         let r = self.subject_ref(subject);
         self.sync_erasures()?;
-        // Keys are made for an id the vault holds none of, so the answer
-        // never tells whether it held the person (a fresh key finds nothing).
-        let keys = self.ensure_subject_keys(&[r])?;
-        Ok(keys.get(&r).map(|k| B64.encode(k.tag.to_bytes().as_ref())))
+        Ok(self
+            .subject_keys(&r)?
+            .map(|k| B64.encode(k.tag.to_bytes().as_ref())))
     }
 
     /// Every leaf whose subject tag was made with `tag_key` (base64), each

@@ -37,7 +37,11 @@ pub fn collection_never_creates_changes_or_revives_consent_on(b: &Backend) {
     let officer = v.principal("officer").unwrap();
     // The collector, and the marketing role itself, try to grant consent.
     for who in ["ingest", "promo"] {
-        for value in [serde_json::json!(true), serde_json::json!(false), serde_json::json!("yes")] {
+        for value in [
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!("yes"),
+        ] {
             let r = collect(&v, who, &marketing_line("s1", Some(value)));
             assert_eq!(r.accepted, 0, "{who}");
             assert_eq!(r.errors[0].code, "consent_not_collectable", "{who}");
@@ -46,7 +50,12 @@ pub fn collection_never_creates_changes_or_revives_consent_on(b: &Backend) {
     }
     let r = v.read(&promo, "s1", "marketing").unwrap();
     assert!(r.denied(), "collection must not have opened marketing");
-    assert!(v.subject_report(&officer, "s1").unwrap().consents.is_empty());
+    assert!(
+        v.subject_report(&officer, "s1")
+            .unwrap()
+            .consents
+            .is_empty()
+    );
     // Without a recorded consent, collecting for marketing is denied (HEW3).
     let r = collect(&v, "ingest", &marketing_line("s1", None));
     assert_eq!((r.accepted, r.errors[0].code.as_str()), (0, "denied"));
@@ -59,7 +68,10 @@ pub fn collection_never_creates_changes_or_revives_consent_on(b: &Backend) {
     let key = v.subject_tag_key("s1").unwrap().unwrap();
     let (_, mine) = v.find_leaves(&key).unwrap();
     assert!(mine.iter().any(|l| l.index == grant));
-    assert_eq!(collect(&v, "ingest", &marketing_line("s1", None)).accepted, 1);
+    assert_eq!(
+        collect(&v, "ingest", &marketing_line("s1", None)).accepted,
+        1
+    );
     assert!(!v.read(&promo, "s1", "marketing").unwrap().denied());
 
     // The person withdraws; a line claiming consent does not revive it.
@@ -67,7 +79,11 @@ pub fn collection_never_creates_changes_or_revives_consent_on(b: &Backend) {
     v.set_consent(&officer, "s1", "marketing", false).unwrap();
     c.advance(1);
     for who in ["ingest", "promo"] {
-        let r = collect(&v, who, &marketing_line("s1", Some(serde_json::json!(true))));
+        let r = collect(
+            &v,
+            who,
+            &marketing_line("s1", Some(serde_json::json!(true))),
+        );
         assert_eq!(r.errors[0].code, "consent_not_collectable");
     }
     let r = collect(&v, "ingest", &marketing_line("s1", None));
@@ -110,14 +126,26 @@ pub fn consent_to_a_prohibited_or_unneeded_purpose_is_refused_on(b: &Backend) {
             assert_eq!(v.store().log_size().unwrap(), size + 1);
             let leaf = v.store().leaves(size, size + 1).unwrap().remove(0);
             let ev = Event::from_leaf(&leaf).unwrap();
-            assert_eq!((ev.decision.as_str(), ev.reasons.clone()), ("deny", vec![expected.to_string()]));
+            assert_eq!(
+                (ev.decision.as_str(), ev.reasons.clone()),
+                ("deny", vec![expected.to_string()])
+            );
             assert!(ev.subject_tag.is_none());
         }
     }
-    assert!(v.subject_report(&officer, "s1").unwrap().consents.is_empty());
+    assert!(
+        v.subject_report(&officer, "s1")
+            .unwrap()
+            .consents
+            .is_empty()
+    );
     // Nothing reaches a prohibited purpose.
     let agency = v.principal("agency").unwrap();
-    assert!(v.read(&agency, "s1", "immigration_enforcement").unwrap().denied());
+    assert!(
+        v.read(&agency, "s1", "immigration_enforcement")
+            .unwrap()
+            .denied()
+    );
 }
 
 #[test]
@@ -134,7 +162,8 @@ pub fn denial_reasons_do_not_depend_on_the_person_on(b: &Backend) {
     collect(&v, "ingest", &person("consented", "m"));
     collect(&v, "ingest", &person("plain", "n"));
     let officer = v.principal("officer").unwrap();
-    v.set_consent(&officer, "consented", "marketing", true).unwrap();
+    v.set_consent(&officer, "consented", "marketing", true)
+        .unwrap();
     // Roles that may see nothing for the purpose, consent or not.
     for (who, purpose) in [
         ("sorting", "marketing"),
@@ -151,7 +180,11 @@ pub fn denial_reasons_do_not_depend_on_the_person_on(b: &Backend) {
         let events: Vec<Event> = answers
             .iter()
             .map(|a| {
-                let leaf = v.store().leaves(a.log_index, a.log_index + 1).unwrap().remove(0);
+                let leaf = v
+                    .store()
+                    .leaves(a.log_index, a.log_index + 1)
+                    .unwrap()
+                    .remove(0);
                 let mut e = Event::from_leaf(&leaf).unwrap();
                 assert_eq!(e.subject_tag.as_ref().map(String::len), Some(24));
                 e.subject_tag = None;
@@ -200,7 +233,14 @@ pub fn subject_ids_with_invisible_characters_are_refused_everywhere_on(b: &Backe
     let sorting = v.principal("sorting").unwrap();
     let agency = v.principal("agency").unwrap();
     let size = v.store().log_size().unwrap();
-    for bad in ["cust-1\u{feff}", "cust-1\u{200b}", "\u{202e}1-tsuc", "cust\u{2060}-1", "cust-1\u{200d}", " cust-1"] {
+    for bad in [
+        "cust-1\u{feff}",
+        "cust-1\u{200b}",
+        "\u{202e}1-tsuc",
+        "cust\u{2060}-1",
+        "cust-1\u{200d}",
+        " cust-1",
+    ] {
         let r = collect(&v, "ingest", &person(bad, "x"));
         assert_eq!(r.accepted, 0);
         assert!(r.errors.iter().all(|e| e.code == "invalid_subject"));
@@ -210,7 +250,14 @@ pub fn subject_ids_with_invisible_characters_are_refused_everywhere_on(b: &Backe
             v.subject_report(&officer, bad).map(drop),
             v.set_consent(&officer, bad, "marketing", true).map(drop),
             v.erase(&officer, &[bad.to_string()], &mut |_| {}).map(drop),
-            v.correct(&officer, bad, "address", r#"{"street": "2 Elm St", "city": "Springfield", "state": "IL", "zip": "62701"}"#, None).map(drop),
+            v.correct(
+                &officer,
+                bad,
+                "address",
+                r#"{"street": "2 Elm St", "city": "Springfield", "state": "IL", "zip": "62701"}"#,
+                None,
+            )
+            .map(drop),
             v.subject_tag_key(bad).map(drop),
             v.accounting(&officer, bad, true).map(drop),
         ];
@@ -230,17 +277,28 @@ pub fn subject_ids_with_invisible_characters_are_refused_everywhere_on(b: &Backe
         });
         let a = v.disclose_submit(&agency, &instrument.to_string()).unwrap();
         assert!(a.refused());
-        assert!(a.reasons.iter().any(|r| r.code == "selector_not_identifier"), "{:?}", a.reasons);
+        assert!(
+            a.reasons
+                .iter()
+                .any(|r| r.code == "selector_not_identifier"),
+            "{:?}",
+            a.reasons
+        );
     }
     // Nothing became a second person: the real one is untouched.
     let r = v.read(&sorting, "cust-1", "delivery").unwrap();
     assert!(!r.records.is_empty());
     // Refused before any decision: only the instruments left leaves.
-    let leaves = v.store().leaves(size, v.store().log_size().unwrap()).unwrap();
+    let leaves = v
+        .store()
+        .leaves(size, v.store().log_size().unwrap())
+        .unwrap();
     assert!(
         leaves
             .iter()
             .filter_map(|l| Event::from_leaf(l))
-            .all(|e| e.action == "disclosure_submit" || e.action == "collect" || e.action == "read")
+            .all(|e| e.action == "disclosure_submit"
+                || e.action == "collect"
+                || e.action == "read")
     );
 }

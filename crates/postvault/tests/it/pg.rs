@@ -15,7 +15,7 @@ use postvault_store::{
 };
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
-use crate::{Backend, collect, disclosure, invariants, log, read, rights};
+use crate::{Backend, collect, disclosure, invariants, log, oracles, read, rights};
 
 fn on_postgres(scenario: fn(&Backend)) {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -49,6 +49,16 @@ on_postgres! {
         => batches_keep_line_order_across_workers_and_blank_input_writes_nothing_on,
     collect::simulated_mail_cover_items_need_an_order_in_force
         => simulated_mail_cover_items_need_an_order_in_force_on,
+    collect::simulated_marketing_opt_ins_need_the_persons_consent
+        => simulated_marketing_opt_ins_need_the_persons_consent_on,
+    oracles::collection_never_creates_changes_or_revives_consent
+        => collection_never_creates_changes_or_revives_consent_on,
+    oracles::consent_to_a_prohibited_or_unneeded_purpose_is_refused
+        => consent_to_a_prohibited_or_unneeded_purpose_is_refused_on,
+    oracles::denial_reasons_do_not_depend_on_the_person
+        => denial_reasons_do_not_depend_on_the_person_on,
+    oracles::subject_ids_with_invisible_characters_are_refused_everywhere
+        => subject_ids_with_invisible_characters_are_refused_everywhere_on,
     read::ip_addresses_and_cards_are_minimized
         => ip_addresses_and_cards_are_minimized_on,
     rights::a_hold_lapses_at_its_expiry
