@@ -10,6 +10,7 @@ mod bench_pg;
 mod bench_suite;
 mod demo;
 mod disclose;
+mod principal;
 mod rights;
 mod serve;
 
@@ -200,8 +201,14 @@ enum PrincipalCmd {
         #[arg(long)]
         role: String,
     },
-    /// List principals (names and roles, never tokens).
+    /// List principals in force (names and roles, never tokens).
     List,
+    /// Revoke a principal: its token is refused from now on, by every
+    /// running node within a second. One log leaf.
+    Revoke { name: String },
+    /// Give a principal a new token (printed once) and refuse the old one,
+    /// by every running node within a second. One log leaf.
+    Rotate { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -585,6 +592,8 @@ fn run(cli: Cli) -> Result<u8> {
             print_json(&list)?;
             Ok(0)
         }
+        Command::Principal(PrincipalCmd::Revoke { name }) => principal::revoke(&cli, name),
+        Command::Principal(PrincipalCmd::Rotate { name }) => principal::rotate(&cli, name),
         Command::Collect(a) => collect(&cli, a),
         Command::Read(a) => {
             let v = open_vault(&cli)?;

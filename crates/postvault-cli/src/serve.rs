@@ -19,8 +19,9 @@ pub struct ServeArgs {
     /// day, and print a token and a ready `curl` line for each demo principal.
     #[arg(long)]
     pub demo: bool,
-    /// Requests per second per principal (bursts of twice that).
-    #[arg(long, default_value_t = 50_000)]
+    /// Requests per second per principal, and per client address for the
+    /// public log and for tokens not yet known (bursts of twice that).
+    #[arg(long, env = "POSTVAULT_RATE_LIMIT", default_value_t = postvault_server::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
     /// Largest JSON request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
@@ -76,6 +77,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         max_records_body: a.max_records_body,
         rate_limit: a.rate_limit,
         timeout: Duration::from_secs(a.timeout.max(1)),
+        ..postvault_server::Config::default()
     };
     let state = postvault_server::AppState::new(vault.clone(), config);
     let rt = tokio::runtime::Builder::new_multi_thread()

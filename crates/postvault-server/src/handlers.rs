@@ -568,6 +568,38 @@ pub async fn hold_release(
     Ok(json(StatusCode::OK, &h))
 }
 
+/// `POST /v1/principals/{name}/revoke`: a privacy officer revokes a
+/// principal; its token is refused by every node within a second.
+#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"revoked\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+pub async fn principal_revoke(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let name = id(path)?;
+    let r = blocking(&state, move |v| Ok(v.revoke_principal(Some(&p), &name)?)).await?;
+    state.forget_tokens();
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// `POST /v1/principals/{name}/rotate`: a privacy officer gives a principal
+/// a new token (in the answer, once); the old one is refused by every node
+/// within a second.
+#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"rotated\", \"token\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+pub async fn principal_rotate(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let name = id(path)?;
+    let r = blocking(&state, move |v| Ok(v.rotate_principal(Some(&p), &name)?)).await?;
+    state.forget_tokens();
+    let mut res = json(StatusCode::OK, &r);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
 /// `POST /v1/retention/run`: a privacy officer runs the sweep now.
 #[utoipa::path(post, path = "/v1/retention/run", tag = "retention", responses((status = 200, description = "What the sweep destroyed and deleted", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
 pub async fn retention_run(

@@ -32,6 +32,8 @@ use crate::handlers;
         handlers::hold_list,
         handlers::hold_release,
         handlers::retention_run,
+        handlers::principal_revoke,
+        handlers::principal_rotate,
         handlers::transparency,
         handlers::metrics,
         handlers::openapi,

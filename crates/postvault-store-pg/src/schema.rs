@@ -73,6 +73,12 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BYTEA;",
+    // 6: principals can be revoked and their tokens rotated; a token is
+    // found by a unique index on its hash; nodes caching tokens watch the
+    // principals generation.
+    "ALTER TABLE principals ADD COLUMN revoked_at BIGINT;
+     CREATE UNIQUE INDEX principals_token ON principals (token_hash);
+     INSERT INTO meta (key, value) VALUES ('principals_gen', '0');",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

@@ -79,6 +79,8 @@ pub struct PrincipalRow {
     /// SHA-256 of the bearer token; the token itself is never stored.
     pub token_hash: Vec<u8>,
     pub created_at: i64,
+    /// When the principal was revoked: its token is refused from then on.
+    pub revoked_at: Option<i64>,
 }
 
 /// Everything one collection batch writes, atomically.
@@ -187,8 +189,35 @@ pub trait Store: Send + Sync {
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError>;
 
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError>;
+    /// The principal named `name`, revoked or not.
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError>;
+    /// Every principal, revoked ones too, by name.
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError>;
+    /// The principal holding the token of hash `token_hash`, unless revoked:
+    /// one look-up on a unique index of the hashes, never a scan.
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError>;
+    /// Revokes principal `name` (refusing one unknown or already revoked)
+    /// and appends its one leaf, in one durable transaction that also
+    /// moves the principals generation. Returns the leaf's index.
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+    /// Replaces the token hash of principal `name` (refusing one unknown or
+    /// revoked) and appends its one leaf, in one durable transaction that
+    /// also moves the principals generation. Returns the leaf's index.
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+    /// The principals generation: changes whenever a token stops being
+    /// valid (a revocation or a rotation). Nodes that cache tokens read it
+    /// to drop their cache; one indexed row, cheap to ask often.
+    fn principals_gen(&self) -> Result<u64, StoreError>;
 
     /// Number of leaves in the log.
     fn log_size(&self) -> Result<u64, StoreError>;

@@ -25,6 +25,7 @@ pub mod gateway;
 pub mod leaf;
 mod log;
 pub mod minimize;
+mod principals;
 mod read;
 pub mod report;
 pub mod rights;
@@ -43,6 +44,7 @@ pub use log::{
     CheckpointInfo, ConsistencyProof, FoundLeaf, InclusionProof, LogEntry, VerifyOptions,
     VerifyReport,
 };
+pub use principals::PrincipalChange;
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};

@@ -384,44 +384,45 @@ impl Vault {
         if self.pack.taxonomy().role_ix(role).is_none() {
             return Err(VaultError::UnknownRole(role.to_string()));
         }
-        let mut raw = [0u8; 32];
-        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
-            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
-        let token = format!("pv_{}", hex::encode(raw));
+        let token = self.new_token()?;
         self.store.add_principal(&postvault_store::PrincipalRow {
             name: name.to_string(),
             role: role.to_string(),
             token_hash: token_hash(&token),
             created_at: self.clock.now_ms(),
+            revoked_at: None,
         })?;
         Ok(token)
     }
 
-    /// The principal named `name`.
+    /// The principal named `name`; a revoked one is refused
+    /// (`principal_revoked`).
     pub fn principal(&self, name: &str) -> Result<Principal, VaultError> {
         let row = self
             .store
             .principal(name)?
             .ok_or_else(|| VaultError::UnknownPrincipal(name.to_string()))?;
+        if row.revoked_at.is_some() {
+            return Err(crate::principals::revoked(name));
+        }
         self.principal_from_row(row)
     }
 
-    /// The principal holding bearer `token`, if any.
+    /// The principal holding bearer `token`, if any and not revoked: one
+    /// look-up of the token's hash on the store's unique index.
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
-        let hash = token_hash(token);
-        for row in self.store.principals()? {
-            if bool::from(subtle_eq(&row.token_hash, &hash)) {
-                return self.principal_from_row(row).map(Some);
-            }
+        match self.store.principal_by_token(&token_hash(token))? {
+            Some(row) => self.principal_from_row(row).map(Some),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
-    /// Every principal.
+    /// Every principal in force (revoked ones are not listed).
     pub fn principals(&self) -> Result<Vec<Principal>, VaultError> {
         self.store
             .principals()?
             .into_iter()
+            .filter(|r| r.revoked_at.is_none())
             .map(|r| self.principal_from_row(r))
             .collect()
     }
@@ -943,13 +944,18 @@ fn check_name(name: &str) -> Result<(), VaultError> {
     }
 }
 
+impl Vault {
+    /// A new bearer token: `pv_` and 64 hex digits of randomness.
+    pub(crate) fn new_token(&self) -> Result<String, VaultError> {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
+            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+        Ok(format!("pv_{}", hex::encode(raw)))
+    }
+}
+
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, token.as_bytes())
         .as_ref()
         .to_vec()
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b)
 }

@@ -159,6 +159,28 @@ impl Store for BeforeLatest {
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.inner.principal(name)
     }
+    fn principal_by_token(&self, hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.inner.principal_by_token(hash)
+    }
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.revoke_principal(name, at, leaf)
+    }
+    fn rotate_principal(
+        &self,
+        name: &str,
+        hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.rotate_principal(name, hash, leaf)
+    }
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.inner.principals_gen()
+    }
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.inner.principals()
     }
