@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_oracle;
 mod bench_pg;
 mod bench_suite;
 mod demo;
@@ -332,6 +333,10 @@ enum BenchCmd {
     /// The HTTP service under load on loopback: authenticated logged reads/s
     /// with p50/p99, and NDJSON ingest records/s.
     Http(bench_http::HttpArgs),
+    /// Existence oracles by time: the median of a denied read and of a
+    /// refused disclosure submission naming a person with 600 records,
+    /// against made-up ids (target: within 10%).
+    Oracle(bench_oracle::OracleArgs),
     /// Ingest on PostgreSQL: the full path vs raw binary COPY of the same
     /// bytes, and the aggregate of several vault processes at once.
     PgIngest(bench_pg::PgIngestArgs),
@@ -674,6 +679,7 @@ fn run(cli: Cli) -> Result<u8> {
             Some(BenchCmd::Erase(a)) => bench::erase(a),
             Some(BenchCmd::Retention(a)) => bench::retention(a),
             Some(BenchCmd::Http(a)) => bench_http::http(a),
+            Some(BenchCmd::Oracle(a)) => bench_oracle::oracle(a),
             Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
             Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
         },
