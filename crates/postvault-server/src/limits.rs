@@ -59,7 +59,10 @@ impl RateLimiter {
     /// Takes one request for `key`, or the 429 answer (with `Retry-After`).
     #[allow(clippy::result_large_err)]
     pub fn check(&self, key: &str) -> Result<(), Response> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
             || self.limiter.len() > SWEEP_ABOVE
         {
             self.sweep();
