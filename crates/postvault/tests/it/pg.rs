@@ -174,6 +174,22 @@ impl Store for BeforeLatest {
         self.before_latest();
         self.inner.latest_checkpoint()
     }
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        self.inner.put_cosignatures(size, lines)
+    }
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.cosignatures(size)
+    }
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.latest_cosigned(cosigners, quorum)
+    }
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cosigned_by(cosigner)
+    }
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
     }
