@@ -708,6 +708,7 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             let report = v.verify_log(&postvault::VerifyOptions {
                 checkpoint: read(checkpoint)?,
                 since: read(since)?,
+                ..postvault::VerifyOptions::default()
             })?;
             eprintln!(
                 "postvault: the log verifies: {} leaves, {} signed checkpoints consistent",

@@ -924,6 +924,18 @@ impl Store for PgStore {
         })
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+    }
+
     fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
         let cosigners: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
         let texts: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();

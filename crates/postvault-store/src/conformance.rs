@@ -269,13 +269,16 @@ pub fn checkpoints_are_kept_by_size(s: &dyn Store) {
         s.checkpoints().unwrap(),
         vec![(5, "five".to_string()), (9, "nine".to_string())]
     );
+    assert_eq!(s.checkpoint_note(5).unwrap().as_deref(), Some("five"));
+    assert_eq!(s.checkpoint_note(7).unwrap(), None);
 }
 
 pub fn cosignatures_are_kept_per_checkpoint_and_cosigner(s: &dyn Store) {
     let line = |w: &str, n: u64| (w.to_string(), format!("\u{2014} {w} line-{n}\n"));
     assert_eq!(s.latest_cosigned(&["a".into()], 1).unwrap(), None);
     assert_eq!(s.cosigned_by("a").unwrap(), None);
-    s.put_cosignatures(5, &[line("a", 1), line("b", 1)]).unwrap();
+    s.put_cosignatures(5, &[line("a", 1), line("b", 1)])
+        .unwrap();
     s.put_cosignatures(9, &[line("a", 2)]).unwrap();
     s.put_cosignatures(5, &[line("a", 3)]).unwrap();
     assert_eq!(s.cosignatures(5).unwrap(), vec![line("a", 3), line("b", 1)]);

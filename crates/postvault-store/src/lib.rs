@@ -181,6 +181,8 @@ pub trait Store: Send + Sync {
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
     /// The kept checkpoint of the largest size.
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// The kept checkpoint of size `size`.
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError>;
     /// Keeps witness cosignature lines of the checkpoint of size `size`:
     /// `(cosigner, line)` pairs, the cosigner named `<name>+<key id>`. A
     /// cosigner's earlier line for that size is replaced.
@@ -189,8 +191,11 @@ pub trait Store: Send + Sync {
     fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError>;
     /// The largest checkpoint size with lines of at least `quorum` of
     /// `cosigners` (None if there is none, or `cosigners` is empty).
-    fn latest_cosigned(&self, cosigners: &[String], quorum: usize)
-    -> Result<Option<u64>, StoreError>;
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError>;
     /// The largest checkpoint size `cosigner` has a line for.
     fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError>;
 

@@ -8,9 +8,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::{
     AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, LogState,
-    LogStateSwap, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
-    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    LogStateSwap, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError,
+    SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
+    WriteBatch,
 };
 
 /// The schema version this build writes and reads.
@@ -815,6 +815,17 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -854,8 +865,10 @@ impl Store for SqliteStore {
             "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
              GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
         );
-        let mut args: Vec<&dyn rusqlite::ToSql> =
-            cosigners.iter().map(|c| c as &dyn rusqlite::ToSql).collect();
+        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+            .iter()
+            .map(|c| c as &dyn rusqlite::ToSql)
+            .collect();
         let q = quorum as i64;
         args.push(&q);
         Ok(conn

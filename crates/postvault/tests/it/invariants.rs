@@ -143,6 +143,9 @@ impl Store for FailingStore {
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.inner.leaves(start, end)
     }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
     fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
         self.inner.put_cosignatures(size, lines)
     }

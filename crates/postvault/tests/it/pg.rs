@@ -174,6 +174,9 @@ impl Store for BeforeLatest {
         self.before_latest();
         self.inner.latest_checkpoint()
     }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
     fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
         self.inner.put_cosignatures(size, lines)
     }
