@@ -46,7 +46,7 @@ mod tiles;
 mod tree;
 mod witness;
 
-pub use checkpoint::{Checkpoint, LogSigner, open_checkpoint};
+pub use checkpoint::{Checkpoint, LogSigner, log_key_name, open_checkpoint};
 pub use cosignature::{
     COSIGNATURE_LEN, COSIGNATURE_TYPE, CosignatureVerifier, Cosigned, CosignerKey, MAX_TIMESTAMP,
     WitnessedCheckpoint, cosignature_message, verify_cosigned,
