@@ -63,6 +63,7 @@ impl From<VaultError> for ApiError {
             }
             "unknown_principal" => StatusCode::NOT_FOUND,
             "principal_exists" => StatusCode::CONFLICT,
+            "no_final_checkpoint" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

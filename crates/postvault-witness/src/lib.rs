@@ -124,10 +124,12 @@ fn create_private(path: &Path) -> Result<(), WitnessError> {
     if path.exists() {
         return Err(WitnessError::AlreadyInitialized(path.display().to_string()));
     }
-    std::fs::File::create(path).map(drop).map_err(|e| WitnessError::Database {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    std::fs::File::create(path)
+        .map(drop)
+        .map_err(|e| WitnessError::Database {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn connect(path: &Path) -> Result<Connection, WitnessError> {

@@ -5,8 +5,7 @@ use std::sync::{Arc, Barrier};
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::prelude::*;
 use postvault_log::{
-    Checkpoint, Hash, LogSigner, append_hashes, leaf_hash, parse_note, prove_consistency,
-    tree_root,
+    Checkpoint, Hash, LogSigner, append_hashes, leaf_hash, parse_note, prove_consistency, tree_root,
 };
 
 use super::*;
@@ -66,7 +65,10 @@ fn every_status_of_add_checkpoint_and_the_state_it_keeps() {
     let mut log = Log::new();
     log.grow(10);
     // 404 until the log is followed.
-    assert_eq!(w.add_checkpoint(&log.body(0, 10), 1).unwrap_err().status(), 404);
+    assert_eq!(
+        w.add_checkpoint(&log.body(0, 10), 1).unwrap_err().status(),
+        404
+    );
     w.add_log(ORIGIN, &log.signer.verifier_key()).unwrap();
     // 400 malformed.
     assert_eq!(w.add_checkpoint(b"old x\n\n", 1).unwrap_err().status(), 400);
@@ -75,13 +77,23 @@ fn every_status_of_add_checkpoint_and_the_state_it_keeps() {
     let forged = format!(
         "old 0\n\n{}",
         other
-            .sign(&Checkpoint::new(ORIGIN, 10, tree_root(10, &log.stored).unwrap()))
+            .sign(&Checkpoint::new(
+                ORIGIN,
+                10,
+                tree_root(10, &log.stored).unwrap()
+            ))
             .unwrap()
     );
-    assert_eq!(w.add_checkpoint(forged.as_bytes(), 1).unwrap_err().status(), 403);
+    assert_eq!(
+        w.add_checkpoint(forged.as_bytes(), 1).unwrap_err().status(),
+        403
+    );
     // 400 old size above the new.
     let above = format!("old 11\n\n{}", log.note_at(10));
-    assert_eq!(w.add_checkpoint(above.as_bytes(), 1).unwrap_err().status(), 400);
+    assert_eq!(
+        w.add_checkpoint(above.as_bytes(), 1).unwrap_err().status(),
+        400
+    );
     // 200: the first checkpoint, old size 0.
     let line = w.add_checkpoint(&log.body(0, 10), 100).unwrap();
     assert!(line.starts_with("\u{2014} witness.example/w1 "));
@@ -95,7 +107,10 @@ fn every_status_of_add_checkpoint_and_the_state_it_keeps() {
     let mut bad = String::from_utf8(log.body(10, 15)).unwrap();
     let first = bad.lines().nth(1).unwrap().to_owned();
     bad = bad.replacen(&first, &BASE64_STANDARD.encode([1u8; 32]), 1);
-    assert_eq!(w.add_checkpoint(bad.as_bytes(), 103).unwrap_err().status(), 422);
+    assert_eq!(
+        w.add_checkpoint(bad.as_bytes(), 103).unwrap_err().status(),
+        422
+    );
     assert!(w.add_checkpoint(&log.body(10, 15), 104).is_ok());
     // 409 same size, another root (a fork signed by the log's key).
     let mut fork = Log::new();
@@ -113,7 +128,12 @@ fn every_status_of_add_checkpoint_and_the_state_it_keeps() {
     let logs = w.logs().unwrap();
     assert_eq!(logs[0].size, Some(15));
     assert_eq!(logs[0].cosigned_at, Some(104));
-    assert_eq!(w.add_checkpoint(&log.body(10, 15), 106).unwrap_err().status(), 409);
+    assert_eq!(
+        w.add_checkpoint(&log.body(10, 15), 106)
+            .unwrap_err()
+            .status(),
+        409
+    );
 }
 
 #[test]
@@ -230,5 +250,11 @@ fn a_witness_database_is_private_and_made_once() {
     ));
     assert!(Cosigner::create(&dir.path().join("x.db"), "bad name").is_err());
     assert!(w.add_log("o", "not a key").is_err());
-    assert!(w.add_log("", &LogSigner::from_seed("o", &[1; 32]).unwrap().verifier_key()).is_err());
+    assert!(
+        w.add_log(
+            "",
+            &LogSigner::from_seed("o", &[1; 32]).unwrap().verifier_key()
+        )
+        .is_err()
+    );
 }
