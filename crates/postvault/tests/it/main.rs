@@ -12,6 +12,7 @@ mod log;
 mod pg;
 mod read;
 mod rights;
+mod rollback;
 
 use std::path::Path;
 use std::sync::Arc;
