@@ -10,6 +10,7 @@ mod bench_http;
 mod bench_pg;
 mod bench_suite;
 mod demo;
+mod demo_witness;
 mod disclose;
 mod rights;
 mod serve;
