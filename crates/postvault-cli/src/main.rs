@@ -9,6 +9,7 @@ mod bench;
 mod bench_http;
 mod bench_pg;
 mod bench_suite;
+mod bench_witness;
 mod demo;
 mod demo_witness;
 mod disclose;
@@ -347,6 +348,9 @@ enum BenchCmd {
     /// One node of `pg-ingest`'s aggregate run.
     #[command(hide = true)]
     PgNode(bench_pg::PgNodeArgs),
+    /// Witnesses: checkpoint latency signed alone and cosigned by two
+    /// local witnesses, and reads with and without cosigning rounds.
+    Witness(bench_witness::WitnessBenchArgs),
 }
 
 fn simulate(a: &SimulateArgs) -> Result<u8> {
@@ -713,6 +717,7 @@ fn run(cli: Cli) -> Result<u8> {
             Some(BenchCmd::Http(a)) => bench_http::http(a),
             Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
             Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
+            Some(BenchCmd::Witness(a)) => bench_witness::run(a),
         },
     }
 }
