@@ -243,11 +243,12 @@ pub fn recover(cli: &Cli) -> Result<u8> {
     // Put back the last signed checkpoint if that is all that is missing:
     // the exact note, from the key store.
     let mut restored = None;
-    if report.ok && report.latest_checkpoint_missing {
-        if let Some(s) = keys.log_state()? {
-            store.put_checkpoint(s.size, &s.note)?;
-            restored = Some(s.size);
-        }
+    if report.ok
+        && report.latest_checkpoint_missing
+        && let Some(s) = keys.log_state()?
+    {
+        store.put_checkpoint(s.size, &s.note)?;
+        restored = Some(s.size);
     }
     eprintln!("postvault: {}", report.message);
     if let Some(size) = restored {

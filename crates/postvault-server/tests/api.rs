@@ -743,7 +743,9 @@ impl postvault::Witness for Down {
         _: &[[u8; 32]],
         _: &str,
     ) -> Result<String, postvault::WitnessCallError> {
-        Err(postvault::WitnessCallError::Unavailable("connection refused".into()))
+        Err(postvault::WitnessCallError::Unavailable(
+            "connection refused".into(),
+        ))
     }
 }
 
@@ -768,7 +770,7 @@ async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
         std::future::pending::<()>(),
     ));
     let verifier = postvault_log::CosignatureVerifier::new(&w.verifier_key()).unwrap();
-    let policy = |up: bool| postvault::WitnessPolicy {
+    let policy = move |up: bool| postvault::WitnessPolicy {
         witnesses: vec![postvault::ConfiguredWitness {
             verifier: verifier.clone(),
             client: if up {
@@ -797,7 +799,11 @@ async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
     let (status, body) = get("/v1/log/checkpoint").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("no_final_checkpoint"));
-    assert_eq!(v.store().checkpoints().unwrap().len(), 0, "a request signs nothing");
+    assert_eq!(
+        v.store().checkpoints().unwrap().len(),
+        0,
+        "a request signs nothing"
+    );
     // A round with the witness down: signed, pending.
     let v2 = v.clone();
     let r = tokio::task::spawn_blocking(move || v2.cosign().unwrap())
@@ -811,8 +817,9 @@ async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
     drop(app);
     // The witness up (over HTTP): final, and served with its line.
     let v = Arc::try_unwrap(v).ok().unwrap();
+    let up = policy.clone();
     let v = Arc::new(
-        tokio::task::spawn_blocking(move || v.with_witnesses(policy(true)).unwrap())
+        tokio::task::spawn_blocking(move || v.with_witnesses(up(true)).unwrap())
             .await
             .unwrap(),
     );
@@ -824,13 +831,23 @@ async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
     let app = postvault_server::router(AppState::new(v.clone(), Config::default()));
     let res = app
         .clone()
-        .oneshot(Request::builder().uri("/v1/log/checkpoint").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::builder()
+                .uri("/v1/log/checkpoint")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let note = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-        .unwrap();
-    let checked = postvault_log::verify_cosigned(&note, &key, &[verifier.clone()]).unwrap();
+    let note =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let checked = postvault_log::verify_cosigned(
+        &note,
+        &key,
+        &[postvault_log::CosignatureVerifier::new(&w.verifier_key()).unwrap()],
+    )
+    .unwrap();
     assert_eq!(checked.cosigned.len(), 1);
     assert_eq!(checked.checkpoint.size, r.checkpoint.size);
     tokio::task::spawn_blocking(move || drop(v)).await.unwrap();

@@ -510,16 +510,16 @@ impl Vault {
     /// the latest signed checkpoint.
     pub fn final_checkpoint(&self) -> Result<Option<CosignedCheckpoint>, VaultError> {
         let Some(w) = &self.witnessing else {
-            return Ok(match self.store.latest_checkpoint()? {
-                Some((size, note)) => Some(CosignedCheckpoint {
+            return Ok(self
+                .store
+                .latest_checkpoint()?
+                .map(|(size, note)| CosignedCheckpoint {
                     note,
                     size,
                     is_final: true,
                     cosigners: Vec::new(),
                     quorum: 0,
-                }),
-                None => None,
-            });
+                }));
         };
         let labels: Vec<String> = w
             .policy
