@@ -208,6 +208,15 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     let sample: Vec<String> = sample_subjects(a)?;
     scenario_2025(&vault, &clock, &person, &cats, &sample)?;
     rights_scene(&vault, &person, &sample)?;
+    crate::demo_witness::scene(
+        &dir,
+        vault,
+        OpenOptions {
+            pack: None,
+            clock: clock.clone(),
+        },
+        &person,
+    )?;
     if a.keep.is_some() {
         println!("\nThe vault is kept in {}.", dir.display());
     }

@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// Seconds between retention sweeps run inside the service (0: none).
     #[arg(long, default_value_t = 3600)]
     pub sweep_interval: u64,
+    /// Seconds between checkpoint rounds: sign a checkpoint if the log grew
+    /// and gather the witnesses' cosignatures (0: none; without witnesses
+    /// checkpoints are then signed when asked for).
+    #[arg(long, default_value_t = 30)]
+    pub checkpoint_interval: u64,
 }
 
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
@@ -71,6 +76,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     } else {
         (crate::open_vault(cli)?, Vec::new())
     };
+    let vault = crate::witness_cmd::configure_demo(vault, cli, a.demo)?;
     let vault = Arc::new(vault);
     let config = postvault_server::Config {
         max_body: a.max_body,
@@ -101,6 +107,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         if !demo_tokens.is_empty() {
             eprintln!(
                 "\n  the public log: curl -s http://{addr}/v1/log/checkpoint ; curl -s 'http://{addr}/v1/log/proof/inclusion?index=0'"
+            );
+        }
+        if a.checkpoint_interval > 0 {
+            crate::witness_cmd::spawn_rounds(
+                vault.clone(),
+                Duration::from_secs(a.checkpoint_interval),
             );
         }
         if a.sweep_interval > 0 {

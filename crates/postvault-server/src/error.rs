@@ -69,6 +69,7 @@ impl From<VaultError> for ApiError {
             "unknown_principal" | "principal_not_active" => StatusCode::NOT_FOUND,
             "principal_revoked" => StatusCode::FORBIDDEN,
             "principal_exists" => StatusCode::CONFLICT,
+            "no_final_checkpoint" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

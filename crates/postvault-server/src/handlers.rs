@@ -639,11 +639,35 @@ pub async fn openapi(Extension(_p): Extension<Principal>) -> Response {
     text("application/json", crate::openapi::document())
 }
 
-/// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note.
-#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note), text/plain", body = String)))]
+/// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note, with
+/// the witness cosignatures when the vault has witnesses.
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note), text/plain; with witnesses, the latest one a quorum cosigned, their tlog-cosignature/v1 lines after the log's signature", body = String), (status = 503, description = "Witnesses are configured and no checkpoint has a quorum of cosignatures yet", body = Object)))]
 pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
     let (note, _) = state.checkpoint().await?;
     Ok(text("text/plain; charset=utf-8", note))
+}
+
+/// `GET /v1/log/witnesses`: the witness policy and where cosigning stands.
+#[utoipa::path(get, path = "/v1/log/witnesses", tag = "log", security(()), responses((status = 200, description = "{quorum, witnesses (verifier keys), final {size, cosigners} or null, latest_signed}", body = Object)))]
+pub async fn log_witnesses(State(state): St) -> Result<Response, ApiError> {
+    let body = blocking(&state, |v| {
+        let (keys, quorum) = v.witness_policy();
+        let fin = v.final_checkpoint()?;
+        let latest = v
+            .store()
+            .latest_checkpoint()
+            .map_err(postvault::VaultError::from)?
+            .map(|(s, _)| s);
+        Ok(json!({
+            "quorum": quorum,
+            "witnesses": keys,
+            "final": fin.as_ref().map(|c| json!({"size": c.size, "cosigners": c.cosigners})),
+            "latest_signed": latest,
+            "pending": latest.is_some() && latest != fin.as_ref().map(|c| c.size),
+        }))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `GET /v1/log/proof/inclusion?index=&size=`.

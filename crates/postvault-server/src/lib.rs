@@ -11,6 +11,7 @@ mod error;
 mod handlers;
 mod limits;
 mod openapi;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use postvault::{Principal, Vault};
 
 pub use error::ApiError;
 pub use limits::{Metrics, RateLimiter};
+pub use witness::{HttpWitness, http_witness, serve_witness, witness_router};
 
 /// Limits and knobs of the service.
 #[derive(Clone, Debug)]
@@ -175,7 +177,11 @@ impl AppState {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The signed checkpoint (note, size), signed again at most once a second.
+    /// The checkpoint served to the public (note, size), looked up again at
+    /// most once a second: with witnesses, the latest final one (a quorum
+    /// cosigned it; its lines follow the log's signature), never signed or
+    /// cosigned on a request (the service's background round does that);
+    /// without, the latest signed, signing one if the log grew.
     pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(String, u64), ApiError> {
         {
             let c = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
@@ -186,6 +192,16 @@ impl AppState {
             }
         }
         let (note, size) = blocking(self, |v| {
+            if v.has_witnesses() {
+                return match v.final_checkpoint()? {
+                    Some(c) => Ok((c.note, c.size)),
+                    None => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no_final_checkpoint",
+                        "no checkpoint has a quorum of witness cosignatures yet; try again later",
+                    )),
+                };
+            }
             let note = v.checkpoint()?;
             let size = v.checkpoint_size()?;
             Ok((note, size))
@@ -262,6 +278,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/log/proof/inclusion", get(handlers::log_inclusion))
         .route("/v1/log/proof/consistency", get(handlers::log_consistency))
         .route("/v1/log/entries", get(handlers::log_entries))
+        .route("/v1/log/witnesses", get(handlers::log_witnesses))
         .route("/log/checkpoint", get(handlers::log_checkpoint))
         .route("/log/tile/{*path}", get(handlers::log_tile))
         .layer(middleware::from_fn_with_state(state.clone(), public_limit));

@@ -41,6 +41,7 @@ use crate::handlers;
         handlers::log_inclusion,
         handlers::log_consistency,
         handlers::log_entries,
+        handlers::log_witnesses,
         handlers::log_tile,
     ),
     modifiers(&Bearer),

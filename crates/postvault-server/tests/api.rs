@@ -962,3 +962,123 @@ async fn subject_ids_with_invisible_characters_are_refused_on_every_path() {
         r.text()
     );
 }
+
+/// A witness that cannot be reached.
+struct Down;
+
+impl postvault::Witness for Down {
+    fn add_checkpoint(
+        &self,
+        _: u64,
+        _: &[[u8; 32]],
+        _: &str,
+    ) -> Result<String, postvault::WitnessCallError> {
+        Err(postvault::WitnessCallError::Unavailable(
+            "connection refused".into(),
+        ))
+    }
+}
+
+/// With witnesses, the public checkpoint is the latest final one, with
+/// the cosignature lines, and never signed or cosigned on a request; until
+/// a quorum cosigned one, 503 `no_final_checkpoint`.
+#[tokio::test]
+async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::init(&dir.path().join("vault"), OpenOptions::default()).unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let w = Arc::new(
+        postvault_witness::Cosigner::create(&wdir.path().join("w.db"), "w.example").unwrap(),
+    );
+    let key = v.log_verifier_key();
+    w.add_log(key.split('+').next().unwrap(), &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(postvault_server::serve_witness(
+        listener,
+        w.clone(),
+        std::future::pending::<()>(),
+    ));
+    let verifier = postvault_log::CosignatureVerifier::new(&w.verifier_key()).unwrap();
+    let policy = move |up: bool| postvault::WitnessPolicy {
+        witnesses: vec![postvault::ConfiguredWitness {
+            verifier: verifier.clone(),
+            client: if up {
+                postvault_server::http_witness(&url, std::time::Duration::from_secs(5)).unwrap()
+            } else {
+                Arc::new(Down)
+            },
+        }],
+        quorum: 1,
+    };
+    v.add_principal("ingest", "collector").unwrap();
+    let v = Arc::new(v.with_witnesses(policy(false)).unwrap());
+    let app = postvault_server::router(AppState::new(v.clone(), Config::default()));
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let res = app
+                .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+            (status, String::from_utf8(body).unwrap())
+        }
+    };
+    let (status, body) = get("/v1/log/checkpoint").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("no_final_checkpoint"));
+    assert_eq!(
+        v.store().checkpoints().unwrap().len(),
+        0,
+        "a request signs nothing"
+    );
+    // A round with the witness down: signed, pending.
+    let v2 = v.clone();
+    let r = tokio::task::spawn_blocking(move || v2.cosign().unwrap())
+        .await
+        .unwrap();
+    assert!(!r.checkpoint.is_final);
+    let (_, body) = get("/v1/log/witnesses").await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["pending"], true);
+    assert_eq!(s["final"], Value::Null);
+    drop(app);
+    // The witness up (over HTTP): final, and served with its line.
+    let v = Arc::try_unwrap(v).ok().unwrap();
+    let up = policy.clone();
+    let v = Arc::new(
+        tokio::task::spawn_blocking(move || v.with_witnesses(up(true)).unwrap())
+            .await
+            .unwrap(),
+    );
+    let v2 = v.clone();
+    let r = tokio::task::spawn_blocking(move || v2.cosign().unwrap())
+        .await
+        .unwrap();
+    assert!(r.checkpoint.is_final);
+    let app = postvault_server::router(AppState::new(v.clone(), Config::default()));
+    let res = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/v1/log/checkpoint")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let note =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let checked = postvault_log::verify_cosigned(
+        &note,
+        &key,
+        &[postvault_log::CosignatureVerifier::new(&w.verifier_key()).unwrap()],
+    )
+    .unwrap();
+    assert_eq!(checked.cosigned.len(), 1);
+    assert_eq!(checked.checkpoint.size, r.checkpoint.size);
+    tokio::task::spawn_blocking(move || drop(v)).await.unwrap();
+}

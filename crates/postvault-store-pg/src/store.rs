@@ -1072,6 +1072,81 @@ impl Store for PgStore {
         })
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let cosigners: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+        let texts: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        self.db.run(true, async |c| {
+            c.execute(
+                "INSERT INTO log_cosignatures (size, cosigner, line)
+                 SELECT $1, c, l FROM unnest($2::text[], $3::text[]) AS x (c, l)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+                &[&(size as i64), &cosigners, &texts],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.run(true, async |c| {
+            c.query(
+                "SELECT cosigner, line FROM log_cosignatures WHERE size = $1
+                 ORDER BY cosigner COLLATE \"C\"",
+                &[&(size as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT size FROM log_cosignatures WHERE cosigner = ANY($1)
+                 GROUP BY size HAVING count(*) >= $2 ORDER BY size DESC LIMIT 1",
+                &[&cosigners, &(quorum as i64)],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|n| n as u64))
+        })
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.db.run(true, async |c| {
+            let n: Option<i64> = c
+                .query_one(
+                    "SELECT max(size) FROM log_cosignatures WHERE cosigner = $1",
+                    &[&cosigner],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(n.map(|n| n as u64))
+        })
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         self.db.run(false, async |c| {
             Ok(c.query_one("SELECT count(*) FROM records", &[])

@@ -43,6 +43,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     meta_round_trips(&*fresh());
     log_hashes_advance_only_from_their_size(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
+    cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());
     disclosure_steps_read_write_and_account_atomically(&*fresh());
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
@@ -57,6 +58,7 @@ pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
     secrets_are_write_once(&*fresh());
     secrets_can_be_destroyed(&*fresh());
     secrets_are_listed_raced_and_destroyed_in_batches(&*fresh());
+    log_state_swaps_only_from_the_state_expected(&*fresh());
 }
 
 pub fn write_then_read_accounts_each(s: &dyn Store) {
@@ -380,6 +382,65 @@ pub fn checkpoints_are_kept_by_size(s: &dyn Store) {
         s.checkpoints().unwrap(),
         vec![(5, "five".to_string()), (9, "nine".to_string())]
     );
+    assert_eq!(s.checkpoint_note(5).unwrap().as_deref(), Some("five"));
+    assert_eq!(s.checkpoint_note(7).unwrap(), None);
+}
+
+pub fn cosignatures_are_kept_per_checkpoint_and_cosigner(s: &dyn Store) {
+    let line = |w: &str, n: u64| (w.to_string(), format!("\u{2014} {w} line-{n}\n"));
+    assert_eq!(s.latest_cosigned(&["a".into()], 1).unwrap(), None);
+    assert_eq!(s.cosigned_by("a").unwrap(), None);
+    s.put_cosignatures(5, &[line("a", 1), line("b", 1)])
+        .unwrap();
+    s.put_cosignatures(9, &[line("a", 2)]).unwrap();
+    s.put_cosignatures(5, &[line("a", 3)]).unwrap();
+    assert_eq!(s.cosignatures(5).unwrap(), vec![line("a", 3), line("b", 1)]);
+    assert_eq!(s.cosignatures(7).unwrap(), vec![]);
+    let ab = ["a".to_string(), "b".to_string()];
+    assert_eq!(s.latest_cosigned(&ab, 1).unwrap(), Some(9));
+    assert_eq!(s.latest_cosigned(&ab, 2).unwrap(), Some(5));
+    assert_eq!(s.latest_cosigned(&ab, 3).unwrap(), None);
+    assert_eq!(s.latest_cosigned(&["b".into()], 1).unwrap(), Some(5));
+    assert_eq!(s.latest_cosigned(&[], 0).unwrap(), None);
+    assert_eq!(s.cosigned_by("a").unwrap(), Some(9));
+    assert_eq!(s.cosigned_by("c").unwrap(), None);
+}
+
+pub fn log_state_swaps_only_from_the_state_expected(k: &dyn KeyStore) {
+    use crate::{LogState, LogStateSwap};
+    let state = |size: u64, signed: u64| LogState {
+        size,
+        root: [size as u8; 32],
+        note: format!("note {size}\n"),
+        signed,
+    };
+    assert_eq!(k.log_state().unwrap(), None);
+    assert_eq!(
+        k.swap_log_state(None, &state(5, 1)).unwrap(),
+        LogStateSwap::Swapped
+    );
+    assert_eq!(k.log_state().unwrap(), Some(state(5, 1)));
+    // A second signer that also read "nothing yet" loses.
+    assert_eq!(
+        k.swap_log_state(None, &state(6, 1)).unwrap(),
+        LogStateSwap::Changed(Some(state(5, 1)))
+    );
+    // So does one that read an older or another state.
+    assert_eq!(
+        k.swap_log_state(Some(&state(4, 1)), &state(9, 2)).unwrap(),
+        LogStateSwap::Changed(Some(state(5, 1)))
+    );
+    let mut other_root = state(5, 1);
+    other_root.root = [0; 32];
+    assert_eq!(
+        k.swap_log_state(Some(&other_root), &state(9, 2)).unwrap(),
+        LogStateSwap::Changed(Some(state(5, 1)))
+    );
+    assert_eq!(
+        k.swap_log_state(Some(&state(5, 1)), &state(9, 2)).unwrap(),
+        LogStateSwap::Swapped
+    );
+    assert_eq!(k.log_state().unwrap(), Some(state(9, 2)));
 }
 
 pub fn secrets_can_be_destroyed(k: &dyn KeyStore) {

@@ -22,8 +22,8 @@ pub use disclosure::{
 pub use error::StoreError;
 pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
 pub use sqlite::{
-    Checkpointer, INLINE_CHECKPOINT_PAGES, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS,
-    SqliteKeyStore, SqliteStore,
+    Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
+    SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
 };
 
 #[cfg(test)]
@@ -246,6 +246,23 @@ pub trait Store: Send + Sync {
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
     /// The kept checkpoint of the largest size.
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// The kept checkpoint of size `size`.
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError>;
+    /// Keeps witness cosignature lines of the checkpoint of size `size`:
+    /// `(cosigner, line)` pairs, the cosigner named `<name>+<key id>`. A
+    /// cosigner's earlier line for that size is replaced.
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError>;
+    /// The cosignature lines kept for the checkpoint of size `size`, by cosigner.
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError>;
+    /// The largest checkpoint size with lines of at least `quorum` of
+    /// `cosigners` (None if there is none, or `cosigners` is empty).
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError>;
+    /// The largest checkpoint size `cosigner` has a line for.
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError>;
 
     /// Number of records stored (all subjects).
     fn record_count(&self) -> Result<u64, StoreError>;
@@ -333,9 +350,43 @@ pub struct SubjectKeys {
     pub tag: Vec<u8>,
 }
 
+/// The log's anti-rollback state, kept with the signing key: the last
+/// checkpoint the vault signed, and how many it has signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogState {
+    pub size: u64,
+    pub root: [u8; 32],
+    /// The signed note, exactly as published.
+    pub note: String,
+    /// Checkpoints signed so far, this one included.
+    pub signed: u64,
+}
+
+/// What [`KeyStore::swap_log_state`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogStateSwap {
+    /// The state was the expected one and is now the new one.
+    Swapped,
+    /// Another signer changed it first: this is what it holds now.
+    Changed(Option<LogState>),
+}
+
 /// Where key material lives, apart from the data store, so a copy of the
 /// data store alone never holds usable keys.
 pub trait KeyStore: Send + Sync {
+    /// The log's anti-rollback state (None before the first checkpoint).
+    fn log_state(&self) -> Result<Option<LogState>, StoreError>;
+    /// Replaces the log state with `new` if it is still `expected`, in one
+    /// durable transaction that holds the state row against every other
+    /// signer (SQLite: an immediate transaction on the key store file;
+    /// PostgreSQL: the row locked `FOR UPDATE`). Signers on any node
+    /// compare and swap here, so two of them never both advance from the
+    /// same state.
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError>;
     /// Stores keys of subjects that have none yet (existing keys are kept);
     /// durable on return. Returns the subjects whose keys already existed,
     /// so the caller can use the stored keys instead of its own.

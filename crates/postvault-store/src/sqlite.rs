@@ -7,13 +7,17 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData,
-    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, LogState,
+    LogStateSwap, PlanFn, PrincipalRow, ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError,
+    SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
+    WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
+
+/// The key store's schema version this build writes and reads.
+pub const KEYS_SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -82,6 +86,11 @@ const DATA_MIGRATIONS: &[&str] = &[
     "ALTER TABLE principals ADD COLUMN revoked_at INTEGER;
      CREATE UNIQUE INDEX principals_token ON principals (token_hash);
      INSERT INTO meta (key, value) VALUES ('principals_gen', '0');",
+
+    // 7: witness cosignatures of the kept checkpoints, one line per cosigner.
+    "CREATE TABLE log_cosignatures (
+         size INTEGER NOT NULL, cosigner TEXT NOT NULL, line TEXT NOT NULL,
+         PRIMARY KEY (size, cosigner)) WITHOUT ROWID;",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -89,7 +98,14 @@ const KEYS_MIGRATIONS: &[&str] = &[
     "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE subject_keys (
          ref BLOB PRIMARY KEY, data BLOB NOT NULL, tag BLOB NOT NULL) WITHOUT ROWID;",
+    // 2: the log's anti-rollback state: the last checkpoint signed.
+    "CREATE TABLE log_state (
+         id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL,
+         root BLOB NOT NULL, note TEXT NOT NULL, signed INTEGER NOT NULL);",
 ];
+
+const _: () = assert!(DATA_MIGRATIONS.len() == SCHEMA_VERSION as usize);
+const _: () = assert!(KEYS_MIGRATIONS.len() == KEYS_SCHEMA_VERSION as usize);
 
 /// Options for opening a store file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -918,6 +934,78 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO log_cosignatures (size, cosigner, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+            )?;
+            for (cosigner, line) in lines {
+                s.execute(params![size as i64, cosigner, line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
+        )?;
+        Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        let conn = self.conn();
+        let marks = vec!["?"; cosigners.len()].join(", ");
+        let sql = format!(
+            "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
+             GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+            .iter()
+            .map(|c| c as &dyn rusqlite::ToSql)
+            .collect();
+        let q = quorum as i64;
+        args.push(&q);
+        Ok(conn
+            .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn();
+        let n: Option<i64> = conn.query_row(
+            "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
+            [cosigner],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n as u64))
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
         let n: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
@@ -1606,7 +1694,59 @@ impl SqliteKeyStore {
     }
 }
 
+fn log_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogState, StoreError>> {
+    let root: Vec<u8> = r.get(1)?;
+    let Ok(root) = <[u8; 32]>::try_from(root) else {
+        return Ok(Err(StoreError::Corrupt(
+            "the log state's root is not 32 bytes".into(),
+        )));
+    };
+    Ok(Ok(LogState {
+        size: r.get::<_, i64>(0)? as u64,
+        root,
+        note: r.get(2)?,
+        signed: r.get::<_, i64>(3)? as u64,
+    }))
+}
+
+fn read_log_state(conn: &Connection) -> Result<Option<LogState>, StoreError> {
+    conn.query_row(
+        "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+        [],
+        log_state_row,
+    )
+    .optional()?
+    .transpose()
+}
+
 impl KeyStore for SqliteKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        read_log_state(&self.conn())
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        let mut conn = self.conn();
+        // Immediate: the write lock on the key store file is taken before
+        // the read, so no other process can swap in between.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_log_state(&tx)?;
+        if found.as_ref() != expected {
+            return Ok(LogStateSwap::Changed(found));
+        }
+        tx.execute(
+            "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                 note = excluded.note, signed = excluded.signed",
+            params![new.size as i64, &new.root[..], new.note, new.signed as i64],
+        )?;
+        tx.commit()?;
+        Ok(LogStateSwap::Swapped)
+    }
+
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         let mut existing = Vec::new();
         if keys.is_empty() {

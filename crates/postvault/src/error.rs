@@ -42,6 +42,15 @@ pub enum VaultError {
     Log(#[from] postvault_log::LogError),
     #[error("log verification failed: {0}")]
     LogVerification(String),
+    /// The data store is behind or beside the last checkpoint the key store
+    /// says was signed, or a witness has seen a larger tree: the vault
+    /// refuses to open or to sign.
+    #[error("the log was rolled back: {0}")]
+    LogRollback(String),
+    /// Witnesses are configured and no checkpoint has a quorum of their
+    /// cosignatures yet.
+    #[error("no final checkpoint: {0}")]
+    NoFinalCheckpoint(String),
     #[error("io error on `{path}`: {source}")]
     Io {
         path: String,
@@ -82,6 +91,8 @@ impl VaultError {
             VaultError::Crypto(_) => "crypto",
             VaultError::Log(_) => "log",
             VaultError::LogVerification(_) => "log_verification_failed",
+            VaultError::LogRollback(_) => "log_rollback",
+            VaultError::NoFinalCheckpoint(_) => "no_final_checkpoint",
             VaultError::Io { .. } => "io",
             VaultError::Input(_) => "input",
         }

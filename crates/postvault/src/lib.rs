@@ -24,12 +24,14 @@ mod error;
 pub mod gateway;
 pub mod leaf;
 mod log;
+mod log_state;
 pub mod minimize;
 mod principals;
 mod read;
 pub mod report;
 pub mod rights;
 mod vault;
+mod witness;
 
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
 pub use collect::{CollectOptions, CollectReport, Failure, LineError, MAX_LINE};
@@ -45,9 +47,15 @@ pub use log::{
     VerifyReport,
 };
 pub use principals::PrincipalChange;
+
+pub use log_state::{LogStateReport, LogStateStatus, SignedState, check_log_state};
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
+pub use witness::{
+    ConfiguredWitness, CosignReport, CosignedCheckpoint, Witness, WitnessCallError, WitnessOutcome,
+    WitnessPolicy,
+};
 
 pub use postvault_policy::{Pack, PackSources};

@@ -24,8 +24,8 @@ pub const DATA_FILE: &str = "data.db";
 pub const KEYS_FILE: &str = "keys.db";
 
 const MASTER_SECRET: &str = "master";
-const LOG_KEY_SECRET: &str = "log_signing_key";
-const VAULT_ID: &str = "vault_id";
+pub(crate) const LOG_KEY_SECRET: &str = "log_signing_key";
+pub(crate) const VAULT_ID: &str = "vault_id";
 /// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
 const KEY_CACHE_MAX: usize = 65_536;
 
@@ -116,6 +116,9 @@ pub struct Vault {
     /// Wrapped keys of nobody, unwrapped in place of a person's whenever a
     /// look-up must cost the same for a known and an unknown id.
     decoy: SubjectKeys,
+
+    /// The witnesses that cosign checkpoints, if any.
+    pub(crate) witnessing: Option<crate::witness::Witnessing>,
 }
 
 /// UUIDv7 record ids without a system call per id: a 48-bit millisecond
@@ -358,7 +361,11 @@ impl Vault {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(HashMap::new()),
             erase_gate: std::sync::RwLock::new(()),
+            witnessing: None,
         };
+        // Before anything is written: the data store must extend the last
+        // checkpoint the key store says was signed.
+        vault.reconcile_log_state()?;
         // An erasure interrupted after its first transaction is finished
         // before anything else runs.
         vault.finish_pending_erasures()?;

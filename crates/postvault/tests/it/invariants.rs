@@ -179,6 +179,25 @@ impl Store for FailingStore {
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.inner.leaves(start, end)
     }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        self.inner.put_cosignatures(size, lines)
+    }
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.cosignatures(size)
+    }
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.latest_cosigned(cosigners, quorum)
+    }
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cosigned_by(cosigner)
+    }
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
     }

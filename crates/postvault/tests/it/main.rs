@@ -13,6 +13,7 @@ mod oracles;
 mod pg;
 mod read;
 mod rights;
+mod rollback;
 
 use std::path::Path;
 use std::sync::Arc;

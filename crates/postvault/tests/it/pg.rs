@@ -214,6 +214,25 @@ impl Store for BeforeLatest {
         self.before_latest();
         self.inner.latest_checkpoint()
     }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        self.inner.put_cosignatures(size, lines)
+    }
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.cosignatures(size)
+    }
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.latest_cosigned(cosigners, quorum)
+    }
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cosigned_by(cosigner)
+    }
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
     }
@@ -369,4 +388,82 @@ fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
             }
         }
     }
+}
+
+/// Two nodes on one database read and sign at once, many times over: every
+/// checkpoint either signed is kept, each extends the one before (the key
+/// store's state is swapped under its row lock), and the log verifies.
+#[test]
+fn two_nodes_signing_at_once_never_sign_a_fork() {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let cluster = TempCluster::shared(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL scenarios need a server: {e}"));
+    let b = Backend::Postgres {
+        url: cluster.url("postgres"),
+        schema: format!("fork{}", N.fetch_add(1, Ordering::SeqCst)),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = crate::clock();
+    let a = Arc::new(crate::vault_on(&b, dir.path(), &c));
+    crate::collect(&a, "ingest", &crate::person("s1", "m"));
+    let other = Arc::new(b.open(dir.path(), crate::opts(&c)).unwrap());
+    let signed: Vec<Vec<String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = [a.clone(), other.clone()]
+            .into_iter()
+            .map(|v| {
+                s.spawn(move || {
+                    let p = v.principal("sorting").unwrap();
+                    let mut notes = Vec::new();
+                    for _ in 0..15 {
+                        v.read(&p, "s1", "delivery").unwrap();
+                        notes.push(v.checkpoint().unwrap());
+                    }
+                    notes
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let key = a.log_verifier_key();
+    let kept = a.store().checkpoints().unwrap();
+    let state = b.keys(dir.path()).log_state().unwrap().unwrap();
+    assert_eq!(
+        state.signed as usize,
+        kept.len(),
+        "every signed checkpoint is kept"
+    );
+    // Every note a node was handed is a kept one.
+    for n in signed.iter().flatten() {
+        assert!(
+            kept.iter().any(|(_, k)| k == n),
+            "a note handed out is not kept"
+        );
+    }
+    let cps: Vec<_> = kept
+        .iter()
+        .map(|(_, n)| postvault_log::open_checkpoint(n, &key).unwrap())
+        .collect();
+    for w in cps.windows(2) {
+        assert!(w[0].size < w[1].size);
+        let p = a.prove_consistency(w[0].size, w[1].size).unwrap();
+        let path: Vec<[u8; 32]> = p
+            .hashes
+            .iter()
+            .map(|h| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(h)
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        postvault_log::verify_consistency(w[0].size, w[1].size, &w[0].root, &w[1].root, &path)
+            .unwrap();
+    }
+    assert!(
+        a.verify_log(&postvault::VerifyOptions::default())
+            .unwrap()
+            .ok
+    );
 }
