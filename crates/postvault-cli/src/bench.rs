@@ -45,7 +45,7 @@ pub fn simulated(records: u64, seed: u64) -> impl Iterator<Item = String> {
     postvault_sim::Simulator::new(&cfg).take(records as usize)
 }
 
-fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
+pub(crate) fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
     simulated(records, seed).collect()
 }
 

@@ -2,18 +2,25 @@
 //!
 //! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
 //! see nothing of, a refused disclosure request or step); 4 some input lines
-//! were rejected; 5 log verification failed; 6 keys are missing (records
+//! were rejected; 5 log verification failed (or the data store is behind
+//! or beside the last signed checkpoint); 6 keys are missing (records
 //! whose keys the key store lacks, or no key store).
 
 mod bench;
 mod bench_http;
+mod bench_oracle;
 mod bench_pg;
 mod bench_suite;
+mod bench_witness;
 mod demo;
+mod demo_witness;
 mod disclose;
 mod ops;
+
+mod principal;
 mod rights;
 mod serve;
+mod witness_cmd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -41,7 +48,7 @@ pub const EXIT_KEYS_MISSING: u8 = 6;
 #[derive(Parser, Debug)]
 #[command(name = "postvault", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed, 6 keys missing."
+    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed or the log was rolled back, 6 keys missing."
 )]
 struct Cli {
     /// The vault directory.
@@ -87,6 +94,9 @@ struct Cli {
         conflicts_with = "master_key_file"
     )]
     master_key_command: Option<String>,
+
+    #[command(flatten)]
+    witnesses: witness_cmd::LogWitnessArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,7 +122,8 @@ enum Command {
     #[command(subcommand)]
     Principal(PrincipalCmd),
     /// Collect NDJSON records, one per line:
-    /// {"subject", "category", "purpose", "fields", "legal_basis"?, "consent"?}.
+    /// {"subject", "category", "purpose", "fields", "legal_basis"?}. Consent
+    /// is never collected: `postvault consent grant` records it.
     Collect(CollectArgs),
     /// Read one subject for a declared purpose.
     Read(ReadArgs),
@@ -160,13 +171,23 @@ enum Command {
     /// Correct a record at the person's request: the old one is kept as
     /// history; prints who received the category before, to be told.
     Correct(rights::CorrectArgs),
+    /// Run a C2SP tlog-witness that cosigns the checkpoints of the logs it
+    /// follows (this vault's or any other): init, key, add-log, logs, serve.
+    Witness(witness_cmd::WitnessArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum LogCmd {
     /// Print the latest signed checkpoint (a C2SP signed note, byte-exact),
-    /// signing one for the current size first if the log has grown.
+    /// signing one for the current size first if the log has grown. With
+    /// witnesses (--log-witness), gather their cosignatures and print the
+    /// latest final checkpoint with its cosignature lines (exit 1 if none is).
     Checkpoint,
+    /// Compare the data store with the key store's last signed checkpoint
+    /// and report what is missing (leaves, checkpoints); re-signs nothing.
+    /// Puts back the last signed checkpoint if the data store lacks only
+    /// that (a stop between signing and storing). Exit 5 if data is missing.
+    Recover,
     /// Print the log's verifier key: `<name>+<8 hex key id>+<base64>`.
     Key,
     /// Print entries as NDJSON: {"index", "leaf" (base64 of the hashed bytes), "event"}.
@@ -199,6 +220,14 @@ enum LogCmd {
         /// An earlier signed checkpoint the log must be consistent with.
         #[arg(long)]
         since: Option<PathBuf>,
+        /// A witness verifier key (tlog-cosignature/v1); repeat. The
+        /// checkpoint verified must carry a quorum of their cosignatures
+        /// (without --checkpoint: the latest kept one that does).
+        #[arg(long = "witness", value_name = "VKEY")]
+        witness: Vec<String>,
+        /// Cosignatures required (default: every --witness).
+        #[arg(long, requires = "witness")]
+        quorum: Option<usize>,
     },
     /// Write a C2SP tlog-tiles resource to stdout (raw bytes):
     /// `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`.
@@ -236,8 +265,14 @@ enum PrincipalCmd {
         #[arg(long)]
         role: String,
     },
-    /// List principals (names and roles, never tokens).
+    /// List principals in force (names and roles, never tokens).
     List,
+    /// Revoke a principal: its token is refused from now on, by every
+    /// running node within a second. One log leaf.
+    Revoke { name: String },
+    /// Give a principal a new token (printed once) and refuse the old one,
+    /// by every running node within a second. One log leaf.
+    Rotate { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -331,6 +366,12 @@ struct SimulateArgs {
     /// them only while an approved order for that person is in force.
     #[arg(long)]
     mail_covers: bool,
+    /// Also generate marketing opt-ins (identity collected for
+    /// `marketing`). A vault accepts them only for people whose consent the
+    /// rights channel recorded (`postvault consent grant`); with `--out DIR`
+    /// `plan.json` lists those people under `marketing_opt_ins`.
+    #[arg(long)]
+    marketing: bool,
 }
 
 #[derive(Args, Debug)]
@@ -372,12 +413,19 @@ enum BenchCmd {
     /// The HTTP service under load on loopback: authenticated logged reads/s
     /// with p50/p99, and NDJSON ingest records/s.
     Http(bench_http::HttpArgs),
+    /// Existence oracles by time: the median of a denied read and of a
+    /// refused disclosure submission naming a person with 600 records,
+    /// against made-up ids (target: within 10%).
+    Oracle(bench_oracle::OracleArgs),
     /// Ingest on PostgreSQL: the full path vs raw binary COPY of the same
     /// bytes, and the aggregate of several vault processes at once.
     PgIngest(bench_pg::PgIngestArgs),
     /// One node of `pg-ingest`'s aggregate run.
     #[command(hide = true)]
     PgNode(bench_pg::PgNodeArgs),
+    /// Witnesses: checkpoint latency signed alone and cosigned by two
+    /// local witnesses, and reads with and without cosigning rounds.
+    Witness(bench_witness::WitnessBenchArgs),
 }
 
 fn simulate(a: &SimulateArgs) -> Result<u8> {
@@ -388,6 +436,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
         scale: a.scale,
         seed: a.seed,
         mail_covers: a.mail_covers,
+        marketing: a.marketing,
         ..postvault_sim::SimConfig::default()
     };
     let plan = postvault_sim::Plan::new(&cfg);
@@ -430,6 +479,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
                 "packages": plan.packages(),
                 "categories": counts,
                 "plan": plan,
+                "marketing_opt_ins": postvault_sim::Simulator::opt_ins(&cfg),
             });
             let plan_path = dir.join("plan.json");
             std::fs::write(&plan_path, serde_json::to_string_pretty(&meta)? + "\n")
@@ -450,7 +500,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let verify_failed = matches!(
                 e.downcast_ref::<VaultError>(),
-                Some(VaultError::LogVerification(_))
+                Some(VaultError::LogVerification(_) | VaultError::LogRollback(_))
             );
             let keys_missing = e
                 .downcast_ref::<VaultError>()
@@ -559,14 +609,45 @@ fn pg_stores(
     Ok((PathBuf::from(shown), s, k))
 }
 
-/// Opens the vault the global flags name.
+/// Opens the vault the global flags name, with their witnesses.
 pub(crate) fn open_vault(cli: &Cli) -> Result<Vault> {
     let opts = open_opts(cli)?;
-    Ok(match location(cli)? {
+    let v = match location(cli)? {
         Location::Dir => Vault::open(&cli.data, opts)?,
         Location::Postgres { store, keys } => {
             let (at, s, k) = pg_stores(store, keys, false)?;
             Vault::open_with(&at, Box::new(s), Box::new(k), opts)?
+        }
+    };
+    witness_cmd::configure(v, &cli.witnesses)
+}
+
+/// The stores the global flags name, without opening a vault over them
+/// (for `log recover`, which must look at stores the vault refuses).
+pub(crate) fn raw_stores(
+    cli: &Cli,
+) -> Result<(
+    Box<dyn postvault_store::Store>,
+    Box<dyn postvault_store::KeyStore>,
+)> {
+    Ok(match location(cli)? {
+        Location::Dir => {
+            use postvault_store::{OpenMode, SqliteKeyStore, SqliteStore};
+            let data = cli.data.join(postvault::DATA_FILE);
+            let keys = cli.data.join(postvault::KEYS_FILE);
+            if !data.exists() {
+                return Err(VaultError::NotInitialized(cli.data.display().to_string()).into());
+            }
+            if !keys.exists() {
+                return Err(VaultError::KeysMissing(keys.display().to_string()).into());
+            }
+            let k = SqliteKeyStore::open(&keys, OpenMode::Existing)?;
+            let s = SqliteStore::open(&data, OpenMode::Existing)?;
+            (Box::new(s), Box::new(k))
+        }
+        Location::Postgres { store, keys } => {
+            let (_, s, k) = pg_stores(store, keys, false)?;
+            (Box::new(s), Box::new(k))
         }
     })
 }
@@ -642,6 +723,8 @@ fn run(cli: Cli) -> Result<u8> {
             print_json(&list)?;
             Ok(0)
         }
+        Command::Principal(PrincipalCmd::Revoke { name }) => principal::revoke(&cli, name),
+        Command::Principal(PrincipalCmd::Rotate { name }) => principal::rotate(&cli, name),
         Command::Collect(a) => collect(&cli, a),
         Command::Read(a) => {
             let v = open_vault(&cli)?;
@@ -702,6 +785,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Consent(c) => rights::consent(&cli, c),
         Command::Correct(a) => rights::correct(&cli, a),
         Command::Serve(a) => serve::serve(&cli, a),
+        Command::Witness(a) => witness_cmd::run(a),
         Command::Subject(SubjectCmd::TagKey { subject }) => {
             let v = open_vault(&cli)?;
             match v.subject_tag_key(subject)? {
@@ -722,15 +806,48 @@ fn run(cli: Cli) -> Result<u8> {
             Some(BenchCmd::Erase(a)) => bench::erase(a),
             Some(BenchCmd::Retention(a)) => bench::retention(a),
             Some(BenchCmd::Http(a)) => bench_http::http(a),
+            Some(BenchCmd::Oracle(a)) => bench_oracle::oracle(a),
             Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
             Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
+            Some(BenchCmd::Witness(a)) => bench_witness::run(a),
         },
     }
 }
 
 fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
+    if let LogCmd::Recover = cmd {
+        return witness_cmd::recover(cli);
+    }
     let v = crate::open_vault(cli)?;
     match cmd {
+        LogCmd::Recover => {}
+        LogCmd::Checkpoint if v.has_witnesses() => {
+            let r = v.cosign()?;
+            for w in &r.witnesses {
+                if let Some(e) = &w.error {
+                    eprintln!("postvault: witness `{}`: {e}", w.witness);
+                }
+            }
+            let Some(fin) = &r.final_checkpoint else {
+                return Err(VaultError::NoFinalCheckpoint(format!(
+                    "checkpoint {} has {} of the {} cosignatures required, and no earlier one has them",
+                    r.checkpoint.size,
+                    r.checkpoint.cosigners.len(),
+                    r.checkpoint.quorum
+                ))
+                .into());
+            };
+            if !r.checkpoint.is_final {
+                eprintln!(
+                    "postvault: checkpoint {} is pending ({} of {} cosignatures); printing the latest final one, {}",
+                    r.checkpoint.size,
+                    r.checkpoint.cosigners.len(),
+                    r.checkpoint.quorum,
+                    fin.size
+                );
+            }
+            print!("{}", fin.note);
+        }
         LogCmd::Checkpoint => {
             print!("{}", v.checkpoint()?);
         }
@@ -762,7 +879,12 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             (None, Some(o), Some(n)) => print_json(&v.prove_consistency(*o, *n)?)?,
             _ => bail!("give --index I [--size N], or --old A --new B"),
         },
-        LogCmd::Verify { checkpoint, since } => {
+        LogCmd::Verify {
+            checkpoint,
+            since,
+            witness,
+            quorum,
+        } => {
             let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
                 p.as_ref()
                     .map(|p| {
@@ -774,10 +896,23 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             let report = v.verify_log(&postvault::VerifyOptions {
                 checkpoint: read(checkpoint)?,
                 since: read(since)?,
+                witnesses: witness.clone(),
+                quorum: *quorum,
             })?;
             eprintln!(
-                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent",
-                report.size, report.checkpoints_checked
+                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent{}",
+                report.size,
+                report.checkpoints_checked,
+                if report.witness_quorum > 0 {
+                    format!(
+                        "; checkpoint {} cosigned by {} of {} required witnesses",
+                        report.checkpoint.as_ref().map_or(0, |c| c.size),
+                        report.cosigners.len(),
+                        report.witness_quorum
+                    )
+                } else {
+                    String::new()
+                }
             );
             print_json(&report)?;
         }
@@ -788,9 +923,18 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             out.flush()?;
         }
         LogCmd::Find { tag_key } => {
-            let (checkpoint, found) = v.find_leaves(tag_key)?;
+            let (checkpoint, found) = v.find_leaves_cosigned(tag_key)?;
+            if !checkpoint.is_final {
+                eprintln!(
+                    "postvault: the checkpoint is pending: {} of the {} witness cosignatures required",
+                    checkpoint.cosigners.len(),
+                    checkpoint.quorum
+                );
+            }
             print_json(&serde_json::json!({
-                "checkpoint": checkpoint,
+                "checkpoint": checkpoint.note,
+                "checkpoint_final": checkpoint.is_final,
+                "cosigners": checkpoint.cosigners,
                 "leaves": found,
             }))?;
         }
@@ -841,9 +985,19 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
         );
         return Ok(EXIT_ERROR);
     }
-    // One signed checkpoint per collection run (never per record).
-    if let Err(e) = v.checkpoint() {
-        eprintln!("postvault: warning: records are stored, but no checkpoint was signed: {e}");
+    // One signed checkpoint per collection run (never per record), and
+    // the witnesses' cosignatures of it.
+    match v.cosign() {
+        Ok(r) if !r.checkpoint.is_final => eprintln!(
+            "postvault: warning: checkpoint {} is pending: {} of {} witness cosignatures",
+            r.checkpoint.size,
+            r.checkpoint.cosigners.len(),
+            r.checkpoint.quorum
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("postvault: warning: records are stored, but no checkpoint was signed: {e}")
+        }
     }
     for e in &report.errors {
         eprintln!("postvault: line {}: {}", e.line, e.message);

@@ -16,6 +16,7 @@ mod decision;
 pub mod disclosure;
 mod engine;
 mod error;
+pub mod subject_id;
 pub mod taxonomy;
 
 #[cfg(test)]
@@ -27,6 +28,9 @@ pub use decision::{Action, Decision, DecisionRequest, Effect, Reason};
 pub use disclosure::{DISCLOSURE_FILE, DisclosureRules};
 pub use engine::{POLICIES_FILE, SCHEMA_FILE};
 pub use error::PackError;
+pub use subject_id::{
+    INVALID_SUBJECT_ID, MAX_SUBJECT_ID, SubjectIdError, check_subject_chars, check_subject_id,
+};
 pub use taxonomy::{
     Category, CategoryIx, Cell, FieldSpec, FieldType, Purpose, PurposeIx, Role, RoleIx,
     TAXONOMY_FILE, Taxonomy, Transform,

@@ -429,7 +429,9 @@ fn invariant_5_policy_is_pure_and_deterministic() {
                 "thiserror",
                 "aws-lc-rs",
                 "hex",
-                "miette"
+                "miette",
+                "icu_properties",
+                "unicode-normalization"
             ]
             .contains(&name),
             "unexpected dependency `{name}` of the policy crate"

@@ -58,12 +58,19 @@ impl From<VaultError> for ApiError {
         let code = e.code();
         let status = match code {
             "not_permitted" => StatusCode::FORBIDDEN,
-            "invalid" | "unknown_purpose" | "unknown_role" | "input" | "bad_pack" => {
-                StatusCode::BAD_REQUEST
-            }
-            "unknown_principal" => StatusCode::NOT_FOUND,
+            "invalid"
+            | "unknown_purpose"
+            | "unknown_role"
+            | "input"
+            | "bad_pack"
+            | "invalid_subject_id"
+            | "consent_prohibited_purpose"
+            | "consent_not_required" => StatusCode::BAD_REQUEST,
+            "unknown_principal" | "principal_not_active" => StatusCode::NOT_FOUND,
+            "principal_revoked" => StatusCode::FORBIDDEN,
             "principal_exists" | "run_in_progress" => StatusCode::CONFLICT,
             "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
+            "no_final_checkpoint" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // Records whose keys are missing: a fault of the vault's key store,

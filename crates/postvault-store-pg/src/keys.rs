@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 
 use postvault_store::{
-    KeyAction, KeyItem, KeyStore, RewrapCount, RewrapFn, StoreError, SubjectKeys, SubjectRef,
+    KeyAction, KeyItem, KeyStore, LogState, LogStateSwap, RewrapCount, RewrapFn, StoreError,
+    SubjectKeys, SubjectRef,
 };
 
 use crate::PgOptions;
@@ -99,7 +100,85 @@ impl PgKeyStore {
     }
 }
 
+fn log_state_from_row(r: &tokio_postgres::Row) -> Result<LogState, Fail> {
+    let root: &[u8] = r.try_get(1)?;
+    Ok(LogState {
+        size: r.try_get::<_, i64>(0)? as u64,
+        root: <[u8; 32]>::try_from(root).map_err(|_| {
+            Fail::Store(StoreError::Corrupt(
+                "the log state's root is not 32 bytes".into(),
+            ))
+        })?,
+        note: r.try_get(2)?,
+        signed: r.try_get::<_, i64>(3)? as u64,
+    })
+}
+
 impl KeyStore for PgKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        self.db.run(true, async |c| {
+            match c
+                .query_opt(
+                    "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+                    &[],
+                )
+                .await?
+            {
+                Some(r) => Ok(Some(log_state_from_row(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        // Not idempotent: after an ambiguous commit the retry would find
+        // its own state and report it as changed, which the caller handles
+        // by reading again.
+        self.db.run(false, async |c| {
+            let tx = c.transaction().await?;
+            // The row lock orders every signer on every node; a signer that
+            // finds no row yet races on the primary key instead.
+            let found = match tx
+                .query_opt(
+                    "SELECT size, root, note, signed FROM log_state WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await?
+            {
+                Some(r) => Some(log_state_from_row(&r)?),
+                None => None,
+            };
+            if found.as_ref() != expected {
+                return Ok(LogStateSwap::Changed(found));
+            }
+            let n = tx
+                .execute(
+                    "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, $1, $2, $3, $4)
+                     ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                         note = excluded.note, signed = excluded.signed
+                     WHERE $5",
+                    &[
+                        &(new.size as i64),
+                        &&new.root[..],
+                        &new.note,
+                        &(new.signed as i64),
+                        &found.is_some(),
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                // Another node inserted the first state meanwhile.
+                return Ok(LogStateSwap::Changed(None));
+            }
+            tx.commit().await?;
+            Ok(LogStateSwap::Swapped)
+        })
+    }
+
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

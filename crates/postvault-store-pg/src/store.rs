@@ -16,8 +16,8 @@ use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, HoldRow,
-    Intent, IntentRow, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, RunRow,
-    RunStep, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn,
+    Intent, IntentRow, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn, ReadScope, RecordRow,
+    RunRow, RunStep, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn,
     SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
@@ -32,7 +32,7 @@ use crate::schema::{DATA_MIGRATIONS, Kind, migrate};
 /// The data store on PostgreSQL. See the crate docs for how several nodes
 /// share it.
 pub struct PgStore {
-    db: Db,
+    pub(crate) db: Db,
     isolation: IsolationLevel,
     reads: crate::reads::Reads,
 }
@@ -246,6 +246,51 @@ pub(crate) fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
         sealed: r.try_get(8)?,
         superseded_by: opt16(r.try_get(9)?, "record id")?,
     })
+}
+
+/// One look-up on the consents' primary key.
+pub(crate) async fn consent_of<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<ConsentRow>, Fail> {
+    let s = tx
+        .prepare_cached(
+            "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1 AND purpose = $2",
+        )
+        .await?;
+    let key = &subject[..];
+    match tx.query_opt(&s, &[&key, &purpose]).await? {
+        Some(r) => Ok(Some(ConsentRow {
+            subject: ref16(r.try_get(0)?, "subject ref")?,
+            purpose: r.try_get(1)?,
+            granted: r.try_get(2)?,
+            at: r.try_get(3)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+pub(crate) async fn read_scope<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, Fail> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject, true).await,
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)
+                .await?
+                .is_some_and(|c| c.granted)
+            {
+                read_subject(tx, subject, true).await
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
 }
 
 pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
@@ -534,13 +579,52 @@ fn hold_from_row(r: &Row) -> Result<HoldRow, Fail> {
 const HOLD_COLUMNS: &str = "id, subject, disclosure, placed_by, placed_at, until_at,
     notice_after, released_at, released_by";
 
+const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
+
 fn principal_from_row(r: &Row) -> Result<PrincipalRow, Fail> {
     Ok(PrincipalRow {
         name: r.try_get(0)?,
         role: r.try_get(1)?,
         token_hash: r.try_get(2)?,
         created_at: r.try_get(3)?,
+        revoked_at: r.try_get(4)?,
     })
+}
+
+impl PgStore {
+    /// Runs `update` on one active principal, moves the principals
+    /// generation and appends one leaf, in one transaction that holds the
+    /// tree-state lock (the leaf's index is the log's next).
+    fn principal_step(
+        &self,
+        name: &str,
+        update: &str,
+        value: &(dyn ToSql + Sync),
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let n = tx.execute(update, &[&name, value]).await?;
+                if n != 1 {
+                    return Err(Fail::Store(StoreError::PrincipalNotActive(name.to_string())));
+                }
+                tx.execute(
+                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'principals_gen'",
+                    &[],
+                )
+                .await?;
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, 1, leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
 }
 
 /// What a batch must pass before it is written; `Some(first leaf)` if it
@@ -718,9 +802,10 @@ impl Store for PgStore {
         })
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // Returns only after COMMIT is flushed (synchronous_commit=on): no
@@ -728,13 +813,13 @@ impl Store for PgStore {
         // commit; under serializable isolation each read is its own
         // transaction, retried on a serialization failure.
         if !matches!(self.isolation, IsolationLevel::Serializable) {
-            return self.reads.read(&self.db, subject, leaf);
+            return self.reads.read(&self.db, subject, scope, leaf);
         }
         self.db.session(false, |w, c| {
             let (tx, idx, data) = w.wait(async {
                 let tx = begin(c, self.isolation).await?;
                 let idx = lock_tree(&tx).await?;
-                let data = read_subject(&tx, subject, true).await?;
+                let data = read_scope(&tx, subject, scope).await?;
                 Ok::<_, Fail>((tx, idx, data))
             })?;
             let body = guarded(|| leaf(&data, idx))?;
@@ -745,6 +830,15 @@ impl Store for PgStore {
             })?;
             Ok((data, idx))
         })
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError> {
+        self.db
+            .run(false, async |c| consent_of(&*c, subject, purpose).await)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -765,9 +859,15 @@ impl Store for PgStore {
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
         let n = self.db.run(false, async |c| {
             Ok(c.execute(
-                "INSERT INTO principals (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&p.name, &p.role, &p.token_hash, &p.created_at],
+                "INSERT INTO principals (name, role, token_hash, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &p.name,
+                    &p.role,
+                    &p.token_hash,
+                    &p.created_at,
+                    &p.revoked_at,
+                ],
             )
             .await?)
         })?;
@@ -780,9 +880,9 @@ impl Store for PgStore {
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.db.run(false, async |c| {
             let s = c
-                .prepare_cached(
-                    "SELECT name, role, token_hash, created_at FROM principals WHERE name = $1",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = $1"
+                ))
                 .await?;
             match c.query_opt(&s, &[&name]).await? {
                 Some(r) => Ok(Some(principal_from_row(&r)?)),
@@ -794,10 +894,9 @@ impl Store for PgStore {
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.db.run(false, async |c| {
             let s = c
-                .prepare_cached(
-                    "SELECT name, role, token_hash, created_at FROM principals
-                     ORDER BY name COLLATE \"C\"",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name COLLATE \"C\""
+                ))
                 .await?;
             c.query(&s, &[])
                 .await?
@@ -805,6 +904,55 @@ impl Store for PgStore {
                 .map(principal_from_row)
                 .collect()
         })
+    }
+
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.db.run(false, async |c| {
+            // The unique index `principals_token` answers it.
+            let s = c
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals
+                     WHERE token_hash = $1 AND revoked_at IS NULL"
+                ))
+                .await?;
+            match c.query_opt(&s, &[&token_hash]).await? {
+                Some(r) => Ok(Some(principal_from_row(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.principal_step(
+            name,
+            "UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &at,
+            leaf,
+        )
+    }
+
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.principal_step(
+            name,
+            "UPDATE principals SET token_hash = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &token_hash,
+            leaf,
+        )
+    }
+
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| meta_u64_of(c, "principals_gen").await)
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -932,6 +1080,81 @@ impl Store for PgStore {
                 Some(r) => Ok(Some((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?))),
                 None => Ok(None),
             }
+        })
+    }
+
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let cosigners: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+        let texts: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        self.db.run(true, async |c| {
+            c.execute(
+                "INSERT INTO log_cosignatures (size, cosigner, line)
+                 SELECT $1, c, l FROM unnest($2::text[], $3::text[]) AS x (c, l)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+                &[&(size as i64), &cosigners, &texts],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.run(true, async |c| {
+            c.query(
+                "SELECT cosigner, line FROM log_cosignatures WHERE size = $1
+                 ORDER BY cosigner COLLATE \"C\"",
+                &[&(size as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT size FROM log_cosignatures WHERE cosigner = ANY($1)
+                 GROUP BY size HAVING count(*) >= $2 ORDER BY size DESC LIMIT 1",
+                &[&cosigners, &(quorum as i64)],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|n| n as u64))
+        })
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.db.run(true, async |c| {
+            let n: Option<i64> = c
+                .query_one(
+                    "SELECT max(size) FROM log_cosignatures WHERE cosigner = $1",
+                    &[&cosigner],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(n.map(|n| n as u64))
         })
     }
 

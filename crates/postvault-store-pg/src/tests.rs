@@ -364,3 +364,55 @@ fn psql(c: &TempCluster, sql: &str) {
         .unwrap();
     assert!(st.success(), "psql {sql}");
 }
+
+/// A token is found through the unique index on its hash: with sequential
+/// scans priced out, the planner uses `principals_token`; the index is unique.
+#[test]
+fn tokens_are_found_by_their_unique_index() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let s = PgStore::open(&url, &opts("tok")).unwrap();
+    for i in 0..200u8 {
+        s.add_principal(&postvault_store::PrincipalRow {
+            name: format!("p{i}"),
+            role: "delivery".into(),
+            token_hash: vec![i; 32],
+            created_at: 0,
+            revoked_at: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        s.principal_by_token(&[42; 32]).unwrap().unwrap().name,
+        "p42"
+    );
+    let (plan, unique) = s
+        .db
+        .run(false, async |c| {
+            c.batch_execute("SET enable_seqscan = off").await?;
+            let plan: Vec<String> = c
+                .query(
+                    "EXPLAIN SELECT name FROM principals WHERE token_hash = $1 AND revoked_at IS NULL",
+                    &[&vec![1u8; 32]],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            c.batch_execute("RESET enable_seqscan").await?;
+            let unique: bool = c
+                .query_one(
+                    "SELECT indisunique FROM pg_index WHERE indexrelid = 'principals_token'::regclass",
+                    &[],
+                )
+                .await?
+                .get(0);
+            Ok((plan, unique))
+        })
+        .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("principals_token")),
+        "{plan:?}"
+    );
+    assert!(unique);
+}

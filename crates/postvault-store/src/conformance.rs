@@ -6,7 +6,8 @@
 
 use crate::{
     AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, HoldRow, KeyStore, LookupRow,
-    PrincipalRow, RecordRow, Store, StoreError, SubjectKeys, SubmitQuery, WriteBatch,
+    PrincipalRow, ReadScope, RecordRow, Store, StoreError, SubjectData, SubjectKeys, SubmitQuery,
+    WriteBatch,
 };
 
 fn record(subject: u8, n: u8, category: &str) -> RecordRow {
@@ -36,10 +37,13 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     consents_keep_the_latest(&*fresh());
     lookups_find_subjects(&*fresh());
     principals_are_unique(&*fresh());
+    principals_rotate_and_revoke(&*fresh());
+    scoped_reads_touch_only_what_they_may(&*fresh());
     leaves_are_dense_and_ordered(&*fresh());
     meta_round_trips(&*fresh());
     log_hashes_advance_only_from_their_size(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
+    cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());
     disclosure_steps_read_write_and_account_atomically(&*fresh());
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
@@ -58,6 +62,8 @@ pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
     secrets_can_be_destroyed(&*fresh());
     secrets_are_listed_raced_and_destroyed_in_batches(&*fresh());
     rewrap_changes_every_key_in_one_transaction(&*fresh());
+
+    log_state_swaps_only_from_the_state_expected(&*fresh());
 }
 
 pub fn write_then_read_accounts_each(s: &dyn Store) {
@@ -151,6 +157,63 @@ pub fn consents_keep_the_latest(s: &dyn Store) {
     assert_eq!(data.consents, vec![c(false, 20)]);
 }
 
+/// A scoped read hands over only what its scope allows, each with its leaf:
+/// nothing under `LeafOnly`; under `IfConsented` the person's data only
+/// while that consent is granted.
+pub fn scoped_reads_touch_only_what_they_may(s: &dyn Store) {
+    let c = |granted, at| ConsentRow {
+        subject: [1; 16],
+        purpose: "marketing".into(),
+        granted,
+        at,
+    };
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address"), record(1, 2, "scan_event")],
+            consents: vec![c(false, 5)],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let read = |scope| {
+        let (d, idx) = s
+            .read_scoped(&[1; 16], scope, &mut |d, idx| {
+                format!("{} records at {idx}", d.records.len()).into_bytes()
+            })
+            .unwrap();
+        assert_eq!(s.leaves(idx, idx + 1).unwrap().len(), 1);
+        d
+    };
+    assert_eq!(read(ReadScope::LeafOnly), SubjectData::default());
+    assert_eq!(
+        read(ReadScope::IfConsented("marketing")),
+        SubjectData::default()
+    );
+    assert_eq!(
+        read(ReadScope::IfConsented("statistics")),
+        SubjectData::default()
+    );
+    assert_eq!(s.consent(&[1; 16], "marketing").unwrap(), Some(c(false, 5)));
+    assert_eq!(s.consent(&[2; 16], "marketing").unwrap(), None);
+    s.write(
+        &WriteBatch {
+            consents: vec![c(true, 6)],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let d = read(ReadScope::IfConsented("marketing"));
+    assert_eq!(d.records.len(), 2);
+    assert_eq!(d.consents, vec![c(true, 6)]);
+    assert_eq!(read(ReadScope::LeafOnly), SubjectData::default());
+    assert_eq!(read(ReadScope::All).records.len(), 2);
+    assert_eq!(s.log_size().unwrap(), 8);
+}
+
 pub fn lookups_find_subjects(s: &dyn Store) {
     let l = |token: u8, subject: u8, record: u8| LookupRow {
         token: [token; 16],
@@ -181,6 +244,7 @@ pub fn principals_are_unique(s: &dyn Store) {
         role: "delivery".into(),
         token_hash: vec![1, 2, 3],
         created_at: 1,
+        revoked_at: None,
     };
     s.add_principal(&p).unwrap();
     assert!(matches!(
@@ -190,6 +254,58 @@ pub fn principals_are_unique(s: &dyn Store) {
     assert_eq!(s.principal("sorting-svc").unwrap(), Some(p.clone()));
     assert_eq!(s.principal("nobody").unwrap(), None);
     assert_eq!(s.principals().unwrap(), vec![p]);
+}
+
+/// Tokens are found by their hash, rotated and revoked, each step with its
+/// one leaf and a new principals generation; a revoked principal's name
+/// stays taken.
+pub fn principals_rotate_and_revoke(s: &dyn Store) {
+    let p = |name: &str, hash: u8| PrincipalRow {
+        name: name.into(),
+        role: "delivery".into(),
+        token_hash: vec![hash; 32],
+        created_at: 1,
+        revoked_at: None,
+    };
+    s.add_principal(&p("a", 1)).unwrap();
+    s.add_principal(&p("b", 2)).unwrap();
+    // One token hash, one principal.
+    assert!(s.add_principal(&p("c", 1)).is_err());
+    assert_eq!(s.principal_by_token(&[1; 32]).unwrap(), Some(p("a", 1)));
+    assert_eq!(s.principal_by_token(&[9; 32]).unwrap(), None);
+    let g0 = s.principals_gen().unwrap();
+    let size = s.log_size().unwrap();
+
+    let idx = s.rotate_principal("a", &[3; 32], &mut leaf_body).unwrap();
+    assert_eq!((idx, s.log_size().unwrap()), (size, size + 1));
+    assert!(s.principals_gen().unwrap() > g0);
+    assert_eq!(s.principal_by_token(&[1; 32]).unwrap(), None);
+    assert_eq!(s.principal_by_token(&[3; 32]).unwrap(), Some(p("a", 3)));
+
+    let g1 = s.principals_gen().unwrap();
+    let idx = s.revoke_principal("b", 7, &mut leaf_body).unwrap();
+    assert_eq!(idx, size + 1);
+    assert!(s.principals_gen().unwrap() > g1);
+    assert_eq!(s.principal_by_token(&[2; 32]).unwrap(), None);
+    assert_eq!(s.principal("b").unwrap().unwrap().revoked_at, Some(7));
+    assert!(matches!(
+        s.add_principal(&p("b", 4)),
+        Err(StoreError::PrincipalExists(_))
+    ));
+    // Neither step applies to a revoked or unknown principal, and a refused
+    // step writes nothing.
+    let g2 = s.principals_gen().unwrap();
+    for r in [
+        s.revoke_principal("b", 8, &mut leaf_body),
+        s.rotate_principal("b", &[5; 32], &mut leaf_body),
+        s.revoke_principal("nobody", 8, &mut leaf_body),
+        s.rotate_principal("nobody", &[6; 32], &mut leaf_body),
+    ] {
+        assert!(matches!(r, Err(StoreError::PrincipalNotActive(_))));
+    }
+    assert_eq!(s.log_size().unwrap(), size + 2);
+    assert_eq!(s.principals_gen().unwrap(), g2);
+    assert_eq!(s.principal_by_token(&[5; 32]).unwrap(), None);
 }
 
 pub fn leaves_are_dense_and_ordered(s: &dyn Store) {
@@ -271,6 +387,65 @@ pub fn checkpoints_are_kept_by_size(s: &dyn Store) {
         s.checkpoints().unwrap(),
         vec![(5, "five".to_string()), (9, "nine".to_string())]
     );
+    assert_eq!(s.checkpoint_note(5).unwrap().as_deref(), Some("five"));
+    assert_eq!(s.checkpoint_note(7).unwrap(), None);
+}
+
+pub fn cosignatures_are_kept_per_checkpoint_and_cosigner(s: &dyn Store) {
+    let line = |w: &str, n: u64| (w.to_string(), format!("\u{2014} {w} line-{n}\n"));
+    assert_eq!(s.latest_cosigned(&["a".into()], 1).unwrap(), None);
+    assert_eq!(s.cosigned_by("a").unwrap(), None);
+    s.put_cosignatures(5, &[line("a", 1), line("b", 1)])
+        .unwrap();
+    s.put_cosignatures(9, &[line("a", 2)]).unwrap();
+    s.put_cosignatures(5, &[line("a", 3)]).unwrap();
+    assert_eq!(s.cosignatures(5).unwrap(), vec![line("a", 3), line("b", 1)]);
+    assert_eq!(s.cosignatures(7).unwrap(), vec![]);
+    let ab = ["a".to_string(), "b".to_string()];
+    assert_eq!(s.latest_cosigned(&ab, 1).unwrap(), Some(9));
+    assert_eq!(s.latest_cosigned(&ab, 2).unwrap(), Some(5));
+    assert_eq!(s.latest_cosigned(&ab, 3).unwrap(), None);
+    assert_eq!(s.latest_cosigned(&["b".into()], 1).unwrap(), Some(5));
+    assert_eq!(s.latest_cosigned(&[], 0).unwrap(), None);
+    assert_eq!(s.cosigned_by("a").unwrap(), Some(9));
+    assert_eq!(s.cosigned_by("c").unwrap(), None);
+}
+
+pub fn log_state_swaps_only_from_the_state_expected(k: &dyn KeyStore) {
+    use crate::{LogState, LogStateSwap};
+    let state = |size: u64, signed: u64| LogState {
+        size,
+        root: [size as u8; 32],
+        note: format!("note {size}\n"),
+        signed,
+    };
+    assert_eq!(k.log_state().unwrap(), None);
+    assert_eq!(
+        k.swap_log_state(None, &state(5, 1)).unwrap(),
+        LogStateSwap::Swapped
+    );
+    assert_eq!(k.log_state().unwrap(), Some(state(5, 1)));
+    // A second signer that also read "nothing yet" loses.
+    assert_eq!(
+        k.swap_log_state(None, &state(6, 1)).unwrap(),
+        LogStateSwap::Changed(Some(state(5, 1)))
+    );
+    // So does one that read an older or another state.
+    assert_eq!(
+        k.swap_log_state(Some(&state(4, 1)), &state(9, 2)).unwrap(),
+        LogStateSwap::Changed(Some(state(5, 1)))
+    );
+    let mut other_root = state(5, 1);
+    other_root.root = [0; 32];
+    assert_eq!(
+        k.swap_log_state(Some(&other_root), &state(9, 2)).unwrap(),
+        LogStateSwap::Changed(Some(state(5, 1)))
+    );
+    assert_eq!(
+        k.swap_log_state(Some(&state(5, 1)), &state(9, 2)).unwrap(),
+        LogStateSwap::Swapped
+    );
+    assert_eq!(k.log_state().unwrap(), Some(state(9, 2)));
 }
 
 pub fn secrets_can_be_destroyed(k: &dyn KeyStore) {

@@ -26,6 +26,8 @@ pub enum StoreError {
     NotAStore(String, String),
     #[error("principal `{0}` already exists")]
     PrincipalExists(String),
+    #[error("no principal `{0}` in force (unknown, or revoked already)")]
+    PrincipalNotActive(String),
     #[error("secret `{0}` already exists")]
     SecretExists(String),
     #[error("an erasure ran while the batch was prepared; prepare it again")]

@@ -28,8 +28,8 @@ pub use ops::{
 };
 pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
 pub use sqlite::{
-    Checkpointer, INLINE_CHECKPOINT_PAGES, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS,
-    SqliteKeyStore, SqliteStore,
+    Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
+    SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
 };
 pub use sqlite_ops::{
     Durability, Probe, backup_file, check_durability, durability_of, fold_wal, probe,
@@ -88,6 +88,8 @@ pub struct PrincipalRow {
     /// SHA-256 of the bearer token; the token itself is never stored.
     pub token_hash: Vec<u8>,
     pub created_at: i64,
+    /// When the principal was revoked: its token is refused from then on.
+    pub revoked_at: Option<i64>,
 }
 
 /// Everything one collection batch writes, atomically.
@@ -126,6 +128,22 @@ pub struct SubjectData {
 /// of one call from 0. A leaf can depend on its index (the subject tag does).
 pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Vec<u8> + 'a;
 
+/// What a targeted read loads of its subject. The facade decides it from
+/// (role, purpose, category, consent) before anything of the person is
+/// touched, so a read that may see nothing costs the same for every id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadScope<'a> {
+    /// Nothing of the person: the leaf alone.
+    LeafOnly,
+    /// The person's consent to this purpose, by one look-up on the
+    /// consents' primary key (made the same way whether or not the id is
+    /// known); their records and consents only if that consent is granted.
+    /// Otherwise nothing: [`SubjectData::default`].
+    IfConsented(&'a str),
+    /// Everything held of the person.
+    All,
+}
+
 /// Builds the leaf accounting for a read from what the read found, given the
 /// index the leaf will have.
 pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
@@ -141,14 +159,34 @@ pub trait Store: Send + Sync {
     /// Returns the index of the first leaf.
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
 
-    /// Reads what is held about `subject` and appends the one leaf that
-    /// accounts for the read, in one transaction; returns only after the leaf
-    /// is durable. If the leaf cannot be written, nothing is returned.
+    /// Reads what `scope` allows of `subject` and appends the one leaf
+    /// that accounts for the read, in one transaction; returns only after
+    /// the leaf is durable. If the leaf cannot be written, nothing is
+    /// returned. Under [`ReadScope::LeafOnly`] no row of the person is read.
+    fn read_scoped(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError>;
+
+    /// [`Store::read_scoped`] of everything held about `subject`.
     fn read_accounted(
         &self,
         subject: &SubjectRef,
         leaf: &mut ReadLeafFn<'_>,
-    ) -> Result<(SubjectData, u64), StoreError>;
+    ) -> Result<(SubjectData, u64), StoreError> {
+        self.read_scoped(subject, ReadScope::All, leaf)
+    }
+
+    /// The person's consent state for `purpose`, if one was recorded (no leaf:
+    /// collection asks it for a line whose decision turns on consent, and
+    /// accounts for the batch in its own leaf).
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError>;
 
     /// Appends leaves alone (decisions that touch no data, e.g. a refused read).
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
@@ -165,8 +203,35 @@ pub trait Store: Send + Sync {
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError>;
 
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError>;
+    /// The principal named `name`, revoked or not.
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError>;
+    /// Every principal, revoked ones too, by name.
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError>;
+    /// The principal holding the token of hash `token_hash`, unless revoked:
+    /// one look-up on a unique index of the hashes, never a scan.
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError>;
+    /// Revokes principal `name` (refusing one unknown or already revoked)
+    /// and appends its one leaf, in one durable transaction that also
+    /// moves the principals generation. Returns the leaf's index.
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+    /// Replaces the token hash of principal `name` (refusing one unknown or
+    /// revoked) and appends its one leaf, in one durable transaction that
+    /// also moves the principals generation. Returns the leaf's index.
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+    /// The principals generation: changes whenever a token stops being
+    /// valid (a revocation or a rotation). Nodes that cache tokens read it
+    /// to drop their cache; one indexed row, cheap to ask often.
+    fn principals_gen(&self) -> Result<u64, StoreError>;
 
     /// Number of leaves in the log.
     fn log_size(&self) -> Result<u64, StoreError>;
@@ -195,6 +260,23 @@ pub trait Store: Send + Sync {
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
     /// The kept checkpoint of the largest size.
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// The kept checkpoint of size `size`.
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError>;
+    /// Keeps witness cosignature lines of the checkpoint of size `size`:
+    /// `(cosigner, line)` pairs, the cosigner named `<name>+<key id>`. A
+    /// cosigner's earlier line for that size is replaced.
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError>;
+    /// The cosignature lines kept for the checkpoint of size `size`, by cosigner.
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError>;
+    /// The largest checkpoint size with lines of at least `quorum` of
+    /// `cosigners` (None if there is none, or `cosigners` is empty).
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError>;
+    /// The largest checkpoint size `cosigner` has a line for.
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError>;
 
     /// Number of records stored (all subjects).
     fn record_count(&self) -> Result<u64, StoreError>;
@@ -325,9 +407,43 @@ pub struct SubjectKeys {
     pub tag: Vec<u8>,
 }
 
+/// The log's anti-rollback state, kept with the signing key: the last
+/// checkpoint the vault signed, and how many it has signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogState {
+    pub size: u64,
+    pub root: [u8; 32],
+    /// The signed note, exactly as published.
+    pub note: String,
+    /// Checkpoints signed so far, this one included.
+    pub signed: u64,
+}
+
+/// What [`KeyStore::swap_log_state`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogStateSwap {
+    /// The state was the expected one and is now the new one.
+    Swapped,
+    /// Another signer changed it first: this is what it holds now.
+    Changed(Option<LogState>),
+}
+
 /// Where key material lives, apart from the data store, so a copy of the
 /// data store alone never holds usable keys.
 pub trait KeyStore: Send + Sync {
+    /// The log's anti-rollback state (None before the first checkpoint).
+    fn log_state(&self) -> Result<Option<LogState>, StoreError>;
+    /// Replaces the log state with `new` if it is still `expected`, in one
+    /// durable transaction that holds the state row against every other
+    /// signer (SQLite: an immediate transaction on the key store file;
+    /// PostgreSQL: the row locked `FOR UPDATE`). Signers on any node
+    /// compare and swap here, so two of them never both advance from the
+    /// same state.
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError>;
     /// Stores keys of subjects that have none yet (existing keys are kept);
     /// durable on return. Returns the subjects whose keys already existed,
     /// so the caller can use the stored keys instead of its own.

@@ -9,13 +9,17 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, HoldRow, Intent,
-    IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn,
-    RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, Store, StoreError, SubjectData,
-    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState, LogStateSwap, PlanFn,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn,
+    Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery,
+    SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 8;
+
+/// The key store's schema version this build writes and reads.
+pub const KEYS_SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -78,7 +82,17 @@ const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BLOB;",
-    // 6: idempotent collection (a run's committed progress, written with
+    // 6: principals can be revoked and their tokens rotated; a token is
+    // found by a unique index on its hash; nodes caching tokens watch the
+    // principals generation.
+    "ALTER TABLE principals ADD COLUMN revoked_at INTEGER;
+     CREATE UNIQUE INDEX principals_token ON principals (token_hash);
+     INSERT INTO meta (key, value) VALUES ('principals_gen', '0');",
+    // 7: witness cosignatures of the kept checkpoints, one line per cosigner.
+    "CREATE TABLE log_cosignatures (
+         size INTEGER NOT NULL, cosigner TEXT NOT NULL, line TEXT NOT NULL,
+         PRIMARY KEY (size, cosigner)) WITHOUT ROWID;",
+    // 8: idempotent collection (a run's committed progress, written with
     // each batch) and write-ahead intents of destruction.
     "CREATE TABLE runs (
          id BLOB PRIMARY KEY, principal TEXT NOT NULL, started_at INTEGER NOT NULL,
@@ -100,7 +114,14 @@ const KEYS_MIGRATIONS: &[&str] = &[
     "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE subject_keys (
          ref BLOB PRIMARY KEY, data BLOB NOT NULL, tag BLOB NOT NULL) WITHOUT ROWID;",
+    // 2: the log's anti-rollback state: the last checkpoint signed.
+    "CREATE TABLE log_state (
+         id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL,
+         root BLOB NOT NULL, note TEXT NOT NULL, signed INTEGER NOT NULL);",
 ];
+
+const _: () = assert!(DATA_MIGRATIONS.len() == SCHEMA_VERSION as usize);
+const _: () = assert!(KEYS_MIGRATIONS.len() == KEYS_SCHEMA_VERSION as usize);
 
 /// Options for opening a store file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -459,6 +480,7 @@ impl SqliteStore {
     fn read_grouped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         use std::sync::atomic::Ordering;
@@ -485,7 +507,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let data = read_subject(&g.conn, subject)?;
+            let data = read_scope(&g.conn, subject, scope)?;
             let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
             Ok::<_, StoreError>((data, idx))
         }));
@@ -566,6 +588,45 @@ fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, S
         ins.execute(params![idx as i64, leaf(idx, i)])?;
     }
     Ok(first)
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+fn read_scope(
+    tx: &Connection,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, StoreError> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject),
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)?.is_some_and(|c| c.granted) {
+                read_subject(tx, subject)
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
+/// One look-up on the consents' primary key.
+fn consent_of(
+    tx: &Connection,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<crate::ConsentRow>, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 AND purpose = ?2",
+    )?;
+    Ok(s.query_row(params![subject, purpose], |r| {
+        Ok(crate::ConsentRow {
+            subject: r.get(0)?,
+            purpose: r.get(1)?,
+            granted: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })
+    .optional()?)
 }
 
 fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
@@ -690,12 +751,22 @@ impl Store for SqliteStore {
         Ok(first)
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.read_grouped(subject, leaf)
+        self.read_grouped(subject, scope, leaf)
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<crate::ConsentRow>, StoreError> {
+        let conn = self.conn();
+        consent_of(&conn, subject, purpose)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -711,10 +782,12 @@ impl Store for SqliteStore {
 
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
         let conn = self.conn();
+        // A name is taken for good (a revoked one too); a token hash is
+        // unique (its index): either refuses the row.
         let n = conn.execute(
-            "INSERT INTO principals (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-            params![p.name, p.role, p.token_hash, p.created_at],
+            "INSERT INTO principals (name, role, token_hash, created_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![p.name, p.role, p.token_hash, p.created_at, p.revoked_at],
         )?;
         if n == 0 {
             return Err(StoreError::PrincipalExists(p.name.clone()));
@@ -724,21 +797,81 @@ impl Store for SqliteStore {
 
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT name, role, token_hash, created_at FROM principals WHERE name = ?1",
-        )?;
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = ?1"
+        ))?;
         Ok(s.query_row([name], principal_from_row).optional()?)
     }
 
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT name, role, token_hash, created_at FROM principals ORDER BY name",
-        )?;
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name"
+        ))?;
         let rows = s
             .query_map([], principal_from_row)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals INDEXED BY principals_token
+             WHERE token_hash = ?1 AND revoked_at IS NULL"
+        ))?;
+        Ok(s.query_row([token_hash], principal_from_row).optional()?)
+    }
+
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE principals SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, at],
+        )?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE principals SET token_hash = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, token_hash],
+        )?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let v: String = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'principals_gen'")?
+            .query_row([], |r| r.get(0))?;
+        v.parse()
+            .map_err(|_| StoreError::Corrupt("the principals generation is not a number".into()))
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -845,6 +978,78 @@ impl Store for SqliteStore {
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
             )
             .optional()?)
+    }
+
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO log_cosignatures (size, cosigner, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+            )?;
+            for (cosigner, line) in lines {
+                s.execute(params![size as i64, cosigner, line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
+        )?;
+        Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        let conn = self.conn();
+        let marks = vec!["?"; cosigners.len()].join(", ");
+        let sql = format!(
+            "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
+             GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+            .iter()
+            .map(|c| c as &dyn rusqlite::ToSql)
+            .collect();
+        let q = quorum as i64;
+        args.push(&q);
+        Ok(conn
+            .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn();
+        let n: Option<i64> = conn.query_row(
+            "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
+            [cosigner],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n as u64))
     }
 
     fn record_count(&self) -> Result<u64, StoreError> {
@@ -1553,13 +1758,25 @@ fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
     Ok(())
 }
 
+const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
+
 fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {
     Ok(PrincipalRow {
         name: r.get(0)?,
         role: r.get(1)?,
         token_hash: r.get(2)?,
         created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
     })
+}
+
+/// Moves the principals generation, in the caller's transaction.
+fn bump_principals_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'principals_gen'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// The embedded key store: a separate SQLite file, mode 0600.
@@ -1608,7 +1825,59 @@ impl SqliteKeyStore {
     }
 }
 
+fn log_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogState, StoreError>> {
+    let root: Vec<u8> = r.get(1)?;
+    let Ok(root) = <[u8; 32]>::try_from(root) else {
+        return Ok(Err(StoreError::Corrupt(
+            "the log state's root is not 32 bytes".into(),
+        )));
+    };
+    Ok(Ok(LogState {
+        size: r.get::<_, i64>(0)? as u64,
+        root,
+        note: r.get(2)?,
+        signed: r.get::<_, i64>(3)? as u64,
+    }))
+}
+
+fn read_log_state(conn: &Connection) -> Result<Option<LogState>, StoreError> {
+    conn.query_row(
+        "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+        [],
+        log_state_row,
+    )
+    .optional()?
+    .transpose()
+}
+
 impl KeyStore for SqliteKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        read_log_state(&self.conn())
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        let mut conn = self.conn();
+        // Immediate: the write lock on the key store file is taken before
+        // the read, so no other process can swap in between.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_log_state(&tx)?;
+        if found.as_ref() != expected {
+            return Ok(LogStateSwap::Changed(found));
+        }
+        tx.execute(
+            "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                 note = excluded.note, signed = excluded.signed",
+            params![new.size as i64, &new.root[..], new.note, new.signed as i64],
+        )?;
+        tx.commit()?;
+        Ok(LogStateSwap::Swapped)
+    }
+
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         let mut existing = Vec::new();
         if keys.is_empty() {

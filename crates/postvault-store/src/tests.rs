@@ -249,3 +249,52 @@ fn uuid_like(n: u32, i: u32) -> Box<[u8; 16]> {
     b[4..8].copy_from_slice(&i.to_be_bytes());
     Box::new(b)
 }
+
+/// A token is found through the unique index on its hash, never by a scan
+/// of every principal (the query names the index: SQLite refuses it if it
+/// could not use it), and the index is unique.
+#[test]
+fn tokens_are_found_by_their_unique_index() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    let s = SqliteStore::open(&p, OpenMode::Create).unwrap();
+    for i in 0..200u8 {
+        s.add_principal(&PrincipalRow {
+            name: format!("p{i}"),
+            role: "delivery".into(),
+            token_hash: vec![i; 32],
+            created_at: 0,
+            revoked_at: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        s.principal_by_token(&[42; 32]).unwrap().unwrap().name,
+        "p42"
+    );
+    let conn = rusqlite::Connection::open(&p).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT name FROM principals INDEXED BY principals_token
+             WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )
+        .unwrap()
+        .query_map([vec![1u8; 32]], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|d| d.contains("USING INDEX principals_token (token_hash=?)")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|d| d.starts_with("SCAN")), "{plan:?}");
+    let unique: i64 = conn
+        .query_row(
+            "SELECT \"unique\" FROM pragma_index_list('principals') WHERE name = 'principals_token'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unique, 1);
+}

@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use postvault_policy::{Action, CategoryIx, DecisionRequest, PurposeIx};
-use postvault_store::{
-    ConsentRow, LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id,
-};
+use postvault_store::{LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id};
 
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
@@ -24,8 +22,6 @@ use crate::vault::{Principal, Vault};
 pub const MAX_LINE: usize = 2 << 20;
 /// Input bytes at which a batch ends before its line count.
 const MAX_BATCH_BYTES: usize = 8 << 20;
-/// Longest accepted subject id, in bytes.
-pub const MAX_SUBJECT_ID: usize = 128;
 pub(crate) const MAX_ERRORS_KEPT: usize = 1000;
 
 /// How to collect.
@@ -110,8 +106,16 @@ struct Line {
     fields: crate::minimize::InputFields,
     #[serde(default)]
     legal_basis: Option<String>,
-    #[serde(default)]
-    consent: Option<bool>,
+    /// Present in the line at all (whatever its value): consent is the
+    /// person's act, recorded only through the rights channel, so a line
+    /// carrying it is rejected (`consent_not_collectable`).
+    #[serde(default, deserialize_with = "present")]
+    consent: bool,
+}
+
+/// True for a key that is present, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A checked line, not yet sealed.
@@ -122,7 +126,9 @@ struct Accepted {
     category: CategoryIx,
     purpose: PurposeIx,
     legal_basis: Option<String>,
-    consent: bool,
+    /// The policy allows the line only with the person's consent to its
+    /// purpose: the rejection to give unless the rights channel recorded it.
+    needs_consent: Option<LineError>,
     fields: crate::minimize::Minimized,
 }
 
@@ -164,88 +170,6 @@ impl RawBatch {
 }
 
 impl Vault {
-    /// Records the person's consent for `purpose` (granted or withdrawn), as
-    /// `principal` acting on the person's request; it takes effect on the next
-    /// read. One leaf accounts for it. Only a role that answers the person
-    /// (`privacy_officer`, or the `subject_access` role) may do this.
-    pub fn set_consent(
-        &self,
-        principal: &Principal,
-        subject: &str,
-        purpose: &str,
-        granted: bool,
-    ) -> Result<u64, VaultError> {
-        let tax = self.pack.taxonomy();
-        if tax.purpose_ix(purpose).is_none() {
-            return Err(VaultError::UnknownPurpose(purpose.to_string()));
-        }
-        let may = tax
-            .role(principal.role_ix)
-            .read_for
-            .iter()
-            .any(|&p| tax.purpose(p).id == "subject_access");
-        if !may {
-            self.deny_leaf(
-                principal,
-                if granted {
-                    "consent_grant"
-                } else {
-                    "consent_withdraw"
-                },
-                Some(purpose),
-            )?;
-            return Err(VaultError::NotPermitted(format!(
-                "role `{}` may not record consent; a role acting for `subject_access` may",
-                principal.role
-            )));
-        }
-        let now = self.clock.now_ms();
-        let subject_ref = self.subject_ref(subject);
-        let keys = self.ensure_subject_keys(&[subject_ref])?;
-        let tag = keys.get(&subject_ref).map(|k| &k.tag);
-        let wb = WriteBatch {
-            consents: vec![ConsentRow {
-                subject: subject_ref,
-                purpose: purpose.to_string(),
-                granted,
-                at: now,
-            }],
-            leaves: 1,
-            ..WriteBatch::default()
-        };
-        let actor = Actor {
-            role: principal.role.clone(),
-            id: self.actor_id(&principal.name),
-        };
-        Ok(self.store.write(&wb, &mut |idx, _| {
-            Event {
-                v: LEAF_VERSION,
-                time: now,
-                action: if granted {
-                    "consent_grant"
-                } else {
-                    "consent_withdraw"
-                }
-                .into(),
-                principal: actor.clone(),
-                purpose: Some(purpose.to_string()),
-                decision: "allow".into(),
-                pack: self.pack.version().to_string(),
-                reasons: vec![],
-                categories: vec![],
-                count: 0,
-                rejected: None,
-                selector: None,
-                instrument: None,
-                subject_tag: tag.map(|t| {
-                    use base64::Engine as _;
-                    base64::engine::general_purpose::STANDARD.encode(t.tag(idx))
-                }),
-            }
-            .to_leaf()
-        })?)
-    }
-
     /// Collects NDJSON records from `input` as `principal`. `progress` is
     /// called after each committed batch with the lines read so far.
     ///
@@ -536,6 +460,25 @@ impl Vault {
                 self.check_line(principal, line_no, &raw.data[start..end], default_purpose)
             };
             start = end;
+            let checked = match checked {
+                Ok(Some(mut a)) => match a.needs_consent.take() {
+                    // Consent comes from the rights channel's record alone.
+                    Some(denied) => {
+                        let purpose = &self.pack.taxonomy().purpose(a.purpose).id;
+                        if self
+                            .store
+                            .consent(&a.subject, purpose)?
+                            .is_some_and(|c| c.granted)
+                        {
+                            Ok(Some(a))
+                        } else {
+                            Err(denied)
+                        }
+                    }
+                    None => Ok(Some(a)),
+                },
+                other => other,
+            };
             match checked {
                 Ok(Some(a)) => batch.lines.push(a),
                 Ok(None) => {} // blank line
@@ -655,16 +598,24 @@ impl Vault {
             )
         })?;
         let tax = self.pack.taxonomy();
-        if line.subject.is_empty()
-            || line.subject.len() > MAX_SUBJECT_ID
-            || line.subject.chars().any(char::is_control)
-        {
+        if let Err(e) = postvault_policy::check_subject_id(&line.subject) {
             return Err(line_err(
                 line_no,
                 "invalid_subject",
                 Some("subject"),
                 None,
-                format!("`subject` must be 1 to {MAX_SUBJECT_ID} bytes without control characters"),
+                format!("`subject`: {e}"),
+            ));
+        }
+        if line.consent {
+            return Err(line_err(
+                line_no,
+                "consent_not_collectable",
+                Some("consent"),
+                Some("HEW3"),
+                "consent is the person's act: it is recorded through the rights channel \
+                 (`postvault consent grant`, POST /v1/subjects/{id}/consent), never by collection"
+                    .into(),
             ));
         }
         let category = tax.category_ix(&line.category).ok_or_else(|| {
@@ -696,17 +647,19 @@ impl Vault {
                 )
             })?,
         };
-        let consent = line.consent.unwrap_or(false);
-        let decision = self.pack.decide(&DecisionRequest {
-            role: principal.role_ix,
-            action: Action::Collect,
-            purpose,
-            category,
-            consent,
-        });
-        if !decision.allowed() {
+        let decide = |consent| {
+            self.pack.decide(&DecisionRequest {
+                role: principal.role_ix,
+                action: Action::Collect,
+                purpose,
+                category,
+                consent,
+            })
+        };
+        let decision = decide(false);
+        let denied = || {
             let first = decision.reasons.first();
-            return Err(line_err(
+            line_err(
                 line_no,
                 "denied",
                 Some("purpose"),
@@ -723,8 +676,15 @@ impl Vault {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-            ));
-        }
+            )
+        };
+        // Allowed only with the person's consent: checked against the
+        // rights channel's record once the line is otherwise in order.
+        let needs_consent = match (decision.allowed(), decide(true).allowed()) {
+            (true, _) => None,
+            (false, true) => Some(denied()),
+            (false, false) => return Err(denied()),
+        };
         let p = tax.purpose(purpose);
         let legal_basis = match line.legal_basis {
             Some(b) if b.is_empty() || b.len() > 200 || b.chars().any(char::is_control) => {
@@ -767,7 +727,7 @@ impl Vault {
             category,
             purpose,
             legal_basis,
-            consent,
+            needs_consent,
             fields,
         }))
     }
@@ -852,14 +812,6 @@ impl Vault {
                         record: id,
                     });
                 }
-            }
-            if a.consent {
-                wb.consents.push(ConsentRow {
-                    subject: a.subject,
-                    purpose: purpose.clone(),
-                    granted: true,
-                    at: now,
-                });
             }
             wb.records.push(RecordRow {
                 id,
@@ -1049,7 +1001,7 @@ fn safe_json_error(e: &serde_json::Error) -> String {
                 // The key is input: echo it only if it looks like a key.
                 let key = msg.split('`').nth(1).unwrap_or("");
                 format!(
-                    "unknown key {}; a record has subject, category, purpose, fields, legal_basis, consent",
+                    "unknown key {}; a record has subject, category, purpose, fields, legal_basis",
                     crate::minimize::shown_key(key)
                 )
             } else {

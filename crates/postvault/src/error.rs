@@ -28,6 +28,10 @@ pub enum VaultError {
     NotPermitted(String),
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
+    /// Refused with a stable code of its own (e.g. `invalid_subject_id`,
+    /// `consent_not_required`); the message never names a person.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("policy pack: {0}")]
     Pack(#[from] PackError),
     #[error(transparent)]
@@ -38,6 +42,15 @@ pub enum VaultError {
     Log(#[from] postvault_log::LogError),
     #[error("log verification failed: {0}")]
     LogVerification(String),
+    /// The data store is behind or beside the last checkpoint the key store
+    /// says was signed, or a witness has seen a larger tree: the vault
+    /// refuses to open or to sign.
+    #[error("the log was rolled back: {0}")]
+    LogRollback(String),
+    /// Witnesses are configured and no checkpoint has a quorum of their
+    /// cosignatures yet.
+    #[error("no final checkpoint: {0}")]
+    NoFinalCheckpoint(String),
     #[error("io error on `{path}`: {source}")]
     Io {
         path: String,
@@ -79,6 +92,15 @@ pub enum VaultError {
     RunMismatch(String),
 }
 
+impl From<postvault_policy::SubjectIdError> for VaultError {
+    fn from(e: postvault_policy::SubjectIdError) -> VaultError {
+        VaultError::Refused {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl VaultError {
     /// Keys needed for data are missing or damaged: the key store is gone,
     /// or records cannot be opened (exit code 6, HTTP 500 `keys_missing`).
@@ -101,6 +123,7 @@ impl VaultError {
             VaultError::UnknownPurpose(_) => "unknown_purpose",
             VaultError::NotPermitted(_) => "not_permitted",
             VaultError::Invalid { .. } => "invalid",
+            VaultError::Refused { code, .. } => code,
             VaultError::Pack(_) => "bad_pack",
             VaultError::Store(StoreError::NewerSchema { .. }) => "newer_schema",
             VaultError::Store(StoreError::NotAStore(..)) => "not_a_store",
@@ -121,6 +144,8 @@ impl VaultError {
             VaultError::Crypto(_) => "crypto",
             VaultError::Log(_) => "log",
             VaultError::LogVerification(_) => "log_verification_failed",
+            VaultError::LogRollback(_) => "log_rollback",
+            VaultError::NoFinalCheckpoint(_) => "no_final_checkpoint",
             VaultError::Io { .. } => "io",
             VaultError::Input(_) => "input",
             VaultError::RecordKeysMissing { .. } => "keys_missing",

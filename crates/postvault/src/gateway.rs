@@ -1230,6 +1230,7 @@ impl Vault {
         subject: &str,
         officer_view: bool,
     ) -> Result<Accounting, VaultError> {
+        crate::vault::check_subject(subject)?;
         let tax = self.pack.taxonomy();
         let rules = self.pack.disclosure();
         let for_subject = tax

@@ -20,6 +20,7 @@
 mod backup;
 mod clock;
 mod collect;
+mod consent;
 mod error;
 pub mod gateway;
 mod integrity;
@@ -27,17 +28,22 @@ mod intents;
 pub mod leaf;
 mod log;
 mod master;
+
+mod log_state;
 pub mod minimize;
+mod principals;
 mod read;
 pub mod report;
 pub mod rights;
 mod runs;
 mod setup;
 mod vault;
+mod witness;
 
 pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
 pub use collect::{CollectOptions, CollectReport, Failure, LineError, MAX_LINE};
+pub use consent::{CONSENT_NOT_REQUIRED, CONSENT_PROHIBITED_PURPOSE};
 pub use error::VaultError;
 pub use gateway::{
     Accounting, AccountingEntry, ApproveOptions, EndReason, GatewayReason, Notice, Package,
@@ -51,12 +57,20 @@ pub use log::{
     VerifyReport,
 };
 pub use master::RotateReport;
+
+pub use principals::PrincipalChange;
+
+pub use log_state::{LogStateReport, LogStateStatus, SignedState, check_log_state};
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
 pub use runs::{MAX_BATCH_ID, RunInfo};
 pub use setup::InitOptions;
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
+pub use witness::{
+    ConfiguredWitness, CosignReport, CosignedCheckpoint, Witness, WitnessCallError, WitnessOutcome,
+    WitnessPolicy,
+};
 
 pub use postvault_crypto::ExternalKey;
 

@@ -224,6 +224,7 @@ impl Vault {
                 cat.id
             )));
         }
+        crate::vault::check_subject(subject)?;
         let input = parse_correction(fields)?;
         let now = self.clock.now_ms();
         let subject_ref = self.subject_ref(subject);
@@ -622,12 +623,7 @@ impl Vault {
             self.require_officer(officer, "erase", "erase")?;
         }
         for s in subjects {
-            if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
-                return Err(VaultError::Invalid {
-                    what: "subject",
-                    why: "an identifier is 1 to 256 bytes without control characters".into(),
-                });
-            }
+            crate::vault::check_subject(s)?;
         }
         let mut report = EraseReport::default();
         let actor = Actor {

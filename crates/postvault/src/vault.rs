@@ -135,6 +135,12 @@ pub struct Vault {
     erase_gate: std::sync::RwLock<()>,
     pub(crate) ids: RecordIds,
     pub(crate) signer: postvault_log::LogSigner,
+    /// Wrapped keys of nobody, unwrapped in place of a person's whenever a
+    /// look-up must cost the same for a known and an unknown id.
+    decoy: SubjectKeys,
+
+    /// The witnesses that cosign checkpoints, if any.
+    pub(crate) witnessing: Option<crate::witness::Witnessing>,
 }
 
 /// UUIDv7 record ids without a system call per id: a 48-bit millisecond
@@ -253,12 +259,21 @@ impl Vault {
         };
         let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
         let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
+        let decoy_ref = postvault_crypto::random_token(&rng)?;
+        let d = master.new_subject_keys(&rng, &decoy_ref)?;
+        let decoy = SubjectKeys {
+            subject: decoy_ref,
+            data: d.wrapped_data,
+            tag: d.wrapped_tag,
+        };
         let vault = Vault {
             lock,
             external_master,
             recovered: Mutex::new(crate::intents::Recovered::default()),
             runs_active: Mutex::new(std::collections::HashSet::new()),
             destroy_gate: std::sync::RwLock::new(()),
+
+            decoy,
             signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
@@ -273,7 +288,11 @@ impl Vault {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(HashMap::new()),
             erase_gate: std::sync::RwLock::new(()),
+            witnessing: None,
         };
+        // Before anything is written: the data store must extend the last
+        // checkpoint the key store says was signed.
+        vault.reconcile_log_state()?;
         // Destruction interrupted after its intent (an erasure after its
         // first transaction, a sweep, a destroyed cover or hold key) is
         // finished, and accounted, before anything else runs.
@@ -301,44 +320,45 @@ impl Vault {
         if self.pack.taxonomy().role_ix(role).is_none() {
             return Err(VaultError::UnknownRole(role.to_string()));
         }
-        let mut raw = [0u8; 32];
-        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
-            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
-        let token = format!("pv_{}", hex::encode(raw));
+        let token = self.new_token()?;
         self.store.add_principal(&postvault_store::PrincipalRow {
             name: name.to_string(),
             role: role.to_string(),
             token_hash: token_hash(&token),
             created_at: self.clock.now_ms(),
+            revoked_at: None,
         })?;
         Ok(token)
     }
 
-    /// The principal named `name`.
+    /// The principal named `name`; a revoked one is refused
+    /// (`principal_revoked`).
     pub fn principal(&self, name: &str) -> Result<Principal, VaultError> {
         let row = self
             .store
             .principal(name)?
             .ok_or_else(|| VaultError::UnknownPrincipal(name.to_string()))?;
+        if row.revoked_at.is_some() {
+            return Err(crate::principals::revoked(name));
+        }
         self.principal_from_row(row)
     }
 
-    /// The principal holding bearer `token`, if any.
+    /// The principal holding bearer `token`, if any and not revoked: one
+    /// look-up of the token's hash on the store's unique index.
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
-        let hash = token_hash(token);
-        for row in self.store.principals()? {
-            if bool::from(subtle_eq(&row.token_hash, &hash)) {
-                return self.principal_from_row(row).map(Some);
-            }
+        match self.store.principal_by_token(&token_hash(token))? {
+            Some(row) => self.principal_from_row(row).map(Some),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
-    /// Every principal.
+    /// Every principal in force (revoked ones are not listed).
     pub fn principals(&self) -> Result<Vec<Principal>, VaultError> {
         self.store
             .principals()?
             .into_iter()
+            .filter(|r| r.revoked_at.is_none())
             .map(|r| self.principal_from_row(r))
             .collect()
     }
@@ -444,6 +464,48 @@ impl Vault {
         });
         self.remember(*subject, pair.clone(), epoch);
         Ok(Some(pair))
+    }
+
+    /// The keys of an existing subject, at the same cost whoever it is: one
+    /// look-up on the key store's index and two unwraps, always. A person
+    /// whose keys are cached is looked up as a random ref would be; a
+    /// person without keys unwraps the decoy. So neither the key cache nor
+    /// the key store tells, by time, whether an id is known.
+    pub(crate) fn subject_keys_uniform(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
+        let (cached, epoch) = {
+            let c = self.cache();
+            (c.get(subject).cloned(), self.epoch())
+        };
+        let probe = match cached {
+            Some(_) => postvault_crypto::random_token(&self.rng)?,
+            None => *subject,
+        };
+        let found = self.keys.subject_keys(&probe)?;
+        match (cached, found) {
+            (Some(pair), _) => {
+                self.unwrap_decoy();
+                Ok(Some(pair))
+            }
+            (None, Some(wrapped)) => {
+                let pair = Arc::new(self.unwrap_pair(Some(&wrapped), subject)?);
+                self.remember(*subject, pair.clone(), epoch);
+                Ok(Some(pair))
+            }
+            (None, None) => {
+                self.unwrap_decoy();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The work of unwrapping a person's keys, on keys of nobody.
+    fn unwrap_decoy(&self) {
+        let d = &self.decoy;
+        let _ = self.master.data_key(&d.data, &d.subject);
+        let _ = self.master.tag_key(&d.tag, &d.subject);
     }
 
     /// The keys of each subject, creating (and durably storing) keys for
@@ -781,6 +843,13 @@ pub(crate) fn load_pack(opts: &OpenOptions) -> Result<Arc<Pack>, VaultError> {
     Ok(Arc::new(Pack::load(&src)?))
 }
 
+/// Checks a subject id wherever one enters (see
+/// [`postvault_policy::check_subject_id`]): refused with
+/// `invalid_subject_id`, and a message that never echoes it.
+pub(crate) fn check_subject(id: &str) -> Result<(), VaultError> {
+    Ok(postvault_policy::check_subject_id(id)?)
+}
+
 fn check_name(name: &str) -> Result<(), VaultError> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -797,13 +866,18 @@ fn check_name(name: &str) -> Result<(), VaultError> {
     }
 }
 
+impl Vault {
+    /// A new bearer token: `pv_` and 64 hex digits of randomness.
+    pub(crate) fn new_token(&self) -> Result<String, VaultError> {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
+            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+        Ok(format!("pv_{}", hex::encode(raw)))
+    }
+}
+
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, token.as_bytes())
         .as_ref()
         .to_vec()
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b)
 }

@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod witness;
+
 fn pv(data: &Path, args: &[&str]) -> Output {
     pv_in(data, args, None)
 }

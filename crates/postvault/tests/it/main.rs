@@ -9,10 +9,12 @@ mod collect;
 mod disclosure;
 mod invariants;
 mod log;
+mod oracles;
 mod pg;
 mod read;
 mod reliability;
 mod rights;
+mod rollback;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use postvault::Vault;
 use postvault_store::{
     AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn, PrincipalRow,
-    ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
+    ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
     SubmitQuery, SweepBatch, WriteBatch,
 };
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
-use crate::{Backend, collect, disclosure, invariants, log, read, reliability, rights};
+use crate::{Backend, collect, disclosure, invariants, log, oracles, read, reliability, rights};
 
 fn on_postgres(scenario: fn(&Backend)) {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -49,6 +49,16 @@ on_postgres! {
         => batches_keep_line_order_across_workers_and_blank_input_writes_nothing_on,
     collect::simulated_mail_cover_items_need_an_order_in_force
         => simulated_mail_cover_items_need_an_order_in_force_on,
+    collect::simulated_marketing_opt_ins_need_the_persons_consent
+        => simulated_marketing_opt_ins_need_the_persons_consent_on,
+    oracles::collection_never_creates_changes_or_revives_consent
+        => collection_never_creates_changes_or_revives_consent_on,
+    oracles::consent_to_a_prohibited_or_unneeded_purpose_is_refused
+        => consent_to_a_prohibited_or_unneeded_purpose_is_refused_on,
+    oracles::denial_reasons_do_not_depend_on_the_person
+        => denial_reasons_do_not_depend_on_the_person_on,
+    oracles::subject_ids_with_invisible_characters_are_refused_everywhere
+        => subject_ids_with_invisible_characters_are_refused_everywhere_on,
     read::ip_addresses_and_cards_are_minimized
         => ip_addresses_and_cards_are_minimized_on,
     rights::a_hold_lapses_at_its_expiry
@@ -126,12 +136,20 @@ impl Store for BeforeLatest {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.write(batch, leaf)
     }
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.inner.read_accounted(subject, leaf)
+        self.inner.read_scoped(subject, scope, leaf)
+    }
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
+        self.inner.consent(subject, purpose)
     }
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.append_leaves(count, leaf)
@@ -144,6 +162,28 @@ impl Store for BeforeLatest {
     }
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.inner.principal(name)
+    }
+    fn principal_by_token(&self, hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.inner.principal_by_token(hash)
+    }
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.revoke_principal(name, at, leaf)
+    }
+    fn rotate_principal(
+        &self,
+        name: &str,
+        hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.rotate_principal(name, hash, leaf)
+    }
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.inner.principals_gen()
     }
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.inner.principals()
@@ -177,6 +217,25 @@ impl Store for BeforeLatest {
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
         self.before_latest();
         self.inner.latest_checkpoint()
+    }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        self.inner.put_cosignatures(size, lines)
+    }
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.cosignatures(size)
+    }
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.latest_cosigned(cosigners, quorum)
+    }
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cosigned_by(cosigner)
     }
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
@@ -375,4 +434,82 @@ fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
             }
         }
     }
+}
+
+/// Two nodes on one database read and sign at once, many times over: every
+/// checkpoint either signed is kept, each extends the one before (the key
+/// store's state is swapped under its row lock), and the log verifies.
+#[test]
+fn two_nodes_signing_at_once_never_sign_a_fork() {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let cluster = TempCluster::shared(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL scenarios need a server: {e}"));
+    let b = Backend::Postgres {
+        url: cluster.url("postgres"),
+        schema: format!("fork{}", N.fetch_add(1, Ordering::SeqCst)),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = crate::clock();
+    let a = Arc::new(crate::vault_on(&b, dir.path(), &c));
+    crate::collect(&a, "ingest", &crate::person("s1", "m"));
+    let other = Arc::new(b.open(dir.path(), crate::opts(&c)).unwrap());
+    let signed: Vec<Vec<String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = [a.clone(), other.clone()]
+            .into_iter()
+            .map(|v| {
+                s.spawn(move || {
+                    let p = v.principal("sorting").unwrap();
+                    let mut notes = Vec::new();
+                    for _ in 0..15 {
+                        v.read(&p, "s1", "delivery").unwrap();
+                        notes.push(v.checkpoint().unwrap());
+                    }
+                    notes
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let key = a.log_verifier_key();
+    let kept = a.store().checkpoints().unwrap();
+    let state = b.keys(dir.path()).log_state().unwrap().unwrap();
+    assert_eq!(
+        state.signed as usize,
+        kept.len(),
+        "every signed checkpoint is kept"
+    );
+    // Every note a node was handed is a kept one.
+    for n in signed.iter().flatten() {
+        assert!(
+            kept.iter().any(|(_, k)| k == n),
+            "a note handed out is not kept"
+        );
+    }
+    let cps: Vec<_> = kept
+        .iter()
+        .map(|(_, n)| postvault_log::open_checkpoint(n, &key).unwrap())
+        .collect();
+    for w in cps.windows(2) {
+        assert!(w[0].size < w[1].size);
+        let p = a.prove_consistency(w[0].size, w[1].size).unwrap();
+        let path: Vec<[u8; 32]> = p
+            .hashes
+            .iter()
+            .map(|h| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(h)
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        postvault_log::verify_consistency(w[0].size, w[1].size, &w[0].root, &w[1].root, &path)
+            .unwrap();
+    }
+    assert!(
+        a.verify_log(&postvault::VerifyOptions::default())
+            .unwrap()
+            .ok
+    );
 }
