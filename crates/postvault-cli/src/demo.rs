@@ -19,7 +19,7 @@ struct Head<'a> {
     category: &'a str,
 }
 
-pub fn run(a: &DemoArgs) -> Result<u8> {
+pub fn run(a: &DemoArgs, master_key: Option<std::sync::Arc<postvault::ExternalKey>>) -> Result<u8> {
     let tmp;
     let dir = match &a.keep {
         Some(d) => d.clone(),
@@ -35,6 +35,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         OpenOptions {
             pack: None,
             clock: clock.clone(),
+            master_key,
         },
     )?;
     let t = vault.pack().taxonomy();
@@ -165,6 +166,8 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         }
     );
 
+    consent_scene(&vault, &person)?;
+
     let size = vault.store().log_size()?;
     let leaf = vault
         .store()
@@ -206,10 +209,72 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     let sample: Vec<String> = sample_subjects(a)?;
     scenario_2025(&vault, &clock, &person, &cats, &sample)?;
     rights_scene(&vault, &person, &sample)?;
+    crate::demo_witness::scene(
+        &dir,
+        vault,
+        OpenOptions {
+            pack: None,
+            clock: clock.clone(),
+        },
+        &person,
+    )?;
     if a.keep.is_some() {
         println!("\nThe vault is kept in {}.", dir.display());
     }
     Ok(0)
+}
+
+/// Consent is the person's act: a collection line cannot grant it, the
+/// rights channel records it (one leaf, the person's tag), a withdrawal
+/// closes marketing again.
+fn consent_scene(vault: &Vault, person: &str) -> Result<()> {
+    let promo = vault.principal("promotions")?;
+    let officer = vault.principal("privacy-officer")?;
+    let ingest = vault.principal("ingest")?;
+    println!("\n6. The ingest service sends a record claiming the person consented to marketing");
+    let line = serde_json::json!({"subject": person, "category": "account_identity", "purpose": "marketing",
+        "consent": true, "fields": {"name": "A. Person", "email": "a.person@example.com"}});
+    let r = vault.collect(
+        &ingest,
+        &mut line.to_string().as_bytes(),
+        &CollectOptions::default(),
+        &mut |_| {},
+    )?;
+    match r.errors.first() {
+        Some(e) => println!("   REJECTED [{}]: {}", e.code, e.message),
+        None => println!("   ACCEPTED (consent was laundered through collection)"),
+    }
+    let still = vault.read(&promo, person, "marketing")?;
+    println!(
+        "   Marketing reads again: {}. Collection never creates, changes or revives consent.",
+        if still.denied() {
+            "still DENIED"
+        } else {
+            "ALLOWED"
+        }
+    );
+    println!("\n7. The person opts in through the rights channel");
+    println!(
+        "   postvault consent grant --as privacy-officer --subject {person} --purpose marketing"
+    );
+    let idx = vault.set_consent(&officer, person, "marketing", true)?;
+    println!("   Recorded as log leaf {idx}, tagged for the person.");
+    let r = vault.read(&promo, person, "marketing")?;
+    describe(&r);
+    match vault.set_consent(&officer, person, "immigration_enforcement", true) {
+        Err(e) => println!(
+            "   Consent to immigration enforcement is refused [{}]: no consent opens a prohibited purpose.",
+            e.code()
+        ),
+        Ok(_) => println!("   Consent to immigration enforcement was STORED"),
+    }
+    vault.set_consent(&officer, person, "marketing", false)?;
+    let r = vault.read(&promo, person, "marketing")?;
+    println!(
+        "   The person withdraws: marketing is {} again, until they grant it anew.",
+        if r.denied() { "denied" } else { "ALLOWED" }
+    );
+    Ok(())
 }
 
 /// Subject ids of the simulated slice, for requests that name many people.

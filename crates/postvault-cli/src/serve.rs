@@ -19,8 +19,9 @@ pub struct ServeArgs {
     /// day, and print a token and a ready `curl` line for each demo principal.
     #[arg(long)]
     pub demo: bool,
-    /// Requests per second per principal (bursts of twice that).
-    #[arg(long, default_value_t = 50_000)]
+    /// Requests per second per principal, and per client address for the
+    /// public log and for tokens not yet known (bursts of twice that).
+    #[arg(long, env = "POSTVAULT_RATE_LIMIT", default_value_t = postvault_server::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
     /// Largest JSON request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
@@ -35,6 +36,11 @@ pub struct ServeArgs {
     /// Seconds between retention sweeps run inside the service (0: none).
     #[arg(long, default_value_t = 3600)]
     pub sweep_interval: u64,
+    /// Seconds between checkpoint rounds: sign a checkpoint if the log grew
+    /// and gather the witnesses' cosignatures (0: none; without witnesses
+    /// checkpoints are then signed when asked for).
+    #[arg(long, default_value_t = 30)]
+    pub checkpoint_interval: u64,
 }
 
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
@@ -65,17 +71,19 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     let tmp;
     let (vault, demo_tokens) = if a.demo {
         tmp = tempfile::tempdir().context("creating a temporary directory")?;
-        let (v, tokens) = demo_vault(&tmp.path().join("vault"))?;
+        let (v, tokens) = demo_vault(&tmp.path().join("vault"), crate::ops::master_key(cli)?)?;
         (v, tokens)
     } else {
         (crate::open_vault(cli)?, Vec::new())
     };
+    let vault = crate::witness_cmd::configure_demo(vault, cli, a.demo)?;
     let vault = Arc::new(vault);
     let config = postvault_server::Config {
         max_body: a.max_body,
         max_records_body: a.max_records_body,
         rate_limit: a.rate_limit,
         timeout: Duration::from_secs(a.timeout.max(1)),
+        ..postvault_server::Config::default()
     };
     let state = postvault_server::AppState::new(vault.clone(), config);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -99,6 +107,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         if !demo_tokens.is_empty() {
             eprintln!(
                 "\n  the public log: curl -s http://{addr}/v1/log/checkpoint ; curl -s 'http://{addr}/v1/log/proof/inclusion?index=0'"
+            );
+        }
+        if a.checkpoint_interval > 0 {
+            crate::witness_cmd::spawn_rounds(
+                vault.clone(),
+                Duration::from_secs(a.checkpoint_interval),
             );
         }
         if a.sweep_interval > 0 {
@@ -145,8 +159,17 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
 /// A temporary vault with a simulated slice and one principal per demo role.
 type DemoToken = (String, String, String, String);
 
-fn demo_vault(dir: &std::path::Path) -> Result<(Vault, Vec<DemoToken>)> {
-    let vault = Vault::init(dir, OpenOptions::default())?;
+fn demo_vault(
+    dir: &std::path::Path,
+    master_key: Option<std::sync::Arc<postvault::ExternalKey>>,
+) -> Result<(Vault, Vec<DemoToken>)> {
+    let vault = Vault::init(
+        dir,
+        OpenOptions {
+            master_key,
+            ..OpenOptions::default()
+        },
+    )?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
     let cfg = postvault_sim::SimConfig {
         scale: 0.00002,

@@ -888,6 +888,11 @@ pub fn subject_id_problem(id: &str) -> Option<&'static str> {
     if id.chars().any(char::is_control) {
         return Some("has control characters");
     }
+    if crate::subject_id::check_subject_chars(id).is_err() {
+        return Some(
+            "has invisible, formatting or bidirectional characters, or is not in Unicode NFC: identifiers match exactly",
+        );
+    }
     if id.chars().any(|c| WILDCARD_CHARS.contains(&c)) {
         return Some("has a wildcard character (* ? %): identifiers match exactly");
     }

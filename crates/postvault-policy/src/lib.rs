@@ -18,6 +18,7 @@ pub mod disclosure;
 mod engine;
 mod error;
 pub mod review;
+pub mod subject_id;
 pub mod taxonomy;
 
 #[cfg(test)]
@@ -30,6 +31,9 @@ pub use diff::{Access, CellChange, PackDiff, RuleChange};
 pub use disclosure::{DISCLOSURE_FILE, DisclosureRules};
 pub use engine::{POLICIES_FILE, SCHEMA_FILE};
 pub use error::PackError;
+pub use subject_id::{
+    INVALID_SUBJECT_ID, MAX_SUBJECT_ID, SubjectIdError, check_subject_chars, check_subject_id,
+};
 pub use taxonomy::{
     Category, CategoryIx, Cell, DEFAULT_CHANGE_NOTICE_DAYS, FIXED_PROHIBITED_PURPOSES, FieldSpec,
     FieldType, Purpose, PurposeIx, Role, RoleIx, TAXONOMY_FILE, Taxonomy, Transform,

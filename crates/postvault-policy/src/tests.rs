@@ -437,6 +437,7 @@ fn invariant_5_policy_is_pure_and_deterministic() {
                 "aws-lc-rs",
                 "hex",
                 "miette",
+                "icu_properties",
                 "unicode-normalization"
             ]
             .contains(&name),

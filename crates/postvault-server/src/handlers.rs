@@ -141,11 +141,12 @@ impl Read for ChannelReader {
 }
 
 /// `POST /v1/records`: NDJSON, streamed.
-#[utoipa::path(post, path = "/v1/records", tag = "records", params(("purpose" = Option<String>, Query, description = "Purpose of lines that name none"), ("batch_size" = Option<u64>, Query, description = "Lines per transaction (default 2048)")), request_body(content = String, content_type = "application/x-ndjson", description = "One record per line: {\"subject\", \"category\", \"purpose\", \"fields\", \"legal_basis\"?, \"consent\"?}"), responses((status = 200, description = "The collection report: accepted, rejected, per-line errors, leaves", body = Object), (status = 413, description = "Body too large; the report says how far it got", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/records", tag = "records", params(("purpose" = Option<String>, Query, description = "Purpose of lines that name none"), ("batch_size" = Option<u64>, Query, description = "Lines per transaction (default 2048)")), request_body(content = String, content_type = "application/x-ndjson", description = "One record per line: {\"subject\", \"category\", \"purpose\", \"fields\", \"legal_basis\"?}; a line carrying consent is rejected (consent_not_collectable)"), responses((status = 200, description = "The collection report: accepted, rejected, per-line errors, leaves", body = Object), (status = 413, description = "Body too large; the report says how far it got", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
 pub async fn collect(
     State(state): St,
     Extension(p): Extension<Principal>,
     q: Params,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
@@ -154,6 +155,7 @@ pub async fn collect(
         batch_size: number(&q, "batch_size")?
             .map(|n| n.clamp(1, 65_536) as usize)
             .unwrap_or(2048),
+        run: crate::idempotency::key(&headers)?,
     };
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
@@ -266,6 +268,21 @@ pub async fn collect(
                 report.committed_through_line
             ),
         ),
+        (None, Some(f)) if f.code == "run_in_progress" => {
+            let mut r = fail(
+                StatusCode::CONFLICT,
+                "run_in_progress",
+                format!(
+                    "another upload with this Idempotency-Key committed lines first; lines through {} are handled; resend to resume",
+                    report.committed_through_line
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            r
+        }
         (None, Some(f)) => {
             tracing::error!(code = %f.code, error = %f.message, "collection stopped");
             fail(
@@ -568,6 +585,38 @@ pub async fn hold_release(
     Ok(json(StatusCode::OK, &h))
 }
 
+/// `POST /v1/principals/{name}/revoke`: a privacy officer revokes a
+/// principal; its token is refused by every node within a second.
+#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"revoked\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+pub async fn principal_revoke(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let name = id(path)?;
+    let r = blocking(&state, move |v| Ok(v.revoke_principal(Some(&p), &name)?)).await?;
+    state.forget_tokens();
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// `POST /v1/principals/{name}/rotate`: a privacy officer gives a principal
+/// a new token (in the answer, once); the old one is refused by every node
+/// within a second.
+#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"rotated\", \"token\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+pub async fn principal_rotate(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let name = id(path)?;
+    let r = blocking(&state, move |v| Ok(v.rotate_principal(Some(&p), &name)?)).await?;
+    state.forget_tokens();
+    let mut res = json(StatusCode::OK, &r);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
 /// `POST /v1/retention/run`: a privacy officer runs the sweep now.
 #[utoipa::path(post, path = "/v1/retention/run", tag = "retention", responses((status = 200, description = "What the sweep destroyed and deleted", body = Object), (status = 400, description = "Bad input", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "The role may not act", body = Object), (status = 429, description = "Rate limited", body = Object)))]
 pub async fn retention_run(
@@ -607,11 +656,35 @@ pub async fn openapi(Extension(_p): Extension<Principal>) -> Response {
     text("application/json", crate::openapi::document())
 }
 
-/// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note.
-#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note), text/plain", body = String)))]
+/// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note, with
+/// the witness cosignatures when the vault has witnesses.
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note), text/plain; with witnesses, the latest one a quorum cosigned, their tlog-cosignature/v1 lines after the log's signature", body = String), (status = 503, description = "Witnesses are configured and no checkpoint has a quorum of cosignatures yet", body = Object)))]
 pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
     let (note, _) = state.checkpoint().await?;
     Ok(text("text/plain; charset=utf-8", note))
+}
+
+/// `GET /v1/log/witnesses`: the witness policy and where cosigning stands.
+#[utoipa::path(get, path = "/v1/log/witnesses", tag = "log", security(()), responses((status = 200, description = "{quorum, witnesses (verifier keys), final {size, cosigners} or null, latest_signed}", body = Object)))]
+pub async fn log_witnesses(State(state): St) -> Result<Response, ApiError> {
+    let body = blocking(&state, |v| {
+        let (keys, quorum) = v.witness_policy();
+        let fin = v.final_checkpoint()?;
+        let latest = v
+            .store()
+            .latest_checkpoint()
+            .map_err(postvault::VaultError::from)?
+            .map(|(s, _)| s);
+        Ok(json!({
+            "quorum": quorum,
+            "witnesses": keys,
+            "final": fin.as_ref().map(|c| json!({"size": c.size, "cosigners": c.cosigners})),
+            "latest_signed": latest,
+            "pending": latest.is_some() && latest != fin.as_ref().map(|c| c.size),
+        }))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `GET /v1/log/proof/inclusion?index=&size=`.

@@ -15,9 +15,10 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
-    AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow,
-    LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData,
-    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
+    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn,
+    ReadScope, RecordRow, RunRow, RunStep, StepFn, Store, StoreError, SubjectData, SubjectRef,
+    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;
@@ -31,7 +32,7 @@ use crate::schema::{DATA_MIGRATIONS, Kind, migrate};
 /// The data store on PostgreSQL. See the crate docs for how several nodes
 /// share it.
 pub struct PgStore {
-    db: Db,
+    pub(crate) db: Db,
     isolation: IsolationLevel,
     reads: crate::reads::Reads,
 }
@@ -50,6 +51,7 @@ impl PgStore {
     pub fn open(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
         let db = Db::connect(url, &opts.schema, opts.pool_size)?;
         migrate(&db, &opts.schema, Kind::Data, DATA_MIGRATIONS, opts.create)?;
+        db.check_durability()?;
         let isolation = match opts.isolation {
             crate::Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
             crate::Isolation::Serializable => IsolationLevel::Serializable,
@@ -59,6 +61,12 @@ impl PgStore {
             isolation,
             reads: crate::reads::Reads::new(),
         })
+    }
+
+    /// The settings that make a commit durable, as the server reports them
+    /// for the store's connections.
+    pub fn durability(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.durability()
     }
 
     /// Read groups committed or failed since the store opened (concurrent
@@ -238,6 +246,51 @@ pub(crate) fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
         sealed: r.try_get(8)?,
         superseded_by: opt16(r.try_get(9)?, "record id")?,
     })
+}
+
+/// One look-up on the consents' primary key.
+pub(crate) async fn consent_of<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<ConsentRow>, Fail> {
+    let s = tx
+        .prepare_cached(
+            "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1 AND purpose = $2",
+        )
+        .await?;
+    let key = &subject[..];
+    match tx.query_opt(&s, &[&key, &purpose]).await? {
+        Some(r) => Ok(Some(ConsentRow {
+            subject: ref16(r.try_get(0)?, "subject ref")?,
+            purpose: r.try_get(1)?,
+            granted: r.try_get(2)?,
+            at: r.try_get(3)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+pub(crate) async fn read_scope<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, Fail> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject, true).await,
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)
+                .await?
+                .is_some_and(|c| c.granted)
+            {
+                read_subject(tx, subject, true).await
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
 }
 
 pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
@@ -551,13 +604,52 @@ fn hold_from_row(r: &Row) -> Result<HoldRow, Fail> {
 const HOLD_COLUMNS: &str = "id, subject, disclosure, placed_by, placed_at, until_at,
     notice_after, released_at, released_by";
 
+const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
+
 fn principal_from_row(r: &Row) -> Result<PrincipalRow, Fail> {
     Ok(PrincipalRow {
         name: r.try_get(0)?,
         role: r.try_get(1)?,
         token_hash: r.try_get(2)?,
         created_at: r.try_get(3)?,
+        revoked_at: r.try_get(4)?,
     })
+}
+
+impl PgStore {
+    /// Runs `update` on one active principal, moves the principals
+    /// generation and appends one leaf, in one transaction that holds the
+    /// tree-state lock (the leaf's index is the log's next).
+    fn principal_step(
+        &self,
+        name: &str,
+        update: &str,
+        value: &(dyn ToSql + Sync),
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let n = tx.execute(update, &[&name, value]).await?;
+                if n != 1 {
+                    return Err(Fail::Store(StoreError::PrincipalNotActive(name.to_string())));
+                }
+                tx.execute(
+                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'principals_gen'",
+                    &[],
+                )
+                .await?;
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, 1, leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
 }
 
 /// What a batch must pass before it is written; `Some(first leaf)` if it
@@ -651,6 +743,9 @@ async fn write_rows(
         }
     }
     append(tx, first, bodies).await?;
+    if let Some(step) = &batch.run {
+        crate::ops::run_step(tx, step, (batch.leaves > 0).then_some(first), true).await?;
+    }
     if let Some(id) = id {
         let s = tx
             .prepare_cached(
@@ -735,9 +830,10 @@ impl Store for PgStore {
         })
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // Returns only after COMMIT is flushed (synchronous_commit=on): no
@@ -745,13 +841,13 @@ impl Store for PgStore {
         // commit; under serializable isolation each read is its own
         // transaction, retried on a serialization failure.
         if !matches!(self.isolation, IsolationLevel::Serializable) {
-            return self.reads.read(&self.db, subject, leaf);
+            return self.reads.read(&self.db, subject, scope, leaf);
         }
         self.db.session(false, |w, c| {
             let (tx, idx, data) = w.wait(async {
                 let tx = begin(c, self.isolation).await?;
                 let idx = lock_tree(&tx).await?;
-                let data = read_subject(&tx, subject, true).await?;
+                let data = read_scope(&tx, subject, scope).await?;
                 Ok::<_, Fail>((tx, idx, data))
             })?;
             let body = guarded(|| leaf(&data, idx))?;
@@ -762,6 +858,15 @@ impl Store for PgStore {
             })?;
             Ok((data, idx))
         })
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError> {
+        self.db
+            .run(false, async |c| consent_of(&*c, subject, purpose).await)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -782,9 +887,15 @@ impl Store for PgStore {
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
         let n = self.db.run(false, async |c| {
             Ok(c.execute(
-                "INSERT INTO principals (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&p.name, &p.role, &p.token_hash, &p.created_at],
+                "INSERT INTO principals (name, role, token_hash, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &p.name,
+                    &p.role,
+                    &p.token_hash,
+                    &p.created_at,
+                    &p.revoked_at,
+                ],
             )
             .await?)
         })?;
@@ -797,9 +908,9 @@ impl Store for PgStore {
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.db.run(false, async |c| {
             let s = c
-                .prepare_cached(
-                    "SELECT name, role, token_hash, created_at FROM principals WHERE name = $1",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = $1"
+                ))
                 .await?;
             match c.query_opt(&s, &[&name]).await? {
                 Some(r) => Ok(Some(principal_from_row(&r)?)),
@@ -811,10 +922,9 @@ impl Store for PgStore {
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.db.run(false, async |c| {
             let s = c
-                .prepare_cached(
-                    "SELECT name, role, token_hash, created_at FROM principals
-                     ORDER BY name COLLATE \"C\"",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name COLLATE \"C\""
+                ))
                 .await?;
             c.query(&s, &[])
                 .await?
@@ -822,6 +932,55 @@ impl Store for PgStore {
                 .map(principal_from_row)
                 .collect()
         })
+    }
+
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.db.run(false, async |c| {
+            // The unique index `principals_token` answers it.
+            let s = c
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals
+                     WHERE token_hash = $1 AND revoked_at IS NULL"
+                ))
+                .await?;
+            match c.query_opt(&s, &[&token_hash]).await? {
+                Some(r) => Ok(Some(principal_from_row(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.principal_step(
+            name,
+            "UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &at,
+            leaf,
+        )
+    }
+
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.principal_step(
+            name,
+            "UPDATE principals SET token_hash = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &token_hash,
+            leaf,
+        )
+    }
+
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| meta_u64_of(c, "principals_gen").await)
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -952,6 +1111,81 @@ impl Store for PgStore {
         })
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let cosigners: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+        let texts: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        self.db.run(true, async |c| {
+            c.execute(
+                "INSERT INTO log_cosignatures (size, cosigner, line)
+                 SELECT $1, c, l FROM unnest($2::text[], $3::text[]) AS x (c, l)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+                &[&(size as i64), &cosigners, &texts],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.run(true, async |c| {
+            c.query(
+                "SELECT cosigner, line FROM log_cosignatures WHERE size = $1
+                 ORDER BY cosigner COLLATE \"C\"",
+                &[&(size as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT size FROM log_cosignatures WHERE cosigner = ANY($1)
+                 GROUP BY size HAVING count(*) >= $2 ORDER BY size DESC LIMIT 1",
+                &[&cosigners, &(quorum as i64)],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|n| n as u64))
+        })
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.db.run(true, async |c| {
+            let n: Option<i64> = c
+                .query_one(
+                    "SELECT max(size) FROM log_cosignatures WHERE cosigner = $1",
+                    &[&cosigner],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(n.map(|n| n as u64))
+        })
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         self.db.run(false, async |c| {
             Ok(c.query_one("SELECT count(*) FROM records", &[])
@@ -1027,6 +1261,14 @@ impl Store for PgStore {
                     update_disclosure(&tx, new).await?;
                 }
                 append(&tx, first, &st.leaves).await?;
+                if let Some((at, intent)) = &st.intent {
+                    if *at >= st.leaves.len() {
+                        return Err(Fail::Store(StoreError::Corrupt(
+                            "a disclosure step's intent must point at one of its leaves".into(),
+                        )));
+                    }
+                    crate::ops::insert_intent(&tx, first + *at as u64, intent).await?;
+                }
                 for (i, a) in st.accounting.iter().enumerate() {
                     let leaf = st.accounting_leaf.get(i).copied().unwrap_or(0);
                     tx.execute(
@@ -1168,7 +1410,12 @@ impl Store for PgStore {
         })
     }
 
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
@@ -1204,9 +1451,19 @@ impl Store for PgStore {
                 )
                 .await?;
             }
+            if let Some(id) = intent
+                && out.deleted > 0
+            {
+                crate::ops::add_progress(&tx, id, out.deleted).await?;
+            }
             tx.commit().await?;
             Ok(out)
         })
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::count_expired(&*c, now).await)
     }
 
     fn erase(
@@ -1214,6 +1471,7 @@ impl Store for PgStore {
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, out, held) = w.wait(async {
@@ -1264,8 +1522,14 @@ impl Store for PgStore {
                     .map(|(i, (s, &h))| leaf(first + i as u64, s, h))
                     .collect::<Vec<_>>()
             })?;
+            let at = first + bodies.len() as u64;
+            let planned = guarded(|| intent(at, &out))?;
             w.wait(async {
                 append(&tx, first, &bodies).await?;
+                if let Some((row, body)) = &planned {
+                    append(&tx, at, std::slice::from_ref(body)).await?;
+                    crate::ops::insert_intent(&tx, at, row).await?;
+                }
                 tx.commit().await?;
                 Ok::<_, Fail>(())
             })?;
@@ -1373,6 +1637,82 @@ impl Store for PgStore {
                 }
             };
             rows.iter().map(hold_from_row).collect()
+        })
+    }
+
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::run(&*c, run).await)
+    }
+
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError> {
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            // Ordered with the run's batches, which lock the tree first.
+            lock_tree(&tx).await?;
+            crate::ops::run_step(&tx, step, None, false).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, 1, leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                crate::ops::insert_intent(&tx, first, intent).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
+
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError> {
+        self.db.run(false, async |c| crate::ops::intents(&*c).await)
+    }
+
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first, row) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let row = crate::ops::take_intent(&tx, id).await?;
+                Ok::<_, Fail>((tx, first, row))
+            })?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let body = guarded(|| leaf(first, &row))?;
+            w.wait(async {
+                append(&tx, first, std::slice::from_ref(&body)).await?;
+                tx.commit().await?;
+                Ok(Some(first))
+            })
+        })
+    }
+
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::key_usage(&*c).await)
+    }
+
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.db.run(false, async |c| {
+            crate::ops::record_subjects(&*c, after, limit).await
         })
     }
 

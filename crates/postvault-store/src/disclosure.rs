@@ -142,6 +142,10 @@ pub struct DisclosureStep {
     pub accounting: Vec<AccountingRow>,
     /// Which leaf (index into `leaves`) each accounting entry points at.
     pub accounting_leaf: Vec<usize>,
+    /// A destruction the step starts (a mail-cover order key): recorded
+    /// with the step, its id the index of the leaf at this position of
+    /// `leaves`, and completed once the key is gone.
+    pub intent: Option<(usize, crate::Intent)>,
 }
 
 /// Decides a submission from the facts and the protective-order records of

@@ -6,14 +6,20 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::sqlite_ops;
 use crate::{
-    AccountingRow, DisclosureKeys, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore,
-    LeafFn, PlanFn, PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData,
-    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
+    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState, LogStateSwap, PlanFn,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn,
+    Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery,
+    SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 9;
+
+/// The key store's schema version this build writes and reads.
+pub const KEYS_SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -76,7 +82,32 @@ const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BLOB;",
-    // 6: the gateway's notes for the privacy office only, mail-cover
+    // 6: principals can be revoked and their tokens rotated; a token is
+    // found by a unique index on its hash; nodes caching tokens watch the
+    // principals generation.
+    "ALTER TABLE principals ADD COLUMN revoked_at INTEGER;
+     CREATE UNIQUE INDEX principals_token ON principals (token_hash);
+     INSERT INTO meta (key, value) VALUES ('principals_gen', '0');",
+    // 7: witness cosignatures of the kept checkpoints, one line per cosigner.
+    "CREATE TABLE log_cosignatures (
+         size INTEGER NOT NULL, cosigner TEXT NOT NULL, line TEXT NOT NULL,
+         PRIMARY KEY (size, cosigner)) WITHOUT ROWID;",
+    // 8: idempotent collection (a run's committed progress, written with
+    // each batch) and write-ahead intents of destruction.
+    "CREATE TABLE runs (
+         id BLOB PRIMARY KEY, principal TEXT NOT NULL, started_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL, through_line INTEGER NOT NULL, digest BLOB NOT NULL,
+         finished_at INTEGER) WITHOUT ROWID;
+     CREATE TABLE run_batches (
+         run BLOB NOT NULL, first_line INTEGER NOT NULL, last_line INTEGER NOT NULL,
+         leaf INTEGER, accepted INTEGER NOT NULL, rejected INTEGER NOT NULL,
+         categories TEXT NOT NULL, errors TEXT NOT NULL,
+         PRIMARY KEY (run, first_line)) WITHOUT ROWID;
+     CREATE TABLE intents (
+         id INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, at INTEGER NOT NULL,
+         progress INTEGER NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('intents_written', '0');",
+    // 9: the gateway's notes for the privacy office only, mail-cover
     // extensions linked to the order they extend, and protective orders
     // found by their own small index (the same seek for every person, known
     // or not: no timing oracle).
@@ -90,7 +121,14 @@ const KEYS_MIGRATIONS: &[&str] = &[
     "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE subject_keys (
          ref BLOB PRIMARY KEY, data BLOB NOT NULL, tag BLOB NOT NULL) WITHOUT ROWID;",
+    // 2: the log's anti-rollback state: the last checkpoint signed.
+    "CREATE TABLE log_state (
+         id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL,
+         root BLOB NOT NULL, note TEXT NOT NULL, signed INTEGER NOT NULL);",
 ];
+
+const _: () = assert!(DATA_MIGRATIONS.len() == SCHEMA_VERSION as usize);
+const _: () = assert!(KEYS_MIGRATIONS.len() == KEYS_SCHEMA_VERSION as usize);
 
 /// Options for opening a store file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,13 +147,27 @@ fn open_db(
     what: &str,
 ) -> Result<Connection, StoreError> {
     let shown = path.display().to_string();
-    let exists = path.exists();
+    // A file that cannot be looked at (a directory without search
+    // permission) is an IO error, not a missing file.
+    let exists = path.try_exists().map_err(|source| StoreError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     if !exists {
         if mode == OpenMode::Existing {
             return Err(StoreError::NotAStore(shown, format!("no {what} file")));
         }
         create_private(path)?;
     }
+    // SQLite says only "unable to open database file": ask the OS why.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            path: shown.clone(),
+            source,
+        })?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -156,6 +208,14 @@ fn open_db(
         });
     }
     conn.execute_batch(SQLITE_PRAGMAS)?;
+    // Read back, not assumed: a file system without WAL support, or a
+    // build with other defaults, must not run with weaker guarantees.
+    sqlite_ops::check_durability(&sqlite_ops::durability_of(&conn)?).map_err(|why| {
+        StoreError::NotDurable {
+            path: shown.clone(),
+            why,
+        }
+    })?;
     if version < supported {
         let mut conn = conn;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -188,7 +248,7 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA cache_size = -32768;";
 
 #[cfg(unix)]
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -203,7 +263,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     std::fs::File::create(path)
         .map(drop)
         .map_err(|source| StoreError::Io {
@@ -403,6 +463,11 @@ impl SqliteStore {
         })
     }
 
+    /// The durability settings of the store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half transaction:
         // rusqlite rolls back on drop, and a group is failed. Recover.
@@ -422,6 +487,7 @@ impl SqliteStore {
     fn read_grouped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         use std::sync::atomic::Ordering;
@@ -448,7 +514,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let data = read_subject(&g.conn, subject)?;
+            let data = read_scope(&g.conn, subject, scope)?;
             let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
             Ok::<_, StoreError>((data, idx))
         }));
@@ -529,6 +595,45 @@ fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, S
         ins.execute(params![idx as i64, leaf(idx, i)])?;
     }
     Ok(first)
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+fn read_scope(
+    tx: &Connection,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, StoreError> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject),
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)?.is_some_and(|c| c.granted) {
+                read_subject(tx, subject)
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
+/// One look-up on the consents' primary key.
+fn consent_of(
+    tx: &Connection,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<crate::ConsentRow>, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 AND purpose = ?2",
+    )?;
+    Ok(s.query_row(params![subject, purpose], |r| {
+        Ok(crate::ConsentRow {
+            subject: r.get(0)?,
+            purpose: r.get(1)?,
+            granted: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })
+    .optional()?)
 }
 
 fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
@@ -666,16 +771,29 @@ impl Store for SqliteStore {
             }
         }
         let first = append(&tx, batch.leaves, leaf)?;
+        if let Some(step) = &batch.run {
+            sqlite_ops::run_step(&tx, step, (batch.leaves > 0).then_some(first), true)?;
+        }
         tx.commit()?;
         Ok(first)
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.read_grouped(subject, leaf)
+        self.read_grouped(subject, scope, leaf)
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<crate::ConsentRow>, StoreError> {
+        let conn = self.conn();
+        consent_of(&conn, subject, purpose)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -691,10 +809,12 @@ impl Store for SqliteStore {
 
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
         let conn = self.conn();
+        // A name is taken for good (a revoked one too); a token hash is
+        // unique (its index): either refuses the row.
         let n = conn.execute(
-            "INSERT INTO principals (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-            params![p.name, p.role, p.token_hash, p.created_at],
+            "INSERT INTO principals (name, role, token_hash, created_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![p.name, p.role, p.token_hash, p.created_at, p.revoked_at],
         )?;
         if n == 0 {
             return Err(StoreError::PrincipalExists(p.name.clone()));
@@ -704,21 +824,81 @@ impl Store for SqliteStore {
 
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT name, role, token_hash, created_at FROM principals WHERE name = ?1",
-        )?;
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = ?1"
+        ))?;
         Ok(s.query_row([name], principal_from_row).optional()?)
     }
 
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT name, role, token_hash, created_at FROM principals ORDER BY name",
-        )?;
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name"
+        ))?;
         let rows = s
             .query_map([], principal_from_row)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals INDEXED BY principals_token
+             WHERE token_hash = ?1 AND revoked_at IS NULL"
+        ))?;
+        Ok(s.query_row([token_hash], principal_from_row).optional()?)
+    }
+
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE principals SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, at],
+        )?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE principals SET token_hash = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, token_hash],
+        )?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let v: String = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'principals_gen'")?
+            .query_row([], |r| r.get(0))?;
+        v.parse()
+            .map_err(|_| StoreError::Corrupt("the principals generation is not a number".into()))
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -827,6 +1007,78 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO log_cosignatures (size, cosigner, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+            )?;
+            for (cosigner, line) in lines {
+                s.execute(params![size as i64, cosigner, line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
+        )?;
+        Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        let conn = self.conn();
+        let marks = vec!["?"; cosigners.len()].join(", ");
+        let sql = format!(
+            "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
+             GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+            .iter()
+            .map(|c| c as &dyn rusqlite::ToSql)
+            .collect();
+        let q = quorum as i64;
+        args.push(&q);
+        Ok(conn
+            .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn();
+        let n: Option<i64> = conn.query_row(
+            "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
+            [cosigner],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n as u64))
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
         let n: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
@@ -921,6 +1173,14 @@ impl Store for SqliteStore {
         append(&tx, leaves.len(), &mut |_, i| {
             leaves.get(i).cloned().unwrap_or_default()
         })?;
+        if let Some((at, intent)) = &st.intent {
+            if *at >= leaves.len() {
+                return Err(StoreError::Corrupt(
+                    "a disclosure step's intent must point at one of its leaves".into(),
+                ));
+            }
+            sqlite_ops::insert_intent(&tx, first + *at as u64, intent)?;
+        }
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO accounting (disclosure, subject, at, leaf, records, categories)
@@ -1021,7 +1281,12 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = SweepBatch::default();
@@ -1052,8 +1317,17 @@ impl Store for SqliteStore {
                 *out.by_category.entry(category).or_default() += 1;
             }
         }
+        if let Some(id) = intent
+            && out.deleted > 0
+        {
+            sqlite_ops::add_progress(&tx, id, out.deleted)?;
+        }
         tx.commit()?;
         Ok(out)
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        sqlite_ops::count_expired(&self.conn(), now)
     }
 
     fn erase(
@@ -1061,6 +1335,7 @@ impl Store for SqliteStore {
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1102,6 +1377,11 @@ impl Store for SqliteStore {
         })?;
         if !out.erased.is_empty() {
             bump_erasure_gen(&tx)?;
+        }
+        let idx = next_index(&tx)?;
+        if let Some((row, body)) = intent(idx, &out) {
+            append(&tx, 1, &mut |_, _| body.clone())?;
+            sqlite_ops::insert_intent(&tx, idx, &row)?;
         }
         tx.commit()?;
         Ok(out)
@@ -1213,6 +1493,58 @@ impl Store for SqliteStore {
         append(&tx, rows.len(), &mut |idx, i| leaf(idx, &rows[i]))?;
         tx.commit()?;
         Ok(rows)
+    }
+
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError> {
+        sqlite_ops::run(&self.conn(), run)
+    }
+
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        sqlite_ops::run_step(&tx, step, None, false)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let idx = append(&tx, 1, leaf)?;
+        sqlite_ops::insert_intent(&tx, idx, intent)?;
+        tx.commit()?;
+        Ok(idx)
+    }
+
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError> {
+        sqlite_ops::intents(&self.conn())
+    }
+
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(row) = sqlite_ops::take_intent(&tx, id)? else {
+            return Ok(None);
+        };
+        let idx = append(&tx, 1, &mut |idx, _| leaf(idx, &row))?;
+        tx.commit()?;
+        Ok(Some(idx))
+    }
+
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError> {
+        sqlite_ops::key_usage(&self.conn())
+    }
+
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        sqlite_ops::record_subjects(&self.conn(), after, limit)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -1481,13 +1813,25 @@ fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
     Ok(())
 }
 
+const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
+
 fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {
     Ok(PrincipalRow {
         name: r.get(0)?,
         role: r.get(1)?,
         token_hash: r.get(2)?,
         created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
     })
+}
+
+/// Moves the principals generation, in the caller's transaction.
+fn bump_principals_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'principals_gen'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// The embedded key store: a separate SQLite file, mode 0600.
@@ -1513,6 +1857,11 @@ impl SqliteKeyStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The durability settings of the key store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
     /// Runs `delete` for each key in one transaction, then moves the
     /// deletion out of the WAL (`overwrite_wal`); returns the rows deleted.
     fn destroy<K: rusqlite::ToSql>(&self, delete: &str, keys: &[K]) -> Result<u64, StoreError> {
@@ -1531,7 +1880,59 @@ impl SqliteKeyStore {
     }
 }
 
+fn log_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogState, StoreError>> {
+    let root: Vec<u8> = r.get(1)?;
+    let Ok(root) = <[u8; 32]>::try_from(root) else {
+        return Ok(Err(StoreError::Corrupt(
+            "the log state's root is not 32 bytes".into(),
+        )));
+    };
+    Ok(Ok(LogState {
+        size: r.get::<_, i64>(0)? as u64,
+        root,
+        note: r.get(2)?,
+        signed: r.get::<_, i64>(3)? as u64,
+    }))
+}
+
+fn read_log_state(conn: &Connection) -> Result<Option<LogState>, StoreError> {
+    conn.query_row(
+        "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+        [],
+        log_state_row,
+    )
+    .optional()?
+    .transpose()
+}
+
 impl KeyStore for SqliteKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        read_log_state(&self.conn())
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        let mut conn = self.conn();
+        // Immediate: the write lock on the key store file is taken before
+        // the read, so no other process can swap in between.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_log_state(&tx)?;
+        if found.as_ref() != expected {
+            return Ok(LogStateSwap::Changed(found));
+        }
+        tx.execute(
+            "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                 note = excluded.note, signed = excluded.signed",
+            params![new.size as i64, &new.root[..], new.note, new.signed as i64],
+        )?;
+        tx.commit()?;
+        Ok(LogStateSwap::Swapped)
+    }
+
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         let mut existing = Vec::new();
         if keys.is_empty() {
@@ -1653,5 +2054,105 @@ impl KeyStore for SqliteKeyStore {
 
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
         self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)
+    }
+
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached("SELECT ref FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT ?2")?;
+        let from: &[u8] = after.map_or(&[], |a| &a[..]);
+        Ok(s.query_map(params![from, limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let mut n = RewrapCount::default();
+        // Page through by ref: the whole store need not fit in memory.
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page: Vec<SubjectKeys> = tx
+                .prepare_cached(
+                    "SELECT ref, data, tag FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT 4096",
+                )?
+                .query_map([&after], |r| {
+                    Ok(SubjectKeys {
+                        subject: r.get(0)?,
+                        data: r.get(1)?,
+                        tag: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(last) = page.last() else { break };
+            after = last.subject.to_vec();
+            let mut up =
+                tx.prepare_cached("UPDATE subject_keys SET data = ?2, tag = ?3 WHERE ref = ?1")?;
+            let mut del = tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1")?;
+            for k in &page {
+                match f(KeyItem::Subject(k))? {
+                    KeyAction::Keep => {}
+                    KeyAction::Subject(d, t) => {
+                        up.execute(params![k.subject, d, t])?;
+                        n.subjects += 1;
+                    }
+                    KeyAction::Delete => {
+                        del.execute([k.subject])?;
+                        n.deleted += 1;
+                    }
+                    KeyAction::Secret(_) => {
+                        return Err(StoreError::Corrupt(
+                            "a subject's keys cannot become a secret".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let secrets: Vec<(String, Vec<u8>)> = tx
+            .prepare_cached("SELECT name, value FROM secrets ORDER BY name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, value) in &secrets {
+            match f(KeyItem::Secret(name, value))? {
+                KeyAction::Keep => {}
+                KeyAction::Secret(v) => {
+                    tx.execute(
+                        "UPDATE secrets SET value = ?2 WHERE name = ?1",
+                        params![name, v],
+                    )?;
+                    n.secrets += 1;
+                }
+                KeyAction::Delete => {
+                    tx.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+                    n.deleted += 1;
+                }
+                KeyAction::Subject(..) => {
+                    return Err(StoreError::Corrupt(
+                        "a secret cannot become a subject's keys".into(),
+                    ));
+                }
+            }
+        }
+        for (name, value) in insert {
+            tx.execute(
+                "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            n.inserted += 1;
+        }
+        tx.commit()?;
+        // The old wrapped values are overwritten in the file (secure_delete)
+        // and moved out of the WAL.
+        overwrite_wal(&conn)?;
+        Ok(n)
     }
 }

@@ -58,8 +58,8 @@ pub const ACCOUNTING_RETENTION_DAYS: i64 = 1826;
 /// after the cover ends, then access ends.
 pub const COVER_ACCESS_DAYS_AFTER_END: i64 = 60;
 
-const GATEWAY_SECRET: &str = "gateway_key";
-const GATEWAY_KEY_REF: &[u8] = b"postvault/gateway";
+pub(crate) const GATEWAY_SECRET: &str = "gateway_key";
+pub(crate) const GATEWAY_KEY_REF: &[u8] = b"postvault/gateway";
 /// Meta key: the derivation of the ledger's instrument and case keys.
 const LEDGER_KEYS_META: &str = "ledger_keys";
 /// Version 2: keyed hashes of a document's normalized identity and of the
@@ -806,81 +806,134 @@ impl Vault {
         let now = self.clock.now_ms();
         let mut answer = None;
         let mut destroy = None;
-        let (_, log_index) =
-            self.store
-                .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
-                    let mut new = None;
-                    let (row, mut reasons) = self.officer_step_view(officer, row, "ending");
-                    match row {
-                        None => {}
-                        Some(r) => {
-                            if !rules.approver_roles().contains(&officer.role) {
-                                reasons.push(GatewayReason::new(
-                                    codes::NOT_PERMITTED,
-                                    format!(
-                                        "ending a request needs the role {}",
-                                        rules.approver_roles().join(" or ")
-                                    ),
-                                ));
-                            }
-                            let st = effective_status(r, now);
-                            let cover = r.kind == InstrumentKind::MailCover.as_str();
-                            let open = [
-                                status::PENDING,
-                                status::HELD,
-                                status::APPROVED,
-                                status::FETCHED,
-                            ]
-                            .contains(&r.status.as_str());
-                            // An improperly ordered cover is destroyed even after it ran.
-                            let destroyable = cover
+        let mut intent_leaf = None;
+        let _destroying = (reason == EndReason::ImproperlyOrdered).then(|| self.destroying());
+        let cover_records = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
+            // A cover ended as improperly ordered reads its people, to
+            // count what destroying its key makes unreadable; only for a
+            // principal who may end it (no other learns by the time taken).
+            match row {
+                Some(r)
+                    if reason == EndReason::ImproperlyOrdered
+                        && r.kind == InstrumentKind::MailCover.as_str()
+                        && rules.approver_roles().contains(&officer.role) =>
+                {
+                    r.subjects.clone()
+                }
+                _ => vec![],
+            }
+        };
+        let (_, log_index) = self.store.disclosure_step(
+            id,
+            &mut |row| cover_records(row),
+            &mut |row, data, _| {
+                let mut new = None;
+                let (row, mut reasons) = self.officer_step_view(officer, row, "ending");
+                match row {
+                    None => {}
+                    Some(r) => {
+                        if !rules.approver_roles().contains(&officer.role) {
+                            reasons.push(GatewayReason::new(
+                                codes::NOT_PERMITTED,
+                                format!(
+                                    "ending a request needs the role {}
+                                    rules.approver_roles().join(" or ")
+                                ),
+                            ));
+                        }
+                        let st = effective_status(r, now);
+                        let cover = r.kind == InstrumentKind::MailCover.as_str();
+                        let open = [
+                            status::PENDING,
+                            status::HELD,
+                            status::APPROVED,
+                            status::FETCHED,
+                        ]
+                        .contains(&r.status.as_str());
+                        // An improperly ordered cover is destroyed even after it ran.
+                        let destroyable = cover
+                            && reason == EndReason::ImproperlyOrdered
+                            && r.status != status::DESTROYED
+                            && r.status != status::REFUSED;
+                        if !(open || destroyable) {
+                            reasons.push(wrong_status(&st, "ended"));
+                            // A destroy that committed but crashed before its key
+                            // was deleted is finished by asking again.
+                            if cover
                                 && reason == EndReason::ImproperlyOrdered
-                                && r.status != status::DESTROYED
-                                && r.status != status::REFUSED;
-                            if !(open || destroyable) {
-                                reasons.push(wrong_status(&st, "ended"));
-                                // A destroy that committed but crashed before its key
-                                // was deleted is finished by asking again.
-                                if cover
-                                    && reason == EndReason::ImproperlyOrdered
-                                    && r.status == status::DESTROYED
-                                {
-                                    destroy = Some(r.seq);
-                                }
-                            }
-                            if reasons.is_empty() {
-                                let mut n = r.clone();
-                                n.status = if reason == EndReason::ImproperlyOrdered && cover {
-                                    destroy = Some(n.seq);
-                                    status::DESTROYED
-                                } else {
-                                    status::ENDED
-                                }
-                                .into();
-                                n.ended_at = Some(now);
-                                n.end_reason = Some(reason.as_str().into());
-                                // A cover's notice waits for its end, which is now.
-                                if cover {
-                                    n.notice_after = n.notice_after.map(|t| t.min(now));
-                                }
-                                new = Some(n);
+                                && r.status == status::DESTROYED
+                            {
+                                destroy = Some(r.seq);
                             }
                         }
+                        if reasons.is_empty() {
+                            let mut n = r.clone();
+                            n.status = if reason == EndReason::ImproperlyOrdered && cover {
+                                destroy = Some(n.seq);
+                                status::DESTROYED
+                            } else {
+                                status::ENDED
+                            }
+                            .into();
+                            n.ended_at = Some(now);
+                            n.end_reason = Some(reason.as_str().into());
+                            // A cover's notice waits for its end, which is now.
+                            if cover {
+                                n.notice_after = n.notice_after.map(|t| t.min(now));
+                            }
+                            new = Some(n);
+                        }
                     }
-                    self.step_leaf(
-                        officer,
-                        row,
-                        "disclosure_end",
-                        new,
-                        reasons,
+                }
+                let fresh_destroy = new.as_ref().is_some_and(|n| n.status == status::DESTROYED);
+                let mut step = self.step_leaf(
+                    officer,
+                    row,
+                    "disclosure_end",
+                    new,
+                    reasons,
+                    now,
+                    &mut answer,
+                );
+                intent_leaf = None;
+                if let (true, Some(seq)) = (fresh_destroy, destroy) {
+                    // Written ahead: the order key goes only after this
+                    // step and its intent have committed.
+                    let records = data
+                        .iter()
+                        .flat_map(|d| &d.records)
+                        .filter(|r| u64::from(r.key_id) == seq)
+                        .count() as u64;
+                    let b = crate::intents::CoverBody { seq, records };
+                    step.leaves.push(self.destruction_leaf(
+                        &self.actor(officer),
+                        "cover_intent",
                         now,
-                        &mut answer,
-                    )
-                })?;
+                        records,
+                        vec!["mail_cover_record".into()],
+                        format!("keys:{}", cover_secret(seq)),
+                        vec![],
+                    ));
+                    intent_leaf = Some(step.leaves.len() - 1);
+                    step.intent = Some((
+                        step.leaves.len() - 1,
+                        postvault_store::Intent {
+                            kind: crate::intents::COVER.into(),
+                            body: crate::intents::body(&b),
+                            at: now,
+                        },
+                    ));
+                }
+                step
+            },
+        )?;
         let mut answer = answer.ok_or_else(no_answer)?;
         answer.log_index = log_index;
         if let Some(seq) = destroy {
             self.keys.delete_secret(&cover_secret(seq))?;
+        }
+        if let Some(at) = intent_leaf {
+            self.complete(log_index + at as u64, &self.actor(officer), false)?;
         }
         Ok(answer)
     }
@@ -997,24 +1050,29 @@ impl Vault {
                     let mut step = DisclosureStep::default();
                     let mut chosen = Vec::new();
                     let mut key_cache = crate::vault::KeyCache::default();
+                    // Records of the package whose keys are missing: the
+                    // fetch is refused, never answered with less.
+                    let mut missing = 0u64;
                     for (i, (subject, d)) in r.subjects.iter().zip(data).enumerate() {
                         let keys = match self.subject_keys(subject) {
                             Ok(k) => k,
+                            Err(VaultError::Crypto(_)) => None,
                             Err(e) => {
                                 fail = Some(e);
                                 None
                             }
                         };
-                        let picked: Vec<usize> = d
-                            .records
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, rec)| {
-                                in_package(r, rec, now, &own_covers, preserved.contains(subject))
-                                    && self.openable(rec, keys.as_deref(), &mut key_cache)
-                            })
-                            .map(|(ix, _)| ix)
-                            .collect();
+                        let mut picked: Vec<usize> = Vec::new();
+                        for (ix, rec) in d.records.iter().enumerate() {
+                            if !in_package(r, rec, now, &own_covers, preserved.contains(subject)) {
+                                continue;
+                            }
+                            match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
+                                crate::integrity::Gone::No => picked.push(ix),
+                                crate::integrity::Gone::Lawfully => {}
+                                _ => missing += 1,
+                            }
+                        }
                         let categories: BTreeSet<String> = picked
                             .iter()
                             .map(|&ix| d.records[ix].category.clone())
@@ -1059,6 +1117,22 @@ impl Vault {
                         });
                         step.accounting_leaf.push(i);
                         chosen.push(picked);
+                    }
+                    if missing > 0 {
+                        fail = Some(VaultError::RecordKeysMissing { records: missing });
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            agency,
+                            Some(r),
+                            "disclose",
+                            None,
+                            vec![GatewayReason::new(
+                                "keys_missing",
+                                "records of the package cannot be opened: their keys are missing",
+                            )],
+                            now,
+                            &mut ignored,
+                        );
                     }
                     if step.leaves.is_empty() {
                         // An approved request always names someone; still, a step
@@ -1242,6 +1316,7 @@ impl Vault {
         subject: &str,
         officer_view: bool,
     ) -> Result<Accounting, VaultError> {
+        crate::vault::check_subject(subject)?;
         let tax = self.pack.taxonomy();
         let rules = self.pack.disclosure();
         let for_subject = tax
@@ -1967,7 +2042,7 @@ fn instrument_aad(id: &str) -> Vec<u8> {
     aad
 }
 
-fn cover_secret(seq: u64) -> String {
+pub(crate) fn cover_secret(seq: u64) -> String {
     format!("cover:{seq}")
 }
 

@@ -2,9 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod crash;
+mod ops;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+mod witness;
 
 fn pv(data: &Path, args: &[&str]) -> Output {
     pv_in(data, args, None)

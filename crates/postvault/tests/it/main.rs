@@ -14,7 +14,9 @@ mod oracles;
 mod pg;
 mod policy;
 mod read;
+mod reliability;
 mod rights;
+mod rollback;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub fn opts(clock: &Arc<FixedClock>) -> OpenOptions {
     OpenOptions {
         pack: None,
         clock: clock.clone(),
+        ..OpenOptions::default()
     }
 }
 
