@@ -45,7 +45,7 @@ pub fn simulated(records: u64, seed: u64) -> impl Iterator<Item = String> {
     postvault_sim::Simulator::new(&cfg).take(records as usize)
 }
 
-fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
+pub(crate) fn simulated_lines(records: u64, seed: u64) -> Vec<String> {
     simulated(records, seed).collect()
 }
 
@@ -93,6 +93,7 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
         &CollectOptions {
             default_purpose: None,
             batch_size: a.batch_size,
+            run: None,
         },
         &mut |k| bar.set_position(k),
     )?;
@@ -572,6 +573,7 @@ pub fn retention(a: &RetentionArgs) -> Result<u8> {
     let opts = OpenOptions {
         pack: None,
         clock: clock.clone(),
+        ..OpenOptions::default()
     };
     let vault = Vault::init(&dir, opts.clone())?;
     vault.add_principal("ingest", "collector")?;

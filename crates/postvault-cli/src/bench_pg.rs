@@ -99,6 +99,7 @@ fn collect_all(v: &Vault, lines: impl Iterator<Item = String>, batch: usize) -> 
         &CollectOptions {
             default_purpose: None,
             batch_size: batch,
+            run: None,
         },
         &mut |_| {},
     )?;

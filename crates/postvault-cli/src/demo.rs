@@ -19,7 +19,7 @@ struct Head<'a> {
     category: &'a str,
 }
 
-pub fn run(a: &DemoArgs) -> Result<u8> {
+pub fn run(a: &DemoArgs, master_key: Option<std::sync::Arc<postvault::ExternalKey>>) -> Result<u8> {
     let tmp;
     let dir = match &a.keep {
         Some(d) => d.clone(),
@@ -35,6 +35,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         OpenOptions {
             pack: None,
             clock: clock.clone(),
+            master_key,
         },
     )?;
     let t = vault.pack().taxonomy();
@@ -165,6 +166,8 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         }
     );
 
+    consent_scene(&vault, &person)?;
+
     let size = vault.store().log_size()?;
     let leaf = vault
         .store()
@@ -206,10 +209,72 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     let sample: Vec<String> = sample_subjects(a)?;
     scenario_2025(&vault, &clock, &person, &cats, &sample)?;
     rights_scene(&vault, &person, &sample)?;
+    crate::demo_witness::scene(
+        &dir,
+        vault,
+        OpenOptions {
+            pack: None,
+            clock: clock.clone(),
+        },
+        &person,
+    )?;
     if a.keep.is_some() {
         outln!("\nThe vault is kept in {}.", dir.display());
     }
     Ok(0)
+}
+
+/// Consent is the person's act: a collection line cannot grant it, the
+/// rights channel records it (one leaf, the person's tag), a withdrawal
+/// closes marketing again.
+fn consent_scene(vault: &Vault, person: &str) -> Result<()> {
+    let promo = vault.principal("promotions")?;
+    let officer = vault.principal("privacy-officer")?;
+    let ingest = vault.principal("ingest")?;
+    outln!("\n6. The ingest service sends a record claiming the person consented to marketing");
+    let line = serde_json::json!({"subject": person, "category": "account_identity", "purpose": "marketing",
+        "consent": true, "fields": {"name": "A. Person", "email": "a.person@example.com"}});
+    let r = vault.collect(
+        &ingest,
+        &mut line.to_string().as_bytes(),
+        &CollectOptions::default(),
+        &mut |_| {},
+    )?;
+    match r.errors.first() {
+        Some(e) => outln!("   REJECTED [{}]: {}", e.code, e.message),
+        None => outln!("   ACCEPTED (consent was laundered through collection)"),
+    }
+    let still = vault.read(&promo, person, "marketing")?;
+    outln!(
+        "   Marketing reads again: {}. Collection never creates, changes or revives consent.",
+        if still.denied() {
+            "still DENIED"
+        } else {
+            "ALLOWED"
+        }
+    );
+    outln!("\n7. The person opts in through the rights channel");
+    outln!(
+        "   postvault consent grant --as privacy-officer --subject {person} --purpose marketing"
+    );
+    let idx = vault.set_consent(&officer, person, "marketing", true)?;
+    outln!("   Recorded as log leaf {idx}, tagged for the person.");
+    let r = vault.read(&promo, person, "marketing")?;
+    describe(&r);
+    match vault.set_consent(&officer, person, "immigration_enforcement", true) {
+        Err(e) => outln!(
+            "   Consent to immigration enforcement is refused [{}]: no consent opens a prohibited purpose.",
+            e.code()
+        ),
+        Ok(_) => outln!("   Consent to immigration enforcement was STORED"),
+    }
+    vault.set_consent(&officer, person, "marketing", false)?;
+    let r = vault.read(&promo, person, "marketing")?;
+    outln!(
+        "   The person withdraws: marketing is {} again, until they grant it anew.",
+        if r.denied() { "denied" } else { "ALLOWED" }
+    );
+    Ok(())
 }
 
 /// Subject ids of the simulated slice, for requests that name many people.
@@ -339,7 +404,7 @@ fn scenario_2025(
         stream.len()
     );
     outln!(
-        "    {pending} wait for a privacy officer (none is answered by the software alone); {held} are HELD FOR REVIEW:"
+        "    {pending} wait for a privacy officer (none is answered by the software alone); {held} are HELD FOR REVIEW\n    (quotas count people named, the refused requests above included):"
     );
     if let Some(al) = alert {
         outln!("      alert {al}");
@@ -390,6 +455,30 @@ fn scenario_2025(
         "    The agency approves its own request: REFUSED ({})",
         reasons_line(&own)
     );
+    // The officer approves a document, not a status: the instrument opened
+    // (one leaf) beside every check the pack made.
+    if let Some(o) = vault
+        .disclosure_show(&officer, &d.id)?
+        .and_then(|v| v.officer)
+    {
+        let passed = o
+            .checks
+            .iter()
+            .filter(|c| c.result == postvault_policy::review::CheckStatus::Passed)
+            .count();
+        outln!(
+            "    postvault disclose show --as privacy-officer ID: the officer opens the instrument (log leaf {}):",
+            o.log_index
+        );
+        outln!(
+            "    court, docket, judge, signer and title, authority, the person named; {passed} of {} checks passed,",
+            o.checks.len()
+        );
+        outln!(
+            "    and {} things no software can check for the officer to confirm (the court and judge are real, ...).",
+            o.cannot_check.len()
+        );
+    }
     let ok = vault.disclose_approve(&officer, &d.id, &postvault::ApproveOptions::default())?;
     outln!(
         "    The privacy officer, a second person, approves: {}",
@@ -411,6 +500,19 @@ fn scenario_2025(
     outln!(
         "    Each person disclosed is one log leaf, written before any record was opened (leaf {}).",
         pkg.log_index
+    );
+    // The same order again, its references respelled: one document, one
+    // disclosure, whoever presents it and however it is written.
+    let mut reuse = order.clone();
+    reuse["instrument_id"] = serde_json::json!("26\u{2011}mj\u{2011}0417.");
+    reuse["court"]["name"] =
+        serde_json::json!("U.S. DISTRICT COURT FOR THE NORTHERN DISTRICT OF ILLINOIS");
+    reuse["court"]["docket"] = serde_json::json!("1:26-MJ-00417");
+    let r = vault.disclose_submit(&ice, &reuse.to_string())?;
+    outln!(
+        "    The same order again, its id respelled `26\u{2011}mj\u{2011}0417.` (Unicode hyphens): {} ({})",
+        r.status.to_uppercase(),
+        reasons_line(&r)
     );
     let before = vault.accounting(&officer, person, false)?;
     outln!(

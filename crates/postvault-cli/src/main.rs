@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 done; 1 error; 2 bad usage; 3 denied (a read the purpose may
 //! see nothing of, a refused disclosure request or step); 4 some input lines
-//! were rejected; 5 log verification failed. A closed stdout (`| head`)
-//! ends a command normally.
+//! were rejected; 5 log verification failed (or the data store is behind
+//! or beside the last signed checkpoint); 6 keys are missing (records
+//! whose keys the key store lacks, or no key store). A closed stdout
+//! (`| head`) ends a command normally.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
@@ -12,13 +14,20 @@ mod output;
 
 mod bench;
 mod bench_http;
+mod bench_oracle;
 mod bench_pg;
 mod bench_suite;
+mod bench_witness;
 mod demo;
+mod demo_witness;
 mod disclose;
 mod examples;
+mod ops;
+mod policy;
+mod principal;
 mod rights;
 mod serve;
+mod witness_cmd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +47,7 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_DENIED: u8 = 3;
 pub const EXIT_REJECTED: u8 = 4;
 pub const EXIT_VERIFY_FAILED: u8 = 5;
+pub const EXIT_KEYS_MISSING: u8 = 6;
 
 /// A purpose-bound personal data vault for postal data: every record carries
 /// the purpose it was collected for, every read declares a purpose and gets
@@ -45,7 +55,7 @@ pub const EXIT_VERIFY_FAILED: u8 = 5;
 #[derive(Parser, Debug)]
 #[command(name = "postvault", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed."
+    after_help = "Exit codes: 0 done, 1 error, 2 bad usage, 3 denied, 4 lines rejected, 5 log verification failed or the log was rolled back, 6 keys missing."
 )]
 struct Cli {
     /// The vault directory.
@@ -67,22 +77,61 @@ struct Cli {
     #[arg(long, global = true, env = "POSTVAULT_KEYS", hide_env_values = true)]
     keys: Option<String>,
     /// A policy pack directory (taxonomy.toml, schema.cedarschema,
-    /// policies.cedar); default: the postal pack built in.
+    /// policies.cedar, disclosure.toml). `init`: default the postal pack
+    /// built in. Other commands: default the pack the vault records; a pack
+    /// given must be that one (change it with `policy stage`).
     #[arg(long, global = true, env = "POSTVAULT_PACK")]
     pack: Option<PathBuf>,
+    /// For a vault whose master key is kept outside its key store: a file
+    /// holding it (32 bytes: raw, 64 hex digits or base64; not readable by
+    /// others). `init` with it makes such a vault.
+    #[arg(
+        long,
+        global = true,
+        env = "POSTVAULT_MASTER_KEY_FILE",
+        value_name = "PATH"
+    )]
+    master_key_file: Option<PathBuf>,
+    /// Like --master-key-file, from what a command prints (a KMS client),
+    /// run with `sh -c`.
+    #[arg(
+        long,
+        global = true,
+        env = "POSTVAULT_MASTER_KEY_COMMAND",
+        value_name = "CMD",
+        hide_env_values = true,
+        conflicts_with = "master_key_file"
+    )]
+    master_key_command: Option<String>,
+    #[command(flatten)]
+    witnesses: witness_cmd::LogWitnessArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a new vault: data store, key store (mode 0600) and master key.
-    Init,
+    /// Create a new vault: data store, key store (mode 0600) and master key,
+    /// built beside the target and moved into place whole.
+    Init(InitArgs),
+    /// Check the vault (fsck): records without keys, keys without records,
+    /// the log's tree against its leaves and checkpoints, pending work.
+    /// Exit 6 when records lack keys, 5 when the log does not match.
+    Check,
+    /// Copy the data store, then the key store, online and consistent with
+    /// each other, to two places (SQLite; on PostgreSQL use pg_dump).
+    Backup(ops::BackupArgs),
+    /// Restore a backup into a new directory, then check it.
+    Restore(ops::RestoreArgs),
+    /// The master key: move it out of the key store, or rotate it.
+    #[command(subcommand)]
+    Keys(ops::KeysCmd),
     /// Manage principals (services, staff, officers, agencies, auditors).
     #[command(subcommand)]
     Principal(PrincipalCmd),
     /// Collect NDJSON records, one per line:
-    /// {"subject", "category", "purpose", "fields", "legal_basis"?, "consent"?}.
+    /// {"subject", "category", "purpose", "fields", "legal_basis"?}. Consent
+    /// is never collected: `postvault consent grant` records it.
     Collect(CollectArgs),
     /// Read one subject for a declared purpose.
     Read(ReadArgs),
@@ -130,13 +179,23 @@ enum Command {
     /// Correct a record at the person's request: the old one is kept as
     /// history; prints who received the category before, to be told.
     Correct(rights::CorrectArgs),
+    /// Run a C2SP tlog-witness that cosigns the checkpoints of the logs it
+    /// follows (this vault's or any other): init, key, add-log, logs, serve.
+    Witness(witness_cmd::WitnessArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum LogCmd {
     /// Print the latest signed checkpoint (a C2SP signed note, byte-exact),
-    /// signing one for the current size first if the log has grown.
+    /// signing one for the current size first if the log has grown. With
+    /// witnesses (--log-witness), gather their cosignatures and print the
+    /// latest final checkpoint with its cosignature lines (exit 1 if none is).
     Checkpoint,
+    /// Compare the data store with the key store's last signed checkpoint
+    /// and report what is missing (leaves, checkpoints); re-signs nothing.
+    /// Puts back the last signed checkpoint if the data store lacks only
+    /// that (a stop between signing and storing). Exit 5 if data is missing.
+    Recover,
     /// Print the log's verifier key: `<name>+<8 hex key id>+<base64>`.
     Key,
     /// Print entries as NDJSON: {"index", "leaf" (base64 of the hashed bytes), "event"}.
@@ -169,6 +228,14 @@ enum LogCmd {
         /// An earlier signed checkpoint the log must be consistent with.
         #[arg(long)]
         since: Option<PathBuf>,
+        /// A witness verifier key (tlog-cosignature/v1); repeat. The
+        /// checkpoint verified must carry a quorum of their cosignatures
+        /// (without --checkpoint: the latest kept one that does).
+        #[arg(long = "witness", value_name = "VKEY")]
+        witness: Vec<String>,
+        /// Cosignatures required (default: every --witness).
+        #[arg(long, requires = "witness")]
+        quorum: Option<usize>,
     },
     /// Write a C2SP tlog-tiles resource to stdout (raw bytes):
     /// `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`.
@@ -206,8 +273,22 @@ enum PrincipalCmd {
         #[arg(long)]
         role: String,
     },
-    /// List principals (names and roles, never tokens).
+    /// List principals in force (names and roles, never tokens).
     List,
+    /// Revoke a principal: its token is refused from now on, by every
+    /// running node within a second. One log leaf.
+    Revoke { name: String },
+    /// Give a principal a new token (printed once) and refuse the old one,
+    /// by every running node within a second. One log leaf.
+    Rotate { name: String },
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Replace a half-made vault an interrupted `init` left in the target
+    /// (never one that holds data or keys of anyone).
+    #[arg(long, alias = "force")]
+    replace: bool,
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +302,15 @@ struct CollectArgs {
     /// Lines per transaction.
     #[arg(long, default_value_t = 2048)]
     batch_size: usize,
+    /// The run's batch id: collected again under the same id, the input
+    /// resumes after its last committed line (and a finished run is not
+    /// collected again). Default for a file: its SHA-256; standard input
+    /// has none unless given.
+    #[arg(long, value_name = "ID")]
+    batch_id: Option<String>,
+    /// Collect the file as a new run even if it was collected before.
+    #[arg(long, conflicts_with = "batch_id")]
+    no_resume: bool,
     /// NDJSON input; `-` or nothing for standard input.
     file: Option<PathBuf>,
 }
@@ -249,6 +339,27 @@ enum PolicyCmd {
     Table {
         #[arg(long, value_enum, default_value_t = TableFormat::Json)]
         format: TableFormat,
+    },
+    /// Stage a pack for this vault (default: the one built into this
+    /// binary). One log leaf records both versions. A change that widens any
+    /// access takes effect after the pack's notice period (R4: 30 days in
+    /// the postal pack); a narrowing at once.
+    Stage {
+        /// A pack directory.
+        dir: Option<PathBuf>,
+    },
+    /// What changes, per role x action x purpose x category cell and per
+    /// rule, from the vault's pack (or `--from`) to DIR (default: the staged
+    /// pack, else the one built into this binary).
+    Diff {
+        /// A pack directory.
+        dir: Option<PathBuf>,
+        /// Compare from this pack directory instead of the vault's pack (no
+        /// vault needed).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = policy::DiffFormat::Json)]
+        format: policy::DiffFormat,
     },
 }
 
@@ -284,6 +395,12 @@ struct SimulateArgs {
     /// them only while an approved order for that person is in force.
     #[arg(long)]
     mail_covers: bool,
+    /// Also generate marketing opt-ins (identity collected for
+    /// `marketing`). A vault accepts them only for people whose consent the
+    /// rights channel recorded (`postvault consent grant`); with `--out DIR`
+    /// `plan.json` lists those people under `marketing_opt_ins`.
+    #[arg(long)]
+    marketing: bool,
 }
 
 #[derive(Args, Debug)]
@@ -325,12 +442,19 @@ enum BenchCmd {
     /// The HTTP service under load on loopback: authenticated logged reads/s
     /// with p50/p99, and NDJSON ingest records/s.
     Http(bench_http::HttpArgs),
+    /// Existence oracles by time: the median of a denied read and of a
+    /// refused disclosure submission naming a person with 600 records,
+    /// against made-up ids (target: within 10%).
+    Oracle(bench_oracle::OracleArgs),
     /// Ingest on PostgreSQL: the full path vs raw binary COPY of the same
     /// bytes, and the aggregate of several vault processes at once.
     PgIngest(bench_pg::PgIngestArgs),
     /// One node of `pg-ingest`'s aggregate run.
     #[command(hide = true)]
     PgNode(bench_pg::PgNodeArgs),
+    /// Witnesses: checkpoint latency signed alone and cosigned by two
+    /// local witnesses, and reads with and without cosigning rounds.
+    Witness(bench_witness::WitnessBenchArgs),
 }
 
 fn simulate(a: &SimulateArgs) -> Result<u8> {
@@ -341,6 +465,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
         scale: a.scale,
         seed: a.seed,
         mail_covers: a.mail_covers,
+        marketing: a.marketing,
         ..postvault_sim::SimConfig::default()
     };
     let plan = postvault_sim::Plan::new(&cfg);
@@ -383,6 +508,7 @@ fn simulate(a: &SimulateArgs) -> Result<u8> {
                 "packages": plan.packages(),
                 "categories": counts,
                 "plan": plan,
+                "marketing_opt_ins": postvault_sim::Simulator::opt_ins(&cfg),
             });
             let plan_path = dir.join("plan.json");
             std::fs::write(&plan_path, serde_json::to_string_pretty(&meta)? + "\n")
@@ -405,17 +531,25 @@ fn main() -> ExitCode {
         Err(e) => {
             let verify_failed = matches!(
                 e.downcast_ref::<VaultError>(),
-                Some(VaultError::LogVerification(_))
+                Some(VaultError::LogVerification(_) | VaultError::LogRollback(_))
             );
-            let code = e
+            let keys_missing = e
                 .downcast_ref::<VaultError>()
-                .map_or("error", VaultError::code);
+                .is_some_and(VaultError::keys_missing);
+            let code = match e.downcast_ref::<VaultError>() {
+                Some(v) => v.code(),
+                // A pack checked without a vault (`policy check`, `diff --from`).
+                None if e.downcast_ref::<postvault_policy::PackError>().is_some() => "bad_pack",
+                None => "error",
+            };
             let msg = format!("{e:#}");
             errln!("postvault: error: {msg}");
             let body = serde_json::json!({"error": {"code": code, "message": msg}});
             let _ = output::stdout(format_args!("{body}\n"));
             ExitCode::from(if verify_failed {
                 EXIT_VERIFY_FAILED
+            } else if keys_missing {
+                EXIT_KEYS_MISSING
             } else {
                 EXIT_ERROR
             })
@@ -448,21 +582,22 @@ fn pack_sources(dir: Option<&Path>) -> Result<Option<PackSources>> {
     }))
 }
 
-fn open_opts(cli: &Cli) -> Result<OpenOptions> {
+pub(crate) fn open_opts(cli: &Cli) -> Result<OpenOptions> {
     Ok(OpenOptions {
         pack: pack_sources(cli.pack.as_deref())?,
+        master_key: ops::master_key(cli)?,
         ..OpenOptions::default()
     })
 }
 
 /// Where the vault's stores are: the embedded files in `--data`, or
 /// PostgreSQL.
-enum Location<'a> {
+pub(crate) enum Location<'a> {
     Dir,
     Postgres { store: &'a str, keys: &'a str },
 }
 
-fn location(cli: &Cli) -> Result<Location<'_>> {
+pub(crate) fn location(cli: &Cli) -> Result<Location<'_>> {
     match (cli.store.as_deref(), cli.keys.as_deref()) {
         (None | Some(""), None | Some("")) => Ok(Location::Dir),
         (None | Some(""), Some(_)) => {
@@ -508,29 +643,64 @@ fn pg_stores(
     Ok((PathBuf::from(shown), s, k))
 }
 
-/// Opens the vault the global flags name.
+/// Opens the vault the global flags name, with their witnesses.
 pub(crate) fn open_vault(cli: &Cli) -> Result<Vault> {
     let opts = open_opts(cli)?;
-    Ok(match location(cli)? {
+    let v = match location(cli)? {
         Location::Dir => Vault::open(&cli.data, opts)?,
         Location::Postgres { store, keys } => {
             let (at, s, k) = pg_stores(store, keys, false)?;
             Vault::open_with(&at, Box::new(s), Box::new(k), opts)?
         }
+    };
+    if cli.pack.is_none() {
+        policy::built_in_notice(&v);
+    }
+    witness_cmd::configure(v, &cli.witnesses)
+}
+
+/// The stores the global flags name, without opening a vault over them
+/// (for `log recover`, which must look at stores the vault refuses).
+pub(crate) fn raw_stores(
+    cli: &Cli,
+) -> Result<(
+    Box<dyn postvault_store::Store>,
+    Box<dyn postvault_store::KeyStore>,
+)> {
+    Ok(match location(cli)? {
+        Location::Dir => {
+            use postvault_store::{OpenMode, SqliteKeyStore, SqliteStore};
+            let data = cli.data.join(postvault::DATA_FILE);
+            let keys = cli.data.join(postvault::KEYS_FILE);
+            if !data.exists() {
+                return Err(VaultError::NotInitialized(cli.data.display().to_string()).into());
+            }
+            if !keys.exists() {
+                return Err(VaultError::KeysMissing(keys.display().to_string()).into());
+            }
+            let k = SqliteKeyStore::open(&keys, OpenMode::Existing)?;
+            let s = SqliteStore::open(&data, OpenMode::Existing)?;
+            (Box::new(s), Box::new(k))
+        }
+        Location::Postgres { store, keys } => {
+            let (_, s, k) = pg_stores(store, keys, false)?;
+            (Box::new(s), Box::new(k))
+        }
     })
 }
 
 /// Creates the vault the global flags name; returns it and where it is.
-fn init_vault(cli: &Cli) -> Result<(Vault, String)> {
+fn init_vault(cli: &Cli, a: &InitArgs) -> Result<(Vault, String)> {
     let opts = open_opts(cli)?;
+    let init = postvault::InitOptions { replace: a.replace };
     Ok(match location(cli)? {
         Location::Dir => (
-            Vault::init(&cli.data, opts)?,
+            Vault::create(&cli.data, opts, &init)?,
             cli.data.display().to_string(),
         ),
         Location::Postgres { store, keys } => {
             let (at, s, k) = pg_stores(store, keys, true)?;
-            let v = Vault::init_with(&at, Box::new(s), Box::new(k), opts)?;
+            let v = Vault::create_with(&at, Box::new(s), Box::new(k), opts, &init)?;
             (v, at.display().to_string())
         }
     })
@@ -559,15 +729,20 @@ pub fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
 
 fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
-        Command::Init => {
-            let (v, at) = init_vault(&cli)?;
+        Command::Init(a) => {
+            let (v, at) = init_vault(&cli, a)?;
             errln!("postvault: created a vault in `{at}`");
             print_json(&serde_json::json!({
                 "data": at,
                 "pack": v.pack().version(),
+                "master_key_external": v.master_key_is_external(),
             }))?;
             Ok(0)
         }
+        Command::Check => ops::check(&cli),
+        Command::Backup(a) => ops::backup(&cli, a),
+        Command::Restore(a) => ops::restore(&cli, a),
+        Command::Keys(c) => ops::keys(&cli, c),
         Command::Principal(PrincipalCmd::Add { name, role }) => {
             let v = open_vault(&cli)?;
             let token = v.add_principal(name, role)?;
@@ -585,6 +760,8 @@ fn run(cli: Cli) -> Result<u8> {
             print_json(&list)?;
             Ok(0)
         }
+        Command::Principal(PrincipalCmd::Revoke { name }) => principal::revoke(&cli, name),
+        Command::Principal(PrincipalCmd::Rotate { name }) => principal::rotate(&cli, name),
         Command::Collect(a) => collect(&cli, a),
         Command::Read(a) => {
             let v = open_vault(&cli)?;
@@ -625,6 +802,7 @@ fn run(cli: Cli) -> Result<u8> {
                 "purposes": t.purposes.len(),
                 "roles": t.roles.len(),
                 "policies": pack.policy_count(),
+                "change_notice_days": t.change_notice_days,
                 "decisions": {"allow": allow, "deny": deny},
                 "valid": true,
             }))?;
@@ -636,8 +814,12 @@ fn run(cli: Cli) -> Result<u8> {
             policy_table(&pack, *format)?;
             Ok(0)
         }
+        Command::Policy(PolicyCmd::Stage { dir }) => policy::stage(&cli, dir.as_deref()),
+        Command::Policy(PolicyCmd::Diff { dir, from, format }) => {
+            policy::diff(&cli, dir.as_deref(), from.as_ref(), *format)
+        }
         Command::Simulate(a) => simulate(a),
-        Command::Demo(a) => demo::run(a),
+        Command::Demo(a) => demo::run(a, ops::master_key(&cli)?),
         Command::Log(cmd) => log_cmd(&cli, cmd),
         Command::Subject(SubjectCmd::Report(a)) => rights::report(&cli, a),
         Command::Retention(c) => rights::retention(&cli, c),
@@ -646,6 +828,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Consent(c) => rights::consent(&cli, c),
         Command::Correct(a) => rights::correct(&cli, a),
         Command::Serve(a) => serve::serve(&cli, a),
+        Command::Witness(a) => witness_cmd::run(a),
         Command::Subject(SubjectCmd::TagKey { subject }) => {
             let v = open_vault(&cli)?;
             match v.subject_tag_key(subject)? {
@@ -666,15 +849,48 @@ fn run(cli: Cli) -> Result<u8> {
             Some(BenchCmd::Erase(a)) => bench::erase(a),
             Some(BenchCmd::Retention(a)) => bench::retention(a),
             Some(BenchCmd::Http(a)) => bench_http::http(a),
+            Some(BenchCmd::Oracle(a)) => bench_oracle::oracle(a),
             Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
             Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
+            Some(BenchCmd::Witness(a)) => bench_witness::run(a),
         },
     }
 }
 
 fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
+    if let LogCmd::Recover = cmd {
+        return witness_cmd::recover(cli);
+    }
     let v = crate::open_vault(cli)?;
     match cmd {
+        LogCmd::Recover => {}
+        LogCmd::Checkpoint if v.has_witnesses() => {
+            let r = v.cosign()?;
+            for w in &r.witnesses {
+                if let Some(e) = &w.error {
+                    errln!("postvault: witness `{}`: {e}", w.witness);
+                }
+            }
+            let Some(fin) = &r.final_checkpoint else {
+                return Err(VaultError::NoFinalCheckpoint(format!(
+                    "checkpoint {} has {} of the {} cosignatures required, and no earlier one has them",
+                    r.checkpoint.size,
+                    r.checkpoint.cosigners.len(),
+                    r.checkpoint.quorum
+                ))
+                .into());
+            };
+            if !r.checkpoint.is_final {
+                errln!(
+                    "postvault: checkpoint {} is pending ({} of {} cosignatures); printing the latest final one, {}",
+                    r.checkpoint.size,
+                    r.checkpoint.cosigners.len(),
+                    r.checkpoint.quorum,
+                    fin.size
+                );
+            }
+            out!("{}", fin.note);
+        }
         LogCmd::Checkpoint => {
             out!("{}", v.checkpoint()?);
         }
@@ -706,7 +922,12 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             (None, Some(o), Some(n)) => print_json(&v.prove_consistency(*o, *n)?)?,
             _ => bail!("give --index I [--size N], or --old A --new B"),
         },
-        LogCmd::Verify { checkpoint, since } => {
+        LogCmd::Verify {
+            checkpoint,
+            since,
+            witness,
+            quorum,
+        } => {
             let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
                 p.as_ref()
                     .map(|p| {
@@ -718,11 +939,23 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             let report = v.verify_log(&postvault::VerifyOptions {
                 checkpoint: read(checkpoint)?,
                 since: read(since)?,
+                witnesses: witness.clone(),
+                quorum: *quorum,
             })?;
             errln!(
-                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent",
+                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent{}",
                 report.size,
-                report.checkpoints_checked
+                report.checkpoints_checked,
+                if report.witness_quorum > 0 {
+                    format!(
+                        "; checkpoint {} cosigned by {} of {} required witnesses",
+                        report.checkpoint.as_ref().map_or(0, |c| c.size),
+                        report.cosigners.len(),
+                        report.witness_quorum
+                    )
+                } else {
+                    String::new()
+                }
             );
             print_json(&report)?;
         }
@@ -733,9 +966,18 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             out.flush()?;
         }
         LogCmd::Find { tag_key } => {
-            let (checkpoint, found) = v.find_leaves(tag_key)?;
+            let (checkpoint, found) = v.find_leaves_cosigned(tag_key)?;
+            if !checkpoint.is_final {
+                errln!(
+                    "postvault: the checkpoint is pending: {} of the {} witness cosignatures required",
+                    checkpoint.cosigners.len(),
+                    checkpoint.quorum
+                );
+            }
             print_json(&serde_json::json!({
-                "checkpoint": checkpoint,
+                "checkpoint": checkpoint.note,
+                "checkpoint_final": checkpoint.is_final,
+                "cosigners": checkpoint.cosigners,
                 "leaves": found,
             }))?;
         }
@@ -755,14 +997,29 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
             (Box::new(BufReader::with_capacity(1 << 20, file)), None)
         }
     };
+    let run = ops::batch_id(a.file.as_deref(), a.batch_id.as_deref(), a.no_resume)?;
     let bar = progress_bar(len, "collecting");
     let opts = CollectOptions {
         default_purpose: a.purpose.clone(),
         batch_size: a.batch_size,
+        run,
     };
     let report = v.collect(&p, &mut input, &opts, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     let report = report?;
+    if let Some(run) = &report.run {
+        if run.replayed {
+            errln!(
+                "postvault: this input was collected in full before (batch id {}): nothing was stored again; the report is that run's",
+                run.id
+            );
+        } else if run.resumed_after_line > 0 {
+            errln!(
+                "postvault: resumed batch id {} after line {}, which an earlier run had committed: those lines were not stored again",
+                run.id, run.resumed_after_line
+            );
+        }
+    }
     if let Some(f) = &report.failure {
         print_json(&report)?;
         errln!(
@@ -772,9 +1029,19 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
         );
         return Ok(EXIT_ERROR);
     }
-    // One signed checkpoint per collection run (never per record).
-    if let Err(e) = v.checkpoint() {
-        errln!("postvault: warning: records are stored, but no checkpoint was signed: {e}");
+    // One signed checkpoint per collection run (never per record), and
+    // the witnesses' cosignatures of it.
+    match v.cosign() {
+        Ok(r) if !r.checkpoint.is_final => errln!(
+            "postvault: warning: checkpoint {} is pending: {} of {} witness cosignatures",
+            r.checkpoint.size,
+            r.checkpoint.cosigners.len(),
+            r.checkpoint.quorum
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            errln!("postvault: warning: records are stored, but no checkpoint was signed: {e}")
+        }
     }
     for e in &report.errors {
         errln!("postvault: line {}: {}", e.line, e.message);

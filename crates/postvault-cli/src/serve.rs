@@ -20,8 +20,9 @@ pub struct ServeArgs {
     /// day, and print a token and a ready `curl` line for each demo principal.
     #[arg(long)]
     pub demo: bool,
-    /// Requests per second per principal (bursts of twice that).
-    #[arg(long, default_value_t = 50_000)]
+    /// Requests per second per principal, and per client address for the
+    /// public log and for tokens not yet known (bursts of twice that).
+    #[arg(long, env = "POSTVAULT_RATE_LIMIT", default_value_t = postvault_server::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
     /// Largest JSON request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
@@ -56,6 +57,11 @@ pub struct ServeArgs {
     /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds between checkpoint rounds: sign a checkpoint if the log grew
+    /// and gather the witnesses' cosignatures (0: none; without witnesses
+    /// checkpoints are then signed when asked for).
+    #[arg(long, default_value_t = 30)]
+    pub checkpoint_interval: u64,
 }
 
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
@@ -93,11 +99,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     let tmp;
     let (vault, demo_tokens) = if a.demo {
         tmp = tempfile::tempdir().context("creating a temporary directory")?;
-        let (v, tokens) = demo_vault(&tmp.path().join("vault"))?;
+        let (v, tokens) = demo_vault(&tmp.path().join("vault"), crate::ops::master_key(cli)?)?;
         (v, tokens)
     } else {
         (crate::open_vault(cli)?, Vec::new())
     };
+    let vault = crate::witness_cmd::configure_demo(vault, cli, a.demo)?;
     let vault = Arc::new(vault);
     let config = postvault_server::Config {
         max_body: a.max_body,
@@ -107,6 +114,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
         tls,
         max_connections: a.max_connections.max(1),
+        ..postvault_server::Config::default()
     };
     let state = postvault_server::AppState::new(vault.clone(), config);
     // Vault calls run on blocking threads; tokio would start up to 512,
@@ -139,6 +147,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         if !demo_tokens.is_empty() {
             errln!(
                 "\n  the public log: curl -s {scheme}://{addr}/v1/log/checkpoint ; curl -s '{scheme}://{addr}/v1/log/proof/inclusion?index=0'"
+            );
+        }
+        if a.checkpoint_interval > 0 {
+            crate::witness_cmd::spawn_rounds(
+                vault.clone(),
+                Duration::from_secs(a.checkpoint_interval),
             );
         }
         if a.sweep_interval > 0 {
@@ -192,8 +206,17 @@ fn colour_on_stderr() -> bool {
 /// A temporary vault with a simulated slice and one principal per demo role.
 type DemoToken = (String, String, String, String);
 
-fn demo_vault(dir: &std::path::Path) -> Result<(Vault, Vec<DemoToken>)> {
-    let vault = Vault::init(dir, OpenOptions::default())?;
+fn demo_vault(
+    dir: &std::path::Path,
+    master_key: Option<std::sync::Arc<postvault::ExternalKey>>,
+) -> Result<(Vault, Vec<DemoToken>)> {
+    let vault = Vault::init(
+        dir,
+        OpenOptions {
+            master_key,
+            ..OpenOptions::default()
+        },
+    )?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
     let cfg = postvault_sim::SimConfig {
         scale: 0.00002,

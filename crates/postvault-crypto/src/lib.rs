@@ -1,7 +1,11 @@
 //! The key hierarchy of postvault, and the only crate that touches key bytes.
 //!
 //! ```text
-//! master key (32 bytes, key file, never in the data store)
+//! external key (optional: a file, or a KMS through a command; never stored)
+//!  └─ seals the master key's root and its wrapping key (the key store alone
+//!     then opens nothing; see `MasterKey::seal_under`)
+//! master key (32-byte root, and a wrapping key: derived from the root, or
+//!     random once the master key lives outside the key store)
 //!  ├─ wraps (AES-256-GCM, AAD = purpose label || subject ref) per-subject keys:
 //!  │    ├─ data key    (AES-256-GCM)  seals the subject's records, combined
 //!  │    │                  with a retention period key (`DataKey::record_key`)
@@ -47,6 +51,12 @@ pub enum CryptoError {
     Open,
     #[error("sealing failed")]
     Seal,
+    #[error(
+        "the master key given (key id {given}) is not the one this key store is sealed under (key id {sealed_under})"
+    )]
+    WrongExternalKey { given: String, sealed_under: String },
+    #[error("a master key is 32 bytes: raw, 64 hex digits or base64")]
+    ExternalKeyFormat,
 }
 
 fn random_key(rng: &dyn SecureRandom) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
@@ -192,6 +202,8 @@ impl KeyKind {
 /// The root of the hierarchy. Kept in the key file, never in the data store.
 pub struct MasterKey {
     raw: Zeroizing<[u8; KEY_LEN]>,
+    /// The wrapping key's bytes (derived from `raw`, or given).
+    kek_raw: Zeroizing<[u8; KEY_LEN]>,
     kek: LessSafeKey,
     subject_ref: hmac::Key,
     blind_index: hmac::Key,
@@ -215,21 +227,157 @@ impl MasterKey {
             .map_err(|_| CryptoError::KeyLength(bytes.len()))?;
         let raw = Zeroizing::new(raw);
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"postvault master key").extract(raw.as_ref());
-        let kek = aead_key(derive(&prk, b"postvault/v1/key-wrap")?.as_ref())?;
+        let kek_raw = derive(&prk, b"postvault/v1/key-wrap")?;
+        MasterKey::assemble(raw, kek_raw, &prk)
+    }
+
+    /// A master key with root `root` and the wrapping key `kek` (random,
+    /// not derived from the root): what a vault whose master key lives
+    /// outside its key store holds. Subject refs and blind indexes still
+    /// come from the root alone, so they never change.
+    pub fn from_parts(root: &[u8], kek: &[u8]) -> Result<MasterKey, CryptoError> {
+        let raw: [u8; KEY_LEN] = root
+            .try_into()
+            .map_err(|_| CryptoError::KeyLength(root.len()))?;
+        let kek_raw: [u8; KEY_LEN] = kek
+            .try_into()
+            .map_err(|_| CryptoError::KeyLength(kek.len()))?;
+        let raw = Zeroizing::new(raw);
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"postvault master key").extract(raw.as_ref());
+        MasterKey::assemble(raw, Zeroizing::new(kek_raw), &prk)
+    }
+
+    /// The same root with a new random wrapping key: every key must then be
+    /// wrapped again (`MasterKey::rewrap`).
+    pub fn with_new_kek(&self, rng: &dyn SecureRandom) -> Result<MasterKey, CryptoError> {
+        let kek = random_key(rng)?;
+        MasterKey::from_parts(self.raw.as_ref(), kek.as_ref())
+    }
+
+    fn assemble(
+        raw: Zeroizing<[u8; KEY_LEN]>,
+        kek_raw: Zeroizing<[u8; KEY_LEN]>,
+        prk: &hkdf::Prk,
+    ) -> Result<MasterKey, CryptoError> {
+        let kek = aead_key(kek_raw.as_ref())?;
         let subject_ref = hmac::Key::new(
             hmac::HMAC_SHA256,
-            derive(&prk, b"postvault/v1/subject-ref")?.as_ref(),
+            derive(prk, b"postvault/v1/subject-ref")?.as_ref(),
         );
         let blind_index = hmac::Key::new(
             hmac::HMAC_SHA256,
-            derive(&prk, b"postvault/v1/blind-index")?.as_ref(),
+            derive(prk, b"postvault/v1/blind-index")?.as_ref(),
         );
         Ok(MasterKey {
             raw,
+            kek_raw,
             kek,
             subject_ref,
             blind_index,
         })
+    }
+
+    /// The root and wrapping key sealed under `external` for the key store
+    /// (`version 1 || external key id (8) || nonce || AES-256-GCM(root ||
+    /// wrapping key)`, bound to `vault_id`).
+    pub fn seal_under(
+        &self,
+        external: &ExternalKey,
+        rng: &dyn SecureRandom,
+        vault_id: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let id = external.id_bytes();
+        let mut plain = Zeroizing::new([0u8; 2 * KEY_LEN]);
+        plain[..KEY_LEN].copy_from_slice(self.raw.as_ref());
+        plain[KEY_LEN..].copy_from_slice(self.kek_raw.as_ref());
+        let mut out = vec![SEALED_MASTER_VERSION];
+        out.extend_from_slice(&id);
+        out.extend_from_slice(&seal(
+            &aead_key(external.0.as_ref())?,
+            rng,
+            &sealed_aad(vault_id, &id),
+            plain.as_ref(),
+        )?);
+        Ok(out)
+    }
+
+    /// Opens what [`MasterKey::seal_under`] made. A wrong external key is
+    /// [`CryptoError::WrongExternalKey`], naming both key ids.
+    pub fn unseal(
+        external: &ExternalKey,
+        sealed: &[u8],
+        vault_id: &[u8],
+    ) -> Result<MasterKey, CryptoError> {
+        let (version, rest) = sealed.split_first().ok_or(CryptoError::Open)?;
+        if *version != SEALED_MASTER_VERSION || rest.len() < 8 {
+            return Err(CryptoError::Open);
+        }
+        let (id, envelope) = rest.split_at(8);
+        let mut want = [0u8; 8];
+        want.copy_from_slice(id);
+        if want != external.id_bytes() {
+            return Err(CryptoError::WrongExternalKey {
+                given: external.id(),
+                sealed_under: hex_of(&want),
+            });
+        }
+        let plain = Zeroizing::new(open(
+            &aead_key(external.0.as_ref())?,
+            &sealed_aad(vault_id, &want),
+            envelope,
+        )?);
+        if plain.len() != 2 * KEY_LEN {
+            return Err(CryptoError::Open);
+        }
+        MasterKey::from_parts(&plain[..KEY_LEN], &plain[KEY_LEN..])
+    }
+
+    /// The id of the external key `sealed` was made under, if it is one.
+    pub fn sealed_key_id(sealed: &[u8]) -> Option<String> {
+        match sealed.split_first() {
+            Some((&SEALED_MASTER_VERSION, rest)) if rest.len() >= 8 => Some(hex_of(&rest[..8])),
+            _ => None,
+        }
+    }
+
+    /// Unwraps a key wrapped by this master key for (`kind`, `subject_ref`)
+    /// and wraps it for the same under `to`: the key itself is unchanged.
+    pub fn rewrap(
+        &self,
+        to: &MasterKey,
+        rng: &dyn SecureRandom,
+        kind: KeyKind,
+        subject_ref: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let aad = wrap_aad(kind, subject_ref);
+        let raw = Zeroizing::new(open(&self.kek, &aad, wrapped)?);
+        seal(&to.kek, rng, &aad, raw.as_ref())
+    }
+
+    /// Wraps given key bytes (a signing seed) for (`kind`, `subject_ref`).
+    pub fn wrap_raw(
+        &self,
+        rng: &dyn SecureRandom,
+        kind: KeyKind,
+        subject_ref: &[u8],
+        raw: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.kek, rng, &wrap_aad(kind, subject_ref), raw)
+    }
+
+    /// The key bytes [`MasterKey::wrap_raw`] wrapped.
+    pub fn unwrap_raw(
+        &self,
+        kind: KeyKind,
+        subject_ref: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        Ok(Zeroizing::new(open(
+            &self.kek,
+            &wrap_aad(kind, subject_ref),
+            wrapped,
+        )?))
     }
 
     /// The raw key, for writing the key file.
@@ -493,4 +641,83 @@ pub fn random_token(rng: &dyn SecureRandom) -> Result<[u8; TOKEN_LEN], CryptoErr
     let mut out = [0u8; TOKEN_LEN];
     rng.fill(&mut out).map_err(|_| CryptoError::Random)?;
     Ok(out)
+}
+
+/// Version byte of a master key sealed under an external key.
+const SEALED_MASTER_VERSION: u8 = 1;
+
+fn sealed_aad(vault_id: &[u8], key_id: &[u8; 8]) -> Vec<u8> {
+    let mut aad = b"postvault/v1/master-sealed".to_vec();
+    aad.push(0);
+    aad.extend_from_slice(key_id);
+    aad.extend_from_slice(vault_id);
+    aad
+}
+
+fn hex_of(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+/// A key kept outside the key store (a file the operator guards, or what a
+/// KMS command prints) that seals the master key: a stolen key store alone
+/// then opens nothing.
+pub struct ExternalKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl std::fmt::Debug for ExternalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExternalKey({})", self.id())
+    }
+}
+
+impl ExternalKey {
+    pub fn generate(rng: &dyn SecureRandom) -> Result<ExternalKey, CryptoError> {
+        Ok(ExternalKey(random_key(rng)?))
+    }
+
+    /// A key from what a key file or command holds: 32 raw bytes, or (after
+    /// trimming whitespace) 64 hex digits or the base64 of 32 bytes.
+    pub fn parse(bytes: &[u8]) -> Result<ExternalKey, CryptoError> {
+        use base64::Engine as _;
+        if bytes.len() == KEY_LEN && std::str::from_utf8(bytes).is_err() {
+            let mut k = Zeroizing::new([0u8; KEY_LEN]);
+            k.copy_from_slice(bytes);
+            return Ok(ExternalKey(k));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| CryptoError::ExternalKeyFormat)?;
+        let text = text.trim();
+        let mut k = Zeroizing::new([0u8; KEY_LEN]);
+        if text.len() == 2 * KEY_LEN {
+            hex::decode_to_slice(text, k.as_mut()).map_err(|_| CryptoError::ExternalKeyFormat)?;
+            return Ok(ExternalKey(k));
+        }
+        let raw = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| CryptoError::ExternalKeyFormat)?,
+        );
+        if raw.len() != KEY_LEN {
+            return Err(CryptoError::ExternalKeyFormat);
+        }
+        k.copy_from_slice(&raw);
+        Ok(ExternalKey(k))
+    }
+
+    /// The key as 64 hex digits and a newline, for a key file.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("{}\n", hex_of(self.0.as_ref())))
+    }
+
+    fn id_bytes(&self) -> [u8; 8] {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_ref());
+        let tag = hmac::sign(&k, b"postvault/v1/external-key-id");
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&tag.as_ref()[..8]);
+        id
+    }
+
+    /// A short public id of the key (16 hex digits), safe to print: it tells
+    /// keys apart without revealing them.
+    pub fn id(&self) -> String {
+        hex_of(&self.id_bytes())
+    }
 }

@@ -190,3 +190,83 @@ fn cached_keys_stay_small_until_used() {
     assert!(std::mem::size_of::<DataKey>() <= 96);
     assert!(std::mem::size_of::<TagKey>() <= 96);
 }
+
+#[test]
+fn a_master_key_sealed_under_an_external_key_opens_only_with_it() {
+    let rng = SystemRandom::new();
+    let legacy = master();
+    let s = legacy.subject_ref("cust-1");
+    let wrapped = legacy.new_wrapped(&rng, KeyKind::Data, &s).unwrap();
+    // A new wrapping key: refs and blind indexes stay, wrapped keys move.
+    let moved = legacy.with_new_kek(&rng).unwrap();
+    assert_eq!(moved.subject_ref("cust-1"), s);
+    assert_eq!(moved.blind_index("d", b"v"), legacy.blind_index("d", b"v"));
+    assert_eq!(moved.data_key(&wrapped, &s).unwrap_err(), CryptoError::Open);
+    let again = legacy
+        .rewrap(&moved, &rng, KeyKind::Data, &s, &wrapped)
+        .unwrap();
+    let a = legacy.data_key(&wrapped, &s).unwrap();
+    let b = moved.data_key(&again, &s).unwrap();
+    let env = a.seal(&rng, b"x", b"same key").unwrap();
+    assert_eq!(b.open(b"x", &env).unwrap(), b"same key");
+    assert!(legacy.data_key(&again, &s).is_err());
+
+    let ext = ExternalKey::generate(&rng).unwrap();
+    let sealed = moved.seal_under(&ext, &rng, b"vault-1").unwrap();
+    assert_eq!(MasterKey::sealed_key_id(&sealed), Some(ext.id()));
+    let opened = MasterKey::unseal(&ext, &sealed, b"vault-1").unwrap();
+    assert!(opened.data_key(&again, &s).is_ok());
+    assert_eq!(opened.subject_ref("cust-1"), s);
+    // Another key, another vault's id, or an altered byte: refused.
+    let other = ExternalKey::generate(&rng).unwrap();
+    match MasterKey::unseal(&other, &sealed, b"vault-1").unwrap_err() {
+        CryptoError::WrongExternalKey {
+            given,
+            sealed_under,
+        } => {
+            assert_eq!((given, sealed_under), (other.id(), ext.id()));
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(
+        MasterKey::unseal(&ext, &sealed, b"vault-2").unwrap_err(),
+        CryptoError::Open
+    );
+    let mut bad = sealed.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        MasterKey::unseal(&ext, &bad, b"vault-1").unwrap_err(),
+        CryptoError::Open
+    );
+    // The raw bytes of a sealed master key hold neither key.
+    assert!(!sealed.windows(32).any(|w| w == moved.to_bytes().as_ref()));
+}
+
+#[test]
+fn external_keys_parse_from_raw_hex_and_base64() {
+    let rng = SystemRandom::new();
+    let k = ExternalKey::generate(&rng).unwrap();
+    let text = k.to_text();
+    assert_eq!(text.len(), 65);
+    let hex = ExternalKey::parse(text.as_bytes()).unwrap();
+    assert_eq!(hex.id(), k.id());
+    let raw: Vec<u8> = (0..32).map(|i| 0x80 | i).collect();
+    let from_raw = ExternalKey::parse(&raw).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
+    assert_eq!(
+        ExternalKey::parse(format!("{b64}\n").as_bytes())
+            .unwrap()
+            .id(),
+        from_raw.id()
+    );
+    for bad in [&b"short"[..], b"", &[b'z'; 64]] {
+        assert_eq!(
+            ExternalKey::parse(bad).unwrap_err(),
+            CryptoError::ExternalKeyFormat
+        );
+    }
+    // Debug output names the key by its id, never its bytes.
+    assert!(!format!("{k:?}").contains(text.trim()));
+    assert!(format!("{k:?}").contains(&k.id()));
+}

@@ -207,6 +207,18 @@ impl signed_note::Signer for NoteSigner<'_> {
     }
 }
 
+/// Checks a log's verifier key (`<name>+<key id>+<base64(0x01 || key)>`,
+/// Ed25519) and returns its name.
+pub fn log_key_name(verifier_key: &str) -> Result<String, LogError> {
+    StandardVerifier::new(verifier_key)
+        .map(|v| v.name().to_owned())
+        .map_err(|e| match e {
+            VerifierError::Format => LogError::InvalidKey("malformed verifier key"),
+            VerifierError::Alg => LogError::InvalidKey("verifier key is not Ed25519 (type 0x01)"),
+            VerifierError::Id => LogError::InvalidKey("verifier key ID does not match the key"),
+        })
+}
+
 /// Verifies a signed checkpoint note against `verifier_key` (a C2SP verifier
 /// key as made by [`LogSigner::verifier_key`]) and returns the checkpoint.
 ///

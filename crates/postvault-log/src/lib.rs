@@ -20,7 +20,17 @@
 //!   as [C2SP tlog-tiles](https://c2sp.org/tlog-tiles);
 //! - [`LogSigner`] signs [C2SP tlog-checkpoint](https://c2sp.org/tlog-checkpoint)
 //!   bodies as Ed25519 [C2SP signed notes](https://c2sp.org/signed-note), and
-//!   [`open_checkpoint`] verifies them.
+//!   [`open_checkpoint`] verifies them;
+//! - [`CosignerKey`] and [`CosignatureVerifier`] make and check
+//!   [C2SP tlog-cosignature/v1](https://c2sp.org/tlog-cosignature) witness
+//!   cosignatures (Ed25519, signature type 0x04), and [`verify_cosigned`]
+//!   checks a checkpoint and its cosignatures together;
+//! - [`parse_add_checkpoint`], [`open_submission`] and [`Submission::check`]
+//!   are the [C2SP tlog-witness](https://c2sp.org/tlog-witness) protocol
+//!   without IO: the request body, and a witness's decision with its status
+//!   code;
+//! - [`parse_note`] takes any signed note apart; like every parser here it
+//!   is total (an error, never a panic, on any input).
 //!
 //! The Merkle and note algorithms come from Cloudflare's `tlog_tiles` and
 //! `signed_note` crates (ports of Go's `golang.org/x/mod/sumdb`); this crate
@@ -28,12 +38,25 @@
 //! them panic.
 
 mod checkpoint;
+mod cosignature;
 mod error;
+mod frontier;
+mod note;
 mod tiles;
 mod tree;
+mod witness;
 
-pub use checkpoint::{Checkpoint, LogSigner, open_checkpoint};
+pub use checkpoint::{Checkpoint, LogSigner, log_key_name, open_checkpoint};
+pub use cosignature::{
+    COSIGNATURE_LEN, COSIGNATURE_TYPE, CosignatureVerifier, Cosigned, CosignerKey, MAX_TIMESTAMP,
+    WitnessedCheckpoint, cosignature_message, verify_cosigned,
+};
 pub use error::LogError;
+pub use frontier::RootBuilder;
+pub use note::{
+    MAX_NOTE_LEN, NoteSignature, SignedNote, parse_note, parse_signature_line,
+    parse_signature_lines,
+};
 pub use tiles::{
     MAX_ENTRY_LEN, TILE_HEIGHT, TILE_WIDTH, TileRequest, entry_bundle, entry_bundle_path,
     new_tiles, parse_entry_bundle, parse_tile_path, tile_bytes, tile_path,
@@ -43,6 +66,13 @@ pub use tree::{
     node_hash, prove_consistency, prove_inclusion, stored_hash_count, tree_root,
     verify_consistency, verify_inclusion,
 };
+pub use witness::{
+    AddCheckpoint, MAX_BODY_LEN, MAX_PROOF_LINES, Refusal, Submission, TLOG_SIZE_CONTENT_TYPE,
+    WitnessedTree, format_tlog_size, open_submission, parse_add_checkpoint, parse_decimal,
+    parse_tlog_size,
+};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod witness_tests;

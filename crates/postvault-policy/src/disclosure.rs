@@ -557,6 +557,7 @@ pub enum RefusalCode {
     DurationTooLong,
     EndedByIndictment,
     Expired,
+    ExtensionMismatch,
     ExtensionWithoutBenefitStatement,
     GroundNotAllowed,
     Incomplete,
@@ -584,7 +585,7 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    pub const ALL: [RefusalCode; 31] = [
+    pub const ALL: [RefusalCode; 32] = [
         RefusalCode::AlreadyUsed,
         RefusalCode::ApproverRole,
         RefusalCode::CumulativeCap,
@@ -592,6 +593,7 @@ impl RefusalCode {
         RefusalCode::DurationTooLong,
         RefusalCode::EndedByIndictment,
         RefusalCode::Expired,
+        RefusalCode::ExtensionMismatch,
         RefusalCode::ExtensionWithoutBenefitStatement,
         RefusalCode::GroundNotAllowed,
         RefusalCode::Incomplete,
@@ -628,6 +630,7 @@ impl RefusalCode {
             RefusalCode::DurationTooLong => "duration_too_long",
             RefusalCode::EndedByIndictment => "ended_by_indictment",
             RefusalCode::Expired => "expired",
+            RefusalCode::ExtensionMismatch => "extension_mismatch",
             RefusalCode::ExtensionWithoutBenefitStatement => "extension_without_benefit_statement",
             RefusalCode::GroundNotAllowed => "ground_not_allowed",
             RefusalCode::Incomplete => "incomplete",
@@ -680,6 +683,7 @@ impl RefusalCode {
             | RefusalCode::OralNotConfirmed => "R12",
             RefusalCode::CumulativeCap
             | RefusalCode::DurationTooLong
+            | RefusalCode::ExtensionMismatch
             | RefusalCode::ExtensionWithoutBenefitStatement => "R14",
             RefusalCode::PortionNotExterior => "R15",
             RefusalCode::DelayNeedsCourtOrder => "R13",
@@ -744,17 +748,77 @@ impl Verdict {
 }
 
 /// What the caller knows about the moment and the history of a request. The
-/// counts are of earlier requests in each window, this one not included.
+/// counts are of the people named by earlier requests in each window (a
+/// request naming nobody counts as one), this one not included: quotas count
+/// people, not requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CheckContext {
     pub now_ms: i64,
-    /// The gateway has already acted on this instrument.
+    /// The gateway has already acted on this document (by any principal).
     pub used_before: bool,
-    /// A named subject has a protective order on file (R9).
+    /// A named subject has a protective order on file (R9). It never
+    /// changes the verdict: the gateway asks only for a submission that is
+    /// otherwise in order, and holds it for the privacy office
+    /// ([`protective_order_refusal`]); [`check_report`] shows it to the
+    /// officer.
     pub subject_has_protective_order: bool,
-    pub agency_requests_24h: u32,
-    pub agency_requests_30d: u32,
-    pub case_requests_30d: u32,
+    /// People named by the requester's earlier requests in 24 hours.
+    pub agency_people_24h: u32,
+    /// People named by the requester's earlier requests in 30 days.
+    pub agency_people_30d: u32,
+    /// People named by earlier requests on the same case, by any principal,
+    /// in 30 days.
+    pub case_people_30d: u32,
+    /// A mail cover: the requester's earlier covers of this subject that run
+    /// continuously into this one, from the ledger. When given, the
+    /// extension number and the 120-day cap are computed from it, not from
+    /// what the instrument declares.
+    pub cover_chain: Option<CoverChain>,
+}
+
+/// The continuous run of earlier mail covers a new cover extends, as the
+/// ledger shows it ([`cover_chain`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoverChain {
+    /// Earlier orders in the run: 0 for a new order, n for the n-th extension.
+    pub prior_orders: u32,
+    /// When the first order of the run started.
+    pub first_start_ms: i64,
+}
+
+/// An earlier mail cover of the same requester on the same subject, as the
+/// ledger keeps it: its order window `[start_ms, end_ms)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PriorCover {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// The run of `priors` a cover starting at `start_ms` continues: an order is
+/// continued by one that starts after it and less than a day after its end
+/// (233.3(g)(6) counts continuous days). Returns the chain and the index in
+/// `priors` of the order it directly extends, if any. Orders that start
+/// together run side by side and do not extend each other.
+pub fn cover_chain(priors: &[PriorCover], start_ms: i64) -> (CoverChain, Option<usize>) {
+    let before = |s: i64| {
+        priors
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.start_ms < s && p.end_ms.saturating_add(DAY_MS) > s)
+            .max_by_key(|(_, p)| p.start_ms)
+            .map(|(i, p)| (i, *p))
+    };
+    let direct = before(start_ms).map(|(i, _)| i);
+    let mut chain = CoverChain {
+        prior_orders: 0,
+        first_start_ms: start_ms,
+    };
+    // Starts strictly decrease along the walk, so it ends.
+    while let Some((_, p)) = before(chain.first_start_ms) {
+        chain.prior_orders += 1;
+        chain.first_start_ms = p.start_ms;
+    }
+    (chain, direct)
 }
 
 // ---------------------------------------------------------------------------
@@ -823,6 +887,11 @@ pub fn subject_id_problem(id: &str) -> Option<&'static str> {
     }
     if id.chars().any(char::is_control) {
         return Some("has control characters");
+    }
+    if crate::subject_id::check_subject_chars(id).is_err() {
+        return Some(
+            "has invisible, formatting or bidirectional characters, or is not in Unicode NFC: identifiers match exactly",
+        );
     }
     if id.chars().any(|c| WILDCARD_CHARS.contains(&c)) {
         return Some("has a wildcard character (* ? %): identifiers match exactly");
@@ -1364,12 +1433,42 @@ impl DisclosureRules {
     }
 }
 
+/// The pack's prohibited purposes and the engine's fixed ones.
 fn prohibited_purposes(t: &Taxonomy) -> Vec<String> {
-    t.purposes
+    let mut ids: BTreeSet<String> = t
+        .purposes
         .iter()
         .filter(|p| p.prohibited())
         .map(|p| p.id.clone())
-        .collect()
+        .collect();
+    ids.extend(
+        crate::taxonomy::FIXED_PROHIBITED_PURPOSES
+            .iter()
+            .map(|(p, _)| (*p).to_string()),
+    );
+    ids.into_iter().collect()
+}
+
+/// A ground or purpose as an id: NFKC (full-width letters, compatibility
+/// hyphens), lowercase, every run of other characters one `_`. So
+/// `Immigration‐Enforcement` (a Unicode hyphen) and `ＩＭＭＩＧＲＡＴＩＯＮ
+/// enforcement` are `immigration_enforcement`.
+pub fn fold_id(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let mut out = String::new();
+    let mut gap = false;
+    for c in s.nfkc().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            if gap && !out.is_empty() {
+                out.push('_');
+            }
+            gap = false;
+            out.push(c);
+        } else if !unicode_normalization::char::is_combining_mark(c) {
+            gap = true;
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -1488,11 +1587,15 @@ impl Loader<'_> {
 
     fn ground(&self, s: &Spanned<String>, what: &str) -> Result<String, PackError> {
         let id = s.get_ref();
-        if self
-            .taxonomy
-            .purposes
+        let fixed = crate::taxonomy::FIXED_PROHIBITED_PURPOSES
             .iter()
-            .any(|p| p.prohibited() && &p.id == id)
+            .any(|(p, _)| p == id);
+        if fixed
+            || self
+                .taxonomy
+                .purposes
+                .iter()
+                .any(|p| p.prohibited() && &p.id == id)
         {
             return Err(self.err(
                 s.span(),
@@ -2037,6 +2140,13 @@ impl Loader<'_> {
 // Checking
 // ---------------------------------------------------------------------------
 
+/// How many people a request counts for against the quotas: those it names,
+/// and one for a request that names nobody (so badly formed requests still
+/// count).
+pub fn people_counted(named: usize) -> u32 {
+    u32::try_from(named.max(1)).unwrap_or(u32::MAX)
+}
+
 /// Checks `inst` against the rules at `ctx.now_ms`. Pure and deterministic:
 /// every refusal found, sorted by code; alerts sorted. Refused if there is
 /// any refusal; otherwise held for review if a quota is crossed; otherwise
@@ -2139,12 +2249,6 @@ impl Checker<'_> {
                 "this instrument has been used before: each is good for one disclosure",
             );
         }
-        if ctx.subject_has_protective_order {
-            self.alert(
-                "protective_order",
-                "a named subject has a protective order on file".into(),
-            );
-        }
         self.quotas();
         let Some(kr) = self.rules.kind(inst.kind) else {
             self.refuse(
@@ -2165,6 +2269,14 @@ impl Checker<'_> {
         ] {
             if value.trim().is_empty() {
                 self.refuse(RefusalCode::Incomplete, format!("`{field}` is missing"));
+            } else if !value.chars().any(char::is_alphanumeric) {
+                // A reference of punctuation alone names no document or case:
+                // reuse and quotas compare references by their letters and
+                // digits.
+                self.refuse(
+                    RefusalCode::Incomplete,
+                    format!("`{field}` has no letter or digit"),
+                );
             }
         }
         match &inst.signer {
@@ -2210,16 +2322,7 @@ impl Checker<'_> {
     /// Refuses a ground that is a prohibited purpose (spelled with spaces,
     /// hyphens or capitals too). True when it did.
     fn prohibited_ground(&mut self) -> bool {
-        let g: String = self
-            .inst
-            .ground
-            .trim()
-            .chars()
-            .map(|c| match c {
-                ' ' | '-' => '_',
-                c => c.to_ascii_lowercase(),
-            })
-            .collect();
+        let g = fold_id(&self.inst.ground);
         let hit = self.rules.prohibited_purposes.iter().find(|p| **p == g);
         if let Some(p) = hit {
             let msg = format!("`{p}` is never a purpose of a disclosure");
@@ -2231,42 +2334,43 @@ impl Checker<'_> {
 
     fn quotas(&mut self) {
         let (q, ctx) = (self.rules.quotas, self.ctx);
+        let people = people_counted(self.inst.subjects.len());
         for (name, count, limit, who, window) in [
             (
                 "quota_agency_24h",
-                ctx.agency_requests_24h,
+                ctx.agency_people_24h,
                 q.agency_per_24h,
                 "agency",
                 "24 hours",
             ),
             (
                 "quota_agency_30d",
-                ctx.agency_requests_30d,
+                ctx.agency_people_30d,
                 q.agency_per_30d,
                 "agency",
                 "30 days",
             ),
             (
                 "quota_case_30d",
-                ctx.case_requests_30d,
+                ctx.case_people_30d,
                 q.case_per_30d,
                 "case",
                 "30 days",
             ),
         ] {
-            // The counts are of earlier requests: this one would be one more.
-            if count >= limit {
+            // The counts are of earlier requests: this one adds its people.
+            if count.saturating_add(people) > limit {
                 self.quota_crossed = true;
                 self.alert(
                     name,
-                    format!("the {who} has reached its limit of {limit} requests in {window}"),
+                    format!("the {who} has reached its limit of {limit} people named in {window}"),
                 );
             }
         }
     }
 
     fn kind_rules(&mut self, kr: &KindRules, prohibited: bool) {
-        let (inst, ctx) = (self.inst, self.ctx);
+        let inst = self.inst;
         let kind = inst.kind;
         let ground = inst.ground.as_str();
 
@@ -2349,13 +2453,6 @@ impl Checker<'_> {
         }
 
         self.portions(kr, ground_ok);
-
-        if ctx.subject_has_protective_order && !kr.court_order {
-            self.refuse(
-                RefusalCode::ProtectiveOrderNeedsCourtOrder,
-                "a subject with a protective order on file is disclosed only under a court order",
-            );
-        }
 
         if kind == InstrumentKind::MailCover {
             self.mail_cover(ground_ok);
@@ -2569,16 +2666,56 @@ impl Checker<'_> {
         if inst.start.is_none() {
             self.refuse(RefusalCode::Incomplete, "`start` is missing");
         }
-        if inst.extension_no > 0 && inst.benefit_statement.trim().is_empty() {
+        // From the ledger when the gateway gives the run this order
+        // continues: the extension number and the continuous days are what
+        // the ledger shows, whatever the instrument declares.
+        let ledger = match (self.ctx.cover_chain, inst.start, inst.days) {
+            (Some(chain), Some(start), Some(days)) => {
+                let end = mc.order_end_ms(start.0, days, ground);
+                let span = end.saturating_sub(chain.first_start_ms).max(0);
+                let days = u32::try_from((span + DAY_MS - 1) / DAY_MS).unwrap_or(u32::MAX);
+                Some((chain.prior_orders, days))
+            }
+            _ => None,
+        };
+        if let Some((orders, _)) = ledger
+            && orders != inst.extension_no
+        {
+            self.refuse(
+                RefusalCode::ExtensionMismatch,
+                format!(
+                    "the ledger shows {orders} earlier continuous order{} of this requester on this subject: this order is {}, not what `extension_no` declares",
+                    if orders == 1 { "" } else { "s" },
+                    if orders == 0 {
+                        "a new order".to_string()
+                    } else {
+                        format!("extension {orders}")
+                    }
+                ),
+            );
+        }
+        let extension = inst.extension_no > 0 || ledger.is_some_and(|(o, _)| o > 0);
+        if extension && inst.benefit_statement.trim().is_empty() {
             self.refuse(
                 RefusalCode::ExtensionWithoutBenefitStatement,
                 "an extension states the investigative benefit so far and expected",
             );
         }
-        let cumulative = match (inst.cumulative_days, inst.extension_no) {
-            (Some(c), _) => Some(c),
-            (None, 0) => inst.days,
-            (None, _) => {
+        let cumulative = match (ledger, inst.cumulative_days, inst.extension_no) {
+            (Some((_, c)), declared, _) => {
+                if declared.is_some_and(|d| d < c) {
+                    self.refuse(
+                        RefusalCode::ExtensionMismatch,
+                        format!(
+                            "`cumulative_days` understates the continuous days the ledger shows ({c})"
+                        ),
+                    );
+                }
+                Some(c)
+            }
+            (None, Some(c), _) => Some(c),
+            (None, None, 0) => inst.days,
+            (None, None, _) => {
                 self.refuse(
                     RefusalCode::Incomplete,
                     "`cumulative_days` is missing: an extension gives the days covered so far",
@@ -2586,7 +2723,7 @@ impl Checker<'_> {
                 None
             }
         };
-        if let (Some(c), Some(d)) = (cumulative, inst.days)
+        if let (Some(c), Some(d)) = (inst.cumulative_days, inst.days)
             && c < d
         {
             self.refuse(

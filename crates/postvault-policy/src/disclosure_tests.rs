@@ -361,21 +361,22 @@ fn edge_cases_that_pass() {
             &["cumulative_cap_lifted"],
         ),
         (
+            // The office sees it (review::check_report); the verdict never.
             "protective order under a court order",
             court_order(),
             CheckContext {
                 subject_has_protective_order: true,
                 ..ctx()
             },
-            &["protective_order"],
+            &[],
         ),
         (
             "quota one below every limit",
             written_request(),
             CheckContext {
-                agency_requests_24h: 24,
-                agency_requests_30d: 299,
-                case_requests_30d: 9,
+                agency_people_24h: 24,
+                agency_people_30d: 299,
+                case_people_30d: 9,
                 ..ctx()
             },
             &[],
@@ -1006,23 +1007,29 @@ fn red_team() -> Vec<Attempt> {
             ),
             &[R::UnknownField],
         ),
-        attempt_in(
-            "mail cover on a subject with a protective order",
-            mc(),
-            CheckContext {
-                subject_has_protective_order: true,
-                ..ctx()
-            },
-            &[R::ProtectiveOrderNeedsCourtOrder],
+        attempt(
+            "an instrument id of punctuation alone, naming no document",
+            with(wr(), &[("instrument_id", json!("--.--"))]),
+            &[R::Incomplete],
         ),
         attempt_in(
-            "(b)(7) request on a subject with a protective order",
-            wr(),
+            "a cover claiming to be a fourth extension when the ledger shows none",
+            with(
+                mc(),
+                &[
+                    ("extension_no", json!(4)),
+                    ("benefit_statement", json!("pv-secret benefits")),
+                    ("cumulative_days", json!(120)),
+                ],
+            ),
             CheckContext {
-                subject_has_protective_order: true,
+                cover_chain: Some(CoverChain {
+                    prior_orders: 0,
+                    first_start_ms: ms("2026-03-12"),
+                }),
                 ..ctx()
             },
-            &[R::ProtectiveOrderNeedsCourtOrder],
+            &[R::ExtensionMismatch],
         ),
         // --- Format ---
         attempt(
@@ -1102,7 +1109,15 @@ fn red_team_attempts_are_refused_with_exact_codes() {
     // The red team exercises every instrument refusal code (the approval
     // codes are in the next test).
     for code in RefusalCode::ALL {
-        if !matches!(code, R::SelfApproval | R::ApproverRole | R::KindNotAllowed) {
+        // R9 is the office's (review::protective_order_refusal), never the
+        // verdict's: the requester must not learn of a protective order.
+        if !matches!(
+            code,
+            R::SelfApproval
+                | R::ApproverRole
+                | R::KindNotAllowed
+                | R::ProtectiveOrderNeedsCourtOrder
+        ) {
             assert!(
                 codes_seen.contains(&code),
                 "no red-team attempt yields {code}"
@@ -1154,21 +1169,21 @@ fn crossing_a_quota_holds_for_review_with_an_alert() {
         (
             "quota_agency_24h",
             CheckContext {
-                agency_requests_24h: 25,
+                agency_people_24h: 25,
                 ..ctx()
             },
         ),
         (
             "quota_agency_30d",
             CheckContext {
-                agency_requests_30d: 300,
+                agency_people_30d: 300,
                 ..ctx()
             },
         ),
         (
             "quota_case_30d",
             CheckContext {
-                case_requests_30d: 10,
+                case_people_30d: 10,
                 ..ctx()
             },
         ),
@@ -1195,9 +1210,9 @@ fn crossing_a_quota_holds_for_review_with_an_alert() {
     }
     let inst = parse_instrument(&subpoena().to_string()).unwrap();
     let all = CheckContext {
-        agency_requests_24h: 1000,
-        agency_requests_30d: 1000,
-        case_requests_30d: 1000,
+        agency_people_24h: 1000,
+        agency_people_30d: 1000,
+        case_people_30d: 1000,
         ..ctx()
     };
     let v = check_instrument(rules(), &inst, &all);
@@ -1670,5 +1685,210 @@ fn bad_disclosure_files_fail_naming_line_and_check() {
     assert_eq!(
         (e.file.as_str(), e.rule.as_str()),
         (DISCLOSURE_FILE, "mail-cover-limit")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Quotas count people; cover chains from the ledger; the office's view
+// ---------------------------------------------------------------------------
+
+/// Ten court orders of five people are fifty people: the per-agency and
+/// per-case quotas count the people named, not the requests.
+#[test]
+fn quotas_count_people_not_requests() {
+    let five =
+        parse_instrument(&with(court_order(), &[("subjects", subjects(5))]).to_string()).unwrap();
+    let mut earlier = 0u32;
+    let mut held_at = None;
+    for n in 0..10 {
+        let c = CheckContext {
+            agency_people_24h: earlier,
+            agency_people_30d: earlier,
+            ..ctx()
+        };
+        let v = check_instrument(rules(), &five, &c);
+        if v.outcome == Outcome::HeldForReview && held_at.is_none() {
+            held_at = Some(n);
+            assert!(
+                v.alerts[0].starts_with("quota_agency_24h: "),
+                "{:?}",
+                v.alerts
+            );
+            assert!(v.alerts[0].contains("people"), "{:?}", v.alerts);
+        }
+        earlier += people_counted(five.subjects.len());
+    }
+    assert_eq!(earlier, 50);
+    // 25 people in 24 hours: the sixth order of five is held.
+    assert_eq!(held_at, Some(5));
+    // Per case too, whoever presents it.
+    let c = CheckContext {
+        case_people_30d: 6,
+        ..ctx()
+    };
+    let v = check_instrument(rules(), &five, &c);
+    assert_eq!(v.outcome, Outcome::HeldForReview);
+    assert!(v.alerts[0].starts_with("quota_case_30d"));
+    // A request naming nobody still counts.
+    assert_eq!(people_counted(0), 1);
+}
+
+/// The extension number and the 120-day cap come from the ledger: a cover
+/// claiming to be a fourth extension when the ledger shows none, or a first
+/// when three exist, is refused; so is a "new" order that runs on from
+/// three earlier ones past the cap.
+#[test]
+fn cover_extensions_are_counted_from_the_ledger() {
+    let start = ms("2026-03-12");
+    let prior = |from_days: i64| PriorCover {
+        start_ms: start - from_days * DAY_MS,
+        end_ms: start - from_days * DAY_MS + 30 * DAY_MS,
+    };
+    // Three earlier 30-day orders, back to back, ending when this one starts.
+    let three = [prior(90), prior(60), prior(30)];
+    let (chain, direct) = cover_chain(&three, start);
+    assert_eq!(chain.prior_orders, 3);
+    assert_eq!(chain.first_start_ms, start - 90 * DAY_MS);
+    assert_eq!(direct, Some(2));
+    // Side by side (same start) or with a gap: no chain.
+    assert_eq!(cover_chain(&[prior(0)], start).0.prior_orders, 0);
+    assert_eq!(
+        cover_chain(
+            &[PriorCover {
+                start_ms: start - 40 * DAY_MS,
+                end_ms: start - 10 * DAY_MS
+            }],
+            start
+        )
+        .0
+        .prior_orders,
+        0
+    );
+    let at = |priors: &[PriorCover]| CheckContext {
+        cover_chain: Some(cover_chain(priors, start).0),
+        ..ctx()
+    };
+    let ext = |n: u32| {
+        with(
+            mail_cover(),
+            &[
+                ("extension_no", json!(n)),
+                ("benefit_statement", json!("pv-secret benefits")),
+                ("cumulative_days", Value::Null),
+            ],
+        )
+    };
+    // A fourth extension that the ledger does not know.
+    let (v, _) = run(&ext(4), &at(&[]));
+    assert_eq!(v.unwrap().codes(), [R::ExtensionMismatch]);
+    // An order and three extensions on file: this would be the fourth
+    // extension. Claiming the first is a mismatch, and past the cap.
+    let four = [prior(120), prior(90), prior(60), prior(30)];
+    let (v, _) = run(&ext(1), &at(&four));
+    let codes = v.unwrap().codes();
+    assert!(codes.contains(&R::ExtensionMismatch), "{codes:?}");
+    assert!(codes.contains(&R::CumulativeCap), "{codes:?}");
+    // So is a "new" order that runs on from them.
+    let (v, _) = run(&mail_cover(), &at(&four));
+    let codes = v.unwrap().codes();
+    assert!(codes.contains(&R::ExtensionMismatch), "{codes:?}");
+    assert!(codes.contains(&R::CumulativeCap), "{codes:?}");
+    // The honest third extension reaches 120 days exactly; declaring fewer
+    // days than the ledger shows is refused.
+    let (v, r) = run(&ext(3), &at(&three));
+    assert!(r.is_empty());
+    let v = v.unwrap();
+    assert_eq!(v.outcome, Outcome::PendingApproval, "{:?}", v.refusals);
+    let (v, _) = run(
+        &with(ext(3), &[("cumulative_days", json!(60))]),
+        &at(&three),
+    );
+    assert_eq!(v.unwrap().codes(), [R::ExtensionMismatch]);
+    // The fourth, with the Chief Postal Inspector's approval, is flagged.
+    let (v, _) = run(
+        &with(ext(4), &[("cpi_approval_ref", json!("pv-secret memo"))]),
+        &at(&four),
+    );
+    let v = v.unwrap();
+    assert_eq!(v.outcome, Outcome::PendingApproval, "{:?}", v.refusals);
+    assert!(v.alerts[0].starts_with("cumulative_cap_lifted"));
+}
+
+/// A protective order on file never changes the verdict (the requester's
+/// answer); the office sees it in the report, and R9's refusal applies to
+/// every kind that is not a court order.
+#[test]
+fn a_protective_order_is_for_the_office_never_the_verdict() {
+    for (v, court) in [
+        (court_order(), true),
+        (written_request(), false),
+        (subpoena(), false),
+        (mail_cover(), false),
+    ] {
+        let inst = parse_instrument(&v.to_string()).unwrap();
+        let protected = CheckContext {
+            subject_has_protective_order: true,
+            ..ctx()
+        };
+        assert_eq!(
+            check_instrument(rules(), &inst, &protected),
+            check_instrument(rules(), &inst, &ctx()),
+            "{}",
+            inst.kind
+        );
+        let refusal = crate::review::protective_order_refusal(rules(), &inst);
+        assert_eq!(refusal.is_none(), court, "{}", inst.kind);
+        let report = crate::review::check_report(rules(), &inst, &protected);
+        let po = report
+            .iter()
+            .find(|c| c.check == "protective_order")
+            .unwrap();
+        assert_eq!(
+            po.result,
+            if court {
+                crate::review::CheckStatus::Flagged
+            } else {
+                crate::review::CheckStatus::Failed
+            }
+        );
+        let clear = crate::review::check_report(rules(), &inst, &ctx());
+        assert!(
+            clear
+                .iter()
+                .all(|c| c.result == crate::review::CheckStatus::Passed),
+            "{clear:?}"
+        );
+        assert!(!crate::review::unverifiable(inst.kind).is_empty());
+    }
+    // A failing check is reported failed, with its message.
+    let bad = parse_instrument(&with(written_request(), &[("authority", Value::Null)]).to_string())
+        .unwrap();
+    let report = crate::review::check_report(rules(), &bad, &ctx());
+    let c = report
+        .iter()
+        .find(|c| c.check == "missing_authority")
+        .unwrap();
+    assert_eq!(c.result, crate::review::CheckStatus::Failed);
+    assert_eq!(c.messages.len(), 1);
+}
+
+/// Grounds are compared as ids after NFKC and case folding, so look-alike
+/// spellings of a prohibited purpose are refused as prohibited.
+#[test]
+fn prohibited_grounds_are_caught_in_any_spelling() {
+    for g in [
+        "immigration_enforcement",
+        "Immigration Enforcement",
+        "immigration\u{2010}enforcement",
+        "ＩＭＭＩＧＲＡＴＩＯＮ ＥＮＦＯＲＣＥＭＥＮＴ",
+        "bulk-analytics",
+        "First Amendment Monitoring",
+    ] {
+        let (v, _) = run(&with(written_request(), &[("ground", json!(g))]), &ctx());
+        assert_eq!(v.unwrap().codes(), [R::ProhibitedPurpose], "{g}");
+    }
+    assert_eq!(
+        fold_id("  Civil—Law  Enforcement "),
+        "civil_law_enforcement"
     );
 }

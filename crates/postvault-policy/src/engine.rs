@@ -25,6 +25,8 @@ pub(crate) struct Engine {
     entities: Entities,
     authorizer: Authorizer,
     reasons: HashMap<PolicyId, (String, String)>,
+    /// The line of each policy in `policies.cedar`.
+    lines: HashMap<String, usize>,
     roles: Vec<EntityUid>,
     purposes: Vec<EntityUid>,
     categories: Vec<EntityUid>,
@@ -95,6 +97,7 @@ impl Engine {
         }
         let mut policies = PolicySet::new();
         let mut reasons = HashMap::new();
+        let mut lines = HashMap::new();
         for p in parsed.policies() {
             // The policy's own text, as parsed, locates it in the file.
             let line = policies_src
@@ -114,6 +117,9 @@ impl Engine {
             let rule = need("rule")?;
             let reason = need("reason")?;
             let pid = PolicyId::new(&id);
+            if let Some(l) = line {
+                lines.insert(id.clone(), l);
+            }
             policies.add(p.new_id(pid.clone())).map_err(|e| {
                 PackError::new(POLICIES_FILE, line, "cedar-policy-id", e.to_string())
             })?;
@@ -219,12 +225,18 @@ impl Engine {
             entities,
             authorizer: Authorizer::new(),
             reasons,
+            lines,
             roles,
             purposes,
             categories,
             read: uid("Action", "read")?,
             collect: uid("Action", "collect")?,
         })
+    }
+
+    /// The line of policy `id` in `policies.cedar`, where known.
+    pub(crate) fn policy_line(&self, id: &str) -> Option<usize> {
+        self.lines.get(id).copied()
     }
 
     /// The number of policies.

@@ -14,9 +14,12 @@
 
 pub mod bounds;
 mod decision;
+pub mod diff;
 pub mod disclosure;
 mod engine;
 mod error;
+pub mod review;
+pub mod subject_id;
 pub mod taxonomy;
 
 #[cfg(test)]
@@ -27,29 +30,41 @@ mod tests;
 use aws_lc_rs::digest;
 
 pub use decision::{Action, Decision, DecisionRequest, Effect, Reason};
+pub use diff::{Access, CellChange, PackDiff, RuleChange};
 pub use disclosure::{DISCLOSURE_FILE, DisclosureRules};
 pub use engine::{POLICIES_FILE, SCHEMA_FILE};
 pub use error::PackError;
+pub use subject_id::{
+    INVALID_SUBJECT_ID, MAX_SUBJECT_ID, SubjectIdError, check_subject_chars, check_subject_id,
+};
 pub use taxonomy::{
-    Category, CategoryIx, Cell, FieldSpec, FieldType, Purpose, PurposeIx, Role, RoleIx,
-    TAXONOMY_FILE, Taxonomy, Transform,
+    Category, CategoryIx, Cell, DEFAULT_CHANGE_NOTICE_DAYS, FIXED_PROHIBITED_PURPOSES, FieldSpec,
+    FieldType, Purpose, PurposeIx, Role, RoleIx, TAXONOMY_FILE, Taxonomy, Transform,
+    fixed_prohibition,
 };
 
 use decision::DecisionCache;
 use engine::Engine;
 
 /// The text of a pack's files. The caller reads them (this crate does no IO).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackSources {
     pub taxonomy: String,
     pub schema: String,
     pub policies: String,
     /// `disclosure.toml`. Without it the pack has no disclosure gateway:
     /// every instrument is refused ([`DisclosureRules::none`]).
+    #[serde(default)]
     pub disclosure: Option<String>,
 }
 
 impl PackSources {
+    /// The version a pack of these files has (see [`Pack::version`]),
+    /// without loading it.
+    pub fn version(&self) -> String {
+        content_version(self)
+    }
+
     /// The default postal pack shipped with postvault (`packs/postal`).
     pub fn postal() -> PackSources {
         PackSources {
@@ -102,13 +117,65 @@ impl Pack {
             taxonomy.purposes.len(),
             taxonomy.categories.len(),
         );
-        Ok(Pack {
+        let pack = Pack {
             taxonomy,
             engine,
             disclosure,
             version,
             cache,
-        })
+        };
+        pack.check_prohibitions()?;
+        Ok(pack)
+    }
+
+    /// No policy may permit anything for a prohibited purpose (the pack's
+    /// `prohibited` group and the engine's fixed list): every request the
+    /// pack can be asked for one must be denied by the policies themselves.
+    /// The first one permitted names the policy that permits it.
+    fn check_prohibitions(&self) -> Result<(), PackError> {
+        let t = &self.taxonomy;
+        for req in self.requests() {
+            let purpose = t.purpose(req.purpose);
+            if !purpose.prohibited() {
+                continue;
+            }
+            let d = self.engine.evaluate(t, &req);
+            if d.effect == Effect::Allow {
+                let policy = d.reasons.first().map_or("", |r| r.policy.as_str());
+                return Err(PackError::new(
+                    POLICIES_FILE,
+                    self.engine.policy_line(policy),
+                    "fixed-prohibition",
+                    format!(
+                        "policy `{policy}` permits role `{}` to {} `{}` for prohibited purpose `{}`: no pack may permit a prohibited purpose",
+                        t.role(req.role).id,
+                        req.action.as_str(),
+                        t.category(req.category).id,
+                        purpose.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's last word on a decision: nothing is ever allowed for a
+    /// prohibited purpose, whatever the policies say (the load refuses such
+    /// a pack; this holds even if a check were missed).
+    fn guard(&self, req: &DecisionRequest, d: Decision) -> Decision {
+        if d.effect == Effect::Allow && self.taxonomy.purpose(req.purpose).prohibited() {
+            return Decision {
+                effect: Effect::Deny,
+                reasons: vec![Reason {
+                    policy: "engine-prohibited-purpose".into(),
+                    rule: taxonomy::fixed_prohibition(&self.taxonomy.purpose(req.purpose).id)
+                        .unwrap_or("R25")
+                        .into(),
+                    message: "the purpose is prohibited: no pack may permit it".into(),
+                }],
+            };
+        }
+        d
     }
 
     /// The default postal pack.
@@ -141,7 +208,9 @@ impl Pack {
     pub fn decide(&self, req: &DecisionRequest) -> &Decision {
         static INVALID: std::sync::OnceLock<Decision> = std::sync::OnceLock::new();
         match self.in_range(req).then(|| self.cache.slot(req)).flatten() {
-            Some(slot) => slot.get_or_init(|| self.engine.evaluate(&self.taxonomy, req)),
+            Some(slot) => {
+                slot.get_or_init(|| self.guard(req, self.engine.evaluate(&self.taxonomy, req)))
+            }
             None => INVALID.get_or_init(|| Decision {
                 effect: Effect::Deny,
                 reasons: vec![Reason {
@@ -155,7 +224,7 @@ impl Pack {
 
     /// The decision for `req` straight from Cedar, bypassing the cache.
     pub fn evaluate(&self, req: &DecisionRequest) -> Decision {
-        self.engine.evaluate(&self.taxonomy, req)
+        self.guard(req, self.engine.evaluate(&self.taxonomy, req))
     }
 
     /// Every request the pack can be asked: the whole decision table.

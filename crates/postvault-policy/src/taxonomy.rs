@@ -14,6 +14,42 @@ use crate::error::PackError;
 /// The purpose group whose members are never a purpose of any use.
 pub const PROHIBITED_GROUP: &str = "prohibited";
 
+/// Purposes the engine prohibits whatever a pack says, each with the rule of
+/// the reference behind it. A pack may declare them (in the `prohibited`
+/// group, with an all-`-` matrix row) or leave them out; it can never make
+/// them a purpose of any read, collection, role or disclosure.
+pub const FIXED_PROHIBITED_PURPOSES: [(&str, &str); 4] = [
+    // R25: customer data is not compatible with civil immigration
+    // enforcement; an individual request goes through the gateway only.
+    ("immigration_enforcement", "R25"),
+    // R11, R19: bulk or link analysis across customer systems.
+    ("bulk_analytics", "R11"),
+    // R19, 5 U.S.C. 552a(e)(7): no record of how a person exercises First
+    // Amendment rights.
+    ("first_amendment_monitoring", "R19"),
+    // R19: no queries keyed on correspondent identity ("who writes to X").
+    ("correspondent_reverse_lookup", "R19"),
+];
+
+/// Parts of a purpose id that mark it as one of the fixed prohibitions under
+/// another name (R25: immigration enforcement is never an internal purpose).
+pub const FIXED_PROHIBITED_STEMS: [(&str, &str); 2] = [("immigration", "R25"), ("deport", "R25")];
+
+/// The days a pack's widening change waits after it is staged when the pack
+/// declares none (R4: a new purpose or routine use takes effect at least 30
+/// days after publication, 39 CFR 266.4(d)).
+pub const DEFAULT_CHANGE_NOTICE_DAYS: u32 = 30;
+
+/// The rule under which the engine prohibits purpose `id` whatever a pack
+/// says, if it does.
+pub fn fixed_prohibition(id: &str) -> Option<&'static str> {
+    FIXED_PROHIBITED_PURPOSES
+        .iter()
+        .find(|(p, _)| *p == id)
+        .or_else(|| FIXED_PROHIBITED_STEMS.iter().find(|(s, _)| id.contains(s)))
+        .map(|(_, rule)| *rule)
+}
+
 /// The file name of the taxonomy inside a pack directory.
 pub const TAXONOMY_FILE: &str = "taxonomy.toml";
 
@@ -195,9 +231,10 @@ pub struct Purpose {
 }
 
 impl Purpose {
-    /// Whether the purpose sits under the prohibited group.
+    /// Whether the purpose sits under the prohibited group, or is one the
+    /// engine prohibits whatever the pack says ([`fixed_prohibition`]).
     pub fn prohibited(&self) -> bool {
-        self.group == PROHIBITED_GROUP
+        self.group == PROHIBITED_GROUP || fixed_prohibition(&self.id).is_some()
     }
 }
 
@@ -223,6 +260,9 @@ pub struct Taxonomy {
     pub name: String,
     pub version: String,
     pub description: String,
+    /// Days a change that widens any access waits after it is staged
+    /// (`[pack] change_notice_days`, R4).
+    pub change_notice_days: u32,
     pub groups: Vec<Group>,
     pub purposes: Vec<Purpose>,
     pub roles: Vec<Role>,
@@ -325,6 +365,7 @@ struct RawPack {
     version: String,
     #[serde(default)]
     description: String,
+    change_notice_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +489,17 @@ impl Builder<'_> {
                 ));
             }
             let prohibited = p.group.get_ref() == PROHIBITED_GROUP;
+            if let Some(rule) = fixed_prohibition(&id)
+                && !prohibited
+            {
+                return Err(self.err(
+                    p.group.span(),
+                    "fixed-prohibition",
+                    format!(
+                        "purpose `{id}` is prohibited by the engine ({rule}): no pack may place it outside the `{PROHIBITED_GROUP}` group"
+                    ),
+                ));
+            }
             if prohibited && (p.internal || p.collects) {
                 return Err(self.err(
                     p.id.span(),
@@ -566,10 +618,25 @@ impl Builder<'_> {
 
         let matrix = self.matrix(&raw.matrix, &purposes, &categories)?;
 
+        let change_notice_days = match &raw.pack.change_notice_days {
+            None => DEFAULT_CHANGE_NOTICE_DAYS,
+            Some(d) => u32::try_from(*d.get_ref())
+                .ok()
+                .filter(|&d| d <= 3650)
+                .ok_or_else(|| {
+                    self.err(
+                        d.span(),
+                        "change-notice",
+                        "[pack] change_notice_days is a whole number of days from 0 to 3650".into(),
+                    )
+                })?,
+        };
+
         Ok(Taxonomy {
             name: raw.pack.name,
             version: raw.pack.version,
             description: raw.pack.description,
+            change_notice_days,
             groups,
             purposes,
             roles,

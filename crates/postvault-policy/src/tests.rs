@@ -70,7 +70,9 @@ fn ids_are_the_contract() {
     let cats: Vec<&str> = t.categories.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(cats, CATEGORIES);
     let purposes: Vec<&str> = t.purposes.iter().map(|p| p.id.as_str()).collect();
-    let expected: Vec<&str> = REFERENCE_MATRIX.iter().map(|(p, _)| *p).collect();
+    // §8's purposes, then the R19 prohibitions the engine fixes.
+    let mut expected: Vec<&str> = REFERENCE_MATRIX.iter().map(|(p, _)| *p).collect();
+    expected.extend(["first_amendment_monitoring", "correspondent_reverse_lookup"]);
     assert_eq!(purposes, expected);
     for extra in ["collector", "privacy_officer", "auditor", "agency"] {
         assert!(t.role_ix(extra).is_some(), "role {extra}");
@@ -144,7 +146,12 @@ fn every_matrix_cell_decides_as_the_reference_says() {
 fn prohibited_purposes_read_nothing_for_anyone() {
     let p = pack();
     let t = p.taxonomy();
-    for purpose in ["bulk_analytics", "immigration_enforcement"] {
+    for purpose in [
+        "bulk_analytics",
+        "immigration_enforcement",
+        "first_amendment_monitoring",
+        "correspondent_reverse_lookup",
+    ] {
         for role in t.role_ixs() {
             for cat in t.category_ixs() {
                 for action in Action::ALL {
@@ -430,6 +437,8 @@ fn invariant_5_policy_is_pure_and_deterministic() {
                 "aws-lc-rs",
                 "hex",
                 "miette",
+                "icu_properties",
+                "unicode-normalization",
                 // Optional (feature `openapi`): derives JSON Schemas, no IO.
                 "utoipa"
             ]
@@ -441,4 +450,237 @@ fn invariant_5_policy_is_pure_and_deterministic() {
     for r in a.requests() {
         assert_eq!(a.evaluate(&r), b.evaluate(&r));
     }
+}
+
+/// The line of `src` (1-based) that `needle` starts on.
+fn line_with(src: &str, needle: &str) -> usize {
+    let at = src
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in the pack"));
+    src[..at].matches('\n').count() + 1
+}
+
+/// Prohibitions are fixed in the engine: the attack of a custom pack that
+/// moves `immigration_enforcement` into an internal group, gives it a full
+/// matrix row and a role, fails `policy check` naming the file and line; so
+/// does renaming it, and so does a Cedar policy that permits it.
+#[test]
+fn prohibitions_are_fixed_in_the_engine() {
+    // The purpose moved into an internal group, with a role and a full row.
+    let mut src = PackSources::postal();
+    src.taxonomy = src
+        .taxonomy
+        .replace(
+            "id = \"immigration_enforcement\"\nref = \"P20\"\ngroup = \"prohibited\"",
+            "id = \"immigration_enforcement\"\nref = \"P20\"\ngroup = \"compliance\"\ninternal = true",
+        )
+        .replace(
+            "immigration_enforcement    = \" -  -  -  -  -  -  -  -  -  -   -   -   - \"",
+            "immigration_enforcement    = \" Y  Y  Y  Y  Y  Y  Y  Y  Y  Y   Y   -   - \"",
+        );
+    let e = Pack::load(&src).expect_err("a pack permitting immigration enforcement");
+    assert_eq!(
+        (e.file.as_str(), e.rule.as_str()),
+        (TAXONOMY_FILE, "fixed-prohibition"),
+        "{e}"
+    );
+    // The `group` line of the purpose, two below its id.
+    assert_eq!(
+        e.line,
+        Some(line_with(&src.taxonomy, "id = \"immigration_enforcement\"") + 2)
+    );
+    assert!(e.to_string().contains("immigration_enforcement"), "{e}");
+
+    // Under another name.
+    let mut src = PackSources::postal();
+    src.taxonomy = src.taxonomy.replace(
+        "id = \"marketing\"\nref = \"P18\"",
+        "id = \"immigration_support\"\nref = \"P18\"",
+    );
+    src.taxonomy = src
+        .taxonomy
+        .replace(
+            "\nmarketing                  =",
+            "\nimmigration_support        =",
+        )
+        .replace(
+            "\"security_operations\", \"marketing\"]",
+            "\"security_operations\", \"immigration_support\"]",
+        );
+    let e = Pack::load(&src).expect_err("a renamed immigration purpose");
+    assert_eq!(e.rule, "fixed-prohibition", "{e}");
+
+    // The R19 prohibitions, in the same place.
+    let mut src = PackSources::postal();
+    src.taxonomy = src.taxonomy.replace(
+        "id = \"first_amendment_monitoring\"\nref = \"R19\"\ngroup = \"prohibited\"",
+        "id = \"first_amendment_monitoring\"\nref = \"R19\"\ngroup = \"analysis\"",
+    );
+    assert_eq!(Pack::load(&src).unwrap_err().rule, "fixed-prohibition");
+
+    // A Cedar policy that permits a prohibited purpose once the pack's own
+    // forbids are gone.
+    let mut src = PackSources::postal();
+    for id in ["R25-prohibited-purpose", "R5-role-may-read-for-purpose"] {
+        let start = src.policies.find(&format!("@id(\"{id}\")")).unwrap();
+        let end = start + src.policies[start..].find("};").unwrap() + 2;
+        src.policies.replace_range(start..end, "");
+    }
+    src.policies.push_str(
+        "\n@id(\"ice-access\")\n@rule(\"none\")\n@reason(\"x\")\npermit (principal, action == Action::\"read\", resource)\nwhen { context.purpose == Purpose::\"immigration_enforcement\" };\n",
+    );
+    let e = Pack::load(&src).expect_err("a policy permitting a prohibited purpose");
+    assert_eq!(
+        (e.file.as_str(), e.rule.as_str()),
+        (POLICIES_FILE, "fixed-prohibition"),
+        "{e}"
+    );
+    assert!(e.message.contains("ice-access"), "{e}");
+    assert_eq!(
+        e.line,
+        Some(line_with(&src.policies, "@id(\"ice-access\")"))
+    );
+
+    // A disclosure ground, even where the taxonomy never declares it.
+    let mut src = PackSources::postal();
+    src.disclosure = src.disclosure.map(|d| {
+        d.replacen(
+            "grounds = [\"criminal_law_enforcement\"",
+            "grounds = [\"correspondent_reverse_lookup\", \"criminal_law_enforcement\"",
+            1,
+        )
+    });
+    let e = Pack::load(&src).expect_err("a prohibited ground");
+    assert_eq!(
+        (e.file.as_str(), e.rule.as_str()),
+        (DISCLOSURE_FILE, "prohibited-purpose"),
+        "{e}"
+    );
+    assert!(e.line.is_some());
+
+    // The postal pack itself passes, and the engine's list is all in it.
+    let p = pack();
+    for (id, _) in FIXED_PROHIBITED_PURPOSES {
+        let ix = p.taxonomy().purpose_ix(id).unwrap();
+        assert!(p.taxonomy().purpose(ix).prohibited(), "{id}");
+    }
+    assert_eq!(p.taxonomy().change_notice_days, 30);
+}
+
+fn widened(src: &PackSources) -> Pack {
+    Pack::load(src).unwrap()
+}
+
+/// The diff names every role x action x purpose x category cell that
+/// changes, and every rule, each widening or narrowing.
+#[test]
+fn the_diff_names_each_cell_and_rule_that_changes() {
+    let old = pack();
+    assert!(PackDiff::new(&old, &pack()).is_empty());
+
+    // Marketing without consent: widens two cells for the marketing role.
+    let mut src = PackSources::postal();
+    src.taxonomy = src.taxonomy.replace(
+        "marketing                  = \" C  C ",
+        "marketing                  = \" Y  Y ",
+    );
+    let d = PackDiff::new(&old, &widened(&src));
+    assert!(d.widens);
+    assert_eq!(d.notice_days, 30);
+    let cells: Vec<(&str, &str, &str, &str, Access, Access)> = d
+        .cells
+        .iter()
+        .map(|c| {
+            (
+                c.role.as_str(),
+                c.action,
+                c.purpose.as_str(),
+                c.category.as_str(),
+                c.from,
+                c.to,
+            )
+        })
+        .collect();
+    for cat in ["account_identity", "address"] {
+        assert!(
+            cells.contains(&(
+                "marketing",
+                "read",
+                "marketing",
+                cat,
+                Access::Consent,
+                Access::Allow
+            )),
+            "{cells:?}"
+        );
+    }
+    assert!(d.cells.iter().all(|c| c.widens));
+    assert!(
+        d.rules
+            .iter()
+            .any(|r| r.setting == "matrix.marketing.address"
+                && r.from == "C"
+                && r.to == "Y"
+                && r.widens)
+    );
+
+    // Delivery loses the scan events: narrows; nothing widens.
+    let mut src = PackSources::postal();
+    src.taxonomy = src.taxonomy.replace(
+        "delivery                   = \" -  Y  Y  -  -  -  Y ",
+        "delivery                   = \" -  Y  Y  -  -  -  - ",
+    );
+    let d = PackDiff::new(&old, &widened(&src));
+    assert!(!d.widens, "{:?}", d.rules);
+    assert!(d.cells.iter().any(|c| c.role == "delivery"
+        && c.category == "scan_event"
+        && c.from == Access::Allow
+        && c.to == Access::Deny));
+
+    // The gateway's rules count too: a higher quota widens, a lower one
+    // narrows; a shorter notice period widens.
+    let mut src = PackSources::postal();
+    src.disclosure = src
+        .disclosure
+        .map(|d| d.replace("agency_per_24h = 25", "agency_per_24h = 250"));
+    let d = PackDiff::new(&old, &widened(&src));
+    assert!(d.widens && d.cells.is_empty());
+    assert_eq!(d.rules.len(), 1);
+    assert_eq!(
+        (
+            d.rules[0].setting.as_str(),
+            d.rules[0].from.as_str(),
+            d.rules[0].to.as_str()
+        ),
+        ("quotas.agency_per_24h", "25", "250")
+    );
+    let mut src = PackSources::postal();
+    src.disclosure = src
+        .disclosure
+        .map(|d| d.replace("agency_per_24h = 25", "agency_per_24h = 5"));
+    assert!(!PackDiff::new(&old, &widened(&src)).widens);
+    let mut src = PackSources::postal();
+    src.taxonomy = src
+        .taxonomy
+        .replace("change_notice_days = 30", "change_notice_days = 0");
+    let d = PackDiff::new(&old, &widened(&src));
+    assert!(d.widens);
+    assert_eq!(d.notice_days, 30, "what was promised stays promised");
+
+    // Losing a transform widens what every purpose sees.
+    let mut src = PackSources::postal();
+    src.taxonomy = src.taxonomy.replacen(
+        ", transform = \"ip_prefix\", keep_for = [\"security_operations\"]",
+        "",
+        1,
+    );
+    let d = PackDiff::new(&old, &widened(&src));
+    assert!(d.widens);
+    assert!(
+        d.rules
+            .iter()
+            .any(|r| r.setting == "category.online_activity.field.ip.untransformed" && r.widens),
+        "{:?}",
+        d.rules
+    );
 }

@@ -73,13 +73,28 @@ impl From<VaultError> for ApiError {
         let code = e.code();
         let status = match code {
             "not_permitted" => StatusCode::FORBIDDEN,
-            "invalid" | "unknown_purpose" | "unknown_role" | "input" | "bad_pack" => {
-                StatusCode::BAD_REQUEST
-            }
-            "unknown_principal" => StatusCode::NOT_FOUND,
-            "principal_exists" => StatusCode::CONFLICT,
+            "invalid"
+            | "unknown_purpose"
+            | "unknown_role"
+            | "input"
+            | "bad_pack"
+            | "invalid_subject_id"
+            | "consent_prohibited_purpose"
+            | "consent_not_required" => StatusCode::BAD_REQUEST,
+            "unknown_principal" | "principal_not_active" => StatusCode::NOT_FOUND,
+            "principal_revoked" => StatusCode::FORBIDDEN,
+            "principal_exists" | "run_in_progress" => StatusCode::CONFLICT,
+            "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
+            "no_final_checkpoint" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        // Records whose keys are missing: a fault of the vault's key store,
+        // which no retry fixes (500, not 503). The message names a count,
+        // never a person or a path, and tells the operator what to run.
+        if let VaultError::RecordKeysMissing { .. } = e {
+            tracing::error!(code, error = %e, "records without keys");
+            return ApiError::new(status, code, e.to_string());
+        }
         if status.is_server_error() {
             // The detail (paths, the database's words) goes to the service
             // log, not to the client.
@@ -103,6 +118,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut r = (self.status, axum::Json(body)).into_response();
+        if self.code == "run_in_progress" {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

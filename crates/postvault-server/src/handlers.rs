@@ -162,11 +162,12 @@ impl Read for ChannelReader {
 }
 
 /// `POST /v1/records`: NDJSON, streamed.
-#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?, \"consent\"?}", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 429, description = "`too_many_uploads`, or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?}; a line carrying consent is rejected (consent_not_collectable)", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 429, description = "`too_many_uploads`, or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
 pub async fn collect(
     State(state): St,
     Extension(p): Extension<Principal>,
     q: Params,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
@@ -175,6 +176,7 @@ pub async fn collect(
         batch_size: number(&q, "batch_size")?
             .map(|n| n.clamp(1, 65_536) as usize)
             .unwrap_or(2048),
+        run: crate::idempotency::key(&headers)?,
     };
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
@@ -292,6 +294,21 @@ pub async fn collect(
                 report.committed_through_line
             ),
         ),
+        (None, Some(f)) if f.code == "run_in_progress" => {
+            let mut r = fail(
+                StatusCode::CONFLICT,
+                "run_in_progress",
+                format!(
+                    "another upload with this Idempotency-Key committed lines first; lines through {} are handled; resend to resume",
+                    report.committed_through_line
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            r
+        }
         (None, Some(f)) => {
             tracing::error!(code = %f.code, error = %f.message, "collection stopped");
             fail(
@@ -633,6 +650,38 @@ pub async fn hold_release(
     Ok(json(StatusCode::OK, &h))
 }
 
+/// `POST /v1/principals/{name}/revoke`: a privacy officer revokes a
+/// principal; its token is refused by every node within a second.
+#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"revoked\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+pub async fn principal_revoke(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let name = id(path)?;
+    let r = blocking(&state, move |v| Ok(v.revoke_principal(Some(&p), &name)?)).await?;
+    state.forget_tokens();
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// `POST /v1/principals/{name}/rotate`: a privacy officer gives a principal
+/// a new token (in the answer, once); the old one is refused by every node
+/// within a second.
+#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"rotated\", \"token\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+pub async fn principal_rotate(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let name = id(path)?;
+    let r = blocking(&state, move |v| Ok(v.rotate_principal(Some(&p), &name)?)).await?;
+    state.forget_tokens();
+    let mut res = json(StatusCode::OK, &r);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
 /// `POST /v1/retention/run`: a privacy officer runs the sweep now.
 #[utoipa::path(post, path = "/v1/retention/run", tag = "retention", responses((status = 200, description = "What the sweep destroyed and deleted", body = postvault::RetentionReport), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn retention_run(
@@ -675,11 +724,35 @@ pub async fn openapi(State(state): St, Extension(_p): Extension<Principal>) -> R
     )
 }
 
-/// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note.
-#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain; charset=utf-8"), crate::openapi::PublicCommon))]
+/// `GET /v1/log/checkpoint` (and `/log/checkpoint`): the signed note, with
+/// the witness cosignatures when the vault has witnesses.
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(()), responses((status = 200, description = "The signed checkpoint (C2SP signed note); with witnesses, the latest one a quorum cosigned, their tlog-cosignature/v1 lines after the log's signature (503 `no_final_checkpoint` until a quorum cosigned one)", body = String, content_type = "text/plain; charset=utf-8"), crate::openapi::PublicCommon))]
 pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
     let (note, _) = state.checkpoint().await?;
     Ok(text("text/plain; charset=utf-8", note))
+}
+
+/// `GET /v1/log/witnesses`: the witness policy and where cosigning stands.
+#[utoipa::path(get, path = "/v1/log/witnesses", tag = "log", security(()), responses((status = 200, description = "{quorum, witnesses (verifier keys), final {size, cosigners} or null, latest_signed}", body = Object)))]
+pub async fn log_witnesses(State(state): St) -> Result<Response, ApiError> {
+    let body = blocking(&state, |v| {
+        let (keys, quorum) = v.witness_policy();
+        let fin = v.final_checkpoint()?;
+        let latest = v
+            .store()
+            .latest_checkpoint()
+            .map_err(postvault::VaultError::from)?
+            .map(|(s, _)| s);
+        Ok(json!({
+            "quorum": quorum,
+            "witnesses": keys,
+            "final": fin.as_ref().map(|c| json!({"size": c.size, "cosigners": c.cosigners})),
+            "latest_signed": latest,
+            "pending": latest.is_some() && latest != fin.as_ref().map(|c| c.size),
+        }))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `GET /v1/log/proof/inclusion?index=&size=`.

@@ -9,10 +9,12 @@
 
 mod error;
 mod handlers;
+mod idempotency;
 mod limits;
 mod listen;
 mod openapi;
 pub mod tls;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use postvault::{Principal, Vault};
 pub use error::ApiError;
 pub use limits::{Metrics, RateLimiter};
 pub use tls::{TlsConfig, TlsError};
+pub use witness::{HttpWitness, http_witness, serve_witness, witness_router};
 
 /// Limits and knobs of the service.
 #[derive(Clone, Debug)]
@@ -53,18 +56,27 @@ pub struct Config {
     /// costs its buffers, so this bounds the service's memory with
     /// `max_threads`.
     pub max_connections: usize,
+    /// How often the store's principals generation is read: a token
+    /// revoked or rotated on any node is refused here within this (plus
+    /// one request), never later than a second.
+    pub principals_watch: Duration,
 }
+
+/// The default requests per second per principal: hundreds, as a busy
+/// service or a staff tool sends; a bulk client asks for more (`--rate-limit`).
+pub const DEFAULT_RATE_LIMIT: u32 = 500;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             max_body: 1 << 20,
             max_records_body: 1 << 30,
-            rate_limit: 50_000,
+            rate_limit: DEFAULT_RATE_LIMIT,
             timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             tls: None,
             max_connections: 1024,
+            principals_watch: Duration::from_millis(250),
         }
     }
 }
@@ -81,7 +93,11 @@ pub struct AppState {
     pub addresses: RateLimiter,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Principals by token hash, valid for the principals generation in
+    /// `watched`: emptied whenever the store's generation moves.
     principals: std::sync::Mutex<std::collections::HashMap<[u8; 32], Principal>>,
+    /// When the store's principals generation was last read, and its value.
+    watched: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
     /// The last signed checkpoint served to the public, and when: anonymous
     /// requests sign at most one a second.
     checkpoint: std::sync::Mutex<Option<(std::time::Instant, String, u64)>>,
@@ -101,6 +117,7 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             principals: std::sync::Mutex::new(std::collections::HashMap::new()),
+            watched: std::sync::Mutex::new((None, 0)),
         })
     }
 
@@ -116,8 +133,10 @@ impl AppState {
         self.cache().contains_key(&AppState::token_hash(token))
     }
 
-    /// The principal a bearer token belongs to (cached by token hash).
+    /// The principal a bearer token belongs to (cached by token hash, for
+    /// as long as the store's principals generation does not move).
     async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Option<Principal>, ApiError> {
+        let generation = self.watch_principals().await?;
         let hash = AppState::token_hash(token);
         if let Some(p) = self.cache().get(&hash) {
             return Ok(Some(p.clone()));
@@ -125,16 +144,61 @@ impl AppState {
         let token = token.to_string();
         let found = blocking(self, move |v| Ok(v.authenticate(&token)?)).await?;
         if let Some(p) = &found {
-            let mut c = self.cache();
-            if c.len() > 10_000 {
-                c.clear();
+            // Cached only if no revocation or rotation was seen since the
+            // look-up began: a token found just before one is not kept.
+            let w = self.watched();
+            if w.1 == generation {
+                let mut c = self.cache();
+                if c.len() > 10_000 {
+                    c.clear();
+                }
+                c.insert(hash, p.clone());
             }
-            c.insert(hash, p.clone());
         }
         Ok(found)
     }
 
-    /// The signed checkpoint (note, size), signed again at most once a second.
+    /// Reads the store's principals generation if the last reading is older
+    /// than `principals_watch`, and empties the token cache when it moved
+    /// (another node, or this one, revoked or rotated a token). Returns
+    /// the generation the cache is valid for.
+    async fn watch_principals(self: &Arc<Self>) -> Result<u64, ApiError> {
+        {
+            let w = self.watched();
+            if let Some(at) = w.0
+                && at.elapsed() < self.config.principals_watch
+            {
+                return Ok(w.1);
+            }
+        }
+        let now = std::time::Instant::now();
+        let generation = blocking(self, |v| Ok(v.principals_gen()?)).await?;
+        let mut w = self.watched();
+        if w.0.is_none_or(|at| at <= now) {
+            if w.1 != generation || w.0.is_none() {
+                self.cache().clear();
+            }
+            *w = (Some(now), generation);
+        }
+        Ok(w.1)
+    }
+
+    /// Drops every cached token (after a change made through this node).
+    pub(crate) fn forget_tokens(&self) {
+        let mut w = self.watched();
+        self.cache().clear();
+        w.0 = None;
+    }
+
+    fn watched(&self) -> std::sync::MutexGuard<'_, (Option<std::time::Instant>, u64)> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The checkpoint served to the public (note, size), looked up again at
+    /// most once a second: with witnesses, the latest final one (a quorum
+    /// cosigned it; its lines follow the log's signature), never signed or
+    /// cosigned on a request (the service's background round does that);
+    /// without, the latest signed, signing one if the log grew.
     pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(String, u64), ApiError> {
         {
             let c = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,6 +209,16 @@ impl AppState {
             }
         }
         let (note, size) = blocking(self, |v| {
+            if v.has_witnesses() {
+                return match v.final_checkpoint()? {
+                    Some(c) => Ok((c.note, c.size)),
+                    None => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no_final_checkpoint",
+                        "no checkpoint has a quorum of witness cosignatures yet; try again later",
+                    )),
+                };
+            }
             let note = v.checkpoint()?;
             let size = v.checkpoint_size()?;
             Ok((note, size))
@@ -202,6 +276,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/holds/{id}/release", post(handlers::hold_release))
         .route("/v1/retention/run", post(handlers::retention_run))
+        .route(
+            "/v1/principals/{name}/revoke",
+            post(handlers::principal_revoke),
+        )
+        .route(
+            "/v1/principals/{name}/rotate",
+            post(handlers::principal_rotate),
+        )
         .route("/v1/reports/transparency", get(handlers::transparency))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
@@ -213,6 +295,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/log/proof/inclusion", get(handlers::log_inclusion))
         .route("/v1/log/proof/consistency", get(handlers::log_consistency))
         .route("/v1/log/entries", get(handlers::log_entries))
+        .route("/v1/log/witnesses", get(handlers::log_witnesses))
         .route("/log/checkpoint", get(handlers::log_checkpoint))
         .route("/log/tile/{*path}", get(handlers::log_tile))
         .layer(middleware::from_fn_with_state(state.clone(), public_limit));

@@ -881,3 +881,547 @@ async fn parameters_are_checked_as_the_document_says() {
     let r = a.get("/log/tile/%01", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// Over HTTP too: the officer's `GET /v1/disclosures/{id}` opens the
+/// instrument beside the pack's checks (one leaf), the requester's does
+/// not; a step by a principal who may not act answers a real request and a
+/// made-up id with the same status and body.
+#[tokio::test]
+async fn the_officers_view_and_steps_without_an_oracle_over_http() {
+    let a = api();
+    let r = a
+        .post(
+            "/v1/disclosures",
+            Some("ice"),
+            warrant("cust-9").to_string().as_bytes(),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let size = |a: &Api| async move {
+        a.get("/log/checkpoint", None).await;
+        a.get("/v1/disclosures", Some("auditor")).await;
+    };
+    size(&a).await;
+    let r = a
+        .get(&format!("/v1/disclosures/{id}"), Some("officer"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let o = &r.json()["officer"];
+    assert_eq!(o["instrument"]["court"]["docket"], "1");
+    assert_eq!(o["instrument"]["signer"]["title"], "Special Agent");
+    assert_eq!(o["instrument"]["subjects"][0]["id"], "cust-9");
+    assert!(o["checks"].as_array().unwrap().len() > 20);
+    assert!(!o["cannot_check"].as_array().unwrap().is_empty());
+    let first = o["log_index"].as_u64().unwrap();
+    let r = a
+        .get(&format!("/v1/disclosures/{id}"), Some("officer"))
+        .await;
+    assert_eq!(r.json()["officer"]["log_index"].as_u64(), Some(first + 1));
+    let r = a.get(&format!("/v1/disclosures/{id}"), Some("ice")).await;
+    assert!(r.json().get("officer").is_none(), "{}", r.text());
+    assert!(!r.text().contains("cust-9"));
+    // The auditor may not approve: the same answer for any id.
+    let strip = |v: Value| {
+        let mut v = v;
+        v["log_index"] = json!(0);
+        v
+    };
+    let real = a
+        .post(&format!("/v1/disclosures/{id}/approve"), Some("auditor"), b"")
+        .await;
+    let fake = a
+        .post(
+            "/v1/disclosures/0196f3a2-7c41-7d2e-9a53-000000000000/approve",
+            Some("auditor"),
+            b"",
+        )
+        .await;
+    assert_eq!(real.status, fake.status);
+    assert_eq!(strip(real.json()), strip(fake.json()));
+    assert_eq!(real.json()["reasons"][0]["code"], "not_permitted");
+}
+
+impl Api {
+    async fn upload(&self, key: Option<&str>, body: Body) -> Answer {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/records")
+            .header(
+                "authorization",
+                format!("Bearer {}", self.tokens.get("ingest").unwrap()),
+            );
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let res = self
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// `Idempotency-Key`: a resend of a finished upload gets the first answer
+/// and stores nothing; other content under the same key is 422; a resend
+/// while the first is still running is 409 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_with_an_idempotency_key_are_stored_once() {
+    let api = api();
+    let body = [address("idem-1", "1 Elm St"), address("idem-2", "2 Elm St")].join("\n");
+    let first = api
+        .upload(Some("\"batch-7\""), Body::from(body.clone()))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["run"]["id"], "batch-7");
+    let again = api.upload(Some("batch-7"), Body::from(body.clone())).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    let r = again.json();
+    assert_eq!(
+        (r["accepted"].as_u64(), r["run"]["replayed"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(r["leaves"], first.json()["leaves"]);
+    let read = api
+        .get("/v1/subjects/idem-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(read.json()["records"].as_array().unwrap().len(), 1);
+    // Other content under the same key.
+    let other = api
+        .upload(Some("batch-7"), Body::from(address("idem-3", "3 Elm St")))
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.json()["error"]["code"], "run_mismatch");
+    // Not a key.
+    let bad = api.upload(Some("\"\""), Body::from(body.clone())).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // A resend while the first is still sending.
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let slow = {
+        let app = api.app.clone();
+        let token = api.tokens.get("ingest").unwrap().clone();
+        tokio::spawn(async move {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/v1/records")
+                .header("authorization", format!("Bearer {token}"))
+                .header("idempotency-key", "batch-8")
+                .body(Body::from_stream(stream))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        })
+    };
+    tx.send(axum::body::Bytes::from(
+        address("idem-4", "4 Elm St") + "\n",
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let busy = api.upload(Some("batch-8"), Body::from("")).await;
+    assert_eq!(busy.status, StatusCode::CONFLICT, "{}", busy.text());
+    assert_eq!(busy.json()["error"]["code"], "run_in_progress");
+    assert_eq!(busy.headers.get("retry-after").unwrap(), "1");
+    drop(tx);
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}
+
+/// Records whose keys are missing answer 500 `keys_missing` with a message
+/// naming the count (never the person), not an empty 200.
+#[tokio::test]
+async fn records_without_keys_answer_500_keys_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    let v = Vault::init(&path, OpenOptions::default()).unwrap();
+    let ingest = v.add_principal("ingest", "collector").unwrap();
+    let sorting = v.add_principal("sorting", "delivery").unwrap();
+    let p = v.principal("ingest").unwrap();
+    v.collect(
+        &p,
+        &mut address("lost-1", "1 Elm St").as_bytes(),
+        &postvault::CollectOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    drop(v);
+    let c = rusqlite::Connection::open(path.join("keys.db")).unwrap();
+    c.execute("DELETE FROM subject_keys", []).unwrap();
+    drop(c);
+    let v = Vault::open(&path, OpenOptions::default()).unwrap();
+    let mut tokens = std::collections::HashMap::new();
+    tokens.insert("ingest", ingest);
+    tokens.insert("sorting", sorting);
+    let api = Api {
+        _dir: dir,
+        app: postvault_server::router(AppState::new(Arc::new(v), Config::default())),
+        tokens,
+    };
+    let r = api
+        .get("/v1/subjects/lost-1?purpose=delivery", Some("sorting"))
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "keys_missing");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("1 records"), "{msg}");
+    assert!(!msg.contains("lost-1") && !msg.contains("/tmp"), "{msg}");
+}
+
+/// Two service nodes over one vault: `b` a second open of `a`'s stores.
+/// Returns the nodes and the tokens of the principals made through `a`.
+fn two_nodes(
+    a: Vault,
+    b: Vault,
+) -> (
+    Router,
+    Router,
+    std::collections::HashMap<&'static str, String>,
+) {
+    let mut tokens = std::collections::HashMap::new();
+    for (name, role) in [
+        ("officer", "privacy_officer"),
+        ("sorting", "delivery"),
+        ("care", "account_service"),
+        ("ice", "agency"),
+    ] {
+        tokens.insert(name, a.add_principal(name, role).unwrap());
+    }
+    let node = |v: Vault| postvault_server::router(AppState::new(Arc::new(v), Config::default()));
+    (node(a), node(b), tokens)
+}
+
+async fn status_of(app: &Router, method: Method, uri: &str, token: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Polls `node` with `token` until it is refused; the time that took.
+async fn refused_within(node: &Router, token: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let (s, _) = status_of(
+            node,
+            Method::GET,
+            "/v1/subjects/cust-1?purpose=delivery",
+            token,
+        )
+        .await;
+        if s == StatusCode::UNAUTHORIZED {
+            return started.elapsed();
+        }
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "never refused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Revocation and rotation through node `na` reach node `nb`, which had the
+/// tokens cached, within a second; only an officer may do either, each is
+/// one leaf, and a step on an unknown or revoked principal is refused.
+fn revocation_reaches_every_node(a: Vault, b: Vault) {
+    let (na, nb, t) = two_nodes(a, b);
+    // The nodes (and their stores' own runtimes) live outside this one.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(revocation_reaches(&na, &nb, &t));
+    drop(rt);
+}
+
+async fn revocation_reaches(
+    na: &Router,
+    nb: &Router,
+    t: &std::collections::HashMap<&'static str, String>,
+) {
+    let read = "/v1/subjects/cust-1?purpose=delivery";
+    for node in [na, nb] {
+        for who in ["sorting", "care"] {
+            assert_eq!(
+                status_of(node, Method::GET, read, &t[who]).await.0,
+                StatusCode::OK
+            );
+        }
+    }
+    // Neither a service nor an agency may revoke anyone.
+    for who in ["sorting", "ice"] {
+        let (s, v) = status_of(na, Method::POST, "/v1/principals/care/revoke", &t[who]).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("not_permitted"))
+        );
+    }
+    let (s, v) = status_of(
+        na,
+        Method::POST,
+        "/v1/principals/sorting/revoke",
+        &t["officer"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "revoked");
+    assert!(v["log_index"].is_u64());
+    assert_eq!(
+        status_of(na, Method::GET, read, &t["sorting"]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let took = refused_within(nb, &t["sorting"]).await;
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    for name in ["sorting", "nobody"] {
+        let (s, v) = status_of(
+            na,
+            Method::POST,
+            &format!("/v1/principals/{name}/revoke"),
+            &t["officer"],
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("principal_not_active"))
+        );
+    }
+
+    // Rotation: the old token goes everywhere within a second, the new works.
+    let (s, v) = status_of(
+        nb,
+        Method::POST,
+        "/v1/principals/care/rotate",
+        &t["officer"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new = v["token"].as_str().unwrap().to_string();
+    assert_ne!(new, t["care"]);
+    let took = refused_within(na, &t["care"]).await;
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    for node in [na, nb] {
+        assert_eq!(
+            status_of(node, Method::GET, read, &new).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of(node, Method::GET, read, &t["care"]).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[test]
+fn a_revoked_or_rotated_token_is_refused_by_another_node_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path().join("vault");
+    let a = Vault::init(&at, OpenOptions::default()).unwrap();
+    let b = Vault::open(&at, OpenOptions::default()).unwrap();
+    revocation_reaches_every_node(a, b);
+}
+
+#[test]
+fn a_revoked_or_rotated_token_is_refused_by_another_postgres_node_within_a_second() {
+    use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
+    let cluster = TempCluster::shared(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL test needs a server: {e}"));
+    let url = cluster.url("postgres");
+    let opts = |create| PgOptions {
+        schema: "pv_principals".into(),
+        keys_schema: "pv_principals_keys".into(),
+        create,
+        ..PgOptions::default()
+    };
+    let open = |create: bool| {
+        let o = opts(create);
+        (
+            PgStore::open(&url, &o).unwrap(),
+            PgKeyStore::open(&url, &o).unwrap(),
+        )
+    };
+    let (s, k) = open(true);
+    let at = std::path::Path::new(&url);
+    let a = Vault::init_with(at, Box::new(s), Box::new(k), OpenOptions::default()).unwrap();
+    let (s, k) = open(false);
+    let b = Vault::open_with(at, Box::new(s), Box::new(k), OpenOptions::default()).unwrap();
+    revocation_reaches_every_node(a, b);
+}
+
+#[tokio::test]
+async fn subject_ids_with_invisible_characters_are_refused_on_every_path() {
+    let a = api();
+    for path in [
+        "/v1/subjects/cust-1%EF%BB%BF?purpose=delivery",
+        "/v1/subjects/cust-1%E2%80%8B/report",
+        "/v1/subjects/%E2%80%AEcust-1/accounting",
+    ] {
+        let who = if path.contains("purpose") {
+            "sorting"
+        } else {
+            "officer"
+        };
+        let r = a.get(path, Some(who)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "invalid_subject_id");
+        assert!(!r.text().contains("cust"));
+    }
+    for (path, body) in [
+        (
+            "/v1/subjects/cust-1%E2%81%A0/consent",
+            json!({"purpose": "marketing", "granted": true}),
+        ),
+        ("/v1/subjects/cust-1%E2%80%8D/erase", json!({})),
+    ] {
+        let r = a
+            .post(path, Some("officer"), body.to_string().as_bytes())
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "invalid_subject_id");
+        assert!(!r.text().contains("cust"));
+    }
+    // And a collection line naming one is rejected alone.
+    let bad = address("cust-1\u{feff}", "1 Elm St");
+    let r = a.post("/v1/records", Some("ingest"), bad.as_bytes()).await;
+    assert_eq!(
+        r.json()["errors"][0]["code"],
+        "invalid_subject",
+        "{}",
+        r.text()
+    );
+}
+
+/// A witness that cannot be reached.
+struct Down;
+
+impl postvault::Witness for Down {
+    fn add_checkpoint(
+        &self,
+        _: u64,
+        _: &[[u8; 32]],
+        _: &str,
+    ) -> Result<String, postvault::WitnessCallError> {
+        Err(postvault::WitnessCallError::Unavailable(
+            "connection refused".into(),
+        ))
+    }
+}
+
+/// With witnesses, the public checkpoint is the latest final one, with
+/// the cosignature lines, and never signed or cosigned on a request; until
+/// a quorum cosigned one, 503 `no_final_checkpoint`.
+#[tokio::test]
+async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::init(&dir.path().join("vault"), OpenOptions::default()).unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let w = Arc::new(
+        postvault_witness::Cosigner::create(&wdir.path().join("w.db"), "w.example").unwrap(),
+    );
+    let key = v.log_verifier_key();
+    w.add_log(key.split('+').next().unwrap(), &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(postvault_server::serve_witness(
+        listener,
+        w.clone(),
+        std::future::pending::<()>(),
+    ));
+    let verifier = postvault_log::CosignatureVerifier::new(&w.verifier_key()).unwrap();
+    let policy = move |up: bool| postvault::WitnessPolicy {
+        witnesses: vec![postvault::ConfiguredWitness {
+            verifier: verifier.clone(),
+            client: if up {
+                postvault_server::http_witness(&url, std::time::Duration::from_secs(5)).unwrap()
+            } else {
+                Arc::new(Down)
+            },
+        }],
+        quorum: 1,
+    };
+    v.add_principal("ingest", "collector").unwrap();
+    let v = Arc::new(v.with_witnesses(policy(false)).unwrap());
+    let app = postvault_server::router(AppState::new(v.clone(), Config::default()));
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let res = app
+                .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+            (status, String::from_utf8(body).unwrap())
+        }
+    };
+    let (status, body) = get("/v1/log/checkpoint").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("no_final_checkpoint"));
+    assert_eq!(
+        v.store().checkpoints().unwrap().len(),
+        0,
+        "a request signs nothing"
+    );
+    // A round with the witness down: signed, pending.
+    let v2 = v.clone();
+    let r = tokio::task::spawn_blocking(move || v2.cosign().unwrap())
+        .await
+        .unwrap();
+    assert!(!r.checkpoint.is_final);
+    let (_, body) = get("/v1/log/witnesses").await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["pending"], true);
+    assert_eq!(s["final"], Value::Null);
+    drop(app);
+    // The witness up (over HTTP): final, and served with its line.
+    let v = Arc::try_unwrap(v).ok().unwrap();
+    let up = policy.clone();
+    let v = Arc::new(
+        tokio::task::spawn_blocking(move || v.with_witnesses(up(true)).unwrap())
+            .await
+            .unwrap(),
+    );
+    let v2 = v.clone();
+    let r = tokio::task::spawn_blocking(move || v2.cosign().unwrap())
+        .await
+        .unwrap();
+    assert!(r.checkpoint.is_final);
+    let app = postvault_server::router(AppState::new(v.clone(), Config::default()));
+    let res = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/v1/log/checkpoint")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let note =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let checked = postvault_log::verify_cosigned(
+        &note,
+        &key,
+        &[postvault_log::CosignatureVerifier::new(&w.verifier_key()).unwrap()],
+    )
+    .unwrap();
+    assert_eq!(checked.cosigned.len(), 1);
+    assert_eq!(checked.checkpoint.size, r.checkpoint.size);
+    tokio::task::spawn_blocking(move || drop(v)).await.unwrap();
+}

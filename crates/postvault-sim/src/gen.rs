@@ -601,7 +601,7 @@ pub(crate) fn piece(ctx: &Ctx, rng: &mut ChaCha8Rng, i: u64, out: &mut VecDeque<
             .s("op_code", op)
             .s("event", event)
             .datetime("scanned_at", ctx.day, t);
-        out.push_back(rec.finish(None, false));
+        out.push_back(rec.finish(None));
 
         if let (false, "accepted", Some(code)) = (is_package, event, &imb_code) {
             out.push_back(mail_image(ctx, rng, subject, code, facility, t));
@@ -616,7 +616,7 @@ pub(crate) fn piece(ctx: &Ctx, rng: &mut ChaCha8Rng, i: u64, out: &mut VecDeque<
                 .coord("lat", lat)
                 .coord("lon", lon)
                 .datetime("delivered_at", ctx.day, t);
-            out.push_back(rec.finish(None, false));
+            out.push_back(rec.finish(None));
         }
     }
 }
@@ -662,7 +662,7 @@ fn mail_image(
     } else {
         rec.s("image_sha256", &hex_random(rng, 32));
     }
-    rec.finish(None, false)
+    rec.finish(None)
 }
 
 /// Spread of envelope image sizes (the log's standard deviation).
@@ -726,7 +726,7 @@ pub(crate) fn web_visit(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<Stri
     if purpose != "account_service" && chance(rng, 0.85) {
         rec.f("device_id", format_args!("dev-{}", hex_random(rng, 12)));
     }
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 }
 
 // ---------------------------------------------------------------------------
@@ -811,7 +811,7 @@ pub(crate) fn money_order(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<St
             .s("tin", &tin)
             .s("occupation", choose(rng, data::OCCUPATIONS));
     }
-    out.push_back(rec.finish(Some("31 CFR 1010.415"), false));
+    out.push_back(rec.finish(Some("31 CFR 1010.415")));
 }
 
 // ---------------------------------------------------------------------------
@@ -868,11 +868,11 @@ pub(crate) fn change_of_address(
     rec.s("channel", channel)
         .s("old_address", &who.one_line())
         .s("new_address", &new.one_line());
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 
     let mut rec = Rec::new(subject, "address", "forwarding");
     new.address_fields(&mut rec);
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 }
 
 /// A protective-order flag on file for forwarding (the new address must not
@@ -883,7 +883,7 @@ pub(crate) fn protective_order(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeq
     rec.bool("on_file", true)
         .date("issued_on", ctx.day, -rng.random_range(1..=1500i64))
         .date("expires_on", ctx.day, rng.random_range(30..=1800i64));
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 }
 
 // ---------------------------------------------------------------------------
@@ -902,20 +902,22 @@ pub(crate) fn registration(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<S
     if chance(rng, 0.6) {
         rec.s("username", &who.username());
     }
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 
     let mut rec = Rec::new(subject, "address", "account_service");
     who.address_fields(&mut rec);
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 }
 
-/// An opt-in to marketing email: identity collected with consent.
+/// An opt-in to marketing email: identity collected for marketing. The
+/// consent itself is the person's act, recorded through the rights channel,
+/// so the line carries none.
 pub(crate) fn marketing(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<String>) {
     let subject = ctx.pop.draw(rng, Skew::Customer);
     let who = Person::of(ctx.seed, subject);
     let mut rec = Rec::new(subject, "account_identity", "marketing");
     rec.s("name", &who.name()).s("email", &who.email());
-    out.push_back(rec.finish(None, true));
+    out.push_back(rec.finish(None));
 }
 
 /// A card payment (postage, Click-N-Ship, the online store). The full card
@@ -945,7 +947,7 @@ pub(crate) fn card_payment(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<S
         .s("billing_zip", &who.zip5())
         .money("amount", cents)
         .datetime("paid_at", ctx.day, diurnal_second(rng));
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 }
 
 /// An Informed Delivery digest open, image view or campaign click.
@@ -970,7 +972,7 @@ pub(crate) fn informed_delivery(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDe
     rec.s("event", event).datetime("at", ctx.day, at);
     // Digests go out in the morning; earlier events are on yesterday's.
     rec.date("digest_date", ctx.day, if at < 7 * 3600 { -1 } else { 0 });
-    out.push_back(rec.finish(None, false));
+    out.push_back(rec.finish(None));
 }
 
 // ---------------------------------------------------------------------------
@@ -1014,5 +1016,5 @@ pub(crate) fn mail_cover_item(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDequ
         .date("postmark_date", ctx.day, -rng.random_range(1..=3i64))
         .s("mail_class", class);
     let basis = format!("39 CFR 233.3 order {order_id}");
-    out.push_back(rec.finish(Some(&basis), false));
+    out.push_back(rec.finish(Some(&basis)));
 }

@@ -11,11 +11,13 @@
 //! {"subject":"cust-000000012345","category":"scan_event","purpose":"delivery","fields":{...}}
 //! ```
 //!
-//! with `"legal_basis"` where the purpose needs one and `"consent":true`
-//! where the purpose/category cell of the postal pack needs opt-in consent.
-//! Every line satisfies the postal pack (`packs/postal/taxonomy.toml`):
-//! allowed purpose/category pairs, required and purpose-bound fields, and
-//! the value rules of each field type.
+//! with `"legal_basis"` where the purpose needs one. Every line satisfies
+//! the postal pack (`packs/postal/taxonomy.toml`): allowed purpose/category
+//! pairs, required and purpose-bound fields, and the value rules of each
+//! field type. Lines no collection can make acceptable on its own are
+//! generated only when asked for: mail-cover items (they need an order in
+//! force) and marketing opt-ins (they need the person's consent, which only
+//! the rights channel records; [`Simulator::opt_ins`] names those people).
 //!
 //! Scale 1.0 is one postal day (reference §6.1): 318M mailpieces (7%
 //! packages), 7M web visits, 209K money orders, 93K address changes and so
@@ -96,6 +98,11 @@ pub struct SimConfig {
     /// in force for that person (R14), which a simulated day cannot bring,
     /// so the default day is one every line of which a vault accepts.
     pub mail_covers: bool,
+    /// Also generate marketing opt-ins (identity collected for
+    /// `marketing`). Off by default: a vault accepts them only for people
+    /// whose consent to marketing the rights channel recorded
+    /// (`postvault consent grant`), never from a collection line.
+    pub marketing: bool,
 }
 
 impl Default for SimConfig {
@@ -106,6 +113,7 @@ impl Default for SimConfig {
             seed: 1,
             day: (2026, 11, 2),
             mail_covers: false,
+            marketing: false,
         }
     }
 }
@@ -182,7 +190,11 @@ impl Plan {
             money_orders: scaled(rates::MONEY_ORDERS, scale),
             address_changes: scaled(rates::ADDRESS_CHANGES, scale),
             registrations: scaled(rates::REGISTRATIONS, scale),
-            marketing_opt_ins: scaled(rates::MARKETING_OPT_INS, scale),
+            marketing_opt_ins: if cfg.marketing {
+                scaled(rates::MARKETING_OPT_INS, scale)
+            } else {
+                0
+            },
             card_payments: scaled(rates::CARD_PAYMENTS, scale),
             informed_delivery_events: scaled(rates::INFORMED_DELIVERY_EVENTS, scale),
             protective_orders: scaled(rates::PROTECTIVE_ORDERS, scale),
@@ -385,6 +397,30 @@ impl Simulator {
             streams,
             emitted: 0,
         }
+    }
+
+    /// The people of the marketing opt-ins of `cfg`, in the order their
+    /// lines come (with repeats): whose consent to `marketing` the rights
+    /// channel must record before those lines are collected. Empty unless
+    /// `cfg.marketing`.
+    pub fn opt_ins(cfg: &SimConfig) -> Vec<String> {
+        let plan = Plan::new(cfg);
+        let sim = Simulator::new(cfg);
+        let mut rng = stream_rng(cfg.seed, Kind::Marketing as u64);
+        let mut buf = VecDeque::new();
+        let mut out = Vec::new();
+        for _ in 0..plan.marketing_opt_ins {
+            r#gen::marketing(&sim.ctx, &mut rng, &mut buf);
+            for line in buf.drain(..) {
+                if let Some(s) = line
+                    .strip_prefix("{\"subject\":\"")
+                    .and_then(|rest| rest.split('"').next())
+                {
+                    out.push(s.to_string());
+                }
+            }
+        }
+        out
     }
 
     /// Also generate envelope image bytes (`image`, base64), with

@@ -265,16 +265,7 @@ fn check_line(pack: &Pack, line: &str) -> Result<Value, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
     let obj = v.as_object().ok_or("not an object")?;
     for k in obj.keys() {
-        if ![
-            "subject",
-            "category",
-            "purpose",
-            "fields",
-            "legal_basis",
-            "consent",
-        ]
-        .contains(&k.as_str())
-        {
+        if !["subject", "category", "purpose", "fields", "legal_basis"].contains(&k.as_str()) {
             return Err(format!("unknown key {k}"));
         }
     }
@@ -305,12 +296,8 @@ fn check_line(pack: &Pack, line: &str) -> Result<Value, String> {
             "{purpose} may not collect {category} (cell {cell})"
         ));
     }
-    if cell == "C" && obj.get("consent") != Some(&Value::Bool(true)) {
-        return Err("consent missing".into());
-    }
-    if obj.get("consent").is_some_and(|c| !c.is_boolean()) {
-        return Err("consent not a bool".into());
-    }
+    // A C cell needs the person's consent, which the rights channel
+    // records: a line never carries it (the vault rejects one that does).
     match obj.get("legal_basis") {
         Some(Value::String(s)) if !s.trim().is_empty() => {}
         None if !needs_basis => {}
@@ -410,6 +397,7 @@ fn counts_match_plan_exactly() {
     ] {
         let c = SimConfig {
             mail_covers,
+            marketing: mail_covers,
             ..cfg(scale, seed)
         };
         let plan = Plan::new(&c);
@@ -479,6 +467,7 @@ fn every_line_is_accepted_by_the_pack() {
     };
     let c = SimConfig {
         mail_covers: true,
+        marketing: true,
         ..cfg(scale, 11)
     };
     let mut n = 0u64;
@@ -604,8 +593,18 @@ fn ratios_match_the_reference() {
     assert_eq!(covers.count("mail_cover_record"), 1);
     assert_eq!(covers.total_records(), p.total_records() + 1);
 
+    // Marketing opt-ins only when asked for (a vault needs consents for them).
+    let opt_ins = Plan::new(&SimConfig {
+        marketing: true,
+        ..cfg(0.001, 1)
+    });
+    assert_eq!(p.total_records() + 3, opt_ins.total_records());
+
     // From the output at a smaller scale.
-    let c = cfg(0.0002, 5);
+    let c = SimConfig {
+        marketing: true,
+        ..cfg(0.0002, 5)
+    };
     let mut letters_events: Vec<u32> = Vec::new();
     let mut package_events: Vec<u32> = Vec::new();
     let mut purposes: HashMap<(String, String), u64> = HashMap::new();
@@ -864,4 +863,22 @@ fn config_and_plan_serde() {
     let p = serde_json::to_value(Plan::new(&c)).unwrap();
     assert_eq!(p["pieces"], 159_000_000);
     assert_eq!(p["subjects"], 81_500_000);
+}
+
+#[test]
+fn opt_ins_name_the_people_of_the_marketing_lines() {
+    let c = SimConfig {
+        marketing: true,
+        ..cfg(0.0004, 3)
+    };
+    let from_lines: Vec<String> = Simulator::new(&c)
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(&l).ok()?;
+            (v["purpose"] == "marketing").then(|| v["subject"].as_str().map(str::to_string))?
+        })
+        .collect();
+    assert!(!from_lines.is_empty());
+    assert_eq!(Simulator::opt_ins(&c), from_lines);
+    assert!(Simulator::opt_ins(&cfg(0.0004, 3)).is_empty());
+    assert!(Simulator::new(&cfg(0.0004, 3)).all(|l| !l.contains("\"marketing\"")));
 }

@@ -167,7 +167,7 @@ impl fmt::Write for Esc<'_> {
 }
 
 /// One NDJSON collection line under construction:
-/// `{"subject":..,"category":..,"purpose":..,"fields":{..}[,"legal_basis":..][,"consent":true]}`.
+/// `{"subject":..,"category":..,"purpose":..,"fields":{..}[,"legal_basis":..]}`.
 pub(crate) struct Rec {
     buf: String,
 }
@@ -253,16 +253,13 @@ impl Rec {
         self
     }
 
-    /// Closes the line, adding `legal_basis` and `consent` when given.
-    pub(crate) fn finish(mut self, legal_basis: Option<&str>, consent: bool) -> String {
+    /// Closes the line, adding `legal_basis` when given.
+    pub(crate) fn finish(mut self, legal_basis: Option<&str>) -> String {
         self.buf.push('}');
         if let Some(lb) = legal_basis {
             self.buf.push_str(",\"legal_basis\":\"");
             escape_into(&mut self.buf, lb);
             self.buf.push('"');
-        }
-        if consent {
-            self.buf.push_str(",\"consent\":true");
         }
         self.buf.push('}');
         self.buf
@@ -489,11 +486,11 @@ mod tests {
         let line = {
             let mut r = Rec::new(12345, "address", "forwarding");
             r.s("street", "1 Main St").int("n", 3).bool("b", true);
-            r.finish(Some("x"), true)
+            r.finish(Some("x"))
         };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["subject"], "cust-000000012345");
         assert_eq!(v["fields"]["n"], 3);
-        assert_eq!(v["consent"], true);
+        assert!(v.get("consent").is_none());
     }
 }

@@ -152,7 +152,13 @@ impl TempCluster {
             .map_err(|e| {
                 ClusterError::Start(format!("initdb: {e}: {}", cluster.log("initdb.log")))
             })?;
-        let fsync = if opts.durable { "on" } else { "off" };
+        // A cluster without fsync says so to the stores, which refuse such a
+        // server unless it declares it (`danger_allow_fsync_off`).
+        let fsync = if opts.durable {
+            "on"
+        } else {
+            "off -c postvault.danger_allow_fsync_off=on"
+        };
         let ssl = match &opts.tls {
             Some(t) => cluster.write_tls(t)?,
             None => String::new(),

@@ -218,6 +218,49 @@ impl Db {
         }
     }
 
+    /// `synchronous_commit`, `fsync` and `full_page_writes` as the server
+    /// reports them on one of this pool's connections.
+    pub(crate) fn durability(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(false, async |c| {
+            let mut out = Vec::new();
+            for name in ["synchronous_commit", "fsync", "full_page_writes"] {
+                let v: String = c
+                    .query_one(&format!("SHOW {name}"), &[])
+                    .await?
+                    .try_get(0)?;
+                out.push((name.to_string(), v));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Refuses a server on which an acknowledged commit could be lost:
+    /// `synchronous_commit=off` (set for the session or forced by the
+    /// server), `fsync=off` or `full_page_writes=off`. Read back, not assumed.
+    pub(crate) fn check_durability(&self) -> Result<(), StoreError> {
+        // A throwaway cluster (tests, benchmarks) runs without fsync and
+        // says so with a server setting of its own; nothing else may.
+        let allowed = self.run(false, async |c| {
+            let v: Option<String> = c
+                .query_one(
+                    "SELECT current_setting('postvault.danger_allow_fsync_off', true)",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(v.as_deref() == Some("on"))
+        })?;
+        for (name, value) in self.durability()? {
+            if value == "off" && !(allowed && name != "synchronous_commit") {
+                return Err(StoreError::NotDurable {
+                    path: self.shown.clone(),
+                    why: format!("the server runs with {name}=off"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A waiter on this store's runtime, for work that spans several calls.
     pub(crate) fn waiter(&self) -> Result<Waiter<'_>, StoreError> {
         match &self.rt {

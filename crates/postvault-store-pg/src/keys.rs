@@ -10,7 +10,10 @@
 
 use std::collections::HashMap;
 
-use postvault_store::{KeyStore, StoreError, SubjectKeys, SubjectRef};
+use postvault_store::{
+    KeyAction, KeyItem, KeyStore, LogState, LogStateSwap, RewrapCount, RewrapFn, StoreError,
+    SubjectKeys, SubjectRef,
+};
 
 use crate::PgOptions;
 use crate::db::{Db, Fail};
@@ -54,7 +57,14 @@ impl PgKeyStore {
             KEYS_MIGRATIONS,
             opts.create,
         )?;
+        db.check_durability()?;
         Ok(PgKeyStore { db })
+    }
+
+    /// The settings that make a commit durable, as the server reports them
+    /// for the key store's connections.
+    pub fn durability(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.durability()
     }
 
     /// Makes the space of deleted rows of `table` reusable. Databases
@@ -90,7 +100,85 @@ impl PgKeyStore {
     }
 }
 
+fn log_state_from_row(r: &tokio_postgres::Row) -> Result<LogState, Fail> {
+    let root: &[u8] = r.try_get(1)?;
+    Ok(LogState {
+        size: r.try_get::<_, i64>(0)? as u64,
+        root: <[u8; 32]>::try_from(root).map_err(|_| {
+            Fail::Store(StoreError::Corrupt(
+                "the log state's root is not 32 bytes".into(),
+            ))
+        })?,
+        note: r.try_get(2)?,
+        signed: r.try_get::<_, i64>(3)? as u64,
+    })
+}
+
 impl KeyStore for PgKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        self.db.run(true, async |c| {
+            match c
+                .query_opt(
+                    "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+                    &[],
+                )
+                .await?
+            {
+                Some(r) => Ok(Some(log_state_from_row(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        // Not idempotent: after an ambiguous commit the retry would find
+        // its own state and report it as changed, which the caller handles
+        // by reading again.
+        self.db.run(false, async |c| {
+            let tx = c.transaction().await?;
+            // The row lock orders every signer on every node; a signer that
+            // finds no row yet races on the primary key instead.
+            let found = match tx
+                .query_opt(
+                    "SELECT size, root, note, signed FROM log_state WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await?
+            {
+                Some(r) => Some(log_state_from_row(&r)?),
+                None => None,
+            };
+            if found.as_ref() != expected {
+                return Ok(LogStateSwap::Changed(found));
+            }
+            let n = tx
+                .execute(
+                    "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, $1, $2, $3, $4)
+                     ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                         note = excluded.note, signed = excluded.signed
+                     WHERE $5",
+                    &[
+                        &(new.size as i64),
+                        &&new.root[..],
+                        &new.note,
+                        &(new.signed as i64),
+                        &found.is_some(),
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                // Another node inserted the first state meanwhile.
+                return Ok(LogStateSwap::Changed(None));
+            }
+            tx.commit().await?;
+            Ok(LogStateSwap::Swapped)
+        })
+    }
+
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -235,5 +323,146 @@ impl KeyStore for PgKeyStore {
             "subject_keys",
             &refs,
         )
+    }
+
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError> {
+        let from: &[u8] = after.map_or(&[], |a| &a[..]);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db.run(false, async |c| {
+            c.query(
+                "SELECT ref FROM subject_keys WHERE ref > $1 ORDER BY ref LIMIT $2",
+                &[&from, &limit],
+            )
+            .await?
+            .iter()
+            .map(|r| crate::store::ref16(r.try_get(0)?, "subject ref"))
+            .collect()
+        })
+    }
+
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError> {
+        let n = self.db.session(false, |w, c| {
+            let tx = w.wait(async {
+                let tx = c.transaction().await?;
+                // Nothing else writes keys while they are re-wrapped.
+                tx.batch_execute("LOCK TABLE subject_keys, secrets IN EXCLUSIVE MODE")
+                    .await?;
+                Ok::<_, Fail>(tx)
+            })?;
+            let mut n = RewrapCount::default();
+            let mut after: Vec<u8> = Vec::new();
+            loop {
+                let page: Vec<SubjectKeys> = w.wait(async {
+                    tx.query(
+                        "SELECT ref, data, tag FROM subject_keys WHERE ref > $1 ORDER BY ref LIMIT 4096",
+                        &[&after],
+                    )
+                    .await?
+                    .iter()
+                    .map(keys_from_row)
+                    .collect::<Result<Vec<_>, Fail>>()
+                })?;
+                let Some(last) = page.last() else { break };
+                after = last.subject.to_vec();
+                let mut up_refs: Vec<&[u8]> = Vec::new();
+                let mut up_data: Vec<Vec<u8>> = Vec::new();
+                let mut up_tags: Vec<Vec<u8>> = Vec::new();
+                let mut del: Vec<&[u8]> = Vec::new();
+                for k in &page {
+                    match crate::db::guarded(|| f(KeyItem::Subject(k)))?.map_err(Fail::Store)? {
+                        KeyAction::Keep => {}
+                        KeyAction::Subject(d, t) => {
+                            up_refs.push(&k.subject[..]);
+                            up_data.push(d);
+                            up_tags.push(t);
+                        }
+                        KeyAction::Delete => del.push(&k.subject[..]),
+                        KeyAction::Secret(_) => {
+                            return Err(Fail::Store(StoreError::Corrupt(
+                                "a subject's keys cannot become a secret".into(),
+                            )));
+                        }
+                    }
+                }
+                n.subjects += up_refs.len() as u64;
+                n.deleted += del.len() as u64;
+                w.wait(async {
+                    if !up_refs.is_empty() {
+                        tx.execute(
+                            "UPDATE subject_keys k SET data = d.data, tag = d.tag
+                             FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS d (r, data, tag)
+                             WHERE k.ref = d.r",
+                            &[&up_refs, &up_data, &up_tags],
+                        )
+                        .await?;
+                    }
+                    if !del.is_empty() {
+                        tx.execute("DELETE FROM subject_keys WHERE ref = ANY($1)", &[&del])
+                            .await?;
+                    }
+                    Ok::<_, Fail>(())
+                })?;
+            }
+            let secrets: Vec<(String, Vec<u8>)> = w.wait(async {
+                tx.query("SELECT name, value FROM secrets ORDER BY name", &[])
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<Vec<_>, Fail>>()
+            })?;
+            for (name, value) in &secrets {
+                let action = crate::db::guarded(|| f(KeyItem::Secret(name, value)))?
+                    .map_err(Fail::Store)?;
+                w.wait(async {
+                    match action {
+                        KeyAction::Keep => {}
+                        KeyAction::Secret(v) => {
+                            tx.execute(
+                                "UPDATE secrets SET value = $2 WHERE name = $1",
+                                &[name, &v],
+                            )
+                            .await?;
+                            n.secrets += 1;
+                        }
+                        KeyAction::Delete => {
+                            tx.execute("DELETE FROM secrets WHERE name = $1", &[name])
+                                .await?;
+                            n.deleted += 1;
+                        }
+                        KeyAction::Subject(..) => {
+                            return Err(Fail::Store(StoreError::Corrupt(
+                                "a secret cannot become a subject's keys".into(),
+                            )));
+                        }
+                    }
+                    Ok::<_, Fail>(())
+                })?;
+            }
+            w.wait(async {
+                for (name, value) in insert {
+                    tx.execute(
+                        "INSERT INTO secrets (name, value) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        &[name, value],
+                    )
+                    .await?;
+                    n.inserted += 1;
+                }
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
+            Ok(n)
+        })?;
+        self.vacuum("subject_keys")?;
+        self.vacuum("secrets")?;
+        Ok(n)
     }
 }

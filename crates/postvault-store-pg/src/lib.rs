@@ -22,6 +22,7 @@
 mod cluster;
 mod db;
 mod keys;
+mod ops;
 mod reads;
 mod schema;
 mod store;

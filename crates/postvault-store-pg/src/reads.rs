@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use postvault_store::{ConsentRow, ReadLeafFn, StoreError, SubjectData, SubjectRef};
+use postvault_store::{ConsentRow, ReadLeafFn, ReadScope, StoreError, SubjectData, SubjectRef};
 
 use crate::db::{Db, Fail, MAX_ATTEMPTS, Waiter, guarded, retryable, to_store};
 use crate::store::{RECORD_COLUMNS, record_from_row, ref16};
@@ -127,8 +127,35 @@ async fn open(c: &deadpool_postgres::Client) -> Result<u64, Fail> {
     Ok(row.try_get::<_, i64>(0)? as u64)
 }
 
-/// A reader's savepoint and what is held of `subject`, pipelined.
+/// A reader's savepoint and what `scope` allows of `subject`.
 async fn read_part(
+    c: &deadpool_postgres::Client,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, Fail> {
+    match scope {
+        ReadScope::All => read_all(c, subject).await,
+        ReadScope::LeafOnly => {
+            c.batch_execute("SAVEPOINT reader").await?;
+            Ok(SubjectData::default())
+        }
+        ReadScope::IfConsented(purpose) => {
+            c.batch_execute("SAVEPOINT reader").await?;
+            if crate::store::consent_of(c, subject, purpose)
+                .await?
+                .is_some_and(|r| r.granted)
+            {
+                let data = crate::store::read_subject(c, subject, true).await?;
+                Ok(data)
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
+/// A reader's savepoint and everything held of `subject`, pipelined.
+async fn read_all(
     c: &deadpool_postgres::Client,
     subject: &SubjectRef,
 ) -> Result<SubjectData, Fail> {
@@ -191,6 +218,7 @@ impl Reads {
         &self,
         db: &Db,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         let w = db.waiter()?;
@@ -221,7 +249,7 @@ impl Reads {
         let my = g.group;
         let idx = g.next;
         let part = match &g.conn {
-            Some(c) => w.wait(read_part(c, subject)),
+            Some(c) => w.wait(read_part(c, subject, scope)),
             None => Err(Fail::Store(StoreError::NotCommitted(
                 "the read's group closed".into(),
             ))),

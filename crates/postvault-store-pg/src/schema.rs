@@ -8,7 +8,7 @@
 //! holds; `postvault_schema` records the version and which store (data or
 //! keys) a schema is.
 
-use postvault_store::{SCHEMA_VERSION, StoreError};
+use postvault_store::{KEYS_SCHEMA_VERSION, SCHEMA_VERSION, StoreError};
 
 use crate::db::{Db, Fail};
 
@@ -73,6 +73,39 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BYTEA;",
+    // 6: principals can be revoked and their tokens rotated; a token is
+    // found by a unique index on its hash; nodes caching tokens watch the
+    // principals generation.
+    "ALTER TABLE principals ADD COLUMN revoked_at BIGINT;
+     CREATE UNIQUE INDEX principals_token ON principals (token_hash);
+     INSERT INTO meta (key, value) VALUES ('principals_gen', '0');",
+    // 7: witness cosignatures of the kept checkpoints, one line per cosigner.
+    "CREATE TABLE log_cosignatures (
+         size BIGINT NOT NULL, cosigner TEXT NOT NULL, line TEXT NOT NULL,
+         PRIMARY KEY (size, cosigner));",
+    // 8: idempotent collection (a run's committed progress, written with
+    // each batch, beside `batches`, which keeps a batch from being written
+    // twice after an ambiguous commit) and write-ahead intents of
+    // destruction.
+    "CREATE TABLE runs (
+         id BYTEA PRIMARY KEY, principal TEXT NOT NULL, started_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL, through_line BIGINT NOT NULL, digest BYTEA NOT NULL,
+         finished_at BIGINT);
+     CREATE TABLE run_batches (
+         run BYTEA NOT NULL, first_line BIGINT NOT NULL, last_line BIGINT NOT NULL,
+         leaf BIGINT, accepted BIGINT NOT NULL, rejected BIGINT NOT NULL,
+         categories TEXT NOT NULL, errors TEXT NOT NULL,
+         PRIMARY KEY (run, first_line));
+     CREATE TABLE intents (
+         id BIGINT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, at BIGINT NOT NULL,
+         progress BIGINT NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('intents_written', '0');",
+    // 9: the gateway's notes for the privacy office only, mail-cover
+    // extensions linked to the order they extend, and protective orders
+    // found by their own small index (the same seek for every person).
+    "ALTER TABLE disclosures ADD COLUMN office_notes TEXT NOT NULL DEFAULT '';
+     ALTER TABLE disclosures ADD COLUMN extends TEXT;
+     CREATE INDEX records_protective ON records (subject) WHERE category = 'protective_order';",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[
@@ -80,9 +113,15 @@ pub(crate) const KEYS_MIGRATIONS: &[&str] = &[
     "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
      CREATE TABLE subject_keys (
          ref BYTEA PRIMARY KEY, data BYTEA NOT NULL, tag BYTEA NOT NULL);",
+    // 2: the log's anti-rollback state: the last checkpoint signed, one
+    // row that every signing node locks.
+    "CREATE TABLE log_state (
+         id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL,
+         root BYTEA NOT NULL, note TEXT NOT NULL, signed BIGINT NOT NULL);",
 ];
 
 const _: () = assert!(DATA_MIGRATIONS.len() == SCHEMA_VERSION as usize);
+const _: () = assert!(KEYS_MIGRATIONS.len() == KEYS_SCHEMA_VERSION as usize);
 
 /// Which store a schema holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

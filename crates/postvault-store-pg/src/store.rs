@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
-    AccountingRow, ConsentRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef,
+    AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
+    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn,
+    ReadScope, RecordRow, RunRow, RunStep, StepFn, Store, StoreError, SubjectData, SubjectRef,
     SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use tokio_postgres::IsolationLevel;
@@ -31,7 +32,7 @@ use crate::schema::{DATA_MIGRATIONS, Kind, migrate};
 /// The data store on PostgreSQL. See the crate docs for how several nodes
 /// share it.
 pub struct PgStore {
-    db: Db,
+    pub(crate) db: Db,
     isolation: IsolationLevel,
     reads: crate::reads::Reads,
 }
@@ -50,6 +51,7 @@ impl PgStore {
     pub fn open(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
         let db = Db::connect(url, &opts.schema, opts.pool_size)?;
         migrate(&db, &opts.schema, Kind::Data, DATA_MIGRATIONS, opts.create)?;
+        db.check_durability()?;
         let isolation = match opts.isolation {
             crate::Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
             crate::Isolation::Serializable => IsolationLevel::Serializable,
@@ -59,6 +61,12 @@ impl PgStore {
             isolation,
             reads: crate::reads::Reads::new(),
         })
+    }
+
+    /// The settings that make a commit durable, as the server reports them
+    /// for the store's connections.
+    pub fn durability(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.durability()
     }
 
     /// Read groups committed or failed since the store opened (concurrent
@@ -240,6 +248,51 @@ pub(crate) fn record_from_row(r: &Row) -> Result<RecordRow, Fail> {
     })
 }
 
+/// One look-up on the consents' primary key.
+pub(crate) async fn consent_of<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<ConsentRow>, Fail> {
+    let s = tx
+        .prepare_cached(
+            "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1 AND purpose = $2",
+        )
+        .await?;
+    let key = &subject[..];
+    match tx.query_opt(&s, &[&key, &purpose]).await? {
+        Some(r) => Ok(Some(ConsentRow {
+            subject: ref16(r.try_get(0)?, "subject ref")?,
+            purpose: r.try_get(1)?,
+            granted: r.try_get(2)?,
+            at: r.try_get(3)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+pub(crate) async fn read_scope<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, Fail> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject, true).await,
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)
+                .await?
+                .is_some_and(|c| c.granted)
+            {
+                read_subject(tx, subject, true).await
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
 pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
     tx: &C,
     subject: &SubjectRef,
@@ -272,6 +325,23 @@ pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
         }
     }
     data.exists = !data.records.is_empty() || !data.consents.is_empty();
+    Ok(data)
+}
+
+/// The subject's protective-order records, through the partial index
+/// `records_protective`: a seek that costs the same whether the person holds
+/// one record or thousands, or none at all.
+async fn read_protective(tx: &Transaction<'_>, subject: &SubjectRef) -> Result<SubjectData, Fail> {
+    let s = tx
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records
+             WHERE subject = $1 AND category = 'protective_order' ORDER BY collected_at, id"
+        ))
+        .await?;
+    let mut data = SubjectData::default();
+    for r in tx.query(&s, &[&&subject[..]]).await? {
+        data.records.push(record_from_row(&r)?);
+    }
     Ok(data)
 }
 
@@ -344,7 +414,7 @@ fn batch_id(batch: &WriteBatch) -> Option<[u8; 16]> {
 const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_key, case_key,
     extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
     valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
-    end_reason, notified_at, retain_until, sealed";
+    end_reason, notified_at, retain_until, sealed, office_notes, extends";
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
@@ -400,6 +470,8 @@ fn disclosure_from_row(r: &Row) -> Result<DisclosureRow, Fail> {
         notified_at: r.try_get(24)?,
         retain_until: r.try_get(25)?,
         sealed: r.try_get(26)?,
+        office_notes: split_list(r.try_get(27)?),
+        extends: r.try_get(28)?,
     })
 }
 
@@ -419,17 +491,18 @@ async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
     let subjects: Vec<u8> = d.subjects.iter().flatten().copied().collect();
     let instrument = d.instrument_key.as_ref().map(|k| &k[..]);
     let case = d.case_key.as_ref().map(|k| &k[..]);
-    let (portions, reasons, alerts) = (
+    let (portions, reasons, alerts, notes) = (
         d.portions.join(","),
         d.reasons.join(","),
         d.alerts.join(","),
+        d.office_notes.join(","),
     );
     let (seq, ext, fetches) = (
         d.seq as i64,
         i64::from(d.extension_no),
         i64::from(d.fetches),
     );
-    let params: [&(dyn ToSql + Sync); 27] = [
+    let params: [&(dyn ToSql + Sync); 29] = [
         &d.id,
         &seq,
         &d.requester,
@@ -457,12 +530,14 @@ async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
         &d.notified_at,
         &d.retain_until,
         &d.sealed,
+        &notes,
+        &d.extends,
     ];
     tx.execute(
         &format!(
             "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-              $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+              $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
         ),
         &params,
     )
@@ -473,17 +548,19 @@ async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
 /// Writes the state that a request's steps may change; what was submitted
 /// stays as it was.
 async fn update_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<(), Fail> {
-    let (portions, reasons, alerts) = (
+    let (portions, reasons, alerts, notes) = (
         d.portions.join(","),
         d.reasons.join(","),
         d.alerts.join(","),
+        d.office_notes.join(","),
     );
     let fetches = i64::from(d.fetches);
     tx.execute(
         "UPDATE disclosures SET portions = $2, status = $3, reasons = $4, alerts = $5,
              data_from = $6, data_until = $7, valid_until = $8, notice_after = $9,
              decided_by = $10, decided_at = $11, fetches = $12, last_fetched_at = $13,
-             ended_at = $14, end_reason = $15, notified_at = $16, retain_until = $17
+             ended_at = $14, end_reason = $15, notified_at = $16, retain_until = $17,
+             office_notes = $18
          WHERE id = $1",
         &[
             &d.id,
@@ -503,6 +580,7 @@ async fn update_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<()
             &d.end_reason,
             &d.notified_at,
             &d.retain_until,
+            &notes,
         ],
     )
     .await?;
@@ -526,13 +604,52 @@ fn hold_from_row(r: &Row) -> Result<HoldRow, Fail> {
 const HOLD_COLUMNS: &str = "id, subject, disclosure, placed_by, placed_at, until_at,
     notice_after, released_at, released_by";
 
+const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
+
 fn principal_from_row(r: &Row) -> Result<PrincipalRow, Fail> {
     Ok(PrincipalRow {
         name: r.try_get(0)?,
         role: r.try_get(1)?,
         token_hash: r.try_get(2)?,
         created_at: r.try_get(3)?,
+        revoked_at: r.try_get(4)?,
     })
+}
+
+impl PgStore {
+    /// Runs `update` on one active principal, moves the principals
+    /// generation and appends one leaf, in one transaction that holds the
+    /// tree-state lock (the leaf's index is the log's next).
+    fn principal_step(
+        &self,
+        name: &str,
+        update: &str,
+        value: &(dyn ToSql + Sync),
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let n = tx.execute(update, &[&name, value]).await?;
+                if n != 1 {
+                    return Err(Fail::Store(StoreError::PrincipalNotActive(name.to_string())));
+                }
+                tx.execute(
+                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'principals_gen'",
+                    &[],
+                )
+                .await?;
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, 1, leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
 }
 
 /// What a batch must pass before it is written; `Some(first leaf)` if it
@@ -626,6 +743,9 @@ async fn write_rows(
         }
     }
     append(tx, first, bodies).await?;
+    if let Some(step) = &batch.run {
+        crate::ops::run_step(tx, step, (batch.leaves > 0).then_some(first), true).await?;
+    }
     if let Some(id) = id {
         let s = tx
             .prepare_cached(
@@ -652,16 +772,19 @@ async fn submit_facts(tx: &Transaction<'_>, q: &SubmitQuery) -> Result<SubmitFac
         let n: i64 = tx.query_one(sql, &[key, &since]).await?.try_get(0)?;
         Ok::<_, Fail>(u32::try_from(n).unwrap_or(u32::MAX))
     };
-    let by_requester =
-        "SELECT count(*) FROM disclosures WHERE requester = $1 AND submitted_at >= $2";
+    // People, not requests: each request counts the subjects it names
+    // (16 bytes each), and one if it names nobody.
+    let by_requester = "SELECT coalesce(sum(greatest(octet_length(subjects) / 16, 1)), 0)
+         FROM disclosures WHERE requester = $1 AND submitted_at >= $2";
     let mut facts = SubmitFacts {
-        requester_since_24h: count(by_requester, &q.requester, q.since_24h).await?,
-        requester_since_30d: count(by_requester, &q.requester, q.since_30d).await?,
+        requester_people_24h: count(by_requester, &q.requester, q.since_24h).await?,
+        requester_people_30d: count(by_requester, &q.requester, q.since_30d).await?,
         ..SubmitFacts::default()
     };
     if let Some(case) = &q.case_key {
-        facts.case_since_30d = count(
-            "SELECT count(*) FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
+        facts.case_people_30d = count(
+            "SELECT coalesce(sum(greatest(octet_length(subjects) / 16, 1)), 0)
+             FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
             &&case[..],
             q.since_30d,
         )
@@ -707,9 +830,10 @@ impl Store for PgStore {
         })
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // Returns only after COMMIT is flushed (synchronous_commit=on): no
@@ -717,13 +841,13 @@ impl Store for PgStore {
         // commit; under serializable isolation each read is its own
         // transaction, retried on a serialization failure.
         if !matches!(self.isolation, IsolationLevel::Serializable) {
-            return self.reads.read(&self.db, subject, leaf);
+            return self.reads.read(&self.db, subject, scope, leaf);
         }
         self.db.session(false, |w, c| {
             let (tx, idx, data) = w.wait(async {
                 let tx = begin(c, self.isolation).await?;
                 let idx = lock_tree(&tx).await?;
-                let data = read_subject(&tx, subject, true).await?;
+                let data = read_scope(&tx, subject, scope).await?;
                 Ok::<_, Fail>((tx, idx, data))
             })?;
             let body = guarded(|| leaf(&data, idx))?;
@@ -734,6 +858,15 @@ impl Store for PgStore {
             })?;
             Ok((data, idx))
         })
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError> {
+        self.db
+            .run(false, async |c| consent_of(&*c, subject, purpose).await)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -754,9 +887,15 @@ impl Store for PgStore {
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
         let n = self.db.run(false, async |c| {
             Ok(c.execute(
-                "INSERT INTO principals (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&p.name, &p.role, &p.token_hash, &p.created_at],
+                "INSERT INTO principals (name, role, token_hash, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &p.name,
+                    &p.role,
+                    &p.token_hash,
+                    &p.created_at,
+                    &p.revoked_at,
+                ],
             )
             .await?)
         })?;
@@ -769,9 +908,9 @@ impl Store for PgStore {
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.db.run(false, async |c| {
             let s = c
-                .prepare_cached(
-                    "SELECT name, role, token_hash, created_at FROM principals WHERE name = $1",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = $1"
+                ))
                 .await?;
             match c.query_opt(&s, &[&name]).await? {
                 Some(r) => Ok(Some(principal_from_row(&r)?)),
@@ -783,10 +922,9 @@ impl Store for PgStore {
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.db.run(false, async |c| {
             let s = c
-                .prepare_cached(
-                    "SELECT name, role, token_hash, created_at FROM principals
-                     ORDER BY name COLLATE \"C\"",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name COLLATE \"C\""
+                ))
                 .await?;
             c.query(&s, &[])
                 .await?
@@ -794,6 +932,55 @@ impl Store for PgStore {
                 .map(principal_from_row)
                 .collect()
         })
+    }
+
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.db.run(false, async |c| {
+            // The unique index `principals_token` answers it.
+            let s = c
+                .prepare_cached(&format!(
+                    "SELECT {PRINCIPAL_COLUMNS} FROM principals
+                     WHERE token_hash = $1 AND revoked_at IS NULL"
+                ))
+                .await?;
+            match c.query_opt(&s, &[&token_hash]).await? {
+                Some(r) => Ok(Some(principal_from_row(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.principal_step(
+            name,
+            "UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &at,
+            leaf,
+        )
+    }
+
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.principal_step(
+            name,
+            "UPDATE principals SET token_hash = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &token_hash,
+            leaf,
+        )
+    }
+
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| meta_u64_of(c, "principals_gen").await)
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -924,6 +1111,81 @@ impl Store for PgStore {
         })
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let cosigners: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+        let texts: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        self.db.run(true, async |c| {
+            c.execute(
+                "INSERT INTO log_cosignatures (size, cosigner, line)
+                 SELECT $1, c, l FROM unnest($2::text[], $3::text[]) AS x (c, l)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+                &[&(size as i64), &cosigners, &texts],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.run(true, async |c| {
+            c.query(
+                "SELECT cosigner, line FROM log_cosignatures WHERE size = $1
+                 ORDER BY cosigner COLLATE \"C\"",
+                &[&(size as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT size FROM log_cosignatures WHERE cosigner = ANY($1)
+                 GROUP BY size HAVING count(*) >= $2 ORDER BY size DESC LIMIT 1",
+                &[&cosigners, &(quorum as i64)],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|n| n as u64))
+        })
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.db.run(true, async |c| {
+            let n: Option<i64> = c
+                .query_one(
+                    "SELECT max(size) FROM log_cosignatures WHERE cosigner = $1",
+                    &[&cosigner],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(n.map(|n| n as u64))
+        })
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         self.db.run(false, async |c| {
             Ok(c.query_one("SELECT count(*) FROM records", &[])
@@ -944,7 +1206,7 @@ impl Store for PgStore {
                 let facts = submit_facts(&tx, q).await?;
                 let mut data = Vec::with_capacity(q.subjects.len());
                 for subject in &q.subjects {
-                    data.push(read_subject(&tx, subject, true).await?);
+                    data.push(read_protective(&tx, subject).await?);
                 }
                 Ok::<_, Fail>((tx, idx, facts, data))
             })?;
@@ -999,6 +1261,14 @@ impl Store for PgStore {
                     update_disclosure(&tx, new).await?;
                 }
                 append(&tx, first, &st.leaves).await?;
+                if let Some((at, intent)) = &st.intent {
+                    if *at >= st.leaves.len() {
+                        return Err(Fail::Store(StoreError::Corrupt(
+                            "a disclosure step's intent must point at one of its leaves".into(),
+                        )));
+                    }
+                    crate::ops::insert_intent(&tx, first + *at as u64, intent).await?;
+                }
                 for (i, a) in st.accounting.iter().enumerate() {
                     let leaf = st.accounting_leaf.get(i).copied().unwrap_or(0);
                     tx.execute(
@@ -1019,6 +1289,25 @@ impl Store for PgStore {
                 Ok::<_, Fail>(())
             })?;
             Ok((data, first))
+        })
+    }
+
+    fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError> {
+        self.db.run(true, async |c| {
+            let tx = c.transaction().await?;
+            for k in keys {
+                let (i, c) = (
+                    k.instrument_key.as_ref().map(|k| &k[..]),
+                    k.case_key.as_ref().map(|k| &k[..]),
+                );
+                tx.execute(
+                    "UPDATE disclosures SET instrument_key = $2, case_key = $3 WHERE id = $1",
+                    &[&k.id, &i, &c],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 
@@ -1121,7 +1410,12 @@ impl Store for PgStore {
         })
     }
 
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
@@ -1157,9 +1451,19 @@ impl Store for PgStore {
                 )
                 .await?;
             }
+            if let Some(id) = intent
+                && out.deleted > 0
+            {
+                crate::ops::add_progress(&tx, id, out.deleted).await?;
+            }
             tx.commit().await?;
             Ok(out)
         })
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::count_expired(&*c, now).await)
     }
 
     fn erase(
@@ -1167,6 +1471,7 @@ impl Store for PgStore {
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, out, held) = w.wait(async {
@@ -1217,8 +1522,14 @@ impl Store for PgStore {
                     .map(|(i, (s, &h))| leaf(first + i as u64, s, h))
                     .collect::<Vec<_>>()
             })?;
+            let at = first + bodies.len() as u64;
+            let planned = guarded(|| intent(at, &out))?;
             w.wait(async {
                 append(&tx, first, &bodies).await?;
+                if let Some((row, body)) = &planned {
+                    append(&tx, at, std::slice::from_ref(body)).await?;
+                    crate::ops::insert_intent(&tx, at, row).await?;
+                }
                 tx.commit().await?;
                 Ok::<_, Fail>(())
             })?;
@@ -1326,6 +1637,82 @@ impl Store for PgStore {
                 }
             };
             rows.iter().map(hold_from_row).collect()
+        })
+    }
+
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::run(&*c, run).await)
+    }
+
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError> {
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            // Ordered with the run's batches, which lock the tree first.
+            lock_tree(&tx).await?;
+            crate::ops::run_step(&tx, step, None, false).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, 1, leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                crate::ops::insert_intent(&tx, first, intent).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
+
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError> {
+        self.db.run(false, async |c| crate::ops::intents(&*c).await)
+    }
+
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first, row) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let row = crate::ops::take_intent(&tx, id).await?;
+                Ok::<_, Fail>((tx, first, row))
+            })?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let body = guarded(|| leaf(first, &row))?;
+            w.wait(async {
+                append(&tx, first, std::slice::from_ref(&body)).await?;
+                tx.commit().await?;
+                Ok(Some(first))
+            })
+        })
+    }
+
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::key_usage(&*c).await)
+    }
+
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.db.run(false, async |c| {
+            crate::ops::record_subjects(&*c, after, limit).await
         })
     }
 

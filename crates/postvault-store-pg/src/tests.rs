@@ -435,3 +435,123 @@ fn without_tls_on_the_server_prefer_is_plain_and_require_refuses() {
     assert_eq!(session_is_tls(&base), Ok(false));
     assert!(session_is_tls(&format!("{base}?sslmode=require")).is_err());
 }
+
+/// The stores read the durability settings back from the server and refuse
+/// one that could lose an acknowledged commit: a session forced to
+/// `synchronous_commit=off` is overridden by the store's own setting, and a
+/// server running without fsync is refused unless it declares itself a
+/// throwaway cluster.
+#[test]
+fn stores_refuse_a_server_that_could_lose_commits() {
+    let durable = TempCluster::start(ClusterOptions { durable: true })
+        .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: {e}"));
+    // Asking for synchronous_commit=off in the URL changes nothing: the
+    // store sets it on after, and reads it back.
+    let url = format!(
+        "{}?options=-c%20synchronous_commit%3Doff",
+        durable.url("postgres")
+    );
+    let s = PgStore::open(&url, &opts("dur")).unwrap();
+    let k = PgKeyStore::open(&url, &opts("dur")).unwrap();
+    for d in [s.durability().unwrap(), k.durability().unwrap()] {
+        assert_eq!(
+            d,
+            vec![
+                ("synchronous_commit".to_string(), "on".to_string()),
+                ("fsync".into(), "on".into()),
+                ("full_page_writes".into(), "on".into()),
+            ]
+        );
+    }
+    drop((s, k));
+    // The same server without full-page writes (a torn page after a crash
+    // could lose a commit) is refused; the server itself was started with
+    // fsync on its command line, which a setting cannot change.
+    psql(&durable, "ALTER SYSTEM SET full_page_writes = off");
+    psql(&durable, "SELECT pg_reload_conf()");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    match PgStore::open(&durable.url("postgres"), &opts("dur")) {
+        Err(StoreError::NotDurable { why, .. }) => {
+            assert!(why.contains("full_page_writes=off"), "{why}")
+        }
+        other => panic!("expected NotDurable, got {:?}", other.map(|_| ())),
+    }
+    assert!(matches!(
+        PgKeyStore::open(&durable.url("postgres"), &opts("dur")),
+        Err(StoreError::NotDurable { .. })
+    ));
+    // A throwaway cluster says it runs without fsync, and is let through.
+    let fast = cluster();
+    PgStore::open(&fast.url("postgres"), &opts("fast")).unwrap();
+}
+
+fn psql(c: &TempCluster, sql: &str) {
+    let st = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            sql,
+        ])
+        .arg("-p")
+        .arg(c.port().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "psql {sql}");
+}
+
+/// A token is found through the unique index on its hash: with sequential
+/// scans priced out, the planner uses `principals_token`; the index is unique.
+#[test]
+fn tokens_are_found_by_their_unique_index() {
+    let c = cluster();
+    let url = c.url("postgres");
+    let s = PgStore::open(&url, &opts("tok")).unwrap();
+    for i in 0..200u8 {
+        s.add_principal(&postvault_store::PrincipalRow {
+            name: format!("p{i}"),
+            role: "delivery".into(),
+            token_hash: vec![i; 32],
+            created_at: 0,
+            revoked_at: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        s.principal_by_token(&[42; 32]).unwrap().unwrap().name,
+        "p42"
+    );
+    let (plan, unique) = s
+        .db
+        .run(false, async |c| {
+            c.batch_execute("SET enable_seqscan = off").await?;
+            let plan: Vec<String> = c
+                .query(
+                    "EXPLAIN SELECT name FROM principals WHERE token_hash = $1 AND revoked_at IS NULL",
+                    &[&vec![1u8; 32]],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            c.batch_execute("RESET enable_seqscan").await?;
+            let unique: bool = c
+                .query_one(
+                    "SELECT indisunique FROM pg_index WHERE indexrelid = 'principals_token'::regclass",
+                    &[],
+                )
+                .await?
+                .get(0);
+            Ok((plan, unique))
+        })
+        .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("principals_token")),
+        "{plan:?}"
+    );
+    assert!(unique);
+}

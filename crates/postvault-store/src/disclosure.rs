@@ -22,9 +22,11 @@ pub struct DisclosureRow {
     /// The instrument kind, or empty when the submission was not an instrument.
     pub kind: String,
     pub ground: String,
-    /// A keyed hash of (requester, instrument id): refuses a second use.
+    /// A keyed hash of the document's normalized identity (kind, court,
+    /// docket, instrument id), whoever presents it: refuses a second use.
     pub instrument_key: Option<[u8; 16]>,
-    /// A keyed hash of (requester, case id): the per-case quota.
+    /// A keyed hash of the normalized case id, whoever presents it: the
+    /// per-case quota.
     pub case_key: Option<[u8; 16]>,
     /// Mail covers: 0 for a new order, n for the n-th extension.
     pub extension_no: u32,
@@ -62,6 +64,12 @@ pub struct DisclosureRow {
     pub retain_until: i64,
     /// The instrument as submitted, sealed by the facade.
     pub sealed: Vec<u8>,
+    /// Notes for the privacy office only (codes, e.g. `protective_order`):
+    /// never shown to the requester, in a leaf or in a public report.
+    pub office_notes: Vec<String>,
+    /// Mail covers: the request id of the earlier order this one extends,
+    /// as the ledger shows it.
+    pub extends: Option<String>,
 }
 
 /// One accounting entry: data of `subject` left under `disclosure`.
@@ -78,14 +86,20 @@ pub struct AccountingRow {
 
 /// What the store knows when a request arrives, read in the same
 /// transaction that records it (so two requests cannot both slip under a
-/// quota). Counts are of earlier requests by the same requester.
+/// quota). Counts are of the people named by earlier requests (a request
+/// naming nobody counts as one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubmitFacts {
-    /// An earlier request with the same instrument key was not refused.
+    /// An earlier request with the same instrument key, by any requester,
+    /// was not refused.
     pub used_before: bool,
-    pub requester_since_24h: u32,
-    pub requester_since_30d: u32,
-    pub case_since_30d: u32,
+    /// People named by the same requester's earlier requests in 24 hours.
+    pub requester_people_24h: u32,
+    /// ... in 30 days.
+    pub requester_people_30d: u32,
+    /// People named by earlier requests with the same case key, by any
+    /// requester, in 30 days.
+    pub case_people_30d: u32,
     /// The `seq` this request gets.
     pub seq: u64,
 }
@@ -99,8 +113,22 @@ pub struct SubmitQuery {
     /// Window starts, Unix milliseconds (inclusive).
     pub since_24h: i64,
     pub since_30d: i64,
-    /// Subjects whose data the decision needs (a protective order on file).
+    /// Subjects whose protective-order records (category
+    /// [`PROTECTIVE_ORDER_CATEGORY`], through their own index) the decision
+    /// needs. The store reads those records only, never the rest of what a
+    /// person holds, so the read costs the same for everyone.
     pub subjects: Vec<SubjectRef>,
+}
+
+/// The category whose records [`SubmitQuery::subjects`] reads.
+pub const PROTECTIVE_ORDER_CATEGORY: &str = "protective_order";
+
+/// New ledger keys of one request ([`crate::Store::set_disclosure_keys`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisclosureKeys {
+    pub id: String,
+    pub instrument_key: Option<[u8; 16]>,
+    pub case_key: Option<[u8; 16]>,
 }
 
 /// What one step of a request writes, atomically, with its leaves.
@@ -114,10 +142,14 @@ pub struct DisclosureStep {
     pub accounting: Vec<AccountingRow>,
     /// Which leaf (index into `leaves`) each accounting entry points at.
     pub accounting_leaf: Vec<usize>,
+    /// A destruction the step starts (a mail-cover order key): recorded
+    /// with the step, its id the index of the leaf at this position of
+    /// `leaves`, and completed once the key is gone.
+    pub intent: Option<(usize, crate::Intent)>,
 }
 
-/// Decides a submission from the facts and what is held of the query's
-/// subjects; gets the index of its leaf.
+/// Decides a submission from the facts and the protective-order records of
+/// the query's subjects; gets the index of its leaf.
 pub type SubmitFn<'a> =
     dyn FnMut(&SubmitFacts, &[SubjectData], u64) -> (DisclosureRow, Vec<u8>) + 'a;
 

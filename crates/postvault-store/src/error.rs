@@ -26,6 +26,8 @@ pub enum StoreError {
     NotAStore(String, String),
     #[error("principal `{0}` already exists")]
     PrincipalExists(String),
+    #[error("no principal `{0}` in force (unknown, or revoked already)")]
+    PrincipalNotActive(String),
     #[error("secret `{0}` already exists")]
     SecretExists(String),
     #[error("an erasure ran while the batch was prepared; prepare it again")]
@@ -40,4 +42,24 @@ pub enum StoreError {
     Stale,
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    #[error(
+        "another collection of this run committed lines first (it committed through line {0}); nothing of this batch was stored"
+    )]
+    RunMoved(u64),
+    #[error("the store at `{path}` does not run durably: {why}; refusing to open it")]
+    NotDurable { path: String, why: String },
+}
+
+impl StoreError {
+    /// The disk (or the file system's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(28)
+            }
+            _ => false,
+        }
+    }
 }

@@ -12,18 +12,27 @@
 pub mod conformance;
 mod disclosure;
 mod error;
+mod ops;
 mod rights;
 mod sqlite;
+mod sqlite_ops;
 
 pub use disclosure::{
-    AccountingRow, DisclosureRow, DisclosureStep, PlanFn, StepFn, SubmitFacts, SubmitFn,
-    SubmitQuery,
+    AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_ORDER_CATEGORY,
+    PlanFn, StepFn, SubmitFacts, SubmitFn, SubmitQuery,
 };
 pub use error::StoreError;
+pub use ops::{
+    EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
+    RunRow, RunStep,
+};
 pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
 pub use sqlite::{
-    Checkpointer, INLINE_CHECKPOINT_PAGES, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS,
-    SqliteKeyStore, SqliteStore,
+    Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
+    SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
+};
+pub use sqlite_ops::{
+    Durability, Probe, backup_file, check_durability, durability_of, fold_wal, probe,
 };
 
 #[cfg(test)]
@@ -79,6 +88,8 @@ pub struct PrincipalRow {
     /// SHA-256 of the bearer token; the token itself is never stored.
     pub token_hash: Vec<u8>,
     pub created_at: i64,
+    /// When the principal was revoked: its token is refused from then on.
+    pub revoked_at: Option<i64>,
 }
 
 /// Everything one collection batch writes, atomically.
@@ -97,6 +108,11 @@ pub struct WriteBatch {
     /// replaces it). Each must be a current record of that subject, or the
     /// batch fails with [`StoreError::Stale`].
     pub supersede: Vec<([u8; 16], SubjectRef, [u8; 16])>,
+    /// The collection run this batch belongs to: its progress is written in
+    /// the same transaction, and the batch fails with
+    /// [`StoreError::RunMoved`] if the run's stored progress is not the
+    /// step's `after_line` (another process committed these lines).
+    pub run: Option<RunStep>,
 }
 
 /// What the store holds about one subject.
@@ -111,6 +127,22 @@ pub struct SubjectData {
 /// Builds the bytes of the leaf at log index `index`; `i` counts the leaves
 /// of one call from 0. A leaf can depend on its index (the subject tag does).
 pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Vec<u8> + 'a;
+
+/// What a targeted read loads of its subject. The facade decides it from
+/// (role, purpose, category, consent) before anything of the person is
+/// touched, so a read that may see nothing costs the same for every id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadScope<'a> {
+    /// Nothing of the person: the leaf alone.
+    LeafOnly,
+    /// The person's consent to this purpose, by one look-up on the
+    /// consents' primary key (made the same way whether or not the id is
+    /// known); their records and consents only if that consent is granted.
+    /// Otherwise nothing: [`SubjectData::default`].
+    IfConsented(&'a str),
+    /// Everything held of the person.
+    All,
+}
 
 /// Builds the leaf accounting for a read from what the read found, given the
 /// index the leaf will have.
@@ -127,14 +159,34 @@ pub trait Store: Send + Sync {
     /// Returns the index of the first leaf.
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
 
-    /// Reads what is held about `subject` and appends the one leaf that
-    /// accounts for the read, in one transaction; returns only after the leaf
-    /// is durable. If the leaf cannot be written, nothing is returned.
+    /// Reads what `scope` allows of `subject` and appends the one leaf
+    /// that accounts for the read, in one transaction; returns only after
+    /// the leaf is durable. If the leaf cannot be written, nothing is
+    /// returned. Under [`ReadScope::LeafOnly`] no row of the person is read.
+    fn read_scoped(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError>;
+
+    /// [`Store::read_scoped`] of everything held about `subject`.
     fn read_accounted(
         &self,
         subject: &SubjectRef,
         leaf: &mut ReadLeafFn<'_>,
-    ) -> Result<(SubjectData, u64), StoreError>;
+    ) -> Result<(SubjectData, u64), StoreError> {
+        self.read_scoped(subject, ReadScope::All, leaf)
+    }
+
+    /// The person's consent state for `purpose`, if one was recorded (no leaf:
+    /// collection asks it for a line whose decision turns on consent, and
+    /// accounts for the batch in its own leaf).
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<ConsentRow>, StoreError>;
 
     /// Appends leaves alone (decisions that touch no data, e.g. a refused read).
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
@@ -151,8 +203,35 @@ pub trait Store: Send + Sync {
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError>;
 
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError>;
+    /// The principal named `name`, revoked or not.
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError>;
+    /// Every principal, revoked ones too, by name.
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError>;
+    /// The principal holding the token of hash `token_hash`, unless revoked:
+    /// one look-up on a unique index of the hashes, never a scan.
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError>;
+    /// Revokes principal `name` (refusing one unknown or already revoked)
+    /// and appends its one leaf, in one durable transaction that also
+    /// moves the principals generation. Returns the leaf's index.
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+    /// Replaces the token hash of principal `name` (refusing one unknown or
+    /// revoked) and appends its one leaf, in one durable transaction that
+    /// also moves the principals generation. Returns the leaf's index.
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+    /// The principals generation: changes whenever a token stops being
+    /// valid (a revocation or a rotation). Nodes that cache tokens read it
+    /// to drop their cache; one indexed row, cheap to ask often.
+    fn principals_gen(&self) -> Result<u64, StoreError>;
 
     /// Number of leaves in the log.
     fn log_size(&self) -> Result<u64, StoreError>;
@@ -181,6 +260,23 @@ pub trait Store: Send + Sync {
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
     /// The kept checkpoint of the largest size.
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// The kept checkpoint of size `size`.
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError>;
+    /// Keeps witness cosignature lines of the checkpoint of size `size`:
+    /// `(cosigner, line)` pairs, the cosigner named `<name>+<key id>`. A
+    /// cosigner's earlier line for that size is replaced.
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError>;
+    /// The cosignature lines kept for the checkpoint of size `size`, by cosigner.
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError>;
+    /// The largest checkpoint size with lines of at least `quorum` of
+    /// `cosigners` (None if there is none, or `cosigners` is empty).
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError>;
+    /// The largest checkpoint size `cosigner` has a line for.
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError>;
 
     /// Number of records stored (all subjects).
     fn record_count(&self) -> Result<u64, StoreError>;
@@ -206,6 +302,10 @@ pub trait Store: Send + Sync {
         step: &mut StepFn<'_>,
     ) -> Result<(Vec<SubjectData>, u64), StoreError>;
 
+    /// Replaces the ledger keys of requests (a vault recomputing them when
+    /// their derivation changes); what else a request holds stays as it was.
+    fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError>;
+
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError>;
     /// Every request, in submission order.
     fn disclosures(&self) -> Result<Vec<DisclosureRow>, StoreError>;
@@ -223,18 +323,29 @@ pub trait Store: Send + Sync {
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError>;
     /// Deletes up to `limit` records past `expires_at <= now` (and their
     /// lookups) in one durable transaction, skipping subjects under a legal
-    /// hold in force at `now`.
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError>;
+    /// hold in force at `now`. With `intent`, adds the records deleted to
+    /// that intent's progress in the same transaction.
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError>;
+    /// Records past `expires_at <= now` not under a hold in force at `now`.
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Erasure, step one, in one durable transaction: refuses subjects under
     /// a hold in force at `now`; for the others deletes every record, lookup
     /// and consent, marks them pending until their keys are destroyed and
-    /// bumps the erasure generation. Appends one leaf per subject asked for.
+    /// bumps the erasure generation. Appends one leaf per subject asked for,
+    /// then the intent `intent` builds from the outcome (if any), with its
+    /// leaf: the write-ahead record of the keys about to be destroyed.
     fn erase(
         &self,
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError>;
     /// Subjects whose erasure started and whose keys may still exist.
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError>;
@@ -258,6 +369,38 @@ pub trait Store: Send + Sync {
         at: i64,
         leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
     ) -> Result<Vec<HoldRow>, StoreError>;
+
+    /// A collection run's committed progress and batches.
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError>;
+    /// Writes a run's progress without a batch (its end: `step.finished`),
+    /// in one durable transaction, under the same check as a batch's step.
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError>;
+
+    /// Records an intent of destruction and its leaf in one durable
+    /// transaction, before anything is destroyed; returns the leaf's index,
+    /// which is the intent's id.
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
+    /// Intents not yet completed, oldest first.
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError>;
+    /// Completes intent `id`: removes it and appends its completion leaf in
+    /// one durable transaction. `None` (and no leaf) if another process
+    /// completed it first.
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// How many records each key seals, for `postvault check`: one row per
+    /// (key_id, category, expires_at), and per subject for hold keys.
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError>;
+    /// Subjects holding records, in ref order after `after`, with their
+    /// record counts; at most `limit`.
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError>;
 }
 
 /// A subject's wrapped keys.
@@ -268,9 +411,43 @@ pub struct SubjectKeys {
     pub tag: Vec<u8>,
 }
 
+/// The log's anti-rollback state, kept with the signing key: the last
+/// checkpoint the vault signed, and how many it has signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogState {
+    pub size: u64,
+    pub root: [u8; 32],
+    /// The signed note, exactly as published.
+    pub note: String,
+    /// Checkpoints signed so far, this one included.
+    pub signed: u64,
+}
+
+/// What [`KeyStore::swap_log_state`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogStateSwap {
+    /// The state was the expected one and is now the new one.
+    Swapped,
+    /// Another signer changed it first: this is what it holds now.
+    Changed(Option<LogState>),
+}
+
 /// Where key material lives, apart from the data store, so a copy of the
 /// data store alone never holds usable keys.
 pub trait KeyStore: Send + Sync {
+    /// The log's anti-rollback state (None before the first checkpoint).
+    fn log_state(&self) -> Result<Option<LogState>, StoreError>;
+    /// Replaces the log state with `new` if it is still `expected`, in one
+    /// durable transaction that holds the state row against every other
+    /// signer (SQLite: an immediate transaction on the key store file;
+    /// PostgreSQL: the row locked `FOR UPDATE`). Signers on any node
+    /// compare and swap here, so two of them never both advance from the
+    /// same state.
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError>;
     /// Stores keys of subjects that have none yet (existing keys are kept);
     /// durable on return. Returns the subjects whose keys already existed,
     /// so the caller can use the stored keys instead of its own.
@@ -298,4 +475,21 @@ pub trait KeyStore: Send + Sync {
     /// Destroys subjects' keys in one transaction, bytes overwritten on disk
     /// and out of the WAL; returns how many existed.
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError>;
+
+    /// Subjects holding keys, in ref order after `after`; at most `limit`.
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError>;
+    /// Offers every subject's keys and every secret to `f` and applies what
+    /// it answers, then inserts `insert` (replacing secrets of those names),
+    /// all in one durable transaction: a rotation of the master key either
+    /// happens whole or not at all. Deleted and replaced bytes are
+    /// overwritten on disk where the backend can.
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError>;
 }

@@ -6,14 +6,20 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::sqlite_ops;
 use crate::{
-    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, KeyStore, LeafFn, PlanFn,
-    PrincipalRow, ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectKeys,
-    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
+    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState, LogStateSwap, PlanFn,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn,
+    Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery,
+    SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 9;
+
+/// The key store's schema version this build writes and reads.
+pub const KEYS_SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of a postvault data store ("PVDS").
 const DATA_APP_ID: i32 = 0x5056_4453;
@@ -76,6 +82,38 @@ const DATA_MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('erasure_gen', '0');",
     // 5: corrections keep history: a corrected record points at its successor.
     "ALTER TABLE records ADD COLUMN superseded_by BLOB;",
+    // 6: principals can be revoked and their tokens rotated; a token is
+    // found by a unique index on its hash; nodes caching tokens watch the
+    // principals generation.
+    "ALTER TABLE principals ADD COLUMN revoked_at INTEGER;
+     CREATE UNIQUE INDEX principals_token ON principals (token_hash);
+     INSERT INTO meta (key, value) VALUES ('principals_gen', '0');",
+    // 7: witness cosignatures of the kept checkpoints, one line per cosigner.
+    "CREATE TABLE log_cosignatures (
+         size INTEGER NOT NULL, cosigner TEXT NOT NULL, line TEXT NOT NULL,
+         PRIMARY KEY (size, cosigner)) WITHOUT ROWID;",
+    // 8: idempotent collection (a run's committed progress, written with
+    // each batch) and write-ahead intents of destruction.
+    "CREATE TABLE runs (
+         id BLOB PRIMARY KEY, principal TEXT NOT NULL, started_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL, through_line INTEGER NOT NULL, digest BLOB NOT NULL,
+         finished_at INTEGER) WITHOUT ROWID;
+     CREATE TABLE run_batches (
+         run BLOB NOT NULL, first_line INTEGER NOT NULL, last_line INTEGER NOT NULL,
+         leaf INTEGER, accepted INTEGER NOT NULL, rejected INTEGER NOT NULL,
+         categories TEXT NOT NULL, errors TEXT NOT NULL,
+         PRIMARY KEY (run, first_line)) WITHOUT ROWID;
+     CREATE TABLE intents (
+         id INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, at INTEGER NOT NULL,
+         progress INTEGER NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('intents_written', '0');",
+    // 9: the gateway's notes for the privacy office only, mail-cover
+    // extensions linked to the order they extend, and protective orders
+    // found by their own small index (the same seek for every person, known
+    // or not: no timing oracle).
+    "ALTER TABLE disclosures ADD COLUMN office_notes TEXT NOT NULL DEFAULT '';
+     ALTER TABLE disclosures ADD COLUMN extends TEXT;
+     CREATE INDEX records_protective ON records (subject) WHERE category = 'protective_order';",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -83,7 +121,14 @@ const KEYS_MIGRATIONS: &[&str] = &[
     "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE subject_keys (
          ref BLOB PRIMARY KEY, data BLOB NOT NULL, tag BLOB NOT NULL) WITHOUT ROWID;",
+    // 2: the log's anti-rollback state: the last checkpoint signed.
+    "CREATE TABLE log_state (
+         id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL,
+         root BLOB NOT NULL, note TEXT NOT NULL, signed INTEGER NOT NULL);",
 ];
+
+const _: () = assert!(DATA_MIGRATIONS.len() == SCHEMA_VERSION as usize);
+const _: () = assert!(KEYS_MIGRATIONS.len() == KEYS_SCHEMA_VERSION as usize);
 
 /// Options for opening a store file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,13 +147,27 @@ fn open_db(
     what: &str,
 ) -> Result<Connection, StoreError> {
     let shown = path.display().to_string();
-    let exists = path.exists();
+    // A file that cannot be looked at (a directory without search
+    // permission) is an IO error, not a missing file.
+    let exists = path.try_exists().map_err(|source| StoreError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     if !exists {
         if mode == OpenMode::Existing {
             return Err(StoreError::NotAStore(shown, format!("no {what} file")));
         }
         create_private(path)?;
     }
+    // SQLite says only "unable to open database file": ask the OS why.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            path: shown.clone(),
+            source,
+        })?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -149,6 +208,14 @@ fn open_db(
         });
     }
     conn.execute_batch(SQLITE_PRAGMAS)?;
+    // Read back, not assumed: a file system without WAL support, or a
+    // build with other defaults, must not run with weaker guarantees.
+    sqlite_ops::check_durability(&sqlite_ops::durability_of(&conn)?).map_err(|why| {
+        StoreError::NotDurable {
+            path: shown.clone(),
+            why,
+        }
+    })?;
     if version < supported {
         let mut conn = conn;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -181,7 +248,7 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA cache_size = -32768;";
 
 #[cfg(unix)]
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -196,7 +263,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     std::fs::File::create(path)
         .map(drop)
         .map_err(|source| StoreError::Io {
@@ -396,6 +463,11 @@ impl SqliteStore {
         })
     }
 
+    /// The durability settings of the store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half transaction:
         // rusqlite rolls back on drop, and a group is failed. Recover.
@@ -415,6 +487,7 @@ impl SqliteStore {
     fn read_grouped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         use std::sync::atomic::Ordering;
@@ -441,7 +514,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let data = read_subject(&g.conn, subject)?;
+            let data = read_scope(&g.conn, subject, scope)?;
             let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
             Ok::<_, StoreError>((data, idx))
         }));
@@ -524,6 +597,45 @@ fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, S
     Ok(first)
 }
 
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+fn read_scope(
+    tx: &Connection,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, StoreError> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject),
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)?.is_some_and(|c| c.granted) {
+                read_subject(tx, subject)
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
+/// One look-up on the consents' primary key.
+fn consent_of(
+    tx: &Connection,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<crate::ConsentRow>, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 AND purpose = ?2",
+    )?;
+    Ok(s.query_row(params![subject, purpose], |r| {
+        Ok(crate::ConsentRow {
+            subject: r.get(0)?,
+            purpose: r.get(1)?,
+            granted: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })
+    .optional()?)
+}
+
 fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
     let mut data = SubjectData::default();
     {
@@ -551,6 +663,26 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
     }
     data.exists = !data.records.is_empty() || !data.consents.is_empty();
     Ok(data)
+}
+
+/// The subject's protective-order records, through the partial index
+/// `records_protective`: a seek that costs the same whether the person holds
+/// one record or thousands, or none at all.
+fn read_protective(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT id, subject, category, purpose, source, collected_at,
+                expires_at, key_id, sealed, superseded_by
+         FROM records INDEXED BY records_protective
+         WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
+    )?;
+    let records = s
+        .query_map([subject], record_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(SubjectData {
+        exists: false,
+        records,
+        consents: vec![],
+    })
 }
 
 fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
@@ -639,16 +771,29 @@ impl Store for SqliteStore {
             }
         }
         let first = append(&tx, batch.leaves, leaf)?;
+        if let Some(step) = &batch.run {
+            sqlite_ops::run_step(&tx, step, (batch.leaves > 0).then_some(first), true)?;
+        }
         tx.commit()?;
         Ok(first)
     }
 
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.read_grouped(subject, leaf)
+        self.read_grouped(subject, scope, leaf)
+    }
+
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<crate::ConsentRow>, StoreError> {
+        let conn = self.conn();
+        consent_of(&conn, subject, purpose)
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -664,10 +809,12 @@ impl Store for SqliteStore {
 
     fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
         let conn = self.conn();
+        // A name is taken for good (a revoked one too); a token hash is
+        // unique (its index): either refuses the row.
         let n = conn.execute(
-            "INSERT INTO principals (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-            params![p.name, p.role, p.token_hash, p.created_at],
+            "INSERT INTO principals (name, role, token_hash, created_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![p.name, p.role, p.token_hash, p.created_at, p.revoked_at],
         )?;
         if n == 0 {
             return Err(StoreError::PrincipalExists(p.name.clone()));
@@ -677,21 +824,81 @@ impl Store for SqliteStore {
 
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT name, role, token_hash, created_at FROM principals WHERE name = ?1",
-        )?;
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = ?1"
+        ))?;
         Ok(s.query_row([name], principal_from_row).optional()?)
     }
 
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT name, role, token_hash, created_at FROM principals ORDER BY name",
-        )?;
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name"
+        ))?;
         let rows = s
             .query_map([], principal_from_row)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals INDEXED BY principals_token
+             WHERE token_hash = ?1 AND revoked_at IS NULL"
+        ))?;
+        Ok(s.query_row([token_hash], principal_from_row).optional()?)
+    }
+
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE principals SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, at],
+        )?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE principals SET token_hash = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, token_hash],
+        )?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let v: String = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'principals_gen'")?
+            .query_row([], |r| r.get(0))?;
+        v.parse()
+            .map_err(|_| StoreError::Corrupt("the principals generation is not a number".into()))
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -800,6 +1007,78 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO log_cosignatures (size, cosigner, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+            )?;
+            for (cosigner, line) in lines {
+                s.execute(params![size as i64, cosigner, line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
+        )?;
+        Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        let conn = self.conn();
+        let marks = vec!["?"; cosigners.len()].join(", ");
+        let sql = format!(
+            "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
+             GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+            .iter()
+            .map(|c| c as &dyn rusqlite::ToSql)
+            .collect();
+        let q = quorum as i64;
+        args.push(&q);
+        Ok(conn
+            .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn();
+        let n: Option<i64> = conn.query_row(
+            "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
+            [cosigner],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n as u64))
+    }
+
     fn record_count(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
         let n: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
@@ -817,16 +1096,19 @@ impl Store for SqliteStore {
             let n: i64 = tx.query_row(sql, params![key, since], |r| r.get(0))?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         };
-        let by_requester =
-            "SELECT count(*) FROM disclosures WHERE requester = ?1 AND submitted_at >= ?2";
+        // People, not requests: each request counts the subjects it names
+        // (16 bytes each), and one if it names nobody.
+        let by_requester = "SELECT coalesce(sum(max(length(subjects) / 16, 1)), 0) FROM disclosures
+             WHERE requester = ?1 AND submitted_at >= ?2";
         let mut facts = SubmitFacts {
-            requester_since_24h: count(by_requester, &q.requester, q.since_24h)?,
-            requester_since_30d: count(by_requester, &q.requester, q.since_30d)?,
+            requester_people_24h: count(by_requester, &q.requester, q.since_24h)?,
+            requester_people_30d: count(by_requester, &q.requester, q.since_30d)?,
             ..SubmitFacts::default()
         };
         if let Some(case) = &q.case_key {
-            facts.case_since_30d = count(
-                "SELECT count(*) FROM disclosures WHERE case_key = ?1 AND submitted_at >= ?2",
+            facts.case_people_30d = count(
+                "SELECT coalesce(sum(max(length(subjects) / 16, 1)), 0) FROM disclosures
+                 WHERE case_key = ?1 AND submitted_at >= ?2",
                 case,
                 q.since_30d,
             )?;
@@ -848,7 +1130,7 @@ impl Store for SqliteStore {
         facts.seq = seq as u64;
         let mut data = Vec::with_capacity(q.subjects.len());
         for subject in &q.subjects {
-            data.push(read_subject(&tx, subject)?);
+            data.push(read_protective(&tx, subject)?);
         }
         let idx = next_index(&tx)?;
         let (mut row, leaf) = decide(&facts, &data, idx);
@@ -891,6 +1173,14 @@ impl Store for SqliteStore {
         append(&tx, leaves.len(), &mut |_, i| {
             leaves.get(i).cloned().unwrap_or_default()
         })?;
+        if let Some((at, intent)) = &st.intent {
+            if *at >= leaves.len() {
+                return Err(StoreError::Corrupt(
+                    "a disclosure step's intent must point at one of its leaves".into(),
+                ));
+            }
+            sqlite_ops::insert_intent(&tx, first + *at as u64, intent)?;
+        }
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO accounting (disclosure, subject, at, leaf, records, categories)
@@ -910,6 +1200,25 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok((data, first))
+    }
+
+    fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "UPDATE disclosures SET instrument_key = ?2, case_key = ?3 WHERE id = ?1",
+            )?;
+            for k in keys {
+                s.execute(params![
+                    k.id,
+                    k.instrument_key.as_ref().map(|k| &k[..]),
+                    k.case_key.as_ref().map(|k| &k[..]),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
@@ -972,7 +1281,12 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = SweepBatch::default();
@@ -1003,8 +1317,17 @@ impl Store for SqliteStore {
                 *out.by_category.entry(category).or_default() += 1;
             }
         }
+        if let Some(id) = intent
+            && out.deleted > 0
+        {
+            sqlite_ops::add_progress(&tx, id, out.deleted)?;
+        }
         tx.commit()?;
         Ok(out)
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        sqlite_ops::count_expired(&self.conn(), now)
     }
 
     fn erase(
@@ -1012,6 +1335,7 @@ impl Store for SqliteStore {
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1053,6 +1377,11 @@ impl Store for SqliteStore {
         })?;
         if !out.erased.is_empty() {
             bump_erasure_gen(&tx)?;
+        }
+        let idx = next_index(&tx)?;
+        if let Some((row, body)) = intent(idx, &out) {
+            append(&tx, 1, &mut |_, _| body.clone())?;
+            sqlite_ops::insert_intent(&tx, idx, &row)?;
         }
         tx.commit()?;
         Ok(out)
@@ -1166,6 +1495,58 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError> {
+        sqlite_ops::run(&self.conn(), run)
+    }
+
+    fn finish_run(&self, step: &RunStep) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        sqlite_ops::run_step(&tx, step, None, false)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let idx = append(&tx, 1, leaf)?;
+        sqlite_ops::insert_intent(&tx, idx, intent)?;
+        tx.commit()?;
+        Ok(idx)
+    }
+
+    fn intents(&self) -> Result<Vec<IntentRow>, StoreError> {
+        sqlite_ops::intents(&self.conn())
+    }
+
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(row) = sqlite_ops::take_intent(&tx, id)? else {
+            return Ok(None);
+        };
+        let idx = append(&tx, 1, &mut |idx, _| leaf(idx, &row))?;
+        tx.commit()?;
+        Ok(Some(idx))
+    }
+
+    fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError> {
+        sqlite_ops::key_usage(&self.conn())
+    }
+
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        sqlite_ops::record_subjects(&self.conn(), after, limit)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let conn = self.conn();
         Ok(conn
@@ -1200,7 +1581,7 @@ fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
 const DISCLOSURE_COLUMNS: &str = "id, seq, requester, kind, ground, instrument_key, case_key,
     extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
     valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
-    end_reason, notified_at, retain_until, sealed";
+    end_reason, notified_at, retain_until, sealed, office_notes, extends";
 
 fn erasure_gen(tx: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = tx
@@ -1341,6 +1722,8 @@ fn disclosure_from_row(
         notified_at: r.get(24)?,
         retain_until: r.get(25)?,
         sealed: r.get(26)?,
+        office_notes: split_list(&r.get::<_, String>(27)?),
+        extends: r.get(28)?,
     }))
 }
 
@@ -1360,7 +1743,7 @@ fn insert_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
     let mut s = tx.prepare_cached(&format!(
         "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
     ))?;
     s.execute(params![
         d.id,
@@ -1390,6 +1773,8 @@ fn insert_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
         d.notified_at,
         d.retain_until,
         d.sealed,
+        d.office_notes.join(","),
+        d.extends,
     ])?;
     Ok(())
 }
@@ -1401,7 +1786,8 @@ fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
         "UPDATE disclosures SET portions = ?2, status = ?3, reasons = ?4, alerts = ?5,
              data_from = ?6, data_until = ?7, valid_until = ?8, notice_after = ?9,
              decided_by = ?10, decided_at = ?11, fetches = ?12, last_fetched_at = ?13,
-             ended_at = ?14, end_reason = ?15, notified_at = ?16, retain_until = ?17
+             ended_at = ?14, end_reason = ?15, notified_at = ?16, retain_until = ?17,
+             office_notes = ?18
          WHERE id = ?1",
     )?;
     s.execute(params![
@@ -1422,9 +1808,12 @@ fn update_disclosure(tx: &rusqlite::Transaction<'_>, d: &DisclosureRow) -> Resul
         d.end_reason,
         d.notified_at,
         d.retain_until,
+        d.office_notes.join(","),
     ])?;
     Ok(())
 }
+
+const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
 
 fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {
     Ok(PrincipalRow {
@@ -1432,7 +1821,17 @@ fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {
         role: r.get(1)?,
         token_hash: r.get(2)?,
         created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
     })
+}
+
+/// Moves the principals generation, in the caller's transaction.
+fn bump_principals_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'principals_gen'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// The embedded key store: a separate SQLite file, mode 0600.
@@ -1458,6 +1857,11 @@ impl SqliteKeyStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The durability settings of the key store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
     /// Runs `delete` for each key in one transaction, then moves the
     /// deletion out of the WAL (`overwrite_wal`); returns the rows deleted.
     fn destroy<K: rusqlite::ToSql>(&self, delete: &str, keys: &[K]) -> Result<u64, StoreError> {
@@ -1476,7 +1880,59 @@ impl SqliteKeyStore {
     }
 }
 
+fn log_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogState, StoreError>> {
+    let root: Vec<u8> = r.get(1)?;
+    let Ok(root) = <[u8; 32]>::try_from(root) else {
+        return Ok(Err(StoreError::Corrupt(
+            "the log state's root is not 32 bytes".into(),
+        )));
+    };
+    Ok(Ok(LogState {
+        size: r.get::<_, i64>(0)? as u64,
+        root,
+        note: r.get(2)?,
+        signed: r.get::<_, i64>(3)? as u64,
+    }))
+}
+
+fn read_log_state(conn: &Connection) -> Result<Option<LogState>, StoreError> {
+    conn.query_row(
+        "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+        [],
+        log_state_row,
+    )
+    .optional()?
+    .transpose()
+}
+
 impl KeyStore for SqliteKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        read_log_state(&self.conn())
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        let mut conn = self.conn();
+        // Immediate: the write lock on the key store file is taken before
+        // the read, so no other process can swap in between.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_log_state(&tx)?;
+        if found.as_ref() != expected {
+            return Ok(LogStateSwap::Changed(found));
+        }
+        tx.execute(
+            "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                 note = excluded.note, signed = excluded.signed",
+            params![new.size as i64, &new.root[..], new.note, new.signed as i64],
+        )?;
+        tx.commit()?;
+        Ok(LogStateSwap::Swapped)
+    }
+
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         let mut existing = Vec::new();
         if keys.is_empty() {
@@ -1598,5 +2054,105 @@ impl KeyStore for SqliteKeyStore {
 
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
         self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)
+    }
+
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached("SELECT ref FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT ?2")?;
+        let from: &[u8] = after.map_or(&[], |a| &a[..]);
+        Ok(s.query_map(params![from, limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let mut n = RewrapCount::default();
+        // Page through by ref: the whole store need not fit in memory.
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page: Vec<SubjectKeys> = tx
+                .prepare_cached(
+                    "SELECT ref, data, tag FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT 4096",
+                )?
+                .query_map([&after], |r| {
+                    Ok(SubjectKeys {
+                        subject: r.get(0)?,
+                        data: r.get(1)?,
+                        tag: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(last) = page.last() else { break };
+            after = last.subject.to_vec();
+            let mut up =
+                tx.prepare_cached("UPDATE subject_keys SET data = ?2, tag = ?3 WHERE ref = ?1")?;
+            let mut del = tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1")?;
+            for k in &page {
+                match f(KeyItem::Subject(k))? {
+                    KeyAction::Keep => {}
+                    KeyAction::Subject(d, t) => {
+                        up.execute(params![k.subject, d, t])?;
+                        n.subjects += 1;
+                    }
+                    KeyAction::Delete => {
+                        del.execute([k.subject])?;
+                        n.deleted += 1;
+                    }
+                    KeyAction::Secret(_) => {
+                        return Err(StoreError::Corrupt(
+                            "a subject's keys cannot become a secret".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let secrets: Vec<(String, Vec<u8>)> = tx
+            .prepare_cached("SELECT name, value FROM secrets ORDER BY name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, value) in &secrets {
+            match f(KeyItem::Secret(name, value))? {
+                KeyAction::Keep => {}
+                KeyAction::Secret(v) => {
+                    tx.execute(
+                        "UPDATE secrets SET value = ?2 WHERE name = ?1",
+                        params![name, v],
+                    )?;
+                    n.secrets += 1;
+                }
+                KeyAction::Delete => {
+                    tx.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+                    n.deleted += 1;
+                }
+                KeyAction::Subject(..) => {
+                    return Err(StoreError::Corrupt(
+                        "a secret cannot become a subject's keys".into(),
+                    ));
+                }
+            }
+        }
+        for (name, value) in insert {
+            tx.execute(
+                "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            n.inserted += 1;
+        }
+        tx.commit()?;
+        // The old wrapped values are overwritten in the file (secure_delete)
+        // and moved out of the WAL.
+        overwrite_wal(&conn)?;
+        Ok(n)
     }
 }

@@ -144,3 +144,157 @@ fn concurrent_reads_commit_in_groups_and_each_leaf_is_durable() {
     // Exactly the reads and the writes: the failed read left nothing.
     assert_eq!(size as usize, seen.len() + writes);
 }
+
+/// Every store opens with WAL, `synchronous=FULL` and `secure_delete`, read
+/// back from SQLite; a connection that runs with less is refused. A store
+/// opened with `synchronous=OFF` (or without WAL) fails this test, and the
+/// open itself refuses.
+#[test]
+fn stores_run_with_durable_commits_read_back_at_open() {
+    let dir = tmp();
+    let want = Durability {
+        journal_mode: "wal".into(),
+        synchronous: 2,
+        secure_delete: 1,
+    };
+    let s = SqliteStore::open(&dir.path().join("d.db"), OpenMode::Create).unwrap();
+    assert_eq!(s.durability().unwrap(), want);
+    let k = SqliteKeyStore::open(&dir.path().join("k.db"), OpenMode::Create).unwrap();
+    assert_eq!(k.durability().unwrap(), want);
+    // The same settings applied to a raw connection pass; each weakening is
+    // refused with a reason.
+    let raw = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap();
+    raw.execute_batch(SQLITE_PRAGMAS).unwrap();
+    check_durability(&durability_of(&raw).unwrap()).unwrap();
+    for (weaken, why) in [
+        ("PRAGMA synchronous = OFF", "synchronous is 0"),
+        ("PRAGMA synchronous = NORMAL", "synchronous is 1"),
+        ("PRAGMA secure_delete = OFF", "secure_delete is 0"),
+        ("PRAGMA journal_mode = DELETE", "journal_mode is `delete`"),
+    ] {
+        raw.execute_batch(SQLITE_PRAGMAS).unwrap();
+        raw.query_row(weaken, [], |_| Ok(()))
+            .or_else(|_| raw.execute_batch(weaken))
+            .unwrap();
+        let e = check_durability(&durability_of(&raw).unwrap()).unwrap_err();
+        assert!(e.contains(why), "{weaken}: {e}");
+    }
+    // A database that cannot run WAL (in memory) is refused at the check.
+    let mem = rusqlite::Connection::open_in_memory().unwrap();
+    mem.execute_batch(SQLITE_PRAGMAS).unwrap();
+    assert!(
+        check_durability(&durability_of(&mem).unwrap())
+            .unwrap_err()
+            .contains("journal_mode")
+    );
+}
+
+/// The online backup is one snapshot taken while a writer goes on: the
+/// copy opens as a store, holds every batch committed before it began and
+/// no half batch, and needs no WAL beside it.
+#[test]
+fn online_backup_is_one_consistent_snapshot_during_writes() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    let s = std::sync::Arc::new(SqliteStore::open(&p, OpenMode::Create).unwrap());
+    let batch = |n: u32| WriteBatch {
+        records: (0..50u32)
+            .map(|i| RecordRow {
+                id: *uuid_like(n, i),
+                subject: [1; 16],
+                category: "address".into(),
+                purpose: "delivery".into(),
+                source: "svc".into(),
+                collected_at: 1,
+                expires_at: 9,
+                key_id: 0,
+                sealed: vec![7; 64],
+                superseded_by: None,
+            })
+            .collect(),
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    for n in 0..20 {
+        s.write(&batch(n), &mut |_, _| b"leaf".to_vec()).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 1000;
+            while !stop.load(Ordering::SeqCst) {
+                s.write(&batch(n), &mut |_, _| b"leaf".to_vec()).unwrap();
+                n += 1;
+            }
+        })
+    };
+    let copy = dir.path().join("copy").join("data.db");
+    std::fs::create_dir(copy.parent().unwrap()).unwrap();
+    backup_file(&p, &copy).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(!copy.with_file_name("data.db-wal").exists());
+    // A second backup to the same place is refused, not overwritten.
+    assert!(backup_file(&p, &copy).is_err());
+    let c = SqliteStore::open(&copy, OpenMode::Existing).unwrap();
+    let (records, leaves) = (c.record_count().unwrap(), c.log_size().unwrap());
+    assert!(leaves >= 20);
+    assert_eq!(records, 50 * leaves, "whole batches only");
+}
+
+fn uuid_like(n: u32, i: u32) -> Box<[u8; 16]> {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    b[4..8].copy_from_slice(&i.to_be_bytes());
+    Box::new(b)
+}
+
+/// A token is found through the unique index on its hash, never by a scan
+/// of every principal (the query names the index: SQLite refuses it if it
+/// could not use it), and the index is unique.
+#[test]
+fn tokens_are_found_by_their_unique_index() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    let s = SqliteStore::open(&p, OpenMode::Create).unwrap();
+    for i in 0..200u8 {
+        s.add_principal(&PrincipalRow {
+            name: format!("p{i}"),
+            role: "delivery".into(),
+            token_hash: vec![i; 32],
+            created_at: 0,
+            revoked_at: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        s.principal_by_token(&[42; 32]).unwrap().unwrap().name,
+        "p42"
+    );
+    let conn = rusqlite::Connection::open(&p).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT name FROM principals INDEXED BY principals_token
+             WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )
+        .unwrap()
+        .query_map([vec![1u8; 32]], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|d| d.contains("USING INDEX principals_token (token_hash=?)")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|d| d.starts_with("SCAN")), "{plan:?}");
+    let unique: i64 = conn
+        .query_row(
+            "SELECT \"unique\" FROM pragma_index_list('principals') WHERE name = 'principals_token'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unique, 1);
+}

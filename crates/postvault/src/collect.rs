@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use postvault_policy::{Action, CategoryIx, DecisionRequest, PurposeIx};
-use postvault_store::{
-    ConsentRow, LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id,
-};
+use postvault_store::{LookupRow, RecordRow, StoreError, SubjectRef, WriteBatch, key_id};
 
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
@@ -24,9 +22,7 @@ use crate::vault::{Principal, Vault};
 pub const MAX_LINE: usize = 2 << 20;
 /// Input bytes at which a batch ends before its line count.
 const MAX_BATCH_BYTES: usize = 8 << 20;
-/// Longest accepted subject id, in bytes.
-pub const MAX_SUBJECT_ID: usize = 128;
-const MAX_ERRORS_KEPT: usize = 1000;
+pub(crate) const MAX_ERRORS_KEPT: usize = 1000;
 
 /// How to collect.
 #[derive(Clone, Debug)]
@@ -35,6 +31,12 @@ pub struct CollectOptions {
     pub default_purpose: Option<String>,
     /// Lines per transaction.
     pub batch_size: usize,
+    /// A batch id making the collection idempotent (an HTTP
+    /// `Idempotency-Key`, the CLI's hash of its input file): sent again by
+    /// the same principal, it resumes after the last committed line, or
+    /// answers with the first report if it finished. `None`: every line
+    /// is collected as new.
+    pub run: Option<String>,
 }
 
 impl Default for CollectOptions {
@@ -42,12 +44,13 @@ impl Default for CollectOptions {
         CollectOptions {
             default_purpose: None,
             batch_size: 2048,
+            run: None,
         }
     }
 }
 
 /// Why one line was rejected.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineError {
     pub line: u64,
@@ -82,6 +85,10 @@ pub struct CollectReport {
     /// `committed_through_line` were not stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The run, when collected under a batch id: the counts above are the
+    /// whole run's, earlier attempts' included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::runs::RunInfo>,
 }
 
 /// Why a collection stopped before the end of its input.
@@ -102,8 +109,16 @@ struct Line {
     fields: crate::minimize::InputFields,
     #[serde(default)]
     legal_basis: Option<String>,
-    #[serde(default)]
-    consent: Option<bool>,
+    /// Present in the line at all (whatever its value): consent is the
+    /// person's act, recorded only through the rights channel, so a line
+    /// carrying it is rejected (`consent_not_collectable`).
+    #[serde(default, deserialize_with = "present")]
+    consent: bool,
+}
+
+/// True for a key that is present, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A checked line, not yet sealed.
@@ -114,7 +129,9 @@ struct Accepted {
     category: CategoryIx,
     purpose: PurposeIx,
     legal_basis: Option<String>,
-    consent: bool,
+    /// The policy allows the line only with the person's consent to its
+    /// purpose: the rejection to give unless the rights channel recorded it.
+    needs_consent: Option<LineError>,
     fields: crate::minimize::Minimized,
 }
 
@@ -134,6 +151,8 @@ struct RawBatch {
     first_line: u64,
     data: Vec<u8>,
     ends: Vec<(usize, bool)>,
+    /// SHA-256 of the input through the batch's last line (runs only).
+    digest: [u8; 32],
 }
 
 impl RawBatch {
@@ -143,6 +162,7 @@ impl RawBatch {
             first_line,
             data: Vec::new(),
             ends: Vec::new(),
+            digest: [0; 32],
         }
     }
 
@@ -153,88 +173,6 @@ impl RawBatch {
 }
 
 impl Vault {
-    /// Records the person's consent for `purpose` (granted or withdrawn), as
-    /// `principal` acting on the person's request; it takes effect on the next
-    /// read. One leaf accounts for it. Only a role that answers the person
-    /// (`privacy_officer`, or the `subject_access` role) may do this.
-    pub fn set_consent(
-        &self,
-        principal: &Principal,
-        subject: &str,
-        purpose: &str,
-        granted: bool,
-    ) -> Result<u64, VaultError> {
-        let tax = self.pack.taxonomy();
-        if tax.purpose_ix(purpose).is_none() {
-            return Err(VaultError::UnknownPurpose(purpose.to_string()));
-        }
-        let may = tax
-            .role(principal.role_ix)
-            .read_for
-            .iter()
-            .any(|&p| tax.purpose(p).id == "subject_access");
-        if !may {
-            self.deny_leaf(
-                principal,
-                if granted {
-                    "consent_grant"
-                } else {
-                    "consent_withdraw"
-                },
-                Some(purpose),
-            )?;
-            return Err(VaultError::NotPermitted(format!(
-                "role `{}` may not record consent; a role acting for `subject_access` may",
-                principal.role
-            )));
-        }
-        let now = self.clock.now_ms();
-        let subject_ref = self.subject_ref(subject);
-        let keys = self.ensure_subject_keys(&[subject_ref])?;
-        let tag = keys.get(&subject_ref).map(|k| &k.tag);
-        let wb = WriteBatch {
-            consents: vec![ConsentRow {
-                subject: subject_ref,
-                purpose: purpose.to_string(),
-                granted,
-                at: now,
-            }],
-            leaves: 1,
-            ..WriteBatch::default()
-        };
-        let actor = Actor {
-            role: principal.role.clone(),
-            id: self.actor_id(&principal.name),
-        };
-        Ok(self.store.write(&wb, &mut |idx, _| {
-            Event {
-                v: LEAF_VERSION,
-                time: now,
-                action: if granted {
-                    "consent_grant"
-                } else {
-                    "consent_withdraw"
-                }
-                .into(),
-                principal: actor.clone(),
-                purpose: Some(purpose.to_string()),
-                decision: "allow".into(),
-                pack: self.pack.version().to_string(),
-                reasons: vec![],
-                categories: vec![],
-                count: 0,
-                rejected: None,
-                selector: None,
-                instrument: None,
-                subject_tag: tag.map(|t| {
-                    use base64::Engine as _;
-                    base64::engine::general_purpose::STANDARD.encode(t.tag(idx))
-                }),
-            }
-            .to_leaf()
-        })?)
-    }
-
     /// Collects NDJSON records from `input` as `principal`. `progress` is
     /// called after each committed batch with the lines read so far.
     ///
@@ -258,6 +196,23 @@ impl Vault {
             None => None,
         };
         let batch_size = opts.batch_size.max(1);
+        // Under a batch id: what an earlier attempt committed is read (and
+        // checked to be the same input), not collected again.
+        let run = match &opts.run {
+            Some(id) => Some(self.start_run(principal, id)?),
+            None => None,
+        };
+        let mut hasher = None;
+        if let Some(r) = &run {
+            let ctx = self.skip_committed(r, input)?;
+            if r.finished() {
+                return self.replay(r, input, ctx);
+            }
+            hasher = Some(ctx);
+        }
+        let skip = run.as_ref().map_or(0, crate::runs::ActiveRun::committed);
+        let run = run.as_ref();
+        let mut end_of_input = (skip, [0u8; 32]);
         let mut report = CollectReport::default();
         // Three stages: this thread reads lines into batches; workers (one
         // per core, at most four) check, minimize, decide and seal whole
@@ -295,10 +250,12 @@ impl Vault {
                             }
                             let seq = raw.seq;
                             let lines_read = raw.last_line();
+                            let digest = raw.digest;
                             let done =
                                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    self.check_batch(principal, &raw, default_purpose)
-                                        .and_then(|b| self.prepare_batch(principal, b, lines_read))
+                                    self.check_batch(principal, &raw, default_purpose).and_then(
+                                        |b| self.prepare_batch(principal, b, lines_read, digest),
+                                    )
                                 }))
                                 .unwrap_or_else(|_| {
                                     Err(VaultError::Invalid {
@@ -316,26 +273,30 @@ impl Vault {
             drop(to_writer);
             let writer = std::thread::Builder::new()
                 .name("pv-write".into())
-                .spawn_scoped(scope, move || -> Result<(), VaultError> {
+                .spawn_scoped(scope, move || -> Result<u64, VaultError> {
                     // Batches arrive in any order; they commit in input order.
                     let mut ready = BTreeMap::new();
                     let mut next = 0u64;
-                    let run = (|| {
+                    // The run's progress as stored: each batch's step must
+                    // start there.
+                    let mut stored = skip;
+                    let written = (|| {
                         for (seq, b) in prepared {
                             ready.insert(seq, b);
                             while let Some(b) = ready.remove(&next) {
                                 next += 1;
-                                let c = self.commit_batch(principal, store, b?)?;
+                                let c =
+                                    self.commit_batch(principal, store, b?, run, &mut stored)?;
                                 // The reader may have stopped listening after an error.
                                 let _ = to_reader.send(c);
                             }
                         }
-                        Ok(())
+                        Ok(stored)
                     })();
-                    if run.is_err() {
+                    if written.is_err() {
                         stopped.store(true, std::sync::atomic::Ordering::Release);
                     }
-                    run
+                    written
                 })
                 .map_err(VaultError::Input)?;
             let mut apply = |mut c: Committed, report: &mut CollectReport| {
@@ -357,13 +318,15 @@ impl Vault {
                 }
                 progress(c.lines_read);
             };
+            let end_of_input = &mut end_of_input;
             let produced = (|| -> Result<(), VaultError> {
                 let mut seq = 0u64;
                 let (mut sent, mut applied) = (0u64, 0u64);
-                let mut raw = RawBatch::new(seq, 1);
-                let mut line_no = 0u64;
+                let mut raw = RawBatch::new(seq, skip + 1);
+                let mut line_no = skip;
                 loop {
-                    let n = read_line_bounded(input, &mut raw.data).map_err(VaultError::Input)?;
+                    let n = read_line_bounded(input, &mut raw.data, hasher.as_mut())
+                        .map_err(VaultError::Input)?;
                     if n == LineRead::Eof {
                         break;
                     }
@@ -372,6 +335,9 @@ impl Vault {
                     // A batch ends at its line count, or at MAX_BATCH_BYTES
                     // of input (lines with images are large).
                     if raw.ends.len() >= batch_size || raw.data.len() >= MAX_BATCH_BYTES {
+                        if let Some(h) = &hasher {
+                            raw.digest = crate::runs::finish(h);
+                        }
                         if stopped.load(std::sync::atomic::Ordering::Acquire) {
                             return Ok(()); // the writer failed; its error is reported below
                         }
@@ -403,6 +369,10 @@ impl Vault {
                         }
                     }
                 }
+                if let Some(h) = &hasher {
+                    raw.digest = crate::runs::finish(h);
+                    *end_of_input = (line_no, raw.digest);
+                }
                 if !raw.ends.is_empty() {
                     let _ = to_workers.send(raw);
                 }
@@ -419,14 +389,54 @@ impl Vault {
                 apply(c, &mut report);
             }
             // The writer's error is the cause when both failed.
-            if let Some(e) = written.err().or(produced.err()) {
-                report.failure = Some(Failure {
-                    code: e.code().to_string(),
-                    message: e.to_string(),
-                });
+            match (written, produced) {
+                (Ok(stored), Ok(())) => {
+                    // The whole input was handled: the run is finished.
+                    if let Some(r) = run {
+                        let (lines, digest) = *end_of_input;
+                        let step = r.step(
+                            stored,
+                            lines,
+                            digest,
+                            0,
+                            0,
+                            &BTreeMap::new(),
+                            &[],
+                            true,
+                            self.clock.now_ms(),
+                        );
+                        match self.store.finish_run(&step) {
+                            Ok(()) => report.committed_through_line = lines,
+                            Err(e) => {
+                                let e = VaultError::from(e);
+                                report.failure = Some(Failure {
+                                    code: e.code().to_string(),
+                                    message: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                (w, p) => {
+                    if let Some(e) = w.err().or(p.err()) {
+                        report.failure = Some(Failure {
+                            code: e.code().to_string(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
             }
             Ok(())
         })?;
+        if let Some(r) = run {
+            let earlier = r
+                .stored
+                .as_ref()
+                .map(crate::runs::report_of)
+                .unwrap_or_default();
+            report.run = Some(r.info(false));
+            report = crate::runs::merge(earlier, report);
+        }
         Ok(report)
     }
 
@@ -453,6 +463,25 @@ impl Vault {
                 self.check_line(principal, line_no, &raw.data[start..end], default_purpose)
             };
             start = end;
+            let checked = match checked {
+                Ok(Some(mut a)) => match a.needs_consent.take() {
+                    // Consent comes from the rights channel's record alone.
+                    Some(denied) => {
+                        let purpose = &self.pack.taxonomy().purpose(a.purpose).id;
+                        if self
+                            .store
+                            .consent(&a.subject, purpose)?
+                            .is_some_and(|c| c.granted)
+                        {
+                            Ok(Some(a))
+                        } else {
+                            Err(denied)
+                        }
+                    }
+                    None => Ok(Some(a)),
+                },
+                other => other,
+            };
             match checked {
                 Ok(Some(a)) => batch.lines.push(a),
                 Ok(None) => {} // blank line
@@ -470,12 +499,15 @@ impl Vault {
         Ok(batch)
     }
 
-    /// Writes one prepared batch with its leaf.
+    /// Writes one prepared batch with its leaf (and its run's progress,
+    /// `stored` being the progress as stored before it).
     fn commit_batch(
         &self,
         principal: &Principal,
         store: &dyn postvault_store::Store,
         mut b: Prepared,
+        run: Option<&crate::runs::ActiveRun<'_>>,
+        stored: &mut u64,
     ) -> Result<Committed, VaultError> {
         // Blank lines only: nothing to store and no decision to account for.
         if b.source.lines.is_empty() && b.source.rejected == 0 {
@@ -497,6 +529,19 @@ impl Vault {
         let mut tries = 0;
         let mut gate = None;
         let first = loop {
+            if let Some(r) = run {
+                b.batch.run = Some(r.step(
+                    *stored,
+                    b.lines_read,
+                    b.digest,
+                    b.accepted,
+                    b.source.rejected,
+                    &b.categories,
+                    &b.source.errors,
+                    false,
+                    self.clock.now_ms(),
+                ));
+            }
             let leaf = &b.leaf;
             match store.write(&b.batch, &mut |_, _| leaf.clone()) {
                 Err(StoreError::Conflict) if tries < 16 => {
@@ -505,12 +550,13 @@ impl Vault {
                     // An erasure another process left half done is finished
                     // first.
                     self.finish_pending_erasures()?;
-                    b = self.prepare_batch(principal, b.source, b.lines_read)?;
+                    b = self.prepare_batch(principal, b.source, b.lines_read, b.digest)?;
                 }
                 r => break r?,
             }
         };
         drop(gate);
+        *stored = b.lines_read;
         Ok(Committed {
             first_leaf: Some(first),
             accepted: b.accepted,
@@ -555,16 +601,24 @@ impl Vault {
             )
         })?;
         let tax = self.pack.taxonomy();
-        if line.subject.is_empty()
-            || line.subject.len() > MAX_SUBJECT_ID
-            || line.subject.chars().any(char::is_control)
-        {
+        if let Err(e) = postvault_policy::check_subject_id(&line.subject) {
             return Err(line_err(
                 line_no,
                 "invalid_subject",
                 Some("subject"),
                 None,
-                format!("`subject` must be 1 to {MAX_SUBJECT_ID} bytes without control characters"),
+                format!("`subject`: {e}"),
+            ));
+        }
+        if line.consent {
+            return Err(line_err(
+                line_no,
+                "consent_not_collectable",
+                Some("consent"),
+                Some("HEW3"),
+                "consent is the person's act: it is recorded through the rights channel \
+                 (`postvault consent grant`, POST /v1/subjects/{id}/consent), never by collection"
+                    .into(),
             ));
         }
         let category = tax.category_ix(&line.category).ok_or_else(|| {
@@ -596,17 +650,19 @@ impl Vault {
                 )
             })?,
         };
-        let consent = line.consent.unwrap_or(false);
-        let decision = self.pack.decide(&DecisionRequest {
-            role: principal.role_ix,
-            action: Action::Collect,
-            purpose,
-            category,
-            consent,
-        });
-        if !decision.allowed() {
+        let decide = |consent| {
+            self.pack.decide(&DecisionRequest {
+                role: principal.role_ix,
+                action: Action::Collect,
+                purpose,
+                category,
+                consent,
+            })
+        };
+        let decision = decide(false);
+        let denied = || {
             let first = decision.reasons.first();
-            return Err(line_err(
+            line_err(
                 line_no,
                 "denied",
                 Some("purpose"),
@@ -623,8 +679,15 @@ impl Vault {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-            ));
-        }
+            )
+        };
+        // Allowed only with the person's consent: checked against the
+        // rights channel's record once the line is otherwise in order.
+        let needs_consent = match (decision.allowed(), decide(true).allowed()) {
+            (true, _) => None,
+            (false, true) => Some(denied()),
+            (false, false) => return Err(denied()),
+        };
         let p = tax.purpose(purpose);
         let legal_basis = match line.legal_basis {
             Some(b) if b.is_empty() || b.len() > 200 || b.chars().any(char::is_control) => {
@@ -667,7 +730,7 @@ impl Vault {
             category,
             purpose,
             legal_basis,
-            consent,
+            needs_consent,
             fields,
         }))
     }
@@ -677,6 +740,7 @@ impl Vault {
         principal: &Principal,
         batch: Batch,
         lines_read: u64,
+        digest: [u8; 32],
     ) -> Result<Prepared, VaultError> {
         let tax = self.pack.taxonomy();
         let now = self.clock.now_ms();
@@ -752,14 +816,6 @@ impl Vault {
                     });
                 }
             }
-            if a.consent {
-                wb.consents.push(ConsentRow {
-                    subject: a.subject,
-                    purpose: purpose.clone(),
-                    granted: true,
-                    at: now,
-                });
-            }
             wb.records.push(RecordRow {
                 id,
                 subject: a.subject,
@@ -806,6 +862,7 @@ impl Vault {
             accepted,
             categories,
             lines_read,
+            digest,
         })
     }
 }
@@ -819,6 +876,8 @@ struct Prepared {
     accepted: u64,
     categories: BTreeMap<String, u64>,
     lines_read: u64,
+    /// SHA-256 of the input through `lines_read` (runs only).
+    digest: [u8; 32],
 }
 
 /// A batch the writer committed.
@@ -945,7 +1004,7 @@ fn safe_json_error(e: &serde_json::Error) -> String {
                 // The key is input: echo it only if it looks like a key.
                 let key = msg.split('`').nth(1).unwrap_or("");
                 format!(
-                    "unknown key {}; a record has subject, category, purpose, fields, legal_basis, consent",
+                    "unknown key {}; a record has subject, category, purpose, fields, legal_basis",
                     crate::minimize::shown_key(key)
                 )
             } else {
@@ -957,7 +1016,7 @@ fn safe_json_error(e: &serde_json::Error) -> String {
 }
 
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
-enum LineRead {
+pub(crate) enum LineRead {
     Line,
     TooLong,
     Eof,
@@ -965,8 +1024,12 @@ enum LineRead {
 
 /// Appends one line to `buf` without ever holding more than MAX_LINE bytes
 /// of it; the rest of an overlong line is skipped (and what was appended of
-/// it taken back).
-fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<LineRead> {
+/// it taken back). Every byte consumed, newline included, goes into `hash`.
+pub(crate) fn read_line_bounded(
+    input: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    mut hash: Option<&mut aws_lc_rs::digest::Context>,
+) -> std::io::Result<LineRead> {
     let start = buf.len();
     let mut too_long = false;
     let mut any = false;
@@ -996,6 +1059,9 @@ fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Res
             } else {
                 buf.extend_from_slice(body);
             }
+        }
+        if let Some(h) = hash.as_deref_mut() {
+            h.update(&chunk[..take]);
         }
         input.consume(take);
         if done {

@@ -35,11 +35,13 @@ use serde_json::Value;
 
 use postvault_crypto::{DataKey, KeyKind};
 use postvault_policy::disclosure::{
-    self, CheckContext, DAY_MS, Instrument, InstrumentKind, Outcome, check_approval,
-    check_instrument, parse_instrument,
+    self, CheckContext, CoverChain, DAY_MS, Instrument, InstrumentKind, Outcome, PriorCover,
+    check_approval, check_instrument, parse_instrument,
 };
+use postvault_policy::review::{PROTECTIVE_ORDER, protective_order_refusal};
 use postvault_store::{
-    AccountingRow, DisclosureRow, DisclosureStep, RecordRow, SubjectData, SubjectRef, SubmitQuery,
+    AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, RecordRow, SubjectData,
+    SubjectRef, SubmitQuery,
 };
 
 use crate::clock::format_ms;
@@ -56,8 +58,18 @@ pub const ACCOUNTING_RETENTION_DAYS: i64 = 1826;
 /// after the cover ends, then access ends.
 pub const COVER_ACCESS_DAYS_AFTER_END: i64 = 60;
 
-const GATEWAY_SECRET: &str = "gateway_key";
-const GATEWAY_KEY_REF: &[u8] = b"postvault/gateway";
+pub(crate) const GATEWAY_SECRET: &str = "gateway_key";
+pub(crate) const GATEWAY_KEY_REF: &[u8] = b"postvault/gateway";
+/// Meta key: the derivation of the ledger's instrument and case keys.
+const LEDGER_KEYS_META: &str = "ledger_keys";
+/// Version 2: keyed hashes of a document's normalized identity and of the
+/// normalized case id, the same whoever presents them.
+const LEDGER_KEYS_VERSION: &str = "2";
+
+/// Codes only the privacy office sees (a request's `office_notes`, an
+/// officer's answer). A leaf or any other answer shows `not_permitted` in
+/// their place, so nothing outside the office names a protective order.
+pub const OFFICE_ONLY_CODES: [&str; 2] = [PROTECTIVE_ORDER, "protective_order_needs_court_order"];
 
 /// Stable codes of the gateway's own refusals, beside the pack's refusal
 /// codes (`docs/disclosure.md`).
@@ -257,6 +269,17 @@ pub struct RequestView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice_after: Option<String>,
     pub extension_no: u32,
+    /// Mail covers: the request this one extends, as the ledger links it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// Privacy office only: why the request is held for the office (e.g.
+    /// `protective_order`); never shown to anyone else.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub office_notes: Vec<String>,
+    /// Privacy office only, `show`: the opened instrument beside the pack's
+    /// checks (see [`crate::office`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub officer: Option<crate::office::OfficerView>,
 }
 
 /// One entry of the accounting of disclosures (5 U.S.C. 552a(c)(1)): date,
@@ -413,31 +436,49 @@ impl Vault {
             .as_ref()
             .map(|i| i.subjects.iter().map(|s| self.subject_ref(&s.id)).collect())
             .unwrap_or_default();
+        // A cover continues the requester's earlier covers of the person as
+        // the ledger shows them; the check counts extensions from that.
+        let (chain, extends) = match &parsed {
+            Some(i) if i.kind == InstrumentKind::MailCover => {
+                self.cover_chain_of(&principal.name, subjects.first(), i, None)?
+            }
+            _ => (None, None),
+        };
+        // Decide what can be decided without the person first: a submission
+        // the pack refuses on its face touches no per-person record at all.
+        // One in order reads the protective-order records of every named id
+        // (a seek on their own index, the same for a person who holds
+        // thousands of records and for an id nobody holds).
+        let in_order = early.is_empty()
+            && parsed.as_ref().is_some_and(|i| {
+                check_instrument(
+                    rules,
+                    i,
+                    &CheckContext {
+                        now_ms: now,
+                        cover_chain: chain,
+                        ..CheckContext::default()
+                    },
+                )
+                .outcome
+                    != Outcome::Refused
+            });
         let q = SubmitQuery {
             requester: principal.name.clone(),
-            instrument_key: parsed
-                .as_ref()
-                .filter(|i| !i.instrument_id.trim().is_empty())
-                .map(|i| self.ledger_key("instrument", &principal.name, &i.instrument_id)),
-            case_key: parsed
-                .as_ref()
-                .filter(|i| !i.case_id.trim().is_empty())
-                .map(|i| self.ledger_key("case", &principal.name, &i.case_id)),
+            instrument_key: parsed.as_ref().and_then(|i| self.document_key(i)),
+            case_key: parsed.as_ref().and_then(|i| self.case_key(i)),
             since_24h: now - DAY_MS,
             since_30d: now - 30 * DAY_MS,
-            subjects: subjects.clone(),
+            subjects: if in_order {
+                subjects.clone()
+            } else {
+                Vec::new()
+            },
         };
         let tax = self.pack.taxonomy();
         let mut decided = None;
         let mut open_error = None;
         let (row, log_index) = self.store.submit_disclosure(&q, &mut |facts, data, idx| {
-            let protective = match self.protective_order_on_file(&subjects, data, now) {
-                Ok(p) => p,
-                Err(e) => {
-                    open_error = Some(e);
-                    false
-                }
-            };
             let (status, mut reasons, alerts) = match &parsed {
                 Some(inst) => {
                     let verdict = check_instrument(
@@ -446,10 +487,11 @@ impl Vault {
                         &CheckContext {
                             now_ms: now,
                             used_before: facts.used_before,
-                            subject_has_protective_order: protective,
-                            agency_requests_24h: facts.requester_since_24h,
-                            agency_requests_30d: facts.requester_since_30d,
-                            case_requests_30d: facts.case_since_30d,
+                            subject_has_protective_order: false,
+                            agency_people_24h: facts.requester_people_24h,
+                            agency_people_30d: facts.requester_people_30d,
+                            case_people_30d: facts.case_people_30d,
+                            cover_chain: chain,
                         },
                     );
                     let status = match verdict.outcome {
@@ -475,6 +517,24 @@ impl Vault {
             } else {
                 status::REFUSED
             };
+            // R9, for a submission in order only, and for the office only:
+            // the requester's answer, the leaf and the public counts are
+            // what they would be for anyone else.
+            let mut office_notes = Vec::new();
+            if status != status::REFUSED
+                && let Some(inst) = &parsed
+            {
+                match self.protective_order_on_file(&q.subjects, data, now) {
+                    Ok(true) => {
+                        office_notes.push(PROTECTIVE_ORDER.to_string());
+                        if let Some(r) = protective_order_refusal(rules, inst) {
+                            office_notes.push(r.code.as_str().to_string());
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => open_error = Some(e),
+                }
+            }
             // A refused submission is still counted by kind and ground when
             // it names them, so the report shows what was asked for.
             let raw: Option<Value> = if parsed.is_none() && json.len() <= MAX_INSTRUMENT_BYTES {
@@ -562,6 +622,8 @@ impl Vault {
                 notice_after,
                 retain_until: now + ACCOUNTING_RETENTION_DAYS * DAY_MS,
                 sealed: sealed.clone(),
+                office_notes,
+                extends: extends.clone(),
                 ..DisclosureRow::default()
             };
             decided = Some(Submitted {
@@ -608,7 +670,11 @@ impl Vault {
         // A cover's order key exists before its approval commits, so an
         // approved cover never lacks one (a refused approval leaves an
         // unused key, which seals nothing).
-        if let Some(r) = self.store.disclosure(id)?
+        // Only for a principal who may approve at all: anyone else's call
+        // touches nothing, whatever the id.
+        if rules.approver_roles().contains(&officer.role)
+            && let Some(r) = self.store.disclosure(id)?
+            && r.requester != officer.name
             && r.kind == InstrumentKind::MailCover.as_str()
             && (r.status == status::PENDING || r.status == status::HELD)
         {
@@ -617,15 +683,10 @@ impl Vault {
         let (_, log_index) =
             self.store
                 .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
-                    let mut reasons = Vec::new();
                     let mut new = None;
-                    // An agency learns nothing of another agency's requests, not
-                    // even that an id exists.
-                    let row = row.filter(|r| {
-                        officer.role != rules.requester_role() || r.requester == officer.name
-                    });
+                    let (row, mut reasons) = self.officer_step_view(officer, row, "approving");
                     match row {
-                        None => reasons.push(unknown_request()),
+                        None => {}
                         Some(r) => {
                             if let Err(refusal) =
                                 check_approval(rules, &r.requester, &officer.name, &officer.role)
@@ -652,6 +713,16 @@ impl Vault {
                                 reasons.push(GatewayReason::new(
                                     disclosure::RefusalCode::NoPortion.as_str(),
                                     "an approval names at least one portion",
+                                ));
+                            }
+                            // R9: a protective order on file and no court order.
+                            // Only an officer who could otherwise approve is told
+                            // why; the leaf says `not_permitted`.
+                            let r9 = disclosure::RefusalCode::ProtectiveOrderNeedsCourtOrder;
+                            if reasons.is_empty() && r.office_notes.iter().any(|n| n == r9.as_str()) {
+                                reasons.push(GatewayReason::new(
+                                    r9.as_str(),
+                                    "a named person has a protective order on file: only a court order may disclose (R9); refuse this request",
                                 ));
                             }
                             if reasons.is_empty() {
@@ -693,15 +764,10 @@ impl Vault {
         let (_, log_index) =
             self.store
                 .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
-                    let mut reasons = Vec::new();
                     let mut new = None;
-                    // An agency learns nothing of another agency's requests, not
-                    // even that an id exists.
-                    let row = row.filter(|r| {
-                        officer.role != rules.requester_role() || r.requester == officer.name
-                    });
+                    let (row, mut reasons) = self.officer_step_view(officer, row, "refusing");
                     match row {
-                        None => reasons.push(unknown_request()),
+                        None => {}
                         Some(r) => {
                             if let Err(refusal) =
                                 check_approval(rules, &r.requester, &officer.name, &officer.role)
@@ -750,86 +816,134 @@ impl Vault {
         let now = self.clock.now_ms();
         let mut answer = None;
         let mut destroy = None;
-        let (_, log_index) =
-            self.store
-                .disclosure_step(id, &mut |_| vec![], &mut |row, _, _| {
-                    let mut reasons = Vec::new();
-                    let mut new = None;
-                    // An agency learns nothing of another agency's requests, not
-                    // even that an id exists.
-                    let row = row.filter(|r| {
-                        officer.role != rules.requester_role() || r.requester == officer.name
-                    });
-                    match row {
-                        None => reasons.push(unknown_request()),
-                        Some(r) => {
-                            if !rules.approver_roles().contains(&officer.role) {
-                                reasons.push(GatewayReason::new(
-                                    codes::NOT_PERMITTED,
-                                    format!(
-                                        "ending a request needs the role {}",
-                                        rules.approver_roles().join(" or ")
-                                    ),
-                                ));
-                            }
-                            let st = effective_status(r, now);
-                            let cover = r.kind == InstrumentKind::MailCover.as_str();
-                            let open = [
-                                status::PENDING,
-                                status::HELD,
-                                status::APPROVED,
-                                status::FETCHED,
-                            ]
-                            .contains(&r.status.as_str());
-                            // An improperly ordered cover is destroyed even after it ran.
-                            let destroyable = cover
+        let mut intent_leaf = None;
+        let _destroying = (reason == EndReason::ImproperlyOrdered).then(|| self.destroying());
+        let cover_records = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
+            // A cover ended as improperly ordered reads its people, to
+            // count what destroying its key makes unreadable; only for a
+            // principal who may end it (no other learns by the time taken).
+            match row {
+                Some(r)
+                    if reason == EndReason::ImproperlyOrdered
+                        && r.kind == InstrumentKind::MailCover.as_str()
+                        && rules.approver_roles().contains(&officer.role) =>
+                {
+                    r.subjects.clone()
+                }
+                _ => vec![],
+            }
+        };
+        let (_, log_index) = self.store.disclosure_step(
+            id,
+            &mut |row| cover_records(row),
+            &mut |row, data, _| {
+                let mut new = None;
+                let (row, mut reasons) = self.officer_step_view(officer, row, "ending");
+                match row {
+                    None => {}
+                    Some(r) => {
+                        if !rules.approver_roles().contains(&officer.role) {
+                            reasons.push(GatewayReason::new(
+                                codes::NOT_PERMITTED,
+                                format!(
+                                    "ending a request needs the role {}
+                                    rules.approver_roles().join(" or ")
+                                ),
+                            ));
+                        }
+                        let st = effective_status(r, now);
+                        let cover = r.kind == InstrumentKind::MailCover.as_str();
+                        let open = [
+                            status::PENDING,
+                            status::HELD,
+                            status::APPROVED,
+                            status::FETCHED,
+                        ]
+                        .contains(&r.status.as_str());
+                        // An improperly ordered cover is destroyed even after it ran.
+                        let destroyable = cover
+                            && reason == EndReason::ImproperlyOrdered
+                            && r.status != status::DESTROYED
+                            && r.status != status::REFUSED;
+                        if !(open || destroyable) {
+                            reasons.push(wrong_status(&st, "ended"));
+                            // A destroy that committed but crashed before its key
+                            // was deleted is finished by asking again.
+                            if cover
                                 && reason == EndReason::ImproperlyOrdered
-                                && r.status != status::DESTROYED
-                                && r.status != status::REFUSED;
-                            if !(open || destroyable) {
-                                reasons.push(wrong_status(&st, "ended"));
-                                // A destroy that committed but crashed before its key
-                                // was deleted is finished by asking again.
-                                if cover
-                                    && reason == EndReason::ImproperlyOrdered
-                                    && r.status == status::DESTROYED
-                                {
-                                    destroy = Some(r.seq);
-                                }
-                            }
-                            if reasons.is_empty() {
-                                let mut n = r.clone();
-                                n.status = if reason == EndReason::ImproperlyOrdered && cover {
-                                    destroy = Some(n.seq);
-                                    status::DESTROYED
-                                } else {
-                                    status::ENDED
-                                }
-                                .into();
-                                n.ended_at = Some(now);
-                                n.end_reason = Some(reason.as_str().into());
-                                // A cover's notice waits for its end, which is now.
-                                if cover {
-                                    n.notice_after = n.notice_after.map(|t| t.min(now));
-                                }
-                                new = Some(n);
+                                && r.status == status::DESTROYED
+                            {
+                                destroy = Some(r.seq);
                             }
                         }
+                        if reasons.is_empty() {
+                            let mut n = r.clone();
+                            n.status = if reason == EndReason::ImproperlyOrdered && cover {
+                                destroy = Some(n.seq);
+                                status::DESTROYED
+                            } else {
+                                status::ENDED
+                            }
+                            .into();
+                            n.ended_at = Some(now);
+                            n.end_reason = Some(reason.as_str().into());
+                            // A cover's notice waits for its end, which is now.
+                            if cover {
+                                n.notice_after = n.notice_after.map(|t| t.min(now));
+                            }
+                            new = Some(n);
+                        }
                     }
-                    self.step_leaf(
-                        officer,
-                        row,
-                        "disclosure_end",
-                        new,
-                        reasons,
+                }
+                let fresh_destroy = new.as_ref().is_some_and(|n| n.status == status::DESTROYED);
+                let mut step = self.step_leaf(
+                    officer,
+                    row,
+                    "disclosure_end",
+                    new,
+                    reasons,
+                    now,
+                    &mut answer,
+                );
+                intent_leaf = None;
+                if let (true, Some(seq)) = (fresh_destroy, destroy) {
+                    // Written ahead: the order key goes only after this
+                    // step and its intent have committed.
+                    let records = data
+                        .iter()
+                        .flat_map(|d| &d.records)
+                        .filter(|r| u64::from(r.key_id) == seq)
+                        .count() as u64;
+                    let b = crate::intents::CoverBody { seq, records };
+                    step.leaves.push(self.destruction_leaf(
+                        &self.actor(officer),
+                        "cover_intent",
                         now,
-                        &mut answer,
-                    )
-                })?;
+                        records,
+                        vec!["mail_cover_record".into()],
+                        format!("keys:{}", cover_secret(seq)),
+                        vec![],
+                    ));
+                    intent_leaf = Some(step.leaves.len() - 1);
+                    step.intent = Some((
+                        step.leaves.len() - 1,
+                        postvault_store::Intent {
+                            kind: crate::intents::COVER.into(),
+                            body: crate::intents::body(&b),
+                            at: now,
+                        },
+                    ));
+                }
+                step
+            },
+        )?;
         let mut answer = answer.ok_or_else(no_answer)?;
         answer.log_index = log_index;
         if let Some(seq) = destroy {
             self.keys.delete_secret(&cover_secret(seq))?;
+        }
+        if let Some(at) = intent_leaf {
+            self.complete(log_index + at as u64, &self.actor(officer), false)?;
         }
         Ok(answer)
     }
@@ -946,24 +1060,29 @@ impl Vault {
                     let mut step = DisclosureStep::default();
                     let mut chosen = Vec::new();
                     let mut key_cache = crate::vault::KeyCache::default();
+                    // Records of the package whose keys are missing: the
+                    // fetch is refused, never answered with less.
+                    let mut missing = 0u64;
                     for (i, (subject, d)) in r.subjects.iter().zip(data).enumerate() {
                         let keys = match self.subject_keys(subject) {
                             Ok(k) => k,
+                            Err(VaultError::Crypto(_)) => None,
                             Err(e) => {
                                 fail = Some(e);
                                 None
                             }
                         };
-                        let picked: Vec<usize> = d
-                            .records
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, rec)| {
-                                in_package(r, rec, now, &own_covers, preserved.contains(subject))
-                                    && self.openable(rec, keys.as_deref(), &mut key_cache)
-                            })
-                            .map(|(ix, _)| ix)
-                            .collect();
+                        let mut picked: Vec<usize> = Vec::new();
+                        for (ix, rec) in d.records.iter().enumerate() {
+                            if !in_package(r, rec, now, &own_covers, preserved.contains(subject)) {
+                                continue;
+                            }
+                            match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
+                                crate::integrity::Gone::No => picked.push(ix),
+                                crate::integrity::Gone::Lawfully => {}
+                                _ => missing += 1,
+                            }
+                        }
                         let categories: BTreeSet<String> = picked
                             .iter()
                             .map(|&ix| d.records[ix].category.clone())
@@ -1008,6 +1127,22 @@ impl Vault {
                         });
                         step.accounting_leaf.push(i);
                         chosen.push(picked);
+                    }
+                    if missing > 0 {
+                        fail = Some(VaultError::RecordKeysMissing { records: missing });
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            agency,
+                            Some(r),
+                            "disclose",
+                            None,
+                            vec![GatewayReason::new(
+                                "keys_missing",
+                                "records of the package cannot be opened: their keys are missing",
+                            )],
+                            now,
+                            &mut ignored,
+                        );
                     }
                     if step.leaves.is_empty() {
                         // An approved request always names someone; still, a step
@@ -1117,12 +1252,19 @@ impl Vault {
     pub fn disclosure_list(&self, principal: &Principal) -> Result<Vec<RequestView>, VaultError> {
         let now = self.clock.now_ms();
         let all = self.may_see_all_requests(principal);
+        let office = self.is_privacy_office(principal);
         Ok(self
             .store
             .disclosures()?
             .iter()
             .filter(|r| all || r.requester == principal.name)
-            .map(|r| view(r, now))
+            .map(|r| {
+                let mut v = view(r, now);
+                if office {
+                    v.office_notes = r.office_notes.clone();
+                }
+                v
+            })
             .collect())
     }
 
@@ -1137,7 +1279,9 @@ impl Vault {
             .collect())
     }
 
-    /// One request, if `principal` may see it.
+    /// One request, if `principal` may see it. A privacy officer's view
+    /// opens the sealed instrument (one leaf for the opening) and shows it
+    /// beside the pack's checks and what the pack cannot check.
     pub fn disclosure_show(
         &self,
         principal: &Principal,
@@ -1145,16 +1289,30 @@ impl Vault {
     ) -> Result<Option<RequestView>, VaultError> {
         let now = self.clock.now_ms();
         let all = self.may_see_all_requests(principal);
-        Ok(self
+        let Some(r) = self
             .store
             .disclosure(id)?
             .filter(|r| all || r.requester == principal.name)
-            .map(|r| view(&r, now)))
+        else {
+            return Ok(None);
+        };
+        let mut v = view(&r, now);
+        if self.is_privacy_office(principal) {
+            v.office_notes = r.office_notes.clone();
+            v.officer = Some(self.officer_view(principal, &r, now)?);
+        }
+        Ok(Some(v))
     }
 
     fn may_see_all_requests(&self, p: &Principal) -> bool {
         let rules = self.pack.disclosure();
         rules.approver_roles().contains(&p.role) || p.role == "auditor"
+    }
+
+    /// The privacy office: the pack's approver roles (not the auditor, who
+    /// sees no personal data).
+    pub(crate) fn is_privacy_office(&self, p: &Principal) -> bool {
+        self.pack.disclosure().approver_roles().contains(&p.role)
     }
 
     /// The accounting of disclosures about `subject` (R13), as `principal`:
@@ -1168,6 +1326,7 @@ impl Vault {
         subject: &str,
         officer_view: bool,
     ) -> Result<Accounting, VaultError> {
+        crate::vault::check_subject(subject)?;
         let tax = self.pack.taxonomy();
         let rules = self.pack.disclosure();
         let for_subject = tax
@@ -1496,16 +1655,11 @@ impl Vault {
         }
         let inst = self.open_instrument(&row).ok().flatten();
         if let Some(att) = inst.as_ref().and_then(|i| i.known_attorney.as_ref()) {
-            let norm = crate::collect::normalize;
-            let (name, address) = (norm(&att.name), norm(&att.address));
-            let sender = norm(field("sender_as_shown"));
-            let ret = norm(field("return_address"));
-            let hit = |text: &str, needle: &str| !needle.is_empty() && text.contains(needle);
-            if hit(&sender, &name)
-                || hit(&ret, &name)
-                || hit(&ret, &address)
-                || hit(&sender, &address)
-            {
+            // Compared as skeletons: spacing, punctuation, postal
+            // abbreviations, look-alike, full-width and invisible characters
+            // do not get past it.
+            let names = |text: &str| crate::fold::names_party(text, &att.name, &att.address);
+            if names(field("sender_as_shown")) || names(field("return_address")) {
                 return Err(err(
                     "attorney_correspondence",
                     "sender_as_shown",
@@ -1521,7 +1675,7 @@ impl Vault {
     // Helpers
     // -----------------------------------------------------------------
 
-    fn actor(&self, p: &Principal) -> Actor {
+    pub(crate) fn actor(&self, p: &Principal) -> Actor {
         Actor {
             role: p.role.clone(),
             id: self.actor_id(&p.name),
@@ -1532,13 +1686,113 @@ impl Vault {
         Ok(postvault_crypto::random_token(&self.rng)?)
     }
 
-    /// A keyed hash of a requester's own reference (instrument or case id),
-    /// so the ledger can count and refuse reuse without holding the text.
-    fn ledger_key(&self, domain: &str, requester: &str, value: &str) -> [u8; 16] {
-        let mut v = requester.as_bytes().to_vec();
-        v.push(0);
-        v.extend_from_slice(crate::collect::normalize(value).as_bytes());
-        self.master.blind_index(&format!("ledger.{domain}"), &v)
+    /// The keyed hash of a document's identity, the same whoever presents
+    /// it and however its references are written: kind, court name, docket
+    /// and instrument id, each an [`crate::fold::identity_key`]. `None` for
+    /// an instrument with no id (the pack refuses it).
+    pub(crate) fn document_key(&self, inst: &Instrument) -> Option<[u8; 16]> {
+        let id = crate::fold::identity_key(&inst.instrument_id);
+        if id.is_empty() {
+            return None;
+        }
+        let (court, docket) = inst
+            .court
+            .as_ref()
+            .map_or((String::new(), String::new()), |c| {
+                (
+                    crate::fold::identity_key(&c.name),
+                    crate::fold::identity_key(&c.docket),
+                )
+            });
+        let identity = [inst.kind.as_str(), &court, &docket, &id].join("\0");
+        Some(
+            self.master
+                .blind_index("ledger.document", identity.as_bytes()),
+        )
+    }
+
+    /// The keyed hash of a case id, the same whoever presents it: quotas per
+    /// case count across principals.
+    pub(crate) fn case_key(&self, inst: &Instrument) -> Option<[u8; 16]> {
+        let case = crate::fold::identity_key(&inst.case_id);
+        (!case.is_empty()).then(|| self.master.blind_index("ledger.case", case.as_bytes()))
+    }
+
+    /// The run of `requester`'s earlier covers of `subject` that `inst`
+    /// continues, from the ledger (requests not refused, submitted before
+    /// `before_seq` when given), and the request it directly extends. Only
+    /// the requester's own covers count: another agency's (possibly secret)
+    /// cover never shows through a refusal.
+    pub(crate) fn cover_chain_of(
+        &self,
+        requester: &str,
+        subject: Option<&SubjectRef>,
+        inst: &Instrument,
+        before_seq: Option<u64>,
+    ) -> Result<(Option<CoverChain>, Option<String>), VaultError> {
+        let (Some(subject), Some(start)) = (subject, inst.start) else {
+            return Ok((None, None));
+        };
+        let rows: Vec<DisclosureRow> = self
+            .store
+            .disclosures()?
+            .into_iter()
+            .filter(|d| {
+                d.requester == requester
+                    && d.kind == InstrumentKind::MailCover.as_str()
+                    && d.status != status::REFUSED
+                    && (d.decided_at.is_some()
+                        || d.status == status::PENDING
+                        || d.status == status::HELD)
+                    && d.subjects.first() == Some(subject)
+                    && before_seq.is_none_or(|s| d.seq < s)
+            })
+            .collect();
+        let orders: Vec<(&str, PriorCover)> = rows
+            .iter()
+            .filter_map(|d| {
+                let (from, until) = (d.data_from?, d.data_until?);
+                Some((
+                    d.id.as_str(),
+                    PriorCover {
+                        start_ms: from,
+                        // An order ended early ran until then.
+                        end_ms: d.ended_at.map_or(until, |e| e.min(until)),
+                    },
+                ))
+            })
+            .collect();
+        let priors: Vec<PriorCover> = orders.iter().map(|(_, p)| *p).collect();
+        let (chain, direct) = disclosure::cover_chain(&priors, start.0);
+        Ok((
+            Some(chain),
+            direct
+                .and_then(|i| orders.get(i))
+                .map(|(id, _)| (*id).to_string()),
+        ))
+    }
+
+    /// Recomputes the ledger's instrument and case keys when their
+    /// derivation changed (version [`LEDGER_KEYS_VERSION`]): each sealed
+    /// instrument is opened once. Runs at open, before anything is decided.
+    pub(crate) fn upgrade_ledger_keys(&self) -> Result<(), VaultError> {
+        if self.store.meta(LEDGER_KEYS_META)?.as_deref() == Some(LEDGER_KEYS_VERSION) {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        for row in self.store.disclosures()? {
+            let inst = self.open_instrument(&row)?;
+            keys.push(DisclosureKeys {
+                id: row.id.clone(),
+                instrument_key: inst.as_ref().and_then(|i| self.document_key(i)),
+                case_key: inst.as_ref().and_then(|i| self.case_key(i)),
+            });
+        }
+        if !keys.is_empty() {
+            self.store.set_disclosure_keys(&keys)?;
+        }
+        self.store.set_meta(LEDGER_KEYS_META, LEDGER_KEYS_VERSION)?;
+        Ok(())
     }
 
     /// One refused step that touched no data: one leaf.
@@ -1568,6 +1822,46 @@ impl Vault {
             }
             .to_leaf()
         })?)
+    }
+
+    /// The request as `p` may act on it in an officer's step (approve,
+    /// refuse, end), or the reason it may not, decided from `p`'s role
+    /// before anything about the request: an approver sees every request;
+    /// the requester role its own only (another agency's request is no
+    /// request at all); any other role may take no such step, and is told so
+    /// in the same words, with the same leaf, for a real id and a made-up
+    /// one.
+    fn officer_step_view<'a>(
+        &self,
+        p: &Principal,
+        row: Option<&'a DisclosureRow>,
+        verb: &str,
+    ) -> (Option<&'a DisclosureRow>, Vec<GatewayReason>) {
+        let rules = self.pack.disclosure();
+        let seen = if rules.approver_roles().contains(&p.role) {
+            row
+        } else if p.role == rules.requester_role() {
+            row.filter(|r| r.requester == p.name)
+        } else {
+            return (
+                None,
+                vec![GatewayReason::new(
+                    codes::NOT_PERMITTED,
+                    format!(
+                        "{verb} a request needs the role {}",
+                        if rules.approver_roles().is_empty() {
+                            "of an approver, and this pack has none".to_string()
+                        } else {
+                            rules.approver_roles().join(" or ")
+                        }
+                    ),
+                )],
+            );
+        };
+        match seen {
+            Some(r) => (Some(r), vec![]),
+            None => (None, vec![unknown_request()]),
+        }
     }
 
     /// The step of an officer's or agency's action on a request, with its
@@ -1664,33 +1958,50 @@ impl Vault {
     }
 
     /// The instrument of a request as submitted, if it was one.
-    fn open_instrument(&self, row: &DisclosureRow) -> Result<Option<Instrument>, VaultError> {
+    pub(crate) fn open_instrument(
+        &self,
+        row: &DisclosureRow,
+    ) -> Result<Option<Instrument>, VaultError> {
+        Ok(self
+            .open_submission(row)?
+            .and_then(|s| parse_instrument(&s).ok()))
+    }
+
+    /// The text of a submission as sealed in the ledger (`None`: too large
+    /// to keep, or not text).
+    pub(crate) fn open_submission(
+        &self,
+        row: &DisclosureRow,
+    ) -> Result<Option<String>, VaultError> {
         if row.sealed.is_empty() {
             return Ok(None);
         }
         let plain = self
             .gateway_key()?
             .open(&instrument_aad(&row.id), &row.sealed)?;
-        Ok(std::str::from_utf8(&plain)
-            .ok()
-            .and_then(|s| parse_instrument(s).ok()))
+        Ok(String::from_utf8(plain).ok())
     }
 
     /// Whether a named subject has a protective order on file (R9), from
-    /// what the store read for the submission.
+    /// the protective-order records the store read for the submission. Every
+    /// named id costs the same: one key-store read, whether the vault holds
+    /// the person or not, and records are opened only where there are some.
     fn protective_order_on_file(
         &self,
         subjects: &[SubjectRef],
         data: &[SubjectData],
         now: i64,
     ) -> Result<bool, VaultError> {
+        let mut found = false;
         for (s, d) in subjects.iter().zip(data) {
             let orders: Vec<&RecordRow> = d
                 .records
                 .iter()
                 .filter(|r| r.category == "protective_order" && r.expires_at > now)
                 .collect();
-            if orders.is_empty() {
+            if orders.is_empty() || found {
+                // The same key-store seek as a person with an order on file.
+                let _ = self.keys.subject_keys(s)?;
                 continue;
             }
             let Some(keys) = self.subject_keys(s)? else {
@@ -1703,11 +2014,11 @@ impl Vault {
                 };
                 let v: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
                 if v.pointer("/fields/on_file").and_then(Value::as_bool) == Some(true) {
-                    return Ok(true);
+                    found = true;
                 }
             }
         }
-        Ok(false)
+        Ok(found)
     }
 
     /// The tag of a disclosure leaf: the person's own, unless a delay order
@@ -1741,7 +2052,7 @@ fn instrument_aad(id: &str) -> Vec<u8> {
     aad
 }
 
-fn cover_secret(seq: u64) -> String {
+pub(crate) fn cover_secret(seq: u64) -> String {
     format!("cover:{seq}")
 }
 
@@ -1839,14 +2150,9 @@ fn known_ground(
     tax: &postvault_policy::Taxonomy,
     ground: &str,
 ) -> String {
-    let g: String = ground
-        .trim()
-        .chars()
-        .map(|c| match c {
-            ' ' | '-' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
+    // The same folding the pack's check uses: a prohibited ground spelled
+    // with Unicode hyphens or full-width letters is counted as itself.
+    let g = disclosure::fold_id(ground);
     if g.is_empty() {
         return String::new();
     }
@@ -1860,8 +2166,19 @@ fn alert_name(alert: &str) -> &str {
     alert.split(':').next().unwrap_or(alert).trim()
 }
 
+/// The codes of `reasons` as a leaf records them: sorted, once each, and an
+/// office-only code (a protective order) as `not_permitted`.
 fn reason_codes(reasons: &[GatewayReason]) -> Vec<String> {
-    let set: BTreeSet<String> = reasons.iter().map(|r| r.code.clone()).collect();
+    let set: BTreeSet<String> = reasons
+        .iter()
+        .map(|r| {
+            if OFFICE_ONLY_CODES.contains(&r.code.as_str()) {
+                codes::NOT_PERMITTED.to_string()
+            } else {
+                r.code.clone()
+            }
+        })
+        .collect();
     set.into_iter().collect()
 }
 
@@ -1913,5 +2230,8 @@ fn view(r: &DisclosureRow, now: i64) -> RequestView {
         end_explanation: end.map(|e| e.explain().to_string()),
         notice_after: r.notice_after.map(format_ms),
         extension_no: r.extension_no,
+        extends: r.extends.clone(),
+        office_notes: vec![],
+        officer: None,
     }
 }

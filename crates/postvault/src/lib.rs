@@ -17,33 +17,62 @@
 //! - unknown subjects and subjects the caller may see nothing of answer alike;
 //! - subjects are named by identifier only, matched exactly through keyed hashes.
 
+mod backup;
 mod clock;
 mod collect;
+mod consent;
 mod error;
+mod fold;
 pub mod gateway;
+mod integrity;
+mod intents;
 pub mod leaf;
 mod log;
+mod log_state;
+mod master;
 pub mod minimize;
+pub mod office;
+mod packs;
+mod principals;
 mod read;
 pub mod report;
 pub mod rights;
+mod runs;
+mod setup;
 mod vault;
+mod witness;
 
+pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, FixedClock, SystemClock, format_ms};
 pub use collect::{CollectOptions, CollectReport, Failure, LineError, MAX_LINE};
+pub use consent::{CONSENT_NOT_REQUIRED, CONSENT_PROHIBITED_PURPOSE};
 pub use error::VaultError;
 pub use gateway::{
     Accounting, AccountingEntry, ApproveOptions, EndReason, GatewayReason, Notice, Package,
     PackageSubject, RequestView, StepAnswer, TransparencyReport,
 };
+pub use integrity::{CheckReport, LogCheck, Missing};
+pub use intents::{Recovered, RecoveredIntent};
 pub use leaf::Event;
 pub use log::{
     CheckpointInfo, ConsistencyProof, FoundLeaf, InclusionProof, LogEntry, VerifyOptions,
     VerifyReport,
 };
+pub use log_state::{LogStateReport, LogStateStatus, SignedState, check_log_state};
+pub use master::RotateReport;
+pub use packs::{PackStatus, StageReport, StagedPack, StagedView};
+pub use principals::PrincipalChange;
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
+pub use runs::{MAX_BATCH_ID, RunInfo};
+pub use setup::InitOptions;
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
+pub use witness::{
+    ConfiguredWitness, CosignReport, CosignedCheckpoint, Witness, WitnessCallError, WitnessOutcome,
+    WitnessPolicy,
+};
+
+pub use postvault_crypto::ExternalKey;
 
 pub use postvault_policy::{Pack, PackSources};

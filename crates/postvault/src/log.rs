@@ -26,7 +26,7 @@ const CATCH_UP_CHUNK: u64 = 65_536;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The store's stored hashes, as the log crate reads them.
-struct StoreHashes<'a>(&'a dyn Store);
+pub(crate) struct StoreHashes<'a>(pub(crate) &'a dyn Store);
 
 impl HashStore for StoreHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
@@ -90,6 +90,16 @@ pub struct VerifyReport {
     pub checkpoints_checked: usize,
     /// The earlier checkpoint proven consistent with the verified one.
     pub since: Option<CheckpointInfo>,
+    /// The last checkpoint the key store says was signed, checked against
+    /// the leaves and found among the kept checkpoints.
+    pub signed_state: Option<crate::log_state::SignedState>,
+    /// The witnesses whose cosignatures of the verified checkpoint verify
+    /// (with `--witness`), `<name>+<key id>`.
+    pub cosigners: Vec<String>,
+    /// The cosignatures required (0: none asked for).
+    pub witness_quorum: usize,
+    /// Leaves past the verified checkpoint (not yet covered by it).
+    pub unwitnessed_leaves: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -116,6 +126,12 @@ pub struct VerifyOptions {
     pub checkpoint: Option<String>,
     /// An earlier signed checkpoint to prove consistency with.
     pub since: Option<String>,
+    /// Witness verifier keys (tlog-cosignature/v1): the checkpoint verified
+    /// must carry cosignatures of at least `quorum` of them. Without
+    /// `checkpoint`, the latest kept checkpoint that does is verified.
+    pub witnesses: Vec<String>,
+    /// Default: every witness given.
+    pub quorum: Option<usize>,
 }
 
 fn tamper(msg: String) -> VaultError {
@@ -167,34 +183,79 @@ impl Vault {
     }
 
     /// The latest signed checkpoint, signing one for the current size first
-    /// if the log has grown since. Never signs a checkpoint inconsistent with
-    /// one it signed before.
+    /// if the log has grown since. Never signs a checkpoint that does not
+    /// extend the last one it signed (the key store's state, on any node):
+    /// the data store must hold that tree, no witness may hold a larger or
+    /// another one, and the new state is swapped into the key store before
+    /// the checkpoint is stored or returned.
     pub fn checkpoint(&self) -> Result<String, VaultError> {
-        // The latest checkpoint first, then the size: another node sharing
-        // the store may sign a larger one meanwhile, but never one beyond
-        // the log this catch-up then sees (the log only grows).
-        let latest = self.store.latest_checkpoint()?;
-        let n = self.log_catch_up()?;
-        if let Some((m, note)) = latest {
-            let cp = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?;
-            if m > n || cp.size != m {
-                return Err(tamper(format!(
-                    "the log holds {n} leaves but a checkpoint of {m} was signed: the log was rolled back; refusing to sign"
+        for _ in 0..64 {
+            // What witnesses were heard to hold, before the state: every
+            // size a witness holds was the state once, and the state only
+            // grows, so a larger one read after it means a rollback.
+            let witnessed = self.witnessed_max();
+            let state = self.reconcile_log_state()?;
+            if let (Some((who, m)), s) = (&witnessed, &state)
+                && *m > s.as_ref().map_or(0, |s| s.size)
+            {
+                return Err(VaultError::LogRollback(format!(
+                    "witness `{who}` holds a checkpoint of {m} leaves, beyond the last one this vault's key store says it signed ({}); refusing to sign",
+                    s.as_ref().map_or(0, |s| s.size)
                 )));
             }
-            if self.log_root(m)? != cp.root {
-                return Err(tamper(format!(
-                    "the tree of the first {m} leaves no longer matches the checkpoint signed for it; refusing to sign"
-                )));
+            let n = self.log_catch_up()?;
+            if let Some(s) = &state {
+                if n < s.size || self.log_root(s.size)? != s.root {
+                    return Err(VaultError::LogRollback(format!(
+                        "the data store's tree ({n} leaves) does not extend the last signed checkpoint ({} leaves); refusing to sign",
+                        s.size
+                    )));
+                }
+                if n == s.size {
+                    return Ok(s.note.clone());
+                }
+                self.probe_witnesses(&s.note)?;
             }
-            if m == n {
-                return Ok(note);
+            let root = self.log_root(n)?;
+            let signed = match &state {
+                Some(s) => {
+                    // The proof the new checkpoint extends the last one.
+                    let proof =
+                        postvault_log::prove_consistency(s.size, n, &StoreHashes(&*self.store))?;
+                    postvault_log::verify_consistency(s.size, n, &s.root, &root, &proof).map_err(
+                        |_| {
+                            VaultError::LogRollback(format!(
+                                "the tree of {n} leaves does not extend the last signed checkpoint ({} leaves); refusing to sign",
+                                s.size
+                            ))
+                        },
+                    )?;
+                    s.signed + 1
+                }
+                None => 1,
+            };
+            let note = self
+                .signer
+                .sign(&Checkpoint::new(self.signer.origin(), n, root))?;
+            let new = postvault_store::LogState {
+                size: n,
+                root,
+                note: note.clone(),
+                signed,
+            };
+            match self.keys.swap_log_state(state.as_ref(), &new)? {
+                postvault_store::LogStateSwap::Swapped => {
+                    self.store.put_checkpoint(n, &note)?;
+                    return Ok(note);
+                }
+                // Another signer (another node) moved the state: start over
+                // from it. The note made here is dropped unseen.
+                postvault_store::LogStateSwap::Changed(_) => continue,
             }
         }
-        let cp = Checkpoint::new(self.signer.origin(), n, self.log_root(n)?);
-        let note = self.signer.sign(&cp)?;
-        self.store.put_checkpoint(n, &note)?;
-        Ok(note)
+        Err(VaultError::LogVerification(
+            "other signers kept moving the log state; try again".into(),
+        ))
     }
 
     /// A C2SP tlog-tiles resource of the log at its current hashed size:
@@ -306,8 +367,11 @@ impl Vault {
     }
 
     /// The tag key of a subject, for the person (through an authorized
-    /// channel). None if the vault holds no keys for that identifier.
+    /// channel). None if the vault holds no keys for that identifier: only
+    /// the operator, who holds the key store itself, can ask (no HTTP
+    /// endpoint), so the answer tells nobody anything new.
     pub fn subject_tag_key(&self, subject: &str) -> Result<Option<String>, VaultError> {
+        crate::vault::check_subject(subject)?;
         let r = self.subject_ref(subject);
         self.sync_erasures()?;
         Ok(self
@@ -316,8 +380,19 @@ impl Vault {
     }
 
     /// Every leaf whose subject tag was made with `tag_key` (base64), each
-    /// with its inclusion proof against the latest signed checkpoint.
+    /// with its inclusion proof against the latest signed checkpoint, which
+    /// is returned with the witness cosignatures gathered for it.
     pub fn find_leaves(&self, tag_key: &str) -> Result<(String, Vec<FoundLeaf>), VaultError> {
+        let (c, found) = self.find_leaves_cosigned(tag_key)?;
+        Ok((c.note, found))
+    }
+
+    /// [`Vault::find_leaves`], with the checkpoint's cosigners and whether
+    /// it is final.
+    pub fn find_leaves_cosigned(
+        &self,
+        tag_key: &str,
+    ) -> Result<(crate::witness::CosignedCheckpoint, Vec<FoundLeaf>), VaultError> {
         let raw = B64
             .decode(tag_key.trim())
             .map_err(|_| VaultError::Invalid {
@@ -325,8 +400,8 @@ impl Vault {
                 why: "not base64".into(),
             })?;
         let key = TagKey::from_bytes(&raw)?;
-        let note = self.checkpoint()?;
-        let size = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?.size;
+        let cosigned = self.cosigned_checkpoint()?;
+        let size = cosigned.size;
         let mut found = Vec::new();
         let mut start = 0;
         while start < size {
@@ -344,18 +419,16 @@ impl Vault {
             }
             start = end;
         }
-        Ok((note, found))
+        Ok((cosigned, found))
     }
 
     /// Recomputes the whole tree from the stored leaves and checks it against
     /// the stored hashes, the checkpoint (signature and root), every kept
     /// checkpoint, and consistency with an earlier checkpoint. Any changed,
     /// dropped or reordered leaf, or a rolled-back tree, fails.
-    pub fn verify_log(&self, opts: &VerifyOptions) -> Result<VerifyReport, VaultError> {
-        let key = self.signer.verifier_key();
-        let n = self.store.log_size()?;
-        let hashed = self.store.hashed_size()?;
-        // Recompute every stored hash from the leaves, in memory.
+    /// Every stored hash of the tree of the first `n` leaves, recomputed
+    /// from the leaves in memory.
+    fn recompute_tree(&self, n: u64) -> Result<Vec<Hash>, VaultError> {
         let mut recomputed: Vec<Hash> = Vec::new();
         let mut start = 0;
         while start < n {
@@ -370,6 +443,70 @@ impl Vault {
             }
             start = end;
         }
+        Ok(recomputed)
+    }
+
+    /// The log for `postvault check`: like [`Vault::verify_log`], but
+    /// counting every stored hash and kept checkpoint that does not match
+    /// the leaves instead of stopping at the first.
+    pub(crate) fn check_log(&self) -> Result<crate::integrity::LogCheck, VaultError> {
+        let key = self.signer.verifier_key();
+        let n = self.store.log_size()?;
+        let hashed = self.store.hashed_size()?;
+        let recomputed = self.recompute_tree(n)?;
+        let mut out = crate::integrity::LogCheck {
+            leaves: n,
+            hashed,
+            ..crate::integrity::LogCheck::default()
+        };
+        let kept = postvault_log::stored_hash_count(hashed.min(n))?;
+        let mut i = 0;
+        while i < kept {
+            let end = kept.min(i + 4096);
+            let idx: Vec<u64> = (i..end).collect();
+            match self.store.log_hashes(&idx) {
+                Ok(stored) => {
+                    for (j, h) in idx.iter().zip(stored) {
+                        if recomputed.get(*j as usize) != Some(&h) {
+                            out.hash_mismatches += 1;
+                        }
+                    }
+                }
+                // Missing rows count as mismatches, one by one.
+                Err(postvault_store::StoreError::Corrupt(_)) => {
+                    for j in &idx {
+                        match self.store.log_hashes(&[*j]) {
+                            Ok(h) if recomputed.get(*j as usize) == h.first() => {}
+                            _ => out.hash_mismatches += 1,
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            i = end;
+        }
+        for (size, note) in self.store.checkpoints()? {
+            out.checkpoints += 1;
+            out.latest_checkpoint = Some(out.latest_checkpoint.unwrap_or(0).max(size));
+            let good = postvault_log::open_checkpoint(&note, &key)
+                .ok()
+                .filter(|cp| cp.size == size && cp.size <= n)
+                .is_some_and(|cp| {
+                    postvault_log::tree_root(cp.size, &recomputed).is_ok_and(|r| r == cp.root)
+                });
+            if !good {
+                out.checkpoint_mismatches += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn verify_log(&self, opts: &VerifyOptions) -> Result<VerifyReport, VaultError> {
+        let key = self.signer.verifier_key();
+        let n = self.store.log_size()?;
+        let hashed = self.store.hashed_size()?;
+        // Recompute every stored hash from the leaves, in memory.
+        let recomputed = self.recompute_tree(n)?;
         // The stored hashes (what proofs and tiles are served from) must agree.
         let kept = postvault_log::stored_hash_count(hashed.min(n))?;
         let mut i = 0;
@@ -407,6 +544,34 @@ impl Vault {
             Ok(cp)
         };
         let kept_checkpoints = self.store.checkpoints()?;
+        // The key store's record of what was signed: its last checkpoint
+        // must match the leaves and be kept, and no signed one be missing.
+        let signed_state = self.keys.log_state()?;
+        if let Some(s) = &signed_state {
+            let cp = check(&s.note, "the key store's last signed checkpoint")?;
+            if cp.size != s.size || cp.root != s.root {
+                return Err(tamper(
+                    "the key store's log state does not match its own checkpoint".into(),
+                ));
+            }
+            if !kept_checkpoints
+                .iter()
+                .any(|(size, note)| *size == s.size && *note == s.note)
+            {
+                return Err(tamper(format!(
+                    "the checkpoint of size {} that the key store says was signed is missing from the data store",
+                    s.size
+                )));
+            }
+            let kept = kept_checkpoints.len() as u64;
+            if kept < s.signed {
+                return Err(tamper(format!(
+                    "the key store counts {} signed checkpoints but the data store keeps {kept}: {} were deleted",
+                    s.signed,
+                    s.signed - kept
+                )));
+            }
+        }
         for (size, note) in &kept_checkpoints {
             let cp = check(note, &format!("the kept checkpoint of size {size}"))?;
             if cp.size != *size {
@@ -416,8 +581,66 @@ impl Vault {
                 )));
             }
         }
+        let verifiers = opts
+            .witnesses
+            .iter()
+            .map(|k| {
+                postvault_log::CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
+                    what: "witness key",
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let quorum = opts.quorum.unwrap_or(verifiers.len());
+        if quorum > verifiers.len() {
+            return Err(VaultError::Invalid {
+                what: "quorum",
+                why: format!(
+                    "{quorum} is more than the {} witnesses given",
+                    verifiers.len()
+                ),
+            });
+        }
+        let mut cosigners = Vec::new();
+        let mut witnessed = |note: &str, what: &str| -> Result<(), VaultError> {
+            let w = postvault_log::verify_cosigned(note, &key, &verifiers)
+                .map_err(|e| tamper(format!("{what}: {e}")))?;
+            if w.cosigned.len() < quorum {
+                return Err(tamper(format!(
+                    "{what} carries {} of the {quorum} witness cosignatures required",
+                    w.cosigned.len()
+                )));
+            }
+            cosigners = w.cosigned.into_iter().map(|c| c.cosigner).collect();
+            Ok(())
+        };
         let target = match &opts.checkpoint {
-            Some(note) => Some(check(note, "the given checkpoint")?),
+            Some(note) => {
+                let cp = check(note, "the given checkpoint")?;
+                if !verifiers.is_empty() {
+                    witnessed(note, "the given checkpoint")?;
+                }
+                Some(cp)
+            }
+            None if !verifiers.is_empty() => {
+                let labels: Vec<String> = verifiers.iter().map(|v| v.label()).collect();
+                let size = self.store.latest_cosigned(&labels, quorum.max(1))?.ok_or_else(|| {
+                    tamper(format!(
+                        "no kept checkpoint carries {quorum} cosignatures of the witnesses given"
+                    ))
+                })?;
+                let note = self.store.checkpoint_note(size)?.ok_or_else(|| {
+                    tamper(format!(
+                        "cosignatures are kept for a missing checkpoint of size {size}"
+                    ))
+                })?;
+                let mut full = note.clone();
+                for (_, line) in self.store.cosignatures(size)? {
+                    full.push_str(&line);
+                }
+                witnessed(&full, &format!("the checkpoint of size {size}"))?;
+                Some(check(&note, "the latest witnessed checkpoint")?)
+            }
             None => match kept_checkpoints.last() {
                 Some((_, note)) => Some(check(note, "the latest checkpoint")?),
                 None => None,
@@ -446,9 +669,15 @@ impl Vault {
             ok: true,
             size: n,
             root: B64.encode(root_of(n)?),
+            unwitnessed_leaves: n - target.as_ref().map_or(0, |c| c.size),
             checkpoint: target.as_ref().map(CheckpointInfo::from),
             checkpoints_checked: kept_checkpoints.len(),
             since,
+            signed_state: signed_state
+                .as_ref()
+                .map(crate::log_state::SignedState::from),
+            cosigners,
+            witness_quorum: quorum,
         })
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! The answer lists every category the purpose may not see, with reasons,
 //! whatever the subject holds: so an unknown subject and a subject the caller
-//! may see nothing of answer alike (no existence oracle). Records past their
-//! retention are never returned. The read's leaf is durable before any record
-//! is opened.
+//! may see nothing of answer alike (no existence oracle). The decision is made
+//! before any per-person data is touched: a read that may see nothing reads
+//! no record of the person and takes the same time for every id. Records past
+//! their retention are never returned. The read's leaf is durable before any
+//! record is opened.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use postvault_policy::{Action, DecisionRequest, Reason};
-use postvault_store::SubjectData;
+use postvault_store::{ReadScope, SubjectData};
 
 use crate::clock::format_ms;
 use crate::error::VaultError;
@@ -81,20 +83,55 @@ impl Vault {
     }
 
     /// A read, with the person's consents as the read found them.
+    ///
+    /// The decision comes first, from (role, purpose, category, consent)
+    /// alone: when the purpose may see nothing whatever the person's
+    /// consent, nothing of the person is read; when only consent would open
+    /// something, the one look-up made is that consent's, made alike for
+    /// every id. The reasons of a denial are those of a person without
+    /// consent, so they say what the role and purpose may not see, and
+    /// nothing about this person.
     pub(crate) fn read_with_consents(
         &self,
         principal: &Principal,
         subject: &str,
         purpose: &str,
     ) -> Result<(ReadResponse, Vec<postvault_store::ConsentRow>), VaultError> {
+        crate::vault::check_subject(subject)?;
         let tax = self.pack.taxonomy();
         let purpose_ix = tax
             .purpose_ix(purpose)
             .ok_or_else(|| VaultError::UnknownPurpose(purpose.to_string()))?;
+        let decide = |c, consent| {
+            self.pack.decide(&DecisionRequest {
+                role: principal.role_ix,
+                action: Action::Read,
+                purpose: purpose_ix,
+                category: c,
+                consent,
+            })
+        };
+        let scope = if tax.category_ixs().any(|c| decide(c, false).allowed()) {
+            ReadScope::All
+        } else if tax.category_ixs().any(|c| decide(c, true).allowed()) {
+            ReadScope::IfConsented(purpose)
+        } else {
+            ReadScope::LeafOnly
+        };
         let subject_ref = self.subject_ref(subject);
         // Another process may have erased someone this one holds keys of.
         self.sync_erasures()?;
-        let keys = self.subject_keys(&subject_ref)?;
+        // A read that may see something of the person needs their keys
+        // (keys that do not unwrap are as good as missing: the records they
+        // seal are reported, never skipped); one that may see nothing only
+        // tags its leaf, at one cost for every id.
+        let mut keys = match scope {
+            ReadScope::All => match self.subject_keys(&subject_ref) {
+                Err(VaultError::Crypto(_)) => None,
+                k => k?,
+            },
+            _ => self.subject_keys_uniform(&subject_ref)?,
+        };
         let now = self.clock.now_ms();
         // The person sees the history of corrections too; every other
         // purpose sees current records only.
@@ -105,7 +142,14 @@ impl Vault {
         let mut withheld = Vec::new();
         let mut tag_error = None;
         let mut key_cache = crate::vault::KeyCache::default();
+        // Records whose keys are missing (an error), and mail-cover records
+        // whose order key is missing (an error unless the order was
+        // destroyed), by order.
+        let mut missing = 0u64;
+        let mut cover_keys_gone: std::collections::HashMap<u32, u64> =
+            std::collections::HashMap::new();
         let mut leaf = |data: &SubjectData, idx: u64| -> Vec<u8> {
+            // Only a granted consent the scope let the store read counts.
             let consent = data
                 .consents
                 .iter()
@@ -113,13 +157,7 @@ impl Vault {
             withheld.clear();
             let mut reasons = BTreeSet::new();
             for c in tax.category_ixs() {
-                let d = self.pack.decide(&DecisionRequest {
-                    role: principal.role_ix,
-                    action: Action::Read,
-                    purpose: purpose_ix,
-                    category: c,
-                    consent,
-                });
+                let d = decide(c, consent);
                 allowed[usize::from(c.0)] = d.allowed();
                 if !d.allowed() {
                     reasons.extend(d.reasons.iter().map(|r| r.policy.clone()));
@@ -129,23 +167,40 @@ impl Vault {
                     });
                 }
             }
-            let returned: Vec<&postvault_store::RecordRow> = data
+            // Keys are made before the records they seal: records committed
+            // after the keys were first looked for have keys by now.
+            if keys.is_none() && !data.records.is_empty() {
+                keys = self.subject_keys(&subject_ref).ok().flatten();
+            }
+            missing = 0;
+            cover_keys_gone.clear();
+            let mut returned: Vec<&postvault_store::RecordRow> = Vec::new();
+            for r in data
                 .records
                 .iter()
-                // Without the subject's keys (destroyed) nothing can leave,
-                // and the leaf must say so.
-                .filter(|r| {
-                    visible(tax, &allowed, r, now, history)
-                        && self.openable(r, keys.as_deref(), &mut key_cache)
-                })
-                .collect();
+                .filter(|r| visible(tax, &allowed, r, now, history))
+            {
+                match self.gone(r, keys.as_deref(), &mut key_cache, now) {
+                    crate::integrity::Gone::No => returned.push(r),
+                    crate::integrity::Gone::Lawfully => {}
+                    crate::integrity::Gone::Missing => missing += 1,
+                    crate::integrity::Gone::CoverKey(seq) => {
+                        *cover_keys_gone.entry(seq).or_default() += 1;
+                    }
+                }
+            }
+            if missing > 0 {
+                // Nothing leaves; the leaf says the read found keys missing.
+                returned.clear();
+                reasons.insert("keys_missing".into());
+            }
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
-            // A known subject's leaf carries its tag; any other leaf random
-            // bytes of the same length, so the log shows no difference.
-            let tag = match (&keys, data.exists) {
-                (Some(k), true) => k.tag.tag(idx),
-                _ => match postvault_crypto::random_token(&self.rng) {
+            // A subject with keys gets its tag; any other leaf random bytes
+            // of the same length, so the log shows no difference.
+            let tag = match &keys {
+                Some(k) => k.tag.tag(idx),
+                None => match postvault_crypto::random_token(&self.rng) {
                     Ok(t) => t,
                     Err(e) => {
                         tag_error = Some(e);
@@ -174,10 +229,14 @@ impl Vault {
             }
             .to_leaf()
         };
-        let (data, log_index) = self.store.read_accounted(&subject_ref, &mut leaf)?;
+        let (data, log_index) = self.store.read_scoped(&subject_ref, scope, &mut leaf)?;
         if let Some(e) = tag_error {
             return Err(e.into());
         }
+        if missing > 0 {
+            return Err(VaultError::RecordKeysMissing { records: missing });
+        }
+        self.check_cover_keys(&cover_keys_gone)?;
 
         // The leaf is durable: only now is anything opened.
         let mut records = Vec::new();
@@ -187,6 +246,8 @@ impl Vault {
             .filter(|r| visible(tax, &allowed, r, now, history))
         {
             let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
+                // Gone lawfully (checked in the transaction); anything else
+                // failed the read above.
                 continue;
             };
             if let Some(rec) = to_read_record(tax, purpose_ix, r, &plain)? {

@@ -51,10 +51,19 @@ pub struct SubjectReport {
     pub disclosures: Vec<AccountingEntry>,
     /// Every leaf about the person, oldest first.
     pub log: Vec<ReportLeaf>,
-    /// The signed checkpoint every proof is against (a C2SP signed note).
+    /// The signed checkpoint every proof is against (a C2SP signed note),
+    /// followed by the witness cosignatures gathered for it.
     pub checkpoint: String,
     /// The key that verifies the checkpoint's signature.
     pub log_verifier_key: String,
+    /// Witnesses whose cosignatures of the checkpoint verify, `<name>+<key id>`.
+    pub checkpoint_cosigners: Vec<String>,
+    /// A quorum of the vault's witnesses cosigned the checkpoint (true
+    /// when the vault has no witnesses).
+    pub checkpoint_final: bool,
+    /// The verifier keys of the vault's witnesses, and how many must cosign.
+    pub witness_keys: Vec<String>,
+    pub witness_quorum: usize,
     /// The vault checked every proof against the checkpoint before answering.
     pub proofs_verified: bool,
 }
@@ -75,7 +84,7 @@ impl Vault {
         let mut log = Vec::new();
         let (checkpoint, proofs_verified) = match self.subject_tag_key(subject)? {
             Some(tag_key) => {
-                let (note, found) = self.find_leaves(&tag_key)?;
+                let (cosigned, found) = self.find_leaves_cosigned(&tag_key)?;
                 for f in found {
                     let leaf = self
                         .store
@@ -89,12 +98,14 @@ impl Vault {
                         proof: f.proof,
                     });
                 }
-                let ok = verify_report_proofs(&note, &self.log_verifier_key(), &log).is_ok();
-                (note, ok)
+                let ok =
+                    verify_report_proofs(&cosigned.note, &self.log_verifier_key(), &log).is_ok();
+                (cosigned, ok)
             }
             // No keys (never known, or erased): no leaf can be linked.
-            None => (self.checkpoint()?, true),
+            None => (self.cosigned_checkpoint()?, true),
         };
+        let (witness_keys, witness_quorum) = self.witness_policy();
         Ok(SubjectReport {
             subject: subject.to_string(),
             generated_at: format_ms(self.clock.now_ms()),
@@ -110,8 +121,12 @@ impl Vault {
             holds,
             disclosures: accounting.entries,
             log,
-            checkpoint,
+            checkpoint: checkpoint.note,
             log_verifier_key: self.log_verifier_key(),
+            checkpoint_cosigners: checkpoint.cosigners,
+            checkpoint_final: checkpoint.is_final,
+            witness_keys,
+            witness_quorum,
             proofs_verified,
         })
     }
@@ -321,6 +336,21 @@ pub fn report_html(r: &SubjectReport) -> String {
         esc(&r.checkpoint),
         esc(&r.log_verifier_key)
     ));
+    if r.witness_quorum > 0 {
+        h.push_str(&format!(
+            "<p>Independent witnesses countersign the summary, so the vault cannot show you \
+             one log and others another: {} of the {} required countersigned it{}. \
+             Their keys:</p><pre>{}</pre>\n",
+            r.checkpoint_cosigners.len(),
+            r.witness_quorum,
+            if r.checkpoint_final {
+                ""
+            } else {
+                " (not yet enough: ask again later, or check it with someone you trust)"
+            },
+            esc(&r.witness_keys.join("\n"))
+        ));
+    }
     h.push_str("</body></html>\n");
     h
 }

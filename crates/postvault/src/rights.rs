@@ -229,6 +229,7 @@ impl Vault {
                 cat.id
             )));
         }
+        crate::vault::check_subject(subject)?;
         let input = parse_correction(fields)?;
         let now = self.clock.now_ms();
         let subject_ref = self.subject_ref(subject);
@@ -394,9 +395,13 @@ impl Vault {
 
     /// Runs the retention sweep at the clock's time: destroys every period
     /// key whose day has begun (after sealing held people's records of it
-    /// again under their own key), then deletes every expired record not
-    /// under a hold, in bounded chunks. One leaf accounts for the sweep.
-    /// `progress` is called with the records deleted so far.
+    /// again under their own key) and the hold keys of ended holds, then
+    /// deletes every expired record not under a hold, in bounded chunks.
+    /// Written ahead: an intent leaf names what will be destroyed before
+    /// anything is, and the sweep's `retention` leaf completes it (a sweep
+    /// with nothing to do writes that leaf alone). A sweep a crash stopped
+    /// is finished when the vault next opens. `progress` is called with the
+    /// records deleted so far.
     pub fn retention_run(
         &self,
         progress: &mut dyn FnMut(u64),
@@ -409,21 +414,72 @@ impl Vault {
         let held = self.held_subjects(now)?;
         // Holds released or lapsed: their people's records go back under
         // period keys (or, expired, stay sealed under a destroyed key).
-        for name in self.keys.secret_names(HOLD_PREFIX)? {
-            if let Some(subject) = hold_subject(&name)
-                && !held.contains(&subject)
-            {
-                self.unhold(&subject, now)?;
-            }
-        }
+        let holds_ending: Vec<SubjectRef> = self
+            .keys
+            .secret_names(HOLD_PREFIX)?
+            .iter()
+            .filter_map(|n| hold_subject(n))
+            .filter(|s| !held.contains(s))
+            .collect();
         let due: Vec<String> = self
             .keys
             .secret_names(PERIOD_PREFIX)?
             .into_iter()
             .filter(|n| period_day(n).is_some_and(|d| d * DAY_MS <= now))
             .collect();
-        if !due.is_empty() {
-            let due_set: HashSet<&str> = due.iter().map(String::as_str).collect();
+        let plan = crate::intents::RetentionBody::new(
+            now,
+            due,
+            &holds_ending,
+            self.store.count_expired(now)?,
+        );
+        if plan.is_empty() {
+            // Nothing to destroy: the sweep's one leaf says so.
+            let leaf = self.destruction_leaf(
+                &self.system_actor("retention-sweeper"),
+                "retention",
+                now,
+                0,
+                vec![],
+                "periods:0".into(),
+                vec!["R22".into()],
+            );
+            report.log_index = self.store.append_leaves(1, &mut |_, _| leaf.clone())?;
+            return Ok(report);
+        }
+        let _destroying = self.destroying();
+        let id = self.retention_intent(&plan)?;
+        self.carry_out_retention(&plan, id, &mut report, progress)?;
+        report.log_index = self
+            .complete(id, &self.system_actor("retention-sweeper"), false)?
+            // Another process finished it first (it found the intent open
+            // when it opened the vault): its leaf accounts for it.
+            .unwrap_or(id);
+        Ok(report)
+    }
+
+    /// Carries out a retention intent: ends the holds it names, keeps held
+    /// people's records of its periods under their hold keys, destroys its
+    /// period keys, then deletes what expired at its time, counting the
+    /// deletions in the intent. Safe to run again after a crash at any step.
+    pub(crate) fn carry_out_retention(
+        &self,
+        plan: &crate::intents::RetentionBody,
+        id: u64,
+        report: &mut RetentionReport,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), VaultError> {
+        let now = plan.now;
+        for s in plan
+            .holds_ending
+            .iter()
+            .filter_map(|h| crate::intents::ref_of(h))
+        {
+            self.unhold(&s, now)?;
+        }
+        if !plan.periods.is_empty() {
+            let held = self.held_subjects(now)?;
+            let due_set: HashSet<&str> = plan.periods.iter().map(String::as_str).collect();
             // Collected for a held person after the hold was placed: kept
             // under their hold key before the period key goes.
             for s in &held {
@@ -432,11 +488,11 @@ impl Vault {
                         && due_set.contains(period_secret(&r.category, r.expires_at).as_str())
                 })?;
             }
-            report.periods_destroyed = self.keys.delete_secrets(&due)?;
-            self.forget_periods(&due);
+            report.periods_destroyed = self.keys.delete_secrets(&plan.periods)?;
+            self.forget_periods(&plan.periods);
         }
         loop {
-            let b = self.store.sweep_expired(now, SWEEP_CHUNK)?;
+            let b = self.store.sweep_expired(now, SWEEP_CHUNK, Some(id))?;
             if b.deleted == 0 {
                 break;
             }
@@ -446,28 +502,7 @@ impl Vault {
             }
             progress(report.records_deleted);
         }
-        let event = Event {
-            v: LEAF_VERSION,
-            time: now,
-            action: "retention".into(),
-            principal: Actor {
-                role: "system".into(),
-                id: self.actor_id("retention-sweeper"),
-            },
-            purpose: None,
-            decision: "allow".into(),
-            pack: self.pack.version().to_string(),
-            reasons: vec!["R22".into()],
-            categories: report.by_category.keys().cloned().collect(),
-            count: report.records_deleted,
-            rejected: None,
-            selector: Some(format!("periods:{}", report.periods_destroyed)),
-            instrument: None,
-            subject_tag: None,
-        }
-        .to_leaf();
-        report.log_index = self.store.append_leaves(1, &mut |_, _| event.clone())?;
-        Ok(report)
+        Ok(())
     }
 
     /// People under a hold in force at `now`.
@@ -534,7 +569,7 @@ impl Vault {
     /// under their period keys, then the hold key is destroyed, so what
     /// expired during the hold is unreadable in every copy; the sweep
     /// deletes its rows.
-    fn unhold(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
+    pub(crate) fn unhold(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
         let mut out = Vec::new();
         if let (Some(keys), Some(hold)) =
             (self.subject_keys(subject)?, self.hold_key(subject, false)?)
@@ -593,12 +628,7 @@ impl Vault {
             self.require_officer(officer, "erase", "erase")?;
         }
         for s in subjects {
-            if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
-                return Err(VaultError::Invalid {
-                    what: "subject",
-                    why: "an identifier is 1 to 256 bytes without control characters".into(),
-                });
-            }
+            crate::vault::check_subject(s)?;
         }
         let mut report = EraseReport::default();
         let actor = Actor {
@@ -607,6 +637,7 @@ impl Vault {
         };
         let mut first = None;
         for chunk in subjects.chunks(ERASE_CHUNK) {
+            let _destroying = self.destroying();
             let _gate = self.erase_gate_exclusive();
             // A refusal under a hold whose instrument carries a delay order
             // is tagged at random: the person must not learn of the hold
@@ -647,13 +678,17 @@ impl Vault {
                 self.erase_part(&actor, &ids, refs, &delayed, &tags, &mut report)
             });
             // Whoever's first step committed loses their keys now, even if
-            // something failed after it (the pending marks carry a crash).
+            // something failed after it (the pending marks and the intent
+            // carry a crash).
             let erased = match &out {
-                Ok(o) => o.erased.clone(),
+                Ok((o, _)) => o.erased.clone(),
                 Err(_) => self.store.pending_erasures()?,
             };
             report.keys_destroyed += self.destroy_subject_keys(&erased)?;
-            let out = out?;
+            let (out, intent) = out?;
+            if let Some(id) = intent {
+                self.complete(id, &actor, false)?;
+            }
             first.get_or_insert(out.first_leaf);
             progress(report.erased + report.held.len() as u64);
         }
@@ -671,7 +706,7 @@ impl Vault {
         delayed: &HashSet<SubjectRef>,
         tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
         report: &mut EraseReport,
-    ) -> Result<postvault_store::EraseOutcome, VaultError> {
+    ) -> Result<(postvault_store::EraseOutcome, Option<u64>), VaultError> {
         let now = self.clock.now_ms();
         let mut keys: Option<Vec<Option<postvault_crypto::TagKey>>> = None;
         let mut rng_error = None;
@@ -680,40 +715,75 @@ impl Vault {
         let position: HashMap<SubjectRef, usize> =
             refs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         let pack = self.pack.version().to_string();
-        let out = self.store.erase(refs, now, &mut |idx, subject, held| {
-            // A key store that cannot be read leaves random tags: the
-            // erasure goes on (and the key destruction that follows reports
-            // the key store's failure).
-            let k = keys
-                .get_or_insert_with(|| tags.recv().ok().and_then(Result::ok).unwrap_or_default());
-            let key = position
-                .get(subject)
-                .and_then(|&i| k.get(i))
-                .and_then(Option::as_ref)
-                .filter(|_| !(held && delayed.contains(subject)));
-            let tag = self.tag_or_random_key(key, idx, &mut rng_error);
-            Event {
-                v: LEAF_VERSION,
-                time: now,
-                action: "erase".into(),
-                principal: actor.clone(),
-                purpose: Some("subject_access".into()),
-                decision: if held { "deny" } else { "allow" }.into(),
-                pack: pack.clone(),
-                reasons: if held {
-                    vec!["legal_hold".into()]
-                } else {
-                    vec![]
-                },
-                categories: vec![],
-                count: 0,
-                rejected: None,
-                selector: None,
-                instrument: None,
-                subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+        let mut intent_id = None;
+        let mut intent = |idx: u64, out: &postvault_store::EraseOutcome| {
+            if out.erased.is_empty() {
+                intent_id = None;
+                return None;
             }
-            .to_leaf()
-        })?;
+            intent_id = Some(idx);
+            let b = crate::intents::EraseBody {
+                subjects: out.erased.len() as u64,
+                records: out.records,
+            };
+            let leaf = self.destruction_leaf(
+                actor,
+                "erase_intent",
+                now,
+                b.subjects,
+                vec![],
+                format!("keys:{};records:{}", 2 * b.subjects, b.records),
+                vec![],
+            );
+            Some((
+                postvault_store::Intent {
+                    kind: crate::intents::ERASE.into(),
+                    body: crate::intents::body(&b),
+                    at: now,
+                },
+                leaf,
+            ))
+        };
+        let out = self.store.erase(
+            refs,
+            now,
+            &mut |idx, subject, held| {
+                // A key store that cannot be read leaves random tags: the
+                // erasure goes on (and the key destruction that follows reports
+                // the key store's failure).
+                let k = keys.get_or_insert_with(|| {
+                    tags.recv().ok().and_then(Result::ok).unwrap_or_default()
+                });
+                let key = position
+                    .get(subject)
+                    .and_then(|&i| k.get(i))
+                    .and_then(Option::as_ref)
+                    .filter(|_| !(held && delayed.contains(subject)));
+                let tag = self.tag_or_random_key(key, idx, &mut rng_error);
+                Event {
+                    v: LEAF_VERSION,
+                    time: now,
+                    action: "erase".into(),
+                    principal: actor.clone(),
+                    purpose: Some("subject_access".into()),
+                    decision: if held { "deny" } else { "allow" }.into(),
+                    pack: pack.clone(),
+                    reasons: if held {
+                        vec!["legal_hold".into()]
+                    } else {
+                        vec![]
+                    },
+                    categories: vec![],
+                    count: 0,
+                    rejected: None,
+                    selector: None,
+                    instrument: None,
+                    subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                }
+                .to_leaf()
+            },
+            &mut intent,
+        )?;
         if let Some(e) = rng_error {
             return Err(e.into());
         }
@@ -725,7 +795,7 @@ impl Vault {
                 report.held.push((*id).clone());
             }
         }
-        Ok(out)
+        Ok((out, intent_id))
     }
 
     fn tag_or_random_key(
@@ -766,11 +836,12 @@ impl Vault {
         Ok(n * 2)
     }
 
-    /// Finishes erasures a crash interrupted after their first transaction.
-    pub(crate) fn finish_pending_erasures(&self) -> Result<(), VaultError> {
+    /// Finishes erasures a crash interrupted after their first transaction;
+    /// returns how many people's were.
+    pub(crate) fn finish_pending_erasures(&self) -> Result<u64, VaultError> {
         let pending = self.store.pending_erasures()?;
         self.destroy_subject_keys(&pending)?;
-        Ok(())
+        Ok(pending.len() as u64)
     }
 
     /// Places a legal hold on every person named by disclosure request
@@ -885,10 +956,38 @@ impl Vault {
             return Err(e.into());
         }
         let still_held = self.held_subjects(now)?;
-        for h in &released {
-            if !still_held.contains(&h.subject) {
-                self.unhold(&h.subject, now)?;
+        let ending: Vec<SubjectRef> = released
+            .iter()
+            .map(|h| h.subject)
+            .filter(|s| !still_held.contains(s))
+            .collect();
+        if !ending.is_empty() {
+            let _destroying = self.destroying();
+            // The hold keys go: written ahead, like every destruction.
+            let b = crate::intents::HoldBody {
+                subjects: ending.iter().map(crate::intents::hex_ref).collect(),
+            };
+            let leaf = self.destruction_leaf(
+                &actor,
+                "hold_intent",
+                now,
+                ending.len() as u64,
+                vec![],
+                format!("hold_keys:{}", ending.len()),
+                vec![],
+            );
+            let id = self.store.put_intent(
+                &postvault_store::Intent {
+                    kind: crate::intents::HOLD.into(),
+                    body: crate::intents::body(&b),
+                    at: now,
+                },
+                &mut |_, _| leaf.clone(),
+            )?;
+            for s in &ending {
+                self.unhold(s, now)?;
             }
+            self.complete(id, &actor, false)?;
         }
         Ok(hold_view(&released, first, true, now))
     }

@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::digest;
 use postvault_crypto::{DataKey, MasterKey, SystemRandom, TagKey};
 use postvault_policy::{Pack, PackSources, RoleIx};
-use postvault_store::{
-    KeyStore, OpenMode, SqliteKeyStore, SqliteStore, Store, SubjectKeys, SubjectRef, key_id,
-};
+use postvault_store::{KeyStore, Store, SubjectKeys, SubjectRef, key_id};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::VaultError;
@@ -23,18 +21,30 @@ use crate::error::VaultError;
 pub const DATA_FILE: &str = "data.db";
 pub const KEYS_FILE: &str = "keys.db";
 
-const MASTER_SECRET: &str = "master";
-const LOG_KEY_SECRET: &str = "log_signing_key";
-const VAULT_ID: &str = "vault_id";
+/// The master key kept in the key store (the default).
+pub(crate) const MASTER_SECRET: &str = "master";
+/// The master key sealed under an external key (`keys externalize`).
+pub(crate) const SEALED_MASTER_SECRET: &str = "master.sealed";
+pub(crate) const LOG_KEY_SECRET: &str = "log_signing_key";
+/// The wrapping label of the log's signing seed when the master key is
+/// kept outside the key store.
+pub(crate) const LOG_KEY_REF: &[u8] = b"log_signing_key";
+pub(crate) const VAULT_ID: &str = "vault_id";
 /// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
 const KEY_CACHE_MAX: usize = 65_536;
 
 /// How to open a vault.
 #[derive(Clone)]
 pub struct OpenOptions {
-    /// The policy pack (default: the postal pack).
+    /// The policy pack. `init`: default the postal pack built in. `open`:
+    /// default the pack the vault records; a pack given must be that one
+    /// (or a staged change now in force, see `crate::packs`).
     pub pack: Option<PackSources>,
     pub clock: Arc<dyn Clock>,
+    /// The external key that seals the master key, for a vault whose master
+    /// key is kept outside its key store (`init` with one, or `keys
+    /// externalize`); `None` for a vault that keeps it in its key store.
+    pub master_key: Option<Arc<postvault_crypto::ExternalKey>>,
 }
 
 impl Default for OpenOptions {
@@ -42,6 +52,7 @@ impl Default for OpenOptions {
         OpenOptions {
             pack: None,
             clock: Arc::new(SystemClock),
+            master_key: None,
         }
     }
 }
@@ -92,6 +103,19 @@ pub(crate) struct SubjectKeyPair {
 /// An open vault.
 pub struct Vault {
     dir: PathBuf,
+    /// The embedded store's key file, held with a shared lock while the
+    /// vault is open (a rotation or a restore takes it exclusively).
+    pub(crate) lock: Option<std::fs::File>,
+    /// The master key is sealed under an external key, not in the key store.
+    pub(crate) external_master: bool,
+    /// What opening the vault finished that a crash had left undone.
+    pub(crate) recovered: Mutex<crate::intents::Recovered>,
+    /// Collection runs in progress in this process.
+    pub(crate) runs_active: Mutex<std::collections::HashSet<[u8; 16]>>,
+    /// Shared by every destruction of keys in this process (sweeps,
+    /// erasures, destroyed orders, ended holds), held exclusively by a
+    /// backup between its two copies.
+    pub(crate) destroy_gate: std::sync::RwLock<()>,
     pub(crate) store: Box<dyn Store>,
     pub(crate) keys: Box<dyn KeyStore>,
     pub(crate) master: MasterKey,
@@ -113,6 +137,12 @@ pub struct Vault {
     erase_gate: std::sync::RwLock<()>,
     pub(crate) ids: RecordIds,
     pub(crate) signer: postvault_log::LogSigner,
+    /// Wrapped keys of nobody, unwrapped in place of a person's whenever a
+    /// look-up must cost the same for a known and an unknown id.
+    decoy: SubjectKeys,
+
+    /// The witnesses that cosign checkpoints, if any.
+    pub(crate) witnessing: Option<crate::witness::Witnessing>,
 }
 
 /// UUIDv7 record ids without a system call per id: a 48-bit millisecond
@@ -160,131 +190,34 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
-    move |source| VaultError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 impl Vault {
-    /// Creates a new vault in `dir` (created if missing, mode 0700).
-    pub fn init(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        create_dir_private(dir)?;
-        let data_path = dir.join(DATA_FILE);
-        let keys_path = dir.join(KEYS_FILE);
-        if data_path.exists() || keys_path.exists() {
-            return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
-        }
-        // Keys first: a data store without its key store is useless, and the
-        // reverse is harmless.
-        let keys = SqliteKeyStore::open(&keys_path, OpenMode::Create)?;
-        let store = SqliteStore::open(&data_path, OpenMode::Create)?;
-        Vault::create_in(dir, Box::new(store), Box::new(keys), pack, opts.clock)
-    }
-
-    /// Creates a new vault over stores of another backend (PostgreSQL):
-    /// generates the master key and the vault id in `keys`, then records the
-    /// id in `store`. Refuses stores that already hold a vault. `location`
-    /// names where the vault lives (a URL without its password).
-    pub fn init_with(
-        location: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        opts: OpenOptions,
-    ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        if store.meta(VAULT_ID)?.is_some() || keys.secret(MASTER_SECRET)?.is_some() {
-            return Err(VaultError::AlreadyInitialized(
-                location.display().to_string(),
-            ));
-        }
-        Vault::create_in(location, store, keys, pack, opts.clock)
-    }
-
-    fn create_in(
+    /// Opens under the pack the vault records (or `opts.pack`, which must be
+    /// that pack or a staged one now in force): see [`crate::packs`].
+    pub(crate) fn open_under_recorded_pack(
         dir: &Path,
         store: Box<dyn Store>,
         keys: Box<dyn KeyStore>,
-        pack: Arc<Pack>,
-        clock: Arc<dyn Clock>,
+        master: MasterKey,
+        external: bool,
+        opts: &OpenOptions,
+        lock: Option<std::fs::File>,
     ) -> Result<Vault, VaultError> {
-        let rng = SystemRandom::new();
-        let master = MasterKey::generate(&rng)?;
-        let vault_id = uuid::Uuid::now_v7().to_string();
-        match keys.put_secret(MASTER_SECRET, master.to_bytes().as_ref()) {
-            // Another node initialized the same stores first.
-            Err(postvault_store::StoreError::SecretExists(_)) => {
-                return Err(VaultError::AlreadyInitialized(dir.display().to_string()));
-            }
-            r => r?,
-        }
-        keys.put_secret(VAULT_ID, vault_id.as_bytes())?;
-        store.set_meta(VAULT_ID, &vault_id)?;
-        store.set_meta("created_at", &clock.now_ms().to_string())?;
-        Vault::assemble(dir, store, keys, master, pack, clock)
-    }
-
-    /// Opens the vault in `dir`.
-    pub fn open(dir: &Path, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        let data_path = dir.join(DATA_FILE);
-        let keys_path = dir.join(KEYS_FILE);
-        if !data_path.exists() {
-            return Err(VaultError::NotInitialized(dir.display().to_string()));
-        }
-        if !keys_path.exists() {
-            return Err(VaultError::KeysMissing(keys_path.display().to_string()));
-        }
-        let keys = SqliteKeyStore::open(&keys_path, OpenMode::Existing)?;
-        let store = SqliteStore::open(&data_path, OpenMode::Existing)?;
-        let shown = keys_path.display().to_string();
-        Vault::open_in(
+        let (pack, adopted) =
+            crate::packs::resolve(&*store, opts.pack.as_ref(), opts.clock.now_ms())?;
+        let vault = Vault::assemble(
             dir,
-            Box::new(store),
-            Box::new(keys),
-            &shown,
+            store,
+            keys,
+            master,
+            external,
             pack,
-            opts.clock,
-        )
-    }
-
-    /// Opens a vault over stores of another backend (PostgreSQL), checking
-    /// that the key store holds the master key and belongs to the same vault
-    /// as the data store. `location` names where the vault lives.
-    pub fn open_with(
-        location: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        opts: OpenOptions,
-    ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        if store.meta(VAULT_ID)?.is_none() {
-            return Err(VaultError::NotInitialized(location.display().to_string()));
+            opts.clock.clone(),
+            lock,
+        )?;
+        if adopted {
+            vault.log_adoption()?;
         }
-        let shown = format!("{} (key store)", location.display());
-        Vault::open_in(location, store, keys, &shown, pack, opts.clock)
-    }
-
-    fn open_in(
-        dir: &Path,
-        store: Box<dyn Store>,
-        keys: Box<dyn KeyStore>,
-        keys_shown: &str,
-        pack: Arc<Pack>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Vault, VaultError> {
-        let master = keys
-            .secret(MASTER_SECRET)?
-            .ok_or_else(|| VaultError::KeysMissing(keys_shown.to_string()))?;
-        let master = MasterKey::from_bytes(&master)?;
-        let key_vault = keys.secret(VAULT_ID)?.unwrap_or_default();
-        let data_vault = store.meta(VAULT_ID)?.unwrap_or_default();
-        if key_vault != data_vault.as_bytes() {
-            return Err(VaultError::KeysMismatch(keys_shown.to_string()));
-        }
-        Vault::assemble(dir, store, keys, master, pack, clock)
+        Ok(vault)
     }
 
     /// Assembles a vault from parts: another store backend, or a store
@@ -295,36 +228,60 @@ impl Vault {
         keys: Box<dyn KeyStore>,
         opts: OpenOptions,
     ) -> Result<Vault, VaultError> {
-        let pack = load_pack(&opts)?;
-        let master = keys
-            .secret(MASTER_SECRET)?
-            .ok_or_else(|| VaultError::KeysMissing(dir.display().to_string()))?;
-        let master = MasterKey::from_bytes(&master)?;
-        Vault::assemble(dir, store, keys, master, pack, opts.clock)
+        let (master, external) = crate::setup::load_master(
+            &*keys,
+            opts.master_key.as_deref(),
+            &dir.display().to_string(),
+        )?;
+        Vault::open_under_recorded_pack(dir, store, keys, master, external, &opts, None)
     }
 
-    fn assemble(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
         dir: &Path,
         store: Box<dyn Store>,
         keys: Box<dyn KeyStore>,
         master: MasterKey,
+        external_master: bool,
         pack: Arc<Pack>,
         clock: Arc<dyn Clock>,
+        lock: Option<std::fs::File>,
     ) -> Result<Vault, VaultError> {
         let rng = SystemRandom::new();
         // The log's signing key lives with the other keys; a vault made
-        // before it existed gets one now.
+        // before it existed gets one now. Where the master key is kept
+        // outside the key store, the seed is wrapped under it too.
         let seed = match keys.secret(LOG_KEY_SECRET)? {
+            Some(s) if s.len() == postvault_crypto::WRAPPED_LEN => master
+                .unwrap_raw(postvault_crypto::KeyKind::Data, LOG_KEY_REF, &s)?
+                .to_vec(),
             Some(s) => s,
             None => {
-                let mut seed = [0u8; 32];
-                aws_lc_rs::rand::SecureRandom::fill(&rng, &mut seed)
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                aws_lc_rs::rand::SecureRandom::fill(&rng, seed.as_mut())
                     .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
-                match keys.put_secret(LOG_KEY_SECRET, &seed) {
+                let stored = if external_master {
+                    master.wrap_raw(
+                        &rng,
+                        postvault_crypto::KeyKind::Data,
+                        LOG_KEY_REF,
+                        seed.as_ref(),
+                    )?
+                } else {
+                    seed.to_vec()
+                };
+                match keys.put_secret(LOG_KEY_SECRET, &stored) {
                     Ok(()) => seed.to_vec(),
                     // Another process made it first.
                     Err(postvault_store::StoreError::SecretExists(_)) => {
-                        keys.secret(LOG_KEY_SECRET)?.unwrap_or_default()
+                        let s = keys.secret(LOG_KEY_SECRET)?.unwrap_or_default();
+                        if s.len() == postvault_crypto::WRAPPED_LEN {
+                            master
+                                .unwrap_raw(postvault_crypto::KeyKind::Data, LOG_KEY_REF, &s)?
+                                .to_vec()
+                        } else {
+                            s
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -332,7 +289,21 @@ impl Vault {
         };
         let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
         let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
+        let decoy_ref = postvault_crypto::random_token(&rng)?;
+        let d = master.new_subject_keys(&rng, &decoy_ref)?;
+        let decoy = SubjectKeys {
+            subject: decoy_ref,
+            data: d.wrapped_data,
+            tag: d.wrapped_tag,
+        };
         let vault = Vault {
+            lock,
+            external_master,
+            recovered: Mutex::new(crate::intents::Recovered::default()),
+            runs_active: Mutex::new(std::collections::HashSet::new()),
+            destroy_gate: std::sync::RwLock::new(()),
+
+            decoy,
             signer,
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
@@ -347,10 +318,18 @@ impl Vault {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(HashMap::new()),
             erase_gate: std::sync::RwLock::new(()),
+            witnessing: None,
         };
-        // An erasure interrupted after its first transaction is finished
-        // before anything else runs.
-        vault.finish_pending_erasures()?;
+        // Before anything is written: the data store must extend the last
+        // checkpoint the key store says was signed.
+        vault.reconcile_log_state()?;
+        // Destruction interrupted after its intent (an erasure after its
+        // first transaction, a sweep, a destroyed cover or hold key) is
+        // finished, and accounted, before anything else runs; so is a
+        // change of the ledger's keys.
+        let recovered = vault.finish_interrupted()?;
+        *vault.recovered.lock().unwrap_or_else(|e| e.into_inner()) = recovered;
+        vault.upgrade_ledger_keys()?;
         Ok(vault)
     }
 
@@ -373,44 +352,45 @@ impl Vault {
         if self.pack.taxonomy().role_ix(role).is_none() {
             return Err(VaultError::UnknownRole(role.to_string()));
         }
-        let mut raw = [0u8; 32];
-        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
-            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
-        let token = format!("pv_{}", hex::encode(raw));
+        let token = self.new_token()?;
         self.store.add_principal(&postvault_store::PrincipalRow {
             name: name.to_string(),
             role: role.to_string(),
             token_hash: token_hash(&token),
             created_at: self.clock.now_ms(),
+            revoked_at: None,
         })?;
         Ok(token)
     }
 
-    /// The principal named `name`.
+    /// The principal named `name`; a revoked one is refused
+    /// (`principal_revoked`).
     pub fn principal(&self, name: &str) -> Result<Principal, VaultError> {
         let row = self
             .store
             .principal(name)?
             .ok_or_else(|| VaultError::UnknownPrincipal(name.to_string()))?;
+        if row.revoked_at.is_some() {
+            return Err(crate::principals::revoked(name));
+        }
         self.principal_from_row(row)
     }
 
-    /// The principal holding bearer `token`, if any.
+    /// The principal holding bearer `token`, if any and not revoked: one
+    /// look-up of the token's hash on the store's unique index.
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
-        let hash = token_hash(token);
-        for row in self.store.principals()? {
-            if bool::from(subtle_eq(&row.token_hash, &hash)) {
-                return self.principal_from_row(row).map(Some);
-            }
+        match self.store.principal_by_token(&token_hash(token))? {
+            Some(row) => self.principal_from_row(row).map(Some),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
-    /// Every principal.
+    /// Every principal in force (revoked ones are not listed).
     pub fn principals(&self) -> Result<Vec<Principal>, VaultError> {
         self.store
             .principals()?
             .into_iter()
+            .filter(|r| r.revoked_at.is_none())
             .map(|r| self.principal_from_row(r))
             .collect()
     }
@@ -518,6 +498,48 @@ impl Vault {
         Ok(Some(pair))
     }
 
+    /// The keys of an existing subject, at the same cost whoever it is: one
+    /// look-up on the key store's index and two unwraps, always. A person
+    /// whose keys are cached is looked up as a random ref would be; a
+    /// person without keys unwraps the decoy. So neither the key cache nor
+    /// the key store tells, by time, whether an id is known.
+    pub(crate) fn subject_keys_uniform(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
+        let (cached, epoch) = {
+            let c = self.cache();
+            (c.get(subject).cloned(), self.epoch())
+        };
+        let probe = match cached {
+            Some(_) => postvault_crypto::random_token(&self.rng)?,
+            None => *subject,
+        };
+        let found = self.keys.subject_keys(&probe)?;
+        match (cached, found) {
+            (Some(pair), _) => {
+                self.unwrap_decoy();
+                Ok(Some(pair))
+            }
+            (None, Some(wrapped)) => {
+                let pair = Arc::new(self.unwrap_pair(Some(&wrapped), subject)?);
+                self.remember(*subject, pair.clone(), epoch);
+                Ok(Some(pair))
+            }
+            (None, None) => {
+                self.unwrap_decoy();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The work of unwrapping a person's keys, on keys of nobody.
+    fn unwrap_decoy(&self) {
+        let d = &self.decoy;
+        let _ = self.master.data_key(&d.data, &d.subject);
+        let _ = self.master.tag_key(&d.tag, &d.subject);
+    }
+
     /// The keys of each subject, creating (and durably storing) keys for
     /// subjects that have none.
     pub(crate) fn ensure_subject_keys(
@@ -613,6 +635,11 @@ impl Vault {
             self.bump_epoch();
         }
         Ok(generation)
+    }
+
+    /// Held while keys are destroyed (see `destroy_gate`).
+    pub(crate) fn destroying(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.destroy_gate.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn erase_gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
@@ -843,28 +870,17 @@ impl Vault {
     }
 }
 
-fn load_pack(opts: &OpenOptions) -> Result<Arc<Pack>, VaultError> {
+pub(crate) fn load_pack(opts: &OpenOptions) -> Result<(PackSources, Arc<Pack>), VaultError> {
     let src = opts.pack.clone().unwrap_or_else(PackSources::postal);
-    Ok(Arc::new(Pack::load(&src)?))
+    let pack = Arc::new(Pack::load(&src)?);
+    Ok((src, pack))
 }
 
-fn create_dir_private(dir: &Path) -> Result<(), VaultError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir).map_err(io(dir))
-    }
+/// Checks a subject id wherever one enters (see
+/// [`postvault_policy::check_subject_id`]): refused with
+/// `invalid_subject_id`, and a message that never echoes it.
+pub(crate) fn check_subject(id: &str) -> Result<(), VaultError> {
+    Ok(postvault_policy::check_subject_id(id)?)
 }
 
 fn check_name(name: &str) -> Result<(), VaultError> {
@@ -883,13 +899,18 @@ fn check_name(name: &str) -> Result<(), VaultError> {
     }
 }
 
+impl Vault {
+    /// A new bearer token: `pv_` and 64 hex digits of randomness.
+    pub(crate) fn new_token(&self) -> Result<String, VaultError> {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
+            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+        Ok(format!("pv_{}", hex::encode(raw)))
+    }
+}
+
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, token.as_bytes())
         .as_ref()
         .to_vec()
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b)
 }

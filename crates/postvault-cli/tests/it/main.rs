@@ -2,12 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod crash;
+mod ops;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod serve_edges;
 mod surface;
+mod witness;
 
 fn pv(data: &Path, args: &[&str]) -> Output {
     pv_in(data, args, None)
@@ -203,10 +207,12 @@ fn policy_check_table_and_a_bad_pack() {
     let o = pv(&data, &["policy", "check"]);
     assert_eq!(code(&o), 0);
     let r = json(&o);
+    // §8's twenty purposes and the two R19 prohibitions the engine fixes.
     assert_eq!(
         (r["categories"].as_u64(), r["purposes"].as_u64()),
-        (Some(13), Some(20))
+        (Some(13), Some(22))
     );
+    assert_eq!(r["change_notice_days"], 30);
     let roles = r["roles"].as_u64().unwrap();
 
     let o = pv(&data, &["policy", "table"]);
@@ -216,7 +222,7 @@ fn policy_check_table_and_a_bad_pack() {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(lines.len() as u64, roles * 2 * 20 * 13 * 2);
+    assert_eq!(lines.len() as u64, roles * 2 * 22 * 13 * 2);
     let first: serde_json::Value = serde_json::from_slice(lines[0]).unwrap();
     assert!(first["effect"] == "allow" || first["effect"] == "deny");
 
@@ -242,6 +248,123 @@ fn policy_check_table_and_a_bad_pack() {
         err.contains("policies.cedar:") && err.contains("cedar-validation"),
         "{err}"
     );
+}
+
+/// A copy of the postal pack in `dir`, edited by `edit(file, text)`.
+fn pack_copy(dir: &Path, edit: impl Fn(&str, String) -> String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packs/postal");
+    for f in [
+        "taxonomy.toml",
+        "schema.cedarschema",
+        "policies.cedar",
+        "disclosure.toml",
+    ] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        std::fs::write(dir.join(f), edit(f, text)).unwrap();
+    }
+}
+
+/// The red team's custom pack: `immigration_enforcement` moved into an
+/// internal group with a full matrix row. `policy check` fails naming the
+/// file and the line.
+#[test]
+fn a_pack_permitting_a_prohibited_purpose_fails_policy_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pack = tmp.path().join("ice-pack");
+    pack_copy(&pack, |f, t| {
+        if f != "taxonomy.toml" {
+            return t;
+        }
+        t.replace(
+            "id = \"immigration_enforcement\"\nref = \"P20\"\ngroup = \"prohibited\"",
+            "id = \"immigration_enforcement\"\nref = \"P20\"\ngroup = \"compliance\"\ninternal = true",
+        )
+        .replace(
+            "immigration_enforcement    = \" -  -  -  -  -  -  -  -  -  -   -   -   - \"",
+            "immigration_enforcement    = \" Y  Y  Y  Y  Y  Y  Y  Y  Y  Y   Y   -   - \"",
+        )
+    });
+    let text = std::fs::read_to_string(pack.join("taxonomy.toml")).unwrap();
+    // The purpose's `group` line, two below its id.
+    let at = text.find("id = \"immigration_enforcement\"").unwrap();
+    let line = text[..at].matches('\n').count() + 3;
+    let o = pv(
+        &tmp.path().join("unused"),
+        &["policy", "check", pack.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("taxonomy.toml:{line}:")) && err.contains("fixed-prohibition"),
+        "{err}"
+    );
+    assert!(err.contains("immigration_enforcement"), "{err}");
+    assert_eq!(json(&o)["error"]["code"], "bad_pack");
+}
+
+/// `policy diff` and `policy stage` from the command line: a widening waits
+/// for its notice, the vault refuses the staged pack until then.
+#[test]
+fn policy_stage_and_diff_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("v");
+    assert_eq!(code(&pv(&data, &["init"])), 0);
+    let wide = tmp.path().join("wide");
+    pack_copy(&wide, |f, t| {
+        if f == "taxonomy.toml" {
+            t.replace(
+                "marketing                  = \" C  C ",
+                "marketing                  = \" Y  Y ",
+            )
+        } else {
+            t
+        }
+    });
+    let wide = wide.to_str().unwrap();
+    // Without a vault, between two directories.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packs/postal");
+    let o = pv(
+        &tmp.path().join("unused"),
+        &["policy", "diff", wide, "--from", root.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let d = json(&o);
+    assert_eq!(d["widens"], true);
+    assert!(
+        d["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["role"] == "marketing"
+                && c["category"] == "address"
+                && c["from"] == "consent"
+                && c["to"] == "allow")
+    );
+    // Against the vault, as a table.
+    let o = pv(&data, &["policy", "diff", wide, "--format", "table"]);
+    assert_eq!(code(&o), 0);
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("WIDENS access") && t.contains("marketing"),
+        "{t}"
+    );
+    // Not staged: refused at open.
+    let o = pv(&data, &["--pack", wide, "principal", "list"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(json(&o)["error"]["code"], "pack_not_staged");
+    // Staged: it waits for its notice period.
+    let o = pv(&data, &["policy", "stage", wide]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    assert_eq!(
+        (r["widens"].as_bool(), r["in_force"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(r["notice_days"], 30);
+    let o = pv(&data, &["--pack", wide, "principal", "list"]);
+    assert_eq!(json(&o)["error"]["code"], "pack_not_in_force");
+    assert_eq!(code(&pv(&data, &["principal", "list"])), 0);
 }
 
 #[test]

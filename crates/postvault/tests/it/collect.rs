@@ -191,6 +191,7 @@ pub fn lines_default_to_the_given_purpose_and_batches_commit_on(b: &Backend) {
             &postvault::CollectOptions {
                 default_purpose: Some("delivery".into()),
                 batch_size: 10,
+                ..Default::default()
             },
             &mut |n| seen.push(n),
         )
@@ -205,7 +206,8 @@ pub fn lines_default_to_the_given_purpose_and_batches_commit_on(b: &Backend) {
             &mut "".as_bytes(),
             &postvault::CollectOptions {
                 default_purpose: Some("nope".into()),
-                batch_size: 10
+                batch_size: 10,
+                ..Default::default()
             },
             &mut |_| {}
         ),
@@ -317,6 +319,38 @@ pub fn the_simulated_day_is_accepted_by_the_default_pack_on(b: &Backend) {
     for (cat, n) in plan.counts() {
         assert_eq!(r.categories.get(cat).copied().unwrap_or(0), n, "{cat}");
     }
+}
+
+#[test]
+fn simulated_marketing_opt_ins_need_the_persons_consent() {
+    simulated_marketing_opt_ins_need_the_persons_consent_on(&Backend::Sqlite);
+}
+
+/// The opt-in lines are refused until the rights channel records each
+/// person's consent; then every one is accepted.
+pub fn simulated_marketing_opt_ins_need_the_persons_consent_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_on(b, dir.path(), &c);
+    let cfg = postvault_sim::SimConfig {
+        scale: 0.0004,
+        seed: 3,
+        marketing: true,
+        ..Default::default()
+    };
+    let marketing: Vec<String> = postvault_sim::Simulator::new(&cfg)
+        .filter(|l| l.contains("\"purpose\":\"marketing\""))
+        .collect();
+    assert!(!marketing.is_empty());
+    let r = collect(&v, "ingest", &marketing.join("\n"));
+    assert_eq!(r.accepted, 0);
+    assert!(r.errors.iter().all(|e| e.code == "denied"));
+    let officer = v.principal("officer").unwrap();
+    for s in postvault_sim::Simulator::opt_ins(&cfg) {
+        v.set_consent(&officer, &s, "marketing", true).unwrap();
+    }
+    let r = collect(&v, "ingest", &marketing.join("\n"));
+    assert_eq!(r.accepted, marketing.len() as u64, "{:?}", r.errors.first());
 }
 
 #[test]

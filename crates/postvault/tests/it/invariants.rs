@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use postvault::{Event, OpenOptions, Vault};
 use postvault_store::{
-    KeyStore, LeafFn, OpenMode, PrincipalRow, ReadLeafFn, SqliteKeyStore, SqliteStore, Store,
-    StoreError, SubjectData, SubjectRef, WriteBatch,
+    KeyStore, LeafFn, OpenMode, PrincipalRow, ReadLeafFn, ReadScope, SqliteKeyStore, SqliteStore,
+    Store, StoreError, SubjectData, SubjectRef, WriteBatch,
 };
 
 use crate::*;
@@ -90,6 +90,9 @@ struct FailingStore {
     /// Run erase's leaf callback over every subject once before the real
     /// transaction, as a backend that retries a refused transaction does.
     replay: bool,
+    /// Records of people the store handed to the vault (reads, maintenance
+    /// and disclosure steps), and consent rows it looked up.
+    seen: std::sync::Arc<AtomicI64>,
 }
 
 impl FailingStore {
@@ -109,9 +112,10 @@ impl Store for FailingStore {
         self.tick()?;
         self.inner.write(batch, leaf)
     }
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         // The append fails (the transaction never commits): the vault must
@@ -123,7 +127,17 @@ impl Store for FailingStore {
                 source: std::io::Error::other("injected failure on append"),
             });
         }
-        self.inner.read_accounted(subject, leaf)
+        let out = self.inner.read_scoped(subject, scope, leaf)?;
+        self.seen
+            .fetch_add(out.0.records.len() as i64, Ordering::SeqCst);
+        Ok(out)
+    }
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
+        self.inner.consent(subject, purpose)
     }
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
         self.inner.lookup(token)
@@ -134,6 +148,28 @@ impl Store for FailingStore {
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.inner.principal(name)
     }
+    fn principal_by_token(&self, hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.inner.principal_by_token(hash)
+    }
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.revoke_principal(name, at, leaf)
+    }
+    fn rotate_principal(
+        &self,
+        name: &str,
+        hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.rotate_principal(name, hash, leaf)
+    }
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.inner.principals_gen()
+    }
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.inner.principals()
     }
@@ -142,6 +178,25 @@ impl Store for FailingStore {
     }
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.inner.leaves(start, end)
+    }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        self.inner.put_cosignatures(size, lines)
+    }
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.cosignatures(size)
+    }
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.latest_cosigned(cosigners, quorum)
+    }
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cosigned_by(cosigner)
     }
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
@@ -202,6 +257,12 @@ impl Store for FailingStore {
         }
         self.inner.disclosure_step(id, plan, step)
     }
+    fn set_disclosure_keys(
+        &self,
+        keys: &[postvault_store::DisclosureKeys],
+    ) -> Result<(), StoreError> {
+        self.inner.set_disclosure_keys(keys)
+    }
     fn disclosure(&self, id: &str) -> Result<Option<postvault_store::DisclosureRow>, StoreError> {
         self.inner.disclosure(id)
     }
@@ -218,7 +279,9 @@ impl Store for FailingStore {
         &self,
         subject: &SubjectRef,
     ) -> Result<Vec<postvault_store::RecordRow>, StoreError> {
-        self.inner.subject_records(subject)
+        let rows = self.inner.subject_records(subject)?;
+        self.seen.fetch_add(rows.len() as i64, Ordering::SeqCst);
+        Ok(rows)
     }
     fn rekey(&self, records: &[postvault_store::RecordRow]) -> Result<u64, StoreError> {
         self.tick()?;
@@ -228,15 +291,17 @@ impl Store for FailingStore {
         &self,
         now: i64,
         limit: usize,
+        intent: Option<u64>,
     ) -> Result<postvault_store::SweepBatch, StoreError> {
         self.tick()?;
-        self.inner.sweep_expired(now, limit)
+        self.inner.sweep_expired(now, limit, intent)
     }
     fn erase(
         &self,
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut postvault_store::EraseLeafFn<'_>,
+        intent: &mut postvault_store::EraseIntentFn<'_>,
     ) -> Result<postvault_store::EraseOutcome, StoreError> {
         self.tick()?;
         if self.replay {
@@ -246,7 +311,7 @@ impl Store for FailingStore {
                 let _ = leaf(1_000_000 + i as u64, s, false);
             }
         }
-        self.inner.erase(subjects, now, leaf)
+        self.inner.erase(subjects, now, leaf, intent)
     }
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
         self.inner.pending_erasures()
@@ -282,6 +347,45 @@ impl Store for FailingStore {
         self.tick()?;
         self.inner.release_hold(id, by, at, leaf)
     }
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.count_expired(now)
+    }
+    fn run(&self, run: &[u8; 16]) -> Result<Option<postvault_store::RunRow>, StoreError> {
+        self.inner.run(run)
+    }
+    fn finish_run(&self, step: &postvault_store::RunStep) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.finish_run(step)
+    }
+    fn put_intent(
+        &self,
+        intent: &postvault_store::Intent,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.tick()?;
+        self.inner.put_intent(intent, leaf)
+    }
+    fn intents(&self) -> Result<Vec<postvault_store::IntentRow>, StoreError> {
+        self.inner.intents()
+    }
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &postvault_store::IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.tick()?;
+        self.inner.finish_intent(id, leaf)
+    }
+    fn key_usage(&self) -> Result<Vec<postvault_store::KeyUse>, StoreError> {
+        self.inner.key_usage()
+    }
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.inner.record_subjects(after, limit)
+    }
 }
 
 /// Invariant 2: no read returns data before its leaf is durable; a failed
@@ -295,6 +399,7 @@ fn invariant_2_failed_append_returns_no_data() {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(2),
         replay: false,
+        seen: Default::default(),
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -335,6 +440,7 @@ fn invariant_2_a_failing_store_midway_stops_collection_at_a_batch_boundary() {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(3),
         replay: false,
+        seen: Default::default(),
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -379,6 +485,7 @@ fn invariant_2_failed_disclosure_append_returns_no_package() {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(3),
         replay: false,
+        seen: Default::default(),
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -586,6 +693,7 @@ pub fn reopened_vault_returns_every_acknowledged_record_on(b: &Backend) {
             OpenOptions {
                 pack: None,
                 clock: c.clone(),
+                ..OpenOptions::default()
             },
         )
         .unwrap();
@@ -637,7 +745,9 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
     // Step 1 only, as if the process died right after it.
     let store = SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap();
     let out = store
-        .erase(&[i_ref], T0, &mut |_, _, _| b"{}".to_vec())
+        .erase(&[i_ref], T0, &mut |_, _, _| b"{}".to_vec(), &mut |_, _| {
+            None
+        })
         .unwrap();
     assert_eq!(out.erased, vec![i_ref]);
     assert_eq!(store.pending_erasures().unwrap(), vec![i_ref]);
@@ -663,6 +773,7 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(1),
         replay: false,
+        seen: Default::default(),
     };
     let v = Vault::from_parts(
         dir.path(),
@@ -711,6 +822,7 @@ fn invariant_10_an_erasure_retried_by_the_store_still_tags_each_person() {
         inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
         ok: AtomicI64::new(1_000),
         replay: true,
+        seen: Default::default(),
     };
     let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
     let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
@@ -727,4 +839,78 @@ fn invariant_10_an_erasure_retried_by_the_store_still_tags_each_person() {
         .collect();
     last.sort();
     assert_eq!(last, vec![r.first_leaf, r.first_leaf + 1]);
+}
+
+/// The decision is made before any per-person data is touched: a read that
+/// may see nothing (whatever the person's consent) gets no record of the
+/// person from the store, and one that only consent could open gets none
+/// unless the consent is recorded; each still appends its one leaf first.
+#[test]
+fn invariant_12_the_decision_is_made_before_any_per_person_data_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    // A person with 600 records.
+    let lines: Vec<String> = (0..600)
+        .map(|i| {
+            line(
+                "busy",
+                "scan_event",
+                "delivery",
+                serde_json::json!({
+                "piece": "letter", "facility_zip": "60601", "op_code": "918",
+                "event": "processed", "scanned_at": format!("2026-11-01T03:{:02}:00Z", i % 60)}),
+            )
+        })
+        .chain(std::iter::once(line(
+            "busy",
+            "account_identity",
+            "account_service",
+            serde_json::json!({"name": "B"}),
+        )))
+        .collect();
+    assert_eq!(collect(&v, "ingest", &lines.join("\n")).accepted, 601);
+    drop(v);
+    let seen = std::sync::Arc::new(AtomicI64::new(0));
+    let store = FailingStore {
+        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
+        ok: AtomicI64::new(i64::MAX),
+        replay: false,
+        seen: seen.clone(),
+    };
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let officer = v.principal("officer").unwrap();
+    let denied = [
+        ("sorting", "marketing"),
+        ("promo", "marketing"),
+        ("agency", "immigration_enforcement"),
+        ("soc", "delivery"),
+        ("officer", "bulk_analytics"),
+    ];
+    for (who, purpose) in denied {
+        let size = v.store().log_size().unwrap();
+        let r = v.read(&v.principal(who).unwrap(), "busy", purpose).unwrap();
+        assert!(r.denied(), "{who}/{purpose}");
+        assert_eq!(v.store().log_size().unwrap(), size + 1);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            0,
+            "{who}/{purpose} read records"
+        );
+    }
+    // Recorded consent opens marketing: only then are records read.
+    v.set_consent(&officer, "busy", "marketing", true).unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    let r = v
+        .read(&v.principal("promo").unwrap(), "busy", "marketing")
+        .unwrap();
+    assert_eq!(r.records.len(), 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 601);
+    // A role still denied for the purpose reads nothing, consent or not.
+    let r = v
+        .read(&v.principal("sorting").unwrap(), "busy", "marketing")
+        .unwrap();
+    assert!(r.denied());
+    assert_eq!(seen.load(Ordering::SeqCst), 601);
 }

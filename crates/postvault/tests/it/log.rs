@@ -112,6 +112,7 @@ pub fn checkpoints_are_signed_per_interval_not_per_read_and_stay_consistent_acro
         .verify_log(&VerifyOptions {
             checkpoint: Some(second),
             since: Some(first),
+            ..VerifyOptions::default()
         })
         .unwrap();
     assert!(report.ok);
@@ -165,16 +166,22 @@ fn tampering_with_the_log_is_detected() {
         assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
         drop(v);
         tamper(dir.path());
-        let v = Vault::open(dir.path(), opts(&c)).unwrap();
+        // A data store behind the last signed checkpoint is refused before
+        // anything else; the others open and fail verification.
+        let v = match Vault::open(dir.path(), opts(&c)) {
+            Err(VaultError::LogRollback(m)) if what == "a rolled-back tree" => {
+                assert!(m.contains("15"), "{m}");
+                continue;
+            }
+            Ok(v) if what != "a rolled-back tree" => v,
+            other => panic!("{what}: {other:?}"),
+        };
         let msg = verify_fails(&v, what);
         assert!(!msg.is_empty());
         // And the vault signs nothing inconsistent with what it signed.
         match v.checkpoint() {
             Ok(note) => assert_eq!(note, before, "{what}: signed a new checkpoint"),
             Err(e) => assert!(matches!(e, VaultError::LogVerification(_)), "{what}: {e}"),
-        }
-        if what == "a rolled-back tree" {
-            assert!(v.checkpoint().is_err(), "signed over a rolled-back log");
         }
     }
 }
@@ -190,6 +197,7 @@ fn a_forged_or_foreign_checkpoint_is_refused() {
         .verify_log(&VerifyOptions {
             checkpoint: Some(forged),
             since: None,
+            ..VerifyOptions::default()
         })
         .unwrap_err();
     assert!(matches!(e, VaultError::LogVerification(_)), "{e}");
@@ -199,7 +207,8 @@ fn a_forged_or_foreign_checkpoint_is_refused() {
     assert!(
         v.verify_log(&VerifyOptions {
             checkpoint: Some(foreign),
-            since: None
+            since: None,
+            ..VerifyOptions::default()
         })
         .is_err()
     );
@@ -214,6 +223,7 @@ fn a_forged_or_foreign_checkpoint_is_refused() {
             .verify_log(&VerifyOptions {
                 checkpoint: Some(note.clone()),
                 since: Some(big),
+                ..VerifyOptions::default()
             })
             .unwrap_err();
         assert!(matches!(e, VaultError::LogVerification(_)), "{e}");

@@ -9,9 +9,14 @@ mod collect;
 mod disclosure;
 mod invariants;
 mod log;
+mod officer;
+mod oracles;
 mod pg;
+mod policy;
 mod read;
+mod reliability;
 mod rights;
+mod rollback;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +36,7 @@ pub fn opts(clock: &Arc<FixedClock>) -> OpenOptions {
     OpenOptions {
         pack: None,
         clock: clock.clone(),
+        ..OpenOptions::default()
     }
 }
 

@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex};
 use postvault::Vault;
 use postvault_store::{
     AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn, PrincipalRow,
-    ReadLeafFn, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
+    ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
     SubmitQuery, SweepBatch, WriteBatch,
 };
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
-use crate::{Backend, collect, disclosure, invariants, log, read, rights};
+use crate::{
+    Backend, collect, disclosure, invariants, log, officer, oracles, policy, read, reliability,
+    rights,
+};
 
 fn on_postgres(scenario: fn(&Backend)) {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -49,6 +52,16 @@ on_postgres! {
         => batches_keep_line_order_across_workers_and_blank_input_writes_nothing_on,
     collect::simulated_mail_cover_items_need_an_order_in_force
         => simulated_mail_cover_items_need_an_order_in_force_on,
+    collect::simulated_marketing_opt_ins_need_the_persons_consent
+        => simulated_marketing_opt_ins_need_the_persons_consent_on,
+    oracles::collection_never_creates_changes_or_revives_consent
+        => collection_never_creates_changes_or_revives_consent_on,
+    oracles::consent_to_a_prohibited_or_unneeded_purpose_is_refused
+        => consent_to_a_prohibited_or_unneeded_purpose_is_refused_on,
+    oracles::denial_reasons_do_not_depend_on_the_person
+        => denial_reasons_do_not_depend_on_the_person_on,
+    oracles::subject_ids_with_invisible_characters_are_refused_everywhere
+        => subject_ids_with_invisible_characters_are_refused_everywhere_on,
     read::ip_addresses_and_cards_are_minimized
         => ip_addresses_and_cards_are_minimized_on,
     rights::a_hold_lapses_at_its_expiry
@@ -96,6 +109,27 @@ on_postgres! {
         => invariant_7_exact_identifier_lookup_only_on,
     invariants::reopened_vault_returns_every_acknowledged_record
         => reopened_vault_returns_every_acknowledged_record_on,
+    oracles::a_protected_persons_submission_answers_like_anyone_elses
+        => a_protected_persons_submission_answers_like_anyone_elses_on,
+    oracles::steps_by_a_principal_who_may_not_act_answer_alike_for_real_and_made_up_ids
+        => steps_by_a_principal_who_may_not_act_answer_alike_for_real_and_made_up_ids_on,
+    oracles::a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled
+        => a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled_on,
+    oracles::quotas_count_people_across_requests_and_principals
+        => quotas_count_people_across_requests_and_principals_on,
+    oracles::mail_cover_extensions_are_counted_from_the_ledger
+        => mail_cover_extensions_are_counted_from_the_ledger_on,
+    officer::the_officer_sees_every_field_beside_the_checks
+        => the_officer_sees_every_field_beside_the_checks_on,
+    officer::a_cover_extension_is_linked_to_its_order_in_the_ledger
+        => a_cover_extension_is_linked_to_its_order_in_the_ledger_on,
+    policy::a_pack_change_waits_for_its_notice_when_it_widens
+        => a_pack_change_waits_for_its_notice_when_it_widens_on,
+
+    reliability::collection_under_a_batch_id_is_idempotent
+        => collection_under_a_batch_id_is_idempotent_on,
+    reliability::an_external_master_key_seals_the_key_store_and_rotates_atomically
+        => an_external_master_key_seals_the_key_store_and_rotates_atomically_on,
 }
 
 /// What another node does, once, just before this one reads the latest
@@ -122,12 +156,20 @@ impl Store for BeforeLatest {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.write(batch, leaf)
     }
-    fn read_accounted(
+    fn read_scoped(
         &self,
         subject: &SubjectRef,
+        scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.inner.read_accounted(subject, leaf)
+        self.inner.read_scoped(subject, scope, leaf)
+    }
+    fn consent(
+        &self,
+        subject: &SubjectRef,
+        purpose: &str,
+    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
+        self.inner.consent(subject, purpose)
     }
     fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.append_leaves(count, leaf)
@@ -140,6 +182,28 @@ impl Store for BeforeLatest {
     }
     fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
         self.inner.principal(name)
+    }
+    fn principal_by_token(&self, hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
+        self.inner.principal_by_token(hash)
+    }
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.revoke_principal(name, at, leaf)
+    }
+    fn rotate_principal(
+        &self,
+        name: &str,
+        hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.rotate_principal(name, hash, leaf)
+    }
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.inner.principals_gen()
     }
     fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
         self.inner.principals()
@@ -174,6 +238,25 @@ impl Store for BeforeLatest {
         self.before_latest();
         self.inner.latest_checkpoint()
     }
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_note(size)
+    }
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        self.inner.put_cosignatures(size, lines)
+    }
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.cosignatures(size)
+    }
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.latest_cosigned(cosigners, quorum)
+    }
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cosigned_by(cosigner)
+    }
     fn record_count(&self) -> Result<u64, StoreError> {
         self.inner.record_count()
     }
@@ -191,6 +274,12 @@ impl Store for BeforeLatest {
         step: &mut StepFn<'_>,
     ) -> Result<(Vec<SubjectData>, u64), StoreError> {
         self.inner.disclosure_step(id, plan, step)
+    }
+    fn set_disclosure_keys(
+        &self,
+        keys: &[postvault_store::DisclosureKeys],
+    ) -> Result<(), StoreError> {
+        self.inner.set_disclosure_keys(keys)
     }
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
         self.inner.disclosure(id)
@@ -213,16 +302,22 @@ impl Store for BeforeLatest {
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
         self.inner.rekey(records)
     }
-    fn sweep_expired(&self, now: i64, limit: usize) -> Result<SweepBatch, StoreError> {
-        self.inner.sweep_expired(now, limit)
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
+        self.inner.sweep_expired(now, limit, intent)
     }
     fn erase(
         &self,
         subjects: &[SubjectRef],
         now: i64,
         leaf: &mut EraseLeafFn<'_>,
+        intent: &mut postvault_store::EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError> {
-        self.inner.erase(subjects, now, leaf)
+        self.inner.erase(subjects, now, leaf, intent)
     }
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
         self.inner.pending_erasures()
@@ -247,6 +342,42 @@ impl Store for BeforeLatest {
         leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
     ) -> Result<Vec<HoldRow>, StoreError> {
         self.inner.release_hold(id, by, at, leaf)
+    }
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.count_expired(now)
+    }
+    fn run(&self, run: &[u8; 16]) -> Result<Option<postvault_store::RunRow>, StoreError> {
+        self.inner.run(run)
+    }
+    fn finish_run(&self, step: &postvault_store::RunStep) -> Result<(), StoreError> {
+        self.inner.finish_run(step)
+    }
+    fn put_intent(
+        &self,
+        intent: &postvault_store::Intent,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.put_intent(intent, leaf)
+    }
+    fn intents(&self) -> Result<Vec<postvault_store::IntentRow>, StoreError> {
+        self.inner.intents()
+    }
+    fn finish_intent(
+        &self,
+        id: u64,
+        leaf: &mut dyn FnMut(u64, &postvault_store::IntentRow) -> Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.finish_intent(id, leaf)
+    }
+    fn key_usage(&self) -> Result<Vec<postvault_store::KeyUse>, StoreError> {
+        self.inner.key_usage()
+    }
+    fn record_subjects(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        self.inner.record_subjects(after, limit)
     }
 }
 
@@ -329,4 +460,82 @@ fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
             }
         }
     }
+}
+
+/// Two nodes on one database read and sign at once, many times over: every
+/// checkpoint either signed is kept, each extends the one before (the key
+/// store's state is swapped under its row lock), and the log verifies.
+#[test]
+fn two_nodes_signing_at_once_never_sign_a_fork() {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let cluster = TempCluster::shared(ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("the PostgreSQL scenarios need a server: {e}"));
+    let b = Backend::Postgres {
+        url: cluster.url("postgres"),
+        schema: format!("fork{}", N.fetch_add(1, Ordering::SeqCst)),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = crate::clock();
+    let a = Arc::new(crate::vault_on(&b, dir.path(), &c));
+    crate::collect(&a, "ingest", &crate::person("s1", "m"));
+    let other = Arc::new(b.open(dir.path(), crate::opts(&c)).unwrap());
+    let signed: Vec<Vec<String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = [a.clone(), other.clone()]
+            .into_iter()
+            .map(|v| {
+                s.spawn(move || {
+                    let p = v.principal("sorting").unwrap();
+                    let mut notes = Vec::new();
+                    for _ in 0..15 {
+                        v.read(&p, "s1", "delivery").unwrap();
+                        notes.push(v.checkpoint().unwrap());
+                    }
+                    notes
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let key = a.log_verifier_key();
+    let kept = a.store().checkpoints().unwrap();
+    let state = b.keys(dir.path()).log_state().unwrap().unwrap();
+    assert_eq!(
+        state.signed as usize,
+        kept.len(),
+        "every signed checkpoint is kept"
+    );
+    // Every note a node was handed is a kept one.
+    for n in signed.iter().flatten() {
+        assert!(
+            kept.iter().any(|(_, k)| k == n),
+            "a note handed out is not kept"
+        );
+    }
+    let cps: Vec<_> = kept
+        .iter()
+        .map(|(_, n)| postvault_log::open_checkpoint(n, &key).unwrap())
+        .collect();
+    for w in cps.windows(2) {
+        assert!(w[0].size < w[1].size);
+        let p = a.prove_consistency(w[0].size, w[1].size).unwrap();
+        let path: Vec<[u8; 32]> = p
+            .hashes
+            .iter()
+            .map(|h| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(h)
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        postvault_log::verify_consistency(w[0].size, w[1].size, &w[0].root, &w[1].root, &path)
+            .unwrap();
+    }
+    assert!(
+        a.verify_log(&postvault::VerifyOptions::default())
+            .unwrap()
+            .ok
+    );
 }

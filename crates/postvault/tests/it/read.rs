@@ -120,11 +120,14 @@ pub fn consent_opens_marketing_for_that_person_only_on(b: &Backend) {
     let v = vault_on(b, dir.path(), &c);
     collect(&v, "ingest", &person("s1", "m"));
     collect(&v, "ingest", &person("s2", "n"));
-    let consented =
+    // Consent comes through the rights channel, never with a record.
+    let officer = v.principal("officer").unwrap();
+    v.set_consent(&officer, "s1", "marketing", true).unwrap();
+    let opt_in =
         serde_json::json!({"subject": "s1", "category": "account_identity", "purpose": "marketing",
-        "consent": true, "fields": {"name": "Ada", "email": "ada@example.com"}})
+        "fields": {"name": "Ada", "email": "ada@example.com"}})
         .to_string();
-    assert_eq!(collect(&v, "ingest", &consented).accepted, 1);
+    assert_eq!(collect(&v, "ingest", &opt_in).accepted, 1);
     let promo = v.principal("promo").unwrap();
     let r1 = v.read(&promo, "s1", "marketing").unwrap();
     assert!(!r1.denied());
@@ -136,7 +139,7 @@ pub fn consent_opens_marketing_for_that_person_only_on(b: &Backend) {
     );
     assert_eq!(r1.records.len(), 3);
     // Withdrawal takes effect on the next read.
-    let officer = v.principal("officer").unwrap();
+    c.advance(1);
     v.set_consent(&officer, "s1", "marketing", false).unwrap();
     let withdrawn = v.read(&promo, "s1", "marketing").unwrap();
     assert!(withdrawn.denied());

@@ -1,0 +1,165 @@
+//! Consent: the person's act, recorded only through the rights channel.
+//!
+//! Architecture invariant: consent changes only here. A principal acting
+//! for the person (a role that reads for `subject_access`: the privacy
+//! officer, the person's own service) records a grant or a withdrawal; each
+//! change is one leaf tagged for the person. Collection never creates,
+//! changes or revives consent (a line carrying `consent` is rejected), so a
+//! withdrawal stands until the person grants again. Consent is refused,
+//! not stored, for a purpose the engine prohibits (no consent can open it)
+//! and for one that needs none (it would mean nothing, and would let a
+//! record claim a consent the policy never asked for).
+
+use base64::Engine as _;
+use postvault_policy::Cell;
+use postvault_store::{ConsentRow, WriteBatch};
+
+use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
+use crate::vault::{Principal, Vault};
+
+/// A consent to a prohibited purpose.
+pub const CONSENT_PROHIBITED_PURPOSE: &str = "consent_prohibited_purpose";
+/// A consent to a purpose that needs none.
+pub const CONSENT_NOT_REQUIRED: &str = "consent_not_required";
+
+impl Vault {
+    /// Records the person's consent for `purpose` (granted or withdrawn), as
+    /// `principal` acting on the person's request; it takes effect on the next
+    /// read. One leaf, tagged for the person, accounts for it. Only a role
+    /// that answers the person (`privacy_officer`, or the `subject_access`
+    /// role) may do this. Refused, with one deny leaf and nothing stored:
+    /// a purpose under the pack's prohibited group
+    /// (`consent_prohibited_purpose`) and a purpose no cell of which needs
+    /// consent (`consent_not_required`).
+    pub fn set_consent(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        purpose: &str,
+        granted: bool,
+    ) -> Result<u64, VaultError> {
+        crate::vault::check_subject(subject)?;
+        let tax = self.pack.taxonomy();
+        let purpose_ix = tax
+            .purpose_ix(purpose)
+            .ok_or_else(|| VaultError::UnknownPurpose(purpose.to_string()))?;
+        let action = if granted {
+            "consent_grant"
+        } else {
+            "consent_withdraw"
+        };
+        let may = tax
+            .role(principal.role_ix)
+            .read_for
+            .iter()
+            .any(|&p| tax.purpose(p).id == "subject_access");
+        if !may {
+            self.deny_leaf(principal, action, Some(purpose))?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not record consent; a role acting for `subject_access` may",
+                principal.role
+            )));
+        }
+        let p = tax.purpose(purpose_ix);
+        let refused = if p.prohibited() {
+            Some((
+                CONSENT_PROHIBITED_PURPOSE,
+                format!(
+                    "purpose `{}` is prohibited: no consent can open customer data to it (R25)",
+                    p.id
+                ),
+            ))
+        } else if !tax
+            .category_ixs()
+            .any(|c| tax.cell(purpose_ix, c) == Cell::Consent)
+        {
+            Some((
+                CONSENT_NOT_REQUIRED,
+                format!(
+                    "purpose `{}` needs no consent: the pack decides it without one, so none is recorded",
+                    p.id
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refused {
+            self.refusal_leaf(principal, action, purpose, code)?;
+            return Err(VaultError::Refused { code, message });
+        }
+        let now = self.clock.now_ms();
+        let subject_ref = self.subject_ref(subject);
+        let keys = self.ensure_subject_keys(&[subject_ref])?;
+        let tag = keys.get(&subject_ref).map(|k| &k.tag);
+        let wb = WriteBatch {
+            consents: vec![ConsentRow {
+                subject: subject_ref,
+                purpose: purpose.to_string(),
+                granted,
+                at: now,
+            }],
+            leaves: 1,
+            ..WriteBatch::default()
+        };
+        let actor = Actor {
+            role: principal.role.clone(),
+            id: self.actor_id(&principal.name),
+        };
+        Ok(self.store.write(&wb, &mut |idx, _| {
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: action.into(),
+                principal: actor.clone(),
+                purpose: Some(purpose.to_string()),
+                decision: "allow".into(),
+                pack: self.pack.version().to_string(),
+                reasons: vec![],
+                categories: vec![],
+                count: 0,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: tag
+                    .map(|t| base64::engine::general_purpose::STANDARD.encode(t.tag(idx))),
+            }
+            .to_leaf()
+        })?)
+    }
+
+    /// The deny leaf of a refused consent: the code, no subject tag (nothing
+    /// of the person was touched).
+    fn refusal_leaf(
+        &self,
+        principal: &Principal,
+        action: &str,
+        purpose: &str,
+        code: &str,
+    ) -> Result<u64, VaultError> {
+        let now = self.clock.now_ms();
+        let actor = Actor {
+            role: principal.role.clone(),
+            id: self.actor_id(&principal.name),
+        };
+        Ok(self.store.append_leaves(1, &mut |_, _| {
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: action.into(),
+                principal: actor.clone(),
+                purpose: Some(purpose.to_string()),
+                decision: "deny".into(),
+                pack: self.pack.version().to_string(),
+                reasons: vec![code.to_string()],
+                categories: vec![],
+                count: 0,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: None,
+            }
+            .to_leaf()
+        })?)
+    }
+}

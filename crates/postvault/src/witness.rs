@@ -1,0 +1,564 @@
+//! Witness cosignatures of the vault's checkpoints (C2SP tlog-witness and
+//! tlog-cosignature/v1), gathered through the [`Witness`] trait. The facade
+//! knows no HTTP: the service crate implements the trait over HTTP.
+//!
+//! A checkpoint is *final* once a quorum of the configured witnesses has
+//! cosigned it; below the quorum it is *pending*: kept, served as pending,
+//! and cosigned again on the next round. Readers and the public are given
+//! the latest final checkpoint.
+//!
+//! Before its first signature in a process, the vault submits its last
+//! signed checkpoint to every witness it has not heard from yet: a witness
+//! that holds a larger tree, or another tree of the same size, means the
+//! vault's own stores were rolled back together (a whole-vault restore),
+//! and the vault refuses to sign. Witness calls happen when a checkpoint
+//! is signed or a person asks for their proofs, never on the read or
+//! ingest path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use postvault_log::{Checkpoint, CosignatureVerifier, Hash};
+use serde::Serialize;
+
+use crate::error::VaultError;
+use crate::vault::Vault;
+
+/// Cosignature lines one witness may answer with.
+const MAX_ANSWER_LINES: usize = 16;
+
+/// A witness, as the vault calls it: C2SP tlog-witness `add-checkpoint`.
+pub trait Witness: Send + Sync {
+    /// Submits `checkpoint` (a signed note) with a consistency proof from
+    /// `old_size`, the size the caller believes the witness holds. Returns
+    /// the witness's answer: cosignature lines, newline-terminated.
+    fn add_checkpoint(
+        &self,
+        old_size: u64,
+        proof: &[Hash],
+        checkpoint: &str,
+    ) -> Result<String, WitnessCallError>;
+}
+
+/// Why a witness did not cosign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WitnessCallError {
+    /// 409: the witness holds a checkpoint of this size.
+    #[error("the witness holds a checkpoint of size {0}")]
+    Conflict(u64),
+    /// Any other refusal, with its HTTP status.
+    #[error("the witness refused the checkpoint ({status}): {message}")]
+    Refused { status: u16, message: String },
+    /// No answer (connection, timeout, a malformed answer).
+    #[error("the witness could not be reached: {0}")]
+    Unavailable(String),
+}
+
+/// One witness of the vault: its cosigner key and how to reach it.
+#[derive(Clone)]
+pub struct ConfiguredWitness {
+    pub verifier: CosignatureVerifier,
+    pub client: Arc<dyn Witness>,
+}
+
+impl std::fmt::Debug for ConfiguredWitness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredWitness")
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The witnesses of a vault and how many must cosign a checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct WitnessPolicy {
+    pub witnesses: Vec<ConfiguredWitness>,
+    /// At least 1 and at most the number of witnesses.
+    pub quorum: usize,
+}
+
+/// What the vault knows of one witness in this process.
+#[derive(Clone, Debug, Default)]
+struct Known {
+    /// The size the witness holds, as last heard.
+    size: Option<u64>,
+    /// It answered a submission of the last signed checkpoint (or a later one).
+    confirmed: bool,
+    last_error: Option<String>,
+}
+
+pub(crate) struct Witnessing {
+    policy: WitnessPolicy,
+    known: Mutex<HashMap<String, Known>>,
+}
+
+/// A checkpoint with the witness cosignatures the vault gathered for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CosignedCheckpoint {
+    /// The signed note followed by the cosignature lines (a C2SP signed
+    /// note: clients that do not know a witness ignore its line).
+    pub note: String,
+    pub size: u64,
+    /// A quorum of the configured witnesses cosigned it (always true
+    /// without witnesses).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// The cosigners whose lines verified, `<name>+<key id>`.
+    pub cosigners: Vec<String>,
+    /// Cosignatures needed (0 without witnesses).
+    pub quorum: usize,
+}
+
+/// One witness's part in a cosigning round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WitnessOutcome {
+    /// `<name>+<key id>`.
+    pub witness: String,
+    /// Its cosignature of the checkpoint is kept.
+    pub cosigned: bool,
+    /// The size it holds, as last heard.
+    pub size: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// What [`Vault::cosign`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CosignReport {
+    /// The latest signed checkpoint, with the cosignatures it has.
+    pub checkpoint: CosignedCheckpoint,
+    pub witnesses: Vec<WitnessOutcome>,
+    /// The latest final checkpoint (the one above if it is final).
+    pub final_checkpoint: Option<CosignedCheckpoint>,
+}
+
+/// How a submission ended.
+enum Submitted {
+    Cosigned(String),
+    /// The witness holds a larger tree than the checkpoint.
+    Ahead(u64),
+    /// The witness holds a tree the checkpoint does not extend.
+    Forked(String),
+    Failed(String),
+}
+
+impl Vault {
+    /// Configures the witnesses that cosign this vault's checkpoints.
+    pub fn with_witnesses(mut self, policy: WitnessPolicy) -> Result<Vault, VaultError> {
+        let n = policy.witnesses.len();
+        if n == 0 {
+            self.witnessing = None;
+            return Ok(self);
+        }
+        if policy.quorum == 0 || policy.quorum > n {
+            return Err(VaultError::Invalid {
+                what: "witness quorum",
+                why: format!("must be between 1 and the number of witnesses ({n})"),
+            });
+        }
+        let mut labels: Vec<String> = policy
+            .witnesses
+            .iter()
+            .map(|w| w.verifier.label())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        if labels.len() != n {
+            return Err(VaultError::Invalid {
+                what: "witnesses",
+                why: "the same witness key is configured twice".into(),
+            });
+        }
+        self.witnessing = Some(Witnessing {
+            policy,
+            known: Mutex::new(HashMap::new()),
+        });
+        Ok(self)
+    }
+
+    /// The configured witnesses' verifier keys and the quorum (empty, 0
+    /// without witnesses).
+    pub fn witness_policy(&self) -> (Vec<String>, usize) {
+        match &self.witnessing {
+            Some(w) => (
+                w.policy
+                    .witnesses
+                    .iter()
+                    .map(|c| c.verifier.verifier_key())
+                    .collect(),
+                w.policy.quorum,
+            ),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        match &self.witnessing {
+            Some(w) => w.known.lock().unwrap_or_else(|e| e.into_inner()),
+            None => unreachable_known(),
+        }
+    }
+
+    /// The largest size a witness was heard to hold in this process.
+    pub(crate) fn witnessed_max(&self) -> Option<(String, u64)> {
+        self.witnessing.as_ref()?;
+        self.known()
+            .iter()
+            .filter_map(|(k, v)| v.size.map(|s| (k.clone(), s)))
+            .max_by_key(|(_, s)| *s)
+    }
+
+    /// Before a signature: submits the last signed checkpoint `note` to
+    /// every witness not heard from in this process. A witness holding a
+    /// larger or another tree refuses the signature; one that cannot be
+    /// reached does not (what is signed then stays pending until a quorum
+    /// cosigns it, which no witness does for a fork).
+    pub(crate) fn probe_witnesses(&self, note: &str) -> Result<(), VaultError> {
+        let Some(w) = &self.witnessing else {
+            return Ok(());
+        };
+        let todo: Vec<&ConfiguredWitness> = {
+            let known = self.known();
+            w.policy
+                .witnesses
+                .iter()
+                .filter(|c| !known.get(&c.verifier.label()).is_some_and(|k| k.confirmed))
+                .collect()
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let cp = postvault_log::open_checkpoint(note, &self.signer.verifier_key())?;
+        let outcomes = self.submit_all(&todo, note, &cp);
+        for (c, out) in todo.iter().zip(outcomes) {
+            let label = c.verifier.label();
+            match out {
+                Submitted::Cosigned(line) => {
+                    self.store.put_cosignatures(cp.size, &[(label, line)])?;
+                }
+                Submitted::Ahead(m) => {
+                    return Err(VaultError::LogRollback(format!(
+                        "witness `{label}` has cosigned a checkpoint of {m} leaves, but the last checkpoint this vault's key store says it signed has {}: the vault's stores were rolled back together (a restored copy of the whole vault); restore the latest copy of both stores; the vault will not sign until then",
+                        cp.size
+                    )));
+                }
+                Submitted::Forked(why) => {
+                    return Err(VaultError::LogRollback(format!(
+                        "witness `{label}` holds a tree this vault's last signed checkpoint ({} leaves) does not extend: {why}; the vault's stores were rolled back or rewritten; the vault will not sign",
+                        cp.size
+                    )));
+                }
+                Submitted::Failed(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits `note` to each witness of `todo` at once.
+    fn submit_all(
+        &self,
+        todo: &[&ConfiguredWitness],
+        note: &str,
+        cp: &Checkpoint,
+    ) -> Vec<Submitted> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = todo
+                .iter()
+                .map(|c| s.spawn(move || self.submit(c, note, cp)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Submitted::Failed("the submission stopped".into()))
+                })
+                .collect()
+        })
+    }
+
+    /// One witness: `add-checkpoint` from the size it is believed to hold,
+    /// again from the size a 409 names, and its answer verified.
+    fn submit(&self, c: &ConfiguredWitness, note: &str, cp: &Checkpoint) -> Submitted {
+        let label = c.verifier.label();
+        let hint = self.known().get(&label).and_then(|k| k.size);
+        let hint = match hint {
+            Some(h) => Some(h),
+            None => self.store.cosigned_by(&label).ok().flatten(),
+        };
+        let mut old = hint.filter(|h| *h <= cp.size).unwrap_or(0);
+        let text = match postvault_log::parse_note(note.as_bytes()) {
+            Ok(n) => n.text,
+            Err(e) => return Submitted::Failed(e.to_string()),
+        };
+        let mut tried = Vec::new();
+        let out = loop {
+            if tried.contains(&old) || tried.len() >= 4 {
+                break Submitted::Failed("the witness keeps naming other sizes".into());
+            }
+            tried.push(old);
+            let proof = if old == 0 || old == cp.size {
+                Vec::new()
+            } else {
+                match postvault_log::prove_consistency(
+                    old,
+                    cp.size,
+                    &crate::log::StoreHashes(&*self.store),
+                ) {
+                    Ok(p) => p,
+                    Err(e) => break Submitted::Failed(e.to_string()),
+                }
+            };
+            match c.client.add_checkpoint(old, &proof, note) {
+                Ok(body) => {
+                    let lines = match postvault_log::parse_signature_lines(&body, MAX_ANSWER_LINES)
+                    {
+                        Ok(l) => l,
+                        Err(e) => break Submitted::Failed(format!("a malformed answer: {e}")),
+                    };
+                    let mine: Vec<_> = lines
+                        .iter()
+                        .filter(|l| c.verifier.is_signer_of(l))
+                        .collect();
+                    if mine.is_empty() {
+                        break Submitted::Failed("the answer holds no line of this witness".into());
+                    }
+                    match mine
+                        .iter()
+                        .try_for_each(|l| c.verifier.verify(&text, l).map(|_| ()))
+                    {
+                        Ok(()) => {
+                            self.heard(&label, Some(cp.size), true, None);
+                            break Submitted::Cosigned(mine[0].to_line());
+                        }
+                        Err(_) => break Submitted::Failed("a cosignature does not verify".into()),
+                    }
+                }
+                Err(WitnessCallError::Conflict(m)) => {
+                    self.heard(&label, Some(m), false, None);
+                    if m > cp.size {
+                        break Submitted::Ahead(m);
+                    }
+                    if m == cp.size && old == cp.size {
+                        break Submitted::Forked(format!("it cosigned another tree of {m} leaves"));
+                    }
+                    old = m;
+                }
+                // The witness's tree of `old` leaves is not the first `old`
+                // leaves of this log (v1.1 witnesses also answer 422 to an
+                // equal size with another root).
+                Err(WitnessCallError::Refused { status: 422, .. }) if old != 0 || cp.size == 0 => {
+                    break Submitted::Forked(format!("its tree of {old} leaves is not this log's"));
+                }
+                Err(e) => break Submitted::Failed(e.to_string()),
+            }
+        };
+        match &out {
+            Submitted::Failed(e) => self.heard(&label, None, false, Some(e.clone())),
+            Submitted::Ahead(_) | Submitted::Forked(_) => self.heard(
+                &label,
+                None,
+                false,
+                Some("refused: a larger or another tree".into()),
+            ),
+            Submitted::Cosigned(_) => {}
+        }
+        out
+    }
+
+    fn heard(&self, label: &str, size: Option<u64>, confirmed: bool, error: Option<String>) {
+        let mut known = self.known();
+        let k = known.entry(label.to_string()).or_default();
+        if size.is_some() {
+            k.size = size;
+        }
+        if confirmed {
+            k.confirmed = true;
+            k.last_error = None;
+        }
+        if error.is_some() {
+            k.last_error = error;
+        }
+    }
+
+    /// Signs a checkpoint if the log grew, then gathers the cosignatures it
+    /// lacks from the witnesses, in parallel, keeping every line that
+    /// verifies. Without witnesses, the signed checkpoint is final.
+    pub fn cosign(&self) -> Result<CosignReport, VaultError> {
+        let note = self.checkpoint()?;
+        let cp = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?;
+        let Some(w) = &self.witnessing else {
+            let c = CosignedCheckpoint {
+                note,
+                size: cp.size,
+                is_final: true,
+                cosigners: Vec::new(),
+                quorum: 0,
+            };
+            return Ok(CosignReport {
+                final_checkpoint: Some(c.clone()),
+                checkpoint: c,
+                witnesses: Vec::new(),
+            });
+        };
+        let have = self.cosigned(cp.size, &note)?;
+        let todo: Vec<&ConfiguredWitness> = w
+            .policy
+            .witnesses
+            .iter()
+            .filter(|c| !have.cosigners.contains(&c.verifier.label()))
+            .collect();
+        let outcomes = self.submit_all(&todo, &note, &cp);
+        let mut lines = Vec::new();
+        let mut errors: HashMap<String, String> = HashMap::new();
+        for (c, out) in todo.iter().zip(outcomes) {
+            let label = c.verifier.label();
+            match out {
+                Submitted::Cosigned(line) => lines.push((label, line)),
+                Submitted::Ahead(m) => {
+                    errors.insert(
+                        label,
+                        format!("holds a larger tree ({m} leaves): this vault was rolled back"),
+                    );
+                }
+                Submitted::Forked(why) => {
+                    errors.insert(label, format!("refused: {why}"));
+                }
+                Submitted::Failed(e) => {
+                    errors.insert(label, e);
+                }
+            }
+        }
+        if !lines.is_empty() {
+            self.store.put_cosignatures(cp.size, &lines)?;
+        }
+        let checkpoint = self.cosigned(cp.size, &note)?;
+        let known = self.known().clone();
+        let witnesses = w
+            .policy
+            .witnesses
+            .iter()
+            .map(|c| {
+                let label = c.verifier.label();
+                WitnessOutcome {
+                    cosigned: checkpoint.cosigners.contains(&label),
+                    size: known.get(&label).and_then(|k| k.size),
+                    error: errors.remove(&label),
+                    witness: label,
+                }
+            })
+            .collect();
+        let final_checkpoint = if checkpoint.is_final {
+            Some(checkpoint.clone())
+        } else {
+            self.final_checkpoint()?
+        };
+        Ok(CosignReport {
+            checkpoint,
+            witnesses,
+            final_checkpoint,
+        })
+    }
+
+    /// The kept checkpoint of `size` (signed note `note`) with the kept
+    /// cosignature lines of configured witnesses that verify.
+    fn cosigned(&self, size: u64, note: &str) -> Result<CosignedCheckpoint, VaultError> {
+        let (verifiers, quorum) = match &self.witnessing {
+            Some(w) => (
+                w.policy
+                    .witnesses
+                    .iter()
+                    .map(|c| c.verifier.clone())
+                    .collect::<Vec<_>>(),
+                w.policy.quorum,
+            ),
+            None => (Vec::new(), 0),
+        };
+        let kept = self.store.cosignatures(size)?;
+        let mut full = note.to_string();
+        for v in &verifiers {
+            if let Some((_, line)) = kept.iter().find(|(c, _)| *c == v.label()) {
+                full.push_str(line);
+            }
+        }
+        let checked =
+            postvault_log::verify_cosigned(&full, &self.signer.verifier_key(), &verifiers)
+                .map_err(|e| {
+                    VaultError::LogVerification(format!(
+                        "a kept cosignature of the checkpoint of size {size} does not verify: {e}"
+                    ))
+                })?;
+        let cosigners: Vec<String> = checked
+            .cosigned
+            .iter()
+            .map(|c| c.cosigner.clone())
+            .collect();
+        // Only verified lines go out.
+        let mut out = note.to_string();
+        for c in &checked.cosigned {
+            out.push_str(&c.line);
+        }
+        Ok(CosignedCheckpoint {
+            note: out,
+            size,
+            is_final: cosigners.len() >= quorum,
+            cosigners,
+            quorum,
+        })
+    }
+
+    /// The latest checkpoint a quorum of the witnesses cosigned, with their
+    /// lines, from what is kept (no witness is called). Without witnesses:
+    /// the latest signed checkpoint.
+    pub fn final_checkpoint(&self) -> Result<Option<CosignedCheckpoint>, VaultError> {
+        let Some(w) = &self.witnessing else {
+            return Ok(self
+                .store
+                .latest_checkpoint()?
+                .map(|(size, note)| CosignedCheckpoint {
+                    note,
+                    size,
+                    is_final: true,
+                    cosigners: Vec::new(),
+                    quorum: 0,
+                }));
+        };
+        let labels: Vec<String> = w
+            .policy
+            .witnesses
+            .iter()
+            .map(|c| c.verifier.label())
+            .collect();
+        let Some(size) = self.store.latest_cosigned(&labels, w.policy.quorum)? else {
+            return Ok(None);
+        };
+        let note = self.store.checkpoint_note(size)?.ok_or_else(|| {
+            VaultError::LogVerification(format!(
+                "cosignatures are kept for a checkpoint of size {size} the data store does not keep"
+            ))
+        })?;
+        let c = self.cosigned(size, &note)?;
+        if !c.is_final {
+            return Err(VaultError::LogVerification(format!(
+                "the kept cosignatures of the checkpoint of size {size} do not reach the quorum"
+            )));
+        }
+        Ok(Some(c))
+    }
+
+    /// The checkpoint a person's proofs are given against: the latest one
+    /// (signed now if the log grew), with the cosignatures gathered for it
+    /// now; `is_final` says whether it reached the quorum.
+    pub fn cosigned_checkpoint(&self) -> Result<CosignedCheckpoint, VaultError> {
+        Ok(self.cosign()?.checkpoint)
+    }
+
+    /// Whether witnesses are configured.
+    pub fn has_witnesses(&self) -> bool {
+        self.witnessing.is_some()
+    }
+}
+
+fn unreachable_known() -> std::sync::MutexGuard<'static, HashMap<String, Known>> {
+    static EMPTY: std::sync::LazyLock<Mutex<HashMap<String, Known>>> =
+        std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+    EMPTY.lock().unwrap_or_else(|e| e.into_inner())
+}

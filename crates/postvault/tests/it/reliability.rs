@@ -1,0 +1,911 @@
+//! Failing loudly, never twice: records whose keys are missing are an error
+//! (the reliability campaign's three ways to lose keys), collection under a
+//! batch id is idempotent, destruction is written ahead and finished on
+//! open, `init` is atomic, backups are consistent, and the master key can
+//! live outside the key store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use postvault::{CollectOptions, Event, ExternalKey, OpenOptions, Vault, VaultError};
+use postvault_store::{
+    KeyStore, OpenMode, RewrapCount, RewrapFn, SqliteKeyStore, SqliteStore, StoreError,
+    SubjectKeys, SubjectRef,
+};
+
+use super::disclosure::{approve, gateway_vault_on, mail_cover, submit};
+use super::*;
+
+const DAY: i64 = 86_400_000;
+
+fn events(v: &Vault) -> Vec<Event> {
+    let n = v.store().log_size().unwrap();
+    v.log_entries(0, n)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.unwrap())
+        .collect()
+}
+
+fn copy_files(from: &Path, to: &Path, names: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    for n in names {
+        let p = from.join(n);
+        if p.exists() {
+            std::fs::copy(&p, to.join(n)).unwrap();
+        }
+    }
+}
+
+fn keys_missing(r: Result<postvault::ReadResponse, VaultError>) -> u64 {
+    match r {
+        Err(VaultError::RecordKeysMissing { records }) => records,
+        other => panic!("expected keys_missing, got {other:?}"),
+    }
+}
+
+/// The campaign's three ways a key store loses keys while the data store
+/// keeps the rows. Each read answers an error naming the count (never
+/// `allow` with no records), and `check` counts the records without keys.
+#[test]
+fn a_record_whose_key_is_missing_is_an_error_never_an_empty_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    // Running: the people's keys are still in keys.db-wal.
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let r = collect(&v, "ingest", &person("cust-w", "pvWal"));
+    assert_eq!(r.accepted, 9);
+    assert!(
+        std::fs::metadata(dir.path().join("keys.db-wal"))
+            .unwrap()
+            .len()
+            > 0,
+        "the keys are in the key store's WAL"
+    );
+
+    // 1. A file copy of the running vault that took keys.db but not its WAL.
+    let copy = tempfile::tempdir().unwrap();
+    copy_files(
+        dir.path(),
+        copy.path(),
+        &["data.db", "data.db-wal", "keys.db"],
+    );
+    // 2. A copy with the key WAL emptied, as a crash can leave it.
+    let emptied = tempfile::tempdir().unwrap();
+    copy_files(
+        dir.path(),
+        emptied.path(),
+        &["data.db", "data.db-wal", "keys.db", "keys.db-wal"],
+    );
+    std::fs::write(emptied.path().join("keys.db-wal"), b"").unwrap();
+    for d in [copy.path(), emptied.path()] {
+        let v = Vault::open(d, opts(&c)).unwrap();
+        let sorting = v.principal("sorting").unwrap();
+        // What delivery may see of the person: five records.
+        assert_eq!(keys_missing(v.read(&sorting, "cust-w", "delivery")), 5);
+        let officer = v.principal("officer").unwrap();
+        assert_eq!(
+            keys_missing(v.read(&officer, "cust-w", "subject_access")),
+            9
+        );
+        // The read's leaf says so, and carries no count of records.
+        let last = events(&v).pop().unwrap();
+        assert_eq!((last.action.as_str(), last.count), ("read", 0));
+        assert!(last.reasons.contains(&"keys_missing".to_string()));
+        let check = v.check().unwrap();
+        assert!(!check.ok);
+        assert_eq!(
+            (
+                check.records_without_keys.records,
+                check.records_without_keys.keys
+            ),
+            (9, 1)
+        );
+        // The message names the count, never the person.
+        let e = v.read(&sorting, "cust-w", "delivery").unwrap_err();
+        assert_eq!(e.code(), "keys_missing");
+        assert!(e.keys_missing());
+        assert!(e.to_string().starts_with("5 records"), "{e}");
+        assert!(!e.to_string().contains("cust-w"));
+        // An unknown person still answers as before.
+        assert!(
+            v.read(&sorting, "nobody", "delivery")
+                .unwrap()
+                .records
+                .is_empty()
+        );
+    }
+    drop(v);
+
+    // 3. One flipped byte in keys.db: in a wrapped key it no longer
+    // unwraps; in a subject ref the row answers to nobody.
+    let master = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing)
+        .unwrap()
+        .secret("master")
+        .unwrap()
+        .unwrap();
+    let r = postvault_crypto::MasterKey::from_bytes(&master)
+        .unwrap()
+        .subject_ref("cust-w");
+    let wrapped = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing)
+        .unwrap()
+        .subject_keys(&r)
+        .unwrap()
+        .unwrap();
+    for (what, needle) in [("wrapped key", wrapped.data.clone()), ("ref", r.to_vec())] {
+        let flipped = tempfile::tempdir().unwrap();
+        copy_files(dir.path(), flipped.path(), &["data.db", "keys.db"]);
+        let p = flipped.path().join("keys.db");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+            .unwrap_or_else(|| panic!("the {what} is in keys.db"));
+        bytes[at + needle.len() / 2] ^= 0x40;
+        std::fs::write(&p, bytes).unwrap();
+        let v = Vault::open(flipped.path(), opts(&c)).unwrap();
+        let sorting = v.principal("sorting").unwrap();
+        assert_eq!(
+            keys_missing(v.read(&sorting, "cust-w", "delivery")),
+            5,
+            "{what}"
+        );
+        let check = v.check().unwrap();
+        assert_eq!(check.records_without_keys.records, 9, "{what}");
+        if what == "wrapped key" {
+            assert_eq!(check.damaged_keys, 1);
+        } else {
+            // The row under the damaged ref is a key without records.
+            assert_eq!(check.keys_without_records, 1);
+        }
+    }
+}
+
+/// The lawful ends of data are not errors: an erased person (rows deleted,
+/// keys destroyed), records past retention (period key destroyed, rows
+/// pending deletion), and a mail-cover order destroyed as improperly ordered.
+#[test]
+fn lawfully_destroyed_keys_answer_empty_and_check_counts_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    v.add_principal("sorting", "delivery").unwrap();
+    let sorting = v.principal("sorting").unwrap();
+    let officer = v.principal("officer").unwrap();
+    // Erased.
+    v.erase(&officer, &["cust-b".to_string()], &mut |_| {})
+        .unwrap();
+    assert!(
+        v.read(&sorting, "cust-b", "delivery")
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    // A destroyed cover: its records are gone, lawfully.
+    let a = submit(&v, "fbi", &mail_cover());
+    assert!(!approve(&v, "officer", &a.id).refused());
+    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
+        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
+        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
+        "return_address": "9 Other St, Chicago IL"}});
+    assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    v.disclose_end(&officer, &a.id, postvault::EndReason::ImproperlyOrdered)
+        .unwrap();
+    let inspector = v.principal("inspector").unwrap();
+    assert!(
+        v.read(&inspector, "cust-a", "mail_cover")
+            .unwrap()
+            .records
+            .iter()
+            .all(|r| r.category != "mail_cover_record")
+    );
+    // Past retention: images go after 7 days; not returned, not an error.
+    c.advance(8 * DAY);
+    let read = v.read(&sorting, "cust-a", "delivery").unwrap();
+    assert!(read.records.iter().all(|r| r.category != "mail_image"));
+    let check = v.check().unwrap();
+    assert!(check.ok, "{:?}", check.problems);
+    assert_eq!(check.destroyed_cover_records, 1);
+    assert_eq!(check.records_without_keys.records, 0);
+    assert!(check.pending_erasures == 0 && check.pending_intents == 0);
+}
+
+/// Under a batch id, a collection cut midway resumes after its last
+/// committed line when sent again (each line stored once), a finished one
+/// is answered with its first report, other input under the same id is
+/// refused, and a resend while the first is still running is refused.
+pub fn collection_under_a_batch_id_is_idempotent_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_on(b, dir.path(), &c);
+    let ingest = v.principal("ingest").unwrap();
+    let lines: Vec<String> = (0..100)
+        .map(|i| {
+            line(
+                &format!("run-{i}"),
+                "address",
+                "delivery",
+                serde_json::json!({"street": format!("{i} Elm St"), "city": "Springfield",
+                    "state": "IL", "zip": "62701"}),
+            )
+        })
+        .collect();
+    let input = lines.join("\n") + "\n";
+    let opts = |id: &str| CollectOptions {
+        batch_size: 10,
+        run: Some(id.to_string()),
+        ..CollectOptions::default()
+    };
+    // A reader that fails after 35 lines, as a cut connection does.
+    let head: &[u8] = &input.as_bytes()[..lines[..35].iter().map(|l| l.len() + 1).sum::<usize>()];
+    let mut cut = std::io::BufReader::new(std::io::Read::chain(head, FailingRead));
+    let first = v
+        .collect(&ingest, &mut cut, &opts("batch-1"), &mut |_| {})
+        .unwrap();
+    assert!(first.failure.is_some());
+    assert_eq!(first.committed_through_line, 30, "three whole batches");
+    assert_eq!(first.accepted, 30);
+    assert_eq!(v.store().record_count().unwrap(), 30);
+    // Sent again whole: lines 31..100 only.
+    let second = v
+        .collect(
+            &ingest,
+            &mut input.as_bytes(),
+            &opts("batch-1"),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(second.failure.is_none(), "{:?}", second.failure);
+    let run = second.run.clone().unwrap();
+    assert_eq!((run.resumed_after_line, run.replayed), (30, false));
+    assert_eq!((second.accepted, second.committed_through_line), (100, 100));
+    assert_eq!(second.batches, 10);
+    assert_eq!(v.store().record_count().unwrap(), 100);
+    // Each person once.
+    let sorting = v.principal("sorting").unwrap();
+    for i in [0, 29, 30, 31, 99] {
+        let r = v.read(&sorting, &format!("run-{i}"), "delivery").unwrap();
+        assert_eq!(r.records.len(), 1, "run-{i}");
+    }
+    // Finished: the same input again is answered with the report, and
+    // stores nothing.
+    let size = v.store().log_size().unwrap();
+    let third = v
+        .collect(
+            &ingest,
+            &mut input.as_bytes(),
+            &opts("batch-1"),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(third.run.as_ref().unwrap().replayed);
+    assert_eq!(
+        (third.accepted, third.batches, third.leaves.clone()),
+        (second.accepted, second.batches, second.leaves.clone())
+    );
+    assert_eq!(v.store().record_count().unwrap(), 100);
+    assert_eq!(v.store().log_size().unwrap(), size);
+    // The same id with other input: refused, nothing stored.
+    let other = lines[..50].join("\n") + "\nX\n";
+    let e = v
+        .collect(
+            &ingest,
+            &mut other.as_bytes(),
+            &opts("batch-1"),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "run_mismatch");
+    // The same id by another principal is another run.
+    v.add_principal("ingest2", "collector").unwrap();
+    let ingest2 = v.principal("ingest2").unwrap();
+    let r = v
+        .collect(
+            &ingest2,
+            &mut lines[0].as_bytes(),
+            &opts("batch-1"),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.accepted, 1);
+    // A resend while the first is still running (it waits in its input).
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (started, has_started) = std::sync::mpsc::channel::<()>();
+    let v = Arc::new(v);
+    let running = {
+        let (v, ingest) = (v.clone(), ingest.clone());
+        std::thread::spawn(move || {
+            let mut slow = std::io::BufReader::new(Gate(Some((started, wait))));
+            v.collect(&ingest, &mut slow, &opts("batch-2"), &mut |_| {})
+        })
+    };
+    has_started.recv().unwrap();
+    let e = v
+        .collect(&ingest, &mut b"".as_slice(), &opts("batch-2"), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(e.code(), "run_in_progress");
+    go.send(()).unwrap();
+    assert!(running.join().unwrap().is_ok());
+}
+
+#[test]
+fn collection_under_a_batch_id_is_idempotent() {
+    collection_under_a_batch_id_is_idempotent_on(&Backend::Sqlite);
+}
+
+struct FailingRead;
+
+impl std::io::Read for FailingRead {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("the connection was cut"))
+    }
+}
+
+/// A reader that says it was asked, gives nothing until told, then ends.
+#[allow(clippy::type_complexity)]
+struct Gate(Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>);
+
+impl std::io::Read for Gate {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        if let Some((started, wait)) = self.0.take() {
+            let _ = started.send(());
+            let _ = wait.recv();
+        }
+        Ok(0)
+    }
+}
+
+/// A key store that fails destructions while `fail` is set, as a process
+/// killed between an intent and its destruction would leave things.
+struct FailingKeys {
+    inner: SqliteKeyStore,
+    fail: Arc<AtomicBool>,
+}
+
+impl FailingKeys {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Io {
+                path: "keys.db".into(),
+                source: std::io::Error::other("killed before the keys were destroyed"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl KeyStore for FailingKeys {
+    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        self.inner.put_subject_keys(keys)
+    }
+    fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError> {
+        self.inner.subject_keys(subject)
+    }
+    fn subject_keys_many(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<Option<SubjectKeys>>, StoreError> {
+        self.inner.subject_keys_many(subjects)
+    }
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.secret(name)
+    }
+    fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_secret(name, value)
+    }
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_secret(name)
+    }
+    fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.put_secret_or_get(name, value)
+    }
+    fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.secret_names(prefix)
+    }
+    fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_secrets(names)
+    }
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_subject_keys(subjects)
+    }
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError> {
+        self.inner.subject_refs(after, limit)
+    }
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError> {
+        // A rotation killed midway: the transaction never commits.
+        if self.fail.load(Ordering::SeqCst) {
+            let mut n = 0;
+            return self.inner.rewrap(
+                &mut |item| {
+                    n += 1;
+                    if n > 2 {
+                        return Err(StoreError::Io {
+                            path: "keys.db".into(),
+                            source: std::io::Error::other("killed during the rotation"),
+                        });
+                    }
+                    f(item)
+                },
+                insert,
+            );
+        }
+        self.inner.rewrap(f, insert)
+    }
+}
+
+fn with_failing_keys(dir: &Path, c: &Arc<FixedClock>, fail: &Arc<AtomicBool>) -> Vault {
+    Vault::from_parts(
+        dir,
+        Box::new(SqliteStore::open(&dir.join("data.db"), OpenMode::Existing).unwrap()),
+        Box::new(FailingKeys {
+            inner: SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap(),
+            fail: fail.clone(),
+        }),
+        opts(c),
+    )
+    .unwrap()
+}
+
+use postvault::FixedClock;
+
+fn actions(v: &Vault) -> Vec<(String, u64, Option<String>, Vec<String>)> {
+    events(v)
+        .into_iter()
+        .map(|e| (e.action, e.count, e.selector, e.reasons))
+        .collect()
+}
+
+/// Sweeps, erasures, destroyed cover keys and ended holds write an intent
+/// leaf before destroying anything and a completion leaf after; killed in
+/// between (the destruction fails), the next open finishes the work and
+/// writes the completion, so the leaves account for everything.
+#[test]
+fn destruction_killed_between_its_steps_is_finished_and_accounted_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = submit(&v, "fbi", &mail_cover());
+    assert!(!approve(&v, "officer", &a.id).refused());
+    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
+        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
+        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
+        "return_address": "9 Other St, Chicago IL"}});
+    assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    drop(v);
+    let fail = Arc::new(AtomicBool::new(true));
+    let keys = || SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+
+    // A retention sweep killed after its intent.
+    c.advance(8 * DAY);
+    let v = with_failing_keys(dir.path(), &c, &fail);
+    let images = v.store().record_count().unwrap();
+    assert!(v.retention_run(&mut |_| {}).is_err());
+    let (action, count, selector, _) = actions(&v).pop().unwrap();
+    assert_eq!(action, "retention_intent");
+    assert_eq!(count, 3, "three images expired");
+    let selector = selector.unwrap();
+    assert!(
+        selector.starts_with("keys:retention:mail_image:"),
+        "{selector}"
+    );
+    assert!(!selector.contains("cust-"));
+    assert_eq!(
+        keys().secret_names("retention:mail_image:").unwrap().len(),
+        1
+    );
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let rec = v.recovered();
+    assert_eq!(rec.intents.len(), 1);
+    assert_eq!(rec.intents[0].kind, "retention");
+    let (action, count, selector, reasons) = actions(&v).pop().unwrap();
+    assert_eq!(action, "retention");
+    assert_eq!(count, 3, "the completion accounts for the intent's records");
+    assert!(
+        selector
+            .unwrap()
+            .contains(&format!("intent:{}", rec.intents[0].intent_leaf))
+    );
+    assert!(reasons.contains(&"recovered".to_string()));
+    assert!(
+        keys()
+            .secret_names("retention:mail_image:")
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(v.store().record_count().unwrap(), images - 3);
+    assert!(v.store().intents().unwrap().is_empty());
+    drop(v);
+
+    // An erasure killed after its first transaction (rows and leaves).
+    let v = with_failing_keys(dir.path(), &c, &fail);
+    let officer = v.principal("officer").unwrap();
+    assert!(
+        v.erase(&officer, &["cust-b".to_string()], &mut |_| {})
+            .is_err()
+    );
+    let tail = actions(&v);
+    let (action, count, selector, _) = tail.last().unwrap().clone();
+    assert_eq!((action.as_str(), count), ("erase_intent", 1));
+    assert!(selector.unwrap().starts_with("keys:2;records:"));
+    // The per-person leaf keeps its contract: just before, tagged.
+    assert_eq!(tail[tail.len() - 2].0, "erase");
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(v.recovered().erasures, 1);
+    assert_eq!(actions(&v).pop().unwrap().0, "erase_done");
+    assert!(v.subject_tag_key("cust-b").unwrap().is_none());
+    drop(v);
+
+    // A mail cover destroyed as improperly ordered, killed before its key.
+    let v = with_failing_keys(dir.path(), &c, &fail);
+    let officer = v.principal("officer").unwrap();
+    assert!(
+        v.disclose_end(&officer, &a.id, postvault::EndReason::ImproperlyOrdered)
+            .is_err()
+    );
+    let (action, count, selector, _) = actions(&v).pop().unwrap();
+    assert_eq!((action.as_str(), count), ("cover_intent", 1));
+    let seq = selector.unwrap().trim_start_matches("keys:").to_string();
+    assert!(keys().secret(&seq).unwrap().is_some());
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(actions(&v).pop().unwrap().0, "cover_done");
+    assert!(keys().secret(&seq).unwrap().is_none());
+    // Every intent has exactly one completion, and the log verifies.
+    let all = events(&v);
+    for (intent, done) in [
+        ("retention_intent", "retention"),
+        ("erase_intent", "erase_done"),
+        ("cover_intent", "cover_done"),
+    ] {
+        let n = all.iter().filter(|e| e.action == intent).count();
+        let m = all
+            .iter()
+            .filter(|e| {
+                e.action == done && e.selector.as_deref().is_some_and(|s| s.contains("intent:"))
+            })
+            .count();
+        assert_eq!((n, m), (1, 1), "{intent}");
+    }
+    assert!(
+        v.verify_log(&postvault::VerifyOptions::default())
+            .unwrap()
+            .ok
+    );
+    assert!(v.check().unwrap().ok);
+}
+
+/// `init` leaves a whole vault or nothing; what an interrupted `init` left
+/// is recognized (not "no vault" from one command and "a vault exists" from
+/// another), and replaced only when asked and only when it holds nothing.
+#[test]
+fn init_is_atomic_and_a_half_made_vault_is_recognized_and_replaced() {
+    let root = tempfile::tempdir().unwrap();
+    let c = clock();
+    // A key store alone, as a killed `init` of an older release left it.
+    let dir = root.path().join("half");
+    std::fs::create_dir(&dir).unwrap();
+    let k = SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Create).unwrap();
+    k.put_secret("master", &[7; 32]).unwrap();
+    drop(k);
+    for e in [
+        Vault::open(&dir, opts(&c)).unwrap_err(),
+        Vault::init(&dir, opts(&c)).unwrap_err(),
+    ] {
+        assert_eq!(e.code(), "half_made", "{e}");
+        assert!(e.to_string().contains("init --replace"), "{e}");
+    }
+    let v = Vault::create(&dir, opts(&c), &postvault::InitOptions { replace: true }).unwrap();
+    v.add_principal("ingest", "collector").unwrap();
+    drop(v);
+    assert!(Vault::open(&dir, opts(&c)).is_ok());
+    assert_eq!(
+        Vault::init(&dir, opts(&c)).unwrap_err().code(),
+        "already_initialized"
+    );
+    // A data store without its vault id (killed before the last write).
+    let dir2 = root.path().join("half2");
+    std::fs::create_dir(&dir2).unwrap();
+    drop(SqliteStore::open(&dir2.join("data.db"), OpenMode::Create).unwrap());
+    drop(SqliteKeyStore::open(&dir2.join("keys.db"), OpenMode::Create).unwrap());
+    assert_eq!(
+        Vault::open(&dir2, opts(&c)).unwrap_err().code(),
+        "half_made"
+    );
+    // A key store holding people's keys is never replaced.
+    let dir3 = root.path().join("keys-only");
+    drop(vault(&dir3, &c));
+    let v = Vault::open(&dir3, opts(&c)).unwrap();
+    collect(&v, "ingest", &person("cust-k", "pvK"));
+    drop(v);
+    std::fs::remove_file(dir3.join("data.db")).unwrap();
+    let e = Vault::open(&dir3, opts(&c)).unwrap_err();
+    assert_eq!(e.code(), "not_a_vault", "{e}");
+    assert!(e.to_string().contains("restore"), "{e}");
+    let e = Vault::create(&dir3, opts(&c), &postvault::InitOptions { replace: true }).unwrap_err();
+    assert_eq!(e.code(), "not_a_vault");
+    // Keys are made before the records they seal: a vault killed after
+    // its first keys and before its first batch is a vault, not a stray.
+    let early = root.path().join("early");
+    drop(vault(&early, &c));
+    let k = SqliteKeyStore::open(&early.join("keys.db"), OpenMode::Existing).unwrap();
+    k.put_subject_keys(&[SubjectKeys {
+        subject: [3; 16],
+        data: vec![1; 60],
+        tag: vec![2; 60],
+    }])
+    .unwrap();
+    drop(k);
+    assert!(Vault::open(&early, opts(&c)).is_ok());
+    // A new vault leaves no building directory behind.
+    let fresh = root.path().join("fresh");
+    drop(Vault::init(&fresh, opts(&c)).unwrap());
+    let leftovers: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("postvault-init"))
+        .collect();
+    assert!(leftovers.is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+/// A backup taken while collection and erasure run: the key copy holds a
+/// key for every record of the data copy; the restore checks clean, and a
+/// person erased after the backup still has a key in the key copy (the
+/// crypto-shredding gap that rotating key backups closes).
+#[test]
+fn backups_are_consistent_and_restores_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = Arc::new(vault(dir.path(), &c));
+    for i in 0..20 {
+        collect(&v, "ingest", &person(&format!("b{i}"), &format!("m{i}")));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (v, stop) = (v.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let officer = v.principal("officer").unwrap();
+            // Bounded, should the test fail before it says stop.
+            for i in 100..1_100 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                collect(&v, "ingest", &person(&format!("b{i}"), "busy"));
+                v.erase(&officer, &[format!("b{}", i - 95)], &mut |_| {})
+                    .unwrap();
+            }
+        })
+    };
+    let mut reports = Vec::new();
+    for n in 0..3 {
+        let (d, k) = (
+            out.path().join(format!("data-{n}")),
+            out.path().join(format!("keys-{n}")),
+        );
+        reports.push((d.clone(), k.clone(), v.backup(&d, &k).unwrap()));
+    }
+    stop.store(true, Ordering::SeqCst);
+    busy.join().unwrap();
+    // The two copies go to two places, and a backup never overwrites.
+    let (d0, k0, r0) = &reports[0];
+    assert!(d0.join("data.db").exists() && !d0.join("keys.db").exists());
+    assert!(k0.join("keys.db").exists() && !k0.join("data.db").exists());
+    assert!(v.backup(d0, k0).is_err());
+    assert!(
+        v.backup(&out.path().join("same"), &out.path().join("same"))
+            .is_err()
+    );
+    for (i, (d, k, r)) in reports.iter().enumerate() {
+        let to = out.path().join(format!("restored-{i}"));
+        let (restored, rr) = Vault::restore(d, k, &to, opts(&c), false).unwrap();
+        assert!(rr.paired);
+        assert_eq!(rr.vault_id, r.vault_id);
+        assert!(rr.check.ok, "{:?}", rr.check.problems);
+        assert_eq!(rr.check.records, r.records);
+        assert!(
+            restored
+                .verify_log(&postvault::VerifyOptions::default())
+                .unwrap()
+                .ok
+        );
+    }
+    // Restoring over a vault needs --replace, and keeps the old one aside.
+    let target = out.path().join("restored-0");
+    assert!(Vault::restore(d0, k0, &target, opts(&c), false).is_err());
+    let (_, rr) = Vault::restore(d0, k0, &target, opts(&c), true).unwrap();
+    assert!(
+        Path::new(rr.replaced_moved_to.as_deref().unwrap())
+            .join("data.db")
+            .exists()
+    );
+    // Erased after the backup: the key copy still holds the person's key.
+    let officer = v.principal("officer").unwrap();
+    let erased_after = "b19";
+    v.erase(&officer, &[erased_after.to_string()], &mut |_| {})
+        .unwrap();
+    let master = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing)
+        .unwrap()
+        .secret("master")
+        .unwrap()
+        .unwrap();
+    let r = postvault_crypto::MasterKey::from_bytes(&master)
+        .unwrap()
+        .subject_ref(erased_after);
+    let copy = SqliteKeyStore::open(&k0.join("keys.db"), OpenMode::Existing).unwrap();
+    assert!(copy.subject_keys(&r).unwrap().is_some());
+    assert!(r0.records > 0);
+}
+
+fn ext(n: u8) -> Arc<ExternalKey> {
+    Arc::new(ExternalKey::parse(&[n; 32].map(|b| b | 0x80)).unwrap())
+}
+
+fn opts_with(c: &Arc<FixedClock>, key: Option<Arc<ExternalKey>>) -> OpenOptions {
+    OpenOptions {
+        master_key: key,
+        ..opts(c)
+    }
+}
+
+/// With the master key outside the key store, the key store alone opens
+/// nothing; an in-store master key moves out, and rotates, in one
+/// transaction each: interrupted, the old key still opens everything.
+pub fn an_external_master_key_seals_the_key_store_and_rotates_atomically_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_on(b, dir.path(), &c);
+    collect(&v, "ingest", &person("cust-x", "pvExt"));
+    let sorting = v.principal("sorting").unwrap();
+    let before = v.read(&sorting, "cust-x", "delivery").unwrap().records;
+    assert_eq!(before.len(), 5);
+    assert!(!v.master_key_is_external());
+    // Move it out.
+    let r = v.rotate_master(&ext(1)).unwrap();
+    assert!(r.moved_out_of_key_store);
+    assert_eq!(r.subjects, 1);
+    assert!(r.secrets >= 8, "period keys and the log key: {r:?}");
+    assert_eq!(b.keys(dir.path()).secret("master").unwrap(), None);
+    // Without it, or with another: refused, clearly.
+    assert_eq!(
+        b.open(dir.path(), opts(&c)).unwrap_err().code(),
+        "master_key_required"
+    );
+    let e = b.open(dir.path(), opts_with(&c, Some(ext(2)))).unwrap_err();
+    assert_eq!(e.code(), "master_key_wrong");
+    assert!(e.to_string().contains(&ext(1).id()), "{e}");
+    let v = b.open(dir.path(), opts_with(&c, Some(ext(1)))).unwrap();
+    assert!(v.master_key_is_external());
+    assert_eq!(
+        v.read(&sorting, "cust-x", "delivery").unwrap().records,
+        before
+    );
+    let key = v.log_verifier_key();
+    // Rotate to a third key.
+    let r = v.rotate_master(&ext(3)).unwrap();
+    assert_eq!(r.previous_key_id, Some(ext(1).id()));
+    assert!(!r.moved_out_of_key_store);
+    assert_eq!(
+        b.open(dir.path(), opts_with(&c, Some(ext(1))))
+            .unwrap_err()
+            .code(),
+        "master_key_wrong"
+    );
+    let v = b.open(dir.path(), opts_with(&c, Some(ext(3)))).unwrap();
+    assert_eq!(
+        v.read(&sorting, "cust-x", "delivery").unwrap().records,
+        before
+    );
+    assert_eq!(
+        v.log_verifier_key(),
+        key,
+        "the log's signing key is the same"
+    );
+    assert!(
+        v.verify_log(&postvault::VerifyOptions::default())
+            .unwrap()
+            .ok
+    );
+    assert!(v.check().unwrap().ok);
+}
+
+#[test]
+fn an_external_master_key_seals_the_key_store_and_rotates_atomically() {
+    an_external_master_key_seals_the_key_store_and_rotates_atomically_on(&Backend::Sqlite);
+    // On the embedded store: the key file alone holds neither the root nor
+    // the plain master key, a rotation killed midway changes nothing, and a
+    // vault made with an external key never held its master key in clear.
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = Vault::init(dir.path(), opts_with(&c, Some(ext(5)))).unwrap();
+    v.add_principal("ingest", "collector").unwrap();
+    v.add_principal("sorting", "delivery").unwrap();
+    collect(&v, "ingest", &person("cust-y", "pvExtInit"));
+    assert!(v.master_key_is_external());
+    drop(v);
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+    assert!(keys.secret("master").unwrap().is_none());
+    assert!(keys.secret("master.sealed").unwrap().is_some());
+    drop(keys);
+    let fail = Arc::new(AtomicBool::new(true));
+    let v = Vault::from_parts(
+        dir.path(),
+        Box::new(SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap()),
+        Box::new(FailingKeys {
+            inner: SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap(),
+            fail: fail.clone(),
+        }),
+        opts_with(&c, Some(ext(5))),
+    )
+    .unwrap();
+    assert!(v.rotate_master(&ext(6)).is_err());
+    let v = Vault::open(dir.path(), opts_with(&c, Some(ext(5)))).unwrap();
+    let sorting = v.principal("sorting").unwrap();
+    assert_eq!(
+        v.read(&sorting, "cust-y", "delivery")
+            .unwrap()
+            .records
+            .len(),
+        5
+    );
+    assert!(Vault::open(dir.path(), opts_with(&c, Some(ext(6)))).is_err());
+    // A rotation needs the vault to itself.
+    let other = Vault::open(dir.path(), opts_with(&c, Some(ext(5)))).unwrap();
+    assert_eq!(v.rotate_master(&ext(6)).unwrap_err().code(), "vault_in_use");
+    drop(other);
+}
+
+/// `check` counts stored tree hashes and kept checkpoints that do not
+/// match the leaves, and a healthy vault checks clean.
+#[test]
+fn check_counts_log_mismatches() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    collect(&v, "ingest", &person("cust-l", "pvLog"));
+    let sorting = v.principal("sorting").unwrap();
+    for _ in 0..3 {
+        v.read(&sorting, "cust-l", "delivery").unwrap();
+    }
+    v.checkpoint().unwrap();
+    let r = v.check().unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!(r.log.leaves, r.log.hashed);
+    assert_eq!((r.log.checkpoints, r.log.checkpoint_mismatches), (1, 0));
+    drop(v);
+    let conn = rusqlite::Connection::open(dir.path().join("data.db")).unwrap();
+    conn.execute(
+        "UPDATE log_hashes SET hash = zeroblob(32) WHERE idx = 0",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE leaves SET body = X'00' WHERE idx = 1", [])
+        .unwrap();
+    drop(conn);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let r = v.check().unwrap();
+    assert!(!r.ok);
+    assert!(r.log.hash_mismatches >= 2, "{:?}", r.log);
+    assert_eq!(r.log.checkpoint_mismatches, 1);
+    assert!(r.log_mismatch() && !r.keys_missing());
+}
