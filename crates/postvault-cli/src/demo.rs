@@ -35,7 +35,7 @@ pub fn run(a: &DemoArgs, master_key: Option<std::sync::Arc<postvault::ExternalKe
         OpenOptions {
             pack: None,
             clock: clock.clone(),
-            master_key,
+            master_key: master_key.clone(),
         },
     )?;
     let t = vault.pack().taxonomy();
@@ -215,6 +215,7 @@ pub fn run(a: &DemoArgs, master_key: Option<std::sync::Arc<postvault::ExternalKe
         OpenOptions {
             pack: None,
             clock: clock.clone(),
+            master_key,
         },
         &person,
     )?;
@@ -260,7 +261,7 @@ fn consent_scene(vault: &Vault, person: &str) -> Result<()> {
     let idx = vault.set_consent(&officer, person, "marketing", true)?;
     outln!("   Recorded as log leaf {idx}, tagged for the person.");
     let r = vault.read(&promo, person, "marketing")?;
-    describe(&r);
+    describe(&r)?;
     match vault.set_consent(&officer, person, "immigration_enforcement", true) {
         Err(e) => outln!(
             "   Consent to immigration enforcement is refused [{}]: no consent opens a prohibited purpose.",

@@ -1016,7 +1016,8 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
         } else if run.resumed_after_line > 0 {
             errln!(
                 "postvault: resumed batch id {} after line {}, which an earlier run had committed: those lines were not stored again",
-                run.id, run.resumed_after_line
+                run.id,
+                run.resumed_after_line
             );
         }
     }

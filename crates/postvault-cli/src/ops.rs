@@ -205,7 +205,10 @@ fn say_problems(r: &postvault::CheckReport) {
     if r.ok {
         errln!(
             "postvault: check: {} records of {} people, every key there; {} log leaves match their tree and {} checkpoints",
-            r.records, r.subjects, r.log.leaves, r.log.checkpoints
+            r.records,
+            r.subjects,
+            r.log.leaves,
+            r.log.checkpoints
         );
     }
     for p in &r.problems {
@@ -226,7 +229,10 @@ pub fn backup(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     let r = v.backup(&a.data_to, &a.keys_to)?;
     errln!(
         "postvault: backed up {} records and {} log leaves: data to `{}`, keys to `{}`; keep them apart",
-        r.records, r.log_size, r.data, r.keys
+        r.records,
+        r.log_size,
+        r.data,
+        r.keys
     );
     print_json(&r)?;
     Ok(0)

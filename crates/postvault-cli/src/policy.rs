@@ -51,7 +51,10 @@ pub fn stage(cli: &Cli, dir: Option<&Path>) -> Result<u8> {
     } else {
         errln!(
             "postvault: pack {} widens access: it takes effect at {} after {} days' notice (R4); until then the vault runs {}",
-            r.to, r.effective_at, r.notice_days, r.from
+            r.to,
+            r.effective_at,
+            r.notice_days,
+            r.from
         );
     }
     Ok(0)
@@ -145,6 +148,7 @@ pub fn built_in_notice(v: &Vault) {
     errln!(
         "postvault: note: this vault runs under pack {}; the pack built into this postvault is {}. \
          `postvault policy diff` shows what would change, `postvault policy stage` stages it",
-        st.current, st.built_in
+        st.current,
+        st.built_in
     );
 }

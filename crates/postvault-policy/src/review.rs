@@ -18,6 +18,7 @@ use crate::disclosure::{
 /// The result of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckStatus {
     /// The check found nothing wrong.
     Passed,
@@ -30,6 +31,7 @@ pub enum CheckStatus {
 
 /// One check of the pack on one instrument.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// The refusal code or alert name the check raises.
     pub check: &'static str,

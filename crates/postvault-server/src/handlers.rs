@@ -652,7 +652,7 @@ pub async fn hold_release(
 
 /// `POST /v1/principals/{name}/revoke`: a privacy officer revokes a
 /// principal; its token is refused by every node within a second.
-#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"revoked\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(("name" = String, Path, description = "The principal's name")), responses((status = 200, description = "Revoked: `status` is `revoked`; one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a privacy officer (one deny leaf)", body = crate::error::ErrorBody), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn principal_revoke(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -667,7 +667,7 @@ pub async fn principal_revoke(
 /// `POST /v1/principals/{name}/rotate`: a privacy officer gives a principal
 /// a new token (in the answer, once); the old one is refused by every node
 /// within a second.
-#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(("name" = String, Path)), responses((status = 200, description = "{\"name\", \"status\": \"rotated\", \"token\", \"log_index\"}", body = Object), (status = 401, description = "No or bad token", body = Object), (status = 403, description = "Not a privacy officer (one deny leaf)", body = Object), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = Object), (status = 429, description = "Rate limited", body = Object)))]
+#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(("name" = String, Path, description = "The principal's name")), responses((status = 200, description = "Rotated: `status` is `rotated`, `token` the new bearer token (shown once); one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a privacy officer (one deny leaf)", body = crate::error::ErrorBody), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn principal_rotate(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -733,7 +733,7 @@ pub async fn log_checkpoint(State(state): St) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/log/witnesses`: the witness policy and where cosigning stands.
-#[utoipa::path(get, path = "/v1/log/witnesses", tag = "log", security(()), responses((status = 200, description = "{quorum, witnesses (verifier keys), final {size, cosigners} or null, latest_signed}", body = Object)))]
+#[utoipa::path(get, path = "/v1/log/witnesses", tag = "log", security(()), responses((status = 200, description = "The witness policy and where cosigning stands", body = crate::openapi::WitnessStatus), crate::openapi::PublicCommon))]
 pub async fn log_witnesses(State(state): St) -> Result<Response, ApiError> {
     let body = blocking(&state, |v| {
         let (keys, quorum) = v.witness_policy();
@@ -743,13 +743,16 @@ pub async fn log_witnesses(State(state): St) -> Result<Response, ApiError> {
             .latest_checkpoint()
             .map_err(postvault::VaultError::from)?
             .map(|(s, _)| s);
-        Ok(json!({
-            "quorum": quorum,
-            "witnesses": keys,
-            "final": fin.as_ref().map(|c| json!({"size": c.size, "cosigners": c.cosigners})),
-            "latest_signed": latest,
-            "pending": latest.is_some() && latest != fin.as_ref().map(|c| c.size),
-        }))
+        Ok(crate::openapi::WitnessStatus {
+            quorum,
+            witnesses: keys,
+            pending: latest.is_some() && latest != fin.as_ref().map(|c| c.size),
+            final_checkpoint: fin.map(|c| crate::openapi::FinalCheckpoint {
+                size: c.size,
+                cosigners: c.cosigners,
+            }),
+            latest_signed: latest,
+        })
     })
     .await?;
     Ok(json(StatusCode::OK, &body))

@@ -54,6 +54,30 @@ pub struct ReportQuery {
     format: Option<ReportFormat>,
 }
 
+/// `GET /v1/log/witnesses`: the witness policy and where cosigning stands.
+#[derive(Serialize, ToSchema)]
+pub struct WitnessStatus {
+    /// Cosignatures a checkpoint needs to be final (0: no witnesses).
+    pub quorum: usize,
+    /// The witnesses' verifier keys (C2SP signed-note vkeys).
+    pub witnesses: Vec<String>,
+    /// The latest final checkpoint, or null.
+    #[serde(rename = "final")]
+    pub final_checkpoint: Option<FinalCheckpoint>,
+    /// The size of the latest signed checkpoint, final or not.
+    pub latest_signed: Option<u64>,
+    /// The latest signed checkpoint is not final yet.
+    pub pending: bool,
+}
+
+/// A checkpoint a quorum of witnesses cosigned.
+#[derive(Serialize, ToSchema)]
+pub struct FinalCheckpoint {
+    pub size: u64,
+    /// `<name>+<key id>` of each cosigner whose line verified.
+    pub cosigners: Vec<String>,
+}
+
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]

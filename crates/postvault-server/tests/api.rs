@@ -897,11 +897,6 @@ async fn the_officers_view_and_steps_without_an_oracle_over_http() {
         )
         .await;
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let size = |a: &Api| async move {
-        a.get("/log/checkpoint", None).await;
-        a.get("/v1/disclosures", Some("auditor")).await;
-    };
-    size(&a).await;
     let r = a
         .get(&format!("/v1/disclosures/{id}"), Some("officer"))
         .await;
@@ -927,7 +922,11 @@ async fn the_officers_view_and_steps_without_an_oracle_over_http() {
         v
     };
     let real = a
-        .post(&format!("/v1/disclosures/{id}/approve"), Some("auditor"), b"")
+        .post(
+            &format!("/v1/disclosures/{id}/approve"),
+            Some("auditor"),
+            b"",
+        )
         .await;
     let fake = a
         .post(

@@ -443,8 +443,11 @@ fn without_tls_on_the_server_prefer_is_plain_and_require_refuses() {
 /// throwaway cluster.
 #[test]
 fn stores_refuse_a_server_that_could_lose_commits() {
-    let durable = TempCluster::start(ClusterOptions { durable: true })
-        .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: {e}"));
+    let durable = TempCluster::start(ClusterOptions {
+        durable: true,
+        ..ClusterOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server: {e}"));
     // Asking for synchronous_commit=off in the URL changes nothing: the
     // store sets it on after, and reads it back.
     let url = format!(

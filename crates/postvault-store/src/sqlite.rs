@@ -9,10 +9,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
-    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState, LogStateSwap, PlanFn,
-    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn,
-    Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery,
-    SweepBatch, WriteBatch,
+    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState,
+    LogStateSwap, PlanFn, PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn,
+    RunRow, RunStep, StepFn, Store, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts,
+    SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
 /// The schema version this build writes and reads.

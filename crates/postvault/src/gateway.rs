@@ -846,7 +846,7 @@ impl Vault {
                             reasons.push(GatewayReason::new(
                                 codes::NOT_PERMITTED,
                                 format!(
-                                    "ending a request needs the role {}
+                                    "ending a request needs the role {}",
                                     rules.approver_roles().join(" or ")
                                 ),
                             ));

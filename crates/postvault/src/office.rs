@@ -24,11 +24,13 @@ use crate::vault::{Principal, Vault};
 
 /// The officer's view of one request (`RequestView::officer`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfficerView {
     /// The instrument as submitted, every field; the submission's JSON as
     /// sent when it was not an instrument; absent when it was too large to
     /// keep.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub instrument: Option<Value>,
     /// Every check the pack made at submission, and its result.
     pub checks: Vec<CheckResult>,
@@ -44,6 +46,7 @@ pub struct OfficerView {
 /// A mail cover's place in the requester's run of covers of the person, as
 /// the ledger shows it (not as the instrument declares it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CoverRun {
     /// The request this order extends.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -24,6 +24,7 @@ pub(crate) fn revoked(name: &str) -> VaultError {
 
 /// The answer to a revocation or a rotation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrincipalChange {
     pub name: String,
     /// `revoked` or `rotated`.

@@ -27,6 +27,7 @@ pub const MAX_BATCH_ID: usize = 200;
 
 /// What a collection under a batch id did, beside its counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunInfo {
     /// The batch id, as given.
     pub id: String,

@@ -444,6 +444,16 @@ impl KeyStore for FailingKeys {
         }
         self.inner.rewrap(f, insert)
     }
+    fn log_state(&self) -> Result<Option<postvault_store::LogState>, StoreError> {
+        self.inner.log_state()
+    }
+    fn swap_log_state(
+        &self,
+        expected: Option<&postvault_store::LogState>,
+        new: &postvault_store::LogState,
+    ) -> Result<postvault_store::LogStateSwap, StoreError> {
+        self.inner.swap_log_state(expected, new)
+    }
 }
 
 fn with_failing_keys(dir: &Path, c: &Arc<FixedClock>, fail: &Arc<AtomicBool>) -> Vault {
