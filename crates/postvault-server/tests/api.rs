@@ -774,12 +774,20 @@ async fn the_api_document_types_every_body_and_lists_every_status() {
                 }
             }
             let public = op["security"] == json!([{}]);
-            let always: &[&str] = if public {
+            // `/health` is outside every limit: it answers 200 or nothing.
+            let always: &[&str] = if path == "/health" {
+                &["200"]
+            } else if public {
                 &["200", "429", "500", "503"]
             } else {
                 &["200", "401", "429", "500", "503"]
             };
             for s in always {
+                // An upload is outside the request timeout (its idle timer
+                // cuts it: 400 `upload_incomplete`).
+                if at == "post /v1/records" && *s == "503" {
+                    continue;
+                }
                 assert!(
                     responses.contains_key(*s) || (*s == "200" && responses.contains_key("201")),
                     "{at} does not list {s}"
@@ -830,7 +838,7 @@ async fn the_api_document_types_every_body_and_lists_every_status() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(purposes.contains(&"delivery") && purposes.contains(&"immigration_enforcement"));
-    assert_eq!(purposes.len(), 20);
+    assert_eq!(purposes.len(), 22);
 }
 
 /// What the document says of parameters, the server holds to.
@@ -861,8 +869,9 @@ async fn parameters_are_checked_as_the_document_says() {
             .status,
         StatusCode::OK
     );
-    // 256 characters of two bytes each: an identifier; 257 are not.
-    let id = "%C3%A9".repeat(256);
+    // A subject id is at most 128 bytes: 64 characters of two bytes each
+    // are one; 65 are not.
+    let id = "%C3%A9".repeat(64);
     let r = a
         .get(
             &format!("/v1/subjects/{id}?purpose=delivery"),

@@ -108,7 +108,7 @@ fn load_pack() -> Pack {
             matrix.insert((purpose.clone(), col.clone()), cell.to_owned());
         }
     }
-    assert_eq!(purposes.len(), 20);
+    assert_eq!(purposes.len(), 22);
     assert_eq!(fields.len(), 13);
     Pack {
         purposes,

@@ -334,9 +334,6 @@ pub struct Notice {
     pub log_index: u64,
 }
 
-/// Counts by outcome for one agency, kind or ground.
-pub type OutcomeCounts = BTreeMap<String, u64>;
-
 /// Mail-cover figures of the transparency report (R26).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -357,11 +354,11 @@ pub struct TransparencyReport {
     pub pack: String,
     pub log_size: u64,
     pub requests: u64,
-    pub by_outcome: OutcomeCounts,
+    pub by_outcome: BTreeMap<String, u64>,
     /// By requesting principal (a registered agency), then outcome.
-    pub by_agency: BTreeMap<String, OutcomeCounts>,
-    pub by_kind: BTreeMap<String, OutcomeCounts>,
-    pub by_ground: BTreeMap<String, OutcomeCounts>,
+    pub by_agency: BTreeMap<String, BTreeMap<String, u64>>,
+    pub by_kind: BTreeMap<String, BTreeMap<String, u64>>,
+    pub by_ground: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests refused for each reason (a request counts once per code).
     pub refusals_by_reason: BTreeMap<String, u64>,
     pub held_for_review: u64,

@@ -19,7 +19,7 @@ use postvault_store::{KeyStore, LogState, LogStateSwap, Store};
 use serde::Serialize;
 
 use crate::error::VaultError;
-use crate::vault::{LOG_KEY_SECRET, VAULT_ID, Vault};
+use crate::vault::{LOG_KEY_SECRET, LOG_VERIFIER_SECRET, VAULT_ID, Vault};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -98,6 +98,18 @@ fn verifier_key(store: &dyn Store, keys: &dyn KeyStore) -> Result<Option<String>
     let Some(seed) = keys.secret(LOG_KEY_SECRET)? else {
         return Ok(None);
     };
+    // A seed wrapped under an external master key: the public key kept
+    // beside it.
+    if seed.len() == postvault_crypto::WRAPPED_LEN {
+        return match keys.secret(LOG_VERIFIER_SECRET)? {
+            Some(v) => Ok(Some(String::from_utf8(v).map_err(|_| {
+                VaultError::LogVerification("the key store's log verifier key is not text".into())
+            })?)),
+            None => Err(VaultError::LogVerification(
+                "the log's signing key is wrapped and the key store keeps no verifier key; open the vault with its master key once".into(),
+            )),
+        };
+    }
     let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
     Ok(Some(
         crate::log::signer(&format!("postvault/{vault_id}"), &seed)?.verifier_key(),

@@ -109,8 +109,11 @@ pub(crate) fn resolve(
         current = st.version.clone();
     }
     let staged = staged.filter(|st| st.version != current);
-    let src = match given {
+    let (src, loaded) = match given {
         Some(src) => {
+            // A pack given that does not load is reported as such, before
+            // its version is compared with the one in force.
+            let pack = Pack::load(src)?;
             let v = src.version();
             if v != current {
                 return Err(match staged {
@@ -122,14 +125,17 @@ pub(crate) fn resolve(
                     _ => VaultError::PackNotStaged { current, given: v },
                 });
             }
-            src.clone()
+            (src.clone(), Some(pack))
         }
-        None => sources(store, &current)?,
+        None => (sources(store, &current)?, None),
     };
-    let pack = Pack::load(&src).map_err(|error| VaultError::PackNoLongerLoads {
-        version: current.clone(),
-        error,
-    })?;
+    let pack = match loaded {
+        Some(p) => p,
+        None => Pack::load(&src).map_err(|error| VaultError::PackNoLongerLoads {
+            version: current.clone(),
+            error,
+        })?,
+    };
     Ok((Arc::new(pack), false))
 }
 

@@ -36,6 +36,7 @@ const INIT_SECRETS: &[&str] = &[
     SEALED_MASTER_SECRET,
     VAULT_ID,
     LOG_KEY_SECRET,
+    crate::vault::LOG_VERIFIER_SECRET,
 ];
 
 /// What a vault directory holds.

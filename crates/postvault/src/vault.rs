@@ -29,6 +29,10 @@ pub(crate) const LOG_KEY_SECRET: &str = "log_signing_key";
 /// The wrapping label of the log's signing seed when the master key is
 /// kept outside the key store.
 pub(crate) const LOG_KEY_REF: &[u8] = b"log_signing_key";
+/// The log's verifier key (public), kept beside its signing seed so the
+/// key store's log state can be checked without the master key (the seed
+/// is wrapped under it when the master key is kept outside the key store).
+pub(crate) const LOG_VERIFIER_SECRET: &str = "log_verifier_key";
 pub(crate) const VAULT_ID: &str = "vault_id";
 /// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
 const KEY_CACHE_MAX: usize = 65_536;
@@ -289,6 +293,9 @@ impl Vault {
         };
         let vault_id = store.meta(VAULT_ID)?.unwrap_or_default();
         let signer = crate::log::signer(&format!("postvault/{vault_id}"), &seed)?;
+        if keys.secret(LOG_VERIFIER_SECRET)?.is_none() {
+            keys.put_secret_or_get(LOG_VERIFIER_SECRET, signer.verifier_key().as_bytes())?;
+        }
         let decoy_ref = postvault_crypto::random_token(&rng)?;
         let d = master.new_subject_keys(&rng, &decoy_ref)?;
         let decoy = SubjectKeys {

@@ -243,22 +243,42 @@ fn a_vault_publishes_cosigned_checkpoints_and_a_restored_copy_cannot_sign() {
     // Keep a copy of the whole vault, publish more, then restore the copy.
     let old = tmp.path().join("old");
     copy_dir(&data, &old);
+    // The same line again, stored again (`--no-resume`): the log grows.
     let o = pv_with(
         &data,
         &ws,
-        &["collect", "--as", "ingest", input.to_str().unwrap()],
+        &[
+            "collect",
+            "--as",
+            "ingest",
+            "--no-resume",
+            input.to_str().unwrap(),
+        ],
     );
     assert_eq!(code(&o), 0);
     assert_eq!(code(&pv_with(&data, &ws, &["log", "checkpoint"])), 0);
     let newer = tmp.path().join("newer");
     copy_dir(&data, &newer);
     copy_dir(&old, &data);
+    // The same input again, stored again (`--no-resume`: the restored copy
+    // does not know it was collected): a history the witnesses never saw.
     let o = pv_with(
         &data,
         &ws,
-        &["collect", "--as", "ingest", input.to_str().unwrap()],
+        &[
+            "collect",
+            "--as",
+            "ingest",
+            "--no-resume",
+            input.to_str().unwrap(),
+        ],
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("rolled back"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("rolled back"),
+        "{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
     let o = pv_with(&data, &ws, &["log", "checkpoint"]);
     assert_eq!(code(&o), 5, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json(&o)["error"]["code"], "log_rollback");
