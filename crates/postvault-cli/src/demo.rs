@@ -167,6 +167,7 @@ pub fn run(a: &DemoArgs, master_key: Option<std::sync::Arc<postvault::ExternalKe
     );
 
     consent_scene(&vault, &person)?;
+    crate::demo_stats::scene(&vault, clock.now_ms())?;
 
     let size = vault.store().log_size()?;
     let leaf = vault

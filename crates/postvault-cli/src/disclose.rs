@@ -323,7 +323,8 @@ pub fn transparency_table(r: &TransparencyReport) -> String {
     let _ = writeln!(
         o,
         "Data left the vault {} times, about {} people in all.",
-        r.disclosures.fetches, r.disclosures.subjects
+        r.disclosures.fetches, r.statistics.people.disclosed
     );
+    o.push_str(&crate::stats::report_table(&r.statistics));
     o
 }

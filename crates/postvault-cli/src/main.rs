@@ -19,6 +19,7 @@ mod bench_pg;
 mod bench_suite;
 mod bench_witness;
 mod demo;
+mod demo_stats;
 mod demo_witness;
 mod disclose;
 mod examples;
@@ -27,6 +28,7 @@ mod policy;
 mod principal;
 mod rights;
 mod serve;
+mod stats;
 mod witness_cmd;
 
 use std::io::{BufRead, BufReader, Write};
@@ -182,6 +184,9 @@ enum Command {
     /// Run a C2SP tlog-witness that cosigns the checkpoints of the logs it
     /// follows (this vault's or any other): init, key, add-log, logs, serve.
     Witness(witness_cmd::WitnessArgs),
+    /// Aggregate statistics with differential privacy (docs/statistics.md).
+    #[command(subcommand)]
+    Stats(stats::StatsCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -740,6 +745,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Check => ops::check(&cli),
+        Command::Stats(c) => stats::run(&cli, c),
         Command::Backup(a) => ops::backup(&cli, a),
         Command::Restore(a) => ops::restore(&cli, a),
         Command::Keys(c) => ops::keys(&cli, c),

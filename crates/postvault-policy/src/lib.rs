@@ -19,11 +19,14 @@ pub mod disclosure;
 mod engine;
 mod error;
 pub mod review;
+pub mod stats;
 pub mod subject_id;
 pub mod taxonomy;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod stats_tests;
 #[cfg(test)]
 mod tests;
 

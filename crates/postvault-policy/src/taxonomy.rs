@@ -267,6 +267,8 @@ pub struct Taxonomy {
     pub purposes: Vec<Purpose>,
     pub roles: Vec<Role>,
     pub categories: Vec<Category>,
+    /// `[statistics]`: dimensions, bounds and budgets of aggregate queries.
+    pub statistics: crate::stats::Statistics,
     matrix: Vec<Cell>,
     purpose_by_id: HashMap<String, PurposeIx>,
     category_by_id: HashMap<String, CategoryIx>,
@@ -356,6 +358,8 @@ struct RawTaxonomy {
     role: Vec<RawRole>,
     matrix: toml::Table,
     category: Vec<RawCategory>,
+    #[serde(default)]
+    statistics: crate::stats::RawStatistics,
 }
 
 #[derive(Deserialize)]
@@ -632,7 +636,7 @@ impl Builder<'_> {
                 })?,
         };
 
-        Ok(Taxonomy {
+        let mut tax = Taxonomy {
             name: raw.pack.name,
             version: raw.pack.version,
             description: raw.pack.description,
@@ -641,11 +645,14 @@ impl Builder<'_> {
             purposes,
             roles,
             categories,
+            statistics: crate::stats::Statistics::default(),
             matrix,
             purpose_by_id,
             category_by_id,
             role_by_id,
-        })
+        };
+        tax.statistics = crate::stats::build(self.src, raw.statistics, &tax)?;
+        Ok(tax)
     }
 
     fn category(
@@ -929,7 +936,7 @@ impl Builder<'_> {
     }
 }
 
-fn valid_id(s: &str) -> bool {
+pub(crate) fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())

@@ -71,7 +71,7 @@ impl ApiError {
 impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> ApiError {
         let code = e.code();
-        let status = match code {
+        let status = crate::stats::status(code).unwrap_or(match code {
             "not_permitted" => StatusCode::FORBIDDEN,
             "invalid"
             | "unknown_purpose"
@@ -87,7 +87,7 @@ impl From<VaultError> for ApiError {
             "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
             "no_final_checkpoint" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        });
         // Records whose keys are missing: a fault of the vault's key store,
         // which no retry fixes (500, not 503). The message names a count,
         // never a person or a path, and tells the operator what to run.

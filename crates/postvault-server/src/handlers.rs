@@ -20,12 +20,12 @@ use serde_json::Value;
 use crate::{ApiError, AppState, blocking};
 
 type St = State<Arc<AppState>>;
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(crate) type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 type Id = Result<Path<String>, PathRejection>;
 
 /// The query's parameters; a parameter given twice is malformed (which one
 /// counts would be a guess).
-fn params(q: Params) -> Result<HashMap<String, String>, ApiError> {
+pub(crate) fn params(q: Params) -> Result<HashMap<String, String>, ApiError> {
     let Query(pairs) = q.map_err(|_| ApiError::bad_request("the query string is malformed"))?;
     let mut m = HashMap::with_capacity(pairs.len());
     for (k, v) in pairs {
@@ -84,7 +84,7 @@ async fn body_bytes(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 /// A JSON body; an empty body reads as `{}`.
-async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
     let bytes = body_bytes(body, limit).await?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -100,7 +100,7 @@ async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, A
     })
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     (status, Json(v)).into_response()
 }
 

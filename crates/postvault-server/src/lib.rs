@@ -13,6 +13,7 @@ mod idempotency;
 mod limits;
 mod listen;
 mod openapi;
+mod stats;
 pub mod tls;
 pub mod witness;
 
@@ -285,6 +286,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(handlers::principal_rotate),
         )
         .route("/v1/reports/transparency", get(handlers::transparency))
+        .route("/v1/statistics", post(stats::query))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -391,6 +391,7 @@ pub enum PublicCommon {
         handlers::principal_revoke,
         handlers::principal_rotate,
         handlers::transparency,
+        crate::stats::query,
         handlers::metrics,
         handlers::openapi,
         handlers::log_checkpoint,

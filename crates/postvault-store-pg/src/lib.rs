@@ -25,6 +25,7 @@ mod keys;
 mod ops;
 mod reads;
 mod schema;
+mod stats;
 mod store;
 mod tls;
 

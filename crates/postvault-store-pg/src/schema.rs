@@ -106,6 +106,14 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
     "ALTER TABLE disclosures ADD COLUMN office_notes TEXT NOT NULL DEFAULT '';
      ALTER TABLE disclosures ADD COLUMN extends TEXT;
      CREATE INDEX records_protective ON records (subject) WHERE category = 'protective_order';",
+    // 10: the privacy-budget ledger of aggregate statistics, and the scan
+    // of one category's records person by person.
+    "CREATE TABLE privacy_budget (
+         principal TEXT NOT NULL, purpose TEXT NOT NULL, period TEXT NOT NULL,
+         spent BIGINT NOT NULL, queries BIGINT NOT NULL, refused BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         PRIMARY KEY (principal, purpose, period));
+     CREATE INDEX records_category ON records (category, subject, id);",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

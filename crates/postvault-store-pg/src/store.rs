@@ -33,7 +33,7 @@ use crate::schema::{DATA_MIGRATIONS, Kind, migrate};
 /// share it.
 pub struct PgStore {
     pub(crate) db: Db,
-    isolation: IsolationLevel,
+    pub(crate) isolation: IsolationLevel,
     reads: crate::reads::Reads,
 }
 
@@ -101,7 +101,7 @@ impl PgStore {
     }
 }
 
-async fn begin(
+pub(crate) async fn begin(
     c: &mut deadpool_postgres::Client,
     isolation: IsolationLevel,
 ) -> Result<Transaction<'_>, Fail> {
@@ -112,7 +112,7 @@ async fn begin(
 }
 
 /// Locks the tree state; returns the log size (the next leaf's index).
-async fn lock_tree(tx: &Transaction<'_>) -> Result<u64, Fail> {
+pub(crate) async fn lock_tree(tx: &Transaction<'_>) -> Result<u64, Fail> {
     let s = tx
         .prepare_cached("SELECT size FROM tree_state WHERE id = 1 FOR UPDATE")
         .await?;
@@ -121,7 +121,7 @@ async fn lock_tree(tx: &Transaction<'_>) -> Result<u64, Fail> {
 }
 
 /// Appends `bodies` at `first..` and moves the tree size past them.
-async fn append(tx: &Transaction<'_>, first: u64, bodies: &[Vec<u8>]) -> Result<(), Fail> {
+pub(crate) async fn append(tx: &Transaction<'_>, first: u64, bodies: &[Vec<u8>]) -> Result<(), Fail> {
     if bodies.is_empty() {
         return Ok(());
     }

@@ -53,6 +53,9 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     runs_commit_progress_with_their_batches_and_refuse_a_second_writer(&*fresh());
     intents_are_written_ahead_counted_and_completed_once(&*fresh());
     key_usage_and_record_subjects_count_what_keys_seal(&*fresh());
+    crate::stats::conformance::budget_spends_check_and_account_atomically(&*fresh());
+    crate::stats::conformance::concurrent_spends_never_overspend(&*fresh());
+    crate::stats::conformance::category_records_come_person_by_person(&*fresh());
 }
 
 /// Runs every key-store check on a fresh key store from `fresh`.

@@ -16,6 +16,7 @@ mod ops;
 mod rights;
 mod sqlite;
 mod sqlite_ops;
+pub mod stats;
 
 pub use disclosure::{
     AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_ORDER_CATEGORY,
@@ -30,6 +31,9 @@ pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
 pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
     SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
+};
+pub use stats::{
+    BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, StatsStore, decide as stats_decide,
 };
 pub use sqlite_ops::{
     Durability, Probe, backup_file, check_durability, durability_of, fold_wal, probe,
@@ -154,7 +158,7 @@ pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
 /// more than once, when it retries a transaction that the database refused
 /// to serialize (PostgreSQL, SQLSTATE 40001): callers keep no state across
 /// calls that a retry would make wrong (count by argument, not by call).
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + StatsStore {
     /// Writes `batch` and its `batch.leaves` leaves in one durable transaction.
     /// Returns the index of the first leaf.
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;

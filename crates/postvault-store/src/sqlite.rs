@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -114,6 +114,14 @@ const DATA_MIGRATIONS: &[&str] = &[
     "ALTER TABLE disclosures ADD COLUMN office_notes TEXT NOT NULL DEFAULT '';
      ALTER TABLE disclosures ADD COLUMN extends TEXT;
      CREATE INDEX records_protective ON records (subject) WHERE category = 'protective_order';",
+    // 10: the privacy-budget ledger of aggregate statistics, and the scan
+    // of one category's records person by person.
+    "CREATE TABLE privacy_budget (
+         principal TEXT NOT NULL, purpose TEXT NOT NULL, period TEXT NOT NULL,
+         spent INTEGER NOT NULL, queries INTEGER NOT NULL, refused INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (principal, purpose, period)) WITHOUT ROWID;
+     CREATE INDEX records_category ON records (category, subject, id);",
 ];
 
 const KEYS_MIGRATIONS: &[&str] = &[
@@ -421,7 +429,7 @@ impl Inner {
 }
 
 /// The connection, with no group transaction open.
-struct ConnGuard<'a>(std::sync::MutexGuard<'a, Inner>);
+pub(crate) struct ConnGuard<'a>(std::sync::MutexGuard<'a, Inner>);
 
 impl std::ops::Deref for ConnGuard<'_> {
     type Target = Connection;
@@ -474,7 +482,7 @@ impl SqliteStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn conn(&self) -> ConnGuard<'_> {
+    pub(crate) fn conn(&self) -> ConnGuard<'_> {
         let mut g = self.lock();
         if g.open {
             g.settle();
@@ -587,7 +595,7 @@ fn next_index(tx: &Connection) -> Result<u64, StoreError> {
     Ok(n as u64)
 }
 
-fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+pub(crate) fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
     let first = next_index(tx)?;
     let mut ins = tx.prepare_cached("INSERT INTO leaves (idx, body) VALUES (?1, ?2)")?;
     for i in 0..count {
@@ -685,7 +693,7 @@ fn read_protective(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData,
     })
 }
 
-fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+pub(crate) fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok(RecordRow {
         id: r.get(0)?,
         subject: r.get(1)?,

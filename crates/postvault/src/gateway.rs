@@ -347,7 +347,7 @@ pub struct CoverCounts {
 }
 
 /// The transparency report, computed from the ledger itself (R26).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransparencyReport {
     pub generated_at: String,
@@ -366,6 +366,8 @@ pub struct TransparencyReport {
     pub mail_covers: CoverCounts,
     /// Times data left, people it was about, records it held.
     pub disclosures: DisclosedCounts,
+    /// Statistics budgets spent, and counts of people with their method.
+    pub statistics: crate::stats::StatisticsReport,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -1542,6 +1544,7 @@ impl Vault {
             alerts: BTreeMap::new(),
             mail_covers: CoverCounts::default(),
             disclosures: DisclosedCounts::default(),
+            statistics: self.statistics_report(&rows)?,
         };
         for d in &rows {
             let st = effective_status(d, now);

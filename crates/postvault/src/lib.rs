@@ -39,6 +39,7 @@ pub mod report;
 pub mod rights;
 mod runs;
 mod setup;
+pub mod stats;
 mod vault;
 mod witness;
 
@@ -67,6 +68,7 @@ pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_rep
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
 pub use runs::{MAX_BATCH_ID, RunInfo};
 pub use setup::InitOptions;
+pub use stats::{StatsAnswer, StatsRequest};
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
 pub use witness::{
     ConfiguredWitness, CosignReport, CosignedCheckpoint, Witness, WitnessCallError, WitnessOutcome,

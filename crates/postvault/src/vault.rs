@@ -846,7 +846,7 @@ impl Vault {
         }
     }
 
-    fn unwrap_pair(
+    pub(crate) fn unwrap_pair(
         &self,
         keys: Option<&SubjectKeys>,
         subject: &SubjectRef,

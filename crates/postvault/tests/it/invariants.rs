@@ -107,6 +107,30 @@ impl FailingStore {
     }
 }
 
+impl postvault_store::StatsStore for FailingStore {
+    fn category_records(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&(SubjectRef, [u8; 16])>,
+        limit: usize,
+    ) -> Result<Vec<postvault_store::RecordRow>, StoreError> {
+        self.tick()?;
+        self.inner.category_records(category, now, after, limit)
+    }
+    fn spend_budget(
+        &self,
+        spend: &postvault_store::BudgetSpend,
+        leaf: &mut postvault_store::BudgetLeafFn<'_>,
+    ) -> Result<(postvault_store::BudgetOutcome, u64), StoreError> {
+        self.tick()?;
+        self.inner.spend_budget(spend, leaf)
+    }
+    fn budgets(&self) -> Result<Vec<postvault_store::BudgetRow>, StoreError> {
+        self.inner.budgets()
+    }
+}
+
 impl Store for FailingStore {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.tick()?;

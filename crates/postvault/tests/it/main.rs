@@ -17,6 +17,7 @@ mod read;
 mod reliability;
 mod rights;
 mod rollback;
+mod stats;
 
 use std::path::Path;
 use std::sync::Arc;

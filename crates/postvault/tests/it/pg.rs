@@ -152,6 +152,28 @@ impl BeforeLatest {
     }
 }
 
+impl postvault_store::StatsStore for BeforeLatest {
+    fn category_records(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&(SubjectRef, [u8; 16])>,
+        limit: usize,
+    ) -> Result<Vec<postvault_store::RecordRow>, StoreError> {
+        self.inner.category_records(category, now, after, limit)
+    }
+    fn spend_budget(
+        &self,
+        spend: &postvault_store::BudgetSpend,
+        leaf: &mut postvault_store::BudgetLeafFn<'_>,
+    ) -> Result<(postvault_store::BudgetOutcome, u64), StoreError> {
+        self.inner.spend_budget(spend, leaf)
+    }
+    fn budgets(&self) -> Result<Vec<postvault_store::BudgetRow>, StoreError> {
+        self.inner.budgets()
+    }
+}
+
 impl Store for BeforeLatest {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
         self.inner.write(batch, leaf)

@@ -1,0 +1,870 @@
+//! Aggregate statistics with differential privacy over the cells the pack
+//! marks `A` (aggregate only).
+//!
+//! ```text
+//! query: parse -> check against the pack (cell A, role, dimensions, epsilon cap)
+//!        -> build the OpenDP measurement -> [spend the budget + one leaf, one
+//!        durable transaction] -> scan the category person by person, decrypt in
+//!        parallel, bound each person's contribution -> noise (OpenDP) -> answer
+//! ```
+//!
+//! Architecture invariants kept here (ARCHITECTURE.md names the tests):
+//! - a query the pack does not allow is refused with a code before any
+//!   record is read, and spends nothing;
+//! - a query is answered only after its budget is spent and its one leaf
+//!   (purpose, category, dimensions, epsilon; no value) is durable, in the
+//!   same transaction;
+//! - each person adds at most `max_records` records to an answer, and at
+//!   most `max_records_per_group` to any one group;
+//! - a group key that is not public is released only through OpenDP's
+//!   thresholded partition selection;
+//! - memory grows with the number of groups, not of records: records come
+//!   a page at a time, one person's together.
+
+mod release;
+
+use std::collections::{BTreeMap, HashMap};
+
+use postvault_policy::stats::{self as pstats, Coarsen, Measure, Period, Plan, Query};
+use postvault_store::{BudgetOutcome, BudgetSpend, RecordRow, SubjectRef};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::format_ms;
+use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
+use crate::vault::{KeyCache, Principal, SubjectKeyPair, Vault};
+
+pub use release::CONFIDENCE;
+
+/// Records fetched per page of a scan.
+const PAGE: usize = 8192;
+/// The most groups an answer over public keys may enumerate.
+pub const MAX_GROUPS: usize = 100_000;
+/// The longest query window, in days.
+pub const MAX_WINDOW_DAYS: i64 = 366;
+/// Separates the parts of a group key inside the vault.
+const SEP: char = '\u{1f}';
+
+/// A statistics query as sent (`postvault stats query`, `POST /v1/statistics`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StatsRequest {
+    pub category: String,
+    /// `"count"`, or `{"sum": FIELD, "bounds": [lo, hi]}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub measure: MeasureSpec,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// RFC 3339 date (`2026-12-01`, UTC midnight) or date-time; inclusive.
+    pub from: String,
+    /// Exclusive.
+    pub to: String,
+    pub epsilon: f64,
+}
+
+/// The measure of a query.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum MeasureSpec {
+    /// `"count"`.
+    Named(String),
+    Sum {
+        sum: String,
+        bounds: [i64; 2],
+    },
+}
+
+/// One released group.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatsGroup {
+    /// Dimension name to coarsened value.
+    pub key: BTreeMap<String, String>,
+    /// The noisy count or sum.
+    pub value: i64,
+}
+
+/// The privacy parameters an answer spent.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PrivacySpent {
+    /// `pure` (epsilon-DP) or `approximate` ((epsilon, delta)-DP).
+    pub definition: &'static str,
+    /// OpenDP's `make_laplace` or `make_laplace_threshold` (discrete Laplace).
+    pub mechanism: &'static str,
+    pub epsilon: f64,
+    pub delta: f64,
+    /// The discrete Laplace scale.
+    pub scale: f64,
+    /// Keys not public are released only when their noisy count reaches it.
+    pub threshold: Option<i64>,
+    pub max_records: u32,
+    pub max_records_per_group: u32,
+}
+
+/// How exact the released values are.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccuracyStatement {
+    pub confidence: f64,
+    /// With that confidence, each value is within this of the bounded
+    /// exact value.
+    pub plus_minus: f64,
+    pub statement: String,
+}
+
+/// The principal's budget after the query.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BudgetView {
+    pub purpose: String,
+    pub period: String,
+    pub limit: f64,
+    pub spent: f64,
+    pub remaining: f64,
+}
+
+/// The answer of a statistics query.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatsAnswer {
+    pub category: String,
+    pub purpose: String,
+    /// `count` or `sum`.
+    pub measure: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub group_by: Vec<String>,
+    pub from: String,
+    pub to: String,
+    pub groups: Vec<StatsGroup>,
+    pub privacy: PrivacySpent,
+    pub accuracy: AccuracyStatement,
+    pub budget: BudgetView,
+    /// The index of the query's leaf.
+    pub log_index: u64,
+    pub pack: String,
+}
+
+fn invalid(why: impl Into<String>) -> VaultError {
+    VaultError::Invalid {
+        what: "statistics query",
+        why: why.into(),
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 date (UTC midnight) or date-time.
+fn parse_instant(s: &str) -> Option<i64> {
+    if s.len() == 10 {
+        let d: jiff::civil::Date = s.parse().ok()?;
+        return d.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_millisecond());
+    }
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
+fn utc_date(ms: i64) -> Option<jiff::civil::Date> {
+    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(t.to_zoned(jiff::tz::TimeZone::UTC).date())
+}
+
+fn monday(d: jiff::civil::Date) -> Option<jiff::civil::Date> {
+    d.checked_sub(jiff::Span::new().days(i64::from(d.weekday().to_monday_zero_offset())))
+        .ok()
+}
+
+/// The ledger's name of the period holding `now`.
+fn period_of(period: Period, now: i64) -> Result<String, VaultError> {
+    let d = utc_date(now).ok_or_else(|| invalid("the clock is out of range"))?;
+    Ok(match period {
+        Period::Day => format!("day:{d}"),
+        Period::Week => format!("week:{}", monday(d).unwrap_or(d)),
+        Period::Month => format!("month:{:04}-{:02}", d.year(), d.month()),
+    })
+}
+
+fn parse_query(req: &StatsRequest) -> Result<Query, VaultError> {
+    let measure = match &req.measure {
+        MeasureSpec::Named(n) if n == "count" => Measure::Count,
+        MeasureSpec::Named(n) => {
+            return Err(invalid(format!(
+                "measure `{n}` is not `count` or {{\"sum\": FIELD, \"bounds\": [lo, hi]}}"
+            )));
+        }
+        MeasureSpec::Sum { sum, bounds } => {
+            if bounds[0] > bounds[1] || bounds[0].unsigned_abs().max(bounds[1].unsigned_abs()) > 1 << 40 {
+                return Err(invalid("sum bounds are [lo, hi] with lo <= hi, each within 2^40"));
+            }
+            Measure::Sum {
+                field: sum.clone(),
+                bounds: (bounds[0], bounds[1]),
+            }
+        }
+    };
+    let from_ms = parse_instant(&req.from)
+        .ok_or_else(|| invalid("`from` is an RFC 3339 date or date-time"))?;
+    let to_ms =
+        parse_instant(&req.to).ok_or_else(|| invalid("`to` is an RFC 3339 date or date-time"))?;
+    if to_ms <= from_ms || to_ms - from_ms > MAX_WINDOW_DAYS * 86_400_000 {
+        return Err(invalid(format!(
+            "the window [from, to) is not empty and at most {MAX_WINDOW_DAYS} days"
+        )));
+    }
+    let epsilon = pstats::micro_epsilon(req.epsilon).ok_or_else(|| VaultError::Refused {
+        code: "bad_epsilon",
+        message: format!("epsilon is above 0 and at most {}", pstats::MAX_EPSILON),
+    })?;
+    Ok(Query {
+        category: req.category.clone(),
+        measure,
+        group_by: req.group_by.clone(),
+        from_ms,
+        to_ms,
+        epsilon,
+    })
+}
+
+/// The public values of one dimension over the window.
+fn public_values(
+    tax: &postvault_policy::Taxonomy,
+    plan: &Plan<'_>,
+    d: &pstats::Dimension,
+    q: &Query,
+) -> Result<Vec<String>, VaultError> {
+    let field = &tax.category(plan.category).fields[d.field];
+    match d.coarsen {
+        Coarsen::Value => match &field.kind {
+            postvault_policy::FieldType::Enum(values) => Ok(values.clone()),
+            _ => Err(invalid(format!("`{}` is not public", d.name))),
+        },
+        Coarsen::Day | Coarsen::Week => {
+            let first = utc_date(q.from_ms).ok_or_else(|| invalid("`from` is out of range"))?;
+            let last = utc_date(q.to_ms - 1).ok_or_else(|| invalid("`to` is out of range"))?;
+            let (mut d0, step) = match d.coarsen {
+                Coarsen::Week => (monday(first).unwrap_or(first), 7),
+                _ => (first, 1),
+            };
+            let mut out = Vec::new();
+            while d0 <= last {
+                out.push(d0.to_string());
+                d0 = d0
+                    .checked_add(jiff::Span::new().days(step))
+                    .map_err(|_| invalid("the window is out of range"))?;
+            }
+            Ok(out)
+        }
+        Coarsen::Zip3 => Err(invalid(format!("`{}` is not public", d.name))),
+    }
+}
+
+/// The cross product of the public values of every dimension, as keys.
+fn public_keys(
+    tax: &postvault_policy::Taxonomy,
+    plan: &Plan<'_>,
+    q: &Query,
+) -> Result<Vec<String>, VaultError> {
+    let mut keys = vec![String::new()];
+    for (i, d) in plan.dimensions.iter().enumerate() {
+        let values = public_values(tax, plan, d, q)?;
+        if keys.len().saturating_mul(values.len()) > MAX_GROUPS {
+            return Err(VaultError::Refused {
+                code: "too_many_groups",
+                message: format!("the query would release more than {MAX_GROUPS} groups"),
+            });
+        }
+        keys = keys
+            .iter()
+            .flat_map(|k| {
+                values.iter().map(move |v| {
+                    if i == 0 {
+                        v.clone()
+                    } else {
+                        format!("{k}{SEP}{v}")
+                    }
+                })
+            })
+            .collect();
+    }
+    Ok(keys)
+}
+
+/// What one record adds: its group key and value, or nothing (outside the
+/// window, or a value no dimension can key).
+type Contribution = Option<(String, i64)>;
+
+/// The group key of a record's fields, its value, and whether its time
+/// falls in the window.
+fn contribution(
+    tax: &postvault_policy::Taxonomy,
+    plan: &Plan<'_>,
+    q: &Query,
+    fields: &serde_json::Map<String, Value>,
+) -> Contribution {
+    let cat = tax.category(plan.category);
+    let text = |ix: usize| fields.get(&cat.fields[ix].name).and_then(Value::as_str);
+    let at = parse_instant(text(plan.stats.time_field)?)?;
+    if at < q.from_ms || at >= q.to_ms {
+        return None;
+    }
+    let mut key = String::new();
+    for (i, d) in plan.dimensions.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        let v = text(d.field)?;
+        match d.coarsen {
+            Coarsen::Value => key.push_str(v),
+            Coarsen::Zip3 => key.push_str(v.get(..3)?),
+            Coarsen::Day => key.push_str(&utc_date(parse_instant(v)?)?.to_string()),
+            Coarsen::Week => key.push_str(&monday(utc_date(parse_instant(v)?)?)?.to_string()),
+        }
+    }
+    let value = match plan.sum {
+        None => 1,
+        Some((ix, (lo, hi))) => {
+            let v = fields.get(&cat.fields[ix].name)?.as_i64()?;
+            v.clamp(lo, hi)
+        }
+    };
+    Some((key, value))
+}
+
+/// Bounds each person's contribution as records stream by, one person's
+/// records together: at most `max` in all, `per_group` in one group.
+struct Bounder {
+    max: u32,
+    per_group: u32,
+    person: Option<SubjectRef>,
+    total: u32,
+    groups: HashMap<String, u32>,
+    /// The bounded exact values, by group.
+    out: HashMap<String, i64>,
+}
+
+impl Bounder {
+    fn add(&mut self, subject: &SubjectRef, c: Contribution) {
+        if self.person.as_ref() != Some(subject) {
+            self.person = Some(*subject);
+            self.total = 0;
+            self.groups.clear();
+        }
+        let Some((key, value)) = c else {
+            return;
+        };
+        if self.total >= self.max {
+            return;
+        }
+        let n = self.groups.entry(key.clone()).or_insert(0);
+        if *n >= self.per_group {
+            return;
+        }
+        *n += 1;
+        self.total += 1;
+        *self.out.entry(key).or_insert(0) += value;
+    }
+}
+
+/// What a scan found that stops the answer.
+#[derive(Default)]
+struct Trouble {
+    missing: u64,
+    covers: HashMap<u32, u64>,
+}
+
+impl Vault {
+    /// Answers an aggregate `req` for `purpose` as `principal`, with
+    /// differential privacy, spending the principal's budget.
+    pub fn statistics(
+        &self,
+        principal: &Principal,
+        purpose: &str,
+        req: &StatsRequest,
+    ) -> Result<StatsAnswer, VaultError> {
+        let q = parse_query(req)?;
+        let tax = self.pack.taxonomy();
+        let plan = pstats::check(tax, principal.role_ix, purpose, &q).map_err(|r| {
+            VaultError::Refused {
+                code: r.code(),
+                message: r.to_string(),
+            }
+        })?;
+        let epsilon = q.epsilon as f64 / pstats::MICRO as f64;
+        let keys = if plan.public_keys() {
+            Some(public_keys(tax, &plan, &q)?)
+        } else {
+            None
+        };
+        let now = self.clock.now_ms();
+        let period = period_of(plan.budget.period, now)?;
+        let spend = BudgetSpend {
+            principal: principal.name.clone(),
+            purpose: purpose.to_string(),
+            period: period.clone(),
+            amount: q.epsilon,
+            limit: plan.budget.epsilon,
+            at: now,
+        };
+        let measure = match &q.measure {
+            Measure::Count => "count".to_string(),
+            Measure::Sum { field, .. } => format!("sum({field})"),
+        };
+        let selector = format!(
+            "{measure} by [{}] epsilon {}",
+            q.group_by.join(","),
+            pstats::format_epsilon(q.epsilon)
+        );
+        let mut leaf = |outcome: &BudgetOutcome, _idx: u64| {
+            let (decision, reasons) = match outcome {
+                BudgetOutcome::Spent { .. } => ("allow", vec![]),
+                BudgetOutcome::Exhausted { .. } => ("deny", vec!["budget_exhausted".to_string()]),
+            };
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: "statistics".into(),
+                principal: Actor {
+                    role: principal.role.clone(),
+                    id: self.actor_id(&principal.name),
+                },
+                purpose: Some(purpose.to_string()),
+                decision: decision.into(),
+                pack: self.pack.version().to_string(),
+                reasons,
+                categories: vec![q.category.clone()],
+                count: 0,
+                rejected: None,
+                selector: Some(selector.clone()),
+                instrument: None,
+                subject_tag: None,
+            }
+            .to_leaf()
+        };
+        let (outcome, log_index) = self.store.spend_budget(&spend, &mut leaf)?;
+        let remaining = match outcome {
+            BudgetOutcome::Spent { remaining } => remaining,
+            BudgetOutcome::Exhausted { remaining } => {
+                return Err(VaultError::Refused {
+                    code: "budget_exhausted",
+                    message: format!(
+                        "privacy budget exhausted: epsilon {} of {} remains for `{purpose}` in {period}; this query asks {}",
+                        pstats::format_epsilon(remaining),
+                        pstats::format_epsilon(plan.budget.epsilon),
+                        pstats::format_epsilon(q.epsilon)
+                    ),
+                });
+            }
+        };
+
+        // The spend and its leaf are durable: only now is anything read.
+        let exact = self.bounded_scan(&plan, &q, now)?;
+        let stats = plan.stats;
+        let released = match &keys {
+            Some(keys) => {
+                let per_record = match plan.sum {
+                    None => 1,
+                    Some((_, (lo, hi))) => lo.unsigned_abs().max(hi.unsigned_abs()) as i64,
+                };
+                let groups = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+                let records = i64::from(stats.max_records)
+                    .min(groups.saturating_mul(i64::from(stats.max_records_per_group)));
+                release::public_keys(keys, &exact, records.max(1) * per_record.max(1), epsilon)?
+            }
+            None => release::private_keys(
+                exact,
+                stats.max_records,
+                stats.max_records_per_group,
+                epsilon,
+                stats.delta,
+            )?,
+        };
+        let groups = released
+            .values
+            .into_iter()
+            .map(|(k, value)| StatsGroup {
+                key: if q.group_by.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    q.group_by
+                        .iter()
+                        .cloned()
+                        .zip(k.split(SEP).map(str::to_string))
+                        .collect()
+                },
+                value,
+            })
+            .collect();
+        let public = keys.is_some();
+        Ok(StatsAnswer {
+            category: q.category.clone(),
+            purpose: purpose.to_string(),
+            measure: match &q.measure {
+                Measure::Count => "count".into(),
+                Measure::Sum { .. } => "sum".into(),
+            },
+            field: match &q.measure {
+                Measure::Count => None,
+                Measure::Sum { field, .. } => Some(field.clone()),
+            },
+            group_by: q.group_by.clone(),
+            from: format_ms(q.from_ms),
+            to: format_ms(q.to_ms),
+            groups,
+            privacy: PrivacySpent {
+                definition: if public { "pure" } else { "approximate" },
+                mechanism: if public {
+                    "opendp make_laplace (discrete Laplace)"
+                } else {
+                    "opendp make_laplace_threshold (discrete Laplace, thresholded partition selection)"
+                },
+                epsilon: released.epsilon,
+                delta: released.delta,
+                scale: released.scale,
+                threshold: released.threshold,
+                max_records: stats.max_records,
+                max_records_per_group: stats.max_records_per_group,
+            },
+            accuracy: AccuracyStatement {
+                confidence: CONFIDENCE,
+                plus_minus: released.accuracy,
+                statement: format!(
+                    "with 95% confidence each released value is within {:.1} of the exact value over the records that count after each person's contribution is bounded{}",
+                    released.accuracy,
+                    if public {
+                        ""
+                    } else {
+                        "; groups whose noisy count falls under the threshold are not released"
+                    }
+                ),
+            },
+            budget: BudgetView {
+                purpose: purpose.to_string(),
+                period,
+                limit: plan.budget.epsilon as f64 / pstats::MICRO as f64,
+                spent: (plan.budget.epsilon - remaining) as f64 / pstats::MICRO as f64,
+                remaining: remaining as f64 / pstats::MICRO as f64,
+            },
+            log_index,
+            pack: self.pack.version().to_string(),
+        })
+    }
+
+    /// Scans the plan's category a page at a time, records of one person
+    /// together, decrypting in parallel, and returns each group's exact
+    /// value after bounding every person's contribution.
+    fn bounded_scan(
+        &self,
+        plan: &Plan<'_>,
+        q: &Query,
+        now: i64,
+    ) -> Result<HashMap<String, i64>, VaultError> {
+        self.sync_erasures()?;
+        let tax = self.pack.taxonomy();
+        let category = &tax.category(plan.category).id;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let mut bounder = Bounder {
+            max: plan.stats.max_records,
+            per_group: plan.stats.max_records_per_group,
+            person: None,
+            total: 0,
+            groups: HashMap::new(),
+            out: HashMap::new(),
+        };
+        let mut trouble = Trouble::default();
+        let mut after: Option<(SubjectRef, [u8; 16])> = None;
+        loop {
+            let page = self
+                .store
+                .category_records(category, now, after.as_ref(), PAGE)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some((last.subject, last.id));
+            let parts = self.open_page(plan, q, &page, threads, now)?;
+            for (records, contributions, t) in parts {
+                for (r, c) in records.iter().zip(contributions) {
+                    bounder.add(&r.subject, c);
+                }
+                trouble.missing += t.missing;
+                for (seq, n) in t.covers {
+                    *trouble.covers.entry(seq).or_default() += n;
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        if trouble.missing > 0 {
+            return Err(VaultError::RecordKeysMissing {
+                records: trouble.missing,
+            });
+        }
+        self.check_cover_keys(&trouble.covers)?;
+        Ok(bounder.out)
+    }
+
+    /// Opens a page in `threads` parts split at person boundaries; each
+    /// part's contributions in record order.
+    #[allow(clippy::type_complexity)]
+    fn open_page<'p>(
+        &self,
+        plan: &Plan<'_>,
+        q: &Query,
+        page: &'p [RecordRow],
+        threads: usize,
+        now: i64,
+    ) -> Result<Vec<(&'p [RecordRow], Vec<Contribution>, Trouble)>, VaultError> {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        let target = page.len().div_ceil(threads).max(1);
+        while start < page.len() {
+            let mut end = (start + target).min(page.len());
+            while end < page.len() && page[end].subject == page[end - 1].subject {
+                end += 1;
+            }
+            parts.push(&page[start..end]);
+            start = end;
+        }
+        let results: Vec<Result<(Vec<Contribution>, Trouble), VaultError>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = parts
+                    .iter()
+                    .map(|part| s.spawn(move || self.open_part(plan, q, part, now)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(VaultError::Refused {
+                                code: "internal",
+                                message: "a statistics worker failed".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+        parts
+            .into_iter()
+            .zip(results)
+            .map(|(p, r)| r.map(|(c, t)| (p, c, t)))
+            .collect()
+    }
+
+    fn open_part(
+        &self,
+        plan: &Plan<'_>,
+        q: &Query,
+        part: &[RecordRow],
+        now: i64,
+    ) -> Result<(Vec<Contribution>, Trouble), VaultError> {
+        let tax = self.pack.taxonomy();
+        let mut subjects: Vec<SubjectRef> = part.iter().map(|r| r.subject).collect();
+        subjects.dedup();
+        let wrapped = self.keys.subject_keys_many(&subjects)?;
+        let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
+        for (s, w) in subjects.iter().zip(wrapped) {
+            // Keys that do not unwrap are as good as missing: their records
+            // are reported, never skipped.
+            keys.insert(*s, w.and_then(|w| self.unwrap_pair(Some(&w), s).ok()));
+        }
+        let mut cache = KeyCache::default();
+        let mut trouble = Trouble::default();
+        let mut out = Vec::with_capacity(part.len());
+        for r in part {
+            let k = keys.get(&r.subject).and_then(Option::as_ref);
+            let plain = match self.open_record(r, k, &mut cache)? {
+                Some(p) => p,
+                None => {
+                    match self.gone(r, k, &mut cache, now) {
+                        crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
+                        crate::integrity::Gone::Missing => trouble.missing += 1,
+                        crate::integrity::Gone::CoverKey(seq) => {
+                            *trouble.covers.entry(seq).or_default() += 1;
+                        }
+                    }
+                    out.push(None);
+                    continue;
+                }
+            };
+            let fields = crate::read::payload_fields(&plain)?;
+            out.push(contribution(tax, plan, q, &fields));
+        }
+        Ok((out, trouble))
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// One principal's statistics spending for one purpose in one period.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BudgetSpent {
+    pub principal: String,
+    pub purpose: String,
+    pub period: String,
+    pub spent: f64,
+    /// The pack's budget for the purpose and period (none if the pack in
+    /// force no longer declares one).
+    pub limit: Option<f64>,
+    pub queries: u64,
+    /// Queries refused as over budget.
+    pub refused: u64,
+    pub last_query_at: String,
+}
+
+impl Vault {
+    /// Every principal's statistics spending, from the ledger.
+    pub fn statistics_budgets(&self) -> Result<Vec<BudgetSpent>, VaultError> {
+        let tax = self.pack.taxonomy();
+        Ok(self
+            .store
+            .budgets()?
+            .into_iter()
+            .map(|b| BudgetSpent {
+                limit: tax
+                    .purpose_ix(&b.purpose)
+                    .and_then(|p| tax.statistics.budget(p))
+                    .map(|x| x.epsilon as f64 / pstats::MICRO as f64),
+                spent: b.spent as f64 / pstats::MICRO as f64,
+                principal: b.principal,
+                purpose: b.purpose,
+                period: b.period,
+                queries: b.queries,
+                refused: b.refused,
+                last_query_at: format_ms(b.updated_at),
+            })
+            .collect())
+    }
+}
+
+/// Counts of people under this are shown as "fewer than" it in the public
+/// report.
+pub const PEOPLE_THRESHOLD: u64 = 10;
+
+/// A count of people as the public report releases it: the number, or
+/// `"fewer than 10"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum PeopleCount {
+    Count(u64),
+    Fewer(String),
+}
+
+impl PeopleCount {
+    fn of(n: u64) -> PeopleCount {
+        if n < PEOPLE_THRESHOLD {
+            PeopleCount::Fewer(format!("fewer than {PEOPLE_THRESHOLD}"))
+        } else {
+            PeopleCount::Count(n)
+        }
+    }
+}
+
+impl std::fmt::Display for PeopleCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeopleCount::Count(n) => write!(f, "{n}"),
+            PeopleCount::Fewer(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Counts that concern people, released with a stated threshold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeopleCounts {
+    /// How the counts below are released.
+    pub method: String,
+    /// Distinct people whose data left the vault.
+    pub disclosed: PeopleCount,
+    /// Distinct people named by approved requests, by instrument kind.
+    pub named_by_kind: BTreeMap<String, PeopleCount>,
+    /// Distinct people under a mail cover approved at any time.
+    pub under_mail_cover: PeopleCount,
+}
+
+/// One row of the statistics budgets in the transparency report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BudgetReportRow {
+    pub role: String,
+    /// The pseudonymous id of the principal (as in log leaves).
+    pub principal_id: String,
+    pub purpose: String,
+    pub period: String,
+    pub spent: f64,
+    pub limit: Option<f64>,
+    pub queries: u64,
+    pub refused: u64,
+}
+
+/// The transparency report's statistics: budgets spent, and counts of
+/// people with the method that releases them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatisticsReport {
+    pub budgets: Vec<BudgetReportRow>,
+    pub people: PeopleCounts,
+}
+
+impl Vault {
+    /// The statistics part of the transparency report.
+    pub(crate) fn statistics_report(
+        &self,
+        rows: &[postvault_store::DisclosureRow],
+    ) -> Result<StatisticsReport, VaultError> {
+        let mut roles = HashMap::new();
+        for p in self.store.principals()? {
+            roles.insert(p.name, p.role);
+        }
+        let budgets = self
+            .statistics_budgets()?
+            .into_iter()
+            .map(|b| BudgetReportRow {
+                role: roles.get(&b.principal).cloned().unwrap_or_default(),
+                principal_id: self.actor_id(&b.principal),
+                purpose: b.purpose,
+                period: b.period,
+                spent: b.spent,
+                limit: b.limit,
+                queries: b.queries,
+                refused: b.refused,
+            })
+            .collect();
+        let mut disclosed = std::collections::HashSet::new();
+        let mut covered = std::collections::HashSet::new();
+        let mut by_kind: BTreeMap<String, std::collections::HashSet<SubjectRef>> = BTreeMap::new();
+        for d in rows {
+            if d.fetches > 0 {
+                disclosed.extend(d.subjects.iter().copied());
+            }
+            if d.decided_at.is_some() && d.status != crate::gateway::status::REFUSED {
+                by_kind
+                    .entry(if d.kind.is_empty() { "unknown".into() } else { d.kind.clone() })
+                    .or_default()
+                    .extend(d.subjects.iter().copied());
+                if d.kind == "mail_cover" {
+                    covered.extend(d.subjects.iter().copied());
+                }
+            }
+        }
+        Ok(StatisticsReport {
+            budgets,
+            people: PeopleCounts {
+                method: format!(
+                    "counts of distinct people, exact from the ledger; a count under {PEOPLE_THRESHOLD} is shown as \"fewer than {PEOPLE_THRESHOLD}\" (a stated threshold, not differential privacy)"
+                ),
+                disclosed: PeopleCount::of(disclosed.len() as u64),
+                named_by_kind: by_kind
+                    .into_iter()
+                    .map(|(k, s)| (k, PeopleCount::of(s.len() as u64)))
+                    .collect(),
+                under_mail_cover: PeopleCount::of(covered.len() as u64),
+            },
+        })
+    }
+}
