@@ -21,8 +21,14 @@ pub fn scene(vault: &Vault, now_ms: i64) -> Result<()> {
     outln!(
         "The `statistics` purpose may not read a scan event (the cell is A: aggregate only), but it may count them."
     );
-    outln!("postvault stats query --as analyst --purpose statistics  # count by week and piece, epsilon 0.5");
-    let a = vault.statistics(&analyst, "statistics", &query(&["week", "piece"], &from, &to, 0.5)?)?;
+    outln!(
+        "postvault stats query --as analyst --purpose statistics  # count by week and piece, epsilon 0.5"
+    );
+    let a = vault.statistics(
+        &analyst,
+        "statistics",
+        &query(&["week", "piece"], &from, &to, 0.5)?,
+    )?;
     for g in &a.groups {
         outln!(
             "   week {} {:<8} {:>8}",
@@ -54,7 +60,11 @@ pub fn scene(vault: &Vault, now_ms: i64) -> Result<()> {
         Ok(_) => outln!("   ANSWERED over budget"),
     }
     outln!("postvault stats query ...  # group by tracking_number (a subject-level field)");
-    match vault.statistics(&analyst, "statistics", &query(&["tracking_number"], &from, &to, 0.1)?) {
+    match vault.statistics(
+        &analyst,
+        "statistics",
+        &query(&["tracking_number"], &from, &to, 0.1)?,
+    ) {
         Err(e) => outln!("   REFUSED [{}]: {e}", e.code()),
         Ok(_) => outln!("   ANSWERED by a subject-level field"),
     }

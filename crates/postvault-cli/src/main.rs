@@ -16,6 +16,7 @@ mod bench;
 mod bench_http;
 mod bench_oracle;
 mod bench_pg;
+mod bench_stats;
 mod bench_suite;
 mod bench_witness;
 mod demo;
@@ -460,6 +461,9 @@ enum BenchCmd {
     /// Witnesses: checkpoint latency signed alone and cosigned by two
     /// local witnesses, and reads with and without cosigning rounds.
     Witness(bench_witness::WitnessBenchArgs),
+    /// Statistics: a DP count by day and ZIP3 over many scan events from a
+    /// freshly opened vault, records scanned per second, peak memory.
+    Stats(bench_stats::StatsArgs),
 }
 
 fn simulate(a: &SimulateArgs) -> Result<u8> {
@@ -859,6 +863,7 @@ fn run(cli: Cli) -> Result<u8> {
             Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
             Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
             Some(BenchCmd::Witness(a)) => bench_witness::run(a),
+            Some(BenchCmd::Stats(a)) => bench_stats::run(a),
         },
     }
 }

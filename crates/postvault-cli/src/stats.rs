@@ -68,10 +68,11 @@ pub fn run(cli: &Cli, cmd: &StatsCmd) -> Result<u8> {
                     .read_to_string(&mut text),
             }
             .context("reading the query")?;
-            let req: StatsRequest = serde_json::from_str(&text).map_err(|e| VaultError::Invalid {
-                what: "statistics query",
-                why: e.to_string(),
-            })?;
+            let req: StatsRequest =
+                serde_json::from_str(&text).map_err(|e| VaultError::Invalid {
+                    what: "statistics query",
+                    why: e.to_string(),
+                })?;
             let p = v.principal(&a.principal)?;
             match v.statistics(&p, &a.purpose, &req) {
                 Ok(answer) => {
@@ -99,9 +100,19 @@ pub fn report_table(s: &postvault::stats::StatisticsReport) -> String {
     let p = &s.people;
     let _ = writeln!(o, "\nPeople ({}):", p.method);
     let _ = writeln!(o, "  {:<38} {:>14}", "disclosed", p.disclosed.to_string());
-    let _ = writeln!(o, "  {:<38} {:>14}", "under a mail cover", p.under_mail_cover.to_string());
+    let _ = writeln!(
+        o,
+        "  {:<38} {:>14}",
+        "under a mail cover",
+        p.under_mail_cover.to_string()
+    );
     for (kind, n) in &p.named_by_kind {
-        let _ = writeln!(o, "  {:<38} {:>14}", format!("named by {kind}"), n.to_string());
+        let _ = writeln!(
+            o,
+            "  {:<38} {:>14}",
+            format!("named by {kind}"),
+            n.to_string()
+        );
     }
     let _ = writeln!(
         o,

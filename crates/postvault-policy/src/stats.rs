@@ -271,12 +271,14 @@ pub fn check<'a>(
     let mut seen = BTreeSet::new();
     let mut dimensions = Vec::new();
     for g in &query.group_by {
-        let d = stats.dimensions.iter().find(|d| &d.name == g).ok_or_else(|| {
-            Refusal::UndeclaredDimension {
+        let d = stats
+            .dimensions
+            .iter()
+            .find(|d| &d.name == g)
+            .ok_or_else(|| Refusal::UndeclaredDimension {
                 category: query.category.clone(),
                 dimension: g.clone(),
-            }
-        })?;
+            })?;
         if !seen.insert(g.as_str()) {
             return Err(Refusal::RepeatedDimension(g.clone()));
         }
@@ -405,7 +407,10 @@ pub(crate) fn build(
                 format!("two budgets for `{}`", b.purpose.get_ref()),
             ));
         }
-        if !tax.category_ixs().any(|c| tax.cell(purpose, c) == Cell::Aggregate) {
+        if !tax
+            .category_ixs()
+            .any(|c| tax.cell(purpose, c) == Cell::Aggregate)
+        {
             return Err(err(
                 src,
                 b.purpose.span(),
@@ -553,7 +558,8 @@ pub(crate) fn build(
                     // Short codes only: a long digit string is a serial or an id.
                     Coarsen::Value => {
                         matches!(field.kind, FieldType::Enum(_))
-                            || (field.kind == FieldType::Digits && field.max.is_some_and(|m| m <= 4))
+                            || (field.kind == FieldType::Digits
+                                && field.max.is_some_and(|m| m <= 4))
                     }
                 };
             if !fits {
@@ -591,7 +597,10 @@ pub(crate) fn build(
                         src,
                         s.span(),
                         "statistics-sum",
-                        format!("`{}` is not an integer or money field of `{id}`", s.get_ref()),
+                        format!(
+                            "`{}` is not an integer or money field of `{id}`",
+                            s.get_ref()
+                        ),
                     )
                 })?;
             sum_fields.push(f.0);

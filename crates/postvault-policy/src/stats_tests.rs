@@ -44,25 +44,85 @@ fn query_refusals_carry_their_codes() {
     let tax = pack.taxonomy();
     let stats_role = tax.role_ix("statistics").unwrap();
     let delivery_role = tax.role_ix("delivery").unwrap();
-    let ok = check(tax, stats_role, "statistics", &query("scan_event", &["day", "zip3"], 0.5));
+    let ok = check(
+        tax,
+        stats_role,
+        "statistics",
+        &query("scan_event", &["day", "zip3"], 0.5),
+    );
     assert!(ok.is_ok(), "{ok:?}");
     let cases: Vec<(RoleIx, &str, Query, &str)> = vec![
         // The cell is Y for delivery, not A: no aggregate over it either.
-        (delivery_role, "delivery", query("scan_event", &["day"], 0.1), "not_aggregate"),
+        (
+            delivery_role,
+            "delivery",
+            query("scan_event", &["day"], 0.1),
+            "not_aggregate",
+        ),
         // A role that does not read for the purpose.
-        (delivery_role, "statistics", query("scan_event", &["day"], 0.1), "purpose_not_permitted"),
+        (
+            delivery_role,
+            "statistics",
+            query("scan_event", &["day"], 0.1),
+            "purpose_not_permitted",
+        ),
         // The statistics cell of payment cards is "-".
-        (stats_role, "statistics", query("payment_card", &[], 0.1), "not_aggregate"),
-        (stats_role, "statistics", query("mail_image", &[], 0.1), "not_aggregate"),
+        (
+            stats_role,
+            "statistics",
+            query("payment_card", &[], 0.1),
+            "not_aggregate",
+        ),
+        (
+            stats_role,
+            "statistics",
+            query("mail_image", &[], 0.1),
+            "not_aggregate",
+        ),
         // Undeclared dimensions, among them a subject-level field.
-        (stats_role, "statistics", query("scan_event", &["tracking_number"], 0.1), "undeclared_dimension"),
-        (stats_role, "statistics", query("scan_event", &["imb"], 0.1), "undeclared_dimension"),
-        (stats_role, "statistics", query("scan_event", &["day", "day"], 0.1), "bad_group_by"),
+        (
+            stats_role,
+            "statistics",
+            query("scan_event", &["tracking_number"], 0.1),
+            "undeclared_dimension",
+        ),
+        (
+            stats_role,
+            "statistics",
+            query("scan_event", &["imb"], 0.1),
+            "undeclared_dimension",
+        ),
+        (
+            stats_role,
+            "statistics",
+            query("scan_event", &["day", "day"], 0.1),
+            "bad_group_by",
+        ),
         // An A cell the pack declares no statistics for.
-        (stats_role, "statistics", query("address", &[], 0.1), "no_statistics"),
-        (stats_role, "statistics", query("scan_event", &["day"], 0.6), "epsilon_over_cap"),
-        (stats_role, "nope", query("scan_event", &["day"], 0.1), "unknown_purpose"),
-        (stats_role, "statistics", query("nope", &["day"], 0.1), "unknown_category"),
+        (
+            stats_role,
+            "statistics",
+            query("address", &[], 0.1),
+            "no_statistics",
+        ),
+        (
+            stats_role,
+            "statistics",
+            query("scan_event", &["day"], 0.6),
+            "epsilon_over_cap",
+        ),
+        (
+            stats_role,
+            "nope",
+            query("scan_event", &["day"], 0.1),
+            "unknown_purpose",
+        ),
+        (
+            stats_role,
+            "statistics",
+            query("nope", &["day"], 0.1),
+            "unknown_category",
+        ),
     ];
     for (role, purpose, q, code) in cases {
         let got = check(tax, role, purpose, &q).map(|_| ()).unwrap_err();
@@ -79,48 +139,42 @@ fn query_refusals_carry_their_codes() {
 
 #[test]
 fn loader_refuses_a_subject_address_or_free_text_dimension() {
+    // Categories without statistics yet, each with a usable time field.
     let cases = [
-        // A lookup field of the address: where a person lives.
-        (
-            "address",
-            "street",
-            "value",
-            "cannot be a dimension",
-        ),
-        ("address", "zip", "zip3", "lookup field"),
-        ("scan_event", "tracking_number", "value", "cannot be a dimension"),
-        ("scan_event", "imb", "value", "cannot be a dimension"),
-        ("online_activity", "user_agent", "value", "cannot be a dimension"),
-        ("online_activity", "ip", "value", "cannot be a dimension"),
-        ("delivery_location", "lat", "value", "cannot be a dimension"),
-        ("scan_event", "facility_zip", "value", "cannot be a dimension"),
-        ("scan_event", "piece", "day", "cannot be a dimension"),
+        ("online_activity", "ts", "user_agent", "value"),
+        ("online_activity", "ts", "ip", "value"),
+        ("online_activity", "ts", "path", "value"),
+        ("online_activity", "ts", "device_id", "value"),
+        ("mail_image", "captured_at", "imb", "value"),
+        ("mail_image", "captured_at", "image", "value"),
+        ("mail_image", "captured_at", "width", "value"),
+        // A ZIP code only as its prefix; an enum is no date.
+        ("mail_image", "captured_at", "facility_zip", "value"),
+        ("mail_image", "captured_at", "side", "day"),
+        // A long digit string is a serial, however it is coarsened.
+        ("money_order", "issue_date", "serial", "value"),
+        ("money_order", "issue_date", "pay_to_address", "value"),
+        ("money_order", "issue_date", "from_name", "value"),
+        ("payment_card", "paid_at", "cardholder_name", "value"),
+        ("payment_card", "paid_at", "billing_zip", "value"),
     ];
-    for (category, field, coarsen, want) in cases {
-        let time = match category {
-            "address" => "",
-            "online_activity" => "ts",
-            "delivery_location" => "delivered_at",
-            _ => "scanned_at",
-        };
+    for (category, time, field, coarsen) in cases {
         let extra = format!(
             "\n[[statistics.category]]\nid = \"{category}\"\ntime = \"{time}\"\nmax_epsilon = 0.1\nmax_records = 1\nmax_records_per_group = 1\ndelta = 1e-7\ndimensions = [{{ name = \"d\", field = \"{field}\", coarsen = \"{coarsen}\" }}]\n"
         );
-        // The address category has no time field: point it at none and
-        // expect the dimension check or the time check, both refusals.
         let err = with_stats(&extra).map(|_| ()).unwrap_err();
-        if category == "address" {
-            assert!(err.rule.starts_with("statistics-"), "{err}");
-            continue;
-        }
-        assert!(
-            err.rule == "statistics-dimension" || err.rule == "statistics-category",
+        assert_eq!(
+            err.rule, "statistics-dimension",
             "{category}.{field}: {err}"
         );
-        if err.rule == "statistics-dimension" {
-            assert!(err.message.contains(want), "{category}.{field}: {err}");
-        }
+        assert!(
+            err.message.contains("never a subject"),
+            "{category}.{field}: {err}"
+        );
     }
+    // The same declarations with an allowed dimension load.
+    let ok = "\n[[statistics.category]]\nid = \"mail_image\"\ntime = \"captured_at\"\nmax_epsilon = 0.1\nmax_records = 1\nmax_records_per_group = 1\ndelta = 1e-7\ndimensions = [{ name = \"zip3\", field = \"facility_zip\", coarsen = \"zip3\" }, { name = \"side\", field = \"side\", public = true }]\n";
+    assert!(with_stats(ok).is_ok());
 }
 
 #[test]
@@ -141,20 +195,40 @@ fn loader_checks_bounds_budgets_and_public_keys() {
         )
     };
     let ok_bounds = "max_records = 2\nmax_records_per_group = 1";
-    assert!(with_stats(&base("{ name = \"day\", field = \"ts\", coarsen = \"day\", public = true }", ok_bounds)).is_ok());
+    assert!(
+        with_stats(&base(
+            "{ name = \"day\", field = \"ts\", coarsen = \"day\", public = true }",
+            ok_bounds
+        ))
+        .is_ok()
+    );
     let cases = [
-        (base("", "max_records = 1\nmax_records_per_group = 2"), "statistics-bound"),
-        (base("", "max_records = 0\nmax_records_per_group = 0"), "statistics-bound"),
         (
-            "\n[[statistics.budget]]\npurpose = \"delivery\"\nepsilon = 1.0\nperiod = \"day\"\n".to_string(),
+            base("", "max_records = 1\nmax_records_per_group = 2"),
+            "statistics-bound",
+        ),
+        (
+            base("", "max_records = 0\nmax_records_per_group = 0"),
+            "statistics-bound",
+        ),
+        (
+            "\n[[statistics.budget]]\npurpose = \"delivery\"\nepsilon = 1.0\nperiod = \"day\"\n"
+                .to_string(),
             "statistics-budget",
         ),
         (
-            "\n[[statistics.budget]]\npurpose = \"statistics\"\nepsilon = 1.0\nperiod = \"day\"\n".to_string(),
+            "\n[[statistics.budget]]\npurpose = \"statistics\"\nepsilon = 1.0\nperiod = \"day\"\n"
+                .to_string(),
             "statistics-budget",
         ),
-        (base("", ok_bounds).replace("max_epsilon = 0.1", "max_epsilon = 0"), "statistics-epsilon"),
-        (base("", ok_bounds).replace("delta = 1e-7", "delta = 0.5"), "statistics-delta"),
+        (
+            base("", ok_bounds).replace("max_epsilon = 0.1", "max_epsilon = 0.0"),
+            "statistics-epsilon",
+        ),
+        (
+            base("", ok_bounds).replace("delta = 1e-7", "delta = 0.5"),
+            "statistics-delta",
+        ),
     ];
     for (extra, rule) in cases {
         let err = with_stats(&extra).map(|_| ()).unwrap_err();

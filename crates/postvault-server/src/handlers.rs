@@ -84,7 +84,10 @@ async fn body_bytes(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 /// A JSON body; an empty body reads as `{}`.
-pub(crate) async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
     let bytes = body_bytes(body, limit).await?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"

@@ -18,10 +18,14 @@ pub(crate) fn status(code: &str) -> Option<StatusCode> {
         "not_aggregate" | "purpose_not_permitted" | "no_statistics" | "no_budget" => {
             StatusCode::FORBIDDEN
         }
-        "unknown_category" | "undeclared_dimension" | "bad_group_by" | "undeclared_field"
-        | "sum_needs_public_keys" | "epsilon_over_cap" | "bad_epsilon" | "too_many_groups" => {
-            StatusCode::BAD_REQUEST
-        }
+        "unknown_category"
+        | "undeclared_dimension"
+        | "bad_group_by"
+        | "undeclared_field"
+        | "sum_needs_public_keys"
+        | "epsilon_over_cap"
+        | "bad_epsilon"
+        | "too_many_groups" => StatusCode::BAD_REQUEST,
         "budget_exhausted" => StatusCode::TOO_MANY_REQUESTS,
         _ => return None,
     })

@@ -121,7 +121,11 @@ pub(crate) async fn lock_tree(tx: &Transaction<'_>) -> Result<u64, Fail> {
 }
 
 /// Appends `bodies` at `first..` and moves the tree size past them.
-pub(crate) async fn append(tx: &Transaction<'_>, first: u64, bodies: &[Vec<u8>]) -> Result<(), Fail> {
+pub(crate) async fn append(
+    tx: &Transaction<'_>,
+    first: u64,
+    bodies: &[Vec<u8>],
+) -> Result<(), Fail> {
     if bodies.is_empty() {
         return Ok(());
     }

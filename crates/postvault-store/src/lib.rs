@@ -32,11 +32,11 @@ pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
     SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
 };
-pub use stats::{
-    BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, StatsStore, decide as stats_decide,
-};
 pub use sqlite_ops::{
     Durability, Probe, backup_file, check_durability, durability_of, fold_wal, probe,
+};
+pub use stats::{
+    BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, StatsStore, decide as stats_decide,
 };
 
 #[cfg(test)]

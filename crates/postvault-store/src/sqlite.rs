@@ -595,7 +595,11 @@ fn next_index(tx: &Connection) -> Result<u64, StoreError> {
     Ok(n as u64)
 }
 
-pub(crate) fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+pub(crate) fn append(
+    tx: &Connection,
+    count: usize,
+    leaf: &mut LeafFn<'_>,
+) -> Result<u64, StoreError> {
     let first = next_index(tx)?;
     let mut ins = tx.prepare_cached("INSERT INTO leaves (idx, body) VALUES (?1, ?2)")?;
     for i in 0..count {

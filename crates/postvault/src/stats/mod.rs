@@ -159,9 +159,14 @@ fn invalid(why: impl Into<String>) -> VaultError {
 fn parse_instant(s: &str) -> Option<i64> {
     if s.len() == 10 {
         let d: jiff::civil::Date = s.parse().ok()?;
-        return d.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_millisecond());
+        return d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp().as_millisecond());
     }
-    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+    s.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 fn utc_date(ms: i64) -> Option<jiff::civil::Date> {
@@ -193,8 +198,12 @@ fn parse_query(req: &StatsRequest) -> Result<Query, VaultError> {
             )));
         }
         MeasureSpec::Sum { sum, bounds } => {
-            if bounds[0] > bounds[1] || bounds[0].unsigned_abs().max(bounds[1].unsigned_abs()) > 1 << 40 {
-                return Err(invalid("sum bounds are [lo, hi] with lo <= hi, each within 2^40"));
+            if bounds[0] > bounds[1]
+                || bounds[0].unsigned_abs().max(bounds[1].unsigned_abs()) > 1 << 40
+            {
+                return Err(invalid(
+                    "sum bounds are [lo, hi] with lo <= hi, each within 2^40",
+                ));
             }
             Measure::Sum {
                 field: sum.clone(),
@@ -844,7 +853,11 @@ impl Vault {
             }
             if d.decided_at.is_some() && d.status != crate::gateway::status::REFUSED {
                 by_kind
-                    .entry(if d.kind.is_empty() { "unknown".into() } else { d.kind.clone() })
+                    .entry(if d.kind.is_empty() {
+                        "unknown".into()
+                    } else {
+                        d.kind.clone()
+                    })
                     .or_default()
                     .extend(d.subjects.iter().copied());
                 if d.kind == "mail_cover" {

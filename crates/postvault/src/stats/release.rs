@@ -45,7 +45,10 @@ pub struct Released {
 fn dp(e: opendp::error::Error) -> VaultError {
     VaultError::Refused {
         code: "dp_error",
-        message: format!("the differential-privacy library refused the release: {}", e.variant),
+        message: format!(
+            "the differential-privacy library refused the release: {}",
+            e.variant
+        ),
     }
 }
 
@@ -120,7 +123,10 @@ pub fn private_keys(
     let d_in: (u32, i64, i64) = (max_records, i64::from(max_records), i64::from(per_group));
     let make = |scale: f64, threshold: i64| {
         make_laplace_threshold::<_, _, Approximate<MaxDivergence>>(
-            MapDomain::new(AtomDomain::<String>::default(), AtomDomain::<i64>::default()),
+            MapDomain::new(
+                AtomDomain::<String>::default(),
+                AtomDomain::<i64>::default(),
+            ),
             L0PInfDistance(AbsoluteDistance::<i64>::default()),
             scale,
             threshold,

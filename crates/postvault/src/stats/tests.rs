@@ -69,7 +69,10 @@ fn noise_spread_matches_the_declared_epsilon() {
     let want = 2.0 * q / (1.0 - q).powi(2);
     let mean = noise.iter().sum::<f64>() / runs as f64;
     let var = noise.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (runs - 1) as f64;
-    assert!((var / want - 1.0).abs() < 0.15, "variance {var}, want {want}");
+    assert!(
+        (var / want - 1.0).abs() < 0.15,
+        "variance {var}, want {want}"
+    );
     assert!(mean.abs() < 0.3, "mean {mean}");
     let inside = noise.iter().filter(|x| x.abs() <= r.accuracy).count() as f64 / runs as f64;
     assert!(inside >= 0.93, "{inside} inside ±{}", r.accuracy);

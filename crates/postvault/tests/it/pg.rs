@@ -17,7 +17,7 @@ use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempClu
 
 use crate::{
     Backend, collect, disclosure, invariants, log, officer, oracles, policy, read, reliability,
-    rights,
+    rights, stats,
 };
 
 fn on_postgres(scenario: fn(&Backend)) {
@@ -42,6 +42,10 @@ macro_rules! on_postgres {
 }
 
 on_postgres! {
+    stats::refusals_spend_nothing_and_read_nothing
+        => refusals_spend_nothing_and_read_nothing_on,
+    stats::budget_runs_out_and_renews => budget_runs_out_and_renews_on,
+    stats::concurrent_queries_never_overspend => concurrent_queries_never_overspend_on,
     collect::every_rejection_names_line_field_and_rule
         => every_rejection_names_line_field_and_rule_on,
     collect::role_must_be_allowed_to_collect_for_the_purpose

@@ -1,0 +1,115 @@
+//! `postvault bench stats`: a differentially private count grouped by day
+//! and ZIP3 over many scan events, from a freshly opened vault: records
+//! scanned per second, and peak memory of the process that only queries
+//! (the collection runs in a child process, so its memory is not counted).
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use postvault::{CollectOptions, FixedClock, OpenOptions, StatsRequest, Vault};
+
+use crate::LinesReader;
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Scan events collected before the query.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub records: u64,
+    /// People the events are spread over.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub people: u64,
+    /// Where the vault is made (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Only collect into `--dir` (the child process of a run).
+    #[arg(long, hide = true)]
+    pub collect_only: bool,
+}
+
+/// 2026-11-02T00:00:00Z: the benchmark's fixed clock, so the events are
+/// inside their retention.
+const T0: i64 = 1_793_577_600_000;
+
+fn opts() -> OpenOptions {
+    OpenOptions {
+        clock: std::sync::Arc::new(FixedClock::new(T0)),
+        ..OpenOptions::default()
+    }
+}
+
+fn events(records: u64, people: u64) -> impl Iterator<Item = String> {
+    let people = people.max(1);
+    (0..records).map(move |i| {
+        // A fixed spread over 14 days, 40 ZIP3s and every person.
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let day = 19 + (h >> 7) % 14;
+        let zip3 = 100 + (h >> 13) % 40;
+        format!(
+            "{{\"subject\":\"cust-{:09}\",\"category\":\"scan_event\",\"purpose\":\"delivery\",\"fields\":{{\"piece\":\"letter\",\"facility_zip\":\"{zip3}01\",\"op_code\":\"918\",\"event\":\"processed\",\"scanned_at\":\"2026-10-{day:02}T{:02}:00:00Z\"}}}}",
+            (h >> 21) % people,
+            (h >> 3) % 24
+        )
+    })
+}
+
+pub fn run(a: &StatsArgs) -> Result<u8> {
+    if a.collect_only {
+        let dir = a.dir.as_deref().context("--collect-only needs --dir")?;
+        let vault = Vault::init(dir, opts())?;
+        vault.add_principal("ingest", "collector")?;
+        vault.add_principal("analyst", "statistics")?;
+        let ingest = vault.principal("ingest")?;
+        let r = vault.collect(
+            &ingest,
+            &mut BufReader::with_capacity(1 << 20, LinesReader::new(events(a.records, a.people))),
+            &CollectOptions::default(),
+            &mut |_| {},
+        )?;
+        if r.accepted != a.records {
+            bail!("collected {} of {} events", r.accepted, a.records);
+        }
+        return Ok(0);
+    }
+    let tmp = crate::bench::bench_dir(a.dir.as_deref())?;
+    let dir = tmp.path().join("vault");
+    let t = Instant::now();
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "stats", "--collect-only", "--records"])
+        .arg(a.records.to_string())
+        .arg("--people")
+        .arg(a.people.to_string())
+        .arg("--dir")
+        .arg(&dir)
+        .status()
+        .context("running the collection")?;
+    if !status.success() {
+        bail!("the collection failed");
+    }
+    let collect_s = t.elapsed().as_secs_f64();
+    let vault = Vault::open(&dir, opts())?;
+    let analyst = vault.principal("analyst")?;
+    let req: StatsRequest = serde_json::from_value(serde_json::json!({
+        "category": "scan_event", "measure": "count", "group_by": ["day", "zip3"],
+        "from": "2026-10-19", "to": "2026-11-02", "epsilon": 0.5,
+    }))?;
+    let rss_before = crate::bench::peak_rss_mb();
+    let t = Instant::now();
+    let answer = vault.statistics(&analyst, "statistics", &req)?;
+    let secs = t.elapsed().as_secs_f64();
+    crate::print_json(&serde_json::json!({
+        "records": a.records,
+        "people": a.people,
+        "groups_released": answer.groups.len(),
+        "query_s": secs,
+        "records_per_s": a.records as f64 / secs,
+        "collect_s": collect_s,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "peak_rss_mb_before_query": rss_before,
+        "peak_rss_mb": crate::bench::peak_rss_mb(),
+        "privacy": answer.privacy,
+    }))?;
+    Ok(0)
+}
