@@ -137,7 +137,9 @@ pub fn private_keys(
     let map = |scale: f64, threshold: i64| make(scale, threshold)?.map(&d_in).map_err(dp);
     // Epsilon does not depend on the threshold; delta falls as it grows.
     let scale = fit_scale(d_in.1 as f64, epsilon, |s| Ok(map(s, 1 << 40)?.0))?;
-    let (mut lo, mut hi) = (1i64, 1i64);
+    // OpenDP asks for a threshold of at least the most one person adds
+    // to a key.
+    let (mut lo, mut hi) = (d_in.2 - 1, d_in.2);
     while map(scale, hi)?.1 > delta {
         lo = hi;
         hi = hi.checked_mul(2).ok_or_else(|| VaultError::Refused {
