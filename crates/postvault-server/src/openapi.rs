@@ -39,8 +39,8 @@ pub struct IdPath {
 /// check every entry point runs): 1 to 128 bytes in Unicode NFC, without
 /// control, formatting, bidirectional or other invisible characters, nor
 /// a space at either end; percent-encoded. The pattern excludes the
-/// controls, separators and the BMP's format and default-ignorable
-/// characters; a byte length and a normalization form are beyond JSON
+/// controls, separators, private-use characters and the BMP's format and
+/// default-ignorable characters; a byte length and a normalization form are beyond JSON
 /// Schema, so `maxLength` (in characters) is the whole rule only for
 /// ASCII ids, and an id of other characters within it can still be
 /// refused (400 `invalid_subject_id`).
@@ -51,7 +51,7 @@ pub struct SubjectPath {
     #[param(
         min_length = 1,
         max_length = 128,
-        pattern = r"^(?! )(?!.* $)[^\u0000-\u001F\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uD800-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB]+$"
+        pattern = r"^[^\u0000-\u0020\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uE000-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB](?:[^\u0000-\u001F\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uE000-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB]*[^\u0000-\u0020\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uE000-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB])?$"
     )]
     id: String,
 }
