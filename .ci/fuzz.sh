@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${FUZZ_SECONDS:-25}
+seconds=${FUZZ_SECONDS:-15}
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
 read -r -a cargo <<<"${FUZZ_CARGO:-cargo}"
 all=(ndjson_line instrument pack tile_path checkpoint add_checkpoint)
