@@ -6,7 +6,7 @@
 #
 #   .ci/fuzz.sh [TARGET...]          (default: every target)
 #
-# FUZZ_SECONDS (default 25) is each target's run time: with the build, the
+# FUZZ_SECONDS (default 15) is each target's run time: with the build, the
 # six targets stay within about six minutes on a 2-core machine. Raise it
 # to search longer (docs/testing.md). FUZZ_TOOLCHAIN (default nightly) is
 # the toolchain; FUZZ_CARGO (default cargo) the cargo command, e.g.
