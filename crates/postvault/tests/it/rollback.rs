@@ -603,12 +603,33 @@ fn a_vault_run_without_its_recorded_witnesses_refuses_to_sign() {
         Some("witnesses:1;quorum:1;version:2")
     );
     drop(v);
+    // Run with the recorded witness, this copy is caught: w1 cosigned the
+    // newer tree, and it is the whole quorum now.
     let v = Vault::open(dir.path(), opts(&c))
         .unwrap()
         .with_witnesses(policy(&ws[..1], 1))
         .unwrap();
     assert_eq!(v.recorded_witness_policy().unwrap().unwrap().version, 2);
-    assert!(v.checkpoint().is_ok());
+    match v.checkpoint() {
+        Err(VaultError::LogRollback(m)) => assert!(m.contains("w1.example"), "{m}"),
+        other => panic!("signed over a restored vault: {other:?}"),
+    }
+    drop(v);
+    // A policy the operator records is the one the vault signs with.
+    let w3 = witness(wdir.path(), "w3.example", &key);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(
+        v.set_witness_policy(&[w3.verifier_key()], 1)
+            .unwrap()
+            .version,
+        3
+    );
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c))
+        .unwrap()
+        .with_witnesses(policy(&[(w3, true)], 1))
+        .unwrap();
+    assert!(v.cosign().unwrap().checkpoint.is_final);
 }
 
 /// `verify --witness` fails when the latest signed checkpoint is not
