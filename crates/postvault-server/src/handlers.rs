@@ -664,10 +664,11 @@ pub async fn principal_revoke(
     Ok(json(StatusCode::OK, &r))
 }
 
-/// `POST /v1/principals/{name}/rotate`: a privacy officer gives a principal
-/// a new token (in the answer, once); the old one is refused by every node
-/// within a second.
-#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(crate::openapi::PrincipalPath), responses((status = 200, description = "Rotated: `status` is `rotated`, `token` the new bearer token (shown once); one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a privacy officer (one deny leaf)", body = crate::error::ErrorBody), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = crate::error::ErrorBody), crate::openapi::Common))]
+/// `POST /v1/principals/{name}/rotate`: a principal gives itself a new
+/// token (in the answer, once); the old one is refused by every node within
+/// a second. Only `name`'s own token rotates here: the new token of another
+/// principal is never handed to the caller, an officer included.
+#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(crate::openapi::PrincipalPath), responses((status = 200, description = "Rotated: `status` is `rotated`, `token` the caller's new bearer token (shown once); one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`rotate_own_token_only`: `name` is not the caller (any role, an officer too; one deny leaf). The operator rotates another principal's token with `postvault principal rotate NAME`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn principal_rotate(
     State(state): St,
     Extension(p): Extension<Principal>,
