@@ -292,62 +292,35 @@ pub(super) async fn load_disclosure(
     }
 }
 
+/// Records a new request: what was submitted, then its state as a step
+/// writes it ([`update_disclosure`]), in the caller's transaction.
 pub(super) async fn insert_disclosure(tx: &Transaction<'_>, d: &DisclosureRow) -> Result<(), Fail> {
     let subjects: Vec<u8> = d.subjects.iter().flatten().copied().collect();
     let instrument = d.instrument_key.as_ref().map(|k| &k[..]);
     let case = d.case_key.as_ref().map(|k| &k[..]);
-    let (portions, reasons, alerts, notes) = (
-        d.portions.join(","),
-        d.reasons.join(","),
-        d.alerts.join(","),
-        d.office_notes.join(","),
-    );
-    let (seq, ext, fetches) = (
-        d.seq as i64,
-        i64::from(d.extension_no),
-        i64::from(d.fetches),
-    );
-    let params: [&(dyn ToSql + Sync); 29] = [
-        &d.id,
-        &seq,
-        &d.requester,
-        &d.kind,
-        &d.ground,
-        &instrument,
-        &case,
-        &ext,
-        &subjects,
-        &portions,
-        &d.status,
-        &reasons,
-        &alerts,
-        &d.submitted_at,
-        &d.data_from,
-        &d.data_until,
-        &d.valid_until,
-        &d.notice_after,
-        &d.decided_by,
-        &d.decided_at,
-        &fetches,
-        &d.last_fetched_at,
-        &d.ended_at,
-        &d.end_reason,
-        &d.notified_at,
-        &d.retain_until,
-        &d.sealed,
-        &notes,
-        &d.extends,
-    ];
+    let (seq, ext) = (d.seq as i64, i64::from(d.extension_no));
     tx.execute(
-        &format!(
-            "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-              $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
-        ),
-        &params,
+        "INSERT INTO disclosures (id, seq, requester, kind, ground, instrument_key, case_key,
+             extension_no, subjects, submitted_at, sealed, extends,
+             portions, status, reasons, alerts, fetches, retain_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '', '', '', '', 0, 0)",
+        &[
+            &d.id,
+            &seq,
+            &d.requester,
+            &d.kind,
+            &d.ground,
+            &instrument,
+            &case,
+            &ext,
+            &subjects,
+            &d.submitted_at,
+            &d.sealed,
+            &d.extends,
+        ],
     )
     .await?;
-    Ok(())
+    update_disclosure(tx, d).await
 }
 
 /// Writes the state that a request's steps may change; what was submitted

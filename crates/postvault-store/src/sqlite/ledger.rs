@@ -269,15 +269,18 @@ pub(super) fn load_disclosure(
         .transpose()
 }
 
+/// Records a new request: what was submitted, then its state as a step
+/// writes it ([`update_disclosure`]), in the caller's transaction.
 pub(super) fn insert_disclosure(
     tx: &rusqlite::Transaction<'_>,
     d: &DisclosureRow,
 ) -> Result<(), StoreError> {
-    let mut s = tx.prepare_cached(&format!(
-        "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
-    ))?;
+    let mut s = tx.prepare_cached(
+        "INSERT INTO disclosures (id, seq, requester, kind, ground, instrument_key, case_key,
+             extension_no, subjects, submitted_at, sealed, extends,
+             portions, status, reasons, alerts, fetches, retain_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, '', '', '', '', 0, 0)",
+    )?;
     s.execute(params![
         d.id,
         d.seq as i64,
@@ -288,28 +291,11 @@ pub(super) fn insert_disclosure(
         d.case_key.as_ref().map(|k| &k[..]),
         d.extension_no,
         join_subjects(&d.subjects),
-        d.portions.join(","),
-        d.status,
-        d.reasons.join(","),
-        d.alerts.join(","),
         d.submitted_at,
-        d.data_from,
-        d.data_until,
-        d.valid_until,
-        d.notice_after,
-        d.decided_by,
-        d.decided_at,
-        d.fetches,
-        d.last_fetched_at,
-        d.ended_at,
-        d.end_reason,
-        d.notified_at,
-        d.retain_until,
         d.sealed,
-        d.office_notes.join(","),
         d.extends,
     ])?;
-    Ok(())
+    update_disclosure(tx, d)
 }
 
 /// Writes the state that a request's steps may change; what was submitted
