@@ -123,7 +123,7 @@ pub struct SubmitQuery {
 /// The category whose records [`SubmitQuery::subjects`] reads.
 pub const PROTECTIVE_ORDER_CATEGORY: &str = "protective_order";
 
-/// New ledger keys of one request ([`crate::Store::set_disclosure_keys`]).
+/// New ledger keys of one request ([`crate::LedgerStore::set_disclosure_keys`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisclosureKeys {
     pub id: String,

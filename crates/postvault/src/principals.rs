@@ -103,7 +103,7 @@ impl Vault {
         })
     }
 
-    /// The principals generation (see [`postvault_store::Store::principals_gen`]).
+    /// The principals generation (see [`postvault_store::PrincipalStore::principals_gen`]).
     pub fn principals_gen(&self) -> Result<u64, VaultError> {
         Ok(self.store.principals_gen()?)
     }
