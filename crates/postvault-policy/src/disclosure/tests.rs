@@ -1366,7 +1366,7 @@ fn iso_dates_parse_and_format() {
     // Day numbers and dates agree across four centuries either side of 1970.
     for day in (-146_097 * 2..146_097 * 2).step_by(7) {
         let (y, m, d) = civil_from_days(day);
-        assert_eq!(days_from_civil(y, m, d), day);
+        assert_eq!(days_from_civil(y, m, d), Some(day));
     }
 }
 
@@ -1891,4 +1891,31 @@ fn prohibited_grounds_are_caught_in_any_spelling() {
         fold_id("  Civil—Law  Enforcement "),
         "civil_law_enforcement"
     );
+}
+
+#[test]
+fn a_ground_is_folded_once_for_the_check_and_the_ledger() {
+    let t = taxonomy();
+    let r = rules();
+    // A ground of the pack, spelled with capitals and a Unicode hyphen.
+    assert_eq!(
+        r.ledger_ground(&t, "Criminal\u{2010}Law Enforcement"),
+        "criminal_law_enforcement"
+    );
+    // A prohibited purpose in full-width letters is counted as itself.
+    assert_eq!(
+        r.ledger_ground(&t, "ＩＭＭＩＧＲＡＴＩＯＮ enforcement"),
+        fold_id("immigration enforcement")
+    );
+    assert!(
+        t.purpose_ix(&r.ledger_ground(&t, "ＩＭＭＩＧＲＡＴＩＯＮ enforcement"))
+            .is_some()
+    );
+    // A mail-cover ground, and free text that is none of these.
+    assert_eq!(r.ledger_ground(&t, "Fugitive"), "fugitive");
+    assert_eq!(
+        r.ledger_ground(&t, &format!("{SECRET} case notes")),
+        "other"
+    );
+    assert_eq!(r.ledger_ground(&t, " - "), "");
 }
