@@ -34,7 +34,7 @@ mod time;
 pub use check::*;
 pub use instrument::*;
 pub use kinds::*;
-pub use loader::*;
+use loader::*;
 pub use parse::*;
 pub use rules::*;
 pub use time::*;

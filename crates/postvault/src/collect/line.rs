@@ -5,7 +5,6 @@
 use std::io::BufRead;
 
 use postvault_policy::{Action, DecisionRequest, PurposeIx};
-use postvault_store::key_id;
 
 use crate::minimize::{FieldError, minimize};
 use crate::vault::{Principal, Vault};

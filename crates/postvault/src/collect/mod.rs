@@ -10,10 +10,9 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 
 use postvault_policy::{CategoryIx, PurposeIx};
-use postvault_store::{StoreError, SubjectRef, key_id};
+use postvault_store::{StoreError, SubjectRef};
 
 use crate::error::VaultError;
-use crate::minimize::minimize;
 use crate::vault::{Principal, Vault};
 
 mod line;

@@ -10,7 +10,6 @@ use postvault_store::{LookupRow, RecordRow, SubjectRef, WriteBatch, key_id};
 
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
-use crate::minimize::minimize;
 use crate::vault::{Principal, Vault};
 
 use super::*;

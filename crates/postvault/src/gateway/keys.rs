@@ -2,7 +2,7 @@
 //! keyed tags of documents and cases that let quotas count without clear text.
 
 use postvault_crypto::{DataKey, KeyKind};
-use postvault_policy::disclosure::{self, Instrument, parse_instrument};
+use postvault_policy::disclosure::{Instrument, parse_instrument};
 use postvault_store::{DisclosureKeys, DisclosureRow};
 
 use crate::error::VaultError;

@@ -46,6 +46,9 @@ mod submit;
 mod views;
 
 pub(crate) use cover::cover_secret;
+use cover::{EndedCover, cover_access_until};
+use fetch::data_window;
+use keys::instrument_aad;
 
 /// The longest instrument accepted, in bytes.
 pub const MAX_INSTRUMENT_BYTES: usize = 64 * 1024;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use postvault_policy::disclosure::{
-    self, CheckContext, DAY_MS, InstrumentKind, Outcome, check_instrument, parse_instrument,
+    CheckContext, DAY_MS, InstrumentKind, Outcome, check_instrument, parse_instrument,
 };
 use postvault_policy::review::{PROTECTIVE_ORDER, protective_order_refusal};
 use postvault_store::{DisclosureRow, RecordRow, SubjectData, SubjectRef, SubmitQuery};

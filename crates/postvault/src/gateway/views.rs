@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use base64::Engine as _;
 
-use postvault_policy::disclosure::{self, Instrument, InstrumentKind};
+use postvault_policy::disclosure::{Instrument, InstrumentKind};
 use postvault_store::{DisclosureRow, DisclosureStep};
 
 use crate::clock::format_ms;

@@ -1,7 +1,7 @@
 //! Legal holds: placed and released by an officer, each with its leaf;
 //! records under a hold outlive their retention period.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use postvault_store::{SubjectRef, key_id};
+use postvault_store::SubjectRef;
 
 use crate::error::VaultError;
 use crate::vault::{Principal, Vault};
