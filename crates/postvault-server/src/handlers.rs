@@ -621,7 +621,7 @@ pub async fn hold_place(
 ) -> Result<Response, ApiError> {
     let b: HoldBody = json_body(body, state.config.max_body).await?;
     let until = match &b.until {
-        Some(s) => Some(postvault_policy::disclosure::parse_iso(s).ok_or_else(|| {
+        Some(s) => Some(postvault_time::parse_iso(s).ok_or_else(|| {
             ApiError::bad_request("`until` is a date (YYYY-MM-DD) or an RFC 3339 time")
         })?),
         None => None,
