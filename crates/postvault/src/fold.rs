@@ -100,6 +100,33 @@ pub fn identity_key(text: &str) -> String {
     words(text).concat()
 }
 
+/// The identity of a document's reference (a docket or instrument number):
+/// [`identity_key`] of the text with the leading zeros of every run of
+/// digits dropped (after NFKC, so full-width digits count), so
+/// `26-mj-00123` and `26-MJ-123` are one docket. The zeros go first: the
+/// UTS #39 skeleton turns a `0` into an `O`.
+pub fn reference_key(text: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if !digits.is_empty() {
+            let kept = digits.trim_start_matches('0');
+            out.push_str(if kept.is_empty() { "0" } else { kept });
+            digits.clear();
+        }
+    };
+    for c in text.nfkc() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    identity_key(&out)
+}
+
 /// Like [`identity_key`], with postal abbreviations expanded word by word.
 pub fn skeleton_key(text: &str) -> String {
     let table = abbreviations();
@@ -217,6 +244,23 @@ mod tests {
         }
         assert_ne!(identity_key("W-309-B"), base);
         assert_ne!(identity_key("W-3091-A"), base);
+    }
+
+    #[test]
+    fn references_drop_leading_zeros_and_nothing_else() {
+        let base = reference_key("26-mj-123");
+        for v in [
+            "26-MJ-00123",
+            "026 mj 0123",
+            "26\u{2013}mj\u{2013}\u{ff10}\u{ff11}\u{ff12}\u{ff13}",
+            "26-mj-1\u{200b}23",
+        ] {
+            assert_eq!(reference_key(v), base, "{v:?}");
+        }
+        assert_ne!(reference_key("26-mj-1230"), base);
+        assert_ne!(reference_key("26-mj-1023"), base);
+        assert_eq!(reference_key("W-0"), reference_key("W-000"));
+        assert_eq!(reference_key("W-309-A"), reference_key("W-0309-A"));
     }
 
     #[test]

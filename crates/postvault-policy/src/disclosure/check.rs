@@ -32,6 +32,31 @@ pub fn check_instrument(rules: &DisclosureRules, inst: &Instrument, ctx: &CheckC
 /// filed by `requester`: never the requester itself (names compared without
 /// surrounding spaces or ASCII case), and only in an approver role of the
 /// pack (never the requester role).
+/// The days from the start of `chain`'s first order to the end of the cover
+/// `inst` asks for, or `None` when it gives no start or length.
+pub fn cover_run_days(mc: &MailCoverLimits, inst: &Instrument, chain: CoverChain) -> Option<u32> {
+    let (start, days) = (inst.start?, inst.days?);
+    let end = mc.order_end_ms(start.0, days, &inst.ground);
+    let span = end.saturating_sub(chain.first_start_ms).max(0);
+    Some(u32::try_from((span + DAY_MS - 1) / DAY_MS).unwrap_or(u32::MAX))
+}
+
+/// Whether the cover `inst` asks for would run past the pack's cumulative
+/// cap on `chain` without the chief postal inspector's approval. The
+/// gateway asks this of the run made by every requester's covers of the
+/// person, which the requester may not learn of: the answer goes to the
+/// office only.
+pub fn cover_run_over_cap(rules: &DisclosureRules, inst: &Instrument, chain: CoverChain) -> bool {
+    let Some(mc) = rules.mail_cover() else {
+        return false;
+    };
+    let cpi = inst
+        .cpi_approval_ref
+        .as_deref()
+        .is_some_and(|r| !r.trim().is_empty());
+    !cpi && cover_run_days(mc, inst, chain).is_some_and(|d| d > mc.cumulative_cap_days)
+}
+
 pub fn check_approval(
     rules: &DisclosureRules,
     requester: &str,
@@ -533,15 +558,10 @@ impl Checker<'_> {
         // From the ledger when the gateway gives the run this order
         // continues: the extension number and the continuous days are what
         // the ledger shows, whatever the instrument declares.
-        let ledger = match (self.ctx.cover_chain, inst.start, inst.days) {
-            (Some(chain), Some(start), Some(days)) => {
-                let end = mc.order_end_ms(start.0, days, ground);
-                let span = end.saturating_sub(chain.first_start_ms).max(0);
-                let days = u32::try_from((span + DAY_MS - 1) / DAY_MS).unwrap_or(u32::MAX);
-                Some((chain.prior_orders, days))
-            }
-            _ => None,
-        };
+        let ledger = self
+            .ctx
+            .cover_chain
+            .and_then(|chain| Some((chain.prior_orders, cover_run_days(mc, inst, chain)?)));
         if let Some((orders, _)) = ledger
             && orders != inst.extension_no
         {

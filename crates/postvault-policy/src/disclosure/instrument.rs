@@ -407,17 +407,24 @@ pub struct PriorCover {
     pub end_ms: i64,
 }
 
+/// How long a pause between two covers of one person may be and still not
+/// start a new run: 30 days, one order's length. 233.3(g)(6) caps
+/// *continuous* covers at 120 days; without a bound on the pause, an order
+/// ended a day early and followed by a new one two days later would restart
+/// the count for ever. The days of such a pause count toward the cap.
+pub const RUN_GAP_DAYS: i64 = 30;
+
 /// The run of `priors` a cover starting at `start_ms` continues: an order is
-/// continued by one that starts after it and less than a day after its end
-/// (233.3(g)(6) counts continuous days). Returns the chain and the index in
-/// `priors` of the order it directly extends, if any. Orders that start
-/// together run side by side and do not extend each other.
+/// continued by one that starts after it and less than [`RUN_GAP_DAYS`]
+/// after its end (233.3(g)(6) counts continuous days). Returns the chain and
+/// the index in `priors` of the order it directly extends, if any. Orders
+/// that start together run side by side and do not extend each other.
 pub fn cover_chain(priors: &[PriorCover], start_ms: i64) -> (CoverChain, Option<usize>) {
     let before = |s: i64| {
         priors
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.start_ms < s && p.end_ms.saturating_add(DAY_MS) > s)
+            .filter(|(_, p)| p.start_ms < s && p.end_ms.saturating_add(RUN_GAP_DAYS * DAY_MS) > s)
             .max_by_key(|(_, p)| p.start_ms)
             .map(|(i, p)| (i, *p))
     };

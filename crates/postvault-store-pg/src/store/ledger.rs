@@ -186,23 +186,28 @@ pub(super) async fn submit_facts(
         ..SubmitFacts::default()
     };
     if let Some(case) = &q.case_key {
-        facts.case_people_30d = count(
-            "SELECT coalesce(sum(greatest(octet_length(subjects) / 16, 1)), 0)
-             FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
-            &&case[..],
-            q.since_30d,
-        )
-        .await?;
+        let row = tx
+            .query_one(
+                "SELECT coalesce(sum(greatest(octet_length(subjects) / 16, 1)), 0)::bigint,
+                        coalesce(sum(greatest(octet_length(subjects) / 16, 1))
+                            FILTER (WHERE requester = $3), 0)::bigint
+                 FROM disclosures WHERE case_key = $1 AND submitted_at >= $2",
+                &[&&case[..], &q.since_30d, &q.requester],
+            )
+            .await?;
+        facts.case_people_30d = u32::try_from(row.try_get::<_, i64>(0)?).unwrap_or(u32::MAX);
+        facts.case_people_30d_own = u32::try_from(row.try_get::<_, i64>(1)?).unwrap_or(u32::MAX);
     }
     if let Some(key) = &q.instrument_key {
-        let n: i64 = tx
+        let row = tx
             .query_one(
-                "SELECT count(*) FROM disclosures WHERE instrument_key = $1 AND status <> 'refused'",
-                &[&&key[..]],
+                "SELECT count(*) FILTER (WHERE requester = $2), count(*) FILTER (WHERE requester <> $2)
+                 FROM disclosures WHERE instrument_key = $1 AND status <> 'refused'",
+                &[&&key[..], &q.requester],
             )
-            .await?
-            .try_get(0)?;
-        facts.used_before = n > 0;
+            .await?;
+        facts.used_before = row.try_get::<_, i64>(0)? > 0;
+        facts.used_by_other = row.try_get::<_, i64>(1)? > 0;
     }
     let seq: i64 = tx
         .query_one("SELECT coalesce(max(seq), 0) + 1 FROM disclosures", &[])

@@ -95,7 +95,7 @@ pub fn disclosures_count_quotas_and_reuse_in_their_transaction(s: &dyn Store) {
         .unwrap();
     let (f, data) = seen.unwrap();
     assert_eq!(people(&f), (0, 0, 0));
-    assert!(!f.used_before);
+    assert!(!f.used_before && !f.used_by_other);
     assert_eq!((f.seq, first.seq), (1, 1));
     assert_eq!(data.len(), 3);
     assert_eq!(
@@ -112,17 +112,30 @@ pub fn disclosures_count_quotas_and_reuse_in_their_transaction(s: &dyn Store) {
     assert_eq!(people(&f), (0, 3, 3));
     let (f, _) = submit(s, request("ice", 1_990, 1, 9, "refused"), 2_000);
     assert!(f.used_before, "an instrument accepted once is used");
+    assert!(!f.used_by_other, "by the same requester");
     assert_eq!(people(&f), (1, 4, 4));
+    assert_eq!(
+        f.case_people_30d_own, 4,
+        "the case's people by this requester"
+    );
     // Another requester: its own counts, but the same document is used and
     // the same case is counted whoever presents it.
     let (f, _) = submit(s, request("fbi", 1_995, 1, 9, "pending_approval"), 2_000);
-    assert!(f.used_before, "a document is used whoever presents it");
+    assert!(
+        f.used_by_other && !f.used_before,
+        "a document is used whoever presents it, and told apart by requester"
+    );
     assert_eq!(
-        (f.requester_people_24h, f.case_people_30d, f.seq),
-        (0, 5, 4)
+        (
+            f.requester_people_24h,
+            f.case_people_30d,
+            f.case_people_30d_own,
+            f.seq
+        ),
+        (0, 5, 0, 4)
     );
     let (f, _) = submit(s, request("fbi", 1_996, 2, 8, "pending_approval"), 2_000);
-    assert!(!f.used_before);
+    assert!(!f.used_before && !f.used_by_other);
     assert_eq!((f.requester_people_24h, f.case_people_30d), (1, 0));
     // A request naming nobody counts as one person.
     let mut nobody = request("dea", 1_997, 3, 7, "refused");

@@ -24,21 +24,25 @@ impl LedgerStore for SqliteStore {
             ..SubmitFacts::default()
         };
         if let Some(case) = &q.case_key {
-            facts.case_people_30d = count(
-                "SELECT coalesce(sum(max(length(subjects) / 16, 1)), 0) FROM disclosures
-                 WHERE case_key = ?1 AND submitted_at >= ?2",
-                case,
-                q.since_30d,
+            let (all, own): (i64, i64) = tx.query_row(
+                "SELECT coalesce(sum(max(length(subjects) / 16, 1)), 0),
+                        coalesce(sum(CASE WHEN requester = ?3 THEN max(length(subjects) / 16, 1) ELSE 0 END), 0)
+                 FROM disclosures WHERE case_key = ?1 AND submitted_at >= ?2",
+                params![case, q.since_30d, q.requester],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            facts.case_people_30d = u32::try_from(all).unwrap_or(u32::MAX);
+            facts.case_people_30d_own = u32::try_from(own).unwrap_or(u32::MAX);
         }
         if let Some(key) = &q.instrument_key {
-            facts.used_before = tx
-                .query_row(
-                    "SELECT count(*) FROM disclosures WHERE instrument_key = ?1 AND status <> 'refused'",
-                    [key],
-                    |r| r.get::<_, i64>(0),
-                )?
-                > 0;
+            let (own, other): (i64, i64) = tx.query_row(
+                "SELECT coalesce(sum(requester = ?2), 0), coalesce(sum(requester <> ?2), 0)
+                 FROM disclosures WHERE instrument_key = ?1 AND status <> 'refused'",
+                params![key, q.requester],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            facts.used_before = own > 0;
+            facts.used_by_other = other > 0;
         }
         let seq: i64 = tx.query_row(
             "SELECT coalesce(max(seq), 0) + 1 FROM disclosures",

@@ -86,12 +86,13 @@ impl Vault {
 
     /// The run of `requester`'s earlier covers of `subject` that `inst`
     /// continues, from the ledger (requests not refused, submitted before
-    /// `before_seq` when given), and the request it directly extends. Only
-    /// the requester's own covers count: another agency's (possibly secret)
-    /// cover never shows through a refusal.
+    /// `before_seq` when given), and the request it directly extends. The
+    /// requester's own covers make the run a refusal may speak of: another
+    /// agency's (possibly secret) cover never shows through one. `None`
+    /// takes every requester's covers, for what only the office is told.
     pub(crate) fn cover_chain_of(
         &self,
-        requester: &str,
+        requester: Option<&str>,
         subject: Option<&SubjectRef>,
         inst: &Instrument,
         before_seq: Option<u64>,
@@ -104,7 +105,7 @@ impl Vault {
             .disclosures()?
             .into_iter()
             .filter(|d| {
-                d.requester == requester
+                requester.is_none_or(|r| d.requester == r)
                     && d.kind == InstrumentKind::MailCover.as_str()
                     && d.status != status::REFUSED
                     && (d.decided_at.is_some()

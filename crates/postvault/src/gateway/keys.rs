@@ -57,24 +57,39 @@ impl Vault {
     }
 
     /// The keyed hash of a document's identity, the same whoever presents
-    /// it and however its references are written: kind, court name, docket
-    /// and instrument id, each an [`crate::fold::identity_key`]. `None` for
-    /// an instrument with no id (the pack refuses it).
+    /// it and however its references are written (each a
+    /// [`crate::fold::reference_key`] or [`crate::fold::identity_key`]):
+    ///
+    /// - a court's document is its docket and instrument id: not its kind
+    ///   (one warrant presented as a court order is still that warrant) nor
+    ///   the court's name, which has many spellings;
+    /// - a document without a court (a written request, an administrative
+    ///   subpoena, a mail-cover request) is its agency's: kind, agency and
+    ///   instrument id, so one agency's reference number neither blocks nor
+    ///   reveals another's.
+    ///
+    /// `None` for an instrument with no id (the pack refuses it).
     pub(crate) fn document_key(&self, inst: &Instrument) -> Option<[u8; 16]> {
-        let id = crate::fold::identity_key(&inst.instrument_id);
+        let id = crate::fold::reference_key(&inst.instrument_id);
         if id.is_empty() {
             return None;
         }
-        let (court, docket) = inst
+        let docket = inst
             .court
             .as_ref()
-            .map_or((String::new(), String::new()), |c| {
-                (
-                    crate::fold::identity_key(&c.name),
-                    crate::fold::identity_key(&c.docket),
-                )
-            });
-        let identity = [inst.kind.as_str(), &court, &docket, &id].join("\0");
+            .map(|c| crate::fold::reference_key(&c.docket))
+            .unwrap_or_default();
+        let identity = if docket.is_empty() {
+            [
+                "agency",
+                inst.kind.as_str(),
+                &crate::fold::identity_key(&inst.agency),
+                &id,
+            ]
+            .join("\0")
+        } else {
+            ["court", &docket, &id].join("\0")
+        };
         Some(
             self.master
                 .blind_index("ledger.document", identity.as_bytes()),

@@ -63,13 +63,40 @@ pub(crate) const GATEWAY_KEY_REF: &[u8] = b"postvault/gateway";
 /// Meta key: the derivation of the ledger's instrument and case keys.
 const LEDGER_KEYS_META: &str = "ledger_keys";
 /// Version 2: keyed hashes of a document's normalized identity and of the
-/// normalized case id, the same whoever presents them.
-const LEDGER_KEYS_VERSION: &str = "2";
+/// normalized case id, the same whoever presents them. Version 3: a court's
+/// document is its docket and id (not its kind or the court's spelling); a
+/// document without a court is its agency's, kind and id.
+const LEDGER_KEYS_VERSION: &str = "3";
 
 /// Codes only the privacy office sees (a request's `office_notes`, an
 /// officer's answer). A leaf or any other answer shows `not_permitted` in
-/// their place, so nothing outside the office names a protective order.
-pub const OFFICE_ONLY_CODES: [&str; 2] = [PROTECTIVE_ORDER, "protective_order_needs_court_order"];
+/// their place, and a refused step's leaf does not name its request, so
+/// nothing outside the office learns of a protective order, of another
+/// requester's use of a document, or of another requester's mail cover.
+pub const OFFICE_ONLY_CODES: [&str; 5] = [
+    PROTECTIVE_ORDER,
+    "protective_order_needs_court_order",
+    codes::USED_BY_ANOTHER_REQUESTER,
+    codes::COVER_RUN_WITH_OTHERS_OVER_CAP,
+    codes::CASE_QUOTA_WITH_OTHERS,
+];
+
+/// Office notes that stop an approval: the officer is told why and should
+/// refuse the request.
+pub(crate) const BLOCKING_NOTES: [(&str, &str); 3] = [
+    (
+        "protective_order_needs_court_order",
+        "a named person has a protective order on file: only a court order may disclose (R9); refuse this request",
+    ),
+    (
+        codes::USED_BY_ANOTHER_REQUESTER,
+        "another requester has presented this document and it was not refused: each document is good for one disclosure; refuse this request",
+    ),
+    (
+        codes::COVER_RUN_WITH_OTHERS_OVER_CAP,
+        "with other requesters' covers of this person the run is past the cumulative cap (233.3(g)(6)) and no chief postal inspector's approval is cited; refuse this request",
+    ),
+];
 
 /// Stable codes of the gateway's own refusals, beside the pack's refusal
 /// codes (`docs/disclosure.md`).
@@ -86,6 +113,16 @@ pub mod codes {
     pub const PORTION_NOT_REQUESTED: &str = "portion_not_requested";
     /// The submission is larger than [`super::MAX_INSTRUMENT_BYTES`].
     pub const TOO_LARGE: &str = "too_large";
+    /// Office only: another requester presented the same document and it
+    /// was not refused.
+    pub const USED_BY_ANOTHER_REQUESTER: &str = "document_used_by_another_requester";
+    /// Office only: the mail covers of the person by every requester make
+    /// a run past the cumulative cap.
+    pub const COVER_RUN_WITH_OTHERS_OVER_CAP: &str = "cover_run_with_other_requesters_over_cap";
+    /// Office only: with other requesters' requests on the same case id,
+    /// the case's 30-day quota is crossed. The requester's own quota hold
+    /// counts its own requests only.
+    pub const CASE_QUOTA_WITH_OTHERS: &str = "quota_case_30d_with_other_requesters";
 }
 
 /// Request states, as stored and shown.

@@ -52,15 +52,17 @@ impl Vault {
                     "an approval names at least one portion",
                 ));
             }
-            // R9: a protective order on file and no court order. Only an
-            // officer who could otherwise approve is told why; the leaf says
-            // `not_permitted`.
-            let r9 = disclosure::RefusalCode::ProtectiveOrderNeedsCourtOrder;
-            if reasons.is_empty() && r.office_notes.iter().any(|n| n == r9.as_str()) {
-                reasons.push(GatewayReason::new(
-                    r9.as_str(),
-                    "a named person has a protective order on file: only a court order may disclose (R9); refuse this request",
-                ));
+            // R9 (a protective order on file and no court order), a document
+            // another requester presented, a cover run past the cap with
+            // other requesters' covers. Only an officer who could otherwise
+            // approve is told why; the leaf says `not_permitted` and does
+            // not name the request.
+            if reasons.is_empty() {
+                for (code, why) in BLOCKING_NOTES {
+                    if r.office_notes.iter().any(|n| n == code) {
+                        reasons.push(GatewayReason::new(code, why));
+                    }
+                }
             }
             if !reasons.is_empty() {
                 return None;
@@ -341,11 +343,19 @@ impl Vault {
         answer: &mut Option<StepAnswer>,
     ) -> DisclosureStep {
         let rules = self.pack.disclosure();
+        let office_only = reasons
+            .iter()
+            .any(|r| OFFICE_ONLY_CODES.contains(&r.code.as_str()));
         let purpose = row
+            .filter(|_| !office_only)
             .and_then(|r| InstrumentKind::from_id(&r.kind))
             .and_then(|k| rules.kind(k))
             .map(|kr| kr.purpose.clone());
+        // A step refused for a reason only the office may know names no
+        // request in its leaf (nor its purpose, portions or people): the
+        // requester watching the log would learn that its request met one.
         let shown = new.as_ref().or(row);
+        let public = if office_only { None } else { shown };
         let event = Event {
             v: LEAF_VERSION,
             time: now,
@@ -355,11 +365,11 @@ impl Vault {
             decision: if reasons.is_empty() { "allow" } else { "deny" }.into(),
             pack: self.pack.version().to_string(),
             reasons: reason_codes(&reasons),
-            categories: shown.map(|r| sorted(&r.portions)).unwrap_or_default(),
-            count: shown.map_or(0, |r| r.subjects.len() as u64),
+            categories: public.map(|r| sorted(&r.portions)).unwrap_or_default(),
+            count: public.map_or(0, |r| r.subjects.len() as u64),
             rejected: None,
             selector: None,
-            instrument: row.map(|r| r.id.clone()),
+            instrument: row.filter(|_| !office_only).map(|r| r.id.clone()),
             subject_tag: None,
         };
         *answer = Some(StepAnswer {

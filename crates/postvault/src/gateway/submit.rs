@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use postvault_policy::disclosure::{
-    CheckContext, DAY_MS, InstrumentKind, Outcome, check_instrument, parse_instrument,
+    self, CheckContext, DAY_MS, InstrumentKind, Outcome, check_instrument, parse_instrument,
 };
 use postvault_policy::review::{PROTECTIVE_ORDER, protective_order_refusal};
 use postvault_store::{DisclosureRow, RecordRow, SubjectData, SubjectRef, SubmitQuery};
@@ -66,9 +66,19 @@ impl Vault {
         // the ledger shows them; the check counts extensions from that.
         let (chain, extends) = match &parsed {
             Some(i) if i.kind == InstrumentKind::MailCover => {
-                self.cover_chain_of(&principal.name, subjects.first(), i, None)?
+                self.cover_chain_of(Some(&principal.name), subjects.first(), i, None)?
             }
             _ => (None, None),
+        };
+        // The run with every requester's covers of the person: past the cap,
+        // the office holds the request without the requester learning of
+        // another agency's cover.
+        let over_cap_with_others = match &parsed {
+            Some(i) if i.kind == InstrumentKind::MailCover => {
+                let (all, _) = self.cover_chain_of(None, subjects.first(), i, None)?;
+                all.is_some_and(|c| disclosure::cover_run_over_cap(rules, i, c))
+            }
+            _ => false,
         };
         // Decide what can be decided without the person first: a submission
         // the pack refuses on its face touches no per-person record at all.
@@ -116,7 +126,9 @@ impl Vault {
                             subject_has_protective_order: false,
                             agency_people_24h: facts.requester_people_24h,
                             agency_people_30d: facts.requester_people_30d,
-                            case_people_30d: facts.case_people_30d,
+                            // The requester's own: another agency's use of
+                            // the case id is the office's to know.
+                            case_people_30d: facts.case_people_30d_own,
                             cover_chain: chain,
                         },
                     );
@@ -147,6 +159,22 @@ impl Vault {
             // the requester's answer, the leaf and the public counts are
             // what they would be for anyone else.
             let mut office_notes = Vec::new();
+            if status != status::REFUSED && facts.used_by_other {
+                office_notes.push(codes::USED_BY_ANOTHER_REQUESTER.to_string());
+            }
+            if status != status::REFUSED && over_cap_with_others {
+                office_notes.push(codes::COVER_RUN_WITH_OTHERS_OVER_CAP.to_string());
+            }
+            if let Some(inst) = &parsed {
+                let people = disclosure::people_counted(inst.subjects.len());
+                let limit = rules.quotas().case_per_30d;
+                if status != status::REFUSED
+                    && facts.case_people_30d_own.saturating_add(people) <= limit
+                    && facts.case_people_30d.saturating_add(people) > limit
+                {
+                    office_notes.push(codes::CASE_QUOTA_WITH_OTHERS.to_string());
+                }
+            }
             if status != status::REFUSED
                 && let Some(inst) = &parsed
             {

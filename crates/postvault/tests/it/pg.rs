@@ -115,6 +115,8 @@ on_postgres! {
         => quotas_count_people_across_requests_and_principals_on,
     oracles::mail_cover_extensions_are_counted_from_the_ledger
         => mail_cover_extensions_are_counted_from_the_ledger_on,
+    oracles::a_short_pause_does_not_restart_the_mail_cover_count
+        => a_short_pause_does_not_restart_the_mail_cover_count_on,
     officer::the_officer_sees_every_field_beside_the_checks
         => the_officer_sees_every_field_beside_the_checks_on,
     officer::a_cover_extension_is_linked_to_its_order_in_the_ledger
