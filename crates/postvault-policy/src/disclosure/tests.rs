@@ -1751,19 +1751,19 @@ fn cover_extensions_are_counted_from_the_ledger() {
     assert_eq!(chain.prior_orders, 3);
     assert_eq!(chain.first_start_ms, start - 90 * DAY_MS);
     assert_eq!(direct, Some(2));
-    // Side by side (same start) or with a gap: no chain.
+    // Side by side (same start), or after a pause of an order's length or
+    // more: no chain. A shorter pause continues the run, and its days count.
     assert_eq!(cover_chain(&[prior(0)], start).0.prior_orders, 0);
+    let ended = |days_before: i64| PriorCover {
+        start_ms: start - (days_before + 30) * DAY_MS,
+        end_ms: start - days_before * DAY_MS,
+    };
+    assert_eq!(cover_chain(&[ended(RUN_GAP_DAYS)], start).0.prior_orders, 0);
+    let (paused, direct) = cover_chain(&[ended(RUN_GAP_DAYS - 1)], start);
+    assert_eq!((paused.prior_orders, direct), (1, Some(0)));
     assert_eq!(
-        cover_chain(
-            &[PriorCover {
-                start_ms: start - 40 * DAY_MS,
-                end_ms: start - 10 * DAY_MS
-            }],
-            start
-        )
-        .0
-        .prior_orders,
-        0
+        paused.first_start_ms,
+        start - (RUN_GAP_DAYS - 1 + 30) * DAY_MS
     );
     let at = |priors: &[PriorCover]| CheckContext {
         cover_chain: Some(cover_chain(priors, start).0),
