@@ -202,6 +202,10 @@ enum LogCmd {
     /// Puts back the last signed checkpoint if the data store lacks only
     /// that (a stop between signing and storing). Exit 5 if data is missing.
     Recover,
+    /// The witness policy recorded in the key store (`show`), or change it
+    /// (`set`, one leaf); the vault signs only with the recorded witnesses.
+    #[command(subcommand)]
+    Witnesses(witness_cmd::WitnessesCmd),
     /// Print the log's verifier key: `<name>+<8 hex key id>+<base64>`.
     Key,
     /// Print entries as NDJSON: {"index", "leaf" (base64 of the hashed bytes), "event"}.
@@ -540,7 +544,14 @@ fn main() -> ExitCode {
         Err(e) => {
             let verify_failed = matches!(
                 e.downcast_ref::<VaultError>(),
-                Some(VaultError::LogVerification(_) | VaultError::LogRollback(_))
+                Some(
+                    VaultError::LogVerification(_)
+                        | VaultError::LogRollback(_)
+                        | VaultError::Refused {
+                            code: postvault::WITNESSES_NOT_CONFIGURED,
+                            ..
+                        }
+                )
             );
             let keys_missing = e
                 .downcast_ref::<VaultError>()
@@ -875,6 +886,7 @@ fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
     let v = crate::open_vault(cli)?;
     match cmd {
         LogCmd::Recover => {}
+        LogCmd::Witnesses(w) => return witness_cmd::witnesses(&v, w),
         LogCmd::Checkpoint if v.has_witnesses() => {
             let r = v.cosign()?;
             for w in &r.witnesses {

@@ -25,7 +25,6 @@ mod keys;
 mod ops;
 mod reads;
 mod schema;
-mod stats;
 mod store;
 mod tls;
 

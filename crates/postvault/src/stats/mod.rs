@@ -30,6 +30,8 @@ use postvault_store::{BudgetOutcome, BudgetSpend, RecordRow, SubjectRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use postvault_time::format_day;
+
 use crate::clock::format_ms;
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
@@ -157,36 +159,30 @@ fn invalid(why: impl Into<String>) -> VaultError {
 
 /// Unix milliseconds of an RFC 3339 date (UTC midnight) or date-time.
 fn parse_instant(s: &str) -> Option<i64> {
-    if s.len() == 10 {
-        let d: jiff::civil::Date = s.parse().ok()?;
-        return d
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .ok()
-            .map(|z| z.timestamp().as_millisecond());
-    }
-    s.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_millisecond())
+    postvault_time::parse_rfc3339(s)
 }
 
-fn utc_date(ms: i64) -> Option<jiff::civil::Date> {
-    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
-    Some(t.to_zoned(jiff::tz::TimeZone::UTC).date())
+/// The UTC day number (days since 1970-01-01) holding `ms`.
+fn utc_day(ms: i64) -> i64 {
+    ms.div_euclid(postvault_time::DAY_MS)
 }
 
-fn monday(d: jiff::civil::Date) -> Option<jiff::civil::Date> {
-    d.checked_sub(jiff::Span::new().days(i64::from(d.weekday().to_monday_zero_offset())))
-        .ok()
+/// The day number of the Monday starting the week of day number `day`.
+fn monday(day: i64) -> i64 {
+    postvault_time::week_start(day)
 }
 
 /// The ledger's name of the period holding `now`.
-fn period_of(period: Period, now: i64) -> Result<String, VaultError> {
-    let d = utc_date(now).ok_or_else(|| invalid("the clock is out of range"))?;
-    Ok(match period {
-        Period::Day => format!("day:{d}"),
-        Period::Week => format!("week:{}", monday(d).unwrap_or(d)),
-        Period::Month => format!("month:{:04}-{:02}", d.year(), d.month()),
-    })
+fn period_of(period: Period, now: i64) -> String {
+    let d = utc_day(now);
+    match period {
+        Period::Day => format!("day:{}", format_day(d)),
+        Period::Week => format!("week:{}", format_day(monday(d))),
+        Period::Month => {
+            let (y, m, _) = postvault_time::civil_from_days(d);
+            format!("month:{y:04}-{m:02}")
+        }
+    }
 }
 
 fn parse_query(req: &StatsRequest) -> Result<Query, VaultError> {
@@ -248,18 +244,16 @@ fn public_values(
             _ => Err(invalid(format!("`{}` is not public", d.name))),
         },
         Coarsen::Day | Coarsen::Week => {
-            let first = utc_date(q.from_ms).ok_or_else(|| invalid("`from` is out of range"))?;
-            let last = utc_date(q.to_ms - 1).ok_or_else(|| invalid("`to` is out of range"))?;
+            let first = utc_day(q.from_ms);
+            let last = utc_day(q.to_ms - 1);
             let (mut d0, step) = match d.coarsen {
-                Coarsen::Week => (monday(first).unwrap_or(first), 7),
+                Coarsen::Week => (monday(first), 7),
                 _ => (first, 1),
             };
             let mut out = Vec::new();
             while d0 <= last {
-                out.push(d0.to_string());
-                d0 = d0
-                    .checked_add(jiff::Span::new().days(step))
-                    .map_err(|_| invalid("the window is out of range"))?;
+                out.push(format_day(d0));
+                d0 += step;
             }
             Ok(out)
         }
@@ -325,8 +319,8 @@ fn contribution(
         match d.coarsen {
             Coarsen::Value => key.push_str(v),
             Coarsen::Zip3 => key.push_str(v.get(..3)?),
-            Coarsen::Day => key.push_str(&utc_date(parse_instant(v)?)?.to_string()),
-            Coarsen::Week => key.push_str(&monday(utc_date(parse_instant(v)?)?)?.to_string()),
+            Coarsen::Day => key.push_str(&format_day(utc_day(parse_instant(v)?))),
+            Coarsen::Week => key.push_str(&format_day(monday(utc_day(parse_instant(v)?)))),
         }
     }
     let value = match plan.sum {
@@ -405,7 +399,7 @@ impl Vault {
             None
         };
         let now = self.clock.now_ms();
-        let period = period_of(plan.budget.period, now)?;
+        let period = period_of(plan.budget.period, now);
         let spend = BudgetSpend {
             principal: principal.name.clone(),
             purpose: purpose.to_string(),

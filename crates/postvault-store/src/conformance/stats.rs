@@ -1,0 +1,111 @@
+//! Checks of [`crate::StatsStore`]: the privacy-budget ledger and the scan
+//! of one category's records.
+
+use super::*;
+use crate::{BudgetOutcome, BudgetSpend};
+
+fn spend(amount: u64) -> BudgetSpend {
+    BudgetSpend {
+        principal: "analyst".into(),
+        purpose: "statistics".into(),
+        period: "day:2026-12-03".into(),
+        amount,
+        limit: 1_000_000,
+        at: 5,
+    }
+}
+
+/// A spend is checked, recorded and accounted by one leaf, for a
+/// refusal too; the ledger never goes over its limit.
+pub fn budget_spends_check_and_account_atomically(s: &dyn Store) {
+    let mut leaf = |o: &BudgetOutcome, i: u64| format!("{o:?} at {i}").into_bytes();
+    let (o, i) = s.spend_budget(&spend(600_000), &mut leaf).unwrap();
+    assert_eq!(o, BudgetOutcome::Spent { remaining: 400_000 });
+    assert_eq!(i, 0);
+    let (o, i) = s.spend_budget(&spend(500_000), &mut leaf).unwrap();
+    assert_eq!(o, BudgetOutcome::Exhausted { remaining: 400_000 });
+    assert_eq!(i, 1);
+    let (o, _) = s.spend_budget(&spend(400_000), &mut leaf).unwrap();
+    assert_eq!(o, BudgetOutcome::Spent { remaining: 0 });
+    // Another period, purpose or principal has its own budget.
+    let mut other = spend(1_000_000);
+    other.period = "day:2026-12-04".into();
+    assert!(matches!(
+        s.spend_budget(&other, &mut leaf).unwrap().0,
+        BudgetOutcome::Spent { remaining: 0 }
+    ));
+    assert_eq!(s.log_size().unwrap(), 4);
+    let leaves = s.leaves(0, 4).unwrap();
+    assert_eq!(leaves[1], b"Exhausted { remaining: 400000 } at 1".to_vec());
+    let rows = s.budgets().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].spent, rows[0].queries, rows[0].refused),
+        (1_000_000, 2, 1)
+    );
+    assert_eq!(rows[0].period, "day:2026-12-03");
+}
+
+/// Concurrent spends that together would go over: exactly as many pass
+/// as fit, and each has its leaf.
+pub fn concurrent_spends_never_overspend(s: &dyn Store) {
+    let before = s.log_size().unwrap();
+    let spent: Vec<bool> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut leaf = |_: &BudgetOutcome, i: u64| format!("q {i}").into_bytes();
+                    let (o, _) = s.spend_budget(&spend(400_000), &mut leaf).unwrap();
+                    matches!(o, BudgetOutcome::Spent { .. })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(spent.iter().filter(|&&x| x).count(), 2, "{spent:?}");
+    assert_eq!(s.log_size().unwrap(), before + 6);
+    let rows = s.budgets().unwrap();
+    assert_eq!(rows[0].spent, 800_000);
+}
+
+/// A category's current records come person by person, paged.
+pub fn category_records_come_person_by_person(s: &dyn Store) {
+    let rec = |subject: u8, n: u8, category: &str, expires_at: i64| RecordRow {
+        id: [n; 16],
+        subject: [subject; 16],
+        category: category.into(),
+        purpose: "delivery".into(),
+        source: "svc".into(),
+        collected_at: 1_000,
+        expires_at,
+        key_id: 0,
+        sealed: vec![n],
+        superseded_by: None,
+    };
+    let batch = WriteBatch {
+        records: vec![
+            rec(3, 1, "scan_event", 9_000),
+            rec(1, 2, "scan_event", 9_000),
+            rec(2, 3, "address", 9_000),
+            rec(1, 4, "scan_event", 9_000),
+            rec(2, 5, "scan_event", 9_000),
+            // Expired at the scan's time: never returned.
+            rec(2, 6, "scan_event", 100),
+            rec(3, 7, "scan_event", 9_000),
+        ],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&batch, &mut |_, _| b"w".to_vec()).unwrap();
+    let mut got = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .category_records("scan_event", 500, after.as_ref(), 2)
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.subject, last.id));
+        got.extend(page.iter().map(|r| (r.subject[0], r.id[0])));
+    }
+    assert_eq!(got, vec![(1, 2), (1, 4), (2, 5), (3, 1), (3, 7)]);
+}

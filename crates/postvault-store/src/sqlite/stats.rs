@@ -1,0 +1,102 @@
+//! [`StatsStore`] on SQLite: the `privacy_budget` ledger and the scan of
+//! one category's records through `records_category`.
+
+use super::*;
+use crate::{BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, stats_decide};
+
+impl StatsStore for SqliteStore {
+    fn category_records(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&(SubjectRef, [u8; 16])>,
+        limit: usize,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let (subject, id): (&[u8], &[u8]) = match after {
+            Some((s, i)) => (s, i),
+            None => (&[], &[]),
+        };
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT id, subject, category, purpose, source, collected_at,
+                    expires_at, key_id, sealed, superseded_by
+             FROM records INDEXED BY records_category
+             WHERE category = ?1 AND (subject, id) > (?2, ?3)
+               AND superseded_by IS NULL AND expires_at > ?4
+             ORDER BY subject, id LIMIT ?5",
+        )?;
+        let rows = s
+            .query_map(
+                params![category, subject, id, now, limit as i64],
+                record_from_row,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn spend_budget(
+        &self,
+        spend: &BudgetSpend,
+        leaf: &mut BudgetLeafFn<'_>,
+    ) -> Result<(BudgetOutcome, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let spent: i64 = tx
+            .prepare_cached(
+                "SELECT spent FROM privacy_budget
+                 WHERE principal = ?1 AND purpose = ?2 AND period = ?3",
+            )?
+            .query_row(params![spend.principal, spend.purpose, spend.period], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
+        let outcome = stats_decide(spend, spent as u64);
+        let (add, queries, refused) = match outcome {
+            BudgetOutcome::Spent { .. } => (spend.amount as i64, 1, 0),
+            BudgetOutcome::Exhausted { .. } => (0, 0, 1),
+        };
+        tx.prepare_cached(
+            "INSERT INTO privacy_budget
+                 (principal, purpose, period, spent, queries, refused, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (principal, purpose, period) DO UPDATE SET
+                 spent = spent + excluded.spent, queries = queries + excluded.queries,
+                 refused = refused + excluded.refused, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            spend.principal,
+            spend.purpose,
+            spend.period,
+            add,
+            queries,
+            refused,
+            spend.at
+        ])?;
+        let idx = append(&tx, 1, &mut |i, _| leaf(&outcome, i))?;
+        tx.commit()?;
+        Ok((outcome, idx))
+    }
+
+    fn budgets(&self) -> Result<Vec<BudgetRow>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT principal, purpose, period, spent, queries, refused, updated_at
+             FROM privacy_budget ORDER BY principal, purpose, period",
+        )?;
+        let rows = s
+            .query_map([], |r| {
+                Ok(BudgetRow {
+                    principal: r.get(0)?,
+                    purpose: r.get(1)?,
+                    period: r.get(2)?,
+                    spent: r.get::<_, i64>(3)? as u64,
+                    queries: r.get::<_, i64>(4)? as u64,
+                    refused: r.get::<_, i64>(5)? as u64,
+                    updated_at: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
