@@ -3,6 +3,8 @@
 //! e-mail), derived from (seed, subject id) so that every stream agrees on
 //! them without shared state.
 
+use std::fmt::Write as _;
+
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 
@@ -180,7 +182,7 @@ impl Person {
     }
 
     /// The 11-digit delivery point routing code (ZIP + 4 + delivery point).
-    fn routing(&self, digits: usize) -> String {
+    pub(crate) fn routing(&self, digits: usize) -> String {
         let full = format!(
             "{}{:02}{:04}{:02}",
             self.city.zip3, self.zip2, self.plus4, self.dp
