@@ -284,7 +284,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
     let pair_accepted: u64 = reports.iter().filter_map(|r| r["accepted"].as_u64()).sum();
     let pair_s = (end - start) / 1000.0;
     let check = PgStore::open(&url, &pg_opts("bench_pair", false))?;
-    let stored = postvault_store::Store::record_count(&check)?;
+    let stored = postvault_store::RecordStore::record_count(&check)?;
     if stored != pair_accepted {
         bail!("the nodes acknowledged {pair_accepted} records but {stored} are stored");
     }

@@ -16,6 +16,7 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
     let v = crate::open_vault(cli)?;
     match cmd {
         LogCmd::Recover => {}
+        LogCmd::Witnesses(w) => return witness_cmd::witnesses(&v, w),
         LogCmd::Checkpoint if v.has_witnesses() => {
             let r = v.cosign()?;
             for w in &r.witnesses {

@@ -193,6 +193,10 @@ enum LogCmd {
     /// Puts back the last signed checkpoint if the data store lacks only
     /// that (a stop between signing and storing). Exit 5 if data is missing.
     Recover,
+    /// The witness policy recorded in the key store (`show`), or change it
+    /// (`set`, one leaf); the vault signs only with the recorded witnesses.
+    #[command(subcommand)]
+    Witnesses(witness_cmd::WitnessesCmd),
     /// Print the log's verifier key: `<name>+<8 hex key id>+<base64>`.
     Key,
     /// Print entries as NDJSON: {"index", "leaf" (base64 of the hashed bytes), "event"}.
@@ -500,7 +504,14 @@ fn main() -> ExitCode {
         Err(e) => {
             let verify_failed = matches!(
                 e.downcast_ref::<VaultError>(),
-                Some(VaultError::LogVerification(_) | VaultError::LogRollback(_))
+                Some(
+                    VaultError::LogVerification(_)
+                        | VaultError::LogRollback(_)
+                        | VaultError::Refused {
+                            code: postvault::WITNESSES_NOT_CONFIGURED,
+                            ..
+                        }
+                )
             );
             let keys_missing = e
                 .downcast_ref::<VaultError>()
@@ -780,7 +791,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Policy(PolicyCmd::Table { format }) => {
             let src = pack_sources(cli.pack.as_deref())?.unwrap_or_else(PackSources::postal);
             let pack = Pack::load(&src).map_err(VaultError::from)?;
-            policy::table(&pack, *format)?;
+            policy::print_table(&pack, *format)?;
             Ok(0)
         }
         Command::Policy(PolicyCmd::Stage { dir }) => policy::stage(&cli, dir.as_deref()),

@@ -156,7 +156,7 @@ pub fn built_in_notice(v: &Vault) {
 
 /// `postvault policy table`: every (role, action, purpose, category,
 /// consent) request of the pack with its decision.
-pub fn table(pack: &Pack, format: TableFormat) -> Result<()> {
+pub fn print_table(pack: &Pack, format: TableFormat) -> Result<()> {
     let t = pack.taxonomy();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if let TableFormat::Tsv = format {

@@ -160,6 +160,65 @@ fn serve(w: Arc<Cosigner>, listen: std::net::SocketAddr) -> Result<()> {
     })
 }
 
+/// `postvault log witnesses`.
+#[derive(Subcommand, Debug)]
+pub enum WitnessesCmd {
+    /// The recorded witness policy beside the one this command runs with
+    /// (JSON); exit 5 if the vault would refuse to sign with it.
+    Show,
+    /// Record a new witness policy (one leaf): the vault signs from then on
+    /// only when configured with exactly these witnesses and quorum.
+    Set {
+        /// A witness's tlog-cosignature/v1 verifier key; repeat.
+        #[arg(long = "witness", value_name = "VKEY")]
+        witness: Vec<String>,
+        /// Cosignatures a checkpoint needs (default: every witness).
+        #[arg(long)]
+        quorum: Option<usize>,
+        /// Record that the vault has no witnesses (instead of --witness).
+        #[arg(long, conflicts_with_all = ["witness", "quorum"])]
+        none: bool,
+    },
+}
+
+/// `postvault log witnesses show|set`.
+pub fn witnesses(v: &Vault, cmd: &WitnessesCmd) -> Result<u8> {
+    match cmd {
+        WitnessesCmd::Show => {
+            let s = v.witness_policy_status()?;
+            if !s.may_sign {
+                errln!(
+                    "postvault: the configured witnesses are not the recorded ones: the vault refuses to sign"
+                );
+            }
+            print_json(&s)?;
+            Ok(if s.may_sign {
+                0
+            } else {
+                crate::EXIT_VERIFY_FAILED
+            })
+        }
+        WitnessesCmd::Set {
+            witness,
+            quorum,
+            none,
+        } => {
+            if witness.is_empty() && !none {
+                bail!("give --witness VKEY (repeat), or --none for a vault without witnesses");
+            }
+            let p = v.set_witness_policy(witness, quorum.unwrap_or(witness.len()))?;
+            errln!(
+                "postvault: recorded witness policy version {}: {} witness(es), quorum {}; the vault signs only with exactly these",
+                p.version,
+                p.witnesses.len(),
+                p.quorum
+            );
+            print_json(&p)?;
+            Ok(0)
+        }
+    }
+}
+
 /// The vault's witnesses, from the global flags.
 #[derive(Args, Debug, Clone)]
 pub struct LogWitnessArgs {

@@ -82,10 +82,10 @@ impl From<VaultError> for ApiError {
             | "consent_prohibited_purpose"
             | "consent_not_required" => StatusCode::BAD_REQUEST,
             "unknown_principal" | "principal_not_active" => StatusCode::NOT_FOUND,
-            "principal_revoked" => StatusCode::FORBIDDEN,
+            "principal_revoked" | "rotate_own_token_only" => StatusCode::FORBIDDEN,
             "principal_exists" | "run_in_progress" => StatusCode::CONFLICT,
             "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
-            "no_final_checkpoint" => StatusCode::SERVICE_UNAVAILABLE,
+            "no_final_checkpoint" | "witnesses_not_configured" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // Records whose keys are missing: a fault of the vault's key store,

@@ -161,7 +161,7 @@ impl Read for ChannelReader {
 }
 
 /// `POST /v1/records`: NDJSON, streamed.
-#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery, ("Idempotency-Key" = Option<String>, Header, description = "A batch id: the upload is stored once; a resend of a finished upload gets its first answer")), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?}; a line carrying consent is rejected (consent_not_collectable)", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 409, description = "`run_in_progress`: an upload under the same Idempotency-Key is still running (with `Retry-After`)", body = crate::error::ErrorBody), (status = 422, description = "`run_mismatch`: the Idempotency-Key was used for other content", body = crate::error::ErrorBody), (status = 429, description = "`too_many_uploads`, or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery, crate::openapi::IdempotencyHeader), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?}; a line carrying consent is rejected (consent_not_collectable)", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 409, description = "`run_in_progress`: an upload under the same Idempotency-Key is still running (with `Retry-After`)", body = crate::error::ErrorBody), (status = 422, description = "`run_mismatch`: the Idempotency-Key was used for other content", body = crate::error::ErrorBody), (status = 429, description = "`too_many_uploads`, or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
 pub async fn collect(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -317,7 +317,7 @@ pub async fn collect(
 }
 
 /// `GET /v1/subjects/{id}?purpose=P`.
-#[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects", params(crate::openapi::IdPath, crate::openapi::ReadQuery), responses((status = 200, description = "Records the purpose may see; withheld categories with reasons; the leaf index. A denied read is an answer too", body = postvault::ReadResponse), (status = 400, description = "`invalid` or `unknown_purpose`", body = crate::error::ErrorBody), crate::openapi::Common))]
+#[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects", params(crate::openapi::SubjectPath, crate::openapi::ReadQuery), responses((status = 200, description = "Records the purpose may see; withheld categories with reasons; the leaf index. A denied read is an answer too", body = postvault::ReadResponse), (status = 400, description = "`invalid` or `unknown_purpose`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn read(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -334,7 +334,7 @@ pub async fn read(
 }
 
 /// `GET /v1/subjects/{id}/report?format=json|html`.
-#[utoipa::path(get, path = "/v1/subjects/{id}/report", tag = "subjects", params(crate::openapi::IdPath, crate::openapi::ReportQuery), responses((status = 200, description = "The subject access report with every leaf's inclusion proof", content((postvault::SubjectReport = "application/json"), (String = "text/html"))), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a subject-access role", body = crate::error::ErrorBody), crate::openapi::Common))]
+#[utoipa::path(get, path = "/v1/subjects/{id}/report", tag = "subjects", params(crate::openapi::SubjectPath, crate::openapi::ReportQuery), responses((status = 200, description = "The subject access report with every leaf's inclusion proof", content((postvault::SubjectReport = "application/json"), (String = "text/html"))), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a subject-access role", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn subject_report(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -365,7 +365,7 @@ pub(crate) struct ConsentBody {
 }
 
 /// `POST /v1/subjects/{id}/consent` `{"purpose", "granted"}`.
-#[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "subjects", params(crate::openapi::IdPath), request_body(content = ConsentBody, content_type = "application/json"), responses((status = 200, description = "Recorded; takes effect on the next read", body = crate::openapi::ConsentAnswer), (status = 400, description = "`invalid` or `unknown_purpose`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "subjects", params(crate::openapi::SubjectPath), request_body(content = ConsentBody, content_type = "application/json"), responses((status = 200, description = "Recorded; takes effect on the next read", body = crate::openapi::ConsentAnswer), (status = 400, description = "`invalid` or `unknown_purpose`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn consent(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -392,7 +392,7 @@ pub async fn consent(
 }
 
 /// `POST /v1/subjects/{id}/erase`: 200, or 409 `legal_hold` with the report.
-#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::IdPath), responses((status = 200, description = "Erased: keys destroyed, rows deleted, one leaf", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::SubjectPath), responses((status = 200, description = "Erased: keys destroyed, rows deleted, one leaf", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
 pub async fn erase(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -434,7 +434,7 @@ pub(crate) struct CorrectBody {
 }
 
 /// `POST /v1/subjects/{id}/corrections` `{"category", "fields", "record"?}`.
-#[utoipa::path(post, path = "/v1/subjects/{id}/corrections", tag = "subjects", params(crate::openapi::IdPath), request_body(content = CorrectBody, content_type = "application/json"), responses((status = 200, description = "The new record, the one it supersedes, prior recipients to notify", body = postvault::CorrectionReport), (status = 400, description = "`invalid`: a malformed body, or fields the category does not take", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the role, a category the vault keeps itself, or no current record", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/corrections", tag = "subjects", params(crate::openapi::SubjectPath), request_body(content = CorrectBody, content_type = "application/json"), responses((status = 200, description = "The new record, the one it supersedes, prior recipients to notify", body = postvault::CorrectionReport), (status = 400, description = "`invalid`: a malformed body, or fields the category does not take", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the role, a category the vault keeps itself, or no current record", body = crate::error::ErrorBody), (status = 413, description = "`too_large`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn correct(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -452,7 +452,7 @@ pub async fn correct(
 }
 
 /// `GET /v1/subjects/{id}/accounting[?all=true]`.
-#[utoipa::path(get, path = "/v1/subjects/{id}/accounting", tag = "subjects", params(crate::openapi::IdPath, crate::openapi::AccountingQuery), responses((status = 200, description = "The accounting of disclosures", body = postvault::Accounting), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), crate::openapi::Common))]
+#[utoipa::path(get, path = "/v1/subjects/{id}/accounting", tag = "subjects", params(crate::openapi::SubjectPath, crate::openapi::AccountingQuery), responses((status = 200, description = "The accounting of disclosures", body = postvault::Accounting), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn accounting(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -613,7 +613,7 @@ pub async fn hold_place(
 ) -> Result<Response, ApiError> {
     let b: HoldBody = json_body(body, state.config.max_body).await?;
     let until = match &b.until {
-        Some(s) => Some(postvault_policy::disclosure::parse_iso(s).ok_or_else(|| {
+        Some(s) => Some(postvault_time::parse_iso(s).ok_or_else(|| {
             ApiError::bad_request("`until` is a date (YYYY-MM-DD) or an RFC 3339 time")
         })?),
         None => None,
@@ -644,7 +644,7 @@ pub async fn hold_release(
 
 /// `POST /v1/principals/{name}/revoke`: a privacy officer revokes a
 /// principal; its token is refused by every node within a second.
-#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(("name" = String, Path, description = "The principal's name")), responses((status = 200, description = "Revoked: `status` is `revoked`; one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a privacy officer (one deny leaf)", body = crate::error::ErrorBody), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = crate::error::ErrorBody), crate::openapi::Common))]
+#[utoipa::path(post, path = "/v1/principals/{name}/revoke", tag = "principals", params(crate::openapi::PrincipalPath), responses((status = 200, description = "Revoked: `status` is `revoked`; one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a privacy officer (one deny leaf)", body = crate::error::ErrorBody), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn principal_revoke(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -656,10 +656,11 @@ pub async fn principal_revoke(
     Ok(json(StatusCode::OK, &r))
 }
 
-/// `POST /v1/principals/{name}/rotate`: a privacy officer gives a principal
-/// a new token (in the answer, once); the old one is refused by every node
-/// within a second.
-#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(("name" = String, Path, description = "The principal's name")), responses((status = 200, description = "Rotated: `status` is `rotated`, `token` the new bearer token (shown once); one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not a privacy officer (one deny leaf)", body = crate::error::ErrorBody), (status = 404, description = "`principal_not_active`: unknown, or revoked already", body = crate::error::ErrorBody), crate::openapi::Common))]
+/// `POST /v1/principals/{name}/rotate`: a principal gives itself a new
+/// token (in the answer, once); the old one is refused by every node within
+/// a second. Only `name`'s own token rotates here: the new token of another
+/// principal is never handed to the caller, an officer included.
+#[utoipa::path(post, path = "/v1/principals/{name}/rotate", tag = "principals", params(crate::openapi::PrincipalPath), responses((status = 200, description = "Rotated: `status` is `rotated`, `token` the caller's new bearer token (shown once); one leaf", body = postvault::PrincipalChange), (status = 400, description = "`invalid`: a malformed name", body = crate::error::ErrorBody), (status = 403, description = "`rotate_own_token_only`: `name` is not the caller (any role, an officer too; one deny leaf). The operator rotates another principal's token with `postvault principal rotate NAME`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn principal_rotate(
     State(state): St,
     Extension(p): Extension<Principal>,

@@ -164,7 +164,7 @@ impl Default for Metrics {
         );
         // Both effects are present from the start, at 0.
         for effect in ["allow", "deny"] {
-            decisions.get_or_create(&DecisionLabels { effect });
+            drop(decisions.get_or_create(&DecisionLabels { effect }));
         }
         Metrics {
             registry,

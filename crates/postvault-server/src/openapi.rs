@@ -35,6 +35,55 @@ pub struct IdPath {
     id: String,
 }
 
+/// A person's id in a path (`postvault_policy::check_subject_id`, the one
+/// check every entry point runs): 1 to 128 bytes in Unicode NFC, without
+/// control, formatting, bidirectional or other invisible characters, nor
+/// a space at either end; percent-encoded. The pattern excludes the
+/// controls, separators, private-use characters and the BMP's format and
+/// default-ignorable characters; a byte length and a normalization form are beyond JSON
+/// Schema, so `maxLength` (in characters) is the whole rule only for
+/// ASCII ids, and an id of other characters within it can still be
+/// refused (400 `invalid_subject_id`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SubjectPath {
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u0020\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uE000-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB](?:[^\u0000-\u001F\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uE000-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB]*[^\u0000-\u0020\u007F-\u009F\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180B-\u180F\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uE000-\uF8FF\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB])?$"
+    )]
+    id: String,
+}
+
+/// A principal's name in a path: 1 to 64 letters, digits, `-`, `_` or `.`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct PrincipalPath {
+    /// The principal's name.
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$")]
+    name: String,
+}
+
+/// `Idempotency-Key` of `POST /v1/records`: the upload's batch id, 1 to
+/// 200 printable ASCII characters (spaces inside), bare or as a quoted
+/// structured-field string.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyHeader {
+    /// A batch id: the upload is stored once; a resend of a finished
+    /// upload gets its first answer.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 200,
+        pattern = r#"^(?!""$)[!-~](?:[ -~]*[!-~])?$"#
+    )]
+    idempotency_key: Option<String>,
+}
+
 /// `?purpose=P`: the declared purpose of a read.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -405,14 +454,33 @@ pub enum PublicCommon {
 )]
 struct ApiDoc;
 
-/// Request bodies the handlers take as optional, and the submission body
-/// that takes anything.
+/// Request bodies the handlers take as optional, the submission body that
+/// takes anything, and the officer's copy of it.
 struct Bodies;
+
+/// An `Instrument`, or any other JSON document: what was submitted.
+fn submitted() -> Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, SchemaType};
+    Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "Instrument",
+            )))
+            .item(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .build(),
+            ))
+            .description(Some(
+                "An `Instrument`; any other body is recorded and refused",
+            ))
+            .build(),
+    )
+}
 
 impl Modify for Bodies {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::Required;
-        use utoipa::openapi::schema::AnyOfBuilder;
         let op = |doc: &mut utoipa::openapi::OpenApi, path: &str| {
             doc.paths
                 .paths
@@ -436,22 +504,18 @@ impl Modify for Bodies {
             .and_then(|op| op.request_body.as_mut())
         {
             for content in body.content.values_mut() {
-                content.schema = Some(RefOr::T(Schema::AnyOf(
-                    AnyOfBuilder::new()
-                        .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                            "Instrument",
-                        )))
-                        .item(Schema::Object(
-                            utoipa::openapi::schema::ObjectBuilder::new()
-                                .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
-                                .build(),
-                        ))
-                        .description(Some(
-                            "An `Instrument`; any other body is recorded and refused",
-                        ))
-                        .build(),
-                )));
+                content.schema = Some(RefOr::T(submitted()));
             }
+        }
+        // The privacy office sees the submission as it was sent, an
+        // instrument or not (absent when it was too large to keep).
+        if let Some(RefOr::T(Schema::Object(o))) = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("OfficerView"))
+            && let Some(slot) = o.properties.get_mut("instrument")
+        {
+            *slot = RefOr::T(submitted());
         }
     }
 }

@@ -1210,7 +1210,9 @@ async fn revocation_reaches(
         );
     }
 
-    // Rotation: the old token goes everywhere within a second, the new works.
+    // Rotation: a principal rotates its own token; the old one goes
+    // everywhere within a second, the new works. Nobody else (an officer
+    // neither) is handed it.
     let (s, v) = status_of(
         nb,
         Method::POST,
@@ -1218,6 +1220,13 @@ async fn revocation_reaches(
         &t["officer"],
     )
     .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("rotate_own_token_only")),
+        "{v}"
+    );
+    assert!(v.get("token").is_none());
+    let (s, v) = status_of(nb, Method::POST, "/v1/principals/care/rotate", &t["care"]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let new = v["token"].as_str().unwrap().to_string();
     assert_ne!(new, t["care"]);
@@ -1233,6 +1242,70 @@ async fn revocation_reaches(
             StatusCode::UNAUTHORIZED
         );
     }
+}
+
+/// An officer who could receive another principal's new token could submit
+/// as an agency and approve as themself: over HTTP a principal rotates only
+/// its own token. Refused with a code and one deny leaf (whether the name
+/// exists or not: the answer is the same), the target's token keeps working.
+#[tokio::test]
+async fn an_officer_cannot_rotate_another_principals_token() {
+    let a = api();
+    async fn entries(a: &Api) -> Vec<Value> {
+        let r = a.get("/v1/log/entries?start=0&end=1000", None).await;
+        r.json().as_array().unwrap().clone()
+    }
+    async fn log_size(a: &Api) -> usize {
+        entries(a).await.len()
+    }
+    async fn last_entry(a: &Api) -> Value {
+        entries(a).await.last().unwrap()["event"].clone()
+    }
+    let read = "/v1/subjects/cust-1?purpose=delivery";
+    let mut answers = Vec::new();
+    for target in ["ice", "sorting", "nobody"] {
+        let leaves_before = log_size(&a).await;
+        let r = a
+            .post(
+                &format!("/v1/principals/{target}/rotate"),
+                Some("officer"),
+                b"",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["error"]["code"], "rotate_own_token_only");
+        assert!(body.get("token").is_none(), "{body}");
+        assert!(!r.text().contains(&format!("`{target}`")), "{}", r.text());
+        answers.push(r.text());
+        assert_eq!(log_size(&a).await, leaves_before + 1, "one deny leaf");
+        let leaf = last_entry(&a).await;
+        assert_eq!(leaf["action"], "principal_rotate");
+        assert_eq!(leaf["decision"], "deny");
+        assert_eq!(leaf["principal"]["role"], "privacy_officer");
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    // The agency's and the service's tokens still work.
+    assert_eq!(a.get(read, Some("sorting")).await.status, StatusCode::OK);
+    // Each principal rotates its own, any role: the agency too.
+    let r = a.post("/v1/principals/ice/rotate", Some("ice"), b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let new = r.json()["token"].as_str().unwrap().to_string();
+    assert_ne!(new, a.tokens["ice"]);
+    assert_eq!(
+        r.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    let leaf = last_entry(&a).await;
+    assert_eq!(
+        (leaf["action"].as_str(), leaf["decision"].as_str()),
+        (Some("principal_rotate"), Some("allow"))
+    );
+    assert_eq!(leaf["principal"]["role"], "agency");
+    let old = a.get("/v1/disclosures", Some("ice")).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let fresh = a.get("/v1/disclosures", Some(new.as_str())).await;
+    assert_ne!(fresh.status, StatusCode::UNAUTHORIZED, "{}", fresh.text());
 }
 
 #[test]
@@ -1432,4 +1505,125 @@ async fn with_witnesses_the_public_checkpoint_is_the_latest_final_one() {
     assert_eq!(checked.cosigned.len(), 1);
     assert_eq!(checked.checkpoint.size, r.checkpoint.size);
     tokio::task::spawn_blocking(move || drop(v)).await.unwrap();
+}
+
+/// A witness (or anyone on a plain-HTTP path to one) answering every
+/// submission with `409 text/x.tlog.size 999999`: an unsigned claim. With a
+/// quorum of 1 of 2 and the other witness real, the log goes on: the
+/// checkpoint is final with the real cosignature, the liar is counted as
+/// failed with its claim quoted as unverified, and later rounds, and a new
+/// process that probes both witnesses first, still sign.
+#[tokio::test]
+async fn one_witness_claiming_a_larger_tree_does_not_stop_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path().join("vault");
+    let v = Vault::init(&at, OpenOptions::default()).unwrap();
+    v.add_principal("ingest", "collector").unwrap();
+    let key = v.log_verifier_key();
+    // The real witness, over HTTP.
+    let wdir = tempfile::tempdir().unwrap();
+    let real = Arc::new(
+        postvault_witness::Cosigner::create(&wdir.path().join("w.db"), "real.example").unwrap(),
+    );
+    real.add_log(key.split('+').next().unwrap(), &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let real_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(postvault_server::serve_witness(
+        listener,
+        real.clone(),
+        std::future::pending::<()>(),
+    ));
+    // The liar: its own key (so it is a configured witness), and one answer.
+    let liar_key = {
+        let ldir = tempfile::tempdir().unwrap();
+        postvault_witness::Cosigner::create(&ldir.path().join("l.db"), "liar.example")
+            .unwrap()
+            .verifier_key()
+    };
+    let liar = Router::new().route(
+        "/add-checkpoint",
+        axum::routing::post(|| async {
+            (
+                StatusCode::CONFLICT,
+                [(axum::http::header::CONTENT_TYPE, "text/x.tlog.size")],
+                "999999\n",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, liar).await });
+    let policy = {
+        let (real_key, liar_key) = (real.verifier_key(), liar_key.clone());
+        move || postvault::WitnessPolicy {
+            witnesses: [(&real_url, &real_key), (&liar_url, &liar_key)]
+                .into_iter()
+                .map(|(url, k)| postvault::ConfiguredWitness {
+                    verifier: postvault_log::CosignatureVerifier::new(k).unwrap(),
+                    client: postvault_server::http_witness(url, std::time::Duration::from_secs(5))
+                        .unwrap(),
+                })
+                .collect(),
+            quorum: 1,
+        }
+    };
+    let line = address("cust-1", "1 Elm St");
+    let collect = move |v: &Vault| {
+        let p = v.principal("ingest").unwrap();
+        v.collect(
+            &p,
+            &mut line.as_bytes(),
+            &postvault::CollectOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    };
+    let p2 = policy.clone();
+    let collect2 = collect.clone();
+    let (v, sizes) = tokio::task::spawn_blocking(move || {
+        let v = v.with_witnesses(p2()).unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            collect(&v);
+            let r = v
+                .cosign()
+                .expect("one witness's claim does not stop the log");
+            assert!(r.checkpoint.is_final, "{r:?}");
+            assert_eq!(r.checkpoint.cosigners.len(), 1);
+            let lied = r
+                .witnesses
+                .iter()
+                .find(|w| w.witness.starts_with("liar.example"))
+                .unwrap();
+            assert!(!lied.cosigned);
+            let e = lied.error.as_deref().unwrap();
+            assert!(e.contains("999999") && e.contains("not verified"), "{e}");
+            assert!(!e.contains("has cosigned"), "{e}");
+            sizes.push(r.checkpoint.size);
+        }
+        (v, sizes)
+    })
+    .await
+    .unwrap();
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+    // A new process probes both witnesses before its first signature: the
+    // claim alone refuses nothing.
+    let p3 = policy.clone();
+    let last = tokio::task::spawn_blocking(move || {
+        drop(v);
+        let v = Vault::open(&at, OpenOptions::default())
+            .unwrap()
+            .with_witnesses(p3())
+            .unwrap();
+        collect2(&v);
+        let note = v.checkpoint().expect("signs despite the claim");
+        let r = v.cosign().unwrap();
+        assert!(r.checkpoint.is_final);
+        assert!(note.contains(&format!("\n{}\n", r.checkpoint.size)));
+        r.checkpoint.size
+    })
+    .await
+    .unwrap();
+    assert!(last > sizes[2]);
+    assert_eq!(real.logs().unwrap()[0].size, Some(last));
 }

@@ -43,52 +43,10 @@ pub(crate) fn perm16(seed: u64, tag: u64, block: u64) -> [u8; 16] {
 }
 
 // ---------------------------------------------------------------------------
-// Calendar (proleptic Gregorian), after Howard Hinnant's civil algorithms.
+// Calendar: the workspace's one time module.
 // ---------------------------------------------------------------------------
 
-pub(crate) fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-pub(crate) fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ => {
-            if is_leap(y) {
-                29
-            } else {
-                28
-            }
-        }
-    }
-}
-
-/// Days since 1970-01-01 of a valid civil date.
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Civil date of a day count since 1970-01-01.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub(crate) use postvault_time::{civil_from_days, days_in_month};
 
 /// The simulated day, as a day number since 1970-01-01.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +59,9 @@ impl Day {
         let y = y.clamp(1900, 9899);
         let m = m.clamp(1, 12);
         let d = d.clamp(1, days_in_month(i64::from(y), m));
-        (Day(days_from_civil(i64::from(y), m, d)), (y, m, d))
+        // Clamped into the month of a year in range: always a date.
+        let day = postvault_time::days_from_civil(i64::from(y), m, d).unwrap_or_default();
+        (Day(day), (y, m, d))
     }
 
     /// `YYYY-MM-DD` of the day `offset` days from the simulated day.
@@ -308,6 +268,7 @@ mod tests {
 
     #[test]
     fn calendar_round_trips() {
+        let days_from_civil = |y, m, d| postvault_time::days_from_civil(y, m, d).unwrap();
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(civil_from_days(days_from_civil(2026, 11, 2)), (2026, 11, 2));
         assert_eq!(

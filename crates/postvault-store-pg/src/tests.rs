@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use postvault_store::{RecordRow, Store, StoreError, WriteBatch, conformance};
+use postvault_store::{
+    LogStore, PrincipalStore, RecordRow, RecordStore, StoreError, WriteBatch, conformance,
+};
 
 use super::*;
 

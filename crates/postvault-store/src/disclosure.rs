@@ -90,9 +90,14 @@ pub struct AccountingRow {
 /// naming nobody counts as one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubmitFacts {
-    /// An earlier request with the same instrument key, by any requester,
-    /// was not refused.
+    /// An earlier request with the same instrument key by the same
+    /// requester was not refused.
     pub used_before: bool,
+    /// An earlier request with the same instrument key by another requester
+    /// was not refused. The gateway holds such a request for the office
+    /// without telling the requester: a refusal would tell one agency what
+    /// documents another has presented.
+    pub used_by_other: bool,
     /// People named by the same requester's earlier requests in 24 hours.
     pub requester_people_24h: u32,
     /// ... in 30 days.
@@ -100,6 +105,10 @@ pub struct SubmitFacts {
     /// People named by earlier requests with the same case key, by any
     /// requester, in 30 days.
     pub case_people_30d: u32,
+    /// ... by the same requester only: what its own quota counts. The
+    /// difference is another agency's use of the case id, which only the
+    /// office may learn of.
+    pub case_people_30d_own: u32,
     /// The `seq` this request gets.
     pub seq: u64,
 }
@@ -123,7 +132,7 @@ pub struct SubmitQuery {
 /// The category whose records [`SubmitQuery::subjects`] reads.
 pub const PROTECTIVE_ORDER_CATEGORY: &str = "protective_order";
 
-/// New ledger keys of one request ([`crate::Store::set_disclosure_keys`]).
+/// New ledger keys of one request ([`crate::LedgerStore::set_disclosure_keys`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisclosureKeys {
     pub id: String,

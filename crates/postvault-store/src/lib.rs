@@ -1,6 +1,14 @@
 //! Storage for postvault: the [`Store`] and [`KeyStore`] traits, the embedded
 //! SQLite backend, and the conformance suite every backend must pass.
 //!
+//! [`Store`] is the sum of one trait per concern: [`RecordStore`] (records,
+//! consents, lookups and reads), [`LogStore`] (leaves, stored hashes,
+//! checkpoints, cosignatures), [`LedgerStore`] (the disclosure ledger),
+//! [`RightsStore`] (retention, erasure, holds, re-keying), [`PrincipalStore`]
+//! and [`OpsStore`] (runs, intents, `check`'s counts, metadata). A caller
+//! names the traits whose methods it calls in a `use`; `Box<dyn Store>`
+//! carries them all.
+//!
 //! The store only ever sees opaque subject refs, category and purpose ids,
 //! timestamps, sealed envelopes and finished log leaves. It knows nothing of
 //! policy, crypto or the log format: the facade hands it bytes and callbacks.
@@ -35,6 +43,8 @@ pub use sqlite_ops::{
     Durability, Probe, backup_file, check_durability, durability_of, fold_wal, probe,
 };
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -148,13 +158,28 @@ pub enum ReadScope<'a> {
 /// index the leaf will have.
 pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
 
-/// A data store backend. Every method is safe to call from several threads.
+/// A data store backend: the sum of the store traits by concern, so a
+/// backend or a wrapper implements each of them and is a `Store` (boxed as
+/// `Box<dyn Store>` by the facade). Every method is safe to call from
+/// several threads.
 ///
 /// A backend may run a method's callbacks (leaf builders, plans, steps)
 /// more than once, when it retries a transaction that the database refused
 /// to serialize (PostgreSQL, SQLSTATE 40001): callers keep no state across
 /// calls that a retry would make wrong (count by argument, not by call).
-pub trait Store: Send + Sync {
+pub trait Store:
+    RecordStore + LogStore + LedgerStore + RightsStore + PrincipalStore + OpsStore
+{
+}
+
+impl<T> Store for T where
+    T: RecordStore + LogStore + LedgerStore + RightsStore + PrincipalStore + OpsStore + ?Sized
+{
+}
+
+/// Records, consents and blind-index lookups: collection batches and the
+/// targeted reads, each with the leaves that account for it.
+pub trait RecordStore: Send + Sync {
     /// Writes `batch` and its `batch.leaves` leaves in one durable transaction.
     /// Returns the index of the first leaf.
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
@@ -170,7 +195,7 @@ pub trait Store: Send + Sync {
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError>;
 
-    /// [`Store::read_scoped`] of everything held about `subject`.
+    /// [`RecordStore::read_scoped`] of everything held about `subject`.
     fn read_accounted(
         &self,
         subject: &SubjectRef,
@@ -202,39 +227,17 @@ pub trait Store: Send + Sync {
     /// Subjects holding a record with the blind-index `token`.
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError>;
 
-    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError>;
-    /// The principal named `name`, revoked or not.
-    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError>;
-    /// Every principal, revoked ones too, by name.
-    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError>;
-    /// The principal holding the token of hash `token_hash`, unless revoked:
-    /// one look-up on a unique index of the hashes, never a scan.
-    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError>;
-    /// Revokes principal `name` (refusing one unknown or already revoked)
-    /// and appends its one leaf, in one durable transaction that also
-    /// moves the principals generation. Returns the leaf's index.
-    fn revoke_principal(
-        &self,
-        name: &str,
-        at: i64,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError>;
-    /// Replaces the token hash of principal `name` (refusing one unknown or
-    /// revoked) and appends its one leaf, in one durable transaction that
-    /// also moves the principals generation. Returns the leaf's index.
-    fn rotate_principal(
-        &self,
-        name: &str,
-        token_hash: &[u8],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError>;
-    /// The principals generation: changes whenever a token stops being
-    /// valid (a revocation or a rotation). Nodes that cache tokens read it
-    /// to drop their cache; one indexed row, cheap to ask often.
-    fn principals_gen(&self) -> Result<u64, StoreError>;
+    /// Number of records stored (all subjects).
+    fn record_count(&self) -> Result<u64, StoreError>;
+}
 
+/// The transparency log as the store keeps it: leaves, the Merkle tree's
+/// stored hashes, signed checkpoints and witnesses' cosignatures. Derived
+/// or signed elsewhere: the store only keeps them.
+pub trait LogStore: Send + Sync {
     /// Number of leaves in the log.
     fn log_size(&self) -> Result<u64, StoreError>;
+
     /// Leaves `start..end` (clamped to the log size).
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
 
@@ -242,8 +245,10 @@ pub trait Store: Send + Sync {
     /// RFC 6962 tree in the tlog "stored hashes" layout). Derived from the
     /// leaves: the facade computes them, the store only keeps them.
     fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError>;
+
     /// How many leaves the stored hashes cover.
     fn hashed_size(&self) -> Result<u64, StoreError>;
+
     /// Adds the stored hashes of leaves `from..to` in one transaction, if the
     /// stored hashes still cover exactly `from` leaves; returns false (and
     /// writes nothing) if another writer got there first.
@@ -253,21 +258,28 @@ pub trait Store: Send + Sync {
         to: u64,
         hashes: &[(u64, [u8; 32])],
     ) -> Result<bool, StoreError>;
+
     /// Keeps a signed checkpoint of tree size `size` (a second one of the
     /// same size is ignored).
     fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError>;
+
     /// Every kept checkpoint, by size.
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
+
     /// The kept checkpoint of the largest size.
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+
     /// The kept checkpoint of size `size`.
     fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError>;
+
     /// Keeps witness cosignature lines of the checkpoint of size `size`:
     /// `(cosigner, line)` pairs, the cosigner named `<name>+<key id>`. A
     /// cosigner's earlier line for that size is replaced.
     fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError>;
+
     /// The cosignature lines kept for the checkpoint of size `size`, by cosigner.
     fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError>;
+
     /// The largest checkpoint size with lines of at least `quorum` of
     /// `cosigners` (None if there is none, or `cosigners` is empty).
     fn latest_cosigned(
@@ -275,12 +287,14 @@ pub trait Store: Send + Sync {
         cosigners: &[String],
         quorum: usize,
     ) -> Result<Option<u64>, StoreError>;
+
     /// The largest checkpoint size `cosigner` has a line for.
     fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError>;
+}
 
-    /// Number of records stored (all subjects).
-    fn record_count(&self) -> Result<u64, StoreError>;
-
+/// The disclosure ledger: requests to the gateway, their steps and the
+/// accounting of what left under them (see [`DisclosureRow`]).
+pub trait LedgerStore: Send + Sync {
     /// Records a new request to the disclosure gateway and its one leaf in
     /// one durable transaction, deciding it from facts (quota counts, an
     /// earlier use of the instrument) counted inside that transaction.
@@ -307,20 +321,24 @@ pub trait Store: Send + Sync {
     fn set_disclosure_keys(&self, keys: &[DisclosureKeys]) -> Result<(), StoreError>;
 
     fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError>;
+
     /// Every request, in submission order.
     fn disclosures(&self) -> Result<Vec<DisclosureRow>, StoreError>;
+
     /// The accounting entries about `subject`, oldest first.
     fn accounting(&self, subject: &SubjectRef) -> Result<Vec<AccountingRow>, StoreError>;
+}
 
-    /// A metadata value.
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
-
+/// Retention, erasure, legal holds and re-keying: what deletes or keeps
+/// records (see [`HoldRow`], [`EraseOutcome`]).
+pub trait RightsStore: Send + Sync {
     /// Every record of `subject`, for maintenance (holds, re-keying); no leaf.
     fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError>;
+
     /// Replaces the key id and ciphertext of existing records (by id), in one
     /// durable transaction; returns how many were found.
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError>;
+
     /// Deletes up to `limit` records past `expires_at <= now` (and their
     /// lookups) in one durable transaction, skipping subjects under a legal
     /// hold in force at `now`. With `intent`, adds the records deleted to
@@ -331,6 +349,7 @@ pub trait Store: Send + Sync {
         limit: usize,
         intent: Option<u64>,
     ) -> Result<SweepBatch, StoreError>;
+
     /// Records past `expires_at <= now` not under a hold in force at `now`.
     fn count_expired(&self, now: i64) -> Result<u64, StoreError>;
 
@@ -347,19 +366,24 @@ pub trait Store: Send + Sync {
         leaf: &mut EraseLeafFn<'_>,
         intent: &mut EraseIntentFn<'_>,
     ) -> Result<EraseOutcome, StoreError>;
+
     /// Subjects whose erasure started and whose keys may still exist.
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError>;
+
     /// Erasure, last step, once the keys are destroyed: deletes anything
     /// written for these subjects meanwhile, clears them from pending and
     /// bumps the erasure generation again.
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError>;
+
     /// The erasure generation: changes whenever an erasure starts or ends.
     fn erasure_gen(&self) -> Result<u64, StoreError>;
 
     /// Places holds and their leaves in one durable transaction.
     fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
+
     /// Holds (every one, or those of one subject), in placement order.
     fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError>;
+
     /// Releases every subject of hold `id` not yet released, with one leaf
     /// per subject, in one durable transaction; returns the rows released.
     fn release_hold(
@@ -369,9 +393,56 @@ pub trait Store: Send + Sync {
         at: i64,
         leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
     ) -> Result<Vec<HoldRow>, StoreError>;
+}
 
+/// The principals allowed to call the vault, found by the hash of their
+/// token; revocations and rotations move the principals generation.
+pub trait PrincipalStore: Send + Sync {
+    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError>;
+
+    /// The principal named `name`, revoked or not.
+    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError>;
+
+    /// Every principal, revoked ones too, by name.
+    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError>;
+
+    /// The principal holding the token of hash `token_hash`, unless revoked:
+    /// one look-up on a unique index of the hashes, never a scan.
+    fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError>;
+
+    /// Revokes principal `name` (refusing one unknown or already revoked)
+    /// and appends its one leaf, in one durable transaction that also
+    /// moves the principals generation. Returns the leaf's index.
+    fn revoke_principal(
+        &self,
+        name: &str,
+        at: i64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+
+    /// Replaces the token hash of principal `name` (refusing one unknown or
+    /// revoked) and appends its one leaf, in one durable transaction that
+    /// also moves the principals generation. Returns the leaf's index.
+    fn rotate_principal(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+
+    /// The principals generation: changes whenever a token stops being
+    /// valid (a revocation or a rotation). Nodes that cache tokens read it
+    /// to drop their cache; one indexed row, cheap to ask often.
+    fn principals_gen(&self) -> Result<u64, StoreError>;
+}
+
+/// What keeps work from being done twice or left half done, and what
+/// `postvault check` counts: collection runs, write-ahead intents of
+/// destruction, key usage, and the store's metadata.
+pub trait OpsStore: Send + Sync {
     /// A collection run's committed progress and batches.
     fn run(&self, run: &[u8; 16]) -> Result<Option<RunRow>, StoreError>;
+
     /// Writes a run's progress without a batch (its end: `step.finished`),
     /// in one durable transaction, under the same check as a batch's step.
     fn finish_run(&self, step: &RunStep) -> Result<(), StoreError>;
@@ -380,8 +451,10 @@ pub trait Store: Send + Sync {
     /// transaction, before anything is destroyed; returns the leaf's index,
     /// which is the intent's id.
     fn put_intent(&self, intent: &Intent, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError>;
+
     /// Intents not yet completed, oldest first.
     fn intents(&self) -> Result<Vec<IntentRow>, StoreError>;
+
     /// Completes intent `id`: removes it and appends its completion leaf in
     /// one durable transaction. `None` (and no leaf) if another process
     /// completed it first.
@@ -394,6 +467,7 @@ pub trait Store: Send + Sync {
     /// How many records each key seals, for `postvault check`: one row per
     /// (key_id, category, expires_at), and per subject for hold keys.
     fn key_usage(&self) -> Result<Vec<KeyUse>, StoreError>;
+
     /// Subjects holding records, in ref order after `after`, with their
     /// record counts; at most `limit`.
     fn record_subjects(
@@ -401,6 +475,11 @@ pub trait Store: Send + Sync {
         after: Option<&SubjectRef>,
         limit: usize,
     ) -> Result<Vec<(SubjectRef, u64)>, StoreError>;
+
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
 /// A subject's wrapped keys.

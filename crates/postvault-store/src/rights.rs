@@ -55,7 +55,7 @@ impl HoldRow {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EraseOutcome {
     /// Subjects erased: their rows are gone and they are pending until their
-    /// keys are destroyed (`Store::finish_erasure`).
+    /// keys are destroyed (`RightsStore::finish_erasure`).
     pub erased: Vec<SubjectRef>,
     /// Subjects refused because a legal hold is in force.
     pub held: Vec<SubjectRef>,

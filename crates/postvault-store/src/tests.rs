@@ -298,3 +298,125 @@ fn tokens_are_found_by_their_unique_index() {
         .unwrap();
     assert_eq!(unique, 1);
 }
+
+/// `testing::Faulty` with no fault configured is the store it wraps: it
+/// passes the whole conformance suite, so every call reaches the wrapped
+/// store with its arguments and callbacks and returns what it returned.
+#[test]
+fn a_faulty_store_without_faults_passes_the_conformance_suite() {
+    let dir = tmp();
+    let n = AtomicUsize::new(0);
+    let faults = testing::Faults::new();
+    conformance::run_all(&|| {
+        let p = dir
+            .path()
+            .join(format!("d{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        Box::new(testing::Faulty::new(
+            SqliteStore::open(&p, OpenMode::Create).unwrap(),
+            &faults,
+        ))
+    });
+    conformance::run_all_keys(&|| {
+        let p = dir
+            .path()
+            .join(format!("k{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        Box::new(testing::Faulty::new(
+            SqliteKeyStore::open(&p, OpenMode::Create).unwrap(),
+            &faults,
+        ))
+    });
+    assert!(faults.records() > 0, "reads handed records over");
+}
+
+/// Faults fire as a test configures them: after a count of calls, while a
+/// switch is on, and with a hook run once before a call; a failed call
+/// writes nothing and its error names the call.
+#[test]
+fn faults_fire_after_a_count_while_a_switch_is_on_and_before_a_call() {
+    let dir = tmp();
+    let faults = testing::Faults::new();
+    let s = testing::Faulty::new(
+        SqliteStore::open(&dir.path().join("d.db"), OpenMode::Create).unwrap(),
+        &faults,
+    );
+    let switch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    faults
+        .fail_after(1, &["write", "set_meta"])
+        .fail_while(&switch, &["meta"]);
+    let batch = WriteBatch {
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    assert_eq!(s.write(&batch, &mut |_, _| b"a".to_vec()).unwrap(), 0);
+    let e = s.set_meta("k", "v").unwrap_err();
+    assert!(
+        e.to_string().contains("injected failure in `set_meta`"),
+        "{e}"
+    );
+    assert!(s.write(&batch, &mut |_, _| b"b".to_vec()).is_err());
+    assert_eq!(s.log_size().unwrap(), 1, "nothing written by a failed call");
+    assert_eq!(s.meta("k").unwrap(), None);
+    switch.store(true, Ordering::SeqCst);
+    assert!(s.meta("k").is_err());
+    switch.store(false, Ordering::SeqCst);
+    assert_eq!(s.meta("k").unwrap(), None);
+    let ran = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    faults.before("log_size", move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    s.log_size().unwrap();
+    s.log_size().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "a hook runs once");
+}
+
+/// A read that fails at its commit has run its leaf callback, as a real
+/// one would have, and returns nothing; a rotation failed midway changes
+/// no key.
+#[test]
+fn injected_failures_of_reads_and_rotations_fail_after_their_callbacks_ran() {
+    let dir = tmp();
+    let faults = testing::Faults::new();
+    let s = testing::Faulty::new(
+        SqliteStore::open(&dir.path().join("d.db"), OpenMode::Create).unwrap(),
+        &faults,
+    );
+    conformance::write_then_read_accounts_each(&s);
+    let handed = faults.records();
+    assert!(handed > 0);
+    faults.fail_after(0, &["read_scoped"]);
+    let mut built = 0;
+    let e = s
+        .read_accounted(&[1; 16], &mut |_, _| {
+            built += 1;
+            b"leaf".to_vec()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("`read_scoped`"), "{e}");
+    assert_eq!(built, 1, "the decision was made");
+    assert_eq!(faults.records(), handed, "nothing handed over");
+
+    let k = testing::Faulty::new(
+        SqliteKeyStore::open(&dir.path().join("k.db"), OpenMode::Create).unwrap(),
+        &faults,
+    );
+    for name in ["a", "b", "c"] {
+        k.put_secret(name, b"old").unwrap();
+    }
+    faults.fail_after(0, &["rewrap"]);
+    let mut offered = 0;
+    assert!(
+        k.rewrap(
+            &mut |_| {
+                offered += 1;
+                Ok(KeyAction::Secret(b"new".to_vec()))
+            },
+            &[],
+        )
+        .is_err()
+    );
+    assert_eq!(offered, 2, "two keys were rewrapped before it failed");
+    for name in ["a", "b", "c"] {
+        assert_eq!(k.secret(name).unwrap().unwrap(), b"old");
+    }
+}

@@ -184,8 +184,8 @@ impl Vault {
         // What the copy holds, read from the copy.
         let copy = SqliteStore::open(&data, OpenMode::Existing)?;
         let (log_size, records) = (
-            postvault_store::Store::log_size(&copy)?,
-            postvault_store::Store::record_count(&copy)?,
+            postvault_store::LogStore::log_size(&copy)?,
+            postvault_store::RecordStore::record_count(&copy)?,
         );
         drop(copy);
         // Opening the copy may have left a WAL beside it: fold it back.
@@ -276,7 +276,7 @@ impl Vault {
             let keys = SqliteKeyStore::open(&build.join(KEYS_FILE), OpenMode::Existing)?;
             let data = SqliteStore::open(&build.join(DATA_FILE), OpenMode::Existing)?;
             let key_vault = postvault_store::KeyStore::secret(&keys, VAULT_ID)?.unwrap_or_default();
-            let data_vault = postvault_store::Store::meta(&data, VAULT_ID)?.unwrap_or_default();
+            let data_vault = postvault_store::OpsStore::meta(&data, VAULT_ID)?.unwrap_or_default();
             drop((keys, data));
             for name in [KEYS_FILE, DATA_FILE] {
                 postvault_store::fold_wal(&build.join(name))?;

@@ -100,6 +100,33 @@ pub fn identity_key(text: &str) -> String {
     words(text).concat()
 }
 
+/// The identity of a document's reference (a docket or instrument number):
+/// [`identity_key`] of the text with the leading zeros of every run of
+/// digits dropped (after NFKC, so full-width digits count), so
+/// `26-mj-00123` and `26-MJ-123` are one docket. The zeros go first: the
+/// UTS #39 skeleton turns a `0` into an `O`.
+pub fn reference_key(text: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if !digits.is_empty() {
+            let kept = digits.trim_start_matches('0');
+            out.push_str(if kept.is_empty() { "0" } else { kept });
+            digits.clear();
+        }
+    };
+    for c in text.nfkc() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    identity_key(&out)
+}
+
 /// Like [`identity_key`], with postal abbreviations expanded word by word.
 pub fn skeleton_key(text: &str) -> String {
     let table = abbreviations();
@@ -114,15 +141,82 @@ pub fn skeleton_key(text: &str) -> String {
         .collect()
 }
 
+/// Titles and post-nominals a party's name may carry that a sender line
+/// need not repeat (compared as skeleton words).
+const NAME_AFFIXES: &[&str] = &[
+    "mr", "mrs", "ms", "mx", "dr", "esq", "esquire", "jr", "sr", "atty", "attorney", "hon",
+];
+
+/// The name tokens of a party's name: its skeleton words, titles and
+/// post-nominals left out (unless nothing else is left).
+fn name_tokens(name: &str) -> Vec<String> {
+    let all = words(name);
+    let affixes: Vec<String> = NAME_AFFIXES.iter().map(|a| words(a).concat()).collect();
+    let kept: Vec<String> = all
+        .iter()
+        .filter(|w| !affixes.contains(w))
+        .cloned()
+        .collect();
+    if kept.is_empty() { all } else { kept }
+}
+
+/// Whether two name tokens can name the same word: equal, or one is an
+/// initial (a single letter) and the other starts with it.
+fn token_matches(a: &str, b: &str) -> bool {
+    let initial = |x: &str| x.chars().count() == 1;
+    a == b
+        || (initial(a) && b.starts_with(a) && !initial(b))
+        || (initial(b) && a.starts_with(b) && !initial(a))
+}
+
+/// Whether every token of `name` is matched by its own token of `text`,
+/// in any order (a small bipartite matching by backtracking: names have a
+/// handful of tokens), with at least one whole word (not an initial) of
+/// the name matched exactly, so a pair of initials alone names nobody.
+fn names_match(name: &[String], text: &[String]) -> bool {
+    fn assign(name: &[String], text: &[String], used: &mut [bool], exact: bool) -> bool {
+        let Some((first, rest)) = name.split_first() else {
+            return exact;
+        };
+        for (i, t) in text.iter().enumerate() {
+            if !used[i] && token_matches(first, t) {
+                used[i] = true;
+                let whole = first == t && first.chars().count() > 1;
+                if assign(rest, text, used, exact || whole) {
+                    return true;
+                }
+                used[i] = false;
+            }
+        }
+        false
+    }
+    // Names are short; a text of many words with a name of many initials
+    // must not make the search explode.
+    if name.is_empty() || name.len() > 8 || text.len() > 64 {
+        return false;
+    }
+    assign(name, text, &mut vec![false; text.len()], false)
+}
+
 /// Whether `text` (a sender or return address as shown on mail) names
-/// `party_name` or `party_address`: each compared as a skeleton, the address
-/// also by its first line (before the first comma) when that holds at least
-/// two words, so `1 Example Plaza, Suite 200` still matches `1 Example Plz`.
+/// `party_name` or `party_address`.
+///
+/// The name is compared as a set of name tokens (skeleton words): each
+/// token of the name matched by its own word of the text, in any order,
+/// an initial matching a word that starts with it, titles such as `Esq.`
+/// left out, so `Counsel, H.`, `Harold Counsel` and `Law office of H.
+/// COUNSEL` all name `H. Counsel`; the name's whole skeleton found in the
+/// text's (a name split or run together) names it too.
+///
+/// The address is compared as a skeleton, also by its first line (before
+/// the first comma) when that holds at least two words, so `1 Example
+/// Plaza, Suite 200` still matches `1 Example Plz`.
 pub fn names_party(text: &str, party_name: &str, party_address: &str) -> bool {
     let hay = skeleton_key(text);
     let hit = |needle: &str| !needle.is_empty() && hay.contains(needle);
     let street = party_address.split(',').next().unwrap_or("");
-    hit(&skeleton_key(party_name))
+    hit(&identity_key(party_name))
+        || names_match(&name_tokens(party_name), &words(text))
         || hit(&skeleton_key(party_address))
         || (words(street).len() >= 2 && hit(&skeleton_key(street)))
 }
@@ -150,6 +244,23 @@ mod tests {
         }
         assert_ne!(identity_key("W-309-B"), base);
         assert_ne!(identity_key("W-3091-A"), base);
+    }
+
+    #[test]
+    fn references_drop_leading_zeros_and_nothing_else() {
+        let base = reference_key("26-mj-123");
+        for v in [
+            "26-MJ-00123",
+            "026 mj 0123",
+            "26\u{2013}mj\u{2013}\u{ff10}\u{ff11}\u{ff12}\u{ff13}",
+            "26-mj-1\u{200b}23",
+        ] {
+            assert_eq!(reference_key(v), base, "{v:?}");
+        }
+        assert_ne!(reference_key("26-mj-1230"), base);
+        assert_ne!(reference_key("26-mj-1023"), base);
+        assert_eq!(reference_key("W-0"), reference_key("W-000"));
+        assert_eq!(reference_key("W-309-A"), reference_key("W-0309-A"));
     }
 
     #[test]
@@ -188,5 +299,40 @@ mod tests {
         }
         assert!(!names_party("A. Sender, 9 Other St", name, addr));
         assert!(!names_party("anything", "", ""));
+    }
+
+    /// A name is a set of name tokens: order, initials and titles do not
+    /// hide it.
+    #[test]
+    fn a_name_is_found_whatever_its_order_and_initials() {
+        let addr = "1 Example Plaza, Chicago IL";
+        for (name, sender) in [
+            ("H. Counsel", "Counsel, H."),
+            ("H. Counsel", "Harold Counsel"),
+            ("H. Counsel", "COUNSEL HAROLD, attorney at law"),
+            ("H. Counsel", "Law office of Harold J. Counsel"),
+            ("H. Counsel", "Counsel Harold, Esq."),
+            ("H. Counsel", "\u{ff23}ounsel, \u{041d}arold"),
+            ("H. Counsel", "Coun\u{200b}sel H"),
+            ("Harold Counsel", "H. Counsel"),
+            ("Harold Counsel", "Counsel, H."),
+            ("Harold J. Counsel, Esq.", "Counsel, Harold J"),
+            ("Harold J. Counsel", "H J Counsel"),
+            ("Mary-Ann O'Brien", "O Brien, Mary Ann"),
+        ] {
+            assert!(names_party(sender, name, addr), "{name:?} in {sender:?}");
+        }
+        for (name, sender) in [
+            // Another person of the same family name.
+            ("H. Counsel", "B. Counsel, 9 Other St"),
+            ("Harold Counsel", "Bob Counsel"),
+            // Only initials in common.
+            ("H. Counsel", "H. C. Smith"),
+            // A name token missing.
+            ("Harold J. Counsel", "Harold Counsel-Smith"),
+            ("H. Counsel", "Counselor Harold"),
+        ] {
+            assert!(!names_party(sender, name, addr), "{name:?} in {sender:?}");
+        }
     }
 }

@@ -69,8 +69,9 @@ pub use runs::{MAX_BATCH_ID, RunInfo};
 pub use setup::InitOptions;
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
 pub use witness::{
-    ConfiguredWitness, CosignReport, CosignedCheckpoint, Witness, WitnessCallError, WitnessOutcome,
-    WitnessPolicy,
+    ConfiguredWitness, CosignReport, CosignedCheckpoint, RecordedWitnessPolicy,
+    WITNESSES_NOT_CONFIGURED, Witness, WitnessCallError, WitnessOutcome, WitnessPolicy,
+    WitnessPolicyStatus,
 };
 
 pub use postvault_crypto::ExternalKey;

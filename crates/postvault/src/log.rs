@@ -199,7 +199,7 @@ impl Vault {
                 && *m > s.as_ref().map_or(0, |s| s.size)
             {
                 return Err(VaultError::LogRollback(format!(
-                    "witness `{who}` holds a checkpoint of {m} leaves, beyond the last one this vault's key store says it signed ({}); refusing to sign",
+                    "a quorum of the witnesses (`{who}` among them) report holding a checkpoint of at least {m} leaves, beyond the last one this vault's key store says it signed ({}); refusing to sign",
                     s.as_ref().map_or(0, |s| s.size)
                 )));
             }
@@ -214,6 +214,9 @@ impl Vault {
                 if n == s.size {
                     return Ok(s.note.clone());
                 }
+            }
+            self.require_recorded_witnesses()?;
+            if let Some(s) = &state {
                 self.probe_witnesses(&s.note)?;
             }
             let root = self.log_root(n)?;
@@ -639,6 +642,20 @@ impl Vault {
                     full.push_str(&line);
                 }
                 witnessed(&full, &format!("the checkpoint of size {size}"))?;
+                // The latest signed checkpoint must be the witnessed one: a
+                // checkpoint signed past it without the quorum is a view
+                // no witness saw (a copy run without its witnesses, or a
+                // round still pending).
+                let latest = kept_checkpoints
+                    .last()
+                    .map(|(s, _)| *s)
+                    .max(signed_state.as_ref().map(|s| s.size))
+                    .unwrap_or(0);
+                if latest > size {
+                    return Err(tamper(format!(
+                        "the latest signed checkpoint ({latest} leaves) is not cosigned by {quorum} of the witnesses given; the latest checkpoint that is ends at {size} leaves: a checkpoint signed without the witnesses (a copy of the vault run without them signs a fork no witness sees), or one whose cosigning round is still pending (`postvault log witnesses show`, the service's `/v1/log/witnesses`)"
+                    )));
+                }
                 Some(check(&note, "the latest witnessed checkpoint")?)
             }
             None => match kept_checkpoints.last() {

@@ -484,23 +484,13 @@ fn num(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-fn days_in_month(y: u32, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
 pub(crate) fn valid_date(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
     match (num(&s[..4]), num(&s[5..7]), num(&s[8..])) {
-        (Some(y), Some(m), Some(d)) => y >= 1 && d >= 1 && d <= days_in_month(y, m),
+        (Some(y), Some(m), Some(d)) => y >= 1 && postvault_time::is_date(y.into(), m, d),
         _ => false,
     }
 }

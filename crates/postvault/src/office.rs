@@ -115,7 +115,7 @@ impl Vault {
         let flagged = |name: &str| r.alerts.iter().any(|a| a == name);
         let over = |name: &str| if flagged(name) { u32::MAX / 2 } else { 0 };
         let (chain, extends) = if inst.kind == InstrumentKind::MailCover {
-            self.cover_chain_of(&r.requester, r.subjects.first(), &inst, Some(r.seq))?
+            self.cover_chain_of(Some(&r.requester), r.subjects.first(), &inst, Some(r.seq))?
         } else {
             (None, None)
         };

@@ -7,6 +7,12 @@
 //! generation and drops its cache when it moves, so an old token is refused
 //! everywhere within the interval it watches at (one second at most).
 //! A revoked principal's name stays taken: the ledger and the log name it.
+//!
+//! A new token goes only to the principal it belongs to: over the API a
+//! principal rotates its own token and nobody else's (an officer who could
+//! receive an agency's token could submit as the agency and approve as
+//! themself, and the two-person rule would be gone). The operator on the
+//! vault's machine rotates any principal's token from the command line.
 
 use serde::Serialize;
 
@@ -62,12 +68,24 @@ impl Vault {
 
     /// Gives principal `name` a new token (returned once) and refuses the
     /// old one from now on, on every node within a second. One leaf.
+    /// `by` (over the API) must be `name` itself, whatever its role: any
+    /// other principal, an officer too, is refused with
+    /// `rotate_own_token_only` and one deny leaf, before anything about
+    /// `name` is looked up. None: the operator, from the command line.
     pub fn rotate_principal(
         &self,
         by: Option<&Principal>,
         name: &str,
     ) -> Result<PrincipalChange, VaultError> {
-        self.principal_change_allowed(by, "principal_rotate")?;
+        if let Some(p) = by
+            && p.name != name
+        {
+            self.deny_leaf(p, "principal_rotate", None)?;
+            return Err(VaultError::Refused {
+                code: "rotate_own_token_only",
+                message: "a principal may rotate only its own token over the API; a privacy officer may revoke another principal, and the operator rotates it with `postvault principal rotate NAME` on the vault's machine".into(),
+            });
+        }
         let now = self.clock.now_ms();
         let token = self.new_token()?;
         let leaf = self.principal_event(by, "principal_rotate", name, now);
@@ -85,12 +103,12 @@ impl Vault {
         })
     }
 
-    /// The principals generation (see [`postvault_store::Store::principals_gen`]).
+    /// The principals generation (see [`postvault_store::PrincipalStore::principals_gen`]).
     pub fn principals_gen(&self) -> Result<u64, VaultError> {
         Ok(self.store.principals_gen()?)
     }
 
-    /// Only a privacy officer changes principals over the API (one deny
+    /// Only a privacy officer revokes principals over the API (one deny
     /// leaf otherwise); the operator on the command line may.
     fn principal_change_allowed(
         &self,
@@ -98,7 +116,7 @@ impl Vault {
         action: &str,
     ) -> Result<(), VaultError> {
         match by {
-            Some(p) => self.require_officer(p, "revoke or rotate principals", action),
+            Some(p) => self.require_officer(p, "revoke principals", action),
             None => Ok(()),
         }
     }

@@ -693,17 +693,8 @@ impl Vault {
         if let Some(k) = self.periods().get(&name) {
             return Ok(Some(k.clone()));
         }
-        let wrapped = match self.keys.secret(&name)? {
-            Some(w) => w,
-            None if create => {
-                let w = self.master.new_wrapped(
-                    &self.rng,
-                    postvault_crypto::KeyKind::Data,
-                    name.as_bytes(),
-                )?;
-                self.keys.put_secret_or_get(&name, &w)?
-            }
-            None => return Ok(None),
+        let Some(wrapped) = self.named_secret(&name, create)? else {
+            return Ok(None);
         };
         let key = Arc::new(self.master.data_key(&wrapped, name.as_bytes())?);
         self.periods().put(name, key.clone());
@@ -783,23 +774,29 @@ impl Vault {
     }
 
     /// The hold key of `subject` (key-store secret `hold:<hex ref>`).
+    /// The wrapped data key kept under `name` in the key store, made (and
+    /// kept, first writer wins) when `create` and there is none.
+    fn named_secret(&self, name: &str, create: bool) -> Result<Option<Vec<u8>>, VaultError> {
+        if let Some(w) = self.keys.secret(name)? {
+            return Ok(Some(w));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let w =
+            self.master
+                .new_wrapped(&self.rng, postvault_crypto::KeyKind::Data, name.as_bytes())?;
+        Ok(Some(self.keys.put_secret_or_get(name, &w)?))
+    }
+
     pub(crate) fn hold_key(
         &self,
         subject: &SubjectRef,
         create: bool,
     ) -> Result<Option<DataKey>, VaultError> {
         let name = crate::rights::hold_secret(subject);
-        let wrapped = match self.keys.secret(&name)? {
-            Some(w) => w,
-            None if create => {
-                let w = self.master.new_wrapped(
-                    &self.rng,
-                    postvault_crypto::KeyKind::Data,
-                    name.as_bytes(),
-                )?;
-                self.keys.put_secret_or_get(&name, &w)?
-            }
-            None => return Ok(None),
+        let Some(wrapped) = self.named_secret(&name, create)? else {
+            return Ok(None);
         };
         Ok(Some(self.master.data_key(&wrapped, name.as_bytes())?))
     }

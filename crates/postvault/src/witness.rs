@@ -8,21 +8,42 @@
 //! the latest final checkpoint.
 //!
 //! Before its first signature in a process, the vault submits its last
-//! signed checkpoint to every witness it has not heard from yet: a witness
-//! that holds a larger tree, or another tree of the same size, means the
-//! vault's own stores were rolled back together (a whole-vault restore),
-//! and the vault refuses to sign. Witness calls happen when a checkpoint
-//! is signed or a person asks for their proofs, never on the read or
-//! ingest path.
+//! signed checkpoint to every witness it has not heard from yet. A witness
+//! that answers it holds a larger tree, or another tree of the same size,
+//! makes a claim only (a 409 body is unsigned, and anyone on a plain-HTTP
+//! path can forge it): one such witness is counted as failed for the round,
+//! with a warning quoting its claim as unverified. Only when a quorum of
+//! the configured witnesses report conflicts does the vault conclude its
+//! own stores were rolled back together (a whole-vault restore) and refuse
+//! to sign. Witness calls happen when a checkpoint is signed or a person
+//! asks for their proofs, never on the read or ingest path.
+//!
+//! The witness policy (verifier keys and quorum) is recorded in the key
+//! store when a vault is first configured with witnesses, and changed only
+//! by the operator (`postvault log witnesses set`, one leaf). The vault
+//! refuses to sign a checkpoint unless the witnesses configured for the
+//! process are the recorded ones: a copy restored and run without its
+//! witnesses cannot sign a fork no witness sees.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use postvault_log::{Checkpoint, CosignatureVerifier, Hash};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
 use crate::vault::Vault;
+
+/// Key store entries of the recorded witness policy: one per version,
+/// `log_witness_policy/<version, 10 digits>`, JSON; the highest is in force.
+/// A version is written once (`put_secret` fails on an existing name), so
+/// two operators changing the policy at once never both win.
+const POLICY_PREFIX: &str = "log_witness_policy/";
+
+/// The code of a signature refused because the configured witnesses are
+/// not the recorded ones.
+pub const WITNESSES_NOT_CONFIGURED: &str = "witnesses_not_configured";
 
 /// Cosignature lines one witness may answer with.
 const MAX_ANSWER_LINES: usize = 16;
@@ -77,11 +98,40 @@ pub struct WitnessPolicy {
     pub quorum: usize,
 }
 
+/// The witness policy recorded in the key store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedWitnessPolicy {
+    /// Counts up from 1 with every change.
+    pub version: u64,
+    /// The witnesses' verifier keys (tlog-cosignature/v1), sorted; empty
+    /// when the operator recorded that the vault has no witnesses.
+    pub witnesses: Vec<String>,
+    /// Cosignatures a checkpoint needs to be final (0 without witnesses).
+    pub quorum: usize,
+    /// When it was recorded (ms since the epoch).
+    pub recorded_at: i64,
+}
+
+/// The recorded witness policy beside the one this process runs with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WitnessPolicyStatus {
+    pub recorded: Option<RecordedWitnessPolicy>,
+    /// The configured witnesses' verifier keys, sorted.
+    pub configured: Vec<String>,
+    pub configured_quorum: usize,
+    /// Whether the vault may sign: nothing recorded, or the configured
+    /// witnesses and quorum are the recorded ones.
+    pub may_sign: bool,
+}
+
 /// What the vault knows of one witness in this process.
 #[derive(Clone, Debug, Default)]
 struct Known {
-    /// The size the witness holds, as last heard.
+    /// The size the witness holds, from its verified cosignature.
     size: Option<u64>,
+    /// The size it last claimed to hold in a 409 (unsigned, unverified):
+    /// only a hint for the next submission's old size.
+    claimed: Option<u64>,
     /// It answered a submission of the last signed checkpoint (or a later one).
     confirmed: bool,
     last_error: Option<String>,
@@ -172,7 +222,164 @@ impl Vault {
             policy,
             known: Mutex::new(HashMap::new()),
         });
+        if self.recorded_witness_policy()?.is_none() {
+            let (keys, quorum) = self.witness_policy();
+            self.record_witness_policy(None, keys, quorum)?;
+        }
         Ok(self)
+    }
+
+    /// The witness policy recorded in the key store (None: never recorded).
+    pub fn recorded_witness_policy(&self) -> Result<Option<RecordedWitnessPolicy>, VaultError> {
+        let Some(name) = self.keys.secret_names(POLICY_PREFIX)?.pop() else {
+            return Ok(None);
+        };
+        let bytes = self.keys.secret(&name)?.ok_or_else(|| {
+            VaultError::LogVerification(format!("the key store lost its entry `{name}`"))
+        })?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            VaultError::LogVerification(format!(
+                "the key store's witness policy `{name}` does not parse: {e}"
+            ))
+        })
+    }
+
+    /// The recorded policy beside the configured one.
+    pub fn witness_policy_status(&self) -> Result<WitnessPolicyStatus, VaultError> {
+        let recorded = self.recorded_witness_policy()?;
+        let (mut configured, configured_quorum) = self.witness_policy();
+        configured.sort();
+        let may_sign = match &recorded {
+            None => true,
+            Some(r) => r.witnesses == configured && r.quorum == configured_quorum,
+        };
+        Ok(WitnessPolicyStatus {
+            recorded,
+            configured,
+            configured_quorum,
+            may_sign,
+        })
+    }
+
+    /// The operator changes the recorded witness policy (the verifier keys
+    /// and the quorum; no keys: the vault has no witnesses). One leaf. The
+    /// vault signs from then on only with exactly these witnesses.
+    pub fn set_witness_policy(
+        &self,
+        keys: &[String],
+        quorum: usize,
+    ) -> Result<RecordedWitnessPolicy, VaultError> {
+        let mut vkeys = Vec::new();
+        for k in keys {
+            let v = CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
+                what: "witness key",
+                why: e.to_string(),
+            })?;
+            vkeys.push(v.verifier_key());
+        }
+        vkeys.sort();
+        let n = vkeys.len();
+        vkeys.dedup();
+        if vkeys.len() != n {
+            return Err(VaultError::Invalid {
+                what: "witnesses",
+                why: "the same witness key is given twice".into(),
+            });
+        }
+        if (n == 0 && quorum != 0) || (n > 0 && (quorum == 0 || quorum > n)) {
+            return Err(VaultError::Invalid {
+                what: "witness quorum",
+                why: format!("must be between 1 and the number of witnesses ({n}), or 0 with none"),
+            });
+        }
+        let current = self.recorded_witness_policy()?;
+        self.record_witness_policy(current.map(|c| c.version), vkeys, quorum)
+    }
+
+    /// Writes version `after + 1` of the policy, then its leaf
+    /// (`witness_policy`, the operator as actor, `selector`
+    /// `witnesses:<n>;quorum:<q>;version:<v>`).
+    fn record_witness_policy(
+        &self,
+        after: Option<u64>,
+        mut witnesses: Vec<String>,
+        quorum: usize,
+    ) -> Result<RecordedWitnessPolicy, VaultError> {
+        witnesses.sort();
+        let now = self.clock.now_ms();
+        let version = after.unwrap_or(0) + 1;
+        let p = RecordedWitnessPolicy {
+            version,
+            witnesses,
+            quorum,
+            recorded_at: now,
+        };
+        let bytes = serde_json::to_vec(&p).map_err(|e| VaultError::Invalid {
+            what: "witness policy",
+            why: e.to_string(),
+        })?;
+        self.keys
+            .put_secret(&format!("{POLICY_PREFIX}{version:010}"), &bytes)
+            .map_err(|e| match e {
+                postvault_store::StoreError::Io { .. } => VaultError::from(e),
+                _ => VaultError::Refused {
+                    code: "witness_policy_changed",
+                    message: format!(
+                        "another change recorded witness policy version {version} first; show it with `postvault log witnesses show` and try again"
+                    ),
+                },
+            })?;
+        let leaf = Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: "witness_policy".into(),
+            principal: Actor {
+                role: "operator".into(),
+                id: self.actor_id("operator"),
+            },
+            purpose: None,
+            decision: "allow".into(),
+            pack: self.pack.version().to_string(),
+            reasons: vec![],
+            categories: vec![],
+            count: 1,
+            rejected: None,
+            selector: Some(format!(
+                "witnesses:{};quorum:{quorum};version:{version}",
+                p.witnesses.len()
+            )),
+            instrument: None,
+            subject_tag: None,
+        }
+        .to_leaf();
+        self.store.append_leaves(1, &mut |_, _| leaf.clone())?;
+        Ok(p)
+    }
+
+    /// Before a signature: the configured witnesses must be the recorded
+    /// ones, with the recorded quorum.
+    pub(crate) fn require_recorded_witnesses(&self) -> Result<(), VaultError> {
+        let s = self.witness_policy_status()?;
+        let Some(r) = s.recorded.filter(|_| !s.may_sign) else {
+            return Ok(());
+        };
+        Err(VaultError::Refused {
+            code: WITNESSES_NOT_CONFIGURED,
+            message: format!(
+                "this vault's key store records {} witness(es) with quorum {} (policy version {}), but this process is configured with {} witness(es) with quorum {}{}; refusing to sign a checkpoint no recorded witness would see: give each recorded witness with --log-witness URL=VKEY (and --log-witness-quorum {}), or change the record with `postvault log witnesses set` (`postvault log witnesses show` lists the recorded keys)",
+                r.witnesses.len(),
+                r.quorum,
+                r.version,
+                s.configured.len(),
+                s.configured_quorum,
+                if s.configured.iter().any(|k| !r.witnesses.contains(k)) {
+                    ", some of them not recorded"
+                } else {
+                    ""
+                },
+                r.quorum
+            ),
+        })
     }
 
     /// The configured witnesses' verifier keys and the quorum (empty, 0
@@ -198,7 +405,10 @@ impl Vault {
         }
     }
 
-    /// The largest size a witness was heard to hold in this process.
+    /// The largest size a witness verifiably holds in this process: one it
+    /// cosigned for this vault (its cosignature verified). Every such size
+    /// was the key store's state once, and the state only grows. A size a
+    /// witness only claims (an unsigned 409) is not counted here.
     pub(crate) fn witnessed_max(&self) -> Option<(String, u64)> {
         self.witnessing.as_ref()?;
         self.known()
@@ -229,26 +439,43 @@ impl Vault {
         }
         let cp = postvault_log::open_checkpoint(note, &self.signer.verifier_key())?;
         let outcomes = self.submit_all(&todo, note, &cp);
+        let mut conflicts = Vec::new();
         for (c, out) in todo.iter().zip(outcomes) {
             let label = c.verifier.label();
             match out {
                 Submitted::Cosigned(line) => {
                     self.store.put_cosignatures(cp.size, &[(label, line)])?;
                 }
-                Submitted::Ahead(m) => {
-                    return Err(VaultError::LogRollback(format!(
-                        "witness `{label}` has cosigned a checkpoint of {m} leaves, but the last checkpoint this vault's key store says it signed has {}: the vault's stores were rolled back together (a restored copy of the whole vault); restore the latest copy of both stores; the vault will not sign until then",
-                        cp.size
-                    )));
-                }
-                Submitted::Forked(why) => {
-                    return Err(VaultError::LogRollback(format!(
-                        "witness `{label}` holds a tree this vault's last signed checkpoint ({} leaves) does not extend: {why}; the vault's stores were rolled back or rewritten; the vault will not sign",
-                        cp.size
-                    )));
-                }
+                Submitted::Ahead(m) => conflicts.push(format!(
+                    "`{label}` claims to hold a checkpoint of {m} leaves"
+                )),
+                Submitted::Forked(why) => conflicts.push(format!("`{label}`: {why}")),
                 Submitted::Failed(_) => {}
             }
+        }
+        // A conflict is an unsigned claim. The vault concludes it was rolled
+        // back only when a quorum of the witnesses report conflicts and no
+        // quorum verifiably cosigned its last signed checkpoint (a verified
+        // cosignature outweighs a claim).
+        let quorum = w.policy.quorum.max(1);
+        let confirmed = w
+            .policy
+            .witnesses
+            .iter()
+            .filter(|c| {
+                self.known()
+                    .get(&c.verifier.label())
+                    .is_some_and(|k| k.confirmed)
+            })
+            .count();
+        if conflicts.len() >= quorum && confirmed < quorum {
+            return Err(VaultError::LogRollback(format!(
+                "{} of the {} configured witnesses (quorum {quorum}) report a tree this vault's last signed checkpoint ({} leaves, as its key store keeps it) does not extend, and only {confirmed} cosigned that checkpoint: {}; these 409 answers are unsigned claims, but a quorum of them means the vault's stores were most likely rolled back together (a restored copy of the whole vault) or rewritten; restore the latest copy of both stores; the vault will not sign until then",
+                conflicts.len(),
+                w.policy.witnesses.len(),
+                cp.size,
+                conflicts.join("; ")
+            )));
         }
         Ok(())
     }
@@ -279,7 +506,10 @@ impl Vault {
     /// again from the size a 409 names, and its answer verified.
     fn submit(&self, c: &ConfiguredWitness, note: &str, cp: &Checkpoint) -> Submitted {
         let label = c.verifier.label();
-        let hint = self.known().get(&label).and_then(|k| k.size);
+        let hint = self
+            .known()
+            .get(&label)
+            .and_then(|k| k.claimed.filter(|c| *c <= cp.size).or(k.size));
         let hint = match hint {
             Some(h) => Some(h),
             None => self.store.cosigned_by(&label).ok().flatten(),
@@ -333,7 +563,7 @@ impl Vault {
                     }
                 }
                 Err(WitnessCallError::Conflict(m)) => {
-                    self.heard(&label, Some(m), false, None);
+                    self.known().entry(label.clone()).or_default().claimed = Some(m);
                     if m > cp.size {
                         break Submitted::Ahead(m);
                     }
@@ -353,12 +583,17 @@ impl Vault {
         };
         match &out {
             Submitted::Failed(e) => self.heard(&label, None, false, Some(e.clone())),
-            Submitted::Ahead(_) | Submitted::Forked(_) => self.heard(
+            Submitted::Ahead(m) => self.heard(
                 &label,
                 None,
                 false,
-                Some("refused: a larger or another tree".into()),
+                Some(unverified_claim(&format!(
+                    "holds a checkpoint of {m} leaves"
+                ))),
             ),
+            Submitted::Forked(why) => {
+                self.heard(&label, None, false, Some(unverified_claim(why)));
+            }
             Submitted::Cosigned(_) => {}
         }
         out
@@ -372,6 +607,7 @@ impl Vault {
         }
         if confirmed {
             k.confirmed = true;
+            k.claimed = None;
             k.last_error = None;
         }
         if error.is_some() {
@@ -416,11 +652,11 @@ impl Vault {
                 Submitted::Ahead(m) => {
                     errors.insert(
                         label,
-                        format!("holds a larger tree ({m} leaves): this vault was rolled back"),
+                        unverified_claim(&format!("holds a checkpoint of {m} leaves")),
                     );
                 }
                 Submitted::Forked(why) => {
-                    errors.insert(label, format!("refused: {why}"));
+                    errors.insert(label, unverified_claim(&why));
                 }
                 Submitted::Failed(e) => {
                     errors.insert(label, e);
@@ -555,6 +791,14 @@ impl Vault {
     pub fn has_witnesses(&self) -> bool {
         self.witnessing.is_some()
     }
+}
+
+/// A witness's conflict answer, as a warning: its claim is quoted, not
+/// believed.
+fn unverified_claim(claim: &str) -> String {
+    format!(
+        "counted as failed this round: it answered that it {claim} (an unsigned claim, not verified; the vault refuses to sign only when a quorum of its witnesses report conflicts and no quorum cosigned its last checkpoint)"
+    )
 }
 
 fn unreachable_known() -> std::sync::MutexGuard<'static, HashMap<String, Known>> {

@@ -1,12 +1,11 @@
 //! The invariants of ARCHITECTURE.md, one test (or more) each.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::path::Path;
+use std::sync::Arc;
 
 use postvault::{Event, OpenOptions, Vault};
-use postvault_store::{
-    KeyStore, LeafFn, OpenMode, PrincipalRow, ReadLeafFn, ReadScope, SqliteKeyStore, SqliteStore,
-    Store, StoreError, SubjectData, SubjectRef, WriteBatch,
-};
+use postvault_store::testing::{Faults, Faulty};
+use postvault_store::{KeyStore, OpenMode, RightsStore, SqliteKeyStore, SqliteStore};
 
 use crate::*;
 
@@ -82,310 +81,36 @@ fn invariant_1_no_plaintext_in_any_file_leaf_or_error() {
     }
 }
 
-/// A store whose writes fail on a countdown: after `ok` more successful
-/// accounted operations, every one fails as if the disk were gone.
-struct FailingStore {
-    inner: SqliteStore,
-    ok: AtomicI64,
-    /// Run erase's leaf callback over every subject once before the real
-    /// transaction, as a backend that retries a refused transaction does.
-    replay: bool,
-    /// Records of people the store handed to the vault (reads, maintenance
-    /// and disclosure steps), and consent rows it looked up.
-    seen: std::sync::Arc<AtomicI64>,
-}
+/// The calls that commit a batch, a read's leaf, a disclosure step, a run's
+/// end or a destruction: the ones a disk gone bad makes fail.
+const COMMITS: &[&str] = &[
+    "write",
+    "read_scoped",
+    "submit_disclosure",
+    "disclosure_step",
+    "rekey",
+    "sweep_expired",
+    "erase",
+    "finish_erasure",
+    "put_holds",
+    "release_hold",
+    "finish_run",
+    "put_intent",
+    "finish_intent",
+];
 
-impl FailingStore {
-    fn tick(&self) -> Result<(), StoreError> {
-        if self.ok.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(StoreError::Io {
-                path: "data.db".into(),
-                source: std::io::Error::other("injected failure"),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Store for FailingStore {
-    fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
-        self.tick()?;
-        self.inner.write(batch, leaf)
-    }
-    fn read_scoped(
-        &self,
-        subject: &SubjectRef,
-        scope: ReadScope<'_>,
-        leaf: &mut ReadLeafFn<'_>,
-    ) -> Result<(SubjectData, u64), StoreError> {
-        // The append fails (the transaction never commits): the vault must
-        // return nothing, whatever it had decided.
-        if self.tick().is_err() {
-            let _ = leaf(&SubjectData::default(), 0);
-            return Err(StoreError::Io {
-                path: "data.db".into(),
-                source: std::io::Error::other("injected failure on append"),
-            });
-        }
-        let out = self.inner.read_scoped(subject, scope, leaf)?;
-        self.seen
-            .fetch_add(out.0.records.len() as i64, Ordering::SeqCst);
-        Ok(out)
-    }
-    fn consent(
-        &self,
-        subject: &SubjectRef,
-        purpose: &str,
-    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
-        self.inner.consent(subject, purpose)
-    }
-    fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
-        self.inner.lookup(token)
-    }
-    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
-        self.inner.add_principal(p)
-    }
-    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        self.inner.principal(name)
-    }
-    fn principal_by_token(&self, hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
-        self.inner.principal_by_token(hash)
-    }
-    fn revoke_principal(
-        &self,
-        name: &str,
-        at: i64,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.inner.revoke_principal(name, at, leaf)
-    }
-    fn rotate_principal(
-        &self,
-        name: &str,
-        hash: &[u8],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.inner.rotate_principal(name, hash, leaf)
-    }
-    fn principals_gen(&self) -> Result<u64, StoreError> {
-        self.inner.principals_gen()
-    }
-    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
-        self.inner.principals()
-    }
-    fn log_size(&self) -> Result<u64, StoreError> {
-        self.inner.log_size()
-    }
-    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.inner.leaves(start, end)
-    }
-    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
-        self.inner.checkpoint_note(size)
-    }
-    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
-        self.inner.put_cosignatures(size, lines)
-    }
-    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
-        self.inner.cosignatures(size)
-    }
-    fn latest_cosigned(
-        &self,
-        cosigners: &[String],
-        quorum: usize,
-    ) -> Result<Option<u64>, StoreError> {
-        self.inner.latest_cosigned(cosigners, quorum)
-    }
-    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.cosigned_by(cosigner)
-    }
-    fn record_count(&self) -> Result<u64, StoreError> {
-        self.inner.record_count()
-    }
-    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
-        self.inner.log_hashes(indexes)
-    }
-    fn hashed_size(&self) -> Result<u64, StoreError> {
-        self.inner.hashed_size()
-    }
-    fn put_log_hashes(
-        &self,
-        from: u64,
-        to: u64,
-        h: &[(u64, [u8; 32])],
-    ) -> Result<bool, StoreError> {
-        self.inner.put_log_hashes(from, to, h)
-    }
-    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.inner.put_checkpoint(size, note)
-    }
-    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        self.inner.checkpoints()
-    }
-    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.inner.latest_checkpoint()
-    }
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.meta(key)
-    }
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.inner.set_meta(key, value)
-    }
-    fn submit_disclosure(
-        &self,
-        q: &postvault_store::SubmitQuery,
-        decide: &mut postvault_store::SubmitFn<'_>,
-    ) -> Result<(postvault_store::DisclosureRow, u64), StoreError> {
-        self.tick()?;
-        self.inner.submit_disclosure(q, decide)
-    }
-    fn disclosure_step(
-        &self,
-        id: &str,
-        plan: &mut postvault_store::PlanFn<'_>,
-        step: &mut postvault_store::StepFn<'_>,
-    ) -> Result<(Vec<SubjectData>, u64), StoreError> {
-        // As for reads: the step is decided, then its commit fails.
-        if self.tick().is_err() {
-            let row = self.inner.disclosure(id)?;
-            let subjects = plan(row.as_ref());
-            let data = vec![SubjectData::default(); subjects.len()];
-            let _ = step(row.as_ref(), &data, 0);
-            return Err(StoreError::Io {
-                path: "data.db".into(),
-                source: std::io::Error::other("injected failure on append"),
-            });
-        }
-        self.inner.disclosure_step(id, plan, step)
-    }
-    fn set_disclosure_keys(
-        &self,
-        keys: &[postvault_store::DisclosureKeys],
-    ) -> Result<(), StoreError> {
-        self.inner.set_disclosure_keys(keys)
-    }
-    fn disclosure(&self, id: &str) -> Result<Option<postvault_store::DisclosureRow>, StoreError> {
-        self.inner.disclosure(id)
-    }
-    fn disclosures(&self) -> Result<Vec<postvault_store::DisclosureRow>, StoreError> {
-        self.inner.disclosures()
-    }
-    fn accounting(
-        &self,
-        subject: &SubjectRef,
-    ) -> Result<Vec<postvault_store::AccountingRow>, StoreError> {
-        self.inner.accounting(subject)
-    }
-    fn subject_records(
-        &self,
-        subject: &SubjectRef,
-    ) -> Result<Vec<postvault_store::RecordRow>, StoreError> {
-        let rows = self.inner.subject_records(subject)?;
-        self.seen.fetch_add(rows.len() as i64, Ordering::SeqCst);
-        Ok(rows)
-    }
-    fn rekey(&self, records: &[postvault_store::RecordRow]) -> Result<u64, StoreError> {
-        self.tick()?;
-        self.inner.rekey(records)
-    }
-    fn sweep_expired(
-        &self,
-        now: i64,
-        limit: usize,
-        intent: Option<u64>,
-    ) -> Result<postvault_store::SweepBatch, StoreError> {
-        self.tick()?;
-        self.inner.sweep_expired(now, limit, intent)
-    }
-    fn erase(
-        &self,
-        subjects: &[SubjectRef],
-        now: i64,
-        leaf: &mut postvault_store::EraseLeafFn<'_>,
-        intent: &mut postvault_store::EraseIntentFn<'_>,
-    ) -> Result<postvault_store::EraseOutcome, StoreError> {
-        self.tick()?;
-        if self.replay {
-            // An attempt that the database refused: its leaves are thrown
-            // away, at indexes the real attempt will not have.
-            for (i, s) in subjects.iter().enumerate() {
-                let _ = leaf(1_000_000 + i as u64, s, false);
-            }
-        }
-        self.inner.erase(subjects, now, leaf, intent)
-    }
-    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
-        self.inner.pending_erasures()
-    }
-    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
-        self.tick()?;
-        self.inner.finish_erasure(subjects)
-    }
-    fn erasure_gen(&self) -> Result<u64, StoreError> {
-        self.inner.erasure_gen()
-    }
-    fn put_holds(
-        &self,
-        holds: &[postvault_store::HoldRow],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.tick()?;
-        self.inner.put_holds(holds, leaf)
-    }
-    fn holds(
-        &self,
-        subject: Option<&SubjectRef>,
-    ) -> Result<Vec<postvault_store::HoldRow>, StoreError> {
-        self.inner.holds(subject)
-    }
-    fn release_hold(
-        &self,
-        id: &str,
-        by: &str,
-        at: i64,
-        leaf: &mut dyn FnMut(u64, &postvault_store::HoldRow) -> Vec<u8>,
-    ) -> Result<Vec<postvault_store::HoldRow>, StoreError> {
-        self.tick()?;
-        self.inner.release_hold(id, by, at, leaf)
-    }
-    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.inner.count_expired(now)
-    }
-    fn run(&self, run: &[u8; 16]) -> Result<Option<postvault_store::RunRow>, StoreError> {
-        self.inner.run(run)
-    }
-    fn finish_run(&self, step: &postvault_store::RunStep) -> Result<(), StoreError> {
-        self.tick()?;
-        self.inner.finish_run(step)
-    }
-    fn put_intent(
-        &self,
-        intent: &postvault_store::Intent,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.tick()?;
-        self.inner.put_intent(intent, leaf)
-    }
-    fn intents(&self) -> Result<Vec<postvault_store::IntentRow>, StoreError> {
-        self.inner.intents()
-    }
-    fn finish_intent(
-        &self,
-        id: u64,
-        leaf: &mut dyn FnMut(u64, &postvault_store::IntentRow) -> Vec<u8>,
-    ) -> Result<Option<u64>, StoreError> {
-        self.tick()?;
-        self.inner.finish_intent(id, leaf)
-    }
-    fn key_usage(&self) -> Result<Vec<postvault_store::KeyUse>, StoreError> {
-        self.inner.key_usage()
-    }
-    fn record_subjects(
-        &self,
-        after: Option<&SubjectRef>,
-        limit: usize,
-    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
-        self.inner.record_subjects(after, limit)
-    }
+/// The vault in `dir` over its own files, its data store's calls going
+/// through `faults`.
+fn vault_with_faults(dir: &Path, c: &Arc<postvault::FixedClock>, faults: &Arc<Faults>) -> Vault {
+    let store = SqliteStore::open(&dir.join("data.db"), OpenMode::Existing).unwrap();
+    let keys = SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap();
+    Vault::from_parts(
+        dir,
+        Box::new(Faulty::new(store, faults)),
+        Box::new(keys),
+        opts(c),
+    )
+    .unwrap()
 }
 
 /// Invariant 2: no read returns data before its leaf is durable; a failed
@@ -395,14 +120,9 @@ fn invariant_2_failed_append_returns_no_data() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     drop(vault(dir.path(), &c));
-    let store = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
-        ok: AtomicI64::new(2),
-        replay: false,
-        seen: Default::default(),
-    };
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
-    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let faults = Faults::new();
+    faults.fail_after(2, COMMITS);
+    let v = vault_with_faults(dir.path(), &c, &faults);
     // 1: collection succeeds.
     assert_eq!(collect(&v, "ingest", &person("s1", "m")).accepted, 9);
     let p = v.principal("sorting").unwrap();
@@ -436,14 +156,9 @@ fn invariant_2_a_failing_store_midway_stops_collection_at_a_batch_boundary() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     drop(vault(dir.path(), &c));
-    let store = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
-        ok: AtomicI64::new(3),
-        replay: false,
-        seen: Default::default(),
-    };
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
-    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let faults = Faults::new();
+    faults.fail_after(3, COMMITS);
+    let v = vault_with_faults(dir.path(), &c, &faults);
     // 400 lines in batches of 10: far more than the pipeline holds.
     let input: String = (0..400)
         .map(|i| {
@@ -481,14 +196,9 @@ fn invariant_2_failed_disclosure_append_returns_no_package() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     drop(vault(dir.path(), &c));
-    let store = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
-        ok: AtomicI64::new(3),
-        replay: false,
-        seen: Default::default(),
-    };
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
-    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let faults = Faults::new();
+    faults.fail_after(3, COMMITS);
+    let v = vault_with_faults(dir.path(), &c, &faults);
     // 1: collection, 2: submission, 3: approval succeed.
     assert_eq!(collect(&v, "ingest", &person("s1", "pvfail")).accepted, 9);
     let inst = serde_json::json!({
@@ -769,19 +479,9 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
     // pending mark stays, and the next open clears it.
     let j_ref = master.subject_ref("cust-j");
     drop(v);
-    let failing = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
-        ok: AtomicI64::new(1),
-        replay: false,
-        seen: Default::default(),
-    };
-    let v = Vault::from_parts(
-        dir.path(),
-        Box::new(failing),
-        Box::new(SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap()),
-        opts(&c),
-    )
-    .unwrap();
+    let faults = Faults::new();
+    faults.fail_after(1, COMMITS);
+    let v = vault_with_faults(dir.path(), &c, &faults);
     let officer = v.principal("officer").unwrap();
     assert!(
         v.erase(&officer, &["cust-j".to_string()], &mut |_| {})
@@ -818,14 +518,9 @@ fn invariant_10_an_erasure_retried_by_the_store_still_tags_each_person() {
         v.subject_tag_key("cust-r2").unwrap().unwrap(),
     ];
     drop(v);
-    let store = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
-        ok: AtomicI64::new(1_000),
-        replay: true,
-        seen: Default::default(),
-    };
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
-    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let faults = Faults::new();
+    faults.retry(&["erase"]);
+    let v = vault_with_faults(dir.path(), &c, &faults);
     let officer = v.principal("officer").unwrap();
     let r = v
         .erase(&officer, &["cust-r1".into(), "cust-r2".into()], &mut |_| {})
@@ -871,15 +566,8 @@ fn invariant_12_the_decision_is_made_before_any_per_person_data_is_touched() {
         .collect();
     assert_eq!(collect(&v, "ingest", &lines.join("\n")).accepted, 601);
     drop(v);
-    let seen = std::sync::Arc::new(AtomicI64::new(0));
-    let store = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap(),
-        ok: AtomicI64::new(i64::MAX),
-        replay: false,
-        seen: seen.clone(),
-    };
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
-    let v = Vault::from_parts(dir.path(), Box::new(store), Box::new(keys), opts(&c)).unwrap();
+    let faults = Faults::new();
+    let v = vault_with_faults(dir.path(), &c, &faults);
     let officer = v.principal("officer").unwrap();
     let denied = [
         ("sorting", "marketing"),
@@ -893,24 +581,20 @@ fn invariant_12_the_decision_is_made_before_any_per_person_data_is_touched() {
         let r = v.read(&v.principal(who).unwrap(), "busy", purpose).unwrap();
         assert!(r.denied(), "{who}/{purpose}");
         assert_eq!(v.store().log_size().unwrap(), size + 1);
-        assert_eq!(
-            seen.load(Ordering::SeqCst),
-            0,
-            "{who}/{purpose} read records"
-        );
+        assert_eq!(faults.records(), 0, "{who}/{purpose} read records");
     }
     // Recorded consent opens marketing: only then are records read.
     v.set_consent(&officer, "busy", "marketing", true).unwrap();
-    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    assert_eq!(faults.records(), 0);
     let r = v
         .read(&v.principal("promo").unwrap(), "busy", "marketing")
         .unwrap();
     assert_eq!(r.records.len(), 1);
-    assert_eq!(seen.load(Ordering::SeqCst), 601);
+    assert_eq!(faults.records(), 601);
     // A role still denied for the purpose reads nothing, consent or not.
     let r = v
         .read(&v.principal("sorting").unwrap(), "busy", "marketing")
         .unwrap();
     assert!(r.denied());
-    assert_eq!(seen.load(Ordering::SeqCst), 601);
+    assert_eq!(faults.records(), 601);
 }

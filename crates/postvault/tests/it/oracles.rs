@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{Backend, clock, collect};
 use crate::disclosure::{
     approve, codes, court_order, fetch, gateway_vault_on, leaf, mail_cover, submit, subpoena,
-    warrant, with,
+    warrant, with, written_request,
 };
 
 const DAY: i64 = 86_400_000;
@@ -235,54 +235,123 @@ fn a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled() {
     a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled_on(&Backend::Sqlite);
 }
 
-/// One warrant, one disclosure: presented again by a second agency
-/// principal, or with its references respelled (`W-309-A.`, Unicode
-/// hyphens, full-width, Cyrillic, invisible characters, another spelling of
-/// the docket), it is refused `already_used`.
+/// One warrant, one disclosure. Presented again by the same principal, or
+/// with its references respelled (`W-309-A.`, Unicode hyphens, full-width,
+/// Cyrillic, invisible characters, another spelling of the docket, leading
+/// zeros, another court name, another kind), it is refused `already_used`.
+/// Presented by another principal, the answer is the one any new request
+/// gets (the second agency must not learn that the first holds the
+/// warrant), but the officer cannot approve it, is told why, and the
+/// refused approval's leaf names no request.
 pub fn a_document_is_used_once_whoever_presents_it_and_however_it_is_spelled_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     let v = gateway_vault_on(b, dir.path(), &c);
-    let w = |id: &str, docket: &str| {
+    let doc = |kind: &str, id: &str, court: &str, docket: &str| {
         with(
             warrant(),
             &[
+                ("kind", json!(kind)),
                 ("instrument_id", json!(id)),
                 (
                     "court",
-                    json!({"name": "U.S. District Court", "docket": docket, "judge": "D. Example", "order_date": "2026-11-01"}),
+                    json!({"name": court, "docket": docket, "judge": "D. Example", "order_date": "2026-11-01"}),
                 ),
             ],
         )
     };
+    let w = |id: &str, docket: &str| doc("warrant", id, "U.S. District Court", docket);
     let first = submit(&v, "fbi", &w("W-309-A", "26-mj-1"));
     assert_eq!(first.status, "pending_approval", "{:?}", first.reasons);
     assert!(!approve(&v, "officer", &first.id).refused());
     assert!(!fetch(&v, "fbi", &first.id).refused());
-    for (who, id, docket) in [
-        ("ice", "W-309-A", "26-mj-1"),
-        ("fbi", "W-309-A.", "26-mj-1"),
-        ("ice", "w 309 a", "26-MJ-1"),
-        ("ice", "W\u{2010}309\u{2011}A", "26\u{2013}mj\u{2013}1"),
-        (
-            "ice",
-            "\u{ff37}-\u{ff13}\u{ff10}\u{ff19}-\u{ff21}",
-            "26-mj-1",
-        ),
-        ("ice", "W-309-\u{0410}", "26-mj-1"),
-        ("ice", "W-30\u{200b}9-A", "26 mj 1"),
-    ] {
-        let a = submit(&v, who, &w(id, docket));
-        assert!(
-            codes(&a).contains(&"already_used"),
-            "{who} {id:?}: {:?}",
-            codes(&a)
-        );
+    let respelled = [
+        w("W-309-A", "26-mj-1"),
+        w("W-309-A.", "26-mj-1"),
+        w("w 309 a", "26-MJ-1"),
+        w("W\u{2010}309\u{2011}A", "26\u{2013}mj\u{2013}1"),
+        w("\u{ff37}-\u{ff13}\u{ff10}\u{ff19}-\u{ff21}", "26-mj-1"),
+        w("W-309-\u{0410}", "26-mj-1"),
+        w("W-30\u{200b}9-A", "26 mj 1"),
+        w("W-0309-A", "26-mj-0001"),
+        doc("warrant", "W-309-A", "US Dist. Ct. N.D. Ill.", "26-mj-1"),
+        doc("court_order", "W-309-A", "U.S. District Court", "26-mj-1"),
+    ];
+    for (n, inst) in respelled.iter().enumerate() {
+        let a = submit(&v, "fbi", inst);
+        assert!(codes(&a).contains(&"already_used"), "{n}: {:?}", codes(&a));
         assert_eq!(a.status, "refused");
     }
-    // Another document is another document.
-    let other = submit(&v, "ice", &w("W-310-A", "26-mj-1"));
-    assert_eq!(other.status, "pending_approval", "{:?}", other.reasons);
+    // Another principal gets what a new document gets, every spelling.
+    let fresh = submit(&v, "ice", &w("W-310-A", "26-mj-1"));
+    assert_eq!(fresh.status, "pending_approval", "{:?}", fresh.reasons);
+    for (n, inst) in respelled.iter().enumerate() {
+        // Each on its own case, so the case quota stays out of the way.
+        let a = submit(
+            &v,
+            "ice",
+            &with(inst.clone(), &[("case_id", json!(format!("ICE-{n}")))]),
+        );
+        assert_eq!(shape(&a), shape(&fresh), "{n}");
+        assert_eq!(
+            leaf_shape(&v, a.log_index),
+            leaf_shape(&v, fresh.log_index),
+            "{n}"
+        );
+        let shown = v
+            .disclosure_show(&v.principal("ice").unwrap(), &a.id)
+            .unwrap();
+        let text = serde_json::to_string(&shown).unwrap();
+        assert!(!text.contains("another_requester"), "{n}: {text}");
+        // The office is told, and cannot approve.
+        let office = v
+            .disclosure_show(&v.principal("officer").unwrap(), &a.id)
+            .unwrap();
+        let text = serde_json::to_string(&office).unwrap();
+        assert!(
+            text.contains("document_used_by_another_requester"),
+            "{n}: {text}"
+        );
+        let ap = approve(&v, "officer", &a.id);
+        assert!(
+            codes(&ap).contains(&"document_used_by_another_requester"),
+            "{n}: {:?}",
+            codes(&ap)
+        );
+        let l = leaf(&v, ap.log_index);
+        assert_eq!(l["reasons"], json!(["not_permitted"]), "{n}: {l}");
+        assert!(l.get("instrument").is_none(), "{n}: {l}");
+        assert_eq!(l["count"], json!(0), "{n}: {l}");
+        // The officer refuses it; a refused request uses nothing up.
+        let r = v
+            .disclose_refuse(&v.principal("officer").unwrap(), &a.id)
+            .unwrap();
+        assert!(!r.refused(), "{n}: {:?}", codes(&r));
+    }
+    // A document without a court is its agency's: two agencies' written
+    // requests numbered alike are two documents, and neither is told of
+    // the other.
+    let dea = submit(&v, "fbi", &written_request());
+    assert_eq!(dea.status, "pending_approval", "{:?}", dea.reasons);
+    assert!(!approve(&v, "officer", &dea.id).refused());
+    let other_agency = with(
+        written_request(),
+        &[(
+            "agency",
+            json!("Bureau of Alcohol, Tobacco, Firearms and Explosives"),
+        )],
+    );
+    let atf = submit(&v, "ice", &other_agency);
+    assert_eq!(atf.status, "pending_approval", "{:?}", atf.reasons);
+    let office = v
+        .disclosure_show(&v.principal("officer").unwrap(), &atf.id)
+        .unwrap();
+    let text = serde_json::to_string(&office).unwrap();
+    assert!(
+        !text.contains("document_used_by_another_requester"),
+        "{text}"
+    );
+    assert!(!approve(&v, "officer", &atf.id).refused());
 }
 
 #[test]
@@ -343,23 +412,45 @@ pub fn quotas_count_people_across_requests_and_principals_on(b: &Backend) {
         ]
     );
     assert_eq!(v.transparency_report().unwrap().held_for_review, 5);
-    // Per case, whoever presents it and however the case id is written:
-    // ten people on `FBI-77` by the FBI, then one more by ICE is held.
+    // Per case, however the case id is written: ten people on `FBI-77` by
+    // the FBI, then one more by the FBI is held. One more by ICE on the
+    // same case id is counted too, but only the office is told: a hold
+    // would tell ICE that another agency works the case.
     for n in 0..2 {
         let a = submit(&v, "fbi", &five(100 + n, "FBI-77"));
         assert_eq!(a.status, "pending_approval", "{:?}", a.alerts);
     }
-    let one = with(
-        court_order(),
-        &[
-            ("instrument_id", json!("CO-1-x")),
-            ("case_id", json!("fbi 77")),
-        ],
-    );
+    let one = |id: &str| {
+        with(
+            court_order(),
+            &[
+                ("instrument_id", json!(id)),
+                ("case_id", json!("fbi 77")),
+                ("subjects", json!([{"id": "p-x"}])),
+            ],
+        )
+    };
     c.advance(DAY + 1);
-    let a = submit(&v, "ice", &one);
+    let a = submit(&v, "fbi", &one("CO-1-x"));
     assert_eq!(a.status, "held_for_review", "{:?}", a.alerts);
     assert!(a.alerts.iter().any(|x| x.starts_with("quota_case_30d")));
+    let a = submit(&v, "ice", &one("CO-1-y"));
+    let fresh = submit(
+        &v,
+        "ice",
+        &with(one("CO-1-z"), &[("case_id", json!("ice-elsewhere-1"))]),
+    );
+    assert_eq!(shape(&a), shape(&fresh));
+    assert_eq!(leaf_shape(&v, a.log_index), leaf_shape(&v, fresh.log_index));
+    let office = |id: &str| {
+        serde_json::to_string(
+            &v.disclosure_show(&v.principal("officer").unwrap(), id)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(office(&a.id).contains("quota_case_30d_with_other_requesters"));
+    assert!(!office(&fresh.id).contains("quota_case_30d_with_other_requesters"));
 }
 
 #[test]
@@ -481,13 +572,79 @@ pub fn mail_cover_extensions_are_counted_from_the_ledger_on(b: &Backend) {
         assert!(got.contains(&"extension_mismatch"), "{ext}: {got:?}");
         assert!(got.contains(&"cumulative_cap"), "{ext}: {got:?}");
     }
-    // Another agency's covers are not this agency's run.
+    // Another agency's covers are not this agency's run as far as the
+    // agency is told: its answer is a new order's. The office sees the run
+    // every requester's covers make, past the cap, and cannot approve.
     let other = submit(
         &v,
         "ice",
         &cover("MC-ice-0", "cust-a", "2027-03-02", "2027-03-02", 0),
     );
     assert_eq!(other.status, "pending_approval", "{:?}", other.reasons);
+    let fresh = submit(
+        &v,
+        "ice",
+        &cover("MC-ice-b", "cust-b", "2027-03-02", "2027-03-02", 0),
+    );
+    assert_eq!(shape(&other), shape(&fresh));
+    let ap = approve(&v, "officer", &other.id);
+    assert!(
+        codes(&ap).contains(&"cover_run_with_other_requesters_over_cap"),
+        "{:?}",
+        codes(&ap)
+    );
+    let l = leaf(&v, ap.log_index);
+    assert_eq!(l["reasons"], json!(["not_permitted"]), "{l}");
+    assert!(l.get("instrument").is_none(), "{l}");
+    // The cover of a person no one else covers is approved.
+    assert!(!approve(&v, "officer", &fresh.id).refused());
+}
+
+#[test]
+fn a_short_pause_does_not_restart_the_mail_cover_count() {
+    a_short_pause_does_not_restart_the_mail_cover_count_on(&Backend::Sqlite);
+}
+
+/// 233.3(g)(6) caps continuous covers at 120 days. An order ended and a
+/// "new" one started a few days later continues the run: three 30-day
+/// orders with two-day pauses between them, then a "new order" after
+/// another pause, are one run of 126 days, past the cap.
+pub fn a_short_pause_does_not_restart_the_mail_cover_count_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(b, dir.path(), &c);
+    let runs = [
+        ("2026-11-01", "2026-10-31"),
+        ("2026-12-03", "2026-12-02"),
+        ("2027-01-04", "2027-01-03"),
+    ];
+    for (n, (start, issued)) in runs.iter().enumerate() {
+        let a = submit(
+            &v,
+            "fbi",
+            &cover(&format!("MC-g-{n}"), "cust-a", start, issued, n as u32),
+        );
+        assert_eq!(a.status, "pending_approval", "{n}: {:?}", a.reasons);
+        assert!(!approve(&v, "officer", &a.id).refused());
+        c.advance(32 * DAY);
+    }
+    // Now 2027-02-06: a "new order" after another two-day pause.
+    let a = submit(
+        &v,
+        "fbi",
+        &cover("MC-g-new", "cust-a", "2027-02-05", "2027-02-04", 0),
+    );
+    let got = codes(&a);
+    assert!(got.contains(&"extension_mismatch"), "{got:?}");
+    assert!(got.contains(&"cumulative_cap"), "{got:?}");
+    // After a pause longer than an order, a new run starts.
+    c.advance(54 * DAY);
+    let a = submit(
+        &v,
+        "fbi",
+        &cover("MC-g-later", "cust-a", "2027-03-31", "2027-03-30", 0),
+    );
+    assert_eq!(a.status, "pending_approval", "{:?}", a.reasons);
 }
 
 // Reads, consent and subject ids.

@@ -4,15 +4,11 @@
 //! stops it. A cluster that cannot start fails the test.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use postvault::Vault;
-use postvault_store::{
-    AccountingRow, DisclosureRow, EraseLeafFn, EraseOutcome, HoldRow, LeafFn, PlanFn, PrincipalRow,
-    ReadLeafFn, ReadScope, RecordRow, StepFn, Store, StoreError, SubjectData, SubjectRef, SubmitFn,
-    SubmitQuery, SweepBatch, WriteBatch,
-};
+use postvault_store::testing::{Faults, Faulty};
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
 use crate::{
@@ -119,6 +115,8 @@ on_postgres! {
         => quotas_count_people_across_requests_and_principals_on,
     oracles::mail_cover_extensions_are_counted_from_the_ledger
         => mail_cover_extensions_are_counted_from_the_ledger_on,
+    oracles::a_short_pause_does_not_restart_the_mail_cover_count
+        => a_short_pause_does_not_restart_the_mail_cover_count_on,
     officer::the_officer_sees_every_field_beside_the_checks
         => the_officer_sees_every_field_beside_the_checks_on,
     officer::a_cover_extension_is_linked_to_its_order_in_the_ledger
@@ -130,255 +128,6 @@ on_postgres! {
         => collection_under_a_batch_id_is_idempotent_on,
     reliability::an_external_master_key_seals_the_key_store_and_rotates_atomically
         => an_external_master_key_seals_the_key_store_and_rotates_atomically_on,
-}
-
-/// What another node does, once, just before this one reads the latest
-/// checkpoint.
-type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
-
-/// A node's data store that runs its [`Hook`] before reading the latest
-/// checkpoint.
-struct BeforeLatest {
-    inner: PgStore,
-    hook: Hook,
-}
-
-impl BeforeLatest {
-    fn before_latest(&self) {
-        let hook = self.hook.lock().unwrap().take();
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-}
-
-impl Store for BeforeLatest {
-    fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
-        self.inner.write(batch, leaf)
-    }
-    fn read_scoped(
-        &self,
-        subject: &SubjectRef,
-        scope: ReadScope<'_>,
-        leaf: &mut ReadLeafFn<'_>,
-    ) -> Result<(SubjectData, u64), StoreError> {
-        self.inner.read_scoped(subject, scope, leaf)
-    }
-    fn consent(
-        &self,
-        subject: &SubjectRef,
-        purpose: &str,
-    ) -> Result<Option<postvault_store::ConsentRow>, StoreError> {
-        self.inner.consent(subject, purpose)
-    }
-    fn append_leaves(&self, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
-        self.inner.append_leaves(count, leaf)
-    }
-    fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
-        self.inner.lookup(token)
-    }
-    fn add_principal(&self, p: &PrincipalRow) -> Result<(), StoreError> {
-        self.inner.add_principal(p)
-    }
-    fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        self.inner.principal(name)
-    }
-    fn principal_by_token(&self, hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError> {
-        self.inner.principal_by_token(hash)
-    }
-    fn revoke_principal(
-        &self,
-        name: &str,
-        at: i64,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.inner.revoke_principal(name, at, leaf)
-    }
-    fn rotate_principal(
-        &self,
-        name: &str,
-        hash: &[u8],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.inner.rotate_principal(name, hash, leaf)
-    }
-    fn principals_gen(&self) -> Result<u64, StoreError> {
-        self.inner.principals_gen()
-    }
-    fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
-        self.inner.principals()
-    }
-    fn log_size(&self) -> Result<u64, StoreError> {
-        self.inner.log_size()
-    }
-    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.inner.leaves(start, end)
-    }
-    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
-        self.inner.log_hashes(indexes)
-    }
-    fn hashed_size(&self) -> Result<u64, StoreError> {
-        self.inner.hashed_size()
-    }
-    fn put_log_hashes(
-        &self,
-        from: u64,
-        to: u64,
-        hashes: &[(u64, [u8; 32])],
-    ) -> Result<bool, StoreError> {
-        self.inner.put_log_hashes(from, to, hashes)
-    }
-    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.inner.put_checkpoint(size, note)
-    }
-    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        self.inner.checkpoints()
-    }
-    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.before_latest();
-        self.inner.latest_checkpoint()
-    }
-    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
-        self.inner.checkpoint_note(size)
-    }
-    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
-        self.inner.put_cosignatures(size, lines)
-    }
-    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
-        self.inner.cosignatures(size)
-    }
-    fn latest_cosigned(
-        &self,
-        cosigners: &[String],
-        quorum: usize,
-    ) -> Result<Option<u64>, StoreError> {
-        self.inner.latest_cosigned(cosigners, quorum)
-    }
-    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.cosigned_by(cosigner)
-    }
-    fn record_count(&self) -> Result<u64, StoreError> {
-        self.inner.record_count()
-    }
-    fn submit_disclosure(
-        &self,
-        q: &SubmitQuery,
-        decide: &mut SubmitFn<'_>,
-    ) -> Result<(DisclosureRow, u64), StoreError> {
-        self.inner.submit_disclosure(q, decide)
-    }
-    fn disclosure_step(
-        &self,
-        id: &str,
-        plan: &mut PlanFn<'_>,
-        step: &mut StepFn<'_>,
-    ) -> Result<(Vec<SubjectData>, u64), StoreError> {
-        self.inner.disclosure_step(id, plan, step)
-    }
-    fn set_disclosure_keys(
-        &self,
-        keys: &[postvault_store::DisclosureKeys],
-    ) -> Result<(), StoreError> {
-        self.inner.set_disclosure_keys(keys)
-    }
-    fn disclosure(&self, id: &str) -> Result<Option<DisclosureRow>, StoreError> {
-        self.inner.disclosure(id)
-    }
-    fn disclosures(&self) -> Result<Vec<DisclosureRow>, StoreError> {
-        self.inner.disclosures()
-    }
-    fn accounting(&self, subject: &SubjectRef) -> Result<Vec<AccountingRow>, StoreError> {
-        self.inner.accounting(subject)
-    }
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.meta(key)
-    }
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.inner.set_meta(key, value)
-    }
-    fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
-        self.inner.subject_records(subject)
-    }
-    fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
-        self.inner.rekey(records)
-    }
-    fn sweep_expired(
-        &self,
-        now: i64,
-        limit: usize,
-        intent: Option<u64>,
-    ) -> Result<SweepBatch, StoreError> {
-        self.inner.sweep_expired(now, limit, intent)
-    }
-    fn erase(
-        &self,
-        subjects: &[SubjectRef],
-        now: i64,
-        leaf: &mut EraseLeafFn<'_>,
-        intent: &mut postvault_store::EraseIntentFn<'_>,
-    ) -> Result<EraseOutcome, StoreError> {
-        self.inner.erase(subjects, now, leaf, intent)
-    }
-    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
-        self.inner.pending_erasures()
-    }
-    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
-        self.inner.finish_erasure(subjects)
-    }
-    fn erasure_gen(&self) -> Result<u64, StoreError> {
-        self.inner.erasure_gen()
-    }
-    fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
-        self.inner.put_holds(holds, leaf)
-    }
-    fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError> {
-        self.inner.holds(subject)
-    }
-    fn release_hold(
-        &self,
-        id: &str,
-        by: &str,
-        at: i64,
-        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
-    ) -> Result<Vec<HoldRow>, StoreError> {
-        self.inner.release_hold(id, by, at, leaf)
-    }
-    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.inner.count_expired(now)
-    }
-    fn run(&self, run: &[u8; 16]) -> Result<Option<postvault_store::RunRow>, StoreError> {
-        self.inner.run(run)
-    }
-    fn finish_run(&self, step: &postvault_store::RunStep) -> Result<(), StoreError> {
-        self.inner.finish_run(step)
-    }
-    fn put_intent(
-        &self,
-        intent: &postvault_store::Intent,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.inner.put_intent(intent, leaf)
-    }
-    fn intents(&self) -> Result<Vec<postvault_store::IntentRow>, StoreError> {
-        self.inner.intents()
-    }
-    fn finish_intent(
-        &self,
-        id: u64,
-        leaf: &mut dyn FnMut(u64, &postvault_store::IntentRow) -> Vec<u8>,
-    ) -> Result<Option<u64>, StoreError> {
-        self.inner.finish_intent(id, leaf)
-    }
-    fn key_usage(&self) -> Result<Vec<postvault_store::KeyUse>, StoreError> {
-        self.inner.key_usage()
-    }
-    fn record_subjects(
-        &self,
-        after: Option<&SubjectRef>,
-        limit: usize,
-    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
-        self.inner.record_subjects(after, limit)
-    }
 }
 
 /// Two nodes on one database: while node A signs a checkpoint, node B
@@ -405,11 +154,8 @@ fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
         keys_schema: format!("{schema}_keys"),
         ..PgOptions::default()
     };
-    let hook: Hook = Arc::new(Mutex::new(None));
-    let store = BeforeLatest {
-        inner: PgStore::open(&url, &po).unwrap(),
-        hook: hook.clone(),
-    };
+    let faults = Faults::new();
+    let store = Faulty::new(PgStore::open(&url, &po).unwrap(), &faults);
     let node_a = Vault::open_with(
         Path::new(&url),
         Box::new(store),
@@ -421,14 +167,15 @@ fn a_node_does_not_take_a_larger_checkpoint_of_another_node_for_a_rollback() {
     node_a.read(&sorting, "s1", "delivery").unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let (other, done) = (node_b.clone(), ran.clone());
-    *hook.lock().unwrap() = Some(Box::new(move || {
+    // Node B acts just before node A reads the latest checkpoint.
+    faults.before("latest_checkpoint", move || {
         let p = other.principal("sorting").unwrap();
         for _ in 0..3 {
             other.read(&p, "s1", "delivery").unwrap();
         }
         other.checkpoint().unwrap();
         done.fetch_add(1, Ordering::SeqCst);
-    }) as Box<dyn FnOnce() + Send>);
+    });
     let a_note = node_a.checkpoint().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1, "node B signed in between");
     let key = node_a.log_verifier_key();

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use postvault::{CollectOptions, Event, ExternalKey, OpenOptions, Vault, VaultError};
-use postvault_store::{
-    KeyStore, OpenMode, RewrapCount, RewrapFn, SqliteKeyStore, SqliteStore, StoreError,
-    SubjectKeys, SubjectRef,
-};
+use postvault_store::testing::{Faults, Faulty};
+use postvault_store::{KeyStore, OpenMode, SqliteKeyStore, SqliteStore, SubjectKeys};
 
 use super::disclosure::{approve, gateway_vault_on, mail_cover, submit};
 use super::*;
@@ -357,113 +355,32 @@ impl std::io::Read for Gate {
     }
 }
 
-/// A key store that fails destructions while `fail` is set, as a process
-/// killed between an intent and its destruction would leave things.
-struct FailingKeys {
-    inner: SqliteKeyStore,
-    fail: Arc<AtomicBool>,
-}
+/// The destructions of keys, which fail while a test's switch is on (as a
+/// process killed between an intent and its destruction leaves things), and
+/// the rotation, which then dies midway.
+const KEY_DESTRUCTIONS: &[&str] = &[
+    "delete_secret",
+    "delete_secrets",
+    "delete_subject_keys",
+    "rewrap",
+];
 
-impl FailingKeys {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io {
-                path: "keys.db".into(),
-                source: std::io::Error::other("killed before the keys were destroyed"),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl KeyStore for FailingKeys {
-    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
-        self.inner.put_subject_keys(keys)
-    }
-    fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError> {
-        self.inner.subject_keys(subject)
-    }
-    fn subject_keys_many(
-        &self,
-        subjects: &[SubjectRef],
-    ) -> Result<Vec<Option<SubjectKeys>>, StoreError> {
-        self.inner.subject_keys_many(subjects)
-    }
-    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.secret(name)
-    }
-    fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.put_secret(name, value)
-    }
-    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete_secret(name)
-    }
-    fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.inner.put_secret_or_get(name, value)
-    }
-    fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.secret_names(prefix)
-    }
-    fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.delete_secrets(names)
-    }
-    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.delete_subject_keys(subjects)
-    }
-    fn subject_refs(
-        &self,
-        after: Option<&SubjectRef>,
-        limit: usize,
-    ) -> Result<Vec<SubjectRef>, StoreError> {
-        self.inner.subject_refs(after, limit)
-    }
-    fn rewrap(
-        &self,
-        f: &mut RewrapFn<'_>,
-        insert: &[(String, Vec<u8>)],
-    ) -> Result<RewrapCount, StoreError> {
-        // A rotation killed midway: the transaction never commits.
-        if self.fail.load(Ordering::SeqCst) {
-            let mut n = 0;
-            return self.inner.rewrap(
-                &mut |item| {
-                    n += 1;
-                    if n > 2 {
-                        return Err(StoreError::Io {
-                            path: "keys.db".into(),
-                            source: std::io::Error::other("killed during the rotation"),
-                        });
-                    }
-                    f(item)
-                },
-                insert,
-            );
-        }
-        self.inner.rewrap(f, insert)
-    }
-    fn log_state(&self) -> Result<Option<postvault_store::LogState>, StoreError> {
-        self.inner.log_state()
-    }
-    fn swap_log_state(
-        &self,
-        expected: Option<&postvault_store::LogState>,
-        new: &postvault_store::LogState,
-    ) -> Result<postvault_store::LogStateSwap, StoreError> {
-        self.inner.swap_log_state(expected, new)
-    }
+/// The vault's key store in `dir`, failing [`KEY_DESTRUCTIONS`] while `fail`
+/// is on.
+fn failing_keys(dir: &Path, fail: &Arc<AtomicBool>) -> Faulty<SqliteKeyStore> {
+    let faults = Faults::new();
+    faults.fail_while(fail, KEY_DESTRUCTIONS);
+    Faulty::new(
+        SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap(),
+        &faults,
+    )
 }
 
 fn with_failing_keys(dir: &Path, c: &Arc<FixedClock>, fail: &Arc<AtomicBool>) -> Vault {
     Vault::from_parts(
         dir,
         Box::new(SqliteStore::open(&dir.join("data.db"), OpenMode::Existing).unwrap()),
-        Box::new(FailingKeys {
-            inner: SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap(),
-            fail: fail.clone(),
-        }),
+        Box::new(failing_keys(dir, fail)),
         opts(c),
     )
     .unwrap()
@@ -861,10 +778,7 @@ fn an_external_master_key_seals_the_key_store_and_rotates_atomically() {
     let v = Vault::from_parts(
         dir.path(),
         Box::new(SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap()),
-        Box::new(FailingKeys {
-            inner: SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap(),
-            fail: fail.clone(),
-        }),
+        Box::new(failing_keys(dir.path(), &fail)),
         opts_with(&c, Some(ext(5))),
     )
     .unwrap();

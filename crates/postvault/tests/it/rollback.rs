@@ -161,11 +161,21 @@ fn a_lost_or_truncated_data_wal_is_refused_at_open() {
         let v = vault(dir.path(), &c);
         collect(&v, "ingest", &person("s1", "m"));
         v.checkpoint().unwrap();
+        // The store's background checkpointer copies the WAL into
+        // `data.db` every few milliseconds; once it has, losing the WAL
+        // loses nothing. A reader holding its snapshot from here keeps the
+        // commits that follow in the WAL alone, as a crash can find them.
+        let pin = rusqlite::Connection::open(dir.path().join("data.db")).unwrap();
+        pin.execute_batch("BEGIN").unwrap();
+        let _: i64 = pin
+            .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+            .unwrap();
         reads(&v, 20);
         v.checkpoint().unwrap();
         // Mid-run copy of every file, as a crash leaves them.
         copy_files(dir.path(), snap.path(), &DATA);
         copy_files(dir.path(), snap.path(), &KEYS);
+        drop(pin);
         drop(v);
         let wal = snap.path().join("data.db-wal");
         if truncate {
@@ -443,17 +453,20 @@ fn below_quorum_a_checkpoint_stays_pending_and_the_last_final_one_is_served() {
     let tag = v.subject_tag_key("s1").unwrap().unwrap();
     let (cp, _) = v.find_leaves_cosigned(&tag).unwrap();
     assert!(!cp.is_final);
-    // verify with the witnesses' keys checks the last final checkpoint.
+    // verify with the witnesses' keys fails while the latest signed
+    // checkpoint lacks the quorum, naming the last one that has it.
     let keys = vec![w1.verifier_key(), w2.verifier_key()];
-    let rep = v
-        .verify_log(&VerifyOptions {
-            witnesses: keys.clone(),
-            ..VerifyOptions::default()
-        })
-        .unwrap();
-    assert_eq!(rep.checkpoint.unwrap().size, first.checkpoint.size);
-    assert_eq!(rep.cosigners.len(), 2);
-    assert!(rep.unwitnessed_leaves > 0);
+    let rep = v.verify_log(&VerifyOptions {
+        witnesses: keys.clone(),
+        ..VerifyOptions::default()
+    });
+    match rep {
+        Err(VaultError::LogVerification(m)) => assert!(
+            m.contains(&format!("ends at {} leaves", first.checkpoint.size)),
+            "{m}"
+        ),
+        other => panic!("a pending checkpoint verified: {other:?}"),
+    }
     drop(v);
     // The witness is back: the next round makes it final.
     let v = Vault::open(dir.path(), opts(&c))
@@ -474,6 +487,14 @@ fn below_quorum_a_checkpoint_stays_pending_and_the_last_final_one_is_served() {
         .collect();
     let w = postvault_log::verify_cosigned(&r.checkpoint.note, &v.log_verifier_key(), &vs).unwrap();
     assert_eq!(w.cosigned.len(), 2);
+    let rep = v
+        .verify_log(&VerifyOptions {
+            witnesses: keys.clone(),
+            ..VerifyOptions::default()
+        })
+        .unwrap();
+    assert_eq!(rep.checkpoint.unwrap().size, r.checkpoint.size);
+    assert_eq!(rep.cosigners.len(), 2);
     // A quorum of the other witness alone is refused by verify.
     let rep = v.verify_log(&VerifyOptions {
         checkpoint: Some(v.checkpoint().unwrap()),
@@ -508,4 +529,158 @@ fn a_quorum_is_between_one_and_the_number_of_witnesses() {
     ));
     let twice = [(w.clone(), true), (w, true)];
     assert!(v.with_witnesses(policy(&twice, 1)).is_err());
+}
+
+/// The witness policy is recorded in the key store on first configuration:
+/// a copy of the vault restored and run without its witnesses (or with
+/// others) refuses to sign, with its code; changing the policy is the
+/// operator's explicit step, one leaf.
+#[test]
+fn a_vault_run_without_its_recorded_witnesses_refuses_to_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let old = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    assert_eq!(v.recorded_witness_policy().unwrap(), None);
+    let key = v.log_verifier_key();
+    let (w1, w2) = (
+        witness(wdir.path(), "w1.example", &key),
+        witness(wdir.path(), "w2.example", &key),
+    );
+    let ws = [(w1.clone(), true), (w2.clone(), true)];
+    let v = v.with_witnesses(policy(&ws, 2)).unwrap();
+    let rec = v.recorded_witness_policy().unwrap().unwrap();
+    assert_eq!((rec.version, rec.quorum, rec.witnesses.len()), (1, 2, 2));
+    collect(&v, "ingest", &person("s1", "m"));
+    assert!(v.cosign().unwrap().checkpoint.is_final);
+    drop(v);
+    copy_files(dir.path(), old.path(), &DATA);
+    copy_files(dir.path(), old.path(), &KEYS);
+    let v = Vault::open(dir.path(), opts(&c))
+        .unwrap()
+        .with_witnesses(policy(&ws, 2))
+        .unwrap();
+    assert_eq!(v.recorded_witness_policy().unwrap().unwrap().version, 1);
+    reads(&v, 3);
+    assert!(v.cosign().unwrap().checkpoint.is_final);
+    drop(v);
+    // The older copy, run without witnesses (no flags): it reads, but
+    // signs nothing.
+    for f in DATA.iter().chain(&KEYS) {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    copy_files(old.path(), dir.path(), &DATA);
+    copy_files(old.path(), dir.path(), &KEYS);
+    let refused = |v: &Vault| {
+        let before = v.store().checkpoints().unwrap().len();
+        match v.checkpoint() {
+            Err(e @ VaultError::Refused { .. }) => {
+                assert_eq!(e.code(), postvault::WITNESSES_NOT_CONFIGURED);
+                assert!(e.to_string().contains("log witnesses set"), "{e}");
+            }
+            other => panic!("signed without the recorded witnesses: {other:?}"),
+        }
+        assert_eq!(v.store().checkpoints().unwrap().len(), before);
+    };
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    reads(&v, 2);
+    refused(&v);
+    assert!(!v.witness_policy_status().unwrap().may_sign);
+    drop(v);
+    // One of them, or a lower quorum: refused too.
+    for (ws, q) in [(&ws[..1], 1), (&ws[..], 1)] {
+        let v = Vault::open(dir.path(), opts(&c))
+            .unwrap()
+            .with_witnesses(policy(ws, q))
+            .unwrap();
+        refused(&v);
+    }
+    // The operator changes the record: one leaf, and the new policy signs.
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let n = v.store().log_size().unwrap();
+    assert!(matches!(
+        v.set_witness_policy(&[w1.verifier_key()], 2),
+        Err(VaultError::Invalid { .. })
+    ));
+    let p = v.set_witness_policy(&[w1.verifier_key()], 1).unwrap();
+    assert_eq!((p.version, p.quorum), (2, 1));
+    assert_eq!(v.store().log_size().unwrap(), n + 1);
+    let leaf = v.log_entries(n, n + 1).unwrap().remove(0).event.unwrap();
+    assert_eq!(leaf.action, "witness_policy");
+    assert_eq!(
+        leaf.selector.as_deref(),
+        Some("witnesses:1;quorum:1;version:2")
+    );
+    drop(v);
+    // Run with the recorded witness, this copy is caught: w1 cosigned the
+    // newer tree, and it is the whole quorum now.
+    let v = Vault::open(dir.path(), opts(&c))
+        .unwrap()
+        .with_witnesses(policy(&ws[..1], 1))
+        .unwrap();
+    assert_eq!(v.recorded_witness_policy().unwrap().unwrap().version, 2);
+    match v.checkpoint() {
+        Err(VaultError::LogRollback(m)) => assert!(m.contains("w1.example"), "{m}"),
+        other => panic!("signed over a restored vault: {other:?}"),
+    }
+    drop(v);
+    // A policy the operator records is the one the vault signs with.
+    let w3 = witness(wdir.path(), "w3.example", &key);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(
+        v.set_witness_policy(&[w3.verifier_key()], 1)
+            .unwrap()
+            .version,
+        3
+    );
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c))
+        .unwrap()
+        .with_witnesses(policy(&[(w3, true)], 1))
+        .unwrap();
+    assert!(v.cosign().unwrap().checkpoint.is_final);
+}
+
+/// `verify --witness` fails when the latest signed checkpoint is not
+/// cosigned by the quorum of the keys given: a checkpoint signed without
+/// the witnesses is a view no witness saw.
+#[test]
+fn verify_with_witnesses_fails_on_a_checkpoint_signed_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let key = v.log_verifier_key();
+    let (w1, w2) = (
+        witness(wdir.path(), "w1.example", &key),
+        witness(wdir.path(), "w2.example", &key),
+    );
+    let ws = [(w1.clone(), true), (w2.clone(), true)];
+    let v = v.with_witnesses(policy(&ws, 2)).unwrap();
+    collect(&v, "ingest", &person("s1", "m"));
+    let cosigned = v.cosign().unwrap().checkpoint.size;
+    let keys = vec![w1.verifier_key(), w2.verifier_key()];
+    let verify = |v: &Vault| {
+        v.verify_log(&VerifyOptions {
+            witnesses: keys.clone(),
+            ..VerifyOptions::default()
+        })
+    };
+    assert_eq!(verify(&v).unwrap().checkpoint.unwrap().size, cosigned);
+    drop(v);
+    // The record says no witnesses (the operator's step), and a checkpoint
+    // is signed without them.
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    v.set_witness_policy(&[], 0).unwrap();
+    reads(&v, 2);
+    v.checkpoint().unwrap();
+    let (latest, _) = v.store().latest_checkpoint().unwrap().unwrap();
+    assert!(latest > cosigned);
+    match verify(&v) {
+        Err(VaultError::LogVerification(m)) => {
+            assert!(m.contains("is not cosigned by 2 of the witnesses"), "{m}")
+        }
+        other => panic!("verify passed a checkpoint no witness saw: {other:?}"),
+    }
 }

@@ -1,0 +1,209 @@
+//! [`LogStore`] on PostgreSQL: leaves, stored hashes, checkpoints and
+//! cosignatures.
+
+use super::*;
+
+impl LogStore for PgStore {
+    fn log_size(&self) -> Result<u64, StoreError> {
+        self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT size FROM tree_state WHERE id = 1")
+                .await?;
+            Ok(c.query_one(&s, &[]).await?.try_get::<_, i64>(0)? as u64)
+        })
+    }
+
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (a, b) = (
+            start.min(i64::MAX as u64) as i64,
+            end.min(i64::MAX as u64) as i64,
+        );
+        self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached(
+                    "SELECT idx, body FROM leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                )
+                .await?;
+            let mut out = Vec::new();
+            for (expect, r) in (start..).zip(c.query(&s, &[&a, &b]).await?) {
+                let idx: i64 = r.try_get(0)?;
+                if idx as u64 != expect {
+                    return Err(Fail::Store(StoreError::Corrupt(format!(
+                        "log leaf {expect} is missing (found {idx} next)"
+                    ))));
+                }
+                out.push(r.try_get(1)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let ix: Vec<i64> = indexes.iter().map(|&i| i as i64).collect();
+        let found: HashMap<i64, Vec<u8>> = self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT idx, hash FROM log_hashes WHERE idx = ANY($1)")
+                .await?;
+            let mut m = HashMap::with_capacity(ix.len());
+            for r in c.query(&s, &[&ix]).await? {
+                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
+            }
+            Ok(m)
+        })?;
+        indexes
+            .iter()
+            .map(|&i| {
+                found
+                    .get(&(i as i64))
+                    .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("log hash {i} is missing")))
+            })
+            .collect()
+    }
+
+    fn hashed_size(&self) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| meta_u64_of(c, "log_hashed_size").await)
+    }
+
+    fn put_log_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        hashes: &[(u64, [u8; 32])],
+    ) -> Result<bool, StoreError> {
+        let idx: Vec<i64> = hashes.iter().map(|(i, _)| *i as i64).collect();
+        let hs: Vec<&[u8]> = hashes.iter().map(|(_, h)| &h[..]).collect();
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            // The hashed size's row orders hash writers of every node; they
+            // do not wait for ingest.
+            if meta_u64(&tx, "log_hashed_size", true).await? != from {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO log_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                &[&idx, &hs],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE meta SET value = $1 WHERE key = 'log_hashed_size'",
+                &[&to.to_string()],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.db.run(false, async |c| {
+            c.execute(
+                "INSERT INTO log_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&(size as i64), &note],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        self.db.run(false, async |c| {
+            c.query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
+                .collect()
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.db.run(false, async |c| {
+            match c
+                .query_opt(
+                    "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+                    &[],
+                )
+                .await?
+            {
+                Some(r) => Ok(Some((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let cosigners: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+        let texts: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        self.db.run(true, async |c| {
+            c.execute(
+                "INSERT INTO log_cosignatures (size, cosigner, line)
+                 SELECT $1, c, l FROM unnest($2::text[], $3::text[]) AS x (c, l)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+                &[&(size as i64), &cosigners, &texts],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.run(true, async |c| {
+            c.query(
+                "SELECT cosigner, line FROM log_cosignatures WHERE size = $1
+                 ORDER BY cosigner COLLATE \"C\"",
+                &[&(size as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        self.db.run(true, async |c| {
+            Ok(c.query_opt(
+                "SELECT size FROM log_cosignatures WHERE cosigner = ANY($1)
+                 GROUP BY size HAVING count(*) >= $2 ORDER BY size DESC LIMIT 1",
+                &[&cosigners, &(quorum as i64)],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|n| n as u64))
+        })
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        self.db.run(true, async |c| {
+            let n: Option<i64> = c
+                .query_one(
+                    "SELECT max(size) FROM log_cosignatures WHERE cosigner = $1",
+                    &[&cosigner],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(n.map(|n| n as u64))
+        })
+    }
+}

@@ -1,0 +1,349 @@
+//! [`RightsStore`] on PostgreSQL: retention sweeps, erasure in steps, legal
+//! holds and re-keying.
+
+use super::*;
+
+impl RightsStore for PgStore {
+    fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
+        self.db.run(false, async |c| {
+            let tx = c.transaction().await?;
+            let data = read_subject(&tx, subject, false).await?;
+            tx.commit().await?;
+            Ok(data.records)
+        })
+    }
+
+    fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
+        let ids: Vec<&[u8]> = records.iter().map(|r| &r.id[..]).collect();
+        let subjects: Vec<&[u8]> = records.iter().map(|r| &r.subject[..]).collect();
+        let key_ids: Vec<i64> = records.iter().map(|r| i64::from(r.key_id)).collect();
+        let sealed: Vec<&[u8]> = records.iter().map(|r| r.sealed.as_slice()).collect();
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            let n = tx
+                .execute(
+                    "UPDATE records r SET key_id = d.key_id, sealed = d.sealed
+                     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
+                         AS d (id, subject, key_id, sealed)
+                     WHERE r.id = d.id AND r.subject = d.subject",
+                    &[&ids, &subjects, &key_ids, &sealed],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            // Ordered with hold placements, so a hold committed before the
+            // sweep is seen by it.
+            lock_tree(&tx).await?;
+            let rows = tx
+                .query(
+                    "DELETE FROM records WHERE (id, subject) IN (
+                         SELECT id, subject FROM records
+                         WHERE expires_at <= $1 AND subject NOT IN
+                             (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > $1)
+                         ORDER BY expires_at LIMIT $2)
+                     RETURNING id, subject, category",
+                    &[&now, &limit],
+                )
+                .await?;
+            let mut out = SweepBatch::default();
+            let mut ids: Vec<&[u8]> = Vec::with_capacity(rows.len());
+            let mut subjects: Vec<&[u8]> = Vec::with_capacity(rows.len());
+            for r in &rows {
+                ids.push(r.try_get(0)?);
+                subjects.push(r.try_get(1)?);
+                let category: String = r.try_get(2)?;
+                out.deleted += 1;
+                *out.by_category.entry(category).or_default() += 1;
+            }
+            if !ids.is_empty() {
+                tx.execute(
+                    "DELETE FROM lookups l USING unnest($1::bytea[], $2::bytea[]) AS d (subject, record)
+                     WHERE l.subject = d.subject AND l.record = d.record",
+                    &[&subjects, &ids],
+                )
+                .await?;
+            }
+            if let Some(id) = intent
+                && out.deleted > 0
+            {
+                crate::ops::add_progress(&tx, id, out.deleted).await?;
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| crate::ops::count_expired(&*c, now).await)
+    }
+
+    fn erase(
+        &self,
+        subjects: &[SubjectRef],
+        now: i64,
+        leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
+    ) -> Result<EraseOutcome, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, out, held) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let asked = refs(subjects);
+                let on_hold: HashSet<SubjectRef> = tx
+                    .query(
+                        "SELECT subject FROM holds
+                         WHERE released_at IS NULL AND until_at > $1 AND subject = ANY($2)",
+                        &[&now, &asked],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| ref16(r.try_get(0)?, "subject ref"))
+                    .collect::<Result<_, _>>()?;
+                let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+                let mut out = EraseOutcome {
+                    first_leaf: first,
+                    ..EraseOutcome::default()
+                };
+                for (s, &h) in subjects.iter().zip(&held) {
+                    if h {
+                        out.held.push(*s);
+                    } else {
+                        out.erased.push(*s);
+                    }
+                }
+                let erased = refs(&out.erased);
+                if !erased.is_empty() {
+                    tx.execute(
+                        "INSERT INTO erasures (subject, at) SELECT DISTINCT s, $2::bigint
+                         FROM unnest($1::bytea[]) AS s ON CONFLICT DO NOTHING",
+                        &[&erased, &now],
+                    )
+                    .await?;
+                    out.records = delete_rows_of(&tx, &erased).await?;
+                    bump_erasure_gen(&tx).await?;
+                }
+                Ok::<_, Fail>((tx, out, held))
+            })?;
+            let first = out.first_leaf;
+            let bodies = guarded(|| {
+                subjects
+                    .iter()
+                    .zip(&held)
+                    .enumerate()
+                    .map(|(i, (s, &h))| leaf(first + i as u64, s, h))
+                    .collect::<Vec<_>>()
+            })?;
+            let at = first + bodies.len() as u64;
+            let planned = guarded(|| intent(at, &out))?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                if let Some((row, body)) = &planned {
+                    append(&tx, at, std::slice::from_ref(body)).await?;
+                    crate::ops::insert_intent(&tx, at, row).await?;
+                }
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
+            Ok(out)
+        })
+    }
+
+    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
+        self.db.run(false, async |c| {
+            c.query("SELECT subject FROM erasures ORDER BY subject", &[])
+                .await?
+                .iter()
+                .map(|r| ref16(r.try_get(0)?, "subject ref"))
+                .collect()
+        })
+    }
+
+    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
+        let done = refs(subjects);
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            lock_tree(&tx).await?;
+            let pending: Vec<Vec<u8>> = tx
+                .query("SELECT subject FROM erasures", &[])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let pending: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+            delete_rows_of(&tx, &pending).await?;
+            tx.execute("DELETE FROM erasures WHERE subject = ANY($1)", &[&done])
+                .await?;
+            bump_erasure_gen(&tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn erasure_gen(&self) -> Result<u64, StoreError> {
+        // One statement, no transaction: the facade asks before every read.
+        self.db
+            .run(false, async |c| meta_u64_of(c, "erasure_gen").await)
+    }
+
+    fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let s = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ))
+                    .await?;
+                for h in holds {
+                    tx.execute(
+                        &s,
+                        &[
+                            &h.id,
+                            &&h.subject[..],
+                            &h.disclosure,
+                            &h.placed_by,
+                            &h.placed_at,
+                            &h.until,
+                            &h.notice_after,
+                            &h.released_at,
+                            &h.released_by,
+                        ],
+                    )
+                    .await?;
+                }
+                Ok::<_, Fail>((tx, first))
+            })?;
+            let bodies = build_leaves(first, holds.len(), leaf)?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok(first)
+            })
+        })
+    }
+
+    fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError> {
+        self.db.run(false, async |c| {
+            let rows = match subject {
+                Some(s) => {
+                    c.query(
+                        &format!(
+                            "SELECT {HOLD_COLUMNS} FROM holds WHERE subject = $1
+                             ORDER BY placed_at, id COLLATE \"C\""
+                        ),
+                        &[&&s[..]],
+                    )
+                    .await?
+                }
+                None => {
+                    c.query(
+                        &format!(
+                            "SELECT {HOLD_COLUMNS} FROM holds
+                             ORDER BY placed_at, id COLLATE \"C\", subject"
+                        ),
+                        &[],
+                    )
+                    .await?
+                }
+            };
+            rows.iter().map(hold_from_row).collect()
+        })
+    }
+
+    fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        self.db.session(false, |w, c| {
+            let (tx, first, mut rows) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                let rows = tx
+                    .query(
+                        &format!(
+                            "UPDATE holds SET released_at = $2, released_by = $3
+                             WHERE id = $1 AND released_at IS NULL RETURNING {HOLD_COLUMNS}"
+                        ),
+                        &[&id, &at, &by],
+                    )
+                    .await?
+                    .iter()
+                    .map(hold_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, Fail>((tx, first, rows))
+            })?;
+            rows.sort_by_key(|r| r.subject);
+            let bodies = guarded(|| {
+                rows.iter()
+                    .enumerate()
+                    .map(|(i, r)| leaf(first + i as u64, r))
+                    .collect::<Vec<_>>()
+            })?;
+            w.wait(async {
+                append(&tx, first, &bodies).await?;
+                tx.commit().await?;
+                Ok::<_, Fail>(())
+            })?;
+            Ok(rows)
+        })
+    }
+}
+
+pub(super) async fn bump_erasure_gen(tx: &Transaction<'_>) -> Result<(), Fail> {
+    tx.execute(
+        "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'erasure_gen'",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes every record, lookup and consent of `subjects`; returns the
+/// records deleted.
+pub(super) async fn delete_rows_of(tx: &Transaction<'_>, subjects: &[&[u8]]) -> Result<u64, Fail> {
+    let n = tx
+        .execute("DELETE FROM records WHERE subject = ANY($1)", &[&subjects])
+        .await?;
+    for t in ["lookups", "consents"] {
+        tx.execute(
+            &format!("DELETE FROM {t} WHERE subject = ANY($1)"),
+            &[&subjects],
+        )
+        .await?;
+    }
+    Ok(n)
+}
+
+pub(super) const HOLD_COLUMNS: &str = "id, subject, disclosure, placed_by, placed_at, until_at,
+    notice_after, released_at, released_by";
+
+pub(super) fn hold_from_row(r: &Row) -> Result<HoldRow, Fail> {
+    Ok(HoldRow {
+        id: r.try_get(0)?,
+        subject: ref16(r.try_get(1)?, "subject ref")?,
+        disclosure: r.try_get(2)?,
+        placed_by: r.try_get(3)?,
+        placed_at: r.try_get(4)?,
+        until: r.try_get(5)?,
+        notice_after: r.try_get(6)?,
+        released_at: r.try_get(7)?,
+        released_by: r.try_get(8)?,
+    })
+}

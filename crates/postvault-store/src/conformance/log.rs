@@ -1,0 +1,55 @@
+//! Checks of [`crate::LogStore`]: stored hashes, checkpoints, cosignatures.
+
+use super::*;
+
+pub fn log_hashes_advance_only_from_their_size(s: &dyn Store) {
+    assert_eq!(s.hashed_size().unwrap(), 0);
+    assert!(
+        s.put_log_hashes(0, 2, &[(0, [1; 32]), (1, [2; 32]), (2, [3; 32])])
+            .unwrap()
+    );
+    assert_eq!(s.hashed_size().unwrap(), 2);
+    // A stale writer is refused and writes nothing.
+    assert!(!s.put_log_hashes(0, 1, &[(0, [9; 32])]).unwrap());
+    assert_eq!(s.log_hashes(&[2, 0]).unwrap(), vec![[3; 32], [1; 32]]);
+    assert!(matches!(s.log_hashes(&[3]), Err(StoreError::Corrupt(_))));
+    assert!(s.put_log_hashes(2, 3, &[(3, [4; 32])]).unwrap());
+    assert_eq!(s.hashed_size().unwrap(), 3);
+}
+
+pub fn checkpoints_are_kept_by_size(s: &dyn Store) {
+    assert_eq!(s.latest_checkpoint().unwrap(), None);
+    s.put_checkpoint(5, "five").unwrap();
+    s.put_checkpoint(9, "nine").unwrap();
+    s.put_checkpoint(5, "other five").unwrap();
+    assert_eq!(
+        s.latest_checkpoint().unwrap(),
+        Some((9, "nine".to_string()))
+    );
+    assert_eq!(
+        s.checkpoints().unwrap(),
+        vec![(5, "five".to_string()), (9, "nine".to_string())]
+    );
+    assert_eq!(s.checkpoint_note(5).unwrap().as_deref(), Some("five"));
+    assert_eq!(s.checkpoint_note(7).unwrap(), None);
+}
+
+pub fn cosignatures_are_kept_per_checkpoint_and_cosigner(s: &dyn Store) {
+    let line = |w: &str, n: u64| (w.to_string(), format!("\u{2014} {w} line-{n}\n"));
+    assert_eq!(s.latest_cosigned(&["a".into()], 1).unwrap(), None);
+    assert_eq!(s.cosigned_by("a").unwrap(), None);
+    s.put_cosignatures(5, &[line("a", 1), line("b", 1)])
+        .unwrap();
+    s.put_cosignatures(9, &[line("a", 2)]).unwrap();
+    s.put_cosignatures(5, &[line("a", 3)]).unwrap();
+    assert_eq!(s.cosignatures(5).unwrap(), vec![line("a", 3), line("b", 1)]);
+    assert_eq!(s.cosignatures(7).unwrap(), vec![]);
+    let ab = ["a".to_string(), "b".to_string()];
+    assert_eq!(s.latest_cosigned(&ab, 1).unwrap(), Some(9));
+    assert_eq!(s.latest_cosigned(&ab, 2).unwrap(), Some(5));
+    assert_eq!(s.latest_cosigned(&ab, 3).unwrap(), None);
+    assert_eq!(s.latest_cosigned(&["b".into()], 1).unwrap(), Some(5));
+    assert_eq!(s.latest_cosigned(&[], 0).unwrap(), None);
+    assert_eq!(s.cosigned_by("a").unwrap(), Some(9));
+    assert_eq!(s.cosigned_by("c").unwrap(), None);
+}

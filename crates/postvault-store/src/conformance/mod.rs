@@ -1,0 +1,103 @@
+//! The conformance suite every [`Store`] and [`KeyStore`] backend must pass.
+//! Each check takes a fresh, empty store and panics on a violation; a
+//! backend's tests call [`run_all`] (and [`run_all_keys`]) with a factory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::{
+    AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, HoldRow, KeyStore, LookupRow,
+    PrincipalRow, ReadScope, RecordRow, Store, StoreError, SubjectData, SubjectKeys, SubmitQuery,
+    WriteBatch,
+};
+
+mod keys;
+mod ledger;
+mod log;
+mod ops;
+mod records;
+mod rights;
+
+pub use keys::{
+    log_state_swaps_only_from_the_state_expected, rewrap_changes_every_key_in_one_transaction,
+    secrets_are_listed_raced_and_destroyed_in_batches, secrets_are_write_once,
+    secrets_can_be_destroyed, subject_keys_are_kept_once,
+};
+pub use ledger::{
+    disclosure_steps_read_write_and_account_atomically,
+    disclosures_count_quotas_and_reuse_in_their_transaction,
+};
+pub use log::{
+    checkpoints_are_kept_by_size, cosignatures_are_kept_per_checkpoint_and_cosigner,
+    log_hashes_advance_only_from_their_size,
+};
+pub use ops::{
+    intents_are_written_ahead_counted_and_completed_once,
+    key_usage_and_record_subjects_count_what_keys_seal, meta_round_trips, principals_are_unique,
+    principals_rotate_and_revoke,
+    runs_commit_progress_with_their_batches_and_refuse_a_second_writer,
+};
+pub use records::{
+    consents_keep_the_latest, failed_batch_leaves_nothing, leaves_are_dense_and_ordered,
+    lookups_find_subjects, scoped_reads_touch_only_what_they_may,
+    unknown_subject_still_leaves_a_leaf, write_then_read_accounts_each,
+};
+pub use rights::{
+    corrections_keep_history_once, erasure_deletes_rows_spares_holds_and_fences_writes,
+    rekey_replaces_ciphertext_in_place, sweeps_delete_only_what_expired_and_is_not_held,
+};
+
+pub(super) fn record(subject: u8, n: u8, category: &str) -> RecordRow {
+    RecordRow {
+        id: [n; 16],
+        subject: [subject; 16],
+        category: category.into(),
+        purpose: "delivery".into(),
+        source: "svc".into(),
+        collected_at: 1_000 + i64::from(n),
+        expires_at: 9_000,
+        key_id: 0,
+        sealed: vec![n, subject, 0xAA],
+        superseded_by: None,
+    }
+}
+
+pub(super) fn leaf_body(idx: u64, i: usize) -> Vec<u8> {
+    format!("leaf {idx} #{i}").into_bytes()
+}
+
+/// Runs every data-store check, each on a fresh store from `fresh`.
+pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
+    write_then_read_accounts_each(&*fresh());
+    unknown_subject_still_leaves_a_leaf(&*fresh());
+    failed_batch_leaves_nothing(&*fresh());
+    consents_keep_the_latest(&*fresh());
+    lookups_find_subjects(&*fresh());
+    principals_are_unique(&*fresh());
+    principals_rotate_and_revoke(&*fresh());
+    scoped_reads_touch_only_what_they_may(&*fresh());
+    leaves_are_dense_and_ordered(&*fresh());
+    meta_round_trips(&*fresh());
+    log_hashes_advance_only_from_their_size(&*fresh());
+    checkpoints_are_kept_by_size(&*fresh());
+    cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
+    disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());
+    disclosure_steps_read_write_and_account_atomically(&*fresh());
+    erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
+    sweeps_delete_only_what_expired_and_is_not_held(&*fresh());
+    rekey_replaces_ciphertext_in_place(&*fresh());
+    corrections_keep_history_once(&*fresh());
+    runs_commit_progress_with_their_batches_and_refuse_a_second_writer(&*fresh());
+    intents_are_written_ahead_counted_and_completed_once(&*fresh());
+    key_usage_and_record_subjects_count_what_keys_seal(&*fresh());
+}
+
+/// Runs every key-store check on a fresh key store from `fresh`.
+pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
+    subject_keys_are_kept_once(&*fresh());
+    secrets_are_write_once(&*fresh());
+    secrets_can_be_destroyed(&*fresh());
+    secrets_are_listed_raced_and_destroyed_in_batches(&*fresh());
+    rewrap_changes_every_key_in_one_transaction(&*fresh());
+
+    log_state_swaps_only_from_the_state_expected(&*fresh());
+}

@@ -1,0 +1,190 @@
+//! Checks of [`crate::RecordStore`]: batches, reads and their leaves, consents,
+//! lookups.
+
+use super::*;
+
+pub fn write_then_read_accounts_each(s: &dyn Store) {
+    let batch = WriteBatch {
+        records: vec![
+            record(1, 1, "address"),
+            record(1, 2, "scan_event"),
+            record(2, 3, "address"),
+        ],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    let first = s.write(&batch, &mut leaf_body).unwrap();
+    assert_eq!(first, 0);
+    assert_eq!(s.record_count().unwrap(), 3);
+    let (data, idx) = s
+        .read_accounted(&[1; 16], &mut |d, idx| {
+            format!("read {} at {idx}", d.records.len()).into_bytes()
+        })
+        .unwrap();
+    assert!(data.exists);
+    assert_eq!(idx, 1);
+    assert_eq!(
+        data.records,
+        vec![record(1, 1, "address"), record(1, 2, "scan_event")]
+    );
+    assert_eq!(s.log_size().unwrap(), 2);
+    assert_eq!(s.leaves(1, 2).unwrap(), vec![b"read 2 at 1".to_vec()]);
+}
+
+pub fn unknown_subject_still_leaves_a_leaf(s: &dyn Store) {
+    let (data, idx) = s
+        .read_accounted(&[9; 16], &mut |d, _| vec![u8::from(d.exists)])
+        .unwrap();
+    assert!(!data.exists);
+    assert!(data.records.is_empty());
+    assert_eq!(idx, 0);
+    assert_eq!(s.leaves(0, 10).unwrap(), vec![vec![0u8]]);
+}
+
+pub fn failed_batch_leaves_nothing(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    // A leaf callback that panics midway must not leave half a batch.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.write(
+            &WriteBatch {
+                records: vec![record(3, 7, "address")],
+                leaves: 2,
+                ..WriteBatch::default()
+            },
+            &mut |idx, i| {
+                assert!(i == 0, "leaf callback failure injected");
+                leaf_body(idx, i)
+            },
+        )
+    }));
+    assert!(r.is_err());
+    assert_eq!(s.record_count().unwrap(), 1);
+    assert_eq!(s.log_size().unwrap(), 1);
+    let (data, _) = s.read_accounted(&[3; 16], &mut |_, _| vec![]).unwrap();
+    assert!(!data.exists);
+}
+
+pub fn consents_keep_the_latest(s: &dyn Store) {
+    let c = |granted, at| ConsentRow {
+        subject: [1; 16],
+        purpose: "marketing".into(),
+        granted,
+        at,
+    };
+    for (granted, at) in [(true, 10), (false, 20), (true, 15)] {
+        s.write(
+            &WriteBatch {
+                consents: vec![c(granted, at)],
+                leaves: 1,
+                ..WriteBatch::default()
+            },
+            &mut leaf_body,
+        )
+        .unwrap();
+    }
+    let (data, _) = s.read_accounted(&[1; 16], &mut |_, _| vec![]).unwrap();
+    assert_eq!(data.consents, vec![c(false, 20)]);
+}
+
+/// A scoped read hands over only what its scope allows, each with its leaf:
+/// nothing under `LeafOnly`; under `IfConsented` the person's data only
+/// while that consent is granted.
+pub fn scoped_reads_touch_only_what_they_may(s: &dyn Store) {
+    let c = |granted, at| ConsentRow {
+        subject: [1; 16],
+        purpose: "marketing".into(),
+        granted,
+        at,
+    };
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address"), record(1, 2, "scan_event")],
+            consents: vec![c(false, 5)],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let read = |scope| {
+        let (d, idx) = s
+            .read_scoped(&[1; 16], scope, &mut |d, idx| {
+                format!("{} records at {idx}", d.records.len()).into_bytes()
+            })
+            .unwrap();
+        assert_eq!(s.leaves(idx, idx + 1).unwrap().len(), 1);
+        d
+    };
+    assert_eq!(read(ReadScope::LeafOnly), SubjectData::default());
+    assert_eq!(
+        read(ReadScope::IfConsented("marketing")),
+        SubjectData::default()
+    );
+    assert_eq!(
+        read(ReadScope::IfConsented("statistics")),
+        SubjectData::default()
+    );
+    assert_eq!(s.consent(&[1; 16], "marketing").unwrap(), Some(c(false, 5)));
+    assert_eq!(s.consent(&[2; 16], "marketing").unwrap(), None);
+    s.write(
+        &WriteBatch {
+            consents: vec![c(true, 6)],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let d = read(ReadScope::IfConsented("marketing"));
+    assert_eq!(d.records.len(), 2);
+    assert_eq!(d.consents, vec![c(true, 6)]);
+    assert_eq!(read(ReadScope::LeafOnly), SubjectData::default());
+    assert_eq!(read(ReadScope::All).records.len(), 2);
+    assert_eq!(s.log_size().unwrap(), 8);
+}
+
+pub fn lookups_find_subjects(s: &dyn Store) {
+    let l = |token: u8, subject: u8, record: u8| LookupRow {
+        token: [token; 16],
+        subject: [subject; 16],
+        record: [record; 16],
+    };
+    s.write(
+        &WriteBatch {
+            records: vec![
+                record(1, 1, "account_identity"),
+                record(2, 2, "account_identity"),
+            ],
+            lookups: vec![l(7, 1, 1), l(8, 2, 2), l(7, 2, 2)],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    assert_eq!(s.lookup(&[7; 16]).unwrap(), vec![[1; 16], [2; 16]]);
+    assert_eq!(s.lookup(&[8; 16]).unwrap(), vec![[2; 16]]);
+    assert!(s.lookup(&[9; 16]).unwrap().is_empty());
+}
+
+pub fn leaves_are_dense_and_ordered(s: &dyn Store) {
+    for _ in 0..3 {
+        s.append_leaves(4, &mut leaf_body).unwrap();
+    }
+    assert_eq!(s.log_size().unwrap(), 12);
+    let all = s.leaves(0, 100).unwrap();
+    assert_eq!(all.len(), 12);
+    for (i, l) in all.iter().enumerate() {
+        assert_eq!(l, &leaf_body(i as u64, i % 4));
+    }
+    assert_eq!(s.leaves(5, 7).unwrap(), all[5..7].to_vec());
+    assert!(s.leaves(12, 20).unwrap().is_empty());
+}

@@ -1,0 +1,249 @@
+//! Checks of [`crate::RightsStore`]: erasure, sweeps, holds, re-keying and
+//! corrections.
+
+use super::*;
+
+pub(super) fn hold(subject: u8, until: i64) -> HoldRow {
+    HoldRow {
+        id: format!("hold-{subject}"),
+        disclosure: "d-1".into(),
+        subject: [subject; 16],
+        placed_by: "officer".into(),
+        placed_at: 1_000,
+        until,
+        ..HoldRow::default()
+    }
+}
+
+pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
+    let batch = WriteBatch {
+        records: vec![
+            record(1, 1, "address"),
+            record(1, 2, "scan_event"),
+            record(2, 3, "address"),
+        ],
+        lookups: vec![LookupRow {
+            token: [7; 16],
+            subject: [1; 16],
+            record: [1; 16],
+        }],
+        consents: vec![ConsentRow {
+            subject: [1; 16],
+            purpose: "marketing".into(),
+            granted: true,
+            at: 1,
+        }],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&batch, &mut leaf_body).unwrap();
+    s.put_holds(&[hold(2, 5_000)], &mut leaf_body).unwrap();
+    let before = s.erasure_gen().unwrap();
+    let size = s.log_size().unwrap();
+    let mut seen = Vec::new();
+    let mut intent_at = None;
+    let out = s
+        .erase(
+            &[[1; 16], [2; 16]],
+            2_000,
+            &mut |idx, subj, held| {
+                seen.push((idx, subj[0], held));
+                b"erase".to_vec()
+            },
+            &mut |idx, out| {
+                intent_at = Some((idx, out.records));
+                Some((
+                    crate::Intent {
+                        kind: "erase".into(),
+                        body: "{}".into(),
+                        at: 2_000,
+                    },
+                    b"erase intent".to_vec(),
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(out.erased, vec![[1; 16]]);
+    assert_eq!(out.held, vec![[2; 16]]);
+    assert_eq!(out.records, 2);
+    assert_eq!(seen, vec![(size, 1, false), (size + 1, 2, true)]);
+    // The intent follows the people's leaves, in the same transaction.
+    assert_eq!(intent_at, Some((size + 2, 2)));
+    assert_eq!(s.log_size().unwrap(), size + 3);
+    assert_eq!(
+        s.leaves(size + 2, size + 3).unwrap(),
+        vec![b"erase intent".to_vec()]
+    );
+    let pending = s.intents().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].id, pending[0].kind.as_str()),
+        (size + 2, "erase")
+    );
+    assert!(
+        !s.read_accounted(&[1; 16], &mut |_, _| vec![])
+            .unwrap()
+            .0
+            .exists
+    );
+    assert!(s.lookup(&[7; 16]).unwrap().is_empty());
+    assert_eq!(s.subject_records(&[2; 16]).unwrap().len(), 1);
+    assert_eq!(s.pending_erasures().unwrap(), vec![[1; 16]]);
+    // A batch prepared before the erasure is refused, and leaves nothing.
+    let stale = WriteBatch {
+        records: vec![record(1, 9, "address")],
+        leaves: 1,
+        erasure_gen: Some(before),
+        ..WriteBatch::default()
+    };
+    let size = s.log_size().unwrap();
+    assert!(matches!(
+        s.write(&stale, &mut leaf_body),
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.log_size().unwrap(), size);
+    // Without the fence too: a pending subject takes no record until its
+    // erasure is finished; then new data is welcome.
+    let unfenced = WriteBatch {
+        records: vec![record(1, 9, "address")],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    assert!(matches!(
+        s.write(&unfenced, &mut leaf_body),
+        Err(StoreError::Conflict)
+    ));
+    let mid = s.erasure_gen().unwrap();
+    assert_ne!(mid, before);
+    s.finish_erasure(&[[1; 16]]).unwrap();
+    assert!(s.pending_erasures().unwrap().is_empty());
+    assert!(s.subject_records(&[1; 16]).unwrap().is_empty());
+    assert_ne!(s.erasure_gen().unwrap(), mid);
+    s.write(&unfenced, &mut leaf_body).unwrap();
+    assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 1);
+    // After the hold lapses the subject can be erased.
+    let out = s
+        .erase(&[[2; 16]], 5_000, &mut |_, _, _| vec![1], &mut |_, _| None)
+        .unwrap();
+    assert_eq!(out.erased, vec![[2; 16]]);
+    assert_eq!(s.intents().unwrap().len(), 1, "no intent was asked for");
+}
+
+pub fn sweeps_delete_only_what_expired_and_is_not_held(s: &dyn Store) {
+    let mut a = record(1, 1, "address");
+    a.expires_at = 100;
+    let mut b = record(1, 2, "mail_image");
+    b.expires_at = 200;
+    let mut c = record(2, 3, "mail_image");
+    c.expires_at = 100;
+    let mut d = record(3, 4, "address");
+    d.expires_at = 10_000;
+    s.write(
+        &WriteBatch {
+            records: vec![a, b, c, d],
+            lookups: vec![LookupRow {
+                token: [5; 16],
+                subject: [1; 16],
+                record: [1; 16],
+            }],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    s.put_holds(&[hold(2, 1_000_000)], &mut leaf_body).unwrap();
+    assert_eq!(
+        s.count_expired(300).unwrap(),
+        2,
+        "the held one is not counted"
+    );
+    let first = s.sweep_expired(300, 1, None).unwrap();
+    assert_eq!(first.deleted, 1);
+    let rest = s.sweep_expired(300, 100, None).unwrap();
+    assert_eq!(rest.deleted, 1);
+    assert_eq!(s.sweep_expired(300, 100, None).unwrap().deleted, 0);
+    assert_eq!(s.count_expired(300).unwrap(), 0);
+    assert_eq!(
+        s.record_count().unwrap(),
+        2,
+        "the held and the unexpired stay"
+    );
+    assert!(s.lookup(&[5; 16]).unwrap().is_empty());
+    assert_eq!(s.subject_records(&[2; 16]).unwrap().len(), 1);
+    let released = s
+        .release_hold("hold-2", "officer", 400, &mut |_, h| {
+            assert_eq!(h.released_at, Some(400));
+            vec![2]
+        })
+        .unwrap();
+    assert_eq!(released.len(), 1);
+    assert!(
+        s.release_hold("hold-2", "officer", 500, &mut |_, _| vec![])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.holds(Some(&[2; 16])).unwrap()[0].released_at, Some(400));
+    assert_eq!(
+        s.sweep_expired(500, 100, None)
+            .unwrap()
+            .by_category
+            .get("mail_image"),
+        Some(&1)
+    );
+    assert_eq!(s.record_count().unwrap(), 1);
+}
+
+pub fn rekey_replaces_ciphertext_in_place(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let mut r = record(1, 1, "address");
+    r.key_id = crate::key_id::PERIOD;
+    r.sealed = vec![9, 9, 9];
+    assert_eq!(s.rekey(&[r.clone(), record(4, 4, "address")]).unwrap(), 1);
+    assert_eq!(s.subject_records(&[1; 16]).unwrap(), vec![r]);
+}
+
+pub fn corrections_keep_history_once(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let fix = WriteBatch {
+        records: vec![record(1, 2, "address")],
+        supersede: vec![([1; 16], [1; 16], [2; 16])],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&fix, &mut leaf_body).unwrap();
+    let rows = s.subject_records(&[1; 16]).unwrap();
+    assert_eq!(rows.len(), 2, "the corrected record is kept");
+    assert_eq!(rows[0].superseded_by, Some([2; 16]));
+    assert_eq!(rows[1].superseded_by, None);
+    // Correcting it again (or another subject's record) fails and writes nothing.
+    let size = s.log_size().unwrap();
+    let again = WriteBatch {
+        records: vec![record(1, 3, "address")],
+        supersede: vec![([1; 16], [1; 16], [3; 16])],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    assert!(matches!(
+        s.write(&again, &mut leaf_body),
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(s.log_size().unwrap(), size);
+    assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 2);
+}

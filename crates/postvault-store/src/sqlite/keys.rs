@@ -1,0 +1,326 @@
+//! [`SqliteKeyStore`]: the embedded key store, a separate SQLite file.
+
+use super::*;
+
+/// The embedded key store: a separate SQLite file, mode 0600.
+pub struct SqliteKeyStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteKeyStore")
+    }
+}
+
+impl SqliteKeyStore {
+    pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteKeyStore, StoreError> {
+        let conn = open_db(path, mode, KEYS_APP_ID, KEYS_MIGRATIONS, "key store")?;
+        Ok(SqliteKeyStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The durability settings of the key store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
+    /// Runs `delete` for each key in one transaction, then moves the
+    /// deletion out of the WAL (`overwrite_wal`); returns the rows deleted.
+    fn destroy<K: rusqlite::ToSql>(&self, delete: &str, keys: &[K]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut s = tx.prepare_cached(delete)?;
+            for k in keys {
+                n += s.execute([k])? as u64;
+            }
+        }
+        tx.commit()?;
+        overwrite_wal(&conn)?;
+        Ok(n)
+    }
+}
+
+fn log_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogState, StoreError>> {
+    let root: Vec<u8> = r.get(1)?;
+    let Ok(root) = <[u8; 32]>::try_from(root) else {
+        return Ok(Err(StoreError::Corrupt(
+            "the log state's root is not 32 bytes".into(),
+        )));
+    };
+    Ok(Ok(LogState {
+        size: r.get::<_, i64>(0)? as u64,
+        root,
+        note: r.get(2)?,
+        signed: r.get::<_, i64>(3)? as u64,
+    }))
+}
+
+fn read_log_state(conn: &Connection) -> Result<Option<LogState>, StoreError> {
+    conn.query_row(
+        "SELECT size, root, note, signed FROM log_state WHERE id = 1",
+        [],
+        log_state_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+impl KeyStore for SqliteKeyStore {
+    fn log_state(&self) -> Result<Option<LogState>, StoreError> {
+        read_log_state(&self.conn())
+    }
+
+    fn swap_log_state(
+        &self,
+        expected: Option<&LogState>,
+        new: &LogState,
+    ) -> Result<LogStateSwap, StoreError> {
+        let mut conn = self.conn();
+        // Immediate: the write lock on the key store file is taken before
+        // the read, so no other process can swap in between.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_log_state(&tx)?;
+        if found.as_ref() != expected {
+            return Ok(LogStateSwap::Changed(found));
+        }
+        tx.execute(
+            "INSERT INTO log_state (id, size, root, note, signed) VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                 note = excluded.note, signed = excluded.signed",
+            params![new.size as i64, &new.root[..], new.note, new.signed as i64],
+        )?;
+        tx.commit()?;
+        Ok(LogStateSwap::Swapped)
+    }
+
+    fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        let mut existing = Vec::new();
+        if keys.is_empty() {
+            return Ok(existing);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO subject_keys (ref, data, tag) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?;
+            for k in keys {
+                if s.execute(params![k.subject, k.data, k.tag])? == 0 {
+                    existing.push(k.subject);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(existing)
+    }
+
+    fn subject_keys(&self, subject: &SubjectRef) -> Result<Option<SubjectKeys>, StoreError> {
+        let conn = self.conn();
+        let mut s =
+            conn.prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = ?1")?;
+        Ok(s.query_row([subject], |r| {
+            Ok(SubjectKeys {
+                subject: r.get(0)?,
+                data: r.get(1)?,
+                tag: r.get(2)?,
+            })
+        })
+        .optional()?)
+    }
+
+    fn subject_keys_many(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<Option<SubjectKeys>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(subjects.len());
+        {
+            let mut s =
+                tx.prepare_cached("SELECT ref, data, tag FROM subject_keys WHERE ref = ?1")?;
+            for subject in subjects {
+                out.push(
+                    s.query_row([subject], |r| {
+                        Ok(SubjectKeys {
+                            subject: r.get(0)?,
+                            data: r.get(1)?,
+                            tag: r.get(2)?,
+                        })
+                    })
+                    .optional()?,
+                );
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn put_secret(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![name, value],
+        )?;
+        if n == 0 {
+            return Err(StoreError::SecretExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        // secure_delete overwrites the freed bytes in the database file; the
+        // checkpoint moves the deletion out of the WAL and truncates it, so
+        // no older copy of the page stays behind there either.
+        let n = conn.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+        overwrite_wal(&conn)?;
+        Ok(n > 0)
+    }
+
+    fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![name, value],
+        )?;
+        Ok(
+            conn.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT name FROM secrets WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )?;
+        Ok(s.query_map([prefix], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
+        self.destroy("DELETE FROM secrets WHERE name = ?1", names)
+    }
+
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+        self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)
+    }
+
+    fn subject_refs(
+        &self,
+        after: Option<&SubjectRef>,
+        limit: usize,
+    ) -> Result<Vec<SubjectRef>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached("SELECT ref FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT ?2")?;
+        let from: &[u8] = after.map_or(&[], |a| &a[..]);
+        Ok(s.query_map(params![from, limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn rewrap(
+        &self,
+        f: &mut RewrapFn<'_>,
+        insert: &[(String, Vec<u8>)],
+    ) -> Result<RewrapCount, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let mut n = RewrapCount::default();
+        // Page through by ref: the whole store need not fit in memory.
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page: Vec<SubjectKeys> = tx
+                .prepare_cached(
+                    "SELECT ref, data, tag FROM subject_keys WHERE ref > ?1 ORDER BY ref LIMIT 4096",
+                )?
+                .query_map([&after], |r| {
+                    Ok(SubjectKeys {
+                        subject: r.get(0)?,
+                        data: r.get(1)?,
+                        tag: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(last) = page.last() else { break };
+            after = last.subject.to_vec();
+            let mut up =
+                tx.prepare_cached("UPDATE subject_keys SET data = ?2, tag = ?3 WHERE ref = ?1")?;
+            let mut del = tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1")?;
+            for k in &page {
+                match f(KeyItem::Subject(k))? {
+                    KeyAction::Keep => {}
+                    KeyAction::Subject(d, t) => {
+                        up.execute(params![k.subject, d, t])?;
+                        n.subjects += 1;
+                    }
+                    KeyAction::Delete => {
+                        del.execute([k.subject])?;
+                        n.deleted += 1;
+                    }
+                    KeyAction::Secret(_) => {
+                        return Err(StoreError::Corrupt(
+                            "a subject's keys cannot become a secret".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let secrets: Vec<(String, Vec<u8>)> = tx
+            .prepare_cached("SELECT name, value FROM secrets ORDER BY name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, value) in &secrets {
+            match f(KeyItem::Secret(name, value))? {
+                KeyAction::Keep => {}
+                KeyAction::Secret(v) => {
+                    tx.execute(
+                        "UPDATE secrets SET value = ?2 WHERE name = ?1",
+                        params![name, v],
+                    )?;
+                    n.secrets += 1;
+                }
+                KeyAction::Delete => {
+                    tx.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+                    n.deleted += 1;
+                }
+                KeyAction::Subject(..) => {
+                    return Err(StoreError::Corrupt(
+                        "a secret cannot become a subject's keys".into(),
+                    ));
+                }
+            }
+        }
+        for (name, value) in insert {
+            tx.execute(
+                "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            n.inserted += 1;
+        }
+        tx.commit()?;
+        // The old wrapped values are overwritten in the file (secure_delete)
+        // and moved out of the WAL.
+        overwrite_wal(&conn)?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,197 @@
+//! [`LogStore`] on SQLite: leaves, the stored hashes of the Merkle tree,
+//! checkpoints and cosignatures.
+
+use super::*;
+
+impl LogStore for SqliteStore {
+    fn log_size(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row("SELECT coalesce(max(idx) + 1, 0) FROM leaves", [], |r| {
+            r.get(0)
+        })?;
+        Ok(n as u64)
+    }
+
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT idx, body FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )?;
+        let mut out = Vec::new();
+        let rows = s.query_map(
+            params![
+                start.min(i64::MAX as u64) as i64,
+                end.min(i64::MAX as u64) as i64
+            ],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?;
+        for (expect, row) in (start..).zip(rows) {
+            let (idx, body) = row?;
+            if idx as u64 != expect {
+                return Err(StoreError::Corrupt(format!(
+                    "log leaf {expect} is missing (found {idx} next)"
+                )));
+            }
+            out.push(body);
+        }
+        Ok(out)
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached("SELECT hash FROM log_hashes WHERE idx = ?1")?;
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let h: Option<Vec<u8>> = s.query_row([i as i64], |r| r.get(0)).optional()?;
+            let h = h
+                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("log hash {i} is missing")))?;
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    fn hashed_size(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        hashed_size(&conn)
+    }
+
+    fn put_log_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        hashes: &[(u64, [u8; 32])],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if hashed_size(&tx)? != from {
+            return Ok(false);
+        }
+        {
+            let mut s = tx.prepare_cached("INSERT INTO log_hashes (idx, hash) VALUES (?1, ?2)")?;
+            for (i, h) in hashes {
+                s.execute(params![*i as i64, &h[..]])?;
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'log_hashed_size'",
+            [to.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO log_checkpoints (size, note) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![size as i64, note],
+        )?;
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size")?;
+        let rows = s
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO log_cosignatures (size, cosigner, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, cosigner) DO UPDATE SET line = excluded.line",
+            )?;
+            for (cosigner, line) in lines {
+                s.execute(params![size as i64, cosigner, line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
+        )?;
+        Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn latest_cosigned(
+        &self,
+        cosigners: &[String],
+        quorum: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        if cosigners.is_empty() {
+            return Ok(None);
+        }
+        let conn = self.conn();
+        let marks = vec!["?"; cosigners.len()].join(", ");
+        let sql = format!(
+            "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
+             GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+            .iter()
+            .map(|c| c as &dyn rusqlite::ToSql)
+            .collect();
+        let q = quorum as i64;
+        args.push(&q);
+        Ok(conn
+            .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn();
+        let n: Option<i64> = conn.query_row(
+            "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
+            [cosigner],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n as u64))
+    }
+}
+
+pub(super) fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'log_hashed_size'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    v.unwrap_or_default()
+        .parse()
+        .map_err(|_| StoreError::Corrupt("the log's hashed size is not a number".into()))
+}

@@ -1,0 +1,494 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`, one
+//! immediate transaction per batch, versioned schema migrations.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::sqlite_ops;
+use crate::{
+    AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
+    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState,
+    LogStateSwap, PlanFn, PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn,
+    RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts,
+    SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+};
+use crate::{LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore};
+
+mod keys;
+mod ledger;
+mod log;
+mod ops;
+mod principals;
+mod records;
+mod rights;
+mod schema;
+
+pub use keys::SqliteKeyStore;
+pub(crate) use schema::create_private;
+use schema::{DATA_APP_ID, DATA_MIGRATIONS, KEYS_APP_ID, KEYS_MIGRATIONS, open_db};
+pub use schema::{KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS};
+
+/// Runs one statement without arguments from the connection's statement
+/// cache (no parse per call: the group-commit path runs these per read).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// The embedded SQLite data store.
+///
+/// Targeted reads commit in groups: a read opens (or joins) the group
+/// transaction, reads the subject and appends its leaf in it, and returns
+/// only once that transaction has committed (`synchronous=FULL`). Readers
+/// that arrive while one waits join the same commit, so concurrent reads
+/// share one fsync. Any other operation first commits an open group.
+pub struct SqliteStore {
+    inner: Mutex<Inner>,
+    /// Signalled whenever a group commits or fails.
+    settled: std::sync::Condvar,
+    /// Readers waiting for the lock to join the open group.
+    joining: std::sync::atomic::AtomicUsize,
+    /// Moves the WAL into the database file off the writers' path.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// A thread with its own connection that checkpoints the WAL every 25 ms
+/// (PASSIVE: it never blocks a writer or a reader), and again at once when
+/// 1,000 pages or more were in it, so commits do not pay for copying pages
+/// into the database file and syncing it. The store's own connection still
+/// checkpoints past 16,384 pages (64 MiB), should this thread fall behind.
+pub struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// WAL pages the store's own connection lets accumulate before it
+/// checkpoints inline.
+pub const INLINE_CHECKPOINT_PAGES: u32 = 16_384;
+/// WAL pages at which the checkpointer thread moves them.
+const BACKGROUND_CHECKPOINT_PAGES: i64 = 1_000;
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checkpointer")
+    }
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the database at `path` in the background
+    /// (`None` if its connection or thread cannot be made: the writer's
+    /// inline checkpoints then do the work). The store starts one itself;
+    /// benchmarks start one beside their raw connection to compare alike.
+    pub fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(50))
+            .ok()?;
+        // The checkpoint writes the database file; FULL syncs it. It reads
+        // nothing, so it needs no cache of its own.
+        conn.execute_batch(SQLITE_PRAGMAS).ok()?;
+        conn.pragma_update(None, "cache_size", -256).ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pv-checkpoint".into())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(25);
+                loop {
+                    match stopped.recv_timeout(tick) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    // (busy, frames in the WAL, frames checkpointed); a
+                    // PASSIVE call with little to do is cheap.
+                    let frames: i64 = conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                        .unwrap_or(0);
+                    if frames >= BACKGROUND_CHECKPOINT_PAGES {
+                        // More came in while copying: go again at once.
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Inner {
+    conn: Connection,
+    /// A group transaction is open.
+    open: bool,
+    /// The id of the open (or last) group.
+    group: u64,
+    /// Every group up to this id has committed or failed.
+    settled: u64,
+    /// Groups that failed (rolled back), with the cause: their readers get
+    /// an error.
+    failed: std::collections::HashMap<u64, String>,
+    /// Readers whose part of the open group succeeded.
+    members: usize,
+    /// A reader is committing the open group.
+    committing: bool,
+}
+
+impl Inner {
+    /// Commits the open group, if any; its readers are woken by the caller.
+    fn settle(&mut self) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        self.members = 0;
+        if let Err(e) = run_cached(&self.conn, "COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.failed.insert(self.group, e.to_string());
+        }
+        self.settled = self.group;
+    }
+
+    /// Rolls the open group back: all its readers fail.
+    fn fail(&mut self, why: &str) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.open = false;
+            self.members = 0;
+            self.failed.insert(self.group, why.to_string());
+            self.settled = self.group;
+        }
+    }
+
+    /// After a reader's part failed: a group no reader succeeded in is
+    /// closed at once, so no idle transaction holds the write lock.
+    fn close_if_empty(&mut self) {
+        if self.open && self.members == 0 && !self.committing {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.open = false;
+            self.settled = self.group;
+        }
+    }
+}
+
+/// The connection, with no group transaction open.
+struct ConnGuard<'a>(std::sync::MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.conn
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
+        let conn = open_db(path, mode, DATA_APP_ID, DATA_MIGRATIONS, "data store")?;
+        conn.pragma_update(None, "wal_autocheckpoint", INLINE_CHECKPOINT_PAGES)?;
+        let checkpointer = Checkpointer::start(path);
+        Ok(SqliteStore {
+            inner: Mutex::new(Inner {
+                conn,
+                open: false,
+                group: 0,
+                settled: 0,
+                failed: std::collections::HashMap::new(),
+                members: 0,
+                committing: false,
+            }),
+            settled: std::sync::Condvar::new(),
+            joining: std::sync::atomic::AtomicUsize::new(0),
+            _checkpointer: checkpointer,
+        })
+    }
+
+    /// The durability settings of the store's connection, read back.
+    pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
+        sqlite_ops::durability_of(&self.conn())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half transaction:
+        // rusqlite rolls back on drop, and a group is failed. Recover.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conn(&self) -> ConnGuard<'_> {
+        let mut g = self.lock();
+        if g.open {
+            g.settle();
+            self.settled.notify_all();
+        }
+        ConnGuard(g)
+    }
+
+    /// One targeted read in the group commit (see the type's docs).
+    fn read_grouped(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut ReadLeafFn<'_>,
+    ) -> Result<(SubjectData, u64), StoreError> {
+        use std::sync::atomic::Ordering;
+        self.joining.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.lock();
+        self.joining.fetch_sub(1, Ordering::SeqCst);
+        if g.open && g.conn.is_autocommit() {
+            // SQLite ended the transaction under us (an error rolled it back).
+            g.fail("the read's transaction was rolled back");
+            self.settled.notify_all();
+        }
+        if !g.open {
+            run_cached(&g.conn, "BEGIN IMMEDIATE")?;
+            g.open = true;
+            g.group += 1;
+            g.members = 0;
+        }
+        let my = g.group;
+        // Each reader's part is a savepoint: one that fails leaves the
+        // group's other readers untouched.
+        if let Err(e) = run_cached(&g.conn, "SAVEPOINT reader") {
+            g.fail("the read could not join its transaction");
+            self.settled.notify_all();
+            return Err(e.into());
+        }
+        let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let data = read_scope(&g.conn, subject, scope)?;
+            let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
+            Ok::<_, StoreError>((data, idx))
+        }));
+        let undo = |g: &mut Inner| {
+            if g.conn
+                .execute_batch("ROLLBACK TO reader; RELEASE reader")
+                .is_err()
+            {
+                g.fail("a failed read could not be undone alone");
+            } else {
+                g.close_if_empty();
+            }
+        };
+        let out = match work {
+            Ok(Ok(out)) => {
+                if let Err(e) = run_cached(&g.conn, "RELEASE reader") {
+                    g.fail("the read could not be kept in its transaction");
+                    self.settled.notify_all();
+                    return Err(e.into());
+                }
+                g.members += 1;
+                out
+            }
+            Ok(Err(e)) => {
+                undo(&mut g);
+                self.settled.notify_all();
+                return Err(e);
+            }
+            Err(panic) => {
+                undo(&mut g);
+                self.settled.notify_all();
+                drop(g);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        loop {
+            if g.settled >= my {
+                return match g.failed.get(&my) {
+                    Some(why) => Err(StoreError::NotCommitted(why.clone())),
+                    None => Ok(out),
+                };
+            }
+            if g.committing {
+                g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Commit this group; first let readers at the door join it.
+            g.committing = true;
+            // Bounded: a joiner descheduled at the door joins the next group.
+            let mut rounds = 0;
+            while self.joining.load(Ordering::SeqCst) > 0 && g.settled < my && rounds < 64 {
+                drop(g);
+                std::thread::yield_now();
+                rounds += 1;
+                g = self.lock();
+            }
+            if g.settled < my {
+                g.settle();
+            }
+            g.committing = false;
+            self.settled.notify_all();
+        }
+    }
+}
+
+fn next_index(tx: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = tx.query_row("SELECT coalesce(max(idx) + 1, 0) FROM leaves", [], |r| {
+        r.get(0)
+    })?;
+    Ok(n as u64)
+}
+
+fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+    let first = next_index(tx)?;
+    let mut ins = tx.prepare_cached("INSERT INTO leaves (idx, body) VALUES (?1, ?2)")?;
+    for i in 0..count {
+        let idx = first + i as u64;
+        ins.execute(params![idx as i64, leaf(idx, i)])?;
+    }
+    Ok(first)
+}
+
+/// What `scope` allows of `subject` (see [`ReadScope`]).
+fn read_scope(
+    tx: &Connection,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, StoreError> {
+    match scope {
+        ReadScope::LeafOnly => Ok(SubjectData::default()),
+        ReadScope::All => read_subject(tx, subject),
+        ReadScope::IfConsented(purpose) => {
+            if consent_of(tx, subject, purpose)?.is_some_and(|c| c.granted) {
+                read_subject(tx, subject)
+            } else {
+                Ok(SubjectData::default())
+            }
+        }
+    }
+}
+
+/// One look-up on the consents' primary key.
+fn consent_of(
+    tx: &Connection,
+    subject: &SubjectRef,
+    purpose: &str,
+) -> Result<Option<crate::ConsentRow>, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 AND purpose = ?2",
+    )?;
+    Ok(s.query_row(params![subject, purpose], |r| {
+        Ok(crate::ConsentRow {
+            subject: r.get(0)?,
+            purpose: r.get(1)?,
+            granted: r.get(2)?,
+            at: r.get(3)?,
+        })
+    })
+    .optional()?)
+}
+
+fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
+    let mut data = SubjectData::default();
+    {
+        let mut s = tx.prepare_cached(
+            "SELECT id, subject, category, purpose, source, collected_at,
+                        expires_at, key_id, sealed, superseded_by
+                 FROM records WHERE subject = ?1 ORDER BY collected_at, id",
+        )?;
+        data.records = s
+            .query_map([subject], record_from_row)?
+            .collect::<Result<_, _>>()?;
+        let mut s = tx.prepare_cached(
+                "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 ORDER BY purpose",
+            )?;
+        data.consents = s
+            .query_map([subject], |r| {
+                Ok(crate::ConsentRow {
+                    subject: r.get(0)?,
+                    purpose: r.get(1)?,
+                    granted: r.get(2)?,
+                    at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    data.exists = !data.records.is_empty() || !data.consents.is_empty();
+    Ok(data)
+}
+
+/// The subject's protective-order records, through the partial index
+/// `records_protective`: a seek that costs the same whether the person holds
+/// one record or thousands, or none at all.
+fn read_protective(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT id, subject, category, purpose, source, collected_at,
+                expires_at, key_id, sealed, superseded_by
+         FROM records INDEXED BY records_protective
+         WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
+    )?;
+    let records = s
+        .query_map([subject], record_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(SubjectData {
+        exists: false,
+        records,
+        consents: vec![],
+    })
+}
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        category: r.get(2)?,
+        purpose: r.get(3)?,
+        source: r.get(4)?,
+        collected_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        key_id: r.get(7)?,
+        sealed: r.get(8)?,
+        superseded_by: r.get(9)?,
+    })
+}
+
+fn erasure_gen(tx: &Connection) -> Result<u64, StoreError> {
+    let v: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'erasure_gen'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    v.unwrap_or_else(|| "0".into())
+        .parse()
+        .map_err(|_| StoreError::Corrupt("erasure_gen is not a number".into()))
+}
+
+/// Moves every committed page out of the WAL into the database file (where
+/// `secure_delete` has zeroed the freed bytes) and truncates the WAL, so a
+/// destroyed key survives in neither. A reader in another connection can
+/// hold the checkpoint back: retry for up to two seconds, then fail (the
+/// deletion itself is committed; the next destruction checkpoints again).
+fn overwrite_wal(conn: &Connection) -> Result<(), StoreError> {
+    for _ in 0..100 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Busy)
+}

@@ -1,0 +1,287 @@
+//! [`RightsStore`] on SQLite: retention sweeps, erasure in steps, legal
+//! holds and re-keying.
+
+use super::*;
+
+impl RightsStore for SqliteStore {
+    fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        Ok(read_subject(&tx, subject)?.records)
+    }
+
+    fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut s = tx.prepare_cached(
+                "UPDATE records SET key_id = ?2, sealed = ?3 WHERE id = ?1 AND subject = ?4",
+            )?;
+            for r in records {
+                n += s.execute(params![r.id, r.key_id, r.sealed, r.subject])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn sweep_expired(
+        &self,
+        now: i64,
+        limit: usize,
+        intent: Option<u64>,
+    ) -> Result<SweepBatch, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = SweepBatch::default();
+        {
+            let mut q = tx.prepare_cached(
+                "SELECT rowid, id, subject, category FROM records
+                 WHERE expires_at <= ?1 AND subject NOT IN
+                     (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1)
+                 ORDER BY expires_at LIMIT ?2",
+            )?;
+            let rows = q
+                .query_map(params![now, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, [u8; 16]>(1)?,
+                        r.get::<_, SubjectRef>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut del = tx.prepare_cached("DELETE FROM records WHERE rowid = ?1")?;
+            let mut del_lookup =
+                tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
+            for (rowid, id, subject, category) in rows {
+                del.execute([rowid])?;
+                del_lookup.execute(params![subject, id])?;
+                out.deleted += 1;
+                *out.by_category.entry(category).or_default() += 1;
+            }
+        }
+        if let Some(id) = intent
+            && out.deleted > 0
+        {
+            sqlite_ops::add_progress(&tx, id, out.deleted)?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn count_expired(&self, now: i64) -> Result<u64, StoreError> {
+        sqlite_ops::count_expired(&self.conn(), now)
+    }
+
+    fn erase(
+        &self,
+        subjects: &[SubjectRef],
+        now: i64,
+        leaf: &mut EraseLeafFn<'_>,
+        intent: &mut EraseIntentFn<'_>,
+    ) -> Result<EraseOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = EraseOutcome::default();
+        let on_hold: std::collections::HashSet<SubjectRef> = {
+            let mut q = tx.prepare_cached(
+                "SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1",
+            )?;
+            q.query_map([now], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS erase_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.erase_now;",
+        )?;
+        {
+            let mut pending = tx.prepare_cached(
+                "INSERT INTO erasures (subject, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
+            let mut now_set = tx.prepare_cached(
+                "INSERT INTO temp.erase_now (subject) VALUES (?1) ON CONFLICT DO NOTHING",
+            )?;
+            for (s, &h) in subjects.iter().zip(&held) {
+                if h {
+                    out.held.push(*s);
+                } else {
+                    pending.execute(params![s, now])?;
+                    now_set.execute([s])?;
+                    out.erased.push(*s);
+                }
+            }
+        }
+        // Set-based, this call's subjects only.
+        out.records = delete_rows_of(&tx, "temp.erase_now")?;
+        tx.execute_batch("DELETE FROM temp.erase_now;")?;
+        out.first_leaf = append(&tx, subjects.len(), &mut |idx, i| {
+            leaf(idx, &subjects[i], held[i])
+        })?;
+        if !out.erased.is_empty() {
+            bump_erasure_gen(&tx)?;
+        }
+        let idx = next_index(&tx)?;
+        if let Some((row, body)) = intent(idx, &out) {
+            append(&tx, 1, &mut |_, _| body.clone())?;
+            sqlite_ops::insert_intent(&tx, idx, &row)?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached("SELECT subject FROM erasures ORDER BY subject")?;
+        Ok(s.query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        delete_rows_of(&tx, "erasures")?;
+        {
+            let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
+            for s in subjects {
+                done.execute([s])?;
+            }
+        }
+        bump_erasure_gen(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn erasure_gen(&self) -> Result<u64, StoreError> {
+        // Read without closing an open read group: a group never changes it.
+        let g = self.lock();
+        erasure_gen(&g.conn)
+    }
+
+    fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO holds (id, subject, disclosure, placed_by, placed_at, until_at,
+                     notice_after, released_at, released_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for h in holds {
+                s.execute(params![
+                    h.id,
+                    h.subject,
+                    h.disclosure,
+                    h.placed_by,
+                    h.placed_at,
+                    h.until,
+                    h.notice_after,
+                    h.released_at,
+                    h.released_by
+                ])?;
+            }
+        }
+        let first = append(&tx, holds.len(), leaf)?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError> {
+        let conn = self.conn();
+        let sql = "SELECT id, subject, disclosure, placed_by, placed_at, until_at,
+                          notice_after, released_at, released_by FROM holds";
+        match subject {
+            Some(s) => {
+                let mut q = conn
+                    .prepare_cached(&format!("{sql} WHERE subject = ?1 ORDER BY placed_at, id"))?;
+                Ok(q.query_map([s], hold_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?)
+            }
+            None => {
+                let mut q =
+                    conn.prepare_cached(&format!("{sql} ORDER BY placed_at, id, subject"))?;
+                Ok(q.query_map([], hold_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?)
+            }
+        }
+    }
+
+    fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut rows = {
+            let mut q = tx.prepare_cached(
+                "SELECT id, subject, disclosure, placed_by, placed_at, until_at,
+                        notice_after, released_at, released_by
+                 FROM holds WHERE id = ?1 AND released_at IS NULL ORDER BY subject",
+            )?;
+            q.query_map([id], hold_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            "UPDATE holds SET released_at = ?2, released_by = ?3
+             WHERE id = ?1 AND released_at IS NULL",
+            params![id, at, by],
+        )?;
+        for r in &mut rows {
+            r.released_at = Some(at);
+            r.released_by = Some(by.to_string());
+        }
+        append(&tx, rows.len(), &mut |idx, i| leaf(idx, &rows[i]))?;
+        tx.commit()?;
+        Ok(rows)
+    }
+}
+
+pub(super) fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let next = erasure_gen(tx)? + 1;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('erasure_gen', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [next.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Deletes every record, lookup and consent of every subject listed in
+/// `table` (`erasures`: every one pending; `temp.erase_now`: one call's);
+/// returns the records deleted.
+pub(super) fn delete_rows_of(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+) -> Result<u64, StoreError> {
+    let n = tx
+        .prepare_cached(&format!(
+            "DELETE FROM records WHERE subject IN (SELECT subject FROM {table})"
+        ))?
+        .execute([])?;
+    for t in ["lookups", "consents"] {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {t} WHERE subject IN (SELECT subject FROM {table})"
+        ))?
+        .execute([])?;
+    }
+    Ok(n as u64)
+}
+
+pub(super) fn hold_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRow> {
+    Ok(HoldRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        disclosure: r.get(2)?,
+        placed_by: r.get(3)?,
+        placed_at: r.get(4)?,
+        until: r.get(5)?,
+        notice_after: r.get(6)?,
+        released_at: r.get(7)?,
+        released_by: r.get(8)?,
+    })
+}

@@ -1,0 +1,365 @@
+//! The agency's fetch: one leaf per person disclosed, written before any
+//! record is opened; the package holds exactly the approved portions.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+
+use postvault_policy::disclosure::{self, DAY_MS, Instrument, InstrumentKind};
+use postvault_store::{AccountingRow, DisclosureRow, DisclosureStep, RecordRow, SubjectRef};
+
+use crate::clock::format_ms;
+use crate::error::VaultError;
+use crate::leaf::{Event, LEAF_VERSION};
+use crate::vault::{Principal, Vault};
+
+use super::*;
+
+impl Vault {
+    /// Fetches the package of request `id` as its requester. Each named
+    /// person's records are read and accounted for (one leaf each, plus an
+    /// accounting entry) in one transaction before any record is opened.
+    pub fn disclose_fetch(&self, agency: &Principal, id: &str) -> Result<Package, VaultError> {
+        let rules = self.pack.disclosure();
+        let tax = self.pack.taxonomy();
+        let now = self.clock.now_ms();
+        // Whether a step is allowed is decided inside the transaction, from
+        // the request as stored; the plan reads only if it is.
+        let allowed = |r: &DisclosureRow| -> Vec<GatewayReason> {
+            if r.requester != agency.name {
+                return vec![unknown_request()];
+            }
+            let st = effective_status(r, now);
+            if r.kind == InstrumentKind::MailCover.as_str() {
+                // A cover's records accrue while it runs: its requester may
+                // fetch them until access ends after the cover (R18).
+                let running = r.status == status::APPROVED || r.status == status::FETCHED;
+                let ended = r.status == status::ENDED && r.fetches_possible_after_end();
+                return match () {
+                    _ if (running || ended) && cover_access_until(r) > now => vec![],
+                    _ if running || ended => vec![GatewayReason::new(
+                        disclosure::RefusalCode::Expired.as_str(),
+                        format!(
+                            "access to a cover's records ends {COVER_ACCESS_DAYS_AFTER_END} days after the cover ends"
+                        ),
+                    )],
+                    _ => vec![wrong_status(&st, "fetched")],
+                };
+            }
+            match st.as_str() {
+                status::APPROVED => vec![],
+                status::FETCHED => vec![GatewayReason::new(
+                    disclosure::RefusalCode::AlreadyUsed.as_str(),
+                    "this request's package has been fetched: each instrument is good for one disclosure",
+                )],
+                status::EXPIRED => vec![GatewayReason::new(
+                    disclosure::RefusalCode::Expired.as_str(),
+                    "the instrument is no longer valid",
+                )],
+                other => vec![wrong_status(other, "fetched")],
+            }
+        };
+        let own_covers: BTreeSet<u64> = self
+            .store
+            .disclosures()?
+            .into_iter()
+            .filter(|d| d.requester == agency.name && d.kind == InstrumentKind::MailCover.as_str())
+            .map(|d| d.seq)
+            .collect();
+        // People held by a legal hold that rests on this request.
+        let preserved: BTreeSet<SubjectRef> = self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.disclosure == id && h.active(now))
+            .map(|h| h.subject)
+            .collect();
+        let mut plan = |row: Option<&DisclosureRow>| -> Vec<SubjectRef> {
+            match row {
+                Some(r) if allowed(r).is_empty() => r.subjects.clone(),
+                _ => vec![],
+            }
+        };
+        // The fetched request, the refusal reasons, and per subject the
+        // indexes of the records chosen for the package.
+        type Fetched = (Option<DisclosureRow>, Vec<GatewayReason>, Vec<Vec<usize>>);
+        let mut outcome: Option<Fetched> = None;
+        let mut fail = None;
+        let (data, first) =
+            self.store
+                .disclosure_step(id, &mut plan, &mut |row, data, first| {
+                    let reasons = match row {
+                        None => vec![unknown_request()],
+                        Some(r) => allowed(r),
+                    };
+                    let Some(r) = row.filter(|_| reasons.is_empty()) else {
+                        // Refused: one leaf, nothing read. A fetch past its validity
+                        // records the expiry.
+                        let new = row.filter(|r| r.requester == agency.name).and_then(|r| {
+                            let st = effective_status(r, now);
+                            (st == status::EXPIRED && r.status != status::EXPIRED).then(|| {
+                                let mut n = r.clone();
+                                n.status = status::EXPIRED.into();
+                                n
+                            })
+                        });
+                        let mut ignored = None;
+                        let step = self.step_leaf(
+                            agency,
+                            row.filter(|r| r.requester == agency.name),
+                            "disclose",
+                            new,
+                            reasons.clone(),
+                            now,
+                            &mut ignored,
+                        );
+                        outcome = Some((None, reasons, vec![]));
+                        return step;
+                    };
+                    let purpose_ix = rules
+                        .kind(
+                            InstrumentKind::from_id(&r.kind).unwrap_or(InstrumentKind::CourtOrder),
+                        )
+                        .and_then(|kr| tax.purpose_ix(&kr.purpose));
+                    let mut step = DisclosureStep::default();
+                    let mut chosen = Vec::new();
+                    let mut key_cache = crate::vault::KeyCache::default();
+                    // Records of the package whose keys are missing: the
+                    // fetch is refused, never answered with less.
+                    let mut missing = 0u64;
+                    for (i, (subject, d)) in r.subjects.iter().zip(data).enumerate() {
+                        let keys = match self.subject_keys(subject) {
+                            Ok(k) => k,
+                            Err(VaultError::Crypto(_)) => None,
+                            Err(e) => {
+                                fail = Some(e);
+                                None
+                            }
+                        };
+                        let mut picked: Vec<usize> = Vec::new();
+                        for (ix, rec) in d.records.iter().enumerate() {
+                            if !in_package(r, rec, now, &own_covers, preserved.contains(subject)) {
+                                continue;
+                            }
+                            match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
+                                crate::integrity::Gone::No => picked.push(ix),
+                                crate::integrity::Gone::Lawfully => {}
+                                _ => missing += 1,
+                            }
+                        }
+                        let categories: BTreeSet<String> = picked
+                            .iter()
+                            .map(|&ix| d.records[ix].category.clone())
+                            .collect();
+                        let idx = first + i as u64;
+                        let tag = self.disclosure_tag(r, keys.as_deref(), d.exists, idx, now);
+                        let tag = match tag {
+                            Ok(t) => t,
+                            Err(e) => {
+                                fail = Some(e);
+                                [0; 16]
+                            }
+                        };
+                        step.leaves.push(
+                            Event {
+                                v: LEAF_VERSION,
+                                time: now,
+                                action: "disclose".into(),
+                                principal: self.actor(agency),
+                                purpose: purpose_ix.map(|p| tax.purpose(p).id.clone()),
+                                decision: "allow".into(),
+                                pack: self.pack.version().to_string(),
+                                reasons: vec![],
+                                categories: categories.iter().cloned().collect(),
+                                count: picked.len() as u64,
+                                rejected: None,
+                                selector: None,
+                                instrument: Some(r.id.clone()),
+                                subject_tag: Some(
+                                    base64::engine::general_purpose::STANDARD.encode(tag),
+                                ),
+                            }
+                            .to_leaf(),
+                        );
+                        step.accounting.push(AccountingRow {
+                            disclosure: r.id.clone(),
+                            subject: *subject,
+                            at: now,
+                            leaf: 0,
+                            records: picked.len() as u64,
+                            categories: categories.into_iter().collect(),
+                        });
+                        step.accounting_leaf.push(i);
+                        chosen.push(picked);
+                    }
+                    if missing > 0 {
+                        fail = Some(VaultError::RecordKeysMissing { records: missing });
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            agency,
+                            Some(r),
+                            "disclose",
+                            None,
+                            vec![GatewayReason::new(
+                                "keys_missing",
+                                "records of the package cannot be opened: their keys are missing",
+                            )],
+                            now,
+                            &mut ignored,
+                        );
+                    }
+                    if step.leaves.is_empty() {
+                        // An approved request always names someone; still, a step
+                        // is never without its leaf.
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            agency,
+                            Some(r),
+                            "disclose",
+                            None,
+                            vec![],
+                            now,
+                            &mut ignored,
+                        );
+                    }
+                    let mut n = r.clone();
+                    // A cover that ended stays ended: fetching what it recorded
+                    // never reopens it for recording.
+                    if n.status != status::ENDED {
+                        n.status = status::FETCHED.into();
+                    }
+                    n.fetches += 1;
+                    n.last_fetched_at = Some(now);
+                    // R13: the accounting is kept five years after the disclosure.
+                    n.retain_until = n.retain_until.max(now + ACCOUNTING_RETENTION_DAYS * DAY_MS);
+                    step.row = Some(n.clone());
+                    outcome = Some((Some(n), vec![], chosen));
+                    step
+                })?;
+        if let Some(e) = fail {
+            return Err(e);
+        }
+        let (row, reasons, chosen) = outcome.ok_or_else(no_answer)?;
+        let Some(row) = row else {
+            let st = self
+                .store
+                .disclosure(id)?
+                .filter(|r| r.requester == agency.name)
+                .map(|r| effective_status(&r, now))
+                .unwrap_or_else(|| "unknown".into());
+            return Ok(Package {
+                id: id.to_string(),
+                status: st,
+                reasons,
+                kind: String::new(),
+                purpose: String::new(),
+                portions: vec![],
+                data_from: None,
+                data_until: None,
+                subjects: vec![],
+                log_index: first,
+            });
+        };
+        // The leaves are durable: only now is anything opened.
+        let inst = self.open_instrument(&row)?;
+        let kr = rules
+            .kind(InstrumentKind::from_id(&row.kind).unwrap_or(InstrumentKind::CourtOrder))
+            .ok_or_else(no_answer)?;
+        let purpose_ix = tax
+            .purpose_ix(&kr.purpose)
+            .ok_or_else(|| VaultError::UnknownPurpose(kr.purpose.clone()))?;
+        let mut subjects = Vec::new();
+        let mut cover_keys = crate::vault::KeyCache::default();
+        for (i, (d, picked)) in data.iter().zip(&chosen).enumerate() {
+            let keys = self.subject_keys(&row.subjects[i])?;
+            let mut records = Vec::new();
+            for &ix in picked {
+                let rec = &d.records[ix];
+                let Some(plain) = self.open_record(rec, keys.as_deref(), &mut cover_keys)? else {
+                    continue;
+                };
+                if let Some(r) = crate::read::to_read_record(tax, purpose_ix, rec, &plain)? {
+                    records.push(r);
+                }
+            }
+            subjects.push(PackageSubject {
+                // Refs were made from the instrument's subjects, in order.
+                subject: inst
+                    .as_ref()
+                    .and_then(|inst| inst.subjects.get(i))
+                    .map(|s| s.id.clone())
+                    .unwrap_or_default(),
+                records,
+                log_index: first + i as u64,
+            });
+        }
+        Ok(Package {
+            id: row.id.clone(),
+            status: row.status.clone(),
+            reasons: vec![],
+            kind: row.kind.clone(),
+            purpose: kr.purpose.clone(),
+            portions: row.portions.clone(),
+            data_from: row.data_from.map(format_ms),
+            data_until: row.data_until.map(format_ms),
+            subjects,
+            log_index: first,
+        })
+    }
+}
+
+/// Whether record `rec` belongs in the package of request `r`.
+/// `own_covers`: the order numbers of the requester's own mail covers; a
+/// court order reaches cover records of those only, never another agency's
+/// (possibly running, secret) cover.
+pub(super) fn in_package(
+    r: &DisclosureRow,
+    rec: &RecordRow,
+    now: i64,
+    own_covers: &BTreeSet<u64>,
+    preserved: bool,
+) -> bool {
+    let cover = r.kind == InstrumentKind::MailCover.as_str();
+    // A legal hold resting on this very request keeps records past their
+    // retention for it.
+    (rec.expires_at > now || (preserved && rec.key_id == postvault_store::key_id::HOLD))
+        && rec.superseded_by.is_none()
+        && r.portions.contains(&rec.category)
+        && r.data_from.is_none_or(|t| rec.collected_at >= t)
+        && r.data_until.is_none_or(|t| rec.collected_at < t)
+        // A cover sees what was recorded under its own order only.
+        && (rec.category != "mail_cover_record"
+            || if cover {
+                u64::from(rec.key_id) == r.seq
+            } else {
+                own_covers.contains(&u64::from(rec.key_id))
+            })
+}
+
+/// The records a request may reach: `[from, until)`. A time range's `to`
+/// that is a day (midnight) includes that whole day.
+pub(super) fn data_window(
+    inst: &Instrument,
+    rules: &postvault_policy::DisclosureRules,
+) -> (Option<i64>, Option<i64>) {
+    if inst.kind == InstrumentKind::MailCover {
+        let start = inst.start.map(|t| t.0);
+        let end = match (&inst.start, inst.days, rules.mail_cover()) {
+            (Some(s), Some(d), Some(mc)) => Some(mc.order_end_ms(s.0, d, &inst.ground)),
+            _ => None,
+        };
+        return (start, end);
+    }
+    match inst.time_range {
+        Some(tr) => {
+            let to = tr.to.0;
+            let until = if disclosure::start_of_day_ms(to) == to {
+                to.saturating_add(DAY_MS)
+            } else {
+                to.saturating_add(1)
+            };
+            (Some(tr.from.0), Some(until))
+        }
+        None => (None, None),
+    }
+}

@@ -1,0 +1,259 @@
+//! Erasure: a subject's records deleted and its keys destroyed, write-ahead
+//! so an interrupted erasure is finished at the next open.
+
+use std::collections::{HashMap, HashSet};
+
+use base64::Engine as _;
+
+use postvault_store::SubjectRef;
+
+use crate::error::VaultError;
+use crate::leaf::{Actor, Event, LEAF_VERSION};
+use crate::vault::{Principal, Vault};
+
+use super::*;
+
+impl Vault {
+    /// Erases people by identifier, as a privacy officer granting their
+    /// request (or, for one person, as the `subject_access` service passing
+    /// on the person's own request): destroys their keys (every ciphertext and every log tag of
+    /// theirs becomes unreadable or unlinkable) and deletes their rows. People
+    /// under a legal hold in force are refused (`held`). One leaf per
+    /// identifier (in the order of their keyed refs, not of `subjects`),
+    /// tagged for the person, so the erasure is the last leaf they can find
+    /// and prove. Works in chunks of [`ERASE_CHUNK`].
+    pub fn erase(
+        &self,
+        officer: &Principal,
+        subjects: &[String],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<EraseReport, VaultError> {
+        // The person's own request comes through the `subject_access`
+        // service, one person at a time; anything else needs an officer.
+        let tax = self.pack.taxonomy();
+        let own_request = subjects.len() == 1
+            && tax
+                .role(officer.role_ix)
+                .read_for
+                .iter()
+                .any(|&p| tax.purpose(p).id == "subject_access");
+        if !own_request {
+            self.require_officer(officer, "erase", "erase")?;
+        }
+        for s in subjects {
+            crate::vault::check_subject(s)?;
+        }
+        let mut report = EraseReport::default();
+        let actor = Actor {
+            role: officer.role.clone(),
+            id: self.actor_id(&officer.name),
+        };
+        let mut first = None;
+        for chunk in subjects.chunks(ERASE_CHUNK) {
+            let _destroying = self.destroying();
+            let _gate = self.erase_gate_exclusive();
+            // A refusal under a hold whose instrument carries a delay order
+            // is tagged at random: the person must not learn of the hold
+            // from their own leaves before they may know.
+            let now = self.clock.now_ms();
+            let delayed: HashSet<SubjectRef> = self
+                .store
+                .holds(None)?
+                .into_iter()
+                .filter(|h| h.active(now) && h.notice_after.is_some_and(|t| t > now))
+                .map(|h| h.subject)
+                .collect();
+            // In the order of their keyed refs: the stores keep rows of one
+            // subject together by ref, so sorted deletes touch each page once.
+            let mut pairs: Vec<(SubjectRef, &String)> =
+                chunk.iter().map(|s| (self.subject_ref(s), s)).collect();
+            pairs.sort_unstable();
+            let (refs, ids): (Vec<SubjectRef>, Vec<&String>) = pairs.into_iter().unzip();
+            // The tag keys (for the leaves) are read from the key store on a
+            // second thread while the transaction deletes the rows; the
+            // leaves, written last in it, wait for them.
+            let (send_tags, tags) = std::sync::mpsc::sync_channel(1);
+            let out = std::thread::scope(|scope| {
+                let refs = &refs;
+                scope.spawn(move || {
+                    let read = || -> Result<Vec<Option<postvault_crypto::TagKey>>, VaultError> {
+                        let mut out = Vec::with_capacity(refs.len());
+                        for (r, k) in refs.iter().zip(self.keys.subject_keys_many(refs)?) {
+                            out.push(match k {
+                                Some(k) => Some(self.master.tag_key(&k.tag, r)?),
+                                None => None,
+                            });
+                        }
+                        Ok(out)
+                    };
+                    let _ = send_tags.send(read());
+                });
+                self.erase_part(&actor, &ids, refs, &delayed, &tags, &mut report)
+            });
+            // Whoever's first step committed loses their keys now, even if
+            // something failed after it (the pending marks and the intent
+            // carry a crash).
+            let erased = match &out {
+                Ok((o, _)) => o.erased.clone(),
+                Err(_) => self.store.pending_erasures()?,
+            };
+            report.keys_destroyed += self.destroy_subject_keys(&erased)?;
+            let (out, intent) = out?;
+            if let Some(id) = intent {
+                self.complete(id, &actor, false)?;
+            }
+            first.get_or_insert(out.first_leaf);
+            progress(report.erased + report.held.len() as u64);
+        }
+        report.first_leaf = first.unwrap_or(0);
+        Ok(report)
+    }
+
+    /// Erasure, step one, for one transaction's people; `tags` delivers
+    /// their tag keys (in order) when the leaves are written.
+    pub(super) fn erase_part(
+        &self,
+        actor: &Actor,
+        part: &[&String],
+        refs: &[SubjectRef],
+        delayed: &HashSet<SubjectRef>,
+        tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
+        report: &mut EraseReport,
+    ) -> Result<(postvault_store::EraseOutcome, Option<u64>), VaultError> {
+        let now = self.clock.now_ms();
+        let mut keys: Option<Vec<Option<postvault_crypto::TagKey>>> = None;
+        let mut rng_error = None;
+        // By subject, not by call count: a store may run this callback again
+        // when it retries its transaction (PostgreSQL, SQLSTATE 40001).
+        let position: HashMap<SubjectRef, usize> =
+            refs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        let pack = self.pack.version().to_string();
+        let mut intent_id = None;
+        let mut intent = |idx: u64, out: &postvault_store::EraseOutcome| {
+            if out.erased.is_empty() {
+                intent_id = None;
+                return None;
+            }
+            intent_id = Some(idx);
+            let b = crate::intents::EraseBody {
+                subjects: out.erased.len() as u64,
+                records: out.records,
+            };
+            let leaf = self.destruction_leaf(
+                actor,
+                "erase_intent",
+                now,
+                b.subjects,
+                vec![],
+                format!("keys:{};records:{}", 2 * b.subjects, b.records),
+                vec![],
+            );
+            Some((
+                postvault_store::Intent {
+                    kind: crate::intents::ERASE.into(),
+                    body: crate::intents::body(&b),
+                    at: now,
+                },
+                leaf,
+            ))
+        };
+        let out = self.store.erase(
+            refs,
+            now,
+            &mut |idx, subject, held| {
+                // A key store that cannot be read leaves random tags: the
+                // erasure goes on (and the key destruction that follows reports
+                // the key store's failure).
+                let k = keys.get_or_insert_with(|| {
+                    tags.recv().ok().and_then(Result::ok).unwrap_or_default()
+                });
+                let key = position
+                    .get(subject)
+                    .and_then(|&i| k.get(i))
+                    .and_then(Option::as_ref)
+                    .filter(|_| !(held && delayed.contains(subject)));
+                let tag = self.tag_or_random_key(key, idx, &mut rng_error);
+                Event {
+                    v: LEAF_VERSION,
+                    time: now,
+                    action: "erase".into(),
+                    principal: actor.clone(),
+                    purpose: Some("subject_access".into()),
+                    decision: if held { "deny" } else { "allow" }.into(),
+                    pack: pack.clone(),
+                    reasons: if held {
+                        vec!["legal_hold".into()]
+                    } else {
+                        vec![]
+                    },
+                    categories: vec![],
+                    count: 0,
+                    rejected: None,
+                    selector: None,
+                    instrument: None,
+                    subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                }
+                .to_leaf()
+            },
+            &mut intent,
+        )?;
+        if let Some(e) = rng_error {
+            return Err(e.into());
+        }
+        report.records_deleted += out.records;
+        report.erased += out.erased.len() as u64;
+        let held: HashSet<&SubjectRef> = out.held.iter().collect();
+        for (id, r) in part.iter().zip(refs) {
+            if held.contains(r) {
+                report.held.push((*id).clone());
+            }
+        }
+        Ok((out, intent_id))
+    }
+
+    pub(super) fn tag_or_random_key(
+        &self,
+        key: Option<&postvault_crypto::TagKey>,
+        idx: u64,
+        err: &mut Option<postvault_crypto::CryptoError>,
+    ) -> [u8; 16] {
+        match key {
+            Some(k) => k.tag(idx),
+            None => postvault_crypto::random_token(&self.rng).unwrap_or_else(|e| {
+                *err = Some(e);
+                [0; 16]
+            }),
+        }
+    }
+
+    /// Erasure, steps two and three: destroy the keys, then remove anything
+    /// written for these people meanwhile. Returns the keys destroyed.
+    pub(super) fn destroy_subject_keys(&self, erased: &[SubjectRef]) -> Result<u64, VaultError> {
+        if erased.is_empty() {
+            return Ok(0);
+        }
+        let n = self.keys.delete_subject_keys(erased)?;
+        // Hold keys are few: destroy those of the erased.
+        let names: HashSet<String> = erased.iter().map(hold_secret).collect();
+        let holds: Vec<String> = self
+            .keys
+            .secret_names(HOLD_PREFIX)?
+            .into_iter()
+            .filter(|n| names.contains(n))
+            .collect();
+        if !holds.is_empty() {
+            self.keys.delete_secrets(&holds)?;
+        }
+        self.forget_keys(erased);
+        self.store.finish_erasure(erased)?;
+        Ok(n * 2)
+    }
+
+    /// Finishes erasures a crash interrupted after their first transaction;
+    /// returns how many people's were.
+    pub(crate) fn finish_pending_erasures(&self) -> Result<u64, VaultError> {
+        let pending = self.store.pending_erasures()?;
+        self.destroy_subject_keys(&pending)?;
+        Ok(pending.len() as u64)
+    }
+}

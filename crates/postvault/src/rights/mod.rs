@@ -1,0 +1,212 @@
+//! Retention, erasure and legal holds: data is gone when its retention ends
+//! or the person's erasure is granted, gone for real.
+//!
+//! ```text
+//! record key = HMAC(period key, subject data key)      (key_id::PERIOD)
+//! period key = one per (category, UTC day of expiry), in the key store
+//! ```
+//!
+//! - A record expires at the start of the UTC day on which its retention
+//!   ends (`expiry`): it is never returned after that, and the first sweep
+//!   after it destroys the period key, so every copy of every record of that
+//!   category and day, in any backup of the data store, is unreadable. The
+//!   same sweep deletes the rows.
+//! - Erasure destroys the subject's data and tag keys: every ciphertext of
+//!   theirs, under any period, and every log tag about them, belongs to
+//!   nobody. It runs in three steps that survive a crash at any point (rows
+//!   and leaves; keys; rows written meanwhile), and a collection batch
+//!   sealed under keys an erasure destroyed is sealed again (the store's
+//!   erasure generation).
+//! - A legal hold (from an approved instrument, with an expiry) defers both:
+//!   before a period key is destroyed, the held person's records of that
+//!   period are sealed again under their subject key alone.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use postvault_store::SubjectRef;
+
+use crate::error::VaultError;
+use crate::vault::{Principal, Vault};
+
+mod correct;
+mod erase;
+mod holds;
+mod retention;
+
+use correct::record_aad_of;
+
+use postvault_time::DAY_MS;
+/// Key-store name prefix of retention period keys.
+pub(crate) const PERIOD_PREFIX: &str = "retention:";
+/// A hold lasts at most this long; placing it again renews it (the 90 days
+/// of a preservation request, 18 U.S.C. 2703(f)).
+pub const MAX_HOLD_DAYS: i64 = 90;
+/// Records deleted per sweep transaction.
+const SWEEP_CHUNK: usize = 20_000;
+/// Subjects per erasure transaction.
+pub const ERASE_CHUNK: usize = 100_000;
+
+/// When a record collected at `now` with `retention_days` expires: the start
+/// of the UTC day on which its retention ends, so that the records of one
+/// category expiring on one day share one period key.
+pub(crate) fn expiry(now: i64, retention_days: u32) -> i64 {
+    (now + i64::from(retention_days) * DAY_MS).div_euclid(DAY_MS) * DAY_MS
+}
+
+/// The key-store name of the period key of `category` for records expiring
+/// at `expires_at`.
+pub(crate) fn period_secret(category: &str, expires_at: i64) -> String {
+    format!("{PERIOD_PREFIX}{category}:{}", period_of(expires_at))
+}
+
+/// The day whose start ends the period of a record expiring at
+/// `expires_at`: the day it expires on if that is a day start, else the
+/// next (a record is never destroyed before its expiry).
+pub(crate) fn period_of(expires_at: i64) -> i64 {
+    (expires_at + DAY_MS - 1).div_euclid(DAY_MS)
+}
+
+/// The start of the day a period key is destroyed on.
+pub(crate) fn period_start(expires_at: i64) -> i64 {
+    period_of(expires_at) * DAY_MS
+}
+
+/// Key-store name prefix of hold keys.
+pub(crate) const HOLD_PREFIX: &str = "hold:";
+
+/// The key-store name of a subject's hold key.
+pub(crate) fn hold_secret(subject: &SubjectRef) -> String {
+    format!("{HOLD_PREFIX}{}", hex::encode(subject))
+}
+
+fn hold_subject(name: &str) -> Option<SubjectRef> {
+    hex::decode(name.strip_prefix(HOLD_PREFIX)?)
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+/// The day a period key name covers (its records expire at its start).
+fn period_day(name: &str) -> Option<i64> {
+    name.strip_prefix(PERIOD_PREFIX)?
+        .rsplit_once(':')?
+        .1
+        .parse()
+        .ok()
+}
+
+/// What a retention sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionReport {
+    /// The time the sweep ran at.
+    pub at: String,
+    /// Period keys destroyed: everything sealed under them is unreadable.
+    pub periods_destroyed: u64,
+    /// Records deleted from the data store.
+    pub records_deleted: u64,
+    pub by_category: BTreeMap<String, u64>,
+    /// Records of people under a legal hold sealed again under their own key
+    /// so they outlive their period.
+    pub held_records_kept: u64,
+    /// The leaf that accounts for the sweep.
+    pub log_index: u64,
+}
+
+/// The answer to an erasure.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EraseReport {
+    /// People erased.
+    pub erased: u64,
+    /// Identifiers refused because a legal hold is in force (exit 3).
+    pub held: Vec<String>,
+    /// Records deleted.
+    pub records_deleted: u64,
+    /// Keys destroyed (a data key and a tag key each).
+    pub keys_destroyed: u64,
+    /// The first leaf; one per identifier, in order.
+    pub first_leaf: u64,
+}
+
+impl EraseReport {
+    pub fn refused(&self) -> bool {
+        !self.held.is_empty()
+    }
+}
+
+/// A legal hold as shown to an officer or the person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldView {
+    pub id: String,
+    /// The disclosure request whose approved instrument it rests on.
+    pub request: String,
+    /// People held (officers only; empty in the person's own report).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    pub placed_by: String,
+    pub placed_at: String,
+    pub until: String,
+    /// `active`, `released` or `lapsed`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+    /// Officers only: the person is not shown the hold before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld_until: Option<String>,
+    /// The first leaf of the placement or release (answers to those only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+}
+
+/// The answer to a correction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CorrectionReport {
+    pub subject: String,
+    pub category: String,
+    /// The new record.
+    pub record: String,
+    /// The record it replaces, kept as history.
+    pub supersedes: String,
+    /// Who received the category before, to be told of the correction
+    /// (5 U.S.C. 552a(c)(4), R13).
+    pub notify: Vec<PriorRecipient>,
+    pub log_index: u64,
+}
+
+/// A recipient of an earlier disclosure of the corrected category.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PriorRecipient {
+    pub disclosure: String,
+    pub recipient_principal: String,
+    pub disclosed_at: String,
+    /// The leaf of that disclosure.
+    pub log_index: u64,
+}
+
+impl Vault {
+    /// Officer-only operations: the pack's approver roles. A refusal is a
+    /// decision too: one deny leaf.
+    pub(crate) fn require_officer(
+        &self,
+        p: &Principal,
+        what: &str,
+        action: &str,
+    ) -> Result<(), VaultError> {
+        let roles = self.pack.disclosure().approver_roles();
+        if roles.contains(&p.role) {
+            return Ok(());
+        }
+        self.deny_leaf(p, action, None)?;
+        Err(VaultError::NotPermitted(format!(
+            "role `{}` may not {what}; {} may",
+            p.role,
+            roles.join(" or ")
+        )))
+    }
+}

@@ -1,0 +1,222 @@
+//! Retention: records past their period are destroyed by destroying the
+//! period's key, except where a hold keeps them sealed under the hold's key.
+
+use std::collections::{BTreeSet, HashSet};
+
+use postvault_store::{RecordRow, SubjectRef, key_id};
+
+use crate::clock::format_ms;
+use crate::error::VaultError;
+use crate::vault::{Principal, Vault};
+
+use super::*;
+
+impl Vault {
+    /// Runs the retention sweep at the clock's time: destroys every period
+    /// key whose day has begun (after sealing held people's records of it
+    /// again under their own key) and the hold keys of ended holds, then
+    /// deletes every expired record not under a hold, in bounded chunks.
+    /// Written ahead: an intent leaf names what will be destroyed before
+    /// anything is, and the sweep's `retention` leaf completes it (a sweep
+    /// with nothing to do writes that leaf alone). A sweep a crash stopped
+    /// is finished when the vault next opens. `progress` is called with the
+    /// records deleted so far.
+    pub fn retention_run(
+        &self,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RetentionReport, VaultError> {
+        let now = self.clock.now_ms();
+        let mut report = RetentionReport {
+            at: format_ms(now),
+            ..RetentionReport::default()
+        };
+        let held = self.held_subjects(now)?;
+        // Holds released or lapsed: their people's records go back under
+        // period keys (or, expired, stay sealed under a destroyed key).
+        let holds_ending: Vec<SubjectRef> = self
+            .keys
+            .secret_names(HOLD_PREFIX)?
+            .iter()
+            .filter_map(|n| hold_subject(n))
+            .filter(|s| !held.contains(s))
+            .collect();
+        let due: Vec<String> = self
+            .keys
+            .secret_names(PERIOD_PREFIX)?
+            .into_iter()
+            .filter(|n| period_day(n).is_some_and(|d| d * DAY_MS <= now))
+            .collect();
+        let plan = crate::intents::RetentionBody::new(
+            now,
+            due,
+            &holds_ending,
+            self.store.count_expired(now)?,
+        );
+        if plan.is_empty() {
+            // Nothing to destroy: the sweep's one leaf says so.
+            let leaf = self.destruction_leaf(
+                &self.system_actor("retention-sweeper"),
+                "retention",
+                now,
+                0,
+                vec![],
+                "periods:0".into(),
+                vec!["R22".into()],
+            );
+            report.log_index = self.store.append_leaves(1, &mut |_, _| leaf.clone())?;
+            return Ok(report);
+        }
+        let _destroying = self.destroying();
+        let id = self.retention_intent(&plan)?;
+        self.carry_out_retention(&plan, id, &mut report, progress)?;
+        report.log_index = self
+            .complete(id, &self.system_actor("retention-sweeper"), false)?
+            // Another process finished it first (it found the intent open
+            // when it opened the vault): its leaf accounts for it.
+            .unwrap_or(id);
+        Ok(report)
+    }
+
+    /// Carries out a retention intent: ends the holds it names, keeps held
+    /// people's records of its periods under their hold keys, destroys its
+    /// period keys, then deletes what expired at its time, counting the
+    /// deletions in the intent. Safe to run again after a crash at any step.
+    pub(crate) fn carry_out_retention(
+        &self,
+        plan: &crate::intents::RetentionBody,
+        id: u64,
+        report: &mut RetentionReport,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), VaultError> {
+        let now = plan.now;
+        for s in plan
+            .holds_ending
+            .iter()
+            .filter_map(|h| crate::intents::ref_of(h))
+        {
+            self.unhold(&s, now)?;
+        }
+        if !plan.periods.is_empty() {
+            let held = self.held_subjects(now)?;
+            let due_set: HashSet<&str> = plan.periods.iter().map(String::as_str).collect();
+            // Collected for a held person after the hold was placed: kept
+            // under their hold key before the period key goes.
+            for s in &held {
+                report.held_records_kept += self.seal_under_hold(s, &|r| {
+                    r.key_id == key_id::PERIOD
+                        && due_set.contains(period_secret(&r.category, r.expires_at).as_str())
+                })?;
+            }
+            report.periods_destroyed = self.keys.delete_secrets(&plan.periods)?;
+            self.forget_periods(&plan.periods);
+        }
+        loop {
+            let b = self.store.sweep_expired(now, SWEEP_CHUNK, Some(id))?;
+            if b.deleted == 0 {
+                break;
+            }
+            report.records_deleted += b.deleted;
+            for (c, n) in b.by_category {
+                *report.by_category.entry(c).or_default() += n;
+            }
+            progress(report.records_deleted);
+        }
+        Ok(())
+    }
+
+    /// People under a hold in force at `now`.
+    pub(super) fn held_subjects(&self, now: i64) -> Result<BTreeSet<SubjectRef>, VaultError> {
+        Ok(self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.active(now))
+            .map(|h| h.subject)
+            .collect())
+    }
+
+    /// [`Vault::retention_run`] on a principal's request (the HTTP
+    /// service): a privacy officer only; a refusal is one deny leaf.
+    pub fn retention_run_as(
+        &self,
+        officer: &Principal,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RetentionReport, VaultError> {
+        self.require_officer(officer, "run the retention sweep", "retention")?;
+        self.retention_run(progress)
+    }
+
+    /// Seals the records of `subject` that `pick` selects again under the
+    /// subject's hold key (`key_id::HOLD`), so they outlive their periods
+    /// and end with the hold; returns how many. Mail-cover records keep
+    /// their order's key (the order decides who sees them).
+    pub(super) fn seal_under_hold(
+        &self,
+        subject: &SubjectRef,
+        pick: &dyn Fn(&RecordRow) -> bool,
+    ) -> Result<u64, VaultError> {
+        let Some(keys) = self.subject_keys(subject)? else {
+            return Ok(0);
+        };
+        let hold = self
+            .hold_key(subject, true)?
+            .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
+        let key = keys.data.record_key(&hold)?;
+        let mut covers = crate::vault::KeyCache::default();
+        let mut out = Vec::new();
+        for r in self.store.subject_records(subject)? {
+            if !pick(&r) || r.category == "mail_cover_record" || r.key_id == key_id::HOLD {
+                continue;
+            }
+            // A record that does not open (altered, or from a restored copy
+            // beside newer keys) is left for the sweep, never a reason to
+            // stop it for everyone.
+            let Ok(Some(plain)) = self.open_record(&r, Some(&keys), &mut covers) else {
+                continue;
+            };
+            let aad = record_aad_of(&r);
+            out.push(RecordRow {
+                key_id: key_id::HOLD,
+                sealed: key.seal(&self.rng, &aad, &plain)?,
+                ..r
+            });
+        }
+        Ok(self.store.rekey(&out)?)
+    }
+
+    /// The end of every hold on `subject`: records not yet expired go back
+    /// under their period keys, then the hold key is destroyed, so what
+    /// expired during the hold is unreadable in every copy; the sweep
+    /// deletes its rows.
+    pub(crate) fn unhold(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
+        let mut out = Vec::new();
+        if let (Some(keys), Some(hold)) =
+            (self.subject_keys(subject)?, self.hold_key(subject, false)?)
+        {
+            let held_key = keys.data.record_key(&hold)?;
+            for r in self.store.subject_records(subject)? {
+                if r.key_id != key_id::HOLD || period_start(r.expires_at) <= now {
+                    continue;
+                }
+                let aad = record_aad_of(&r);
+                let Ok(plain) = held_key.open(&aad, &r.sealed) else {
+                    continue;
+                };
+                let Some(period) = self.period_key(&r.category, r.expires_at, true)? else {
+                    continue;
+                };
+                out.push(RecordRow {
+                    key_id: key_id::PERIOD,
+                    sealed: keys
+                        .data
+                        .record_key(&period)?
+                        .seal(&self.rng, &aad, &plain)?,
+                    ..r
+                });
+            }
+        }
+        let n = self.store.rekey(&out)?;
+        self.keys.delete_secrets(&[hold_secret(subject)])?;
+        Ok(n)
+    }
+}
