@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use postvault::{Clock as _, CollectOptions, OpenOptions, ReadResponse, Vault};
 use serde::Deserialize;
 
-use crate::{DemoArgs, LinesReader};
+use crate::DemoArgs;
+use postvault_sim::LinesReader;
 
 #[derive(Deserialize)]
 struct Head<'a> {

@@ -4,71 +4,11 @@
 //! refused by a witness with 409.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use postvault::{ConfiguredWitness, OpenOptions, Vault, WitnessCallError, WitnessPolicy};
-use postvault_witness::Cosigner;
-
-/// Two witnesses served from this process: their cosigners, the runtime
-/// serving them, and their URLs.
-pub struct LocalWitnesses {
-    pub cosigners: Vec<Arc<Cosigner>>,
-    pub urls: Vec<String>,
-    _rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalWitnesses {
-    /// Starts `n` witnesses following the log `log_vkey`.
-    pub fn start(n: usize, log_vkey: &str) -> Result<LocalWitnesses> {
-        let dir = tempfile::tempdir().context("creating a temporary directory")?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let origin = log_vkey.split('+').next().unwrap_or_default();
-        let mut cosigners = Vec::new();
-        let mut urls = Vec::new();
-        for i in 1..=n {
-            let w = Arc::new(Cosigner::create(
-                &dir.path().join(format!("w{i}.db")),
-                &format!("witness-{i}.example"),
-            )?);
-            w.add_log(origin, log_vkey)?;
-            let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-            urls.push(format!("http://{}", listener.local_addr()?));
-            let served = w.clone();
-            rt.spawn(async move {
-                let _ =
-                    postvault_server::serve_witness(listener, served, std::future::pending::<()>())
-                        .await;
-            });
-            cosigners.push(w);
-        }
-        Ok(LocalWitnesses {
-            cosigners,
-            urls,
-            _rt: rt,
-            _dir: dir,
-        })
-    }
-
-    /// The vault's witness policy over HTTP, all of them required.
-    pub fn policy(&self) -> Result<WitnessPolicy> {
-        let mut witnesses = Vec::new();
-        for (w, url) in self.cosigners.iter().zip(&self.urls) {
-            witnesses.push(ConfiguredWitness {
-                verifier: postvault_log::CosignatureVerifier::new(&w.verifier_key())?,
-                client: postvault_server::http_witness(url, Duration::from_secs(5))
-                    .map_err(anyhow::Error::msg)?,
-            });
-        }
-        let quorum = witnesses.len();
-        Ok(WitnessPolicy { witnesses, quorum })
-    }
-}
+use postvault::{OpenOptions, Vault, WitnessCallError};
+use postvault_server::LocalWitnesses;
 
 fn copy_files(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
     std::fs::create_dir_all(to)?;
@@ -87,7 +27,8 @@ const KEYS: [&str; 3] = ["keys.db", "keys.db-wal", "keys.db-shm"];
 pub fn scene(dir: &Path, vault: Vault, opts: OpenOptions, person: &str) -> Result<()> {
     outln!("\nWitnesses: nobody can be shown a different log");
     outln!("==============================================");
-    let ws = LocalWitnesses::start(2, &vault.log_verifier_key())?;
+    let state = tempfile::tempdir().context("creating a temporary directory")?;
+    let ws = LocalWitnesses::start(state.path(), 2, &vault.log_verifier_key())?;
     for (w, url) in ws.cosigners.iter().zip(&ws.urls) {
         outln!("A witness at {url}: {}", w.verifier_key());
     }

@@ -13,17 +13,12 @@
 mod output;
 
 mod bench;
-mod bench_http;
-mod bench_oracle;
-mod bench_pg;
-mod bench_stats;
-mod bench_suite;
-mod bench_witness;
 mod demo;
 mod demo_stats;
 mod demo_witness;
 mod disclose;
 mod examples;
+mod log_cmd;
 mod ops;
 mod policy;
 mod principal;
@@ -161,7 +156,8 @@ enum Command {
     #[command(subcommand)]
     Report(disclose::ReportCmd),
     /// Measure throughput, latency and memory against raw baselines in the
-    /// same run: the whole suite, or one path.
+    /// same run: the whole suite, or one path. Runs `postvault-bench`
+    /// (built beside this binary by `cargo build --release -p postvault-bench`).
     Bench(BenchArgs),
     /// Retention: destroy the keys of ended retention periods, delete what expired.
     #[command(subcommand)]
@@ -425,49 +421,18 @@ pub struct DemoArgs {
     pub keep: Option<PathBuf>,
 }
 
-/// Without a subcommand: the whole suite in one run (ingest vs raw SQLite,
-/// reads, decisions, log, erasure, memory, the projection to a U.S. postal
-/// day), printed as JSON and written as a table into BENCHMARKS.md.
+/// Everything after `bench` goes to the `postvault-bench` binary found
+/// beside this one (built with `cargo build --release -p postvault-bench`).
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(disable_help_flag = true)]
 struct BenchArgs {
-    #[command(subcommand)]
-    cmd: Option<BenchCmd>,
-    #[command(flatten)]
-    suite: bench_suite::SuiteArgs,
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchCmd {
-    /// Ingest through the full path vs raw batched SQLite inserts of the same bytes.
-    Ingest(bench::IngestArgs),
-    /// Log append and proof times: in memory, and through a vault's store.
-    Log(bench::LogArgs),
-    /// Targeted read latency (each read durably logged) and decision times.
-    Read(bench::ReadArgs),
-    /// Erasure: people erased per second, keys destroyed, rows deleted.
-    Erase(bench::EraseArgs),
-    /// Retention: a sweep over expired records, records per second, bounded memory.
-    Retention(bench::RetentionArgs),
-    /// The HTTP service under load on loopback: authenticated logged reads/s
-    /// with p50/p99, and NDJSON ingest records/s.
-    Http(bench_http::HttpArgs),
-    /// Existence oracles by time: the median of a denied read and of a
-    /// refused disclosure submission naming a person with 600 records,
-    /// against made-up ids (target: within 10%).
-    Oracle(bench_oracle::OracleArgs),
-    /// Ingest on PostgreSQL: the full path vs raw binary COPY of the same
-    /// bytes, and the aggregate of several vault processes at once.
-    PgIngest(bench_pg::PgIngestArgs),
-    /// One node of `pg-ingest`'s aggregate run.
-    #[command(hide = true)]
-    PgNode(bench_pg::PgNodeArgs),
-    /// Witnesses: checkpoint latency signed alone and cosigned by two
-    /// local witnesses, and reads with and without cosigning rounds.
-    Witness(bench_witness::WitnessBenchArgs),
-    /// Statistics: a DP count by day and ZIP3 over many scan events from a
-    /// freshly opened vault, records scanned per second, peak memory.
-    Stats(bench_stats::StatsArgs),
+    /// The arguments of `postvault-bench` (see `postvault bench --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<std::ffi::OsString>,
 }
 
 fn simulate(a: &SimulateArgs) -> Result<u8> {
@@ -832,7 +797,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Policy(PolicyCmd::Table { format }) => {
             let src = pack_sources(cli.pack.as_deref())?.unwrap_or_else(PackSources::postal);
             let pack = Pack::load(&src).map_err(VaultError::from)?;
-            policy_table(&pack, *format)?;
+            policy::print_table(&pack, *format)?;
             Ok(0)
         }
         Command::Policy(PolicyCmd::Stage { dir }) => policy::stage(&cli, dir.as_deref()),
@@ -841,7 +806,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Simulate(a) => simulate(a),
         Command::Demo(a) => demo::run(a, ops::master_key(&cli)?),
-        Command::Log(cmd) => log_cmd(&cli, cmd),
+        Command::Log(cmd) => log_cmd::run(&cli, cmd),
         Command::Subject(SubjectCmd::Report(a)) => rights::report(&cli, a),
         Command::Retention(c) => rights::retention(&cli, c),
         Command::Erase(a) => rights::erase(&cli, a),
@@ -862,150 +827,8 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Disclose(cmd) => disclose::run(&cli, cmd),
         Command::Report(cmd) => disclose::report(&cli, cmd),
-        Command::Bench(b) => match &b.cmd {
-            None => bench_suite::run(&b.suite),
-            Some(BenchCmd::Ingest(a)) => bench::ingest(a),
-            Some(BenchCmd::Log(a)) => bench::log(a),
-            Some(BenchCmd::Read(a)) => bench::read(a),
-            Some(BenchCmd::Erase(a)) => bench::erase(a),
-            Some(BenchCmd::Retention(a)) => bench::retention(a),
-            Some(BenchCmd::Http(a)) => bench_http::http(a),
-            Some(BenchCmd::Oracle(a)) => bench_oracle::oracle(a),
-            Some(BenchCmd::PgIngest(a)) => bench_pg::ingest(a),
-            Some(BenchCmd::PgNode(a)) => bench_pg::node(a),
-            Some(BenchCmd::Witness(a)) => bench_witness::run(a),
-            Some(BenchCmd::Stats(a)) => bench_stats::run(a),
-        },
+        Command::Bench(b) => bench::forward(&b.args),
     }
-}
-
-fn log_cmd(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
-    if let LogCmd::Recover = cmd {
-        return witness_cmd::recover(cli);
-    }
-    let v = crate::open_vault(cli)?;
-    match cmd {
-        LogCmd::Recover => {}
-        LogCmd::Witnesses(w) => return witness_cmd::witnesses(&v, w),
-        LogCmd::Checkpoint if v.has_witnesses() => {
-            let r = v.cosign()?;
-            for w in &r.witnesses {
-                if let Some(e) = &w.error {
-                    errln!("postvault: witness `{}`: {e}", w.witness);
-                }
-            }
-            let Some(fin) = &r.final_checkpoint else {
-                return Err(VaultError::NoFinalCheckpoint(format!(
-                    "checkpoint {} has {} of the {} cosignatures required, and no earlier one has them",
-                    r.checkpoint.size,
-                    r.checkpoint.cosigners.len(),
-                    r.checkpoint.quorum
-                ))
-                .into());
-            };
-            if !r.checkpoint.is_final {
-                errln!(
-                    "postvault: checkpoint {} is pending ({} of {} cosignatures); printing the latest final one, {}",
-                    r.checkpoint.size,
-                    r.checkpoint.cosigners.len(),
-                    r.checkpoint.quorum,
-                    fin.size
-                );
-            }
-            out!("{}", fin.note);
-        }
-        LogCmd::Checkpoint => {
-            out!("{}", v.checkpoint()?);
-        }
-        LogCmd::Key => outln!("{}", v.log_verifier_key()),
-        LogCmd::Entries { start, end } => {
-            let end = match end {
-                Some(e) => *e,
-                None => v.store().log_size()?,
-            };
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut i = *start;
-            while i < end {
-                let chunk = end.min(i + 10_000);
-                for e in v.log_entries(i, chunk)? {
-                    serde_json::to_writer(&mut out, &e)?;
-                    writeln!(out)?;
-                }
-                i = chunk;
-            }
-            out.flush()?;
-        }
-        LogCmd::Prove {
-            index,
-            size,
-            old,
-            new,
-        } => match (index, old, new) {
-            (Some(i), _, _) => print_json(&v.prove_inclusion(*i, *size)?)?,
-            (None, Some(o), Some(n)) => print_json(&v.prove_consistency(*o, *n)?)?,
-            _ => bail!("give --index I [--size N], or --old A --new B"),
-        },
-        LogCmd::Verify {
-            checkpoint,
-            since,
-            witness,
-            quorum,
-        } => {
-            let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
-                p.as_ref()
-                    .map(|p| {
-                        std::fs::read_to_string(p)
-                            .with_context(|| format!("reading `{}`", p.display()))
-                    })
-                    .transpose()
-            };
-            let report = v.verify_log(&postvault::VerifyOptions {
-                checkpoint: read(checkpoint)?,
-                since: read(since)?,
-                witnesses: witness.clone(),
-                quorum: *quorum,
-            })?;
-            errln!(
-                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent{}",
-                report.size,
-                report.checkpoints_checked,
-                if report.witness_quorum > 0 {
-                    format!(
-                        "; checkpoint {} cosigned by {} of {} required witnesses",
-                        report.checkpoint.as_ref().map_or(0, |c| c.size),
-                        report.cosigners.len(),
-                        report.witness_quorum
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            print_json(&report)?;
-        }
-        LogCmd::Tile { path } => {
-            let bytes = v.log_tile(path)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
-        LogCmd::Find { tag_key } => {
-            let (checkpoint, found) = v.find_leaves_cosigned(tag_key)?;
-            if !checkpoint.is_final {
-                errln!(
-                    "postvault: the checkpoint is pending: {} of the {} witness cosignatures required",
-                    checkpoint.cosigners.len(),
-                    checkpoint.quorum
-                );
-            }
-            print_json(&serde_json::json!({
-                "checkpoint": checkpoint.note,
-                "checkpoint_final": checkpoint.is_final,
-                "cosigners": checkpoint.cosigners,
-                "leaves": found,
-            }))?;
-        }
-    }
-    Ok(0)
 }
 
 fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
@@ -1080,107 +903,4 @@ fn collect(cli: &Cli, a: &CollectArgs) -> Result<u8> {
         return Ok(EXIT_REJECTED);
     }
     Ok(0)
-}
-
-fn policy_table(pack: &Pack, format: TableFormat) -> Result<()> {
-    let t = pack.taxonomy();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if let TableFormat::Tsv = format {
-        writeln!(
-            out,
-            "role\taction\tpurpose\tcategory\tconsent\teffect\tpolicies"
-        )?;
-    }
-    for r in pack.requests() {
-        let d = pack.decide(&r);
-        let role = &t.role(r.role).id;
-        let purpose = &t.purpose(r.purpose).id;
-        let category = &t.category(r.category).id;
-        match format {
-            TableFormat::Json => {
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({
-                        "pack": pack.version(),
-                        "role": role,
-                        "action": r.action,
-                        "purpose": purpose,
-                        "category": category,
-                        "consent": r.consent,
-                        "effect": d.effect,
-                        "reasons": d.reasons,
-                    }),
-                )?;
-                writeln!(out)?;
-            }
-            TableFormat::Tsv => {
-                let policies: Vec<&str> = d.reasons.iter().map(|x| x.policy.as_str()).collect();
-                writeln!(
-                    out,
-                    "{role}\t{}\t{purpose}\t{category}\t{}\t{}\t{}",
-                    r.action.as_str(),
-                    r.consent,
-                    if d.allowed() { "allow" } else { "deny" },
-                    policies.join(",")
-                )?;
-            }
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// Reads an iterator of lines as newline-terminated bytes.
-pub struct LinesReader<I> {
-    lines: I,
-    cur: Vec<u8>,
-    pos: usize,
-}
-
-impl<I: Iterator<Item = String>> LinesReader<I> {
-    pub fn new(lines: I) -> Self {
-        LinesReader {
-            lines,
-            cur: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl<I: Iterator<Item = String>> std::io::Read for LinesReader<I> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos >= self.cur.len() {
-            match self.lines.next() {
-                Some(l) => {
-                    self.cur = l.into_bytes();
-                    self.cur.push(b'\n');
-                    self.pos = 0;
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Facts about this machine for benchmark reports.
-pub fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    serde_json::json!({
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu": cpu,
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-    })
 }

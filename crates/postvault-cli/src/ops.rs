@@ -121,7 +121,7 @@ fn new_key(a: &NewKeyArgs) -> Result<ExternalKey> {
         let Some(path) = &a.new_key_file else {
             bail!("--generate writes the key to --new-key-file");
         };
-        let key = ExternalKey::generate(&postvault_crypto::SystemRandom::new())?;
+        let key = ExternalKey::generate(&aws_lc_rs::rand::SystemRandom::new())?;
         #[cfg(unix)]
         let mut f = {
             use std::os::unix::fs::OpenOptionsExt;

@@ -2,6 +2,7 @@
 //! a vault runs under, with notice (R4).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -9,7 +10,7 @@ use clap::ValueEnum;
 use postvault::{Pack, PackSources, Vault};
 use postvault_policy::PackDiff;
 
-use crate::{Cli, pack_sources, print_json};
+use crate::{Cli, TableFormat, pack_sources, print_json};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DiffFormat {
@@ -151,4 +152,54 @@ pub fn built_in_notice(v: &Vault) {
         st.current,
         st.built_in
     );
+}
+
+/// `postvault policy table`: every (role, action, purpose, category,
+/// consent) request of the pack with its decision.
+pub fn print_table(pack: &Pack, format: TableFormat) -> Result<()> {
+    let t = pack.taxonomy();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let TableFormat::Tsv = format {
+        writeln!(
+            out,
+            "role\taction\tpurpose\tcategory\tconsent\teffect\tpolicies"
+        )?;
+    }
+    for r in pack.requests() {
+        let d = pack.decide(&r);
+        let role = &t.role(r.role).id;
+        let purpose = &t.purpose(r.purpose).id;
+        let category = &t.category(r.category).id;
+        match format {
+            TableFormat::Json => {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({
+                        "pack": pack.version(),
+                        "role": role,
+                        "action": r.action,
+                        "purpose": purpose,
+                        "category": category,
+                        "consent": r.consent,
+                        "effect": d.effect,
+                        "reasons": d.reasons,
+                    }),
+                )?;
+                writeln!(out)?;
+            }
+            TableFormat::Tsv => {
+                let policies: Vec<&str> = d.reasons.iter().map(|x| x.policy.as_str()).collect();
+                writeln!(
+                    out,
+                    "{role}\t{}\t{purpose}\t{category}\t{}\t{}\t{}",
+                    r.action.as_str(),
+                    r.consent,
+                    if d.allowed() { "allow" } else { "deny" },
+                    policies.join(",")
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
 }

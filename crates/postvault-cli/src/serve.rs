@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 
-use crate::{Cli, LinesReader};
+use crate::Cli;
+use postvault_sim::LinesReader;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

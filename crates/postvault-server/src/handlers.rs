@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -260,14 +259,7 @@ pub async fn collect(
     let report = report
         .map_err(|_| ApiError::internal("the collection worker stopped"))?
         .map_err(ApiError::from)?;
-    state
-        .metrics
-        .records_ingested
-        .fetch_add(report.accepted, Ordering::Relaxed);
-    state
-        .metrics
-        .records_rejected
-        .fetch_add(report.rejected, Ordering::Relaxed);
+    state.metrics.ingest(report.accepted, report.rejected);
     let fail = |status, code: &str, message: String| {
         json(
             status,

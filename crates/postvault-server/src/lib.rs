@@ -12,6 +12,7 @@ mod handlers;
 mod idempotency;
 mod limits;
 mod listen;
+mod local_witness;
 mod openapi;
 mod stats;
 pub mod tls;
@@ -31,6 +32,7 @@ use postvault::{Principal, Vault};
 
 pub use error::ApiError;
 pub use limits::{Metrics, RateLimiter};
+pub use local_witness::{LocalWitnessError, LocalWitnesses};
 pub use tls::{TlsConfig, TlsError};
 pub use witness::{HttpWitness, http_witness, serve_witness, witness_router};
 
@@ -82,6 +84,9 @@ impl Default for Config {
     }
 }
 
+/// Authenticated tokens kept in memory at most.
+const TOKEN_CACHE_MAX: std::num::NonZeroUsize = std::num::NonZeroUsize::MIN.saturating_add(9_999);
+
 /// What every handler shares.
 pub struct AppState {
     pub vault: Arc<Vault>,
@@ -95,8 +100,9 @@ pub struct AppState {
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Principals by token hash, valid for the principals generation in
-    /// `watched`: emptied whenever the store's generation moves.
-    principals: std::sync::Mutex<std::collections::HashMap<[u8; 32], Principal>>,
+    /// `watched`: emptied whenever the store's generation moves; the least
+    /// recently used leave it past [`TOKEN_CACHE_MAX`].
+    principals: std::sync::Mutex<lru::LruCache<[u8; 32], Principal>>,
     /// When the store's principals generation was last read, and its value.
     watched: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
     /// The last signed checkpoint served to the public, and when: anonymous
@@ -117,7 +123,7 @@ impl AppState {
             vault,
             config,
             metrics: Metrics::default(),
-            principals: std::sync::Mutex::new(std::collections::HashMap::new()),
+            principals: std::sync::Mutex::new(lru::LruCache::new(TOKEN_CACHE_MAX)),
             watched: std::sync::Mutex::new((None, 0)),
         })
     }
@@ -131,7 +137,7 @@ impl AppState {
 
     /// A token already authenticated (cached).
     fn known(&self, token: &str) -> bool {
-        self.cache().contains_key(&AppState::token_hash(token))
+        self.cache().contains(&AppState::token_hash(token))
     }
 
     /// The principal a bearer token belongs to (cached by token hash, for
@@ -149,11 +155,7 @@ impl AppState {
             // look-up began: a token found just before one is not kept.
             let w = self.watched();
             if w.1 == generation {
-                let mut c = self.cache();
-                if c.len() > 10_000 {
-                    c.clear();
-                }
-                c.insert(hash, p.clone());
+                self.cache().put(hash, p.clone());
             }
         }
         Ok(found)
@@ -230,7 +232,7 @@ impl AppState {
         Ok((note, size))
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Principal>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, lru::LruCache<[u8; 32], Principal>> {
         self.principals.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -1,15 +1,20 @@
 //! The per-principal rate limit (`governor`'s keyed GCRA limiter) and the
-//! Prometheus metrics.
+//! Prometheus metrics (`prometheus-client`).
 
-use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::ApiError;
 
@@ -94,89 +99,124 @@ impl RateLimiter {
     }
 }
 
-/// Counters exported at `/metrics`.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    effect: &'static str,
+}
+
+/// Counters exported at `/metrics` (Prometheus text format 0.0.4, written
+/// by `prometheus-client`, which escapes label values and names counters
+/// `*_total`).
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    pub decisions_allow: AtomicU64,
-    pub decisions_deny: AtomicU64,
-    pub records_ingested: AtomicU64,
-    pub records_rejected: AtomicU64,
-    started: Mutex<Option<Instant>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    ingested: Counter,
+    rejected: Counter,
+    ingest_rate: Gauge<f64, AtomicU64>,
+    log_size: Gauge,
+    started: OnceLock<Instant>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let (ingested, rejected) = (Counter::default(), Counter::default());
+        let ingest_rate = Gauge::<f64, AtomicU64>::default();
+        let log_size = Gauge::default();
+        registry.register(
+            "postvault_http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "postvault_decisions",
+            "Targeted-read decisions by effect",
+            decisions.clone(),
+        );
+        registry.register(
+            "postvault_records_ingested",
+            "Records accepted through POST /v1/records",
+            ingested.clone(),
+        );
+        registry.register(
+            "postvault_records_rejected",
+            "Lines rejected through POST /v1/records",
+            rejected.clone(),
+        );
+        registry.register(
+            "postvault_ingest_records_per_second",
+            "Records accepted per second since the first request",
+            ingest_rate.clone(),
+        );
+        registry.register(
+            "postvault_log_size",
+            "Leaves in the transparency log",
+            log_size.clone(),
+        );
+        // Both effects are present from the start, at 0.
+        for effect in ["allow", "deny"] {
+            drop(decisions.get_or_create(&DecisionLabels { effect }));
+        }
+        Metrics {
+            registry,
+            requests,
+            decisions,
+            ingested,
+            rejected,
+            ingest_rate,
+            log_size,
+            started: OnceLock::new(),
+        }
+    }
 }
 
 impl Metrics {
     pub fn request(&self, route: &str, status: u16) {
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((route.to_string(), status)).or_default() += 1;
-        drop(m);
-        let mut s = self.started.lock().unwrap_or_else(|e| e.into_inner());
-        s.get_or_insert_with(Instant::now);
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.started.get_or_init(Instant::now);
     }
 
     pub fn decision(&self, allowed: bool) {
-        if allowed {
-            self.decisions_allow.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.decisions_deny.fetch_add(1, Ordering::Relaxed);
-        }
+        let effect = if allowed { "allow" } else { "deny" };
+        self.decisions
+            .get_or_create(&DecisionLabels { effect })
+            .inc();
+    }
+
+    /// Counts one NDJSON ingest: lines accepted and rejected.
+    pub fn ingest(&self, accepted: u64, rejected: u64) {
+        self.ingested.inc_by(accepted);
+        self.rejected.inc_by(rejected);
     }
 
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, log_size: u64) -> String {
-        let mut o = String::new();
-        o.push_str("# HELP postvault_http_requests_total HTTP requests by route and status.\n");
-        o.push_str("# TYPE postvault_http_requests_total counter\n");
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            o.push_str(&format!(
-                "postvault_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}\n",
-                route.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
-        }
-        o.push_str("# HELP postvault_decisions_total Targeted-read decisions by effect.\n");
-        o.push_str("# TYPE postvault_decisions_total counter\n");
-        o.push_str(&format!(
-            "postvault_decisions_total{{effect=\"allow\"}} {}\n",
-            self.decisions_allow.load(Ordering::Relaxed)
-        ));
-        o.push_str(&format!(
-            "postvault_decisions_total{{effect=\"deny\"}} {}\n",
-            self.decisions_deny.load(Ordering::Relaxed)
-        ));
-        let ingested = self.records_ingested.load(Ordering::Relaxed);
-        o.push_str(
-            "# HELP postvault_records_ingested_total Records accepted through POST /v1/records.\n",
-        );
-        o.push_str("# TYPE postvault_records_ingested_total counter\n");
-        o.push_str(&format!("postvault_records_ingested_total {ingested}\n"));
-        o.push_str(
-            "# HELP postvault_records_rejected_total Lines rejected through POST /v1/records.\n",
-        );
-        o.push_str("# TYPE postvault_records_rejected_total counter\n");
-        o.push_str(&format!(
-            "postvault_records_rejected_total {}\n",
-            self.records_rejected.load(Ordering::Relaxed)
-        ));
         let up = self
             .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|s| s.elapsed().as_secs_f64())
-            .unwrap_or(0.0);
-        o.push_str("# HELP postvault_ingest_records_per_second Records accepted per second since the first request.\n");
-        o.push_str("# TYPE postvault_ingest_records_per_second gauge\n");
-        o.push_str(&format!(
-            "postvault_ingest_records_per_second {:.1}\n",
-            if up > 0.0 { ingested as f64 / up } else { 0.0 }
-        ));
-        o.push_str("# HELP postvault_log_size Leaves in the transparency log.\n");
-        o.push_str("# TYPE postvault_log_size gauge\n");
-        o.push_str(&format!("postvault_log_size {log_size}\n"));
+            .get()
+            .map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let ingested = self.ingested.get();
+        self.ingest_rate
+            .set(if up > 0.0 { ingested as f64 / up } else { 0.0 });
+        self.log_size
+            .set(i64::try_from(log_size).unwrap_or(i64::MAX));
+        let mut o = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut o, &self.registry);
         o
     }
 }
@@ -184,6 +224,32 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_keep_their_names_and_escape_label_values() {
+        let m = Metrics::default();
+        m.request("/v1/subjects/{id}", 200);
+        m.request("/v1/subjects/{id}", 200);
+        m.request("/odd\"route\\", 404);
+        m.decision(true);
+        m.ingest(5, 2);
+        let t = m.render(42);
+        for line in [
+            "# TYPE postvault_http_requests_total counter",
+            "postvault_http_requests_total{route=\"/v1/subjects/{id}\",status=\"200\"} 2",
+            "postvault_http_requests_total{route=\"/odd\\\"route\\\\\",status=\"404\"} 1",
+            "# TYPE postvault_decisions_total counter",
+            "postvault_decisions_total{effect=\"allow\"} 1",
+            "postvault_decisions_total{effect=\"deny\"} 0",
+            "postvault_records_ingested_total 5",
+            "postvault_records_rejected_total 2",
+            "# TYPE postvault_ingest_records_per_second gauge",
+            "# TYPE postvault_log_size gauge",
+            "postvault_log_size 42",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} missing from\n{t}");
+        }
+    }
 
     #[test]
     fn keys_stay_bounded_and_a_sweep_resets_nobody() {

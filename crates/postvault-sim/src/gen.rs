@@ -9,6 +9,7 @@ use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{self, City};
+use crate::people::{Person, Population, Skew};
 use crate::util::{self, Day, Rec, mix, perm16};
 
 /// Tags for stateless hashes (never change: they fix the output).
@@ -87,248 +88,6 @@ pub(crate) fn packages_totals(seed: u64, n: u64) -> (u64, u64) {
 }
 
 // ---------------------------------------------------------------------------
-// Subject population
-// ---------------------------------------------------------------------------
-
-/// How skewed a draw from the population is.
-#[derive(Clone, Copy)]
-pub(crate) enum Skew {
-    /// Mail recipients: Zipf-like, exponent 0.7 (a few addresses, mostly
-    /// businesses, receive a large share of the mail).
-    Mail = 0,
-    /// Online customers and other self-service activity: exponent 0.3.
-    Customer = 1,
-    /// Events that happen to anyone about equally (moves, court orders).
-    Uniform = 2,
-}
-
-const SKEW_EXPONENT: [f64; 3] = [0.7, 0.3, 0.0];
-
-/// The delivery-address population: ranks drawn from a bounded power law,
-/// then scattered over subject ids by a bijective affine map so that heavy
-/// subjects are not simply the first ids.
-#[derive(Debug, Clone)]
-pub(crate) struct Population {
-    n: u64,
-    a: u64,
-    b: u64,
-    /// (n + 1)^(1 - s) per skew.
-    pw: [f64; 3],
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-impl Population {
-    pub(crate) fn new(seed: u64, n: u64) -> Population {
-        let n = n.max(1);
-        let mut a = (mix(seed, TAG_POPULATION, 1) % n) | 1;
-        let mut tries = 0;
-        while gcd(a, n) != 1 && tries < 10_000 {
-            a = (a + 2) % n;
-            tries += 1;
-        }
-        if gcd(a, n) != 1 {
-            a = 1;
-        }
-        let b = mix(seed, TAG_POPULATION, 2) % n;
-        let nf = n as f64 + 1.0;
-        let pw = SKEW_EXPONENT.map(|s| nf.powf(1.0 - s));
-        Population { n, a, b, pw }
-    }
-
-    /// Subject id (1..=n) of rank `r` (0-based).
-    fn id_of_rank(&self, r: u64) -> u64 {
-        let v = (u128::from(self.a) * u128::from(r) + u128::from(self.b)) % u128::from(self.n);
-        v as u64 + 1
-    }
-
-    /// A subject id for a uniform variate `u` in [0, 1).
-    pub(crate) fn sample(&self, u: f64, skew: Skew) -> u64 {
-        if self.n <= 1 {
-            return 1;
-        }
-        let i = skew as usize;
-        let s = SKEW_EXPONENT[i];
-        let x = if s == 0.0 {
-            u * self.n as f64
-        } else {
-            let e = 1.0 - s;
-            ((self.pw[i] - 1.0) * u + 1.0).powf(1.0 / e) - 1.0
-        };
-        // `as` saturates and maps NaN to 0.
-        let r = (x as u64).min(self.n - 1);
-        self.id_of_rank(r)
-    }
-
-    pub(crate) fn draw(&self, rng: &mut ChaCha8Rng, skew: Skew) -> u64 {
-        self.sample(rng.random::<f64>(), skew)
-    }
-
-    /// A uniform subject id from a hash.
-    pub(crate) fn id_from_hash(&self, h: u64) -> u64 {
-        self.id_of_rank(h % self.n)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// People: stable per-subject attributes derived from (seed, subject id)
-// ---------------------------------------------------------------------------
-
-pub(crate) struct Person {
-    pub first: &'static str,
-    pub last: &'static str,
-    pub city: &'static City,
-    zip2: u64,
-    plus4: u64,
-    dp: u64,
-    house: u64,
-    street: &'static str,
-    suffix: &'static str,
-    unit: Option<(&'static str, u64)>,
-    /// Age in days (18 to 90 years).
-    pub age_days: i64,
-    phone7: u64,
-    email_n: u64,
-    email_domain: &'static str,
-    pub lat_off: f64,
-    pub lon_off: f64,
-}
-
-fn pick<T: Copy>(list: &[T], h: u64) -> T {
-    list[(h % list.len() as u64) as usize]
-}
-
-impl Person {
-    /// The person (household) at subject id `id`.
-    pub(crate) fn of(seed: u64, id: u64) -> Person {
-        let mut g = util::SplitMix(mix(seed, TAG_PERSON, id));
-        Person::from_gen(&mut g)
-    }
-
-    /// A person not tied to a subject (a payee, a new address ...).
-    pub(crate) fn random(rng: &mut ChaCha8Rng) -> Person {
-        let mut g = util::SplitMix(rng.next_u64());
-        Person::from_gen(&mut g)
-    }
-
-    fn from_gen(g: &mut util::SplitMix) -> Person {
-        let city = &data::CITIES[(g.next() % data::CITIES.len() as u64) as usize];
-        let unit = if g.below(10) < 3 {
-            Some((pick(data::UNIT_KINDS, g.next()), 1 + g.below(450)))
-        } else {
-            None
-        };
-        Person {
-            first: pick(data::FIRST_NAMES, g.next()),
-            last: pick(data::LAST_NAMES, g.next()),
-            city,
-            zip2: 1 + g.below(98),
-            plus4: 1 + g.below(9998),
-            dp: g.below(100),
-            house: 1 + g.below(9899),
-            street: pick(data::STREETS, g.next()),
-            suffix: pick(data::SUFFIXES, g.next()),
-            unit,
-            age_days: 18 * 365 + g.below(72 * 365) as i64,
-            phone7: 2_000_000 + g.below(8_000_000),
-            email_n: g.below(1000),
-            email_domain: pick(data::EMAIL_DOMAINS, g.next()),
-            lat_off: (g.below(24_001) as f64 - 12_000.0) / 100_000.0,
-            lon_off: (g.below(30_001) as f64 - 15_000.0) / 100_000.0,
-        }
-    }
-
-    pub(crate) fn name(&self) -> String {
-        format!("{} {}", self.first, self.last)
-    }
-
-    pub(crate) fn zip5(&self) -> String {
-        format!("{}{:02}", self.city.zip3, self.zip2)
-    }
-
-    pub(crate) fn zip9(&self) -> String {
-        format!("{}{:02}-{:04}", self.city.zip3, self.zip2, self.plus4)
-    }
-
-    /// The 11-digit delivery point routing code (ZIP + 4 + delivery point).
-    fn routing(&self, digits: usize) -> String {
-        let full = format!(
-            "{}{:02}{:04}{:02}",
-            self.city.zip3, self.zip2, self.plus4, self.dp
-        );
-        full.chars().take(digits).collect()
-    }
-
-    pub(crate) fn street_line(&self) -> String {
-        format!("{} {} {}", self.house, self.street, self.suffix)
-    }
-
-    pub(crate) fn unit_line(&self) -> Option<String> {
-        self.unit.map(|(k, n)| format!("{k} {n}"))
-    }
-
-    /// "123 Oak St Apt 4, Boise, ID 83701-1234"
-    pub(crate) fn one_line(&self) -> String {
-        let mut s = self.street_line();
-        if let Some(u) = self.unit_line() {
-            s.push(' ');
-            s.push_str(&u);
-        }
-        let _ = write!(
-            s,
-            ", {}, {} {}",
-            self.city.name,
-            self.city.state,
-            self.zip9()
-        );
-        s
-    }
-
-    pub(crate) fn email(&self) -> String {
-        let clean = |s: &str| -> String {
-            s.chars()
-                .filter(char::is_ascii_alphanumeric)
-                .collect::<String>()
-                .to_ascii_lowercase()
-        };
-        format!(
-            "{}.{}{}@{}",
-            clean(self.first),
-            clean(self.last),
-            self.email_n,
-            self.email_domain
-        )
-    }
-
-    pub(crate) fn username(&self) -> String {
-        let mut u: String = self.first.chars().take(1).collect();
-        u.extend(self.last.chars().filter(char::is_ascii_alphanumeric));
-        let _ = write!(u, "{}", self.email_n);
-        u.to_ascii_lowercase()
-    }
-
-    pub(crate) fn phone(&self) -> String {
-        format!("+1{}{}", self.city.area, self.phone7)
-    }
-
-    /// Writes this person's address as an `address` record's fields.
-    fn address_fields(&self, rec: &mut Rec) {
-        rec.s("street", &self.street_line());
-        if let Some(u) = self.unit_line() {
-            rec.s("unit", &u);
-        }
-        rec.s("city", self.city.name)
-            .s("state", self.city.state)
-            .s("zip", &self.zip9());
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Shared context and small samplers
 // ---------------------------------------------------------------------------
 
@@ -346,6 +105,16 @@ pub(crate) struct Ctx {
 
 fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
     rng.random::<f64>() < p
+}
+
+/// One draw of a percentage (0 to 99): the value of the first
+/// `(bound, value)` whose bound is above it, else `rest`.
+fn percent<T: Copy>(rng: &mut ChaCha8Rng, table: &[(i32, T)], rest: T) -> T {
+    let r = rng.random_range(0..100);
+    table
+        .iter()
+        .find(|(bound, _)| r < *bound)
+        .map_or(rest, |&(_, v)| v)
 }
 
 fn choose<T: Copy>(rng: &mut ChaCha8Rng, list: &[T]) -> T {
@@ -402,16 +171,7 @@ fn imb(rng: &mut ChaCha8Rng, to: &Person) -> String {
         digits(rng, &mut s, 8);
         digits(rng, &mut s, 6);
     }
-    let r = rng.random_range(0..100);
-    let routing = if r < 85 {
-        11
-    } else if r < 90 {
-        9
-    } else if r < 98 {
-        5
-    } else {
-        0
-    };
+    let routing = percent(rng, &[(85, 11), (90, 9), (98, 5)], 0);
     s.push_str(&to.routing(routing));
     s
 }
@@ -429,9 +189,7 @@ fn tracking_number(rng: &mut ChaCha8Rng) -> String {
 fn hex_random(rng: &mut ChaCha8Rng, nbytes: usize) -> String {
     let mut b = vec![0u8; nbytes];
     rng.fill_bytes(&mut b);
-    let mut s = String::with_capacity(nbytes * 2);
-    util::push_hex(&mut s, &b);
-    s
+    hex::encode(b)
 }
 
 // ---------------------------------------------------------------------------
@@ -656,9 +414,13 @@ fn mail_image(
         img[..SOI.len()].copy_from_slice(&SOI);
         img[len - 2] = 0xFF;
         img[len - 1] = 0xD9;
-        let mut h = String::with_capacity(64);
-        util::push_hex(&mut h, &util::sha256(&img));
-        rec.s("image_sha256", &h).s("image", &util::base64(&img));
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        rec.s("image_sha256", &hex::encode(sha2::Sha256::digest(&img)))
+            .s(
+                "image",
+                &base64::engine::general_purpose::STANDARD.encode(&img),
+            );
     } else {
         rec.s("image_sha256", &hex_random(rng, 32));
     }
@@ -707,14 +469,11 @@ fn ip(rng: &mut ChaCha8Rng) -> String {
 /// security log and for change-of-address fraud checks.
 pub(crate) fn web_visit(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<String>) {
     let subject = ctx.pop.draw(rng, Skew::Customer);
-    let r = rng.random_range(0..100);
-    let purpose = if r < 85 {
-        "account_service"
-    } else if r < 95 {
-        "security_operations"
-    } else {
-        "fraud_prevention"
-    };
+    let purpose = percent(
+        rng,
+        &[(85, "account_service"), (95, "security_operations")],
+        "fraud_prevention",
+    );
     let mut rec = Rec::new(subject, "online_activity", purpose);
     rec.datetime("ts", ctx.day, diurnal_second(rng))
         .s("ip", &ip(rng))
@@ -788,18 +547,16 @@ pub(crate) fn money_order(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<St
         },
     );
     if chance(rng, 0.04) {
-        let r = rng.random_range(0..100);
-        let id_type = if r < 70 {
-            "drivers_license"
-        } else if r < 85 {
-            "state_id"
-        } else if r < 93 {
-            "passport"
-        } else if r < 96 {
-            "military_id"
-        } else {
-            "other"
-        };
+        let id_type = percent(
+            rng,
+            &[
+                (70, "drivers_license"),
+                (85, "state_id"),
+                (93, "passport"),
+                (96, "military_id"),
+            ],
+            "other",
+        );
         let mut idn = String::new();
         let _ = write!(idn, "{}", who.city.state);
         digits(rng, &mut idn, 9);
@@ -828,24 +585,10 @@ pub(crate) fn change_of_address(
     let subject = ctx.pop.draw(rng, Skew::Uniform);
     let who = Person::of(ctx.seed, subject);
     let new = Person::random(rng);
-    let r = rng.random_range(0..100);
-    let move_type = if r < 55 {
-        "individual"
-    } else if r < 96 {
-        "family"
-    } else {
-        "business"
-    };
+    let move_type = percent(rng, &[(55, "individual"), (96, "family")], "business");
     let permanent = chance(rng, 0.86);
     let effective = rng.random_range(0..=30i64);
-    let r = rng.random_range(0..100);
-    let channel = if r < 44 {
-        "online"
-    } else if r < 98 {
-        "hardcopy"
-    } else {
-        "phone"
-    };
+    let channel = percent(rng, &[(44, "online"), (98, "hardcopy")], "phone");
     let mut rec = Rec::new(subject, "change_of_address", "forwarding");
     rec.f(
         "coa_id",
@@ -953,14 +696,7 @@ pub(crate) fn card_payment(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<S
 /// An Informed Delivery digest open, image view or campaign click.
 pub(crate) fn informed_delivery(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDeque<String>) {
     let subject = ctx.pop.draw(rng, Skew::Customer);
-    let r = rng.random_range(0..100);
-    let event = if r < 70 {
-        "open"
-    } else if r < 90 {
-        "view"
-    } else {
-        "click"
-    };
+    let event = percent(rng, &[(70, "open"), (90, "view")], "click");
     let at = diurnal_second(rng);
     let mut rec = Rec::new(subject, "informed_delivery_engagement", "informed_delivery");
     if event == "click" || (event == "view" && chance(rng, 0.3)) {
@@ -989,18 +725,16 @@ pub(crate) fn mail_cover_item(ctx: &Ctx, rng: &mut ChaCha8Rng, out: &mut VecDequ
     let order_id = format!("MC-{}-{:06}", ctx.day.year(), number);
     let subject = ctx.pop.id_from_hash(mix(ctx.seed, TAG_COVER, k + 1));
     let sender = Person::random(rng);
-    let r = rng.random_range(0..100);
-    let class = if r < 55 {
-        "first_class"
-    } else if r < 80 {
-        "marketing"
-    } else if r < 88 {
-        "priority"
-    } else if r < 95 {
-        "package"
-    } else {
-        "periodical"
-    };
+    let class = percent(
+        rng,
+        &[
+            (55, "first_class"),
+            (80, "marketing"),
+            (88, "priority"),
+            (95, "package"),
+        ],
+        "periodical",
+    );
     let mut rec = Rec::new(subject, "mail_cover_record", "mail_cover");
     rec.s("order_id", &order_id).date("recorded_on", ctx.day, 0);
     if chance(rng, 0.5) {

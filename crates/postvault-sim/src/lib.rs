@@ -40,12 +40,15 @@ use rand_chacha::ChaCha8Rng;
 
 mod data;
 mod r#gen;
+mod people;
+mod reader;
 mod util;
 
 #[cfg(test)]
 mod tests;
 
 use r#gen::Ctx;
+pub use reader::LinesReader;
 use util::Day;
 
 /// Daily volumes at scale 1.0 (one U.S. postal day). Sources are in the
@@ -338,7 +341,7 @@ impl Simulator {
         let ctx = Ctx {
             seed: cfg.seed,
             day,
-            pop: r#gen::Population::new(cfg.seed, plan.subjects),
+            pop: people::Population::new(cfg.seed, plan.subjects),
             pieces: plan.pieces,
             packages: plan.packages,
             cover_orders: plan.mail_cover_orders,

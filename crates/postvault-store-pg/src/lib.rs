@@ -19,6 +19,7 @@
 //! blocks the calling thread on it; callers must not be async tasks (the
 //! HTTP service calls the vault from blocking threads, which is fine).
 
+#[cfg(any(test, feature = "test-util"))]
 mod cluster;
 mod db;
 mod keys;
@@ -28,6 +29,7 @@ mod schema;
 mod store;
 mod tls;
 
+#[cfg(any(test, feature = "test-util"))]
 pub use cluster::{ClusterError, ClusterOptions, ClusterTls, TempCluster};
 pub use keys::PgKeyStore;
 pub use store::PgStore;

@@ -1,5 +1,5 @@
-//! Access events and their leaf encoding: canonical JSON (sorted keys, no
-//! spaces) of what was decided, by which role and pseudonymous principal, for
+//! Access events and their leaf encoding: canonical JSON (RFC 8785 JCS:
+//! sorted keys, no spaces) of what was decided, by which role and pseudonymous principal, for
 //! which purpose, under which pack version, with a subject tag instead of any
 //! identifier. Byte format: docs/formats.md.
 
@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 pub const LEAF_VERSION: u32 = 1;
 
 /// Who acted, without naming them: the role and a keyed hash of the name.
-///
-/// Fields are declared in sorted order, so serializing the struct directly
-/// gives the canonical bytes (`to_leaf`, checked against [`canonical`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
@@ -20,8 +17,8 @@ pub struct Actor {
     pub role: String,
 }
 
-/// One access decision as recorded in the log. Fields are declared in
-/// sorted order (see [`Actor`]).
+/// One access decision as recorded in the log. The leaf bytes do not depend
+/// on the order the fields are declared in (see [`Event::to_leaf`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
@@ -58,34 +55,18 @@ pub struct Event {
 }
 
 impl Event {
-    /// The exact leaf bytes: canonical JSON. The fields are declared in
-    /// sorted order and hold no map, so direct serialization is canonical.
+    /// The exact leaf bytes: the RFC 8785 (JCS) canonical JSON of the event,
+    /// keys sorted by their UTF-16 code units whatever order the struct
+    /// declares them in, so reordering or adding fields never changes how
+    /// an existing field is encoded.
     pub fn to_leaf(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // Strings, integers, booleans and null only: canonicalization of
+        // these cannot fail.
+        serde_json_canonicalizer::to_vec(self).unwrap_or_default()
     }
 
     pub fn from_leaf(bytes: &[u8]) -> Option<Event> {
         serde_json::from_slice(bytes).ok()
-    }
-}
-
-/// `v` with every object's keys in sorted order (serde_json may be built to
-/// preserve insertion order, so sorting is done here, not assumed).
-pub fn canonical(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k, canonical(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
-        other => other,
     }
 }
 
@@ -94,9 +75,8 @@ pub fn canonical(v: serde_json::Value) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    #[test]
-    fn direct_serialization_is_canonical() {
-        let mut e = Event {
+    fn event() -> Event {
+        Event {
             action: "read".into(),
             categories: vec!["address".into()],
             count: 2,
@@ -114,15 +94,73 @@ mod tests {
             subject_tag: Some("dGFn".into()),
             time: 5,
             v: LEAF_VERSION,
-        };
-        for _ in 0..2 {
-            let canon = serde_json::to_vec(&canonical(serde_json::to_value(&e).unwrap())).unwrap();
-            assert_eq!(e.to_leaf(), canon);
-            e.instrument = None;
-            e.rejected = None;
-            e.selector = None;
-            e.subject_tag = None;
-            e.purpose = None;
         }
+    }
+
+    /// The leaf bytes of existing leaves, byte for byte (they are hashed into
+    /// the log: any change here breaks every published proof).
+    #[test]
+    fn leaf_bytes_are_those_of_existing_leaves() {
+        let mut e = event();
+        assert_eq!(
+            String::from_utf8(e.to_leaf()).unwrap(),
+            r#"{"action":"read","categories":["address"],"count":2,"decision":"allow","instrument":"x","pack":"sha256:0","principal":{"id":"ab","role":"delivery"},"purpose":"delivery","reasons":["R1"],"rejected":1,"selector":"batch:1","subject_tag":"dGFn","time":5,"v":1}"#
+        );
+        e.instrument = None;
+        e.rejected = None;
+        e.selector = None;
+        e.subject_tag = None;
+        e.purpose = None;
+        e.time = -1_700_000_000_000;
+        e.principal.role = "a\"b\\c\u{1}\n é".into();
+        assert_eq!(
+            String::from_utf8(e.to_leaf()).unwrap(),
+            r#"{"action":"read","categories":["address"],"count":2,"decision":"allow","pack":"sha256:0","principal":{"id":"ab","role":"a\"b\\c\u0001\n é"},"purpose":null,"reasons":["R1"],"time":-1700000000000,"v":1}"#
+        );
+        assert_eq!(Event::from_leaf(&e.to_leaf()), Some(e));
+    }
+
+    /// The same fields declared in another order give the same bytes.
+    #[test]
+    fn leaf_bytes_do_not_depend_on_field_order() {
+        #[derive(Serialize)]
+        struct Shuffled<'a> {
+            v: u32,
+            time: i64,
+            principal: &'a Actor,
+            subject_tag: &'a Option<String>,
+            selector: &'a Option<String>,
+            rejected: &'a Option<u64>,
+            reasons: &'a [String],
+            purpose: &'a Option<String>,
+            pack: &'a str,
+            instrument: &'a Option<String>,
+            decision: &'a str,
+            count: u64,
+            categories: &'a [String],
+            action: &'a str,
+        }
+        let e = event();
+        let shuffled = Shuffled {
+            v: e.v,
+            time: e.time,
+            principal: &e.principal,
+            subject_tag: &e.subject_tag,
+            selector: &e.selector,
+            rejected: &e.rejected,
+            reasons: &e.reasons,
+            purpose: &e.purpose,
+            pack: &e.pack,
+            instrument: &e.instrument,
+            decision: &e.decision,
+            count: e.count,
+            categories: &e.categories,
+            action: &e.action,
+        };
+        assert_ne!(serde_json::to_vec(&shuffled).unwrap(), e.to_leaf());
+        assert_eq!(
+            serde_json_canonicalizer::to_vec(&shuffled).unwrap(),
+            e.to_leaf()
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! checkpoint, so the person can check each one without trusting the vault.
 
 use base64::Engine as _;
+use maud::{Markup, PreEscaped, html};
 use serde::Serialize;
 
 use crate::clock::format_ms;
@@ -168,191 +169,204 @@ pub fn verify_report_proofs(
 }
 
 /// The report as one self-contained HTML page a person who is not an
-/// engineer can read. Every value is escaped.
+/// engineer can read. Every value is escaped by construction (`maud`
+/// templates escape whatever they interpolate unless told otherwise).
 pub fn report_html(r: &SubjectReport) -> String {
-    let mut h = String::with_capacity(16 * 1024);
-    h.push_str(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>What the postal service holds about you</title><style>\
-         body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#111}\
-         table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}\
-         th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}\
-         th{background:#f3f3f3}.ok{color:#05620c;font-weight:bold}.bad{color:#a00;font-weight:bold}\
-         pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.85rem}\
-         .muted{color:#555}</style></head><body>\n",
-    );
-    h.push_str("<h1>What the postal service holds about you</h1>\n");
-    h.push_str(&format!(
-        "<p>This report was made on {} for the person with identifier <b>{}</b>. \
-         It lists everything stored about you, who may use it, every time it was \
-         used or given to anyone, and a way to check that this list is complete.</p>\n",
-        esc(&r.generated_at),
-        esc(&r.subject)
-    ));
-
-    h.push_str("<h2>1. The information we hold</h2>\n");
-    if r.records.is_empty() {
-        h.push_str("<p>We hold no information about you that this report can show.</p>\n");
-    }
-    for rec in &r.records {
-        if rec.superseded_by.is_some() {
-            h.push_str("<p class=\"muted\">The record below was replaced by a correction; it is kept as history.</p>\n");
+    html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "What the postal service holds about you" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "What the postal service holds about you" }
+                p {
+                    "This report was made on " (r.generated_at) " for the person with identifier "
+                    b { (r.subject) }
+                    ". It lists everything stored about you, who may use it, every time it was \
+                     used or given to anyone, and a way to check that this list is complete."
+                }
+                (records_html(r))
+                (consents_html(r))
+                (holds_html(r))
+                (disclosures_html(r))
+                (log_html(r))
+                (checking_html(r))
+            }
         }
-        h.push_str(&format!(
-            "<h3>{}</h3><p class=\"muted\">Collected on {} for <b>{}</b>; deleted automatically on {}.</p>\n<table><tr><th>Item</th><th>Value</th></tr>\n",
-            esc(&human(&rec.category)),
-            esc(&rec.collected_at),
-            esc(&human(&rec.collected_for)),
-            esc(&rec.expires_at)
-        ));
-        for (k, v) in &rec.fields {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td></tr>\n",
-                esc(&human(k)),
-                esc(&v)
-            ));
-        }
-        h.push_str("</table>\n");
     }
+    .into_string()
+}
 
-    h.push_str("<h2>2. What you agreed to</h2>\n");
-    if r.consents.is_empty() {
-        h.push_str("<p>You have not given consent for any optional use.</p>\n");
-    } else {
-        h.push_str("<table><tr><th>Use</th><th>Your choice</th><th>Since</th></tr>\n");
-        for c in &r.consents {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&human(&c.purpose)),
-                if c.granted { "agreed" } else { "withdrawn" },
-                esc(&c.at)
-            ));
-        }
-        h.push_str("</table>\n");
-    }
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#111}\
+     table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}\
+     th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}\
+     th{background:#f3f3f3}.ok{color:#05620c;font-weight:bold}.bad{color:#a00;font-weight:bold}\
+     pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.85rem}\
+     .muted{color:#555}";
 
-    h.push_str("<h2>3. Legal holds</h2>\n");
-    if r.holds.is_empty() {
-        h.push_str("<p>No legal hold keeps your information longer than usual.</p>\n");
-    } else {
-        h.push_str("<p>A legal hold keeps information that would otherwise be deleted, because a court or other legal process requires it.</p>\n<table><tr><th>Hold</th><th>Placed</th><th>Until</th><th>Status</th></tr>\n");
-        for x in &r.holds {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&x.id),
-                esc(&x.placed_at),
-                esc(&x.until),
-                esc(&x.status)
-            ));
+fn records_html(r: &SubjectReport) -> Markup {
+    html! {
+        h2 { "1. The information we hold" }
+        @if r.records.is_empty() {
+            p { "We hold no information about you that this report can show." }
         }
-        h.push_str("</table>\n");
-    }
-
-    h.push_str("<h2>4. Information given to outside agencies</h2>\n");
-    if r.disclosures.is_empty() {
-        h.push_str("<p>None of your information has been given to anyone outside the postal service.</p>\n");
-    } else {
-        h.push_str(
-            "<table><tr><th>Date</th><th>To</th><th>Under</th><th>Why</th><th>What</th></tr>\n",
-        );
-        for d in &r.disclosures {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&d.date),
-                esc(&d.recipient),
-                esc(&human(&d.nature)),
-                esc(&d.authority),
-                esc(&human(&d.purpose)),
-                esc(&d
-                    .categories
-                    .iter()
-                    .map(|c| human(c))
-                    .collect::<Vec<_>>()
-                    .join(", "))
-            ));
+        @for rec in &r.records {
+            @if rec.superseded_by.is_some() {
+                p.muted { "The record below was replaced by a correction; it is kept as history." }
+            }
+            h3 { (human(&rec.category)) }
+            p.muted {
+                "Collected on " (rec.collected_at) " for " b { (human(&rec.collected_for)) }
+                "; deleted automatically on " (rec.expires_at) "."
+            }
+            table {
+                tr { th { "Item" } th { "Value" } }
+                @for (k, v) in &rec.fields {
+                    tr {
+                        td { (human(k)) }
+                        td {
+                            @match v {
+                                serde_json::Value::String(s) => (s),
+                                other => (other.to_string()),
+                            }
+                        }
+                    }
+                }
+            }
         }
-        h.push_str("</table>\n");
     }
+}
 
-    h.push_str("<h2>5. Every use of your information</h2>\n");
-    h.push_str(&format!(
-        "<p>Each line is an entry in the public transparency log. The mark {} means the vault \
-         checked the entry's proof against the signed log below.</p>\n",
-        if r.proofs_verified {
-            "<span class=\"ok\">verified</span>"
-        } else {
-            "<span class=\"bad\">NOT verified</span>"
+fn consents_html(r: &SubjectReport) -> Markup {
+    html! {
+        h2 { "2. What you agreed to" }
+        @if r.consents.is_empty() {
+            p { "You have not given consent for any optional use." }
+        } @else {
+            table {
+                tr { th { "Use" } th { "Your choice" } th { "Since" } }
+                @for c in &r.consents {
+                    tr {
+                        td { (human(&c.purpose)) }
+                        td { @if c.granted { "agreed" } @else { "withdrawn" } }
+                        td { (c.at) }
+                    }
+                }
+            }
         }
-    ));
-    h.push_str("<table><tr><th>Entry</th><th>When</th><th>What happened</th><th>By (role)</th><th>Purpose</th><th>Outcome</th><th>Information</th></tr>\n");
-    for l in &r.log {
-        let (when, action, role, purpose, decision, cats) = match &l.event {
-            Some(e) => (
-                format_ms(e.time),
-                human(&e.action),
-                human(&e.principal.role),
-                e.purpose.as_deref().map(human).unwrap_or_default(),
-                if e.decision == "allow" {
-                    "allowed".to_string()
-                } else {
-                    "refused".to_string()
-                },
-                e.categories
-                    .iter()
-                    .map(|c| human(c))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            None => Default::default(),
-        };
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            l.index,
-            esc(&when),
-            esc(&action),
-            esc(&role),
-            esc(&purpose),
-            esc(&decision),
-            esc(&cats)
-        ));
     }
-    h.push_str("</table>\n");
+}
 
-    h.push_str("<h2>6. Checking this report yourself</h2>\n");
-    h.push_str(
-        "<p>The entries above are in a public log that anyone can copy and check. \
-         The signed summary of the log below, with the key that signed it, lets anyone \
-         confirm that each entry is really in the log (the JSON version of this report \
-         carries the proofs). Someone you trust can run <code>postvault log verify</code> \
-         on a copy of the log.</p>\n",
-    );
-    h.push_str(&format!(
-        "<p>Signed log summary:</p><pre>{}</pre><p>Signing key:</p><pre>{}</pre>\n",
-        esc(&r.checkpoint),
-        esc(&r.log_verifier_key)
-    ));
-    if r.witness_quorum > 0 {
-        h.push_str(&format!(
-            "<p>Independent witnesses countersign the summary, so the vault cannot show you \
-             one log and others another: {} of the {} required countersigned it{}. \
-             Their keys:</p><pre>{}</pre>\n",
-            r.checkpoint_cosigners.len(),
-            r.witness_quorum,
-            if r.checkpoint_final {
-                ""
-            } else {
-                " (not yet enough: ask again later, or check it with someone you trust)"
-            },
-            esc(&r.witness_keys.join("\n"))
-        ));
+fn holds_html(r: &SubjectReport) -> Markup {
+    html! {
+        h2 { "3. Legal holds" }
+        @if r.holds.is_empty() {
+            p { "No legal hold keeps your information longer than usual." }
+        } @else {
+            p {
+                "A legal hold keeps information that would otherwise be deleted, because a court \
+                 or other legal process requires it."
+            }
+            table {
+                tr { th { "Hold" } th { "Placed" } th { "Until" } th { "Status" } }
+                @for x in &r.holds {
+                    tr { td { (x.id) } td { (x.placed_at) } td { (x.until) } td { (x.status) } }
+                }
+            }
+        }
     }
-    h.push_str("</body></html>\n");
-    h
+}
+
+fn disclosures_html(r: &SubjectReport) -> Markup {
+    html! {
+        h2 { "4. Information given to outside agencies" }
+        @if r.disclosures.is_empty() {
+            p { "None of your information has been given to anyone outside the postal service." }
+        } @else {
+            table {
+                tr { th { "Date" } th { "To" } th { "Under" } th { "Why" } th { "What" } }
+                @for d in &r.disclosures {
+                    tr {
+                        td { (d.date) }
+                        td { (d.recipient) }
+                        td { (human(&d.nature)) " (" (d.authority) ")" }
+                        td { (human(&d.purpose)) }
+                        td { (humans(&d.categories)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn log_html(r: &SubjectReport) -> Markup {
+    html! {
+        h2 { "5. Every use of your information" }
+        p {
+            "Each line is an entry in the public transparency log. The mark "
+            @if r.proofs_verified {
+                span.ok { "verified" }
+            } @else {
+                span.bad { "NOT verified" }
+            }
+            " means the vault checked the entry's proof against the signed log below."
+        }
+        table {
+            tr {
+                th { "Entry" } th { "When" } th { "What happened" } th { "By (role)" }
+                th { "Purpose" } th { "Outcome" } th { "Information" }
+            }
+            @for l in &r.log {
+                tr {
+                    td { (l.index) }
+                    @if let Some(e) = &l.event {
+                        td { (format_ms(e.time)) }
+                        td { (human(&e.action)) }
+                        td { (human(&e.principal.role)) }
+                        td { (e.purpose.as_deref().map(human).unwrap_or_default()) }
+                        td { @if e.decision == "allow" { "allowed" } @else { "refused" } }
+                        td { (humans(&e.categories)) }
+                    } @else {
+                        td {} td {} td {} td {} td {} td {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn checking_html(r: &SubjectReport) -> Markup {
+    html! {
+        h2 { "6. Checking this report yourself" }
+        p {
+            "The entries above are in a public log that anyone can copy and check. The signed \
+             summary of the log below, with the key that signed it, lets anyone confirm that \
+             each entry is really in the log (the JSON version of this report carries the \
+             proofs). Someone you trust can run "
+            code { "postvault log verify" }
+            " on a copy of the log."
+        }
+        p { "Signed log summary:" }
+        pre { (r.checkpoint) }
+        p { "Signing key:" }
+        pre { (r.log_verifier_key) }
+        @if r.witness_quorum > 0 {
+            p {
+                "Independent witnesses countersign the summary, so the vault cannot show you one \
+                 log and others another: " (r.checkpoint_cosigners.len()) " of the "
+                (r.witness_quorum) " required countersigned it"
+                @if !r.checkpoint_final {
+                    " (not yet enough: ask again later, or check it with someone you trust)"
+                }
+                ". Their keys:"
+            }
+            pre { (r.witness_keys.join("\n")) }
+        }
+    }
 }
 
 /// `change_of_address` -> `change of address`.
@@ -360,17 +374,7 @@ fn human(id: &str) -> String {
     id.replace('_', " ")
 }
 
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
+/// `["scan_event", "address"]` -> `scan event, address`.
+fn humans(ids: &[String]) -> String {
+    ids.iter().map(|c| human(c)).collect::<Vec<_>>().join(", ")
 }

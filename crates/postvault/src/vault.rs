@@ -34,8 +34,9 @@ pub(crate) const LOG_KEY_REF: &[u8] = b"log_signing_key";
 /// is wrapped under it when the master key is kept outside the key store).
 pub(crate) const LOG_VERIFIER_SECRET: &str = "log_verifier_key";
 pub(crate) const VAULT_ID: &str = "vault_id";
-/// Unwrapped subject keys kept in memory at most; the cache is cleared when full.
-const KEY_CACHE_MAX: usize = 65_536;
+/// Unwrapped subject keys kept in memory at most; past that the least
+/// recently used leave the cache (they are read again from the key store).
+const KEY_CACHE_MAX: std::num::NonZeroUsize = std::num::NonZeroUsize::MIN.saturating_add(65_535);
 
 /// How to open a vault.
 #[derive(Clone)]
@@ -126,16 +127,16 @@ pub struct Vault {
     pub(crate) pack: Arc<Pack>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: SystemRandom,
-    key_cache: Mutex<HashMap<SubjectRef, Arc<SubjectKeyPair>>>,
+    key_cache: Mutex<lru::LruCache<SubjectRef, Arc<SubjectKeyPair>>>,
     /// The store's erasure generation the key cache is valid for.
     key_gen: std::sync::atomic::AtomicU64,
-    /// Bumped, under the key cache's lock, whenever keys leave the cache
-    /// (forgotten after an erasure, or the cache emptied): keys read from
+    /// Bumped, under the key cache's lock, whenever keys are forgotten
+    /// (after an erasure, or the cache emptied for one): keys read from
     /// the key store before a bump are not cached after it, so a destroyed
     /// key never comes back into the cache.
     key_epoch: std::sync::atomic::AtomicU64,
     /// Unwrapped retention period keys, by key-store name.
-    period_cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    period_cache: Mutex<lru::LruCache<String, Arc<DataKey>>>,
     /// Held exclusively by an erasure, shared by a batch sealed again after
     /// one: the second sealing cannot be overtaken by this process.
     erase_gate: std::sync::RwLock<()>,
@@ -171,17 +172,20 @@ impl RecordIds {
         })
     }
 
+    /// A UUIDv7 at `now_ms` (the vault's clock): 12 random bits fixed per
+    /// process, then a counter from a random start, so ids made in the same
+    /// millisecond are distinct and ordered.
     pub(crate) fn next(&self, now_ms: i64) -> [u8; 16] {
         let c = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .wrapping_add(self.seed);
-        let mut b = [0u8; 16];
-        b[..6].copy_from_slice(&(now_ms as u64).to_be_bytes()[2..]);
-        b[6..8].copy_from_slice(&(0x7000 | self.rand_a).to_be_bytes());
-        b[8..]
-            .copy_from_slice(&((c & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000).to_be_bytes());
-        b
+        let mut rand = [0u8; 10];
+        rand[..2].copy_from_slice(&self.rand_a.to_be_bytes());
+        rand[2..].copy_from_slice(&c.to_be_bytes());
+        *uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &rand)
+            .into_uuid()
+            .as_bytes()
     }
 }
 
@@ -320,10 +324,10 @@ impl Vault {
             pack,
             clock,
             rng,
-            key_cache: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
-            period_cache: Mutex::new(HashMap::new()),
+            period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
             erase_gate: std::sync::RwLock::new(()),
             witnessing: None,
         };
@@ -488,7 +492,7 @@ impl Vault {
         subject: &SubjectRef,
     ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
         let epoch = {
-            let c = self.cache();
+            let mut c = self.cache();
             if let Some(k) = c.get(subject) {
                 return Ok(Some(k.clone()));
             }
@@ -515,7 +519,7 @@ impl Vault {
         subject: &SubjectRef,
     ) -> Result<Option<Arc<SubjectKeyPair>>, VaultError> {
         let (cached, epoch) = {
-            let c = self.cache();
+            let mut c = self.cache();
             (c.get(subject).cloned(), self.epoch())
         };
         let probe = match cached {
@@ -557,7 +561,7 @@ impl Vault {
         let mut new = Vec::new();
         let epoch;
         {
-            let cache = self.cache();
+            let mut cache = self.cache();
             epoch = self.epoch();
             for s in subjects {
                 if out.contains_key(s) {
@@ -613,13 +617,9 @@ impl Vault {
                 // by the erasure generation, and nothing is cached.
                 return Ok(out);
             }
-            if cache.len() + new.len() > KEY_CACHE_MAX {
-                cache.clear();
-                self.bump_epoch();
-            }
             for k in &new {
                 if let Some(pair) = out.get(&k.subject) {
-                    cache.insert(k.subject, pair.clone());
+                    cache.put(k.subject, pair.clone());
                 }
             }
         }
@@ -661,7 +661,7 @@ impl Vault {
     pub(crate) fn forget_keys(&self, subjects: &[SubjectRef]) {
         let mut c = self.cache();
         for s in subjects {
-            c.remove(s);
+            c.pop(s);
         }
         self.bump_epoch();
     }
@@ -697,11 +697,7 @@ impl Vault {
             return Ok(None);
         };
         let key = Arc::new(self.master.data_key(&wrapped, name.as_bytes())?);
-        let mut cache = self.periods();
-        if cache.len() >= KEY_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(name, key.clone());
+        self.periods().put(name, key.clone());
         Ok(Some(key))
     }
 
@@ -709,11 +705,11 @@ impl Vault {
     pub(crate) fn forget_periods(&self, names: &[String]) {
         let mut c = self.periods();
         for n in names {
-            c.remove(n);
+            c.pop(n);
         }
     }
 
-    fn periods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<DataKey>>> {
+    fn periods(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Arc<DataKey>>> {
         self.period_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -855,7 +851,7 @@ impl Vault {
         })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<SubjectRef, Arc<SubjectKeyPair>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, lru::LruCache<SubjectRef, Arc<SubjectKeyPair>>> {
         self.key_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -866,11 +862,7 @@ impl Vault {
         if self.epoch() != epoch {
             return;
         }
-        if c.len() >= KEY_CACHE_MAX {
-            c.clear();
-            self.bump_epoch();
-        }
-        c.insert(subject, pair);
+        c.put(subject, pair);
     }
 }
 

@@ -94,6 +94,7 @@ impl PgStore {
 
     /// Raw binary COPY of rows into `records`, in one transaction, nothing
     /// else: the baseline the ingest benchmark compares the full path with.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn danger_raw_copy_records(&self, rows: &[RecordRow]) -> Result<(), StoreError> {
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
@@ -104,6 +105,7 @@ impl PgStore {
     }
 
     /// Runs one SQL statement (tests and the benchmark's setup).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn danger_execute(&self, sql: &str) -> Result<(), StoreError> {
         self.db.run(false, async |c| {
             c.batch_execute(sql).await?;

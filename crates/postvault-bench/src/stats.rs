@@ -1,4 +1,4 @@
-//! `postvault bench stats`: a differentially private count grouped by day
+//! `postvault-bench stats`: a differentially private count grouped by day
 //! and ZIP3 over many scan events, from a freshly opened vault: records
 //! scanned per second, and peak memory of the process that only queries
 //! (the collection runs in a child process, so its memory is not counted).
@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use postvault::{CollectOptions, FixedClock, OpenOptions, StatsRequest, Vault};
+use postvault::{CollectOptions, FixedClock, OpenOptions, StatsRequest, Vault, format_ms};
+use postvault_sim::LinesReader;
 
-use crate::LinesReader;
+use crate::paths::{bench_dir, peak_rss_mb};
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
@@ -40,17 +41,23 @@ fn opts() -> OpenOptions {
     }
 }
 
+/// One day and one hour in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
 fn events(records: u64, people: u64) -> impl Iterator<Item = String> {
     let people = people.max(1);
     (0..records).map(move |i| {
-        // A fixed spread over 14 days, 40 ZIP3s and every person.
+        // A fixed spread over the 14 days before T0 (2026-10-19 to
+        // 2026-11-01, the query's window), 40 ZIP3s and every person.
         let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let day = 19 + (h >> 7) % 14;
+        let day = ((h >> 7) % 14) as i64;
+        let hour = ((h >> 3) % 24) as i64;
+        let scanned_at = format_ms(T0 - (14 - day) * DAY_MS + hour * HOUR_MS);
         let zip3 = 100 + (h >> 13) % 40;
         format!(
-            "{{\"subject\":\"cust-{:09}\",\"category\":\"scan_event\",\"purpose\":\"delivery\",\"fields\":{{\"piece\":\"letter\",\"facility_zip\":\"{zip3}01\",\"op_code\":\"918\",\"event\":\"processed\",\"scanned_at\":\"2026-10-{day:02}T{:02}:00:00Z\"}}}}",
+            "{{\"subject\":\"cust-{:09}\",\"category\":\"scan_event\",\"purpose\":\"delivery\",\"fields\":{{\"piece\":\"letter\",\"facility_zip\":\"{zip3}01\",\"op_code\":\"918\",\"event\":\"processed\",\"scanned_at\":\"{scanned_at}\"}}}}",
             (h >> 21) % people,
-            (h >> 3) % 24
         )
     })
 }
@@ -73,11 +80,12 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let tmp = crate::bench::bench_dir(a.dir.as_deref())?;
+    let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
     let t = Instant::now();
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .args(["bench", "stats", "--collect-only", "--records"])
+    let exe = std::env::current_exe().context("finding the postvault-bench binary")?;
+    let status = std::process::Command::new(&exe)
+        .args(["stats", "--collect-only", "--records"])
         .arg(a.records.to_string())
         .arg("--people")
         .arg(a.people.to_string())
@@ -95,7 +103,7 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
         "category": "scan_event", "measure": "count", "group_by": ["day", "zip3"],
         "from": "2026-10-19", "to": "2026-11-02", "epsilon": 0.5,
     }))?;
-    let rss_before = crate::bench::peak_rss_mb();
+    let rss_before = peak_rss_mb();
     let t = Instant::now();
     let answer = vault.statistics(&analyst, "statistics", &req)?;
     let secs = t.elapsed().as_secs_f64();
@@ -108,7 +116,7 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
         "collect_s": collect_s,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "peak_rss_mb_before_query": rss_before,
-        "peak_rss_mb": crate::bench::peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "privacy": answer.privacy,
     }))?;
     Ok(0)

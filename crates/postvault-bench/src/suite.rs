@@ -1,8 +1,8 @@
-//! `postvault bench`: every path in one run, each next to its raw baseline
+//! `postvault-bench`: every path in one run, each next to its raw baseline
 //! measured in the same run on the same machine, with the projection to a
-//! full U.S. postal day. Prints JSON, optionally writes it to a file, and
-//! writes the markdown table into BENCHMARKS.md, so the published figures
-//! are exactly what a run printed.
+//! full U.S. postal day. Prints JSON, optionally writes it to a file, and,
+//! when asked (`--markdown BENCHMARKS.md`), writes the markdown table there,
+//! so the published figures are exactly what a run printed.
 //!
 //! Phases: machine facts (cores, CPU, the disk's flush latency); the
 //! simulated slice written to a file (streamed); raw batched SQLite inserts
@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 
-use crate::bench::{RawDb, bench_dir, peak_rss_mb, percentile, subject_of};
+use crate::paths::{RawDb, bench_dir, peak_rss_mb, percentile, subject_of};
 
 #[derive(Args, Debug)]
 pub struct SuiteArgs {
@@ -46,11 +46,13 @@ pub struct SuiteArgs {
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// The markdown file whose benchmark-suite section this run replaces
-    /// (created if missing; the section is appended if the file has none).
-    #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
-    pub markdown: PathBuf,
-    /// Do not write the markdown file.
+    /// Write the table into this markdown file (e.g. `BENCHMARKS.md`),
+    /// replacing its benchmark-suite section (created if missing; the
+    /// section is appended if the file has none). Without it no file but
+    /// `--json`'s is written.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write no markdown file (the default; kept so older commands run).
     #[arg(long, conflicts_with = "markdown")]
     pub no_markdown: bool,
     /// Where to put the temporary files (default: the system temp dir).
@@ -511,7 +513,7 @@ pub fn run(a: &SuiteArgs) -> Result<u8> {
     // failure here leaves the RAM figures out, not the run.
     let ram = match Path::new("/dev/shm").is_dir() {
         true => ram_reads(&input, lines, a, &sample, reads).unwrap_or_else(|e| {
-            errln!("postvault: the reads on RAM were skipped: {e:#}");
+            eprintln!("postvault: the reads on RAM were skipped: {e:#}");
             None
         }),
         false => None,
@@ -630,14 +632,14 @@ pub fn run(a: &SuiteArgs) -> Result<u8> {
         },
     });
     let text = serde_json::to_string_pretty(&out)?;
-    outln!("{text}");
+    crate::print_text(&text)?;
     if let Some(path) = &a.json {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing `{}`", path.display()))?;
     }
-    if !a.no_markdown {
-        write_markdown(&a.markdown, &markdown(&out))?;
-        errln!("postvault: wrote the table into `{}`", a.markdown.display());
+    if let Some(md) = &a.markdown {
+        write_markdown(md, &markdown(&out))?;
+        eprintln!("postvault-bench: wrote the table into `{}`", md.display());
     }
     Ok(0)
 }
@@ -675,6 +677,32 @@ fn met(ok: Option<bool>) -> &'static str {
         Some(false) => "**not met**",
         None => "",
     }
+}
+
+/// The table row of a read latency: `prefix` picks the figures (`""`: on
+/// the bench directory's device, `"ram_"`: on RAM).
+fn read_row(
+    o: &serde_json::Value,
+    what: &str,
+    prefix: &str,
+    baseline: String,
+) -> (String, String, String, String, String) {
+    let r = &o["read"];
+    let p50 = &r[format!("{prefix}p50_us")];
+    (
+        "read".into(),
+        format!(
+            "p50 / p99, {what} ({} records a read)",
+            fmt_num(&r[format!("{prefix}records_per_read")])
+        ),
+        format!(
+            "{} / {} µs",
+            fmt_num(p50),
+            fmt_num(&r[format!("{prefix}p99_us")])
+        ),
+        baseline,
+        format!("p50 ≤ 25 µs: {}", met(p50.as_f64().map(|x| x <= 25.0))),
+    )
 }
 
 /// The markdown section of one run.
@@ -739,43 +767,16 @@ fn markdown(o: &serde_json::Value) -> String {
                 met(f("ingest", "full_peak_rss_mb").map(|x| x <= 256.0))
             ),
         ),
-        (
-            "read".into(),
-            format!(
-                "p50 / p99, one thread, each logged durably ({} records a read)",
-                fmt_num(g("read", "records_per_read"))
-            ),
-            format!(
-                "{} / {} µs",
-                fmt_num(g("read", "p50_us")),
-                fmt_num(g("read", "p99_us"))
-            ),
+        read_row(
+            o,
+            "one thread, each logged durably",
+            "",
             format!(
                 "fdatasync p50 {} µs",
                 fmt_num(&o["machine"]["fdatasync_p50_us"])
             ),
-            format!(
-                "p50 ≤ 25 µs: {}",
-                met(f("read", "p50_us").map(|x| x <= 25.0))
-            ),
         ),
-        (
-            "read".into(),
-            format!(
-                "p50 / p99, vault on RAM, no device flush ({} records a read)",
-                fmt_num(g("read", "ram_records_per_read"))
-            ),
-            format!(
-                "{} / {} µs",
-                fmt_num(g("read", "ram_p50_us")),
-                fmt_num(g("read", "ram_p99_us"))
-            ),
-            "".into(),
-            format!(
-                "p50 ≤ 25 µs: {}",
-                met(f("read", "ram_p50_us").map(|x| x <= 25.0))
-            ),
-        ),
+        read_row(o, "vault on RAM, no device flush", "ram_", "".into()),
         (
             "read".into(),
             format!(

@@ -1,4 +1,4 @@
-//! `postvault bench pg-ingest`: the full collection path on PostgreSQL
+//! `postvault-bench pg-ingest`: the full collection path on PostgreSQL
 //! against raw binary COPY of the same bytes into the same table, in one
 //! run on one server; then two vault processes ingesting into one vault
 //! at once, for the aggregate throughput of two nodes.
@@ -15,8 +15,8 @@ use postvault::{CollectOptions, OpenOptions, Vault};
 use postvault_store::RecordRow;
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
-use crate::LinesReader;
-use crate::bench::{bench_dir, peak_rss_mb, simulated};
+use crate::paths::{bench_dir, peak_rss_mb, simulated};
+use postvault_sim::LinesReader;
 
 #[derive(Args, Debug)]
 pub struct PgIngestArgs {
@@ -114,7 +114,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
     let url = match &a.url {
         Some(u) => u.clone(),
         None => {
-            errln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
+            eprintln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
             cluster = TempCluster::start(ClusterOptions {
                 durable: true,
                 ..ClusterOptions::default()
@@ -122,7 +122,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
             cluster.url("postgres")
         }
     };
-    errln!("postvault: generating {} records", a.records);
+    eprintln!("postvault: generating {} records", a.records);
     let lines: Vec<String> = simulated(a.records, a.seed).collect();
     let n = lines.len() as u64;
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
@@ -179,7 +179,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
 
     // Full path on one node.
     let v = fresh_vault(&url, "bench_single")?;
-    errln!("postvault: full path, one node");
+    eprintln!("postvault: full path, one node");
     let t = Instant::now();
     let accepted = collect_all(&v, lines.iter().cloned(), batch)?;
     let full_s = t.elapsed().as_secs_f64();
@@ -249,13 +249,13 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
         f.flush()?;
         files.push(p);
     }
-    errln!("postvault: full path, {nodes} nodes at once");
-    let exe = std::env::current_exe().context("finding the postvault binary")?;
+    eprintln!("postvault: full path, {nodes} nodes at once");
+    let exe = std::env::current_exe().context("finding the postvault-bench binary")?;
     let children = files
         .iter()
         .map(|f| {
             Command::new(&exe)
-                .args(["bench", "pg-node", "--url", &url, "--schema", "bench_pair"])
+                .args(["pg-node", "--url", &url, "--schema", "bench_pair"])
                 .arg("--file")
                 .arg(f)
                 .args(["--batch-size", &batch.to_string()])
@@ -315,7 +315,7 @@ pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),
     });
-    outln!("{}", serde_json::to_string_pretty(&out)?);
+    crate::print_json(&out)?;
     Ok(0)
 }
 
@@ -337,12 +337,9 @@ pub fn node(a: &PgNodeArgs) -> Result<u8> {
     let accepted = collect_all(&v, lines.into_iter(), a.batch_size.max(1))?;
     let secs = t.elapsed().as_secs_f64();
     let end = now_ms();
-    outln!(
-        "{}",
-        serde_json::json!({
+    crate::print_json(&serde_json::json!({
             "start_ms": start, "end_ms": end, "accepted": accepted,
             "records_per_s": (accepted as f64 / secs).round(),
-        })
-    );
+    }))?;
     Ok(0)
 }

@@ -1,4 +1,4 @@
-//! `postvault bench witness`: what witnesses cost. The latency of a
+//! `postvault-bench witness`: what witnesses cost. The latency of a
 //! checkpoint signed alone and signed and cosigned by two witnesses on
 //! loopback (HTTP, SQLite state each), and targeted reads without
 //! witnesses and with a cosigning round running beside them much more
@@ -13,9 +13,10 @@ use anyhow::Result;
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 
-use crate::LinesReader;
-use crate::bench::{bench_dir, percentile, simulated_lines};
-use crate::demo_witness::LocalWitnesses;
+use postvault_server::LocalWitnesses;
+use postvault_sim::LinesReader;
+
+use crate::paths::{bench_dir, percentile, simulated_lines, subjects_of};
 
 #[derive(Args, Debug)]
 pub struct WitnessBenchArgs {
@@ -67,16 +68,7 @@ fn reads(vault: &Vault, subjects: &[String], n: u64) -> Result<(Vec<f64>, f64)> 
 
 pub fn run(a: &WitnessBenchArgs) -> Result<u8> {
     let lines = simulated_lines(a.records, a.seed);
-    let mut subjects: Vec<String> = lines
-        .iter()
-        .filter_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["subject"].as_str().map(str::to_string))
-        })
-        .collect();
-    subjects.sort();
-    subjects.dedup();
+    let subjects = subjects_of(&lines);
     let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
     let vault = Vault::init(&dir, OpenOptions::default())?;
@@ -92,7 +84,8 @@ pub fn run(a: &WitnessBenchArgs) -> Result<u8> {
     if let Some(f) = &report.failure {
         anyhow::bail!("collection failed: {}", f.message);
     }
-    let witnesses = LocalWitnesses::start(2, &vault.log_verifier_key())?;
+    let witness_state = tempfile::tempdir()?;
+    let witnesses = LocalWitnesses::start(witness_state.path(), 2, &vault.log_verifier_key())?;
     let sorting = vault.principal("sorting")?;
 
     // Checkpoints signed alone.

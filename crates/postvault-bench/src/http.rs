@@ -1,4 +1,4 @@
-//! `postvault bench http`: a load generator on loopback against the HTTP
+//! `postvault-bench http`: a load generator on loopback against the HTTP
 //! service started in this process: authenticated, logged targeted reads
 //! from many keep-alive connections, then NDJSON ingest.
 
@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 
-use crate::LinesReader;
+use postvault_sim::LinesReader;
 
 #[derive(Args, Debug)]
 pub struct HttpArgs {
@@ -104,7 +104,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn http(a: &HttpArgs) -> Result<u8> {
-    let tmp = crate::bench::bench_dir(a.dir.as_deref())?;
+    let tmp = crate::paths::bench_dir(a.dir.as_deref())?;
     let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
     let read_token = vault.add_principal("sorting", "delivery")?;
@@ -141,10 +141,9 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     }));
 
     // Reads: every connection loops over people until the time is up.
-    errln!(
+    eprintln!(
         "postvault: {} connections reading for {} s",
-        a.connections,
-        a.seconds
+        a.connections, a.seconds
     );
     let until = Instant::now() + Duration::from_secs(a.seconds);
     let subjects = Arc::new(subjects);
@@ -192,7 +191,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     // Ingest: simulated NDJSON (the records `bench ingest` uses) over a few
     // connections, each its own slice of the day.
     let per = a.ingest / a.ingest_connections.max(1) as u64;
-    errln!(
+    eprintln!(
         "postvault: ingesting {} records over {} connections",
         per * a.ingest_connections as u64,
         a.ingest_connections
@@ -203,7 +202,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
         let addr = addr.clone();
         let token = ingest_token.clone();
         let lines_per = a.lines_per_request.max(1);
-        let mut sim = crate::bench::simulated(per, a.seed + 1 + c as u64);
+        let mut sim = crate::paths::simulated(per, a.seed + 1 + c as u64);
         handles.push(std::thread::spawn(move || -> Result<(u64, Vec<f64>)> {
             let mut conn = Conn::open(&addr)?;
             let mut accepted = 0u64;
@@ -264,10 +263,10 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
         "ingest_records_per_s": (accepted as f64 / ingest_s).round(),
         "ingest_request_p50_ms": round2(percentile(&ingest_lat, 0.5)),
         "ingest_request_p99_ms": round2(percentile(&ingest_lat, 0.99)),
-        "peak_rss_mb": crate::bench::peak_rss_mb(),
+        "peak_rss_mb": crate::paths::peak_rss_mb(),
         "machine": crate::machine(),
     });
-    outln!("{}", serde_json::to_string_pretty(&out)?);
+    crate::print_json(&out)?;
     Ok(0)
 }
 

@@ -1,4 +1,4 @@
-//! `postvault bench oracle`: does a refusal take the same time whoever it
+//! `postvault-bench oracle`: does a refusal take the same time whoever it
 //! names? Median times of denied reads and refused disclosure submissions
 //! naming a person with many records against ones naming made-up ids,
 //! interleaved so drift hits both alike.
@@ -10,8 +10,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 
-use crate::LinesReader;
-use crate::bench::{bench_dir, percentile};
+use crate::paths::{bench_dir, percentile};
+use postvault_sim::LinesReader;
 
 #[derive(Args, Debug)]
 pub struct OracleArgs {
@@ -106,32 +106,29 @@ pub fn oracle(a: &OracleArgs) -> Result<u8> {
     };
 
     let mut phases = Vec::new();
-    let denied_policy = measure(a.requests, &mut |real, _| {
-        let s = if real { PERSON.to_string() } else { ghost() };
-        let r = vault.read(&sorting, &s, "marketing")?;
-        if !r.denied() {
-            bail!("the read was not denied");
-        }
-        Ok(())
-    })?;
-    phases.push(phase(
-        "denied_read",
-        "a read the role and purpose may see nothing of (delivery role, purpose marketing)",
-        &denied_policy,
-    ));
-    let denied_consent = measure(a.requests, &mut |real, _| {
-        let s = if real { PERSON.to_string() } else { ghost() };
-        let r = vault.read(&promo, &s, "marketing")?;
-        if !r.denied() {
-            bail!("the read was not denied");
-        }
-        Ok(())
-    })?;
-    phases.push(phase(
-        "denied_read_without_consent",
-        "a read only the person's consent could open (marketing role, purpose marketing, no consent recorded)",
-        &denied_consent,
-    ));
+    // Denied marketing reads: the role may see nothing for the purpose, or
+    // only the person's consent could open it.
+    for (name, what, principal) in [
+        (
+            "denied_read",
+            "a read the role and purpose may see nothing of (delivery role, purpose marketing)",
+            &sorting,
+        ),
+        (
+            "denied_read_without_consent",
+            "a read only the person's consent could open (marketing role, purpose marketing, no consent recorded)",
+            &promo,
+        ),
+    ] {
+        let times = measure(a.requests, &mut |real, _| {
+            let s = if real { PERSON.to_string() } else { ghost() };
+            if !vault.read(principal, &s, "marketing")?.denied() {
+                bail!("the read was not denied");
+            }
+            Ok(())
+        })?;
+        phases.push(phase(name, what, &times));
+    }
     let refused_submission = measure(a.requests, &mut |real, i| {
         let s = if real { PERSON.to_string() } else { ghost() };
         let r = vault.disclose_submit(&ice, &instrument(&s, i))?;
@@ -155,7 +152,7 @@ pub fn oracle(a: &OracleArgs) -> Result<u8> {
         "phases": phases,
         "machine": crate::machine(),
     });
-    outln!("{}", serde_json::to_string_pretty(&out)?);
+    crate::print_json(&out)?;
     Ok(0)
 }
 

@@ -1,0 +1,139 @@
+//! `postvault log ...`: the transparency log's checkpoints, entries,
+//! proofs, tiles and verification, from the command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use postvault::VaultError;
+
+use crate::{Cli, LogCmd, print_json, witness_cmd};
+
+pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
+    if let LogCmd::Recover = cmd {
+        return witness_cmd::recover(cli);
+    }
+    let v = crate::open_vault(cli)?;
+    match cmd {
+        LogCmd::Recover => {}
+        LogCmd::Witnesses(w) => return witness_cmd::witnesses(&v, w),
+        LogCmd::Checkpoint if v.has_witnesses() => {
+            let r = v.cosign()?;
+            for w in &r.witnesses {
+                if let Some(e) = &w.error {
+                    errln!("postvault: witness `{}`: {e}", w.witness);
+                }
+            }
+            let Some(fin) = &r.final_checkpoint else {
+                return Err(VaultError::NoFinalCheckpoint(format!(
+                    "checkpoint {} has {} of the {} cosignatures required, and no earlier one has them",
+                    r.checkpoint.size,
+                    r.checkpoint.cosigners.len(),
+                    r.checkpoint.quorum
+                ))
+                .into());
+            };
+            if !r.checkpoint.is_final {
+                errln!(
+                    "postvault: checkpoint {} is pending ({} of {} cosignatures); printing the latest final one, {}",
+                    r.checkpoint.size,
+                    r.checkpoint.cosigners.len(),
+                    r.checkpoint.quorum,
+                    fin.size
+                );
+            }
+            out!("{}", fin.note);
+        }
+        LogCmd::Checkpoint => {
+            out!("{}", v.checkpoint()?);
+        }
+        LogCmd::Key => outln!("{}", v.log_verifier_key()),
+        LogCmd::Entries { start, end } => {
+            let end = match end {
+                Some(e) => *e,
+                None => v.store().log_size()?,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut i = *start;
+            while i < end {
+                let chunk = end.min(i + 10_000);
+                for e in v.log_entries(i, chunk)? {
+                    serde_json::to_writer(&mut out, &e)?;
+                    writeln!(out)?;
+                }
+                i = chunk;
+            }
+            out.flush()?;
+        }
+        LogCmd::Prove {
+            index,
+            size,
+            old,
+            new,
+        } => match (index, old, new) {
+            (Some(i), _, _) => print_json(&v.prove_inclusion(*i, *size)?)?,
+            (None, Some(o), Some(n)) => print_json(&v.prove_consistency(*o, *n)?)?,
+            _ => bail!("give --index I [--size N], or --old A --new B"),
+        },
+        LogCmd::Verify {
+            checkpoint,
+            since,
+            witness,
+            quorum,
+        } => {
+            let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
+                p.as_ref()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("reading `{}`", p.display()))
+                    })
+                    .transpose()
+            };
+            let report = v.verify_log(&postvault::VerifyOptions {
+                checkpoint: read(checkpoint)?,
+                since: read(since)?,
+                witnesses: witness.clone(),
+                quorum: *quorum,
+            })?;
+            errln!(
+                "postvault: the log verifies: {} leaves, {} signed checkpoints consistent{}",
+                report.size,
+                report.checkpoints_checked,
+                if report.witness_quorum > 0 {
+                    format!(
+                        "; checkpoint {} cosigned by {} of {} required witnesses",
+                        report.checkpoint.as_ref().map_or(0, |c| c.size),
+                        report.cosigners.len(),
+                        report.witness_quorum
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            print_json(&report)?;
+        }
+        LogCmd::Tile { path } => {
+            let bytes = v.log_tile(path)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+        LogCmd::Find { tag_key } => {
+            let (checkpoint, found) = v.find_leaves_cosigned(tag_key)?;
+            if !checkpoint.is_final {
+                errln!(
+                    "postvault: the checkpoint is pending: {} of the {} witness cosignatures required",
+                    checkpoint.cosigners.len(),
+                    checkpoint.quorum
+                );
+            }
+            print_json(&serde_json::json!({
+                "checkpoint": checkpoint.note,
+                "checkpoint_final": checkpoint.is_final,
+                "cosigners": checkpoint.cosigners,
+                "leaves": found,
+            }))?;
+        }
+    }
+    Ok(0)
+}
