@@ -54,7 +54,8 @@ pub struct CellChange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleChange {
     /// Where: `matrix.marketing.address`, `kind.subpoena.portions`,
-    /// `quotas.agency_per_24h`, `category.online_activity.retention_days`, ...
+    /// `quotas.agency_per_24h`, `category.online_activity.retention_days`,
+    /// `engine.protective_order_category`, ...
     pub setting: String,
     /// The value before and after (`absent` where one pack lacks it).
     pub from: String,
@@ -277,6 +278,17 @@ fn settings(pack: &Pack) -> BTreeMap<String, Setting> {
         "pack.change_notice_days".into(),
         num(t.change_notice_days, false),
     );
+    // Which ids play the engine's parts: another protective-order or
+    // mail-cover category (or none) may open what the old one kept shut; an
+    // auditor role sees every request.
+    for (key, id) in t.engine().entries() {
+        let setting = if key == "auditor_role" {
+            Setting::Set(id.map(str::to_string).into_iter().collect(), true)
+        } else {
+            Setting::Text(id.unwrap_or("none").to_string())
+        };
+        m.insert(format!("engine.{key}"), setting);
+    }
     for p in t.purposes.iter() {
         for c in t.category_ixs() {
             let cat = t.category(c);

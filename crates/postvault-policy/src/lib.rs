@@ -13,6 +13,7 @@
 //! and the [`DecisionRequest`], so it is deterministic and cacheable.
 
 pub mod bounds;
+pub mod contract;
 mod decision;
 pub mod diff;
 pub mod disclosure;
@@ -26,12 +27,15 @@ pub mod taxonomy;
 #[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
+mod contract_tests;
+#[cfg(test)]
 mod stats_tests;
 #[cfg(test)]
 mod tests;
 
 use aws_lc_rs::digest;
 
+pub use contract::EngineIds;
 pub use decision::{Action, Decision, DecisionRequest, Effect, Reason};
 pub use diff::{Access, CellChange, PackDiff, RuleChange};
 pub use disclosure::{DISCLOSURE_FILE, DisclosureRules};

@@ -230,7 +230,9 @@ const ALERTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The name of the protective-order check, an office-only note.
+/// The name of the protective-order check, an office-only note: a code of
+/// the engine (stored in the ledger), the same whatever id the pack gives its
+/// protective-order category (`[engine] protective_order_category`).
 pub const PROTECTIVE_ORDER: &str = "protective_order";
 
 /// The refusal a protective order on file makes for `inst` (R9): none

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::contract::{EngineIds, RawEngine};
 use crate::error::PackError;
 
 /// The purpose group whose members are never a purpose of any use.
@@ -269,6 +270,8 @@ pub struct Taxonomy {
     pub categories: Vec<Category>,
     /// `[statistics]`: dimensions, bounds and budgets of aggregate queries.
     pub statistics: crate::stats::Statistics,
+    /// Which of the pack's ids play the engine's parts (`[engine]`).
+    engine: EngineIds,
     matrix: Vec<Cell>,
     purpose_by_id: HashMap<String, PurposeIx>,
     category_by_id: HashMap<String, CategoryIx>,
@@ -286,6 +289,12 @@ impl Taxonomy {
 
     pub fn role(&self, ix: RoleIx) -> &Role {
         &self.roles[usize::from(ix.0)]
+    }
+
+    /// Which of the pack's ids play the engine's parts (`[engine]`): the
+    /// engine names no purpose, category or role of its own.
+    pub fn engine(&self) -> &EngineIds {
+        &self.engine
     }
 
     pub fn purpose_ix(&self, id: &str) -> Option<PurposeIx> {
@@ -360,6 +369,7 @@ struct RawTaxonomy {
     category: Vec<RawCategory>,
     #[serde(default)]
     statistics: crate::stats::RawStatistics,
+    engine: Option<RawEngine>,
 }
 
 #[derive(Deserialize)]
@@ -646,11 +656,13 @@ impl Builder<'_> {
             roles,
             categories,
             statistics: crate::stats::Statistics::default(),
+            engine: EngineIds::default(),
             matrix,
             purpose_by_id,
             category_by_id,
             role_by_id,
         };
+        tax.engine = crate::contract::resolve(raw.engine, self.src, &tax)?;
         tax.statistics = crate::stats::build(self.src, raw.statistics, &tax)?;
         Ok(tax)
     }

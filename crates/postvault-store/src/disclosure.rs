@@ -123,14 +123,23 @@ pub struct SubmitQuery {
     pub since_24h: i64,
     pub since_30d: i64,
     /// Subjects whose protective-order records (category
-    /// [`PROTECTIVE_ORDER_CATEGORY`], through their own index) the decision
-    /// needs. The store reads those records only, never the rest of what a
-    /// person holds, so the read costs the same for everyone.
+    /// `protective_category`) the decision needs. The store reads those
+    /// records only, never the rest of what a person holds.
     pub subjects: Vec<SubjectRef>,
+    /// The pack's protective-order category (the facade passes the pack's
+    /// `[engine] protective_order_category`; empty, with no `subjects`, for
+    /// a pack that has none). When it is [`PROTECTIVE_INDEX_CATEGORY`] the
+    /// read is a seek on the `records_protective` partial index, costing
+    /// the same for everyone; any other category is read through
+    /// `records_subject`, at a cost that grows with what the person holds.
+    pub protective_category: String,
 }
 
-/// The category whose records [`SubmitQuery::subjects`] reads.
-pub const PROTECTIVE_ORDER_CATEGORY: &str = "protective_order";
+/// The category the `records_protective` partial index covers (migration 9,
+/// the postal pack's protective-order category). The stored schema names it;
+/// a pack whose protective-order category has another id is served without
+/// the index.
+pub const PROTECTIVE_INDEX_CATEGORY: &str = "protective_order";
 
 /// New ledger keys of one request ([`crate::LedgerStore::set_disclosure_keys`]).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ mod sqlite_ops;
 mod stats;
 
 pub use disclosure::{
-    AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_ORDER_CATEGORY,
+    AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_INDEX_CATEGORY,
     PlanFn, StepFn, SubmitFacts, SubmitFn, SubmitQuery,
 };
 pub use error::StoreError;

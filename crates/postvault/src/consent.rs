@@ -1,8 +1,10 @@
 //! Consent: the person's act, recorded only through the rights channel.
 //!
 //! Architecture invariant: consent changes only here. A principal acting
-//! for the person (a role that reads for `subject_access`: the privacy
-//! officer, the person's own service) records a grant or a withdrawal; each
+//! for the person (a role that reads for the pack's subject-access purpose,
+//! `[engine] subject_access_purpose`: in the postal pack `subject_access`,
+//! read for by the privacy officer and the person's own service) records a
+//! grant or a withdrawal; each
 //! change is one leaf tagged for the person. Collection never creates,
 //! changes or revives consent (a line carrying `consent` is rejected), so a
 //! withdrawal stands until the person grants again. Consent is refused,
@@ -27,7 +29,8 @@ impl Vault {
     /// Records the person's consent for `purpose` (granted or withdrawn), as
     /// `principal` acting on the person's request; it takes effect on the next
     /// read. One leaf, tagged for the person, accounts for it. Only a role
-    /// that answers the person (`privacy_officer`, or the `subject_access`
+    /// that answers the person (one that reads for the pack's subject-access
+    /// purpose: in the postal pack `privacy_officer`, or the `subject_access`
     /// role) may do this. Refused, with one deny leaf and nothing stored:
     /// a purpose under the pack's prohibited group
     /// (`consent_prohibited_purpose`) and a purpose no cell of which needs
@@ -49,16 +52,12 @@ impl Vault {
         } else {
             "consent_withdraw"
         };
-        let may = tax
-            .role(principal.role_ix)
-            .read_for
-            .iter()
-            .any(|&p| tax.purpose(p).id == "subject_access");
-        if !may {
+        if !self.acts_for_subject(principal) {
             self.deny_leaf(principal, action, Some(purpose))?;
             return Err(VaultError::NotPermitted(format!(
-                "role `{}` may not record consent; a role acting for `subject_access` may",
-                principal.role
+                "role `{}` may not record consent; {}",
+                principal.role,
+                self.subject_access_may()
             )));
         }
         let p = tax.purpose(purpose_ix);

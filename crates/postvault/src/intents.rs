@@ -207,6 +207,7 @@ impl Vault {
     ) -> Result<Option<u64>, VaultError> {
         let now = self.clock.now_ms();
         let mut bad = None;
+        let cover_category = self.cover_categories();
         let done = self.store.finish_intent(id, &mut |_, row| {
             let mut reasons = Vec::new();
             if recovered {
@@ -250,7 +251,7 @@ impl Vault {
                     (
                         "cover_done",
                         b.records,
-                        vec!["mail_cover_record".to_string()],
+                        cover_category.clone(),
                         format!("keys:cover:{};intent:{}", b.seq, row.id),
                     )
                 }

@@ -15,7 +15,10 @@
 //! - no read returns data before its leaf is durable, and a failed append
 //!   returns nothing;
 //! - unknown subjects and subjects the caller may see nothing of answer alike;
-//! - subjects are named by identifier only, matched exactly through keyed hashes.
+//! - subjects are named by identifier only, matched exactly through keyed hashes;
+//! - no purpose, category or role of a pack is named here: the parts the
+//!   engine gives a meaning to come from the pack's `[engine]` table
+//!   ([`postvault_policy::Taxonomy::engine`]).
 
 mod backup;
 mod clock;

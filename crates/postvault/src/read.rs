@@ -35,7 +35,8 @@ pub struct ReadRecord {
     pub expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legal_basis: Option<String>,
-    /// History only (purpose `subject_access`): a correction replaced this
+    /// History only (the pack's subject-access purpose, `subject_access` in
+    /// the postal pack): a correction replaced this
     /// record with the one of this id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
@@ -135,7 +136,7 @@ impl Vault {
         let now = self.clock.now_ms();
         // The person sees the history of corrections too; every other
         // purpose sees current records only.
-        let history = purpose == "subject_access";
+        let history = tax.engine().is_subject_access(purpose);
 
         // Decided inside the transaction, from what it read; kept for the answer.
         let mut allowed = vec![false; tax.categories.len()];

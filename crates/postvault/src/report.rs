@@ -44,7 +44,7 @@ pub struct ReportLeaf {
 pub struct SubjectReport {
     pub subject: String,
     pub generated_at: String,
-    /// Records held, as purpose `subject_access` sees them.
+    /// Records held, as the pack's subject-access purpose sees them.
     pub records: Vec<ReadRecord>,
     pub consents: Vec<ConsentView>,
     pub holds: Vec<HoldView>,
@@ -70,15 +70,26 @@ pub struct SubjectReport {
 }
 
 impl Vault {
-    /// The report on `subject`, as `principal` (a role acting for
-    /// `subject_access`, answering the person's own request). The read and
+    /// The report on `subject`, as `principal` (a role acting for the pack's
+    /// subject-access purpose, `[engine] subject_access_purpose`, answering
+    /// the person's own request). The read and
     /// the accounting lookup are themselves logged, and appear in the report.
     pub fn subject_report(
         &self,
         principal: &Principal,
         subject: &str,
     ) -> Result<SubjectReport, VaultError> {
-        let (read, consents) = self.read_with_consents(principal, subject, "subject_access")?;
+        let purpose = self
+            .pack
+            .taxonomy()
+            .engine()
+            .subject_access_purpose()
+            .ok_or_else(|| {
+                VaultError::NotPermitted(
+                    "the pack names no subject-access purpose ([engine] subject_access_purpose): it has no subject access report".into(),
+                )
+            })?;
+        let (read, consents) = self.read_with_consents(principal, subject, purpose)?;
         let accounting = self.accounting(principal, subject, false)?;
         let subject_ref = self.subject_ref(subject);
         let holds = self.holds_for_person(&subject_ref)?;

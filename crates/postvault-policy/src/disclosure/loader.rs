@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::PackError;
-use crate::taxonomy::{Cell, Taxonomy, line_of};
+use crate::taxonomy::{Cell, TAXONOMY_FILE, Taxonomy, line_of};
 
 use super::*;
 
@@ -246,6 +246,34 @@ impl Loader<'_> {
                 "[gateway] approver_roles lists no role".into(),
             ));
         }
+        // The gateway accounts for every disclosure to the person and holds
+        // a request naming someone with a protective order on file (R9): a
+        // pack that declares the engine's parts names where both are.
+        let engine = t.engine();
+        if engine.declared() {
+            for (key, id, why) in [
+                (
+                    "disclosure_accounting_category",
+                    engine.disclosure_accounting_category(),
+                    "the category the accounting of disclosures is read as (R13)",
+                ),
+                (
+                    "protective_order_category",
+                    engine.protective_order_category(),
+                    "where a protective order on file is recorded, so a request naming its person is held (R9)",
+                ),
+            ] {
+                if id.is_none() {
+                    return Err(self.err_at_header(
+                        "[gateway]",
+                        "engine-id",
+                        format!(
+                            "a pack with {DISCLOSURE_FILE} names its {key} in the [engine] table of {TAXONOMY_FILE}: {why}"
+                        ),
+                    ));
+                }
+            }
+        }
         let court_order_portions = gw
             .court_order_portions
             .iter()
@@ -346,6 +374,15 @@ impl Loader<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         self.listed_once(&rk.grounds, "ground-id", &what, "grounds")?;
         if kind == InstrumentKind::MailCover {
+            if t.engine().declared() && t.engine().mail_cover_record_category().is_none() {
+                return Err(self.err_at_header(
+                    header,
+                    "engine-id",
+                    format!(
+                        "{what} needs the mail_cover_record_category in the [engine] table of {TAXONOMY_FILE}: the category a cover's records are kept in, sealed under its order's key"
+                    ),
+                ));
+            }
             if mail_cover.is_none() {
                 return Err(self.err_at_header(
                     header,

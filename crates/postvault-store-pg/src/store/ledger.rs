@@ -16,7 +16,7 @@ impl LedgerStore for PgStore {
                 let facts = submit_facts(&tx, q).await?;
                 let mut data = Vec::with_capacity(q.subjects.len());
                 for subject in &q.subjects {
-                    data.push(read_protective(&tx, subject).await?);
+                    data.push(read_protective(&tx, subject, &q.protective_category).await?);
                 }
                 Ok::<_, Fail>((tx, idx, facts, data))
             })?;

@@ -16,9 +16,9 @@ use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
-    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PlanFn, PrincipalRow, ReadLeafFn,
-    ReadScope, RecordRow, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectRef,
-    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PROTECTIVE_INDEX_CATEGORY, PlanFn,
+    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RunRow, RunStep, StepFn, StoreError,
+    SubjectData, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use postvault_store::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,
@@ -341,18 +341,36 @@ pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
     Ok(data)
 }
 
-/// The subject's protective-order records, through the partial index
-/// `records_protective`: a seek that costs the same whether the person holds
-/// one record or thousands, or none at all.
-async fn read_protective(tx: &Transaction<'_>, subject: &SubjectRef) -> Result<SubjectData, Fail> {
-    let s = tx
-        .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} FROM records
-             WHERE subject = $1 AND category = 'protective_order' ORDER BY collected_at, id"
-        ))
-        .await?;
+/// The subject's records of the pack's protective-order category. The
+/// postal pack's ([`PROTECTIVE_INDEX_CATEGORY`]) are asked for by the literal
+/// the partial index `records_protective` names, so the planner seeks on it:
+/// a cost that is the same whether the person holds one record or
+/// thousands, or none at all. Any other category goes through
+/// `records_subject`.
+async fn read_protective(
+    tx: &Transaction<'_>,
+    subject: &SubjectRef,
+    category: &str,
+) -> Result<SubjectData, Fail> {
     let mut data = SubjectData::default();
-    for r in tx.query(&s, &[&&subject[..]]).await? {
+    let rows = if category == PROTECTIVE_INDEX_CATEGORY {
+        let s = tx
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records
+                 WHERE subject = $1 AND category = 'protective_order' ORDER BY collected_at, id"
+            ))
+            .await?;
+        tx.query(&s, &[&&subject[..]]).await?
+    } else {
+        let s = tx
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records
+                 WHERE subject = $1 AND category = $2 ORDER BY collected_at, id"
+            ))
+            .await?;
+        tx.query(&s, &[&&subject[..], &category]).await?
+    };
+    for r in rows {
         data.records.push(record_from_row(&r)?);
     }
     Ok(data)

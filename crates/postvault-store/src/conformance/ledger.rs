@@ -41,6 +41,7 @@ pub(super) fn submit(
         since_24h: now - 100,
         since_30d: now - 1_000,
         subjects: row.subjects.clone(),
+        protective_category: crate::PROTECTIVE_INDEX_CATEGORY.into(),
     };
     let mut seen = None;
     let (stored, _) = s
@@ -85,6 +86,7 @@ pub fn disclosures_count_quotas_and_reuse_in_their_transaction(s: &dyn Store) {
         since_24h: 1_900,
         since_30d: 1_000,
         subjects: three.subjects.clone(),
+        protective_category: crate::PROTECTIVE_INDEX_CATEGORY.into(),
     };
     let mut seen = None;
     let (first, _) = s
@@ -173,6 +175,58 @@ pub fn disclosures_count_quotas_and_reuse_in_their_transaction(s: &dyn Store) {
         },
         before
     );
+}
+
+/// A pack whose protective-order category has an id of its own: the
+/// submission reads that category's records of the named subjects (without
+/// the partial index, which names the postal id) and nothing else they hold;
+/// the postal id still goes through the index.
+pub fn submissions_read_the_protective_category_they_are_given(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![
+                record(7, 1, "address"),
+                record(7, 2, "protective_order"),
+                record(7, 3, "safety_order"),
+                record(8, 4, "safety_order"),
+            ],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    for (n, category, want) in [
+        (1u8, "safety_order", [3u8; 16]),
+        (2, crate::PROTECTIVE_INDEX_CATEGORY, [2; 16]),
+    ] {
+        let mut row = request("ice", 1_500, n, 9, "refused");
+        row.subjects = vec![[7; 16], [9; 16]];
+        let q = SubmitQuery {
+            requester: "ice".into(),
+            instrument_key: row.instrument_key,
+            case_key: row.case_key,
+            since_24h: 1_900,
+            since_30d: 1_000,
+            subjects: row.subjects.clone(),
+            protective_category: category.into(),
+        };
+        let mut seen = None;
+        s.submit_disclosure(&q, &mut |_, data, idx| {
+            seen = Some(data.to_vec());
+            (row.clone(), format!("submit {idx}").into_bytes())
+        })
+        .unwrap();
+        let data = seen.unwrap();
+        assert_eq!(data.len(), 2, "{category}");
+        assert_eq!(
+            data[0].records.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [want],
+            "only the {category} record"
+        );
+        assert!(data[1].records.is_empty(), "{category}");
+        assert!(data.iter().all(|d| !d.exists), "no existence bit");
+    }
 }
 
 pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {

@@ -26,6 +26,7 @@ pub use keys::{
 pub use ledger::{
     disclosure_steps_read_write_and_account_atomically,
     disclosures_count_quotas_and_reuse_in_their_transaction,
+    submissions_read_the_protective_category_they_are_given,
 };
 pub use log::{
     checkpoints_are_kept_by_size, cosignatures_are_kept_per_checkpoint_and_cosigner,
@@ -86,6 +87,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     checkpoints_are_kept_by_size(&*fresh());
     cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());
+    submissions_read_the_protective_category_they_are_given(&*fresh());
     disclosure_steps_read_write_and_account_atomically(&*fresh());
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
     sweeps_delete_only_what_expired_and_is_not_held(&*fresh());

@@ -52,7 +52,7 @@ impl LedgerStore for SqliteStore {
         facts.seq = seq as u64;
         let mut data = Vec::with_capacity(q.subjects.len());
         for subject in &q.subjects {
-            data.push(read_protective(&tx, subject)?);
+            data.push(read_protective(&tx, subject, &q.protective_category)?);
         }
         let idx = next_index(&tx)?;
         let (mut row, leaf) = decide(&facts, &data, idx);

@@ -10,9 +10,9 @@ use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
     HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState,
-    LogStateSwap, PlanFn, PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn,
-    RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts,
-    SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalRow, ReadLeafFn, ReadScope,
+    RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData,
+    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use crate::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,
@@ -432,19 +432,35 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
     Ok(data)
 }
 
-/// The subject's protective-order records, through the partial index
-/// `records_protective`: a seek that costs the same whether the person holds
-/// one record or thousands, or none at all.
-fn read_protective(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
-    let mut s = tx.prepare_cached(
-        "SELECT id, subject, category, purpose, source, collected_at,
-                expires_at, key_id, sealed, superseded_by
-         FROM records INDEXED BY records_protective
-         WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
-    )?;
-    let records = s
-        .query_map([subject], record_from_row)?
-        .collect::<Result<_, _>>()?;
+/// The subject's records of the pack's protective-order category. The
+/// postal pack's ([`PROTECTIVE_INDEX_CATEGORY`]) go through the partial
+/// index `records_protective`: a seek that costs the same whether the person
+/// holds one record or thousands, or none at all. Any other category goes
+/// through `records_subject`.
+fn read_protective(
+    tx: &Connection,
+    subject: &SubjectRef,
+    category: &str,
+) -> Result<SubjectData, StoreError> {
+    let records = if category == PROTECTIVE_INDEX_CATEGORY {
+        let mut s = tx.prepare_cached(
+            "SELECT id, subject, category, purpose, source, collected_at,
+                    expires_at, key_id, sealed, superseded_by
+             FROM records INDEXED BY records_protective
+             WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
+        )?;
+        s.query_map([subject], record_from_row)?
+            .collect::<Result<_, _>>()?
+    } else {
+        let mut s = tx.prepare_cached(
+            "SELECT id, subject, category, purpose, source, collected_at,
+                    expires_at, key_id, sealed, superseded_by
+             FROM records
+             WHERE subject = ?1 AND category = ?2 ORDER BY collected_at, id",
+        )?;
+        s.query_map(params![subject, category], record_from_row)?
+            .collect::<Result<_, _>>()?
+    };
     Ok(SubjectData {
         exists: false,
         records,

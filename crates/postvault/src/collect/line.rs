@@ -162,7 +162,10 @@ impl Vault {
                  message,
              }| line_err(line_no, code, Some(&field), Some("R2"), message),
         )?;
-        let key_id = if tax.category(category).id == "mail_cover_record" {
+        let key_id = if tax
+            .engine()
+            .is_mail_cover_record(&tax.category(category).id)
+        {
             self.check_cover_record(line_no, &subject, tax.category(category), &fields)?
         } else {
             0

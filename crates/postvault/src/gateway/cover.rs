@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use postvault_crypto::{DataKey, KeyKind};
+use postvault_policy::contract::{COVER_ORDER_FIELD, COVER_PARTY_FIELDS};
 use postvault_policy::disclosure::{
     self, CoverChain, DAY_MS, Instrument, InstrumentKind, PriorCover,
 };
@@ -43,7 +44,7 @@ impl Vault {
         let no_cover = || {
             err(
                 "no_active_cover",
-                "order_id",
+                COVER_ORDER_FIELD,
                 "R14",
                 "`order_id` names no mail cover of this subject that is approved and running now: recording needs an order in force (39 CFR 233.3(g)(4)-(5))",
             )
@@ -51,7 +52,7 @@ impl Vault {
         let now = self.clock.now_ms();
         let row = self
             .store
-            .disclosure(field("order_id"))
+            .disclosure(field(COVER_ORDER_FIELD))
             .ok()
             .flatten()
             .filter(|r| {
@@ -72,7 +73,8 @@ impl Vault {
             // abbreviations, look-alike, full-width and invisible characters
             // do not get past it.
             let names = |text: &str| crate::fold::names_party(text, &att.name, &att.address);
-            if names(field("sender_as_shown")) || names(field("return_address")) {
+            let [sender, return_address] = COVER_PARTY_FIELDS;
+            if names(field(sender)) || names(field(return_address)) {
                 return Err(err(
                     "attorney_correspondence",
                     "sender_as_shown",
@@ -157,6 +159,19 @@ impl Vault {
             Some(w) => Ok(Some(self.master.data_key(&w, name.as_bytes())?)),
             None => Ok(None),
         }
+    }
+
+    /// The categories a cover's destruction leaves name: the pack's
+    /// mail-cover record category (`[engine] mail_cover_record_category`),
+    /// or none.
+    pub(crate) fn cover_categories(&self) -> Vec<String> {
+        self.pack
+            .taxonomy()
+            .engine()
+            .mail_cover_record_category()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
     }
 }
 

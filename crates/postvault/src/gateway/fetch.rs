@@ -138,7 +138,14 @@ impl Vault {
                         };
                         let mut picked: Vec<usize> = Vec::new();
                         for (ix, rec) in d.records.iter().enumerate() {
-                            if !in_package(r, rec, now, &own_covers, preserved.contains(subject)) {
+                            if !in_package(
+                                r,
+                                rec,
+                                now,
+                                &own_covers,
+                                preserved.contains(subject),
+                                tax.engine().mail_cover_record_category(),
+                            ) {
                                 continue;
                             }
                             match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
@@ -310,7 +317,8 @@ impl Vault {
 
 /// Whether record `rec` belongs in the package of request `r`.
 /// `own_covers`: the order numbers of the requester's own mail covers; a
-/// court order reaches cover records of those only, never another agency's
+/// court order reaches cover records (of `cover_category`, the pack's
+/// mail-cover record category) of those only, never another agency's
 /// (possibly running, secret) cover.
 pub(super) fn in_package(
     r: &DisclosureRow,
@@ -318,6 +326,7 @@ pub(super) fn in_package(
     now: i64,
     own_covers: &BTreeSet<u64>,
     preserved: bool,
+    cover_category: Option<&str>,
 ) -> bool {
     let cover = r.kind == InstrumentKind::MailCover.as_str();
     // A legal hold resting on this very request keeps records past their
@@ -328,7 +337,7 @@ pub(super) fn in_package(
         && r.data_from.is_none_or(|t| rec.collected_at >= t)
         && r.data_until.is_none_or(|t| rec.collected_at < t)
         // A cover sees what was recorded under its own order only.
-        && (rec.category != "mail_cover_record"
+        && (cover_category != Some(rec.category.as_str())
             || if cover {
                 u64::from(rec.key_id) == r.seq
             } else {

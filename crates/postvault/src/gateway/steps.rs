@@ -261,7 +261,7 @@ impl Vault {
                         "cover_intent",
                         now,
                         records,
-                        vec!["mail_cover_record".into()],
+                        self.cover_categories(),
                         format!("keys:{}", cover_secret(seq)),
                         vec![],
                     ));

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use postvault_policy::contract::PROTECTIVE_ORDER_FIELD;
 use postvault_policy::disclosure::{
     self, CheckContext, DAY_MS, InstrumentKind, Outcome, check_instrument, parse_instrument,
 };
@@ -83,8 +84,12 @@ impl Vault {
         // Decide what can be decided without the person first: a submission
         // the pack refuses on its face touches no per-person record at all.
         // One in order reads the protective-order records of every named id
-        // (a seek on their own index, the same for a person who holds
-        // thousands of records and for an id nobody holds).
+        // (in the postal pack, a seek on their own index, the same for a
+        // person who holds thousands of records and for an id nobody holds).
+        // A pack with no protective-order category has nothing to read (the
+        // loader requires one beside disclosure rules, except in a pack from
+        // before `[engine]`, which ran without the check then too).
+        let protective = self.pack.taxonomy().engine().protective_order_category();
         let in_order = early.is_empty()
             && parsed.as_ref().is_some_and(|i| {
                 check_instrument(
@@ -105,11 +110,12 @@ impl Vault {
             case_key: parsed.as_ref().and_then(|i| self.case_key(i)),
             since_24h: now - DAY_MS,
             since_30d: now - 30 * DAY_MS,
-            subjects: if in_order {
+            subjects: if in_order && protective.is_some() {
                 subjects.clone()
             } else {
                 Vec::new()
             },
+            protective_category: protective.unwrap_or_default().to_string(),
         };
         let tax = self.pack.taxonomy();
         let mut decided = None;
@@ -178,7 +184,7 @@ impl Vault {
             if status != status::REFUSED
                 && let Some(inst) = &parsed
             {
-                match self.protective_order_on_file(&q.subjects, data, now) {
+                match self.protective_order_on_file(&q, data, now) {
                     Ok(true) => {
                         office_notes.push(PROTECTIVE_ORDER.to_string());
                         if let Some(r) = protective_order_refusal(rules, inst) {
@@ -333,21 +339,23 @@ impl Vault {
     }
 
     /// Whether a named subject has a protective order on file (R9), from
-    /// the protective-order records the store read for the submission. Every
-    /// named id costs the same: one key-store read, whether the vault holds
-    /// the person or not, and records are opened only where there are some.
+    /// the records of the pack's protective-order category (`[engine]
+    /// protective_order_category`) the store read for the submission `q`:
+    /// one whose `on_file` is true and that has not expired. Every named id
+    /// costs the same: one key-store read, whether the vault holds the
+    /// person or not, and records are opened only where there are some.
     pub(super) fn protective_order_on_file(
         &self,
-        subjects: &[SubjectRef],
+        q: &SubmitQuery,
         data: &[SubjectData],
         now: i64,
     ) -> Result<bool, VaultError> {
         let mut found = false;
-        for (s, d) in subjects.iter().zip(data) {
+        for (s, d) in q.subjects.iter().zip(data) {
             let orders: Vec<&RecordRow> = d
                 .records
                 .iter()
-                .filter(|r| r.category == "protective_order" && r.expires_at > now)
+                .filter(|r| r.category == q.protective_category && r.expires_at > now)
                 .collect();
             if orders.is_empty() || found {
                 // The same key-store seek as a person with an order on file.
@@ -363,7 +371,11 @@ impl Vault {
                     continue;
                 };
                 let v: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
-                if v.pointer("/fields/on_file").and_then(Value::as_bool) == Some(true) {
+                let on_file = v
+                    .get("fields")
+                    .and_then(|f| f.get(PROTECTIVE_ORDER_FIELD))
+                    .and_then(Value::as_bool);
+                if on_file == Some(true) {
                     found = true;
                 }
             }

@@ -74,9 +74,12 @@ impl Vault {
         Ok(Some(v))
     }
 
+    /// The approver roles, and the pack's auditor role (`[engine]
+    /// auditor_role`) if it has one.
     pub(super) fn may_see_all_requests(&self, p: &Principal) -> bool {
         let rules = self.pack.disclosure();
-        rules.approver_roles().contains(&p.role) || p.role == "auditor"
+        rules.approver_roles().contains(&p.role)
+            || self.pack.taxonomy().engine().auditor_role() == Some(p.role.as_str())
     }
 
     /// The privacy office: the pack's approver roles (not the auditor, who
@@ -86,7 +89,8 @@ impl Vault {
     }
 
     /// The accounting of disclosures about `subject` (R13), as `principal`:
-    /// a role acting for `subject_access` (the person's own request). What a
+    /// a role acting for the pack's subject-access purpose (the person's own
+    /// request; `subject_access` in the postal pack). What a
     /// delay order covers is left out until it expires; `officer_view`
     /// (approver roles only) shows it too, marked. One leaf accounts for the
     /// read, tagged for the person.
@@ -97,16 +101,16 @@ impl Vault {
         officer_view: bool,
     ) -> Result<Accounting, VaultError> {
         crate::vault::check_subject(subject)?;
-        let tax = self.pack.taxonomy();
+        let engine = self.pack.taxonomy().engine();
         let rules = self.pack.disclosure();
-        let for_subject = tax
-            .role(principal.role_ix)
-            .read_for
-            .iter()
-            .any(|&p| tax.purpose(p).id == "subject_access");
+        let for_subject = self.acts_for_subject(principal);
         let officer = rules.approver_roles().contains(&principal.role);
         if !for_subject || (officer_view && !officer) {
-            self.deny_leaf(principal, "accounting_read", Some("subject_access"))?;
+            self.deny_leaf(
+                principal,
+                "accounting_read",
+                engine.subject_access_purpose(),
+            )?;
             return Err(VaultError::NotPermitted(format!(
                 "role `{}` may not read the accounting of disclosures{}",
                 principal.role,
@@ -165,11 +169,15 @@ impl Vault {
                 time: now,
                 action: "accounting_read".into(),
                 principal: self.actor(principal),
-                purpose: Some("subject_access".into()),
+                purpose: engine.subject_access_purpose().map(str::to_string),
                 decision: "allow".into(),
                 pack: self.pack.version().to_string(),
                 reasons: vec![],
-                categories: vec!["disclosure_accounting".into()],
+                categories: engine
+                    .disclosure_accounting_category()
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect(),
                 // What the person may see: the leaf carries their tag, so an
                 // officer's view must not show a delayed entry through it.
                 count: entries

@@ -14,7 +14,8 @@ use super::*;
 
 impl Vault {
     /// Corrects a record of `subject` at the person's request, as
-    /// `principal` (a role acting for `subject_access`): `fields` (a JSON
+    /// `principal` (a role acting for the pack's subject-access purpose,
+    /// `subject_access` in the postal pack): `fields` (a JSON
     /// object, or `{"fields": {...}}`) replaces the fields of the current
     /// record of `category` (or of record `record`, when the person holds
     /// several), checked and minimized for the purpose it was collected for.
@@ -30,16 +31,12 @@ impl Vault {
         record: Option<&str>,
     ) -> Result<CorrectionReport, VaultError> {
         let tax = self.pack.taxonomy();
-        let may = tax
-            .role(principal.role_ix)
-            .read_for
-            .iter()
-            .any(|&p| tax.purpose(p).id == "subject_access");
-        if !may {
-            self.deny_leaf(principal, "correct", Some("subject_access"))?;
+        if !self.acts_for_subject(principal) {
+            self.deny_leaf(principal, "correct", tax.engine().subject_access_purpose())?;
             return Err(VaultError::NotPermitted(format!(
-                "role `{}` may not correct records; a role acting for `subject_access` may",
-                principal.role
+                "role `{}` may not correct records; {}",
+                principal.role,
+                self.subject_access_may()
             )));
         }
         let cix = tax
@@ -49,7 +46,7 @@ impl Vault {
                 why: "no such category in the pack".into(),
             })?;
         let cat = tax.category(cix);
-        if cat.id == "mail_cover_record" || cat.id == "disclosure_accounting" {
+        if tax.engine().kept_by_vault(&cat.id) {
             return Err(VaultError::NotPermitted(format!(
                 "records of `{}` are kept by the vault itself and cannot be corrected",
                 cat.id

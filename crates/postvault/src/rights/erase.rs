@@ -15,7 +15,7 @@ use super::*;
 
 impl Vault {
     /// Erases people by identifier, as a privacy officer granting their
-    /// request (or, for one person, as the `subject_access` service passing
+    /// request (or, for one person, as the subject-access service passing
     /// on the person's own request): destroys their keys (every ciphertext and every log tag of
     /// theirs becomes unreadable or unlinkable) and deletes their rows. People
     /// under a legal hold in force are refused (`held`). One leaf per
@@ -28,15 +28,10 @@ impl Vault {
         subjects: &[String],
         progress: &mut dyn FnMut(u64),
     ) -> Result<EraseReport, VaultError> {
-        // The person's own request comes through the `subject_access`
-        // service, one person at a time; anything else needs an officer.
-        let tax = self.pack.taxonomy();
-        let own_request = subjects.len() == 1
-            && tax
-                .role(officer.role_ix)
-                .read_for
-                .iter()
-                .any(|&p| tax.purpose(p).id == "subject_access");
+        // The person's own request comes through the subject-access
+        // service (the role acting for the pack's subject-access purpose),
+        // one person at a time; anything else needs an officer.
+        let own_request = subjects.len() == 1 && self.acts_for_subject(officer);
         if !own_request {
             self.require_officer(officer, "erase", "erase")?;
         }
@@ -128,6 +123,14 @@ impl Vault {
         let position: HashMap<SubjectRef, usize> =
             refs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         let pack = self.pack.version().to_string();
+        // The erasure answers the person: its leaves name the pack's
+        // subject-access purpose.
+        let subject_access = self
+            .pack
+            .taxonomy()
+            .engine()
+            .subject_access_purpose()
+            .map(str::to_string);
         let mut intent_id = None;
         let mut intent = |idx: u64, out: &postvault_store::EraseOutcome| {
             if out.erased.is_empty() {
@@ -178,7 +181,7 @@ impl Vault {
                     time: now,
                     action: "erase".into(),
                     principal: actor.clone(),
-                    purpose: Some("subject_access".into()),
+                    purpose: subject_access.clone(),
                     decision: if held { "deny" } else { "allow" }.into(),
                     pack: pack.clone(),
                     reasons: if held {

@@ -209,4 +209,26 @@ impl Vault {
             roles.join(" or ")
         )))
     }
+
+    /// Whether `p`'s role acts for the pack's subject-access purpose
+    /// (`[engine] subject_access_purpose`): the role that answers the person
+    /// (their consent, corrections, own erasure, accounting and report).
+    pub(crate) fn acts_for_subject(&self, p: &Principal) -> bool {
+        let tax = self.pack.taxonomy();
+        tax.role(p.role_ix)
+            .read_for
+            .iter()
+            .any(|&ix| tax.engine().is_subject_access(&tax.purpose(ix).id))
+    }
+
+    /// Who may do what only the subject-access role does, as a refusal
+    /// says it.
+    pub(crate) fn subject_access_may(&self) -> String {
+        match self.pack.taxonomy().engine().subject_access_purpose() {
+            Some(id) => format!("a role acting for `{id}` may"),
+            None => {
+                "the pack names no subject-access purpose ([engine] subject_access_purpose)".into()
+            }
+        }
+    }
 }

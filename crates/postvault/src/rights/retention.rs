@@ -164,8 +164,10 @@ impl Vault {
         let key = keys.data.record_key(&hold)?;
         let mut covers = crate::vault::KeyCache::default();
         let mut out = Vec::new();
+        let cover_category = self.pack.taxonomy().engine().mail_cover_record_category();
         for r in self.store.subject_records(subject)? {
-            if !pick(&r) || r.category == "mail_cover_record" || r.key_id == key_id::HOLD {
+            if !pick(&r) || cover_category == Some(r.category.as_str()) || r.key_id == key_id::HOLD
+            {
                 continue;
             }
             // A record that does not open (altered, or from a restored copy

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod collect;
+mod contract;
 mod disclosure;
 mod invariants;
 mod log;
