@@ -55,7 +55,6 @@ const SEP: char = '\u{1f}';
 pub struct StatsRequest {
     pub category: String,
     /// `"count"`, or `{"sum": FIELD, "bounds": [lo, hi]}`.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub measure: MeasureSpec,
     #[serde(default)]
     pub group_by: Vec<String>,
@@ -68,12 +67,15 @@ pub struct StatsRequest {
 
 /// The measure of a query.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum MeasureSpec {
     /// `"count"`.
     Named(String),
     Sum {
         sum: String,
+        /// `[lo, hi]`: each value is clamped to them.
+        #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 2))]
         bounds: [i64; 2],
     },
 }
