@@ -62,12 +62,17 @@ pub struct StatsRequest {
     pub from: String,
     /// Exclusive.
     pub to: String,
+    /// Above 0, at most 10 (the pack may cap it lower).
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 10.0))]
     pub epsilon: f64,
 }
 
 /// The measure of a query.
+///
+/// Deserialized from any string (so that a wrong name gets the message
+/// below, not serde's "no variant matched"); its schema says exactly what
+/// is accepted: the string `count`, or a sum with two bounds.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum MeasureSpec {
     /// `"count"`.
@@ -75,10 +80,59 @@ pub enum MeasureSpec {
     Sum {
         sum: String,
         /// `[lo, hi]`: each value is clamped to them.
-        #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 2))]
         bounds: [i64; 2],
     },
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for MeasureSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::KnownFormat;
+        use utoipa::openapi::schema::{
+            ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaFormat, SchemaType, Type,
+        };
+        let count = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .enum_values(Some(["count"]))
+            .description(Some("The number of records."));
+        let bound = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Integer))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(-(1i64 << 40) as f64))
+            .maximum(Some((1i64 << 40) as f64));
+        let sum = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Object))
+            .property(
+                "sum",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .description(Some("The numeric field summed.")),
+            )
+            .property(
+                "bounds",
+                ArrayBuilder::new()
+                    .items(bound)
+                    .min_items(Some(2))
+                    .max_items(Some(2))
+                    .description(Some("`[lo, hi]`, lo <= hi: each value is clamped to them.")),
+            )
+            .required("sum")
+            .required("bounds")
+            .additional_properties(Some(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+            ));
+        OneOfBuilder::new()
+            .item(count)
+            .item(sum)
+            .description(Some(
+                "`\"count\"`, or `{\"sum\": FIELD, \"bounds\": [lo, hi]}`.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for MeasureSpec {}
 
 /// One released group.
 #[derive(Clone, Debug, Serialize, PartialEq)]
