@@ -10,20 +10,16 @@
 //! reader gets an error if the group's commit fails: nothing is returned.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
+use postvault_store::group::{GroupCommit, GroupState};
 use postvault_store::{ConsentRow, ReadLeafFn, ReadScope, StoreError, SubjectData, SubjectRef};
 
 use crate::db::{Db, Fail, MAX_ATTEMPTS, Waiter, guarded, retryable, to_store};
 use crate::store::{RECORD_COLUMNS, record_from_row, ref16};
 
 pub(crate) struct Reads {
-    inner: Mutex<Group>,
-    /// Signalled whenever a group commits or fails.
-    settled: Condvar,
-    /// Readers waiting for the lock to join the open group.
-    joining: AtomicUsize,
+    group: GroupCommit<Group>,
 }
 
 #[derive(Default)]
@@ -42,6 +38,18 @@ struct Group {
     members: usize,
     /// A reader is committing the open group.
     committing: bool,
+}
+
+impl GroupState for Group {
+    fn settled(&self) -> u64 {
+        self.settled
+    }
+    fn failure(&self, group: u64) -> Option<&str> {
+        self.failed.get(&group).map(String::as_str)
+    }
+    fn committing(&mut self) -> &mut bool {
+        &mut self.committing
+    }
 }
 
 impl Group {
@@ -197,9 +205,7 @@ async fn read_all(
 impl Reads {
     pub(crate) fn new() -> Reads {
         Reads {
-            inner: Mutex::new(Group::default()),
-            settled: Condvar::new(),
-            joining: AtomicUsize::new(0),
+            group: GroupCommit::new(Group::default()),
         }
     }
 
@@ -211,7 +217,7 @@ impl Reads {
     fn lock(&self) -> MutexGuard<'_, Group> {
         // A panic while holding the lock cannot leave a half group: the
         // reader's savepoint is rolled back or the group failed first.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.group.lock()
     }
 
     pub(crate) fn read(
@@ -222,9 +228,7 @@ impl Reads {
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
         let w = db.waiter()?;
-        self.joining.fetch_add(1, Ordering::SeqCst);
-        let mut g = self.lock();
-        self.joining.fetch_sub(1, Ordering::SeqCst);
+        let mut g = self.group.join();
         if g.conn.is_none() {
             let mut attempt = 0;
             let (conn, size) = loop {
@@ -271,7 +275,7 @@ impl Reads {
             Ok(d) => d,
             Err(e) => {
                 undo(&mut g);
-                self.settled.notify_all();
+                self.group.notify();
                 return Err(to_store(e));
             }
         };
@@ -279,7 +283,7 @@ impl Reads {
             Ok(b) => b,
             Err(Fail::Panic(p)) => {
                 undo(&mut g);
-                self.settled.notify_all();
+                self.group.notify();
                 drop(g);
                 std::panic::resume_unwind(p);
             }
@@ -303,37 +307,13 @@ impl Reads {
         };
         if let Err(e) = kept {
             undo(&mut g);
-            self.settled.notify_all();
+            self.group.notify();
             return Err(to_store(e));
         }
         g.next += 1;
         g.members += 1;
-        loop {
-            if g.settled >= my {
-                return match g.failed.get(&my) {
-                    Some(why) => Err(StoreError::NotCommitted(why.clone())),
-                    None => Ok((data, idx)),
-                };
-            }
-            if g.committing {
-                g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            // Commit this group; first let readers at the door join it.
-            g.committing = true;
-            // Bounded: a joiner descheduled at the door joins the next group.
-            let mut rounds = 0;
-            while self.joining.load(Ordering::SeqCst) > 0 && g.settled < my && rounds < 64 {
-                drop(g);
-                std::thread::yield_now();
-                rounds += 1;
-                g = self.lock();
-            }
-            if g.settled < my {
-                g.commit(&w);
-            }
-            g.committing = false;
-            self.settled.notify_all();
-        }
+        self.group
+            .wait(g, my, |g| g.commit(&w))
+            .map(|()| (data, idx))
     }
 }

@@ -21,8 +21,10 @@
 pub mod conformance;
 mod disclosure;
 mod error;
+pub mod group;
 mod ops;
 mod rights;
+pub mod sql;
 mod sqlite;
 mod sqlite_ops;
 mod stats;
@@ -405,6 +407,25 @@ pub trait RightsStore: Send + Sync {
     ) -> Result<Vec<HoldRow>, StoreError>;
 }
 
+/// A change to one active principal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrincipalChange<'a> {
+    /// Revoked at this time (ms since the epoch): its token stops working.
+    Revoke { at: i64 },
+    /// Its token replaced by the one of this hash.
+    Rotate { token_hash: &'a [u8] },
+}
+
+impl PrincipalChange<'_> {
+    /// The store call's name, for fault injection and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PrincipalChange::Revoke { .. } => "revoke_principal",
+            PrincipalChange::Rotate { .. } => "rotate_principal",
+        }
+    }
+}
+
 /// The principals allowed to call the vault, found by the hash of their
 /// token; revocations and rotations move the principals generation.
 pub trait PrincipalStore: Send + Sync {
@@ -420,25 +441,37 @@ pub trait PrincipalStore: Send + Sync {
     /// one look-up on a unique index of the hashes, never a scan.
     fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<PrincipalRow>, StoreError>;
 
-    /// Revokes principal `name` (refusing one unknown or already revoked)
-    /// and appends its one leaf, in one durable transaction that also
-    /// moves the principals generation. Returns the leaf's index.
+    /// Makes `change` to the active principal `name` (refusing one unknown
+    /// or revoked with [`StoreError::PrincipalNotActive`]) and appends its
+    /// one leaf, in one durable transaction that also moves the principals
+    /// generation. Returns the leaf's index.
+    fn change_principal(
+        &self,
+        name: &str,
+        change: PrincipalChange<'_>,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<u64, StoreError>;
+
+    /// Revokes principal `name` at `at` ([`Self::change_principal`]).
     fn revoke_principal(
         &self,
         name: &str,
         at: i64,
         leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        self.change_principal(name, PrincipalChange::Revoke { at }, leaf)
+    }
 
-    /// Replaces the token hash of principal `name` (refusing one unknown or
-    /// revoked) and appends its one leaf, in one durable transaction that
-    /// also moves the principals generation. Returns the leaf's index.
+    /// Replaces the token hash of principal `name`
+    /// ([`Self::change_principal`]).
     fn rotate_principal(
         &self,
         name: &str,
         token_hash: &[u8],
         leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        self.change_principal(name, PrincipalChange::Rotate { token_hash }, leaf)
+    }
 
     /// The principals generation: changes whenever a token stops being
     /// valid (a revocation or a rotation). Nodes that cache tokens read it

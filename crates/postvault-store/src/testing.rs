@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 use crate::{
     AccountingRow, BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, ConsentRow, DisclosureKeys,
     DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, HoldRow, Intent, IntentRow, KeyStore,
-    KeyUse, LeafFn, LedgerStore, LogState, LogStateSwap, LogStore, OpsStore, PlanFn, PrincipalRow,
-    PrincipalStore, ReadLeafFn, ReadScope, RecordRow, RecordStore, RewrapCount, RewrapFn,
-    RightsStore, RunRow, RunStep, StatsStore, StepFn, StoreError, SubjectData, SubjectKeys,
-    SubjectRef, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    KeyUse, LeafFn, LedgerStore, LogState, LogStateSwap, LogStore, OpsStore, PlanFn,
+    PrincipalChange, PrincipalRow, PrincipalStore, ReadLeafFn, ReadScope, RecordRow, RecordStore,
+    RewrapCount, RewrapFn, RightsStore, RunRow, RunStep, StatsStore, StepFn, StoreError,
+    SubjectData, SubjectKeys, SubjectRef, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 
 /// The calls [`Faults`] can name: every method of the store traits and of
@@ -566,24 +566,14 @@ impl<S: PrincipalStore> PrincipalStore for Faulty<S> {
         self.inner.principal_by_token(token_hash)
     }
 
-    fn revoke_principal(
+    fn change_principal(
         &self,
         name: &str,
-        at: i64,
+        change: PrincipalChange<'_>,
         leaf: &mut LeafFn<'_>,
     ) -> Result<u64, StoreError> {
-        self.enter("revoke_principal")?;
-        self.inner.revoke_principal(name, at, leaf)
-    }
-
-    fn rotate_principal(
-        &self,
-        name: &str,
-        token_hash: &[u8],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.enter("rotate_principal")?;
-        self.inner.rotate_principal(name, token_hash, leaf)
+        self.enter(change.name())?;
+        self.inner.change_principal(name, change, leaf)
     }
 
     fn principals_gen(&self) -> Result<u64, StoreError> {

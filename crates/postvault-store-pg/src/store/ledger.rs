@@ -217,19 +217,6 @@ pub(super) async fn submit_facts(
     Ok(facts)
 }
 
-pub(super) const DISCLOSURE_COLUMNS: &str =
-    "id, seq, requester, kind, ground, instrument_key, case_key,
-    extension_no, subjects, portions, status, reasons, alerts, submitted_at, data_from, data_until,
-    valid_until, notice_after, decided_by, decided_at, fetches, last_fetched_at, ended_at,
-    end_reason, notified_at, retain_until, sealed, office_notes, extends";
-
-pub(super) fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 pub(super) fn u32_of(v: i64, what: &str) -> Result<u32, Fail> {
     u32::try_from(v).map_err(|_| {
         Fail::Store(StoreError::Corrupt(format!(

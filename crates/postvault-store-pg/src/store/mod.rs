@@ -14,11 +14,13 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
+use postvault_store::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, split_list};
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
     EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PROTECTIVE_INDEX_CATEGORY, PlanFn,
-    PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RunRow, RunStep, StepFn, StoreError,
-    SubjectData, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    PrincipalChange, PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RunRow, RunStep, StepFn,
+    StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
+    WriteBatch,
 };
 use postvault_store::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,

@@ -70,51 +70,24 @@ impl PrincipalStore for PgStore {
         })
     }
 
-    fn revoke_principal(
+    fn change_principal(
         &self,
         name: &str,
-        at: i64,
+        change: PrincipalChange<'_>,
         leaf: &mut LeafFn<'_>,
     ) -> Result<u64, StoreError> {
-        self.principal_step(
-            name,
-            "UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
-            &at,
-            leaf,
-        )
-    }
-
-    fn rotate_principal(
-        &self,
-        name: &str,
-        token_hash: &[u8],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.principal_step(
-            name,
-            "UPDATE principals SET token_hash = $2 WHERE name = $1 AND revoked_at IS NULL",
-            &token_hash,
-            leaf,
-        )
-    }
-
-    fn principals_gen(&self) -> Result<u64, StoreError> {
-        self.db
-            .run(false, async |c| meta_u64_of(c, "principals_gen").await)
-    }
-}
-
-impl PgStore {
-    /// Runs `update` on one active principal, moves the principals
-    /// generation and appends one leaf, in one transaction that holds the
-    /// tree-state lock (the leaf's index is the log's next).
-    fn principal_step(
-        &self,
-        name: &str,
-        update: &str,
-        value: &(dyn ToSql + Sync),
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
+        let (update, value): (&str, &(dyn ToSql + Sync)) = match &change {
+            PrincipalChange::Revoke { at } => (
+                "UPDATE principals SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+                at,
+            ),
+            PrincipalChange::Rotate { token_hash } => (
+                "UPDATE principals SET token_hash = $2 WHERE name = $1 AND revoked_at IS NULL",
+                token_hash,
+            ),
+        };
+        // One transaction that holds the tree-state lock (the leaf's index
+        // is the log's next).
         self.db.session(false, |w, c| {
             let (tx, first) = w.wait(async {
                 let tx = begin(c, self.isolation).await?;
@@ -138,9 +111,12 @@ impl PgStore {
             })
         })
     }
-}
 
-pub(super) const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
+    fn principals_gen(&self) -> Result<u64, StoreError> {
+        self.db
+            .run(false, async |c| meta_u64_of(c, "principals_gen").await)
+    }
+}
 
 pub(super) fn principal_from_row(r: &Row) -> Result<PrincipalRow, Fail> {
     Ok(PrincipalRow {

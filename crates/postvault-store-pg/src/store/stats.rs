@@ -17,10 +17,7 @@ impl StatsStore for PgStore {
         after: Option<&(SubjectRef, [u8; 16])>,
         limit: usize,
     ) -> Result<Vec<RecordRow>, StoreError> {
-        let (subject, id): (&[u8], &[u8]) = match after {
-            Some((s, i)) => (s, i),
-            None => (&[], &[]),
-        };
+        let (subject, id) = scan_after(after);
         self.db.run(false, async |c| {
             let s = c
                 .prepare_cached(&format!(

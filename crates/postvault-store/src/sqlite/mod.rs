@@ -6,12 +6,14 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::group::{GroupCommit, GroupState};
+use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, split_list};
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
     HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState,
-    LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalRow, ReadLeafFn, ReadScope,
-    RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData,
+    LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, ReadLeafFn,
+    ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData,
     SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use crate::{
@@ -47,11 +49,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// that arrive while one waits join the same commit, so concurrent reads
 /// share one fsync. Any other operation first commits an open group.
 pub struct SqliteStore {
-    inner: Mutex<Inner>,
-    /// Signalled whenever a group commits or fails.
-    settled: std::sync::Condvar,
-    /// Readers waiting for the lock to join the open group.
-    joining: std::sync::atomic::AtomicUsize,
+    group: GroupCommit<Inner>,
     /// Moves the WAL into the database file off the writers' path.
     _checkpointer: Option<Checkpointer>,
 }
@@ -150,6 +148,18 @@ struct Inner {
     committing: bool,
 }
 
+impl GroupState for Inner {
+    fn settled(&self) -> u64 {
+        self.settled
+    }
+    fn failure(&self, group: u64) -> Option<&str> {
+        self.failed.get(&group).map(String::as_str)
+    }
+    fn committing(&mut self) -> &mut bool {
+        &mut self.committing
+    }
+}
+
 impl Inner {
     /// Commits the open group, if any; its readers are woken by the caller.
     fn settle(&mut self) {
@@ -215,7 +225,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", INLINE_CHECKPOINT_PAGES)?;
         let checkpointer = Checkpointer::start(path);
         Ok(SqliteStore {
-            inner: Mutex::new(Inner {
+            group: GroupCommit::new(Inner {
                 conn,
                 open: false,
                 group: 0,
@@ -224,8 +234,6 @@ impl SqliteStore {
                 members: 0,
                 committing: false,
             }),
-            settled: std::sync::Condvar::new(),
-            joining: std::sync::atomic::AtomicUsize::new(0),
             _checkpointer: checkpointer,
         })
     }
@@ -237,15 +245,15 @@ impl SqliteStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half transaction:
-        // rusqlite rolls back on drop, and a group is failed. Recover.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        // rusqlite rolls back on drop, and a group is failed.
+        self.group.lock()
     }
 
     fn conn(&self) -> ConnGuard<'_> {
         let mut g = self.lock();
         if g.open {
             g.settle();
-            self.settled.notify_all();
+            self.group.notify();
         }
         ConnGuard(g)
     }
@@ -257,14 +265,11 @@ impl SqliteStore {
         scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        use std::sync::atomic::Ordering;
-        self.joining.fetch_add(1, Ordering::SeqCst);
-        let mut g = self.lock();
-        self.joining.fetch_sub(1, Ordering::SeqCst);
+        let mut g = self.group.join();
         if g.open && g.conn.is_autocommit() {
             // SQLite ended the transaction under us (an error rolled it back).
             g.fail("the read's transaction was rolled back");
-            self.settled.notify_all();
+            self.group.notify();
         }
         if !g.open {
             run_cached(&g.conn, "BEGIN IMMEDIATE")?;
@@ -277,7 +282,7 @@ impl SqliteStore {
         // group's other readers untouched.
         if let Err(e) = run_cached(&g.conn, "SAVEPOINT reader") {
             g.fail("the read could not join its transaction");
-            self.settled.notify_all();
+            self.group.notify();
             return Err(e.into());
         }
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -299,7 +304,7 @@ impl SqliteStore {
             Ok(Ok(out)) => {
                 if let Err(e) = run_cached(&g.conn, "RELEASE reader") {
                     g.fail("the read could not be kept in its transaction");
-                    self.settled.notify_all();
+                    self.group.notify();
                     return Err(e.into());
                 }
                 g.members += 1;
@@ -307,43 +312,17 @@ impl SqliteStore {
             }
             Ok(Err(e)) => {
                 undo(&mut g);
-                self.settled.notify_all();
+                self.group.notify();
                 return Err(e);
             }
             Err(panic) => {
                 undo(&mut g);
-                self.settled.notify_all();
+                self.group.notify();
                 drop(g);
                 std::panic::resume_unwind(panic);
             }
         };
-        loop {
-            if g.settled >= my {
-                return match g.failed.get(&my) {
-                    Some(why) => Err(StoreError::NotCommitted(why.clone())),
-                    None => Ok(out),
-                };
-            }
-            if g.committing {
-                g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            // Commit this group; first let readers at the door join it.
-            g.committing = true;
-            // Bounded: a joiner descheduled at the door joins the next group.
-            let mut rounds = 0;
-            while self.joining.load(Ordering::SeqCst) > 0 && g.settled < my && rounds < 64 {
-                drop(g);
-                std::thread::yield_now();
-                rounds += 1;
-                g = self.lock();
-            }
-            if g.settled < my {
-                g.settle();
-            }
-            g.committing = false;
-            self.settled.notify_all();
-        }
+        self.group.wait(g, my, Inner::settle).map(|()| out)
     }
 }
 

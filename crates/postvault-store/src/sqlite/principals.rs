@@ -47,32 +47,32 @@ impl PrincipalStore for SqliteStore {
         Ok(s.query_row([token_hash], principal_from_row).optional()?)
     }
 
-    fn revoke_principal(
+    fn change_principal(
         &self,
         name: &str,
-        at: i64,
+        change: PrincipalChange<'_>,
         leaf: &mut LeafFn<'_>,
     ) -> Result<u64, StoreError> {
-        self.principal_step(
-            name,
-            "UPDATE principals SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            &at,
-            leaf,
-        )
-    }
-
-    fn rotate_principal(
-        &self,
-        name: &str,
-        token_hash: &[u8],
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        self.principal_step(
-            name,
-            "UPDATE principals SET token_hash = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            &token_hash,
-            leaf,
-        )
+        let (update, value): (&str, &dyn rusqlite::ToSql) = match &change {
+            PrincipalChange::Revoke { at } => (
+                "UPDATE principals SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                at,
+            ),
+            PrincipalChange::Rotate { token_hash } => (
+                "UPDATE principals SET token_hash = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                token_hash,
+            ),
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(update, params![name, value])?;
+        if n != 1 {
+            return Err(StoreError::PrincipalNotActive(name.to_string()));
+        }
+        bump_principals_gen(&tx)?;
+        let first = append(&tx, 1, leaf)?;
+        tx.commit()?;
+        Ok(first)
     }
 
     fn principals_gen(&self) -> Result<u64, StoreError> {
@@ -84,8 +84,6 @@ impl PrincipalStore for SqliteStore {
             .map_err(|_| StoreError::Corrupt("the principals generation is not a number".into()))
     }
 }
-
-pub(super) const PRINCIPAL_COLUMNS: &str = "name, role, token_hash, created_at, revoked_at";
 
 pub(super) fn principal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PrincipalRow> {
     Ok(PrincipalRow {
@@ -104,27 +102,4 @@ pub(super) fn bump_principals_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), 
         [],
     )?;
     Ok(())
-}
-
-impl SqliteStore {
-    /// Runs `update` on one active principal, moves the principals
-    /// generation and appends one leaf, in one durable transaction.
-    fn principal_step(
-        &self,
-        name: &str,
-        update: &str,
-        value: &dyn rusqlite::ToSql,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(update, params![name, value])?;
-        if n != 1 {
-            return Err(StoreError::PrincipalNotActive(name.to_string()));
-        }
-        bump_principals_gen(&tx)?;
-        let first = append(&tx, 1, leaf)?;
-        tx.commit()?;
-        Ok(first)
-    }
 }

@@ -12,10 +12,7 @@ impl StatsStore for SqliteStore {
         after: Option<&(SubjectRef, [u8; 16])>,
         limit: usize,
     ) -> Result<Vec<RecordRow>, StoreError> {
-        let (subject, id): (&[u8], &[u8]) = match after {
-            Some((s, i)) => (s, i),
-            None => (&[], &[]),
-        };
+        let (subject, id) = scan_after(after);
         let conn = self.conn();
         let mut s = conn.prepare_cached(
             "SELECT id, subject, category, purpose, source, collected_at,
