@@ -117,10 +117,7 @@ impl utoipa::PartialSchema for MeasureSpec {
                     .description(Some("`[lo, hi]`, lo <= hi: each value is clamped to them.")),
             )
             .required("sum")
-            .required("bounds")
-            .additional_properties(Some(
-                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
-            ));
+            .required("bounds");
         OneOfBuilder::new()
             .item(count)
             .item(sum)
