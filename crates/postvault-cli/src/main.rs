@@ -268,6 +268,18 @@ enum SubjectCmd {
     /// proof against the current signed checkpoint (`--format html` for the
     /// person). Exit 5 if a proof does not verify.
     Report(rights::ReportArgs),
+    /// Issue a one-time access code for the person's page (`/me/` of
+    /// `postvault serve`), to be mailed to them: it opens a session bound
+    /// to that one person, works once, and expires in 30 days. Privacy
+    /// office only; one log leaf, tagged for the person. Only a hash of the
+    /// code is kept.
+    AccessCode {
+        /// The privacy officer issuing it.
+        #[arg(long = "as", value_name = "NAME")]
+        principal: String,
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -815,6 +827,12 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Correct(a) => rights::correct(&cli, a),
         Command::Serve(a) => serve::serve(&cli, a),
         Command::Witness(a) => witness_cmd::run(a),
+        Command::Subject(SubjectCmd::AccessCode { principal, subject }) => {
+            let v = open_vault(&cli)?;
+            let p = v.principal(principal)?;
+            print_json(&v.issue_access_code(&p, subject)?)?;
+            Ok(0)
+        }
         Command::Subject(SubjectCmd::TagKey { subject }) => {
             let v = open_vault(&cli)?;
             match v.subject_tag_key(subject)? {

@@ -142,10 +142,21 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         errln!("postvault: serving on {scheme}://{addr} (Ctrl-C or SIGTERM stops it)");
         errln!("postvault: API document: {scheme}://{addr}/openapi.json (needs a token)");
         for (name, role, token, example) in &demo_tokens {
+            if name == "person" {
+                continue;
+            }
             errln!("\n  {name} (role {role})\n  token: {token}");
             errln!("  curl -s -H 'Authorization: Bearer {token}' '{scheme}://{addr}{example}'");
         }
         if !demo_tokens.is_empty() {
+            errln!("\n  the pages (open in a browser):");
+            errln!("    public transparency report: {scheme}://{addr}/");
+            if let Some((_, _, token, _)) = demo_tokens.iter().find(|t| t.0 == "officer") {
+                errln!("    privacy office: {scheme}://{addr}/office/login  (officer token: {token})");
+            }
+            if let Some((_, _, code, _)) = demo_tokens.iter().find(|t| t.0 == "person") {
+                errln!("    a person's page: {scheme}://{addr}/me/login  (one-time access code: {code})");
+            }
             errln!(
                 "\n  the public log: curl -s {scheme}://{addr}/v1/log/checkpoint ; curl -s '{scheme}://{addr}/v1/log/proof/inclusion?index=0'"
             );
@@ -276,5 +287,40 @@ fn demo_vault(
         let t = vault.add_principal(name, role)?;
         tokens.push((name.to_string(), role.to_string(), t, example));
     }
+    // Something in the office's queue: a court order for the person, and a
+    // written request for a current address (no court behind it).
+    let ice = vault.principal("ice-ero")?;
+    let now = vault.now_ms();
+    let day = |ms: i64| postvault::format_ms(ms)[..10].to_string();
+    const DAY: i64 = 86_400_000;
+    for instrument in [
+        serde_json::json!({
+            "kind": "court_order", "instrument_id": "26-MJ-0417", "agency": "Homeland Security Investigations",
+            "signer": {"name": "Assistant U.S. Attorney", "title": "Assistant United States Attorney", "level": "agent"},
+            "authority": "5 U.S.C. 552a(b)(11); 39 CFR 265.14(d)(5)(iii)", "ground": "criminal_law_enforcement",
+            "case_id": "HSI-CH-26-0417", "subjects": [{"id": person}], "portions": ["address", "scan_event"],
+            "time_range": {"from": day(now - 30 * DAY), "to": day(now)}, "issued_at": day(now),
+            "expires_at": day(now + 30 * DAY),
+            "court": {"name": "U.S. District Court for the Northern District of Illinois", "docket": "1:26-mj-00417",
+                      "judge": "Magistrate Judge", "order_date": day(now)}
+        }),
+        serde_json::json!({
+            "kind": "written_request", "instrument_id": "ERO-2025-0001", "agency": "Immigration and Customs Enforcement",
+            "signer": {"name": "Field Office Director", "title": "Field Office Director", "level": "section_chief", "delegation_ref": "DHS delegation 7030.2"},
+            "authority": "8 U.S.C. 1357; 5 U.S.C. 552a(b)(7)", "ground": "civil_law_enforcement", "case_id": "A200000001",
+            "subjects": [{"id": person}], "portions": ["address"],
+            "time_range": {"from": day(now - 90 * DAY), "to": day(now)}, "issued_at": day(now)
+        }),
+    ] {
+        vault.disclose_submit(&ice, &instrument.to_string())?;
+    }
+    let officer = vault.principal("officer")?;
+    let code = vault.issue_access_code(&officer, &person)?;
+    tokens.push((
+        "person".to_string(),
+        "access code".to_string(),
+        code.code,
+        "/me/login".to_string(),
+    ));
     Ok((vault, tokens))
 }

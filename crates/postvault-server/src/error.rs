@@ -83,7 +83,10 @@ impl From<VaultError> for ApiError {
             | "consent_not_required" => StatusCode::BAD_REQUEST,
             "unknown_principal" | "principal_not_active" => StatusCode::NOT_FOUND,
             "principal_revoked" | "rotate_own_token_only" => StatusCode::FORBIDDEN,
-            "principal_exists" | "run_in_progress" => StatusCode::CONFLICT,
+            "principal_exists" | "run_in_progress" | "already_decided" | "held" => {
+                StatusCode::CONFLICT
+            }
+            "no_such_request" => StatusCode::NOT_FOUND,
             "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
             "no_final_checkpoint" | "witnesses_not_configured" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

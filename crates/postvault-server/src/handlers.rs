@@ -418,6 +418,19 @@ pub async fn erase(
     Ok(json(StatusCode::OK, &r))
 }
 
+/// `POST /v1/subjects/{id}/access-code`: a one-time code for the person's
+/// portal (`/me/`), to be mailed to them. Privacy office only.
+#[utoipa::path(post, path = "/v1/subjects/{id}/access-code", tag = "subjects", params(crate::openapi::SubjectPath), responses((status = 200, description = "The code, shown once; one leaf tagged for the person", body = postvault::AccessCode), (status = 400, description = "`invalid` or `invalid_subject_id`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: not the privacy office", body = crate::error::ErrorBody), crate::openapi::Common))]
+pub async fn access_code(
+    State(state): St,
+    Extension(p): Extension<Principal>,
+    path: Id,
+) -> Result<Response, ApiError> {
+    let subject = id(path)?;
+    let c = blocking(&state, move |v| Ok(v.issue_access_code(&p, &subject)?)).await?;
+    Ok(json(StatusCode::OK, &c))
+}
+
 /// A correction: the category's new fields, for the person's current
 /// record of it (`record` picks one when they hold several).
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -16,6 +16,7 @@ mod local_witness;
 mod openapi;
 mod stats;
 pub mod tls;
+mod web;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -97,6 +98,10 @@ pub struct AppState {
     /// Buckets of client addresses: the public endpoints, and tokens not
     /// yet known (each costs a look in the store).
     pub addresses: RateLimiter,
+    /// Buckets of client addresses for the pages' sign-in forms.
+    pub logins: RateLimiter,
+    /// The pages' sessions (officers and people).
+    pub sessions: web::Sessions,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Principals by token hash, valid for the principals generation in
@@ -118,6 +123,8 @@ impl AppState {
         Arc::new(AppState {
             limiter: RateLimiter::new(config.rate_limit),
             addresses: RateLimiter::new(config.rate_limit),
+            logins: RateLimiter::new(web::LOGIN_RATE),
+            sessions: web::Sessions::default(),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             checkpoint: std::sync::Mutex::new(None),
             vault,
@@ -258,6 +265,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/subjects/{id}/erase", post(handlers::erase))
         .route("/v1/subjects/{id}/corrections", post(handlers::correct))
         .route("/v1/subjects/{id}/accounting", get(handlers::accounting))
+        .route("/v1/subjects/{id}/access-code", post(handlers::access_code))
         .route(
             "/v1/disclosures",
             post(handlers::disclose_submit).get(handlers::disclosure_list),
@@ -306,6 +314,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(authed)
         .merge(public)
+        .merge(web::router(state.clone()))
         .route("/health", get(handlers::health))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::disable())
@@ -377,7 +386,7 @@ async fn authenticate(
 }
 
 /// The client's address (IPv6 by its /64), or `local` in process.
-fn client(req: &Request) -> String {
+pub(crate) fn client(req: &Request) -> String {
     match req
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()

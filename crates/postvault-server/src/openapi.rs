@@ -426,6 +426,7 @@ pub enum PublicCommon {
         handlers::erase,
         handlers::correct,
         handlers::accounting,
+        handlers::access_code,
         handlers::disclose_submit,
         handlers::disclosure_list,
         handlers::disclosure_show,

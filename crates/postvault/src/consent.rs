@@ -26,6 +26,19 @@ pub const CONSENT_PROHIBITED_PURPOSE: &str = "consent_prohibited_purpose";
 pub const CONSENT_NOT_REQUIRED: &str = "consent_not_required";
 
 impl Vault {
+    /// The purposes a person may give or withdraw consent for: those with a
+    /// cell that needs consent, outside the prohibited group.
+    pub fn consentable_purposes(&self) -> Vec<String> {
+        let tax = self.pack.taxonomy();
+        tax.purpose_ixs()
+            .filter(|&p| {
+                !tax.purpose(p).prohibited()
+                    && tax.category_ixs().any(|c| tax.cell(p, c) == Cell::Consent)
+            })
+            .map(|p| tax.purpose(p).id.clone())
+            .collect()
+    }
+
     /// Records the person's consent for `purpose` (granted or withdrawn), as
     /// `principal` acting on the person's request; it takes effect on the next
     /// read. One leaf, tagged for the person, accounts for it. Only a role

@@ -36,6 +36,7 @@ mod master;
 pub mod minimize;
 pub mod office;
 mod packs;
+pub mod portal;
 mod principals;
 mod read;
 pub mod report;
@@ -65,6 +66,7 @@ pub use log::{
 pub use log_state::{LogStateReport, LogStateStatus, SignedState, check_log_state};
 pub use master::RotateReport;
 pub use packs::{PackStatus, StageReport, StagedPack, StagedView};
+pub use portal::{AccessCode, PersonSession, RightsRequest};
 pub use principals::PrincipalChange;
 pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};

@@ -181,7 +181,8 @@ pub fn verify_report_proofs(
 
 /// The report as one self-contained HTML page a person who is not an
 /// engineer can read. Every value is escaped by construction (`maud`
-/// templates escape whatever they interpolate unless told otherwise).
+/// templates escape whatever they interpolate unless told otherwise). The
+/// person's portal (`/me/`) shows the same sections from the same templates.
 pub fn report_html(r: &SubjectReport) -> String {
     html! {
         (PreEscaped("<!doctype html>\n"))
@@ -200,11 +201,29 @@ pub fn report_html(r: &SubjectReport) -> String {
                     ". It lists everything stored about you, who may use it, every time it was \
                      used or given to anyone, and a way to check that this list is complete."
                 }
-                (records_html(r))
+                h2 { "1. The information we hold" }
+                (summary_html(&r.records))
+                @for (category, records) in by_category(&r.records) {
+                    (category_html(category, &records, None))
+                }
+                h2 { "2. What you agreed to" }
                 (consents_html(r))
+                h2 { "3. Legal holds" }
                 (holds_html(r))
+                h2 { "4. Information given to outside agencies" }
                 (disclosures_html(r))
-                (log_html(r))
+                h2 { "5. Every use of your information" }
+                p {
+                    "Each line is an entry in the public transparency log. The mark "
+                    @if r.proofs_verified {
+                        span.ok { "verified" }
+                    } @else {
+                        span.bad { "NOT verified" }
+                    }
+                    " means the vault checked the entry's proof against the signed log below."
+                }
+                (log_html(r, false))
+                h2 { "6. Checking this report yourself" }
                 (checking_html(r))
             }
         }
@@ -219,31 +238,51 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margi
      pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.85rem}\
      .muted{color:#555}";
 
-fn records_html(r: &SubjectReport) -> Markup {
-    html! {
-        h2 { "1. The information we hold" }
-        @if r.records.is_empty() {
-            p { "We hold no information about you that this report can show." }
+/// The records grouped by category (in the pack's order of first
+/// appearance), each group newest first.
+pub fn by_category(records: &[ReadRecord]) -> Vec<(&str, Vec<&ReadRecord>)> {
+    let mut out: Vec<(&str, Vec<&ReadRecord>)> = Vec::new();
+    for rec in records {
+        match out.iter_mut().find(|(c, _)| *c == rec.category) {
+            Some((_, v)) => v.push(rec),
+            None => out.push((&rec.category, vec![rec])),
         }
-        @for rec in &r.records {
-            @if rec.superseded_by.is_some() {
-                p.muted { "The record below was replaced by a correction; it is kept as history." }
-            }
-            h3 { (human(&rec.category)) }
-            p.muted {
-                "Collected on " (rec.collected_at) " for " b { (human(&rec.collected_for)) }
-                "; deleted automatically on " (rec.expires_at) "."
-            }
-            table {
-                tr { th { "Item" } th { "Value" } }
-                @for (k, v) in &rec.fields {
+    }
+    for (_, v) in &mut out {
+        v.sort_by(|a, b| b.collected_at.cmp(&a.collected_at));
+    }
+    out
+}
+
+/// One line per category: how many records, from when to when, collected
+/// for what, and when the next one is deleted.
+pub fn summary_html(records: &[ReadRecord]) -> Markup {
+    let groups = by_category(records);
+    html! {
+        @if groups.is_empty() {
+            p { "We hold no information about you that this report can show." }
+        } @else {
+            table.summary {
+                caption { "Summary" }
+                thead {
                     tr {
-                        td { (human(k)) }
-                        td {
-                            @match v {
-                                serde_json::Value::String(s) => (s),
-                                other => (other.to_string()),
-                            }
+                        th scope="col" { "Kind of information" } th scope="col" { "Records" }
+                        th scope="col" { "Collected" } th scope="col" { "Collected for" }
+                        th scope="col" { "Next deletion" }
+                    }
+                }
+                tbody {
+                    @for (category, recs) in &groups {
+                        @let first = recs.iter().map(|r| r.collected_at.as_str()).min().unwrap_or("");
+                        @let last = recs.iter().map(|r| r.collected_at.as_str()).max().unwrap_or("");
+                        @let next = recs.iter().map(|r| r.expires_at.as_str()).min().unwrap_or("");
+                        @let purposes = purposes_of(recs);
+                        tr {
+                            td { (human(category)) }
+                            td { (recs.len()) }
+                            td { @if first == last { (day(first)) } @else { (day(first)) " to " (day(last)) } }
+                            td { (purposes) }
+                            td { (day(next)) }
                         }
                     }
                 }
@@ -252,19 +291,83 @@ fn records_html(r: &SubjectReport) -> Markup {
     }
 }
 
-fn consents_html(r: &SubjectReport) -> Markup {
+/// One table for a category: a row per record (newest first), a column per
+/// field any of them has. `more`: the link to the next page, when cut.
+pub fn category_html(category: &str, records: &[&ReadRecord], more: Option<&str>) -> Markup {
+    let mut columns: Vec<&str> = Vec::new();
+    for r in records {
+        for k in r.fields.keys() {
+            if !columns.contains(&k.as_str()) {
+                columns.push(k);
+            }
+        }
+    }
     html! {
-        h2 { "2. What you agreed to" }
+        section.category {
+            h3 id=(format!("cat-{category}")) { (human(category)) }
+            table {
+                thead {
+                    tr {
+                        th scope="col" { "Collected" } th scope="col" { "For" }
+                        @for c in &columns { th scope="col" { (human(c)) } }
+                        th scope="col" { "Deleted on" }
+                    }
+                }
+                tbody {
+                    @for r in records {
+                        tr.superseded[r.superseded_by.is_some()] {
+                            td { (day(&r.collected_at)) }
+                            td { (human(&r.collected_for)) }
+                            @for c in &columns {
+                                td {
+                                    @match r.fields.get(*c) {
+                                        Some(serde_json::Value::String(s)) => (s),
+                                        Some(serde_json::Value::Null) | None => "",
+                                        Some(other) => (other.to_string()),
+                                    }
+                                }
+                            }
+                            td {
+                                (day(&r.expires_at))
+                                @if r.superseded_by.is_some() { br; span.muted { "(replaced by a correction)" } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(href) = more {
+                p { a href=(href) { "More " (human(category)) " records" } }
+            }
+        }
+    }
+}
+
+fn purposes_of(recs: &[&ReadRecord]) -> String {
+    let mut p: Vec<String> = recs.iter().map(|r| human(&r.collected_for)).collect();
+    p.sort();
+    p.dedup();
+    p.join(", ")
+}
+
+/// `2026-12-04T10:00:00.000Z` -> `2026-12-04`.
+fn day(ts: &str) -> &str {
+    ts.get(..10).unwrap_or(ts)
+}
+
+pub fn consents_html(r: &SubjectReport) -> Markup {
+    html! {
         @if r.consents.is_empty() {
             p { "You have not given consent for any optional use." }
         } @else {
             table {
-                tr { th { "Use" } th { "Your choice" } th { "Since" } }
-                @for c in &r.consents {
-                    tr {
-                        td { (human(&c.purpose)) }
-                        td { @if c.granted { "agreed" } @else { "withdrawn" } }
-                        td { (c.at) }
+                thead { tr { th scope="col" { "Use" } th scope="col" { "Your choice" } th scope="col" { "Since" } } }
+                tbody {
+                    @for c in &r.consents {
+                        tr {
+                            td { (human(&c.purpose)) }
+                            td { @if c.granted { "agreed" } @else { "withdrawn" } }
+                            td { (c.at) }
+                        }
                     }
                 }
             }
@@ -272,9 +375,8 @@ fn consents_html(r: &SubjectReport) -> Markup {
     }
 }
 
-fn holds_html(r: &SubjectReport) -> Markup {
+pub fn holds_html(r: &SubjectReport) -> Markup {
     html! {
-        h2 { "3. Legal holds" }
         @if r.holds.is_empty() {
             p { "No legal hold keeps your information longer than usual." }
         } @else {
@@ -283,30 +385,33 @@ fn holds_html(r: &SubjectReport) -> Markup {
                  or other legal process requires it."
             }
             table {
-                tr { th { "Hold" } th { "Placed" } th { "Until" } th { "Status" } }
-                @for x in &r.holds {
-                    tr { td { (x.id) } td { (x.placed_at) } td { (x.until) } td { (x.status) } }
+                thead { tr { th scope="col" { "Hold" } th scope="col" { "Placed" } th scope="col" { "Until" } th scope="col" { "Status" } } }
+                tbody {
+                    @for x in &r.holds {
+                        tr { td { (x.id) } td { (x.placed_at) } td { (x.until) } td { (x.status) } }
+                    }
                 }
             }
         }
     }
 }
 
-fn disclosures_html(r: &SubjectReport) -> Markup {
+pub fn disclosures_html(r: &SubjectReport) -> Markup {
     html! {
-        h2 { "4. Information given to outside agencies" }
         @if r.disclosures.is_empty() {
             p { "None of your information has been given to anyone outside the postal service." }
         } @else {
-            table {
-                tr { th { "Date" } th { "To" } th { "Under" } th { "Why" } th { "What" } }
-                @for d in &r.disclosures {
-                    tr {
-                        td { (d.date) }
-                        td { (d.recipient) }
-                        td { (human(&d.nature)) " (" (d.authority) ")" }
-                        td { (human(&d.purpose)) }
-                        td { (humans(&d.categories)) }
+            table.disclosures {
+                thead { tr { th scope="col" { "Date" } th scope="col" { "To" } th scope="col" { "Under" } th scope="col" { "Why" } th scope="col" { "What" } } }
+                tbody {
+                    @for d in &r.disclosures {
+                        tr {
+                            td { (d.date) }
+                            td { (d.recipient) }
+                            td { (human(&d.nature)) " (" (d.authority) ")" }
+                            td { (human(&d.purpose)) }
+                            td { (humans(&d.categories)) }
+                        }
                     }
                 }
             }
@@ -314,35 +419,34 @@ fn disclosures_html(r: &SubjectReport) -> Markup {
     }
 }
 
-fn log_html(r: &SubjectReport) -> Markup {
+/// The leaves about the person, oldest first. `browser_check`: a cell per
+/// leaf (`data-leaf`) that the portal's proof checker fills in.
+pub fn log_html(r: &SubjectReport, browser_check: bool) -> Markup {
     html! {
-        h2 { "5. Every use of your information" }
-        p {
-            "Each line is an entry in the public transparency log. The mark "
-            @if r.proofs_verified {
-                span.ok { "verified" }
-            } @else {
-                span.bad { "NOT verified" }
-            }
-            " means the vault checked the entry's proof against the signed log below."
-        }
-        table {
-            tr {
-                th { "Entry" } th { "When" } th { "What happened" } th { "By (role)" }
-                th { "Purpose" } th { "Outcome" } th { "Information" }
-            }
-            @for l in &r.log {
+        table.log {
+            thead {
                 tr {
-                    td { (l.index) }
-                    @if let Some(e) = &l.event {
-                        td { (format_ms(e.time)) }
-                        td { (human(&e.action)) }
-                        td { (human(&e.principal.role)) }
-                        td { (e.purpose.as_deref().map(human).unwrap_or_default()) }
-                        td { @if e.decision == "allow" { "allowed" } @else { "refused" } }
-                        td { (humans(&e.categories)) }
-                    } @else {
-                        td {} td {} td {} td {} td {} td {}
+                    th scope="col" { "Entry" } th scope="col" { "When" } th scope="col" { "What happened" }
+                    th scope="col" { "By (role)" } th scope="col" { "Purpose" } th scope="col" { "Outcome" }
+                    th scope="col" { "Information" }
+                    @if browser_check { th scope="col" { "Proof" } }
+                }
+            }
+            tbody {
+                @for l in &r.log {
+                    tr {
+                        td { (l.index) }
+                        @if let Some(e) = &l.event {
+                            td { (format_ms(e.time)) }
+                            td { (human(&e.action)) }
+                            td { (human(&e.principal.role)) }
+                            td { (e.purpose.as_deref().map(human).unwrap_or_default()) }
+                            td { @if e.decision == "allow" { "allowed" } @else { "refused" } }
+                            td { (humans(&e.categories)) }
+                        } @else {
+                            td {} td {} td {} td {} td {} td {}
+                        }
+                        @if browser_check { td data-leaf=(l.index) { "checking…" } }
                     }
                 }
             }
@@ -350,9 +454,8 @@ fn log_html(r: &SubjectReport) -> Markup {
     }
 }
 
-fn checking_html(r: &SubjectReport) -> Markup {
+pub fn checking_html(r: &SubjectReport) -> Markup {
     html! {
-        h2 { "6. Checking this report yourself" }
         p {
             "The entries above are in a public log that anyone can copy and check. The signed \
              summary of the log below, with the key that signed it, lets anyone confirm that \
@@ -381,7 +484,7 @@ fn checking_html(r: &SubjectReport) -> Markup {
 }
 
 /// `change_of_address` -> `change of address`.
-fn human(id: &str) -> String {
+pub fn human(id: &str) -> String {
     id.replace('_', " ")
 }
 

@@ -897,6 +897,11 @@ fn check_name(name: &str) -> Result<(), VaultError> {
 
 impl Vault {
     /// A new bearer token: `pv_` and 64 hex digits of randomness.
+    /// The vault's clock now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     pub(crate) fn new_token(&self) -> Result<String, VaultError> {
         let mut raw = [0u8; 32];
         aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)

@@ -103,7 +103,7 @@ impl Vault {
         (!case.is_empty()).then(|| self.master.blind_index("ledger.case", case.as_bytes()))
     }
 
-    pub(super) fn random_tag(&self) -> Result<[u8; 16], VaultError> {
+    pub(crate) fn random_tag(&self) -> Result<[u8; 16], VaultError> {
         Ok(postvault_crypto::random_token(&self.rng)?)
     }
 

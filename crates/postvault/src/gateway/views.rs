@@ -84,7 +84,7 @@ impl Vault {
 
     /// The privacy office: the pack's approver roles (not the auditor, who
     /// sees no personal data).
-    pub(crate) fn is_privacy_office(&self, p: &Principal) -> bool {
+    pub fn is_privacy_office(&self, p: &Principal) -> bool {
         self.pack.disclosure().approver_roles().contains(&p.role)
     }
 

@@ -14,6 +14,7 @@ mod officer;
 mod oracles;
 mod pg;
 mod policy;
+mod portal;
 mod read;
 mod reliability;
 mod rights;

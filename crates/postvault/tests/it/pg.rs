@@ -12,8 +12,8 @@ use postvault_store::testing::{Faults, Faulty};
 use postvault_store_pg::{ClusterOptions, PgKeyStore, PgOptions, PgStore, TempCluster};
 
 use crate::{
-    Backend, collect, disclosure, invariants, log, officer, oracles, policy, read, reliability,
-    rights, stats,
+    Backend, collect, disclosure, invariants, log, officer, oracles, policy, portal, read,
+    reliability, rights, stats,
 };
 
 fn on_postgres(scenario: fn(&Backend)) {
@@ -38,6 +38,8 @@ macro_rules! on_postgres {
 }
 
 on_postgres! {
+    portal::access_codes => access_codes_on,
+    portal::erasure_requests => erasure_requests_on,
     stats::refusals_spend_nothing_and_read_nothing
         => refusals_spend_nothing_and_read_nothing_on,
     stats::budget_runs_out_and_renews => budget_runs_out_and_renews_on,

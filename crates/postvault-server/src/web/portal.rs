@@ -1,0 +1,543 @@
+//! A person's portal (`/me/`): a one-time code mailed to them opens a
+//! session bound to that one person. What is held (a summary, then a table
+//! per category), who looked (every leaf about them, each proof checked in
+//! their browser), disclosures and holds, and their choices (consents, an
+//! erasure request, downloads). Every page is the subject access report of
+//! that moment, so each view is itself a logged read they can see.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use postvault::{Principal, SubjectReport, report};
+
+use super::{
+    PERSON_COOKIE, PERSON_TTL, Session, Who, check_csrf, csrf_field, error_page, human, page,
+    redirect,
+};
+use crate::{ApiError, AppState, blocking};
+
+type St = State<Arc<AppState>>;
+
+/// Records per page of one category.
+const PAGE: usize = 50;
+/// Records of each category on the first page.
+const FIRST: usize = 20;
+
+pub(crate) fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/me", get(|| async { redirect("/me/") }))
+        .route("/me/", get(held))
+        .route("/me/login", get(login_form).post(login))
+        .route("/me/logout", post(logout))
+        .route("/me/records", get(records))
+        .route("/me/log", get(log))
+        .route("/me/proofs.json", get(proofs))
+        .route("/me/disclosures", get(disclosures))
+        .route("/me/choices", get(choices))
+        .route("/me/consent", post(consent))
+        .route("/me/erase", post(erase))
+        .route("/me/report.json", get(report_json))
+        .route("/me/report.html", get(report_html))
+}
+
+/// The person behind the request's session.
+struct Person {
+    id: String,
+    session: Session,
+    subject: String,
+    principal: Principal,
+}
+
+/// The session's person, if the session is live and the person not erased;
+/// otherwise the login page (a redirect).
+async fn person(state: &Arc<AppState>, h: &HeaderMap) -> Result<Person, Response> {
+    let Some((id, session)) = super::session(state, h, PERSON_COOKIE) else {
+        return Err(redirect("/me/login"));
+    };
+    let Who::Person { subject, principal } = session.who.clone() else {
+        return Err(redirect("/me/login"));
+    };
+    let s = subject.clone();
+    match blocking(state, move |v| Ok(v.person_present(&s)?)).await {
+        Ok(true) => Ok(Person {
+            id,
+            session,
+            subject,
+            principal,
+        }),
+        Ok(false) => {
+            state.sessions.close(&id);
+            Err(redirect("/me/login?ended=1"))
+        }
+        Err(e) => Err(error_page(e, "/me/")),
+    }
+}
+
+fn nav(s: Option<&Session>) -> Markup {
+    html! {
+        a href="/me/" { "What we hold" }
+        a href="/me/log" { "Who looked" }
+        a href="/me/disclosures" { "Disclosures" }
+        a href="/me/choices" { "Your choices" }
+        @if let Some(s) = s {
+            form.inline method="post" action="/me/logout" {
+                (csrf_field(s))
+                button type="submit" { "Sign out" }
+            }
+        }
+    }
+}
+
+async fn login_form(q: Query<std::collections::HashMap<String, String>>) -> Response {
+    login_page(
+        q.0.contains_key("ended")
+            .then_some("Your session has ended. A new code is needed to sign in again."),
+        StatusCode::OK,
+    )
+}
+
+fn login_page(message: Option<&str>, status: StatusCode) -> Response {
+    let mut r = page(
+        "See what the postal service holds about you",
+        html! { a href="/" { "Transparency report" } },
+        html! {
+            p {
+                "Enter the access code the postal service mailed to you. A code works once; \
+                 your session lasts 30 minutes."
+            }
+            @if let Some(m) = message { p.bad role="alert" { (m) } }
+            form method="post" action="/me/login" {
+                label for="code" { "Access code" }
+                input id="code" name="code" type="text" autocomplete="off" spellcheck="false"
+                    inputmode="text" required maxlength="40" placeholder="XXXX-XXXX-XXXX-XXXX-XXXX";
+                button type="submit" { "Sign in" }
+            }
+        },
+    );
+    *r.status_mut() = status;
+    r
+}
+
+async fn login(State(state): St, req: Request) -> Response {
+    let addr = crate::client(&req);
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/me/login"),
+    };
+    if let Err(e) = super::same_site(&h).and_then(|()| super::login_limit(&state, &addr)) {
+        return error_page(e, "/me/login");
+    }
+    let code = form.get("code").unwrap_or("").to_string();
+    let redeemed = blocking(&state, move |v| Ok(v.redeem_access_code(&code)?)).await;
+    match redeemed {
+        Ok(Some(p)) => {
+            let who = Who::Person {
+                subject: p.subject,
+                principal: p.principal,
+            };
+            match state.sessions.open(who) {
+                Ok((id, _)) => {
+                    let mut r = redirect("/me/");
+                    r.headers_mut().insert(
+                        header::SET_COOKIE,
+                        super::set_cookie(&state, PERSON_COOKIE, "/me", &id, PERSON_TTL),
+                    );
+                    r
+                }
+                Err(e) => error_page(e, "/me/login"),
+            }
+        }
+        Ok(None) => login_page(
+            Some("That code does not open anything: it may be mistyped, already used, or expired."),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(e) => error_page(e, "/me/login"),
+    }
+}
+
+async fn logout(State(state): St, req: Request) -> Response {
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    if let Some((id, s)) = super::session(&state, &h, PERSON_COOKIE) {
+        if let Err(e) = check_csrf(&s, &h, &form) {
+            return error_page(e, "/me/");
+        }
+        state.sessions.close(&id);
+    }
+    let mut r = redirect("/me/login");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        super::clear_cookie(PERSON_COOKIE, "/me"),
+    );
+    r
+}
+
+/// The report of this moment (one logged read), kept for the proof checker.
+async fn report_now(state: &Arc<AppState>, p: &Person) -> Result<SubjectReport, ApiError> {
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    let r = blocking(state, move |v| Ok(v.subject_report(&principal, &subject)?)).await?;
+    let proofs = serde_json::to_vec(&serde_json::json!({
+        "checkpoint": r.checkpoint,
+        "log_verifier_key": r.log_verifier_key,
+        "log": r.log,
+    }))
+    .map_err(|_| ApiError::internal("the proofs could not be encoded"))?;
+    state.sessions.set_proofs(&p.id, Arc::new(proofs));
+    Ok(r)
+}
+
+async fn held(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = match report_now(&state, &p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    page(
+        "What we hold about you",
+        nav(Some(&p.session)),
+        html! {
+            p { "As of " (r.generated_at) ". Each record shows the purpose it was collected for and when it will be deleted." }
+            (report::summary_html(&r.records))
+            @for (category, recs) in report::by_category(&r.records) {
+                @let more = (recs.len() > FIRST).then(|| format!("/me/records?category={category}&page=1"));
+                (report::category_html(category, &recs[..recs.len().min(FIRST)], more.as_deref()))
+            }
+        },
+    )
+}
+
+async fn records(
+    State(state): St,
+    h: HeaderMap,
+    q: Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let category = q.0.get("category").cloned().unwrap_or_default();
+    let page_no: usize =
+        q.0.get("page")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+    let r = match report_now(&state, &p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    let groups = report::by_category(&r.records);
+    let Some((category, recs)) = groups.into_iter().find(|(c, _)| *c == category) else {
+        return error_page(
+            ApiError::not_found("no records of that kind are held about you"),
+            "/me/",
+        );
+    };
+    let pages = recs.len().div_ceil(PAGE).max(1);
+    let page_no = page_no.min(pages);
+    let slice = &recs[(page_no - 1) * PAGE..(page_no * PAGE).min(recs.len())];
+    let next =
+        (page_no < pages).then(|| format!("/me/records?category={category}&page={}", page_no + 1));
+    page(
+        &format!("{}: page {page_no} of {pages}", human(category)),
+        nav(Some(&p.session)),
+        html! {
+            p { (recs.len()) " records, newest first." }
+            (report::category_html(category, slice, next.as_deref()))
+            @if page_no > 1 {
+                p { a href=(format!("/me/records?category={category}&page={}", page_no - 1)) { "Newer records" } }
+            }
+        },
+    )
+}
+
+async fn log(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = match report_now(&state, &p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    page(
+        "Who looked at your information",
+        nav(Some(&p.session)),
+        html! {
+            p {
+                "Every use of your information is an entry in the public transparency log, \
+                 allowed or refused, including your own visits to these pages. Your browser \
+                 checks each entry's proof against the log's signed checkpoint itself, so you \
+                 do not have to trust this site's word for it."
+            }
+            p id="proofs-summary" role="status" aria-live="polite" { "Checking the proofs in your browser…" }
+            div id="proofs" data-src="/me/proofs.json" {}
+            (report::log_html(&r, true))
+            h2 { "The checkpoint" }
+            (report::checking_html(&r))
+            script type="module" src="/assets/verify.js" {}
+        },
+    )
+}
+
+async fn proofs(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let body = match p.session.proofs.clone() {
+        Some(b) => b,
+        None => match report_now(&state, &p).await {
+            Ok(_) => match state.sessions.get(&p.id).and_then(|s| s.proofs) {
+                Some(b) => b,
+                None => return error_page(ApiError::internal("no proofs"), "/me/log"),
+            },
+            Err(e) => return error_page(e, "/me/log"),
+        },
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.as_ref().clone(),
+    )
+        .into_response()
+}
+
+async fn disclosures(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = match report_now(&state, &p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    page(
+        "Information given to outside agencies",
+        nav(Some(&p.session)),
+        html! {
+            p {
+                "Each time information about you left the postal service under legal process: \
+                 when, to whom, under what authority, and what. A court may delay your notice \
+                 of a disclosure for a time; it appears here when the delay ends."
+            }
+            (report::disclosures_html(&r))
+            h2 { "Legal holds" }
+            (report::holds_html(&r))
+        },
+    )
+}
+
+async fn choices(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = match report_now(&state, &p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    let extra = blocking(&state, move |v| {
+        Ok((
+            v.consentable_purposes(),
+            v.person_requests(&principal, &subject)?,
+        ))
+    })
+    .await;
+    let (purposes, requests) = match extra {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/me/"),
+    };
+    choices_page(&p.session, &r, &purposes, &requests, None)
+}
+
+fn choices_page(
+    s: &Session,
+    r: &SubjectReport,
+    purposes: &[String],
+    requests: &[postvault::RightsRequest],
+    notice: Option<&str>,
+) -> Response {
+    let granted = |p: &str| r.consents.iter().any(|c| c.purpose == p && c.granted);
+    page(
+        "Your choices",
+        nav(Some(s)),
+        html! {
+            @if let Some(n) = notice { p.ok role="status" { (n) } }
+            h2 { "Optional uses of your information" }
+            p { "These uses need your agreement. A change takes effect at once and is itself logged." }
+            @if purposes.is_empty() {
+                p { "There are no optional uses." }
+            }
+            @for purpose in purposes {
+                @let on = granted(purpose);
+                form.choice method="post" action="/me/consent" {
+                    (csrf_field(s))
+                    input type="hidden" name="purpose" value=(purpose);
+                    input type="hidden" name="granted" value=(if on { "false" } else { "true" });
+                    span { (human(purpose)) ": " b { @if on { "you agreed" } @else { "not agreed" } } " " }
+                    button type="submit" {
+                        @if on { "Withdraw consent to " (human(purpose)) } @else { "Agree to " (human(purpose)) }
+                    }
+                }
+            }
+            h2 { "Ask us to erase your information" }
+            p {
+                "The privacy office decides on each request. Information under a legal hold, or \
+                 that the law requires us to keep, cannot be erased until that ends; the office \
+                 tells you why here. Once erased, nothing about you can be read again, and this \
+                 page stops working."
+            }
+            form method="post" action="/me/erase" {
+                (csrf_field(s))
+                input id="confirm" type="checkbox" name="confirm" value="yes" required;
+                label for="confirm" { "I understand that erasure cannot be undone" }
+                button type="submit" { "Request erasure" }
+            }
+            @if !requests.is_empty() {
+                table.requests {
+                    caption { "Your requests" }
+                    thead { tr { th scope="col" { "Request" } th scope="col" { "Asked" } th scope="col" { "Status" } th scope="col" { "Decided" } th scope="col" { "Outcome" } } }
+                    tbody {
+                        @for q in requests {
+                            tr {
+                                td { (human(&q.kind)) }
+                                td { (q.requested_at) }
+                                td.status { (q.status) }
+                                td { (q.decided_at.clone().unwrap_or_default()) }
+                                td { (q.outcome.clone().unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Download" }
+            ul {
+                li { a href="/me/report.json" download="postvault-report.json" { "Your report as JSON (with every proof)" } }
+                li { a href="/me/report.html" download="postvault-report.html" { "Your report as a web page" } }
+            }
+        },
+    )
+}
+
+async fn consent(State(state): St, req: Request) -> Response {
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/me/choices"),
+    };
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_csrf(&p.session, &h, &form) {
+        return error_page(e, "/me/choices");
+    }
+    let purpose = form.get("purpose").unwrap_or("").to_string();
+    let granted = form.get("granted") == Some("true");
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    match blocking(&state, move |v| {
+        Ok(v.set_consent(&principal, &subject, &purpose, granted)?)
+    })
+    .await
+    {
+        Ok(_) => redirect("/me/choices"),
+        Err(e) => error_page(e, "/me/choices"),
+    }
+}
+
+async fn erase(State(state): St, req: Request) -> Response {
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/me/choices"),
+    };
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_csrf(&p.session, &h, &form) {
+        return error_page(e, "/me/choices");
+    }
+    if form.get("confirm") != Some("yes") {
+        return error_page(
+            ApiError::bad_request("tick the box to confirm the request"),
+            "/me/choices",
+        );
+    }
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    match blocking(
+        &state,
+        move |v| Ok(v.request_erasure(&principal, &subject)?),
+    )
+    .await
+    {
+        Ok(_) => redirect("/me/choices"),
+        Err(e) => error_page(e, "/me/choices"),
+    }
+}
+
+async fn report_json(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match report_now(&state, &p).await {
+        Ok(r) => download(
+            "application/json",
+            "postvault-report.json",
+            serde_json::to_string_pretty(&r).unwrap_or_default(),
+        ),
+        Err(e) => error_page(e, "/me/choices"),
+    }
+}
+
+async fn report_html(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match report_now(&state, &p).await {
+        Ok(r) => {
+            let mut resp = download(
+                "text/html; charset=utf-8",
+                "postvault-report.html",
+                postvault::report_html(&r),
+            );
+            // A standalone file with its own style element and no script.
+            resp.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            );
+            resp
+        }
+        Err(e) => error_page(e, "/me/choices"),
+    }
+}
+
+fn download(content_type: &'static str, name: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_DISPOSITION,
+                if name.ends_with(".json") {
+                    "attachment; filename=\"postvault-report.json\""
+                } else {
+                    "attachment; filename=\"postvault-report.html\""
+                },
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,665 @@
+//! A person's own way in: one-time access codes, the session principal they
+//! open, and the person's requests (erasure) that wait for the privacy office.
+//!
+//! An officer issues a code for one person (`access_code_issue`, one leaf
+//! tagged for the person); it is mailed to them (the R20 notice channel).
+//! The key store keeps only the code's SHA-256, when it expires, the
+//! person's pseudonymous ref and their identifier sealed under their own
+//! data key: a copy of the key store without the master key names nobody,
+//! and an erasure (which destroys the data key) makes every outstanding code
+//! for the person unopenable. Redeeming a code deletes it first (one use,
+//! on every node: the delete succeeds once), then writes one leaf
+//! (`portal_login`, tagged for the person) and returns a [`PersonSession`]:
+//! the pack's subject-access role acting for that one person, a principal
+//! that exists only in the serving process and that no token opens.
+//!
+//! Erasure requests wait in the key store under `rights-request/` with the
+//! same sealing; granting one erases the person (the erasure's own leaves)
+//! and keeps of the request only its kind, status and times.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use postvault_store::SubjectRef;
+
+use crate::clock::format_ms;
+use crate::error::VaultError;
+use crate::leaf::{Event, LEAF_VERSION};
+use crate::vault::{Principal, SubjectKeyPair, Vault};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+const CODE_PREFIX: &str = "access-code/";
+const REQUEST_PREFIX: &str = "rights-request/";
+/// How long a mailed code stays valid.
+pub const ACCESS_CODE_DAYS: i64 = 30;
+/// Characters of a code: 20 of Crockford's base32, 100 bits.
+const CODE_LEN: usize = 20;
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// The name the portal's principal acts under in the log (`actor_id` of
+/// it); no principal name can take it (`:` is not allowed in names).
+const PERSON_NAME: &str = "portal:person";
+const DAY_MS: i64 = 86_400_000;
+
+/// A code issued for one person, shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessCode {
+    /// `XXXX-XXXX-XXXX-XXXX-XXXX`: to be mailed to the person.
+    pub code: String,
+    pub expires_at: String,
+    /// The leaf that accounts for the issue.
+    pub log_index: u64,
+}
+
+/// What a redeemed code opens: the person, and the principal that acts for
+/// them (the pack's subject-access role). Never stored; no token opens it.
+#[derive(Clone, Debug)]
+pub struct PersonSession {
+    pub subject: String,
+    pub principal: Principal,
+    /// The login's leaf.
+    pub log_index: u64,
+}
+
+/// A person's request as the privacy office (or the person) sees it. It
+/// names the person by no identifier: the office decides on the request,
+/// the vault finds the person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RightsRequest {
+    pub id: String,
+    /// `erasure`.
+    pub kind: String,
+    /// `pending`, `granted` or `refused`.
+    pub status: String,
+    pub requested_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// The refusal's reason code and note, or what the grant did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// The reasons an officer may give for refusing a request.
+pub const REFUSAL_REASONS: &[(&str, &str)] = &[
+    (
+        "legal_hold",
+        "a legal hold keeps the records (they are deleted when it ends)",
+    ),
+    (
+        "retention_required",
+        "the law requires keeping these records for now",
+    ),
+    (
+        "identity_not_confirmed",
+        "the request could not be tied to the person",
+    ),
+    ("other", "another reason, in the note"),
+];
+
+#[derive(Serialize, Deserialize)]
+struct StoredCode {
+    /// Hex of the person's ref.
+    subject: String,
+    expires: i64,
+    /// Base64 of the identifier sealed under the person's data key.
+    sealed: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRequest {
+    kind: String,
+    status: String,
+    requested: i64,
+    /// Hex ref and the sealed identifier, while the request is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decided: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<String>,
+}
+
+impl Vault {
+    /// Issues a one-time code for `subject`, as a privacy officer (one deny
+    /// leaf otherwise). Any well-formed identifier gets a code, known to the
+    /// vault or not (the person's keys are made if missing, as a consent
+    /// does), so issuing tells the officer nothing about whether the vault
+    /// holds the person. One leaf, tagged for the person.
+    pub fn issue_access_code(
+        &self,
+        officer: &Principal,
+        subject: &str,
+    ) -> Result<AccessCode, VaultError> {
+        self.require_officer(officer, "issue access codes", "access_code_issue")?;
+        crate::vault::check_subject(subject)?;
+        let r = self.subject_ref(subject);
+        let keys = self.ensure_subject_keys(&[r])?;
+        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
+            what: "subject",
+            why: "its keys could not be made".into(),
+        })?;
+        let now = self.clock.now_ms();
+        let expires = now + ACCESS_CODE_DAYS * DAY_MS;
+        let code = self.new_access_code()?;
+        let stored = StoredCode {
+            subject: hex::encode(r),
+            expires,
+            sealed: B64.encode(
+                pair.data
+                    .seal(&self.rng, &code_aad(&r), subject.as_bytes())?,
+            ),
+        };
+        // The leaf first: a code that exists is always accounted for.
+        let log_index = self.person_leaf(officer, "access_code_issue", Some(&**pair), now)?;
+        self.keys.put_secret(
+            &code_name(&code),
+            &serde_json::to_vec(&stored).unwrap_or_default(),
+        )?;
+        self.forget_expired(CODE_PREFIX, now)?;
+        Ok(AccessCode {
+            code: group_code(&code),
+            expires_at: format_ms(expires),
+            log_index,
+        })
+    }
+
+    /// Redeems a code: `None` for a code that is malformed, unknown, used,
+    /// expired, or whose person was erased (all alike to the caller). A
+    /// valid code is deleted (it never works twice, on any node) and one
+    /// leaf records the login.
+    pub fn redeem_access_code(&self, code: &str) -> Result<Option<PersonSession>, VaultError> {
+        let Some(code) = normalize_code(code) else {
+            return Ok(None);
+        };
+        let name = code_name(&code);
+        let Some(raw) = self.keys.secret(&name)? else {
+            return Ok(None);
+        };
+        // Whoever deletes it uses it.
+        if !self.keys.delete_secret(&name)? {
+            return Ok(None);
+        }
+        let Ok(stored) = serde_json::from_slice::<StoredCode>(&raw) else {
+            return Ok(None);
+        };
+        let now = self.clock.now_ms();
+        if stored.expires <= now {
+            return Ok(None);
+        }
+        let Some((subject, pair)) = self.open_sealed(&stored.subject, &stored.sealed, code_aad)?
+        else {
+            return Ok(None);
+        };
+        let principal = self.person_principal()?;
+        let log_index = self.person_leaf(&principal, "portal_login", Some(&*pair), now)?;
+        Ok(Some(PersonSession {
+            subject,
+            principal,
+            log_index,
+        }))
+    }
+
+    /// Whether the vault still holds keys for `subject` (false once erased):
+    /// a person's session ends with their erasure.
+    pub fn person_present(&self, subject: &str) -> Result<bool, VaultError> {
+        crate::vault::check_subject(subject)?;
+        self.sync_erasures()?;
+        Ok(self.subject_keys(&self.subject_ref(subject))?.is_some())
+    }
+
+    /// The person's request to be erased, as the subject-access role acting
+    /// for them: it waits for the privacy office. One leaf, tagged for the
+    /// person. A second request while one is pending returns the first.
+    pub fn request_erasure(
+        &self,
+        person: &Principal,
+        subject: &str,
+    ) -> Result<RightsRequest, VaultError> {
+        crate::vault::check_subject(subject)?;
+        if !self.acts_for_subject(person) {
+            self.deny_leaf(person, "erasure_request", None)?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not request an erasure for a person; {}",
+                person.role,
+                self.subject_access_may()
+            )));
+        }
+        let r = self.subject_ref(subject);
+        let hex_ref = hex::encode(r);
+        for (id, s) in self.stored_requests()? {
+            if s.status == "pending" && s.subject.as_deref() == Some(hex_ref.as_str()) {
+                return Ok(request_view(id, &s));
+            }
+        }
+        let keys = self.ensure_subject_keys(&[r])?;
+        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
+            what: "subject",
+            why: "its keys could not be made".into(),
+        })?;
+        let now = self.clock.now_ms();
+        let stored = StoredRequest {
+            kind: "erasure".into(),
+            status: "pending".into(),
+            requested: now,
+            subject: Some(hex_ref),
+            sealed: Some(B64.encode(pair.data.seal(
+                &self.rng,
+                &request_aad(&r),
+                subject.as_bytes(),
+            )?)),
+            decided: None,
+            decided_by: None,
+            outcome: None,
+        };
+        self.person_leaf(person, "erasure_request", Some(&**pair), now)?;
+        let id = format!(
+            "er-{}",
+            hex::encode(postvault_crypto::random_token(&self.rng)?)
+        );
+        self.put_request(&id, &stored)?;
+        Ok(request_view(id, &stored))
+    }
+
+    /// The person's own requests (as the role acting for them), newest first.
+    pub fn person_requests(
+        &self,
+        person: &Principal,
+        subject: &str,
+    ) -> Result<Vec<RightsRequest>, VaultError> {
+        crate::vault::check_subject(subject)?;
+        if !self.acts_for_subject(person) {
+            return Err(VaultError::NotPermitted(self.subject_access_may()));
+        }
+        let hex_ref = hex::encode(self.subject_ref(subject));
+        let mut out: Vec<_> = self
+            .stored_requests()?
+            .into_iter()
+            .filter(|(_, s)| s.subject.as_deref() == Some(hex_ref.as_str()))
+            .map(|(id, s)| (s.requested, request_view(id, &s)))
+            .collect();
+        out.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Every request, for the privacy office: pending first, oldest first.
+    pub fn rights_requests(&self, officer: &Principal) -> Result<Vec<RightsRequest>, VaultError> {
+        self.require_officer(officer, "list people's requests", "rights_requests")?;
+        let mut out: Vec<_> = self
+            .stored_requests()?
+            .into_iter()
+            .map(|(id, s)| ((s.status != "pending", s.requested), request_view(id, &s)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Grants a pending erasure request as a privacy officer: the person is
+    /// erased ([`Vault::erase`], its leaves and refusals, `held` among
+    /// them); the request keeps only its kind, status and times.
+    pub fn grant_rights_request(
+        &self,
+        officer: &Principal,
+        id: &str,
+    ) -> Result<RightsRequest, VaultError> {
+        self.require_officer(officer, "decide people's requests", "rights_grant")?;
+        let mut s = self.pending_request(id)?;
+        let opened = match (&s.subject, &s.sealed) {
+            (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad)?,
+            _ => None,
+        };
+        let outcome = match opened {
+            Some((subject, _)) => {
+                let rep = self.erase(officer, &[subject], &mut |_| {})?;
+                if !rep.held.is_empty() {
+                    // The request stays pending; the erasure's leaf says why.
+                    return Err(VaultError::Refused {
+                        code: "held",
+                        message: "a legal hold is in force for the person: the erasure waits until it ends (or refuse the request with `legal_hold`)".into(),
+                    });
+                }
+                format!("erased: {} records deleted", rep.records_deleted)
+            }
+            // The person's keys are already gone.
+            None => "the person was already erased".into(),
+        };
+        s.status = "granted".into();
+        s.subject = None;
+        s.sealed = None;
+        s.decided = Some(self.clock.now_ms());
+        s.decided_by = Some(officer.name.clone());
+        s.outcome = Some(outcome);
+        self.put_request(id, &s)?;
+        Ok(request_view(id.to_string(), &s))
+    }
+
+    /// Refuses a pending request as a privacy officer, with a reason code of
+    /// [`REFUSAL_REASONS`] and a note (no personal data belongs in it). One
+    /// leaf, tagged for the person.
+    pub fn refuse_rights_request(
+        &self,
+        officer: &Principal,
+        id: &str,
+        reason: &str,
+        note: &str,
+    ) -> Result<RightsRequest, VaultError> {
+        self.require_officer(officer, "decide people's requests", "rights_refuse")?;
+        if !REFUSAL_REASONS.iter().any(|(c, _)| *c == reason) {
+            return Err(VaultError::Invalid {
+                what: "reason",
+                why: format!(
+                    "one of {}",
+                    REFUSAL_REASONS
+                        .iter()
+                        .map(|(c, _)| *c)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let note = note.trim();
+        if note.chars().count() > 500 || note.chars().any(char::is_control) {
+            return Err(VaultError::Invalid {
+                what: "note",
+                why: "at most 500 characters on one line".into(),
+            });
+        }
+        let mut s = self.pending_request(id)?;
+        let pair = match (&s.subject, &s.sealed) {
+            (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad)?.map(|(_, p)| p),
+            _ => None,
+        };
+        let now = self.clock.now_ms();
+        self.person_leaf(officer, "erasure_refuse", pair.as_deref(), now)?;
+        s.status = "refused".into();
+        s.decided = Some(now);
+        s.decided_by = Some(officer.name.clone());
+        s.outcome = Some(if note.is_empty() {
+            reason.to_string()
+        } else {
+            format!("{reason}: {note}")
+        });
+        self.put_request(id, &s)?;
+        Ok(request_view(id.to_string(), &s))
+    }
+
+    /// The principal of a person's session: the pack's subject-access role.
+    fn person_principal(&self) -> Result<Principal, VaultError> {
+        let tax = self.pack.taxonomy();
+        let role = tax.engine().subject_access_purpose().ok_or_else(|| {
+            VaultError::NotPermitted(
+                "the pack names no subject-access purpose ([engine] subject_access_purpose): it has no portal".into(),
+            )
+        })?;
+        let role_ix = tax
+            .role_ix(role)
+            .ok_or_else(|| VaultError::UnknownRole(role.to_string()))?;
+        Ok(Principal {
+            name: PERSON_NAME.into(),
+            role: role.to_string(),
+            role_ix,
+        })
+    }
+
+    /// One allowed leaf about the person, tagged with their tag key (random
+    /// when they have none).
+    fn person_leaf(
+        &self,
+        by: &Principal,
+        action: &str,
+        keys: Option<&SubjectKeyPair>,
+        now: i64,
+    ) -> Result<u64, VaultError> {
+        let random = self.random_tag()?;
+        let actor = self.actor(by);
+        let purpose = self
+            .pack
+            .taxonomy()
+            .engine()
+            .subject_access_purpose()
+            .map(str::to_string);
+        Ok(self.store.append_leaves(1, &mut |idx, _| {
+            Event {
+                v: LEAF_VERSION,
+                time: now,
+                action: action.into(),
+                principal: actor.clone(),
+                purpose: purpose.clone(),
+                decision: "allow".into(),
+                pack: self.pack.version().to_string(),
+                reasons: vec![],
+                categories: vec![],
+                count: 0,
+                rejected: None,
+                selector: None,
+                instrument: None,
+                subject_tag: Some(B64.encode(keys.map_or(random, |k| k.tag.tag(idx)))),
+            }
+            .to_leaf()
+        })?)
+    }
+
+    /// The identifier sealed under the person's data key, and their keys;
+    /// `None` when the keys are gone (erased) or the seal does not open.
+    fn open_sealed(
+        &self,
+        hex_ref: &str,
+        sealed: &str,
+        aad: fn(&SubjectRef) -> Vec<u8>,
+    ) -> Result<Option<(String, Arc<SubjectKeyPair>)>, VaultError> {
+        let Some(r) = hex::decode(hex_ref)
+            .ok()
+            .and_then(|b| SubjectRef::try_from(b).ok())
+        else {
+            return Ok(None);
+        };
+        self.sync_erasures()?;
+        let Some(pair) = self.subject_keys(&r)? else {
+            return Ok(None);
+        };
+        let Some(subject) = B64
+            .decode(sealed)
+            .ok()
+            .and_then(|s| pair.data.open(&aad(&r), &s).ok())
+            .and_then(|p| String::from_utf8(p).ok())
+            .filter(|s| self.subject_ref(s) == r)
+        else {
+            return Ok(None);
+        };
+        Ok(Some((subject, pair)))
+    }
+
+    fn new_access_code(&self) -> Result<String, VaultError> {
+        let mut raw = [0u8; CODE_LEN];
+        aws_lc_rs::rand::SecureRandom::fill(&self.rng, &mut raw)
+            .map_err(|_| VaultError::Crypto(postvault_crypto::CryptoError::Random))?;
+        // 256 is a multiple of 32: every character is uniform.
+        Ok(raw
+            .iter()
+            .map(|b| ALPHABET[usize::from(b & 31)] as char)
+            .collect())
+    }
+
+    /// Deletes the expired codes (at most a few hundred looked at a time).
+    fn forget_expired(&self, prefix: &str, now: i64) -> Result<(), VaultError> {
+        let mut gone = Vec::new();
+        for name in self.keys.secret_names(prefix)?.into_iter().take(512) {
+            if let Some(raw) = self.keys.secret(&name)?
+                && serde_json::from_slice::<StoredCode>(&raw).is_ok_and(|c| c.expires <= now)
+            {
+                gone.push(name);
+            }
+        }
+        if !gone.is_empty() {
+            self.keys.delete_secrets(&gone)?;
+        }
+        Ok(())
+    }
+
+    /// Every request: a request is `rights-request/<id>/pending` until it
+    /// is decided, then `rights-request/<id>/<decision>` (written first, so
+    /// a crash between the two leaves the decision, which wins).
+    fn stored_requests(&self) -> Result<Vec<(String, StoredRequest)>, VaultError> {
+        let mut out: Vec<(String, StoredRequest)> = Vec::new();
+        for name in self.keys.secret_names(REQUEST_PREFIX)? {
+            let Some((id, _)) = name[REQUEST_PREFIX.len()..].split_once('/') else {
+                continue;
+            };
+            let Some(raw) = self.keys.secret(&name)? else {
+                continue;
+            };
+            let s: StoredRequest =
+                serde_json::from_slice(&raw).map_err(|e| VaultError::Invalid {
+                    what: "stored request",
+                    why: e.to_string(),
+                })?;
+            match out.iter_mut().find(|(i, _)| i == id) {
+                Some((_, have)) if have.status == "pending" => *have = s,
+                Some(_) => {}
+                None => out.push((id.to_string(), s)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn pending_request(&self, id: &str) -> Result<StoredRequest, VaultError> {
+        let unknown = || VaultError::Refused {
+            code: "no_such_request",
+            message: "no pending request has this id".into(),
+        };
+        if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(unknown());
+        }
+        for decided in ["granted", "refused"] {
+            if self
+                .keys
+                .secret(&format!("{REQUEST_PREFIX}{id}/{decided}"))?
+                .is_some()
+            {
+                return Err(already(decided));
+            }
+        }
+        let raw = self
+            .keys
+            .secret(&format!("{REQUEST_PREFIX}{id}/pending"))?
+            .ok_or_else(unknown)?;
+        serde_json::from_slice(&raw).map_err(|_| unknown())
+    }
+
+    /// Writes a request in its state; a decision replaces the pending entry
+    /// (and loses to a decision written first: `already_decided`).
+    fn put_request(&self, id: &str, s: &StoredRequest) -> Result<(), VaultError> {
+        let name = format!("{REQUEST_PREFIX}{id}/{}", s.status);
+        match self
+            .keys
+            .put_secret(&name, &serde_json::to_vec(s).unwrap_or_default())
+        {
+            Ok(()) => {}
+            Err(postvault_store::StoreError::SecretExists(_)) if s.status != "pending" => {
+                return Err(already(&s.status));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if s.status != "pending" {
+            self.keys
+                .delete_secret(&format!("{REQUEST_PREFIX}{id}/pending"))?;
+        }
+        Ok(())
+    }
+}
+
+fn already(status: &str) -> VaultError {
+    VaultError::Refused {
+        code: "already_decided",
+        message: format!("the request was already {status}"),
+    }
+}
+
+fn request_view(id: String, s: &StoredRequest) -> RightsRequest {
+    RightsRequest {
+        id,
+        kind: s.kind.clone(),
+        status: s.status.clone(),
+        requested_at: format_ms(s.requested),
+        decided_at: s.decided.map(format_ms),
+        decided_by: s.decided_by.clone(),
+        outcome: s.outcome.clone(),
+    }
+}
+
+fn code_aad(r: &SubjectRef) -> Vec<u8> {
+    let mut a = b"postvault access code v1\n".to_vec();
+    a.extend_from_slice(r);
+    a
+}
+
+fn request_aad(r: &SubjectRef) -> Vec<u8> {
+    let mut a = b"postvault rights request v1\n".to_vec();
+    a.extend_from_slice(r);
+    a
+}
+
+fn code_name(code: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.as_bytes());
+    format!("{CODE_PREFIX}{}", hex::encode(d.as_ref()))
+}
+
+/// A code as typed: case, spaces and dashes ignored, `O` read as `0` and
+/// `I`/`L` as `1` (Crockford). `None` unless 20 characters of the alphabet.
+pub fn normalize_code(typed: &str) -> Option<String> {
+    let mut out = String::with_capacity(CODE_LEN);
+    for c in typed.chars() {
+        let c = match c.to_ascii_uppercase() {
+            ' ' | '-' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        };
+        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() >= CODE_LEN {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == CODE_LEN).then_some(out)
+}
+
+fn group_code(code: &str) -> String {
+    code.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_normalize_as_typed() {
+        let c = "0123456789ABCDEFGHJK";
+        assert_eq!(
+            normalize_code("0123-4567-89ab-cdef-ghjk").as_deref(),
+            Some(c)
+        );
+        assert_eq!(
+            normalize_code("O123 4567 89AB CDEF GHJK").as_deref(),
+            Some(c)
+        );
+        assert_eq!(normalize_code("0123456789ABCDEFGHJ"), None);
+        assert_eq!(normalize_code("0123456789ABCDEFGHJKM"), None);
+        assert_eq!(normalize_code("0123456789ABCDEFGHJU"), None);
+        assert_eq!(normalize_code("0123456789ABCDEFGHJé"), None);
+        assert_eq!(group_code(c), "0123-4567-89AB-CDEF-GHJK");
+    }
+}

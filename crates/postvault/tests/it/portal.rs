@@ -1,0 +1,190 @@
+//! A person's way in: one-time access codes (issued by the privacy office
+//! only, one use, expiring, dead with the person's erasure, stored without
+//! the identifier), and erasure requests that wait for the office.
+
+use super::*;
+
+const DAY: i64 = 86_400_000;
+
+fn setup_on(b: &Backend, dir: &Path) -> (Vault, Arc<FixedClock>) {
+    let c = clock();
+    let v = vault_on(b, dir, &c);
+    collect(&v, "ingest", &person("cust-portal-1", "Zephyrine"));
+    (v, c)
+}
+
+pub fn access_codes_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, c) = setup_on(b, dir.path());
+    let officer = v.principal("officer").unwrap();
+    let agency = v.principal("agency").unwrap();
+
+    // Only the privacy office issues codes; a refusal is one deny leaf.
+    let before = v.checkpoint_size().unwrap();
+    let e = v.issue_access_code(&agency, "cust-portal-1").unwrap_err();
+    assert_eq!(e.code(), "not_permitted");
+    assert_eq!(v.checkpoint_size().unwrap(), before + 1);
+
+    let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    assert_eq!(code.code.len(), 24, "{}", code.code);
+    // Typed loosely: lower case, spaces for dashes.
+    let typed = code.code.to_lowercase().replace('-', " ");
+    let s = v
+        .redeem_access_code(&typed)
+        .unwrap()
+        .expect("a fresh code opens");
+    assert_eq!(s.subject, "cust-portal-1");
+    assert_eq!(s.principal.role, "subject_access");
+    // One use, whatever the node: the second redemption opens nothing.
+    assert!(v.redeem_access_code(&code.code).unwrap().is_none());
+    assert!(v.redeem_access_code("not a code").unwrap().is_none());
+    assert!(
+        v.redeem_access_code("0000-0000-0000-0000-0000")
+            .unwrap()
+            .is_none()
+    );
+
+    // The issue and the login are leaves the person finds with their key.
+    let key = v.subject_tag_key("cust-portal-1").unwrap().unwrap();
+    let (_, found) = v.find_leaves(&key).unwrap();
+    let actions: Vec<String> = found
+        .iter()
+        .filter_map(|f| f.event.as_ref().map(|e| e.action.clone()))
+        .collect();
+    assert!(
+        actions.contains(&"access_code_issue".to_string()),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"portal_login".to_string()), "{actions:?}");
+    assert!(found.iter().any(|f| f.index == s.log_index));
+
+    // Expired after 30 days.
+    let late = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    c.advance(31 * DAY);
+    assert!(v.redeem_access_code(&late.code).unwrap().is_none());
+
+    // A code outstanding at the person's erasure opens nothing after it.
+    let pending = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    assert!(v.person_present("cust-portal-1").unwrap());
+    v.erase(&officer, &["cust-portal-1".to_string()], &mut |_| {})
+        .unwrap();
+    assert!(!v.person_present("cust-portal-1").unwrap());
+    assert!(v.redeem_access_code(&pending.code).unwrap().is_none());
+}
+
+#[test]
+fn access_codes() {
+    access_codes_on(&Backend::Sqlite);
+}
+
+/// The key store keeps a code's hash and the identifier sealed: neither the
+/// code nor the identifier is in any file of the vault.
+#[test]
+fn codes_and_requests_are_stored_without_the_identifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _c) = setup_on(&Backend::Sqlite, dir.path());
+    let officer = v.principal("officer").unwrap();
+    let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let s = v.redeem_access_code(&code.code).unwrap().unwrap();
+    v.request_erasure(&s.principal, &s.subject).unwrap();
+    let other = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    drop(v);
+    let raw = other.code.replace('-', "");
+    for (name, bytes) in vault_files(dir.path()) {
+        assert!(
+            !contains(&bytes, b"cust-portal-1"),
+            "the identifier in {name}"
+        );
+        assert!(!contains(&bytes, raw.as_bytes()), "a code in {name}");
+        assert!(!contains(&bytes, other.code.as_bytes()), "a code in {name}");
+    }
+}
+
+pub fn erasure_requests_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _c) = setup_on(b, dir.path());
+    let officer = v.principal("officer").unwrap();
+    collect(&v, "ingest", &person("cust-portal-2", "Quillon"));
+    let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let s = v.redeem_access_code(&code.code).unwrap().unwrap();
+
+    // Only the role acting for the person asks; the office alone decides.
+    let sorting = v.principal("sorting").unwrap();
+    assert_eq!(
+        v.request_erasure(&sorting, "cust-portal-1")
+            .unwrap_err()
+            .code(),
+        "not_permitted"
+    );
+    let r = v.request_erasure(&s.principal, &s.subject).unwrap();
+    assert_eq!(r.status, "pending");
+    // Asked again while pending: the same request.
+    assert_eq!(
+        v.request_erasure(&s.principal, &s.subject).unwrap().id,
+        r.id
+    );
+    assert_eq!(
+        v.person_requests(&s.principal, &s.subject).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        v.rights_requests(&sorting).unwrap_err().code(),
+        "not_permitted"
+    );
+    assert_eq!(
+        v.grant_rights_request(&sorting, &r.id).unwrap_err().code(),
+        "not_permitted"
+    );
+    let listed = v.rights_requests(&officer).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, r.id);
+
+    // Granted: the person is erased; the other person is not.
+    let g = v.grant_rights_request(&officer, &r.id).unwrap();
+    assert_eq!(g.status, "granted");
+    assert_eq!(g.decided_by.as_deref(), Some("officer"));
+    assert!(!v.person_present("cust-portal-1").unwrap());
+    assert!(v.person_present("cust-portal-2").unwrap());
+    assert_eq!(
+        v.grant_rights_request(&officer, &r.id).unwrap_err().code(),
+        "already_decided"
+    );
+    assert_eq!(
+        v.grant_rights_request(&officer, "er-nope")
+            .unwrap_err()
+            .code(),
+        "no_such_request"
+    );
+
+    // A refusal names a reason of the list and keeps the note.
+    let code2 = v.issue_access_code(&officer, "cust-portal-2").unwrap();
+    let s2 = v.redeem_access_code(&code2.code).unwrap().unwrap();
+    let r2 = v.request_erasure(&s2.principal, &s2.subject).unwrap();
+    assert_eq!(
+        v.refuse_rights_request(&officer, &r2.id, "because", "")
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
+    let f = v
+        .refuse_rights_request(
+            &officer,
+            &r2.id,
+            "retention_required",
+            "money order records, 5 years",
+        )
+        .unwrap();
+    assert_eq!(f.status, "refused");
+    assert_eq!(
+        f.outcome.as_deref(),
+        Some("retention_required: money order records, 5 years")
+    );
+    let mine = v.person_requests(&s2.principal, &s2.subject).unwrap();
+    assert_eq!(mine[0].status, "refused");
+    assert!(v.person_present("cust-portal-2").unwrap());
+}
+
+#[test]
+fn erasure_requests() {
+    erasure_requests_on(&Backend::Sqlite);
+}
