@@ -12,6 +12,7 @@
 
 mod http;
 mod oracle;
+mod pages;
 mod paths;
 mod pg;
 mod stats;
@@ -79,6 +80,11 @@ enum Cmd {
     /// Statistics: a DP count by day and ZIP3 over many scan events from a
     /// freshly opened vault, records scanned per second, peak memory.
     Stats(stats::StatsArgs),
+    /// The pages: render p50/p99 of each page of the public site, the
+    /// office and a person's portal on a demo-sized vault; the office's
+    /// queue with 10K requests waiting; the person's browser checking 100
+    /// proofs (headless Chromium over WebDriver).
+    Pages(pages::PagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         Some(Cmd::PgNode(a)) => pg::node(a),
         Some(Cmd::Witness(a)) => witness::run(a),
         Some(Cmd::Stats(a)) => stats::run(a),
+        Some(Cmd::Pages(a)) => pages::run(a),
     };
     match run {
         Ok(code) => ExitCode::from(code),

@@ -71,6 +71,14 @@ pub fn check_subject_chars(id: &str) -> Result<(), SubjectIdError> {
     Ok(())
 }
 
+/// Whether free text of an instrument shows what it holds: no control,
+/// formatting, bidirectional, zero-width or line-separating character and
+/// no space but U+0020, so what an officer reads is what was submitted (a
+/// right-to-left override can make `7140` read `0417`).
+pub fn is_plain_text(s: &str) -> bool {
+    !s.chars().any(|c| c != ' ' && hidden(c))
+}
+
 /// A character that does not show, or changes how its neighbours show.
 fn hidden(c: char) -> bool {
     if c.is_ascii() {

@@ -221,6 +221,35 @@ function mark(el, text, ok) {
   el.classList.add(ok ? "ok" : "bad");
 }
 
+/**
+ * Rewrites the description of a verified entry's row from the entry's own
+ * bytes (the canonical JSON event the log holds), so what the page says
+ * happened is what the checked leaf says, not the server's word for it.
+ * Cells name what they show with `data-field`.
+ */
+function showLeaf(row, entry) {
+  let ev;
+  try {
+    ev = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(base64Decode(entry.leaf, "leaf")));
+  } catch {
+    return;
+  }
+  if (!ev || typeof ev !== "object") return;
+  const words = (s) => (typeof s === "string" ? s.replaceAll("_", " ") : "");
+  const values = {
+    time: Number.isSafeInteger(ev.time) ? new Date(ev.time).toISOString() : "",
+    action: words(ev.action),
+    role: words(ev.principal && ev.principal.role),
+    purpose: words(ev.purpose),
+    decision: ev.decision === "allow" ? "allowed" : "refused",
+    categories: Array.isArray(ev.categories) ? ev.categories.map(words).join(", ") : "",
+  };
+  for (const cell of row.querySelectorAll("[data-field]")) {
+    const v = values[cell.dataset.field];
+    if (v !== undefined) cell.textContent = v;
+  }
+}
+
 async function runInPage() {
   const host = document.getElementById("proofs");
   if (!host || !host.dataset.src) return;
@@ -236,11 +265,15 @@ async function runInPage() {
     const { size, results } = await checkAll(report);
     document.body.dataset.proofsMs = (performance.now() - t0).toFixed(1);
     const byIndex = new Map(results.map((r) => [String(r.index), r]));
+    const entries = new Map(report.log.map((e) => [String(e.index), e]));
     for (const el of leafEls) {
       const r = byIndex.get(el.dataset.leaf);
       if (!r) mark(el, "NOT verified: no proof for this entry in the report", false);
-      else if (r.ok) mark(el, `verified in your browser against checkpoint ${size}`, true);
-      else mark(el, `NOT verified: ${r.error}`, false);
+      else if (r.ok) {
+        mark(el, `verified in your browser against checkpoint ${size}`, true);
+        const row = el.closest("tr");
+        if (row) showLeaf(row, entries.get(el.dataset.leaf));
+      } else mark(el, `NOT verified: ${r.error}`, false);
     }
     const failed = results.filter((r) => !r.ok).length;
     const n = results.length;

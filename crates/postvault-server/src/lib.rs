@@ -100,8 +100,13 @@ pub struct AppState {
     pub addresses: RateLimiter,
     /// Buckets of client addresses for the pages' sign-in forms.
     pub logins: RateLimiter,
+    /// Buckets of people's sessions (their pages).
+    pub people: RateLimiter,
     /// The pages' sessions (officers and people).
     pub sessions: web::Sessions,
+    /// The public page's figures and when they were gathered: computed at
+    /// most once a minute, whoever asks.
+    public: std::sync::Mutex<Option<(std::time::Instant, Arc<web::Public>)>>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Principals by token hash, valid for the principals generation in
@@ -124,7 +129,9 @@ impl AppState {
             limiter: RateLimiter::new(config.rate_limit),
             addresses: RateLimiter::new(config.rate_limit),
             logins: RateLimiter::new(web::LOGIN_RATE),
+            people: RateLimiter::new(web::PERSON_RATE),
             sessions: web::Sessions::default(),
+            public: std::sync::Mutex::new(None),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             checkpoint: std::sync::Mutex::new(None),
             vault,

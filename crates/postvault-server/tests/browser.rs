@@ -187,6 +187,23 @@ impl Browser {
             .unwrap();
     }
 
+    /// Waits until the browser shows `path`; the page it shows instead
+    /// otherwise, in the failure.
+    async fn wait_for_path(&mut self, path: &str) {
+        for _ in 0..100 {
+            if self.path().await == path {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.check("wait-failed").await;
+        panic!(
+            "still on {} instead of {path}: {}",
+            self.path().await,
+            self.text().await
+        );
+    }
+
     async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_string()
     }
@@ -350,11 +367,7 @@ async fn the_2025_scenario_in_a_browser() {
     assert_eq!(b.path().await, "/office/login");
     b.type_into("#token", &format!("{}\u{E007}", tokens["officer"]))
         .await;
-    b.client
-        .wait()
-        .for_url(&url::Url::parse(&format!("{base}/office/")).unwrap())
-        .await
-        .unwrap();
+    b.wait_for_path("/office/").await;
     b.check("office-queue").await;
     let t = b.text().await;
     assert!(t.contains(&order_id), "the court order in the queue: {t}");

@@ -209,6 +209,41 @@ impl Vault {
         }))
     }
 
+    /// Withdraws every outstanding code of `subject`, as a privacy officer
+    /// (a letter went astray): returns how many. One leaf, tagged for the
+    /// person. The sessions codes already opened are the server's to end.
+    pub fn revoke_access_codes(
+        &self,
+        officer: &Principal,
+        subject: &str,
+    ) -> Result<u64, VaultError> {
+        self.require_officer(officer, "withdraw access codes", "access_code_revoke")?;
+        crate::vault::check_subject(subject)?;
+        let r = self.subject_ref(subject);
+        let hex_ref = hex::encode(r);
+        let mut gone = Vec::new();
+        for name in self.keys.secret_names(CODE_PREFIX)? {
+            if let Some(raw) = self.keys.secret(&name)?
+                && serde_json::from_slice::<StoredCode>(&raw).is_ok_and(|c| c.subject == hex_ref)
+            {
+                gone.push(name);
+            }
+        }
+        let n = if gone.is_empty() {
+            0
+        } else {
+            self.keys.delete_secrets(&gone)?
+        };
+        let keys = self.subject_keys(&r)?;
+        self.person_leaf(
+            officer,
+            "access_code_revoke",
+            keys.as_deref(),
+            self.clock.now_ms(),
+        )?;
+        Ok(n)
+    }
+
     /// Whether the vault still holds keys for `subject` (false once erased):
     /// a person's session ends with their erasure.
     pub fn person_present(&self, subject: &str) -> Result<bool, VaultError> {
@@ -313,14 +348,27 @@ impl Vault {
     ) -> Result<RightsRequest, VaultError> {
         self.require_officer(officer, "decide people's requests", "rights_grant")?;
         let mut s = self.pending_request(id)?;
+        self.claim_request(id, "granted")?;
         let opened = match (&s.subject, &s.sealed) {
-            (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad)?,
-            _ => None,
+            (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad),
+            _ => Ok(None),
         };
-        let outcome = match opened {
-            Some((subject, _)) => {
-                let rep = self.erase(officer, &[subject], &mut |_| {})?;
+        let erased = match opened {
+            Ok(Some((subject, _))) => self.erase(officer, &[subject], &mut |_| {}).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let erased = match erased {
+            Ok(r) => r,
+            Err(e) => {
+                self.unclaim_request(id)?;
+                return Err(e);
+            }
+        };
+        let outcome = match erased {
+            Some(rep) => {
                 if !rep.held.is_empty() {
+                    self.unclaim_request(id)?;
                     // The request stays pending; the erasure's leaf says why.
                     return Err(VaultError::Refused {
                         code: "held",
@@ -374,6 +422,7 @@ impl Vault {
             });
         }
         let mut s = self.pending_request(id)?;
+        self.claim_request(id, "refused")?;
         let pair = match (&s.subject, &s.sealed) {
             (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad)?.map(|(_, p)| p),
             _ => None,
@@ -505,15 +554,43 @@ impl Vault {
         Ok(())
     }
 
+    /// Claims a pending request for one decision: `rights-request/<id>/claim`
+    /// holds the decision, written once, before anything is done. A claim
+    /// for the other decision is refused (`already_decided`), so a grant and
+    /// a refusal never both go through; one for the same decision goes on
+    /// (two grants at once, or a retry after a crash: erasure is idempotent).
+    fn claim_request(&self, id: &str, decision: &str) -> Result<(), VaultError> {
+        let name = format!("{REQUEST_PREFIX}{id}/claim");
+        match self.keys.put_secret(&name, decision.as_bytes()) {
+            Ok(()) => Ok(()),
+            Err(postvault_store::StoreError::SecretExists(_)) => match self.keys.secret(&name)? {
+                Some(d) if d == decision.as_bytes() => Ok(()),
+                Some(d) => Err(already(&String::from_utf8_lossy(&d))),
+                None => Err(already("decided")),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives a claim up (the decision did not go through).
+    fn unclaim_request(&self, id: &str) -> Result<(), VaultError> {
+        self.keys
+            .delete_secret(&format!("{REQUEST_PREFIX}{id}/claim"))?;
+        Ok(())
+    }
+
     /// Every request: a request is `rights-request/<id>/pending` until it
     /// is decided, then `rights-request/<id>/<decision>` (written first, so
     /// a crash between the two leaves the decision, which wins).
     fn stored_requests(&self) -> Result<Vec<(String, StoredRequest)>, VaultError> {
         let mut out: Vec<(String, StoredRequest)> = Vec::new();
         for name in self.keys.secret_names(REQUEST_PREFIX)? {
-            let Some((id, _)) = name[REQUEST_PREFIX.len()..].split_once('/') else {
+            let Some((id, state)) = name[REQUEST_PREFIX.len()..].split_once('/') else {
                 continue;
             };
+            if state == "claim" {
+                continue;
+            }
             let Some(raw) = self.keys.secret(&name)? else {
                 continue;
             };
@@ -572,6 +649,7 @@ impl Vault {
         if s.status != "pending" {
             self.keys
                 .delete_secret(&format!("{REQUEST_PREFIX}{id}/pending"))?;
+            self.unclaim_request(id)?;
         }
         Ok(())
     }

@@ -437,12 +437,12 @@ pub fn log_html(r: &SubjectReport, browser_check: bool) -> Markup {
                     tr {
                         td { (l.index) }
                         @if let Some(e) = &l.event {
-                            td { (format_ms(e.time)) }
-                            td { (human(&e.action)) }
-                            td { (human(&e.principal.role)) }
-                            td { (e.purpose.as_deref().map(human).unwrap_or_default()) }
-                            td { @if e.decision == "allow" { "allowed" } @else { "refused" } }
-                            td { (humans(&e.categories)) }
+                            td data-field="time" { (format_ms(e.time)) }
+                            td data-field="action" { (human(&e.action)) }
+                            td data-field="role" { (human(&e.principal.role)) }
+                            td data-field="purpose" { (e.purpose.as_deref().map(human).unwrap_or_default()) }
+                            td data-field="decision" { @if e.decision == "allow" { "allowed" } @else { "refused" } }
+                            td data-field="categories" { (humans(&e.categories)) }
                         } @else {
                             td {} td {} td {} td {} td {} td {}
                         }

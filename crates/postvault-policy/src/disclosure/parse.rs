@@ -232,6 +232,10 @@ impl Walk {
         let bad = |what: &str| format!("field `{path}` must be {what}");
         match ty {
             Ty::Str if !v.is_string() => self.refuse(RefusalCode::Malformed, bad("a string")),
+            Ty::Str if !v.as_str().is_some_and(crate::subject_id::is_plain_text) => self.refuse(
+                RefusalCode::Malformed,
+                bad("plain text: no control, invisible, direction-changing or line-breaking character"),
+            ),
             Ty::Bool if !v.is_boolean() => {
                 self.refuse(RefusalCode::Malformed, bad("true or false"));
             }

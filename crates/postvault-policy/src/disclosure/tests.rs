@@ -449,6 +449,37 @@ fn red_team() -> Vec<Attempt> {
     let wr = written_request;
     let mc = mail_cover;
     vec![
+        // --- Text that reads otherwise than it is ---
+        attempt(
+            "a right-to-left override in the instrument id",
+            with(
+                wr(),
+                &[("instrument_id", json!("26-MJ-\u{202e}7140\u{202c}"))],
+            ),
+            &[R::Malformed],
+        ),
+        attempt(
+            "a line break and a zero-width space in the agency",
+            with(
+                wr(),
+                &[(
+                    "agency",
+                    json!("U.S. District Court\nAPPROVED BY CHIEF JUDGE \u{200b}"),
+                )],
+            ),
+            &[R::Malformed],
+        ),
+        attempt(
+            "no-break spaces padding the signer's title",
+            with(
+                wr(),
+                &[(
+                    "signer",
+                    json!({"name": "A. Director", "title": "Field Office Director\u{a0}\u{a0}", "level": "section_chief", "delegation_ref": "DHS delegation 7030.2"}),
+                )],
+            ),
+            &[R::Malformed],
+        ),
         // --- Nobody, everybody, or somebody by attribute ---
         attempt(
             "empty subject list",

@@ -20,6 +20,8 @@ mod office;
 mod portal;
 mod public;
 
+pub(crate) use public::Public;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,10 +64,19 @@ pub(crate) struct Session {
     pub(crate) who: Who,
     pub(crate) csrf: String,
     expires: Instant,
-    /// The person's last report as JSON, for the proof checker's fetch
-    /// (the page and the proofs it checks come from one report).
-    pub(crate) proofs: Option<Arc<Vec<u8>>>,
+    /// The person's last report and when it was made: pages within
+    /// [`REPORT_FRESH`] of it show it again (and the proof checker fetches
+    /// the proofs of the report its page shows) instead of logging a read
+    /// per click.
+    /// The vault's own clock is kept too, so a report is not shown again
+    /// once the vault's time has moved on past the freshness either.
+    pub(crate) report: Option<(Instant, i64, Arc<postvault::SubjectReport>)>,
 }
+
+/// How long a person's report is shown again before a new one is read.
+pub(crate) const REPORT_FRESH: Duration = Duration::from_secs(15);
+/// Requests a second to a person's pages, per session (bursts of twice that).
+pub(crate) const PERSON_RATE: u32 = 5;
 
 /// The sessions of this process.
 pub struct Sessions {
@@ -98,7 +109,7 @@ impl Sessions {
             who,
             csrf: random_hex(32)?,
             expires: Instant::now() + ttl,
-            proofs: None,
+            report: None,
         };
         self.lock().put(sha256(&id), s.clone());
         Ok((id, s))
@@ -121,10 +132,34 @@ impl Sessions {
         self.lock().pop(&sha256(id));
     }
 
-    fn set_proofs(&self, id: &str, proofs: Arc<Vec<u8>>) {
+    pub(crate) fn set_report(
+        &self,
+        id: &str,
+        report: Option<(i64, Arc<postvault::SubjectReport>)>,
+    ) {
         if let Some(s) = self.lock().get_mut(&sha256(id)) {
-            s.proofs = Some(proofs);
+            s.report = report.map(|(at, r)| (Instant::now(), at, r));
         }
+    }
+
+    /// Ends every session of the person `subject` (their codes withdrawn);
+    /// returns how many.
+    pub(crate) fn end_person(&self, subject: &str) -> usize {
+        let mut m = self.lock();
+        let gone: Vec<[u8; 32]> = m
+            .iter()
+            .filter(|(_, s)| matches!(&s.who, Who::Person { subject: x, .. } if x == subject))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &gone {
+            m.pop(k);
+        }
+        gone.len()
+    }
+
+    /// The rate-limit key of a session.
+    pub(crate) fn limit_key(id: &str) -> String {
+        format!("session:{}", hex_of(&sha256(id)[..16]))
     }
 
     /// Sessions held now.
@@ -161,9 +196,12 @@ async fn headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `no-referrer`: with `no-referrer` a browser sends
+    // `Origin: null` on the pages' own forms, and the origin check could not
+    // tell them from a sandboxed attacker's. No address of ours names anyone.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)
@@ -360,13 +398,23 @@ pub(crate) fn check_csrf(s: &Session, h: &HeaderMap, form: &Form) -> Result<(), 
     Ok(())
 }
 
-/// Refuses a request the browser marks as cross-site (logins too, which
-/// have no session yet).
+/// Refuses a request the browser marks as cross-site, or whose `Origin` is
+/// not this site (logins too, which have no session yet).
 pub(crate) fn same_site(h: &HeaderMap) -> Result<(), ApiError> {
-    if h.get("sec-fetch-site")
+    let cross_fetch = h
+        .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site")
-    {
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let other_origin = match (origin, host) {
+        (Some(o), Some(host)) => o
+            .split_once("://")
+            .is_none_or(|(_, authority)| authority != host),
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if cross_fetch || other_origin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "csrf",

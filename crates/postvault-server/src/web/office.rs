@@ -40,6 +40,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/office/rights/{id}/grant", post(rights_grant))
         .route("/office/rights/{id}/refuse", post(rights_refuse))
         .route("/office/access-code", post(access_code))
+        .route("/office/access-code/revoke", post(access_code_revoke))
         .route("/office/reports", get(reports))
 }
 
@@ -504,6 +505,14 @@ async fn rights_page(state: &Arc<AppState>, o: &Officer, notice: Option<Markup>)
                     input id="subject" name="subject" type="text" autocomplete="off" required maxlength="128";
                     button type="submit" { "Issue a code" }
                 }
+                h3 { "Withdraw a person's codes" }
+                p { "If a letter went astray: every code of the person stops working, and their open sessions end." }
+                form method="post" action="/office/access-code/revoke" {
+                    (csrf_field(&o.session))
+                    label for="revoke-subject" { "The person's identifier" }
+                    input id="revoke-subject" name="subject" type="text" autocomplete="off" required maxlength="128";
+                    button type="submit" { "Withdraw codes" }
+                }
             }
         },
     )
@@ -575,6 +584,33 @@ async fn access_code(State(state): St, req: Request) -> Response {
     }
 }
 
+async fn access_code_revoke(State(state): St, req: Request) -> Response {
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/office/rights"),
+    };
+    let o = match officer(&state, &h).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_csrf(&o.session, &h, &form) {
+        return error_page(e, "/office/rights");
+    }
+    let p = o.principal.clone();
+    let subject = form.get("subject").unwrap_or("").trim().to_string();
+    let s = subject.clone();
+    match blocking(&state, move |v| Ok(v.revoke_access_codes(&p, &s)?)).await {
+        Ok(n) => {
+            let ended = state.sessions.end_person(&subject);
+            let notice = html! {
+                p.ok role="status" { (n) " codes withdrawn; " (ended) " open sessions ended." }
+            };
+            rights_page(&state, &o, Some(notice)).await
+        }
+        Err(e) => error_page(e, "/office/rights"),
+    }
+}
+
 async fn reports(State(state): St, h: HeaderMap) -> Response {
     let o = match officer(&state, &h).await {
         Ok(o) => o,
@@ -607,7 +643,7 @@ async fn reports(State(state): St, h: HeaderMap) -> Response {
                     pre { (serde_json::to_string_pretty(s).unwrap_or_default()) }
                 }
             }
-            (super::public::report_sections(&public.report))
+            (super::public::report_sections(&public.report, false))
         },
     )
 }

@@ -62,6 +62,20 @@ async fn person(state: &Arc<AppState>, h: &HeaderMap) -> Result<Person, Response
     let Who::Person { subject, principal } = session.who.clone() else {
         return Err(redirect("/me/login"));
     };
+    if state
+        .people
+        .check(&super::Sessions::limit_key(&id))
+        .is_err()
+    {
+        return Err(error_page(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many pages at once: wait a few seconds",
+            ),
+            "/me/",
+        ));
+    }
     let s = subject.clone();
     match blocking(state, move |v| Ok(v.person_present(&s)?)).await {
         Ok(true) => Ok(Person {
@@ -179,18 +193,40 @@ async fn logout(State(state): St, req: Request) -> Response {
     r
 }
 
-/// The report of this moment (one logged read), kept for the proof checker.
-async fn report_now(state: &Arc<AppState>, p: &Person) -> Result<SubjectReport, ApiError> {
+/// The person's report: the one this session read less than
+/// [`super::REPORT_FRESH`] ago, or a new one (one logged read), kept for the
+/// next page and the proof checker.
+async fn report_now(state: &Arc<AppState>, p: &Person) -> Result<Arc<SubjectReport>, ApiError> {
+    let fresh = super::REPORT_FRESH.as_millis() as i64;
+    let now = state.vault.now_ms();
+    if let Some((at, vault_at, r)) = &p.session.report
+        && at.elapsed() < super::REPORT_FRESH
+        && (*vault_at..vault_at + fresh).contains(&now)
+    {
+        return Ok(r.clone());
+    }
     let (principal, subject) = (p.principal.clone(), p.subject.clone());
-    let r = blocking(state, move |v| Ok(v.subject_report(&principal, &subject)?)).await?;
-    let proofs = serde_json::to_vec(&serde_json::json!({
-        "checkpoint": r.checkpoint,
-        "log_verifier_key": r.log_verifier_key,
-        "log": r.log,
-    }))
-    .map_err(|_| ApiError::internal("the proofs could not be encoded"))?;
-    state.sessions.set_proofs(&p.id, Arc::new(proofs));
+    let r = Arc::new(blocking(state, move |v| Ok(v.subject_report(&principal, &subject)?)).await?);
+    state.sessions.set_report(&p.id, Some((now, r.clone())));
     Ok(r)
+}
+
+/// Leaves per page of the log page (and of the proofs its checker fetches).
+const LOG_PAGE: usize = 100;
+
+/// The page `n` (from 1) of the person's leaves, newest first, and how many pages.
+fn log_page(r: &SubjectReport, n: usize) -> (Vec<postvault::ReportLeaf>, usize, usize) {
+    let pages = r.log.len().div_ceil(LOG_PAGE).max(1);
+    let n = n.clamp(1, pages);
+    let newest_first: Vec<_> = r
+        .log
+        .iter()
+        .rev()
+        .skip((n - 1) * LOG_PAGE)
+        .take(LOG_PAGE)
+        .cloned()
+        .collect();
+    (newest_first, n, pages)
 }
 
 async fn held(State(state): St, h: HeaderMap) -> Response {
@@ -260,7 +296,11 @@ async fn records(
     )
 }
 
-async fn log(State(state): St, h: HeaderMap) -> Response {
+async fn log(
+    State(state): St,
+    h: HeaderMap,
+    q: Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let p = match person(&state, &h).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -269,6 +309,12 @@ async fn log(State(state): St, h: HeaderMap) -> Response {
         Ok(r) => r,
         Err(e) => return error_page(e, "/me/"),
     };
+    let asked: usize = q.0.get("page").and_then(|n| n.parse().ok()).unwrap_or(1);
+    let (leaves, n, pages) = log_page(&r, asked);
+    let shown = SubjectReport {
+        log: leaves,
+        ..(*r).clone()
+    };
     page(
         "Who looked at your information",
         nav(Some(&p.session)),
@@ -276,12 +322,26 @@ async fn log(State(state): St, h: HeaderMap) -> Response {
             p {
                 "Every use of your information is an entry in the public transparency log, \
                  allowed or refused, including your own visits to these pages. Your browser \
-                 checks each entry's proof against the log's signed checkpoint itself, so you \
-                 do not have to trust this site's word for it."
+                 checks each entry below against the log's signed checkpoint itself, and \
+                 rewrites the entry's description from the entry it checked."
+            }
+            p {
+                "The checkpoint is signed with the key at the bottom of this page. Compare it \
+                 with the key the postal service publishes on its public page and elsewhere"
+                @if r.witness_quorum > 0 { ", and that independent witnesses countersign" }
+                ": if they match, this site could not have shown you a log other than the \
+                 one everybody else sees."
             }
             p id="proofs-summary" role="status" aria-live="polite" { "Checking the proofs in your browser…" }
-            div id="proofs" data-src="/me/proofs.json" {}
-            (report::log_html(&r, true))
+            div id="proofs" data-src=(format!("/me/proofs.json?page={n}")) {}
+            @if pages > 1 { p { "Page " (n) " of " (pages) ", newest first." } }
+            (report::log_html(&shown, true))
+            @if pages > 1 {
+                nav.pages aria-label="Pages" {
+                    @if n > 1 { a href=(format!("/me/log?page={}", n - 1)) { "Newer entries" } " " }
+                    @if n < pages { a href=(format!("/me/log?page={}", n + 1)) { "Older entries" } }
+                }
+            }
             h2 { "The checkpoint" }
             (report::checking_html(&r))
             script type="module" src="/assets/verify.js" {}
@@ -289,24 +349,29 @@ async fn log(State(state): St, h: HeaderMap) -> Response {
     )
 }
 
-async fn proofs(State(state): St, h: HeaderMap) -> Response {
+async fn proofs(
+    State(state): St,
+    h: HeaderMap,
+    q: Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let p = match person(&state, &h).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let body = match p.session.proofs.clone() {
-        Some(b) => b,
-        None => match report_now(&state, &p).await {
-            Ok(_) => match state.sessions.get(&p.id).and_then(|s| s.proofs) {
-                Some(b) => b,
-                None => return error_page(ApiError::internal("no proofs"), "/me/log"),
-            },
-            Err(e) => return error_page(e, "/me/log"),
-        },
+    let r = match report_now(&state, &p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, "/me/log"),
     };
+    let asked: usize = q.0.get("page").and_then(|n| n.parse().ok()).unwrap_or(1);
+    let (leaves, _, _) = log_page(&r, asked);
+    let body = serde_json::json!({
+        "checkpoint": r.checkpoint,
+        "log_verifier_key": r.log_verifier_key,
+        "log": leaves,
+    });
     (
         [(header::CONTENT_TYPE, "application/json")],
-        body.as_ref().clone(),
+        body.to_string(),
     )
         .into_response()
 }
@@ -449,7 +514,10 @@ async fn consent(State(state): St, req: Request) -> Response {
     })
     .await
     {
-        Ok(_) => redirect("/me/choices"),
+        Ok(_) => {
+            state.sessions.set_report(&p.id, None);
+            redirect("/me/choices")
+        }
         Err(e) => error_page(e, "/me/choices"),
     }
 }
@@ -493,7 +561,7 @@ async fn report_json(State(state): St, h: HeaderMap) -> Response {
         Ok(r) => download(
             "application/json",
             "postvault-report.json",
-            serde_json::to_string_pretty(&r).unwrap_or_default(),
+            serde_json::to_string_pretty(&*r).unwrap_or_default(),
         ),
         Err(e) => error_page(e, "/me/choices"),
     }

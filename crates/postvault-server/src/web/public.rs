@@ -23,15 +23,44 @@ pub(crate) struct Public {
     pub(crate) quorum: usize,
 }
 
-pub(crate) async fn home(State(state): State<Arc<AppState>>) -> Response {
-    match gather(&state).await {
-        Ok(p) => page(
-            "How the postal service uses personal data",
-            html! { a href="/me/" { "Your data" } },
-            body(&p),
-        ),
-        Err(e) => super::error_page(e, "/"),
+/// How long the public page's figures are shown before they are gathered
+/// again: polling the page does not time each request as it arrives.
+const PUBLIC_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub(crate) async fn home(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> Response {
+    if let Err(r) = state
+        .addresses
+        .check(&format!("ip:{}", crate::client(&req)))
+    {
+        return r;
     }
+    let cached = state
+        .public
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < PUBLIC_FRESH)
+        .map(|(_, p)| p.clone());
+    let p = match cached {
+        Some(p) => p,
+        None => match gather(&state).await {
+            Ok(p) => {
+                let p = Arc::new(p);
+                *state.public.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), p.clone()));
+                p
+            }
+            Err(e) => return super::error_page(e, "/"),
+        },
+    };
+    page(
+        "How the postal service uses personal data",
+        html! { a href="/me/" { "Your data" } },
+        body(&p),
+    )
 }
 
 pub(crate) async fn gather(state: &Arc<AppState>) -> Result<Public, crate::ApiError> {
@@ -59,18 +88,24 @@ fn body(p: &Public) -> Markup {
              process naming each person, approved by a second person in the privacy office. \
              This page is computed from the vault's own ledger."
         }
-        p.muted { "Report made " (r.generated_at) " under policy " code { (r.pack) } "." }
-        (report_sections(r))
+        p.muted { "Report made " (r.generated_at) " under policy " code { (r.pack) } "; figures are refreshed every minute." }
+        p.muted {
+            "Small counts are not shown exactly: any count from 1 to " (SMALL - 1) " reads \"fewer than "
+            (SMALL) "\", so that no figure, or its change, points at a person."
+        }
+        (report_sections(r, true))
         (log_section(p))
     }
 }
 
 /// The transparency report's tables and charts (shared with the office).
-pub(crate) fn report_sections(r: &TransparencyReport) -> Markup {
-    let outcome = counts(&r.by_outcome);
-    let kinds = totals(&r.by_kind);
-    let agencies = totals(&r.by_agency);
-    let refusals = counts(&r.refusals_by_reason);
+/// `public`: counts from 1 to [`SMALL`]` - 1` read "fewer than [`SMALL`]".
+pub(crate) fn report_sections(r: &TransparencyReport, public: bool) -> Markup {
+    let shown = |n: u64| shown(n, public);
+    let outcome = counts(&r.by_outcome, public);
+    let kinds = totals(&r.by_kind, public);
+    let agencies = totals(&r.by_agency, public);
+    let refusals = counts(&r.refusals_by_reason, public);
     let c = &r.mail_covers;
     let covers = [
         ("requested", c.requested),
@@ -81,13 +116,13 @@ pub(crate) fn report_sections(r: &TransparencyReport) -> Markup {
         ("destroyed", c.destroyed),
     ]
     .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string(), *v))
+    .map(|(k, v)| row(k, *v, public))
     .collect::<Vec<_>>();
     let people = &r.statistics.people;
     html! {
         section aria-labelledby="requests-h" {
             h2 id="requests-h" { "Requests from outside agencies" }
-            p { (r.requests) " requests in all; " (r.held_for_review) " held for the privacy office's review." }
+            p { (shown(r.requests)) " requests in all; " (shown(r.held_for_review)) " held for the privacy office's review." }
             div.charts {
                 (chart::bars("by-outcome", "Requests by outcome", &outcome))
                 (chart::bars("by-kind", "Requests by kind of legal process", &kinds))
@@ -109,7 +144,7 @@ pub(crate) fn report_sections(r: &TransparencyReport) -> Markup {
                     }
                 }
             }
-            p { "Data left the vault " (r.disclosures.fetches) " times." }
+            p { "Data left the vault " (shown(r.disclosures.fetches)) " times." }
         }
         @if !r.statistics.budgets.is_empty() {
             section aria-labelledby="stats-h" {
@@ -174,17 +209,30 @@ fn log_section(p: &Public) -> Markup {
 /// The site's own address in examples (the reader's browser knows it).
 const BASE: &str = "https://<this site>";
 
-fn counts(m: &BTreeMap<String, u64>) -> Vec<(String, String, u64)> {
-    m.iter()
-        .map(|(k, v)| (human(k), v.to_string(), *v))
-        .collect()
+/// Counts below this are not shown exactly on the public page.
+const SMALL: u64 = postvault::stats::PEOPLE_THRESHOLD;
+
+fn shown(n: u64, public: bool) -> String {
+    if public && n > 0 && n < SMALL {
+        format!("fewer than {SMALL}")
+    } else {
+        n.to_string()
+    }
 }
 
-fn totals(m: &BTreeMap<String, BTreeMap<String, u64>>) -> Vec<(String, String, u64)> {
+/// A chart row: a small count on the public page has no bar (its length
+/// would tell the number).
+fn row(label: &str, n: u64, public: bool) -> (String, String, u64) {
+    let bar = if public && n < SMALL { 0 } else { n };
+    (human(label), shown(n, public), bar)
+}
+
+fn counts(m: &BTreeMap<String, u64>, public: bool) -> Vec<(String, String, u64)> {
+    m.iter().map(|(k, v)| row(k, *v, public)).collect()
+}
+
+fn totals(m: &BTreeMap<String, BTreeMap<String, u64>>, public: bool) -> Vec<(String, String, u64)> {
     m.iter()
-        .map(|(k, inner)| {
-            let t: u64 = inner.values().sum();
-            (human(k), t.to_string(), t)
-        })
+        .map(|(k, inner)| row(k, inner.values().sum(), public))
         .collect()
 }

@@ -188,3 +188,57 @@ pub fn erasure_requests_on(b: &Backend) {
 fn erasure_requests() {
     erasure_requests_on(&Backend::Sqlite);
 }
+
+/// A grant and a refusal of one request at once: exactly one goes through,
+/// and what the request says is what happened to the person.
+#[test]
+fn a_grant_and_a_refusal_at_once_never_both_go_through() {
+    for round in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, _c) = setup_on(&Backend::Sqlite, dir.path());
+        let officer = v.principal("officer").unwrap();
+        let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+        let s = v.redeem_access_code(&code.code).unwrap().unwrap();
+        let r = v.request_erasure(&s.principal, &s.subject).unwrap();
+        let (grant, refuse) = std::thread::scope(|scope| {
+            let g = scope.spawn(|| v.grant_rights_request(&officer, &r.id));
+            let f = scope.spawn(|| v.refuse_rights_request(&officer, &r.id, "other", ""));
+            (g.join().unwrap(), f.join().unwrap())
+        });
+        assert!(
+            grant.is_ok() != refuse.is_ok(),
+            "round {round}: grant {grant:?}, refuse {refuse:?}"
+        );
+        let listed = v.rights_requests(&officer).unwrap();
+        assert_eq!(listed.len(), 1);
+        let erased = !v.person_present("cust-portal-1").unwrap();
+        assert_eq!(listed[0].status == "granted", erased, "round {round}");
+        assert_eq!(
+            listed[0].status,
+            if grant.is_ok() { "granted" } else { "refused" }
+        );
+    }
+}
+
+#[test]
+fn the_office_withdraws_a_persons_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _c) = setup_on(&Backend::Sqlite, dir.path());
+    collect(&v, "ingest", &person("cust-portal-2", "Quillon"));
+    let officer = v.principal("officer").unwrap();
+    let a = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let b = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let other = v.issue_access_code(&officer, "cust-portal-2").unwrap();
+    let agency = v.principal("agency").unwrap();
+    assert_eq!(
+        v.revoke_access_codes(&agency, "cust-portal-1")
+            .unwrap_err()
+            .code(),
+        "not_permitted"
+    );
+    assert_eq!(v.revoke_access_codes(&officer, "cust-portal-1").unwrap(), 2);
+    assert!(v.redeem_access_code(&a.code).unwrap().is_none());
+    assert!(v.redeem_access_code(&b.code).unwrap().is_none());
+    assert!(v.redeem_access_code(&other.code).unwrap().is_some());
+    assert_eq!(v.revoke_access_codes(&officer, "cust-portal-1").unwrap(), 0);
+}
