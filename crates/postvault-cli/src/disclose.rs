@@ -35,6 +35,11 @@ pub enum DiscloseCmd {
         #[arg(long = "as", value_name = "OFFICER")]
         principal: String,
         id: String,
+        /// The officer's reason, recorded beside `refused_by_officer`:
+        /// not_particularized, authority_insufficient, overbroad,
+        /// document_not_authenticated or other_officer_reason.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Fetch the package of an approved request, as its requester: exactly
     /// the approved portions of the named people; exit 3 when refused.
@@ -174,9 +179,13 @@ pub fn run(cli: &Cli, cmd: &DiscloseCmd) -> Result<u8> {
             print_json(&a)?;
             Ok(exit(a.refused()))
         }
-        DiscloseCmd::Refuse { principal, id } => {
+        DiscloseCmd::Refuse {
+            principal,
+            id,
+            reason,
+        } => {
             let p = v.principal(principal)?;
-            let a = v.disclose_refuse(&p, id)?;
+            let a = v.disclose_refuse_with(&p, id, reason.as_deref())?;
             print_json(&a)?;
             Ok(exit(a.refused()))
         }

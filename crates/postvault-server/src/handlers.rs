@@ -558,14 +558,30 @@ pub async fn disclose_approve(
     Ok(json(StatusCode::OK, &a))
 }
 
-#[utoipa::path(post, path = "/v1/disclosures/{id}/refuse", tag = "disclosures", params(crate::openapi::IdPath), responses((status = 200, description = "The step answer (a refused step has reasons)", body = postvault::StepAnswer), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), crate::openapi::Common))]
+/// The optional body of a refusal.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefuseBody {
+    /// The officer's reason: `not_particularized`, `authority_insufficient`,
+    /// `overbroad`, `document_not_authenticated` or `other_officer_reason`.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/disclosures/{id}/refuse` `{"reason"?}`.
+#[utoipa::path(post, path = "/v1/disclosures/{id}/refuse", tag = "disclosures", params(crate::openapi::IdPath), request_body(content = RefuseBody, content_type = "application/json", description = "Optional; the officer's reason code"), responses((status = 200, description = "The step answer (a refused step has reasons)", body = postvault::StepAnswer), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn disclose_refuse(
     State(state): St,
     Extension(p): Extension<Principal>,
     path: Id,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let rid = id(path)?;
-    let a = blocking(&state, move |v| Ok(v.disclose_refuse(&p, &rid)?)).await?;
+    let b: RefuseBody = json_body(body, state.config.max_body).await?;
+    let a = blocking(&state, move |v| {
+        Ok(v.disclose_refuse_with(&p, &rid, b.reason.as_deref())?)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &a))
 }
 

@@ -367,6 +367,56 @@ async fn the_disclosure_gateway_over_http() {
 }
 
 #[tokio::test]
+async fn an_officer_refuses_with_a_reason_the_requester_reads() {
+    let a = api();
+    let r = a
+        .post(
+            "/v1/disclosures",
+            Some("ice"),
+            warrant("cust-9").to_string().as_bytes(),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/disclosures/{id}/refuse");
+    for bad in [&br#"{"reason":"bored"}"#[..], br#"{"why":"x"}"#, b"[1]"] {
+        let r = a.post(&path, Some("officer"), bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    }
+    let r = a
+        .post(&path, Some("officer"), br#"{"reason":"overbroad"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["status"], "refused");
+    let r = a.get(&format!("/v1/disclosures/{id}"), Some("ice")).await;
+    assert_eq!(
+        r.json()["reasons"],
+        json!(["refused_by_officer", "overbroad"]),
+        "{}",
+        r.text()
+    );
+    let r = a.get("/v1/reports/transparency", Some("auditor")).await;
+    assert_eq!(r.json()["refusals_by_reason"]["overbroad"], 1);
+}
+
+#[tokio::test]
+async fn only_the_privacy_office_issues_access_codes() {
+    let a = api();
+    for who in ["ice", "sorting", "auditor", "channel"] {
+        let r = a
+            .post("/v1/subjects/cust-1/access-code", Some(who), b"")
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{who}: {}", r.text());
+    }
+    let r = a
+        .post("/v1/subjects/cust-1/access-code", Some("officer"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 24);
+    assert!(r.json()["log_index"].is_u64());
+}
+
+#[tokio::test]
 async fn the_persons_rights_over_http() {
     let a = api();
     a.post(

@@ -389,6 +389,39 @@ async fn the_2025_scenario_in_a_browser() {
     let t = b.text().await;
     assert!(t.contains("the request is now approved"), "{t}");
 
+    // The written request (no court behind it): refused with a reason the
+    // agency reads.
+    let written_id = w["id"].as_str().unwrap().to_string();
+    b.visit("/office/", "office-queue-after").await;
+    b.click(&format!("a[href='/office/requests/{written_id}']"))
+        .await;
+    b.check("office-written-request").await;
+    b.client
+        .find(Locator::Css(
+            "#refuse-reason option[value=not_particularized]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("#refuse").await;
+    b.check("office-refused").await;
+    assert!(b.text().await.contains("the request is now refused"));
+    let (_, seen) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/disclosures/{written_id}"),
+            &tokens["ice-ero"],
+            None,
+        )
+        .await;
+    assert_eq!(
+        seen["reasons"],
+        json!(["refused_by_officer", "not_particularized"]),
+        "{seen}"
+    );
+
     // The agency fetches over the API: the address only.
     let (st, pkg) = api
         .call(

@@ -322,7 +322,7 @@ impl Vault {
             .filter(|(_, s)| s.subject.as_deref() == Some(hex_ref.as_str()))
             .map(|(id, s)| (s.requested, request_view(id, &s)))
             .collect();
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|b| std::cmp::Reverse(b.0));
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 
@@ -334,7 +334,7 @@ impl Vault {
             .into_iter()
             .map(|(id, s)| ((s.status != "pending", s.requested), request_view(id, &s)))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 

@@ -364,6 +364,13 @@ async fn request_page(
                     }
                     form.decide method="post" action=(format!("/office/requests/{}/refuse", r.id)) {
                         (csrf_field(&o.session))
+                        label for="refuse-reason" { "Reason for the requester" }
+                        select id="refuse-reason" name="reason" {
+                            option value="" { "(no reason beyond the refusal)" }
+                            @for (code, words) in postvault::gateway::codes::OFFICER_REASONS {
+                                option value=(code) { (words) }
+                            }
+                        }
                         button type="submit" id="refuse" { "Refuse" }
                     }
                 }
@@ -411,6 +418,10 @@ async fn decide(state: Arc<AppState>, req: Request, id: String, approve: bool) -
     }
     let (p, rid) = (o.principal.clone(), id.clone());
     let portions = form.all("portion");
+    let reason = form
+        .get("reason")
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
     let answer = blocking(&state, move |v| {
         Ok(if approve {
             v.disclose_approve(
@@ -421,7 +432,7 @@ async fn decide(state: Arc<AppState>, req: Request, id: String, approve: bool) -
                 },
             )?
         } else {
-            v.disclose_refuse(&p, &rid)?
+            v.disclose_refuse_with(&p, &rid, reason.as_deref())?
         })
     })
     .await;

@@ -109,6 +109,28 @@ pub mod codes {
     pub const WRONG_STATUS: &str = "wrong_status";
     /// A privacy officer refused the request.
     pub const REFUSED_BY_OFFICER: &str = "refused_by_officer";
+    /// The reasons an officer may give with a refusal, beside
+    /// `refused_by_officer`: the requester reads the code, and the
+    /// transparency report counts refusals by it.
+    pub const OFFICER_REASONS: &[(&str, &str)] = &[
+        (
+            "not_particularized",
+            "the instrument does not name the people or records with particularity",
+        ),
+        (
+            "authority_insufficient",
+            "the authority cited does not reach what is asked",
+        ),
+        ("overbroad", "more is asked than the stated case needs"),
+        (
+            "document_not_authenticated",
+            "the document could not be confirmed with its issuer",
+        ),
+        (
+            "other_officer_reason",
+            "another reason, given to the requester outside the vault",
+        ),
+    ];
     /// Approval named a portion the request did not ask for.
     pub const PORTION_NOT_REQUESTED: &str = "portion_not_requested";
     /// The submission is larger than [`super::MAX_INSTRUMENT_BYTES`].

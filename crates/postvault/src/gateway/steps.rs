@@ -83,6 +83,33 @@ impl Vault {
 
     /// Refuses request `id` as `officer` (an approver, not its requester).
     pub fn disclose_refuse(&self, officer: &Principal, id: &str) -> Result<StepAnswer, VaultError> {
+        self.disclose_refuse_with(officer, id, None)
+    }
+
+    /// [`Vault::disclose_refuse`] with the officer's reason, a code of
+    /// [`codes::OFFICER_REASONS`] recorded beside `refused_by_officer`
+    /// (another code is `invalid`, before anything is looked up).
+    pub fn disclose_refuse_with(
+        &self,
+        officer: &Principal,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<StepAnswer, VaultError> {
+        if let Some(code) = reason
+            && !codes::OFFICER_REASONS.iter().any(|(c, _)| *c == code)
+        {
+            return Err(VaultError::Invalid {
+                what: "reason",
+                why: format!(
+                    "one of {}",
+                    codes::OFFICER_REASONS
+                        .iter()
+                        .map(|(c, _)| *c)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         self.officer_decision(officer, id, Decision::Refuse, &mut |r, reasons| {
             if !reasons.is_empty() {
                 return None;
@@ -90,6 +117,9 @@ impl Vault {
             let mut n = r.clone();
             n.status = status::REFUSED.into();
             n.reasons.push(codes::REFUSED_BY_OFFICER.into());
+            if let Some(code) = reason {
+                n.reasons.push(code.into());
+            }
             Some(n)
         })
     }

@@ -351,7 +351,10 @@ impl Vault {
             // Held at submission: a quota crossed and nothing else wrong
             // (an officer may have decided it since).
             let quota = d.alerts.iter().any(|a| a.starts_with("quota_"));
-            if quota && d.reasons.iter().all(|c| c == codes::REFUSED_BY_OFFICER) {
+            let by_officer = |c: &String| {
+                c == codes::REFUSED_BY_OFFICER || codes::OFFICER_REASONS.iter().any(|(o, _)| o == c)
+            };
+            if quota && d.reasons.iter().all(by_officer) {
                 r.held_for_review += 1;
             }
             if d.kind == InstrumentKind::MailCover.as_str() {
