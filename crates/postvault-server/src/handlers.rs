@@ -562,10 +562,41 @@ pub async fn disclose_approve(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefuseBody {
-    /// The officer's reason: `not_particularized`, `authority_insufficient`,
-    /// `overbroad`, `document_not_authenticated` or `other_officer_reason`.
+    /// The officer's reason, recorded beside `refused_by_officer`.
     #[serde(default)]
-    reason: Option<String>,
+    reason: Option<RefuseReason>,
+}
+
+/// The reasons an officer may give (`postvault::gateway::codes::OFFICER_REASONS`).
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RefuseReason {
+    NotParticularized,
+    AuthorityInsufficient,
+    Overbroad,
+    DocumentNotAuthenticated,
+    OtherOfficerReason,
+}
+
+impl RefuseReason {
+    #[cfg(test)]
+    pub(crate) const ALL: [RefuseReason; 5] = [
+        RefuseReason::NotParticularized,
+        RefuseReason::AuthorityInsufficient,
+        RefuseReason::Overbroad,
+        RefuseReason::DocumentNotAuthenticated,
+        RefuseReason::OtherOfficerReason,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RefuseReason::NotParticularized => "not_particularized",
+            RefuseReason::AuthorityInsufficient => "authority_insufficient",
+            RefuseReason::Overbroad => "overbroad",
+            RefuseReason::DocumentNotAuthenticated => "document_not_authenticated",
+            RefuseReason::OtherOfficerReason => "other_officer_reason",
+        }
+    }
 }
 
 /// `POST /v1/disclosures/{id}/refuse` `{"reason"?}`.
@@ -579,7 +610,7 @@ pub async fn disclose_refuse(
     let rid = id(path)?;
     let b: RefuseBody = json_body(body, state.config.max_body).await?;
     let a = blocking(&state, move |v| {
-        Ok(v.disclose_refuse_with(&p, &rid, b.reason.as_deref())?)
+        Ok(v.disclose_refuse_with(&p, &rid, b.reason.map(RefuseReason::as_str))?)
     })
     .await?;
     Ok(json(StatusCode::OK, &a))
@@ -855,4 +886,20 @@ pub async fn log_tile(State(state): St, path: Id) -> Result<Response, ApiError> 
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefuseReason;
+
+    /// The API document's reasons are the vault's, in its order.
+    #[test]
+    fn refusal_reasons_are_the_vaults() {
+        let api: Vec<&str> = RefuseReason::ALL.iter().map(|r| r.as_str()).collect();
+        let vault: Vec<&str> = postvault::gateway::codes::OFFICER_REASONS
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(api, vault);
+    }
 }

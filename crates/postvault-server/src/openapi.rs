@@ -495,6 +495,8 @@ impl Modify for Bodies {
         // requested portion.
         op(doc, "/v1/records");
         op(doc, "/v1/disclosures/{id}/approve");
+        // No body refuses without a reason beyond the refusal.
+        op(doc, "/v1/disclosures/{id}/refuse");
         // Whatever is submitted is recorded: an instrument passes the
         // check, anything else (no body included) is refused with its codes.
         op(doc, "/v1/disclosures");
