@@ -64,6 +64,14 @@ pub struct Config {
     /// revoked or rotated on any node is refused here within this (plus
     /// one request), never later than a second.
     pub principals_watch: Duration,
+    /// Sign-in attempts a second per client address on the pages (bursts of
+    /// twice that).
+    pub login_rate: u32,
+    /// Pages a second per person's session (bursts of twice that).
+    pub person_rate: u32,
+    /// How long a person's pages show the report they last read before
+    /// reading (and logging) a new one.
+    pub report_fresh: Duration,
 }
 
 /// The default requests per second per principal: hundreds, as a busy
@@ -81,6 +89,9 @@ impl Default for Config {
             tls: None,
             max_connections: 1024,
             principals_watch: Duration::from_millis(250),
+            login_rate: 2,
+            person_rate: 5,
+            report_fresh: Duration::from_secs(15),
         }
     }
 }
@@ -128,8 +139,8 @@ impl AppState {
         Arc::new(AppState {
             limiter: RateLimiter::new(config.rate_limit),
             addresses: RateLimiter::new(config.rate_limit),
-            logins: RateLimiter::new(web::LOGIN_RATE),
-            people: RateLimiter::new(web::PERSON_RATE),
+            logins: RateLimiter::new(config.login_rate),
+            people: RateLimiter::new(config.person_rate),
             sessions: web::Sessions::default(),
             public: std::sync::Mutex::new(None),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),

@@ -44,8 +44,6 @@ pub(crate) const OFFICE_TTL: Duration = Duration::from_secs(8 * 3600);
 pub(crate) const PERSON_TTL: Duration = Duration::from_secs(30 * 60);
 /// Sessions kept at most; the least recently used go first.
 const MAX_SESSIONS: usize = 20_000;
-/// Login attempts per second per client address (bursts of twice that).
-pub(crate) const LOGIN_RATE: u32 = 2;
 
 /// Who a session is.
 #[derive(Clone)]
@@ -65,18 +63,13 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
     expires: Instant,
     /// The person's last report and when it was made: pages within
-    /// [`REPORT_FRESH`] of it show it again (and the proof checker fetches
+    /// `Config::report_fresh` of it show it again (and the proof checker fetches
     /// the proofs of the report its page shows) instead of logging a read
     /// per click.
     /// The vault's own clock is kept too, so a report is not shown again
     /// once the vault's time has moved on past the freshness either.
     pub(crate) report: Option<(Instant, i64, Arc<postvault::SubjectReport>)>,
 }
-
-/// How long a person's report is shown again before a new one is read.
-pub(crate) const REPORT_FRESH: Duration = Duration::from_secs(15);
-/// Requests a second to a person's pages, per session (bursts of twice that).
-pub(crate) const PERSON_RATE: u32 = 5;
 
 /// The sessions of this process.
 pub struct Sessions {

@@ -194,13 +194,13 @@ async fn logout(State(state): St, req: Request) -> Response {
 }
 
 /// The person's report: the one this session read less than
-/// [`super::REPORT_FRESH`] ago, or a new one (one logged read), kept for the
+/// `Config::report_fresh` ago, or a new one (one logged read), kept for the
 /// next page and the proof checker.
 async fn report_now(state: &Arc<AppState>, p: &Person) -> Result<Arc<SubjectReport>, ApiError> {
-    let fresh = super::REPORT_FRESH.as_millis() as i64;
+    let fresh = state.config.report_fresh.as_millis() as i64;
     let now = state.vault.now_ms();
     if let Some((at, vault_at, r)) = &p.session.report
-        && at.elapsed() < super::REPORT_FRESH
+        && at.elapsed() < state.config.report_fresh
         && (*vault_at..vault_at + fresh).contains(&now)
     {
         return Ok(r.clone());
@@ -209,6 +209,13 @@ async fn report_now(state: &Arc<AppState>, p: &Person) -> Result<Arc<SubjectRepo
     let r = Arc::new(blocking(state, move |v| Ok(v.subject_report(&principal, &subject)?)).await?);
     state.sessions.set_report(&p.id, Some((now, r.clone())));
     Ok(r)
+}
+
+/// Where the proof checker fetches the proofs of the entries `shown`.
+fn proofs_src(shown: &[postvault::ReportLeaf]) -> String {
+    let first = shown.iter().map(|l| l.index).min().unwrap_or(0);
+    let last = shown.iter().map(|l| l.index).max().unwrap_or(0);
+    format!("/me/proofs.json?first={first}&last={last}")
 }
 
 /// Leaves per page of the log page (and of the proofs its checker fetches).
@@ -333,7 +340,7 @@ async fn log(
                  one everybody else sees."
             }
             p id="proofs-summary" role="status" aria-live="polite" { "Checking the proofs in your browser…" }
-            div id="proofs" data-src=(format!("/me/proofs.json?page={n}")) {}
+            div id="proofs" data-src=(proofs_src(&shown.log)) {}
             @if pages > 1 { p { "Page " (n) " of " (pages) ", newest first." } }
             (report::log_html(&shown, true))
             @if pages > 1 {
@@ -362,8 +369,17 @@ async fn proofs(
         Ok(r) => r,
         Err(e) => return error_page(e, "/me/log"),
     };
-    let asked: usize = q.0.get("page").and_then(|n| n.parse().ok()).unwrap_or(1);
-    let (leaves, _, _) = log_page(&r, asked);
+    // The entries the page shows, by index: any later report holds them
+    // too (a person's entries only grow at the end of the log).
+    let bound = |k: &str| q.0.get(k).and_then(|n| n.parse::<u64>().ok());
+    let (first, last) = (bound("first").unwrap_or(0), bound("last").unwrap_or(u64::MAX));
+    let leaves: Vec<_> = r
+        .log
+        .iter()
+        .filter(|l| (first..=last).contains(&l.index))
+        .take(LOG_PAGE)
+        .cloned()
+        .collect();
     let body = serde_json::json!({
         "checkpoint": r.checkpoint,
         "log_verifier_key": r.log_verifier_key,
