@@ -69,7 +69,9 @@ pub use packs::{PackStatus, StageReport, StagedPack, StagedView};
 pub use portal::{AccessCode, PersonSession, RightsRequest};
 pub use principals::PrincipalChange;
 pub use read::{ReadRecord, ReadResponse, Withheld};
-pub use report::{ConsentView, ReportLeaf, SubjectReport, report_html, verify_report_proofs};
+pub use report::{
+    ConsentView, LogSelect, ReportLeaf, SubjectReport, report_html, verify_report_proofs,
+};
 pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
 pub use runs::{MAX_BATCH_ID, RunInfo};
 pub use setup::InitOptions;

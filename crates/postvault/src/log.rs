@@ -406,23 +406,49 @@ impl Vault {
         let cosigned = self.cosigned_checkpoint()?;
         let size = cosigned.size;
         let mut found = Vec::new();
+        for (index, leaf) in self.tagged_leaves(&key, size)? {
+            found.push(FoundLeaf {
+                index,
+                proof: self.prove_inclusion(index, Some(size))?,
+                event: Event::from_leaf(&leaf),
+            });
+        }
+        Ok((cosigned, found))
+    }
+
+    /// The leaves of the first `size` whose subject tag `key` made, with
+    /// their bytes, oldest first. Each leaf's tag is read off its bytes
+    /// (canonical JSON: `"subject_tag":"<base64>"`, no space, no quote in
+    /// base64) and compared with the key's tag for its index; only those
+    /// that match are parsed.
+    pub(crate) fn tagged_leaves(
+        &self,
+        key: &TagKey,
+        size: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
+        const NEEDLE: &[u8] = b"\"subject_tag\":\"";
+        let mut found = Vec::new();
         let mut start = 0;
+        let mut tag = String::new();
         while start < size {
             let end = size.min(start + CATCH_UP_CHUNK);
-            for e in self.log_entries(start, end)? {
-                let mine = e.event.as_ref().and_then(|ev| ev.subject_tag.as_deref())
-                    == Some(B64.encode(key.tag(e.index)).as_str());
-                if mine {
-                    found.push(FoundLeaf {
-                        index: e.index,
-                        proof: self.prove_inclusion(e.index, Some(size))?,
-                        event: e.event,
-                    });
+            for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
+                let Some(at) = leaf.windows(NEEDLE.len()).position(|w| w == NEEDLE) else {
+                    continue;
+                };
+                let rest = &leaf[at + NEEDLE.len()..];
+                let Some(close) = rest.iter().position(|&b| b == b'"') else {
+                    continue;
+                };
+                tag.clear();
+                B64.encode_string(key.tag(index), &mut tag);
+                if &rest[..close] == tag.as_bytes() {
+                    found.push((index, leaf));
                 }
             }
             start = end;
         }
-        Ok((cosigned, found))
+        Ok(found)
     }
 
     /// Recomputes the whole tree from the stored leaves and checks it against

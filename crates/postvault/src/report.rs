@@ -50,8 +50,11 @@ pub struct SubjectReport {
     pub holds: Vec<HoldView>,
     /// Disclosures to outside parties (except under an active delay order).
     pub disclosures: Vec<AccountingEntry>,
-    /// Every leaf about the person, oldest first.
+    /// Every leaf about the person, oldest first (the person's page asks
+    /// for a selection: see `log_total`).
     pub log: Vec<ReportLeaf>,
+    /// How many leaves about the person the log holds.
+    pub log_total: usize,
     /// The signed checkpoint every proof is against (a C2SP signed note),
     /// followed by the witness cosignatures gathered for it.
     pub checkpoint: String,
@@ -69,6 +72,20 @@ pub struct SubjectReport {
     pub proofs_verified: bool,
 }
 
+/// Which of the person's log leaves a report carries (all of them, in the
+/// report the API and the CLI give; a page's worth on the person's page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogSelect {
+    /// None: the report's other parts only (the log is not searched).
+    Nothing,
+    /// Every leaf, oldest first.
+    All,
+    /// The `take` newest after skipping the `skip` newest, newest first.
+    Newest { skip: usize, take: usize },
+    /// Those with an index in `first..=last`, at most `max`, oldest first.
+    Between { first: u64, last: u64, max: usize },
+}
+
 impl Vault {
     /// The report on `subject`, as `principal` (a role acting for the pack's
     /// subject-access purpose, `[engine] subject_access_purpose`, answering
@@ -78,6 +95,16 @@ impl Vault {
         &self,
         principal: &Principal,
         subject: &str,
+    ) -> Result<SubjectReport, VaultError> {
+        self.subject_report_with(principal, subject, LogSelect::All)
+    }
+
+    /// [`Vault::subject_report`] with the selection of log leaves `select`.
+    pub fn subject_report_with(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        select: LogSelect,
     ) -> Result<SubjectReport, VaultError> {
         let purpose = self
             .pack
@@ -93,54 +120,110 @@ impl Vault {
         let accounting = self.accounting(principal, subject, false)?;
         let subject_ref = self.subject_ref(subject);
         let holds = self.holds_for_person(&subject_ref)?;
-        let mut log = Vec::new();
-        let (checkpoint, proofs_verified) = match self.subject_tag_key(subject)? {
-            Some(tag_key) => {
-                let (cosigned, found) = self.find_leaves_cosigned(&tag_key)?;
-                for f in found {
-                    let leaf = self
-                        .store
-                        .leaves(f.index, f.index + 1)?
-                        .pop()
-                        .unwrap_or_default();
-                    log.push(ReportLeaf {
-                        index: f.index,
-                        leaf: B64.encode(&leaf),
-                        event: f.event,
-                        proof: f.proof,
-                    });
-                }
-                let ok =
-                    verify_report_proofs(&cosigned.note, &self.log_verifier_key(), &log).is_ok();
-                (cosigned, ok)
-            }
-            // No keys (never known, or erased): no leaf can be linked.
-            None => (self.cosigned_checkpoint()?, true),
-        };
+        let mut r = self.empty_report(subject)?;
+        r.records = read.records;
+        r.consents = consents
+            .into_iter()
+            .map(|c| ConsentView {
+                purpose: c.purpose,
+                granted: c.granted,
+                at: format_ms(c.at),
+            })
+            .collect();
+        r.holds = holds;
+        r.disclosures = accounting.entries;
+        self.fill_log(&mut r, subject, select)?;
+        Ok(r)
+    }
+
+    /// The person's log leaves alone (`select`), with their proofs against
+    /// the current checkpoint, as a role acting for the subject-access
+    /// purpose (one deny leaf for any other). No record is read, so nothing
+    /// is logged: the leaves are the public log's, found with the person's
+    /// tag key.
+    pub fn subject_log(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        select: LogSelect,
+    ) -> Result<SubjectReport, VaultError> {
+        crate::vault::check_subject(subject)?;
+        if !self.acts_for_subject(principal) {
+            self.deny_leaf(principal, "log_find", None)?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not look up a person's log entries; {}",
+                principal.role,
+                self.subject_access_may()
+            )));
+        }
+        let mut r = self.empty_report(subject)?;
+        self.fill_log(&mut r, subject, select)?;
+        Ok(r)
+    }
+
+    fn empty_report(&self, subject: &str) -> Result<SubjectReport, VaultError> {
         let (witness_keys, witness_quorum) = self.witness_policy();
         Ok(SubjectReport {
             subject: subject.to_string(),
             generated_at: format_ms(self.clock.now_ms()),
-            records: read.records,
-            consents: consents
-                .into_iter()
-                .map(|c| ConsentView {
-                    purpose: c.purpose,
-                    granted: c.granted,
-                    at: format_ms(c.at),
-                })
-                .collect(),
-            holds,
-            disclosures: accounting.entries,
-            log,
-            checkpoint: checkpoint.note,
+            records: vec![],
+            consents: vec![],
+            holds: vec![],
+            disclosures: vec![],
+            log: vec![],
+            log_total: 0,
+            checkpoint: String::new(),
             log_verifier_key: self.log_verifier_key(),
-            checkpoint_cosigners: checkpoint.cosigners,
-            checkpoint_final: checkpoint.is_final,
+            checkpoint_cosigners: vec![],
+            checkpoint_final: false,
             witness_keys,
             witness_quorum,
-            proofs_verified,
+            proofs_verified: true,
         })
+    }
+
+    /// The checkpoint, and the leaves `select` picks with their proofs
+    /// against it (each checked before the answer).
+    fn fill_log(
+        &self,
+        r: &mut SubjectReport,
+        subject: &str,
+        select: LogSelect,
+    ) -> Result<(), VaultError> {
+        let cosigned = self.cosigned_checkpoint()?;
+        self.sync_erasures()?;
+        let keys = self.subject_keys(&self.subject_ref(subject))?;
+        // No keys (never known, or erased): no leaf can be linked.
+        if let (Some(k), false) = (keys, select == LogSelect::Nothing) {
+            let mut found = self.tagged_leaves(&k.tag, cosigned.size)?;
+            r.log_total = found.len();
+            found = match select {
+                LogSelect::Nothing => vec![],
+                LogSelect::All => found,
+                LogSelect::Newest { skip, take } => {
+                    found.into_iter().rev().skip(skip).take(take).collect()
+                }
+                LogSelect::Between { first, last, max } => found
+                    .into_iter()
+                    .filter(|(i, _)| (first..=last).contains(i))
+                    .take(max)
+                    .collect(),
+            };
+            for (index, leaf) in found {
+                r.log.push(ReportLeaf {
+                    index,
+                    event: Event::from_leaf(&leaf),
+                    leaf: B64.encode(&leaf),
+                    proof: self.prove_inclusion(index, Some(cosigned.size))?,
+                });
+            }
+            r.proofs_verified =
+                verify_report_proofs(&cosigned.note, &self.log_verifier_key(), &r.log).is_ok();
+        }
+        r.checkpoint = cosigned.note;
+        r.checkpoint_cosigners = cosigned.cosigners;
+        r.checkpoint_final = cosigned.is_final;
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
-use postvault::{Principal, SubjectReport, report};
+use postvault::{LogSelect, Principal, SubjectReport, report};
 
 use super::{
     PERSON_COOKIE, PERSON_TTL, Session, Who, check_csrf, csrf_field, error_page, human, page,
@@ -206,9 +206,34 @@ async fn report_now(state: &Arc<AppState>, p: &Person) -> Result<Arc<SubjectRepo
         return Ok(r.clone());
     }
     let (principal, subject) = (p.principal.clone(), p.subject.clone());
-    let r = Arc::new(blocking(state, move |v| Ok(v.subject_report(&principal, &subject)?)).await?);
+    let r = Arc::new(
+        blocking(state, move |v| {
+            Ok(v.subject_report_with(&principal, &subject, LogSelect::Nothing)?)
+        })
+        .await?,
+    );
     state.sessions.set_report(&p.id, Some((now, r.clone())));
     Ok(r)
+}
+
+/// The person's log entries `select` picks, with their proofs (no record
+/// read: nothing to log).
+async fn log_now(
+    state: &Arc<AppState>,
+    p: &Person,
+    select: LogSelect,
+) -> Result<SubjectReport, ApiError> {
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    blocking(state, move |v| {
+        Ok(v.subject_log(&principal, &subject, select)?)
+    })
+    .await
+}
+
+/// The whole report, every leaf with its proof (the downloads).
+async fn full_report(state: &Arc<AppState>, p: &Person) -> Result<SubjectReport, ApiError> {
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    blocking(state, move |v| Ok(v.subject_report(&principal, &subject)?)).await
 }
 
 /// Where the proof checker fetches the proofs of the entries `shown`.
@@ -220,21 +245,6 @@ fn proofs_src(shown: &[postvault::ReportLeaf]) -> String {
 
 /// Leaves per page of the log page (and of the proofs its checker fetches).
 const LOG_PAGE: usize = 100;
-
-/// The page `n` (from 1) of the person's leaves, newest first, and how many pages.
-fn log_page(r: &SubjectReport, n: usize) -> (Vec<postvault::ReportLeaf>, usize, usize) {
-    let pages = r.log.len().div_ceil(LOG_PAGE).max(1);
-    let n = n.clamp(1, pages);
-    let newest_first: Vec<_> = r
-        .log
-        .iter()
-        .rev()
-        .skip((n - 1) * LOG_PAGE)
-        .take(LOG_PAGE)
-        .cloned()
-        .collect();
-    (newest_first, n, pages)
-}
 
 async fn held(State(state): St, h: HeaderMap) -> Response {
     let p = match person(&state, &h).await {
@@ -312,16 +322,22 @@ async fn log(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let r = match report_now(&state, &p).await {
+    let asked: usize =
+        q.0.get("page")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+    let select = LogSelect::Newest {
+        skip: (asked - 1) * LOG_PAGE,
+        take: LOG_PAGE,
+    };
+    let r = match log_now(&state, &p, select).await {
         Ok(r) => r,
         Err(e) => return error_page(e, "/me/"),
     };
-    let asked: usize = q.0.get("page").and_then(|n| n.parse().ok()).unwrap_or(1);
-    let (leaves, n, pages) = log_page(&r, asked);
-    let shown = SubjectReport {
-        log: leaves,
-        ..(*r).clone()
-    };
+    let pages = r.log_total.div_ceil(LOG_PAGE).max(1);
+    let n = asked.min(pages);
+    let shown = &r;
     page(
         "Who looked at your information",
         nav(Some(&p.session)),
@@ -365,25 +381,22 @@ async fn proofs(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let r = match report_now(&state, &p).await {
+    // The entries the page shows, by index: any later checkpoint holds
+    // them too (a person's entries only grow at the end of the log).
+    let bound = |k: &str| q.0.get(k).and_then(|n| n.parse::<u64>().ok());
+    let select = LogSelect::Between {
+        first: bound("first").unwrap_or(0),
+        last: bound("last").unwrap_or(u64::MAX),
+        max: LOG_PAGE,
+    };
+    let r = match log_now(&state, &p, select).await {
         Ok(r) => r,
         Err(e) => return error_page(e, "/me/log"),
     };
-    // The entries the page shows, by index: any later report holds them
-    // too (a person's entries only grow at the end of the log).
-    let bound = |k: &str| q.0.get(k).and_then(|n| n.parse::<u64>().ok());
-    let (first, last) = (bound("first").unwrap_or(0), bound("last").unwrap_or(u64::MAX));
-    let leaves: Vec<_> = r
-        .log
-        .iter()
-        .filter(|l| (first..=last).contains(&l.index))
-        .take(LOG_PAGE)
-        .cloned()
-        .collect();
     let body = serde_json::json!({
         "checkpoint": r.checkpoint,
         "log_verifier_key": r.log_verifier_key,
-        "log": leaves,
+        "log": r.log,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -573,11 +586,11 @@ async fn report_json(State(state): St, h: HeaderMap) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    match report_now(&state, &p).await {
+    match full_report(&state, &p).await {
         Ok(r) => download(
             "application/json",
             "postvault-report.json",
-            serde_json::to_string_pretty(&*r).unwrap_or_default(),
+            serde_json::to_string_pretty(&r).unwrap_or_default(),
         ),
         Err(e) => error_page(e, "/me/choices"),
     }
@@ -588,7 +601,7 @@ async fn report_html(State(state): St, h: HeaderMap) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    match report_now(&state, &p).await {
+    match full_report(&state, &p).await {
         Ok(r) => {
             let mut resp = download(
                 "text/html; charset=utf-8",

@@ -4,6 +4,8 @@
 
 use super::*;
 
+use postvault::LogSelect;
+
 const DAY: i64 = 86_400_000;
 
 fn setup_on(b: &Backend, dir: &Path) -> (Vault, Arc<FixedClock>) {
@@ -241,4 +243,79 @@ fn the_office_withdraws_a_persons_codes() {
     assert!(v.redeem_access_code(&b.code).unwrap().is_none());
     assert!(v.redeem_access_code(&other.code).unwrap().is_some());
     assert_eq!(v.revoke_access_codes(&officer, "cust-portal-1").unwrap(), 0);
+}
+
+/// The person's page asks for a page of their leaves: the newest first, or
+/// those it shows by index, each proved; nothing is read, so nothing is
+/// logged; a role that does not act for the person gets nothing.
+#[test]
+fn a_page_of_a_persons_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _c) = setup_on(&Backend::Sqlite, dir.path());
+    let officer = v.principal("officer").unwrap();
+    for _ in 0..3 {
+        v.subject_report(&officer, "cust-portal-1").unwrap();
+    }
+    let all = v.subject_report(&officer, "cust-portal-1").unwrap();
+    assert_eq!(all.log_total, all.log.len());
+    let indexes: Vec<u64> = all.log.iter().map(|l| l.index).collect();
+    let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let s = v.redeem_access_code(&code.code).unwrap().unwrap();
+    let size = v.checkpoint_size().unwrap();
+    let page = v
+        .subject_log(
+            &s.principal,
+            &s.subject,
+            LogSelect::Newest { skip: 1, take: 3 },
+        )
+        .unwrap();
+    assert_eq!(
+        v.checkpoint_size().unwrap(),
+        size,
+        "a page of the log logs nothing"
+    );
+    assert!(page.proofs_verified && page.records.is_empty());
+    assert_eq!(
+        page.log_total,
+        indexes.len() + 2,
+        "the issue and the login leaves too"
+    );
+    let got: Vec<u64> = page.log.iter().map(|l| l.index).collect();
+    assert_eq!(got.len(), 3);
+    assert!(got.windows(2).all(|w| w[0] > w[1]), "{got:?}");
+    let (first, last) = (indexes[1], indexes[3]);
+    let between = v
+        .subject_log(
+            &s.principal,
+            &s.subject,
+            LogSelect::Between {
+                first,
+                last,
+                max: 100,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        between.log.iter().map(|l| l.index).collect::<Vec<_>>(),
+        indexes[1..=3].to_vec()
+    );
+    assert!(
+        postvault::verify_report_proofs(
+            &between.checkpoint,
+            &between.log_verifier_key,
+            &between.log
+        )
+        .is_ok()
+    );
+    let none = v
+        .subject_report_with(&s.principal, &s.subject, LogSelect::Nothing)
+        .unwrap();
+    assert!(none.log.is_empty() && !none.records.is_empty());
+    let sorting = v.principal("sorting").unwrap();
+    assert_eq!(
+        v.subject_log(&sorting, "cust-portal-1", LogSelect::All)
+            .unwrap_err()
+            .code(),
+        "not_permitted"
+    );
 }
