@@ -105,6 +105,7 @@ pub(crate) fn report_sections(r: &TransparencyReport, public: bool) -> Markup {
     let outcome = counts(&r.by_outcome, public);
     let kinds = totals(&r.by_kind, public);
     let agencies = totals(&r.by_agency, public);
+    let months = totals(&r.by_month, public);
     let refusals = counts(&r.refusals_by_reason, public);
     let c = &r.mail_covers;
     let covers = [
@@ -124,11 +125,26 @@ pub(crate) fn report_sections(r: &TransparencyReport, public: bool) -> Markup {
             h2 id="requests-h" { "Requests from outside agencies" }
             p { (shown(r.requests)) " requests in all; " (shown(r.held_for_review)) " held for the privacy office's review." }
             div.charts {
+                (chart::bars("by-month", "Requests by month submitted", &months))
                 (chart::bars("by-outcome", "Requests by outcome", &outcome))
                 (chart::bars("by-kind", "Requests by kind of legal process", &kinds))
                 (chart::bars("by-agency", "Requests by agency", &agencies))
                 (chart::bars("refusals", "Refusals by reason", &refusals))
                 (chart::bars("covers", "Mail covers (photographs of envelope exteriors)", &covers))
+            }
+            @if !r.by_month.is_empty() {
+                table.by-month {
+                    caption { "Requests by month and outcome" }
+                    thead { tr { th scope="col" { "Month" } th scope="col" { "Outcomes" } } }
+                    tbody {
+                        @for (month, outcomes) in r.by_month.iter().rev() {
+                            tr {
+                                td { (month) }
+                                td { (outcomes.iter().map(|(o, n)| format!("{}: {}", human(o), shown(*n))).collect::<Vec<_>>().join("; ")) }
+                            }
+                        }
+                    }
+                }
             }
         }
         section aria-labelledby="people-h" {

@@ -418,6 +418,8 @@ pub struct TransparencyReport {
     pub by_agency: BTreeMap<String, BTreeMap<String, u64>>,
     pub by_kind: BTreeMap<String, BTreeMap<String, u64>>,
     pub by_ground: BTreeMap<String, BTreeMap<String, u64>>,
+    /// By the month the request was submitted (`YYYY-MM`, UTC), then outcome.
+    pub by_month: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests refused for each reason (a request counts once per code).
     pub refusals_by_reason: BTreeMap<String, u64>,
     pub held_for_review: u64,

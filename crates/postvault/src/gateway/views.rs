@@ -318,6 +318,7 @@ impl Vault {
             by_agency: BTreeMap::new(),
             by_kind: BTreeMap::new(),
             by_ground: BTreeMap::new(),
+            by_month: BTreeMap::new(),
             refusals_by_reason: BTreeMap::new(),
             held_for_review: 0,
             alerts: BTreeMap::new(),
@@ -339,6 +340,7 @@ impl Vault {
                 (&mut r.by_agency, d.requester.clone()),
                 (&mut r.by_kind, or_unknown(&d.kind)),
                 (&mut r.by_ground, or_unknown(&d.ground)),
+                (&mut r.by_month, format_ms(d.submitted_at)[..7].to_string()),
             ] {
                 *map.entry(key).or_default().entry(st.clone()).or_default() += 1;
             }
