@@ -389,6 +389,31 @@ async fn the_2025_scenario_in_a_browser() {
     let t = b.text().await;
     assert!(t.contains("the request is now approved"), "{t}");
 
+    // A legal hold on the approved order, listed and released from the
+    // console.
+    let (st, hold) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/holds",
+            &tokens["officer"],
+            Some(json!({"request": order_id}).to_string()),
+        )
+        .await;
+    assert!(st == 200 || st == 201, "{st} {hold}");
+    let hold_id = hold["id"].as_str().unwrap().to_string();
+    b.visit("/office/holds", "office-holds").await;
+    assert!(b.text().await.contains(&hold_id));
+    b.click(&format!(
+        "form[action='/office/holds/{hold_id}/release'] button"
+    ))
+    .await;
+    b.check("office-hold-released").await;
+    assert!(
+        b.text().await.contains("is now released"),
+        "{}",
+        b.text().await
+    );
+
     // The written request (no court behind it): refused with a reason the
     // agency reads.
     let written_id = w["id"].as_str().unwrap().to_string();
@@ -557,6 +582,38 @@ async fn the_2025_scenario_in_a_browser() {
         .await;
     b.check("me-consent-withdrawn").await;
     assert!(b.text().await.contains("marketing: not agreed"));
+
+    // A correction of the address: asked by the person, seen and granted by
+    // the office, shown to the person (once their page reads anew).
+    let street = b
+        .client
+        .find(Locator::Id("fix-address-street"))
+        .await
+        .unwrap();
+    street.clear().await.unwrap();
+    street.send_keys("9 Corrected Rd").await.unwrap();
+    b.click("form.correct:has(input[value=address]) button")
+        .await;
+    b.check("me-correction-requested").await;
+    assert!(b.text().await.contains("correction of address"));
+    b.visit("/office/rights", "office-correction").await;
+    let t = b.text().await;
+    assert!(
+        t.contains("correction request") && t.contains("9 Corrected Rd"),
+        "{t}"
+    );
+    b.click("section.rights-request:has(table.proposed) form[action$='/grant'] button")
+        .await;
+    b.check("office-correction-granted").await;
+    assert!(b.text().await.contains("is now granted"));
+    clock.advance(20_000);
+    b.visit("/me/", "me-corrected").await;
+    let t = b.text().await;
+    assert!(
+        t.contains("9 Corrected Rd") && t.contains("replaced by a correction"),
+        "{t}"
+    );
+    b.visit("/me/choices", "me-choices-after-correction").await;
 
     // A second code, mailed before the erasure, must not work after it.
     let (_, second) = api

@@ -186,6 +186,7 @@ async fn every_page_carries_a_strict_policy() {
         ("/office/", Some(office.as_str())),
         ("/office/rights", Some(office.as_str())),
         ("/office/reports", Some(office.as_str())),
+        ("/office/holds", Some(office.as_str())),
         ("/me/", Some(me.as_str())),
         ("/me/log", Some(me.as_str())),
         ("/me/disclosures", Some(me.as_str())),

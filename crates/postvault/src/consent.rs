@@ -26,6 +26,14 @@ pub const CONSENT_PROHIBITED_PURPOSE: &str = "consent_prohibited_purpose";
 pub const CONSENT_NOT_REQUIRED: &str = "consent_not_required";
 
 impl Vault {
+    /// Whether a person may ask to correct records of `category` (a
+    /// category of the pack the vault does not keep itself).
+    pub fn correctable(&self, category: &str) -> bool {
+        let tax = self.pack.taxonomy();
+        tax.category_ix(category)
+            .is_some_and(|c| !tax.engine().kept_by_vault(&tax.category(c).id))
+    }
+
     /// The purposes a person may give or withdraw consent for: those with a
     /// cell that needs consent, outside the prohibited group.
     pub fn consentable_purposes(&self) -> Vec<String> {

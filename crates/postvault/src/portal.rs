@@ -71,8 +71,16 @@ pub struct PersonSession {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RightsRequest {
     pub id: String,
-    /// `erasure`.
+    /// `erasure` or `correction`.
     pub kind: String,
+    /// A correction: the category to correct.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// A correction, while it waits: the fields the person asks for (shown
+    /// to the person and to the office that decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub proposed: Option<serde_json::Value>,
     /// `pending`, `granted` or `refused`.
     pub status: String,
     pub requested_at: String,
@@ -116,6 +124,18 @@ struct StoredRequest {
     kind: String,
     status: String,
     requested: i64,
+    /// A correction's category (a pack id, no personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    category: Option<String>,
+    /// The person's tag of the request (their tag key over the time it was
+    /// made): they find their requests, decided ones too, and nobody can
+    /// once their keys are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    /// A correction's fields (JSON) sealed under the person's data key,
+    /// while the request waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proposed: Option<String>,
     /// Hex ref and the sealed identifier, while the request is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
@@ -272,8 +292,11 @@ impl Vault {
         let r = self.subject_ref(subject);
         let hex_ref = hex::encode(r);
         for (id, s) in self.stored_requests()? {
-            if s.status == "pending" && s.subject.as_deref() == Some(hex_ref.as_str()) {
-                return Ok(request_view(id, &s));
+            if s.kind == "erasure"
+                && s.status == "pending"
+                && s.subject.as_deref() == Some(hex_ref.as_str())
+            {
+                return Ok(request_view(id, &s, None));
             }
         }
         let keys = self.ensure_subject_keys(&[r])?;
@@ -286,6 +309,9 @@ impl Vault {
             kind: "erasure".into(),
             status: "pending".into(),
             requested: now,
+            category: None,
+            owner: Some(owner_tag(pair, now)),
+            proposed: None,
             subject: Some(hex_ref),
             sealed: Some(B64.encode(pair.data.seal(
                 &self.rng,
@@ -302,7 +328,73 @@ impl Vault {
             hex::encode(postvault_crypto::random_token(&self.rng)?)
         );
         self.put_request(&id, &stored)?;
-        Ok(request_view(id, &stored))
+        Ok(request_view(id, &stored, None))
+    }
+
+    /// The person's request that the current record of `category` read
+    /// `fields` (a JSON object of the category's fields), as the
+    /// subject-access role acting for them: it waits for the privacy office,
+    /// which grants it with [`Vault::correct`] (checked and minimized then)
+    /// or refuses it. The fields are sealed under the person's data key
+    /// while it waits. One leaf, tagged for the person.
+    pub fn request_correction(
+        &self,
+        person: &Principal,
+        subject: &str,
+        category: &str,
+        fields: &str,
+    ) -> Result<RightsRequest, VaultError> {
+        crate::vault::check_subject(subject)?;
+        if !self.acts_for_subject(person) {
+            self.deny_leaf(person, "correction_request", None)?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not request a correction for a person; {}",
+                person.role,
+                self.subject_access_may()
+            )));
+        }
+        let tax = self.pack.taxonomy();
+        let known = tax
+            .category_ix(category)
+            .is_some_and(|c| !tax.engine().kept_by_vault(&tax.category(c).id));
+        if !known {
+            return Err(VaultError::Invalid {
+                what: "category",
+                why: "not a category of the pack a person may correct".into(),
+            });
+        }
+        crate::rights::parse_correction(fields)?;
+        let r = self.subject_ref(subject);
+        let keys = self.ensure_subject_keys(&[r])?;
+        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
+            what: "subject",
+            why: "its keys could not be made".into(),
+        })?;
+        let now = self.clock.now_ms();
+        let sealed = |plain: &[u8]| -> Result<String, VaultError> {
+            Ok(B64.encode(pair.data.seal(&self.rng, &request_aad(&r), plain)?))
+        };
+        let stored = StoredRequest {
+            kind: "correction".into(),
+            status: "pending".into(),
+            requested: now,
+            category: Some(category.to_string()),
+            owner: Some(owner_tag(pair, now)),
+            proposed: Some(sealed(fields.as_bytes())?),
+            subject: Some(hex::encode(r)),
+            sealed: Some(sealed(subject.as_bytes())?),
+            decided: None,
+            decided_by: None,
+            outcome: None,
+        };
+        self.person_leaf(person, "correction_request", Some(&**pair), now)?;
+        let id = format!(
+            "cr-{}",
+            hex::encode(postvault_crypto::random_token(&self.rng)?)
+        );
+        self.put_request(&id, &stored)?;
+        let proposed = serde_json::from_str(fields).ok();
+        Ok(request_view(id, &stored, proposed))
     }
 
     /// The person's own requests (as the role acting for them), newest first.
@@ -315,12 +407,18 @@ impl Vault {
         if !self.acts_for_subject(person) {
             return Err(VaultError::NotPermitted(self.subject_access_may()));
         }
-        let hex_ref = hex::encode(self.subject_ref(subject));
+        self.sync_erasures()?;
+        let Some(pair) = self.subject_keys(&self.subject_ref(subject))? else {
+            return Ok(vec![]);
+        };
         let mut out: Vec<_> = self
             .stored_requests()?
             .into_iter()
-            .filter(|(_, s)| s.subject.as_deref() == Some(hex_ref.as_str()))
-            .map(|(id, s)| (s.requested, request_view(id, &s)))
+            .filter(|(_, s)| s.owner.as_deref() == Some(owner_tag(&pair, s.requested).as_str()))
+            .map(|(id, s)| {
+                let proposed = self.open_proposed(&s);
+                (s.requested, request_view(id, &s, proposed))
+            })
             .collect();
         out.sort_by_key(|b| std::cmp::Reverse(b.0));
         Ok(out.into_iter().map(|(_, v)| v).collect())
@@ -332,7 +430,13 @@ impl Vault {
         let mut out: Vec<_> = self
             .stored_requests()?
             .into_iter()
-            .map(|(id, s)| ((s.status != "pending", s.requested), request_view(id, &s)))
+            .map(|(id, s)| {
+                let proposed = self.open_proposed(&s);
+                (
+                    (s.status != "pending", s.requested),
+                    request_view(id, &s, proposed),
+                )
+            })
             .collect();
         out.sort_by_key(|a| a.0);
         Ok(out.into_iter().map(|(_, v)| v).collect())
@@ -347,12 +451,28 @@ impl Vault {
         id: &str,
     ) -> Result<RightsRequest, VaultError> {
         self.require_officer(officer, "decide people's requests", "rights_grant")?;
-        let mut s = self.pending_request(id)?;
+        let s = self.pending_request(id)?;
         self.claim_request(id, "granted")?;
         let opened = match (&s.subject, &s.sealed) {
             (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad),
             _ => Ok(None),
         };
+        if s.kind == "correction" {
+            let outcome = match (opened, self.open_proposed(&s), &s.category) {
+                (Ok(Some((subject, _))), Some(fields), Some(category)) => self
+                    .correct(officer, &subject, category, &fields.to_string(), None)
+                    .map(|c| format!("corrected: record {} replaces {}", c.record, c.supersedes)),
+                (Err(e), _, _) => Err(e),
+                _ => Ok("the person was erased: nothing to correct".into()),
+            };
+            return match outcome {
+                Ok(o) => self.finish_request(officer, id, s, "granted", o),
+                Err(e) => {
+                    self.unclaim_request(id)?;
+                    Err(e)
+                }
+            };
+        }
         let erased = match opened {
             Ok(Some((subject, _))) => self.erase(officer, &[subject], &mut |_| {}).map(Some),
             Ok(None) => Ok(None),
@@ -380,14 +500,43 @@ impl Vault {
             // The person's keys are already gone.
             None => "the person was already erased".into(),
         };
-        s.status = "granted".into();
+        self.finish_request(officer, id, s, "granted", outcome)
+    }
+
+    /// Records a decision: the request keeps its kind, category, status,
+    /// times, outcome and the person's tag, and no longer their ref,
+    /// identifier or proposed fields.
+    fn finish_request(
+        &self,
+        officer: &Principal,
+        id: &str,
+        mut s: StoredRequest,
+        status: &str,
+        outcome: String,
+    ) -> Result<RightsRequest, VaultError> {
+        s.status = status.into();
         s.subject = None;
         s.sealed = None;
+        s.proposed = None;
         s.decided = Some(self.clock.now_ms());
         s.decided_by = Some(officer.name.clone());
         s.outcome = Some(outcome);
         self.put_request(id, &s)?;
-        Ok(request_view(id.to_string(), &s))
+        Ok(request_view(id.to_string(), &s, None))
+    }
+
+    /// A waiting correction's fields, opened with the person's data key.
+    fn open_proposed(&self, s: &StoredRequest) -> Option<serde_json::Value> {
+        let (hex_ref, proposed) = (s.subject.as_deref()?, s.proposed.as_deref()?);
+        let r = hex::decode(hex_ref)
+            .ok()
+            .and_then(|b| SubjectRef::try_from(b).ok())?;
+        let pair = self.subject_keys(&r).ok()??;
+        let plain = pair
+            .data
+            .open(&request_aad(&r), &B64.decode(proposed).ok()?)
+            .ok()?;
+        serde_json::from_slice(&plain).ok()
     }
 
     /// Refuses a pending request as a privacy officer, with a reason code of
@@ -421,24 +570,25 @@ impl Vault {
                 why: "at most 500 characters on one line".into(),
             });
         }
-        let mut s = self.pending_request(id)?;
+        let s = self.pending_request(id)?;
         self.claim_request(id, "refused")?;
         let pair = match (&s.subject, &s.sealed) {
             (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad)?.map(|(_, p)| p),
             _ => None,
         };
         let now = self.clock.now_ms();
-        self.person_leaf(officer, "erasure_refuse", pair.as_deref(), now)?;
-        s.status = "refused".into();
-        s.decided = Some(now);
-        s.decided_by = Some(officer.name.clone());
-        s.outcome = Some(if note.is_empty() {
+        let action = if s.kind == "correction" {
+            "correction_refuse"
+        } else {
+            "erasure_refuse"
+        };
+        self.person_leaf(officer, action, pair.as_deref(), now)?;
+        let outcome = if note.is_empty() {
             reason.to_string()
         } else {
             format!("{reason}: {note}")
-        });
-        self.put_request(id, &s)?;
-        Ok(request_view(id.to_string(), &s))
+        };
+        self.finish_request(officer, id, s, "refused", outcome)
     }
 
     /// The principal of a person's session: the pack's subject-access role.
@@ -647,9 +797,9 @@ impl Vault {
             Err(e) => return Err(e.into()),
         }
         if s.status != "pending" {
+            // The claim stays: it is what keeps the other decision out.
             self.keys
                 .delete_secret(&format!("{REQUEST_PREFIX}{id}/pending"))?;
-            self.unclaim_request(id)?;
         }
         Ok(())
     }
@@ -662,16 +812,26 @@ fn already(status: &str) -> VaultError {
     }
 }
 
-fn request_view(id: String, s: &StoredRequest) -> RightsRequest {
+fn request_view(
+    id: String,
+    s: &StoredRequest,
+    proposed: Option<serde_json::Value>,
+) -> RightsRequest {
     RightsRequest {
         id,
         kind: s.kind.clone(),
+        category: s.category.clone(),
+        proposed,
         status: s.status.clone(),
         requested_at: format_ms(s.requested),
         decided_at: s.decided.map(format_ms),
         decided_by: s.decided_by.clone(),
         outcome: s.outcome.clone(),
     }
+}
+
+fn owner_tag(pair: &SubjectKeyPair, at: i64) -> String {
+    B64.encode(pair.tag.tag(at as u64))
 }
 
 fn code_aad(r: &SubjectRef) -> Vec<u8> {

@@ -351,6 +351,10 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub(crate) fn all(&self, name: &str) -> Vec<String> {
         self.0
             .iter()

@@ -42,6 +42,8 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/office/access-code", post(access_code))
         .route("/office/access-code/revoke", post(access_code_revoke))
         .route("/office/reports", get(reports))
+        .route("/office/holds", get(holds))
+        .route("/office/holds/{id}/release", post(hold_release))
 }
 
 struct Officer {
@@ -75,6 +77,7 @@ fn nav(s: Option<&Session>) -> Markup {
     html! {
         a href="/office/" { "Queue" }
         a href="/office/rights" { "People's requests" }
+        a href="/office/holds" { "Legal holds" }
         a href="/office/reports" { "Reports" }
         @if let Some(s) = s {
             form.inline method="post" action="/office/logout" {
@@ -479,18 +482,31 @@ async fn rights_page(state: &Arc<AppState>, o: &Officer, notice: Option<Markup>)
         nav(Some(&o.session)),
         html! {
             @if let Some(n) = notice { (n) }
-            p { "Requests people made from their own page. They name nobody here: granting one erases the person who asked." }
+            p { "Requests people made from their own page. They name nobody here: granting an erasure erases the person who asked; granting a correction replaces their current record of the category with what they ask (checked as a collection is)." }
             @if list.is_empty() { p { "No requests." } }
             @for r in &list {
                 section.rights-request aria-label=(format!("Request {}", r.id)) {
-                    h2 { (human(&r.kind)) " request " code { (r.id) } }
+                    h2 { (human(&r.kind)) " request " code { (r.id) } @if let Some(c) = &r.category { " (" (human(c)) ")" } }
+                    @if let Some(serde_json::Value::Object(fields)) = &r.proposed {
+                        table.proposed {
+                            caption { "What the person asks the record to read" }
+                            thead { tr { th scope="col" { "Field" } th scope="col" { "Value" } } }
+                            tbody {
+                                @for (k, v) in fields {
+                                    tr { td { (human(k)) } td { @match v { serde_json::Value::String(s) => (s), other => (other.to_string()) } } }
+                                }
+                            }
+                        }
+                    }
                     p { "Asked " (r.requested_at) ". Status: " b.status { (r.status) }
                         @if let Some(d) = &r.decided_by { " by " (d) " at " (r.decided_at.clone().unwrap_or_default()) }
                         @if let Some(out) = &r.outcome { " (" (out) ")" } }
                     @if r.status == "pending" {
                         form.decide method="post" action=(format!("/office/rights/{}/grant", r.id)) {
                             (csrf_field(&o.session))
-                            button type="submit" { "Grant: erase the person" }
+                            button type="submit" {
+                                @if r.kind == "correction" { "Grant: correct the record" } @else { "Grant: erase the person" }
+                            }
                         }
                         form.decide method="post" action=(format!("/office/rights/{}/refuse", r.id)) {
                             (csrf_field(&o.session))
@@ -620,6 +636,84 @@ async fn access_code_revoke(State(state): St, req: Request) -> Response {
         }
         Err(e) => error_page(e, "/office/rights"),
     }
+}
+
+async fn holds(State(state): St, h: HeaderMap) -> Response {
+    let o = match officer(&state, &h).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    holds_page(&state, &o, None).await
+}
+
+async fn holds_page(state: &Arc<AppState>, o: &Officer, notice: Option<Markup>) -> Response {
+    let p = o.principal.clone();
+    let list = match blocking(state, move |v| Ok(v.holds(&p)?)).await {
+        Ok(l) => l,
+        Err(e) => return error_page(e, "/office/"),
+    };
+    page(
+        "Legal holds",
+        nav(Some(&o.session)),
+        html! {
+            @if let Some(n) = notice { (n) }
+            p {
+                "A legal hold keeps a person's records past their retention, and blocks their \
+                 erasure, while an approved instrument needs them (at most 90 days at a time). \
+                 Holds are placed over the API (" code { "POST /v1/holds" } ") or with "
+                code { "postvault hold place" } "; releasing one here is one log entry per person."
+            }
+            @if list.is_empty() { p { "No legal holds." } }
+            @else {
+                table.holds {
+                    thead { tr {
+                        th scope="col" { "Hold" } th scope="col" { "Request" } th scope="col" { "People" }
+                        th scope="col" { "Placed" } th scope="col" { "Until" } th scope="col" { "Status" } th scope="col" { "" }
+                    } }
+                    tbody {
+                        @for x in &list {
+                            tr {
+                                td { code { (x.id) } }
+                                td { a href=(format!("/office/requests/{}", x.request)) { (x.request) } }
+                                td { (x.subjects.len()) }
+                                td { (x.placed_at) " by " (x.placed_by) }
+                                td { (x.until) }
+                                td.status { (x.status) }
+                                td {
+                                    @if x.status == "active" {
+                                        form.inline method="post" action=(format!("/office/holds/{}/release", x.id)) {
+                                            (csrf_field(&o.session))
+                                            button type="submit" { "Release " (x.id) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn hold_release(State(state): St, Path(id): Path<String>, req: Request) -> Response {
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/office/holds"),
+    };
+    let o = match officer(&state, &h).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_csrf(&o.session, &h, &form) {
+        return error_page(e, "/office/holds");
+    }
+    let p = o.principal.clone();
+    let notice = match blocking(&state, move |v| Ok(v.hold_release(&p, &id)?)).await {
+        Ok(x) => html! { p.ok role="status" { "Hold " (x.id) " is now " b { (x.status) } "." } },
+        Err(e) => html! { p.bad role="alert" { (e.message) " (" code { (e.code) } ")" } },
+    };
+    holds_page(&state, &o, Some(notice)).await
 }
 
 async fn reports(State(state): St, h: HeaderMap) -> Response {

@@ -41,6 +41,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/me/choices", get(choices))
         .route("/me/consent", post(consent))
         .route("/me/erase", post(erase))
+        .route("/me/correct", post(correct))
         .route("/me/report.json", get(report_json))
         .route("/me/report.html", get(report_html))
 }
@@ -440,18 +441,26 @@ async fn choices(State(state): St, h: HeaderMap) -> Response {
         Err(e) => return error_page(e, "/me/"),
     };
     let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    let categories: Vec<String> = report::by_category(&r.records)
+        .into_iter()
+        .map(|(c, _)| c.to_string())
+        .collect();
     let extra = blocking(&state, move |v| {
         Ok((
             v.consentable_purposes(),
             v.person_requests(&principal, &subject)?,
+            categories
+                .into_iter()
+                .filter(|c| v.correctable(c))
+                .collect::<Vec<_>>(),
         ))
     })
     .await;
-    let (purposes, requests) = match extra {
+    let (purposes, requests, correctable) = match extra {
         Ok(x) => x,
         Err(e) => return error_page(e, "/me/"),
     };
-    choices_page(&p.session, &r, &purposes, &requests, None)
+    choices_page(&p.session, &r, &purposes, &requests, &correctable)
 }
 
 fn choices_page(
@@ -459,14 +468,26 @@ fn choices_page(
     r: &SubjectReport,
     purposes: &[String],
     requests: &[postvault::RightsRequest],
-    notice: Option<&str>,
+    correctable: &[String],
 ) -> Response {
+    // A correction form for each category the person holds one current
+    // record of (one with several is corrected by the office on request).
+    let current: Vec<&postvault::ReadRecord> = report::by_category(&r.records)
+        .into_iter()
+        .filter(|(c, _)| correctable.iter().any(|x| x == c))
+        .filter_map(|(_, recs)| {
+            let live: Vec<_> = recs
+                .into_iter()
+                .filter(|x| x.superseded_by.is_none())
+                .collect();
+            (live.len() == 1).then(|| live[0])
+        })
+        .collect();
     let granted = |p: &str| r.consents.iter().any(|c| c.purpose == p && c.granted);
     page(
         "Your choices",
         nav(Some(s)),
         html! {
-            @if let Some(n) = notice { p.ok role="status" { (n) } }
             h2 { "Optional uses of your information" }
             p { "These uses need your agreement. A change takes effect at once and is itself logged." }
             @if purposes.is_empty() {
@@ -497,6 +518,28 @@ fn choices_page(
                 label for="confirm" { "I understand that erasure cannot be undone" }
                 button type="submit" { "Request erasure" }
             }
+            @if !current.is_empty() {
+                h2 { "Ask us to correct your information" }
+                p { "Change what is wrong and send it: the privacy office checks it and corrects the record. The old record is kept as history that only you see." }
+                @for rec in &current {
+                    form.correct method="post" action="/me/correct" {
+                        (csrf_field(s))
+                        input type="hidden" name="category" value=(rec.category);
+                        fieldset {
+                            legend { (human(&rec.category)) }
+                            @for (k, v) in &rec.fields {
+                                @let id = format!("fix-{}-{k}", rec.category);
+                                div {
+                                    label for=(id) { (human(k)) }
+                                    input id=(id) type="text" name=(format!("field.{k}"))
+                                        value=(match v { serde_json::Value::String(s) => s.clone(), other => other.to_string() });
+                                }
+                            }
+                        }
+                        button type="submit" { "Ask for this correction of " (human(&rec.category)) }
+                    }
+                }
+            }
             @if !requests.is_empty() {
                 table.requests {
                     caption { "Your requests" }
@@ -504,7 +547,7 @@ fn choices_page(
                     tbody {
                         @for q in requests {
                             tr {
-                                td { (human(&q.kind)) }
+                                td { (human(&q.kind)) @if let Some(c) = &q.category { " of " (human(c)) } }
                                 td { (q.requested_at) }
                                 td.status { (q.status) }
                                 td { (q.decided_at.clone().unwrap_or_default()) }
@@ -574,6 +617,52 @@ async fn erase(State(state): St, req: Request) -> Response {
         &state,
         move |v| Ok(v.request_erasure(&principal, &subject)?),
     )
+    .await
+    {
+        Ok(_) => redirect("/me/choices"),
+        Err(e) => error_page(e, "/me/choices"),
+    }
+}
+
+/// The fields of a correction form (`field.NAME`): a value the form left
+/// empty is left out; numbers and true/false stay what they were.
+fn correction_fields(form: &super::Form) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in form.pairs() {
+        let Some(name) = k.strip_prefix("field.") else {
+            continue;
+        };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let value = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(n @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => n,
+            _ => serde_json::Value::String(v.to_string()),
+        };
+        out.insert(name.to_string(), value);
+    }
+    out
+}
+
+async fn correct(State(state): St, req: Request) -> Response {
+    let (h, form) = match super::read_form(req).await {
+        Ok(x) => x,
+        Err(e) => return error_page(e, "/me/choices"),
+    };
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(e) = check_csrf(&p.session, &h, &form) {
+        return error_page(e, "/me/choices");
+    }
+    let category = form.get("category").unwrap_or("").to_string();
+    let fields = serde_json::Value::Object(correction_fields(&form)).to_string();
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    match blocking(&state, move |v| {
+        Ok(v.request_correction(&principal, &subject, &category, &fields)?)
+    })
     .await
     {
         Ok(_) => redirect("/me/choices"),

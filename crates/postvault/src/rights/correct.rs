@@ -218,7 +218,7 @@ impl Vault {
 }
 
 /// The fields of a correction: a JSON object of fields, or `{"fields": {...}}`.
-pub(super) fn parse_correction(text: &str) -> Result<crate::minimize::InputFields, VaultError> {
+pub(crate) fn parse_correction(text: &str) -> Result<crate::minimize::InputFields, VaultError> {
     let bad = |why: &str| VaultError::Invalid {
         what: "correction",
         why: why.into(),

@@ -31,6 +31,7 @@ use crate::error::VaultError;
 use crate::vault::{Principal, Vault};
 
 mod correct;
+pub(crate) use correct::parse_correction;
 mod erase;
 mod holds;
 mod retention;

@@ -319,3 +319,76 @@ fn a_page_of_a_persons_log() {
         "not_permitted"
     );
 }
+
+/// A person asks for a correction; the office sees what they ask, grants
+/// it (the record is corrected as `correct` does, the old one kept as
+/// history) or refuses it; the request then keeps no field and no ref.
+#[test]
+fn correction_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, c) = setup_on(&Backend::Sqlite, dir.path());
+    let officer = v.principal("officer").unwrap();
+    let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let s = v.redeem_access_code(&code.code).unwrap().unwrap();
+    let ask = |fields: serde_json::Value| {
+        v.request_correction(&s.principal, &s.subject, "address", &fields.to_string())
+    };
+    assert_eq!(
+        v.request_correction(&s.principal, &s.subject, "disclosure_accounting", "{}")
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
+    assert_eq!(
+        v.request_correction(&s.principal, &s.subject, "address", "not json")
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
+    let r = ask(serde_json::json!({"street": "9 Corrected Rd", "city": "Springfield", "state": "IL", "zip": "62701"})).unwrap();
+    assert_eq!(
+        (r.kind.as_str(), r.status.as_str()),
+        ("correction", "pending")
+    );
+    let listed = v.rights_requests(&officer).unwrap();
+    assert_eq!(listed[0].category.as_deref(), Some("address"));
+    assert_eq!(
+        listed[0].proposed.as_ref().unwrap()["street"],
+        "9 Corrected Rd"
+    );
+    let g = v.grant_rights_request(&officer, &r.id).unwrap();
+    assert_eq!(g.status, "granted");
+    assert!(g.outcome.unwrap().starts_with("corrected: record "));
+    assert!(g.proposed.is_none());
+    let report = v.subject_report(&officer, "cust-portal-1").unwrap();
+    let current: Vec<_> = report
+        .records
+        .iter()
+        .filter(|x| x.category == "address" && x.superseded_by.is_none())
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].fields["street"], "9 Corrected Rd");
+    // Decided: the person still finds it, the office sees no field.
+    let mine = v.person_requests(&s.principal, &s.subject).unwrap();
+    assert_eq!(mine[0].status, "granted");
+    assert!(v.rights_requests(&officer).unwrap()[0].proposed.is_none());
+    // A refusal, read by the person.
+    c.advance(60_000);
+    let r2 =
+        ask(serde_json::json!({"street": "1 Nowhere", "city": "X", "state": "IL", "zip": "62701"}))
+            .unwrap();
+    v.refuse_rights_request(
+        &officer,
+        &r2.id,
+        "identity_not_confirmed",
+        "send proof of address",
+    )
+    .unwrap();
+    let mine = v.person_requests(&s.principal, &s.subject).unwrap();
+    assert_eq!(mine[0].id, r2.id);
+    assert_eq!(mine[0].status, "refused");
+    assert_eq!(
+        mine[0].outcome.as_deref(),
+        Some("identity_not_confirmed: send proof of address")
+    );
+}
