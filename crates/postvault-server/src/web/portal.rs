@@ -338,7 +338,6 @@ async fn log(
     };
     let pages = r.log_total.div_ceil(LOG_PAGE).max(1);
     let n = asked.min(pages);
-    let shown = &r;
     page(
         "Who looked at your information",
         nav(Some(&p.session)),
@@ -357,9 +356,9 @@ async fn log(
                  one everybody else sees."
             }
             p id="proofs-summary" role="status" aria-live="polite" { "Checking the proofs in your browser…" }
-            div id="proofs" data-src=(proofs_src(&shown.log)) {}
+            div id="proofs" data-src=(proofs_src(&r.log)) {}
             @if pages > 1 { p { "Page " (n) " of " (pages) ", newest first." } }
-            (report::log_html(&shown, true))
+            (report::log_html(&r, true))
             @if pages > 1 {
                 nav.pages aria-label="Pages" {
                     @if n > 1 { a href=(format!("/me/log?page={}", n - 1)) { "Newer entries" } " " }
