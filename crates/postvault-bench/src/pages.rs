@@ -308,5 +308,10 @@ async fn proofs_in_browser(base: &str, code: &str) -> Result<serde_json::Value> 
     let _ = c.close().await;
     let _ = driver.kill();
     let _ = driver.wait();
+    // The browser outlives its driver if the session did not close.
+    let _ = std::process::Command::new("pkill")
+        .arg("-f")
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .status();
     run
 }

@@ -261,6 +261,11 @@ async function runInPage() {
     const resp = await fetch(url, { credentials: "same-origin" });
     if (!resp.ok) throw new Error(`could not fetch the proofs (HTTP ${resp.status})`);
     const report = await resp.json();
+    // The key the page shows, which the person is told to compare with the
+    // one published elsewhere: the proofs must be checked with that key.
+    if (host.dataset.key && report.log_verifier_key !== host.dataset.key) {
+      throw new Error("the proofs name another signing key than the one this page shows");
+    }
     const t0 = performance.now();
     const { size, results } = await checkAll(report);
     document.body.dataset.proofsMs = (performance.now() - t0).toFixed(1);

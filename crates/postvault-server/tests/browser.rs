@@ -40,10 +40,21 @@ impl Drop for Driver {
 struct Browser {
     client: Client,
     _driver: Driver,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
     shots: PathBuf,
     n: usize,
     base: String,
+}
+
+/// A failed test never reaches `close`: the browser it started (a child of
+/// ChromeDriver, which outlives it) is ended by its profile directory.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("--user-data-dir={}", self.profile.path().display()))
+            .status();
+    }
 }
 
 impl Browser {
@@ -107,7 +118,7 @@ impl Browser {
         Browser {
             client,
             _driver: driver,
-            _profile: profile,
+            profile,
             shots,
             n: 0,
             base: base.to_string(),
@@ -655,5 +666,5 @@ async fn the_2025_scenario_in_a_browser() {
     b.check("me-code-refused").await;
     assert!(b.text().await.contains("does not open anything"));
 
-    b.client.close().await.unwrap();
+    b.client.clone().close().await.unwrap();
 }

@@ -35,6 +35,9 @@ const CODE_PREFIX: &str = "access-code/";
 const REQUEST_PREFIX: &str = "rights-request/";
 /// How long a mailed code stays valid.
 pub const ACCESS_CODE_DAYS: i64 = 30;
+/// A decision's claim left this long by an attempt that never finished is
+/// taken over by the next attempt.
+const CLAIM_STALE_MS: i64 = 5 * 60 * 1000;
 /// Characters of a code: 20 of Crockford's base32, 100 bits.
 const CODE_LEN: usize = 20;
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -127,6 +130,11 @@ struct StoredRequest {
     /// A correction's category (a pack id, no personal data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     category: Option<String>,
+    /// A correction: the id of the record to replace, when the person named
+    /// it (a grant retried after a crash then finds it replaced already,
+    /// and corrects nothing twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<String>,
     /// The person's tag of the request (their tag key over the time it was
     /// made): they find their requests, decided ones too, and nobody can
     /// once their keys are gone.
@@ -310,6 +318,7 @@ impl Vault {
             status: "pending".into(),
             requested: now,
             category: None,
+            record: None,
             owner: Some(owner_tag(pair, now)),
             proposed: None,
             subject: Some(hex_ref),
@@ -332,7 +341,8 @@ impl Vault {
     }
 
     /// The person's request that the current record of `category` read
-    /// `fields` (a JSON object of the category's fields), as the
+    /// `fields` (a JSON object of the category's fields; `record`: which
+    /// record, when they hold several or named it), as the
     /// subject-access role acting for them: it waits for the privacy office,
     /// which grants it with [`Vault::correct`] (checked and minimized then)
     /// or refuses it. The fields are sealed under the person's data key
@@ -343,6 +353,7 @@ impl Vault {
         subject: &str,
         category: &str,
         fields: &str,
+        record: Option<&str>,
     ) -> Result<RightsRequest, VaultError> {
         crate::vault::check_subject(subject)?;
         if !self.acts_for_subject(person) {
@@ -379,6 +390,7 @@ impl Vault {
             status: "pending".into(),
             requested: now,
             category: Some(category.to_string()),
+            record: record.map(str::to_string),
             owner: Some(owner_tag(pair, now)),
             proposed: Some(sealed(fields.as_bytes())?),
             subject: Some(hex::encode(r)),
@@ -452,7 +464,7 @@ impl Vault {
     ) -> Result<RightsRequest, VaultError> {
         self.require_officer(officer, "decide people's requests", "rights_grant")?;
         let s = self.pending_request(id)?;
-        self.claim_request(id, "granted")?;
+        let claim = self.claim_request(id, "granted")?;
         let opened = match (&s.subject, &s.sealed) {
             (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad),
             _ => Ok(None),
@@ -460,7 +472,13 @@ impl Vault {
         if s.kind == "correction" {
             let outcome = match (opened, self.open_proposed(&s), &s.category) {
                 (Ok(Some((subject, _))), Some(fields), Some(category)) => self
-                    .correct(officer, &subject, category, &fields.to_string(), None)
+                    .correct(
+                        officer,
+                        &subject,
+                        category,
+                        &fields.to_string(),
+                        s.record.as_deref(),
+                    )
                     .map(|c| format!("corrected: record {} replaces {}", c.record, c.supersedes)),
                 (Err(e), _, _) => Err(e),
                 _ => Ok("the person was erased: nothing to correct".into()),
@@ -468,7 +486,7 @@ impl Vault {
             return match outcome {
                 Ok(o) => self.finish_request(officer, id, s, "granted", o),
                 Err(e) => {
-                    self.unclaim_request(id)?;
+                    self.unclaim_request(id, &claim)?;
                     Err(e)
                 }
             };
@@ -481,14 +499,14 @@ impl Vault {
         let erased = match erased {
             Ok(r) => r,
             Err(e) => {
-                self.unclaim_request(id)?;
+                self.unclaim_request(id, &claim)?;
                 return Err(e);
             }
         };
         let outcome = match erased {
             Some(rep) => {
                 if !rep.held.is_empty() {
-                    self.unclaim_request(id)?;
+                    self.unclaim_request(id, &claim)?;
                     // The request stays pending; the erasure's leaf says why.
                     return Err(VaultError::Refused {
                         code: "held",
@@ -688,10 +706,10 @@ impl Vault {
             .collect())
     }
 
-    /// Deletes the expired codes (at most a few hundred looked at a time).
+    /// Deletes every expired code (each keeps a person's ref until then).
     fn forget_expired(&self, prefix: &str, now: i64) -> Result<(), VaultError> {
         let mut gone = Vec::new();
-        for name in self.keys.secret_names(prefix)?.into_iter().take(512) {
+        for name in self.keys.secret_names(prefix)? {
             if let Some(raw) = self.keys.secret(&name)?
                 && serde_json::from_slice::<StoredCode>(&raw).is_ok_and(|c| c.expires <= now)
             {
@@ -704,28 +722,51 @@ impl Vault {
         Ok(())
     }
 
-    /// Claims a pending request for one decision: `rights-request/<id>/claim`
-    /// holds the decision, written once, before anything is done. A claim
-    /// for the other decision is refused (`already_decided`), so a grant and
-    /// a refusal never both go through; one for the same decision goes on
-    /// (two grants at once, or a retry after a crash: erasure is idempotent).
-    fn claim_request(&self, id: &str, decision: &str) -> Result<(), VaultError> {
+    /// Claims a pending request for one decision attempt:
+    /// `rights-request/<id>/claim` holds `<decision> <time> <nonce>`, written
+    /// once, before anything is done; only its writer goes on. Any other
+    /// attempt, for either decision, is refused (`already_decided`), so a
+    /// grant and a refusal never both go through and a correction is never
+    /// applied twice. A claim whose attempt never finished (a crash) is taken
+    /// over after [`CLAIM_STALE_MS`]; a finished decision keeps its claim.
+    /// Returns the claim, to give it up with.
+    fn claim_request(&self, id: &str, decision: &str) -> Result<String, VaultError> {
         let name = format!("{REQUEST_PREFIX}{id}/claim");
-        match self.keys.put_secret(&name, decision.as_bytes()) {
-            Ok(()) => Ok(()),
-            Err(postvault_store::StoreError::SecretExists(_)) => match self.keys.secret(&name)? {
-                Some(d) if d == decision.as_bytes() => Ok(()),
-                Some(d) => Err(already(&String::from_utf8_lossy(&d))),
-                None => Err(already("decided")),
-            },
-            Err(e) => Err(e.into()),
+        let now = self.clock.now_ms();
+        let mine = format!(
+            "{decision} {now} {}",
+            hex::encode(postvault_crypto::random_token(&self.rng)?)
+        );
+        for _ in 0..2 {
+            match self.keys.put_secret(&name, mine.as_bytes()) {
+                Ok(()) => return Ok(mine),
+                Err(postvault_store::StoreError::SecretExists(_)) => {
+                    let Some(held) = self.keys.secret(&name)? else {
+                        continue;
+                    };
+                    let held = String::from_utf8_lossy(&held).into_owned();
+                    let mut parts = held.split(' ');
+                    let what = parts.next().unwrap_or("decided").to_string();
+                    let at = parts.next().and_then(|t| t.parse::<i64>().ok());
+                    let stale = at.is_some_and(|t| now.saturating_sub(t) > CLAIM_STALE_MS);
+                    if stale && self.keys.delete_secret(&name)? {
+                        continue;
+                    }
+                    return Err(already(&what));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(already("decided"))
     }
 
-    /// Gives a claim up (the decision did not go through).
-    fn unclaim_request(&self, id: &str) -> Result<(), VaultError> {
-        self.keys
-            .delete_secret(&format!("{REQUEST_PREFIX}{id}/claim"))?;
+    /// Gives up `claim` (its decision did not go through), if it is still
+    /// the request's.
+    fn unclaim_request(&self, id: &str, claim: &str) -> Result<(), VaultError> {
+        let name = format!("{REQUEST_PREFIX}{id}/claim");
+        if self.keys.secret(&name)?.as_deref() == Some(claim.as_bytes()) {
+            self.keys.delete_secret(&name)?;
+        }
         Ok(())
     }
 

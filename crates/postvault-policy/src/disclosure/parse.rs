@@ -203,6 +203,11 @@ pub(super) fn strip_nulls(v: Value) -> Value {
 #[derive(Default)]
 pub(super) struct Walk {
     pub(super) out: Vec<Refusal>,
+    /// An instrument the ledger already holds, opened again: the rules a
+    /// submission meets today that it may not have met when it came in
+    /// (plain text) are not applied, so nothing accepted before stops
+    /// opening.
+    pub(super) stored: bool,
 }
 
 impl Walk {
@@ -232,7 +237,7 @@ impl Walk {
         let bad = |what: &str| format!("field `{path}` must be {what}");
         match ty {
             Ty::Str if !v.is_string() => self.refuse(RefusalCode::Malformed, bad("a string")),
-            Ty::Str if !v.as_str().is_some_and(crate::subject_id::is_plain_text) => self.refuse(
+            Ty::Str if !self.stored && !v.as_str().is_some_and(crate::subject_id::is_plain_text) => self.refuse(
                 RefusalCode::Malformed,
                 bad("plain text: no control, invisible, direction-changing or line-breaking character"),
             ),
@@ -356,6 +361,17 @@ impl Walk {
 /// the typed [`Instrument`]. A `null` member counts as absent. Whether the
 /// instrument is *acceptable* is [`check_instrument`]'s question.
 pub fn parse_instrument(json: &str) -> Result<Instrument, Vec<Refusal>> {
+    parse_as(json, false)
+}
+
+/// [`parse_instrument`] of an instrument the ledger holds already: what
+/// was accepted when it was submitted opens the same way whatever rules
+/// submissions have gained since (its free text may hold a line break).
+pub fn parse_stored_instrument(json: &str) -> Result<Instrument, Vec<Refusal>> {
+    parse_as(json, true)
+}
+
+fn parse_as(json: &str, stored: bool) -> Result<Instrument, Vec<Refusal>> {
     let value: Value = serde_json::from_str(json).map_err(|e| {
         vec![Refusal::new(
             RefusalCode::Malformed,
@@ -373,7 +389,10 @@ pub fn parse_instrument(json: &str) -> Result<Instrument, Vec<Refusal>> {
             "an instrument is a json object",
         )]);
     };
-    let mut walk = Walk::default();
+    let mut walk = Walk {
+        stored,
+        ..Walk::default()
+    };
     let kind = walk_kind(&mut walk, top);
     for (key, v) in top {
         if key == "kind" {

@@ -445,6 +445,20 @@ fn attempt_in(
     }
 }
 
+/// An instrument the ledger holds opens as it did when it was accepted,
+/// whatever rules submissions gained since: a line break in its free text
+/// is refused at submission now, never when it is opened again.
+#[test]
+fn a_stored_instrument_opens_under_rules_it_predates() {
+    let stored = with(
+        court_order(),
+        &[("agency", json!("U.S. Attorney\nN.D. Ill."))],
+    );
+    assert!(parse_instrument(&stored.to_string()).is_err());
+    let inst = parse_stored_instrument(&stored.to_string()).unwrap();
+    assert_eq!(inst.agency, "U.S. Attorney\nN.D. Ill.");
+}
+
 fn red_team() -> Vec<Attempt> {
     let wr = written_request;
     let mc = mail_cover;

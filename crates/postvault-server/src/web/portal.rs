@@ -2,8 +2,9 @@
 //! session bound to that one person. What is held (a summary, then a table
 //! per category), who looked (every leaf about them, each proof checked in
 //! their browser), disclosures and holds, and their choices (consents, an
-//! erasure request, downloads). Every page is the subject access report of
-//! that moment, so each view is itself a logged read they can see.
+//! erasure or correction request, downloads). The pages that show data are
+//! the subject access report without its log part (one logged read, reused
+//! for 15 s); the log page reads only the public log.
 
 use std::sync::Arc;
 
@@ -329,7 +330,7 @@ async fn log(
             .unwrap_or(1)
             .max(1);
     let select = LogSelect::Newest {
-        skip: (asked - 1) * LOG_PAGE,
+        skip: (asked - 1).saturating_mul(LOG_PAGE),
         take: LOG_PAGE,
     };
     let r = match log_now(&state, &p, select).await {
@@ -337,16 +338,20 @@ async fn log(
         Err(e) => return error_page(e, "/me/"),
     };
     let pages = r.log_total.div_ceil(LOG_PAGE).max(1);
-    let n = asked.min(pages);
+    if asked > pages {
+        return redirect(&format!("/me/log?page={pages}"));
+    }
+    let n = asked;
     page(
         "Who looked at your information",
         nav(Some(&p.session)),
         html! {
             p {
                 "Every use of your information is an entry in the public transparency log, \
-                 allowed or refused, including your own visits to these pages. Your browser \
-                 checks each entry below against the log's signed checkpoint itself, and \
-                 rewrites the entry's description from the entry it checked."
+                 allowed or refused, including your own reads of these pages (this page reads \
+                 only the public log, so it adds none). Your browser checks each entry below \
+                 against the log's signed checkpoint itself, with the key shown at the bottom \
+                 of this page, and rewrites the entry's description from the entry it checked."
             }
             p {
                 "The checkpoint is signed with the key at the bottom of this page. Compare it \
@@ -356,7 +361,7 @@ async fn log(
                  one everybody else sees."
             }
             p id="proofs-summary" role="status" aria-live="polite" { "Checking the proofs in your browser…" }
-            div id="proofs" data-src=(proofs_src(&r.log)) {}
+            div id="proofs" data-src=(proofs_src(&r.log)) data-key=(r.log_verifier_key) {}
             @if pages > 1 { p { "Page " (n) " of " (pages) ", newest first." } }
             (report::log_html(&r, true))
             @if pages > 1 {
@@ -524,6 +529,7 @@ fn choices_page(
                     form.correct method="post" action="/me/correct" {
                         (csrf_field(s))
                         input type="hidden" name="category" value=(rec.category);
+                        input type="hidden" name="record" value=(rec.id);
                         fieldset {
                             legend { (human(&rec.category)) }
                             @for (k, v) in &rec.fields {
@@ -532,6 +538,12 @@ fn choices_page(
                                     label for=(id) { (human(k)) }
                                     input id=(id) type="text" name=(format!("field.{k}"))
                                         value=(match v { serde_json::Value::String(s) => s.clone(), other => other.to_string() });
+                                    // What the value is, so "20260" stays text and 41.5 a number.
+                                    @match v {
+                                        serde_json::Value::Number(_) => input type="hidden" name=(format!("type.{k}")) value="number";,
+                                        serde_json::Value::Bool(_) => input type="hidden" name=(format!("type.{k}")) value="bool";,
+                                        _ => {},
+                                    }
                                 }
                             }
                         }
@@ -624,7 +636,9 @@ async fn erase(State(state): St, req: Request) -> Response {
 }
 
 /// The fields of a correction form (`field.NAME`): a value the form left
-/// empty is left out; numbers and true/false stay what they were.
+/// empty is left out; a field the record holds as a number or true/false
+/// (`type.NAME`) is read as one, every other as text (a ZIP code or a
+/// phone number stays text, however it looks).
 fn correction_fields(form: &super::Form) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     for (k, v) in form.pairs() {
@@ -635,10 +649,13 @@ fn correction_fields(form: &super::Form) -> serde_json::Map<String, serde_json::
         if v.is_empty() {
             continue;
         }
-        let value = match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(n @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => n,
-            _ => serde_json::Value::String(v.to_string()),
+        let typed = match form.get(&format!("type.{name}")) {
+            Some("number" | "bool") => serde_json::from_str::<serde_json::Value>(v)
+                .ok()
+                .filter(|x| x.is_number() || x.is_boolean()),
+            _ => None,
         };
+        let value = typed.unwrap_or_else(|| serde_json::Value::String(v.to_string()));
         out.insert(name.to_string(), value);
     }
     out
@@ -657,10 +674,11 @@ async fn correct(State(state): St, req: Request) -> Response {
         return error_page(e, "/me/choices");
     }
     let category = form.get("category").unwrap_or("").to_string();
+    let record = form.get("record").map(str::to_string);
     let fields = serde_json::Value::Object(correction_fields(&form)).to_string();
     let (principal, subject) = (p.principal.clone(), p.subject.clone());
     match blocking(&state, move |v| {
-        Ok(v.request_correction(&principal, &subject, &category, &fields)?)
+        Ok(v.request_correction(&principal, &subject, &category, &fields, record.as_deref())?)
     })
     .await
     {
@@ -725,4 +743,45 @@ fn download(content_type: &'static str, name: &'static str, body: String) -> Res
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::correction_fields;
+
+    fn form(pairs: &[(&str, &str)]) -> super::super::Form {
+        super::super::Form(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        )
+    }
+
+    /// A ZIP code or a phone number that looks like a number stays text;
+    /// a field the record holds as a number is read as one; empty fields
+    /// are left out; nothing but `field.` names is taken.
+    #[test]
+    fn correction_fields_keep_each_fields_type() {
+        let f = correction_fields(&form(&[
+            ("csrf", "x"),
+            ("field.zip", "20260"),
+            ("field.phone", "+15555550123"),
+            ("field.unit", " 12 "),
+            ("field.lat", "41.5"),
+            ("type.lat", "number"),
+            ("field.on_file", "true"),
+            ("type.on_file", "bool"),
+            ("field.lon", "not a number"),
+            ("type.lon", "number"),
+            ("field.city", ""),
+        ]));
+        assert_eq!(
+            serde_json::Value::Object(f),
+            serde_json::json!({
+                "zip": "20260", "phone": "+15555550123", "unit": "12",
+                "lat": 41.5, "on_file": true, "lon": "not a number"
+            })
+        );
+    }
 }

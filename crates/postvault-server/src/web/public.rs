@@ -91,7 +91,9 @@ fn body(p: &Public) -> Markup {
         p.muted { "Report made " (r.generated_at) " under policy " code { (r.pack) } "; figures are refreshed every minute." }
         p.muted {
             "Small counts are not shown exactly: any count from 1 to " (SMALL - 1) " reads \"fewer than "
-            (SMALL) "\", so that no figure, or its change, points at a person."
+            (SMALL) "\". Totals are exact, so a hidden count can sometimes be worked out from its \
+             total; and the log itself, public by design, has one entry per request and per \
+             disclosure, naming no one."
         }
         (report_sections(r, true))
         (log_section(p))

@@ -67,7 +67,12 @@ impl Vault {
         if !matches!(self.cover_key(row.seq), Ok(Some(_))) {
             return Err(no_cover());
         }
-        let inst = self.open_instrument(&row).ok().flatten();
+        // An order whose instrument the vault keeps but cannot open is no
+        // order to record under: the attorney check below must run.
+        let inst = self.open_instrument(&row).map_err(|_| no_cover())?;
+        if inst.is_none() && !row.sealed.is_empty() {
+            return Err(no_cover());
+        }
         if let Some(att) = inst.as_ref().and_then(|i| i.known_attorney.as_ref()) {
             // Compared as skeletons: spacing, punctuation, postal
             // abbreviations, look-alike, full-width and invisible characters

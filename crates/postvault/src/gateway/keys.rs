@@ -2,7 +2,7 @@
 //! keyed tags of documents and cases that let quotas count without clear text.
 
 use postvault_crypto::{DataKey, KeyKind};
-use postvault_policy::disclosure::{Instrument, parse_instrument};
+use postvault_policy::disclosure::{Instrument, parse_stored_instrument};
 use postvault_store::{DisclosureKeys, DisclosureRow};
 
 use crate::error::VaultError;
@@ -114,7 +114,7 @@ impl Vault {
     ) -> Result<Option<Instrument>, VaultError> {
         Ok(self
             .open_submission(row)?
-            .and_then(|s| parse_instrument(&s).ok()))
+            .and_then(|s| parse_stored_instrument(&s).ok()))
     }
 
     /// The text of a submission as sealed in the ledger (`None`: too large

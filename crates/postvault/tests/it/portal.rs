@@ -331,16 +331,28 @@ fn correction_requests() {
     let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
     let s = v.redeem_access_code(&code.code).unwrap().unwrap();
     let ask = |fields: serde_json::Value| {
-        v.request_correction(&s.principal, &s.subject, "address", &fields.to_string())
+        v.request_correction(
+            &s.principal,
+            &s.subject,
+            "address",
+            &fields.to_string(),
+            None,
+        )
     };
     assert_eq!(
-        v.request_correction(&s.principal, &s.subject, "disclosure_accounting", "{}")
-            .unwrap_err()
-            .code(),
+        v.request_correction(
+            &s.principal,
+            &s.subject,
+            "disclosure_accounting",
+            "{}",
+            None
+        )
+        .unwrap_err()
+        .code(),
         "invalid"
     );
     assert_eq!(
-        v.request_correction(&s.principal, &s.subject, "address", "not json")
+        v.request_correction(&s.principal, &s.subject, "address", "not json", None)
             .unwrap_err()
             .code(),
         "invalid"
