@@ -204,12 +204,7 @@ async fn queue(
             .max(1);
     let p = o.principal.clone();
     let listed = blocking(&state, move |v| {
-        let mut open: Vec<RequestView> = v
-            .disclosure_list(&p)?
-            .into_iter()
-            .filter(|r| waits(&r.status))
-            .collect();
-        open.sort_by_key(|r| r.seq);
+        let open: Vec<RequestView> = v.disclosure_queue(&p)?;
         let people = v
             .rights_requests(&p)?
             .iter()

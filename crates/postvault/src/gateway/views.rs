@@ -38,6 +38,37 @@ impl Vault {
             .collect())
     }
 
+    /// The requests waiting for the privacy office (pending approval or held
+    /// for review, not past their validity), oldest first, as `principal`
+    /// (an approver or the auditor; nobody else waits on the office).
+    pub fn disclosure_queue(&self, principal: &Principal) -> Result<Vec<RequestView>, VaultError> {
+        if !self.may_see_all_requests(principal) {
+            return Ok(vec![]);
+        }
+        let now = self.clock.now_ms();
+        let office = self.is_privacy_office(principal);
+        let mut rows: Vec<_> = self
+            .store
+            .disclosures()?
+            .into_iter()
+            .filter(|r| {
+                let st = effective_status(r, now);
+                st == status::PENDING || st == status::HELD
+            })
+            .collect();
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut v = view(r, now);
+                if office {
+                    v.office_notes = r.office_notes.clone();
+                }
+                v
+            })
+            .collect())
+    }
+
     /// Every request (the operator's view, on the vault's own machine).
     pub fn disclosure_list_all(&self) -> Result<Vec<RequestView>, VaultError> {
         let now = self.clock.now_ms();
