@@ -481,7 +481,12 @@ impl Vault {
                     )
                     .map(|c| format!("corrected: record {} replaces {}", c.record, c.supersedes)),
                 (Err(e), _, _) => Err(e),
-                _ => Ok("the person was erased: nothing to correct".into()),
+                (Ok(None), _, _) => Ok("the person was erased: nothing to correct".into()),
+                // Kept but not openable: a fault, never a silent grant.
+                (Ok(Some(_)), _, _) => Err(VaultError::Invalid {
+                    what: "correction request",
+                    why: "its fields could not be opened".into(),
+                }),
             };
             return match outcome {
                 Ok(o) => self.finish_request(officer, id, s, "granted", o),
