@@ -149,6 +149,11 @@ struct StoredRequest {
     subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sealed: Option<String>,
+    /// A refusal's note to the person, sealed under their data key (an
+    /// officer's words may name something of theirs); the person's ref stays
+    /// beside it so it can be opened, until their keys are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decided: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,13 +192,15 @@ impl Vault {
                     .seal(&self.rng, &code_aad(&r), subject.as_bytes())?,
             ),
         };
-        // The leaf first: a code that exists is always accounted for.
+        // Expired codes go first, so nothing after the code is stored can
+        // fail and leave a code nobody was shown; the leaf before the code:
+        // a code that exists is always accounted for.
+        self.forget_expired(CODE_PREFIX, now)?;
         let log_index = self.person_leaf(officer, "access_code_issue", Some(&**pair), now)?;
         self.keys.put_secret(
             &code_name(&code),
             &serde_json::to_vec(&stored).unwrap_or_default(),
         )?;
-        self.forget_expired(CODE_PREFIX, now)?;
         Ok(AccessCode {
             code: group_code(&code),
             expires_at: format_ms(expires),
@@ -304,7 +311,7 @@ impl Vault {
                 && s.status == "pending"
                 && s.subject.as_deref() == Some(hex_ref.as_str())
             {
-                return Ok(request_view(id, &s, None));
+                return Ok(self.request_view(id, &s, None));
             }
         }
         let keys = self.ensure_subject_keys(&[r])?;
@@ -327,6 +334,7 @@ impl Vault {
                 &request_aad(&r),
                 subject.as_bytes(),
             )?)),
+            note: None,
             decided: None,
             decided_by: None,
             outcome: None,
@@ -337,7 +345,7 @@ impl Vault {
             hex::encode(postvault_crypto::random_token(&self.rng)?)
         );
         self.put_request(&id, &stored)?;
-        Ok(request_view(id, &stored, None))
+        Ok(self.request_view(id, &stored, None))
     }
 
     /// The person's request that the current record of `category` read
@@ -395,6 +403,7 @@ impl Vault {
             proposed: Some(sealed(fields.as_bytes())?),
             subject: Some(hex::encode(r)),
             sealed: Some(sealed(subject.as_bytes())?),
+            note: None,
             decided: None,
             decided_by: None,
             outcome: None,
@@ -406,7 +415,7 @@ impl Vault {
         );
         self.put_request(&id, &stored)?;
         let proposed = serde_json::from_str(fields).ok();
-        Ok(request_view(id, &stored, proposed))
+        Ok(self.request_view(id, &stored, proposed))
     }
 
     /// The person's own requests (as the role acting for them), newest first.
@@ -427,31 +436,43 @@ impl Vault {
             .stored_requests()?
             .into_iter()
             .filter(|(_, s)| s.owner.as_deref() == Some(owner_tag(&pair, s.requested).as_str()))
-            .map(|(id, s)| {
-                let proposed = self.open_proposed(&s);
-                (s.requested, request_view(id, &s, proposed))
-            })
+            .map(|(id, s)| (s.requested, self.request_view(id, &s, None)))
             .collect();
         out.sort_by_key(|b| std::cmp::Reverse(b.0));
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Every request, for the privacy office: pending first, oldest first.
+    /// A waiting correction's fields are opened for the office to decide
+    /// on: each opening is one leaf (`correction_open`), tagged for the
+    /// person, written before the list is returned.
     pub fn rights_requests(&self, officer: &Principal) -> Result<Vec<RightsRequest>, VaultError> {
         self.require_officer(officer, "list people's requests", "rights_requests")?;
-        let mut out: Vec<_> = self
-            .stored_requests()?
-            .into_iter()
-            .map(|(id, s)| {
-                let proposed = self.open_proposed(&s);
-                (
-                    (s.status != "pending", s.requested),
-                    request_view(id, &s, proposed),
-                )
-            })
-            .collect();
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for (id, s) in self.stored_requests()? {
+            let proposed = match self.open_proposed(&s) {
+                Some((fields, pair)) => {
+                    self.person_leaf(officer, "correction_open", Some(&pair), now)?;
+                    Some(fields)
+                }
+                None => None,
+            };
+            let key = (s.status != "pending", s.requested);
+            out.push((key, self.request_view(id, &s, proposed)));
+        }
         out.sort_by_key(|a| a.0);
         Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// How many people's requests wait for the office (nothing opened).
+    pub fn rights_requests_waiting(&self, officer: &Principal) -> Result<usize, VaultError> {
+        self.require_officer(officer, "list people's requests", "rights_requests")?;
+        Ok(self
+            .stored_requests()?
+            .iter()
+            .filter(|(_, s)| s.status == "pending")
+            .count())
     }
 
     /// Grants a pending erasure request as a privacy officer: the person is
@@ -470,7 +491,8 @@ impl Vault {
             _ => Ok(None),
         };
         if s.kind == "correction" {
-            let outcome = match (opened, self.open_proposed(&s), &s.category) {
+            let fields = self.open_proposed(&s).map(|(f, _)| f);
+            let outcome = match (opened, fields, &s.category) {
                 (Ok(Some((subject, _))), Some(fields), Some(category)) => self
                     .correct(
                         officer,
@@ -489,7 +511,7 @@ impl Vault {
                 }),
             };
             return match outcome {
-                Ok(o) => self.finish_request(officer, id, s, "granted", o),
+                Ok(o) => self.finish_request(officer, id, s, "granted", o, None),
                 Err(e) => {
                     self.unclaim_request(id, &claim)?;
                     Err(e)
@@ -523,7 +545,7 @@ impl Vault {
             // The person's keys are already gone.
             None => "the person was already erased".into(),
         };
-        self.finish_request(officer, id, s, "granted", outcome)
+        self.finish_request(officer, id, s, "granted", outcome, None)
     }
 
     /// Records a decision: the request keeps its kind, category, status,
@@ -536,30 +558,73 @@ impl Vault {
         mut s: StoredRequest,
         status: &str,
         outcome: String,
+        note: Option<String>,
     ) -> Result<RightsRequest, VaultError> {
         s.status = status.into();
-        s.subject = None;
+        if note.is_none() {
+            s.subject = None;
+        }
+        s.note = note;
         s.sealed = None;
         s.proposed = None;
         s.decided = Some(self.clock.now_ms());
         s.decided_by = Some(officer.name.clone());
         s.outcome = Some(outcome);
         self.put_request(id, &s)?;
-        Ok(request_view(id.to_string(), &s, None))
+        Ok(self.request_view(id.to_string(), &s, None))
     }
 
-    /// A waiting correction's fields, opened with the person's data key.
-    fn open_proposed(&self, s: &StoredRequest) -> Option<serde_json::Value> {
-        let (hex_ref, proposed) = (s.subject.as_deref()?, s.proposed.as_deref()?);
+    /// What the office and the person see of a request: its outcome with
+    /// the refusal's note opened (while the person's keys exist).
+    fn request_view(
+        &self,
+        id: String,
+        s: &StoredRequest,
+        proposed: Option<serde_json::Value>,
+    ) -> RightsRequest {
+        let note = self
+            .open_with_ref(s, s.note.as_deref())
+            .and_then(|(plain, _)| String::from_utf8(plain).ok());
+        let outcome = match (&s.outcome, note) {
+            (Some(o), Some(n)) => Some(format!("{o}: {n}")),
+            (o, _) => o.clone(),
+        };
+        RightsRequest {
+            id,
+            kind: s.kind.clone(),
+            category: s.category.clone(),
+            proposed,
+            status: s.status.clone(),
+            requested_at: format_ms(s.requested),
+            decided_at: s.decided.map(format_ms),
+            decided_by: s.decided_by.clone(),
+            outcome,
+        }
+    }
+
+    /// A waiting correction's fields, opened with the person's data key,
+    /// and their keys.
+    fn open_proposed(&self, s: &StoredRequest) -> Option<(serde_json::Value, Arc<SubjectKeyPair>)> {
+        let (plain, pair) = self.open_with_ref(s, s.proposed.as_deref())?;
+        Some((serde_json::from_slice(&plain).ok()?, pair))
+    }
+
+    /// `sealed` (base64, under the data key of the request's person) opened.
+    fn open_with_ref(
+        &self,
+        s: &StoredRequest,
+        sealed: Option<&str>,
+    ) -> Option<(Vec<u8>, Arc<SubjectKeyPair>)> {
+        let (hex_ref, sealed) = (s.subject.as_deref()?, sealed?);
         let r = hex::decode(hex_ref)
             .ok()
             .and_then(|b| SubjectRef::try_from(b).ok())?;
         let pair = self.subject_keys(&r).ok()??;
         let plain = pair
             .data
-            .open(&request_aad(&r), &B64.decode(proposed).ok()?)
+            .open(&request_aad(&r), &B64.decode(sealed).ok()?)
             .ok()?;
-        serde_json::from_slice(&plain).ok()
+        Some((plain, pair))
     }
 
     /// Refuses a pending request as a privacy officer, with a reason code of
@@ -606,12 +671,22 @@ impl Vault {
             "erasure_refuse"
         };
         self.person_leaf(officer, action, pair.as_deref(), now)?;
-        let outcome = if note.is_empty() {
-            reason.to_string()
-        } else {
-            format!("{reason}: {note}")
+        // The note is sealed for the person; with their keys gone there is
+        // nobody to read it, and it is not kept.
+        let sealed_note = match (&pair, &s.subject) {
+            (Some(p), Some(hex_ref)) if !note.is_empty() => {
+                let r = hex::decode(hex_ref)
+                    .ok()
+                    .and_then(|b| SubjectRef::try_from(b).ok())
+                    .ok_or_else(|| VaultError::Invalid {
+                        what: "stored request",
+                        why: "its person's ref is malformed".into(),
+                    })?;
+                Some(B64.encode(p.data.seal(&self.rng, &request_aad(&r), note.as_bytes())?))
+            }
+            _ => None,
         };
-        self.finish_request(officer, id, s, "refused", outcome)
+        self.finish_request(officer, id, s, "refused", reason.to_string(), sealed_note)
     }
 
     /// The principal of a person's session: the pack's subject-access role.
@@ -855,24 +930,6 @@ fn already(status: &str) -> VaultError {
     VaultError::Refused {
         code: "already_decided",
         message: format!("the request was already {status}"),
-    }
-}
-
-fn request_view(
-    id: String,
-    s: &StoredRequest,
-    proposed: Option<serde_json::Value>,
-) -> RightsRequest {
-    RightsRequest {
-        id,
-        kind: s.kind.clone(),
-        category: s.category.clone(),
-        proposed,
-        status: s.status.clone(),
-        requested_at: format_ms(s.requested),
-        decided_at: s.decided.map(format_ms),
-        decided_by: s.decided_by.clone(),
-        outcome: s.outcome.clone(),
     }
 }
 

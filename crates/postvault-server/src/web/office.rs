@@ -73,6 +73,22 @@ async fn officer(state: &Arc<AppState>, h: &HeaderMap) -> Result<Officer, Respon
     }
 }
 
+/// A posted form of the session's officer: the form, their session
+/// authenticated again and its CSRF token checked; otherwise the page to
+/// answer (`back` is where its link leads).
+async fn officer_form(
+    state: &Arc<AppState>,
+    req: Request,
+    back: &str,
+) -> Result<(Officer, super::Form), Response> {
+    let (h, form) = super::read_form(req)
+        .await
+        .map_err(|e| error_page(e, back))?;
+    let o = officer(state, &h).await?;
+    check_csrf(&o.session, &h, &form).map_err(|e| error_page(e, back))?;
+    Ok((o, form))
+}
+
 fn nav(s: Option<&Session>) -> Markup {
     html! {
         a href="/office/" { "Queue" }
@@ -205,11 +221,7 @@ async fn queue(
     let p = o.principal.clone();
     let listed = blocking(&state, move |v| {
         let open: Vec<RequestView> = v.disclosure_queue(&p)?;
-        let people = v
-            .rights_requests(&p)?
-            .iter()
-            .filter(|r| r.status == "pending")
-            .count();
+        let people = v.rights_requests_waiting(&p)?;
         Ok((open, people, v.now_ms()))
     })
     .await;
@@ -403,17 +415,10 @@ fn instrument(v: &serde_json::Value) -> Markup {
 }
 
 async fn decide(state: Arc<AppState>, req: Request, id: String, approve: bool) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (o, form) = match officer_form(&state, req, "/office/").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/office/"),
-    };
-    let o = match officer(&state, &h).await {
-        Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&o.session, &h, &form) {
-        return error_page(e, "/office/");
-    }
     let (p, rid) = (o.principal.clone(), id.clone());
     let portions = form.all("portion");
     let reason = form
@@ -541,17 +546,10 @@ async fn rights_page(state: &Arc<AppState>, o: &Officer, notice: Option<Markup>)
 }
 
 async fn rights_decide(state: Arc<AppState>, req: Request, id: String, grant: bool) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (o, form) = match officer_form(&state, req, "/office/rights").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/office/rights"),
-    };
-    let o = match officer(&state, &h).await {
-        Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&o.session, &h, &form) {
-        return error_page(e, "/office/rights");
-    }
     let p = o.principal.clone();
     let reason = form.get("reason").unwrap_or("").to_string();
     let note = form.get("note").unwrap_or("").to_string();
@@ -579,17 +577,10 @@ async fn rights_refuse(State(state): St, Path(id): Path<String>, req: Request) -
 }
 
 async fn access_code(State(state): St, req: Request) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (o, form) = match officer_form(&state, req, "/office/rights").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/office/rights"),
-    };
-    let o = match officer(&state, &h).await {
-        Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&o.session, &h, &form) {
-        return error_page(e, "/office/rights");
-    }
     let p = o.principal.clone();
     let subject = form.get("subject").unwrap_or("").trim().to_string();
     match blocking(&state, move |v| Ok(v.issue_access_code(&p, &subject)?)).await {
@@ -607,17 +598,10 @@ async fn access_code(State(state): St, req: Request) -> Response {
 }
 
 async fn access_code_revoke(State(state): St, req: Request) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (o, form) = match officer_form(&state, req, "/office/rights").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/office/rights"),
-    };
-    let o = match officer(&state, &h).await {
-        Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&o.session, &h, &form) {
-        return error_page(e, "/office/rights");
-    }
     let p = o.principal.clone();
     let subject = form.get("subject").unwrap_or("").trim().to_string();
     let s = subject.clone();
@@ -692,17 +676,10 @@ async fn holds_page(state: &Arc<AppState>, o: &Officer, notice: Option<Markup>) 
 }
 
 async fn hold_release(State(state): St, Path(id): Path<String>, req: Request) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (o, _) = match officer_form(&state, req, "/office/holds").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/office/holds"),
-    };
-    let o = match officer(&state, &h).await {
-        Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&o.session, &h, &form) {
-        return error_page(e, "/office/holds");
-    }
     let p = o.principal.clone();
     let notice = match blocking(&state, move |v| Ok(v.hold_release(&p, &id)?)).await {
         Ok(x) => html! { p.ok role="status" { "Hold " (x.id) " is now " b { (x.status) } "." } },

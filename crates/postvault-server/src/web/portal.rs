@@ -94,6 +94,21 @@ async fn person(state: &Arc<AppState>, h: &HeaderMap) -> Result<Person, Response
     }
 }
 
+/// A posted form of the session's person: the form, their session checked
+/// as every page checks it and its CSRF token; otherwise the page to answer.
+async fn person_form(
+    state: &Arc<AppState>,
+    req: Request,
+    back: &str,
+) -> Result<(Person, super::Form), Response> {
+    let (h, form) = super::read_form(req)
+        .await
+        .map_err(|e| error_page(e, back))?;
+    let p = person(state, &h).await?;
+    check_csrf(&p.session, &h, &form).map_err(|e| error_page(e, back))?;
+    Ok((p, form))
+}
+
 fn nav(s: Option<&Session>) -> Markup {
     html! {
         a href="/me/" { "What we hold" }
@@ -578,17 +593,10 @@ fn choices_page(
 }
 
 async fn consent(State(state): St, req: Request) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (p, form) = match person_form(&state, req, "/me/choices").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/me/choices"),
-    };
-    let p = match person(&state, &h).await {
-        Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&p.session, &h, &form) {
-        return error_page(e, "/me/choices");
-    }
     let purpose = form.get("purpose").unwrap_or("").to_string();
     let granted = form.get("granted") == Some("true");
     let (principal, subject) = (p.principal.clone(), p.subject.clone());
@@ -606,17 +614,10 @@ async fn consent(State(state): St, req: Request) -> Response {
 }
 
 async fn erase(State(state): St, req: Request) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (p, form) = match person_form(&state, req, "/me/choices").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/me/choices"),
-    };
-    let p = match person(&state, &h).await {
-        Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&p.session, &h, &form) {
-        return error_page(e, "/me/choices");
-    }
     if form.get("confirm") != Some("yes") {
         return error_page(
             ApiError::bad_request("tick the box to confirm the request"),
@@ -662,17 +663,10 @@ fn correction_fields(form: &super::Form) -> serde_json::Map<String, serde_json::
 }
 
 async fn correct(State(state): St, req: Request) -> Response {
-    let (h, form) = match super::read_form(req).await {
+    let (p, form) = match person_form(&state, req, "/me/choices").await {
         Ok(x) => x,
-        Err(e) => return error_page(e, "/me/choices"),
-    };
-    let p = match person(&state, &h).await {
-        Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&p.session, &h, &form) {
-        return error_page(e, "/me/choices");
-    }
     let category = form.get("category").unwrap_or("").to_string();
     let record = form.get("record").map(str::to_string);
     let fields = serde_json::Value::Object(correction_fields(&form)).to_string();

@@ -404,3 +404,54 @@ fn correction_requests() {
         Some("identity_not_confirmed: send proof of address")
     );
 }
+
+/// The office opening a waiting correction's fields is one leaf; the
+/// queue's count opens nothing; a refusal's note is sealed for the person
+/// (no file of the vault holds it in the clear) and read back by them.
+#[test]
+fn opening_a_correction_is_logged_and_a_note_is_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, c) = setup_on(&Backend::Sqlite, dir.path());
+    let officer = v.principal("officer").unwrap();
+    let code = v.issue_access_code(&officer, "cust-portal-1").unwrap();
+    let s = v.redeem_access_code(&code.code).unwrap().unwrap();
+    let fields = serde_json::json!({"street": "7 Quenby Ct", "city": "Springfield", "state": "IL", "zip": "62701"});
+    let r = v
+        .request_correction(
+            &s.principal,
+            &s.subject,
+            "address",
+            &fields.to_string(),
+            None,
+        )
+        .unwrap();
+    let size = v.checkpoint_size().unwrap();
+    assert_eq!(v.rights_requests_waiting(&officer).unwrap(), 1);
+    assert_eq!(v.checkpoint_size().unwrap(), size, "a count opens nothing");
+    let listed = v.rights_requests(&officer).unwrap();
+    assert!(listed[0].proposed.is_some());
+    assert_eq!(
+        v.checkpoint_size().unwrap(),
+        size + 1,
+        "one leaf for the opening"
+    );
+    c.advance(1000);
+    v.refuse_rights_request(&officer, &r.id, "other", "Ravensworth-note-marker")
+        .unwrap();
+    let mine = v.person_requests(&s.principal, &s.subject).unwrap();
+    assert_eq!(
+        mine[0].outcome.as_deref(),
+        Some("other: Ravensworth-note-marker")
+    );
+    drop(v);
+    for (name, bytes) in vault_files(dir.path()) {
+        assert!(
+            !contains(&bytes, b"Ravensworth-note-marker"),
+            "the note in {name}"
+        );
+        assert!(
+            !contains(&bytes, b"Quenby"),
+            "the proposed street in {name}"
+        );
+    }
+}
