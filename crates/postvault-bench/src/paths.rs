@@ -203,6 +203,64 @@ pub(crate) fn subject_of(line: &str) -> &str {
 }
 
 /// Peak resident set size of this process, from /proc (Linux).
+/// CPU seconds (user and system, all threads) this process has used, from
+/// `/proc/self/stat` (clock ticks of 1/100 s).
+pub fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The process's anonymous resident memory now (`RssAnon`), in MB: what
+/// it allocated, without the file pages it maps (a mapped store file's
+/// pages are the kernel's page cache, counted in RSS once per mapping).
+pub fn anon_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// Samples [`anon_rss_mb`] every 10 ms until dropped; its peak.
+pub struct AnonPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<f64>>,
+}
+
+impl AnonPeak {
+    pub fn start() -> AnonPeak {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0.0f64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(anon_rss_mb().unwrap_or(0.0));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            peak.max(anon_rss_mb().unwrap_or(0.0))
+        });
+        AnonPeak {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The highest value sampled.
+    pub fn finish(mut self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take()?.join().ok()
+    }
+}
+
 pub fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = s

@@ -12,7 +12,7 @@ use clap::Args;
 use postvault::{CollectOptions, FixedClock, OpenOptions, StatsRequest, Vault, format_ms};
 use postvault_sim::LinesReader;
 
-use crate::paths::{bench_dir, peak_rss_mb};
+use crate::paths::{AnonPeak, anon_rss_mb, bench_dir, cpu_seconds, peak_rss_mb};
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
@@ -25,6 +25,15 @@ pub struct StatsArgs {
     /// Where the vault is made (default: a temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Query a copy of a vault collected before (by `--collect-only`, with
+    /// the same `--records` and `--people`) instead of collecting; a vault
+    /// of an older schema is migrated when the copy is opened (timed apart).
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Drop the operating system's page cache before opening the vault
+    /// (needs root; reported when it cannot).
+    #[arg(long)]
+    pub cold: bool,
     /// Only collect into `--dir` (the child process of a run).
     #[arg(long, hide = true)]
     pub collect_only: bool,
@@ -83,41 +92,87 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
     let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
     let t = Instant::now();
-    let exe = std::env::current_exe().context("finding the postvault-bench binary")?;
-    let status = std::process::Command::new(&exe)
-        .args(["stats", "--collect-only", "--records"])
-        .arg(a.records.to_string())
-        .arg("--people")
-        .arg(a.people.to_string())
-        .arg("--dir")
-        .arg(&dir)
-        .status()
-        .context("running the collection")?;
-    if !status.success() {
-        bail!("the collection failed");
+    match &a.from {
+        Some(src) => copy_vault(src, &dir)?,
+        None => {
+            let exe = std::env::current_exe().context("finding the postvault-bench binary")?;
+            let status = std::process::Command::new(&exe)
+                .args(["stats", "--collect-only", "--records"])
+                .arg(a.records.to_string())
+                .arg("--people")
+                .arg(a.people.to_string())
+                .arg("--dir")
+                .arg(&dir)
+                .status()
+                .context("running the collection")?;
+            if !status.success() {
+                bail!("the collection failed");
+            }
+        }
     }
     let collect_s = t.elapsed().as_secs_f64();
+    let cold = a.cold && drop_page_cache();
+    let t = Instant::now();
     let vault = Vault::open(&dir, opts())?;
+    let open_s = t.elapsed().as_secs_f64();
     let analyst = vault.principal("analyst")?;
     let req: StatsRequest = serde_json::from_value(serde_json::json!({
         "category": "scan_event", "measure": "count", "group_by": ["day", "zip3"],
         "from": "2026-10-19", "to": "2026-11-02", "epsilon": 0.5,
     }))?;
     let rss_before = peak_rss_mb();
+    let cpu_before = cpu_seconds();
+    let anon_before = anon_rss_mb();
+    let anon = AnonPeak::start();
     let t = Instant::now();
     let answer = vault.statistics(&analyst, "statistics", &req)?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+    let anon_peak = anon.finish();
     crate::print_json(&serde_json::json!({
         "records": a.records,
         "people": a.people,
         "groups_released": answer.groups.len(),
         "query_s": secs,
         "records_per_s": a.records as f64 / secs,
+        "query_cpu_s": cpu,
+        "cpu_us_per_record": cpu.map(|c| c * 1e6 / a.records as f64),
         "collect_s": collect_s,
+        "collected": a.from.is_none(),
+        "open_s": open_s,
+        "cold_cache": cold,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "peak_rss_mb_before_query": rss_before,
         "peak_rss_mb": peak_rss_mb(),
+        "anon_rss_mb_before_query": anon_before,
+        "peak_anon_rss_mb_during_query": anon_peak,
         "privacy": answer.privacy,
     }))?;
     Ok(0)
+}
+
+/// Copies the files of the vault at `src` into `dst` (made).
+fn copy_vault(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("making {}", dst.display()))?;
+    for e in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), dst.join(e.file_name()))
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes back dirty pages and drops the page cache; false (with a note on
+/// stderr) when this process may not.
+fn drop_page_cache() -> bool {
+    let _ = std::process::Command::new("sync").status();
+    match std::fs::write("/proc/sys/vm/drop_caches", "3\n") {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("--cold: the page cache was not dropped ({e}); the run is warm");
+            false
+        }
+    }
 }

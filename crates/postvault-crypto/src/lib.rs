@@ -150,18 +150,37 @@ fn seal_nonce(
 }
 
 fn open(key: &LessSafeKey, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut buf = Vec::new();
+    open_into(key, aad, envelope, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`open`] into `buf` (its contents replaced): the plaintext, or an error
+/// and `buf` emptied.
+fn open_into(
+    key: &LessSafeKey,
+    aad: &[u8],
+    envelope: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    buf.clear();
     if envelope.len() < SEAL_OVERHEAD {
         return Err(CryptoError::Open);
     }
     let (nonce, rest) = envelope.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
-    let mut buf = rest.to_vec();
-    let plain_len = key
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .map_err(|_| CryptoError::Open)?
-        .len();
-    buf.truncate(plain_len);
-    Ok(buf)
+    buf.extend_from_slice(rest);
+    match key.open_in_place(nonce, Aad::from(aad), buf) {
+        Ok(plain) => {
+            let n = plain.len();
+            buf.truncate(n);
+            Ok(())
+        }
+        Err(_) => {
+            buf.clear();
+            Err(CryptoError::Open)
+        }
+    }
 }
 
 struct Len(usize);
@@ -565,6 +584,17 @@ impl DataKey {
 
     pub fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open(self.aead()?, aad, envelope)
+    }
+
+    /// [`DataKey::open`] into `out` (its contents replaced), reusing its
+    /// allocation across many records; on an error `out` is left empty.
+    pub fn open_into(
+        &self,
+        aad: &[u8],
+        envelope: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        open_into(self.aead()?, aad, envelope, out)
     }
 }
 

@@ -534,14 +534,18 @@ pub trait OpsStore: Send + Sync {
 /// pass a check that only one of them fits.
 pub trait StatsStore: Send + Sync {
     /// Current records (not superseded, expiring after `now`) of
-    /// `category`, in (subject, id) order strictly after `after`; at most
-    /// `limit`. Records of one person come together, so a scan bounds each
-    /// person's contribution holding one person's counts at a time.
+    /// `category`, in (subject, id) order strictly after `after` and with a
+    /// subject before `until` (all when `None`); at most `limit`. Records of
+    /// one person come together, so a scan bounds each person's contribution
+    /// holding one person's counts at a time, and scans of disjoint subject
+    /// ranges may run at once (each on a connection of its own where the
+    /// backend has several), one person never split between two.
     fn category_records(
         &self,
         category: &str,
         now: i64,
         after: Option<&(SubjectRef, [u8; 16])>,
+        until: Option<&SubjectRef>,
         limit: usize,
     ) -> Result<Vec<RecordRow>, StoreError>;
 

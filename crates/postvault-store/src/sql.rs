@@ -23,6 +23,16 @@ pub fn split_list(s: &str) -> Vec<String> {
 
 /// The position after which a paged scan resumes: (subject, record id), or
 /// the start (two empty keys, which sort before every real one).
+/// The exclusive upper bound of a category scan: `until`, or a value above
+/// every subject ref (17 bytes of 0xff sort after any 16-byte ref).
+pub fn scan_until(until: Option<&crate::SubjectRef>) -> &[u8] {
+    const ABOVE_ALL: [u8; 17] = [0xff; 17];
+    match until {
+        Some(u) => u,
+        None => &ABOVE_ALL,
+    }
+}
+
 pub fn scan_after(after: Option<&(crate::SubjectRef, [u8; 16])>) -> (&[u8], &[u8]) {
     match after {
         Some((s, i)) => (s, i),

@@ -643,10 +643,13 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
         category: &str,
         now: i64,
         after: Option<&(SubjectRef, [u8; 16])>,
+        until: Option<&SubjectRef>,
         limit: usize,
     ) -> Result<Vec<RecordRow>, StoreError> {
         self.enter("category_records")?;
-        let rows = self.inner.category_records(category, now, after, limit)?;
+        let rows = self
+            .inner
+            .category_records(category, now, after, until, limit)?;
         self.faults
             .records
             .fetch_add(rows.len() as u64, Ordering::SeqCst);

@@ -322,11 +322,6 @@ fn visible(
             .is_some_and(|c| allowed.get(usize::from(c.0)).copied().unwrap_or(false))
 }
 
-/// The fields of a record's payload.
-pub(crate) fn payload_fields(plain: &[u8]) -> Result<Map<String, Value>, VaultError> {
-    Ok(parse_payload(plain)?.0)
-}
-
 fn parse_payload(plain: &[u8]) -> Result<(Map<String, Value>, Option<String>), VaultError> {
     let corrupt = || {
         VaultError::Store(postvault_store::StoreError::Corrupt(

@@ -839,6 +839,33 @@ impl Vault {
         }
     }
 
+    /// [`Vault::open_record`] with the record's key found already (by
+    /// [`Vault::key_for`]), into `out`, with `aad` as scratch: for scans
+    /// that open many records with few keys.
+    pub(crate) fn open_record_with(
+        &self,
+        r: &postvault_store::RecordRow,
+        k: &RecordKey,
+        aad: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), VaultError> {
+        crate::collect::record_aad_into(
+            aad,
+            &r.subject,
+            &r.id,
+            &r.category,
+            &r.purpose,
+            r.collected_at,
+            r.expires_at,
+        );
+        match (k.key.open_into(aad, &r.sealed, out), k.legacy.as_ref()) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(l)) => Ok(l.open_into(aad, &r.sealed, out)?),
+            // Altered, or sealed under keys since replaced: never a guess.
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
     pub(crate) fn unwrap_pair(
         &self,
         keys: Option<&SubjectKeys>,

@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
-use postvault_store::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, split_list};
+use postvault_store::sql::{
+    DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, scan_until, split_list,
+};
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
     EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PROTECTIVE_INDEX_CATEGORY, PlanFn,

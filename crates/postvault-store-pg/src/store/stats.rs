@@ -15,23 +15,28 @@ impl StatsStore for PgStore {
         category: &str,
         now: i64,
         after: Option<&(SubjectRef, [u8; 16])>,
+        until: Option<&SubjectRef>,
         limit: usize,
     ) -> Result<Vec<RecordRow>, StoreError> {
         let (subject, id) = scan_after(after);
+        let until = scan_until(until);
         self.db.run(false, async |c| {
             let s = c
                 .prepare_cached(&format!(
                     "SELECT {RECORD_COLUMNS} FROM records
-                     WHERE category = $1 AND (subject, id) > ($2, $3)
+                     WHERE category = $1 AND (subject, id) > ($2, $3) AND subject < $6
                        AND superseded_by IS NULL AND expires_at > $4
                      ORDER BY subject, id LIMIT $5"
                 ))
                 .await?;
-            c.query(&s, &[&category, &subject, &id, &now, &(limit as i64)])
-                .await?
-                .iter()
-                .map(record_from_row)
-                .collect()
+            c.query(
+                &s,
+                &[&category, &subject, &id, &now, &(limit as i64), &until],
+            )
+            .await?
+            .iter()
+            .map(record_from_row)
+            .collect()
         })
     }
 

@@ -101,11 +101,35 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
     let mut after = None;
     loop {
         let page = s
-            .category_records("scan_event", 500, after.as_ref(), 2)
+            .category_records("scan_event", 500, after.as_ref(), None, 2)
             .unwrap();
         let Some(last) = page.last() else { break };
         after = Some((last.subject, last.id));
         got.extend(page.iter().map(|r| (r.subject[0], r.id[0])));
     }
     assert_eq!(got, vec![(1, 2), (1, 4), (2, 5), (3, 1), (3, 7)]);
+    // A subject range: from person 2 (the nil id is before every id) up
+    // to, not including, person 3; then from person 3 to the end.
+    let range = |from: u8, until: Option<u8>| {
+        let until = until.map(|u| [u; 16]);
+        let start = (
+            [from, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0u8; 16],
+        );
+        s.category_records("scan_event", 500, Some(&start), until.as_ref(), 100)
+            .unwrap()
+            .iter()
+            .map(|r| (r.subject[0], r.id[0]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(range(2, Some(3)), vec![(2, 5)]);
+    assert_eq!(range(3, None), vec![(3, 1), (3, 7)]);
+    assert_eq!(range(0, Some(2)), vec![(1, 2), (1, 4)]);
+    // Two ranges scanned at once see what one scan sees.
+    let (a, b) = std::thread::scope(|t| {
+        let a = t.spawn(|| range(0, Some(2)));
+        let b = t.spawn(|| range(2, None));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!([a, b].concat(), got);
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::group::{GroupCommit, GroupState};
-use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, split_list};
+use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, scan_until, split_list};
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
@@ -52,7 +52,24 @@ pub struct SqliteStore {
     group: GroupCommit<Inner>,
     /// Moves the WAL into the database file off the writers' path.
     _checkpointer: Option<Checkpointer>,
+    /// The file, for the scanners' connections.
+    path: std::path::PathBuf,
+    /// Connections that only read, one per statistics scan running at once
+    /// (kept for the next), so scans of disjoint subject ranges neither
+    /// wait on the store's own connection nor on each other.
+    scanners: Mutex<Vec<Connection>>,
 }
+
+/// Scanners kept between scans.
+const SCANNERS_KEPT: usize = 8;
+
+/// A scanner reads only, and maps the file (up to 1 TiB, the cap the build
+/// sets in `.cargo/config.toml`; SQLite maps no more than the file holds):
+/// a scan's rows are fetched from the index's order, all over the table,
+/// and a mapped page costs no system call and no copy. A mapped read that
+/// fails (a disk error) ends the process with `SIGBUS` instead of returning
+/// an error: loud, never a wrong answer.
+const SCANNER_PRAGMAS: &str = "PRAGMA query_only = ON; PRAGMA mmap_size = 1099511627776;";
 
 /// A thread with its own connection that checkpoints the WAL every 25 ms
 /// (PASSIVE: it never blocks a writer or a reader), and again at once when
@@ -235,7 +252,42 @@ impl SqliteStore {
                 committing: false,
             }),
             _checkpointer: checkpointer,
+            path: path.to_path_buf(),
+            scanners: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `f` on a connection that only reads (`query_only`): a kept
+    /// one, or a new one on the store's file with the store's settings and
+    /// the scanners' own; kept again afterwards (not after an error).
+    pub(crate) fn with_scanner<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let kept = self
+            .scanners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let conn = match kept {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                c.execute_batch(SQLITE_PRAGMAS)?;
+                c.execute_batch(SCANNER_PRAGMAS)?;
+                c
+            }
+        };
+        let out = f(&conn)?;
+        let mut kept = self.scanners.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < SCANNERS_KEPT {
+            kept.push(conn);
+        }
+        Ok(out)
     }
 
     /// The durability settings of the store's connection, read back.

@@ -21,7 +21,7 @@ mod seal;
 use line::line_err;
 pub(crate) use line::{LineRead, read_line_bounded};
 use seal::{Committed, Prepared};
-pub(crate) use seal::{lookup_value, payload, record_aad};
+pub(crate) use seal::{lookup_value, payload, record_aad, record_aad_into};
 
 /// Longest accepted line, in bytes (room for a 1 MiB image in base64).
 pub const MAX_LINE: usize = 2 << 20;

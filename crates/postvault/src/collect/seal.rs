@@ -203,6 +203,29 @@ pub(crate) fn record_aad(
     expires_at: i64,
 ) -> Vec<u8> {
     let mut aad = Vec::with_capacity(96);
+    record_aad_into(
+        &mut aad,
+        subject,
+        id,
+        category,
+        purpose,
+        collected_at,
+        expires_at,
+    );
+    aad
+}
+
+/// [`record_aad`] into `aad` (its contents replaced).
+pub(crate) fn record_aad_into(
+    aad: &mut Vec<u8>,
+    subject: &SubjectRef,
+    id: &[u8; 16],
+    category: &str,
+    purpose: &str,
+    collected_at: i64,
+    expires_at: i64,
+) {
+    aad.clear();
     aad.extend_from_slice(b"postvault/v1/record\0");
     aad.extend_from_slice(subject);
     aad.extend_from_slice(id);
@@ -212,7 +235,6 @@ pub(crate) fn record_aad(
     }
     aad.extend_from_slice(&collected_at.to_be_bytes());
     aad.extend_from_slice(&expires_at.to_be_bytes());
-    aad
 }
 
 /// The blind-index domain and normalized value of one lookup, if every field

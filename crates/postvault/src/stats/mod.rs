@@ -28,14 +28,14 @@ use std::collections::{BTreeMap, HashMap};
 use postvault_policy::stats::{self as pstats, Coarsen, Measure, Period, Plan, Query};
 use postvault_store::{BudgetOutcome, BudgetSpend, RecordRow, SubjectRef};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use postvault_time::format_day;
 
 use crate::clock::format_ms;
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
-use crate::vault::{KeyCache, Principal, SubjectKeyPair, Vault};
+use crate::vault::{KeyCache, Principal, RecordKey, SubjectKeyPair, Vault};
+use std::sync::Arc;
 
 pub use release::CONFIDENCE;
 
@@ -345,45 +345,238 @@ fn public_keys(
     Ok(keys)
 }
 
-/// What one record adds: its group key and value, or nothing (outside the
-/// window, or a value no dimension can key).
-type Contribution = Option<(String, i64)>;
+/// The fields of a query read from a record's payload, borrowed from it.
+struct Needed<'p> {
+    /// Field names, each once.
+    names: Vec<&'p str>,
+    /// Where the time field, each dimension's field and the summed field
+    /// are in `names`.
+    time: usize,
+    dims: Vec<usize>,
+    sum: Option<usize>,
+}
 
-/// The group key of a record's fields, its value, and whether its time
-/// falls in the window.
-fn contribution(
-    tax: &postvault_policy::Taxonomy,
-    plan: &Plan<'_>,
-    q: &Query,
-    fields: &serde_json::Map<String, Value>,
-) -> Contribution {
-    let cat = tax.category(plan.category);
-    let text = |ix: usize| fields.get(&cat.fields[ix].name).and_then(Value::as_str);
-    let at = parse_instant(text(plan.stats.time_field)?)?;
-    if at < q.from_ms || at >= q.to_ms {
-        return None;
-    }
-    let mut key = String::new();
-    for (i, d) in plan.dimensions.iter().enumerate() {
-        if i > 0 {
-            key.push(SEP);
-        }
-        let v = text(d.field)?;
-        match d.coarsen {
-            Coarsen::Value => key.push_str(v),
-            Coarsen::Zip3 => key.push_str(v.get(..3)?),
-            Coarsen::Day => key.push_str(&format_day(utc_day(parse_instant(v)?))),
-            Coarsen::Week => key.push_str(&format_day(monday(utc_day(parse_instant(v)?)))),
+impl<'p> Needed<'p> {
+    fn of(tax: &'p postvault_policy::Taxonomy, plan: &Plan<'_>) -> Needed<'p> {
+        let cat = tax.category(plan.category);
+        let mut names: Vec<&'p str> = Vec::new();
+        let mut at = |ix: usize| {
+            let n = cat.fields[ix].name.as_str();
+            match names.iter().position(|x| *x == n) {
+                Some(i) => i,
+                None => {
+                    names.push(n);
+                    names.len() - 1
+                }
+            }
+        };
+        let time = at(plan.stats.time_field);
+        let dims = plan.dimensions.iter().map(|d| at(d.field)).collect();
+        let sum = plan.sum.map(|(ix, _)| at(ix));
+        Needed {
+            names,
+            time,
+            dims,
+            sum,
         }
     }
-    let value = match plan.sum {
-        None => 1,
-        Some((ix, (lo, hi))) => {
-            let v = fields.get(&cat.fields[ix].name)?.as_i64()?;
-            v.clamp(lo, hi)
+}
+
+/// A payload's `fields`, only those a query needs, as raw JSON borrowed
+/// from the plaintext: no map, no string copied, the rest skipped.
+struct FieldsSeed<'n, 'p, 'v, 'de> {
+    names: &'n [&'p str],
+    out: &'v mut [Option<&'de serde_json::value::RawValue>],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_, '_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsSeed<'_, '_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a record's fields")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.names.iter().position(|n| *n == k) {
+                Some(i) => self.out[i] = Some(m.next_value()?),
+                None => {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
         }
-    };
-    Some((key, value))
+        Ok(())
+    }
+}
+
+/// The payload around the fields: `{"fields": {...}, ...}`.
+struct PayloadSeed<'n, 'p, 'v, 'de>(FieldsSeed<'n, 'p, 'v, 'de>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PayloadSeed<'_, '_, '_, 'de> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PayloadSeed<'_, '_, '_, 'de> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a record payload")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<bool, A::Error> {
+        let mut seed = Some(self.0);
+        let mut found = false;
+        while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            match (k.as_ref(), seed.take()) {
+                ("fields", Some(f)) => {
+                    m.next_value_seed(f)?;
+                    found = true;
+                }
+                (_, s) => {
+                    seed = s;
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The text of a raw JSON string, borrowed when it has no escape.
+fn raw_text(raw: &serde_json::value::RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    let s = raw.get();
+    match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(std::borrow::Cow::Borrowed(inner)),
+        Some(_) => serde_json::from_str::<String>(s)
+            .ok()
+            .map(std::borrow::Cow::Owned),
+        None => None,
+    }
+}
+
+/// Turns decrypted payloads into group keys and values for one query.
+struct Keyer<'p> {
+    plan: &'p Plan<'p>,
+    q: &'p Query,
+    needed: Needed<'p>,
+    /// Day numbers already formatted (the window holds at most 366).
+    days: HashMap<i64, String>,
+    key: String,
+}
+
+impl<'p> Keyer<'p> {
+    fn new(tax: &'p postvault_policy::Taxonomy, plan: &'p Plan<'p>, q: &'p Query) -> Keyer<'p> {
+        let needed = Needed::of(tax, plan);
+        Keyer {
+            plan,
+            q,
+            needed,
+            days: HashMap::new(),
+            key: String::new(),
+        }
+    }
+
+    fn day(&mut self, day: i64) -> &str {
+        self.days.entry(day).or_insert_with(|| format_day(day))
+    }
+
+    /// The group key and value `plain` adds, or `None` (outside the
+    /// window, or a value no dimension can key); an error when it is not a
+    /// record payload.
+    fn contribution(&mut self, plain: &[u8]) -> Result<Option<(&str, i64)>, VaultError> {
+        let corrupt = || {
+            VaultError::Store(postvault_store::StoreError::Corrupt(
+                "a sealed record does not hold a record payload".into(),
+            ))
+        };
+        let n = self.needed.names.len();
+        // On the stack for the usual few fields.
+        let mut small = [None; 8];
+        let mut large = Vec::new();
+        let raw: &mut [Option<&serde_json::value::RawValue>] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            large.resize(n, None);
+            &mut large
+        };
+        let mut de = serde_json::Deserializer::from_slice(plain);
+        let found = serde::de::DeserializeSeed::deserialize(
+            PayloadSeed(FieldsSeed {
+                names: &self.needed.names,
+                out: raw,
+            }),
+            &mut de,
+        )
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|_| corrupt())?;
+        if !found {
+            return Err(corrupt());
+        }
+        Ok(self.key_of(raw))
+    }
+
+    fn key_of(&mut self, raw: &[Option<&serde_json::value::RawValue>]) -> Option<(&str, i64)> {
+        let text = |i: usize| raw[i].and_then(raw_text);
+        let at = parse_instant(&text(self.needed.time)?)?;
+        if at < self.q.from_ms || at >= self.q.to_ms {
+            return None;
+        }
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
+        let mut ok = true;
+        for (i, d) in self.plan.dimensions.iter().enumerate() {
+            if i > 0 {
+                key.push(SEP);
+            }
+            let ix = self.needed.dims[i];
+            let Some(v) = text(ix) else {
+                ok = false;
+                break;
+            };
+            // The time field read once when a dimension coarsens it.
+            let same = ix == self.needed.time;
+            let instant = |v: &str| if same { Some(at) } else { parse_instant(v) };
+            match d.coarsen {
+                Coarsen::Value => key.push_str(&v),
+                Coarsen::Zip3 => match v.get(..3) {
+                    Some(z) => key.push_str(z),
+                    None => ok = false,
+                },
+                Coarsen::Day | Coarsen::Week => match instant(&v) {
+                    Some(ms) => {
+                        let day = utc_day(ms);
+                        let day = if d.coarsen == Coarsen::Week {
+                            monday(day)
+                        } else {
+                            day
+                        };
+                        key.push_str(self.day(day));
+                    }
+                    None => ok = false,
+                },
+            }
+            if !ok {
+                break;
+            }
+        }
+        let value = match (ok, self.plan.sum) {
+            (false, _) => None,
+            (true, None) => Some(1),
+            (true, Some((_, (lo, hi)))) => self.needed.sum.and_then(|ix| {
+                raw[ix]
+                    .and_then(|r| r.get().parse::<i64>().ok())
+                    .map(|v| v.clamp(lo, hi))
+            }),
+        };
+        self.key = key;
+        value.map(|v| (self.key.as_str(), v))
+    }
 }
 
 /// Bounds each person's contribution as records stream by, one person's
@@ -393,13 +586,29 @@ struct Bounder {
     per_group: u32,
     person: Option<SubjectRef>,
     total: u32,
-    groups: HashMap<String, u32>,
-    /// The bounded exact values, by group.
-    out: HashMap<String, i64>,
+    /// This person's groups (by id) and their counts.
+    groups: Vec<(u32, u32)>,
+    /// Group ids by key, and each group's key and bounded exact value.
+    ids: HashMap<String, u32>,
+    keys: Vec<String>,
+    sums: Vec<i64>,
 }
 
 impl Bounder {
-    fn add(&mut self, subject: &SubjectRef, c: Contribution) {
+    fn new(max: u32, per_group: u32) -> Bounder {
+        Bounder {
+            max,
+            per_group,
+            person: None,
+            total: 0,
+            groups: Vec::new(),
+            ids: HashMap::new(),
+            keys: Vec::new(),
+            sums: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, subject: &SubjectRef, c: Option<(&str, i64)>) {
         if self.person.as_ref() != Some(subject) {
             self.person = Some(*subject);
             self.total = 0;
@@ -411,13 +620,37 @@ impl Bounder {
         if self.total >= self.max {
             return;
         }
-        let n = self.groups.entry(key.clone()).or_insert(0);
+        let id = match self.ids.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.keys.len() as u32;
+                self.ids.insert(key.to_string(), id);
+                self.keys.push(key.to_string());
+                self.sums.push(0);
+                id
+            }
+        };
+        let at = match self.groups.iter().position(|(g, _)| *g == id) {
+            Some(at) => at,
+            None => {
+                self.groups.push((id, 0));
+                self.groups.len() - 1
+            }
+        };
+        let n = &mut self.groups[at].1;
         if *n >= self.per_group {
             return;
         }
         *n += 1;
         self.total += 1;
-        *self.out.entry(key).or_insert(0) += value;
+        self.sums[id as usize] += value;
+    }
+
+    /// The bounded exact values by group key, added into `out`.
+    fn merge_into(self, out: &mut HashMap<String, i64>) {
+        for (k, v) in self.keys.into_iter().zip(self.sums) {
+            *out.entry(k).or_insert(0) += v;
+        }
     }
 }
 
@@ -605,51 +838,61 @@ impl Vault {
         })
     }
 
-    /// Scans the plan's category a page at a time, records of one person
-    /// together, decrypting in parallel, and returns each group's exact
-    /// value after bounding every person's contribution.
+    /// Scans the plan's category and returns each group's exact value after
+    /// bounding every person's contribution. The subject refs are split into
+    /// one range per core, each scanned by a pipeline of its own (its own
+    /// connection, keys, decryption and bounding); a person's records all
+    /// fall in one range, so bounding stays exact, and the ranges' values
+    /// are added at the end. Memory grows with the groups and a page.
     fn bounded_scan(
         &self,
         plan: &Plan<'_>,
         q: &Query,
         now: i64,
     ) -> Result<HashMap<String, i64>, VaultError> {
-        self.sync_erasures()?;
-        let tax = self.pack.taxonomy();
-        let category = &tax.category(plan.category).id;
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
-        let mut bounder = Bounder {
-            max: plan.stats.max_records,
-            per_group: plan.stats.max_records_per_group,
-            person: None,
-            total: 0,
-            groups: HashMap::new(),
-            out: HashMap::new(),
-        };
+        self.bounded_scan_in(plan, q, now, threads)
+    }
+
+    /// [`Vault::bounded_scan`] in `ranges` subject ranges.
+    fn bounded_scan_in(
+        &self,
+        plan: &Plan<'_>,
+        q: &Query,
+        now: i64,
+        ranges: usize,
+    ) -> Result<HashMap<String, i64>, VaultError> {
+        self.sync_erasures()?;
+        let ranges = subject_ranges(ranges.max(1));
+        let results: Vec<Result<(Bounder, Trouble), VaultError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|(from, until)| {
+                    s.spawn(move || self.scan_range(plan, q, now, *from, until.as_ref()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(VaultError::Refused {
+                            code: "internal",
+                            message: "a statistics worker failed".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut out = HashMap::new();
         let mut trouble = Trouble::default();
-        let mut after: Option<(SubjectRef, [u8; 16])> = None;
-        loop {
-            let page = self
-                .store
-                .category_records(category, now, after.as_ref(), PAGE)?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some((last.subject, last.id));
-            let parts = self.open_page(plan, q, &page, threads, now)?;
-            for (records, contributions, t) in parts {
-                for (r, c) in records.iter().zip(contributions) {
-                    bounder.add(&r.subject, c);
-                }
-                trouble.missing += t.missing;
-                for (seq, n) in t.covers {
-                    *trouble.covers.entry(seq).or_default() += n;
-                }
-            }
-            if page.len() < PAGE {
-                break;
+        for r in results {
+            let (bounder, t) = r?;
+            bounder.merge_into(&mut out);
+            trouble.missing += t.missing;
+            for (seq, n) in t.covers {
+                *trouble.covers.entry(seq).or_default() += n;
             }
         }
         if trouble.missing > 0 {
@@ -658,81 +901,77 @@ impl Vault {
             });
         }
         self.check_cover_keys(&trouble.covers)?;
-        Ok(bounder.out)
+        Ok(out)
     }
 
-    /// Opens a page in `threads` parts split at person boundaries; each
-    /// part's contributions in record order.
-    #[allow(clippy::type_complexity)]
-    fn open_page<'p>(
+    /// One pipeline: the category's records of subjects in [`from`,
+    /// `until`), a page at a time, each person's together.
+    fn scan_range(
         &self,
         plan: &Plan<'_>,
         q: &Query,
-        page: &'p [RecordRow],
-        threads: usize,
         now: i64,
-    ) -> Result<Vec<(&'p [RecordRow], Vec<Contribution>, Trouble)>, VaultError> {
-        let mut parts = Vec::new();
-        let mut start = 0;
-        let target = page.len().div_ceil(threads).max(1);
-        while start < page.len() {
-            let mut end = (start + target).min(page.len());
-            while end < page.len() && page[end].subject == page[end - 1].subject {
-                end += 1;
-            }
-            parts.push(&page[start..end]);
-            start = end;
-        }
-        let results: Vec<Result<(Vec<Contribution>, Trouble), VaultError>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = parts
-                    .iter()
-                    .map(|part| s.spawn(move || self.open_part(plan, q, part, now)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(VaultError::Refused {
-                                code: "internal",
-                                message: "a statistics worker failed".into(),
-                            })
-                        })
-                    })
-                    .collect()
-            });
-        parts
-            .into_iter()
-            .zip(results)
-            .map(|(p, r)| r.map(|(c, t)| (p, c, t)))
-            .collect()
-    }
-
-    fn open_part(
-        &self,
-        plan: &Plan<'_>,
-        q: &Query,
-        part: &[RecordRow],
-        now: i64,
-    ) -> Result<(Vec<Contribution>, Trouble), VaultError> {
+        from: SubjectRef,
+        until: Option<&SubjectRef>,
+    ) -> Result<(Bounder, Trouble), VaultError> {
         let tax = self.pack.taxonomy();
-        let mut subjects: Vec<SubjectRef> = part.iter().map(|r| r.subject).collect();
-        subjects.dedup();
-        let wrapped = self.keys.subject_keys_many(&subjects)?;
-        let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
-        for (s, w) in subjects.iter().zip(wrapped) {
-            // Keys that do not unwrap are as good as missing: their records
-            // are reported, never skipped.
-            keys.insert(*s, w.and_then(|w| self.unwrap_pair(Some(&w), s).ok()));
-        }
-        let mut cache = KeyCache::default();
+        let category = &tax.category(plan.category).id;
+        let mut keyer = Keyer::new(tax, plan, q);
+        let mut bounder = Bounder::new(plan.stats.max_records, plan.stats.max_records_per_group);
         let mut trouble = Trouble::default();
-        let mut out = Vec::with_capacity(part.len());
-        for r in part {
-            let k = keys.get(&r.subject).and_then(Option::as_ref);
-            let plain = match self.open_record(r, k, &mut cache)? {
-                Some(p) => p,
-                None => {
+        // No record has the nil id (UUIDv7): the range starts at `from`.
+        let mut after = Some((from, [0u8; 16]));
+        let mut subjects: Vec<SubjectRef> = Vec::new();
+        let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
+        let (mut aad, mut plain) = (Vec::with_capacity(128), Vec::with_capacity(512));
+        loop {
+            let page = self
+                .store
+                .category_records(category, now, after.as_ref(), until, PAGE)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some((last.subject, last.id));
+            subjects.clear();
+            subjects.extend(page.iter().map(|r| r.subject));
+            subjects.dedup();
+            let wrapped = self.keys.subject_keys_many(&subjects)?;
+            keys.clear();
+            for (s, w) in subjects.iter().zip(wrapped) {
+                // Keys that do not unwrap are as good as missing: their
+                // records are reported, never skipped.
+                keys.insert(*s, w.and_then(|w| self.unwrap_pair(Some(&w), s).ok()));
+            }
+            // Derived keys are kept for one page: memory stays bounded. A
+            // person's records come together and mostly share one key: the
+            // last one found is tried first.
+            let mut cache = KeyCache::default();
+            let mut last: Option<LastKey<'_>> = None;
+            for r in &page {
+                let (k, key) = match last.as_ref() {
+                    Some((p, k, key))
+                        if p.subject == r.subject
+                            && p.key_id == r.key_id
+                            && p.expires_at == r.expires_at
+                            && p.category == r.category =>
+                    {
+                        (*k, key.clone())
+                    }
+                    _ => {
+                        let k = keys.get(&r.subject).and_then(Option::as_ref);
+                        let key = self.key_for(r, k, &mut cache, false)?;
+                        last = Some((r, k, key.clone()));
+                        (k, key)
+                    }
+                };
+                let opened = match &key {
+                    Some(key) => {
+                        self.open_record_with(r, key, &mut aad, &mut plain)?;
+                        true
+                    }
+                    None => false,
+                };
+                if !opened {
                     match self.gone(r, k, &mut cache, now) {
                         crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
                         crate::integrity::Gone::Missing => trouble.missing += 1,
@@ -740,15 +979,40 @@ impl Vault {
                             *trouble.covers.entry(seq).or_default() += 1;
                         }
                     }
-                    out.push(None);
+                    bounder.add(&r.subject, None);
                     continue;
                 }
-            };
-            let fields = crate::read::payload_fields(&plain)?;
-            out.push(contribution(tax, plan, q, &fields));
+                bounder.add(&r.subject, keyer.contribution(&plain)?);
+            }
+            if page.len() < PAGE {
+                break;
+            }
         }
-        Ok((out, trouble))
+        Ok((bounder, trouble))
     }
+}
+
+/// The record a scan found a key for last, its person's keys and the
+/// record key (none when gone).
+type LastKey<'a> = (
+    &'a RecordRow,
+    Option<&'a SubjectKeyPair>,
+    Option<Arc<RecordKey>>,
+);
+
+/// `n` ranges of subject refs covering them all, split on their first two
+/// bytes (refs are keyed hashes, spread evenly): (from, until), the last
+/// one open.
+fn subject_ranges(n: usize) -> Vec<(SubjectRef, Option<SubjectRef>)> {
+    let at = |i: usize| {
+        let p = (i * 65_536 / n) as u16;
+        let mut r = [0u8; 16];
+        r[..2].copy_from_slice(&p.to_be_bytes());
+        r
+    };
+    (0..n)
+        .map(|i| (at(i), if i + 1 == n { None } else { Some(at(i + 1)) }))
+        .collect()
 }
 
 #[cfg(test)]

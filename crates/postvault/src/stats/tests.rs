@@ -1,33 +1,37 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use std::sync::Arc;
 
 #[test]
 fn a_person_with_ten_thousand_records_moves_a_count_by_at_most_k() {
-    let mut b = Bounder {
-        max: 20,
-        per_group: 5,
-        person: None,
-        total: 0,
-        groups: HashMap::new(),
-        out: HashMap::new(),
-    };
+    let mut b = Bounder::new(20, 5);
     let heavy = [7u8; 16];
     for i in 0..10_000 {
-        b.add(&heavy, Some((format!("g{}", i % 3), 1)));
+        b.add(&heavy, Some((&format!("g{}", i % 3), 1)));
     }
+    let out = |b: &Bounder| -> HashMap<String, i64> {
+        b.keys.iter().cloned().zip(b.sums.iter().copied()).collect()
+    };
     // Five per group, three groups: 15, under the total of 20.
-    assert_eq!(b.out.values().sum::<i64>(), 15);
-    assert!(b.out.values().all(|&v| v == 5));
+    assert_eq!(out(&b).values().sum::<i64>(), 15);
+    assert!(out(&b).values().all(|&v| v == 5));
     for i in 0..10_000 {
-        b.add(&[8u8; 16], Some((format!("h{i}"), 1)));
+        b.add(&[8u8; 16], Some((&format!("h{i}"), 1)));
     }
     // Many groups: the total of 20 binds.
-    assert_eq!(b.out.iter().filter(|(k, _)| k.starts_with('h')).count(), 20);
+    assert_eq!(out(&b).keys().filter(|k| k.starts_with('h')).count(), 20);
     // Records outside the window add nothing and use no allowance.
     b.add(&[9u8; 16], None);
-    b.add(&[9u8; 16], Some(("g0".into(), 1)));
-    assert_eq!(b.out["g0"], 6);
+    b.add(&[9u8; 16], Some(("g0", 1)));
+    assert_eq!(out(&b)["g0"], 6);
+    // Two pipelines' values add up per group.
+    let mut other = Bounder::new(20, 5);
+    other.add(&[10u8; 16], Some(("g0", 1)));
+    let mut merged = HashMap::new();
+    b.merge_into(&mut merged);
+    other.merge_into(&mut merged);
+    assert_eq!(merged["g0"], 7);
 }
 
 #[test]
@@ -99,4 +103,159 @@ fn partition_selection_hides_a_group_of_one_person() {
     }
     assert!(shown * 20 <= runs, "shown in {shown} of {runs}");
     assert_eq!(busy, runs);
+}
+
+/// 2026-11-03T00:00:00Z.
+const T0: i64 = 1_793_664_000_000;
+
+/// A vault with an analyst, and `per` scan events of each of `people`
+/// people over 2026-11-01 and 02, spread over seven ZIP3s; person 0 has
+/// 40 events in one group besides.
+fn scanned(people: usize, per: usize) -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::init(
+        dir.path(),
+        crate::OpenOptions {
+            clock: Arc::new(crate::FixedClock::new(T0)),
+            ..crate::OpenOptions::default()
+        },
+    )
+    .unwrap();
+    v.add_principal("ingest", "collector").unwrap();
+    v.add_principal("analyst", "statistics").unwrap();
+    let line = |p: usize, zip: usize, day: usize, hour: usize| {
+        format!(
+            "{{\"subject\":\"p{p}\",\"category\":\"scan_event\",\"purpose\":\"delivery\",\"fields\":{{\"piece\":\"letter\",\"facility_zip\":\"{zip}01\",\"op_code\":\"918\",\"event\":\"processed\",\"scanned_at\":\"2026-11-0{day}T{hour:02}:00:00Z\"}}}}"
+        )
+    };
+    let mut lines: Vec<String> = (0..people)
+        .flat_map(|p| (0..per).map(move |i| (p, i)))
+        .map(|(p, i)| line(p, 100 + (p + i) % 7, 1 + i % 2, i % 24))
+        .collect();
+    lines.extend((0..40).map(|i| line(0, 100, 1, i % 24)));
+    let ingest = v.principal("ingest").unwrap();
+    let text = lines.join("\n");
+    let r = v
+        .collect(
+            &ingest,
+            &mut text.as_bytes(),
+            &crate::CollectOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.accepted as usize, lines.len());
+    (dir, v)
+}
+
+fn count_by(group_by: &[&str]) -> Query {
+    parse_query(
+        &serde_json::from_value(serde_json::json!({
+            "category": "scan_event", "measure": "count", "group_by": group_by,
+            "from": "2026-11-01", "to": "2026-11-03", "epsilon": 0.5,
+        }))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn subject_ranges_cover_every_ref_once() {
+    for n in 1..=9 {
+        let r = subject_ranges(n);
+        assert_eq!(r.len(), n);
+        assert_eq!(r[0].0, [0u8; 16]);
+        assert_eq!(r[n - 1].1, None);
+        for w in r.windows(2) {
+            assert_eq!(w[0].1, Some(w[1].0), "contiguous");
+            assert!(w[0].0 < w[1].0, "increasing");
+        }
+    }
+}
+
+#[test]
+fn scans_split_by_subject_range_agree_with_one_scan() {
+    let (_dir, v) = scanned(60, 6);
+    let analyst = v.principal("analyst").unwrap();
+    let tax = v.pack.taxonomy();
+    // Each person's six events fall in six groups by day and ZIP3 (and by
+    // ZIP3): all count; person 0's forty more, in a group holding one of
+    // theirs, add four (5 a group). With no grouping, 5 a person count.
+    for (group_by, want) in [(&["day", "zip3"][..], 364), (&["zip3"], 364), (&[], 300)] {
+        let q = count_by(group_by);
+        let plan = pstats::check(tax, analyst.role_ix, "statistics", &q).unwrap();
+        assert_eq!(plan.stats.max_records_per_group, 5);
+        let one = v.bounded_scan_in(&plan, &q, T0, 1).unwrap();
+        assert_eq!(one.values().sum::<i64>(), want, "{group_by:?}");
+        for n in [2, 3, 7] {
+            assert_eq!(
+                v.bounded_scan_in(&plan, &q, T0, n).unwrap(),
+                one,
+                "{n} ranges"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_payload_reader_takes_only_the_fields_and_reads_them_as_json() {
+    let (_dir, v) = scanned(1, 1);
+    let analyst = v.principal("analyst").unwrap();
+    let tax = v.pack.taxonomy();
+    let q = count_by(&["day", "zip3"]);
+    let plan = pstats::check(tax, analyst.role_ix, "statistics", &q).unwrap();
+    let mut k = Keyer::new(tax, &plan, &q);
+    let key = |k: &mut Keyer<'_>, p: &str| {
+        k.contribution(p.as_bytes())
+            .map(|c| c.map(|(g, v)| (g.replace(SEP, "|"), v)))
+    };
+    let ok = |day: &str, zip: &str| Some((format!("{day}|{zip}"), 1));
+    assert_eq!(
+        key(
+            &mut k,
+            r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z","facility_zip":"60601"}}"#
+        )
+        .unwrap(),
+        ok("2026-11-01", "606")
+    );
+    // Other keys before and after, nested values skipped, any field order.
+    assert_eq!(
+        key(&mut k, r#"{"legal_basis":"x","fields":{"extra":{"a":[1,{"b":"}"}]},"facility_zip":"70101","scanned_at":"2026-11-02T23:59:59.5-00:00"},"more":[null]}"#).unwrap(),
+        ok("2026-11-02", "701")
+    );
+    // Escapes are read as JSON reads them.
+    assert_eq!(
+        key(
+            &mut k,
+            r#"{"fields":{"scanned_at":"2026-11-01T00:00:00Z","facility_zip":"\u00360601"}}"#
+        )
+        .unwrap(),
+        ok("2026-11-01", "606")
+    );
+    // The time is read in its offset: 23:30 at -02:00 is the next UTC day.
+    assert_eq!(
+        key(
+            &mut k,
+            r#"{"fields":{"scanned_at":"2026-11-01T23:30:00-02:00","facility_zip":"60601"}}"#
+        )
+        .unwrap(),
+        ok("2026-11-02", "606")
+    );
+    // Outside the window, a field missing or not text: nothing.
+    for p in [
+        r#"{"fields":{"scanned_at":"2026-11-03T00:00:00Z","facility_zip":"60601"}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z"}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z","facility_zip":60601}}"#,
+        r#"{"fields":{"scanned_at":"yesterday","facility_zip":"60601"}}"#,
+    ] {
+        assert_eq!(key(&mut k, p).unwrap(), None, "{p}");
+    }
+    // Not a record payload: a fault, never nothing.
+    for p in [
+        r#"[1,2]"#,
+        r#"{"x":1}"#,
+        r#"{"fields":{}"#,
+        r#"{"fields":{}} x"#,
+    ] {
+        assert!(key(&mut k, p).is_err(), "{p}");
+    }
 }
