@@ -36,6 +36,61 @@ impl HashStore for StoreHashes<'_> {
     }
 }
 
+/// Stored hashes kept for proofs (32 bytes each, about 3 MB with the
+/// cache's own).
+pub(crate) const PROOF_HASHES_CACHED: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(1 << 16).expect("not zero");
+
+/// The stored hashes proofs read, through a cache. A stored hash is the
+/// hash of a complete subtree: once in the store it never changes, and
+/// every proof reads the same few of the upper levels. Only proofs read
+/// through it; roots, checkpoints and verification read the store itself,
+/// so a store rewritten under the process is still caught there (and a
+/// proof from the cache is of the tree the process saw, which verifies
+/// against the checkpoints it signed).
+pub(crate) struct ProofHashes<'a>(pub(crate) &'a Vault);
+
+impl HashStore for ProofHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        let lock = || {
+            self.0
+                .proof_hashes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        let mut out: Vec<Option<Hash>> = Vec::with_capacity(indexes.len());
+        let mut missing = Vec::new();
+        {
+            let mut c = lock();
+            for i in indexes {
+                let h = c.get(i).copied();
+                if h.is_none() {
+                    missing.push(*i);
+                }
+                out.push(h);
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            let got = StoreHashes(&*self.0.store).read_hashes(&missing)?;
+            let mut c = lock();
+            for (i, h) in missing.iter().zip(&got) {
+                c.put(*i, *h);
+            }
+            for (slot, i) in out.iter_mut().zip(indexes) {
+                if slot.is_none() {
+                    *slot = missing.binary_search(i).ok().map(|at| got[at]);
+                }
+            }
+        }
+        out.into_iter()
+            .zip(indexes)
+            .map(|(h, i)| h.ok_or_else(|| LogError::Storage(format!("log hash {i} is missing"))))
+            .collect()
+    }
+}
+
 /// An RFC 6962 inclusion proof, as printed by `postvault log prove`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -321,7 +376,13 @@ impl Vault {
         index: u64,
         size: Option<u64>,
     ) -> Result<InclusionProof, VaultError> {
-        let n = self.log_catch_up()?;
+        // A tree already hashed needs no catch-up (the usual case: a size
+        // from a checkpoint); otherwise the tree is brought up to date.
+        let hashed = self.store.hashed_size()?;
+        let n = match size {
+            Some(s) if s <= hashed => hashed,
+            _ => self.log_catch_up()?,
+        };
         let size = match size {
             Some(s) => s,
             None => self.checkpoint_size()?,
@@ -332,16 +393,18 @@ impl Vault {
                 why: format!("leaf {index} is not in a tree of {size} (the log has {n} leaves)"),
             });
         }
-        let leaf = self
-            .store
-            .leaves(index, index + 1)?
+        // The leaf's hash is the tree's own (stored, level 0): what the
+        // proof is of, read with it.
+        let reader = ProofHashes(self);
+        let hashes = postvault_log::prove_inclusion(index, size, &reader)?;
+        let leaf_hash = reader
+            .read_hashes(&[postvault_log::leaf_stored_index(index)?])?
             .pop()
-            .ok_or_else(|| tamper(format!("log leaf {index} is missing")))?;
-        let hashes = postvault_log::prove_inclusion(index, size, &StoreHashes(&*self.store))?;
+            .ok_or_else(|| tamper(format!("the hash of log leaf {index} is missing")))?;
         Ok(InclusionProof {
             index,
             size,
-            leaf_hash: B64.encode(postvault_log::leaf_hash(&leaf)),
+            leaf_hash: B64.encode(leaf_hash),
             hashes: hashes.iter().map(|h| B64.encode(h)).collect(),
         })
     }
@@ -355,7 +418,7 @@ impl Vault {
                 why: format!("need old <= new <= {n} (the log size)"),
             });
         }
-        let hashes = postvault_log::prove_consistency(old, new, &StoreHashes(&*self.store))?;
+        let hashes = postvault_log::prove_consistency(old, new, &ProofHashes(self))?;
         Ok(ConsistencyProof {
             old,
             new,

@@ -128,6 +128,8 @@ pub struct Vault {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: SystemRandom,
     key_cache: Mutex<lru::LruCache<SubjectRef, Arc<SubjectKeyPair>>>,
+    /// Stored hashes read for proofs (see `log::ProofHashes`).
+    pub(crate) proof_hashes: Mutex<lru::LruCache<u64, postvault_log::Hash>>,
     /// The store's erasure generation the key cache is valid for.
     key_gen: std::sync::atomic::AtomicU64,
     /// Bumped, under the key cache's lock, whenever keys are forgotten
@@ -325,6 +327,7 @@ impl Vault {
             clock,
             rng,
             key_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
+            proof_hashes: Mutex::new(lru::LruCache::new(crate::log::PROOF_HASHES_CACHED)),
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),

@@ -15,6 +15,24 @@ pub fn log_hashes_advance_only_from_their_size(s: &dyn Store) {
     assert!(matches!(s.log_hashes(&[3]), Err(StoreError::Corrupt(_))));
     assert!(s.put_log_hashes(2, 3, &[(3, [4; 32])]).unwrap());
     assert_eq!(s.hashed_size().unwrap(), 3);
+    // Many at once (more than one statement's worth on SQLite), in any
+    // order, some twice: each in its place; one missing among them fails.
+    let more: Vec<(u64, [u8; 32])> = (4..104u64).map(|i| (i, [i as u8; 32])).collect();
+    assert!(s.put_log_hashes(3, 50, &more).unwrap());
+    let ask: Vec<u64> = (0..70u64)
+        .map(|k| 4 + (k * 37) % 100)
+        .chain([9, 9, 103])
+        .collect();
+    let got = s.log_hashes(&ask).unwrap();
+    assert_eq!(got.len(), ask.len());
+    for (i, h) in ask.iter().zip(&got) {
+        assert_eq!(*h, [*i as u8; 32], "hash {i}");
+    }
+    let with_gap: Vec<u64> = (4..60u64).chain([104]).collect();
+    assert!(matches!(
+        s.log_hashes(&with_gap),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 pub fn checkpoints_are_kept_by_size(s: &dyn Store) {

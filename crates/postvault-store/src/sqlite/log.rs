@@ -6,9 +6,9 @@ use super::*;
 impl LogStore for SqliteStore {
     fn log_size(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
-        let n: i64 = conn.query_row("SELECT coalesce(max(idx) + 1, 0) FROM leaves", [], |r| {
-            r.get(0)
-        })?;
+        let n: i64 = conn
+            .prepare_cached("SELECT coalesce(max(idx) + 1, 0) FROM leaves")?
+            .query_row([], |r| r.get(0))?;
         Ok(n as u64)
     }
 
@@ -38,17 +38,39 @@ impl LogStore for SqliteStore {
     }
 
     fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        // A proof's hashes (about two per level) in few statements: up to
+        // HASHES_AT_ONCE indexes each, the list padded with its last index
+        // so one cached statement serves every length.
         let conn = self.conn();
-        let mut s = conn.prepare_cached("SELECT hash FROM log_hashes WHERE idx = ?1")?;
-        let mut out = Vec::with_capacity(indexes.len());
-        for &i in indexes {
-            let h: Option<Vec<u8>> = s.query_row([i as i64], |r| r.get(0)).optional()?;
-            let h = h
-                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("log hash {i} is missing")))?;
-            out.push(h);
+        let mut s = conn.prepare_cached(LOG_HASHES_IN)?;
+        let mut found: Vec<(u64, [u8; 32])> = Vec::with_capacity(indexes.len());
+        for chunk in indexes.chunks(HASHES_AT_ONCE) {
+            let last = chunk[chunk.len() - 1];
+            let ix: Vec<i64> = (0..HASHES_AT_ONCE)
+                .map(|k| chunk.get(k).copied().unwrap_or(last) as i64)
+                .collect();
+            let mut rows = s.query(rusqlite::params_from_iter(ix))?;
+            while let Some(r) = rows.next()? {
+                let i: i64 = r.get(0)?;
+                let h = r
+                    .get_ref(1)?
+                    .as_blob()
+                    .ok()
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("log hash {i} is not 32 bytes")))?;
+                found.push((i as u64, h));
+            }
         }
-        Ok(out)
+        found.sort_unstable_by_key(|(i, _)| *i);
+        indexes
+            .iter()
+            .map(|&i| {
+                found
+                    .binary_search_by_key(&i, |(j, _)| *j)
+                    .map(|at| found[at].1)
+                    .map_err(|_| StoreError::Corrupt(format!("log hash {i} is missing")))
+            })
+            .collect()
     }
 
     fn hashed_size(&self) -> Result<u64, StoreError> {
@@ -183,13 +205,20 @@ impl LogStore for SqliteStore {
     }
 }
 
+/// Indexes read by one statement of `log_hashes`.
+const HASHES_AT_ONCE: usize = 32;
+
+/// `SELECT idx, hash FROM log_hashes WHERE idx IN (?1, ..., ?32)`.
+const LOG_HASHES_IN: &str = "SELECT idx, hash FROM log_hashes WHERE idx IN (\
+     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+
+const _: () = assert!(HASHES_AT_ONCE == 32);
+
 pub(super) fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'log_hashed_size'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM meta WHERE key = 'log_hashed_size'")?
+        .query_row([], |r| r.get(0))
         .optional()?;
     v.unwrap_or_default()
         .parse()
