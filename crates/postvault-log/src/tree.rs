@@ -114,6 +114,12 @@ pub fn stored_hash_count(size: u64) -> Result<u64, LogError> {
     Ok(tlog::stored_hash_count(size))
 }
 
+/// The level of the subtree whose hash is stored at `index` (0: a leaf's
+/// hash; level `l` covers 2^l leaves).
+pub fn stored_index_level(index: u64) -> u8 {
+    tlog::split_stored_hash_index(index).0
+}
+
 /// The stored index of leaf `index`'s leaf hash (handy to fetch the leaf hash
 /// an inclusion proof is about).
 pub fn leaf_stored_index(index: u64) -> Result<u64, LogError> {

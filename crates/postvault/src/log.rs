@@ -41,13 +41,20 @@ impl HashStore for StoreHashes<'_> {
 pub(crate) const PROOF_HASHES_CACHED: std::num::NonZeroUsize =
     std::num::NonZeroUsize::new(1 << 16).expect("not zero");
 
-/// The stored hashes proofs read, through a cache. A stored hash is the
-/// hash of a complete subtree: once in the store it never changes, and
-/// every proof reads the same few of the upper levels. Only proofs read
-/// through it; roots, checkpoints and verification read the store itself,
-/// so a store rewritten under the process is still caught there (and a
-/// proof from the cache is of the tree the process saw, which verifies
-/// against the checkpoints it signed).
+/// The lowest level of subtree whose hash the proof cache keeps: a hash
+/// shared by the proofs of 256 leaves or more. Lower ones are read from
+/// the store every time, so how fast a proof comes back does not tell
+/// which single leaves were proven lately (a person's report proves each
+/// of their leaves).
+const PROOF_CACHE_MIN_LEVEL: u8 = 8;
+
+/// The stored hashes proofs read, through a cache of the upper levels'. A
+/// stored hash is the hash of a complete subtree: once in the store it
+/// never changes, and every proof reads the same few of the upper levels.
+/// Only proofs read through it; roots, checkpoints and verification read
+/// the store itself, so a store rewritten under the process is still caught
+/// there (and a proof from the cache is of the tree the process saw, which
+/// verifies against the checkpoints it signed).
 pub(crate) struct ProofHashes<'a>(pub(crate) &'a Vault);
 
 impl HashStore for ProofHashes<'_> {
@@ -76,7 +83,9 @@ impl HashStore for ProofHashes<'_> {
             let got = StoreHashes(&*self.0.store).read_hashes(&missing)?;
             let mut c = lock();
             for (i, h) in missing.iter().zip(&got) {
-                c.put(*i, *h);
+                if postvault_log::stored_index_level(*i) >= PROOF_CACHE_MIN_LEVEL {
+                    c.put(*i, *h);
+                }
             }
             for (slot, i) in out.iter_mut().zip(indexes) {
                 if slot.is_none() {
@@ -470,9 +479,17 @@ impl Vault {
         let size = cosigned.size;
         let mut found = Vec::new();
         for (index, leaf) in self.tagged_leaves(&key, size)? {
+            let proof = self.prove_inclusion(index, Some(size))?;
+            // The proof is of the tree's leaf hash; the event shown is read
+            // off the stored leaf: they must be the same leaf.
+            if proof.leaf_hash != B64.encode(postvault_log::leaf_hash(&leaf)) {
+                return Err(tamper(format!(
+                    "log leaf {index} does not match its hash in the tree"
+                )));
+            }
             found.push(FoundLeaf {
                 index,
-                proof: self.prove_inclusion(index, Some(size))?,
+                proof,
                 event: Event::from_leaf(&leaf),
             });
         }
@@ -791,4 +808,42 @@ impl Vault {
 /// Makes or loads the vault's log signing key.
 pub(crate) fn signer(origin: &str, seed: &[u8]) -> Result<LogSigner, VaultError> {
     Ok(LogSigner::from_bytes(origin, seed)?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod proof_cache_tests {
+    use super::*;
+
+    #[test]
+    fn proofs_cache_only_hashes_shared_by_256_leaves_or_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        v.store()
+            .append_leaves(3000, &mut |idx, _| format!("leaf {idx}").into_bytes())
+            .unwrap();
+        let n = v.log_catch_up().unwrap();
+        assert!(n >= 3000);
+        let root = v.log_root(n).unwrap();
+        for index in [0, 1, 255, 256, 1234, n - 1] {
+            // Twice: the second from the cache where it has the hashes.
+            for _ in 0..2 {
+                let p = v.prove_inclusion(index, Some(n)).unwrap();
+                let hash = |b: &str| -> Hash { B64.decode(b).unwrap().try_into().unwrap() };
+                let path: Vec<Hash> = p.hashes.iter().map(|h| hash(h)).collect();
+                let body = v.store().leaves(index, index + 1).unwrap().pop().unwrap();
+                let leaf = postvault_log::leaf_hash(&body);
+                assert_eq!(hash(&p.leaf_hash), leaf);
+                postvault_log::verify_inclusion(index, n, &leaf, &path, &root).unwrap();
+            }
+        }
+        let c = v.proof_hashes.lock().unwrap();
+        assert!(!c.is_empty(), "the upper levels are kept");
+        for (i, _) in c.iter() {
+            assert!(
+                postvault_log::stored_index_level(*i) >= PROOF_CACHE_MIN_LEVEL,
+                "{i}"
+            );
+        }
+    }
 }

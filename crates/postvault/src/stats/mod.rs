@@ -438,6 +438,8 @@ impl<'de> serde::de::Visitor<'de> for PayloadSeed<'_, '_, '_, 'de> {
                     m.next_value_seed(f)?;
                     found = true;
                 }
+                // Twice is not a payload (the full parse refuses it too).
+                ("fields", None) => return Err(serde::de::Error::duplicate_field("fields")),
                 (_, s) => {
                     seed = s;
                     m.next_value::<serde::de::IgnoredAny>()?;
@@ -448,15 +450,17 @@ impl<'de> serde::de::Visitor<'de> for PayloadSeed<'_, '_, '_, 'de> {
     }
 }
 
-/// The text of a raw JSON string, borrowed when it has no escape.
-fn raw_text(raw: &serde_json::value::RawValue) -> Option<std::borrow::Cow<'_, str>> {
+/// The text of a raw JSON string, borrowed when it has no escape; `None`
+/// for a value that is not a string, an error for a string that does not
+/// decode (a lone surrogate escape).
+fn raw_text(
+    raw: &serde_json::value::RawValue,
+) -> Result<Option<std::borrow::Cow<'_, str>>, serde_json::Error> {
     let s = raw.get();
     match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        Some(inner) if !inner.contains('\\') => Some(std::borrow::Cow::Borrowed(inner)),
-        Some(_) => serde_json::from_str::<String>(s)
-            .ok()
-            .map(std::borrow::Cow::Owned),
-        None => None,
+        Some(inner) if !inner.contains('\\') => Ok(Some(std::borrow::Cow::Borrowed(inner))),
+        Some(_) => serde_json::from_str::<String>(s).map(|t| Some(std::borrow::Cow::Owned(t))),
+        None => Ok(None),
     }
 }
 
@@ -505,7 +509,10 @@ impl<'p> Keyer<'p> {
             large.resize(n, None);
             &mut large
         };
-        let mut de = serde_json::Deserializer::from_slice(plain);
+        // Values skipped are not checked for UTF-8 as they are passed over:
+        // the whole payload is, first.
+        let plain = std::str::from_utf8(plain).map_err(|_| corrupt())?;
+        let mut de = serde_json::Deserializer::from_str(plain);
         let found = serde::de::DeserializeSeed::deserialize(
             PayloadSeed(FieldsSeed {
                 names: &self.needed.names,
@@ -518,11 +525,31 @@ impl<'p> Keyer<'p> {
         if !found {
             return Err(corrupt());
         }
-        Ok(self.key_of(raw))
+        // Every needed string decodes, or the payload is not one.
+        let mut texts: [Option<std::borrow::Cow<'_, str>>; 8] = Default::default();
+        let mut more = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let t = match r {
+                Some(r) => raw_text(r).map_err(|_| corrupt())?,
+                None => None,
+            };
+            match texts.get_mut(i) {
+                Some(slot) => *slot = t,
+                None => more.push(t),
+            }
+        }
+        let text = |i: usize| match texts.get(i) {
+            Some(t) => t.clone(),
+            None => more[i - texts.len()].clone(),
+        };
+        Ok(self.key_of(raw, text))
     }
 
-    fn key_of(&mut self, raw: &[Option<&serde_json::value::RawValue>]) -> Option<(&str, i64)> {
-        let text = |i: usize| raw[i].and_then(raw_text);
+    fn key_of<'t>(
+        &mut self,
+        raw: &[Option<&serde_json::value::RawValue>],
+        text: impl Fn(usize) -> Option<std::borrow::Cow<'t, str>>,
+    ) -> Option<(&str, i64)> {
         let at = parse_instant(&text(self.needed.time)?)?;
         if at < self.q.from_ms || at >= self.q.to_ms {
             return None;

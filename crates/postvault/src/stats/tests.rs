@@ -249,13 +249,21 @@ fn the_payload_reader_takes_only_the_fields_and_reads_them_as_json() {
     ] {
         assert_eq!(key(&mut k, p).unwrap(), None, "{p}");
     }
-    // Not a record payload: a fault, never nothing.
+    // Not a record payload: a fault, never nothing. Two `fields`; a needed
+    // string that does not decode (a lone surrogate); bytes that are not
+    // UTF-8 in a field the query skips.
     for p in [
         r#"[1,2]"#,
         r#"{"x":1}"#,
         r#"{"fields":{}"#,
         r#"{"fields":{}} x"#,
+        r#"{"fields":{},"fields":{}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z","facility_zip":"\ud800601"}}"#,
     ] {
         assert!(key(&mut k, p).is_err(), "{p}");
     }
+    let mut bad = br#"{"fields":{"piece":"le"#.to_vec();
+    bad.push(0xff);
+    bad.extend_from_slice(br#"er","scanned_at":"2026-11-01T10:00:00Z","facility_zip":"60601"}}"#);
+    assert!(k.contribution(&bad).is_err());
 }

@@ -277,6 +277,31 @@ pub fn a_person_finds_every_leaf_about_them_and_nobody_else_does_on(b: &Backend)
 }
 
 #[test]
+fn a_leaf_changed_under_its_hash_is_never_shown_with_a_proof() {
+    // Someone who can write the store changes the event of one of s2's
+    // leaves and leaves the tree's hashes alone: a proof from the tree
+    // would still verify, so the leaf found is checked against it.
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let key = v.subject_tag_key("s2").unwrap().unwrap();
+    let (_, found) = v.find_leaves(&key).unwrap();
+    assert_eq!(
+        found.iter().map(|f| f.index).collect::<Vec<_>>(),
+        vec![9, 10]
+    );
+    let n = sql(
+        dir.path(),
+        "UPDATE leaves SET body = CAST(replace(CAST(body AS TEXT), '\"read\"', '\"look\"') AS BLOB) WHERE idx = 10",
+    );
+    assert_eq!(n, 1);
+    match v.find_leaves(&key) {
+        Err(VaultError::LogVerification(m)) => assert!(m.contains("10"), "{m}"),
+        other => panic!("expected the changed leaf to be refused, got {other:?}"),
+    }
+}
+
+#[test]
 fn the_log_is_served_as_c2sp_tiles() {
     the_log_is_served_as_c2sp_tiles_on(&Backend::Sqlite);
 }
