@@ -448,6 +448,12 @@ pub struct ReadArgs {
     /// Targeted reads to time (one thread, each durably logged).
     #[arg(long, default_value_t = 5_000)]
     pub reads: u64,
+    /// Then reads from this many threads at once for `--seconds` (0: none).
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    /// How long the threads read.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[arg(long)]
@@ -515,6 +521,15 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
     let total_s = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     lat.sort_by(f64::total_cmp);
+    let many = match a.threads {
+        0 => None,
+        n => Some(crate::suite::concurrent_reads(
+            &vault,
+            &subjects,
+            n,
+            a.seconds.clamp(0.1, 600.0),
+        )?),
+    };
 
     // Decisions: cached (the hot path) and straight from Cedar.
     let pack = vault.pack();
@@ -549,6 +564,8 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
         "read_p99_us": round2(percentile(&lat, 0.99)),
         "read_mean_us": round2(lat.iter().sum::<f64>() / lat.len().max(1) as f64),
         "reads_per_s_one_thread": (a.reads as f64 / total_s).round(),
+        "threads": a.threads,
+        "reads_per_s_threads": many.map(f64::round),
         "cached_decision_ns": round2(cached_ns),
         "cedar_decision_us": round2(cedar_us),
         "decisions_allowed_checksum": allowed,

@@ -258,7 +258,7 @@ fn timed_reads(vault: &Vault, subjects: &[String], n: u64, what: &str) -> Result
 
 /// Reads from `threads` threads at once for `seconds`: reads per second in
 /// all (concurrent reads share one durable commit).
-fn concurrent_reads(
+pub(crate) fn concurrent_reads(
     vault: &Vault,
     subjects: &[String],
     threads: usize,

@@ -58,6 +58,11 @@ pub struct SqliteStore {
     /// (kept for the next), so scans of disjoint subject ranges neither
     /// wait on the store's own connection nor on each other.
     scanners: Mutex<Vec<Connection>>,
+    /// Connections that only read, not mapped, for the small reads every
+    /// targeted read makes before joining its group (the erasure
+    /// generation): a mapped connection remaps the growing file at each
+    /// transaction.
+    lookers: Mutex<Vec<Connection>>,
 }
 
 /// Scanners kept between scans.
@@ -254,21 +259,36 @@ impl SqliteStore {
             _checkpointer: checkpointer,
             path: path.to_path_buf(),
             scanners: Mutex::new(Vec::new()),
+            lookers: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs `f` on a connection that only reads (`query_only`): a kept
-    /// one, or a new one on the store's file with the store's settings and
-    /// the scanners' own; kept again afterwards (not after an error).
+    /// Runs `f` on a connection that only reads (`query_only`) and maps the
+    /// file (see `SCANNER_PRAGMAS`): a kept one, or a new one; kept again
+    /// afterwards (not after an error).
     pub(crate) fn with_scanner<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let kept = self
-            .scanners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        self.with_reader(&self.scanners, SCANNER_PRAGMAS, f)
+    }
+
+    /// [`SqliteStore::with_scanner`] on a connection that does not map the
+    /// file: for one small read.
+    pub(crate) fn with_looker<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_reader(&self.lookers, "PRAGMA query_only = ON;", f)
+    }
+
+    fn with_reader<T>(
+        &self,
+        pool: &Mutex<Vec<Connection>>,
+        pragmas: &str,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let kept = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match kept {
             Some(c) => c,
             None => {
@@ -278,12 +298,12 @@ impl SqliteStore {
                 )?;
                 c.busy_timeout(std::time::Duration::from_secs(5))?;
                 c.execute_batch(SQLITE_PRAGMAS)?;
-                c.execute_batch(SCANNER_PRAGMAS)?;
+                c.execute_batch(pragmas)?;
                 c
             }
         };
         let out = f(&conn)?;
-        let mut kept = self.scanners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = pool.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() < SCANNERS_KEPT {
             kept.push(conn);
         }
@@ -516,11 +536,8 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
 
 fn erasure_gen(tx: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'erasure_gen'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM meta WHERE key = 'erasure_gen'")?
+        .query_row([], |r| r.get(0))
         .optional()?;
     v.unwrap_or_else(|| "0".into())
         .parse()

@@ -155,9 +155,12 @@ impl RightsStore for SqliteStore {
     }
 
     fn erasure_gen(&self) -> Result<u64, StoreError> {
-        // Read without closing an open read group: a group never changes it.
-        let g = self.lock();
-        erasure_gen(&g.conn)
+        // Every read asks first: on a connection of its own, so it neither
+        // closes an open read group nor waits, outside the group's door,
+        // for a group's commit to finish (readers held there would miss the
+        // next group and commit alone). The value is the committed one: a
+        // group never changes it.
+        self.with_looker(erasure_gen)
     }
 
     fn put_holds(&self, holds: &[HoldRow], leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
