@@ -100,6 +100,35 @@ impl HashStore for ProofHashes<'_> {
     }
 }
 
+/// Reads a proof's hashes and, in the same read, the proven leaf's own
+/// stored hash (one trip to the store per proof, not two).
+struct WithLeaf<'a> {
+    inner: ProofHashes<'a>,
+    leaf: u64,
+    hash: std::cell::Cell<Option<Hash>>,
+}
+
+impl HashStore for WithLeaf<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        if self.hash.get().is_some() {
+            return self.inner.read_hashes(indexes);
+        }
+        let mut ask = Vec::with_capacity(indexes.len() + 1);
+        ask.extend_from_slice(indexes);
+        ask.push(self.leaf);
+        let mut got = self.inner.read_hashes(&ask)?;
+        if got.len() != ask.len() {
+            return Err(LogError::Storage(format!(
+                "{} log hashes read for {} asked",
+                got.len(),
+                ask.len()
+            )));
+        }
+        self.hash.set(got.pop());
+        Ok(got)
+    }
+}
+
 /// An RFC 6962 inclusion proof, as printed by `postvault log prove`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -404,12 +433,20 @@ impl Vault {
         }
         // The leaf's hash is the tree's own (stored, level 0): what the
         // proof is of, read with it.
-        let reader = ProofHashes(self);
+        let reader = WithLeaf {
+            inner: ProofHashes(self),
+            leaf: postvault_log::leaf_stored_index(index)?,
+            hash: std::cell::Cell::new(None),
+        };
         let hashes = postvault_log::prove_inclusion(index, size, &reader)?;
-        let leaf_hash = reader
-            .read_hashes(&[postvault_log::leaf_stored_index(index)?])?
-            .pop()
-            .ok_or_else(|| tamper(format!("the hash of log leaf {index} is missing")))?;
+        let leaf_hash = match reader.hash.get() {
+            Some(h) => h,
+            None => reader
+                .inner
+                .read_hashes(&[reader.leaf])?
+                .pop()
+                .ok_or_else(|| tamper(format!("the hash of log leaf {index} is missing")))?,
+        };
         Ok(InclusionProof {
             index,
             size,

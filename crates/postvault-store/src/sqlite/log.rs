@@ -38,44 +38,48 @@ impl LogStore for SqliteStore {
     }
 
     fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
-        // A proof's hashes (about two per level) in few statements: up to
-        // HASHES_AT_ONCE indexes each, the list padded with its last index
-        // so one cached statement serves every length.
-        let conn = self.conn();
-        let mut s = conn.prepare_cached(LOG_HASHES_IN)?;
-        let mut found: Vec<(u64, [u8; 32])> = Vec::with_capacity(indexes.len());
-        for chunk in indexes.chunks(HASHES_AT_ONCE) {
-            let last = chunk[chunk.len() - 1];
-            let ix: Vec<i64> = (0..HASHES_AT_ONCE)
-                .map(|k| chunk.get(k).copied().unwrap_or(last) as i64)
-                .collect();
-            let mut rows = s.query(rusqlite::params_from_iter(ix))?;
-            while let Some(r) = rows.next()? {
-                let i: i64 = r.get(0)?;
-                let h = r
-                    .get_ref(1)?
-                    .as_blob()
-                    .ok()
-                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
-                    .ok_or_else(|| StoreError::Corrupt(format!("log hash {i} is not 32 bytes")))?;
-                found.push((i as u64, h));
+        // Each stored hash by its row id (`idx` is the table's integer
+        // key), through one blob handle moved from row to row: a seek on the
+        // table's B-tree each, no statement run per hash. On a mapped
+        // scanner connection: stored hashes are only ever committed by
+        // catch-up, so a proof neither closes an open read group nor waits
+        // on it, and a proof's pages (scattered over a large table) cost no
+        // system call each (10M leaves: 29-34 -> 23-24 us a proof).
+        self.with_scanner(|conn| {
+            let missing = |i: u64| StoreError::Corrupt(format!("log hash {i} is missing"));
+            let absent = |i: u64, e: rusqlite::Error| match e.sqlite_error_code() {
+                // SQLITE_ERROR: no such row.
+                Some(rusqlite::ErrorCode::Unknown) => missing(i),
+                _ => e.into(),
+            };
+            let mut out = Vec::with_capacity(indexes.len());
+            let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
+            for &i in indexes {
+                let row = i64::try_from(i).map_err(|_| missing(i))?;
+                let b = match blob.as_mut() {
+                    Some(b) => {
+                        b.reopen(row).map_err(|e| absent(i, e))?;
+                        b
+                    }
+                    None => blob.insert(
+                        conn.blob_open(rusqlite::MAIN_DB, "log_hashes", "hash", row, true)
+                            .map_err(|e| absent(i, e))?,
+                    ),
+                };
+                if b.size() != 32 {
+                    return Err(StoreError::Corrupt(format!("log hash {i} is not 32 bytes")));
+                }
+                let mut h = [0u8; 32];
+                b.read_at_exact(&mut h, 0)?;
+                out.push(h);
             }
-        }
-        found.sort_unstable_by_key(|(i, _)| *i);
-        indexes
-            .iter()
-            .map(|&i| {
-                found
-                    .binary_search_by_key(&i, |(j, _)| *j)
-                    .map(|at| found[at].1)
-                    .map_err(|_| StoreError::Corrupt(format!("log hash {i} is missing")))
-            })
-            .collect()
+            Ok(out)
+        })
     }
 
     fn hashed_size(&self) -> Result<u64, StoreError> {
-        let conn = self.conn();
-        hashed_size(&conn)
+        // Committed by catch-up only: read beside any open read group.
+        self.with_looker(hashed_size)
     }
 
     fn put_log_hashes(
@@ -204,16 +208,6 @@ impl LogStore for SqliteStore {
         Ok(n.map(|n| n as u64))
     }
 }
-
-/// Indexes read by one statement of `log_hashes`.
-const HASHES_AT_ONCE: usize = 32;
-
-/// `SELECT idx, hash FROM log_hashes WHERE idx IN (?1, ..., ?32)`.
-const LOG_HASHES_IN: &str = "SELECT idx, hash FROM log_hashes WHERE idx IN (\
-     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
-
-const _: () = assert!(HASHES_AT_ONCE == 32);
 
 pub(super) fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = conn
