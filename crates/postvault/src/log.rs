@@ -415,11 +415,22 @@ impl Vault {
         size: Option<u64>,
     ) -> Result<InclusionProof, VaultError> {
         // A tree already hashed needs no catch-up (the usual case: a size
-        // from a checkpoint); otherwise the tree is brought up to date.
-        let hashed = self.store.hashed_size()?;
+        // from a checkpoint); otherwise the tree is brought up to date. The
+        // hashed size only grows: one this process has seen covers a size
+        // within it without reading the store's again.
+        use std::sync::atomic::Ordering;
+        let seen = self.hashed_seen.load(Ordering::Relaxed);
         let n = match size {
-            Some(s) if s <= hashed => hashed,
-            _ => self.log_catch_up()?,
+            Some(s) if s <= seen => seen,
+            _ => {
+                let hashed = self.store.hashed_size()?;
+                let n = match size {
+                    Some(s) if s <= hashed => hashed,
+                    _ => self.log_catch_up()?,
+                };
+                self.hashed_seen.fetch_max(n, Ordering::Relaxed);
+                n
+            }
         };
         let size = match size {
             Some(s) => s,
@@ -882,5 +893,24 @@ mod proof_cache_tests {
                 "{i}"
             );
         }
+        drop(c);
+        // The hashed size seen is a floor for later proofs, never a ceiling:
+        // the log grows unhashed, and a proof of the larger tree catches up
+        // and verifies, while one of the old size still does without.
+        v.store()
+            .append_leaves(700, &mut |idx, _| format!("later {idx}").into_bytes())
+            .unwrap();
+        let m = v.store().log_size().unwrap();
+        assert!(m > n && v.store().hashed_size().unwrap() == n);
+        for (index, size) in [(n - 1, n), (m - 1, m), (3, m)] {
+            let p = v.prove_inclusion(index, Some(size)).unwrap();
+            let hash = |b: &str| -> Hash { B64.decode(b).unwrap().try_into().unwrap() };
+            let path: Vec<Hash> = p.hashes.iter().map(|h| hash(h)).collect();
+            let root = v.log_root(size).unwrap();
+            postvault_log::verify_inclusion(index, size, &hash(&p.leaf_hash), &path, &root)
+                .unwrap();
+        }
+        assert_eq!(v.store().hashed_size().unwrap(), m);
+        assert!(v.prove_inclusion(m, Some(m + 1)).is_err(), "beyond the log");
     }
 }

@@ -130,6 +130,10 @@ pub struct Vault {
     key_cache: Mutex<lru::LruCache<SubjectRef, Arc<SubjectKeyPair>>>,
     /// Stored hashes read for proofs (see `log::ProofHashes`).
     pub(crate) proof_hashes: Mutex<lru::LruCache<u64, postvault_log::Hash>>,
+    /// The largest hashed size this process has read from the store: the
+    /// hashed tree only grows, so a proof of a size within it needs no read
+    /// of the store's (see `prove_inclusion`).
+    pub(crate) hashed_seen: std::sync::atomic::AtomicU64,
     /// The store's erasure generation the key cache is valid for.
     key_gen: std::sync::atomic::AtomicU64,
     /// Bumped, under the key cache's lock, whenever keys are forgotten
@@ -328,6 +332,7 @@ impl Vault {
             rng,
             key_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
             proof_hashes: Mutex::new(lru::LruCache::new(crate::log::PROOF_HASHES_CACHED)),
+            hashed_seen: std::sync::atomic::AtomicU64::new(0),
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
