@@ -1,6 +1,8 @@
 //! `postvault-bench http`: a load generator on loopback against the HTTP
 //! service started in this process: authenticated, logged targeted reads
-//! from many keep-alive connections, then NDJSON ingest.
+//! from many keep-alive connections, then the same reads from an
+//! independent load generator (`wrk`, installed if missing and allowed),
+//! then NDJSON ingest.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -37,6 +39,11 @@ pub struct HttpArgs {
     pub seed: u64,
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// After this bench's own reads, the same reads from `wrk` (an
+    /// independent load generator, 2 threads, `--connections`, `--seconds`);
+    /// installed with apt-get when missing and run as root. `none` skips it.
+    #[arg(long, default_value = "wrk", value_parser = ["wrk", "none"])]
+    pub load_generator: String,
 }
 
 /// A keep-alive HTTP/1.1 connection that reads Content-Length answers.
@@ -188,6 +195,19 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     let read_s = t.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
 
+    let wrk = if a.load_generator == "wrk" {
+        eprintln!(
+            "postvault: wrk, {} connections reading for {} s",
+            a.connections, a.seconds
+        );
+        match wrk_reads(&addr, &read_token, subjects.len(), a.connections, a.seconds) {
+            Ok(v) => v,
+            Err(e) => serde_json::json!({ "skipped": format!("{e:#}") }),
+        }
+    } else {
+        serde_json::json!({ "skipped": "--load-generator none" })
+    };
+
     // Ingest: simulated NDJSON (the records `bench ingest` uses) over a few
     // connections, each its own slice of the day.
     let per = a.ingest / a.ingest_connections.max(1) as u64;
@@ -257,6 +277,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
         "reads_per_s": (lat.len() as f64 / read_s).round(),
         "read_p50_us": round2(percentile(&lat, 0.5)),
         "read_p99_us": round2(percentile(&lat, 0.99)),
+        "wrk": wrk,
         "ingest_connections": a.ingest_connections,
         "lines_per_request": a.lines_per_request,
         "ingested_lines": accepted,
@@ -274,4 +295,164 @@ fn address_line(subject: &str) -> String {
     format!(
         r#"{{"subject":"{subject}","category":"address","purpose":"delivery","fields":{{"street":"1 Elm St","city":"Springfield","state":"IL","zip":"62701"}}}}"#
     )
+}
+
+/// The reads again from `wrk`: every request a GET of another person with
+/// the reader's token, over `connections` keep-alive connections from 2
+/// threads. Its own count of answers that were not 2xx is reported.
+fn wrk_reads(
+    addr: &str,
+    token: &str,
+    people: usize,
+    connections: usize,
+    seconds: u64,
+) -> Result<serde_json::Value> {
+    let wrk = find_or_install_wrk()?;
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("reads.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r#"local n = 0
+function setup(thread)
+  thread:set("first", n * 7919)
+  n = n + 1
+end
+function init(args)
+  i = first
+end
+function request()
+  i = i + 104729
+  return wrk.format("GET", "/v1/subjects/http-" .. (i % {people}) .. "?purpose=delivery")
+end
+"#
+        ),
+    )?;
+    let out = std::process::Command::new(&wrk)
+        .args(["-t", "2", "-c", &connections.max(2).to_string()])
+        .args(["-d", &format!("{seconds}s"), "--latency"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .output()
+        .with_context(|| format!("running {}", wrk.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_wrk(&text)
+}
+
+/// `wrk` on PATH, or installed with apt-get (as root) when it is not.
+fn find_or_install_wrk() -> Result<std::path::PathBuf> {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+    };
+    if let Some(w) = on_path("wrk") {
+        return Ok(w);
+    }
+    eprintln!("postvault: wrk is missing; installing it (apt-get install wrk)");
+    let ok = std::process::Command::new("apt-get")
+        .args(["install", "-y", "-q", "wrk"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match on_path("wrk") {
+        Some(w) if ok => Ok(w),
+        _ => bail!(
+            "wrk is not installed and `apt-get install wrk` did not install it (run as root, or install wrk)"
+        ),
+    }
+}
+
+/// Requests/s, latency percentiles and the count of answers that were not
+/// 2xx/3xx, from `wrk --latency`'s report.
+fn parse_wrk(text: &str) -> Result<serde_json::Value> {
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(|v| v.trim().to_string()))
+    };
+    let us = |v: &str| -> Option<f64> {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+        let x: f64 = num.parse().ok()?;
+        Some(match unit {
+            "us" => x,
+            "ms" => x * 1e3,
+            "s" => x * 1e6,
+            "m" => x * 60e6,
+            _ => return None,
+        })
+    };
+    let per_s: f64 = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's report:\n{text}"))?;
+    let total: u64 = text
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let (n, rest) = l.split_once(" requests in ")?;
+            let _ = rest;
+            n.parse().ok()
+        })
+        .with_context(|| format!("no request count in wrk's report:\n{text}"))?;
+    let pct = |p: &str| {
+        field(p)
+            .and_then(|v| us(&v))
+            .map(|x| (x * 100.0).round() / 100.0)
+    };
+    let not_2xx: u64 = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let errors = field("Socket errors:").unwrap_or_default();
+    Ok(serde_json::json!({
+        "requests": total,
+        "reads_per_s": per_s.round(),
+        "read_p50_us": pct("50%"),
+        "read_p99_us": pct("99%"),
+        "reads_not_2xx": not_2xx,
+        "socket_errors": errors,
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_reports_are_read_or_refused() {
+        let report = "Running 10s test @ http://127.0.0.1:4000
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.21ms    2.10ms  40.00ms   80.00%
+    Req/Sec     3.10k   200.00     3.50k    70.00%
+  Latency Distribution
+     50%    4.90ms
+     75%    6.00ms
+     90%    7.50ms
+     99%   12.34ms
+  61234 requests in 10.00s, 30.00MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:   6123.40
+Transfer/sec:      3.00MB
+";
+        let v = parse_wrk(report).unwrap();
+        assert_eq!(v["requests"], 61234);
+        assert_eq!(v["reads_per_s"], 6123.0);
+        assert_eq!(v["read_p50_us"], 4900.0);
+        assert_eq!(v["read_p99_us"], 12340.0);
+        assert_eq!(v["reads_not_2xx"], 3);
+        assert!(parse_wrk("wrk: connection refused").is_err());
+    }
 }
