@@ -419,6 +419,31 @@ pub fn log(a: &LogArgs) -> Result<u8> {
         postvault_log::prove_inclusion(sidx[i as usize], stored_size, &StoreHashes(vault.store()))?;
         Ok(())
     })?;
+    // The same proofs while the log is written, as in a serving vault: a
+    // thread appends one leaf a commit (each synced, like a read's), so
+    // every proof starts after other commits.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (busy_prove_us, commits_during) = std::thread::scope(|sc| -> Result<(f64, u64)> {
+        let writer = sc.spawn(|| -> Result<u64> {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                vault
+                    .store()
+                    .append_leaves(1, &mut |idx, _| bench_leaf(idx))?;
+                n += 1;
+            }
+            Ok(n)
+        });
+        let us = mean_micros(STORED_PROOFS, |i| {
+            vault.prove_inclusion(sidx[i as usize], Some(stored_size))?;
+            Ok(())
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let n = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+        Ok((us?, n))
+    })?;
 
     let out = serde_json::json!({
         "bench": "log",
@@ -440,6 +465,8 @@ pub fn log(a: &LogArgs) -> Result<u8> {
             "catch_up_check_us": (catch_up_check_us * 100.0).round() / 100.0,
             "leaf_read_us": (leaf_us * 100.0).round() / 100.0,
             "proof_hashes_us": (hashes_us * 100.0).round() / 100.0,
+            "inclusion_prove_while_writing_us": (busy_prove_us * 100.0).round() / 100.0,
+            "commits_while_proving": commits_during,
         },
         "peak_rss_mb": peak_rss_mb(),
         "machine": crate::machine(),

@@ -419,7 +419,7 @@ impl Vault {
         // hashed size only grows: one this process has seen covers a size
         // within it without reading the store's again.
         use std::sync::atomic::Ordering;
-        let seen = self.hashed_seen.load(Ordering::Relaxed);
+        let seen = self.hashed_seen.load(Ordering::Acquire);
         let n = match size {
             Some(s) if s <= seen => seen,
             _ => {
@@ -428,7 +428,7 @@ impl Vault {
                     Some(s) if s <= hashed => hashed,
                     _ => self.log_catch_up()?,
                 };
-                self.hashed_seen.fetch_max(n, Ordering::Relaxed);
+                self.hashed_seen.fetch_max(n, Ordering::Release);
                 n
             }
         };
