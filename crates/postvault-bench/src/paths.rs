@@ -619,14 +619,18 @@ pub struct EraseArgs {
     /// Erase this many of them (default: all), in one call.
     #[arg(long)]
     pub erase: Option<u64>,
+    /// Address records collected for each person (1M people x 10 = a
+    /// 10M-record vault).
+    #[arg(long, default_value_t = 1)]
+    pub records_each: u64,
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
 }
 
 /// Erasure throughput: people erased per second through the full path
-/// (hold check, one leaf per person, rows deleted, keys destroyed with
+/// (hold check, one leaf per person, rows made dead, keys destroyed with
 /// secure_delete and the WAL truncated), on a vault opened afresh so no key
-/// is cached.
+/// is cached; then the purge that deletes the dead rows, timed on its own.
 pub fn erase(a: &EraseArgs) -> Result<u8> {
     let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
@@ -637,12 +641,15 @@ pub fn erase(a: &EraseArgs) -> Result<u8> {
     let ids: Vec<String> = (0..a.subjects)
         .map(|i| format!("bench-person-{i}"))
         .collect();
-    let lines = ids.iter().enumerate().map(|(i, s)| {
-        format!(
-            r#"{{"subject":"{s}","category":"address","purpose":"delivery","fields":{{"street":"{i} Elm St","city":"Springfield","state":"IL","zip":"62701"}}}}"#
-        )
+    let each = a.records_each.max(1);
+    let lines = (0..each).flat_map(|k| {
+        ids.iter().enumerate().map(move |(i, s)| {
+            format!(
+                r#"{{"subject":"{s}","category":"address","purpose":"delivery","fields":{{"street":"{i} Elm St {k}","city":"Springfield","state":"IL","zip":"62701"}}}}"#
+            )
+        })
     });
-    let bar = crate::progress_bar(Some(a.subjects), "collecting");
+    let bar = crate::progress_bar(Some(a.subjects * each), "collecting");
     let report = vault.collect(
         &ingest,
         &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
@@ -671,16 +678,39 @@ pub fn erase(a: &EraseArgs) -> Result<u8> {
     let r = vault.erase(&officer, &chosen, &mut |k| bar.set_position(k))?;
     let s = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    let erase_rss = peak_rss_mb();
+    let bar = crate::progress_bar(Some(r.erased), "purging");
+    let t = Instant::now();
+    let p = vault.purge_erased(&mut |k| bar.set_position(k))?;
+    let ps = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    if p.people != r.erased || p.records != r.records_deleted {
+        anyhow::bail!(
+            "the purge deleted the rows of {} people ({} records); {} were erased ({} records)",
+            p.people,
+            p.records,
+            r.erased,
+            r.records_deleted
+        );
+    }
     let out = serde_json::json!({
         "bench": "erase",
         "subjects": a.subjects,
+        "records": report.accepted,
         "asked": take,
         "erased": r.erased,
         "records_deleted": r.records_deleted,
         "keys_destroyed": r.keys_destroyed,
         "seconds": (s * 1000.0).round() / 1000.0,
         "subjects_per_s": (r.erased as f64 / s).round(),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": erase_rss,
+        "purge": {
+            "people": p.people,
+            "records": p.records,
+            "seconds": (ps * 1000.0).round() / 1000.0,
+            "people_per_s": (p.people as f64 / ps).round(),
+            "records_per_s": (p.records as f64 / ps).round(),
+        },
         "machine": crate::machine(),
     });
     crate::print_json(&out)?;

@@ -13,9 +13,10 @@ use crate::{Cli, EXIT_DENIED, print_json, progress_bar};
 pub enum RetentionCmd {
     /// Run the retention sweep now: destroy the keys of every retention
     /// period that has ended (everything sealed under them, in any copy of
-    /// the data store, becomes unreadable) and delete expired records not
-    /// under a legal hold. Prints {"periods_destroyed", "records_deleted",
-    /// "by_category", "held_records_kept", "log_index"}.
+    /// the data store, becomes unreadable), delete expired records not
+    /// under a legal hold, and purge the rows of erased people. Prints
+    /// {"periods_destroyed", "records_deleted", "by_category",
+    /// "held_records_kept", "log_index", "erased_purged": {"people", "records"}}.
     Run,
 }
 
@@ -30,6 +31,12 @@ pub struct EraseArgs {
     /// A file with one identifier per line (`-` for standard input).
     #[arg(long, value_name = "FILE")]
     pub subjects_file: Option<PathBuf>,
+    /// Leave the erased rows to the retention sweep (`retention run`, or a
+    /// server's sweeper) instead of purging them before returning. The
+    /// people are unreadable either way: their keys are destroyed and no
+    /// read sees their rows; the purge only frees the space.
+    #[arg(long)]
+    pub defer_purge: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,8 +161,14 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
     let v = crate::open_vault(cli)?;
     let p = v.principal(&a.principal)?;
     let bar = progress_bar(Some(subjects.len() as u64), "erasing");
-    let r = v.erase(&p, &subjects, &mut |n| bar.set_position(n))?;
+    let mut r = v.erase(&p, &subjects, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
+    if !a.defer_purge {
+        let pending = v.purge_pending()?;
+        let bar = progress_bar(Some(pending.people), "purging erased rows");
+        r.purged = Some(v.purge_erased(&mut |n| bar.set_position(n))?);
+        bar.finish_and_clear();
+    }
     print_json(&r)?;
     if r.refused() {
         errln!(

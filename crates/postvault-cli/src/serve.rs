@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// that sends nothing is cut).
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// Seconds between retention sweeps run inside the service (0: none).
+    /// Seconds between retention sweeps run inside the service (0: none);
+    /// each also purges the rows of people erased since the last.
     #[arg(long, default_value_t = 3600)]
     pub sweep_interval: u64,
     /// Seconds a connection may take to send a whole request head (and to
@@ -176,10 +177,16 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                     tick.tick().await;
                     let v = v.clone();
                     match tokio::task::spawn_blocking(move || v.retention_run(&mut |_| {})).await {
-                        Ok(Ok(r)) if r.records_deleted > 0 || r.periods_destroyed > 0 => errln!(
-                            "postvault: retention sweep: {} period keys destroyed, {} records deleted",
-                            r.periods_destroyed, r.records_deleted
-                        ),
+                        Ok(Ok(r))
+                            if r.records_deleted > 0
+                                || r.periods_destroyed > 0
+                                || r.erased_purged.people > 0 =>
+                        {
+                            errln!(
+                                "postvault: retention sweep: {} period keys destroyed, {} records deleted, rows of {} erased people purged",
+                                r.periods_destroyed, r.records_deleted, r.erased_purged.people
+                            )
+                        }
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => errln!("postvault: retention sweep failed: {e}"),
                         Err(_) => errln!("postvault: retention sweep stopped"),

@@ -209,7 +209,9 @@ pub(crate) async fn key_usage<C: deadpool_postgres::GenericClient>(
         .query(
             "SELECT key_id, category, expires_at,
                     CASE WHEN key_id = $1 THEN subject END AS holder, count(*)
-             FROM records GROUP BY key_id, category, expires_at, holder
+             FROM records
+             WHERE NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
+             GROUP BY key_id, category, expires_at, holder
              ORDER BY key_id, category, expires_at, holder",
             &[&hold],
         )
@@ -243,6 +245,7 @@ pub(crate) async fn record_subjects<C: deadpool_postgres::GenericClient>(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     c.query(
         "SELECT subject, count(*) FROM records WHERE subject > $1
+           AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
          GROUP BY subject ORDER BY subject LIMIT $2",
         &[&from, &limit],
     )
@@ -264,7 +267,8 @@ pub(crate) async fn count_expired<C: deadpool_postgres::GenericClient>(
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM records WHERE expires_at <= $1 AND subject NOT IN
-                 (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > $1)",
+                 (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > $1)
+               AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)",
             &[&now],
         )
         .await?

@@ -169,7 +169,9 @@ async fn read_all(
 ) -> Result<SubjectData, Fail> {
     let records = c
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE subject = $1 ORDER BY collected_at, id"
+            "SELECT {RECORD_COLUMNS} FROM records WHERE subject = $1
+               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = $1)
+             ORDER BY collected_at, id"
         ))
         .await?;
     let consents = c

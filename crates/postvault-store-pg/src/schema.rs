@@ -114,6 +114,10 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
          updated_at BIGINT NOT NULL,
          PRIMARY KEY (principal, purpose, period));
      CREATE INDEX records_category ON records (category, subject, id);",
+    // 11: erased people whose rows await the purge: their records and
+    // lookups are dead from the erasure on (every read, scan and count
+    // leaves them out) and deleted in bulk later.
+    "CREATE TABLE purge (subject BYTEA PRIMARY KEY, at BIGINT NOT NULL);",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

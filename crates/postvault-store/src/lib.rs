@@ -38,7 +38,7 @@ pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
     RunRow, RunStep,
 };
-pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, SweepBatch, key_id};
+pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, PurgeBatch, SweepBatch, key_id};
 pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
     SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
@@ -366,9 +366,12 @@ pub trait RightsStore: Send + Sync {
     fn count_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Erasure, step one, in one durable transaction: refuses subjects under
-    /// a hold in force at `now`; for the others deletes every record, lookup
-    /// and consent, marks them pending until their keys are destroyed and
-    /// bumps the erasure generation. Appends one leaf per subject asked for,
+    /// a hold in force at `now`; for the others deletes every consent, puts
+    /// them in the purge queue (from then on no read, scan or count sees
+    /// their records or lookups; [`RightsStore::purge_erased`] deletes those
+    /// rows later, in bulk, so an erasure costs the same in a vault of any
+    /// size), marks them pending until their keys are destroyed and bumps
+    /// the erasure generation. Appends one leaf per subject asked for,
     /// then the intent `intent` builds from the outcome (if any), with its
     /// leaf: the write-ahead record of the keys about to be destroyed.
     fn erase(
@@ -382,10 +385,23 @@ pub trait RightsStore: Send + Sync {
     /// Subjects whose erasure started and whose keys may still exist.
     fn pending_erasures(&self) -> Result<Vec<SubjectRef>, StoreError>;
 
-    /// Erasure, last step, once the keys are destroyed: deletes anything
-    /// written for these subjects meanwhile, clears them from pending and
-    /// bumps the erasure generation again.
+    /// Erasure, last step, once the keys are destroyed: makes anything
+    /// written for these subjects meanwhile dead too (consents deleted,
+    /// records queued for the purge), clears them from pending and bumps the
+    /// erasure generation again.
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError>;
+
+    /// Deletes the records and lookups of up to `limit` people of the purge
+    /// queue (in ref order) and takes them off it, in one durable
+    /// transaction. Their keys are destroyed (or about to be): the rows are
+    /// ciphertext nobody can open, and no read sees them; this frees the
+    /// space. A person collected again after their erasure leaves the queue
+    /// at once, with their old rows deleted, in the transaction that writes
+    /// their new ones.
+    fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError>;
+
+    /// People in the purge queue and the records they still hold.
+    fn purge_pending(&self) -> Result<PurgeBatch, StoreError>;
 
     /// The erasure generation: changes whenever an erasure starts or ends.
     fn erasure_gen(&self) -> Result<u64, StoreError>;

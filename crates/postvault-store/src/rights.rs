@@ -54,12 +54,16 @@ impl HoldRow {
 /// What one erasure transaction did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EraseOutcome {
-    /// Subjects erased: their rows are gone and they are pending until their
-    /// keys are destroyed (`RightsStore::finish_erasure`).
+    /// Subjects erased: their rows are dead (no read, scan or count sees
+    /// them again; the purge deletes them, [`RightsStore::purge_erased`]) and
+    /// they are pending until their keys are destroyed
+    /// (`RightsStore::finish_erasure`).
+    ///
+    /// [`RightsStore::purge_erased`]: crate::RightsStore::purge_erased
     pub erased: Vec<SubjectRef>,
     /// Subjects refused because a legal hold is in force.
     pub held: Vec<SubjectRef>,
-    /// Records deleted.
+    /// Records erased (dead from this transaction on, deleted by the purge).
     pub records: u64,
     /// The index of the first leaf (one per subject asked for, in order).
     pub first_leaf: u64,
@@ -70,6 +74,15 @@ pub struct EraseOutcome {
 pub struct SweepBatch {
     pub deleted: u64,
     pub by_category: BTreeMap<String, u64>,
+}
+
+/// What one purge transaction deleted: the rows of erased people.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeBatch {
+    /// People whose rows were deleted (and who left the purge queue).
+    pub people: u64,
+    /// Records deleted.
+    pub records: u64,
 }
 
 /// Builds the leaf of one subject of an erasure: (index, subject, held).

@@ -308,7 +308,8 @@ pub(crate) fn key_usage(conn: &Connection) -> Result<Vec<KeyUse>, StoreError> {
     let mut s = conn.prepare_cached(
         "SELECT key_id, category, expires_at,
                 CASE WHEN key_id = ?1 THEN subject END AS holder, count(*)
-         FROM records GROUP BY key_id, category, expires_at, holder
+         FROM records WHERE subject NOT IN (SELECT subject FROM purge)
+         GROUP BY key_id, category, expires_at, holder
          ORDER BY key_id, category, expires_at, holder",
     )?;
     let rows = s
@@ -332,6 +333,7 @@ pub(crate) fn record_subjects(
 ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
     let mut s = conn.prepare_cached(
         "SELECT subject, count(*) FROM records WHERE subject > ?1
+           AND subject NOT IN (SELECT subject FROM purge)
          GROUP BY subject ORDER BY subject LIMIT ?2",
     )?;
     let from: &[u8] = after.map_or(&[], |a| &a[..]);
@@ -346,8 +348,10 @@ pub(crate) fn record_subjects(
 pub(crate) fn count_expired(conn: &Connection, now: i64) -> Result<u64, StoreError> {
     let n: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM records WHERE expires_at <= ?1 AND subject NOT IN
-                 (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1)",
+            "SELECT count(*) FROM records WHERE expires_at <= ?1
+               AND subject NOT IN
+                 (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1)
+               AND subject NOT IN (SELECT subject FROM purge)",
         )?
         .query_row([now], |r| r.get(0))?;
     Ok(n as u64)

@@ -25,9 +25,10 @@ use crate::{
     AccountingRow, BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, ConsentRow, DisclosureKeys,
     DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, HoldRow, Intent, IntentRow, KeyStore,
     KeyUse, LeafFn, LedgerStore, LogState, LogStateSwap, LogStore, OpsStore, PlanFn,
-    PrincipalChange, PrincipalRow, PrincipalStore, ReadLeafFn, ReadScope, RecordRow, RecordStore,
-    RewrapCount, RewrapFn, RightsStore, RunRow, RunStep, StatsStore, StepFn, StoreError,
-    SubjectData, SubjectKeys, SubjectRef, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    PrincipalChange, PrincipalRow, PrincipalStore, PurgeBatch, ReadLeafFn, ReadScope, RecordRow,
+    RecordStore, RewrapCount, RewrapFn, RightsStore, RunRow, RunStep, StatsStore, StepFn,
+    StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFn, SubmitQuery, SweepBatch,
+    WriteBatch,
 };
 
 /// The calls [`Faults`] can name: every method of the store traits and of
@@ -68,6 +69,8 @@ pub const METHODS: &[&str] = &[
     "erase",
     "pending_erasures",
     "finish_erasure",
+    "purge_erased",
+    "purge_pending",
     "erasure_gen",
     "put_holds",
     "holds",
@@ -516,6 +519,16 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
         self.enter("finish_erasure")?;
         self.inner.finish_erasure(subjects)
+    }
+
+    fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        self.enter("purge_erased")?;
+        self.inner.purge_erased(limit)
+    }
+
+    fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
+        self.enter("purge_pending")?;
+        self.inner.purge_pending()
     }
 
     fn erasure_gen(&self) -> Result<u64, StoreError> {

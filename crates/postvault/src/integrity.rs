@@ -5,8 +5,8 @@
 //! pending.
 //!
 //! A key may be gone lawfully, and then its records are simply no more:
-//! an erased person (rows deleted with the erasure's first step, keys
-//! after), records past retention (their period key destroyed by the
+//! an erased person (rows dead from the erasure's first step and deleted
+//! by the purge, keys destroyed after that step), records past retention (their period key destroyed by the
 //! sweep, the rows deleted after it, or a hold's key destroyed when it
 //! ended, after the records it kept had expired), and a mail-cover order
 //! destroyed as improperly ordered. Anything else is a damaged or
@@ -49,7 +49,8 @@ impl Vault {
         if self.openable(r, subject, cache) {
             return Gone::No;
         }
-        // Rows of an erased person are deleted before their keys.
+        // Rows of an erased person are dead (no read sees them) before their
+        // keys go.
         let Some(keys) = subject else {
             return Gone::Missing;
         };
@@ -159,6 +160,9 @@ pub struct CheckReport {
     /// People holding keys and no record (consent only, or everything
     /// expired): lawful, and counted.
     pub keys_without_records: u64,
+    /// Lawful: erased people (keys destroyed) whose dead rows wait for the
+    /// purge (the next retention sweep), and those rows.
+    pub erased_pending_purge: crate::PurgeReport,
     pub log: LogCheck,
     /// Erasures whose keys are not yet destroyed, and open intents of
     /// destruction (opening the vault finishes both: see `recovered`).
@@ -196,6 +200,7 @@ impl Vault {
         let now = self.clock.now_ms();
         let mut report = CheckReport {
             recovered: self.recovered(),
+            erased_pending_purge: self.purge_pending()?,
             ..CheckReport::default()
         };
         // People: every subject with records needs its keys.

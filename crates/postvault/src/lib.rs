@@ -72,7 +72,9 @@ pub use read::{ReadRecord, ReadResponse, Withheld};
 pub use report::{
     ConsentView, LogSelect, ReportLeaf, SubjectReport, report_html, verify_report_proofs,
 };
-pub use rights::{CorrectionReport, EraseReport, HoldView, PriorRecipient, RetentionReport};
+pub use rights::{
+    CorrectionReport, EraseReport, HoldView, PriorRecipient, PurgeReport, RetentionReport,
+};
 pub use runs::{MAX_BATCH_ID, RunInfo};
 pub use setup::InitOptions;
 pub use stats::{StatsAnswer, StatsRequest};

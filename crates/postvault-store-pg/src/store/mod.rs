@@ -20,8 +20,8 @@ use postvault_store::sql::{
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
     EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PROTECTIVE_INDEX_CATEGORY, PlanFn,
-    PrincipalChange, PrincipalRow, ReadLeafFn, ReadScope, RecordRow, RunRow, RunStep, StepFn,
-    StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
+    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RunRow, RunStep,
+    StepFn, StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
     WriteBatch,
 };
 use postvault_store::{
@@ -317,7 +317,9 @@ pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
 ) -> Result<SubjectData, Fail> {
     let s = tx
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE subject = $1 ORDER BY collected_at, id"
+            "SELECT {RECORD_COLUMNS} FROM records WHERE subject = $1
+               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = $1)
+             ORDER BY collected_at, id"
         ))
         .await?;
     let key = &subject[..];
@@ -361,7 +363,9 @@ async fn read_protective(
         let s = tx
             .prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records
-                 WHERE subject = $1 AND category = 'protective_order' ORDER BY collected_at, id"
+                 WHERE subject = $1 AND category = 'protective_order'
+                   AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = $1)
+                 ORDER BY collected_at, id"
             ))
             .await?;
         tx.query(&s, &[&&subject[..]]).await?
@@ -369,7 +373,9 @@ async fn read_protective(
         let s = tx
             .prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records
-                 WHERE subject = $1 AND category = $2 ORDER BY collected_at, id"
+                 WHERE subject = $1 AND category = $2
+                   AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = $1)
+                 ORDER BY collected_at, id"
             ))
             .await?;
         tx.query(&s, &[&&subject[..], &category]).await?

@@ -69,7 +69,9 @@ impl RecordStore for PgStore {
         self.db.run(false, async |c| {
             let s = c
                 .prepare_cached(
-                    "SELECT DISTINCT subject FROM lookups WHERE token = $1 ORDER BY subject",
+                    "SELECT DISTINCT subject FROM lookups WHERE token = $1
+                       AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = lookups.subject)
+                     ORDER BY subject",
                 )
                 .await?;
             c.query(&s, &[&&token[..]])
@@ -82,9 +84,13 @@ impl RecordStore for PgStore {
 
     fn record_count(&self) -> Result<u64, StoreError> {
         self.db.run(false, async |c| {
-            Ok(c.query_one("SELECT count(*) FROM records", &[])
-                .await?
-                .try_get::<_, i64>(0)? as u64)
+            Ok(c.query_one(
+                "SELECT count(*) FROM records
+                 WHERE NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)",
+                &[],
+            )
+            .await?
+            .try_get::<_, i64>(0)? as u64)
         })
     }
 }
@@ -144,6 +150,7 @@ pub(super) async fn write_rows(
     first: u64,
     bodies: &[Vec<u8>],
 ) -> Result<(), Fail> {
+    resolve_purge(tx, batch).await?;
     copy_records(tx, &batch.records).await?;
     copy_lookups(tx, batch).await?;
     if !batch.supersede.is_empty() {
@@ -208,4 +215,48 @@ pub(super) async fn write_rows(
 /// after an ambiguous commit.
 pub(super) fn batch_id(batch: &WriteBatch) -> Option<[u8; 16]> {
     batch.records.first().map(|r| r.id)
+}
+
+/// A person collected again after their erasure leaves the purge queue in
+/// the transaction that writes their new rows, and their old (dead) rows
+/// are deleted first. The queue row is deleted (and so locked) before the
+/// rows: a purge running beside this takes its people with `FOR UPDATE
+/// SKIP LOCKED`, so the two never both delete one person's rows.
+async fn resolve_purge(tx: &Transaction<'_>, batch: &WriteBatch) -> Result<(), Fail> {
+    if batch.records.is_empty() && batch.lookups.is_empty() {
+        return Ok(());
+    }
+    let s = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM purge)")
+        .await?;
+    if !tx.query_one(&s, &[]).await?.try_get::<_, bool>(0)? {
+        return Ok(());
+    }
+    let mut subjects: Vec<&[u8]> = batch
+        .records
+        .iter()
+        .map(|r| &r.subject[..])
+        .chain(batch.lookups.iter().map(|l| &l.subject[..]))
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    let s = tx
+        .prepare_cached("DELETE FROM purge WHERE subject = ANY($1) RETURNING subject")
+        .await?;
+    let taken: Vec<Vec<u8>> = tx
+        .query(&s, &[&subjects])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if !taken.is_empty() {
+        for t in ["records", "lookups"] {
+            tx.execute(
+                &format!("DELETE FROM {t} WHERE subject = ANY($1)"),
+                &[&taken],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }

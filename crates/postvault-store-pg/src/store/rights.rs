@@ -52,6 +52,8 @@ impl RightsStore for PgStore {
                          SELECT id, subject FROM records
                          WHERE expires_at <= $1 AND subject NOT IN
                              (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > $1)
+                           AND NOT EXISTS
+                             (SELECT 1 FROM purge p WHERE p.subject = records.subject)
                          ORDER BY expires_at LIMIT $2)
                      RETURNING id, subject, category",
                     &[&now, &limit],
@@ -132,7 +134,7 @@ impl RightsStore for PgStore {
                         &[&erased, &now],
                     )
                     .await?;
-                    out.records = delete_rows_of(&tx, &erased).await?;
+                    out.records = kill_rows_of(&tx, &erased, now).await?;
                     bump_erasure_gen(&tx).await?;
                 }
                 Ok::<_, Fail>((tx, out, held))
@@ -183,12 +185,74 @@ impl RightsStore for PgStore {
                 .map(|r| r.try_get(0))
                 .collect::<Result<_, _>>()?;
             let pending: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
-            delete_rows_of(&tx, &pending).await?;
+            // Anything written meanwhile (by a node that had not yet seen
+            // the erasure) dies with the rest.
+            tx.execute(
+                "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures
+                 ON CONFLICT DO NOTHING",
+                &[],
+            )
+            .await?;
+            tx.execute("DELETE FROM consents WHERE subject = ANY($1)", &[&pending])
+                .await?;
             tx.execute("DELETE FROM erasures WHERE subject = ANY($1)", &[&done])
                 .await?;
             bump_erasure_gen(&tx).await?;
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            // The queue rows are taken (locked, deleted) first: a write
+            // collecting one of these people again waits for this
+            // transaction, then finds them gone from the queue and their old
+            // rows deleted; one that took a person first is skipped here.
+            let taken: Vec<Vec<u8>> = tx
+                .query(
+                    "DELETE FROM purge WHERE subject IN (
+                         SELECT subject FROM purge ORDER BY subject LIMIT $1
+                         FOR UPDATE SKIP LOCKED)
+                     RETURNING subject",
+                    &[&limit],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut out = PurgeBatch {
+                people: taken.len() as u64,
+                records: 0,
+            };
+            if !taken.is_empty() {
+                out.records = tx
+                    .execute("DELETE FROM records WHERE subject = ANY($1)", &[&taken])
+                    .await?;
+                tx.execute("DELETE FROM lookups WHERE subject = ANY($1)", &[&taken])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
+        self.db.run(false, async |c| {
+            let r = c
+                .query_one(
+                    "SELECT (SELECT count(*) FROM purge),
+                            (SELECT count(*) FROM records
+                             WHERE subject IN (SELECT subject FROM purge))",
+                    &[],
+                )
+                .await?;
+            Ok(PurgeBatch {
+                people: r.try_get::<_, i64>(0)? as u64,
+                records: r.try_get::<_, i64>(1)? as u64,
+            })
         })
     }
 
@@ -315,20 +379,27 @@ pub(super) async fn bump_erasure_gen(tx: &Transaction<'_>) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Deletes every record, lookup and consent of `subjects`; returns the
-/// records deleted.
-pub(super) async fn delete_rows_of(tx: &Transaction<'_>, subjects: &[&[u8]]) -> Result<u64, Fail> {
-    let n = tx
-        .execute("DELETE FROM records WHERE subject = ANY($1)", &[&subjects])
-        .await?;
-    for t in ["lookups", "consents"] {
-        tx.execute(
-            &format!("DELETE FROM {t} WHERE subject = ANY($1)"),
+/// Makes the rows of `subjects` dead: puts them in the purge queue (at
+/// `at`; one already there stays as it was) and deletes their consents.
+/// Returns their records that were alive until now.
+async fn kill_rows_of(tx: &Transaction<'_>, subjects: &[&[u8]], at: i64) -> Result<u64, Fail> {
+    let n: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM records WHERE subject = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)",
             &[&subjects],
         )
+        .await?
+        .try_get(0)?;
+    tx.execute(
+        "INSERT INTO purge (subject, at) SELECT DISTINCT s, $2::bigint
+         FROM unnest($1::bytea[]) AS s ON CONFLICT DO NOTHING",
+        &[&subjects, &at],
+    )
+    .await?;
+    tx.execute("DELETE FROM consents WHERE subject = ANY($1)", &[&subjects])
         .await?;
-    }
-    Ok(n)
+    Ok(n as u64)
 }
 
 pub(super) const HOLD_COLUMNS: &str = "id, subject, disclosure, placed_by, placed_at, until_at,

@@ -26,6 +26,7 @@ impl StatsStore for PgStore {
                     "SELECT {RECORD_COLUMNS} FROM records
                      WHERE category = $1 AND (subject, id) > ($2, $3) AND subject < $6
                        AND superseded_by IS NULL AND expires_at > $4
+                       AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
                      ORDER BY subject, id LIMIT $5"
                 ))
                 .await?;

@@ -6,8 +6,8 @@
 
 use crate::{
     AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, HoldRow, KeyStore, LookupRow,
-    PrincipalRow, ReadScope, RecordRow, Store, StoreError, SubjectData, SubjectKeys, SubmitQuery,
-    WriteBatch,
+    PrincipalRow, ReadScope, RecordRow, Store, StoreError, SubjectData, SubjectKeys, SubjectRef,
+    SubmitQuery, WriteBatch,
 };
 
 mod keys;
@@ -44,8 +44,9 @@ pub use records::{
     unknown_subject_still_leaves_a_leaf, write_then_read_accounts_each,
 };
 pub use rights::{
-    corrections_keep_history_once, erasure_deletes_rows_spares_holds_and_fences_writes,
-    rekey_replaces_ciphertext_in_place, sweeps_delete_only_what_expired_and_is_not_held,
+    corrections_keep_history_once, erased_rows_are_dead_until_purged,
+    erasure_deletes_rows_spares_holds_and_fences_writes, rekey_replaces_ciphertext_in_place,
+    sweeps_delete_only_what_expired_and_is_not_held,
 };
 pub use stats::{
     budget_spends_check_and_account_atomically, category_records_come_person_by_person,
@@ -90,6 +91,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     submissions_read_the_protective_category_they_are_given(&*fresh());
     disclosure_steps_read_write_and_account_atomically(&*fresh());
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
+    erased_rows_are_dead_until_purged(&*fresh());
     sweeps_delete_only_what_expired_and_is_not_held(&*fresh());
     rekey_replaces_ciphertext_in_place(&*fresh());
     corrections_keep_history_once(&*fresh());

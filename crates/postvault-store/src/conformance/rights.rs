@@ -129,6 +129,150 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
     assert_eq!(s.intents().unwrap().len(), 1, "no intent was asked for");
 }
 
+/// An erasure makes the person's rows dead at once (every read, scan and
+/// count leaves them out) without deleting them; the purge deletes them in
+/// bulk, in ref order; a person collected again keeps only the new rows.
+pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
+    let mut records = Vec::new();
+    for subject in 1..=4u8 {
+        for (n, category) in [(0u8, "address"), (1, "scan_event"), (2, "protective_order")] {
+            let mut r = record(subject, subject * 10 + n, category);
+            r.expires_at = 100;
+            records.push(r);
+        }
+    }
+    let lookups = (1..=4u8)
+        .map(|subject| LookupRow {
+            token: [7; 16],
+            subject: [subject; 16],
+            record: [subject * 10; 16],
+        })
+        .collect();
+    s.write(
+        &WriteBatch {
+            records,
+            lookups,
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
+    let out = s
+        .erase(
+            &[[3; 16], [1; 16]],
+            50,
+            &mut |_, _, _| b"erase".to_vec(),
+            &mut |_, _| None,
+        )
+        .unwrap();
+    assert_eq!(out.records, 6, "the records made dead are counted");
+    assert_eq!(
+        s.purge_pending().unwrap(),
+        crate::PurgeBatch {
+            people: 2,
+            records: 6
+        }
+    );
+    // Dead to every reader.
+    for dead in [[1u8; 16], [3; 16]] {
+        let (data, _) = s.read_accounted(&dead, &mut |_, _| vec![]).unwrap();
+        assert!(!data.exists && data.records.is_empty());
+        assert!(s.subject_records(&dead).unwrap().is_empty());
+    }
+    assert_eq!(s.lookup(&[7; 16]).unwrap(), vec![[2; 16], [4; 16]]);
+    assert_eq!(s.record_count().unwrap(), 6);
+    let subjects: Vec<SubjectRef> = s
+        .record_subjects(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(subjects, vec![[2; 16], [4; 16]]);
+    assert_eq!(
+        s.key_usage()
+            .unwrap()
+            .iter()
+            .map(|k| k.records)
+            .sum::<u64>(),
+        6
+    );
+    assert_eq!(s.count_expired(1_000).unwrap(), 6);
+    let scanned: Vec<SubjectRef> = s
+        .category_records("address", 0, None, None, 100)
+        .unwrap()
+        .iter()
+        .map(|r| r.subject)
+        .collect();
+    assert_eq!(scanned, vec![[2; 16], [4; 16]]);
+    let q = SubmitQuery {
+        requester: "ice".into(),
+        instrument_key: None,
+        case_key: None,
+        since_24h: 0,
+        since_30d: 0,
+        subjects: vec![[1; 16], [2; 16]],
+        protective_category: crate::PROTECTIVE_INDEX_CATEGORY.into(),
+    };
+    let mut seen = None;
+    s.submit_disclosure(&q, &mut |_, data, idx| {
+        seen = Some(data.iter().map(|d| d.records.len()).collect::<Vec<_>>());
+        (
+            super::ledger::request("ice", 60, 1, 9, "refused"),
+            format!("submit {idx}").into_bytes(),
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        Some(vec![0, 1]),
+        "a dead protective order is no order"
+    );
+    // The retention sweep leaves dead rows to the purge.
+    s.finish_erasure(&[[1; 16], [3; 16]]).unwrap();
+    let swept = s.sweep_expired(1_000, 1, None).unwrap();
+    assert_eq!(swept.deleted, 1);
+    assert_eq!(s.count_expired(1_000).unwrap(), 5);
+    // Person 1 is collected again: the old rows go, the new one stays, and
+    // they leave the queue; person 3's rows are still queued.
+    let mut again = record(1, 99, "address");
+    again.collected_at = 2_000;
+    s.write(
+        &WriteBatch {
+            records: vec![again],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let back = s.subject_records(&[1; 16]).unwrap();
+    assert_eq!(
+        back.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![[99; 16]]
+    );
+    assert_eq!(
+        s.purge_pending().unwrap(),
+        crate::PurgeBatch {
+            people: 1,
+            records: 3
+        }
+    );
+    // The purge: one person per transaction here, in ref order.
+    assert_eq!(
+        s.purge_erased(1).unwrap(),
+        crate::PurgeBatch {
+            people: 1,
+            records: 3
+        }
+    );
+    assert_eq!(s.purge_erased(1).unwrap(), crate::PurgeBatch::default());
+    assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
+    assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 1);
+    assert_eq!(s.record_count().unwrap(), 6, "5 live of 2 and 4, 1 of 1");
+}
+
 pub fn sweeps_delete_only_what_expired_and_is_not_held(s: &dyn Store) {
     let mut a = record(1, 1, "address");
     a.expires_at = 100;

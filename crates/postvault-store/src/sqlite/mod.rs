@@ -12,9 +12,10 @@ use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
     HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState,
-    LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, ReadLeafFn,
-    ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData,
-    SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, PurgeBatch,
+    ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError,
+    SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
+    WriteBatch,
 };
 use crate::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,
@@ -460,7 +461,9 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
         let mut s = tx.prepare_cached(
             "SELECT id, subject, category, purpose, source, collected_at,
                         expires_at, key_id, sealed, superseded_by
-                 FROM records WHERE subject = ?1 ORDER BY collected_at, id",
+                 FROM records WHERE subject = ?1
+                   AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = ?1)
+                 ORDER BY collected_at, id",
         )?;
         data.records = s
             .query_map([subject], record_from_row)?
@@ -498,7 +501,9 @@ fn read_protective(
             "SELECT id, subject, category, purpose, source, collected_at,
                     expires_at, key_id, sealed, superseded_by
              FROM records INDEXED BY records_protective
-             WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
+             WHERE subject = ?1 AND category = 'protective_order'
+               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = ?1)
+             ORDER BY collected_at, id",
         )?;
         s.query_map([subject], record_from_row)?
             .collect::<Result<_, _>>()?
@@ -507,7 +512,9 @@ fn read_protective(
             "SELECT id, subject, category, purpose, source, collected_at,
                     expires_at, key_id, sealed, superseded_by
              FROM records
-             WHERE subject = ?1 AND category = ?2 ORDER BY collected_at, id",
+             WHERE subject = ?1 AND category = ?2
+               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = ?1)
+             ORDER BY collected_at, id",
         )?;
         s.query_map(params![subject, category], record_from_row)?
             .collect::<Result<_, _>>()?

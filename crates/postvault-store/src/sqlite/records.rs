@@ -25,6 +25,7 @@ impl RecordStore for SqliteStore {
                 }
             }
         }
+        resolve_purge(&tx, batch)?;
         {
             let mut s = tx.prepare_cached(
                 "INSERT INTO records (id, subject, category, purpose, source,
@@ -102,7 +103,8 @@ impl RecordStore for SqliteStore {
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
         let conn = self.conn();
         let mut s = conn.prepare_cached(
-            "SELECT DISTINCT subject FROM lookups WHERE token = ?1 ORDER BY subject",
+            "SELECT DISTINCT subject FROM lookups WHERE token = ?1
+               AND subject NOT IN (SELECT subject FROM purge) ORDER BY subject",
         )?;
         let rows = s
             .query_map([token], |r| r.get(0))?
@@ -112,7 +114,43 @@ impl RecordStore for SqliteStore {
 
     fn record_count(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
-        let n: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
+        let n: i64 = conn.query_row(
+            "SELECT count(*) FROM records WHERE subject NOT IN (SELECT subject FROM purge)",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n as u64)
     }
+}
+
+/// A person collected again after their erasure leaves the purge queue in
+/// the transaction that writes their new rows, and their old (dead) rows
+/// are deleted first: what is queued for the purge is only ever the rows of
+/// people without keys.
+fn resolve_purge(tx: &Connection, batch: &WriteBatch) -> Result<(), StoreError> {
+    if batch.records.is_empty() && batch.lookups.is_empty() {
+        return Ok(());
+    }
+    let queued: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM purge)")?
+        .query_row([], |r| r.get(0))?;
+    if !queued {
+        return Ok(());
+    }
+    let subjects: std::collections::BTreeSet<&SubjectRef> = batch
+        .records
+        .iter()
+        .map(|r| &r.subject)
+        .chain(batch.lookups.iter().map(|l| &l.subject))
+        .collect();
+    let mut take = tx.prepare_cached("DELETE FROM purge WHERE subject = ?1")?;
+    let mut records = tx.prepare_cached("DELETE FROM records WHERE subject = ?1")?;
+    let mut lookups = tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1")?;
+    for s in subjects {
+        if take.execute([s])? > 0 {
+            records.execute([s])?;
+            lookups.execute([s])?;
+        }
+    }
+    Ok(())
 }

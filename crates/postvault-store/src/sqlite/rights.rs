@@ -40,6 +40,7 @@ impl RightsStore for SqliteStore {
                 "SELECT rowid, id, subject, category FROM records
                  WHERE expires_at <= ?1 AND subject NOT IN
                      (SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1)
+                   AND subject NOT IN (SELECT subject FROM purge)
                  ORDER BY expires_at LIMIT ?2",
             )?;
             let rows = q
@@ -114,8 +115,9 @@ impl RightsStore for SqliteStore {
                 }
             }
         }
-        // Set-based, this call's subjects only.
-        out.records = delete_rows_of(&tx, "temp.erase_now")?;
+        // Set-based, this call's subjects only: their rows die here (the
+        // purge deletes them later), their consents go now.
+        out.records = kill_rows_of(&tx, "temp.erase_now", now)?;
         tx.execute_batch("DELETE FROM temp.erase_now;")?;
         out.first_leaf = append(&tx, subjects.len(), &mut |idx, i| {
             leaf(idx, &subjects[i], held[i])
@@ -142,7 +144,13 @@ impl RightsStore for SqliteStore {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        delete_rows_of(&tx, "erasures")?;
+        // Anything written meanwhile (by a process that had not yet seen the
+        // erasure) dies with the rest.
+        tx.execute_batch(
+            "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures WHERE true
+             ON CONFLICT DO NOTHING;
+             DELETE FROM consents WHERE subject IN (SELECT subject FROM erasures);",
+        )?;
         {
             let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
             for s in subjects {
@@ -152,6 +160,24 @@ impl RightsStore for SqliteStore {
         bump_erasure_gen(&tx)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
+        purge_now(&mut self.conn(), limit)
+    }
+
+    fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
+        let conn = self.conn();
+        let people: i64 = conn.query_row("SELECT count(*) FROM purge", [], |r| r.get(0))?;
+        let records: i64 = conn.query_row(
+            "SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM purge)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(PurgeBatch {
+            people: people as u64,
+            records: records as u64,
+        })
     }
 
     fn erasure_gen(&self) -> Result<u64, StoreError> {
@@ -254,24 +280,59 @@ pub(super) fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), Sto
     Ok(())
 }
 
-/// Deletes every record, lookup and consent of every subject listed in
-/// `table` (`erasures`: every one pending; `temp.erase_now`: one call's);
-/// returns the records deleted.
-pub(super) fn delete_rows_of(
-    tx: &rusqlite::Transaction<'_>,
-    table: &str,
-) -> Result<u64, StoreError> {
-    let n = tx
-        .prepare_cached(&format!(
-            "DELETE FROM records WHERE subject IN (SELECT subject FROM {table})"
-        ))?
-        .execute([])?;
-    for t in ["lookups", "consents"] {
-        tx.prepare_cached(&format!(
-            "DELETE FROM {t} WHERE subject IN (SELECT subject FROM {table})"
-        ))?
-        .execute([])?;
+/// One purge transaction: the records and lookups of up to `limit` people
+/// of the queue, in ref order.
+fn purge_now(conn: &mut Connection, limit: usize) -> Result<PurgeBatch, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS purge_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
+         DELETE FROM temp.purge_now;",
+    )?;
+    let people = tx
+        .prepare_cached(
+            "INSERT INTO temp.purge_now (subject)
+             SELECT subject FROM purge ORDER BY subject LIMIT ?1",
+        )?
+        .execute([limit as i64])? as u64;
+    let mut out = PurgeBatch { people, records: 0 };
+    if people > 0 {
+        out.records = tx
+            .prepare_cached(
+                "DELETE FROM records WHERE subject IN (SELECT subject FROM temp.purge_now)",
+            )?
+            .execute([])? as u64;
+        for t in ["lookups", "purge"] {
+            tx.prepare_cached(&format!(
+                "DELETE FROM {t} WHERE subject IN (SELECT subject FROM temp.purge_now)"
+            ))?
+            .execute([])?;
+        }
     }
+    tx.execute_batch("DELETE FROM temp.purge_now;")?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Makes the rows of the subjects in `table` dead: puts them in the purge
+/// queue (at `at`; one already there stays as it was) and deletes their
+/// consents. Returns their records that were alive until now.
+fn kill_rows_of(tx: &rusqlite::Transaction<'_>, table: &str, at: i64) -> Result<u64, StoreError> {
+    // Counted on the subject index alone: no record page is read or written.
+    let n: i64 = tx
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM {table})
+               AND subject NOT IN (SELECT subject FROM purge)"
+        ))?
+        .query_row([], |r| r.get(0))?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO purge (subject, at) SELECT subject, ?1 FROM {table} WHERE true
+         ON CONFLICT DO NOTHING"
+    ))?
+    .execute([at])?;
+    tx.prepare_cached(&format!(
+        "DELETE FROM consents WHERE subject IN (SELECT subject FROM {table})"
+    ))?
+    .execute([])?;
     Ok(n as u64)
 }
 

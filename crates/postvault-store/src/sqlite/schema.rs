@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -110,6 +110,10 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
          updated_at INTEGER NOT NULL,
          PRIMARY KEY (principal, purpose, period)) WITHOUT ROWID;
      CREATE INDEX records_category ON records (category, subject, id);",
+    // 11: erased people whose rows await the purge: their records and
+    // lookups are dead from the erasure on (every read, scan and count
+    // leaves them out) and deleted in bulk later.
+    "CREATE TABLE purge (subject BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[

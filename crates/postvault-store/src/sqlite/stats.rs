@@ -23,6 +23,7 @@ impl StatsStore for SqliteStore {
                  FROM records INDEXED BY records_category
                  WHERE category = ?1 AND (subject, id) > (?2, ?3) AND subject < ?6
                    AND superseded_by IS NULL AND expires_at > ?4
+                   AND subject NOT IN (SELECT subject FROM purge)
                  ORDER BY subject, id LIMIT ?5",
             )?;
             let rows = s

@@ -17,7 +17,9 @@ impl Vault {
     /// Erases people by identifier, as a privacy officer granting their
     /// request (or, for one person, as the subject-access service passing
     /// on the person's own request): destroys their keys (every ciphertext and every log tag of
-    /// theirs becomes unreadable or unlinkable) and deletes their rows. People
+    /// theirs becomes unreadable or unlinkable) and makes their rows dead
+    /// (no read, scan or count sees them again); [`Vault::purge_erased`]
+    /// deletes the rows later, in bulk (the retention sweep runs it). People
     /// under a legal hold in force are refused (`held`). One leaf per
     /// identifier (in the order of their keyed refs, not of `subjects`),
     /// tagged for the person, so the erasure is the last leaf they can find
@@ -160,6 +162,32 @@ impl Vault {
                 leaf,
             ))
         };
+        // Every leaf of this erasure is one of two events (erased, or
+        // refused under a hold) with the person's tag: each is encoded once.
+        let event = |held: bool| Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: "erase".into(),
+            principal: actor.clone(),
+            purpose: subject_access.clone(),
+            decision: if held { "deny" } else { "allow" }.into(),
+            pack: pack.clone(),
+            reasons: if held {
+                vec!["legal_hold".into()]
+            } else {
+                vec![]
+            },
+            categories: vec![],
+            count: 0,
+            rejected: None,
+            selector: None,
+            instrument: None,
+            subject_tag: None,
+        };
+        let templates = [
+            crate::leaf::TaggedLeaves::new(event(false)),
+            crate::leaf::TaggedLeaves::new(event(true)),
+        ];
         let out = self.store.erase(
             refs,
             now,
@@ -176,27 +204,14 @@ impl Vault {
                     .and_then(Option::as_ref)
                     .filter(|_| !(held && delayed.contains(subject)));
                 let tag = self.tag_or_random_key(key, idx, &mut rng_error);
-                Event {
-                    v: LEAF_VERSION,
-                    time: now,
-                    action: "erase".into(),
-                    principal: actor.clone(),
-                    purpose: subject_access.clone(),
-                    decision: if held { "deny" } else { "allow" }.into(),
-                    pack: pack.clone(),
-                    reasons: if held {
-                        vec!["legal_hold".into()]
-                    } else {
-                        vec![]
-                    },
-                    categories: vec![],
-                    count: 0,
-                    rejected: None,
-                    selector: None,
-                    instrument: None,
-                    subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                match &templates[usize::from(held)] {
+                    Some(t) => t.leaf(&tag),
+                    None => Event {
+                        subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                        ..event(held)
+                    }
+                    .to_leaf(),
                 }
-                .to_leaf()
             },
             &mut intent,
         )?;
@@ -250,6 +265,35 @@ impl Vault {
         self.forget_keys(erased);
         self.store.finish_erasure(erased)?;
         Ok(n * 2)
+    }
+
+    /// Deletes the rows of every erased person still in the purge queue, in
+    /// transactions of [`PURGE_CHUNK`] people (sorted by ref, so each
+    /// touches every page once); `progress` is called with the people
+    /// purged so far. The erasures' own leaves account for these people;
+    /// the purge deletes ciphertext whose keys are already destroyed and
+    /// writes no leaf. Safe beside reads and writes: a person collected
+    /// again meanwhile has left the queue.
+    pub fn purge_erased(&self, progress: &mut dyn FnMut(u64)) -> Result<PurgeReport, VaultError> {
+        let mut report = PurgeReport::default();
+        loop {
+            let b = self.store.purge_erased(PURGE_CHUNK)?;
+            report.people += b.people;
+            report.records += b.records;
+            progress(report.people);
+            if (b.people as usize) < PURGE_CHUNK {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// The erased people whose rows await the purge, and those rows.
+    pub fn purge_pending(&self) -> Result<PurgeReport, VaultError> {
+        let b = self.store.purge_pending()?;
+        Ok(PurgeReport {
+            people: b.people,
+            records: b.records,
+        })
     }
 
     /// Finishes erasures a crash interrupted after their first transaction;

@@ -48,6 +48,8 @@ pub const MAX_HOLD_DAYS: i64 = 90;
 const SWEEP_CHUNK: usize = 20_000;
 /// Subjects per erasure transaction.
 pub const ERASE_CHUNK: usize = 100_000;
+/// Erased people whose rows one purge transaction deletes.
+pub const PURGE_CHUNK: usize = 100_000;
 
 /// When a record collected at `now` with `retention_days` expires: the start
 /// of the UTC day on which its retention ends, so that the records of one
@@ -114,6 +116,22 @@ pub struct RetentionReport {
     pub held_records_kept: u64,
     /// The leaf that accounts for the sweep.
     pub log_index: u64,
+    /// The rows of erased people the sweep purged (their keys were
+    /// destroyed when they were erased; see [`PurgeReport`]).
+    pub erased_purged: PurgeReport,
+}
+
+/// Rows of erased people deleted from the data store. An erasure destroys
+/// the person's keys at once and makes their rows dead (no read, scan or
+/// count sees them); the purge deletes those rows in bulk later, so an
+/// erasure costs the same in a vault of any size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PurgeReport {
+    /// People whose rows were deleted.
+    pub people: u64,
+    /// Their records deleted.
+    pub records: u64,
 }
 
 /// The answer to an erasure.
@@ -124,12 +142,19 @@ pub struct EraseReport {
     pub erased: u64,
     /// Identifiers refused because a legal hold is in force (exit 3).
     pub held: Vec<String>,
-    /// Records deleted.
+    /// Records erased: unreadable once the keys are destroyed and seen by
+    /// no read, scan or count from the erasure's first transaction on;
+    /// their rows are deleted by the purge (`purged`, or the sweeper).
     pub records_deleted: u64,
     /// Keys destroyed (a data key and a tag key each).
     pub keys_destroyed: u64,
     /// The first leaf; one per identifier, in order.
     pub first_leaf: u64,
+    /// The purge run right after the erasure, when the caller asked for
+    /// one (`postvault erase` does unless `--defer-purge`): every erased
+    /// person's rows, these and any left from earlier erasures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged: Option<PurgeReport>,
 }
 
 impl EraseReport {

@@ -20,7 +20,8 @@ impl Vault {
     /// anything is, and the sweep's `retention` leaf completes it (a sweep
     /// with nothing to do writes that leaf alone). A sweep a crash stopped
     /// is finished when the vault next opens. `progress` is called with the
-    /// records deleted so far.
+    /// records deleted so far. First it purges the rows of erased people
+    /// ([`Vault::purge_erased`]).
     pub fn retention_run(
         &self,
         progress: &mut dyn FnMut(u64),
@@ -30,6 +31,9 @@ impl Vault {
             at: format_ms(now),
             ..RetentionReport::default()
         };
+        // The sweeper also deletes the rows of erased people (their keys
+        // are gone already).
+        report.erased_purged = self.purge_erased(&mut |_| {})?;
         let held = self.held_subjects(now)?;
         // Holds released or lapsed: their people's records go back under
         // period keys (or, expired, stay sealed under a destroyed key).

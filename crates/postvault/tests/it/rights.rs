@@ -150,10 +150,29 @@ fn erasure_holds_against_a_restored_backup_and_leaves_nothing_linkable() {
     assert_eq!(erase_leaves[0].decision, "allow");
     let (_, found) = v.find_leaves(&tag_key).unwrap();
     assert_eq!(found.last().unwrap().index, report.first_leaf);
+    // The keys are gone at once; the rows, dead to every read, wait for
+    // the purge.
+    assert_absent(
+        dir.path(),
+        &[
+            ("marker", b"pvEraseMe".to_vec()),
+            ("wrapped data key", wrapped.data.clone()),
+            ("wrapped tag key", wrapped.tag.clone()),
+        ],
+    );
+    assert_eq!(
+        rows_of(dir.path(), "cust-e"),
+        9,
+        "dead rows await the purge"
+    );
+    assert!(v.store().subject_records(&e_ref).unwrap().is_empty());
+    let purged = v.purge_erased(&mut |_| {}).unwrap();
+    assert_eq!((purged.people, purged.records), (1, 9));
+    assert_eq!(rows_of(dir.path(), "cust-e"), 0);
     drop(v);
 
-    // Byte scan: no plaintext, no wrapped key, no subject ref in any file
-    // (the disclosure ledger never named this person).
+    // Byte scan after the purge: no plaintext, no wrapped key, no subject
+    // ref in any file (the disclosure ledger never named this person).
     let scan = [
         ("marker", b"pvEraseMe".to_vec()),
         ("wrapped data key", wrapped.data.clone()),
@@ -404,6 +423,19 @@ pub fn a_hold_blocks_erasure_and_retention_until_released_on(b: &Backend) {
     assert_eq!(mine.records.len(), 8);
     let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!((r.erased, r.held.len()), (1, 0));
+    assert_eq!(r.records_deleted, 8);
+    // Dead at once; deleted by the sweeper's purge.
+    let subject = postvault_crypto::MasterKey::from_bytes(
+        &b.keys(dir.path()).secret("master").unwrap().unwrap(),
+    )
+    .unwrap()
+    .subject_ref("cust-a");
+    assert!(v.store().subject_records(&subject).unwrap().is_empty());
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(
+        (sweep.erased_purged.people, sweep.erased_purged.records),
+        (1, 8)
+    );
     assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 0);
     assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
 }
@@ -756,4 +788,44 @@ pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend)
     // The officer sees it, with the date the person may know.
     let holds = v.holds(&off).unwrap();
     assert!(holds[0].withheld_until.is_some());
+}
+
+#[test]
+fn an_erased_person_collected_again_keeps_only_the_new_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let off = officer(&v);
+    let r = collect(&v, "ingest", &person("cust-r", "pvOldData"));
+    assert_eq!(r.rejected, 0, "{:?}", r.errors);
+    let erased = v.erase(&off, &["cust-r".to_string()], &mut |_| {}).unwrap();
+    assert_eq!((erased.erased, erased.records_deleted), (1, 9));
+    // Dead rows with their keys destroyed are lawful, and counted.
+    let check = v.check().unwrap();
+    assert!(check.ok, "{:?}", check.problems);
+    assert_eq!(
+        (
+            check.erased_pending_purge.people,
+            check.erased_pending_purge.records
+        ),
+        (1, 9)
+    );
+    assert_eq!(check.records, 0);
+    assert_eq!(rows_of(dir.path(), "cust-r"), 9);
+
+    // Collected again: new keys, and only the new data is theirs.
+    let r = collect(&v, "ingest", &person("cust-r", "pvNewData"));
+    assert_eq!(r.rejected, 0, "{:?}", r.errors);
+    assert_eq!(rows_of(dir.path(), "cust-r"), 9, "the old rows went first");
+    let mine = v.read(&off, "cust-r", "subject_access").unwrap();
+    assert_eq!(mine.records.len(), 9);
+    let shown = serde_json::to_string(&mine).unwrap();
+    assert!(shown.contains("pvNewData") && !shown.contains("pvOldData"));
+    // Nothing is left for the purge, and it deletes nothing of the new.
+    let purged = v.purge_erased(&mut |_| {}).unwrap();
+    assert_eq!((purged.people, purged.records), (0, 0));
+    assert_eq!(rows_of(dir.path(), "cust-r"), 9);
+    let check = v.check().unwrap();
+    assert!(check.ok, "{:?}", check.problems);
+    assert_eq!(check.erased_pending_purge.people, 0);
 }
