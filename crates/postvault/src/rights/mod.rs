@@ -48,8 +48,12 @@ pub const MAX_HOLD_DAYS: i64 = 90;
 const SWEEP_CHUNK: usize = 20_000;
 /// Subjects per erasure transaction.
 pub const ERASE_CHUNK: usize = 100_000;
-/// Erased people whose rows one purge transaction deletes.
-pub const PURGE_CHUNK: usize = 100_000;
+/// Erased people whose rows one purge transaction deletes. Small, because
+/// a purge transaction holds the store's writer (and so every read's
+/// group commit) while it runs: 2,000 people of ten records each in a 10M-
+/// record vault is about a second; the whole queue in one transaction was
+/// 20% faster in all but held the writer for a minute there.
+pub const PURGE_CHUNK: usize = 2_000;
 
 /// When a record collected at `now` with `retention_days` expires: the start
 /// of the UTC day on which its retention ends, so that the records of one
