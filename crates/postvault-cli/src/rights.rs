@@ -32,9 +32,10 @@ pub struct EraseArgs {
     #[arg(long, value_name = "FILE")]
     pub subjects_file: Option<PathBuf>,
     /// Leave the erased rows to the retention sweep (`retention run`, or a
-    /// server's sweeper) instead of purging them before returning. The
-    /// people are unreadable either way: their keys are destroyed and no
-    /// read sees their rows; the purge only frees the space.
+    /// server's sweeper) instead of purging them before returning (an
+    /// erasure of at most 1,000 people purges theirs itself). The people
+    /// are unreadable either way: their keys are destroyed and no read sees
+    /// their rows; the purge deletes the rows, their refs and lookup tokens.
     #[arg(long)]
     pub defer_purge: bool,
 }
@@ -163,11 +164,25 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
     let bar = progress_bar(Some(subjects.len() as u64), "erasing");
     let mut r = v.erase(&p, &subjects, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
-    if !a.defer_purge {
-        let pending = v.purge_pending()?;
-        let bar = progress_bar(Some(pending.people), "purging erased rows");
-        r.purged = Some(v.purge_erased(&mut |n| bar.set_position(n))?);
-        bar.finish_and_clear();
+    if !a.defer_purge && r.purged.is_none() {
+        let purged = v.purge_pending().and_then(|pending| {
+            let bar = progress_bar(Some(pending.people), "purging erased rows");
+            let p = v.purge_erased(&mut |n| bar.set_position(n));
+            bar.finish_and_clear();
+            p
+        });
+        match purged {
+            Ok(p) => r.purged = Some(p),
+            Err(e) => {
+                // The erasure stands (keys destroyed, leaves written): its
+                // report first, then the purge's failure.
+                print_json(&r)?;
+                return Err(anyhow::Error::new(e).context(
+                    "the people are erased (their keys are destroyed) but their rows were not purged; \
+                     `postvault retention run` purges them",
+                ));
+            }
+        }
     }
     print_json(&r)?;
     if r.refused() {

@@ -395,7 +395,7 @@ pub async fn consent(
 }
 
 /// `POST /v1/subjects/{id}/erase`: 200, or 409 `legal_hold` with the report.
-#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::SubjectPath), responses((status = 200, description = "Erased: keys destroyed, rows dead at once (no read sees them; the sweeper deletes them), one leaf", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
+#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::SubjectPath), responses((status = 200, description = "Erased: keys destroyed, rows dead at once and purged before the answer (`purged`), one leaf", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
 pub async fn erase(
     State(state): St,
     Extension(p): Extension<Principal>,

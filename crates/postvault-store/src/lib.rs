@@ -392,13 +392,18 @@ pub trait RightsStore: Send + Sync {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError>;
 
     /// Deletes the records and lookups of up to `limit` people of the purge
-    /// queue (in ref order) and takes them off it, in one durable
-    /// transaction. Their keys are destroyed (or about to be): the rows are
+    /// queue (in ref order; not those whose erasure is still pending, whose
+    /// `finish_erasure` would wait on them) and takes them off it, in one
+    /// durable transaction. Their keys are destroyed (or about to be): the rows are
     /// ciphertext nobody can open, and no read sees them; this frees the
     /// space. A person collected again after their erasure leaves the queue
     /// at once, with their old rows deleted, in the transaction that writes
     /// their new ones.
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError>;
+
+    /// [`RightsStore::purge_erased`] for the people of `subjects` that are
+    /// in the queue (an erasure of a few people purges them at once).
+    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError>;
 
     /// People in the purge queue and the records they still hold.
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError>;

@@ -70,6 +70,7 @@ pub const METHODS: &[&str] = &[
     "pending_erasures",
     "finish_erasure",
     "purge_erased",
+    "purge_subjects",
     "purge_pending",
     "erasure_gen",
     "put_holds",
@@ -524,6 +525,11 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         self.enter("purge_erased")?;
         self.inner.purge_erased(limit)
+    }
+
+    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError> {
+        self.enter("purge_subjects")?;
+        self.inner.purge_subjects(subjects)
     }
 
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {

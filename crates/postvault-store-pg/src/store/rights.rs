@@ -188,7 +188,9 @@ impl RightsStore for PgStore {
             // Anything written meanwhile (by a node that had not yet seen
             // the erasure) dies with the rest.
             tx.execute(
-                "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures
+                "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures AS t
+                 WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
+                    OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
                  ON CONFLICT DO NOTHING",
                 &[],
             )
@@ -205,38 +207,27 @@ impl RightsStore for PgStore {
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.db.run(false, async |c| {
-            let tx = begin(c, self.isolation).await?;
-            // The queue rows are taken (locked, deleted) first: a write
-            // collecting one of these people again waits for this
-            // transaction, then finds them gone from the queue and their old
-            // rows deleted; one that took a person first is skipped here.
-            let taken: Vec<Vec<u8>> = tx
-                .query(
-                    "DELETE FROM purge WHERE subject IN (
-                         SELECT subject FROM purge ORDER BY subject LIMIT $1
-                         FOR UPDATE SKIP LOCKED)
-                     RETURNING subject",
-                    &[&limit],
-                )
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-            let mut out = PurgeBatch {
-                people: taken.len() as u64,
-                records: 0,
-            };
-            if !taken.is_empty() {
-                out.records = tx
-                    .execute("DELETE FROM records WHERE subject = ANY($1)", &[&taken])
-                    .await?;
-                tx.execute("DELETE FROM lookups WHERE subject = ANY($1)", &[&taken])
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(out)
-        })
+        self.purge_now(
+            "DELETE FROM purge WHERE subject IN (
+                 SELECT subject FROM purge
+                 WHERE subject NOT IN (SELECT subject FROM erasures)
+                 ORDER BY subject LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING subject",
+            &[&limit],
+        )
+    }
+
+    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError> {
+        let asked = refs(subjects);
+        self.purge_now(
+            "DELETE FROM purge WHERE subject IN (
+                 SELECT subject FROM purge
+                 WHERE subject = ANY($1) AND subject NOT IN (SELECT subject FROM erasures)
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING subject",
+            &[&asked],
+        )
     }
 
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
@@ -370,6 +361,43 @@ impl RightsStore for PgStore {
     }
 }
 
+impl PgStore {
+    /// One purge transaction: takes the queue rows `take` deletes (and so
+    /// locks: a write collecting one of these people again waits for this
+    /// transaction, then finds them gone from the queue and their old rows
+    /// deleted; one that took a person first is skipped here), then
+    /// deletes their records and lookups. People whose erasure is still
+    /// pending are left for later: their `finish_erasure` would wait here.
+    fn purge_now(
+        &self,
+        take: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<PurgeBatch, StoreError> {
+        self.db.run(false, async |c| {
+            let tx = begin(c, self.isolation).await?;
+            let taken: Vec<Vec<u8>> = tx
+                .query(take, params)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut out = PurgeBatch {
+                people: taken.len() as u64,
+                records: 0,
+            };
+            if !taken.is_empty() {
+                out.records = tx
+                    .execute("DELETE FROM records WHERE subject = ANY($1)", &[&taken])
+                    .await?;
+                tx.execute("DELETE FROM lookups WHERE subject = ANY($1)", &[&taken])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+}
+
 pub(super) async fn bump_erasure_gen(tx: &Transaction<'_>) -> Result<(), Fail> {
     tx.execute(
         "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'erasure_gen'",
@@ -391,9 +419,13 @@ async fn kill_rows_of(tx: &Transaction<'_>, subjects: &[&[u8]], at: i64) -> Resu
         )
         .await?
         .try_get(0)?;
+    // Only people with rows: an identifier never collected leaves no ref.
     tx.execute(
         "INSERT INTO purge (subject, at) SELECT DISTINCT s, $2::bigint
-         FROM unnest($1::bytea[]) AS s ON CONFLICT DO NOTHING",
+         FROM unnest($1::bytea[]) AS s
+         WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = s)
+            OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = s)
+         ON CONFLICT DO NOTHING",
         &[&subjects, &at],
     )
     .await?;

@@ -161,13 +161,14 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
     let out = s
         .erase(
-            &[[3; 16], [1; 16]],
+            &[[3; 16], [1; 16], [5; 16]],
             50,
             &mut |_, _, _| b"erase".to_vec(),
             &mut |_, _| None,
         )
         .unwrap();
     assert_eq!(out.records, 6, "the records made dead are counted");
+    // Person 5 was never collected: no ref of theirs is queued.
     assert_eq!(
         s.purge_pending().unwrap(),
         crate::PurgeBatch {
@@ -229,8 +230,15 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
         Some(vec![0, 1]),
         "a dead protective order is no order"
     );
+    // People whose erasure is pending are not purged yet.
+    assert_eq!(s.purge_erased(10).unwrap(), crate::PurgeBatch::default());
+    assert_eq!(
+        s.purge_subjects(&[[1; 16]]).unwrap(),
+        crate::PurgeBatch::default()
+    );
     // The retention sweep leaves dead rows to the purge.
-    s.finish_erasure(&[[1; 16], [3; 16]]).unwrap();
+    s.finish_erasure(&[[1; 16], [3; 16], [5; 16]]).unwrap();
+    assert_eq!(s.purge_pending().unwrap().people, 2);
     let swept = s.sweep_expired(1_000, 1, None).unwrap();
     assert_eq!(swept.deleted, 1);
     assert_eq!(s.count_expired(1_000).unwrap(), 5);
@@ -259,9 +267,9 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
             records: 3
         }
     );
-    // The purge: one person per transaction here, in ref order.
+    // The purge of named people: only those queued.
     assert_eq!(
-        s.purge_erased(1).unwrap(),
+        s.purge_subjects(&[[9; 16], [3; 16], [2; 16]]).unwrap(),
         crate::PurgeBatch {
             people: 1,
             records: 3
@@ -271,6 +279,21 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
     assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 1);
     assert_eq!(s.record_count().unwrap(), 6, "5 live of 2 and 4, 1 of 1");
+    // The bulk purge: in ref order, `limit` people a transaction.
+    s.erase(
+        &[[4; 16], [2; 16]],
+        60,
+        &mut |_, _, _| vec![1],
+        &mut |_, _| None,
+    )
+    .unwrap();
+    s.finish_erasure(&[[4; 16], [2; 16]]).unwrap();
+    let first = s.purge_erased(1).unwrap();
+    assert_eq!(first.people, 1);
+    assert_eq!(s.purge_pending().unwrap().people, 1);
+    let second = s.purge_erased(5).unwrap();
+    assert_eq!((second.people, first.records + second.records), (1, 5));
+    assert_eq!(s.record_count().unwrap(), 1);
 }
 
 pub fn sweeps_delete_only_what_expired_and_is_not_held(s: &dyn Store) {

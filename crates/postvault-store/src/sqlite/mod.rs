@@ -455,19 +455,29 @@ fn consent_of(
     .optional()?)
 }
 
+/// Whether `subject` is in the purge queue (erased: their rows are dead).
+/// Asked first, in a statement of its own, for every read: an erased
+/// person's rows are then never walked, and cost what an unknown person's
+/// absence costs (one seek).
+fn queued(tx: &Connection, subject: &SubjectRef) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM purge WHERE subject = ?1")?
+        .exists([subject])?)
+}
+
 fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, StoreError> {
     let mut data = SubjectData::default();
     {
-        let mut s = tx.prepare_cached(
-            "SELECT id, subject, category, purpose, source, collected_at,
+        if !queued(tx, subject)? {
+            let mut s = tx.prepare_cached(
+                "SELECT id, subject, category, purpose, source, collected_at,
                         expires_at, key_id, sealed, superseded_by
-                 FROM records WHERE subject = ?1
-                   AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = ?1)
-                 ORDER BY collected_at, id",
-        )?;
-        data.records = s
-            .query_map([subject], record_from_row)?
-            .collect::<Result<_, _>>()?;
+                 FROM records WHERE subject = ?1 ORDER BY collected_at, id",
+            )?;
+            data.records = s
+                .query_map([subject], record_from_row)?
+                .collect::<Result<_, _>>()?;
+        }
         let mut s = tx.prepare_cached(
                 "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 ORDER BY purpose",
             )?;
@@ -496,14 +506,14 @@ fn read_protective(
     subject: &SubjectRef,
     category: &str,
 ) -> Result<SubjectData, StoreError> {
-    let records = if category == PROTECTIVE_INDEX_CATEGORY {
+    let records = if queued(tx, subject)? {
+        vec![]
+    } else if category == PROTECTIVE_INDEX_CATEGORY {
         let mut s = tx.prepare_cached(
             "SELECT id, subject, category, purpose, source, collected_at,
                     expires_at, key_id, sealed, superseded_by
              FROM records INDEXED BY records_protective
-             WHERE subject = ?1 AND category = 'protective_order'
-               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = ?1)
-             ORDER BY collected_at, id",
+             WHERE subject = ?1 AND category = 'protective_order' ORDER BY collected_at, id",
         )?;
         s.query_map([subject], record_from_row)?
             .collect::<Result<_, _>>()?
@@ -512,9 +522,7 @@ fn read_protective(
             "SELECT id, subject, category, purpose, source, collected_at,
                     expires_at, key_id, sealed, superseded_by
              FROM records
-             WHERE subject = ?1 AND category = ?2
-               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = ?1)
-             ORDER BY collected_at, id",
+             WHERE subject = ?1 AND category = ?2 ORDER BY collected_at, id",
         )?;
         s.query_map(params![subject, category], record_from_row)?
             .collect::<Result<_, _>>()?

@@ -147,7 +147,9 @@ impl RightsStore for SqliteStore {
         // Anything written meanwhile (by a process that had not yet seen the
         // erasure) dies with the rest.
         tx.execute_batch(
-            "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures WHERE true
+            "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures AS t
+             WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
+                OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
              ON CONFLICT DO NOTHING;
              DELETE FROM consents WHERE subject IN (SELECT subject FROM erasures);",
         )?;
@@ -163,7 +165,32 @@ impl RightsStore for SqliteStore {
     }
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
-        purge_now(&mut self.conn(), limit)
+        purge_now(&mut self.conn(), &|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT INTO temp.purge_now (subject)
+                     SELECT subject FROM purge
+                     WHERE subject NOT IN (SELECT subject FROM erasures)
+                     ORDER BY subject LIMIT ?1",
+                )?
+                .execute([limit as i64])? as u64)
+        })
+    }
+
+    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError> {
+        purge_now(&mut self.conn(), &|tx| {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO temp.purge_now (subject)
+                 SELECT subject FROM purge
+                 WHERE subject = ?1 AND subject NOT IN (SELECT subject FROM erasures)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            let mut n = 0;
+            for subject in subjects {
+                n += s.execute([subject])? as u64;
+            }
+            Ok(n)
+        })
     }
 
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
@@ -280,20 +307,18 @@ pub(super) fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), Sto
     Ok(())
 }
 
-/// One purge transaction: the records and lookups of up to `limit` people
-/// of the queue, in ref order.
-fn purge_now(conn: &mut Connection, limit: usize) -> Result<PurgeBatch, StoreError> {
+/// One purge transaction: the records and lookups of the people of the
+/// queue that `pick` puts in `temp.purge_now` (returning how many).
+fn purge_now(
+    conn: &mut Connection,
+    pick: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<u64, StoreError>,
+) -> Result<PurgeBatch, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS purge_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
          DELETE FROM temp.purge_now;",
     )?;
-    let people = tx
-        .prepare_cached(
-            "INSERT INTO temp.purge_now (subject)
-             SELECT subject FROM purge ORDER BY subject LIMIT ?1",
-        )?
-        .execute([limit as i64])? as u64;
+    let people = pick(&tx)?;
     let mut out = PurgeBatch { people, records: 0 };
     if people > 0 {
         out.records = tx
@@ -324,8 +349,11 @@ fn kill_rows_of(tx: &rusqlite::Transaction<'_>, table: &str, at: i64) -> Result<
                AND subject NOT IN (SELECT subject FROM purge)"
         ))?
         .query_row([], |r| r.get(0))?;
+    // Only people with rows: an identifier never collected leaves no ref.
     tx.prepare_cached(&format!(
-        "INSERT INTO purge (subject, at) SELECT subject, ?1 FROM {table} WHERE true
+        "INSERT INTO purge (subject, at) SELECT subject, ?1 FROM {table} AS t
+         WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
+            OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
          ON CONFLICT DO NOTHING"
     ))?
     .execute([at])?;

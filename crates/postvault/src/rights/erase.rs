@@ -1,5 +1,6 @@
-//! Erasure: a subject's records deleted and its keys destroyed, write-ahead
-//! so an interrupted erasure is finished at the next open.
+//! Erasure: a subject's keys destroyed and records made dead at once, the
+//! dead rows purged (at once for a few people, in bulk for many),
+//! write-ahead so an interrupted erasure is finished at the next open.
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,8 +19,10 @@ impl Vault {
     /// request (or, for one person, as the subject-access service passing
     /// on the person's own request): destroys their keys (every ciphertext and every log tag of
     /// theirs becomes unreadable or unlinkable) and makes their rows dead
-    /// (no read, scan or count sees them again); [`Vault::purge_erased`]
-    /// deletes the rows later, in bulk (the retention sweep runs it). People
+    /// (no read, scan or count sees them again). A call naming at most
+    /// [`ERASE_PURGE_INLINE`] people deletes their rows before it returns
+    /// (`purged`); a longer one leaves them to [`Vault::purge_erased`], in
+    /// bulk (the retention sweep runs it). People
     /// under a legal hold in force are refused (`held`). One leaf per
     /// identifier (in the order of their keyed refs, not of `subjects`),
     /// tagged for the person, so the erasure is the last leaf they can find
@@ -98,6 +101,16 @@ impl Vault {
             let (out, intent) = out?;
             if let Some(id) = intent {
                 self.complete(id, &actor, false)?;
+            }
+            // A few people (a person's own request, an officer's short
+            // list) are purged at once: their dead rows, ref and lookup
+            // tokens leave the store now, not at the next sweep. A long
+            // list is left to one bulk purge (the caller's, or the sweep).
+            if subjects.len() <= ERASE_PURGE_INLINE && !erased.is_empty() {
+                let b = self.store.purge_subjects(&erased)?;
+                let p = report.purged.get_or_insert_with(PurgeReport::default);
+                p.people += b.people;
+                p.records += b.records;
             }
             first.get_or_insert(out.first_leaf);
             progress(report.erased + report.held.len() as u64);
@@ -244,8 +257,8 @@ impl Vault {
         }
     }
 
-    /// Erasure, steps two and three: destroy the keys, then remove anything
-    /// written for these people meanwhile. Returns the keys destroyed.
+    /// Erasure, steps two and three: destroy the keys, then make anything
+    /// written for these people meanwhile dead too. Returns the keys destroyed.
     pub(super) fn destroy_subject_keys(&self, erased: &[SubjectRef]) -> Result<u64, VaultError> {
         if erased.is_empty() {
             return Ok(0);

@@ -48,6 +48,8 @@ pub const MAX_HOLD_DAYS: i64 = 90;
 const SWEEP_CHUNK: usize = 20_000;
 /// Subjects per erasure transaction.
 pub const ERASE_CHUNK: usize = 100_000;
+/// An erasure of at most this many people purges their rows itself.
+pub const ERASE_PURGE_INLINE: usize = 1_000;
 /// Erased people whose rows one purge transaction deletes. Small, because
 /// a purge transaction holds the store's writer (and so every read's
 /// group commit) while it runs: 2,000 people of ten records each in a 10M-
@@ -154,9 +156,10 @@ pub struct EraseReport {
     pub keys_destroyed: u64,
     /// The first leaf; one per identifier, in order.
     pub first_leaf: u64,
-    /// The purge run right after the erasure, when the caller asked for
-    /// one (`postvault erase` does unless `--defer-purge`): every erased
-    /// person's rows, these and any left from earlier erasures.
+    /// The purge run right after the erasure: by the erasure itself for a
+    /// call of at most 1,000 people (theirs), or by `postvault erase` unless
+    /// `--defer-purge` (every erased person's rows, these and any left from
+    /// earlier erasures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purged: Option<PurgeReport>,
 }

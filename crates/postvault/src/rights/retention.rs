@@ -20,9 +20,21 @@ impl Vault {
     /// anything is, and the sweep's `retention` leaf completes it (a sweep
     /// with nothing to do writes that leaf alone). A sweep a crash stopped
     /// is finished when the vault next opens. `progress` is called with the
-    /// records deleted so far. First it purges the rows of erased people
-    /// ([`Vault::purge_erased`]).
+    /// records deleted so far. Then it purges the rows of erased people
+    /// ([`Vault::purge_erased`]); a purge that fails fails the run, after
+    /// the sweep's own work is done and logged.
     pub fn retention_run(
+        &self,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RetentionReport, VaultError> {
+        let mut report = self.retention_sweep(progress)?;
+        // The sweeper also deletes the rows of erased people (their keys
+        // are gone already).
+        report.erased_purged = self.purge_erased(&mut |_| {})?;
+        Ok(report)
+    }
+
+    fn retention_sweep(
         &self,
         progress: &mut dyn FnMut(u64),
     ) -> Result<RetentionReport, VaultError> {
@@ -31,9 +43,6 @@ impl Vault {
             at: format_ms(now),
             ..RetentionReport::default()
         };
-        // The sweeper also deletes the rows of erased people (their keys
-        // are gone already).
-        report.erased_purged = self.purge_erased(&mut |_| {})?;
         let held = self.held_subjects(now)?;
         // Holds released or lapsed: their people's records go back under
         // period keys (or, expired, stay sealed under a destroyed key).

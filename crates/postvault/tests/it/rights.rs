@@ -150,29 +150,14 @@ fn erasure_holds_against_a_restored_backup_and_leaves_nothing_linkable() {
     assert_eq!(erase_leaves[0].decision, "allow");
     let (_, found) = v.find_leaves(&tag_key).unwrap();
     assert_eq!(found.last().unwrap().index, report.first_leaf);
-    // The keys are gone at once; the rows, dead to every read, wait for
-    // the purge.
-    assert_absent(
-        dir.path(),
-        &[
-            ("marker", b"pvEraseMe".to_vec()),
-            ("wrapped data key", wrapped.data.clone()),
-            ("wrapped tag key", wrapped.tag.clone()),
-        ],
-    );
-    assert_eq!(
-        rows_of(dir.path(), "cust-e"),
-        9,
-        "dead rows await the purge"
-    );
-    assert!(v.store().subject_records(&e_ref).unwrap().is_empty());
-    let purged = v.purge_erased(&mut |_| {}).unwrap();
-    assert_eq!((purged.people, purged.records), (1, 9));
+    // One person: the erasure purged their rows itself.
+    assert_eq!(report.purged.map(|p| (p.people, p.records)), Some((1, 9)));
     assert_eq!(rows_of(dir.path(), "cust-e"), 0);
+    assert!(v.store().subject_records(&e_ref).unwrap().is_empty());
     drop(v);
 
-    // Byte scan after the purge: no plaintext, no wrapped key, no subject
-    // ref in any file (the disclosure ledger never named this person).
+    // Byte scan: no plaintext, no wrapped key, no subject ref in any file
+    // (the disclosure ledger never named this person).
     let scan = [
         ("marker", b"pvEraseMe".to_vec()),
         ("wrapped data key", wrapped.data.clone()),
@@ -424,19 +409,11 @@ pub fn a_hold_blocks_erasure_and_retention_until_released_on(b: &Backend) {
     let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!((r.erased, r.held.len()), (1, 0));
     assert_eq!(r.records_deleted, 8);
-    // Dead at once; deleted by the sweeper's purge.
-    let subject = postvault_crypto::MasterKey::from_bytes(
-        &b.keys(dir.path()).secret("master").unwrap().unwrap(),
-    )
-    .unwrap()
-    .subject_ref("cust-a");
-    assert!(v.store().subject_records(&subject).unwrap().is_empty());
-    let sweep = v.retention_run(&mut |_| {}).unwrap();
-    assert_eq!(
-        (sweep.erased_purged.people, sweep.erased_purged.records),
-        (1, 8)
-    );
+    // One person: the erasure purged their rows itself.
+    assert_eq!(r.purged.map(|p| (p.people, p.records)), Some((1, 8)));
     assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 0);
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(sweep.erased_purged.people, 0, "nothing left for the sweep");
     assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
 }
 
@@ -798,8 +775,13 @@ fn an_erased_person_collected_again_keeps_only_the_new_data() {
     let off = officer(&v);
     let r = collect(&v, "ingest", &person("cust-r", "pvOldData"));
     assert_eq!(r.rejected, 0, "{:?}", r.errors);
-    let erased = v.erase(&off, &["cust-r".to_string()], &mut |_| {}).unwrap();
-    assert_eq!((erased.erased, erased.records_deleted), (1, 9));
+    // More people than an erasure purges itself (1,000 never collected: no
+    // ref of theirs goes in the queue): the rows wait for a bulk purge.
+    let mut ids: Vec<String> = (0..1_000).map(|i| format!("never-{i}")).collect();
+    ids.push("cust-r".into());
+    let erased = v.erase(&off, &ids, &mut |_| {}).unwrap();
+    assert_eq!((erased.erased, erased.records_deleted), (1_001, 9));
+    assert!(erased.purged.is_none());
     // Dead rows with their keys destroyed are lawful, and counted.
     let check = v.check().unwrap();
     assert!(check.ok, "{:?}", check.problems);
@@ -828,4 +810,24 @@ fn an_erased_person_collected_again_keeps_only_the_new_data() {
     let check = v.check().unwrap();
     assert!(check.ok, "{:?}", check.problems);
     assert_eq!(check.erased_pending_purge.people, 0);
+
+    // The retention sweep purges what a long erasure left.
+    let r = collect(&v, "ingest", &person("cust-s", "pvSwept"));
+    assert_eq!(r.rejected, 0, "{:?}", r.errors);
+    ids.pop();
+    ids.push("cust-s".into());
+    let erased = v.erase(&off, &ids, &mut |_| {}).unwrap();
+    assert!(erased.purged.is_none());
+    assert_eq!(rows_of(dir.path(), "cust-s"), 9);
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(
+        (sweep.erased_purged.people, sweep.erased_purged.records),
+        (1, 9)
+    );
+    assert_eq!(rows_of(dir.path(), "cust-s"), 0);
+    assert_eq!(
+        rows_of(dir.path(), "cust-r"),
+        9,
+        "the person collected again keeps theirs"
+    );
 }
