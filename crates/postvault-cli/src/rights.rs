@@ -132,6 +132,9 @@ pub fn retention(cli: &Cli, cmd: &RetentionCmd) -> Result<u8> {
             let r = v.retention_run(&mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
             print_json(&r)?;
+            if let Some(e) = &r.purge_error {
+                bail!("the sweep is done, but the rows of erased people were not purged: {e}");
+            }
             Ok(0)
         }
     }
@@ -172,7 +175,10 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
             p
         });
         match purged {
-            Ok(p) => r.purged = Some(p),
+            Ok(p) => {
+                r.purged = Some(p);
+                r.purge_error = None;
+            }
             Err(e) => {
                 // The erasure stands (keys destroyed, leaves written): its
                 // report first, then the purge's failure.
@@ -191,6 +197,11 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
             r.held.len()
         );
         return Ok(EXIT_DENIED);
+    }
+    if let Some(e) = &r.purge_error {
+        bail!(
+            "the people are erased, but their rows were not purged ({e}); the next sweep purges them"
+        );
     }
     Ok(0)
 }

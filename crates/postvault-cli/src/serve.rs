@@ -177,6 +177,10 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                     tick.tick().await;
                     let v = v.clone();
                     match tokio::task::spawn_blocking(move || v.retention_run(&mut |_| {})).await {
+                        Ok(Ok(r)) if r.purge_error.is_some() => errln!(
+                            "postvault: retention sweep: the purge of erased rows failed: {}",
+                            r.purge_error.unwrap_or_default()
+                        ),
                         Ok(Ok(r))
                             if r.records_deleted > 0
                                 || r.periods_destroyed > 0

@@ -49,6 +49,7 @@ impl Vault {
             id: self.actor_id(&officer.name),
         };
         let mut first = None;
+        let mut purge_now: Vec<SubjectRef> = Vec::new();
         for chunk in subjects.chunks(ERASE_CHUNK) {
             let _destroying = self.destroying();
             let _gate = self.erase_gate_exclusive();
@@ -102,20 +103,30 @@ impl Vault {
             if let Some(id) = intent {
                 self.complete(id, &actor, false)?;
             }
-            // A few people (a person's own request, an officer's short
-            // list) are purged at once: their dead rows, ref and lookup
-            // tokens leave the store now, not at the next sweep. A long
-            // list is left to one bulk purge (the caller's, or the sweep).
-            if subjects.len() <= ERASE_PURGE_INLINE && !erased.is_empty() {
-                let b = self.store.purge_subjects(&erased)?;
-                let p = report.purged.get_or_insert_with(PurgeReport::default);
-                p.people += b.people;
-                p.records += b.records;
+            if subjects.len() <= ERASE_PURGE_INLINE {
+                purge_now.extend_from_slice(&erased);
             }
             first.get_or_insert(out.first_leaf);
             progress(report.erased + report.held.len() as u64);
         }
         report.first_leaf = first.unwrap_or(0);
+        // A few people (a person's own request, an officer's short list)
+        // are purged at once, outside the erasure's gates: their dead rows,
+        // ref and lookup tokens leave the store now, not at the next sweep.
+        // A long list is left to one bulk purge (the caller's, or the
+        // sweep). The erasure stands whatever the purge does: a failure is
+        // reported with it, and the sweep purges later.
+        if !purge_now.is_empty() {
+            match self.store.purge_subjects(&purge_now) {
+                Ok(b) => {
+                    report.purged = Some(PurgeReport {
+                        people: b.people,
+                        records: b.records,
+                    });
+                }
+                Err(e) => report.purge_error = Some(e.to_string()),
+            }
+        }
         Ok(report)
     }
 

@@ -122,9 +122,13 @@ pub struct RetentionReport {
     pub held_records_kept: u64,
     /// The leaf that accounts for the sweep.
     pub log_index: u64,
-    /// The rows of erased people the sweep purged (their keys were
-    /// destroyed when they were erased; see [`PurgeReport`]).
+    /// The rows of erased people the sweep purged after its own work
+    /// (their keys were destroyed when they were erased; see [`PurgeReport`]).
     pub erased_purged: PurgeReport,
+    /// Why that purge failed, when it did (the sweep's own work is done and
+    /// logged; the next sweep purges again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge_error: Option<String>,
 }
 
 /// Rows of erased people deleted from the data store. An erasure destroys
@@ -162,6 +166,10 @@ pub struct EraseReport {
     /// earlier erasures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purged: Option<PurgeReport>,
+    /// Why that purge failed, when it did: the erasure stands (keys
+    /// destroyed, rows dead), and the next sweep purges the rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge_error: Option<String>,
 }
 
 impl EraseReport {

@@ -21,8 +21,8 @@ impl Vault {
     /// with nothing to do writes that leaf alone). A sweep a crash stopped
     /// is finished when the vault next opens. `progress` is called with the
     /// records deleted so far. Then it purges the rows of erased people
-    /// ([`Vault::purge_erased`]); a purge that fails fails the run, after
-    /// the sweep's own work is done and logged.
+    /// ([`Vault::purge_erased`]); a purge that fails is reported in
+    /// `purge_error`, after the sweep's own work is done and logged.
     pub fn retention_run(
         &self,
         progress: &mut dyn FnMut(u64),
@@ -30,7 +30,10 @@ impl Vault {
         let mut report = self.retention_sweep(progress)?;
         // The sweeper also deletes the rows of erased people (their keys
         // are gone already).
-        report.erased_purged = self.purge_erased(&mut |_| {})?;
+        match self.purge_erased(&mut |_| {}) {
+            Ok(p) => report.erased_purged = p,
+            Err(e) => report.purge_error = Some(e.to_string()),
+        }
         Ok(report)
     }
 

@@ -600,3 +600,40 @@ fn invariant_12_the_decision_is_made_before_any_per_person_data_is_touched() {
     assert!(r.denied());
     assert_eq!(faults.records(), 601);
 }
+
+/// Invariant 6, the purge: a purge that fails neither undoes nor hides an
+/// erasure. The report says so, the rows stay dead, the sweep says so too,
+/// and the next sweep that can purges them.
+#[test]
+fn invariant_6_a_failed_purge_leaves_the_erasure_standing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let faults = Faults::new();
+    let broken = Arc::new(AtomicBool::new(true));
+    faults.fail_while(&broken, &["purge_subjects", "purge_erased"]);
+    let v = vault_with_faults(dir.path(), &c, &faults);
+    assert_eq!(collect(&v, "ingest", &person("s1", "m")).accepted, 9);
+    let off = v.principal("officer").unwrap();
+    let r = v.erase(&off, &["s1".to_string()], &mut |_| {}).unwrap();
+    assert_eq!((r.erased, r.keys_destroyed), (1, 2));
+    assert!(r.purged.is_none());
+    assert!(r.purge_error.is_some());
+    assert!(
+        v.read(&off, "s1", "subject_access")
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert!(sweep.purge_error.is_some());
+    assert_eq!(v.purge_pending().unwrap().people, 1);
+    broken.store(false, Ordering::SeqCst);
+    let sweep = v.retention_run(&mut |_| {}).unwrap();
+    assert!(sweep.purge_error.is_none());
+    assert_eq!(
+        (sweep.erased_purged.people, sweep.erased_purged.records),
+        (1, 9)
+    );
+}
