@@ -118,12 +118,7 @@ impl Vault {
         // reported with it, and the sweep purges later.
         if !purge_now.is_empty() {
             match self.store.purge_subjects(&purge_now) {
-                Ok(b) => {
-                    report.purged = Some(PurgeReport {
-                        people: b.people,
-                        records: b.records,
-                    });
-                }
+                Ok(b) => report.purged = Some(b.into()),
                 Err(e) => report.purge_error = Some(e.to_string()),
             }
         }
@@ -313,11 +308,7 @@ impl Vault {
 
     /// The erased people whose rows await the purge, and those rows.
     pub fn purge_pending(&self) -> Result<PurgeReport, VaultError> {
-        let b = self.store.purge_pending()?;
-        Ok(PurgeReport {
-            people: b.people,
-            records: b.records,
-        })
+        Ok(self.store.purge_pending()?.into())
     }
 
     /// Finishes erasures a crash interrupted after their first transaction;

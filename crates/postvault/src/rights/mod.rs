@@ -144,6 +144,15 @@ pub struct PurgeReport {
     pub records: u64,
 }
 
+impl From<postvault_store::PurgeBatch> for PurgeReport {
+    fn from(b: postvault_store::PurgeBatch) -> Self {
+        Self {
+            people: b.people,
+            records: b.records,
+        }
+    }
+}
+
 /// The answer to an erasure.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
