@@ -42,6 +42,7 @@ mod cosignature;
 mod error;
 mod frontier;
 mod note;
+mod proof_tiles;
 mod tiles;
 mod tree;
 mod witness;
@@ -56,6 +57,10 @@ pub use frontier::RootBuilder;
 pub use note::{
     MAX_NOTE_LEN, NoteSignature, SignedNote, parse_note, parse_signature_line,
     parse_signature_lines,
+};
+pub use proof_tiles::{
+    PROOF_TILE_BYTES, PROOF_TILE_HASHES, PROOF_TILE_LEVELS, TileSlot, proof_tile_indexes,
+    proof_tile_ranges, proof_tile_slot, proof_tiles,
 };
 pub use tiles::{
     MAX_ENTRY_LEN, TILE_HEIGHT, TILE_WIDTH, TileRequest, entry_bundle, entry_bundle_path,

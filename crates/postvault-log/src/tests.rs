@@ -1442,3 +1442,150 @@ fn single_and_batched_appends_agree_and_proofs_verify_at_scale() {
     )
     .unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Proof tiles
+// ---------------------------------------------------------------------------
+
+/// Every stored hash of levels 0-15 has one slot of one tile, no two share
+/// one, every slot of a tile is used, and a tile's `end` is when its
+/// subtree is complete.
+#[test]
+fn proof_tile_slots_cover_the_low_levels_once() {
+    let log = big_log();
+    let mut seen = std::collections::HashMap::new();
+    let mut levels_16_up = 0;
+    for i in 0..log.stored.len() as u64 {
+        match proof_tile_slot(i) {
+            None => {
+                assert!(stored_index_level(i) >= PROOF_TILE_LEVELS);
+                levels_16_up += 1;
+            }
+            Some(s) => {
+                assert!(stored_index_level(i) < PROOF_TILE_LEVELS);
+                assert!(s.slot < PROOF_TILE_HASHES);
+                // Complete no later than the stored hash itself exists.
+                assert!(stored_hash_count(s.end).unwrap() > i, "{i} {s:?}");
+                assert!(seen.insert((s.tile, s.slot), i).is_none(), "{i} {s:?}");
+                assert_eq!(proof_tile_indexes(s.tile).nth(s.slot), Some(i));
+            }
+        }
+    }
+    // 4096 leaves: a tree of 12 levels; its root is in band 3's first
+    // tile, which is complete at 65,536 leaves.
+    assert_eq!(levels_16_up, 0);
+    let root = tlog_tiles::tlog::stored_hash_index(12, 0);
+    assert_eq!(proof_tile_slot(root).unwrap().end, 1 << 16);
+    for level in [16u8, 17, 30] {
+        let i = tlog_tiles::tlog::stored_hash_index(level, 3);
+        assert_eq!(proof_tile_slot(i), None);
+    }
+    let mut per_tile = std::collections::HashMap::<u64, usize>::new();
+    for ((tile, _), i) in &seen {
+        if proof_tile_slot(*i).unwrap().end <= 4096 {
+            *per_tile.entry(*tile).or_default() += 1;
+        }
+    }
+    assert_eq!(per_tile.len(), 4096 / 16 + 4096 / 256 + 1);
+    assert!(per_tile.values().all(|&n| n == PROOF_TILE_HASHES));
+    let mut ids: Vec<u64> = proof_tile_ranges(0, 4096).into_iter().flatten().collect();
+    let mut found: Vec<u64> = per_tile.into_keys().collect();
+    ids.sort_unstable();
+    found.sort_unstable();
+    assert_eq!(ids, found);
+}
+
+/// A proof in a tree of 4,096 leaves reads its 12 levels (and the leaf's
+/// own hash) from three tiles.
+#[test]
+fn a_proof_takes_its_levels_from_a_tile_a_band() {
+    let log = big_log();
+    for index in [0u64, 1, 15, 16, 255, 256, 1000, 4095] {
+        let mut asked = Vec::new();
+        struct Spy<'a>(&'a [Hash], &'a std::cell::RefCell<Vec<u64>>);
+        impl HashStore for Spy<'_> {
+            fn read_hashes(&self, ix: &[u64]) -> Result<Vec<Hash>, LogError> {
+                self.1.borrow_mut().extend_from_slice(ix);
+                self.0.read_hashes(ix)
+            }
+        }
+        let cell = std::cell::RefCell::new(Vec::new());
+        prove_inclusion(index, 4096, &Spy(&log.stored, &cell)).unwrap();
+        asked.extend(cell.into_inner());
+        asked.push(leaf_stored_index(index).unwrap());
+        let mut tiles: Vec<u64> = asked
+            .iter()
+            .filter_map(|&i| proof_tile_slot(i).map(|s| s.tile))
+            .collect();
+        tiles.sort_unstable();
+        tiles.dedup();
+        assert_eq!(tiles.len(), 3, "leaf {index}: {asked:?}");
+        assert_eq!(
+            asked
+                .iter()
+                .filter(|&&i| proof_tile_slot(i).is_some())
+                .count(),
+            13
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Tiles written append by append, whatever the cuts, hold exactly the
+    /// stored hashes their slots name, and are those the ranges list.
+    #[test]
+    fn proof_tiles_hold_the_stored_hashes(
+        cuts in prop::collection::vec(0..=4096u64, 0..8),
+        tiled_from in 0..=4096u64,
+    ) {
+        let log = big_log();
+        let total = 4096u64;
+        let mut cuts = cuts;
+        cuts.extend([0, tiled_from, total]);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut stored: Vec<Hash> = Vec::new();
+        let mut tiles = std::collections::BTreeMap::new();
+        for pair in cuts.windows(2) {
+            let (from, to) = (pair[0], pair[1]);
+            let batch = &log.leaf_hashes[from as usize..to as usize];
+            let new = append_hashes(from, batch, &stored).unwrap();
+            if from >= tiled_from {
+                for (id, bytes) in proof_tiles(from, to, &new, &stored).unwrap() {
+                    prop_assert_eq!(bytes.len(), PROOF_TILE_BYTES);
+                    prop_assert!(tiles.insert(id, bytes).is_none());
+                }
+            }
+            stored.extend(new.into_iter().map(|(_, h)| h));
+        }
+        let ids: Vec<u64> = proof_tile_ranges(tiled_from, total).into_iter().flatten().collect();
+        prop_assert_eq!(ids, tiles.keys().copied().collect::<Vec<_>>());
+        for (i, h) in stored.iter().enumerate() {
+            if let Some(s) = proof_tile_slot(i as u64)
+                && s.end > tiled_from
+                && s.end <= total
+            {
+                let t = &tiles[&s.tile];
+                prop_assert_eq!(&t[s.slot * 32..s.slot * 32 + 32], &h[..]);
+            }
+        }
+    }
+}
+
+/// A tile whose earlier hashes the store does not have is an error, not a
+/// tile of zeros.
+#[test]
+fn proof_tiles_need_the_earlier_hashes() {
+    let log = big_log();
+    let new = append_hashes(10, &log.leaf_hashes[10..20], &log.stored).unwrap();
+    let none: Vec<Hash> = Vec::new();
+    assert!(matches!(
+        proof_tiles(10, 20, &new, &none),
+        Err(LogError::Storage(_))
+    ));
+    let tiles = proof_tiles(10, 20, &new, &log.stored).unwrap();
+    assert_eq!(tiles.len(), 1);
+    assert_eq!(tiles[0].0, 0);
+}

@@ -327,7 +327,7 @@ pub(crate) fn map_tlog_error(error: tlog::Error) -> LogError {
 }
 
 /// Reads `indexes` from `store`, insisting on one hash per index.
-fn read_checked(store: &dyn HashStore, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+pub(crate) fn read_checked(store: &dyn HashStore, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
     let hashes = store.read_hashes(indexes)?;
     if hashes.len() != indexes.len() {
         return Err(LogError::Storage(format!(

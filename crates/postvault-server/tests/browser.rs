@@ -50,9 +50,11 @@ struct Browser {
 /// ChromeDriver, which outlives it) is ended by its profile directory.
 impl Drop for Browser {
     fn drop(&mut self) {
+        // `--` first: the pattern itself starts with dashes.
         let _ = Command::new("pkill")
-            .arg("-f")
+            .args(["-f", "--"])
             .arg(format!("--user-data-dir={}", self.profile.path().display()))
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }

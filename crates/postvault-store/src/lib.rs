@@ -261,15 +261,31 @@ pub trait LogStore: Send + Sync {
     /// How many leaves the stored hashes cover.
     fn hashed_size(&self) -> Result<u64, StoreError>;
 
-    /// Adds the stored hashes of leaves `from..to` in one transaction, if the
-    /// stored hashes still cover exactly `from` leaves; returns false (and
-    /// writes nothing) if another writer got there first.
+    /// Adds the stored hashes of leaves `from..to`, and the proof tiles
+    /// they complete (`(tile id, 960 bytes)`, `postvault_log::proof_tiles`;
+    /// a tile already kept is replaced), in one transaction, if the stored
+    /// hashes still cover exactly `from` leaves; returns false (and writes
+    /// nothing) if another writer got there first.
     fn put_log_hashes(
         &self,
         from: u64,
         to: u64,
         hashes: &[(u64, [u8; 32])],
+        tiles: &[(u64, Vec<u8>)],
     ) -> Result<bool, StoreError>;
+
+    /// The hashed size from which on the store keeps proof tiles: 0 for a
+    /// store made with them, the hashed size at the upgrade for an older
+    /// one. Every tile whose subtree ends after it, up to the hashed size,
+    /// is kept.
+    fn log_tiled_from(&self) -> Result<u64, StoreError>;
+
+    /// Hashes from the proof tiles, by `(tile id, slot)`, in the same
+    /// order. A tile that is not kept is [`StoreError::Corrupt`].
+    fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError>;
+
+    /// The proof tiles kept with ids `start..end`, by id (for verification).
+    fn log_tiles(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
     /// Keeps a signed checkpoint of tree size `size` (a second one of the
     /// same size is ignored).

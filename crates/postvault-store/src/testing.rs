@@ -46,6 +46,9 @@ pub const METHODS: &[&str] = &[
     "log_hashes",
     "hashed_size",
     "put_log_hashes",
+    "log_tiled_from",
+    "log_tile_hashes",
+    "log_tiles",
     "put_checkpoint",
     "checkpoints",
     "latest_checkpoint",
@@ -368,9 +371,25 @@ impl<S: LogStore> LogStore for Faulty<S> {
         from: u64,
         to: u64,
         hashes: &[(u64, [u8; 32])],
+        tiles: &[(u64, Vec<u8>)],
     ) -> Result<bool, StoreError> {
         self.enter("put_log_hashes")?;
-        self.inner.put_log_hashes(from, to, hashes)
+        self.inner.put_log_hashes(from, to, hashes, tiles)
+    }
+
+    fn log_tiled_from(&self) -> Result<u64, StoreError> {
+        self.enter("log_tiled_from")?;
+        self.inner.log_tiled_from()
+    }
+
+    fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.enter("log_tile_hashes")?;
+        self.inner.log_tile_hashes(wanted)
+    }
+
+    fn log_tiles(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.enter("log_tiles")?;
+        self.inner.log_tiles(start, end)
     }
 
     fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {

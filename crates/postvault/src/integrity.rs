@@ -122,7 +122,8 @@ pub struct LogCheck {
     pub leaves: u64,
     /// Leaves the stored tree hashes cover.
     pub hashed: u64,
-    /// Stored tree hashes that do not match the leaves.
+    /// Stored tree hashes that do not match the leaves, and proof tiles
+    /// missing or unlike them (one each).
     pub hash_mismatches: u64,
     pub checkpoints: u64,
     /// Kept checkpoints that do not verify, are larger than the log, or
@@ -341,7 +342,7 @@ impl Vault {
         }
         if r.log.hash_mismatches > 0 {
             problems.push(format!(
-                "{} stored tree hashes do not match the log's leaves",
+                "{} stored tree hashes or proof tiles do not match the log's leaves",
                 r.log.hash_mismatches
             ));
         }

@@ -45,7 +45,10 @@ pub(crate) const PROOF_HASHES_CACHED: std::num::NonZeroUsize =
 /// shared by the proofs of 256 leaves or more. Lower ones are read from
 /// the store every time, so how fast a proof comes back does not tell
 /// which single leaves were proven lately (a person's report proves each
-/// of their leaves).
+/// of their leaves). The one exception is the tree's right edge: hashes
+/// of subtrees whose proof tile is not complete yet, which the proof of
+/// nearly every leaf in the tree reads (the root of the leaves beyond the
+/// last complete subtree is made of them).
 const PROOF_CACHE_MIN_LEVEL: u8 = 8;
 
 /// The stored hashes proofs read, through a cache of the upper levels'. A
@@ -55,12 +58,88 @@ const PROOF_CACHE_MIN_LEVEL: u8 = 8;
 /// the store itself, so a store rewritten under the process is still caught
 /// there (and a proof from the cache is of the tree the process saw, which
 /// verifies against the checkpoints it signed).
-pub(crate) struct ProofHashes<'a>(pub(crate) &'a Vault);
+///
+/// Stored hashes of levels 0-7 come from the proof tiles where the store
+/// keeps them (two rows a proof, `postvault_log::proof_tiles`), the rest
+/// from the stored hashes one by one.
+pub(crate) struct ProofHashes<'a> {
+    vault: &'a Vault,
+    /// Tiles are kept for subtrees ending in `tiled_from..=hashed` leaves.
+    tiled_from: u64,
+    hashed: u64,
+}
+
+impl<'a> ProofHashes<'a> {
+    /// For a tree hashed up to `hashed` leaves.
+    pub(crate) fn new(vault: &'a Vault, hashed: u64) -> Result<Self, VaultError> {
+        // Constant once the store is open: read once a process.
+        let tiled_from = match vault.tiled_from.get() {
+            Some(t) => *t,
+            None => {
+                let t = vault.store.log_tiled_from()?;
+                *vault.tiled_from.get_or_init(|| t)
+            }
+        };
+        Ok(ProofHashes {
+            vault,
+            tiled_from,
+            hashed,
+        })
+    }
+
+    /// Reads `indexes` from the store: tiles where kept, stored hashes for
+    /// the rest.
+    fn read_store(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        let storage = |e: postvault_store::StoreError| LogError::Storage(e.to_string());
+        let mut from_tiles = Vec::new();
+        let mut at_tiles = Vec::new();
+        let mut rows = Vec::new();
+        let mut at_rows = Vec::new();
+        for (at, &i) in indexes.iter().enumerate() {
+            match postvault_log::proof_tile_slot(i) {
+                Some(s) if s.end > self.tiled_from && s.end <= self.hashed => {
+                    from_tiles.push((s.tile, s.slot));
+                    at_tiles.push(at);
+                }
+                _ => {
+                    rows.push(i);
+                    at_rows.push(at);
+                }
+            }
+        }
+        let mut out = vec![[0u8; 32]; indexes.len()];
+        if !from_tiles.is_empty() {
+            let got = self
+                .vault
+                .store
+                .log_tile_hashes(&from_tiles)
+                .map_err(storage)?;
+            if got.len() != from_tiles.len() {
+                return Err(LogError::Storage(
+                    "a proof tile read came back short".into(),
+                ));
+            }
+            for (at, h) in at_tiles.into_iter().zip(got) {
+                out[at] = h;
+            }
+        }
+        if !rows.is_empty() {
+            let got = StoreHashes(&*self.vault.store).read_hashes(&rows)?;
+            if got.len() != rows.len() {
+                return Err(LogError::Storage("a log hash read came back short".into()));
+            }
+            for (at, h) in at_rows.into_iter().zip(got) {
+                out[at] = h;
+            }
+        }
+        Ok(out)
+    }
+}
 
 impl HashStore for ProofHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
         let lock = || {
-            self.0
+            self.vault
                 .proof_hashes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -80,10 +159,10 @@ impl HashStore for ProofHashes<'_> {
         if !missing.is_empty() {
             missing.sort_unstable();
             missing.dedup();
-            let got = StoreHashes(&*self.0.store).read_hashes(&missing)?;
+            let got = self.read_store(&missing)?;
             let mut c = lock();
             for (i, h) in missing.iter().zip(&got) {
-                if postvault_log::stored_index_level(*i) >= PROOF_CACHE_MIN_LEVEL {
+                if shared_by_proofs(*i, self.hashed) {
                     c.put(*i, *h);
                 }
             }
@@ -98,6 +177,13 @@ impl HashStore for ProofHashes<'_> {
             .map(|(h, i)| h.ok_or_else(|| LogError::Storage(format!("log hash {i} is missing"))))
             .collect()
     }
+}
+
+/// Whether the proof cache keeps stored hash `index` of a tree hashed up to
+/// `hashed` leaves (see [`PROOF_CACHE_MIN_LEVEL`]).
+fn shared_by_proofs(index: u64, hashed: u64) -> bool {
+    postvault_log::stored_index_level(index) >= PROOF_CACHE_MIN_LEVEL
+        || postvault_log::proof_tile_slot(index).is_some_and(|s| s.end > hashed)
 }
 
 /// Reads a proof's hashes and, in the same read, the proven leaf's own
@@ -265,8 +351,9 @@ impl Vault {
             }
             let hashes: Vec<Hash> = leaves.iter().map(|l| postvault_log::leaf_hash(l)).collect();
             let stored = postvault_log::append_hashes(h, &hashes, &StoreHashes(&*self.store))?;
+            let tiles = postvault_log::proof_tiles(h, end, &stored, &StoreHashes(&*self.store))?;
             // If another writer hashed first, go round again from its size.
-            self.store.put_log_hashes(h, end, &stored)?;
+            self.store.put_log_hashes(h, end, &stored, &tiles)?;
         }
     }
 
@@ -445,7 +532,7 @@ impl Vault {
         // The leaf's hash is the tree's own (stored, level 0): what the
         // proof is of, read with it.
         let reader = WithLeaf {
-            inner: ProofHashes(self),
+            inner: ProofHashes::new(self, n)?,
             leaf: postvault_log::leaf_stored_index(index)?,
             hash: std::cell::Cell::new(None),
         };
@@ -475,7 +562,7 @@ impl Vault {
                 why: format!("need old <= new <= {n} (the log size)"),
             });
         }
-        let hashes = postvault_log::prove_consistency(old, new, &ProofHashes(self))?;
+        let hashes = postvault_log::prove_consistency(old, new, &ProofHashes::new(self, n)?)?;
         Ok(ConsistencyProof {
             old,
             new,
@@ -603,6 +690,48 @@ impl Vault {
         Ok(recomputed)
     }
 
+    /// The proof tiles the store keeps for the tree hashed up to `hashed`
+    /// leaves, against the recomputed tree: how many are missing or differ,
+    /// and the first of them.
+    fn check_tiles(
+        &self,
+        hashed: u64,
+        recomputed: &[Hash],
+    ) -> Result<(u64, Option<u64>), VaultError> {
+        let tiled_from = self.store.log_tiled_from()?;
+        let (mut bad, mut first) = (0u64, None);
+        for range in postvault_log::proof_tile_ranges(tiled_from, hashed) {
+            let mut a = range.start;
+            while a < range.end {
+                let b = range.end.min(a + 4096);
+                let kept = self.store.log_tiles(a, b)?;
+                let mut kept = kept.iter().peekable();
+                for id in a..b {
+                    let good = match kept.next_if(|(k, _)| *k == id) {
+                        Some((_, bytes)) => {
+                            bytes.len() == postvault_log::PROOF_TILE_BYTES
+                                && postvault_log::proof_tile_indexes(id)
+                                    .zip(bytes.chunks_exact(32))
+                                    .all(|(i, h)| {
+                                        usize::try_from(i)
+                                            .ok()
+                                            .and_then(|i| recomputed.get(i))
+                                            .is_some_and(|r| r[..] == *h)
+                                    })
+                        }
+                        None => false,
+                    };
+                    if !good {
+                        bad += 1;
+                        first.get_or_insert(id);
+                    }
+                }
+                a = b;
+            }
+        }
+        Ok((bad, first))
+    }
+
     /// The log for `postvault check`: like [`Vault::verify_log`], but
     /// counting every stored hash and kept checkpoint that does not match
     /// the leaves instead of stopping at the first.
@@ -642,6 +771,8 @@ impl Vault {
             }
             i = end;
         }
+        // Each proof tile missing or unlike the leaves counts once.
+        out.hash_mismatches += self.check_tiles(hashed.min(n), &recomputed)?.0;
         for (size, note) in self.store.checkpoints()? {
             out.checkpoints += 1;
             out.latest_checkpoint = Some(out.latest_checkpoint.unwrap_or(0).max(size));
@@ -679,6 +810,11 @@ impl Vault {
                 }
             }
             i = end;
+        }
+        if let (_, Some(tile)) = self.check_tiles(hashed.min(n), &recomputed)? {
+            return Err(tamper(format!(
+                "log proof tile {tile} is missing or does not match the leaves"
+            )));
         }
         let root_of = |size: u64| -> Result<Hash, VaultError> {
             Ok(postvault_log::tree_root(size, &recomputed)?)
@@ -889,9 +1025,15 @@ mod proof_cache_tests {
         assert!(!c.is_empty(), "the upper levels are kept");
         for (i, _) in c.iter() {
             assert!(
-                postvault_log::stored_index_level(*i) >= PROOF_CACHE_MIN_LEVEL,
+                postvault_log::stored_index_level(*i) >= PROOF_CACHE_MIN_LEVEL
+                    || postvault_log::proof_tile_slot(*i).unwrap().end > n,
                 "{i}"
             );
+        }
+        // Not the leaves' own hashes, nor their low siblings.
+        for index in [0, 1, 1234, 1235] {
+            let at = postvault_log::leaf_stored_index(index).unwrap();
+            assert!(c.peek(&at).is_none(), "leaf {index}");
         }
         drop(c);
         // The hashed size seen is a floor for later proofs, never a ceiling:

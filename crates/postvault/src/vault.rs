@@ -134,6 +134,8 @@ pub struct Vault {
     /// hashed tree only grows, so a proof of a size within it needs no read
     /// of the store's (see `prove_inclusion`).
     pub(crate) hashed_seen: std::sync::atomic::AtomicU64,
+    /// The store's `log_tiled_from` (fixed once the store is open).
+    pub(crate) tiled_from: std::sync::OnceLock<u64>,
     /// The store's erasure generation the key cache is valid for.
     key_gen: std::sync::atomic::AtomicU64,
     /// Bumped, under the key cache's lock, whenever keys are forgotten
@@ -333,6 +335,7 @@ impl Vault {
             key_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
             proof_hashes: Mutex::new(lru::LruCache::new(crate::log::PROOF_HASHES_CACHED)),
             hashed_seen: std::sync::atomic::AtomicU64::new(0),
+            tiled_from: std::sync::OnceLock::new(),
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),

@@ -71,9 +71,15 @@ impl LogStore for PgStore {
         from: u64,
         to: u64,
         hashes: &[(u64, [u8; 32])],
+        tiles: &[(u64, Vec<u8>)],
     ) -> Result<bool, StoreError> {
         let idx: Vec<i64> = hashes.iter().map(|(i, _)| *i as i64).collect();
         let hs: Vec<&[u8]> = hashes.iter().map(|(_, h)| &h[..]).collect();
+        let tile_ids: Vec<i64> = tiles
+            .iter()
+            .map(|(i, _)| tile_row(*i))
+            .collect::<Result<_, _>>()?;
+        let tile_bytes: Vec<&[u8]> = tiles.iter().map(|(_, b)| b.as_slice()).collect();
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
             // The hashed size's row orders hash writers of every node; they
@@ -86,6 +92,14 @@ impl LogStore for PgStore {
                 &[&idx, &hs],
             )
             .await?;
+            if !tiles.is_empty() {
+                tx.execute(
+                    "INSERT INTO log_tiles (id, hashes) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+                     ON CONFLICT (id) DO UPDATE SET hashes = excluded.hashes",
+                    &[&tile_ids, &tile_bytes],
+                )
+                .await?;
+            }
             tx.execute(
                 "UPDATE meta SET value = $1 WHERE key = 'log_hashed_size'",
                 &[&to.to_string()],
@@ -93,6 +107,74 @@ impl LogStore for PgStore {
             .await?;
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    fn log_tiled_from(&self) -> Result<u64, StoreError> {
+        self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT value FROM meta WHERE key = 'log_tiled_from'")
+                .await?;
+            let v: String = match c.query_opt(&s, &[]).await? {
+                Some(r) => r.try_get(0)?,
+                None => {
+                    return Err(Fail::Store(StoreError::Corrupt(
+                        "the log's tiled size is missing".into(),
+                    )));
+                }
+            };
+            v.parse().map_err(|_| {
+                Fail::Store(StoreError::Corrupt(
+                    "the log's tiled size is not a number".into(),
+                ))
+            })
+        })
+    }
+
+    fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut ids: Vec<i64> = wanted
+            .iter()
+            .map(|(t, _)| tile_row(*t))
+            .collect::<Result<_, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        let found: HashMap<i64, Vec<u8>> = self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT id, hashes FROM log_tiles WHERE id = ANY($1)")
+                .await?;
+            let mut m = HashMap::with_capacity(ids.len());
+            for r in c.query(&s, &[&ids]).await? {
+                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
+            }
+            Ok(m)
+        })?;
+        wanted
+            .iter()
+            .map(|&(t, slot)| {
+                let tile = found
+                    .get(&(t as i64))
+                    .ok_or_else(|| StoreError::Corrupt(format!("log proof tile {t} is missing")))?;
+                tile.get(slot * 32..slot * 32 + 32)
+                    .filter(|_| tile.len() == TILE_BYTES)
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("log proof tile {t} has no hash {slot}"))
+                    })
+            })
+            .collect()
+    }
+
+    fn log_tiles(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let (a, b) = (tile_row(start)?, tile_row(end)?);
+        self.db.run(false, async |c| {
+            c.query(
+                "SELECT id, hashes FROM log_tiles WHERE id >= $1 AND id < $2 ORDER BY id",
+                &[&a, &b],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
+            .collect()
         })
     }
 
@@ -206,4 +288,12 @@ impl LogStore for PgStore {
             Ok(n.map(|n| n as u64))
         })
     }
+}
+
+/// Bytes of a proof tile (`postvault_log::PROOF_TILE_BYTES`).
+const TILE_BYTES: usize = 960;
+
+fn tile_row(id: u64) -> Result<i64, StoreError> {
+    i64::try_from(id)
+        .map_err(|_| StoreError::Corrupt(format!("log proof tile id {id} is out of range")))
 }

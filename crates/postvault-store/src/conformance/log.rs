@@ -5,20 +5,20 @@ use super::*;
 pub fn log_hashes_advance_only_from_their_size(s: &dyn Store) {
     assert_eq!(s.hashed_size().unwrap(), 0);
     assert!(
-        s.put_log_hashes(0, 2, &[(0, [1; 32]), (1, [2; 32]), (2, [3; 32])])
+        s.put_log_hashes(0, 2, &[(0, [1; 32]), (1, [2; 32]), (2, [3; 32])], &[])
             .unwrap()
     );
     assert_eq!(s.hashed_size().unwrap(), 2);
     // A stale writer is refused and writes nothing.
-    assert!(!s.put_log_hashes(0, 1, &[(0, [9; 32])]).unwrap());
+    assert!(!s.put_log_hashes(0, 1, &[(0, [9; 32])], &[]).unwrap());
     assert_eq!(s.log_hashes(&[2, 0]).unwrap(), vec![[3; 32], [1; 32]]);
     assert!(matches!(s.log_hashes(&[3]), Err(StoreError::Corrupt(_))));
-    assert!(s.put_log_hashes(2, 3, &[(3, [4; 32])]).unwrap());
+    assert!(s.put_log_hashes(2, 3, &[(3, [4; 32])], &[]).unwrap());
     assert_eq!(s.hashed_size().unwrap(), 3);
     // Many at once (more than one statement's worth on SQLite), in any
     // order, some twice: each in its place; one missing among them fails.
     let more: Vec<(u64, [u8; 32])> = (4..104u64).map(|i| (i, [i as u8; 32])).collect();
-    assert!(s.put_log_hashes(3, 50, &more).unwrap());
+    assert!(s.put_log_hashes(3, 50, &more, &[]).unwrap());
     let ask: Vec<u64> = (0..70u64)
         .map(|k| 4 + (k * 37) % 100)
         .chain([9, 9, 103])
@@ -33,6 +33,54 @@ pub fn log_hashes_advance_only_from_their_size(s: &dyn Store) {
         s.log_hashes(&with_gap),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+/// Proof tiles: kept with the hashes that complete them, read by slot, a
+/// stale writer's refused with its hashes, one written again replaced, a
+/// missing one an error.
+pub fn proof_tiles_are_kept_with_their_hashes(s: &dyn Store) {
+    assert_eq!(s.log_tiled_from().unwrap(), 0);
+    let tile = |seed: u8| -> Vec<u8> { (0..960).map(|i| seed ^ (i % 251) as u8).collect() };
+    let far = (1u64 << 56) | 3;
+    assert!(
+        s.put_log_hashes(0, 1, &[(0, [1; 32])], &[(0, tile(1)), (far, tile(2))])
+            .unwrap()
+    );
+    assert!(
+        !s.put_log_hashes(0, 1, &[(0, [9; 32])], &[(5, tile(9))])
+            .unwrap()
+    );
+    let slot = |t: &[u8], k: usize| -> [u8; 32] { t[k * 32..k * 32 + 32].try_into().unwrap() };
+    assert_eq!(
+        s.log_tile_hashes(&[(far, 29), (0, 0), (0, 17), (far, 0)])
+            .unwrap(),
+        vec![
+            slot(&tile(2), 29),
+            slot(&tile(1), 0),
+            slot(&tile(1), 17),
+            slot(&tile(2), 0)
+        ]
+    );
+    assert!(matches!(
+        s.log_tile_hashes(&[(0, 1), (5, 0)]),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        s.log_tile_hashes(&[(0, 30)]),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(s.log_tiles(0, 5).unwrap(), vec![(0, tile(1))]);
+    assert_eq!(s.log_tiles(1, far + 1).unwrap(), vec![(far, tile(2))]);
+    // Written again (a tree rebuilt from its leaves): replaced.
+    assert!(
+        s.put_log_hashes(1, 2, &[(1, [2; 32])], &[(0, tile(7))])
+            .unwrap()
+    );
+    assert_eq!(
+        s.log_tile_hashes(&[(0, 3)]).unwrap(),
+        vec![slot(&tile(7), 3)]
+    );
+    assert_eq!(s.log_tiled_from().unwrap(), 0);
 }
 
 pub fn checkpoints_are_kept_by_size(s: &dyn Store) {

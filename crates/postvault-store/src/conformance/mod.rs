@@ -30,7 +30,7 @@ pub use ledger::{
 };
 pub use log::{
     checkpoints_are_kept_by_size, cosignatures_are_kept_per_checkpoint_and_cosigner,
-    log_hashes_advance_only_from_their_size,
+    log_hashes_advance_only_from_their_size, proof_tiles_are_kept_with_their_hashes,
 };
 pub use ops::{
     intents_are_written_ahead_counted_and_completed_once,
@@ -85,6 +85,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     leaves_are_dense_and_ordered(&*fresh());
     meta_round_trips(&*fresh());
     log_hashes_advance_only_from_their_size(&*fresh());
+    proof_tiles_are_kept_with_their_hashes(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
     cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());

@@ -79,6 +79,73 @@ impl LogStore for SqliteStore {
         })
     }
 
+    fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {
+        // One blob handle moved from tile to tile (a proof asks two), on
+        // the small connection stored hashes are read from.
+        self.with_looker(|conn| {
+            let missing = |t: u64| StoreError::Corrupt(format!("log proof tile {t} is missing"));
+            let mut out = Vec::with_capacity(wanted.len());
+            let mut blob: Option<(u64, rusqlite::blob::Blob<'_>)> = None;
+            for &(t, slot) in wanted {
+                let at = match blob.as_mut() {
+                    Some((open, b)) if *open == t => b,
+                    Some((open, b)) => {
+                        b.reopen(tile_row(t)?)
+                            .map_err(|e| absent(e, || missing(t)))?;
+                        *open = t;
+                        b
+                    }
+                    None => {
+                        let b = conn
+                            .blob_open(rusqlite::MAIN_DB, "log_tiles", "hashes", tile_row(t)?, true)
+                            .map_err(|e| absent(e, || missing(t)))?;
+                        &mut blob.insert((t, b)).1
+                    }
+                };
+                if at.size() as usize != TILE_BYTES || slot >= TILE_BYTES / 32 {
+                    return Err(StoreError::Corrupt(format!(
+                        "log proof tile {t} has no hash {slot}"
+                    )));
+                }
+                let mut h = [0u8; 32];
+                at.read_at_exact(&mut h, slot * 32)?;
+                out.push(h);
+            }
+            Ok(out)
+        })
+    }
+
+    fn log_tiled_from(&self) -> Result<u64, StoreError> {
+        self.with_looker(|conn| {
+            let v: Option<String> = conn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'log_tiled_from'")?
+                .query_row([], |r| r.get(0))
+                .optional()?;
+            v.ok_or_else(|| StoreError::Corrupt("the log's tiled size is missing".into()))?
+                .parse()
+                .map_err(|_| StoreError::Corrupt("the log's tiled size is not a number".into()))
+        })
+    }
+
+    fn log_tiles(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn.prepare_cached(
+            "SELECT id, hashes FROM log_tiles WHERE id >= ?1 AND id < ?2 ORDER BY id",
+        )?;
+        let rows = s
+            .query_map(params![tile_row(start)?, tile_row(end)?], |r| {
+                // A value not stored as a blob is returned empty: a tile
+                // that does not match, for verification to report.
+                let bytes = match r.get_ref(1)? {
+                    rusqlite::types::ValueRef::Blob(b) => b.to_vec(),
+                    _ => Vec::new(),
+                };
+                Ok((r.get::<_, i64>(0)? as u64, bytes))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn hashed_size(&self) -> Result<u64, StoreError> {
         // Committed by catch-up only: read beside any open read group.
         self.with_looker(hashed_size)
@@ -89,6 +156,7 @@ impl LogStore for SqliteStore {
         from: u64,
         to: u64,
         hashes: &[(u64, [u8; 32])],
+        tiles: &[(u64, Vec<u8>)],
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -99,6 +167,11 @@ impl LogStore for SqliteStore {
             let mut s = tx.prepare_cached("INSERT INTO log_hashes (idx, hash) VALUES (?1, ?2)")?;
             for (i, h) in hashes {
                 s.execute(params![*i as i64, &h[..]])?;
+            }
+            let mut s =
+                tx.prepare_cached("INSERT OR REPLACE INTO log_tiles (id, hashes) VALUES (?1, ?2)")?;
+            for (id, bytes) in tiles {
+                s.execute(params![tile_row(*id)?, bytes])?;
             }
         }
         tx.execute(
@@ -208,6 +281,22 @@ impl LogStore for SqliteStore {
             |r| r.get(0),
         )?;
         Ok(n.map(|n| n as u64))
+    }
+}
+
+/// Bytes of a proof tile (`postvault_log::PROOF_TILE_BYTES`).
+const TILE_BYTES: usize = 960;
+
+fn tile_row(id: u64) -> Result<i64, StoreError> {
+    i64::try_from(id)
+        .map_err(|_| StoreError::Corrupt(format!("log proof tile id {id} is out of range")))
+}
+
+/// SQLITE_ERROR on opening a blob is "no such row".
+fn absent(e: rusqlite::Error, missing: impl FnOnce() -> StoreError) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::Unknown) => missing(),
+        _ => e.into(),
     }
 }
 

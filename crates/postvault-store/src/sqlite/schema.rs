@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -114,6 +114,12 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
     // lookups are dead from the erasure on (every read, scan and count
     // leaves them out) and deleted in bulk later.
     "CREATE TABLE purge (subject BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
+    // 12: proof tiles, the tree's levels 0-7 grouped 30 hashes a row
+    // (postvault_log::proof_tiles), kept from the hashed size at the
+    // upgrade on; proofs of older leaves read the stored hashes.
+    "CREATE TABLE log_tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
+     INSERT INTO meta (key, value)
+         SELECT 'log_tiled_from', value FROM meta WHERE key = 'log_hashed_size';",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[

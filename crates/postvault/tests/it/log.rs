@@ -324,3 +324,82 @@ pub fn the_log_is_served_as_c2sp_tiles_on(b: &Backend) {
     assert!(v.log_tile("tile/0/000").is_err(), "no full tile yet");
     assert!(v.log_tile("tile/x/../../etc").is_err());
 }
+
+/// Proofs read the tree's low levels from proof tiles: every proof of a
+/// log with many tiles verifies, a changed tile is caught by `verify` and
+/// counted by `check`, and a store made before tiles keeps proving its old
+/// leaves from the stored hashes and tiles what is hashed after the upgrade.
+#[test]
+fn proofs_read_tiles_and_a_changed_tile_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let append = |v: &Vault, count: usize| {
+        v.store()
+            .append_leaves(count, &mut |idx, _| format!("leaf {idx}").into_bytes())
+            .unwrap();
+    };
+    let proves = |v: &Vault, index: u64| {
+        let note = v.checkpoint().unwrap();
+        let cp = opened(v, &note);
+        let p = v.prove_inclusion(index, None).unwrap();
+        let body = v.store().leaves(index, index + 1).unwrap().pop().unwrap();
+        let path: Vec<[u8; 32]> = p.hashes.iter().map(|h| hash(h)).collect();
+        hash(&p.leaf_hash) == postvault_log::leaf_hash(&body)
+            && postvault_log::verify_inclusion(index, cp.size, &hash(&p.leaf_hash), &path, &cp.root)
+                .is_ok()
+    };
+    let count = |d: &Path, q: &str| -> i64 {
+        rusqlite::Connection::open(d.join("data.db"))
+            .unwrap()
+            .query_row(q, [], |r| r.get(0))
+            .unwrap()
+    };
+    append(&v, 600);
+    v.checkpoint().unwrap();
+    // 600 leaves: 37 tiles of 16, 2 of 256.
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM log_tiles"), 39);
+    for index in [0, 1, 100, 255, 256, 511, 591, 592, 599] {
+        assert!(proves(&v, index), "leaf {index}");
+    }
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+    drop(v);
+
+    // A changed hash in a tile: the proof it serves fails to verify, and
+    // verification and `check` catch it.
+    sql(
+        dir.path(),
+        "UPDATE log_tiles SET hashes = zeroblob(32) || substr(hashes, 33) WHERE id = 6",
+    );
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert!(!proves(&v, 96) && !proves(&v, 97));
+    assert!(proves(&v, 112));
+    let msg = verify_fails(&v, "a changed proof tile");
+    assert!(msg.contains("proof tile 6"), "{msg}");
+    let r = v.check().unwrap();
+    assert!(!r.ok && r.log.hash_mismatches == 1, "{:?}", r.log);
+    drop(v);
+    // A missing tile: refused loudly, not answered.
+    sql(dir.path(), "DELETE FROM log_tiles WHERE id = 6");
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert!(v.prove_inclusion(97, None).is_err());
+    assert!(v.check().unwrap().log.hash_mismatches == 1);
+    drop(v);
+
+    // The store as schema 11 left it: no tiles. The upgrade keeps tiles
+    // from the hashed size on (600 leaves).
+    sql(dir.path(), "DROP TABLE log_tiles");
+    sql(dir.path(), "DELETE FROM meta WHERE key = 'log_tiled_from'");
+    sql(dir.path(), "PRAGMA user_version = 11");
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(v.store().log_tiled_from().unwrap(), 600);
+    append(&v, 400);
+    v.checkpoint().unwrap();
+    // Those completed after 600 leaves: 37..62 of 16, and tile 2 of 256.
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM log_tiles"), 26);
+    for index in [0, 96, 591, 592, 600, 767, 768, 999] {
+        assert!(proves(&v, index), "leaf {index}");
+    }
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
+    assert!(v.check().unwrap().ok);
+}
