@@ -47,14 +47,14 @@ pub struct HttpArgs {
 }
 
 /// A keep-alive HTTP/1.1 connection that reads Content-Length answers.
-struct Conn {
+pub(crate) struct Conn {
     w: TcpStream,
     r: BufReader<TcpStream>,
     host: String,
 }
 
 impl Conn {
-    fn open(addr: &str) -> Result<Conn> {
+    pub(crate) fn open(addr: &str) -> Result<Conn> {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         Ok(Conn {
@@ -64,7 +64,7 @@ impl Conn {
         })
     }
 
-    fn call(
+    pub(crate) fn call(
         &mut self,
         method: &str,
         path: &str,
@@ -103,7 +103,7 @@ impl Conn {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

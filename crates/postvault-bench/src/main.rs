@@ -15,6 +15,7 @@ mod oracle;
 mod pages;
 mod paths;
 mod pg;
+mod small_ops;
 mod stats;
 mod suite;
 mod witness;
@@ -64,6 +65,10 @@ enum Cmd {
     /// The HTTP service under load on loopback: authenticated logged reads/s
     /// with p50/p99, and NDJSON ingest records/s.
     Http(http::HttpArgs),
+    /// Small operations over HTTP from concurrent clients (one-record
+    /// inserts, reads, corrections, consents, access reports, erasures)
+    /// next to raw PostgreSQL running the equivalent statements.
+    SmallOps(small_ops::SmallOpsArgs),
     /// Existence oracles by time: the median of a denied read and of a
     /// refused disclosure submission naming a person with 600 records,
     /// against made-up ids (target: within 10%).
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         Some(Cmd::Erase(a)) => paths::erase(a),
         Some(Cmd::Retention(a)) => paths::retention(a),
         Some(Cmd::Http(a)) => http::http(a),
+        Some(Cmd::SmallOps(a)) => small_ops::run(a),
         Some(Cmd::Oracle(a)) => oracle::oracle(a),
         Some(Cmd::PgIngest(a)) => pg::ingest(a),
         Some(Cmd::PgNode(a)) => pg::node(a),

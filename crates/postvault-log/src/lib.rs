@@ -69,7 +69,7 @@ pub use tiles::{
 pub use tree::{
     EMPTY_ROOT, Hash, HashStore, MAX_TREE_SIZE, append_hashes, leaf_hash, leaf_stored_index,
     node_hash, prove_consistency, prove_inclusion, stored_hash_count, stored_index_level,
-    tree_root, verify_consistency, verify_inclusion,
+    stored_index_node, tree_root, verify_consistency, verify_inclusion,
 };
 pub use witness::{
     AddCheckpoint, MAX_BODY_LEN, MAX_PROOF_LINES, Refusal, Submission, TLOG_SIZE_CONTENT_TYPE,

@@ -120,6 +120,12 @@ pub fn stored_index_level(index: u64) -> u8 {
     tlog::split_stored_hash_index(index).0
 }
 
+/// The subtree whose hash is stored at `index`: its level and its number
+/// at that level (it covers leaves `n << level .. (n + 1) << level`).
+pub fn stored_index_node(index: u64) -> (u8, u64) {
+    tlog::split_stored_hash_index(index)
+}
+
 /// The stored index of leaf `index`'s leaf hash (handy to fetch the leaf hash
 /// an inclusion proof is about).
 pub fn leaf_stored_index(index: u64) -> Result<u64, LogError> {

@@ -118,7 +118,7 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
     // lookups are dead from the erasure on (every read, scan and count
     // leaves them out) and deleted in bulk later.
     "CREATE TABLE purge (subject BYTEA PRIMARY KEY, at BIGINT NOT NULL);",
-    // 12: proof tiles, the tree's levels 0-7 grouped 30 hashes a row
+    // 12: proof tiles, the tree's levels 0-15 grouped 30 hashes a row
     // (postvault_log::proof_tiles), kept from the hashed size at the
     // upgrade on; proofs of older leaves read the stored hashes.
     "CREATE TABLE log_tiles (id BIGINT PRIMARY KEY, hashes BYTEA NOT NULL);

@@ -45,10 +45,10 @@ pub(crate) const PROOF_HASHES_CACHED: std::num::NonZeroUsize =
 /// shared by the proofs of 256 leaves or more. Lower ones are read from
 /// the store every time, so how fast a proof comes back does not tell
 /// which single leaves were proven lately (a person's report proves each
-/// of their leaves). The one exception is the tree's right edge: hashes
-/// of subtrees whose proof tile is not complete yet, which the proof of
-/// nearly every leaf in the tree reads (the root of the leaves beyond the
-/// last complete subtree is made of them).
+/// of their leaves). The one exception is the tree's right edge: the
+/// hashes of the maximal complete subtrees the tree is made of (one per
+/// bit set in its size), which the proof of every leaf outside each of
+/// them reads, and which no complete tile holds.
 const PROOF_CACHE_MIN_LEVEL: u8 = 8;
 
 /// The stored hashes proofs read, through a cache of the upper levels'. A
@@ -59,19 +59,23 @@ const PROOF_CACHE_MIN_LEVEL: u8 = 8;
 /// there (and a proof from the cache is of the tree the process saw, which
 /// verifies against the checkpoints it signed).
 ///
-/// Stored hashes of levels 0-7 come from the proof tiles where the store
-/// keeps them (two rows a proof, `postvault_log::proof_tiles`), the rest
+/// Stored hashes of levels 0-15 come from the proof tiles where the store
+/// keeps them (four rows a proof, `postvault_log::proof_tiles`), the rest
 /// from the stored hashes one by one.
 pub(crate) struct ProofHashes<'a> {
     vault: &'a Vault,
-    /// Tiles are kept for subtrees ending in `tiled_from..=hashed` leaves.
+    /// Tiles are kept for subtrees ending after `tiled_from` leaves, up to
+    /// the hashed size.
     tiled_from: u64,
-    hashed: u64,
+    /// The size of the tree the proofs are of (at most the hashed size):
+    /// tiles are read only for subtrees within it, which a store that
+    /// holds its stored hashes holds whatever else it hashed since.
+    size: u64,
 }
 
 impl<'a> ProofHashes<'a> {
-    /// For a tree hashed up to `hashed` leaves.
-    pub(crate) fn new(vault: &'a Vault, hashed: u64) -> Result<Self, VaultError> {
+    /// For proofs in the tree of the first `size` leaves (hashed).
+    pub(crate) fn new(vault: &'a Vault, size: u64) -> Result<Self, VaultError> {
         // Constant once the store is open: read once a process.
         let tiled_from = match vault.tiled_from.get() {
             Some(t) => *t,
@@ -83,7 +87,7 @@ impl<'a> ProofHashes<'a> {
         Ok(ProofHashes {
             vault,
             tiled_from,
-            hashed,
+            size,
         })
     }
 
@@ -97,7 +101,7 @@ impl<'a> ProofHashes<'a> {
         let mut at_rows = Vec::new();
         for (at, &i) in indexes.iter().enumerate() {
             match postvault_log::proof_tile_slot(i) {
-                Some(s) if s.end > self.tiled_from && s.end <= self.hashed => {
+                Some(s) if s.end > self.tiled_from && s.end <= self.size => {
                     from_tiles.push((s.tile, s.slot));
                     at_tiles.push(at);
                 }
@@ -149,7 +153,13 @@ impl HashStore for ProofHashes<'_> {
         {
             let mut c = lock();
             for i in indexes {
-                let h = c.get(i).copied();
+                // Never looked up otherwise: a low hash cached while it was
+                // on the right edge of a smaller tree says nothing now.
+                let h = if shared_by_proofs(*i, self.size) {
+                    c.get(i).copied()
+                } else {
+                    None
+                };
                 if h.is_none() {
                     missing.push(*i);
                 }
@@ -162,7 +172,7 @@ impl HashStore for ProofHashes<'_> {
             let got = self.read_store(&missing)?;
             let mut c = lock();
             for (i, h) in missing.iter().zip(&got) {
-                if shared_by_proofs(*i, self.hashed) {
+                if shared_by_proofs(*i, self.size) {
                     c.put(*i, *h);
                 }
             }
@@ -179,11 +189,15 @@ impl HashStore for ProofHashes<'_> {
     }
 }
 
-/// Whether the proof cache keeps stored hash `index` of a tree hashed up to
-/// `hashed` leaves (see [`PROOF_CACHE_MIN_LEVEL`]).
-fn shared_by_proofs(index: u64, hashed: u64) -> bool {
-    postvault_log::stored_index_level(index) >= PROOF_CACHE_MIN_LEVEL
-        || postvault_log::proof_tile_slot(index).is_some_and(|s| s.end > hashed)
+/// Whether the proof cache keeps (and serves) stored hash `index` for
+/// proofs in the tree of `size` leaves: a hash of level 8 or more, or one
+/// of the maximal complete subtrees the tree's right edge is made of (one
+/// per bit set in `size`), which every proof of a leaf outside it reads.
+/// See [`PROOF_CACHE_MIN_LEVEL`].
+fn shared_by_proofs(index: u64, size: u64) -> bool {
+    let (level, n) = postvault_log::stored_index_node(index);
+    level >= PROOF_CACHE_MIN_LEVEL
+        || (size >> level & 1 == 1 && n.checked_add(1) == Some(size >> level))
 }
 
 /// Reads a proof's hashes and, in the same read, the proven leaf's own
@@ -532,7 +546,7 @@ impl Vault {
         // The leaf's hash is the tree's own (stored, level 0): what the
         // proof is of, read with it.
         let reader = WithLeaf {
-            inner: ProofHashes::new(self, n)?,
+            inner: ProofHashes::new(self, size)?,
             leaf: postvault_log::leaf_stored_index(index)?,
             hash: std::cell::Cell::new(None),
         };
@@ -562,7 +576,7 @@ impl Vault {
                 why: format!("need old <= new <= {n} (the log size)"),
             });
         }
-        let hashes = postvault_log::prove_consistency(old, new, &ProofHashes::new(self, n)?)?;
+        let hashes = postvault_log::prove_consistency(old, new, &ProofHashes::new(self, new)?)?;
         Ok(ConsistencyProof {
             old,
             new,
@@ -698,13 +712,13 @@ impl Vault {
         hashed: u64,
         recomputed: &[Hash],
     ) -> Result<(u64, Option<u64>), VaultError> {
-        let tiled_from = self.store.log_tiled_from()?;
+        let tiled_from = self.store.log_tiled_from().map_err(corrupt)?;
         let (mut bad, mut first) = (0u64, None);
         for range in postvault_log::proof_tile_ranges(tiled_from, hashed) {
             let mut a = range.start;
             while a < range.end {
                 let b = range.end.min(a + 4096);
-                let kept = self.store.log_tiles(a, b)?;
+                let kept = self.store.log_tiles(a, b).map_err(corrupt)?;
                 let mut kept = kept.iter().peekable();
                 for id in a..b {
                     let good = match kept.next_if(|(k, _)| *k == id) {
@@ -813,7 +827,9 @@ impl Vault {
         }
         if let (_, Some(tile)) = self.check_tiles(hashed.min(n), &recomputed)? {
             return Err(tamper(format!(
-                "log proof tile {tile} is missing or does not match the leaves"
+                "log proof tile {} of band {} (id {tile}) is missing or does not match the leaves",
+                tile & ((1 << 56) - 1),
+                tile >> 56
             )));
         }
         let root_of = |size: u64| -> Result<Hash, VaultError> {
@@ -1000,7 +1016,7 @@ mod proof_cache_tests {
     use super::*;
 
     #[test]
-    fn proofs_cache_only_hashes_shared_by_256_leaves_or_more() {
+    fn proofs_cache_only_hashes_shared_by_256_leaves_or_the_right_edge() {
         let dir = tempfile::tempdir().unwrap();
         let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
         v.store()
@@ -1024,18 +1040,22 @@ mod proof_cache_tests {
         let c = v.proof_hashes.lock().unwrap();
         assert!(!c.is_empty(), "the upper levels are kept");
         for (i, _) in c.iter() {
-            assert!(
-                postvault_log::stored_index_level(*i) >= PROOF_CACHE_MIN_LEVEL
-                    || postvault_log::proof_tile_slot(*i).unwrap().end > n,
-                "{i}"
-            );
+            assert!(shared_by_proofs(*i, n), "{i}");
         }
         // Not the leaves' own hashes, nor their low siblings.
-        for index in [0, 1, 1234, 1235] {
+        for index in [0, 1, 1234, 1235, n - 2, n - 1] {
             let at = postvault_log::leaf_stored_index(index).unwrap();
             assert!(c.peek(&at).is_none(), "leaf {index}");
         }
         drop(c);
+        // The right edge is the maximal complete subtrees, one a bit of the
+        // size: the last leaf of an odd-sized tree is one, and stops being
+        // one (and being looked up in the cache) once the tree grows.
+        let last = postvault_log::leaf_stored_index(2998).unwrap();
+        assert!(shared_by_proofs(last, 2999));
+        assert!(!shared_by_proofs(last, 3000) && !shared_by_proofs(last, 3001));
+        let sibling = postvault_log::leaf_stored_index(2997).unwrap();
+        assert!(!shared_by_proofs(sibling, 2999));
         // The hashed size seen is a floor for later proofs, never a ceiling:
         // the log grows unhashed, and a proof of the larger tree catches up
         // and verifies, while one of the old size still does without.

@@ -173,3 +173,42 @@ fn stats_runs_small_and_collects_in_a_child_of_its_own() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Every small operation answers 200 over HTTP and runs beside raw
+/// PostgreSQL (a throwaway cluster), each side with figures of its own.
+#[test]
+fn small_ops_runs_small_beside_raw_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = pv(
+        tmp.path(),
+        &[
+            "small-ops",
+            "--people",
+            "300",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--report-people",
+            "2",
+            "--report-records",
+            "10",
+            "--dir",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    for op in ["insert", "read", "correction", "consent", "report", "erasure"] {
+        for side in ["vault", "raw_pg"] {
+            let m = &r["ops"][op][side];
+            assert!(m["ops"].as_u64().unwrap() > 0, "{op} {side}: {m}");
+            assert_eq!(m["failed"], 0, "{op} {side}: {m}");
+            assert!(m["p99_us"].as_f64().unwrap() >= m["p50_us"].as_f64().unwrap());
+        }
+        assert!(r["ops"][op]["vault_over_raw"].as_f64().unwrap() > 0.0);
+        assert!(r["targets"][op]["ratio_met"].is_boolean(), "{op}");
+    }
+    // Each person is erased once at most: no more erasures than people.
+    assert!(r["ops"]["erasure"]["vault"]["ops"].as_u64().unwrap() <= 300);
+}

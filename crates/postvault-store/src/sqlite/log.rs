@@ -134,10 +134,13 @@ impl LogStore for SqliteStore {
         )?;
         let rows = s
             .query_map(params![tile_row(start)?, tile_row(end)?], |r| {
-                // A value not stored as a blob is returned empty: a tile
-                // that does not match, for verification to report.
+                // The bytes as a proof reads them (a blob handle reads a
+                // text value's bytes too); a number or NULL is returned
+                // empty, a tile that does not match, for verification.
                 let bytes = match r.get_ref(1)? {
-                    rusqlite::types::ValueRef::Blob(b) => b.to_vec(),
+                    rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                        b.to_vec()
+                    }
                     _ => Vec::new(),
                 };
                 Ok((r.get::<_, i64>(0)? as u64, bytes))
@@ -292,10 +295,15 @@ fn tile_row(id: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("log proof tile id {id} is out of range")))
 }
 
-/// SQLITE_ERROR on opening a blob is "no such row".
+/// Opening a blob on a row that is not there fails with SQLITE_ERROR and
+/// "no such rowid"; anything else is the error it is.
 fn absent(e: rusqlite::Error, missing: impl FnOnce() -> StoreError) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::Unknown) => missing(),
+    match &e {
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.code == rusqlite::ErrorCode::Unknown && m.starts_with("no such rowid") =>
+        {
+            missing()
+        }
         _ => e.into(),
     }
 }

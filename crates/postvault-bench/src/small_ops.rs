@@ -1,0 +1,434 @@
+//! `postvault-bench small-ops`: the operations people and postal systems do
+//! one at a time, from concurrent keep-alive HTTP clients against the
+//! service started in this process, next to a raw PostgreSQL baseline that
+//! runs the equivalent statements (each committed on its own) from as many
+//! connections, in the same run.
+//!
+//! | operation | over HTTP | raw PostgreSQL |
+//! |---|---|---|
+//! | insert | `POST /v1/records`, one line, a new person | `INSERT` of one row |
+//! | read | `GET /v1/subjects/{id}?purpose=delivery` | `SELECT` by key |
+//! | correction | `POST /v1/subjects/{id}/corrections` | `UPDATE` by key |
+//! | consent | `POST /v1/subjects/{id}/consent` | `UPDATE` by key |
+//! | erasure | `POST /v1/subjects/{id}/erase`, each person once | `DELETE` by key |
+//! | report | `GET /v1/subjects/{id}/report`, a person with `--report-records` records | `SELECT` of that many rows by key |
+
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use postvault::{CollectOptions, OpenOptions, Vault};
+use postvault_sim::LinesReader;
+use postvault_store_pg::{ClusterOptions, TempCluster};
+
+use crate::http::{Conn, percentile};
+
+#[derive(Args, Debug)]
+pub struct SmallOpsArgs {
+    /// People in the vault before the operations, one address record each
+    /// (and as many rows in the raw baseline's table).
+    #[arg(long, default_value_t = 10_000)]
+    pub people: u64,
+    /// Concurrent keep-alive HTTP clients (and raw PostgreSQL connections).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Seconds each operation runs.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Records of each person whose access report is timed.
+    #[arg(long, default_value_t = 100)]
+    pub report_records: u64,
+    /// People whose access report is timed (drawn in turn).
+    #[arg(long, default_value_t = 50)]
+    pub report_people: u64,
+    /// The raw baseline's PostgreSQL server (default: a throwaway cluster,
+    /// fsync on). A schema `bench_small` is made there, dropped first.
+    #[arg(long, env = "POSTVAULT_BENCH_PG", hide_env_values = true)]
+    pub url: Option<String>,
+    /// Skip the raw PostgreSQL baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Where to put the vault (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+const OPS: [&str; 6] = [
+    "insert",
+    "read",
+    "correction",
+    "consent",
+    "report",
+    "erasure",
+];
+
+/// What one operation measured: every call's latency (µs), calls that did
+/// not answer as expected, and the wall time.
+#[derive(Default)]
+struct Measured {
+    lat_us: Vec<f64>,
+    failed: u64,
+    seconds: f64,
+}
+
+impl Measured {
+    fn json(&mut self) -> serde_json::Value {
+        self.lat_us.sort_by(f64::total_cmp);
+        let r = |x: f64| (x * 10.0).round() / 10.0;
+        serde_json::json!({
+            "ops": self.lat_us.len(),
+            "failed": self.failed,
+            "ops_per_s": (self.lat_us.len() as f64 / self.seconds.max(1e-9)).round(),
+            "p50_us": r(percentile(&self.lat_us, 0.5)),
+            "p99_us": r(percentile(&self.lat_us, 0.99)),
+        })
+    }
+
+    fn ops_per_s(&self) -> f64 {
+        self.lat_us.len() as f64 / self.seconds.max(1e-9)
+    }
+}
+
+fn person(i: u64) -> String {
+    format!("so-{i}")
+}
+
+fn address_line(subject: &str, street: u64) -> String {
+    format!(
+        r#"{{"subject":"{subject}","category":"address","purpose":"delivery","fields":{{"street":"{street} Elm St","city":"Springfield","state":"IL","zip":"62701"}}}}"#
+    )
+}
+
+/// Runs `clients` threads of `call` until `seconds` pass (or a thread runs
+/// out of work: `call` answers None).
+fn drive(
+    clients: usize,
+    seconds: u64,
+    call: &(dyn Fn(usize, u64) -> Result<Option<bool>> + Sync),
+) -> Result<Measured> {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let t = Instant::now();
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || -> Result<(Vec<f64>, u64)> {
+                    let (mut lat, mut failed) = (Vec::new(), 0u64);
+                    let mut k = 0u64;
+                    while Instant::now() < until {
+                        let t0 = Instant::now();
+                        match call(c, k)? {
+                            None => break,
+                            Some(ok) => {
+                                lat.push(t0.elapsed().as_secs_f64() * 1e6);
+                                failed += u64::from(!ok);
+                            }
+                        }
+                        k += 1;
+                    }
+                    Ok((lat, failed))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a client panicked"))?)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut m = Measured {
+        seconds: t.elapsed().as_secs_f64(),
+        ..Measured::default()
+    };
+    for (l, f) in parts {
+        m.lat_us.extend(l);
+        m.failed += f;
+    }
+    Ok(m)
+}
+
+pub fn run(a: &SmallOpsArgs) -> Result<u8> {
+    let clients = a.clients.max(1);
+    let tmp = crate::paths::bench_dir(a.dir.as_deref())?;
+    let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
+    let ingest_token = vault.add_principal("ingest", "collector")?;
+    let read_token = vault.add_principal("sorting", "delivery")?;
+    let officer_token = vault.add_principal("officer", "privacy_officer")?;
+    let ingest = vault.principal("ingest")?;
+    let reports = a.report_people.max(1);
+    let lines = (0..a.people)
+        .map(|i| address_line(&person(i), i))
+        .chain((0..reports).flat_map(|j| {
+            (0..a.report_records).map(move |k| address_line(&format!("so-report-{j}"), k))
+        }));
+    let total = a.people + reports * a.report_records;
+    let bar = crate::progress_bar(Some(total), "collecting (in process)");
+    let report = vault.collect(
+        &ingest,
+        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
+        &CollectOptions::default(),
+        &mut |k| bar.set_position(k),
+    )?;
+    bar.finish_and_clear();
+    if let Some(f) = report.failure {
+        bail!("collection failed: {}", f.message);
+    }
+
+    let state = postvault_server::AppState::new(
+        Arc::new(vault),
+        postvault_server::Config {
+            rate_limit: 10_000_000,
+            ..postvault_server::Config::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?.to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(postvault_server::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+
+    // One keep-alive connection a client, kept across operations.
+    let conns: Vec<std::sync::Mutex<Conn>> = (0..clients)
+        .map(|_| Conn::open(&addr).map(std::sync::Mutex::new))
+        .collect::<Result<_>>()?;
+    let call = |c: usize, method: &str, path: &str, token: &str, body: &[u8]| -> Result<bool> {
+        let mut conn = conns[c].lock().unwrap_or_else(|e| e.into_inner());
+        let (status, _) = conn.call(method, path, token, body)?;
+        Ok(status == 200)
+    };
+    let people = a.people.max(1);
+    // Each client walks its own stride of people, from a different start.
+    let pick = |c: usize, k: u64| (c as u64 * 7_919 + k * 104_729) % people;
+    let mut vault_ops: Vec<(&str, Measured)> = Vec::new();
+    for op in OPS {
+        eprintln!(
+            "postvault: {op}, {clients} HTTP clients for {} s",
+            a.seconds
+        );
+        let m = match op {
+            "insert" => drive(clients, a.seconds, &|c, k| {
+                let line = address_line(&format!("so-new-{c}-{k}"), k);
+                call(c, "POST", "/v1/records", &ingest_token, line.as_bytes()).map(Some)
+            })?,
+            "read" => drive(clients, a.seconds, &|c, k| {
+                let path = format!("/v1/subjects/{}?purpose=delivery", person(pick(c, k)));
+                call(c, "GET", &path, &read_token, b"").map(Some)
+            })?,
+            "correction" => drive(clients, a.seconds, &|c, k| {
+                let path = format!("/v1/subjects/{}/corrections", person(pick(c, k)));
+                let body = format!(
+                    r#"{{"category":"address","fields":{{"street":"{k} Oak St","city":"Springfield","state":"IL","zip":"62701"}}}}"#
+                );
+                call(c, "POST", &path, &officer_token, body.as_bytes()).map(Some)
+            })?,
+            "consent" => drive(clients, a.seconds, &|c, k| {
+                let path = format!("/v1/subjects/{}/consent", person(pick(c, k)));
+                let body = format!(r#"{{"purpose":"marketing","granted":{}}}"#, k % 2 == 0);
+                call(c, "POST", &path, &officer_token, body.as_bytes()).map(Some)
+            })?,
+            "report" => drive(clients, a.seconds, &|c, k| {
+                let j = (c as u64 + k * clients as u64) % reports;
+                let path = format!("/v1/subjects/so-report-{j}/report");
+                call(c, "GET", &path, &officer_token, b"").map(Some)
+            })?,
+            // Each person erased once: client c takes c, c + clients, ...
+            _ => drive(clients, a.seconds, &|c, k| {
+                let i = c as u64 + k * clients as u64;
+                if i >= people {
+                    return Ok(None);
+                }
+                let path = format!("/v1/subjects/{}/erase", person(i));
+                call(c, "POST", &path, &officer_token, b"").map(Some)
+            })?,
+        };
+        if m.lat_us.is_empty() {
+            bail!("{op}: no operation completed");
+        }
+        vault_ops.push((op, m));
+    }
+    drop(conns);
+    let _ = stop_tx.send(());
+    let _ = rt.block_on(server);
+
+    let mut raw_ops: Vec<(&str, Measured)> = Vec::new();
+    let mut raw_note = serde_json::Value::Null;
+    if a.no_baseline {
+        raw_note = serde_json::json!("skipped (--no-baseline)");
+    } else {
+        let cluster;
+        let url = match &a.url {
+            Some(u) => u.clone(),
+            None => {
+                eprintln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
+                cluster = TempCluster::start(ClusterOptions {
+                    durable: true,
+                    ..ClusterOptions::default()
+                })?;
+                cluster.url("postgres")
+            }
+        };
+        raw_ops = rt.block_on(raw_baseline(&url, a, clients))?;
+    }
+
+    let mut ops = serde_json::Map::new();
+    let mut targets = serde_json::Map::new();
+    for (op, m) in &mut vault_ops {
+        let raw = raw_ops.iter_mut().find(|(o, _)| o == op).map(|(_, r)| r);
+        let ratio = raw
+            .as_ref()
+            .map(|r| (m.ops_per_s() / r.ops_per_s().max(1e-9) * 1000.0).round() / 1000.0);
+        let vault_json = m.json();
+        let p99 = vault_json["p99_us"].as_f64().unwrap_or(f64::MAX);
+        let p50 = vault_json["p50_us"].as_f64().unwrap_or(f64::MAX);
+        ops.insert(
+            op.to_string(),
+            serde_json::json!({
+                "vault": vault_json,
+                "raw_pg": raw.map(|r| r.json()),
+                "vault_over_raw": ratio,
+            }),
+        );
+        let latency = if *op == "report" {
+            serde_json::json!({ "p50_us_at_most": 5000, "met": p50 <= 5000.0 })
+        } else {
+            serde_json::json!({ "p99_us_at_most": 5000, "met": p99 <= 5000.0 })
+        };
+        targets.insert(
+            op.to_string(),
+            serde_json::json!({
+                "ratio_at_least": 0.5,
+                "ratio_met": ratio.map(|r| r >= 0.5),
+                "latency": latency,
+            }),
+        );
+    }
+    let failed: u64 = vault_ops.iter().map(|(_, m)| m.failed).sum();
+    let out = serde_json::json!({
+        "bench": "small-ops",
+        "people": a.people,
+        "report_people": reports,
+        "report_records": a.report_records,
+        "clients": clients,
+        "seconds_each": a.seconds,
+        "vault_backend": "sqlite",
+        "raw_baseline": raw_note,
+        "ops": ops,
+        "targets": targets,
+        "peak_rss_mb": crate::paths::peak_rss_mb(),
+        "machine": crate::machine(),
+    });
+    crate::print_json(&out)?;
+    if failed > 0 {
+        eprintln!("postvault: {failed} operations did not answer 200");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// The raw baseline: one table keyed by (person, n), `--people` people
+/// with one row each and the report people with `--report-records` rows,
+/// row bodies the size of an address line; each statement committed on its
+/// own (`synchronous_commit` on), from `clients` connections.
+async fn raw_baseline(
+    url: &str,
+    a: &SmallOpsArgs,
+    clients: usize,
+) -> Result<Vec<(&'static str, Measured)>> {
+    let connect = || async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", postvault_store_pg::redact(url)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        anyhow::Ok(client)
+    };
+    let admin = connect().await?;
+    let reports = a.report_people.max(1);
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS bench_small CASCADE;
+             CREATE SCHEMA bench_small;
+             CREATE TABLE bench_small.people (
+                 subject BYTEA NOT NULL, n INTEGER NOT NULL, body BYTEA NOT NULL,
+                 PRIMARY KEY (subject, n));
+             INSERT INTO bench_small.people
+                 SELECT sha224(int8send(i::bigint)), 0, convert_to(repeat('x', 150), 'UTF8')
+                 FROM generate_series(0, {} - 1) AS i;
+             INSERT INTO bench_small.people
+                 SELECT sha224(int8send((-1 - j)::bigint)), k, convert_to(repeat('x', 150), 'UTF8')
+                 FROM generate_series(0, {} - 1) AS j, generate_series(0, {} - 1) AS k;
+             ANALYZE bench_small.people;",
+            a.people.max(1),
+            reports,
+            a.report_records.max(1),
+        ))
+        .await?;
+    let mut out = Vec::new();
+    let people = a.people.max(1) as i64;
+    for op in OPS {
+        eprintln!(
+            "postvault: raw PostgreSQL {op}, {clients} connections for {} s",
+            a.seconds
+        );
+        let until = Instant::now() + Duration::from_secs(a.seconds);
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let client = connect().await?;
+            tasks.push(tokio::spawn(async move {
+                let sql = match op {
+                    "insert" => "INSERT INTO bench_small.people (subject, n, body) VALUES (sha224(int8send($1::bigint)), 0, convert_to(repeat('y', 150), 'UTF8'))",
+                    "read" => "SELECT body FROM bench_small.people WHERE subject = sha224(int8send($1::bigint))",
+                    "correction" | "consent" => "UPDATE bench_small.people SET body = convert_to(repeat('z', 150), 'UTF8') WHERE subject = sha224(int8send($1::bigint)) AND n = 0",
+                    "report" => "SELECT body FROM bench_small.people WHERE subject = sha224(int8send(-1 - $1::bigint))",
+                    _ => "DELETE FROM bench_small.people WHERE subject = sha224(int8send($1::bigint))",
+                };
+                let stmt = client.prepare(sql).await?;
+                let (mut lat, mut failed) = (Vec::new(), 0u64);
+                let mut k = 0i64;
+                while Instant::now() < until {
+                    let key: i64 = match op {
+                        // New keys above the people's.
+                        "insert" => people + 1 + c as i64 + k * clients as i64,
+                        "report" => (c as i64 + k * clients as i64) % reports as i64,
+                        "erasure" => {
+                            let i = c as i64 + k * clients as i64;
+                            if i >= people {
+                                break;
+                            }
+                            i
+                        }
+                        _ => (c as i64 * 7_919 + k * 104_729) % people,
+                    };
+                    let t0 = Instant::now();
+                    let n = if op == "read" || op == "report" {
+                        client.query(&stmt, &[&key]).await?.len() as u64
+                    } else {
+                        client.execute(&stmt, &[&key]).await?
+                    };
+                    lat.push(t0.elapsed().as_secs_f64() * 1e6);
+                    failed += u64::from(n == 0);
+                    k += 1;
+                }
+                anyhow::Ok((lat, failed))
+            }));
+        }
+        let mut m = Measured::default();
+        for t in tasks {
+            let (l, f) = t.await??;
+            m.lat_us.extend(l);
+            m.failed += f;
+        }
+        m.seconds = t.elapsed().as_secs_f64();
+        out.push((op, m));
+    }
+    admin
+        .batch_execute("DROP SCHEMA IF EXISTS bench_small CASCADE")
+        .await?;
+    Ok(out)
+}
