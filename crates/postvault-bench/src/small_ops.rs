@@ -29,19 +29,19 @@ use crate::http::{Conn, percentile};
 pub struct SmallOpsArgs {
     /// People in the vault before the operations, one address record each
     /// (and as many rows in the raw baseline's table).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub people: u64,
     /// Concurrent keep-alive HTTP clients (and raw PostgreSQL connections).
-    #[arg(long, default_value_t = 8)]
-    pub clients: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub clients: u16,
     /// Seconds each operation runs.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
     /// Records of each person whose access report is timed.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_records: u64,
     /// People whose access report is timed (drawn in turn).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_people: u64,
     /// The raw baseline's PostgreSQL server (default: a throwaway cluster,
     /// fsync on). A schema `bench_small` is made there, dropped first.
@@ -65,7 +65,8 @@ const OPS: [&str; 6] = [
 ];
 
 /// What one operation measured: every call's latency (µs), calls that did
-/// not answer as expected, and the wall time.
+/// not answer as expected, and the wall time. Rates count the calls that
+/// did.
 #[derive(Default)]
 struct Measured {
     lat_us: Vec<f64>,
@@ -80,14 +81,14 @@ impl Measured {
         serde_json::json!({
             "ops": self.lat_us.len(),
             "failed": self.failed,
-            "ops_per_s": (self.lat_us.len() as f64 / self.seconds.max(1e-9)).round(),
+            "ops_per_s": self.ops_per_s().round(),
             "p50_us": r(percentile(&self.lat_us, 0.5)),
             "p99_us": r(percentile(&self.lat_us, 0.99)),
         })
     }
 
     fn ops_per_s(&self) -> f64 {
-        self.lat_us.len() as f64 / self.seconds.max(1e-9)
+        self.lat_us.len().saturating_sub(self.failed as usize) as f64 / self.seconds.max(1e-9)
     }
 }
 
@@ -148,7 +149,7 @@ fn drive(
 }
 
 pub fn run(a: &SmallOpsArgs) -> Result<u8> {
-    let clients = a.clients.max(1);
+    let clients = usize::from(a.clients);
     let tmp = crate::paths::bench_dir(a.dir.as_deref())?;
     let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
@@ -174,8 +175,9 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
         bail!("collection failed: {}", f.message);
     }
 
+    let vault = Arc::new(vault);
     let state = postvault_server::AppState::new(
-        Arc::new(vault),
+        vault.clone(),
         postvault_server::Config {
             rate_limit: 10_000_000,
             ..postvault_server::Config::default()
@@ -204,7 +206,12 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
     // Each client walks its own stride of people, from a different start.
     let pick = |c: usize, k: u64| (c as u64 * 7_919 + k * 104_729) % people;
     let mut vault_ops: Vec<(&str, Measured)> = Vec::new();
+    let mut log_leaves_at_report = 0;
     for op in OPS {
+        if op == "report" {
+            // What a report reads through to find the person's leaves.
+            log_leaves_at_report = vault.store().log_size()?;
+        }
         eprintln!(
             "postvault: {op}, {clients} HTTP clients for {} s",
             a.seconds
@@ -254,10 +261,8 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
     let _ = stop_tx.send(());
     let _ = rt.block_on(server);
 
-    let mut raw_ops: Vec<(&str, Measured)> = Vec::new();
-    let mut raw_note = serde_json::Value::Null;
-    if a.no_baseline {
-        raw_note = serde_json::json!("skipped (--no-baseline)");
+    let (mut raw_ops, raw_note): (Vec<(&str, Measured)>, _) = if a.no_baseline {
+        (Vec::new(), serde_json::json!("skipped (--no-baseline)"))
     } else {
         let cluster;
         let url = match &a.url {
@@ -271,8 +276,8 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
                 cluster.url("postgres")
             }
         };
-        raw_ops = rt.block_on(raw_baseline(&url, a, clients))?;
-    }
+        rt.block_on(raw_baseline(&url, a, clients))?
+    };
 
     let mut ops = serde_json::Map::new();
     let mut targets = serde_json::Map::new();
@@ -306,12 +311,17 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
             }),
         );
     }
-    let failed: u64 = vault_ops.iter().map(|(_, m)| m.failed).sum();
+    let failed: u64 = vault_ops
+        .iter()
+        .chain(raw_ops.iter())
+        .map(|(_, m)| m.failed)
+        .sum();
     let out = serde_json::json!({
         "bench": "small-ops",
         "people": a.people,
         "report_people": reports,
         "report_records": a.report_records,
+        "log_leaves_at_report": log_leaves_at_report,
         "clients": clients,
         "seconds_each": a.seconds,
         "vault_backend": "sqlite",
@@ -323,7 +333,9 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
     });
     crate::print_json(&out)?;
     if failed > 0 {
-        eprintln!("postvault: {failed} operations did not answer 200");
+        eprintln!(
+            "postvault: {failed} operations failed (an HTTP answer other than 200, or a statement that found no row)"
+        );
         return Ok(1);
     }
     Ok(0)
@@ -337,7 +349,9 @@ async fn raw_baseline(
     url: &str,
     a: &SmallOpsArgs,
     clients: usize,
-) -> Result<Vec<(&'static str, Measured)>> {
+) -> Result<(Vec<(&'static str, Measured)>, serde_json::Value)> {
+    // Every statement committed and flushed on its own, whatever the
+    // server's defaults.
     let connect = || async {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
@@ -345,6 +359,7 @@ async fn raw_baseline(
         tokio::spawn(async move {
             let _ = conn.await;
         });
+        client.batch_execute("SET synchronous_commit = on").await?;
         anyhow::Ok(client)
     };
     let admin = connect().await?;
@@ -363,32 +378,55 @@ async fn raw_baseline(
                  SELECT sha224(int8send((-1 - j)::bigint)), k, convert_to(repeat('x', 150), 'UTF8')
                  FROM generate_series(0, {} - 1) AS j, generate_series(0, {} - 1) AS k;
              ANALYZE bench_small.people;",
-            a.people.max(1),
-            reports,
-            a.report_records.max(1),
+            a.people, reports, a.report_records,
         ))
         .await?;
+    let fsync: String = admin.query_one("SHOW fsync", &[]).await?.try_get(0)?;
+    let version: String = admin
+        .query_one("SHOW server_version", &[])
+        .await?
+        .try_get(0)?;
+    let settings = serde_json::json!({
+        "fsync": fsync,
+        "synchronous_commit": "on",
+        "server_version": version,
+    });
     let mut out = Vec::new();
-    let people = a.people.max(1) as i64;
+    let people = a.people as i64;
+    let report_rows = a.report_records;
     for op in OPS {
         eprintln!(
             "postvault: raw PostgreSQL {op}, {clients} connections for {} s",
             a.seconds
         );
+        let sql = match op {
+            "insert" => {
+                "INSERT INTO bench_small.people (subject, n, body) VALUES (sha224(int8send($1::bigint)), 0, convert_to(repeat('y', 150), 'UTF8'))"
+            }
+            "read" => {
+                "SELECT body FROM bench_small.people WHERE subject = sha224(int8send($1::bigint))"
+            }
+            "correction" | "consent" => {
+                "UPDATE bench_small.people SET body = convert_to(repeat('z', 150), 'UTF8') WHERE subject = sha224(int8send($1::bigint)) AND n = 0"
+            }
+            "report" => {
+                "SELECT body FROM bench_small.people WHERE subject = sha224(int8send(-1 - $1::bigint))"
+            }
+            _ => "DELETE FROM bench_small.people WHERE subject = sha224(int8send($1::bigint))",
+        };
+        // Every connection made and its statement prepared first: the
+        // clock starts when all are ready.
+        let mut ready = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let client = connect().await?;
+            let stmt = client.prepare(sql).await?;
+            ready.push((client, stmt));
+        }
         let until = Instant::now() + Duration::from_secs(a.seconds);
         let t = Instant::now();
         let mut tasks = Vec::new();
-        for c in 0..clients {
-            let client = connect().await?;
+        for (c, (client, stmt)) in ready.into_iter().enumerate() {
             tasks.push(tokio::spawn(async move {
-                let sql = match op {
-                    "insert" => "INSERT INTO bench_small.people (subject, n, body) VALUES (sha224(int8send($1::bigint)), 0, convert_to(repeat('y', 150), 'UTF8'))",
-                    "read" => "SELECT body FROM bench_small.people WHERE subject = sha224(int8send($1::bigint))",
-                    "correction" | "consent" => "UPDATE bench_small.people SET body = convert_to(repeat('z', 150), 'UTF8') WHERE subject = sha224(int8send($1::bigint)) AND n = 0",
-                    "report" => "SELECT body FROM bench_small.people WHERE subject = sha224(int8send(-1 - $1::bigint))",
-                    _ => "DELETE FROM bench_small.people WHERE subject = sha224(int8send($1::bigint))",
-                };
-                let stmt = client.prepare(sql).await?;
                 let (mut lat, mut failed) = (Vec::new(), 0u64);
                 let mut k = 0i64;
                 while Instant::now() < until {
@@ -406,13 +444,15 @@ async fn raw_baseline(
                         _ => (c as i64 * 7_919 + k * 104_729) % people,
                     };
                     let t0 = Instant::now();
-                    let n = if op == "read" || op == "report" {
-                        client.query(&stmt, &[&key]).await?.len() as u64
-                    } else {
-                        client.execute(&stmt, &[&key]).await?
+                    // A read finds its one row, a report all of its
+                    // person's, a write changes one.
+                    let ok = match op {
+                        "read" => client.query(&stmt, &[&key]).await?.len() == 1,
+                        "report" => client.query(&stmt, &[&key]).await?.len() as u64 == report_rows,
+                        _ => client.execute(&stmt, &[&key]).await? == 1,
                     };
                     lat.push(t0.elapsed().as_secs_f64() * 1e6);
-                    failed += u64::from(n == 0);
+                    failed += u64::from(!ok);
                     k += 1;
                 }
                 anyhow::Ok((lat, failed))
@@ -430,5 +470,5 @@ async fn raw_baseline(
     admin
         .batch_execute("DROP SCHEMA IF EXISTS bench_small CASCADE")
         .await?;
-    Ok(out)
+    Ok((out, settings))
 }

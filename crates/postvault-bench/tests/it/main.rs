@@ -199,7 +199,14 @@ fn small_ops_runs_small_beside_raw_postgres() {
     );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let r = json(&o);
-    for op in ["insert", "read", "correction", "consent", "report", "erasure"] {
+    for op in [
+        "insert",
+        "read",
+        "correction",
+        "consent",
+        "report",
+        "erasure",
+    ] {
         for side in ["vault", "raw_pg"] {
             let m = &r["ops"][op][side];
             assert!(m["ops"].as_u64().unwrap() > 0, "{op} {side}: {m}");
