@@ -23,6 +23,11 @@ use crate::vault::Vault;
 /// Leaves hashed per transaction when catching up.
 const CATCH_UP_CHUNK: u64 = 65_536;
 
+/// Leaves read at a time when a person's leaves are looked for: a report
+/// holds this many in memory (about 1.3 MB), whatever the log's length,
+/// so concurrent reports do not each hold tens of megabytes.
+const TAG_SCAN_CHUNK: u64 = 4_096;
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The store's stored hashes, as the log crate reads them.
@@ -660,7 +665,7 @@ impl Vault {
         let mut start = 0;
         let mut tag = String::new();
         while start < size {
-            let end = size.min(start + CATCH_UP_CHUNK);
+            let end = size.min(start + TAG_SCAN_CHUNK);
             for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
                 let Some(at) = leaf.windows(NEEDLE.len()).position(|w| w == NEEDLE) else {
                     continue;
@@ -1014,6 +1019,43 @@ pub(crate) fn signer(origin: &str, seed: &[u8]) -> Result<LogSigner, VaultError>
 #[allow(clippy::unwrap_used)]
 mod proof_cache_tests {
     use super::*;
+
+    /// A person's leaves are found across the scan's chunks, and only theirs.
+    #[test]
+    fn tagged_leaves_are_found_across_scan_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let key = TagKey::from_bytes(&[7u8; 32]).unwrap();
+        let other = TagKey::from_bytes(&[8u8; 32]).unwrap();
+        let chunk = TAG_SCAN_CHUNK;
+        let theirs = [0, 10, chunk - 1, chunk, chunk + 1, 2 * chunk + 3];
+        let n = 2 * chunk + 10;
+        v.store()
+            .append_leaves(n as usize, &mut |idx, _| {
+                let k = if theirs.contains(&idx) { &key } else { &other };
+                format!(
+                    "{{\"action\":\"read\",\"subject_tag\":\"{}\",\"v\":1}}",
+                    B64.encode(k.tag(idx))
+                )
+                .into_bytes()
+            })
+            .unwrap();
+        let found: Vec<u64> = v
+            .tagged_leaves(&key, n)
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found, theirs);
+        // Within a smaller tree, only the leaves in it.
+        let found: Vec<u64> = v
+            .tagged_leaves(&key, chunk)
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found, [0, 10, chunk - 1]);
+    }
 
     #[test]
     fn proofs_cache_only_hashes_shared_by_256_leaves_or_the_right_edge() {
