@@ -103,6 +103,49 @@ impl Conn {
     }
 }
 
+/// The HTTP service over a vault on a free loopback port, in a runtime of
+/// its own, without a rate limit in a load generator's way.
+pub(crate) struct LoopbackServer {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) addr: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LoopbackServer {
+    pub(crate) fn start(vault: Arc<Vault>) -> Result<LoopbackServer> {
+        let state = postvault_server::AppState::new(
+            vault,
+            postvault_server::Config {
+                rate_limit: 10_000_000,
+                ..postvault_server::Config::default()
+            },
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?.to_string();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(postvault_server::serve(listener, state, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(LoopbackServer {
+            rt,
+            addr,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops the service and waits for it; the runtime stays for other work.
+    pub(crate) fn stop(self) -> tokio::runtime::Runtime {
+        let _ = self.stop.send(());
+        let _ = self.rt.block_on(self.server);
+        self.rt
+    }
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -130,22 +173,8 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
         bail!("collection failed: {}", f.message);
     }
 
-    let state = postvault_server::AppState::new(
-        Arc::new(vault),
-        postvault_server::Config {
-            rate_limit: 10_000_000,
-            ..postvault_server::Config::default()
-        },
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?.to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(postvault_server::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
+    let server = LoopbackServer::start(Arc::new(vault))?;
+    let addr = server.addr.clone();
 
     // Reads: every connection loops over people until the time is up.
     eprintln!(
@@ -264,8 +293,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     }
     let ingest_s = t.elapsed().as_secs_f64();
     ingest_lat.sort_by(f64::total_cmp);
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
+    server.stop();
 
     let round2 = |x: f64| (x * 100.0).round() / 100.0;
     let out = serde_json::json!({

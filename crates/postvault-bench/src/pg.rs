@@ -109,19 +109,24 @@ fn collect_all(v: &Vault, lines: impl Iterator<Item = String>, batch: usize) -> 
     Ok(r.accepted)
 }
 
-pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
-    let cluster;
-    let url = match &a.url {
-        Some(u) => u.clone(),
+/// The server at `url`, or a throwaway cluster with fsync on (kept running
+/// while the returned cluster lives).
+pub(crate) fn url_or_cluster(url: Option<&str>) -> Result<(String, Option<TempCluster>)> {
+    Ok(match url {
+        Some(u) => (u.to_string(), None),
         None => {
             eprintln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
-            cluster = TempCluster::start(ClusterOptions {
+            let cluster = TempCluster::start(ClusterOptions {
                 durable: true,
                 ..ClusterOptions::default()
             })?;
-            cluster.url("postgres")
+            (cluster.url("postgres"), Some(cluster))
         }
-    };
+    })
+}
+
+pub fn ingest(a: &PgIngestArgs) -> Result<u8> {
+    let (url, _cluster) = url_or_cluster(a.url.as_deref())?;
     eprintln!("postvault: generating {} records", a.records);
     let lines: Vec<String> = simulated(a.records, a.seed).collect();
     let n = lines.len() as u64;

@@ -21,9 +21,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use postvault::{CollectOptions, OpenOptions, Vault};
 use postvault_sim::LinesReader;
-use postvault_store_pg::{ClusterOptions, TempCluster};
 
-use crate::http::{Conn, percentile};
+use crate::http::{Conn, LoopbackServer, percentile};
 
 #[derive(Args, Debug)]
 pub struct SmallOpsArgs {
@@ -176,22 +175,8 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
     }
 
     let vault = Arc::new(vault);
-    let state = postvault_server::AppState::new(
-        vault.clone(),
-        postvault_server::Config {
-            rate_limit: 10_000_000,
-            ..postvault_server::Config::default()
-        },
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?.to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(postvault_server::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
+    let server = LoopbackServer::start(vault.clone())?;
+    let addr = server.addr.clone();
 
     // One keep-alive connection a client, kept across operations.
     let conns: Vec<std::sync::Mutex<Conn>> = (0..clients)
@@ -258,24 +243,12 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
         vault_ops.push((op, m));
     }
     drop(conns);
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
+    let rt = server.stop();
 
     let (mut raw_ops, raw_note): (Vec<(&str, Measured)>, _) = if a.no_baseline {
         (Vec::new(), serde_json::json!("skipped (--no-baseline)"))
     } else {
-        let cluster;
-        let url = match &a.url {
-            Some(u) => u.clone(),
-            None => {
-                eprintln!("postvault: starting a throwaway PostgreSQL cluster (fsync on)");
-                cluster = TempCluster::start(ClusterOptions {
-                    durable: true,
-                    ..ClusterOptions::default()
-                })?;
-                cluster.url("postgres")
-            }
-        };
+        let (url, _cluster) = crate::pg::url_or_cluster(a.url.as_deref())?;
         rt.block_on(raw_baseline(&url, a, clients))?
     };
 
