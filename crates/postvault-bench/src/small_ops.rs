@@ -149,6 +149,16 @@ fn drive(
 
 pub fn run(a: &SmallOpsArgs) -> Result<u8> {
     let clients = usize::from(a.clients);
+    // The baseline's server first: a machine without PostgreSQL is told so
+    // before a minute of the vault's operations, not after.
+    let baseline = if a.no_baseline {
+        None
+    } else {
+        Some(
+            crate::pg::url_or_cluster(a.url.as_deref())
+                .context("the raw PostgreSQL baseline (--no-baseline skips it)")?,
+        )
+    };
     let tmp = crate::paths::bench_dir(a.dir.as_deref())?;
     let vault = Vault::init(&tmp.path().join("vault"), OpenOptions::default())?;
     let ingest_token = vault.add_principal("ingest", "collector")?;
@@ -245,11 +255,9 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
     drop(conns);
     let rt = server.stop();
 
-    let (mut raw_ops, raw_note): (Vec<(&str, Measured)>, _) = if a.no_baseline {
-        (Vec::new(), serde_json::json!("skipped (--no-baseline)"))
-    } else {
-        let (url, _cluster) = crate::pg::url_or_cluster(a.url.as_deref())?;
-        rt.block_on(raw_baseline(&url, a, clients))?
+    let (mut raw_ops, raw_note): (Vec<(&str, Measured)>, _) = match &baseline {
+        None => (Vec::new(), serde_json::json!("skipped (--no-baseline)")),
+        Some((url, _cluster)) => rt.block_on(raw_baseline(url, a, clients))?,
     };
 
     let mut ops = serde_json::Map::new();
