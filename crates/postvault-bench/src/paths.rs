@@ -382,7 +382,7 @@ pub fn log(a: &LogArgs) -> Result<u8> {
         let count = a.stored_leaves.min(n + batch) - n;
         vault
             .store()
-            .append_leaves(count as usize, &mut |idx, _| bench_leaf(idx))?;
+            .append_leaves(count as usize, &mut |idx, _| bench_leaf(idx).into())?;
         n += count;
         bar.set_position(n);
     }
@@ -442,7 +442,7 @@ pub fn log(a: &LogArgs) -> Result<u8> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 vault
                     .store()
-                    .append_leaves(1, &mut |idx, _| bench_leaf(idx))?;
+                    .append_leaves(1, &mut |idx, _| bench_leaf(idx).into())?;
                 n += 1;
             }
             Ok(n)

@@ -118,8 +118,12 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             out.write_all(&bytes)?;
             out.flush()?;
         }
-        LogCmd::Find { tag_key } => {
-            let (checkpoint, found) = v.find_leaves_cosigned(tag_key)?;
+        LogCmd::Find { tag_key, scan } => {
+            let (checkpoint, found) = if *scan {
+                v.find_leaves_scanned(tag_key)?
+            } else {
+                v.find_leaves_cosigned(tag_key)?
+            };
             if !checkpoint.is_final {
                 errln!(
                     "postvault: the checkpoint is pending: {} of the {} witness cosignatures required",

@@ -252,6 +252,11 @@ enum LogCmd {
         /// The person's tag key (base64), from `postvault subject tag-key`.
         #[arg(long)]
         tag_key: String,
+        /// Read every leaf of the log instead of the vault's leaf index:
+        /// linear in the log's length, and independent of the index (an
+        /// audit of it: the answer must be the same).
+        #[arg(long)]
+        scan: bool,
     },
 }
 

@@ -663,6 +663,21 @@ impl TagKey {
         ctx.update(&index.to_be_bytes());
         truncate(ctx.sign().as_ref())
     }
+
+    /// The token a leaf about the person is filed under in the vault's leaf
+    /// index: HMAC-SHA256(tag key, "postvault/v1/leaf-index" || month as
+    /// u32 BE || slot as u32 BE), first 16 bytes. Another label than the
+    /// tag's, so no token is ever a leaf's tag.
+    pub fn index_token(&self, month: u32, slot: u32) -> [u8; TOKEN_LEN] {
+        let key = self
+            .key
+            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())));
+        let mut ctx = hmac::Context::with_key(key);
+        ctx.update(b"postvault/v1/leaf-index");
+        ctx.update(&month.to_be_bytes());
+        ctx.update(&slot.to_be_bytes());
+        truncate(ctx.sign().as_ref())
+    }
 }
 
 /// Fills `out` from `rng`: random tags for leaves that concern no known

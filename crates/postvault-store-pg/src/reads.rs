@@ -297,12 +297,19 @@ impl Reads {
                     .prepare_cached("INSERT INTO leaves (idx, body) VALUES ($1, $2)")
                     .await?;
                 let at = idx as i64;
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&at, &body];
-                tokio::try_join!(
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&at, &body.bytes];
+                // The leaf, its filing in the leaf index and the savepoint's
+                // end in one round trip; a month's first window full (more
+                // than 64 leaves of one person) takes more after.
+                let (_, filed, _) = tokio::try_join!(
                     biased;
-                    c.execute(&s, &params),
-                    c.batch_execute("RELEASE SAVEPOINT reader")
+                    async { Ok::<_, Fail>(c.execute(&s, &params).await?) },
+                    crate::store::file_leaf_first(c, idx, &body.index),
+                    async { Ok::<_, Fail>(c.batch_execute("RELEASE SAVEPOINT reader").await?) }
                 )?;
+                if !filed {
+                    crate::store::file_leaf_from(c, idx, &body.index, 1).await?;
+                }
                 Ok::<_, Fail>(())
             }),
             None => Ok(()),

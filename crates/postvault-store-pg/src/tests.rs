@@ -103,11 +103,11 @@ fn a_batch_written_twice_is_stored_once() {
         ..WriteBatch::default()
     };
     let first = s
-        .write(&batch, &mut |i, _| i.to_be_bytes().to_vec())
+        .write(&batch, &mut |i, _| i.to_be_bytes().to_vec().into())
         .unwrap();
     // The same batch again (a retry after an ambiguous commit): nothing new.
     let again = s
-        .write(&batch, &mut |i, _| i.to_be_bytes().to_vec())
+        .write(&batch, &mut |i, _| i.to_be_bytes().to_vec().into())
         .unwrap();
     assert_eq!((first, again), (0, 0));
     assert_eq!(s.record_count().unwrap(), 50);
@@ -119,7 +119,7 @@ fn a_batch_written_twice_is_stored_once() {
         ..WriteBatch::default()
     };
     assert!(matches!(
-        s.write(&other, &mut |_, _| vec![]),
+        s.write(&other, &mut |_, _| vec![].into()),
         Err(StoreError::Corrupt(_))
     ));
 }
@@ -148,11 +148,11 @@ fn writers_on_several_pools_keep_one_dense_log() {
                         ..WriteBatch::default()
                     };
                     let idx = s
-                        .write(&batch, &mut |i, _| format!("w{i}").into_bytes())
+                        .write(&batch, &mut |i, _| format!("w{i}").into_bytes().into())
                         .unwrap();
                     got.push(idx);
                     let (_, idx) = s
-                        .read_accounted(&[1; 16], &mut |_, i| format!("r{i}").into_bytes())
+                        .read_accounted(&[1; 16], &mut |_, i| format!("r{i}").into_bytes().into())
                         .unwrap();
                     got.push(idx);
                 }
@@ -188,7 +188,9 @@ fn a_panicking_callback_rolls_back_and_the_pool_stays_usable() {
         assert!(r.is_err());
     }
     assert_eq!(s.log_size().unwrap(), 0);
-    let (_, idx) = s.read_accounted(&[1; 16], &mut |_, _| vec![1]).unwrap();
+    let (_, idx) = s
+        .read_accounted(&[1; 16], &mut |_, _| vec![1].into())
+        .unwrap();
     assert_eq!(idx, 0);
 }
 
@@ -231,7 +233,7 @@ fn serializable_transactions_are_retried_and_keep_one_dense_log() {
                             leaves: 1,
                             ..WriteBatch::default()
                         };
-                        s.write(&batch, &mut |i, _| i.to_be_bytes().to_vec())
+                        s.write(&batch, &mut |i, _| i.to_be_bytes().to_vec().into())
                             .unwrap()
                     })
                     .collect::<Vec<u64>>()
@@ -263,7 +265,7 @@ fn concurrent_reads_share_commits_and_each_returns_after_its_leaf_is_durable() {
             leaves: 1,
             ..WriteBatch::default()
         },
-        &mut |_, _| b"batch".to_vec(),
+        &mut |_, _| b"batch".to_vec().into(),
     )
     .unwrap();
     // Another node's view: what it sees is committed.
@@ -276,7 +278,9 @@ fn concurrent_reads_share_commits_and_each_returns_after_its_leaf_is_durable() {
                 for _ in 0..40 {
                     let (data, idx) = s
                         .read_accounted(&[t % 7; 16], &mut |d, i| {
-                            format!("read {} at {i}", d.records.len()).into_bytes()
+                            format!("read {} at {i}", d.records.len())
+                                .into_bytes()
+                                .into()
                         })
                         .unwrap();
                     assert_eq!(data.records.len(), 1);

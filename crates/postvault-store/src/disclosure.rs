@@ -155,7 +155,7 @@ pub struct DisclosureStep {
     /// The request's new state (`None`: unchanged).
     pub row: Option<DisclosureRow>,
     /// The leaves accounting for the step (at least one).
-    pub leaves: Vec<Vec<u8>>,
+    pub leaves: Vec<crate::Leaf>,
     /// Accounting entries; their `leaf` is filled in from the leaves.
     pub accounting: Vec<AccountingRow>,
     /// Which leaf (index into `leaves`) each accounting entry points at.

@@ -22,6 +22,7 @@ pub mod conformance;
 mod disclosure;
 mod error;
 pub mod group;
+mod leaf_index;
 mod ops;
 mod rights;
 pub mod sql;
@@ -34,6 +35,9 @@ pub use disclosure::{
     PlanFn, StepFn, SubmitFacts, SubmitFn, SubmitQuery,
 };
 pub use error::StoreError;
+pub use leaf_index::{
+    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafTokens, free_slot, free_slot_in, slot_window,
+};
 pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
     RunRow, RunStep,
@@ -141,7 +145,7 @@ pub struct SubjectData {
 
 /// Builds the bytes of the leaf at log index `index`; `i` counts the leaves
 /// of one call from 0. A leaf can depend on its index (the subject tag does).
-pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Vec<u8> + 'a;
+pub type LeafFn<'a> = dyn FnMut(u64, usize) -> Leaf + 'a;
 
 /// What a targeted read loads of its subject. The facade decides it from
 /// (role, purpose, category, consent) before anything of the person is
@@ -161,7 +165,7 @@ pub enum ReadScope<'a> {
 
 /// Builds the leaf accounting for a read from what the read found, given the
 /// index the leaf will have.
-pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Vec<u8> + 'a;
+pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Leaf + 'a;
 
 /// A data store backend: the sum of the store traits by concern, so a
 /// backend or a wrapper implements each of them and is a `Store` (boxed as
@@ -252,6 +256,36 @@ pub trait LogStore: Send + Sync {
 
     /// Leaves `start..end` (clamped to the log size).
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The leaves at `indexes`, in that order; one that is not in the log
+    /// is [`StoreError::Corrupt`].
+    fn leaves_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>, StoreError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                self.leaves(i, i.saturating_add(1))?
+                    .pop()
+                    .ok_or_else(|| StoreError::Corrupt(format!("log leaf {i} is missing")))
+            })
+            .collect()
+    }
+
+    /// The log size from which on every leaf with a subject tag is in the
+    /// leaf index (see [`LeafIndex`]): 0 for a store made with it, the log
+    /// size at the upgrade for an older one.
+    fn leaf_indexed_from(&self) -> Result<u64, StoreError>;
+
+    /// The months some leaf is filed under in the leaf index, ascending.
+    fn leaf_index_months(&self) -> Result<Vec<u32>, StoreError>;
+
+    /// The leaf filed under each of `tokens`, in the same order (`None` for
+    /// a token not in the index).
+    fn leaf_index_find(&self, tokens: &[[u8; 16]]) -> Result<Vec<Option<u64>>, StoreError>;
+
+    /// The leaves filed in the leaf index with indexes `start..end`,
+    /// ascending, one entry per row (for `check`: each tagged leaf is filed
+    /// exactly once, and nothing else is).
+    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError>;
 
     /// Stored hashes of the log's Merkle tree, by stored-hash index (the
     /// RFC 6962 tree in the tlog "stored hashes" layout). Derived from the
@@ -440,7 +474,7 @@ pub trait RightsStore: Send + Sync {
         id: &str,
         by: &str,
         at: i64,
-        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Leaf,
     ) -> Result<Vec<HoldRow>, StoreError>;
 }
 

@@ -86,4 +86,4 @@ pub struct PurgeBatch {
 }
 
 /// Builds the leaf of one subject of an erasure: (index, subject, held).
-pub type EraseLeafFn<'a> = dyn FnMut(u64, &SubjectRef, bool) -> Vec<u8> + 'a;
+pub type EraseLeafFn<'a> = dyn FnMut(u64, &SubjectRef, bool) -> crate::Leaf + 'a;

@@ -382,6 +382,31 @@ impl<S: LogStore> LogStore for Faulty<S> {
         self.inner.log_tiled_from()
     }
 
+    fn leaves_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.enter("leaves_at")?;
+        self.inner.leaves_at(indexes)
+    }
+
+    fn leaf_indexed_from(&self) -> Result<u64, StoreError> {
+        self.enter("leaf_indexed_from")?;
+        self.inner.leaf_indexed_from()
+    }
+
+    fn leaf_index_months(&self) -> Result<Vec<u32>, StoreError> {
+        self.enter("leaf_index_months")?;
+        self.inner.leaf_index_months()
+    }
+
+    fn leaf_index_find(&self, tokens: &[[u8; 16]]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.enter("leaf_index_find")?;
+        self.inner.leaf_index_find(tokens)
+    }
+
+    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        self.enter("leaf_index_leaves")?;
+        self.inner.leaf_index_leaves(start, end)
+    }
+
     fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {
         self.enter("log_tile_hashes")?;
         self.inner.log_tile_hashes(wanted)
@@ -576,7 +601,7 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
         id: &str,
         by: &str,
         at: i64,
-        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> crate::Leaf,
     ) -> Result<Vec<HoldRow>, StoreError> {
         self.enter("release_hold")?;
         self.inner.release_hold(id, by, at, leaf)

@@ -105,13 +105,15 @@ fn concurrent_reads_commit_in_groups_and_each_leaf_is_durable() {
                 for i in 0..each {
                     let (_, idx) = s
                         .read_accounted(&[t as u8; 16], &mut |_, idx| {
-                            format!("read {t} {i} at {idx}").into_bytes()
+                            format!("read {t} {i} at {idx}").into_bytes().into()
                         })
                         .unwrap();
                     seen.lock().unwrap().push(idx);
                     if i % 50 == 0 {
-                        s.append_leaves(1, &mut |idx, _| format!("write at {idx}").into_bytes())
-                            .unwrap();
+                        s.append_leaves(1, &mut |idx, _| {
+                            format!("write at {idx}").into_bytes().into()
+                        })
+                        .unwrap();
                     }
                 }
             });
@@ -216,7 +218,8 @@ fn online_backup_is_one_consistent_snapshot_during_writes() {
         ..WriteBatch::default()
     };
     for n in 0..20 {
-        s.write(&batch(n), &mut |_, _| b"leaf".to_vec()).unwrap();
+        s.write(&batch(n), &mut |_, _| b"leaf".to_vec().into())
+            .unwrap();
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -224,7 +227,8 @@ fn online_backup_is_one_consistent_snapshot_during_writes() {
         std::thread::spawn(move || {
             let mut n = 1000;
             while !stop.load(Ordering::SeqCst) {
-                s.write(&batch(n), &mut |_, _| b"leaf".to_vec()).unwrap();
+                s.write(&batch(n), &mut |_, _| b"leaf".to_vec().into())
+                    .unwrap();
                 n += 1;
             }
         })
@@ -347,13 +351,16 @@ fn faults_fire_after_a_count_while_a_switch_is_on_and_before_a_call() {
         leaves: 1,
         ..WriteBatch::default()
     };
-    assert_eq!(s.write(&batch, &mut |_, _| b"a".to_vec()).unwrap(), 0);
+    assert_eq!(
+        s.write(&batch, &mut |_, _| b"a".to_vec().into()).unwrap(),
+        0
+    );
     let e = s.set_meta("k", "v").unwrap_err();
     assert!(
         e.to_string().contains("injected failure in `set_meta`"),
         "{e}"
     );
-    assert!(s.write(&batch, &mut |_, _| b"b".to_vec()).is_err());
+    assert!(s.write(&batch, &mut |_, _| b"b".to_vec().into()).is_err());
     assert_eq!(s.log_size().unwrap(), 1, "nothing written by a failed call");
     assert_eq!(s.meta("k").unwrap(), None);
     switch.store(true, Ordering::SeqCst);
@@ -389,7 +396,7 @@ fn injected_failures_of_reads_and_rotations_fail_after_their_callbacks_ran() {
     let e = s
         .read_accounted(&[1; 16], &mut |_, _| {
             built += 1;
-            b"leaf".to_vec()
+            b"leaf".to_vec().into()
         })
         .unwrap_err();
     assert!(e.to_string().contains("`read_scoped`"), "{e}");

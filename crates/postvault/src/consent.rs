@@ -126,8 +126,20 @@ impl Vault {
             role: principal.role.clone(),
             id: self.actor_id(&principal.name),
         };
-        Ok(self.store.write(&wb, &mut |idx, _| {
-            Event {
+        let mut index_error = None;
+        let first = self.store.write(&wb, &mut |idx, _| {
+            let (subject_tag, index) = match tag.map(|t| self.tag_and_index(Some(t), idx, now)) {
+                Some(Ok((t, index))) => (
+                    Some(base64::engine::general_purpose::STANDARD.encode(t)),
+                    index,
+                ),
+                Some(Err(e)) => {
+                    index_error = Some(e);
+                    (None, postvault_store::LeafIndex::None)
+                }
+                None => (None, postvault_store::LeafIndex::None),
+            };
+            let bytes = Event {
                 v: LEAF_VERSION,
                 time: now,
                 action: action.into(),
@@ -141,11 +153,16 @@ impl Vault {
                 rejected: None,
                 selector: None,
                 instrument: None,
-                subject_tag: tag
-                    .map(|t| base64::engine::general_purpose::STANDARD.encode(t.tag(idx))),
+                subject_tag,
             }
-            .to_leaf()
-        })?)
+            .to_leaf();
+            postvault_store::Leaf { bytes, index }
+        })?;
+        // The key was there; only the system's randomness can fail here.
+        if let Some(e) = index_error {
+            return Err(e.into());
+        }
+        Ok(first)
     }
 
     /// The deny leaf of a refused consent: the code, no subject tag (nothing
@@ -180,6 +197,7 @@ impl Vault {
                 subject_tag: None,
             }
             .to_leaf()
+            .into()
         })?)
     }
 }

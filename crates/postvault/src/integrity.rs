@@ -131,6 +131,9 @@ pub struct LogCheck {
     pub checkpoint_mismatches: u64,
     /// The size of the largest kept checkpoint.
     pub latest_checkpoint: Option<u64>,
+    /// Leaves with a subject tag that the leaf index does not hold exactly
+    /// once, and filings that point at a leaf without one (each once).
+    pub leaf_index_mismatches: u64,
 }
 
 /// What `postvault check` found. `ok` is false when anything under
@@ -186,7 +189,9 @@ impl CheckReport {
 
     /// The log's stored tree or kept checkpoints do not match its leaves.
     pub fn log_mismatch(&self) -> bool {
-        self.log.hash_mismatches > 0 || self.log.checkpoint_mismatches > 0
+        self.log.hash_mismatches > 0
+            || self.log.checkpoint_mismatches > 0
+            || self.log.leaf_index_mismatches > 0
     }
 }
 
@@ -350,6 +355,12 @@ impl Vault {
             problems.push(format!(
                 "{} kept checkpoints do not match the tree of the log's leaves",
                 r.log.checkpoint_mismatches
+            ));
+        }
+        if r.log.leaf_index_mismatches > 0 {
+            problems.push(format!(
+                "{} tagged leaves are not filed exactly once in the leaf index, or filings point at untagged leaves: a person's report could miss leaves (`postvault log find --scan` does not)",
+                r.log.leaf_index_mismatches
             ));
         }
         if r.pending_erasures > 0 || r.pending_intents > 0 {

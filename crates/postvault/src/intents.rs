@@ -194,7 +194,7 @@ impl Vault {
                 body: body(b),
                 at: b.now,
             },
-            &mut |_, _| leaf.clone(),
+            &mut |_, _| leaf.clone().into(),
         )?)
     }
 

@@ -30,6 +30,7 @@ pub mod gateway;
 mod integrity;
 mod intents;
 pub mod leaf;
+mod leaf_index;
 mod log;
 mod log_state;
 mod master;

@@ -622,6 +622,25 @@ impl Vault {
         &self,
         tag_key: &str,
     ) -> Result<(crate::witness::CosignedCheckpoint, Vec<FoundLeaf>), VaultError> {
+        self.find_leaves_how(tag_key, false)
+    }
+
+    /// [`Vault::find_leaves_cosigned`] by reading every leaf of the log
+    /// instead of the leaf index: slower, linear in the log, and
+    /// independent of the index (what an auditor runs who doubts it; the
+    /// person can do the same on the public log with their tag key).
+    pub fn find_leaves_scanned(
+        &self,
+        tag_key: &str,
+    ) -> Result<(crate::witness::CosignedCheckpoint, Vec<FoundLeaf>), VaultError> {
+        self.find_leaves_how(tag_key, true)
+    }
+
+    fn find_leaves_how(
+        &self,
+        tag_key: &str,
+        scan: bool,
+    ) -> Result<(crate::witness::CosignedCheckpoint, Vec<FoundLeaf>), VaultError> {
         let raw = B64
             .decode(tag_key.trim())
             .map_err(|_| VaultError::Invalid {
@@ -632,7 +651,12 @@ impl Vault {
         let cosigned = self.cosigned_checkpoint()?;
         let size = cosigned.size;
         let mut found = Vec::new();
-        for (index, leaf) in self.tagged_leaves(&key, size)? {
+        let leaves = if scan {
+            self.scanned_leaves(&key, size)?
+        } else {
+            self.tagged_leaves(&key, size)?
+        };
+        for (index, leaf) in leaves {
             let proof = self.prove_inclusion(index, Some(size))?;
             // The proof is of the tree's leaf hash; the event shown is read
             // off the stored leaf: they must be the same leaf.
@@ -651,32 +675,40 @@ impl Vault {
     }
 
     /// The leaves of the first `size` whose subject tag `key` made, with
-    /// their bytes, oldest first. Each leaf's tag is read off its bytes
-    /// (canonical JSON: `"subject_tag":"<base64>"`, no space, no quote in
-    /// base64) and compared with the key's tag for its index; only those
-    /// that match are parsed.
+    /// their bytes, oldest first: those the leaf index holds by look-ups
+    /// ([`Vault::indexed_leaves`]), any older (a store upgraded to the
+    /// index) by a scan. The scan reads each leaf's tag off its bytes and
+    /// compares it with the key's tag for its index.
     pub(crate) fn tagged_leaves(
         &self,
         key: &TagKey,
         size: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
-        const NEEDLE: &[u8] = b"\"subject_tag\":\"";
+        let indexed_from = self.store.leaf_indexed_from()?.min(size);
+        let mut found = self.scanned_leaves(key, indexed_from)?;
+        found.extend(self.indexed_leaves(key, indexed_from, size)?);
+        Ok(found)
+    }
+
+    /// The leaves of the first `size` whose subject tag `key` made, found
+    /// by reading every one.
+    pub(crate) fn scanned_leaves(
+        &self,
+        key: &TagKey,
+        size: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
         let mut found = Vec::new();
         let mut start = 0;
         let mut tag = String::new();
         while start < size {
             let end = size.min(start + TAG_SCAN_CHUNK);
             for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
-                let Some(at) = leaf.windows(NEEDLE.len()).position(|w| w == NEEDLE) else {
-                    continue;
-                };
-                let rest = &leaf[at + NEEDLE.len()..];
-                let Some(close) = rest.iter().position(|&b| b == b'"') else {
+                let Some(theirs) = crate::leaf_index::leaf_tag(&leaf) else {
                     continue;
                 };
                 tag.clear();
                 B64.encode_string(key.tag(index), &mut tag);
-                if &rest[..close] == tag.as_bytes() {
+                if theirs == tag.as_bytes() {
                     found.push((index, leaf));
                 }
             }
@@ -805,7 +837,38 @@ impl Vault {
                 out.checkpoint_mismatches += 1;
             }
         }
+        out.leaf_index_mismatches = self.check_leaf_index(n)?;
         Ok(out)
+    }
+
+    /// Leaves of the first `n` with a subject tag that the leaf index does
+    /// not hold exactly once, plus filings that point at a leaf without a
+    /// tag. Without the people's keys this cannot tell whose a filing is,
+    /// but a filing removed or added is found.
+    fn check_leaf_index(&self, n: u64) -> Result<u64, VaultError> {
+        let from = self.store.leaf_indexed_from()?.min(n);
+        let filed = self.store.leaf_index_leaves(from, n)?;
+        let mut filed = filed.iter().peekable();
+        let mut bad = 0u64;
+        let mut start = from;
+        while start < n {
+            let end = n.min(start + TAG_SCAN_CHUNK);
+            for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
+                let mut times = 0u64;
+                while filed.next_if(|&&i| i == index).is_some() {
+                    times += 1;
+                }
+                let tagged = crate::leaf_index::leaf_tag(&leaf).is_some();
+                bad += match (tagged, times) {
+                    (true, 1) | (false, 0) => 0,
+                    (true, 0) => 1,
+                    (true, t) => t - 1,
+                    (false, t) => t,
+                };
+            }
+            start = end;
+        }
+        Ok(bad)
     }
 
     pub fn verify_log(&self, opts: &VerifyOptions) -> Result<VerifyReport, VaultError> {
@@ -1038,10 +1101,11 @@ mod proof_cache_tests {
                     B64.encode(k.tag(idx))
                 )
                 .into_bytes()
+                .into()
             })
             .unwrap();
         let found: Vec<u64> = v
-            .tagged_leaves(&key, n)
+            .scanned_leaves(&key, n)
             .unwrap()
             .into_iter()
             .map(|(i, _)| i)
@@ -1049,7 +1113,7 @@ mod proof_cache_tests {
         assert_eq!(found, theirs);
         // Within a smaller tree, only the leaves in it.
         let found: Vec<u64> = v
-            .tagged_leaves(&key, chunk)
+            .scanned_leaves(&key, chunk)
             .unwrap()
             .into_iter()
             .map(|(i, _)| i)
@@ -1057,12 +1121,98 @@ mod proof_cache_tests {
         assert_eq!(found, [0, 10, chunk - 1]);
     }
 
+    /// A person's leaves are found through the leaf index across months and
+    /// windows, only theirs, only inside the tree asked about; a filing that
+    /// points at a leaf without their tag is reported as tampering.
+    #[test]
+    fn tagged_leaves_are_found_by_the_leaf_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let key = TagKey::from_bytes(&[7u8; 32]).unwrap();
+        let other = TagKey::from_bytes(&[8u8; 32]).unwrap();
+        let start = v.store().log_size().unwrap();
+        let month = 30 * 86_400_000i64;
+        let mut theirs = Vec::new();
+        // 200 leaves, one in three theirs, over three months; 70 of theirs
+        // in one month (past the first window).
+        v.store()
+            .append_leaves(200, &mut |idx, i| {
+                let mine = i % 3 == 0 || (100..150).contains(&i);
+                let time = month * (i as i64 / 80);
+                let (tag, index) = v
+                    .tag_and_index(Some(if mine { &key } else { &other }), idx, time)
+                    .unwrap();
+                postvault_store::Leaf {
+                    bytes: format!(
+                        "{{\"action\":\"read\",\"subject_tag\":\"{}\",\"v\":1}}",
+                        B64.encode(tag)
+                    )
+                    .into_bytes(),
+                    index,
+                }
+            })
+            .unwrap();
+        for i in 0..200u64 {
+            if i % 3 == 0 || (100..150).contains(&i) {
+                theirs.push(start + i);
+            }
+        }
+        // Leaves about nobody known are filed too, under nobody's tokens.
+        v.store()
+            .append_leaves(5, &mut |idx, _| {
+                let (tag, index) = v.tag_and_index(None, idx, 0).unwrap();
+                postvault_store::Leaf {
+                    bytes: format!("{{\"subject_tag\":\"{}\"}}", B64.encode(tag)).into_bytes(),
+                    index,
+                }
+            })
+            .unwrap();
+        let n = v.store().log_size().unwrap();
+        assert_eq!(v.store().leaf_index_leaves(start, n).unwrap().len(), 205);
+        let found = |size| -> Vec<u64> {
+            v.tagged_leaves(&key, size)
+                .unwrap()
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect()
+        };
+        assert_eq!(found(n), theirs);
+        assert_eq!(
+            found(n),
+            v.scanned_leaves(&key, n)
+                .unwrap()
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(found(start + 10), [start, start + 3, start + 6, start + 9]);
+        // A filing under the person's next slot that points at someone
+        // else's leaf: tampering, not a quiet answer.
+        let next = v.store().log_size().unwrap();
+        v.store()
+            .append_leaves(1, &mut |idx, _| {
+                let (_, index) = v.tag_and_index(Some(&key), idx, 0).unwrap();
+                postvault_store::Leaf {
+                    bytes: format!("{{\"subject_tag\":\"{}\"}}", B64.encode(other.tag(idx)))
+                        .into_bytes(),
+                    index,
+                }
+            })
+            .unwrap();
+        match v.tagged_leaves(&key, next + 1) {
+            Err(VaultError::LogVerification(m)) => assert!(m.contains("leaf index"), "{m}"),
+            other => panic!("expected a verification error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn proofs_cache_only_hashes_shared_by_256_leaves_or_the_right_edge() {
         let dir = tempfile::tempdir().unwrap();
         let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
         v.store()
-            .append_leaves(3000, &mut |idx, _| format!("leaf {idx}").into_bytes())
+            .append_leaves(3000, &mut |idx, _| {
+                format!("leaf {idx}").into_bytes().into()
+            })
             .unwrap();
         let n = v.log_catch_up().unwrap();
         assert!(n >= 3000);
@@ -1102,7 +1252,9 @@ mod proof_cache_tests {
         // the log grows unhashed, and a proof of the larger tree catches up
         // and verifies, while one of the old size still does without.
         v.store()
-            .append_leaves(700, &mut |idx, _| format!("later {idx}").into_bytes())
+            .append_leaves(700, &mut |idx, _| {
+                format!("later {idx}").into_bytes().into()
+            })
             .unwrap();
         let m = v.store().log_size().unwrap();
         assert!(m > n && v.store().hashed_size().unwrap() == n);

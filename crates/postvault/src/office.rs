@@ -99,6 +99,7 @@ impl Vault {
                 subject_tag: None,
             }
             .to_leaf()
+            .into()
         })?;
         let text = self.open_submission(r)?;
         let inst = self.open_instrument(r)?;

@@ -254,6 +254,7 @@ impl Vault {
                 subject_tag: None,
             }
             .to_leaf()
+            .into()
         })?;
         if in_force {
             self.store.set_meta(CURRENT, &to)?;
@@ -322,6 +323,7 @@ impl Vault {
                 subject_tag: None,
             }
             .to_leaf()
+            .into()
         })?;
         Ok(())
     }

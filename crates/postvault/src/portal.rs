@@ -716,7 +716,7 @@ impl Vault {
         keys: Option<&SubjectKeyPair>,
         now: i64,
     ) -> Result<u64, VaultError> {
-        let random = self.random_tag()?;
+        let mut index_error = None;
         let actor = self.actor(by);
         let purpose = self
             .pack
@@ -724,8 +724,15 @@ impl Vault {
             .engine()
             .subject_access_purpose()
             .map(str::to_string);
-        Ok(self.store.append_leaves(1, &mut |idx, _| {
-            Event {
+        let at = self.store.append_leaves(1, &mut |idx, _| {
+            let (tag, index) = match self.tag_and_index(keys.map(|k| &k.tag), idx, now) {
+                Ok(t) => t,
+                Err(e) => {
+                    index_error = Some(e);
+                    ([0; 16], postvault_store::LeafIndex::None)
+                }
+            };
+            let bytes = Event {
                 v: LEAF_VERSION,
                 time: now,
                 action: action.into(),
@@ -739,10 +746,15 @@ impl Vault {
                 rejected: None,
                 selector: None,
                 instrument: None,
-                subject_tag: Some(B64.encode(keys.map_or(random, |k| k.tag.tag(idx)))),
+                subject_tag: Some(B64.encode(tag)),
             }
-            .to_leaf()
-        })?)
+            .to_leaf();
+            postvault_store::Leaf { bytes, index }
+        })?;
+        if let Some(e) = index_error {
+            return Err(e.into());
+        }
+        Ok(at)
     }
 
     /// The identifier sealed under the person's data key, and their keys;

@@ -56,7 +56,7 @@ impl Vault {
         let leaf = self.principal_event(by, "principal_revoke", name, now);
         let log_index = self
             .store
-            .revoke_principal(name, now, &mut |_, _| leaf.clone())
+            .revoke_principal(name, now, &mut |_, _| leaf.clone().into())
             .map_err(|e| not_active(e, name))?;
         Ok(PrincipalChange {
             name: name.to_string(),
@@ -92,7 +92,7 @@ impl Vault {
         let log_index = self
             .store
             .rotate_principal(name, &crate::vault::token_hash(&token), &mut |_, _| {
-                leaf.clone()
+                leaf.clone().into()
             })
             .map_err(|e| not_active(e, name))?;
         Ok(PrincipalChange {

@@ -149,7 +149,7 @@ impl Vault {
         let mut missing = 0u64;
         let mut cover_keys_gone: std::collections::HashMap<u32, u64> =
             std::collections::HashMap::new();
-        let mut leaf = |data: &SubjectData, idx: u64| -> Vec<u8> {
+        let mut leaf = |data: &SubjectData, idx: u64| -> postvault_store::Leaf {
             // Only a granted consent the scope let the store read counts.
             let consent = data
                 .consents
@@ -198,18 +198,16 @@ impl Vault {
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
             // A subject with keys gets its tag; any other leaf random bytes
-            // of the same length, so the log shows no difference.
-            let tag = match &keys {
-                Some(k) => k.tag.tag(idx),
-                None => match postvault_crypto::random_token(&self.rng) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tag_error = Some(e);
-                        [0; 16]
-                    }
-                },
+            // of the same length, so the log shows no difference (and the
+            // leaf index a row of the same kind).
+            let (tag, index) = match self.tag_and_index(keys.as_ref().map(|k| &k.tag), idx, now) {
+                Ok(t) => t,
+                Err(e) => {
+                    tag_error = Some(e);
+                    ([0; 16], postvault_store::LeafIndex::None)
+                }
             };
-            Event {
+            let bytes = Event {
                 v: LEAF_VERSION,
                 time: now,
                 action: "read".into(),
@@ -228,7 +226,8 @@ impl Vault {
                 instrument: None,
                 subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
             }
-            .to_leaf()
+            .to_leaf();
+            postvault_store::Leaf { bytes, index }
         };
         let (data, log_index) = self.store.read_scoped(&subject_ref, scope, &mut leaf)?;
         if let Some(e) = tag_error {

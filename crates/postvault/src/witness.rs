@@ -352,7 +352,8 @@ impl Vault {
             subject_tag: None,
         }
         .to_leaf();
-        self.store.append_leaves(1, &mut |_, _| leaf.clone())?;
+        self.store
+            .append_leaves(1, &mut |_, _| leaf.clone().into())?;
         Ok(p)
     }
 

@@ -24,7 +24,7 @@ impl LedgerStore for PgStore {
             row.seq = facts.seq;
             w.wait(async {
                 insert_disclosure(&tx, &row).await?;
-                append(&tx, idx, &[body]).await?;
+                append(&tx, idx, &[body.into()]).await?;
                 tx.commit().await?;
                 Ok::<_, Fail>(())
             })?;

@@ -131,6 +131,100 @@ impl LogStore for PgStore {
         })
     }
 
+    fn leaves_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let ids: Vec<i64> = indexes
+            .iter()
+            .map(|&i| i.min(i64::MAX as u64) as i64)
+            .collect();
+        let found: HashMap<i64, Vec<u8>> = self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT idx, body FROM leaves WHERE idx = ANY($1)")
+                .await?;
+            let mut m = HashMap::with_capacity(ids.len());
+            for r in c.query(&s, &[&ids]).await? {
+                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
+            }
+            Ok(m)
+        })?;
+        ids.iter()
+            .map(|i| {
+                found
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt(format!("log leaf {i} is missing")))
+            })
+            .collect()
+    }
+
+    fn leaf_indexed_from(&self) -> Result<u64, StoreError> {
+        self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT value FROM meta WHERE key = 'leaf_indexed_from'")
+                .await?;
+            let v: String = match c.query_opt(&s, &[]).await? {
+                Some(r) => r.try_get(0)?,
+                None => {
+                    return Err(Fail::Store(StoreError::Corrupt(
+                        "the leaf index's start is missing".into(),
+                    )));
+                }
+            };
+            v.parse().map_err(|_| {
+                Fail::Store(StoreError::Corrupt(
+                    "the leaf index's start is not a number".into(),
+                ))
+            })
+        })
+    }
+
+    fn leaf_index_months(&self) -> Result<Vec<u32>, StoreError> {
+        self.db.run(false, async |c| {
+            c.query("SELECT month FROM leaf_index_months ORDER BY month", &[])
+                .await?
+                .iter()
+                .map(|r| {
+                    u32::try_from(r.try_get::<_, i64>(0)?).map_err(|_| {
+                        Fail::Store(StoreError::Corrupt(
+                            "a month of the leaf index is out of range".into(),
+                        ))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn leaf_index_find(&self, tokens: &[[u8; 16]]) -> Result<Vec<Option<u64>>, StoreError> {
+        let wanted: Vec<&[u8]> = tokens.iter().map(|t| &t[..]).collect();
+        let found: HashMap<Vec<u8>, u64> = self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT token, idx FROM leaf_index WHERE token = ANY($1)")
+                .await?;
+            let mut m = HashMap::with_capacity(wanted.len());
+            for r in c.query(&s, &[&wanted]).await? {
+                m.insert(r.try_get::<_, Vec<u8>>(0)?, r.try_get::<_, i64>(1)? as u64);
+            }
+            Ok(m)
+        })?;
+        Ok(tokens.iter().map(|t| found.get(&t[..]).copied()).collect())
+    }
+
+    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        let (a, b) = (
+            start.min(i64::MAX as u64) as i64,
+            end.min(i64::MAX as u64) as i64,
+        );
+        self.db.run(false, async |c| {
+            c.query(
+                "SELECT idx FROM leaf_index WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[&a, &b],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)? as u64))
+            .collect()
+        })
+    }
+
     fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut ids: Vec<i64> = wanted
             .iter()

@@ -19,10 +19,10 @@ use postvault_store::sql::{
 };
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
-    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, LeafFn, PROTECTIVE_INDEX_CATEGORY, PlanFn,
-    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RunRow, RunStep,
-    StepFn, StoreError, SubjectData, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
-    WriteBatch,
+    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, Leaf, LeafFn, LeafIndex, LeafTokens,
+    PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn,
+    ReadScope, RecordRow, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectRef,
+    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use postvault_store::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,
@@ -137,30 +137,117 @@ async fn lock_tree(tx: &Transaction<'_>) -> Result<u64, Fail> {
     Ok(row.try_get::<_, i64>(0)? as u64)
 }
 
-/// Appends `bodies` at `first..` and moves the tree size past them.
-async fn append(tx: &Transaction<'_>, first: u64, bodies: &[Vec<u8>]) -> Result<(), Fail> {
-    if bodies.is_empty() {
+/// Appends `leaves` at `first..`, files them in the leaf index, and moves
+/// the tree size past them.
+async fn append(tx: &Transaction<'_>, first: u64, leaves: &[Leaf]) -> Result<(), Fail> {
+    if leaves.is_empty() {
         return Ok(());
     }
-    let idx: Vec<i64> = (0..bodies.len())
+    let idx: Vec<i64> = (0..leaves.len())
         .map(|i| (first + i as u64) as i64)
         .collect();
+    let bodies: Vec<&[u8]> = leaves.iter().map(|l| &l.bytes[..]).collect();
     let s = tx
         .prepare_cached(
             "INSERT INTO leaves (idx, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
         )
         .await?;
     tx.execute(&s, &[&idx, &bodies]).await?;
+    file_leaves(tx, first, leaves).await?;
     let s = tx
         .prepare_cached("UPDATE tree_state SET size = $1 WHERE id = 1")
         .await?;
-    tx.execute(&s, &[&((first + bodies.len() as u64) as i64)])
+    tx.execute(&s, &[&((first + leaves.len() as u64) as i64)])
         .await?;
     Ok(())
 }
 
+/// One statement that files leaf `idx` under the first free slot of a
+/// window of its month (`window` holds the window's tokens, slot by slot):
+/// counts the window's taken slots (a prefix) and inserts the token after
+/// them, in one round trip, the same look-ups for everyone. Affects no row
+/// if the window is full. Also notes the month.
+const FILE_LEAF: &str =
+    "WITH c AS (SELECT count(*) AS n FROM leaf_index WHERE token = ANY($1::bytea[])),
+     m AS (INSERT INTO leaf_index_months (month) VALUES ($3) ON CONFLICT DO NOTHING)
+ INSERT INTO leaf_index (token, idx)
+ SELECT ($1::bytea[])[c.n + 1], $2 FROM c WHERE c.n < cardinality($1::bytea[])";
+
+/// The tokens of window `w` of `month`.
+fn window_tokens(tokens: &dyn LeafTokens, month: u32, w: u32) -> Vec<Vec<u8>> {
+    let (start, len) = postvault_store::slot_window(w);
+    (start..start + len)
+        .map(|slot| tokens.token(month, slot).to_vec())
+        .collect()
+}
+
+/// Files leaf `idx` window by window from window `from` on (the first
+/// already tried and found full when `from` is 1).
+pub(crate) async fn file_leaf_from<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    idx: u64,
+    index: &LeafIndex,
+    from: u32,
+) -> Result<(), Fail> {
+    let LeafIndex::Person { tokens, month } = index else {
+        return Ok(());
+    };
+    let s = c.prepare_cached(FILE_LEAF).await?;
+    for w in from..=postvault_store::LAST_WINDOW {
+        let window = window_tokens(tokens.as_ref(), *month, w);
+        if c.execute(&s, &[&window, &(idx as i64), &i64::from(*month)])
+            .await?
+            == 1
+        {
+            return Ok(());
+        }
+    }
+    Err(Fail::Store(StoreError::Corrupt(format!(
+        "the leaf index is full for month {month}"
+    ))))
+}
+
+/// The first window's statement of leaf `idx`, to pipeline with others;
+/// `Ok(false)` if that window was full (then [`file_leaf_from`] window 1).
+pub(crate) async fn file_leaf_first<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    idx: u64,
+    index: &LeafIndex,
+) -> Result<bool, Fail> {
+    let LeafIndex::Person { tokens, month } = index else {
+        return Ok(true);
+    };
+    let s = c.prepare_cached(FILE_LEAF).await?;
+    let window = window_tokens(tokens.as_ref(), *month, 0);
+    Ok(c.execute(&s, &[&window, &(idx as i64), &i64::from(*month)])
+        .await?
+        == 1)
+}
+
+/// Files `leaves` (at `first..`): their first windows' statements sent at
+/// once (PostgreSQL runs them in order), then any that found a window full.
+async fn file_leaves(tx: &Transaction<'_>, first: u64, leaves: &[Leaf]) -> Result<(), Fail> {
+    let filed = futures_util::future::try_join_all(
+        leaves
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l.index, LeafIndex::Person { .. }))
+            .map(|(i, l)| async move {
+                let idx = first + i as u64;
+                Ok::<_, Fail>((idx, &l.index, file_leaf_first(tx, idx, &l.index).await?))
+            }),
+    )
+    .await?;
+    for (idx, index, done) in filed {
+        if !done {
+            file_leaf_from(tx, idx, index, 1).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds `count` leaves through the caller's callback.
-fn build_leaves(first: u64, count: usize, leaf: &mut LeafFn<'_>) -> Result<Vec<Vec<u8>>, Fail> {
+fn build_leaves(first: u64, count: usize, leaf: &mut LeafFn<'_>) -> Result<Vec<Leaf>, Fail> {
     guarded(|| (0..count).map(|i| leaf(first + i as u64, i)).collect())
 }
 

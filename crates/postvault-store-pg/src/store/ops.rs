@@ -56,7 +56,7 @@ impl OpsStore for PgStore {
             let Some(row) = row else {
                 return Ok(None);
             };
-            let body = guarded(|| leaf(first, &row))?;
+            let body: Leaf = guarded(|| leaf(first, &row))?.into();
             w.wait(async {
                 append(&tx, first, std::slice::from_ref(&body)).await?;
                 tx.commit().await?;

@@ -148,7 +148,7 @@ pub(super) async fn write_rows(
     batch: &WriteBatch,
     id: Option<&[u8; 16]>,
     first: u64,
-    bodies: &[Vec<u8>],
+    bodies: &[Leaf],
 ) -> Result<(), Fail> {
     resolve_purge(tx, batch).await?;
     copy_records(tx, &batch.records).await?;

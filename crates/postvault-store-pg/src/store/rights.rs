@@ -153,7 +153,7 @@ impl RightsStore for PgStore {
             w.wait(async {
                 append(&tx, first, &bodies).await?;
                 if let Some((row, body)) = &planned {
-                    append(&tx, at, std::slice::from_ref(body)).await?;
+                    append(&tx, at, &[body.clone().into()]).await?;
                     crate::ops::insert_intent(&tx, at, row).await?;
                 }
                 tx.commit().await?;
@@ -324,7 +324,7 @@ impl RightsStore for PgStore {
         id: &str,
         by: &str,
         at: i64,
-        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> Leaf,
     ) -> Result<Vec<HoldRow>, StoreError> {
         self.db.session(false, |w, c| {
             let (tx, first, mut rows) = w.wait(async {

@@ -90,7 +90,7 @@ impl StatsStore for PgStore {
             })?;
             let body = guarded(|| leaf(&outcome, idx))?;
             w.wait(async {
-                append(&tx, idx, &[body]).await?;
+                append(&tx, idx, &[body.into()]).await?;
                 tx.commit().await?;
                 Ok::<_, Fail>(())
             })?;

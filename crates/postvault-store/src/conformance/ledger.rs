@@ -255,7 +255,7 @@ pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {
                 vec![]
             },
             &mut |_, _, _| DisclosureStep {
-                leaves: vec![b"refused".to_vec()],
+                leaves: vec![b"refused".to_vec().into()],
                 ..DisclosureStep::default()
             },
         )
@@ -273,7 +273,7 @@ pub fn disclosure_steps_read_write_and_account_atomically(s: &dyn Store) {
                 new.fetches += 1;
                 DisclosureStep {
                     row: Some(new),
-                    leaves: vec![format!("fetch {first}").into_bytes()],
+                    leaves: vec![format!("fetch {first}").into_bytes().into()],
                     accounting: vec![AccountingRow {
                         disclosure: r.unwrap().id.clone(),
                         subject: [7; 16],

@@ -11,6 +11,7 @@ use crate::{
 };
 
 mod keys;
+mod leaf_index;
 mod ledger;
 mod log;
 mod ops;
@@ -23,6 +24,7 @@ pub use keys::{
     secrets_are_listed_raced_and_destroyed_in_batches, secrets_are_write_once,
     secrets_can_be_destroyed, subject_keys_are_kept_once,
 };
+pub use leaf_index::leaf_index_files_each_tagged_leaf_once;
 pub use ledger::{
     disclosure_steps_read_write_and_account_atomically,
     disclosures_count_quotas_and_reuse_in_their_transaction,
@@ -68,8 +70,8 @@ pub(super) fn record(subject: u8, n: u8, category: &str) -> RecordRow {
     }
 }
 
-pub(super) fn leaf_body(idx: u64, i: usize) -> Vec<u8> {
-    format!("leaf {idx} #{i}").into_bytes()
+pub(super) fn leaf_body(idx: u64, i: usize) -> crate::Leaf {
+    format!("leaf {idx} #{i}").into_bytes().into()
 }
 
 /// Runs every data-store check, each on a fresh store from `fresh`.
@@ -86,6 +88,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     meta_round_trips(&*fresh());
     log_hashes_advance_only_from_their_size(&*fresh());
     proof_tiles_are_kept_with_their_hashes(&*fresh());
+    leaf_index_files_each_tagged_leaf_once(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
     cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());

@@ -189,7 +189,7 @@ pub fn intents_are_written_ahead_counted_and_completed_once(s: &dyn Store) {
                 body: "{\"keys\":[\"retention:address:1\"]}".into(),
                 at: 300,
             },
-            &mut |idx, _| format!("intent {idx}").into_bytes(),
+            &mut |idx, _| format!("intent {idx}").into_bytes().into(),
         )
         .unwrap();
     assert_eq!(id, 1);
@@ -228,7 +228,7 @@ pub fn intents_are_written_ahead_counted_and_completed_once(s: &dyn Store) {
     let (_, row) = submit(s, request("agency", 5, 1, 1, "approved"), 5);
     let (_, first) = s
         .disclosure_step(&row.id, &mut |_| vec![], &mut |_, _, _| DisclosureStep {
-            leaves: vec![b"end".to_vec(), b"cover intent".to_vec()],
+            leaves: vec![b"end".to_vec().into(), b"cover intent".to_vec().into()],
             intent: Some((
                 1,
                 crate::Intent {

@@ -18,7 +18,9 @@ pub fn write_then_read_accounts_each(s: &dyn Store) {
     assert_eq!(s.record_count().unwrap(), 3);
     let (data, idx) = s
         .read_accounted(&[1; 16], &mut |d, idx| {
-            format!("read {} at {idx}", d.records.len()).into_bytes()
+            format!("read {} at {idx}", d.records.len())
+                .into_bytes()
+                .into()
         })
         .unwrap();
     assert!(data.exists);
@@ -33,7 +35,7 @@ pub fn write_then_read_accounts_each(s: &dyn Store) {
 
 pub fn unknown_subject_still_leaves_a_leaf(s: &dyn Store) {
     let (data, idx) = s
-        .read_accounted(&[9; 16], &mut |d, _| vec![u8::from(d.exists)])
+        .read_accounted(&[9; 16], &mut |d, _| vec![u8::from(d.exists)].into())
         .unwrap();
     assert!(!data.exists);
     assert!(data.records.is_empty());
@@ -68,7 +70,9 @@ pub fn failed_batch_leaves_nothing(s: &dyn Store) {
     assert!(r.is_err());
     assert_eq!(s.record_count().unwrap(), 1);
     assert_eq!(s.log_size().unwrap(), 1);
-    let (data, _) = s.read_accounted(&[3; 16], &mut |_, _| vec![]).unwrap();
+    let (data, _) = s
+        .read_accounted(&[3; 16], &mut |_, _| vec![].into())
+        .unwrap();
     assert!(!data.exists);
 }
 
@@ -90,7 +94,9 @@ pub fn consents_keep_the_latest(s: &dyn Store) {
         )
         .unwrap();
     }
-    let (data, _) = s.read_accounted(&[1; 16], &mut |_, _| vec![]).unwrap();
+    let (data, _) = s
+        .read_accounted(&[1; 16], &mut |_, _| vec![].into())
+        .unwrap();
     assert_eq!(data.consents, vec![c(false, 20)]);
 }
 
@@ -117,7 +123,9 @@ pub fn scoped_reads_touch_only_what_they_may(s: &dyn Store) {
     let read = |scope| {
         let (d, idx) = s
             .read_scoped(&[1; 16], scope, &mut |d, idx| {
-                format!("{} records at {idx}", d.records.len()).into_bytes()
+                format!("{} records at {idx}", d.records.len())
+                    .into_bytes()
+                    .into()
             })
             .unwrap();
         assert_eq!(s.leaves(idx, idx + 1).unwrap().len(), 1);
@@ -183,7 +191,7 @@ pub fn leaves_are_dense_and_ordered(s: &dyn Store) {
     let all = s.leaves(0, 100).unwrap();
     assert_eq!(all.len(), 12);
     for (i, l) in all.iter().enumerate() {
-        assert_eq!(l, &leaf_body(i as u64, i % 4));
+        assert_eq!(l, &leaf_body(i as u64, i % 4).bytes);
     }
     assert_eq!(s.leaves(5, 7).unwrap(), all[5..7].to_vec());
     assert!(s.leaves(12, 20).unwrap().is_empty());

@@ -48,7 +48,7 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
             2_000,
             &mut |idx, subj, held| {
                 seen.push((idx, subj[0], held));
-                b"erase".to_vec()
+                b"erase".to_vec().into()
             },
             &mut |idx, out| {
                 intent_at = Some((idx, out.records));
@@ -81,7 +81,7 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
         (size + 2, "erase")
     );
     assert!(
-        !s.read_accounted(&[1; 16], &mut |_, _| vec![])
+        !s.read_accounted(&[1; 16], &mut |_, _| vec![].into())
             .unwrap()
             .0
             .exists
@@ -123,7 +123,12 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
     assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 1);
     // After the hold lapses the subject can be erased.
     let out = s
-        .erase(&[[2; 16]], 5_000, &mut |_, _, _| vec![1], &mut |_, _| None)
+        .erase(
+            &[[2; 16]],
+            5_000,
+            &mut |_, _, _| vec![1].into(),
+            &mut |_, _| None,
+        )
         .unwrap();
     assert_eq!(out.erased, vec![[2; 16]]);
     assert_eq!(s.intents().unwrap().len(), 1, "no intent was asked for");
@@ -163,7 +168,7 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
         .erase(
             &[[3; 16], [1; 16], [5; 16]],
             50,
-            &mut |_, _, _| b"erase".to_vec(),
+            &mut |_, _, _| b"erase".to_vec().into(),
             &mut |_, _| None,
         )
         .unwrap();
@@ -178,7 +183,7 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     );
     // Dead to every reader.
     for dead in [[1u8; 16], [3; 16]] {
-        let (data, _) = s.read_accounted(&dead, &mut |_, _| vec![]).unwrap();
+        let (data, _) = s.read_accounted(&dead, &mut |_, _| vec![].into()).unwrap();
         assert!(!data.exists && data.records.is_empty());
         assert!(s.subject_records(&dead).unwrap().is_empty());
     }
@@ -283,7 +288,7 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     s.erase(
         &[[4; 16], [2; 16]],
         60,
-        &mut |_, _, _| vec![1],
+        &mut |_, _, _| vec![1].into(),
         &mut |_, _| None,
     )
     .unwrap();
@@ -341,12 +346,12 @@ pub fn sweeps_delete_only_what_expired_and_is_not_held(s: &dyn Store) {
     let released = s
         .release_hold("hold-2", "officer", 400, &mut |_, h| {
             assert_eq!(h.released_at, Some(400));
-            vec![2]
+            vec![2].into()
         })
         .unwrap();
     assert_eq!(released.len(), 1);
     assert!(
-        s.release_hold("hold-2", "officer", 500, &mut |_, _| vec![])
+        s.release_hold("hold-2", "officer", 500, &mut |_, _| vec![].into())
             .unwrap()
             .is_empty()
     );

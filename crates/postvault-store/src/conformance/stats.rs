@@ -96,7 +96,7 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         leaves: 1,
         ..WriteBatch::default()
     };
-    s.write(&batch, &mut |_, _| b"w".to_vec()).unwrap();
+    s.write(&batch, &mut |_, _| b"w".to_vec().into()).unwrap();
     let mut got = Vec::new();
     let mut after = None;
     loop {

@@ -58,7 +58,7 @@ impl LedgerStore for SqliteStore {
         let (mut row, leaf) = decide(&facts, &data, idx);
         row.seq = facts.seq;
         insert_disclosure(&tx, &row)?;
-        append(&tx, 1, &mut |_, _| leaf.clone())?;
+        append(&tx, 1, &mut |_, _| leaf.clone().into())?;
         tx.commit()?;
         Ok((row, idx))
     }

@@ -37,6 +37,73 @@ impl LogStore for SqliteStore {
         Ok(out)
     }
 
+    fn leaves_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.with_looker(|conn| {
+            let mut s = conn.prepare_cached("SELECT body FROM leaves WHERE idx = ?1")?;
+            indexes
+                .iter()
+                .map(|&i| {
+                    s.query_row([i.min(i64::MAX as u64) as i64], |r| r.get(0))
+                        .optional()?
+                        .ok_or_else(|| StoreError::Corrupt(format!("log leaf {i} is missing")))
+                })
+                .collect()
+        })
+    }
+
+    fn leaf_indexed_from(&self) -> Result<u64, StoreError> {
+        self.with_looker(|conn| {
+            let v: Option<String> = conn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'leaf_indexed_from'")?
+                .query_row([], |r| r.get(0))
+                .optional()?;
+            v.ok_or_else(|| StoreError::Corrupt("the leaf index's start is missing".into()))?
+                .parse()
+                .map_err(|_| StoreError::Corrupt("the leaf index's start is not a number".into()))
+        })
+    }
+
+    fn leaf_index_months(&self) -> Result<Vec<u32>, StoreError> {
+        self.with_looker(|conn| {
+            let mut s =
+                conn.prepare_cached("SELECT month FROM leaf_index_months ORDER BY month")?;
+            let rows = s.query_map([], |r| r.get::<_, u32>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn leaf_index_find(&self, tokens: &[[u8; 16]]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.with_looker(|conn| {
+            let mut s = conn.prepare_cached("SELECT idx FROM leaf_index WHERE token = ?1")?;
+            tokens
+                .iter()
+                .map(|t| {
+                    Ok(s.query_row([&t[..]], |r| r.get::<_, i64>(0))
+                        .optional()?
+                        .map(|i| i as u64))
+                })
+                .collect()
+        })
+    }
+
+    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        self.with_looker(|conn| {
+            let mut s = conn.prepare_cached(
+                "SELECT idx FROM leaf_index WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )?;
+            let rows = s.query_map(
+                params![
+                    start.min(i64::MAX as u64) as i64,
+                    end.min(i64::MAX as u64) as i64
+                ],
+                |r| r.get::<_, i64>(0),
+            )?;
+            Ok(rows
+                .map(|r| r.map(|i| i as u64))
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
     fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         // Each stored hash by its row id (`idx` is the table's integer
         // key), through one blob handle moved from row to row: a seek on the

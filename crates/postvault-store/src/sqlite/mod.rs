@@ -11,7 +11,7 @@ use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, scan_until, 
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
-    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LogState,
+    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LeafIndex, LogState,
     LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, PurgeBatch,
     ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError,
     SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
@@ -400,9 +400,11 @@ impl SqliteStore {
 }
 
 fn next_index(tx: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = tx.query_row("SELECT coalesce(max(idx) + 1, 0) FROM leaves", [], |r| {
-        r.get(0)
-    })?;
+    // From the statement cache: every read's leaf asks, inside the group's
+    // transaction (parsing it each time was a sixth of a read's share).
+    let n: i64 = tx
+        .prepare_cached("SELECT coalesce(max(idx) + 1, 0) FROM leaves")?
+        .query_row([], |r| r.get(0))?;
     Ok(n as u64)
 }
 
@@ -411,9 +413,28 @@ fn append(tx: &Connection, count: usize, leaf: &mut LeafFn<'_>) -> Result<u64, S
     let mut ins = tx.prepare_cached("INSERT INTO leaves (idx, body) VALUES (?1, ?2)")?;
     for i in 0..count {
         let idx = first + i as u64;
-        ins.execute(params![idx as i64, leaf(idx, i)])?;
+        let l = leaf(idx, i);
+        ins.execute(params![idx as i64, l.bytes])?;
+        file_leaf(tx, idx, &l.index)?;
     }
     Ok(first)
+}
+
+/// Files leaf `idx` in the leaf index (see [`LeafIndex`]): under the next
+/// free slot of its month, found with the same number of look-ups for
+/// everyone with fewer than 64 leaves that month.
+fn file_leaf(tx: &Connection, idx: u64, index: &LeafIndex) -> Result<(), StoreError> {
+    let LeafIndex::Person { tokens, month } = index else {
+        return Ok(());
+    };
+    let mut probe = tx.prepare_cached("SELECT 1 FROM leaf_index WHERE token = ?1")?;
+    let slot = crate::free_slot(|s| probe.exists([&tokens.token(*month, s)[..]]))?
+        .ok_or_else(|| StoreError::Corrupt(format!("the leaf index is full for month {month}")))?;
+    tx.prepare_cached("INSERT INTO leaf_index (token, idx) VALUES (?1, ?2)")?
+        .execute(params![&tokens.token(*month, slot)[..], idx as i64])?;
+    tx.prepare_cached("INSERT OR IGNORE INTO leaf_index_months (month) VALUES (?1)")?
+        .execute([month])?;
+    Ok(())
 }
 
 /// What `scope` allows of `subject` (see [`ReadScope`]).

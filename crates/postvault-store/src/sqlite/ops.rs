@@ -39,7 +39,7 @@ impl OpsStore for SqliteStore {
         let Some(row) = sqlite_ops::take_intent(&tx, id)? else {
             return Ok(None);
         };
-        let idx = append(&tx, 1, &mut |idx, _| leaf(idx, &row))?;
+        let idx = append(&tx, 1, &mut |idx, _| leaf(idx, &row).into())?;
         tx.commit()?;
         Ok(Some(idx))
     }

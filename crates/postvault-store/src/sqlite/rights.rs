@@ -127,7 +127,7 @@ impl RightsStore for SqliteStore {
         }
         let idx = next_index(&tx)?;
         if let Some((row, body)) = intent(idx, &out) {
-            append(&tx, 1, &mut |_, _| body.clone())?;
+            append(&tx, 1, &mut |_, _| body.clone().into())?;
             sqlite_ops::insert_intent(&tx, idx, &row)?;
         }
         tx.commit()?;
@@ -269,7 +269,7 @@ impl RightsStore for SqliteStore {
         id: &str,
         by: &str,
         at: i64,
-        leaf: &mut dyn FnMut(u64, &HoldRow) -> Vec<u8>,
+        leaf: &mut dyn FnMut(u64, &HoldRow) -> crate::Leaf,
     ) -> Result<Vec<HoldRow>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

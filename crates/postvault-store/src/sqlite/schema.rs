@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -120,6 +120,14 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
     "CREATE TABLE log_tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
      INSERT INTO meta (key, value)
          SELECT 'log_tiled_from', value FROM meta WHERE key = 'log_hashed_size';",
+    // 13: the leaf index (postvault_store::LeafIndex): one row per leaf
+    // with a subject tag, under a token only the person's tag key makes,
+    // and the months in use; kept from the log size at the upgrade on
+    // (the report scans older leaves).
+    "CREATE TABLE leaf_index (token BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE TABLE leaf_index_months (month INTEGER PRIMARY KEY);
+     INSERT INTO meta (key, value)
+         SELECT 'leaf_indexed_from', CAST(coalesce(max(idx) + 1, 0) AS TEXT) FROM leaves;",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[

@@ -75,7 +75,7 @@ impl StatsStore for SqliteStore {
             refused,
             spend.at
         ])?;
-        let idx = append(&tx, 1, &mut |i, _| leaf(&outcome, i))?;
+        let idx = append(&tx, 1, &mut |i, _| leaf(&outcome, i).into())?;
         tx.commit()?;
         Ok((outcome, idx))
     }

@@ -548,7 +548,7 @@ impl Vault {
                 ));
             }
             let leaf = &b.leaf;
-            match store.write(&b.batch, &mut |_, _| leaf.clone()) {
+            match store.write(&b.batch, &mut |_, _| leaf.clone().into()) {
                 Err(StoreError::Conflict) if tries < 16 => {
                     tries += 1;
                     gate.get_or_insert_with(|| self.erase_gate_shared());

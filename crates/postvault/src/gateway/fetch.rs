@@ -160,15 +160,15 @@ impl Vault {
                             .collect();
                         let idx = first + i as u64;
                         let tag = self.disclosure_tag(r, keys.as_deref(), d.exists, idx, now);
-                        let tag = match tag {
+                        let (tag, index) = match tag {
                             Ok(t) => t,
                             Err(e) => {
                                 fail = Some(e);
-                                [0; 16]
+                                ([0; 16], postvault_store::LeafIndex::None)
                             }
                         };
-                        step.leaves.push(
-                            Event {
+                        step.leaves.push(postvault_store::Leaf {
+                            bytes: Event {
                                 v: LEAF_VERSION,
                                 time: now,
                                 action: "disclose".into(),
@@ -187,7 +187,8 @@ impl Vault {
                                 ),
                             }
                             .to_leaf(),
-                        );
+                            index,
+                        });
                         step.accounting.push(AccountingRow {
                             disclosure: r.id.clone(),
                             subject: *subject,

@@ -103,10 +103,6 @@ impl Vault {
         (!case.is_empty()).then(|| self.master.blind_index("ledger.case", case.as_bytes()))
     }
 
-    pub(crate) fn random_tag(&self) -> Result<[u8; 16], VaultError> {
-        Ok(postvault_crypto::random_token(&self.rng)?)
-    }
-
     /// The instrument of a request as submitted, if it was one.
     pub(crate) fn open_instrument(
         &self,
@@ -132,9 +128,11 @@ impl Vault {
         Ok(String::from_utf8(plain).ok())
     }
 
-    /// The tag of a disclosure leaf: the person's own, unless a delay order
-    /// stands (then a keyed value nobody but the vault can link, until the
-    /// notice leaf carries the person's tag); random for an unknown person.
+    /// The tag of a disclosure leaf and what it is filed under: the
+    /// person's own, unless a delay order stands (then a keyed value nobody
+    /// but the vault can link, until the notice leaf carries the person's
+    /// tag, and a filing under nobody's tokens, so the person's report does
+    /// not find it either); random for an unknown person.
     pub(super) fn disclosure_tag(
         &self,
         r: &DisclosureRow,
@@ -142,16 +140,19 @@ impl Vault {
         exists: bool,
         idx: u64,
         now: i64,
-    ) -> Result<[u8; 16], VaultError> {
+    ) -> Result<([u8; 16], postvault_store::LeafIndex), VaultError> {
         let delayed = r.notice_after.is_some_and(|t| t > now);
         match keys {
-            Some(k) if exists && !delayed => Ok(k.tag.tag(idx)),
+            Some(k) if exists && !delayed => Ok(self.tag_and_index(Some(&k.tag), idx, now)?),
             Some(_) if exists => {
                 let mut v = r.id.as_bytes().to_vec();
                 v.extend_from_slice(&idx.to_be_bytes());
-                Ok(self.master.blind_index("delayed-disclosure-tag", &v))
+                Ok((
+                    self.master.blind_index("delayed-disclosure-tag", &v),
+                    self.unlinked_index(now)?,
+                ))
             }
-            _ => self.random_tag(),
+            _ => Ok(self.tag_and_index(None, idx, now)?),
         }
     }
 }

@@ -286,15 +286,18 @@ impl Vault {
                         .filter(|r| u64::from(r.key_id) == seq)
                         .count() as u64;
                     let b = crate::intents::CoverBody { seq, records };
-                    step.leaves.push(self.destruction_leaf(
-                        &self.actor(officer),
-                        "cover_intent",
-                        now,
-                        records,
-                        self.cover_categories(),
-                        format!("keys:{}", cover_secret(seq)),
-                        vec![],
-                    ));
+                    step.leaves.push(
+                        self.destruction_leaf(
+                            &self.actor(officer),
+                            "cover_intent",
+                            now,
+                            records,
+                            self.cover_categories(),
+                            format!("keys:{}", cover_secret(seq)),
+                            vec![],
+                        )
+                        .into(),
+                    );
                     intent_leaf = Some(step.leaves.len() - 1);
                     step.intent = Some((
                         step.leaves.len() - 1,
@@ -413,7 +416,7 @@ impl Vault {
         });
         DisclosureStep {
             row: new,
-            leaves: vec![event.to_leaf()],
+            leaves: vec![event.to_leaf().into()],
             ..DisclosureStep::default()
         }
     }

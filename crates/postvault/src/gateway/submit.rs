@@ -335,6 +335,7 @@ impl Vault {
                 subject_tag: None,
             }
             .to_leaf()
+            .into()
         })?)
     }
 

@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use base64::Engine as _;
-
 use postvault_policy::disclosure::{Instrument, InstrumentKind};
 use postvault_store::{DisclosureRow, DisclosureStep};
 
@@ -193,9 +191,9 @@ impl Vault {
                 withheld_until: d.notice_after.filter(|_| delayed).map(format_ms),
             });
         }
-        let random = self.random_tag()?;
+        let mut index_error = None;
         let log_index = self.store.append_leaves(1, &mut |idx, _| {
-            Event {
+            let event = Event {
                 v: LEAF_VERSION,
                 time: now,
                 action: "accounting_read".into(),
@@ -218,13 +216,13 @@ impl Vault {
                 rejected: None,
                 selector: None,
                 instrument: None,
-                subject_tag: Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(keys.as_ref().map_or(random, |k| k.tag.tag(idx))),
-                ),
-            }
-            .to_leaf()
+                subject_tag: None,
+            };
+            self.tagged_leaf(event, keys.as_ref().map(|k| &k.tag), idx, &mut index_error)
         })?;
+        if let Some(e) = index_error {
+            return Err(e.into());
+        }
         Ok(Accounting {
             subject: subject.to_string(),
             entries,
@@ -255,9 +253,7 @@ impl Vault {
             for s in &due.subjects {
                 keys.push(self.subject_keys(s)?);
             }
-            let random: Vec<[u8; 16]> = (0..due.subjects.len())
-                .map(|_| self.random_tag())
-                .collect::<Result<_, _>>()?;
+            let mut index_error = None;
             let mut first_leaf = 0;
             let mut sent = false;
             self.store
@@ -284,11 +280,7 @@ impl Vault {
                         leaves: (0..r.subjects.len())
                             .map(|i| {
                                 let idx = first + i as u64;
-                                let tag = keys
-                                    .get(i)
-                                    .and_then(|k| k.as_ref())
-                                    .map_or(random[i], |k| k.tag.tag(idx));
-                                Event {
+                                let event = Event {
                                     v: LEAF_VERSION,
                                     time: now,
                                     action: "disclosure_notice".into(),
@@ -302,16 +294,22 @@ impl Vault {
                                     rejected: None,
                                     selector: None,
                                     instrument: Some(r.id.clone()),
-                                    subject_tag: Some(
-                                        base64::engine::general_purpose::STANDARD.encode(tag),
-                                    ),
-                                }
-                                .to_leaf()
+                                    subject_tag: None,
+                                };
+                                self.tagged_leaf(
+                                    event,
+                                    keys.get(i).and_then(|k| k.as_ref()).map(|k| &k.tag),
+                                    idx,
+                                    &mut index_error,
+                                )
                             })
                             .collect(),
                         ..DisclosureStep::default()
                     }
                 })?;
+            if let Some(e) = index_error {
+                return Err(e.into());
+            }
             if !sent {
                 continue;
             }

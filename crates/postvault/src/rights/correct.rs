@@ -1,8 +1,6 @@
 //! Correction (R21): a subject's record replaced by a corrected one, with
 //! the prior recipients told.
 
-use base64::Engine as _;
-
 use postvault_store::{RecordRow, key_id};
 
 use crate::clock::format_ms;
@@ -157,10 +155,11 @@ impl Vault {
             role: principal.role.clone(),
             id: self.actor_id(&principal.name),
         };
+        let mut index_error = None;
         let log_index = self
             .store
             .write(&wb, &mut |idx, _| {
-                Event {
+                let event = Event {
                     v: LEAF_VERSION,
                     time: now,
                     action: "correct".into(),
@@ -174,11 +173,9 @@ impl Vault {
                     rejected: None,
                     selector: None,
                     instrument: None,
-                    subject_tag: Some(
-                        base64::engine::general_purpose::STANDARD.encode(keys.tag.tag(idx)),
-                    ),
-                }
-                .to_leaf()
+                    subject_tag: None,
+                };
+                self.tagged_leaf(event, Some(&keys.tag), idx, &mut index_error)
             })
             .map_err(|e| match e {
                 postvault_store::StoreError::Stale | postvault_store::StoreError::Conflict => {
@@ -188,6 +185,9 @@ impl Vault {
                 }
                 e => e.into(),
             })?;
+        if let Some(e) = index_error {
+            return Err(e.into());
+        }
         let mut notify = Vec::new();
         for a in self.store.accounting(&subject_ref)? {
             if !a.categories.contains(&cat.id) {

@@ -222,15 +222,16 @@ impl Vault {
                     .and_then(|&i| k.get(i))
                     .and_then(Option::as_ref)
                     .filter(|_| !(held && delayed.contains(subject)));
-                let tag = self.tag_or_random_key(key, idx, &mut rng_error);
-                match &templates[usize::from(held)] {
+                let (tag, index) = self.tag_or_random_key(key, idx, now, &mut rng_error);
+                let bytes = match &templates[usize::from(held)] {
                     Some(t) => t.leaf(&tag),
                     None => Event {
                         subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
                         ..event(held)
                     }
                     .to_leaf(),
-                }
+                };
+                postvault_store::Leaf { bytes, index }
             },
             &mut intent,
         )?;
@@ -248,19 +249,19 @@ impl Vault {
         Ok((out, intent_id))
     }
 
+    /// [`Vault::tag_and_index`], the error kept in `err` (the leaf then
+    /// carries zeros and is filed under nothing; the caller fails the call).
     pub(super) fn tag_or_random_key(
         &self,
         key: Option<&postvault_crypto::TagKey>,
         idx: u64,
+        time: i64,
         err: &mut Option<postvault_crypto::CryptoError>,
-    ) -> [u8; 16] {
-        match key {
-            Some(k) => k.tag(idx),
-            None => postvault_crypto::random_token(&self.rng).unwrap_or_else(|e| {
-                *err = Some(e);
-                [0; 16]
-            }),
-        }
+    ) -> ([u8; 16], postvault_store::LeafIndex) {
+        self.tag_and_index(key, idx, time).unwrap_or_else(|e| {
+            *err = Some(e);
+            ([0; 16], postvault_store::LeafIndex::None)
+        })
     }
 
     /// Erasure, steps two and three: destroy the keys, then make anything

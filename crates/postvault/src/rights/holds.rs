@@ -115,14 +115,18 @@ impl Vault {
                     first_row = Some(h.subject);
                     first = Some(idx);
                 }
-                let tag = self.tag_or_random_key(
+                let (tag, index) = self.tag_or_random_key(
                     tags.get(&h.subject)
                         .and_then(|t| t.as_ref())
                         .map(|k| &k.tag),
                     idx,
+                    now,
                     &mut rng_error,
                 );
-                hold_event(&actor, "hold_release", now, self.pack.version(), tag)
+                postvault_store::Leaf {
+                    bytes: hold_event(&actor, "hold_release", now, self.pack.version(), tag),
+                    index,
+                }
             })?;
         if let Some(e) = rng_error {
             return Err(e.into());
@@ -154,7 +158,7 @@ impl Vault {
                     body: crate::intents::body(&b),
                     at: now,
                 },
-                &mut |_, _| leaf.clone(),
+                &mut |_, _| leaf.clone().into(),
             )?;
             for s in &ending {
                 self.unhold(s, now)?;
@@ -232,14 +236,18 @@ impl Vault {
         let mut rng_error = None;
         let pack = self.pack.version().to_string();
         let first = self.store.put_holds(holds, &mut |idx, i| {
-            let tag = self.tag_or_random_key(
+            let (tag, index) = self.tag_or_random_key(
                 tags.get(&holds[i].subject)
                     .and_then(|t| t.as_ref())
                     .map(|k| &k.tag),
                 idx,
+                now,
                 &mut rng_error,
             );
-            hold_event(&actor, "hold_place", now, &pack, tag)
+            postvault_store::Leaf {
+                bytes: hold_event(&actor, "hold_place", now, &pack, tag),
+                index,
+            }
         })?;
         if let Some(e) = rng_error {
             return Err(e.into());

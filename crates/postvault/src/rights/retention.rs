@@ -79,7 +79,9 @@ impl Vault {
                 "periods:0".into(),
                 vec!["R22".into()],
             );
-            report.log_index = self.store.append_leaves(1, &mut |_, _| leaf.clone())?;
+            report.log_index = self
+                .store
+                .append_leaves(1, &mut |_, _| leaf.clone().into())?;
             return Ok(report);
         }
         let _destroying = self.destroying();

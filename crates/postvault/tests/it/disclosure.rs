@@ -996,6 +996,7 @@ pub fn a_delay_order_hides_the_disclosure_from_the_person_until_it_expires_on(b:
     );
     assert!(v.disclosure_notices(&officer).unwrap().is_empty());
     assert!(actions(&v).contains(&"disclosure_notice".to_string()));
+    crate::leaves_found(&v, &key);
     let acc = v.accounting(&officer, "cust-a", false).unwrap();
     assert_eq!(acc.entries.len(), 1);
     let e = &acc.entries[0];

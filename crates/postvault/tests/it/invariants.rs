@@ -457,9 +457,12 @@ fn invariant_6_an_interrupted_erasure_is_finished_on_open() {
     // Step 1 only, as if the process died right after it.
     let store = SqliteStore::open(&dir.path().join("data.db"), OpenMode::Existing).unwrap();
     let out = store
-        .erase(&[i_ref], T0, &mut |_, _, _| b"{}".to_vec(), &mut |_, _| {
-            None
-        })
+        .erase(
+            &[i_ref],
+            T0,
+            &mut |_, _, _| b"{}".to_vec().into(),
+            &mut |_, _| None,
+        )
         .unwrap();
     assert_eq!(out.erased, vec![i_ref]);
     assert_eq!(store.pending_erasures().unwrap(), vec![i_ref]);

@@ -38,6 +38,13 @@ fn busy_vault_on(b: &Backend, dir: &Path, c: &Arc<FixedClock>) -> Vault {
     v
 }
 
+fn count(dir: &Path, q: &str) -> i64 {
+    rusqlite::Connection::open(dir.join("data.db"))
+        .unwrap()
+        .query_row(q, [], |r| r.get(0))
+        .unwrap()
+}
+
 fn sql(dir: &Path, stmt: &str) -> usize {
     rusqlite::Connection::open(dir.join("data.db"))
         .unwrap()
@@ -276,6 +283,62 @@ pub fn a_person_finds_every_leaf_about_them_and_nobody_else_does_on(b: &Backend)
     assert!(v.find_leaves("not base64!").is_err());
 }
 
+/// The leaf index finds what a scan of the log finds; `check` counts a
+/// filing removed or added; a store from before the index (schema 12)
+/// upgrades, and its older leaves are still found, by a scan.
+#[test]
+fn the_leaf_index_finds_what_a_scan_finds_and_check_counts_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    v.read(&v.principal("care").unwrap(), "s2", "account_service")
+        .unwrap();
+    v.read(&v.principal("promo").unwrap(), "ghost", "marketing")
+        .unwrap();
+    let key = v.subject_tag_key("s2").unwrap().unwrap();
+    assert_eq!(leaves_found(&v, &key), vec![9, 10, 15]);
+    // Every leaf with a subject tag is filed once (the unknown person's
+    // too, under nobody's tokens); batches are not.
+    let tagged = count(
+        dir.path(),
+        "SELECT count(*) FROM leaves WHERE CAST(body AS TEXT) LIKE '%\"subject_tag\":%'",
+    );
+    assert_eq!(tagged, 12);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM leaf_index"), tagged);
+    assert!(v.check().unwrap().ok);
+    // A filing removed: the report would miss the leaf; check says so, and
+    // a scan still finds it.
+    assert_eq!(sql(dir.path(), "DELETE FROM leaf_index WHERE idx = 15"), 1);
+    let r = v.check().unwrap();
+    assert!(!r.ok && r.log.leaf_index_mismatches == 1, "{:?}", r.log);
+    assert_eq!(v.find_leaves(&key).unwrap().1.len(), 2);
+    assert_eq!(v.find_leaves_scanned(&key).unwrap().1.len(), 3);
+    // A filing of a batch's leaf (no tag) is counted too.
+    sql(
+        dir.path(),
+        "INSERT INTO leaf_index (token, idx) VALUES (zeroblob(16), 0)",
+    );
+    assert_eq!(v.check().unwrap().log.leaf_index_mismatches, 2);
+    drop(v);
+
+    // The store as schema 12 left it: no leaf index. The upgrade files
+    // leaves from the log's size on; the older are found by a scan.
+    sql(dir.path(), "DROP TABLE leaf_index");
+    sql(dir.path(), "DROP TABLE leaf_index_months");
+    sql(
+        dir.path(),
+        "DELETE FROM meta WHERE key = 'leaf_indexed_from'",
+    );
+    sql(dir.path(), "PRAGMA user_version = 12");
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(v.store().leaf_indexed_from().unwrap(), 17);
+    v.read(&v.principal("care").unwrap(), "s2", "account_service")
+        .unwrap();
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM leaf_index"), 1);
+    assert_eq!(leaves_found(&v, &key), vec![9, 10, 15, 17]);
+    assert!(v.check().unwrap().ok);
+}
+
 #[test]
 fn a_leaf_changed_under_its_hash_is_never_shown_with_a_proof() {
     // Someone who can write the store changes the event of one of s2's
@@ -336,7 +399,9 @@ fn proofs_read_tiles_and_a_changed_tile_is_caught() {
     let v = vault(dir.path(), &c);
     let append = |v: &Vault, count: usize| {
         v.store()
-            .append_leaves(count, &mut |idx, _| format!("leaf {idx}").into_bytes())
+            .append_leaves(count, &mut |idx, _| {
+                format!("leaf {idx}").into_bytes().into()
+            })
             .unwrap();
     };
     let proves = |v: &Vault, index: u64| {
@@ -390,6 +455,12 @@ fn proofs_read_tiles_and_a_changed_tile_is_caught() {
     // from the hashed size on (600 leaves).
     sql(dir.path(), "DROP TABLE log_tiles");
     sql(dir.path(), "DELETE FROM meta WHERE key = 'log_tiled_from'");
+    sql(dir.path(), "DROP TABLE leaf_index");
+    sql(dir.path(), "DROP TABLE leaf_index_months");
+    sql(
+        dir.path(),
+        "DELETE FROM meta WHERE key = 'leaf_indexed_from'",
+    );
     sql(dir.path(), "PRAGMA user_version = 11");
     let v = Vault::open(dir.path(), opts(&c)).unwrap();
     assert_eq!(v.store().log_tiled_from().unwrap(), 600);

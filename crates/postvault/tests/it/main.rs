@@ -185,3 +185,24 @@ pub fn vault_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The indexes of the leaves `tag_key` finds, through the leaf index;
+/// asserts a scan of the whole log finds the very same.
+pub fn leaves_found(v: &Vault, tag_key: &str) -> Vec<u64> {
+    let indexed: Vec<u64> = v
+        .find_leaves(tag_key)
+        .unwrap()
+        .1
+        .iter()
+        .map(|f| f.index)
+        .collect();
+    let scanned: Vec<u64> = v
+        .find_leaves_scanned(tag_key)
+        .unwrap()
+        .1
+        .iter()
+        .map(|f| f.index)
+        .collect();
+    assert_eq!(indexed, scanned, "the leaf index and a scan disagree");
+    indexed
+}

@@ -58,6 +58,10 @@ pub fn access_codes_on(b: &Backend) {
         "{actions:?}"
     );
     assert!(actions.contains(&"portal_login".to_string()), "{actions:?}");
+    assert_eq!(
+        leaves_found(&v, &key),
+        found.iter().map(|f| f.index).collect::<Vec<_>>()
+    );
     assert!(found.iter().any(|f| f.index == s.log_index));
 
     // Expired after 30 days.

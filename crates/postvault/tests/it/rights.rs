@@ -150,6 +150,7 @@ fn erasure_holds_against_a_restored_backup_and_leaves_nothing_linkable() {
     assert_eq!(erase_leaves[0].decision, "allow");
     let (_, found) = v.find_leaves(&tag_key).unwrap();
     assert_eq!(found.last().unwrap().index, report.first_leaf);
+    assert_eq!(leaves_found(&v, &tag_key).len(), found.len());
     // One person: the erasure purged their rows itself.
     assert_eq!(report.purged.map(|p| (p.people, p.records)), Some((1, 9)));
     assert_eq!(rows_of(dir.path(), "cust-e"), 0);

@@ -1,0 +1,118 @@
+//! Checks of the leaf index ([`crate::LeafIndex`]).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::{Leaf, LeafIndex, LeafTokens};
+
+/// Tokens of a test "person" `0`: distinct per (person, month, slot).
+struct Tokens(u8);
+
+impl LeafTokens for Tokens {
+    fn token(&self, month: u32, slot: u32) -> [u8; 16] {
+        let mut t = [0u8; 16];
+        t[0] = self.0;
+        t[1..5].copy_from_slice(&month.to_be_bytes());
+        t[5..9].copy_from_slice(&slot.to_be_bytes());
+        t
+    }
+}
+
+fn filed(person: u8, month: u32, idx: u64) -> Leaf {
+    Leaf {
+        bytes: format!("leaf {idx} of {person}").into_bytes(),
+        index: LeafIndex::Person {
+            tokens: Arc::new(Tokens(person)),
+            month,
+        },
+    }
+}
+
+/// The leaves filed under `person`'s slots of `month`, to the first free.
+fn slots(s: &dyn Store, person: u8, month: u32) -> Vec<u64> {
+    let t = Tokens(person);
+    let tokens: Vec<[u8; 16]> = (0..300).map(|n| t.token(month, n)).collect();
+    let found = s.leaf_index_find(&tokens).unwrap();
+    let taken = found.iter().take_while(|f| f.is_some()).count();
+    assert!(
+        found[taken..].iter().all(Option::is_none),
+        "person {person}'s slots of month {month} are not a prefix: {found:?}"
+    );
+    found.into_iter().flatten().collect()
+}
+
+/// Every leaf with an index is filed once, in its month's next free slot,
+/// by every path that appends leaves; a leaf without one is not filed; a
+/// failed transaction files nothing; more than a window's leaves of one
+/// person in one month (64) go on into the next window.
+pub fn leaf_index_files_each_tagged_leaf_once(s: &dyn Store) {
+    assert_eq!(s.leaf_indexed_from().unwrap(), 0);
+    assert!(s.leaf_index_months().unwrap().is_empty());
+    // A batch: 1, 1, none, 2, 1 (another month).
+    s.append_leaves(5, &mut |idx, i| match i {
+        0 | 1 => filed(1, 600, idx),
+        2 => leaf_body(idx, i),
+        3 => filed(2, 600, idx),
+        _ => filed(1, 601, idx),
+    })
+    .unwrap();
+    assert_eq!(slots(s, 1, 600), vec![0, 1]);
+    assert_eq!(slots(s, 2, 600), vec![3]);
+    assert_eq!(slots(s, 1, 601), vec![4]);
+    assert_eq!(s.leaf_index_months().unwrap(), vec![600, 601]);
+    // A read, a write batch and an erasure file theirs too.
+    s.read_accounted(&[7; 16], &mut |_, idx| filed(1, 600, idx))
+        .unwrap();
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 7, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut |idx, _| filed(2, 600, idx),
+    )
+    .unwrap();
+    s.erase(
+        &[[9; 16]],
+        1_000,
+        &mut |idx, _, _| filed(1, 600, idx),
+        &mut |_, _| None,
+    )
+    .unwrap();
+    assert_eq!(slots(s, 1, 600), vec![0, 1, 5, 7]);
+    assert_eq!(slots(s, 2, 600), vec![3, 6]);
+    // A failed batch files nothing.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.append_leaves(2, &mut |idx, i| {
+            assert!(i == 0, "leaf callback failure injected");
+            filed(1, 600, idx)
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(slots(s, 1, 600), vec![0, 1, 5, 7]);
+    // 70 leaves of one person in one month, in one transaction: the
+    // first window's 64 slots, then the second's.
+    let first = s
+        .append_leaves(70, &mut |idx, _| filed(3, 602, idx))
+        .unwrap();
+    assert_eq!(slots(s, 3, 602), (first..first + 70).collect::<Vec<_>>());
+    // And one more, alone, finds slot 70.
+    let more = s
+        .append_leaves(1, &mut |idx, _| filed(3, 602, idx))
+        .unwrap();
+    assert_eq!(slots(s, 3, 602).len(), 71);
+    assert_eq!(slots(s, 3, 602).last(), Some(&more));
+    // One row per filed leaf, nothing for the leaf without an index.
+    let size = s.log_size().unwrap();
+    let rows = s.leaf_index_leaves(0, size).unwrap();
+    let mut expect: Vec<u64> = (0..size).filter(|&i| i != 2).collect();
+    expect.sort_unstable();
+    assert_eq!(rows, expect);
+    assert_eq!(s.leaf_index_leaves(3, 5).unwrap(), vec![3, 4]);
+    // Leaves by index, in the order asked.
+    assert_eq!(
+        s.leaves_at(&[4, 0]).unwrap(),
+        vec![b"leaf 4 of 1".to_vec(), b"leaf 0 of 1".to_vec()]
+    );
+    assert!(matches!(s.leaves_at(&[size]), Err(StoreError::Corrupt(_))));
+}

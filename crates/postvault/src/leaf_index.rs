@@ -1,0 +1,195 @@
+//! The vault's side of the leaf index ([`postvault_store::LeafIndex`]):
+//! every leaf with a subject tag is filed, in the transaction that appends
+//! it, under a token of the person's tag key (or, when the tag is not the
+//! person's, of a key made for that leaf and thrown away), so a person's
+//! report finds their leaves by look-ups instead of reading the whole log.
+//! The store sees only pseudorandom tokens, none linked to another.
+
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SecureRandom as _;
+use postvault_crypto::{CryptoError, TagKey};
+use postvault_store::{LeafIndex, LeafTokens};
+
+use crate::error::VaultError;
+use crate::vault::Vault;
+
+/// Slots asked for at a time when a month's leaves are looked for.
+const FIND_BATCH: u32 = 16;
+
+/// A tag key's index tokens.
+struct IndexTokens(TagKey);
+
+impl LeafTokens for IndexTokens {
+    fn token(&self, month: u32, slot: u32) -> [u8; 16] {
+        self.0.index_token(month, slot)
+    }
+}
+
+/// The month a leaf of time `ms` is filed under: months since January
+/// 1970, UTC (0 for anything earlier).
+pub(crate) fn month_of(ms: i64) -> u32 {
+    let (year, month, _) = postvault_time::civil_from_days(ms.div_euclid(86_400_000));
+    u32::try_from(((year - 1970) * 12 + i64::from(month) - 1).max(0)).unwrap_or(u32::MAX)
+}
+
+/// The subject tag a leaf carries, as written (base64), if it has one.
+/// Leaves are canonical JSON: `"subject_tag":"<base64>"`, no space, and no
+/// quote in base64.
+pub(crate) fn leaf_tag(leaf: &[u8]) -> Option<&[u8]> {
+    const NEEDLE: &[u8] = b"\"subject_tag\":\"";
+    let at = leaf.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+    let rest = &leaf[at + NEEDLE.len()..];
+    let close = rest.iter().position(|&b| b == b'"')?;
+    Some(&rest[..close])
+}
+
+impl Vault {
+    /// The subject tag of leaf `idx` (time `time`) and what it is filed
+    /// under: with the person's tag key, their tag and their next slot;
+    /// without, random bytes and a slot of a key made for this leaf alone
+    /// (the same work and the same kind of row: the store cannot tell them
+    /// apart).
+    pub(crate) fn tag_and_index(
+        &self,
+        key: Option<&TagKey>,
+        idx: u64,
+        time: i64,
+    ) -> Result<([u8; 16], LeafIndex), CryptoError> {
+        match key {
+            Some(k) => Ok((
+                k.tag(idx),
+                LeafIndex::Person {
+                    tokens: Arc::new(IndexTokens(TagKey::from_bytes(k.to_bytes().as_ref())?)),
+                    month: month_of(time),
+                },
+            )),
+            None => Ok((
+                postvault_crypto::random_token(&self.rng)?,
+                self.unlinked_index(time)?,
+            )),
+        }
+    }
+
+    /// The leaf of `event` at index `idx`, tagged and filed for the person
+    /// whose tag key is `key` ([`Vault::tag_and_index`]). If the system's
+    /// randomness fails, `err` says so and the leaf carries no tag (the
+    /// caller fails the call: the transaction's leaf is then unused).
+    pub(crate) fn tagged_leaf(
+        &self,
+        mut event: crate::leaf::Event,
+        key: Option<&TagKey>,
+        idx: u64,
+        err: &mut Option<CryptoError>,
+    ) -> postvault_store::Leaf {
+        match self.tag_and_index(key, idx, event.time) {
+            Ok((tag, index)) => {
+                event.subject_tag = Some(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    tag,
+                ));
+                postvault_store::Leaf {
+                    bytes: event.to_leaf(),
+                    index,
+                }
+            }
+            Err(e) => {
+                *err = Some(e);
+                event.to_leaf().into()
+            }
+        }
+    }
+
+    /// What a leaf whose tag is not its person's (random, or a delayed
+    /// disclosure's) is filed under: a slot of a key made for it alone.
+    pub(crate) fn unlinked_index(&self, time: i64) -> Result<LeafIndex, CryptoError> {
+        let mut raw = zeroize::Zeroizing::new([0u8; postvault_crypto::KEY_LEN]);
+        self.rng
+            .fill(raw.as_mut())
+            .map_err(|_| CryptoError::Random)?;
+        Ok(LeafIndex::Person {
+            tokens: Arc::new(IndexTokens(TagKey::from_bytes(raw.as_ref())?)),
+            month: month_of(time),
+        })
+    }
+
+    /// The leaves `from..size` filed under `key`'s tokens, oldest first,
+    /// each checked to carry `key`'s tag for its index (an index that
+    /// points elsewhere is tampering, reported as such).
+    pub(crate) fn indexed_leaves(
+        &self,
+        key: &TagKey,
+        from: u64,
+        size: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
+        let mut found = Vec::new();
+        if from < size {
+            let months = self.store.leaf_index_months()?;
+            // Slot 0 of every month in use at once; then the months that
+            // have it, a batch of slots at a time, to the first free one.
+            let firsts: Vec<[u8; 16]> = months.iter().map(|&m| key.index_token(m, 0)).collect();
+            for (&month, first) in months.iter().zip(self.store.leaf_index_find(&firsts)?) {
+                let Some(first) = first else { continue };
+                found.push(first);
+                let mut slot = 1;
+                loop {
+                    let batch: Vec<[u8; 16]> = (slot..slot + FIND_BATCH)
+                        .map(|s| key.index_token(month, s))
+                        .collect();
+                    let got = self.store.leaf_index_find(&batch)?;
+                    let taken = got.iter().take_while(|g| g.is_some()).count();
+                    found.extend(got.into_iter().take(taken).flatten());
+                    if taken < FIND_BATCH as usize {
+                        break;
+                    }
+                    slot += FIND_BATCH;
+                }
+            }
+        }
+        found.retain(|i| (from..size).contains(i));
+        found.sort_unstable();
+        found.dedup();
+        let leaves = self.store.leaves_at(&found)?;
+        let mut tag = String::new();
+        let mut out = Vec::with_capacity(found.len());
+        for (index, leaf) in found.into_iter().zip(leaves) {
+            tag.clear();
+            base64::Engine::encode_string(
+                &base64::engine::general_purpose::STANDARD,
+                key.tag(index),
+                &mut tag,
+            );
+            if leaf_tag(&leaf) != Some(tag.as_bytes()) {
+                return Err(VaultError::LogVerification(format!(
+                    "the leaf index files log leaf {index} under a person whose tag it does not carry"
+                )));
+            }
+            out.push((index, leaf));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_count_from_january_1970() {
+        assert_eq!(month_of(0), 0);
+        assert_eq!(month_of(-1), 0);
+        // 2026-12-06 and 2027-01-01, UTC.
+        assert_eq!(month_of(1_796_515_200_000), 56 * 12 + 11);
+        assert_eq!(month_of(1_798_761_600_000), 57 * 12);
+        assert_eq!(month_of(1_798_761_599_999), 56 * 12 + 11);
+    }
+
+    #[test]
+    fn a_leaf_tag_is_read_off_its_bytes() {
+        assert_eq!(
+            leaf_tag(br#"{"a":1,"subject_tag":"QUJD","time":2}"#),
+            Some(&b"QUJD"[..])
+        );
+        assert_eq!(leaf_tag(br#"{"a":1}"#), None);
+    }
+}
