@@ -678,6 +678,21 @@ impl TagKey {
         ctx.update(&slot.to_be_bytes());
         truncate(ctx.sign().as_ref())
     }
+
+    /// The seal of a leaf-index row filing leaf `idx` under `token`, made
+    /// with the vault's seal key (not a person's): HMAC-SHA256(key,
+    /// "postvault/v1/leaf-index-seal" || token(16) || idx as u64 BE), first
+    /// 16 bytes.
+    pub fn filing_seal(&self, token: &[u8; TOKEN_LEN], idx: u64) -> [u8; TOKEN_LEN] {
+        let key = self
+            .key
+            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())));
+        let mut ctx = hmac::Context::with_key(key);
+        ctx.update(b"postvault/v1/leaf-index-seal");
+        ctx.update(token);
+        ctx.update(&idx.to_be_bytes());
+        truncate(ctx.sign().as_ref())
+    }
 }
 
 /// Fills `out` from `rng`: random tags for leaves that concern no known

@@ -296,19 +296,24 @@ impl Reads {
                 let s = c
                     .prepare_cached("INSERT INTO leaves (idx, body) VALUES ($1, $2)")
                     .await?;
+                let file = c.prepare_cached(crate::store::FILE_LEAF).await?;
                 let at = idx as i64;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&at, &body.bytes];
                 // The leaf, its filing in the leaf index and the savepoint's
-                // end in one round trip; a month's first window full (more
-                // than 64 leaves of one person) takes more after.
+                // end in one round trip (both statements prepared first, so
+                // the three are sent in this order and run inside the
+                // savepoint). A month's first window full (more than 64
+                // leaves of one person) takes more round trips after: if
+                // those fail, the group fails, loudly, as after any failure
+                // past the savepoint.
                 let (_, filed, _) = tokio::try_join!(
                     biased;
                     async { Ok::<_, Fail>(c.execute(&s, &params).await?) },
-                    crate::store::file_leaf_first(c, idx, &body.index),
+                    crate::store::file_leaf_first(c, &file, idx, &body.index),
                     async { Ok::<_, Fail>(c.batch_execute("RELEASE SAVEPOINT reader").await?) }
                 )?;
                 if !filed {
-                    crate::store::file_leaf_from(c, idx, &body.index, 1).await?;
+                    crate::store::file_leaf_later(c, idx, &body.index).await?;
                 }
                 Ok::<_, Fail>(())
             }),

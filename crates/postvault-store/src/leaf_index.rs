@@ -12,6 +12,10 @@
 //! two rows show that they concern the same person. The report asks for
 //! slot 0, 1, ... of each month in use until one is missing.
 //!
+//! Each row also keeps a seal ([`LeafTokens::seal`]) of its token and leaf
+//! with a key of the vault's, so a row changed is found by `check`, like a
+//! row removed or added.
+//!
 //! Finding a month's next free slot costs the same number of look-ups for
 //! everyone with fewer than [`FIRST_WINDOW`] leaves in that month, known
 //! or not (see [`free_slot`]); beyond, the number of windows searched grows
@@ -23,6 +27,11 @@ use std::sync::Arc;
 pub trait LeafTokens: Send + Sync {
     /// The token of `slot` in `month` (months since January 1970, UTC).
     fn token(&self, month: u32, slot: u32) -> [u8; 16];
+
+    /// The seal kept with a filing of leaf `idx` under `token`: a MAC with
+    /// a key of the vault's (the same for everyone), so `check` finds a row
+    /// changed or made by someone without it.
+    fn seal(&self, token: &[u8; 16], idx: u64) -> [u8; 16];
 }
 
 /// What the store files a leaf under.
@@ -62,6 +71,14 @@ impl From<Vec<u8>> for Leaf {
             index: LeafIndex::None,
         }
     }
+}
+
+/// One row of the leaf index, as `check` reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeafIndexRow {
+    pub idx: u64,
+    pub token: Vec<u8>,
+    pub seal: Vec<u8>,
 }
 
 /// Slots of a month's first window.

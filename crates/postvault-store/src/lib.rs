@@ -36,7 +36,8 @@ pub use disclosure::{
 };
 pub use error::StoreError;
 pub use leaf_index::{
-    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafTokens, free_slot, free_slot_in, slot_window,
+    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafIndexRow, LeafTokens, free_slot, free_slot_in,
+    slot_window,
 };
 pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
@@ -282,10 +283,10 @@ pub trait LogStore: Send + Sync {
     /// a token not in the index).
     fn leaf_index_find(&self, tokens: &[[u8; 16]]) -> Result<Vec<Option<u64>>, StoreError>;
 
-    /// The leaves filed in the leaf index with indexes `start..end`,
-    /// ascending, one entry per row (for `check`: each tagged leaf is filed
-    /// exactly once, and nothing else is).
-    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError>;
+    /// The leaf index's rows that file leaves `start..end`, `(leaf, token,
+    /// seal)` by leaf (for `check`: each tagged leaf is filed exactly once,
+    /// nothing else is, and every seal holds).
+    fn leaf_index_rows(&self, start: u64, end: u64) -> Result<Vec<LeafIndexRow>, StoreError>;
 
     /// Stored hashes of the log's Merkle tree, by stored-hash index (the
     /// RFC 6962 tree in the tlog "stored hashes" layout). Derived from the

@@ -402,9 +402,13 @@ impl<S: LogStore> LogStore for Faulty<S> {
         self.inner.leaf_index_find(tokens)
     }
 
-    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
-        self.enter("leaf_index_leaves")?;
-        self.inner.leaf_index_leaves(start, end)
+    fn leaf_index_rows(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<crate::LeafIndexRow>, StoreError> {
+        self.enter("leaf_index_rows")?;
+        self.inner.leaf_index_rows(start, end)
     }
 
     fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {

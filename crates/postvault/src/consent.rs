@@ -128,6 +128,9 @@ impl Vault {
         };
         let mut index_error = None;
         let first = self.store.write(&wb, &mut |idx, _| {
+            // A retried transaction builds its leaf again: only the last
+            // attempt's error counts.
+            index_error = None;
             let (subject_tag, index) = match tag.map(|t| self.tag_and_index(Some(t), idx, now)) {
                 Some(Ok((t, index))) => (
                     Some(base64::engine::general_purpose::STANDARD.encode(t)),

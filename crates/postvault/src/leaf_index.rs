@@ -17,12 +17,19 @@ use crate::vault::Vault;
 /// Slots asked for at a time when a month's leaves are looked for.
 const FIND_BATCH: u32 = 16;
 
-/// A tag key's index tokens.
-struct IndexTokens(TagKey);
+/// A tag key's index tokens, sealed with the vault's seal key.
+struct IndexTokens {
+    key: TagKey,
+    seal: Arc<TagKey>,
+}
 
 impl LeafTokens for IndexTokens {
     fn token(&self, month: u32, slot: u32) -> [u8; 16] {
-        self.0.index_token(month, slot)
+        self.key.index_token(month, slot)
+    }
+
+    fn seal(&self, token: &[u8; 16], idx: u64) -> [u8; 16] {
+        self.seal.filing_seal(token, idx)
     }
 }
 
@@ -44,6 +51,18 @@ pub(crate) fn leaf_tag(leaf: &[u8]) -> Option<&[u8]> {
     Some(&rest[..close])
 }
 
+/// A leaf's `time` (unix ms), read off its bytes like [`leaf_tag`].
+pub(crate) fn leaf_time(leaf: &[u8]) -> Option<i64> {
+    const NEEDLE: &[u8] = b"\"time\":";
+    let at = leaf.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+    let rest = &leaf[at + NEEDLE.len()..];
+    let end = rest
+        .iter()
+        .position(|&b| !(b.is_ascii_digit() || b == b'-'))
+        .unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
 impl Vault {
     /// The subject tag of leaf `idx` (time `time`) and what it is filed
     /// under: with the person's tag key, their tag and their next slot;
@@ -60,7 +79,10 @@ impl Vault {
             Some(k) => Ok((
                 k.tag(idx),
                 LeafIndex::Person {
-                    tokens: Arc::new(IndexTokens(TagKey::from_bytes(k.to_bytes().as_ref())?)),
+                    tokens: Arc::new(IndexTokens {
+                        key: TagKey::from_bytes(k.to_bytes().as_ref())?,
+                        seal: self.index_seal.clone(),
+                    }),
                     month: month_of(time),
                 },
             )),
@@ -108,7 +130,10 @@ impl Vault {
             .fill(raw.as_mut())
             .map_err(|_| CryptoError::Random)?;
         Ok(LeafIndex::Person {
-            tokens: Arc::new(IndexTokens(TagKey::from_bytes(raw.as_ref())?)),
+            tokens: Arc::new(IndexTokens {
+                key: TagKey::from_bytes(raw.as_ref())?,
+                seal: self.index_seal.clone(),
+            }),
             month: month_of(time),
         })
     }
@@ -124,9 +149,28 @@ impl Vault {
     ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
         let mut found = Vec::new();
         if from < size {
-            let months = self.store.leaf_index_months()?;
-            // Slot 0 of every month in use at once; then the months that
-            // have it, a batch of slots at a time, to the first free one.
+            // Every month in use, and every month between the first leaf
+            // filed and now: a month's row removed from the store does not
+            // hide its leaves.
+            let mut months: std::collections::BTreeSet<u32> =
+                self.store.leaf_index_months()?.into_iter().collect();
+            let first = self
+                .store
+                .leaves_at(&[from])?
+                .first()
+                .and_then(|l| leaf_time(l))
+                .map(month_of);
+            let last = months
+                .last()
+                .copied()
+                .max(Some(month_of(self.clock.now_ms())));
+            if let (Some(a), Some(b)) = (first.or(months.first().copied()), last) {
+                months.extend(a..=b);
+            }
+            let months: Vec<u32> = months.into_iter().collect();
+            // Slot 0 of every month at once; then the months that have it, a
+            // batch of slots at a time, to the first free one. A slot taken
+            // after a free one is a filing someone removed or moved.
             let firsts: Vec<[u8; 16]> = months.iter().map(|&m| key.index_token(m, 0)).collect();
             for (&month, first) in months.iter().zip(self.store.leaf_index_find(&firsts)?) {
                 let Some(first) = first else { continue };
@@ -138,6 +182,11 @@ impl Vault {
                         .collect();
                     let got = self.store.leaf_index_find(&batch)?;
                     let taken = got.iter().take_while(|g| g.is_some()).count();
+                    if got[taken..].iter().any(Option::is_some) {
+                        return Err(VaultError::LogVerification(format!(
+                            "the leaf index has a gap in a person's filings of month {month}: a filing was removed or changed"
+                        )));
+                    }
                     found.extend(got.into_iter().take(taken).flatten());
                     if taken < FIND_BATCH as usize {
                         break;

@@ -841,22 +841,32 @@ impl Vault {
         Ok(out)
     }
 
-    /// Leaves of the first `n` with a subject tag that the leaf index does
-    /// not hold exactly once, plus filings that point at a leaf without a
-    /// tag. Without the people's keys this cannot tell whose a filing is,
-    /// but a filing removed or added is found.
+    /// What of the leaf index does not match the first `n` leaves, each
+    /// counted once: a leaf with a subject tag not filed exactly once, a
+    /// filing of a leaf without one, a row whose seal does not hold (changed,
+    /// or made without the vault's key), a tagged leaf whose month is not
+    /// listed. Without the people's keys this cannot tell whose a filing is;
+    /// the seals say no one without the vault's key made or moved it. Read a
+    /// chunk of leaves and their rows at a time.
     fn check_leaf_index(&self, n: u64) -> Result<u64, VaultError> {
         let from = self.store.leaf_indexed_from()?.min(n);
-        let filed = self.store.leaf_index_leaves(from, n)?;
-        let mut filed = filed.iter().peekable();
+        let months: std::collections::HashSet<u32> =
+            self.store.leaf_index_months()?.into_iter().collect();
         let mut bad = 0u64;
         let mut start = from;
         while start < n {
             let end = n.min(start + TAG_SCAN_CHUNK);
+            let rows = self.store.leaf_index_rows(start, end)?;
+            let mut rows = rows.iter().peekable();
             for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
                 let mut times = 0u64;
-                while filed.next_if(|&&i| i == index).is_some() {
+                while let Some(r) = rows.next_if(|r| r.idx == index) {
                     times += 1;
+                    let sealed = <[u8; 16]>::try_from(&r.token[..])
+                        .is_ok_and(|t| self.index_seal.filing_seal(&t, index)[..] == r.seal[..]);
+                    if !sealed {
+                        bad += 1;
+                    }
                 }
                 let tagged = crate::leaf_index::leaf_tag(&leaf).is_some();
                 bad += match (tagged, times) {
@@ -865,6 +875,12 @@ impl Vault {
                     (true, t) => t - 1,
                     (false, t) => t,
                 };
+                if tagged
+                    && !crate::leaf_index::leaf_time(&leaf)
+                        .is_some_and(|t| months.contains(&crate::leaf_index::month_of(t)))
+                {
+                    bad += 1;
+                }
             }
             start = end;
         }
@@ -1168,7 +1184,7 @@ mod proof_cache_tests {
             })
             .unwrap();
         let n = v.store().log_size().unwrap();
-        assert_eq!(v.store().leaf_index_leaves(start, n).unwrap().len(), 205);
+        assert_eq!(v.store().leaf_index_rows(start, n).unwrap().len(), 205);
         let found = |size| -> Vec<u64> {
             v.tagged_leaves(&key, size)
                 .unwrap()
@@ -1203,6 +1219,32 @@ mod proof_cache_tests {
             Err(VaultError::LogVerification(m)) => assert!(m.contains("leaf index"), "{m}"),
             other => panic!("expected a verification error, got {other:?}"),
         }
+    }
+
+    /// A checkpoint that already covers what a report needs is reused; one
+    /// that does not is not: a new one is signed.
+    #[test]
+    fn a_covering_checkpoint_is_reused_and_a_short_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        v.store()
+            .append_leaves(10, &mut |idx, _| format!("leaf {idx}").into_bytes().into())
+            .unwrap();
+        let n = v.store().log_size().unwrap();
+        let first = v.checkpoint_covering(n).unwrap();
+        assert_eq!(first.size, n);
+        let kept = v.store().checkpoints().unwrap().len();
+        v.store()
+            .append_leaves(3, &mut |idx, _| format!("leaf {idx}").into_bytes().into())
+            .unwrap();
+        // Covers the first n: the same one, nothing signed.
+        let again = v.checkpoint_covering(n).unwrap();
+        assert_eq!(again.note, first.note);
+        assert_eq!(v.store().checkpoints().unwrap().len(), kept);
+        // Needs the new leaves: signed now, over all of them.
+        let newer = v.checkpoint_covering(n + 1).unwrap();
+        assert_eq!(newer.size, n + 3);
+        assert_eq!(v.store().checkpoints().unwrap().len(), kept + 1);
     }
 
     #[test]

@@ -725,6 +725,7 @@ impl Vault {
             .subject_access_purpose()
             .map(str::to_string);
         let at = self.store.append_leaves(1, &mut |idx, _| {
+            index_error = None;
             let (tag, index) = match self.tag_and_index(keys.map(|k| &k.tag), idx, now) {
                 Ok(t) => t,
                 Err(e) => {

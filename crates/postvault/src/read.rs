@@ -150,6 +150,7 @@ impl Vault {
         let mut cover_keys_gone: std::collections::HashMap<u32, u64> =
             std::collections::HashMap::new();
         let mut leaf = |data: &SubjectData, idx: u64| -> postvault_store::Leaf {
+            tag_error = None;
             // Only a granted consent the scope let the store read counts.
             let consent = data
                 .consents

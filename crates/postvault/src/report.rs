@@ -132,7 +132,9 @@ impl Vault {
             .collect();
         r.holds = holds;
         r.disclosures = accounting.entries;
-        self.fill_log(&mut r, subject, select)?;
+        // The report's own two leaves are the last it must show.
+        let own = read.log_index.max(accounting.log_index) + 1;
+        self.fill_log(&mut r, subject, select, Some(own))?;
         Ok(r)
     }
 
@@ -157,7 +159,7 @@ impl Vault {
             )));
         }
         let mut r = self.empty_report(subject)?;
-        self.fill_log(&mut r, subject, select)?;
+        self.fill_log(&mut r, subject, select, None)?;
         Ok(r)
     }
 
@@ -183,14 +185,20 @@ impl Vault {
     }
 
     /// The checkpoint, and the leaves `select` picks with their proofs
-    /// against it (each checked before the answer).
+    /// against it (each checked before the answer). With `covering`, a
+    /// checkpoint of at least that many leaves (the report's own leaves
+    /// among them), else the latest, signed now if the log grew.
     fn fill_log(
         &self,
         r: &mut SubjectReport,
         subject: &str,
         select: LogSelect,
+        covering: Option<u64>,
     ) -> Result<(), VaultError> {
-        let cosigned = self.cosigned_checkpoint()?;
+        let cosigned = match covering {
+            Some(size) => self.checkpoint_covering(size)?,
+            None => self.cosigned_checkpoint()?,
+        };
         self.sync_erasures()?;
         let keys = self.subject_keys(&self.subject_ref(subject))?;
         // No keys (never known, or erased): no leaf can be linked.

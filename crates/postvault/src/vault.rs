@@ -136,6 +136,12 @@ pub struct Vault {
     pub(crate) hashed_seen: std::sync::atomic::AtomicU64,
     /// The store's `log_tiled_from` (fixed once the store is open).
     pub(crate) tiled_from: std::sync::OnceLock<u64>,
+    /// Held by a report while it finds or signs the checkpoint covering its
+    /// own leaves, so concurrent reports share one signature.
+    pub(crate) covering: Mutex<()>,
+    /// The key the leaf index's rows are sealed with (from the master key:
+    /// the same on every node).
+    pub(crate) index_seal: Arc<TagKey>,
     /// The store's erasure generation the key cache is valid for.
     key_gen: std::sync::atomic::AtomicU64,
     /// Bumped, under the key cache's lock, whenever keys are forgotten
@@ -308,6 +314,12 @@ impl Vault {
         if keys.secret(LOG_VERIFIER_SECRET)?.is_none() {
             keys.put_secret_or_get(LOG_VERIFIER_SECRET, signer.verifier_key().as_bytes())?;
         }
+        let index_seal = {
+            let mut raw = zeroize::Zeroizing::new([0u8; postvault_crypto::KEY_LEN]);
+            raw[..16].copy_from_slice(&master.blind_index("postvault/v1/leaf-index-seal", b"0"));
+            raw[16..].copy_from_slice(&master.blind_index("postvault/v1/leaf-index-seal", b"1"));
+            Arc::new(TagKey::from_bytes(raw.as_ref())?)
+        };
         let decoy_ref = postvault_crypto::random_token(&rng)?;
         let d = master.new_subject_keys(&rng, &decoy_ref)?;
         let decoy = SubjectKeys {
@@ -336,6 +348,8 @@ impl Vault {
             proof_hashes: Mutex::new(lru::LruCache::new(crate::log::PROOF_HASHES_CACHED)),
             hashed_seen: std::sync::atomic::AtomicU64::new(0),
             tiled_from: std::sync::OnceLock::new(),
+            covering: Mutex::new(()),
+            index_seal,
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),

@@ -788,6 +788,29 @@ impl Vault {
         Ok(self.cosign()?.checkpoint)
     }
 
+    /// A checkpoint that covers the first `size` leaves (a report's own
+    /// leaves): the latest kept one if it does and is final (signed by this
+    /// vault: its signature is checked; cosigned by a quorum when witnesses
+    /// are configured), else [`Vault::cosigned_checkpoint`]. One caller at a
+    /// time, so reports that arrive together share the signature the first
+    /// of them makes, instead of each signing (and syncing the stores) for
+    /// the leaves of the others. Nothing new is signed without the checks of
+    /// [`Vault::checkpoint`].
+    pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<CosignedCheckpoint, VaultError> {
+        let _one = self.covering.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((n, note)) = self.store.latest_checkpoint()?
+            && n >= size
+            && postvault_log::open_checkpoint(&note, &self.signer.verifier_key())
+                .is_ok_and(|cp| cp.size == n)
+        {
+            let kept = self.cosigned(n, &note)?;
+            if kept.is_final {
+                return Ok(kept);
+            }
+        }
+        self.cosigned_checkpoint()
+    }
+
     /// Whether witnesses are configured.
     pub fn has_witnesses(&self) -> bool {
         self.witnessing.is_some()

@@ -201,26 +201,38 @@ impl LogStore for PgStore {
                 .await?;
             let mut m = HashMap::with_capacity(wanted.len());
             for r in c.query(&s, &[&wanted]).await? {
-                m.insert(r.try_get::<_, Vec<u8>>(0)?, r.try_get::<_, i64>(1)? as u64);
+                m.insert(r.try_get::<_, Vec<u8>>(0)?, leaf_at(r.try_get(1)?)?);
             }
             Ok(m)
         })?;
         Ok(tokens.iter().map(|t| found.get(&t[..]).copied()).collect())
     }
 
-    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+    fn leaf_index_rows(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<postvault_store::LeafIndexRow>, StoreError> {
         let (a, b) = (
             start.min(i64::MAX as u64) as i64,
             end.min(i64::MAX as u64) as i64,
         );
         self.db.run(false, async |c| {
             c.query(
-                "SELECT idx FROM leaf_index WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                "SELECT idx, token, seal FROM leaf_index WHERE idx >= $1 AND idx < $2
+                 ORDER BY idx, token",
                 &[&a, &b],
             )
             .await?
             .iter()
-            .map(|r| Ok(r.try_get::<_, i64>(0)? as u64))
+            .map(|r| {
+                let idx: i64 = r.try_get(0)?;
+                Ok(postvault_store::LeafIndexRow {
+                    idx: leaf_at(idx)?,
+                    token: r.try_get(1)?,
+                    seal: r.try_get(2)?,
+                })
+            })
             .collect()
         })
     }
@@ -390,4 +402,13 @@ const TILE_BYTES: usize = 960;
 fn tile_row(id: u64) -> Result<i64, StoreError> {
     i64::try_from(id)
         .map_err(|_| StoreError::Corrupt(format!("log proof tile id {id} is out of range")))
+}
+
+/// A leaf index the leaf index names: a negative one is corruption.
+fn leaf_at(idx: i64) -> Result<u64, Fail> {
+    u64::try_from(idx).map_err(|_| {
+        Fail::Store(StoreError::Corrupt(format!(
+            "the leaf index files a leaf {idx}"
+        )))
+    })
 }

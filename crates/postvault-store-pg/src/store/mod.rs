@@ -19,7 +19,7 @@ use postvault_store::sql::{
 };
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
-    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, Leaf, LeafFn, LeafIndex, LeafTokens,
+    EraseOutcome, HoldRow, Intent, IntentRow, KeyUse, Leaf, LeafFn, LeafIndex,
     PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn,
     ReadScope, RecordRow, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectRef,
     SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
@@ -162,44 +162,74 @@ async fn append(tx: &Transaction<'_>, first: u64, leaves: &[Leaf]) -> Result<(),
     Ok(())
 }
 
-/// One statement that files leaf `idx` under the first free slot of a
-/// window of its month (`window` holds the window's tokens, slot by slot):
-/// counts the window's taken slots (a prefix) and inserts the token after
-/// them, in one round trip, the same look-ups for everyone. Affects no row
-/// if the window is full. Also notes the month.
-const FILE_LEAF: &str =
+/// One statement that files leaf `idx` under the first free slot of its
+/// month's first window (`$1` the window's tokens slot by slot, `$4` the
+/// seal of each with this leaf): counts the window's taken slots (a
+/// prefix) and inserts the token after them, in one round trip. Affects no
+/// row if the window is full (or the slot counted is taken: a gap someone
+/// made; the next window files it). Also notes the month.
+pub(crate) const FILE_LEAF: &str =
     "WITH c AS (SELECT count(*) AS n FROM leaf_index WHERE token = ANY($1::bytea[])),
      m AS (INSERT INTO leaf_index_months (month) VALUES ($3) ON CONFLICT DO NOTHING)
- INSERT INTO leaf_index (token, idx)
- SELECT ($1::bytea[])[c.n + 1], $2 FROM c WHERE c.n < cardinality($1::bytea[])";
+ INSERT INTO leaf_index (token, idx, seal)
+ SELECT ($1::bytea[])[c.n + 1], $2, ($4::bytea[])[c.n + 1] FROM c
+ WHERE c.n < cardinality($1::bytea[])
+ ON CONFLICT DO NOTHING";
 
-/// The tokens of window `w` of `month`.
-fn window_tokens(tokens: &dyn LeafTokens, month: u32, w: u32) -> Vec<Vec<u8>> {
-    let (start, len) = postvault_store::slot_window(w);
-    (start..start + len)
-        .map(|slot| tokens.token(month, slot).to_vec())
-        .collect()
-}
-
-/// Files leaf `idx` window by window from window `from` on (the first
-/// already tried and found full when `from` is 1).
-pub(crate) async fn file_leaf_from<C: deadpool_postgres::GenericClient>(
+/// Files leaf `idx` in the windows after the first, found full (a person
+/// with more than 64 leaves in a month): each by the binary search of
+/// [`postvault_store::free_slot_in`], one look-up a round trip.
+pub(crate) async fn file_leaf_later<C: deadpool_postgres::GenericClient>(
     c: &C,
     idx: u64,
     index: &LeafIndex,
-    from: u32,
 ) -> Result<(), Fail> {
     let LeafIndex::Person { tokens, month } = index else {
         return Ok(());
     };
-    let s = c.prepare_cached(FILE_LEAF).await?;
-    for w in from..=postvault_store::LAST_WINDOW {
-        let window = window_tokens(tokens.as_ref(), *month, w);
-        if c.execute(&s, &[&window, &(idx as i64), &i64::from(*month)])
-            .await?
-            == 1
-        {
-            return Ok(());
+    let probe = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM leaf_index WHERE token = $1)")
+        .await?;
+    let insert = c
+        .prepare_cached(
+            "INSERT INTO leaf_index (token, idx, seal) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    for w in 1..=postvault_store::LAST_WINDOW {
+        // free_slot_in's search, its look-ups answered by the server.
+        let (start, len) = postvault_store::slot_window(w);
+        let (mut lo, mut hi) = (start, start + len);
+        for _ in 0..=len.trailing_zeros() {
+            let mid = if lo < hi {
+                lo + (hi - lo) / 2
+            } else {
+                lo.min(start + len - 1)
+            };
+            let t = tokens.token(*month, mid).to_vec();
+            let taken: bool = c.query_one(&probe, &[&t]).await?.try_get(0)?;
+            if lo < hi {
+                if taken {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+        }
+        if lo < start + len {
+            let slot = lo;
+            let token = tokens.token(*month, slot);
+            let seal = tokens.seal(&token, idx);
+            if c.execute(&insert, &[&&token[..], &(idx as i64), &&seal[..]])
+                .await?
+                == 1
+            {
+                c.execute(
+                    "INSERT INTO leaf_index_months (month) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&i64::from(*month)],
+                )
+                .await?;
+                return Ok(());
+            }
         }
     }
     Err(Fail::Store(StoreError::Corrupt(format!(
@@ -207,40 +237,61 @@ pub(crate) async fn file_leaf_from<C: deadpool_postgres::GenericClient>(
     ))))
 }
 
-/// The first window's statement of leaf `idx`, to pipeline with others;
-/// `Ok(false)` if that window was full (then [`file_leaf_from`] window 1).
+/// The first window's statement of leaf `idx` ([`FILE_LEAF`], prepared as
+/// `s`), to pipeline with others; `Ok(false)` if that window was full
+/// (then [`file_leaf_later`]).
 pub(crate) async fn file_leaf_first<C: deadpool_postgres::GenericClient>(
     c: &C,
+    s: &tokio_postgres::Statement,
     idx: u64,
     index: &LeafIndex,
 ) -> Result<bool, Fail> {
     let LeafIndex::Person { tokens, month } = index else {
         return Ok(true);
     };
-    let s = c.prepare_cached(FILE_LEAF).await?;
-    let window = window_tokens(tokens.as_ref(), *month, 0);
-    Ok(c.execute(&s, &[&window, &(idx as i64), &i64::from(*month)])
-        .await?
-        == 1)
+    let (start, len) = postvault_store::slot_window(0);
+    let window: Vec<[u8; 16]> = (start..start + len)
+        .map(|slot| tokens.token(*month, slot))
+        .collect();
+    let seals: Vec<Vec<u8>> = window
+        .iter()
+        .map(|t| tokens.seal(t, idx).to_vec())
+        .collect();
+    let window: Vec<Vec<u8>> = window.iter().map(|t| t.to_vec()).collect();
+    Ok(
+        c.execute(s, &[&window, &(idx as i64), &i64::from(*month), &seals])
+            .await?
+            == 1,
+    )
 }
 
 /// Files `leaves` (at `first..`): their first windows' statements sent at
 /// once (PostgreSQL runs them in order), then any that found a window full.
 async fn file_leaves(tx: &Transaction<'_>, first: u64, leaves: &[Leaf]) -> Result<(), Fail> {
+    if !leaves
+        .iter()
+        .any(|l| matches!(l.index, LeafIndex::Person { .. }))
+    {
+        return Ok(());
+    }
+    let s = tx.prepare_cached(FILE_LEAF).await?;
     let filed = futures_util::future::try_join_all(
         leaves
             .iter()
             .enumerate()
             .filter(|(_, l)| matches!(l.index, LeafIndex::Person { .. }))
-            .map(|(i, l)| async move {
-                let idx = first + i as u64;
-                Ok::<_, Fail>((idx, &l.index, file_leaf_first(tx, idx, &l.index).await?))
+            .map(|(i, l)| {
+                let s = &s;
+                async move {
+                    let idx = first + i as u64;
+                    Ok::<_, Fail>((idx, &l.index, file_leaf_first(tx, s, idx, &l.index).await?))
+                }
             }),
     )
     .await?;
     for (idx, index, done) in filed {
         if !done {
-            file_leaf_from(tx, idx, index, 1).await?;
+            file_leaf_later(tx, idx, index).await?;
         }
     }
     Ok(())

@@ -16,6 +16,12 @@ impl LeafTokens for Tokens {
         t[5..9].copy_from_slice(&slot.to_be_bytes());
         t
     }
+
+    fn seal(&self, token: &[u8; 16], idx: u64) -> [u8; 16] {
+        let mut s = *token;
+        s[8..].copy_from_slice(&idx.to_be_bytes());
+        s
+    }
 }
 
 fn filed(person: u8, month: u32, idx: u64) -> Leaf {
@@ -102,13 +108,36 @@ pub fn leaf_index_files_each_tagged_leaf_once(s: &dyn Store) {
         .unwrap();
     assert_eq!(slots(s, 3, 602).len(), 71);
     assert_eq!(slots(s, 3, 602).last(), Some(&more));
+    // Reads file theirs one by one, past the first window too.
+    let mut read_at = Vec::new();
+    for _ in 0..66 {
+        let (_, idx) = s
+            .read_accounted(&[8; 16], &mut |_, idx| filed(4, 603, idx))
+            .unwrap();
+        read_at.push(idx);
+    }
+    assert_eq!(slots(s, 4, 603), read_at);
     // One row per filed leaf, nothing for the leaf without an index.
     let size = s.log_size().unwrap();
-    let rows = s.leaf_index_leaves(0, size).unwrap();
-    let mut expect: Vec<u64> = (0..size).filter(|&i| i != 2).collect();
-    expect.sort_unstable();
-    assert_eq!(rows, expect);
-    assert_eq!(s.leaf_index_leaves(3, 5).unwrap(), vec![3, 4]);
+    let rows = s.leaf_index_rows(0, size).unwrap();
+    let expect: Vec<u64> = (0..size).filter(|&i| i != 2).collect();
+    assert_eq!(rows.iter().map(|r| r.idx).collect::<Vec<_>>(), expect);
+    // Each with its token and the seal made of it.
+    let t = Tokens(1);
+    assert_eq!(rows[0].token, t.token(600, 0).to_vec());
+    assert_eq!(rows[0].seal, t.seal(&t.token(600, 0), 0).to_vec());
+    assert!(
+        rows.iter()
+            .all(|r| r.seal[..8] == r.token[..8] && r.seal[8..] == r.idx.to_be_bytes())
+    );
+    assert_eq!(
+        s.leaf_index_rows(3, 5)
+            .unwrap()
+            .iter()
+            .map(|r| r.idx)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
     // Leaves by index, in the order asked.
     assert_eq!(
         s.leaves_at(&[4, 0]).unwrap(),

@@ -78,29 +78,46 @@ impl LogStore for SqliteStore {
             tokens
                 .iter()
                 .map(|t| {
-                    Ok(s.query_row([&t[..]], |r| r.get::<_, i64>(0))
+                    s.query_row([&t[..]], |r| r.get::<_, i64>(0))
                         .optional()?
-                        .map(|i| i as u64))
+                        .map(|i| {
+                            u64::try_from(i).map_err(|_| {
+                                StoreError::Corrupt(format!("the leaf index files a leaf {i}"))
+                            })
+                        })
+                        .transpose()
                 })
                 .collect()
         })
     }
 
-    fn leaf_index_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+    fn leaf_index_rows(&self, start: u64, end: u64) -> Result<Vec<LeafIndexRow>, StoreError> {
         self.with_looker(|conn| {
             let mut s = conn.prepare_cached(
-                "SELECT idx FROM leaf_index WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+                "SELECT idx, token, seal FROM leaf_index WHERE idx >= ?1 AND idx < ?2
+                 ORDER BY idx, token",
             )?;
             let rows = s.query_map(
                 params![
                     start.min(i64::MAX as u64) as i64,
                     end.min(i64::MAX as u64) as i64
                 ],
-                |r| r.get::<_, i64>(0),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
             )?;
-            Ok(rows
-                .map(|r| r.map(|i| i as u64))
-                .collect::<Result<_, _>>()?)
+            rows.map(|r| {
+                let (idx, token, seal) = r?;
+                let idx = u64::try_from(idx).map_err(|_| {
+                    StoreError::Corrupt(format!("the leaf index files a leaf {idx}"))
+                })?;
+                Ok(LeafIndexRow { idx, token, seal })
+            })
+            .collect()
         })
     }
 

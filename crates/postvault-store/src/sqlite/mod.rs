@@ -11,11 +11,11 @@ use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, scan_until, 
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
-    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LeafIndex, LogState,
-    LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, PurgeBatch,
-    ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError,
-    SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch,
-    WriteBatch,
+    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LeafIndex,
+    LeafIndexRow, LogState, LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange,
+    PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow,
+    RunStep, StepFn, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn,
+    SubmitQuery, SweepBatch, WriteBatch,
 };
 use crate::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,
@@ -430,8 +430,13 @@ fn file_leaf(tx: &Connection, idx: u64, index: &LeafIndex) -> Result<(), StoreEr
     let mut probe = tx.prepare_cached("SELECT 1 FROM leaf_index WHERE token = ?1")?;
     let slot = crate::free_slot(|s| probe.exists([&tokens.token(*month, s)[..]]))?
         .ok_or_else(|| StoreError::Corrupt(format!("the leaf index is full for month {month}")))?;
-    tx.prepare_cached("INSERT INTO leaf_index (token, idx) VALUES (?1, ?2)")?
-        .execute(params![&tokens.token(*month, slot)[..], idx as i64])?;
+    let token = tokens.token(*month, slot);
+    tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            &token[..],
+            idx as i64,
+            &tokens.seal(&token, idx)[..]
+        ])?;
     tx.prepare_cached("INSERT OR IGNORE INTO leaf_index_months (month) VALUES (?1)")?
         .execute([month])?;
     Ok(())

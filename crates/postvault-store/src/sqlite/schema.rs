@@ -122,9 +122,11 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
          SELECT 'log_tiled_from', value FROM meta WHERE key = 'log_hashed_size';",
     // 13: the leaf index (postvault_store::LeafIndex): one row per leaf
     // with a subject tag, under a token only the person's tag key makes,
-    // and the months in use; kept from the log size at the upgrade on
-    // (the report scans older leaves).
-    "CREATE TABLE leaf_index (token BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+    // sealed with a key of the vault's, and the months in use; kept from
+    // the log size at the upgrade on (the report scans older leaves).
+    "CREATE TABLE leaf_index (
+         token BLOB PRIMARY KEY, idx INTEGER NOT NULL, seal BLOB NOT NULL) WITHOUT ROWID;
+     CREATE INDEX leaf_index_leaf ON leaf_index (idx);
      CREATE TABLE leaf_index_months (month INTEGER PRIMARY KEY);
      INSERT INTO meta (key, value)
          SELECT 'leaf_indexed_from', CAST(coalesce(max(idx) + 1, 0) AS TEXT) FROM leaves;",

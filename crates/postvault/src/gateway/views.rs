@@ -193,6 +193,7 @@ impl Vault {
         }
         let mut index_error = None;
         let log_index = self.store.append_leaves(1, &mut |idx, _| {
+            index_error = None;
             let event = Event {
                 v: LEAF_VERSION,
                 time: now,
@@ -259,6 +260,7 @@ impl Vault {
             self.store
                 .disclosure_step(&due.id, &mut |_| vec![], &mut |row, _, first| {
                     first_leaf = first;
+                    index_error = None;
                     let Some(r) = row.filter(|r| r.notified_at.is_none()) else {
                         // Another process sent it: the step still leaves a leaf.
                         let mut ignored = None;

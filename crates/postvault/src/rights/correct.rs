@@ -159,6 +159,7 @@ impl Vault {
         let log_index = self
             .store
             .write(&wb, &mut |idx, _| {
+                index_error = None;
                 let event = Event {
                     v: LEAF_VERSION,
                     time: now,

@@ -306,19 +306,39 @@ fn the_leaf_index_finds_what_a_scan_finds_and_check_counts_what_it_lost() {
     assert_eq!(tagged, 12);
     assert_eq!(count(dir.path(), "SELECT count(*) FROM leaf_index"), tagged);
     assert!(v.check().unwrap().ok);
-    // A filing removed: the report would miss the leaf; check says so, and
-    // a scan still finds it.
-    assert_eq!(sql(dir.path(), "DELETE FROM leaf_index WHERE idx = 15"), 1);
-    let r = v.check().unwrap();
-    assert!(!r.ok && r.log.leaf_index_mismatches == 1, "{:?}", r.log);
-    assert_eq!(v.find_leaves(&key).unwrap().1.len(), 2);
+    let mismatches = |v: &Vault| v.check().unwrap().log.leaf_index_mismatches;
+    // A filing's token changed (s2's second leaf): its seal no longer
+    // holds, and the report finds the gap it leaves before the third.
+    assert_eq!(
+        sql(
+            dir.path(),
+            "UPDATE leaf_index SET token = randomblob(16) WHERE idx = 10"
+        ),
+        1
+    );
+    assert_eq!(mismatches(&v), 1);
+    match v.find_leaves(&key) {
+        Err(VaultError::LogVerification(m)) => assert!(m.contains("gap"), "{m}"),
+        other => panic!("expected the gap to be reported, got {other:?}"),
+    }
     assert_eq!(v.find_leaves_scanned(&key).unwrap().1.len(), 3);
-    // A filing of a batch's leaf (no tag) is counted too.
+    // The filing of the third removed as well: the report misses both,
+    // check counts it, a scan finds them.
+    assert_eq!(sql(dir.path(), "DELETE FROM leaf_index WHERE idx = 15"), 1);
+    assert_eq!(mismatches(&v), 2);
+    assert_eq!(v.find_leaves(&key).unwrap().1.len(), 1);
+    assert_eq!(v.find_leaves_scanned(&key).unwrap().1.len(), 3);
+    // A filing of a batch's leaf (no tag) and without a seal: twice.
     sql(
         dir.path(),
-        "INSERT INTO leaf_index (token, idx) VALUES (zeroblob(16), 0)",
+        "INSERT INTO leaf_index (token, idx, seal) VALUES (zeroblob(16), 0, zeroblob(16))",
     );
-    assert_eq!(v.check().unwrap().log.leaf_index_mismatches, 2);
+    assert_eq!(mismatches(&v), 4);
+    // The months removed: every tagged leaf's month is missing (12), and
+    // the report still looks in every month from the first leaf's to now.
+    sql(dir.path(), "DELETE FROM leaf_index_months");
+    assert_eq!(mismatches(&v), 16);
+    assert_eq!(v.find_leaves(&key).unwrap().1.len(), 1);
     drop(v);
 
     // The store as schema 12 left it: no leaf index. The upgrade files
@@ -337,6 +357,47 @@ fn the_leaf_index_finds_what_a_scan_finds_and_check_counts_what_it_lost() {
     assert_eq!(count(dir.path(), "SELECT count(*) FROM leaf_index"), 1);
     assert_eq!(leaves_found(&v, &key), vec![9, 10, 15, 17]);
     assert!(v.check().unwrap().ok);
+}
+
+/// Reports that run together share checkpoints, and each still shows its
+/// own two leaves (the read and the accounting lookup), proven.
+#[test]
+fn concurrent_reports_each_show_their_own_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let officer = v.principal("officer").unwrap();
+    let before = v.store().checkpoints().unwrap().len();
+    std::thread::scope(|s| {
+        for round in 0..3 {
+            let handles: Vec<_> = (0..5)
+                .map(|i| {
+                    let (v, officer) = (&v, &officer);
+                    s.spawn(move || (i, v.subject_report(officer, &format!("s{i}")).unwrap()))
+                })
+                .collect();
+            for h in handles {
+                let (i, r) = h.join().unwrap();
+                assert!(r.proofs_verified);
+                let actions: Vec<&str> = r
+                    .log
+                    .iter()
+                    .filter_map(|l| l.event.as_ref().map(|e| e.action.as_str()))
+                    .collect();
+                // Nothing else touches s{i}: the last two leaves are this
+                // report's own, and earlier rounds' are there too.
+                assert_eq!(
+                    actions[actions.len() - 2..],
+                    ["read", "accounting_read"],
+                    "s{i} round {round}: {actions:?}"
+                );
+                assert_eq!(actions.len(), 2 + 2 * (round + 1), "s{i}: {actions:?}");
+            }
+        }
+    });
+    // At most one signature a report; the log verifies.
+    assert!(v.store().checkpoints().unwrap().len() - before <= 15);
+    assert!(v.verify_log(&VerifyOptions::default()).unwrap().ok);
 }
 
 #[test]
