@@ -129,7 +129,6 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
     // sealed with a key of the vault's, and the months in use; kept from
     // the log size at the upgrade on (the report scans older leaves).
     "CREATE TABLE leaf_index (token BYTEA PRIMARY KEY, idx BIGINT NOT NULL, seal BYTEA NOT NULL);
-     CREATE INDEX leaf_index_leaf ON leaf_index (idx);
      CREATE TABLE leaf_index_months (month BIGINT PRIMARY KEY);
      INSERT INTO meta (key, value)
          SELECT 'leaf_indexed_from', (SELECT size FROM tree_state WHERE id = 1)::text;",

@@ -283,10 +283,15 @@ pub trait LogStore: Send + Sync {
     /// a token not in the index).
     fn leaf_index_find(&self, tokens: &[[u8; 16]]) -> Result<Vec<Option<u64>>, StoreError>;
 
-    /// The leaf index's rows that file leaves `start..end`, `(leaf, token,
-    /// seal)` by leaf (for `check`: each tagged leaf is filed exactly once,
-    /// nothing else is, and every seal holds).
-    fn leaf_index_rows(&self, start: u64, end: u64) -> Result<Vec<LeafIndexRow>, StoreError>;
+    /// Up to `limit` rows of the leaf index after token `after` (from the
+    /// first without), by token: `check` reads them all, a page at a time,
+    /// to see that each tagged leaf is filed exactly once, nothing else is,
+    /// and every seal holds.
+    fn leaf_index_page(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<LeafIndexRow>, StoreError>;
 
     /// Stored hashes of the log's Merkle tree, by stored-hash index (the
     /// RFC 6962 tree in the tlog "stored hashes" layout). Derived from the

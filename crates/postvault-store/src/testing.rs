@@ -402,13 +402,13 @@ impl<S: LogStore> LogStore for Faulty<S> {
         self.inner.leaf_index_find(tokens)
     }
 
-    fn leaf_index_rows(
+    fn leaf_index_page(
         &self,
-        start: u64,
-        end: u64,
+        after: Option<&[u8]>,
+        limit: usize,
     ) -> Result<Vec<crate::LeafIndexRow>, StoreError> {
-        self.enter("leaf_index_rows")?;
-        self.inner.leaf_index_rows(start, end)
+        self.enter("leaf_index_page")?;
+        self.inner.leaf_index_page(after, limit)
     }
 
     fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {

@@ -149,43 +149,68 @@ impl Vault {
     ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
         let mut found = Vec::new();
         if from < size {
-            // Every month in use, and every month between the first leaf
-            // filed and now: a month's row removed from the store does not
-            // hide its leaves.
+            // Every month listed, and every month from the first indexed
+            // leaf's to the next: a month's row removed from the store does
+            // not hide its leaves (and a month listed far off costs one
+            // look-up, not every month on the way).
             let mut months: std::collections::BTreeSet<u32> =
                 self.store.leaf_index_months()?.into_iter().collect();
-            let first = self
+            let next = month_of(self.clock.now_ms()).saturating_add(1);
+            if let Some(first) = self
                 .store
                 .leaves_at(&[from])?
                 .first()
                 .and_then(|l| leaf_time(l))
-                .map(month_of);
-            let last = months
-                .last()
-                .copied()
-                .max(Some(month_of(self.clock.now_ms())));
-            if let (Some(a), Some(b)) = (first.or(months.first().copied()), last) {
-                months.extend(a..=b);
+                .map(month_of)
+                .filter(|&f| f <= next)
+            {
+                months.extend(first..=next);
             }
             let months: Vec<u32> = months.into_iter().collect();
-            // Slot 0 of every month at once; then the months that have it, a
-            // batch of slots at a time, to the first free one. A slot taken
-            // after a free one is a filing someone removed or moved.
-            let firsts: Vec<[u8; 16]> = months.iter().map(|&m| key.index_token(m, 0)).collect();
-            for (&month, first) in months.iter().zip(self.store.leaf_index_find(&firsts)?) {
-                let Some(first) = first else { continue };
-                found.push(first);
-                let mut slot = 1;
+            // Slot 0 and 1 of every month at once; then the months that have
+            // slot 0, a batch of slots at a time, to the first free one, and
+            // always the slot after it: a slot taken after a free one is a
+            // filing someone removed or moved.
+            let gap = |month: u32| {
+                VaultError::LogVerification(format!(
+                    "the leaf index has a gap in a person's filings of month {month}: a filing was removed or changed"
+                ))
+            };
+            let firsts: Vec<[u8; 16]> = months
+                .iter()
+                .flat_map(|&m| [key.index_token(m, 0), key.index_token(m, 1)])
+                .collect();
+            let got = self.store.leaf_index_find(&firsts)?;
+            for (&month, pair) in months.iter().zip(got.chunks(2)) {
+                match pair {
+                    [None, None] => continue,
+                    [None, Some(_)] => return Err(gap(month)),
+                    [Some(a), None] => {
+                        if self.store.leaf_index_find(&[key.index_token(month, 2)])?[0].is_some() {
+                            return Err(gap(month));
+                        }
+                        found.push(*a);
+                        continue;
+                    }
+                    [Some(a), Some(b)] => found.extend([*a, *b]),
+                    _ => continue,
+                }
+                let mut slot = 2;
                 loop {
                     let batch: Vec<[u8; 16]> = (slot..slot + FIND_BATCH)
                         .map(|s| key.index_token(month, s))
                         .collect();
-                    let got = self.store.leaf_index_find(&batch)?;
+                    let mut got = self.store.leaf_index_find(&batch)?;
                     let taken = got.iter().take_while(|g| g.is_some()).count();
+                    if taken + 1 == got.len() {
+                        // The first free slot ends the batch: ask for the one after.
+                        got.extend(
+                            self.store
+                                .leaf_index_find(&[key.index_token(month, slot + FIND_BATCH)])?,
+                        );
+                    }
                     if got[taken..].iter().any(Option::is_some) {
-                        return Err(VaultError::LogVerification(format!(
-                            "the leaf index has a gap in a person's filings of month {month}: a filing was removed or changed"
-                        )));
+                        return Err(gap(month));
                     }
                     found.extend(got.into_iter().take(taken).flatten());
                     if taken < FIND_BATCH as usize {

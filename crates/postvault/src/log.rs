@@ -841,33 +841,57 @@ impl Vault {
         Ok(out)
     }
 
-    /// What of the leaf index does not match the first `n` leaves, each
-    /// counted once: a leaf with a subject tag not filed exactly once, a
-    /// filing of a leaf without one, a row whose seal does not hold (changed,
-    /// or made without the vault's key), a tagged leaf whose month is not
-    /// listed. Without the people's keys this cannot tell whose a filing is;
-    /// the seals say no one without the vault's key made or moved it. Read a
-    /// chunk of leaves and their rows at a time.
+    /// What of the leaf index does not match the first `n` leaves: a leaf
+    /// with a subject tag not filed exactly once, a filing of a leaf without
+    /// one or before the index began, a row whose seal does not hold
+    /// (changed, or made without the vault's key), a tagged leaf whose month
+    /// is not listed, a month listed after the next (a row can count twice:
+    /// unsealed, and filing an untagged leaf). Without the people's keys this
+    /// cannot tell whose a filing is; the seals say no one without the
+    /// vault's key made or moved it. The rows are read a page at a time and
+    /// counted per leaf (a byte a leaf), then the leaves a chunk at a time.
     fn check_leaf_index(&self, n: u64) -> Result<u64, VaultError> {
+        const PAGE: usize = 8_192;
         let from = self.store.leaf_indexed_from()?.min(n);
         let months: std::collections::HashSet<u32> =
             self.store.leaf_index_months()?.into_iter().collect();
+        let span = usize::try_from(n - from).map_err(|_| VaultError::Invalid {
+            what: "log",
+            why: "too many leaves to check on this machine".into(),
+        })?;
+        let mut filed = vec![0u8; span];
         let mut bad = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.store.leaf_index_page(after.as_deref(), PAGE)?;
+            for r in &page {
+                // Rows of leaves appended since `n` was read are not ours.
+                if r.idx >= n {
+                    continue;
+                }
+                let sealed = <[u8; 16]>::try_from(&r.token[..])
+                    .is_ok_and(|t| self.index_seal.filing_seal(&t, r.idx)[..] == r.seal[..]);
+                if !sealed {
+                    bad += 1;
+                }
+                match r.idx.checked_sub(from) {
+                    Some(at) => filed[at as usize] = filed[at as usize].saturating_add(1),
+                    None => bad += 1,
+                }
+            }
+            match page.last() {
+                Some(r) if page.len() == PAGE => after = Some(r.token.clone()),
+                _ => break,
+            }
+        }
+        // A month listed after the next one: no leaf is from the future.
+        let next = crate::leaf_index::month_of(self.clock.now_ms()).saturating_add(1);
+        bad += months.iter().filter(|&&m| m > next).count() as u64;
         let mut start = from;
         while start < n {
             let end = n.min(start + TAG_SCAN_CHUNK);
-            let rows = self.store.leaf_index_rows(start, end)?;
-            let mut rows = rows.iter().peekable();
             for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
-                let mut times = 0u64;
-                while let Some(r) = rows.next_if(|r| r.idx == index) {
-                    times += 1;
-                    let sealed = <[u8; 16]>::try_from(&r.token[..])
-                        .is_ok_and(|t| self.index_seal.filing_seal(&t, index)[..] == r.seal[..]);
-                    if !sealed {
-                        bad += 1;
-                    }
-                }
+                let times = u64::from(filed[(index - from) as usize]);
                 let tagged = crate::leaf_index::leaf_tag(&leaf).is_some();
                 bad += match (tagged, times) {
                     (true, 1) | (false, 0) => 0,
@@ -1184,7 +1208,15 @@ mod proof_cache_tests {
             })
             .unwrap();
         let n = v.store().log_size().unwrap();
-        assert_eq!(v.store().leaf_index_rows(start, n).unwrap().len(), 205);
+        assert_eq!(
+            v.store()
+                .leaf_index_page(None, 1000)
+                .unwrap()
+                .iter()
+                .filter(|r| (start..n).contains(&r.idx))
+                .count(),
+            205
+        );
         let found = |size| -> Vec<u64> {
             v.tagged_leaves(&key, size)
                 .unwrap()
@@ -1245,6 +1277,18 @@ mod proof_cache_tests {
         let newer = v.checkpoint_covering(n + 1).unwrap();
         assert_eq!(newer.size, n + 3);
         assert_eq!(v.store().checkpoints().unwrap().len(), kept + 1);
+        // A store whose tree no longer reaches the checkpoint (rolled back
+        // under the running vault) gets nothing reused: the signing path,
+        // with its rollback checks, decides.
+        assert!(v.kept_checkpoint_covering(n).unwrap().is_some());
+        rusqlite::Connection::open(dir.path().join("data.db"))
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = '0' WHERE key = 'log_hashed_size'",
+                [],
+            )
+            .unwrap();
+        assert!(v.kept_checkpoint_covering(n).unwrap().is_none());
     }
 
     #[test]

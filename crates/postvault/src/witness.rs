@@ -789,26 +789,54 @@ impl Vault {
     }
 
     /// A checkpoint that covers the first `size` leaves (a report's own
-    /// leaves): the latest kept one if it does and is final (signed by this
-    /// vault: its signature is checked; cosigned by a quorum when witnesses
-    /// are configured), else [`Vault::cosigned_checkpoint`]. One caller at a
-    /// time, so reports that arrive together share the signature the first
-    /// of them makes, instead of each signing (and syncing the stores) for
-    /// the leaves of the others. Nothing new is signed without the checks of
-    /// [`Vault::checkpoint`].
+    /// leaves): the latest kept one if it does, is final (cosigned by a
+    /// quorum when witnesses are configured), its signature checks, the
+    /// data store's tree still has its root and the key store's state is at
+    /// least as large (no rollback since it was signed), and the witnesses
+    /// the key store records are configured; else
+    /// [`Vault::cosigned_checkpoint`], which signs with every check of
+    /// [`Vault::checkpoint`]. Without witnesses, one caller at a time, so
+    /// reports that arrive together share the signature the first of them
+    /// makes instead of each signing for the others' leaves; with
+    /// witnesses, rounds are not serialized (a witness down would make
+    /// every report wait on the one before).
     pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<CosignedCheckpoint, VaultError> {
-        let _one = self.covering.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((n, note)) = self.store.latest_checkpoint()?
-            && n >= size
-            && postvault_log::open_checkpoint(&note, &self.signer.verifier_key())
-                .is_ok_and(|cp| cp.size == n)
-        {
-            let kept = self.cosigned(n, &note)?;
-            if kept.is_final {
-                return Ok(kept);
-            }
+        let one = if self.witnessing.is_none() {
+            Some(self.covering.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            None
+        };
+        if let Some(kept) = self.kept_checkpoint_covering(size)? {
+            return Ok(kept);
         }
-        self.cosigned_checkpoint()
+        let c = self.cosigned_checkpoint();
+        drop(one);
+        c
+    }
+
+    /// The reusable checkpoint of [`Vault::checkpoint_covering`], if any.
+    pub(crate) fn kept_checkpoint_covering(
+        &self,
+        size: u64,
+    ) -> Result<Option<CosignedCheckpoint>, VaultError> {
+        let Some((n, note)) = self.store.latest_checkpoint()? else {
+            return Ok(None);
+        };
+        let Ok(cp) = postvault_log::open_checkpoint(&note, &self.signer.verifier_key()) else {
+            return Ok(None);
+        };
+        if n < size || cp.size != n {
+            return Ok(None);
+        }
+        self.require_recorded_witnesses()?;
+        if self.keys.log_state()?.is_none_or(|s| s.size < n)
+            || self.store.hashed_size()? < n
+            || self.log_root(n)? != cp.root
+        {
+            return Ok(None);
+        }
+        let kept = self.cosigned(n, &note)?;
+        Ok(kept.is_final.then_some(kept))
     }
 
     /// Whether witnesses are configured.

@@ -208,20 +208,17 @@ impl LogStore for PgStore {
         Ok(tokens.iter().map(|t| found.get(&t[..]).copied()).collect())
     }
 
-    fn leaf_index_rows(
+    fn leaf_index_page(
         &self,
-        start: u64,
-        end: u64,
+        after: Option<&[u8]>,
+        limit: usize,
     ) -> Result<Vec<postvault_store::LeafIndexRow>, StoreError> {
-        let (a, b) = (
-            start.min(i64::MAX as u64) as i64,
-            end.min(i64::MAX as u64) as i64,
-        );
+        let after = after.unwrap_or(&[]).to_vec();
+        let limit = limit.min(i64::MAX as usize) as i64;
         self.db.run(false, async |c| {
             c.query(
-                "SELECT idx, token, seal FROM leaf_index WHERE idx >= $1 AND idx < $2
-                 ORDER BY idx, token",
-                &[&a, &b],
+                "SELECT idx, token, seal FROM leaf_index WHERE token > $1 ORDER BY token LIMIT $2",
+                &[&after, &limit],
             )
             .await?
             .iter()

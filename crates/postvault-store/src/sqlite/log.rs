@@ -91,17 +91,17 @@ impl LogStore for SqliteStore {
         })
     }
 
-    fn leaf_index_rows(&self, start: u64, end: u64) -> Result<Vec<LeafIndexRow>, StoreError> {
+    fn leaf_index_page(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<LeafIndexRow>, StoreError> {
         self.with_looker(|conn| {
             let mut s = conn.prepare_cached(
-                "SELECT idx, token, seal FROM leaf_index WHERE idx >= ?1 AND idx < ?2
-                 ORDER BY idx, token",
+                "SELECT idx, token, seal FROM leaf_index WHERE token > ?1 ORDER BY token LIMIT ?2",
             )?;
             let rows = s.query_map(
-                params![
-                    start.min(i64::MAX as u64) as i64,
-                    end.min(i64::MAX as u64) as i64
-                ],
+                params![after.unwrap_or(&[]), limit.min(i64::MAX as usize) as i64],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,

@@ -126,7 +126,6 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
     // the log size at the upgrade on (the report scans older leaves).
     "CREATE TABLE leaf_index (
          token BLOB PRIMARY KEY, idx INTEGER NOT NULL, seal BLOB NOT NULL) WITHOUT ROWID;
-     CREATE INDEX leaf_index_leaf ON leaf_index (idx);
      CREATE TABLE leaf_index_months (month INTEGER PRIMARY KEY);
      INSERT INTO meta (key, value)
          SELECT 'leaf_indexed_from', CAST(coalesce(max(idx) + 1, 0) AS TEXT) FROM leaves;",

@@ -211,6 +211,11 @@ impl Vault {
             refs,
             now,
             &mut |idx, subject, held| {
+                // A retried transaction builds its leaves again: only the
+                // last attempt's error counts.
+                if refs.first() == Some(subject) {
+                    rng_error = None;
+                }
                 // A key store that cannot be read leaves random tags: the
                 // erasure goes on (and the key destruction that follows reports
                 // the key store's failure).

@@ -114,6 +114,7 @@ impl Vault {
                 if first_row.is_none_or(|s| s == h.subject) {
                     first_row = Some(h.subject);
                     first = Some(idx);
+                    rng_error = None;
                 }
                 let (tag, index) = self.tag_or_random_key(
                     tags.get(&h.subject)
@@ -236,6 +237,10 @@ impl Vault {
         let mut rng_error = None;
         let pack = self.pack.version().to_string();
         let first = self.store.put_holds(holds, &mut |idx, i| {
+            // A retried transaction builds its leaves again.
+            if i == 0 {
+                rng_error = None;
+            }
             let (tag, index) = self.tag_or_random_key(
                 tags.get(&holds[i].subject)
                     .and_then(|t| t.as_ref())

@@ -339,6 +339,14 @@ fn the_leaf_index_finds_what_a_scan_finds_and_check_counts_what_it_lost() {
     sql(dir.path(), "DELETE FROM leaf_index_months");
     assert_eq!(mismatches(&v), 16);
     assert_eq!(v.find_leaves(&key).unwrap().1.len(), 1);
+    // A month listed far in the future: counted, and the report asks for it
+    // alone, not for every month on the way.
+    sql(
+        dir.path(),
+        "INSERT INTO leaf_index_months (month) VALUES (4294967295)",
+    );
+    assert_eq!(mismatches(&v), 17);
+    assert_eq!(v.find_leaves(&key).unwrap().1.len(), 1);
     drop(v);
 
     // The store as schema 12 left it: no leaf index. The upgrade files
