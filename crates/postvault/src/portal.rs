@@ -726,14 +726,7 @@ impl Vault {
             .map(str::to_string);
         let at = self.store.append_leaves(1, &mut |idx, _| {
             index_error = None;
-            let (tag, index) = match self.tag_and_index(keys.map(|k| &k.tag), idx, now) {
-                Ok(t) => t,
-                Err(e) => {
-                    index_error = Some(e);
-                    ([0; 16], postvault_store::LeafIndex::None)
-                }
-            };
-            let bytes = Event {
+            let event = Event {
                 v: LEAF_VERSION,
                 time: now,
                 action: action.into(),
@@ -747,10 +740,9 @@ impl Vault {
                 rejected: None,
                 selector: None,
                 instrument: None,
-                subject_tag: Some(B64.encode(tag)),
-            }
-            .to_leaf();
-            postvault_store::Leaf { bytes, index }
+                subject_tag: None,
+            };
+            self.tagged_leaf(event, keys.map(|k| &k.tag), idx, &mut index_error)
         })?;
         if let Some(e) = index_error {
             return Err(e.into());

@@ -40,16 +40,8 @@ impl LogStore for PgStore {
 
     fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         let ix: Vec<i64> = indexes.iter().map(|&i| i as i64).collect();
-        let found: HashMap<i64, Vec<u8>> = self.db.run(false, async |c| {
-            let s = c
-                .prepare_cached("SELECT idx, hash FROM log_hashes WHERE idx = ANY($1)")
-                .await?;
-            let mut m = HashMap::with_capacity(ix.len());
-            for r in c.query(&s, &[&ix]).await? {
-                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
-            }
-            Ok(m)
-        })?;
+        let found =
+            self.bytes_by_id("SELECT idx, hash FROM log_hashes WHERE idx = ANY($1)", &ix)?;
         indexes
             .iter()
             .map(|&i| {
@@ -111,24 +103,7 @@ impl LogStore for PgStore {
     }
 
     fn log_tiled_from(&self) -> Result<u64, StoreError> {
-        self.db.run(false, async |c| {
-            let s = c
-                .prepare_cached("SELECT value FROM meta WHERE key = 'log_tiled_from'")
-                .await?;
-            let v: String = match c.query_opt(&s, &[]).await? {
-                Some(r) => r.try_get(0)?,
-                None => {
-                    return Err(Fail::Store(StoreError::Corrupt(
-                        "the log's tiled size is missing".into(),
-                    )));
-                }
-            };
-            v.parse().map_err(|_| {
-                Fail::Store(StoreError::Corrupt(
-                    "the log's tiled size is not a number".into(),
-                ))
-            })
-        })
+        self.meta_number("log_tiled_from", "the log's tiled size")
     }
 
     fn leaves_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -136,16 +111,7 @@ impl LogStore for PgStore {
             .iter()
             .map(|&i| i.min(i64::MAX as u64) as i64)
             .collect();
-        let found: HashMap<i64, Vec<u8>> = self.db.run(false, async |c| {
-            let s = c
-                .prepare_cached("SELECT idx, body FROM leaves WHERE idx = ANY($1)")
-                .await?;
-            let mut m = HashMap::with_capacity(ids.len());
-            for r in c.query(&s, &[&ids]).await? {
-                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
-            }
-            Ok(m)
-        })?;
+        let found = self.bytes_by_id("SELECT idx, body FROM leaves WHERE idx = ANY($1)", &ids)?;
         ids.iter()
             .map(|i| {
                 found
@@ -157,24 +123,7 @@ impl LogStore for PgStore {
     }
 
     fn leaf_indexed_from(&self) -> Result<u64, StoreError> {
-        self.db.run(false, async |c| {
-            let s = c
-                .prepare_cached("SELECT value FROM meta WHERE key = 'leaf_indexed_from'")
-                .await?;
-            let v: String = match c.query_opt(&s, &[]).await? {
-                Some(r) => r.try_get(0)?,
-                None => {
-                    return Err(Fail::Store(StoreError::Corrupt(
-                        "the leaf index's start is missing".into(),
-                    )));
-                }
-            };
-            v.parse().map_err(|_| {
-                Fail::Store(StoreError::Corrupt(
-                    "the leaf index's start is not a number".into(),
-                ))
-            })
-        })
+        self.meta_number("leaf_indexed_from", "the leaf index's start")
     }
 
     fn leaf_index_months(&self) -> Result<Vec<u32>, StoreError> {
@@ -241,16 +190,8 @@ impl LogStore for PgStore {
             .collect::<Result<_, _>>()?;
         ids.sort_unstable();
         ids.dedup();
-        let found: HashMap<i64, Vec<u8>> = self.db.run(false, async |c| {
-            let s = c
-                .prepare_cached("SELECT id, hashes FROM log_tiles WHERE id = ANY($1)")
-                .await?;
-            let mut m = HashMap::with_capacity(ids.len());
-            for r in c.query(&s, &[&ids]).await? {
-                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
-            }
-            Ok(m)
-        })?;
+        let found =
+            self.bytes_by_id("SELECT id, hashes FROM log_tiles WHERE id = ANY($1)", &ids)?;
         wanted
             .iter()
             .map(|&(t, slot)| {
@@ -408,4 +349,39 @@ fn leaf_at(idx: i64) -> Result<u64, Fail> {
             "the leaf index files a leaf {idx}"
         )))
     })
+}
+
+impl PgStore {
+    /// The rows `sql` (`SELECT <id>, <bytes> ... = ANY($1)`) finds for
+    /// `ids`, by id, in one round trip.
+    fn bytes_by_id(&self, sql: &str, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>, StoreError> {
+        self.db.run(false, async |c| {
+            let s = c.prepare_cached(sql).await?;
+            let mut m = HashMap::with_capacity(ids.len());
+            for r in c.query(&s, &[&ids]).await? {
+                m.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, Vec<u8>>(1)?);
+            }
+            Ok(m)
+        })
+    }
+
+    /// A number the store keeps in `meta` (`what` names it in errors): one
+    /// missing or not a number is corruption.
+    fn meta_number(&self, key: &str, what: &str) -> Result<u64, StoreError> {
+        self.db.run(false, async |c| {
+            let s = c
+                .prepare_cached("SELECT value FROM meta WHERE key = $1")
+                .await?;
+            let v: String = match c.query_opt(&s, &[&key]).await? {
+                Some(r) => r.try_get(0)?,
+                None => {
+                    return Err(Fail::Store(StoreError::Corrupt(format!(
+                        "{what} is missing"
+                    ))));
+                }
+            };
+            v.parse()
+                .map_err(|_| Fail::Store(StoreError::Corrupt(format!("{what} is not a number"))))
+        })
+    }
 }

@@ -52,15 +52,7 @@ impl LogStore for SqliteStore {
     }
 
     fn leaf_indexed_from(&self) -> Result<u64, StoreError> {
-        self.with_looker(|conn| {
-            let v: Option<String> = conn
-                .prepare_cached("SELECT value FROM meta WHERE key = 'leaf_indexed_from'")?
-                .query_row([], |r| r.get(0))
-                .optional()?;
-            v.ok_or_else(|| StoreError::Corrupt("the leaf index's start is missing".into()))?
-                .parse()
-                .map_err(|_| StoreError::Corrupt("the leaf index's start is not a number".into()))
-        })
+        self.meta_number("leaf_indexed_from", "the leaf index's start")
     }
 
     fn leaf_index_months(&self) -> Result<Vec<u32>, StoreError> {
@@ -196,15 +188,7 @@ impl LogStore for SqliteStore {
     }
 
     fn log_tiled_from(&self) -> Result<u64, StoreError> {
-        self.with_looker(|conn| {
-            let v: Option<String> = conn
-                .prepare_cached("SELECT value FROM meta WHERE key = 'log_tiled_from'")?
-                .query_row([], |r| r.get(0))
-                .optional()?;
-            v.ok_or_else(|| StoreError::Corrupt("the log's tiled size is missing".into()))?
-                .parse()
-                .map_err(|_| StoreError::Corrupt("the log's tiled size is not a number".into()))
-        })
+        self.meta_number("log_tiled_from", "the log's tiled size")
     }
 
     fn log_tiles(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
@@ -396,4 +380,20 @@ pub(super) fn hashed_size(conn: &Connection) -> Result<u64, StoreError> {
     v.unwrap_or_default()
         .parse()
         .map_err(|_| StoreError::Corrupt("the log's hashed size is not a number".into()))
+}
+
+impl SqliteStore {
+    /// A number the store keeps in `meta` (`what` names it in errors): one
+    /// missing or not a number is corruption.
+    fn meta_number(&self, key: &str, what: &str) -> Result<u64, StoreError> {
+        self.with_looker(|conn| {
+            let v: Option<String> = conn
+                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?;
+            v.ok_or_else(|| StoreError::Corrupt(format!("{what} is missing")))?
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("{what} is not a number")))
+        })
+    }
 }
