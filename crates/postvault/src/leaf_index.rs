@@ -180,13 +180,28 @@ impl Vault {
                 .iter()
                 .flat_map(|&m| [key.index_token(m, 0), key.index_token(m, 1)])
                 .collect();
-            let got = self.store.leaf_index_find(&firsts)?;
+            // A store that answers fewer look-ups than asked is broken:
+            // said so, never taken for "no leaves".
+            let find = |tokens: &[[u8; 16]]| -> Result<Vec<Option<u64>>, VaultError> {
+                let got = self.store.leaf_index_find(tokens)?;
+                if got.len() != tokens.len() {
+                    return Err(VaultError::Store(postvault_store::StoreError::Corrupt(
+                        format!(
+                            "the leaf index answered {} look-ups of {}",
+                            got.len(),
+                            tokens.len()
+                        ),
+                    )));
+                }
+                Ok(got)
+            };
+            let got = find(&firsts)?;
             for (&month, pair) in months.iter().zip(got.chunks(2)) {
                 match pair {
                     [None, None] => continue,
                     [None, Some(_)] => return Err(gap(month)),
                     [Some(a), None] => {
-                        if self.store.leaf_index_find(&[key.index_token(month, 2)])?[0].is_some() {
+                        if find(&[key.index_token(month, 2)])?[0].is_some() {
                             return Err(gap(month));
                         }
                         found.push(*a);
@@ -200,14 +215,11 @@ impl Vault {
                     let batch: Vec<[u8; 16]> = (slot..slot + FIND_BATCH)
                         .map(|s| key.index_token(month, s))
                         .collect();
-                    let mut got = self.store.leaf_index_find(&batch)?;
+                    let mut got = find(&batch)?;
                     let taken = got.iter().take_while(|g| g.is_some()).count();
                     if taken + 1 == got.len() {
                         // The first free slot ends the batch: ask for the one after.
-                        got.extend(
-                            self.store
-                                .leaf_index_find(&[key.index_token(month, slot + FIND_BATCH)])?,
-                        );
+                        got.extend(find(&[key.index_token(month, slot + FIND_BATCH)])?);
                     }
                     if got[taken..].iter().any(Option::is_some) {
                         return Err(gap(month));
@@ -224,6 +236,11 @@ impl Vault {
         found.sort_unstable();
         found.dedup();
         let leaves = self.store.leaves_at(&found)?;
+        if leaves.len() != found.len() {
+            return Err(VaultError::Store(postvault_store::StoreError::Corrupt(
+                format!("{} of {} log leaves were read", leaves.len(), found.len()),
+            )));
+        }
         let mut tag = String::new();
         let mut out = Vec::with_capacity(found.len());
         for (index, leaf) in found.into_iter().zip(leaves) {
