@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use postvault::{CollectOptions, OpenOptions, Vault};
-
-use postvault_sim::LinesReader;
+use postvault::{OpenOptions, Vault};
 
 #[derive(Args, Debug)]
 pub struct HttpArgs {
@@ -161,17 +159,7 @@ pub fn http(a: &HttpArgs) -> Result<u8> {
     let ingest = vault.principal("ingest")?;
     let subjects: Vec<String> = (0..a.records).map(|i| format!("http-{i}")).collect();
     let lines = subjects.iter().map(|s| address_line(s));
-    let bar = crate::progress_bar(Some(a.records), "collecting (in process)");
-    let report = vault.collect(
-        &ingest,
-        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
-        &CollectOptions::default(),
-        &mut |k| bar.set_position(k),
-    )?;
-    bar.finish_and_clear();
-    if let Some(f) = report.failure {
-        bail!("collection failed: {}", f.message);
-    }
+    crate::collect_lines(&vault, &ingest, lines, a.records, "collecting (in process)")?;
 
     let server = LoopbackServer::start(Arc::new(vault))?;
     let addr = server.addr.clone();

@@ -146,6 +146,30 @@ pub fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
+/// Collects `lines` (NDJSON, `total` of them) into `vault` as `who`, in
+/// process, under a progress bar saying `what`; a collection that failed is
+/// an error.
+pub fn collect_lines(
+    vault: &postvault::Vault,
+    who: &postvault::Principal,
+    lines: impl Iterator<Item = String>,
+    total: u64,
+    what: &str,
+) -> Result<postvault::CollectReport> {
+    let bar = progress_bar(Some(total), what);
+    let report = vault.collect(
+        who,
+        &mut std::io::BufReader::with_capacity(1 << 20, postvault_sim::LinesReader::new(lines)),
+        &postvault::CollectOptions::default(),
+        &mut |k| bar.set_position(k),
+    )?;
+    bar.finish_and_clear();
+    if let Some(f) = &report.failure {
+        anyhow::bail!("collection failed: {}", f.message);
+    }
+    Ok(report)
+}
+
 /// Facts about this machine for benchmark reports.
 pub fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -540,17 +540,8 @@ pub fn read(a: &ReadArgs) -> Result<u8> {
     vault.add_principal("ingest", "collector")?;
     vault.add_principal("sorting", "delivery")?;
     let ingest = vault.principal("ingest")?;
-    let bar = crate::progress_bar(Some(lines.len() as u64), "collecting");
-    let report = vault.collect(
-        &ingest,
-        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines.into_iter())),
-        &CollectOptions::default(),
-        &mut |k| bar.set_position(k),
-    )?;
-    if let Some(f) = &report.failure {
-        anyhow::bail!("collection failed: {}", f.message);
-    }
-    bar.finish_and_clear();
+    let total = lines.len() as u64;
+    crate::collect_lines(&vault, &ingest, lines.into_iter(), total, "collecting")?;
 
     let sorting = vault.principal("sorting")?;
     let mut lat = Vec::with_capacity(a.reads as usize);
@@ -663,17 +654,7 @@ pub fn erase(a: &EraseArgs) -> Result<u8> {
             )
         })
     });
-    let bar = crate::progress_bar(Some(a.subjects * each), "collecting");
-    let report = vault.collect(
-        &ingest,
-        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
-        &CollectOptions::default(),
-        &mut |k| bar.set_position(k),
-    )?;
-    bar.finish_and_clear();
-    if let Some(f) = &report.failure {
-        anyhow::bail!("collection failed: {}", f.message);
-    }
+    let report = crate::collect_lines(&vault, &ingest, lines, a.subjects * each, "collecting")?;
     drop(vault);
     let vault = Vault::open(&dir, OpenOptions::default())?;
     let officer = vault.principal("officer")?;
@@ -761,19 +742,9 @@ pub fn retention(a: &RetentionArgs) -> Result<u8> {
     vault.add_principal("ingest", "collector")?;
     let ingest = vault.principal("ingest")?;
     let lines = simulated(a.records, a.seed);
-    let bar = crate::progress_bar(Some(a.records), "collecting");
     let t = Instant::now();
-    let report = vault.collect(
-        &ingest,
-        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
-        &CollectOptions::default(),
-        &mut |k| bar.set_position(k),
-    )?;
+    let report = crate::collect_lines(&vault, &ingest, lines, a.records, "collecting")?;
     let collect_s = t.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    if let Some(f) = &report.failure {
-        anyhow::bail!("collection failed: {}", f.message);
-    }
     let rss_after_collect = peak_rss_mb();
     clock.advance(6 * 366 * 86_400_000);
     let bar = crate::progress_bar(Some(report.accepted), "sweeping");

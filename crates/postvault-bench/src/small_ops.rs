@@ -13,14 +13,12 @@
 //! | erasure | `POST /v1/subjects/{id}/erase`, each person once | `DELETE` by key |
 //! | report | `GET /v1/subjects/{id}/report`, a person with `--report-records` records | `SELECT` of that many rows by key |
 
-use std::io::BufReader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use postvault::{CollectOptions, OpenOptions, Vault};
-use postvault_sim::LinesReader;
+use postvault::{OpenOptions, Vault};
 
 use crate::http::{Conn, LoopbackServer, percentile};
 
@@ -172,17 +170,7 @@ pub fn run(a: &SmallOpsArgs) -> Result<u8> {
             (0..a.report_records).map(move |k| address_line(&format!("so-report-{j}"), k))
         }));
     let total = a.people + reports * a.report_records;
-    let bar = crate::progress_bar(Some(total), "collecting (in process)");
-    let report = vault.collect(
-        &ingest,
-        &mut BufReader::with_capacity(1 << 20, LinesReader::new(lines)),
-        &CollectOptions::default(),
-        &mut |k| bar.set_position(k),
-    )?;
-    bar.finish_and_clear();
-    if let Some(f) = report.failure {
-        bail!("collection failed: {}", f.message);
-    }
+    crate::collect_lines(&vault, &ingest, lines, total, "collecting (in process)")?;
 
     let vault = Arc::new(vault);
     let server = LoopbackServer::start(vault.clone())?;

@@ -653,12 +653,15 @@ impl TagKey {
         self.raw.clone()
     }
 
+    /// The HMAC key, prepared on first use.
+    fn hmac(&self) -> &hmac::Key {
+        self.key
+            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())))
+    }
+
     /// The tag of the leaf at `index`: HMAC-SHA256(tag key, "postvault/v1/leaf-tag" || index as u64 BE), first 16 bytes.
     pub fn tag(&self, index: u64) -> [u8; TOKEN_LEN] {
-        let key = self
-            .key
-            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())));
-        let mut ctx = hmac::Context::with_key(key);
+        let mut ctx = hmac::Context::with_key(self.hmac());
         ctx.update(b"postvault/v1/leaf-tag");
         ctx.update(&index.to_be_bytes());
         truncate(ctx.sign().as_ref())
@@ -669,10 +672,7 @@ impl TagKey {
     /// u32 BE || slot as u32 BE), first 16 bytes. Another label than the
     /// tag's, so no token is ever a leaf's tag.
     pub fn index_token(&self, month: u32, slot: u32) -> [u8; TOKEN_LEN] {
-        let key = self
-            .key
-            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())));
-        let mut ctx = hmac::Context::with_key(key);
+        let mut ctx = hmac::Context::with_key(self.hmac());
         ctx.update(b"postvault/v1/leaf-index");
         ctx.update(&month.to_be_bytes());
         ctx.update(&slot.to_be_bytes());
@@ -684,10 +684,7 @@ impl TagKey {
     /// "postvault/v1/leaf-index-seal" || token(16) || idx as u64 BE), first
     /// 16 bytes.
     pub fn filing_seal(&self, token: &[u8; TOKEN_LEN], idx: u64) -> [u8; TOKEN_LEN] {
-        let key = self
-            .key
-            .get_or_init(|| Box::new(hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref())));
-        let mut ctx = hmac::Context::with_key(key);
+        let mut ctx = hmac::Context::with_key(self.hmac());
         ctx.update(b"postvault/v1/leaf-index-seal");
         ctx.update(token);
         ctx.update(&idx.to_be_bytes());
