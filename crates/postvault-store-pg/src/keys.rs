@@ -86,17 +86,17 @@ impl PgKeyStore {
         sql: &str,
         table: &str,
         keys: &(dyn tokio_postgres::types::ToSql + Sync),
-    ) -> Result<u64, StoreError> {
-        let n = self.db.run(false, async |c| {
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let rows = self.db.run(false, async |c| {
             let tx = c.transaction().await?;
-            let n = tx.execute(sql, &[keys]).await?;
+            let rows = tx.query(sql, &[keys]).await?;
             tx.commit().await?;
-            Ok(n)
+            Ok(rows)
         })?;
-        if n > 0 {
+        if !rows.is_empty() {
             self.vacuum(table)?;
         }
-        Ok(n)
+        Ok(rows)
     }
 }
 
@@ -309,20 +309,33 @@ impl KeyStore for PgKeyStore {
 
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.destroy(
-            "DELETE FROM secrets WHERE name = ANY($1)",
+        let gone = self.destroy(
+            "DELETE FROM secrets WHERE name = ANY($1) RETURNING name",
             "secrets",
             &names,
-        )
+        )?;
+        Ok(gone.len() as u64)
     }
 
-    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {
         let refs: Vec<&[u8]> = subjects.iter().map(|s| &s[..]).collect();
-        self.destroy(
-            "DELETE FROM subject_keys WHERE ref = ANY($1)",
-            "subject_keys",
-            &refs,
-        )
+        let gone: std::collections::HashSet<Vec<u8>> = self
+            .destroy(
+                "DELETE FROM subject_keys WHERE ref = ANY($1) RETURNING ref",
+                "subject_keys",
+                &refs,
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| crate::db::store_error(&e))?;
+        // Each once, in the order asked (as SQLite answers).
+        let mut seen = std::collections::HashSet::new();
+        Ok(subjects
+            .iter()
+            .filter(|s| gone.contains(&s[..]) && seen.insert(**s))
+            .copied()
+            .collect())
     }
 
     fn subject_refs(

@@ -458,8 +458,11 @@ pub trait RightsStore: Send + Sync {
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError>;
 
     /// [`RightsStore::purge_erased`] for the people of `subjects` that are
-    /// in the queue (an erasure of a few people purges them at once).
-    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError>;
+    /// in the queue (an erasure of a few people purges them at once), in
+    /// one transaction. Returns the people purged, in ref order, each with
+    /// its records deleted (a person queued for lookups alone has 0).
+    fn purge_subjects(&self, subjects: &[SubjectRef])
+    -> Result<Vec<(SubjectRef, u64)>, StoreError>;
 
     /// People in the purge queue and the records they still hold.
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError>;
@@ -710,8 +713,9 @@ pub trait KeyStore: Send + Sync {
     /// and out of the WAL; returns how many existed.
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError>;
     /// Destroys subjects' keys in one transaction, bytes overwritten on disk
-    /// and out of the WAL; returns how many existed.
-    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError>;
+    /// and out of the WAL; returns the subjects whose keys existed, in the
+    /// order asked.
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError>;
 
     /// Subjects holding keys, in ref order after `after`; at most `limit`.
     fn subject_refs(

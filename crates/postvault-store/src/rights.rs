@@ -65,6 +65,9 @@ pub struct EraseOutcome {
     pub held: Vec<SubjectRef>,
     /// Records erased (dead from this transaction on, deleted by the purge).
     pub records: u64,
+    /// Those records by subject (only subjects that had any): what each
+    /// person of a batch of erasures is told of their own.
+    pub records_by: BTreeMap<SubjectRef, u64>,
     /// The index of the first leaf (one per subject asked for, in order).
     pub first_leaf: u64,
 }

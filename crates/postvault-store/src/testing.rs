@@ -575,7 +575,10 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
         self.inner.purge_erased(limit)
     }
 
-    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError> {
+    fn purge_subjects(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
         self.enter("purge_subjects")?;
         self.inner.purge_subjects(subjects)
     }
@@ -801,7 +804,7 @@ impl<S: KeyStore> KeyStore for Faulty<S> {
         self.inner.delete_secrets(names)
     }
 
-    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {
         self.enter("delete_subject_keys")?;
         self.inner.delete_subject_keys(subjects)
     }

@@ -106,6 +106,11 @@ pub enum VaultError {
     RunInProgress,
     #[error("{0}")]
     RunMismatch(String),
+    /// The failure of a group of one-person erasures, as the others in it
+    /// see it: the code and message of the error the group's run met (the
+    /// request that ran it has the error itself).
+    #[error("{message}")]
+    Joined { code: &'static str, message: String },
 }
 
 impl From<postvault_policy::SubjectIdError> for VaultError {
@@ -176,6 +181,7 @@ impl VaultError {
             VaultError::MasterKeyInStore(_) => "master_key_in_store",
             VaultError::RunInProgress => "run_in_progress",
             VaultError::RunMismatch(_) => "run_mismatch",
+            VaultError::Joined { code, .. } => code,
         }
     }
 }

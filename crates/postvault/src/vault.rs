@@ -154,6 +154,8 @@ pub struct Vault {
     /// Held exclusively by an erasure, shared by a batch sealed again after
     /// one: the second sealing cannot be overtaken by this process.
     erase_gate: std::sync::RwLock<()>,
+    /// One-person erasures waiting to be erased together (group commit).
+    pub(crate) erase_queue: crate::rights::EraseQueue,
     pub(crate) ids: RecordIds,
     pub(crate) signer: postvault_log::LogSigner,
     /// Wrapped keys of nobody, unwrapped in place of a person's whenever a
@@ -354,6 +356,7 @@ impl Vault {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
             erase_gate: std::sync::RwLock::new(()),
+            erase_queue: crate::rights::EraseQueue::default(),
             witnessing: None,
         };
         // Before anything is written: the data store must extend the last

@@ -1,6 +1,8 @@
 //! [`RightsStore`] on PostgreSQL: retention sweeps, erasure in steps, legal
 //! holds and re-keying.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 impl RightsStore for PgStore {
@@ -134,7 +136,8 @@ impl RightsStore for PgStore {
                         &[&erased, &now],
                     )
                     .await?;
-                    out.records = kill_rows_of(&tx, &erased, now).await?;
+                    out.records_by = kill_rows_of(&tx, &erased, now).await?;
+                    out.records = out.records_by.values().sum();
                     bump_erasure_gen(&tx).await?;
                 }
                 Ok::<_, Fail>((tx, out, held))
@@ -207,7 +210,7 @@ impl RightsStore for PgStore {
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.purge_now(
+        let each = self.purge_now(
             "DELETE FROM purge WHERE subject IN (
                  SELECT subject FROM purge
                  WHERE subject NOT IN (SELECT subject FROM erasures)
@@ -215,10 +218,17 @@ impl RightsStore for PgStore {
                  FOR UPDATE SKIP LOCKED)
              RETURNING subject",
             &[&limit],
-        )
+        )?;
+        Ok(PurgeBatch {
+            people: each.len() as u64,
+            records: each.iter().map(|(_, n)| n).sum(),
+        })
     }
 
-    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError> {
+    fn purge_subjects(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
         let asked = refs(subjects);
         self.purge_now(
             "DELETE FROM purge WHERE subject IN (
@@ -368,11 +378,14 @@ impl PgStore {
     /// deleted; one that took a person first is skipped here), then
     /// deletes their records and lookups. People whose erasure is still
     /// pending are left for later: their `finish_erasure` would wait here.
+    /// One purge transaction: the people `take` removes from the queue
+    /// (returning their refs), their records and lookups deleted. Returns
+    /// them in ref order, each with its records deleted.
     fn purge_now(
         &self,
         take: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<PurgeBatch, StoreError> {
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
             let taken: Vec<Vec<u8>> = tx
@@ -381,19 +394,27 @@ impl PgStore {
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect::<Result<_, _>>()?;
-            let mut out = PurgeBatch {
-                people: taken.len() as u64,
-                records: 0,
-            };
+            let mut each: BTreeMap<SubjectRef, u64> = taken
+                .iter()
+                .map(|t| Ok((ref16(t, "subject ref")?, 0)))
+                .collect::<Result<_, Fail>>()?;
             if !taken.is_empty() {
-                out.records = tx
-                    .execute("DELETE FROM records WHERE subject = ANY($1)", &[&taken])
-                    .await?;
+                for r in tx
+                    .query(
+                        "WITH d AS (DELETE FROM records WHERE subject = ANY($1) RETURNING subject)
+                         SELECT subject, count(*) FROM d GROUP BY subject",
+                        &[&taken],
+                    )
+                    .await?
+                {
+                    let n: i64 = r.try_get(1)?;
+                    each.insert(ref16(r.try_get(0)?, "subject ref")?, n as u64);
+                }
                 tx.execute("DELETE FROM lookups WHERE subject = ANY($1)", &[&taken])
                     .await?;
             }
             tx.commit().await?;
-            Ok(out)
+            Ok(each.into_iter().collect())
         })
     }
 }
@@ -409,16 +430,26 @@ pub(super) async fn bump_erasure_gen(tx: &Transaction<'_>) -> Result<(), Fail> {
 
 /// Makes the rows of `subjects` dead: puts them in the purge queue (at
 /// `at`; one already there stays as it was) and deletes their consents.
-/// Returns their records that were alive until now.
-async fn kill_rows_of(tx: &Transaction<'_>, subjects: &[&[u8]], at: i64) -> Result<u64, Fail> {
-    let n: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM records WHERE subject = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)",
+/// Returns their records that were alive until now, by subject (only
+/// subjects that had any).
+async fn kill_rows_of(
+    tx: &Transaction<'_>,
+    subjects: &[&[u8]],
+    at: i64,
+) -> Result<BTreeMap<SubjectRef, u64>, Fail> {
+    let mut by = BTreeMap::new();
+    for r in tx
+        .query(
+            "SELECT subject, count(*) FROM records WHERE subject = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
+             GROUP BY subject",
             &[&subjects],
         )
         .await?
-        .try_get(0)?;
+    {
+        let n: i64 = r.try_get(1)?;
+        by.insert(ref16(r.try_get(0)?, "subject ref")?, n as u64);
+    }
     // Only people with rows: an identifier never collected leaves no ref.
     tx.execute(
         "INSERT INTO purge (subject, at) SELECT DISTINCT s, $2::bigint
@@ -431,7 +462,7 @@ async fn kill_rows_of(tx: &Transaction<'_>, subjects: &[&[u8]], at: i64) -> Resu
     .await?;
     tx.execute("DELETE FROM consents WHERE subject = ANY($1)", &[&subjects])
         .await?;
-    Ok(n as u64)
+    Ok(by)
 }
 
 pub(super) const HOLD_COLUMNS: &str = "id, subject, disclosure, placed_by, placed_at, until_at,

@@ -66,6 +66,7 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
     assert_eq!(out.erased, vec![[1; 16]]);
     assert_eq!(out.held, vec![[2; 16]]);
     assert_eq!(out.records, 2);
+    assert_eq!(out.records_by, [([1; 16], 2)].into_iter().collect());
     assert_eq!(seen, vec![(size, 1, false), (size + 1, 2, true)]);
     // The intent follows the people's leaves, in the same transaction.
     assert_eq!(intent_at, Some((size + 2, 2)));
@@ -173,6 +174,11 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
         )
         .unwrap();
     assert_eq!(out.records, 6, "the records made dead are counted");
+    assert_eq!(
+        out.records_by,
+        [([1; 16], 3), ([3; 16], 3)].into_iter().collect(),
+        "and counted by person (person 5 has none)"
+    );
     // Person 5 was never collected: no ref of theirs is queued.
     assert_eq!(
         s.purge_pending().unwrap(),
@@ -237,10 +243,7 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     );
     // People whose erasure is pending are not purged yet.
     assert_eq!(s.purge_erased(10).unwrap(), crate::PurgeBatch::default());
-    assert_eq!(
-        s.purge_subjects(&[[1; 16]]).unwrap(),
-        crate::PurgeBatch::default()
-    );
+    assert_eq!(s.purge_subjects(&[[1; 16]]).unwrap(), vec![]);
     // The retention sweep leaves dead rows to the purge.
     s.finish_erasure(&[[1; 16], [3; 16], [5; 16]]).unwrap();
     assert_eq!(s.purge_pending().unwrap().people, 2);
@@ -275,10 +278,8 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     // The purge of named people: only those queued.
     assert_eq!(
         s.purge_subjects(&[[9; 16], [3; 16], [2; 16]]).unwrap(),
-        crate::PurgeBatch {
-            people: 1,
-            records: 3
-        }
+        vec![([3; 16], 3)],
+        "only those queued, each with its records"
     );
     assert_eq!(s.purge_erased(1).unwrap(), crate::PurgeBatch::default());
     assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
@@ -299,6 +300,32 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     let second = s.purge_erased(5).unwrap();
     assert_eq!((second.people, first.records + second.records), (1, 5));
     assert_eq!(s.record_count().unwrap(), 1);
+    // A person queued for lookup tokens alone is purged with no records.
+    s.write(
+        &WriteBatch {
+            lookups: vec![LookupRow {
+                token: [8; 16],
+                subject: [8; 16],
+                record: [80; 16],
+            }],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let out = s
+        .erase(
+            &[[8; 16]],
+            70,
+            &mut |_, _, _| vec![1].into(),
+            &mut |_, _| None,
+        )
+        .unwrap();
+    assert_eq!((out.records, out.records_by.len()), (0, 0));
+    s.finish_erasure(&[[8; 16]]).unwrap();
+    assert_eq!(s.purge_subjects(&[[8; 16]]).unwrap(), vec![([8; 16], 0)]);
+    assert!(s.lookup(&[8; 16]).unwrap().is_empty());
 }
 
 pub fn sweeps_delete_only_what_expired_and_is_not_held(s: &dyn Store) {

@@ -31,20 +31,25 @@ impl SqliteKeyStore {
     }
 
     /// Runs `delete` for each key in one transaction, then moves the
-    /// deletion out of the WAL (`overwrite_wal`); returns the rows deleted.
-    fn destroy<K: rusqlite::ToSql>(&self, delete: &str, keys: &[K]) -> Result<u64, StoreError> {
+    /// deletion out of the WAL (`overwrite_wal`); returns, for each key,
+    /// whether it deleted a row.
+    fn destroy<K: rusqlite::ToSql>(
+        &self,
+        delete: &str,
+        keys: &[K],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0;
+        let mut existed = Vec::with_capacity(keys.len());
         {
             let mut s = tx.prepare_cached(delete)?;
             for k in keys {
-                n += s.execute([k])? as u64;
+                existed.push(s.execute([k])? > 0);
             }
         }
         tx.commit()?;
         overwrite_wal(&conn)?;
-        Ok(n)
+        Ok(existed)
     }
 }
 
@@ -217,11 +222,17 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
-        self.destroy("DELETE FROM secrets WHERE name = ?1", names)
+        let existed = self.destroy("DELETE FROM secrets WHERE name = ?1", names)?;
+        Ok(existed.into_iter().filter(|&e| e).count() as u64)
     }
 
-    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
-        self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)
+    fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {
+        let existed = self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)?;
+        Ok(subjects
+            .iter()
+            .zip(existed)
+            .filter_map(|(s, e)| e.then_some(*s))
+            .collect())
     }
 
     fn subject_refs(

@@ -117,7 +117,8 @@ impl RightsStore for SqliteStore {
         }
         // Set-based, this call's subjects only: their rows die here (the
         // purge deletes them later), their consents go now.
-        out.records = kill_rows_of(&tx, "temp.erase_now", now)?;
+        out.records_by = kill_rows_of(&tx, "temp.erase_now", now)?;
+        out.records = out.records_by.values().sum();
         tx.execute_batch("DELETE FROM temp.erase_now;")?;
         out.first_leaf = append(&tx, subjects.len(), &mut |idx, i| {
             leaf(idx, &subjects[i], held[i])
@@ -165,7 +166,7 @@ impl RightsStore for SqliteStore {
     }
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
-        purge_now(&mut self.conn(), &|tx| {
+        purge_now(&mut self.conn(), false, &|tx| {
             Ok(tx
                 .prepare_cached(
                     "INSERT INTO temp.purge_now (subject)
@@ -175,10 +176,14 @@ impl RightsStore for SqliteStore {
                 )?
                 .execute([limit as i64])? as u64)
         })
+        .map(|(batch, _)| batch)
     }
 
-    fn purge_subjects(&self, subjects: &[SubjectRef]) -> Result<PurgeBatch, StoreError> {
-        purge_now(&mut self.conn(), &|tx| {
+    fn purge_subjects(
+        &self,
+        subjects: &[SubjectRef],
+    ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
+        purge_now(&mut self.conn(), true, &|tx| {
             let mut s = tx.prepare_cached(
                 "INSERT INTO temp.purge_now (subject)
                  SELECT subject FROM purge
@@ -191,6 +196,7 @@ impl RightsStore for SqliteStore {
             }
             Ok(n)
         })
+        .map(|(_, each)| each)
     }
 
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
@@ -308,11 +314,13 @@ pub(super) fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), Sto
 }
 
 /// One purge transaction: the records and lookups of the people of the
-/// queue that `pick` puts in `temp.purge_now` (returning how many).
+/// queue that `pick` puts in `temp.purge_now` (returning how many). With
+/// `by_subject`, also each person's records deleted, in ref order.
 fn purge_now(
     conn: &mut Connection,
+    by_subject: bool,
     pick: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<u64, StoreError>,
-) -> Result<PurgeBatch, StoreError> {
+) -> Result<(PurgeBatch, Vec<(SubjectRef, u64)>), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS purge_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
@@ -320,6 +328,17 @@ fn purge_now(
     )?;
     let people = pick(&tx)?;
     let mut out = PurgeBatch { people, records: 0 };
+    let mut each = Vec::new();
+    if people > 0 && by_subject {
+        // On the subject index alone, before the rows go.
+        each = tx
+            .prepare_cached(
+                "SELECT p.subject, (SELECT count(*) FROM records r WHERE r.subject = p.subject)
+                 FROM temp.purge_now p ORDER BY p.subject",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+    }
     if people > 0 {
         out.records = tx
             .prepare_cached(
@@ -335,20 +354,26 @@ fn purge_now(
     }
     tx.execute_batch("DELETE FROM temp.purge_now;")?;
     tx.commit()?;
-    Ok(out)
+    Ok((out, each))
 }
 
 /// Makes the rows of the subjects in `table` dead: puts them in the purge
 /// queue (at `at`; one already there stays as it was) and deletes their
-/// consents. Returns their records that were alive until now.
-fn kill_rows_of(tx: &rusqlite::Transaction<'_>, table: &str, at: i64) -> Result<u64, StoreError> {
+/// consents. Returns their records that were alive until now, by subject
+/// (only subjects that had any).
+fn kill_rows_of(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    at: i64,
+) -> Result<std::collections::BTreeMap<SubjectRef, u64>, StoreError> {
     // Counted on the subject index alone: no record page is read or written.
-    let n: i64 = tx
+    let by: std::collections::BTreeMap<SubjectRef, u64> = tx
         .prepare_cached(&format!(
-            "SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM {table})
-               AND subject NOT IN (SELECT subject FROM purge)"
+            "SELECT subject, count(*) FROM records WHERE subject IN (SELECT subject FROM {table})
+               AND subject NOT IN (SELECT subject FROM purge) GROUP BY subject"
         ))?
-        .query_row([], |r| r.get(0))?;
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<_, _>>()?;
     // Only people with rows: an identifier never collected leaves no ref.
     tx.prepare_cached(&format!(
         "INSERT INTO purge (subject, at) SELECT subject, ?1 FROM {table} AS t
@@ -361,7 +386,7 @@ fn kill_rows_of(tx: &rusqlite::Transaction<'_>, table: &str, at: i64) -> Result<
         "DELETE FROM consents WHERE subject IN (SELECT subject FROM {table})"
     ))?
     .execute([])?;
-    Ok(n as u64)
+    Ok(by)
 }
 
 pub(super) fn hold_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRow> {

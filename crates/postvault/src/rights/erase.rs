@@ -3,6 +3,7 @@
 //! write-ahead so an interrupted erasure is finished at the next open.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use base64::Engine as _;
 
@@ -13,6 +14,127 @@ use crate::leaf::{Actor, Event, LEAF_VERSION};
 use crate::vault::{Principal, Vault};
 
 use super::*;
+
+/// One-person erasures waiting to be erased together: the first to find
+/// no group running takes every waiting request of the same principal (up
+/// to [`ERASE_JOINED_MAX`], one per person) and erases them as one group:
+/// one transaction for their rows and leaves, one for their keys, one for
+/// the intent, one purge. Each request is answered with its own person's
+/// part of the group only.
+#[derive(Default)]
+pub(crate) struct EraseQueue {
+    state: Mutex<QueueState>,
+    /// Signalled whenever a group has been answered.
+    answered: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    next: u64,
+    waiting: Vec<Ask>,
+    answers: HashMap<u64, Result<EraseReport, VaultError>>,
+    /// A group is being erased.
+    running: bool,
+}
+
+/// A one-person erasure waiting in the queue.
+struct Ask {
+    ticket: u64,
+    actor: Actor,
+    id: String,
+    subject: SubjectRef,
+}
+
+impl EraseQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl QueueState {
+    /// The next group: the waiting requests of the principal of the oldest
+    /// one (so no principal's request waits behind another's for ever),
+    /// oldest first, one per person, at most [`ERASE_JOINED_MAX`]; the rest
+    /// keep waiting.
+    fn take(&mut self) -> Vec<Ask> {
+        let Some(actor) = self.waiting.first().map(|a| a.actor.clone()) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        let mut people = HashSet::new();
+        let mut rest = Vec::with_capacity(self.waiting.len());
+        for ask in self.waiting.drain(..) {
+            if taken.len() < ERASE_JOINED_MAX && ask.actor == actor && people.insert(ask.subject) {
+                taken.push(ask);
+            } else {
+                rest.push(ask);
+            }
+        }
+        self.waiting = rest;
+        taken
+    }
+}
+
+/// Answers a group's requests even if its run panics: every request taken
+/// gets an answer and the queue is free again, so no one waits forever.
+struct Running<'a> {
+    queue: &'a EraseQueue,
+    tickets: Vec<u64>,
+    /// The runner's own ticket: if the run panics, the panic is its answer.
+    own: u64,
+}
+
+impl Running<'_> {
+    /// Answers the group, in the order it was taken; a request the answers
+    /// miss gets the error of an unexpected stop.
+    fn answer(mut self, answers: Vec<Result<EraseReport, VaultError>>) {
+        let mut answers = answers.into_iter();
+        let mut q = self.queue.lock();
+        for t in std::mem::take(&mut self.tickets) {
+            q.answers
+                .insert(t, answers.next().unwrap_or_else(|| Err(stopped())));
+        }
+        q.running = false;
+        drop(q);
+        self.queue.answered.notify_all();
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.tickets.is_empty() {
+            return;
+        }
+        let mut q = self.queue.lock();
+        for t in self.tickets.drain(..) {
+            if t != self.own {
+                q.answers.insert(t, Err(stopped()));
+            }
+        }
+        q.running = false;
+        drop(q);
+        self.queue.answered.notify_all();
+    }
+}
+
+/// What the others of a group are told when its run stops unexpectedly.
+fn stopped() -> VaultError {
+    VaultError::Joined {
+        code: "internal",
+        message: "the erasure stopped unexpectedly; run `postvault check`, then ask again".into(),
+    }
+}
+
+/// What one erasure transaction and the key destruction after it did.
+struct Chunk<'a> {
+    /// The people, in the order of their keyed refs (the order of their
+    /// leaves), and the identifiers asked for them.
+    refs: Vec<SubjectRef>,
+    ids: Vec<&'a String>,
+    out: postvault_store::EraseOutcome,
+    /// The people whose keys existed and were destroyed.
+    destroyed: HashSet<SubjectRef>,
+}
 
 impl Vault {
     /// Erases people by identifier, as a privacy officer granting their
@@ -26,7 +148,9 @@ impl Vault {
     /// under a legal hold in force are refused (`held`). One leaf per
     /// identifier (in the order of their keyed refs, not of `subjects`),
     /// tagged for the person, so the erasure is the last leaf they can find
-    /// and prove. Works in chunks of [`ERASE_CHUNK`].
+    /// and prove. Works in chunks of [`ERASE_CHUNK`]. Concurrent calls for
+    /// one person each, by the same principal, are erased together (see
+    /// [`EraseQueue`]); each answer is its own person's.
     pub fn erase(
         &self,
         officer: &Principal,
@@ -43,70 +167,34 @@ impl Vault {
         for s in subjects {
             crate::vault::check_subject(s)?;
         }
-        let mut report = EraseReport::default();
         let actor = Actor {
             role: officer.role.clone(),
             id: self.actor_id(&officer.name),
         };
+        if let [one] = subjects {
+            let report = self.erase_joined(actor, one)?;
+            progress(report.erased + report.held.len() as u64);
+            return Ok(report);
+        }
+        let mut report = EraseReport::default();
         let mut first = None;
         let mut purge_now: Vec<SubjectRef> = Vec::new();
         for chunk in subjects.chunks(ERASE_CHUNK) {
-            let _destroying = self.destroying();
-            let _gate = self.erase_gate_exclusive();
-            // A refusal under a hold whose instrument carries a delay order
-            // is tagged at random: the person must not learn of the hold
-            // from their own leaves before they may know.
-            let now = self.clock.now_ms();
-            let delayed: HashSet<SubjectRef> = self
-                .store
-                .holds(None)?
-                .into_iter()
-                .filter(|h| h.active(now) && h.notice_after.is_some_and(|t| t > now))
-                .map(|h| h.subject)
-                .collect();
-            // In the order of their keyed refs: the stores keep rows of one
-            // subject together by ref, so sorted deletes touch each page once.
-            let mut pairs: Vec<(SubjectRef, &String)> =
-                chunk.iter().map(|s| (self.subject_ref(s), s)).collect();
-            pairs.sort_unstable();
-            let (refs, ids): (Vec<SubjectRef>, Vec<&String>) = pairs.into_iter().unzip();
-            // The tag keys (for the leaves) are read from the key store on a
-            // second thread while the transaction deletes the rows; the
-            // leaves, written last in it, wait for them.
-            let (send_tags, tags) = std::sync::mpsc::sync_channel(1);
-            let out = std::thread::scope(|scope| {
-                let refs = &refs;
-                scope.spawn(move || {
-                    let read = || -> Result<Vec<Option<postvault_crypto::TagKey>>, VaultError> {
-                        let mut out = Vec::with_capacity(refs.len());
-                        for (r, k) in refs.iter().zip(self.keys.subject_keys_many(refs)?) {
-                            out.push(match k {
-                                Some(k) => Some(self.master.tag_key(&k.tag, r)?),
-                                None => None,
-                            });
-                        }
-                        Ok(out)
-                    };
-                    let _ = send_tags.send(read());
-                });
-                self.erase_part(&actor, &ids, refs, &delayed, &tags, &mut report)
-            });
-            // Whoever's first step committed loses their keys now, even if
-            // something failed after it (the pending marks and the intent
-            // carry a crash).
-            let erased = match &out {
-                Ok((o, _)) => o.erased.clone(),
-                Err(_) => self.store.pending_erasures()?,
-            };
-            report.keys_destroyed += self.destroy_subject_keys(&erased)?;
-            let (out, intent) = out?;
-            if let Some(id) = intent {
-                self.complete(id, &actor, false)?;
+            let people = chunk.iter().map(|s| (self.subject_ref(s), s)).collect();
+            let done = self.erase_chunk(&actor, people)?;
+            report.records_deleted += done.out.records;
+            report.erased += done.out.erased.len() as u64;
+            report.keys_destroyed += 2 * done.destroyed.len() as u64;
+            let held: HashSet<&SubjectRef> = done.out.held.iter().collect();
+            for (id, r) in done.ids.iter().zip(&done.refs) {
+                if held.contains(r) {
+                    report.held.push((*id).clone());
+                }
             }
             if subjects.len() <= ERASE_PURGE_INLINE {
-                purge_now.extend_from_slice(&erased);
+                purge_now.extend_from_slice(&done.out.erased);
             }
-            first.get_or_insert(out.first_leaf);
+            first.get_or_insert(done.out.first_leaf);
             progress(report.erased + report.held.len() as u64);
         }
         report.first_leaf = first.unwrap_or(0);
@@ -118,23 +206,207 @@ impl Vault {
         // reported with it, and the sweep purges later.
         if !purge_now.is_empty() {
             match self.store.purge_subjects(&purge_now) {
-                Ok(b) => report.purged = Some(b.into()),
+                Ok(each) => {
+                    report.purged = Some(PurgeReport {
+                        people: each.len() as u64,
+                        records: each.iter().map(|(_, n)| n).sum(),
+                    })
+                }
                 Err(e) => report.purge_error = Some(e.to_string()),
             }
         }
         Ok(report)
     }
 
-    /// Erasure, step one, for one transaction's people; `tags` delivers
-    /// their tag keys (in order) when the leaves are written.
-    pub(super) fn erase_part(
+    /// One person's erasure, in a group with the others waiting (group
+    /// commit): the first caller to find no group running erases the
+    /// waiting requests of its principal together, answers each, and hands
+    /// on; the others wait for their answer, or run the next group.
+    fn erase_joined(&self, actor: Actor, id: &str) -> Result<EraseReport, VaultError> {
+        let queue = &self.erase_queue;
+        let subject = self.subject_ref(id);
+        let mut q = queue.lock();
+        let ticket = q.next;
+        q.next += 1;
+        q.waiting.push(Ask {
+            ticket,
+            actor,
+            id: id.to_string(),
+            subject,
+        });
+        loop {
+            if let Some(answer) = q.answers.remove(&ticket) {
+                return answer;
+            }
+            if q.running {
+                q = queue.answered.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Our request is still waiting (none taken is unanswered while
+            // no group runs): run the next group (ours, or an older one's).
+            q.running = true;
+            let group = q.take();
+            drop(q);
+            let running = Running {
+                queue,
+                tickets: group.iter().map(|a| a.ticket).collect(),
+                own: ticket,
+            };
+            let answers = self.erase_group(&group, ticket);
+            running.answer(answers);
+            q = queue.lock();
+        }
+    }
+
+    /// Erases a group of one-person requests as one erasure, and answers
+    /// each with its own person's part: its leaf, records, keys and purge.
+    /// A failure answers `own` (the runner's ticket) with the error itself
+    /// and the others with its code and message.
+    fn erase_group(&self, group: &[Ask], own: u64) -> Vec<Result<EraseReport, VaultError>> {
+        let Some(actor) = group.first().map(|a| &a.actor) else {
+            return Vec::new();
+        };
+        let people: Vec<(SubjectRef, &String)> = group.iter().map(|a| (a.subject, &a.id)).collect();
+        let done = match self.erase_chunk(actor, people) {
+            Ok(d) => d,
+            Err(e) => {
+                let (code, message) = (e.code(), e.to_string());
+                let mut e = Some(e);
+                return group
+                    .iter()
+                    .map(|a| {
+                        Err(match e.take_if(|_| a.ticket == own) {
+                            Some(e) => e,
+                            None => VaultError::Joined {
+                                code,
+                                message: message.clone(),
+                            },
+                        })
+                    })
+                    .collect();
+            }
+        };
+        let purged = if done.out.erased.is_empty() {
+            Ok(HashMap::new())
+        } else {
+            self.store
+                .purge_subjects(&done.out.erased)
+                .map(|each| each.into_iter().collect::<HashMap<_, _>>())
+        };
+        let erased: HashSet<&SubjectRef> = done.out.erased.iter().collect();
+        group
+            .iter()
+            .map(|a| {
+                // The group's refs are distinct and sorted: the person's
+                // leaf is at their place among them. Never another's.
+                let Ok(at) = done.refs.binary_search(&a.subject) else {
+                    return Err(stopped());
+                };
+                let was_erased = erased.contains(&a.subject);
+                let held = if done.out.held.contains(&a.subject) {
+                    vec![a.id.clone()]
+                } else {
+                    Vec::new()
+                };
+                let mut report = EraseReport {
+                    erased: u64::from(was_erased),
+                    held,
+                    records_deleted: done.out.records_by.get(&a.subject).copied().unwrap_or(0),
+                    keys_destroyed: 2 * u64::from(done.destroyed.contains(&a.subject)),
+                    first_leaf: done.out.first_leaf + at as u64,
+                    purged: None,
+                    purge_error: None,
+                };
+                if was_erased {
+                    match &purged {
+                        Ok(each) => {
+                            let n = each.get(&a.subject);
+                            report.purged = Some(PurgeReport {
+                                people: u64::from(n.is_some()),
+                                records: n.copied().unwrap_or(0),
+                            });
+                        }
+                        Err(e) => report.purge_error = Some(e.to_string()),
+                    }
+                }
+                Ok(report)
+            })
+            .collect()
+    }
+
+    /// One erasure transaction for `people` (their refs and identifiers; at
+    /// most [`ERASE_CHUNK`]), then the keys of those it erased destroyed
+    /// and its intent completed.
+    fn erase_chunk<'a>(
         &self,
         actor: &Actor,
-        part: &[&String],
+        mut people: Vec<(SubjectRef, &'a String)>,
+    ) -> Result<Chunk<'a>, VaultError> {
+        let _destroying = self.destroying();
+        let _gate = self.erase_gate_exclusive();
+        // A refusal under a hold whose instrument carries a delay order
+        // is tagged at random: the person must not learn of the hold
+        // from their own leaves before they may know.
+        let now = self.clock.now_ms();
+        let delayed: HashSet<SubjectRef> = self
+            .store
+            .holds(None)?
+            .into_iter()
+            .filter(|h| h.active(now) && h.notice_after.is_some_and(|t| t > now))
+            .map(|h| h.subject)
+            .collect();
+        // In the order of their keyed refs: the stores keep rows of one
+        // subject together by ref, so sorted deletes touch each page once.
+        people.sort_unstable();
+        let (refs, ids): (Vec<SubjectRef>, Vec<&String>) = people.into_iter().unzip();
+        // The tag keys (for the leaves) are read from the key store on a
+        // second thread while the transaction deletes the rows; the
+        // leaves, written last in it, wait for them.
+        let (send_tags, tags) = std::sync::mpsc::sync_channel(1);
+        let out = std::thread::scope(|scope| {
+            let refs = &refs;
+            scope.spawn(move || {
+                let read = || -> Result<Vec<Option<postvault_crypto::TagKey>>, VaultError> {
+                    let mut out = Vec::with_capacity(refs.len());
+                    // A key that does not unwrap leaves its own person's
+                    // leaf tagged at random, no one else's.
+                    for (r, k) in refs.iter().zip(self.keys.subject_keys_many(refs)?) {
+                        out.push(k.and_then(|k| self.master.tag_key(&k.tag, r).ok()));
+                    }
+                    Ok(out)
+                };
+                let _ = send_tags.send(read());
+            });
+            self.erase_part(actor, refs, &delayed, &tags)
+        });
+        // Whoever's first step committed loses their keys now, even if
+        // something failed after it (the pending marks and the intent
+        // carry a crash).
+        let erased = match &out {
+            Ok((o, _)) => o.erased.clone(),
+            Err(_) => self.store.pending_erasures()?,
+        };
+        let destroyed = self.destroy_subject_keys(&erased)?;
+        let (out, intent) = out?;
+        if let Some(id) = intent {
+            self.complete(id, actor, false)?;
+        }
+        Ok(Chunk {
+            refs,
+            ids,
+            out,
+            destroyed,
+        })
+    }
+
+    /// Erasure, step one, for one transaction's people; `tags` delivers
+    /// their tag keys (in order) when the leaves are written.
+    fn erase_part(
+        &self,
+        actor: &Actor,
         refs: &[SubjectRef],
         delayed: &HashSet<SubjectRef>,
         tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
-        report: &mut EraseReport,
     ) -> Result<(postvault_store::EraseOutcome, Option<u64>), VaultError> {
         let now = self.clock.now_ms();
         let mut keys: Option<Vec<Option<postvault_crypto::TagKey>>> = None;
@@ -243,14 +515,6 @@ impl Vault {
         if let Some(e) = rng_error {
             return Err(e.into());
         }
-        report.records_deleted += out.records;
-        report.erased += out.erased.len() as u64;
-        let held: HashSet<&SubjectRef> = out.held.iter().collect();
-        for (id, r) in part.iter().zip(refs) {
-            if held.contains(r) {
-                report.held.push((*id).clone());
-            }
-        }
         Ok((out, intent_id))
     }
 
@@ -270,12 +534,16 @@ impl Vault {
     }
 
     /// Erasure, steps two and three: destroy the keys, then make anything
-    /// written for these people meanwhile dead too. Returns the keys destroyed.
-    pub(super) fn destroy_subject_keys(&self, erased: &[SubjectRef]) -> Result<u64, VaultError> {
+    /// written for these people meanwhile dead too. Returns the people
+    /// whose keys existed.
+    pub(super) fn destroy_subject_keys(
+        &self,
+        erased: &[SubjectRef],
+    ) -> Result<HashSet<SubjectRef>, VaultError> {
         if erased.is_empty() {
-            return Ok(0);
+            return Ok(HashSet::new());
         }
-        let n = self.keys.delete_subject_keys(erased)?;
+        let destroyed = self.keys.delete_subject_keys(erased)?;
         // Hold keys are few: destroy those of the erased.
         let names: HashSet<String> = erased.iter().map(hold_secret).collect();
         let holds: Vec<String> = self
@@ -289,7 +557,7 @@ impl Vault {
         }
         self.forget_keys(erased);
         self.store.finish_erasure(erased)?;
-        Ok(n * 2)
+        Ok(destroyed.into_iter().collect())
     }
 
     /// Deletes the rows of every erased person still in the purge queue, in

@@ -33,6 +33,7 @@ use crate::vault::{Principal, Vault};
 mod correct;
 pub(crate) use correct::parse_correction;
 mod erase;
+pub(crate) use erase::EraseQueue;
 mod holds;
 mod retention;
 
@@ -50,6 +51,9 @@ const SWEEP_CHUNK: usize = 20_000;
 pub const ERASE_CHUNK: usize = 100_000;
 /// An erasure of at most this many people purges their rows itself.
 pub const ERASE_PURGE_INLINE: usize = 1_000;
+/// One-person erasures waiting at once are erased together, at most this
+/// many at a time (within [`ERASE_PURGE_INLINE`]: each is purged at once).
+pub const ERASE_JOINED_MAX: usize = 256;
 /// Erased people whose rows one purge transaction deletes. Small, because
 /// a purge transaction holds the store's writer (and so every read's
 /// group commit) while it runs: 2,000 people of ten records each in a 10M-

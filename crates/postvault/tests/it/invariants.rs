@@ -640,3 +640,162 @@ fn invariant_6_a_failed_purge_leaves_the_erasure_standing() {
         (1, 9)
     );
 }
+
+/// Invariant 6, group commit: concurrent one-person erasures by one
+/// principal are erased together (one transaction for their rows and
+/// leaves, one key destruction, one intent, one purge), and each caller is
+/// answered with its own person's part alone: its leaf, its records, its
+/// keys, its purge. Every person is unreadable afterwards.
+#[test]
+fn invariant_6_concurrent_erasures_share_a_group_and_each_answer_is_its_own() {
+    const N: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let faults = Faults::new();
+    let v = vault_with_faults(dir.path(), &c, &faults);
+    // Person i has 9 + i records: each answer's count is its person's.
+    let mut lines = Vec::new();
+    for i in 0..N {
+        lines.push(person(&format!("g{i}"), &format!("m{i}")));
+        for k in 0..i {
+            lines.push(line(
+                &format!("g{i}"),
+                "scan_event",
+                "delivery",
+                serde_json::json!({
+                    "piece": "letter", "facility_zip": "60601", "op_code": "918",
+                    "event": "processed", "scanned_at": format!("2026-11-01T04:{k:02}:00Z")}),
+            ));
+        }
+    }
+    assert_eq!(
+        collect(&v, "ingest", &lines.join("\n")).accepted,
+        (9 * N + N * (N - 1) / 2) as u64
+    );
+    let keys: Vec<String> = (0..N)
+        .map(|i| v.subject_tag_key(&format!("g{i}")).unwrap().unwrap())
+        .collect();
+    // The first erasure holds its group open until the others wait.
+    let (entered, first_entered) = std::sync::mpsc::channel();
+    faults.before("erase", move || {
+        entered.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    });
+    let off = v.principal("officer").unwrap();
+    let erase = |i: usize| v.erase(&off, &[format!("g{i}")], &mut |_| {}).unwrap();
+    let reports: Vec<(usize, postvault::EraseReport)> = std::thread::scope(|s| {
+        let first = s.spawn(|| (0, erase(0)));
+        first_entered.recv().unwrap();
+        let rest: Vec<_> = (1..N)
+            .map(|i| {
+                let erase = &erase;
+                s.spawn(move || (i, erase(i)))
+            })
+            .collect();
+        std::iter::once(first)
+            .chain(rest)
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (i, r) in &reports {
+        let records = 9 + *i as u64;
+        assert_eq!(
+            (r.erased, r.keys_destroyed, r.records_deleted),
+            (1, 2, records),
+            "g{i}: {r:?}"
+        );
+        assert!(r.held.is_empty() && r.purge_error.is_none(), "g{i}: {r:?}");
+        assert_eq!(
+            r.purged,
+            Some(postvault::PurgeReport { people: 1, records }),
+            "g{i}"
+        );
+        assert_eq!(
+            leaves_found(&v, &keys[*i]).last(),
+            Some(&r.first_leaf),
+            "g{i}'s answer names its own erasure leaf"
+        );
+        assert!(
+            v.read(&off, &format!("g{i}"), "subject_access")
+                .unwrap()
+                .records
+                .is_empty()
+        );
+    }
+    let n = v.log_catch_up().unwrap();
+    let groups = v
+        .log_entries(0, n)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.as_ref().is_some_and(|e| e.action == "erase_intent"))
+        .count();
+    assert!(
+        (1..N).contains(&groups),
+        "{groups} erasure transactions for {N} one-person erasures"
+    );
+    assert_eq!(v.purge_pending().unwrap().people, 0);
+    assert_eq!(v.store().record_count().unwrap(), 0);
+}
+
+/// Invariant 6, group commit: a group of erasures that fails fails every
+/// request in it, each with the same code (the request that ran the group
+/// with the error itself, the others with its code and message), and
+/// erases no one.
+#[test]
+fn invariant_6_a_failed_erasure_group_fails_every_request_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let faults = Faults::new();
+    let v = vault_with_faults(dir.path(), &c, &faults);
+    let ids: Vec<String> = (0..4).map(|i| format!("f{i}")).collect();
+    let lines: Vec<String> = ids.iter().map(|id| person(id, "m")).collect();
+    assert_eq!(collect(&v, "ingest", &lines.join("\n")).accepted, 36);
+    // The first erasure holds its group open until the others wait; their
+    // group's transaction then fails.
+    let (entered, first_entered) = std::sync::mpsc::channel();
+    faults.before("erase", move || {
+        entered.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    });
+    faults.fail_after(1, &["erase"]);
+    let off = v.principal("officer").unwrap();
+    let erase = |id: &String| v.erase(&off, std::slice::from_ref(id), &mut |_| {});
+    let (first, rest) = std::thread::scope(|s| {
+        let first = s.spawn(|| erase(&ids[0]));
+        first_entered.recv().unwrap();
+        let rest: Vec<_> = ids[1..]
+            .iter()
+            .map(|id| {
+                let erase = &erase;
+                s.spawn(move || erase(id))
+            })
+            .collect();
+        (
+            first.join().unwrap(),
+            rest.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(first.unwrap().erased, 1);
+    let errors: Vec<postvault::VaultError> = rest.into_iter().map(|r| r.unwrap_err()).collect();
+    for e in &errors {
+        assert_eq!(e.code(), "store", "{e}");
+        assert!(e.to_string().contains("injected failure"), "{e}");
+    }
+    let joined = errors
+        .iter()
+        .filter(|e| matches!(e, postvault::VaultError::Joined { .. }))
+        .count();
+    assert_eq!(joined, 2, "one ran the group, two were in it: {errors:?}");
+    for id in &ids[1..] {
+        assert_eq!(
+            v.read(&off, id, "subject_access").unwrap().records.len(),
+            9,
+            "{id} was not erased"
+        );
+    }
+    assert!(v.store().pending_erasures().unwrap().is_empty());
+}

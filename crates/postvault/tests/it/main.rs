@@ -85,6 +85,30 @@ impl Backend {
         }
     }
 
+    /// [`Backend::open`] with the data store's calls going through `faults`.
+    pub fn open_faulty(
+        &self,
+        dir: &Path,
+        o: OpenOptions,
+        faults: &Arc<postvault_store::testing::Faults>,
+    ) -> Vault {
+        use postvault_store::testing::Faulty;
+        match self {
+            Backend::Sqlite => {
+                let store =
+                    postvault_store::SqliteStore::open(&dir.join("data.db"), OpenMode::Existing)
+                        .unwrap();
+                Vault::from_parts(dir, Box::new(Faulty::new(store, faults)), self.keys(dir), o)
+                    .unwrap()
+            }
+            Backend::Postgres { url, schema } => {
+                let po = Backend::pg_opts(schema, false);
+                let store = Faulty::new(PgStore::open(url, &po).unwrap(), faults);
+                Vault::open_with(Path::new(url), Box::new(store), self.keys(dir), o).unwrap()
+            }
+        }
+    }
+
     /// The vault's key store, opened beside it.
     pub fn keys(&self, dir: &Path) -> Box<dyn KeyStore> {
         match self {

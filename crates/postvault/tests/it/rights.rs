@@ -768,6 +768,112 @@ pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend)
     assert!(holds[0].withheld_until.is_some());
 }
 
+/// One-person erasures that meet are erased as one group: a hold (here
+/// with a delay order) refuses only its own person, and its refusal is not
+/// the person's to find; each answer speaks of its own person alone, a
+/// person never collected included.
+#[test]
+fn concurrent_one_person_erasures_each_get_their_own_answer() {
+    concurrent_one_person_erasures_each_get_their_own_answer_on(&Backend::Sqlite);
+}
+
+pub fn concurrent_one_person_erasures_each_get_their_own_answer_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(b, dir.path(), &c);
+    let off = officer(&v);
+    let mut inst = court_order();
+    inst["delay_notice_until"] = serde_json::json!("2027-01-10");
+    let sub = submit(&v, "fbi", &inst);
+    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+    assert_eq!(v.hold_place(&off, &sub.id, None).unwrap().subjects.len(), 1);
+    drop(v);
+    let faults = postvault_store::testing::Faults::new();
+    let v = b.open_faulty(dir.path(), opts(&c), &faults);
+    let off = officer(&v);
+    // The first erasure holds its group open until the others wait: they
+    // are erased as the second group.
+    let (entered, first_entered) = std::sync::mpsc::channel();
+    faults.before("erase", move || {
+        entered.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    });
+    let erase = |id: &str| v.erase(&off, &[id.to_string()], &mut |_| {}).unwrap();
+    let reports: Vec<postvault::EraseReport> = std::thread::scope(|s| {
+        let first = s.spawn(|| erase("never-collected"));
+        first_entered.recv().unwrap();
+        let rest: Vec<_> = ["cust-a", "cust-b", "cust-p"]
+            .into_iter()
+            .map(|id| {
+                let erase = &erase;
+                s.spawn(move || erase(id))
+            })
+            .collect();
+        std::iter::once(first)
+            .chain(rest)
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    let [never, a, b, p] = &reports[..] else {
+        unreachable!()
+    };
+    assert_eq!(a.held, vec!["cust-a".to_string()], "{a:?}");
+    assert_eq!(
+        (a.erased, a.records_deleted, a.keys_destroyed, a.purged),
+        (0, 0, 0, None)
+    );
+    for (r, records) in [(b, 9), (p, 10)] {
+        assert!(r.held.is_empty(), "{r:?}");
+        assert_eq!(
+            (r.erased, r.records_deleted, r.keys_destroyed),
+            (1, records, 2)
+        );
+        assert_eq!(
+            r.purged,
+            Some(postvault::PurgeReport { people: 1, records })
+        );
+    }
+    assert_eq!(
+        (never.erased, never.records_deleted, never.keys_destroyed),
+        (1, 0, 0)
+    );
+    assert_eq!(never.purged, Some(postvault::PurgeReport::default()));
+    // One leaf each, each answer naming its own: the held person's is the
+    // refusal.
+    let leaves = events(&v);
+    let mut at: Vec<u64> = reports.iter().map(|r| r.first_leaf).collect();
+    at.sort_unstable();
+    at.dedup();
+    assert_eq!(at.len(), 4, "four answers, four leaves");
+    for r in &reports {
+        let e = &leaves[r.first_leaf as usize];
+        assert_eq!(e.action, "erase");
+        assert_eq!(e.decision == "deny", !r.held.is_empty(), "{r:?}");
+    }
+    // Two groups: the first alone, the three others together (one intent
+    // for the people of cust-b and cust-p; a group of one held person
+    // would have none).
+    let intents = leaves.iter().filter(|e| e.action == "erase_intent").count();
+    assert_eq!(intents, 2, "the three waiting were erased as one group");
+    // The delay order hides the refusal from the person, in a group too.
+    let report = v.subject_report(&off, "cust-a").unwrap();
+    assert!(
+        report
+            .log
+            .iter()
+            .all(|l| l.event.as_ref().unwrap().action != "erase"),
+        "no leaf the person can find tells of the hold"
+    );
+    assert_eq!(
+        v.read(&off, "cust-a", "subject_access")
+            .unwrap()
+            .records
+            .len(),
+        9,
+        "the held person keeps their records"
+    );
+}
+
 #[test]
 fn an_erased_person_collected_again_keeps_only_the_new_data() {
     let dir = tempfile::tempdir().unwrap();
