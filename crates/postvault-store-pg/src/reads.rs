@@ -36,8 +36,8 @@ struct Group {
     failed: HashMap<u64, String>,
     /// Readers whose part of the open group succeeded.
     members: usize,
-    /// A reader is committing the open group.
-    committing: bool,
+    /// The group a reader is committing, if one is.
+    committing: Option<u64>,
 }
 
 impl GroupState for Group {
@@ -47,7 +47,7 @@ impl GroupState for Group {
     fn failure(&self, group: u64) -> Option<&str> {
         self.failed.get(&group).map(String::as_str)
     }
-    fn committing(&mut self) -> &mut bool {
+    fn committing(&mut self) -> &mut Option<u64> {
         &mut self.committing
     }
 }
@@ -114,7 +114,7 @@ impl Group {
     /// After a reader's part failed: a group no reader succeeded in is
     /// closed at once, so no idle transaction holds the tree-state lock.
     fn close_if_empty(&mut self, w: &Waiter<'_>) {
-        if self.members == 0 && !self.committing {
+        if self.members == 0 && self.committing != Some(self.group) {
             self.end(w, "ROLLBACK");
         }
     }

@@ -36,7 +36,9 @@ pub enum StoreError {
         "another reader kept destroyed key material from being overwritten in the key store's WAL; retry"
     )]
     Busy,
-    #[error("the read's transaction did not commit ({0}); nothing was returned")]
+    #[error(
+        "the transaction did not commit ({0}); nothing was returned, and nothing it wrote is acknowledged (a collection retried under its batch id is not written twice)"
+    )]
     NotCommitted(String),
     #[error("the record to correct is no longer current")]
     Stale,

@@ -19,8 +19,8 @@ pub trait GroupState {
     fn settled(&self) -> u64;
     /// Why group `group` failed (rolled back), if it did.
     fn failure(&self, group: u64) -> Option<&str>;
-    /// A reader is committing the open group.
-    fn committing(&mut self) -> &mut bool;
+    /// The group a member is committing, if one is.
+    fn committing(&mut self) -> &mut Option<u64>;
 }
 
 /// A backend's group state behind its lock, with the signal of settled
@@ -80,12 +80,12 @@ impl<G: GroupState> GroupCommit<G> {
                     None => Ok(()),
                 };
             }
-            if *g.committing() {
+            if g.committing().is_some() {
                 g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
             // Commit this group; first let readers at the door join it.
-            *g.committing() = true;
+            *g.committing() = Some(my);
             // Bounded: a joiner descheduled at the door joins the next group.
             let mut rounds = 0;
             while self.joining.load(Ordering::SeqCst) > 0 && g.settled() < my && rounds < 64 {
@@ -97,7 +97,7 @@ impl<G: GroupState> GroupCommit<G> {
             if g.settled() < my {
                 commit(&mut g);
             }
-            *g.committing() = false;
+            *g.committing() = None;
             self.notify();
         }
     }

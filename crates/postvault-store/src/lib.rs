@@ -401,7 +401,20 @@ pub trait LedgerStore: Send + Sync {
 /// records (see [`HoldRow`], [`EraseOutcome`]).
 pub trait RightsStore: Send + Sync {
     /// Every record of `subject`, for maintenance (holds, re-keying); no leaf.
+    /// Sees every write this process made before it (an open group of
+    /// writes is committed first).
     fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// [`RightsStore::subject_records`] as committed, beside an open group
+    /// of reads and writes rather than committing it early: for a
+    /// correction, which checks its record again when it writes. A backend
+    /// without such a group answers `subject_records`.
+    fn subject_records_committed(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        self.subject_records(subject)
+    }
 
     /// Replaces the key id and ciphertext of existing records (by id), in one
     /// durable transaction; returns how many were found.

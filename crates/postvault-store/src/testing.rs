@@ -525,6 +525,18 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
         Ok(rows)
     }
 
+    fn subject_records_committed(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        self.enter("subject_records")?;
+        let rows = self.inner.subject_records_committed(subject)?;
+        self.faults
+            .records
+            .fetch_add(rows.len() as u64, Ordering::SeqCst);
+        Ok(rows)
+    }
+
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
         self.enter("rekey")?;
         self.inner.rekey(records)

@@ -147,6 +147,79 @@ fn concurrent_reads_commit_in_groups_and_each_leaf_is_durable() {
     assert_eq!(size as usize, seen.len() + writes);
 }
 
+/// Written batches join the group commit with reads: concurrent writers
+/// and readers each get their own leaf, each returns once durable (every
+/// row and leaf is there after a reopen), and a batch that fails (a stale
+/// supersession, after its record was inserted) is undone alone: neither
+/// its record nor a leaf of it is left, and the group's others commit.
+#[test]
+fn concurrent_writes_join_the_group_commit_and_a_failed_one_leaves_nothing() {
+    let dir = tmp();
+    let p = dir.path().join("data.db");
+    let s = SqliteStore::open(&p, OpenMode::Create).unwrap();
+    let writers = 6u8;
+    let each = 60u8;
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..writers {
+            let (s, failed) = (&s, &failed);
+            sc.spawn(move || {
+                for i in 0..each {
+                    let mut r = conformance::record(t + 1, i, "address");
+                    r.id = [t, i, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+                    let mut batch = WriteBatch {
+                        records: vec![r],
+                        leaves: 1,
+                        ..WriteBatch::default()
+                    };
+                    // Every tenth batch supersedes a record that is not
+                    // there: it fails after inserting its own.
+                    if i % 10 == 9 {
+                        batch.supersede = vec![([0xEE; 16], [t + 1; 16], batch.records[0].id)];
+                    }
+                    let out = s.write(&batch, &mut |idx, _| {
+                        format!("write {t} {i} at {idx}").into_bytes().into()
+                    });
+                    match out {
+                        Ok(_) => {}
+                        Err(StoreError::Stale) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                    if i % 3 == 0 {
+                        s.read_accounted(&[t + 1; 16], &mut |_, idx| {
+                            format!("read {t} {i} at {idx}").into_bytes().into()
+                        })
+                        .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner();
+    assert_eq!(failed, usize::from(writers) * usize::from(each / 10));
+    let written = usize::from(writers) * usize::from(each) - failed;
+    let reads = usize::from(writers) * usize::from(each).div_ceil(3);
+    drop(s);
+    let s = SqliteStore::open(&p, OpenMode::Existing).unwrap();
+    assert_eq!(s.record_count().unwrap() as usize, written);
+    let size = s.log_size().unwrap();
+    assert_eq!(
+        size as usize,
+        written + reads,
+        "one leaf each, none of a failed batch"
+    );
+    for (idx, body) in s.leaves(0, size).unwrap().into_iter().enumerate() {
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.ends_with(&format!("at {idx}")), "{body}");
+        if let Some(rest) = body.strip_prefix("write ") {
+            let i: u8 = rest.split(' ').nth(1).unwrap().parse().unwrap();
+            assert_ne!(i % 10, 9, "a failed batch left its leaf: {body}");
+        }
+    }
+}
+
 /// Every store opens with WAL, `synchronous=FULL` and `secure_delete`, read
 /// back from SQLite; a connection that runs with less is refused. A store
 /// opened with `synchronous=OFF` (or without WAL) fails this test, and the

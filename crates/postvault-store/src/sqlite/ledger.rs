@@ -161,25 +161,32 @@ impl LedgerStore for SqliteStore {
     }
 
     fn accounting(&self, subject: &SubjectRef) -> Result<Vec<AccountingRow>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT disclosure, subject, at, leaf, records, categories FROM accounting
-             WHERE subject = ?1 ORDER BY at, leaf",
-        )?;
-        let rows = s
-            .query_map([subject], |r| {
-                Ok(AccountingRow {
-                    disclosure: r.get(0)?,
-                    subject: r.get(1)?,
-                    at: r.get(2)?,
-                    leaf: r.get::<_, i64>(3)? as u64,
-                    records: r.get::<_, i64>(4)? as u64,
-                    categories: split_list(&r.get::<_, String>(5)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        // As committed, beside the group commit (see `subject_records`).
+        self.with_looker(|conn| accounting_of(conn, subject))
     }
+}
+
+fn accounting_of(
+    conn: &Connection,
+    subject: &SubjectRef,
+) -> Result<Vec<AccountingRow>, StoreError> {
+    let mut s = conn.prepare_cached(
+        "SELECT disclosure, subject, at, leaf, records, categories FROM accounting
+         WHERE subject = ?1 ORDER BY at, leaf",
+    )?;
+    let rows = s
+        .query_map([subject], |r| {
+            Ok(AccountingRow {
+                disclosure: r.get(0)?,
+                subject: r.get(1)?,
+                at: r.get(2)?,
+                leaf: r.get::<_, i64>(3)? as u64,
+                records: r.get::<_, i64>(4)? as u64,
+                categories: split_list(&r.get::<_, String>(5)?),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 pub(super) fn join_subjects(subjects: &[SubjectRef]) -> Vec<u8> {

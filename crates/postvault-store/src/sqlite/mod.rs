@@ -44,11 +44,14 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// The embedded SQLite data store.
 ///
-/// Targeted reads commit in groups: a read opens (or joins) the group
-/// transaction, reads the subject and appends its leaf in it, and returns
-/// only once that transaction has committed (`synchronous=FULL`). Readers
-/// that arrive while one waits join the same commit, so concurrent reads
-/// share one fsync. Any other operation first commits an open group.
+/// Targeted reads and small written batches (at most 64 rows: one-line
+/// collections, corrections, consents) commit in groups: each opens (or joins) the group transaction, does its
+/// part in a savepoint of it (a read: the subject read and its leaf; a
+/// write: its rows and leaves), and returns only once that transaction has
+/// committed (`synchronous=FULL`). Those that arrive while one waits join
+/// the same commit, so concurrent reads and small writes share one fsync;
+/// a part that fails is rolled back alone. Any other operation first
+/// commits an open group.
 pub struct SqliteStore {
     group: GroupCommit<Inner>,
     /// Moves the WAL into the database file off the writers' path.
@@ -167,8 +170,9 @@ struct Inner {
     failed: std::collections::HashMap<u64, String>,
     /// Readers whose part of the open group succeeded.
     members: usize,
-    /// A reader is committing the open group.
-    committing: bool,
+    /// The group a member is committing (the open one, or one another
+    /// operation committed meanwhile).
+    committing: Option<u64>,
 }
 
 impl GroupState for Inner {
@@ -178,7 +182,7 @@ impl GroupState for Inner {
     fn failure(&self, group: u64) -> Option<&str> {
         self.failed.get(&group).map(String::as_str)
     }
-    fn committing(&mut self) -> &mut bool {
+    fn committing(&mut self) -> &mut Option<u64> {
         &mut self.committing
     }
 }
@@ -212,7 +216,7 @@ impl Inner {
     /// After a reader's part failed: a group no reader succeeded in is
     /// closed at once, so no idle transaction holds the write lock.
     fn close_if_empty(&mut self) {
-        if self.open && self.members == 0 && !self.committing {
+        if self.open && self.members == 0 && self.committing != Some(self.group) {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.open = false;
             self.settled = self.group;
@@ -255,7 +259,7 @@ impl SqliteStore {
                 settled: 0,
                 failed: std::collections::HashMap::new(),
                 members: 0,
-                committing: false,
+                committing: None,
             }),
             _checkpointer: checkpointer,
             path: path.to_path_buf(),
@@ -338,10 +342,25 @@ impl SqliteStore {
         scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
+        self.grouped(&mut |conn| {
+            let data = read_scope(conn, subject, scope)?;
+            let idx = append(conn, 1, &mut |idx, _| leaf(&data, idx))?;
+            Ok((data, idx))
+        })
+    }
+
+    /// Runs `work` in the group commit (see the type's docs): in a savepoint
+    /// of the open group's transaction (opening one if none is), and
+    /// returns its result once the group has committed, or an error if
+    /// `work` failed (its part undone alone) or the group did not commit.
+    fn grouped<T>(
+        &self,
+        work: &mut dyn FnMut(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut g = self.group.join();
         if g.open && g.conn.is_autocommit() {
             // SQLite ended the transaction under us (an error rolled it back).
-            g.fail("the read's transaction was rolled back");
+            g.fail("the group's transaction was rolled back");
             self.group.notify();
         }
         if !g.open {
@@ -351,32 +370,28 @@ impl SqliteStore {
             g.members = 0;
         }
         let my = g.group;
-        // Each reader's part is a savepoint: one that fails leaves the
-        // group's other readers untouched.
-        if let Err(e) = run_cached(&g.conn, "SAVEPOINT reader") {
-            g.fail("the read could not join its transaction");
+        // Each member's part is a savepoint: one that fails leaves the
+        // group's other members untouched.
+        if let Err(e) = run_cached(&g.conn, "SAVEPOINT member") {
+            g.fail("a member could not join the group's transaction");
             self.group.notify();
             return Err(e.into());
         }
-        let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let data = read_scope(&g.conn, subject, scope)?;
-            let idx = append(&g.conn, 1, &mut |idx, _| leaf(&data, idx))?;
-            Ok::<_, StoreError>((data, idx))
-        }));
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&g.conn)));
         let undo = |g: &mut Inner| {
             if g.conn
-                .execute_batch("ROLLBACK TO reader; RELEASE reader")
+                .execute_batch("ROLLBACK TO member; RELEASE member")
                 .is_err()
             {
-                g.fail("a failed read could not be undone alone");
+                g.fail("a failed member could not be undone alone");
             } else {
                 g.close_if_empty();
             }
         };
-        let out = match work {
+        let out = match done {
             Ok(Ok(out)) => {
-                if let Err(e) = run_cached(&g.conn, "RELEASE reader") {
-                    g.fail("the read could not be kept in its transaction");
+                if let Err(e) = run_cached(&g.conn, "RELEASE member") {
+                    g.fail("a member could not be kept in the group's transaction");
                     self.group.notify();
                     return Err(e.into());
                 }

@@ -5,79 +5,16 @@ use super::*;
 
 impl RecordStore for SqliteStore {
     fn write(&self, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+        // A small batch in the group commit, as reads are: concurrent small
+        // writes (and reads) share one commit, and each returns once its
+        // batch is durable. A large one (bulk collection) runs alone, after
+        // the open group has committed, so reads never wait on its work.
+        if batch.records.len() + batch.lookups.len() <= GROUP_WRITE_MAX_ROWS {
+            return self.grouped(&mut |tx| write_in(tx, batch, leaf));
+        }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(expected) = batch.erasure_gen
-            && erasure_gen(&tx)? != expected
-        {
-            return Err(StoreError::Conflict);
-        }
-        // A subject whose erasure has begun and not finished takes no new
-        // record until it has: the caller finishes it, then seals again.
-        let pending: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM erasures)")?
-            .query_row([], |r| r.get(0))?;
-        if pending && !batch.records.is_empty() {
-            let mut q = tx.prepare_cached("SELECT 1 FROM erasures WHERE subject = ?1")?;
-            for r in &batch.records {
-                if q.exists([r.subject])? {
-                    return Err(StoreError::Conflict);
-                }
-            }
-        }
-        resolve_purge(&tx, batch)?;
-        {
-            let mut s = tx.prepare_cached(
-                "INSERT INTO records (id, subject, category, purpose, source,
-                     collected_at, expires_at, key_id, sealed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for r in &batch.records {
-                s.execute(params![
-                    r.id,
-                    r.subject,
-                    r.category,
-                    r.purpose,
-                    r.source,
-                    r.collected_at,
-                    r.expires_at,
-                    r.key_id,
-                    r.sealed
-                ])?;
-            }
-            let mut s = tx.prepare_cached(
-                "INSERT INTO lookups (token, subject, record) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-            )?;
-            for l in &batch.lookups {
-                s.execute(params![l.token, l.subject, l.record])?;
-            }
-            let mut s = tx.prepare_cached(
-                "UPDATE records SET superseded_by = ?3
-                 WHERE id = ?1 AND subject = ?2 AND superseded_by IS NULL",
-            )?;
-            let mut drop_lookups =
-                tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
-            for (old, subject, new) in &batch.supersede {
-                if s.execute(params![old, subject, new])? != 1 {
-                    return Err(StoreError::Stale);
-                }
-                // The corrected value no longer finds the person.
-                drop_lookups.execute(params![subject, old])?;
-            }
-            let mut s = tx.prepare_cached(
-                "INSERT INTO consents (subject, purpose, granted, at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (subject, purpose) DO UPDATE
-                 SET granted = excluded.granted, at = excluded.at WHERE excluded.at >= consents.at",
-            )?;
-            for c in &batch.consents {
-                s.execute(params![c.subject, c.purpose, c.granted, c.at])?;
-            }
-        }
-        let first = append(&tx, batch.leaves, leaf)?;
-        if let Some(step) = &batch.run {
-            sqlite_ops::run_step(&tx, step, (batch.leaves > 0).then_some(first), true)?;
-        }
+        let first = write_in(&tx, batch, leaf)?;
         tx.commit()?;
         Ok(first)
     }
@@ -96,8 +33,9 @@ impl RecordStore for SqliteStore {
         subject: &SubjectRef,
         purpose: &str,
     ) -> Result<Option<crate::ConsentRow>, StoreError> {
-        let conn = self.conn();
-        consent_of(&conn, subject, purpose)
+        // As committed, beside the group commit: a collection batch that
+        // asks does not commit the open group early.
+        self.with_looker(|conn| consent_of(conn, subject, purpose))
     }
 
     fn lookup(&self, token: &[u8; 16]) -> Result<Vec<SubjectRef>, StoreError> {
@@ -121,6 +59,87 @@ impl RecordStore for SqliteStore {
         )?;
         Ok(n as u64)
     }
+}
+
+/// Batches of at most this many rows (records and lookup tokens) join the
+/// group commit; larger ones commit alone.
+const GROUP_WRITE_MAX_ROWS: usize = 64;
+
+/// One collection batch's rows, lookups, consents, supersessions, leaves and
+/// run step, inside the caller's transaction (a savepoint of the group's).
+fn write_in(tx: &Connection, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Result<u64, StoreError> {
+    if let Some(expected) = batch.erasure_gen
+        && erasure_gen(tx)? != expected
+    {
+        return Err(StoreError::Conflict);
+    }
+    // A subject whose erasure has begun and not finished takes no new
+    // record until it has: the caller finishes it, then seals again.
+    let pending: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM erasures)")?
+        .query_row([], |r| r.get(0))?;
+    if pending && !batch.records.is_empty() {
+        let mut q = tx.prepare_cached("SELECT 1 FROM erasures WHERE subject = ?1")?;
+        for r in &batch.records {
+            if q.exists([r.subject])? {
+                return Err(StoreError::Conflict);
+            }
+        }
+    }
+    resolve_purge(tx, batch)?;
+    {
+        let mut s = tx.prepare_cached(
+            "INSERT INTO records (id, subject, category, purpose, source,
+                 collected_at, expires_at, key_id, sealed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for r in &batch.records {
+            s.execute(params![
+                r.id,
+                r.subject,
+                r.category,
+                r.purpose,
+                r.source,
+                r.collected_at,
+                r.expires_at,
+                r.key_id,
+                r.sealed
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT INTO lookups (token, subject, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )?;
+        for l in &batch.lookups {
+            s.execute(params![l.token, l.subject, l.record])?;
+        }
+        let mut s = tx.prepare_cached(
+            "UPDATE records SET superseded_by = ?3
+             WHERE id = ?1 AND subject = ?2 AND superseded_by IS NULL",
+        )?;
+        let mut drop_lookups =
+            tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
+        for (old, subject, new) in &batch.supersede {
+            if s.execute(params![old, subject, new])? != 1 {
+                return Err(StoreError::Stale);
+            }
+            // The corrected value no longer finds the person.
+            drop_lookups.execute(params![subject, old])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT INTO consents (subject, purpose, granted, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (subject, purpose) DO UPDATE
+             SET granted = excluded.granted, at = excluded.at WHERE excluded.at >= consents.at",
+        )?;
+        for c in &batch.consents {
+            s.execute(params![c.subject, c.purpose, c.granted, c.at])?;
+        }
+    }
+    let first = append(tx, batch.leaves, leaf)?;
+    if let Some(step) = &batch.run {
+        sqlite_ops::run_step(tx, step, (batch.leaves > 0).then_some(first), true)?;
+    }
+    Ok(first)
 }
 
 /// A person collected again after their erasure leaves the purge queue in

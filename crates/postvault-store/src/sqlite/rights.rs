@@ -10,6 +10,18 @@ impl RightsStore for SqliteStore {
         Ok(read_subject(&tx, subject)?.records)
     }
 
+    fn subject_records_committed(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        // On a connection of its own: a correction reading the record it
+        // corrects neither waits for nor commits early the open group.
+        self.with_looker(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            Ok(read_subject(&tx, subject)?.records)
+        })
+    }
+
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

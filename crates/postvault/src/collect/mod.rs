@@ -241,69 +241,81 @@ impl Vault {
         std::thread::scope(|scope| -> Result<(), VaultError> {
             // Owned here: an early return drops it, so workers see the end.
             let to_workers = to_workers;
-            for _ in 0..workers {
-                let to_writer = to_writer.clone();
-                let work = &work;
-                let spawned = std::thread::Builder::new()
-                    .name("pv-prepare".into())
-                    .spawn_scoped(scope, move || {
-                        loop {
-                            let next = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                            let Ok(raw) = next else { return };
-                            if stopped.load(std::sync::atomic::Ordering::Acquire) {
-                                continue;
+            // The pipeline's threads start with the first full batch: an
+            // input that ends within its first batch (a one-line request,
+            // most of what the HTTP API is sent) is checked, sealed and
+            // committed on this thread, with no thread started or handed to.
+            let work = &work;
+            let start = move || -> Result<_, VaultError> {
+                for _ in 0..workers {
+                    let to_writer = to_writer.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("pv-prepare".into())
+                        .spawn_scoped(scope, move || {
+                            loop {
+                                let next = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                                let Ok(raw) = next else { return };
+                                if stopped.load(std::sync::atomic::Ordering::Acquire) {
+                                    continue;
+                                }
+                                let seq = raw.seq;
+                                let lines_read = raw.last_line();
+                                let digest = raw.digest;
+                                let done =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        self.check_batch(principal, &raw, default_purpose).and_then(
+                                            |b| {
+                                                self.prepare_batch(principal, b, lines_read, digest)
+                                            },
+                                        )
+                                    }))
+                                    .unwrap_or_else(|_| {
+                                        Err(VaultError::Invalid {
+                                            what: "collection",
+                                            why: "preparing a batch panicked".into(),
+                                        })
+                                    });
+                                if to_writer.send((seq, done)).is_err() {
+                                    stopped.store(true, std::sync::atomic::Ordering::Release);
+                                }
                             }
-                            let seq = raw.seq;
-                            let lines_read = raw.last_line();
-                            let digest = raw.digest;
-                            let done =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    self.check_batch(principal, &raw, default_purpose).and_then(
-                                        |b| self.prepare_batch(principal, b, lines_read, digest),
-                                    )
-                                }))
-                                .unwrap_or_else(|_| {
-                                    Err(VaultError::Invalid {
-                                        what: "collection",
-                                        why: "preparing a batch panicked".into(),
-                                    })
-                                });
-                            if to_writer.send((seq, done)).is_err() {
-                                stopped.store(true, std::sync::atomic::Ordering::Release);
+                        });
+                    spawned.map_err(VaultError::Input)?;
+                }
+                drop(to_writer);
+                std::thread::Builder::new()
+                    .name("pv-write".into())
+                    .spawn_scoped(scope, move || -> Result<u64, VaultError> {
+                        // Batches arrive in any order; they commit in input order.
+                        let mut ready = BTreeMap::new();
+                        let mut next = 0u64;
+                        // The run's progress as stored: each batch's step must
+                        // start there.
+                        let mut stored = skip;
+                        let written = (|| {
+                            for (seq, b) in prepared {
+                                ready.insert(seq, b);
+                                while let Some(b) = ready.remove(&next) {
+                                    next += 1;
+                                    let c =
+                                        self.commit_batch(principal, store, b?, run, &mut stored)?;
+                                    // The reader may have stopped listening after an error.
+                                    let _ = to_reader.send(c);
+                                }
                             }
+                            Ok(stored)
+                        })();
+                        if written.is_err() {
+                            stopped.store(true, std::sync::atomic::Ordering::Release);
                         }
-                    });
-                spawned.map_err(VaultError::Input)?;
-            }
-            drop(to_writer);
-            let writer = std::thread::Builder::new()
-                .name("pv-write".into())
-                .spawn_scoped(scope, move || -> Result<u64, VaultError> {
-                    // Batches arrive in any order; they commit in input order.
-                    let mut ready = BTreeMap::new();
-                    let mut next = 0u64;
-                    // The run's progress as stored: each batch's step must
-                    // start there.
-                    let mut stored = skip;
-                    let written = (|| {
-                        for (seq, b) in prepared {
-                            ready.insert(seq, b);
-                            while let Some(b) = ready.remove(&next) {
-                                next += 1;
-                                let c =
-                                    self.commit_batch(principal, store, b?, run, &mut stored)?;
-                                // The reader may have stopped listening after an error.
-                                let _ = to_reader.send(c);
-                            }
-                        }
-                        Ok(stored)
-                    })();
-                    if written.is_err() {
-                        stopped.store(true, std::sync::atomic::Ordering::Release);
-                    }
-                    written
-                })
-                .map_err(VaultError::Input)?;
+                        written
+                    })
+                    .map_err(VaultError::Input)
+            };
+            let mut start = Some(start);
+            let mut writer = None;
+            let mut unsent = None;
+            let mut start_error = None;
             let mut apply = |mut c: Committed, report: &mut CollectReport| {
                 drop(c.spent.take());
                 report.accepted += c.accepted;
@@ -364,6 +376,15 @@ impl Vault {
                         next.data.reserve(raw.data.len() + raw.data.len() / 8);
                         next.ends.reserve(raw.ends.len());
                         let full = std::mem::replace(&mut raw, next);
+                        if let Some(start) = start.take() {
+                            match start() {
+                                Ok(w) => writer = Some(w),
+                                Err(e) => {
+                                    start_error = Some(e);
+                                    return Ok(());
+                                }
+                            }
+                        }
                         if to_workers.send(full).is_err() {
                             return Ok(()); // the writer failed; its error is reported below
                         }
@@ -379,17 +400,56 @@ impl Vault {
                     *end_of_input = (line_no, raw.digest);
                 }
                 if !raw.ends.is_empty() {
-                    let _ = to_workers.send(raw);
+                    if writer.is_some() {
+                        let _ = to_workers.send(raw);
+                    } else {
+                        unsent = Some(raw);
+                    }
                 }
                 Ok(())
             })();
             drop(to_workers);
-            let written = writer.join().unwrap_or_else(|_| {
-                Err(VaultError::Invalid {
-                    what: "writer",
-                    why: "the writer thread panicked".into(),
-                })
-            });
+            // A thread that could not start fails the call, as before any
+            // batch was committed.
+            if let Some(e) = start_error {
+                return Err(e);
+            }
+            let written = match writer {
+                Some(w) => w.join().unwrap_or_else(|_| {
+                    Err(VaultError::Invalid {
+                        what: "writer",
+                        why: "the writer thread panicked".into(),
+                    })
+                }),
+                // No thread started: the one batch, here, as a worker and
+                // the writer would have.
+                None => {
+                    let mut stored = skip;
+                    match unsent.take() {
+                        Some(raw) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let lines_read = raw.last_line();
+                            self.check_batch(principal, &raw, default_purpose)
+                                .and_then(|b| {
+                                    self.prepare_batch(principal, b, lines_read, raw.digest)
+                                })
+                                .and_then(|b| {
+                                    self.commit_batch(principal, store, b, run, &mut stored)
+                                })
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(VaultError::Invalid {
+                                what: "collection",
+                                why: "collecting a batch panicked".into(),
+                            })
+                        })
+                        .map(|c| {
+                            apply(c, &mut report);
+                            stored
+                        }),
+                        None => Ok(stored),
+                    }
+                }
+            };
             while let Ok(c) = committed.try_recv() {
                 apply(c, &mut report);
             }

@@ -64,7 +64,7 @@ impl Vault {
         let keys = self.subject_keys(&subject_ref)?.ok_or_else(nothing)?;
         let current: Vec<RecordRow> = self
             .store
-            .subject_records(&subject_ref)?
+            .subject_records_committed(&subject_ref)?
             .into_iter()
             .filter(|r| r.category == cat.id && r.superseded_by.is_none() && r.expires_at > now)
             .collect();
