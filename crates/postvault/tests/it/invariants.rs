@@ -677,11 +677,7 @@ fn invariant_6_concurrent_erasures_share_a_group_and_each_answer_is_its_own() {
         .map(|i| v.subject_tag_key(&format!("g{i}")).unwrap().unwrap())
         .collect();
     // The first erasure holds its group open until the others wait.
-    let (entered, first_entered) = std::sync::mpsc::channel();
-    faults.before("erase", move || {
-        entered.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400));
-    });
+    let first_entered = hold_first_erasure(&faults);
     let off = v.principal("officer").unwrap();
     let erase = |i: usize| v.erase(&off, &[format!("g{i}")], &mut |_| {}).unwrap();
     let reports: Vec<(usize, postvault::EraseReport)> = std::thread::scope(|s| {
@@ -754,11 +750,7 @@ fn invariant_6_a_failed_erasure_group_fails_every_request_in_it() {
     assert_eq!(collect(&v, "ingest", &lines.join("\n")).accepted, 36);
     // The first erasure holds its group open until the others wait; their
     // group's transaction then fails.
-    let (entered, first_entered) = std::sync::mpsc::channel();
-    faults.before("erase", move || {
-        entered.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    });
+    let first_entered = hold_first_erasure(&faults);
     faults.fail_after(1, &["erase"]);
     let off = v.principal("officer").unwrap();
     let erase = |id: &String| v.erase(&off, std::slice::from_ref(id), &mut |_| {});

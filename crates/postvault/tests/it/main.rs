@@ -210,6 +210,20 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Holds the first `erase` call through `faults` open for a second, once
+/// the returned receiver has been told it began: requests made meanwhile
+/// wait, and are erased together in the next group.
+pub fn hold_first_erasure(
+    faults: &Arc<postvault_store::testing::Faults>,
+) -> std::sync::mpsc::Receiver<()> {
+    let (entered, first_entered) = std::sync::mpsc::channel();
+    faults.before("erase", move || {
+        entered.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    });
+    first_entered
+}
+
 /// The indexes of the leaves `tag_key` finds, through the leaf index;
 /// asserts a scan of the whole log finds the very same.
 pub fn leaves_found(v: &Vault, tag_key: &str) -> Vec<u64> {

@@ -3,6 +3,7 @@
 //! directory, under a concurrent ingest, and with the log verifier.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use postvault::{Clock, Event, OpenOptions, ReportLeaf, Vault, VerifyOptions};
@@ -741,16 +742,24 @@ fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person() {
     a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(&Backend::Sqlite);
 }
 
-pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let c = clock();
-    let v = gateway_vault_on(b, dir.path(), &c);
+/// The gateway vault with `cust-a` under a hold whose instrument carries
+/// a delay order (the person may not know of it before 2027-01-10).
+fn vault_with_a_delayed_hold(b: &Backend, dir: &Path, c: &Arc<postvault::FixedClock>) -> Vault {
+    let v = gateway_vault_on(b, dir, c);
     let off = officer(&v);
     let mut inst = court_order();
     inst["delay_notice_until"] = serde_json::json!("2027-01-10");
     let sub = submit(&v, "fbi", &inst);
     assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
-    v.hold_place(&off, &sub.id, None).unwrap();
+    assert_eq!(v.hold_place(&off, &sub.id, None).unwrap().subjects.len(), 1);
+    v
+}
+
+pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_with_a_delayed_hold(b, dir.path(), &c);
+    let off = officer(&v);
     let r = v.erase(&off, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!(r.held, vec!["cust-a".to_string()]);
     let report = v.subject_report(&off, "cust-a").unwrap();
@@ -780,24 +789,13 @@ fn concurrent_one_person_erasures_each_get_their_own_answer() {
 pub fn concurrent_one_person_erasures_each_get_their_own_answer_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(b, dir.path(), &c);
-    let off = officer(&v);
-    let mut inst = court_order();
-    inst["delay_notice_until"] = serde_json::json!("2027-01-10");
-    let sub = submit(&v, "fbi", &inst);
-    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
-    assert_eq!(v.hold_place(&off, &sub.id, None).unwrap().subjects.len(), 1);
-    drop(v);
+    drop(vault_with_a_delayed_hold(b, dir.path(), &c));
     let faults = postvault_store::testing::Faults::new();
     let v = b.open_faulty(dir.path(), opts(&c), &faults);
     let off = officer(&v);
     // The first erasure holds its group open until the others wait: they
     // are erased as the second group.
-    let (entered, first_entered) = std::sync::mpsc::channel();
-    faults.before("erase", move || {
-        entered.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    });
+    let first_entered = hold_first_erasure(&faults);
     let erase = |id: &str| v.erase(&off, &[id.to_string()], &mut |_| {}).unwrap();
     let reports: Vec<postvault::EraseReport> = std::thread::scope(|s| {
         let first = s.spawn(|| erase("never-collected"));
