@@ -220,8 +220,9 @@ impl Vault {
 
     /// One person's erasure, in a group with the others waiting (group
     /// commit): the first caller to find no group running erases the
-    /// waiting requests of its principal together, answers each, and hands
-    /// on; the others wait for their answer, or run the next group.
+    /// waiting requests of the principal who has waited longest together
+    /// (see [`QueueState::take`]), answers each, and hands on; the others
+    /// wait for their answer, or run the next group.
     fn erase_joined(&self, actor: Actor, id: &str) -> Result<EraseReport, VaultError> {
         let queue = &self.erase_queue;
         let subject = self.subject_ref(id);
