@@ -302,6 +302,14 @@ impl<S> Faulty<S> {
     fn enter(&self, method: &'static str) -> Result<Entry, StoreError> {
         self.faults.enter(method)
     }
+
+    /// Counts records the wrapped store handed over (see [`Faults::records`]).
+    fn handed_rows(&self, rows: Vec<RecordRow>) -> Vec<RecordRow> {
+        self.faults
+            .records
+            .fetch_add(rows.len() as u64, Ordering::SeqCst);
+        rows
+    }
 }
 
 impl<S: RecordStore> RecordStore for Faulty<S> {
@@ -518,11 +526,7 @@ impl<S: LedgerStore> LedgerStore for Faulty<S> {
 impl<S: RightsStore> RightsStore for Faulty<S> {
     fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
         self.enter("subject_records")?;
-        let rows = self.inner.subject_records(subject)?;
-        self.faults
-            .records
-            .fetch_add(rows.len() as u64, Ordering::SeqCst);
-        Ok(rows)
+        Ok(self.handed_rows(self.inner.subject_records(subject)?))
     }
 
     fn subject_records_committed(
@@ -530,11 +534,7 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
         subject: &SubjectRef,
     ) -> Result<Vec<RecordRow>, StoreError> {
         self.enter("subject_records")?;
-        let rows = self.inner.subject_records_committed(subject)?;
-        self.faults
-            .records
-            .fetch_add(rows.len() as u64, Ordering::SeqCst);
-        Ok(rows)
+        Ok(self.handed_rows(self.inner.subject_records_committed(subject)?))
     }
 
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {
@@ -729,13 +729,10 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
         limit: usize,
     ) -> Result<Vec<RecordRow>, StoreError> {
         self.enter("category_records")?;
-        let rows = self
-            .inner
-            .category_records(category, now, after, until, limit)?;
-        self.faults
-            .records
-            .fetch_add(rows.len() as u64, Ordering::SeqCst);
-        Ok(rows)
+        Ok(self.handed_rows(
+            self.inner
+                .category_records(category, now, after, until, limit)?,
+        ))
     }
 
     fn spend_budget(
