@@ -43,7 +43,7 @@ pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
     RunRow, RunStep,
 };
-pub use rights::{EraseLeafFn, EraseOutcome, HoldRow, PurgeBatch, SweepBatch, key_id};
+pub use rights::{EraseLeafFn, EraseOutcome, Held, HoldRow, PurgeBatch, SweepBatch, key_id};
 pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
     SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
@@ -435,7 +435,9 @@ pub trait RightsStore: Send + Sync {
     fn count_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Erasure, step one, in one durable transaction: refuses subjects under
-    /// a hold in force at `now`; for the others deletes every consent, puts
+    /// a hold in force at `now` (telling `leaf`, read in this transaction,
+    /// whether one of their holds carries a delay order still running at
+    /// `now`, [`Held::Delayed`]); for the others deletes every consent, puts
     /// them in the purge queue (from then on no read, scan or count sees
     /// their records or lookups; [`RightsStore::purge_erased`] deletes those
     /// rows later, in bulk, so an erasure costs the same in a vault of any

@@ -88,5 +88,32 @@ pub struct PurgeBatch {
     pub records: u64,
 }
 
-/// Builds the leaf of one subject of an erasure: (index, subject, held).
-pub type EraseLeafFn<'a> = dyn FnMut(u64, &SubjectRef, bool) -> crate::Leaf + 'a;
+/// What an erasure's own transaction found of the legal holds on one
+/// subject it was asked for. Decided inside that transaction, so a hold
+/// another node places meanwhile is either seen whole (with its delay
+/// order) or not at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Held {
+    /// No hold in force: the subject is erased.
+    #[default]
+    No,
+    /// Refused: a hold is in force, and none of the subject's holds in
+    /// force carries a delay order still running.
+    Yes,
+    /// Refused under a hold in force, and at least one of the subject's
+    /// holds in force may not be shown to the person yet (`notice_after`
+    /// later than the erasure's `now`): the refusal's leaf must not be
+    /// theirs to find.
+    Delayed,
+}
+
+impl Held {
+    /// The erasure was refused.
+    pub fn refused(self) -> bool {
+        self != Held::No
+    }
+}
+
+/// Builds the leaf of one subject of an erasure: (index, subject, what the
+/// transaction found of its holds).
+pub type EraseLeafFn<'a> = dyn FnMut(u64, &SubjectRef, Held) -> crate::Leaf + 'a;

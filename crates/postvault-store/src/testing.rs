@@ -566,7 +566,7 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
     ) -> Result<EraseOutcome, StoreError> {
         if self.enter("erase")? == Entry::Retry {
             for (i, s) in subjects.iter().enumerate() {
-                let _ = leaf(1_000_000 + i as u64, s, false);
+                let _ = leaf(1_000_000 + i as u64, s, crate::Held::No);
             }
         }
         self.inner.erase(subjects, now, leaf, intent)

@@ -106,23 +106,33 @@ impl RightsStore for PgStore {
                 let tx = begin(c, self.isolation).await?;
                 let first = lock_tree(&tx).await?;
                 let asked = refs(subjects);
-                let on_hold: HashSet<SubjectRef> = tx
+                // With their delay orders, in this transaction: a hold
+                // another node places is seen whole or not at all.
+                let on_hold: HashMap<SubjectRef, bool> = tx
                     .query(
-                        "SELECT subject FROM holds
-                         WHERE released_at IS NULL AND until_at > $1 AND subject = ANY($2)",
+                        "SELECT subject, bool_or(coalesce(notice_after > $1, false)) FROM holds
+                         WHERE released_at IS NULL AND until_at > $1 AND subject = ANY($2)
+                         GROUP BY subject",
                         &[&now, &asked],
                     )
                     .await?
                     .iter()
-                    .map(|r| ref16(r.try_get(0)?, "subject ref"))
-                    .collect::<Result<_, _>>()?;
-                let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+                    .map(|r| Ok((ref16(r.try_get(0)?, "subject ref")?, r.try_get(1)?)))
+                    .collect::<Result<_, Fail>>()?;
+                let held: Vec<Held> = subjects
+                    .iter()
+                    .map(|s| match on_hold.get(s) {
+                        None => Held::No,
+                        Some(false) => Held::Yes,
+                        Some(true) => Held::Delayed,
+                    })
+                    .collect();
                 let mut out = EraseOutcome {
                     first_leaf: first,
                     ..EraseOutcome::default()
                 };
                 for (s, &h) in subjects.iter().zip(&held) {
-                    if h {
+                    if h.refused() {
                         out.held.push(*s);
                     } else {
                         out.erased.push(*s);

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::{
-    AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, HoldRow, KeyStore, LookupRow,
+    AccountingRow, ConsentRow, DisclosureRow, DisclosureStep, Held, HoldRow, KeyStore, LookupRow,
     PrincipalRow, ReadScope, RecordRow, Store, StoreError, SubjectData, SubjectKeys, SubjectRef,
     SubmitQuery, WriteBatch,
 };
@@ -47,8 +47,8 @@ pub use records::{
 };
 pub use rights::{
     corrections_keep_history_once, erased_rows_are_dead_until_purged,
-    erasure_deletes_rows_spares_holds_and_fences_writes, rekey_replaces_ciphertext_in_place,
-    sweeps_delete_only_what_expired_and_is_not_held,
+    erasure_deletes_rows_spares_holds_and_fences_writes, erasure_tells_holds_under_a_delay_order,
+    rekey_replaces_ciphertext_in_place, sweeps_delete_only_what_expired_and_is_not_held,
 };
 pub use stats::{
     budget_spends_check_and_account_atomically, category_records_come_person_by_person,
@@ -95,6 +95,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     submissions_read_the_protective_category_they_are_given(&*fresh());
     disclosure_steps_read_write_and_account_atomically(&*fresh());
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
+    erasure_tells_holds_under_a_delay_order(&*fresh());
     erased_rows_are_dead_until_purged(&*fresh());
     sweeps_delete_only_what_expired_and_is_not_held(&*fresh());
     rekey_replaces_ciphertext_in_place(&*fresh());

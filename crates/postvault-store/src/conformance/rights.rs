@@ -67,7 +67,7 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
     assert_eq!(out.held, vec![[2; 16]]);
     assert_eq!(out.records, 2);
     assert_eq!(out.records_by, [([1; 16], 2)].into_iter().collect());
-    assert_eq!(seen, vec![(size, 1, false), (size + 1, 2, true)]);
+    assert_eq!(seen, vec![(size, 1, Held::No), (size + 1, 2, Held::Yes)]);
     // The intent follows the people's leaves, in the same transaction.
     assert_eq!(intent_at, Some((size + 2, 2)));
     assert_eq!(s.log_size().unwrap(), size + 3);
@@ -133,6 +133,54 @@ pub fn erasure_deletes_rows_spares_holds_and_fences_writes(s: &dyn Store) {
         .unwrap();
     assert_eq!(out.erased, vec![[2; 16]]);
     assert_eq!(s.intents().unwrap().len(), 1, "no intent was asked for");
+}
+
+/// The erasure's transaction itself tells which refused subjects are under
+/// a hold whose delay order still runs (their leaves must not be theirs to
+/// find): a hold placed by another node just before it is seen with its
+/// delay, never as a plain hold.
+pub fn erasure_tells_holds_under_a_delay_order(s: &dyn Store) {
+    let delayed = |subject: u8, id: &str, until: i64, notice_after: i64| HoldRow {
+        id: id.into(),
+        notice_after: Some(notice_after),
+        ..hold(subject, until)
+    };
+    s.put_holds(
+        &[
+            // A plain hold and a delayed one: delayed.
+            hold(3, 5_000),
+            delayed(3, "hold-3b", 5_000, 3_000),
+            // The delay has run out: a plain refusal.
+            delayed(4, "hold-4", 5_000, 1_500),
+            // Lapsed, whatever its delay: erased.
+            delayed(5, "hold-5", 1_500, 9_000),
+        ],
+        &mut leaf_body,
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let out = s
+        .erase(
+            &[[3; 16], [4; 16], [5; 16], [6; 16]],
+            2_000,
+            &mut |_, subj, held| {
+                seen.push((subj[0], held));
+                b"erase".to_vec().into()
+            },
+            &mut |_, _| None,
+        )
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            (3, Held::Delayed),
+            (4, Held::Yes),
+            (5, Held::No),
+            (6, Held::No)
+        ]
+    );
+    assert_eq!(out.held, vec![[3; 16], [4; 16]]);
+    assert_eq!(out.erased, vec![[5; 16], [6; 16]]);
 }
 
 /// An erasure makes the person's rows dead at once (every read, scan and

@@ -98,14 +98,24 @@ impl RightsStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = EraseOutcome::default();
-        let on_hold: std::collections::HashSet<SubjectRef> = {
+        // Read in this transaction, with their delay orders: a hold placed
+        // by another process is seen whole or not at all.
+        let on_hold: std::collections::HashMap<SubjectRef, bool> = {
             let mut q = tx.prepare_cached(
-                "SELECT subject FROM holds WHERE released_at IS NULL AND until_at > ?1",
+                "SELECT subject, MAX(notice_after IS NOT NULL AND notice_after > ?1) FROM holds
+                 WHERE released_at IS NULL AND until_at > ?1 GROUP BY subject",
             )?;
-            q.query_map([now], |r| r.get(0))?
+            q.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?
         };
-        let held: Vec<bool> = subjects.iter().map(|s| on_hold.contains(s)).collect();
+        let held: Vec<Held> = subjects
+            .iter()
+            .map(|s| match on_hold.get(s) {
+                None => Held::No,
+                Some(false) => Held::Yes,
+                Some(true) => Held::Delayed,
+            })
+            .collect();
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS erase_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
              DELETE FROM temp.erase_now;",
@@ -118,7 +128,7 @@ impl RightsStore for SqliteStore {
                 "INSERT INTO temp.erase_now (subject) VALUES (?1) ON CONFLICT DO NOTHING",
             )?;
             for (s, &h) in subjects.iter().zip(&held) {
-                if h {
+                if h.refused() {
                     out.held.push(*s);
                 } else {
                     pending.execute(params![s, now])?;

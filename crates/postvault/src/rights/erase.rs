@@ -345,17 +345,6 @@ impl Vault {
     ) -> Result<Chunk<'a>, VaultError> {
         let _destroying = self.destroying();
         let _gate = self.erase_gate_exclusive();
-        // A refusal under a hold whose instrument carries a delay order
-        // is tagged at random: the person must not learn of the hold
-        // from their own leaves before they may know.
-        let now = self.clock.now_ms();
-        let delayed: HashSet<SubjectRef> = self
-            .store
-            .holds(None)?
-            .into_iter()
-            .filter(|h| h.active(now) && h.notice_after.is_some_and(|t| t > now))
-            .map(|h| h.subject)
-            .collect();
         // In the order of their keyed refs: the stores keep rows of one
         // subject together by ref, so sorted deletes touch each page once.
         people.sort_unstable();
@@ -378,7 +367,7 @@ impl Vault {
                 };
                 let _ = send_tags.send(read());
             });
-            self.erase_part(actor, refs, &delayed, &tags)
+            self.erase_part(actor, refs, &tags)
         });
         // Whoever's first step committed loses their keys now, even if
         // something failed after it (the pending marks and the intent
@@ -406,7 +395,6 @@ impl Vault {
         &self,
         actor: &Actor,
         refs: &[SubjectRef],
-        delayed: &HashSet<SubjectRef>,
         tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
     ) -> Result<(postvault_store::EraseOutcome, Option<u64>), VaultError> {
         let now = self.clock.now_ms();
@@ -495,17 +483,23 @@ impl Vault {
                 let k = keys.get_or_insert_with(|| {
                     tags.recv().ok().and_then(Result::ok).unwrap_or_default()
                 });
+                // A refusal under a hold whose instrument carries a delay
+                // order still running is tagged at random: the person must
+                // not learn of the hold from their own leaves before they
+                // may know. The store decides that inside its transaction,
+                // so a hold another node places meanwhile cannot slip
+                // between a look at the holds and the refusal.
                 let key = position
                     .get(subject)
                     .and_then(|&i| k.get(i))
                     .and_then(Option::as_ref)
-                    .filter(|_| !(held && delayed.contains(subject)));
+                    .filter(|_| held != postvault_store::Held::Delayed);
                 let (tag, index) = self.tag_or_random_key(key, idx, now, &mut rng_error);
-                let bytes = match &templates[usize::from(held)] {
+                let bytes = match &templates[usize::from(held.refused())] {
                     Some(t) => t.leaf(&tag),
                     None => Event {
                         subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
-                        ..event(held)
+                        ..event(held.refused())
                     }
                     .to_leaf(),
                 };

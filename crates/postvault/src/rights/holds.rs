@@ -68,13 +68,10 @@ impl Vault {
                 released_by: None,
             })
             .collect();
-        // Not while an erasure in this process runs: it reads which holds
-        // carry a delay order before its transaction, and a delayed hold
-        // placed in between would have its refusal tagged for the person.
-        let leaf_index = {
-            let _gate = self.erase_gate_shared();
-            self.put_holds(officer, &holds, now)?
-        };
+        // An erasure running meanwhile (here or on another node) sees this
+        // hold, with its delay order, inside its own transaction, or not
+        // at all.
+        let leaf_index = self.put_holds(officer, &holds, now)?;
         // Everything the people hold now goes under their hold keys: the
         // sweep cannot destroy it while the hold stands.
         for h in &holds {

@@ -74,6 +74,8 @@ on_postgres! {
         => a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on,
     rights::concurrent_one_person_erasures_each_get_their_own_answer
         => concurrent_one_person_erasures_each_get_their_own_answer_on,
+    rights::a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person
+        => a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person_on,
     log::the_log_is_served_as_c2sp_tiles
         => the_log_is_served_as_c2sp_tiles_on,
     disclosure::red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved

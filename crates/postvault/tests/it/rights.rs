@@ -777,6 +777,63 @@ pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend)
     assert!(holds[0].withheld_until.is_some());
 }
 
+/// A hold with a delay order placed after an erasure has started, just
+/// before its transaction (as another node could), refuses the erasure
+/// with a random tag: the erasure learns of the delay in the transaction
+/// that finds the hold, not from an earlier look.
+#[test]
+fn a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person() {
+    a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person_on(&Backend::Sqlite);
+}
+
+pub fn a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let sub = {
+        let v = gateway_vault_on(b, dir.path(), &c);
+        let mut inst = court_order();
+        inst["delay_notice_until"] = serde_json::json!("2027-01-10");
+        let sub = submit(&v, "fbi", &inst);
+        assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+        sub
+    };
+    let faults = postvault_store::testing::Faults::new();
+    let v = b.open_faulty(dir.path(), opts(&c), &faults);
+    let off = officer(&v);
+    // The erasure's store call waits (up to a minute) until the hold is in.
+    let (entered, erasing) = std::sync::mpsc::channel();
+    let (placed, hold_in) = std::sync::mpsc::channel::<()>();
+    faults.before("erase", move || {
+        entered.send(()).unwrap();
+        let _ = hold_in.recv_timeout(std::time::Duration::from_secs(60));
+    });
+    // On PostgreSQL a second node places the hold; SQLite has one process.
+    let other = match b {
+        Backend::Postgres { .. } => Some(b.open(dir.path(), opts(&c)).unwrap()),
+        Backend::Sqlite => None,
+    };
+    let placer = other.as_ref().unwrap_or(&v);
+    let r = std::thread::scope(|s| {
+        let erase = s.spawn(|| v.erase(&off, &["cust-a".to_string()], &mut |_| {}));
+        erasing.recv().unwrap();
+        let hold = placer.hold_place(&off, &sub.id, None).unwrap();
+        assert_eq!(hold.subjects.len(), 1);
+        placed.send(()).unwrap();
+        erase.join().unwrap().unwrap()
+    });
+    assert_eq!(r.held, vec!["cust-a".to_string()], "{r:?}");
+    assert_eq!(events(&v)[r.first_leaf as usize].decision, "deny");
+    let report = v.subject_report(&off, "cust-a").unwrap();
+    assert!(report.holds.is_empty(), "the delay order hides the hold");
+    assert!(
+        report
+            .log
+            .iter()
+            .all(|l| l.event.as_ref().unwrap().action != "erase"),
+        "no leaf the person can find tells of the hold"
+    );
+}
+
 /// One-person erasures that meet are erased as one group: a hold (here
 /// with a delay order) refuses only its own person, and its refusal is not
 /// the person's to find; each answer speaks of its own person alone, a
