@@ -224,6 +224,65 @@ fn concurrent_writes_join_the_group_commit_and_a_failed_one_leaves_nothing() {
 /// back from SQLite; a connection that runs with less is refused. A store
 /// opened with `synchronous=OFF` (or without WAL) fails this test, and the
 /// open itself refuses.
+/// Small puts of new subjects' keys from many threads commit in groups:
+/// each put learns exactly which of its subjects already had keys (of a
+/// subject every thread puts at once, one put stores its keys and every
+/// other is told they existed), and every key put is there after reopening.
+#[test]
+fn concurrent_key_puts_share_commits_and_each_learns_which_keys_existed() {
+    let dir = tmp();
+    let p = dir.path().join("keys.db");
+    let threads = 8u8;
+    let each = 40u8;
+    let keys = |subject: [u8; 16], t: u8| SubjectKeys {
+        subject,
+        data: vec![t, 1],
+        tag: vec![t, 2],
+    };
+    let stored_by = std::sync::Mutex::new(std::collections::HashMap::<u8, Vec<u8>>::new());
+    {
+        let k = SqliteKeyStore::open(&p, OpenMode::Create).unwrap();
+        std::thread::scope(|sc| {
+            for t in 0..threads {
+                let (k, stored_by) = (&k, &stored_by);
+                sc.spawn(move || {
+                    for i in 0..each {
+                        let own = keys([t + 1, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7], t);
+                        let shared = keys([0xAA, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7], t);
+                        let existing = k.put_subject_keys(&[own.clone(), shared.clone()]).unwrap();
+                        assert!(!existing.contains(&own.subject), "{t} {i}");
+                        assert!(existing.len() <= 1);
+                        if existing.is_empty() {
+                            stored_by.lock().unwrap().entry(i).or_default().push(t);
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let k = SqliteKeyStore::open(&p, OpenMode::Existing).unwrap();
+    let stored_by = stored_by.into_inner().unwrap();
+    for i in 0..each {
+        let by = &stored_by[&i];
+        assert_eq!(by.len(), 1, "subject {i} stored by {by:?}");
+        let shared = k
+            .subject_keys(&[0xAA, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            shared.data,
+            vec![by[0], 1],
+            "the stored keys are the winner's"
+        );
+        for t in 0..threads {
+            let own = k
+                .subject_keys(&[t + 1, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7])
+                .unwrap();
+            assert_eq!(own.map(|o| o.tag), Some(vec![t, 2]));
+        }
+    }
+}
+
 #[test]
 fn stores_run_with_durable_commits_read_back_at_open() {
     let dir = tmp();

@@ -930,6 +930,15 @@ pub(crate) fn load_pack(opts: &OpenOptions) -> Result<(PackSources, Arc<Pack>), 
 /// Checks a subject id wherever one enters (see
 /// [`postvault_policy::check_subject_id`]): refused with
 /// `invalid_subject_id`, and a message that never echoes it.
+/// The cores this process may use, read once: `available_parallelism`
+/// reads the cgroup's files on every call (a few file opens and reads),
+/// which a one-line collection would otherwise pay each time.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
 pub(crate) fn check_subject(id: &str) -> Result<(), VaultError> {
     Ok(postvault_policy::check_subject_id(id)?)
 }

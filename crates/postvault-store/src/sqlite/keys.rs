@@ -5,6 +5,52 @@ use super::*;
 /// The embedded key store: a separate SQLite file, mode 0600.
 pub struct SqliteKeyStore {
     conn: Mutex<Connection>,
+    puts: PutQueue,
+}
+
+/// A put of at most this many subjects' keys joins the puts waiting beside
+/// it in one transaction (group commit); a larger one commits alone.
+pub const PUT_JOINED_MAX: usize = 64;
+
+/// Concurrent small puts of new subjects' keys (one-line collections of new
+/// people), committed together: the first to find no put running takes
+/// every waiting one, writes each in its own savepoint, commits once and
+/// answers each; the others wait for their answer. Every put returns only
+/// once its keys are durable, as alone.
+#[derive(Default)]
+struct PutQueue {
+    state: Mutex<PutState>,
+    answered: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct PutState {
+    next: u64,
+    waiting: Vec<(u64, Vec<SubjectKeys>)>,
+    /// Answers for puts whose group has committed (or failed).
+    answers: std::collections::HashMap<u64, Result<Vec<SubjectRef>, String>>,
+    running: bool,
+}
+
+/// Answers the puts of a group its runner could not (it panicked), and
+/// frees the queue: no put waits forever.
+struct PutRunning<'a> {
+    queue: &'a PutQueue,
+    tickets: Vec<u64>,
+}
+
+impl Drop for PutRunning<'_> {
+    fn drop(&mut self) {
+        let mut q = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        for t in self.tickets.drain(..) {
+            q.answers
+                .entry(t)
+                .or_insert_with(|| Err("the key store's group commit stopped".into()));
+        }
+        q.running = false;
+        drop(q);
+        self.queue.answered.notify_all();
+    }
 }
 
 impl std::fmt::Debug for SqliteKeyStore {
@@ -18,6 +64,7 @@ impl SqliteKeyStore {
         let conn = open_db(path, mode, KEYS_APP_ID, KEYS_MIGRATIONS, "key store")?;
         Ok(SqliteKeyStore {
             conn: Mutex::new(conn),
+            puts: PutQueue::default(),
         })
     }
 
@@ -28,6 +75,96 @@ impl SqliteKeyStore {
     /// The durability settings of the key store's connection, read back.
     pub fn durability(&self) -> Result<sqlite_ops::Durability, StoreError> {
         sqlite_ops::durability_of(&self.conn())
+    }
+
+    /// Puts `keys` in a group with the puts waiting beside it (see
+    /// [`PutQueue`]).
+    fn put_joined(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        let queue = &self.puts;
+        let lock = || queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock();
+        let ticket = q.next;
+        q.next += 1;
+        q.waiting.push((ticket, keys.to_vec()));
+        loop {
+            if let Some(answer) = q.answers.remove(&ticket) {
+                return answer.map_err(StoreError::NotCommitted);
+            }
+            if q.running {
+                q = queue.answered.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Ours is still waiting (none taken is unanswered while no
+            // group runs): commit every waiting put, ours among them.
+            q.running = true;
+            let group = std::mem::take(&mut q.waiting);
+            drop(q);
+            let mut running = PutRunning {
+                queue,
+                tickets: group.iter().map(|(t, _)| *t).collect(),
+            };
+            let mut own = None;
+            let answers: Vec<(u64, Result<Vec<SubjectRef>, String>)> = match self.put_group(&group)
+            {
+                Ok(each) => group
+                    .iter()
+                    .zip(each)
+                    .map(|((t, _), r)| {
+                        let r = if *t == ticket {
+                            own = Some(r);
+                            Err(String::new())
+                        } else {
+                            r.map_err(|e| e.to_string())
+                        };
+                        (*t, r)
+                    })
+                    .collect(),
+                Err(e) => {
+                    let why = e.to_string();
+                    own = Some(Err(e));
+                    group.iter().map(|(t, _)| (*t, Err(why.clone()))).collect()
+                }
+            };
+            q = lock();
+            for (t, r) in answers {
+                if t != ticket {
+                    q.answers.insert(t, r);
+                }
+            }
+            running.tickets.clear();
+            drop(q);
+            drop(running);
+            if let Some(r) = own {
+                return r;
+            }
+            q = lock();
+        }
+    }
+
+    /// One transaction for every put of `group`, each in its own savepoint
+    /// (one that fails is rolled back alone); each put's answer, or the
+    /// commit's error for all.
+    #[allow(clippy::type_complexity)]
+    fn put_group(
+        &self,
+        group: &[(u64, Vec<SubjectKeys>)],
+    ) -> Result<Vec<Result<Vec<SubjectRef>, StoreError>>, StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(group.len());
+        for (_, keys) in group {
+            let sp = tx.savepoint()?;
+            match insert_subject_keys(&sp, keys) {
+                Ok(existing) => {
+                    sp.commit()?;
+                    out.push(Ok(existing));
+                }
+                // Dropped: rolled back.
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Runs `delete` for each key in one transaction, then moves the
@@ -51,6 +188,23 @@ impl SqliteKeyStore {
         overwrite_wal(&conn)?;
         Ok(existed)
     }
+}
+
+/// Inserts the keys of subjects that have none; returns those that had.
+fn insert_subject_keys(
+    conn: &Connection,
+    keys: &[SubjectKeys],
+) -> Result<Vec<SubjectRef>, StoreError> {
+    let mut existing = Vec::new();
+    let mut s = conn.prepare_cached(
+        "INSERT INTO subject_keys (ref, data, tag) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for k in keys {
+        if s.execute(params![k.subject, k.data, k.tag])? == 0 {
+            existing.push(k.subject);
+        }
+    }
+    Ok(existing)
 }
 
 fn log_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogState, StoreError>> {
@@ -107,22 +261,15 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn put_subject_keys(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
-        let mut existing = Vec::new();
         if keys.is_empty() {
-            return Ok(existing);
+            return Ok(Vec::new());
+        }
+        if keys.len() <= PUT_JOINED_MAX {
+            return self.put_joined(keys);
         }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut s = tx.prepare_cached(
-                "INSERT INTO subject_keys (ref, data, tag) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )?;
-            for k in keys {
-                if s.execute(params![k.subject, k.data, k.tag])? == 0 {
-                    existing.push(k.subject);
-                }
-            }
-        }
+        let existing = insert_subject_keys(&tx, keys)?;
         tx.commit()?;
         Ok(existing)
     }

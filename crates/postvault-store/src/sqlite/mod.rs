@@ -279,12 +279,23 @@ impl SqliteStore {
     }
 
     /// [`SqliteStore::with_scanner`] on a connection that does not map the
-    /// file: for one small read.
+    /// file: for one small read, in one read transaction. Its statements
+    /// read one snapshot, and the connection's page cache, which SQLite
+    /// drops whenever a read transaction starts after another connection
+    /// committed, is dropped at most once for all of them (a proof, a
+    /// person's leaves or a batch of index look-ups is many statements).
     pub(crate) fn with_looker<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_reader(&self.lookers, "PRAGMA query_only = ON;", f)
+        self.with_reader(&self.lookers, "PRAGMA query_only = ON;", |conn| {
+            conn.execute_batch("BEGIN")?;
+            // On an error the connection is dropped, and its transaction
+            // with it.
+            let out = f(conn)?;
+            conn.execute_batch("COMMIT")?;
+            Ok(out)
+        })
     }
 
     fn with_reader<T>(

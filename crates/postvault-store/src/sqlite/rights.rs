@@ -14,12 +14,10 @@ impl RightsStore for SqliteStore {
         &self,
         subject: &SubjectRef,
     ) -> Result<Vec<RecordRow>, StoreError> {
-        // On a connection of its own: a correction reading the record it
-        // corrects neither waits for nor commits early the open group.
-        self.with_looker(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            Ok(read_subject(&tx, subject)?.records)
-        })
+        // On a connection of its own (in one read transaction): a
+        // correction reading the record it corrects neither waits for nor
+        // commits early the open group.
+        self.with_looker(|conn| Ok(read_subject(conn, subject)?.records))
     }
 
     fn rekey(&self, records: &[RecordRow]) -> Result<u64, StoreError> {

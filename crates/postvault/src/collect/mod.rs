@@ -223,9 +223,7 @@ impl Vault {
         // per core, at most four) check, minimize, decide and seal whole
         // batches; the writer commits them (store + leaf) in input order. A
         // batch is acknowledged only once the writer has committed it.
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 4);
+        let workers = crate::vault::cores().clamp(1, 4);
         let (to_workers, work) = std::sync::mpsc::sync_channel::<RawBatch>(workers * 2);
         let work = std::sync::Mutex::new(work);
         let (to_writer, prepared) =

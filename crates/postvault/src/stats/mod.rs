@@ -877,9 +877,7 @@ impl Vault {
         q: &Query,
         now: i64,
     ) -> Result<HashMap<String, i64>, VaultError> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 8);
+        let threads = crate::vault::cores().clamp(1, 8);
         self.bounded_scan_in(plan, q, now, threads)
     }
 
