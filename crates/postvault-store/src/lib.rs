@@ -43,7 +43,9 @@ pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
     RunRow, RunStep,
 };
-pub use rights::{EraseLeafFn, EraseOutcome, Held, HoldRow, PurgeBatch, SweepBatch, key_id};
+pub use rights::{
+    EraseLeafFn, EraseOutcome, ErasureFinish, Held, HoldRow, PurgeBatch, SweepBatch, key_id,
+};
 pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
     SQLITE_PRAGMAS, SqliteKeyStore, SqliteStore,
@@ -461,6 +463,20 @@ pub trait RightsStore: Send + Sync {
     /// records queued for the purge), clears them from pending and bumps the
     /// erasure generation again.
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError>;
+
+    /// An erasure's last steps once its keys are destroyed, in one durable
+    /// transaction: [`RightsStore::finish_erasure`] of `subjects`, then
+    /// the completion of intent `intent` (if given) with the leaf `leaf`
+    /// builds, as [`OpsStore::finish_intent`], then
+    /// [`RightsStore::purge_subjects`] of `purge` (empty: none). One
+    /// commit where there were three; nothing of it is done if it fails.
+    fn finish_erasure_with(
+        &self,
+        subjects: &[SubjectRef],
+        intent: Option<u64>,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+        purge: &[SubjectRef],
+    ) -> Result<ErasureFinish, StoreError>;
 
     /// Deletes the records and lookups of up to `limit` people of the purge
     /// queue (in ref order; not those whose erasure is still pending, whose

@@ -72,6 +72,18 @@ pub struct EraseOutcome {
     pub first_leaf: u64,
 }
 
+/// What [`RightsStore::finish_erasure_with`] did besides finishing.
+///
+/// [`RightsStore::finish_erasure_with`]: crate::RightsStore::finish_erasure_with
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErasureFinish {
+    /// The index of the intent's completion leaf; `None` if no intent was
+    /// given or it was already completed.
+    pub completion_leaf: Option<u64>,
+    /// The people purged, in ref order, each with its records deleted.
+    pub purged: Vec<(SubjectRef, u64)>,
+}
+
 /// What one retention sweep transaction deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepBatch {

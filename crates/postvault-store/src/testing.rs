@@ -582,6 +582,25 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
         self.inner.finish_erasure(subjects)
     }
 
+    fn finish_erasure_with(
+        &self,
+        subjects: &[SubjectRef],
+        intent: Option<u64>,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+        purge: &[SubjectRef],
+    ) -> Result<crate::ErasureFinish, StoreError> {
+        // The steps it joins fail as they would alone.
+        self.enter("finish_erasure")?;
+        if intent.is_some() {
+            self.enter("finish_intent")?;
+        }
+        if !purge.is_empty() {
+            self.enter("purge_subjects")?;
+        }
+        self.inner
+            .finish_erasure_with(subjects, intent, leaf, purge)
+    }
+
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
         self.enter("purge_erased")?;
         self.inner.purge_erased(limit)

@@ -207,70 +207,83 @@ impl Vault {
     ) -> Result<Option<u64>, VaultError> {
         let now = self.clock.now_ms();
         let mut bad = None;
-        let cover_category = self.cover_categories();
         let done = self.store.finish_intent(id, &mut |_, row| {
-            let mut reasons = Vec::new();
-            if recovered {
-                reasons.push("recovered".to_string());
-            }
-            let (action, count, categories, selector) = match row.kind.as_str() {
-                RETENTION => {
-                    let b: RetentionBody = parse(row).unwrap_or_else(|e| {
-                        bad = Some(e);
-                        RetentionBody::default()
-                    });
-                    reasons.insert(0, "R22".into());
-                    (
-                        "retention",
-                        row.progress,
-                        b.categories,
-                        format!(
-                            "periods:{};hold_keys:{};intent:{}",
-                            b.periods.len(),
-                            b.holds_ending.len(),
-                            row.id
-                        ),
-                    )
-                }
-                ERASE => {
-                    let b: EraseBody = parse(row).unwrap_or_default();
-                    (
-                        "erase_done",
-                        b.subjects,
-                        vec![],
-                        format!(
-                            "keys:{};records:{};intent:{}",
-                            2 * b.subjects,
-                            b.records,
-                            row.id
-                        ),
-                    )
-                }
-                COVER => {
-                    let b: CoverBody = parse(row).unwrap_or_default();
-                    (
-                        "cover_done",
-                        b.records,
-                        cover_category.clone(),
-                        format!("keys:cover:{};intent:{}", b.seq, row.id),
-                    )
-                }
-                _ => {
-                    let b: HoldBody = parse(row).unwrap_or_default();
-                    (
-                        "hold_done",
-                        b.subjects.len() as u64,
-                        vec![],
-                        format!("hold_keys:{};intent:{}", b.subjects.len(), row.id),
-                    )
-                }
-            };
-            self.destruction_leaf(actor, action, now, count, categories, selector, reasons)
+            self.completion_leaf(row, actor, recovered, now, &mut bad)
         })?;
         if let Some(e) = bad {
             return Err(e);
         }
         Ok(done)
+    }
+
+    /// The leaf that completes intent `row` (`recovered` when opening the
+    /// vault finished it). A retention body that does not parse is kept in
+    /// `bad`: the caller fails.
+    pub(crate) fn completion_leaf(
+        &self,
+        row: &IntentRow,
+        actor: &Actor,
+        recovered: bool,
+        now: i64,
+        bad: &mut Option<VaultError>,
+    ) -> Vec<u8> {
+        let mut reasons = Vec::new();
+        if recovered {
+            reasons.push("recovered".to_string());
+        }
+        let (action, count, categories, selector) = match row.kind.as_str() {
+            RETENTION => {
+                let b: RetentionBody = parse(row).unwrap_or_else(|e| {
+                    *bad = Some(e);
+                    RetentionBody::default()
+                });
+                reasons.insert(0, "R22".into());
+                (
+                    "retention",
+                    row.progress,
+                    b.categories,
+                    format!(
+                        "periods:{};hold_keys:{};intent:{}",
+                        b.periods.len(),
+                        b.holds_ending.len(),
+                        row.id
+                    ),
+                )
+            }
+            ERASE => {
+                let b: EraseBody = parse(row).unwrap_or_default();
+                (
+                    "erase_done",
+                    b.subjects,
+                    vec![],
+                    format!(
+                        "keys:{};records:{};intent:{}",
+                        2 * b.subjects,
+                        b.records,
+                        row.id
+                    ),
+                )
+            }
+            COVER => {
+                let b: CoverBody = parse(row).unwrap_or_default();
+                (
+                    "cover_done",
+                    b.records,
+                    self.cover_categories(),
+                    format!("keys:cover:{};intent:{}", b.seq, row.id),
+                )
+            }
+            _ => {
+                let b: HoldBody = parse(row).unwrap_or_default();
+                (
+                    "hold_done",
+                    b.subjects.len() as u64,
+                    vec![],
+                    format!("hold_keys:{};intent:{}", b.subjects.len(), row.id),
+                )
+            }
+        };
+        self.destruction_leaf(actor, action, now, count, categories, selector, reasons)
     }
 
     /// Finishes what a crash interrupted: erasures after their first

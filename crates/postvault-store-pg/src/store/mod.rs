@@ -19,7 +19,7 @@ use postvault_store::sql::{
 };
 use postvault_store::{
     AccountingRow, ConsentRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn,
-    EraseOutcome, Held, HoldRow, Intent, IntentRow, KeyUse, Leaf, LeafFn, LeafIndex,
+    EraseOutcome, ErasureFinish, Held, HoldRow, Intent, IntentRow, KeyUse, Leaf, LeafFn, LeafIndex,
     PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn,
     ReadScope, RecordRow, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectRef,
     SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,

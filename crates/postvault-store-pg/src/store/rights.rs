@@ -191,30 +191,51 @@ impl RightsStore for PgStore {
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
             lock_tree(&tx).await?;
-            let pending: Vec<Vec<u8>> = tx
-                .query("SELECT subject FROM erasures", &[])
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-            let pending: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
-            // Anything written meanwhile (by a node that had not yet seen
-            // the erasure) dies with the rest.
-            tx.execute(
-                "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures AS t
-                 WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
-                    OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
-                 ON CONFLICT DO NOTHING",
-                &[],
-            )
-            .await?;
-            tx.execute("DELETE FROM consents WHERE subject = ANY($1)", &[&pending])
-                .await?;
-            tx.execute("DELETE FROM erasures WHERE subject = ANY($1)", &[&done])
-                .await?;
-            bump_erasure_gen(&tx).await?;
+            finish_erasure_in(&tx, &done).await?;
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    fn finish_erasure_with(
+        &self,
+        subjects: &[SubjectRef],
+        intent: Option<u64>,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+        purge: &[SubjectRef],
+    ) -> Result<ErasureFinish, StoreError> {
+        let done = refs(subjects);
+        let asked = refs(purge);
+        self.db.session(false, |w, c| {
+            let (tx, first, row) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                let first = lock_tree(&tx).await?;
+                finish_erasure_in(&tx, &done).await?;
+                let row = match intent {
+                    Some(id) => crate::ops::take_intent(&tx, id).await?,
+                    None => None,
+                };
+                Ok::<_, Fail>((tx, first, row))
+            })?;
+            let body: Option<Leaf> = match &row {
+                Some(row) => Some(guarded(|| leaf(first, row))?.into()),
+                None => None,
+            };
+            w.wait(async {
+                if let Some(body) = &body {
+                    append(&tx, first, std::slice::from_ref(body)).await?;
+                }
+                let purged = if asked.is_empty() {
+                    Vec::new()
+                } else {
+                    purge_in(&tx, PURGE_SUBJECTS, &[&asked]).await?
+                };
+                tx.commit().await?;
+                Ok(ErasureFinish {
+                    completion_leaf: body.map(|_| first),
+                    purged,
+                })
+            })
         })
     }
 
@@ -240,14 +261,7 @@ impl RightsStore for PgStore {
         subjects: &[SubjectRef],
     ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
         let asked = refs(subjects);
-        self.purge_now(
-            "DELETE FROM purge WHERE subject IN (
-                 SELECT subject FROM purge
-                 WHERE subject = ANY($1) AND subject NOT IN (SELECT subject FROM erasures)
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING subject",
-            &[&asked],
-        )
+        self.purge_now(PURGE_SUBJECTS, &[&asked])
     }
 
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
@@ -398,35 +412,80 @@ impl PgStore {
     ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
         self.db.run(false, async |c| {
             let tx = begin(c, self.isolation).await?;
-            let taken: Vec<Vec<u8>> = tx
-                .query(take, params)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-            let mut each: BTreeMap<SubjectRef, u64> = taken
-                .iter()
-                .map(|t| Ok((ref16(t, "subject ref")?, 0)))
-                .collect::<Result<_, Fail>>()?;
-            if !taken.is_empty() {
-                for r in tx
-                    .query(
-                        "WITH d AS (DELETE FROM records WHERE subject = ANY($1) RETURNING subject)
-                         SELECT subject, count(*) FROM d GROUP BY subject",
-                        &[&taken],
-                    )
-                    .await?
-                {
-                    let n: i64 = r.try_get(1)?;
-                    each.insert(ref16(r.try_get(0)?, "subject ref")?, n as u64);
-                }
-                tx.execute("DELETE FROM lookups WHERE subject = ANY($1)", &[&taken])
-                    .await?;
-            }
+            let each = purge_in(&tx, take, params).await?;
             tx.commit().await?;
-            Ok(each.into_iter().collect())
+            Ok(each)
         })
     }
+}
+
+/// Takes the people [`RightsStore::purge_subjects`] asks for ($1) off the
+/// purge queue, returning them.
+const PURGE_SUBJECTS: &str = "DELETE FROM purge WHERE subject IN (
+         SELECT subject FROM purge
+         WHERE subject = ANY($1) AND subject NOT IN (SELECT subject FROM erasures)
+         FOR UPDATE SKIP LOCKED)
+     RETURNING subject";
+
+/// Erasure, last step, in `tx`: see [`RightsStore::finish_erasure`].
+async fn finish_erasure_in(tx: &Transaction<'_>, done: &[&[u8]]) -> Result<(), Fail> {
+    let pending: Vec<Vec<u8>> = tx
+        .query("SELECT subject FROM erasures", &[])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let pending: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+    // Anything written meanwhile (by a node that had not yet seen the
+    // erasure) dies with the rest.
+    tx.execute(
+        "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures AS t
+         WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
+            OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
+         ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await?;
+    tx.execute("DELETE FROM consents WHERE subject = ANY($1)", &[&pending])
+        .await?;
+    tx.execute("DELETE FROM erasures WHERE subject = ANY($1)", &[&done])
+        .await?;
+    bump_erasure_gen(tx).await
+}
+
+/// The purge, in `tx`, of the people `take` (with `params`) takes off the
+/// queue: their records and lookups deleted; each with its records.
+async fn purge_in(
+    tx: &Transaction<'_>,
+    take: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<(SubjectRef, u64)>, Fail> {
+    let taken: Vec<Vec<u8>> = tx
+        .query(take, params)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut each: BTreeMap<SubjectRef, u64> = taken
+        .iter()
+        .map(|t| Ok((ref16(t, "subject ref")?, 0)))
+        .collect::<Result<_, Fail>>()?;
+    if !taken.is_empty() {
+        for r in tx
+            .query(
+                "WITH d AS (DELETE FROM records WHERE subject = ANY($1) RETURNING subject)
+                 SELECT subject, count(*) FROM d GROUP BY subject",
+                &[&taken],
+            )
+            .await?
+        {
+            let n: i64 = r.try_get(1)?;
+            each.insert(ref16(r.try_get(0)?, "subject ref")?, n as u64);
+        }
+        tx.execute("DELETE FROM lookups WHERE subject = ANY($1)", &[&taken])
+            .await?;
+    }
+    Ok(each.into_iter().collect())
 }
 
 pub(super) async fn bump_erasure_gen(tx: &Transaction<'_>) -> Result<(), Fail> {

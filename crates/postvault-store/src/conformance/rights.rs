@@ -183,6 +183,75 @@ pub fn erasure_tells_holds_under_a_delay_order(s: &dyn Store) {
     assert_eq!(out.erased, vec![[5; 16], [6; 16]]);
 }
 
+/// An erasure's last steps in one transaction: its people finished, its
+/// intent completed with its leaf, and those asked for purged; run again,
+/// there is nothing left to complete or purge.
+pub fn erasure_finishes_completes_and_purges_in_one_transaction(s: &dyn Store) {
+    let batch = WriteBatch {
+        records: vec![
+            record(1, 1, "address"),
+            record(1, 2, "scan_event"),
+            record(2, 3, "address"),
+        ],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&batch, &mut leaf_body).unwrap();
+    let both = [[1; 16], [2; 16]];
+    s.erase(
+        &both,
+        2_000,
+        &mut |_, _, _| b"erase".to_vec().into(),
+        &mut |_, _| {
+            Some((
+                crate::Intent {
+                    kind: "erase".into(),
+                    body: "{}".into(),
+                    at: 2_000,
+                },
+                b"erase intent".to_vec(),
+            ))
+        },
+    )
+    .unwrap();
+    let id = s.intents().unwrap()[0].id;
+    let size = s.log_size().unwrap();
+    let mut seen = None;
+    let done = s
+        .finish_erasure_with(
+            &both,
+            Some(id),
+            &mut |idx, row| {
+                seen = Some((idx, row.id));
+                b"erase done".to_vec()
+            },
+            &[[1; 16]],
+        )
+        .unwrap();
+    assert_eq!(seen, Some((size, id)));
+    assert_eq!(done.completion_leaf, Some(size));
+    assert_eq!(done.purged, vec![([1; 16], 2)]);
+    assert_eq!(
+        s.leaves(size, size + 1).unwrap(),
+        vec![b"erase done".to_vec()]
+    );
+    assert!(s.intents().unwrap().is_empty());
+    assert!(s.pending_erasures().unwrap().is_empty());
+    // Person 2 was not asked for: left to the bulk purge.
+    assert_eq!(
+        s.purge_pending().unwrap(),
+        crate::PurgeBatch {
+            people: 1,
+            records: 1
+        }
+    );
+    let again = s
+        .finish_erasure_with(&both, Some(id), &mut |_, _| b"twice".to_vec(), &[[1; 16]])
+        .unwrap();
+    assert_eq!(again, crate::ErasureFinish::default());
+    assert_eq!(s.log_size().unwrap(), size + 1);
+}
+
 /// An erasure makes the person's rows dead at once (every read, scan and
 /// count leaves them out) without deleting them; the purge deletes them in
 /// bulk, in ref order; a person collected again keeps only the new rows.

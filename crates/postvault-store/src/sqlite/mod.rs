@@ -10,12 +10,12 @@ use crate::group::{GroupCommit, GroupState};
 use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, scan_until, split_list};
 use crate::sqlite_ops;
 use crate::{
-    AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome, Held,
-    HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn, LeafIndex,
-    LeafIndexRow, LogState, LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn, PrincipalChange,
-    PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RewrapCount, RewrapFn, RunRow,
-    RunStep, StepFn, StoreError, SubjectData, SubjectKeys, SubjectRef, SubmitFacts, SubmitFn,
-    SubmitQuery, SweepBatch, WriteBatch,
+    AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
+    ErasureFinish, Held, HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn,
+    LeafIndex, LeafIndexRow, LogState, LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn,
+    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RewrapCount,
+    RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys, SubjectRef,
+    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use crate::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,

@@ -165,24 +165,34 @@ impl RightsStore for SqliteStore {
     fn finish_erasure(&self, subjects: &[SubjectRef]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Anything written meanwhile (by a process that had not yet seen the
-        // erasure) dies with the rest.
-        tx.execute_batch(
-            "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures AS t
-             WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
-                OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
-             ON CONFLICT DO NOTHING;
-             DELETE FROM consents WHERE subject IN (SELECT subject FROM erasures);",
-        )?;
-        {
-            let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
-            for s in subjects {
-                done.execute([s])?;
-            }
-        }
-        bump_erasure_gen(&tx)?;
+        finish_erasure_in(&tx, subjects)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn finish_erasure_with(
+        &self,
+        subjects: &[SubjectRef],
+        intent: Option<u64>,
+        leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
+        purge: &[SubjectRef],
+    ) -> Result<ErasureFinish, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        finish_erasure_in(&tx, subjects)?;
+        let mut out = ErasureFinish::default();
+        if let Some(row) = intent
+            .map(|id| sqlite_ops::take_intent(&tx, id))
+            .transpose()?
+            .flatten()
+        {
+            out.completion_leaf = Some(append(&tx, 1, &mut |idx, _| leaf(idx, &row).into())?);
+        }
+        if !purge.is_empty() {
+            out.purged = purge_in(&tx, true, &|tx| pick_subjects(tx, purge))?.1;
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
@@ -203,20 +213,7 @@ impl RightsStore for SqliteStore {
         &self,
         subjects: &[SubjectRef],
     ) -> Result<Vec<(SubjectRef, u64)>, StoreError> {
-        purge_now(&mut self.conn(), true, &|tx| {
-            let mut s = tx.prepare_cached(
-                "INSERT INTO temp.purge_now (subject)
-                 SELECT subject FROM purge
-                 WHERE subject = ?1 AND subject NOT IN (SELECT subject FROM erasures)
-                 ON CONFLICT DO NOTHING",
-            )?;
-            let mut n = 0;
-            for subject in subjects {
-                n += s.execute([subject])? as u64;
-            }
-            Ok(n)
-        })
-        .map(|(_, each)| each)
+        purge_now(&mut self.conn(), true, &|tx| pick_subjects(tx, subjects)).map(|(_, each)| each)
     }
 
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
@@ -323,7 +320,7 @@ impl RightsStore for SqliteStore {
     }
 }
 
-pub(super) fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+pub(super) fn bump_erasure_gen(tx: &Connection) -> Result<(), StoreError> {
     let next = erasure_gen(tx)? + 1;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('erasure_gen', ?1)
@@ -339,9 +336,57 @@ pub(super) fn bump_erasure_gen(tx: &rusqlite::Transaction<'_>) -> Result<(), Sto
 fn purge_now(
     conn: &mut Connection,
     by_subject: bool,
-    pick: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<u64, StoreError>,
+    pick: &dyn Fn(&Connection) -> Result<u64, StoreError>,
 ) -> Result<(PurgeBatch, Vec<(SubjectRef, u64)>), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = purge_in(&tx, by_subject, pick)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Erasure, last step, in `tx`: see [`RightsStore::finish_erasure`].
+fn finish_erasure_in(tx: &Connection, subjects: &[SubjectRef]) -> Result<(), StoreError> {
+    // Anything written meanwhile (by a process that had not yet seen the
+    // erasure) dies with the rest.
+    tx.execute_batch(
+        "INSERT INTO purge (subject, at) SELECT subject, at FROM erasures AS t
+         WHERE EXISTS (SELECT 1 FROM records WHERE records.subject = t.subject)
+            OR EXISTS (SELECT 1 FROM lookups WHERE lookups.subject = t.subject)
+         ON CONFLICT DO NOTHING;
+         DELETE FROM consents WHERE subject IN (SELECT subject FROM erasures);",
+    )?;
+    {
+        let mut done = tx.prepare_cached("DELETE FROM erasures WHERE subject = ?1")?;
+        for s in subjects {
+            done.execute([s])?;
+        }
+    }
+    bump_erasure_gen(tx)
+}
+
+/// Puts those of `subjects` in the purge queue (and not pending) in
+/// `temp.purge_now`; returns how many.
+fn pick_subjects(tx: &Connection, subjects: &[SubjectRef]) -> Result<u64, StoreError> {
+    let mut s = tx.prepare_cached(
+        "INSERT INTO temp.purge_now (subject)
+         SELECT subject FROM purge
+         WHERE subject = ?1 AND subject NOT IN (SELECT subject FROM erasures)
+         ON CONFLICT DO NOTHING",
+    )?;
+    let mut n = 0;
+    for subject in subjects {
+        n += s.execute([subject])? as u64;
+    }
+    Ok(n)
+}
+
+/// The purge of the people `pick` puts in `temp.purge_now`, in `tx`; with
+/// each person's records deleted when `by_subject`.
+fn purge_in(
+    tx: &Connection,
+    by_subject: bool,
+    pick: &dyn Fn(&Connection) -> Result<u64, StoreError>,
+) -> Result<(PurgeBatch, Vec<(SubjectRef, u64)>), StoreError> {
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS purge_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
          DELETE FROM temp.purge_now;",
@@ -373,7 +418,6 @@ fn purge_now(
         }
     }
     tx.execute_batch("DELETE FROM temp.purge_now;")?;
-    tx.commit()?;
     Ok((out, each))
 }
 

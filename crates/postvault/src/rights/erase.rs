@@ -134,6 +134,9 @@ struct Chunk<'a> {
     out: postvault_store::EraseOutcome,
     /// The people whose keys existed and were destroyed.
     destroyed: HashSet<SubjectRef>,
+    /// The purge of the erased, when asked for: each person purged with
+    /// their records, or why the purge failed.
+    purged: Option<Result<HashMap<SubjectRef, u64>, String>>,
 }
 
 impl Vault {
@@ -178,10 +181,17 @@ impl Vault {
         }
         let mut report = EraseReport::default();
         let mut first = None;
-        let mut purge_now: Vec<SubjectRef> = Vec::new();
+        // A few people (a person's own request, an officer's short list)
+        // are purged at once, in the transaction that finishes their
+        // erasure: their dead rows, ref and lookup tokens leave the store
+        // now, not at the next sweep. A long list is left to one bulk purge
+        // (the caller's, or the sweep). The erasure stands whatever the
+        // purge does: a failure is reported with it, and the sweep purges
+        // later.
+        let purge = subjects.len() <= ERASE_PURGE_INLINE;
         for chunk in subjects.chunks(ERASE_CHUNK) {
             let people = chunk.iter().map(|s| (self.subject_ref(s), s)).collect();
-            let done = self.erase_chunk(&actor, people)?;
+            let done = self.erase_chunk(&actor, people, purge)?;
             report.records_deleted += done.out.records;
             report.erased += done.out.erased.len() as u64;
             report.keys_destroyed += 2 * done.destroyed.len() as u64;
@@ -191,30 +201,22 @@ impl Vault {
                     report.held.push((*id).clone());
                 }
             }
-            if subjects.len() <= ERASE_PURGE_INLINE {
-                purge_now.extend_from_slice(&done.out.erased);
+            match done.purged {
+                Some(Ok(each)) if report.purge_error.is_none() => {
+                    let p = report.purged.get_or_insert_with(PurgeReport::default);
+                    p.people += each.len() as u64;
+                    p.records += each.values().sum::<u64>();
+                }
+                Some(Err(e)) => {
+                    report.purged = None;
+                    report.purge_error = Some(e);
+                }
+                _ => {}
             }
             first.get_or_insert(done.out.first_leaf);
             progress(report.erased + report.held.len() as u64);
         }
         report.first_leaf = first.unwrap_or(0);
-        // A few people (a person's own request, an officer's short list)
-        // are purged at once, outside the erasure's gates: their dead rows,
-        // ref and lookup tokens leave the store now, not at the next sweep.
-        // A long list is left to one bulk purge (the caller's, or the
-        // sweep). The erasure stands whatever the purge does: a failure is
-        // reported with it, and the sweep purges later.
-        if !purge_now.is_empty() {
-            match self.store.purge_subjects(&purge_now) {
-                Ok(each) => {
-                    report.purged = Some(PurgeReport {
-                        people: each.len() as u64,
-                        records: each.iter().map(|(_, n)| n).sum(),
-                    })
-                }
-                Err(e) => report.purge_error = Some(e.to_string()),
-            }
-        }
         Ok(report)
     }
 
@@ -268,7 +270,7 @@ impl Vault {
             return Vec::new();
         };
         let people: Vec<(SubjectRef, &String)> = group.iter().map(|a| (a.subject, &a.id)).collect();
-        let done = match self.erase_chunk(actor, people) {
+        let done = match self.erase_chunk(actor, people, true) {
             Ok(d) => d,
             Err(e) => {
                 let (code, message) = (e.code(), e.to_string());
@@ -287,13 +289,7 @@ impl Vault {
                     .collect();
             }
         };
-        let purged = if done.out.erased.is_empty() {
-            Ok(HashMap::new())
-        } else {
-            self.store
-                .purge_subjects(&done.out.erased)
-                .map(|each| each.into_iter().collect::<HashMap<_, _>>())
-        };
+        let purged = done.purged.clone().unwrap_or_else(|| Ok(HashMap::new()));
         let erased: HashSet<&SubjectRef> = done.out.erased.iter().collect();
         group
             .iter()
@@ -327,7 +323,7 @@ impl Vault {
                                 records: n.copied().unwrap_or(0),
                             });
                         }
-                        Err(e) => report.purge_error = Some(e.to_string()),
+                        Err(e) => report.purge_error = Some(e.clone()),
                     }
                 }
                 Ok(report)
@@ -336,12 +332,14 @@ impl Vault {
     }
 
     /// One erasure transaction for `people` (their refs and identifiers; at
-    /// most [`ERASE_CHUNK`]), then the keys of those it erased destroyed
-    /// and its intent completed.
+    /// most [`ERASE_CHUNK`]), then the keys of those it erased destroyed,
+    /// then one transaction that finishes their erasure, completes its
+    /// intent and (when `purge`) purges their rows.
     fn erase_chunk<'a>(
         &self,
         actor: &Actor,
         mut people: Vec<(SubjectRef, &'a String)>,
+        purge: bool,
     ) -> Result<Chunk<'a>, VaultError> {
         let _destroying = self.destroying();
         let _gate = self.erase_gate_exclusive();
@@ -376,17 +374,69 @@ impl Vault {
             Ok((o, _)) => o.erased.clone(),
             Err(_) => self.store.pending_erasures()?,
         };
-        let destroyed = self.destroy_subject_keys(&erased)?;
-        let (out, intent) = out?;
-        if let Some(id) = intent {
-            self.complete(id, actor, false)?;
-        }
+        let destroyed = self.destroy_keys(&erased)?;
+        let (out, intent) = match out {
+            Ok(o) => o,
+            Err(e) => {
+                if !erased.is_empty() {
+                    self.store.finish_erasure(&erased)?;
+                }
+                return Err(e);
+            }
+        };
+        let purged = self.finish_erased(actor, &out.erased, intent, purge)?;
         Ok(Chunk {
             refs,
             ids,
             out,
             destroyed,
+            purged,
         })
+    }
+
+    /// An erasure's last steps for `erased`, whose keys are destroyed: one
+    /// transaction finishes them, completes `intent` and, when `purge`,
+    /// purges their rows (one commit, not three). If it fails, each step
+    /// runs alone as it would have: a failure to finish or complete fails
+    /// the erasure, a failed purge is only reported (the sweep purges
+    /// later), never a reason to fail an erasure that stands.
+    #[allow(clippy::type_complexity)]
+    fn finish_erased(
+        &self,
+        actor: &Actor,
+        erased: &[SubjectRef],
+        intent: Option<u64>,
+        purge: bool,
+    ) -> Result<Option<Result<HashMap<SubjectRef, u64>, String>>, VaultError> {
+        if erased.is_empty() && intent.is_none() {
+            return Ok(None);
+        }
+        let now = self.clock.now_ms();
+        let mut bad = None;
+        let joined = self.store.finish_erasure_with(
+            erased,
+            intent,
+            &mut |_, row| self.completion_leaf(row, actor, false, now, &mut bad),
+            if purge { erased } else { &[] },
+        );
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        if let Ok(done) = joined {
+            return Ok(purge.then(|| Ok(done.purged.into_iter().collect())));
+        }
+        if !erased.is_empty() {
+            self.store.finish_erasure(erased)?;
+        }
+        if let Some(id) = intent {
+            self.complete(id, actor, false)?;
+        }
+        Ok(purge.then(|| {
+            self.store
+                .purge_subjects(erased)
+                .map(|each| each.into_iter().collect())
+                .map_err(|e| e.to_string())
+        }))
     }
 
     /// Erasure, step one, for one transaction's people; `tags` delivers
@@ -535,6 +585,16 @@ impl Vault {
         &self,
         erased: &[SubjectRef],
     ) -> Result<HashSet<SubjectRef>, VaultError> {
+        let destroyed = self.destroy_keys(erased)?;
+        if !erased.is_empty() {
+            self.store.finish_erasure(erased)?;
+        }
+        Ok(destroyed)
+    }
+
+    /// Erasure, step two: destroys the subject and hold keys of `erased`
+    /// and forgets them here. Returns the people whose keys existed.
+    fn destroy_keys(&self, erased: &[SubjectRef]) -> Result<HashSet<SubjectRef>, VaultError> {
         if erased.is_empty() {
             return Ok(HashSet::new());
         }
@@ -551,7 +611,6 @@ impl Vault {
             self.keys.delete_secrets(&holds)?;
         }
         self.forget_keys(erased);
-        self.store.finish_erasure(erased)?;
         Ok(destroyed.into_iter().collect())
     }
 
