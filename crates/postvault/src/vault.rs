@@ -927,9 +927,6 @@ pub(crate) fn load_pack(opts: &OpenOptions) -> Result<(PackSources, Arc<Pack>), 
     Ok((src, pack))
 }
 
-/// Checks a subject id wherever one enters (see
-/// [`postvault_policy::check_subject_id`]): refused with
-/// `invalid_subject_id`, and a message that never echoes it.
 /// The cores this process may use, read once: `available_parallelism`
 /// reads the cgroup's files on every call (a few file opens and reads),
 /// which a one-line collection would otherwise pay each time.
@@ -939,6 +936,9 @@ pub(crate) fn cores() -> usize {
         .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
+/// Checks a subject id wherever one enters (see
+/// [`postvault_policy::check_subject_id`]): refused with
+/// `invalid_subject_id`, and a message that never echoes it.
 pub(crate) fn check_subject(id: &str) -> Result<(), VaultError> {
     Ok(postvault_policy::check_subject_id(id)?)
 }

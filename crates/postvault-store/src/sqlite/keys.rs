@@ -159,7 +159,10 @@ impl SqliteKeyStore {
                     sp.commit()?;
                     out.push(Ok(existing));
                 }
-                // Dropped: rolled back.
+                // Dropped: rolled back. An error that made SQLite roll
+                // back the whole transaction (a full disk, an I/O error)
+                // fails the group: what the others wrote is gone too.
+                Err(e) if sp.is_autocommit() => return Err(e),
                 Err(e) => out.push(Err(e)),
             }
         }

@@ -134,8 +134,9 @@ struct Chunk<'a> {
     out: postvault_store::EraseOutcome,
     /// The people whose keys existed and were destroyed.
     destroyed: HashSet<SubjectRef>,
-    /// The purge of the erased, when asked for: each person purged with
-    /// their records, or why the purge failed.
+    /// The purge of the erased, when it ran with the finishing
+    /// transaction: each person purged with their records, or why the
+    /// purge failed. `None`: not run (see [`PURGE_JOINED_MAX_RECORDS`]).
     purged: Option<Result<HashMap<SubjectRef, u64>, String>>,
 }
 
@@ -183,12 +184,14 @@ impl Vault {
         let mut first = None;
         // A few people (a person's own request, an officer's short list)
         // are purged at once, in the transaction that finishes their
-        // erasure: their dead rows, ref and lookup tokens leave the store
-        // now, not at the next sweep. A long list is left to one bulk purge
-        // (the caller's, or the sweep). The erasure stands whatever the
-        // purge does: a failure is reported with it, and the sweep purges
-        // later.
+        // erasure when they had few records, else in one of its own once
+        // the gates are released: their dead rows, ref and lookup tokens
+        // leave the store now, not at the next sweep. A long list is left
+        // to one bulk purge (the caller's, or the sweep). The erasure
+        // stands whatever the purge does: a failure is reported with it,
+        // and the sweep purges later.
         let purge = subjects.len() <= ERASE_PURGE_INLINE;
+        let mut purge_later: Vec<SubjectRef> = Vec::new();
         for chunk in subjects.chunks(ERASE_CHUNK) {
             let people = chunk.iter().map(|s| (self.subject_ref(s), s)).collect();
             let done = self.erase_chunk(&actor, people, purge)?;
@@ -211,12 +214,27 @@ impl Vault {
                     report.purged = None;
                     report.purge_error = Some(e);
                 }
-                _ => {}
+                Some(Ok(_)) => {}
+                None if purge => purge_later.extend_from_slice(&done.out.erased),
+                None => {}
             }
             first.get_or_insert(done.out.first_leaf);
             progress(report.erased + report.held.len() as u64);
         }
         report.first_leaf = first.unwrap_or(0);
+        if !purge_later.is_empty() && report.purge_error.is_none() {
+            match self.store.purge_subjects(&purge_later) {
+                Ok(each) => {
+                    let p = report.purged.get_or_insert_with(PurgeReport::default);
+                    p.people += each.len() as u64;
+                    p.records += each.iter().map(|(_, n)| n).sum::<u64>();
+                }
+                Err(e) => {
+                    report.purged = None;
+                    report.purge_error = Some(e.to_string());
+                }
+            }
+        }
         Ok(report)
     }
 
@@ -289,7 +307,16 @@ impl Vault {
                     .collect();
             }
         };
-        let purged = done.purged.clone().unwrap_or_else(|| Ok(HashMap::new()));
+        // Purged with the finishing transaction, or now, outside the gates.
+        let purged = match done.purged.clone() {
+            Some(p) => p,
+            None if done.out.erased.is_empty() => Ok(HashMap::new()),
+            None => self
+                .store
+                .purge_subjects(&done.out.erased)
+                .map(|each| each.into_iter().collect())
+                .map_err(|e| e.to_string()),
+        };
         let erased: HashSet<&SubjectRef> = done.out.erased.iter().collect();
         group
             .iter()
@@ -334,7 +361,8 @@ impl Vault {
     /// One erasure transaction for `people` (their refs and identifiers; at
     /// most [`ERASE_CHUNK`]), then the keys of those it erased destroyed,
     /// then one transaction that finishes their erasure, completes its
-    /// intent and (when `purge`) purges their rows.
+    /// intent and, when `purge` and their records were few
+    /// ([`PURGE_JOINED_MAX_RECORDS`]), purges their rows.
     fn erase_chunk<'a>(
         &self,
         actor: &Actor,
@@ -384,6 +412,7 @@ impl Vault {
                 return Err(e);
             }
         };
+        let purge = purge && out.records <= PURGE_JOINED_MAX_RECORDS;
         let purged = self.finish_erased(actor, &out.erased, intent, purge)?;
         Ok(Chunk {
             refs,

@@ -179,6 +179,15 @@ impl Vault {
         let hold = self
             .hold_key(subject, true)?
             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
+        // An erasure running meanwhile (here, or on another node) destroys
+        // the person's keys, then the hold keys it finds: a hold key made
+        // after it looked would outlive the person. Their keys are read
+        // again from the key store, after the hold key exists: if they
+        // are gone, so is the hold key.
+        if self.keys.subject_keys(subject)?.is_none() {
+            self.keys.delete_secrets(&[hold_secret(subject)])?;
+            return Ok(0);
+        }
         let key = keys.data.record_key(&hold)?;
         let mut covers = crate::vault::KeyCache::default();
         let mut out = Vec::new();
@@ -238,5 +247,29 @@ impl Vault {
         let n = self.store.rekey(&out)?;
         self.keys.delete_secrets(&[hold_secret(subject)])?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An erasure elsewhere (another node) destroyed a person's keys while
+    /// this process still holds them in memory; a hold placed now makes
+    /// the person's hold key after the erasure looked for hold keys. The
+    /// hold sees the keys gone from the key store and destroys its own.
+    #[test]
+    fn a_hold_key_made_after_an_erasure_destroyed_the_keys_does_not_outlive_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let s = v.subject_ref("cust-race");
+        v.ensure_subject_keys(&[s]).unwrap();
+        v.keys.delete_subject_keys(&[s]).unwrap();
+        assert!(v.subject_keys(&s).unwrap().is_some(), "still in memory");
+        assert_eq!(v.seal_under_hold(&s, &|_| true).unwrap(), 0);
+        assert!(
+            v.keys.secret_names(HOLD_PREFIX).unwrap().is_empty(),
+            "no hold key names an erased person"
+        );
     }
 }

@@ -929,6 +929,56 @@ pub fn concurrent_one_person_erasures_each_get_their_own_answer_on(b: &Backend) 
     );
 }
 
+/// A person with more records than a finishing transaction purges (see
+/// `PURGE_JOINED_MAX_RECORDS`) is purged all the same before the answer,
+/// in a transaction of its own: alone (a one-person request) and in an
+/// officer's short list.
+#[test]
+fn people_with_many_records_are_purged_before_the_answer_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let off = officer(&v);
+    for id in ["many-1", "many-2"] {
+        let lines: Vec<String> = (0..120).map(|i| person(id, &format!("m{i}"))).collect();
+        let r = collect(&v, "ingest", &lines.join("\n"));
+        assert_eq!((r.accepted, r.rejected), (1_080, 0), "{:?}", r.errors);
+    }
+    assert_eq!(collect(&v, "ingest", &person("few", "f")).accepted, 9);
+    let alone = v.erase(&off, &["many-1".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(
+        (alone.records_deleted, alone.purged, alone.purge_error),
+        (
+            1_080,
+            Some(postvault::PurgeReport {
+                people: 1,
+                records: 1_080
+            }),
+            None
+        )
+    );
+    assert_eq!(rows_of(dir.path(), "many-1"), 0);
+    let list = v
+        .erase(
+            &off,
+            &["many-2".to_string(), "few".to_string()],
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        list.purged,
+        Some(postvault::PurgeReport {
+            people: 2,
+            records: 1_089
+        })
+    );
+    assert_eq!(
+        rows_of(dir.path(), "many-2") + rows_of(dir.path(), "few"),
+        0
+    );
+    assert!(v.check().unwrap().ok);
+}
+
 #[test]
 fn an_erased_person_collected_again_keeps_only_the_new_data() {
     let dir = tempfile::tempdir().unwrap();
