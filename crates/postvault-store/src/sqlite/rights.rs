@@ -391,7 +391,7 @@ fn purge_in(
         "CREATE TEMP TABLE IF NOT EXISTS purge_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
          DELETE FROM temp.purge_now;",
     )?;
-    let people = pick(&tx)?;
+    let people = pick(tx)?;
     let mut out = PurgeBatch { people, records: 0 };
     let mut each = Vec::new();
     if people > 0 && by_subject {
