@@ -468,14 +468,18 @@ pub trait RightsStore: Send + Sync {
     /// transaction: [`RightsStore::finish_erasure`] of `subjects`, then
     /// the completion of intent `intent` (if given) with the leaf `leaf`
     /// builds, as [`OpsStore::finish_intent`], then
-    /// [`RightsStore::purge_subjects`] of `purge` (empty: none). One
-    /// commit where there were three; nothing of it is done if it fails.
+    /// [`RightsStore::purge_subjects`] of `purge` (empty: none) unless they
+    /// hold more than `purge_max` records, dead or alive (then their purge
+    /// is left to the caller: a long purge must not hold the transaction).
+    /// One commit where there were three; nothing of it is done if it
+    /// fails.
     fn finish_erasure_with(
         &self,
         subjects: &[SubjectRef],
         intent: Option<u64>,
         leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
         purge: &[SubjectRef],
+        purge_max: u64,
     ) -> Result<ErasureFinish, StoreError>;
 
     /// Deletes the records and lookups of up to `limit` people of the purge

@@ -80,8 +80,10 @@ pub struct ErasureFinish {
     /// The index of the intent's completion leaf; `None` if no intent was
     /// given or it was already completed.
     pub completion_leaf: Option<u64>,
-    /// The people purged, in ref order, each with its records deleted.
-    pub purged: Vec<(SubjectRef, u64)>,
+    /// The people purged, in ref order, each with its records deleted;
+    /// `None` when no purge was asked for or it was left to the caller
+    /// (more records than its bound).
+    pub purged: Option<Vec<(SubjectRef, u64)>>,
 }
 
 /// What one retention sweep transaction deleted.
@@ -120,6 +122,16 @@ pub enum Held {
 }
 
 impl Held {
+    /// From what a backend read of the subject's holds in force: none
+    /// (`None`), or whether one of them carries a delay order still running.
+    pub fn found(delayed: Option<bool>) -> Held {
+        match delayed {
+            None => Held::No,
+            Some(false) => Held::Yes,
+            Some(true) => Held::Delayed,
+        }
+    }
+
     /// The erasure was refused.
     pub fn refused(self) -> bool {
         self != Held::No

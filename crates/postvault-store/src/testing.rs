@@ -72,6 +72,10 @@ pub const METHODS: &[&str] = &[
     "erase",
     "pending_erasures",
     "finish_erasure",
+    "finish_erasure_with",
+    // The purge step of `finish_erasure_with` (a purge alone is
+    // `purge_subjects`).
+    "finish_purge",
     "purge_erased",
     "purge_subjects",
     "purge_pending",
@@ -588,17 +592,21 @@ impl<S: RightsStore> RightsStore for Faulty<S> {
         intent: Option<u64>,
         leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
         purge: &[SubjectRef],
+        purge_max: u64,
     ) -> Result<crate::ErasureFinish, StoreError> {
-        // The steps it joins fail as they would alone.
+        // The steps it joins fail as they would alone; its purge is
+        // `finish_purge` (a purge in a transaction of its own is
+        // `purge_subjects`), so a test can tell which ran.
+        self.enter("finish_erasure_with")?;
         self.enter("finish_erasure")?;
         if intent.is_some() {
             self.enter("finish_intent")?;
         }
         if !purge.is_empty() {
-            self.enter("purge_subjects")?;
+            self.enter("finish_purge")?;
         }
         self.inner
-            .finish_erasure_with(subjects, intent, leaf, purge)
+            .finish_erasure_with(subjects, intent, leaf, purge, purge_max)
     }
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {

@@ -121,11 +121,7 @@ impl RightsStore for PgStore {
                     .collect::<Result<_, Fail>>()?;
                 let held: Vec<Held> = subjects
                     .iter()
-                    .map(|s| match on_hold.get(s) {
-                        None => Held::No,
-                        Some(false) => Held::Yes,
-                        Some(true) => Held::Delayed,
-                    })
+                    .map(|s| Held::found(on_hold.get(s).copied()))
                     .collect();
                 let mut out = EraseOutcome {
                     first_leaf: first,
@@ -203,6 +199,7 @@ impl RightsStore for PgStore {
         intent: Option<u64>,
         leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
         purge: &[SubjectRef],
+        purge_max: u64,
     ) -> Result<ErasureFinish, StoreError> {
         let done = refs(subjects);
         let asked = refs(purge);
@@ -225,10 +222,23 @@ impl RightsStore for PgStore {
                 if let Some(body) = &body {
                     append(&tx, first, std::slice::from_ref(body)).await?;
                 }
-                let purged = if asked.is_empty() {
-                    Vec::new()
+                // Every row of theirs, dead or alive: more than the bound
+                // are left to the caller's purge, after this commit.
+                let rows: i64 = if asked.is_empty() {
+                    0
                 } else {
-                    purge_in(&tx, PURGE_SUBJECTS, &[&asked]).await?
+                    tx.query_one(
+                        "SELECT count(*) FROM records
+                         WHERE subject = ANY($1) AND subject IN (SELECT subject FROM purge)",
+                        &[&asked],
+                    )
+                    .await?
+                    .try_get(0)?
+                };
+                let purged = if asked.is_empty() || rows as u64 > purge_max {
+                    None
+                } else {
+                    Some(purge_in(&tx, PURGE_SUBJECTS, &[&asked]).await?)
                 };
                 tx.commit().await?;
                 Ok(ErasureFinish {

@@ -226,11 +226,12 @@ pub fn erasure_finishes_completes_and_purges_in_one_transaction(s: &dyn Store) {
                 b"erase done".to_vec()
             },
             &[[1; 16]],
+            2,
         )
         .unwrap();
     assert_eq!(seen, Some((size, id)));
     assert_eq!(done.completion_leaf, Some(size));
-    assert_eq!(done.purged, vec![([1; 16], 2)]);
+    assert_eq!(done.purged, Some(vec![([1; 16], 2)]));
     assert_eq!(
         s.leaves(size, size + 1).unwrap(),
         vec![b"erase done".to_vec()]
@@ -246,10 +247,34 @@ pub fn erasure_finishes_completes_and_purges_in_one_transaction(s: &dyn Store) {
         }
     );
     let again = s
-        .finish_erasure_with(&both, Some(id), &mut |_, _| b"twice".to_vec(), &[[1; 16]])
+        .finish_erasure_with(
+            &both,
+            Some(id),
+            &mut |_, _| b"twice".to_vec(),
+            &[[1; 16]],
+            2,
+        )
         .unwrap();
-    assert_eq!(again, crate::ErasureFinish::default());
+    assert_eq!(
+        again,
+        crate::ErasureFinish {
+            completion_leaf: None,
+            purged: Some(vec![])
+        }
+    );
     assert_eq!(s.log_size().unwrap(), size + 1);
+    // Person 2's row is dead (erased before), and counts all the same:
+    // over the bound, the purge is left to the caller and nothing goes.
+    let over = s
+        .finish_erasure_with(&[], None, &mut |_, _| vec![], &[[2; 16]], 0)
+        .unwrap();
+    assert_eq!(over, crate::ErasureFinish::default());
+    assert_eq!(s.purge_pending().unwrap().people, 1);
+    let within = s
+        .finish_erasure_with(&[], None, &mut |_, _| vec![], &[[2; 16]], 1)
+        .unwrap();
+    assert_eq!(within.purged, Some(vec![([2; 16], 1)]));
+    assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
 }
 
 /// An erasure makes the person's rows dead at once (every read, scan and

@@ -108,11 +108,7 @@ impl RightsStore for SqliteStore {
         };
         let held: Vec<Held> = subjects
             .iter()
-            .map(|s| match on_hold.get(s) {
-                None => Held::No,
-                Some(false) => Held::Yes,
-                Some(true) => Held::Delayed,
-            })
+            .map(|s| Held::found(on_hold.get(s).copied()))
             .collect();
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS erase_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
@@ -176,6 +172,7 @@ impl RightsStore for SqliteStore {
         intent: Option<u64>,
         leaf: &mut dyn FnMut(u64, &IntentRow) -> Vec<u8>,
         purge: &[SubjectRef],
+        purge_max: u64,
     ) -> Result<ErasureFinish, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -189,7 +186,8 @@ impl RightsStore for SqliteStore {
             out.completion_leaf = Some(append(&tx, 1, &mut |idx, _| leaf(idx, &row).into())?);
         }
         if !purge.is_empty() {
-            out.purged = purge_in(&tx, true, &|tx| pick_subjects(tx, purge))?.1;
+            out.purged =
+                purge_in(&tx, true, &|tx| pick_subjects(tx, purge), Some(purge_max))?.map(|p| p.1);
         }
         tx.commit()?;
         Ok(out)
@@ -339,9 +337,9 @@ fn purge_now(
     pick: &dyn Fn(&Connection) -> Result<u64, StoreError>,
 ) -> Result<(PurgeBatch, Vec<(SubjectRef, u64)>), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = purge_in(&tx, by_subject, pick)?;
+    let out = purge_in(&tx, by_subject, pick, None)?;
     tx.commit()?;
-    Ok(out)
+    out.ok_or_else(|| StoreError::Corrupt("an unbounded purge was left undone".into()))
 }
 
 /// Erasure, last step, in `tx`: see [`RightsStore::finish_erasure`].
@@ -381,17 +379,32 @@ fn pick_subjects(tx: &Connection, subjects: &[SubjectRef]) -> Result<u64, StoreE
 }
 
 /// The purge of the people `pick` puts in `temp.purge_now`, in `tx`; with
-/// each person's records deleted when `by_subject`.
+/// each person's records deleted when `by_subject`. `None` (nothing done)
+/// when they hold more than `max` records.
+#[allow(clippy::type_complexity)]
 fn purge_in(
     tx: &Connection,
     by_subject: bool,
     pick: &dyn Fn(&Connection) -> Result<u64, StoreError>,
-) -> Result<(PurgeBatch, Vec<(SubjectRef, u64)>), StoreError> {
+    max: Option<u64>,
+) -> Result<Option<(PurgeBatch, Vec<(SubjectRef, u64)>)>, StoreError> {
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS purge_now (subject BLOB PRIMARY KEY) WITHOUT ROWID;
          DELETE FROM temp.purge_now;",
     )?;
     let people = pick(tx)?;
+    if let Some(max) = max.filter(|_| people > 0) {
+        // On the subject index alone: every row of theirs, dead or alive.
+        let rows: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM temp.purge_now)",
+            )?
+            .query_row([], |r| r.get(0))?;
+        if rows as u64 > max {
+            tx.execute_batch("DELETE FROM temp.purge_now;")?;
+            return Ok(None);
+        }
+    }
     let mut out = PurgeBatch { people, records: 0 };
     let mut each = Vec::new();
     if people > 0 && by_subject {
@@ -418,7 +431,7 @@ fn purge_in(
         }
     }
     tx.execute_batch("DELETE FROM temp.purge_now;")?;
-    Ok((out, each))
+    Ok(Some((out, each)))
 }
 
 /// Makes the rows of the subjects in `table` dead: puts them in the purge

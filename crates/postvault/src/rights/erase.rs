@@ -135,9 +135,9 @@ struct Chunk<'a> {
     /// The people whose keys existed and were destroyed.
     destroyed: HashSet<SubjectRef>,
     /// The purge of the erased, when it ran with the finishing
-    /// transaction: each person purged with their records, or why the
-    /// purge failed. `None`: not run (see [`PURGE_JOINED_MAX_RECORDS`]).
-    purged: Option<Result<HashMap<SubjectRef, u64>, String>>,
+    /// transaction: each person purged with their records. `None`: left to
+    /// the caller (see [`PURGE_JOINED_MAX_RECORDS`]).
+    purged: Option<HashMap<SubjectRef, u64>>,
 }
 
 impl Vault {
@@ -205,16 +205,11 @@ impl Vault {
                 }
             }
             match done.purged {
-                Some(Ok(each)) if report.purge_error.is_none() => {
+                Some(each) => {
                     let p = report.purged.get_or_insert_with(PurgeReport::default);
                     p.people += each.len() as u64;
                     p.records += each.values().sum::<u64>();
                 }
-                Some(Err(e)) => {
-                    report.purged = None;
-                    report.purge_error = Some(e);
-                }
-                Some(Ok(_)) => {}
                 None if purge => purge_later.extend_from_slice(&done.out.erased),
                 None => {}
             }
@@ -222,7 +217,7 @@ impl Vault {
             progress(report.erased + report.held.len() as u64);
         }
         report.first_leaf = first.unwrap_or(0);
-        if !purge_later.is_empty() && report.purge_error.is_none() {
+        if !purge_later.is_empty() {
             match self.store.purge_subjects(&purge_later) {
                 Ok(each) => {
                     let p = report.purged.get_or_insert_with(PurgeReport::default);
@@ -309,7 +304,7 @@ impl Vault {
         };
         // Purged with the finishing transaction, or now, outside the gates.
         let purged = match done.purged.clone() {
-            Some(p) => p,
+            Some(p) => Ok(p),
             None if done.out.erased.is_empty() => Ok(HashMap::new()),
             None => self
                 .store
@@ -412,7 +407,6 @@ impl Vault {
                 return Err(e);
             }
         };
-        let purge = purge && out.records <= PURGE_JOINED_MAX_RECORDS;
         let purged = self.finish_erased(actor, &out.erased, intent, purge)?;
         Ok(Chunk {
             refs,
@@ -424,19 +418,21 @@ impl Vault {
     }
 
     /// An erasure's last steps for `erased`, whose keys are destroyed: one
-    /// transaction finishes them, completes `intent` and, when `purge`,
-    /// purges their rows (one commit, not three). If it fails, each step
-    /// runs alone as it would have: a failure to finish or complete fails
-    /// the erasure, a failed purge is only reported (the sweep purges
-    /// later), never a reason to fail an erasure that stands.
-    #[allow(clippy::type_complexity)]
+    /// transaction finishes them, completes `intent` and, when `purge` and
+    /// they hold at most [`PURGE_JOINED_MAX_RECORDS`] rows (dead or alive),
+    /// purges their rows (one commit, not three). If it fails, finishing
+    /// and completing run alone, as they would have, and a failure there
+    /// fails the erasure. Returns the purge when it ran here; `None` leaves
+    /// it to the caller, outside the erasure's gates, where a failure is
+    /// only reported (the sweep purges later), never a reason to fail an
+    /// erasure that stands.
     fn finish_erased(
         &self,
         actor: &Actor,
         erased: &[SubjectRef],
         intent: Option<u64>,
         purge: bool,
-    ) -> Result<Option<Result<HashMap<SubjectRef, u64>, String>>, VaultError> {
+    ) -> Result<Option<HashMap<SubjectRef, u64>>, VaultError> {
         if erased.is_empty() && intent.is_none() {
             return Ok(None);
         }
@@ -447,12 +443,16 @@ impl Vault {
             intent,
             &mut |_, row| self.completion_leaf(row, actor, false, now, &mut bad),
             if purge { erased } else { &[] },
+            PURGE_JOINED_MAX_RECORDS,
         );
         if let Some(e) = bad {
             return Err(e);
         }
         if let Ok(done) = joined {
-            return Ok(purge.then(|| Ok(done.purged.into_iter().collect())));
+            return Ok(done
+                .purged
+                .filter(|_| purge)
+                .map(|each| each.into_iter().collect()));
         }
         if !erased.is_empty() {
             self.store.finish_erasure(erased)?;
@@ -460,12 +460,7 @@ impl Vault {
         if let Some(id) = intent {
             self.complete(id, actor, false)?;
         }
-        Ok(purge.then(|| {
-            self.store
-                .purge_subjects(erased)
-                .map(|each| each.into_iter().collect())
-                .map_err(|e| e.to_string())
-        }))
+        Ok(None)
     }
 
     /// Erasure, step one, for one transaction's people; `tags` delivers

@@ -51,11 +51,12 @@ const SWEEP_CHUNK: usize = 20_000;
 pub const ERASE_CHUNK: usize = 100_000;
 /// An erasure of at most this many people purges their rows itself.
 pub const ERASE_PURGE_INLINE: usize = 1_000;
-/// An erasure whose people had at most this many records purges them in
-/// the transaction that finishes it, under the erasure's gates (and, on
-/// PostgreSQL, the log's lock): a few milliseconds at most. More are purged
-/// in a transaction of their own once the gates are released, so a long
-/// purge never holds up the log's appends or other writers.
+/// An erasure whose people hold at most this many rows (dead or alive,
+/// counted in the transaction) purges them in the transaction that
+/// finishes it, under the erasure's gates (and, on PostgreSQL, the log's
+/// lock): a few milliseconds at most. More are purged in a transaction of
+/// their own once the gates are released, so a long purge never holds up
+/// the log's appends or other writers.
 pub const PURGE_JOINED_MAX_RECORDS: u64 = 1_024;
 /// One-person erasures waiting at once are erased together, at most this
 /// many at a time (within [`ERASE_PURGE_INLINE`]: each is purged at once).

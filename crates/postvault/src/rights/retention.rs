@@ -49,13 +49,20 @@ impl Vault {
         let held = self.held_subjects(now)?;
         // Holds released or lapsed: their people's records go back under
         // period keys (or, expired, stay sealed under a destroyed key).
-        let holds_ending: Vec<SubjectRef> = self
+        // And the hold key of a person without keys (erased while a hold
+        // was being placed, with a crash before the hold destroyed its
+        // key): nothing of theirs can be read, the key must go.
+        let mut holds_ending: Vec<SubjectRef> = Vec::new();
+        for s in self
             .keys
             .secret_names(HOLD_PREFIX)?
             .iter()
             .filter_map(|n| hold_subject(n))
-            .filter(|s| !held.contains(s))
-            .collect();
+        {
+            if !held.contains(&s) || self.keys.subject_keys(&s)?.is_none() {
+                holds_ending.push(s);
+            }
+        }
         let due: Vec<String> = self
             .keys
             .secret_names(PERIOD_PREFIX)?
@@ -173,9 +180,9 @@ impl Vault {
         subject: &SubjectRef,
         pick: &dyn Fn(&RecordRow) -> bool,
     ) -> Result<u64, VaultError> {
-        let Some(keys) = self.subject_keys(subject)? else {
+        if self.subject_keys(subject)?.is_none() {
             return Ok(0);
-        };
+        }
         let hold = self
             .hold_key(subject, true)?
             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
@@ -183,11 +190,15 @@ impl Vault {
         // the person's keys, then the hold keys it finds: a hold key made
         // after it looked would outlive the person. Their keys are read
         // again from the key store, after the hold key exists: if they
-        // are gone, so is the hold key.
-        if self.keys.subject_keys(subject)?.is_none() {
+        // are gone, so is the hold key (and a crash before that leaves it
+        // to the next sweep, which ends the hold key of a person without
+        // keys). The keys read are the ones used: a person erased and
+        // collected again meanwhile has new ones.
+        let Some(stored) = self.keys.subject_keys(subject)? else {
             self.keys.delete_secrets(&[hold_secret(subject)])?;
             return Ok(0);
-        }
+        };
+        let keys = self.unwrap_pair(Some(&stored), subject)?;
         let key = keys.data.record_key(&hold)?;
         let mut covers = crate::vault::KeyCache::default();
         let mut out = Vec::new();
@@ -272,5 +283,35 @@ mod tests {
             v.keys.secret_names(HOLD_PREFIX).unwrap().is_empty(),
             "no hold key names an erased person"
         );
+    }
+
+    /// A hold key left behind for a person without keys (erased as the
+    /// hold was placed, and a crash before the hold destroyed its key) is
+    /// ended by the next sweep, though the hold itself is still in force.
+    #[test]
+    fn the_sweep_ends_the_hold_key_of_a_person_without_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let s = v.subject_ref("cust-orphan");
+        v.ensure_subject_keys(&[s]).unwrap();
+        let now = v.clock.now_ms();
+        v.store()
+            .put_holds(
+                &[postvault_store::HoldRow {
+                    id: "hold-orphan".into(),
+                    disclosure: "d-1".into(),
+                    subject: s,
+                    placed_by: "officer".into(),
+                    placed_at: now,
+                    until: now + 30 * DAY_MS,
+                    ..postvault_store::HoldRow::default()
+                }],
+                &mut |_, _| b"hold".to_vec().into(),
+            )
+            .unwrap();
+        assert!(v.hold_key(&s, true).unwrap().is_some());
+        v.keys.delete_subject_keys(&[s]).unwrap();
+        v.retention_run(&mut |_| {}).unwrap();
+        assert!(v.keys.secret_names(HOLD_PREFIX).unwrap().is_empty());
     }
 }

@@ -615,7 +615,7 @@ fn invariant_6_a_failed_purge_leaves_the_erasure_standing() {
     drop(vault(dir.path(), &c));
     let faults = Faults::new();
     let broken = Arc::new(AtomicBool::new(true));
-    faults.fail_while(&broken, &["purge_subjects", "purge_erased"]);
+    faults.fail_while(&broken, &["purge_subjects", "purge_erased", "finish_purge"]);
     let v = vault_with_faults(dir.path(), &c, &faults);
     assert_eq!(collect(&v, "ingest", &person("s1", "m")).accepted, 9);
     let off = v.principal("officer").unwrap();
