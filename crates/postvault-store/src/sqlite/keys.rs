@@ -103,34 +103,32 @@ impl SqliteKeyStore {
                 queue,
                 tickets: group.iter().map(|(t, _)| *t).collect(),
             };
+            // Our own answer keeps its error; the others get its message.
             let mut own = None;
-            let answers: Vec<(u64, Result<Vec<SubjectRef>, String>)> = match self.put_group(&group)
-            {
-                Ok(each) => group
-                    .iter()
-                    .zip(each)
-                    .map(|((t, _), r)| {
-                        let r = if *t == ticket {
+            let mut answers: Vec<(u64, Result<Vec<SubjectRef>, String>)> = Vec::new();
+            match self.put_group(&group) {
+                Ok(each) => {
+                    for ((t, _), r) in group.iter().zip(each) {
+                        if *t == ticket {
                             own = Some(r);
-                            Err(String::new())
                         } else {
-                            r.map_err(|e| e.to_string())
-                        };
-                        (*t, r)
-                    })
-                    .collect(),
+                            answers.push((*t, r.map_err(|e| e.to_string())));
+                        }
+                    }
+                }
                 Err(e) => {
                     let why = e.to_string();
+                    answers.extend(
+                        group
+                            .iter()
+                            .filter(|(t, _)| *t != ticket)
+                            .map(|(t, _)| (*t, Err(why.clone()))),
+                    );
                     own = Some(Err(e));
-                    group.iter().map(|(t, _)| (*t, Err(why.clone()))).collect()
-                }
-            };
-            q = lock();
-            for (t, r) in answers {
-                if t != ticket {
-                    q.answers.insert(t, r);
                 }
             }
+            q = lock();
+            q.answers.extend(answers);
             running.tickets.clear();
             drop(q);
             drop(running);

@@ -184,7 +184,7 @@ impl Vault {
         let mut first = None;
         // A few people (a person's own request, an officer's short list)
         // are purged at once, in the transaction that finishes their
-        // erasure when they had few records, else in one of its own once
+        // erasure when they hold few rows, else in one of its own once
         // the gates are released: their dead rows, ref and lookup tokens
         // leave the store now, not at the next sweep. A long list is left
         // to one bulk purge (the caller's, or the sweep). The erasure
