@@ -198,6 +198,9 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
         );
         return Ok(EXIT_DENIED);
     }
+    if let Some(id) = &r.pending_request {
+        errln!("postvault: the erasure waits for the privacy office, as rights request {id}");
+    }
     if let Some(e) = &r.purge_error {
         bail!(
             "the people are erased, but their rows were not purged ({e}); the next sweep purges them"

@@ -394,8 +394,9 @@ pub async fn consent(
     ))
 }
 
-/// `POST /v1/subjects/{id}/erase`: 200, or 409 `legal_hold` with the report.
-#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::SubjectPath), responses((status = 200, description = "Erased: keys destroyed, rows dead at once and purged before the answer (`purged`), one leaf", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
+/// `POST /v1/subjects/{id}/erase`: 200, 202 when the person's own request
+/// waits for the privacy office, or 409 `legal_hold` with the report.
+#[utoipa::path(post, path = "/v1/subjects/{id}/erase", tag = "subjects", params(crate::openapi::SubjectPath), responses((status = 200, description = "Erased: keys destroyed, rows dead at once and purged before the answer (`purged`), one leaf", body = postvault::EraseReport), (status = 202, description = "The person's own request (the subject-access service) could not be carried out now: it waits for the privacy office as the rights request `pending_request`, as a portal request does. No reason is given", body = postvault::EraseReport), (status = 400, description = "`invalid`", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`", body = crate::error::ErrorBody), (status = 409, description = "`legal_hold`: a hold is in force; with the report", body = crate::openapi::EraseRefused), crate::openapi::Common))]
 pub async fn erase(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -414,6 +415,9 @@ pub async fn erase(
                 report: r,
             },
         ));
+    }
+    if r.pending_request.is_some() {
+        return Ok(json(StatusCode::ACCEPTED, &r));
     }
     Ok(json(StatusCode::OK, &r))
 }

@@ -566,6 +566,64 @@ async fn the_persons_rights_over_http() {
         .get("/v1/subjects/cust-2?purpose=delivery", Some("sorting"))
         .await;
     assert_eq!(r.json()["records"], json!([]));
+    // Under a hold whose delay order still runs, the person's own request
+    // is neither done nor refused naming the hold: 202, waiting for the
+    // office as a rights request.
+    a.post(
+        "/v1/records",
+        Some("ingest"),
+        address("cust-3", "3 Elm St").as_bytes(),
+    )
+    .await;
+    let mut w = warrant("cust-3");
+    let in_a_month = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 30 * 86_400_000;
+    w["delay_notice_until"] = json!(postvault_policy::disclosure::format_iso(in_a_month));
+    let sub = a
+        .post("/v1/disclosures", Some("ice"), w.to_string().as_bytes())
+        .await
+        .json();
+    let id = sub["id"].as_str().unwrap().to_string();
+    let r = a
+        .post(
+            &format!("/v1/disclosures/{id}/approve"),
+            Some("officer"),
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = a
+        .post(
+            "/v1/holds",
+            Some("officer"),
+            json!({"request": id}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = a
+        .post("/v1/subjects/cust-3/erase", Some("channel"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let body = r.text();
+    assert!(!body.contains("hold") && !body.contains("cust-3"), "{body}");
+    assert!(
+        r.json()["pending_request"]
+            .as_str()
+            .unwrap()
+            .starts_with("er-")
+    );
+    assert_eq!(
+        (r.json()["erased"].clone(), r.json()["held"].clone()),
+        (json!(0), json!([]))
+    );
+    // The officer is told of the hold.
+    let r = a
+        .post("/v1/subjects/cust-3/erase", Some("officer"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(
         a.post("/v1/retention/run", Some("sorting"), b"")
             .await
@@ -805,6 +863,9 @@ async fn the_api_document_types_every_body_and_lists_every_status() {
     let a = api();
     let d = a.get("/openapi.json", Some("auditor")).await.json();
     let schemas = &d["components"]["schemas"];
+    // What the vault keeps to itself is not in the document.
+    let erase = &schemas["EraseReport"]["properties"];
+    assert!(erase.get("pending_request").is_some() && erase.get("delayed").is_none());
     for (path, item) in d["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let at = format!("{method} {path}");

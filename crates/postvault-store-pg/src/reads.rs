@@ -143,6 +143,10 @@ async fn read_part(
 ) -> Result<SubjectData, Fail> {
     match scope {
         ReadScope::All => read_all(c, subject).await,
+        ReadScope::Person(now) => {
+            c.batch_execute("SAVEPOINT reader").await?;
+            crate::store::read_person(c, subject, now).await
+        }
         ReadScope::LeafOnly => {
             c.batch_execute("SAVEPOINT reader").await?;
             Ok(SubjectData::default())

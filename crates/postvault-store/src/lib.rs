@@ -144,6 +144,14 @@ pub struct SubjectData {
     pub exists: bool,
     pub records: Vec<RecordRow>,
     pub consents: Vec<ConsentRow>,
+    /// Under [`ReadScope::Person`] only: a legal hold in force on the
+    /// subject (not released, not lapsed) carries no delay order still
+    /// running at the read's time, so the person may know of it and see
+    /// what it keeps past retention. Read in the same snapshot as the
+    /// records: a hold released meanwhile, another delayed one staying, is
+    /// never shown through them. A backend may answer `false` for a
+    /// subject without records: there is nothing a hold would keep.
+    pub hold_shown: bool,
 }
 
 /// Builds the bytes of the leaf at log index `index`; `i` counts the leaves
@@ -164,6 +172,10 @@ pub enum ReadScope<'a> {
     IfConsented(&'a str),
     /// Everything held of the person.
     All,
+    /// Everything held of the person, read for the person themselves (the
+    /// subject-access purpose), and whether a hold they may know of at this
+    /// time (ms) is in force ([`SubjectData::hold_shown`]).
+    Person(i64),
 }
 
 /// Builds the leaf accounting for a read from what the read found, given the

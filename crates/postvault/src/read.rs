@@ -112,8 +112,18 @@ impl Vault {
                 consent,
             })
         };
+        let now = self.clock.now_ms();
+        // The person sees the history of corrections too; every other
+        // purpose sees current records only.
+        let history = tax.engine().is_subject_access(purpose);
         let scope = if tax.category_ixs().any(|c| decide(c, false).allowed()) {
-            ReadScope::All
+            // The person's read also asks whether a hold they may know of
+            // keeps their records (see `visible`).
+            if history {
+                ReadScope::Person(now)
+            } else {
+                ReadScope::All
+            }
         } else if tax.category_ixs().any(|c| decide(c, true).allowed()) {
             ReadScope::IfConsented(purpose)
         } else {
@@ -127,16 +137,12 @@ impl Vault {
         // seal are reported, never skipped); one that may see nothing only
         // tags its leaf, at one cost for every id.
         let mut keys = match scope {
-            ReadScope::All => match self.subject_keys(&subject_ref) {
+            ReadScope::All | ReadScope::Person(_) => match self.subject_keys(&subject_ref) {
                 Err(VaultError::Crypto(_)) => None,
                 k => k?,
             },
             _ => self.subject_keys_uniform(&subject_ref)?,
         };
-        let now = self.clock.now_ms();
-        // The person sees the history of corrections too; every other
-        // purpose sees current records only.
-        let history = tax.engine().is_subject_access(purpose);
 
         // Decided inside the transaction, from what it read; kept for the answer.
         let mut allowed = vec![false; tax.categories.len()];
@@ -180,7 +186,7 @@ impl Vault {
             for r in data
                 .records
                 .iter()
-                .filter(|r| visible(tax, &allowed, r, now, history))
+                .filter(|r| visible(tax, &allowed, r, now, history, data.hold_shown))
             {
                 match self.gone(r, keys.as_deref(), &mut key_cache, now) {
                     crate::integrity::Gone::No => returned.push(r),
@@ -244,7 +250,7 @@ impl Vault {
         for r in data
             .records
             .iter()
-            .filter(|r| visible(tax, &allowed, r, now, history))
+            .filter(|r| visible(tax, &allowed, r, now, history, data.hold_shown))
         {
             let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
                 // Gone lawfully (checked in the transaction); anything else
@@ -313,9 +319,15 @@ fn visible(
     r: &postvault_store::RecordRow,
     now: i64,
     history: bool,
+    hold_shown: bool,
 ) -> bool {
-    // The person also sees what a legal hold keeps past its retention.
-    (r.expires_at > now || (history && r.key_id == postvault_store::key_id::HOLD))
+    // The person also sees what a legal hold keeps past its retention, when
+    // a hold in force is one they may know of. Under holds that all carry
+    // a delay order still running, their records are shown as if none
+    // held them: what outlived its retention is not shown (it is deleted
+    // when the holds end), so the report tells nothing of a hold the
+    // person may not know of yet.
+    (r.expires_at > now || (history && hold_shown && r.key_id == postvault_store::key_id::HOLD))
         && (history || r.superseded_by.is_none())
         && tax
             .category_ix(&r.category)

@@ -435,6 +435,7 @@ pub(crate) async fn read_scope<C: deadpool_postgres::GenericClient>(
     match scope {
         ReadScope::LeafOnly => Ok(SubjectData::default()),
         ReadScope::All => read_subject(tx, subject, true).await,
+        ReadScope::Person(now) => read_person(tx, subject, now).await,
         ReadScope::IfConsented(purpose) => {
             if consent_of(tx, subject, purpose)
                 .await?
@@ -466,21 +467,64 @@ pub(crate) async fn read_subject<C: deadpool_postgres::GenericClient>(
         data.records.push(record_from_row(&r)?);
     }
     if with_consents {
-        let s = tx
-            .prepare_cached(
-                "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1
-                 ORDER BY purpose COLLATE \"C\"",
-            )
-            .await?;
-        for r in tx.query(&s, &[&key]).await? {
-            data.consents.push(ConsentRow {
-                subject: ref16(r.try_get(0)?, "subject ref")?,
-                purpose: r.try_get(1)?,
-                granted: r.try_get(2)?,
-                at: r.try_get(3)?,
-            });
-        }
+        data.consents = read_subject_consents(tx, subject).await?.consents;
     }
+    data.exists = !data.records.is_empty() || !data.consents.is_empty();
+    Ok(data)
+}
+
+/// The subject's consents, in a [`SubjectData`] of nothing else.
+async fn read_subject_consents<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+) -> Result<SubjectData, Fail> {
+    let s = tx
+        .prepare_cached(
+            "SELECT subject, purpose, granted, at FROM consents WHERE subject = $1
+             ORDER BY purpose COLLATE \"C\"",
+        )
+        .await?;
+    let mut data = SubjectData::default();
+    for r in tx.query(&s, &[&&subject[..]]).await? {
+        data.consents.push(ConsentRow {
+            subject: ref16(r.try_get(0)?, "subject ref")?,
+            purpose: r.try_get(1)?,
+            granted: r.try_get(2)?,
+            at: r.try_get(3)?,
+        });
+    }
+    Ok(data)
+}
+
+/// Everything held of `subject`, read for the person: whether a hold they
+/// may know of at `now` is in force is a column of the records' own
+/// statement, so under READ COMMITTED it is read in their snapshot (see
+/// [`SubjectData::hold_shown`]; `false` without records).
+pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    subject: &SubjectRef,
+    now: i64,
+) -> Result<SubjectData, Fail> {
+    let s = tx
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS}, EXISTS (SELECT 1 FROM holds h
+                 WHERE h.subject = $1 AND h.released_at IS NULL AND h.until_at > $2
+                   AND (h.notice_after IS NULL OR h.notice_after <= $2))
+             FROM records WHERE subject = $1
+               AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = $1)
+             ORDER BY collected_at, id"
+        ))
+        .await?;
+    let key = &subject[..];
+    let mut records = Vec::new();
+    let mut hold_shown = false;
+    for r in tx.query(&s, &[&key, &now]).await? {
+        records.push(record_from_row(&r)?);
+        hold_shown = r.try_get(10)?;
+    }
+    let mut data = read_subject_consents(tx, subject).await?;
+    data.records = records;
+    data.hold_shown = hold_shown;
     data.exists = !data.records.is_empty() || !data.consents.is_empty();
     Ok(data)
 }

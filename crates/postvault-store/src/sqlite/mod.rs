@@ -477,6 +477,11 @@ fn read_scope(
     match scope {
         ReadScope::LeafOnly => Ok(SubjectData::default()),
         ReadScope::All => read_subject(tx, subject),
+        ReadScope::Person(now) => {
+            let mut data = read_subject(tx, subject)?;
+            data.hold_shown = hold_shown(tx, subject, now)?;
+            Ok(data)
+        }
         ReadScope::IfConsented(purpose) => {
             if consent_of(tx, subject, purpose)?.is_some_and(|c| c.granted) {
                 read_subject(tx, subject)
@@ -485,6 +490,17 @@ fn read_scope(
             }
         }
     }
+}
+
+/// Whether a hold in force on `subject` at `now` carries no delay order
+/// still running (see [`SubjectData::hold_shown`]).
+fn hold_shown(tx: &Connection, subject: &SubjectRef, now: i64) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT 1 FROM holds WHERE subject = ?1 AND released_at IS NULL AND until_at > ?2
+               AND (notice_after IS NULL OR notice_after <= ?2)",
+        )?
+        .exists(params![subject, now])?)
 }
 
 /// One look-up on the consents' primary key.
@@ -580,9 +596,8 @@ fn read_protective(
             .collect::<Result<_, _>>()?
     };
     Ok(SubjectData {
-        exists: false,
         records,
-        consents: vec![],
+        ..SubjectData::default()
     })
 }
 

@@ -138,6 +138,9 @@ struct Chunk<'a> {
     /// transaction: each person purged with their records. `None`: left to
     /// the caller (see [`PURGE_JOINED_MAX_RECORDS`]).
     purged: Option<HashMap<SubjectRef, u64>>,
+    /// The refused people under a hold whose delay order still runs, as
+    /// the erasure's own transaction found them ([`postvault_store::Held::Delayed`]).
+    delayed: HashSet<SubjectRef>,
 }
 
 impl Vault {
@@ -176,7 +179,25 @@ impl Vault {
             id: self.actor_id(&officer.name),
         };
         if let [one] = subjects {
-            let report = self.erase_joined(actor, one)?;
+            let mut report = self.erase_joined(actor, one)?;
+            // An officer sees every hold; the service acting for the person
+            // must not learn of one the person may not know of yet.
+            let for_person = own_request
+                && !self
+                    .pack
+                    .disclosure()
+                    .approver_roles()
+                    .contains(&officer.role);
+            if std::mem::take(&mut report.delayed) && for_person {
+                // Refused under a hold the person may not know of yet: the
+                // refusal's leaf is not theirs to find, and the answer must
+                // not name the hold either. Their request is kept, as one
+                // made in the portal, for the office to carry out once the
+                // hold allows (the office sees the hold).
+                let request = self.request_erasure(officer, one)?;
+                report.held.clear();
+                report.pending_request = Some(request.id);
+            }
             progress(report.erased + report.held.len() as u64);
             return Ok(report);
         }
@@ -327,6 +348,7 @@ impl Vault {
                 } else {
                     Vec::new()
                 };
+                let delayed = done.delayed.contains(&a.subject);
                 let mut report = EraseReport {
                     erased: u64::from(was_erased),
                     held,
@@ -335,6 +357,8 @@ impl Vault {
                     first_leaf: done.out.first_leaf + at as u64,
                     purged: None,
                     purge_error: None,
+                    pending_request: None,
+                    delayed,
                 };
                 if was_erased {
                     match &purged {
@@ -394,11 +418,11 @@ impl Vault {
         // something failed after it (the pending marks and the intent
         // carry a crash).
         let erased = match &out {
-            Ok((o, _)) => o.erased.clone(),
+            Ok((o, _, _)) => o.erased.clone(),
             Err(_) => self.store.pending_erasures()?,
         };
         let destroyed = self.destroy_keys(&erased)?;
-        let (out, intent) = match out {
+        let (out, intent, delayed) = match out {
             Ok(o) => o,
             Err(e) => {
                 if !erased.is_empty() {
@@ -414,6 +438,7 @@ impl Vault {
             out,
             destroyed,
             purged,
+            delayed,
         })
     }
 
@@ -470,8 +495,16 @@ impl Vault {
         actor: &Actor,
         refs: &[SubjectRef],
         tags: &std::sync::mpsc::Receiver<Result<Vec<Option<postvault_crypto::TagKey>>, VaultError>>,
-    ) -> Result<(postvault_store::EraseOutcome, Option<u64>), VaultError> {
+    ) -> Result<
+        (
+            postvault_store::EraseOutcome,
+            Option<u64>,
+            HashSet<SubjectRef>,
+        ),
+        VaultError,
+    > {
         let now = self.clock.now_ms();
+        let mut delayed = HashSet::new();
         let mut keys: Option<Vec<Option<postvault_crypto::TagKey>>> = None;
         let mut rng_error = None;
         // By subject, not by call count: a store may run this callback again
@@ -550,6 +583,10 @@ impl Vault {
                 // last attempt's error counts.
                 if refs.first() == Some(subject) {
                     rng_error = None;
+                    delayed.clear();
+                }
+                if held == postvault_store::Held::Delayed {
+                    delayed.insert(*subject);
                 }
                 // A key store that cannot be read leaves random tags: the
                 // erasure goes on (and the key destruction that follows reports
@@ -584,7 +621,7 @@ impl Vault {
         if let Some(e) = rng_error {
             return Err(e.into());
         }
-        Ok((out, intent_id))
+        Ok((out, intent_id, delayed))
     }
 
     /// [`Vault::tag_and_index`], the error kept in `err` (the leaf then

@@ -190,6 +190,18 @@ pub struct EraseReport {
     /// destroyed, rows dead), and the next sweep purges the rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purge_error: Option<String>,
+    /// The person's own request (the subject-access service, one person)
+    /// that could not be carried out now and was not refused either: it
+    /// waits for the privacy office as a rights request, this one (`er-`),
+    /// as a request made in the portal does; `held` is then empty. The
+    /// answer gives no reason: the one there is, a hold whose delay order
+    /// still runs, is not for the person to learn yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_request: Option<String>,
+    /// The person was refused under a hold whose delay order still runs
+    /// (read in the erasure's transaction); never serialized.
+    #[serde(skip)]
+    pub(crate) delayed: bool,
 }
 
 impl EraseReport {

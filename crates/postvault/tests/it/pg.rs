@@ -76,6 +76,10 @@ on_postgres! {
         => concurrent_one_person_erasures_each_get_their_own_answer_on,
     rights::a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person
         => a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person_on,
+    rights::the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it
+        => the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on,
+    rights::records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person
+        => records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person_on,
     log::the_log_is_served_as_c2sp_tiles
         => the_log_is_served_as_c2sp_tiles_on,
     disclosure::red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved

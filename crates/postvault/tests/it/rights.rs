@@ -777,6 +777,133 @@ pub fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(b: &Backend)
     assert!(holds[0].withheld_until.is_some());
 }
 
+/// The person's own erasure (through the subject-access service) under a
+/// hold whose delay order still runs is neither done nor refused with the
+/// hold named: it waits for the privacy office as a rights request, which
+/// the office carries out once the hold is released.
+#[test]
+fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it() {
+    the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(&Backend::Sqlite);
+}
+
+pub fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_with_a_delayed_hold(b, dir.path(), &c);
+    let off = officer(&v);
+    v.add_principal("sar", "subject_access").unwrap();
+    let sar = v.principal("sar").unwrap();
+    let r = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert!(r.held.is_empty() && !r.refused(), "{r:?}");
+    assert_eq!((r.erased, r.records_deleted, r.keys_destroyed), (0, 0, 0));
+    let id = r.pending_request.clone().expect("a pending request");
+    assert!(id.starts_with("er-"), "{id}");
+    let answer = serde_json::to_string(&r).unwrap();
+    assert!(
+        !answer.contains("hold") && !answer.contains("cust-a"),
+        "{answer}"
+    );
+    // Asked again: the same request, still waiting.
+    let again = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(again.pending_request.as_deref(), Some(id.as_str()));
+    let mine = v.person_requests(&sar, "cust-a").unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].id.as_str(), mine[0].status.as_str()),
+        (id.as_str(), "pending")
+    );
+    // The person's own leaves tell of their request, not of a refusal.
+    let report = v.subject_report(&sar, "cust-a").unwrap();
+    assert!(report.holds.is_empty());
+    let actions: Vec<String> = report
+        .log
+        .iter()
+        .map(|l| l.event.as_ref().unwrap().action.clone())
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .all(|a| a != "erase" && !a.starts_with("hold")),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "erasure_request").count(),
+        1,
+        "the second ask found the first request"
+    );
+    // The office knows of the hold: granting now is refused and the request
+    // waits; once the hold is released, the grant erases.
+    assert_eq!(
+        v.grant_rights_request(&off, &id).unwrap_err().code(),
+        "held"
+    );
+    let hold = v.holds(&off).unwrap().remove(0);
+    v.hold_release(&off, &hold.id).unwrap();
+    let done = v.grant_rights_request(&off, &id).unwrap();
+    assert_eq!(done.status, "granted", "{done:?}");
+    assert!(!v.person_present("cust-a").unwrap());
+    // A hold the person may know of still refuses their own erasure, named.
+    let mut open = court_order();
+    open["instrument_id"] = serde_json::json!("CO-pv-secret-2");
+    let sub = submit(&v, "fbi", &open);
+    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+    v.hold_place(&off, &sub.id, None).unwrap();
+    let r = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(
+        (r.held, r.pending_request),
+        (vec!["cust-a".to_string()], None)
+    );
+}
+
+/// What a hold keeps past retention is shown to the person only while a
+/// hold they may know of is in force: under a delay order their report
+/// reads as if nothing held the records, while the hold's request still
+/// gets them.
+#[test]
+fn records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person() {
+    records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person_on(&Backend::Sqlite);
+}
+
+pub fn records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_with_a_delayed_hold(b, dir.path(), &c);
+    let off = officer(&v);
+    let images = |v: &Vault| {
+        v.subject_report(&off, "cust-a")
+            .unwrap()
+            .records
+            .iter()
+            .filter(|r| r.category == "mail_image")
+            .count()
+    };
+    assert_eq!(images(&v), 1);
+    // Past the image's retention: kept by the hold, not shown to the person.
+    c.advance(8 * DAY);
+    v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9, "kept by the hold");
+    assert_eq!(images(&v), 0);
+    let report = v.subject_report(&off, "cust-a").unwrap();
+    // One format, fixed width: the strings order as the times.
+    let now = postvault::format_ms(c.now_ms());
+    assert!(
+        report.records.iter().all(|r| r.expires_at > now),
+        "nothing past its retention: {:?}",
+        report.records
+    );
+    // A hold the person may know of, on top: now they see what is kept.
+    let mut open = court_order();
+    open["instrument_id"] = serde_json::json!("CO-pv-secret-2");
+    let sub = submit(&v, "fbi", &open);
+    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+    let open = v.hold_place(&off, &sub.id, None).unwrap();
+    assert_eq!(images(&v), 1);
+    // It is released; the delayed one stays, and keeps the image unseen.
+    v.hold_release(&off, &open.id).unwrap();
+    assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9);
+    assert_eq!(images(&v), 0);
+}
+
 /// A hold with a delay order placed after an erasure has started, just
 /// before its transaction (as another node could), refuses the erasure
 /// with a random tag: the erasure learns of the delay in the transaction
