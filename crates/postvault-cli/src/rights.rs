@@ -167,7 +167,8 @@ pub fn erase(cli: &Cli, a: &EraseArgs) -> Result<u8> {
     let bar = progress_bar(Some(subjects.len() as u64), "erasing");
     let mut r = v.erase(&p, &subjects, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
-    if !a.defer_purge && r.purged.is_none() {
+    // A request left waiting erased nothing: nothing to purge.
+    if !a.defer_purge && r.purged.is_none() && r.pending_request.is_none() {
         let purged = v.purge_pending().and_then(|pending| {
             let bar = progress_bar(Some(pending.people), "purging erased rows");
             let p = v.purge_erased(&mut |n| bar.set_position(n));

@@ -83,7 +83,7 @@ impl From<VaultError> for ApiError {
             | "consent_not_required" => StatusCode::BAD_REQUEST,
             "unknown_principal" | "principal_not_active" => StatusCode::NOT_FOUND,
             "principal_revoked" | "rotate_own_token_only" => StatusCode::FORBIDDEN,
-            "principal_exists" | "run_in_progress" | "already_decided" | "held" => {
+            "principal_exists" | "run_in_progress" | "already_decided" | "held" | "delay_order" => {
                 StatusCode::CONFLICT
             }
             "no_such_request" => StatusCode::NOT_FOUND,

@@ -144,14 +144,16 @@ pub struct SubjectData {
     pub exists: bool,
     pub records: Vec<RecordRow>,
     pub consents: Vec<ConsentRow>,
-    /// Under [`ReadScope::Person`] only: a legal hold in force on the
-    /// subject (not released, not lapsed) carries no delay order still
-    /// running at the read's time, so the person may know of it and see
-    /// what it keeps past retention. Read in the same snapshot as the
-    /// records: a hold released meanwhile, another delayed one staying, is
-    /// never shown through them. A backend may answer `false` for a
-    /// subject without records: there is nothing a hold would keep.
-    pub hold_shown: bool,
+    /// Under [`ReadScope::Person`] only: when the earliest of the legal
+    /// holds in force on the subject (not released, not lapsed) that carry
+    /// no delay order still running at the read's time was placed. The
+    /// person may know of those holds, and so see what they keep past
+    /// retention: records whose retention ended since then. Read in the
+    /// same snapshot as the records: a hold released meanwhile, a delayed
+    /// one staying, is never shown through them. A backend may answer
+    /// `None` for a subject without records: there is nothing a hold would
+    /// keep.
+    pub shown_hold_since: Option<i64>,
 }
 
 /// Builds the bytes of the leaf at log index `index`; `i` counts the leaves
@@ -173,8 +175,8 @@ pub enum ReadScope<'a> {
     /// Everything held of the person.
     All,
     /// Everything held of the person, read for the person themselves (the
-    /// subject-access purpose), and whether a hold they may know of at this
-    /// time (ms) is in force ([`SubjectData::hold_shown`]).
+    /// subject-access purpose), and since when a hold they may know of at
+    /// this time (ms) is in force ([`SubjectData::shown_hold_since`]).
     Person(i64),
 }
 

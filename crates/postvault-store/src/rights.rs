@@ -111,19 +111,20 @@ pub enum Held {
     /// No hold in force: the subject is erased.
     #[default]
     No,
-    /// Refused: a hold is in force, and none of the subject's holds in
-    /// force carries a delay order still running.
+    /// Refused: a hold is in force, and at least one of the subject's
+    /// holds in force carries no delay order still running: the person may
+    /// know of the refusal, which that hold explains.
     Yes,
-    /// Refused under a hold in force, and at least one of the subject's
-    /// holds in force may not be shown to the person yet (`notice_after`
-    /// later than the erasure's `now`): the refusal's leaf must not be
-    /// theirs to find.
+    /// Refused, and every one of the subject's holds in force carries a
+    /// delay order still running (`notice_after` later than the erasure's
+    /// `now`): the person may not learn of the refusal yet.
     Delayed,
 }
 
 impl Held {
     /// From what a backend read of the subject's holds in force: none
-    /// (`None`), or whether one of them carries a delay order still running.
+    /// (`None`), or whether every one of them carries a delay order still
+    /// running.
     pub fn found(delayed: Option<bool>) -> Held {
         match delayed {
             None => Held::No,

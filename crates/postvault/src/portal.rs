@@ -305,14 +305,8 @@ impl Vault {
             )));
         }
         let r = self.subject_ref(subject);
-        let hex_ref = hex::encode(r);
-        for (id, s) in self.stored_requests()? {
-            if s.kind == "erasure"
-                && s.status == "pending"
-                && s.subject.as_deref() == Some(hex_ref.as_str())
-            {
-                return Ok(self.request_view(id, &s, None));
-            }
+        if let Some((id, s)) = self.pending_erasure_of(&r)? {
+            return Ok(self.request_view(id, &s, None));
         }
         let keys = self.ensure_subject_keys(&[r])?;
         let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
@@ -320,6 +314,51 @@ impl Vault {
             why: "its keys could not be made".into(),
         })?;
         let now = self.clock.now_ms();
+        self.person_leaf(person, "erasure_request", Some(&**pair), now)?;
+        let (id, stored) = self.put_erasure_request(&r, subject, pair, now)?;
+        Ok(self.request_view(id, &stored, None))
+    }
+
+    /// The pending erasure request of the person `r`, if one waits.
+    fn pending_erasure_of(
+        &self,
+        r: &SubjectRef,
+    ) -> Result<Option<(String, StoredRequest)>, VaultError> {
+        let hex_ref = hex::encode(r);
+        Ok(self.stored_requests()?.into_iter().find(|(_, s)| {
+            s.kind == "erasure"
+                && s.status == "pending"
+                && s.subject.as_deref() == Some(hex_ref.as_str())
+        }))
+    }
+
+    /// Keeps the person's erasure request whose leaf an erasure refused
+    /// under holds they may not know of yet has written (their request,
+    /// tagged for them, as [`Vault::request_erasure`] writes it): it waits
+    /// for the office. The one already waiting, if any; `None` when the
+    /// person has no keys any more (erased meanwhile: nothing to wait for).
+    pub(crate) fn keep_erasure_request(&self, subject: &str) -> Result<Option<String>, VaultError> {
+        let r = self.subject_ref(subject);
+        if let Some((id, _)) = self.pending_erasure_of(&r)? {
+            return Ok(Some(id));
+        }
+        // Never new keys: a person erased since the refusal stays erased.
+        let Some(pair) = self.subject_keys(&r)? else {
+            return Ok(None);
+        };
+        let now = self.clock.now_ms();
+        Ok(Some(self.put_erasure_request(&r, subject, &pair, now)?.0))
+    }
+
+    /// Stores a pending erasure request of the person `r` (`subject`).
+    fn put_erasure_request(
+        &self,
+        r: &SubjectRef,
+        subject: &str,
+        pair: &SubjectKeyPair,
+        now: i64,
+    ) -> Result<(String, StoredRequest), VaultError> {
+        let hex_ref = hex::encode(r);
         let stored = StoredRequest {
             kind: "erasure".into(),
             status: "pending".into(),
@@ -331,7 +370,7 @@ impl Vault {
             subject: Some(hex_ref),
             sealed: Some(B64.encode(pair.data.seal(
                 &self.rng,
-                &request_aad(&r),
+                &request_aad(r),
                 subject.as_bytes(),
             )?)),
             note: None,
@@ -339,13 +378,12 @@ impl Vault {
             decided_by: None,
             outcome: None,
         };
-        self.person_leaf(person, "erasure_request", Some(&**pair), now)?;
         let id = format!(
             "er-{}",
             hex::encode(postvault_crypto::random_token(&self.rng)?)
         );
         self.put_request(&id, &stored)?;
-        Ok(self.request_view(id, &stored, None))
+        Ok((id, stored))
     }
 
     /// The person's request that the current record of `category` read
@@ -535,9 +573,14 @@ impl Vault {
                 if !rep.held.is_empty() {
                     self.unclaim_request(id, &claim)?;
                     // The request stays pending; the erasure's leaf says why.
+                    let message = if rep.delayed {
+                        "a legal hold whose instrument carries a delay order is in force for the person: the erasure waits until it ends; leave the request waiting (refusing it with `legal_hold` would tell the person of the hold before they may know)"
+                    } else {
+                        "a legal hold is in force for the person: the erasure waits until it ends (or refuse the request with `legal_hold`)"
+                    };
                     return Err(VaultError::Refused {
                         code: "held",
-                        message: "a legal hold is in force for the person: the erasure waits until it ends (or refuse the request with `legal_hold`)".into(),
+                        message: message.into(),
                     });
                 }
                 format!("erased: {} records deleted", rep.records_deleted)
@@ -659,6 +702,21 @@ impl Vault {
             });
         }
         let s = self.pending_request(id)?;
+        // The reason is the person's to read: it must not name a hold they
+        // may not know of yet.
+        if reason == "legal_hold"
+            && let Some(r) = s.subject.as_deref().and_then(|h| hex::decode(h).ok())
+            && let Ok(r) = SubjectRef::try_from(r)
+            && let Some(t) = self.hidden_holds_until(&r)?
+        {
+            return Err(VaultError::Refused {
+                code: "delay_order",
+                message: format!(
+                    "the holds on this person carry a delay order until {}: a refusal with `legal_hold` would tell them; leave the request waiting until then",
+                    format_ms(t)
+                ),
+            });
+        }
         self.claim_request(id, "refused")?;
         let pair = match (&s.subject, &s.sealed) {
             (Some(r), Some(sealed)) => self.open_sealed(r, sealed, request_aad)?.map(|(_, p)| p),
@@ -687,6 +745,11 @@ impl Vault {
             _ => None,
         };
         self.finish_request(officer, id, s, "refused", reason.to_string(), sealed_note)
+    }
+
+    /// The person's own acts in the log, as the portal writes them.
+    pub(crate) fn person_actor(&self) -> Result<crate::leaf::Actor, VaultError> {
+        Ok(self.actor(&self.person_principal()?))
     }
 
     /// The principal of a person's session: the pack's subject-access role.

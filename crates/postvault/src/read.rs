@@ -186,7 +186,7 @@ impl Vault {
             for r in data
                 .records
                 .iter()
-                .filter(|r| visible(tax, &allowed, r, now, history, data.hold_shown))
+                .filter(|r| visible(tax, &allowed, r, now, history, data.shown_hold_since))
             {
                 match self.gone(r, keys.as_deref(), &mut key_cache, now) {
                     crate::integrity::Gone::No => returned.push(r),
@@ -250,7 +250,7 @@ impl Vault {
         for r in data
             .records
             .iter()
-            .filter(|r| visible(tax, &allowed, r, now, history, data.hold_shown))
+            .filter(|r| visible(tax, &allowed, r, now, history, data.shown_hold_since))
         {
             let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
                 // Gone lawfully (checked in the transaction); anything else
@@ -319,15 +319,18 @@ fn visible(
     r: &postvault_store::RecordRow,
     now: i64,
     history: bool,
-    hold_shown: bool,
+    shown_hold_since: Option<i64>,
 ) -> bool {
-    // The person also sees what a legal hold keeps past its retention, when
-    // a hold in force is one they may know of. Under holds that all carry
-    // a delay order still running, their records are shown as if none
-    // held them: what outlived its retention is not shown (it is deleted
-    // when the holds end), so the report tells nothing of a hold the
-    // person may not know of yet.
-    (r.expires_at > now || (history && hold_shown && r.key_id == postvault_store::key_id::HOLD))
+    // The person also sees what a legal hold keeps past its retention, as
+    // far as a hold in force that they may know of explains it: records
+    // whose retention ended after that hold was placed. What only holds
+    // under a delay order still running keep is shown as if nothing held
+    // it (it is deleted when those holds end), so the report tells nothing
+    // of a hold the person may not know of yet.
+    (r.expires_at > now
+        || (history
+            && r.key_id == postvault_store::key_id::HOLD
+            && shown_hold_since.is_some_and(|since| r.expires_at >= since)))
         && (history || r.superseded_by.is_none())
         && tax
             .category_ix(&r.category)

@@ -496,10 +496,10 @@ async fn read_subject_consents<C: deadpool_postgres::GenericClient>(
     Ok(data)
 }
 
-/// Everything held of `subject`, read for the person: whether a hold they
-/// may know of at `now` is in force is a column of the records' own
+/// Everything held of `subject`, read for the person: since when a hold
+/// they may know of at `now` is in force is a column of the records' own
 /// statement, so under READ COMMITTED it is read in their snapshot (see
-/// [`SubjectData::hold_shown`]; `false` without records).
+/// [`SubjectData::shown_hold_since`]; `None` without records).
 pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
     tx: &C,
     subject: &SubjectRef,
@@ -507,7 +507,7 @@ pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
 ) -> Result<SubjectData, Fail> {
     let s = tx
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS}, EXISTS (SELECT 1 FROM holds h
+            "SELECT {RECORD_COLUMNS}, (SELECT MIN(h.placed_at) FROM holds h
                  WHERE h.subject = $1 AND h.released_at IS NULL AND h.until_at > $2
                    AND (h.notice_after IS NULL OR h.notice_after <= $2))
              FROM records WHERE subject = $1
@@ -517,14 +517,14 @@ pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
         .await?;
     let key = &subject[..];
     let mut records = Vec::new();
-    let mut hold_shown = false;
+    let mut shown_hold_since = None;
     for r in tx.query(&s, &[&key, &now]).await? {
         records.push(record_from_row(&r)?);
-        hold_shown = r.try_get(10)?;
+        shown_hold_since = r.try_get(10)?;
     }
     let mut data = read_subject_consents(tx, subject).await?;
     data.records = records;
-    data.hold_shown = hold_shown;
+    data.shown_hold_since = shown_hold_since;
     data.exists = !data.records.is_empty() || !data.consents.is_empty();
     Ok(data)
 }

@@ -110,7 +110,7 @@ impl RightsStore for PgStore {
                 // another node places is seen whole or not at all.
                 let on_hold: HashMap<SubjectRef, bool> = tx
                     .query(
-                        "SELECT subject, bool_or(coalesce(notice_after > $1, false)) FROM holds
+                        "SELECT subject, bool_and(coalesce(notice_after > $1, false)) FROM holds
                          WHERE released_at IS NULL AND until_at > $1 AND subject = ANY($2)
                          GROUP BY subject",
                         &[&now, &asked],

@@ -49,8 +49,9 @@ pub use rights::{
     corrections_keep_history_once, erased_rows_are_dead_until_purged,
     erasure_deletes_rows_spares_holds_and_fences_writes,
     erasure_finishes_completes_and_purges_in_one_transaction,
-    erasure_tells_holds_under_a_delay_order, rekey_replaces_ciphertext_in_place,
-    sweeps_delete_only_what_expired_and_is_not_held,
+    erasure_tells_holds_under_a_delay_order,
+    person_reads_tell_since_when_a_hold_they_may_know_of_is_in_force,
+    rekey_replaces_ciphertext_in_place, sweeps_delete_only_what_expired_and_is_not_held,
 };
 pub use stats::{
     budget_spends_check_and_account_atomically, category_records_come_person_by_person,
@@ -98,6 +99,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     disclosure_steps_read_write_and_account_atomically(&*fresh());
     erasure_deletes_rows_spares_holds_and_fences_writes(&*fresh());
     erasure_tells_holds_under_a_delay_order(&*fresh());
+    person_reads_tell_since_when_a_hold_they_may_know_of_is_in_force(&*fresh());
     erasure_finishes_completes_and_purges_in_one_transaction(&*fresh());
     erased_rows_are_dead_until_purged(&*fresh());
     sweeps_delete_only_what_expired_and_is_not_held(&*fresh());

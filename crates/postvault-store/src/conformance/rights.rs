@@ -147,9 +147,13 @@ pub fn erasure_tells_holds_under_a_delay_order(s: &dyn Store) {
     };
     s.put_holds(
         &[
-            // A plain hold and a delayed one: delayed.
+            // A plain hold and a delayed one: the plain one explains the
+            // refusal.
             hold(3, 5_000),
             delayed(3, "hold-3b", 5_000, 3_000),
+            // Only delayed holds: delayed.
+            delayed(7, "hold-7", 5_000, 3_000),
+            delayed(7, "hold-7b", 5_000, 2_500),
             // The delay has run out: a plain refusal.
             delayed(4, "hold-4", 5_000, 1_500),
             // Lapsed, whatever its delay: erased.
@@ -161,7 +165,7 @@ pub fn erasure_tells_holds_under_a_delay_order(s: &dyn Store) {
     let mut seen = Vec::new();
     let out = s
         .erase(
-            &[[3; 16], [4; 16], [5; 16], [6; 16]],
+            &[[3; 16], [4; 16], [5; 16], [6; 16], [7; 16]],
             2_000,
             &mut |_, subj, held| {
                 seen.push((subj[0], held));
@@ -173,14 +177,81 @@ pub fn erasure_tells_holds_under_a_delay_order(s: &dyn Store) {
     assert_eq!(
         seen,
         vec![
-            (3, Held::Delayed),
+            (3, Held::Yes),
             (4, Held::Yes),
             (5, Held::No),
-            (6, Held::No)
+            (6, Held::No),
+            (7, Held::Delayed)
         ]
     );
-    assert_eq!(out.held, vec![[3; 16], [4; 16]]);
+    assert_eq!(out.held, vec![[3; 16], [4; 16], [7; 16]]);
     assert_eq!(out.erased, vec![[5; 16], [6; 16]]);
+}
+
+/// A read for the person tells since when a hold they may know of is in
+/// force: the earliest placement among the holds in force without a delay
+/// order still running at the read's time; none under delayed holds alone,
+/// lapsed or released ones. Other scopes never tell.
+pub fn person_reads_tell_since_when_a_hold_they_may_know_of_is_in_force(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address"), record(1, 2, "mail_image")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let since = |scope| {
+        let (d, _) = s
+            .read_scoped(&[1; 16], scope, &mut |_, _| b"read".to_vec().into())
+            .unwrap();
+        assert_eq!(d.records.len(), 2);
+        d.shown_hold_since
+    };
+    assert_eq!(since(ReadScope::Person(2_000)), None, "no hold");
+    let delayed = HoldRow {
+        id: "hold-d".into(),
+        notice_after: Some(3_000),
+        ..hold(1, 5_000)
+    };
+    s.put_holds(std::slice::from_ref(&delayed), &mut leaf_body)
+        .unwrap();
+    assert_eq!(since(ReadScope::Person(2_000)), None, "delayed alone");
+    let plain = HoldRow {
+        id: "hold-p".into(),
+        placed_at: 1_500,
+        ..hold(1, 4_000)
+    };
+    s.put_holds(std::slice::from_ref(&plain), &mut leaf_body)
+        .unwrap();
+    assert_eq!(since(ReadScope::Person(2_000)), Some(1_500));
+    assert_eq!(since(ReadScope::All), None, "only the person's read tells");
+    // The delay has run out: the earlier hold explains more.
+    assert_eq!(since(ReadScope::Person(3_500)), Some(1_000));
+    // The plain one lapsed, the delayed one still in force and delayed.
+    let later = HoldRow {
+        id: "hold-d2".into(),
+        placed_at: 1_200,
+        notice_after: Some(9_000),
+        ..hold(1, 8_000)
+    };
+    s.put_holds(std::slice::from_ref(&later), &mut leaf_body)
+        .unwrap();
+    assert_eq!(since(ReadScope::Person(4_500)), Some(1_000));
+    assert_eq!(since(ReadScope::Person(6_000)), None, "lapsed or delayed");
+    // Released, the plain one explains nothing while the others are
+    // delayed.
+    assert_eq!(
+        s.release_hold("hold-p", "officer", 2_100, &mut |_, _| b"release"
+            .to_vec()
+            .into())
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(since(ReadScope::Person(2_500)), None, "released");
+    assert_eq!(since(ReadScope::Person(3_500)), Some(1_000));
 }
 
 /// An erasure's last steps in one transaction: its people finished, its

@@ -479,7 +479,7 @@ fn read_scope(
         ReadScope::All => read_subject(tx, subject),
         ReadScope::Person(now) => {
             let mut data = read_subject(tx, subject)?;
-            data.hold_shown = hold_shown(tx, subject, now)?;
+            data.shown_hold_since = shown_hold_since(tx, subject, now)?;
             Ok(data)
         }
         ReadScope::IfConsented(purpose) => {
@@ -492,15 +492,20 @@ fn read_scope(
     }
 }
 
-/// Whether a hold in force on `subject` at `now` carries no delay order
-/// still running (see [`SubjectData::hold_shown`]).
-fn hold_shown(tx: &Connection, subject: &SubjectRef, now: i64) -> Result<bool, StoreError> {
+/// When the earliest hold in force on `subject` at `now` that carries no
+/// delay order still running was placed (see
+/// [`SubjectData::shown_hold_since`]).
+fn shown_hold_since(
+    tx: &Connection,
+    subject: &SubjectRef,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
     Ok(tx
         .prepare_cached(
-            "SELECT 1 FROM holds WHERE subject = ?1 AND released_at IS NULL AND until_at > ?2
-               AND (notice_after IS NULL OR notice_after <= ?2)",
+            "SELECT MIN(placed_at) FROM holds WHERE subject = ?1 AND released_at IS NULL
+               AND until_at > ?2 AND (notice_after IS NULL OR notice_after <= ?2)",
         )?
-        .exists(params![subject, now])?)
+        .query_row(params![subject, now], |r| r.get(0))?)
 }
 
 /// One look-up on the consents' primary key.

@@ -100,7 +100,7 @@ impl RightsStore for SqliteStore {
         // by another process is seen whole or not at all.
         let on_hold: std::collections::HashMap<SubjectRef, bool> = {
             let mut q = tx.prepare_cached(
-                "SELECT subject, MAX(notice_after IS NOT NULL AND notice_after > ?1) FROM holds
+                "SELECT subject, MIN(notice_after IS NOT NULL AND notice_after > ?1) FROM holds
                  WHERE released_at IS NULL AND until_at > ?1 GROUP BY subject",
             )?;
             q.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?

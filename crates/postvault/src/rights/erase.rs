@@ -180,23 +180,16 @@ impl Vault {
         };
         if let [one] = subjects {
             let mut report = self.erase_joined(actor, one)?;
-            // An officer sees every hold; the service acting for the person
-            // must not learn of one the person may not know of yet.
-            let for_person = own_request
-                && !self
-                    .pack
-                    .disclosure()
-                    .approver_roles()
-                    .contains(&officer.role);
-            if std::mem::take(&mut report.delayed) && for_person {
-                // Refused under a hold the person may not know of yet: the
-                // refusal's leaf is not theirs to find, and the answer must
-                // not name the hold either. Their request is kept, as one
-                // made in the portal, for the office to carry out once the
-                // hold allows (the office sees the hold).
-                let request = self.request_erasure(officer, one)?;
+            if report.delayed && self.speaks_for_person(&officer.role) {
+                report.delayed = false;
+                // Held only by holds the person may not know of yet: their
+                // leaf is their request, as the portal would have written
+                // it (see `erase_part`), and the answer must not name the
+                // hold either. The request is kept, as one made in the
+                // portal, for the office to carry out once the hold allows
+                // (the office sees the hold).
                 report.held.clear();
-                report.pending_request = Some(request.id);
+                report.pending_request = self.keep_erasure_request(one)?;
             }
             progress(report.erased + report.held.len() as u64);
             return Ok(report);
@@ -520,6 +513,17 @@ impl Vault {
             .engine()
             .subject_access_purpose()
             .map(str::to_string);
+        // A person refused under holds they may not know of yet, by a role
+        // passing on their own request (not the office, which sees every
+        // hold): their leaf is their request, as the portal writes it,
+        // tagged for them; no refusal is written. Any other refusal under
+        // such holds is tagged at random.
+        let for_person = self.speaks_for_person(&actor.role);
+        let person = if for_person {
+            self.person_actor()?
+        } else {
+            actor.clone()
+        };
         let mut intent_id = None;
         let mut intent = |idx: u64, out: &postvault_store::EraseOutcome| {
             if out.erased.is_empty() {
@@ -549,8 +553,9 @@ impl Vault {
                 leaf,
             ))
         };
-        // Every leaf of this erasure is one of two events (erased, or
-        // refused under a hold) with the person's tag: each is encoded once.
+        // Every leaf of this erasure is one of three events (erased,
+        // refused under a hold, or the person's request kept) with the
+        // person's tag: each is encoded once.
         let event = |held: bool| Event {
             v: LEAF_VERSION,
             time: now,
@@ -571,9 +576,17 @@ impl Vault {
             instrument: None,
             subject_tag: None,
         };
+        let request = || Event {
+            action: "erasure_request".into(),
+            principal: person.clone(),
+            decision: "allow".into(),
+            reasons: vec![],
+            ..event(false)
+        };
         let templates = [
             crate::leaf::TaggedLeaves::new(event(false)),
             crate::leaf::TaggedLeaves::new(event(true)),
+            crate::leaf::TaggedLeaves::new(request()),
         ];
         let out = self.store.erase(
             refs,
@@ -600,17 +613,28 @@ impl Vault {
                 // may know. The store decides that inside its transaction,
                 // so a hold another node places meanwhile cannot slip
                 // between a look at the holds and the refusal.
+                let delayed_held = held == postvault_store::Held::Delayed;
+                let as_request = delayed_held && for_person;
                 let key = position
                     .get(subject)
                     .and_then(|&i| k.get(i))
                     .and_then(Option::as_ref)
-                    .filter(|_| held != postvault_store::Held::Delayed);
+                    .filter(|_| as_request || !delayed_held);
                 let (tag, index) = self.tag_or_random_key(key, idx, now, &mut rng_error);
-                let bytes = match &templates[usize::from(held.refused())] {
+                let which = if as_request {
+                    2
+                } else {
+                    usize::from(held.refused())
+                };
+                let bytes = match &templates[which] {
                     Some(t) => t.leaf(&tag),
                     None => Event {
                         subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
-                        ..event(held.refused())
+                        ..if as_request {
+                            request()
+                        } else {
+                            event(held.refused())
+                        }
                     }
                     .to_leaf(),
                 };

@@ -205,6 +205,27 @@ impl Vault {
             .collect())
     }
 
+    /// When every hold in force on `subject` carries a delay order still
+    /// running: the first time the person may know of one. `None` when a
+    /// hold in force is one they may know of, or none is in force.
+    pub(crate) fn hidden_holds_until(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<Option<i64>, VaultError> {
+        let now = self.clock.now_ms();
+        let mut until: Option<i64> = None;
+        for h in self.store.holds(Some(subject))? {
+            if h.released_at.is_some() || h.until <= now {
+                continue;
+            }
+            match h.notice_after.filter(|&t| t > now) {
+                Some(t) => until = Some(until.map_or(t, |u| u.min(t))),
+                None => return Ok(None),
+            }
+        }
+        Ok(until)
+    }
+
     pub(super) fn hold_tags(
         &self,
         holds: &[HoldRow],

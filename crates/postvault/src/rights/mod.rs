@@ -294,6 +294,25 @@ impl Vault {
             .any(|&ix| tax.engine().is_subject_access(&tax.purpose(ix).id))
     }
 
+    /// Whether `role` passes on people's own requests (it reads for the
+    /// subject-access purpose) and is not the privacy office: it must not
+    /// learn of a hold the person may not know of yet.
+    pub(crate) fn speaks_for_person(&self, role: &str) -> bool {
+        let tax = self.pack.taxonomy();
+        !self
+            .pack
+            .disclosure()
+            .approver_roles()
+            .iter()
+            .any(|r| r == role)
+            && tax.role_ix(role).is_some_and(|ix| {
+                tax.role(ix)
+                    .read_for
+                    .iter()
+                    .any(|&p| tax.engine().is_subject_access(&tax.purpose(p).id))
+            })
+    }
+
     /// Who may do what only the subject-access role does, as a refusal
     /// says it.
     pub(crate) fn subject_access_may(&self) -> String {

@@ -80,6 +80,8 @@ on_postgres! {
         => the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on,
     rights::records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person
         => records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person_on,
+    rights::what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands
+        => what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands_on,
     log::the_log_is_served_as_c2sp_tiles
         => the_log_is_served_as_c2sp_tiles_on,
     disclosure::red_team_no_data_leaves_for_anyone_not_named_or_beyond_what_was_approved

@@ -793,6 +793,7 @@ pub fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(b
     let off = officer(&v);
     v.add_principal("sar", "subject_access").unwrap();
     let sar = v.principal("sar").unwrap();
+    let before = events(&v).len();
     let r = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert!(r.held.is_empty() && !r.refused(), "{r:?}");
     assert_eq!((r.erased, r.records_deleted, r.keys_destroyed), (0, 0, 0));
@@ -803,7 +804,24 @@ pub fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(b
         !answer.contains("hold") && !answer.contains("cust-a"),
         "{answer}"
     );
-    // Asked again: the same request, still waiting.
+    // Its one leaf is the person's request, as the portal writes it: no
+    // refusal, and not the service's act.
+    let all = events(&v);
+    assert_eq!(all.len(), before + 1, "{:?}", &all[before..]);
+    let leaf = &all[r.first_leaf as usize];
+    assert_eq!(
+        (leaf.action.as_str(), leaf.decision.as_str()),
+        ("erasure_request", "allow")
+    );
+    assert!(leaf.reasons.is_empty());
+    v.subject_report(&sar, "cust-b").unwrap();
+    let service = events(&v).pop().unwrap().principal;
+    assert_eq!(service.role, leaf.principal.role);
+    assert_ne!(
+        service.id, leaf.principal.id,
+        "the person's, not the service's"
+    );
+    // Asked again: the same request, still waiting (one more leaf).
     let again = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!(again.pending_request.as_deref(), Some(id.as_str()));
     let mine = v.person_requests(&sar, "cust-a").unwrap();
@@ -828,31 +846,59 @@ pub fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(b
     );
     assert_eq!(
         actions.iter().filter(|a| *a == "erasure_request").count(),
-        1,
-        "the second ask found the first request"
+        2
+    );
+    assert!(
+        events(&v).iter().all(|e| e.action != "erase"),
+        "no refusal at all"
     );
     // The office knows of the hold: granting now is refused and the request
-    // waits; once the hold is released, the grant erases.
+    // waits, and a refusal naming the hold is not allowed while the delay
+    // order runs.
+    let e = v.grant_rights_request(&off, &id).unwrap_err();
+    assert_eq!(e.code(), "held");
+    assert!(e.to_string().contains("delay order"), "{e}");
     assert_eq!(
-        v.grant_rights_request(&off, &id).unwrap_err().code(),
-        "held"
+        v.refuse_rights_request(&off, &id, "legal_hold", "")
+            .unwrap_err()
+            .code(),
+        "delay_order"
     );
-    let hold = v.holds(&off).unwrap().remove(0);
-    v.hold_release(&off, &hold.id).unwrap();
-    let done = v.grant_rights_request(&off, &id).unwrap();
-    assert_eq!(done.status, "granted", "{done:?}");
-    assert!(!v.person_present("cust-a").unwrap());
-    // A hold the person may know of still refuses their own erasure, named.
+    // A hold the person may know of, beside it, refuses their erasure by
+    // name, their leaf theirs to find.
     let mut open = court_order();
     open["instrument_id"] = serde_json::json!("CO-pv-secret-2");
     let sub = submit(&v, "fbi", &open);
     assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
-    v.hold_place(&off, &sub.id, None).unwrap();
+    let open_hold = v.hold_place(&off, &sub.id, None).unwrap();
     let r = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
     assert_eq!(
-        (r.held, r.pending_request),
+        (r.held.clone(), r.pending_request.clone()),
         (vec!["cust-a".to_string()], None)
     );
+    let report = v.subject_report(&sar, "cust-a").unwrap();
+    assert!(
+        report
+            .log
+            .iter()
+            .any(|l| l.index == r.first_leaf && l.event.as_ref().unwrap().action == "erase"),
+        "the refusal is the person's to find"
+    );
+    // Released, the delayed hold alone keeps the request waiting again.
+    v.hold_release(&off, &open_hold.id).unwrap();
+    let r = v.erase(&sar, &["cust-a".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(r.pending_request.as_deref(), Some(id.as_str()));
+    // Once the delayed hold is released, the grant erases.
+    let delayed = v
+        .holds(&off)
+        .unwrap()
+        .into_iter()
+        .find(|h| h.status == "active")
+        .unwrap();
+    v.hold_release(&off, &delayed.id).unwrap();
+    let done = v.grant_rights_request(&off, &id).unwrap();
+    assert_eq!(done.status, "granted", "{done:?}");
+    assert!(!v.person_present("cust-a").unwrap());
 }
 
 /// What a hold keeps past retention is shown to the person only while a
@@ -891,15 +937,49 @@ pub fn records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person_o
         "nothing past its retention: {:?}",
         report.records
     );
-    // A hold the person may know of, on top: now they see what is kept.
+    // A hold the person may know of, placed now, does not explain what
+    // outlived its retention before it: still not shown.
     let mut open = court_order();
     open["instrument_id"] = serde_json::json!("CO-pv-secret-2");
     let sub = submit(&v, "fbi", &open);
     assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
-    let open = v.hold_place(&off, &sub.id, None).unwrap();
+    let open_hold = v.hold_place(&off, &sub.id, None).unwrap();
+    assert_eq!(images(&v), 0);
+    v.hold_release(&off, &open_hold.id).unwrap();
+    assert_eq!(images(&v), 0);
+}
+
+/// A hold the person may know of placed before a record's retention ended
+/// explains its keeping: shown while it is in force, and no longer once it
+/// is released, a delayed hold keeping the record still.
+#[test]
+fn what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands() {
+    what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands_on(&Backend::Sqlite);
+}
+
+pub fn what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands_on(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_with_a_delayed_hold(b, dir.path(), &c);
+    let off = officer(&v);
+    let mut open = court_order();
+    open["instrument_id"] = serde_json::json!("CO-pv-secret-2");
+    let sub = submit(&v, "fbi", &open);
+    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+    let open_hold = v.hold_place(&off, &sub.id, None).unwrap();
+    c.advance(8 * DAY);
+    v.retention_run(&mut |_| {}).unwrap();
+    assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9, "kept by the holds");
+    let images = |v: &Vault| {
+        v.subject_report(&off, "cust-a")
+            .unwrap()
+            .records
+            .iter()
+            .filter(|r| r.category == "mail_image")
+            .count()
+    };
     assert_eq!(images(&v), 1);
-    // It is released; the delayed one stays, and keeps the image unseen.
-    v.hold_release(&off, &open.id).unwrap();
+    v.hold_release(&off, &open_hold.id).unwrap();
     assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9);
     assert_eq!(images(&v), 0);
 }
