@@ -45,6 +45,7 @@ pub use ops::{
 };
 pub use rights::{
     EraseLeafFn, EraseOutcome, ErasureFinish, Held, HoldRow, PurgeBatch, SweepBatch, key_id,
+    known_hold_span,
 };
 pub use sqlite::{
     Checkpointer, INLINE_CHECKPOINT_PAGES, KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION,
@@ -144,11 +145,11 @@ pub struct SubjectData {
     pub exists: bool,
     pub records: Vec<RecordRow>,
     pub consents: Vec<ConsentRow>,
-    /// Under [`ReadScope::Person`] only: when the earliest of the legal
-    /// holds in force on the subject (not released, not lapsed) that carry
-    /// no delay order still running at the read's time was placed. The
-    /// person may know of those holds, and so see what they keep past
-    /// retention: records whose retention ended since then. Read in the
+    /// Under [`ReadScope::Person`] only: since when legal holds the person
+    /// may know of at the read's time have been in force on them without a
+    /// gap, up to that time ([`known_hold_span`]); `None` when none is in
+    /// force. They see what holds keep past retention as far as that span
+    /// explains it: records whose retention ended within it. Read in the
     /// same snapshot as the records: a hold released meanwhile, a delayed
     /// one staying, is never shown through them. A backend may answer
     /// `None` for a subject without records: there is nothing a hold would

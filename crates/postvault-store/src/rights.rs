@@ -51,6 +51,38 @@ impl HoldRow {
     }
 }
 
+/// Since when, up to `now`, holds the person may know of (no delay order
+/// still running at `now`) have been in force on them without a gap: the
+/// start of the run of such holds that reaches `now`. What holds kept past
+/// retention since then, holds the person can see explain; what was kept
+/// from before, only holds they may not know of yet. `None` when no such
+/// hold is in force at `now`. `holds`: each of the subject's holds as
+/// (placed at, until, released at, notice after).
+pub fn known_hold_span(
+    holds: impl IntoIterator<Item = (i64, i64, Option<i64>, Option<i64>)>,
+    now: i64,
+) -> Option<i64> {
+    let spans: Vec<(i64, i64)> = holds
+        .into_iter()
+        .filter(|&(_, _, _, notice)| notice.is_none_or(|t| t <= now))
+        .map(|(placed, until, released, _)| (placed, released.map_or(until, |r| r.min(until))))
+        .collect();
+    if !spans.iter().any(|&(s, e)| s <= now && now < e) {
+        return None;
+    }
+    let mut since = now;
+    // Back from now, through every span that reaches the start so far.
+    while let Some(s) = spans
+        .iter()
+        .filter(|&&(s, e)| s < since && since <= e)
+        .map(|&(s, _)| s)
+        .min()
+    {
+        since = s;
+    }
+    Some(since)
+}
+
 /// What one erasure transaction did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EraseOutcome {
@@ -142,3 +174,42 @@ impl Held {
 /// Builds the leaf of one subject of an erasure: (index, subject, what the
 /// transaction found of its holds).
 pub type EraseLeafFn<'a> = dyn FnMut(u64, &SubjectRef, Held) -> crate::Leaf + 'a;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::known_hold_span;
+
+    #[test]
+    fn the_known_span_runs_back_from_now_without_a_gap() {
+        let plain = |placed, until, released| (placed, until, released, None);
+        // None in force: nothing.
+        assert_eq!(known_hold_span([plain(0, 50, None)], 100), None);
+        assert_eq!(known_hold_span([plain(0, 500, Some(90))], 100), None);
+        // One in force: since its placement.
+        assert_eq!(known_hold_span([plain(40, 500, None)], 100), Some(40));
+        // Renewed: the released first placement reaches the second.
+        assert_eq!(
+            known_hold_span([plain(10, 500, Some(60)), plain(50, 500, None)], 100),
+            Some(10)
+        );
+        // A gap: only the run that reaches now.
+        assert_eq!(
+            known_hold_span([plain(10, 500, Some(30)), plain(50, 500, None)], 100),
+            Some(50)
+        );
+        // Adjoining spans join.
+        assert_eq!(
+            known_hold_span([plain(10, 50, None), plain(50, 500, None)], 100),
+            Some(10)
+        );
+        // A delay order still running hides its hold, in force or not.
+        assert_eq!(known_hold_span([(10, 500, None, Some(200))], 100), None);
+        assert_eq!(
+            known_hold_span([(10, 500, Some(60), Some(200)), plain(50, 500, None)], 100),
+            Some(50)
+        );
+        // Run out: shown.
+        assert_eq!(known_hold_span([(10, 500, None, Some(100))], 100), Some(10));
+    }
+}

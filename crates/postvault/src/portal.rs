@@ -335,19 +335,24 @@ impl Vault {
     /// Keeps the person's erasure request whose leaf an erasure refused
     /// under holds they may not know of yet has written (their request,
     /// tagged for them, as [`Vault::request_erasure`] writes it): it waits
-    /// for the office. The one already waiting, if any; `None` when the
-    /// person has no keys any more (erased meanwhile: nothing to wait for).
-    pub(crate) fn keep_erasure_request(&self, subject: &str) -> Result<Option<String>, VaultError> {
+    /// for the office. The one already waiting, if any. A person without
+    /// keys (never collected, or erased since) gets keys for the request,
+    /// as in the portal: every such answer waits alike. If this fails, the
+    /// leaf stands without a request and the caller gets the error.
+    pub(crate) fn keep_erasure_request(&self, subject: &str) -> Result<String, VaultError> {
         let r = self.subject_ref(subject);
         if let Some((id, _)) = self.pending_erasure_of(&r)? {
-            return Ok(Some(id));
+            return Ok(id);
         }
-        // Never new keys: a person erased since the refusal stays erased.
-        let Some(pair) = self.subject_keys(&r)? else {
-            return Ok(None);
-        };
+        // Keys another process destroyed are not used to seal the request.
+        self.sync_erasures()?;
+        let keys = self.ensure_subject_keys(&[r])?;
+        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
+            what: "subject",
+            why: "its keys could not be made".into(),
+        })?;
         let now = self.clock.now_ms();
-        Ok(Some(self.put_erasure_request(&r, subject, &pair, now)?.0))
+        Ok(self.put_erasure_request(&r, subject, pair, now)?.0)
     }
 
     /// Stores a pending erasure request of the person `r` (`subject`).

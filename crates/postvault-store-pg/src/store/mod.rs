@@ -496,10 +496,10 @@ async fn read_subject_consents<C: deadpool_postgres::GenericClient>(
     Ok(data)
 }
 
-/// Everything held of `subject`, read for the person: since when a hold
-/// they may know of at `now` is in force is a column of the records' own
-/// statement, so under READ COMMITTED it is read in their snapshot (see
-/// [`SubjectData::shown_hold_since`]; `None` without records).
+/// Everything held of `subject`, read for the person: the subject's holds
+/// are columns of the records' own statement, so under READ COMMITTED they
+/// are read in the records' snapshot (see [`SubjectData::shown_hold_since`];
+/// `None` without records).
 pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
     tx: &C,
     subject: &SubjectRef,
@@ -507,9 +507,11 @@ pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
 ) -> Result<SubjectData, Fail> {
     let s = tx
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS}, (SELECT MIN(h.placed_at) FROM holds h
-                 WHERE h.subject = $1 AND h.released_at IS NULL AND h.until_at > $2
-                   AND (h.notice_after IS NULL OR h.notice_after <= $2))
+            "SELECT {RECORD_COLUMNS},
+                    (SELECT array_agg(h.placed_at ORDER BY h.id) FROM holds h WHERE h.subject = $1),
+                    (SELECT array_agg(h.until_at ORDER BY h.id) FROM holds h WHERE h.subject = $1),
+                    (SELECT array_agg(h.released_at ORDER BY h.id) FROM holds h WHERE h.subject = $1),
+                    (SELECT array_agg(h.notice_after ORDER BY h.id) FROM holds h WHERE h.subject = $1)
              FROM records WHERE subject = $1
                AND NOT EXISTS (SELECT 1 FROM purge WHERE subject = $1)
              ORDER BY collected_at, id"
@@ -518,9 +520,29 @@ pub(crate) async fn read_person<C: deadpool_postgres::GenericClient>(
     let key = &subject[..];
     let mut records = Vec::new();
     let mut shown_hold_since = None;
-    for r in tx.query(&s, &[&key, &now]).await? {
+    for r in tx.query(&s, &[&key]).await? {
         records.push(record_from_row(&r)?);
-        shown_hold_since = r.try_get(10)?;
+        if records.len() == 1 {
+            let placed: Option<Vec<i64>> = r.try_get(10)?;
+            let until: Option<Vec<i64>> = r.try_get(11)?;
+            let released: Option<Vec<Option<i64>>> = r.try_get(12)?;
+            let notice: Option<Vec<Option<i64>>> = r.try_get(13)?;
+            let (placed, until, released, notice) = (
+                placed.unwrap_or_default(),
+                until.unwrap_or_default(),
+                released.unwrap_or_default(),
+                notice.unwrap_or_default(),
+            );
+            if [until.len(), released.len(), notice.len()] != [placed.len(); 3] {
+                return Err(Fail::Store(StoreError::Corrupt(
+                    "a subject's holds were read unevenly".into(),
+                )));
+            }
+            shown_hold_since = postvault_store::known_hold_span(
+                (0..placed.len()).map(|i| (placed[i], until[i], released[i], notice[i])),
+                now,
+            );
+        }
     }
     let mut data = read_subject_consents(tx, subject).await?;
     data.records = records;

@@ -492,20 +492,22 @@ fn read_scope(
     }
 }
 
-/// When the earliest hold in force on `subject` at `now` that carries no
-/// delay order still running was placed (see
-/// [`SubjectData::shown_hold_since`]).
+/// Since when holds `subject` may know of at `now` have been in force
+/// without a gap (see [`SubjectData::shown_hold_since`]).
 fn shown_hold_since(
     tx: &Connection,
     subject: &SubjectRef,
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT MIN(placed_at) FROM holds WHERE subject = ?1 AND released_at IS NULL
-               AND until_at > ?2 AND (notice_after IS NULL OR notice_after <= ?2)",
-        )?
-        .query_row(params![subject, now], |r| r.get(0))?)
+    let mut q = tx.prepare_cached(
+        "SELECT placed_at, until_at, released_at, notice_after FROM holds WHERE subject = ?1",
+    )?;
+    let holds = q
+        .query_map([subject], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::known_hold_span(holds, now))
 }
 
 /// One look-up on the consents' primary key.

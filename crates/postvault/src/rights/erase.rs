@@ -189,7 +189,7 @@ impl Vault {
                 // portal, for the office to carry out once the hold allows
                 // (the office sees the hold).
                 report.held.clear();
-                report.pending_request = self.keep_erasure_request(one)?;
+                report.pending_request = Some(self.keep_erasure_request(one)?);
             }
             progress(report.erased + report.held.len() as u64);
             return Ok(report);

@@ -205,9 +205,10 @@ impl Vault {
             .collect())
     }
 
-    /// When every hold in force on `subject` carries a delay order still
-    /// running: the first time the person may know of one. `None` when a
-    /// hold in force is one they may know of, or none is in force.
+    /// When a hold on `subject` (in force or not) carries a delay order
+    /// still running and no hold in force is one the person may know of:
+    /// the first time they may know of one. A refusal naming a legal hold
+    /// would tell them of it before then. `None` otherwise.
     pub(crate) fn hidden_holds_until(
         &self,
         subject: &SubjectRef,
@@ -215,12 +216,10 @@ impl Vault {
         let now = self.clock.now_ms();
         let mut until: Option<i64> = None;
         for h in self.store.holds(Some(subject))? {
-            if h.released_at.is_some() || h.until <= now {
-                continue;
-            }
             match h.notice_after.filter(|&t| t > now) {
                 Some(t) => until = Some(until.map_or(t, |u| u.min(t))),
-                None => return Ok(None),
+                None if h.active(now) => return Ok(None),
+                None => {}
             }
         }
         Ok(until)

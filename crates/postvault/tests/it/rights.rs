@@ -896,6 +896,13 @@ pub fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(b
         .find(|h| h.status == "active")
         .unwrap();
     v.hold_release(&off, &delayed.id).unwrap();
+    // Released, its delay order still runs: a refusal may not name it.
+    assert_eq!(
+        v.refuse_rights_request(&off, &id, "legal_hold", "")
+            .unwrap_err()
+            .code(),
+        "delay_order"
+    );
     let done = v.grant_rights_request(&off, &id).unwrap();
     assert_eq!(done.status, "granted", "{done:?}");
     assert!(!v.person_present("cust-a").unwrap());
@@ -982,6 +989,36 @@ pub fn what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands_on(b:
     v.hold_release(&off, &open_hold.id).unwrap();
     assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9);
     assert_eq!(images(&v), 0);
+}
+
+/// A hold renewed by placing it again keeps showing what the first
+/// placement kept: the holds the person may know of cover the time since
+/// without a gap.
+#[test]
+fn a_renewed_hold_keeps_showing_what_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    let off = officer(&v);
+    let sub = submit(&v, "fbi", &court_order());
+    assert!(!approve(&v, "officer", &sub.id).refused(), "{sub:?}");
+    let first = v.hold_place(&off, &sub.id, None).unwrap();
+    c.advance(7 * DAY + DAY / 2);
+    v.retention_run(&mut |_| {}).unwrap();
+    // Renewed after the image's retention ended; the first placement
+    // released.
+    v.hold_place(&off, &sub.id, None).unwrap();
+    c.advance(DAY / 4);
+    v.hold_release(&off, &first.id).unwrap();
+    v.retention_run(&mut |_| {}).unwrap();
+    let images = v
+        .subject_report(&off, "cust-a")
+        .unwrap()
+        .records
+        .iter()
+        .filter(|r| r.category == "mail_image")
+        .count();
+    assert_eq!(images, 1, "kept by the holds since before it expired");
 }
 
 /// A hold with a delay order placed after an erasure has started, just
