@@ -59,6 +59,17 @@ impl<G: GroupState> GroupCommit<G> {
         g
     }
 
+    /// Whether a reader would wait for the group now: its lock is held (a
+    /// member at work, or a group committing) or readers wait at the door.
+    /// A glance, not a promise: it may have changed when it answers.
+    pub fn busy(&self) -> bool {
+        self.joining.load(Ordering::SeqCst) > 0
+            || match self.state.try_lock() {
+                Ok(mut g) => g.committing().is_some(),
+                Err(_) => true,
+            }
+    }
+
     /// Wakes the waiters: a group settled (committed or failed).
     pub fn notify(&self) {
         self.settled.notify_all();

@@ -229,6 +229,45 @@ pub trait RecordStore: Send + Sync {
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError>;
 
+    /// What `scope` allows of `subject`, read in a snapshot of its own,
+    /// outside the log's order, with a stamp of that snapshot: the first
+    /// half of a read whose leaf [`RecordStore::append_read_leaf`] then
+    /// appends. Nothing read here may leave the vault before that leaf is
+    /// durable. `None`: the backend reads only with its leaf
+    /// ([`RecordStore::read_scoped`]), as by default.
+    fn read_unlogged(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+    ) -> Result<Option<(SubjectData, u64)>, StoreError> {
+        let _ = (subject, scope);
+        Ok(None)
+    }
+
+    /// Whether a read made with [`RecordStore::read_unlogged`] would be
+    /// quicker now than one with [`RecordStore::read_scoped`] (readers
+    /// wait for the log's lock). By default no: the backend has no such
+    /// reads.
+    fn unlogged_reads_pay(&self) -> bool {
+        false
+    }
+
+    /// Appends the one leaf accounting for a read that
+    /// [`RecordStore::read_unlogged`] made under `stamp`, and returns its
+    /// index once durable, if nothing any read could see has changed since
+    /// that snapshot (no record, consent, hold, erasure or purge committed):
+    /// what was read is then what the store holds where the leaf stands in
+    /// the log. `None` when something has (no leaf is written): read again
+    /// with [`RecordStore::read_scoped`].
+    fn append_read_leaf(
+        &self,
+        stamp: u64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        let _ = (stamp, leaf);
+        Ok(None)
+    }
+
     /// [`RecordStore::read_scoped`] of everything held about `subject`.
     fn read_accounted(
         &self,

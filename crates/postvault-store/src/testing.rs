@@ -37,6 +37,7 @@ pub const METHODS: &[&str] = &[
     // RecordStore
     "write",
     "read_scoped",
+    "read_unlogged",
     "consent",
     "lookup",
     "record_count",
@@ -159,6 +160,8 @@ pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     hooks: Mutex<HashMap<&'static str, Hook>>,
     records: AtomicU64,
+    /// Reads go outside the log's lock whenever the store has such reads.
+    unlogged: AtomicBool,
 }
 
 impl std::fmt::Debug for Faults {
@@ -194,6 +197,13 @@ pub fn injected(method: &str) -> StoreError {
 impl Faults {
     pub fn new() -> Arc<Faults> {
         Arc::new(Faults::default())
+    }
+
+    /// Makes every read go outside the log's lock where the store has such
+    /// reads ([`RecordStore::read_unlogged`]), as under contention.
+    pub fn read_unlogged_always(&self) -> &Self {
+        self.unlogged.store(true, Ordering::SeqCst);
+        self
     }
 
     fn add(&self, methods: &[&'static str], when: When, fault: Fault) -> &Self {
@@ -335,6 +345,34 @@ impl<S: RecordStore> RecordStore for Faulty<S> {
         let out = self.inner.read_scoped(subject, scope, leaf)?;
         self.faults.handed(std::slice::from_ref(&out.0));
         Ok(out)
+    }
+
+    fn read_unlogged(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+    ) -> Result<Option<(SubjectData, u64)>, StoreError> {
+        self.enter("read_unlogged")?;
+        let out = self.inner.read_unlogged(subject, scope)?;
+        if let Some((data, _)) = &out {
+            self.faults.handed(std::slice::from_ref(data));
+        }
+        Ok(out)
+    }
+
+    fn unlogged_reads_pay(&self) -> bool {
+        self.faults.unlogged.load(Ordering::SeqCst) || self.inner.unlogged_reads_pay()
+    }
+
+    /// The read's commit, as [`RecordStore::read_scoped`]'s is: faults
+    /// naming `read_scoped` fail it.
+    fn append_read_leaf(
+        &self,
+        stamp: u64,
+        leaf: &mut LeafFn<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.enter("read_scoped")?;
+        self.inner.append_read_leaf(stamp, leaf)
     }
 
     fn consent(

@@ -9,6 +9,7 @@
 //! record is opened.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -21,7 +22,7 @@ use crate::clock::format_ms;
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
 use crate::minimize::transform_for_read;
-use crate::vault::{Principal, Vault};
+use crate::vault::{Principal, SubjectKeyPair, Vault};
 
 /// One record returned by a read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -144,7 +145,7 @@ impl Vault {
             _ => self.subject_keys_uniform(&subject_ref)?,
         };
 
-        // Decided inside the transaction, from what it read; kept for the answer.
+        // Decided from what the store read; kept for the answer.
         let mut allowed = vec![false; tax.categories.len()];
         let mut withheld = Vec::new();
         let mut tag_error = None;
@@ -155,8 +156,13 @@ impl Vault {
         let mut missing = 0u64;
         let mut cover_keys_gone: std::collections::HashMap<u32, u64> =
             std::collections::HashMap::new();
-        let mut leaf = |data: &SubjectData, idx: u64| -> postvault_store::Leaf {
-            tag_error = None;
+        let actor = Actor {
+            role: principal.role.clone(),
+            id: self.actor_id(&principal.name),
+        };
+        // What the read found: its leaf's event, but for the person's tag
+        // (which depends on the leaf's index).
+        let mut assess = |data: &SubjectData, keys: &mut Option<Arc<SubjectKeyPair>>| -> Event {
             // Only a granted consent the scope let the store read counts.
             let consent = data
                 .consents
@@ -178,7 +184,7 @@ impl Vault {
             // Keys are made before the records they seal: records committed
             // after the keys were first looked for have keys by now.
             if keys.is_none() && !data.records.is_empty() {
-                keys = self.subject_keys(&subject_ref).ok().flatten();
+                *keys = self.subject_keys(&subject_ref).ok().flatten();
             }
             missing = 0;
             cover_keys_gone.clear();
@@ -204,24 +210,11 @@ impl Vault {
             }
             let categories: BTreeSet<String> =
                 returned.iter().map(|r| r.category.clone()).collect();
-            // A subject with keys gets its tag; any other leaf random bytes
-            // of the same length, so the log shows no difference (and the
-            // leaf index a row of the same kind).
-            let (tag, index) = match self.tag_and_index(keys.as_ref().map(|k| &k.tag), idx, now) {
-                Ok(t) => t,
-                Err(e) => {
-                    tag_error = Some(e);
-                    ([0; 16], postvault_store::LeafIndex::None)
-                }
-            };
-            let bytes = Event {
+            Event {
                 v: LEAF_VERSION,
                 time: now,
                 action: "read".into(),
-                principal: Actor {
-                    role: principal.role.clone(),
-                    id: self.actor_id(&principal.name),
-                },
+                principal: actor.clone(),
                 purpose: Some(purpose.to_string()),
                 decision: effect(&allowed).into(),
                 pack: self.pack.version().to_string(),
@@ -231,12 +224,60 @@ impl Vault {
                 rejected: None,
                 selector: None,
                 instrument: None,
-                subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                subject_tag: None,
             }
-            .to_leaf();
+        };
+        // The leaf at `idx`: a subject with keys gets its tag; any other
+        // leaf random bytes of the same length, so the log shows no
+        // difference (and the leaf index a row of the same kind).
+        let mut tagged = |event: &Event,
+                          template: Option<&crate::leaf::TaggedLeaves>,
+                          keys: Option<&SubjectKeyPair>,
+                          idx: u64|
+         -> postvault_store::Leaf {
+            tag_error = None;
+            let (tag, index) = match self.tag_and_index(keys.map(|k| &k.tag), idx, now) {
+                Ok(t) => t,
+                Err(e) => {
+                    tag_error = Some(e);
+                    ([0; 16], postvault_store::LeafIndex::None)
+                }
+            };
+            let bytes = match template {
+                Some(t) => t.leaf(&tag),
+                None => Event {
+                    subject_tag: Some(base64::engine::general_purpose::STANDARD.encode(tag)),
+                    ..event.clone()
+                }
+                .to_leaf(),
+            };
             postvault_store::Leaf { bytes, index }
         };
-        let (data, log_index) = self.store.read_scoped(&subject_ref, scope, &mut leaf)?;
+        // First without the log's lock: the rows read and judged on a
+        // snapshot of their own, then only the leaf appended under the lock,
+        // if nothing a read could see has changed since (else read again
+        // with the leaf, as a backend without such reads always does).
+        let mut logged = None;
+        if self.store.unlogged_reads_pay()
+            && let Some((data, stamp)) = self.store.read_unlogged(&subject_ref, scope)?
+        {
+            let event = assess(&data, &mut keys);
+            let template = crate::leaf::TaggedLeaves::new(event.clone());
+            if let Some(idx) = self.store.append_read_leaf(stamp, &mut |idx, _| {
+                tagged(&event, template.as_ref(), keys.as_deref(), idx)
+            })? {
+                logged = Some((data, idx));
+            }
+        }
+        let (data, log_index) = match logged {
+            Some(l) => l,
+            None => self
+                .store
+                .read_scoped(&subject_ref, scope, &mut |data, idx| {
+                    let event = assess(data, &mut keys);
+                    tagged(&event, None, keys.as_deref(), idx)
+                })?,
+        };
         if let Some(e) = tag_error {
             return Err(e.into());
         }

@@ -196,3 +196,189 @@ pub fn leaves_are_dense_and_ordered(s: &dyn Store) {
     assert_eq!(s.leaves(5, 7).unwrap(), all[5..7].to_vec());
     assert!(s.leaves(12, 20).unwrap().is_empty());
 }
+
+/// A read made outside the log's order is accounted for only while nothing
+/// any read could see has changed since its snapshot: every change (records,
+/// consents, corrections, holds, erasures, the sweep, the purge, a rekey)
+/// makes its leaf refused, and nothing is appended; other reads' leaves do
+/// not. Backends without such reads (`read_unlogged` answers `None`) pass.
+pub fn unlogged_reads_are_accounted_only_while_nothing_changed(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address"), record(1, 2, "scan_event")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let Some((data, stamp)) = s.read_unlogged(&[1; 16], ReadScope::All).unwrap() else {
+        return;
+    };
+    assert_eq!(data.records.len(), 2);
+    // Two reads in turn: each one's leaf, neither refused by the other's.
+    let (_, other) = s.read_unlogged(&[2; 16], ReadScope::All).unwrap().unwrap();
+    let size = s.log_size().unwrap();
+    let at = s
+        .append_read_leaf(other, &mut |_, _| b"read 2".to_vec().into())
+        .unwrap();
+    assert_eq!(at, Some(size));
+    assert_eq!(
+        s.append_read_leaf(stamp, &mut |_, _| b"read 1".to_vec().into())
+            .unwrap(),
+        Some(size + 1)
+    );
+    // Each change in turn refuses a read made before it.
+    let consent = |granted| crate::ConsentRow {
+        subject: [1; 16],
+        purpose: "marketing".into(),
+        granted,
+        at: 5,
+    };
+    let changes: Vec<(&str, Box<dyn Fn(&dyn Store)>)> = vec![
+        (
+            "a record",
+            Box::new(|s: &dyn Store| {
+                s.write(
+                    &WriteBatch {
+                        records: vec![record(3, 3, "address")],
+                        leaves: 1,
+                        ..WriteBatch::default()
+                    },
+                    &mut leaf_body,
+                )
+                .map(drop)
+                .unwrap();
+            }),
+        ),
+        (
+            "a consent",
+            Box::new(move |s: &dyn Store| {
+                s.write(
+                    &WriteBatch {
+                        consents: vec![consent(true)],
+                        leaves: 1,
+                        ..WriteBatch::default()
+                    },
+                    &mut leaf_body,
+                )
+                .map(drop)
+                .unwrap();
+            }),
+        ),
+        (
+            "a correction",
+            Box::new(|s: &dyn Store| {
+                let mut new = record(1, 4, "address");
+                new.collected_at = 2_000;
+                s.write(
+                    &WriteBatch {
+                        records: vec![new],
+                        supersede: vec![([1; 16], [1; 16], [4; 16])],
+                        leaves: 1,
+                        ..WriteBatch::default()
+                    },
+                    &mut leaf_body,
+                )
+                .map(drop)
+                .unwrap();
+            }),
+        ),
+        (
+            "a rekey",
+            Box::new(|s: &dyn Store| {
+                let mut r = record(1, 2, "scan_event");
+                r.key_id = 7;
+                assert_eq!(s.rekey(&[r]).unwrap(), 1);
+            }),
+        ),
+        (
+            "a hold",
+            Box::new(|s: &dyn Store| {
+                s.put_holds(&[super::rights::hold(1, 50_000)], &mut leaf_body)
+                    .map(drop)
+                    .unwrap();
+            }),
+        ),
+        (
+            "a release",
+            Box::new(|s: &dyn Store| {
+                let released = s
+                    .release_hold("hold-1", "officer", 2_000, &mut |_, _| {
+                        b"release".to_vec().into()
+                    })
+                    .unwrap();
+                assert_eq!(released.len(), 1);
+            }),
+        ),
+        (
+            "the sweep",
+            Box::new(|s: &dyn Store| {
+                assert!(s.sweep_expired(10_000, 100, None).unwrap().deleted > 0);
+            }),
+        ),
+        (
+            "another person's record",
+            Box::new(|s: &dyn Store| {
+                s.write(
+                    &WriteBatch {
+                        records: vec![record(5, 9, "address")],
+                        leaves: 1,
+                        ..WriteBatch::default()
+                    },
+                    &mut leaf_body,
+                )
+                .map(drop)
+                .unwrap();
+            }),
+        ),
+    ];
+    for (what, change) in &changes {
+        let (_, stamp) = s.read_unlogged(&[1; 16], ReadScope::All).unwrap().unwrap();
+        change(s);
+        let size = s.log_size().unwrap();
+        assert_eq!(
+            s.append_read_leaf(stamp, &mut |_, _| b"stale".to_vec().into())
+                .unwrap(),
+            None,
+            "after {what}"
+        );
+        assert_eq!(s.log_size().unwrap(), size, "no leaf after {what}");
+    }
+    // The erasure's steps, each on its own.
+    let erase = |s: &dyn Store| {
+        s.erase(
+            &[[5; 16]],
+            3_000,
+            &mut |_, _, _| b"erase".to_vec().into(),
+            &mut |_, _| None,
+        )
+        .unwrap()
+    };
+    let steps: Vec<(&str, Box<dyn Fn(&dyn Store)>)> = vec![
+        (
+            "an erasure",
+            Box::new(move |s: &dyn Store| assert_eq!(erase(s).erased.len(), 1)),
+        ),
+        (
+            "its finish",
+            Box::new(|s: &dyn Store| s.finish_erasure(&[[5; 16]]).unwrap()),
+        ),
+        (
+            "the purge",
+            Box::new(|s: &dyn Store| {
+                assert_eq!(s.purge_subjects(&[[5; 16]]).unwrap().len(), 1);
+            }),
+        ),
+    ];
+    for (what, change) in &steps {
+        let (_, stamp) = s.read_unlogged(&[1; 16], ReadScope::All).unwrap().unwrap();
+        change(s);
+        assert_eq!(
+            s.append_read_leaf(stamp, &mut |_, _| b"stale".to_vec().into())
+                .unwrap(),
+            None,
+            "after {what}"
+        );
+    }
+}

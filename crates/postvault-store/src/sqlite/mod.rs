@@ -623,6 +623,33 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     })
 }
 
+/// The data generation: what every transaction that changes something a
+/// read of some person could see (records, consents, holds, the purge
+/// queue, pending erasures) bumps, in that transaction. A read made outside
+/// the group commit ([`RecordStore::read_unlogged`]) is accounted for only
+/// if it is unchanged under the group's lock
+/// ([`RecordStore::append_read_leaf`]). Kept in `meta`; 0 until first bumped.
+pub(super) fn data_gen(tx: &Connection) -> Result<u64, StoreError> {
+    let v: Option<String> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'data_gen'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    v.map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| StoreError::Corrupt("data_gen is not a number".into()))
+    })
+}
+
+/// Bumps [`data_gen`] in the caller's transaction.
+pub(super) fn bump_data_gen(tx: &Connection) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('data_gen', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
 fn erasure_gen(tx: &Connection) -> Result<u64, StoreError> {
     let v: Option<String> = tx
         .prepare_cached("SELECT value FROM meta WHERE key = 'erasure_gen'")?

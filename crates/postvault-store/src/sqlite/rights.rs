@@ -32,6 +32,7 @@ impl RightsStore for SqliteStore {
                 n += s.execute(params![r.id, r.key_id, r.sealed, r.subject])? as u64;
             }
         }
+        bump_data_gen(&tx)?;
         tx.commit()?;
         Ok(n)
     }
@@ -77,6 +78,9 @@ impl RightsStore for SqliteStore {
             && out.deleted > 0
         {
             sqlite_ops::add_progress(&tx, id, out.deleted)?;
+        }
+        if out.deleted > 0 {
+            bump_data_gen(&tx)?;
         }
         tx.commit()?;
         Ok(out)
@@ -141,6 +145,7 @@ impl RightsStore for SqliteStore {
         })?;
         if !out.erased.is_empty() {
             bump_erasure_gen(&tx)?;
+            bump_data_gen(&tx)?;
         }
         let idx = next_index(&tx)?;
         if let Some((row, body)) = intent(idx, &out) {
@@ -261,6 +266,7 @@ impl RightsStore for SqliteStore {
             }
         }
         let first = append(&tx, holds.len(), leaf)?;
+        bump_data_gen(&tx)?;
         tx.commit()?;
         Ok(first)
     }
@@ -313,6 +319,7 @@ impl RightsStore for SqliteStore {
             r.released_by = Some(by.to_string());
         }
         append(&tx, rows.len(), &mut |idx, i| leaf(idx, &rows[i]))?;
+        bump_data_gen(&tx)?;
         tx.commit()?;
         Ok(rows)
     }
@@ -359,6 +366,7 @@ fn finish_erasure_in(tx: &Connection, subjects: &[SubjectRef]) -> Result<(), Sto
             done.execute([s])?;
         }
     }
+    bump_data_gen(tx)?;
     bump_erasure_gen(tx)
 }
 
@@ -429,6 +437,7 @@ fn purge_in(
             ))?
             .execute([])?;
         }
+        bump_data_gen(tx)?;
     }
     tx.execute_batch("DELETE FROM temp.purge_now;")?;
     Ok(Some((out, each)))

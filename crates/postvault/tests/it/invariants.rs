@@ -150,6 +150,26 @@ fn invariant_2_failed_append_returns_no_data() {
     assert_eq!(v.store().record_count().unwrap(), 9);
 }
 
+/// Invariant 2 for a read made outside the log's lock (as under
+/// contention): its leaf's append fails, and nothing leaves, no leaf.
+#[test]
+fn invariant_2_a_read_outside_the_lock_whose_leaf_fails_returns_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    drop(vault(dir.path(), &c));
+    let faults = Faults::new();
+    faults.read_unlogged_always();
+    let v = vault_with_faults(dir.path(), &c, &faults);
+    assert_eq!(collect(&v, "ingest", &person("s1", "m")).accepted, 9);
+    let p = v.principal("sorting").unwrap();
+    assert!(!v.read(&p, "s1", "delivery").unwrap().records.is_empty());
+    let size = v.store().log_size().unwrap();
+    faults.fail_after(0, &["read_scoped"]);
+    let err = v.read(&p, "s1", "delivery").unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(v.store().log_size().unwrap(), size);
+}
+
 /// A store that fails midway through a long collection: the batches before
 /// the failure are committed and acknowledged in order, nothing after it,
 /// and collection returns (the reader is never left waiting on workers).

@@ -266,3 +266,52 @@ fn unknown_principal_purpose_and_missing_keys_are_clear_errors() {
         Err(VaultError::NotInitialized(_))
     ));
 }
+
+/// A read judged on a snapshot taken outside the log's lock is accounted
+/// for only if nothing changed before its leaf: consent withdrawn between
+/// the snapshot and the leaf is honoured (the read is made again, with its
+/// leaf), so no data leaves after the withdrawal's leaf.
+#[test]
+fn a_consent_withdrawn_between_a_reads_snapshot_and_its_leaf_is_honoured() {
+    let b = Backend::Sqlite;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let v = vault_on(&b, dir.path(), &c);
+        collect(&v, "ingest", &person("s1", "m"));
+        let officer = v.principal("officer").unwrap();
+        v.set_consent(&officer, "s1", "marketing", true).unwrap();
+    }
+    let faults = postvault_store::testing::Faults::new();
+    faults.read_unlogged_always();
+    let v = b.open_faulty(dir.path(), opts(&c), &faults);
+    let officer = v.principal("officer").unwrap();
+    let promo = v.principal("promo").unwrap();
+    assert_eq!(v.read(&promo, "s1", "marketing").unwrap().records.len(), 2);
+    // The next read's leaf waits (up to a minute) until consent is withdrawn.
+    let (entered, reading) = std::sync::mpsc::channel();
+    let (withdrawn, go) = std::sync::mpsc::channel::<()>();
+    faults.before("read_scoped", move || {
+        entered.send(()).unwrap();
+        let _ = go.recv_timeout(std::time::Duration::from_secs(60));
+    });
+    let (read, withdrawal) = std::thread::scope(|s| {
+        let read = s.spawn(|| v.read(&promo, "s1", "marketing").unwrap());
+        reading.recv().unwrap();
+        c.advance(1);
+        let at = v.set_consent(&officer, "s1", "marketing", false).unwrap();
+        withdrawn.send(()).unwrap();
+        (read.join().unwrap(), at)
+    });
+    assert!(read.denied(), "{read:?}");
+    assert!(read.records.is_empty());
+    assert!(read.log_index > withdrawal);
+    let n = v.log_catch_up().unwrap();
+    let leaf = v
+        .log_entries(read.log_index, n)
+        .unwrap()
+        .remove(0)
+        .event
+        .unwrap();
+    assert_eq!((leaf.decision.as_str(), leaf.count), ("deny", 0));
+}
