@@ -132,6 +132,9 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
      CREATE TABLE leaf_index_months (month BIGINT PRIMARY KEY);
      INSERT INTO meta (key, value)
          SELECT 'leaf_indexed_from', (SELECT size FROM tree_state WHERE id = 1)::text;",
+    // 14: the data generation SQLite's reads outside the log's lock check;
+    // PostgreSQL reads only with the leaf, and keeps the version in step.
+    "INSERT INTO meta (key, value) VALUES ('data_gen', '0') ON CONFLICT DO NOTHING;",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

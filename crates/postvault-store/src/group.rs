@@ -66,7 +66,9 @@ impl<G: GroupState> GroupCommit<G> {
         self.joining.load(Ordering::SeqCst) > 0
             || match self.state.try_lock() {
                 Ok(mut g) => g.committing().is_some(),
-                Err(_) => true,
+                // Recovered as `lock` recovers it.
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().committing().is_some(),
+                Err(std::sync::TryLockError::WouldBlock) => true,
             }
     }
 

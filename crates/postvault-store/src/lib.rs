@@ -185,6 +185,16 @@ pub enum ReadScope<'a> {
 /// index the leaf will have.
 pub type ReadLeafFn<'a> = dyn FnMut(&SubjectData, u64) -> Leaf + 'a;
 
+/// A read made outside the log's order ([`RecordStore::read_unlogged`]):
+/// what it found, and the stamp of its snapshot.
+pub type UnloggedRead = (SubjectData, u64);
+
+/// Builds the leaf of a read made outside the log's order, given the index
+/// the leaf will have: `None` when the snapshot read is still the store's
+/// state, else what the read found when made again
+/// ([`RecordStore::append_read_leaf`]).
+pub type CheckedLeafFn<'a> = dyn FnMut(Option<&SubjectData>, u64) -> Leaf + 'a;
+
 /// A data store backend: the sum of the store traits by concern, so a
 /// backend or a wrapper implements each of them and is a `Store` (boxed as
 /// `Box<dyn Store>` by the facade). Every method is safe to call from
@@ -239,7 +249,7 @@ pub trait RecordStore: Send + Sync {
         &self,
         subject: &SubjectRef,
         scope: ReadScope<'_>,
-    ) -> Result<Option<(SubjectData, u64)>, StoreError> {
+    ) -> Result<Option<UnloggedRead>, StoreError> {
         let _ = (subject, scope);
         Ok(None)
     }
@@ -252,20 +262,25 @@ pub trait RecordStore: Send + Sync {
         false
     }
 
-    /// Appends the one leaf accounting for a read that
-    /// [`RecordStore::read_unlogged`] made under `stamp`, and returns its
-    /// index once durable, if nothing any read could see has changed since
-    /// that snapshot (no record, consent, hold, erasure or purge committed):
-    /// what was read is then what the store holds where the leaf stands in
-    /// the log. `None` when something has (no leaf is written): read again
-    /// with [`RecordStore::read_scoped`].
+    /// Appends the one leaf accounting for a read of `subject` that
+    /// [`RecordStore::read_unlogged`] made under `stamp`, and returns once
+    /// it is durable. If nothing any read could see has changed since that
+    /// snapshot (no record, consent, hold, erasure, purge or disclosure step
+    /// committed), the leaf is `leaf(None, index)` and the answer `(None,
+    /// index)`: what was read is what the store holds where the leaf
+    /// stands. Otherwise the read is made again in the same transaction,
+    /// as [`RecordStore::read_scoped`] makes it: the leaf is `leaf(Some(what
+    /// it read), index)`, and the answer carries that.
     fn append_read_leaf(
         &self,
         stamp: u64,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<Option<u64>, StoreError> {
-        let _ = (stamp, leaf);
-        Ok(None)
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut CheckedLeafFn<'_>,
+    ) -> Result<(Option<SubjectData>, u64), StoreError> {
+        let _ = stamp;
+        let (data, idx) = self.read_scoped(subject, scope, &mut |d, idx| leaf(Some(d), idx))?;
+        Ok((Some(data), idx))
     }
 
     /// [`RecordStore::read_scoped`] of everything held about `subject`.

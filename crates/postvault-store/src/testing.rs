@@ -351,7 +351,7 @@ impl<S: RecordStore> RecordStore for Faulty<S> {
         &self,
         subject: &SubjectRef,
         scope: ReadScope<'_>,
-    ) -> Result<Option<(SubjectData, u64)>, StoreError> {
+    ) -> Result<Option<crate::UnloggedRead>, StoreError> {
         self.enter("read_unlogged")?;
         let out = self.inner.read_unlogged(subject, scope)?;
         if let Some((data, _)) = &out {
@@ -365,14 +365,23 @@ impl<S: RecordStore> RecordStore for Faulty<S> {
     }
 
     /// The read's commit, as [`RecordStore::read_scoped`]'s is: faults
-    /// naming `read_scoped` fail it.
+    /// naming `read_scoped` fail it (the leaf built first, as there).
     fn append_read_leaf(
         &self,
         stamp: u64,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<Option<u64>, StoreError> {
-        self.enter("read_scoped")?;
-        self.inner.append_read_leaf(stamp, leaf)
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut crate::CheckedLeafFn<'_>,
+    ) -> Result<(Option<SubjectData>, u64), StoreError> {
+        if let Err(e) = self.enter("read_scoped") {
+            let _ = leaf(None, 0);
+            return Err(e);
+        }
+        let out = self.inner.append_read_leaf(stamp, subject, scope, leaf)?;
+        if let Some(data) = &out.0 {
+            self.faults.handed(std::slice::from_ref(data));
+        }
+        Ok(out)
     }
 
     fn consent(

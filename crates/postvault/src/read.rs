@@ -163,6 +163,9 @@ impl Vault {
         // What the read found: its leaf's event, but for the person's tag
         // (which depends on the leaf's index).
         let mut assess = |data: &SubjectData, keys: &mut Option<Arc<SubjectKeyPair>>| -> Event {
+            // Keys looked at afresh each time: a read made again under the
+            // lock does not trust what an earlier look found.
+            key_cache = crate::vault::KeyCache::default();
             // Only a granted consent the scope let the store read counts.
             let consent = data
                 .consents
@@ -257,20 +260,30 @@ impl Vault {
         // snapshot of their own, then only the leaf appended under the lock,
         // if nothing a read could see has changed since (else read again
         // with the leaf, as a backend without such reads always does).
-        let mut logged = None;
-        if self.store.unlogged_reads_pay()
-            && let Some((data, stamp)) = self.store.read_unlogged(&subject_ref, scope)?
+        let (data, log_index) = match self
+            .store
+            .unlogged_reads_pay()
+            .then(|| self.store.read_unlogged(&subject_ref, scope))
+            .transpose()?
+            .flatten()
         {
-            let event = assess(&data, &mut keys);
-            let template = crate::leaf::TaggedLeaves::new(event.clone());
-            if let Some(idx) = self.store.append_read_leaf(stamp, &mut |idx, _| {
-                tagged(&event, template.as_ref(), keys.as_deref(), idx)
-            })? {
-                logged = Some((data, idx));
+            Some((data, stamp)) => {
+                let event = assess(&data, &mut keys);
+                let template = crate::leaf::TaggedLeaves::new(event.clone());
+                let (again, idx) = self.store.append_read_leaf(
+                    stamp,
+                    &subject_ref,
+                    scope,
+                    &mut |again, idx| match again {
+                        None => tagged(&event, template.as_ref(), keys.as_deref(), idx),
+                        Some(data) => {
+                            let event = assess(data, &mut keys);
+                            tagged(&event, None, keys.as_deref(), idx)
+                        }
+                    },
+                )?;
+                (again.unwrap_or(data), idx)
             }
-        }
-        let (data, log_index) = match logged {
-            Some(l) => l,
             None => self
                 .store
                 .read_scoped(&subject_ref, scope, &mut |data, idx| {

@@ -32,7 +32,7 @@ impl RecordStore for SqliteStore {
         &self,
         subject: &SubjectRef,
         scope: ReadScope<'_>,
-    ) -> Result<Option<(SubjectData, u64)>, StoreError> {
+    ) -> Result<Option<crate::UnloggedRead>, StoreError> {
         // On a looker connection, in one read transaction: the rows and the
         // data generation of one snapshot, read without the group's lock.
         self.with_looker(|conn| {
@@ -52,16 +52,21 @@ impl RecordStore for SqliteStore {
     fn append_read_leaf(
         &self,
         stamp: u64,
-        leaf: &mut LeafFn<'_>,
-    ) -> Result<Option<u64>, StoreError> {
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut crate::CheckedLeafFn<'_>,
+    ) -> Result<(Option<SubjectData>, u64), StoreError> {
         // Under the group's lock, inside its transaction: no other writer
         // can commit until the group does, so an unchanged generation means
-        // the snapshot read is the store's state where the leaf stands.
+        // the snapshot read is the store's state where the leaf stands. A
+        // changed one: read again here, in the same member (one wait).
         self.grouped(&mut |tx| {
-            if data_gen(tx)? != stamp {
-                return Ok(None);
+            if data_gen(tx)? == stamp {
+                return Ok((None, append(tx, 1, &mut |idx, _| leaf(None, idx))?));
             }
-            Ok(Some(append(tx, 1, leaf)?))
+            let data = read_scope(tx, subject, scope)?;
+            let idx = append(tx, 1, &mut |idx, _| leaf(Some(&data), idx))?;
+            Ok((Some(data), idx))
         })
     }
 
@@ -110,7 +115,11 @@ fn write_in(tx: &Connection, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Resul
     {
         return Err(StoreError::Conflict);
     }
-    if !batch.records.is_empty() || !batch.consents.is_empty() || !batch.supersede.is_empty() {
+    if !batch.records.is_empty()
+        || !batch.consents.is_empty()
+        || !batch.supersede.is_empty()
+        || !batch.lookups.is_empty()
+    {
         bump_data_gen(tx)?;
     }
     // A subject whose erasure has begun and not finished takes no new

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 13;
+pub const SCHEMA_VERSION: u32 = 14;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -129,6 +129,9 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
      CREATE TABLE leaf_index_months (month INTEGER PRIMARY KEY);
      INSERT INTO meta (key, value)
          SELECT 'leaf_indexed_from', CAST(coalesce(max(idx) + 1, 0) AS TEXT) FROM leaves;",
+    // 14: the data generation (sqlite::data_gen), which every change a read
+    // could see bumps; an older binary, which would not, refuses the file.
+    "INSERT INTO meta (key, value) VALUES ('data_gen', '0') ON CONFLICT DO NOTHING;",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[

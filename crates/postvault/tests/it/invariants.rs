@@ -165,7 +165,12 @@ fn invariant_2_a_read_outside_the_lock_whose_leaf_fails_returns_no_data() {
     assert!(!v.read(&p, "s1", "delivery").unwrap().records.is_empty());
     let size = v.store().log_size().unwrap();
     faults.fail_after(0, &["read_scoped"]);
+    let handed = faults.records();
     let err = v.read(&p, "s1", "delivery").unwrap_err();
+    assert!(
+        faults.records() > handed,
+        "the rows were read outside the lock"
+    );
     assert!(err.to_string().contains("injected"), "{err}");
     assert_eq!(v.store().log_size().unwrap(), size);
 }

@@ -288,6 +288,12 @@ fn a_consent_withdrawn_between_a_reads_snapshot_and_its_leaf_is_honoured() {
     let officer = v.principal("officer").unwrap();
     let promo = v.principal("promo").unwrap();
     assert_eq!(v.read(&promo, "s1", "marketing").unwrap().records.len(), 2);
+    // The read below goes outside the lock first.
+    let outside = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = outside.clone();
+    faults.before("read_unlogged", move || {
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     // The next read's leaf waits (up to a minute) until consent is withdrawn.
     let (entered, reading) = std::sync::mpsc::channel();
     let (withdrawn, go) = std::sync::mpsc::channel::<()>();
@@ -303,6 +309,7 @@ fn a_consent_withdrawn_between_a_reads_snapshot_and_its_leaf_is_honoured() {
         withdrawn.send(()).unwrap();
         (read.join().unwrap(), at)
     });
+    assert!(outside.load(std::sync::atomic::Ordering::SeqCst));
     assert!(read.denied(), "{read:?}");
     assert!(read.records.is_empty());
     assert!(read.log_index > withdrawal);
