@@ -267,9 +267,18 @@ impl Vault {
             .transpose()?
             .flatten()
         {
-            Some((data, stamp)) => {
+            // Mail-cover records keep the one-step path: their order's key
+            // is destroyed outside the store's transactions, so only a look
+            // at it under the lock orders it against the leaf.
+            Some((data, stamp))
+                if !data
+                    .records
+                    .iter()
+                    .any(|r| (1..=postvault_store::key_id::COVER_MAX).contains(&r.key_id)) =>
+            {
                 let event = assess(&data, &mut keys);
                 let template = crate::leaf::TaggedLeaves::new(event.clone());
+                let mut assessed_again = false;
                 let (again, idx) = self.store.append_read_leaf(
                     stamp,
                     &subject_ref,
@@ -277,14 +286,20 @@ impl Vault {
                     &mut |again, idx| match again {
                         None => tagged(&event, template.as_ref(), keys.as_deref(), idx),
                         Some(data) => {
+                            assessed_again = true;
                             let event = assess(data, &mut keys);
                             tagged(&event, None, keys.as_deref(), idx)
                         }
                     },
                 )?;
+                if again.is_some() != assessed_again {
+                    return Err(VaultError::Store(postvault_store::StoreError::Corrupt(
+                        "a read made again was not accounted for by its leaf".into(),
+                    )));
+                }
                 (again.unwrap_or(data), idx)
             }
-            None => self
+            _ => self
                 .store
                 .read_scoped(&subject_ref, scope, &mut |data, idx| {
                     let event = assess(data, &mut keys);

@@ -197,6 +197,9 @@ pub fn leaves_are_dense_and_ordered(s: &dyn Store) {
     assert!(s.leaves(12, 20).unwrap().is_empty());
 }
 
+/// A change a conformance check makes, named.
+type Change<'a> = (&'a str, Box<dyn Fn(&dyn Store)>);
+
 /// A read made outside the log's order is accounted for as made only while
 /// nothing any read could see has changed since its snapshot: after every
 /// change (records, consents, corrections, holds, erasures, the sweep, the
@@ -214,6 +217,19 @@ pub fn unlogged_reads_are_accounted_only_while_nothing_changed(s: &dyn Store) {
     )
     .unwrap();
     let Some((data, stamp)) = s.read_unlogged(&[1; 16], ReadScope::All).unwrap() else {
+        // Without such reads, the leaf's append reads with it, as
+        // `read_scoped` does: one leaf, and what the store holds.
+        let size = s.log_size().unwrap();
+        let mut asked = None;
+        let (data, at) = s
+            .append_read_leaf(0, &[1; 16], ReadScope::All, &mut |d, _| {
+                asked = Some(d.map(|d| d.records.len()));
+                b"read".to_vec().into()
+            })
+            .unwrap();
+        assert_eq!(asked, Some(Some(2)));
+        assert_eq!(data.map(|d| d.records.len()), Some(2));
+        assert_eq!((at, s.log_size().unwrap()), (size, size + 1));
         return;
     };
     assert_eq!(data.records.len(), 2);
@@ -240,7 +256,7 @@ pub fn unlogged_reads_are_accounted_only_while_nothing_changed(s: &dyn Store) {
         granted,
         at: 5,
     };
-    let changes: Vec<(&str, Box<dyn Fn(&dyn Store)>)> = vec![
+    let changes: Vec<Change<'_>> = vec![
         (
             "a record",
             Box::new(|s: &dyn Store| {
@@ -366,7 +382,7 @@ pub fn unlogged_reads_are_accounted_only_while_nothing_changed(s: &dyn Store) {
         )
         .unwrap()
     };
-    let steps: Vec<(&str, Box<dyn Fn(&dyn Store)>)> = vec![
+    let steps: Vec<Change<'_>> = vec![
         (
             "an erasure",
             Box::new(move |s: &dyn Store| assert_eq!(erase(s).erased.len(), 1)),

@@ -120,9 +120,6 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
-        // A step can end a mail-cover order whose key is destroyed next: a
-        // read judged on a snapshot from before is made again.
-        bump_data_gen(&tx)?;
         tx.commit()?;
         Ok((data, first))
     }
