@@ -176,11 +176,7 @@ impl Vault {
         self.require_officer(officer, "issue access codes", "access_code_issue")?;
         crate::vault::check_subject(subject)?;
         let r = self.subject_ref(subject);
-        let keys = self.ensure_subject_keys(&[r])?;
-        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
-            what: "subject",
-            why: "its keys could not be made".into(),
-        })?;
+        let pair = &self.person_keys(&r)?;
         let now = self.clock.now_ms();
         let expires = now + ACCESS_CODE_DAYS * DAY_MS;
         let code = self.new_access_code()?;
@@ -308,11 +304,7 @@ impl Vault {
         if let Some((id, s)) = self.pending_erasure_of(&r)? {
             return Ok(self.request_view(id, &s, None));
         }
-        let keys = self.ensure_subject_keys(&[r])?;
-        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
-            what: "subject",
-            why: "its keys could not be made".into(),
-        })?;
+        let pair = &self.person_keys(&r)?;
         let now = self.clock.now_ms();
         self.person_leaf(person, "erasure_request", Some(&**pair), now)?;
         let (id, stored) = self.put_erasure_request(&r, subject, pair, now)?;
@@ -346,11 +338,7 @@ impl Vault {
         }
         // Keys another process destroyed are not used to seal the request.
         self.sync_erasures()?;
-        let keys = self.ensure_subject_keys(&[r])?;
-        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
-            what: "subject",
-            why: "its keys could not be made".into(),
-        })?;
+        let pair = &self.person_keys(&r)?;
         let now = self.clock.now_ms();
         Ok(self.put_erasure_request(&r, subject, pair, now)?.0)
     }
@@ -427,11 +415,7 @@ impl Vault {
         }
         crate::rights::parse_correction(fields)?;
         let r = self.subject_ref(subject);
-        let keys = self.ensure_subject_keys(&[r])?;
-        let pair = keys.get(&r).ok_or_else(|| VaultError::Invalid {
-            what: "subject",
-            why: "its keys could not be made".into(),
-        })?;
+        let pair = &self.person_keys(&r)?;
         let now = self.clock.now_ms();
         let sealed = |plain: &[u8]| -> Result<String, VaultError> {
             Ok(B64.encode(pair.data.seal(&self.rng, &request_aad(&r), plain)?))
@@ -750,6 +734,15 @@ impl Vault {
             _ => None,
         };
         self.finish_request(officer, id, s, "refused", reason.to_string(), sealed_note)
+    }
+
+    /// The keys of the person `r`, made if they have none yet.
+    fn person_keys(&self, r: &SubjectRef) -> Result<Arc<SubjectKeyPair>, VaultError> {
+        let mut keys = self.ensure_subject_keys(&[*r])?;
+        keys.remove(r).ok_or_else(|| VaultError::Invalid {
+            what: "subject",
+            why: "its keys could not be made".into(),
+        })
     }
 
     /// The person's own acts in the log, as the portal writes them.

@@ -908,6 +908,16 @@ pub fn the_persons_own_erasure_under_a_delayed_hold_waits_without_naming_it_on(b
     assert!(!v.person_present("cust-a").unwrap());
 }
 
+/// How many mail images `cust-a`'s own report shows.
+fn images_shown(v: &Vault, off: &postvault::Principal) -> usize {
+    v.subject_report(off, "cust-a")
+        .unwrap()
+        .records
+        .iter()
+        .filter(|r| r.category == "mail_image")
+        .count()
+}
+
 /// What a hold keeps past retention is shown to the person only while a
 /// hold they may know of is in force: under a delay order their report
 /// reads as if nothing held the records, while the hold's request still
@@ -922,14 +932,7 @@ pub fn records_a_delayed_hold_keeps_past_retention_are_not_shown_to_the_person_o
     let c = clock();
     let v = vault_with_a_delayed_hold(b, dir.path(), &c);
     let off = officer(&v);
-    let images = |v: &Vault| {
-        v.subject_report(&off, "cust-a")
-            .unwrap()
-            .records
-            .iter()
-            .filter(|r| r.category == "mail_image")
-            .count()
-    };
+    let images = |v: &Vault| images_shown(v, &off);
     assert_eq!(images(&v), 1);
     // Past the image's retention: kept by the hold, not shown to the person.
     c.advance(8 * DAY);
@@ -977,14 +980,7 @@ pub fn what_a_known_hold_kept_since_its_placement_is_shown_while_it_stands_on(b:
     c.advance(8 * DAY);
     v.retention_run(&mut |_| {}).unwrap();
     assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9, "kept by the holds");
-    let images = |v: &Vault| {
-        v.subject_report(&off, "cust-a")
-            .unwrap()
-            .records
-            .iter()
-            .filter(|r| r.category == "mail_image")
-            .count()
-    };
+    let images = |v: &Vault| images_shown(v, &off);
     assert_eq!(images(&v), 1);
     v.hold_release(&off, &open_hold.id).unwrap();
     assert_eq!(rows_of_on(b, dir.path(), "cust-a"), 9);
@@ -1011,14 +1007,11 @@ fn a_renewed_hold_keeps_showing_what_it_kept() {
     c.advance(DAY / 4);
     v.hold_release(&off, &first.id).unwrap();
     v.retention_run(&mut |_| {}).unwrap();
-    let images = v
-        .subject_report(&off, "cust-a")
-        .unwrap()
-        .records
-        .iter()
-        .filter(|r| r.category == "mail_image")
-        .count();
-    assert_eq!(images, 1, "kept by the holds since before it expired");
+    assert_eq!(
+        images_shown(&v, &off),
+        1,
+        "kept by the holds since before it expired"
+    );
 }
 
 /// A hold with a delay order placed after an erasure has started, just
