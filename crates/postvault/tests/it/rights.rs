@@ -1166,6 +1166,61 @@ pub fn concurrent_one_person_erasures_each_get_their_own_answer_on(b: &Backend) 
     );
 }
 
+/// The service's one-person erasures that meet are erased as one group,
+/// and a person whose holds are all delayed gets, in that group too, their
+/// request kept and their own `erasure_request` leaf: no refusal, no name
+/// of the hold; the others are erased as usual.
+#[test]
+fn the_services_grouped_erasures_keep_a_delayed_persons_request() {
+    let b = Backend::Sqlite;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let v = vault_with_a_delayed_hold(&b, dir.path(), &c);
+        v.add_principal("sar", "subject_access").unwrap();
+    }
+    let faults = postvault_store::testing::Faults::new();
+    let v = b.open_faulty(dir.path(), opts(&c), &faults);
+    let sar = v.principal("sar").unwrap();
+    let first_entered = hold_first_erasure(&faults);
+    let erase = |id: &str| v.erase(&sar, &[id.to_string()], &mut |_| {}).unwrap();
+    let reports: Vec<postvault::EraseReport> = std::thread::scope(|s| {
+        let first = s.spawn(|| erase("never-collected"));
+        first_entered.recv().unwrap();
+        let rest: Vec<_> = ["cust-a", "cust-b"]
+            .into_iter()
+            .map(|id| {
+                let erase = &erase;
+                s.spawn(move || erase(id))
+            })
+            .collect();
+        std::iter::once(first)
+            .chain(rest)
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    let [_, a, b] = &reports[..] else {
+        unreachable!()
+    };
+    assert!(a.held.is_empty() && a.erased == 0, "{a:?}");
+    let id = a.pending_request.clone().expect("kept as a request");
+    assert_eq!((b.erased, b.pending_request.as_deref()), (1, None), "{b:?}");
+    let leaves = events(&v);
+    assert_eq!(leaves[a.first_leaf as usize].action, "erasure_request");
+    assert_eq!(leaves[b.first_leaf as usize].action, "erase");
+    assert!(
+        leaves
+            .iter()
+            .all(|e| e.decision != "deny" || e.action != "erase"),
+        "no refusal written"
+    );
+    // Waiting while the first group ran, the two were erased as the next:
+    // their leaves are neighbours, in the order of their keyed refs.
+    assert_eq!(a.first_leaf.abs_diff(b.first_leaf), 1);
+    let mine = v.person_requests(&sar, "cust-a").unwrap();
+    assert_eq!((mine.len(), mine[0].id.as_str()), (1, id.as_str()));
+}
+
 /// A person with more records than a finishing transaction purges (see
 /// `PURGE_JOINED_MAX_RECORDS`) is purged all the same before the answer,
 /// in a transaction of its own once the erasure's gates are released:
