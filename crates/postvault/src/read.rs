@@ -161,75 +161,80 @@ impl Vault {
             id: self.actor_id(&principal.name),
         };
         // What the read found: its leaf's event, but for the person's tag
-        // (which depends on the leaf's index).
-        let mut assess = |data: &SubjectData, keys: &mut Option<Arc<SubjectKeyPair>>| -> Event {
-            // Keys looked at afresh each time: a read made again under the
-            // lock does not trust what an earlier look found.
-            key_cache = crate::vault::KeyCache::default();
-            // Only a granted consent the scope let the store read counts.
-            let consent = data
-                .consents
-                .iter()
-                .any(|c| c.purpose == purpose && c.granted);
-            withheld.clear();
-            let mut reasons = BTreeSet::new();
-            for c in tax.category_ixs() {
-                let d = decide(c, consent);
-                allowed[usize::from(c.0)] = d.allowed();
-                if !d.allowed() {
-                    reasons.extend(d.reasons.iter().map(|r| r.policy.clone()));
-                    withheld.push(Withheld {
-                        category: tax.category(c).id.clone(),
-                        reasons: d.reasons.clone(),
-                    });
-                }
-            }
-            // Keys are made before the records they seal: records committed
-            // after the keys were first looked for have keys by now.
-            if keys.is_none() && !data.records.is_empty() {
-                *keys = self.subject_keys(&subject_ref).ok().flatten();
-            }
-            missing = 0;
-            cover_keys_gone.clear();
-            let mut returned: Vec<&postvault_store::RecordRow> = Vec::new();
-            for r in data
-                .records
-                .iter()
-                .filter(|r| visible(tax, &allowed, r, now, history, data.shown_hold_since))
-            {
-                match self.gone(r, keys.as_deref(), &mut key_cache, now) {
-                    crate::integrity::Gone::No => returned.push(r),
-                    crate::integrity::Gone::Lawfully => {}
-                    crate::integrity::Gone::Missing => missing += 1,
-                    crate::integrity::Gone::CoverKey(seq) => {
-                        *cover_keys_gone.entry(seq).or_default() += 1;
+        // (which depends on the leaf's index), and whether the read opens a
+        // mail-cover record (one this purpose may see).
+        let mut assess =
+            |data: &SubjectData, keys: &mut Option<Arc<SubjectKeyPair>>| -> (Event, bool) {
+                // Keys looked at afresh each time: a read made again under the
+                // lock does not trust what an earlier look found.
+                key_cache = crate::vault::KeyCache::default();
+                // Only a granted consent the scope let the store read counts.
+                let consent = data
+                    .consents
+                    .iter()
+                    .any(|c| c.purpose == purpose && c.granted);
+                withheld.clear();
+                let mut reasons = BTreeSet::new();
+                for c in tax.category_ixs() {
+                    let d = decide(c, consent);
+                    allowed[usize::from(c.0)] = d.allowed();
+                    if !d.allowed() {
+                        reasons.extend(d.reasons.iter().map(|r| r.policy.clone()));
+                        withheld.push(Withheld {
+                            category: tax.category(c).id.clone(),
+                            reasons: d.reasons.clone(),
+                        });
                     }
                 }
-            }
-            if missing > 0 {
-                // Nothing leaves; the leaf says the read found keys missing.
-                returned.clear();
-                reasons.insert("keys_missing".into());
-            }
-            let categories: BTreeSet<String> =
-                returned.iter().map(|r| r.category.clone()).collect();
-            Event {
-                v: LEAF_VERSION,
-                time: now,
-                action: "read".into(),
-                principal: actor.clone(),
-                purpose: Some(purpose.to_string()),
-                decision: effect(&allowed).into(),
-                pack: self.pack.version().to_string(),
-                reasons: reasons.into_iter().collect(),
-                categories: categories.into_iter().collect(),
-                count: returned.len() as u64,
-                rejected: None,
-                selector: None,
-                instrument: None,
-                subject_tag: None,
-            }
-        };
+                // Keys are made before the records they seal: records committed
+                // after the keys were first looked for have keys by now.
+                if keys.is_none() && !data.records.is_empty() {
+                    *keys = self.subject_keys(&subject_ref).ok().flatten();
+                }
+                missing = 0;
+                cover_keys_gone.clear();
+                let mut returned: Vec<&postvault_store::RecordRow> = Vec::new();
+                let mut covers = false;
+                for r in data
+                    .records
+                    .iter()
+                    .filter(|r| visible(tax, &allowed, r, now, history, data.shown_hold_since))
+                {
+                    covers |= (1..=postvault_store::key_id::COVER_MAX).contains(&r.key_id);
+                    match self.gone(r, keys.as_deref(), &mut key_cache, now) {
+                        crate::integrity::Gone::No => returned.push(r),
+                        crate::integrity::Gone::Lawfully => {}
+                        crate::integrity::Gone::Missing => missing += 1,
+                        crate::integrity::Gone::CoverKey(seq) => {
+                            *cover_keys_gone.entry(seq).or_default() += 1;
+                        }
+                    }
+                }
+                if missing > 0 {
+                    // Nothing leaves; the leaf says the read found keys missing.
+                    returned.clear();
+                    reasons.insert("keys_missing".into());
+                }
+                let categories: BTreeSet<String> =
+                    returned.iter().map(|r| r.category.clone()).collect();
+                let event = Event {
+                    v: LEAF_VERSION,
+                    time: now,
+                    action: "read".into(),
+                    principal: actor.clone(),
+                    purpose: Some(purpose.to_string()),
+                    decision: effect(&allowed).into(),
+                    pack: self.pack.version().to_string(),
+                    reasons: reasons.into_iter().collect(),
+                    categories: categories.into_iter().collect(),
+                    count: returned.len() as u64,
+                    rejected: None,
+                    selector: None,
+                    instrument: None,
+                    subject_tag: None,
+                };
+                (event, covers)
+            };
         // The leaf at `idx`: a subject with keys gets its tag; any other
         // leaf random bytes of the same length, so the log shows no
         // difference (and the leaf index a row of the same kind).
@@ -260,23 +265,17 @@ impl Vault {
         // snapshot of their own, then only the leaf appended under the lock,
         // if nothing a read could see has changed since (else read again
         // with the leaf, as a backend without such reads always does).
-        let (data, log_index) = match self
-            .store
-            .unlogged_reads_pay()
-            .then(|| self.store.read_unlogged(&subject_ref, scope))
-            .transpose()?
-            .flatten()
+        let mut logged = None;
+        if self.store.unlogged_reads_pay()
+            && let Some((data, stamp)) = self.store.read_unlogged(&subject_ref, scope)?
         {
-            // Mail-cover records keep the one-step path: their order's key
-            // is destroyed outside the store's transactions, so only a look
-            // at it under the lock orders it against the leaf.
-            Some((data, stamp))
-                if !data
-                    .records
-                    .iter()
-                    .any(|r| (1..=postvault_store::key_id::COVER_MAX).contains(&r.key_id)) =>
-            {
-                let event = assess(&data, &mut keys);
+            let (event, covers) = assess(&data, &mut keys);
+            // A read that opens mail-cover records keeps the one-step path:
+            // their order's key is destroyed outside the store's
+            // transactions, so only a look at it under the lock orders it
+            // against the leaf. Decided on what this purpose may see, so a
+            // purpose that may not see them reads alike whoever holds some.
+            if !covers {
                 let template = crate::leaf::TaggedLeaves::new(event.clone());
                 let mut assessed_again = false;
                 let (again, idx) = self.store.append_read_leaf(
@@ -287,7 +286,7 @@ impl Vault {
                         None => tagged(&event, template.as_ref(), keys.as_deref(), idx),
                         Some(data) => {
                             assessed_again = true;
-                            let event = assess(data, &mut keys);
+                            let (event, _) = assess(data, &mut keys);
                             tagged(&event, None, keys.as_deref(), idx)
                         }
                     },
@@ -297,12 +296,15 @@ impl Vault {
                         "a read made again was not accounted for by its leaf".into(),
                     )));
                 }
-                (again.unwrap_or(data), idx)
+                logged = Some((again.unwrap_or(data), idx));
             }
-            _ => self
+        }
+        let (data, log_index) = match logged {
+            Some(read) => read,
+            None => self
                 .store
                 .read_scoped(&subject_ref, scope, &mut |data, idx| {
-                    let event = assess(data, &mut keys);
+                    let (event, _) = assess(data, &mut keys);
                     tagged(&event, None, keys.as_deref(), idx)
                 })?,
         };

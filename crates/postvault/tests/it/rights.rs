@@ -737,6 +737,43 @@ fn a_mail_cover_record_ends_with_its_person_even_in_a_restored_backup() {
     );
 }
 
+/// Under contention a read of a person with a mail-cover record goes
+/// outside the log's lock just as any other when its purpose may not see
+/// that record (so its cost tells nothing of the cover), and keeps the
+/// one-step path when it may (the order's key is looked at under the lock).
+#[test]
+fn only_reads_that_open_a_mail_cover_record_keep_the_one_step_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let v = gateway_vault(dir.path(), &c);
+        v.add_principal("sorting", "delivery").unwrap();
+        let a = submit(&v, "fbi", &mail_cover());
+        assert!(!approve(&v, "officer", &a.id).refused());
+        let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
+            "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
+            "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
+            "return_address": "9 Other St, Chicago IL"}});
+        assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    }
+    let faults = postvault_store::testing::Faults::new();
+    faults.read_unlogged_always();
+    let v = Backend::Sqlite.open_faulty(dir.path(), opts(&c), &faults);
+    // Rows handed over: once outside the lock, twice when read again.
+    let handed = |who: &str, purpose: &str| {
+        let before = faults.records();
+        let p = v.principal(who).unwrap();
+        let r = v.read(&p, "cust-a", purpose).unwrap();
+        (r, faults.records() - before)
+    };
+    let (sorting, n) = handed("sorting", "delivery");
+    assert!(!sorting.records.is_empty());
+    assert_eq!(n, 10, "the person's ten rows, read once");
+    let (cover, n) = handed("inspector", "mail_cover");
+    assert_eq!(cover.records.len(), 1);
+    assert_eq!(n, 20, "read outside the lock, then again with the leaf");
+}
+
 #[test]
 fn a_refusal_under_a_delayed_hold_is_not_shown_to_the_person() {
     a_refusal_under_a_delayed_hold_is_not_shown_to_the_person_on(&Backend::Sqlite);
@@ -1071,6 +1108,26 @@ pub fn a_delayed_hold_placed_as_an_erasure_starts_is_not_shown_to_the_person_on(
     );
 }
 
+/// Erases `never-collected`, then, once that erasure has entered the store
+/// (`first_entered`, see `hold_first_erasure`), each of `rest` on a thread
+/// of its own: they wait, and meet in the next group. The reports in that
+/// order.
+fn erase_behind_a_first_group(
+    first_entered: &std::sync::mpsc::Receiver<()>,
+    erase: &(dyn Fn(&str) -> postvault::EraseReport + Sync),
+    rest: &[&'static str],
+) -> Vec<postvault::EraseReport> {
+    std::thread::scope(|s| {
+        let first = s.spawn(|| erase("never-collected"));
+        first_entered.recv().unwrap();
+        let rest: Vec<_> = rest.iter().map(|id| s.spawn(move || erase(id))).collect();
+        std::iter::once(first)
+            .chain(rest)
+            .map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 /// One-person erasures that meet are erased as one group: a hold (here
 /// with a delay order) refuses only its own person, and its refusal is not
 /// the person's to find; each answer speaks of its own person alone, a
@@ -1091,21 +1148,8 @@ pub fn concurrent_one_person_erasures_each_get_their_own_answer_on(b: &Backend) 
     // are erased as the second group.
     let first_entered = hold_first_erasure(&faults);
     let erase = |id: &str| v.erase(&off, &[id.to_string()], &mut |_| {}).unwrap();
-    let reports: Vec<postvault::EraseReport> = std::thread::scope(|s| {
-        let first = s.spawn(|| erase("never-collected"));
-        first_entered.recv().unwrap();
-        let rest: Vec<_> = ["cust-a", "cust-b", "cust-p"]
-            .into_iter()
-            .map(|id| {
-                let erase = &erase;
-                s.spawn(move || erase(id))
-            })
-            .collect();
-        std::iter::once(first)
-            .chain(rest)
-            .map(|h| h.join().unwrap())
-            .collect()
-    });
+    let reports =
+        erase_behind_a_first_group(&first_entered, &erase, &["cust-a", "cust-b", "cust-p"]);
     let [never, a, b, p] = &reports[..] else {
         unreachable!()
     };
@@ -1184,21 +1228,7 @@ fn the_services_grouped_erasures_keep_a_delayed_persons_request() {
     let sar = v.principal("sar").unwrap();
     let first_entered = hold_first_erasure(&faults);
     let erase = |id: &str| v.erase(&sar, &[id.to_string()], &mut |_| {}).unwrap();
-    let reports: Vec<postvault::EraseReport> = std::thread::scope(|s| {
-        let first = s.spawn(|| erase("never-collected"));
-        first_entered.recv().unwrap();
-        let rest: Vec<_> = ["cust-a", "cust-b"]
-            .into_iter()
-            .map(|id| {
-                let erase = &erase;
-                s.spawn(move || erase(id))
-            })
-            .collect();
-        std::iter::once(first)
-            .chain(rest)
-            .map(|h| h.join().unwrap())
-            .collect()
-    });
+    let reports = erase_behind_a_first_group(&first_entered, &erase, &["cust-a", "cust-b"]);
     let [_, a, b] = &reports[..] else {
         unreachable!()
     };
