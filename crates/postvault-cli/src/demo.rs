@@ -631,7 +631,7 @@ fn describe(r: &ReadResponse) -> Result<()> {
                 "   e.g. {} collected for {}: {}",
                 rec.category,
                 rec.collected_for,
-                serde_json::Value::Object(rec.fields.clone())
+                rec.fields.json()
             );
         }
     }

@@ -710,7 +710,9 @@ fn init_vault(cli: &Cli, a: &InitArgs) -> Result<(Vault, String)> {
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
+    // Through a value, so parts kept as JSON text (a record's fields) are
+    // indented like the rest.
+    serde_json::to_writer_pretty(&mut out, &serde_json::to_value(v)?)?;
     writeln!(out)?;
     Ok(())
 }

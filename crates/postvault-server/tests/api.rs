@@ -866,6 +866,11 @@ async fn the_api_document_types_every_body_and_lists_every_status() {
     // What the vault keeps to itself is not in the document.
     let erase = &schemas["EraseReport"]["properties"];
     assert!(erase.get("pending_request").is_some() && erase.get("delayed").is_none());
+    // A record's fields are an object (the vault passes them on as text).
+    assert_eq!(
+        schemas["ReadRecord"]["properties"]["fields"]["type"],
+        "object"
+    );
     for (path, item) in d["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let at = format!("{method} {path}");

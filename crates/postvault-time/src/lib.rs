@@ -207,10 +207,35 @@ pub fn format_ms(ms: i64) -> String {
         rem % 1000,
     );
     let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z"
-    );
+    if !(0..=9999).contains(&y) {
+        let _ = write!(
+            out,
+            "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z"
+        );
+        return out;
+    }
+    // Every read writes two of these a record: digits straight into the
+    // text, without the formatting machinery (the same text as above).
+    let digits = |out: &mut String, v: i64, width: u32| {
+        for p in (0..width).rev() {
+            let digit = (v / 10_i64.pow(p)) % 10;
+            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        }
+    };
+    digits(&mut out, y, 4);
+    out.push('-');
+    digits(&mut out, i64::from(m), 2);
+    out.push('-');
+    digits(&mut out, i64::from(d), 2);
+    out.push('T');
+    digits(&mut out, h, 2);
+    out.push(':');
+    digits(&mut out, mi, 2);
+    out.push(':');
+    digits(&mut out, s, 2);
+    out.push('.');
+    digits(&mut out, milli, 3);
+    out.push('Z');
     out
 }
 

@@ -23,6 +23,31 @@ fn format_ms_writes_rfc3339_utc_with_millis() {
 }
 
 #[test]
+fn format_ms_writes_what_the_formatter_writes_in_every_year_it_shortcuts() {
+    let reference = |ms: i64| {
+        let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
+        let rem = ms.rem_euclid(DAY_MS);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3_600_000,
+            rem / 60_000 % 60,
+            rem / 1000 % 60,
+            rem % 1000
+        )
+    };
+    // Year 0 to past 9999, at a stride that visits every field's digits.
+    let (first, last) = (-62_167_219_200_000_i64, 253_402_300_800_000_i64 + DAY_MS);
+    let mut ms = first - DAY_MS;
+    while ms < last {
+        assert_eq!(format_ms(ms), reference(ms), "{ms}");
+        ms += 7_919_999_337;
+    }
+    for ms in [first, first - 1, last - DAY_MS - 1, 0, -1, 86_399_999] {
+        assert_eq!(format_ms(ms), reference(ms), "{ms}");
+    }
+}
+
+#[test]
 fn format_iso_is_a_date_at_midnight_else_a_date_time() {
     assert_eq!(format_iso(0), "1970-01-01");
     assert_eq!(format_iso(1_773_576_000_000), "2026-03-15T12:00:00Z");

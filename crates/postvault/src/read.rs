@@ -41,7 +41,51 @@ pub struct ReadRecord {
     /// record with the one of this id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
-    pub fields: Map<String, Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub fields: Fields,
+}
+
+/// A record's fields as a read returns them: the JSON object they were
+/// sealed as (after the purpose's read-time transforms), passed on as that
+/// text. A read writes its records out and rarely looks inside them, so it
+/// does not build a map of every record only to write it out again;
+/// [`Fields::get`] and [`Fields::to_map`] parse on demand.
+#[derive(Clone, Debug)]
+pub struct Fields(Box<serde_json::value::RawValue>);
+
+impl Fields {
+    /// The fields as a map, in their sealed order.
+    pub fn to_map(&self) -> Map<String, Value> {
+        // Checked to be an object when the record was opened.
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+
+    /// The value of field `name`, if the record has it.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        self.to_map().remove(name)
+    }
+
+    /// The names of the fields the record has, in their sealed order.
+    pub fn keys(&self) -> Vec<String> {
+        self.to_map().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The JSON text of the object.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Fields) -> bool {
+        self.to_map() == other.to_map()
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 /// A category the purpose may not see, and why.
@@ -359,8 +403,19 @@ pub(crate) fn to_read_record(
     let Some(cix) = tax.category_ix(&r.category) else {
         return Ok(None);
     };
-    let (mut fields, legal_basis) = parse_payload(plain)?;
-    transform_for_read(tax.category(cix), purpose, &mut fields);
+    let cat = tax.category(cix);
+    let (raw, legal_basis) = parse_payload(plain)?;
+    let fields = if cat
+        .fields
+        .iter()
+        .any(|f| f.transformed_for(purpose).is_some())
+    {
+        let mut map: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|_| corrupt())?;
+        transform_for_read(cat, purpose, &mut map);
+        serde_json::value::to_raw_value(&map).map_err(|_| corrupt())?
+    } else {
+        raw
+    };
     Ok(Some(ReadRecord {
         id: uuid::Uuid::from_bytes(r.id).to_string(),
         category: r.category.clone(),
@@ -371,7 +426,7 @@ pub(crate) fn to_read_record(
         superseded_by: r
             .superseded_by
             .map(|id| uuid::Uuid::from_bytes(id).to_string()),
-        fields,
+        fields: Fields(fields),
     }))
 }
 
@@ -408,23 +463,34 @@ fn visible(
             .is_some_and(|c| allowed.get(usize::from(c.0)).copied().unwrap_or(false))
 }
 
-fn parse_payload(plain: &[u8]) -> Result<(Map<String, Value>, Option<String>), VaultError> {
-    let corrupt = || {
-        VaultError::Store(postvault_store::StoreError::Corrupt(
-            "a sealed record does not hold a record payload".into(),
-        ))
-    };
-    // Straight into its shape: no map for the envelope.
+fn corrupt() -> VaultError {
+    VaultError::Store(postvault_store::StoreError::Corrupt(
+        "a sealed record does not hold a record payload".into(),
+    ))
+}
+
+/// The sealed payload's `fields` object, as its text, and its legal basis.
+fn parse_payload(
+    plain: &[u8],
+) -> Result<(Box<serde_json::value::RawValue>, Option<String>), VaultError> {
+    // Straight into its shape: the fields are only checked to be JSON (the
+    // payload is authenticated: the vault wrote it) and kept as text.
     #[derive(serde::Deserialize)]
-    struct Payload {
-        fields: Map<String, Value>,
+    struct Payload<'a> {
+        #[serde(borrow)]
+        fields: &'a serde_json::value::RawValue,
         #[serde(default)]
         legal_basis: Option<Value>,
     }
-    let p: Payload = serde_json::from_slice(plain).map_err(|_| corrupt())?;
+    // One UTF-8 check for the whole payload, not one a string.
+    let text = std::str::from_utf8(plain).map_err(|_| corrupt())?;
+    let p: Payload<'_> = serde_json::from_str(text).map_err(|_| corrupt())?;
+    if !p.fields.get().starts_with('{') {
+        return Err(corrupt());
+    }
     let legal_basis = match p.legal_basis {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    Ok((p.fields, legal_basis))
+    Ok((p.fields.to_owned(), legal_basis))
 }

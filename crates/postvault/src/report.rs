@@ -385,9 +385,11 @@ pub fn summary_html(records: &[ReadRecord]) -> Markup {
 /// One table for a category: a row per record (newest first), a column per
 /// field any of them has. `more`: the link to the next page, when cut.
 pub fn category_html(category: &str, records: &[&ReadRecord], more: Option<&str>) -> Markup {
+    let fields: Vec<serde_json::Map<String, serde_json::Value>> =
+        records.iter().map(|r| r.fields.to_map()).collect();
     let mut columns: Vec<&str> = Vec::new();
-    for r in records {
-        for k in r.fields.keys() {
+    for f in &fields {
+        for k in f.keys() {
             if !columns.contains(&k.as_str()) {
                 columns.push(k);
             }
@@ -405,13 +407,13 @@ pub fn category_html(category: &str, records: &[&ReadRecord], more: Option<&str>
                     }
                 }
                 tbody {
-                    @for r in records {
+                    @for (r, f) in records.iter().zip(&fields) {
                         tr.superseded[r.superseded_by.is_some()] {
                             td { (day(&r.collected_at)) }
                             td { (human(&r.collected_for)) }
                             @for c in &columns {
                                 td {
-                                    @match r.fields.get(*c) {
+                                    @match f.get(*c) {
                                         Some(serde_json::Value::String(s)) => (s),
                                         Some(serde_json::Value::Null) | None => "",
                                         Some(other) => (other.to_string()),

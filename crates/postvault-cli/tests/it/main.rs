@@ -174,6 +174,12 @@ fn a_session_from_init_to_denied_read() {
     assert_eq!(r["decision"], "allow");
     assert_eq!(r["records"].as_array().unwrap().len(), 3);
     assert_eq!(r["records"][0]["fields"]["city"], "Springfield");
+    // Indented like the rest of the answer.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"fields\": {\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 
     let o = pv(
         &data,
@@ -1237,7 +1243,7 @@ fn two_nodes_on_one_postgres_keep_every_record_once_and_one_consistent_log() {
                     let r = v.read(&officer, &s, "subject_access").unwrap();
                     assert_eq!(r.records.len(), 1, "{s}");
                     assert_eq!(
-                        r.records[0].fields["street"],
+                        r.records[0].fields.to_map()["street"],
                         format!("{n}-{b}-{i} pvnode St")
                     );
                 }

@@ -547,7 +547,7 @@ fn choices_page(
                         input type="hidden" name="record" value=(rec.id);
                         fieldset {
                             legend { (human(&rec.category)) }
-                            @for (k, v) in &rec.fields {
+                            @for (k, v) in &rec.fields.to_map() {
                                 @let id = format!("fix-{}-{k}", rec.category);
                                 div {
                                     label for=(id) { (human(k)) }

@@ -544,14 +544,19 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
     let mut data = SubjectData::default();
     {
         if !queued(tx, subject)? {
+            // Ordered here, not by SQLite: its sorter would copy every
+            // row, sealed bytes and all, once more before handing it over.
             let mut s = tx.prepare_cached(
                 "SELECT id, subject, category, purpose, source, collected_at,
                         expires_at, key_id, sealed, superseded_by
-                 FROM records WHERE subject = ?1 ORDER BY collected_at, id",
+                 FROM records WHERE subject = ?1",
             )?;
             data.records = s
                 .query_map([subject], record_from_row)?
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
+            // (collected_at, id): ids are unique, so the order is total.
+            data.records
+                .sort_unstable_by_key(|r| (r.collected_at, r.id));
         }
         let mut s = tx.prepare_cached(
                 "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 ORDER BY purpose",

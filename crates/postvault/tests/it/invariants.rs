@@ -441,11 +441,12 @@ pub fn reopened_vault_returns_every_acknowledged_record_on(b: &Backend) {
         let r = v
             .read(&officer, &format!("s{i}"), "subject_access")
             .unwrap();
-        assert!(
-            r.records.iter().any(
-                |x| x.fields.get("name").and_then(|n| n.as_str()) == Some(&format!("Ada m{i}"))
-            )
-        );
+        assert!(r.records.iter().any(|x| {
+            x.fields
+                .get("name")
+                .and_then(|n| n.as_str().map(str::to_owned))
+                == Some(format!("Ada m{i}"))
+        }));
         seen += r.records.len() as u64;
     }
     assert_eq!(seen, expected);
