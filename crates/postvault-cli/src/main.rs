@@ -710,9 +710,7 @@ fn init_vault(cli: &Cli, a: &InitArgs) -> Result<(Vault, String)> {
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    // Through a value, so parts kept as JSON text (a record's fields) are
-    // indented like the rest.
-    serde_json::to_writer_pretty(&mut out, &serde_json::to_value(v)?)?;
+    out.write_all(postvault::pretty_json(v)?.as_bytes())?;
     writeln!(out)?;
     Ok(())
 }

@@ -69,7 +69,7 @@ pub use master::RotateReport;
 pub use packs::{PackStatus, StageReport, StagedPack, StagedView};
 pub use portal::{AccessCode, PersonSession, RightsRequest};
 pub use principals::PrincipalChange;
-pub use read::{Fields, ReadRecord, ReadResponse, Withheld};
+pub use read::{Fields, ReadRecord, ReadResponse, Withheld, pretty_json};
 pub use report::{
     ConsentView, LogSelect, ReportLeaf, SubjectReport, report_html, verify_report_proofs,
 };

@@ -171,7 +171,17 @@ pub fn shown_key(key: &str) -> String {
     }
 }
 
-/// Applies read-time transforms for `purpose` to stored fields.
+/// Whether [`transform_for_read`] changes anything of `category` for
+/// `purpose`: if not, a read passes the sealed fields on as they are.
+pub fn transforms_on_read(category: &Category, purpose: PurposeIx) -> bool {
+    category
+        .fields
+        .iter()
+        .any(|spec| spec.transformed_for(purpose).is_some())
+}
+
+/// Applies read-time transforms for `purpose` to stored fields: exactly
+/// where [`transforms_on_read`] says there are some.
 pub fn transform_for_read(
     category: &Category,
     purpose: PurposeIx,

@@ -49,25 +49,22 @@ pub struct ReadRecord {
 /// sealed as (after the purpose's read-time transforms), passed on as that
 /// text. A read writes its records out and rarely looks inside them, so it
 /// does not build a map of every record only to write it out again;
-/// [`Fields::get`] and [`Fields::to_map`] parse on demand.
-#[derive(Clone, Debug)]
+/// [`Fields::to_map`] parses on demand.
+///
+/// It serializes as JSON text only with `serde_json` (its raw values): a
+/// canonicalizer (JCS) or another format would refuse it or write it
+/// wrongly, so anything that hashes or signs an answer goes through
+/// [`Fields::to_map`]. Its `Debug` shows the length only: the text is
+/// personal data.
+#[derive(Clone)]
 pub struct Fields(Box<serde_json::value::RawValue>);
 
 impl Fields {
-    /// The fields as a map, in their sealed order.
-    pub fn to_map(&self) -> Map<String, Value> {
-        // Checked to be an object when the record was opened.
-        serde_json::from_str(self.0.get()).unwrap_or_default()
-    }
-
-    /// The value of field `name`, if the record has it.
-    pub fn get(&self, name: &str) -> Option<Value> {
-        self.to_map().remove(name)
-    }
-
-    /// The names of the fields the record has, in their sealed order.
-    pub fn keys(&self) -> Vec<String> {
-        self.to_map().into_iter().map(|(k, _)| k).collect()
+    /// The fields as a map. An error if the sealed text is JSON that is
+    /// not a map `serde_json` reads (which the vault never writes: a
+    /// number out of range, a lone surrogate, a repeated name).
+    pub fn to_map(&self) -> Result<Map<String, Value>, VaultError> {
+        serde_json::from_str(self.0.get()).map_err(|_| corrupt())
     }
 
     /// The JSON text of the object.
@@ -76,9 +73,24 @@ impl Fields {
     }
 }
 
+/// `v` as indented JSON, records' fields indented like the rest (a
+/// `serde_json` pretty writer copies raw text as it is, so this goes
+/// through a value): for answers written for people to read.
+pub fn pretty_json(v: &impl Serialize) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&serde_json::to_value(v)?)
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fields({} bytes)", self.0.get().len())
+    }
+}
+
+/// The same text: both were written by the vault, so the same fields are
+/// the same text.
 impl PartialEq for Fields {
     fn eq(&self, other: &Fields) -> bool {
-        self.to_map() == other.to_map()
+        self.0.get() == other.0.get()
     }
 }
 
@@ -405,11 +417,7 @@ pub(crate) fn to_read_record(
     };
     let cat = tax.category(cix);
     let (raw, legal_basis) = parse_payload(plain)?;
-    let fields = if cat
-        .fields
-        .iter()
-        .any(|f| f.transformed_for(purpose).is_some())
-    {
+    let fields = if crate::minimize::transforms_on_read(cat, purpose) {
         let mut map: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|_| corrupt())?;
         transform_for_read(cat, purpose, &mut map);
         serde_json::value::to_raw_value(&map).map_err(|_| corrupt())?

@@ -385,10 +385,12 @@ pub fn summary_html(records: &[ReadRecord]) -> Markup {
 /// One table for a category: a row per record (newest first), a column per
 /// field any of them has. `more`: the link to the next page, when cut.
 pub fn category_html(category: &str, records: &[&ReadRecord], more: Option<&str>) -> Markup {
-    let fields: Vec<serde_json::Map<String, serde_json::Value>> =
-        records.iter().map(|r| r.fields.to_map()).collect();
+    // `None`: a record whose sealed fields do not read as a map (which the
+    // vault never writes); its row says so rather than showing it empty.
+    let fields: Vec<Option<serde_json::Map<String, serde_json::Value>>> =
+        records.iter().map(|r| r.fields.to_map().ok()).collect();
     let mut columns: Vec<&str> = Vec::new();
-    for f in &fields {
+    for f in fields.iter().flatten() {
         for k in f.keys() {
             if !columns.contains(&k.as_str()) {
                 columns.push(k);
@@ -411,13 +413,19 @@ pub fn category_html(category: &str, records: &[&ReadRecord], more: Option<&str>
                         tr.superseded[r.superseded_by.is_some()] {
                             td { (day(&r.collected_at)) }
                             td { (human(&r.collected_for)) }
-                            @for c in &columns {
-                                td {
-                                    @match f.get(*c) {
-                                        Some(serde_json::Value::String(s)) => (s),
-                                        Some(serde_json::Value::Null) | None => "",
-                                        Some(other) => (other.to_string()),
+                            @if let Some(f) = f {
+                                @for c in &columns {
+                                    td {
+                                        @match f.get(*c) {
+                                            Some(serde_json::Value::String(s)) => (s),
+                                            Some(serde_json::Value::Null) | None => "",
+                                            Some(other) => (other.to_string()),
+                                        }
                                     }
+                                }
+                            } @else {
+                                td colspan=(columns.len().max(1)) {
+                                    "This record could not be read: please tell the privacy office."
                                 }
                             }
                             td {

@@ -1243,7 +1243,7 @@ fn two_nodes_on_one_postgres_keep_every_record_once_and_one_consistent_log() {
                     let r = v.read(&officer, &s, "subject_access").unwrap();
                     assert_eq!(r.records.len(), 1, "{s}");
                     assert_eq!(
-                        r.records[0].fields.to_map()["street"],
+                        r.records[0].fields.to_map().unwrap()["street"],
                         format!("{n}-{b}-{i} pvnode St")
                     );
                 }

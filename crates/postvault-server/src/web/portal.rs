@@ -547,7 +547,11 @@ fn choices_page(
                         input type="hidden" name="record" value=(rec.id);
                         fieldset {
                             legend { (human(&rec.category)) }
-                            @for (k, v) in &rec.fields.to_map() {
+                            @let fields = rec.fields.to_map();
+                            @if fields.is_err() {
+                                p { "This record could not be read: please tell the privacy office." }
+                            }
+                            @for (k, v) in fields.iter().flatten() {
                                 @let id = format!("fix-{}-{k}", rec.category);
                                 div {
                                     label for=(id) { (human(k)) }
@@ -690,7 +694,7 @@ async fn report_json(State(state): St, h: HeaderMap) -> Response {
         Ok(r) => download(
             "application/json",
             "postvault-report.json",
-            serde_json::to_string_pretty(&r).unwrap_or_default(),
+            postvault::pretty_json(&r).unwrap_or_default(),
         ),
         Err(e) => error_page(e, "/me/choices"),
     }

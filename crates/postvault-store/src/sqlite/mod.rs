@@ -554,9 +554,9 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
             data.records = s
                 .query_map([subject], record_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            // (collected_at, id): ids are unique, so the order is total.
-            data.records
-                .sort_unstable_by_key(|r| (r.collected_at, r.id));
+            // (collected_at, id), ids compared byte by byte as SQLite
+            // compares blobs; stable, so even equal keys keep one order.
+            data.records.sort_by_key(|r| (r.collected_at, r.id));
         }
         let mut s = tx.prepare_cached(
                 "SELECT subject, purpose, granted, at FROM consents WHERE subject = ?1 ORDER BY purpose",

@@ -443,9 +443,11 @@ pub fn reopened_vault_returns_every_acknowledged_record_on(b: &Backend) {
             .unwrap();
         assert!(r.records.iter().any(|x| {
             x.fields
+                .to_map()
+                .unwrap()
                 .get("name")
-                .and_then(|n| n.as_str().map(str::to_owned))
-                == Some(format!("Ada m{i}"))
+                .and_then(|n| n.as_str())
+                == Some(format!("Ada m{i}").as_str())
         }));
         seen += r.records.len() as u64;
     }

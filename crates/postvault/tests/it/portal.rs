@@ -383,7 +383,10 @@ fn correction_requests() {
         .filter(|x| x.category == "address" && x.superseded_by.is_none())
         .collect();
     assert_eq!(current.len(), 1);
-    assert_eq!(current[0].fields.to_map()["street"], "9 Corrected Rd");
+    assert_eq!(
+        current[0].fields.to_map().unwrap()["street"],
+        "9 Corrected Rd"
+    );
     // Decided: the person still finds it, the office sees no field.
     let mine = v.person_requests(&s.principal, &s.subject).unwrap();
     assert_eq!(mine[0].status, "granted");

@@ -11,7 +11,7 @@ fn fields_of(
     r.records
         .iter()
         .filter(|x| x.category == category)
-        .map(|x| x.fields.to_map())
+        .map(|x| x.fields.to_map().unwrap())
         .collect()
 }
 
@@ -68,6 +68,16 @@ pub fn reads_return_only_what_the_purpose_may_see_on(b: &Backend) {
         fields_of(&r, "delivery_location")[0]["lon"],
         serde_json::json!(-87.63)
     );
+    // Fields passed on as their sealed text (and those transformed) are
+    // written exactly as their map is.
+    for rec in &r.records {
+        assert_eq!(
+            serde_json::to_string(&rec.fields).unwrap(),
+            serde_json::to_string(&rec.fields.to_map().unwrap()).unwrap(),
+            "{}",
+            rec.category
+        );
+    }
 }
 
 #[test]

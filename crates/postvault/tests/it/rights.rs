@@ -670,7 +670,10 @@ pub fn a_correction_keeps_history_and_lists_prior_recipients_on(b: &Backend) {
         .filter(|x| x.category == "address")
         .collect();
     assert_eq!(addresses.len(), 1);
-    assert_eq!(addresses[0].fields.to_map()["street"], "12 Corrected Ave");
+    assert_eq!(
+        addresses[0].fields.to_map().unwrap()["street"],
+        "12 Corrected Ave"
+    );
     let mine = v.read(&off, "cust-a", "subject_access").unwrap();
     let history: Vec<_> = mine
         .records
