@@ -155,6 +155,11 @@ pub struct SubjectData {
     /// `None` for a subject without records: there is nothing a hold would
     /// keep.
     pub shown_hold_since: Option<i64>,
+    /// The store's erasure generation ([`RightsStore::erasure_gen`]) in the
+    /// snapshot these were read in, when the backend reads it there
+    /// ([`RecordStore::reads_carry_erasure_gen`]): a reader checks its key
+    /// cache against it before it uses any key on what it read.
+    pub erasure_gen: Option<u64>,
 }
 
 /// Builds the bytes of the leaf at log index `index`; `i` counts the leaves
@@ -252,6 +257,15 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<Option<UnloggedRead>, StoreError> {
         let _ = (subject, scope);
         Ok(None)
+    }
+
+    /// Whether every read of a subject ([`RecordStore::read_scoped`],
+    /// [`RecordStore::read_unlogged`], [`RecordStore::append_read_leaf`])
+    /// answers [`SubjectData::erasure_gen`], read in the data's snapshot: a
+    /// reader then needs no read of the generation of its own. By default
+    /// no.
+    fn reads_carry_erasure_gen(&self) -> bool {
+        false
     }
 
     /// Whether a read made with [`RecordStore::read_unlogged`] would be

@@ -360,6 +360,10 @@ impl<S: RecordStore> RecordStore for Faulty<S> {
         Ok(out)
     }
 
+    fn reads_carry_erasure_gen(&self) -> bool {
+        self.inner.reads_carry_erasure_gen()
+    }
+
     fn unlogged_reads_pay(&self) -> bool {
         self.faults.unlogged.load(Ordering::SeqCst) || self.inner.unlogged_reads_pay()
     }

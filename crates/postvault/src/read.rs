@@ -187,19 +187,31 @@ impl Vault {
             ReadScope::LeafOnly
         };
         let subject_ref = self.subject_ref(subject);
-        // Another process may have erased someone this one holds keys of.
-        self.sync_erasures()?;
+        // Another process may have erased someone this one holds keys of:
+        // the key cache is checked against the store's erasure generation,
+        // read with the rows when the backend does so (in `assess`, before
+        // any key is used on them), else here first.
+        if !self.store.reads_carry_erasure_gen() {
+            self.sync_erasures()?;
+        }
         // A read that may see something of the person needs their keys
         // (keys that do not unwrap are as good as missing: the records they
         // seal are reported, never skipped); one that may see nothing only
         // tags its leaf, at one cost for every id.
-        let mut keys = match scope {
+        let fetch_keys = || match scope {
             ReadScope::All | ReadScope::Person(_) => match self.subject_keys(&subject_ref) {
-                Err(VaultError::Crypto(_)) => None,
-                k => k?,
+                Err(VaultError::Crypto(_)) => Ok(None),
+                k => k,
             },
-            _ => self.subject_keys_uniform(&subject_ref)?,
+            _ => self.subject_keys_uniform(&subject_ref),
         };
+        // The cache's epoch before the look-up: if it moves (keys dropped),
+        // what was looked up is looked up again.
+        let mut keys_epoch = self.key_epoch();
+        let mut keys = fetch_keys()?;
+        // A look-up made again in `assess` that failed: the read fails
+        // after its leaf.
+        let mut keys_error = None;
 
         // Decided from what the store read; kept for the answer.
         let mut allowed = vec![false; tax.categories.len()];
@@ -224,6 +236,23 @@ impl Vault {
                 // Keys looked at afresh each time: a read made again under the
                 // lock does not trust what an earlier look found.
                 key_cache = crate::vault::KeyCache::default();
+                // An erasure since the keys were looked up (the generation
+                // of this snapshot, or one in this process) may have
+                // destroyed them: looked up again, from the store.
+                let epoch = match data.erasure_gen {
+                    Some(generation) => self.adopt_erasure_gen(generation),
+                    None => self.key_epoch(),
+                };
+                if epoch != keys_epoch {
+                    keys_epoch = epoch;
+                    *keys = match fetch_keys() {
+                        Ok(k) => k,
+                        Err(e) => {
+                            keys_error = Some(e);
+                            None
+                        }
+                    };
+                }
                 // Only a granted consent the scope let the store read counts.
                 let consent = data
                     .consents
@@ -364,6 +393,9 @@ impl Vault {
                     tagged(&event, None, keys.as_deref(), idx)
                 })?,
         };
+        if let Some(e) = keys_error {
+            return Err(e);
+        }
         if let Some(e) = tag_error {
             return Err(e.into());
         }

@@ -658,8 +658,16 @@ impl Vault {
     /// key cache was filled, empties it (another process may have destroyed
     /// keys this one still holds). Returns the generation to write under.
     pub(crate) fn sync_erasures(&self) -> Result<u64, VaultError> {
-        use std::sync::atomic::Ordering;
         let generation = self.store.erasure_gen()?;
+        self.adopt_erasure_gen(generation);
+        Ok(generation)
+    }
+
+    /// [`Vault::sync_erasures`] with a generation the store read already
+    /// (with a subject's rows, see `SubjectData::erasure_gen`). Returns the
+    /// key cache's epoch after it (see [`Vault::key_epoch`]).
+    pub(crate) fn adopt_erasure_gen(&self, generation: u64) -> u64 {
+        use std::sync::atomic::Ordering;
         // Under the cache's lock, so the generation only moves forward
         // however many threads sync at once.
         let mut c = self.cache();
@@ -669,7 +677,14 @@ impl Vault {
             c.clear();
             self.bump_epoch();
         }
-        Ok(generation)
+        self.epoch()
+    }
+
+    /// The key cache's epoch now: keys looked up while it stays the same
+    /// came from a cache nothing was dropped from since.
+    pub(crate) fn key_epoch(&self) -> u64 {
+        let _c = self.cache();
+        self.epoch()
     }
 
     /// Held while keys are destroyed (see `destroy_gate`).

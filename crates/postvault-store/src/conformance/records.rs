@@ -121,7 +121,7 @@ pub fn scoped_reads_touch_only_what_they_may(s: &dyn Store) {
     )
     .unwrap();
     let read = |scope| {
-        let (d, idx) = s
+        let (mut d, idx) = s
             .read_scoped(&[1; 16], scope, &mut |d, idx| {
                 format!("{} records at {idx}", d.records.len())
                     .into_bytes()
@@ -129,6 +129,13 @@ pub fn scoped_reads_touch_only_what_they_may(s: &dyn Store) {
             })
             .unwrap();
         assert_eq!(s.leaves(idx, idx + 1).unwrap().len(), 1);
+        // A backend that reads the erasure generation with the rows does
+        // so for every scope, the nothing-read ones too.
+        let expected = s
+            .reads_carry_erasure_gen()
+            .then(|| s.erasure_gen().unwrap());
+        assert_eq!(d.erasure_gen, expected, "{scope:?}");
+        d.erasure_gen = None;
         d
     };
     assert_eq!(read(ReadScope::LeafOnly), SubjectData::default());

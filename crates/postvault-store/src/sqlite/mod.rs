@@ -474,6 +474,19 @@ fn read_scope(
     subject: &SubjectRef,
     scope: ReadScope<'_>,
 ) -> Result<SubjectData, StoreError> {
+    // The erasure generation of the same snapshot, whatever the scope: the
+    // reader checks its key cache against it (one row of a page every
+    // transaction touches).
+    let mut data = read_scope_data(tx, subject, scope)?;
+    data.erasure_gen = Some(erasure_gen(tx)?);
+    Ok(data)
+}
+
+fn read_scope_data(
+    tx: &Connection,
+    subject: &SubjectRef,
+    scope: ReadScope<'_>,
+) -> Result<SubjectData, StoreError> {
     match scope {
         ReadScope::LeafOnly => Ok(SubjectData::default()),
         ReadScope::All => read_subject(tx, subject),

@@ -41,6 +41,11 @@ impl RecordStore for SqliteStore {
         })
     }
 
+    fn reads_carry_erasure_gen(&self) -> bool {
+        // `read_scope` reads it with the rows, on whichever connection.
+        true
+    }
+
     fn unlogged_reads_pay(&self) -> bool {
         // A lone reader reads under the group's lock, on the connection whose
         // page cache every commit keeps warm: quicker than a looker's, whose

@@ -332,3 +332,52 @@ fn a_consent_withdrawn_between_a_reads_snapshot_and_its_leaf_is_honoured() {
         .unwrap();
     assert_eq!((leaf.decision.as_str(), leaf.count), ("deny", 0));
 }
+
+/// A vault that holds a person's keys in its cache reads them after another
+/// vault on the same store (another process) erased the person and collected
+/// them again: the read checks its cache against the erasure generation of
+/// its own snapshot, so it opens the new records with the new keys, and its
+/// leaf carries the new tag the person's report finds. On both read paths.
+#[test]
+fn a_read_with_cached_keys_follows_another_vaults_erasure_and_new_collection() {
+    for outside_the_lock in [false, true] {
+        let b = Backend::Sqlite;
+        let dir = tempfile::tempdir().unwrap();
+        let c = clock();
+        drop(vault_on(&b, dir.path(), &c));
+        let faults = postvault_store::testing::Faults::new();
+        if outside_the_lock {
+            faults.read_unlogged_always();
+        }
+        let first = b.open_faulty(dir.path(), opts(&c), &faults);
+        let officer = first.principal("officer").unwrap();
+        collect(&first, "ingest", &person("s1", "old"));
+        let street = |r: &postvault::ReadResponse| {
+            r.records
+                .iter()
+                .filter(|x| x.category == "address")
+                .map(|x| x.fields.to_map().unwrap()["street"].clone())
+                .collect::<Vec<_>>()
+        };
+        // Its keys are cached now.
+        let before = first.read(&officer, "s1", "subject_access").unwrap();
+        assert_eq!(street(&before), ["old Elm St"]);
+
+        let second = Vault::open(dir.path(), opts(&c)).unwrap();
+        let officer2 = second.principal("officer").unwrap();
+        second
+            .erase(&officer2, &["s1".to_string()], &mut |_| {})
+            .unwrap();
+        c.advance(1);
+        collect(&second, "ingest", &person("s1", "new"));
+
+        let after = first.read(&officer, "s1", "subject_access").unwrap();
+        assert_eq!(street(&after), ["new Elm St"], "{outside_the_lock}");
+        let report = second.subject_report(&officer2, "s1").unwrap();
+        assert!(
+            report.log.iter().any(|l| l.index == after.log_index),
+            "{outside_the_lock}: the read's leaf is tagged for the person as they are now"
+        );
+        assert!(!report.log.iter().any(|l| l.index == before.log_index));
+    }
+}
