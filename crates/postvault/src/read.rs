@@ -191,7 +191,8 @@ impl Vault {
         // the key cache is checked against the store's erasure generation,
         // read with the rows when the backend does so (in `assess`, before
         // any key is used on them), else here first.
-        if !self.store.reads_carry_erasure_gen() {
+        let carries_gen = self.store.reads_carry_erasure_gen();
+        if !carries_gen {
             self.sync_erasures()?;
         }
         // A read that may see something of the person needs their keys
@@ -209,9 +210,9 @@ impl Vault {
         // what was looked up is looked up again.
         let mut keys_epoch = self.key_epoch();
         let mut keys = fetch_keys()?;
-        // A look-up made again in `assess` that failed: the read fails
-        // after its leaf.
-        let mut keys_error = None;
+        // A look-up made again in `assess` that failed: the leaf says the
+        // keys were unavailable, and the read fails after it.
+        let mut keys_error: Option<VaultError> = None;
 
         // Decided from what the store read; kept for the answer.
         let mut allowed = vec![false; tax.categories.len()];
@@ -239,19 +240,32 @@ impl Vault {
                 // An erasure since the keys were looked up (the generation
                 // of this snapshot, or one in this process) may have
                 // destroyed them: looked up again, from the store.
+                // Each look decides afresh: a read made again may succeed
+                // where the look before failed. In the one-step path this
+                // look-up holds the log's group; it happens only after an
+                // erasure, whose key destruction (under a millisecond, see
+                // BENCHMARKS.md) it may wait for.
+                keys_error = None;
                 let epoch = match data.erasure_gen {
-                    Some(generation) => self.adopt_erasure_gen(generation),
-                    None => self.key_epoch(),
+                    Some(generation) => Ok(self.adopt_erasure_gen(generation)),
+                    // A backend that reads it with the rows and did not this
+                    // time: read now, before any key is used.
+                    None if carries_gen => self.sync_erasures().map(|_| self.key_epoch()),
+                    None => Ok(self.key_epoch()),
                 };
-                if epoch != keys_epoch {
+                match epoch.and_then(|epoch| {
+                    if epoch == keys_epoch {
+                        return Ok(());
+                    }
+                    *keys = fetch_keys()?;
                     keys_epoch = epoch;
-                    *keys = match fetch_keys() {
-                        Ok(k) => k,
-                        Err(e) => {
-                            keys_error = Some(e);
-                            None
-                        }
-                    };
+                    Ok(())
+                }) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        *keys = None;
+                        keys_error = Some(e);
+                    }
                 }
                 // Only a granted consent the scope let the store read counts.
                 let consent = data
@@ -273,7 +287,7 @@ impl Vault {
                 }
                 // Keys are made before the records they seal: records committed
                 // after the keys were first looked for have keys by now.
-                if keys.is_none() && !data.records.is_empty() {
+                if keys.is_none() && !data.records.is_empty() && keys_error.is_none() {
                     *keys = self.subject_keys(&subject_ref).ok().flatten();
                 }
                 missing = 0;
@@ -295,7 +309,12 @@ impl Vault {
                         }
                     }
                 }
-                if missing > 0 {
+                if keys_error.is_some() {
+                    // Nothing leaves; the leaf says the keys could not be
+                    // looked up (not that they are gone).
+                    returned.clear();
+                    reasons.insert("keys_unavailable".into());
+                } else if missing > 0 {
                     // Nothing leaves; the leaf says the read found keys missing.
                     returned.clear();
                     reasons.insert("keys_missing".into());

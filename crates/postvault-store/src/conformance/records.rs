@@ -240,6 +240,11 @@ pub fn unlogged_reads_are_accounted_only_while_nothing_changed(s: &dyn Store) {
         return;
     };
     assert_eq!(data.records.len(), 2);
+    // The erasure generation too, if the backend says its reads carry it.
+    let carried = s
+        .reads_carry_erasure_gen()
+        .then(|| s.erasure_gen().unwrap());
+    assert_eq!(data.erasure_gen, carried);
     // Two reads in turn: each one's leaf, neither refused by the other's.
     let (_, other) = s.read_unlogged(&[2; 16], ReadScope::All).unwrap().unwrap();
     let size = s.log_size().unwrap();
@@ -408,6 +413,16 @@ pub fn unlogged_reads_are_accounted_only_while_nothing_changed(s: &dyn Store) {
     for (what, change) in &steps {
         let (_, stamp) = s.read_unlogged(&[1; 16], ReadScope::All).unwrap().unwrap();
         change(s);
-        assert!(again(s, 1, stamp).0.is_some(), "after {what}");
+        let read_again = again(s, 1, stamp).0;
+        assert!(read_again.is_some(), "after {what}");
+        // Read again under the lock: with the generation of that snapshot.
+        let carried = s
+            .reads_carry_erasure_gen()
+            .then(|| s.erasure_gen().unwrap());
+        assert_eq!(
+            read_again.and_then(|d| d.erasure_gen),
+            carried,
+            "after {what}"
+        );
     }
 }

@@ -337,10 +337,20 @@ fn a_consent_withdrawn_between_a_reads_snapshot_and_its_leaf_is_honoured() {
 /// vault on the same store (another process) erased the person and collected
 /// them again: the read checks its cache against the erasure generation of
 /// its own snapshot, so it opens the new records with the new keys, and its
-/// leaf carries the new tag the person's report finds. On both read paths.
+/// leaf carries the new tag the person's report finds. The other vault acts
+/// before the read begins; after the read looked its keys up, before its
+/// snapshot (in the log's lock, or outside it); or between a snapshot
+/// outside the lock and the leaf, so the read is made again under the lock.
 #[test]
 fn a_read_with_cached_keys_follows_another_vaults_erasure_and_new_collection() {
-    for outside_the_lock in [false, true] {
+    for (outside_the_lock, during) in [
+        (false, None),
+        (true, None),
+        (false, Some("read_scoped")),
+        (true, Some("read_unlogged")),
+        (true, Some("read_scoped")),
+    ] {
+        let case = format!("outside the lock: {outside_the_lock}, during: {during:?}");
         let b = Backend::Sqlite;
         let dir = tempfile::tempdir().unwrap();
         let c = clock();
@@ -361,23 +371,47 @@ fn a_read_with_cached_keys_follows_another_vaults_erasure_and_new_collection() {
         };
         // Its keys are cached now.
         let before = first.read(&officer, "s1", "subject_access").unwrap();
-        assert_eq!(street(&before), ["old Elm St"]);
+        assert_eq!(street(&before), ["old Elm St"], "{case}");
 
-        let second = Vault::open(dir.path(), opts(&c)).unwrap();
-        let officer2 = second.principal("officer").unwrap();
-        second
-            .erase(&officer2, &["s1".to_string()], &mut |_| {})
-            .unwrap();
-        c.advance(1);
-        collect(&second, "ingest", &person("s1", "new"));
-
+        let other = {
+            let (dir, c) = (dir.path().to_path_buf(), c.clone());
+            move || {
+                let second = Vault::open(&dir, opts(&c)).unwrap();
+                let officer = second.principal("officer").unwrap();
+                second
+                    .erase(&officer, &["s1".to_string()], &mut |_| {})
+                    .unwrap();
+                c.advance(1);
+                collect(&second, "ingest", &person("s1", "new"));
+            }
+        };
+        match during {
+            None => other(),
+            Some(method) => {
+                faults.before(method, other);
+            }
+        }
         let after = first.read(&officer, "s1", "subject_access").unwrap();
-        assert_eq!(street(&after), ["new Elm St"], "{outside_the_lock}");
-        let report = second.subject_report(&officer2, "s1").unwrap();
+        assert_eq!(street(&after), ["new Elm St"], "{case}");
+        let third = Vault::open(dir.path(), opts(&c)).unwrap();
+        let report = third
+            .subject_report(&third.principal("officer").unwrap(), "s1")
+            .unwrap();
         assert!(
             report.log.iter().any(|l| l.index == after.log_index),
-            "{outside_the_lock}: the read's leaf is tagged for the person as they are now"
+            "{case}: the read's leaf is tagged for the person as they are now"
         );
-        assert!(!report.log.iter().any(|l| l.index == before.log_index));
+        assert!(
+            !report.log.iter().any(|l| l.index == before.log_index),
+            "{case}"
+        );
+        // The generation came with the rows: no read of its own.
+        let switch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        faults.fail_while(&switch, &["erasure_gen"]);
+        assert_eq!(
+            street(&first.read(&officer, "s1", "subject_access").unwrap()),
+            ["new Elm St"],
+            "{case}"
+        );
     }
 }
