@@ -243,8 +243,10 @@ impl Vault {
                 // Each look decides afresh: a read made again may succeed
                 // where the look before failed. In the one-step path this
                 // look-up holds the log's group; it happens only after an
-                // erasure, whose key destruction (under a millisecond, see
-                // BENCHMARKS.md) it may wait for.
+                // erasure, whose key destruction it may wait for (under a
+                // millisecond as measured in BENCHMARKS.md; up to the WAL
+                // overwrite's two seconds of retries while another process
+                // reads the key store).
                 keys_error = None;
                 let epoch = match data.erasure_gen {
                     Some(generation) => Ok(self.adopt_erasure_gen(generation)),
@@ -265,6 +267,8 @@ impl Vault {
                     Err(e) => {
                         *keys = None;
                         keys_error = Some(e);
+                        // Whatever the epoch, the next look fetches.
+                        keys_epoch = u64::MAX;
                     }
                 }
                 // Only a granted consent the scope let the store read counts.
@@ -288,7 +292,13 @@ impl Vault {
                 // Keys are made before the records they seal: records committed
                 // after the keys were first looked for have keys by now.
                 if keys.is_none() && !data.records.is_empty() && keys_error.is_none() {
-                    *keys = self.subject_keys(&subject_ref).ok().flatten();
+                    match self.subject_keys(&subject_ref) {
+                        Ok(k) => *keys = k,
+                        // Keys that do not unwrap: as missing.
+                        Err(VaultError::Crypto(_)) => {}
+                        // The key store did not answer: not a key lost.
+                        Err(e) => keys_error = Some(e),
+                    }
                 }
                 missing = 0;
                 cover_keys_gone.clear();
@@ -379,7 +389,9 @@ impl Vault {
             // transactions, so only a look at it under the lock orders it
             // against the leaf. Decided on what this purpose may see, so a
             // purpose that may not see them reads alike whoever holds some.
-            if !covers {
+            // A judgement whose key look-up failed is made again under the
+            // lock, where it may succeed, rather than logged as it is.
+            if !covers && !event.reasons.iter().any(|r| r == "keys_unavailable") {
                 let template = crate::leaf::TaggedLeaves::new(event.clone());
                 let mut assessed_again = false;
                 let (again, idx) = self.store.append_read_leaf(

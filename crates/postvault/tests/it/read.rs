@@ -415,3 +415,106 @@ fn a_read_with_cached_keys_follows_another_vaults_erasure_and_new_collection() {
         );
     }
 }
+
+/// A read whose key look-up fails after another vault's erasure (the key
+/// store errs) answers that error, and its leaf says the keys were
+/// unavailable, claiming no records: not that keys are lost. Made again
+/// under the lock, a read whose first look failed can still succeed.
+#[test]
+fn a_read_whose_key_look_up_fails_says_so_and_claims_nothing() {
+    use postvault_store::testing::Faulty;
+    for outside_the_lock in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = clock();
+        drop(vault_on(&Backend::Sqlite, dir.path(), &c));
+        let faults = postvault_store::testing::Faults::new();
+        if outside_the_lock {
+            faults.read_unlogged_always();
+        }
+        let keys = postvault_store::testing::Faults::new();
+        let open = || {
+            let store = postvault_store::SqliteStore::open(
+                &dir.path().join("data.db"),
+                postvault_store::OpenMode::Existing,
+            )
+            .unwrap();
+            let key_store = postvault_store::SqliteKeyStore::open(
+                &dir.path().join("keys.db"),
+                postvault_store::OpenMode::Existing,
+            )
+            .unwrap();
+            Vault::from_parts(
+                dir.path(),
+                Box::new(Faulty::new(store, &faults)),
+                Box::new(Faulty::new(key_store, &keys)),
+                opts(&c),
+            )
+            .unwrap()
+        };
+        let first = open();
+        let officer = first.principal("officer").unwrap();
+        collect(&first, "ingest", &person("s1", "old"));
+        first.read(&officer, "s1", "subject_access").unwrap();
+        // Another vault erases and collects the person again; then the key
+        // store fails while the read looks their keys up again.
+        let second = Vault::open(dir.path(), opts(&c)).unwrap();
+        let officer2 = second.principal("officer").unwrap();
+        second
+            .erase(&officer2, &["s1".to_string()], &mut |_| {})
+            .unwrap();
+        c.advance(1);
+        collect(&second, "ingest", &person("s1", "new"));
+        let switch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        keys.fail_while(&switch, &["subject_keys"]);
+        let size = first.log_catch_up().unwrap();
+        let e = first.read(&officer, "s1", "subject_access").unwrap_err();
+        assert!(
+            matches!(e, VaultError::Store(_)),
+            "{outside_the_lock}: {e:?}"
+        );
+        let n = first.log_catch_up().unwrap();
+        let leaf = first
+            .log_entries(size, n)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .event
+            .unwrap();
+        assert_eq!(
+            (leaf.action.as_str(), leaf.count, leaf.categories.len()),
+            ("read", 0, 0),
+            "{outside_the_lock}"
+        );
+        assert!(
+            leaf.reasons.iter().any(|r| r == "keys_unavailable")
+                && !leaf.reasons.iter().any(|r| r == "keys_missing"),
+            "{outside_the_lock}: {:?}",
+            leaf.reasons
+        );
+        // The store answers again: so does the read.
+        switch.store(false, std::sync::atomic::Ordering::SeqCst);
+        let r = first.read(&officer, "s1", "subject_access").unwrap();
+        assert!(!r.records.is_empty());
+
+        // Outside the lock, a first look that fails is made again under it.
+        if outside_the_lock {
+            let third = Vault::open(dir.path(), opts(&c)).unwrap();
+            third
+                .erase(
+                    &third.principal("officer").unwrap(),
+                    &["s1".to_string()],
+                    &mut |_| {},
+                )
+                .unwrap();
+            c.advance(1);
+            collect(&third, "ingest", &person("s1", "newer"));
+            switch.store(true, std::sync::atomic::Ordering::SeqCst);
+            let off = switch.clone();
+            faults.before("read_scoped", move || {
+                off.store(false, std::sync::atomic::Ordering::SeqCst);
+            });
+            let r = first.read(&officer, "s1", "subject_access").unwrap();
+            assert!(r.records.iter().any(|x| x.category == "address"));
+        }
+    }
+}
