@@ -160,6 +160,19 @@ pub fn approve(v: &Vault, who: &str, id: &str) -> StepAnswer {
         .unwrap()
 }
 
+/// A mail-cover order of `fbi`'s, approved, and one record of it collected
+/// for `cust-a`: the order's submission answer.
+pub fn cover_with_a_record(v: &Vault) -> StepAnswer {
+    let a = submit(v, "fbi", &mail_cover());
+    assert!(!approve(v, "officer", &a.id).refused());
+    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
+        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
+        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
+        "return_address": "9 Other St, Chicago IL"}});
+    assert_eq!(collect(v, "ingest", &line.to_string()).accepted, 1);
+    a
+}
+
 pub fn fetch(v: &Vault, who: &str, id: &str) -> Package {
     v.disclose_fetch(&v.principal(who).unwrap(), id).unwrap()
 }

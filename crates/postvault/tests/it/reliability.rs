@@ -12,7 +12,7 @@ use postvault::{CollectOptions, Event, ExternalKey, OpenOptions, Vault, VaultErr
 use postvault_store::testing::{Faults, Faulty};
 use postvault_store::{KeyStore, OpenMode, SqliteKeyStore, SqliteStore, SubjectKeys};
 
-use super::disclosure::{approve, gateway_vault_on, mail_cover, submit};
+use super::disclosure::{cover_with_a_record, gateway_vault_on};
 use super::*;
 
 const DAY: i64 = 86_400_000;
@@ -182,13 +182,7 @@ fn lawfully_destroyed_keys_answer_empty_and_check_counts_them_apart() {
             .is_empty()
     );
     // A destroyed cover: its records are gone, lawfully.
-    let a = submit(&v, "fbi", &mail_cover());
-    assert!(!approve(&v, "officer", &a.id).refused());
-    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
-        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
-        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
-        "return_address": "9 Other St, Chicago IL"}});
-    assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    let a = cover_with_a_record(&v);
     v.disclose_end(&officer, &a.id, postvault::EndReason::ImproperlyOrdered)
         .unwrap();
     let inspector = v.principal("inspector").unwrap();
@@ -404,13 +398,7 @@ fn destruction_killed_between_its_steps_is_finished_and_accounted_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = submit(&v, "fbi", &mail_cover());
-    assert!(!approve(&v, "officer", &a.id).refused());
-    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
-        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
-        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
-        "return_address": "9 Other St, Chicago IL"}});
-    assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    let a = cover_with_a_record(&v);
     drop(v);
     let fail = Arc::new(AtomicBool::new(true));
     let keys = || SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();

@@ -11,7 +11,7 @@ use postvault_crypto::MasterKey;
 use postvault_store::{KeyStore, OpenMode, SqliteKeyStore, SubjectRef};
 
 use super::disclosure::{
-    approve, court_order, gateway_vault, gateway_vault_on, mail_cover, submit,
+    approve, court_order, cover_with_a_record, gateway_vault, gateway_vault_on, submit,
 };
 use super::*;
 
@@ -698,13 +698,7 @@ fn a_mail_cover_record_ends_with_its_person_even_in_a_restored_backup() {
     let saved = tempfile::tempdir().unwrap();
     let c = clock();
     let v = gateway_vault(dir.path(), &c);
-    let a = submit(&v, "fbi", &mail_cover());
-    assert!(!approve(&v, "officer", &a.id).refused());
-    let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
-        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
-        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
-        "return_address": "9 Other St, Chicago IL"}});
-    assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+    let a = cover_with_a_record(&v);
     let fbi = v.principal("fbi").unwrap();
     let count = |p: &postvault::Package| {
         p.subjects
@@ -751,13 +745,7 @@ fn only_reads_that_open_a_mail_cover_record_keep_the_one_step_path() {
     {
         let v = gateway_vault(dir.path(), &c);
         v.add_principal("sorting", "delivery").unwrap();
-        let a = submit(&v, "fbi", &mail_cover());
-        assert!(!approve(&v, "officer", &a.id).refused());
-        let line = serde_json::json!({"subject": "cust-a", "category": "mail_cover_record",
-            "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
-            "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
-            "return_address": "9 Other St, Chicago IL"}});
-        assert_eq!(collect(&v, "ingest", &line.to_string()).accepted, 1);
+        cover_with_a_record(&v);
     }
     let faults = postvault_store::testing::Faults::new();
     faults.read_unlogged_always();
