@@ -88,7 +88,9 @@ impl From<VaultError> for ApiError {
             }
             "no_such_request" => StatusCode::NOT_FOUND,
             "run_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
-            "no_final_checkpoint" | "witnesses_not_configured" => StatusCode::SERVICE_UNAVAILABLE,
+            "no_final_checkpoint" | "witnesses_not_configured" | "busy" => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         });
         // Records whose keys are missing: a fault of the vault's key store,
@@ -121,7 +123,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut r = (self.status, axum::Json(body)).into_response();
-        if self.code == "run_in_progress" {
+        if self.code == "run_in_progress" || self.code == "busy" {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

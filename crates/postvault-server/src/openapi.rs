@@ -390,7 +390,9 @@ pub enum Common {
     /// The vault or the service failed; the service log has the cause.
     #[response(status = 500)]
     Internal(ErrorBody),
-    /// The request took longer than `--timeout` (`timeout`).
+    /// The request took longer than `--timeout` (`timeout`), or a read or
+    /// fetch was made again too often while mail-cover orders were
+    /// destroyed (`busy`, with `Retry-After`).
     #[response(status = 503)]
     Timeout(ErrorBody),
 }

@@ -14,6 +14,7 @@
 //! flipped byte), and is reported, with counts, never with a person.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -38,24 +39,35 @@ pub(crate) enum Gone {
 
 impl Vault {
     /// Why `r` cannot be opened, if it cannot, at `now`. `subject` are the
-    /// subject's keys (`None`: missing or damaged).
+    /// subject's keys (`None`: missing or damaged). An error when the key
+    /// store did not answer: no key is known gone then.
     pub(crate) fn gone(
         &self,
         r: &RecordRow,
         subject: Option<&SubjectKeyPair>,
         cache: &mut KeyCache,
         now: i64,
-    ) -> Gone {
-        if self.openable(r, subject, cache) {
-            return Gone::No;
+    ) -> Result<Gone, VaultError> {
+        // An order seen destroyed: its records are gone lawfully, even in
+        // the moment before its key is deleted.
+        if (1..=key_id::COVER_MAX).contains(&r.key_id)
+            && self.covers_seen_destroyed().contains(&r.key_id)
+        {
+            return Ok(Gone::Lawfully);
+        }
+        match self.key_for(r, subject, cache, false) {
+            Ok(Some(_)) => return Ok(Gone::No),
+            // A key that does not unwrap is as good as missing.
+            Ok(None) | Err(VaultError::Crypto(_)) => {}
+            Err(e) => return Err(e),
         }
         // Rows of an erased person are dead (no read sees them) before their
         // keys go.
-        let Some(keys) = subject else {
-            return Gone::Missing;
-        };
+        if subject.is_none() {
+            return Ok(Gone::Missing);
+        }
         let ended = crate::rights::period_start(r.expires_at) <= now;
-        match r.key_id {
+        Ok(match r.key_id {
             key_id::SUBJECT => Gone::Missing,
             key_id::PERIOD | key_id::HOLD if ended => Gone::Lawfully,
             key_id::PERIOD | key_id::HOLD => Gone::Missing,
@@ -63,29 +75,71 @@ impl Vault {
                 // The period part is checked first: a cover's record also
                 // ends with its retention.
                 if ended {
-                    return Gone::Lawfully;
+                    return Ok(Gone::Lawfully);
                 }
                 let period = self.period_key(&r.category, r.expires_at, false);
-                match (period, self.cover_key(u64::from(seq))) {
+                // The order's key as `key_for` found it, if it looked.
+                let cover = match cache.covers.get(&seq) {
+                    Some(None) => Ok(None),
+                    _ => self.cover_key(u64::from(seq)),
+                };
+                match (period, cover) {
                     (Ok(Some(_)), Ok(None)) => Gone::CoverKey(seq),
-                    _ => {
-                        let _ = keys;
-                        Gone::Missing
+                    (Err(e), _) | (_, Err(e)) if !matches!(e, VaultError::Crypto(_)) => {
+                        return Err(e);
                     }
+                    _ => Gone::Missing,
                 }
             }
-        }
+        })
     }
 
-    /// Mail-cover orders destroyed as improperly ordered, by order number.
+    /// Mail-cover orders destroyed as improperly ordered, by order number,
+    /// read from the ledger (and kept in [`Vault::covers_seen_destroyed`]).
     pub(crate) fn destroyed_covers(&self) -> Result<HashSet<u32>, VaultError> {
-        Ok(self
-            .store
-            .disclosures()?
-            .into_iter()
+        Ok(self.saw_destroyed_in(&self.store.disclosures()?))
+    }
+
+    /// The destroyed orders among ledger rows `rows`, noted as seen.
+    pub(crate) fn saw_destroyed_in(&self, rows: &[postvault_store::DisclosureRow]) -> HashSet<u32> {
+        let destroyed: HashSet<u32> = rows
+            .iter()
             .filter(|d| d.status == crate::gateway::status::DESTROYED)
             .filter_map(|d| u32::try_from(d.seq).ok())
-            .collect())
+            .collect();
+        // Destroyed is final: what was seen stays true.
+        let mut seen = self
+            .covers_destroyed
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if !destroyed.is_subset(&seen) {
+            let mut all = (**seen).clone();
+            all.extend(destroyed.iter().copied());
+            *seen = Arc::new(all);
+        }
+        destroyed
+    }
+
+    /// The mail-cover orders this process has seen destroyed, without a look
+    /// at the ledger: a subset of those destroyed.
+    pub(crate) fn covers_seen_destroyed(&self) -> Arc<HashSet<u32>> {
+        self.covers_destroyed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Notes that this process destroyed order `seq` (its status committed).
+    pub(crate) fn saw_cover_destroyed(&self, seq: u32) {
+        let mut seen = self
+            .covers_destroyed
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(&seq) {
+            let mut all = (**seen).clone();
+            all.insert(seq);
+            *seen = Arc::new(all);
+        }
     }
 
     /// Fails with [`VaultError::RecordKeysMissing`] if any of the orders

@@ -129,6 +129,29 @@ impl ReadResponse {
     }
 }
 
+/// How many times a read is made when mail-cover orders are destroyed
+/// while it reads (see [`Vault::read_with_consents`]).
+pub(crate) const READ_ATTEMPTS: usize = 4;
+
+/// What a read or fetch made again [`READ_ATTEMPTS`] times answers: mail-cover
+/// orders kept being destroyed while it ran.
+pub(crate) fn made_again_too_often() -> VaultError {
+    VaultError::Refused {
+        code: "busy",
+        message: "mail-cover orders were destroyed while this ran, each time it was made; \
+                  try again"
+            .into(),
+    }
+}
+
+/// A read's leaf reason: it found the key of a mail-cover order gone that
+/// it did not know to be destroyed, and claims nothing (docs/formats.md).
+pub(crate) const COVER_KEY_GONE: &str = "cover_key_gone";
+
+/// A read's leaf reason: its leaf's tag could not be made (the system's
+/// randomness or the tag key failed); it claims nothing and the read fails.
+pub(crate) const TAG_UNAVAILABLE: &str = "tag_unavailable";
+
 impl Vault {
     /// Reads `subject` for `purpose` as `principal`.
     pub fn read(
@@ -155,6 +178,25 @@ impl Vault {
         subject: &str,
         purpose: &str,
     ) -> Result<(ReadResponse, Vec<postvault_store::ConsentRow>), VaultError> {
+        // A read that met a mail-cover order key gone, of an order this
+        // process had not yet seen destroyed, claimed nothing and looked:
+        // the order was destroyed (lawful), so it is read again. Each
+        // attempt more needs another order destroyed meanwhile.
+        for _ in 0..READ_ATTEMPTS {
+            if let Some(read) = self.read_attempt(principal, subject, purpose)? {
+                return Ok(read);
+            }
+        }
+        Err(made_again_too_often())
+    }
+
+    /// One attempt of [`Vault::read_with_consents`]; `None`: read again.
+    fn read_attempt(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        purpose: &str,
+    ) -> Result<Option<(ReadResponse, Vec<postvault_store::ConsentRow>)>, VaultError> {
         crate::vault::check_subject(subject)?;
         let tax = self.pack.taxonomy();
         let purpose_ix = tax
@@ -199,12 +241,12 @@ impl Vault {
         // (keys that do not unwrap are as good as missing: the records they
         // seal are reported, never skipped); one that may see nothing only
         // tags its leaf, at one cost for every id.
-        let fetch_keys = || match scope {
-            ReadScope::All | ReadScope::Person(_) => match self.subject_keys(&subject_ref) {
-                Err(VaultError::Crypto(_)) => Ok(None),
-                k => k,
-            },
+        let fetch_keys = || match match scope {
+            ReadScope::All | ReadScope::Person(_) => self.subject_keys(&subject_ref),
             _ => self.subject_keys_uniform(&subject_ref),
+        } {
+            Err(VaultError::Crypto(_)) => Ok(None),
+            k => k,
         };
         // The cache's epoch before the look-up: if it moves (keys dropped),
         // what was looked up is looked up again.
@@ -225,6 +267,11 @@ impl Vault {
         let mut missing = 0u64;
         let mut cover_keys_gone: std::collections::HashMap<u32, u64> =
             std::collections::HashMap::new();
+        // Whether a cover order key was found gone of an order not seen
+        // destroyed: the leaf claims nothing, and the ledger is looked at.
+        let mut covers_unchecked = false;
+        // Which of the rows the leaf claims: exactly those are opened.
+        let mut claimed: Vec<bool> = Vec::new();
         let actor = Actor {
             role: principal.role.clone(),
             id: self.actor_id(&principal.name),
@@ -303,21 +350,38 @@ impl Vault {
                 missing = 0;
                 cover_keys_gone.clear();
                 let mut returned: Vec<&postvault_store::RecordRow> = Vec::new();
+                claimed.clear();
+                claimed.resize(data.records.len(), false);
                 let mut covers = false;
-                for r in data
-                    .records
-                    .iter()
-                    .filter(|r| visible(tax, &allowed, r, now, history, data.shown_hold_since))
-                {
+                for (i, r) in data.records.iter().enumerate() {
+                    if !visible(tax, &allowed, r, now, history, data.shown_hold_since) {
+                        continue;
+                    }
                     covers |= (1..=postvault_store::key_id::COVER_MAX).contains(&r.key_id);
                     match self.gone(r, keys.as_deref(), &mut key_cache, now) {
-                        crate::integrity::Gone::No => returned.push(r),
-                        crate::integrity::Gone::Lawfully => {}
-                        crate::integrity::Gone::Missing => missing += 1,
-                        crate::integrity::Gone::CoverKey(seq) => {
+                        Ok(crate::integrity::Gone::No) => {
+                            claimed[i] = true;
+                            returned.push(r);
+                        }
+                        Ok(crate::integrity::Gone::Lawfully) => {}
+                        Ok(crate::integrity::Gone::Missing) => missing += 1,
+                        Ok(crate::integrity::Gone::CoverKey(seq)) => {
                             *cover_keys_gone.entry(seq).or_default() += 1;
                         }
+                        // The key store did not answer: not a key lost,
+                        // and no more is asked of it under the lock.
+                        Err(e) => {
+                            keys_error = Some(e);
+                            break;
+                        }
                     }
+                }
+                // Records of an order seen destroyed are gone lawfully; of
+                // any other, the leaf cannot yet say.
+                let seen = self.covers_seen_destroyed();
+                covers_unchecked = cover_keys_gone.keys().any(|seq| !seen.contains(seq));
+                if keys_error.is_some() || missing > 0 || covers_unchecked {
+                    claimed.clear();
                 }
                 if keys_error.is_some() {
                     // Nothing leaves; the leaf says the keys could not be
@@ -328,6 +392,12 @@ impl Vault {
                     // Nothing leaves; the leaf says the read found keys missing.
                     returned.clear();
                     reasons.insert("keys_missing".into());
+                } else if covers_unchecked {
+                    // Nothing leaves; the leaf says a mail-cover order's key
+                    // was gone. The read then fails, or, the order found
+                    // destroyed, is made again.
+                    returned.clear();
+                    reasons.insert(COVER_KEY_GONE.into());
                 }
                 let categories: BTreeSet<String> =
                     returned.iter().map(|r| r.category.clone()).collect();
@@ -362,7 +432,24 @@ impl Vault {
                 Ok(t) => t,
                 Err(e) => {
                     tag_error = Some(e);
-                    ([0; 16], postvault_store::LeafIndex::None)
+                    // The read fails: its leaf, untagged, claims nothing
+                    // and says why.
+                    let mut reasons = event.reasons.clone();
+                    reasons.push(TAG_UNAVAILABLE.into());
+                    reasons.sort();
+                    reasons.dedup();
+                    let bytes = Event {
+                        reasons,
+                        categories: vec![],
+                        count: 0,
+                        subject_tag: None,
+                        ..event.clone()
+                    }
+                    .to_leaf();
+                    return postvault_store::Leaf {
+                        bytes,
+                        index: postvault_store::LeafIndex::None,
+                    };
                 }
             };
             let bytes = match template {
@@ -384,6 +471,12 @@ impl Vault {
             && let Some((data, stamp)) = self.store.read_unlogged(&subject_ref, scope)?
         {
             let (event, covers) = assess(&data, &mut keys);
+            if event.reasons.iter().any(|r| r == COVER_KEY_GONE) {
+                // Outside the lock the ledger may be looked at: orders
+                // destroyed since this process last looked are seen so
+                // before the read made under the lock below.
+                self.destroyed_covers()?;
+            }
             // A read that opens mail-cover records keeps the one-step path:
             // their order's key is destroyed outside the store's
             // transactions, so only a look at it under the lock orders it
@@ -433,25 +526,34 @@ impl Vault {
         if missing > 0 {
             return Err(VaultError::RecordKeysMissing { records: missing });
         }
-        self.check_cover_keys(&cover_keys_gone)?;
+        // Any order whose key was gone and that was not destroyed lost its
+        // records' key unlawfully: an error (the leaf claimed nothing). If
+        // all were destroyed and one was not seen so by the leaf's
+        // judgement, that leaf claimed nothing: read again.
+        if covers_unchecked {
+            self.check_cover_keys(&cover_keys_gone)?;
+            return Ok(None);
+        }
 
-        // The leaf is durable: only now is anything opened.
+        // The leaf is durable: only now is anything opened, and only what
+        // it claims, with the keys the judgement found (kept in the cache).
         let mut records = Vec::new();
-        for r in data
+        for (r, _) in data
             .records
             .iter()
-            .filter(|r| visible(tax, &allowed, r, now, history, data.shown_hold_since))
+            .zip(&claimed)
+            .filter(|(_, claimed)| **claimed)
         {
             let Some(plain) = self.open_record(r, keys.as_deref(), &mut key_cache)? else {
-                // Gone lawfully (checked in the transaction); anything else
-                // failed the read above.
-                continue;
+                return Err(VaultError::Store(postvault_store::StoreError::Corrupt(
+                    "a record the read's leaf claims had its key then and not after".into(),
+                )));
             };
             if let Some(rec) = to_read_record(tax, purpose_ix, r, &plain)? {
                 records.push(rec);
             }
         }
-        Ok((
+        Ok(Some((
             ReadResponse {
                 subject: subject.to_string(),
                 purpose: purpose.to_string(),
@@ -462,7 +564,7 @@ impl Vault {
                 withheld,
             },
             data.consents,
-        ))
+        )))
     }
 }
 

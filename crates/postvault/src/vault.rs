@@ -6,7 +6,7 @@
 //! holds no usable key. `Vault::init_with` and `Vault::open_with` do the
 //! same over stores of another backend (PostgreSQL, shared by several nodes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -94,7 +94,7 @@ impl RecordKey {
 /// read derives it once, not once a record. Order keys by cover.
 #[derive(Default)]
 pub(crate) struct KeyCache {
-    covers: HashMap<u32, Option<DataKey>>,
+    pub(crate) covers: HashMap<u32, Option<DataKey>>,
     #[allow(clippy::type_complexity)]
     records: HashMap<(SubjectRef, u32, i64), Vec<(String, Option<Arc<RecordKey>>)>>,
 }
@@ -149,6 +149,12 @@ pub struct Vault {
     /// the key store before a bump are not cached after it, so a destroyed
     /// key never comes back into the cache.
     key_epoch: std::sync::atomic::AtomicU64,
+    /// Mail-cover orders seen destroyed (a final status, committed before
+    /// the order's key is deleted): a read that finds an order's key gone
+    /// judges its records lawfully gone from this set, with no look at the
+    /// ledger under the log's lock. Filled from the ledger when an order
+    /// not in it is met.
+    pub(crate) covers_destroyed: std::sync::RwLock<Arc<HashSet<u32>>>,
     /// Unwrapped retention period keys, by key-store name.
     period_cache: Mutex<lru::LruCache<String, Arc<DataKey>>>,
     /// Held exclusively by an erasure, shared by a batch sealed again after
@@ -354,6 +360,7 @@ impl Vault {
             index_seal,
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
+            covers_destroyed: std::sync::RwLock::default(),
             period_cache: Mutex::new(lru::LruCache::new(KEY_CACHE_MAX)),
             erase_gate: std::sync::RwLock::new(()),
             erase_queue: crate::rights::EraseQueue::default(),
@@ -842,17 +849,6 @@ impl Vault {
             return Ok(None);
         };
         Ok(Some(self.master.data_key(&wrapped, name.as_bytes())?))
-    }
-
-    /// Whether record `r` can still be opened: every key it needs exists.
-    pub(crate) fn openable(
-        &self,
-        r: &postvault_store::RecordRow,
-        subject: Option<&SubjectKeyPair>,
-        cache: &mut KeyCache,
-    ) -> bool {
-        self.key_for(r, subject, cache, false)
-            .is_ok_and(|k| k.is_some())
     }
 
     /// The plaintext payload of record `r`, or `None` when a key it needs is

@@ -1,7 +1,7 @@
 //! The agency's fetch: one leaf per person disclosed, written before any
 //! record is opened; the package holds exactly the approved portions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
 
@@ -20,6 +20,19 @@ impl Vault {
     /// person's records are read and accounted for (one leaf each, plus an
     /// accounting entry) in one transaction before any record is opened.
     pub fn disclose_fetch(&self, agency: &Principal, id: &str) -> Result<Package, VaultError> {
+        // A step refused because a mail-cover order's key was gone, of an
+        // order destroyed since this process last looked, changed nothing:
+        // made again (each attempt more needs another order destroyed).
+        for _ in 0..crate::read::READ_ATTEMPTS {
+            if let Some(p) = self.fetch_attempt(agency, id)? {
+                return Ok(p);
+            }
+        }
+        Err(crate::read::made_again_too_often())
+    }
+
+    /// One attempt of [`Vault::disclose_fetch`]; `None`: make it again.
+    fn fetch_attempt(&self, agency: &Principal, id: &str) -> Result<Option<Package>, VaultError> {
         let rules = self.pack.disclosure();
         let tax = self.pack.taxonomy();
         let now = self.clock.now_ms();
@@ -59,11 +72,19 @@ impl Vault {
                 other => vec![wrong_status(other, "fetched")],
             }
         };
-        let own_covers: BTreeSet<u64> = self
-            .store
-            .disclosures()?
+        // The agency's own covers, but for those destroyed (as improperly
+        // ordered: their records are gone, lawfully). Destroyed orders are
+        // noted as seen, so a cover key found gone under the log's lock is
+        // judged without a look at the ledger there.
+        let ledger = self.store.disclosures()?;
+        self.saw_destroyed_in(&ledger);
+        let own_covers: BTreeSet<u64> = ledger
             .into_iter()
-            .filter(|d| d.requester == agency.name && d.kind == InstrumentKind::MailCover.as_str())
+            .filter(|d| {
+                d.requester == agency.name
+                    && d.kind == InstrumentKind::MailCover.as_str()
+                    && d.status != status::DESTROYED
+            })
             .map(|d| d.seq)
             .collect();
         // People held by a legal hold that rests on this request.
@@ -85,9 +106,21 @@ impl Vault {
         type Fetched = (Option<DisclosureRow>, Vec<GatewayReason>, Vec<Vec<usize>>);
         let mut outcome: Option<Fetched> = None;
         let mut fail = None;
+        // What the records are opened with after the step: the keys, and
+        // the instrument, as the step found them (nothing is looked up again
+        // once the leaves claim the records).
+        let mut found: Option<Found> = None;
+        // Orders whose key the step found gone, not seen destroyed.
+        let mut covers_gone: HashMap<u32, u64> = HashMap::new();
         let (data, first) =
             self.store
                 .disclosure_step(id, &mut plan, &mut |row, data, first| {
+                    // A backend may run the step again (a transaction the
+                    // database refused): nothing of an earlier run counts.
+                    outcome = None;
+                    fail = None;
+                    found = None;
+                    covers_gone.clear();
                     let reasons = match row {
                         None => vec![unknown_request()],
                         Some(r) => allowed(r),
@@ -127,17 +160,43 @@ impl Vault {
                     // Records of the package whose keys are missing: the
                     // fetch is refused, never answered with less.
                     let mut missing = 0u64;
+                    // A key look-up that failed: the fetch is refused too,
+                    // and fails with it; so for a leaf's tag not made.
+                    let mut unavailable: Option<VaultError> = None;
+                    let mut untagged: Option<VaultError> = None;
+                    let seen_destroyed = self.covers_seen_destroyed();
+                    let mut subject_keys = Vec::with_capacity(r.subjects.len());
+                    // The instrument names the people in the package.
+                    let inst = match self.open_instrument(r) {
+                        Ok(inst) => inst,
+                        Err(e) => {
+                            unavailable.get_or_insert(e);
+                            None
+                        }
+                    };
                     for (i, (subject, d)) in r.subjects.iter().zip(data).enumerate() {
                         let keys = match self.subject_keys(subject) {
                             Ok(k) => k,
                             Err(VaultError::Crypto(_)) => None,
                             Err(e) => {
-                                fail = Some(e);
+                                unavailable.get_or_insert(e);
                                 None
                             }
                         };
                         let mut picked: Vec<usize> = Vec::new();
                         for (ix, rec) in d.records.iter().enumerate() {
+                            // Once the key store failed, nothing more is
+                            // asked of it under the lock: the step is refused.
+                            if unavailable.is_some() {
+                                break;
+                            }
+                            // An order seen destroyed: its records are gone
+                            // lawfully, even before its key is deleted.
+                            if (1..=postvault_store::key_id::COVER_MAX).contains(&rec.key_id)
+                                && seen_destroyed.contains(&rec.key_id)
+                            {
+                                continue;
+                            }
                             if !in_package(
                                 r,
                                 rec,
@@ -149,9 +208,18 @@ impl Vault {
                                 continue;
                             }
                             match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
-                                crate::integrity::Gone::No => picked.push(ix),
-                                crate::integrity::Gone::Lawfully => {}
-                                _ => missing += 1,
+                                Ok(crate::integrity::Gone::No) => picked.push(ix),
+                                Ok(crate::integrity::Gone::Lawfully) => {}
+                                Ok(crate::integrity::Gone::CoverKey(seq))
+                                    if seen_destroyed.contains(&seq) => {}
+                                Ok(crate::integrity::Gone::CoverKey(seq)) => {
+                                    *covers_gone.entry(seq).or_default() += 1;
+                                }
+                                Ok(crate::integrity::Gone::Missing) => missing += 1,
+                                // The key store did not answer: not a key lost.
+                                Err(e) => {
+                                    unavailable.get_or_insert(e);
+                                }
                             }
                         }
                         let categories: BTreeSet<String> = picked
@@ -163,7 +231,7 @@ impl Vault {
                         let (tag, index) = match tag {
                             Ok(t) => t,
                             Err(e) => {
-                                fail = Some(e);
+                                untagged.get_or_insert(e);
                                 ([0; 16], postvault_store::LeafIndex::None)
                             }
                         };
@@ -199,19 +267,46 @@ impl Vault {
                         });
                         step.accounting_leaf.push(i);
                         chosen.push(picked);
+                        subject_keys.push(keys);
                     }
-                    if missing > 0 {
+                    // Nothing is disclosed when something could not be had:
+                    // the step's one leaf says what.
+                    let refusal = if let Some(e) = unavailable {
+                        fail = Some(e);
+                        Some((
+                            "keys_unavailable",
+                            "the package's keys or instrument could not be looked up",
+                        ))
+                    } else if let Some(e) = untagged {
+                        fail = Some(e);
+                        Some((
+                            "tag_unavailable",
+                            "the package's leaves could not be tagged",
+                        ))
+                    } else if missing > 0 {
                         fail = Some(VaultError::RecordKeysMissing { records: missing });
+                        Some((
+                            "keys_missing",
+                            "records of the package cannot be opened: their keys are missing",
+                        ))
+                    } else if !covers_gone.is_empty() {
+                        // Lawful if the orders were destroyed: looked at
+                        // after the step, and the fetch made again.
+                        Some((
+                            codes::COVER_KEY_GONE,
+                            "a mail-cover order's key is gone: the fetch looks at the ledger",
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some((code, why)) = refusal {
                         let mut ignored = None;
                         return self.step_leaf(
                             agency,
                             Some(r),
                             "disclose",
                             None,
-                            vec![GatewayReason::new(
-                                "keys_missing",
-                                "records of the package cannot be opened: their keys are missing",
-                            )],
+                            vec![GatewayReason::new(code, why)],
                             now,
                             &mut ignored,
                         );
@@ -242,10 +337,22 @@ impl Vault {
                     n.retain_until = n.retain_until.max(now + ACCOUNTING_RETENTION_DAYS * DAY_MS);
                     step.row = Some(n.clone());
                     outcome = Some((Some(n), vec![], chosen));
+                    found = Some(Found {
+                        keys: subject_keys,
+                        cache: key_cache,
+                        inst,
+                    });
                     step
                 })?;
         if let Some(e) = fail {
             return Err(e);
+        }
+        if !covers_gone.is_empty() {
+            // An order not destroyed lost its key: an error. All destroyed
+            // (since this process last looked): the refused step changed
+            // nothing, and the fetch is made again.
+            self.check_cover_keys(&covers_gone)?;
+            return Ok(None);
         }
         let (row, reasons, chosen) = outcome.ok_or_else(no_answer)?;
         let Some(row) = row else {
@@ -255,7 +362,7 @@ impl Vault {
                 .filter(|r| r.requester == agency.name)
                 .map(|r| effective_status(&r, now))
                 .unwrap_or_else(|| "unknown".into());
-            return Ok(Package {
+            return Ok(Some(Package {
                 id: id.to_string(),
                 status: st,
                 reasons,
@@ -266,10 +373,15 @@ impl Vault {
                 data_until: None,
                 subjects: vec![],
                 log_index: first,
-            });
+            }));
         };
-        // The leaves are durable: only now is anything opened.
-        let inst = self.open_instrument(&row)?;
+        // The leaves are durable: only now is anything opened, with the
+        // keys the step judged the records by.
+        let Found {
+            keys: subject_keys,
+            cache: mut cover_keys,
+            inst,
+        } = found.ok_or_else(no_answer)?;
         let kr = rules
             .kind(InstrumentKind::from_id(&row.kind).unwrap_or(InstrumentKind::CourtOrder))
             .ok_or_else(no_answer)?;
@@ -277,14 +389,16 @@ impl Vault {
             .purpose_ix(&kr.purpose)
             .ok_or_else(|| VaultError::UnknownPurpose(kr.purpose.clone()))?;
         let mut subjects = Vec::new();
-        let mut cover_keys = crate::vault::KeyCache::default();
         for (i, (d, picked)) in data.iter().zip(&chosen).enumerate() {
-            let keys = self.subject_keys(&row.subjects[i])?;
+            let keys = subject_keys.get(i).and_then(Option::as_deref);
             let mut records = Vec::new();
             for &ix in picked {
                 let rec = &d.records[ix];
-                let Some(plain) = self.open_record(rec, keys.as_deref(), &mut cover_keys)? else {
-                    continue;
+                // Its key was found in the step, and is kept in the cache.
+                let Some(plain) = self.open_record(rec, keys, &mut cover_keys)? else {
+                    return Err(VaultError::Store(postvault_store::StoreError::Corrupt(
+                        "a record of the package had its key in the step and not after it".into(),
+                    )));
                 };
                 if let Some(r) = crate::read::to_read_record(tax, purpose_ix, rec, &plain)? {
                     records.push(r);
@@ -301,7 +415,7 @@ impl Vault {
                 log_index: first + i as u64,
             });
         }
-        Ok(Package {
+        Ok(Some(Package {
             id: row.id.clone(),
             status: row.status.clone(),
             reasons: vec![],
@@ -312,8 +426,17 @@ impl Vault {
             data_until: row.data_until.map(format_ms),
             subjects,
             log_index: first,
-        })
+        }))
     }
+}
+
+/// What a fetch's step found the package's records openable with: each
+/// person's keys (in the request's order), the record keys derived from
+/// them, and the instrument.
+struct Found {
+    keys: Vec<Option<std::sync::Arc<crate::vault::SubjectKeyPair>>>,
+    cache: crate::vault::KeyCache,
+    inst: Option<Instrument>,
 }
 
 /// Whether record `rec` belongs in the package of request `r`.

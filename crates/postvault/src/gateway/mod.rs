@@ -73,8 +73,11 @@ const LEDGER_KEYS_VERSION: &str = "3";
 /// their place, and a refused step's leaf does not name its request, so
 /// nothing outside the office learns of a protective order, of another
 /// requester's use of a document, or of another requester's mail cover.
-pub const OFFICE_ONLY_CODES: [&str; 5] = [
+pub const OFFICE_ONLY_CODES: [&str; 6] = [
     PROTECTIVE_ORDER,
+    // A fetch refused because an order's key was gone: the public leaf
+    // would tie the request to a destroyed (or lost) cover.
+    codes::COVER_KEY_GONE,
     "protective_order_needs_court_order",
     codes::USED_BY_ANOTHER_REQUESTER,
     codes::COVER_RUN_WITH_OTHERS_OVER_CAP,
@@ -107,6 +110,9 @@ pub mod codes {
     pub const NOT_PERMITTED: &str = "not_permitted";
     /// The request is not in a state that allows this step.
     pub const WRONG_STATUS: &str = "wrong_status";
+    /// A fetch met a mail-cover order's key gone, of an order not yet seen
+    /// destroyed (office only: the leaf says `not_permitted`).
+    pub const COVER_KEY_GONE: &str = "cover_key_gone";
     /// A privacy officer refused the request.
     pub const REFUSED_BY_OFFICER: &str = "refused_by_officer";
     /// The reasons an officer may give with a refusal, beside

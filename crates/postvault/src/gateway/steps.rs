@@ -21,7 +21,6 @@ impl Vault {
         opts: &ApproveOptions,
     ) -> Result<StepAnswer, VaultError> {
         let rules = self.pack.disclosure();
-        let mut cover_key_for = None;
         // A cover's order key exists before its approval commits, so an
         // approved cover never lacks one (a refused approval leaves an
         // unused key, which seals nothing).
@@ -70,14 +69,11 @@ impl Vault {
             let mut n = r.clone();
             n.status = status::APPROVED.into();
             n.portions = portions;
-            if n.kind == InstrumentKind::MailCover.as_str() {
-                cover_key_for = Some(n.seq);
-            }
             Some(n)
         })?;
-        if let Some(seq) = cover_key_for {
-            self.create_cover_key(seq)?;
-        }
+        // No key is made after the commit: the order's key was made before
+        // it (above), and one made now could stand for an order destroyed
+        // meanwhile, as a key its records were never sealed under.
         Ok(answer)
     }
 
@@ -208,6 +204,9 @@ impl Vault {
             id,
             &mut |row| cover_records(row),
             &mut |row, data, _| {
+                // A backend may run the step again: nothing of an earlier
+                // run counts.
+                destroy = None;
                 let mut new = None;
                 let (row, mut reasons) = self.officer_step_view(officer, row, "ending");
                 match row {
@@ -314,6 +313,9 @@ impl Vault {
         let mut answer = answer.ok_or_else(no_answer)?;
         answer.log_index = log_index;
         if let Some(seq) = destroy {
+            if let Ok(seq) = u32::try_from(seq) {
+                self.saw_cover_destroyed(seq);
+            }
             self.keys.delete_secret(&cover_secret(seq))?;
         }
         if let Some(at) = intent_leaf {

@@ -121,6 +121,9 @@ impl Vault {
         let mut decided = None;
         let mut open_error = None;
         let (row, log_index) = self.store.submit_disclosure(&q, &mut |facts, data, idx| {
+            // A backend may run the step again: only the run that commits
+            // counts.
+            open_error = None;
             let (status, mut reasons, alerts) = match &parsed {
                 Some(inst) => {
                     let verdict = check_instrument(

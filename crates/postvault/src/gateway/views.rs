@@ -259,8 +259,11 @@ impl Vault {
             let mut sent = false;
             self.store
                 .disclosure_step(&due.id, &mut |_| vec![], &mut |row, _, first| {
+                    // A backend may run the step again: only the run that
+                    // commits counts.
                     first_leaf = first;
                     index_error = None;
+                    sent = false;
                     let Some(r) = row.filter(|r| r.notified_at.is_none()) else {
                         // Another process sent it: the step still leaves a leaf.
                         let mut ignored = None;

@@ -997,7 +997,7 @@ impl Vault {
                     None => false,
                 };
                 if !opened {
-                    match self.gone(r, k, &mut cache, now) {
+                    match self.gone(r, k, &mut cache, now)? {
                         crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
                         crate::integrity::Gone::Missing => trouble.missing += 1,
                         crate::integrity::Gone::CoverKey(seq) => {

@@ -186,6 +186,7 @@ fn lawfully_destroyed_keys_answer_empty_and_check_counts_them_apart() {
     v.disclose_end(&officer, &a.id, postvault::EndReason::ImproperlyOrdered)
         .unwrap();
     let inspector = v.principal("inspector").unwrap();
+    let size = v.log_catch_up().unwrap();
     assert!(
         v.read(&inspector, "cust-a", "mail_cover")
             .unwrap()
@@ -193,6 +194,9 @@ fn lawfully_destroyed_keys_answer_empty_and_check_counts_them_apart() {
             .iter()
             .all(|r| r.category != "mail_cover_record")
     );
+    // This vault destroyed the order itself: its read knows, and leaves
+    // one leaf (no `cover_key_gone` attempt first).
+    assert_eq!(v.log_catch_up().unwrap(), size + 1);
     // Past retention: images go after 7 days; not returned, not an error.
     c.advance(8 * DAY);
     let read = v.read(&sorting, "cust-a", "delivery").unwrap();
@@ -202,6 +206,313 @@ fn lawfully_destroyed_keys_answer_empty_and_check_counts_them_apart() {
     assert_eq!(check.destroyed_cover_records, 1);
     assert_eq!(check.records_without_keys.records, 0);
     assert!(check.pending_erasures == 0 && check.pending_intents == 0);
+}
+
+/// A vault on `dir`'s stores, each behind its own [`Faults`].
+fn faulty_vault(
+    dir: &Path,
+    c: &Arc<FixedClock>,
+    faults: &Arc<Faults>,
+    key_faults: &Arc<Faults>,
+) -> Vault {
+    Vault::from_parts(
+        dir,
+        Box::new(Faulty::new(
+            SqliteStore::open(&dir.join("data.db"), OpenMode::Existing).unwrap(),
+            faults,
+        )),
+        Box::new(Faulty::new(
+            SqliteKeyStore::open(&dir.join("keys.db"), OpenMode::Existing).unwrap(),
+            key_faults,
+        )),
+        opts(c),
+    )
+    .unwrap()
+}
+
+/// A mail-cover order's key gone, or a key store that does not answer,
+/// never leaves a read's leaf claiming records the read did not return.
+/// An order destroyed by another vault (another process) this one has not
+/// heard from: the read answers the person's other records, and its leaf
+/// claims exactly those (judged under the log's lock first, an earlier leaf
+/// of the same read claims nothing, reason `cover_key_gone`). A key store
+/// that errs on a record's key: `keys_unavailable`, never a key lost. An
+/// order's key lost unlawfully: the read fails and its leaf claims nothing.
+#[test]
+fn a_cover_key_gone_or_unanswered_never_leaves_a_read_leaf_claiming_what_was_not_returned() {
+    const COVER: &str = "mail_cover_record";
+    for outside_the_lock in [false, true] {
+        let case = format!("outside the lock: {outside_the_lock}");
+        let dir = tempfile::tempdir().unwrap();
+        let c = clock();
+        let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+        let a = cover_with_a_record(&v);
+        // Something else the inspector's purpose may see.
+        let order = line(
+            "cust-a",
+            "protective_order",
+            "forwarding",
+            serde_json::json!({"on_file": true, "issued_on": "2026-01-05"}),
+        );
+        assert_eq!(collect(&v, "ingest", &order).accepted, 1);
+        drop(v);
+        let faults = Faults::new();
+        if outside_the_lock {
+            faults.read_unlogged_always();
+        }
+        let key_faults = Faults::new();
+        let open = || faulty_vault(dir.path(), &c, &faults, &key_faults);
+        let first = open();
+        let inspector = first.principal("inspector").unwrap();
+        // The read's new leaves, and that its own claims what it returned.
+        let read = |v: &Vault| {
+            let size = v.log_catch_up().unwrap();
+            let r = v.read(&inspector, "cust-a", "mail_cover");
+            let n = v.log_catch_up().unwrap();
+            let leaves: Vec<Event> = v
+                .log_entries(size, n)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event.unwrap())
+                .collect();
+            assert!(leaves.iter().all(|e| e.action == "read"), "{leaves:?}");
+            if let Ok(r) = &r {
+                let own = &leaves[usize::try_from(r.log_index - size).unwrap()];
+                let mut categories: Vec<String> =
+                    r.records.iter().map(|x| x.category.clone()).collect();
+                categories.sort();
+                categories.dedup();
+                assert_eq!(
+                    (own.count, &own.categories),
+                    (r.records.len() as u64, &categories)
+                );
+            }
+            (r, leaves)
+        };
+        let (before, _) = read(&first);
+        let before = before.unwrap();
+        let others = before
+            .records
+            .iter()
+            .filter(|r| r.category != COVER)
+            .count();
+        assert!(
+            others > 0 && before.records.len() > others,
+            "{case}: {:?} {:?}",
+            before
+                .records
+                .iter()
+                .map(|r| &r.category)
+                .collect::<Vec<_>>(),
+            before.withheld
+        );
+
+        // The order's key lost (the order not destroyed): an error, and no
+        // leaf claims the records the read withheld.
+        let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), OpenMode::Existing).unwrap();
+        let names = keys.secret_names("cover:").unwrap();
+        assert_eq!(names.len(), 1, "{case}: {names:?}");
+        let wrapped = keys.secret(&names[0]).unwrap().unwrap();
+        keys.delete_secret(&names[0]).unwrap();
+        for v in [&first, &open()] {
+            let (r, leaves) = read(v);
+            assert_eq!(keys_missing(r), 1, "{case}");
+            assert!(
+                leaves
+                    .iter()
+                    .all(|e| (e.count, e.categories.len()) == (0, 0)
+                        && e.reasons.iter().any(|r| r == "cover_key_gone")),
+                "{case}: {leaves:?}"
+            );
+        }
+        // Put back, as a restore does.
+        keys.put_secret(&names[0], &wrapped).unwrap();
+        assert_eq!(read(&first).0.unwrap().records.len(), others + 1, "{case}");
+
+        // A key store that errs while a record's key is looked up.
+        let third = open();
+        let switch = Arc::new(AtomicBool::new(true));
+        key_faults.fail_while(&switch, &["secret"]);
+        let (r, leaves) = read(&third);
+        assert!(matches!(r, Err(VaultError::Store(_))), "{case}: {r:?}");
+        let last = leaves.last().unwrap();
+        assert_eq!((last.count, last.categories.len()), (0, 0), "{case}");
+        assert!(
+            leaves
+                .iter()
+                .all(|e| e.count == 0 && !e.reasons.iter().any(|r| r == "keys_missing")),
+            "{case}: {leaves:?}"
+        );
+        assert!(
+            last.reasons.iter().any(|r| r == "keys_unavailable"),
+            "{case}"
+        );
+        switch.store(false, Ordering::SeqCst);
+        assert_eq!(read(&third).0.unwrap().records.len(), others + 1, "{case}");
+
+        // Destroyed by another vault: lawful, and the other records come.
+        let second = Vault::open(dir.path(), opts(&c)).unwrap();
+        second
+            .disclose_end(
+                &second.principal("officer").unwrap(),
+                &a.id,
+                postvault::EndReason::ImproperlyOrdered,
+            )
+            .unwrap();
+        let (after, leaves) = read(&first);
+        let after = after.unwrap();
+        assert_eq!(after.records.len(), others, "{case}");
+        if outside_the_lock {
+            // The ledger was looked at outside the lock, before the leaf.
+            assert_eq!(leaves.len(), 1, "{case}: {leaves:?}");
+        } else {
+            assert_eq!(leaves.len(), 2, "{case}: {leaves:?}");
+            assert_eq!((leaves[0].count, leaves[0].categories.len()), (0, 0));
+            assert!(
+                leaves[0].reasons.iter().any(|r| r == "cover_key_gone"),
+                "{case}"
+            );
+        }
+        // Seen destroyed now: one leaf.
+        assert_eq!(read(&first).1.len(), 1, "{case}");
+    }
+}
+
+/// A fetch whose key look-up fails (the key store errs) is refused with
+/// `keys_unavailable`, never reported as keys lost: nothing is disclosed,
+/// no leaf claims records, the request is not marked fetched. Asked again
+/// once the key store answers, it is fetched.
+#[test]
+fn a_fetch_whose_key_look_up_fails_is_refused_as_unavailable_not_as_keys_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
+    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    drop(v);
+    let key_faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &Faults::new(), &key_faults);
+    let fbi = v.principal("fbi").unwrap();
+    let switch = Arc::new(AtomicBool::new(true));
+    key_faults.fail_while(&switch, &["subject_keys"]);
+    let size = v.log_catch_up().unwrap();
+    let e = v.disclose_fetch(&fbi, &a.id).unwrap_err();
+    assert!(matches!(e, VaultError::Store(_)), "{e:?}");
+    let leaves = &events(&v)[usize::try_from(size).unwrap()..];
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    // The step's leaf (it describes the request: its people, its portions),
+    // refused; no `disclose` leaf of a person.
+    assert_eq!(
+        (leaves[0].action.as_str(), leaves[0].decision.as_str()),
+        ("disclose", "deny")
+    );
+    assert!(leaves[0].reasons.iter().any(|r| r == "keys_unavailable"));
+    assert!(!leaves[0].reasons.iter().any(|r| r == "keys_missing"));
+    assert_eq!(
+        v.store().disclosure(&a.id).unwrap().unwrap().status,
+        "approved"
+    );
+    switch.store(false, Ordering::SeqCst);
+    let p = v.disclose_fetch(&fbi, &a.id).unwrap();
+    assert!(p.reasons.is_empty(), "{:?}", p.reasons);
+    assert!(!p.subjects[0].records.is_empty());
+}
+
+/// A fetch's step that the backend runs again (a transaction the database
+/// refused, as PostgreSQL's serialization failures are retried): what the
+/// first run found (here, a key store that did not answer) does not count.
+/// The committed run disclosed, so the fetch answers its package.
+#[test]
+fn a_fetch_step_run_again_answers_what_the_committed_run_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
+    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    drop(v);
+    let (faults, key_faults) = (Faults::new(), Faults::new());
+    let v = faulty_vault(dir.path(), &c, &faults, &key_faults);
+    let fbi = v.principal("fbi").unwrap();
+    faults.retry(&["disclosure_step"]);
+    key_faults.fail_first(1, &["subject_keys"]);
+    let size = v.log_catch_up().unwrap();
+    let p = v.disclose_fetch(&fbi, &a.id).unwrap();
+    assert!(p.reasons.is_empty(), "{:?}", p.reasons);
+    let records = p.subjects[0].records.len() as u64;
+    assert!(records > 0);
+    // What committed claims what was answered.
+    let leaves = &events(&v)[usize::try_from(size).unwrap()..];
+    let own = leaves
+        .iter()
+        .find(|e| e.action == "disclose" && e.subject_tag.is_some() && e.decision == "allow")
+        .unwrap();
+    assert_eq!(own.count, records);
+    assert_eq!(
+        v.store().disclosure(&a.id).unwrap().unwrap().status,
+        "fetched"
+    );
+}
+
+/// A court order reaching its agency's own mail-cover records, fetched as
+/// another vault destroys that cover (after the fetch read the ledger,
+/// before its step): the step finds the order's key gone, is refused with
+/// an office-only code (its public leaf says `not_permitted`), finds the
+/// order destroyed in the ledger, and is made again: the package holds the
+/// person's other records, every disclosed one claimed by its leaf.
+#[test]
+fn a_fetch_meeting_a_cover_destroyed_meanwhile_is_made_again_without_its_records() {
+    use super::disclosure::{approve, court_order, submit, with};
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let cover = cover_with_a_record(&v);
+    let order = with(
+        court_order(),
+        &[(
+            "portions",
+            serde_json::json!(["address", "mail_cover_record"]),
+        )],
+    );
+    let a = submit(&v, "fbi", &order);
+    assert!(!approve(&v, "officer", &a.id).refused(), "{a:?}");
+    drop(v);
+    let faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &faults, &Faults::new());
+    let other = {
+        let (dir, c, id) = (dir.path().to_path_buf(), c.clone(), cover.id.clone());
+        move || {
+            let second = Vault::open(&dir, opts(&c)).unwrap();
+            second
+                .disclose_end(
+                    &second.principal("officer").unwrap(),
+                    &id,
+                    postvault::EndReason::ImproperlyOrdered,
+                )
+                .unwrap();
+        }
+    };
+    faults.before("disclosure_step", other);
+    let size = v.log_catch_up().unwrap();
+    let p = v
+        .disclose_fetch(&v.principal("fbi").unwrap(), &a.id)
+        .unwrap();
+    assert!(p.reasons.is_empty(), "{:?}", p.reasons);
+    let records = &p.subjects[0].records;
+    assert!(!records.is_empty());
+    assert!(records.iter().all(|r| r.category == "address"));
+    let leaves = &events(&v)[usize::try_from(size).unwrap()..];
+    let refused: Vec<&Event> = leaves
+        .iter()
+        .filter(|e| e.action == "disclose" && e.decision == "deny")
+        .collect();
+    assert_eq!(refused.len(), 1, "{leaves:?}");
+    assert_eq!(refused[0].reasons, ["not_permitted"]);
+    assert!(refused[0].instrument.is_none(), "{:?}", refused[0]);
+    let own = leaves
+        .iter()
+        .find(|e| e.action == "disclose" && e.decision == "allow" && e.subject_tag.is_some())
+        .unwrap();
+    assert_eq!(own.count, records.len() as u64);
 }
 
 /// Under a batch id, a collection cut midway resumes after its last
