@@ -8,6 +8,10 @@ pub struct SqliteKeyStore {
     puts: PutQueue,
 }
 
+/// The key store connection's page cache, in KiB as SQLite's negative
+/// `cache_size` takes it.
+const KEYS_CACHE_KIB: i64 = -8192;
+
 /// A put of at most this many subjects' keys joins the puts waiting beside
 /// it in one transaction (group commit); a larger one commits alone.
 pub const PUT_JOINED_MAX: usize = 64;
@@ -62,6 +66,10 @@ impl std::fmt::Debug for SqliteKeyStore {
 impl SqliteKeyStore {
     pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteKeyStore, StoreError> {
         let conn = open_db(path, mode, KEYS_APP_ID, KEYS_MIGRATIONS, "key store")?;
+        // The key store's rows are looked up by random refs, one page a
+        // person: a cache beyond its interior pages buys little, and is
+        // memory held for the life of the process (BENCHMARKS.md).
+        conn.pragma_update(None, "cache_size", KEYS_CACHE_KIB)?;
         Ok(SqliteKeyStore {
             conn: Mutex::new(conn),
             puts: PutQueue::default(),
