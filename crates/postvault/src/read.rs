@@ -378,8 +378,10 @@ impl Vault {
                 }
                 // Records of an order seen destroyed are gone lawfully; of
                 // any other, the leaf cannot yet say.
-                let seen = self.covers_seen_destroyed();
-                covers_unchecked = cover_keys_gone.keys().any(|seq| !seen.contains(seq));
+                covers_unchecked = !cover_keys_gone.is_empty() && {
+                    let seen = self.covers_seen_destroyed();
+                    cover_keys_gone.keys().any(|seq| !seen.contains(seq))
+                };
                 if keys_error.is_some() || missing > 0 || covers_unchecked {
                     claimed.clear();
                 }
