@@ -36,9 +36,15 @@ impl Vault {
         let rules = self.pack.disclosure();
         let tax = self.pack.taxonomy();
         let now = self.clock.now_ms();
-        // Whether a step is allowed is decided inside the transaction, from
-        // the request as stored; the plan reads only if it is.
-        let allowed = |r: &DisclosureRow| -> Vec<GatewayReason> {
+        // The purpose the pack in force discloses a request's kind for:
+        // `None` if it no longer lets that kind disclose (a pack changed
+        // since the approval). Decided before the leaves, never after.
+        let kind_purpose = |r: &DisclosureRow| {
+            InstrumentKind::from_id(&r.kind)
+                .and_then(|k| rules.kind(k))
+                .and_then(|kr| tax.purpose_ix(&kr.purpose))
+        };
+        let fetch_status = |r: &DisclosureRow| -> Vec<GatewayReason> {
             if r.requester != agency.name {
                 return vec![unknown_request()];
             }
@@ -71,6 +77,15 @@ impl Vault {
                 )],
                 other => vec![wrong_status(other, "fetched")],
             }
+        };
+        // Whether a step is allowed is decided inside the transaction, from
+        // the request as stored; the plan reads only if it is.
+        let allowed = |r: &DisclosureRow| -> Vec<GatewayReason> {
+            let reasons = fetch_status(r);
+            if reasons.is_empty() && kind_purpose(r).is_none() {
+                return vec![kind_not_disclosed()];
+            }
+            reasons
         };
         // The agency's own covers, but for those destroyed (as improperly
         // ordered: their records are gone, lawfully). Destroyed orders are
@@ -149,11 +164,21 @@ impl Vault {
                         outcome = Some((None, reasons, vec![]));
                         return step;
                     };
-                    let purpose_ix = rules
-                        .kind(
-                            InstrumentKind::from_id(&r.kind).unwrap_or(InstrumentKind::CourtOrder),
-                        )
-                        .and_then(|kr| tax.purpose_ix(&kr.purpose));
+                    // Allowed, so the pack in force discloses its kind.
+                    let Some(purpose_ix) = kind_purpose(r) else {
+                        let reasons = vec![kind_not_disclosed()];
+                        outcome = Some((None, reasons.clone(), vec![]));
+                        let mut ignored = None;
+                        return self.step_leaf(
+                            agency,
+                            Some(r),
+                            "disclose",
+                            None,
+                            reasons,
+                            now,
+                            &mut ignored,
+                        );
+                    };
                     let mut step = DisclosureStep::default();
                     let mut chosen = Vec::new();
                     let mut key_cache = crate::vault::KeyCache::default();
@@ -164,11 +189,18 @@ impl Vault {
                     // and fails with it; so for a leaf's tag not made.
                     let mut unavailable: Option<VaultError> = None;
                     let mut untagged: Option<VaultError> = None;
+                    // A sealed instrument that does not open (its key or
+                    // its bytes damaged): no retry mends it.
+                    let mut unreadable: Option<VaultError> = None;
                     let seen_destroyed = self.covers_seen_destroyed();
                     let mut subject_keys = Vec::with_capacity(r.subjects.len());
                     // The instrument names the people in the package.
                     let inst = match self.open_instrument(r) {
                         Ok(inst) => inst,
+                        Err(e @ VaultError::Crypto(_)) => {
+                            unreadable = Some(e);
+                            None
+                        }
                         Err(e) => {
                             unavailable.get_or_insert(e);
                             None
@@ -241,7 +273,7 @@ impl Vault {
                                 time: now,
                                 action: "disclose".into(),
                                 principal: self.actor(agency),
-                                purpose: purpose_ix.map(|p| tax.purpose(p).id.clone()),
+                                purpose: Some(tax.purpose(purpose_ix).id.clone()),
                                 decision: "allow".into(),
                                 pack: self.pack.version().to_string(),
                                 reasons: vec![],
@@ -276,6 +308,12 @@ impl Vault {
                         Some((
                             "keys_unavailable",
                             "the package's keys or instrument could not be looked up",
+                        ))
+                    } else if let Some(e) = unreadable {
+                        fail = Some(e);
+                        Some((
+                            codes::INSTRUMENT_UNREADABLE,
+                            "the request's sealed instrument does not open",
                         ))
                     } else if let Some(e) = untagged {
                         fail = Some(e);
@@ -341,6 +379,7 @@ impl Vault {
                         keys: subject_keys,
                         cache: key_cache,
                         inst,
+                        purpose: purpose_ix,
                     });
                     step
                 })?;
@@ -381,13 +420,8 @@ impl Vault {
             keys: subject_keys,
             cache: mut cover_keys,
             inst,
+            purpose: purpose_ix,
         } = found.ok_or_else(no_answer)?;
-        let kr = rules
-            .kind(InstrumentKind::from_id(&row.kind).unwrap_or(InstrumentKind::CourtOrder))
-            .ok_or_else(no_answer)?;
-        let purpose_ix = tax
-            .purpose_ix(&kr.purpose)
-            .ok_or_else(|| VaultError::UnknownPurpose(kr.purpose.clone()))?;
         let mut subjects = Vec::new();
         for (i, (d, picked)) in data.iter().zip(&chosen).enumerate() {
             let keys = subject_keys.get(i).and_then(Option::as_deref);
@@ -420,7 +454,7 @@ impl Vault {
             status: row.status.clone(),
             reasons: vec![],
             kind: row.kind.clone(),
-            purpose: kr.purpose.clone(),
+            purpose: tax.purpose(purpose_ix).id.clone(),
             portions: row.portions.clone(),
             data_from: row.data_from.map(format_ms),
             data_until: row.data_until.map(format_ms),
@@ -430,13 +464,23 @@ impl Vault {
     }
 }
 
+/// A fetch refused because the pack in force no longer lets its request's
+/// kind disclose.
+fn kind_not_disclosed() -> GatewayReason {
+    GatewayReason::new(
+        codes::NOT_PERMITTED,
+        "the pack in force does not let this kind of instrument disclose",
+    )
+}
+
 /// What a fetch's step found the package's records openable with: each
 /// person's keys (in the request's order), the record keys derived from
-/// them, and the instrument.
+/// them, the instrument, and the purpose its leaves name.
 struct Found {
     keys: Vec<Option<std::sync::Arc<crate::vault::SubjectKeyPair>>>,
     cache: crate::vault::KeyCache,
     inst: Option<Instrument>,
+    purpose: postvault_policy::PurposeIx,
 }
 
 /// Whether record `rec` belongs in the package of request `r`.

@@ -113,6 +113,9 @@ pub mod codes {
     /// A fetch met a mail-cover order's key gone, of an order not yet seen
     /// destroyed (office only: the leaf says `not_permitted`).
     pub const COVER_KEY_GONE: &str = "cover_key_gone";
+    /// A fetch met the request's sealed instrument not opening (its key or
+    /// its bytes damaged): nothing is disclosed, and no retry mends it.
+    pub const INSTRUMENT_UNREADABLE: &str = "instrument_unreadable";
     /// A privacy officer refused the request.
     pub const REFUSED_BY_OFFICER: &str = "refused_by_officer";
     /// The reasons an officer may give with a refusal, beside

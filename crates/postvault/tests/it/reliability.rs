@@ -418,6 +418,87 @@ fn a_fetch_whose_key_look_up_fails_is_refused_as_unavailable_not_as_keys_lost() 
     assert!(!p.subjects[0].records.is_empty());
 }
 
+/// A request whose sealed instrument does not open (its bytes damaged in
+/// the ledger): the fetch is refused with `instrument_unreadable`, answers
+/// `crypto` (not `keys_unavailable`, which asking again would mend), and
+/// discloses nothing; the request stays approved.
+#[test]
+fn a_fetch_whose_instrument_does_not_open_is_refused_as_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
+    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    drop(v);
+    let conn = rusqlite::Connection::open(dir.path().join("data.db")).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE disclosures SET sealed = CAST(zeroblob(length(sealed)) AS BLOB) WHERE id = ?1",
+            [&a.id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let fbi = v.principal("fbi").unwrap();
+    let size = v.log_catch_up().unwrap();
+    let e = v.disclose_fetch(&fbi, &a.id).unwrap_err();
+    assert!(matches!(e, VaultError::Crypto(_)), "{e:?}");
+    let leaves = &events(&v)[usize::try_from(size).unwrap()..];
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    assert_eq!(
+        (leaves[0].action.as_str(), leaves[0].decision.as_str()),
+        ("disclose", "deny")
+    );
+    assert_eq!(leaves[0].reasons, ["instrument_unreadable"]);
+    // The step's leaf, naming no person.
+    assert!(leaves[0].subject_tag.is_none());
+    assert_eq!(
+        v.store().disclosure(&a.id).unwrap().unwrap().status,
+        "approved"
+    );
+}
+
+/// An approved request whose kind the pack in force no longer discloses
+/// (a pack without a disclosure gateway staged since the approval, a
+/// narrowing in force at once): the fetch is refused before anything is
+/// read, with one leaf naming no person, and the request stays approved.
+#[test]
+fn a_fetch_under_a_pack_that_no_longer_discloses_its_kind_is_refused_before_any_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
+    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    // The postal pack without its `court_order` kind.
+    let mut narrowed = postvault::PackSources::postal();
+    let rules = narrowed.disclosure.take().unwrap();
+    let start = rules.find("[kind.court_order]").unwrap();
+    let end = start + rules[start..].find("\n\n").unwrap();
+    narrowed.disclosure = Some(format!("{}{}", &rules[..start], &rules[end..]));
+    let st = v.policy_stage(&narrowed).unwrap();
+    assert!(st.in_force, "{st:?}");
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert_eq!(v.pack().version(), st.to);
+    let fbi = v.principal("fbi").unwrap();
+    let size = v.log_catch_up().unwrap();
+    let p = v.disclose_fetch(&fbi, &a.id).unwrap();
+    let codes: Vec<&str> = p.reasons.iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes, ["not_permitted"]);
+    assert!(p.subjects.is_empty());
+    assert_eq!(p.status, "approved");
+    let leaves = &events(&v)[usize::try_from(size).unwrap()..];
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    assert_eq!(leaves[0].decision, "deny");
+    assert_eq!(leaves[0].reasons, ["not_permitted"]);
+    assert!(leaves[0].subject_tag.is_none());
+    assert_eq!(
+        v.store().disclosure(&a.id).unwrap().unwrap().status,
+        "approved"
+    );
+}
+
 /// A fetch's step that the backend runs again (a transaction the database
 /// refused, as PostgreSQL's serialization failures are retried): what the
 /// first run found (here, a key store that did not answer) does not count.
