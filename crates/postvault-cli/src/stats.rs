@@ -48,6 +48,7 @@ const DENIED: &[&str] = &[
     "undeclared_field",
     "sum_needs_public_keys",
     "epsilon_over_cap",
+    "epsilon_under_minimum",
     "budget_exhausted",
 ];
 

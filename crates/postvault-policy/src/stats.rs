@@ -28,6 +28,12 @@ use crate::taxonomy::{
 pub const MICRO: u64 = 1_000_000;
 /// The largest epsilon the pack may declare, for a query or a period.
 pub const MAX_EPSILON: f64 = 10.0;
+/// The smallest epsilon one query may spend, in micro-epsilon (0.01). A
+/// thresholded release adds its category's `delta` whatever its epsilon,
+/// and the ledger counts epsilon: the floor bounds the queries a budget
+/// pays for, so a period's delta adds up to at most
+/// `budget / 0.01 * delta` (docs/statistics.md).
+pub const MIN_QUERY_EPSILON: u64 = MICRO / 100;
 /// The largest number of dimensions a query may group by.
 pub const MAX_GROUP_BY: usize = 4;
 
@@ -192,6 +198,8 @@ pub enum Refusal {
     EpsilonOverCap { asked: String, cap: String },
     #[error("epsilon must be above 0")]
     EpsilonNotPositive,
+    #[error("epsilon {asked} is under the smallest a query may spend, {min}")]
+    EpsilonUnderMinimum { asked: String, min: String },
 }
 
 impl Refusal {
@@ -210,6 +218,7 @@ impl Refusal {
             Refusal::SumNeedsPublicKeys(_) => "sum_needs_public_keys",
             Refusal::EpsilonOverCap { .. } => "epsilon_over_cap",
             Refusal::EpsilonNotPositive => "bad_epsilon",
+            Refusal::EpsilonUnderMinimum { .. } => "epsilon_under_minimum",
         }
     }
 }
@@ -304,6 +313,12 @@ pub fn check<'a>(
     };
     if query.epsilon == 0 {
         return Err(Refusal::EpsilonNotPositive);
+    }
+    if query.epsilon < MIN_QUERY_EPSILON {
+        return Err(Refusal::EpsilonUnderMinimum {
+            asked: format_epsilon(query.epsilon),
+            min: format_epsilon(MIN_QUERY_EPSILON),
+        });
     }
     if query.epsilon > stats.max_epsilon {
         return Err(Refusal::EpsilonOverCap {

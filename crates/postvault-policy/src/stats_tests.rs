@@ -111,6 +111,14 @@ fn query_refusals_carry_their_codes() {
             query("scan_event", &["day"], 0.6),
             "epsilon_over_cap",
         ),
+        // Under the floor: a budget would pay for too many releases, each
+        // adding its delta.
+        (
+            stats_role,
+            "statistics",
+            query("scan_event", &["day"], 0.009),
+            "epsilon_under_minimum",
+        ),
         (
             stats_role,
             "nope",

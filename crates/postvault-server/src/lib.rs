@@ -120,6 +120,9 @@ pub struct AppState {
     public: std::sync::Mutex<Option<(std::time::Instant, Arc<web::Public>)>>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Uploads in flight by principal, each at most
+    /// `MAX_UPLOADS_PER_PRINCIPAL`: one principal cannot hold every slot.
+    pub(crate) uploads_by: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Principals by token hash, valid for the principals generation in
     /// `watched`: emptied whenever the store's generation moves; the least
     /// recently used leave it past [`TOKEN_CACHE_MAX`].
@@ -134,6 +137,10 @@ pub struct AppState {
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
 pub const MAX_UPLOADS: usize = 16;
 
+/// Concurrent uploads of one principal; more answer 429
+/// `too_many_uploads`.
+pub const MAX_UPLOADS_PER_PRINCIPAL: usize = 4;
+
 impl AppState {
     pub fn new(vault: Arc<Vault>, config: Config) -> Arc<AppState> {
         Arc::new(AppState {
@@ -144,6 +151,7 @@ impl AppState {
             sessions: web::Sessions::default(),
             public: std::sync::Mutex::new(None),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
+            uploads_by: std::sync::Mutex::new(std::collections::HashMap::new()),
             checkpoint: std::sync::Mutex::new(None),
             vault,
             config,

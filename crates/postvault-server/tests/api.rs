@@ -17,6 +17,7 @@ use tower::ServiceExt;
 struct Api {
     _dir: tempfile::TempDir,
     app: Router,
+    vault: Arc<Vault>,
     tokens: std::collections::HashMap<&'static str, String>,
 }
 
@@ -34,10 +35,12 @@ fn api_with(config: Config) -> Api {
     ] {
         tokens.insert(name, v.add_principal(name, role).unwrap());
     }
-    let state = AppState::new(Arc::new(v), config);
+    let vault = Arc::new(v);
+    let state = AppState::new(vault.clone(), config);
     Api {
         _dir: dir,
         app: postvault_server::router(state),
+        vault,
         tokens,
     }
 }
@@ -788,6 +791,88 @@ async fn limits_answer_413_and_429_with_json() {
     );
 }
 
+/// An upload by a role that may collect nothing is refused before its body
+/// is read or a slot is taken (one deny leaf); a principal holds at most 4
+/// of the 16 upload slots, so one token trickling bodies cannot stop
+/// everyone's collection.
+#[tokio::test]
+async fn uploads_are_refused_to_roles_that_collect_nothing_and_capped_per_principal() {
+    let a = api();
+    let size = a.vault.store().log_size().unwrap();
+    // A body that never ends: were it read, the call would not return.
+    let never = || {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        (tx, Body::from_stream(stream))
+    };
+    let upload = |who: &str, body: Body| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/v1/records")
+            .header("authorization", format!("Bearer {}", a.tokens[who]))
+            .body(body)
+            .unwrap()
+    };
+    // Neither the auditor nor an agency collects (a purpose's own role, as
+    // `sorting` for delivery, collects for its purpose).
+    for who in ["auditor", "ice"] {
+        let (_tx, body) = never();
+        let res = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            a.app.clone().oneshot(upload(who, body)),
+        )
+        .await
+        .expect("refused without reading the body")
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who}");
+        let body: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["error"]["code"], "not_permitted");
+    }
+    let events: Vec<postvault::Event> = a
+        .vault
+        .log_entries(size, a.vault.store().log_size().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "one leaf each");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.action == "collect" && e.decision == "deny")
+    );
+    // Four uploads of one collector in flight: a fifth is refused.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (tx, body) = never();
+        let call = tokio::spawn(a.app.clone().oneshot(upload("ingest", body)));
+        open.push((tx, call));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_tx, body) = never();
+    let res = a.app.clone().oneshot(upload("ingest", body)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The slots come back as the uploads end.
+    for (tx, call) in open {
+        tx.send(Ok(format!("{}\n", address("c-up", "1 Elm St")).into()))
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let r = a
+        .post(
+            "/v1/records",
+            Some("ingest"),
+            address("c-up2", "1 Elm St").as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
 mod malformed {
     use super::*;
     use proptest::prelude::*;
@@ -1185,9 +1270,11 @@ async fn records_without_keys_answer_500_keys_missing() {
     let mut tokens = std::collections::HashMap::new();
     tokens.insert("ingest", ingest);
     tokens.insert("sorting", sorting);
+    let vault = Arc::new(v);
     let api = Api {
         _dir: dir,
-        app: postvault_server::router(AppState::new(Arc::new(v), Config::default())),
+        app: postvault_server::router(AppState::new(vault.clone(), Config::default())),
+        vault,
         tokens,
     };
     let r = api

@@ -12,7 +12,6 @@
 //! and for one that needs none (it would mean nothing, and would let a
 //! record claim a consent the policy never asked for).
 
-use base64::Engine as _;
 use postvault_policy::Cell;
 use postvault_store::{ConsentRow, WriteBatch};
 
@@ -126,40 +125,32 @@ impl Vault {
             role: principal.role.clone(),
             id: self.actor_id(&principal.name),
         };
+        // Encoded before the store's lock; under it only the tag is made.
+        let prepared = crate::leaf_index::PreparedLeaf::new(Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: action.into(),
+            principal: actor,
+            purpose: Some(purpose.to_string()),
+            decision: "allow".into(),
+            pack: self.pack.version().to_string(),
+            reasons: vec![],
+            categories: vec![],
+            count: 0,
+            rejected: None,
+            selector: None,
+            instrument: None,
+            subject_tag: None,
+        });
         let mut index_error = None;
         let first = self.store.write(&wb, &mut |idx, _| {
             // A retried transaction builds its leaf again: only the last
             // attempt's error counts.
             index_error = None;
-            let (subject_tag, index) = match tag.map(|t| self.tag_and_index(Some(t), idx, now)) {
-                Some(Ok((t, index))) => (
-                    Some(base64::engine::general_purpose::STANDARD.encode(t)),
-                    index,
-                ),
-                Some(Err(e)) => {
-                    index_error = Some(e);
-                    (None, postvault_store::LeafIndex::None)
-                }
-                None => (None, postvault_store::LeafIndex::None),
-            };
-            let bytes = Event {
-                v: LEAF_VERSION,
-                time: now,
-                action: action.into(),
-                principal: actor.clone(),
-                purpose: Some(purpose.to_string()),
-                decision: "allow".into(),
-                pack: self.pack.version().to_string(),
-                reasons: vec![],
-                categories: vec![],
-                count: 0,
-                rejected: None,
-                selector: None,
-                instrument: None,
-                subject_tag,
+            match tag {
+                Some(t) => self.prepared_leaf(&prepared, Some(t), idx, &mut index_error),
+                None => prepared.event().to_leaf().into(),
             }
-            .to_leaf();
-            postvault_store::Leaf { bytes, index }
         })?;
         // The key was there; only the system's randomness can fail here.
         if let Some(e) = index_error {

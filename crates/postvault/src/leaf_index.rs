@@ -93,6 +93,31 @@ impl Vault {
         }
     }
 
+    /// [`Vault::tagged_leaf`] of an event encoded beforehand
+    /// ([`PreparedLeaf`]): under the store's lock only the tag and its
+    /// index are made, and the tag spliced into the encoding.
+    pub(crate) fn prepared_leaf(
+        &self,
+        prepared: &PreparedLeaf,
+        key: Option<&TagKey>,
+        idx: u64,
+        err: &mut Option<CryptoError>,
+    ) -> postvault_store::Leaf {
+        let Some(template) = &prepared.template else {
+            return self.tagged_leaf(prepared.event.clone(), key, idx, err);
+        };
+        match self.tag_and_index(key, idx, prepared.event.time) {
+            Ok((tag, index)) => postvault_store::Leaf {
+                bytes: template.leaf(&tag),
+                index,
+            },
+            Err(e) => {
+                *err = Some(e);
+                prepared.event.to_leaf().into()
+            }
+        }
+    }
+
     /// The leaf of `event` at index `idx`, tagged and filed for the person
     /// whose tag key is `key` ([`Vault::tag_and_index`]). If the system's
     /// randomness fails, `err` says so and the leaf carries no tag (the
@@ -258,6 +283,28 @@ impl Vault {
             out.push((index, leaf));
         }
         Ok(out)
+    }
+}
+
+/// A tagged leaf's event, untagged, and its encoding with a place for the
+/// tag ([`crate::leaf::TaggedLeaves`]), made before a write takes the
+/// store's lock: under it, [`Vault::prepared_leaf`] only makes the tag.
+pub(crate) struct PreparedLeaf {
+    event: crate::leaf::Event,
+    template: Option<crate::leaf::TaggedLeaves>,
+}
+
+impl PreparedLeaf {
+    pub(crate) fn new(event: crate::leaf::Event) -> PreparedLeaf {
+        PreparedLeaf {
+            template: crate::leaf::TaggedLeaves::new(event.clone()),
+            event,
+        }
+    }
+
+    /// The event, untagged.
+    pub(crate) fn event(&self) -> &crate::leaf::Event {
+        &self.event
     }
 }
 

@@ -463,7 +463,7 @@ fn luhn(s: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
-fn money_cents(v: &Value) -> Option<u64> {
+pub(crate) fn money_cents(v: &Value) -> Option<u64> {
     let text = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

@@ -178,6 +178,44 @@ impl RawBatch {
 }
 
 impl Vault {
+    /// Whether `principal`'s role may collect anything at all: some
+    /// purpose and category the pack lets it collect, with the person's
+    /// consent or without. Decided from the pack alone.
+    pub fn collects_anything(&self, principal: &Principal) -> bool {
+        let tax = self.pack.taxonomy();
+        tax.purpose_ixs().any(|purpose| {
+            tax.category_ixs().any(|category| {
+                [false, true].into_iter().any(|consent| {
+                    self.pack
+                        .decide(&postvault_policy::DecisionRequest {
+                            role: principal.role_ix,
+                            action: postvault_policy::Action::Collect,
+                            purpose,
+                            category,
+                            consent,
+                        })
+                        .allowed()
+                })
+            })
+        })
+    }
+
+    /// Refuses an upload by a principal whose role may collect nothing
+    /// ([`Vault::collects_anything`]) before any of it is read: one deny
+    /// leaf (action `collect`, reason `not_permitted`), and the error
+    /// `not_permitted`. The HTTP service asks this before an upload takes
+    /// one of its slots.
+    pub fn refuse_collection(&self, principal: &Principal) -> Result<(), VaultError> {
+        if self.collects_anything(principal) {
+            return Ok(());
+        }
+        self.deny_leaf(principal, "collect", None)?;
+        Err(VaultError::NotPermitted(format!(
+            "role `{}` may collect nothing",
+            principal.role
+        )))
+    }
+
     /// Collects NDJSON records from `input` as `principal`. `progress` is
     /// called after each committed batch with the lines read so far.
     ///

@@ -155,28 +155,29 @@ impl Vault {
             role: principal.role.clone(),
             id: self.actor_id(&principal.name),
         };
+        // Encoded before the store's lock; under it only the tag is made.
+        let prepared = crate::leaf_index::PreparedLeaf::new(Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: "correct".into(),
+            principal: actor,
+            purpose: Some(target.purpose.clone()),
+            decision: "allow".into(),
+            pack: self.pack.version().to_string(),
+            reasons: vec![],
+            categories: vec![cat.id.clone()],
+            count: 1,
+            rejected: None,
+            selector: None,
+            instrument: None,
+            subject_tag: None,
+        });
         let mut index_error = None;
         let log_index = self
             .store
             .write(&wb, &mut |idx, _| {
                 index_error = None;
-                let event = Event {
-                    v: LEAF_VERSION,
-                    time: now,
-                    action: "correct".into(),
-                    principal: actor.clone(),
-                    purpose: Some(target.purpose.clone()),
-                    decision: "allow".into(),
-                    pack: self.pack.version().to_string(),
-                    reasons: vec![],
-                    categories: vec![cat.id.clone()],
-                    count: 1,
-                    rejected: None,
-                    selector: None,
-                    instrument: None,
-                    subject_tag: None,
-                };
-                self.tagged_leaf(event, Some(&keys.tag), idx, &mut index_error)
+                self.prepared_leaf(&prepared, Some(&keys.tag), idx, &mut index_error)
             })
             .map_err(|e| match e {
                 postvault_store::StoreError::Stale | postvault_store::StoreError::Conflict => {

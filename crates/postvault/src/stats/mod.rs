@@ -597,7 +597,7 @@ impl<'p> Keyer<'p> {
             (true, None) => Some(1),
             (true, Some((_, (lo, hi)))) => self.needed.sum.and_then(|ix| {
                 raw[ix]
-                    .and_then(|r| r.get().parse::<i64>().ok())
+                    .and_then(|r| sum_value(r.get()))
                     .map(|v| v.clamp(lo, hi))
             }),
         };
@@ -615,10 +615,11 @@ struct Bounder {
     total: u32,
     /// This person's groups (by id) and their counts.
     groups: Vec<(u32, u32)>,
-    /// Group ids by key, and each group's key and bounded exact value.
+    /// Group ids by key, and each group's key and bounded exact value
+    /// (summed wider than any value a sum can reach: 2^40 a record).
     ids: HashMap<String, u32>,
     keys: Vec<String>,
-    sums: Vec<i64>,
+    sums: Vec<i128>,
 }
 
 impl Bounder {
@@ -670,15 +671,36 @@ impl Bounder {
         }
         *n += 1;
         self.total += 1;
-        self.sums[id as usize] += value;
+        self.sums[id as usize] += i128::from(value);
     }
 
     /// The bounded exact values by group key, added into `out`.
-    fn merge_into(self, out: &mut HashMap<String, i64>) {
+    fn merge_into(self, out: &mut HashMap<String, i128>) {
         for (k, v) in self.keys.into_iter().zip(self.sums) {
             *out.entry(k).or_insert(0) += v;
         }
     }
+}
+
+/// A release's measurement, made before the query spends.
+enum Mechanism {
+    Public(release::Public),
+    Private(release::Private),
+}
+
+/// A summed field's value as sealed: an integer, or an amount of money
+/// (`"12.50"`, as collection writes it) in cents.
+fn sum_value(json: &str) -> Option<i64> {
+    if json.starts_with('"') {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        return crate::minimize::money_cents(&v).and_then(|c| i64::try_from(c).ok());
+    }
+    json.parse().ok()
+}
+
+/// `v` clamped to the range of `i64`.
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// What a scan found that stops the answer.
@@ -756,6 +778,30 @@ impl Vault {
             }
             .to_leaf()
         };
+        // The measurement is made before anything is spent: one OpenDP
+        // refuses costs nothing.
+        let stats = plan.stats;
+        let mechanism = match &keys {
+            Some(keys) => {
+                let per_record = match plan.sum {
+                    None => 1,
+                    Some((_, (lo, hi))) => lo.unsigned_abs().max(hi.unsigned_abs()) as i64,
+                };
+                let groups = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+                let records = i64::from(stats.max_records)
+                    .min(groups.saturating_mul(i64::from(stats.max_records_per_group)));
+                Mechanism::Public(release::Public::prepare(
+                    records.max(1) * per_record.max(1),
+                    epsilon,
+                )?)
+            }
+            None => Mechanism::Private(release::Private::prepare(
+                stats.max_records,
+                stats.max_records_per_group,
+                epsilon,
+                stats.delta,
+            )?),
+        };
         let (outcome, log_index) = self.store.spend_budget(&spend, &mut leaf)?;
         let remaining = match outcome {
             BudgetOutcome::Spent { remaining } => remaining,
@@ -774,25 +820,15 @@ impl Vault {
 
         // The spend and its leaf are durable: only now is anything read.
         let exact = self.bounded_scan(&plan, &q, now)?;
-        let stats = plan.stats;
-        let released = match &keys {
-            Some(keys) => {
-                let per_record = match plan.sum {
-                    None => 1,
-                    Some((_, (lo, hi))) => lo.unsigned_abs().max(hi.unsigned_abs()) as i64,
-                };
-                let groups = i64::try_from(keys.len()).unwrap_or(i64::MAX);
-                let records = i64::from(stats.max_records)
-                    .min(groups.saturating_mul(i64::from(stats.max_records_per_group)));
-                release::public_keys(keys, &exact, records.max(1) * per_record.max(1), epsilon)?
+        let released = match (&keys, &mechanism) {
+            (Some(keys), Mechanism::Public(m)) => m.release(keys, &exact)?,
+            (None, Mechanism::Private(m)) => m.release(exact)?,
+            _ => {
+                return Err(VaultError::Refused {
+                    code: "internal",
+                    message: "the release was prepared for other keys".into(),
+                });
             }
-            None => release::private_keys(
-                exact,
-                stats.max_records,
-                stats.max_records_per_group,
-                epsilon,
-                stats.delta,
-            )?,
         };
         let groups = released
             .values
@@ -910,7 +946,7 @@ impl Vault {
                 })
                 .collect()
         });
-        let mut out = HashMap::new();
+        let mut out: HashMap<String, i128> = HashMap::new();
         let mut trouble = Trouble::default();
         for r in results {
             let (bounder, t) = r?;
@@ -926,7 +962,11 @@ impl Vault {
             });
         }
         self.check_cover_keys(&trouble.covers)?;
-        Ok(out)
+        // Added without overflow, then clamped to what the measurement
+        // takes: clamping moves two totals no further apart, so one
+        // person still changes a value by at most the sensitivity (a
+        // sum that wrapped around would not).
+        Ok(out.into_iter().map(|(k, v)| (k, saturate(v))).collect())
     }
 
     /// One pipeline: the category's records of subjects in [`from`,

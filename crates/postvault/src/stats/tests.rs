@@ -10,11 +10,11 @@ fn a_person_with_ten_thousand_records_moves_a_count_by_at_most_k() {
     for i in 0..10_000 {
         b.add(&heavy, Some((&format!("g{}", i % 3), 1)));
     }
-    let out = |b: &Bounder| -> HashMap<String, i64> {
+    let out = |b: &Bounder| -> HashMap<String, i128> {
         b.keys.iter().cloned().zip(b.sums.iter().copied()).collect()
     };
     // Five per group, three groups: 15, under the total of 20.
-    assert_eq!(out(&b).values().sum::<i64>(), 15);
+    assert_eq!(out(&b).values().sum::<i128>(), 15);
     assert!(out(&b).values().all(|&v| v == 5));
     for i in 0..10_000 {
         b.add(&[8u8; 16], Some((&format!("h{i}"), 1)));
@@ -32,6 +32,44 @@ fn a_person_with_ten_thousand_records_moves_a_count_by_at_most_k() {
     b.merge_into(&mut merged);
     other.merge_into(&mut merged);
     assert_eq!(merged["g0"], 7);
+}
+
+/// A money field is summed in cents, as collection seals it ("12.50");
+/// an integer as it is; anything else adds nothing.
+#[test]
+fn money_is_summed_in_cents() {
+    assert_eq!(sum_value("\"12.50\""), Some(1250));
+    assert_eq!(sum_value("\"0.05\""), Some(5));
+    assert_eq!(sum_value("1250"), Some(1250));
+    assert_eq!(sum_value("-3"), Some(-3));
+    assert_eq!(sum_value("\"abc\""), None);
+    assert_eq!(sum_value("true"), None);
+}
+
+/// Sums of the largest values a query may bound by (2^40) over more
+/// records than an `i64` holds the total of: added without wrapping
+/// around (a wrapped total would move by far more than one person can),
+/// then clamped, so a group's value only grows as records are added.
+#[test]
+fn a_sum_past_the_range_of_i64_saturates_and_never_wraps() {
+    let big = 1i64 << 40;
+    let mut b = Bounder::new(1_000, 1_000);
+    let mut last = 0i64;
+    for person in 0..9_000u32 {
+        let mut subject = [0u8; 16];
+        subject[..4].copy_from_slice(&person.to_be_bytes());
+        for _ in 0..1_000 {
+            b.add(&subject, Some(("g", big)));
+        }
+        let now = saturate(b.sums[0]);
+        assert!(now >= last, "the sum went down at person {person}");
+        last = now;
+    }
+    // 9,000,000 records of 2^40: past 2^63.
+    assert_eq!(b.sums[0], 9_000_000i128 << 40);
+    assert_eq!(saturate(b.sums[0]), i64::MAX);
+    assert_eq!(saturate(-(9_000_000i128 << 40)), i64::MIN);
+    assert_eq!(saturate(-5), -5);
 }
 
 #[test]

@@ -85,6 +85,13 @@ pub(crate) fn refusals_spend_nothing_and_read_nothing_on(b: &Backend) {
             "epsilon_over_cap",
         ),
         (&analyst, "statistics", query(&["day"], -1.0), "bad_epsilon"),
+        // A million queries of 1e-6 would each add their delta.
+        (
+            &analyst,
+            "statistics",
+            query(&["day"], 0.000_001),
+            "epsilon_under_minimum",
+        ),
         (&analyst, "statistics", bad_measure, "undeclared_field"),
         (
             &sorting,
