@@ -118,6 +118,9 @@ pub struct AppState {
     /// The public page's figures and when they were gathered: computed at
     /// most once a minute, whoever asks.
     public: std::sync::Mutex<Option<(std::time::Instant, Arc<web::Public>)>>,
+    /// Held while the public page's figures are gathered: requests that
+    /// find them stale meanwhile wait for that gathering, not start theirs.
+    public_gathering: tokio::sync::Mutex<()>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Uploads in flight by principal, each at most
@@ -150,6 +153,7 @@ impl AppState {
             people: RateLimiter::new(config.person_rate),
             sessions: web::Sessions::default(),
             public: std::sync::Mutex::new(None),
+            public_gathering: tokio::sync::Mutex::new(()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             uploads_by: std::sync::Mutex::new(std::collections::HashMap::new()),
             checkpoint: std::sync::Mutex::new(None),
@@ -348,8 +352,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Routes whose answer is given once and cannot be asked for again: a
+/// fetched package (the request is then `fetched`), a rotated token (the old
+/// one is refused), an access code. They are not answered 503 `timeout`
+/// while the work that makes the answer goes on: the caller waits for it.
+const ANSWERED_ONCE: [&str; 3] = [
+    "/v1/disclosures/{id}/fetch",
+    "/v1/principals/{name}/rotate",
+    "/v1/subjects/{id}/access-code",
+];
+
 /// Counts every request by route and status, and answers 503 `timeout`
-/// past the configured time (uploads are cut by their own idle timer).
+/// past the configured time (uploads are cut by their own idle timer; the
+/// [`ANSWERED_ONCE`] routes wait for their answer).
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -357,7 +372,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let streaming = route == "/v1/records";
-    let res = if streaming {
+    let res = if streaming || ANSWERED_ONCE.contains(&route.as_str()) {
         next.run(req).await
     } else {
         match tokio::time::timeout(state.config.timeout, next.run(req)).await {
@@ -408,7 +423,13 @@ async fn authenticate(
         return r.into_response();
     }
     req.extensions_mut().insert(principal);
-    next.run(req).await
+    let mut res = next.run(req).await;
+    // What an authenticated call answers (records, reports, codes,
+    // packages) is kept by no cache.
+    res.headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    res
 }
 
 /// The client's address (IPv6 by its /64), or `local` in process.

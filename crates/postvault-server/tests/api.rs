@@ -791,6 +791,66 @@ async fn limits_answer_413_and_429_with_json() {
     );
 }
 
+/// The calls whose answer is given once (a rotated token, an access code,
+/// a fetched package) are not answered 503 `timeout` while their work goes
+/// on: with a timeout of a millisecond they still answer what they did.
+/// Every authenticated answer says `Cache-Control: no-store`.
+#[tokio::test]
+async fn answers_given_once_are_not_cut_by_the_timeout_and_nothing_is_cached() {
+    let a = api_with(Config {
+        timeout: std::time::Duration::from_millis(1),
+        ..Config::default()
+    });
+    // Set up on the vault itself: through HTTP each step could time out.
+    let ingest = a.vault.principal("ingest").unwrap();
+    a.vault
+        .collect(
+            &ingest,
+            &mut address("cust-1", "1 Elm St").as_bytes(),
+            &postvault::CollectOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    let submitted = a
+        .vault
+        .disclose_submit(
+            &a.vault.principal("ice").unwrap(),
+            &warrant("cust-1").to_string(),
+        )
+        .unwrap();
+    assert!(submitted.reasons.is_empty(), "{:?}", submitted.reasons);
+    let approved = a
+        .vault
+        .disclose_approve(
+            &a.vault.principal("officer").unwrap(),
+            &submitted.id,
+            &postvault::ApproveOptions::default(),
+        )
+        .unwrap();
+    assert!(approved.reasons.is_empty(), "{:?}", approved.reasons);
+    let r = a
+        .post(
+            &format!("/v1/disclosures/{}/fetch", submitted.id),
+            Some("ice"),
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["subjects"][0]["records"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let r = a
+        .post("/v1/subjects/cust-1/access-code", Some("officer"), b"")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let r = a.post("/v1/principals/ice/rotate", Some("ice"), b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.json()["token"].is_string());
+}
+
 /// An upload by a role that may collect nothing is refused before its body
 /// is read or a slot is taken (one deny leaf); a principal holds at most 4
 /// of the 16 upload slots, so one token trickling bodies cannot stop

@@ -279,6 +279,58 @@ async fn sessions_are_cookies_the_page_cannot_read_and_only_officers_get_one() {
     assert_eq!(s.get("/me/", Some(&as_me)).await.location(), "/me/login");
 }
 
+/// Pages that write leaves when loaded (an officer's view of the rights
+/// queue, a person's logged report) are not loaded by another site's page,
+/// a sibling subdomain's included: an image or a fetch from there is
+/// refused and writes nothing; a link followed from there still opens.
+#[tokio::test]
+async fn another_sites_page_cannot_load_the_pages_only_navigate_to_them() {
+    let s = site();
+    let office = s.officer_session().await;
+    let me = s.person_session("cust-a").await;
+    let before = s.vault.store().log_size().unwrap();
+    let image = [
+        ("sec-fetch-site", "same-site"),
+        ("sec-fetch-mode", "no-cors"),
+        ("sec-fetch-dest", "image"),
+    ];
+    let fetch = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "cors"),
+        ("sec-fetch-dest", "empty"),
+    ];
+    for (uri, cookie) in [("/office/rights", &office), ("/me/report.json", &me)] {
+        for extra in [&image[..], &fetch[..]] {
+            let p = s.send(Method::GET, uri, Some(cookie), None, extra).await;
+            assert_eq!(p.status, StatusCode::FORBIDDEN, "{uri} {extra:?}");
+        }
+    }
+    assert_eq!(
+        s.vault.store().log_size().unwrap(),
+        before,
+        "nothing was logged in anyone's name"
+    );
+    let link = [
+        ("sec-fetch-site", "same-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+    ];
+    let p = s
+        .send(Method::GET, "/office/rights", Some(&office), None, &link)
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    // Our own pages' requests are same-origin.
+    let own = [
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-mode", "cors"),
+        ("sec-fetch-dest", "empty"),
+    ];
+    let p = s
+        .send(Method::GET, "/me/report.json", Some(&me), None, &own)
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+}
+
 #[tokio::test]
 async fn every_form_needs_the_sessions_csrf_token_and_no_cross_site_post_is_taken() {
     let s = site();

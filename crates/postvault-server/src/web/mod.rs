@@ -171,9 +171,37 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/", get(public::home))
         .route("/assets/style.css", get(style))
         .route("/assets/verify.js", get(verify_js))
-        .merge(portal::router())
-        .merge(office::router())
+        .merge(
+            portal::router()
+                .merge(office::router())
+                .layer(middleware::from_fn(isolate)),
+        )
         .layer(middleware::from_fn_with_state(state, headers))
+}
+
+/// The people's and the office's pages are loaded by another site only as
+/// a top-level navigation: an image, script, frame or fetch from another
+/// site's page (a sibling subdomain's too, which a `SameSite=Strict` cookie
+/// does not stop) is refused, since some of these pages write leaves in
+/// the name of whoever is signed in (an officer opening an instrument, a
+/// person's logged read). Browsers that send no fetch metadata are let
+/// through; forms are checked apart ([`check_csrf`]).
+async fn isolate(req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let meta = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let foreign = matches!(meta("sec-fetch-site"), Some("cross-site" | "same-site"));
+    let navigation = req.method() == axum::http::Method::GET
+        && meta("sec-fetch-mode") == Some("navigate")
+        && meta("sec-fetch-dest").is_none_or(|d| d == "document");
+    if foreign && !navigation {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "another site's page cannot load this page",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The headers every page and asset carries.

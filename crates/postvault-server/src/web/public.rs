@@ -37,24 +37,34 @@ pub(crate) async fn home(
     {
         return r;
     }
-    let cached = state
-        .public
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .filter(|(at, _)| at.elapsed() < PUBLIC_FRESH)
-        .map(|(_, p)| p.clone());
-    let p = match cached {
+    let fresh = || {
+        state
+            .public
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < PUBLIC_FRESH)
+            .map(|(_, p)| p.clone())
+    };
+    let p = match fresh() {
         Some(p) => p,
-        None => match gather(&state).await {
-            Ok(p) => {
-                let p = Arc::new(p);
-                *state.public.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((std::time::Instant::now(), p.clone()));
-                p
+        None => {
+            // One gathering at a time: a burst of requests that find the
+            // figures stale waits for the first one's, then reads them.
+            let _gathering = state.public_gathering.lock().await;
+            match fresh() {
+                Some(p) => p,
+                None => match gather(&state).await {
+                    Ok(p) => {
+                        let p = Arc::new(p);
+                        *state.public.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((std::time::Instant::now(), p.clone()));
+                        p
+                    }
+                    Err(e) => return super::error_page(e, "/"),
+                },
             }
-            Err(e) => return super::error_page(e, "/"),
-        },
+        }
     };
     page(
         "How the postal service uses personal data",
