@@ -436,12 +436,17 @@ pub(crate) fn build(
                 ),
             ));
         }
-        let epsilon = micro_epsilon(*b.epsilon.get_ref()).ok_or_else(|| {
+        let epsilon = micro_epsilon(*b.epsilon.get_ref())
+            .filter(|&e| e >= MIN_QUERY_EPSILON)
+            .ok_or_else(|| {
             err(
                 src,
                 b.epsilon.span(),
                 "statistics-epsilon",
-                format!("epsilon is above 0 and at most {MAX_EPSILON}"),
+                format!(
+                    "epsilon is at least {} (what one query spends at least) and at most {MAX_EPSILON}",
+                    format_epsilon(MIN_QUERY_EPSILON)
+                ),
             )
         })?;
         let period = match b.period.get_ref().as_str() {
@@ -499,12 +504,17 @@ pub(crate) fn build(
                     ),
                 )
             })?;
-        let max_epsilon = micro_epsilon(*c.max_epsilon.get_ref()).ok_or_else(|| {
+        let max_epsilon = micro_epsilon(*c.max_epsilon.get_ref())
+            .filter(|&e| e >= MIN_QUERY_EPSILON)
+            .ok_or_else(|| {
             err(
                 src,
                 c.max_epsilon.span(),
                 "statistics-epsilon",
-                format!("max_epsilon is above 0 and at most {MAX_EPSILON}"),
+                format!(
+                    "max_epsilon is at least {} (what one query spends at least) and at most {MAX_EPSILON}",
+                    format_epsilon(MIN_QUERY_EPSILON)
+                ),
             )
         })?;
         let bound = |v: &Spanned<i64>, name: &str| {

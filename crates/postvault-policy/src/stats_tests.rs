@@ -233,6 +233,11 @@ fn loader_checks_bounds_budgets_and_public_keys() {
             base("", ok_bounds).replace("max_epsilon = 0.1", "max_epsilon = 0.0"),
             "statistics-epsilon",
         ),
+        // Under what a query spends at least: every query would be refused.
+        (
+            base("", ok_bounds).replace("max_epsilon = 0.1", "max_epsilon = 0.005"),
+            "statistics-epsilon",
+        ),
         (
             base("", ok_bounds).replace("delta = 1e-7", "delta = 0.5"),
             "statistics-delta",

@@ -354,12 +354,16 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Routes whose answer is given once and cannot be asked for again: a
 /// fetched package (the request is then `fetched`), a rotated token (the old
-/// one is refused), an access code. They are not answered 503 `timeout`
-/// while the work that makes the answer goes on: the caller waits for it.
-const ANSWERED_ONCE: [&str; 3] = [
+/// one is refused), an access code (the office's form too), a statistics
+/// answer (its budget is spent before the scan). They are not answered 503
+/// `timeout` while the work that makes the answer goes on: the caller waits
+/// for it.
+const ANSWERED_ONCE: [&str; 5] = [
     "/v1/disclosures/{id}/fetch",
     "/v1/principals/{name}/rotate",
     "/v1/subjects/{id}/access-code",
+    "/v1/statistics",
+    "/office/access-code",
 ];
 
 /// Counts every request by route and status, and answers 503 `timeout`

@@ -281,8 +281,9 @@ async fn sessions_are_cookies_the_page_cannot_read_and_only_officers_get_one() {
 
 /// Pages that write leaves when loaded (an officer's view of the rights
 /// queue, a person's logged report) are not loaded by another site's page,
-/// a sibling subdomain's included: an image or a fetch from there is
-/// refused and writes nothing; a link followed from there still opens.
+/// a sibling subdomain's included: an image, a fetch or a script's
+/// navigation from there is refused and writes nothing; a link the user
+/// follows from there still opens.
 #[tokio::test]
 async fn another_sites_page_cannot_load_the_pages_only_navigate_to_them() {
     let s = site();
@@ -310,13 +311,26 @@ async fn another_sites_page_cannot_load_the_pages_only_navigate_to_them() {
         before,
         "nothing was logged in anyone's name"
     );
-    let link = [
+    // A sibling subdomain's script sending the browser there: refused; the
+    // user's own click on a link there: opened.
+    let scripted = [
         ("sec-fetch-site", "same-site"),
         ("sec-fetch-mode", "navigate"),
         ("sec-fetch-dest", "document"),
     ];
     let p = s
-        .send(Method::GET, "/office/rights", Some(&office), None, &link)
+        .send(Method::GET, "/me/report.json", Some(&me), None, &scripted)
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.vault.store().log_size().unwrap(), before);
+    let clicked = [
+        ("sec-fetch-site", "same-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-user", "?1"),
+    ];
+    let p = s
+        .send(Method::GET, "/office/rights", Some(&office), None, &clicked)
         .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     // Our own pages' requests are same-origin.

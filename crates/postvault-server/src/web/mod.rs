@@ -181,18 +181,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// The people's and the office's pages are loaded by another site only as
 /// a top-level navigation: an image, script, frame or fetch from another
-/// site's page (a sibling subdomain's too, which a `SameSite=Strict` cookie
-/// does not stop) is refused, since some of these pages write leaves in
-/// the name of whoever is signed in (an officer opening an instrument, a
-/// person's logged read). Browsers that send no fetch metadata are let
-/// through; forms are checked apart ([`check_csrf`]).
+/// site's page is refused, since some of these pages write leaves in the
+/// name of whoever is signed in (an officer opening an instrument, a
+/// person's logged read). A sibling subdomain's page (`same-site`: the
+/// session's `SameSite=Strict` cookie comes with it) may only be left by
+/// the user's own click (`Sec-Fetch-User: ?1`), not by its script
+/// navigating there. Browsers that send no fetch metadata are let through;
+/// forms are checked apart ([`check_csrf`]).
 async fn isolate(req: Request, next: Next) -> Response {
     let h = req.headers();
     let meta = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    let foreign = matches!(meta("sec-fetch-site"), Some("cross-site" | "same-site"));
+    let site = meta("sec-fetch-site");
+    let foreign = matches!(site, Some("cross-site" | "same-site"));
     let navigation = req.method() == axum::http::Method::GET
         && meta("sec-fetch-mode") == Some("navigate")
-        && meta("sec-fetch-dest").is_none_or(|d| d == "document");
+        && meta("sec-fetch-dest").is_none_or(|d| d == "document")
+        && (site != Some("same-site") || meta("sec-fetch-user") == Some("?1"));
     if foreign && !navigation {
         return ApiError::new(
             StatusCode::FORBIDDEN,

@@ -44,6 +44,20 @@ impl Vault {
                 .and_then(|k| rules.kind(k))
                 .and_then(|kr| tax.purpose_ix(&kr.purpose))
         };
+        // The approved portions the pack in force still lets the request's
+        // kind disclose on its ground: a narrowing since the approval
+        // narrows the package.
+        let portions_now = |r: &DisclosureRow| -> Vec<String> {
+            let allowed = InstrumentKind::from_id(&r.kind)
+                .and_then(|k| rules.kind(k))
+                .map(|kr| kr.portions_for(&r.ground))
+                .unwrap_or_default();
+            r.portions
+                .iter()
+                .filter(|p| allowed.contains(p))
+                .cloned()
+                .collect()
+        };
         let fetch_status = |r: &DisclosureRow| -> Vec<GatewayReason> {
             if r.requester != agency.name {
                 return vec![unknown_request()];
@@ -194,10 +208,18 @@ impl Vault {
                     let mut unreadable: Option<VaultError> = None;
                     let seen_destroyed = self.covers_seen_destroyed();
                     let mut subject_keys = Vec::with_capacity(r.subjects.len());
+                    let portions = portions_now(r);
                     // The instrument names the people in the package.
                     let inst = match self.open_instrument(r) {
                         Ok(inst) => inst,
-                        Err(e @ VaultError::Crypto(_)) => {
+                        // Its key or its bytes do not authenticate: damage.
+                        // (A failed randomness making the key is an outage.)
+                        Err(
+                            e @ VaultError::Crypto(
+                                postvault_crypto::CryptoError::Open
+                                | postvault_crypto::CryptoError::KeyLength(_),
+                            ),
+                        ) => {
                             unreadable = Some(e);
                             None
                         }
@@ -229,14 +251,16 @@ impl Vault {
                             {
                                 continue;
                             }
-                            if !in_package(
-                                r,
-                                rec,
-                                now,
-                                &own_covers,
-                                preserved.contains(subject),
-                                tax.engine().mail_cover_record_category(),
-                            ) {
+                            if !portions.contains(&rec.category)
+                                || !in_package(
+                                    r,
+                                    rec,
+                                    now,
+                                    &own_covers,
+                                    preserved.contains(subject),
+                                    tax.engine().mail_cover_record_category(),
+                                )
+                            {
                                 continue;
                             }
                             match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
@@ -455,7 +479,7 @@ impl Vault {
             reasons: vec![],
             kind: row.kind.clone(),
             purpose: tax.purpose(purpose_ix).id.clone(),
-            portions: row.portions.clone(),
+            portions: portions_now(&row),
             data_from: row.data_from.map(format_ms),
             data_until: row.data_until.map(format_ms),
             subjects,

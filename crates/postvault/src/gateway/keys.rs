@@ -22,10 +22,14 @@ impl Vault {
                 match self.keys.put_secret(GATEWAY_SECRET, &w) {
                     Ok(()) => w,
                     // Another process made it first.
-                    Err(postvault_store::StoreError::SecretExists(_)) => self
-                        .keys
-                        .secret(GATEWAY_SECRET)?
-                        .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?,
+                    Err(postvault_store::StoreError::SecretExists(_)) => {
+                        self.keys.secret(GATEWAY_SECRET)?.ok_or_else(|| {
+                            VaultError::Store(postvault_store::StoreError::Corrupt(
+                                "the gateway key was made by another process, then not found"
+                                    .into(),
+                            ))
+                        })?
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -706,7 +706,8 @@ fn saturate(v: i128) -> i64 {
 /// What a scan found that stops the answer.
 #[derive(Default)]
 struct Trouble {
-    missing: u64,
+    /// Records whose keys were missing, by person.
+    missing: HashMap<SubjectRef, u64>,
     covers: HashMap<u32, u64>,
 }
 
@@ -951,15 +952,34 @@ impl Vault {
         for r in results {
             let (bounder, t) = r?;
             bounder.merge_into(&mut out);
-            trouble.missing += t.missing;
+            for (s, n) in t.missing {
+                *trouble.missing.entry(s).or_default() += n;
+            }
             for (seq, n) in t.covers {
                 *trouble.covers.entry(seq).or_default() += n;
             }
         }
-        if trouble.missing > 0 {
-            return Err(VaultError::RecordKeysMissing {
-                records: trouble.missing,
-            });
+        // A person erased between a page's rows and their keys' look-up:
+        // their rows are dead now (no read sees them), so what the scan
+        // could not open was gone lawfully. Anyone else's missing keys are
+        // an error.
+        let category = &self.pack.taxonomy().category(plan.category).id;
+        let mut missing = 0u64;
+        for (s, n) in &trouble.missing {
+            let next = next_ref(s);
+            let live = self.store.category_records(
+                category,
+                now,
+                Some(&(*s, [0u8; 16])),
+                next.as_ref(),
+                1,
+            )?;
+            if live.first().is_some_and(|r| r.subject == *s) {
+                missing += n;
+            }
+        }
+        if missing > 0 {
+            return Err(VaultError::RecordKeysMissing { records: missing });
         }
         self.check_cover_keys(&trouble.covers)?;
         // Added without overflow, then clamped to what the measurement
@@ -1039,7 +1059,9 @@ impl Vault {
                 if !opened {
                     match self.gone(r, k, &mut cache, now)? {
                         crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
-                        crate::integrity::Gone::Missing => trouble.missing += 1,
+                        crate::integrity::Gone::Missing => {
+                            *trouble.missing.entry(r.subject).or_default() += 1;
+                        }
                         crate::integrity::Gone::CoverKey(seq) => {
                             *trouble.covers.entry(seq).or_default() += 1;
                         }
@@ -1068,6 +1090,13 @@ type LastKey<'a> = (
 /// `n` ranges of subject refs covering them all, split on their first two
 /// bytes (refs are keyed hashes, spread evenly): (from, until), the last
 /// one open.
+/// The ref after `s` in byte order (`None` past the last).
+fn next_ref(s: &SubjectRef) -> Option<SubjectRef> {
+    u128::from_be_bytes(*s)
+        .checked_add(1)
+        .map(u128::to_be_bytes)
+}
+
 fn subject_ranges(n: usize) -> Vec<(SubjectRef, Option<SubjectRef>)> {
     let at = |i: usize| {
         let p = (i * 65_536 / n) as u16;

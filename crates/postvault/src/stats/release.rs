@@ -142,15 +142,18 @@ pub fn public_keys(
     Public::prepare(sensitivity, epsilon)?.release(keys, exact)
 }
 
+/// Discrete Laplace noise and a threshold over counts by key.
+type ThresholdMeasurement = Measurement<
+    MapDomain<AtomDomain<String>, AtomDomain<i64>>,
+    L0PInfDistance<1, AbsoluteDistance<i64>>,
+    Approximate<MaxDivergence>,
+    HashMap<String, i64>,
+>;
+
 /// The measurement of a release with keys that are not public, made
 /// before the query spends anything; then [`Private::release`]d.
 pub struct Private {
-    m: Measurement<
-        MapDomain<AtomDomain<String>, AtomDomain<i64>>,
-        L0PInfDistance<1, AbsoluteDistance<i64>>,
-        Approximate<MaxDivergence>,
-        HashMap<String, i64>,
-    >,
+    m: ThresholdMeasurement,
     spent: (f64, f64),
     scale: f64,
     threshold: i64,

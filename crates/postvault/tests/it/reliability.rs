@@ -499,6 +499,55 @@ fn a_fetch_under_a_pack_that_no_longer_discloses_its_kind_is_refused_before_any_
     );
 }
 
+/// An approved court order for addresses and changes of address, then a
+/// pack that no longer lets court orders reach addresses (a narrowing, in
+/// force at once): the fetch discloses the changes of address only, its
+/// leaves claim only those, and the package says which portions it holds.
+#[test]
+fn a_fetch_under_a_pack_that_narrowed_the_kinds_portions_discloses_only_what_it_still_allows() {
+    use super::disclosure::{approve, court_order, submit};
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    // cust-a has addresses and a change of address.
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = submit(&v, "fbi", &court_order());
+    assert!(!approve(&v, "officer", &a.id).refused());
+    let mut narrowed = postvault::PackSources::postal();
+    let rules = narrowed.disclosure.take().unwrap();
+    let start = rules.find("[kind.court_order]").unwrap();
+    let end = start + rules[start..].find("\n\n").unwrap();
+    let block = rules[start..end].replacen("\"address\", ", "", 1);
+    assert_ne!(block, rules[start..end]);
+    narrowed.disclosure = Some(format!("{}{}{}", &rules[..start], block, &rules[end..]));
+    let st = v.policy_stage(&narrowed).unwrap();
+    assert!(st.in_force, "{st:?}");
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let fbi = v.principal("fbi").unwrap();
+    let size = v.log_catch_up().unwrap();
+    let p = v.disclose_fetch(&fbi, &a.id).unwrap();
+    assert!(p.reasons.is_empty(), "{:?}", p.reasons);
+    assert_eq!(p.portions, ["change_of_address"]);
+    let got: Vec<&str> = p.subjects[0]
+        .records
+        .iter()
+        .map(|r| r.category.as_str())
+        .collect();
+    assert!(
+        !got.is_empty() && got.iter().all(|c| *c == "change_of_address"),
+        "{got:?}"
+    );
+    let leaves = &events(&v)[usize::try_from(size).unwrap()..];
+    let own = leaves
+        .iter()
+        .find(|e| e.action == "disclose" && e.subject_tag.is_some())
+        .unwrap();
+    assert_eq!(
+        (own.count, own.categories.clone()),
+        (got.len() as u64, vec!["change_of_address".to_string()])
+    );
+}
+
 /// A fetch's step that the backend runs again (a transaction the database
 /// refused, as PostgreSQL's serialization failures are retried): what the
 /// first run found (here, a key store that did not answer) does not count.
@@ -1212,4 +1261,68 @@ fn check_counts_log_mismatches() {
     assert!(r.log.hash_mismatches >= 2, "{:?}", r.log);
     assert_eq!(r.log.checkpoint_mismatches, 1);
     assert!(r.log_mismatch() && !r.keys_missing());
+}
+
+/// A statistics scan meets a person whose keys are gone. Erased by another
+/// process between the scan's page of rows and its look-up of their keys:
+/// their rows are dead by then, so the query is answered (what it could not
+/// open was gone lawfully). Keys lost while the rows live: `keys_missing`,
+/// as ever.
+#[test]
+fn a_statistics_scan_meeting_an_erasure_answers_and_a_key_loss_is_an_error() {
+    let query: postvault::StatsRequest = serde_json::from_value(serde_json::json!({
+        "category": "scan_event", "measure": "count", "group_by": ["day"],
+        "from": "2026-11-01", "to": "2026-11-03", "epsilon": 0.5,
+    }))
+    .unwrap();
+    let lines: Vec<String> = (0..10)
+        .map(|i| {
+            line(
+                &format!("p{i}"),
+                "scan_event",
+                "delivery",
+                serde_json::json!({"piece": "letter", "facility_zip": "60601", "op_code": "918",
+                    "event": "processed", "scanned_at": "2026-11-02T03:00:00Z"}),
+            )
+        })
+        .collect();
+    let made = |dir: &Path, c: &Arc<FixedClock>| {
+        let v = vault_on(&Backend::Sqlite, dir, c);
+        v.add_principal("analyst", "statistics").unwrap();
+        assert_eq!(collect(&v, "ingest", &lines.join("\n")).accepted, 10);
+    };
+
+    // Erased meanwhile, by another vault on the same store.
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    made(dir.path(), &c);
+    let key_faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &Faults::new(), &key_faults);
+    let path = dir.path().to_path_buf();
+    let c2 = c.clone();
+    // Everyone, so the pipeline that looks keys up first (it has read its
+    // page) meets people erased after its read, whichever range it scans.
+    key_faults.before("subject_keys_many", move || {
+        let other = Vault::open(&path, opts(&c2)).unwrap();
+        let officer = other.principal("officer").unwrap();
+        let all: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+        let r = other.erase(&officer, &all, &mut |_| {}).unwrap();
+        assert_eq!(r.erased, 10);
+    });
+    let analyst = v.principal("analyst").unwrap();
+    let a = v.statistics(&analyst, "statistics", &query).unwrap();
+    assert_eq!(a.groups.len(), 2, "{a:?}");
+
+    // Keys lost, rows alive: an error, whatever the scan's re-check.
+    let dir = tempfile::tempdir().unwrap();
+    made(dir.path(), &c);
+    let keys = rusqlite::Connection::open(dir.path().join("keys.db")).unwrap();
+    keys.execute("DELETE FROM subject_keys", []).unwrap();
+    drop(keys);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let analyst = v.principal("analyst").unwrap();
+    match v.statistics(&analyst, "statistics", &query) {
+        Err(VaultError::RecordKeysMissing { records }) => assert_eq!(records, 10),
+        other => panic!("expected keys_missing, got {other:?}"),
+    }
 }
