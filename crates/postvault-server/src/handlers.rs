@@ -163,48 +163,8 @@ impl Read for ChannelReader {
     }
 }
 
-/// One of a principal's uploads in flight, counted in
-/// [`AppState::uploads_by`] until dropped.
-struct PrincipalUpload {
-    state: Arc<AppState>,
-    name: String,
-}
-
-impl PrincipalUpload {
-    /// `None` when `name` already has `MAX_UPLOADS_PER_PRINCIPAL` uploads in
-    /// flight.
-    fn take(state: &Arc<AppState>, name: &str) -> Option<PrincipalUpload> {
-        let mut by = state.uploads_by.lock().unwrap_or_else(|e| e.into_inner());
-        let n = by.entry(name.to_string()).or_insert(0);
-        if *n >= crate::MAX_UPLOADS_PER_PRINCIPAL {
-            return None;
-        }
-        *n += 1;
-        Some(PrincipalUpload {
-            state: state.clone(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl Drop for PrincipalUpload {
-    fn drop(&mut self) {
-        let mut by = self
-            .state
-            .uploads_by
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = by.get_mut(&self.name) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                by.remove(&self.name);
-            }
-        }
-    }
-}
-
 /// `POST /v1/records`: NDJSON, streamed.
-#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery, crate::openapi::IdempotencyHeader), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?}; a line carrying consent is rejected (consent_not_collectable)", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 409, description = "`run_in_progress`: an upload under the same Idempotency-Key is still running (with `Retry-After`)", body = crate::error::ErrorBody), (status = 422, description = "`run_mismatch`: the Idempotency-Key was used for other content", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the principal's role may collect nothing; refused before the body is read, with one deny leaf", body = crate::error::ErrorBody), (status = 429, description = "`too_many_uploads` (16 uploads in flight, or 4 of this principal's), or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/records", tag = "records", params(crate::openapi::CollectQuery, crate::openapi::IdempotencyHeader), request_body(description = "NDJSON: one record per line, {\"subject\", \"category\", \"purpose\"?, \"fields\", \"legal_basis\"?}; a line carrying consent is rejected (consent_not_collectable)", content((String = "application/x-ndjson"), (String = "text/plain"))), responses((status = 200, description = "The collection report: every line accepted or rejected with its reason", body = postvault::CollectReport), (status = 400, description = "`invalid` (a malformed query), `unknown_purpose`, or `upload_incomplete` (the upload stalled or was cut; with the report)", body = crate::openapi::CollectBadRequest), (status = 413, description = "`too_large`: the body passed `--max-records-body`; with the report", body = crate::openapi::CollectError), (status = 409, description = "`run_in_progress`: an upload under the same Idempotency-Key is still running (with `Retry-After`)", body = crate::error::ErrorBody), (status = 422, description = "`run_mismatch`: the Idempotency-Key was used for other content", body = crate::error::ErrorBody), (status = 403, description = "`not_permitted`: the principal's role may collect nothing; refused before the body is read, with one deny leaf", body = crate::error::ErrorBody), (status = 429, description = "`too_many_uploads`, or `rate_limited`", body = crate::error::ErrorBody), (status = 500, description = "`internal`: the store failed midway; with the report", body = crate::openapi::CollectError), (status = 401, description = "No or bad token", body = crate::error::ErrorBody)))]
 pub async fn collect(
     State(state): St,
     Extension(p): Extension<Principal>,
@@ -226,16 +186,6 @@ pub async fn collect(
         let who = p.clone();
         blocking(&state, move |v| Ok(v.refuse_collection(&who)?)).await?;
     }
-    let Some(_own) = PrincipalUpload::take(&state, &p.name) else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_uploads",
-            format!(
-                "this principal has {} uploads in flight; retry when one ends",
-                crate::MAX_UPLOADS_PER_PRINCIPAL
-            ),
-        ));
-    };
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

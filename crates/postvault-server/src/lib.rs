@@ -123,9 +123,6 @@ pub struct AppState {
     public_gathering: tokio::sync::Mutex<()>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
-    /// Uploads in flight by principal, each at most
-    /// `MAX_UPLOADS_PER_PRINCIPAL`: one principal cannot hold every slot.
-    pub(crate) uploads_by: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Principals by token hash, valid for the principals generation in
     /// `watched`: emptied whenever the store's generation moves; the least
     /// recently used leave it past [`TOKEN_CACHE_MAX`].
@@ -140,10 +137,6 @@ pub struct AppState {
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
 pub const MAX_UPLOADS: usize = 16;
 
-/// Concurrent uploads of one principal; more answer 429
-/// `too_many_uploads`.
-pub const MAX_UPLOADS_PER_PRINCIPAL: usize = 4;
-
 impl AppState {
     pub fn new(vault: Arc<Vault>, config: Config) -> Arc<AppState> {
         Arc::new(AppState {
@@ -155,7 +148,6 @@ impl AppState {
             public: std::sync::Mutex::new(None),
             public_gathering: tokio::sync::Mutex::new(()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
-            uploads_by: std::sync::Mutex::new(std::collections::HashMap::new()),
             checkpoint: std::sync::Mutex::new(None),
             vault,
             config,

@@ -852,11 +852,10 @@ async fn answers_given_once_are_not_cut_by_the_timeout_and_nothing_is_cached() {
 }
 
 /// An upload by a role that may collect nothing is refused before its body
-/// is read or a slot is taken (one deny leaf); a principal holds at most 4
-/// of the 16 upload slots, so one token trickling bodies cannot stop
-/// everyone's collection.
+/// is read or a slot is taken (one deny leaf), so a token of the auditor or
+/// an agency cannot hold the upload slots by trickling bodies.
 #[tokio::test]
-async fn uploads_are_refused_to_roles_that_collect_nothing_and_capped_per_principal() {
+async fn uploads_are_refused_before_a_slot_to_roles_that_collect_nothing() {
     let a = api();
     let size = a.vault.store().log_size().unwrap();
     // A body that never ends: were it read, the call would not return.
@@ -904,33 +903,25 @@ async fn uploads_are_refused_to_roles_that_collect_nothing_and_capped_per_princi
             .iter()
             .all(|e| e.action == "collect" && e.decision == "deny")
     );
-    // Four uploads of one collector in flight: a fifth is refused.
+    // A collector's concurrent one-line uploads (an ingest service with
+    // many clients) are not limited below the 16 slots.
     let mut open = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let (tx, body) = never();
         let call = tokio::spawn(a.app.clone().oneshot(upload("ingest", body)));
         open.push((tx, call));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let (_tx, body) = never();
-    let res = a.app.clone().oneshot(upload("ingest", body)).await.unwrap();
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    // The slots come back as the uploads end.
-    for (tx, call) in open {
-        tx.send(Ok(format!("{}\n", address("c-up", "1 Elm St")).into()))
+    for (i, (tx, call)) in open.into_iter().enumerate() {
+        tx.send(Ok(format!(
+            "{}\n",
+            address(&format!("c-up{i}"), "1 Elm St")
+        )
+        .into()))
             .await
             .unwrap();
         drop(tx);
         assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
     }
-    let r = a
-        .post(
-            "/v1/records",
-            Some("ingest"),
-            address("c-up2", "1 Elm St").as_bytes(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
 mod malformed {
