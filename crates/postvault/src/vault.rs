@@ -826,7 +826,11 @@ impl Vault {
     /// The hold key of `subject` (key-store secret `hold:<hex ref>`).
     /// The wrapped data key kept under `name` in the key store, made (and
     /// kept, first writer wins) when `create` and there is none.
-    fn named_secret(&self, name: &str, create: bool) -> Result<Option<Vec<u8>>, VaultError> {
+    pub(crate) fn named_secret(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
         if let Some(w) = self.keys.secret(name)? {
             return Ok(Some(w));
         }

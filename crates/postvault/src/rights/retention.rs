@@ -11,6 +11,10 @@ use crate::vault::{Principal, Vault};
 
 use super::*;
 
+/// How many times a hold seals a person's records again when the hold key
+/// they were sealed under was destroyed meanwhile.
+const HOLD_SEAL_ATTEMPTS: usize = 4;
+
 impl Vault {
     /// Runs the retention sweep at the clock's time: destroys every period
     /// key whose day has begun (after sealing held people's records of it
@@ -183,8 +187,9 @@ impl Vault {
         if self.subject_keys(subject)?.is_none() {
             return Ok(0);
         }
-        let hold = self
-            .hold_key(subject, true)?
+        let name = hold_secret(subject);
+        let wrapped = self
+            .named_secret(&name, true)?
             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
         // An erasure running meanwhile (here, or on another node) destroys
         // the person's keys, then the hold keys it finds: a hold key made
@@ -195,13 +200,12 @@ impl Vault {
         // keys). The keys read are the ones used: a person erased and
         // collected again meanwhile has new ones.
         let Some(stored) = self.keys.subject_keys(subject)? else {
-            self.keys.delete_secrets(&[hold_secret(subject)])?;
+            self.keys.delete_secrets(&[name])?;
             return Ok(0);
         };
         let keys = self.unwrap_pair(Some(&stored), subject)?;
-        let key = keys.data.record_key(&hold)?;
         let mut covers = crate::vault::KeyCache::default();
-        let mut out = Vec::new();
+        let mut plain_rows = Vec::new();
         let cover_category = self.pack.taxonomy().engine().mail_cover_record_category();
         for r in self.store.subject_records(subject)? {
             if !pick(&r) || cover_category == Some(r.category.as_str()) || r.key_id == key_id::HOLD
@@ -214,21 +218,62 @@ impl Vault {
             let Ok(Some(plain)) = self.open_record(&r, Some(&keys), &mut covers) else {
                 continue;
             };
-            let aad = record_aad_of(&r);
-            out.push(RecordRow {
-                key_id: key_id::HOLD,
-                sealed: key.seal(&self.rng, &aad, &plain)?,
-                ..r
-            });
+            plain_rows.push((r, zeroize::Zeroizing::new(plain)));
         }
-        Ok(self.store.rekey(&out)?)
+        // The end of an earlier hold (a sweep, a release, a recovery on
+        // another node) may destroy the hold key between its look-up here
+        // and the rekey: sealed under a key that is gone, the records
+        // would be lost while this hold stands. So the key is read again
+        // after the rekey; if it is not the one they were sealed under,
+        // they are sealed again under the key there is now (made if
+        // none), from what was opened.
+        let mut wrapped = wrapped;
+        for _ in 0..HOLD_SEAL_ATTEMPTS {
+            let key = keys
+                .data
+                .record_key(&self.master.data_key(&wrapped, name.as_bytes())?)?;
+            let mut out = Vec::with_capacity(plain_rows.len());
+            for (r, plain) in &plain_rows {
+                let aad = record_aad_of(r);
+                out.push(RecordRow {
+                    key_id: key_id::HOLD,
+                    sealed: key.seal(&self.rng, &aad, plain)?,
+                    ..r.clone()
+                });
+            }
+            let n = self.store.rekey(&out)?;
+            match self.named_secret(&name, false)? {
+                Some(now) if now == wrapped => return Ok(n),
+                _ => {
+                    wrapped = self
+                        .named_secret(&name, true)?
+                        .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
+                }
+            }
+        }
+        Err(VaultError::Refused {
+            code: "busy",
+            message: "the person's hold key kept being destroyed while their records were sealed \
+                      under it; try again"
+                .into(),
+        })
     }
 
-    /// The end of every hold on `subject`: records not yet expired go back
+    /// The end of every hold on `subject` (unless one is in force again):
+    /// records not yet expired go back
     /// under their period keys, then the hold key is destroyed, so what
     /// expired during the hold is unreadable in every copy; the sweep
     /// deletes its rows.
     pub(crate) fn unhold(&self, subject: &SubjectRef, now: i64) -> Result<u64, VaultError> {
+        // Decided earlier (a sweep's plan, a release, an intent replayed on
+        // open): a hold placed since keeps the person held, and their hold
+        // key with them. Looked at now, whatever `now` the caller planned
+        // with; a person without keys has nothing the key could open.
+        if self.keys.subject_keys(subject)?.is_some()
+            && self.held_subjects(self.clock.now_ms())?.contains(subject)
+        {
+            return Ok(0);
+        }
         let mut out = Vec::new();
         if let (Some(keys), Some(hold)) =
             (self.subject_keys(subject)?, self.hold_key(subject, false)?)
@@ -256,6 +301,15 @@ impl Vault {
             }
         }
         let n = self.store.rekey(&out)?;
+        // Looked at again just before the key goes: a hold placed while
+        // the records were moved keeps the key (the records it sealed are
+        // under it; the ones moved back are under their periods, which the
+        // sweep seals under the hold key again before a period key goes).
+        if self.keys.subject_keys(subject)?.is_some()
+            && self.held_subjects(self.clock.now_ms())?.contains(subject)
+        {
+            return Ok(n);
+        }
         self.keys.delete_secrets(&[hold_secret(subject)])?;
         Ok(n)
     }

@@ -1326,3 +1326,95 @@ fn a_statistics_scan_meeting_an_erasure_answers_and_a_key_loss_is_an_error() {
         other => panic!("expected keys_missing, got {other:?}"),
     }
 }
+
+/// A hold lapses and the sweep ends it; as the sweep moves the person's
+/// records back under their periods, an officer on another node places a
+/// new hold (which seals them under the hold key the sweep is about to
+/// destroy). The sweep looks again before the key goes: the person is held,
+/// the key stays, and every record of theirs still opens.
+#[test]
+fn a_hold_placed_while_the_sweep_ends_the_last_one_keeps_the_hold_key() {
+    use super::disclosure::{approve, court_order, submit};
+    use postvault::Clock as _;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = submit(&v, "fbi", &court_order());
+    assert!(!approve(&v, "officer", &a.id).refused());
+    let off = v.principal("officer").unwrap();
+    v.hold_place(&off, &a.id, Some(c.now_ms() + 2 * DAY))
+        .unwrap();
+    // Collected after the hold was placed: under its period key, which the
+    // new hold seals under the hold key.
+    let r = collect(
+        &v,
+        "ingest",
+        &line(
+            "cust-a",
+            "address",
+            "forwarding",
+            serde_json::json!({"street": "9 Late St", "city": "Portland", "state": "OR", "zip": "97254"}),
+        ),
+    );
+    assert_eq!(r.accepted, 1, "{:?}", r.errors);
+    let before = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert!(before > 0);
+    drop(v);
+    c.advance(2 * DAY + 1);
+    let faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &faults, &Faults::new());
+    let (path, c2, id) = (dir.path().to_path_buf(), c.clone(), a.id.clone());
+    faults.before("rekey", move || {
+        let other = Vault::open(&path, opts(&c2)).unwrap();
+        let off = other.principal("officer").unwrap();
+        other
+            .hold_place(&off, &id, Some(c2.now_ms() + 10 * DAY))
+            .unwrap();
+    });
+    v.retention_run(&mut |_| {}).unwrap();
+    let off = v.principal("officer").unwrap();
+    assert!(
+        v.holds(&off).unwrap().iter().any(|h| h.status == "active"),
+        "the new hold stands"
+    );
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let off = v.principal("officer").unwrap();
+    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert_eq!(after, before, "every record still opens");
+}
+
+/// A hold seals a person's records under their hold key while another node
+/// ends an earlier hold and destroys that key (between the key's look-up
+/// and the rekey): the hold finds the key gone after its rekey and seals
+/// them again under a new one, so none is left under a destroyed key.
+#[test]
+fn a_hold_whose_key_is_destroyed_while_it_seals_seals_again() {
+    use super::disclosure::{approve, court_order, submit};
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
+    let a = submit(&v, "fbi", &court_order());
+    assert!(!approve(&v, "officer", &a.id).refused());
+    let off = v.principal("officer").unwrap();
+    let before = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert!(before > 0);
+    drop(v);
+    let faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &faults, &Faults::new());
+    let keys = dir.path().join("keys.db");
+    faults.before("rekey", move || {
+        let conn = rusqlite::Connection::open(&keys).unwrap();
+        let gone = conn
+            .execute("DELETE FROM secrets WHERE name LIKE 'hold:%'", [])
+            .unwrap();
+        assert_eq!(gone, 1);
+    });
+    let off = v.principal("officer").unwrap();
+    v.hold_place(&off, &a.id, None).unwrap();
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let off = v.principal("officer").unwrap();
+    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert_eq!(after, before, "every record still opens");
+}
