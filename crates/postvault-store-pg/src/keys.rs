@@ -87,9 +87,19 @@ impl PgKeyStore {
         table: &str,
         keys: &(dyn tokio_postgres::types::ToSql + Sync),
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.destroy_with(sql, table, &[keys])
+    }
+
+    /// [`PgKeyStore::destroy`] with several parameters.
+    fn destroy_with(
+        &self,
+        sql: &str,
+        table: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let rows = self.db.run(false, async |c| {
             let tx = c.transaction().await?;
-            let rows = tx.query(sql, &[keys]).await?;
+            let rows = tx.query(sql, params).await?;
             tx.commit().await?;
             Ok(rows)
         })?;
@@ -335,6 +345,29 @@ impl KeyStore for PgKeyStore {
             .iter()
             .filter(|s| gone.contains(&s[..]) && seen.insert(**s))
             .copied()
+            .collect())
+    }
+
+    fn delete_subject_keys_as(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        let refs: Vec<&[u8]> = keys.iter().map(|k| &k.subject[..]).collect();
+        let data: Vec<&[u8]> = keys.iter().map(|k| &k.data[..]).collect();
+        let gone: std::collections::HashSet<Vec<u8>> = self
+            .destroy_with(
+                "DELETE FROM subject_keys k USING unnest($1::bytea[], $2::bytea[]) AS g(ref, data)
+                 WHERE k.ref = g.ref AND k.data = g.data RETURNING k.ref",
+                "subject_keys",
+                &[&refs, &data],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| crate::db::store_error(&e))?;
+        // Each once, in the order given (as SQLite answers).
+        let mut seen = std::collections::HashSet::new();
+        Ok(keys
+            .iter()
+            .map(|k| k.subject)
+            .filter(|s| gone.contains(&s[..]) && seen.insert(*s))
             .collect())
     }
 

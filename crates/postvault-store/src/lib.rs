@@ -834,6 +834,11 @@ pub trait KeyStore: Send + Sync {
     /// and out of the WAL; returns the subjects whose keys existed, in the
     /// order asked.
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError>;
+    /// [`KeyStore::delete_subject_keys`] of these keys, each only while it
+    /// is still its subject's (the same wrapped data key): a subject whose
+    /// keys were destroyed and made again meanwhile (another process
+    /// finished the erasure, then collected them again) keeps the new ones.
+    fn delete_subject_keys_as(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError>;
 
     /// Subjects holding keys, in ref order after `after`; at most `limit`.
     fn subject_refs(

@@ -119,6 +119,7 @@ pub const METHODS: &[&str] = &[
     "secret_names",
     "delete_secrets",
     "delete_subject_keys",
+    "delete_subject_keys_as",
     "subject_refs",
     "rewrap",
 ];
@@ -922,6 +923,11 @@ impl<S: KeyStore> KeyStore for Faulty<S> {
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {
         self.enter("delete_subject_keys")?;
         self.inner.delete_subject_keys(subjects)
+    }
+
+    fn delete_subject_keys_as(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        self.enter("delete_subject_keys_as")?;
+        self.inner.delete_subject_keys_as(keys)
     }
 
     fn subject_refs(

@@ -75,6 +75,28 @@ pub fn secrets_are_listed_raced_and_destroyed_in_batches(k: &dyn KeyStore) {
     assert_eq!(k.subject_keys(&[3; 16]).unwrap(), None);
 }
 
+/// Keys destroyed as they were read: a subject whose keys were made again
+/// meanwhile keeps the new ones.
+pub fn subject_keys_are_destroyed_only_as_read(k: &dyn KeyStore) {
+    let keys = |i: u8, data: u8| SubjectKeys {
+        subject: [i; 16],
+        data: vec![data; 8],
+        tag: vec![i; 8],
+    };
+    k.put_subject_keys(&[keys(5, 1), keys(6, 1)]).unwrap();
+    // 6's keys destroyed and made again elsewhere: new bytes.
+    k.delete_subject_keys(&[[6; 16]]).unwrap();
+    k.put_subject_keys(&[keys(6, 2)]).unwrap();
+    assert_eq!(
+        k.delete_subject_keys_as(&[keys(5, 1), keys(6, 1), keys(7, 1)])
+            .unwrap(),
+        vec![[5; 16]],
+        "only the keys still as read"
+    );
+    assert_eq!(k.subject_keys(&[5; 16]).unwrap(), None);
+    assert_eq!(k.subject_keys(&[6; 16]).unwrap(), Some(keys(6, 2)));
+}
+
 pub fn rewrap_changes_every_key_in_one_transaction(k: &dyn KeyStore) {
     let keys: Vec<SubjectKeys> = (1..=5u8)
         .map(|i| SubjectKeys {

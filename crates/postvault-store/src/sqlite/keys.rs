@@ -382,6 +382,24 @@ impl KeyStore for SqliteKeyStore {
         Ok(existed.into_iter().filter(|&e| e).count() as u64)
     }
 
+    fn delete_subject_keys_as(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut gone = Vec::with_capacity(keys.len());
+        {
+            let mut s =
+                tx.prepare_cached("DELETE FROM subject_keys WHERE ref = ?1 AND data = ?2")?;
+            for k in keys {
+                if s.execute(params![k.subject, k.data])? > 0 {
+                    gone.push(k.subject);
+                }
+            }
+        }
+        tx.commit()?;
+        overwrite_wal(&conn)?;
+        Ok(gone)
+    }
+
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {
         let existed = self.destroy("DELETE FROM subject_keys WHERE ref = ?1", subjects)?;
         Ok(subjects

@@ -391,15 +391,22 @@ impl Vault {
         // second thread while the transaction deletes the rows; the
         // leaves, written last in it, wait for them.
         let (send_tags, tags) = std::sync::mpsc::sync_channel(1);
+        // The wrapped keys read there, before the first step commits: the
+        // ones this erasure destroys (see `destroy_keys`).
+        let mut wrapped: HashMap<SubjectRef, postvault_store::SubjectKeys> = HashMap::new();
         let out = std::thread::scope(|scope| {
             let refs = &refs;
+            let wrapped = &mut wrapped;
             scope.spawn(move || {
-                let read = || -> Result<Vec<Option<postvault_crypto::TagKey>>, VaultError> {
+                let mut read = || -> Result<Vec<Option<postvault_crypto::TagKey>>, VaultError> {
                     let mut out = Vec::with_capacity(refs.len());
                     // A key that does not unwrap leaves its own person's
                     // leaf tagged at random, no one else's.
                     for (r, k) in refs.iter().zip(self.keys.subject_keys_many(refs)?) {
-                        out.push(k.and_then(|k| self.master.tag_key(&k.tag, r).ok()));
+                        out.push(k.as_ref().and_then(|k| self.master.tag_key(&k.tag, r).ok()));
+                        if let Some(k) = k {
+                            wrapped.insert(*r, k);
+                        }
                     }
                     Ok(out)
                 };
@@ -414,7 +421,7 @@ impl Vault {
             Ok((o, _, _)) => o.erased.clone(),
             Err(_) => self.store.pending_erasures()?,
         };
-        let destroyed = self.destroy_keys(&erased)?;
+        let destroyed = self.destroy_keys(&erased, &wrapped)?;
         let (out, intent, delayed) = match out {
             Ok(o) => o,
             Err(e) => {
@@ -670,7 +677,7 @@ impl Vault {
         &self,
         erased: &[SubjectRef],
     ) -> Result<HashSet<SubjectRef>, VaultError> {
-        let destroyed = self.destroy_keys(erased)?;
+        let destroyed = self.destroy_keys(erased, &HashMap::new())?;
         if !erased.is_empty() {
             self.store.finish_erasure(erased)?;
         }
@@ -679,11 +686,27 @@ impl Vault {
 
     /// Erasure, step two: destroys the subject and hold keys of `erased`
     /// and forgets them here. Returns the people whose keys existed.
-    fn destroy_keys(&self, erased: &[SubjectRef]) -> Result<HashSet<SubjectRef>, VaultError> {
+    fn destroy_keys(
+        &self,
+        erased: &[SubjectRef],
+        wrapped: &HashMap<SubjectRef, postvault_store::SubjectKeys>,
+    ) -> Result<HashSet<SubjectRef>, VaultError> {
         if erased.is_empty() {
             return Ok(HashSet::new());
         }
-        let destroyed = self.keys.delete_subject_keys(erased)?;
+        // The keys read before the first step go only if they are still the
+        // person's: another process may have finished this erasure (it met
+        // the person's pending rows) and collected them again, with new
+        // keys, before this one got here. Anyone whose keys were not read
+        // loses whatever keys they have.
+        let (known, unknown): (Vec<SubjectRef>, Vec<SubjectRef>) =
+            erased.iter().partition(|s| wrapped.contains_key(*s));
+        let as_read: Vec<postvault_store::SubjectKeys> =
+            known.iter().map(|s| wrapped[s].clone()).collect();
+        let mut destroyed = self.keys.delete_subject_keys_as(&as_read)?;
+        if !unknown.is_empty() {
+            destroyed.extend(self.keys.delete_subject_keys(&unknown)?);
+        }
         // Hold keys are few: destroy those of the erased.
         let names: HashSet<String> = erased.iter().map(hold_secret).collect();
         let holds: Vec<String> = self

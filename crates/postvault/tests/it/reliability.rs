@@ -797,6 +797,7 @@ const KEY_DESTRUCTIONS: &[&str] = &[
     "delete_secret",
     "delete_secrets",
     "delete_subject_keys",
+    "delete_subject_keys_as",
     "rewrap",
 ];
 
@@ -1417,4 +1418,43 @@ fn a_hold_whose_key_is_destroyed_while_it_seals_seals_again() {
     let off = v.principal("officer").unwrap();
     let after = v.subject_report(&off, "cust-a").unwrap().records.len();
     assert_eq!(after, before, "every record still opens");
+}
+
+/// An erasure's first step commits; before it destroys the person's keys,
+/// another process meets the person's pending rows, finishes the erasure
+/// itself and collects the person again, with new keys. The first erasure
+/// destroys only the keys it read, so the new record stays readable.
+#[test]
+fn an_erasure_finished_elsewhere_and_collected_again_keeps_the_new_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault_on(&Backend::Sqlite, dir.path(), &c);
+    let address = |street: &str| {
+        line(
+            "cust-e",
+            "address",
+            "delivery",
+            serde_json::json!({"street": street, "city": "Springfield", "state": "IL", "zip": "62701"}),
+        )
+    };
+    assert_eq!(collect(&v, "ingest", &address("1 Old St")).accepted, 1);
+    drop(v);
+    let key_faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &Faults::new(), &key_faults);
+    let (path, c2) = (dir.path().to_path_buf(), c.clone());
+    let again = address("2 New St");
+    key_faults.before("delete_subject_keys_as", move || {
+        let other = Vault::open(&path, opts(&c2)).unwrap();
+        assert_eq!(collect(&other, "ingest", &again).accepted, 1);
+    });
+    let off = v.principal("officer").unwrap();
+    let r = v.erase(&off, &["cust-e".to_string()], &mut |_| {}).unwrap();
+    assert_eq!(r.erased, 1);
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let read = v
+        .read(&v.principal("sorting").unwrap(), "cust-e", "delivery")
+        .unwrap();
+    assert_eq!(read.records.len(), 1, "{read:?}");
+    assert!(read.records[0].fields.json().contains("2 New St"));
 }
