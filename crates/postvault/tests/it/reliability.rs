@@ -26,6 +26,30 @@ fn events(v: &Vault) -> Vec<Event> {
         .collect()
 }
 
+/// A gateway vault with `fbi`'s court order for cust-a (addresses and
+/// changes of address), approved by `officer`.
+fn approved_court_order(dir: &Path, c: &Arc<FixedClock>) -> (Vault, postvault::StepAnswer) {
+    let v = gateway_vault_on(&Backend::Sqlite, dir, c);
+    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
+    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    (v, a)
+}
+
+/// The postal pack with its `[kind.court_order]` block made `edit` of it.
+fn postal_with_court_order(edit: impl Fn(&str) -> String) -> postvault::PackSources {
+    let mut pack = postvault::PackSources::postal();
+    let rules = pack.disclosure.take().unwrap();
+    let start = rules.find("[kind.court_order]").unwrap();
+    let end = start + rules[start..].find("\n\n").unwrap();
+    pack.disclosure = Some(format!(
+        "{}{}{}",
+        &rules[..start],
+        edit(&rules[start..end]),
+        &rules[end..]
+    ));
+    pack
+}
+
 fn copy_files(from: &Path, to: &Path, names: &[&str]) {
     std::fs::create_dir_all(to).unwrap();
     for n in names {
@@ -386,9 +410,7 @@ fn a_cover_key_gone_or_unanswered_never_leaves_a_read_leaf_claiming_what_was_not
 fn a_fetch_whose_key_look_up_fails_is_refused_as_unavailable_not_as_keys_lost() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
-    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    let (v, a) = approved_court_order(dir.path(), &c);
     drop(v);
     let key_faults = Faults::new();
     let v = faulty_vault(dir.path(), &c, &Faults::new(), &key_faults);
@@ -426,9 +448,7 @@ fn a_fetch_whose_key_look_up_fails_is_refused_as_unavailable_not_as_keys_lost() 
 fn a_fetch_whose_instrument_does_not_open_is_refused_as_unreadable() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
-    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    let (v, a) = approved_court_order(dir.path(), &c);
     drop(v);
     let conn = rusqlite::Connection::open(dir.path().join("data.db")).unwrap();
     let changed = conn
@@ -460,22 +480,16 @@ fn a_fetch_whose_instrument_does_not_open_is_refused_as_unreadable() {
 }
 
 /// An approved request whose kind the pack in force no longer discloses
-/// (a pack without a disclosure gateway staged since the approval, a
+/// (a pack without the `court_order` kind staged since the approval, a
 /// narrowing in force at once): the fetch is refused before anything is
 /// read, with one leaf naming no person, and the request stays approved.
 #[test]
 fn a_fetch_under_a_pack_that_no_longer_discloses_its_kind_is_refused_before_any_read() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
-    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    let (v, a) = approved_court_order(dir.path(), &c);
     // The postal pack without its `court_order` kind.
-    let mut narrowed = postvault::PackSources::postal();
-    let rules = narrowed.disclosure.take().unwrap();
-    let start = rules.find("[kind.court_order]").unwrap();
-    let end = start + rules[start..].find("\n\n").unwrap();
-    narrowed.disclosure = Some(format!("{}{}", &rules[..start], &rules[end..]));
+    let narrowed = postal_with_court_order(|_| String::new());
     let st = v.policy_stage(&narrowed).unwrap();
     assert!(st.in_force, "{st:?}");
     drop(v);
@@ -505,20 +519,15 @@ fn a_fetch_under_a_pack_that_no_longer_discloses_its_kind_is_refused_before_any_
 /// leaves claim only those, and the package says which portions it holds.
 #[test]
 fn a_fetch_under_a_pack_that_narrowed_the_kinds_portions_discloses_only_what_it_still_allows() {
-    use super::disclosure::{approve, court_order, submit};
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     // cust-a has addresses and a change of address.
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = submit(&v, "fbi", &court_order());
-    assert!(!approve(&v, "officer", &a.id).refused());
-    let mut narrowed = postvault::PackSources::postal();
-    let rules = narrowed.disclosure.take().unwrap();
-    let start = rules.find("[kind.court_order]").unwrap();
-    let end = start + rules[start..].find("\n\n").unwrap();
-    let block = rules[start..end].replacen("\"address\", ", "", 1);
-    assert_ne!(block, rules[start..end]);
-    narrowed.disclosure = Some(format!("{}{}{}", &rules[..start], block, &rules[end..]));
+    let (v, a) = approved_court_order(dir.path(), &c);
+    let narrowed = postal_with_court_order(|block| {
+        let fewer = block.replacen("\"address\", ", "", 1);
+        assert_ne!(fewer, block);
+        fewer
+    });
     let st = v.policy_stage(&narrowed).unwrap();
     assert!(st.in_force, "{st:?}");
     drop(v);
@@ -556,9 +565,7 @@ fn a_fetch_under_a_pack_that_narrowed_the_kinds_portions_discloses_only_what_it_
 fn a_fetch_step_run_again_answers_what_the_committed_run_found() {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = super::disclosure::submit(&v, "fbi", &super::disclosure::court_order());
-    assert!(!super::disclosure::approve(&v, "officer", &a.id).refused());
+    let (v, a) = approved_court_order(dir.path(), &c);
     drop(v);
     let (faults, key_faults) = (Faults::new(), Faults::new());
     let v = faulty_vault(dir.path(), &c, &faults, &key_faults);
@@ -1335,13 +1342,10 @@ fn a_statistics_scan_meeting_an_erasure_answers_and_a_key_loss_is_an_error() {
 /// the key stays, and every record of theirs still opens.
 #[test]
 fn a_hold_placed_while_the_sweep_ends_the_last_one_keeps_the_hold_key() {
-    use super::disclosure::{approve, court_order, submit};
     use postvault::Clock as _;
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = submit(&v, "fbi", &court_order());
-    assert!(!approve(&v, "officer", &a.id).refused());
+    let (v, a) = approved_court_order(dir.path(), &c);
     let off = v.principal("officer").unwrap();
     v.hold_place(&off, &a.id, Some(c.now_ms() + 2 * DAY))
         .unwrap();
@@ -1391,12 +1395,9 @@ fn a_hold_placed_while_the_sweep_ends_the_last_one_keeps_the_hold_key() {
 /// them again under a new one, so none is left under a destroyed key.
 #[test]
 fn a_hold_whose_key_is_destroyed_while_it_seals_seals_again() {
-    use super::disclosure::{approve, court_order, submit};
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
-    let v = gateway_vault_on(&Backend::Sqlite, dir.path(), &c);
-    let a = submit(&v, "fbi", &court_order());
-    assert!(!approve(&v, "officer", &a.id).refused());
+    let (v, a) = approved_court_order(dir.path(), &c);
     let off = v.principal("officer").unwrap();
     let before = v.subject_report(&off, "cust-a").unwrap().records.len();
     assert!(before > 0);
