@@ -154,7 +154,12 @@ impl Vault {
                         None => vec![unknown_request()],
                         Some(r) => allowed(r),
                     };
-                    let Some(r) = row.filter(|_| reasons.is_empty()) else {
+                    // Allowed, so the pack in force discloses its kind
+                    // (`allowed` refuses it otherwise).
+                    let Some((r, purpose_ix)) = row
+                        .filter(|_| reasons.is_empty())
+                        .and_then(|r| Some((r, kind_purpose(r)?)))
+                    else {
                         // Refused: one leaf, nothing read. A fetch past its validity
                         // records the expiry.
                         let new = row.filter(|r| r.requester == agency.name).and_then(|r| {
@@ -177,21 +182,6 @@ impl Vault {
                         );
                         outcome = Some((None, reasons, vec![]));
                         return step;
-                    };
-                    // Allowed, so the pack in force discloses its kind.
-                    let Some(purpose_ix) = kind_purpose(r) else {
-                        let reasons = vec![kind_not_disclosed()];
-                        outcome = Some((None, reasons.clone(), vec![]));
-                        let mut ignored = None;
-                        return self.step_leaf(
-                            agency,
-                            Some(r),
-                            "disclose",
-                            None,
-                            reasons,
-                            now,
-                            &mut ignored,
-                        );
                     };
                     let mut step = DisclosureStep::default();
                     let mut chosen = Vec::new();
