@@ -327,6 +327,38 @@ impl KeyStore for PgKeyStore {
         Ok(gone.len() as u64)
     }
 
+    fn delete_secrets_guarded(
+        &self,
+        guard: &str,
+        value: &[u8],
+        names: &[String],
+    ) -> Result<bool, StoreError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let done = self.db.run(false, async |c| {
+            let tx = c.transaction().await?;
+            // The guard's row is locked by its delete: a process deleting
+            // it meanwhile waits, then finds nothing, or this one does.
+            if tx
+                .execute(
+                    "DELETE FROM secrets WHERE name = $1 AND value = $2",
+                    &[&guard, &value],
+                )
+                .await?
+                == 0
+            {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM secrets WHERE name = ANY($1)", &[&names])
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })?;
+        if done {
+            self.vacuum("secrets")?;
+        }
+        Ok(done)
+    }
+
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {
         let refs: Vec<&[u8]> = subjects.iter().map(|s| &s[..]).collect();
         let gone: std::collections::HashSet<Vec<u8>> = self

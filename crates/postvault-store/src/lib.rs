@@ -830,6 +830,18 @@ pub trait KeyStore: Send + Sync {
     /// Destroys named secrets in one transaction, bytes overwritten on disk
     /// and out of the WAL; returns how many existed.
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError>;
+    /// [`KeyStore::delete_secrets`] of `guard` and `names` in one
+    /// transaction, only while secret `guard` still holds `value`; true if
+    /// it did (and so destroyed them). A process that deleted or replaced
+    /// `guard` meanwhile cancels the destruction: two processes each write
+    /// their own mark, then read the other's, and one of them always sees
+    /// the other.
+    fn delete_secrets_guarded(
+        &self,
+        guard: &str,
+        value: &[u8],
+        names: &[String],
+    ) -> Result<bool, StoreError>;
     /// Destroys subjects' keys in one transaction, bytes overwritten on disk
     /// and out of the WAL; returns the subjects whose keys existed, in the
     /// order asked.

@@ -120,6 +120,7 @@ pub const METHODS: &[&str] = &[
     "delete_secrets",
     "delete_subject_keys",
     "delete_subject_keys_as",
+    "delete_secrets_guarded",
     "subject_refs",
     "rewrap",
 ];
@@ -918,6 +919,16 @@ impl<S: KeyStore> KeyStore for Faulty<S> {
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError> {
         self.enter("delete_secrets")?;
         self.inner.delete_secrets(names)
+    }
+
+    fn delete_secrets_guarded(
+        &self,
+        guard: &str,
+        value: &[u8],
+        names: &[String],
+    ) -> Result<bool, StoreError> {
+        self.enter("delete_secrets_guarded")?;
+        self.inner.delete_secrets_guarded(guard, value, names)
     }
 
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {

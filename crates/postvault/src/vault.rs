@@ -740,14 +740,22 @@ impl Vault {
             return Ok(None);
         }
         let name = crate::rights::period_secret(category, expires_at);
-        if let Some(k) = self.periods().get(&name) {
+        // A key whose day has begun may be destroyed at any moment, by a
+        // sweep in any process: it is looked up in the key store each
+        // time, never kept, so no process opens what expiry destroyed.
+        let due = crate::rights::period_start(expires_at) <= now;
+        if due {
+            self.periods().pop(&name);
+        } else if let Some(k) = self.periods().get(&name) {
             return Ok(Some(k.clone()));
         }
         let Some(wrapped) = self.named_secret(&name, create)? else {
             return Ok(None);
         };
         let key = Arc::new(self.master.data_key(&wrapped, name.as_bytes())?);
-        self.periods().put(name, key.clone());
+        if !due {
+            self.periods().put(name, key.clone());
+        }
         Ok(Some(key))
     }
 

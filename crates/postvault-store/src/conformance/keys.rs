@@ -40,6 +40,42 @@ pub fn secrets_can_be_destroyed(k: &dyn KeyStore) {
     assert!(!k.delete_secret("cover:1").unwrap());
 }
 
+/// Secrets destroyed only while a guard secret still holds the value given:
+/// a guard deleted or changed meanwhile cancels the destruction.
+pub fn secrets_are_destroyed_only_under_their_guard(k: &dyn KeyStore) {
+    k.put_secret("hold:1", b"key").unwrap();
+    k.put_secret("hold-ending:1", b"mine").unwrap();
+    assert!(
+        !k.delete_secrets_guarded("hold-ending:1", b"theirs", &["hold:1".into()])
+            .unwrap(),
+        "another value: nothing goes"
+    );
+    assert_eq!(k.secret("hold:1").unwrap().as_deref(), Some(&b"key"[..]));
+    assert_eq!(
+        k.secret("hold-ending:1").unwrap().as_deref(),
+        Some(&b"mine"[..])
+    );
+    assert!(
+        k.delete_secrets_guarded(
+            "hold-ending:1",
+            b"mine",
+            &["hold:1".into(), "hold:9".into()]
+        )
+        .unwrap()
+    );
+    assert_eq!(k.secret("hold:1").unwrap(), None);
+    assert_eq!(k.secret("hold-ending:1").unwrap(), None);
+    // The guard cancelled (deleted by another process): the key stays.
+    k.put_secret("hold:2", b"key").unwrap();
+    k.put_secret("hold-ending:2", b"mine").unwrap();
+    assert!(k.delete_secret("hold-ending:2").unwrap());
+    assert!(
+        !k.delete_secrets_guarded("hold-ending:2", b"mine", &["hold:2".into()])
+            .unwrap()
+    );
+    assert_eq!(k.secret("hold:2").unwrap().as_deref(), Some(&b"key"[..]));
+}
+
 pub fn secrets_are_listed_raced_and_destroyed_in_batches(k: &dyn KeyStore) {
     assert_eq!(
         k.put_secret_or_get("retention:a:1", b"first").unwrap(),

@@ -21,6 +21,7 @@ mod stats;
 
 pub use keys::{
     log_state_swaps_only_from_the_state_expected, rewrap_changes_every_key_in_one_transaction,
+    secrets_are_destroyed_only_under_their_guard,
     secrets_are_listed_raced_and_destroyed_in_batches, secrets_are_write_once,
     secrets_can_be_destroyed, subject_keys_are_destroyed_only_as_read, subject_keys_are_kept_once,
 };
@@ -122,6 +123,7 @@ pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
     secrets_can_be_destroyed(&*fresh());
     secrets_are_listed_raced_and_destroyed_in_batches(&*fresh());
     subject_keys_are_destroyed_only_as_read(&*fresh());
+    secrets_are_destroyed_only_under_their_guard(&*fresh());
     rewrap_changes_every_key_in_one_transaction(&*fresh());
 
     log_state_swaps_only_from_the_state_expected(&*fresh());

@@ -382,6 +382,32 @@ impl KeyStore for SqliteKeyStore {
         Ok(existed.into_iter().filter(|&e| e).count() as u64)
     }
 
+    fn delete_secrets_guarded(
+        &self,
+        guard: &str,
+        value: &[u8],
+        names: &[String],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if tx.execute(
+            "DELETE FROM secrets WHERE name = ?1 AND value = ?2",
+            params![guard, value],
+        )? == 0
+        {
+            return Ok(false);
+        }
+        {
+            let mut s = tx.prepare_cached("DELETE FROM secrets WHERE name = ?1")?;
+            for n in names {
+                s.execute([n])?;
+            }
+        }
+        tx.commit()?;
+        overwrite_wal(&conn)?;
+        Ok(true)
+    }
+
     fn delete_subject_keys_as(&self, keys: &[SubjectKeys]) -> Result<Vec<SubjectRef>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -707,14 +707,15 @@ impl Vault {
         if !unknown.is_empty() {
             destroyed.extend(self.keys.delete_subject_keys(&unknown)?);
         }
-        // Hold keys are few: destroy those of the erased.
-        let names: HashSet<String> = erased.iter().map(hold_secret).collect();
-        let holds: Vec<String> = self
-            .keys
-            .secret_names(HOLD_PREFIX)?
-            .into_iter()
-            .filter(|n| names.contains(n))
+        // Hold keys are few: destroy those of the erased, with any mark of
+        // an end left by a crash (it names the person's ref).
+        let names: HashSet<String> = erased
+            .iter()
+            .flat_map(|s| [hold_secret(s), hold_ending_secret(s)])
             .collect();
+        let mut holds: Vec<String> = self.keys.secret_names(HOLD_PREFIX)?;
+        holds.extend(self.keys.secret_names(HOLD_ENDING_PREFIX)?);
+        holds.retain(|n| names.contains(n));
         if !holds.is_empty() {
             self.keys.delete_secrets(&holds)?;
         }

@@ -101,6 +101,16 @@ pub(crate) fn hold_secret(subject: &SubjectRef) -> String {
     format!("{HOLD_PREFIX}{}", hex::encode(subject))
 }
 
+/// Key-store name prefix of the marks an ending hold key carries between
+/// the end's last look at the holds and the key's destruction (see
+/// [`Vault::unhold`]); not under [`HOLD_PREFIX`], so never taken for a key.
+pub(crate) const HOLD_ENDING_PREFIX: &str = "hold-ending:";
+
+/// The key-store name of the mark on `subject`'s ending hold key.
+pub(crate) fn hold_ending_secret(subject: &SubjectRef) -> String {
+    format!("{HOLD_ENDING_PREFIX}{}", hex::encode(subject))
+}
+
 fn hold_subject(name: &str) -> Option<SubjectRef> {
     hex::decode(name.strip_prefix(HOLD_PREFIX)?)
         .ok()?

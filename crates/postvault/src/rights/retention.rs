@@ -187,6 +187,9 @@ impl Vault {
         if self.subject_keys(subject)?.is_none() {
             return Ok(0);
         }
+        // Called once the person's hold is stored (or, by the sweep, while
+        // it stands): an end of their hold key under way keeps the key.
+        self.cancel_hold_ending(subject)?;
         let name = hold_secret(subject);
         let wrapped = self
             .named_secret(&name, true)?
@@ -301,17 +304,39 @@ impl Vault {
             }
         }
         let n = self.store.rekey(&out)?;
-        // Looked at again just before the key goes: a hold placed while
-        // the records were moved keeps the key (the records it sealed are
+        // Looked at again before the key goes: a hold placed while the
+        // records were moved keeps the key (the records it sealed are
         // under it; the ones moved back are under their periods, which the
         // sweep seals under the hold key again before a period key goes).
+        // A hold placed on another node after this look would seal under
+        // the key as it goes, so the key is first marked as ending, and
+        // goes only if the mark is still there: a hold writes its row,
+        // then takes the mark away before it looks the key up (see
+        // `seal_under_hold`). Each side writes, then reads the other's:
+        // one of them always sees the other.
+        let mark = hold_ending_secret(subject);
+        let ours = postvault_crypto::random_token(&self.rng)?;
+        let ours = self.keys.put_secret_or_get(&mark, &ours)?;
         if self.keys.subject_keys(subject)?.is_some()
             && self.held_subjects(self.clock.now_ms())?.contains(subject)
         {
+            self.keys.delete_secret(&mark)?;
             return Ok(n);
         }
-        self.keys.delete_secrets(&[hold_secret(subject)])?;
+        self.keys
+            .delete_secrets_guarded(&mark, &ours, &[hold_secret(subject)])?;
         Ok(n)
+    }
+
+    /// Takes away the mark of an end of `subject`'s hold key (see
+    /// [`Vault::unhold`]), once a hold on them is stored: an end that has
+    /// not yet looked at the holds will see it; one that has keeps the key.
+    fn cancel_hold_ending(&self, subject: &SubjectRef) -> Result<(), VaultError> {
+        let mark = hold_ending_secret(subject);
+        if self.keys.secret(&mark)?.is_some() {
+            self.keys.delete_secret(&mark)?;
+        }
+        Ok(())
     }
 }
 
@@ -367,5 +392,42 @@ mod tests {
         v.keys.delete_subject_keys(&[s]).unwrap();
         v.retention_run(&mut |_| {}).unwrap();
         assert!(v.keys.secret_names(HOLD_PREFIX).unwrap().is_empty());
+    }
+
+    /// A period key destroyed by a sweep in another process is not opened
+    /// from this process's cache once its day has begun.
+    #[test]
+    fn a_period_key_destroyed_elsewhere_is_not_used_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = 100 * DAY_MS;
+        let clock = std::sync::Arc::new(crate::FixedClock::new(start));
+        let v = Vault::init(
+            dir.path(),
+            crate::OpenOptions {
+                clock: clock.clone(),
+                ..crate::OpenOptions::default()
+            },
+        )
+        .unwrap();
+        let expires = start + 2 * DAY_MS;
+        assert!(v.period_key("scan_event", expires, true).unwrap().is_some());
+        // Another process's sweep, once the day began: the key is gone.
+        clock.advance(2 * DAY_MS);
+        v.keys
+            .delete_secrets(&[period_secret("scan_event", expires)])
+            .unwrap();
+        assert!(
+            v.period_key("scan_event", expires, false)
+                .unwrap()
+                .is_none(),
+            "the destroyed key is not opened from memory"
+        );
+        // A key whose day has not begun is kept in memory as before.
+        let later = start + 10 * DAY_MS;
+        assert!(v.period_key("scan_event", later, true).unwrap().is_some());
+        v.keys
+            .delete_secrets(&[period_secret("scan_event", later)])
+            .unwrap();
+        assert!(v.period_key("scan_event", later, false).unwrap().is_some());
     }
 }

@@ -803,6 +803,7 @@ impl std::io::Read for Gate {
 const KEY_DESTRUCTIONS: &[&str] = &[
     "delete_secret",
     "delete_secrets",
+    "delete_secrets_guarded",
     "delete_subject_keys",
     "delete_subject_keys_as",
     "rewrap",
@@ -1368,9 +1369,11 @@ fn a_hold_placed_while_the_sweep_ends_the_last_one_keeps_the_hold_key() {
     c.advance(2 * DAY + 1);
     let faults = Faults::new();
     let v = faulty_vault(dir.path(), &c, &faults, &Faults::new());
-    let (path, c2, id) = (dir.path().to_path_buf(), c.clone(), a.id.clone());
+    // The other node is open already (opening it now would finish the
+    // sweep's intent itself).
+    let other = Vault::open(dir.path(), opts(&c)).unwrap();
+    let (c2, id) = (c.clone(), a.id.clone());
     faults.before("rekey", move || {
-        let other = Vault::open(&path, opts(&c2)).unwrap();
         let off = other.principal("officer").unwrap();
         other
             .hold_place(&off, &id, Some(c2.now_ms() + 10 * DAY))
@@ -1387,6 +1390,58 @@ fn a_hold_placed_while_the_sweep_ends_the_last_one_keeps_the_hold_key() {
     let off = v.principal("officer").unwrap();
     let after = v.subject_report(&off, "cust-a").unwrap().records.len();
     assert_eq!(after, before, "every record still opens");
+}
+
+/// The narrowest window of the same race: the sweep has looked at the
+/// holds for the last time and is about to destroy the hold key when
+/// another node places a hold, seals the person's records under that key
+/// and finds it still there. The end destroys the key only while its mark
+/// is there, and the new hold took the mark away before it looked the key
+/// up: the key stays, and every record still opens.
+#[test]
+fn a_hold_placed_as_the_sweep_destroys_the_hold_key_keeps_it() {
+    use postvault::Clock as _;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let (v, a) = approved_court_order(dir.path(), &c);
+    let off = v.principal("officer").unwrap();
+    v.hold_place(&off, &a.id, Some(c.now_ms() + 2 * DAY))
+        .unwrap();
+    let before = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert!(before > 0);
+    drop(v);
+    c.advance(2 * DAY + 1);
+    let key_faults = Faults::new();
+    let v = faulty_vault(dir.path(), &c, &Faults::new(), &key_faults);
+    // The other node is open already (opening it now would finish the
+    // sweep's intent itself).
+    let other = Vault::open(dir.path(), opts(&c)).unwrap();
+    let (c2, id) = (c.clone(), a.id.clone());
+    let placed = Arc::new(AtomicBool::new(false));
+    let placed2 = placed.clone();
+    key_faults.before("delete_secrets_guarded", move || {
+        placed2.store(true, Ordering::SeqCst);
+        let off = other.principal("officer").unwrap();
+        other
+            .hold_place(&off, &id, Some(c2.now_ms() + 10 * DAY))
+            .unwrap();
+    });
+    v.retention_run(&mut |_| {}).unwrap();
+    assert!(
+        placed.load(Ordering::SeqCst),
+        "the end reached its destruction"
+    );
+    drop(v);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let off = v.principal("officer").unwrap();
+    assert!(
+        v.holds(&off).unwrap().iter().any(|h| h.status == "active"),
+        "the new hold stands"
+    );
+    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert_eq!(after, before, "every record still opens");
+    let report = v.check().unwrap();
+    assert_eq!(report.hold_keys_missing.records, 0, "{report:?}");
 }
 
 /// A hold seals a person's records under their hold key while another node
