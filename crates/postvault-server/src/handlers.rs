@@ -199,19 +199,52 @@ pub async fn collect(
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
     let limit = state.config.max_records_body;
     let idle = state.config.timeout;
+    let who = p.name.clone();
+    let uploads = state.clone();
     let forward = async move {
         let mut stream = body.into_data_stream();
         let mut total = 0usize;
         let started = std::time::Instant::now();
+        // When the forwarder last began waiting for bytes, and how long it
+        // has waited for the collection instead (a busy vault is not a
+        // slow client).
+        let mut last = started;
+        let mut held = std::time::Duration::ZERO;
+        // Counted among the principal's slow uploads once it is one.
+        let mut slow: Option<crate::SlowUpload> = None;
         loop {
-            let next = match tokio::time::timeout(idle, stream.next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    let _ = tx
-                        .send(Chunk::Fail(std::io::Error::other("the upload stalled")))
-                        .await;
-                    return Some("stalled");
+            // Looked at each second too, whether or not bytes arrive.
+            let arrival = tokio::select! {
+                n = stream.next() => Arrival::Chunk(n),
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => Arrival::Tick,
+            };
+            if matches!(arrival, Arrival::Tick) && last.elapsed() >= idle {
+                let _ = tx
+                    .send(Chunk::Fail(std::io::Error::other("the upload stalled")))
+                    .await;
+                return Some("stalled");
+            }
+            let sending = started.elapsed().saturating_sub(held);
+            let incoming = match &arrival {
+                Arrival::Chunk(Some(Ok(c))) => c.len(),
+                _ => 0,
+            };
+            if slow.is_none() && is_slow(sending, total + incoming) {
+                match uploads.slow_upload(&who) {
+                    Some(mark) => slow = Some(mark),
+                    None => {
+                        let _ = tx
+                            .send(Chunk::Fail(std::io::Error::other(
+                                "the principal's other uploads are slow too",
+                            )))
+                            .await;
+                        return Some("crowded");
+                    }
                 }
+            }
+            let next = match arrival {
+                Arrival::Tick => continue,
+                Arrival::Chunk(n) => n,
             };
             let Some(chunk) = next else {
                 let _ = tx.send(Chunk::End).await;
@@ -229,7 +262,7 @@ pub async fn collect(
             total += chunk.len();
             // A trickle holds an upload slot: after a minute, at least
             // 1 KiB a second on average.
-            let elapsed = started.elapsed().as_secs();
+            let elapsed = sending.as_secs();
             if elapsed > 60 && (total as u64) < elapsed * 1024 {
                 let _ = tx
                     .send(Chunk::Fail(std::io::Error::other("the upload is too slow")))
@@ -244,9 +277,12 @@ pub async fn collect(
                     .await;
                 return Some("too_large");
             }
+            let wait = std::time::Instant::now();
             if tx.send(Chunk::Data(chunk)).await.is_err() {
                 return None; // collection stopped; its report says why
             }
+            last = std::time::Instant::now();
+            held += last - wait;
         }
     };
     let vault = state.vault.clone();
@@ -287,6 +323,16 @@ pub async fn collect(
                 report.committed_through_line
             ),
         ),
+        (Some("crowded"), _) => fail(
+            StatusCode::BAD_REQUEST,
+            "upload_incomplete",
+            format!(
+                "the upload arrived slowly while this principal had {} other slow uploads in flight; \
+                 lines through {} were handled; send the rest at once, or when one of them ends",
+                crate::MAX_SLOW_UPLOADS,
+                report.committed_through_line
+            ),
+        ),
         (Some(_), _) => fail(
             StatusCode::BAD_REQUEST,
             "upload_incomplete",
@@ -323,6 +369,20 @@ pub async fn collect(
         }
         (None, None) => json(StatusCode::OK, &report),
     })
+}
+
+/// What an upload's forwarder woke for: bytes (or the body's end or
+/// failure), or its once-a-second look.
+enum Arrival {
+    Chunk(Option<Result<Bytes, axum::Error>>),
+    Tick,
+}
+
+/// Whether a body that has arrived for `elapsed`, `total` bytes of it, is
+/// slow (see [`crate::MAX_SLOW_UPLOADS`]).
+fn is_slow(elapsed: std::time::Duration, total: usize) -> bool {
+    elapsed >= crate::SLOW_AFTER
+        && (total as u128) * 1000 < elapsed.as_millis() * u128::from(crate::SLOW_RATE)
 }
 
 /// `GET /v1/subjects/{id}?purpose=P`.

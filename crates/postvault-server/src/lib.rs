@@ -19,6 +19,7 @@ pub mod tls;
 mod web;
 pub mod witness;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +124,8 @@ pub struct AppState {
     public_gathering: tokio::sync::Mutex<()>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Each principal's slow uploads in flight (see [`MAX_SLOW_UPLOADS`]).
+    slow_uploads: std::sync::Mutex<HashMap<String, usize>>,
     /// Principals by token hash, valid for the principals generation in
     /// `watched`: emptied whenever the store's generation moves; the least
     /// recently used leave it past [`TOKEN_CACHE_MAX`].
@@ -137,6 +140,38 @@ pub struct AppState {
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
 pub const MAX_UPLOADS: usize = 16;
 
+/// A principal's slow uploads in flight at most: one more that turns slow
+/// is cut (`upload_incomplete`, with its report), so one principal's
+/// trickling bodies cannot hold every upload slot. A body is slow once it
+/// has been arriving for [`SLOW_AFTER`] at under [`SLOW_RATE`] on
+/// average; a body sent at once never is, however many run together.
+pub const MAX_SLOW_UPLOADS: usize = 4;
+
+/// How long a body arrives before its rate is judged.
+pub const SLOW_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Bytes a second under which a body that has arrived for [`SLOW_AFTER`]
+/// is slow.
+pub const SLOW_RATE: u64 = 64 * 1024;
+
+/// One of a principal's slow uploads, counted until it ends.
+pub(crate) struct SlowUpload {
+    state: Arc<AppState>,
+    who: String,
+}
+
+impl Drop for SlowUpload {
+    fn drop(&mut self) {
+        let mut slow = self.state.slow();
+        if let Some(n) = slow.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                slow.remove(&self.who);
+            }
+        }
+    }
+}
+
 impl AppState {
     pub fn new(vault: Arc<Vault>, config: Config) -> Arc<AppState> {
         Arc::new(AppState {
@@ -148,12 +183,32 @@ impl AppState {
             public: std::sync::Mutex::new(None),
             public_gathering: tokio::sync::Mutex::new(()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
+            slow_uploads: std::sync::Mutex::new(HashMap::new()),
             checkpoint: std::sync::Mutex::new(None),
             vault,
             config,
             metrics: Metrics::default(),
             principals: std::sync::Mutex::new(lru::LruCache::new(TOKEN_CACHE_MAX)),
             watched: std::sync::Mutex::new((None, 0)),
+        })
+    }
+
+    fn slow(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.slow_uploads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one more slow upload of `who`, unless they have
+    /// [`MAX_SLOW_UPLOADS`] already.
+    pub(crate) fn slow_upload(self: &Arc<Self>, who: &str) -> Option<SlowUpload> {
+        let mut slow = self.slow();
+        let n = slow.entry(who.to_string()).or_default();
+        if *n >= MAX_SLOW_UPLOADS {
+            return None;
+        }
+        *n += 1;
+        Some(SlowUpload {
+            state: self.clone(),
+            who: who.to_string(),
         })
     }
 

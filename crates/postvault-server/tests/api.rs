@@ -924,6 +924,79 @@ async fn uploads_are_refused_before_a_slot_to_roles_that_collect_nothing() {
     }
 }
 
+/// One principal's trickling bodies cannot hold every upload slot: past
+/// four slow uploads of theirs, the next that turns slow is cut with its
+/// report; their bodies sent at once, and other principals' uploads, go
+/// on as before.
+#[tokio::test]
+async fn a_principal_keeps_at_most_four_slow_uploads() {
+    let a = api();
+    let open = || {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        (tx, Body::from_stream(stream))
+    };
+    let upload = |who: &str, body: Body| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/v1/records")
+            .header("authorization", format!("Bearer {}", a.tokens[who]))
+            .body(body)
+            .unwrap()
+    };
+    let line = |i: &str| -> axum::body::Bytes { format!("{}\n", address(i, "1 Elm St")).into() };
+    let mut slow = Vec::new();
+    for _ in 0..postvault_server::MAX_SLOW_UPLOADS {
+        let (tx, body) = open();
+        slow.push((
+            tx,
+            tokio::spawn(a.app.clone().oneshot(upload("ingest", body))),
+        ));
+    }
+    // Long enough for each to be judged slow.
+    tokio::time::sleep(postvault_server::SLOW_AFTER + std::time::Duration::from_millis(1500)).await;
+    let (_tx, body) = open();
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        a.app.clone().oneshot(upload("ingest", body)),
+    )
+    .await
+    .expect("cut, not left to trickle")
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "upload_incomplete");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("slow"),
+        "{body}"
+    );
+    assert!(body["report"].is_object(), "{body}");
+    // A body sent at once goes through beside them.
+    let res = a
+        .app
+        .clone()
+        .oneshot(upload("ingest", Body::from(line("c-fast"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // So does another principal's slow upload: counted apart.
+    let (tx, body) = open();
+    let other = tokio::spawn(a.app.clone().oneshot(upload("sorting", body)));
+    tokio::time::sleep(postvault_server::SLOW_AFTER + std::time::Duration::from_millis(1500)).await;
+    tx.send(Ok(line("c-other"))).await.unwrap();
+    drop(tx);
+    assert_eq!(other.await.unwrap().unwrap().status(), StatusCode::OK);
+    // The four slow ones finish as they would have.
+    for (i, (tx, call)) in slow.into_iter().enumerate() {
+        tx.send(Ok(line(&format!("c-slow{i}")))).await.unwrap();
+        drop(tx);
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+}
+
 mod malformed {
     use super::*;
     use proptest::prelude::*;
