@@ -124,6 +124,9 @@ fn log_state_from_row(r: &tokio_postgres::Row) -> Result<LogState, Fail> {
     })
 }
 
+/// Inserts of a secret a concurrent destruction undoes, before giving up.
+const PUT_OR_GET_ATTEMPTS: usize = 8;
+
 impl KeyStore for PgKeyStore {
     fn log_state(&self) -> Result<Option<LogState>, StoreError> {
         self.db.run(true, async |c| {
@@ -290,16 +293,24 @@ impl KeyStore for PgKeyStore {
 
     fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.db.run(false, async |c| {
-            c.execute(
-                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&name, &value],
-            )
-            .await?;
-            Ok(
-                c.query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
+            // Another process may delete the secret between the insert
+            // that found it and the read: then insert again.
+            for _ in 0..PUT_OR_GET_ATTEMPTS {
+                c.execute(
+                    "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&name, &value],
+                )
+                .await?;
+                if let Some(r) = c
+                    .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
                     .await?
-                    .try_get(0)?,
-            )
+                {
+                    return Ok(r.try_get(0)?);
+                }
+            }
+            Err(Fail::Store(StoreError::NotCommitted(format!(
+                "the secret {name} kept being destroyed as it was stored"
+            ))))
         })
     }
 

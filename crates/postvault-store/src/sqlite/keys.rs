@@ -356,16 +356,19 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn put_secret_or_get(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let conn = self.conn();
-        conn.execute(
+        let mut conn = self.conn();
+        // One transaction: another process cannot delete the secret
+        // between the insert that found it and the read.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             params![name, value],
         )?;
-        Ok(
-            conn.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })?,
-        )
+        let stored = tx.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })?;
+        tx.commit()?;
+        Ok(stored)
     }
 
     fn secret_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

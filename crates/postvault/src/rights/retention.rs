@@ -245,6 +245,10 @@ impl Vault {
                 });
             }
             let n = self.store.rekey(&out)?;
+            // An end that marked the key before this rekey and has not yet
+            // destroyed it keeps it now; one that destroyed it already is
+            // seen below.
+            self.cancel_hold_ending(subject)?;
             match self.named_secret(&name, false)? {
                 Some(now) if now == wrapped => return Ok(n),
                 _ => {
@@ -277,6 +281,18 @@ impl Vault {
         {
             return Ok(0);
         }
+        // The key is marked as ending before anything is looked at, and
+        // goes at the end only if the mark is still there. A hold writes
+        // its row, then takes the mark away before it looks the key up and
+        // again after it has sealed under it (see `seal_under_hold`). Each
+        // side writes, then reads the other's, so one always sees the
+        // other: this end sees the hold in force, or the records the hold
+        // sealed (and moves them back, the hold being over), or finds its
+        // mark gone and keeps the key; or the hold finds the key gone after
+        // sealing and seals again under a new one.
+        let mark = hold_ending_secret(subject);
+        let ours = postvault_crypto::random_token(&self.rng)?;
+        let ours = self.keys.put_secret_or_get(&mark, &ours)?;
         let mut out = Vec::new();
         if let (Some(keys), Some(hold)) =
             (self.subject_keys(subject)?, self.hold_key(subject, false)?)
@@ -308,21 +324,15 @@ impl Vault {
         // records were moved keeps the key (the records it sealed are
         // under it; the ones moved back are under their periods, which the
         // sweep seals under the hold key again before a period key goes).
-        // A hold placed on another node after this look would seal under
-        // the key as it goes, so the key is first marked as ending, and
-        // goes only if the mark is still there: a hold writes its row,
-        // then takes the mark away before it looks the key up (see
-        // `seal_under_hold`). Each side writes, then reads the other's:
-        // one of them always sees the other.
-        let mark = hold_ending_secret(subject);
-        let ours = postvault_crypto::random_token(&self.rng)?;
-        let ours = self.keys.put_secret_or_get(&mark, &ours)?;
         if self.keys.subject_keys(subject)?.is_some()
             && self.held_subjects(self.clock.now_ms())?.contains(subject)
         {
             self.keys.delete_secret(&mark)?;
             return Ok(n);
         }
+        // The mark gone, a hold took it: the key stays, with what that
+        // hold sealed under it. A hold no longer in force by then leaves
+        // it to the next sweep, which ends the key of a person not held.
         self.keys
             .delete_secrets_guarded(&mark, &ours, &[hold_secret(subject)])?;
         Ok(n)
@@ -330,7 +340,8 @@ impl Vault {
 
     /// Takes away the mark of an end of `subject`'s hold key (see
     /// [`Vault::unhold`]), once a hold on them is stored: an end that has
-    /// not yet looked at the holds will see it; one that has keeps the key.
+    /// not yet looked at the holds will see it; one that has, and has not
+    /// yet destroyed the key, keeps it.
     fn cancel_hold_ending(&self, subject: &SubjectRef) -> Result<(), VaultError> {
         let mark = hold_ending_secret(subject);
         if self.keys.secret(&mark)?.is_some() {

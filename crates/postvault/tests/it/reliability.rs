@@ -1444,6 +1444,67 @@ fn a_hold_placed_as_the_sweep_destroys_the_hold_key_keeps_it() {
     assert_eq!(report.hold_keys_missing.records, 0, "{report:?}");
 }
 
+/// A hold is released on another node while it is being placed: the end
+/// looks at the holds (none in force), and before it destroys the hold key
+/// the placement seals the person's records under that key and finds it
+/// still there. The placement takes the end's mark away after sealing, so
+/// the key stays (the next sweep ends it, the hold being over) and every
+/// record still opens.
+#[test]
+fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
+    use std::sync::mpsc::channel;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let (v, a) = approved_court_order(dir.path(), &c);
+    let off = v.principal("officer").unwrap();
+    let before = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert!(before > 0);
+    drop(v);
+    let placing = Faults::new();
+    let h = faulty_vault(dir.path(), &c, &placing, &Faults::new());
+    let ending = Faults::new();
+    let r = faulty_vault(dir.path(), &c, &Faults::new(), &ending);
+    let (stored, on_stored) = channel::<()>();
+    let (checked, on_checked) = channel::<()>();
+    let (sealed, on_sealed) = channel::<()>();
+    // The placement has stored its hold and looked its key up: the
+    // release runs until its end has looked at the holds.
+    placing.before("rekey", move || {
+        stored.send(()).unwrap();
+        on_checked.recv().unwrap();
+    });
+    ending.before("delete_secrets_guarded", move || {
+        checked.send(()).unwrap();
+        on_sealed.recv().unwrap();
+    });
+    let releaser = std::thread::spawn(move || {
+        on_stored.recv().unwrap();
+        let off = r.principal("officer").unwrap();
+        let id = r
+            .holds(&off)
+            .unwrap()
+            .into_iter()
+            .find(|h| h.status == "active")
+            .unwrap()
+            .id;
+        r.hold_release(&off, &id).unwrap();
+    });
+    let off = h.principal("officer").unwrap();
+    h.hold_place(&off, &a.id, None).unwrap();
+    sealed.send(()).unwrap();
+    releaser.join().unwrap();
+    drop(h);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let off = v.principal("officer").unwrap();
+    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert_eq!(after, before, "every record still opens");
+    assert_eq!(v.check().unwrap().hold_keys_missing.records, 0);
+    // The hold being over, the next sweep ends its key; nothing is lost.
+    v.retention_run(&mut |_| {}).unwrap();
+    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert_eq!(after, before);
+}
+
 /// A hold seals a person's records under their hold key while another node
 /// ends an earlier hold and destroys that key (between the key's look-up
 /// and the rekey): the hold finds the key gone after its rekey and seals
