@@ -186,6 +186,17 @@ pub async fn collect(
         let who = p.clone();
         blocking(&state, move |v| Ok(v.refuse_collection(&who)?)).await?;
     }
+    // One principal's bodies still arriving leave the others some slots.
+    let Some(mut receiving) = state.receive_upload(&p.name) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "this principal has {} uploads still arriving; retry when one has arrived",
+                crate::MAX_RECEIVING_UPLOADS
+            ),
+        ));
+    };
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -199,8 +210,6 @@ pub async fn collect(
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
     let limit = state.config.max_records_body;
     let idle = state.config.timeout;
-    let who = p.name.clone();
-    let uploads = state.clone();
     let forward = async move {
         let mut stream = body.into_data_stream();
         let mut total = 0usize;
@@ -210,13 +219,17 @@ pub async fn collect(
         // slow client).
         let mut last = started;
         let mut held = std::time::Duration::ZERO;
-        // Counted among the principal's slow uploads once it is one.
-        let mut slow: Option<crate::SlowUpload> = None;
+        // Looked at each second too, whether or not bytes arrive.
+        let second = std::time::Duration::from_secs(1);
+        let tick = tokio::time::sleep(second);
+        tokio::pin!(tick);
         loop {
-            // Looked at each second too, whether or not bytes arrive.
             let arrival = tokio::select! {
                 n = stream.next() => Arrival::Chunk(n),
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => Arrival::Tick,
+                () = &mut tick => {
+                    tick.as_mut().reset(tokio::time::Instant::now() + second);
+                    Arrival::Tick
+                }
             };
             if matches!(arrival, Arrival::Tick) && last.elapsed() >= idle {
                 let _ = tx
@@ -225,28 +238,31 @@ pub async fn collect(
                 return Some("stalled");
             }
             let sending = started.elapsed().saturating_sub(held);
+            // A body that has arrived (or failed) is judged no more.
             let incoming = match &arrival {
-                Arrival::Chunk(Some(Ok(c))) => c.len(),
-                _ => 0,
+                Arrival::Chunk(Some(Ok(c))) => Some(c.len()),
+                Arrival::Tick => Some(0),
+                Arrival::Chunk(_) => None,
             };
-            if slow.is_none() && is_slow(sending, total + incoming) {
-                match uploads.slow_upload(&who) {
-                    Some(mark) => slow = Some(mark),
-                    None => {
-                        let _ = tx
-                            .send(Chunk::Fail(std::io::Error::other(
-                                "the principal's other uploads are slow too",
-                            )))
-                            .await;
-                        return Some("crowded");
-                    }
-                }
+            if let Some(incoming) = incoming
+                && is_slow(sending, total + incoming)
+                && !receiving.mark_slow()
+            {
+                let _ = tx
+                    .send(Chunk::Fail(std::io::Error::other(
+                        "the principal's other uploads are slow too",
+                    )))
+                    .await;
+                return Some("crowded");
             }
             let next = match arrival {
                 Arrival::Tick => continue,
                 Arrival::Chunk(n) => n,
             };
             let Some(chunk) = next else {
+                // Arrived: no longer counted among the principal's bodies
+                // arriving, while the collection finishes.
+                drop(receiving);
                 let _ = tx.send(Chunk::End).await;
                 return None;
             };

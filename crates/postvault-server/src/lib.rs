@@ -124,8 +124,9 @@ pub struct AppState {
     public_gathering: tokio::sync::Mutex<()>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
-    /// Each principal's slow uploads in flight (see [`MAX_SLOW_UPLOADS`]).
-    slow_uploads: std::sync::Mutex<HashMap<String, usize>>,
+    /// Each principal's uploads whose body is still arriving, and how many
+    /// of those are slow (see [`MAX_RECEIVING_UPLOADS`]).
+    receiving: std::sync::Mutex<HashMap<String, Receiving>>,
     /// Principals by token hash, valid for the principals generation in
     /// `watched`: emptied whenever the store's generation moves; the least
     /// recently used leave it past [`TOKEN_CACHE_MAX`].
@@ -140,11 +141,18 @@ pub struct AppState {
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
 pub const MAX_UPLOADS: usize = 16;
 
+/// A principal's uploads whose body is still arriving, at most: one more
+/// is refused with 429 `too_many_uploads` before it takes a slot, so one
+/// principal's trickling bodies leave the other principals
+/// `MAX_UPLOADS - MAX_RECEIVING_UPLOADS` slots. A body sent at once is
+/// received within a poll of its handler, so an ingest service's many
+/// concurrent one-line uploads are not held back.
+pub const MAX_RECEIVING_UPLOADS: usize = MAX_UPLOADS - 4;
+
 /// A principal's slow uploads in flight at most: one more that turns slow
-/// is cut (`upload_incomplete`, with its report), so one principal's
-/// trickling bodies cannot hold every upload slot. A body is slow once it
-/// has been arriving for [`SLOW_AFTER`] at under [`SLOW_RATE`] on
-/// average; a body sent at once never is, however many run together.
+/// is cut (`upload_incomplete`, with its report). A body is slow once it
+/// has been arriving for [`SLOW_AFTER`] at under [`SLOW_RATE`] on average
+/// (the time the service spends waiting for the collection not counted).
 pub const MAX_SLOW_UPLOADS: usize = 4;
 
 /// How long a body arrives before its rate is judged.
@@ -154,19 +162,49 @@ pub const SLOW_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// is slow.
 pub const SLOW_RATE: u64 = 64 * 1024;
 
-/// One of a principal's slow uploads, counted until it ends.
-pub(crate) struct SlowUpload {
-    state: Arc<AppState>,
-    who: String,
+/// A principal's uploads being received, and how many are slow.
+#[derive(Default)]
+struct Receiving {
+    bodies: usize,
+    slow: usize,
 }
 
-impl Drop for SlowUpload {
+/// One upload of a principal whose body is arriving, counted until it has
+/// arrived (or failed); slow once [`UploadBody::mark_slow`] says so.
+pub(crate) struct UploadBody {
+    state: Arc<AppState>,
+    who: String,
+    slow: bool,
+}
+
+impl UploadBody {
+    /// Counts this body among its principal's slow ones, unless they have
+    /// [`MAX_SLOW_UPLOADS`] already (false: it is to be cut).
+    pub(crate) fn mark_slow(&mut self) -> bool {
+        if self.slow {
+            return true;
+        }
+        let mut r = self.state.receiving();
+        let n = r.entry(self.who.clone()).or_default();
+        if n.slow >= MAX_SLOW_UPLOADS {
+            return false;
+        }
+        n.slow += 1;
+        self.slow = true;
+        true
+    }
+}
+
+impl Drop for UploadBody {
     fn drop(&mut self) {
-        let mut slow = self.state.slow();
-        if let Some(n) = slow.get_mut(&self.who) {
-            *n -= 1;
-            if *n == 0 {
-                slow.remove(&self.who);
+        let mut r = self.state.receiving();
+        if let Some(n) = r.get_mut(&self.who) {
+            n.bodies = n.bodies.saturating_sub(1);
+            if self.slow {
+                n.slow = n.slow.saturating_sub(1);
+            }
+            if n.bodies == 0 {
+                r.remove(&self.who);
             }
         }
     }
@@ -183,7 +221,7 @@ impl AppState {
             public: std::sync::Mutex::new(None),
             public_gathering: tokio::sync::Mutex::new(()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
-            slow_uploads: std::sync::Mutex::new(HashMap::new()),
+            receiving: std::sync::Mutex::new(HashMap::new()),
             checkpoint: std::sync::Mutex::new(None),
             vault,
             config,
@@ -193,22 +231,23 @@ impl AppState {
         })
     }
 
-    fn slow(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.slow_uploads.lock().unwrap_or_else(|e| e.into_inner())
+    fn receiving(&self) -> std::sync::MutexGuard<'_, HashMap<String, Receiving>> {
+        self.receiving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts one more slow upload of `who`, unless they have
-    /// [`MAX_SLOW_UPLOADS`] already.
-    pub(crate) fn slow_upload(self: &Arc<Self>, who: &str) -> Option<SlowUpload> {
-        let mut slow = self.slow();
-        let n = slow.entry(who.to_string()).or_default();
-        if *n >= MAX_SLOW_UPLOADS {
+    /// Counts one more upload of `who` being received, unless they have
+    /// [`MAX_RECEIVING_UPLOADS`] already.
+    pub(crate) fn receive_upload(self: &Arc<Self>, who: &str) -> Option<UploadBody> {
+        let mut r = self.receiving();
+        let n = r.entry(who.to_string()).or_default();
+        if n.bodies >= MAX_RECEIVING_UPLOADS {
             return None;
         }
-        *n += 1;
-        Some(SlowUpload {
+        n.bodies += 1;
+        Some(UploadBody {
             state: self.clone(),
             who: who.to_string(),
+            slow: false,
         })
     }
 

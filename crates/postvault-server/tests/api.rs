@@ -926,8 +926,9 @@ async fn uploads_are_refused_before_a_slot_to_roles_that_collect_nothing() {
 
 /// One principal's trickling bodies cannot hold every upload slot: past
 /// four slow uploads of theirs, the next that turns slow is cut with its
-/// report; their bodies sent at once, and other principals' uploads, go
-/// on as before.
+/// report; past twelve bodies arriving, the next is refused before it takes
+/// a slot; their bodies sent at once, and other principals' uploads, go on
+/// as before.
 #[tokio::test]
 async fn a_principal_keeps_at_most_four_slow_uploads() {
     let a = api();
@@ -989,6 +990,45 @@ async fn a_principal_keeps_at_most_four_slow_uploads() {
     tx.send(Ok(line("c-other"))).await.unwrap();
     drop(tx);
     assert_eq!(other.await.unwrap().unwrap().status(), StatusCode::OK);
+    // Eight more, not yet slow: twelve bodies arriving, the most one
+    // principal may have; a thirteenth is refused before it takes a slot.
+    let mut more = Vec::new();
+    for _ in 0..postvault_server::MAX_RECEIVING_UPLOADS - postvault_server::MAX_SLOW_UPLOADS {
+        let (tx, body) = open();
+        more.push((
+            tx,
+            tokio::spawn(a.app.clone().oneshot(upload("ingest", body))),
+        ));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_tx, body) = open();
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        a.app.clone().oneshot(upload("ingest", body)),
+    )
+    .await
+    .expect("refused at once")
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "too_many_uploads");
+    // The other principals still find slots.
+    let res = a
+        .app
+        .clone()
+        .oneshot(upload("sorting", Body::from(line("c-other2"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut calls = Vec::new();
+    for (i, (tx, call)) in more.into_iter().enumerate() {
+        tx.send(Ok(line(&format!("c-more{i}")))).await.unwrap();
+        calls.push(call);
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
     // The four slow ones finish as they would have.
     for (i, (tx, call)) in slow.into_iter().enumerate() {
         tx.send(Ok(line(&format!("c-slow{i}")))).await.unwrap();
