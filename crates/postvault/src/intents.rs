@@ -238,12 +238,13 @@ impl Vault {
                     RetentionBody::default()
                 });
                 reasons.insert(0, "R22".into());
+                let again = self.held_again(&b.holds_ending, bad);
                 (
                     "retention",
                     row.progress,
                     b.categories,
                     format!(
-                        "periods:{};hold_keys:{};intent:{}",
+                        "periods:{};hold_keys:{};intent:{}{again}",
                         b.periods.len(),
                         b.holds_ending.len(),
                         row.id
@@ -275,15 +276,41 @@ impl Vault {
             }
             _ => {
                 let b: HoldBody = parse(row).unwrap_or_default();
+                let again = self.held_again(&b.subjects, bad);
                 (
                     "hold_done",
                     b.subjects.len() as u64,
                     vec![],
-                    format!("hold_keys:{};intent:{}", b.subjects.len(), row.id),
+                    format!("hold_keys:{};intent:{}{again}", b.subjects.len(), row.id),
                 )
             }
         };
         self.destruction_leaf(actor, action, now, count, categories, selector, reasons)
+    }
+
+    /// `;held_again:<k>` when `k` of the people whose hold keys an intent
+    /// planned to destroy have a hold key when it completes (a hold placed
+    /// meanwhile kept theirs, or made a new one): the completion does not
+    /// claim those destroyed. Empty when none has. A key store that cannot
+    /// say makes it `;held_again:unknown`, and its error is kept in `bad`
+    /// for the caller to report.
+    fn held_again(&self, subjects: &[String], bad: &mut Option<VaultError>) -> String {
+        let mut n = 0u64;
+        for s in subjects.iter().filter_map(|h| ref_of(h)) {
+            match self.keys.secret(&crate::rights::hold_secret(&s)) {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    *bad = Some(e.into());
+                    return ";held_again:unknown".into();
+                }
+            }
+        }
+        if n == 0 {
+            String::new()
+        } else {
+            format!(";held_again:{n}")
+        }
     }
 
     /// Finishes what a crash interrupted: erasures after their first

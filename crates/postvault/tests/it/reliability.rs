@@ -1426,10 +1426,25 @@ fn a_hold_placed_as_the_sweep_destroys_the_hold_key_keeps_it() {
             .hold_place(&off, &id, Some(c2.now_ms() + 10 * DAY))
             .unwrap();
     });
+    let size = v.store().log_size().unwrap();
     v.retention_run(&mut |_| {}).unwrap();
     assert!(
         placed.load(Ordering::SeqCst),
         "the end reached its destruction"
+    );
+    // The sweep's completion does not claim the kept key destroyed.
+    let done: Vec<postvault::Event> = v
+        .log_entries(size, v.store().log_size().unwrap())
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.event)
+        .filter(|e| e.action == "retention")
+        .collect();
+    assert_eq!(done.len(), 1);
+    let selector = done[0].selector.clone().unwrap();
+    assert!(
+        selector.starts_with("periods:") && selector.ends_with(";held_again:1"),
+        "{selector}"
     );
     drop(v);
     let v = Vault::open(dir.path(), opts(&c)).unwrap();
