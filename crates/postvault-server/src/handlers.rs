@@ -231,11 +231,27 @@ pub async fn collect(
                     Arrival::Tick
                 }
             };
-            if matches!(arrival, Arrival::Tick) && last.elapsed() >= idle {
-                let _ = tx
-                    .send(Chunk::Fail(std::io::Error::other("the upload stalled")))
-                    .await;
-                return Some("stalled");
+            if matches!(arrival, Arrival::Tick) {
+                if tx.is_closed() {
+                    return None; // collection stopped; its report says why
+                }
+                if last.elapsed() >= idle {
+                    let _ = tx
+                        .send(Chunk::Fail(std::io::Error::other("the upload stalled")))
+                        .await;
+                    return Some("stalled");
+                }
+                // A second old and still arriving: counted among the
+                // principal's bodies arriving, or cut if they have their
+                // share.
+                if !receiving.count_arriving() {
+                    let _ = tx
+                        .send(Chunk::Fail(std::io::Error::other(
+                            "the principal has too many uploads arriving",
+                        )))
+                        .await;
+                    return Some("crowded");
+                }
             }
             let sending = started.elapsed().saturating_sub(held);
             // A body that has arrived (or failed) is judged no more.
@@ -343,8 +359,10 @@ pub async fn collect(
             StatusCode::BAD_REQUEST,
             "upload_incomplete",
             format!(
-                "the upload arrived slowly while this principal had {} other slow uploads in flight; \
-                 lines through {} were handled; send the rest at once, or when one of them ends",
+                "the upload was still arriving while this principal had {} other uploads arriving \
+                 (at most {} of them slow); lines through {} were handled; send the rest at once, \
+                 or when one of them ends",
+                crate::MAX_RECEIVING_UPLOADS,
                 crate::MAX_SLOW_UPLOADS,
                 report.committed_through_line
             ),

@@ -141,12 +141,13 @@ pub struct AppState {
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
 pub const MAX_UPLOADS: usize = 16;
 
-/// A principal's uploads whose body is still arriving, at most: one more
-/// is refused with 429 `too_many_uploads` before it takes a slot, so one
-/// principal's trickling bodies leave the other principals
-/// `MAX_UPLOADS - MAX_RECEIVING_UPLOADS` slots. A body sent at once is
-/// received within a poll of its handler, so an ingest service's many
-/// concurrent one-line uploads are not held back.
+/// A principal's uploads whose body has been arriving for over a second,
+/// at most: while they have this many, another is refused with 429
+/// `too_many_uploads` before it takes a slot, and one more that turns a
+/// second old unfinished is cut. So one principal's trickling bodies
+/// leave the other principals `MAX_UPLOADS - MAX_RECEIVING_UPLOADS` slots,
+/// and an ingest service's many concurrent one-line uploads, whose bodies
+/// arrive at once, are not held back.
 pub const MAX_RECEIVING_UPLOADS: usize = MAX_UPLOADS - 4;
 
 /// A principal's slow uploads in flight at most: one more that turns slow
@@ -169,20 +170,44 @@ struct Receiving {
     slow: usize,
 }
 
-/// One upload of a principal whose body is arriving, counted until it has
+/// One upload of a principal whose body is arriving: counted once it has
+/// been arriving for a second ([`UploadBody::count_arriving`]) until it has
 /// arrived (or failed); slow once [`UploadBody::mark_slow`] says so.
 pub(crate) struct UploadBody {
     state: Arc<AppState>,
     who: String,
+    counted: bool,
     slow: bool,
 }
 
 impl UploadBody {
+    /// Counts this body among its principal's arriving ones, unless they
+    /// have [`MAX_RECEIVING_UPLOADS`] already (false: it is to be cut).
+    pub(crate) fn count_arriving(&mut self) -> bool {
+        if self.counted {
+            return true;
+        }
+        let mut r = self.state.receiving();
+        let n = r.entry(self.who.clone()).or_default();
+        if n.bodies >= MAX_RECEIVING_UPLOADS {
+            if n.bodies == 0 {
+                r.remove(&self.who);
+            }
+            return false;
+        }
+        n.bodies += 1;
+        self.counted = true;
+        true
+    }
+
     /// Counts this body among its principal's slow ones, unless they have
     /// [`MAX_SLOW_UPLOADS`] already (false: it is to be cut).
     pub(crate) fn mark_slow(&mut self) -> bool {
         if self.slow {
             return true;
+        }
+        if !self.count_arriving() {
+            return false;
         }
         let mut r = self.state.receiving();
         let n = r.entry(self.who.clone()).or_default();
@@ -197,6 +222,9 @@ impl UploadBody {
 
 impl Drop for UploadBody {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let mut r = self.state.receiving();
         if let Some(n) = r.get_mut(&self.who) {
             n.bodies = n.bodies.saturating_sub(1);
@@ -235,18 +263,21 @@ impl AppState {
         self.receiving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts one more upload of `who` being received, unless they have
-    /// [`MAX_RECEIVING_UPLOADS`] already.
+    /// An upload of `who` about to be received, unless they have
+    /// [`MAX_RECEIVING_UPLOADS`] bodies arriving already; counted only once
+    /// its body has been arriving for a second.
     pub(crate) fn receive_upload(self: &Arc<Self>, who: &str) -> Option<UploadBody> {
-        let mut r = self.receiving();
-        let n = r.entry(who.to_string()).or_default();
-        if n.bodies >= MAX_RECEIVING_UPLOADS {
+        if self
+            .receiving()
+            .get(who)
+            .is_some_and(|n| n.bodies >= MAX_RECEIVING_UPLOADS)
+        {
             return None;
         }
-        n.bodies += 1;
         Some(UploadBody {
             state: self.clone(),
             who: who.to_string(),
+            counted: false,
             slow: false,
         })
     }

@@ -342,11 +342,29 @@ impl KeyStore for PgKeyStore {
         &self,
         guard: &str,
         value: &[u8],
+        unless_prefix: &str,
         names: &[String],
     ) -> Result<bool, StoreError> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let done = self.db.run(false, async |c| {
             let tx = c.transaction().await?;
+            // No secret is stored or deleted by anyone else until this
+            // commits: one under `unless_prefix` stored now would be missed
+            // by the look below (each statement sees what had committed).
+            tx.batch_execute("LOCK TABLE secrets IN SHARE ROW EXCLUSIVE MODE")
+                .await?;
+            let others = tx
+                .query(
+                    "SELECT name FROM secrets WHERE left(name, char_length($1::text)) = $1::text",
+                    &[&unless_prefix],
+                )
+                .await?;
+            for r in &others {
+                let n: &str = r.try_get(0)?;
+                if !names.contains(&n) {
+                    return Ok(false);
+                }
+            }
             // The guard's row is locked by its delete: a process deleting
             // it meanwhile waits, then finds nothing, or this one does.
             if tx

@@ -831,15 +831,20 @@ pub trait KeyStore: Send + Sync {
     /// and out of the WAL; returns how many existed.
     fn delete_secrets(&self, names: &[String]) -> Result<u64, StoreError>;
     /// [`KeyStore::delete_secrets`] of `guard` and `names` in one
-    /// transaction, only while secret `guard` still holds `value`; true if
-    /// it did (and so destroyed them). A process that deleted or replaced
-    /// `guard` meanwhile cancels the destruction: two processes each write
-    /// their own mark, then read the other's, and one of them always sees
-    /// the other.
+    /// transaction, only while secret `guard` still holds `value` and every
+    /// secret whose name starts with `unless_prefix` is among `names`; true
+    /// if it did (and so destroyed them). A process that deleted or
+    /// replaced `guard`, or stored a secret under `unless_prefix`,
+    /// meanwhile cancels the destruction: processes each write their own
+    /// mark, then read the others', and one of them always sees the other.
+    /// No secret under `unless_prefix` can be stored while the transaction
+    /// decides (SQLite: an immediate transaction; PostgreSQL: the table
+    /// locked against writers).
     fn delete_secrets_guarded(
         &self,
         guard: &str,
         value: &[u8],
+        unless_prefix: &str,
         names: &[String],
     ) -> Result<bool, StoreError>;
     /// Destroys subjects' keys in one transaction, bytes overwritten on disk

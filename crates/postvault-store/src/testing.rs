@@ -925,10 +925,12 @@ impl<S: KeyStore> KeyStore for Faulty<S> {
         &self,
         guard: &str,
         value: &[u8],
+        unless_prefix: &str,
         names: &[String],
     ) -> Result<bool, StoreError> {
         self.enter("delete_secrets_guarded")?;
-        self.inner.delete_secrets_guarded(guard, value, names)
+        self.inner
+            .delete_secrets_guarded(guard, value, unless_prefix, names)
     }
 
     fn delete_subject_keys(&self, subjects: &[SubjectRef]) -> Result<Vec<SubjectRef>, StoreError> {

@@ -11,7 +11,7 @@
 //! Leaves name period and order keys (`retention:<category>:<day>`,
 //! `cover:<n>`), which are no one's; subjects' and hold keys only by count.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,28 @@ pub(crate) fn hex_ref(s: &SubjectRef) -> String {
 
 pub(crate) fn ref_of(hex_ref: &str) -> Option<SubjectRef> {
     hex::decode(hex_ref).ok()?.try_into().ok()
+}
+
+/// `;kept:<k>` when `k` of the people whose hold keys an intent planned to
+/// destroy have a hold key in `hold_keys` as it completes (a hold placed
+/// meanwhile kept theirs or made a new one; a key whose hold is over by
+/// then goes at the next sweep): the completion does not claim those
+/// destroyed. Empty when none has; `;kept:unknown` when the key store
+/// could not say.
+fn kept_hold_keys(subjects: &[String], hold_keys: Option<&HashSet<String>>) -> String {
+    let Some(hold_keys) = hold_keys else {
+        return ";kept:unknown".into();
+    };
+    let n = subjects
+        .iter()
+        .filter_map(|h| ref_of(h))
+        .filter(|s| hold_keys.contains(&crate::rights::hold_secret(s)))
+        .count();
+    if n == 0 {
+        String::new()
+    } else {
+        format!(";kept:{n}")
+    }
 }
 
 /// The category of a period key name (`retention:<category>:<day>`).
@@ -206,9 +228,19 @@ impl Vault {
         recovered: bool,
     ) -> Result<Option<u64>, VaultError> {
         let now = self.clock.now_ms();
+        // The hold keys there are as it completes, read before the
+        // completion's transaction (which holds the log's lock); `None`
+        // if the key store cannot say.
+        let hold_keys: Option<HashSet<String>> = self
+            .keys
+            .secret_names(crate::rights::HOLD_PREFIX)
+            .ok()
+            .map(|names| names.into_iter().collect());
         let mut bad = None;
         let done = self.store.finish_intent(id, &mut |_, row| {
-            self.completion_leaf(row, actor, recovered, now, &mut bad)
+            // A store may run this again when it retries its transaction.
+            bad = None;
+            self.completion_leaf(row, actor, recovered, now, hold_keys.as_ref(), &mut bad)
         })?;
         if let Some(e) = bad {
             return Err(e);
@@ -217,14 +249,16 @@ impl Vault {
     }
 
     /// The leaf that completes intent `row` (`recovered` when opening the
-    /// vault finished it). A retention body that does not parse is kept in
-    /// `bad`: the caller fails.
+    /// vault finished it); `hold_keys`, the names of the hold keys there
+    /// are (`None`: unknown), for what a hold's end kept. A retention body
+    /// that does not parse is kept in `bad`: the caller fails.
     pub(crate) fn completion_leaf(
         &self,
         row: &IntentRow,
         actor: &Actor,
         recovered: bool,
         now: i64,
+        hold_keys: Option<&HashSet<String>>,
         bad: &mut Option<VaultError>,
     ) -> Vec<u8> {
         let mut reasons = Vec::new();
@@ -238,13 +272,13 @@ impl Vault {
                     RetentionBody::default()
                 });
                 reasons.insert(0, "R22".into());
-                let again = self.held_again(&b.holds_ending, bad);
+                let kept = kept_hold_keys(&b.holds_ending, hold_keys);
                 (
                     "retention",
                     row.progress,
                     b.categories,
                     format!(
-                        "periods:{};hold_keys:{};intent:{}{again}",
+                        "periods:{};hold_keys:{};intent:{}{kept}",
                         b.periods.len(),
                         b.holds_ending.len(),
                         row.id
@@ -276,41 +310,16 @@ impl Vault {
             }
             _ => {
                 let b: HoldBody = parse(row).unwrap_or_default();
-                let again = self.held_again(&b.subjects, bad);
+                let kept = kept_hold_keys(&b.subjects, hold_keys);
                 (
                     "hold_done",
                     b.subjects.len() as u64,
                     vec![],
-                    format!("hold_keys:{};intent:{}{again}", b.subjects.len(), row.id),
+                    format!("hold_keys:{};intent:{}{kept}", b.subjects.len(), row.id),
                 )
             }
         };
         self.destruction_leaf(actor, action, now, count, categories, selector, reasons)
-    }
-
-    /// `;held_again:<k>` when `k` of the people whose hold keys an intent
-    /// planned to destroy have a hold key when it completes (a hold placed
-    /// meanwhile kept theirs, or made a new one): the completion does not
-    /// claim those destroyed. Empty when none has. A key store that cannot
-    /// say makes it `;held_again:unknown`, and its error is kept in `bad`
-    /// for the caller to report.
-    fn held_again(&self, subjects: &[String], bad: &mut Option<VaultError>) -> String {
-        let mut n = 0u64;
-        for s in subjects.iter().filter_map(|h| ref_of(h)) {
-            match self.keys.secret(&crate::rights::hold_secret(&s)) {
-                Ok(Some(_)) => n += 1,
-                Ok(None) => {}
-                Err(e) => {
-                    *bad = Some(e.into());
-                    return ";held_again:unknown".into();
-                }
-            }
-        }
-        if n == 0 {
-            String::new()
-        } else {
-            format!(";held_again:{n}")
-        }
     }
 
     /// Finishes what a crash interrupted: erasures after their first

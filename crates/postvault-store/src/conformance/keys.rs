@@ -46,7 +46,7 @@ pub fn secrets_are_destroyed_only_under_their_guard(k: &dyn KeyStore) {
     k.put_secret("hold:1", b"key").unwrap();
     k.put_secret("hold-ending:1", b"mine").unwrap();
     assert!(
-        !k.delete_secrets_guarded("hold-ending:1", b"theirs", &["hold:1".into()])
+        !k.delete_secrets_guarded("hold-ending:1", b"theirs", "sealing:1:", &["hold:1".into()])
             .unwrap(),
         "another value: nothing goes"
     );
@@ -59,6 +59,7 @@ pub fn secrets_are_destroyed_only_under_their_guard(k: &dyn KeyStore) {
         k.delete_secrets_guarded(
             "hold-ending:1",
             b"mine",
+            "sealing:1:",
             &["hold:1".into(), "hold:9".into()]
         )
         .unwrap()
@@ -70,10 +71,36 @@ pub fn secrets_are_destroyed_only_under_their_guard(k: &dyn KeyStore) {
     k.put_secret("hold-ending:2", b"mine").unwrap();
     assert!(k.delete_secret("hold-ending:2").unwrap());
     assert!(
-        !k.delete_secrets_guarded("hold-ending:2", b"mine", &["hold:2".into()])
+        !k.delete_secrets_guarded("hold-ending:2", b"mine", "sealing:2:", &["hold:2".into()])
             .unwrap()
     );
     assert_eq!(k.secret("hold:2").unwrap().as_deref(), Some(&b"key"[..]));
+    // A secret under the prefix not named (a process sealing under the
+    // key): nothing goes; named (a stale one, destroyed with the key): all
+    // go.
+    k.put_secret("hold-ending:3", b"mine").unwrap();
+    k.put_secret("hold:3", b"key").unwrap();
+    k.put_secret("sealing:3:a", b"t").unwrap();
+    assert!(
+        !k.delete_secrets_guarded("hold-ending:3", b"mine", "sealing:3:", &["hold:3".into()])
+            .unwrap()
+    );
+    assert_eq!(k.secret("hold:3").unwrap().as_deref(), Some(&b"key"[..]));
+    assert_eq!(
+        k.secret("hold-ending:3").unwrap().as_deref(),
+        Some(&b"mine"[..])
+    );
+    assert!(
+        k.delete_secrets_guarded(
+            "hold-ending:3",
+            b"mine",
+            "sealing:3:",
+            &["hold:3".into(), "sealing:3:a".into()]
+        )
+        .unwrap()
+    );
+    assert!(k.secret_names("sealing:3:").unwrap().is_empty());
+    assert_eq!(k.secret("hold:3").unwrap(), None);
 }
 
 pub fn secrets_are_listed_raced_and_destroyed_in_batches(k: &dyn KeyStore) {

@@ -389,10 +389,18 @@ impl KeyStore for SqliteKeyStore {
         &self,
         guard: &str,
         value: &[u8],
+        unless_prefix: &str,
         names: &[String],
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let others: Vec<String> = tx
+            .prepare_cached("SELECT name FROM secrets WHERE substr(name, 1, length(?1)) = ?1")?
+            .query_map([unless_prefix], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if others.iter().any(|n| !names.contains(n)) {
+            return Ok(false);
+        }
         if tx.execute(
             "DELETE FROM secrets WHERE name = ?1 AND value = ?2",
             params![guard, value],

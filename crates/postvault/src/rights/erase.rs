@@ -466,7 +466,7 @@ impl Vault {
         let joined = self.store.finish_erasure_with(
             erased,
             intent,
-            &mut |_, row| self.completion_leaf(row, actor, false, now, &mut bad),
+            &mut |_, row| self.completion_leaf(row, actor, false, now, None, &mut bad),
             if purge { erased } else { &[] },
             PURGE_JOINED_MAX_RECORDS,
         );
@@ -716,6 +716,13 @@ impl Vault {
         let mut holds: Vec<String> = self.keys.secret_names(HOLD_PREFIX)?;
         holds.extend(self.keys.secret_names(HOLD_ENDING_PREFIX)?);
         holds.retain(|n| names.contains(n));
+        let sealing: Vec<String> = erased.iter().map(hold_sealing_prefix).collect();
+        holds.extend(
+            self.keys
+                .secret_names(HOLD_SEALING_PREFIX)?
+                .into_iter()
+                .filter(|n| sealing.iter().any(|p| n.starts_with(p.as_str()))),
+        );
         if !holds.is_empty() {
             self.keys.delete_secrets(&holds)?;
         }

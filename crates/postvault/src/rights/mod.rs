@@ -111,6 +111,21 @@ pub(crate) fn hold_ending_secret(subject: &SubjectRef) -> String {
     format!("{HOLD_ENDING_PREFIX}{}", hex::encode(subject))
 }
 
+/// Key-store name prefix of the marks a hold sealing records under a hold
+/// key keeps while it does (see [`Vault::seal_under_hold`]); not under
+/// [`HOLD_PREFIX`].
+pub(crate) const HOLD_SEALING_PREFIX: &str = "hold-sealing:";
+
+/// The prefix of the sealing marks on `subject`'s hold key: one mark per
+/// sealing, named after it with a random suffix.
+pub(crate) fn hold_sealing_prefix(subject: &SubjectRef) -> String {
+    format!("{HOLD_SEALING_PREFIX}{}:", hex::encode(subject))
+}
+
+/// How long a sealing mark keeps a hold key from its end: past this, the
+/// mark is one a crash left, and the end destroys it with the key.
+pub(crate) const HOLD_SEALING_LEASE_MS: i64 = 10 * 60 * 1000;
+
 fn hold_subject(name: &str) -> Option<SubjectRef> {
     hex::decode(name.strip_prefix(HOLD_PREFIX)?)
         .ok()?

@@ -191,8 +191,7 @@ impl Vault {
         // it stands): an end of their hold key under way keeps the key.
         self.cancel_hold_ending(subject)?;
         let name = hold_secret(subject);
-        let wrapped = self
-            .named_secret(&name, true)?
+        self.named_secret(&name, true)?
             .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
         // An erasure running meanwhile (here, or on another node) destroys
         // the person's keys, then the hold keys it finds: a hold key made
@@ -206,6 +205,11 @@ impl Vault {
             self.keys.delete_secrets(&[name])?;
             return Ok(0);
         };
+        // Kept while this seals: an end of the hold key that looks at the
+        // marks after this one is stored keeps the key (and a mark a crash
+        // leaves keeps it only for the lease). The key is read again below,
+        // after this mark exists: an end that destroyed it before is seen.
+        let sealing = Sealing::start(self, subject)?;
         let keys = self.unwrap_pair(Some(&stored), subject)?;
         let mut covers = crate::vault::KeyCache::default();
         let mut plain_rows = Vec::new();
@@ -230,7 +234,9 @@ impl Vault {
         // after the rekey; if it is not the one they were sealed under,
         // they are sealed again under the key there is now (made if
         // none), from what was opened.
-        let mut wrapped = wrapped;
+        let mut wrapped = self
+            .named_secret(&name, true)?
+            .ok_or(VaultError::Crypto(postvault_crypto::CryptoError::Open))?;
         for _ in 0..HOLD_SEAL_ATTEMPTS {
             let key = keys
                 .data
@@ -250,7 +256,10 @@ impl Vault {
             // seen below.
             self.cancel_hold_ending(subject)?;
             match self.named_secret(&name, false)? {
-                Some(now) if now == wrapped => return Ok(n),
+                Some(now) if now == wrapped => {
+                    sealing.end();
+                    return Ok(n);
+                }
                 _ => {
                     wrapped = self
                         .named_secret(&name, true)?
@@ -258,6 +267,11 @@ impl Vault {
                 }
             }
         }
+        // Left under a key that is gone, they would be lost: back under
+        // the keys they were under.
+        let back: Vec<RecordRow> = plain_rows.iter().map(|(r, _)| r.clone()).collect();
+        self.store.rekey(&back)?;
+        sealing.end();
         Err(VaultError::Refused {
             code: "busy",
             message: "the person's hold key kept being destroyed while their records were sealed \
@@ -319,7 +333,7 @@ impl Vault {
                 });
             }
         }
-        let n = self.store.rekey(&out)?;
+        let moved = self.store.rekey(&out)?;
         // Looked at again before the key goes: a hold placed while the
         // records were moved keeps the key (the records it sealed are
         // under it; the ones moved back are under their periods, which the
@@ -328,14 +342,31 @@ impl Vault {
             && self.held_subjects(self.clock.now_ms())?.contains(subject)
         {
             self.keys.delete_secret(&mark)?;
-            return Ok(n);
+            return Ok(moved);
         }
-        // The mark gone, a hold took it: the key stays, with what that
-        // hold sealed under it. A hold no longer in force by then leaves
-        // it to the next sweep, which ends the key of a person not held.
+        // A hold sealing under the key now (its mark younger than the
+        // lease) keeps it: what it seals may not be among the records moved
+        // back above. Older marks are a crash's, destroyed with the key.
+        let sealing = hold_sealing_prefix(subject);
+        let now = self.clock.now_ms();
+        let mut names = vec![hold_secret(subject)];
+        for n in self.keys.secret_names(&sealing)? {
+            match self.keys.secret(&n)? {
+                Some(at) if sealing_since(&at).is_some_and(|t| now - t < HOLD_SEALING_LEASE_MS) => {
+                    self.keys.delete_secret(&mark)?;
+                    return Ok(moved);
+                }
+                Some(_) => names.push(n),
+                None => {}
+            }
+        }
+        // The mark gone, a hold took it; a sealing mark stored meanwhile:
+        // the key stays, with what that hold sealed under it. A hold no
+        // longer in force by then leaves it to the next sweep, which ends
+        // the key of a person not held.
         self.keys
-            .delete_secrets_guarded(&mark, &ours, &[hold_secret(subject)])?;
-        Ok(n)
+            .delete_secrets_guarded(&mark, &ours, &sealing, &names)?;
+        Ok(moved)
     }
 
     /// Takes away the mark of an end of `subject`'s hold key (see
@@ -349,6 +380,46 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// A hold's mark on a person's hold key while it seals records under it
+/// (`hold-sealing:<ref>:<random>`, the time it was stored): an end of the
+/// key that sees it keeps the key (see [`Vault::unhold`]). Taken away when
+/// the sealing ends, however it ends.
+struct Sealing<'a> {
+    vault: &'a Vault,
+    name: String,
+}
+
+impl<'a> Sealing<'a> {
+    fn start(vault: &'a Vault, subject: &SubjectRef) -> Result<Sealing<'a>, VaultError> {
+        let name = format!(
+            "{}{}",
+            hold_sealing_prefix(subject),
+            hex::encode(postvault_crypto::random_token(&vault.rng)?)
+        );
+        let at = vault.clock.now_ms().to_be_bytes();
+        vault.keys.put_secret(&name, &at)?;
+        Ok(Sealing { vault, name })
+    }
+
+    fn end(self) {}
+}
+
+impl Drop for Sealing<'_> {
+    fn drop(&mut self) {
+        // A mark that stays (the key store failing) keeps the key from its
+        // end for the lease only.
+        let _ = self
+            .vault
+            .keys
+            .delete_secrets(std::slice::from_ref(&self.name));
+    }
+}
+
+/// When a sealing mark was stored; `None` if its value is not a time.
+fn sealing_since(value: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(value.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -1443,7 +1443,7 @@ fn a_hold_placed_as_the_sweep_destroys_the_hold_key_keeps_it() {
     assert_eq!(done.len(), 1);
     let selector = done[0].selector.clone().unwrap();
     assert!(
-        selector.starts_with("periods:") && selector.ends_with(";held_again:1"),
+        selector.starts_with("periods:") && selector.ends_with(";kept:1"),
         "{selector}"
     );
     drop(v);
@@ -1488,7 +1488,7 @@ fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
         stored.send(()).unwrap();
         on_checked.recv().unwrap();
     });
-    ending.before("delete_secrets_guarded", move || {
+    ending.before("secret_names", move || {
         checked.send(()).unwrap();
         on_sealed.recv().unwrap();
     });
@@ -1518,6 +1518,68 @@ fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
     v.retention_run(&mut |_| {}).unwrap();
     let after = v.subject_report(&off, "cust-a").unwrap().records.len();
     assert_eq!(after, before);
+}
+
+/// The same release, but the placement dies just after sealing under the
+/// key, before it takes the end's mark away (its key store failing from
+/// then on, as a killed process would leave it): its sealing mark is still
+/// there when the end looks, so the end keeps the key and nothing the
+/// placement sealed is lost.
+#[test]
+fn a_hold_that_dies_after_sealing_keeps_the_key_from_an_end_elsewhere() {
+    use std::sync::mpsc::channel;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let (v, a) = approved_court_order(dir.path(), &c);
+    let off = v.principal("officer").unwrap();
+    let before = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert!(before > 0);
+    drop(v);
+    let placing = Faults::new();
+    let placing_keys = Faults::new();
+    let dead = Arc::new(AtomicBool::new(false));
+    placing_keys.fail_while(&dead, &["secret", "delete_secret", "delete_secrets"]);
+    let h = faulty_vault(dir.path(), &c, &placing, &placing_keys);
+    let ending = Faults::new();
+    let r = faulty_vault(dir.path(), &c, &Faults::new(), &ending);
+    let (stored, on_stored) = channel::<()>();
+    let (checked, on_checked) = channel::<()>();
+    let (died, on_died) = channel::<()>();
+    let dying = dead.clone();
+    placing.before("rekey", move || {
+        stored.send(()).unwrap();
+        on_checked.recv().unwrap();
+        // Its rekey commits; then nothing more of it reaches the key store.
+        dying.store(true, Ordering::SeqCst);
+    });
+    // The end has moved back what it found and looked at the holds: it is
+    // about to look at the sealing marks.
+    ending.before("secret_names", move || {
+        checked.send(()).unwrap();
+        on_died.recv().unwrap();
+    });
+    let releaser = std::thread::spawn(move || {
+        on_stored.recv().unwrap();
+        let off = r.principal("officer").unwrap();
+        let id = r
+            .holds(&off)
+            .unwrap()
+            .into_iter()
+            .find(|h| h.status == "active")
+            .unwrap()
+            .id;
+        r.hold_release(&off, &id).unwrap();
+    });
+    let off = h.principal("officer").unwrap();
+    assert!(h.hold_place(&off, &a.id, None).is_err(), "it died");
+    died.send(()).unwrap();
+    releaser.join().unwrap();
+    drop(h);
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    let off = v.principal("officer").unwrap();
+    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
+    assert_eq!(after, before, "every record still opens");
+    assert_eq!(v.check().unwrap().hold_keys_missing.records, 0);
 }
 
 /// A hold seals a person's records under their hold key while another node
