@@ -241,10 +241,11 @@ pub async fn collect(
                         .await;
                     return Some("stalled");
                 }
-                // A second old and still arriving: counted among the
-                // principal's bodies arriving, or cut if they have their
-                // share.
-                if !receiving.count_arriving() {
+                // A second of the client's sending (the time the service
+                // made it wait not counted) and still arriving: counted
+                // among the principal's bodies arriving, or cut if they
+                // have their share.
+                if started.elapsed().saturating_sub(held) >= second && !receiving.count_arriving() {
                     let _ = tx
                         .send(Chunk::Fail(std::io::Error::other(
                             "the principal has too many uploads arriving",

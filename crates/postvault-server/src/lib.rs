@@ -190,9 +190,6 @@ impl UploadBody {
         let mut r = self.state.receiving();
         let n = r.entry(self.who.clone()).or_default();
         if n.bodies >= MAX_RECEIVING_UPLOADS {
-            if n.bodies == 0 {
-                r.remove(&self.who);
-            }
             return false;
         }
         n.bodies += 1;

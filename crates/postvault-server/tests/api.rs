@@ -1001,7 +1001,7 @@ async fn a_principal_keeps_at_most_four_slow_uploads() {
             tokio::spawn(a.app.clone().oneshot(upload("ingest", body))),
         ));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let (_tx, body) = open();
     let res = tokio::time::timeout(
         std::time::Duration::from_secs(5),

@@ -348,25 +348,11 @@ impl KeyStore for PgKeyStore {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let done = self.db.run(false, async |c| {
             let tx = c.transaction().await?;
-            // No secret is stored or deleted by anyone else until this
-            // commits: one under `unless_prefix` stored now would be missed
-            // by the look below (each statement sees what had committed).
-            tx.batch_execute("LOCK TABLE secrets IN SHARE ROW EXCLUSIVE MODE")
-                .await?;
-            let others = tx
-                .query(
-                    "SELECT name FROM secrets WHERE left(name, char_length($1::text)) = $1::text",
-                    &[&unless_prefix],
-                )
-                .await?;
-            for r in &others {
-                let n: &str = r.try_get(0)?;
-                if !names.contains(&n) {
-                    return Ok(false);
-                }
-            }
-            // The guard's row is locked by its delete: a process deleting
-            // it meanwhile waits, then finds nothing, or this one does.
+            // The guard first: its row stays locked until this commits, so
+            // a process that stores a secret under `unless_prefix` and then
+            // deletes the guard (as a hold does) either stored it before the
+            // look below, which sees it, or waits here and finds the guard
+            // gone only after this has decided.
             if tx
                 .execute(
                     "DELETE FROM secrets WHERE name = $1 AND value = $2",
@@ -376,6 +362,19 @@ impl KeyStore for PgKeyStore {
                 == 0
             {
                 return Ok(false);
+            }
+            let others = tx
+                .query(
+                    "SELECT name FROM secrets WHERE left(name, char_length($1::text)) = $1::text",
+                    &[&unless_prefix],
+                )
+                .await?;
+            for r in &others {
+                let n: &str = r.try_get(0)?;
+                if !names.contains(&n) {
+                    // Dropped uncommitted: the guard stays.
+                    return Ok(false);
+                }
             }
             tx.execute("DELETE FROM secrets WHERE name = ANY($1)", &[&names])
                 .await?;

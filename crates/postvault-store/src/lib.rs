@@ -837,9 +837,10 @@ pub trait KeyStore: Send + Sync {
     /// replaced `guard`, or stored a secret under `unless_prefix`,
     /// meanwhile cancels the destruction: processes each write their own
     /// mark, then read the others', and one of them always sees the other.
-    /// No secret under `unless_prefix` can be stored while the transaction
-    /// decides (SQLite: an immediate transaction; PostgreSQL: the table
-    /// locked against writers).
+    /// The guard is deleted first and its row held until the transaction
+    /// ends: a process that stores a secret under `unless_prefix`, then
+    /// deletes the guard, is ordered against this one (SQLite: an immediate
+    /// transaction; PostgreSQL: the guard's row lock).
     fn delete_secrets_guarded(
         &self,
         guard: &str,

@@ -209,7 +209,12 @@ impl Vault {
         // marks after this one is stored keeps the key (and a mark a crash
         // leaves keeps it only for the lease). The key is read again below,
         // after this mark exists: an end that destroyed it before is seen.
-        let sealing = Sealing::start(self, subject)?;
+        let mut sealing = Sealing::start(self, subject)?;
+        // Then any end's mark taken away, unconditionally: an end deciding
+        // now holds its mark's row (PostgreSQL) or the store (SQLite), so
+        // this waits for it, and the key read next is after its decision;
+        // an end deciding later sees the sealing mark.
+        self.keys.delete_secret(&hold_ending_secret(subject))?;
         let keys = self.unwrap_pair(Some(&stored), subject)?;
         let mut covers = crate::vault::KeyCache::default();
         let mut plain_rows = Vec::new();
@@ -250,13 +255,17 @@ impl Vault {
                     ..r.clone()
                 });
             }
+            // From here until the key is seen unchanged, a failure leaves
+            // the sealing mark for its lease: records may be under the key.
+            sealing.sealed = true;
             let n = self.store.rekey(&out)?;
             // An end that marked the key before this rekey and has not yet
             // destroyed it keeps it now; one that destroyed it already is
             // seen below.
-            self.cancel_hold_ending(subject)?;
+            self.keys.delete_secret(&hold_ending_secret(subject))?;
             match self.named_secret(&name, false)? {
                 Some(now) if now == wrapped => {
+                    sealing.sealed = false;
                     sealing.end();
                     return Ok(n);
                 }
@@ -271,6 +280,7 @@ impl Vault {
         // the keys they were under.
         let back: Vec<RecordRow> = plain_rows.iter().map(|(r, _)| r.clone()).collect();
         self.store.rekey(&back)?;
+        sealing.sealed = false;
         sealing.end();
         Err(VaultError::Refused {
             code: "busy",
@@ -352,7 +362,13 @@ impl Vault {
         let mut names = vec![hold_secret(subject)];
         for n in self.keys.secret_names(&sealing)? {
             match self.keys.secret(&n)? {
-                Some(at) if sealing_since(&at).is_some_and(|t| now - t < HOLD_SEALING_LEASE_MS) => {
+                // Young: stored less than the lease ago (a mark from a
+                // clock far ahead is young for a lease past its time only).
+                Some(at)
+                    if sealing_since(&at).is_some_and(|t| {
+                        now - t < HOLD_SEALING_LEASE_MS && t - now < HOLD_SEALING_LEASE_MS
+                    }) =>
+                {
                     self.keys.delete_secret(&mark)?;
                     return Ok(moved);
                 }
@@ -385,10 +401,12 @@ impl Vault {
 /// A hold's mark on a person's hold key while it seals records under it
 /// (`hold-sealing:<ref>:<random>`, the time it was stored): an end of the
 /// key that sees it keeps the key (see [`Vault::unhold`]). Taken away when
-/// the sealing ends, however it ends.
+/// the sealing ends, unless it failed after records may have gone under
+/// the key (`sealed`): then it stays for its lease, as a crash leaves it.
 struct Sealing<'a> {
     vault: &'a Vault,
     name: String,
+    sealed: bool,
 }
 
 impl<'a> Sealing<'a> {
@@ -400,7 +418,11 @@ impl<'a> Sealing<'a> {
         );
         let at = vault.clock.now_ms().to_be_bytes();
         vault.keys.put_secret(&name, &at)?;
-        Ok(Sealing { vault, name })
+        Ok(Sealing {
+            vault,
+            name,
+            sealed: false,
+        })
     }
 
     fn end(self) {}
@@ -408,6 +430,9 @@ impl<'a> Sealing<'a> {
 
 impl Drop for Sealing<'_> {
     fn drop(&mut self) {
+        if self.sealed {
+            return;
+        }
         // A mark that stays (the key store failing) keeps the key from its
         // end for the lease only.
         let _ = self
