@@ -851,6 +851,29 @@ async fn answers_given_once_are_not_cut_by_the_timeout_and_nothing_is_cached() {
     assert!(r.json()["token"].is_string());
 }
 
+/// An upload body whose chunks the test sends when it likes (and ends by
+/// dropping the sender).
+fn open_body() -> (
+    tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (tx, Body::from_stream(stream))
+}
+
+/// `POST /v1/records` as `who` with `body`.
+fn upload_as(a: &Api, who: &str, body: Body) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/v1/records")
+        .header("authorization", format!("Bearer {}", a.tokens[who]))
+        .body(body)
+        .unwrap()
+}
+
 /// An upload by a role that may collect nothing is refused before its body
 /// is read or a slot is taken (one deny leaf), so a token of the auditor or
 /// an agency cannot hold the upload slots by trickling bodies.
@@ -859,21 +882,8 @@ async fn uploads_are_refused_before_a_slot_to_roles_that_collect_nothing() {
     let a = api();
     let size = a.vault.store().log_size().unwrap();
     // A body that never ends: were it read, the call would not return.
-    let never = || {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
-        });
-        (tx, Body::from_stream(stream))
-    };
-    let upload = |who: &str, body: Body| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/v1/records")
-            .header("authorization", format!("Bearer {}", a.tokens[who]))
-            .body(body)
-            .unwrap()
-    };
+    let never = open_body;
+    let upload = |who: &str, body: Body| upload_as(&a, who, body);
     // Neither the auditor nor an agency collects (a purpose's own role, as
     // `sorting` for delivery, collects for its purpose).
     for who in ["auditor", "ice"] {
@@ -932,21 +942,8 @@ async fn uploads_are_refused_before_a_slot_to_roles_that_collect_nothing() {
 #[tokio::test]
 async fn a_principal_keeps_at_most_four_slow_uploads() {
     let a = api();
-    let open = || {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
-        });
-        (tx, Body::from_stream(stream))
-    };
-    let upload = |who: &str, body: Body| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/v1/records")
-            .header("authorization", format!("Bearer {}", a.tokens[who]))
-            .body(body)
-            .unwrap()
-    };
+    let open = open_body;
+    let upload = |who: &str, body: Body| upload_as(&a, who, body);
     let line = |i: &str| -> axum::body::Bytes { format!("{}\n", address(i, "1 Elm St")).into() };
     let mut slow = Vec::new();
     for _ in 0..postvault_server::MAX_SLOW_UPLOADS {

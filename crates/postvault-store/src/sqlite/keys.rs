@@ -351,7 +351,9 @@ impl KeyStore for SqliteKeyStore {
         // checkpoint moves the deletion out of the WAL and truncates it, so
         // no older copy of the page stays behind there either.
         let n = conn.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
-        overwrite_wal(&conn)?;
+        if n > 0 {
+            overwrite_wal(&conn)?;
+        }
         Ok(n > 0)
     }
 

@@ -67,6 +67,7 @@ impl Vault {
                 holds_ending.push(s);
             }
         }
+        self.drop_orphan_hold_marks()?;
         let due: Vec<String> = self
             .keys
             .secret_names(PERIOD_PREFIX)?
@@ -366,7 +367,7 @@ impl Vault {
                 // clock far ahead is young for a lease past its time only).
                 Some(at)
                     if sealing_since(&at).is_some_and(|t| {
-                        now - t < HOLD_SEALING_LEASE_MS && t - now < HOLD_SEALING_LEASE_MS
+                        now.abs_diff(t) < HOLD_SEALING_LEASE_MS.unsigned_abs()
                     }) =>
                 {
                     self.keys.delete_secret(&mark)?;
@@ -383,6 +384,28 @@ impl Vault {
         self.keys
             .delete_secrets_guarded(&mark, &ours, &sealing, &names)?;
         Ok(moved)
+    }
+
+    /// Destroys the marks of hold-key ends and sealings (see
+    /// [`Vault::unhold`]) that name a person without keys: a crash, or a
+    /// hold sealing as the person was erased, can leave one after the
+    /// erasure destroyed theirs. They hold no key, but they name the
+    /// person's ref, which no erased person's name may outlive past the
+    /// next sweep.
+    fn drop_orphan_hold_marks(&self) -> Result<(), VaultError> {
+        let mut marks = self.keys.secret_names(HOLD_ENDING_PREFIX)?;
+        marks.extend(self.keys.secret_names(HOLD_SEALING_PREFIX)?);
+        let mut orphans = Vec::new();
+        for m in marks {
+            let Some(s) = mark_subject(&m) else { continue };
+            if self.keys.subject_keys(&s)?.is_none() {
+                orphans.push(m);
+            }
+        }
+        if !orphans.is_empty() {
+            self.keys.delete_secrets(&orphans)?;
+        }
+        Ok(())
     }
 
     /// Takes away the mark of an end of `subject`'s hold key (see
@@ -442,6 +465,15 @@ impl Drop for Sealing<'_> {
     }
 }
 
+/// The person a hold-key end's or sealing's mark names.
+fn mark_subject(name: &str) -> Option<SubjectRef> {
+    let rest = name
+        .strip_prefix(HOLD_ENDING_PREFIX)
+        .or_else(|| name.strip_prefix(HOLD_SEALING_PREFIX))?;
+    let hex_ref = rest.split(':').next()?;
+    hex::decode(hex_ref).ok()?.try_into().ok()
+}
+
 /// When a sealing mark was stored; `None` if its value is not a time.
 fn sealing_since(value: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(value.try_into().ok()?))
@@ -499,6 +531,30 @@ mod tests {
         v.keys.delete_subject_keys(&[s]).unwrap();
         v.retention_run(&mut |_| {}).unwrap();
         assert!(v.keys.secret_names(HOLD_PREFIX).unwrap().is_empty());
+    }
+
+    /// Marks of hold-key ends and sealings left for a person without keys
+    /// (erased) go at the next sweep; a held person's stay.
+    #[test]
+    fn the_sweep_destroys_hold_marks_of_people_without_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let (gone, kept) = (v.subject_ref("cust-gone"), v.subject_ref("cust-kept"));
+        v.ensure_subject_keys(&[kept]).unwrap();
+        for s in [gone, kept] {
+            v.keys.put_secret(&hold_ending_secret(&s), b"x").unwrap();
+            v.keys
+                .put_secret(&format!("{}00", hold_sealing_prefix(&s)), b"y")
+                .unwrap();
+        }
+        v.retention_run(&mut |_| {}).unwrap();
+        let left: Vec<String> = [HOLD_ENDING_PREFIX, HOLD_SEALING_PREFIX]
+            .iter()
+            .flat_map(|p| v.keys.secret_names(p).unwrap())
+            .collect();
+        let kept_hex = hex::encode(kept);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().all(|n| n.contains(&kept_hex)), "{left:?}");
     }
 
     /// A period key destroyed by a sweep in another process is not opened

@@ -1459,14 +1459,22 @@ fn a_hold_placed_as_the_sweep_destroys_the_hold_key_keeps_it() {
     assert_eq!(report.hold_keys_missing.records, 0, "{report:?}");
 }
 
-/// A hold is released on another node while it is being placed: the end
-/// looks at the holds (none in force), and before it destroys the hold key
-/// the placement seals the person's records under that key and finds it
-/// still there. The placement takes the end's mark away after sealing, so
-/// the key stays (the next sweep ends it, the hold being over) and every
-/// record still opens.
-#[test]
-fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
+/// A hold placed on one node (its key store wrapped in `placing_keys`)
+/// while another releases it: the placement stores its hold and reads its
+/// key; the release runs until its end has moved back what it found and
+/// looked at the holds; the placement then seals (running `at_rekey` just
+/// before its rekey) and answers; then the end goes on. Returns the vault's
+/// directory and clock, how many records the person had, and the
+/// placement's answer.
+fn place_while_released(
+    placing_keys: &Arc<Faults>,
+    at_rekey: impl FnOnce() + Send + 'static,
+) -> (
+    tempfile::TempDir,
+    Arc<FixedClock>,
+    usize,
+    Result<postvault::HoldView, VaultError>,
+) {
     use std::sync::mpsc::channel;
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
@@ -1476,21 +1484,21 @@ fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
     assert!(before > 0);
     drop(v);
     let placing = Faults::new();
-    let h = faulty_vault(dir.path(), &c, &placing, &Faults::new());
+    let h = faulty_vault(dir.path(), &c, &placing, placing_keys);
     let ending = Faults::new();
     let r = faulty_vault(dir.path(), &c, &Faults::new(), &ending);
     let (stored, on_stored) = channel::<()>();
     let (checked, on_checked) = channel::<()>();
-    let (sealed, on_sealed) = channel::<()>();
-    // The placement has stored its hold and looked its key up: the
-    // release runs until its end has looked at the holds.
+    let (answered, on_answered) = channel::<()>();
     placing.before("rekey", move || {
         stored.send(()).unwrap();
         on_checked.recv().unwrap();
+        at_rekey();
     });
+    // The end is about to look at the sealing marks.
     ending.before("secret_names", move || {
         checked.send(()).unwrap();
-        on_sealed.recv().unwrap();
+        on_answered.recv().unwrap();
     });
     let releaser = std::thread::spawn(move || {
         on_stored.recv().unwrap();
@@ -1505,19 +1513,37 @@ fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
         r.hold_release(&off, &id).unwrap();
     });
     let off = h.principal("officer").unwrap();
-    h.hold_place(&off, &a.id, None).unwrap();
-    sealed.send(()).unwrap();
+    let placed = h.hold_place(&off, &a.id, None);
+    answered.send(()).unwrap();
     releaser.join().unwrap();
     drop(h);
-    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    (dir, c, before, placed)
+}
+
+/// Every record of the person still opens, and `check` finds no hold key
+/// missing.
+fn every_record_opens(v: &Vault, before: usize) {
     let off = v.principal("officer").unwrap();
     let after = v.subject_report(&off, "cust-a").unwrap().records.len();
     assert_eq!(after, before, "every record still opens");
     assert_eq!(v.check().unwrap().hold_keys_missing.records, 0);
+}
+
+/// A hold is released on another node while it is being placed: the end
+/// looks at the holds (none in force), and before it destroys the hold key
+/// the placement seals the person's records under that key and finds it
+/// still there. The placement takes the end's mark away after sealing, so
+/// the key stays (the next sweep ends it, the hold being over) and every
+/// record still opens.
+#[test]
+fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
+    let (dir, c, before, placed) = place_while_released(&Faults::new(), || {});
+    placed.unwrap();
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    every_record_opens(&v, before);
     // The hold being over, the next sweep ends its key; nothing is lost.
     v.retention_run(&mut |_| {}).unwrap();
-    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
-    assert_eq!(after, before);
+    every_record_opens(&v, before);
 }
 
 /// The same release, but the placement dies just after sealing under the
@@ -1527,59 +1553,16 @@ fn a_hold_released_on_another_node_while_it_seals_loses_nothing() {
 /// placement sealed is lost.
 #[test]
 fn a_hold_that_dies_after_sealing_keeps_the_key_from_an_end_elsewhere() {
-    use std::sync::mpsc::channel;
-    let dir = tempfile::tempdir().unwrap();
-    let c = clock();
-    let (v, a) = approved_court_order(dir.path(), &c);
-    let off = v.principal("officer").unwrap();
-    let before = v.subject_report(&off, "cust-a").unwrap().records.len();
-    assert!(before > 0);
-    drop(v);
-    let placing = Faults::new();
     let placing_keys = Faults::new();
     let dead = Arc::new(AtomicBool::new(false));
     placing_keys.fail_while(&dead, &["secret", "delete_secret", "delete_secrets"]);
-    let h = faulty_vault(dir.path(), &c, &placing, &placing_keys);
-    let ending = Faults::new();
-    let r = faulty_vault(dir.path(), &c, &Faults::new(), &ending);
-    let (stored, on_stored) = channel::<()>();
-    let (checked, on_checked) = channel::<()>();
-    let (died, on_died) = channel::<()>();
     let dying = dead.clone();
-    placing.before("rekey", move || {
-        stored.send(()).unwrap();
-        on_checked.recv().unwrap();
-        // Its rekey commits; then nothing more of it reaches the key store.
-        dying.store(true, Ordering::SeqCst);
-    });
-    // The end has moved back what it found and looked at the holds: it is
-    // about to look at the sealing marks.
-    ending.before("secret_names", move || {
-        checked.send(()).unwrap();
-        on_died.recv().unwrap();
-    });
-    let releaser = std::thread::spawn(move || {
-        on_stored.recv().unwrap();
-        let off = r.principal("officer").unwrap();
-        let id = r
-            .holds(&off)
-            .unwrap()
-            .into_iter()
-            .find(|h| h.status == "active")
-            .unwrap()
-            .id;
-        r.hold_release(&off, &id).unwrap();
-    });
-    let off = h.principal("officer").unwrap();
-    assert!(h.hold_place(&off, &a.id, None).is_err(), "it died");
-    died.send(()).unwrap();
-    releaser.join().unwrap();
-    drop(h);
+    // Its rekey commits; then nothing more of it reaches the key store.
+    let (dir, c, before, placed) =
+        place_while_released(&placing_keys, move || dying.store(true, Ordering::SeqCst));
+    assert!(placed.is_err(), "it died");
     let v = Vault::open(dir.path(), opts(&c)).unwrap();
-    let off = v.principal("officer").unwrap();
-    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
-    assert_eq!(after, before, "every record still opens");
-    assert_eq!(v.check().unwrap().hold_keys_missing.records, 0);
+    every_record_opens(&v, before);
 }
 
 /// A hold seals a person's records under their hold key while another node
