@@ -503,6 +503,16 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
             .into_response(),
         }
     };
+    let mut res = res;
+    // Served over TLS: browsers are told to use nothing else for a year, so
+    // a page, a session cookie or a token is never sent in the clear to
+    // this host by a link or a typed address.
+    if state.config.tls.is_some() {
+        res.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     state.metrics.request(&route, res.status().as_u16());
     // The route pattern, never the path: paths name people.
     tracing::debug!(route = %route, status = res.status().as_u16(), "request");

@@ -204,6 +204,15 @@ fn serve_speaks_https_with_the_given_certificate_and_refuses_plain_http() {
     let answer = https_get(&addr, "/health", &pki.ca_pem).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#"{"status":"ok"}"#), "{answer}");
+    assert!(
+        answer.contains("strict-transport-security: max-age=31536000"),
+        "{answer}"
+    );
+    let page = https_get(&addr, "/me/", &pki.ca_pem).unwrap();
+    assert!(
+        page.contains("strict-transport-security: max-age=31536000"),
+        "{page}"
+    );
     let cp = https_get(&addr, "/v1/log/checkpoint", &pki.ca_pem).unwrap();
     assert!(cp.starts_with("HTTP/1.1 200"), "{cp}");
 
