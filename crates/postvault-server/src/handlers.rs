@@ -231,6 +231,9 @@ pub async fn collect(
                     Arrival::Tick
                 }
             };
+            // The client's own time so far: the time the service made it
+            // wait for the collection not counted.
+            let sending = started.elapsed().saturating_sub(held);
             if matches!(arrival, Arrival::Tick) {
                 if tx.is_closed() {
                     return None; // collection stopped; its report says why
@@ -241,11 +244,10 @@ pub async fn collect(
                         .await;
                     return Some("stalled");
                 }
-                // A second of the client's sending (the time the service
-                // made it wait not counted) and still arriving: counted
-                // among the principal's bodies arriving, or cut if they
-                // have their share.
-                if started.elapsed().saturating_sub(held) >= second && !receiving.count_arriving() {
+                // A second of the client's sending and still arriving:
+                // counted among the principal's bodies arriving, or cut if
+                // they have their share.
+                if sending >= second && !receiving.count_arriving() {
                     let _ = tx
                         .send(Chunk::Fail(std::io::Error::other(
                             "the principal has too many uploads arriving",
@@ -254,7 +256,6 @@ pub async fn collect(
                     return Some("crowded");
                 }
             }
-            let sending = started.elapsed().saturating_sub(held);
             // A body that has arrived (or failed) is judged no more.
             let incoming = match &arrival {
                 Arrival::Chunk(Some(Ok(c))) => Some(c.len()),

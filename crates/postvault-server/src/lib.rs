@@ -490,7 +490,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let streaming = route == "/v1/records";
-    let res = if streaming || ANSWERED_ONCE.contains(&route.as_str()) {
+    let mut res = if streaming || ANSWERED_ONCE.contains(&route.as_str()) {
         next.run(req).await
     } else {
         match tokio::time::timeout(state.config.timeout, next.run(req)).await {
@@ -503,7 +503,6 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
             .into_response(),
         }
     };
-    let mut res = res;
     // Served over TLS: browsers are told to use nothing else for a year, so
     // a page, a session cookie or a token is never sent in the clear to
     // this host by a link or a typed address.

@@ -1387,9 +1387,7 @@ fn a_hold_placed_while_the_sweep_ends_the_last_one_keeps_the_hold_key() {
     );
     drop(v);
     let v = Vault::open(dir.path(), opts(&c)).unwrap();
-    let off = v.principal("officer").unwrap();
-    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
-    assert_eq!(after, before, "every record still opens");
+    every_record_opens(&v, before);
 }
 
 /// The narrowest window of the same race: the sweep has looked at the
@@ -1453,10 +1451,7 @@ fn a_hold_placed_as_the_sweep_destroys_the_hold_key_keeps_it() {
         v.holds(&off).unwrap().iter().any(|h| h.status == "active"),
         "the new hold stands"
     );
-    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
-    assert_eq!(after, before, "every record still opens");
-    let report = v.check().unwrap();
-    assert_eq!(report.hold_keys_missing.records, 0, "{report:?}");
+    every_record_opens(&v, before);
 }
 
 /// A hold placed on one node (its key store wrapped in `placing_keys`)
@@ -1592,9 +1587,7 @@ fn a_hold_whose_key_is_destroyed_while_it_seals_seals_again() {
     v.hold_place(&off, &a.id, None).unwrap();
     drop(v);
     let v = Vault::open(dir.path(), opts(&c)).unwrap();
-    let off = v.principal("officer").unwrap();
-    let after = v.subject_report(&off, "cust-a").unwrap().records.len();
-    assert_eq!(after, before, "every record still opens");
+    every_record_opens(&v, before);
 }
 
 /// An erasure's first step commits; before it destroys the person's keys,
