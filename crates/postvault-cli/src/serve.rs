@@ -64,6 +64,14 @@ pub struct ServeArgs {
     /// checkpoints are then signed when asked for).
     #[arg(long, default_value_t = 30)]
     pub checkpoint_interval: u64,
+    /// A reverse proxy in front of the service (an address or a CIDR block;
+    /// repeat or separate with commas). From such a peer, `X-Forwarded-For`
+    /// names the client (the rate limits and the pages' sign-in limit are
+    /// kept by it, not by the proxy) and `X-Forwarded-Proto: https` marks
+    /// the request as HTTPS (Secure cookies, HSTS). From anyone else those
+    /// headers are ignored.
+    #[arg(long, value_name = "CIDR", env = "POSTVAULT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = postvault_server::parse_proxy)]
+    pub trusted_proxy: Vec<postvault_server::IpNet>,
 }
 
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
@@ -116,6 +124,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
         tls,
         max_connections: a.max_connections.max(1),
+        trusted_proxies: a.trusted_proxy.clone(),
         ..postvault_server::Config::default()
     };
     let state = postvault_server::AppState::new(vault.clone(), config);

@@ -8,6 +8,7 @@
 //! `{"error": {"code", "message"}}` with stable codes (docs/http.md).
 
 mod error;
+mod forwarded;
 mod handlers;
 mod idempotency;
 mod limits;
@@ -33,6 +34,7 @@ use axum::routing::{get, post};
 use postvault::{Principal, Vault};
 
 pub use error::ApiError;
+pub use forwarded::{IpNet, parse_proxy};
 pub use limits::{Metrics, RateLimiter};
 pub use local_witness::{LocalWitnessError, LocalWitnesses};
 pub use tls::{TlsConfig, TlsError};
@@ -73,6 +75,11 @@ pub struct Config {
     /// How long a person's pages show the report they last read before
     /// reading (and logging) a new one.
     pub report_fresh: Duration,
+    /// Reverse proxies in front of the service: from a peer in one of these
+    /// networks, `X-Forwarded-For` names the client (rate limits are kept
+    /// by it) and `X-Forwarded-Proto: https` makes cookies `Secure` and
+    /// answers carry HSTS. Empty: those headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The default requests per second per principal: hundreds, as a busy
@@ -93,6 +100,7 @@ impl Default for Config {
             login_rate: 2,
             person_rate: 5,
             report_fresh: Duration::from_secs(15),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -490,6 +498,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let streaming = route == "/v1/records";
+    let https = https(&state, &req);
     let mut res = if streaming || ANSWERED_ONCE.contains(&route.as_str()) {
         next.run(req).await
     } else {
@@ -503,10 +512,10 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
             .into_response(),
         }
     };
-    // Served over TLS: browsers are told to use nothing else for a year, so
-    // a page, a session cookie or a token is never sent in the clear to
-    // this host by a link or a typed address.
-    if state.config.tls.is_some() {
+    // Served over TLS (here or at a trusted proxy): browsers are told to
+    // use nothing else for a year, so a page, a session cookie or a token
+    // is never sent in the clear to this host by a link or a typed address.
+    if https {
         res.headers_mut().insert(
             axum::http::header::STRICT_TRANSPORT_SECURITY,
             axum::http::HeaderValue::from_static("max-age=31536000"),
@@ -559,13 +568,17 @@ async fn authenticate(
     res
 }
 
-/// The client's address (IPv6 by its /64), or `local` in process.
+/// The client's address (IPv6 by its /64), or `local` in process: the
+/// peer's, or the one a trusted proxy forwarded (see `forwarded`).
 pub(crate) fn client(req: &Request) -> String {
-    match req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-    {
+    let addr = match req.extensions().get::<forwarded::Client>() {
+        Some(c) => Some(c.addr),
+        None => req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical()),
+    };
+    match addr {
         Some(std::net::IpAddr::V6(a)) => {
             let s = a.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
@@ -573,6 +586,16 @@ pub(crate) fn client(req: &Request) -> String {
         Some(a) => a.to_string(),
         None => "local".into(),
     }
+}
+
+/// Whether the client reached the service over HTTPS: TLS here, or a
+/// trusted proxy's `X-Forwarded-Proto`.
+pub(crate) fn https(state: &AppState, req: &Request) -> bool {
+    state.config.tls.is_some()
+        || req
+            .extensions()
+            .get::<forwarded::Client>()
+            .is_some_and(|c| c.https)
 }
 
 /// The public endpoints' rate limit, per client address.

@@ -44,6 +44,8 @@ pub(crate) async fn run(
         .tls
         .as_ref()
         .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
+    let trusted: Arc<[crate::IpNet]> = state.config.trusted_proxies.clone().into();
+    let tls_here = tls.is_some();
     let app = crate::router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -75,9 +77,13 @@ pub(crate) async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let trusted = trusted.clone();
         let service = TowerToHyperService::new(app.clone().map_request(
             move |mut req: axum::http::Request<Incoming>| {
+                let client =
+                    crate::forwarded::client_of(peer.ip(), req.headers(), &trusted, tls_here);
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                req.extensions_mut().insert(client);
                 req
             },
         ));

@@ -1,6 +1,7 @@
 //! `postvault serve` at its edges, through a real socket: the service log
 //! without colour codes, connections that never finish their request head,
-//! HTTPS with a certificate the test makes, and bad certificate files.
+//! HTTPS with a certificate the test makes, bad certificate files, and
+//! the client behind a trusted reverse proxy.
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -281,4 +282,150 @@ fn serve_refuses_bad_certificate_and_key_files_clearly() {
     // One without the other is bad usage.
     let o = pv(&data, &["serve", "--tls-cert", &cert]);
     assert_eq!(code(&o), 2);
+}
+
+/// One request on its own connection with extra header lines; the
+/// answer's status and head (lower case).
+fn raw(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head)
+}
+
+/// Sign-in attempts with a wrong access code until one is refused 429
+/// (at most 20); whether one was.
+fn sign_in_limited(addr: &str, headers: &[&str]) -> bool {
+    let mut h = vec!["Content-Type: application/x-www-form-urlencoded"];
+    h.extend_from_slice(headers);
+    (0..20).any(|_| {
+        raw(
+            addr,
+            "POST",
+            "/me/login",
+            &h,
+            "code=AAAA-BBBB-CCCC-DDDD-EEEE",
+        )
+        .0 == 429
+    })
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_https_is_believed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = vault(tmp.path());
+    let o = pv(
+        &data,
+        &["principal", "add", "officer", "--role", "privacy_officer"],
+    );
+    assert_eq!(code(&o), 0);
+    let officer = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The test's own address is the proxy.
+    let (child, addr) = start(&data, &["--trusted-proxy", "10.0.0.0/8,127.0.0.1"], &[]);
+    // One client's failed sign-ins use up its own limit, not everyone's:
+    // another client behind the same proxy still signs in.
+    let a = "X-Forwarded-For: 203.0.113.1, 10.1.2.3";
+    assert!(sign_in_limited(&addr, &[a]));
+    let (st, _) = raw(
+        &addr,
+        "POST",
+        "/me/login",
+        &[
+            "Content-Type: application/x-www-form-urlencoded",
+            "X-Forwarded-For: 203.0.113.2",
+        ],
+        "code=AAAA-BBBB-CCCC-DDDD-EEEE",
+    );
+    assert_eq!(st, 401);
+    // A client cannot get out of its limit by writing a hop of its own
+    // left of what the proxy appended.
+    let (st, _) = raw(
+        &addr,
+        "POST",
+        "/me/login",
+        &[
+            "Content-Type: application/x-www-form-urlencoded",
+            "X-Forwarded-For: 198.51.100.77, 203.0.113.1",
+        ],
+        "code=AAAA-BBBB-CCCC-DDDD-EEEE",
+    );
+    assert_eq!(st, 429);
+    // HTTPS at the proxy: HSTS, and the session cookie is Secure.
+    let (_, head) = raw(&addr, "GET", "/health", &["X-Forwarded-Proto: https"], "");
+    assert!(
+        head.contains("strict-transport-security: max-age=31536000"),
+        "{head}"
+    );
+    let (_, head) = raw(&addr, "GET", "/health", &[], "");
+    assert!(!head.contains("strict-transport-security"), "{head}");
+    let form = format!("token={officer}");
+    let (st, head) = raw(
+        &addr,
+        "POST",
+        "/office/login",
+        &[
+            "Content-Type: application/x-www-form-urlencoded",
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-For: 203.0.113.3",
+        ],
+        &form,
+    );
+    assert_eq!(st, 303, "{head}");
+    let cookie = head.lines().find(|l| l.starts_with("set-cookie:")).unwrap();
+    assert!(cookie.ends_with("; secure"), "{cookie}");
+    let (st, head) = raw(
+        &addr,
+        "POST",
+        "/office/login",
+        &[
+            "Content-Type: application/x-www-form-urlencoded",
+            "X-Forwarded-For: 203.0.113.4",
+        ],
+        &form,
+    );
+    assert_eq!(st, 303, "{head}");
+    let cookie = head.lines().find(|l| l.starts_with("set-cookie:")).unwrap();
+    assert!(!cookie.contains("secure"), "{cookie}");
+    stop(child);
+
+    // Without the proxy configured, the headers are the client's own words:
+    // ignored. Rotating X-Forwarded-For does not escape the limit, and
+    // X-Forwarded-Proto does not bring HSTS.
+    let (child, addr) = start(&data, &[], &[]);
+    let mut n = 0;
+    let limited = (0..20).any(|_| {
+        n += 1;
+        let xff = format!("X-Forwarded-For: 203.0.113.{n}");
+        raw(
+            &addr,
+            "POST",
+            "/me/login",
+            &["Content-Type: application/x-www-form-urlencoded", &xff],
+            "code=AAAA-BBBB-CCCC-DDDD-EEEE",
+        )
+        .0 == 429
+    });
+    assert!(limited);
+    let (_, head) = raw(&addr, "GET", "/health", &["X-Forwarded-Proto: https"], "");
+    assert!(!head.contains("strict-transport-security"), "{head}");
+    stop(child);
 }

@@ -329,19 +329,16 @@ fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// `Set-Cookie` for a session: HttpOnly, SameSite=Strict, scoped to its
-/// surface's path, Secure under TLS, gone with the browser or at expiry.
+/// surface's path, Secure when the client came over HTTPS (TLS here or at a
+/// trusted proxy), gone with the browser or at expiry.
 pub(crate) fn set_cookie(
-    state: &AppState,
+    https: bool,
     name: &str,
     path: &str,
     value: &str,
     ttl: Duration,
 ) -> HeaderValue {
-    let secure = if state.config.tls.is_some() {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if https { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
         ttl.as_secs()

@@ -133,6 +133,7 @@ fn login_page(message: Option<&str>, status: StatusCode) -> Response {
 
 async fn login(State(state): St, req: Request) -> Response {
     let addr = crate::client(&req);
+    let https = crate::https(&state, &req);
     let (h, form) = match super::read_form(req).await {
         Ok(x) => x,
         Err(e) => return error_page(e, "/office/login"),
@@ -151,7 +152,7 @@ async fn login(State(state): St, req: Request) -> Response {
                     let mut r = redirect("/office/");
                     r.headers_mut().insert(
                         header::SET_COOKIE,
-                        super::set_cookie(&state, OFFICE_COOKIE, "/office", &id, OFFICE_TTL),
+                        super::set_cookie(https, OFFICE_COOKIE, "/office", &id, OFFICE_TTL),
                     );
                     r
                 }

@@ -156,6 +156,7 @@ fn login_page(message: Option<&str>, status: StatusCode) -> Response {
 
 async fn login(State(state): St, req: Request) -> Response {
     let addr = crate::client(&req);
+    let https = crate::https(&state, &req);
     let (h, form) = match super::read_form(req).await {
         Ok(x) => x,
         Err(e) => return error_page(e, "/me/login"),
@@ -176,7 +177,7 @@ async fn login(State(state): St, req: Request) -> Response {
                     let mut r = redirect("/me/");
                     r.headers_mut().insert(
                         header::SET_COOKIE,
-                        super::set_cookie(&state, PERSON_COOKIE, "/me", &id, PERSON_TTL),
+                        super::set_cookie(https, PERSON_COOKIE, "/me", &id, PERSON_TTL),
                     );
                     r
                 }
