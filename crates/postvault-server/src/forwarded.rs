@@ -28,12 +28,23 @@ pub(crate) struct Client {
 
 /// A proxy network from the command line: a CIDR block (`10.0.0.0/8`) or
 /// one address (`192.0.2.7`, `::1`).
+/// A block of every address (`/0`) is refused: it would believe every
+/// client's own headers.
 pub fn parse_proxy(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
-        .map_err(|_| format!("{s:?} is neither an address nor a CIDR block (10.0.0.0/8, fd00::/8)"))
+        .map_err(|_| {
+            format!("{s:?} is neither an address nor a CIDR block (10.0.0.0/8, fd00::/8)")
+        })?;
+    if net.prefix_len() == 0 {
+        return Err(format!(
+            "{s:?} would trust every client's own X-Forwarded-For: name the proxies' addresses"
+        ));
+    }
+    Ok(net)
 }
 
 /// The client of a request from `peer` with `headers`; `tls`: the
@@ -49,7 +60,9 @@ pub(crate) fn client_of(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], tl
     }
     let mut addr = peer;
     for hop in values(headers, "x-forwarded-for").rev() {
-        let Some(a) = hop_address(hop) else { break };
+        let Some(a) = hop.and_then(hop_address) else {
+            break;
+        };
         addr = a;
         if !is_proxy(&a) {
             break;
@@ -58,24 +71,26 @@ pub(crate) fn client_of(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], tl
     let https = tls
         || values(headers, "x-forwarded-proto")
             .next_back()
+            .flatten()
             .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     Client { addr, https }
 }
 
-/// A header's comma-separated values over all its lines, in order.
+/// A header's comma-separated values over all its lines, in order; a line
+/// that is not text is one `None` (it stops a walk, never skipped over).
 fn values<'a>(
     headers: &'a HeaderMap,
     name: &'static str,
-) -> impl DoubleEndedIterator<Item = &'a str> + 'a {
+) -> impl DoubleEndedIterator<Item = Option<&'a str>> + 'a {
     headers
         .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+        .flat_map(|v| match v.to_str() {
+            Ok(v) => v.split(',').map(Some).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
+        .map(|v| v.map(str::trim))
+        .filter(|v| v.is_none_or(|v| !v.is_empty()))
 }
 
 /// One hop of `X-Forwarded-For`: an address, or one with a port
@@ -152,6 +167,17 @@ mod tests {
             client_of(ip("10.0.0.2"), &h, &trusted, false).addr,
             ip("10.1.1.1")
         );
+        // A line that is not text stops the walk too, rather than being
+        // skipped so the walk reaches a line further left.
+        let mut h = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        h.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"203.0.113.9\xff").unwrap(),
+        );
+        assert_eq!(
+            client_of(ip("10.0.0.2"), &h, &trusted, false).addr,
+            ip("10.0.0.2")
+        );
         // No header: the proxy itself (its own health checks).
         assert_eq!(
             client_of(ip("10.0.0.2"), &HeaderMap::new(), &trusted, false).addr,
@@ -183,5 +209,7 @@ mod tests {
         );
         assert!(parse_proxy("10.0.0.0/33").is_err());
         assert!(parse_proxy("proxy.example").is_err());
+        assert!(parse_proxy("0.0.0.0/0").is_err());
+        assert!(parse_proxy("::/0").is_err());
     }
 }
