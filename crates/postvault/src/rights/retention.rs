@@ -185,6 +185,41 @@ impl Vault {
         subject: &SubjectRef,
         pick: &dyn Fn(&RecordRow) -> bool,
     ) -> Result<u64, VaultError> {
+        let cover_category = self.pack.taxonomy().engine().mail_cover_record_category();
+        self.seal_under_hold_with(subject, &mut |_, keys| {
+            let mut covers = crate::vault::KeyCache::default();
+            let mut plain_rows = Vec::new();
+            for r in self.store.subject_records(subject)? {
+                if !pick(&r)
+                    || cover_category == Some(r.category.as_str())
+                    || r.key_id == key_id::HOLD
+                {
+                    continue;
+                }
+                // A record that does not open (altered, or from a restored
+                // copy beside newer keys) is left for the sweep, never a
+                // reason to stop it for everyone.
+                let Ok(Some(plain)) = self.open_record(&r, Some(keys), &mut covers) else {
+                    continue;
+                };
+                plain_rows.push((r, zeroize::Zeroizing::new(plain)));
+            }
+            Ok(plain_rows)
+        })
+    }
+
+    /// [`Vault::seal_under_hold`] of the records `rows` gives, with what
+    /// they hold: called once the hold key exists and the sealing's mark
+    /// is stored, with the person's keys as the key store has them then
+    /// (wrapped, and opened).
+    fn seal_under_hold_with(
+        &self,
+        subject: &SubjectRef,
+        rows: &mut dyn FnMut(
+            &postvault_store::SubjectKeys,
+            &crate::vault::SubjectKeyPair,
+        ) -> Result<Vec<PlainRow>, VaultError>,
+    ) -> Result<u64, VaultError> {
         if self.subject_keys(subject)?.is_none() {
             return Ok(0);
         }
@@ -217,22 +252,7 @@ impl Vault {
         // an end deciding later sees the sealing mark.
         self.keys.delete_secret(&hold_ending_secret(subject))?;
         let keys = self.unwrap_pair(Some(&stored), subject)?;
-        let mut covers = crate::vault::KeyCache::default();
-        let mut plain_rows = Vec::new();
-        let cover_category = self.pack.taxonomy().engine().mail_cover_record_category();
-        for r in self.store.subject_records(subject)? {
-            if !pick(&r) || cover_category == Some(r.category.as_str()) || r.key_id == key_id::HOLD
-            {
-                continue;
-            }
-            // A record that does not open (altered, or from a restored copy
-            // beside newer keys) is left for the sweep, never a reason to
-            // stop it for everyone.
-            let Ok(Some(plain)) = self.open_record(&r, Some(&keys), &mut covers) else {
-                continue;
-            };
-            plain_rows.push((r, zeroize::Zeroizing::new(plain)));
-        }
+        let plain_rows = rows(&stored, &keys)?;
         // The end of an earlier hold (a sweep, a release, a recovery on
         // another node) may destroy the hold key between its look-up here
         // and the rekey: sealed under a key that is gone, the records
@@ -319,6 +339,8 @@ impl Vault {
         let ours = postvault_crypto::random_token(&self.rng)?;
         let ours = self.keys.put_secret_or_get(&mark, &ours)?;
         let mut out = Vec::new();
+        let mut plains = Vec::new();
+        let wrapped = self.keys.subject_keys(subject)?;
         if let (Some(keys), Some(hold)) =
             (self.subject_keys(subject)?, self.hold_key(subject, false)?)
         {
@@ -334,25 +356,40 @@ impl Vault {
                 let Some(period) = self.period_key(&r.category, r.expires_at, true)? else {
                     continue;
                 };
-                out.push(RecordRow {
+                let row = RecordRow {
                     key_id: key_id::PERIOD,
                     sealed: keys
                         .data
                         .record_key(&period)?
                         .seal(&self.rng, &aad, &plain)?,
                     ..r
-                });
+                };
+                out.push(row.clone());
+                plains.push((row, zeroize::Zeroizing::new(plain)));
             }
         }
         let moved = self.store.rekey(&out)?;
         // Looked at again before the key goes: a hold placed while the
-        // records were moved keeps the key (the records it sealed are
-        // under it; the ones moved back are under their periods, which the
-        // sweep seals under the hold key again before a period key goes).
+        // records were moved keeps the key, and the records moved back go
+        // under it again. A hold seals only what is under a period key as
+        // it looks, and a sweep on another node only what is as it looks,
+        // before it destroys the period keys: one that looked before the
+        // move and destroys a period key after it would leave a record
+        // moved back under a key that is gone while the hold stands. So
+        // they are sealed again from what was opened here, not from the
+        // store, if the person's keys are still the ones used.
         if self.keys.subject_keys(subject)?.is_some()
             && self.held_subjects(self.clock.now_ms())?.contains(subject)
         {
+            let mut plains = Some(plains);
+            let sealed = self.seal_under_hold_with(subject, &mut |stored, _| {
+                Ok(match (&wrapped, plains.take()) {
+                    (Some(w), Some(p)) if w == stored => p,
+                    _ => Vec::new(),
+                })
+            });
             self.keys.delete_secret(&mark)?;
+            sealed?;
             return Ok(moved);
         }
         // A hold sealing under the key now (its mark younger than the
@@ -420,6 +457,9 @@ impl Vault {
         Ok(())
     }
 }
+
+/// A record with what it holds, about to be sealed again.
+type PlainRow = (RecordRow, zeroize::Zeroizing<Vec<u8>>);
 
 /// A hold's mark on a person's hold key while it seals records under it
 /// (`hold-sealing:<ref>:<random>`, the time it was stored): an end of the

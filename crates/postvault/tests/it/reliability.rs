@@ -1515,6 +1515,84 @@ fn place_while_released(
     (dir, c, before, placed)
 }
 
+/// A release moves the person's records back under their period keys; a
+/// hold placed on another node meanwhile (after the release looked at the
+/// holds, before the move) finds them still under the hold key and leaves
+/// them; a sweep on a third node whose day has reached a record's period
+/// looks before the move (nothing of theirs under that period key) and
+/// destroys the period key after it. The release, seeing the new hold when
+/// it looks again, seals what it moved under the hold key once more, from
+/// what it opened: nothing is lost while the hold stands.
+#[test]
+fn a_release_that_moved_records_back_as_a_hold_came_seals_them_again() {
+    use postvault::Clock as _;
+    use std::sync::mpsc::channel;
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let (v, a) = approved_court_order(dir.path(), &c);
+    let off = v.principal("officer").unwrap();
+    let first = v.hold_place(&off, &a.id, None).unwrap();
+    let report = v.subject_report(&off, "cust-a").unwrap();
+    let before = report.records.len();
+    assert!(before > 0);
+    // The sweep's day: the first record's period has ended.
+    let expiry = report
+        .records
+        .iter()
+        .map(|r| postvault_time::parse_rfc3339(&r.expires_at).unwrap())
+        .min()
+        .unwrap();
+    let later = Arc::new(FixedClock::new(expiry.div_euclid(DAY) * DAY + DAY + 1));
+    drop(v);
+    let (releasing, releasing_keys) = (Faults::new(), Faults::new());
+    let r = faulty_vault(dir.path(), &c, &releasing, &releasing_keys);
+    // The other two nodes are open already (opening one later would finish
+    // the release's intent itself).
+    let placing = Vault::open(dir.path(), opts(&c)).unwrap();
+    let sweeping = Faults::new();
+    let s = faulty_vault(dir.path(), &later, &sweeping, &Faults::new());
+    let (go, on_go) = channel::<()>();
+    let (looked, on_looked) = channel::<()>();
+    let (moved, on_moved) = channel::<()>();
+    let (swept, on_swept) = channel::<()>();
+    // The sweep seals held people's records of its periods (an empty
+    // rekey: everything of theirs is under the hold key still), then
+    // waits for the move before it destroys the period keys.
+    sweeping.before("rekey", move || {
+        looked.send(()).unwrap();
+        on_moved.recv().unwrap();
+    });
+    let sweeper = std::thread::spawn(move || {
+        on_go.recv().unwrap();
+        s.retention_run(&mut |_| {}).unwrap();
+        swept.send(()).unwrap();
+    });
+    let (id, until) = (a.id.clone(), later.now_ms() + 10 * DAY);
+    let keys = releasing_keys.clone();
+    releasing.before("rekey", move || {
+        let off = placing.principal("officer").unwrap();
+        placing.hold_place(&off, &id, Some(until)).unwrap();
+        go.send(()).unwrap();
+        on_looked.recv().unwrap();
+        // Once moved, before the release looks at the holds again: the
+        // sweep destroys the period keys and ends.
+        keys.before("subject_keys", move || {
+            moved.send(()).unwrap();
+            on_swept.recv().unwrap();
+        });
+    });
+    r.hold_release(&off, &first.id).unwrap();
+    sweeper.join().unwrap();
+    drop(r);
+    let v = Vault::open(dir.path(), opts(&later)).unwrap();
+    let off = v.principal("officer").unwrap();
+    assert!(
+        v.holds(&off).unwrap().iter().any(|h| h.status == "active"),
+        "the new hold stands"
+    );
+    every_record_opens(&v, before);
+}
+
 /// Every record of the person still opens, and `check` finds no hold key
 /// missing.
 fn every_record_opens(v: &Vault, before: usize) {
