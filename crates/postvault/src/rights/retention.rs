@@ -215,10 +215,7 @@ impl Vault {
     fn seal_under_hold_with(
         &self,
         subject: &SubjectRef,
-        rows: &mut dyn FnMut(
-            &postvault_store::SubjectKeys,
-            &crate::vault::SubjectKeyPair,
-        ) -> Result<Vec<PlainRow>, VaultError>,
+        rows: &mut RowsToSeal<'_>,
     ) -> Result<u64, VaultError> {
         if self.subject_keys(subject)?.is_none() {
             return Ok(0);
@@ -340,10 +337,14 @@ impl Vault {
         let ours = self.keys.put_secret_or_get(&mark, &ours)?;
         let mut out = Vec::new();
         let mut plains = Vec::new();
+        // The person's keys as stored, and used: the records moved back
+        // are sealed again below only under these.
         let wrapped = self.keys.subject_keys(subject)?;
-        if let (Some(keys), Some(hold)) =
-            (self.subject_keys(subject)?, self.hold_key(subject, false)?)
-        {
+        let keys = match &wrapped {
+            Some(w) => Some(self.unwrap_pair(Some(w), subject)?),
+            None => None,
+        };
+        if let (Some(keys), Some(hold)) = (keys, self.hold_key(subject, false)?) {
             let held_key = keys.data.record_key(&hold)?;
             for r in self.store.subject_records(subject)? {
                 if r.key_id != key_id::HOLD || period_start(r.expires_at) <= now {
@@ -353,6 +354,7 @@ impl Vault {
                 let Ok(plain) = held_key.open(&aad, &r.sealed) else {
                     continue;
                 };
+                let plain = zeroize::Zeroizing::new(plain);
                 let Some(period) = self.period_key(&r.category, r.expires_at, true)? else {
                     continue;
                 };
@@ -365,7 +367,7 @@ impl Vault {
                     ..r
                 };
                 out.push(row.clone());
-                plains.push((row, zeroize::Zeroizing::new(plain)));
+                plains.push((row, plain));
             }
         }
         let moved = self.store.rekey(&out)?;
@@ -388,8 +390,10 @@ impl Vault {
                     _ => Vec::new(),
                 })
             });
-            self.keys.delete_secret(&mark)?;
+            // The sealing's failure is the one to report (the mark is
+            // taken away by the sealing itself first).
             sealed?;
+            self.keys.delete_secret(&mark)?;
             return Ok(moved);
         }
         // A hold sealing under the key now (its mark younger than the
@@ -460,6 +464,14 @@ impl Vault {
 
 /// A record with what it holds, about to be sealed again.
 type PlainRow = (RecordRow, zeroize::Zeroizing<Vec<u8>>);
+
+/// What a hold seals: given the person's keys (wrapped, and opened), the
+/// records with what they hold.
+type RowsToSeal<'a> = dyn FnMut(
+        &postvault_store::SubjectKeys,
+        &crate::vault::SubjectKeyPair,
+    ) -> Result<Vec<PlainRow>, VaultError>
+    + 'a;
 
 /// A hold's mark on a person's hold key while it seals records under it
 /// (`hold-sealing:<ref>:<random>`, the time it was stored): an end of the

@@ -1551,6 +1551,11 @@ fn a_release_that_moved_records_back_as_a_hold_came_seals_them_again() {
     let placing = Vault::open(dir.path(), opts(&c)).unwrap();
     let sweeping = Faults::new();
     let s = faulty_vault(dir.path(), &later, &sweeping, &Faults::new());
+    // A step not reached fails the test instead of hanging it.
+    let wait = |rx: &std::sync::mpsc::Receiver<()>| {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the interleaving reached its next step")
+    };
     let (go, on_go) = channel::<()>();
     let (looked, on_looked) = channel::<()>();
     let (moved, on_moved) = channel::<()>();
@@ -1560,10 +1565,10 @@ fn a_release_that_moved_records_back_as_a_hold_came_seals_them_again() {
     // waits for the move before it destroys the period keys.
     sweeping.before("rekey", move || {
         looked.send(()).unwrap();
-        on_moved.recv().unwrap();
+        wait(&on_moved);
     });
     let sweeper = std::thread::spawn(move || {
-        on_go.recv().unwrap();
+        wait(&on_go);
         s.retention_run(&mut |_| {}).unwrap();
         swept.send(()).unwrap();
     });
@@ -1573,12 +1578,12 @@ fn a_release_that_moved_records_back_as_a_hold_came_seals_them_again() {
         let off = placing.principal("officer").unwrap();
         placing.hold_place(&off, &id, Some(until)).unwrap();
         go.send(()).unwrap();
-        on_looked.recv().unwrap();
+        wait(&on_looked);
         // Once moved, before the release looks at the holds again: the
         // sweep destroys the period keys and ends.
         keys.before("subject_keys", move || {
             moved.send(()).unwrap();
-            on_swept.recv().unwrap();
+            wait(&on_swept);
         });
     });
     r.hold_release(&off, &first.id).unwrap();
