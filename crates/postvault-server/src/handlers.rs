@@ -186,17 +186,20 @@ pub async fn collect(
         let who = p.clone();
         blocking(&state, move |v| Ok(v.refuse_collection(&who)?)).await?;
     }
-    // One principal's bodies still arriving leave the others some slots.
-    let Some(mut receiving) = state.receive_upload(&p.name) else {
+    // One principal's uploads leave the others some slots: past their
+    // share, an upload waits for one of theirs to end.
+    let Some(mine) = state.principal_upload(&p.name).await else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_uploads",
             format!(
-                "this principal has {} uploads still arriving; retry when one has arrived",
-                crate::MAX_RECEIVING_UPLOADS
+                "this principal has had {} uploads in flight for {} s; retry when one ends",
+                crate::MAX_PRINCIPAL_UPLOADS,
+                state.config.timeout.as_secs()
             ),
         ));
     };
+    let mut receiving = mine.body();
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -244,17 +247,6 @@ pub async fn collect(
                         .await;
                     return Some("stalled");
                 }
-                // A second of the client's sending and still arriving:
-                // counted among the principal's bodies arriving, or cut if
-                // they have their share.
-                if sending >= second && !receiving.count_arriving() {
-                    let _ = tx
-                        .send(Chunk::Fail(std::io::Error::other(
-                            "the principal has too many uploads arriving",
-                        )))
-                        .await;
-                    return Some("crowded");
-                }
             }
             // A body that has arrived (or failed) is judged no more.
             let incoming = match &arrival {
@@ -278,8 +270,8 @@ pub async fn collect(
                 Arrival::Chunk(n) => n,
             };
             let Some(chunk) = next else {
-                // Arrived: no longer counted among the principal's bodies
-                // arriving, while the collection finishes.
+                // Arrived: no longer counted among the principal's slow
+                // bodies, while the collection finishes.
                 drop(receiving);
                 let _ = tx.send(Chunk::End).await;
                 return None;
@@ -361,10 +353,8 @@ pub async fn collect(
             StatusCode::BAD_REQUEST,
             "upload_incomplete",
             format!(
-                "the upload was still arriving while this principal had {} other uploads arriving \
-                 (at most {} of them slow); lines through {} were handled; send the rest at once, \
-                 or when one of them ends",
-                crate::MAX_RECEIVING_UPLOADS,
+                "the upload turned slow while this principal had {} slow uploads arriving; \
+                 lines through {} were handled; send the rest faster, or when one of them ends",
                 crate::MAX_SLOW_UPLOADS,
                 report.committed_through_line
             ),

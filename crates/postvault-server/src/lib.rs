@@ -132,9 +132,12 @@ pub struct AppState {
     public_gathering: tokio::sync::Mutex<()>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
-    /// Each principal's uploads whose body is still arriving, and how many
-    /// of those are slow (see [`MAX_RECEIVING_UPLOADS`]).
-    receiving: std::sync::Mutex<HashMap<String, Receiving>>,
+    /// Each principal's uploads in flight, and how many of their bodies
+    /// are slow (see [`MAX_PRINCIPAL_UPLOADS`]).
+    uploading: std::sync::Mutex<HashMap<String, Uploading>>,
+    /// Told whenever an upload ends: uploads waiting for their principal's
+    /// share look again.
+    upload_ended: tokio::sync::Notify,
     /// Principals by token hash, valid for the principals generation in
     /// `watched`: emptied whenever the store's generation moves; the least
     /// recently used leave it past [`TOKEN_CACHE_MAX`].
@@ -149,14 +152,14 @@ pub struct AppState {
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
 pub const MAX_UPLOADS: usize = 16;
 
-/// A principal's uploads whose body has been arriving for over a second,
-/// at most: while they have this many, another is refused with 429
-/// `too_many_uploads` before it takes a slot, and one more that turns a
-/// second old unfinished is cut. So one principal's trickling bodies
-/// leave the other principals `MAX_UPLOADS - MAX_RECEIVING_UPLOADS` slots,
-/// and an ingest service's many concurrent one-line uploads, whose bodies
-/// arrive at once, are not held back.
-pub const MAX_RECEIVING_UPLOADS: usize = MAX_UPLOADS - 4;
+/// A principal's uploads in flight at most, from before one takes a slot
+/// to its answer, however fast or slow their bodies: one more waits (up to
+/// the request timeout) for one of theirs to end, then is refused with 429
+/// `too_many_uploads`. So one principal, by many uploads at once or in
+/// quick succession, always leaves the other principals
+/// `MAX_UPLOADS - MAX_PRINCIPAL_UPLOADS` slots; a burst of many one-line
+/// uploads of one principal is queued rather than refused.
+pub const MAX_PRINCIPAL_UPLOADS: usize = MAX_UPLOADS - 4;
 
 /// A principal's slow uploads in flight at most: one more that turns slow
 /// is cut (`upload_incomplete`, with its report). A body is slow once it
@@ -171,52 +174,68 @@ pub const SLOW_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// is slow.
 pub const SLOW_RATE: u64 = 64 * 1024;
 
-/// A principal's uploads being received, and how many are slow.
+/// A principal's uploads in flight, and how many of their bodies are slow.
 #[derive(Default)]
-struct Receiving {
-    bodies: usize,
+struct Uploading {
+    uploads: usize,
     slow: usize,
 }
 
-/// One upload of a principal whose body is arriving: counted once it has
-/// been arriving for a second ([`UploadBody::count_arriving`]) until it has
-/// arrived (or failed); slow once [`UploadBody::mark_slow`] says so.
-pub(crate) struct UploadBody {
+/// One upload of a principal in flight ([`AppState::principal_upload`]),
+/// until its answer.
+pub(crate) struct PrincipalUpload {
     state: Arc<AppState>,
     who: String,
-    counted: bool,
+}
+
+impl PrincipalUpload {
+    /// The mark its body carries while it arrives: slow once
+    /// [`SlowMark::mark_slow`] says so, until it has arrived.
+    pub(crate) fn body(&self) -> SlowMark {
+        SlowMark {
+            state: self.state.clone(),
+            who: self.who.clone(),
+            slow: false,
+        }
+    }
+}
+
+impl Drop for PrincipalUpload {
+    fn drop(&mut self) {
+        {
+            let mut r = self.state.uploading();
+            if let Some(n) = r.get_mut(&self.who) {
+                n.uploads = n.uploads.saturating_sub(1);
+                if n.uploads == 0 && n.slow == 0 {
+                    r.remove(&self.who);
+                }
+            }
+        }
+        self.state.upload_ended.notify_waiters();
+    }
+}
+
+/// An upload's body while it arrives, counted among its principal's slow
+/// ones once it is slow.
+pub(crate) struct SlowMark {
+    state: Arc<AppState>,
+    who: String,
     slow: bool,
 }
 
-impl UploadBody {
-    /// Counts this body among its principal's arriving ones, unless they
-    /// have [`MAX_RECEIVING_UPLOADS`] already (false: it is to be cut).
-    pub(crate) fn count_arriving(&mut self) -> bool {
-        if self.counted {
-            return true;
-        }
-        let mut r = self.state.receiving();
-        let n = r.entry(self.who.clone()).or_default();
-        if n.bodies >= MAX_RECEIVING_UPLOADS {
-            return false;
-        }
-        n.bodies += 1;
-        self.counted = true;
-        true
-    }
-
+impl SlowMark {
     /// Counts this body among its principal's slow ones, unless they have
     /// [`MAX_SLOW_UPLOADS`] already (false: it is to be cut).
     pub(crate) fn mark_slow(&mut self) -> bool {
         if self.slow {
             return true;
         }
-        if !self.count_arriving() {
-            return false;
-        }
-        let mut r = self.state.receiving();
+        let mut r = self.state.uploading();
         let n = r.entry(self.who.clone()).or_default();
         if n.slow >= MAX_SLOW_UPLOADS {
+            if n.uploads == 0 && n.slow == 0 {
+                r.remove(&self.who);
+            }
             return false;
         }
         n.slow += 1;
@@ -225,18 +244,15 @@ impl UploadBody {
     }
 }
 
-impl Drop for UploadBody {
+impl Drop for SlowMark {
     fn drop(&mut self) {
-        if !self.counted {
+        if !self.slow {
             return;
         }
-        let mut r = self.state.receiving();
+        let mut r = self.state.uploading();
         if let Some(n) = r.get_mut(&self.who) {
-            n.bodies = n.bodies.saturating_sub(1);
-            if self.slow {
-                n.slow = n.slow.saturating_sub(1);
-            }
-            if n.bodies == 0 {
+            n.slow = n.slow.saturating_sub(1);
+            if n.uploads == 0 && n.slow == 0 {
                 r.remove(&self.who);
             }
         }
@@ -254,7 +270,8 @@ impl AppState {
             public: std::sync::Mutex::new(None),
             public_gathering: tokio::sync::Mutex::new(()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
-            receiving: std::sync::Mutex::new(HashMap::new()),
+            uploading: std::sync::Mutex::new(HashMap::new()),
+            upload_ended: tokio::sync::Notify::new(),
             checkpoint: std::sync::Mutex::new(None),
             vault,
             config,
@@ -264,27 +281,36 @@ impl AppState {
         })
     }
 
-    fn receiving(&self) -> std::sync::MutexGuard<'_, HashMap<String, Receiving>> {
-        self.receiving.lock().unwrap_or_else(|e| e.into_inner())
+    fn uploading(&self) -> std::sync::MutexGuard<'_, HashMap<String, Uploading>> {
+        self.uploading.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An upload of `who` about to be received, unless they have
-    /// [`MAX_RECEIVING_UPLOADS`] bodies arriving already; counted only once
-    /// its body has been arriving for a second.
-    pub(crate) fn receive_upload(self: &Arc<Self>, who: &str) -> Option<UploadBody> {
-        if self
-            .receiving()
-            .get(who)
-            .is_some_and(|n| n.bodies >= MAX_RECEIVING_UPLOADS)
-        {
-            return None;
+    /// An upload of `who` in flight, once they have fewer than
+    /// [`MAX_PRINCIPAL_UPLOADS`]: waits up to the request timeout for one
+    /// of theirs to end; `None` if none did.
+    pub(crate) async fn principal_upload(self: &Arc<Self>, who: &str) -> Option<PrincipalUpload> {
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        loop {
+            // Registered before looking, so an end between the look and
+            // the wait is not missed.
+            let ended = self.upload_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            {
+                let mut r = self.uploading();
+                let n = r.entry(who.to_string()).or_default();
+                if n.uploads < MAX_PRINCIPAL_UPLOADS {
+                    n.uploads += 1;
+                    return Some(PrincipalUpload {
+                        state: self.clone(),
+                        who: who.to_string(),
+                    });
+                }
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return None;
+            }
         }
-        Some(UploadBody {
-            state: self.clone(),
-            who: who.to_string(),
-            counted: false,
-            slow: false,
-        })
     }
 
     fn token_hash(token: &str) -> [u8; 32] {
