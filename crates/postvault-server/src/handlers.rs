@@ -193,14 +193,14 @@ pub async fn collect(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_uploads",
             format!(
-                "this principal has had {} uploads in flight for {} s; retry when one ends",
-                crate::MAX_PRINCIPAL_UPLOADS,
-                state.config.timeout.as_secs()
+                "this principal has {} uploads in flight and none ended while this one waited; \
+                 retry when one ends",
+                crate::MAX_PRINCIPAL_UPLOADS
             ),
         ));
     };
     let mut receiving = mine.body();
-    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+    let Ok(slot) = state.uploads.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_uploads",
@@ -313,6 +313,10 @@ pub async fn collect(
     };
     let vault = state.vault.clone();
     let work = tokio::task::spawn_blocking(move || {
+        // The slot and the principal's share are held until the collection
+        // has ended, even if the client goes (and the handler with it) once
+        // its body has arrived: a collection still running holds them.
+        let _held = (slot, mine);
         let mut reader = std::io::BufReader::with_capacity(
             1 << 20,
             ChannelReader {

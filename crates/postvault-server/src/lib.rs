@@ -132,12 +132,12 @@ pub struct AppState {
     public_gathering: tokio::sync::Mutex<()>,
     /// Uploads in flight (`POST /v1/records`), at most `MAX_UPLOADS`.
     pub uploads: Arc<tokio::sync::Semaphore>,
-    /// Each principal's uploads in flight, and how many of their bodies
-    /// are slow (see [`MAX_PRINCIPAL_UPLOADS`]).
-    uploading: std::sync::Mutex<HashMap<String, Uploading>>,
-    /// Told whenever an upload ends: uploads waiting for their principal's
-    /// share look again.
-    upload_ended: tokio::sync::Notify,
+    /// Each principal's share of the upload slots (see
+    /// [`MAX_PRINCIPAL_UPLOADS`]): a semaphore while any upload of theirs
+    /// holds or waits for a permit, then gone.
+    shares: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Each principal's slow bodies arriving (see [`MAX_SLOW_UPLOADS`]).
+    slow: std::sync::Mutex<HashMap<String, usize>>,
     /// Principals by token hash, valid for the principals generation in
     /// `watched`: emptied whenever the store's generation moves; the least
     /// recently used leave it past [`TOKEN_CACHE_MAX`].
@@ -157,8 +157,10 @@ pub const MAX_UPLOADS: usize = 16;
 /// the request timeout) for one of theirs to end, then is refused with 429
 /// `too_many_uploads`. So one principal, by many uploads at once or in
 /// quick succession, always leaves the other principals
-/// `MAX_UPLOADS - MAX_PRINCIPAL_UPLOADS` slots; a burst of many one-line
-/// uploads of one principal is queued rather than refused.
+/// `MAX_UPLOADS - MAX_PRINCIPAL_UPLOADS` slots (two principals together
+/// can fill them all); a burst of many one-line uploads of one principal
+/// is queued past the share rather than refused. Held until the
+/// collection has ended, even if the client has gone.
 pub const MAX_PRINCIPAL_UPLOADS: usize = MAX_UPLOADS - 4;
 
 /// A principal's slow uploads in flight at most: one more that turns slow
@@ -174,18 +176,12 @@ pub const SLOW_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// is slow.
 pub const SLOW_RATE: u64 = 64 * 1024;
 
-/// A principal's uploads in flight, and how many of their bodies are slow.
-#[derive(Default)]
-struct Uploading {
-    uploads: usize,
-    slow: usize,
-}
-
-/// One upload of a principal in flight ([`AppState::principal_upload`]),
-/// until its answer.
+/// One upload of a principal in flight ([`AppState::principal_upload`]):
+/// its permit of the principal's share, until the collection has ended.
 pub(crate) struct PrincipalUpload {
     state: Arc<AppState>,
     who: String,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PrincipalUpload {
@@ -202,16 +198,16 @@ impl PrincipalUpload {
 
 impl Drop for PrincipalUpload {
     fn drop(&mut self) {
+        // The permit goes to the next waiter of this principal, if any;
+        // with none holding or waiting, the share is forgotten.
+        drop(self.permit.take());
+        let mut shares = self.state.shares();
+        if shares
+            .get(&self.who)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
         {
-            let mut r = self.state.uploading();
-            if let Some(n) = r.get_mut(&self.who) {
-                n.uploads = n.uploads.saturating_sub(1);
-                if n.uploads == 0 && n.slow == 0 {
-                    r.remove(&self.who);
-                }
-            }
+            shares.remove(&self.who);
         }
-        self.state.upload_ended.notify_waiters();
     }
 }
 
@@ -230,15 +226,12 @@ impl SlowMark {
         if self.slow {
             return true;
         }
-        let mut r = self.state.uploading();
-        let n = r.entry(self.who.clone()).or_default();
-        if n.slow >= MAX_SLOW_UPLOADS {
-            if n.uploads == 0 && n.slow == 0 {
-                r.remove(&self.who);
-            }
+        let mut slow = self.state.slow_bodies();
+        let n = slow.entry(self.who.clone()).or_default();
+        if *n >= MAX_SLOW_UPLOADS {
             return false;
         }
-        n.slow += 1;
+        *n += 1;
         self.slow = true;
         true
     }
@@ -249,11 +242,11 @@ impl Drop for SlowMark {
         if !self.slow {
             return;
         }
-        let mut r = self.state.uploading();
-        if let Some(n) = r.get_mut(&self.who) {
-            n.slow = n.slow.saturating_sub(1);
-            if n.uploads == 0 && n.slow == 0 {
-                r.remove(&self.who);
+        let mut slow = self.state.slow_bodies();
+        if let Some(n) = slow.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                slow.remove(&self.who);
             }
         }
     }
@@ -270,8 +263,8 @@ impl AppState {
             public: std::sync::Mutex::new(None),
             public_gathering: tokio::sync::Mutex::new(()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
-            uploading: std::sync::Mutex::new(HashMap::new()),
-            upload_ended: tokio::sync::Notify::new(),
+            shares: std::sync::Mutex::new(HashMap::new()),
+            slow: std::sync::Mutex::new(HashMap::new()),
             checkpoint: std::sync::Mutex::new(None),
             vault,
             config,
@@ -281,36 +274,36 @@ impl AppState {
         })
     }
 
-    fn uploading(&self) -> std::sync::MutexGuard<'_, HashMap<String, Uploading>> {
-        self.uploading.lock().unwrap_or_else(|e| e.into_inner())
+    fn shares(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Semaphore>>> {
+        self.shares.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slow_bodies(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An upload of `who` in flight, once they have fewer than
-    /// [`MAX_PRINCIPAL_UPLOADS`]: waits up to the request timeout for one
-    /// of theirs to end; `None` if none did.
+    /// [`MAX_PRINCIPAL_UPLOADS`]: waits its turn (first come, first served)
+    /// up to the request timeout for one of theirs to end; `None` if none
+    /// did.
     pub(crate) async fn principal_upload(self: &Arc<Self>, who: &str) -> Option<PrincipalUpload> {
+        let mut upload = PrincipalUpload {
+            state: self.clone(),
+            who: who.to_string(),
+            permit: None,
+        };
+        let share = self
+            .shares()
+            .entry(who.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_PRINCIPAL_UPLOADS)))
+            .clone();
         let deadline = tokio::time::Instant::now() + self.config.timeout;
-        loop {
-            // Registered before looking, so an end between the look and
-            // the wait is not missed.
-            let ended = self.upload_ended.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            {
-                let mut r = self.uploading();
-                let n = r.entry(who.to_string()).or_default();
-                if n.uploads < MAX_PRINCIPAL_UPLOADS {
-                    n.uploads += 1;
-                    return Some(PrincipalUpload {
-                        state: self.clone(),
-                        who: who.to_string(),
-                    });
-                }
-            }
-            if tokio::time::timeout_at(deadline, ended).await.is_err() {
-                return None;
-            }
-        }
+        // Refused or given up, `upload` forgets the share if nobody else
+        // holds or waits for it (the clone here is dropped first).
+        let permit = tokio::time::timeout_at(deadline, share.acquire_owned()).await;
+        upload.permit = permit.ok()?.ok();
+        upload.permit.as_ref()?;
+        Some(upload)
     }
 
     fn token_hash(token: &str) -> [u8; 32] {
