@@ -150,7 +150,7 @@ pub struct AppState {
 }
 
 /// Concurrent uploads; more answer 429 `too_many_uploads`.
-pub const MAX_UPLOADS: usize = 16;
+pub const MAX_UPLOADS: usize = 20;
 
 /// A principal's uploads in flight at most, from before one takes a slot
 /// to its answer, however fast or slow their bodies: one more waits (up to
