@@ -737,7 +737,9 @@ pub trait StatsStore: Send + Sync {
     /// one person come together, so a scan bounds each person's contribution
     /// holding one person's counts at a time, and scans of disjoint subject
     /// ranges may run at once (each on a connection of its own where the
-    /// backend has several), one person never split between two.
+    /// backend has several), one person never split between two. With
+    /// `consented`, only the records of people whose consent for that
+    /// purpose is recorded as granted.
     fn category_records(
         &self,
         category: &str,
@@ -745,6 +747,7 @@ pub trait StatsStore: Send + Sync {
         after: Option<&(SubjectRef, [u8; 16])>,
         until: Option<&SubjectRef>,
         limit: usize,
+        consented: Option<&str>,
     ) -> Result<Vec<RecordRow>, StoreError>;
 
     /// Checks `spend` against what its principal has spent for its purpose

@@ -835,11 +835,12 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
         after: Option<&(SubjectRef, [u8; 16])>,
         until: Option<&SubjectRef>,
         limit: usize,
+        consented: Option<&str>,
     ) -> Result<Vec<RecordRow>, StoreError> {
         self.enter("category_records")?;
         Ok(self.handed_rows(
             self.inner
-                .category_records(category, now, after, until, limit)?,
+                .category_records(category, now, after, until, limit, consented)?,
         ))
     }
 

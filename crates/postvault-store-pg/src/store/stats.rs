@@ -17,9 +17,16 @@ impl StatsStore for PgStore {
         after: Option<&(SubjectRef, [u8; 16])>,
         until: Option<&SubjectRef>,
         limit: usize,
+        consented: Option<&str>,
     ) -> Result<Vec<RecordRow>, StoreError> {
         let (subject, id) = scan_after(after);
         let until = scan_until(until);
+        let consent = if consented.is_some() {
+            "AND EXISTS (SELECT 1 FROM consents k WHERE k.subject = records.subject
+                         AND k.purpose = $7 AND k.granted)"
+        } else {
+            ""
+        };
         self.db.run(false, async |c| {
             let s = c
                 .prepare_cached(&format!(
@@ -27,17 +34,21 @@ impl StatsStore for PgStore {
                      WHERE category = $1 AND (subject, id) > ($2, $3) AND subject < $6
                        AND superseded_by IS NULL AND expires_at > $4
                        AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
+                       {consent}
                      ORDER BY subject, id LIMIT $5"
                 ))
                 .await?;
-            c.query(
-                &s,
-                &[&category, &subject, &id, &now, &(limit as i64), &until],
-            )
-            .await?
-            .iter()
-            .map(record_from_row)
-            .collect()
+            let limit = limit as i64;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&category, &subject, &id, &now, &limit, &until];
+            if let Some(purpose) = &consented {
+                params.push(purpose);
+            }
+            c.query(&s, &params)
+                .await?
+                .iter()
+                .map(record_from_row)
+                .collect()
         })
     }
 

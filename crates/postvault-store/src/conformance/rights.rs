@@ -425,7 +425,7 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     );
     assert_eq!(s.count_expired(1_000).unwrap(), 6);
     let scanned: Vec<SubjectRef> = s
-        .category_records("address", 0, None, None, 100)
+        .category_records("address", 0, None, None, 100, None)
         .unwrap()
         .iter()
         .map(|r| r.subject)

@@ -101,7 +101,7 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
     let mut after = None;
     loop {
         let page = s
-            .category_records("scan_event", 500, after.as_ref(), None, 2)
+            .category_records("scan_event", 500, after.as_ref(), None, 2, None)
             .unwrap();
         let Some(last) = page.last() else { break };
         after = Some((last.subject, last.id));
@@ -116,7 +116,7 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
             [from, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             [0u8; 16],
         );
-        s.category_records("scan_event", 500, Some(&start), until.as_ref(), 100)
+        s.category_records("scan_event", 500, Some(&start), until.as_ref(), 100, None)
             .unwrap()
             .iter()
             .map(|r| (r.subject[0], r.id[0]))
@@ -132,4 +132,45 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!([a, b].concat(), got);
+    // Asked for the people who consented to a purpose: person 1 granted
+    // it, person 2 withdrew it (the latest state counts), person 3 never
+    // gave it; a consent to another purpose does not count.
+    let consent = |subject: u8, purpose: &str, granted: bool, at: i64| crate::ConsentRow {
+        subject: [subject; 16],
+        purpose: purpose.into(),
+        granted,
+        at,
+    };
+    for c in [
+        consent(1, "marketing", true, 10),
+        consent(2, "marketing", true, 10),
+        consent(2, "marketing", false, 20),
+        consent(3, "research", true, 10),
+    ] {
+        s.write(
+            &WriteBatch {
+                consents: vec![c],
+                leaves: 1,
+                ..WriteBatch::default()
+            },
+            &mut |_, _| b"c".to_vec().into(),
+        )
+        .unwrap();
+    }
+    let consented = |after: Option<&(SubjectRef, [u8; 16])>, limit| {
+        s.category_records("scan_event", 500, after, None, limit, Some("marketing"))
+            .unwrap()
+            .iter()
+            .map(|r| (r.subject[0], r.id[0]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(consented(None, 100), vec![(1, 2), (1, 4)]);
+    assert_eq!(consented(Some(&([1; 16], [2; 16])), 1), vec![(1, 4)]);
+    // Without the purpose, everyone's as before.
+    assert_eq!(
+        s.category_records("scan_event", 500, None, None, 100, None)
+            .unwrap()
+            .len(),
+        5
+    );
 }

@@ -12,26 +12,46 @@ impl StatsStore for SqliteStore {
         after: Option<&(SubjectRef, [u8; 16])>,
         until: Option<&SubjectRef>,
         limit: usize,
+        consented: Option<&str>,
     ) -> Result<Vec<RecordRow>, StoreError> {
         let (subject, id) = scan_after(after);
         let until = scan_until(until);
         // On a connection of its own: scans of other ranges run beside it.
         self.with_scanner(|conn| {
-            let mut s = conn.prepare_cached(
-                "SELECT id, subject, category, purpose, source, collected_at,
-                        expires_at, key_id, sealed, superseded_by
-                 FROM records INDEXED BY records_category
-                 WHERE category = ?1 AND (subject, id) > (?2, ?3) AND subject < ?6
-                   AND superseded_by IS NULL AND expires_at > ?4
-                   AND subject NOT IN (SELECT subject FROM purge)
-                 ORDER BY subject, id LIMIT ?5",
-            )?;
-            let rows = s
-                .query_map(
-                    params![category, subject, id, now, limit as i64, until],
-                    record_from_row,
-                )?
-                .collect::<Result<_, _>>()?;
+            let rows = match consented {
+                None => conn
+                    .prepare_cached(
+                        "SELECT id, subject, category, purpose, source, collected_at,
+                                expires_at, key_id, sealed, superseded_by
+                         FROM records INDEXED BY records_category
+                         WHERE category = ?1 AND (subject, id) > (?2, ?3) AND subject < ?6
+                           AND superseded_by IS NULL AND expires_at > ?4
+                           AND subject NOT IN (SELECT subject FROM purge)
+                         ORDER BY subject, id LIMIT ?5",
+                    )?
+                    .query_map(
+                        params![category, subject, id, now, limit as i64, until],
+                        record_from_row,
+                    )?
+                    .collect::<Result<_, _>>()?,
+                Some(purpose) => conn
+                    .prepare_cached(
+                        "SELECT id, subject, category, purpose, source, collected_at,
+                                expires_at, key_id, sealed, superseded_by
+                         FROM records INDEXED BY records_category
+                         WHERE category = ?1 AND (subject, id) > (?2, ?3) AND subject < ?6
+                           AND superseded_by IS NULL AND expires_at > ?4
+                           AND subject NOT IN (SELECT subject FROM purge)
+                           AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = records.subject
+                                       AND c.purpose = ?7 AND c.granted = 1)
+                         ORDER BY subject, id LIMIT ?5",
+                    )?
+                    .query_map(
+                        params![category, subject, id, now, limit as i64, until, purpose],
+                        record_from_row,
+                    )?
+                    .collect::<Result<_, _>>()?,
+            };
             Ok(rows)
         })
     }

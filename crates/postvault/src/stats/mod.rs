@@ -927,12 +927,15 @@ impl Vault {
         ranges: usize,
     ) -> Result<HashMap<String, i64>, VaultError> {
         self.sync_erasures()?;
+        let consented = self.consent_purpose(plan);
         let ranges = subject_ranges(ranges.max(1));
         let results: Vec<Result<(Bounder, Trouble), VaultError>> = std::thread::scope(|s| {
             let handles: Vec<_> = ranges
                 .iter()
                 .map(|(from, until)| {
-                    s.spawn(move || self.scan_range(plan, q, now, *from, until.as_ref()))
+                    s.spawn(move || {
+                        self.scan_range(plan, q, now, (*from, until.as_ref()), consented)
+                    })
                 })
                 .collect();
             handles
@@ -973,6 +976,7 @@ impl Vault {
                 Some(&(*s, [0u8; 16])),
                 next.as_ref(),
                 1,
+                None,
             )?;
             if live.first().is_some_and(|r| r.subject == *s) {
                 missing += n;
@@ -989,15 +993,28 @@ impl Vault {
         Ok(out.into_iter().map(|(k, v)| (k, saturate(v))).collect())
     }
 
+    /// The purpose a query's people must have consented to: its own, when
+    /// any of its cells needs the person's consent (`marketing` in the
+    /// postal pack, opt-in only). Such a purpose reaches a person's data
+    /// only by their choice, in aggregate as in a targeted read, so the
+    /// scan counts only the people whose consent to it stands.
+    fn consent_purpose<'t>(&'t self, plan: &Plan<'_>) -> Option<&'t str> {
+        let tax = self.pack.taxonomy();
+        tax.category_ixs()
+            .any(|c| tax.cell(plan.purpose, c) == postvault_policy::Cell::Consent)
+            .then(|| tax.purpose(plan.purpose).id.as_str())
+    }
+
     /// One pipeline: the category's records of subjects in [`from`,
-    /// `until`), a page at a time, each person's together.
+    /// `until`) (of people who consented to `consented`, if given), a page
+    /// at a time, each person's together.
     fn scan_range(
         &self,
         plan: &Plan<'_>,
         q: &Query,
         now: i64,
-        from: SubjectRef,
-        until: Option<&SubjectRef>,
+        (from, until): (SubjectRef, Option<&SubjectRef>),
+        consented: Option<&str>,
     ) -> Result<(Bounder, Trouble), VaultError> {
         let tax = self.pack.taxonomy();
         let category = &tax.category(plan.category).id;
@@ -1010,9 +1027,14 @@ impl Vault {
         let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
         let (mut aad, mut plain) = (Vec::with_capacity(128), Vec::with_capacity(512));
         loop {
-            let page = self
-                .store
-                .category_records(category, now, after.as_ref(), until, PAGE)?;
+            let page = self.store.category_records(
+                category,
+                now,
+                after.as_ref(),
+                until,
+                PAGE,
+                consented,
+            )?;
             let Some(last) = page.last() else {
                 break;
             };

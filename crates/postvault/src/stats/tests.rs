@@ -305,3 +305,66 @@ fn the_payload_reader_takes_only_the_fields_and_reads_them_as_json() {
     bad.extend_from_slice(br#"er","scanned_at":"2026-11-01T10:00:00Z","facility_zip":"60601"}}"#);
     assert!(k.contribution(&bad).is_err());
 }
+
+/// A purpose that reaches a person's data only with their consent
+/// (`marketing`) counts, in aggregate too, only the people whose consent
+/// stands: not those who never gave it, nor one who withdrew it.
+#[test]
+fn a_consent_purpose_counts_only_the_people_who_consented() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::init(
+        dir.path(),
+        crate::OpenOptions {
+            clock: Arc::new(crate::FixedClock::new(T0)),
+            ..crate::OpenOptions::default()
+        },
+    )
+    .unwrap();
+    v.add_principal("ingest", "collector").unwrap();
+    v.add_principal("officer", "privacy_officer").unwrap();
+    v.add_principal("promo", "marketing").unwrap();
+    v.add_principal("analyst", "statistics").unwrap();
+    // Ten people, three engagement events each, on 2026-11-01.
+    let text: Vec<String> = (0..10)
+        .flat_map(|p| (0..3).map(move |i| (p, i)))
+        .map(|(p, i)| {
+            format!(
+                "{{\"subject\":\"e{p}\",\"category\":\"informed_delivery_engagement\",\"purpose\":\"informed_delivery\",\"fields\":{{\"event\":\"open\",\"at\":\"2026-11-01T0{i}:00:00Z\"}}}}"
+            )
+        })
+        .collect();
+    let ingest = v.principal("ingest").unwrap();
+    let r = v
+        .collect(
+            &ingest,
+            &mut text.join("\n").as_bytes(),
+            &crate::CollectOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.accepted, 30);
+    let officer = v.principal("officer").unwrap();
+    for p in ["e1", "e4", "e7"] {
+        v.set_consent(&officer, p, "marketing", true).unwrap();
+    }
+    v.set_consent(&officer, "e7", "marketing", false).unwrap();
+    let q = parse_query(
+        &serde_json::from_value(serde_json::json!({
+            "category": "informed_delivery_engagement", "measure": "count",
+            "group_by": ["event"], "from": "2026-11-01", "to": "2026-11-02", "epsilon": 0.25,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let tax = v.pack.taxonomy();
+    let promo = v.principal("promo").unwrap();
+    let plan = pstats::check(tax, promo.role_ix, "marketing", &q).unwrap();
+    // e1 and e4: three events each.
+    let counted = v.bounded_scan_in(&plan, &q, T0, 2).unwrap();
+    assert_eq!(counted.values().sum::<i64>(), 6, "{counted:?}");
+    // The statistics purpose needs no consent: everyone counts.
+    let analyst = v.principal("analyst").unwrap();
+    let plan = pstats::check(tax, analyst.role_ix, "statistics", &q).unwrap();
+    let counted = v.bounded_scan_in(&plan, &q, T0, 2).unwrap();
+    assert_eq!(counted.values().sum::<i64>(), 30, "{counted:?}");
+}
