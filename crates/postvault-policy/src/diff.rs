@@ -304,6 +304,15 @@ fn settings(pack: &Pack) -> BTreeMap<String, Setting> {
             format!("purpose.{}.prohibited", p.id),
             Setting::Flag(p.prohibited(), false),
         );
+        // A purpose whose last consent cell goes (to `A`, `-` or `Y`) has
+        // its statistics count everyone, not only those who consented:
+        // that widens, whatever its cells do to targeted reads.
+        if let Some(ix) = t.purpose_ix(&p.id) {
+            m.insert(
+                format!("purpose.{}.statistics_consented_only", p.id),
+                Setting::Flag(t.needs_consent(ix), false),
+            );
+        }
     }
     for cat in &t.categories {
         let base = format!("category.{}", cat.id);

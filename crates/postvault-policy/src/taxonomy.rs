@@ -326,6 +326,14 @@ impl Taxonomy {
         self.matrix[usize::from(purpose.0) * self.categories.len() + usize::from(category.0)]
     }
 
+    /// Whether `purpose` reaches people's data only with their consent: a
+    /// cell of it needs consent (`C`). Its statistics then count only the
+    /// people whose consent to it stands.
+    pub fn needs_consent(&self, purpose: PurposeIx) -> bool {
+        self.category_ixs()
+            .any(|c| self.cell(purpose, c) == Cell::Consent)
+    }
+
     /// Whether `category` may be collected for `purpose` at all (before roles).
     pub fn collectable(&self, purpose: PurposeIx, category: CategoryIx) -> bool {
         let p = self.purpose(purpose);

@@ -642,6 +642,25 @@ fn the_diff_names_each_cell_and_rule_that_changes() {
                 && r.widens)
     );
 
+    // Marketing loses its consent cells (to none): its targeted reads
+    // narrow, but its statistics would count people who never consented,
+    // so the pack widens.
+    let mut src = PackSources::postal();
+    src.taxonomy = src.taxonomy.replace(
+        "marketing                  = \" C  C ",
+        "marketing                  = \" -  - ",
+    );
+    let d = PackDiff::new(&old, &widened(&src));
+    assert!(d.widens, "{:?}", d.rules);
+    assert!(d.cells.iter().all(|c| !c.widens));
+    assert!(
+        d.rules
+            .iter()
+            .any(|r| r.setting == "purpose.marketing.statistics_consented_only" && r.widens),
+        "{:?}",
+        d.rules
+    );
+
     // Delivery loses the scan events: narrows; nothing widens.
     let mut src = PackSources::postal();
     src.taxonomy = src.taxonomy.replace(

@@ -43,7 +43,7 @@ impl StatsStore for SqliteStore {
                            AND superseded_by IS NULL AND expires_at > ?4
                            AND subject NOT IN (SELECT subject FROM purge)
                            AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = records.subject
-                                       AND c.purpose = ?7 AND c.granted = 1)
+                                       AND c.purpose = ?7 AND c.granted <> 0)
                          ORDER BY subject, id LIMIT ?5",
                     )?
                     .query_map(

@@ -201,6 +201,10 @@ pub struct StatsAnswer {
     /// The index of the query's leaf.
     pub log_index: u64,
     pub pack: String,
+    /// For a purpose that needs the person's consent: that purpose; only
+    /// the people whose consent to it stands are counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consented_only: Option<String>,
 }
 
 fn invalid(why: impl Into<String>) -> VaultError {
@@ -848,6 +852,7 @@ impl Vault {
             })
             .collect();
         let public = keys.is_some();
+        let consented_only = self.consent_purpose(&plan).map(str::to_string);
         Ok(StatsAnswer {
             category: q.category.clone(),
             purpose: purpose.to_string(),
@@ -881,8 +886,14 @@ impl Vault {
                 confidence: CONFIDENCE,
                 plus_minus: released.accuracy,
                 statement: format!(
-                    "with 95% confidence each released value is within {:.1} of the exact value over the records that count after each person's contribution is bounded{}",
+                    "with 95% confidence each released value is within {:.1} of the exact value over the records that count after each person's contribution is bounded{}{}",
                     released.accuracy,
+                    match &consented_only {
+                        Some(p) => format!(
+                            " (the records of people whose consent to `{p}` stands, no one else's)"
+                        ),
+                        None => String::new(),
+                    },
                     if public {
                         ""
                     } else {
@@ -899,6 +910,7 @@ impl Vault {
             },
             log_index,
             pack: self.pack.version().to_string(),
+            consented_only,
         })
     }
 
@@ -1000,8 +1012,7 @@ impl Vault {
     /// scan counts only the people whose consent to it stands.
     fn consent_purpose<'t>(&'t self, plan: &Plan<'_>) -> Option<&'t str> {
         let tax = self.pack.taxonomy();
-        tax.category_ixs()
-            .any(|c| tax.cell(plan.purpose, c) == postvault_policy::Cell::Consent)
+        tax.needs_consent(plan.purpose)
             .then(|| tax.purpose(plan.purpose).id.as_str())
     }
 

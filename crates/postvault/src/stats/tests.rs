@@ -348,14 +348,12 @@ fn a_consent_purpose_counts_only_the_people_who_consented() {
         v.set_consent(&officer, p, "marketing", true).unwrap();
     }
     v.set_consent(&officer, "e7", "marketing", false).unwrap();
-    let q = parse_query(
-        &serde_json::from_value(serde_json::json!({
-            "category": "informed_delivery_engagement", "measure": "count",
-            "group_by": ["event"], "from": "2026-11-01", "to": "2026-11-02", "epsilon": 0.25,
-        }))
-        .unwrap(),
-    )
+    let req: StatsRequest = serde_json::from_value(serde_json::json!({
+        "category": "informed_delivery_engagement", "measure": "count",
+        "group_by": ["event"], "from": "2026-11-01", "to": "2026-11-02", "epsilon": 0.25,
+    }))
     .unwrap();
+    let q = parse_query(&req).unwrap();
     let tax = v.pack.taxonomy();
     let promo = v.principal("promo").unwrap();
     let plan = pstats::check(tax, promo.role_ix, "marketing", &q).unwrap();
@@ -367,4 +365,19 @@ fn a_consent_purpose_counts_only_the_people_who_consented() {
     let plan = pstats::check(tax, analyst.role_ix, "statistics", &q).unwrap();
     let counted = v.bounded_scan_in(&plan, &q, T0, 2).unwrap();
     assert_eq!(counted.values().sum::<i64>(), 30, "{counted:?}");
+    // The answers say whom they count.
+    let a = v.statistics(&promo, "marketing", &req).unwrap();
+    assert_eq!(a.consented_only.as_deref(), Some("marketing"));
+    assert!(
+        a.accuracy.statement.contains("consent to `marketing`"),
+        "{}",
+        a.accuracy.statement
+    );
+    let a = v.statistics(&analyst, "statistics", &req).unwrap();
+    assert_eq!(a.consented_only, None);
+    assert!(
+        !a.accuracy.statement.contains("consent"),
+        "{}",
+        a.accuracy.statement
+    );
 }
