@@ -362,6 +362,7 @@ pub fn simulated_mail_cover_items_need_an_order_in_force_on(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let c = clock();
     let v = vault_on(b, dir.path(), &c);
+    v.add_principal("inspector", "mail_cover").unwrap();
     let cfg = postvault_sim::SimConfig {
         scale: 0.00001,
         seed: 3,
@@ -372,8 +373,17 @@ pub fn simulated_mail_cover_items_need_an_order_in_force_on(b: &Backend) {
         .filter(|l| l.contains("\"mail_cover_record\""))
         .collect();
     assert!(!covers.is_empty());
-    // Without an approved order in this vault, each is refused (R14).
+    // A collector records no mail cover: whether a line is accepted would
+    // tell it who is under a cover.
     let r = collect(&v, "ingest", &covers.join("\n"));
+    assert_eq!(r.accepted, 0);
+    assert!(
+        r.errors.iter().all(|e| e.code == "denied"),
+        "{:?}",
+        r.errors.first()
+    );
+    // Without an approved order in this vault, each is refused (R14).
+    let r = collect(&v, "inspector", &covers.join("\n"));
     assert_eq!(r.accepted, 0);
     assert_eq!(r.rejected, covers.len() as u64);
     assert!(

@@ -416,12 +416,16 @@ fn postal_with_every_engine_id_renamed_runs_covers_and_protective_orders() {
     );
     let a = submit(&v, "fbi", &mc);
     assert_eq!(a.status, "pending_approval", "{:?}", a.reasons);
-    let r = collect(&v, "ingest", &cover_line(&a.id, "pvmarkCover sender"));
+    let r = collect(&v, "inspector", &cover_line(&a.id, "pvmarkCover sender"));
     assert_eq!(r.errors[0].code, "no_active_cover");
     assert!(!approve(&v, "officer", &a.id).refused());
-    let r = collect(&v, "ingest", &cover_line(&a.id, "Law office of H. COUNSEL"));
+    let r = collect(
+        &v,
+        "inspector",
+        &cover_line(&a.id, "Law office of H. COUNSEL"),
+    );
     assert_eq!(r.errors[0].code, "attorney_correspondence");
-    let r = collect(&v, "ingest", &cover_line(&a.id, "pvmarkCover sender"));
+    let r = collect(&v, "inspector", &cover_line(&a.id, "pvmarkCover sender"));
     assert_eq!(r.accepted, 1, "{:?}", r.errors);
     let read = v.read(&p("inspector"), "cust-a", "mail_cover").unwrap();
     assert_eq!(count(&read.records, "cover_entry"), 1);

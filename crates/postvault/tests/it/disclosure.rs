@@ -169,7 +169,7 @@ pub fn cover_with_a_record(v: &Vault) -> StepAnswer {
         "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id,
         "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
         "return_address": "9 Other St, Chicago IL"}});
-    assert_eq!(collect(v, "ingest", &line.to_string()).accepted, 1);
+    assert_eq!(collect(v, "inspector", &line.to_string()).accepted, 1);
     a
 }
 
@@ -614,7 +614,7 @@ pub fn every_instrument_kind_runs_the_whole_workflow_on(b: &Backend) {
         if kind == "mail_cover" {
             let r = collect(
                 &v,
-                "ingest",
+                "inspector",
                 &serde_json::json!({"subject": "cust-a", "category": "mail_cover_record", "purpose": "mail_cover",
                     "legal_basis": "39 CFR 233.3", "fields": {"order_id": a.id, "recorded_on": "2026-11-02",
                     "sender_as_shown": "A. Sender", "postmark_city": "Chicago"}})
@@ -708,20 +708,38 @@ fn mail_cover_recording_follows_its_order() {
     let a = submit(&v, "fbi", &mail_cover());
     assert_eq!(a.status, "pending_approval", "{:?}", a.reasons);
     // Nothing is recorded before the order is approved.
-    let r = collect(&v, "ingest", &record(&a.id, "cust-a", "pvmarkCover sender"));
+    let r = collect(
+        &v,
+        "inspector",
+        &record(&a.id, "cust-a", "pvmarkCover sender"),
+    );
     assert_eq!(r.errors[0].code, "no_active_cover");
     assert!(!approve(&v, "officer", &a.id).refused());
+    // A collector records no cover, so its answer is the same for the
+    // covered person and anyone else: it learns nothing of who is covered.
+    for subject in ["cust-a", "cust-b"] {
+        let r = collect(&v, "ingest", &record(&a.id, subject, "pvmarkCover sender"));
+        assert_eq!((r.accepted, r.errors[0].code.as_str()), (0, "denied"));
+    }
     // Only about the order's subject, never the subject's attorney's mail.
-    let r = collect(&v, "ingest", &record(&a.id, "cust-b", "pvmarkCover sender"));
+    let r = collect(
+        &v,
+        "inspector",
+        &record(&a.id, "cust-b", "pvmarkCover sender"),
+    );
     assert_eq!(r.errors[0].code, "no_active_cover");
     let r = collect(
         &v,
-        "ingest",
+        "inspector",
         &record(&a.id, "cust-a", "Law office of H.  COUNSEL"),
     );
     assert_eq!(r.errors[0].code, "attorney_correspondence");
     assert_eq!(r.errors[0].rule.as_deref(), Some("R15"));
-    let r = collect(&v, "ingest", &record(&a.id, "cust-a", "pvmarkCover sender"));
+    let r = collect(
+        &v,
+        "inspector",
+        &record(&a.id, "cust-a", "pvmarkCover sender"),
+    );
     assert_eq!(r.accepted, 1, "{:?}", r.errors);
     // The record is sealed under the order's key, not the person's.
     let keys = rusqlite::Connection::open(dir.path().join("keys.db")).unwrap();
@@ -801,12 +819,12 @@ fn mail_cover_recording_follows_its_order() {
         .disclose_end(&v.principal("officer").unwrap(), &b.id, EndReason::Indicted)
         .unwrap();
     assert_eq!(end.status, "ended");
-    let r = collect(&v, "ingest", &record(&b.id, "cust-a", "another sender"));
+    let r = collect(&v, "inspector", &record(&b.id, "cust-a", "another sender"));
     assert_eq!(r.errors[0].code, "no_active_cover");
     // What it recorded stays available to its requester after the end (R18),
     // and fetching it does not reopen the cover.
     assert!(!fetch(&v, "fbi", &b.id).refused());
-    let r = collect(&v, "ingest", &record(&b.id, "cust-a", "another sender"));
+    let r = collect(&v, "inspector", &record(&b.id, "cust-a", "another sender"));
     assert_eq!(r.errors[0].code, "no_active_cover");
 
     // The first was improperly ordered: everything recorded under it is gone.
@@ -859,7 +877,7 @@ fn mail_cover_recording_follows_its_order() {
     );
     assert!(!approve(&v, "officer", &e.id).refused());
     c.advance(30 * DAY);
-    let r = collect(&v, "ingest", &record(&e.id, "cust-a", "late sender"));
+    let r = collect(&v, "inspector", &record(&e.id, "cust-a", "late sender"));
     assert_eq!(r.errors[0].code, "no_active_cover");
     assert!(!fetch(&v, "fbi", &e.id).refused());
     c.advance(60 * DAY);

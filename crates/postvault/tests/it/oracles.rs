@@ -487,11 +487,15 @@ fn the_attorney_exclusion_compares_what_an_address_says() {
         ("H.Counsel, Esq.", "9 Other St"),
         ("A. Sender", "1 Ex\u{0430}mple Pla\u{200d}za, Chicago IL"),
     ] {
-        let r = collect(&v, "ingest", &record(sender, ret));
+        let r = collect(&v, "inspector", &record(sender, ret));
         assert_eq!(r.accepted, 0, "{sender:?} / {ret:?} was recorded");
         assert_eq!(r.errors[0].code, "attorney_correspondence", "{sender:?}");
     }
-    let r = collect(&v, "ingest", &record("A. Sender", "9 Other St, Chicago IL"));
+    let r = collect(
+        &v,
+        "inspector",
+        &record("A. Sender", "9 Other St, Chicago IL"),
+    );
     assert_eq!(r.accepted, 1, "{:?}", r.errors);
 }
 
