@@ -456,6 +456,15 @@ fn file_leaf(tx: &Connection, idx: u64, index: &LeafIndex) -> Result<(), StoreEr
     let mut probe = tx.prepare_cached("SELECT 1 FROM leaf_index WHERE token = ?1")?;
     let slot = crate::free_slot(|s| probe.exists([&tokens.token(*month, s)[..]]))?
         .ok_or_else(|| StoreError::Corrupt(format!("the leaf index is full for month {month}")))?;
+    // The search assumes the taken slots are a prefix. A taken slot after
+    // the one found means a filing was removed: filling its slot would
+    // hide the gap, and the leaf it found, from every later report. One
+    // more look-up for everyone, so its time tells nothing.
+    if probe.exists([&tokens.token(*month, slot.saturating_add(1))[..]])? {
+        return Err(StoreError::Corrupt(format!(
+            "the leaf index has a gap in a person's filings of month {month}: a filing was removed"
+        )));
+    }
     let token = tokens.token(*month, slot);
     tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?
         .execute(params![

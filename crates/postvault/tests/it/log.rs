@@ -367,6 +367,45 @@ fn the_leaf_index_finds_what_a_scan_finds_and_check_counts_what_it_lost() {
     assert!(v.check().unwrap().ok);
 }
 
+/// A filing removed from the middle of a person's month is never filled
+/// again: the next leaf about them fails loudly (the read with it, before
+/// any data leaves) instead of taking the removed filing's slot, which
+/// would make the gap, and the leaf it hid, vanish from every later report.
+#[test]
+fn a_removed_filing_is_not_filled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let care = v.principal("care").unwrap();
+    for _ in 0..2 {
+        v.read(&care, "s2", "account_service").unwrap();
+    }
+    let key = v.subject_tag_key("s2").unwrap().unwrap();
+    let found = leaves_found(&v, &key);
+    assert_eq!(found.len(), 4, "{found:?}");
+    // Slots 0, 1, 3 left: the search for a free slot lands on 2.
+    assert_eq!(
+        sql(
+            dir.path(),
+            &format!("DELETE FROM leaf_index WHERE idx = {}", found[2])
+        ),
+        1
+    );
+    let size = v.store().log_size().unwrap();
+    match v.read(&care, "s2", "account_service") {
+        Err(e) => assert!(e.to_string().contains("leaf index"), "{e}"),
+        Ok(r) => panic!("a read went through over a removed filing: {r:?}"),
+    }
+    assert_eq!(v.store().log_size().unwrap(), size, "no leaf was appended");
+    // The gap is still there for the person's report to find.
+    match v.find_leaves(&key) {
+        Err(VaultError::LogVerification(m)) => assert!(m.contains("gap"), "{m}"),
+        other => panic!("expected the gap to be reported, got {other:?}"),
+    }
+    // Another person's leaves are filed as before.
+    v.read(&care, "s3", "account_service").unwrap();
+}
+
 /// Reports that run together share checkpoints, and each still shows its
 /// own two leaves (the read and the accounting lookup), proven.
 #[test]
