@@ -116,6 +116,30 @@ pub enum ReportCmd {
     /// agency, kind, ground and outcome; refusals by reason; holds, alerts,
     /// mail covers.
     Transparency(TransparencyArgs),
+    /// Check a saved subject access report (its JSON: `subject report`, or
+    /// the person's page's report.json) with keys you bring: the log's
+    /// verifier key as the postal service publishes it, and the witnesses'
+    /// keys as they publish them. Needs no vault. Exit 5 if the
+    /// checkpoint, its cosignatures or a leaf's proof does not verify.
+    /// The report's own keys are not used: a node holds the log's key and
+    /// could sign a second log; only independent witnesses' cosignatures
+    /// show that everybody sees the same one.
+    Verify(ReportVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportVerifyArgs {
+    /// The report's JSON file, or - for standard input.
+    pub file: PathBuf,
+    /// The log's verifier key (a signed-note key: `<name>+<id>+<key>`).
+    #[arg(long, value_name = "VKEY")]
+    pub log_key: String,
+    /// A witness's verifier key (tlog-cosignature/v1); repeat.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// Cosignatures required (default: every --witness).
+    #[arg(long, requires = "witness")]
+    pub quorum: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -245,8 +269,12 @@ pub fn run(cli: &Cli, cmd: &DiscloseCmd) -> Result<u8> {
 }
 
 pub fn report(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
+    if let ReportCmd::Verify(a) = cmd {
+        return verify_saved_report(a);
+    }
     let v = crate::open_vault(cli)?;
     match cmd {
+        ReportCmd::Verify(a) => verify_saved_report(a),
         ReportCmd::Transparency(a) => {
             let r = v.transparency_report()?;
             match a.format {
@@ -255,6 +283,30 @@ pub fn report(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
             }
             Ok(0)
         }
+    }
+}
+
+/// `report verify`: a saved report checked with the keys given.
+fn verify_saved_report(a: &ReportVerifyArgs) -> Result<u8> {
+    let text = if a.file.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .context("reading the report from standard input")?;
+        t
+    } else {
+        std::fs::read_to_string(&a.file)
+            .with_context(|| format!("reading `{}`", a.file.display()))?
+    };
+    match postvault::verify_report_offline(&text, &a.log_key, &a.witness, a.quorum) {
+        Ok(r) => {
+            print_json(&serde_json::json!({"verified": true, "report": r}))?;
+            Ok(0)
+        }
+        Err(postvault::VaultError::LogVerification(why)) => {
+            print_json(&serde_json::json!({"verified": false, "error": why}))?;
+            Ok(crate::EXIT_VERIFY_FAILED)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

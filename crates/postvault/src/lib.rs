@@ -71,7 +71,8 @@ pub use portal::{AccessCode, PersonSession, RightsRequest};
 pub use principals::PrincipalChange;
 pub use read::{Fields, ReadRecord, ReadResponse, Withheld, pretty_json};
 pub use report::{
-    ConsentView, LogSelect, ReportLeaf, SubjectReport, report_html, verify_report_proofs,
+    ConsentView, LogSelect, ReportLeaf, ReportVerification, SubjectReport, report_html,
+    verify_report_offline, verify_report_proofs,
 };
 pub use rights::{
     CorrectionReport, EraseReport, HoldView, PriorRecipient, PurgeReport, RetentionReport,

@@ -270,6 +270,119 @@ pub fn verify_report_proofs(
     Ok(())
 }
 
+/// What [`verify_report_offline`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportVerification {
+    /// The subject the report names.
+    pub subject: String,
+    /// The size of the checkpoint the leaves are proved against.
+    pub checkpoint_size: u64,
+    /// Leaves whose inclusion proof verified (all of the report's).
+    pub leaves_verified: usize,
+    /// The witnesses whose cosignature verified, `<name>+<key id>`.
+    pub cosigners: Vec<String>,
+    /// Cosignatures required.
+    pub quorum: usize,
+}
+
+/// Checks a saved subject access report (its JSON, as `subject report`
+/// and the person's page's `report.json` give it) with keys the checker
+/// brings, not the ones the report carries: the checkpoint must be signed
+/// by `log_key` and cosigned by `quorum` of `witnesses`, and every leaf
+/// must be included in it. A node that holds the log's key can sign a
+/// second version of the log; only witnesses' cosignatures, checked
+/// against keys obtained elsewhere, show the person sees the one everybody
+/// else does.
+pub fn verify_report_offline(
+    report_json: &str,
+    log_key: &str,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<ReportVerification, VaultError> {
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        subject: String,
+        checkpoint: String,
+        log: Vec<SavedLeaf>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SavedLeaf {
+        index: u64,
+        leaf: String,
+        proof: SavedProof,
+    }
+    #[derive(serde::Deserialize)]
+    struct SavedProof {
+        index: u64,
+        size: u64,
+        leaf_hash: String,
+        hashes: Vec<String>,
+    }
+    let saved: Saved = serde_json::from_str(report_json).map_err(|e| VaultError::Invalid {
+        what: "report",
+        why: format!("not a subject access report's JSON: {e}"),
+    })?;
+    let verifiers = witnesses
+        .iter()
+        .map(|k| {
+            postvault_log::CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
+                what: "witness key",
+                why: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = quorum.unwrap_or(verifiers.len());
+    if quorum > verifiers.len() {
+        return Err(VaultError::Invalid {
+            what: "quorum",
+            why: format!(
+                "{quorum} is more than the {} witnesses given",
+                verifiers.len()
+            ),
+        });
+    }
+    let bad = |why: String| VaultError::LogVerification(why);
+    let witnessed = postvault_log::verify_cosigned(&saved.checkpoint, log_key.trim(), &verifiers)
+        .map_err(|e| bad(format!("the report's checkpoint: {e}")))?;
+    if witnessed.cosigned.len() < quorum {
+        return Err(bad(format!(
+            "the report's checkpoint carries {} of the {quorum} witness cosignatures required",
+            witnessed.cosigned.len()
+        )));
+    }
+    let log: Vec<ReportLeaf> = saved
+        .log
+        .into_iter()
+        .map(|l| {
+            if l.proof.index != l.index {
+                return Err(bad(format!(
+                    "leaf {} carries the proof of another",
+                    l.index
+                )));
+            }
+            Ok(ReportLeaf {
+                index: l.index,
+                leaf: l.leaf,
+                event: None,
+                proof: InclusionProof {
+                    index: l.proof.index,
+                    size: l.proof.size,
+                    leaf_hash: l.proof.leaf_hash,
+                    hashes: l.proof.hashes,
+                },
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    verify_report_proofs(&saved.checkpoint, log_key.trim(), &log)?;
+    Ok(ReportVerification {
+        subject: saved.subject,
+        checkpoint_size: witnessed.checkpoint.size,
+        leaves_verified: log.len(),
+        cosigners: witnessed.cosigned.into_iter().map(|c| c.cosigner).collect(),
+        quorum,
+    })
+}
+
 /// The report as one self-contained HTML page a person who is not an
 /// engineer can read. Every value is escaped by construction (`maud`
 /// templates escape whatever they interpolate unless told otherwise). The

@@ -872,6 +872,42 @@ fn rights_verbs_hold_erase_consent_report_and_retention() {
     assert_eq!(r["records"][0]["fields"]["street"], "1 pvrights St");
     assert_eq!(r["holds"].as_array().unwrap().len(), 1);
     assert!(r["log"].as_array().unwrap().len() >= 4);
+    // Saved and checked offline with the log's key (no vault needed; this
+    // vault has no witnesses, so none is asked for).
+    let saved = data.parent().unwrap().join("report.json");
+    std::fs::write(&saved, &o.stdout).unwrap();
+    let key = String::from_utf8(pv(&data, &["log", "key"]).stdout).unwrap();
+    let verify = |file: &Path, key: &str| {
+        pv(
+            Path::new("/nonexistent"),
+            &[
+                "report",
+                "verify",
+                file.to_str().unwrap(),
+                "--log-key",
+                key.trim(),
+            ],
+        )
+    };
+    let o2 = verify(&saved, &key);
+    assert_eq!(code(&o2), 0, "{}", String::from_utf8_lossy(&o2.stderr));
+    assert_eq!(json(&o2)["verified"], true);
+    assert_eq!(
+        json(&o2)["report"]["leaves_verified"].as_u64(),
+        Some(r["log"].as_array().unwrap().len() as u64)
+    );
+    // A leaf altered: exit 5, said in JSON.
+    let mut bad = r.clone();
+    let leaf = bad["log"][0]["leaf"].as_str().unwrap().to_string();
+    let flipped = if leaf.starts_with('e') { "f" } else { "e" };
+    bad["log"][0]["leaf"] = serde_json::Value::String(format!("{flipped}{}", &leaf[1..]));
+    std::fs::write(&saved, bad.to_string()).unwrap();
+    let o2 = verify(&saved, &key);
+    assert_eq!(code(&o2), 5, "{}", String::from_utf8_lossy(&o2.stdout));
+    assert_eq!(json(&o2)["verified"], false);
+    // Not a report: a plain error, exit 1.
+    std::fs::write(&saved, "{}").unwrap();
+    assert_eq!(code(&verify(&saved, &key)), 1);
     let o = pv(
         &data,
         &[

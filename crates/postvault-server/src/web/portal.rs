@@ -371,10 +371,17 @@ async fn log(
             }
             p {
                 "The checkpoint is signed with the key at the bottom of this page. Compare it \
-                 with the key the postal service publishes on its public page and elsewhere"
-                @if r.witness_quorum > 0 { ", and that independent witnesses countersign" }
-                ": if they match, this site could not have shown you a log other than the \
-                 one everybody else sees."
+                 with the key the postal service publishes on its public page and elsewhere: \
+                 if they match, these entries are the log's. That alone does not show that \
+                 everybody sees the same log, since the service holds that key."
+                @if r.witness_quorum > 0 {
+                    " Independent witnesses countersign the checkpoints, so a second version \
+                     of the log would be caught: to check their countersignatures yourself, \
+                     save "
+                    a href="/me/report.json" { "your report's data" }
+                    " and run `postvault report verify` on it with the log's key and the \
+                     witnesses' keys, each as its owner publishes it."
+                }
             }
             p id="proofs-summary" role="status" aria-live="polite" { "Checking the proofs in your browser…" }
             div id="proofs" data-src=(proofs_src(&r.log)) data-key=(r.log_verifier_key) {}

@@ -684,3 +684,69 @@ fn verify_with_witnesses_fails_on_a_checkpoint_signed_without_them() {
         other => panic!("verify passed a checkpoint no witness saw: {other:?}"),
     }
 }
+
+/// A saved report checked offline with keys the checker brings: it holds
+/// with the log's key and the witnesses' keys; a checkpoint stripped of its
+/// cosignatures (what a node showing a second log could sign alone), a
+/// leaf altered, or another log's key are each refused.
+#[test]
+fn a_saved_report_verifies_only_with_the_witnesses_cosignatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let key = v.log_verifier_key();
+    let ws = [
+        (witness(wdir.path(), "w1.example", &key), true),
+        (witness(wdir.path(), "w2.example", &key), true),
+    ];
+    let keys: Vec<String> = ws.iter().map(|(w, _)| w.verifier_key()).collect();
+    let v = v.with_witnesses(policy(&ws, 2)).unwrap();
+    collect(&v, "ingest", &person("s1", "m"));
+    reads(&v, 2);
+    v.cosign().unwrap();
+    let officer = v.principal("officer").unwrap();
+    let report = v.subject_report(&officer, "s1").unwrap();
+    assert!(report.checkpoint_final);
+    assert!(!report.log.is_empty());
+    let json = serde_json::to_string(&report).unwrap();
+    let ok = postvault::verify_report_offline(&json, &key, &keys, None).unwrap();
+    assert_eq!(ok.leaves_verified, report.log.len());
+    assert_eq!(ok.cosigners.len(), 2);
+    assert_eq!(ok.quorum, 2);
+    let refused = |json: &str, log_key: &str| {
+        matches!(
+            postvault::verify_report_offline(json, log_key, &keys, None),
+            Err(VaultError::LogVerification(_))
+        )
+    };
+    // The log's signature alone: what a node could make of a second log.
+    let mut bare = report.clone();
+    bare.checkpoint = bare
+        .checkpoint
+        .lines()
+        .filter(|l| !l.starts_with("— w"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        bare.checkpoint, report.checkpoint,
+        "cosignature lines removed"
+    );
+    assert!(refused(&serde_json::to_string(&bare).unwrap(), &key));
+    // ...which the log's key alone would accept: the witnesses are the check.
+    assert!(
+        postvault::verify_report_offline(&serde_json::to_string(&bare).unwrap(), &key, &[], None)
+            .is_ok()
+    );
+    // A leaf altered.
+    let mut altered = report.clone();
+    let l = &mut altered.log[0];
+    let mut bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &l.leaf).unwrap();
+    bytes[2] ^= 1;
+    l.leaf = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    assert!(refused(&serde_json::to_string(&altered).unwrap(), &key));
+    // Another log's key.
+    let other = vault(tempfile::tempdir().unwrap().path(), &c).log_verifier_key();
+    assert!(refused(&json, &other));
+}
