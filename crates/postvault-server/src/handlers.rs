@@ -857,11 +857,18 @@ pub async fn transparency(
     Ok(json(StatusCode::OK, &r))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"), crate::openapi::Common))]
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"), (status = 403, description = "`not_permitted`: neither the privacy office nor the auditor", body = crate::error::ErrorBody), crate::openapi::Common))]
 pub async fn metrics(
     State(state): St,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
 ) -> Result<Response, ApiError> {
+    if !state.vault.may_read_metrics(&p) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "the service's metrics are for the privacy office and the auditor",
+        ));
+    }
     let size = blocking(&state, |v| {
         Ok(v.store().log_size().map_err(postvault::VaultError::from)?)
     })

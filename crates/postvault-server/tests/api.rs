@@ -225,6 +225,16 @@ async fn ingest_read_and_metrics() {
     assert_eq!(r.json()["decision"], "deny");
     assert_eq!(r.json()["records"], json!([]));
 
+    // The metrics are the office's and the auditor's only.
+    for who in ["ice", "ingest", "sorting"] {
+        let m = a.get("/metrics", Some(who)).await;
+        assert_eq!(m.status, StatusCode::FORBIDDEN, "{who}");
+        assert_eq!(m.json()["error"]["code"], "not_permitted");
+    }
+    assert_eq!(
+        a.get("/metrics", Some("officer")).await.status,
+        StatusCode::OK
+    );
     let m = a.get("/metrics", Some("auditor")).await;
     assert_eq!(m.status, StatusCode::OK);
     let t = m.text();

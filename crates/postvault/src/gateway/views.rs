@@ -111,6 +111,15 @@ impl Vault {
             || self.pack.taxonomy().engine().auditor_role() == Some(p.role.as_str())
     }
 
+    /// Who may read the service's own metrics (request counts by route and
+    /// status, decisions, ingest): the privacy office and the auditor.
+    /// Counts of answers can say that some person's request met secret
+    /// process (an erasure answered 202 under a delay order), so no agency,
+    /// collector or service reads them.
+    pub fn may_read_metrics(&self, p: &Principal) -> bool {
+        self.may_see_all_requests(p)
+    }
+
     /// The privacy office: the pack's approver roles (not the auditor, who
     /// sees no personal data).
     pub fn is_privacy_office(&self, p: &Principal) -> bool {
