@@ -270,11 +270,24 @@ impl Vault {
         quorum: usize,
     ) -> Result<RecordedWitnessPolicy, VaultError> {
         let mut vkeys = Vec::new();
+        let mut labels = std::collections::BTreeSet::new();
         for k in keys {
             let v = CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
                 what: "witness key",
                 why: e.to_string(),
             })?;
+            // Two keys of one name and key ID (a key made to collide with
+            // another witness's) would stop the vault from starting with
+            // its witnesses: refused here, before it is recorded.
+            if !labels.insert(v.label()) && !vkeys.contains(&v.verifier_key()) {
+                return Err(VaultError::Invalid {
+                    what: "witnesses",
+                    why: format!(
+                        "two different keys share the name and key ID `{}`",
+                        v.label()
+                    ),
+                });
+            }
             vkeys.push(v.verifier_key());
         }
         vkeys.sort();
