@@ -415,7 +415,9 @@ struct SimulateArgs {
     #[arg(long, value_name = "MEDIAN_BYTES", num_args = 0..=1, default_missing_value = "60000")]
     images: Option<usize>,
     /// Also generate items recorded under mail-cover orders. A vault accepts
-    /// them only while an approved order for that person is in force.
+    /// them only from the inspection service (role `mail_cover`; a
+    /// collector's are denied), and only while an approved order for that
+    /// person is in force.
     #[arg(long)]
     mail_covers: bool,
     /// Also generate marketing opt-ins (identity collected for

@@ -279,7 +279,7 @@ fn demo_vault(
         "ingest".to_string(),
         "collector".to_string(),
         ingest_token,
-        "/metrics".to_string(),
+        "/openapi.json".to_string(),
     )];
     for (name, role, example) in [
         (

@@ -16,7 +16,7 @@
 //! pairs, required and purpose-bound fields, and the value rules of each
 //! field type. Lines no collection can make acceptable on its own are
 //! generated only when asked for: mail-cover items (they need an order in
-//! force) and marketing opt-ins (they need the person's consent, which only
+//! force, and the inspection service's role to record them) and marketing opt-ins (they need the person's consent, which only
 //! the rights channel records; [`Simulator::opt_ins`] names those people).
 //!
 //! Scale 1.0 is one postal day (reference §6.1): 318M mailpieces (7%
