@@ -134,12 +134,23 @@ pub struct ReportVerifyArgs {
     /// The log's verifier key (a signed-note key: `<name>+<id>+<key>`).
     #[arg(long, value_name = "VKEY")]
     pub log_key: String,
-    /// A witness's verifier key (tlog-cosignature/v1); repeat.
-    #[arg(long = "witness", value_name = "VKEY")]
+    /// A witness's verifier key (tlog-cosignature/v1), as the witness
+    /// publishes it; repeat. Required unless --no-witnesses.
+    #[arg(
+        long = "witness",
+        value_name = "VKEY",
+        required_unless_present = "no_witnesses"
+    )]
     pub witness: Vec<String>,
-    /// Cosignatures required (default: every --witness).
+    /// Cosignatures required, from 1 to the number of --witness (default:
+    /// all of them).
     #[arg(long, requires = "witness")]
     pub quorum: Option<usize>,
+    /// Check the log's signature and the proofs only, for a log without
+    /// witnesses: that shows the leaves are in a log the service signed,
+    /// not that everybody sees the same one (`"witnessed": false`).
+    #[arg(long, conflicts_with = "witness")]
+    pub no_witnesses: bool,
 }
 
 #[derive(Args, Debug)]

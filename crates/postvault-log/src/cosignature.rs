@@ -37,6 +37,14 @@ pub fn cosignature_message(checkpoint_text: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{checkpoint_text}")
 }
 
+/// The tlog-cosignature/v1 verifier key of Ed25519 key `public` under
+/// `name`: `<name>+<key ID>+<base64(0x04 || key)>`.
+pub fn cosignature_verifier_key(name: &str, public: &[u8; 32]) -> String {
+    let mut key = vec![COSIGNATURE_TYPE];
+    key.extend_from_slice(public);
+    format!("{name}+{:08x}+{}", key_id(name, public), B64.encode(key))
+}
+
 fn key_id(name: &str, public: &[u8; 32]) -> u32 {
     let mut key = Vec::with_capacity(33);
     key.push(COSIGNATURE_TYPE);
@@ -219,6 +227,12 @@ impl CosignatureVerifier {
     /// `<name>+<key ID>`, which names this key in messages and storage.
     pub fn label(&self) -> String {
         format!("{}+{:08x}", self.name, self.key_id)
+    }
+
+    /// The Ed25519 public key (the cosigned message does not name the
+    /// key: one key under two names is one witness).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
     }
 
     /// The verifier key, as [`CosignerKey::verifier_key`] prints it.

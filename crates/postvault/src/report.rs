@@ -281,8 +281,15 @@ pub struct ReportVerification {
     pub leaves_verified: usize,
     /// The witnesses whose cosignature verified, `<name>+<key id>`.
     pub cosigners: Vec<String>,
+    /// When each of them cosigned (POSIX seconds, in the order of
+    /// `cosigners`): how old the checkpoint the proofs stop at is.
+    pub cosigned_at: Vec<u64>,
     /// Cosignatures required.
     pub quorum: usize,
+    /// Whether witnesses were checked at all. Without, the report is only
+    /// shown to be in a log the service signed, not in the one everybody
+    /// else sees.
+    pub witnessed: bool,
 }
 
 /// Checks a saved subject access report (its JSON, as `subject report`
@@ -331,12 +338,13 @@ pub fn verify_report_offline(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    crate::witness::distinct_witnesses(&verifiers)?;
     let quorum = quorum.unwrap_or(verifiers.len());
-    if quorum > verifiers.len() {
+    if quorum > verifiers.len() || (quorum == 0 && !verifiers.is_empty()) {
         return Err(VaultError::Invalid {
             what: "quorum",
             why: format!(
-                "{quorum} is more than the {} witnesses given",
+                "must be between 1 and the {} witnesses given",
                 verifiers.len()
             ),
         });
@@ -378,8 +386,10 @@ pub fn verify_report_offline(
         subject: saved.subject,
         checkpoint_size: witnessed.checkpoint.size,
         leaves_verified: log.len(),
+        cosigned_at: witnessed.cosigned.iter().map(|c| c.timestamp).collect(),
         cosigners: witnessed.cosigned.into_iter().map(|c| c.cosigner).collect(),
         quorum,
+        witnessed: quorum > 0,
     })
 }
 
@@ -684,8 +694,11 @@ pub fn checking_html(r: &SubjectReport) -> Markup {
         pre { (r.log_verifier_key) }
         @if r.witness_quorum > 0 {
             p {
-                "Independent witnesses countersign the summary, so the vault cannot show you one \
-                 log and others another: " (r.checkpoint_cosigners.len()) " of the "
+                "Independent witnesses countersign the summary, so a second version of the log \
+                 shown to you alone would be caught, once their countersignatures are checked \
+                 against their own published keys (not the ones listed here, which come from \
+                 the service): `postvault report verify` does that with this report's data. "
+                (r.checkpoint_cosigners.len()) " of the "
                 (r.witness_quorum) " required countersigned it"
                 @if !r.checkpoint_final {
                     " (not yet enough: ask again later, or check it with someone you trust)"

@@ -205,19 +205,12 @@ impl Vault {
                 why: format!("must be between 1 and the number of witnesses ({n})"),
             });
         }
-        let mut labels: Vec<String> = policy
+        let verifiers: Vec<CosignatureVerifier> = policy
             .witnesses
             .iter()
-            .map(|w| w.verifier.label())
+            .map(|w| w.verifier.clone())
             .collect();
-        labels.sort();
-        labels.dedup();
-        if labels.len() != n {
-            return Err(VaultError::Invalid {
-                what: "witnesses",
-                why: "the same witness key is configured twice".into(),
-            });
-        }
+        distinct_witnesses(&verifiers)?;
         self.witnessing = Some(Witnessing {
             policy,
             known: Mutex::new(HashMap::new()),
@@ -269,36 +262,19 @@ impl Vault {
         keys: &[String],
         quorum: usize,
     ) -> Result<RecordedWitnessPolicy, VaultError> {
-        let mut vkeys = Vec::new();
-        let mut labels = std::collections::BTreeSet::new();
+        let mut verifiers = Vec::new();
         for k in keys {
-            let v = CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
-                what: "witness key",
-                why: e.to_string(),
-            })?;
-            // Two keys of one name and key ID (a key made to collide with
-            // another witness's) would stop the vault from starting with
-            // its witnesses: refused here, before it is recorded.
-            if !labels.insert(v.label()) && !vkeys.contains(&v.verifier_key()) {
-                return Err(VaultError::Invalid {
-                    what: "witnesses",
-                    why: format!(
-                        "two different keys share the name and key ID `{}`",
-                        v.label()
-                    ),
-                });
-            }
-            vkeys.push(v.verifier_key());
+            verifiers.push(CosignatureVerifier::new(k.trim()).map_err(|e| {
+                VaultError::Invalid {
+                    what: "witness key",
+                    why: e.to_string(),
+                }
+            })?);
         }
+        distinct_witnesses(&verifiers)?;
+        let mut vkeys: Vec<String> = verifiers.iter().map(|v| v.verifier_key()).collect();
         vkeys.sort();
         let n = vkeys.len();
-        vkeys.dedup();
-        if vkeys.len() != n {
-            return Err(VaultError::Invalid {
-                what: "witnesses",
-                why: "the same witness key is given twice".into(),
-            });
-        }
         if (n == 0 && quorum != 0) || (n > 0 && (quorum == 0 || quorum > n)) {
             return Err(VaultError::Invalid {
                 what: "witness quorum",
@@ -870,4 +846,32 @@ fn unreachable_known() -> std::sync::MutexGuard<'static, HashMap<String, Known>>
     static EMPTY: std::sync::LazyLock<Mutex<HashMap<String, Known>>> =
         std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
     EMPTY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Witnesses that are distinct: no key given twice, under the same name or
+/// another (the cosigned message does not name the key, so one key under
+/// two names would count twice toward a quorum), and no two keys of one
+/// name and key ID (a key made to collide with another witness's would
+/// stop the vault from starting with its witnesses).
+pub(crate) fn distinct_witnesses(verifiers: &[CosignatureVerifier]) -> Result<(), VaultError> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut labels = std::collections::BTreeSet::new();
+    for v in verifiers {
+        if !keys.insert(v.public_key()) {
+            return Err(VaultError::Invalid {
+                what: "witnesses",
+                why: format!("the key of `{}` is given twice", v.label()),
+            });
+        }
+        if !labels.insert(v.label()) {
+            return Err(VaultError::Invalid {
+                what: "witnesses",
+                why: format!(
+                    "two different keys share the name and key ID `{}`",
+                    v.label()
+                ),
+            });
+        }
+    }
+    Ok(())
 }

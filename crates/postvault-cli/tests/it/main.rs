@@ -886,12 +886,26 @@ fn rights_verbs_hold_erase_consent_report_and_retention() {
                 file.to_str().unwrap(),
                 "--log-key",
                 key.trim(),
+                "--no-witnesses",
             ],
         )
     };
     let o2 = verify(&saved, &key);
     assert_eq!(code(&o2), 0, "{}", String::from_utf8_lossy(&o2.stderr));
     assert_eq!(json(&o2)["verified"], true);
+    assert_eq!(json(&o2)["report"]["witnessed"], false);
+    // Without witnesses it must be said so: usage error otherwise.
+    let o3 = pv(
+        Path::new("/nonexistent"),
+        &[
+            "report",
+            "verify",
+            saved.to_str().unwrap(),
+            "--log-key",
+            key.trim(),
+        ],
+    );
+    assert_eq!(code(&o3), 2, "{}", String::from_utf8_lossy(&o3.stderr));
     assert_eq!(
         json(&o2)["report"]["leaves_verified"].as_u64(),
         Some(r["log"].as_array().unwrap().len() as u64)

@@ -203,6 +203,43 @@ fn a_lost_or_truncated_data_wal_is_refused_at_open() {
     }
 }
 
+/// One witness's key configured under two names would count its one
+/// cosignature twice toward the quorum: refused when the vault is given its
+/// witnesses, as when the policy is recorded.
+#[test]
+fn one_witness_key_under_two_names_is_not_two_witnesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = vault(dir.path(), &c);
+    let key = v.log_verifier_key();
+    let w1 = witness(wdir.path(), "w1.example", &key);
+    let mut p = policy(&[(w1.clone(), true)], 1);
+    let renamed = postvault_log::cosignature_verifier_key(
+        "w9.example",
+        &CosignatureVerifier::new(&w1.verifier_key())
+            .unwrap()
+            .public_key(),
+    );
+    let mut twin = p.witnesses[0].clone();
+    twin.verifier = CosignatureVerifier::new(&renamed).unwrap();
+    p.witnesses.push(twin);
+    p.quorum = 2;
+    match v.with_witnesses(p) {
+        Err(VaultError::Invalid { what, why }) => {
+            assert_eq!(what, "witnesses");
+            assert!(why.contains("given twice"), "{why}");
+        }
+        Err(e) => panic!("expected invalid witnesses, got {e}"),
+        Ok(_) => panic!("one key under two names was taken as two witnesses"),
+    }
+    let v = Vault::open(dir.path(), opts(&c)).unwrap();
+    assert!(matches!(
+        v.set_witness_policy(&[w1.verifier_key(), renamed], 2),
+        Err(VaultError::Invalid { .. })
+    ));
+}
+
 /// A whole vault directory restored from an older copy: both stores agree
 /// with each other, so only someone outside can tell. The witnesses can:
 /// the vault refuses to sign.
@@ -714,6 +751,28 @@ fn a_saved_report_verifies_only_with_the_witnesses_cosignatures() {
     assert_eq!(ok.leaves_verified, report.log.len());
     assert_eq!(ok.cosigners.len(), 2);
     assert_eq!(ok.quorum, 2);
+    assert!(ok.witnessed);
+    // One witness's key given twice, or under another name, counts once:
+    // refused, never two cosignatures.
+    let renamed = postvault_log::cosignature_verifier_key(
+        "w3.example",
+        &CosignatureVerifier::new(&keys[0]).unwrap().public_key(),
+    );
+    assert!(CosignatureVerifier::new(&renamed).is_ok());
+    for twice in [
+        vec![keys[0].clone(), keys[0].clone()],
+        vec![keys[0].clone(), renamed],
+    ] {
+        assert!(matches!(
+            postvault::verify_report_offline(&json, &key, &twice, Some(2)),
+            Err(VaultError::Invalid { .. })
+        ));
+    }
+    // A quorum of none with witnesses given is no check.
+    assert!(matches!(
+        postvault::verify_report_offline(&json, &key, &keys, Some(0)),
+        Err(VaultError::Invalid { .. })
+    ));
     let refused = |json: &str, log_key: &str| {
         matches!(
             postvault::verify_report_offline(json, log_key, &keys, None),
@@ -733,11 +792,12 @@ fn a_saved_report_verifies_only_with_the_witnesses_cosignatures() {
         "cosignature lines removed"
     );
     assert!(refused(&serde_json::to_string(&bare).unwrap(), &key));
-    // ...which the log's key alone would accept: the witnesses are the check.
-    assert!(
+    // ...which the log's key alone would accept, saying it checked no
+    // witness: the witnesses are the check.
+    let alone =
         postvault::verify_report_offline(&serde_json::to_string(&bare).unwrap(), &key, &[], None)
-            .is_ok()
-    );
+            .unwrap();
+    assert!(!alone.witnessed);
     // A leaf altered.
     let mut altered = report.clone();
     let l = &mut altered.log[0];
