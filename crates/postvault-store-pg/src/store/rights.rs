@@ -279,8 +279,8 @@ impl RightsStore for PgStore {
             let r = c
                 .query_one(
                     "SELECT (SELECT count(*) FROM purge),
-                            (SELECT count(*) FROM records
-                             WHERE subject IN (SELECT subject FROM purge))",
+                            (SELECT count(*) FILTER (WHERE NOT key_id BETWEEN 1 AND 2147483647)
+                             FROM records WHERE subject IN (SELECT subject FROM purge))",
                     &[],
                 )
                 .await?;
@@ -483,8 +483,10 @@ async fn purge_in(
     if !taken.is_empty() {
         for r in tx
             .query(
-                "WITH d AS (DELETE FROM records WHERE subject = ANY($1) RETURNING subject)
-                 SELECT subject, count(*) FROM d GROUP BY subject",
+                // Records under mail-cover orders are deleted, not counted.
+                "WITH d AS (DELETE FROM records WHERE subject = ANY($1) RETURNING subject, key_id)
+                 SELECT subject, count(*) FILTER (WHERE NOT key_id BETWEEN 1 AND 2147483647)
+                 FROM d GROUP BY subject",
                 &[&taken],
             )
             .await?
@@ -519,9 +521,14 @@ async fn kill_rows_of(
     let mut by = BTreeMap::new();
     for r in tx
         .query(
-            "SELECT subject, count(*) FROM records WHERE subject = ANY($1)
+            // Not those recorded under mail-cover orders: the person may
+            // not know of a cover (see postvault_store's SQLite
+            // `without_covers`).
+            "SELECT subject, count(*) FILTER (WHERE NOT key_id BETWEEN 1 AND 2147483647) AS n
+             FROM records WHERE subject = ANY($1)
                AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
-             GROUP BY subject",
+             GROUP BY subject
+             HAVING count(*) FILTER (WHERE NOT key_id BETWEEN 1 AND 2147483647) > 0",
             &[&subjects],
         )
         .await?

@@ -49,6 +49,7 @@ pub use records::{
 };
 pub use rights::{
     corrections_keep_history_once, erased_rows_are_dead_until_purged,
+    erasure_and_purge_counts_leave_mail_cover_records_out,
     erasure_deletes_rows_spares_holds_and_fences_writes,
     erasure_finishes_completes_and_purges_in_one_transaction,
     erasure_tells_holds_under_a_delay_order,
@@ -105,6 +106,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     person_reads_tell_since_when_a_hold_they_may_know_of_is_in_force(&*fresh());
     erasure_finishes_completes_and_purges_in_one_transaction(&*fresh());
     erased_rows_are_dead_until_purged(&*fresh());
+    erasure_and_purge_counts_leave_mail_cover_records_out(&*fresh());
     sweeps_delete_only_what_expired_and_is_not_held(&*fresh());
     rekey_replaces_ciphertext_in_place(&*fresh());
     corrections_keep_history_once(&*fresh());

@@ -659,3 +659,77 @@ pub fn corrections_keep_history_once(s: &dyn Store) {
     assert_eq!(s.log_size().unwrap(), size);
     assert_eq!(s.subject_records(&[1; 16]).unwrap().len(), 2);
 }
+
+/// Records sealed under a mail-cover order (`key_id` 1 to
+/// [`crate::key_id::COVER_MAX`]) die and are deleted with the person's
+/// others, but no count of an erasure or a purge includes them: the person
+/// (who sees the counts) may not know of the cover.
+pub fn erasure_and_purge_counts_leave_mail_cover_records_out(s: &dyn Store) {
+    let cover = |subject: u8, n: u8, seq: u32| RecordRow {
+        key_id: seq,
+        ..record(subject, n, "mail_cover_record")
+    };
+    let batch = WriteBatch {
+        records: vec![
+            record(1, 1, "address"),
+            cover(1, 2, 7),
+            cover(1, 3, crate::key_id::COVER_MAX),
+            RecordRow {
+                key_id: crate::key_id::HOLD,
+                ..record(1, 4, "scan_event")
+            },
+            cover(2, 5, 1),
+            record(3, 6, "address"),
+            cover(3, 7, 9),
+        ],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&batch, &mut leaf_body).unwrap();
+    let mut counted = None;
+    let out = s
+        .erase(
+            &[[1; 16], [2; 16], [3; 16]],
+            2_000,
+            &mut |_, _, _| b"erase".to_vec().into(),
+            &mut |_, out| {
+                counted = Some(out.records);
+                None
+            },
+        )
+        .unwrap();
+    assert_eq!(out.erased, vec![[1; 16], [2; 16], [3; 16]]);
+    // Person 1: the address and the held scan event; person 2 only had a
+    // cover's record: not listed, as a person with none.
+    assert_eq!(out.records, 3);
+    assert_eq!(counted, Some(3));
+    assert_eq!(
+        out.records_by,
+        [([1; 16], 2), ([3; 16], 1)].into_iter().collect()
+    );
+    s.finish_erasure(&out.erased).unwrap();
+    assert_eq!(
+        s.purge_pending().unwrap(),
+        crate::PurgeBatch {
+            people: 3,
+            records: 3
+        }
+    );
+    // Each person purged is listed, with the records the erasure counted.
+    assert_eq!(
+        s.purge_subjects(&[[1; 16], [2; 16]]).unwrap(),
+        vec![([1; 16], 2), ([2; 16], 0)]
+    );
+    assert_eq!(
+        s.purge_erased(10).unwrap(),
+        crate::PurgeBatch {
+            people: 1,
+            records: 1
+        }
+    );
+    assert_eq!(s.purge_pending().unwrap(), crate::PurgeBatch::default());
+    // Every row is gone, the covers' too.
+    for subject in 1..=3 {
+        assert!(s.subject_records(&[subject; 16]).unwrap().is_empty());
+    }
+}

@@ -2,6 +2,7 @@
 //! holds and re-keying.
 
 use super::*;
+use crate::key_id::COVER_MAX;
 
 impl RightsStore for SqliteStore {
     fn subject_records(&self, subject: &SubjectRef) -> Result<Vec<RecordRow>, StoreError> {
@@ -222,8 +223,14 @@ impl RightsStore for SqliteStore {
     fn purge_pending(&self) -> Result<PurgeBatch, StoreError> {
         let conn = self.conn();
         let people: i64 = conn.query_row("SELECT count(*) FROM purge", [], |r| r.get(0))?;
+        // Not those under mail-cover orders, as the purge counts.
         let records: i64 = conn.query_row(
-            "SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM purge)",
+            &format!(
+                "SELECT (SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM purge))
+                      - (SELECT count(*) FROM records INDEXED BY records_cover
+                         WHERE key_id BETWEEN 1 AND {COVER_MAX}
+                           AND subject IN (SELECT subject FROM purge))"
+            ),
             [],
             |r| r.get(0),
         )?;
@@ -415,22 +422,43 @@ fn purge_in(
     }
     let mut out = PurgeBatch { people, records: 0 };
     let mut each = Vec::new();
+    // Records under mail-cover orders are deleted and not counted (see
+    // `without_covers`); on their own small index, before the rows go.
+    let covers: Vec<(SubjectRef, u64)> = if people > 0 {
+        tx.prepare_cached(&format!(
+            "SELECT subject, count(*) FROM records INDEXED BY records_cover
+             WHERE key_id BETWEEN 1 AND {COVER_MAX}
+               AND subject IN (SELECT subject FROM temp.purge_now) GROUP BY subject"
+        ))?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     if people > 0 && by_subject {
         // On the subject index alone, before the rows go.
-        each = tx
+        let mut by: std::collections::BTreeMap<SubjectRef, u64> = tx
             .prepare_cached(
                 "SELECT p.subject, (SELECT count(*) FROM records r WHERE r.subject = p.subject)
-                 FROM temp.purge_now p ORDER BY p.subject",
+                 FROM temp.purge_now p",
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
             .collect::<Result<_, _>>()?;
+        let all: Vec<SubjectRef> = by.keys().copied().collect();
+        without_covers(&mut by, covers.iter().copied());
+        // Every person purged stays listed, with what is left to count.
+        each = all
+            .into_iter()
+            .map(|s| (s, by.get(&s).copied().unwrap_or(0)))
+            .collect();
     }
     if people > 0 {
-        out.records = tx
+        let deleted = tx
             .prepare_cached(
                 "DELETE FROM records WHERE subject IN (SELECT subject FROM temp.purge_now)",
             )?
             .execute([])? as u64;
+        out.records = deleted.saturating_sub(covers.iter().map(|(_, n)| n).sum());
         for t in ["lookups", "purge"] {
             tx.prepare_cached(&format!(
                 "DELETE FROM {t} WHERE subject IN (SELECT subject FROM temp.purge_now)"
@@ -453,13 +481,24 @@ fn kill_rows_of(
     at: i64,
 ) -> Result<std::collections::BTreeMap<SubjectRef, u64>, StoreError> {
     // Counted on the subject index alone: no record page is read or written.
-    let by: std::collections::BTreeMap<SubjectRef, u64> = tx
+    let mut by: std::collections::BTreeMap<SubjectRef, u64> = tx
         .prepare_cached(&format!(
             "SELECT subject, count(*) FROM records WHERE subject IN (SELECT subject FROM {table})
                AND subject NOT IN (SELECT subject FROM purge) GROUP BY subject"
         ))?
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
         .collect::<Result<_, _>>()?;
+    // Less those recorded under mail-cover orders (see `without_covers`).
+    let covers: Vec<(SubjectRef, u64)> = tx
+        .prepare_cached(&format!(
+            "SELECT subject, count(*) FROM records INDEXED BY records_cover
+             WHERE key_id BETWEEN 1 AND {COVER_MAX}
+               AND subject IN (SELECT subject FROM {table})
+               AND subject NOT IN (SELECT subject FROM purge) GROUP BY subject"
+        ))?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<_, _>>()?;
+    without_covers(&mut by, covers);
     // Only people with rows: an identifier never collected leaves no ref.
     tx.prepare_cached(&format!(
         "INSERT INTO purge (subject, at) SELECT subject, ?1 FROM {table} AS t
@@ -473,6 +512,26 @@ fn kill_rows_of(
     ))?
     .execute([])?;
     Ok(by)
+}
+
+/// Takes the records sealed under mail-cover orders (`covers`, by
+/// subject) out of the counts `by`, dropping subjects left with none. An
+/// erasure's and a purge's counts reach the person (their answer) and the
+/// public log (`records:` of `erase_intent` and `erase_done`), and the
+/// person may not know of a cover: counting its records would tell them
+/// (their report, which never shows them, against the erasure's count).
+pub(crate) fn without_covers(
+    by: &mut std::collections::BTreeMap<SubjectRef, u64>,
+    covers: impl IntoIterator<Item = (SubjectRef, u64)>,
+) {
+    for (s, n) in covers {
+        if let Some(all) = by.get_mut(&s) {
+            *all = all.saturating_sub(n);
+            if *all == 0 {
+                by.remove(&s);
+            }
+        }
+    }
 }
 
 pub(super) fn hold_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRow> {

@@ -734,6 +734,49 @@ fn a_mail_cover_record_ends_with_its_person_even_in_a_restored_backup() {
     );
 }
 
+/// A person under a mail cover who erases their data is told the same as a
+/// person with the same records and no cover: the erasure's counts (the
+/// answer, its purge, the public `erase_intent` and `erase_done` leaves)
+/// leave the cover's records out, which the person's report never shows,
+/// though the rows go with the rest.
+#[test]
+fn an_erasure_does_not_count_records_of_a_mail_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = gateway_vault(dir.path(), &c);
+    cover_with_a_record(&v);
+    v.add_principal("sar", "subject_access").unwrap();
+    let sar = v.principal("sar").unwrap();
+    let rows = rows_of(dir.path(), "cust-a");
+    let mut answers = Vec::new();
+    for who in ["cust-a", "cust-b"] {
+        let shown = v.subject_report(&sar, who).unwrap().records.len() as u64;
+        assert!(shown > 0);
+        let before = events(&v).len();
+        let r = v.erase(&sar, &[who.to_string()], &mut |_| {}).unwrap();
+        assert_eq!((r.erased, r.records_deleted), (1, shown), "{who}");
+        let purged = r.purged.expect("purged at once");
+        assert_eq!((purged.people, purged.records), (1, shown), "{who}");
+        let selectors: Vec<String> = events(&v)[before..]
+            .iter()
+            .filter(|e| e.action.starts_with("erase_"))
+            .map(|e| e.selector.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(selectors.len(), 2, "{who}: {selectors:?}");
+        for s in &selectors {
+            let records = format!("records:{shown}");
+            assert!(s.split(';').any(|p| p == records), "{who}: {s}");
+        }
+        let mut answer = serde_json::to_value(&r).unwrap();
+        answer.as_object_mut().unwrap().remove("first_leaf");
+        answers.push(answer);
+        assert_eq!(rows_of(dir.path(), who), 0, "{who}: every row is gone");
+    }
+    assert_eq!(answers[0], answers[1]);
+    // cust-a had one row more than the report showed: the cover's.
+    assert_eq!(rows, answers[0]["records_deleted"].as_i64().unwrap() + 1);
+}
+
 /// Under contention a read of a person with a mail-cover record goes
 /// outside the log's lock just as any other when its purpose may not see
 /// that record (so its cost tells nothing of the cover), and keeps the
