@@ -94,11 +94,19 @@ impl From<VaultError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         });
         // Records whose keys are missing: a fault of the vault's key store,
-        // which no retry fixes (500, not 503). The message names a count,
-        // never a person or a path, and tells the operator what to run.
+        // which no retry fixes (500, not 503). The message tells the
+        // operator what to run; the count goes to the service log only (a
+        // statistics query's would be an exact count of records that no
+        // noise protects).
         if let VaultError::RecordKeysMissing { .. } = e {
             tracing::error!(code, error = %e, "records without keys");
-            return ApiError::new(status, code, e.to_string());
+            return ApiError::new(
+                status,
+                code,
+                "records could not be opened: their keys are missing from the key store or \
+                 damaged; nothing was returned. The operator should run `postvault check` and \
+                 restore the key store from the backup taken with this data store",
+            );
         }
         if status.is_server_error() {
             // The detail (paths, the database's words) goes to the service
