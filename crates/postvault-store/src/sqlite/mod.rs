@@ -454,16 +454,25 @@ fn file_leaf(tx: &Connection, idx: u64, index: &LeafIndex) -> Result<(), StoreEr
         return Ok(());
     };
     let mut probe = tx.prepare_cached("SELECT 1 FROM leaf_index WHERE token = ?1")?;
-    let slot = crate::free_slot(|s| probe.exists([&tokens.token(*month, s)[..]]))?
-        .ok_or_else(|| StoreError::Corrupt(format!("the leaf index is full for month {month}")))?;
+    let full = || StoreError::Corrupt(format!("the leaf index is full for month {month}"));
+    let mut slot =
+        crate::free_slot(|s| probe.exists([&tokens.token(*month, s)[..]]))?.ok_or_else(full)?;
     // The search assumes the taken slots are a prefix. A taken slot after
     // the one found means a filing was removed: filling its slot would
-    // hide the gap, and the leaf it found, from every later report. One
-    // more look-up for everyone, so its time tells nothing.
+    // hide the gap, and the leaf it found, from every later report. The
+    // leaf goes after the taken run instead, and the gap stays for the
+    // person's report and `check` to find (as on PostgreSQL), while the
+    // person's reads and writes go on. One more look-up for everyone, so
+    // its time tells nothing.
     if probe.exists([&tokens.token(*month, slot.saturating_add(1))[..]])? {
-        return Err(StoreError::Corrupt(format!(
-            "the leaf index has a gap in a person's filings of month {month}: a filing was removed"
-        )));
+        let (last, len) = crate::slot_window(crate::LAST_WINDOW);
+        slot = (slot.saturating_add(2)..last + len)
+            .find_map(|s| match probe.exists([&tokens.token(*month, s)[..]]) {
+                Ok(true) => None,
+                Ok(false) => Some(Ok(s)),
+                Err(e) => Some(Err(e)),
+            })
+            .ok_or_else(full)??;
     }
     let token = tokens.token(*month, slot);
     tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?
