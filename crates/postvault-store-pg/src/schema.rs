@@ -136,8 +136,9 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
     // PostgreSQL reads only with the leaf, and keeps the version in step.
     "INSERT INTO meta (key, value) VALUES ('data_gen', '0') ON CONFLICT DO NOTHING;",
     // 15: records sealed under a mail-cover order, by subject (a small
-    // index: covers are few), for the counts of what an erasure and a
-    // purge did, which leave them out.
+    // index: covers are few), as in SQLite's schema 15; the counts of
+    // what an erasure and a purge did, which leave them out, filter on
+    // key_id in the rows they count.
     "CREATE INDEX IF NOT EXISTS records_cover ON records (subject) WHERE key_id BETWEEN 1 AND 2147483647;",
 ];
 

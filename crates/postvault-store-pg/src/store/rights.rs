@@ -222,13 +222,15 @@ impl RightsStore for PgStore {
                 if let Some(body) = &body {
                     append(&tx, first, std::slice::from_ref(body)).await?;
                 }
-                // Every row of theirs, dead or alive: more than the bound
-                // are left to the caller's purge, after this commit.
+                // Every row of theirs, dead or alive, but a mail cover's
+                // (which are purged, not counted): more than the bound are
+                // left to the caller's purge, after this commit.
                 let rows: i64 = if asked.is_empty() {
                     0
                 } else {
                     tx.query_one(
-                        "SELECT count(*) FROM records
+                        "SELECT count(*) FILTER (WHERE NOT key_id BETWEEN 1 AND 2147483647)
+                         FROM records
                          WHERE subject = ANY($1) AND subject IN (SELECT subject FROM purge)",
                         &[&asked],
                     )

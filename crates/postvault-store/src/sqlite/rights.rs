@@ -409,11 +409,17 @@ fn purge_in(
     )?;
     let people = pick(tx)?;
     if let Some(max) = max.filter(|_| people > 0) {
-        // On the subject index alone: every row of theirs, dead or alive.
+        // On the subject index alone: every row of theirs, dead or alive,
+        // but those of mail-cover orders (their own small index), so
+        // whether the purge runs here does not turn on a cover's records.
         let rows: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM records WHERE subject IN (SELECT subject FROM temp.purge_now)",
-            )?
+            .prepare_cached(&format!(
+                "SELECT (SELECT count(*) FROM records
+                         WHERE subject IN (SELECT subject FROM temp.purge_now))
+                      - (SELECT count(*) FROM records INDEXED BY records_cover
+                         WHERE key_id BETWEEN 1 AND {COVER_MAX}
+                           AND subject IN (SELECT subject FROM temp.purge_now))"
+            ))?
             .query_row([], |r| r.get(0))?;
         if rows as u64 > max {
             tx.execute_batch("DELETE FROM temp.purge_now;")?;

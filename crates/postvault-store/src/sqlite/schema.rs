@@ -150,6 +150,9 @@ pub(super) const KEYS_MIGRATIONS: &[&str] = &[
 ];
 
 const _: () = assert!(DATA_MIGRATIONS.len() == SCHEMA_VERSION as usize);
+// Migration 15's index predicate names the last mail-cover key id: the
+// counts that use it (`INDEXED BY records_cover`) format `COVER_MAX`.
+const _: () = assert!(crate::key_id::COVER_MAX == 2_147_483_647);
 const _: () = assert!(KEYS_MIGRATIONS.len() == KEYS_SCHEMA_VERSION as usize);
 
 /// Options for opening a store file.

@@ -221,7 +221,7 @@ impl Vault {
             match done.purged {
                 Some(each) => {
                     let p = report.purged.get_or_insert_with(PurgeReport::default);
-                    p.people += each.len() as u64;
+                    p.people += each.values().filter(|&&n| n > 0).count() as u64;
                     p.records += each.values().sum::<u64>();
                 }
                 None if purge => purge_later.extend_from_slice(&done.out.erased),
@@ -235,7 +235,7 @@ impl Vault {
             match self.store.purge_subjects(&purge_later) {
                 Ok(each) => {
                     let p = report.purged.get_or_insert_with(PurgeReport::default);
-                    p.people += each.len() as u64;
+                    p.people += each.iter().filter(|(_, n)| *n > 0).count() as u64;
                     p.records += each.iter().map(|(_, n)| n).sum::<u64>();
                 }
                 Err(e) => {
@@ -356,10 +356,14 @@ impl Vault {
                 if was_erased {
                     match &purged {
                         Ok(each) => {
-                            let n = each.get(&a.subject);
+                            // Counted only with records they may know of:
+                            // someone whose only rows were a mail cover's
+                            // is purged too, and told what a person with
+                            // no rows is.
+                            let n = each.get(&a.subject).copied().unwrap_or(0);
                             report.purged = Some(PurgeReport {
-                                people: u64::from(n.is_some()),
-                                records: n.copied().unwrap_or(0),
+                                people: u64::from(n > 0),
+                                records: n,
                             });
                         }
                         Err(e) => report.purge_error = Some(e.clone()),

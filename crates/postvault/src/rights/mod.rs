@@ -174,9 +174,11 @@ pub struct RetentionReport {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurgeReport {
-    /// People whose rows were deleted.
+    /// People whose records were deleted (someone whose only rows were a
+    /// mail cover's is purged too, but not counted: see `records`).
     pub people: u64,
-    /// Their records deleted.
+    /// Their records deleted, not counting those recorded under mail-cover
+    /// orders (docs/rights.md, Erasure).
     pub records: u64,
 }
 

@@ -775,6 +775,40 @@ fn an_erasure_does_not_count_records_of_a_mail_cover() {
     assert_eq!(answers[0], answers[1]);
     // cust-a had one row more than the report showed: the cover's.
     assert_eq!(rows, answers[0]["records_deleted"].as_i64().unwrap() + 1);
+    // Someone whose only record is a cover's is told what a person with
+    // no records is: nothing deleted, nobody purged.
+    let order = super::disclosure::submit(
+        &v,
+        "fbi",
+        &super::disclosure::with(
+            super::disclosure::mail_cover(),
+            &[
+                ("subjects", serde_json::json!([{"id": "cust-c"}])),
+                ("instrument_id", serde_json::json!("MC-2")),
+                ("case_id", serde_json::json!("FBI-MC-2")),
+            ],
+        ),
+    );
+    assert!(!approve(&v, "officer", &order.id).refused());
+    let line = serde_json::json!({"subject": "cust-c", "category": "mail_cover_record",
+        "purpose": "mail_cover", "legal_basis": "39 CFR 233.3", "fields": {"order_id": order.id,
+        "recorded_on": "2026-11-02", "sender_as_shown": "pvCoverSender",
+        "return_address": "9 Other St, Chicago IL"}});
+    assert_eq!(collect(&v, "inspector", &line.to_string()).accepted, 1);
+    assert!(v.subject_report(&sar, "cust-c").unwrap().records.is_empty());
+    let before = events(&v).len();
+    let r = v.erase(&sar, &["cust-c".to_string()], &mut |_| {}).unwrap();
+    assert_eq!((r.erased, r.records_deleted), (1, 0));
+    let purged = r.purged.expect("purged at once");
+    assert_eq!((purged.people, purged.records), (0, 0));
+    for e in events(&v)[before..]
+        .iter()
+        .filter(|e| e.action.starts_with("erase_"))
+    {
+        let s = e.selector.clone().unwrap_or_default();
+        assert!(s.split(';').any(|p| p == "records:0"), "{s}");
+    }
+    assert_eq!(rows_of(dir.path(), "cust-c"), 0, "the cover's row is gone");
 }
 
 /// Under contention a read of a person with a mail-cover record goes
