@@ -118,6 +118,17 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             out.write_all(&bytes)?;
             out.flush()?;
         }
+        LogCmd::Refile { subject } => {
+            let done = v.refile_subject(subject)?;
+            errln!(
+                "postvault: {} leaves of the person filed in {} months ({} rows of the index replaced); leaf {} records it",
+                done.filed,
+                done.months,
+                done.removed,
+                done.leaf
+            );
+            print_json(&done)?;
+        }
         LogCmd::Find { tag_key, scan } => {
             let (checkpoint, found) = if *scan {
                 v.find_leaves_scanned(tag_key)?

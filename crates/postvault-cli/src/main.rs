@@ -258,6 +258,16 @@ enum LogCmd {
         #[arg(long)]
         scan: bool,
     },
+    /// File a person's log leaves in the leaf index again, found by reading
+    /// the whole log with their tag key: the repair once their report or
+    /// `check` found a filing removed or moved (a report refuses such a
+    /// gap). Prints {"filed", "months", "removed", "leaf"}; one leaf,
+    /// `leaf_refile`, tagged for the person.
+    Refile {
+        /// The person's identifier.
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

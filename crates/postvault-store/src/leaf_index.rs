@@ -81,6 +81,40 @@ pub struct LeafIndexRow {
     pub seal: Vec<u8>,
 }
 
+/// What [`crate::LogStore::refile_leaves`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refiled {
+    /// Rows taken out of the index: the person's slots and the leaves'
+    /// filings elsewhere.
+    pub removed: u64,
+    /// Filings written, one per leaf of the person.
+    pub filed: u64,
+    /// The months they are filed under.
+    pub months: u64,
+}
+
+/// The slots [`crate::LogStore::refile_leaves`] clears in a month where
+/// the person has `own` leaves: slot by slot (`take` removes a slot's row,
+/// saying whether there was one) until [`FIRST_WINDOW`] free slots follow
+/// both the last taken one and the month's own leaves. Returns the rows
+/// removed.
+pub fn clear_slots<E>(own: u32, mut take: impl FnMut(u32) -> Result<bool, E>) -> Result<u64, E> {
+    let (last, len) = slot_window(LAST_WINDOW);
+    let mut removed = 0;
+    let mut free_run = 0;
+    let mut slot = 0u32;
+    while (slot < own || free_run < FIRST_WINDOW) && slot < last + len {
+        if take(slot)? {
+            removed += 1;
+            free_run = 0;
+        } else {
+            free_run += 1;
+        }
+        slot += 1;
+    }
+    Ok(removed)
+}
+
 /// Slots of a month's first window.
 pub const FIRST_WINDOW: u32 = 64;
 

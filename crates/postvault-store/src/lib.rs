@@ -36,8 +36,8 @@ pub use disclosure::{
 };
 pub use error::StoreError;
 pub use leaf_index::{
-    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafIndexRow, LeafTokens, free_slot, free_slot_in,
-    slot_window,
+    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafIndexRow, LeafTokens, Refiled, clear_slots,
+    free_slot, free_slot_in, slot_window,
 };
 pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
@@ -377,6 +377,24 @@ pub trait LogStore: Send + Sync {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<LeafIndexRow>, StoreError>;
+
+    /// Files one person's leaves again: the repair once their report or
+    /// `check` found a filing removed or moved. In one transaction holding
+    /// the log's append lock: the filings of `leaves` (the person's, as
+    /// `(index, month)`, found by the caller's scan of the log up to
+    /// `scanned`) and of the leaves appended since that `tail` claims
+    /// (`tail(index, bytes)` says the month of a leaf of theirs) are
+    /// removed, and so is every row under `tokens` in each month of the
+    /// index, slot by slot, until [`FIRST_WINDOW`] free slots follow the
+    /// last taken one and the month's own leaves; then each month's leaves
+    /// are filed in slots 0, 1, ... in log order.
+    fn refile_leaves(
+        &self,
+        tokens: &std::sync::Arc<dyn LeafTokens>,
+        leaves: &[(u64, u32)],
+        scanned: u64,
+        tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
+    ) -> Result<Refiled, StoreError>;
 
     /// Stored hashes of the log's Merkle tree, by stored-hash index (the
     /// RFC 6962 tree in the tlog "stored hashes" layout). Derived from the

@@ -45,6 +45,7 @@ pub const METHODS: &[&str] = &[
     "log_size",
     "leaves",
     "log_hashes",
+    "refile_leaves",
     "hashed_size",
     "put_log_hashes",
     "log_tiled_from",
@@ -483,6 +484,17 @@ impl<S: LogStore> LogStore for Faulty<S> {
     ) -> Result<Vec<crate::LeafIndexRow>, StoreError> {
         self.enter("leaf_index_page")?;
         self.inner.leaf_index_page(after, limit)
+    }
+
+    fn refile_leaves(
+        &self,
+        tokens: &Arc<dyn crate::LeafTokens>,
+        leaves: &[(u64, u32)],
+        scanned: u64,
+        tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
+    ) -> Result<crate::Refiled, StoreError> {
+        self.enter("refile_leaves")?;
+        self.inner.refile_leaves(tokens, leaves, scanned, tail)
     }
 
     fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {

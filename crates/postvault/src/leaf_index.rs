@@ -286,6 +286,121 @@ impl Vault {
     }
 }
 
+/// What [`Vault::refile_subject`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Refiled {
+    /// The person's leaves in the indexed part of the log, now filed.
+    pub filed: u64,
+    /// The months they are filed under.
+    pub months: u64,
+    /// Rows taken out of the index: the person's slots and their leaves'
+    /// filings elsewhere (with `filed`, what changed: equal counts and
+    /// nothing else found mean the index was whole).
+    pub removed: u64,
+    /// The `leaf_refile` leaf that records the repair, tagged for the
+    /// person (so their report shows it).
+    pub leaf: u64,
+}
+
+impl Vault {
+    /// Files a person's log leaves in the leaf index again, found by
+    /// reading the whole indexed log with their tag key: the repair once
+    /// their report or `check` found a filing removed or moved (the report
+    /// refuses a gap, and a gap is never filled by a new leaf). The
+    /// operator's command (`postvault log refile`): it needs the key
+    /// store. Their leaves appended meanwhile are found inside the
+    /// refiling transaction, which holds the log's lock. One leaf,
+    /// `leaf_refile`, tagged for the person. A person the vault holds no
+    /// keys for is refused `no_such_subject` (their leaves, if any, are
+    /// unlinkable now).
+    pub fn refile_subject(&self, subject: &str) -> Result<Refiled, VaultError> {
+        crate::vault::check_subject(subject)?;
+        self.sync_erasures()?;
+        let r = self.subject_ref(subject);
+        let Some(keys) = self.subject_keys(&r)? else {
+            return Err(VaultError::Refused {
+                code: "no_such_subject",
+                message: "the vault holds no keys for this identifier: nothing to refile".into(),
+            });
+        };
+        let key = TagKey::from_bytes(keys.tag.to_bytes().as_ref())?;
+        let from = self.store.leaf_indexed_from()?;
+        let size = self.store.log_size()?;
+        let mut theirs = Vec::new();
+        let mut tag = String::new();
+        let month_of_theirs = |index: u64, leaf: &[u8], tag: &mut String| {
+            let t = leaf_tag(leaf)?;
+            tag.clear();
+            base64::Engine::encode_string(
+                &base64::engine::general_purpose::STANDARD,
+                key.tag(index),
+                tag,
+            );
+            (t == tag.as_bytes()).then(|| leaf_time(leaf).map(month_of))
+        };
+        let mut start = from;
+        while start < size {
+            let end = size.min(start + 4_096);
+            for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
+                match month_of_theirs(index, &leaf, &mut tag) {
+                    Some(Some(m)) => theirs.push((index, m)),
+                    Some(None) => {
+                        return Err(VaultError::LogVerification(format!(
+                            "log leaf {index} carries no time to file it under"
+                        )));
+                    }
+                    None => {}
+                }
+            }
+            start = end;
+        }
+        let tokens: Arc<dyn LeafTokens> = Arc::new(IndexTokens {
+            key: TagKey::from_bytes(key.to_bytes().as_ref())?,
+            seal: self.index_seal.clone(),
+        });
+        // A leaf of theirs without a time, appended meanwhile, is left
+        // unfiled (`check` counts it) rather than failing the repair.
+        let mut tail_tag = String::new();
+        let done = self
+            .store
+            .refile_leaves(&tokens, &theirs, size, &mut |index, leaf| {
+                month_of_theirs(index, leaf, &mut tail_tag).flatten()
+            })?;
+        let event = crate::leaf::Event {
+            v: crate::leaf::LEAF_VERSION,
+            time: self.clock.now_ms(),
+            action: "leaf_refile".into(),
+            principal: crate::leaf::Actor {
+                role: "operator".into(),
+                id: self.actor_id("operator"),
+            },
+            purpose: None,
+            decision: "allow".into(),
+            pack: self.pack.version().to_string(),
+            reasons: vec![],
+            categories: vec![],
+            count: 0,
+            rejected: None,
+            selector: None,
+            instrument: None,
+            subject_tag: None,
+        };
+        let mut err = None;
+        let leaf = self.store.append_leaves(1, &mut |idx, _| {
+            self.tagged_leaf(event.clone(), Some(&key), idx, &mut err)
+        })?;
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        Ok(Refiled {
+            filed: done.filed,
+            months: done.months,
+            removed: done.removed,
+            leaf,
+        })
+    }
+}
+
 /// A tagged leaf's event, untagged, and its encoding with a place for the
 /// tag ([`crate::leaf::TaggedLeaves`]), made before a write takes the
 /// store's lock: under it, [`Vault::prepared_leaf`] only makes the tag.

@@ -60,6 +60,7 @@ pub use gateway::{
 pub use integrity::{CheckReport, LogCheck, Missing};
 pub use intents::{Recovered, RecoveredIntent};
 pub use leaf::Event;
+pub use leaf_index::Refiled;
 pub use log::{
     CheckpointInfo, ConsistencyProof, FoundLeaf, InclusionProof, LogEntry, VerifyOptions,
     VerifyReport,

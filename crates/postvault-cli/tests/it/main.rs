@@ -622,6 +622,25 @@ fn log_commands_prove_verify_and_detect_tampering() {
         &["log", "find", "--tag-key", tk["tag_key"].as_str().unwrap()],
     ));
     assert_eq!(found["leaves"].as_array().unwrap().len(), 3);
+    // Filed again (a whole index: nothing else changes), with one leaf of
+    // its own that the person finds too.
+    let o = pv(&data, &["log", "refile", "--subject", "cust-7"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let refiled = json(&o);
+    assert_eq!(
+        (refiled["filed"].as_u64(), refiled["removed"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let found = json(&pv(
+        &data,
+        &["log", "find", "--tag-key", tk["tag_key"].as_str().unwrap()],
+    ));
+    let leaves = found["leaves"].as_array().unwrap();
+    assert_eq!(leaves.len(), 4);
+    assert_eq!(leaves[3]["event"]["action"], "leaf_refile");
+    let o = pv(&data, &["log", "refile", "--subject", "never-collected"]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no keys"));
 
     // Growth stays consistent with the saved checkpoint.
     pv(

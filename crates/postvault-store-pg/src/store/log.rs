@@ -157,6 +157,109 @@ impl LogStore for PgStore {
         Ok(tokens.iter().map(|t| found.get(&t[..]).copied()).collect())
     }
 
+    fn refile_leaves(
+        &self,
+        tokens: &std::sync::Arc<dyn postvault_store::LeafTokens>,
+        leaves: &[(u64, u32)],
+        scanned: u64,
+        tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
+    ) -> Result<postvault_store::Refiled, StoreError> {
+        let from = scanned.min(i64::MAX as u64) as i64;
+        self.db.session(false, |w, c| {
+            // The tree's row locked: no leaf is appended until the
+            // person's filings are whole again.
+            let (tx, appended) = w.wait(async {
+                let tx = begin(c, self.isolation).await?;
+                lock_tree(&tx).await?;
+                let appended: Vec<(i64, Vec<u8>)> = tx
+                    .query(
+                        "SELECT idx, body FROM leaves WHERE idx >= $1 ORDER BY idx",
+                        &[&from],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| Ok::<_, Fail>((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, _>>()?;
+                Ok::<_, Fail>((tx, appended))
+            })?;
+            let mut by_month: std::collections::BTreeMap<u32, Vec<u64>> =
+                std::collections::BTreeMap::new();
+            for &(idx, month) in leaves {
+                by_month.entry(month).or_default().push(idx);
+            }
+            for (idx, body) in &appended {
+                let idx = leaf_at(*idx)?;
+                if let Some(month) = guarded(|| tail(idx, body))? {
+                    by_month.entry(month).or_default().push(idx);
+                }
+            }
+            w.wait(async {
+                let mut out = postvault_store::Refiled::default();
+                let theirs: Vec<i64> = by_month.values().flatten().map(|&i| i as i64).collect();
+                out.removed += tx
+                    .execute("DELETE FROM leaf_index WHERE idx = ANY($1)", &[&theirs])
+                    .await?;
+                let months: Vec<i64> = tx
+                    .query("SELECT month FROM leaf_index_months ORDER BY month", &[])
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                let del = tx
+                    .prepare_cached("DELETE FROM leaf_index WHERE token = $1")
+                    .await?;
+                let mut all: Vec<u32> = months
+                    .iter()
+                    .filter_map(|&m| u32::try_from(m).ok())
+                    .chain(by_month.keys().copied())
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                let (last, len) = postvault_store::slot_window(postvault_store::LAST_WINDOW);
+                for month in all {
+                    // postvault_store::clear_slots, its removals awaited.
+                    let own = by_month.get(&month).map_or(0, |l| l.len() as u32);
+                    let (mut slot, mut free_run) = (0u32, 0u32);
+                    while (slot < own || free_run < postvault_store::FIRST_WINDOW)
+                        && slot < last + len
+                    {
+                        let t = tokens.token(month, slot).to_vec();
+                        if tx.execute(&del, &[&t]).await? > 0 {
+                            out.removed += 1;
+                            free_run = 0;
+                        } else {
+                            free_run += 1;
+                        }
+                        slot += 1;
+                    }
+                }
+                let ins = tx
+                    .prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES ($1, $2, $3)")
+                    .await?;
+                for (month, idxs) in &by_month {
+                    let mut idxs = idxs.clone();
+                    idxs.sort_unstable();
+                    idxs.dedup();
+                    for (slot, idx) in (0u32..).zip(idxs.iter()) {
+                        let token = tokens.token(*month, slot);
+                        let seal = tokens.seal(&token, *idx);
+                        tx.execute(&ins, &[&&token[..], &(*idx as i64), &&seal[..]])
+                            .await?;
+                        out.filed += 1;
+                    }
+                    tx.execute(
+                        "INSERT INTO leaf_index_months (month) VALUES ($1) ON CONFLICT DO NOTHING",
+                        &[&i64::from(*month)],
+                    )
+                    .await?;
+                    out.months += 1;
+                }
+                tx.commit().await?;
+                Ok(out)
+            })
+        })
+    }
+
     fn leaf_index_page(
         &self,
         after: Option<&[u8]>,

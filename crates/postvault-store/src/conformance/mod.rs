@@ -25,7 +25,9 @@ pub use keys::{
     secrets_are_listed_raced_and_destroyed_in_batches, secrets_are_write_once,
     secrets_can_be_destroyed, subject_keys_are_destroyed_only_as_read, subject_keys_are_kept_once,
 };
-pub use leaf_index::leaf_index_files_each_tagged_leaf_once;
+pub use leaf_index::{
+    leaf_index_files_each_tagged_leaf_once, refiled_leaves_fill_their_slots_in_order,
+};
 pub use ledger::{
     disclosure_steps_read_write_and_account_atomically,
     disclosures_count_quotas_and_reuse_in_their_transaction,
@@ -96,6 +98,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     log_hashes_advance_only_from_their_size(&*fresh());
     proof_tiles_are_kept_with_their_hashes(&*fresh());
     leaf_index_files_each_tagged_leaf_once(&*fresh());
+    refiled_leaves_fill_their_slots_in_order(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
     cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());

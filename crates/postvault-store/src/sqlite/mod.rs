@@ -12,10 +12,10 @@ use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
     ErasureFinish, Held, HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn,
-    LeafIndex, LeafIndexRow, LogState, LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn,
-    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RewrapCount,
-    RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys, SubjectRef,
-    SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
+    LeafIndex, LeafIndexRow, LeafTokens, LogState, LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn,
+    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, Refiled,
+    RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys,
+    SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use crate::{
     LedgerStore, LogStore, OpsStore, PrincipalStore, RecordStore, RightsStore, StatsStore,
@@ -465,14 +465,21 @@ fn file_leaf(tx: &Connection, idx: u64, index: &LeafIndex) -> Result<(), StoreEr
     // person's reads and writes go on. One more look-up for everyone, so
     // its time tells nothing.
     if probe.exists([&tokens.token(*month, slot.saturating_add(1))[..]])? {
+        // After the last taken slot: one followed by a window's worth of
+        // free ones (a second gap further on is not filled either).
         let (last, len) = crate::slot_window(crate::LAST_WINDOW);
-        slot = (slot.saturating_add(2)..last + len)
-            .find_map(|s| match probe.exists([&tokens.token(*month, s)[..]]) {
-                Ok(true) => None,
-                Ok(false) => Some(Ok(s)),
-                Err(e) => Some(Err(e)),
-            })
-            .ok_or_else(full)??;
+        let mut taken = slot + 1;
+        let mut s = slot.saturating_add(2);
+        while s < last + len && s - taken <= crate::FIRST_WINDOW {
+            if probe.exists([&tokens.token(*month, s)[..]])? {
+                taken = s;
+            }
+            s += 1;
+        }
+        slot = taken + 1;
+        if slot >= last + len {
+            return Err(full());
+        }
     }
     let token = tokens.token(*month, slot);
     tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?

@@ -420,6 +420,45 @@ fn a_removed_filing_is_not_filled_again() {
     assert_eq!(v.check().unwrap().log.leaf_index_mismatches, 1);
     // Another person's leaves are filed as before.
     v.read(&care, "s3", "account_service").unwrap();
+    let others = leaves_found(&v, &v.subject_tag_key("s3").unwrap().unwrap());
+    // The operator's repair files the person's leaves again from a scan:
+    // the report finds what the scan finds, the repair's own leaf too.
+    let done = v.refile_subject("s2").unwrap();
+    assert_eq!((done.filed, done.months), (6, 1), "{done:?}");
+    // The five filings left (slots 0, 1, 3 and the two after the run).
+    assert_eq!(done.removed, 5, "{done:?}");
+    let after = leaves_found(&v, &key);
+    assert_eq!(after.len(), 7, "{after:?}");
+    assert!(after.contains(&found[2]) && after.contains(&done.leaf));
+    let scanned: Vec<u64> = v
+        .find_leaves_scanned(&key)
+        .unwrap()
+        .1
+        .iter()
+        .map(|l| l.index)
+        .collect();
+    assert_eq!(after, scanned);
+    let event = v.log_entries(done.leaf, done.leaf + 1).unwrap()[0]
+        .event
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (event.action.as_str(), event.principal.role.as_str()),
+        ("leaf_refile", "operator")
+    );
+    assert!(v.check().unwrap().ok);
+    // Nobody else's filings moved.
+    assert_eq!(
+        leaves_found(&v, &v.subject_tag_key("s3").unwrap().unwrap()),
+        others
+    );
+    // Someone the vault holds no keys for: refused, nothing written.
+    let size = v.store().log_size().unwrap();
+    assert_eq!(
+        v.refile_subject("nobody-here").unwrap_err().code(),
+        "no_such_subject"
+    );
+    assert_eq!(v.store().log_size().unwrap(), size);
 }
 
 /// Reports that run together share checkpoints, and each still shows its
