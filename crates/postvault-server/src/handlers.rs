@@ -499,7 +499,8 @@ pub async fn erase(
     path: Id,
 ) -> Result<Response, ApiError> {
     let subject = id(path)?;
-    let r = blocking(&state, move |v| Ok(v.erase(&p, &[subject], &mut |_| {})?)).await?;
+    let mut r = blocking(&state, move |v| Ok(v.erase(&p, &[subject], &mut |_| {})?)).await?;
+    quiet_purge_error(&mut r.purge_error, "an erasure");
     if r.refused() {
         return Ok(json(
             StatusCode::CONFLICT,
@@ -844,8 +845,23 @@ pub async fn retention_run(
     State(state): St,
     Extension(p): Extension<Principal>,
 ) -> Result<Response, ApiError> {
-    let r = blocking(&state, move |v| Ok(v.retention_run_as(&p, &mut |_| {})?)).await?;
+    let mut r = blocking(&state, move |v| Ok(v.retention_run_as(&p, &mut |_| {})?)).await?;
+    quiet_purge_error(&mut r.purge_error, "a retention sweep");
     Ok(json(StatusCode::OK, &r))
+}
+
+/// A purge that failed after the work it follows stood: the store's words
+/// (paths, the database's) go to the service log, as for any 5xx; the
+/// client learns that it failed and that the sweep purges later.
+fn quiet_purge_error(purge_error: &mut Option<String>, after: &str) {
+    if let Some(e) = purge_error.take() {
+        tracing::error!(error = %e, "the purge after {after} failed");
+        *purge_error = Some(
+            "the purge of the erased rows failed; what was done stands and the sweep purges \
+             them; the service log has the cause"
+                .into(),
+        );
+    }
 }
 
 #[utoipa::path(get, path = "/v1/reports/transparency", tag = "disclosures", responses((status = 200, description = "The transparency report", body = postvault::TransparencyReport), crate::openapi::Common))]
@@ -1008,5 +1024,27 @@ mod tests {
             .map(|(c, _)| *c)
             .collect();
         assert_eq!(api, vault);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod purge_error_tests {
+    #[test]
+    fn a_failed_purge_is_said_without_the_stores_words() {
+        let mut e = Some("database disk image is malformed at /srv/vault/data.db".to_string());
+        super::quiet_purge_error(&mut e, "an erasure");
+        let said = e.unwrap();
+        assert!(
+            said.contains("purge") && said.contains("service log"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("/srv") && !said.contains("malformed"),
+            "{said}"
+        );
+        let mut none = None;
+        super::quiet_purge_error(&mut none, "an erasure");
+        assert!(none.is_none());
     }
 }
