@@ -121,9 +121,8 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
         LogCmd::Refile { subject } => {
             let done = v.refile_subject(subject)?;
             errln!(
-                "postvault: {} leaves of the person filed in {} months ({} rows of the index replaced); leaf {} records it",
-                done.filed,
-                done.months,
+                "postvault: the person's leaves are filed whole ({} rows written, {} removed); leaf {} records the repair",
+                done.written,
                 done.removed,
                 done.leaf
             );

@@ -261,8 +261,10 @@ enum LogCmd {
     /// File a person's log leaves in the leaf index again, found by reading
     /// the whole log with their tag key: the repair once their report or
     /// `check` found a filing removed or moved (a report refuses such a
-    /// gap). Prints {"filed", "months", "removed", "leaf"}; one leaf,
-    /// `leaf_refile`, tagged for the person.
+    /// gap). Only rows that differ from the right filing are written or
+    /// removed. Prints {"leaves", "months", "written", "removed",
+    /// "untimed", "leaf"}; one leaf, `leaf_refile`, tagged for the person,
+    /// appended first.
     Refile {
         /// The person's identifier.
         #[arg(long)]

@@ -81,38 +81,69 @@ pub struct LeafIndexRow {
     pub seal: Vec<u8>,
 }
 
+/// What [`crate::LogStore::refile_leaves`] is to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefilePlan {
+    /// The person's leaves up to `scanned`, as `(index, month)`.
+    pub leaves: Vec<(u64, u32)>,
+    /// The log size the caller's scan reached.
+    pub scanned: u64,
+    /// Months whose slots of the person's are set right (those their
+    /// report looks in), besides the months of their leaves.
+    pub months: Vec<u32>,
+    /// Filings of the person's leaves under tokens not theirs for it
+    /// (`(token, index)`, from a scan of the index): removed if still so.
+    pub stray: Vec<([u8; 16], u64)>,
+}
+
 /// What [`crate::LogStore::refile_leaves`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Refiled {
-    /// Rows taken out of the index: the person's slots and the leaves'
-    /// filings elsewhere.
+    /// The person's leaves, now each filed once in its month's slots.
+    pub leaves: u64,
+    /// Rows written (slots that were free or held another leaf).
+    pub written: u64,
+    /// Rows removed: stray filings, and slots holding the wrong leaf or
+    /// beyond the person's leaves.
     pub removed: u64,
-    /// Filings written, one per leaf of the person.
-    pub filed: u64,
-    /// The months they are filed under.
+    /// The months their leaves are filed under.
     pub months: u64,
 }
 
-/// The slots [`crate::LogStore::refile_leaves`] clears in a month where
-/// the person has `own` leaves: slot by slot (`take` removes a slot's row,
-/// saying whether there was one) until [`FIRST_WINDOW`] free slots follow
-/// both the last taken one and the month's own leaves. Returns the rows
-/// removed.
-pub fn clear_slots<E>(own: u32, mut take: impl FnMut(u32) -> Result<bool, E>) -> Result<u64, E> {
-    let (last, len) = slot_window(LAST_WINDOW);
-    let mut removed = 0;
-    let mut free_run = 0;
-    let mut slot = 0u32;
-    while (slot < own || free_run < FIRST_WINDOW) && slot < last + len {
-        if take(slot)? {
-            removed += 1;
-            free_run = 0;
-        } else {
-            free_run += 1;
+/// The changes that set one month's slots to `want` (the person's leaves
+/// in log order): `have` is what the slots hold now, slot by slot (`None`
+/// free), as far as they were read. Returns the slots to clear and the
+/// `(slot, index)` filings to write; a slot already holding its leaf is in
+/// neither.
+pub fn refile_changes(have: &[Option<u64>], want: &[u64]) -> (Vec<u32>, Vec<(u32, u64)>) {
+    let mut clear = Vec::new();
+    let mut write = Vec::new();
+    for slot in 0..have.len().max(want.len()) {
+        let (h, w) = (have.get(slot).copied().flatten(), want.get(slot).copied());
+        if h == w {
+            continue;
         }
-        slot += 1;
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        if h.is_some() {
+            clear.push(slot);
+        }
+        if let Some(w) = w {
+            write.push((slot, w));
+        }
     }
-    Ok(removed)
+    (clear, write)
+}
+
+/// Whether a month's slots read so far (`have`) are read far enough for a
+/// refile with `own` leaves: past them, and ending in a window's worth
+/// ([`FIRST_WINDOW`]) of free slots, or at the month's end.
+pub fn refile_read_enough(have: &[Option<u64>], own: usize) -> bool {
+    let (last, len) = slot_window(LAST_WINDOW);
+    if have.len() >= (last + len) as usize {
+        return true;
+    }
+    let free_tail = have.iter().rev().take_while(|h| h.is_none()).count();
+    have.len() >= own && free_tail >= FIRST_WINDOW as usize
 }
 
 /// Slots of a month's first window.

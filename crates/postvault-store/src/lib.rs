@@ -36,8 +36,8 @@ pub use disclosure::{
 };
 pub use error::StoreError;
 pub use leaf_index::{
-    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafIndexRow, LeafTokens, Refiled, clear_slots,
-    free_slot, free_slot_in, slot_window,
+    FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafIndexRow, LeafTokens, RefilePlan, Refiled,
+    free_slot, free_slot_in, refile_changes, refile_read_enough, slot_window,
 };
 pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,
@@ -380,19 +380,20 @@ pub trait LogStore: Send + Sync {
 
     /// Files one person's leaves again: the repair once their report or
     /// `check` found a filing removed or moved. In one transaction holding
-    /// the log's append lock: the filings of `leaves` (the person's, as
-    /// `(index, month)`, found by the caller's scan of the log up to
-    /// `scanned`) and of the leaves appended since that `tail` claims
-    /// (`tail(index, bytes)` says the month of a leaf of theirs) are
-    /// removed, and so is every row under `tokens` in each month of the
-    /// index, slot by slot, until [`FIRST_WINDOW`] free slots follow the
-    /// last taken one and the month's own leaves; then each month's leaves
-    /// are filed in slots 0, 1, ... in log order.
+    /// the log's append lock: the leaves appended since `plan.scanned`
+    /// that `tail` claims (`tail(index, bytes)` says the month of a leaf of
+    /// theirs) join `plan.leaves`; the filings of `plan.stray` still there
+    /// are removed; and in each month of `plan.months` and of their
+    /// leaves, the person's slots (read until a window of
+    /// [`FIRST_WINDOW`] free slots follows both the last taken one and the
+    /// month's own leaves) are set to their leaves in log order, slot 0
+    /// first, writing and removing only the rows that differ: a row
+    /// already right is not touched, so the repair links no more of the
+    /// person's rows than the damage had moved.
     fn refile_leaves(
         &self,
         tokens: &std::sync::Arc<dyn LeafTokens>,
-        leaves: &[(u64, u32)],
-        scanned: u64,
+        plan: &RefilePlan,
         tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
     ) -> Result<Refiled, StoreError>;
 

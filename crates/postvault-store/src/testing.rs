@@ -489,12 +489,11 @@ impl<S: LogStore> LogStore for Faulty<S> {
     fn refile_leaves(
         &self,
         tokens: &Arc<dyn crate::LeafTokens>,
-        leaves: &[(u64, u32)],
-        scanned: u64,
+        plan: &crate::RefilePlan,
         tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
     ) -> Result<crate::Refiled, StoreError> {
         self.enter("refile_leaves")?;
-        self.inner.refile_leaves(tokens, leaves, scanned, tail)
+        self.inner.refile_leaves(tokens, plan, tail)
     }
 
     fn log_tile_hashes(&self, wanted: &[(u64, usize)]) -> Result<Vec<[u8; 32]>, StoreError> {

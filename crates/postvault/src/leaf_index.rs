@@ -289,18 +289,29 @@ impl Vault {
 /// What [`Vault::refile_subject`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Refiled {
-    /// The person's leaves in the indexed part of the log, now filed.
-    pub filed: u64,
+    /// The person's leaves in the indexed part of the log, each now filed
+    /// once, in its month's slots in log order (the repair's own leaf too).
+    pub leaves: u64,
     /// The months they are filed under.
     pub months: u64,
-    /// Rows taken out of the index: the person's slots and their leaves'
-    /// filings elsewhere (with `filed`, what changed: equal counts and
-    /// nothing else found mean the index was whole).
+    /// Rows written: slots that were free or held another leaf. 0 (with
+    /// `removed` 0) when the person's filings were whole.
+    pub written: u64,
+    /// Rows removed: filings of their leaves elsewhere, slots holding a
+    /// leaf not theirs or beyond their leaves.
     pub removed: u64,
+    /// Leaves with the person's tag but no time to file them under: left
+    /// unfiled (`check` counts them).
+    pub untimed: u64,
     /// The `leaf_refile` leaf that records the repair, tagged for the
-    /// person (so their report shows it).
+    /// person (so their report shows it), appended before it.
     pub leaf: u64,
 }
+
+/// The log is scanned outside the lock until fewer leaves than this were
+/// appended meanwhile: the refiling transaction, which holds the log's
+/// lock, reads only those.
+const REFILE_TAIL: u64 = 4_096;
 
 impl Vault {
     /// Files a person's log leaves in the leaf index again, found by
@@ -308,11 +319,11 @@ impl Vault {
     /// their report or `check` found a filing removed or moved (the report
     /// refuses a gap, and a gap is never filled by a new leaf). The
     /// operator's command (`postvault log refile`): it needs the key
-    /// store. Their leaves appended meanwhile are found inside the
-    /// refiling transaction, which holds the log's lock. One leaf,
-    /// `leaf_refile`, tagged for the person. A person the vault holds no
-    /// keys for is refused `no_such_subject` (their leaves, if any, are
-    /// unlinkable now).
+    /// store. First one leaf, `leaf_refile`, tagged for the person, so an
+    /// attempt is in the log even if the repair then fails. Only rows that
+    /// differ from the right filing are written or removed. A person the
+    /// vault holds no keys for is refused `no_such_subject` (their leaves,
+    /// if any, are unlinkable now).
     pub fn refile_subject(&self, subject: &str) -> Result<Refiled, VaultError> {
         crate::vault::check_subject(subject)?;
         self.sync_erasures()?;
@@ -324,48 +335,6 @@ impl Vault {
             });
         };
         let key = TagKey::from_bytes(keys.tag.to_bytes().as_ref())?;
-        let from = self.store.leaf_indexed_from()?;
-        let size = self.store.log_size()?;
-        let mut theirs = Vec::new();
-        let mut tag = String::new();
-        let month_of_theirs = |index: u64, leaf: &[u8], tag: &mut String| {
-            let t = leaf_tag(leaf)?;
-            tag.clear();
-            base64::Engine::encode_string(
-                &base64::engine::general_purpose::STANDARD,
-                key.tag(index),
-                tag,
-            );
-            (t == tag.as_bytes()).then(|| leaf_time(leaf).map(month_of))
-        };
-        let mut start = from;
-        while start < size {
-            let end = size.min(start + 4_096);
-            for (leaf, index) in self.store.leaves(start, end)?.into_iter().zip(start..) {
-                match month_of_theirs(index, &leaf, &mut tag) {
-                    Some(Some(m)) => theirs.push((index, m)),
-                    Some(None) => {
-                        return Err(VaultError::LogVerification(format!(
-                            "log leaf {index} carries no time to file it under"
-                        )));
-                    }
-                    None => {}
-                }
-            }
-            start = end;
-        }
-        let tokens: Arc<dyn LeafTokens> = Arc::new(IndexTokens {
-            key: TagKey::from_bytes(key.to_bytes().as_ref())?,
-            seal: self.index_seal.clone(),
-        });
-        // A leaf of theirs without a time, appended meanwhile, is left
-        // unfiled (`check` counts it) rather than failing the repair.
-        let mut tail_tag = String::new();
-        let done = self
-            .store
-            .refile_leaves(&tokens, &theirs, size, &mut |index, leaf| {
-                month_of_theirs(index, leaf, &mut tail_tag).flatten()
-            })?;
         let event = crate::leaf::Event {
             v: crate::leaf::LEAF_VERSION,
             time: self.clock.now_ms(),
@@ -392,10 +361,114 @@ impl Vault {
         if let Some(e) = err {
             return Err(e.into());
         }
+        // Some(month) for a leaf of theirs, Some(None) for one without a time.
+        let month_of_theirs = |index: u64, leaf: &[u8], tag: &mut String| {
+            let t = leaf_tag(leaf)?;
+            tag.clear();
+            base64::Engine::encode_string(
+                &base64::engine::general_purpose::STANDARD,
+                key.tag(index),
+                tag,
+            );
+            (t == tag.as_bytes()).then(|| leaf_time(leaf).map(month_of))
+        };
+        let from = self.store.leaf_indexed_from()?;
+        let mut plan = postvault_store::RefilePlan {
+            scanned: from,
+            ..Default::default()
+        };
+        // By index: a transaction made again reads its tail again.
+        let mut untimed = std::collections::BTreeSet::new();
+        let mut tag = String::new();
+        loop {
+            let size = self.store.log_size()?;
+            while plan.scanned < size {
+                let end = size.min(plan.scanned + 4_096);
+                let leaves = self.store.leaves(plan.scanned, end)?;
+                for (leaf, index) in leaves.into_iter().zip(plan.scanned..) {
+                    match month_of_theirs(index, &leaf, &mut tag) {
+                        Some(Some(m)) => plan.leaves.push((index, m)),
+                        Some(None) => {
+                            untimed.insert(index);
+                        }
+                        None => {}
+                    }
+                }
+                plan.scanned = end;
+            }
+            if self.store.log_size()?.saturating_sub(plan.scanned) < REFILE_TAIL {
+                break;
+            }
+        }
+        // Where each of their leaves belongs; any other filing of it,
+        // found by reading the whole index, is stray.
+        let mut by_month: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+        for &(idx, m) in &plan.leaves {
+            by_month.entry(m).or_default().push(idx);
+        }
+        let mut home: std::collections::HashMap<u64, [u8; 16]> = Default::default();
+        for (&m, idxs) in &by_month {
+            for (slot, &idx) in (0u32..).zip(idxs) {
+                home.insert(idx, key.index_token(m, slot));
+            }
+        }
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.store.leaf_index_page(after.as_deref(), 8_192)?;
+            for row in &page {
+                if let (Some(t), Ok(token)) =
+                    (home.get(&row.idx), <[u8; 16]>::try_from(&row.token[..]))
+                    && *t != token
+                {
+                    plan.stray.push((token, row.idx));
+                }
+            }
+            match page.last() {
+                Some(r) if page.len() == 8_192 => after = Some(r.token.clone()),
+                _ => break,
+            }
+        }
+        // The months the person's report looks in: every month listed, and
+        // every month from the first indexed leaf's to the next.
+        let mut months: std::collections::BTreeSet<u32> =
+            self.store.leaf_index_months()?.into_iter().collect();
+        let next = month_of(self.clock.now_ms()).saturating_add(1);
+        if let Some(first) = self
+            .store
+            .leaves_at(&[from])
+            .ok()
+            .and_then(|l| l.first().and_then(|l| leaf_time(l)))
+            .map(month_of)
+            .filter(|&f| f <= next)
+        {
+            months.extend(first..=next);
+        }
+        plan.months = months.into_iter().collect();
+        let tokens: Arc<dyn LeafTokens> = Arc::new(IndexTokens {
+            key: TagKey::from_bytes(key.to_bytes().as_ref())?,
+            seal: self.index_seal.clone(),
+        });
+        let mut tail_tag = String::new();
+        let done = self
+            .store
+            .refile_leaves(&tokens, &plan, &mut |index, leaf| match month_of_theirs(
+                index,
+                leaf,
+                &mut tail_tag,
+            ) {
+                Some(Some(m)) => Some(m),
+                Some(None) => {
+                    untimed.insert(index);
+                    None
+                }
+                None => None,
+            })?;
         Ok(Refiled {
-            filed: done.filed,
+            leaves: done.leaves,
             months: done.months,
+            written: done.written,
             removed: done.removed,
+            untimed: untimed.len() as u64,
             leaf,
         })
     }

@@ -627,9 +627,10 @@ fn log_commands_prove_verify_and_detect_tampering() {
     let o = pv(&data, &["log", "refile", "--subject", "cust-7"]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let refiled = json(&o);
+    assert_eq!(refiled["leaves"].as_u64(), Some(4));
     assert_eq!(
-        (refiled["filed"].as_u64(), refiled["removed"].as_u64()),
-        (Some(3), Some(3))
+        (refiled["written"].as_u64(), refiled["removed"].as_u64()),
+        (Some(0), Some(0))
     );
     let found = json(&pv(
         &data,

@@ -160,11 +160,10 @@ impl LogStore for PgStore {
     fn refile_leaves(
         &self,
         tokens: &std::sync::Arc<dyn postvault_store::LeafTokens>,
-        leaves: &[(u64, u32)],
-        scanned: u64,
+        plan: &postvault_store::RefilePlan,
         tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
     ) -> Result<postvault_store::Refiled, StoreError> {
-        let from = scanned.min(i64::MAX as u64) as i64;
+        let from = plan.scanned.min(i64::MAX as u64) as i64;
         self.db.session(false, |w, c| {
             // The tree's row locked: no leaf is appended until the
             // person's filings are whole again.
@@ -183,8 +182,8 @@ impl LogStore for PgStore {
                 Ok::<_, Fail>((tx, appended))
             })?;
             let mut by_month: std::collections::BTreeMap<u32, Vec<u64>> =
-                std::collections::BTreeMap::new();
-            for &(idx, month) in leaves {
+                plan.months.iter().map(|&m| (m, Vec::new())).collect();
+            for &(idx, month) in &plan.leaves {
                 by_month.entry(month).or_default().push(idx);
             }
             for (idx, body) in &appended {
@@ -193,66 +192,73 @@ impl LogStore for PgStore {
                     by_month.entry(month).or_default().push(idx);
                 }
             }
+            for idxs in by_month.values_mut() {
+                idxs.sort_unstable();
+                idxs.dedup();
+            }
             w.wait(async {
                 let mut out = postvault_store::Refiled::default();
-                let theirs: Vec<i64> = by_month.values().flatten().map(|&i| i as i64).collect();
-                out.removed += tx
-                    .execute("DELETE FROM leaf_index WHERE idx = ANY($1)", &[&theirs])
+                let del_stray = tx
+                    .prepare_cached("DELETE FROM leaf_index WHERE token = $1 AND idx = $2")
                     .await?;
-                let months: Vec<i64> = tx
-                    .query("SELECT month FROM leaf_index_months ORDER BY month", &[])
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get(0))
-                    .collect::<Result<_, _>>()?;
-                let del = tx
-                    .prepare_cached("DELETE FROM leaf_index WHERE token = $1")
-                    .await?;
-                let mut all: Vec<u32> = months
-                    .iter()
-                    .filter_map(|&m| u32::try_from(m).ok())
-                    .chain(by_month.keys().copied())
-                    .collect();
-                all.sort_unstable();
-                all.dedup();
-                let (last, len) = postvault_store::slot_window(postvault_store::LAST_WINDOW);
-                for month in all {
-                    // postvault_store::clear_slots, its removals awaited.
-                    let own = by_month.get(&month).map_or(0, |l| l.len() as u32);
-                    let (mut slot, mut free_run) = (0u32, 0u32);
-                    while (slot < own || free_run < postvault_store::FIRST_WINDOW)
-                        && slot < last + len
-                    {
-                        let t = tokens.token(month, slot).to_vec();
-                        if tx.execute(&del, &[&t]).await? > 0 {
-                            out.removed += 1;
-                            free_run = 0;
-                        } else {
-                            free_run += 1;
-                        }
-                        slot += 1;
-                    }
+                for (token, idx) in &plan.stray {
+                    out.removed += tx
+                        .execute(&del_stray, &[&&token[..], &(*idx as i64)])
+                        .await?;
                 }
-                let ins = tx
-                    .prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES ($1, $2, $3)")
+                let find = tx
+                    .prepare_cached("SELECT token, idx FROM leaf_index WHERE token = ANY($1)")
                     .await?;
-                for (month, idxs) in &by_month {
-                    let mut idxs = idxs.clone();
-                    idxs.sort_unstable();
-                    idxs.dedup();
-                    for (slot, idx) in (0u32..).zip(idxs.iter()) {
-                        let token = tokens.token(*month, slot);
-                        let seal = tokens.seal(&token, *idx);
-                        tx.execute(&ins, &[&&token[..], &(*idx as i64), &&seal[..]])
-                            .await?;
-                        out.filed += 1;
-                    }
-                    tx.execute(
-                        "INSERT INTO leaf_index_months (month) VALUES ($1) ON CONFLICT DO NOTHING",
-                        &[&i64::from(*month)],
+                let del = tx
+                    .prepare_cached("DELETE FROM leaf_index WHERE token = ANY($1)")
+                    .await?;
+                let ins = tx
+                    .prepare_cached(
+                        "INSERT INTO leaf_index (token, idx, seal)
+                         SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])",
                     )
                     .await?;
-                    out.months += 1;
+                for (month, idxs) in &by_month {
+                    // The slots, a window's worth a round trip.
+                    let mut have: Vec<Option<u64>> = Vec::new();
+                    while !postvault_store::refile_read_enough(&have, idxs.len()) {
+                        let first = have.len() as u32;
+                        let batch: Vec<Vec<u8>> = (first..first + postvault_store::FIRST_WINDOW)
+                            .map(|slot| tokens.token(*month, slot).to_vec())
+                            .collect();
+                        let found: HashMap<Vec<u8>, u64> = tx
+                            .query(&find, &[&batch])
+                            .await?
+                            .iter()
+                            .map(|r| Ok::<_, Fail>((r.try_get(0)?, leaf_at(r.try_get(1)?)?)))
+                            .collect::<Result<_, _>>()?;
+                        have.extend(batch.iter().map(|t| found.get(t).copied()));
+                    }
+                    let (clear, write) = postvault_store::refile_changes(&have, idxs);
+                    let clear: Vec<Vec<u8>> = clear
+                        .iter()
+                        .map(|&slot| tokens.token(*month, slot).to_vec())
+                        .collect();
+                    out.removed += tx.execute(&del, &[&clear]).await?;
+                    let mut new_tokens = Vec::with_capacity(write.len());
+                    let mut new_idx = Vec::with_capacity(write.len());
+                    let mut seals = Vec::with_capacity(write.len());
+                    for &(slot, idx) in &write {
+                        let token = tokens.token(*month, slot);
+                        seals.push(tokens.seal(&token, idx).to_vec());
+                        new_tokens.push(token.to_vec());
+                        new_idx.push(idx as i64);
+                    }
+                    out.written += tx.execute(&ins, &[&new_tokens, &new_idx, &seals]).await?;
+                    if !idxs.is_empty() {
+                        tx.execute(
+                            "INSERT INTO leaf_index_months (month) VALUES ($1) ON CONFLICT DO NOTHING",
+                            &[&i64::from(*month)],
+                        )
+                        .await?;
+                        out.months += 1;
+                        out.leaves += idxs.len() as u64;
+                    }
                 }
                 tx.commit().await?;
                 Ok(out)

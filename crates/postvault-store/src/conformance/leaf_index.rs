@@ -153,13 +153,14 @@ pub fn leaf_index_files_each_tagged_leaf_once(s: &dyn Store) {
     assert!(matches!(s.leaves_at(&[size]), Err(StoreError::Corrupt(_))));
 }
 
-/// A person's leaves filed again: every filing of theirs and every row
-/// under their tokens goes, and their leaves (those given, and those
+/// A person's leaves filed again: their leaves (those given, and those
 /// appended since that the tail claims) fill slots 0, 1, ... of each month
-/// in log order; nobody else's filings change.
+/// in log order; a row already right is not touched; stray filings of
+/// theirs go, and rows under their tokens that are not theirs; nobody
+/// else's filings change.
 pub fn refiled_leaves_fill_their_slots_in_order(s: &dyn Store) {
-    // Person 1: three leaves of month 600, one of 601 (appended "after the
-    // scan"); person 2: one of 600; one leaf without an index.
+    // Person 1: three leaves of month 600 and one of 601 (appended "after
+    // the scan"); person 2: one of 600; one leaf without an index.
     let first = s
         .append_leaves(6, &mut |idx, i| match i {
             0 | 1 | 3 => filed(1, 600, idx),
@@ -169,57 +170,78 @@ pub fn refiled_leaves_fill_their_slots_in_order(s: &dyn Store) {
         })
         .unwrap();
     let (a, b, d, c, e) = (first, first + 1, first + 2, first + 3, first + 4);
-    assert_eq!(slots(s, 1, 600), vec![a, b, c]);
     let tokens: Arc<dyn LeafTokens> = Arc::new(Tokens(1));
     let mut asked = Vec::new();
+    let plan = crate::RefilePlan {
+        leaves: vec![(c, 600), (a, 600), (b, 600), (a, 600)],
+        scanned: e,
+        months: vec![600, 601, 602],
+        stray: vec![],
+    };
     let done = s
-        .refile_leaves(
-            &tokens,
-            &[(c, 600), (a, 600), (b, 600), (a, 600)],
-            e,
-            &mut |idx, bytes| {
-                asked.push(idx);
-                (bytes == format!("leaf {idx} of 1").as_bytes()).then_some(601)
-            },
-        )
+        .refile_leaves(&tokens, &plan, &mut |idx, bytes| {
+            asked.push(idx);
+            (bytes == format!("leaf {idx} of 1").as_bytes()).then_some(601)
+        })
         .unwrap();
-    // The tail is every leaf from the scan's end on.
+    // The tail is every leaf from the scan's end on; a whole index is
+    // left as it was.
     assert_eq!(asked, vec![e, e + 1]);
     assert_eq!(
         done,
         crate::Refiled {
-            removed: 4,
-            filed: 4,
+            leaves: 4,
+            written: 0,
+            removed: 0,
             months: 2
         }
     );
     assert_eq!(slots(s, 1, 600), vec![a, b, c]);
     assert_eq!(slots(s, 1, 601), vec![e]);
-    assert_eq!(slots(s, 2, 600), vec![d]);
-    // Leaf b is found not theirs: its filing under their tokens goes, and
-    // the others close up.
-    let done = s
-        .refile_leaves(
-            &tokens,
-            &[(a, 600), (c, 600), (e, 601)],
-            s.log_size().unwrap(),
-            &mut |_, _| None,
-        )
-        .unwrap();
+    // Leaf b is found not theirs: its slot is taken by c, the slot after
+    // is cleared; the rows before are not touched.
+    let size = s.log_size().unwrap();
+    let plan = crate::RefilePlan {
+        leaves: vec![(a, 600), (c, 600), (e, 601)],
+        scanned: size,
+        months: vec![600, 601],
+        stray: vec![],
+    };
+    let done = s.refile_leaves(&tokens, &plan, &mut |_, _| None).unwrap();
     assert_eq!(
         done,
         crate::Refiled {
-            removed: 4,
-            filed: 3,
+            leaves: 3,
+            written: 1,
+            removed: 2,
             months: 2
         }
     );
     assert_eq!(slots(s, 1, 600), vec![a, c]);
     assert_eq!(slots(s, 1, 601), vec![e]);
     assert_eq!(slots(s, 2, 600), vec![d]);
+    // A leaf of person 1 filed under person 2's tokens (moved there):
+    // named stray, it leaves person 2's slots and joins person 1's.
+    let moved = s
+        .append_leaves(1, &mut |idx, _| filed(2, 600, idx))
+        .unwrap();
+    assert_eq!(slots(s, 2, 600), vec![d, moved]);
+    let plan = crate::RefilePlan {
+        leaves: vec![(a, 600), (c, 600), (moved, 600), (e, 601)],
+        scanned: moved + 1,
+        months: vec![600],
+        stray: vec![
+            (Tokens(2).token(600, 1), moved),
+            (Tokens(2).token(600, 0), moved),
+        ],
+    };
+    let done = s.refile_leaves(&tokens, &plan, &mut |_, _| None).unwrap();
+    assert_eq!((done.written, done.removed), (1, 1), "{done:?}");
+    assert_eq!(slots(s, 1, 600), vec![a, c, moved]);
+    assert_eq!(slots(s, 2, 600), vec![d]);
     // A leaf appended now takes the next slot, as ever.
     let next = s
         .append_leaves(1, &mut |idx, _| filed(1, 600, idx))
         .unwrap();
-    assert_eq!(slots(s, 1, 600), vec![a, c, next]);
+    assert_eq!(slots(s, 1, 600), vec![a, c, moved, next]);
 }

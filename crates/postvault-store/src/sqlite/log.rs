@@ -116,8 +116,7 @@ impl LogStore for SqliteStore {
     fn refile_leaves(
         &self,
         tokens: &std::sync::Arc<dyn LeafTokens>,
-        leaves: &[(u64, u32)],
-        scanned: u64,
+        plan: &RefilePlan,
         tail: &mut dyn FnMut(u64, &[u8]) -> Option<u32>,
     ) -> Result<Refiled, StoreError> {
         let mut conn = self.conn();
@@ -125,14 +124,14 @@ impl LogStore for SqliteStore {
         // until the person's filings are whole again.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut by_month: std::collections::BTreeMap<u32, Vec<u64>> =
-            std::collections::BTreeMap::new();
-        for &(idx, month) in leaves {
+            plan.months.iter().map(|&m| (m, Vec::new())).collect();
+        for &(idx, month) in &plan.leaves {
             by_month.entry(month).or_default().push(idx);
         }
         {
             let mut s =
                 tx.prepare_cached("SELECT idx, body FROM leaves WHERE idx >= ?1 ORDER BY idx")?;
-            let mut rows = s.query([scanned.min(i64::MAX as u64) as i64])?;
+            let mut rows = s.query([plan.scanned.min(i64::MAX as u64) as i64])?;
             while let Some(r) = rows.next()? {
                 let idx = u64::try_from(r.get::<_, i64>(0)?)
                     .map_err(|_| StoreError::Corrupt("a log leaf index is negative".into()))?;
@@ -143,57 +142,50 @@ impl LogStore for SqliteStore {
             }
         }
         let mut out = Refiled::default();
-        // Their leaves' filings, wherever they are: one pass over the index.
-        tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS refile (idx INTEGER PRIMARY KEY);
-             DELETE FROM temp.refile;",
-        )?;
         {
-            let mut ins =
-                tx.prepare_cached("INSERT OR IGNORE INTO temp.refile (idx) VALUES (?1)")?;
-            for idx in by_month.values().flatten() {
-                ins.execute([*idx as i64])?;
+            let mut del =
+                tx.prepare_cached("DELETE FROM leaf_index WHERE token = ?1 AND idx = ?2")?;
+            for (token, idx) in &plan.stray {
+                out.removed += del.execute(params![&token[..], *idx as i64])? as u64;
             }
         }
-        out.removed += tx
-            .prepare_cached("DELETE FROM leaf_index WHERE idx IN (SELECT idx FROM temp.refile)")?
-            .execute([])? as u64;
-        tx.execute_batch("DELETE FROM temp.refile;")?;
-        // Every row under their tokens, in every month of the index.
-        let months: Vec<u32> = tx
-            .prepare_cached("SELECT month FROM leaf_index_months ORDER BY month")?
-            .query_map([], |r| r.get::<_, u32>(0))?
-            .collect::<Result<_, _>>()?;
-        {
-            let mut del = tx.prepare_cached("DELETE FROM leaf_index WHERE token = ?1")?;
-            for month in months.iter().chain(by_month.keys()) {
-                let own = by_month.get(month).map_or(0, |l| l.len() as u32);
-                out.removed += crate::clear_slots(own, |slot| {
-                    Ok::<_, StoreError>(del.execute([&tokens.token(*month, slot)[..]])? > 0)
-                })?;
+        let mut find = tx.prepare_cached("SELECT idx FROM leaf_index WHERE token = ?1")?;
+        let mut del = tx.prepare_cached("DELETE FROM leaf_index WHERE token = ?1")?;
+        let mut ins =
+            tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?;
+        let mut month_row =
+            tx.prepare_cached("INSERT OR IGNORE INTO leaf_index_months (month) VALUES (?1)")?;
+        for (month, idxs) in &mut by_month {
+            idxs.sort_unstable();
+            idxs.dedup();
+            let mut have: Vec<Option<u64>> = Vec::new();
+            while !crate::refile_read_enough(&have, idxs.len()) {
+                let slot = have.len() as u32;
+                let at: Option<i64> = find
+                    .query_row([&tokens.token(*month, slot)[..]], |r| r.get(0))
+                    .optional()?;
+                have.push(at.map(|i| i.max(0) as u64));
             }
-        }
-        {
-            let mut ins =
-                tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?;
-            let mut month_row =
-                tx.prepare_cached("INSERT OR IGNORE INTO leaf_index_months (month) VALUES (?1)")?;
-            for (month, idxs) in &mut by_month {
-                idxs.sort_unstable();
-                idxs.dedup();
-                for (slot, idx) in (0u32..).zip(idxs.iter()) {
-                    let token = tokens.token(*month, slot);
-                    ins.execute(params![
-                        &token[..],
-                        *idx as i64,
-                        &tokens.seal(&token, *idx)[..]
-                    ])?;
-                    out.filed += 1;
-                }
+            let (clear, write) = crate::refile_changes(&have, idxs);
+            for slot in clear {
+                out.removed += del.execute([&tokens.token(*month, slot)[..]])? as u64;
+            }
+            for (slot, idx) in write {
+                let token = tokens.token(*month, slot);
+                ins.execute(params![
+                    &token[..],
+                    idx as i64,
+                    &tokens.seal(&token, idx)[..]
+                ])?;
+                out.written += 1;
+            }
+            if !idxs.is_empty() {
                 month_row.execute([*month])?;
                 out.months += 1;
+                out.leaves += idxs.len() as u64;
             }
         }
+        drop((find, del, ins, month_row));
         tx.commit()?;
         Ok(out)
     }

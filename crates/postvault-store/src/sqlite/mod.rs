@@ -13,8 +13,8 @@ use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,
     ErasureFinish, Held, HoldRow, Intent, IntentRow, KeyAction, KeyItem, KeyStore, KeyUse, LeafFn,
     LeafIndex, LeafIndexRow, LeafTokens, LogState, LogStateSwap, PROTECTIVE_INDEX_CATEGORY, PlanFn,
-    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, Refiled,
-    RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys,
+    PrincipalChange, PrincipalRow, PurgeBatch, ReadLeafFn, ReadScope, RecordRow, RefilePlan,
+    Refiled, RewrapCount, RewrapFn, RunRow, RunStep, StepFn, StoreError, SubjectData, SubjectKeys,
     SubjectRef, SubmitFacts, SubmitFn, SubmitQuery, SweepBatch, WriteBatch,
 };
 use crate::{

@@ -424,9 +424,14 @@ fn a_removed_filing_is_not_filled_again() {
     // The operator's repair files the person's leaves again from a scan:
     // the report finds what the scan finds, the repair's own leaf too.
     let done = v.refile_subject("s2").unwrap();
-    assert_eq!((done.filed, done.months), (6, 1), "{done:?}");
-    // The five filings left (slots 0, 1, 3 and the two after the run).
-    assert_eq!(done.removed, 5, "{done:?}");
+    assert_eq!(
+        (done.leaves, done.months, done.untimed),
+        (7, 1, 0),
+        "{done:?}"
+    );
+    // Only the gap is written: every other row is already right (slots 0,
+    // 1, 3, the reads' after the run, and the repair's own leaf after them).
+    assert_eq!((done.written, done.removed), (1, 0), "{done:?}");
     let after = leaves_found(&v, &key);
     assert_eq!(after.len(), 7, "{after:?}");
     assert!(after.contains(&found[2]) && after.contains(&done.leaf));
@@ -459,6 +464,94 @@ fn a_removed_filing_is_not_filled_again() {
         "no_such_subject"
     );
     assert_eq!(v.store().log_size().unwrap(), size);
+}
+
+/// Two filings removed a few slots apart: a new leaf goes after the last
+/// taken slot, filling neither gap (the first free slot after the first
+/// gap would be the second).
+#[test]
+fn a_new_leaf_fills_neither_of_two_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    let care = v.principal("care").unwrap();
+    for _ in 0..4 {
+        v.read(&care, "s2", "account_service").unwrap();
+    }
+    let key = v.subject_tag_key("s2").unwrap().unwrap();
+    let found = leaves_found(&v, &key);
+    assert_eq!(found.len(), 6, "{found:?}");
+    let tag = postvault_crypto::TagKey::from_bytes(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&key)
+            .unwrap(),
+    )
+    .unwrap();
+    // The month the person's leaves are filed under: the one whose slot 0
+    // is their first leaf.
+    let month = (0..2_000)
+        .find(|&m| {
+            v.store().leaf_index_find(&[tag.index_token(m, 0)]).unwrap()[0] == Some(found[0])
+        })
+        .unwrap();
+    let slots = |n: u32| -> Vec<Option<u64>> {
+        let tokens: Vec<[u8; 16]> = (0..n).map(|s| tag.index_token(month, s)).collect();
+        v.store().leaf_index_find(&tokens).unwrap()
+    };
+    for gone in [found[2], found[4]] {
+        sql(
+            dir.path(),
+            &format!("DELETE FROM leaf_index WHERE idx = {gone}"),
+        );
+    }
+    let size = v.store().log_size().unwrap();
+    v.read(&care, "s2", "account_service").unwrap();
+    let now = slots(8);
+    assert_eq!(
+        now,
+        vec![
+            Some(found[0]),
+            Some(found[1]),
+            None,
+            Some(found[3]),
+            None,
+            Some(found[5]),
+            Some(size),
+            None
+        ]
+    );
+    // The repair (its own leaf filed after the run, at slot 7) writes just
+    // the two removed filings: every other row is where it belongs.
+    let done = v.refile_subject("s2").unwrap();
+    assert_eq!(
+        (done.leaves, done.written, done.removed),
+        (8, 2, 0),
+        "{done:?}"
+    );
+    assert_eq!(
+        slots(9)[2..5],
+        [Some(found[2]), Some(found[3]), Some(found[4])]
+    );
+    assert_eq!(leaves_found(&v, &key).len(), 8);
+    assert!(v.check().unwrap().ok);
+    // A filing moved under a token of nobody's: found by reading the
+    // index, removed, and the slot it left written.
+    sql(
+        dir.path(),
+        &format!(
+            "UPDATE leaf_index SET token = randomblob(16) WHERE idx = {}",
+            found[1]
+        ),
+    );
+    assert!(!v.check().unwrap().ok);
+    let done = v.refile_subject("s2").unwrap();
+    assert_eq!(
+        (done.leaves, done.written, done.removed),
+        (9, 1, 1),
+        "{done:?}"
+    );
+    assert_eq!(leaves_found(&v, &key).len(), 9);
+    assert!(v.check().unwrap().ok);
 }
 
 /// Reports that run together share checkpoints, and each still shows its
