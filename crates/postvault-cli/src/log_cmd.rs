@@ -13,9 +13,20 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
     if let LogCmd::Recover = cmd {
         return witness_cmd::recover(cli);
     }
+    if let LogCmd::Scan {
+        url,
+        tag_key,
+        log_key,
+        witness,
+        quorum,
+        ..
+    } = cmd
+    {
+        return scan(url, tag_key, log_key, witness, *quorum);
+    }
     let v = crate::open_vault(cli)?;
     match cmd {
-        LogCmd::Recover => {}
+        LogCmd::Recover | LogCmd::Scan { .. } => {}
         LogCmd::Witnesses(w) => return witness_cmd::witnesses(&v, w),
         LogCmd::Checkpoint if v.has_witnesses() => {
             let r = v.cosign()?;
@@ -149,5 +160,68 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
             }))?;
         }
     }
+    Ok(0)
+}
+
+/// `log scan`: the public log read over HTTP(S), one entry bundle at a
+/// time, and checked by [`postvault::scan_public_log`].
+fn scan(
+    url: &str,
+    tag_key: &str,
+    log_key: &str,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<u8> {
+    let base = url.trim_end_matches('/').to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(60))
+        .user_agent(concat!("postvault/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let get = |path: &str| -> std::result::Result<Vec<u8>, String> {
+        rt.block_on(async {
+            let r = client
+                .get(format!("{base}/log/{path}"))
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            if !r.status().is_success() {
+                return Err(format!("answered {}", r.status()));
+            }
+            r.bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| e.without_url().to_string())
+        })
+    };
+    let checkpoint = String::from_utf8(
+        get("checkpoint").map_err(|e| anyhow::anyhow!("{base}/log/checkpoint: {e}"))?,
+    )
+    .context("the checkpoint is not text")?;
+    let bar = crate::progress_bar(None, "reading the log");
+    let found = postvault::scan_public_log(
+        &checkpoint,
+        log_key,
+        witnesses,
+        quorum,
+        tag_key,
+        &mut |path| get(path),
+        &mut |n| bar.set_position(n),
+    )?;
+    bar.finish_and_clear();
+    errln!(
+        "postvault: {} entries read; they make the checkpoint's tree{}; {} about the person",
+        found.checkpoint_size,
+        if found.witnessed {
+            format!(", cosigned by {} witnesses", found.cosigners.len())
+        } else {
+            " (no witness checked)".to_string()
+        },
+        found.leaves.len()
+    );
+    print_json(&found)?;
     Ok(0)
 }

@@ -270,6 +270,42 @@ enum LogCmd {
         #[arg(long)]
         subject: String,
     },
+    /// A person's own check, without the vault: read the whole public log
+    /// of a postvault service (its C2SP entry bundles under `/log/`),
+    /// rebuild its tree and check it against the service's checkpoint
+    /// (signed by --log-key, cosigned by a quorum of --witness), and list
+    /// every entry made with the person's tag key (the person's page gives
+    /// it). Every entry about them in the log everybody sees, none left
+    /// out. Exit 5 if the copy read does not make the checkpoint's tree or
+    /// a signature fails.
+    Scan {
+        /// The service's address, e.g. `https://vault.example` (the log is
+        /// read from `<url>/log/checkpoint` and `<url>/log/tile/entries/...`).
+        #[arg(long)]
+        url: String,
+        /// The person's tag key (base64).
+        #[arg(long)]
+        tag_key: String,
+        /// The log's verifier key, from somewhere other than the service.
+        #[arg(long, value_name = "VKEY")]
+        log_key: String,
+        /// A witness's verifier key, as the witness publishes it; repeat.
+        /// Required unless --no-witnesses.
+        #[arg(
+            long = "witness",
+            value_name = "VKEY",
+            required_unless_present = "no_witnesses"
+        )]
+        witness: Vec<String>,
+        /// Cosignatures required, from 1 to the number of --witness
+        /// (default: all of them).
+        #[arg(long, requires = "witness")]
+        quorum: Option<usize>,
+        /// For a log without witnesses: the log is then only shown to be
+        /// one the service signed (`"witnessed": false`).
+        #[arg(long, conflicts_with = "witness")]
+        no_witnesses: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -39,6 +39,7 @@ pub mod office;
 mod packs;
 pub mod portal;
 mod principals;
+mod public_scan;
 mod read;
 pub mod report;
 pub mod rights;
@@ -70,6 +71,7 @@ pub use master::RotateReport;
 pub use packs::{PackStatus, StageReport, StagedPack, StagedView};
 pub use portal::{AccessCode, PersonSession, RightsRequest};
 pub use principals::PrincipalChange;
+pub use public_scan::{PublicScan, ScannedLeaf, scan_public_log};
 pub use read::{Fields, ReadRecord, ReadResponse, Withheld, pretty_json};
 pub use report::{
     ConsentView, LogSelect, ReportLeaf, ReportVerification, SubjectReport, report_html,

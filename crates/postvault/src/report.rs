@@ -329,35 +329,8 @@ pub fn verify_report_offline(
         what: "report",
         why: format!("not a subject access report's JSON: {e}"),
     })?;
-    let verifiers = witnesses
-        .iter()
-        .map(|k| {
-            postvault_log::CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
-                what: "witness key",
-                why: e.to_string(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    crate::witness::distinct_witnesses(&verifiers)?;
-    let quorum = quorum.unwrap_or(verifiers.len());
-    if quorum > verifiers.len() || (quorum == 0 && !verifiers.is_empty()) {
-        return Err(VaultError::Invalid {
-            what: "quorum",
-            why: format!(
-                "must be between 1 and the {} witnesses given",
-                verifiers.len()
-            ),
-        });
-    }
+    let (witnessed, quorum) = check_witnessed(&saved.checkpoint, log_key, witnesses, quorum)?;
     let bad = |why: String| VaultError::LogVerification(why);
-    let witnessed = postvault_log::verify_cosigned(&saved.checkpoint, log_key.trim(), &verifiers)
-        .map_err(|e| bad(format!("the report's checkpoint: {e}")))?;
-    if witnessed.cosigned.len() < quorum {
-        return Err(bad(format!(
-            "the report's checkpoint carries {} of the {quorum} witness cosignatures required",
-            witnessed.cosigned.len()
-        )));
-    }
     let log: Vec<ReportLeaf> = saved
         .log
         .into_iter()
@@ -391,6 +364,47 @@ pub fn verify_report_offline(
         quorum,
         witnessed: quorum > 0,
     })
+}
+
+/// A checkpoint checked with keys the checker brings: signed by
+/// `log_key`, with at least `quorum` (1 to the number of `witnesses`,
+/// default all; 0 without witnesses) cosignatures by distinct `witnesses`.
+/// Returns it with the quorum applied.
+pub(crate) fn check_witnessed(
+    checkpoint: &str,
+    log_key: &str,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<(postvault_log::WitnessedCheckpoint, usize), VaultError> {
+    let verifiers = witnesses
+        .iter()
+        .map(|k| {
+            postvault_log::CosignatureVerifier::new(k.trim()).map_err(|e| VaultError::Invalid {
+                what: "witness key",
+                why: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::witness::distinct_witnesses(&verifiers)?;
+    let quorum = quorum.unwrap_or(verifiers.len());
+    if quorum > verifiers.len() || (quorum == 0 && !verifiers.is_empty()) {
+        return Err(VaultError::Invalid {
+            what: "quorum",
+            why: format!(
+                "must be between 1 and the {} witnesses given",
+                verifiers.len()
+            ),
+        });
+    }
+    let witnessed = postvault_log::verify_cosigned(checkpoint, log_key.trim(), &verifiers)
+        .map_err(|e| VaultError::LogVerification(format!("the checkpoint: {e}")))?;
+    if witnessed.cosigned.len() < quorum {
+        return Err(VaultError::LogVerification(format!(
+            "the checkpoint carries {} of the {quorum} witness cosignatures required",
+            witnessed.cosigned.len()
+        )));
+    }
+    Ok((witnessed, quorum))
 }
 
 /// The report as one self-contained HTML page a person who is not an

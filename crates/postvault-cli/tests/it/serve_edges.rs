@@ -423,3 +423,94 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_https_is_believed(
     assert!(!head.contains("strict-transport-security"), "{head}");
     stop(child);
 }
+
+/// A person's own scan of the public log over HTTP: what `log find` finds
+/// with the vault, from the service's entry bundles alone, checked against
+/// its signed checkpoint; a wrong log key is exit 5.
+#[test]
+fn a_person_scans_the_public_log_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = vault(tmp.path());
+    pv(
+        &data,
+        &["principal", "add", "ingest", "--role", "collector"],
+    );
+    pv(
+        &data,
+        &["principal", "add", "sorting", "--role", "delivery"],
+    );
+    let line = r#"{"subject": "cust-7", "category": "address", "purpose": "delivery", "fields": {"street": "1 Elm St", "city": "Springfield", "state": "IL", "zip": "62701"}}"#;
+    assert_eq!(
+        code(&super::pv_in(
+            &data,
+            &["collect", "--as", "ingest"],
+            Some(line.as_bytes())
+        )),
+        0
+    );
+    for _ in 0..3 {
+        let o = pv(
+            &data,
+            &[
+                "read",
+                "--as",
+                "sorting",
+                "--purpose",
+                "delivery",
+                "--subject",
+                "cust-7",
+            ],
+        );
+        assert_eq!(code(&o), 0);
+    }
+    let json = |o: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let tk = json(&pv(&data, &["subject", "tag-key", "--subject", "cust-7"]))["tag_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let found = json(&pv(&data, &["log", "find", "--tag-key", &tk]));
+    let log_key = String::from_utf8(pv(&data, &["log", "key"]).stdout).unwrap();
+    let (child, addr) = start(&data, &[], &[]);
+    let url = format!("http://{addr}");
+    let scan = |key: &str, no_witnesses: bool| {
+        let mut args = vec![
+            "log",
+            "scan",
+            "--url",
+            &url,
+            "--tag-key",
+            &tk,
+            "--log-key",
+            key,
+        ];
+        if no_witnesses {
+            args.push("--no-witnesses");
+        }
+        pv(std::path::Path::new("/nonexistent"), &args)
+    };
+    let o = scan(log_key.trim(), true);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let s = json(&o);
+    assert_eq!(s["root_verified"], true);
+    assert_eq!(s["witnessed"], false);
+    let indexes = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["index"].as_u64().unwrap())
+            .collect()
+    };
+    let scanned = indexes(&s["leaves"]);
+    assert_eq!(scanned.len(), 3);
+    // `log find` proves against the latest checkpoint too: the same leaves.
+    assert_eq!(scanned, indexes(&found["leaves"]));
+    // Without witnesses it must be said so: usage error otherwise.
+    assert_eq!(code(&scan(log_key.trim(), false)), 2);
+    // Another log's key: the checkpoint's signature fails (exit 5).
+    let other = vault(&tmp.path().join("other"));
+    let stranger = String::from_utf8(pv(&other, &["log", "key"]).stdout).unwrap();
+    assert_eq!(code(&scan(stranger.trim(), true)), 5);
+    stop(child);
+}

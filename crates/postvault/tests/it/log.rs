@@ -554,6 +554,123 @@ fn a_new_leaf_fills_neither_of_two_gaps() {
     assert!(v.check().unwrap().ok);
 }
 
+/// A person's own scan of the public log (its entry bundles) finds what
+/// the vault's index finds, and fails on a copy with an entry changed or
+/// dropped: the entries must rebuild the checkpoint's tree.
+#[test]
+fn a_scan_of_the_public_log_finds_every_entry_and_trusts_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let v = busy_vault(dir.path(), &c);
+    // Past one bundle of 256 entries, so the scan reads a full one and a
+    // partial one.
+    let care = v.principal("care").unwrap();
+    for i in 0..300 {
+        v.read(&care, &format!("s{}", i % 3), "account_service")
+            .unwrap();
+    }
+    let key = v.subject_tag_key("s2").unwrap().unwrap();
+    let (note, found) = v.find_leaves(&key).unwrap();
+    let indexed: Vec<u64> = found.iter().map(|f| f.index).collect();
+    assert!(indexed.len() > 100, "{}", indexed.len());
+    let log_key = v.log_verifier_key();
+    let honest = |path: &str| v.log_tile(path).map_err(|e| e.to_string());
+    let mut read = 0;
+    let scan = postvault::scan_public_log(
+        &note,
+        &log_key,
+        &[],
+        None,
+        &key,
+        &mut |p| honest(p),
+        &mut |n| read = n,
+    )
+    .unwrap();
+    assert!(scan.root_verified && !scan.witnessed);
+    assert!(scan.checkpoint_size > 256);
+    assert_eq!(read, scan.checkpoint_size);
+    let scanned: Vec<u64> = scan.leaves.iter().map(|l| l.index).collect();
+    assert_eq!(scanned, indexed);
+    // Another person's key finds theirs, none of these.
+    let other = v.subject_tag_key("s1").unwrap().unwrap();
+    let theirs = postvault::scan_public_log(
+        &note,
+        &log_key,
+        &[],
+        None,
+        &other,
+        &mut |p| honest(p),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(!theirs.leaves.is_empty());
+    assert!(theirs.leaves.iter().all(|l| !scanned.contains(&l.index)));
+    // A copy with one of the person's entries changed, or dropped, or a
+    // bundle cut short: refused, never a shorter list.
+    let target = indexed[0];
+    let bundle = postvault_log::entry_bundle_path(target / 256, 256);
+    let v = &v;
+    let bundle = &bundle;
+    let tampered = |drop_it: bool| {
+        move |path: &str| -> Result<Vec<u8>, String> {
+            let bytes = v.log_tile(path).map_err(|e| e.to_string())?;
+            if path != *bundle {
+                return Ok(bytes);
+            }
+            let mut entries = postvault_log::parse_entry_bundle(&bytes).unwrap();
+            let at = (target % 256) as usize;
+            if drop_it {
+                entries.remove(at);
+                entries.push(entries[0].clone());
+            } else {
+                let e = &mut entries[at];
+                let last = e.len() - 2;
+                e[last] ^= 1;
+            }
+            Ok(postvault_log::entry_bundle(&entries).unwrap())
+        }
+    };
+    for drop_it in [false, true] {
+        let mut f = tampered(drop_it);
+        match postvault::scan_public_log(&note, &log_key, &[], None, &key, &mut f, &mut |_| {}) {
+            Err(VaultError::LogVerification(m)) => assert!(m.contains("tree"), "{m}"),
+            other => panic!("a tampered copy was taken: {other:?}"),
+        }
+    }
+    let short = postvault::scan_public_log(
+        &note,
+        &log_key,
+        &[],
+        None,
+        &key,
+        &mut |p| {
+            let mut b = honest(p)?;
+            b.truncate(b.len() / 2);
+            Ok(b)
+        },
+        &mut |_| {},
+    );
+    assert!(
+        matches!(short, Err(VaultError::LogVerification(_))),
+        "{short:?}"
+    );
+    // Another log's key: the checkpoint's signature fails.
+    let d2 = tempfile::tempdir().unwrap();
+    let stranger = vault(d2.path(), &c).log_verifier_key();
+    assert!(matches!(
+        postvault::scan_public_log(
+            &note,
+            &stranger,
+            &[],
+            None,
+            &key,
+            &mut |p| honest(p),
+            &mut |_| {}
+        ),
+        Err(VaultError::LogVerification(_))
+    ));
+}
+
 /// Reports that run together share checkpoints, and each still shows its
 /// own two leaves (the read and the accounting lookup), proven.
 #[test]
