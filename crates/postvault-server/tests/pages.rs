@@ -189,6 +189,7 @@ async fn every_page_carries_a_strict_policy() {
         ("/office/holds", Some(office.as_str())),
         ("/me/", Some(me.as_str())),
         ("/me/log", Some(me.as_str())),
+        ("/me/log-key", Some(me.as_str())),
         ("/me/disclosures", Some(me.as_str())),
         ("/me/choices", Some(me.as_str())),
         ("/assets/verify.js", None),
@@ -646,4 +647,49 @@ async fn the_public_page_shows_no_small_count_exactly() {
     let office = s.officer_session().await;
     let p = s.get("/office/reports", Some(&office)).await;
     assert!(p.body.contains("1 requests in all"), "{}", p.body);
+}
+
+/// The person's page hands them their key to their own log entries, with
+/// the command that scans the whole public log for them; handing it out is
+/// an entry of theirs. It is the key their entries' marks are made with:
+/// a scan with it finds what the service's index finds.
+#[tokio::test]
+async fn the_person_gets_their_key_to_the_log_and_it_finds_their_entries() {
+    let s = site();
+    let me = s.person_session("cust-a").await;
+    let log = s.get("/me/log", Some(&me)).await;
+    assert!(log.body.contains("/me/log-key"), "{}", log.body);
+    let before = s.vault.store().log_size().unwrap();
+    let p = s.get("/me/log-key", Some(&me)).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    let key = s.vault.subject_tag_key("cust-a").unwrap().unwrap();
+    assert!(p.body.contains(&key), "{}", p.body);
+    assert!(p.body.contains("postvault log scan"), "{}", p.body);
+    assert!(p.body.contains(&s.vault.log_verifier_key()), "{}", p.body);
+    assert_eq!(s.vault.store().log_size().unwrap(), before + 1);
+    // The one entry written is the person's own act, found with that key.
+    let (note, found) = s.vault.find_leaves(&key).unwrap();
+    let last = found.last().unwrap();
+    assert_eq!(last.index, before);
+    assert_eq!(last.event.as_ref().unwrap().action, "tag_key_shown");
+    let scan = postvault::scan_public_log(
+        &note,
+        &s.vault.log_verifier_key(),
+        &[],
+        None,
+        &key,
+        &mut |path| s.vault.log_tile(path).map_err(|e| e.to_string()),
+        &mut |_| {},
+    )
+    .unwrap();
+    let scanned: Vec<u64> = scan.leaves.iter().map(|l| l.index).collect();
+    let indexed: Vec<u64> = found.iter().map(|l| l.index).collect();
+    assert_eq!(scanned, indexed);
+    // Another role may not ask for it.
+    s.vault.add_principal("sorting2", "delivery").unwrap();
+    let p = s.vault.principal("sorting2").unwrap();
+    assert_eq!(
+        s.vault.person_tag_key(&p, "cust-a").unwrap_err().code(),
+        "not_permitted"
+    );
 }

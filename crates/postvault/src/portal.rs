@@ -283,6 +283,35 @@ impl Vault {
         Ok(self.subject_keys(&self.subject_ref(subject))?.is_some())
     }
 
+    /// The person's key to their own log entries (base64), for their own
+    /// scan of the public log (`postvault log scan`: every entry about
+    /// them, none left out), as `person`, a role acting for them (the
+    /// portal's). One leaf, `tag_key_shown`, tagged for them. `None` when
+    /// the vault holds no keys for them: no entry in the log is about them
+    /// (and no leaf is written).
+    pub fn person_tag_key(
+        &self,
+        person: &Principal,
+        subject: &str,
+    ) -> Result<Option<String>, VaultError> {
+        crate::vault::check_subject(subject)?;
+        if !self.acts_for_subject(person) {
+            self.deny_leaf(person, "tag_key_shown", None)?;
+            return Err(VaultError::NotPermitted(format!(
+                "role `{}` may not hand a person their key to the log; {}",
+                person.role,
+                self.subject_access_may()
+            )));
+        }
+        self.sync_erasures()?;
+        let r = self.subject_ref(subject);
+        let Some(keys) = self.subject_keys(&r)? else {
+            return Ok(None);
+        };
+        self.person_leaf(person, "tag_key_shown", Some(&*keys), self.clock.now_ms())?;
+        Ok(Some(B64.encode(keys.tag.to_bytes().as_ref())))
+    }
+
     /// The person's request to be erased, as the subject-access role acting
     /// for them: it waits for the privacy office. One leaf, tagged for the
     /// person. A second request while one is pending returns the first.

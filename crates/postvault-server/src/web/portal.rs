@@ -38,6 +38,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/me/records", get(records))
         .route("/me/log", get(log))
         .route("/me/proofs.json", get(proofs))
+        .route("/me/log-key", get(log_key))
         .route("/me/disclosures", get(disclosures))
         .route("/me/choices", get(choices))
         .route("/me/consent", post(consent))
@@ -395,7 +396,83 @@ async fn log(
             }
             h2 { "The checkpoint" }
             (report::checking_html(&r))
+            h2 { "Check that none is missing" }
+            p {
+                "The entries above are found for you by the service. To find them yourself in \
+                 the whole public log, which anyone may copy, "
+                a href="/me/log-key" { "get your key to your entries" }
+                " and scan the log with it: that shows every entry about you, none left out."
+            }
             script type="module" src="/assets/verify.js" {}
+        },
+    )
+}
+
+/// `/me/log-key`: the person's key to their own log entries, for their own
+/// scan of the public log (`postvault log scan`). Handing it out is a leaf
+/// of theirs (`tag_key_shown`).
+async fn log_key(State(state): St, h: HeaderMap) -> Response {
+    let p = match person(&state, &h).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (principal, subject) = (p.principal.clone(), p.subject.clone());
+    let got = blocking(&state, move |v| {
+        let key = v.person_tag_key(&principal, &subject)?;
+        let (witnesses, quorum) = v.witness_policy();
+        Ok((key, v.log_verifier_key(), witnesses, quorum))
+    })
+    .await;
+    let (key, log_key, witnesses, quorum) = match got {
+        Ok(g) => g,
+        Err(e) => return error_page(e, "/me/log"),
+    };
+    let command = key.as_ref().map(|k| {
+        let mut c = format!(
+            "postvault log scan --url <this service's address> \\\n    --tag-key {k} \\\n    --log-key {log_key}"
+        );
+        if witnesses.is_empty() {
+            c.push_str(" --no-witnesses");
+        } else {
+            for w in &witnesses {
+                c.push_str(&format!(" \\\n    --witness {w}"));
+            }
+            c.push_str(&format!(" --quorum {quorum}"));
+        }
+        c
+    });
+    page(
+        "Your key to your entries in the log",
+        nav(Some(&p.session)),
+        html! {
+            @match (&key, &command) {
+                (Some(k), Some(command)) => {
+                    p {
+                        "Every entry about you in the public log carries a mark that only this \
+                         key can make. With it, anyone can pick your entries out of the log; \
+                         without it, nobody can tell them from anyone else's. Keep it as you \
+                         would keep your report, and give it only to someone you want to check \
+                         for you. This page is itself an entry about you."
+                    }
+                    pre { (k) }
+                    p {
+                        "To check that no entry about you is missing, read the whole log with \
+                         it. The command below (from the postvault tools) reads every entry the \
+                         service publishes, rebuilds the log from them and checks it against the \
+                         service's signed summary and the witnesses' countersignatures, then \
+                         lists your entries. Take the log's key and the witnesses' keys from \
+                         where their owners publish them, not from this page: the service could \
+                         show you keys of its own."
+                    }
+                    pre { (command) }
+                }
+                _ => {
+                    p {
+                        "The service holds no key for you: no entry in the log is about you."
+                    }
+                }
+            }
+            p { a href="/me/log" { "Back to who looked" } }
         },
     )
 }
