@@ -134,6 +134,20 @@ pub fn refile_changes(have: &[Option<u64>], want: &[u64]) -> (Vec<u32>, Vec<(u32
     (clear, write)
 }
 
+/// What a refile reads a slot's row as: the leaf it files, or
+/// [`WRONG_ROW`] when its seal is not the one of that token and leaf, or
+/// its leaf is out of range (changed by someone without the seal key: it
+/// is written again).
+pub fn refile_row(tokens: &dyn LeafTokens, token: &[u8; 16], idx: i64, seal: &[u8]) -> u64 {
+    match u64::try_from(idx) {
+        Ok(i) if tokens.seal(token, i)[..] == *seal => i,
+        _ => WRONG_ROW,
+    }
+}
+
+/// A slot's row read as wrong by [`refile_row`]: no leaf has this index.
+pub const WRONG_ROW: u64 = u64::MAX;
+
 /// Whether a month's slots read so far (`have`) are read far enough for a
 /// refile with `own` leaves: past them, and ending in a window's worth
 /// ([`FIRST_WINDOW`]) of free slots, or at the month's end.

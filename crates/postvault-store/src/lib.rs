@@ -37,7 +37,8 @@ pub use disclosure::{
 pub use error::StoreError;
 pub use leaf_index::{
     FIRST_WINDOW, LAST_WINDOW, Leaf, LeafIndex, LeafIndexRow, LeafTokens, RefilePlan, Refiled,
-    free_slot, free_slot_in, refile_changes, refile_read_enough, slot_window,
+    WRONG_ROW, free_slot, free_slot_in, refile_changes, refile_read_enough, refile_row,
+    slot_window,
 };
 pub use ops::{
     EraseIntentFn, Intent, IntentRow, KeyAction, KeyItem, KeyUse, RewrapCount, RewrapFn, RunBatch,

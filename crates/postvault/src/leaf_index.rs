@@ -380,26 +380,34 @@ impl Vault {
         // By index: a transaction made again reads its tail again.
         let mut untimed = std::collections::BTreeSet::new();
         let mut tag = String::new();
-        loop {
-            let size = self.store.log_size()?;
-            while plan.scanned < size {
-                let end = size.min(plan.scanned + 4_096);
-                let leaves = self.store.leaves(plan.scanned, end)?;
-                for (leaf, index) in leaves.into_iter().zip(plan.scanned..) {
-                    match month_of_theirs(index, &leaf, &mut tag) {
-                        Some(Some(m)) => plan.leaves.push((index, m)),
-                        Some(None) => {
-                            untimed.insert(index);
+        // Reads the log from `plan.scanned` on, outside any lock, until
+        // fewer than REFILE_TAIL leaves arrived meanwhile.
+        let catch_up = |plan: &mut postvault_store::RefilePlan,
+                        untimed: &mut std::collections::BTreeSet<u64>,
+                        tag: &mut String|
+         -> Result<(), VaultError> {
+            loop {
+                let size = self.store.log_size()?;
+                while plan.scanned < size {
+                    let end = size.min(plan.scanned + 4_096);
+                    let leaves = self.store.leaves(plan.scanned, end)?;
+                    for (leaf, index) in leaves.into_iter().zip(plan.scanned..) {
+                        match month_of_theirs(index, &leaf, tag) {
+                            Some(Some(m)) => plan.leaves.push((index, m)),
+                            Some(None) => {
+                                untimed.insert(index);
+                            }
+                            None => {}
                         }
-                        None => {}
                     }
+                    plan.scanned = end;
                 }
-                plan.scanned = end;
+                if self.store.log_size()?.saturating_sub(plan.scanned) < REFILE_TAIL {
+                    return Ok(());
+                }
             }
-            if self.store.log_size()?.saturating_sub(plan.scanned) < REFILE_TAIL {
-                break;
-            }
-        }
+        };
+        catch_up(&mut plan, &mut untimed, &mut tag)?;
         // Where each of their leaves belongs; any other filing of it,
         // found by reading the whole index, is stray.
         let mut by_month: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
@@ -428,18 +436,23 @@ impl Vault {
                 _ => break,
             }
         }
+        // What arrived while the index was read: it ranks after every leaf
+        // above, so no home changes; its own filings are read in the
+        // refiling transaction.
+        catch_up(&mut plan, &mut untimed, &mut tag)?;
         // The months the person's report looks in: every month listed, and
         // every month from the first indexed leaf's to the next.
         let mut months: std::collections::BTreeSet<u32> =
             self.store.leaf_index_months()?.into_iter().collect();
         let next = month_of(self.clock.now_ms()).saturating_add(1);
-        if let Some(first) = self
-            .store
-            .leaves_at(&[from])
-            .ok()
-            .and_then(|l| l.first().and_then(|l| leaf_time(l)))
-            .map(month_of)
-            .filter(|&f| f <= next)
+        if from < self.store.log_size()?
+            && let Some(first) = self
+                .store
+                .leaves_at(&[from])?
+                .first()
+                .and_then(|l| leaf_time(l))
+                .map(month_of)
+                .filter(|&f| f <= next)
         {
             months.extend(first..=next);
         }

@@ -186,10 +186,12 @@ impl LogStore for PgStore {
             for &(idx, month) in &plan.leaves {
                 by_month.entry(month).or_default().push(idx);
             }
+            let mut theirs_since: Vec<i64> = Vec::new();
             for (idx, body) in &appended {
                 let idx = leaf_at(*idx)?;
                 if let Some(month) = guarded(|| tail(idx, body))? {
                     by_month.entry(month).or_default().push(idx);
+                    theirs_since.push(idx as i64);
                 }
             }
             for idxs in by_month.values_mut() {
@@ -198,68 +200,88 @@ impl LogStore for PgStore {
             }
             w.wait(async {
                 let mut out = postvault_store::Refiled::default();
+                // The filings of their leaves appended since the scan,
+                // wherever they went (the caller looked for strays before
+                // they came): one pass over the index, only when any.
+                if !theirs_since.is_empty() {
+                    out.removed += tx
+                        .execute("DELETE FROM leaf_index WHERE idx = ANY($1)", &[&theirs_since])
+                        .await?;
+                }
+                let find = tx
+                    .prepare_cached("SELECT token, idx, seal FROM leaf_index WHERE token = ANY($1)")
+                    .await?;
+                // Every month's slots read before anything is removed (a
+                // stray row in a month's run counts as taken, so the read
+                // goes past it), a window's worth a round trip.
+                let mut changes = Vec::with_capacity(by_month.len());
+                for (month, idxs) in &by_month {
+                    let mut have: Vec<Option<u64>> = Vec::new();
+                    while !postvault_store::refile_read_enough(&have, idxs.len()) {
+                        let first = have.len() as u32;
+                        let batch: Vec<[u8; 16]> = (first..first + postvault_store::FIRST_WINDOW)
+                            .map(|slot| tokens.token(*month, slot))
+                            .collect();
+                        let asked: Vec<Vec<u8>> = batch.iter().map(|t| t.to_vec()).collect();
+                        let found: HashMap<Vec<u8>, (i64, Vec<u8>)> = tx
+                            .query(&find, &[&asked])
+                            .await?
+                            .iter()
+                            .map(|r| Ok::<_, Fail>((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+                            .collect::<Result<_, _>>()?;
+                        have.extend(batch.iter().map(|t| {
+                            found.get(&t[..]).map(|(idx, seal)| {
+                                postvault_store::refile_row(&**tokens, t, *idx, seal)
+                            })
+                        }));
+                    }
+                    changes.push((*month, postvault_store::refile_changes(&have, idxs)));
+                }
+                let mut cleared: Vec<Vec<u8>> = Vec::new();
+                for (month, (clear, _)) in &changes {
+                    cleared.extend(clear.iter().map(|&slot| tokens.token(*month, slot).to_vec()));
+                }
+                out.removed += tx
+                    .execute("DELETE FROM leaf_index WHERE token = ANY($1)", &[&cleared])
+                    .await?;
                 let del_stray = tx
                     .prepare_cached("DELETE FROM leaf_index WHERE token = $1 AND idx = $2")
                     .await?;
                 for (token, idx) in &plan.stray {
-                    out.removed += tx
-                        .execute(&del_stray, &[&&token[..], &(*idx as i64)])
-                        .await?;
-                }
-                let find = tx
-                    .prepare_cached("SELECT token, idx FROM leaf_index WHERE token = ANY($1)")
-                    .await?;
-                let del = tx
-                    .prepare_cached("DELETE FROM leaf_index WHERE token = ANY($1)")
-                    .await?;
-                let ins = tx
-                    .prepare_cached(
-                        "INSERT INTO leaf_index (token, idx, seal)
-                         SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])",
-                    )
-                    .await?;
-                for (month, idxs) in &by_month {
-                    // The slots, a window's worth a round trip.
-                    let mut have: Vec<Option<u64>> = Vec::new();
-                    while !postvault_store::refile_read_enough(&have, idxs.len()) {
-                        let first = have.len() as u32;
-                        let batch: Vec<Vec<u8>> = (first..first + postvault_store::FIRST_WINDOW)
-                            .map(|slot| tokens.token(*month, slot).to_vec())
-                            .collect();
-                        let found: HashMap<Vec<u8>, u64> = tx
-                            .query(&find, &[&batch])
-                            .await?
-                            .iter()
-                            .map(|r| Ok::<_, Fail>((r.try_get(0)?, leaf_at(r.try_get(1)?)?)))
-                            .collect::<Result<_, _>>()?;
-                        have.extend(batch.iter().map(|t| found.get(t).copied()));
+                    if !cleared.iter().any(|c| c[..] == token[..]) {
+                        out.removed += tx
+                            .execute(&del_stray, &[&&token[..], &(*idx as i64)])
+                            .await?;
                     }
-                    let (clear, write) = postvault_store::refile_changes(&have, idxs);
-                    let clear: Vec<Vec<u8>> = clear
-                        .iter()
-                        .map(|&slot| tokens.token(*month, slot).to_vec())
-                        .collect();
-                    out.removed += tx.execute(&del, &[&clear]).await?;
-                    let mut new_tokens = Vec::with_capacity(write.len());
-                    let mut new_idx = Vec::with_capacity(write.len());
-                    let mut seals = Vec::with_capacity(write.len());
-                    for &(slot, idx) in &write {
+                }
+                let mut new_tokens = Vec::new();
+                let mut new_idx = Vec::new();
+                let mut seals = Vec::new();
+                for (month, (_, write)) in &changes {
+                    for &(slot, idx) in write {
                         let token = tokens.token(*month, slot);
                         seals.push(tokens.seal(&token, idx).to_vec());
                         new_tokens.push(token.to_vec());
                         new_idx.push(idx as i64);
                     }
-                    out.written += tx.execute(&ins, &[&new_tokens, &new_idx, &seals]).await?;
-                    if !idxs.is_empty() {
+                    let own = by_month.get(month).map_or(0, Vec::len);
+                    if own > 0 {
                         tx.execute(
                             "INSERT INTO leaf_index_months (month) VALUES ($1) ON CONFLICT DO NOTHING",
                             &[&i64::from(*month)],
                         )
                         .await?;
                         out.months += 1;
-                        out.leaves += idxs.len() as u64;
+                        out.leaves += own as u64;
                     }
                 }
+                out.written += tx
+                    .execute(
+                        "INSERT INTO leaf_index (token, idx, seal)
+                         SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])",
+                        &[&new_tokens, &new_idx, &seals],
+                    )
+                    .await?;
                 tx.commit().await?;
                 Ok(out)
             })

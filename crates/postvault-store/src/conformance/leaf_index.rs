@@ -185,14 +185,15 @@ pub fn refiled_leaves_fill_their_slots_in_order(s: &dyn Store) {
         })
         .unwrap();
     // The tail is every leaf from the scan's end on; a whole index is
-    // left as it was.
+    // left as it was, but for the tail's leaf of theirs, filed again
+    // (wherever it had gone).
     assert_eq!(asked, vec![e, e + 1]);
     assert_eq!(
         done,
         crate::Refiled {
             leaves: 4,
-            written: 0,
-            removed: 0,
+            written: 1,
+            removed: 1,
             months: 2
         }
     );
@@ -244,4 +245,119 @@ pub fn refiled_leaves_fill_their_slots_in_order(s: &dyn Store) {
         .append_leaves(1, &mut |idx, _| filed(1, 600, idx))
         .unwrap();
     assert_eq!(slots(s, 1, 600), vec![a, c, moved, next]);
+}
+
+/// Person `.0`'s tokens from slot `.1` on: what a filing past a removed
+/// one, in a later window, looks like.
+struct Shifted(u8, u32);
+
+impl LeafTokens for Shifted {
+    fn token(&self, month: u32, slot: u32) -> [u8; 16] {
+        Tokens(self.0).token(month, slot + self.1)
+    }
+
+    fn seal(&self, token: &[u8; 16], idx: u64) -> [u8; 16] {
+        Tokens(self.0).seal(token, idx)
+    }
+}
+
+/// Person `.0`'s tokens with a seal nobody with the key would make.
+struct Forged(u8);
+
+impl LeafTokens for Forged {
+    fn token(&self, month: u32, slot: u32) -> [u8; 16] {
+        Tokens(self.0).token(month, slot)
+    }
+
+    fn seal(&self, _: &[u8; 16], _: u64) -> [u8; 16] {
+        [0xEE; 16]
+    }
+}
+
+/// A refile reads every month's slots before it removes anything: filings
+/// far past a gap (a later window), and one of a leaf appended while the
+/// caller scanned, are all read, cleared and written in place; a row whose
+/// seal is not the key's is written again.
+pub fn refiled_leaves_clear_far_filings_and_forged_seals(s: &dyn Store) {
+    let far = |idx: u64| Leaf {
+        bytes: format!("leaf {idx} of 5").into_bytes(),
+        index: LeafIndex::Person {
+            tokens: Arc::new(Shifted(5, 64)),
+            month: 600,
+        },
+    };
+    // Three leaves filed at slots 64, 65, 66 (window 0 left empty).
+    let first = s.append_leaves(3, &mut |idx, _| far(idx)).unwrap();
+    let scanned = s.log_size().unwrap();
+    // One more, appended "while the caller scanned": at slot 67.
+    let tail = s.append_leaves(1, &mut |idx, _| far(idx)).unwrap();
+    let t = Tokens(5);
+    let plan = crate::RefilePlan {
+        leaves: (first..first + 3).map(|i| (i, 600)).collect(),
+        scanned,
+        months: vec![600],
+        stray: (0..3)
+            .map(|k| (t.token(600, 64 + k as u32), first + k))
+            .collect(),
+    };
+    let tokens: Arc<dyn LeafTokens> = Arc::new(Tokens(5));
+    let done = s
+        .refile_leaves(&tokens, &plan, &mut |idx, bytes| {
+            (bytes == format!("leaf {idx} of 5").as_bytes()).then_some(600)
+        })
+        .unwrap();
+    assert_eq!(
+        (done.leaves, done.written, done.removed),
+        (4, 4, 4),
+        "{done:?}"
+    );
+    assert_eq!(slots(s, 5, 600), vec![first, first + 1, first + 2, tail]);
+    let far_slots: Vec<[u8; 16]> = (64..140).map(|n| t.token(600, n)).collect();
+    assert!(
+        s.leaf_index_find(&far_slots)
+            .unwrap()
+            .iter()
+            .all(Option::is_none),
+        "a filing past the gap was left"
+    );
+    // A row under the right token for the right leaf, but with a forged
+    // seal: written again with the key's.
+    let forged = s
+        .append_leaves(1, &mut |idx, _| Leaf {
+            bytes: format!("leaf {idx} of 5").into_bytes(),
+            index: LeafIndex::Person {
+                tokens: Arc::new(Forged(5)),
+                month: 600,
+            },
+        })
+        .unwrap();
+    assert_eq!(slots(s, 5, 600).last(), Some(&forged));
+    let mut plan = plan;
+    plan.leaves = vec![
+        (first, 600),
+        (first + 1, 600),
+        (first + 2, 600),
+        (tail, 600),
+        (forged, 600),
+    ];
+    plan.scanned = s.log_size().unwrap();
+    plan.stray.clear();
+    let done = s.refile_leaves(&tokens, &plan, &mut |_, _| None).unwrap();
+    assert_eq!((done.written, done.removed), (1, 1), "{done:?}");
+    let mut after = None;
+    let mut seal = None;
+    loop {
+        let page = s.leaf_index_page(after.as_deref(), 50).unwrap();
+        if let Some(r) = page.iter().find(|r| r.idx == forged) {
+            seal = Some(r.seal.clone());
+        }
+        match page.last() {
+            Some(r) if page.len() == 50 => after = Some(r.token.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(seal, Some(t.seal(&t.token(600, 4), forged).to_vec()));
+    // And a whole index is left as it is.
+    let done = s.refile_leaves(&tokens, &plan, &mut |_, _| None).unwrap();
+    assert_eq!((done.written, done.removed), (0, 0), "{done:?}");
 }

@@ -26,7 +26,8 @@ pub use keys::{
     secrets_can_be_destroyed, subject_keys_are_destroyed_only_as_read, subject_keys_are_kept_once,
 };
 pub use leaf_index::{
-    leaf_index_files_each_tagged_leaf_once, refiled_leaves_fill_their_slots_in_order,
+    leaf_index_files_each_tagged_leaf_once, refiled_leaves_clear_far_filings_and_forged_seals,
+    refiled_leaves_fill_their_slots_in_order,
 };
 pub use ledger::{
     disclosure_steps_read_write_and_account_atomically,
@@ -99,6 +100,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     proof_tiles_are_kept_with_their_hashes(&*fresh());
     leaf_index_files_each_tagged_leaf_once(&*fresh());
     refiled_leaves_fill_their_slots_in_order(&*fresh());
+    refiled_leaves_clear_far_filings_and_forged_seals(&*fresh());
     checkpoints_are_kept_by_size(&*fresh());
     cosignatures_are_kept_per_checkpoint_and_cosigner(&*fresh());
     disclosures_count_quotas_and_reuse_in_their_transaction(&*fresh());

@@ -128,6 +128,7 @@ impl LogStore for SqliteStore {
         for &(idx, month) in &plan.leaves {
             by_month.entry(month).or_default().push(idx);
         }
+        let mut appended: Vec<i64> = Vec::new();
         {
             let mut s =
                 tx.prepare_cached("SELECT idx, body FROM leaves WHERE idx >= ?1 ORDER BY idx")?;
@@ -138,39 +139,64 @@ impl LogStore for SqliteStore {
                 let body: Vec<u8> = r.get(1)?;
                 if let Some(month) = tail(idx, &body) {
                     by_month.entry(month).or_default().push(idx);
+                    appended.push(idx as i64);
                 }
             }
         }
         let mut out = Refiled::default();
-        {
-            let mut del =
-                tx.prepare_cached("DELETE FROM leaf_index WHERE token = ?1 AND idx = ?2")?;
-            for (token, idx) in &plan.stray {
-                out.removed += del.execute(params![&token[..], *idx as i64])? as u64;
-            }
+        // The filings of their leaves appended since the scan, wherever
+        // they went (the caller looked for strays before they came): one
+        // pass over the index, only when there are any.
+        if !appended.is_empty() {
+            let list = appended
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            out.removed +=
+                tx.execute(&format!("DELETE FROM leaf_index WHERE idx IN ({list})"), [])? as u64;
         }
-        let mut find = tx.prepare_cached("SELECT idx FROM leaf_index WHERE token = ?1")?;
+        let mut find = tx.prepare_cached("SELECT idx, seal FROM leaf_index WHERE token = ?1")?;
         let mut del = tx.prepare_cached("DELETE FROM leaf_index WHERE token = ?1")?;
+        let mut del_stray =
+            tx.prepare_cached("DELETE FROM leaf_index WHERE token = ?1 AND idx = ?2")?;
         let mut ins =
             tx.prepare_cached("INSERT INTO leaf_index (token, idx, seal) VALUES (?1, ?2, ?3)")?;
         let mut month_row =
             tx.prepare_cached("INSERT OR IGNORE INTO leaf_index_months (month) VALUES (?1)")?;
+        // Every month's slots read before anything is removed (a stray row
+        // in a month's run counts as taken, so the read goes past it), then
+        // the changes made.
+        let mut changes = Vec::with_capacity(by_month.len());
         for (month, idxs) in &mut by_month {
             idxs.sort_unstable();
             idxs.dedup();
             let mut have: Vec<Option<u64>> = Vec::new();
             while !crate::refile_read_enough(&have, idxs.len()) {
                 let slot = have.len() as u32;
-                let at: Option<i64> = find
-                    .query_row([&tokens.token(*month, slot)[..]], |r| r.get(0))
+                let token = tokens.token(*month, slot);
+                let row: Option<(i64, Vec<u8>)> = find
+                    .query_row([&token[..]], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                have.push(at.map(|i| i.max(0) as u64));
+                have.push(row.map(|(idx, seal)| crate::refile_row(&**tokens, &token, idx, &seal)));
             }
-            let (clear, write) = crate::refile_changes(&have, idxs);
-            for slot in clear {
-                out.removed += del.execute([&tokens.token(*month, slot)[..]])? as u64;
+            changes.push((*month, crate::refile_changes(&have, idxs)));
+        }
+        let mut cleared = std::collections::HashSet::new();
+        for (month, (clear, _)) in &changes {
+            for &slot in clear {
+                let token = tokens.token(*month, slot);
+                out.removed += del.execute([&token[..]])? as u64;
+                cleared.insert(token);
             }
-            for (slot, idx) in write {
+        }
+        for (token, idx) in &plan.stray {
+            if !cleared.contains(token) {
+                out.removed += del_stray.execute(params![&token[..], *idx as i64])? as u64;
+            }
+        }
+        for (month, (_, write)) in &changes {
+            for &(slot, idx) in write {
                 let token = tokens.token(*month, slot);
                 ins.execute(params![
                     &token[..],
@@ -179,13 +205,14 @@ impl LogStore for SqliteStore {
                 ])?;
                 out.written += 1;
             }
-            if !idxs.is_empty() {
+            let own = by_month.get(month).map_or(0, Vec::len);
+            if own > 0 {
                 month_row.execute([*month])?;
                 out.months += 1;
-                out.leaves += idxs.len() as u64;
+                out.leaves += own as u64;
             }
         }
-        drop((find, del, ins, month_row));
+        drop((find, del, del_stray, ins, month_row));
         tx.commit()?;
         Ok(out)
     }
