@@ -16,13 +16,38 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
     if let LogCmd::Scan {
         url,
         tag_key,
+        tag_key_file,
         log_key,
         witness,
         quorum,
+        min_size,
+        max_age,
         ..
     } = cmd
     {
-        return scan(url, tag_key, log_key, witness, *quorum);
+        let tag_key = match (tag_key, tag_key_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(p)) if p.as_os_str() == "-" => {
+                let mut k = String::new();
+                std::io::stdin()
+                    .read_line(&mut k)
+                    .context("reading the tag key")?;
+                k
+            }
+            (None, Some(p)) => {
+                std::fs::read_to_string(p).with_context(|| format!("reading `{}`", p.display()))?
+            }
+            (None, None) => bail!("give --tag-key or --tag-key-file"),
+        };
+        return scan(&Scan {
+            url,
+            tag_key: tag_key.trim(),
+            log_key,
+            witnesses: witness,
+            quorum: *quorum,
+            min_size: *min_size,
+            max_age: *max_age,
+        });
     }
     let v = crate::open_vault(cli)?;
     match cmd {
@@ -163,27 +188,48 @@ pub fn run(cli: &Cli, cmd: &LogCmd) -> Result<u8> {
     Ok(0)
 }
 
-/// `log scan`: the public log read over HTTP(S), one entry bundle at a
-/// time, and checked by [`postvault::scan_public_log`].
-fn scan(
-    url: &str,
-    tag_key: &str,
-    log_key: &str,
-    witnesses: &[String],
+/// What `log scan` was asked.
+struct Scan<'a> {
+    url: &'a str,
+    tag_key: &'a str,
+    log_key: &'a str,
+    witnesses: &'a [String],
     quorum: Option<usize>,
-) -> Result<u8> {
-    let base = url.trim_end_matches('/').to_string();
+    min_size: Option<u64>,
+    max_age: Option<u64>,
+}
+
+/// The most a checkpoint may weigh, and an entry bundle (256 entries of at
+/// most 65,535 bytes, each with its 2-byte length).
+const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
+const MAX_BUNDLE_BYTES: usize = 256 * (65_535 + 2);
+
+/// `log scan`: the public log read over HTTP(S), one entry bundle at a
+/// time, and checked by [`postvault::scan_public_log`]. No redirect is
+/// followed (the log is where the person said), and no answer is read past
+/// the most its resource can weigh.
+fn scan(a: &Scan<'_>) -> Result<u8> {
+    let base = reqwest::Url::parse(a.url.trim_end_matches('/'))
+        .with_context(|| format!("`{}` is not an address", a.url))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        bail!(
+            "`{}`: the address must start with https:// (or http://)",
+            a.url
+        );
+    }
+    let base = base.as_str().trim_end_matches('/').to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("postvault/", env!("CARGO_PKG_VERSION")))
         .build()?;
-    let get = |path: &str| -> std::result::Result<Vec<u8>, String> {
+    let get = |path: &str, max: usize| -> std::result::Result<Vec<u8>, String> {
         rt.block_on(async {
-            let r = client
+            let mut r = client
                 .get(format!("{base}/log/{path}"))
                 .send()
                 .await
@@ -191,37 +237,89 @@ fn scan(
             if !r.status().is_success() {
                 return Err(format!("answered {}", r.status()));
             }
-            r.bytes()
-                .await
-                .map(|b| b.to_vec())
-                .map_err(|e| e.without_url().to_string())
+            if r.content_length().is_some_and(|n| n > max as u64) {
+                return Err(format!(
+                    "the answer is larger than the {max} bytes it may be"
+                ));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = r.chunk().await.map_err(|e| e.without_url().to_string())? {
+                if body.len() + chunk.len() > max {
+                    return Err(format!(
+                        "the answer is larger than the {max} bytes it may be"
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
         })
     };
     let checkpoint = String::from_utf8(
-        get("checkpoint").map_err(|e| anyhow::anyhow!("{base}/log/checkpoint: {e}"))?,
+        get("checkpoint", MAX_CHECKPOINT_BYTES)
+            .map_err(|e| anyhow::anyhow!("{base}/log/checkpoint: {e}"))?,
     )
     .context("the checkpoint is not text")?;
     let bar = crate::progress_bar(None, "reading the log");
     let found = postvault::scan_public_log(
         &checkpoint,
-        log_key,
-        witnesses,
-        quorum,
-        tag_key,
-        &mut |path| get(path),
+        a.log_key,
+        a.witnesses,
+        a.quorum,
+        a.tag_key,
+        &mut |path| get(path, MAX_BUNDLE_BYTES),
         &mut |n| bar.set_position(n),
     )?;
     bar.finish_and_clear();
+    // How fresh the log read is: an old checkpoint, validly cosigned, ends
+    // the scan before newer entries.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let newest = found.cosigned_at.iter().max().copied();
+    let age = newest.map(|t| now.saturating_sub(t));
     errln!(
         "postvault: {} entries read; they make the checkpoint's tree{}; {} about the person",
         found.checkpoint_size,
-        if found.witnessed {
-            format!(", cosigned by {} witnesses", found.cosigners.len())
-        } else {
-            " (no witness checked)".to_string()
+        match age {
+            Some(age) if found.witnessed => format!(
+                ", cosigned by {} witnesses, the newest {} ago",
+                found.cosigners.len(),
+                humantime_secs(age)
+            ),
+            _ => " (no witness checked: the checkpoint's age is unknown)".to_string(),
         },
         found.leaves.len()
     );
+    if let Some(min) = a.min_size
+        && found.checkpoint_size < min
+    {
+        return Err(VaultError::LogVerification(format!(
+            "the checkpoint holds {} entries, fewer than the {min} you know of: an old checkpoint",
+            found.checkpoint_size
+        ))
+        .into());
+    }
+    if let (Some(max), Some(age)) = (a.max_age, age)
+        && age > max
+    {
+        return Err(VaultError::LogVerification(format!(
+            "the checkpoint's newest cosignature is {} old, more than the {} allowed",
+            humantime_secs(age),
+            humantime_secs(max)
+        ))
+        .into());
+    }
     print_json(&found)?;
     Ok(0)
+}
+
+/// Seconds as the largest whole unit: `3 days`, `5 hours`, `42 seconds`.
+fn humantime_secs(s: u64) -> String {
+    let (n, unit) = match s {
+        0..120 => (s, "seconds"),
+        120..7_200 => (s / 60, "minutes"),
+        7_200..172_800 => (s / 3_600, "hours"),
+        _ => (s / 86_400, "days"),
+    };
+    format!("{n} {unit}")
 }

@@ -283,9 +283,13 @@ enum LogCmd {
         /// read from `<url>/log/checkpoint` and `<url>/log/tile/entries/...`).
         #[arg(long)]
         url: String,
-        /// The person's tag key (base64).
-        #[arg(long)]
-        tag_key: String,
+        /// The person's tag key (base64). Other users of the machine can
+        /// see a command's arguments: --tag-key-file keeps it off them.
+        #[arg(long, required_unless_present = "tag_key_file")]
+        tag_key: Option<String>,
+        /// A file holding the tag key (`-`: standard input).
+        #[arg(long, value_name = "PATH", conflicts_with = "tag_key")]
+        tag_key_file: Option<PathBuf>,
         /// The log's verifier key, from somewhere other than the service.
         #[arg(long, value_name = "VKEY")]
         log_key: String,
@@ -305,6 +309,15 @@ enum LogCmd {
         /// one the service signed (`"witnessed": false`).
         #[arg(long, conflicts_with = "witness")]
         no_witnesses: bool,
+        /// Refuse a checkpoint smaller than this (exit 5): the index of an
+        /// entry the person knows is in the log, plus one (the person's
+        /// page gives it), so an old checkpoint cannot end the scan early.
+        #[arg(long, value_name = "N")]
+        min_size: Option<u64>,
+        /// Refuse a checkpoint whose newest cosignature is older than this
+        /// many seconds (exit 5). Needs --witness.
+        #[arg(long, value_name = "SECONDS", requires = "witness")]
+        max_age: Option<u64>,
     },
 }
 

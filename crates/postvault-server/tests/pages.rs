@@ -665,6 +665,12 @@ async fn the_person_gets_their_key_to_the_log_and_it_finds_their_entries() {
     let key = s.vault.subject_tag_key("cust-a").unwrap().unwrap();
     assert!(p.body.contains(&key), "{}", p.body);
     assert!(p.body.contains("postvault log scan"), "{}", p.body);
+    // The scan must reach past the entry this page wrote.
+    assert!(
+        p.body.contains(&format!("--min-size {}", before + 1)),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains(&s.vault.log_verifier_key()), "{}", p.body);
     assert_eq!(s.vault.store().log_size().unwrap(), before + 1);
     // The one entry written is the person's own act, found with that key.

@@ -286,14 +286,15 @@ impl Vault {
     /// The person's key to their own log entries (base64), for their own
     /// scan of the public log (`postvault log scan`: every entry about
     /// them, none left out), as `person`, a role acting for them (the
-    /// portal's). One leaf, `tag_key_shown`, tagged for them. `None` when
-    /// the vault holds no keys for them: no entry in the log is about them
-    /// (and no leaf is written).
+    /// portal's), with the index of the one leaf it writes,
+    /// `tag_key_shown`, tagged for them (a scan must reach past it).
+    /// `None` when the vault holds no keys for them (nothing collected, or
+    /// erased): no leaf is written.
     pub fn person_tag_key(
         &self,
         person: &Principal,
         subject: &str,
-    ) -> Result<Option<String>, VaultError> {
+    ) -> Result<Option<(String, u64)>, VaultError> {
         crate::vault::check_subject(subject)?;
         if !self.acts_for_subject(person) {
             self.deny_leaf(person, "tag_key_shown", None)?;
@@ -308,8 +309,8 @@ impl Vault {
         let Some(keys) = self.subject_keys(&r)? else {
             return Ok(None);
         };
-        self.person_leaf(person, "tag_key_shown", Some(&*keys), self.clock.now_ms())?;
-        Ok(Some(B64.encode(keys.tag.to_bytes().as_ref())))
+        let leaf = self.person_leaf(person, "tag_key_shown", Some(&*keys), self.clock.now_ms())?;
+        Ok(Some((B64.encode(keys.tag.to_bytes().as_ref()), leaf)))
     }
 
     /// The person's request to be erased, as the subject-access role acting

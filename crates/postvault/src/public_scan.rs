@@ -26,6 +26,9 @@ pub struct ScannedLeaf {
 /// What [`scan_public_log`] checked and found.
 #[derive(Clone, Debug, Serialize)]
 pub struct PublicScan {
+    /// The checkpoint read (its signed note with the cosignature lines), to
+    /// compare with one a witness or another mirror gives.
+    pub checkpoint: String,
     /// The checkpoint's tree size: every entry below it was read.
     pub checkpoint_size: u64,
     /// The entries rebuilt the checkpoint's tree (always true in an answer:
@@ -117,6 +120,7 @@ pub fn scan_public_log(
         )));
     }
     Ok(PublicScan {
+        checkpoint: checkpoint.to_string(),
         checkpoint_size: size,
         root_verified: true,
         cosigned_at: witnessed.cosigned.iter().map(|c| c.timestamp).collect(),

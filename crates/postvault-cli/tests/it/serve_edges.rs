@@ -506,8 +506,41 @@ fn a_person_scans_the_public_log_over_http() {
     assert_eq!(scanned.len(), 3);
     // `log find` proves against the latest checkpoint too: the same leaves.
     assert_eq!(scanned, indexes(&found["leaves"]));
+    assert!(
+        s["checkpoint"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\n{}\n", s["checkpoint_size"]))
+    );
     // Without witnesses it must be said so: usage error otherwise.
     assert_eq!(code(&scan(log_key.trim(), false)), 2);
+    // The key from a file; a checkpoint smaller than an entry the person
+    // knows of is refused (exit 5).
+    let key_file = tmp.path().join("my-log-key.txt");
+    std::fs::write(&key_file, format!("{tk}\n")).unwrap();
+    let size = s["checkpoint_size"].as_u64().unwrap();
+    let with_file = |min: u64| {
+        pv(
+            std::path::Path::new("/nonexistent"),
+            &[
+                "log",
+                "scan",
+                "--url",
+                &url,
+                "--tag-key-file",
+                key_file.to_str().unwrap(),
+                "--log-key",
+                log_key.trim(),
+                "--no-witnesses",
+                "--min-size",
+                &min.to_string(),
+            ],
+        )
+    };
+    let o = with_file(size);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(indexes(&json(&o)["leaves"]), scanned);
+    assert_eq!(code(&with_file(size + 1)), 5);
     // Another log's key: the checkpoint's signature fails (exit 5).
     let other = vault(&tmp.path().join("other"));
     let stranger = String::from_utf8(pv(&other, &["log", "key"]).stdout).unwrap();

@@ -427,17 +427,19 @@ async fn log_key(State(state): St, h: HeaderMap) -> Response {
         Ok(g) => g,
         Err(e) => return error_page(e, "/me/log"),
     };
-    let command = key.as_ref().map(|k| {
+    let command = key.as_ref().map(|(_, leaf)| {
         let mut c = format!(
-            "postvault log scan --url <this service's address> \\\n    --tag-key {k} \\\n    --log-key {log_key}"
+            "postvault log scan --url \"$SERVICE_URL\" --tag-key-file my-log-key.txt \\\n    \
+             --min-size {} --log-key \"$LOG_KEY\"",
+            leaf + 1
         );
         if witnesses.is_empty() {
             c.push_str(" --no-witnesses");
         } else {
-            for w in &witnesses {
-                c.push_str(&format!(" \\\n    --witness {w}"));
+            for n in 1..=witnesses.len() {
+                c.push_str(&format!(" \\\n    --witness \"$WITNESS_{n}_KEY\""));
             }
-            c.push_str(&format!(" --quorum {quorum}"));
+            c.push_str(&format!(" --quorum {quorum} --max-age 86400"));
         }
         c
     });
@@ -446,29 +448,44 @@ async fn log_key(State(state): St, h: HeaderMap) -> Response {
         nav(Some(&p.session)),
         html! {
             @match (&key, &command) {
-                (Some(k), Some(command)) => {
+                (Some((k, leaf)), Some(command)) => {
                     p {
                         "Every entry about you in the public log carries a mark that only this \
                          key can make. With it, anyone can pick your entries out of the log; \
                          without it, nobody can tell them from anyone else's. Keep it as you \
                          would keep your report, and give it only to someone you want to check \
-                         for you. This page is itself an entry about you."
+                         for you. Showing it is itself an entry about you, number " (leaf) "."
                     }
                     pre { (k) }
                     p {
-                        "To check that no entry about you is missing, read the whole log with \
-                         it. The command below (from the postvault tools) reads every entry the \
-                         service publishes, rebuilds the log from them and checks it against the \
-                         service's signed summary and the witnesses' countersignatures, then \
-                         lists your entries. Take the log's key and the witnesses' keys from \
-                         where their owners publish them, not from this page: the service could \
-                         show you keys of its own."
+                        "To check that no entry about you is missing, save the key in a file \
+                         (here my-log-key.txt) and read the whole log with it. The command below \
+                         (from the postvault tools) reads every entry the service publishes, \
+                         rebuilds the log from them, checks it against the service's signed \
+                         summary and the witnesses' countersignatures, and lists your entries. \
+                         It refuses a summary that ends before entry "
+                        (leaf) " (or, with witnesses, one countersigned more than a day ago), so \
+                         it cannot be shown an old log; a summary covering that entry can take a \
+                         few minutes to be signed and countersigned, so run it later if it says \
+                         the summary is old. Fill in the log's key and \
+                         the witnesses' keys from where their owners publish them, not from this \
+                         service: it could give you keys of its own."
                     }
                     pre { (command) }
+                    p {
+                        "For comparison only, the keys this service names: the log's "
+                        code { (log_key) }
+                        @if !witnesses.is_empty() {
+                            "; the witnesses' "
+                            @for w in &witnesses { code { (w) } " " }
+                        }
+                        "."
+                    }
                 }
                 _ => {
                     p {
-                        "The service holds no key for you: no entry in the log is about you."
+                        "The service holds no key for you (nothing was collected about you, or \
+                         your information was erased): no entry in the log can be tied to you."
                     }
                 }
             }

@@ -608,7 +608,8 @@ fn a_scan_of_the_public_log_finds_every_entry_and_trusts_no_copy() {
     // A copy with one of the person's entries changed, or dropped, or a
     // bundle cut short: refused, never a shorter list.
     let target = indexed[0];
-    let bundle = postvault_log::entry_bundle_path(target / 256, 256);
+    let width = (scan.checkpoint_size - target / 256 * 256).min(256) as u16;
+    let bundle = postvault_log::entry_bundle_path(target / 256, width);
     let v = &v;
     let bundle = &bundle;
     let tampered = |drop_it: bool| {
