@@ -585,6 +585,18 @@ async fn the_2025_scenario_in_a_browser() {
         "the browser's checks of altered proofs"
     );
 
+    // The key to their entries, reached from the log page's link, with the
+    // command that scans the whole public log.
+    b.visit("/me/log", "me-log-again").await;
+    b.click("a[href='/me/log-key']").await;
+    b.wait_for_path("/me/log-key").await;
+    b.check("me-log-key").await;
+    let t = b.text().await;
+    assert!(
+        t.contains("postvault log scan") && t.contains("--min-size"),
+        "{t}"
+    );
+
     // Choices: give, then withdraw, consent to marketing.
     b.visit("/me/choices", "me-choices").await;
     b.click("form.choice:has(input[value=marketing]) button")

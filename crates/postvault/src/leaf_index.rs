@@ -163,6 +163,28 @@ impl Vault {
         })
     }
 
+    /// The months a person's leaves are looked for in, from the indexed
+    /// leaf `from` (which must exist) on: every month listed, and every
+    /// month from that leaf's to the next. A month's row removed from the
+    /// store does not hide its leaves, and a month listed far off costs
+    /// one look-up, not every month on the way.
+    fn report_months(&self, from: u64) -> Result<Vec<u32>, VaultError> {
+        let mut months: std::collections::BTreeSet<u32> =
+            self.store.leaf_index_months()?.into_iter().collect();
+        let next = month_of(self.clock.now_ms()).saturating_add(1);
+        if let Some(first) = self
+            .store
+            .leaves_at(&[from])?
+            .first()
+            .and_then(|l| leaf_time(l))
+            .map(month_of)
+            .filter(|&f| f <= next)
+        {
+            months.extend(first..=next);
+        }
+        Ok(months.into_iter().collect())
+    }
+
     /// The leaves `from..size` filed under `key`'s tokens, oldest first,
     /// each checked to carry `key`'s tag for its index (an index that
     /// points elsewhere is tampering, reported as such).
@@ -174,24 +196,7 @@ impl Vault {
     ) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
         let mut found = Vec::new();
         if from < size {
-            // Every month listed, and every month from the first indexed
-            // leaf's to the next: a month's row removed from the store does
-            // not hide its leaves (and a month listed far off costs one
-            // look-up, not every month on the way).
-            let mut months: std::collections::BTreeSet<u32> =
-                self.store.leaf_index_months()?.into_iter().collect();
-            let next = month_of(self.clock.now_ms()).saturating_add(1);
-            if let Some(first) = self
-                .store
-                .leaves_at(&[from])?
-                .first()
-                .and_then(|l| leaf_time(l))
-                .map(month_of)
-                .filter(|&f| f <= next)
-            {
-                months.extend(first..=next);
-            }
-            let months: Vec<u32> = months.into_iter().collect();
+            let months = self.report_months(from)?;
             // Slot 0 and 1 of every month at once; then the months that have
             // slot 0, a batch of slots at a time, to the first free one, and
             // always the slot after it: a slot taken after a free one is a
@@ -440,23 +445,9 @@ impl Vault {
         // above, so no home changes; its own filings are read in the
         // refiling transaction.
         catch_up(&mut plan, &mut untimed, &mut tag)?;
-        // The months the person's report looks in: every month listed, and
-        // every month from the first indexed leaf's to the next.
-        let mut months: std::collections::BTreeSet<u32> =
-            self.store.leaf_index_months()?.into_iter().collect();
-        let next = month_of(self.clock.now_ms()).saturating_add(1);
-        if from < self.store.log_size()?
-            && let Some(first) = self
-                .store
-                .leaves_at(&[from])?
-                .first()
-                .and_then(|l| leaf_time(l))
-                .map(month_of)
-                .filter(|&f| f <= next)
-        {
-            months.extend(first..=next);
-        }
-        plan.months = months.into_iter().collect();
+        // The months the person's report looks in (the leaf at `from`
+        // exists: the repair's own leaf was appended at or after it).
+        plan.months = self.report_months(from)?;
         let tokens: Arc<dyn LeafTokens> = Arc::new(IndexTokens {
             key: TagKey::from_bytes(key.to_bytes().as_ref())?,
             seal: self.index_seal.clone(),
