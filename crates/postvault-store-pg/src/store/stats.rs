@@ -31,7 +31,7 @@ impl StatsStore for PgStore {
             let s = c
                 .prepare_cached(&format!(
                     "SELECT {RECORD_COLUMNS} FROM records
-                     WHERE category = $1 AND (subject, id) > ($2, $3) AND subject < $6
+                     WHERE subject >= $2 AND subject < $6 AND category = $1 AND (subject, id) > ($2, $3)
                        AND superseded_by IS NULL AND expires_at > $4
                        AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
                        {consent}

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 15;
+pub const SCHEMA_VERSION: u32 = 16;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -136,6 +136,20 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
     // index: covers are few), so an erasure and a purge count the records
     // the person may know of without reading a record page.
     "CREATE INDEX IF NOT EXISTS records_cover ON records (subject) WHERE key_id BETWEEN 1 AND 2147483647;",
+    // 16: one index of records by person instead of two. Every record
+    // inserted is an insert at a random place in each index keyed by its
+    // subject (a keyed hash); past the page cache, each such insert writes
+    // a page of its own at the batch's commit, and `records_category`
+    // (category, subject, id) doubled that. `records_subject` now carries
+    // the category after the subject: a person's reads find their rows as
+    // before, and the statistics scan walks people in order through it,
+    // filtering the category in the index (a row of another category is
+    // passed over without reading the table).
+    // Written to run again on a store already at 16 (tests rewind
+    // `user_version` to replay later migrations): the same index results.
+    "DROP INDEX IF EXISTS records_subject;
+     CREATE INDEX records_subject ON records (subject, category);
+     DROP INDEX IF EXISTS records_category;",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[
@@ -289,4 +303,97 @@ pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
             path: path.display().to_string(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{RightsStore, StatsStore};
+
+    /// A store written at schema 15 (two indexes keyed by subject) opens at
+    /// 16 with the one index by person and category, and the scan and a
+    /// person's rows find what they found before.
+    #[test]
+    fn a_version_15_store_opens_with_one_index_by_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data.db");
+        create_private(&p).unwrap();
+        let mut rows = Vec::new();
+        {
+            let mut c = Connection::open(&p).unwrap();
+            c.execute_batch(SQLITE_PRAGMAS).unwrap();
+            let tx = c.transaction().unwrap();
+            for sql in &DATA_MIGRATIONS[..15] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 15).unwrap();
+            tx.pragma_update(None, "application_id", DATA_APP_ID)
+                .unwrap();
+            let mut ins = tx
+                .prepare(
+                    "INSERT INTO records (id, subject, category, purpose, source,
+                         collected_at, expires_at, key_id, sealed)
+                     VALUES (?1, ?2, ?3, 'delivery', 'src', ?4, ?5, 0, ?6)",
+                )
+                .unwrap();
+            // Ids out of insertion order within a person, and two categories
+            // interleaved: the scan must still give (subject, id) order.
+            for n in 0u8..40 {
+                let subject = [n % 5; 16];
+                let id = [39 - n; 16];
+                let category = if n % 3 == 0 { "address" } else { "scan_event" };
+                ins.execute(params![id, subject, category, i64::from(n), 1_000, vec![n]])
+                    .unwrap();
+                rows.push((subject, id, category));
+            }
+            drop(ins);
+            tx.commit().unwrap();
+        }
+        let s = SqliteStore::open(&p, OpenMode::Existing).unwrap();
+        let c = Connection::open(&p).unwrap();
+        let version: u32 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let columns: Vec<String> = c
+            .prepare("SELECT name FROM pragma_index_info('records_subject') ORDER BY seqno")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns, ["subject", "category"]);
+        let category_index: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'records_category'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(category_index, 0);
+
+        // The scan, a row a page, in (subject, id) order, one category only.
+        let mut want: Vec<([u8; 16], [u8; 16])> = rows
+            .iter()
+            .filter(|r| r.2 == "scan_event")
+            .map(|r| (r.0, r.1))
+            .collect();
+        want.sort();
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .category_records("scan_event", 0, after.as_ref(), None, 1, None)
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.subject, last.id));
+            got.extend(page.iter().map(|r| (r.subject, r.id)));
+        }
+        assert_eq!(got, want);
+        // A person's rows: every category.
+        let theirs = s.subject_records(&[2; 16]).unwrap();
+        assert_eq!(theirs.len(), 8);
+    }
 }

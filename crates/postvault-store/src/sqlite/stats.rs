@@ -1,5 +1,6 @@
 //! [`StatsStore`] on SQLite: the `privacy_budget` ledger and the scan of
-//! one category's records through `records_category`.
+//! one category's records, person by person, through `records_subject`
+//! (subject, category).
 
 use super::*;
 use crate::{BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, stats_decide};
@@ -23,7 +24,7 @@ impl StatsStore for SqliteStore {
                     .prepare_cached(
                         "SELECT id, subject, category, purpose, source, collected_at,
                                 expires_at, key_id, sealed, superseded_by
-                         FROM records INDEXED BY records_category
+                         FROM records INDEXED BY records_subject
                          WHERE category = ?1 AND (subject, id) > (?2, ?3) AND subject < ?6
                            AND superseded_by IS NULL AND expires_at > ?4
                            AND subject NOT IN (SELECT subject FROM purge)
@@ -38,7 +39,7 @@ impl StatsStore for SqliteStore {
                     .prepare_cached(
                         "SELECT id, subject, category, purpose, source, collected_at,
                                 expires_at, key_id, sealed, superseded_by
-                         FROM records INDEXED BY records_category
+                         FROM records INDEXED BY records_subject
                          WHERE category = ?1 AND (subject, id) > (?2, ?3) AND subject < ?6
                            AND superseded_by IS NULL AND expires_at > ?4
                            AND subject NOT IN (SELECT subject FROM purge)
