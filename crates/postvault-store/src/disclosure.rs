@@ -130,8 +130,10 @@ pub struct SubmitQuery {
     /// `[engine] protective_order_category`; empty, with no `subjects`, for
     /// a pack that has none). When it is [`PROTECTIVE_INDEX_CATEGORY`] the
     /// read is a seek on the `records_protective` partial index, costing
-    /// the same for everyone; any other category is read through
-    /// `records_subject`, at a cost that grows with what the person holds.
+    /// the same for everyone; any other category is a seek on
+    /// `records_subject` (subject, category: schema 16), at a cost that
+    /// grows with the person's records of that category only (before 16,
+    /// with everything the person held).
     pub protective_category: String,
 }
 

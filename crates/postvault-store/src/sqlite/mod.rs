@@ -617,8 +617,9 @@ fn read_subject(tx: &Connection, subject: &SubjectRef) -> Result<SubjectData, St
 /// The subject's records of the pack's protective-order category. The
 /// postal pack's ([`PROTECTIVE_INDEX_CATEGORY`]) go through the partial
 /// index `records_protective`: a seek that costs the same whether the person
-/// holds one record or thousands, or none at all. Any other category goes
-/// through `records_subject`.
+/// holds one record or thousands, or none at all. Any other category is a
+/// seek on `records_subject` (subject, category), which reads that
+/// category's records of the person only.
 fn read_protective(
     tx: &Connection,
     subject: &SubjectRef,

@@ -18,6 +18,10 @@ impl StatsStore for SqliteStore {
         let (subject, id) = scan_after(after);
         let until = scan_until(until);
         // On a connection of its own: scans of other ranges run beside it.
+        // SQLite walks the subject range of `records_subject` in order,
+        // tests the category on the index's entries, and sorts only each
+        // person's rows by id (the plan's "temp b-tree for right part of
+        // order by").
         self.with_scanner(|conn| {
             let rows = match consented {
                 None => conn
