@@ -44,6 +44,9 @@ mod records;
 mod rights;
 mod stats;
 
+#[cfg(test)]
+pub(crate) use stats::scan_sql;
+
 /// The data store on PostgreSQL. See the crate docs for how several nodes
 /// share it.
 pub struct PgStore {

@@ -9,6 +9,28 @@ use postvault_store::{BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, stats
 
 use super::*;
 
+/// The statistics scan's page: one category's current records of the
+/// subjects in [$2, $6), after ($2, $3), in (subject, id) order; with
+/// `consented`, only of people whose consent to $7 stands. The category is
+/// one value, so `records_subject` (subject, category, id) gives the rows
+/// in this order without a sort (checked by a test of the plan).
+pub(crate) fn scan_sql(consented: bool) -> String {
+    let consent = if consented {
+        "AND EXISTS (SELECT 1 FROM consents k WHERE k.subject = records.subject
+                     AND k.purpose = $7 AND k.granted)"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {RECORD_COLUMNS} FROM records
+         WHERE subject >= $2 AND subject < $6 AND category = $1 AND (subject, id) > ($2, $3)
+           AND superseded_by IS NULL AND expires_at > $4
+           AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
+           {consent}
+         ORDER BY subject, id LIMIT $5"
+    )
+}
+
 impl StatsStore for PgStore {
     fn category_records(
         &self,
@@ -21,23 +43,8 @@ impl StatsStore for PgStore {
     ) -> Result<Vec<RecordRow>, StoreError> {
         let (subject, id) = scan_after(after);
         let until = scan_until(until);
-        let consent = if consented.is_some() {
-            "AND EXISTS (SELECT 1 FROM consents k WHERE k.subject = records.subject
-                         AND k.purpose = $7 AND k.granted)"
-        } else {
-            ""
-        };
         self.db.run(false, async |c| {
-            let s = c
-                .prepare_cached(&format!(
-                    "SELECT {RECORD_COLUMNS} FROM records
-                     WHERE subject >= $2 AND subject < $6 AND category = $1 AND (subject, id) > ($2, $3)
-                       AND superseded_by IS NULL AND expires_at > $4
-                       AND NOT EXISTS (SELECT 1 FROM purge p WHERE p.subject = records.subject)
-                       {consent}
-                     ORDER BY subject, id LIMIT $5"
-                ))
-                .await?;
+            let s = c.prepare_cached(&scan_sql(consented.is_some())).await?;
             let limit = limit as i64;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 vec![&category, &subject, &id, &now, &limit, &until];

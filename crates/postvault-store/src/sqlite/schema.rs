@@ -146,7 +146,7 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
     // filtering the category in the index (a row of another category is
     // passed over without reading the table) and sorting each person's
     // few rows by id. Not (subject, category, id), which would spare that
-    // sort (about a tenth of the scan's CPU) at some 15% of the ingest
+    // sort (about a tenth of the scan's CPU) at 9-17% of the ingest
     // rate (BENCHMARKS.md): ingest is the daily path. Both old indexes are
     // dropped first, so the new one reuses their pages. Written to run
     // again on a store already at 16 (tests rewind `user_version` to
@@ -262,9 +262,13 @@ pub(super) fn open_db(
     if version < supported {
         let mut conn = conn;
         // A migration that builds an index over every record sorts as many
-        // keys (subject refs, categories, record ids: no field of a
-        // record): in temporary files, which SQLite unlinks as it opens
-        // them, not in memory, which would grow with the vault.
+        // keys (for 16: subject refs, categories and rowids; no sealed
+        // payload): in temporary files, which SQLite unlinks as it opens
+        // them (without overwriting them: docs/operations.md#upgrading),
+        // not in memory, which would grow with the vault. Statement
+        // journals spill there too: a future migration that rewrites
+        // record rows would put sealed pages in them, and must keep the
+        // temporary store in memory or in the vault's own directory.
         conn.execute_batch("PRAGMA temp_store = FILE;")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         // Re-read inside the lock: another process may have migrated.
