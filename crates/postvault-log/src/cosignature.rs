@@ -309,6 +309,18 @@ pub fn verify_cosigned(
     witnesses: &[CosignatureVerifier],
 ) -> Result<WitnessedCheckpoint, LogError> {
     let checkpoint = open_checkpoint(note, log_vkey)?;
+    verify_cosignatures(note, checkpoint, witnesses)
+}
+
+/// The cosignatures in `note` by any of `witnesses`, as [`verify_cosigned`]
+/// checks them, for a note whose log signature was already checked:
+/// `checkpoint` must be what [`open_checkpoint`] returned for this very
+/// `note`. The log's signature is not checked again.
+pub fn verify_cosignatures(
+    note: &str,
+    checkpoint: Checkpoint,
+    witnesses: &[CosignatureVerifier],
+) -> Result<WitnessedCheckpoint, LogError> {
     let parsed = parse_note(note.as_bytes())?;
     let mut cosigned: Vec<Cosigned> = Vec::new();
     for w in witnesses {

@@ -50,7 +50,8 @@ mod witness;
 pub use checkpoint::{Checkpoint, LogSigner, log_key_name, open_checkpoint};
 pub use cosignature::{
     COSIGNATURE_LEN, COSIGNATURE_TYPE, CosignatureVerifier, Cosigned, CosignerKey, MAX_TIMESTAMP,
-    WitnessedCheckpoint, cosignature_message, cosignature_verifier_key, verify_cosigned,
+    WitnessedCheckpoint, cosignature_message, cosignature_verifier_key, verify_cosignatures,
+    verify_cosigned,
 };
 pub use error::LogError;
 pub use frontier::RootBuilder;

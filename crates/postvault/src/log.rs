@@ -46,6 +46,35 @@ impl HashStore for StoreHashes<'_> {
 pub(crate) const PROOF_HASHES_CACHED: std::num::NonZeroUsize =
     std::num::NonZeroUsize::new(1 << 16).expect("not zero");
 
+/// How many signed notes of its own log a vault remembers having verified.
+const NOTES_KEPT: usize = 8;
+
+/// Signed notes of the vault's own log that verified with its log key, by
+/// their exact text, with the checkpoint each verified to: see
+/// [`Vault::open_own_checkpoint`].
+#[derive(Default)]
+pub(crate) struct VerifiedNotes(std::sync::Mutex<std::collections::VecDeque<(String, Checkpoint)>>);
+
+impl VerifiedNotes {
+    fn find(&self, note: &str) -> Option<Checkpoint> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter()
+            .find(|(n, _)| n == note)
+            .map(|(_, cp)| cp.clone())
+    }
+
+    fn keep(&self, note: &str, cp: &Checkpoint) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.iter().any(|(n, _)| n == note) {
+            return;
+        }
+        if kept.len() >= NOTES_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((note.to_string(), cp.clone()));
+    }
+}
+
 /// The lowest level of subtree whose hash the proof cache keeps: a hash
 /// shared by the proofs of 256 leaves or more. Lower ones are read from
 /// the store every time, so how fast a proof comes back does not tell
@@ -592,7 +621,26 @@ impl Vault {
     /// The size of the latest signed checkpoint (signing one if the log grew).
     pub fn checkpoint_size(&self) -> Result<u64, VaultError> {
         let note = self.checkpoint()?;
-        Ok(postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?.size)
+        Ok(self.open_own_checkpoint(&note)?.size)
+    }
+
+    /// [`postvault_log::open_checkpoint`] of `note` with the vault's own log
+    /// key, remembered by the note's exact text: serving paths open the
+    /// same checkpoint again and again (a subject access report three or
+    /// four times: its checkpoint found, its cosignatures counted, its
+    /// proofs checked), and each opening is an Ed25519 verification. The
+    /// log key is the vault's for its life, so a text that verified once
+    /// verifies again; any other text, one byte changed, is verified in
+    /// full. Only what the note says is remembered, never the store: the
+    /// caller still reads the note, and compares roots, from the store.
+    /// `log verify` and `check` verify every note themselves.
+    pub(crate) fn open_own_checkpoint(&self, note: &str) -> Result<Checkpoint, LogError> {
+        if let Some(cp) = self.verified_notes.find(note) {
+            return Ok(cp);
+        }
+        let cp = postvault_log::open_checkpoint(note, &self.signer.verifier_key())?;
+        self.verified_notes.keep(note, &cp);
+        Ok(cp)
     }
 
     /// The tag key of a subject, for the person (through an authorized
@@ -1122,6 +1170,65 @@ pub(crate) fn signer(origin: &str, seed: &[u8]) -> Result<LogSigner, VaultError>
 #[allow(clippy::unwrap_used)]
 mod proof_cache_tests {
     use super::*;
+
+    /// A note of the vault's own log that verified is answered from memory;
+    /// any other text (a byte of its root or of its signature changed) is
+    /// verified in full and refused, however many good notes are kept, and
+    /// only a few are kept.
+    #[test]
+    fn own_checkpoints_verified_once_are_remembered_by_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let kept = |v: &Vault| v.verified_notes.0.lock().unwrap().len();
+        let mut notes = Vec::new();
+        for i in 0..(NOTES_KEPT + 3) {
+            v.store()
+                .append_leaves(1, &mut |_, _| {
+                    format!("{{\"v\":1,\"n\":{i}}}").into_bytes().into()
+                })
+                .unwrap();
+            let note = v.checkpoint().unwrap();
+            let cp = v.open_own_checkpoint(&note).unwrap();
+            assert_eq!(
+                cp,
+                postvault_log::open_checkpoint(&note, &v.signer.verifier_key()).unwrap()
+            );
+            // Again: from memory, the same checkpoint.
+            assert_eq!(v.open_own_checkpoint(&note).unwrap(), cp);
+            notes.push(note);
+        }
+        assert_eq!(kept(&v), NOTES_KEPT);
+        let last = notes.last().unwrap();
+        // The root line changed: the text is new, its signature fails.
+        let lines: Vec<&str> = last.split('\n').collect();
+        let mut root = lines[2].to_string();
+        root.replace_range(0..1, if root.starts_with('A') { "B" } else { "A" });
+        let forged = last.replacen(lines[2], &root, 1);
+        assert_ne!(&forged, last);
+        assert!(matches!(
+            v.open_own_checkpoint(&forged),
+            Err(LogError::BadSignature)
+        ));
+        // A signature byte changed.
+        let sig_at = last.rfind(' ').unwrap() + 2;
+        let mut bad = last.clone().into_bytes();
+        bad[sig_at] = if bad[sig_at] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert!(v.open_own_checkpoint(&bad).is_err());
+        // Nothing refused is kept; the good note still opens.
+        assert!(v.verified_notes.find(&forged).is_none());
+        assert!(v.verified_notes.find(&bad).is_none());
+        assert_eq!(
+            v.open_own_checkpoint(last).unwrap().size,
+            v.checkpoint_size().unwrap()
+        );
+        // The oldest notes left memory and still verify in full.
+        assert!(v.verified_notes.find(&notes[0]).is_none());
+        assert_eq!(
+            v.open_own_checkpoint(&notes[0]).unwrap(),
+            postvault_log::open_checkpoint(&notes[0], &v.signer.verifier_key()).unwrap()
+        );
+    }
 
     /// A person's leaves are found across the scan's chunks, and only theirs.
     #[test]

@@ -225,8 +225,11 @@ impl Vault {
                     proof: self.prove_inclusion(index, Some(cosigned.size))?,
                 });
             }
-            r.proofs_verified =
-                verify_report_proofs(&cosigned.note, &self.log_verifier_key(), &r.log).is_ok();
+            r.proofs_verified = self
+                .open_own_checkpoint(&cosigned.note)
+                .map_err(VaultError::from)
+                .and_then(|cp| verify_leaves(&cp, &r.log))
+                .is_ok();
         }
         r.checkpoint = cosigned.note;
         r.checkpoint_cosigners = cosigned.cosigners;
@@ -244,6 +247,12 @@ pub fn verify_report_proofs(
     log: &[ReportLeaf],
 ) -> Result<(), VaultError> {
     let cp = postvault_log::open_checkpoint(checkpoint, verifier_key)?;
+    verify_leaves(&cp, log)
+}
+
+/// Checks every leaf of `log` (its bytes, their hash, its inclusion proof)
+/// against `cp`, a checkpoint whose signature was checked.
+fn verify_leaves(cp: &postvault_log::Checkpoint, log: &[ReportLeaf]) -> Result<(), VaultError> {
     let bad = |why: String| VaultError::LogVerification(why);
     for l in log {
         let leaf = B64

@@ -164,6 +164,8 @@ pub struct Vault {
     pub(crate) erase_queue: crate::rights::EraseQueue,
     pub(crate) ids: RecordIds,
     pub(crate) signer: postvault_log::LogSigner,
+    /// Notes of this log that verified with `signer`'s key.
+    pub(crate) verified_notes: crate::log::VerifiedNotes,
     /// Wrapped keys of nobody, unwrapped in place of a person's whenever a
     /// look-up must cost the same for a known and an unknown id.
     decoy: SubjectKeys,
@@ -344,6 +346,7 @@ impl Vault {
 
             decoy,
             signer,
+            verified_notes: crate::log::VerifiedNotes::default(),
             ids: RecordIds::new(&rng)?,
             dir: dir.to_path_buf(),
             store,

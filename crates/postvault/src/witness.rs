@@ -427,7 +427,7 @@ impl Vault {
         if todo.is_empty() {
             return Ok(());
         }
-        let cp = postvault_log::open_checkpoint(note, &self.signer.verifier_key())?;
+        let cp = self.open_own_checkpoint(note)?;
         let outcomes = self.submit_all(&todo, note, &cp);
         let mut conflicts = Vec::new();
         for (c, out) in todo.iter().zip(outcomes) {
@@ -610,7 +610,7 @@ impl Vault {
     /// verifies. Without witnesses, the signed checkpoint is final.
     pub fn cosign(&self) -> Result<CosignReport, VaultError> {
         let note = self.checkpoint()?;
-        let cp = postvault_log::open_checkpoint(&note, &self.signer.verifier_key())?;
+        let cp = self.open_own_checkpoint(&note)?;
         let Some(w) = &self.witnessing else {
             let c = CosignedCheckpoint {
                 note,
@@ -705,13 +705,14 @@ impl Vault {
                 full.push_str(line);
             }
         }
-        let checked =
-            postvault_log::verify_cosigned(&full, &self.signer.verifier_key(), &verifiers)
-                .map_err(|e| {
-                    VaultError::LogVerification(format!(
-                        "a kept cosignature of the checkpoint of size {size} does not verify: {e}"
-                    ))
-                })?;
+        let checked = self
+            .open_own_checkpoint(&full)
+            .and_then(|cp| postvault_log::verify_cosignatures(&full, cp, &verifiers))
+            .map_err(|e| {
+                VaultError::LogVerification(format!(
+                    "a kept cosignature of the checkpoint of size {size} does not verify: {e}"
+                ))
+            })?;
         let cosigners: Vec<String> = checked
             .cosigned
             .iter()
@@ -811,7 +812,7 @@ impl Vault {
         let Some((n, note)) = self.store.latest_checkpoint()? else {
             return Ok(None);
         };
-        let Ok(cp) = postvault_log::open_checkpoint(&note, &self.signer.verifier_key()) else {
+        let Ok(cp) = self.open_own_checkpoint(&note) else {
             return Ok(None);
         };
         if n < size || cp.size != n {
