@@ -314,14 +314,20 @@ pub fn verify_cosigned(
 
 /// The cosignatures in `note` by any of `witnesses`, as [`verify_cosigned`]
 /// checks them, for a note whose log signature was already checked:
-/// `checkpoint` must be what [`open_checkpoint`] returned for this very
-/// `note`. The log's signature is not checked again.
+/// `checkpoint` is what [`open_checkpoint`] returned for this very `note`.
+/// The log's signature is not checked again; a `checkpoint` that is not
+/// the note's text (another note's) is refused.
 pub fn verify_cosignatures(
     note: &str,
     checkpoint: Checkpoint,
     witnesses: &[CosignatureVerifier],
 ) -> Result<WitnessedCheckpoint, LogError> {
     let parsed = parse_note(note.as_bytes())?;
+    if checkpoint.body()? != parsed.text {
+        return Err(LogError::MalformedNote(
+            "the checkpoint given is not the note's text",
+        ));
+    }
     let mut cosigned: Vec<Cosigned> = Vec::new();
     for w in witnesses {
         for sig in parsed.signatures.iter().filter(|s| w.is_signer_of(s)) {

@@ -24,7 +24,9 @@
 //! - [`CosignerKey`] and [`CosignatureVerifier`] make and check
 //!   [C2SP tlog-cosignature/v1](https://c2sp.org/tlog-cosignature) witness
 //!   cosignatures (Ed25519, signature type 0x04), and [`verify_cosigned`]
-//!   checks a checkpoint and its cosignatures together;
+//!   checks a checkpoint and its cosignatures together
+//!   ([`verify_cosignatures`] the cosignatures alone, once the log's
+//!   signature was checked);
 //! - [`parse_add_checkpoint`], [`open_submission`] and [`Submission::check`]
 //!   are the [C2SP tlog-witness](https://c2sp.org/tlog-witness) protocol
 //!   without IO: the request body, and a witness's decision with its status

@@ -237,6 +237,37 @@ fn clients_ignore_unknown_cosigners_and_reject_a_bad_known_one() {
     assert!(verify_cosigned(&only_cosigned, &log.signer.verifier_key(), &vs).is_err());
 }
 
+/// The cosignatures alone, once the log's signature was checked: the same
+/// answer as `verify_cosigned`, a bad known line still fails the note, and
+/// a checkpoint that is not the note's own is refused.
+#[test]
+fn cosignatures_alone_need_the_notes_own_checkpoint() {
+    let mut log = TestLog::new(1);
+    log.grow(3);
+    let note = log.note();
+    let older = open_checkpoint(&note, &log.signer.verifier_key()).unwrap();
+    log.grow(2);
+    let note = log.note();
+    let text = parse_note(note.as_bytes()).unwrap().text;
+    let w1 = witness_key("w1.example", 1);
+    let cosigned = format!("{note}{}", w1.cosign(&text, 10).unwrap());
+    let vs = vec![CosignatureVerifier::new(&w1.verifier_key()).unwrap()];
+    let cp = open_checkpoint(&cosigned, &log.signer.verifier_key()).unwrap();
+    assert_eq!(
+        verify_cosignatures(&cosigned, cp.clone(), &vs).unwrap(),
+        verify_cosigned(&cosigned, &log.signer.verifier_key(), &vs).unwrap()
+    );
+    // Another note's checkpoint (the log at 3 leaves, not 5).
+    assert_ne!(older, cp);
+    assert!(matches!(
+        verify_cosignatures(&cosigned, older, &vs),
+        Err(LogError::MalformedNote(_))
+    ));
+    // A known witness's line that does not verify still fails the note.
+    let other = format!("{note}{}", w1.cosign("other\n", 10).unwrap());
+    assert!(verify_cosignatures(&other, cp, &vs).is_err());
+}
+
 // --- tlog-witness: the request body ---------------------------------------
 
 #[test]

@@ -631,8 +631,9 @@ impl Vault {
     /// proofs checked), and each opening is an Ed25519 verification. The
     /// log key is the vault's for its life, so a text that verified once
     /// verifies again; any other text, one byte changed, is verified in
-    /// full. Only what the note says is remembered, never the store: the
-    /// caller still reads the note, and compares roots, from the store.
+    /// full. Only what a note says is remembered, never the store's state:
+    /// callers still read the note from the store, and those that compare
+    /// its root with the store's tree (`kept_checkpoint_covering`) still do.
     /// `log verify` and `check` verify every note themselves.
     pub(crate) fn open_own_checkpoint(&self, note: &str) -> Result<Checkpoint, LogError> {
         if let Some(cp) = self.verified_notes.find(note) {
@@ -1199,6 +1200,11 @@ mod proof_cache_tests {
         }
         assert_eq!(kept(&v), NOTES_KEPT);
         let last = notes.last().unwrap();
+        // The newest is answered from memory.
+        assert_eq!(
+            v.verified_notes.find(last),
+            Some(postvault_log::open_checkpoint(last, &v.signer.verifier_key()).unwrap())
+        );
         // The root line changed: the text is new, its signature fails.
         let lines: Vec<&str> = last.split('\n').collect();
         let mut root = lines[2].to_string();
@@ -1209,12 +1215,16 @@ mod proof_cache_tests {
             v.open_own_checkpoint(&forged),
             Err(LogError::BadSignature)
         ));
-        // A signature byte changed.
-        let sig_at = last.rfind(' ').unwrap() + 2;
+        // A byte of the Ed25519 signature changed (past the key id's four
+        // bytes, clear of the base64's padded end).
+        let sig_at = last.rfind(' ').unwrap() + 1 + 20;
         let mut bad = last.clone().into_bytes();
         bad[sig_at] = if bad[sig_at] == b'A' { b'B' } else { b'A' };
         let bad = String::from_utf8(bad).unwrap();
-        assert!(v.open_own_checkpoint(&bad).is_err());
+        assert!(matches!(
+            v.open_own_checkpoint(&bad),
+            Err(LogError::BadSignature)
+        ));
         // Nothing refused is kept; the good note still opens.
         assert!(v.verified_notes.find(&forged).is_none());
         assert!(v.verified_notes.find(&bad).is_none());
