@@ -18,6 +18,7 @@
 //! commits durably (WAL, `synchronous=FULL`) or leaves nothing behind, and the
 //! leaves accounting for a write or a read are part of that same transaction.
 
+mod background;
 pub mod conformance;
 mod disclosure;
 mod error;
@@ -30,6 +31,7 @@ mod sqlite;
 mod sqlite_ops;
 mod stats;
 
+pub use background::background_thread;
 pub use disclosure::{
     AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_INDEX_CATEGORY,
     PlanFn, StepFn, SubmitFacts, SubmitFn, SubmitQuery,
