@@ -18,7 +18,6 @@
 //! commits durably (WAL, `synchronous=FULL`) or leaves nothing behind, and the
 //! leaves accounting for a write or a read are part of that same transaction.
 
-mod background;
 pub mod conformance;
 mod disclosure;
 mod error;
@@ -31,7 +30,6 @@ mod sqlite;
 mod sqlite_ops;
 mod stats;
 
-pub use background::background_thread;
 pub use disclosure::{
     AccountingRow, DisclosureKeys, DisclosureRow, DisclosureStep, PROTECTIVE_INDEX_CATEGORY,
     PlanFn, StepFn, SubmitFacts, SubmitFn, SubmitQuery,

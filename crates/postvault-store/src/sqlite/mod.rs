@@ -123,8 +123,6 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("pv-checkpoint".into())
             .spawn(move || {
-                // Copying the WAL can wait for the writer and the readers.
-                crate::background_thread();
                 let tick = std::time::Duration::from_millis(25);
                 loop {
                     match stopped.recv_timeout(tick) {

@@ -288,9 +288,6 @@ impl Vault {
                     let spawned = std::thread::Builder::new()
                         .name("pv-prepare".into())
                         .spawn_scoped(scope, move || {
-                            // Ahead of the writer, which the caller waits
-                            // on: it gets the cores first.
-                            postvault_store::background_thread();
                             loop {
                                 let next = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
                                 let Ok(raw) = next else { return };
