@@ -23,6 +23,11 @@ pub struct IngestArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Threads that make targeted reads, one after another, while the full
+    /// path runs (0: none): what a read waits behind a bulk load, by batch
+    /// size. Each reads a person of a line already handed to the vault.
+    #[arg(long, default_value_t = 0)]
+    pub readers: usize,
     /// Where to put the temporary databases (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
@@ -83,20 +88,73 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let dir = tmp.path().join("vault");
     let vault = Vault::init(&dir, OpenOptions::default())?;
     vault.add_principal("ingest", "collector")?;
+    vault.add_principal("sorting", "delivery")?;
     let p = vault.principal("ingest")?;
+    let sorting = vault.principal("sorting")?;
+    // The readers' people: each line's, in input order.
+    let line_subjects: Vec<String> = if a.readers > 0 {
+        lines.iter().map(|l| subject_of(l).to_string()).collect()
+    } else {
+        Vec::new()
+    };
     let bar = crate::progress_bar(Some(n), "full path");
     let mut input = BufReader::with_capacity(1 << 20, LinesReader::new(lines.into_iter()));
+    let acknowledged = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
     let t = Instant::now();
-    let report = vault.collect(
-        &p,
-        &mut input,
-        &CollectOptions {
-            default_purpose: None,
-            batch_size: a.batch_size,
-            run: None,
-        },
-        &mut |k| bar.set_position(k),
-    )?;
+    let (report, reads) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..a.readers)
+            .map(|r| {
+                let (vault, sorting, subjects) = (&vault, &sorting, &line_subjects);
+                let (acknowledged, done) = (&acknowledged, &done);
+                scope.spawn(move || -> Result<ReadsWhile> {
+                    use std::sync::atomic::Ordering;
+                    let mut out = ReadsWhile::default();
+                    let mut i = r as u64;
+                    while !done.load(Ordering::Relaxed) {
+                        let k = acknowledged.load(Ordering::Relaxed);
+                        if k == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                            continue;
+                        }
+                        // A line already handed over, spread over them.
+                        i = i
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let s = &subjects[((i >> 33) % k) as usize];
+                        let t0 = Instant::now();
+                        let read = vault.read(sorting, s, "delivery")?;
+                        out.latency_us.push(t0.elapsed().as_secs_f64() * 1e6);
+                        out.records += read.records.len() as u64;
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let report = vault.collect(
+            &p,
+            &mut input,
+            &CollectOptions {
+                default_purpose: None,
+                batch_size: a.batch_size,
+                run: None,
+            },
+            &mut |k| {
+                acknowledged.store(k, std::sync::atomic::Ordering::Relaxed);
+                bar.set_position(k)
+            },
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut reads = ReadsWhile::default();
+        for r in readers {
+            let r = r
+                .join()
+                .map_err(|_| anyhow::anyhow!("a reader panicked"))??;
+            reads.latency_us.extend(r.latency_us);
+            reads.records += r.records;
+        }
+        Ok::<_, anyhow::Error>((report?, reads))
+    })?;
     let full_s = t.elapsed().as_secs_f64();
     if let Some(f) = &report.failure {
         anyhow::bail!("collection failed: {}", f.message);
@@ -118,10 +176,36 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
         "raw_seconds": raw_s,
         "full_seconds": full_s,
         "peak_rss_mb": peak_rss_mb(),
+        "reads_while_ingesting": (a.readers > 0).then(|| reads.summary(a.readers, full_s)),
         "machine": crate::machine(),
     });
     crate::print_json(&out)?;
     Ok(0)
+}
+
+/// What the readers of `ingest --readers` saw.
+#[derive(Default)]
+struct ReadsWhile {
+    latency_us: Vec<f64>,
+    records: u64,
+}
+
+impl ReadsWhile {
+    fn summary(mut self, readers: usize, seconds: f64) -> serde_json::Value {
+        self.latency_us.sort_by(f64::total_cmp);
+        let l = &self.latency_us;
+        let round = |x: f64| (x * 10.0).round() / 10.0;
+        serde_json::json!({
+            "readers": readers,
+            "reads": l.len(),
+            "reads_per_s": (l.len() as f64 / seconds).round(),
+            "records_returned": self.records,
+            "p50_us": round(percentile(l, 0.5)),
+            "p99_us": round(percentile(l, 0.99)),
+            "p999_us": round(percentile(l, 0.999)),
+            "max_us": round(l.last().copied().unwrap_or(0.0)),
+        })
+    }
 }
 
 /// The raw ingest baseline's database: the store's schema, connection

@@ -13,6 +13,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::StoreError;
 
+/// How long a long operation that runs alone lets the readers at the door
+/// go first, at most ([`GroupCommit::lock_after_joiners`]).
+pub const JOINERS_FIRST: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// What the wait reads and sets in a backend's group state.
 pub trait GroupState {
     /// Every group up to this id has committed or failed.
@@ -21,13 +25,20 @@ pub trait GroupState {
     fn failure(&self, group: u64) -> Option<&str>;
     /// The group a member is committing, if one is.
     fn committing(&mut self) -> &mut Option<u64>;
+    /// Whether a member may join now: not while the backend lent its
+    /// connection to an operation that runs alone (see
+    /// [`GroupCommit::lock_available`]). By default always.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// A backend's group state behind its lock, with the signal of settled
 /// groups and the count of readers at the door.
 pub struct GroupCommit<G> {
     state: Mutex<G>,
-    /// Signalled whenever a group commits or fails.
+    /// Signalled whenever a group commits or fails, or the backend's
+    /// connection comes back.
     settled: Condvar,
     /// Readers waiting for the lock to join the open group.
     joining: AtomicUsize,
@@ -49,12 +60,56 @@ impl<G: GroupState> GroupCommit<G> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The state, locked for a reader that will join the open group: while
-    /// it waits for the lock it is counted at the door, and a committer
-    /// lets it in first.
+    /// The state, locked and available (see [`GroupState::available`]),
+    /// for an operation that runs alone: the backend commits the open
+    /// group, then lends its connection out and lets the lock go, so the
+    /// members of the group it committed return at once instead of waiting
+    /// for the lock until the operation ends.
+    pub fn lock_available(&self) -> MutexGuard<'_, G> {
+        self.wait_available(self.lock())
+    }
+
+    /// [`GroupCommit::lock_available`] for a long operation that runs again
+    /// and again (a bulk load's batches, a sweep's): the readers at the
+    /// door join the open group first. The lock is not fair, and a writer
+    /// that takes it again as soon as it let it go would keep them waiting
+    /// batch after batch (each tens of milliseconds). Bounded by
+    /// [`JOINERS_FIRST`]: a joiner descheduled at the door waits for this
+    /// operation.
+    pub fn lock_after_joiners(&self) -> MutexGuard<'_, G> {
+        let mut g = self.lock_available();
+        let deadline = std::time::Instant::now() + JOINERS_FIRST;
+        while self.joining.load(Ordering::SeqCst) > 0 {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            // The lock let go meanwhile: the joiners take it, do their
+            // part and commit their group, which wakes this wait.
+            g = self
+                .settled
+                .wait_timeout(g, left)
+                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+            g = self.wait_available(g);
+        }
+        g
+    }
+
+    /// `g`, once the backend's connection is back (see
+    /// [`GroupState::available`]).
+    fn wait_available<'a>(&'a self, mut g: MutexGuard<'a, G>) -> MutexGuard<'a, G> {
+        while !g.available() {
+            g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g
+    }
+
+    /// The state, locked for a reader that will join the open group, once
+    /// the backend's connection is available: while it waits it is counted
+    /// at the door, and a committer, or a long operation about to run
+    /// alone, lets it in first.
     pub fn join(&self) -> MutexGuard<'_, G> {
         self.joining.fetch_add(1, Ordering::SeqCst);
-        let g = self.lock();
+        let g = self.wait_available(self.lock());
         self.joining.fetch_sub(1, Ordering::SeqCst);
         g
     }
@@ -63,16 +118,18 @@ impl<G: GroupState> GroupCommit<G> {
     /// member at work, or a group committing) or readers wait at the door.
     /// A glance, not a promise: it may have changed when it answers.
     pub fn busy(&self) -> bool {
+        let busy = |mut g: MutexGuard<'_, G>| g.committing().is_some() || !g.available();
         self.joining.load(Ordering::SeqCst) > 0
             || match self.state.try_lock() {
-                Ok(mut g) => g.committing().is_some(),
+                Ok(g) => busy(g),
                 // Recovered as `lock` recovers it.
-                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().committing().is_some(),
+                Err(std::sync::TryLockError::Poisoned(e)) => busy(e.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => true,
             }
     }
 
-    /// Wakes the waiters: a group settled (committed or failed).
+    /// Wakes the waiters: a group settled (committed or failed), or the
+    /// backend's connection came back.
     pub fn notify(&self) {
         self.settled.notify_all();
     }

@@ -147,6 +147,100 @@ fn concurrent_reads_commit_in_groups_and_each_leaf_is_durable() {
     assert_eq!(size as usize, seen.len() + writes);
 }
 
+/// A bulk batch (more rows than a group takes) has the store's connection
+/// to itself. While it does, readers are told the group is busy, and a read
+/// that arrives waits for it: its leaf comes after the batch's. And while
+/// bulk batches come back to back, as a bulk load writes them, reads get
+/// their turn between them: the connection comes back after each batch and
+/// goes to the readers at the door first (before, the writer took the
+/// store's lock again at once, and a read could wait many batches).
+#[test]
+fn reads_get_their_turn_between_back_to_back_bulk_batches() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tmp();
+    let s = SqliteStore::open(&dir.path().join("data.db"), OpenMode::Create).unwrap();
+    let bulk = |n: u32| WriteBatch {
+        records: (0..100u32)
+            .map(|i| {
+                let mut r = conformance::record(1, 0, "address");
+                r.id[..4].copy_from_slice(&n.to_be_bytes());
+                r.id[4..8].copy_from_slice(&i.to_be_bytes());
+                r
+            })
+            .collect(),
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    // One batch held open in its leaf callback, a read arriving meanwhile.
+    let (inside_tx, inside) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let (s, bulk) = (&s, &bulk);
+        let w = sc.spawn(move || {
+            s.write(&bulk(0), &mut |idx, _| {
+                inside_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                format!("bulk at {idx}").into_bytes().into()
+            })
+            .unwrap()
+        });
+        inside.recv().unwrap();
+        assert!(s.unlogged_reads_pay(), "a lent connection is a busy group");
+        let r = sc.spawn(move || {
+            s.read_accounted(&[2; 16], &mut |_, idx| {
+                format!("read at {idx}").into_bytes().into()
+            })
+            .unwrap()
+            .1
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        go.send(()).unwrap();
+        assert_eq!(w.join().unwrap(), 0);
+        assert_eq!(r.join().unwrap(), 1, "the read's leaf after the batch's");
+    });
+    // Batches back to back; each read counts the batches it waited through.
+    let written = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut waited = Vec::new();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            // Made before, so each batch follows the last at once.
+            let batches: Vec<WriteBatch> = (1..=2_000).map(bulk).collect();
+            for b in &batches {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                s.write(b, &mut |idx, _| {
+                    // A batch long enough for reads to arrive during it.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    format!("bulk at {idx}").into_bytes().into()
+                })
+                .unwrap();
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        // The writer under way.
+        while written.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..30 {
+            let before = written.load(Ordering::SeqCst);
+            s.read_accounted(&[2; 16], &mut |_, idx| {
+                format!("read at {idx}").into_bytes().into()
+            })
+            .unwrap();
+            waited.push(written.load(Ordering::SeqCst) - before);
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let most = waited.iter().copied().max().unwrap_or(0);
+    assert!(
+        most <= 5,
+        "a read waited through {most} bulk batches: {waited:?}"
+    );
+    assert!(written.into_inner() > 0);
+}
+
 /// Written batches join the group commit with reads: concurrent writers
 /// and readers each get their own leaf, each returns once durable (every
 /// row and leaf is there after a reopen), and a batch that fails (a stale

@@ -597,34 +597,43 @@ impl Vault {
     ) -> Result<HashMap<SubjectRef, Arc<SubjectKeyPair>>, VaultError> {
         let mut out = HashMap::with_capacity(subjects.len());
         let mut new = Vec::new();
+        let mut misses = Vec::new();
         let epoch;
         {
+            // Only the look-ups hold the cache's lock, which every read
+            // takes: keys are made after it is released (a bulk batch's
+            // new people would otherwise hold it for milliseconds).
             let mut cache = self.cache();
             epoch = self.epoch();
+            let mut seen = std::collections::HashSet::with_capacity(subjects.len());
             for s in subjects {
-                if out.contains_key(s) {
+                if !seen.insert(*s) {
                     continue;
                 }
-                if let Some(k) = cache.get(s) {
-                    out.insert(*s, k.clone());
-                    continue;
+                match cache.get(s) {
+                    Some(k) => {
+                        out.insert(*s, k.clone());
+                    }
+                    None => misses.push(*s),
                 }
-                // Not in memory: make keys optimistically; the key store
-                // keeps existing keys and says which subjects had them.
-                let k = self.master.new_subject_keys(&self.rng, s)?;
-                new.push(SubjectKeys {
-                    subject: *s,
-                    data: k.wrapped_data,
-                    tag: k.wrapped_tag,
-                });
-                out.insert(
-                    *s,
-                    Arc::new(SubjectKeyPair {
-                        data: k.data,
-                        tag: k.tag,
-                    }),
-                );
             }
+        }
+        for s in &misses {
+            // Not in memory: make keys optimistically; the key store keeps
+            // existing keys and says which subjects had them.
+            let k = self.master.new_subject_keys(&self.rng, s)?;
+            new.push(SubjectKeys {
+                subject: *s,
+                data: k.wrapped_data,
+                tag: k.wrapped_tag,
+            });
+            out.insert(
+                *s,
+                Arc::new(SubjectKeyPair {
+                    data: k.data,
+                    tag: k.tag,
+                }),
+            );
         }
         if !new.is_empty() {
             let mut existing = self.keys.put_subject_keys(&new)?;

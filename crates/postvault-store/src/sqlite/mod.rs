@@ -51,7 +51,12 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// committed (`synchronous=FULL`). Those that arrive while one waits join
 /// the same commit, so concurrent reads and small writes share one fsync;
 /// a part that fails is rolled back alone. Any other operation first
-/// commits an open group.
+/// commits an open group, then has the connection to itself; the group's
+/// members return meanwhile, and readers that arrive wait for it. A long
+/// operation that runs again and again (a bulk batch, a sweep's or a
+/// purge's) first lets the readers waiting to join go (up to 2 ms), so a
+/// bulk load's batches, back to back, do not keep a read waiting batch
+/// after batch.
 pub struct SqliteStore {
     group: GroupCommit<Inner>,
     /// Moves the WAL into the database file off the writers' path.
@@ -158,7 +163,9 @@ impl Drop for Checkpointer {
 }
 
 struct Inner {
-    conn: Connection,
+    /// The connection; `None` while lent to an operation that runs alone
+    /// ([`SqliteStore::conn`]), when no group is open.
+    conn: Option<Connection>,
     /// A group transaction is open.
     open: bool,
     /// The id of the open (or last) group.
@@ -185,9 +192,28 @@ impl GroupState for Inner {
     fn committing(&mut self) -> &mut Option<u64> {
         &mut self.committing
     }
+    fn available(&self) -> bool {
+        self.conn.is_some()
+    }
 }
 
 impl Inner {
+    /// The connection, for a member of the group (which joins only while
+    /// it is here).
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| StoreError::NotCommitted("the store's connection was lent out".into()))
+    }
+
+    /// Runs `sql` (ending the open transaction) on the connection.
+    fn end(&self, sql: &str) -> Result<(), String> {
+        match &self.conn {
+            Some(c) => run_cached(c, sql).map_err(|e| e.to_string()),
+            None => Err("the store's connection was lent out".into()),
+        }
+    }
+
     /// Commits the open group, if any; its readers are woken by the caller.
     fn settle(&mut self) {
         if !self.open {
@@ -195,9 +221,9 @@ impl Inner {
         }
         self.open = false;
         self.members = 0;
-        if let Err(e) = run_cached(&self.conn, "COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.failed.insert(self.group, e.to_string());
+        if let Err(why) = self.end("COMMIT") {
+            let _ = self.end("ROLLBACK");
+            self.failed.insert(self.group, why);
         }
         self.settled = self.group;
     }
@@ -205,7 +231,7 @@ impl Inner {
     /// Rolls the open group back: all its readers fail.
     fn fail(&mut self, why: &str) {
         if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.end("ROLLBACK");
             self.open = false;
             self.members = 0;
             self.failed.insert(self.group, why.to_string());
@@ -217,26 +243,49 @@ impl Inner {
     /// closed at once, so no idle transaction holds the write lock.
     fn close_if_empty(&mut self) {
         if self.open && self.members == 0 && self.committing != Some(self.group) {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.end("ROLLBACK");
             self.open = false;
             self.settled = self.group;
         }
     }
 }
 
-/// The connection, with no group transaction open.
-struct ConnGuard<'a>(std::sync::MutexGuard<'a, Inner>);
+/// The connection, with no group transaction open, lent out of the group's
+/// state: the state's lock is free meanwhile, so members of a group that
+/// committed return, while new members wait for the connection to come
+/// back. It goes back when the guard drops (after the operation's
+/// transaction, which borrows it, has ended).
+struct ConnGuard<'a> {
+    store: &'a SqliteStore,
+    conn: Option<Connection>,
+}
 
 impl std::ops::Deref for ConnGuard<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
-        &self.0.conn
+        match &self.conn {
+            Some(c) => c,
+            // Set when the guard is made, taken only in `drop`.
+            None => unreachable!("a lent connection is held until its guard drops"),
+        }
     }
 }
 
 impl std::ops::DerefMut for ConnGuard<'_> {
     fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.0.conn
+        match &mut self.conn {
+            Some(c) => c,
+            None => unreachable!("a lent connection is held until its guard drops"),
+        }
+    }
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        let mut g = self.store.lock();
+        g.conn = self.conn.take();
+        drop(g);
+        self.store.group.notify();
     }
 }
 
@@ -253,7 +302,7 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(path);
         Ok(SqliteStore {
             group: GroupCommit::new(Inner {
-                conn,
+                conn: Some(conn),
                 open: false,
                 group: 0,
                 settled: 0,
@@ -337,13 +386,30 @@ impl SqliteStore {
         self.group.lock()
     }
 
+    /// The connection, to this operation alone: once any other has given
+    /// it back, the open group committed (see [`ConnGuard`]).
     fn conn(&self) -> ConnGuard<'_> {
-        let mut g = self.lock();
+        self.lend(self.group.lock_available())
+    }
+
+    /// [`SqliteStore::conn`] for a long operation that runs again and
+    /// again (a bulk batch, a sweep's or a purge's batch): readers waiting
+    /// to join the group go first (see `GroupCommit::lock_after_joiners`).
+    fn conn_bulk(&self) -> ConnGuard<'_> {
+        self.lend(self.group.lock_after_joiners())
+    }
+
+    /// The connection out of `g` (available), once the open group is
+    /// committed.
+    fn lend<'a>(&'a self, mut g: std::sync::MutexGuard<'a, Inner>) -> ConnGuard<'a> {
         if g.open {
             g.settle();
-            self.group.notify();
         }
-        ConnGuard(g)
+        let conn = g.conn.take();
+        drop(g);
+        // Members of the group just committed return now.
+        self.group.notify();
+        ConnGuard { store: self, conn }
     }
 
     /// One targeted read in the group commit (see the type's docs).
@@ -369,13 +435,13 @@ impl SqliteStore {
         work: &mut dyn FnMut(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut g = self.group.join();
-        if g.open && g.conn.is_autocommit() {
+        if g.open && g.conn()?.is_autocommit() {
             // SQLite ended the transaction under us (an error rolled it back).
             g.fail("the group's transaction was rolled back");
             self.group.notify();
         }
         if !g.open {
-            run_cached(&g.conn, "BEGIN IMMEDIATE")?;
+            run_cached(g.conn()?, "BEGIN IMMEDIATE")?;
             g.open = true;
             g.group += 1;
             g.members = 0;
@@ -383,25 +449,26 @@ impl SqliteStore {
         let my = g.group;
         // Each member's part is a savepoint: one that fails leaves the
         // group's other members untouched.
-        if let Err(e) = run_cached(&g.conn, "SAVEPOINT member") {
+        if let Err(e) = run_cached(g.conn()?, "SAVEPOINT member") {
             g.fail("a member could not join the group's transaction");
             self.group.notify();
             return Err(e.into());
         }
-        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&g.conn)));
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(g.conn()?)));
         let undo = |g: &mut Inner| {
-            if g.conn
-                .execute_batch("ROLLBACK TO member; RELEASE member")
-                .is_err()
-            {
-                g.fail("a failed member could not be undone alone");
-            } else {
+            let undone = g.conn().is_ok_and(|c| {
+                c.execute_batch("ROLLBACK TO member; RELEASE member")
+                    .is_ok()
+            });
+            if undone {
                 g.close_if_empty();
+            } else {
+                g.fail("a failed member could not be undone alone");
             }
         };
         let out = match done {
             Ok(Ok(out)) => {
-                if let Err(e) = run_cached(&g.conn, "RELEASE member") {
+                if let Err(e) = run_cached(g.conn()?, "RELEASE member") {
                     g.fail("a member could not be kept in the group's transaction");
                     self.group.notify();
                     return Err(e.into());

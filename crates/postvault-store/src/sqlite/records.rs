@@ -12,7 +12,7 @@ impl RecordStore for SqliteStore {
         if batch.records.len() + batch.lookups.len() <= GROUP_WRITE_MAX_ROWS {
             return self.grouped(&mut |tx| write_in(tx, batch, leaf));
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn_bulk();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let first = write_in(&tx, batch, leaf)?;
         tx.commit()?;

@@ -44,7 +44,7 @@ impl RightsStore for SqliteStore {
         limit: usize,
         intent: Option<u64>,
     ) -> Result<SweepBatch, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn_bulk();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = SweepBatch::default();
         {
@@ -200,7 +200,7 @@ impl RightsStore for SqliteStore {
     }
 
     fn purge_erased(&self, limit: usize) -> Result<PurgeBatch, StoreError> {
-        purge_now(&mut self.conn(), false, &|tx| {
+        purge_now(&mut self.conn_bulk(), false, &|tx| {
             Ok(tx
                 .prepare_cached(
                     "INSERT INTO temp.purge_now (subject)
