@@ -1,40 +1,46 @@
 //! [`LogStore`] on SQLite: leaves, the stored hashes of the Merkle tree,
-//! checkpoints and cosignatures.
+//! checkpoints and cosignatures. What only reads runs on a looker
+//! connection, beside the open group, as committed: taking the store's own
+//! connection would commit the readers' group early, so an access report
+//! (which reads checkpoints and cosignatures) would split the commits that
+//! concurrent reads share.
 
 use super::*;
 
 impl LogStore for SqliteStore {
     fn log_size(&self) -> Result<u64, StoreError> {
-        let conn = self.conn();
-        let n: i64 = conn
-            .prepare_cached("SELECT coalesce(max(idx) + 1, 0) FROM leaves")?
-            .query_row([], |r| r.get(0))?;
-        Ok(n as u64)
+        self.with_looker(|conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT coalesce(max(idx) + 1, 0) FROM leaves")?
+                .query_row([], |r| r.get(0))?;
+            Ok(n as u64)
+        })
     }
 
     fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT idx, body FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-        )?;
-        let mut out = Vec::new();
-        let rows = s.query_map(
-            params![
-                start.min(i64::MAX as u64) as i64,
-                end.min(i64::MAX as u64) as i64
-            ],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )?;
-        for (expect, row) in (start..).zip(rows) {
-            let (idx, body) = row?;
-            if idx as u64 != expect {
-                return Err(StoreError::Corrupt(format!(
-                    "log leaf {expect} is missing (found {idx} next)"
-                )));
+        self.with_looker(|conn| {
+            let mut s = conn.prepare_cached(
+                "SELECT idx, body FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )?;
+            let mut out = Vec::new();
+            let rows = s.query_map(
+                params![
+                    start.min(i64::MAX as u64) as i64,
+                    end.min(i64::MAX as u64) as i64
+                ],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )?;
+            for (expect, row) in (start..).zip(rows) {
+                let (idx, body) = row?;
+                if idx as u64 != expect {
+                    return Err(StoreError::Corrupt(format!(
+                        "log leaf {expect} is missing (found {idx} next)"
+                    )));
+                }
+                out.push(body);
             }
-            out.push(body);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn leaves_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -296,25 +302,26 @@ impl LogStore for SqliteStore {
     }
 
     fn log_tiles(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT id, hashes FROM log_tiles WHERE id >= ?1 AND id < ?2 ORDER BY id",
-        )?;
-        let rows = s
-            .query_map(params![tile_row(start)?, tile_row(end)?], |r| {
-                // The bytes as a proof reads them (a blob handle reads a
-                // text value's bytes too); a number or NULL is returned
-                // empty, a tile that does not match, for verification.
-                let bytes = match r.get_ref(1)? {
-                    rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
-                        b.to_vec()
-                    }
-                    _ => Vec::new(),
-                };
-                Ok((r.get::<_, i64>(0)? as u64, bytes))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.with_looker(|conn| {
+            let mut s = conn.prepare_cached(
+                "SELECT id, hashes FROM log_tiles WHERE id >= ?1 AND id < ?2 ORDER BY id",
+            )?;
+            let rows = s
+                .query_map(params![tile_row(start)?, tile_row(end)?], |r| {
+                    // The bytes as a proof reads them (a blob handle reads a
+                    // text value's bytes too); a number or NULL is returned
+                    // empty, a tile that does not match, for verification.
+                    let bytes = match r.get_ref(1)? {
+                        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                            b.to_vec()
+                        }
+                        _ => Vec::new(),
+                    };
+                    Ok((r.get::<_, i64>(0)? as u64, bytes))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
     }
 
     fn hashed_size(&self) -> Result<u64, StoreError> {
@@ -363,34 +370,38 @@ impl LogStore for SqliteStore {
     }
 
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn.prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size")?;
-        let rows = s
-            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.with_looker(|conn| {
+            let mut s =
+                conn.prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size")?;
+            let rows = s
+                .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
-            .optional()?)
+        self.with_looker(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+                )
+                .optional()?)
+        })
     }
 
     fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                "SELECT note FROM log_checkpoints WHERE size = ?1",
-                [size as i64],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.with_looker(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT note FROM log_checkpoints WHERE size = ?1",
+                    [size as i64],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     fn put_cosignatures(&self, size: u64, lines: &[(String, String)]) -> Result<(), StoreError> {
@@ -410,12 +421,13 @@ impl LogStore for SqliteStore {
     }
 
     fn cosignatures(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn.prepare_cached(
-            "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
-        )?;
-        Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?)
+        self.with_looker(|conn| {
+            let mut s = conn.prepare_cached(
+                "SELECT cosigner, line FROM log_cosignatures WHERE size = ?1 ORDER BY cosigner",
+            )?;
+            Ok(s.query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?)
+        })
     }
 
     fn latest_cosigned(
@@ -426,32 +438,34 @@ impl LogStore for SqliteStore {
         if cosigners.is_empty() {
             return Ok(None);
         }
-        let conn = self.conn();
-        let marks = vec!["?"; cosigners.len()].join(", ");
-        let sql = format!(
-            "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
-             GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
-        );
-        let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
-            .iter()
-            .map(|c| c as &dyn rusqlite::ToSql)
-            .collect();
-        let q = quorum as i64;
-        args.push(&q);
-        Ok(conn
-            .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(|n| n as u64))
+        self.with_looker(|conn| {
+            let marks = vec!["?"; cosigners.len()].join(", ");
+            let sql = format!(
+                "SELECT size FROM log_cosignatures WHERE cosigner IN ({marks})
+                 GROUP BY size HAVING count(*) >= ? ORDER BY size DESC LIMIT 1"
+            );
+            let mut args: Vec<&dyn rusqlite::ToSql> = cosigners
+                .iter()
+                .map(|c| c as &dyn rusqlite::ToSql)
+                .collect();
+            let q = quorum as i64;
+            args.push(&q);
+            Ok(conn
+                .query_row(&sql, args.as_slice(), |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(|n| n as u64))
+        })
     }
 
     fn cosigned_by(&self, cosigner: &str) -> Result<Option<u64>, StoreError> {
-        let conn = self.conn();
-        let n: Option<i64> = conn.query_row(
-            "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
-            [cosigner],
-            |r| r.get(0),
-        )?;
-        Ok(n.map(|n| n as u64))
+        self.with_looker(|conn| {
+            let n: Option<i64> = conn.query_row(
+                "SELECT max(size) FROM log_cosignatures WHERE cosigner = ?1",
+                [cosigner],
+                |r| r.get(0),
+            )?;
+            Ok(n.map(|n| n as u64))
+        })
     }
 }
 

@@ -279,23 +279,27 @@ impl RightsStore for SqliteStore {
     }
 
     fn holds(&self, subject: Option<&SubjectRef>) -> Result<Vec<HoldRow>, StoreError> {
-        let conn = self.conn();
-        let sql = "SELECT id, subject, disclosure, placed_by, placed_at, until_at,
-                          notice_after, released_at, released_by FROM holds";
-        match subject {
-            Some(s) => {
-                let mut q = conn
-                    .prepare_cached(&format!("{sql} WHERE subject = ?1 ORDER BY placed_at, id"))?;
-                Ok(q.query_map([s], hold_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?)
+        // As committed, beside the open group (an access report reads a
+        // person's holds: it does not commit the readers' group early).
+        self.with_looker(|conn| {
+            let sql = "SELECT id, subject, disclosure, placed_by, placed_at, until_at,
+                              notice_after, released_at, released_by FROM holds";
+            match subject {
+                Some(s) => {
+                    let mut q = conn.prepare_cached(&format!(
+                        "{sql} WHERE subject = ?1 ORDER BY placed_at, id"
+                    ))?;
+                    Ok(q.query_map([s], hold_from_row)?
+                        .collect::<Result<Vec<_>, _>>()?)
+                }
+                None => {
+                    let mut q =
+                        conn.prepare_cached(&format!("{sql} ORDER BY placed_at, id, subject"))?;
+                    Ok(q.query_map([], hold_from_row)?
+                        .collect::<Result<Vec<_>, _>>()?)
+                }
             }
-            None => {
-                let mut q =
-                    conn.prepare_cached(&format!("{sql} ORDER BY placed_at, id, subject"))?;
-                Ok(q.query_map([], hold_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?)
-            }
-        }
+        })
     }
 
     fn release_hold(
