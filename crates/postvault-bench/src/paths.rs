@@ -88,14 +88,14 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let dir = tmp.path().join("vault");
     let vault = Vault::init(&dir, OpenOptions::default())?;
     vault.add_principal("ingest", "collector")?;
-    vault.add_principal("sorting", "delivery")?;
     let p = vault.principal("ingest")?;
-    let sorting = vault.principal("sorting")?;
-    // The readers' people: each line's, in input order.
-    let line_subjects: Vec<String> = if a.readers > 0 {
-        lines.iter().map(|l| subject_of(l).to_string()).collect()
+    // The readers, and their people: each line's, in input order.
+    let (sorting, line_subjects) = if a.readers > 0 {
+        vault.add_principal("sorting", "delivery")?;
+        let people = lines.iter().map(|l| subject_of(l).to_string()).collect();
+        (Some(vault.principal("sorting")?), people)
     } else {
-        Vec::new()
+        (None, Vec::new())
     };
     let bar = crate::progress_bar(Some(n), "full path");
     let mut input = BufReader::with_capacity(1 << 20, LinesReader::new(lines.into_iter()));
@@ -103,9 +103,12 @@ pub fn ingest(a: &IngestArgs) -> Result<u8> {
     let done = std::sync::atomic::AtomicBool::new(false);
     let t = Instant::now();
     let (report, reads) = std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..a.readers)
-            .map(|r| {
-                let (vault, sorting, subjects) = (&vault, &sorting, &line_subjects);
+        let readers: Vec<_> = sorting
+            .iter()
+            .flat_map(|sorting| std::iter::repeat_n(sorting, a.readers))
+            .enumerate()
+            .map(|(r, sorting)| {
+                let (vault, subjects) = (&vault, &line_subjects);
                 let (acknowledged, done) = (&acknowledged, &done);
                 scope.spawn(move || -> Result<ReadsWhile> {
                     use std::sync::atomic::Ordering;

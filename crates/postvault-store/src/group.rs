@@ -31,6 +31,11 @@ pub trait GroupState {
     fn available(&self) -> bool {
         true
     }
+    /// Whether the connection is lent to the calling thread: it would wait
+    /// for itself. By default never.
+    fn lent_here(&self) -> bool {
+        false
+    }
 }
 
 /// A backend's group state behind its lock, with the signal of settled
@@ -73,9 +78,10 @@ impl<G: GroupState> GroupCommit<G> {
     /// and again (a bulk load's batches, a sweep's): the readers at the
     /// door join the open group first. The lock is not fair, and a writer
     /// that takes it again as soon as it let it go would keep them waiting
-    /// batch after batch (each tens of milliseconds). Bounded by
-    /// [`JOINERS_FIRST`]: a joiner descheduled at the door waits for this
-    /// operation.
+    /// batch after batch (each tens of milliseconds). The wait for joiners
+    /// to come in is bounded by [`JOINERS_FIRST`] (a joiner descheduled at
+    /// the door waits for this operation); those that came in are waited
+    /// for until their group has committed.
     pub fn lock_after_joiners(&self) -> MutexGuard<'_, G> {
         let mut g = self.lock_available();
         let deadline = std::time::Instant::now() + JOINERS_FIRST;
@@ -96,8 +102,15 @@ impl<G: GroupState> GroupCommit<G> {
 
     /// `g`, once the backend's connection is back (see
     /// [`GroupState::available`]).
+    /// A thread that holds the connection and asks for it again (a
+    /// store call made inside an operation that runs alone) would wait for
+    /// ever: it panics instead, loudly.
     fn wait_available<'a>(&'a self, mut g: MutexGuard<'a, G>) -> MutexGuard<'a, G> {
         while !g.available() {
+            assert!(
+                !g.lent_here(),
+                "a thread asked for the store's connection while it holds it"
+            );
             g = self.settled.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         g
@@ -108,10 +121,16 @@ impl<G: GroupState> GroupCommit<G> {
     /// at the door, and a committer, or a long operation about to run
     /// alone, lets it in first.
     pub fn join(&self) -> MutexGuard<'_, G> {
+        /// Counts a joiner at the door until it leaves, even by a panic.
+        struct AtDoor<'a>(&'a AtomicUsize);
+        impl Drop for AtDoor<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.joining.fetch_add(1, Ordering::SeqCst);
-        let g = self.wait_available(self.lock());
-        self.joining.fetch_sub(1, Ordering::SeqCst);
-        g
+        let _door = AtDoor(&self.joining);
+        self.wait_available(self.lock())
     }
 
     /// Whether a reader would wait for the group now: its lock is held (a

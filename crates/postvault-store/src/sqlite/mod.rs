@@ -67,10 +67,11 @@ pub struct SqliteStore {
     /// (kept for the next), so scans of disjoint subject ranges neither
     /// wait on the store's own connection nor on each other.
     scanners: Mutex<Vec<Connection>>,
-    /// Connections that only read, not mapped, for the small reads every
-    /// targeted read makes before joining its group (the erasure
-    /// generation): a mapped connection remaps the growing file at each
-    /// transaction.
+    /// Connections that only read, not mapped, for what is read as
+    /// committed beside the open group: the small reads every targeted read
+    /// makes before joining its group (the erasure generation), the log's
+    /// leaves, hashes, checkpoints and cosignatures, a person's holds. A
+    /// mapped connection remaps the growing file at each transaction.
     lookers: Mutex<Vec<Connection>>,
 }
 
@@ -166,6 +167,8 @@ struct Inner {
     /// The connection; `None` while lent to an operation that runs alone
     /// ([`SqliteStore::conn`]), when no group is open.
     conn: Option<Connection>,
+    /// The thread the connection is lent to.
+    lent_to: Option<std::thread::ThreadId>,
     /// A group transaction is open.
     open: bool,
     /// The id of the open (or last) group.
@@ -194,6 +197,9 @@ impl GroupState for Inner {
     }
     fn available(&self) -> bool {
         self.conn.is_some()
+    }
+    fn lent_here(&self) -> bool {
+        self.lent_to == Some(std::thread::current().id())
     }
 }
 
@@ -282,8 +288,16 @@ impl std::ops::DerefMut for ConnGuard<'_> {
 
 impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
+        // A transaction the operation left open (rusqlite's rolls back when
+        // dropped, so none should be) would fail every group after it.
+        if let Some(c) = &self.conn
+            && !c.is_autocommit()
+        {
+            let _ = c.execute_batch("ROLLBACK");
+        }
         let mut g = self.store.lock();
         g.conn = self.conn.take();
+        g.lent_to = None;
         drop(g);
         self.store.group.notify();
     }
@@ -303,6 +317,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             group: GroupCommit::new(Inner {
                 conn: Some(conn),
+                lent_to: None,
                 open: false,
                 group: 0,
                 settled: 0,
@@ -328,7 +343,9 @@ impl SqliteStore {
     }
 
     /// [`SqliteStore::with_scanner`] on a connection that does not map the
-    /// file: for one small read, in one read transaction. Its statements
+    /// file, in one read transaction (while it runs, the WAL cannot be
+    /// reset past its snapshot: keep each call bounded, as the log's reads
+    /// of at most a chunk of leaves are). Its statements
     /// read one snapshot, and the connection's page cache, which SQLite
     /// drops whenever a read transaction starts after another connection
     /// committed, is dropped at most once for all of them (a proof, a
@@ -406,6 +423,7 @@ impl SqliteStore {
             g.settle();
         }
         let conn = g.conn.take();
+        g.lent_to = Some(std::thread::current().id());
         drop(g);
         // Members of the group just committed return now.
         self.group.notify();

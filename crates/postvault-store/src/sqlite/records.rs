@@ -8,7 +8,8 @@ impl RecordStore for SqliteStore {
         // A small batch in the group commit, as reads are: concurrent small
         // writes (and reads) share one commit, and each returns once its
         // batch is durable. A large one (bulk collection) runs alone, after
-        // the open group has committed, so reads never wait on its work.
+        // the readers waiting to join have gone and the open group has
+        // committed; reads that arrive meanwhile wait for it.
         if batch.records.len() + batch.lookups.len() <= GROUP_WRITE_MAX_ROWS {
             return self.grouped(&mut |tx| write_in(tx, batch, leaf));
         }
