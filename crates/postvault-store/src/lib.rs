@@ -298,6 +298,40 @@ pub trait RecordStore: Send + Sync {
         Ok((Some(data), idx))
     }
 
+    /// [`RecordStore::read_scoped`] with one more leaf, `then`, appended
+    /// after the read's, only if it was, and committed with it: one commit
+    /// where two would be (an access report's read and its accounting's).
+    /// Answers the read and both leaves' indexes. By default the two leaves
+    /// commit one after the other (`then` after the read's leaf, not always
+    /// next to it); the SQLite store appends `then` at the read's index + 1
+    /// in the read's own transaction.
+    fn read_scoped_then(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut ReadLeafFn<'_>,
+        then: &mut LeafFn<'_>,
+    ) -> Result<(SubjectData, u64, u64), StoreError> {
+        let (data, idx) = self.read_scoped(subject, scope, leaf)?;
+        let next = self.append_leaves(1, then)?;
+        Ok((data, idx, next))
+    }
+
+    /// [`RecordStore::append_read_leaf`] with one more leaf, `then`, as
+    /// [`RecordStore::read_scoped_then`] appends it.
+    fn append_read_leaf_then(
+        &self,
+        stamp: u64,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut CheckedLeafFn<'_>,
+        then: &mut LeafFn<'_>,
+    ) -> Result<(Option<SubjectData>, u64, u64), StoreError> {
+        let (data, idx) = self.append_read_leaf(stamp, subject, scope, leaf)?;
+        let next = self.append_leaves(1, then)?;
+        Ok((data, idx, next))
+    }
+
     /// [`RecordStore::read_scoped`] of everything held about `subject`.
     fn read_accounted(
         &self,

@@ -178,24 +178,51 @@ impl Vault {
         subject: &str,
         purpose: &str,
     ) -> Result<(ReadResponse, Vec<postvault_store::ConsentRow>), VaultError> {
+        let (read, consents, _) =
+            self.read_with_consents_then(principal, subject, purpose, None)?;
+        Ok((read, consents))
+    }
+
+    /// [`Vault::read_with_consents`] with one more leaf, `then`, appended
+    /// right after the read's and committed with it (an access report's
+    /// accounting), once: if the read is made again, its later attempts
+    /// append no second one. Answers that leaf's index too.
+    pub(crate) fn read_with_consents_then(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        purpose: &str,
+        mut then: Option<&mut postvault_store::LeafFn<'_>>,
+    ) -> Result<(ReadResponse, Vec<postvault_store::ConsentRow>, Option<u64>), VaultError> {
         // A read that met a mail-cover order key gone, of an order this
         // process had not yet seen destroyed, claimed nothing and looked:
         // the order was destroyed (lawful), so it is read again. Each
         // attempt more needs another order destroyed meanwhile.
+        let mut then_at = None;
         for _ in 0..READ_ATTEMPTS {
-            if let Some(read) = self.read_attempt(principal, subject, purpose)? {
-                return Ok(read);
+            let then = match then_at {
+                None => then.as_deref_mut(),
+                Some(_) => None,
+            };
+            if let Some((read, consents)) =
+                self.read_attempt(principal, subject, purpose, then, &mut then_at)?
+            {
+                return Ok((read, consents, then_at));
             }
         }
         Err(made_again_too_often())
     }
 
-    /// One attempt of [`Vault::read_with_consents`]; `None`: read again.
+    /// One attempt of [`Vault::read_with_consents_then`]; `None`: read
+    /// again. With `then`, that leaf is appended after the read's, and
+    /// `then_at` set to its index.
     fn read_attempt(
         &self,
         principal: &Principal,
         subject: &str,
         purpose: &str,
+        mut then: Option<&mut postvault_store::LeafFn<'_>>,
+        then_at: &mut Option<u64>,
     ) -> Result<Option<(ReadResponse, Vec<postvault_store::ConsentRow>)>, VaultError> {
         crate::vault::check_subject(subject)?;
         let tax = self.pack.taxonomy();
@@ -489,19 +516,30 @@ impl Vault {
             if !covers && !event.reasons.iter().any(|r| r == "keys_unavailable") {
                 let template = crate::leaf::TaggedLeaves::new(event.clone());
                 let mut assessed_again = false;
-                let (again, idx) = self.store.append_read_leaf(
-                    stamp,
-                    &subject_ref,
-                    scope,
-                    &mut |again, idx| match again {
-                        None => tagged(&event, template.as_ref(), keys.as_deref(), idx),
-                        Some(data) => {
-                            assessed_again = true;
-                            let (event, _) = assess(data, &mut keys);
-                            tagged(&event, None, keys.as_deref(), idx)
-                        }
-                    },
-                )?;
+                let leaf: &mut postvault_store::CheckedLeafFn<'_> = &mut |again, idx| match again {
+                    None => tagged(&event, template.as_ref(), keys.as_deref(), idx),
+                    Some(data) => {
+                        assessed_again = true;
+                        let (event, _) = assess(data, &mut keys);
+                        tagged(&event, None, keys.as_deref(), idx)
+                    }
+                };
+                let (again, idx) = match then.as_deref_mut() {
+                    Some(then) => {
+                        let (again, idx, next) = self.store.append_read_leaf_then(
+                            stamp,
+                            &subject_ref,
+                            scope,
+                            leaf,
+                            then,
+                        )?;
+                        *then_at = Some(next);
+                        (again, idx)
+                    }
+                    None => self
+                        .store
+                        .append_read_leaf(stamp, &subject_ref, scope, leaf)?,
+                };
                 if again.is_some() != assessed_again {
                     return Err(VaultError::Store(postvault_store::StoreError::Corrupt(
                         "a read made again was not accounted for by its leaf".into(),
@@ -512,12 +550,22 @@ impl Vault {
         }
         let (data, log_index) = match logged {
             Some(read) => read,
-            None => self
-                .store
-                .read_scoped(&subject_ref, scope, &mut |data, idx| {
+            None => {
+                let leaf: &mut postvault_store::ReadLeafFn<'_> = &mut |data, idx| {
                     let (event, _) = assess(data, &mut keys);
                     tagged(&event, None, keys.as_deref(), idx)
-                })?,
+                };
+                match then {
+                    Some(then) => {
+                        let (data, idx, next) =
+                            self.store
+                                .read_scoped_then(&subject_ref, scope, leaf, then)?;
+                        *then_at = Some(next);
+                        (data, idx)
+                    }
+                    None => self.store.read_scoped(&subject_ref, scope, leaf)?,
+                }
+            }
         };
         if let Some(e) = keys_error {
             return Err(e);

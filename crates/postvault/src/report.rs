@@ -116,8 +116,30 @@ impl Vault {
                     "the pack names no subject-access purpose ([engine] subject_access_purpose): it has no subject access report".into(),
                 )
             })?;
-        let (read, consents) = self.read_with_consents(principal, subject, purpose)?;
-        let accounting = self.accounting(principal, subject, false)?;
+        let (read, consents, accounting) = if self.acts_for_subject(principal) {
+            // The accounting is read first and its leaf appended right
+            // after the read's, in the read's commit (one commit, not two).
+            let acc = self.accounting_read(principal, subject, false)?;
+            let mut index_error = None;
+            let then: &mut postvault_store::LeafFn<'_> =
+                &mut |idx, _| acc.leaf(self, idx, &mut index_error);
+            let (read, consents, at) =
+                self.read_with_consents_then(principal, subject, purpose, Some(then))?;
+            if let Some(e) = index_error {
+                return Err(e.into());
+            }
+            let at = at.ok_or_else(|| {
+                VaultError::Store(postvault_store::StoreError::Corrupt(
+                    "the report's accounting leaf was not appended".into(),
+                ))
+            })?;
+            (read, consents, acc.into_accounting(at))
+        } else {
+            // Refused (one deny leaf each), as any other role's read is.
+            let (read, consents) = self.read_with_consents(principal, subject, purpose)?;
+            let accounting = self.accounting(principal, subject, false)?;
+            (read, consents, accounting)
+        };
         let subject_ref = self.subject_ref(subject);
         let holds = self.holds_for_person(&subject_ref)?;
         let mut r = self.empty_report(subject)?;

@@ -46,9 +46,9 @@ pub use ops::{
 };
 pub use records::{
     consents_keep_the_latest, failed_batch_leaves_nothing, leaves_are_dense_and_ordered,
-    lookups_find_subjects, scoped_reads_touch_only_what_they_may,
-    unknown_subject_still_leaves_a_leaf, unlogged_reads_are_accounted_only_while_nothing_changed,
-    write_then_read_accounts_each,
+    lookups_find_subjects, reads_with_a_second_leaf_append_it_right_after,
+    scoped_reads_touch_only_what_they_may, unknown_subject_still_leaves_a_leaf,
+    unlogged_reads_are_accounted_only_while_nothing_changed, write_then_read_accounts_each,
 };
 pub use rights::{
     corrections_keep_history_once, erased_rows_are_dead_until_purged,
@@ -94,6 +94,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     principals_rotate_and_revoke(&*fresh());
     scoped_reads_touch_only_what_they_may(&*fresh());
     unlogged_reads_are_accounted_only_while_nothing_changed(&*fresh());
+    reads_with_a_second_leaf_append_it_right_after(&*fresh());
     leaves_are_dense_and_ordered(&*fresh());
     meta_round_trips(&*fresh());
     log_hashes_advance_only_from_their_size(&*fresh());

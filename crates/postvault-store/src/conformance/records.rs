@@ -166,6 +166,60 @@ pub fn scoped_reads_touch_only_what_they_may(s: &dyn Store) {
     assert_eq!(s.log_size().unwrap(), 8);
 }
 
+/// A read with a second leaf (an access report's read and its
+/// accounting's): both appended, the second right after the read's (in one
+/// transaction, or, by default, one after the other), the read's built from
+/// what it found. Both forms: the one-step read, and the leaf appended
+/// after a read made outside the log's order.
+pub fn reads_with_a_second_leaf_append_it_right_after(s: &dyn Store) {
+    s.write(
+        &WriteBatch {
+            records: vec![record(1, 1, "address")],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut leaf_body,
+    )
+    .unwrap();
+    let size = s.log_size().unwrap();
+    let (data, idx, next) = s
+        .read_scoped_then(
+            &[1; 16],
+            ReadScope::All,
+            &mut |d, idx| {
+                format!("read {} at {idx}", d.records.len())
+                    .into_bytes()
+                    .into()
+            },
+            &mut |idx, _| format!("then at {idx}").into_bytes().into(),
+        )
+        .unwrap();
+    assert_eq!(data.records.len(), 1);
+    assert_eq!((idx, next), (size, size + 1));
+    assert_eq!(
+        s.leaves(size, size + 2).unwrap(),
+        vec![
+            format!("read 1 at {size}").into_bytes(),
+            format!("then at {}", size + 1).into_bytes()
+        ]
+    );
+    let stamp = s
+        .read_unlogged(&[1; 16], ReadScope::All)
+        .unwrap()
+        .map_or(0, |(_, stamp)| stamp);
+    let (_, idx, next) = s
+        .append_read_leaf_then(
+            stamp,
+            &[1; 16],
+            ReadScope::All,
+            &mut |_, idx| format!("read at {idx}").into_bytes().into(),
+            &mut |idx, _| format!("then at {idx}").into_bytes().into(),
+        )
+        .unwrap();
+    assert_eq!((idx, next), (size + 2, size + 3));
+    assert_eq!(s.log_size().unwrap(), size + 4);
+}
+
 pub fn lookups_find_subjects(s: &dyn Store) {
     let l = |token: u8, subject: u8, record: u8| LookupRow {
         token: [token; 16],

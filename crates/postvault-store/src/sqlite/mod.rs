@@ -430,17 +430,23 @@ impl SqliteStore {
         ConnGuard { store: self, conn }
     }
 
-    /// One targeted read in the group commit (see the type's docs).
+    /// One targeted read in the group commit (see the type's docs), and
+    /// `then` appended after its leaf in the same member.
     fn read_grouped(
         &self,
         subject: &SubjectRef,
         scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
-    ) -> Result<(SubjectData, u64), StoreError> {
+        mut then: Option<&mut LeafFn<'_>>,
+    ) -> Result<(SubjectData, u64, Option<u64>), StoreError> {
         self.grouped(&mut |conn| {
             let data = read_scope(conn, subject, scope)?;
             let idx = append(conn, 1, &mut |idx, _| leaf(&data, idx))?;
-            Ok((data, idx))
+            let next = match then.as_deref_mut() {
+                Some(then) => Some(append(conn, 1, then)?),
+                None => None,
+            };
+            Ok((data, idx, next))
         })
     }
 

@@ -26,7 +26,19 @@ impl RecordStore for SqliteStore {
         scope: ReadScope<'_>,
         leaf: &mut ReadLeafFn<'_>,
     ) -> Result<(SubjectData, u64), StoreError> {
-        self.read_grouped(subject, scope, leaf)
+        self.read_grouped(subject, scope, leaf, None)
+            .map(|(data, idx, _)| (data, idx))
+    }
+
+    fn read_scoped_then(
+        &self,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut ReadLeafFn<'_>,
+        then: &mut LeafFn<'_>,
+    ) -> Result<(SubjectData, u64, u64), StoreError> {
+        let (data, idx, next) = self.read_grouped(subject, scope, leaf, Some(then))?;
+        Ok((data, idx, next.ok_or_else(then_missing)?))
     }
 
     fn read_unlogged(
@@ -62,18 +74,21 @@ impl RecordStore for SqliteStore {
         scope: ReadScope<'_>,
         leaf: &mut crate::CheckedLeafFn<'_>,
     ) -> Result<(Option<SubjectData>, u64), StoreError> {
-        // Under the group's lock, inside its transaction: no other writer
-        // can commit until the group does, so an unchanged generation means
-        // the snapshot read is the store's state where the leaf stands. A
-        // changed one: read again here, in the same member (one wait).
-        self.grouped(&mut |tx| {
-            if data_gen(tx)? == stamp {
-                return Ok((None, append(tx, 1, &mut |idx, _| leaf(None, idx))?));
-            }
-            let data = read_scope(tx, subject, scope)?;
-            let idx = append(tx, 1, &mut |idx, _| leaf(Some(&data), idx))?;
-            Ok((Some(data), idx))
-        })
+        self.append_read_leaf_grouped(stamp, subject, scope, leaf, None)
+            .map(|(data, idx, _)| (data, idx))
+    }
+
+    fn append_read_leaf_then(
+        &self,
+        stamp: u64,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut crate::CheckedLeafFn<'_>,
+        then: &mut LeafFn<'_>,
+    ) -> Result<(Option<SubjectData>, u64, u64), StoreError> {
+        let (data, idx, next) =
+            self.append_read_leaf_grouped(stamp, subject, scope, leaf, Some(then))?;
+        Ok((data, idx, next.ok_or_else(then_missing)?))
     }
 
     fn consent(
@@ -107,6 +122,43 @@ impl RecordStore for SqliteStore {
         )?;
         Ok(n as u64)
     }
+}
+
+impl SqliteStore {
+    /// [`RecordStore::append_read_leaf`], with `then` appended after the
+    /// read's leaf in the same member of the group.
+    fn append_read_leaf_grouped(
+        &self,
+        stamp: u64,
+        subject: &SubjectRef,
+        scope: ReadScope<'_>,
+        leaf: &mut crate::CheckedLeafFn<'_>,
+        mut then: Option<&mut LeafFn<'_>>,
+    ) -> Result<(Option<SubjectData>, u64, Option<u64>), StoreError> {
+        // Under the group's lock, inside its transaction: no other writer
+        // can commit until the group does, so an unchanged generation means
+        // the snapshot read is the store's state where the leaf stands. A
+        // changed one: read again here, in the same member (one wait).
+        self.grouped(&mut |tx| {
+            let (data, idx) = if data_gen(tx)? == stamp {
+                (None, append(tx, 1, &mut |idx, _| leaf(None, idx))?)
+            } else {
+                let data = read_scope(tx, subject, scope)?;
+                let idx = append(tx, 1, &mut |idx, _| leaf(Some(&data), idx))?;
+                (Some(data), idx)
+            };
+            let next = match then.as_deref_mut() {
+                Some(then) => Some(append(tx, 1, then)?),
+                None => None,
+            };
+            Ok((data, idx, next))
+        })
+    }
+}
+
+/// A read asked to append a leaf after its own did not.
+fn then_missing() -> StoreError {
+    StoreError::Corrupt("a read's second leaf was not appended".into())
 }
 
 /// Batches of at most this many rows (records and lookup tokens) join the

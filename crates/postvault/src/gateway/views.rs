@@ -14,6 +14,46 @@ use crate::vault::{Principal, Vault};
 
 use super::*;
 
+/// An accounting of disclosures, read, whose leaf is not yet appended
+/// ([`Vault::accounting_read`]).
+pub(crate) struct AccountingRead {
+    subject: String,
+    entries: Vec<AccountingEntry>,
+    /// The leaf's event, but for the person's tag (which depends on the
+    /// leaf's index).
+    event: Event,
+    keys: Option<std::sync::Arc<crate::vault::SubjectKeyPair>>,
+}
+
+impl AccountingRead {
+    /// The leaf at `idx` that accounts for this read, tagged for the
+    /// person; `err` says whether it could not be filed under their tag
+    /// (the read then fails). Called again if the store retries.
+    pub(crate) fn leaf(
+        &self,
+        vault: &Vault,
+        idx: u64,
+        err: &mut Option<postvault_crypto::CryptoError>,
+    ) -> postvault_store::Leaf {
+        *err = None;
+        vault.tagged_leaf(
+            self.event.clone(),
+            self.keys.as_ref().map(|k| &k.tag),
+            idx,
+            err,
+        )
+    }
+
+    /// The answer, once the leaf is durable at `log_index`.
+    pub(crate) fn into_accounting(self, log_index: u64) -> Accounting {
+        Accounting {
+            subject: self.subject,
+            entries: self.entries,
+            log_index,
+        }
+    }
+}
+
 impl Vault {
     /// The requests `principal` may see: an agency its own; an approver or
     /// auditor every one.
@@ -138,6 +178,27 @@ impl Vault {
         subject: &str,
         officer_view: bool,
     ) -> Result<Accounting, VaultError> {
+        let read = self.accounting_read(principal, subject, officer_view)?;
+        let mut index_error = None;
+        let log_index = self
+            .store
+            .append_leaves(1, &mut |idx, _| read.leaf(self, idx, &mut index_error))?;
+        if let Some(e) = index_error {
+            return Err(e.into());
+        }
+        Ok(read.into_accounting(log_index))
+    }
+
+    /// What [`Vault::accounting`] answers, read, and the leaf that accounts
+    /// for it made ready ([`AccountingRead::leaf`]), not yet appended: an
+    /// access report appends it with its read's. Refused as there (one deny
+    /// leaf).
+    pub(crate) fn accounting_read(
+        &self,
+        principal: &Principal,
+        subject: &str,
+        officer_view: bool,
+    ) -> Result<AccountingRead, VaultError> {
         crate::vault::check_subject(subject)?;
         let engine = self.pack.taxonomy().engine();
         let rules = self.pack.disclosure();
@@ -200,43 +261,36 @@ impl Vault {
                 withheld_until: d.notice_after.filter(|_| delayed).map(format_ms),
             });
         }
-        let mut index_error = None;
-        let log_index = self.store.append_leaves(1, &mut |idx, _| {
-            index_error = None;
-            let event = Event {
-                v: LEAF_VERSION,
-                time: now,
-                action: "accounting_read".into(),
-                principal: self.actor(principal),
-                purpose: engine.subject_access_purpose().map(str::to_string),
-                decision: "allow".into(),
-                pack: self.pack.version().to_string(),
-                reasons: vec![],
-                categories: engine
-                    .disclosure_accounting_category()
-                    .map(str::to_string)
-                    .into_iter()
-                    .collect(),
-                // What the person may see: the leaf carries their tag, so an
-                // officer's view must not show a delayed entry through it.
-                count: entries
-                    .iter()
-                    .filter(|e| e.withheld_until.is_none())
-                    .count() as u64,
-                rejected: None,
-                selector: None,
-                instrument: None,
-                subject_tag: None,
-            };
-            self.tagged_leaf(event, keys.as_ref().map(|k| &k.tag), idx, &mut index_error)
-        })?;
-        if let Some(e) = index_error {
-            return Err(e.into());
-        }
-        Ok(Accounting {
+        let event = Event {
+            v: LEAF_VERSION,
+            time: now,
+            action: "accounting_read".into(),
+            principal: self.actor(principal),
+            purpose: engine.subject_access_purpose().map(str::to_string),
+            decision: "allow".into(),
+            pack: self.pack.version().to_string(),
+            reasons: vec![],
+            categories: engine
+                .disclosure_accounting_category()
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
+            // What the person may see: the leaf carries their tag, so an
+            // officer's view must not show a delayed entry through it.
+            count: entries
+                .iter()
+                .filter(|e| e.withheld_until.is_none())
+                .count() as u64,
+            rejected: None,
+            selector: None,
+            instrument: None,
+            subject_tag: None,
+        };
+        Ok(AccountingRead {
             subject: subject.to_string(),
             entries,
-            log_index,
+            event,
+            keys,
         })
     }
 

@@ -673,7 +673,8 @@ fn a_scan_of_the_public_log_finds_every_entry_and_trusts_no_copy() {
 }
 
 /// Reports that run together share checkpoints, and each still shows its
-/// own two leaves (the read and the accounting lookup), proven.
+/// own two leaves (the read and the accounting lookup), proven, and
+/// committed together: next to each other in the log.
 #[test]
 fn concurrent_reports_each_show_their_own_leaves() {
     let dir = tempfile::tempdir().unwrap();
@@ -705,6 +706,10 @@ fn concurrent_reports_each_show_their_own_leaves() {
                     "s{i} round {round}: {actions:?}"
                 );
                 assert_eq!(actions.len(), 2 + 2 * (round + 1), "s{i}: {actions:?}");
+                // Committed together, the accounting's right after the
+                // read's, whatever the other reports append meanwhile.
+                let own: Vec<u64> = r.log[r.log.len() - 2..].iter().map(|l| l.index).collect();
+                assert_eq!(own[1], own[0] + 1, "s{i} round {round}: {own:?}");
             }
         }
     });
