@@ -299,12 +299,13 @@ pub trait RecordStore: Send + Sync {
     }
 
     /// [`RecordStore::read_scoped`] with one more leaf, `then`, appended
-    /// after the read's, only if it was, and committed with it: one commit
-    /// where two would be (an access report's read and its accounting's).
-    /// Answers the read and both leaves' indexes. By default the two leaves
-    /// commit one after the other (`then` after the read's leaf, not always
-    /// next to it); the SQLite store appends `then` at the read's index + 1
-    /// in the read's own transaction.
+    /// after the read's, only if it was (an access report's read and its
+    /// accounting's). Answers the read and both leaves' indexes. By default
+    /// the two commit one after the other: `then` in a commit of its own,
+    /// after the read's leaf but not always next to it, and a failure there
+    /// leaves the read's leaf durable. The SQLite store appends `then` at
+    /// the read's index + 1 in the read's own transaction: one commit
+    /// where two would be, and neither leaf without the other.
     fn read_scoped_then(
         &self,
         subject: &SubjectRef,

@@ -129,6 +129,11 @@ impl ReadResponse {
     }
 }
 
+/// Builds the leaf appended after a read's (see
+/// [`Vault::read_with_consents_then`]): at log index `index`, for a read
+/// that answers or not.
+pub(crate) type ThenLeafFn<'a> = dyn FnMut(u64, bool) -> postvault_store::Leaf + 'a;
+
 /// How many times a read is made when mail-cover orders are destroyed
 /// while it reads (see [`Vault::read_with_consents`]).
 pub(crate) const READ_ATTEMPTS: usize = 4;
@@ -184,15 +189,19 @@ impl Vault {
     }
 
     /// [`Vault::read_with_consents`] with one more leaf, `then`, appended
-    /// right after the read's and committed with it (an access report's
-    /// accounting), once: if the read is made again, its later attempts
-    /// append no second one. Answers that leaf's index too.
+    /// after the read's (an access report's accounting): on SQLite at the
+    /// next index in the read's commit, elsewhere in a commit of its own
+    /// that follows (`RecordStore::read_scoped_then`). `then(index,
+    /// answered)`: `answered` is false when the read's leaf says it fails
+    /// or is made again, and that attempt's `then` leaf must say so; a read
+    /// made again appends its own. Answers the index of the `then` leaf of
+    /// the read that answered.
     pub(crate) fn read_with_consents_then(
         &self,
         principal: &Principal,
         subject: &str,
         purpose: &str,
-        mut then: Option<&mut postvault_store::LeafFn<'_>>,
+        mut then: Option<&mut ThenLeafFn<'_>>,
     ) -> Result<(ReadResponse, Vec<postvault_store::ConsentRow>, Option<u64>), VaultError> {
         // A read that met a mail-cover order key gone, of an order this
         // process had not yet seen destroyed, claimed nothing and looked:
@@ -200,10 +209,7 @@ impl Vault {
         // attempt more needs another order destroyed meanwhile.
         let mut then_at = None;
         for _ in 0..READ_ATTEMPTS {
-            let then = match then_at {
-                None => then.as_deref_mut(),
-                Some(_) => None,
-            };
+            let then = then.as_deref_mut();
             if let Some((read, consents)) =
                 self.read_attempt(principal, subject, purpose, then, &mut then_at)?
             {
@@ -221,7 +227,7 @@ impl Vault {
         principal: &Principal,
         subject: &str,
         purpose: &str,
-        mut then: Option<&mut postvault_store::LeafFn<'_>>,
+        mut then: Option<&mut ThenLeafFn<'_>>,
         then_at: &mut Option<u64>,
     ) -> Result<Option<(ReadResponse, Vec<postvault_store::ConsentRow>)>, VaultError> {
         crate::vault::check_subject(subject)?;
@@ -451,15 +457,26 @@ impl Vault {
         // The leaf at `idx`: a subject with keys gets its tag; any other
         // leaf random bytes of the same length, so the log shows no
         // difference (and the leaf index a row of the same kind).
+        // Whether the leaf last built lets the read answer (no reason that
+        // makes it fail or read again): a second leaf appended after it
+        // (an access report's accounting) says whether it was answered.
+        let answers = std::cell::Cell::new(false);
         let mut tagged = |event: &Event,
                           template: Option<&crate::leaf::TaggedLeaves>,
                           keys: Option<&SubjectKeyPair>,
                           idx: u64|
          -> postvault_store::Leaf {
             tag_error = None;
+            answers.set(!event.reasons.iter().any(|r| {
+                matches!(
+                    r.as_str(),
+                    "keys_unavailable" | "keys_missing" | COVER_KEY_GONE
+                )
+            }));
             let (tag, index) = match self.tag_and_index(keys.map(|k| &k.tag), idx, now) {
                 Ok(t) => t,
                 Err(e) => {
+                    answers.set(false);
                     tag_error = Some(e);
                     // The read fails: its leaf, untagged, claims nothing
                     // and says why.
@@ -531,9 +548,11 @@ impl Vault {
                             &subject_ref,
                             scope,
                             leaf,
-                            then,
+                            &mut |idx, _| then(idx, answers.get()),
                         )?;
-                        *then_at = Some(next);
+                        if answers.get() {
+                            *then_at = Some(next);
+                        }
                         (again, idx)
                     }
                     None => self
@@ -557,10 +576,15 @@ impl Vault {
                 };
                 match then {
                     Some(then) => {
-                        let (data, idx, next) =
-                            self.store
-                                .read_scoped_then(&subject_ref, scope, leaf, then)?;
-                        *then_at = Some(next);
+                        let (data, idx, next) = self.store.read_scoped_then(
+                            &subject_ref,
+                            scope,
+                            leaf,
+                            &mut |idx, _| then(idx, answers.get()),
+                        )?;
+                        if answers.get() {
+                            *then_at = Some(next);
+                        }
                         (data, idx)
                     }
                     None => self.store.read_scoped(&subject_ref, scope, leaf)?,

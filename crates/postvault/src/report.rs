@@ -116,13 +116,23 @@ impl Vault {
                     "the pack names no subject-access purpose ([engine] subject_access_purpose): it has no subject access report".into(),
                 )
             })?;
-        let (read, consents, accounting) = if self.acts_for_subject(principal) {
-            // The accounting is read first and its leaf appended right
-            // after the read's, in the read's commit (one commit, not two).
-            let acc = self.accounting_read(principal, subject, false)?;
+        // For a role that reads for the person, the accounting is read
+        // first and its leaf appended after the read's (on SQLite at the
+        // next index, in the read's commit). Keys that do not unwrap are
+        // left to the read, which logs them missing, as before.
+        let acc = if self.acts_for_subject(principal) {
+            match self.accounting_read(principal, subject, false) {
+                Ok(acc) => Some(acc),
+                Err(VaultError::Crypto(_)) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let (read, consents, accounting) = if let Some(acc) = acc {
             let mut index_error = None;
-            let then: &mut postvault_store::LeafFn<'_> =
-                &mut |idx, _| acc.leaf(self, idx, &mut index_error);
+            let then: &mut crate::read::ThenLeafFn<'_> =
+                &mut |idx, answered| acc.leaf(self, idx, answered, &mut index_error);
             let (read, consents, at) =
                 self.read_with_consents_then(principal, subject, purpose, Some(then))?;
             if let Some(e) = index_error {
@@ -135,7 +145,8 @@ impl Vault {
             })?;
             (read, consents, acc.into_accounting(at))
         } else {
-            // Refused (one deny leaf each), as any other role's read is.
+            // Another role: refused (one deny leaf each), as any other
+            // role's read is; keys that do not unwrap: the read fails.
             let (read, consents) = self.read_with_consents(principal, subject, purpose)?;
             let accounting = self.accounting(principal, subject, false)?;
             (read, consents, accounting)

@@ -14,6 +14,10 @@ use crate::vault::{Principal, Vault};
 
 use super::*;
 
+/// An `accounting_read` leaf's reason: the report it was read for did not
+/// answer (its read's leaf says why), so nothing of it was shown.
+pub(crate) const NOT_ANSWERED: &str = "not_answered";
+
 /// An accounting of disclosures, read, whose leaf is not yet appended
 /// ([`Vault::accounting_read`]).
 pub(crate) struct AccountingRead {
@@ -28,20 +32,27 @@ pub(crate) struct AccountingRead {
 impl AccountingRead {
     /// The leaf at `idx` that accounts for this read, tagged for the
     /// person; `err` says whether it could not be filed under their tag
-    /// (the read then fails). Called again if the store retries.
+    /// (the read then fails). Called again if the store retries. Not
+    /// `answered` (the report it was read for failed, or reads again after
+    /// the read beside it): count 0 and reason `not_answered`.
     pub(crate) fn leaf(
         &self,
         vault: &Vault,
         idx: u64,
+        answered: bool,
         err: &mut Option<postvault_crypto::CryptoError>,
     ) -> postvault_store::Leaf {
         *err = None;
-        vault.tagged_leaf(
-            self.event.clone(),
-            self.keys.as_ref().map(|k| &k.tag),
-            idx,
-            err,
-        )
+        let event = if answered {
+            self.event.clone()
+        } else {
+            Event {
+                count: 0,
+                reasons: vec![NOT_ANSWERED.into()],
+                ..self.event.clone()
+            }
+        };
+        vault.tagged_leaf(event, self.keys.as_ref().map(|k| &k.tag), idx, err)
     }
 
     /// The answer, once the leaf is durable at `log_index`.
@@ -180,9 +191,9 @@ impl Vault {
     ) -> Result<Accounting, VaultError> {
         let read = self.accounting_read(principal, subject, officer_view)?;
         let mut index_error = None;
-        let log_index = self
-            .store
-            .append_leaves(1, &mut |idx, _| read.leaf(self, idx, &mut index_error))?;
+        let log_index = self.store.append_leaves(1, &mut |idx, _| {
+            read.leaf(self, idx, true, &mut index_error)
+        })?;
         if let Some(e) = index_error {
             return Err(e.into());
         }

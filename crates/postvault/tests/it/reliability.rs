@@ -116,6 +116,17 @@ fn a_record_whose_key_is_missing_is_an_error_never_an_empty_answer() {
         let last = events(&v).pop().unwrap();
         assert_eq!((last.action.as_str(), last.count), ("read", 0));
         assert!(last.reasons.contains(&"keys_missing".to_string()));
+        // The access report fails alike; the accounting's leaf, committed
+        // with the read's, says it was not answered and counts nothing.
+        let e = v.subject_report(&officer, "cust-w").unwrap_err();
+        assert_eq!(e.code(), "keys_missing");
+        let all = events(&v);
+        let (read, acc) = (&all[all.len() - 2], &all[all.len() - 1]);
+        assert_eq!((read.action.as_str(), read.count), ("read", 0));
+        assert_eq!(
+            (acc.action.as_str(), acc.count, acc.reasons.as_slice()),
+            ("accounting_read", 0, &["not_answered".to_string()][..])
+        );
         let check = v.check().unwrap();
         assert!(!check.ok);
         assert_eq!(
