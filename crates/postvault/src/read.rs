@@ -454,13 +454,13 @@ impl Vault {
                 };
                 (event, covers)
             };
-        // The leaf at `idx`: a subject with keys gets its tag; any other
-        // leaf random bytes of the same length, so the log shows no
-        // difference (and the leaf index a row of the same kind).
         // Whether the leaf last built lets the read answer (no reason that
         // makes it fail or read again): a second leaf appended after it
         // (an access report's accounting) says whether it was answered.
         let answers = std::cell::Cell::new(false);
+        // The leaf at `idx`: a subject with keys gets its tag; any other
+        // leaf random bytes of the same length, so the log shows no
+        // difference (and the leaf index a row of the same kind).
         let mut tagged = |event: &Event,
                           template: Option<&crate::leaf::TaggedLeaves>,
                           keys: Option<&SubjectKeyPair>,
