@@ -405,6 +405,15 @@ impl Vault {
         }
     }
 
+    /// Offers a checkpoint [`Vault::checkpoint`] returns to the reports
+    /// that need one covering their leaves (without witnesses: with them,
+    /// reports need its cosignatures, gathered apart).
+    fn offer_covering(&self, size: u64, note: &str) {
+        if self.witnessing.is_none() {
+            self.covering.offer(size, note);
+        }
+    }
+
     /// The root of the tree of the first `size` leaves.
     pub fn log_root(&self, size: u64) -> Result<Hash, VaultError> {
         Ok(postvault_log::tree_root(size, &StoreHashes(&*self.store))?)
@@ -440,6 +449,7 @@ impl Vault {
                     )));
                 }
                 if n == s.size {
+                    self.offer_covering(s.size, &s.note);
                     return Ok(s.note.clone());
                 }
             }
@@ -465,9 +475,8 @@ impl Vault {
                 }
                 None => 1,
             };
-            let note = self
-                .signer
-                .sign(&Checkpoint::new(self.signer.origin(), n, root))?;
+            let cp = Checkpoint::new(self.signer.origin(), n, root);
+            let note = self.signer.sign(&cp)?;
             let new = postvault_store::LogState {
                 size: n,
                 root,
@@ -477,6 +486,14 @@ impl Vault {
             match self.keys.swap_log_state(state.as_ref(), &new)? {
                 postvault_store::LogStateSwap::Swapped => {
                     self.store.put_checkpoint(n, &note)?;
+                    // Signed here, so it verifies: kept as opened, and the
+                    // report that asked for it does not verify it again.
+                    debug_assert_eq!(
+                        postvault_log::open_checkpoint(&note, &self.signer.verifier_key()).ok(),
+                        Some(cp.clone())
+                    );
+                    self.verified_notes.keep(&note, &cp);
+                    self.offer_covering(n, &note);
                     return Ok(note);
                 }
                 // Another signer (another node) moved the state: start over
@@ -1406,6 +1423,63 @@ mod proof_cache_tests {
             )
             .unwrap();
         assert!(v.kept_checkpoint_covering(n).unwrap().is_none());
+        // Nor is the last checkpoint signed handed to a report on trust:
+        // the signing path runs, with its checks (here its catch-up finds
+        // the hashes it would write there already: refused).
+        let r = v.checkpoint_covering(n);
+        assert!(r.is_err() || v.store().hashed_size().unwrap() >= n, "{r:?}");
+    }
+
+    /// A report whose leaves the kept checkpoint covers takes it while
+    /// another report signs; one that needs more waits for that signing,
+    /// then signs once; reports that arrive together share one signature.
+    #[test]
+    fn a_covered_report_does_not_wait_for_a_signing_in_progress() {
+        use std::sync::mpsc::RecvTimeoutError;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::init(dir.path(), crate::OpenOptions::default()).unwrap();
+        let add = |k: usize| {
+            v.store()
+                .append_leaves(k, &mut |idx, _| format!("leaf {idx}").into_bytes().into())
+                .unwrap();
+            v.store().log_size().unwrap()
+        };
+        let n = add(10);
+        let first = v.checkpoint_covering(n).unwrap();
+        let signed = || v.store().checkpoints().unwrap().len();
+        let kept = signed();
+        let more = add(3);
+        let v = &v;
+        std::thread::scope(|s| {
+            // Another report's turn to sign, held.
+            let turn = v.covering.turn_now();
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || tx.send(v.checkpoint_covering(n).map(|c| c.note)).unwrap());
+            let covered = rx.recv_timeout(Duration::from_secs(60));
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                tx.send(v.checkpoint_covering(more).map(|c| c.size))
+                    .unwrap()
+            });
+            let early = rx.recv_timeout(Duration::from_millis(300));
+            drop(turn);
+            assert!(covered.is_ok(), "waited for the signing");
+            assert_eq!(covered.unwrap().unwrap(), first.note);
+            assert!(
+                matches!(early, Err(RecvTimeoutError::Timeout)),
+                "signed beside a signing"
+            );
+            assert_eq!(rx.recv().unwrap().unwrap(), more);
+        });
+        assert_eq!(signed(), kept + 1);
+        let last = add(5);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| assert_eq!(v.checkpoint_covering(last).unwrap().size, last));
+            }
+        });
+        assert_eq!(signed(), kept + 2);
     }
 
     #[test]

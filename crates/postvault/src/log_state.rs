@@ -161,6 +161,18 @@ pub(crate) fn assess(
     keys: &dyn KeyStore,
     count: bool,
 ) -> Result<LogStateReport, VaultError> {
+    assess_with(store, keys, count, None)
+}
+
+/// [`assess`], with notes opened by `own` (the running vault's own log
+/// key, each text verified once: see [`Vault::open_own_checkpoint`]) when
+/// given, instead of a key read from the key store and derived again.
+fn assess_with(
+    store: &dyn Store,
+    keys: &dyn KeyStore,
+    count: bool,
+    own: Option<&Vault>,
+) -> Result<LogStateReport, VaultError> {
     let state = keys.log_state()?;
     let n = store.log_size()?;
     let latest = store.latest_checkpoint()?;
@@ -196,10 +208,18 @@ pub(crate) fn assess(
         };
         return Ok(report);
     };
-    let vkey = verifier_key(store, keys)?.ok_or_else(|| {
-        VaultError::LogVerification("the key store keeps a log state but no log key".into())
-    })?;
-    let cp = postvault_log::open_checkpoint(&s.note, &vkey).map_err(|e| {
+    let vkey = match own {
+        Some(_) => None,
+        None => Some(verifier_key(store, keys)?.ok_or_else(|| {
+            VaultError::LogVerification("the key store keeps a log state but no log key".into())
+        })?),
+    };
+    let open = |note: &str| match (own, &vkey) {
+        (Some(v), _) => v.open_own_checkpoint(note),
+        (None, Some(k)) => postvault_log::open_checkpoint(note, k),
+        (None, None) => unreachable!("a verifier key is read when no vault opens the notes"),
+    };
+    let cp = open(&s.note).map_err(|e| {
         VaultError::LogVerification(format!(
             "the key store's last signed checkpoint does not verify with the log key: {e}"
         ))
@@ -240,10 +260,7 @@ pub(crate) fn assess(
     }
     match &latest {
         Some((m, note)) if *m > s.size => {
-            let valid = postvault_log::open_checkpoint(note, &vkey)
-                .ok()
-                .filter(|c| c.size == *m)
-                .map(|c| c.root);
+            let valid = open(note).ok().filter(|c| c.size == *m).map(|c| c.root);
             if valid.is_none() || root_at(store, *m)? != valid {
                 return fail(
                     report,
@@ -299,7 +316,7 @@ impl Vault {
     /// back into a data store that lacks it. Returns the state.
     pub(crate) fn reconcile_log_state(&self) -> Result<Option<LogState>, VaultError> {
         for _ in 0..16 {
-            let r = assess(&*self.store, &*self.keys, false)?;
+            let r = assess_with(&*self.store, &*self.keys, false, Some(self))?;
             if !r.ok {
                 return Err(VaultError::LogRollback(r.message));
             }

@@ -136,9 +136,10 @@ pub struct Vault {
     pub(crate) hashed_seen: std::sync::atomic::AtomicU64,
     /// The store's `log_tiled_from` (fixed once the store is open).
     pub(crate) tiled_from: std::sync::OnceLock<u64>,
-    /// Held by a report while it finds or signs the checkpoint covering its
-    /// own leaves, so concurrent reports share one signature.
-    pub(crate) covering: Mutex<()>,
+    /// Reports signing the checkpoint that covers their own leaves, one at
+    /// a time, so concurrent reports share one signature (see
+    /// `Vault::checkpoint_covering`).
+    pub(crate) covering: crate::witness::Covering,
     /// The key the leaf index's rows are sealed with (from the master key:
     /// the same on every node).
     pub(crate) index_seal: Arc<TagKey>,
@@ -359,7 +360,7 @@ impl Vault {
             proof_hashes: Mutex::new(lru::LruCache::new(crate::log::PROOF_HASHES_CACHED)),
             hashed_seen: std::sync::atomic::AtomicU64::new(0),
             tiled_from: std::sync::OnceLock::new(),
-            covering: Mutex::new(()),
+            covering: crate::witness::Covering::default(),
             index_seal,
             key_gen: std::sync::atomic::AtomicU64::new(u64::MAX),
             key_epoch: std::sync::atomic::AtomicU64::new(0),

@@ -779,29 +779,57 @@ impl Vault {
     }
 
     /// A checkpoint that covers the first `size` leaves (a report's own
-    /// leaves): the latest kept one if it does, is final (cosigned by a
-    /// quorum when witnesses are configured), its signature checks, the
-    /// data store's tree still has its root and the key store's state is at
-    /// least as large (no rollback since it was signed), and the witnesses
-    /// the key store records are configured; else
-    /// [`Vault::cosigned_checkpoint`], which signs with every check of
-    /// [`Vault::checkpoint`]. Without witnesses, one caller at a time, so
-    /// reports that arrive together share the signature the first of them
-    /// makes instead of each signing for the others' leaves; with
-    /// witnesses, rounds are not serialized (a witness down would make
-    /// every report wait on the one before).
+    /// leaves). With witnesses: the latest kept one if it does, is final
+    /// (cosigned by a quorum), its signature checks, the data store's tree
+    /// still has its root and the key store's state is at least as large
+    /// (no rollback since it was signed), and the witnesses the key store
+    /// records are configured; else [`Vault::cosigned_checkpoint`], which
+    /// signs with every check of [`Vault::checkpoint`]. Rounds are not
+    /// serialized there (a witness down would make every report wait on
+    /// the one before).
+    ///
+    /// Without witnesses, reports sign one at a time ([`Covering`]), so
+    /// reports that arrive together share the signature one of them makes
+    /// instead of each signing for the others' leaves. A report takes the
+    /// last checkpoint this vault signed or found current
+    /// ([`Vault::checkpoint`]) if it covers its leaves and the stores still
+    /// stand behind it (checked as above), without waiting for a signing in
+    /// progress; until there is one, the latest kept one, checked alike.
+    /// Otherwise it waits for the signing in progress (which may cover it),
+    /// looks again, and signs if it still must.
     pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<CosignedCheckpoint, VaultError> {
-        let one = if self.witnessing.is_none() {
-            Some(self.covering.lock().unwrap_or_else(|e| e.into_inner()))
-        } else {
-            None
-        };
-        if let Some(kept) = self.kept_checkpoint_covering(size)? {
-            return Ok(kept);
+        if self.witnessing.is_some() {
+            if let Some(kept) = self.kept_checkpoint_covering(size)? {
+                return Ok(kept);
+            }
+            return self.cosigned_checkpoint();
         }
-        let c = self.cosigned_checkpoint();
-        drop(one);
-        c
+        // Each pass either returns or follows a signing that ended after
+        // the pass looked; a signing that begins after this report's
+        // leaves were appended covers them, so a pass or two suffice. The
+        // bound only keeps a store that never shows a covering checkpoint
+        // (the signing path then says why) from holding the report.
+        for _ in 0..COVERING_PASSES {
+            let look = self.covering.look(size);
+            if let Some(c) = look.signed
+                && let Ok(cp) = self.open_own_checkpoint(&c.note)
+                && self.still_holds(&cp)?
+            {
+                return Ok(c);
+            }
+            // Until this process has signed, a checkpoint signed before it
+            // opened, or by another process, may cover the report.
+            if !look.signed_any
+                && let Some(kept) = self.kept_checkpoint_covering(size)?
+            {
+                return Ok(kept);
+            }
+            if let Some(_turn) = self.covering.turn(look.rounds) {
+                return self.cosigned_checkpoint();
+            }
+        }
+        let _turn = self.covering.turn_now();
+        self.cosigned_checkpoint()
     }
 
     /// The reusable checkpoint of [`Vault::checkpoint_covering`], if any.
@@ -815,18 +843,23 @@ impl Vault {
         let Ok(cp) = self.open_own_checkpoint(&note) else {
             return Ok(None);
         };
-        if n < size || cp.size != n {
-            return Ok(None);
-        }
-        self.require_recorded_witnesses()?;
-        if self.keys.log_state()?.is_none_or(|s| s.size < n)
-            || self.store.hashed_size()? < n
-            || self.log_root(n)? != cp.root
-        {
+        if n < size || cp.size != n || !self.still_holds(&cp)? {
             return Ok(None);
         }
         let kept = self.cosigned(n, &note)?;
         Ok(kept.is_final.then_some(kept))
+    }
+
+    /// Whether the stores still stand behind `cp`, one of this vault's
+    /// checkpoints, for it to be handed out again without a signature: the
+    /// witnesses the key store records are configured, the key store's
+    /// state is at least as large (no rollback since it was signed), and
+    /// the data store's tree is hashed that far and still has its root.
+    fn still_holds(&self, cp: &Checkpoint) -> Result<bool, VaultError> {
+        self.require_recorded_witnesses()?;
+        Ok(self.keys.log_state()?.is_some_and(|s| s.size >= cp.size)
+            && self.store.hashed_size()? >= cp.size
+            && self.log_root(cp.size)? == cp.root)
     }
 
     /// Whether witnesses are configured.
@@ -875,4 +908,117 @@ pub(crate) fn distinct_witnesses(verifiers: &[CosignatureVerifier]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Passes [`Vault::checkpoint_covering`] makes before it signs whatever
+/// it finds.
+const COVERING_PASSES: usize = 8;
+
+/// Reports signing the checkpoint that covers their own leaves: whether
+/// one is signing now, how many signings have ended, and the last
+/// checkpoint signed. A report whose leaves that checkpoint covers takes it
+/// and never waits for a signing; the others wait for the signing in
+/// progress (it may cover them), and one of them signs for all.
+#[derive(Default)]
+pub(crate) struct Covering {
+    state: Mutex<CoveringState>,
+    ended: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CoveringState {
+    signing: bool,
+    rounds: u64,
+    /// The largest checkpoint [`Vault::checkpoint`] returned (without
+    /// witnesses): signed by this vault after every check there, and
+    /// swapped into the key store and kept in the data store before it was
+    /// returned, or found to be the key store's current state.
+    last: Option<CosignedCheckpoint>,
+}
+
+/// What [`Covering::look`] saw.
+pub(crate) struct CoveringLook {
+    /// Signings ended so far.
+    pub(crate) rounds: u64,
+    /// The last signing's checkpoint, if it covers the size asked.
+    pub(crate) signed: Option<CosignedCheckpoint>,
+    /// Whether any report's signing has returned a checkpoint.
+    pub(crate) signed_any: bool,
+}
+
+/// The right to sign, held by one report at a time; its drop ends the
+/// round (on an error or a panic too) and wakes the reports waiting.
+pub(crate) struct CoveringTurn<'a>(&'a Covering);
+
+impl Covering {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CoveringState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rounds ended, and the last signing's checkpoint if it covers
+    /// the first `size` leaves.
+    pub(crate) fn look(&self, size: u64) -> CoveringLook {
+        let s = self.lock();
+        CoveringLook {
+            rounds: s.rounds,
+            signed: s.last.as_ref().filter(|c| c.size >= size).cloned(),
+            signed_any: s.last.is_some(),
+        }
+    }
+
+    /// The turn to sign, once no other report signs, if no signing ended
+    /// since the caller saw `seen` rounds (one that did may cover it:
+    /// `None`, look again).
+    pub(crate) fn turn(&self, seen: u64) -> Option<CoveringTurn<'_>> {
+        let mut s = self.wait_idle(self.lock());
+        if s.rounds != seen {
+            return None;
+        }
+        s.signing = true;
+        Some(CoveringTurn(self))
+    }
+
+    /// The turn to sign, once no other report signs.
+    pub(crate) fn turn_now(&self) -> CoveringTurn<'_> {
+        let mut s = self.wait_idle(self.lock());
+        s.signing = true;
+        CoveringTurn(self)
+    }
+
+    fn wait_idle<'g>(
+        &self,
+        mut s: std::sync::MutexGuard<'g, CoveringState>,
+    ) -> std::sync::MutexGuard<'g, CoveringState> {
+        while s.signing {
+            s = self.ended.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s
+    }
+}
+
+impl Covering {
+    /// Offers a checkpoint [`Vault::checkpoint`] returned: kept if it is
+    /// larger than the last.
+    pub(crate) fn offer(&self, size: u64, note: &str) {
+        let mut s = self.lock();
+        if s.last.as_ref().is_none_or(|l| l.size < size) {
+            s.last = Some(CosignedCheckpoint {
+                note: note.to_string(),
+                size,
+                is_final: true,
+                cosigners: Vec::new(),
+                quorum: 0,
+            });
+        }
+    }
+}
+
+impl Drop for CoveringTurn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.signing = false;
+        s.rounds += 1;
+        drop(s);
+        self.0.ended.notify_all();
+    }
 }
