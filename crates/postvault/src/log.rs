@@ -405,7 +405,7 @@ impl Vault {
         }
     }
 
-    /// Offers a checkpoint [`Vault::checkpoint`] returns to the reports
+    /// Offers a checkpoint [`Vault::checkpoint`] signed to the reports
     /// that need one covering their leaves (without witnesses: with them,
     /// reports need its cosignatures, gathered apart).
     fn offer_covering(&self, size: u64, note: &str) {
@@ -449,7 +449,6 @@ impl Vault {
                     )));
                 }
                 if n == s.size {
-                    self.offer_covering(s.size, &s.note);
                     return Ok(s.note.clone());
                 }
             }
@@ -648,10 +647,11 @@ impl Vault {
     /// proofs checked), and each opening is an Ed25519 verification. The
     /// log key is the vault's for its life, so a text that verified once
     /// verifies again; any other text, one byte changed, is verified in
-    /// full. Only what a note says is remembered, never the store's state:
-    /// callers still read the note from the store, and those that compare
-    /// its root with the store's tree (`kept_checkpoint_covering`) still do.
-    /// `log verify` and `check` verify every note themselves.
+    /// full (a note this vault signs is remembered when it is signed).
+    /// Only what a note says is remembered, never the store's state:
+    /// callers that hand a checkpoint out again still compare its root
+    /// with the store's tree (`Vault::still_holds`), and `log verify` and
+    /// `check` verify every note themselves.
     pub(crate) fn open_own_checkpoint(&self, note: &str) -> Result<Checkpoint, LogError> {
         if let Some(cp) = self.verified_notes.find(note) {
             return Ok(cp);

@@ -791,12 +791,13 @@ impl Vault {
     /// Without witnesses, reports sign one at a time ([`Covering`]), so
     /// reports that arrive together share the signature one of them makes
     /// instead of each signing for the others' leaves. A report takes the
-    /// last checkpoint this vault signed or found current
-    /// ([`Vault::checkpoint`]) if it covers its leaves and the stores still
-    /// stand behind it (checked as above), without waiting for a signing in
-    /// progress; until there is one, the latest kept one, checked alike.
-    /// Otherwise it waits for the signing in progress (which may cover it),
-    /// looks again, and signs if it still must.
+    /// last checkpoint this vault signed ([`Vault::checkpoint`]) if it
+    /// covers its leaves and the stores still stand behind it (checked as
+    /// above), without waiting for a signing in progress; until there is
+    /// one, the latest kept one, checked alike. Otherwise it waits for the
+    /// signing in progress (which may cover it), looks again, and with its
+    /// turn takes the latest kept one if it covers it (another process may
+    /// have signed) or signs.
     pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<CosignedCheckpoint, VaultError> {
         if self.witnessing.is_some() {
             if let Some(kept) = self.kept_checkpoint_covering(size)? {
@@ -811,11 +812,13 @@ impl Vault {
         // (the signing path then says why) from holding the report.
         for _ in 0..COVERING_PASSES {
             let look = self.covering.look(size);
-            if let Some(c) = look.signed
-                && let Ok(cp) = self.open_own_checkpoint(&c.note)
-                && self.still_holds(&cp)?
-            {
-                return Ok(c);
+            if let Some(c) = look.signed {
+                match self.open_own_checkpoint(&c.note) {
+                    Ok(cp) if cp.size == c.size && self.still_holds(&cp)? => return Ok(c),
+                    // The stores no longer stand behind it (restored
+                    // under the running vault): never offered again.
+                    _ => self.covering.forget(c.size),
+                }
             }
             // Until this process has signed, a checkpoint signed before it
             // opened, or by another process, may cover the report.
@@ -825,10 +828,20 @@ impl Vault {
                 return Ok(kept);
             }
             if let Some(_turn) = self.covering.turn(look.rounds) {
-                return self.cosigned_checkpoint();
+                return self.sign_covering(size);
             }
         }
         let _turn = self.covering.turn_now();
+        self.sign_covering(size)
+    }
+
+    /// With the turn to sign: the latest kept checkpoint if it covers the
+    /// first `size` leaves (another process or node may have signed one
+    /// since this one did), else [`Vault::cosigned_checkpoint`].
+    fn sign_covering(&self, size: u64) -> Result<CosignedCheckpoint, VaultError> {
+        if let Some(kept) = self.kept_checkpoint_covering(size)? {
+            return Ok(kept);
+        }
         self.cosigned_checkpoint()
     }
 
@@ -929,10 +942,9 @@ pub(crate) struct Covering {
 struct CoveringState {
     signing: bool,
     rounds: u64,
-    /// The largest checkpoint [`Vault::checkpoint`] returned (without
-    /// witnesses): signed by this vault after every check there, and
-    /// swapped into the key store and kept in the data store before it was
-    /// returned, or found to be the key store's current state.
+    /// The largest checkpoint [`Vault::checkpoint`] signed (without
+    /// witnesses), after every check there, swapped into the key store and
+    /// kept in the data store before it was returned.
     last: Option<CosignedCheckpoint>,
 }
 
@@ -942,7 +954,7 @@ pub(crate) struct CoveringLook {
     pub(crate) rounds: u64,
     /// The last signing's checkpoint, if it covers the size asked.
     pub(crate) signed: Option<CosignedCheckpoint>,
-    /// Whether any report's signing has returned a checkpoint.
+    /// Whether this vault has signed a checkpoint since it opened.
     pub(crate) signed_any: bool,
 }
 
@@ -997,7 +1009,15 @@ impl Covering {
 }
 
 impl Covering {
-    /// Offers a checkpoint [`Vault::checkpoint`] returned: kept if it is
+    /// Forgets the last checkpoint if it is of `size` leaves.
+    pub(crate) fn forget(&self, size: u64) {
+        let mut s = self.lock();
+        if s.last.as_ref().is_some_and(|l| l.size == size) {
+            s.last = None;
+        }
+    }
+
+    /// Offers a checkpoint [`Vault::checkpoint`] signed: kept if it is
     /// larger than the last.
     pub(crate) fn offer(&self, size: u64, note: &str) {
         let mut s = self.lock();
