@@ -140,26 +140,51 @@ enum Chunk {
     Fail(std::io::Error),
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl ChannelReader {
+    /// Waits for the next chunk with data while the current one is used
+    /// up; false at the clean end.
+    fn next_chunk(&mut self) -> std::io::Result<bool> {
         while self.cur.is_empty() {
             if self.ended {
-                return Ok(0);
+                return Ok(false);
             }
             match self.rx.blocking_recv() {
                 Some(Chunk::Data(b)) => self.cur = b,
-                Some(Chunk::End) => {
-                    self.ended = true;
-                    return Ok(0);
-                }
+                Some(Chunk::End) => self.ended = true,
                 Some(Chunk::Fail(e)) => return Err(e),
                 None => return Err(std::io::Error::other("the upload was dropped")),
             }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.next_chunk()? {
+            return Ok(0);
         }
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur[..n]);
         self.cur = self.cur.slice(n..);
         Ok(n)
+    }
+}
+
+/// The chunks as they arrived, lent out in place: no buffer of its own to
+/// allocate, zero and copy into for every upload (a `BufReader` of 1 MiB
+/// was zeroed for each one-line request: a tenth of the CPU of small
+/// inserts, BENCHMARKS.md).
+impl std::io::BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if !self.next_chunk()? {
+            return Ok(&[]);
+        }
+        Ok(&self.cur)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.cur = self.cur.slice(amt.min(self.cur.len())..);
     }
 }
 
@@ -317,14 +342,11 @@ pub async fn collect(
         // has ended, even if the client goes (and the handler with it) once
         // its body has arrived: a collection still running holds them.
         let _held = (slot, mine);
-        let mut reader = std::io::BufReader::with_capacity(
-            1 << 20,
-            ChannelReader {
-                rx,
-                cur: Bytes::new(),
-                ended: false,
-            },
-        );
+        let mut reader = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+            ended: false,
+        };
         vault.collect(&p, &mut reader, &opts, &mut |_| {})
     });
     let (stopped, report) = tokio::join!(forward, work);

@@ -382,12 +382,12 @@ impl LogStore for SqliteStore {
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
         self.with_looker(|conn| {
+            // Cached: a report asks at every look for a covering checkpoint.
             Ok(conn
-                .query_row(
+                .prepare_cached(
                     "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-                )
+                )?
+                .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
                 .optional()?)
         })
     }
@@ -395,11 +395,8 @@ impl LogStore for SqliteStore {
     fn checkpoint_note(&self, size: u64) -> Result<Option<String>, StoreError> {
         self.with_looker(|conn| {
             Ok(conn
-                .query_row(
-                    "SELECT note FROM log_checkpoints WHERE size = ?1",
-                    [size as i64],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT note FROM log_checkpoints WHERE size = ?1")?
+                .query_row([size as i64], |r| r.get(0))
                 .optional()?)
         })
     }
