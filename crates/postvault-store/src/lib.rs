@@ -787,23 +787,24 @@ pub trait OpsStore: Send + Sync {
 /// pass a check that only one of them fits.
 pub trait StatsStore: Send + Sync {
     /// Current records (not superseded, expiring after `now`) of
-    /// `category`, in (subject, id) order strictly after `after` and with a
-    /// subject before `until` (all when `None`); at most `limit`. Records of
-    /// one person come together, so a scan bounds each person's contribution
-    /// holding one person's counts at a time, and scans of disjoint subject
-    /// ranges may run at once (each on a connection of its own where the
-    /// backend has several), one person never split between two. With
-    /// `consented`, only the records of people whose consent for that
-    /// purpose is recorded as granted.
+    /// `category`, by subject, strictly after `after` and with a subject
+    /// before `until` (all when `None`); at most `limit`, and where the
+    /// next page starts. Records of one person come together, in an order
+    /// of the store's (see [`ScanPos`]), so a scan bounds each person's
+    /// contribution holding one person's counts at a time, and scans of
+    /// disjoint subject ranges may run at once (each on a connection of its
+    /// own where the backend has several), one person never split between
+    /// two. With `consented`, only the records of people whose consent for
+    /// that purpose is recorded as granted.
     fn category_records(
         &self,
         category: &str,
         now: i64,
-        after: Option<&(SubjectRef, [u8; 16])>,
+        after: Option<&ScanPos>,
         until: Option<&SubjectRef>,
         limit: usize,
         consented: Option<&str>,
-    ) -> Result<Vec<RecordRow>, StoreError>;
+    ) -> Result<ScanPage, StoreError>;
 
     /// Checks `spend` against what its principal has spent for its purpose
     /// in its period, spends it if it fits, and appends the query's one
@@ -817,6 +818,23 @@ pub trait StatsStore: Send + Sync {
 
     /// Every ledger row, by principal, purpose and period.
     fn budgets(&self) -> Result<Vec<BudgetRow>, StoreError>;
+}
+
+/// Where a statistics scan stands: a subject, and the store's own key of
+/// a row among that person's rows, opaque to the caller (SQLite: the row's
+/// number, big-endian in the first 8 bytes, so a person's rows come in the
+/// order they were written, as its index of records by person holds them,
+/// with no sort; PostgreSQL: the record's id). `(subject, [0; 16])` is
+/// before every row of `subject`.
+pub type ScanPos = (SubjectRef, [u8; 16]);
+
+/// A page of [`StatsStore::category_records`].
+#[derive(Clone, Debug, Default)]
+pub struct ScanPage {
+    pub rows: Vec<RecordRow>,
+    /// After the page's last row: where the next page starts (`None` when
+    /// the page is empty).
+    pub next: Option<ScanPos>,
 }
 
 /// A subject's wrapped keys.

@@ -21,8 +21,6 @@ pub fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The position after which a paged scan resumes: (subject, record id), or
-/// the start (two empty keys, which sort before every real one).
 /// The exclusive upper bound of a category scan: `until`, or a value above
 /// every subject ref (17 bytes of 0xff sort after any 16-byte ref).
 pub fn scan_until(until: Option<&crate::SubjectRef>) -> &[u8] {
@@ -33,7 +31,10 @@ pub fn scan_until(until: Option<&crate::SubjectRef>) -> &[u8] {
     }
 }
 
-pub fn scan_after(after: Option<&(crate::SubjectRef, [u8; 16])>) -> (&[u8], &[u8]) {
+/// The position after which a paged scan resumes as two keys (subject,
+/// the store's key of a row among the person's, see [`crate::ScanPos`]),
+/// or the start (two empty keys, which sort before every real one).
+pub fn scan_after(after: Option<&crate::ScanPos>) -> (&[u8], &[u8]) {
     match after {
         Some((s, i)) => (s, i),
         None => (&[], &[]),

@@ -843,16 +843,19 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
         &self,
         category: &str,
         now: i64,
-        after: Option<&(SubjectRef, [u8; 16])>,
+        after: Option<&crate::ScanPos>,
         until: Option<&SubjectRef>,
         limit: usize,
         consented: Option<&str>,
-    ) -> Result<Vec<RecordRow>, StoreError> {
+    ) -> Result<crate::ScanPage, StoreError> {
         self.enter("category_records")?;
-        Ok(self.handed_rows(
-            self.inner
-                .category_records(category, now, after, until, limit, consented)?,
-        ))
+        let page = self
+            .inner
+            .category_records(category, now, after, until, limit, consented)?;
+        Ok(crate::ScanPage {
+            rows: self.handed_rows(page.rows),
+            next: page.next,
+        })
     }
 
     fn spend_budget(

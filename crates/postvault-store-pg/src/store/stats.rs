@@ -5,7 +5,9 @@
 //! so the spent amount it reads is what every earlier spend committed:
 //! concurrent queries on any node never overspend.
 
-use postvault_store::{BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, stats_decide};
+use postvault_store::{
+    BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, ScanPage, ScanPos, stats_decide,
+};
 
 use super::*;
 
@@ -36,11 +38,11 @@ impl StatsStore for PgStore {
         &self,
         category: &str,
         now: i64,
-        after: Option<&(SubjectRef, [u8; 16])>,
+        after: Option<&ScanPos>,
         until: Option<&SubjectRef>,
         limit: usize,
         consented: Option<&str>,
-    ) -> Result<Vec<RecordRow>, StoreError> {
+    ) -> Result<ScanPage, StoreError> {
         let (subject, id) = scan_after(after);
         let until = scan_until(until);
         self.db.run(false, async |c| {
@@ -51,11 +53,15 @@ impl StatsStore for PgStore {
             if let Some(purpose) = &consented {
                 params.push(purpose);
             }
-            c.query(&s, &params)
+            let rows = c
+                .query(&s, &params)
                 .await?
                 .iter()
                 .map(record_from_row)
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            // A person's rows come by id: the id is the position.
+            let next = rows.last().map(|r| (r.subject, r.id));
+            Ok(ScanPage { rows, next })
         })
     }
 

@@ -427,6 +427,7 @@ pub fn erased_rows_are_dead_until_purged(s: &dyn Store) {
     let scanned: Vec<SubjectRef> = s
         .category_records("address", 0, None, None, 100, None)
         .unwrap()
+        .rows
         .iter()
         .map(|r| r.subject)
         .collect();

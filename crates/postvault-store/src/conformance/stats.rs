@@ -103,9 +103,10 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         let page = s
             .category_records("scan_event", 500, after.as_ref(), None, 2, None)
             .unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some((last.subject, last.id));
-        got.extend(page.iter().map(|r| (r.subject[0], r.id[0])));
+        let Some(next) = page.next else { break };
+        assert!(page.rows.last().is_some_and(|r| r.subject == next.0));
+        after = Some(next);
+        got.extend(page.rows.iter().map(|r| (r.subject[0], r.id[0])));
     }
     assert_eq!(got, vec![(1, 2), (1, 4), (2, 5), (3, 1), (3, 7)]);
     // A subject range: from person 2 (the nil id is before every id) up
@@ -118,6 +119,7 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         );
         s.category_records("scan_event", 500, Some(&start), until.as_ref(), 100, None)
             .unwrap()
+            .rows
             .iter()
             .map(|r| (r.subject[0], r.id[0]))
             .collect::<Vec<_>>()
@@ -157,19 +159,23 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         )
         .unwrap();
     }
-    let consented = |after: Option<&(SubjectRef, [u8; 16])>, limit| {
-        s.category_records("scan_event", 500, after, None, limit, Some("marketing"))
-            .unwrap()
-            .iter()
-            .map(|r| (r.subject[0], r.id[0]))
-            .collect::<Vec<_>>()
+    let consented = |after: Option<&crate::ScanPos>, limit| {
+        let page = s
+            .category_records("scan_event", 500, after, None, limit, Some("marketing"))
+            .unwrap();
+        let rows = page.rows.iter().map(|r| (r.subject[0], r.id[0])).collect();
+        (rows, page.next)
     };
-    assert_eq!(consented(None, 100), vec![(1, 2), (1, 4)]);
-    assert_eq!(consented(Some(&([1; 16], [2; 16])), 1), vec![(1, 4)]);
+    let all: (Vec<(u8, u8)>, _) = consented(None, 100);
+    assert_eq!(all.0, vec![(1, 2), (1, 4)]);
+    let first = consented(None, 1);
+    assert_eq!(first.0, vec![(1, 2)]);
+    assert_eq!(consented(first.1.as_ref(), 1).0, vec![(1, 4)]);
     // Without the purpose, everyone's as before.
     assert_eq!(
         s.category_records("scan_event", 500, None, None, 100, None)
             .unwrap()
+            .rows
             .len(),
         5
     );

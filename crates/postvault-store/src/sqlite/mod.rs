@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::group::{GroupCommit, GroupState};
-use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_after, scan_until, split_list};
+use crate::sql::{DISCLOSURE_COLUMNS, PRINCIPAL_COLUMNS, scan_until, split_list};
 use crate::sqlite_ops;
 use crate::{
     AccountingRow, DisclosureKeys, DisclosureRow, EraseIntentFn, EraseLeafFn, EraseOutcome,

@@ -990,7 +990,7 @@ impl Vault {
                 1,
                 None,
             )?;
-            if live.first().is_some_and(|r| r.subject == *s) {
+            if live.rows.first().is_some_and(|r| r.subject == *s) {
                 missing += n;
             }
         }
@@ -1046,10 +1046,11 @@ impl Vault {
                 PAGE,
                 consented,
             )?;
-            let Some(last) = page.last() else {
+            let Some(next) = page.next else {
                 break;
             };
-            after = Some((last.subject, last.id));
+            after = Some(next);
+            let page = page.rows;
             subjects.clear();
             subjects.extend(page.iter().map(|r| r.subject));
             subjects.dedup();
