@@ -222,6 +222,7 @@ pub(super) fn open_db(
         _ => StoreError::Sqlite(e),
     };
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(super::STATEMENT_CACHE);
     let found_app: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(not_a_store)?;
