@@ -25,8 +25,8 @@ impl StatsStore for SqliteStore {
         // category, and the row number every index entry ends with) in
         // order and tests the category on the index's entries: with the
         // category fixed, (subject, rowid) is the index's own order, so
-        // nothing is sorted (by id, each person's rows were: a tenth of
-        // the scan, BENCHMARKS.md).
+        // nothing is sorted (by id, each person's rows were sorted in a
+        // temporary B-tree).
         let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(RecordRow, i64)> {
             Ok((record_from_row(r)?, r.get(10)?))
         };
