@@ -36,8 +36,6 @@ pub(crate) use schema::create_private;
 use schema::{DATA_APP_ID, DATA_MIGRATIONS, KEYS_APP_ID, KEYS_MIGRATIONS, open_db};
 pub use schema::{KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS};
 
-/// Runs one statement without arguments from the connection's statement
-/// cache (no parse per call: the group-commit path runs these per read).
 /// Prepared statements each connection keeps (rusqlite's default is 16).
 /// The store's connection runs some 120 distinct statements, a dozen or
 /// more in one erasure, correction or report: with 16 they pushed each
@@ -45,6 +43,8 @@ pub use schema::{KEYS_SCHEMA_VERSION, OpenMode, SCHEMA_VERSION, SQLITE_PRAGMAS};
 /// over HTTP and 3-4% of corrections and reports (BENCHMARKS.md).
 pub(super) const STATEMENT_CACHE: usize = 256;
 
+/// Runs one statement without arguments from the connection's statement
+/// cache (no parse per call: the group-commit path runs these per read).
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -5,6 +5,29 @@
 use super::*;
 use crate::{BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, ScanPage, ScanPos, stats_decide};
 
+/// The statistics scan's page (`category_records`): one category's
+/// current records of the subjects in [?2, ?6), after (?2, row ?3), each
+/// person's by row number, at most ?5, with their row numbers; in the
+/// index's order, so not sorted (`the_scan_walks_its_index_without_a_sort`).
+const SCAN: &str = "SELECT id, subject, category, purpose, source, collected_at,
+        expires_at, key_id, sealed, superseded_by, rowid
+    FROM records INDEXED BY records_subject
+    WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
+      AND superseded_by IS NULL AND expires_at > ?4
+      AND subject NOT IN (SELECT subject FROM purge)
+    ORDER BY subject, category, rowid LIMIT ?5";
+
+/// [`SCAN`] for the people whose consent to purpose ?7 stands.
+const SCAN_CONSENTED: &str = "SELECT id, subject, category, purpose, source, collected_at,
+        expires_at, key_id, sealed, superseded_by, rowid
+    FROM records INDEXED BY records_subject
+    WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
+      AND superseded_by IS NULL AND expires_at > ?4
+      AND subject NOT IN (SELECT subject FROM purge)
+      AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = records.subject
+                  AND c.purpose = ?7 AND c.granted <> 0)
+    ORDER BY subject, category, rowid LIMIT ?5";
+
 impl StatsStore for SqliteStore {
     fn category_records(
         &self,
@@ -22,43 +45,27 @@ impl StatsStore for SqliteStore {
         let until = scan_until(until);
         // On a connection of its own: scans of other ranges run beside it.
         // SQLite walks the subject range of `records_subject` (subject,
-        // category, and the row number every index entry ends with) in
-        // order and tests the category on the index's entries: with the
-        // category fixed, (subject, rowid) is the index's own order, so
-        // nothing is sorted (by id, each person's rows were sorted in a
-        // temporary B-tree).
+        // category, and the row number every index entry ends with) in its
+        // own order, (subject, category, rowid), which with the category
+        // fixed is each person's rows by row number: nothing is sorted (by
+        // id, or by (subject, rowid), each person's rows were sorted in a
+        // temporary B-tree). The category is tested on the index's entries
+        // (`+category`: as a test, not a key; as a key the planner does not
+        // see the order, the subject being a range).
         let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(RecordRow, i64)> {
             Ok((record_from_row(r)?, r.get(10)?))
         };
         let rows: Vec<(RecordRow, i64)> = self.with_scanner(|conn| {
             Ok(match consented {
                 None => conn
-                    .prepare_cached(
-                        "SELECT id, subject, category, purpose, source, collected_at,
-                                expires_at, key_id, sealed, superseded_by, rowid
-                         FROM records INDEXED BY records_subject
-                         WHERE category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
-                           AND superseded_by IS NULL AND expires_at > ?4
-                           AND subject NOT IN (SELECT subject FROM purge)
-                         ORDER BY subject, rowid LIMIT ?5",
-                    )?
+                    .prepare_cached(SCAN)?
                     .query_map(
                         params![category, subject, at, now, limit as i64, until],
                         read,
                     )?
                     .collect::<Result<_, _>>()?,
                 Some(purpose) => conn
-                    .prepare_cached(
-                        "SELECT id, subject, category, purpose, source, collected_at,
-                                expires_at, key_id, sealed, superseded_by, rowid
-                         FROM records INDEXED BY records_subject
-                         WHERE category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
-                           AND superseded_by IS NULL AND expires_at > ?4
-                           AND subject NOT IN (SELECT subject FROM purge)
-                           AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = records.subject
-                                       AND c.purpose = ?7 AND c.granted <> 0)
-                         ORDER BY subject, rowid LIMIT ?5",
-                    )?
+                    .prepare_cached(SCAN_CONSENTED)?
                     .query_map(
                         params![category, subject, at, now, limit as i64, until, purpose],
                         read,
@@ -156,8 +163,73 @@ fn at_of(row: i64) -> [u8; 16] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The scan walks `records_subject` in its own order: no sort of any
+    /// part of the page (by id, each person's rows were sorted), for
+    /// either form of the query.
+    #[test]
+    fn the_scan_walks_its_index_without_a_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.db");
+        drop(SqliteStore::open(&path, OpenMode::Create).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        for sql in [SCAN, SCAN_CONSENTED] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(
+                    params![
+                        "scan_event",
+                        &[0u8; 16][..],
+                        0i64,
+                        0i64,
+                        10i64,
+                        &[0xffu8; 17][..],
+                        "marketing"
+                    ]
+                    .get(..if sql == SCAN { 6 } else { 7 })
+                    .unwrap(),
+                    |r| r.get::<_, String>(3),
+                )
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|d| d.contains("USING INDEX records_subject (subject>? AND subject<?)")),
+                "{plan:?}"
+            );
+            assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
+        }
+        // The same plan by id sorts: the check can fail.
+        let by_id = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                SCAN.replace("rowid) > (?2, ?3)", "id) > (?2, ?3)").replace(
+                    "ORDER BY subject, category, rowid",
+                    "ORDER BY subject, category, id"
+                )
+            ))
+            .unwrap()
+            .query_map(
+                params![
+                    "scan_event",
+                    &[0u8; 16][..],
+                    &[0u8; 16][..],
+                    0i64,
+                    10i64,
+                    &[0xffu8; 17][..]
+                ],
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap();
+        assert!(by_id.iter().any(|d| d.contains("TEMP B-TREE")), "{by_id:?}");
+    }
 
     #[test]
     fn scan_positions_keep_the_row_number() {

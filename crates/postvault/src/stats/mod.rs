@@ -1032,7 +1032,8 @@ impl Vault {
         let mut keyer = Keyer::new(tax, plan, q);
         let mut bounder = Bounder::new(plan.stats.max_records, plan.stats.max_records_per_group);
         let mut trouble = Trouble::default();
-        // No record has the nil id (UUIDv7): the range starts at `from`.
+        // `(from, [0; 16])` is before every row of `from` (`ScanPos`): the
+        // range starts there.
         let mut after = Some((from, [0u8; 16]));
         let mut subjects: Vec<SubjectRef> = Vec::new();
         let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
