@@ -5,28 +5,34 @@
 use super::*;
 use crate::{BudgetLeafFn, BudgetOutcome, BudgetRow, BudgetSpend, ScanPage, ScanPos, stats_decide};
 
+/// The statistics scan's query, with `$consent` (a condition, or nothing)
+/// before its order: one text for [`SCAN`] and [`SCAN_CONSENTED`].
+macro_rules! scan_sql {
+    ($consent:literal) => {
+        concat!(
+            "SELECT id, subject, category, purpose, source, collected_at,
+                expires_at, key_id, sealed, superseded_by, rowid
+            FROM records INDEXED BY records_subject
+            WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
+              AND superseded_by IS NULL AND expires_at > ?4
+              AND subject NOT IN (SELECT subject FROM purge)",
+            $consent,
+            " ORDER BY subject, category, rowid LIMIT ?5"
+        )
+    };
+}
+
 /// The statistics scan's page (`category_records`): one category's
 /// current records of the subjects in [?2, ?6), after (?2, row ?3), each
 /// person's by row number, at most ?5, with their row numbers; in the
 /// index's order, so not sorted (`the_scan_walks_its_index_without_a_sort`).
-const SCAN: &str = "SELECT id, subject, category, purpose, source, collected_at,
-        expires_at, key_id, sealed, superseded_by, rowid
-    FROM records INDEXED BY records_subject
-    WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
-      AND superseded_by IS NULL AND expires_at > ?4
-      AND subject NOT IN (SELECT subject FROM purge)
-    ORDER BY subject, category, rowid LIMIT ?5";
+const SCAN: &str = scan_sql!("");
 
 /// [`SCAN`] for the people whose consent to purpose ?7 stands.
-const SCAN_CONSENTED: &str = "SELECT id, subject, category, purpose, source, collected_at,
-        expires_at, key_id, sealed, superseded_by, rowid
-    FROM records INDEXED BY records_subject
-    WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
-      AND superseded_by IS NULL AND expires_at > ?4
-      AND subject NOT IN (SELECT subject FROM purge)
-      AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = records.subject
-                  AND c.purpose = ?7 AND c.granted <> 0)
-    ORDER BY subject, category, rowid LIMIT ?5";
+const SCAN_CONSENTED: &str = scan_sql!(
+    " AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = records.subject
+                  AND c.purpose = ?7 AND c.granted <> 0)"
+);
 
 impl StatsStore for SqliteStore {
     fn category_records(
