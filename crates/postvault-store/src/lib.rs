@@ -806,6 +806,25 @@ pub trait StatsStore: Send + Sync {
         consented: Option<&str>,
     ) -> Result<ScanPage, StoreError>;
 
+    /// [`StatsStore::category_records`] into `page`, whose rows' buffers a
+    /// backend may reuse (a scan pages through millions of rows, and need
+    /// not allocate for each): `page.rows` holds the new page's rows and
+    /// nothing else after, and `page.next` its resume position.
+    #[allow(clippy::too_many_arguments)]
+    fn category_records_into(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&ScanPos>,
+        until: Option<&SubjectRef>,
+        limit: usize,
+        consented: Option<&str>,
+        page: &mut ScanPage,
+    ) -> Result<(), StoreError> {
+        *page = self.category_records(category, now, after, until, limit, consented)?;
+        Ok(())
+    }
+
     /// Checks `spend` against what its principal has spent for its purpose
     /// in its period, spends it if it fits, and appends the query's one
     /// leaf (for a refusal too), all in one durable transaction. Returns

@@ -858,6 +858,25 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
         })
     }
 
+    fn category_records_into(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&crate::ScanPos>,
+        until: Option<&SubjectRef>,
+        limit: usize,
+        consented: Option<&str>,
+        page: &mut crate::ScanPage,
+    ) -> Result<(), StoreError> {
+        self.enter("category_records")?;
+        self.inner
+            .category_records_into(category, now, after, until, limit, consented, page)?;
+        self.faults
+            .records
+            .fetch_add(page.rows.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn spend_budget(
         &self,
         spend: &BudgetSpend,

@@ -179,4 +179,55 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
             .len(),
         5
     );
+    // Paged into one reused page, every row is what a fresh page holds,
+    // whatever the last page's row at its place held (longer or shorter
+    // strings and sealed bytes than the new one's).
+    let reread = WriteBatch {
+        records: vec![
+            RecordRow {
+                purpose: "research_with_a_long_name".into(),
+                source: "a-much-longer-source-name".into(),
+                sealed: vec![9; 300],
+                ..rec(4, 8, "scan_event", 9_000)
+            },
+            RecordRow {
+                purpose: "x".into(),
+                source: "s".into(),
+                sealed: Vec::new(),
+                ..rec(4, 9, "scan_event", 9_000)
+            },
+        ],
+        leaves: 1,
+        ..WriteBatch::default()
+    };
+    s.write(&reread, &mut |_, _| b"w".to_vec().into()).unwrap();
+    for limit in [1, 2, 3] {
+        let mut page = crate::ScanPage::default();
+        let mut after: Option<crate::ScanPos> = None;
+        let mut pages = 0;
+        loop {
+            s.category_records_into(
+                "scan_event",
+                500,
+                after.as_ref(),
+                None,
+                limit,
+                None,
+                &mut page,
+            )
+            .unwrap();
+            let fresh = s
+                .category_records("scan_event", 500, after.as_ref(), None, limit, None)
+                .unwrap();
+            assert_eq!(page.rows, fresh.rows, "page {pages} of {limit}");
+            assert_eq!(page.next, fresh.next);
+            let Some(next) = page.next else {
+                assert!(page.rows.is_empty());
+                break;
+            };
+            after = Some(next);
+            pages += 1;
+        }
+        assert_eq!(pages, 7usize.div_ceil(limit), "pages of {limit}");
+    }
 }

@@ -766,6 +766,36 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     })
 }
 
+/// [`record_from_row`] into `out`, its strings and sealed bytes
+/// overwritten in place (a scan's page reuses its rows).
+fn record_into(r: &rusqlite::Row<'_>, out: &mut RecordRow) -> rusqlite::Result<()> {
+    fn text_into(r: &rusqlite::Row<'_>, i: usize, out: &mut String) -> rusqlite::Result<()> {
+        let t = r.get_ref(i)?.as_str().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        })?;
+        if out != t {
+            out.clear();
+            out.push_str(t);
+        }
+        Ok(())
+    }
+    out.id = r.get(0)?;
+    out.subject = r.get(1)?;
+    text_into(r, 2, &mut out.category)?;
+    text_into(r, 3, &mut out.purpose)?;
+    text_into(r, 4, &mut out.source)?;
+    out.collected_at = r.get(5)?;
+    out.expires_at = r.get(6)?;
+    out.key_id = r.get(7)?;
+    let sealed = r.get_ref(8)?.as_blob().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Blob, e.into())
+    })?;
+    out.sealed.clear();
+    out.sealed.extend_from_slice(sealed);
+    out.superseded_by = r.get(9)?;
+    Ok(())
+}
+
 /// The data generation: what every transaction that changes something a
 /// read of some person could see (records, consents, holds, the purge
 /// queue, pending erasures) bumps, in that transaction. A read made outside

@@ -44,6 +44,21 @@ impl StatsStore for SqliteStore {
         limit: usize,
         consented: Option<&str>,
     ) -> Result<ScanPage, StoreError> {
+        let mut page = ScanPage::default();
+        self.category_records_into(category, now, after, until, limit, consented, &mut page)?;
+        Ok(page)
+    }
+
+    fn category_records_into(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&ScanPos>,
+        until: Option<&SubjectRef>,
+        limit: usize,
+        consented: Option<&str>,
+        page: &mut ScanPage,
+    ) -> Result<(), StoreError> {
         let (subject, at): (&[u8], i64) = match after {
             Some((s, at)) => (s, row_of(at)),
             None => (&[], 0),
@@ -58,32 +73,49 @@ impl StatsStore for SqliteStore {
         // temporary B-tree). The category is tested on the index's entries
         // (`+category`: as a test, not a key; as a key the planner does not
         // see the order, the subject being a range).
-        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(RecordRow, i64)> {
-            Ok((record_from_row(r)?, r.get(10)?))
-        };
-        let rows: Vec<(RecordRow, i64)> = self.with_scanner(|conn| {
-            Ok(match consented {
-                None => conn
-                    .prepare_cached(SCAN)?
-                    .query_map(
-                        params![category, subject, at, now, limit as i64, until],
-                        read,
-                    )?
-                    .collect::<Result<_, _>>()?,
-                Some(purpose) => conn
-                    .prepare_cached(SCAN_CONSENTED)?
-                    .query_map(
-                        params![category, subject, at, now, limit as i64, until, purpose],
-                        read,
-                    )?
-                    .collect::<Result<_, _>>()?,
-            })
+        //
+        // Each row is read into the page's row of the last page at its
+        // place, whose strings and sealed bytes are overwritten, not
+        // allocated again.
+        let rows = &mut page.rows;
+        let mut n = 0usize;
+        let mut last = None;
+        self.with_scanner(|conn| {
+            let mut stmt;
+            let mut q = match consented {
+                None => {
+                    stmt = conn.prepare_cached(SCAN)?;
+                    stmt.query(params![category, subject, at, now, limit as i64, until])?
+                }
+                Some(purpose) => {
+                    stmt = conn.prepare_cached(SCAN_CONSENTED)?;
+                    stmt.query(params![
+                        category,
+                        subject,
+                        at,
+                        now,
+                        limit as i64,
+                        until,
+                        purpose
+                    ])?
+                }
+            };
+            while let Some(r) = q.next()? {
+                match rows.get_mut(n) {
+                    Some(slot) => record_into(r, slot)?,
+                    None => rows.push(record_from_row(r)?),
+                }
+                last = Some(r.get::<_, i64>(10)?);
+                n += 1;
+            }
+            Ok(())
         })?;
-        let next = rows.last().map(|(r, row)| (r.subject, at_of(*row)));
-        Ok(ScanPage {
-            rows: rows.into_iter().map(|(r, _)| r).collect(),
-            next,
-        })
+        rows.truncate(n);
+        page.next = match (rows.last(), last) {
+            (Some(r), Some(row)) => Some((r.subject, at_of(row))),
+            _ => None,
+        };
+        Ok(())
     }
 
     fn spend_budget(

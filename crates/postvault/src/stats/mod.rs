@@ -1038,20 +1038,23 @@ impl Vault {
         let mut subjects: Vec<SubjectRef> = Vec::new();
         let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
         let (mut aad, mut plain) = (Vec::with_capacity(128), Vec::with_capacity(512));
+        // One page's rows, their buffers reused by the next page's.
+        let mut rows = postvault_store::ScanPage::default();
         loop {
-            let page = self.store.category_records(
+            self.store.category_records_into(
                 category,
                 now,
                 after.as_ref(),
                 until,
                 PAGE,
                 consented,
+                &mut rows,
             )?;
-            let Some(next) = page.next else {
+            let Some(next) = rows.next else {
                 break;
             };
             after = Some(next);
-            let page = page.rows;
+            let page = &rows.rows;
             subjects.clear();
             subjects.extend(page.iter().map(|r| r.subject));
             subjects.dedup();
@@ -1067,7 +1070,7 @@ impl Vault {
             // last one found is tried first.
             let mut cache = KeyCache::default();
             let mut last: Option<LastKey<'_>> = None;
-            for r in &page {
+            for r in page {
                 let (k, key) = match last.as_ref() {
                     Some((p, k, key))
                         if p.subject == r.subject
