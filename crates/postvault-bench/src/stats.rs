@@ -34,6 +34,16 @@ pub struct StatsArgs {
     /// (needs root; reported when it cannot).
     #[arg(long)]
     pub cold: bool,
+    /// Build the category's scan blocks (`postvault stats blocks`) after
+    /// the collection, timed apart, so the query reads them; then the
+    /// vault is closed (and with `--cold` the page cache dropped) before
+    /// the query opens it again.
+    #[arg(long)]
+    pub blocks: bool,
+    /// Only build the scan blocks of the vault at `--dir` in place (to
+    /// query copies of it later with `--from`), and print what was built.
+    #[arg(long, hide = true)]
+    pub build_only: bool,
     /// Only collect into `--dir` (the child process of a run).
     #[arg(long, hide = true)]
     pub collect_only: bool,
@@ -89,6 +99,22 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    if a.build_only {
+        let dir = a.dir.as_deref().context("--build-only needs --dir")?;
+        let vault = Vault::open(dir, opts())?;
+        let t = Instant::now();
+        let cpu = cpu_seconds();
+        let b = vault.build_scan_blocks("scan_event", &mut |_| {})?;
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_seconds().zip(cpu).map(|(a, b)| a - b);
+        crate::print_json(&serde_json::json!({
+            "seconds": secs,
+            "records_per_s": b.records as f64 / secs,
+            "cpu_s": cpu,
+            "built": b,
+        }))?;
+        return Ok(0);
+    }
     let tmp = bench_dir(a.dir.as_deref())?;
     let dir = tmp.path().join("vault");
     let t = Instant::now();
@@ -111,6 +137,28 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
         }
     }
     let collect_s = t.elapsed().as_secs_f64();
+    let built = if a.blocks {
+        let vault = Vault::open(&dir, opts())?;
+        let t = Instant::now();
+        let cpu = cpu_seconds();
+        let b = vault.build_scan_blocks("scan_event", &mut |_| {})?;
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_seconds().zip(cpu).map(|(a, b)| a - b);
+        if !b.supported {
+            bail!("the store keeps no scan blocks");
+        }
+        Some(serde_json::json!({
+            "seconds": secs,
+            "records_per_s": b.records as f64 / secs,
+            "cpu_s": cpu,
+            "people": b.people,
+            "blocks": b.blocks,
+            "records": b.records,
+            "tag": b.tag,
+        }))
+    } else {
+        None
+    };
     let cold = a.cold && drop_page_cache();
     let t = Instant::now();
     let vault = Vault::open(&dir, opts())?;
@@ -139,6 +187,7 @@ pub fn run(a: &StatsArgs) -> Result<u8> {
         "cpu_us_per_record": cpu.map(|c| c * 1e6 / a.records as f64),
         "collect_s": collect_s,
         "collected": a.from.is_none(),
+        "blocks_built": built,
         "open_s": open_s,
         "cold_cache": cold,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -39,6 +39,13 @@ pub struct ServeArgs {
     /// each also purges the rows of people erased since the last.
     #[arg(long, default_value_t = 3600)]
     pub sweep_interval: u64,
+    /// Seconds between builds of the statistics scan blocks inside the
+    /// service (`postvault stats blocks`, every category the pack declares
+    /// statistics over), the first one interval after the start; 0 (the
+    /// default): none, build them from a schedule of your own. 86400 builds
+    /// them daily.
+    #[arg(long, default_value_t = 0)]
+    pub blocks_interval: u64,
     /// Seconds a connection may take to send a whole request head (and to
     /// finish its TLS handshake), from when it opens or its last answer;
     /// then it is closed. At least 1.
@@ -203,6 +210,35 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => errln!("postvault: retention sweep failed: {e}"),
                         Err(_) => errln!("postvault: retention sweep stopped"),
+                    }
+                }
+            });
+        }
+        if a.blocks_interval > 0 {
+            let v = vault.clone();
+            let every = Duration::from_secs(a.blocks_interval);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tick.tick().await;
+                    let v = v.clone();
+                    let built = tokio::task::spawn_blocking(move || {
+                        v.statistics_categories()
+                            .iter()
+                            .map(|c| v.build_scan_blocks(c, &mut |_| {}))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await;
+                    match built {
+                        Ok(Ok(b)) => errln!(
+                            "postvault: scan blocks built: {}",
+                            b.iter()
+                                .map(|b| format!("{} ({} records)", b.category, b.records))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        Ok(Err(e)) => errln!("postvault: building scan blocks failed: {e}"),
+                        Err(_) => errln!("postvault: building scan blocks stopped"),
                     }
                 }
             });

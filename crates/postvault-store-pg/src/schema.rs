@@ -152,6 +152,14 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
     "DROP INDEX IF EXISTS records_category;
      DROP INDEX IF EXISTS records_subject;
      CREATE INDEX records_subject ON records (subject, category, id);",
+    // 17: SQLite's scan blocks, for the schemas to hold the same tables.
+    // This store keeps none (`build_scan_blocks` answers `None`): its
+    // statistics scan reads rows, and the table stays empty.
+    "CREATE TABLE IF NOT EXISTS scan_blocks (
+         category TEXT NOT NULL, subject BYTEA NOT NULL, key_id BIGINT NOT NULL,
+         expires_at BIGINT NOT NULL, upto BYTEA NOT NULL, records BIGINT NOT NULL,
+         tag TEXT NOT NULL, sealed BYTEA NOT NULL,
+         UNIQUE (category, subject, key_id, expires_at));",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

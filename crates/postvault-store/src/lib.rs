@@ -809,20 +809,59 @@ pub trait StatsStore: Send + Sync {
     /// [`StatsStore::category_records`] into `page`, whose rows' buffers a
     /// backend may reuse (a scan pages through millions of rows, and need
     /// not allocate for each): `page.rows` holds the new page's rows and
-    /// nothing else after, and `page.next` its resume position.
-    #[allow(clippy::too_many_arguments)]
+    /// nothing else after, `page.next` its resume position.
+    ///
+    /// With `ask.blocks`, a backend that keeps scan blocks
+    /// ([`StatsStore::build_scan_blocks`]) may answer a person's rows up
+    /// to their blocks' position with those blocks instead (the ones of
+    /// that tag only; a person with a block of another tag, or blocks of
+    /// unequal positions, gets rows). Then a page ends with a whole person,
+    /// holds at most `ask.people` people, and `page.blocks` holds the
+    /// blocks of the page's people (current: not expired at `ask.now`,
+    /// the person neither awaiting the purge nor, with `consented`,
+    /// without that consent), in person order like the rows.
     fn category_records_into(
+        &self,
+        ask: &ScanAsk<'_>,
+        page: &mut ScanPage,
+    ) -> Result<(), StoreError> {
+        *page = self.category_records(
+            ask.category,
+            ask.now,
+            ask.after,
+            ask.until,
+            ask.limit,
+            ask.consented,
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the scan blocks of up to `people` people after `after`
+    /// (in subject order) who hold rows of `category`: in one write
+    /// transaction, each person's current rows (not superseded, not
+    /// expired at `now`, not awaiting the purge) go to `make` with the
+    /// position the blocks will cover up to (every row of the category
+    /// the person holds now is at or before it); the blocks it returns
+    /// are stored with that position and `tag`, the person's old blocks
+    /// of the category deleted. `make` returning `None` leaves the person
+    /// as they were. `None` from a backend that keeps no blocks (the scan
+    /// then reads rows only).
+    ///
+    /// Architecture invariant: a person's blocks of a category never
+    /// outlive a change to a row they cover: superseding, re-sealing,
+    /// expiring or deleting any row of the person's in the category
+    /// deletes them in the same transaction.
+    fn build_scan_blocks(
         &self,
         category: &str,
         now: i64,
-        after: Option<&ScanPos>,
-        until: Option<&SubjectRef>,
-        limit: usize,
-        consented: Option<&str>,
-        page: &mut ScanPage,
-    ) -> Result<(), StoreError> {
-        *page = self.category_records(category, now, after, until, limit, consented)?;
-        Ok(())
+        after: Option<&SubjectRef>,
+        people: usize,
+        tag: &str,
+        make: &mut BlockMakeFn<'_>,
+    ) -> Result<Option<BlockStep>, StoreError> {
+        let _ = (category, now, after, people, tag, make);
+        Ok(None)
     }
 
     /// Checks `spend` against what its principal has spent for its purpose
@@ -847,10 +886,67 @@ pub trait StatsStore: Send + Sync {
 /// before every row of `subject`.
 pub type ScanPos = (SubjectRef, [u8; 16]);
 
+/// What one page of a statistics scan asks for
+/// ([`StatsStore::category_records_into`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ScanAsk<'a> {
+    pub category: &'a str,
+    pub now: i64,
+    pub after: Option<&'a ScanPos>,
+    pub until: Option<&'a SubjectRef>,
+    /// The most rows a page holds (the rows of one person may span pages).
+    pub limit: usize,
+    pub consented: Option<&'a str>,
+    /// The tag of the scan blocks the caller can read, if any.
+    pub blocks: Option<&'a str>,
+    /// With blocks in use: the most people a page holds (whole people).
+    pub people: usize,
+}
+
+/// One person's current records of one category under one key (the same
+/// key_id and expiry), sealed together under that key by the vault, so a
+/// statistics scan opens one envelope and reads one row for all of them
+/// (see [`StatsStore::build_scan_blocks`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanBlock {
+    pub subject: SubjectRef,
+    pub category: String,
+    pub key_id: u32,
+    pub expires_at: i64,
+    /// How many records it holds.
+    pub records: u64,
+    /// The store's position up to which the person's rows of the category
+    /// are in their blocks (opaque; the same in each of the person's
+    /// blocks of the category).
+    pub upto: [u8; 16],
+    /// What the vault put in it (which fields, which format).
+    pub tag: String,
+    pub sealed: Vec<u8>,
+}
+
+/// What one step of [`StatsStore::build_scan_blocks`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockStep {
+    /// The last person handled: where the next step starts (`None` when
+    /// no person was left).
+    pub next: Option<SubjectRef>,
+    pub people: u64,
+    pub blocks: u64,
+    /// Records sealed into the blocks.
+    pub records: u64,
+}
+
+/// Makes a person's scan blocks of their current rows, given the position
+/// they will cover up to; `None` leaves the person as they were.
+pub type BlockMakeFn<'a> = dyn FnMut(&SubjectRef, &[RecordRow], &[u8; 16]) -> Result<Option<Vec<ScanBlock>>, StoreError>
+    + 'a;
+
 /// A page of [`StatsStore::category_records`].
 #[derive(Clone, Debug, Default)]
 pub struct ScanPage {
     pub rows: Vec<RecordRow>,
+    /// Scan blocks standing for rows (only when asked for).
+    pub blocks: Vec<ScanBlock>,
     /// After the page's last row: where the next page starts (`None` when
     /// the page is empty).
     pub next: Option<ScanPos>,

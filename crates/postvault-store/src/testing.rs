@@ -105,6 +105,7 @@ pub const METHODS: &[&str] = &[
     "set_meta",
     // StatsStore
     "category_records",
+    "build_scan_blocks",
     "spend_budget",
     "budgets",
     // KeyStore
@@ -854,27 +855,35 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
             .category_records(category, now, after, until, limit, consented)?;
         Ok(crate::ScanPage {
             rows: self.handed_rows(page.rows),
-            next: page.next,
+            ..page
         })
     }
 
     fn category_records_into(
         &self,
-        category: &str,
-        now: i64,
-        after: Option<&crate::ScanPos>,
-        until: Option<&SubjectRef>,
-        limit: usize,
-        consented: Option<&str>,
+        ask: &crate::ScanAsk<'_>,
         page: &mut crate::ScanPage,
     ) -> Result<(), StoreError> {
         self.enter("category_records")?;
-        self.inner
-            .category_records_into(category, now, after, until, limit, consented, page)?;
+        self.inner.category_records_into(ask, page)?;
         self.faults
             .records
             .fetch_add(page.rows.len() as u64, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn build_scan_blocks(
+        &self,
+        category: &str,
+        now: i64,
+        after: Option<&SubjectRef>,
+        people: usize,
+        tag: &str,
+        make: &mut crate::BlockMakeFn<'_>,
+    ) -> Result<Option<crate::BlockStep>, StoreError> {
+        self.enter("build_scan_blocks")?;
+        self.inner
+            .build_scan_blocks(category, now, after, people, tag, make)
     }
 
     fn spend_budget(

@@ -82,7 +82,7 @@ pub use rights::{
 };
 pub use runs::{MAX_BATCH_ID, RunInfo};
 pub use setup::InitOptions;
-pub use stats::{StatsAnswer, StatsRequest};
+pub use stats::{BlocksBuilt, StatsAnswer, StatsRequest};
 pub use vault::{DATA_FILE, KEYS_FILE, OpenOptions, Principal, Vault};
 pub use witness::{
     ConfiguredWitness, CosignReport, CosignedCheckpoint, RecordedWitnessPolicy,

@@ -99,6 +99,14 @@ pub(crate) struct KeyCache {
     records: HashMap<(SubjectRef, u32, i64), Vec<(String, Option<Arc<RecordKey>>)>>,
 }
 
+impl KeyCache {
+    /// Forgets every key, keeping the maps' memory for the next use.
+    pub(crate) fn clear(&mut self) {
+        self.covers.clear();
+        self.records.clear();
+    }
+}
+
 /// A subject's unwrapped keys.
 pub(crate) struct SubjectKeyPair {
     pub(crate) data: DataKey,

@@ -442,3 +442,52 @@ fn on_postgres_the_master_key_options_and_check_work_and_backup_points_at_pg_dum
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("pg_dump"), "{}", stderr(&o));
 }
+
+/// `postvault stats blocks` builds the scan blocks of every category the
+/// pack declares statistics over (or one), says what it built as JSON, and
+/// refuses a category without statistics (exit 4, with its code).
+#[test]
+fn scan_blocks_are_built_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("v");
+    setup(&data, &[]);
+    let events: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"subject\":\"cust-{}\",\"category\":\"scan_event\",\"purpose\":\"delivery\",\"fields\":{{\"piece\":\"letter\",\"facility_zip\":\"6060{}\",\"op_code\":\"918\",\"event\":\"processed\",\"scanned_at\":\"2026-11-01T0{}:00:00Z\"}}}}\n",
+                i % 3,
+                i % 10,
+                i % 10
+            )
+        })
+        .collect();
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, events).unwrap();
+    let o = pv(
+        &data,
+        &["collect", "--as", "ingest", file.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = pv(&data, &["stats", "blocks"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let built = json(&o);
+    let scans = built
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["category"] == "scan_event")
+        .unwrap();
+    assert_eq!(scans["supported"], true);
+    assert_eq!(scans["people"], 3);
+    assert_eq!(scans["records"], 30);
+    assert_eq!(scans["blocks"], 3);
+    assert!(scans["tag"].as_str().unwrap().starts_with("b2:scanned_at:"));
+    let o = pv(&data, &["stats", "blocks", "--category", "scan_event"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o).as_array().unwrap().len(), 1);
+    for (category, want) in [("address", "no_statistics"), ("nope", "unknown_category")] {
+        let o = pv(&data, &["stats", "blocks", "--category", category]);
+        assert_eq!(code(&o), 4, "{category}: {}", stderr(&o));
+        assert_eq!(json(&o)["error"]["code"], want);
+    }
+}

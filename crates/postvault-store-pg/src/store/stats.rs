@@ -61,7 +61,11 @@ impl StatsStore for PgStore {
                 .collect::<Result<Vec<_>, _>>()?;
             // A person's rows come by id: the id is the position.
             let next = rows.last().map(|r| (r.subject, r.id));
-            Ok(ScanPage { rows, next })
+            Ok(ScanPage {
+                rows,
+                next,
+                ..ScanPage::default()
+            })
         })
     }
 

@@ -61,7 +61,7 @@ pub use rights::{
 };
 pub use stats::{
     budget_spends_check_and_account_atomically, category_records_come_person_by_person,
-    concurrent_spends_never_overspend,
+    concurrent_spends_never_overspend, scan_blocks_stand_for_rows_until_they_change,
 };
 
 pub(super) fn record(subject: u8, n: u8, category: &str) -> RecordRow {
@@ -122,6 +122,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     budget_spends_check_and_account_atomically(&*fresh());
     concurrent_spends_never_overspend(&*fresh());
     category_records_come_person_by_person(&*fresh());
+    scan_blocks_stand_for_rows_until_they_change(&*fresh());
 }
 
 /// Runs every key-store check on a fresh key store from `fresh`.

@@ -206,16 +206,17 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         let mut after: Option<crate::ScanPos> = None;
         let mut pages = 0;
         loop {
-            s.category_records_into(
-                "scan_event",
-                500,
-                after.as_ref(),
-                None,
+            let ask = crate::ScanAsk {
+                category: "scan_event",
+                now: 500,
+                after: after.as_ref(),
+                until: None,
                 limit,
-                None,
-                &mut page,
-            )
-            .unwrap();
+                consented: None,
+                blocks: None,
+                people: limit,
+            };
+            s.category_records_into(&ask, &mut page).unwrap();
             let fresh = s
                 .category_records("scan_event", 500, after.as_ref(), None, limit, None)
                 .unwrap();
@@ -230,4 +231,260 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         }
         assert_eq!(pages, 7usize.div_ceil(limit), "pages of {limit}");
     }
+}
+
+/// What a scan with blocks of `tag` hands out, paged `limit` people at a
+/// time: every record once, as (subject, id), from a block (whose sealed
+/// bytes are here the ids it holds) or a row; and how many came in blocks.
+fn scanned(
+    s: &dyn Store,
+    tag: &str,
+    limit: usize,
+    consented: Option<&str>,
+) -> (Vec<(u8, u8)>, usize) {
+    let mut page = crate::ScanPage::default();
+    let mut after: Option<crate::ScanPos> = None;
+    let mut got = Vec::new();
+    let mut in_blocks = 0;
+    loop {
+        let ask = crate::ScanAsk {
+            category: "scan_event",
+            now: 500,
+            after: after.as_ref(),
+            until: None,
+            limit,
+            consented,
+            blocks: Some(tag),
+            people: limit,
+        };
+        s.category_records_into(&ask, &mut page).unwrap();
+        let Some(next) = page.next else {
+            assert!(page.rows.is_empty() && page.blocks.is_empty());
+            break;
+        };
+        // Person by person: each one's blocks and rows in the page, in
+        // subject order, never split over two pages once blocks are in use.
+        let mut people: Vec<u8> = page
+            .blocks
+            .iter()
+            .map(|b| b.subject[0])
+            .chain(page.rows.iter().map(|r| r.subject[0]))
+            .collect();
+        people.sort_unstable();
+        people.dedup();
+        assert!(people.last().is_none_or(|p| *p <= next.0[0]));
+        for b in &page.blocks {
+            assert_eq!(b.tag, tag);
+            assert_eq!(b.sealed.len() as u64, b.records);
+            in_blocks += b.sealed.len();
+            got.extend(b.sealed.iter().map(|id| (b.subject[0], *id)));
+        }
+        got.extend(page.rows.iter().map(|r| (r.subject[0], r.id[0])));
+        after = Some(next);
+    }
+    got.sort_unstable();
+    (got, in_blocks)
+}
+
+/// Builds blocks of tag `tag` for everyone: one a (key_id, expiry), its
+/// sealed bytes the first byte of each record's id. Returns false for a
+/// backend that keeps no blocks.
+fn build(s: &dyn Store, tag: &str, people: usize) -> bool {
+    let mut after = None;
+    loop {
+        let step = s
+            .build_scan_blocks(
+                "scan_event",
+                500,
+                after.as_ref(),
+                people,
+                tag,
+                &mut |subject, rows, upto| {
+                    let mut blocks: Vec<crate::ScanBlock> = Vec::new();
+                    for r in rows {
+                        assert_eq!(&r.subject, subject);
+                        assert_eq!(r.category, "scan_event");
+                        assert!(r.superseded_by.is_none() && r.expires_at > 500);
+                        match blocks
+                            .iter_mut()
+                            .find(|b| b.key_id == r.key_id && b.expires_at == r.expires_at)
+                        {
+                            Some(b) => {
+                                b.sealed.push(r.id[0]);
+                                b.records += 1;
+                            }
+                            None => blocks.push(crate::ScanBlock {
+                                subject: *subject,
+                                category: r.category.clone(),
+                                key_id: r.key_id,
+                                expires_at: r.expires_at,
+                                records: 1,
+                                upto: *upto,
+                                tag: tag.into(),
+                                sealed: vec![r.id[0]],
+                            }),
+                        }
+                    }
+                    Ok(Some(blocks))
+                },
+            )
+            .unwrap();
+        let Some(step) = step else { return false };
+        match step.next {
+            Some(n) => after = Some(n),
+            None => return true,
+        }
+    }
+}
+
+/// Scan blocks stand for the rows they were built of, and only as long as
+/// those rows are unchanged: a new row is read beside them, a correction,
+/// a re-seal, an expiry or a purge of a person's row drops the person's
+/// blocks of the category in the same transaction, and blocks of another
+/// tag are never handed out.
+pub fn scan_blocks_stand_for_rows_until_they_change(s: &dyn Store) {
+    let rec = |subject: u8, n: u8, category: &str, expires_at: i64| RecordRow {
+        id: [n; 16],
+        subject: [subject; 16],
+        category: category.into(),
+        purpose: "delivery".into(),
+        source: "svc".into(),
+        collected_at: 1_000,
+        expires_at,
+        key_id: 0,
+        sealed: vec![n],
+        superseded_by: None,
+    };
+    let write = |records: Vec<RecordRow>, supersede: Vec<([u8; 16], SubjectRef, [u8; 16])>| {
+        s.write(
+            &WriteBatch {
+                records,
+                supersede,
+                leaves: 1,
+                ..WriteBatch::default()
+            },
+            &mut |_, _| b"w".to_vec().into(),
+        )
+        .unwrap();
+    };
+    write(
+        vec![
+            rec(1, 1, "scan_event", 9_000),
+            rec(1, 2, "scan_event", 9_000),
+            rec(1, 3, "scan_event", 8_000),
+            rec(2, 4, "scan_event", 9_000),
+            rec(2, 5, "address", 9_000),
+            rec(2, 6, "scan_event", 9_000),
+            rec(3, 7, "scan_event", 9_000),
+            rec(3, 8, "scan_event", 600),
+            // Expired at the scan's time: in no block, never handed out.
+            rec(4, 9, "scan_event", 100),
+            rec(5, 10, "scan_event", 9_000),
+        ],
+        vec![],
+    );
+    let all = vec![
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 4),
+        (2, 6),
+        (3, 7),
+        (3, 8),
+        (5, 10),
+    ];
+    // Before any block: rows only, whatever the tag.
+    assert_eq!(scanned(s, "t", 2, None), (all.clone(), 0));
+    if !build(s, "t", 2) {
+        return;
+    }
+    for limit in [1, 2, 100] {
+        assert_eq!(
+            scanned(s, "t", limit, None),
+            (all.clone(), 8),
+            "limit {limit}"
+        );
+        // Blocks of another tag are not read: rows instead.
+        assert_eq!(scanned(s, "u", limit, None), (all.clone(), 0));
+    }
+    // A new row is read beside the person's blocks.
+    write(vec![rec(1, 11, "scan_event", 9_000)], vec![]);
+    let mut now = all.clone();
+    now.push((1, 11));
+    now.sort_unstable();
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 8));
+    // A correction drops the person's blocks: the old value is gone, the
+    // new one read, and person 2's other record now comes as a row.
+    write(
+        vec![rec(2, 12, "scan_event", 9_000)],
+        vec![([4; 16], [2; 16], [12; 16])],
+    );
+    now.retain(|r| *r != (2, 4));
+    now.push((2, 12));
+    now.sort_unstable();
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 6));
+    // A correction of another category leaves them be.
+    write(vec![rec(1, 13, "address", 9_000)], vec![]);
+    write(
+        vec![rec(1, 14, "address", 9_000)],
+        vec![([13; 16], [1; 16], [14; 16])],
+    );
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 6));
+    // A re-seal drops them too (person 3, whose blocks held 2 records).
+    let mut r7 = rec(3, 7, "scan_event", 9_000);
+    r7.key_id = crate::key_id::HOLD;
+    r7.sealed = vec![77];
+    assert_eq!(s.rekey(&[r7]).unwrap(), 1);
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 4));
+    // Rebuilt (person 5's new row too), then person 3's record of 600
+    // expires and is swept: their blocks go in the sweep's transaction,
+    // and their record left comes as a row.
+    assert!(build(s, "t", 100));
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 9));
+    write(vec![rec(5, 15, "scan_event", 700)], vec![]);
+    assert!(build(s, "t", 100));
+    now.push((5, 15));
+    now.sort_unstable();
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 10));
+    let swept = s.sweep_expired(650, 100, None).unwrap();
+    assert_eq!(swept.deleted, 2, "person 3's record of 600 and person 4's");
+    now.retain(|r| *r != (3, 8));
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), 10 - 2));
+    // A person erased is dead at once, blocks and rows; the purge deletes
+    // both.
+    s.erase(
+        &[[1; 16]],
+        400,
+        &mut |_, _, _| b"erase".to_vec().into(),
+        &mut |_, _| None,
+    )
+    .unwrap();
+    now.retain(|r| r.0 != 1);
+    let (got, in_blocks) = scanned(s, "t", 2, None);
+    assert_eq!(got, now);
+    s.finish_erasure(&[[1; 16]]).unwrap();
+    assert_eq!(s.purge_subjects(&[[1; 16]]).unwrap().len(), 1);
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), in_blocks));
+    // Collected again, they have their new row and none of the old blocks.
+    write(vec![rec(1, 16, "scan_event", 9_000)], vec![]);
+    now.push((1, 16));
+    now.sort_unstable();
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), in_blocks));
+    // Consent: only people whose consent stands, blocks and rows alike.
+    s.write(
+        &WriteBatch {
+            consents: vec![crate::ConsentRow {
+                subject: [5; 16],
+                purpose: "marketing".into(),
+                granted: true,
+                at: 10,
+            }],
+            leaves: 1,
+            ..WriteBatch::default()
+        },
+        &mut |_, _| b"c".to_vec().into(),
+    )
+    .unwrap();
+    let fives: Vec<(u8, u8)> = now.iter().copied().filter(|r| r.0 == 5).collect();
+    assert_eq!(scanned(s, "t", 2, Some("marketing")).0, fives);
 }

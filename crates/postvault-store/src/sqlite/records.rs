@@ -226,7 +226,12 @@ fn write_in(tx: &Connection, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Resul
         )?;
         let mut drop_lookups =
             tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
+        let blocks = !batch.supersede.is_empty() && super::stats::any_blocks(tx)?;
         for (old, subject, new) in &batch.supersede {
+            // The scan blocks holding the old value go with it.
+            if blocks {
+                super::stats::drop_blocks_of(tx, subject, Some(old))?;
+            }
             if s.execute(params![old, subject, new])? != 1 {
                 return Err(StoreError::Stale);
             }
@@ -272,8 +277,12 @@ fn resolve_purge(tx: &Connection, batch: &WriteBatch) -> Result<(), StoreError> 
     let mut take = tx.prepare_cached("DELETE FROM purge WHERE subject = ?1")?;
     let mut records = tx.prepare_cached("DELETE FROM records WHERE subject = ?1")?;
     let mut lookups = tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1")?;
+    let blocks = super::stats::any_blocks(tx)?;
     for s in subjects {
         if take.execute([s])? > 0 {
+            if blocks {
+                super::stats::drop_blocks_of(tx, s, None)?;
+            }
             records.execute([s])?;
             lookups.execute([s])?;
         }

@@ -29,7 +29,12 @@ impl RightsStore for SqliteStore {
             let mut s = tx.prepare_cached(
                 "UPDATE records SET key_id = ?2, sealed = ?3 WHERE id = ?1 AND subject = ?4",
             )?;
+            let blocks = super::stats::any_blocks(&tx)?;
             for r in records {
+                // Blocks sealed under the record's old key go with it.
+                if blocks {
+                    super::stats::drop_blocks_of(&tx, &r.subject, Some(&r.id))?;
+                }
                 n += s.execute(params![r.id, r.key_id, r.sealed, r.subject])? as u64;
             }
         }
@@ -68,7 +73,11 @@ impl RightsStore for SqliteStore {
             let mut del = tx.prepare_cached("DELETE FROM records WHERE rowid = ?1")?;
             let mut del_lookup =
                 tx.prepare_cached("DELETE FROM lookups WHERE subject = ?1 AND record = ?2")?;
+            let blocks = super::stats::any_blocks(&tx)?;
             for (rowid, id, subject, category) in rows {
+                if blocks {
+                    super::stats::drop_blocks(&tx, &category, &subject)?;
+                }
                 del.execute([rowid])?;
                 del_lookup.execute(params![subject, id])?;
                 out.deleted += 1;
@@ -463,6 +472,15 @@ fn purge_in(
             .collect();
     }
     if people > 0 {
+        if super::stats::any_blocks(tx)? {
+            let purged: Vec<SubjectRef> = tx
+                .prepare_cached("SELECT subject FROM temp.purge_now")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for s in &purged {
+                super::stats::drop_blocks_of(tx, s, None)?;
+            }
+        }
         let deleted = tx
             .prepare_cached(
                 "DELETE FROM records WHERE subject IN (SELECT subject FROM temp.purge_now)",

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 16;
+pub const SCHEMA_VERSION: u32 = 17;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -154,6 +154,18 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
     "DROP INDEX IF EXISTS records_category;
      DROP INDEX IF EXISTS records_subject;
      CREATE INDEX records_subject ON records (subject, category);",
+    // 17: scan blocks (StatsStore::build_scan_blocks): a person's current
+    // records of one category under one key, sealed together for the
+    // statistics scan, with the row number up to which the person's rows
+    // of the category are in them. In person order within a category, as
+    // the scan reads them; a person's blocks are deleted with any change
+    // to a row they cover.
+    "CREATE TABLE IF NOT EXISTS scan_blocks (
+         category TEXT NOT NULL, subject BLOB NOT NULL, key_id INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL, upto INTEGER NOT NULL, records INTEGER NOT NULL,
+         tag TEXT NOT NULL, sealed BLOB NOT NULL);
+     CREATE UNIQUE INDEX IF NOT EXISTS scan_blocks_key
+         ON scan_blocks (category, subject, key_id, expires_at);",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[

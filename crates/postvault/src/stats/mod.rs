@@ -21,7 +21,10 @@
 //! - memory grows with the number of groups, not of records: records come
 //!   a page at a time, one person's together.
 
+mod blocks;
 mod release;
+
+pub use blocks::BlocksBuilt;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,6 +44,9 @@ pub use release::CONFIDENCE;
 
 /// Records fetched per page of a scan.
 const PAGE: usize = 8192;
+/// People a page of a scan with blocks holds (their blocks and the rows
+/// these do not cover).
+const PAGE_PEOPLE: usize = 1024;
 /// The most groups an answer over public keys may enumerate.
 pub const MAX_GROUPS: usize = 100_000;
 /// The longest query window, in days.
@@ -546,15 +552,50 @@ impl<'p> Keyer<'p> {
             Some(t) => t.clone(),
             None => more[i - texts.len()].clone(),
         };
-        Ok(self.key_of(raw, text))
+        let at = text(self.needed.time).and_then(|t| parse_instant(&t));
+        Ok(self.key_of(at, |i| raw[i].map(|r| r.get()), text))
+    }
+
+    /// [`Keyer::contribution`] of one entry of a scan block (its fields'
+    /// JSON texts, and the time field's instant parsed when it was built),
+    /// `map` giving each needed field's place in the block's fields.
+    fn block_contribution(
+        &mut self,
+        entry: &[u8],
+        map: &[usize],
+    ) -> Result<Option<(&str, i64)>, VaultError> {
+        let corrupt = || {
+            VaultError::Store(postvault_store::StoreError::Corrupt(
+                "a scan block's entry does not read".into(),
+            ))
+        };
+        let mut fields: [Option<&str>; 16] = [None; 16];
+        let at = blocks::read_entry(entry, &mut fields).ok_or_else(corrupt)?;
+        let raw = |i: usize| map.get(i).and_then(|&b| fields.get(b).copied().flatten());
+        // Every needed string decodes, or the entry is not one.
+        let mut texts: [Option<std::borrow::Cow<'_, str>>; 16] = Default::default();
+        for (i, slot) in texts.iter_mut().enumerate().take(map.len()) {
+            if let Some(r) = raw(i) {
+                *slot = match r.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                    Some(inner) if !inner.contains('\\') => Some(std::borrow::Cow::Borrowed(inner)),
+                    Some(_) => Some(std::borrow::Cow::Owned(
+                        serde_json::from_str::<String>(r).map_err(|_| corrupt())?,
+                    )),
+                    None => None,
+                };
+            }
+        }
+        let text = |i: usize| texts.get(i).cloned().flatten();
+        Ok(self.key_of(at, raw, text))
     }
 
     fn key_of<'t>(
         &mut self,
-        raw: &[Option<&serde_json::value::RawValue>],
+        at: Option<i64>,
+        raw: impl Fn(usize) -> Option<&'t str>,
         text: impl Fn(usize) -> Option<std::borrow::Cow<'t, str>>,
     ) -> Option<(&str, i64)> {
-        let at = parse_instant(&text(self.needed.time)?)?;
+        let at = at?;
         if at < self.q.from_ms || at >= self.q.to_ms {
             return None;
         }
@@ -599,11 +640,10 @@ impl<'p> Keyer<'p> {
         let value = match (ok, self.plan.sum) {
             (false, _) => None,
             (true, None) => Some(1),
-            (true, Some((_, (lo, hi)))) => self.needed.sum.and_then(|ix| {
-                raw[ix]
-                    .and_then(|r| sum_value(r.get()))
-                    .map(|v| v.clamp(lo, hi))
-            }),
+            (true, Some((_, (lo, hi)))) => self
+                .needed
+                .sum
+                .and_then(|ix| raw(ix).and_then(sum_value).map(|v| v.clamp(lo, hi))),
         };
         self.key = key;
         value.map(|v| (self.key.as_str(), v))
@@ -938,6 +978,19 @@ impl Vault {
         now: i64,
         ranges: usize,
     ) -> Result<HashMap<String, i64>, VaultError> {
+        self.bounded_scan_with(plan, q, now, ranges, true)
+    }
+
+    /// [`Vault::bounded_scan_in`], reading scan blocks where the store has
+    /// usable ones when `blocks` (rows only otherwise: tests compare).
+    fn bounded_scan_with(
+        &self,
+        plan: &Plan<'_>,
+        q: &Query,
+        now: i64,
+        ranges: usize,
+        blocks: bool,
+    ) -> Result<HashMap<String, i64>, VaultError> {
         self.sync_erasures()?;
         let consented = self.consent_purpose(plan);
         let ranges = subject_ranges(ranges.max(1));
@@ -946,7 +999,7 @@ impl Vault {
                 .iter()
                 .map(|(from, until)| {
                     s.spawn(move || {
-                        self.scan_range(plan, q, now, (*from, until.as_ref()), consented)
+                        self.scan_range(plan, q, now, (*from, until.as_ref()), consented, blocks)
                     })
                 })
                 .collect();
@@ -1026,6 +1079,7 @@ impl Vault {
         now: i64,
         (from, until): (SubjectRef, Option<&SubjectRef>),
         consented: Option<&str>,
+        use_blocks: bool,
     ) -> Result<(Bounder, Trouble), VaultError> {
         let tax = self.pack.taxonomy();
         let category = &tax.category(plan.category).id;
@@ -1038,25 +1092,39 @@ impl Vault {
         let mut subjects: Vec<SubjectRef> = Vec::new();
         let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
         let (mut aad, mut plain) = (Vec::with_capacity(128), Vec::with_capacity(512));
-        // One page's rows, their buffers reused by the next page's.
-        let mut rows = postvault_store::ScanPage::default();
+        // The blocks this query can read: of the pack's declaration now.
+        // Where each field the query needs is in a block's entries.
+        let map = blocks::field_map(tax, plan.category, &keyer.needed.names);
+        let tag = match &map {
+            Some(_) if use_blocks => blocks::block_tag(tax, plan.category),
+            _ => None,
+        };
+        let map = map.unwrap_or_default();
+        // One page's rows and blocks, their buffers reused by the next.
+        let mut page = postvault_store::ScanPage::default();
+        // Derived keys are kept for one page (memory stays bounded), in
+        // maps whose memory the next page reuses.
+        let mut cache = KeyCache::default();
         loop {
-            self.store.category_records_into(
+            let ask = postvault_store::ScanAsk {
                 category,
                 now,
-                after.as_ref(),
+                after: after.as_ref(),
                 until,
-                PAGE,
+                limit: PAGE,
                 consented,
-                &mut rows,
-            )?;
-            let Some(next) = rows.next else {
+                blocks: tag.as_deref(),
+                people: PAGE_PEOPLE,
+            };
+            self.store.category_records_into(&ask, &mut page)?;
+            let Some(next) = page.next else {
                 break;
             };
             after = Some(next);
-            let page = &rows.rows;
             subjects.clear();
-            subjects.extend(page.iter().map(|r| r.subject));
+            subjects.extend(page.blocks.iter().map(|b| b.subject));
+            subjects.extend(page.rows.iter().map(|r| r.subject));
+            subjects.sort_unstable();
             subjects.dedup();
             let wrapped = self.keys.subject_keys_many(&subjects)?;
             keys.clear();
@@ -1065,12 +1133,28 @@ impl Vault {
                 // records are reported, never skipped.
                 keys.insert(*s, w.and_then(|w| self.unwrap_pair(Some(&w), s).ok()));
             }
-            // Derived keys are kept for one page: memory stays bounded. A
-            // person's records come together and mostly share one key: the
-            // last one found is tried first.
-            let mut cache = KeyCache::default();
+            // A person's records come together and mostly share one key:
+            // the last one found is tried first.
+            cache.clear();
             let mut last: Option<LastKey<'_>> = None;
-            for r in page {
+            // A person's blocks, then their rows: one person's together.
+            let mut at = 0usize;
+            let mut blocks = BlockScan {
+                blocks: &page.blocks,
+                at: &mut at,
+                keys: &keys,
+                now,
+                map: &map,
+            };
+            for r in &page.rows {
+                // The blocks of the people before this one, and this one's.
+                self.take_blocks(
+                    &mut blocks,
+                    Some(&r.subject),
+                    (&mut keyer, &mut bounder, &mut trouble),
+                    &mut cache,
+                    &mut plain,
+                )?;
                 let (k, key) = match last.as_ref() {
                     Some((p, k, key))
                         if p.subject == r.subject
@@ -1109,11 +1193,67 @@ impl Vault {
                 }
                 bounder.add(&r.subject, keyer.contribution(&plain)?);
             }
-            if page.len() < PAGE {
-                break;
-            }
+            self.take_blocks(
+                &mut blocks,
+                None,
+                (&mut keyer, &mut bounder, &mut trouble),
+                &mut cache,
+                &mut plain,
+            )?;
         }
         Ok((bounder, trouble))
+    }
+}
+
+/// Where a page's scan stands in the page's blocks.
+struct BlockScan<'a> {
+    blocks: &'a [postvault_store::ScanBlock],
+    at: &'a mut usize,
+    keys: &'a HashMap<SubjectRef, Option<SubjectKeyPair>>,
+    now: i64,
+    /// Where each field the query needs is in the blocks' entries.
+    map: &'a [usize],
+}
+
+impl Vault {
+    /// Adds the page's blocks of the people up to `upto` (every one left
+    /// when `None`) to `bounder`, each person's entries together.
+    fn take_blocks(
+        &self,
+        s: &mut BlockScan<'_>,
+        upto: Option<&SubjectRef>,
+        (keyer, bounder, trouble): (&mut Keyer<'_>, &mut Bounder, &mut Trouble),
+        cache: &mut KeyCache,
+        plain: &mut Vec<u8>,
+    ) -> Result<(), VaultError> {
+        while let Some(b) = s.blocks.get(*s.at) {
+            if upto.is_some_and(|u| b.subject > *u) {
+                break;
+            }
+            *s.at += 1;
+            let k = s.keys.get(&b.subject).and_then(Option::as_ref);
+            let row = blocks::key_row(b);
+            let Some(key) = self.key_for(&row, k, cache, false)? else {
+                match self.gone(&row, k, cache, s.now)? {
+                    crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
+                    crate::integrity::Gone::Missing => {
+                        *trouble.missing.entry(b.subject).or_default() += b.records;
+                    }
+                    crate::integrity::Gone::CoverKey(seq) => {
+                        *trouble.covers.entry(seq).or_default() += b.records;
+                    }
+                }
+                bounder.add(&b.subject, None);
+                continue;
+            };
+            // Altered, or not sealed with the key of its rows: an error,
+            // never a guess.
+            key.key.open_into(&blocks::block_aad(b), &b.sealed, plain)?;
+            for entry in blocks::entries(plain) {
+                bounder.add(&b.subject, keyer.block_contribution(entry?, s.map)?);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -381,3 +381,194 @@ fn a_consent_purpose_counts_only_the_people_who_consented() {
         a.accuracy.statement
     );
 }
+
+/// The bounded values of a count by day and ZIP3, from rows only and with
+/// the scan blocks the store holds; both, in one and in three ranges.
+fn both_ways(v: &Vault) -> (HashMap<String, i64>, HashMap<String, i64>) {
+    let analyst = v.principal("analyst").unwrap();
+    let q = count_by(&["day", "zip3"]);
+    let plan = pstats::check(v.pack.taxonomy(), analyst.role_ix, "statistics", &q).unwrap();
+    let rows = v.bounded_scan_with(&plan, &q, T0, 1, false).unwrap();
+    let blocks = v.bounded_scan_with(&plan, &q, T0, 1, true).unwrap();
+    assert_eq!(v.bounded_scan_with(&plan, &q, T0, 3, true).unwrap(), blocks);
+    assert_eq!(v.bounded_scan_with(&plan, &q, T0, 3, false).unwrap(), rows);
+    (rows, blocks)
+}
+
+/// Scan blocks answer what the rows answer: once built, after new records
+/// (read beside them), after a correction (the person's blocks dropped
+/// with the old value) and after an erasure; a block altered in the store
+/// stops the scan, never a guess; and the store holds them sealed.
+#[test]
+fn scan_blocks_answer_what_the_rows_answer() {
+    let (dir, v) = scanned(60, 6);
+    let (rows, blocks) = both_ways(&v);
+    assert_eq!(rows, blocks);
+    assert_eq!(rows.values().sum::<i64>(), 364);
+    let built = v.build_scan_blocks("scan_event", &mut |_| {}).unwrap();
+    assert!(built.supported);
+    assert_eq!((built.people, built.records), (60, 60 * 6 + 40));
+    assert_eq!(built.blocks, 60, "one key a person: one block each");
+    assert_eq!(
+        built.tag, "b2:scanned_at:event,facility_zip,op_code,piece,scanned_at",
+        "the fields of the pack's declaration"
+    );
+    let (rows, blocks) = both_ways(&v);
+    assert_eq!(rows, blocks);
+    assert_eq!(blocks.values().sum::<i64>(), 364);
+    // A person added, with one event, then corrected: their new value
+    // counts once, the old one not at all.
+    let ingest = v.principal("ingest").unwrap();
+    let solo = r#"{"subject":"solo","category":"scan_event","purpose":"delivery","fields":{"piece":"letter","facility_zip":"99901","op_code":"918","event":"processed","scanned_at":"2026-11-01T05:00:00Z"}}"#;
+    v.collect(
+        &ingest,
+        &mut solo.as_bytes(),
+        &crate::CollectOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        v.build_scan_blocks("scan_event", &mut |_| {})
+            .unwrap()
+            .records
+            > 400
+    );
+    let (rows, blocks) = both_ways(&v);
+    assert_eq!(rows, blocks);
+    assert_eq!(blocks.get("2026-11-01\u{1f}999"), Some(&1));
+    v.add_principal("officer", "privacy_officer").unwrap();
+    let officer = v.principal("officer").unwrap();
+    v.correct(
+        &officer,
+        "solo",
+        "scan_event",
+        r#"{"piece":"letter","facility_zip":"88801","op_code":"918","event":"processed","scanned_at":"2026-11-01T05:00:00Z"}"#,
+        None,
+    )
+    .unwrap();
+    let (rows, blocks) = both_ways(&v);
+    assert_eq!(rows, blocks);
+    assert_eq!(blocks.get("2026-11-01\u{1f}999"), None);
+    assert_eq!(blocks.get("2026-11-01\u{1f}888"), Some(&1));
+    // New records beside built blocks; then an erasure.
+    let more = r#"{"subject":"p3","category":"scan_event","purpose":"delivery","fields":{"piece":"letter","facility_zip":"77701","op_code":"918","event":"processed","scanned_at":"2026-11-02T05:00:00Z"}}"#;
+    v.collect(
+        &ingest,
+        &mut more.as_bytes(),
+        &crate::CollectOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (rows, blocks) = both_ways(&v);
+    assert_eq!(rows, blocks);
+    assert_eq!(blocks.get("2026-11-02\u{1f}777"), Some(&1));
+    let before = blocks.values().sum::<i64>();
+    v.erase(&officer, &["p3".into()], &mut |_| {}).unwrap();
+    let (rows, blocks) = both_ways(&v);
+    assert_eq!(rows, blocks);
+    assert_eq!(blocks.values().sum::<i64>(), before - 7);
+    // Nothing of a record's fields is in the store's files in the clear.
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let path = f.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [&b"88801"[..], b"99901", b"2026-11-01T05"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} in the clear in {}",
+                String::from_utf8_lossy(needle),
+                path.display()
+            );
+        }
+    }
+    // A block whose position is moved (to hide rows or count them twice)
+    // no longer opens: the scan fails.
+    drop(v);
+    let db = rusqlite::Connection::open(dir.path().join("data.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE scan_blocks SET upto = upto - 1
+             WHERE rowid = (SELECT min(rowid) FROM scan_blocks)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(db);
+    let v = Vault::open(
+        dir.path(),
+        crate::OpenOptions {
+            clock: Arc::new(crate::FixedClock::new(T0)),
+            ..crate::OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let analyst = v.principal("analyst").unwrap();
+    let q = count_by(&["day", "zip3"]);
+    let plan = pstats::check(v.pack.taxonomy(), analyst.role_ix, "statistics", &q).unwrap();
+    assert!(v.bounded_scan_with(&plan, &q, T0, 1, false).is_ok());
+    assert!(v.bounded_scan_with(&plan, &q, T0, 1, true).is_err());
+}
+
+/// A block's entry of a payload adds what the payload adds, for every
+/// dimension the pack declares: escapes, offsets, a missing or unreadable
+/// time, a missing field, a value that is not text, fields in any order.
+#[test]
+fn a_block_entry_adds_what_its_record_adds() {
+    let (_dir, v) = scanned(1, 1);
+    let analyst = v.principal("analyst").unwrap();
+    let tax = v.pack.taxonomy();
+    let cat = tax.category_ix("scan_event").unwrap();
+    let kept = blocks::block_fields(tax, cat).unwrap();
+    let time = kept.iter().position(|f| *f == "scanned_at").unwrap();
+    let payloads = [
+        r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z","facility_zip":"60601","piece":"letter","event":"processed","op_code":"918"}}"#,
+        r#"{"legal_basis":"x","fields":{"extra":{"a":[1]},"facility_zip":"70101","scanned_at":"2026-11-02T23:59:59.5-00:00","piece":"flat"},"more":[null]}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T00:00:00Z","facility_zip":"\u00360601","event":"d\u00e9livr\"e"}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T23:30:00-02:00","facility_zip":"60601","op_code":"9\\18"}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-03T00:00:00Z","facility_zip":"60601"}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z"}}"#,
+        r#"{"fields":{"scanned_at":"2026-11-01T10:00:00Z","facility_zip":60601,"piece":7}}"#,
+        r#"{"fields":{"scanned_at":"yesterday","facility_zip":"60601"}}"#,
+        r#"{"fields":{"facility_zip":"60601"}}"#,
+    ];
+    for dims in [
+        &["day", "zip3"][..],
+        &["week", "piece"],
+        &["event", "operation"],
+        &["zip3", "day", "event", "piece"],
+        &[],
+    ] {
+        let q = count_by(dims);
+        let plan = pstats::check(tax, analyst.role_ix, "statistics", &q).unwrap();
+        let mut k = Keyer::new(tax, &plan, &q);
+        let map = blocks::field_map(tax, cat, &k.needed.names).unwrap();
+        let mut entry = Vec::new();
+        for p in payloads {
+            let want = k
+                .contribution(p.as_bytes())
+                .unwrap()
+                .map(|(g, v)| (g.to_string(), v));
+            blocks::entry_of(p.as_bytes(), &kept, time, &mut entry).unwrap();
+            let got = k
+                .block_contribution(&entry, &map)
+                .unwrap()
+                .map(|(g, v)| (g.to_string(), v));
+            assert_eq!(got, want, "{dims:?} {p}");
+        }
+    }
+    // An entry cut short, or holding bytes that are not UTF-8, is a fault.
+    let q = count_by(&["day"]);
+    let plan = pstats::check(tax, analyst.role_ix, "statistics", &q).unwrap();
+    let mut k = Keyer::new(tax, &plan, &q);
+    let map = blocks::field_map(tax, cat, &k.needed.names).unwrap();
+    let mut entry = Vec::new();
+    blocks::entry_of(payloads[0].as_bytes(), &kept, time, &mut entry).unwrap();
+    assert!(
+        k.block_contribution(&entry[..entry.len() - 1], &map)
+            .is_err()
+    );
+    assert!(k.block_contribution(&entry[..5], &map).is_err());
+    let mut bad = entry.clone();
+    let at = bad.len() - 2;
+    bad[at] = 0xff;
+    assert!(k.block_contribution(&bad, &map).is_err());
+}
