@@ -816,7 +816,8 @@ pub trait StatsStore: Send + Sync {
     /// to their blocks' position with those blocks instead (the ones of
     /// that tag only; a person with a block of another tag, or blocks of
     /// unequal positions, gets rows). Then a page ends with a whole person,
-    /// holds at most `ask.people` people, and `page.blocks` holds the
+    /// holds at most `ask.people` people and stops after the person whose
+    /// rows reach `ask.limit`, and `page.blocks` holds the
     /// blocks of the page's people (current: not expired at `ask.now`,
     /// the person neither awaiting the purge nor, with `consented`,
     /// without that consent), in person order like the rows.

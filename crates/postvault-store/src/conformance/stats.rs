@@ -273,6 +273,12 @@ fn scanned(
         people.sort_unstable();
         people.dedup();
         assert!(people.last().is_none_or(|p| *p <= next.0[0]));
+        // At most `limit` rows, but for the person who reached it.
+        assert!(
+            page.rows.iter().filter(|r| r.subject != next.0).count() < limit.max(1),
+            "a page of {} rows for a limit of {limit}",
+            page.rows.len()
+        );
         for b in &page.blocks {
             assert_eq!(b.tag, tag);
             assert_eq!(b.sealed.len() as u64, b.records);

@@ -206,6 +206,11 @@ impl SqliteStore {
             let mut at = 0usize;
             let mut unusable: Vec<SubjectRef> = Vec::new();
             for (subject, highest, resumed) in &people {
+                // A page holds at most `limit` rows: it ends with the
+                // person who reaches it (their blocks and rows whole).
+                if n >= ask.limit.max(1) {
+                    break;
+                }
                 // This person's blocks, usable or not.
                 while at < blocks.len() && blocks[at].subject < *subject {
                     at += 1;
@@ -250,6 +255,11 @@ impl SqliteStore {
                     }
                     n += 1;
                 }
+            }
+            // Blocks of people after the page's last are not the page's.
+            if let Some(end) = last {
+                let keep = blocks.partition_point(|b| b.subject <= end);
+                blocks.truncate(keep);
             }
             if !unusable.is_empty() {
                 blocks.retain(|b| unusable.binary_search(&b.subject).is_err());
@@ -449,8 +459,6 @@ impl StatsStore for SqliteStore {
     }
 }
 
-/// A scan position's row number ([`ScanPos`]: big-endian in its first 8
-/// bytes; the start, all zeros, is before every row, numbered from 1).
 /// Deletes `subject`'s scan blocks of the categories of their rows (of
 /// record `record` only, when given): before those rows change or go.
 pub(super) fn drop_blocks_of(
@@ -553,6 +561,8 @@ impl SqliteStore {
     }
 }
 
+/// A scan position's row number ([`ScanPos`]: big-endian in its first 8
+/// bytes; the start, all zeros, is before every row, numbered from 1).
 fn row_of(at: &[u8; 16]) -> i64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&at[..8]);

@@ -29,8 +29,9 @@ use crate::error::VaultError;
 use crate::leaf::{Event, LEAF_VERSION};
 use crate::vault::{KeyCache, RecordKey, Vault};
 
-/// People handed to the builder in one store transaction.
-const PEOPLE_A_STEP: usize = 256;
+/// People handed to the builder in one store transaction (which holds the
+/// store's writer while they are opened and sealed).
+const PEOPLE_A_STEP: usize = 64;
 
 /// What a block holds, by the statistics declaration of its category:
 /// `b2:`, the time field, `:` and the fields kept, sorted, comma-separated
@@ -70,6 +71,7 @@ pub(crate) fn read_entry<'e>(
     entry: &'e [u8],
     fields: &mut [Option<&'e str>; MAX_FIELDS],
 ) -> Option<Option<i64>> {
+    let (_seq, entry) = entry.split_first_chunk::<4>()?;
     let (at, mut rest) = entry.split_first_chunk::<8>()?;
     let at = i64::from_le_bytes(*at);
     let mut n = 0;
@@ -91,6 +93,19 @@ pub(crate) fn read_entry<'e>(
         *slot = None;
     }
     Some((at != NO_TIME).then_some(at))
+}
+
+/// An entry's place among its person's rows of the category (from 0, in
+/// the order of the rows), `None` if it is not an entry.
+pub(crate) fn entry_seq(entry: &[u8]) -> Option<u32> {
+    entry.first_chunk::<4>().map(|b| u32::from_le_bytes(*b))
+}
+
+/// A block's entries do not read.
+pub(crate) fn bad_entry() -> VaultError {
+    VaultError::Store(postvault_store::StoreError::Corrupt(
+        "a scan block's entry does not read".into(),
+    ))
 }
 
 /// An entry's time when the record's time field is missing or does not
@@ -134,7 +149,9 @@ pub(crate) fn block_aad(b: &ScanBlock) -> Vec<u8> {
 }
 
 /// A block's entries, each after its length (4 bytes, little-endian): the
-/// record's time field as an instant (8 bytes, little-endian; `i64::MIN`
+/// record's place among its person's rows of the category (4 bytes,
+/// little-endian: a person's blocks are read in the order of their rows),
+/// the record's time field as an instant (8 bytes, little-endian; `i64::MIN`
 /// when missing or not a time), then each kept field, in the order of the
 /// tag, as its JSON text after its length (2 bytes, little-endian;
 /// `0xffff` and nothing when the record lacks it).
@@ -287,9 +304,10 @@ impl Vault {
             // The closure's own failures, kept whole (the store sees an
             // error that stops its transaction).
             let mut failed: Option<VaultError> = None;
+            // Each step's own time: what expired is left out as of then.
             let step = self.store.build_scan_blocks(
                 category,
-                now,
+                self.clock.now_ms(),
                 after.as_ref(),
                 PEOPLE_A_STEP,
                 &tag,
@@ -354,25 +372,31 @@ impl Vault {
         };
         let mut cache = KeyCache::default();
         let mut out: Vec<ScanBlock> = Vec::new();
-        // Rows of one key in one block, in the order the rows come.
-        let mut groups: Vec<(u32, i64, Vec<&RecordRow>)> = Vec::new();
-        for r in rows {
+        // Rows of one key in one block, in the order the rows come, each
+        // with its place among the person's rows.
+        let mut groups: Vec<(u32, i64, Vec<(u32, &RecordRow)>)> = Vec::new();
+        for (seq, r) in rows.iter().enumerate() {
+            let Ok(seq) = u32::try_from(seq) else {
+                return Ok(None);
+            };
             match groups
                 .iter_mut()
                 .find(|(k, e, _)| *k == r.key_id && *e == r.expires_at)
             {
-                Some(g) => g.2.push(r),
-                None => groups.push((r.key_id, r.expires_at, vec![r])),
+                Some(g) => g.2.push((seq, r)),
+                None => groups.push((r.key_id, r.expires_at, vec![(seq, r)])),
             }
         }
         for (key_id, expires_at, group) in groups {
-            let Some(key) = self.key_for(group[0], Some(&pair), &mut cache, false)? else {
+            let Some(key) = self.key_for(group[0].1, Some(&pair), &mut cache, false)? else {
                 return Ok(None);
             };
             block.clear();
-            for r in &group {
+            for (seq, r) in &group {
                 self.open_record_with(r, &key, aad, plain)?;
-                entry_of(plain, fields, time, reduced)?;
+                if !entry_of(plain, fields, (*seq, time), reduced)? {
+                    return Ok(None);
+                }
                 let len = u32::try_from(reduced.len()).map_err(|_| {
                     VaultError::Store(postvault_store::StoreError::Corrupt(
                         "a record too large for a scan block".into(),
@@ -383,7 +407,7 @@ impl Vault {
             }
             let mut b = ScanBlock {
                 subject: *subject,
-                category: group[0].category.clone(),
+                category: group[0].1.category.clone(),
                 key_id,
                 expires_at,
                 records: group.len() as u64,
@@ -409,16 +433,17 @@ fn seal(
     Ok(key.key.seal_from(nonces, &vault.rng, aad, plain)?)
 }
 
-/// A record's entry of a block ([`entries`]) into `out`: the kept fields
-/// `names` taken out of its payload as their JSON texts, as the scan's
-/// payload reader takes them, and the instant of the time field
-/// (`names[time]`) parsed once.
+/// A record's entry of a block ([`entries`]) into `out`: its place `seq`
+/// among its person's rows, the kept fields `names` taken out of its
+/// payload as their JSON texts, as the scan's payload reader takes them,
+/// and the instant of the time field (`names[time]`) parsed once. False
+/// when a value is too long for an entry (64 KiB): the person keeps rows.
 pub(super) fn entry_of(
     plain: &[u8],
     names: &[&str],
-    time: usize,
+    (seq, time): (u32, usize),
     out: &mut Vec<u8>,
-) -> Result<(), VaultError> {
+) -> Result<bool, VaultError> {
     let corrupt = || {
         VaultError::Store(postvault_store::StoreError::Corrupt(
             "a sealed record does not hold a record payload".into(),
@@ -444,19 +469,20 @@ pub(super) fn entry_of(
         None => None,
     };
     out.clear();
+    out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&at.unwrap_or(NO_TIME).to_le_bytes());
     for value in raw.iter() {
         match value {
             Some(v) => {
-                let len = u16::try_from(v.get().len())
-                    .ok()
-                    .filter(|l| *l != ABSENT)
-                    .ok_or_else(corrupt)?;
+                // A value too long for an entry: the person keeps rows.
+                let Some(len) = u16::try_from(v.get().len()).ok().filter(|l| *l != ABSENT) else {
+                    return Ok(false);
+                };
                 out.extend_from_slice(&len.to_le_bytes());
                 out.extend_from_slice(v.get().as_bytes());
             }
             None => out.extend_from_slice(&ABSENT.to_le_bytes()),
         }
     }
-    Ok(())
+    Ok(true)
 }

@@ -1105,6 +1105,7 @@ impl Vault {
         // Derived keys are kept for one page (memory stays bounded), in
         // maps whose memory the next page reuses.
         let mut cache = KeyCache::default();
+        let mut opened: Vec<Vec<u8>> = Vec::new();
         loop {
             let ask = postvault_store::ScanAsk {
                 category,
@@ -1145,6 +1146,7 @@ impl Vault {
                 keys: &keys,
                 now,
                 map: &map,
+                opened: &mut opened,
             };
             for r in &page.rows {
                 // The blocks of the people before this one, and this one's.
@@ -1213,6 +1215,8 @@ struct BlockScan<'a> {
     now: i64,
     /// Where each field the query needs is in the blocks' entries.
     map: &'a [usize],
+    /// Buffers for a person's blocks opened together.
+    opened: &'a mut Vec<Vec<u8>>,
 }
 
 impl Vault {
@@ -1226,31 +1230,76 @@ impl Vault {
         cache: &mut KeyCache,
         plain: &mut Vec<u8>,
     ) -> Result<(), VaultError> {
-        while let Some(b) = s.blocks.get(*s.at) {
-            if upto.is_some_and(|u| b.subject > *u) {
+        while let Some(first) = s.blocks.get(*s.at) {
+            if upto.is_some_and(|u| first.subject > *u) {
                 break;
             }
-            *s.at += 1;
-            let k = s.keys.get(&b.subject).and_then(Option::as_ref);
-            let row = blocks::key_row(b);
-            let Some(key) = self.key_for(&row, k, cache, false)? else {
-                match self.gone(&row, k, cache, s.now)? {
-                    crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
-                    crate::integrity::Gone::Missing => {
-                        *trouble.missing.entry(b.subject).or_default() += b.records;
+            // This person's blocks.
+            let from = *s.at;
+            while s
+                .blocks
+                .get(*s.at)
+                .is_some_and(|b| b.subject == first.subject)
+            {
+                *s.at += 1;
+            }
+            let mine = &s.blocks[from..*s.at];
+            // Each opened into a buffer of its own (one, most often).
+            if s.opened.len() < mine.len() {
+                s.opened.resize_with(mine.len(), Vec::new);
+            }
+            let mut opened = 0;
+            for b in mine {
+                let k = s.keys.get(&b.subject).and_then(Option::as_ref);
+                let row = blocks::key_row(b);
+                let Some(key) = self.key_for(&row, k, cache, false)? else {
+                    match self.gone(&row, k, cache, s.now)? {
+                        crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
+                        crate::integrity::Gone::Missing => {
+                            *trouble.missing.entry(b.subject).or_default() += b.records;
+                        }
+                        crate::integrity::Gone::CoverKey(seq) => {
+                            *trouble.covers.entry(seq).or_default() += b.records;
+                        }
                     }
-                    crate::integrity::Gone::CoverKey(seq) => {
-                        *trouble.covers.entry(seq).or_default() += b.records;
+                    bounder.add(&b.subject, None);
+                    continue;
+                };
+                // Altered, or not sealed with the key of its rows: an
+                // error, never a guess.
+                let buf = if mine.len() == 1 {
+                    &mut *plain
+                } else {
+                    &mut s.opened[opened]
+                };
+                key.key.open_into(&blocks::block_aad(b), &b.sealed, buf)?;
+                opened += 1;
+            }
+            if mine.len() == 1 {
+                if opened == 1 {
+                    for entry in blocks::entries(plain) {
+                        bounder.add(&first.subject, keyer.block_contribution(entry?, s.map)?);
                     }
                 }
-                bounder.add(&b.subject, None);
                 continue;
-            };
-            // Altered, or not sealed with the key of its rows: an error,
-            // never a guess.
-            key.key.open_into(&blocks::block_aad(b), &b.sealed, plain)?;
-            for entry in blocks::entries(plain) {
-                bounder.add(&b.subject, keyer.block_contribution(entry?, s.map)?);
+            }
+            // Several keys: their entries in the order of the person's
+            // rows (each entry's place among them, given when built), as a
+            // scan of rows counts them, which decides what the bounding
+            // keeps of a person over the bounds.
+            let mut order: Vec<(u32, &[u8])> = Vec::new();
+            for buf in &s.opened[..opened] {
+                for entry in blocks::entries(buf) {
+                    let entry = entry?;
+                    order.push((
+                        blocks::entry_seq(entry).ok_or_else(blocks::bad_entry)?,
+                        entry,
+                    ));
+                }
+            }
+            order.sort_unstable_by_key(|(seq, _)| *seq);
+            for (_, entry) in order {
+                bounder.add(&first.subject, keyer.block_contribution(entry, s.map)?);
             }
         }
         Ok(())

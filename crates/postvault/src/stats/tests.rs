@@ -547,7 +547,7 @@ fn a_block_entry_adds_what_its_record_adds() {
                 .contribution(p.as_bytes())
                 .unwrap()
                 .map(|(g, v)| (g.to_string(), v));
-            blocks::entry_of(p.as_bytes(), &kept, time, &mut entry).unwrap();
+            assert!(blocks::entry_of(p.as_bytes(), &kept, (7, time), &mut entry).unwrap());
             let got = k
                 .block_contribution(&entry, &map)
                 .unwrap()
@@ -561,14 +561,73 @@ fn a_block_entry_adds_what_its_record_adds() {
     let mut k = Keyer::new(tax, &plan, &q);
     let map = blocks::field_map(tax, cat, &k.needed.names).unwrap();
     let mut entry = Vec::new();
-    blocks::entry_of(payloads[0].as_bytes(), &kept, time, &mut entry).unwrap();
+    assert!(blocks::entry_of(payloads[0].as_bytes(), &kept, (0, time), &mut entry).unwrap());
+    assert_eq!(blocks::entry_seq(&entry), Some(0));
     assert!(
         k.block_contribution(&entry[..entry.len() - 1], &map)
             .is_err()
     );
-    assert!(k.block_contribution(&entry[..5], &map).is_err());
+    assert!(k.block_contribution(&entry[..9], &map).is_err());
     let mut bad = entry.clone();
     let at = bad.len() - 2;
     bad[at] = 0xff;
     assert!(k.block_contribution(&bad, &map).is_err());
+}
+
+/// A person over the bounds whose records fall in blocks of several keys:
+/// the blocks are read in the order of the person's rows, so the bounding
+/// keeps the records a scan of rows keeps. Collected on day 0 (expiry E),
+/// day 1 (expiry E + 1 day) and day 0 again: the first block holds the
+/// first and third collections, the rows come first, second, third.
+#[test]
+fn blocks_of_several_keys_are_bounded_in_the_order_of_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(crate::FixedClock::new(T0));
+    let v = Vault::init(
+        dir.path(),
+        crate::OpenOptions {
+            clock: clock.clone(),
+            ..crate::OpenOptions::default()
+        },
+    )
+    .unwrap();
+    v.add_principal("ingest", "collector").unwrap();
+    v.add_principal("analyst", "statistics").unwrap();
+    let ingest = v.principal("ingest").unwrap();
+    let collect = |zip: usize| {
+        let text: Vec<String> = (0..8)
+            .map(|i| {
+                format!(
+                    "{{\"subject\":\"busy\",\"category\":\"scan_event\",\"purpose\":\"delivery\",\"fields\":{{\"piece\":\"letter\",\"facility_zip\":\"{}01\",\"op_code\":\"918\",\"event\":\"processed\",\"scanned_at\":\"2026-11-01T0{i}:00:00Z\"}}}}",
+                    zip + i
+                )
+            })
+            .collect();
+        let r = v
+            .collect(
+                &ingest,
+                &mut text.join("\n").as_bytes(),
+                &crate::CollectOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(r.accepted, 8);
+    };
+    collect(100);
+    clock.advance(86_400_000);
+    collect(200);
+    clock.advance(-86_400_000);
+    collect(300);
+    let built = v.build_scan_blocks("scan_event", &mut |_| {}).unwrap();
+    assert_eq!((built.people, built.blocks, built.records), (1, 2, 24));
+    let analyst = v.principal("analyst").unwrap();
+    let q = count_by(&["zip3"]);
+    let plan = pstats::check(v.pack.taxonomy(), analyst.role_ix, "statistics", &q).unwrap();
+    assert_eq!(plan.stats.max_records, 20);
+    let rows = v.bounded_scan_with(&plan, &q, T0, 1, false).unwrap();
+    let blocks = v.bounded_scan_with(&plan, &q, T0, 1, true).unwrap();
+    assert_eq!(rows.values().sum::<i64>(), 20);
+    // The first twenty rows: collections one and two, four of the third.
+    assert_eq!(rows.keys().filter(|k| k.starts_with('2')).count(), 8);
+    assert_eq!(blocks, rows);
 }
