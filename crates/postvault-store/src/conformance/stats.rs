@@ -68,9 +68,9 @@ pub fn concurrent_spends_never_overspend(s: &dyn Store) {
     assert_eq!(rows[0].spent, 800_000);
 }
 
-/// A category's current records come person by person, paged.
-pub fn category_records_come_person_by_person(s: &dyn Store) {
-    let rec = |subject: u8, n: u8, category: &str, expires_at: i64| RecordRow {
+/// Record `n` (its id and sealed bytes all `n`) of person `subject`.
+fn scan_record(subject: u8, n: u8, category: &str, expires_at: i64) -> RecordRow {
+    RecordRow {
         id: [n; 16],
         subject: [subject; 16],
         category: category.into(),
@@ -81,7 +81,12 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
         key_id: 0,
         sealed: vec![n],
         superseded_by: None,
-    };
+    }
+}
+
+/// A category's current records come person by person, paged.
+pub fn category_records_come_person_by_person(s: &dyn Store) {
+    let rec = scan_record;
     let batch = WriteBatch {
         records: vec![
             rec(3, 1, "scan_event", 9_000),
@@ -349,18 +354,7 @@ fn build(s: &dyn Store, tag: &str, people: usize) -> bool {
 /// blocks of the category in the same transaction, and blocks of another
 /// tag are never handed out.
 pub fn scan_blocks_stand_for_rows_until_they_change(s: &dyn Store) {
-    let rec = |subject: u8, n: u8, category: &str, expires_at: i64| RecordRow {
-        id: [n; 16],
-        subject: [subject; 16],
-        category: category.into(),
-        purpose: "delivery".into(),
-        source: "svc".into(),
-        collected_at: 1_000,
-        expires_at,
-        key_id: 0,
-        sealed: vec![n],
-        superseded_by: None,
-    };
+    let rec = scan_record;
     let write = |records: Vec<RecordRow>, supersede: Vec<([u8; 16], SubjectRef, [u8; 16])>| {
         s.write(
             &WriteBatch {

@@ -388,8 +388,52 @@ impl StatsStore for SqliteStore {
         tag: &str,
         make: &mut BlockMakeFn<'_>,
     ) -> Result<Option<BlockStep>, StoreError> {
-        self.build_blocks(category, now, after, people, tag, make)
-            .map(Some)
+        let mut conn = self.conn_bulk();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from: &[u8] = after.map_or(&[], |s| s.as_slice());
+        let mut step = BlockStep::default();
+        {
+            let who: Vec<(SubjectRef, i64)> = tx
+                .prepare_cached(BLOCK_SCAN_PEOPLE)?
+                .query_map(
+                    params![category, from, scan_until(None), people.max(1) as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .collect::<Result<_, _>>()?;
+            let mut rows_q = tx.prepare_cached(PERSON_ROWS)?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO scan_blocks
+                     (category, subject, key_id, expires_at, upto, records, tag, sealed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (subject, highest) in &who {
+                step.people += 1;
+                step.next = Some(*subject);
+                let rows: Vec<RecordRow> = rows_q
+                    .query_map(params![category, subject, 0, now], record_from_row)?
+                    .collect::<Result<_, _>>()?;
+                let Some(blocks) = make(subject, &rows, &at_of(*highest))? else {
+                    continue;
+                };
+                drop_blocks(&tx, category, subject)?;
+                for b in &blocks {
+                    ins.execute(params![
+                        category,
+                        subject,
+                        b.key_id,
+                        b.expires_at,
+                        highest,
+                        b.records as i64,
+                        tag,
+                        b.sealed
+                    ])?;
+                    step.blocks += 1;
+                    step.records += b.records;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(Some(step))
     }
 
     fn spend_budget(
@@ -500,65 +544,6 @@ pub(super) fn any_blocks(tx: &Connection) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM scan_blocks)")?
         .query_row([], |r| r.get(0))?)
-}
-
-impl SqliteStore {
-    pub(super) fn build_blocks(
-        &self,
-        category: &str,
-        now: i64,
-        after: Option<&SubjectRef>,
-        people: usize,
-        tag: &str,
-        make: &mut BlockMakeFn<'_>,
-    ) -> Result<BlockStep, StoreError> {
-        let mut conn = self.conn_bulk();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let from: &[u8] = after.map_or(&[], |s| s.as_slice());
-        let mut step = BlockStep::default();
-        {
-            let who: Vec<(SubjectRef, i64)> = tx
-                .prepare_cached(BLOCK_SCAN_PEOPLE)?
-                .query_map(
-                    params![category, from, scan_until(None), people.max(1) as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?
-                .collect::<Result<_, _>>()?;
-            let mut rows_q = tx.prepare_cached(PERSON_ROWS)?;
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO scan_blocks
-                     (category, subject, key_id, expires_at, upto, records, tag, sealed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (subject, highest) in &who {
-                step.people += 1;
-                step.next = Some(*subject);
-                let rows: Vec<RecordRow> = rows_q
-                    .query_map(params![category, subject, 0, now], record_from_row)?
-                    .collect::<Result<_, _>>()?;
-                let Some(blocks) = make(subject, &rows, &at_of(*highest))? else {
-                    continue;
-                };
-                drop_blocks(&tx, category, subject)?;
-                for b in &blocks {
-                    ins.execute(params![
-                        category,
-                        subject,
-                        b.key_id,
-                        b.expires_at,
-                        highest,
-                        b.records as i64,
-                        tag,
-                        b.sealed
-                    ])?;
-                    step.blocks += 1;
-                    step.records += b.records;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(step)
-    }
 }
 
 /// A scan position's row number ([`ScanPos`]: big-endian in its first 8

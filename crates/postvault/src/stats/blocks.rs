@@ -374,7 +374,7 @@ impl Vault {
         let mut out: Vec<ScanBlock> = Vec::new();
         // Rows of one key in one block, in the order the rows come, each
         // with its place among the person's rows.
-        let mut groups: Vec<(u32, i64, Vec<(u32, &RecordRow)>)> = Vec::new();
+        let mut groups: Vec<KeyGroup<'_>> = Vec::new();
         for (seq, r) in rows.iter().enumerate() {
             let Ok(seq) = u32::try_from(seq) else {
                 return Ok(None);
@@ -421,6 +421,10 @@ impl Vault {
         Ok(Some(out))
     }
 }
+
+/// A person's rows under one key (key_id, expiry), each with its place
+/// among the person's rows.
+type KeyGroup<'r> = (u32, i64, Vec<(u32, &'r RecordRow)>);
 
 /// Seals a block's entries with the key of its rows.
 fn seal(

@@ -146,19 +146,37 @@ fn partition_selection_hides_a_group_of_one_person() {
 /// 2026-11-03T00:00:00Z.
 const T0: i64 = 1_793_664_000_000;
 
+/// Collects the lines of `text` as `ingest`; how many were accepted.
+fn collect_lines(v: &Vault, text: &str) -> u64 {
+    let ingest = v.principal("ingest").unwrap();
+    v.collect(
+        &ingest,
+        &mut text.as_bytes(),
+        &crate::CollectOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+    .accepted
+}
+
+/// A new vault at `dir` on `clock`.
+fn vault_at(dir: &std::path::Path, clock: Arc<crate::FixedClock>) -> Vault {
+    Vault::init(
+        dir,
+        crate::OpenOptions {
+            clock,
+            ..crate::OpenOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 /// A vault with an analyst, and `per` scan events of each of `people`
 /// people over 2026-11-01 and 02, spread over seven ZIP3s; person 0 has
 /// 40 events in one group besides.
 fn scanned(people: usize, per: usize) -> (tempfile::TempDir, Vault) {
     let dir = tempfile::tempdir().unwrap();
-    let v = Vault::init(
-        dir.path(),
-        crate::OpenOptions {
-            clock: Arc::new(crate::FixedClock::new(T0)),
-            ..crate::OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let v = vault_at(dir.path(), Arc::new(crate::FixedClock::new(T0)));
     v.add_principal("ingest", "collector").unwrap();
     v.add_principal("analyst", "statistics").unwrap();
     let line = |p: usize, zip: usize, day: usize, hour: usize| {
@@ -312,14 +330,7 @@ fn the_payload_reader_takes_only_the_fields_and_reads_them_as_json() {
 #[test]
 fn a_consent_purpose_counts_only_the_people_who_consented() {
     let dir = tempfile::tempdir().unwrap();
-    let v = Vault::init(
-        dir.path(),
-        crate::OpenOptions {
-            clock: Arc::new(crate::FixedClock::new(T0)),
-            ..crate::OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let v = vault_at(dir.path(), Arc::new(crate::FixedClock::new(T0)));
     v.add_principal("ingest", "collector").unwrap();
     v.add_principal("officer", "privacy_officer").unwrap();
     v.add_principal("promo", "marketing").unwrap();
@@ -333,16 +344,7 @@ fn a_consent_purpose_counts_only_the_people_who_consented() {
             )
         })
         .collect();
-    let ingest = v.principal("ingest").unwrap();
-    let r = v
-        .collect(
-            &ingest,
-            &mut text.join("\n").as_bytes(),
-            &crate::CollectOptions::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-    assert_eq!(r.accepted, 30);
+    assert_eq!(collect_lines(&v, &text.join("\n")), 30);
     let officer = v.principal("officer").unwrap();
     for p in ["e1", "e4", "e7"] {
         v.set_consent(&officer, p, "marketing", true).unwrap();
@@ -418,15 +420,8 @@ fn scan_blocks_answer_what_the_rows_answer() {
     assert_eq!(blocks.values().sum::<i64>(), 364);
     // A person added, with one event, then corrected: their new value
     // counts once, the old one not at all.
-    let ingest = v.principal("ingest").unwrap();
     let solo = r#"{"subject":"solo","category":"scan_event","purpose":"delivery","fields":{"piece":"letter","facility_zip":"99901","op_code":"918","event":"processed","scanned_at":"2026-11-01T05:00:00Z"}}"#;
-    v.collect(
-        &ingest,
-        &mut solo.as_bytes(),
-        &crate::CollectOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    assert_eq!(collect_lines(&v, solo), 1);
     assert!(
         v.build_scan_blocks("scan_event", &mut |_| {})
             .unwrap()
@@ -452,13 +447,7 @@ fn scan_blocks_answer_what_the_rows_answer() {
     assert_eq!(blocks.get("2026-11-01\u{1f}888"), Some(&1));
     // New records beside built blocks; then an erasure.
     let more = r#"{"subject":"p3","category":"scan_event","purpose":"delivery","fields":{"piece":"letter","facility_zip":"77701","op_code":"918","event":"processed","scanned_at":"2026-11-02T05:00:00Z"}}"#;
-    v.collect(
-        &ingest,
-        &mut more.as_bytes(),
-        &crate::CollectOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    assert_eq!(collect_lines(&v, more), 1);
     let (rows, blocks) = both_ways(&v);
     assert_eq!(rows, blocks);
     assert_eq!(blocks.get("2026-11-02\u{1f}777"), Some(&1));
@@ -583,17 +572,9 @@ fn a_block_entry_adds_what_its_record_adds() {
 fn blocks_of_several_keys_are_bounded_in_the_order_of_the_rows() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(crate::FixedClock::new(T0));
-    let v = Vault::init(
-        dir.path(),
-        crate::OpenOptions {
-            clock: clock.clone(),
-            ..crate::OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let v = vault_at(dir.path(), clock.clone());
     v.add_principal("ingest", "collector").unwrap();
     v.add_principal("analyst", "statistics").unwrap();
-    let ingest = v.principal("ingest").unwrap();
     let collect = |zip: usize| {
         let text: Vec<String> = (0..8)
             .map(|i| {
@@ -603,15 +584,7 @@ fn blocks_of_several_keys_are_bounded_in_the_order_of_the_rows() {
                 )
             })
             .collect();
-        let r = v
-            .collect(
-                &ingest,
-                &mut text.join("\n").as_bytes(),
-                &crate::CollectOptions::default(),
-                &mut |_| {},
-            )
-            .unwrap();
-        assert_eq!(r.accepted, 8);
+        assert_eq!(collect_lines(&v, &text.join("\n")), 8);
     };
     collect(100);
     clock.advance(86_400_000);
