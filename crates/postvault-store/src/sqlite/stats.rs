@@ -8,15 +8,23 @@ use crate::{
     ScanBlock, ScanPage, ScanPos, stats_decide,
 };
 
+/// What both scans of rows read (`record_from_row`'s columns and the row
+/// number), through the index by person.
+macro_rules! scan_rows_from {
+    () => {
+        "SELECT id, subject, category, purpose, source, collected_at,
+            expires_at, key_id, sealed, superseded_by, rowid
+        FROM records INDEXED BY records_subject"
+    };
+}
+
 /// The statistics scan's query, with `$consent` (a condition, or nothing)
 /// before its order: one text for [`SCAN`] and [`SCAN_CONSENTED`].
 macro_rules! scan_sql {
     ($consent:literal) => {
         concat!(
-            "SELECT id, subject, category, purpose, source, collected_at,
-                expires_at, key_id, sealed, superseded_by, rowid
-            FROM records INDEXED BY records_subject
-            WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
+            scan_rows_from!(),
+            " WHERE +category = ?1 AND (subject, rowid) > (?2, ?3) AND subject < ?6
               AND superseded_by IS NULL AND expires_at > ?4
               AND subject NOT IN (SELECT subject FROM purge)",
             $consent,
@@ -77,10 +85,8 @@ const BLOCKS_CONSENTED: &str = blocks_sql!(consented_sql!("b"));
 macro_rules! person_rows_sql {
     ($consent:expr) => {
         concat!(
-            "SELECT id, subject, category, purpose, source, collected_at,
-                expires_at, key_id, sealed, superseded_by, rowid
-            FROM records INDEXED BY records_subject
-            WHERE subject = ?2 AND +category = ?1 AND rowid > ?3
+            scan_rows_from!(),
+            " WHERE subject = ?2 AND +category = ?1 AND rowid > ?3
               AND superseded_by IS NULL AND expires_at > ?4
               AND subject NOT IN (SELECT subject FROM purge)",
             $consent,
@@ -128,8 +134,8 @@ fn has_blocks(conn: &Connection, category: &str) -> Result<bool, StoreError> {
         .query_row([category], |r| r.get(0))?)
 }
 
-/// The row number a scan position (from either scan) resumes after, and
-/// whether it ends its person (`at_of(i64::MAX)`: every row of theirs).
+/// The person and row number a scan position (from either scan) resumes
+/// after (`at_of(i64::MAX)`: after every row of theirs).
 fn resume(after: Option<&ScanPos>) -> Option<(SubjectRef, i64)> {
     after.map(|(s, at)| (*s, row_of(at)))
 }
