@@ -160,6 +160,11 @@ pub(crate) const DATA_MIGRATIONS: &[&str] = &[
          expires_at BIGINT NOT NULL, upto BYTEA NOT NULL, records BIGINT NOT NULL,
          tag TEXT NOT NULL, sealed BYTEA NOT NULL,
          UNIQUE (category, subject, key_id, expires_at));",
+    // 18: SQLite's scan tails, for the schemas to hold the same tables
+    // (empty here, as `scan_blocks`).
+    "CREATE TABLE IF NOT EXISTS scan_tails (
+         category TEXT PRIMARY KEY, from_row BIGINT NOT NULL,
+         pending BIGINT, build BIGINT NOT NULL);",
 ];
 
 pub(crate) const KEYS_MIGRATIONS: &[&str] = &[

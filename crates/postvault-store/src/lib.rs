@@ -845,23 +845,43 @@ pub trait StatsStore: Send + Sync {
     /// the person holds now is at or before it); the blocks it returns
     /// are stored with that position and `tag`, the person's old blocks
     /// of the category deleted. `make` returning `None` leaves the person
-    /// as they were. `None` from a backend that keeps no blocks (the scan
-    /// then reads rows only).
+    /// to their rows (their old blocks deleted, the scan reads the rows).
+    /// `None` from a backend that keeps no blocks (the scan then reads
+    /// rows only).
+    ///
+    /// A build is the steps from `after` `None` until one finds no person
+    /// left; each step after the first passes `build`, the
+    /// [`BlockStep::build`] the first answered. The last step moves the
+    /// category's tail ([`StatsStore::scan_tail`]) to where the build
+    /// began, unless another build of the category has begun since.
     ///
     /// Architecture invariant: a person's blocks of a category never
     /// outlive a change to a row they cover: superseding, re-sealing,
     /// expiring or deleting any row of the person's in the category
     /// deletes them in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     fn build_scan_blocks(
         &self,
         category: &str,
         now: i64,
         after: Option<&SubjectRef>,
+        build: i64,
         people: usize,
         tag: &str,
         make: &mut BlockMakeFn<'_>,
     ) -> Result<Option<BlockStep>, StoreError> {
-        let _ = (category, now, after, people, tag, make);
+        let _ = (category, now, after, build, people, tag, make);
+        Ok(None)
+    }
+
+    /// The people holding rows of `category` that its scan blocks may not
+    /// stand for (the rows written since the last build of its blocks
+    /// finished), sorted: with them, a block scan ([`ScanAsk::tail`])
+    /// finds its people from the blocks instead of from every row. `None`
+    /// when the store does not know them cheaply (no build finished, or
+    /// much written since): the scan then finds its people from the rows.
+    fn scan_tail(&self, category: &str) -> Result<Option<Vec<SubjectRef>>, StoreError> {
+        let _ = category;
         Ok(None)
     }
 
@@ -902,6 +922,9 @@ pub struct ScanAsk<'a> {
     pub blocks: Option<&'a str>,
     /// With blocks in use: the most people a page holds (whole people).
     pub people: usize,
+    /// With blocks in use: the category's tail, as
+    /// [`StatsStore::scan_tail`] answered at the scan's start.
+    pub tail: Option<&'a [SubjectRef]>,
 }
 
 /// One person's current records of one category under one key (the same
@@ -935,6 +958,8 @@ pub struct BlockStep {
     pub blocks: u64,
     /// Records sealed into the blocks.
     pub records: u64,
+    /// The build the step is part of (passed to the next step).
+    pub build: i64,
 }
 
 /// Makes a person's scan blocks of their current rows, given the position

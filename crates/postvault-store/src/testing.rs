@@ -106,6 +106,7 @@ pub const METHODS: &[&str] = &[
     // StatsStore
     "category_records",
     "build_scan_blocks",
+    "scan_tail",
     "spend_budget",
     "budgets",
     // KeyStore
@@ -877,13 +878,19 @@ impl<S: StatsStore> StatsStore for Faulty<S> {
         category: &str,
         now: i64,
         after: Option<&SubjectRef>,
+        build: i64,
         people: usize,
         tag: &str,
         make: &mut crate::BlockMakeFn<'_>,
     ) -> Result<Option<crate::BlockStep>, StoreError> {
         self.enter("build_scan_blocks")?;
         self.inner
-            .build_scan_blocks(category, now, after, people, tag, make)
+            .build_scan_blocks(category, now, after, build, people, tag, make)
+    }
+
+    fn scan_tail(&self, category: &str) -> Result<Option<Vec<SubjectRef>>, StoreError> {
+        self.enter("scan_tail")?;
+        self.inner.scan_tail(category)
     }
 
     fn spend_budget(

@@ -21,7 +21,8 @@ use serde::Serialize;
 use postvault_store::{RecordRow, SubjectRef, key_id};
 
 use crate::error::VaultError;
-use crate::vault::{KeyCache, SubjectKeyPair, Vault};
+use crate::vault::{KeyCache, KeyOf, Vault};
+use postvault_crypto::DataKey;
 
 /// Why a record cannot be opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,13 +39,13 @@ pub(crate) enum Gone {
 }
 
 impl Vault {
-    /// Why `r` cannot be opened, if it cannot, at `now`. `subject` are the
-    /// subject's keys (`None`: missing or damaged). An error when the key
+    /// Why `r` cannot be opened, if it cannot, at `now`. `subject` is the
+    /// subject's data key (`None`: missing or damaged). An error when the key
     /// store did not answer: no key is known gone then.
     pub(crate) fn gone(
         &self,
         r: &RecordRow,
-        subject: Option<&SubjectKeyPair>,
+        subject: Option<&DataKey>,
         cache: &mut KeyCache,
         now: i64,
     ) -> Result<Gone, VaultError> {
@@ -55,7 +56,7 @@ impl Vault {
         {
             return Ok(Gone::Lawfully);
         }
-        match self.key_for(r, subject, cache, false) {
+        match self.key_of(KeyOf::of(r), subject, cache, false) {
             Ok(Some(_)) => return Ok(Gone::No),
             // A key that does not unwrap is as good as missing.
             Ok(None) | Err(VaultError::Crypto(_)) => {}

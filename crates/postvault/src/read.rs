@@ -391,7 +391,7 @@ impl Vault {
                         continue;
                     }
                     covers |= (1..=postvault_store::key_id::COVER_MAX).contains(&r.key_id);
-                    match self.gone(r, keys.as_deref(), &mut key_cache, now) {
+                    match self.gone(r, keys.as_deref().map(|k| &k.data), &mut key_cache, now) {
                         Ok(crate::integrity::Gone::No) => {
                             claimed[i] = true;
                             returned.push(r);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
-use postvault_crypto::{DataKey, MasterKey, SystemRandom, TagKey};
+use postvault_crypto::{DataKey, MasterKey, RecordKeyer, SystemRandom, TagKey};
 use postvault_policy::{Pack, PackSources, RoleIx};
 use postvault_store::{KeyStore, Store, SubjectKeys, SubjectRef, key_id};
 
@@ -97,13 +97,49 @@ pub(crate) struct KeyCache {
     pub(crate) covers: HashMap<u32, Option<DataKey>>,
     #[allow(clippy::type_complexity)]
     records: HashMap<(SubjectRef, u32, i64), Vec<(String, Option<Arc<RecordKey>>)>>,
+    /// Period keys found, prepared for deriving record keys, by expiry
+    /// and category (an operation meets few).
+    periods: Vec<(i64, String, Arc<RecordKeyer>)>,
+    /// Record keys are not kept by person (a scan, which meets each
+    /// person's keys once, in order).
+    no_records: bool,
 }
 
 impl KeyCache {
+    /// A cache that keeps order and period keys but not each person's
+    /// record keys: for a scan, whose records come person by person.
+    pub(crate) fn for_scan() -> KeyCache {
+        KeyCache {
+            no_records: true,
+            ..KeyCache::default()
+        }
+    }
+
     /// Forgets every key, keeping the maps' memory for the next use.
     pub(crate) fn clear(&mut self) {
         self.covers.clear();
         self.records.clear();
+        self.periods.clear();
+    }
+}
+
+/// What a record's key is found by: its person, category, key and expiry.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyOf<'a> {
+    pub(crate) subject: &'a SubjectRef,
+    pub(crate) category: &'a str,
+    pub(crate) key_id: u32,
+    pub(crate) expires_at: i64,
+}
+
+impl<'a> KeyOf<'a> {
+    pub(crate) fn of(r: &'a postvault_store::RecordRow) -> KeyOf<'a> {
+        KeyOf {
+            subject: &r.subject,
+            category: &r.category,
+            key_id: r.key_id,
+            expires_at: r.expires_at,
+        }
     }
 }
 
@@ -804,52 +840,98 @@ impl Vault {
         cache: &mut KeyCache,
         create: bool,
     ) -> Result<Option<Arc<RecordKey>>, VaultError> {
+        self.key_of(KeyOf::of(r), subject.map(|k| &k.data), cache, create)
+    }
+
+    /// [`Vault::key_for`] by what finds the key, with the person's data
+    /// key alone.
+    pub(crate) fn key_of(
+        &self,
+        r: KeyOf<'_>,
+        subject: Option<&DataKey>,
+        cache: &mut KeyCache,
+        create: bool,
+    ) -> Result<Option<Arc<RecordKey>>, VaultError> {
         let Some(k) = subject else {
             return Ok(None);
         };
-        let slot = cache
-            .records
-            .entry((r.subject, r.key_id, r.expires_at))
-            .or_default();
-        if let Some((_, key)) = slot.iter().find(|(c, _)| *c == r.category) {
+        if !cache.no_records
+            && let Some(slot) = cache.records.get(&(*r.subject, r.key_id, r.expires_at))
+            && let Some((_, key)) = slot.iter().find(|(c, _)| *c == r.category)
+        {
             return Ok(key.clone());
         }
-        let period = |v: &Vault| v.period_key(&r.category, r.expires_at, create);
         let key = match r.key_id {
-            key_id::SUBJECT => Some(RecordKey::one(k.data.try_clone()?)),
-            key_id::PERIOD => match period(self)? {
-                Some(p) => Some(RecordKey::one(k.data.record_key(&p)?)),
+            key_id::SUBJECT => Some(RecordKey::one(k.try_clone()?)),
+            key_id::PERIOD => match self.period_keyer(r, cache, create)? {
+                Some(p) => Some(RecordKey::one(p.record_key(k)?)),
                 None => None,
             },
-            key_id::HOLD => match self.hold_key(&r.subject, create)? {
-                Some(h) => Some(RecordKey::one(k.data.record_key(&h)?)),
+            key_id::HOLD => match self.hold_key(r.subject, create)? {
+                Some(h) => Some(RecordKey::one(k.record_key(&h)?)),
                 None => None,
             },
             seq => {
-                let cover = match cache.covers.entry(seq) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(self.cover_key(u64::from(seq))?)
-                    }
-                };
-                match (cover.as_ref(), period(self)?) {
-                    (Some(c), Some(p)) => Some(RecordKey {
-                        key: c.record_key(&k.data.record_key(&p)?)?,
-                        legacy: Some(c.try_clone()?),
-                    }),
-                    _ => None,
+                if let std::collections::hash_map::Entry::Vacant(e) = cache.covers.entry(seq) {
+                    e.insert(self.cover_key(u64::from(seq))?);
+                }
+                match self.period_keyer(r, cache, create)? {
+                    Some(p) => match cache.covers.get(&seq).and_then(Option::as_ref) {
+                        Some(c) => Some(RecordKey {
+                            key: c.record_key(&p.record_key(k)?)?,
+                            legacy: Some(c.try_clone()?),
+                        }),
+                        None => None,
+                    },
+                    None => None,
                 }
             }
         }
         .map(Arc::new);
         // Only what `create` cannot change is kept: a key found, or one
         // missing when nothing may make it.
-        if (key.is_some() || !create)
-            && let Some(slot) = cache.records.get_mut(&(r.subject, r.key_id, r.expires_at))
-        {
-            slot.push((r.category.clone(), key.clone()));
+        if !cache.no_records && (key.is_some() || !create) {
+            cache
+                .records
+                .entry((*r.subject, r.key_id, r.expires_at))
+                .or_default()
+                .push((r.category.to_string(), key.clone()));
         }
         Ok(key)
+    }
+
+    /// The period key of `r`'s category and expiry prepared for deriving
+    /// record keys, kept in `cache` for the operation once found.
+    fn period_keyer(
+        &self,
+        r: KeyOf<'_>,
+        cache: &mut KeyCache,
+        create: bool,
+    ) -> Result<Option<Arc<RecordKeyer>>, VaultError> {
+        // A key whose day has begun is looked up each time (`period_key`):
+        // an operation that runs past the start of its day forgets it.
+        let due = crate::rights::period_start(r.expires_at) <= self.clock.now_ms();
+        let at = cache
+            .periods
+            .iter()
+            .position(|(e, c, _)| *e == r.expires_at && c == r.category);
+        match at {
+            Some(i) if !due => return Ok(Some(cache.periods[i].2.clone())),
+            Some(i) => {
+                cache.periods.swap_remove(i);
+            }
+            None => {}
+        }
+        let Some(p) = self.period_key(r.category, r.expires_at, create)? else {
+            return Ok(None);
+        };
+        let keyer = Arc::new(p.record_keyer());
+        if !due {
+            cache
+                .periods
+                .push((r.expires_at, r.category.to_string(), keyer.clone()));
+        }
+        Ok(Some(keyer))
     }
 
     /// The hold key of `subject` (key-store secret `hold:<hex ref>`).
@@ -936,6 +1018,15 @@ impl Vault {
             // Altered, or sealed under keys since replaced: never a guess.
             (Err(e), None) => Err(e.into()),
         }
+    }
+
+    /// The subject's data key alone (a scan opens records, never tags).
+    pub(crate) fn unwrap_data(
+        &self,
+        keys: &SubjectKeys,
+        subject: &SubjectRef,
+    ) -> Result<DataKey, VaultError> {
+        Ok(self.master.data_key(&keys.data, subject)?)
     }
 
     pub(crate) fn unwrap_pair(

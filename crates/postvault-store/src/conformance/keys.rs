@@ -23,6 +23,45 @@ pub fn subject_keys_are_kept_once(k: &dyn KeyStore) {
     assert_eq!(k.subject_keys(&[2; 16]).unwrap(), None);
 }
 
+/// `subject_keys_many` answers each ref asked for at its place, in order
+/// or not, across gaps of refs not asked for, past the last key, and for a
+/// ref asked twice.
+pub fn subject_keys_are_found_many_at_once(k: &dyn KeyStore) {
+    let keys_of = |i: u16| {
+        let mut r = [0u8; 16];
+        r[..2].copy_from_slice(&i.to_be_bytes());
+        SubjectKeys {
+            subject: r,
+            data: vec![(i % 251) as u8; 60],
+            tag: vec![1; 60],
+        }
+    };
+    // Every third of 0..300 has keys.
+    let stored: Vec<SubjectKeys> = (0..300u16)
+        .filter(|i| i.is_multiple_of(3))
+        .map(keys_of)
+        .collect();
+    assert!(k.put_subject_keys(&stored).unwrap().is_empty());
+    let has = |i: u16| i.is_multiple_of(3) && i < 300;
+    let check = |asked: &[u16]| {
+        let refs: Vec<SubjectRef> = asked.iter().map(|&i| keys_of(i).subject).collect();
+        let got = k.subject_keys_many(&refs).unwrap();
+        assert_eq!(got.len(), asked.len());
+        for (&i, g) in asked.iter().zip(&got) {
+            assert_eq!(g.as_ref(), has(i).then(|| keys_of(i)).as_ref(), "ref {i}");
+        }
+    };
+    // Dense, in order: a walk.
+    check(&(0..120).collect::<Vec<_>>());
+    // Gaps wider than a walk passes, and refs past the last key.
+    check(&[0, 3, 90, 91, 93, 240, 297, 298, 299, 300, 301, 5000]);
+    // The first ref missing, one asked twice, out of order.
+    check(&[1, 3, 3, 4, 6]);
+    check(&[9, 3, 600, 0]);
+    check(&[]);
+    check(&[7000, 7001]);
+}
+
 pub fn secrets_are_write_once(k: &dyn KeyStore) {
     k.put_secret("master", b"k1").unwrap();
     assert!(matches!(

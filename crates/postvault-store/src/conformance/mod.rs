@@ -23,7 +23,8 @@ pub use keys::{
     log_state_swaps_only_from_the_state_expected, rewrap_changes_every_key_in_one_transaction,
     secrets_are_destroyed_only_under_their_guard,
     secrets_are_listed_raced_and_destroyed_in_batches, secrets_are_write_once,
-    secrets_can_be_destroyed, subject_keys_are_destroyed_only_as_read, subject_keys_are_kept_once,
+    secrets_can_be_destroyed, subject_keys_are_destroyed_only_as_read,
+    subject_keys_are_found_many_at_once, subject_keys_are_kept_once,
 };
 pub use leaf_index::{
     leaf_index_files_each_tagged_leaf_once, refiled_leaves_clear_far_filings_and_forged_seals,
@@ -128,6 +129,7 @@ pub fn run_all(fresh: &dyn Fn() -> Box<dyn Store>) {
 /// Runs every key-store check on a fresh key store from `fresh`.
 pub fn run_all_keys(fresh: &dyn Fn() -> Box<dyn KeyStore>) {
     subject_keys_are_kept_once(&*fresh());
+    subject_keys_are_found_many_at_once(&*fresh());
     secrets_are_write_once(&*fresh());
     secrets_can_be_destroyed(&*fresh());
     secrets_are_listed_raced_and_destroyed_in_batches(&*fresh());

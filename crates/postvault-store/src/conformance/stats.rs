@@ -220,6 +220,7 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
                 consented: None,
                 blocks: None,
                 people: limit,
+                tail: None,
             };
             s.category_records_into(&ask, &mut page).unwrap();
             let fresh = s
@@ -241,11 +242,32 @@ pub fn category_records_come_person_by_person(s: &dyn Store) {
 /// What a scan with blocks of `tag` hands out, paged `limit` people at a
 /// time: every record once, as (subject, id), from a block (whose sealed
 /// bytes are here the ids it holds) or a row; and how many came in blocks.
+/// The same whether the scan finds its people from every row or from the
+/// blocks and the category's tail.
 fn scanned(
     s: &dyn Store,
     tag: &str,
     limit: usize,
     consented: Option<&str>,
+) -> (Vec<(u8, u8)>, usize) {
+    let walked = scanned_with(s, tag, limit, consented, None);
+    if let Some(tail) = s.scan_tail("scan_event").unwrap() {
+        assert_eq!(
+            scanned_with(s, tag, limit, consented, Some(&tail)),
+            walked,
+            "the scan with the tail {tail:?} and without, {limit} a page"
+        );
+    }
+    walked
+}
+
+/// [`scanned`] with the tail given, or without one.
+fn scanned_with(
+    s: &dyn Store,
+    tag: &str,
+    limit: usize,
+    consented: Option<&str>,
+    tail: Option<&[SubjectRef]>,
 ) -> (Vec<(u8, u8)>, usize) {
     let mut page = crate::ScanPage::default();
     let mut after: Option<crate::ScanPos> = None;
@@ -261,6 +283,7 @@ fn scanned(
             consented,
             blocks: Some(tag),
             people: limit,
+            tail,
         };
         s.category_records_into(&ask, &mut page).unwrap();
         let Some(next) = page.next else {
@@ -302,49 +325,66 @@ fn scanned(
 /// backend that keeps no blocks.
 fn build(s: &dyn Store, tag: &str, people: usize) -> bool {
     let mut after = None;
+    let mut begun = 0;
     loop {
-        let step = s
-            .build_scan_blocks(
-                "scan_event",
-                500,
-                after.as_ref(),
-                people,
-                tag,
-                &mut |subject, rows, upto| {
-                    let mut blocks: Vec<crate::ScanBlock> = Vec::new();
-                    for r in rows {
-                        assert_eq!(&r.subject, subject);
-                        assert_eq!(r.category, "scan_event");
-                        assert!(r.superseded_by.is_none() && r.expires_at > 500);
-                        match blocks
-                            .iter_mut()
-                            .find(|b| b.key_id == r.key_id && b.expires_at == r.expires_at)
-                        {
-                            Some(b) => {
-                                b.sealed.push(r.id[0]);
-                                b.records += 1;
-                            }
-                            None => blocks.push(crate::ScanBlock {
-                                subject: *subject,
-                                category: r.category.clone(),
-                                key_id: r.key_id,
-                                expires_at: r.expires_at,
-                                records: 1,
-                                upto: *upto,
-                                tag: tag.into(),
-                                sealed: vec![r.id[0]],
-                            }),
-                        }
-                    }
-                    Ok(Some(blocks))
-                },
-            )
-            .unwrap();
-        let Some(step) = step else { return false };
+        let Some(step) = build_step(s, tag, after, begun, people) else {
+            return false;
+        };
+        begun = step.build;
         match step.next {
             Some(n) => after = Some(n),
             None => return true,
         }
+    }
+}
+
+/// One step of [`build`]: up to `people` people after `after`, of the
+/// build `begun` (any, for the first step).
+fn build_step(
+    s: &dyn Store,
+    tag: &str,
+    after: Option<SubjectRef>,
+    begun: i64,
+    people: usize,
+) -> Option<crate::BlockStep> {
+    {
+        s.build_scan_blocks(
+            "scan_event",
+            500,
+            after.as_ref(),
+            begun,
+            people,
+            tag,
+            &mut |subject, rows, upto| {
+                let mut blocks: Vec<crate::ScanBlock> = Vec::new();
+                for r in rows {
+                    assert_eq!(&r.subject, subject);
+                    assert_eq!(r.category, "scan_event");
+                    assert!(r.superseded_by.is_none() && r.expires_at > 500);
+                    match blocks
+                        .iter_mut()
+                        .find(|b| b.key_id == r.key_id && b.expires_at == r.expires_at)
+                    {
+                        Some(b) => {
+                            b.sealed.push(r.id[0]);
+                            b.records += 1;
+                        }
+                        None => blocks.push(crate::ScanBlock {
+                            subject: *subject,
+                            category: r.category.clone(),
+                            key_id: r.key_id,
+                            expires_at: r.expires_at,
+                            records: 1,
+                            upto: *upto,
+                            tag: tag.into(),
+                            sealed: vec![r.id[0]],
+                        }),
+                    }
+                }
+                Ok(Some(blocks))
+            },
+        )
+        .unwrap()
     }
 }
 
@@ -407,8 +447,11 @@ pub fn scan_blocks_stand_for_rows_until_they_change(s: &dyn Store) {
         // Blocks of another tag are not read: rows instead.
         assert_eq!(scanned(s, "u", limit, None), (all.clone(), 0));
     }
-    // A new row is read beside the person's blocks.
+    // Built and finished: no row is outside the blocks.
+    assert_eq!(s.scan_tail("scan_event").unwrap(), Some(vec![]));
+    // A new row is read beside the person's blocks: it is the tail.
     write(vec![rec(1, 11, "scan_event", 9_000)], vec![]);
+    assert_eq!(s.scan_tail("scan_event").unwrap(), Some(vec![[1; 16]]));
     let mut now = all.clone();
     now.push((1, 11));
     now.sort_unstable();
@@ -487,4 +530,55 @@ pub fn scan_blocks_stand_for_rows_until_they_change(s: &dyn Store) {
     .unwrap();
     let fives: Vec<(u8, u8)> = now.iter().copied().filter(|r| r.0 == 5).collect();
     assert_eq!(scanned(s, "t", 2, Some("marketing")).0, fives);
+    // A row number freed at the end of the table and given again, below
+    // where the tail began, is still read: each write lowers the tail to
+    // its first row.
+    write(
+        vec![rec(6, 17, "scan_event", 600), rec(6, 18, "scan_event", 600)],
+        vec![],
+    );
+    assert!(build(s, "t", 100));
+    assert_eq!(s.scan_tail("scan_event").unwrap(), Some(vec![]));
+    assert_eq!(s.sweep_expired(650, 100, None).unwrap().deleted, 2);
+    write(vec![rec(5, 19, "scan_event", 9_000)], vec![]);
+    assert_eq!(s.scan_tail("scan_event").unwrap(), Some(vec![[5; 16]]));
+    now.push((5, 19));
+    now.sort_unstable();
+    assert_eq!(scanned(s, "t", 2, None).0, now);
+    assert_eq!(scanned(s, "t", 100, None).0, now);
+    // Two builds at once, the second begun where the rows ended when the
+    // first began (a row number given again between): only the one begun
+    // last moves the tail. The first builds everyone, then person 7's row
+    // (the last) expires and its number goes to a new row of person 5's,
+    // then the second begins (one person done), then the first finishes.
+    write(vec![rec(7, 20, "scan_event", 600)], vec![]);
+    let first = build_step(s, "t", None, 0, 100).unwrap();
+    assert!(first.next.is_some());
+    assert_eq!(s.sweep_expired(650, 100, None).unwrap().deleted, 1);
+    write(vec![rec(5, 21, "scan_event", 9_000)], vec![]);
+    let second = build_step(s, "t", None, 0, 1).unwrap();
+    assert_ne!(second.build, first.build);
+    let done = build_step(s, "t", first.next, first.build, 100).unwrap();
+    assert_eq!((done.people, done.next), (0, None));
+    now.push((5, 21));
+    now.sort_unstable();
+    assert_eq!(scanned(s, "t", 2, None).0, now);
+    assert_eq!(
+        s.scan_tail("scan_event")
+            .unwrap()
+            .map(|t| t.contains(&[5; 16])),
+        Some(true),
+        "person 5's new row is still in the tail"
+    );
+    // The second finishes: its own rows are all in blocks.
+    let mut after = second.next;
+    loop {
+        let step = build_step(s, "t", after, second.build, 1).unwrap();
+        match step.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(s.scan_tail("scan_event").unwrap(), Some(vec![]));
+    assert_eq!(scanned(s, "t", 2, None), (now.clone(), now.len()));
 }

@@ -200,6 +200,7 @@ fn write_in(tx: &Connection, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Resul
                  collected_at, expires_at, key_id, sealed)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        let mut first_row: Option<i64> = None;
         for r in &batch.records {
             s.execute(params![
                 r.id,
@@ -212,6 +213,11 @@ fn write_in(tx: &Connection, batch: &WriteBatch, leaf: &mut LeafFn<'_>) -> Resul
                 r.key_id,
                 r.sealed
             ])?;
+            let row = tx.last_insert_rowid();
+            first_row = Some(first_row.map_or(row, |f| f.min(row)));
+        }
+        if let Some(row) = first_row {
+            super::stats::extend_tails(tx, row)?;
         }
         let mut s = tx.prepare_cached(
             "INSERT INTO lookups (token, subject, record) VALUES (?1, ?2, ?3)

@@ -76,7 +76,7 @@ impl RightsStore for SqliteStore {
             let blocks = super::stats::any_blocks(&tx)?;
             for (rowid, id, subject, category) in rows {
                 if blocks {
-                    super::stats::drop_blocks(&tx, &category, &subject)?;
+                    super::stats::mark_blocks(&tx, &category, &subject)?;
                 }
                 del.execute([rowid])?;
                 del_lookup.execute(params![subject, id])?;

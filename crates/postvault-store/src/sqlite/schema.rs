@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 17;
+pub const SCHEMA_VERSION: u32 = 18;
 
 /// The key store's schema version this build writes and reads.
 pub const KEYS_SCHEMA_VERSION: u32 = 2;
@@ -166,6 +166,18 @@ pub(super) const DATA_MIGRATIONS: &[&str] = &[
          tag TEXT NOT NULL, sealed BLOB NOT NULL);
      CREATE UNIQUE INDEX IF NOT EXISTS scan_blocks_key
          ON scan_blocks (category, subject, key_id, expires_at);",
+    // 18: the scan blocks' tail: below `from_row`, each current row of
+    // the category is in its person's blocks, or the person has a mark
+    // (a `scan_blocks` row of key_id -1) that sends the scan to their
+    // rows; rows from `from_row` on are read by row number, so the scan
+    // finds its people from the blocks and the tail instead of walking
+    // every row's index entry. `pending` is what the build in progress,
+    // the `build`th of the category (only the last begun may finish),
+    // sets `from_row` to when it finishes; both are lowered by each batch
+    // of rows written after.
+    "CREATE TABLE IF NOT EXISTS scan_tails (
+         category TEXT PRIMARY KEY, from_row INTEGER NOT NULL,
+         pending INTEGER, build INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 pub(super) const KEYS_MIGRATIONS: &[&str] = &[

@@ -80,6 +80,50 @@ macro_rules! blocks_sql {
 const BLOCKS: &str = blocks_sql!("");
 const BLOCKS_CONSENTED: &str = blocks_sql!(consented_sql!("b"));
 
+/// The current blocks and marks of category ?1 of the subjects from ?2 to
+/// ?3 and before ?4 (not expired at ?5, not awaiting the purge), by
+/// subject: the tail scan's page ([`SqliteStore::tail_page`]).
+macro_rules! page_blocks_sql {
+    ($consent:expr) => {
+        concat!(
+            "SELECT subject, key_id, expires_at, upto, records, tag, sealed FROM scan_blocks b
+             WHERE category = ?1 AND subject >= ?2 AND subject <= ?3 AND subject < ?4
+               AND expires_at > ?5 AND subject NOT IN (SELECT subject FROM purge)",
+            $consent,
+            " ORDER BY category, subject, key_id, expires_at"
+        )
+    };
+}
+/// The consent condition of [`PAGE_BLOCKS_CONSENTED`], on ?6.
+macro_rules! consented_6_sql {
+    ($t:literal) => {
+        concat!(
+            " AND EXISTS (SELECT 1 FROM consents c WHERE c.subject = ",
+            $t,
+            ".subject AND c.purpose = ?6 AND c.granted <> 0)"
+        )
+    };
+}
+const PAGE_BLOCKS: &str = page_blocks_sql!("");
+const PAGE_BLOCKS_CONSENTED: &str = page_blocks_sql!(consented_6_sql!("b"));
+
+/// The `key_id` of a mark: a `scan_blocks` row holding no records that
+/// sends the scan to the person's rows of the category (their blocks were
+/// deleted by a change to a row below the category's tail, or could not be
+/// made).
+const MARK: i64 = -1;
+
+/// A tail of at most this share of the rows (1/8), or of `TAIL_MIN` rows,
+/// and never of more than `TAIL_MAX` (its list of people: at most 16 MiB),
+/// is read by row number at the start of a scan; a longer one (a build not
+/// finished yet, or much written since) leaves the scan to walk the index.
+const TAIL_SHARE: i64 = 8;
+const TAIL_MIN: i64 = 1 << 16;
+const TAIL_MAX: i64 = 1 << 20;
+
+/// The people of category ?2's rows from row ?1 on, by row number.
+const TAIL_PEOPLE: &str = "SELECT subject FROM records WHERE rowid >= ?1 AND +category = ?2";
+
 /// One person's current rows of category ?1 after row ?3 (the rows their
 /// blocks do not cover), by row number.
 macro_rules! person_rows_sql {
@@ -124,6 +168,67 @@ fn block_into(r: &rusqlite::Row<'_>, category: &str, out: &mut ScanBlock) -> rus
     out.sealed.clear();
     out.sealed.extend_from_slice(sealed);
     Ok(())
+}
+
+/// The blocks of `subject` in a page's `blocks` (in subject order), from
+/// `at` on; `at` moves past them.
+fn blocks_of<'b>(blocks: &'b [ScanBlock], at: &mut usize, subject: &SubjectRef) -> &'b [ScanBlock] {
+    while *at < blocks.len() && blocks[*at].subject < *subject {
+        *at += 1;
+    }
+    let from = *at;
+    while *at < blocks.len() && blocks[*at].subject == *subject {
+        *at += 1;
+    }
+    &blocks[from..*at]
+}
+
+/// Appends `subject`'s current rows of the scan's category after row
+/// `after` to a page's `rows` at `n` (buffers of the last page's rows at
+/// their places reused), with the person-rows query `q`.
+fn person_rows_into(
+    q: &mut rusqlite::CachedStatement<'_>,
+    ask: &ScanAsk<'_>,
+    subject: &SubjectRef,
+    after: i64,
+    rows: &mut Vec<RecordRow>,
+    n: &mut usize,
+) -> Result<(), StoreError> {
+    let mut r = match ask.consented {
+        None => q.query(params![ask.category, subject, after, ask.now])?,
+        Some(purpose) => q.query(params![ask.category, subject, after, ask.now, purpose])?,
+    };
+    while let Some(r) = r.next()? {
+        match rows.get_mut(*n) {
+            Some(slot) => record_into(r, slot)?,
+            None => rows.push(record_from_row(r)?),
+        }
+        *n += 1;
+    }
+    Ok(())
+}
+
+/// Leaves out of a page's blocks those of people after `last` (when the
+/// page ended with them) and those of the `unusable` people (sorted),
+/// whose rows were read instead.
+fn trim_blocks(blocks: &mut Vec<ScanBlock>, last: Option<&SubjectRef>, unusable: &[SubjectRef]) {
+    if let Some(end) = last {
+        let keep = blocks.partition_point(|b| b.subject <= *end);
+        blocks.truncate(keep);
+    }
+    if !unusable.is_empty() {
+        blocks.retain(|b| unusable.binary_search(&b.subject).is_err());
+    }
+}
+
+/// The row number a person's blocks `mine` cover up to, if there are
+/// some and all are of tag `tag` and of one position (others are left
+/// out: the person's rows are read).
+fn usable_upto(mine: &[ScanBlock], tag: &str) -> Option<i64> {
+    let b = mine.first()?;
+    mine.iter()
+        .all(|x| x.tag == tag && x.upto == b.upto)
+        .then(|| row_of(&b.upto))
 }
 
 /// Whether `category` has any scan block (the block scan is used only
@@ -183,6 +288,8 @@ impl SqliteStore {
                 return Ok(());
             };
             let (first, end) = (first.0, end.0);
+            // People marked to be read from their rows.
+            let mut marked: Vec<SubjectRef> = Vec::new();
             // The page's people's blocks, read into the last page's blocks
             // at their places (buffers reused: a page holds megabytes).
             {
@@ -197,6 +304,10 @@ impl SqliteStore {
                     }
                 };
                 while let Some(row) = r.next()? {
+                    if row.get::<_, i64>(1)? == MARK {
+                        marked.push(row.get(0)?);
+                        continue;
+                    }
                     if nb == blocks.len() {
                         blocks.push(ScanBlock::default());
                     }
@@ -218,29 +329,18 @@ impl SqliteStore {
                     break;
                 }
                 // This person's blocks, usable or not.
-                while at < blocks.len() && blocks[at].subject < *subject {
-                    at += 1;
-                }
-                let mine_from = at;
-                while at < blocks.len() && blocks[at].subject == *subject {
-                    at += 1;
-                }
-                let mine = &blocks[mine_from..at];
+                let mine = blocks_of(blocks, &mut at, subject);
                 // The row number their blocks cover up to (none: a person
                 // resumed midway, blocks of another tag, or of unequal
                 // positions; their blocks are then left out).
-                let covered = match mine.first() {
-                    Some(b)
-                        if *resumed == 0
-                            && mine.iter().all(|x| x.tag == tag && x.upto == b.upto) =>
-                    {
-                        row_of(&b.upto)
-                    }
-                    Some(_) => {
-                        unusable.push(*subject);
+                let covered = match usable_upto(mine, tag) {
+                    Some(upto) if *resumed == 0 && marked.binary_search(subject).is_err() => upto,
+                    _ => {
+                        if !mine.is_empty() {
+                            unusable.push(*subject);
+                        }
                         0
                     }
-                    None => 0,
                 };
                 last = Some(*subject);
                 let after = covered.max(*resumed);
@@ -248,28 +348,9 @@ impl SqliteStore {
                 if after >= *highest {
                     continue;
                 }
-                let mut r = match ask.consented {
-                    None => q.query(params![ask.category, subject, after, ask.now])?,
-                    Some(purpose) => {
-                        q.query(params![ask.category, subject, after, ask.now, purpose])?
-                    }
-                };
-                while let Some(r) = r.next()? {
-                    match rows.get_mut(n) {
-                        Some(slot) => record_into(r, slot)?,
-                        None => rows.push(record_from_row(r)?),
-                    }
-                    n += 1;
-                }
+                person_rows_into(&mut q, ask, subject, after, rows, &mut n)?;
             }
-            // Blocks of people after the page's last are not the page's.
-            if let Some(end) = last {
-                let keep = blocks.partition_point(|b| b.subject <= end);
-                blocks.truncate(keep);
-            }
-            if !unusable.is_empty() {
-                blocks.retain(|b| unusable.binary_search(&b.subject).is_err());
-            }
+            trim_blocks(blocks, last.as_ref(), &unusable);
             Ok(())
         })?;
         rows.truncate(n);
@@ -279,6 +360,186 @@ impl SqliteStore {
         page.next = last.map(|s| (s, at_of(i64::MAX)));
         Ok(())
     }
+}
+
+impl SqliteStore {
+    /// The block scan's page when the category's tail is known
+    /// ([`ScanAsk::tail`]): its people are those of the blocks and marks
+    /// and those of the tail, read from the blocks' index and the list,
+    /// not from every row's index entry. Whole people, their blocks of tag
+    /// `tag` and the rows these do not cover: a person with blocks reads
+    /// rows only if in the tail; a marked person, or one with blocks of
+    /// another tag or resumed midway, reads their rows. All in one snapshot.
+    fn tail_page(
+        &self,
+        ask: &ScanAsk<'_>,
+        tag: &str,
+        tail: &[SubjectRef],
+        page: &mut ScanPage,
+    ) -> Result<(), StoreError> {
+        let until = scan_until(ask.until);
+        let want = ask.people.max(1);
+        // Where the page starts: at `from` itself (the range's start), or
+        // after it, with a person the row scan left midway.
+        let mut midway: Option<(SubjectRef, i64)> = None;
+        let lower: Option<SubjectRef> = match ask.after {
+            None => Some([0u8; 16]),
+            Some((s, at)) => match row_of(at) {
+                0 => Some(*s),
+                row => {
+                    if row != i64::MAX {
+                        midway = Some((*s, row));
+                    }
+                    next_subject(s)
+                }
+            },
+        };
+        let rows = &mut page.rows;
+        let blocks = &mut page.blocks;
+        let mut nb = 0usize;
+        let mut n = 0usize;
+        // The last person handled, and where the next page starts.
+        let mut last: Option<SubjectRef> = None;
+        let mut next: Option<SubjectRef> = None;
+        self.with_scanner(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut people: Vec<SubjectRef> = Vec::with_capacity(2 * want + 1);
+            let mut marked: Vec<SubjectRef> = Vec::new();
+            let (t0, t1) = match lower {
+                None => (tail.len(), tail.len()),
+                Some(lower) => {
+                    // The page ends at the `want`th block row from its
+                    // start (a person has one or more), or earlier if the
+                    // tail has `want` people before, or at the range's end.
+                    let end_b: Option<SubjectRef> = tx
+                        .prepare_cached(
+                            "SELECT subject FROM scan_blocks
+                             WHERE category = ?1 AND subject >= ?2 AND subject < ?3
+                             ORDER BY category, subject LIMIT 1 OFFSET ?4",
+                        )?
+                        .query_row(params![ask.category, lower, until, want as i64 - 1], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    let t0 = tail.partition_point(|s| *s < lower);
+                    let t_until = t0 + tail[t0..].partition_point(|s| s.as_slice() < until);
+                    let cut = (t_until - t0 > want).then(|| tail[t0 + want - 1]);
+                    let end = match (end_b, cut) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let t1 = match &end {
+                        Some(e) => t0 + tail[t0..t_until].partition_point(|s| s <= e),
+                        None => t_until,
+                    };
+                    next = end;
+                    // The blocks and marks of the people from `lower` to
+                    // `end`, read into the last page's blocks at their
+                    // places (buffers reused: a page holds megabytes).
+                    let high: &[u8] = match &end {
+                        Some(e) => e,
+                        None => until,
+                    };
+                    let mut q = match ask.consented {
+                        None => tx.prepare_cached(PAGE_BLOCKS)?,
+                        Some(_) => tx.prepare_cached(PAGE_BLOCKS_CONSENTED)?,
+                    };
+                    let mut r = match ask.consented {
+                        None => q.query(params![ask.category, lower, high, until, ask.now])?,
+                        Some(purpose) => {
+                            q.query(params![ask.category, lower, high, until, ask.now, purpose])?
+                        }
+                    };
+                    while let Some(row) = r.next()? {
+                        if row.get::<_, i64>(1)? == MARK {
+                            let s: SubjectRef = row.get(0)?;
+                            marked.push(s);
+                            people.push(s);
+                            continue;
+                        }
+                        if nb == blocks.len() {
+                            blocks.push(ScanBlock::default());
+                        }
+                        block_into(row, ask.category, &mut blocks[nb])?;
+                        if people.last() != Some(&blocks[nb].subject) {
+                            people.push(blocks[nb].subject);
+                        }
+                        nb += 1;
+                    }
+                    (t0, t1)
+                }
+            };
+            blocks.truncate(nb);
+            let tail = &tail[t0..t1];
+            people.extend_from_slice(tail);
+            people.sort_unstable();
+            people.dedup();
+            // The person left midway comes first (before `lower`).
+            if let Some((s, _)) = midway {
+                people.insert(0, s);
+            }
+            let mut q = match ask.consented {
+                None => tx.prepare_cached(PERSON_ROWS)?,
+                Some(_) => tx.prepare_cached(PERSON_ROWS_CONSENTED)?,
+            };
+            let mut at = 0usize;
+            let mut unusable: Vec<SubjectRef> = Vec::new();
+            let mut full = false;
+            for subject in &people {
+                // A page holds at most `limit` rows: it ends with the
+                // person who reaches it (their blocks and rows whole).
+                if n >= ask.limit.max(1) {
+                    full = true;
+                    break;
+                }
+                let mine = blocks_of(blocks, &mut at, subject);
+                let resumed = match midway {
+                    Some((s, row)) if s == *subject => row,
+                    _ => 0,
+                };
+                let covered = match usable_upto(mine, tag) {
+                    Some(upto) if resumed == 0 && marked.binary_search(subject).is_err() => {
+                        Some(upto)
+                    }
+                    _ => {
+                        if !mine.is_empty() {
+                            unusable.push(*subject);
+                        }
+                        None
+                    }
+                };
+                last = Some(*subject);
+                let after = match covered {
+                    // Every row of theirs below the tail is in their
+                    // blocks: only the tail can hold more.
+                    Some(_) if tail.binary_search(subject).is_err() => continue,
+                    Some(upto) => upto,
+                    None => resumed,
+                };
+                person_rows_into(&mut q, ask, subject, after, rows, &mut n)?;
+            }
+            if full {
+                next = last;
+            }
+            trim_blocks(blocks, last.as_ref().filter(|_| full), &unusable);
+            Ok(())
+        })?;
+        rows.truncate(n);
+        if next.is_none() && last.is_none() {
+            blocks.clear();
+        }
+        // The page's end when it was reached; the range is done without one
+        // (after its last person, when it had some).
+        page.next = next.or(last).map(|s| (s, at_of(i64::MAX)));
+        Ok(())
+    }
+}
+
+/// The ref after `s` in byte order (`None` past the last).
+fn next_subject(s: &SubjectRef) -> Option<SubjectRef> {
+    u128::from_be_bytes(*s)
+        .checked_add(1)
+        .map(u128::to_be_bytes)
 }
 
 impl StatsStore for SqliteStore {
@@ -301,6 +562,7 @@ impl StatsStore for SqliteStore {
             consented,
             blocks: None,
             people: 0,
+            tail: None,
         };
         self.category_records_into(&ask, &mut page)?;
         Ok(page)
@@ -314,7 +576,10 @@ impl StatsStore for SqliteStore {
         if let Some(tag) = ask.blocks
             && self.with_scanner(|conn| has_blocks(conn, ask.category))?
         {
-            return self.block_page(ask, tag, page);
+            return match ask.tail {
+                Some(tail) => self.tail_page(ask, tag, tail, page),
+                None => self.block_page(ask, tag, page),
+            };
         }
         let ScanAsk {
             category,
@@ -385,11 +650,40 @@ impl StatsStore for SqliteStore {
         Ok(())
     }
 
+    fn scan_tail(&self, category: &str) -> Result<Option<Vec<SubjectRef>>, StoreError> {
+        self.with_scanner(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let Some(from) = tx
+                .prepare_cached("SELECT from_row FROM scan_tails WHERE category = ?1")?
+                .query_row([category], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let end: i64 = tx
+                .prepare_cached("SELECT coalesce(max(rowid), 0) FROM records")?
+                .query_row([], |r| r.get(0))?;
+            let most = (end / TAIL_SHARE).clamp(TAIL_MIN, TAIL_MAX);
+            if end.saturating_sub(from).saturating_add(1) > most {
+                return Ok(None);
+            }
+            // By row number, from the tail's first row to the last.
+            let mut people: Vec<SubjectRef> = tx
+                .prepare_cached(TAIL_PEOPLE)?
+                .query_map(params![from, category], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            people.sort_unstable();
+            people.dedup();
+            Ok(Some(people))
+        })
+    }
+
     fn build_scan_blocks(
         &self,
         category: &str,
         now: i64,
         after: Option<&SubjectRef>,
+        build: i64,
         people: usize,
         tag: &str,
         make: &mut BlockMakeFn<'_>,
@@ -397,7 +691,32 @@ impl StatsStore for SqliteStore {
         let mut conn = self.conn_bulk();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let from: &[u8] = after.map_or(&[], |s| s.as_slice());
-        let mut step = BlockStep::default();
+        // The first step begins a build, numbered after the category's
+        // last: each person's blocks will be made after this, so each row
+        // below where the rows end now will be in them (or the person
+        // marked), and the build, when it finishes, moves the category's
+        // tail there (lowered by rows written since). A build begun later
+        // takes the category over: only the last begun may finish.
+        let build = match after {
+            None => {
+                let start: i64 = tx
+                    .prepare_cached("SELECT coalesce(max(rowid), 0) + 1 FROM records")?
+                    .query_row([], |r| r.get(0))?;
+                tx.prepare_cached(
+                    "INSERT INTO scan_tails (category, from_row, pending, build)
+                     VALUES (?1, 0, ?2, 1)
+                     ON CONFLICT (category) DO UPDATE
+                     SET pending = excluded.pending, build = scan_tails.build + 1
+                     RETURNING build",
+                )?
+                .query_row(params![category, start], |r| r.get(0))?
+            }
+            Some(_) => build,
+        };
+        let mut step = BlockStep {
+            build,
+            ..BlockStep::default()
+        };
         {
             let who: Vec<(SubjectRef, i64)> = tx
                 .prepare_cached(BLOCK_SCAN_PEOPLE)?
@@ -418,10 +737,13 @@ impl StatsStore for SqliteStore {
                 let rows: Vec<RecordRow> = rows_q
                     .query_map(params![category, subject, 0, now], record_from_row)?
                     .collect::<Result<_, _>>()?;
+                drop_blocks(&tx, category, subject)?;
                 let Some(blocks) = make(subject, &rows, &at_of(*highest))? else {
+                    // Left to their rows: marked, so the scan reads them.
+                    tx.prepare_cached(MARK_SQL)?
+                        .execute(params![category, subject])?;
                     continue;
                 };
-                drop_blocks(&tx, category, subject)?;
                 for b in &blocks {
                     ins.execute(params![
                         category,
@@ -436,6 +758,15 @@ impl StatsStore for SqliteStore {
                     step.blocks += 1;
                     step.records += b.records;
                 }
+            }
+            if who.is_empty() {
+                // Everyone done: the tail starts where the build began, if
+                // no later build has begun since.
+                tx.prepare_cached(
+                    "UPDATE scan_tails SET from_row = pending, pending = NULL
+                     WHERE category = ?1 AND build = ?2 AND pending IS NOT NULL",
+                )?
+                .execute(params![category, step.build])?;
             }
         }
         tx.commit()?;
@@ -509,8 +840,15 @@ impl StatsStore for SqliteStore {
     }
 }
 
-/// Deletes `subject`'s scan blocks of the categories of their rows (of
-/// record `record` only, when given): before those rows change or go.
+/// Marks person ?2 in category ?1: the scan reads their rows.
+const MARK_SQL: &str = "INSERT OR IGNORE INTO scan_blocks
+         (category, subject, key_id, expires_at, upto, records, tag, sealed)
+     VALUES (?1, ?2, -1, 9223372036854775807, 0, 0, '', x'')";
+
+/// Deletes `subject`'s scan blocks of the categories of their rows: before
+/// those rows change (`record`, the one that changes: the person is marked
+/// where they had blocks, so the scan reads their rows) or all go (`None`:
+/// their marks go too).
 pub(super) fn drop_blocks_of(
     tx: &Connection,
     subject: &SubjectRef,
@@ -523,17 +861,27 @@ pub(super) fn drop_blocks_of(
                    AND category IN (SELECT category FROM records WHERE subject = ?1)",
             )?
             .execute([subject])?,
-        Some(id) => tx
-            .prepare_cached(
-                "DELETE FROM scan_blocks WHERE subject = ?1
+        Some(id) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO scan_blocks
+                     (category, subject, key_id, expires_at, upto, records, tag, sealed)
+                 SELECT DISTINCT category, subject, -1, 9223372036854775807, 0, 0, '', x''
+                 FROM scan_blocks WHERE subject = ?1 AND key_id >= 0
                    AND category IN (SELECT category FROM records WHERE subject = ?1 AND id = ?2)",
             )?
-            .execute(params![subject, id])?,
+            .execute(params![subject, id])?;
+            tx.prepare_cached(
+                "DELETE FROM scan_blocks WHERE subject = ?1 AND key_id >= 0
+                   AND category IN (SELECT category FROM records WHERE subject = ?1 AND id = ?2)",
+            )?
+            .execute(params![subject, id])?
+        }
     };
     Ok(())
 }
 
-/// Deletes `subject`'s scan blocks of `category`.
+/// Deletes `subject`'s scan blocks and mark of `category` (a build, which
+/// makes them again).
 pub(super) fn drop_blocks(
     tx: &Connection,
     category: &str,
@@ -541,6 +889,37 @@ pub(super) fn drop_blocks(
 ) -> Result<(), StoreError> {
     tx.prepare_cached("DELETE FROM scan_blocks WHERE category = ?1 AND subject = ?2")?
         .execute(params![category, subject])?;
+    Ok(())
+}
+
+/// Replaces `subject`'s scan blocks of `category` with a mark, if they
+/// had any: before a row of theirs in it goes (expiry).
+pub(super) fn mark_blocks(
+    tx: &Connection,
+    category: &str,
+    subject: &SubjectRef,
+) -> Result<(), StoreError> {
+    let had = tx
+        .prepare_cached(
+            "DELETE FROM scan_blocks WHERE category = ?1 AND subject = ?2 AND key_id >= 0",
+        )?
+        .execute(params![category, subject])?;
+    if had > 0 {
+        tx.prepare_cached(MARK_SQL)?
+            .execute(params![category, subject])?;
+    }
+    Ok(())
+}
+
+/// Lowers every category's tail, and any build's, to `row`, the first row
+/// of a batch just written: a row number freed by a deletion may be given
+/// again, below where the tail began.
+pub(super) fn extend_tails(tx: &Connection, row: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE scan_tails SET from_row = min(from_row, ?1), pending = min(pending, ?1)
+         WHERE from_row > ?1 OR pending > ?1",
+    )?
+    .execute([row])?;
     Ok(())
 }
 
@@ -639,6 +1018,54 @@ mod tests {
             let plan = plan_of(&control);
             assert!(plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
         }
+    }
+
+    /// The tail scan reads no index of rows: its page's end and blocks
+    /// come from the blocks' index, the tail by row number.
+    #[test]
+    fn the_tail_scan_reads_the_blocks_index_and_the_rows_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.db");
+        drop(SqliteStore::open(&path, OpenMode::Create).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let plan_of = |sql: &str, n: usize| -> Vec<String> {
+            let args = params![
+                "scan_event",
+                &[0u8; 16][..],
+                &[0xffu8; 16][..],
+                &[0xffu8; 17][..],
+                0i64,
+                "marketing"
+            ];
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(args.get(..n).unwrap(), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        for (sql, n) in [(PAGE_BLOCKS, 5), (PAGE_BLOCKS_CONSENTED, 6)] {
+            let plan = plan_of(sql, n);
+            assert!(
+                plan.iter()
+                    .any(|d| d.contains("USING INDEX scan_blocks_key")),
+                "{plan:?}"
+            );
+            assert!(!plan.iter().any(|d| d.contains("records")), "{plan:?}");
+            assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
+        }
+        let tail: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {TAIL_PEOPLE}"))
+            .unwrap()
+            .query_map(params![1i64, "scan_event"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            tail.iter()
+                .any(|d| d.contains("USING INTEGER PRIMARY KEY (rowid>?)")),
+            "{tail:?}"
+        );
     }
 
     #[test]

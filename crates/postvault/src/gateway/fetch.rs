@@ -253,7 +253,12 @@ impl Vault {
                             {
                                 continue;
                             }
-                            match self.gone(rec, keys.as_deref(), &mut key_cache, now) {
+                            match self.gone(
+                                rec,
+                                keys.as_deref().map(|k| &k.data),
+                                &mut key_cache,
+                                now,
+                            ) {
                                 Ok(crate::integrity::Gone::No) => picked.push(ix),
                                 Ok(crate::integrity::Gone::Lawfully) => {}
                                 Ok(crate::integrity::Gone::CoverKey(seq))

@@ -66,10 +66,11 @@ pub(crate) fn field_map(
 
 /// Reads one entry of a block: the time field's instant (`None` when the
 /// record had none that parses) and each kept field's JSON text, in the
-/// order of the tag, into `fields`; `None` if it is not an entry.
+/// order of the tag, into `fields` (as bytes: the reader checks the UTF-8
+/// of those it uses); `None` if it is not an entry.
 pub(crate) fn read_entry<'e>(
     entry: &'e [u8],
-    fields: &mut [Option<&'e str>; MAX_FIELDS],
+    fields: &mut [Option<&'e [u8]>; MAX_FIELDS],
 ) -> Option<Option<i64>> {
     let (_seq, entry) = entry.split_first_chunk::<4>()?;
     let (at, mut rest) = entry.split_first_chunk::<8>()?;
@@ -86,7 +87,7 @@ pub(crate) fn read_entry<'e>(
             continue;
         }
         let (text, tail) = tail.split_at_checked(usize::from(len))?;
-        *slot = Some(std::str::from_utf8(text).ok()?);
+        *slot = Some(text);
         rest = tail;
     }
     for slot in fields.iter_mut().skip(n) {
@@ -297,6 +298,7 @@ impl Vault {
             ..BlocksBuilt::default()
         };
         let mut after: Option<SubjectRef> = None;
+        let mut begun = 0i64;
         let mut nonces = postvault_crypto::Nonces::new();
         let (mut aad, mut plain, mut block, mut reduced) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -309,6 +311,7 @@ impl Vault {
                 category,
                 self.clock.now_ms(),
                 after.as_ref(),
+                begun,
                 PEOPLE_A_STEP,
                 &tag,
                 &mut |subject, rows, upto| {
@@ -339,6 +342,7 @@ impl Vault {
                 }
                 (Ok(Some(step)), None) => step,
             };
+            begun = step.build;
             out.people += step.people;
             out.blocks += step.blocks;
             out.records += step.records;

@@ -37,7 +37,8 @@ use postvault_time::format_day;
 use crate::clock::format_ms;
 use crate::error::VaultError;
 use crate::leaf::{Actor, Event, LEAF_VERSION};
-use crate::vault::{KeyCache, Principal, RecordKey, SubjectKeyPair, Vault};
+use crate::vault::{KeyCache, KeyOf, Principal, RecordKey, Vault};
+use postvault_crypto::DataKey;
 use std::sync::Arc;
 
 pub use release::CONFIDENCE;
@@ -480,7 +481,7 @@ struct Keyer<'p> {
     q: &'p Query,
     needed: Needed<'p>,
     /// Day numbers already formatted (the window holds at most 366).
-    days: HashMap<i64, String>,
+    days: foldhash::HashMap<i64, String>,
     key: String,
 }
 
@@ -491,7 +492,7 @@ impl<'p> Keyer<'p> {
             plan,
             q,
             needed,
-            days: HashMap::new(),
+            days: foldhash::HashMap::default(),
             key: String::new(),
         }
     }
@@ -569,9 +570,16 @@ impl<'p> Keyer<'p> {
                 "a scan block's entry does not read".into(),
             ))
         };
-        let mut fields: [Option<&str>; 16] = [None; 16];
+        let mut fields: [Option<&[u8]>; blocks::MAX_FIELDS] = [None; blocks::MAX_FIELDS];
         let at = blocks::read_entry(entry, &mut fields).ok_or_else(corrupt)?;
-        let raw = |i: usize| map.get(i).and_then(|&b| fields.get(b).copied().flatten());
+        // The needed fields' JSON texts: only these are checked for UTF-8.
+        let mut raws: [Option<&str>; blocks::MAX_FIELDS] = [None; blocks::MAX_FIELDS];
+        for (slot, &b) in raws.iter_mut().zip(map) {
+            if let Some(bytes) = fields.get(b).copied().flatten() {
+                *slot = Some(std::str::from_utf8(bytes).map_err(|_| corrupt())?);
+            }
+        }
+        let raw = |i: usize| raws.get(i).copied().flatten();
         // Every needed string decodes, or the entry is not one.
         let mut texts: [Option<std::borrow::Cow<'_, str>>; 16] = Default::default();
         for (i, slot) in texts.iter_mut().enumerate().take(map.len()) {
@@ -661,7 +669,7 @@ struct Bounder {
     groups: Vec<(u32, u32)>,
     /// Group ids by key, and each group's key and bounded exact value
     /// (summed wider than any value a sum can reach: 2^40 a record).
-    ids: HashMap<String, u32>,
+    ids: foldhash::HashMap<String, u32>,
     keys: Vec<String>,
     sums: Vec<i128>,
 }
@@ -674,7 +682,7 @@ impl Bounder {
             person: None,
             total: 0,
             groups: Vec::new(),
-            ids: HashMap::new(),
+            ids: foldhash::HashMap::default(),
             keys: Vec::new(),
             sums: Vec::new(),
         }
@@ -994,12 +1002,28 @@ impl Vault {
         self.sync_erasures()?;
         let consented = self.consent_purpose(plan);
         let ranges = subject_ranges(ranges.max(1));
+        // The people whose rows the blocks may not hold, read once for
+        // every range (none: the ranges find their people from the rows).
+        let tail = if blocks {
+            let tax = self.pack.taxonomy();
+            self.store.scan_tail(&tax.category(plan.category).id)?
+        } else {
+            None
+        };
+        let tail = tail.as_deref();
         let results: Vec<Result<(Bounder, Trouble), VaultError>> = std::thread::scope(|s| {
             let handles: Vec<_> = ranges
                 .iter()
                 .map(|(from, until)| {
                     s.spawn(move || {
-                        self.scan_range(plan, q, now, (*from, until.as_ref()), consented, blocks)
+                        self.scan_range(
+                            plan,
+                            q,
+                            now,
+                            (*from, until.as_ref()),
+                            consented,
+                            (blocks, tail),
+                        )
                     })
                 })
                 .collect();
@@ -1079,7 +1103,7 @@ impl Vault {
         now: i64,
         (from, until): (SubjectRef, Option<&SubjectRef>),
         consented: Option<&str>,
-        use_blocks: bool,
+        (use_blocks, tail): (bool, Option<&[SubjectRef]>),
     ) -> Result<(Bounder, Trouble), VaultError> {
         let tax = self.pack.taxonomy();
         let category = &tax.category(plan.category).id;
@@ -1090,7 +1114,7 @@ impl Vault {
         // range starts there.
         let mut after = Some((from, [0u8; 16]));
         let mut subjects: Vec<SubjectRef> = Vec::new();
-        let mut keys: HashMap<SubjectRef, Option<SubjectKeyPair>> = HashMap::new();
+        let mut keys: HashMap<SubjectRef, Option<DataKey>> = HashMap::new();
         let (mut aad, mut plain) = (Vec::with_capacity(128), Vec::with_capacity(512));
         // The blocks this query can read: of the pack's declaration now.
         // Where each field the query needs is in a block's entries.
@@ -1104,7 +1128,7 @@ impl Vault {
         let mut page = postvault_store::ScanPage::default();
         // Derived keys are kept for one page (memory stays bounded), in
         // maps whose memory the next page reuses.
-        let mut cache = KeyCache::default();
+        let mut cache = KeyCache::for_scan();
         let mut opened: Vec<Vec<u8>> = Vec::new();
         loop {
             let ask = postvault_store::ScanAsk {
@@ -1116,6 +1140,7 @@ impl Vault {
                 consented,
                 blocks: tag.as_deref(),
                 people: PAGE_PEOPLE,
+                tail,
             };
             self.store.category_records_into(&ask, &mut page)?;
             let Some(next) = page.next else {
@@ -1132,7 +1157,7 @@ impl Vault {
             for (s, w) in subjects.iter().zip(wrapped) {
                 // Keys that do not unwrap are as good as missing: their
                 // records are reported, never skipped.
-                keys.insert(*s, w.and_then(|w| self.unwrap_pair(Some(&w), s).ok()));
+                keys.insert(*s, w.and_then(|w| self.unwrap_data(&w, s).ok()));
             }
             // A person's records come together and mostly share one key:
             // the last one found is tried first.
@@ -1168,7 +1193,7 @@ impl Vault {
                     }
                     _ => {
                         let k = keys.get(&r.subject).and_then(Option::as_ref);
-                        let key = self.key_for(r, k, &mut cache, false)?;
+                        let key = self.key_of(KeyOf::of(r), k, &mut cache, false)?;
                         last = Some((r, k, key.clone()));
                         (k, key)
                     }
@@ -1211,7 +1236,7 @@ impl Vault {
 struct BlockScan<'a> {
     blocks: &'a [postvault_store::ScanBlock],
     at: &'a mut usize,
-    keys: &'a HashMap<SubjectRef, Option<SubjectKeyPair>>,
+    keys: &'a HashMap<SubjectRef, Option<DataKey>>,
     now: i64,
     /// Where each field the query needs is in the blocks' entries.
     map: &'a [usize],
@@ -1251,9 +1276,14 @@ impl Vault {
             let mut opened = 0;
             for b in mine {
                 let k = s.keys.get(&b.subject).and_then(Option::as_ref);
-                let row = blocks::key_row(b);
-                let Some(key) = self.key_for(&row, k, cache, false)? else {
-                    match self.gone(&row, k, cache, s.now)? {
+                let of = KeyOf {
+                    subject: &b.subject,
+                    category: &b.category,
+                    key_id: b.key_id,
+                    expires_at: b.expires_at,
+                };
+                let Some(key) = self.key_of(of, k, cache, false)? else {
+                    match self.gone(&blocks::key_row(b), k, cache, s.now)? {
                         crate::integrity::Gone::No | crate::integrity::Gone::Lawfully => {}
                         crate::integrity::Gone::Missing => {
                             *trouble.missing.entry(b.subject).or_default() += b.records;
@@ -1308,11 +1338,7 @@ impl Vault {
 
 /// The record a scan found a key for last, its person's keys and the
 /// record key (none when gone).
-type LastKey<'a> = (
-    &'a RecordRow,
-    Option<&'a SubjectKeyPair>,
-    Option<Arc<RecordKey>>,
-);
+type LastKey<'a> = (&'a RecordRow, Option<&'a DataKey>, Option<Arc<RecordKey>>);
 
 /// `n` ranges of subject refs covering them all, split on their first two
 /// bytes (refs are keyed hashes, spread evenly): (from, until), the last
