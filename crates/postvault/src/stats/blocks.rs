@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::error::VaultError;
 use crate::leaf::{Event, LEAF_VERSION};
-use crate::vault::{KeyCache, RecordKey, Vault};
+use crate::vault::{KeyCache, KeyOf, RecordKey, Vault};
 
 /// People handed to the builder in one store transaction (which holds the
 /// store's writer while they are opened and sealed).
@@ -371,10 +371,15 @@ impl Vault {
             return Ok(Some(Vec::new()));
         }
         let wrapped = self.keys.subject_keys(subject)?;
-        let Ok(pair) = self.unwrap_pair(wrapped.as_ref(), subject) else {
+        // The data key alone: a block is sealed with its rows' key.
+        let Some(data) = wrapped
+            .as_ref()
+            .and_then(|w| self.unwrap_data(w, subject).ok())
+        else {
             return Ok(None);
         };
-        let mut cache = KeyCache::default();
+        // A person's groups are of distinct keys: none is looked up twice.
+        let mut cache = KeyCache::for_scan();
         let mut out: Vec<ScanBlock> = Vec::new();
         // Rows of one key in one block, in the order the rows come, each
         // with its place among the person's rows.
@@ -392,7 +397,8 @@ impl Vault {
             }
         }
         for (key_id, expires_at, group) in groups {
-            let Some(key) = self.key_for(group[0].1, Some(&pair), &mut cache, false)? else {
+            let Some(key) = self.key_of(KeyOf::of(group[0].1), Some(&data), &mut cache, false)?
+            else {
                 return Ok(None);
             };
             block.clear();
