@@ -963,7 +963,8 @@ pub struct BlockStep {
 }
 
 /// Makes a person's scan blocks of their current rows, given the position
-/// they will cover up to; `None` leaves the person as they were.
+/// they will cover up to; `None` leaves the person to their rows (their
+/// old blocks deleted, a mark in their place).
 pub type BlockMakeFn<'a> = dyn FnMut(&SubjectRef, &[RecordRow], &[u8; 16]) -> Result<Option<Vec<ScanBlock>>, StoreError>
     + 'a;
 

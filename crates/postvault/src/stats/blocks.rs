@@ -355,7 +355,7 @@ impl Vault {
     }
 
     /// One person's blocks of their current `rows` of one category, or
-    /// `None` when a key they need is gone (they keep their rows).
+    /// `None` when a key they need is gone (they keep their rows, marked).
     #[allow(clippy::too_many_arguments)]
     fn make_blocks(
         &self,
